@@ -1,0 +1,219 @@
+"""The typed settings: the one place that reads cockpit.toml and the environment.
+
+Every error names the key that is wrong, e.g. ``sources[2] (trade_show).tables[0].entity``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dashboard.entities import ENTITIES, STAGES
+from dashboard.errors import ConfigError
+
+CONFIG_ENV = "COCKPIT_CONFIG"
+CONFIG_NAME = "cockpit.toml"
+SOURCE_KINDS = ("csv", "excel", "parquet", "json", "demo")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TableConfig(_Strict):
+    """One input (a glob of files) mapped onto one canonical entity."""
+
+    entity: str
+    path: str
+    columns: dict[str, str] = Field(default_factory=dict)
+    constants: dict[str, str | int | float] = Field(default_factory=dict)
+    sheet: str | None = None  # excel: sheet name (default: the first)
+    encoding: str | None = None  # csv: force an encoding instead of detecting it
+    delimiter: str | None = None  # csv: force a delimiter instead of detecting it
+    date_format: str | None = None  # strptime format tried before the built-in ones
+
+    @field_validator("entity")
+    @classmethod
+    def _known_entity(cls, v: str) -> str:
+        if v not in ENTITIES:
+            raise ValueError(f"unknown entity '{v}' (expected one of: {', '.join(ENTITIES)})")
+        return v
+
+    @model_validator(mode="after")
+    def _known_columns(self) -> TableConfig:
+        known = ENTITIES[self.entity].column_names
+        for where, names in (("columns", self.columns), ("constants", self.constants)):
+            for name in names:
+                if name not in known:
+                    raise ValueError(
+                        f"{where}: '{name}' is not a column of {self.entity} (columns: {', '.join(known)})"
+                    )
+        return self
+
+
+class SourceConfig(_Strict):
+    name: str
+    kind: str
+    title: str | None = None
+    owner: str | None = None
+    schedule: str | None = None  # cron expression
+    priority: int = 100  # lower wins when sources disagree (identity survivorship)
+    tables: list[TableConfig] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z0-9_]+", v):
+            raise ValueError(f"'{v}' must be lower-case letters, digits and _ only")
+        return v
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        if v not in SOURCE_KINDS:
+            raise ValueError(f"unknown kind '{v}' (expected one of: {', '.join(SOURCE_KINDS)})")
+        return v
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is not None:
+            from croniter import croniter
+
+            if not croniter.is_valid(v):
+                raise ValueError(f"'{v}' is not a valid cron expression")
+        return v
+
+    @field_validator("tables")
+    @classmethod
+    def _tables(cls, v: list[TableConfig]) -> list[TableConfig]:
+        if not v:
+            raise ValueError("a source needs at least one [[sources.tables]]")
+        return v
+
+    @property
+    def display_title(self) -> str:
+        return self.title or self.name
+
+
+class QualityConfig(_Strict):
+    fill_rate_threshold: float = Field(0.8, ge=0, le=1)  # cells below are flagged
+    validity_threshold: float = Field(0.9, ge=0, le=1)
+    stale_grace_minutes: int = Field(60, ge=0)  # lateness tolerated past the next scheduled run
+
+
+class Settings(_Strict):
+    data_dir: Path = Path("data")
+    language: Literal["zh", "en"] = "zh"
+    retention: int = Field(5, ge=1)  # published snapshots kept per source
+    timezone: str = "Asia/Shanghai"
+    channel_aliases: dict[str, list[str]] = Field(default_factory=dict)
+    stage_aliases: dict[str, list[str]] = Field(default_factory=dict)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    sources: list[SourceConfig] = Field(default_factory=list)
+    # where the config file was read from; paths in it are relative to its folder
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("stage_aliases")
+    @classmethod
+    def _stages(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for stage in v:
+            if stage not in STAGES:
+                raise ValueError(f"'{stage}' is not a funnel stage (expected one of: {', '.join(STAGES)})")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_sources(self) -> Settings:
+        seen: set[str] = set()
+        for s in self.sources:
+            if s.name in seen:
+                raise ValueError(f"source name '{s.name}' is used twice")
+            seen.add(s.name)
+        return self
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir if self.data_dir.is_absolute() else self.base_dir / self.data_dir
+
+    def source(self, name: str) -> SourceConfig:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise ConfigError(f"no source named '{name}' (configured: {', '.join(self.source_names) or 'none'})")
+
+    @property
+    def source_names(self) -> list[str]:
+        return [s.name for s in self.sources]
+
+    def channel_lookup(self) -> dict[str, str]:
+        """alias (trimmed, lower-case) → canonical channel."""
+        out: dict[str, str] = {}
+        for canonical, aliases in self.channel_aliases.items():
+            for a in [canonical, *aliases]:
+                out[a.strip().lower()] = canonical
+        return out
+
+    def stage_lookup(self) -> dict[str, str]:
+        out = {s: s for s in STAGES}
+        for canonical, aliases in self.stage_aliases.items():
+            for a in aliases:
+                out[a.strip().lower()] = canonical
+        return out
+
+
+def _loc(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
+    """('sources', 2, 'tables', 0, 'entity') → 'sources[2] (trade_show).tables[0].entity'."""
+    parts: list[str] = []
+    node: Any = raw
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1] += f"[{item}]"
+            node = node[item] if isinstance(node, list) and item < len(node) else None
+            if isinstance(node, dict) and "name" in node and "kind" in node:
+                parts[-1] += f" ({node['name']})"
+        else:
+            parts.append(str(item))
+            node = node.get(item) if isinstance(node, dict) else None
+    return ".".join(parts)
+
+
+def parse_settings(raw: dict[str, Any], base_dir: Path, origin: str = CONFIG_NAME) -> Settings:
+    try:
+        return Settings(**raw, base_dir=base_dir)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            where = _loc(tuple(err["loc"]), raw)
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            elif err["type"] == "missing":
+                msg = "required key is missing"
+            lines.append(f"{origin}: {where}: {msg}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def find_config(path: str | Path | None = None) -> Path:
+    if path is None:
+        path = os.environ.get(CONFIG_ENV) or CONFIG_NAME
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(
+            f"config file not found: {p} (give --config PATH, set {CONFIG_ENV}, "
+            f"or run where {CONFIG_NAME} is)"
+        )
+    return p
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    p = find_config(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    return parse_settings(raw, base_dir=p.resolve().parent, origin=str(p))

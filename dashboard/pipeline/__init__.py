@@ -1,0 +1,1 @@
+"""The refresh pipeline: standardize → validate (the gate) → publish or quarantine → derive."""

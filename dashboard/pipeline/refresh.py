@@ -1,0 +1,221 @@
+"""``cockpit refresh``: extract → standardize → validate → publish (or quarantine) → derive.
+
+Each source is its own snapshot: a bad source is quarantined and keeps serving its last good
+snapshot, and the other sources publish as usual.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from dashboard.config import Settings, SourceConfig
+from dashboard.errors import ConfigError, SourceError
+from dashboard.pipeline.standardize import REJECT_COL, RowIssue, Standardized, standardize
+from dashboard.pipeline.store import Store, crash_point, new_id, now_utc, write_json
+from dashboard.pipeline.validate import Outcome, validate
+from dashboard.sources import FILE_COL, ROW_COL, read_table
+
+Progress = Callable[[str], None]
+# Published files are sorted by their date so date filters can skip row groups.
+SORT_BY = {
+    "leads": "created_at",
+    "lead_events": "occurred_at",
+    "orders": "ordered_at",
+    "interactions": "occurred_at",
+    "contracts": "signed_at",
+    "marketing_spend": "spend_date",
+    "customers": "source_record_id",
+}
+
+
+@dataclass
+class SourceResult:
+    source: str
+    snapshot_id: str
+    status: str  # published | quarantined
+    reasons: list[str] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+    rejected_rows: int = 0
+    warnings: list[str] = field(default_factory=list)
+    samples: dict[str, list[str]] = field(default_factory=dict)
+    steps: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def published(self) -> bool:
+        return self.status == "published"
+
+
+@dataclass
+class RefreshResult:
+    sources: list[SourceResult]
+    derived_build: str | None = None
+    steps: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if all(s.published for s in self.sources) else 3
+
+
+class _Clock:
+    """Wall time and the process's peak memory at the end of each step."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, dict[str, float]] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        entry = self.steps.setdefault(step, {"seconds": 0.0, "peak_rss_mb": 0.0})
+        entry["seconds"] += now - self._t
+        entry["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        self._t = now
+
+
+def refresh(
+    settings: Settings, sources: list[str] | None = None, progress: Progress | None = None
+) -> RefreshResult:
+    say = progress or (lambda _msg: None)
+    names = sources or settings.source_names
+    if not names:
+        raise ConfigError("no [[sources]] in the config: nothing to refresh")
+    chosen = [settings.source(n) for n in names]  # raises ConfigError naming an unknown source
+    store = Store(settings.data_path)
+    with store.lock():
+        store.clean_staging()
+        results = []
+        for i, src in enumerate(chosen, 1):
+            say(f"[{i}/{len(chosen)}] {src.name}: reading")
+            res = refresh_source(settings, store, src, say)
+            results.append(res)
+            say(f"[{i}/{len(chosen)}] {src.name}: {res.status} ({sum(res.rows.values())} rows)")
+        out = RefreshResult(results)
+        manifest = store.read_manifest()
+        if any(r.published for r in results) or (manifest["sources"] and not manifest.get("derived")):
+            say("deriving: quality metrics and identity links")
+            from dashboard.pipeline.derive import build_derived
+
+            clock = _Clock()
+            out.derived_build = build_derived(settings, store)
+            clock.lap("derive")
+            out.steps = clock.steps
+        store.prune(store.read_manifest(), settings.retention)
+        store.clean_staging()
+    return out
+
+
+def refresh_source(settings: Settings, store: Store, src: SourceConfig, say: Progress) -> SourceResult:
+    sid = new_id()
+    stage_dir = store.staging / src.name / sid
+    stage_dir.mkdir(parents=True)
+    clock = _Clock()
+    attempt: dict[str, Any] = {"source": src.name, "snapshot_id": sid, "started_at": now_utc().isoformat()}
+    result = SourceResult(src.name, sid, "quarantined")
+    try:
+        entities = _extract_and_standardize(settings, src, sid, clock)
+    except SourceError as e:
+        result.reasons = [e.message]
+        _finish(store, src, result, stage_dir, attempt, outcomes=[], issues=[], clock=clock)
+        return result
+
+    say(f"    {src.name}: validating {', '.join(entities)}")
+    outcomes: list[Outcome] = []
+    for entity, std in entities.items():
+        outcomes += validate(std.frame, entity, src.name)
+    clock.lap("validate")
+    failed = [o for o in outcomes if o.blocking and not o.success]
+    result.reasons = [o.describe() for o in failed]
+    result.warnings = [o.describe() for o in outcomes if not o.blocking and not o.success]
+    result.samples = {o.describe(): o.samples for o in failed}
+    issues = [i for std in entities.values() for i in std.issues]
+    for entity, std in entities.items():
+        keep = std.frame.filter(pl.col(REJECT_COL).is_null())
+        result.rows[entity] = keep.height
+        result.rejected_rows += std.frame.height - keep.height
+        sort_col = SORT_BY.get(entity)
+        keep = keep.sort(sort_col, nulls_last=True) if sort_col else keep
+        keep.drop(FILE_COL, ROW_COL, REJECT_COL).write_parquet(stage_dir / f"{entity}.parquet", compression="zstd")
+        rejected = std.frame.filter(pl.col(REJECT_COL).is_not_null())
+        if rejected.height:
+            rejected.write_parquet(stage_dir / f"{entity}.rejected.parquet")
+    result.status = "quarantined" if failed else "published"
+    clock.lap("publish")
+    _finish(store, src, result, stage_dir, attempt, outcomes, issues, clock)
+    return result
+
+
+def _extract_and_standardize(
+    settings: Settings, src: SourceConfig, sid: str, clock: _Clock
+) -> dict[str, Standardized]:
+    out: dict[str, Standardized] = {}
+    for table in src.tables:
+        raw, missing = read_table(src, table, settings.base_dir)
+        clock.lap("extract")
+        std = standardize(raw, table, src, settings, sid, missing)
+        clock.lap("standardize")
+        if table.entity in out:  # several inputs feeding one entity: one table in the snapshot
+            prev = out[table.entity]
+            frame = pl.concat([prev.frame, std.frame], how="diagonal_relaxed")
+            out[table.entity] = Standardized(
+                table.entity, frame, prev.input_rows + std.input_rows, prev.issues + std.issues
+            )
+        else:
+            out[table.entity] = std
+    return out
+
+
+def _finish(
+    store: Store,
+    src: SourceConfig,
+    result: SourceResult,
+    stage_dir: Any,
+    attempt: dict[str, Any],
+    outcomes: list[Outcome],
+    issues: list[RowIssue],
+    clock: _Clock,
+) -> None:
+    attempt.update(
+        status=result.status,
+        finished_at=now_utc().isoformat(),
+        reasons=result.reasons,
+        warnings=result.warnings,
+        rows=result.rows,
+        rejected_rows=result.rejected_rows,
+        expectations=[o.__dict__ for o in outcomes],
+        issues=[i.to_dict() for i in issues],
+    )
+    write_json(stage_dir / "validation.json", attempt)
+    crash_point("staged")
+    if result.published:
+        dest = store.snapshots / src.name / result.snapshot_id
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(stage_dir, dest)
+        crash_point("moved")
+        manifest = store.read_manifest()
+        old = manifest["sources"].get(src.name)
+        manifest["sources"][src.name] = {
+            "snapshot_id": result.snapshot_id,
+            "published_at": attempt["finished_at"],
+            "entities": {
+                e: {"file": store.rel(dest / f"{e}.parquet"), "rows": n} for e, n in result.rows.items()
+            },
+            "previous": ([old["snapshot_id"], *old.get("previous", [])] if old else [])[:20],
+        }
+        store.write_manifest(manifest)
+        crash_point("published")
+    else:
+        dest = store.quarantine / src.name / result.snapshot_id
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(stage_dir, dest)
+    clock.lap("publish")
+    result.steps = clock.steps
+    attempt["steps"] = clock.steps
+    attempt["location"] = store.rel(dest)
+    store.record_attempt(src.name, attempt)

@@ -1,0 +1,233 @@
+"""Raw rows → canonical entity rows: mapped, typed, trimmed, normalized, with every row problem counted.
+
+Nothing is dropped silently. Rows that cannot be placed (no key, no date) are marked in ``__reject``
+with the reason and kept until the gate has seen them; publish moves them to ``rejected_rows``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from dashboard.config import Settings, SourceConfig, TableConfig
+from dashboard.entities import ENTITIES, LINEAGE_COLUMNS, Entity
+from dashboard.errors import SourceError
+from dashboard.pipeline import parse
+from dashboard.sources import FILE_COL, ROW_COL
+
+REJECT_COL = "__reject"
+SAMPLE_SIZE = 5
+UNKNOWN = "unknown"
+# Required columns that get a placeholder instead of setting the row aside.
+FILL_WHEN_MISSING = {"channel": UNKNOWN, "kind": UNKNOWN}
+
+
+@dataclass
+class RowIssue:
+    """One kind of problem in one column, with how many rows had it and what was done."""
+
+    entity: str
+    column: str
+    problem: str
+    action: str
+    count: int
+    samples: list[dict[str, Any]] = field(default_factory=list)  # {file, row, value}
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+@dataclass
+class Standardized:
+    entity: str
+    frame: pl.DataFrame
+    input_rows: int
+    issues: list[RowIssue]
+
+    @property
+    def rejected_rows(self) -> int:
+        return int(self.frame.get_column(REJECT_COL).is_not_null().sum())
+
+
+def _samples(df: pl.DataFrame, mask: pl.Series, raw: pl.Series | None) -> list[dict[str, Any]]:
+    picked = df.select(FILE_COL, ROW_COL).with_columns(value=raw if raw is not None else pl.lit(None)).filter(mask)
+    return [
+        {"file": r[FILE_COL], "row": r[ROW_COL], "value": None if r["value"] is None else str(r["value"])}
+        for r in picked.head(SAMPLE_SIZE).iter_rows(named=True)
+    ]
+
+
+def _source_series(raw: pl.DataFrame, table: TableConfig, name: str) -> pl.Series | None:
+    if name in table.columns:
+        src = table.columns[name]
+        return raw.get_column(src).alias(name) if src in raw.columns else None
+    if name in table.constants:
+        return pl.repeat(table.constants[name], raw.height, eager=True).cast(pl.String).alias(name)
+    if name in raw.columns:
+        return raw.get_column(name)
+    return None
+
+
+def check_columns(raw: pl.DataFrame, table: TableConfig, file: str) -> list[str]:
+    """Mapped columns missing from one file; raises when a required canonical column cannot be had."""
+    entity = ENTITIES[table.entity]
+    missing = [src for src in table.columns.values() if src not in raw.columns]
+    for col in entity.required:
+        src = table.columns.get(col)
+        if col == entity.key and entity.key not in entity.required:
+            continue
+        if src is not None and src not in raw.columns:
+            raise SourceError(
+                f"{file}: required column '{src}' (mapped to {table.entity}.{col}) is missing; "
+                f"the file has: {', '.join(raw.columns[:30])}"
+            )
+        if src is None and col not in table.constants and col not in raw.columns:
+            raise SourceError(
+                f"{file}: no column for required {table.entity}.{col}: map it in "
+                f"[[sources.tables]] columns = {{ {col} = \"...\" }} or give a constant"
+            )
+    return missing
+
+
+def standardize(
+    raw: pl.DataFrame,
+    table: TableConfig,
+    source: SourceConfig,
+    settings: Settings,
+    snapshot_id: str,
+    missing_columns: dict[str, list[str]] | None = None,
+) -> Standardized:
+    entity = ENTITIES[table.entity]
+    issues: list[RowIssue] = []
+    for file, cols in (missing_columns or {}).items():
+        for col in cols:
+            n = int((raw.get_column(FILE_COL) == file).sum())
+            issues.append(
+                RowIssue(entity.name, col, f"column missing in {file}", "left empty", n, [{"file": file}])
+            )
+
+    def report(column: str, problem: str, action: str, mask: pl.Series, raw_values: pl.Series | None) -> None:
+        n = int(mask.sum())
+        if n:
+            issues.append(RowIssue(entity.name, column, problem, action, n, _samples(raw, mask, raw_values)))
+
+    out: dict[str, pl.Series] = {}
+    reject = pl.Series(REJECT_COL, [None] * raw.height, dtype=pl.String)
+    unparseable: dict[str, pl.Series] = {}
+    for col in entity.columns:
+        src = _source_series(raw, table, col.name)
+        if src is None:
+            out[col.name] = pl.Series(col.name, [None] * raw.height, dtype=_dtype(col.type))
+            continue
+        value = _convert(src, col.type, settings, table)
+        raw_present = parse.clean_text(src.cast(pl.String)).is_not_null()
+        bad = raw_present & value.is_null()
+        unparseable[col.name] = bad
+        if bad.any():
+            what = {"datetime": "unparseable date", "float": "not a number", "int": "not a number"}[col.type]
+            report(col.name, what, "left empty" if not col.required else "row set aside", bad, src)
+        out[col.name] = value.alias(col.name)
+
+    _normalize_people(out, entity, raw, report)
+    _normalize_labels(out, entity, settings, raw, report)
+
+    for col in entity.columns:
+        if not col.required or (col.name == entity.key and entity.key not in entity.required):
+            continue
+        missing = out[col.name].is_null()
+        never_given = missing & ~unparseable.get(col.name, pl.Series([False] * raw.height))
+        if col.name in FILL_WHEN_MISSING:
+            report(col.name, "empty", f"set to '{FILL_WHEN_MISSING[col.name]}'", never_given, None)
+            out[col.name] = out[col.name].fill_null(FILL_WHEN_MISSING[col.name])
+            continue
+        report(col.name, "empty", "row set aside", never_given, None)
+        reject = pl.select(
+            pl.when(reject.is_null() & missing).then(pl.lit(f"{col.name} missing or invalid")).otherwise(reject)
+        ).to_series()
+
+    if entity.key and entity.key not in entity.required:
+        generated = raw.get_column(FILE_COL) + ":" + raw.get_column(ROW_COL).cast(pl.String)
+        out[entity.key] = out[entity.key].fill_null(generated)
+
+    frame = pl.DataFrame(list(out.values())).with_columns(
+        pl.lit(source.name).alias("source_system"),
+        pl.lit(snapshot_id).alias("snapshot_id"),
+        raw.get_column(FILE_COL),
+        raw.get_column(ROW_COL),
+        reject.alias(REJECT_COL),
+    )
+    frame, dup_issue = _drop_exact_duplicates(frame, entity)
+    if dup_issue:
+        issues.append(dup_issue)
+    return Standardized(entity.name, frame, raw.height, issues)
+
+
+def _dtype(t: str) -> pl.DataType:
+    return {"str": pl.String(), "datetime": pl.Datetime("us"), "float": pl.Float64(), "int": pl.Int64()}[t]
+
+
+def _convert(src: pl.Series, typ: str, settings: Settings, table: TableConfig) -> pl.Series:
+    if typ == "datetime":
+        text = src if src.dtype != pl.String else parse.clean_text(src)
+        return parse.parse_datetime(text, settings.timezone, table.date_format)
+    if typ == "float":
+        return parse.parse_number(src if src.dtype != pl.String else parse.clean_text(src))
+    if typ == "int":
+        return parse.parse_number(src).round(0).cast(pl.Int64)
+    if src.dtype.is_float():  # 1.3800138e10 from a spreadsheet → '13800138000'
+        src = src.cast(pl.Int64, strict=False)
+    return parse.clean_text(src.cast(pl.String))
+
+
+def _normalize_people(out: dict[str, pl.Series], entity: Entity, raw: pl.DataFrame, report: Any) -> None:
+    normalizers = {
+        "phone": (parse.normalize_phone, "not a valid mobile number"),
+        "email": (parse.normalize_email, "not a valid email"),
+        "id_number": (parse.normalize_id_number, "not a valid ID number"),
+    }
+    for col, (fn, problem) in normalizers.items():
+        if col not in out:
+            continue
+        value, valid = fn(out[col])
+        out[col] = value
+        out[valid.name] = valid
+        report(col, problem, "kept, flagged invalid", valid.not_(), value)
+
+
+def _normalize_labels(
+    out: dict[str, pl.Series], entity: Entity, settings: Settings, raw: pl.DataFrame, report: Any
+) -> None:
+    if "channel" in out:
+        lookup = settings.channel_lookup()
+        key = out["channel"].str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
+        out["channel"] = key.replace_strict(lookup, default=key, return_dtype=pl.String).alias("channel")
+    if "kind" in out:
+        out["kind"] = out["kind"].str.to_lowercase()
+    if entity.name == "lead_events" and "stage" in out:
+        lookup = settings.stage_lookup()
+        key = out["stage"].str.to_lowercase().str.strip_chars()
+        known = key.is_in(list(lookup))
+        report("stage", "unknown funnel stage", "kept as given", key.is_not_null() & ~known, out["stage"])
+        out["stage"] = key.replace_strict(lookup, default=key, return_dtype=pl.String).alias("stage")
+
+
+def _drop_exact_duplicates(frame: pl.DataFrame, entity: Entity) -> tuple[pl.DataFrame, RowIssue | None]:
+    cols = [c for c in frame.columns if c not in (FILE_COL, ROW_COL, REJECT_COL, *LINEAGE_COLUMNS)]
+    if entity.key and entity.key not in entity.required:
+        cols.remove(entity.key)  # generated from the row number: differs even for identical rows
+    dup = frame.select(pl.struct(cols).is_duplicated() & ~pl.struct(cols).is_first_distinct()).to_series()
+    n = int(dup.sum())
+    if not n:
+        return frame, None
+    sample = frame.filter(dup).head(SAMPLE_SIZE)
+    issue = RowIssue(
+        entity.name,
+        "*",
+        "exact duplicate of an earlier row",
+        "duplicate removed",
+        n,
+        [{"file": r[FILE_COL], "row": r[ROW_COL], "value": None} for r in sample.iter_rows(named=True)],
+    )
+    return frame.filter(~dup), issue

@@ -1,0 +1,71 @@
+"""Source kinds: each reads one input file into a Polars frame. Adding a kind = one module + one line here.
+
+Every reader returns the file's rows with their original column names; text inputs come back as
+strings (standardization types them), typed inputs (Parquet) keep their types.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+
+from dashboard.config import SourceConfig, TableConfig
+from dashboard.errors import SourceError
+from dashboard.sources import csv, excel, json, parquet
+
+Reader = Callable[[Path, TableConfig], pl.DataFrame]
+
+READERS: dict[str, Reader] = {
+    "csv": csv.read,
+    "excel": excel.read,
+    "parquet": parquet.read,
+    "json": json.read,
+    "demo": parquet.read,  # the demo generator's own Parquet drops
+}
+
+# Columns every reader's output gains, for row-level error reports.
+FILE_COL = "__file"
+ROW_COL = "__row"
+
+
+def table_files(table: TableConfig, base_dir: Path) -> list[Path]:
+    pattern = table.path if Path(table.path).is_absolute() else str(base_dir / table.path)
+    return [Path(p) for p in sorted(glob.glob(pattern, recursive=True)) if Path(p).is_file()]
+
+
+def read_table(
+    source: SourceConfig, table: TableConfig, base_dir: Path
+) -> tuple[pl.DataFrame, dict[str, list[str]]]:
+    """All files of one table, each row tagged with its file name and 1-based data row number.
+
+    Also returns, per file, the mapped optional columns it lacks (required ones raise SourceError).
+    """
+    from dashboard.pipeline.standardize import check_columns
+    files = table_files(table, base_dir)
+    if not files:
+        raise SourceError(f"{source.name}: no file matches {table.path} (entity {table.entity})")
+    reader = READERS[source.kind]
+    frames = []
+    missing: dict[str, list[str]] = {}
+    for f in files:
+        try:
+            df = reader(f, table)
+        except SourceError:
+            raise
+        except Exception as e:  # a reader library's own error: name the file, keep the cause
+            raise SourceError(f"{f.name}: cannot be read as {source.kind}: {e}") from e
+        if df.height == 0:
+            raise SourceError(f"{f.name}: the file has no data rows")
+        absent = check_columns(df, table, f.name)
+        if absent:
+            missing[f.name] = absent
+        frames.append(
+            df.with_columns(
+                pl.lit(f.name).alias(FILE_COL), pl.int_range(1, df.height + 1, dtype=pl.Int64).alias(ROW_COL)
+            )
+        )
+    frame = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+    return frame, missing

@@ -1,0 +1,211 @@
+"""The query layer: an in-process DuckDB with one view per canonical entity (the union of every
+source's current snapshot) and per derived table, built from manifest.json, plus named queries.
+
+Named queries live in ``queries/<name>.sql``; their parameters are bound by DuckDB, never formatted
+into the SQL text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from dashboard.config import Settings
+from dashboard.entities import ENTITIES, LINEAGE_COLUMNS, VALIDITY_FLAGS
+from dashboard.errors import QueryError
+from dashboard.pipeline.store import Manifest, Store
+
+QUERIES_DIR = Path(__file__).resolve().parents[1] / "queries"
+_SQL_TYPES = {"str": "VARCHAR", "datetime": "TIMESTAMP", "float": "DOUBLE", "int": "BIGINT"}
+# Derived tables and the columns they have when no build exists yet.
+DERIVED_TABLES: dict[str, dict[str, str]] = {
+    "identity_links": {
+        "source_system": "VARCHAR",
+        "source_record_id": "VARCHAR",
+        "record_kind": "VARCHAR",
+        "customer_key": "VARCHAR",
+        "match_rule": "VARCHAR",
+    },
+    "quality_metrics": {
+        "source_system": "VARCHAR",
+        "snapshot_id": "VARCHAR",
+        "entity": "VARCHAR",
+        "column_name": "VARCHAR",
+        "rows": "BIGINT",
+        "filled": "BIGINT",
+        "fill_rate": "DOUBLE",
+        "valid_rate": "DOUBLE",
+        "distinct_values": "BIGINT",
+        "uniqueness": "DOUBLE",
+    },
+}
+
+
+def _quote_path(p: Path) -> str:
+    return "'" + str(p).replace("'", "''") + "'"
+
+
+def _empty_select(columns: dict[str, str]) -> str:
+    cols = ", ".join(f"CAST(NULL AS {t}) AS {c}" for c, t in columns.items())
+    return f"SELECT {cols} WHERE false"
+
+
+def entity_columns(entity: str) -> dict[str, str]:
+    e = ENTITIES[entity]
+    cols = {c.name: _SQL_TYPES[c.type] for c in e.columns}
+    cols.update({flag: "BOOLEAN" for col, flag in VALIDITY_FLAGS.items() if col in cols})
+    cols.update({c: "VARCHAR" for c in LINEAGE_COLUMNS})
+    return cols
+
+
+def view_sql(name: str, files: list[Path], columns: dict[str, str]) -> str:
+    """The view over a set of Parquet files (paths come from our manifest, not from a user)."""
+    if not files:
+        return f"CREATE OR REPLACE VIEW {name} AS {_empty_select(columns)}"
+    file_list = ", ".join(_quote_path(f) for f in files)
+    cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in columns.items())
+    return (
+        f"CREATE OR REPLACE VIEW {name} AS SELECT {cols} FROM "
+        f"read_parquet([{file_list}], union_by_name = true)"
+    )
+
+
+def attach_views(con: duckdb.DuckDBPyConnection, store: Store, manifest: Manifest) -> None:
+    for entity in ENTITIES:
+        files = [
+            store.abs(info["entities"][entity]["file"])
+            for info in manifest["sources"].values()
+            if entity in info.get("entities", {})
+        ]
+        con.execute(view_sql(entity, files, entity_columns(entity)))
+    derived = manifest.get("derived") or {}
+    for table, columns in DERIVED_TABLES.items():
+        rel = (derived.get("tables") or {}).get(table)
+        con.execute(view_sql(table, [store.abs(rel)] if rel else [], columns))
+
+
+# -- named queries ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str  # date | str | int | float
+    optional: bool
+
+
+@dataclass(frozen=True)
+class NamedQuery:
+    name: str
+    sql: str
+    description: str
+    params: tuple[Param, ...]
+    columns: tuple[str, ...]
+
+
+_HEADER = re.compile(r"^--\s*(name|description|params|columns):\s*(.*)$")
+
+
+def load_query(name: str) -> NamedQuery:
+    if not re.fullmatch(r"[a-z0-9_]+", name):
+        raise QueryError(f"no query named '{name}'")
+    path = QUERIES_DIR / f"{name}.sql"
+    if not path.is_file():
+        raise QueryError(f"no query named '{name}' (available: {', '.join(list_queries())})")
+    sql = path.read_text(encoding="utf-8")
+    header: dict[str, str] = {}
+    for line in sql.splitlines():
+        if m := _HEADER.match(line.strip()):
+            header[m.group(1)] = m.group(2).strip()
+    params = []
+    for item in filter(None, (p.strip() for p in header.get("params", "").split(","))):
+        pname, _, ptype = item.partition(":")
+        params.append(Param(pname.strip(), ptype.strip().rstrip("?") or "str", ptype.strip().endswith("?")))
+    columns = tuple(c.strip() for c in header.get("columns", "").split(",") if c.strip())
+    return NamedQuery(name, sql, header.get("description", ""), tuple(params), columns)
+
+
+def list_queries() -> list[str]:
+    return sorted(p.stem for p in QUERIES_DIR.glob("*.sql"))
+
+
+def _coerce(param: Param, value: Any) -> Any:
+    if value is None or value == "":
+        return None
+    try:
+        if param.type == "date":
+            return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+        if param.type == "int":
+            return int(value)
+        if param.type == "float":
+            return float(value)
+    except ValueError:
+        raise QueryError(f"parameter '{param.name}' must be a {param.type}, got {value!r}") from None
+    return str(value)
+
+
+def bind_params(query: NamedQuery, params: dict[str, Any] | None) -> dict[str, Any]:
+    params = dict(params or {})
+    known = {p.name for p in query.params}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise QueryError(
+            f"query '{query.name}' has no parameter {', '.join(unknown)} (parameters: {', '.join(known) or 'none'})"
+        )
+    bound = {}
+    for p in query.params:
+        value = _coerce(p, params.get(p.name))
+        if value is None and not p.optional:
+            raise QueryError(f"query '{query.name}' needs parameter '{p.name}' ({p.type})")
+        bound[p.name] = value
+    return bound
+
+
+class Warehouse:
+    """A read-only view of the current manifest; rebuilds its views when the manifest changes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = Store(settings.data_path)
+        self._con = duckdb.connect(":memory:")
+        self._lock = threading.Lock()
+        self._version: tuple[int, float] | None = None
+        self.manifest: Manifest = {}
+
+    @property
+    def version(self) -> int:
+        self._sync()
+        return int(self.manifest.get("version", 0))
+
+    def _sync(self) -> None:
+        try:
+            mtime = self.store.manifest_path.stat().st_mtime
+        except FileNotFoundError:
+            mtime = 0.0
+        manifest = self.store.read_manifest() if self._version is None or mtime != self._version[1] else None
+        if manifest is not None and (self._version is None or manifest.get("version") != self._version[0]):
+            attach_views(self._con, self.store, manifest)
+            self.manifest = manifest
+        if manifest is not None:
+            self._version = (int(manifest.get("version", 0)), mtime)
+
+    def sql(self, sql: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
+        """Run SQL on the views (internal callers: named queries, derived builds, tests)."""
+        with self._lock:
+            self._sync()
+            try:
+                return self._con.sql(sql, params=params or None).pl()
+            except duckdb.Error as e:
+                raise QueryError(str(e).splitlines()[0]) from e
+
+    def run_query(self, name: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
+        query = load_query(name)
+        return self.sql(query.sql, bind_params(query, params))
+
+    def close(self) -> None:
+        self._con.close()
