@@ -1,0 +1,189 @@
+"""The ``cockpit`` command: parses arguments, calls the pipeline or the warehouse, prints.
+
+A user's mistake prints one clear message and exits non-zero (2 usage/config, 3 quarantined);
+it never prints a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dashboard.config import CONFIG_ENV, Settings, load_settings
+from dashboard.errors import CockpitError
+
+app = typer.Typer(
+    name="cockpit",
+    help="CRM Cockpit: quality-gated snapshots of every customer-data source, and a dashboard over them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+_state: dict[str, str | None] = {"config": None}
+
+
+class Size(str, Enum):
+    small = "small"
+    medium = "medium"
+    large = "large"
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def _err(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+def _settings() -> Settings:
+    return load_settings(_state["config"])
+
+
+@app.callback()
+def _root(
+    config: Annotated[
+        str | None, typer.Option("--config", "-c", help=f"Path to cockpit.toml (default: ./cockpit.toml or ${CONFIG_ENV}).")
+    ] = None,
+) -> None:
+    _state["config"] = config
+
+
+@app.command()
+def refresh(
+    sources: Annotated[list[str] | None, typer.Argument(help="Source names (default: all).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the outcome.")] = False,
+) -> None:
+    """Extract → standardize → validate → publish (or quarantine). Exit 0 all published, 3 some quarantined."""
+    from dashboard.pipeline.refresh import refresh as run_refresh
+
+    result = run_refresh(_settings(), sources, progress=None if quiet else _err)
+    for r in result.sources:
+        rows = ", ".join(f"{e} {n}" for e, n in r.rows.items())
+        if r.published:
+            extra = f"; {r.rejected_rows} rows set aside" if r.rejected_rows else ""
+            typer.echo(f"✔ {r.source}: published {r.snapshot_id} ({rows}{extra})")
+        else:
+            typer.echo(f"✘ {r.source}: quarantined {r.snapshot_id}; the previous snapshot stays current")
+            for reason in r.reasons:
+                typer.echo(f"    - {reason}")
+        for w in r.warnings if not quiet else []:
+            typer.echo(f"    ! warning: {w}")
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """Per source: current snapshot, rows, freshness, and the last attempt with its outcome."""
+    from dashboard.status import source_status
+
+    statuses = source_status(_settings())
+    if as_json:
+        typer.echo(json.dumps([s.to_dict() for s in statuses], ensure_ascii=False, indent=2))
+        return
+    for s in statuses:
+        flag = {"quarantined": "✘ QUARANTINED", "stale": "⚠ STALE", "never_published": "· never published"}.get(
+            s.problem or "", "✔ ok"
+        )
+        typer.echo(f"{s.name} ({s.title}, {s.kind}) {flag}")
+        if s.snapshot_id:
+            rows = ", ".join(f"{e} {n}" for e, n in s.rows.items())
+            typer.echo(f"    current  {s.snapshot_id}  published {s.published_at}  [{rows}]")
+            if s.next_due:
+                typer.echo(f"    schedule {s.schedule}  next due {s.next_due}")
+        if s.last_attempt:
+            a = s.last_attempt
+            typer.echo(f"    last attempt {a['snapshot_id']}: {a['status']} at {a['finished_at']}")
+            for reason in a.get("reasons") or []:
+                typer.echo(f"      - {reason}")
+
+
+@app.command()
+def query(
+    name: Annotated[str, typer.Argument(help="A query in queries/ (e.g. channel_summary).")],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="k=v, repeatable.")] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+) -> None:
+    """Run a named query against the current snapshots."""
+    import polars as pl
+
+    from dashboard.errors import QueryError
+    from dashboard.warehouse import Warehouse
+
+    params: dict[str, str] = {}
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise QueryError(f"--param expects k=v, got {item!r}")
+        params[key.strip()] = value
+    df = Warehouse(_settings()).run_query(name, params)
+    if fmt is Format.csv:
+        typer.echo(df.write_csv(), nl=False)
+    elif fmt is Format.json:
+        typer.echo(json.dumps(df.to_dicts(), ensure_ascii=False, default=str, indent=2))
+    else:
+        with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_hide_dataframe_shape=True, fmt_str_lengths=60,
+                       tbl_width_chars=200, tbl_hide_column_data_types=True):
+            typer.echo(str(df))
+
+
+@app.command()
+def demo(
+    size: Annotated[Size, typer.Option(help="small ~2k customers, medium ~50k, large ~1M.")] = Size.small,
+    seed: Annotated[int, typer.Option(help="Same seed, same data.")] = 42,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Generate and refresh only.")] = False,
+    port: Annotated[int, typer.Option(help="Dashboard port.")] = 8501,
+) -> None:
+    """Generate the demo sources, refresh them all through the quality gate, then serve."""
+    from dashboard.demo import generate
+    from dashboard.pipeline.refresh import refresh as run_refresh
+
+    settings = _settings()
+    _err(f"generating demo data ({size.value}, seed {seed}) in {settings.data_path / 'raw'}")
+    generate(settings.data_path, size.value, seed, progress=_err)
+    result = run_refresh(settings, progress=_err)
+    for r in result.sources:
+        typer.echo(f"{'✔' if r.published else '✘'} {r.source}: {r.status} ({sum(r.rows.values())} rows)")
+        for reason in r.reasons:
+            typer.echo(f"    - {reason}")
+    if not no_serve:
+        _serve(settings, port)
+
+
+@app.command()
+def serve(port: Annotated[int, typer.Option(help="Dashboard port.")] = 8501) -> None:
+    """Serve the dashboard on http://127.0.0.1:PORT."""
+    _serve(_settings(), port)
+
+
+def _serve(settings: Settings, port: int) -> None:
+    app_path = Path(__file__).with_name("app.py")
+    config_path = (settings.base_dir / "cockpit.toml") if _state["config"] is None else Path(_state["config"])
+    os.environ[CONFIG_ENV] = str(config_path.resolve())
+    args = [
+        sys.executable, "-m", "streamlit", "run", str(app_path),
+        "--server.address", "127.0.0.1", "--server.port", str(port),
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+    ]
+    typer.echo(f"serving on http://127.0.0.1:{port}  (Ctrl+C to stop)")
+    os.execv(sys.executable, args)
+
+
+def main() -> None:
+    try:
+        app()
+    except CockpitError as e:
+        _err(f"error: {e.message}")
+        sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Shared fixtures: a messy multi-format company, refreshed once per session; no developer config leaks in."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dashboard.config import CONFIG_ENV, Settings, load_settings
+from tests.fixture_data import write_company
+
+
+@pytest.fixture(autouse=True)
+def _no_developer_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+
+
+@pytest.fixture(scope="session")
+def _published_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from dashboard.pipeline.refresh import refresh
+
+    root = tmp_path_factory.mktemp("company")
+    cfg = write_company(root)
+    result = refresh(load_settings(cfg))
+    assert result.exit_code == 0, [r.reasons for r in result.sources]
+    return root
+
+
+@pytest.fixture
+def company(_published_template: Path, tmp_path: Path) -> Iterator[Settings]:
+    """A private copy of the refreshed company: tests may refresh, break and corrupt it freely."""
+    root = tmp_path / "company"
+    shutil.copytree(_published_template, root)
+    yield load_settings(root / "cockpit.toml")
+
+
+@pytest.fixture
+def fresh_company(tmp_path: Path) -> Settings:
+    """The inputs only, nothing refreshed yet."""
+    return load_settings(write_company(tmp_path / "fresh"))

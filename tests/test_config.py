@@ -1,0 +1,68 @@
+"""cockpit.toml is validated at load, and every error names the key that is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dashboard.config import load_settings, parse_settings
+from dashboard.errors import ConfigError
+
+GOOD_SOURCE = {
+    "name": "trade_show",
+    "kind": "csv",
+    "tables": [{"entity": "leads", "path": "x.csv", "columns": {"lead_id": "no"}}],
+}
+
+
+def _error(raw: dict) -> str:
+    with pytest.raises(ConfigError) as e:
+        parse_settings(raw, Path("."))
+    return e.value.message
+
+
+def test_unknown_entity_is_named_with_its_source() -> None:
+    src = {**GOOD_SOURCE, "tables": [{"entity": "lead", "path": "x.csv"}]}
+    msg = _error({"sources": [src]})
+    assert "sources[0] (trade_show).tables[0].entity" in msg
+    assert "unknown entity 'lead'" in msg
+
+
+def test_unknown_key_is_named() -> None:
+    assert "sources[0] (trade_show).colour: unknown key" in _error({"sources": [{**GOOD_SOURCE, "colour": "red"}]})
+    assert "datadir: unknown key" in _error({"datadir": "x"})
+
+
+def test_mapping_to_a_column_the_entity_lacks_is_named() -> None:
+    src = {**GOOD_SOURCE, "tables": [{"entity": "leads", "path": "x", "columns": {"lead_no": "a"}}]}
+    assert "'lead_no' is not a column of leads" in _error({"sources": [src]})
+
+
+def test_bad_values_are_named() -> None:
+    assert "language" in _error({"language": "fr"})
+    assert "unknown kind 'oracle'" in _error({"sources": [{**GOOD_SOURCE, "kind": "oracle"}]})
+    assert "not a valid cron" in _error({"sources": [{**GOOD_SOURCE, "schedule": "every day"}]})
+    assert "'Trade Show' must be lower-case" in _error({"sources": [{**GOOD_SOURCE, "name": "Trade Show"}]})
+    assert "used twice" in _error({"sources": [GOOD_SOURCE, GOOD_SOURCE]})
+    assert "'closed' is not a funnel stage" in _error({"stage_aliases": {"closed": ["x"]}})
+
+
+def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(tmp_path / "nope.toml")
+    bad = tmp_path / "cockpit.toml"
+    bad.write_text("data_dir = ", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(bad)
+
+
+def test_paths_are_relative_to_the_config_folder(tmp_path: Path) -> None:
+    cfg = tmp_path / "cockpit.toml"
+    cfg.write_text('data_dir = "store"\n', encoding="utf-8")
+    assert load_settings(cfg).data_path == tmp_path / "store"
+
+
+def test_repository_config_is_valid() -> None:
+    settings = load_settings(Path(__file__).resolve().parents[1] / "cockpit.toml")
+    assert len(settings.sources) >= 8
