@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -28,13 +28,13 @@ app = typer.Typer(
 _state: dict[str, str | None] = {"config": None}
 
 
-class Size(str, Enum):
+class Size(StrEnum):
     small = "small"
     medium = "medium"
     large = "large"
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
@@ -51,7 +51,8 @@ def _settings() -> Settings:
 @app.callback()
 def _root(
     config: Annotated[
-        str | None, typer.Option("--config", "-c", help=f"Path to cockpit.toml (default: ./cockpit.toml or ${CONFIG_ENV}).")
+        str | None,
+        typer.Option("--config", "-c", help=f"Path to cockpit.toml (default: ./cockpit.toml or ${CONFIG_ENV})."),
     ] = None,
 ) -> None:
     _state["config"] = config
@@ -130,8 +131,14 @@ def query(
     elif fmt is Format.json:
         typer.echo(json.dumps(df.to_dicts(), ensure_ascii=False, default=str, indent=2))
     else:
-        with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_hide_dataframe_shape=True, fmt_str_lengths=60,
-                       tbl_width_chars=200, tbl_hide_column_data_types=True):
+        with pl.Config(
+            tbl_rows=-1,
+            tbl_cols=-1,
+            tbl_hide_dataframe_shape=True,
+            fmt_str_lengths=60,
+            tbl_width_chars=200,
+            tbl_hide_column_data_types=True,
+        ):
             typer.echo(str(df))
 
 
@@ -169,9 +176,19 @@ def _serve(settings: Settings, port: int) -> None:
     config_path = (settings.base_dir / "cockpit.toml") if _state["config"] is None else Path(_state["config"])
     os.environ[CONFIG_ENV] = str(config_path.resolve())
     args = [
-        sys.executable, "-m", "streamlit", "run", str(app_path),
-        "--server.address", "127.0.0.1", "--server.port", str(port),
-        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app_path),
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
     ]
     typer.echo(f"serving on http://127.0.0.1:{port}  (Ctrl+C to stop)")
     os.execv(sys.executable, args)

@@ -114,7 +114,7 @@ class Settings(_Strict):
     timezone: str = "Asia/Shanghai"
     channel_aliases: dict[str, list[str]] = Field(default_factory=dict)
     stage_aliases: dict[str, list[str]] = Field(default_factory=dict)
-    quality: QualityConfig = Field(default_factory=QualityConfig)
+    quality: QualityConfig = Field(default_factory=lambda: QualityConfig.model_validate({}))
     sources: list[SourceConfig] = Field(default_factory=list)
     # where the config file was read from; paths in it are relative to its folder
     base_dir: Path = Field(default=Path("."), exclude=True)
@@ -204,8 +204,7 @@ def find_config(path: str | Path | None = None) -> Path:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(
-            f"config file not found: {p} (give --config PATH, set {CONFIG_ENV}, "
-            f"or run where {CONFIG_NAME} is)"
+            f"config file not found: {p} (give --config PATH, set {CONFIG_ENV}, or run where {CONFIG_NAME} is)"
         )
     return p
 

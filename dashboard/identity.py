@@ -54,8 +54,11 @@ def link_exact(records: pl.DataFrame) -> pl.DataFrame:
     n = records.height
     if n == 0:
         return records.select(
-            "source_system", "source_record_id", "record_kind",
-            pl.lit(None, pl.String).alias("customer_key"), pl.lit(None, pl.String).alias("match_rule"),
+            "source_system",
+            "source_record_id",
+            "record_kind",
+            pl.lit(None, pl.String).alias("customer_key"),
+            pl.lit(None, pl.String).alias("match_rule"),
         )
     recs = records.with_row_index("node").with_columns(
         (pl.col("record_kind") + ":" + pl.col("source_system") + ":" + pl.col("source_record_id")).alias("uid")
@@ -88,9 +91,7 @@ def link_exact(records: pl.DataFrame) -> pl.DataFrame:
     graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(size, size))
     _, labels = connected_components(graph, directed=False)
     recs = recs.with_columns(pl.Series("component", labels[:n]))
-    linked_by = (
-        edges.join(shared.select("vid", "rule"), on="vid").group_by("node").agg(pl.col("rule").unique().sort())
-    )
+    linked_by = edges.join(shared.select("vid", "rule"), on="vid").group_by("node").agg(pl.col("rule").unique().sort())
     first = recs.group_by("component").agg(pl.col("uid").min().alias("anchor"), pl.len().alias("members"))
     keys = first.with_columns(pl.col("anchor").map_elements(_key, return_dtype=pl.String).alias("customer_key"))
     out = (

@@ -55,4 +55,6 @@ def column_metrics(
                 "uniqueness": distinct / filled if filled else None,
             }
         )
-    return pl.DataFrame(records, schema_overrides={"valid_rate": pl.Float64, "fill_rate": pl.Float64, "uniqueness": pl.Float64})
+    return pl.DataFrame(
+        records, schema_overrides={"valid_rate": pl.Float64, "fill_rate": pl.Float64, "uniqueness": pl.Float64}
+    )

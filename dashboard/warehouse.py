@@ -71,10 +71,7 @@ def view_sql(name: str, files: list[Path], columns: dict[str, str]) -> str:
         return f"CREATE OR REPLACE VIEW {name} AS {_empty_select(columns)}"
     file_list = ", ".join(_quote_path(f) for f in files)
     cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in columns.items())
-    return (
-        f"CREATE OR REPLACE VIEW {name} AS SELECT {cols} FROM "
-        f"read_parquet([{file_list}], union_by_name = true)"
-    )
+    return f"CREATE OR REPLACE VIEW {name} AS SELECT {cols} FROM read_parquet([{file_list}], union_by_name = true)"
 
 
 def attach_views(con: duckdb.DuckDBPyConnection, store: Store, manifest: Manifest) -> None:

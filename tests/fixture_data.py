@@ -117,9 +117,13 @@ def write_company(root: Path) -> Path:
         if i < 10:
             stages.append(f"CRM-{i},商机,{(BASE + timedelta(days=i + 5)).date()},")
         if i < 6:
-            stages.append(f"CRM-{i},{'赢单' if i % 2 else 'Closed Won'},{(BASE + timedelta(days=i + 9)).date()},{1000 * (i + 1)}")
+            stages.append(
+                f"CRM-{i},{'赢单' if i % 2 else 'Closed Won'},{(BASE + timedelta(days=i + 9)).date()},{1000 * (i + 1)}"
+            )
     for i in range(3):  # trade-show leads tracked in the CRM: TS-0 and TS-1 won
-        stages.append(f"TS-{i},{'赢单' if i < 2 else '输单'},{(BASE + timedelta(days=20)).date()},{500 if i < 2 else ''}")
+        stages.append(
+            f"TS-{i},{'赢单' if i < 2 else '输单'},{(BASE + timedelta(days=20)).date()},{500 if i < 2 else ''}"
+        )
     (imports / "crm" / "stages.csv").write_text("\n".join(stages) + "\n", encoding="utf-8-sig")
 
     # ERP: Excel with Excel serial dates; customers share phones with the trade show (same people).
@@ -146,11 +150,21 @@ def write_company(root: Path) -> Path:
     with open(imports / "web" / "forms.jsonl", "w", encoding="utf-8") as f:
         for i in range(10):
             when = (BASE + timedelta(days=i)).strftime("%Y-%m-%dT%H:%M:%S+08:00")
-            f.write(json.dumps({"id": f"WEB-{i}", "submitted_at": when, "utm_source": "官网",
-                                "phone": f"13900130{i:03d}", "email": f"u{i}@example.com"}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": f"WEB-{i}",
+                        "submitted_at": when,
+                        "utm_source": "官网",
+                        "phone": f"13900130{i:03d}",
+                        "email": f"u{i}@example.com",
+                    }
+                )
+                + "\n"
+            )
 
     # Spend: SEM 3,000 and trade show 1,000 in March; website has no spend.
-    spend = ["渠道,日期,费用", "百度推广,2026-03-01,\"2,000\"", "SEM,2026-03-15,1000", "展会,2026年3月2日,1000"]
+    spend = ["渠道,日期,费用", '百度推广,2026-03-01,"2,000"', "SEM,2026-03-15,1000", "展会,2026年3月2日,1000"]
     (imports / "marketing" / "spend.csv").write_text("\n".join(spend) + "\n", encoding="utf-8")
 
     cfg = root / "cockpit.toml"

@@ -49,7 +49,10 @@ def test_kill_at_any_point_leaves_a_consistent_manifest(company: Settings, point
     env = {**os.environ, CRASH_ENV: point}
     proc = subprocess.run(
         [sys.executable, "-c", REFRESH, "--config", str(cfg), "refresh", "web_forms"],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
 

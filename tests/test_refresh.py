@@ -45,11 +45,17 @@ BROKEN = {
     ),
     "invalid phones beyond the threshold": (
         "crm/leads.csv",
-        ("Lead ID,Created,Source,Mobile\n" + "".join(f"CRM-{i},2026-03-01,SEM,call me {i}\n" for i in range(20))).encode(),
+        (
+            "Lead ID,Created,Source,Mobile\n" + "".join(f"CRM-{i},2026-03-01,SEM,call me {i}\n" for i in range(20))
+        ).encode(),
         ["expect_column_values_to_match_regex", "'phone'", "20 rows failed", "call me"],
     ),
     "empty file": ("crm/leads.csv", b"", ["leads.csv", "empty"]),
-    "not a CSV at all": ("crm/leads.csv", b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00binary", ["leads.csv", "not a CSV"]),
+    "not a CSV at all": (
+        "crm/leads.csv",
+        b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00binary",
+        ["leads.csv", "not a CSV"],
+    ),
 }
 
 
@@ -83,7 +89,10 @@ def test_one_bad_source_does_not_stop_the_others(company: Settings) -> None:
     result = refresh(company)
     by_name = {r.source: r.status for r in result.sources}
     assert by_name == {
-        "trade_show": "published", "crm": "quarantined", "erp": "published", "web_forms": "published",
+        "trade_show": "published",
+        "crm": "quarantined",
+        "erp": "published",
+        "web_forms": "published",
         "marketing": "published",
     }
     assert result.exit_code == 3

@@ -33,7 +33,9 @@ def _run(tmp_path: Path, table: dict, kind: str = "csv") -> pl.DataFrame:
 
 
 def test_phone_variants_become_one_number() -> None:
-    phones = pl.Series("phone", ["+86 138-0013-8000", "13800138000", "138 0013 8000", "0086 13800138000", "86-13800138000"])
+    phones = pl.Series(
+        "phone", ["+86 138-0013-8000", "13800138000", "138 0013 8000", "0086 13800138000", "86-13800138000"]
+    )
     value, valid = parse.normalize_phone(phones)
     assert value.unique().to_list() == ["13800138000"]
     assert valid.all()
@@ -67,7 +69,10 @@ def test_id_number_check_digit_and_email() -> None:
 
 
 def test_gbk_csv_with_aliases_and_row_problems(tmp_path: Path) -> None:
-    text = "登记号,登记时间,来源,手机\nA1,2024/3/5 14:02,百度推广,+86 138-0013-8000\nA2,bad,展会,13900139000\nA3,20240306,,x\n"
+    text = (
+        "登记号,登记时间,来源,手机\n"
+        "A1,2024/3/5 14:02,百度推广,+86 138-0013-8000\nA2,bad,展会,13900139000\nA3,20240306,,x\n"
+    )
     (tmp_path / "ts.csv").write_bytes(text.encode("gbk"))
     table = {
         "entity": "leads",
@@ -93,7 +98,10 @@ def test_gbk_csv_with_aliases_and_row_problems(tmp_path: Path) -> None:
 
 
 def test_semicolon_csv_with_bom_and_unknown_stage(tmp_path: Path) -> None:
-    text = "lead_id;stage;occurred_at;amount\nL1;赢单;2024-03-05;\"¥1,200\"\nL2;Closed Won;2024-03-05;300\nL3;Nurture;2024-03-05;\n"
+    text = (
+        "lead_id;stage;occurred_at;amount\n"
+        'L1;赢单;2024-03-05;"¥1,200"\nL2;Closed Won;2024-03-05;300\nL3;Nurture;2024-03-05;\n'
+    )
     (tmp_path / "ev.csv").write_bytes(text.encode("utf-8-sig"))
     settings, src = _settings(tmp_path, {"entity": "lead_events", "path": "ev.csv"})
     raw, missing = read_table(src, src.tables[0], tmp_path)
@@ -110,7 +118,11 @@ def test_excel_serial_dates_and_generated_keys(tmp_path: Path) -> None:
     )
     df = _run(
         tmp_path,
-        {"entity": "orders", "path": "orders.xlsx", "columns": {"customer_ref": "客户", "ordered_at": "日期", "amount": "金额"}},
+        {
+            "entity": "orders",
+            "path": "orders.xlsx",
+            "columns": {"customer_ref": "客户", "ordered_at": "日期", "amount": "金额"},
+        },
         kind="excel",
     )
     assert df.get_column("ordered_at").to_list() == [datetime(2024, 3, 5), datetime(2024, 3, 6, 12)]
@@ -120,7 +132,11 @@ def test_excel_serial_dates_and_generated_keys(tmp_path: Path) -> None:
 def test_json_array_and_lines(tmp_path: Path) -> None:
     (tmp_path / "a.json").write_text('[{"id": "W1", "t": "2024-03-05", "ch": "官网"}]', encoding="utf-8")
     (tmp_path / "b.json").write_text('{"id": "W2", "t": "2024-03-06", "ch": "SEM"}\n', encoding="utf-8")
-    df = _run(tmp_path, {"entity": "leads", "path": "*.json", "columns": {"lead_id": "id", "created_at": "t", "channel": "ch"}}, kind="json")
+    df = _run(
+        tmp_path,
+        {"entity": "leads", "path": "*.json", "columns": {"lead_id": "id", "created_at": "t", "channel": "ch"}},
+        kind="json",
+    )
     assert df.get_column("lead_id").to_list() == ["W1", "W2"]
     assert df.get_column("channel").to_list() == ["官网", "paid_search"]
 
@@ -147,14 +163,14 @@ def test_exact_duplicates_are_removed_and_counted(tmp_path: Path) -> None:
 def test_unreadable_inputs_name_the_file(tmp_path: Path, content: bytes, message: str) -> None:
     (tmp_path / "bad.csv").write_bytes(content)
     table = {"entity": "leads", "path": "bad.csv", "columns": {"created_at": "created_at"}}
-    settings, src = _settings(tmp_path, table)
+    _, src = _settings(tmp_path, table)
     with pytest.raises(SourceError) as e:
         read_table(src, src.tables[0], tmp_path)
     assert "bad.csv" in e.value.message and message in e.value.message
 
 
 def test_no_file_matching_the_glob(tmp_path: Path) -> None:
-    settings, src = _settings(tmp_path, {"entity": "leads", "path": "nothing_*.csv"})
+    _, src = _settings(tmp_path, {"entity": "leads", "path": "nothing_*.csv"})
     with pytest.raises(SourceError, match="no file matches nothing_"):
         read_table(src, src.tables[0], tmp_path)
 

@@ -79,9 +79,7 @@ class _Clock:
         self._t = now
 
 
-def refresh(
-    settings: Settings, sources: list[str] | None = None, progress: Progress | None = None
-) -> RefreshResult:
+def refresh(settings: Settings, sources: list[str] | None = None, progress: Progress | None = None) -> RefreshResult:
     say = progress or (lambda _msg: None)
     names = sources or settings.source_names
     if not names:
@@ -151,9 +149,7 @@ def refresh_source(settings: Settings, store: Store, src: SourceConfig, say: Pro
     return result
 
 
-def _extract_and_standardize(
-    settings: Settings, src: SourceConfig, sid: str, clock: _Clock
-) -> dict[str, Standardized]:
+def _extract_and_standardize(settings: Settings, src: SourceConfig, sid: str, clock: _Clock) -> dict[str, Standardized]:
     out: dict[str, Standardized] = {}
     for table in src.tables:
         raw, missing = read_table(src, table, settings.base_dir)
@@ -203,9 +199,7 @@ def _finish(
         manifest["sources"][src.name] = {
             "snapshot_id": result.snapshot_id,
             "published_at": attempt["finished_at"],
-            "entities": {
-                e: {"file": store.rel(dest / f"{e}.parquet"), "rows": n} for e, n in result.rows.items()
-            },
+            "entities": {e: {"file": store.rel(dest / f"{e}.parquet"), "rows": n} for e, n in result.rows.items()},
             "previous": ([old["snapshot_id"], *old.get("previous", [])] if old else [])[:20],
         }
         store.write_manifest(manifest)

@@ -86,7 +86,7 @@ def check_columns(raw: pl.DataFrame, table: TableConfig, file: str) -> list[str]
         if src is None and col not in table.constants and col not in raw.columns:
             raise SourceError(
                 f"{file}: no column for required {table.entity}.{col}: map it in "
-                f"[[sources.tables]] columns = {{ {col} = \"...\" }} or give a constant"
+                f'[[sources.tables]] columns = {{ {col} = "..." }} or give a constant'
             )
     return missing
 
@@ -101,12 +101,10 @@ def standardize(
 ) -> Standardized:
     entity = ENTITIES[table.entity]
     issues: list[RowIssue] = []
-    for file, cols in (missing_columns or {}).items():
-        for col in cols:
+    for file, absent in (missing_columns or {}).items():
+        for src_name in absent:
             n = int((raw.get_column(FILE_COL) == file).sum())
-            issues.append(
-                RowIssue(entity.name, col, f"column missing in {file}", "left empty", n, [{"file": file}])
-            )
+            issues.append(RowIssue(entity.name, src_name, f"column missing in {file}", "left empty", n, [{"file": file}]))
 
     def report(column: str, problem: str, action: str, mask: pl.Series, raw_values: pl.Series | None) -> None:
         n = int(mask.sum())

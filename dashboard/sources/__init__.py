@@ -36,14 +36,13 @@ def table_files(table: TableConfig, base_dir: Path) -> list[Path]:
     return [Path(p) for p in sorted(glob.glob(pattern, recursive=True)) if Path(p).is_file()]
 
 
-def read_table(
-    source: SourceConfig, table: TableConfig, base_dir: Path
-) -> tuple[pl.DataFrame, dict[str, list[str]]]:
+def read_table(source: SourceConfig, table: TableConfig, base_dir: Path) -> tuple[pl.DataFrame, dict[str, list[str]]]:
     """All files of one table, each row tagged with its file name and 1-based data row number.
 
     Also returns, per file, the mapped optional columns it lacks (required ones raise SourceError).
     """
     from dashboard.pipeline.standardize import check_columns
+
     files = table_files(table, base_dir)
     if not files:
         raise SourceError(f"{source.name}: no file matches {table.path} (entity {table.entity})")

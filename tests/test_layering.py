@@ -1,0 +1,80 @@
+"""Layering: the data layer never imports streamlit; pages are layout only (no SQL, no duckdb)."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DASHBOARD = ROOT / "dashboard"
+UI = {"app.py", "pages", "components"}  # the only places allowed to import streamlit
+SQL = re.compile(r"\b(SELECT|FROM|WHERE|JOIN|GROUP BY|ORDER BY|INSERT|UPDATE|DELETE|CREATE)\s")
+
+
+def core_modules() -> list[str]:
+    names = []
+    for path in sorted(DASHBOARD.rglob("*.py")):
+        rel = path.relative_to(DASHBOARD)
+        if rel.parts[0] in UI:
+            continue
+        parts = ("dashboard", *rel.with_suffix("").parts)
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def test_core_modules_do_not_import_streamlit() -> None:
+    modules = core_modules()
+    assert {"dashboard.config", "dashboard.warehouse", "dashboard.status", "dashboard.i18n"} <= set(modules)
+    script = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "    assert 'streamlit' not in sys.modules, f'{name} imports streamlit'\n"
+        "print('ok', len(sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("ok")
+
+
+def page_files() -> list[Path]:
+    files = sorted((DASHBOARD / "pages").glob("*.py"))
+    assert files
+    return files
+
+
+def test_pages_hold_no_sql_and_no_duckdb() -> None:
+    for path in [*page_files(), DASHBOARD / "app.py"]:
+        text = path.read_text(encoding="utf-8")
+        assert "duckdb" not in text.lower(), path.name
+        assert not SQL.search(text), f"{path.name}: SQL belongs in queries/*.sql"
+
+
+def test_pages_reach_data_only_through_components() -> None:
+    allowed = ("streamlit", "dashboard.components", "dashboard.i18n")
+    for path in page_files():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            for name in names:
+                assert name.startswith(allowed), f"{path.name} imports {name}"
+
+
+def test_only_the_data_component_caches() -> None:
+    users = sorted(
+        str(p.relative_to(DASHBOARD)) for p in DASHBOARD.rglob("*.py") if "st.cache_" in p.read_text(encoding="utf-8")
+    )
+    assert users == ["components/data.py"]
+
+
+def test_every_page_starts_inside_the_app_frame() -> None:
+    for path in page_files():
+        assert "ensure_frame()" in path.read_text(encoding="utf-8"), path.name

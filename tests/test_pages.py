@@ -1,0 +1,231 @@
+"""The Streamlit app driven end to end with AppTest on the small company's real snapshots."""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import re
+import string
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from dashboard.components import fmt
+from dashboard.components.kpi import channel_totals
+from dashboard.config import CONFIG_ENV, Settings
+from dashboard.i18n import CATALOG, LANGS, t
+from dashboard.pipeline.refresh import refresh
+
+DASHBOARD = Path(__file__).resolve().parents[1] / "dashboard"
+APP = DASHBOARD / "app.py"
+PAGES = sorted(p.stem for p in (DASHBOARD / "pages").glob("*.py"))
+PLANNED = [p for p in PAGES if p != "cockpit"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches() -> Iterator[None]:
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def open_app(settings: Settings, monkeypatch: pytest.MonkeyPatch, lang: str | None = None) -> AppTest:
+    monkeypatch.setenv(CONFIG_ENV, str(settings.base_dir / "cockpit.toml"))
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    if lang is not None and at.sidebar.radio[0].value != lang:
+        at.sidebar.radio[0].set_value(lang).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(e.value for kind in ("markdown", "info", "caption") for e in at.get(kind))
+
+
+# -- every page, both languages ---------------------------------------------------------------
+def test_all_pages_are_in_the_navigation() -> None:
+    assert PAGES == sorted(["cockpit", "channels", "customer_360", "churn", "data_quality", "catalog", "explore"])
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_every_page_renders_in_both_languages(company: Settings, monkeypatch: pytest.MonkeyPatch, lang: str) -> None:
+    at = open_app(company, monkeypatch, lang)
+    for page in PAGES:
+        at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception, (page, at.exception)
+        assert [x.value for x in at.title] == [t(f"page.{page}", lang)]
+        assert not at.error, (page, [e.value for e in at.error])
+        assert at.sidebar.radio[0].value == lang  # the choice survives the page change
+        if page in PLANNED:
+            assert [i.value for i in at.info] == [f"{t('page.not_built', lang)} {t(f'page.{page}.plan', lang)}"]
+
+
+def test_language_defaults_to_the_config_and_switches(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_app(company, monkeypatch)
+    assert company.language == "en"
+    assert at.session_state["lang"] == "en"
+    assert [m for m in metrics(at)] == ["Leads", "Conversion", "Won revenue", "ROI"]
+    at.sidebar.radio[0].set_value("zh").run()
+    assert [x.value for x in at.title] == ["驾驶舱"]
+    assert metrics(at)["线索数"] == "60"
+
+
+# -- the cockpit's numbers ----------------------------------------------------------------------
+def test_cockpit_shows_the_channel_totals(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_app(company, monkeypatch, "en")
+    assert metrics(at) == {"Leads": "60", "Conversion": "13.3%", "Won revenue": "¥22,000", "ROI": "450%"}
+    table = pl.from_pandas(at.dataframe[0].value)
+    rows = {r["channel"]: r for r in table.iter_rows(named=True)}
+    assert set(rows) == {"paid_search", "trade_show", "website", "unknown"}
+    assert (rows["paid_search"]["leads"], rows["paid_search"]["won"], rows["paid_search"]["roi"]) == (30, 6, 6.0)
+    assert rows["trade_show"]["revenue"] == 1000
+    assert rows["website"]["cost"] is None or rows["website"]["cost"] != rows["website"]["cost"]  # empty, not 0
+    assert len(at.get("plotly_chart")) == 1
+
+
+def test_cockpit_date_range_narrows_the_period(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_app(company, monkeypatch, "en")
+    at.date_input[0].set_value((dt.date(2026, 3, 1), dt.date(2026, 3, 10))).run()
+    assert not at.exception
+    # 10 leads from each source; spend in the period: SEM 2,000 + trade show 1,000.
+    assert metrics(at) == {"Leads": "30", "Conversion": "26.7%", "Won revenue": "¥22,000", "ROI": "633%"}
+
+
+def test_cockpit_freshness_line_per_source(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_app(company, monkeypatch, "en")
+    lines = [line for line in texts(at).splitlines() if " · " in line]
+    assert len(lines) == len(company.sources)
+    for source, line in zip(company.sources, lines, strict=True):
+        assert source.display_title in line
+        assert "published 20" in line and "[fresh]" in line
+
+
+def test_a_refresh_shows_without_restart(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_app(company, monkeypatch, "en")
+    assert metrics(at)["Leads"] == "60"
+    with open(company.base_dir / "imports" / "web" / "forms.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"id": "WEB-99", "submitted_at": "2026-03-05T10:00:00+08:00", "utm_source": "官网"}\n')
+    assert refresh(company, ["web_forms"]).exit_code == 0
+    at.run()
+    assert metrics(at)["Leads"] == "61"
+
+
+# -- the warning banner ---------------------------------------------------------------------------
+def test_no_banner_when_all_is_well(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_app(company, monkeypatch, "en")
+    assert not at.error
+
+
+def test_banner_names_a_quarantined_source_on_every_page(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    leads = company.base_dir / "imports" / "crm" / "leads.csv"
+    leads.write_text("Lead ID,Source,Mobile\nCRM-1,SEM,13900130001\n", encoding="utf-8")
+    result = refresh(company, ["crm"])
+    assert result.exit_code == 3
+    reason = result.sources[0].reasons[0]
+
+    at = open_app(company, monkeypatch, "en")
+    for page in ["cockpit", "churn", "data_quality"]:
+        at.switch_page(f"pages/{page}.py").run()
+        assert len(at.error) == 1, page
+        banner = at.error[0].value
+        assert "**CRM** (crm) — last refresh was quarantined" in banner
+        assert fmt.md_escape(reason) in banner and "Created" in banner
+        assert "展会登记" not in banner  # only the troubled source is named
+    # The last good snapshot keeps serving, and the freshness line says what happened.
+    at.switch_page("pages/cockpit.py").run()
+    assert metrics(at)["Leads"] == "60"
+    assert "**CRM** · published 20" in texts(at) and "[last refresh quarantined]" in texts(at)
+
+
+def test_banner_names_a_stale_source(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)
+    monkeypatch.setattr("dashboard.status.now_utc", lambda: later)
+    at = open_app(company, monkeypatch, "zh")
+    assert len(at.error) == 1
+    banner = at.error[0].value
+    assert "**展会登记** (trade\\_show) — 已过期: 自 " in banner
+    assert "CRM" not in banner  # no schedule, so never stale
+
+
+def test_never_refreshed_says_how_to_load_data(fresh_company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_app(fresh_company, monkeypatch, "en")
+    info = " ".join(i.value for i in at.info)
+    assert "No data has been loaded yet." in info
+    assert "`cockpit refresh`" in info and "`make demo`" in info
+    assert not at.metric
+    assert [e.value for e in at.error] == [t("banner.nothing_loaded", "en", count=5)]
+    for page in PLANNED:
+        at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception, page
+
+
+def test_a_config_error_is_a_message_not_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "missing.toml"))
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert not at.exception
+    assert len(at.error) == 1 and "config file not found" in at.error[0].value
+
+
+# -- pure helpers -------------------------------------------------------------------------------
+def test_totals_say_dash_for_roi_without_spend() -> None:
+    summary = pl.DataFrame(
+        {"channel": ["website"], "leads": [10], "won": [0], "revenue": [0.0], "cost": [None]},
+        schema_overrides={"cost": pl.Float64},
+    )
+    totals = channel_totals(summary)
+    assert (totals.leads, totals.roi, totals.conversion) == (10, None, 0.0)
+    assert fmt.pct(totals.roi) == "—"
+
+
+def test_number_formats() -> None:
+    assert fmt.money(22000) == "¥22,000"
+    assert fmt.money(1234567.4) == "¥1,234,567"
+    assert fmt.money(-500) == "-¥500"
+    assert fmt.pct(8 / 60) == "13.3%"
+    assert fmt.count(1234567) == "1,234,567"
+    assert fmt.local_time("2026-03-01T01:00:00+00:00", "Asia/Shanghai") == "2026-03-01 09:00"
+
+
+# -- strings ------------------------------------------------------------------------------------
+def test_every_key_exists_in_both_languages() -> None:
+    zh, en = CATALOG["zh"], CATALOG["en"]
+    assert sorted(set(en) - set(zh)) == [], "missing in zh.py"
+    assert sorted(set(zh) - set(en)) == [], "missing in en.py"
+    fields = string.Formatter()
+    for key in en:
+        assert {f for _, f, _, _ in fields.parse(en[key]) if f} == {f for _, f, _, _ in fields.parse(zh[key]) if f}, key
+
+
+def test_every_key_the_code_uses_exists() -> None:
+    used: set[str] = set()
+    for path in DASHBOARD.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "t"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
+                used.add(node.args[0].value)
+    used |= {f"page.{p}" for p in PAGES} | {f"page.{p}.plan" for p in PLANNED}
+    used |= {f"banner.{p}" for p in ("quarantined", "stale", "never_published")}
+    used |= {f"fresh.{p}" for p in ("fresh", "quarantined", "stale", "never_published")}
+    assert used, "no t('...') calls found"
+    for lang in LANGS:
+        assert sorted(used - set(CATALOG[lang])) == [], lang
+
+
+def test_a_missing_key_is_an_error_that_names_it() -> None:
+    with pytest.raises(KeyError, match=re.escape("'no.such.key'")):
+        t("no.such.key", "en")

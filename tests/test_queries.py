@@ -1,0 +1,96 @@
+"""Every named query runs; channel_summary gives the numbers a person counts by hand; params are bound."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from dashboard.config import Settings
+from dashboard.errors import QueryError
+from dashboard.warehouse import Warehouse, list_queries, load_query
+
+
+@pytest.mark.parametrize("name", list_queries())
+def test_every_query_runs_and_has_the_columns_its_header_declares(company: Settings, name: str) -> None:
+    query = load_query(name)
+    assert query.columns, f"{name}.sql has no '-- columns:' header"
+    df = Warehouse(company).run_query(name)
+    assert tuple(df.columns) == query.columns
+    assert df.height > 0
+
+
+def test_channel_summary_numbers(company: Settings) -> None:
+    df = Warehouse(company).run_query("channel_summary")
+    rows = {r["channel"]: r for r in df.iter_rows(named=True)}
+    sem = rows["paid_search"]  # 百度推广 / baidu_sem / " SEM " in the CRM, one channel
+    assert (sem["leads"], sem["won"], sem["revenue"], sem["cost"]) == (30, 6, 21000.0, 3000.0)
+    assert sem["conversion_rate"] == pytest.approx(0.2)
+    assert sem["roi"] == pytest.approx(6.0)
+    assert sem["cost_per_lead"] == pytest.approx(100.0)
+    ts = rows["trade_show"]
+    assert (ts["leads"], ts["won"], ts["revenue"], ts["roi"]) == (19, 2, 1000.0, 0.0)
+    web = rows["website"]  # no spend: revenue shown, no ratio (not zero)
+    assert web["cost"] is None and web["roi"] is None and web["cost_per_lead"] is None
+    assert rows["unknown"]["leads"] == 1  # the empty channel is counted, not dropped
+    assert df.get_column("leads").sum() == 60
+
+
+def test_channel_summary_date_filter(company: Settings) -> None:
+    w = Warehouse(company)
+    march_first_week = w.run_query("channel_summary", {"start": "2026-03-01", "end": "2026-03-07"})
+    rows = {r["channel"]: r for r in march_first_week.iter_rows(named=True)}
+    assert rows["paid_search"]["leads"] == 7  # CRM leads on days 0..6
+    assert rows["paid_search"]["cost"] == 2000.0  # the 2026-03-15 spend is outside
+    empty = w.run_query("channel_summary", {"start": "2030-01-01"})
+    assert empty.get_column("leads").sum() == 0
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2026-03-01'; DROP VIEW leads; --", "1 OR 1=1", "$start"],
+)
+def test_date_params_reject_injection(company: Settings, value: str) -> None:
+    with pytest.raises(QueryError, match="must be a date"):
+        Warehouse(company).run_query("channel_summary", {"start": value})
+
+
+def test_text_params_are_bound_not_formatted(company: Settings) -> None:
+    w = Warehouse(company)
+    assert w.run_query("identity_links", {"source_system": "erp' OR '1'='1"}).height == 0
+    assert w.run_query("identity_links", {"source_system": "erp"}).height == 12
+    assert w.sql("SELECT count(*) AS n FROM leads").item() == 60
+
+
+def test_unknown_query_and_param(company: Settings) -> None:
+    w = Warehouse(company)
+    with pytest.raises(QueryError, match="no query named 'nope'"):
+        w.run_query("nope")
+    with pytest.raises(QueryError, match="no query named"):
+        w.run_query("../pyproject")
+    with pytest.raises(QueryError, match="has no parameter colour"):
+        w.run_query("channel_summary", {"colour": "red"})
+
+
+def test_identity_links_join_the_same_person_across_sources(company: Settings) -> None:
+    links = Warehouse(company).run_query("identity_links")
+    key = dict(zip(links["source_system"] + ":" + links["source_record_id"], links["customer_key"], strict=True))
+    # +86 138-0013-8000 at the trade show is ERP customer E0 (13800138000)
+    assert key["trade_show:TS-0"] == key["erp:E0"]
+    assert key["trade_show:TS-0"] != key["erp:E1"]
+    multi = links.group_by("customer_key").len().filter(pl.col("len") > 1)
+    # every ERP customer met one trade-show lead (12); web forms 0-9 share phones with CRM leads 0-9 (10)
+    assert multi.height == 22
+    assert key["web_forms:WEB-3"] == key["crm:CRM-3"]
+
+
+def test_views_follow_the_manifest_without_a_restart(company: Settings) -> None:
+    from dashboard.pipeline.refresh import refresh
+
+    w = Warehouse(company)
+    v1 = w.version
+    assert w.sql("SELECT count(*) FROM marketing_spend").item() == 3
+    spend = company.base_dir / "imports" / "marketing" / "spend.csv"
+    spend.write_text(spend.read_text(encoding="utf-8") + "官网,2026-03-20,500\n", encoding="utf-8")
+    refresh(company, ["marketing"])
+    assert w.version > v1
+    assert w.sql("SELECT count(*) FROM marketing_spend").item() == 4
