@@ -49,12 +49,13 @@ def metrics(at: AppTest) -> dict[str, str]:
 
 
 def texts(at: AppTest) -> str:
-    return "\n".join(e.value for kind in ("markdown", "info", "caption") for e in at.get(kind))
+    return "\n".join(str(getattr(e, "value", "")) for kind in ("markdown", "info", "caption") for e in at.get(kind))
 
 
 # -- every page, both languages ---------------------------------------------------------------
 def test_all_pages_are_in_the_navigation() -> None:
-    assert PAGES == sorted(["cockpit", "channels", "customer_360", "churn", "data_quality", "catalog", "explore"])
+    product = ["cockpit", "channels", "customer_360", "churn", "data_quality", "catalog", "explore"]
+    assert sorted(product) == PAGES
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -216,6 +217,7 @@ def test_every_key_the_code_uses_exists() -> None:
                 and node.func.id == "t"
                 and node.args
                 and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
             ):
                 used.add(node.args[0].value)
     used |= {f"page.{p}" for p in PAGES} | {f"page.{p}.plan" for p in PLANNED}

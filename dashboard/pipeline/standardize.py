@@ -104,7 +104,9 @@ def standardize(
     for file, absent in (missing_columns or {}).items():
         for src_name in absent:
             n = int((raw.get_column(FILE_COL) == file).sum())
-            issues.append(RowIssue(entity.name, src_name, f"column missing in {file}", "left empty", n, [{"file": file}]))
+            issues.append(
+                RowIssue(entity.name, src_name, f"column missing in {file}", "left empty", n, [{"file": file}])
+            )
 
     def report(column: str, problem: str, action: str, mask: pl.Series, raw_values: pl.Series | None) -> None:
         n = int(mask.sum())

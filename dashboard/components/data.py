@@ -1,0 +1,76 @@
+"""The one module that reaches the data layer, cached: a Warehouse per config file
+(``st.cache_resource``) and query results keyed by the manifest version (``st.cache_data``), so a
+refresh shows on the next rerun without a restart and nothing stale is served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import streamlit as st
+
+from dashboard.config import Settings, find_config, load_settings
+from dashboard.errors import CockpitError
+from dashboard.i18n import LANGS, Lang
+from dashboard.status import SourceStatus, source_status
+from dashboard.warehouse import Warehouse
+
+
+def _config_key() -> tuple[str, float]:
+    """The config file in use and its modification time (an edited config is read again)."""
+    path = find_config().resolve()
+    return str(path), path.stat().st_mtime
+
+
+@st.cache_resource(show_spinner=False)
+def _settings(path: str, mtime: float) -> Settings:
+    return load_settings(Path(path))
+
+
+@st.cache_resource(show_spinner=False, on_release=lambda wh: wh.close())
+def _warehouse(path: str, mtime: float) -> Warehouse:
+    return Warehouse(_settings(path, mtime))
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _query(path: str, mtime: float, version: int, name: str, params: tuple[tuple[str, Any], ...]) -> pl.DataFrame:
+    # ``version`` is only part of the cache key: a new manifest means a new entry.
+    return _warehouse(path, mtime).run_query(name, dict(params))
+
+
+def settings() -> Settings:
+    return _settings(*_config_key())
+
+
+def default_language() -> Lang:
+    """The configured UI language; Chinese when the config cannot be read (the page says why)."""
+    try:
+        lang = settings().language
+    except CockpitError:
+        return "zh"
+    return lang if lang in LANGS else "zh"
+
+
+def warehouse() -> Warehouse:
+    return _warehouse(*_config_key())
+
+
+def query(name: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """A named query from ``queries/`` against the current manifest."""
+    key = _config_key()
+    version = _warehouse(*key).version
+    return _query(*key, version, name, tuple(sorted((params or {}).items())))
+
+
+def has_data() -> bool:
+    """Whether any source has ever been published (a never-refreshed install has none)."""
+    wh = warehouse()
+    return wh.version > 0 and bool(wh.manifest.get("sources"))
+
+
+def source_statuses() -> list[SourceStatus]:
+    """Per-source freshness and last attempt; not cached, so a quarantine shows at once."""
+    return source_status(settings())

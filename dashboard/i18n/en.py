@@ -1,0 +1,63 @@
+"""English UI text. Every key here must also be in zh.py (a test checks it)."""
+
+STRINGS: dict[str, str] = {
+    "app.language": "Language / 语言",
+    # pages: navigation titles and, for pages not built yet, what they will show
+    "page.cockpit": "Cockpit",
+    "page.channels": "Channels",
+    "page.customer_360": "Customer 360",
+    "page.churn": "Churn",
+    "page.data_quality": "Data quality",
+    "page.catalog": "Catalog",
+    "page.explore": "Explore",
+    "page.not_built": "This page is not built yet.",
+    "page.channels.plan": "It will compare channels over time: leads, funnel conversion, cost and return per campaign.",
+    "page.customer_360.plan": "It will show one customer across every system: profile, leads, orders, "
+    "contracts and interactions.",
+    "page.churn.plan": "It will list the customers most likely to leave, with their churn score and why.",
+    "page.data_quality.plan": "It will show each source's validation results, rejected rows and column "
+    "fill and validity rates.",
+    "page.catalog.plan": "It will list every data asset: sources, entities, columns, owners and refresh schedules.",
+    "page.explore.plan": "It will let analysts filter, group and chart the data themselves and export the result.",
+    # cockpit
+    "cockpit.date_range": "Lead creation date",
+    "cockpit.all_time": "All time: pick a start and an end date to narrow the period.",
+    "cockpit.no_data": "No data has been loaded yet.",
+    "cockpit.how_to_load": "Load your sources with `cockpit refresh`, or try the product with demo data: "
+    "`make demo` (or `cockpit demo`). Then reload this page.",
+    "cockpit.no_leads": "No leads were created in this period.",
+    "cockpit.by_channel": "By channel",
+    "kpi.leads": "Leads",
+    "kpi.conversion": "Conversion",
+    "kpi.conversion.help": "Won leads ÷ leads ({won} of {leads})",
+    "kpi.revenue": "Won revenue",
+    "kpi.revenue.help": "Sum of the won deals' amounts",
+    "kpi.roi": "ROI",
+    "kpi.roi.help": "(revenue − cost) ÷ cost, over the channels with marketing spend",
+    "kpi.roi.no_spend": "No marketing spend in this period",
+    # channel table and chart
+    "col.channel": "Channel",
+    "col.leads": "Leads",
+    "col.won": "Won",
+    "col.conversion_rate": "Conversion",
+    "col.revenue": "Revenue",
+    "col.cost": "Cost",
+    "col.roi": "ROI",
+    "col.cost_per_lead": "Cost per lead",
+    "chart.by_channel": "Leads and won deals per channel",
+    # freshness and the warning banner
+    "fresh.title": "Data freshness",
+    "fresh.published": "published {when}",
+    "fresh.not_published": "no snapshot yet",
+    "fresh.fresh": "fresh",
+    "fresh.stale": "stale",
+    "fresh.quarantined": "last refresh quarantined",
+    "fresh.never_published": "never published",
+    "banner.title": "Some data needs attention: the figures may be incomplete or out of date.",
+    "banner.quarantined": "last refresh was quarantined",
+    "banner.stale": "stale",
+    "banner.never_published": "never published",
+    "banner.stale_reason": "no new snapshot since {published}; the next one was due {due}",
+    "banner.no_attempt": "no refresh has run yet",
+    "banner.nothing_loaded": "No data has been loaded yet: none of the {count} sources has published a snapshot.",
+}

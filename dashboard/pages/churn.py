@@ -1,0 +1,7 @@
+"""流失预警 Churn: not built yet; the page says so and what it will show."""
+
+from dashboard.components.frame import ensure_frame
+from dashboard.components.placeholder import not_built
+
+ensure_frame()
+not_built("churn")

@@ -1,0 +1,7 @@
+"""客户360 Customer 360: not built yet; the page says so and what it will show."""
+
+from dashboard.components.frame import ensure_frame
+from dashboard.components.placeholder import not_built
+
+ensure_frame()
+not_built("customer_360")
