@@ -189,6 +189,8 @@ def _serve(settings: Settings, port: int) -> None:
         "true",
         "--browser.gatherUsageStats",
         "false",
+        "--client.toolbarMode",
+        "viewer",
     ]
     typer.echo(f"serving on http://127.0.0.1:{port}  (Ctrl+C to stop)")
     os.execv(sys.executable, args)

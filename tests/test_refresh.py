@@ -162,3 +162,22 @@ def test_quarantine_keeps_the_rejected_data_for_review(company: Settings) -> Non
     folder = company.data_path / "quarantine" / "crm" / crm.snapshot_id
     assert pl.read_parquet(folder / "leads.parquet").height == 9
     shutil.rmtree(folder)  # what an operator's "discard" will do
+
+
+def test_orders_only_source_gets_customers_from_its_refs(tmp_path: Path) -> None:
+    from dashboard.config import load_settings
+
+    (tmp_path / "orders.csv").write_text(
+        "单号,会员,日期,金额\nA1,M1,2026-03-01,10\nA2,M1,2026-03-02,20\nA3,M2,2026-03-02,5\n", encoding="utf-8"
+    )
+    (tmp_path / "cockpit.toml").write_text(
+        '[[sources]]\nname = "shop"\nkind = "csv"\n[[sources.tables]]\nentity = "orders"\npath = "orders.csv"\n'
+        'columns = { order_id = "单号", customer_ref = "会员", ordered_at = "日期", amount = "金额" }\n',
+        encoding="utf-8",
+    )
+    settings = load_settings(tmp_path / "cockpit.toml")
+    assert refresh(settings).exit_code == 0
+    links = Warehouse(settings).run_query("identity_links")
+    assert sorted(links.get_column("source_record_id")) == ["M1", "M2"]
+    assert set(links.get_column("record_kind")) == {"customer"}
+    assert links.get_column("customer_key").n_unique() == 2
