@@ -13,6 +13,8 @@ import polars as pl
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from dashboard.pipeline.parse import normalize_phone
+
 # A value shared by more records than this is a placeholder ("13800000000", "test@test.com"),
 # not a person: it is not used to link.
 MAX_SHARED = 50
@@ -60,8 +62,15 @@ def link_exact(records: pl.DataFrame) -> pl.DataFrame:
             pl.lit(None, pl.String).alias("customer_key"),
             pl.lit(None, pl.String).alias("match_rule"),
         )
+    # A customer known only by a reference that is itself a mobile number (call centers key callers
+    # by the number they called from) links by that phone.
+    ref_phone, ref_valid = normalize_phone(records.get_column("source_record_id"))
     recs = records.with_row_index("node").with_columns(
-        (pl.col("record_kind") + ":" + pl.col("source_system") + ":" + pl.col("source_record_id")).alias("uid")
+        (pl.col("record_kind") + ":" + pl.col("source_system") + ":" + pl.col("source_record_id")).alias("uid"),
+        pl.when(pl.col("phone").is_null() & (pl.col("record_kind") == "customer") & ref_valid)
+        .then(ref_phone)
+        .otherwise(pl.col("phone"))
+        .alias("phone"),
     )
     # Edge values: "p:<phone>", "e:<email>", "i:<id>", and "r:<source>:<customer id>" for a lead's own
     # customer and for the customer record itself.

@@ -34,7 +34,8 @@ def _run(tmp_path: Path, table: dict, kind: str = "csv") -> pl.DataFrame:
 
 def test_phone_variants_become_one_number() -> None:
     phones = pl.Series(
-        "phone", ["+86 138-0013-8000", "13800138000", "138 0013 8000", "0086 13800138000", "86-13800138000"]
+        "phone",
+        ["+86 138-0013-8000", "13800138000", "138 0013 8000", "0086 13800138000", "86-13800138000", "013800138000"],
     )
     value, valid = parse.normalize_phone(phones)
     assert value.unique().to_list() == ["13800138000"]

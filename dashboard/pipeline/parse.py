@@ -106,7 +106,7 @@ def normalize_phone(s: pl.Series) -> tuple[pl.Series, pl.Series]:
     Returns (phone, phone_valid); validity is null where the phone is null.
     """
     text = s.cast(pl.String).str.strip_chars()
-    digits = text.str.replace_all(r"[\s\-\(\)\.\u3000]", "").str.replace(r"^(\+86|0086|86)(1\d{10})$", "$2")
+    digits = text.str.replace_all(r"[\s\-\(\)\.\u3000]", "").str.replace(r"^(\+86|0086|86|0)(1\d{10})$", "$2")
     valid = digits.str.contains(MOBILE_RE)
     phone = pl.select(pl.when(valid).then(digits).otherwise(text)).to_series().alias(s.name)
     return phone, valid.alias(f"{s.name}_valid")
