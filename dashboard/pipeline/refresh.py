@@ -12,6 +12,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -171,7 +172,7 @@ def _finish(
     store: Store,
     src: SourceConfig,
     result: SourceResult,
-    stage_dir: Any,
+    stage_dir: Path,
     attempt: dict[str, Any],
     outcomes: list[Outcome],
     issues: list[RowIssue],

@@ -13,7 +13,6 @@ import polars as pl
 
 from dashboard.config import Settings, SourceConfig, TableConfig
 from dashboard.entities import ENTITIES, LINEAGE_COLUMNS, Entity
-from dashboard.errors import SourceError
 from dashboard.pipeline import parse
 from dashboard.sources import FILE_COL, ROW_COL
 
@@ -68,27 +67,6 @@ def _source_series(raw: pl.DataFrame, table: TableConfig, name: str) -> pl.Serie
     if name in raw.columns:
         return raw.get_column(name)
     return None
-
-
-def check_columns(raw: pl.DataFrame, table: TableConfig, file: str) -> list[str]:
-    """Mapped columns missing from one file; raises when a required canonical column cannot be had."""
-    entity = ENTITIES[table.entity]
-    missing = [src for src in table.columns.values() if src not in raw.columns]
-    for col in entity.required:
-        src = table.columns.get(col)
-        if col == entity.key and entity.key not in entity.required:
-            continue
-        if src is not None and src not in raw.columns:
-            raise SourceError(
-                f"{file}: required column '{src}' (mapped to {table.entity}.{col}) is missing; "
-                f"the file has: {', '.join(raw.columns[:30])}"
-            )
-        if src is None and col not in table.constants and col not in raw.columns:
-            raise SourceError(
-                f"{file}: no column for required {table.entity}.{col}: map it in "
-                f'[[sources.tables]] columns = {{ {col} = "..." }} or give a constant'
-            )
-    return missing
 
 
 def standardize(

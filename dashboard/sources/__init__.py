@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from dashboard.config import SourceConfig, TableConfig
+from dashboard.entities import ENTITIES
 from dashboard.errors import SourceError
 from dashboard.sources import csv, excel, json, parquet
 
@@ -31,6 +32,27 @@ FILE_COL = "__file"
 ROW_COL = "__row"
 
 
+def check_columns(raw: pl.DataFrame, table: TableConfig, file: str) -> list[str]:
+    """Mapped columns missing from one file; raises when a required canonical column cannot be had."""
+    entity = ENTITIES[table.entity]
+    missing = [src for src in table.columns.values() if src not in raw.columns]
+    for col in entity.required:
+        src = table.columns.get(col)
+        if col == entity.key and entity.key not in entity.required:
+            continue
+        if src is not None and src not in raw.columns:
+            raise SourceError(
+                f"{file}: required column '{src}' (mapped to {table.entity}.{col}) is missing; "
+                f"the file has: {', '.join(raw.columns[:30])}"
+            )
+        if src is None and col not in table.constants and col not in raw.columns:
+            raise SourceError(
+                f"{file}: no column for required {table.entity}.{col}: map it in "
+                f'[[sources.tables]] columns = {{ {col} = "..." }} or give a constant'
+            )
+    return missing
+
+
 def table_files(table: TableConfig, base_dir: Path) -> list[Path]:
     pattern = table.path if Path(table.path).is_absolute() else str(base_dir / table.path)
     return [Path(p) for p in sorted(glob.glob(pattern, recursive=True)) if Path(p).is_file()]
@@ -41,7 +63,6 @@ def read_table(source: SourceConfig, table: TableConfig, base_dir: Path) -> tupl
 
     Also returns, per file, the mapped optional columns it lacks (required ones raise SourceError).
     """
-    from dashboard.pipeline.standardize import check_columns
 
     files = table_files(table, base_dir)
     if not files:
