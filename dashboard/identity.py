@@ -6,8 +6,7 @@ Records are nodes, shared values are edges; connected components (scipy) are the
 
 from __future__ import annotations
 
-import hashlib
-
+import duckdb
 import numpy as np
 import polars as pl
 from scipy.sparse import coo_matrix
@@ -46,8 +45,12 @@ FROM leads
 """
 
 
-def _key(record_id: str) -> str:
-    return "C" + hashlib.sha1(record_id.encode("utf-8")).hexdigest()[:12]
+def _keys(anchors: pl.DataFrame) -> pl.DataFrame:
+    """component → customer_key: 'C' + 12 hex digits of md5 of the component's smallest record id,
+    so a customer keeps its key while its anchor record stays in the data."""
+    with duckdb.connect() as con:
+        con.register("anchors", anchors)
+        return con.sql("SELECT component, 'C' || left(md5(anchor), 12) AS customer_key FROM anchors").pl()
 
 
 def link_exact(records: pl.DataFrame) -> pl.DataFrame:
@@ -64,13 +67,13 @@ def link_exact(records: pl.DataFrame) -> pl.DataFrame:
         )
     # A customer known only by a reference that is itself a mobile number (call centers key callers
     # by the number they called from) links by that phone.
-    ref_phone, ref_valid = normalize_phone(records.get_column("source_record_id"))
+    phone = records.get_column("phone")
+    bare = (phone.is_null() & (records.get_column("record_kind") == "customer")).arg_true()
+    ref_phone, ref_valid = normalize_phone(records.get_column("source_record_id").gather(bare))
+    phone = phone.scatter(bare, pl.select(pl.when(ref_valid).then(ref_phone)).to_series())
     recs = records.with_row_index("node").with_columns(
         (pl.col("record_kind") + ":" + pl.col("source_system") + ":" + pl.col("source_record_id")).alias("uid"),
-        pl.when(pl.col("phone").is_null() & (pl.col("record_kind") == "customer") & ref_valid)
-        .then(ref_phone)
-        .otherwise(pl.col("phone"))
-        .alias("phone"),
+        phone.alias("phone"),
     )
     # Edge values: "p:<phone>", "e:<email>", "i:<id>", and "r:<source>:<customer id>" for a lead's own
     # customer and for the customer record itself.
@@ -102,7 +105,7 @@ def link_exact(records: pl.DataFrame) -> pl.DataFrame:
     recs = recs.with_columns(pl.Series("component", labels[:n]))
     linked_by = edges.join(shared.select("vid", "rule"), on="vid").group_by("node").agg(pl.col("rule").unique().sort())
     first = recs.group_by("component").agg(pl.col("uid").min().alias("anchor"), pl.len().alias("members"))
-    keys = first.with_columns(pl.col("anchor").map_elements(_key, return_dtype=pl.String).alias("customer_key"))
+    keys = _keys(first.select("component", "anchor")).join(first.select("component", "members"), on="component")
     out = (
         recs.join(keys.select("component", "customer_key", "members"), on="component")
         .join(linked_by, on="node", how="left")

@@ -178,3 +178,23 @@ def test_no_file_matching_the_glob(tmp_path: Path) -> None:
 
 def test_source_config_is_frozen() -> None:
     assert SourceConfig.model_config.get("frozen") is True
+
+
+def test_json_with_mixed_types_and_nested_values(tmp_path: Path) -> None:
+    (tmp_path / "w.json").write_text(
+        '[{"id": 1, "t": "2024-03-05T06:02:00Z", "ch": "SEM", "meta": {"page": "/a"}, "tags": [1, 2]},'
+        ' {"id": "W-2", "t": "2024-03-05", "ch": "官网", "meta": null, "tags": []}]',
+        encoding="utf-8",
+    )
+    from dashboard.sources.json import read
+
+    raw = read(tmp_path / "w.json", None)  # type: ignore[arg-type]
+    assert raw.get_column("id").to_list() == ["1", "W-2"]  # mixed types come back as text, unquoted
+    assert raw.get_column("meta").to_list() == ['{"page":"/a"}', None]
+    assert raw.get_column("tags").to_list() == ["[1,2]", "[]"]
+    df = _run(
+        tmp_path,
+        {"entity": "leads", "path": "w.json", "columns": {"lead_id": "id", "created_at": "t", "channel": "ch"}},
+        kind="json",
+    )
+    assert df.get_column("created_at").to_list() == [datetime(2024, 3, 5, 14, 2), datetime(2024, 3, 5)]

@@ -58,8 +58,19 @@ def _numeric_dates(s: pl.Series, tz: str) -> pl.Series:
     ).to_series()
 
 
+NUMERIC = "<excel serial or epoch>"
+
+
+def _parse_with(s: pl.Series, fmt: str, tz: str) -> pl.Series:
+    return _numeric_dates(s, tz) if fmt == NUMERIC else _strptime(s, fmt, tz)
+
+
 def parse_datetime(s: pl.Series, tz: str = "Asia/Shanghai", first_format: str | None = None) -> pl.Series:
-    """Text → naive local datetime; what cannot be parsed becomes null (the caller reports it)."""
+    """Text → naive local datetime; what cannot be parsed becomes null (the caller reports it).
+
+    The formats that match a sample are tried first on the whole column; every other format is
+    tried only on the rows still unparsed, so a clean column costs one parse.
+    """
     if s.dtype == pl.Date or isinstance(s.dtype, pl.Datetime):
         if isinstance(s.dtype, pl.Datetime) and s.dtype.time_zone:
             return s.dt.convert_time_zone(tz).dt.replace_time_zone(None).cast(DT)
@@ -67,22 +78,19 @@ def parse_datetime(s: pl.Series, tz: str = "Asia/Shanghai", first_format: str | 
     if s.dtype != pl.String:
         s = s.cast(pl.String)
     s = s.str.strip_chars().str.replace(r"Z$", "+00:00")
-    sample = s.drop_nulls().head(2000)
     candidates = [first_format] if first_format else []
-    candidates += [f for f in (*DATETIME_FORMATS, *_TZ_FORMATS) if f not in candidates]
-    out = pl.Series(s.name, [None] * len(s), dtype=DT)
-    remaining = s
-    # First the formats the sample shows, then every format on what is still unparsed.
-    ordered = [f for f in candidates if _strptime(sample, f, tz).null_count() < len(sample)] or candidates[:1]
-    for fmt in [*ordered, *[f for f in candidates if f not in ordered]]:
-        pending = out.is_null() & remaining.is_not_null()
-        if not pending.any():
-            return out
-        out = out.fill_null(_strptime(remaining, fmt, tz))
-    pending = out.is_null() & remaining.is_not_null()
-    if pending.any():
-        out = out.fill_null(_numeric_dates(remaining, tz))
-    return out
+    candidates += [f for f in (*DATETIME_FORMATS, *_TZ_FORMATS, NUMERIC) if f not in candidates]
+    sample = s.drop_nulls().head(2000)
+    hits = {f: len(sample) - _parse_with(sample, f, tz).null_count() for f in candidates}
+    ordered = sorted((f for f in candidates if hits[f]), key=lambda f: -hits[f])
+    ordered += [f for f in candidates if f not in ordered]
+    out = _parse_with(s, ordered[0], tz)
+    for fmt in ordered[1:]:
+        pending = (out.is_null() & s.is_not_null()).arg_true()
+        if pending.is_empty():
+            break
+        out = out.scatter(pending, _parse_with(s.gather(pending), fmt, tz))
+    return out.alias(s.name)
 
 
 def parse_number(s: pl.Series) -> pl.Series:
@@ -135,7 +143,11 @@ def normalize_id_number(s: pl.Series) -> tuple[pl.Series, pl.Series]:
     return ids, valid.to_series().alias(f"{s.name}_valid")
 
 
+def clean_text_expr(column: str) -> pl.Expr:
+    """Trim (including full-width spaces and a stray BOM); empty → null."""
+    text = pl.col(column).cast(pl.String).str.strip_chars(" \t\r\n\u3000\ufeff")
+    return pl.when(text == "").then(None).otherwise(text).alias(column)
+
+
 def clean_text(s: pl.Series) -> pl.Series:
-    """Trim (including full-width spaces); empty → null."""
-    text = s.cast(pl.String).str.strip_chars(" \t\r\n\u3000\ufeff")
-    return pl.select(pl.when(text == "").then(None).otherwise(text)).to_series().alias(s.name)
+    return s.to_frame().select(clean_text_expr(s.name)).to_series()

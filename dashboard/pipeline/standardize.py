@@ -92,18 +92,20 @@ def standardize(
             issues.append(RowIssue(entity.name, column, problem, action, n, _samples(raw, mask, raw_values)))
 
     out: dict[str, pl.Series] = {}
-    reject = pl.Series(REJECT_COL, [None] * raw.height, dtype=pl.String)
+    reject = pl.repeat(None, raw.height, dtype=pl.String, eager=True).alias(REJECT_COL)
     unparseable: dict[str, pl.Series] = {}
+    sources = {c.name: _source_series(raw, table, c.name) for c in entity.columns}
+    texts = _clean_texts({c.name: sources[c.name] for c in entity.columns if c.type == "str"})
     for col in entity.columns:
-        src = _source_series(raw, table, col.name)
+        src = sources[col.name]
         if src is None:
-            out[col.name] = pl.Series(col.name, [None] * raw.height, dtype=_dtype(col.type))
+            out[col.name] = pl.repeat(None, raw.height, dtype=_dtype(col.type), eager=True).alias(col.name)
             continue
-        value = _convert(src, col.type, settings, table)
-        raw_present = parse.clean_text(src.cast(pl.String)).is_not_null()
-        bad = raw_present & value.is_null()
-        unparseable[col.name] = bad
-        if bad.any():
+        value = texts[col.name] if col.type == "str" else _convert(src, col.type, settings, table)
+        if col.type != "str" and value.null_count() > src.null_count():
+            # text that was there but did not convert (blank text is not a problem, just empty)
+            bad = parse.clean_text(src.cast(pl.String)).is_not_null() & value.is_null()
+            unparseable[col.name] = bad
             what = {"datetime": "unparseable date", "float": "not a number", "int": "not a number"}[col.type]
             report(col.name, what, "left empty" if not col.required else "row set aside", bad, src)
         out[col.name] = value.alias(col.name)
@@ -115,7 +117,7 @@ def standardize(
         if not col.required or (col.name == entity.key and entity.key not in entity.required):
             continue
         missing = out[col.name].is_null()
-        never_given = missing & ~unparseable.get(col.name, pl.Series([False] * raw.height))
+        never_given = missing & ~unparseable[col.name] if col.name in unparseable else missing
         if col.name in FILL_WHEN_MISSING:
             report(col.name, "empty", f"set to '{FILL_WHEN_MISSING[col.name]}'", never_given, None)
             out[col.name] = out[col.name].fill_null(FILL_WHEN_MISSING[col.name])
@@ -125,9 +127,11 @@ def standardize(
             pl.when(reject.is_null() & missing).then(pl.lit(f"{col.name} missing or invalid")).otherwise(reject)
         ).to_series()
 
-    if entity.key and entity.key not in entity.required:
-        generated = raw.get_column(FILE_COL) + ":" + raw.get_column(ROW_COL).cast(pl.String)
-        out[entity.key] = out[entity.key].fill_null(generated)
+    if entity.key and entity.key not in entity.required and out[entity.key].null_count():
+        no_key = out[entity.key].is_null().arg_true()
+        where = raw.select(FILE_COL, ROW_COL).gather(no_key)
+        generated = where.get_column(FILE_COL) + ":" + where.get_column(ROW_COL).cast(pl.String)
+        out[entity.key] = out[entity.key].scatter(no_key, generated)
 
     frame = pl.DataFrame(list(out.values())).with_columns(
         pl.lit(source.name).alias("source_system"),
@@ -146,17 +150,27 @@ def _dtype(t: str) -> pl.DataType:
     return {"str": pl.String(), "datetime": pl.Datetime("us"), "float": pl.Float64(), "int": pl.Int64()}[t]
 
 
+def _clean_texts(columns: dict[str, pl.Series | None]) -> dict[str, pl.Series]:
+    """All text columns cleaned in one select, so Polars spreads them over the cores."""
+    present = {}
+    for name, src in columns.items():
+        if src is not None:
+            if src.dtype.is_float():  # 1.3800138e10 from a spreadsheet → '13800138000'
+                src = src.cast(pl.Int64, strict=False)
+            present[name] = src.alias(name)
+    if not present:
+        return {}
+    cleaned = pl.DataFrame(list(present.values())).select(parse.clean_text_expr(n) for n in present)
+    return {n: cleaned.get_column(n) for n in present}
+
+
 def _convert(src: pl.Series, typ: str, settings: Settings, table: TableConfig) -> pl.Series:
     if typ == "datetime":
         text = src if src.dtype != pl.String else parse.clean_text(src)
         return parse.parse_datetime(text, settings.timezone, table.date_format)
     if typ == "float":
         return parse.parse_number(src if src.dtype != pl.String else parse.clean_text(src))
-    if typ == "int":
-        return parse.parse_number(src).round(0).cast(pl.Int64)
-    if src.dtype.is_float():  # 1.3800138e10 from a spreadsheet → '13800138000'
-        src = src.cast(pl.Int64, strict=False)
-    return parse.clean_text(src.cast(pl.String))
+    return parse.parse_number(src).round(0).cast(pl.Int64)
 
 
 def _normalize_people(out: dict[str, pl.Series], entity: Entity, raw: pl.DataFrame, report: Any) -> None:
@@ -174,28 +188,41 @@ def _normalize_people(out: dict[str, pl.Series], entity: Entity, raw: pl.DataFra
         report(col, problem, "kept, flagged invalid", valid.not_(), value)
 
 
+def _relabel(values: pl.Series, lookup: dict[str, str]) -> pl.Series:
+    """Lower-case, collapse spaces, map through the alias table; an unknown label is kept as given."""
+    key = values.str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
+    mapping = {k: lookup[k] for k in key.unique().drop_nulls().to_list() if k in lookup and lookup[k] != k}
+    return (key.replace(mapping) if mapping else key).alias(values.name)
+
+
 def _normalize_labels(
     out: dict[str, pl.Series], entity: Entity, settings: Settings, raw: pl.DataFrame, report: Any
 ) -> None:
     if "channel" in out:
-        lookup = settings.channel_lookup()
-        key = out["channel"].str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
-        out["channel"] = key.replace_strict(lookup, default=key, return_dtype=pl.String).alias("channel")
+        out["channel"] = _relabel(out["channel"], settings.channel_lookup())
     if "kind" in out:
         out["kind"] = out["kind"].str.to_lowercase()
     if entity.name == "lead_events" and "stage" in out:
         lookup = settings.stage_lookup()
-        key = out["stage"].str.to_lowercase().str.strip_chars()
-        known = key.is_in(list(lookup))
-        report("stage", "unknown funnel stage", "kept as given", key.is_not_null() & ~known, out["stage"])
-        out["stage"] = key.replace_strict(lookup, default=key, return_dtype=pl.String).alias("stage")
+        stage = _relabel(out["stage"], lookup)
+        unknown = stage.is_not_null() & ~stage.is_in(list(set(lookup.values())))
+        report("stage", "unknown funnel stage", "kept as given", unknown, out["stage"])
+        out["stage"] = stage
 
 
 def _drop_exact_duplicates(frame: pl.DataFrame, entity: Entity) -> tuple[pl.DataFrame, RowIssue | None]:
     cols = [c for c in frame.columns if c not in (FILE_COL, ROW_COL, REJECT_COL, *LINEAGE_COLUMNS)]
     if entity.key and entity.key not in entity.required:
         cols.remove(entity.key)  # generated from the row number: differs even for identical rows
-    dup = frame.select(pl.struct(cols).is_duplicated() & ~pl.struct(cols).is_first_distinct()).to_series()
+    # A row hash finds candidates cheaply; exact comparison on the candidates only, so a hash
+    # collision can never drop a row.
+    candidates = frame.select(pl.struct(cols).hash().is_duplicated()).to_series()
+    if not candidates.any():
+        return frame, None
+    idx = candidates.arg_true()
+    sub = frame.select(cols).gather(idx)
+    repeat = sub.select(~pl.struct(cols).is_first_distinct()).to_series()
+    dup = pl.repeat(False, frame.height, eager=True).scatter(idx.filter(repeat), True)
     n = int(dup.sum())
     if not n:
         return frame, None
