@@ -147,6 +147,17 @@ def render(results: list[dict[str, Any]], command: str) -> str:
             for s in STEPS
         ]
         lines.append(f"| {r['size']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Notes:",
+        "- The floor reads each source's raw files with DuckDB and writes one zstd Parquet per table. DuckDB",
+        "  cannot read GBK or Excel offline (no extensions), so the floor converts the GBK CSV with Python and",
+        "  reads Excel with Polars/calamine, the same as the refresh does.",
+        "- The refresh does more than the floor: typing and normalizing every column, the GX gate, sorting",
+        "  by date for row-group skipping, and the derived build (quality metrics, identity links). The",
+        "  GX import and context setup alone is ~4 s, which dominates `validate` at medium.",
+        "- Peak RSS per step is the refresh process's maximum so far at the end of that step (ru_maxrss).",
+    ]
     lines += ["", "Outcome per source:", ""]
     for r in results:
         lines.append(f"- {r['size']}: " + ", ".join(f"{k} {v}" for k, v in r["refresh"]["status"].items()))
