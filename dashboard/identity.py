@@ -18,6 +18,11 @@ from dashboard.pipeline.parse import normalize_phone
 # not a person: it is not used to link.
 MAX_SHARED = 50
 
+_RULE_BITS = {"customer_ref": 8, "email": 2, "id_number": 4, "phone": 1}
+RULE_NAMES = {
+    mask: "exact:" + "+".join(name for name, bit in sorted(_RULE_BITS.items()) if mask & bit) for mask in range(1, 16)
+}
+
 RECORDS_SQL = """
 WITH refs AS (
     SELECT source_system, customer_ref FROM leads WHERE customer_ref IS NOT NULL
@@ -79,22 +84,22 @@ def link_exact(records: pl.DataFrame) -> pl.DataFrame:
     # customer and for the customer record itself.
     values = pl.concat(
         [
-            recs.select("node", ("p:" + pl.col("phone")).alias("value"), pl.lit("phone").alias("rule")),
-            recs.select("node", ("e:" + pl.col("email")).alias("value"), pl.lit("email").alias("rule")),
-            recs.select("node", ("i:" + pl.col("id_number")).alias("value"), pl.lit("id_number").alias("rule")),
+            recs.select("node", ("p:" + pl.col("phone")).alias("value"), pl.lit(1, pl.UInt8).alias("rule")),
+            recs.select("node", ("e:" + pl.col("email")).alias("value"), pl.lit(2, pl.UInt8).alias("rule")),
+            recs.select("node", ("i:" + pl.col("id_number")).alias("value"), pl.lit(4, pl.UInt8).alias("rule")),
             recs.select(
                 "node",
                 ("r:" + pl.col("source_system") + ":" + pl.col("customer_ref")).alias("value"),
-                pl.lit("customer_ref").alias("rule"),
+                pl.lit(8, pl.UInt8).alias("rule"),
             ),
             recs.filter(pl.col("record_kind") == "customer").select(
                 "node",
                 ("r:" + pl.col("source_system") + ":" + pl.col("source_record_id")).alias("value"),
-                pl.lit("customer_ref").alias("rule"),
+                pl.lit(8, pl.UInt8).alias("rule"),
             ),
         ]
     ).drop_nulls("value")
-    counts = values.group_by("value").agg(pl.len().alias("n"), pl.col("rule").first())
+    counts = values.group_by("value").agg(pl.len().alias("n"))
     shared = counts.filter((pl.col("n") > 1) & (pl.col("n") <= MAX_SHARED)).with_row_index("vid")
     edges = values.join(shared.select("value", "vid"), on="value")
     rows = edges.get_column("node").to_numpy().astype(np.int64)
@@ -103,7 +108,8 @@ def link_exact(records: pl.DataFrame) -> pl.DataFrame:
     graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(size, size))
     _, labels = connected_components(graph, directed=False)
     recs = recs.with_columns(pl.Series("component", labels[:n]))
-    linked_by = edges.join(shared.select("vid", "rule"), on="vid").group_by("node").agg(pl.col("rule").unique().sort())
+    # rules as bit flags: one OR per record instead of a sorted list of names
+    linked_by = edges.group_by("node").agg(pl.col("rule").bitwise_or())
     first = recs.group_by("component").agg(pl.col("uid").min().alias("anchor"), pl.len().alias("members"))
     keys = _keys(first.select("component", "anchor")).join(first.select("component", "members"), on="component")
     out = (
@@ -111,7 +117,7 @@ def link_exact(records: pl.DataFrame) -> pl.DataFrame:
         .join(linked_by, on="node", how="left")
         .with_columns(
             pl.when(pl.col("members") > 1)
-            .then("exact:" + pl.col("rule").list.join("+"))
+            .then(pl.col("rule").replace_strict(RULE_NAMES, default="exact", return_dtype=pl.String))
             .otherwise(pl.lit("single"))
             .alias("match_rule")
         )
