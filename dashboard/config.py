@@ -107,6 +107,11 @@ class QualityConfig(_Strict):
     stale_grace_minutes: int = Field(60, ge=0)  # lateness tolerated past the next scheduled run
 
 
+class AnalyticsConfig(_Strict):
+    attribution_half_life_days: float = Field(7.0, gt=0)  # time-decay attribution: a touch this old counts half
+    kiosk_refresh_seconds: int = Field(60, ge=5)  # big-screen mode: how often the numbers refresh
+
+
 class Settings(_Strict):
     data_dir: Path = Path("data")
     language: Literal["zh", "en"] = "zh"
@@ -115,6 +120,7 @@ class Settings(_Strict):
     channel_aliases: dict[str, list[str]] = Field(default_factory=dict)
     stage_aliases: dict[str, list[str]] = Field(default_factory=dict)
     quality: QualityConfig = Field(default_factory=lambda: QualityConfig.model_validate({}))
+    analytics: AnalyticsConfig = Field(default_factory=lambda: AnalyticsConfig.model_validate({}))
     sources: list[SourceConfig] = Field(default_factory=list)
     # where the config file was read from; paths in it are relative to its folder
     base_dir: Path = Field(default=Path("."), exclude=True)

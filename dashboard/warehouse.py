@@ -33,6 +33,36 @@ DERIVED_TABLES: dict[str, dict[str, str]] = {
         "customer_key": "VARCHAR",
         "match_rule": "VARCHAR",
     },
+    "lead_facts": {
+        "source_system": "VARCHAR",
+        "lead_id": "VARCHAR",
+        "created_at": "TIMESTAMP",
+        "channel": "VARCHAR",
+        "campaign": "VARCHAR",
+        "region": "VARCHAR",
+        "owner": "VARCHAR",
+        "customer_ref": "VARCHAR",
+        "name": "VARCHAR",
+        "phone": "VARCHAR",
+        "phone_valid": "BOOLEAN",
+        "mql_at": "TIMESTAMP",
+        "sql_at": "TIMESTAMP",
+        "opportunity_at": "TIMESTAMP",
+        "won_at": "TIMESTAMP",
+        "won_amount": "DOUBLE",
+        "lost_at": "TIMESTAMP",
+    },
+    "attribution": {
+        "source_system": "VARCHAR",
+        "lead_id": "VARCHAR",
+        "won_at": "TIMESTAMP",
+        "channel": "VARCHAR",
+        "first_touch": "DOUBLE",
+        "last_touch": "DOUBLE",
+        "linear": "DOUBLE",
+        "u_shaped": "DOUBLE",
+        "time_decay": "DOUBLE",
+    },
     "quality_metrics": {
         "source_system": "VARCHAR",
         "snapshot_id": "VARCHAR",
@@ -48,7 +78,7 @@ DERIVED_TABLES: dict[str, dict[str, str]] = {
 }
 
 
-def _quote_path(p: Path) -> str:
+def quote_path(p: Path) -> str:
     return "'" + str(p).replace("'", "''") + "'"
 
 
@@ -69,9 +99,22 @@ def view_sql(name: str, files: list[Path], columns: dict[str, str]) -> str:
     """The view over a set of Parquet files (paths come from our manifest, not from a user)."""
     if not files:
         return f"CREATE OR REPLACE VIEW {name} AS {_empty_select(columns)}"
-    file_list = ", ".join(_quote_path(f) for f in files)
+    file_list = ", ".join(quote_path(f) for f in files)
     cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in columns.items())
     return f"CREATE OR REPLACE VIEW {name} AS SELECT {cols} FROM read_parquet([{file_list}], union_by_name = true)"
+
+
+# The filter bar's six filters, shared by the channel queries: FROM filtered_leads($start, ...).
+FILTERED_LEADS_MACRO = """
+CREATE OR REPLACE MACRO filtered_leads(p_start, p_end, p_channel, p_region, p_owner, p_campaign) AS TABLE
+SELECT * FROM lead_facts
+WHERE (p_start IS NULL OR created_at >= CAST(p_start AS TIMESTAMP))
+  AND (p_end IS NULL OR created_at < CAST(p_end AS TIMESTAMP) + INTERVAL 1 DAY)
+  AND (p_channel IS NULL OR channel = p_channel)
+  AND (p_region IS NULL OR region = p_region)
+  AND (p_owner IS NULL OR owner = p_owner)
+  AND (p_campaign IS NULL OR campaign = p_campaign)
+"""
 
 
 def attach_views(con: duckdb.DuckDBPyConnection, store: Store, manifest: Manifest) -> None:
@@ -86,6 +129,7 @@ def attach_views(con: duckdb.DuckDBPyConnection, store: Store, manifest: Manifes
     for table, columns in DERIVED_TABLES.items():
         rel = (derived.get("tables") or {}).get(table)
         con.execute(view_sql(table, [store.abs(rel)] if rel else [], columns))
+    con.execute(FILTERED_LEADS_MACRO)
 
 
 # -- named queries ---------------------------------------------------------------------------

@@ -8,11 +8,12 @@ import os
 import duckdb
 import polars as pl
 
+from dashboard import analytics
 from dashboard.config import Settings
 from dashboard.identity import RECORDS_SQL, link_exact
 from dashboard.pipeline.store import Store, crash_point, new_id, now_utc
 from dashboard.quality import column_metrics
-from dashboard.warehouse import attach_views
+from dashboard.warehouse import attach_views, quote_path
 
 
 def build_derived(settings: Settings, store: Store) -> str:
@@ -32,6 +33,10 @@ def build_derived(settings: Settings, store: Store) -> str:
         quality.write_parquet(stage / "quality_metrics.parquet")
         links = link_exact(con.sql(RECORDS_SQL).pl())
         links.write_parquet(stage / "identity_links.parquet")
+        analytics.build(con, settings.analytics.attribution_half_life_days)
+        for table in ("lead_facts", "attribution"):
+            target = quote_path(stage / f"{table}.parquet")  # our staging path, quoted
+            con.execute(f"COPY {table} TO {target} (FORMAT parquet, COMPRESSION zstd)")
     finally:
         con.close()
     crash_point("derived_staged")
@@ -46,6 +51,8 @@ def build_derived(settings: Settings, store: Store) -> str:
         "tables": {
             "quality_metrics": store.rel(dest / "quality_metrics.parquet"),
             "identity_links": store.rel(dest / "identity_links.parquet"),
+            "lead_facts": store.rel(dest / "lead_facts.parquet"),
+            "attribution": store.rel(dest / "attribution.parquet"),
         },
     }
     store.write_manifest(manifest)

@@ -1,0 +1,99 @@
+"""Channel analytics built once per derived build, so pages read small tables instead of scanning
+raw leads and events on every view:
+
+- ``lead_facts``: one row per lead with its channel, campaign, region, owner, the time it first
+  reached each funnel stage, and its won amount.
+- ``attribution``: every won lead's revenue split over its touches under five models.
+
+A lead's touches are its own channel at creation plus the interactions linked to it (same lead id)
+or to its customer (same source, same customer_ref) before the won date.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+FUNNEL: tuple[str, ...] = ("lead", "mql", "sql", "opportunity", "won")
+MODELS: tuple[str, ...] = ("first_touch", "last_touch", "linear", "u_shaped", "time_decay")
+
+# A stage counts as reached when it, or any later stage, was recorded: CRMs skip steps.
+LEAD_FACTS_SQL = """
+WITH ev AS (
+    SELECT lead_id,
+        min(occurred_at) FILTER (WHERE stage = 'mql') AS mql_at,
+        min(occurred_at) FILTER (WHERE stage = 'sql') AS sql_at,
+        min(occurred_at) FILTER (WHERE stage = 'opportunity') AS opportunity_at,
+        min(occurred_at) FILTER (WHERE stage = 'won') AS won_at,
+        max(amount) FILTER (WHERE stage = 'won') AS won_amount,
+        min(occurred_at) FILTER (WHERE stage = 'lost') AS lost_at
+    FROM lead_events
+    GROUP BY lead_id
+)
+SELECT
+    l.source_system, l.lead_id, l.created_at,
+    l.channel, coalesce(l.campaign, '') AS campaign, l.region, l.owner, l.customer_ref,
+    l.name, l.phone, l.phone_valid,
+    coalesce(ev.mql_at, ev.sql_at, ev.opportunity_at, ev.won_at) AS mql_at,
+    coalesce(ev.sql_at, ev.opportunity_at, ev.won_at) AS sql_at,
+    coalesce(ev.opportunity_at, ev.won_at) AS opportunity_at,
+    ev.won_at, ev.won_amount, ev.lost_at
+FROM leads AS l
+LEFT JOIN ev ON ev.lead_id = l.lead_id
+ORDER BY l.created_at
+"""
+
+
+def attribution_sql(half_life_days: float) -> str:
+    """Won revenue per (lead, touch channel) under each model; credits of a lead sum to its amount."""
+    half_life = float(half_life_days)  # a number from the typed config, not user text
+    return f"""
+WITH won AS (
+    SELECT source_system, lead_id, customer_ref, channel, created_at, won_at, coalesce(won_amount, 0) AS amount
+    FROM lead_facts WHERE won_at IS NOT NULL
+),
+touches AS (
+    SELECT w.source_system, w.lead_id, w.won_at, w.amount, w.channel, w.created_at AS touched_at, 0 AS tiebreak
+    FROM won AS w
+    UNION ALL
+    SELECT w.source_system, w.lead_id, w.won_at, w.amount, i.channel, i.occurred_at, 1
+    FROM won AS w
+    JOIN interactions AS i
+      ON i.occurred_at < w.won_at
+     AND (i.lead_id = w.lead_id
+          OR (w.customer_ref IS NOT NULL AND i.source_system = w.source_system AND i.customer_ref = w.customer_ref))
+),
+ordered AS (
+    SELECT *,
+        row_number() OVER (PARTITION BY source_system, lead_id ORDER BY touched_at, tiebreak, channel) AS i,
+        count(*) OVER (PARTITION BY source_system, lead_id) AS n,
+        pow(0.5, greatest(date_diff('second', touched_at, won_at), 0) / 86400.0 / {half_life}) AS decay
+    FROM touches
+),
+credits AS (
+    SELECT source_system, lead_id, won_at, channel, amount,
+        CASE WHEN i = 1 THEN 1.0 ELSE 0.0 END AS first_touch,
+        CASE WHEN i = n THEN 1.0 ELSE 0.0 END AS last_touch,
+        1.0 / n AS linear,
+        CASE WHEN n = 1 THEN 1.0
+             WHEN n = 2 THEN 0.5
+             WHEN i = 1 OR i = n THEN 0.4
+             ELSE 0.2 / (n - 2) END AS u_shaped,
+        decay / sum(decay) OVER (PARTITION BY source_system, lead_id) AS time_decay
+    FROM ordered
+)
+SELECT source_system, lead_id, won_at, channel,
+    sum(amount * first_touch) AS first_touch,
+    sum(amount * last_touch) AS last_touch,
+    sum(amount * linear) AS linear,
+    sum(amount * u_shaped) AS u_shaped,
+    sum(amount * time_decay) AS time_decay
+FROM credits
+GROUP BY source_system, lead_id, won_at, channel
+"""
+
+
+def build(con: duckdb.DuckDBPyConnection, half_life_days: float) -> None:
+    """Create lead_facts and attribution as tables on con (replacing the placeholder views)."""
+    for table, sql in (("lead_facts", LEAD_FACTS_SQL), ("attribution", attribution_sql(half_life_days))):
+        con.execute(f"DROP VIEW IF EXISTS {table}")
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS {sql}")
