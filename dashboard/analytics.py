@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import duckdb
 
+from dashboard.warehouse import drop_relation
+
 FUNNEL: tuple[str, ...] = ("lead", "mql", "sql", "opportunity", "won")
 MODELS: tuple[str, ...] = ("first_touch", "last_touch", "linear", "u_shaped", "time_decay")
 
@@ -44,23 +46,34 @@ ORDER BY l.created_at
 
 
 def attribution_sql(half_life_days: float) -> str:
-    """Won revenue per (lead, touch channel) under each model; credits of a lead sum to its amount."""
+    """Won revenue per (lead, touch channel) under each model; credits of a lead sum to its amount.
+
+    Interactions on channels listed in the table ``excluded_channels`` are not touches.
+    """
     half_life = float(half_life_days)  # a number from the typed config, not user text
     return f"""
 WITH won AS (
     SELECT source_system, lead_id, customer_ref, channel, created_at, won_at, coalesce(won_amount, 0) AS amount
     FROM lead_facts WHERE won_at IS NOT NULL
 ),
+linked AS (
+    -- two equi-joins (an OR in one join condition is a nested loop over every interaction);
+    -- UNION, not UNION ALL: an interaction linked both by lead and by customer counts once
+    SELECT w.source_system, w.lead_id, i.source_system AS i_source, i.interaction_id, i.channel, i.occurred_at
+    FROM won AS w JOIN interactions AS i ON i.lead_id = w.lead_id
+    UNION
+    SELECT w.source_system, w.lead_id, i.source_system, i.interaction_id, i.channel, i.occurred_at
+    FROM won AS w JOIN interactions AS i ON i.source_system = w.source_system AND i.customer_ref = w.customer_ref
+),
 touches AS (
-    SELECT w.source_system, w.lead_id, w.won_at, w.amount, w.channel, w.created_at AS touched_at, 0 AS tiebreak
-    FROM won AS w
+    SELECT source_system, lead_id, won_at, amount, channel, created_at AS touched_at, 0 AS tiebreak
+    FROM won
     UNION ALL
-    SELECT w.source_system, w.lead_id, w.won_at, w.amount, i.channel, i.occurred_at, 1
-    FROM won AS w
-    JOIN interactions AS i
-      ON i.occurred_at < w.won_at
-     AND (i.lead_id = w.lead_id
-          OR (w.customer_ref IS NOT NULL AND i.source_system = w.source_system AND i.customer_ref = w.customer_ref))
+    SELECT w.source_system, w.lead_id, w.won_at, w.amount, k.channel, k.occurred_at, 1
+    FROM linked AS k
+    JOIN won AS w ON w.source_system = k.source_system AND w.lead_id = k.lead_id
+    WHERE k.occurred_at < w.won_at
+      AND k.channel NOT IN (SELECT channel FROM excluded_channels)
 ),
 ordered AS (
     SELECT *,
@@ -92,8 +105,11 @@ GROUP BY source_system, lead_id, won_at, channel
 """
 
 
-def build(con: duckdb.DuckDBPyConnection, half_life_days: float) -> None:
+def build(con: duckdb.DuckDBPyConnection, half_life_days: float, exclude_channels: list[str]) -> None:
     """Create lead_facts and attribution as tables on con (replacing the placeholder views)."""
+    con.execute("CREATE OR REPLACE TEMP TABLE excluded_channels (channel VARCHAR)")
+    if exclude_channels:
+        con.executemany("INSERT INTO excluded_channels VALUES (?)", [[c.strip().lower()] for c in exclude_channels])
     for table, sql in (("lead_facts", LEAD_FACTS_SQL), ("attribution", attribution_sql(half_life_days))):
-        con.execute(f"DROP VIEW IF EXISTS {table}")
-        con.execute(f"CREATE OR REPLACE TABLE {table} AS {sql}")
+        drop_relation(con, table)
+        con.execute(f"CREATE TABLE {table} AS {sql}")

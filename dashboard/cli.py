@@ -11,12 +11,15 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dashboard.config import CONFIG_ENV, Settings, load_settings
 from dashboard.errors import CockpitError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 app = typer.Typer(
     name="cockpit",
@@ -140,6 +143,122 @@ def query(
             tbl_hide_column_data_types=True,
         ):
             typer.echo(str(df))
+
+
+def _print_frame(df: pl.DataFrame, fmt: Format) -> None:
+    import polars as pl
+
+    if fmt is Format.csv:
+        typer.echo(df.write_csv(), nl=False)
+    elif fmt is Format.json:
+        typer.echo(json.dumps(df.to_dicts(), ensure_ascii=False, default=str, indent=2))
+    else:
+        with pl.Config(
+            tbl_rows=-1,
+            tbl_cols=-1,
+            tbl_width_chars=200,
+            tbl_hide_dataframe_shape=True,
+            tbl_hide_column_data_types=True,
+        ):
+            typer.echo(str(df))
+
+
+@app.command()
+def quality(
+    source: Annotated[str | None, typer.Option("--source", "-s", help="One source (default: all).")] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+) -> None:
+    """The quality heatmap's figures: fill rate, validity and uniqueness per source, entity and field, with flags."""
+    import polars as pl
+
+    from dashboard.warehouse import Warehouse
+
+    settings = _settings()
+    if source:
+        settings.source(source)  # an unknown name is a ConfigError that lists the configured ones
+    q = settings.quality
+    thresholds = {
+        "fill_threshold": q.fill_rate_threshold,
+        "validity_threshold": q.validity_threshold,
+        "uniqueness_threshold": q.uniqueness_threshold,
+    }
+    df = Warehouse(settings).run_query("quality_heatmap", {"source": source, **thresholds})
+    df = df.filter(pl.col("provided")).select(
+        "source_system", "entity", "column_name", "rows", "fill_rate", "valid_rate", "uniqueness",
+        "fill_flag", "valid_flag", "unique_flag",
+    )  # fmt: skip
+    if df.is_empty():
+        _err("no quality metrics yet: they are computed when `cockpit refresh` publishes a snapshot")
+    if fmt is Format.table:
+        df = df.with_columns(pl.col(c).round(4) for c in ("fill_rate", "valid_rate", "uniqueness"))
+    _print_frame(df, fmt)
+
+
+@app.command()
+def catalog(
+    excel: Annotated[Path | None, typer.Option("--excel", help="Write the inventory to this .xlsx workbook.")] = None,
+) -> None:
+    """The data asset inventory (数据资产目录): systems, tables, fields and lineage; --excel writes the workbook."""
+    from dashboard.catalog import LEVELS, load_inventory, write_excel
+
+    inventory = load_inventory(_settings())
+    if excel is None:
+        _print_frame(inventory.systems, Format.table)
+        return
+    write_excel(inventory, excel)
+    counts = ", ".join(f"{inventory.level(level).height} {level}" for level in LEVELS)
+    typer.echo(f"wrote {excel} ({counts})")
+
+
+quarantine_app = typer.Typer(help="Review quarantined snapshots: list, publish anyway, discard.", no_args_is_help=True)
+app.add_typer(quarantine_app, name="quarantine")
+_REASON = typer.Option("--reason", "-r", help="Why (required; recorded in the audit log with who and when).")
+
+
+def _who() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return os.environ.get("USER") or "unknown"
+
+
+@quarantine_app.command("list")
+def quarantine_list(source: Annotated[str | None, typer.Argument(help="One source (default: all).")] = None) -> None:
+    """Quarantined snapshots still on disk, why they failed, and their rows against the current snapshot."""
+    from dashboard.pipeline.review import list_quarantined
+
+    settings = _settings()
+    if source:
+        settings.source(source)
+    waiting = list_quarantined(settings, source)
+    if not waiting:
+        typer.echo("no quarantined snapshots")
+    for q in waiting:
+        typer.echo(f"{q.source} {q.snapshot_id}  quarantined {q.finished_at}  (current: {q.current_snapshot or '—'})")
+        for entity in dict.fromkeys([*q.rows, *q.current_rows]):
+            typer.echo(f"    {entity}: {q.rows.get(entity, '—')} rows (current {q.current_rows.get(entity, '—')})")
+        for reason in q.reasons:
+            typer.echo(f"    - {reason}")
+
+
+@quarantine_app.command("publish")
+def quarantine_publish(source: str, snapshot: str, reason: Annotated[str, _REASON]) -> None:
+    """Publish a quarantined snapshot anyway (needs [quality] allow_quarantine_actions = true)."""
+    from dashboard.pipeline.review import publish_anyway
+
+    entry = publish_anyway(_settings(), source, snapshot, reason, _who())
+    typer.echo(f"✔ {source}: published {snapshot} anyway (recorded: {entry['who']} at {entry['at']})")
+
+
+@quarantine_app.command("discard")
+def quarantine_discard(source: str, snapshot: str, reason: Annotated[str, _REASON]) -> None:
+    """Delete a quarantined snapshot; what is served does not change (needs allow_quarantine_actions = true)."""
+    from dashboard.pipeline.review import discard
+
+    entry = discard(_settings(), source, snapshot, reason, _who())
+    typer.echo(f"✔ {source}: discarded {snapshot} (recorded: {entry['who']} at {entry['at']})")
 
 
 @app.command()

@@ -105,11 +105,17 @@ class QualityConfig(_Strict):
     fill_rate_threshold: float = Field(0.8, ge=0, le=1)  # cells below are flagged
     validity_threshold: float = Field(0.9, ge=0, le=1)
     stale_grace_minutes: int = Field(60, ge=0)  # lateness tolerated past the next scheduled run
+    uniqueness_threshold: float = Field(1.0, ge=0, le=1)  # a record key less unique than this is flagged
+    allow_quarantine_actions: bool = False  # "publish anyway" / "discard" of a quarantined snapshot
+    dictionary: str | None = None  # data dictionary TOML (default: the bundled dashboard/data_dictionary.toml)
+    data_docs: bool = True  # build GX Data Docs of the latest validations after each refresh
 
 
 class AnalyticsConfig(_Strict):
     attribution_half_life_days: float = Field(7.0, gt=0)  # time-decay attribution: a touch this old counts half
     kiosk_refresh_seconds: int = Field(60, ge=5)  # big-screen mode: how often the numbers refresh
+    # interaction channels that are not marketing touches (e.g. sales follow-up calls)
+    attribution_exclude_channels: list[str] = Field(default_factory=list)
 
 
 class Settings(_Strict):

@@ -16,6 +16,7 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow.parquet as pq
 
 from dashboard.config import Settings
 from dashboard.entities import ENTITIES, LINEAGE_COLUMNS, VALIDITY_FLAGS
@@ -63,17 +64,74 @@ DERIVED_TABLES: dict[str, dict[str, str]] = {
         "u_shaped": "DOUBLE",
         "time_decay": "DOUBLE",
     },
-    "quality_metrics": {
+    # per-field profile of every retained and quarantined snapshot (dashboard/quality.py, made at publish)
+    "field_quality": {
         "source_system": "VARCHAR",
         "snapshot_id": "VARCHAR",
         "entity": "VARCHAR",
         "column_name": "VARCHAR",
+        "source_column": "VARCHAR",
+        "provided": "BOOLEAN",
+        "is_key": "BOOLEAN",
+        "personal": "BOOLEAN",
         "rows": "BIGINT",
         "filled": "BIGINT",
         "fill_rate": "DOUBLE",
+        "checked": "BIGINT",
+        "invalid": "BIGINT",
         "valid_rate": "DOUBLE",
         "distinct_values": "BIGINT",
+        "distinct_exact": "BOOLEAN",
         "uniqueness": "DOUBLE",
+        "empty_samples": "VARCHAR[]",
+        "invalid_samples": "VARCHAR[]",
+        "duplicate_samples": "VARCHAR[]",
+        "examples": "VARCHAR[]",
+        "computed_at": "TIMESTAMPTZ",
+        "state": "VARCHAR",  # current | previous | quarantined
+        "snapshot_at": "TIMESTAMPTZ",
+    },
+    # one row per refresh attempt, and per expectation result (dashboard/quality_tables.py)
+    "validation_runs": {
+        "source_system": "VARCHAR",
+        "snapshot_id": "VARCHAR",
+        "started_at": "TIMESTAMPTZ",
+        "finished_at": "TIMESTAMPTZ",
+        "status": "VARCHAR",
+        "rows": "BIGINT",
+        "rejected_rows": "BIGINT",
+        "expectations": "BIGINT",
+        "failed": "BIGINT",
+        "failed_blocking": "BIGINT",
+        "reason": "VARCHAR",
+        "reviewed_by": "VARCHAR",
+        "reviewed_at": "TIMESTAMPTZ",
+        "review_reason": "VARCHAR",
+    },
+    "validation_results": {
+        "source_system": "VARCHAR",
+        "snapshot_id": "VARCHAR",
+        "finished_at": "TIMESTAMPTZ",
+        "status": "VARCHAR",
+        "suite": "VARCHAR",
+        "expectation": "VARCHAR",
+        "column_name": "VARCHAR",
+        "success": "BOOLEAN",
+        "blocking": "BOOLEAN",
+        "element_count": "BIGINT",
+        "unexpected_count": "BIGINT",
+        "unexpected_percent": "DOUBLE",
+        "observed": "VARCHAR",
+        "samples": "VARCHAR[]",
+    },
+    # per golden customer and field (phone, email, name) that two or more sources give: do they agree?
+    "identity_consistency": {
+        "customer_key": "VARCHAR",
+        "field": "VARCHAR",
+        "n_sources": "BIGINT",
+        "n_values": "BIGINT",
+        "conflict": "BOOLEAN",
+        "examples": "VARCHAR[]",
     },
 }
 
@@ -95,14 +153,29 @@ def entity_columns(entity: str) -> dict[str, str]:
     return cols
 
 
-def view_sql(name: str, files: list[Path], columns: dict[str, str]) -> str:
-    """The view over a set of Parquet files (paths come from our manifest, not from a user)."""
+def view_sql(name: str, files: list[Path], columns: dict[str, str], kind: str = "VIEW") -> str:
+    """The view (or in-memory table) over a set of Parquet files (paths from our manifest, not a user)."""
     if not files:
-        return f"CREATE OR REPLACE VIEW {name} AS {_empty_select(columns)}"
+        return f"CREATE OR REPLACE {kind} {name} AS {_empty_select(columns)}"
     file_list = ", ".join(quote_path(f) for f in files)
-    cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in columns.items())
-    return f"CREATE OR REPLACE VIEW {name} AS SELECT {cols} FROM read_parquet([{file_list}], union_by_name = true)"
+    # A snapshot written before a column existed still serves: the column reads as NULL.
+    present = {c for f in files for c in pq.read_schema(f).names}
+    cols = ", ".join(f"CAST({c if c in present else 'NULL'} AS {t}) AS {c}" for c, t in columns.items())
+    return f"CREATE OR REPLACE {kind} {name} AS SELECT {cols} FROM read_parquet([{file_list}], union_by_name = true)"
 
+
+IN_MEMORY = frozenset({"lead_facts", "attribution"})
+
+
+def drop_relation(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop a view or table by name (DuckDB's DROP VIEW IF EXISTS fails on a table of that name)."""
+    found = con.sql(
+        "SELECT 'TABLE' FROM duckdb_tables() WHERE table_name = $n "
+        "UNION ALL SELECT 'VIEW' FROM duckdb_views() WHERE view_name = $n AND NOT internal",
+        params={"n": name},
+    ).fetchall()
+    for (kind,) in found:
+        con.execute(f"DROP {kind} {name}")  # name: one of our own table names
 
 # The filter bar's six filters, shared by the channel queries: FROM filtered_leads($start, ...).
 FILTERED_LEADS_MACRO = """
@@ -118,6 +191,7 @@ WHERE (p_start IS NULL OR created_at >= CAST(p_start AS TIMESTAMP))
 
 
 def attach_views(con: duckdb.DuckDBPyConnection, store: Store, manifest: Manifest) -> None:
+    con.execute("SET enable_progress_bar = false")  # a server and a CLI, not an interactive shell
     for entity in ENTITIES:
         files = [
             store.abs(info["entities"][entity]["file"])
@@ -128,7 +202,10 @@ def attach_views(con: duckdb.DuckDBPyConnection, store: Store, manifest: Manifes
     derived = manifest.get("derived") or {}
     for table, columns in DERIVED_TABLES.items():
         rel = (derived.get("tables") or {}).get(table)
-        con.execute(view_sql(table, [store.abs(rel)] if rel else [], columns))
+        # The page summaries are small and read on every view: held in memory, not re-decompressed.
+        kind = "TABLE" if table in IN_MEMORY else "VIEW"
+        drop_relation(con, table)
+        con.execute(view_sql(table, [store.abs(rel)] if rel else [], columns, kind))
     con.execute(FILTERED_LEADS_MACRO)
 
 

@@ -2,30 +2,15 @@
 -- description: Leads, won deals, revenue and spend per channel for leads created in [start, end].
 -- params: start:date?, end:date?
 -- columns: channel, leads, won, conversion_rate, revenue, cost, roi, cost_per_lead
--- A lead is won when it has a 'won' event (lead_events join leads on lead_id); revenue is the
--- won event's amount. cost is marketing spend with spend_date in the same period; channels with
--- no spend have empty cost, roi and cost_per_lead (not zero).
-WITH period_leads AS (
-    SELECT lead_id, channel
-    FROM leads
+-- A lead is won when it has a 'won' event; revenue is the won event's amount (lead_facts holds
+-- both per lead). cost is marketing spend with spend_date in the same period; channels with no
+-- spend have empty cost, roi and cost_per_lead (not zero).
+WITH per_channel AS (
+    SELECT channel, count(*) AS leads, count(won_at) AS won, coalesce(sum(won_amount), 0) AS revenue
+    FROM lead_facts
     WHERE ($start IS NULL OR created_at >= CAST($start AS TIMESTAMP))
       AND ($end IS NULL OR created_at < CAST($end AS TIMESTAMP) + INTERVAL 1 DAY)
-),
-won AS (
-    SELECT lead_id, max(amount) AS amount
-    FROM lead_events
-    WHERE stage = 'won'
-    GROUP BY lead_id
-),
-per_channel AS (
-    SELECT
-        l.channel,
-        count(*) AS leads,
-        count(w.lead_id) AS won,
-        coalesce(sum(w.amount), 0) AS revenue
-    FROM period_leads AS l
-    LEFT JOIN won AS w ON w.lead_id = l.lead_id
-    GROUP BY l.channel
+    GROUP BY channel
 ),
 spend AS (
     SELECT channel, sum(cost) AS cost

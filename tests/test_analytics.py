@@ -170,3 +170,23 @@ def test_lead_volume_periods(mini: Settings) -> None:
 def test_filters_are_bound(mini: Settings) -> None:
     assert q(mini, "channel_economics", channel="x' OR '1'='1") == []
     assert Path(mini.base_dir / "leads.csv").is_file()  # inputs untouched by refresh
+
+
+def test_excluded_channels_are_not_touches(mini: Settings, tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "excl"
+    shutil.copytree(mini.base_dir, root, ignore=shutil.ignore_patterns("data"))
+    cfg = root / "cockpit.toml"
+    cfg.write_text(
+        cfg.read_text(encoding="utf-8").replace(
+            "[analytics]\n", '[analytics]\nattribution_exclude_channels = ["call_center"]\n'
+        ),
+        encoding="utf-8",
+    )
+    settings = load_settings(cfg)
+    assert refresh(settings).exit_code == 0
+    rows = by(q(settings, "attribution"), "channel")
+    assert "call_center" not in rows  # L1's last touch is now wechat (01-02)
+    assert rows["wechat"]["last_touch"] == 1000 + 3000
+    assert sum(float(r["linear"]) for r in rows.values()) == pytest.approx(4600)  # type: ignore[arg-type]

@@ -1,7 +1,26 @@
-"""数据资产目录 Catalog: not built yet; the page says so and what it will show."""
+"""数据资产目录 Catalog: every system, table and field with its owner, classification, personal-data
+flag, description and live profile, the lineage from source to page, and the Excel export."""
 
+import streamlit as st
+
+from dashboard.components import catalog_view, data
 from dashboard.components.frame import ensure_frame
-from dashboard.components.placeholder import not_built
+from dashboard.components.session import lang
+from dashboard.i18n import t
 
 ensure_frame()
-not_built("catalog")
+LANG = lang()
+st.title(t("page.catalog", LANG))
+st.caption(t("cat.intro", LANG))
+if not data.has_data():
+    st.info(f"{t('cockpit.no_data', LANG)} {t('cockpit.how_to_load', LANG)}", icon=":material/upload:")
+
+INVENTORY = catalog_view.inventory()
+catalog_view.export_button(INVENTORY, LANG)
+systems, fields, lineage = st.tabs([t(f"cat.tab.{k}", LANG) for k in ("systems", "fields", "lineage")])
+with systems:
+    catalog_view.systems_section(INVENTORY, LANG)
+with fields:
+    catalog_view.fields_section(INVENTORY, LANG)
+with lineage:
+    catalog_view.lineage_section(INVENTORY, LANG)

@@ -1,7 +1,35 @@
-"""数据质量 Data quality: not built yet; the page says so and what it will show."""
+"""数据质量 Data quality: health scores, the field heatmap, trends, validation history, quarantine
+review, freshness, cross-source consistency and the Great Expectations Data Docs."""
 
+import streamlit as st
+
+from dashboard.components import data, quality_view
 from dashboard.components.frame import ensure_frame
-from dashboard.components.placeholder import not_built
+from dashboard.components.quality_heatmap import heatmap_section
+from dashboard.components.quarantine_review import review_section
+from dashboard.components.session import lang
+from dashboard.i18n import t
 
 ensure_frame()
-not_built("data_quality")
+LANG = lang()
+st.title(t("page.data_quality", LANG))
+if not data.has_data():
+    st.info(f"{t('cockpit.no_data', LANG)} {t('cockpit.how_to_load', LANG)}", icon=":material/upload:")
+
+quality_view.health_tiles(LANG)
+TABS = ("heatmap", "trend", "history", "review", "freshness", "consistency", "docs")
+heatmap, trend, history, review, freshness, consistency, docs = st.tabs([t(f"dq.tab.{k}", LANG) for k in TABS])
+with heatmap:
+    heatmap_section(LANG)
+with trend:
+    quality_view.trend_section(LANG)
+with history:
+    quality_view.history_section(LANG)
+with review:
+    review_section(LANG)
+with freshness:
+    quality_view.freshness_section(LANG)
+with consistency:
+    quality_view.consistency_section(LANG)
+with docs:
+    quality_view.data_docs_section(LANG)

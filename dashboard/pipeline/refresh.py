@@ -18,10 +18,12 @@ from typing import Any
 import polars as pl
 
 from dashboard.config import Settings, SourceConfig
+from dashboard.dictionary import for_settings
 from dashboard.errors import ConfigError, SourceError
 from dashboard.pipeline.standardize import REJECT_COL, RowIssue, Standardized, standardize
 from dashboard.pipeline.store import Store, crash_point, new_id, now_utc, write_json
 from dashboard.pipeline.validate import Outcome, validate
+from dashboard.quality import SnapshotProfile
 from dashboard.sources import FILE_COL, ROW_COL, read_table
 
 Progress = Callable[[str], None]
@@ -89,28 +91,52 @@ def refresh(settings: Settings, sources: list[str] | None = None, progress: Prog
     store = Store(settings.data_path)
     with store.lock():
         store.clean_staging()
-        results = []
+        results, published = [], []
         for i, src in enumerate(chosen, 1):
             say(f"[{i}/{len(chosen)}] {src.name}: reading")
-            res = refresh_source(settings, store, src, say)
+            res, pending = refresh_source(settings, store, src, say)
             results.append(res)
+            if pending:
+                published.append(pending)
             say(f"[{i}/{len(chosen)}] {src.name}: {res.status} ({sum(res.rows.values())} rows)")
         out = RefreshResult(results)
-        manifest = store.read_manifest()
-        if any(r.published for r in results) or (manifest["sources"] and not manifest.get("derived")):
-            say("deriving: quality metrics and identity links")
+        # Every refresh rebuilds, a quarantine too: validation history and health scores are derived
+        # tables, and the new manifest version tells every reader's cache about a rejection at once.
+        if results:
+            say("deriving: quality metrics, identity links, channel analytics")
             from dashboard.pipeline.derive import build_derived
 
             clock = _Clock()
-            out.derived_build = build_derived(settings, store)
+            manifest = store.read_manifest()
+            for entry, _attempt in published:
+                old = manifest["sources"].get(entry["source"])
+                entry["previous"] = ([old["snapshot_id"], *old.get("previous", [])] if old else [])[:20]
+                manifest["sources"][entry.pop("source")] = entry
+            # The history is part of the derived build, so attempts are written first; a crash before
+            # the swap leaves an attempt marked published whose snapshot the next refresh replaces.
+            for _entry, attempt in published:
+                store.record_attempt(attempt["source"], attempt)
+            manifest = build_derived(settings, store, manifest)
+            store.write_manifest(manifest)  # snapshots and their derived build become current together
+            crash_point("published")
+            out.derived_build = manifest["derived"]["build_id"]
             clock.lap("derive")
             out.steps = clock.steps
+            if settings.quality.data_docs:  # a human-readable view of the latest validations
+                from dashboard.pipeline.data_docs import build_data_docs
+
+                build_data_docs(settings, store)
         store.prune(store.read_manifest(), settings.retention)
         store.clean_staging()
     return out
 
 
-def refresh_source(settings: Settings, store: Store, src: SourceConfig, say: Progress) -> SourceResult:
+Pending = tuple[dict[str, Any], dict[str, Any]]  # (manifest entry, attempt) of a snapshot moved into place
+
+
+def refresh_source(
+    settings: Settings, store: Store, src: SourceConfig, say: Progress
+) -> tuple[SourceResult, Pending | None]:
     sid = new_id()
     stage_dir = store.staging / src.name / sid
     stage_dir.mkdir(parents=True)
@@ -121,8 +147,7 @@ def refresh_source(settings: Settings, store: Store, src: SourceConfig, say: Pro
         entities = _extract_and_standardize(settings, src, sid, clock)
     except SourceError as e:
         result.reasons = [e.message]
-        _finish(store, src, result, stage_dir, attempt, outcomes=[], issues=[], clock=clock)
-        return result
+        return result, _finish(store, src, result, stage_dir, attempt, outcomes=[], issues=[], clock=clock)
 
     say(f"    {src.name}: validating {', '.join(entities)}")
     outcomes: list[Outcome] = []
@@ -134,6 +159,7 @@ def refresh_source(settings: Settings, store: Store, src: SourceConfig, say: Pro
     result.warnings = [o.describe() for o in outcomes if not o.blocking and not o.success]
     result.samples = {o.describe(): o.samples for o in failed}
     issues = [i for std in entities.values() for i in std.issues]
+    profile = SnapshotProfile(src, sid, for_settings(settings))  # quality metrics: once per snapshot, here
     for entity, std in entities.items():
         keep = std.frame.filter(pl.col(REJECT_COL).is_null())
         result.rows[entity] = keep.height
@@ -144,10 +170,13 @@ def refresh_source(settings: Settings, store: Store, src: SourceConfig, say: Pro
         rejected = std.frame.filter(pl.col(REJECT_COL).is_not_null())
         if rejected.height:
             rejected.write_parquet(stage_dir / f"{entity}.rejected.parquet")
+        clock.lap("publish")
+        profile.add(keep, entity)
+        clock.lap("profile")
+    profile.write(stage_dir)
     result.status = "quarantined" if failed else "published"
     clock.lap("publish")
-    _finish(store, src, result, stage_dir, attempt, outcomes, issues, clock)
-    return result
+    return result, _finish(store, src, result, stage_dir, attempt, outcomes, issues, clock)
 
 
 def _extract_and_standardize(settings: Settings, src: SourceConfig, sid: str, clock: _Clock) -> dict[str, Standardized]:
@@ -177,7 +206,7 @@ def _finish(
     outcomes: list[Outcome],
     issues: list[RowIssue],
     clock: _Clock,
-) -> None:
+) -> Pending | None:
     attempt.update(
         status=result.status,
         finished_at=now_utc().isoformat(),
@@ -193,18 +222,8 @@ def _finish(
     if result.published:
         dest = store.snapshots / src.name / result.snapshot_id
         dest.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(stage_dir, dest)
+        os.rename(stage_dir, dest)  # not served until the manifest names it
         crash_point("moved")
-        manifest = store.read_manifest()
-        old = manifest["sources"].get(src.name)
-        manifest["sources"][src.name] = {
-            "snapshot_id": result.snapshot_id,
-            "published_at": attempt["finished_at"],
-            "entities": {e: {"file": store.rel(dest / f"{e}.parquet"), "rows": n} for e, n in result.rows.items()},
-            "previous": ([old["snapshot_id"], *old.get("previous", [])] if old else [])[:20],
-        }
-        store.write_manifest(manifest)
-        crash_point("published")
     else:
         dest = store.quarantine / src.name / result.snapshot_id
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -213,4 +232,13 @@ def _finish(
     result.steps = clock.steps
     attempt["steps"] = clock.steps
     attempt["location"] = store.rel(dest)
-    store.record_attempt(src.name, attempt)
+    if not result.published:
+        store.record_attempt(src.name, attempt)
+        return None
+    entry = {
+        "source": src.name,
+        "snapshot_id": result.snapshot_id,
+        "published_at": attempt["finished_at"],
+        "entities": {e: {"file": store.rel(dest / f"{e}.parquet"), "rows": n} for e, n in result.rows.items()},
+    }
+    return entry, attempt  # recorded once the manifest swap has made it current

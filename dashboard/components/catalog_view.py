@@ -1,0 +1,117 @@
+"""The catalog page's sections: systems, tables and fields (filterable), lineage, and the Excel export."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import pairwise
+from typing import Any
+
+import polars as pl
+import streamlit as st
+
+from dashboard.catalog import Inventory, build_inventory, excel_bytes
+from dashboard.components import fmt
+from dashboard.components.data import query, settings, source_statuses
+from dashboard.dictionary import CLASSIFICATIONS
+from dashboard.i18n import t
+
+ALL = "(all)"
+
+
+def inventory() -> Inventory:
+    return build_inventory(settings(), query("field_profile"), source_statuses())
+
+
+def _describe(frame: pl.DataFrame, lang: str) -> pl.DataFrame:
+    """Keep the description in the page's language."""
+    other = "description_en" if lang == "zh" else "description_zh"
+    return frame.drop(other).rename({f"description_{lang}": "description"})
+
+
+def _columns(lang: str) -> dict[str, Any]:
+    c = st.column_config
+    return {
+        "fill_rate": c.ProgressColumn(t("cat.col.fill_rate", lang), format="percent", min_value=0, max_value=1),
+        "distinct_values": c.NumberColumn(t("cat.col.distinct", lang), format="localized"),
+        "rows": c.NumberColumn(t("cat.col.rows", lang), format="localized"),
+        "personal": c.CheckboxColumn(t("cat.col.personal", lang)),
+        "required": c.CheckboxColumn(t("cat.col.required", lang)),
+        "description": c.TextColumn(t("cat.col.description", lang), width="large"),
+    }
+
+
+def systems_section(inv: Inventory, lang: str) -> None:
+    tz = settings().timezone
+    shown = inv.systems.with_columns(
+        pl.col("last_refresh").map_elements(lambda v: fmt.local_time(v, tz), return_dtype=pl.String)
+    )
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=_columns(lang))
+
+
+def fields_section(inv: Inventory, lang: str) -> None:
+    st.dataframe(_describe(inv.tables, lang), hide_index=True, width="stretch", column_config=_columns(lang))
+    a, b, c, d = st.columns(4)
+    source = a.selectbox(
+        t("cat.filter.source", lang), [ALL, *inv.systems["source_system"]], key="cat_source", format_func=_all(lang)
+    )
+    entity = b.selectbox(
+        t("cat.filter.entity", lang),
+        [ALL, *inv.tables["entity"].unique(maintain_order=True)],
+        key="cat_entity",
+        format_func=_all(lang),
+    )
+    cls = c.selectbox(
+        t("cat.filter.classification", lang), [ALL, *CLASSIFICATIONS], key="cat_class", format_func=_all(lang)
+    )
+    personal = d.toggle(t("cat.filter.personal", lang), key="cat_personal")
+    fields = inv.fields
+    for col, value in (("source_system", source), ("entity", entity), ("classification", cls)):
+        if value != ALL:
+            fields = fields.filter(pl.col(col) == value)
+    if personal:
+        fields = fields.filter(pl.col("personal"))
+    st.caption(t("cat.fields.count", lang, shown=fields.height, total=inv.fields.height))
+    st.dataframe(_describe(fields, lang), hide_index=True, width="stretch", column_config=_columns(lang))
+
+
+def _all(lang: str) -> Callable[[Any], str]:
+    return lambda v: t("dq.all_sources", lang) if v == ALL else str(v)
+
+
+def lineage_dot(lineage: pl.DataFrame) -> str:
+    """source → view → derived table → query → page, as Graphviz DOT (one node per name and kind)."""
+    edges: set[tuple[str, str]] = set()
+    for r in lineage.iter_rows(named=True):
+        chain = [f"source:{r['source_system']}", f"view:{r['view']}"]
+        if r["derived_table"]:
+            chain.append(f"table:{r['derived_table']}")
+        chain.append(f"query:{r['query']}")
+        edges.update(pairwise(chain))
+        edges.update((chain[-1], f"page:{p}") for p in (r["pages"] or "").split(", ") if p)
+    shapes = {"source": "cylinder", "view": "box", "table": "box3d", "query": "note", "page": "tab"}
+    nodes = sorted({n for e in edges for n in e})
+    lines = ["digraph lineage {", "rankdir=LR; node [fontsize=10];"]
+    lines += [f'"{n}" [label="{n.split(":", 1)[1]}", shape={shapes[n.split(":", 1)[0]]}];' for n in nodes]
+    lines += [f'"{a}" -> "{b}";' for a, b in sorted(edges)]
+    return "\n".join([*lines, "}"])
+
+
+def lineage_section(inv: Inventory, lang: str) -> None:
+    st.caption(t("cat.lineage.help", lang))
+    if inv.lineage.is_empty():
+        st.info(t("cat.lineage.empty", lang))
+        return
+    st.graphviz_chart(lineage_dot(inv.lineage), width="stretch")
+    st.dataframe(inv.lineage, hide_index=True, width="stretch")
+
+
+def export_button(inv: Inventory, lang: str) -> None:
+    st.download_button(
+        t("cat.export", lang),
+        data=lambda: excel_bytes(inv),
+        file_name="data_asset_inventory.xlsx",
+        mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        on_click="ignore",
+        icon=":material/download:",
+        key="cat_export",
+    )

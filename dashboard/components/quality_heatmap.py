@@ -1,0 +1,189 @@
+"""The quality heatmap: sources × fields (grouped by entity), coloured by fill rate, validity or
+uniqueness, flagged cells marked ⚠; selecting a cell (click, or the two pickers) shows its sample values.
+
+Plotly heatmaps report no selection to Streamlit, so an invisible marker sits on each cell: clicking
+it selects the cell.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+import polars as pl
+import streamlit as st
+
+from dashboard.components import fmt
+from dashboard.components.data import query, settings
+from dashboard.entities import ENTITIES
+from dashboard.i18n import t
+
+METRICS: dict[str, tuple[str, str]] = {  # metric → (column, flag column)
+    "fill": ("fill_rate", "fill_flag"),
+    "validity": ("valid_rate", "valid_flag"),
+    "uniqueness": ("uniqueness", "unique_flag"),
+}
+_SOURCE_KEY, _FIELD_KEY = "dq_cell_source", "dq_cell_field"
+
+
+def cells(frame: pl.DataFrame, metric: str) -> pl.DataFrame:
+    """The provided fields that have a value for the metric, with ``field`` = 'entity.column'."""
+    value, flag = METRICS[metric]
+    return frame.filter(pl.col("provided") & pl.col(value).is_not_null()).with_columns(
+        value=pl.col(value), flagged=pl.col(flag), field=pl.col("entity") + "." + pl.col("column_name")
+    )
+
+
+def heatmap_figure(frame: pl.DataFrame, metric: str, lang: str) -> go.Figure:
+    """Columns are 'entity.field' in canonical order, one band per entity, labelled on top."""
+    data = cells(frame, metric)
+    present = set(data["field"].to_list())
+    fields = [f"{e}.{c.name}" for e, ent in ENTITIES.items() for c in ent.columns if f"{e}.{c.name}" in present]
+    sources = sorted(data["source_system"].unique().to_list(), reverse=True)
+    grid = {(r["source_system"], r["field"]): r for r in data.iter_rows(named=True)}
+    z = [[(grid.get((s, f)) or {}).get("value") for f in fields] for s in sources]
+    hover = [[_hover(grid.get((s, f)), lang) for f in fields] for s in sources]
+    fig = go.Figure(
+        go.Heatmap(
+            x=fields, y=sources, z=z, zmin=0, zmax=1, colorscale="RdYlGn", hoverinfo="text", text=hover,
+            colorbar={"tickformat": ".0%", "title": t(f"dq.metric.{metric}", lang)}, xgap=1, ygap=1,
+        )
+    )  # fmt: skip
+    picks = list(grid.values())
+    fig.add_trace(
+        go.Scatter(
+            x=[r["field"] for r in picks],
+            y=[r["source_system"] for r in picks],
+            mode="markers+text",
+            text=["⚠" if r["flagged"] else "" for r in picks],
+            textfont={"size": 12, "color": "#111"},
+            marker={"symbol": "square", "size": 16, "opacity": 0},
+            selected={"marker": {"opacity": 0.35, "color": "#1f3b73"}},
+            unselected={"marker": {"opacity": 0}},
+            customdata=[[r["source_system"], r["field"]] for r in picks],
+            hoverinfo="skip",
+            showlegend=False,
+        )
+    )
+    _entity_bands(fig, fields)
+    fig.update_layout(
+        height=max(300, 140 + 34 * len(sources)),
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        xaxis={
+            "tickangle": -60,
+            "type": "category",
+            "categoryorder": "array",
+            "categoryarray": fields,
+            "tickvals": fields,
+            "ticktext": [f.split(".", 1)[1] for f in fields],
+            "automargin": True,
+        },
+        yaxis={"type": "category", "automargin": True},
+        clickmode="event+select",
+        dragmode=False,
+    )
+    return fig
+
+
+def _entity_bands(fig: go.Figure, fields: list[str]) -> None:
+    """A divider between entities and the entity's name above its columns."""
+    start = 0
+    for i, field in enumerate([*fields, ""]):
+        if i == len(fields) or (i and field.split(".")[0] != fields[i - 1].split(".")[0]):
+            entity = fields[start].split(".")[0]
+            fig.add_annotation(
+                x=(start + i - 1) / 2, y=1.0, yref="paper", yanchor="bottom", text=f"<b>{entity}</b>", showarrow=False
+            )
+            if i < len(fields):
+                fig.add_vline(x=i - 0.5, line={"color": "#555", "width": 1})
+            start = i
+
+
+def _hover(r: dict[str, Any] | None, lang: str) -> str:
+    if r is None:
+        return ""
+    return "<br>".join([f"<b>{r['source_system']}</b> · {r['entity']}.{r['column_name']}", *_numbers(r, lang)])
+
+
+def _numbers(r: dict[str, Any], lang: str) -> list[str]:
+    lines = [
+        f"{t('dq.metric.fill', lang)} {fmt.pct(r['fill_rate'])} ({fmt.count(r['filled'])} / {fmt.count(r['rows'])})",
+    ]
+    if r["valid_rate"] is not None:
+        lines.append(f"{t('dq.metric.validity', lang)} {fmt.pct(r['valid_rate'])} ({fmt.count(r['invalid'])} ✗)")
+    approx = "" if r["distinct_exact"] else "≈"
+    lines.append(
+        f"{t('dq.metric.uniqueness', lang)} {fmt.pct(r['uniqueness'])} ({approx}{fmt.count(r['distinct_values'])})"
+    )
+    if r["flagged"]:
+        lines.append(f"⚠ {t('dq.flagged', lang)}")
+    return lines
+
+
+def heatmap_section(lang: str) -> None:
+    q = settings().quality
+    frame = query(
+        "quality_heatmap",
+        {
+            "fill_threshold": q.fill_rate_threshold,
+            "validity_threshold": q.validity_threshold,
+            "uniqueness_threshold": q.uniqueness_threshold,
+        },
+    )
+    if frame.is_empty():
+        st.info(t("dq.heatmap.empty", lang))
+        return
+    metric = st.radio(
+        t("dq.metric", lang),
+        list(METRICS),
+        format_func=lambda m: t(f"dq.metric.{m}", lang),
+        horizontal=True,
+        key="dq_metric",
+    )
+    threshold = {"fill": q.fill_rate_threshold, "validity": q.validity_threshold, "uniqueness": q.uniqueness_threshold}
+    st.caption(t(f"dq.heatmap.help.{metric}", lang, threshold=fmt.pct(threshold[metric], 0)))
+    event = st.plotly_chart(
+        heatmap_figure(frame, metric, lang),
+        key="dq_heatmap",
+        on_select="rerun",
+        selection_mode="points",
+        width="stretch",
+    )
+    _take_selection(event)
+    cell_samples(cells(frame, metric), metric, lang)
+
+
+def _take_selection(event: Any) -> None:
+    points = ((event or {}).get("selection") or {}).get("points") or []
+    picked = next((p.get("customdata") for p in points if p.get("customdata")), None)
+    if picked and st.session_state.get("_dq_last_pick") != picked:
+        st.session_state["_dq_last_pick"] = picked
+        st.session_state[_SOURCE_KEY], st.session_state[_FIELD_KEY] = picked[0], picked[1]
+
+
+def cell_samples(data: pl.DataFrame, metric: str, lang: str) -> None:
+    """The chosen cell's numbers and offending values; starts on the worst flagged cell."""
+    st.subheader(t("dq.cell.title", lang))
+    sources = sorted(data["source_system"].unique().to_list())
+    if not sources:
+        return
+    worst = data.sort(["flagged", "value"], descending=[True, False]).row(0, named=True)
+    if st.session_state.get(_SOURCE_KEY) not in sources:
+        st.session_state[_SOURCE_KEY] = worst["source_system"]
+    left, right = st.columns(2)
+    source = left.selectbox(t("dq.cell.source", lang), sources, key=_SOURCE_KEY)
+    fields = data.filter(pl.col("source_system") == source)["field"].to_list()
+    if st.session_state.get(_FIELD_KEY) not in fields:
+        st.session_state[_FIELD_KEY] = worst["field"] if worst["field"] in fields else fields[0]
+    field = right.selectbox(t("dq.cell.field", lang), fields, key=_FIELD_KEY)
+    row = data.filter((pl.col("source_system") == source) & (pl.col("field") == field)).row(0, named=True)
+    samples = {"fill": "empty_samples", "validity": "invalid_samples", "uniqueness": "duplicate_samples"}[metric]
+    st.markdown("  \n".join(_numbers(row, lang)))  # our own words and numbers: no data to escape
+    values = row[samples] or []
+    if values:
+        shown = ", ".join(f"`{str(v).replace('`', '')}`" for v in values)
+        st.markdown(f"{t(f'dq.cell.samples.{metric}', lang)}: {shown}")
+        if row["personal"]:
+            st.caption(t("dq.cell.masked", lang))
+    else:
+        st.caption(t("dq.cell.no_samples", lang))

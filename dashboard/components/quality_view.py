@@ -1,0 +1,210 @@
+"""The data-quality page's sections other than the heatmap and the quarantine review: health scores,
+trends across retained snapshots, validation history, freshness, cross-source consistency, Data Docs.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+import polars as pl
+import streamlit as st
+
+from dashboard.components import fmt
+from dashboard.components.data import query, settings, source_statuses
+from dashboard.components.quality_heatmap import METRICS
+from dashboard.i18n import t
+from dashboard.pipeline.data_docs import site_dir, site_status
+from dashboard.pipeline.store import Store
+
+ALL = "(all)"
+_STATUS_ICON = {"published": "✅", "quarantined": "⛔", "published_anyway": "⚠️", "discarded": "🗑️"}
+
+
+def health_tiles(lang: str) -> None:
+    health = query("data_health")
+    if health.is_empty():
+        return
+    overall = health.filter(pl.col("source_system") == ALL)
+    sources = health.filter(pl.col("source_system") != ALL)
+    cols = st.columns(min(len(sources) + 1, 6))
+    if overall.height:
+        cols[0].metric(t("dq.health.overall", lang), f"{overall['health_score'][0]:.0f}")
+    for i, r in enumerate(sources.iter_rows(named=True), 1):
+        cols[i % len(cols)].metric(r["source_system"], f"{r['health_score']:.0f}", help=_health_help(r, lang))
+    st.caption(t("dq.health.formula", lang))
+
+
+def _health_help(r: dict[str, Any], lang: str) -> str:
+    parts = {k: fmt.pct(r[k]) for k in ("completeness", "validity", "conformance")}
+    return t("dq.health.parts", lang, **parts)
+
+
+def trend_figure(trend: pl.DataFrame, metric: str, lang: str) -> go.Figure:
+    value = METRICS[metric][0]
+    fig = go.Figure()
+    data = trend.filter(pl.col("provided") & pl.col(value).is_not_null())
+    for (entity, column), part in data.group_by(["entity", "column_name"], maintain_order=True):
+        fig.add_trace(
+            go.Scatter(
+                x=part["snapshot_at"].to_list(),
+                y=part[value].to_list(),
+                mode="lines+markers",
+                name=f"{entity}.{column}",
+            )
+        )
+    fig.update_layout(
+        yaxis={"tickformat": ".0%", "range": [0, 1.05], "title": t(f"dq.metric.{metric}", lang)},
+        xaxis={"title": t("dq.trend.snapshot", lang)},
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        height=420,
+    )
+    return fig
+
+
+def trend_section(lang: str) -> None:
+    sources = query("quality_heatmap")["source_system"].unique().sort().to_list()
+    if not sources:
+        st.info(t("dq.heatmap.empty", lang))
+        return
+    left, right = st.columns(2)
+    source = left.selectbox(t("dq.cell.source", lang), sources, key="dq_trend_source")
+    metric = right.radio(
+        t("dq.metric", lang),
+        list(METRICS),
+        format_func=lambda m: t(f"dq.metric.{m}", lang),
+        horizontal=True,
+        key="dq_trend_metric",
+    )
+    trend = query("quality_trend", {"source": source})
+    snapshots = trend["snapshot_id"].n_unique()
+    st.caption(t("dq.trend.help", lang, count=snapshots, retention=settings().retention))
+    st.plotly_chart(trend_figure(trend, metric, lang), width="stretch", key="dq_trend_chart")
+
+
+def history_section(lang: str) -> None:
+    runs = query("validation_history")
+    if runs.is_empty():
+        st.info(t("dq.history.empty", lang))
+        return
+    sources = [ALL, *runs["source_system"].unique().sort().to_list()]
+    source = st.selectbox(
+        t("dq.cell.source", lang), sources, key="dq_history_source", format_func=lambda s: _all(s, lang)
+    )
+    chosen = None if source == ALL else source
+    shown = runs if chosen is None else runs.filter(pl.col("source_system") == chosen)
+    shown = shown.with_columns(
+        status=pl.col("status").replace_strict(_STATUS_ICON, default="") + " " + pl.col("status")
+    )
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=_history_columns(lang))
+    failed = query("expectation_results", {"source": chosen, "failed_only": 1}).drop("success")
+    st.markdown(f"**{t('dq.history.failed', lang)}**")
+    if failed.is_empty():
+        st.caption(t("dq.history.none_failed", lang))
+    else:
+        st.dataframe(failed, hide_index=True, width="stretch", column_config=_failure_columns(lang))
+
+
+def _all(source: str, lang: str) -> str:
+    return t("dq.all_sources", lang) if source == ALL else source
+
+
+def _history_columns(lang: str) -> dict[str, Any]:
+    c = st.column_config
+    return {
+        "finished_at": c.DatetimeColumn(t("dq.col.finished_at", lang), format="YYYY-MM-DD HH:mm"),
+        "status": c.TextColumn(t("dq.col.status", lang)),
+        "rows": c.NumberColumn(t("dq.col.rows", lang), format="localized"),
+        "rejected_rows": c.NumberColumn(t("dq.col.rejected_rows", lang), format="localized"),
+        "failed_blocking": c.NumberColumn(t("dq.col.failed_blocking", lang)),
+        "reason": c.TextColumn(t("dq.col.reason", lang), width="large"),
+        "reviewed_at": c.DatetimeColumn(t("dq.col.reviewed_at", lang), format="YYYY-MM-DD HH:mm"),
+    }
+
+
+def _failure_columns(lang: str) -> dict[str, Any]:
+    c = st.column_config
+    return {
+        "finished_at": c.DatetimeColumn(t("dq.col.finished_at", lang), format="YYYY-MM-DD HH:mm"),
+        "column_name": c.TextColumn(t("dq.col.column", lang)),
+        "unexpected_count": c.NumberColumn(t("dq.col.failing_rows", lang), format="localized"),
+        "unexpected_percent": c.NumberColumn(t("dq.col.failing_percent", lang), format="%.2f%%"),
+        "samples": c.ListColumn(t("dq.col.samples", lang)),
+    }
+
+
+def freshness_section(lang: str) -> None:
+    """Each source's last successful refresh against its schedule; stale ones in red."""
+    tz = settings().timezone
+    header = [t(f"dq.fresh.{k}", lang) for k in ("source", "schedule", "published", "due", "state")]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for s in source_statuses():
+        state = s.problem or "fresh"
+        color = {"fresh": "green", "stale": "red", "quarantined": "orange", "never_published": "gray"}[state]
+        cells = [
+            f"**{fmt.md_escape(s.title)}** ({fmt.md_escape(s.name)})",
+            f"`{s.schedule}`" if s.schedule else fmt.NONE,
+            fmt.local_time(s.published_at, tz),
+            fmt.local_time(s.next_due, tz),
+            f":{color}[{t(f'fresh.{state}', lang)}]",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    st.markdown("\n".join(lines))
+    st.caption(t("dq.fresh.help", lang, minutes=settings().quality.stale_grace_minutes))
+
+
+def consistency_section(lang: str) -> None:
+    summary = query("identity_consistency")
+    cols = st.columns(max(summary.height, 1))
+    for col, r in zip(cols, summary.iter_rows(named=True), strict=False):
+        col.metric(
+            t(f"dq.consistency.{r['field']}", lang),
+            fmt.count(r["conflicting"]),
+            help=t("dq.consistency.of", lang, total=fmt.count(r["compared"]), rate=fmt.pct(r["conflict_rate"])),
+        )
+    st.caption(t("dq.consistency.help", lang))
+    field = st.selectbox(
+        t("dq.consistency.field", lang), [ALL, "phone", "email", "name"], key="dq_conflict_field",
+        format_func=lambda f: t("dq.all_fields", lang) if f == ALL else t(f"dq.consistency.{f}", lang),
+    )  # fmt: skip
+    examples = query(
+        "identity_conflicts", {"field": None if field == ALL else field, "conflicts_only": 1, "limit": 100}
+    )
+    if examples.is_empty():
+        st.caption(t("dq.consistency.none", lang))
+    else:
+        st.dataframe(
+            examples, hide_index=True, width="stretch", column_config={"examples": st.column_config.ListColumn()}
+        )
+
+
+def data_docs_section(lang: str) -> None:
+    store = Store(settings().data_path)
+    status = site_status(store)
+    index = site_dir(store) / "index.html"
+    if status is None:
+        st.info(t("dq.docs.none", lang))
+        return
+    if status.get("error"):
+        st.warning(t("dq.docs.failed", lang, error=status["error"]))
+        return
+    built = fmt.local_time(status.get("built_at"), settings().timezone)
+    st.markdown(t("dq.docs.built", lang, when=built, count=len(status.get("suites") or [])))
+    st.markdown(f"[{t('dq.docs.open', lang)}]({index.resolve().as_uri()})  \n`{index.resolve()}`")
+    st.caption(t("dq.docs.help", lang))
+    st.download_button(
+        t("dq.docs.download", lang), data=lambda: _zip(site_dir(store)), file_name="data_docs.zip",
+        mime="application/zip", on_click="ignore", key="dq_docs_zip",
+    )  # fmt: skip
+
+
+def _zip(folder: Path) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                z.write(path, path.relative_to(folder).as_posix())
+    return buf.getvalue()

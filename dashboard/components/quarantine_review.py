@@ -1,0 +1,106 @@
+"""Quarantine review on the data-quality page: each rejected snapshot still on disk, why it failed,
+its row counts against the current snapshot, and (when the config allows it) "publish anyway" and
+"discard", each needing a reason and recorded with who and when.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import streamlit as st
+
+from dashboard.components import fmt
+from dashboard.components.data import query, settings
+from dashboard.errors import CockpitError
+from dashboard.i18n import t
+from dashboard.pipeline.review import Quarantined, discard, list_quarantined, publish_anyway, read_audit
+from dashboard.pipeline.store import Store
+
+WHO = "dashboard"  # until roles exist, the dashboard has no signed-in user to name
+_DONE_KEY = "_dq_review_done"
+
+
+def row_counts(q: Quarantined) -> pl.DataFrame:
+    """Per entity: rows in the quarantined snapshot, in the current one, and the change."""
+    entities = list(dict.fromkeys([*q.rows, *q.current_rows]))
+    return pl.DataFrame(
+        {
+            "entity": entities,
+            "quarantined": [q.rows.get(e) for e in entities],
+            "current": [q.current_rows.get(e) for e in entities],
+        },
+        schema={"entity": pl.String, "quarantined": pl.Int64, "current": pl.Int64},
+    ).with_columns(change=pl.col("quarantined") - pl.col("current"))
+
+
+def review_section(lang: str) -> None:
+    done = st.session_state.pop(_DONE_KEY, None)
+    if done:
+        {"success": st.success, "warning": st.warning, "error": st.error}[done[0]](done[1])
+    waiting = list_quarantined(settings())  # not cached: the folder is the truth, and changes with a refresh
+    if not waiting:
+        st.info(t("dq.review.none", lang))
+    else:
+        labels = {f"{q.source} · {q.snapshot_id}": q for q in waiting}
+        q = labels[st.selectbox(t("dq.review.pick", lang), list(labels), key="dq_review_pick")]
+        _one(q, lang)
+    _audit_log(lang)
+
+
+def _one(q: Quarantined, lang: str) -> None:
+    tz = settings().timezone
+    st.warning(t("dq.review.status", lang, source=q.source, when=fmt.local_time(q.finished_at, tz)))
+    failed = query("expectation_results", {"source": q.source, "snapshot_id": q.snapshot_id, "failed_only": 1})
+    if failed.is_empty():
+        st.markdown("\n".join(f"- {fmt.md_escape(r)}" for r in q.reasons) or fmt.NONE)
+    else:
+        cols = [
+            "suite",
+            "expectation",
+            "column_name",
+            "blocking",
+            "unexpected_count",
+            "unexpected_percent",
+            "observed",
+            "samples",
+        ]
+        st.dataframe(failed.select(cols), hide_index=True, width="stretch")
+    st.markdown(f"**{t('dq.review.rows', lang, current=q.current_snapshot or fmt.NONE)}**")
+    st.dataframe(row_counts(q), hide_index=True)
+    if not settings().quality.allow_quarantine_actions:
+        st.caption(t("dq.review.disabled", lang))
+        return
+    st.text_input(t("dq.review.reason", lang), key=f"dq_reason_{q.snapshot_id}")
+    left, right = st.columns(2)
+    args = (q.source, q.snapshot_id, lang)
+    left.button(
+        t("dq.review.publish", lang),
+        key="dq_publish",
+        disabled=not q.has_data,
+        type="primary",
+        on_click=_act,
+        args=("publish", *args),
+    )
+    right.button(t("dq.review.discard", lang), key="dq_discard", on_click=_act, args=("discard", *args))
+
+
+def _act(action: str, source: str, snapshot_id: str, lang: str) -> None:
+    """The buttons' callback: runs before the page is drawn again, so the page shows the new state."""
+    reason = str(st.session_state.get(f"dq_reason_{snapshot_id}") or "")
+    if not reason.strip():
+        st.session_state[_DONE_KEY] = ("warning", t("dq.review.need_reason", lang))
+        return
+    try:
+        (publish_anyway if action == "publish" else discard)(settings(), source, snapshot_id, reason, WHO)
+    except CockpitError as err:
+        st.session_state[_DONE_KEY] = ("error", err.message)
+        return
+    key = "dq.review.published" if action == "publish" else "dq.review.discarded"
+    st.session_state[_DONE_KEY] = ("success", t(key, lang, source=source, snapshot=snapshot_id))
+
+
+def _audit_log(lang: str) -> None:
+    entries = read_audit(Store(settings().data_path))
+    if entries:
+        st.markdown(f"**{t('dq.review.log', lang)}**")
+        cols = ["at", "who", "action", "source", "snapshot_id", "reason"]
+        st.dataframe(pl.DataFrame(entries[::-1]).select(cols), hide_index=True, width="stretch")

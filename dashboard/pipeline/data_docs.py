@@ -1,0 +1,143 @@
+"""Great Expectations Data Docs of the latest validations, built to ``runs/data_docs/``.
+
+The site is kept small: one suite and one validation result per source × entity, from the latest
+attempt of each source. Results are rebuilt from the run history (``runs/attempts/``), so the site
+never needs the data itself, and sample values are masked where the field is personal.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from dashboard.config import Settings
+from dashboard.dictionary import Dictionary, for_settings, mask_if
+from dashboard.pipeline.store import Store, now_utc, write_json
+
+SITE = "data_docs"
+STATUS_FILE = "cockpit.json"  # what was built when, or why it failed; the page reads it
+
+
+def site_dir(store: Store) -> Path:
+    return store.runs / SITE
+
+
+def site_status(store: Store) -> dict[str, Any] | None:
+    try:
+        status: dict[str, Any] = json.loads((site_dir(store) / STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return status
+
+
+def _latest_runs(settings: Settings, store: Store) -> dict[str, dict[str, Any]]:
+    """suite name (source.entity) → {attempt, outcomes} of the latest attempt that ran expectations."""
+    out: dict[str, dict[str, Any]] = {}
+    for source in settings.source_names:
+        for attempt in store.attempts(source, limit=1):
+            by_entity: dict[str, list[dict[str, Any]]] = {}
+            for o in attempt.get("expectations") or []:
+                by_entity.setdefault(str(o["suite"]).rsplit(".", 1)[-1], []).append(o)
+            for entity, outcomes in by_entity.items():
+                out[f"{source}.{entity}"] = {"attempt": attempt, "entity": entity, "outcomes": outcomes}
+    return out
+
+
+def _result(name: str, run: dict[str, Any], dictionary: Dictionary) -> Any:
+    from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    results = []
+    for o in run["outcomes"]:
+        kwargs = {**(o.get("kwargs") or {}), **({"column": o["column"]} if o.get("column") else {})}
+        personal = dictionary.personal(run["entity"], str(o.get("column")))
+        detail: dict[str, Any] = {"observed_value": o.get("observed")}
+        if o.get("unexpected_count") is not None:
+            detail = {
+                "element_count": o.get("element_count"),
+                "unexpected_count": o.get("unexpected_count"),
+                "unexpected_percent": o.get("unexpected_percent"),
+                "partial_unexpected_list": [mask_if(v, personal, str(o.get("column"))) for v in o.get("samples") or []],
+            }
+        config = ExpectationConfiguration(type=o["expectation"], kwargs=kwargs, meta={"blocking": o.get("blocking")})
+        results.append(
+            ExpectationValidationResult(success=bool(o.get("success")), expectation_config=config, result=detail)
+        )
+    passed = sum(1 for r in results if r.success)
+    attempt = run["attempt"]
+    return ExpectationSuiteValidationResult(
+        success=passed == len(results),
+        results=results,
+        suite_name=name,
+        statistics={
+            "evaluated_expectations": len(results),
+            "successful_expectations": passed,
+            "unsuccessful_expectations": len(results) - passed,
+            "success_percent": 100.0 * passed / len(results) if results else None,
+        },
+        meta={
+            "run_id": {"run_name": attempt["snapshot_id"], "run_time": attempt.get("finished_at")},
+            "active_batch_definition": {"datasource_name": attempt["source"], "data_asset_name": run["entity"]},
+            "cockpit_status": attempt.get("status"),
+        },
+    )
+
+
+def build_data_docs(settings: Settings, store: Store) -> dict[str, Any]:
+    """Rebuild the site; returns (and writes) its status. A GX failure is recorded, not raised:
+    the snapshots are already published when the site is built."""
+    target = site_dir(store)
+    work = store.runs / f".{SITE}.new"
+    shutil.rmtree(work, ignore_errors=True)
+    status: dict[str, Any] = {"built_at": now_utc().isoformat(), "suites": [], "error": None}
+    try:
+        status["suites"] = _build(settings, store, work)
+    except Exception as e:  # GX's own errors are many and untyped; the page shows this message
+        status["error"] = f"{type(e).__name__}: {e}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+    write_json(work / STATUS_FILE, status)
+    old = store.runs / f".{SITE}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    work.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    return status
+
+
+def _build(settings: Settings, store: Store, work: Path) -> list[str]:
+    import great_expectations as gx
+    from great_expectations.core import ExpectationSuite
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    for site in list(context.get_site_names()):
+        context.delete_data_docs_site(site)
+    backend = {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(work)}
+    index = {"class_name": "DefaultSiteIndexBuilder"}
+    context.add_data_docs_site(
+        "cockpit", {"class_name": "SiteBuilder", "store_backend": backend, "site_index_builder": index}
+    )
+    dictionary = for_settings(settings)
+    runs = _latest_runs(settings, store)
+    for name, run in sorted(runs.items()):
+        result = _result(name, run, dictionary)
+        context.suites.add(ExpectationSuite(name=name, expectations=[r.expectation_config for r in result.results]))
+        attempt = run["attempt"]
+        key = ValidationResultIdentifier(
+            expectation_suite_identifier=ExpectationSuiteIdentifier(name=name),
+            run_id=RunIdentifier(run_name=attempt["snapshot_id"], run_time=attempt.get("finished_at")),
+            batch_identifier=name,
+        )
+        context.validation_results_store.set(key, result)
+    context.build_data_docs(site_names=["cockpit"])
+    return sorted(runs)
