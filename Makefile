@@ -10,7 +10,7 @@ SIZE ?= medium
 SEED ?= 42
 PORT ?= 8501
 
-.PHONY: install demo serve refresh status test lint typecheck pytest benchmark constraints clean
+.PHONY: install demo serve refresh status test lint typecheck browser pytest benchmark constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,20 @@ typecheck: install
 pytest: install
 	$(BIN)/python -m pytest
 
-test: lint typecheck pytest ## the whole suite, as CI runs it
+# The browser tests (tests/browser) drive Debian's chromium; fonts-noto-cjk draws the Chinese text.
+# Installed only when missing and only as root; otherwise they skip (in CI, where CI is set, they fail).
+browser:
+	@if command -v chromium >/dev/null 2>&1 \
+		&& { ! command -v dpkg-query >/dev/null 2>&1 || dpkg-query -W -f='$${Status}' fonts-noto-cjk 2>/dev/null | grep -q 'ok installed'; }; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium and fonts-noto-cjk for the browser tests"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-noto-cjk; \
+	else \
+		echo "note: chromium (and fonts-noto-cjk) are not installed and this is not root: the browser tests will skip"; \
+	fi
+
+test: lint typecheck browser pytest ## the whole suite, as CI runs it
 
 benchmark: install ## refresh at medium and large against the DuckDB floor; writes docs/benchmarks.md
 	$(BIN)/python benchmarks/refresh.py --sizes medium large

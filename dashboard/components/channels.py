@@ -39,6 +39,7 @@ def channel_table(summary: pl.DataFrame, lang: str) -> None:
         summary,
         hide_index=True,
         width="stretch",
+        placeholder="—",  # an empty cost or ratio is drawn as —, not "None"
         column_config={
             "channel": st.column_config.TextColumn(t("col.channel", lang)),
             "leads": number(t("col.leads", lang), format="localized"),

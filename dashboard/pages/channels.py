@@ -1,7 +1,56 @@
-"""渠道分析 Channels: not built yet; the page says so and what it will show."""
+"""渠道分析 Channels: lead volume over time, the funnel, channel economics and multi-touch
+attribution under one filter bar (kept in the URL); choosing a channel drills down to its campaigns
+and leads. Every table behind a chart downloads as CSV or Excel.
+"""
 
+import streamlit as st
+
+from dashboard.components import data
+from dashboard.components.attribution import MODELS, attribution_section, model_label
+from dashboard.components.drilldown import LEADS_LIMIT, drilldown
+from dashboard.components.economics import economics_section
+from dashboard.components.filterbar import current, filter_bar, options_by_kind, url_choice
 from dashboard.components.frame import ensure_frame
-from dashboard.components.placeholder import not_built
+from dashboard.components.funnel import funnel_section
+from dashboard.components.kpi import channel_totals, kpi_row
+from dashboard.components.session import lang
+from dashboard.components.tiles import today
+from dashboard.components.volume import GRAINS, volume_section
+from dashboard.i18n import t
 
 ensure_frame()
-not_built("channels")
+LANG = lang()
+st.title(t("page.channels", LANG))
+
+if not data.has_data():
+    st.info(f"{t('cockpit.no_data', LANG)} {t('cockpit.how_to_load', LANG)}", icon=":material/upload:")
+    st.stop()
+
+options = data.query("filter_options", {"channel": current().channel})
+filters = filter_bar(LANG, options_by_kind(options))
+economics = data.query("channel_economics", filters.params())
+kpi_row(channel_totals(economics.rename({"spend": "cost"})), LANG)
+
+st.subheader(t("volume.title", LANG))
+grain = url_choice("grain", GRAINS, t("volume.grain", LANG), lambda g: t(f"grain.{g}", LANG), default="month")
+volume = data.query("lead_volume", {**filters.params(), "grain": grain})
+volume_section(volume, grain, filters, today(data.settings().timezone), LANG)
+
+st.subheader(t("funnel.title", LANG))
+funnel_section(data.query("funnel", filters.params()), filters, LANG)
+
+st.subheader(t("economics.title", LANG))
+economics_section(economics, filters, LANG)
+
+st.subheader(t("attribution.title", LANG))
+model = url_choice("model", MODELS, t("attribution.model", LANG), lambda m: model_label(m, LANG), default="linear")
+won = data.query("sales_leaderboard", filters.period())
+attribution_section(data.query("attribution", filters.period()), float(won["won_revenue"].sum()), model, filters, LANG)
+
+st.subheader(t("drill.title", LANG))
+if filters.channel is None:
+    st.info(t("drill.hint", LANG), icon=":material/ads_click:")
+else:
+    campaigns = data.query("campaign_summary", filters.params())
+    leads = data.query("channel_leads", {**filters.params(), "limit": LEADS_LIMIT})
+    drilldown(campaigns, leads, int(economics["leads"].sum()), filters, LANG)

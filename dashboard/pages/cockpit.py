@@ -1,31 +1,79 @@
-"""驾驶舱 Cockpit: the headline KPIs, leads and won deals per channel, and each source's freshness."""
+"""驾驶舱 Cockpit: a few big numbers for managers (new leads, conversion, revenue, ROI, receivables
+overdue, data health, the sales leaderboard), leads and won deals per channel, and each source's
+freshness. ``?kiosk=1`` is the big-screen mode: dark, no chrome, refreshing on a timer.
+"""
 
 import streamlit as st
 
-from dashboard.components import data
+from dashboard.components import data, kiosk
 from dashboard.components.channels import channel_chart, channel_table
-from dashboard.components.filters import date_range
+from dashboard.components.export_buttons import export_buttons
+from dashboard.components.filterbar import current, filter_bar
 from dashboard.components.frame import ensure_frame
 from dashboard.components.freshness import freshness
-from dashboard.components.kpi import channel_totals, kpi_row
+from dashboard.components.kpi import channel_totals
+from dashboard.components.leaderboard import leaderboard
 from dashboard.components.session import lang
+from dashboard.components.tables import table
+from dashboard.components.tiles import (
+    count_format,
+    has_query,
+    health_tile,
+    kpi_tiles,
+    money_format,
+    new_leads_tiles,
+    receivables_tile,
+    show,
+    today,
+)
 from dashboard.i18n import t
 
 ensure_frame()
 LANG = lang()
+KIOSK = kiosk.active()
+if KIOSK:
+    kiosk.style()
 st.title(t("page.cockpit", LANG))
+MONEY, COUNT = money_format(LANG, compact=KIOSK), count_format(LANG, compact=KIOSK)
 
-if not data.has_data():
-    st.info(f"{t('cockpit.no_data', LANG)} {t('cockpit.how_to_load', LANG)}", icon=":material/upload:")
-else:
-    start, end = date_range(LANG, key="cockpit_period")
-    summary = data.query("channel_summary", {"start": start, "end": end})
-    if summary.is_empty() or not summary["leads"].sum():
-        st.info(t("cockpit.no_leads", LANG))
-    else:
-        kpi_row(channel_totals(summary), LANG)
+
+def tiles() -> None:
+    as_of = today(data.settings().timezone)
+    summary = data.query("channel_summary", FILTERS.period())
+    board = data.query("sales_leaderboard", FILTERS.period())
+    new_leads = new_leads_tiles(data.query("new_leads", {"as_of": as_of}), LANG)
+    kpis = kpi_tiles(channel_totals(summary), LANG, MONEY, COUNT) if summary["leads"].sum() else []
+    status = [receivables_tile(data.query("receivables_overdue", {"as_of": as_of}), LANG, MONEY)]
+    if has_query("data_health"):
+        status.append(health_tile(data.query("data_health"), LANG))
+    numbers, ranking = st.columns([3, 2], gap="large") if KIOSK else (st.container(), st.container())
+    with numbers:
+        if KIOSK:  # three big tiles a row beside the leaderboard
+            show([*new_leads, *kpis, *status], per_row=3)
+        else:
+            for group in (new_leads, kpis, status):
+                show(group, per_row=max(len(group), 3))
+        if not kpis:
+            st.info(t("cockpit.no_leads", LANG))
+    with ranking:
+        leaderboard(board, LANG, KIOSK)
+    if KIOSK:
+        kiosk.data_as_of(LANG)
+        return
+    table(board, {"won_deals": "count", "won_revenue": "money"}, LANG, height=240)
+    export_buttons(board, "sales_leaderboard", t("tiles.leaderboard_title", LANG), FILTERS, LANG, ("period",))
+    if summary["leads"].sum():
         st.subheader(t("cockpit.by_channel", LANG))
         channel_chart(summary, LANG)
         channel_table(summary, LANG)
+        export_buttons(summary, "channel_summary", t("cockpit.by_channel", LANG), FILTERS, LANG, ("period",))
 
-freshness(LANG)
+
+if data.has_data():
+    FILTERS = current() if KIOSK else filter_bar(LANG, {}, fields=("period",))
+    kiosk.live(tiles, KIOSK)
+else:
+    st.info(f"{t('cockpit.no_data', LANG)} {t('cockpit.how_to_load', LANG)}", icon=":material/upload:")
+
+if not KIOSK or not data.has_data():
+    freshness(LANG)

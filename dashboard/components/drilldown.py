@@ -1,0 +1,58 @@
+"""One channel up close: its campaigns (``campaign_summary``) and the leads behind them
+(``channel_leads``, phones already masked by the query).
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import polars as pl
+import streamlit as st
+
+from dashboard.components import charts, fmt
+from dashboard.components.export_buttons import export_buttons
+from dashboard.components.filterbar import Filters
+from dashboard.components.funnel import stage_label
+from dashboard.components.tables import Kind, table
+from dashboard.i18n import t
+
+LEADS_LIMIT = 500
+
+
+def campaign_names(frame: pl.DataFrame, lang: str) -> pl.DataFrame:
+    """Leads without a campaign are grouped under a name that says so, not an empty cell."""
+    return frame.with_columns(pl.col("campaign").replace("", t("drill.no_campaign", lang)).fill_null(""))
+
+
+def campaign_figure(campaigns: pl.DataFrame, lang: str) -> go.Figure:
+    names = campaigns["campaign"].to_list()
+    fig = go.Figure(
+        [
+            go.Bar(name=t("col.cost", lang), y=names, x=campaigns["cost"].to_list(), orientation="h"),
+            go.Bar(name=t("col.revenue", lang), y=names, x=campaigns["revenue"].to_list(), orientation="h"),
+        ]
+    )
+    fig.update_layout(barmode="group", xaxis_tickprefix="¥", xaxis_tickformat=",.0f", yaxis_autorange="reversed")
+    fig.update_traces(marker_color=charts.PALETTE[1], selector={"name": t("col.cost", lang)})
+    fig.update_traces(marker_color=charts.PALETTE[2], selector={"name": t("col.revenue", lang)})
+    height = 120 + 28 * max(len(names), 3)
+    return charts.layout(fig, t("drill.campaign_chart", lang), height=height)
+
+
+def drilldown(campaigns: pl.DataFrame, leads: pl.DataFrame, total_leads: int, filters: Filters, lang: str) -> None:
+    """``total_leads``: how many leads the filters select (the leads table shows the newest only)."""
+    campaigns = campaign_names(campaigns, lang)
+    st.markdown(f"**{t('drill.campaigns', lang, channel=filters.channel)}**")
+    if campaigns.is_empty():
+        st.info(t("channels.no_leads", lang))
+    else:
+        charts.show(campaign_figure(campaigns, lang), key="campaign_chart")
+        kinds: dict[str, Kind] = {"leads": "count", "won": "count", "revenue": "money", "cost": "money", "roi": "roi"}
+        table(campaigns.drop("channel"), kinds, lang)
+        export_buttons(campaigns, "campaigns", t("drill.campaigns_title", lang), filters, lang)
+    st.markdown(f"**{t('drill.leads', lang, shown=fmt.count(leads.height), total=fmt.count(total_leads))}**")
+    shown = campaign_names(leads, lang).with_columns(
+        pl.col("furthest_stage").map_elements(lambda s: stage_label(s, lang), return_dtype=pl.String)
+    )
+    table(shown.drop("channel"), {"created_at": "datetime", "won_amount": "money"}, lang, height=420)
+    st.caption(t("drill.masked", lang))
+    export_buttons(shown, "leads", t("drill.leads_title", lang), filters, lang)

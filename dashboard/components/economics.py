@@ -1,0 +1,60 @@
+"""Channel economics (``channel_economics``): spend, leads, cost per lead, won deals, acquisition
+cost, revenue and ROI per channel. A channel without spend shows its revenue and "—" for the ratios.
+
+Clicking a channel's bars narrows the page to that channel (its campaigns and leads).
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import polars as pl
+import streamlit as st
+
+from dashboard.components import charts, filterbar
+from dashboard.components.export_buttons import export_buttons
+from dashboard.components.filterbar import Filters
+from dashboard.components.tables import Kind, table
+from dashboard.i18n import t
+
+CHART_KEY = "economics_chart"
+KINDS: dict[str, Kind] = {
+    "spend": "money",
+    "leads": "count",
+    "cost_per_lead": "money",
+    "won": "count",
+    "cac": "money",
+    "revenue": "money",
+    "roi": "roi",
+}
+
+
+def economics_figure(eco: pl.DataFrame, lang: str) -> go.Figure:
+    channels = eco["channel"].to_list()
+    fig = go.Figure(
+        [
+            go.Bar(name=t("col.spend", lang), x=channels, y=eco["spend"].to_list(), marker_color=charts.PALETTE[1]),
+            go.Bar(name=t("col.revenue", lang), x=channels, y=eco["revenue"].to_list(), marker_color=charts.PALETTE[2]),
+        ]
+    )
+    fig.update_layout(barmode="group", yaxis_tickprefix="¥", yaxis_tickformat=",.0f", clickmode="event+select")
+    return charts.layout(fig, t("economics.chart", lang))
+
+
+def _narrow_to_clicked() -> None:
+    channel = charts.clicked(st.session_state.get(CHART_KEY))
+    if channel:
+        filterbar.set_channel(channel)
+
+
+def economics_section(eco: pl.DataFrame, filters: Filters, lang: str) -> None:
+    if eco.is_empty():
+        st.info(t("channels.no_leads", lang))
+        return
+    charts.show(economics_figure(eco, lang), key=CHART_KEY, on_click=_narrow_to_clicked)
+    if filters.channel is None:
+        st.caption(t("economics.click", lang))
+    table(eco, KINDS, lang)
+    st.caption(t("economics.note", lang))
+    if filters.region or filters.owner:
+        st.caption(t("economics.spend_unsplit", lang))
+    export_buttons(eco, "channel_economics", t("economics.title", lang), filters, lang)

@@ -1,0 +1,77 @@
+"""CSV and Excel downloads of the table behind a chart, with the filters in force written on top.
+
+The files are built only when a button is clicked (deferred data), and a download does not rerun
+the page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import polars as pl
+import streamlit as st
+
+from dashboard import export
+from dashboard.components.data import settings
+from dashboard.components.filterbar import CHOICES, FIELDS, Filters
+from dashboard.components.tables import header
+from dashboard.i18n import t
+
+
+def filter_rows(filters: Filters | None, lang: str, applies: Sequence[str] = FIELDS) -> list[tuple[str, str]]:
+    """One (label, value) row per filter that applies to the table; unset filters say "all"."""
+    if filters is None:
+        return []
+    rows = []
+    if "period" in applies:
+        period = f"{filters.start} – {filters.end}" if filters.start and filters.end else t("filter.all_time", lang)
+        rows.append((t("filter.period", lang), period))
+    for name in CHOICES:
+        if name in applies:
+            rows.append((t(f"filter.{name}", lang), getattr(filters, name) or t("filter.all", lang)))
+    return rows
+
+
+def export_header(
+    title: str, filters: Filters | None, lang: str, tz: str, applies: Sequence[str]
+) -> list[tuple[str, str]]:
+    exported = datetime.now(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
+    return [(t("export.table", lang), title), (t("export.at", lang), exported), *filter_rows(filters, lang, applies)]
+
+
+def export_buttons(
+    frame: pl.DataFrame,
+    name: str,
+    title: str,
+    filters: Filters | None,
+    lang: str,
+    applies: Sequence[str] = FIELDS,
+) -> None:
+    """Two small buttons; ``name`` is the file name (ASCII) and the widgets' key."""
+    tz = settings().timezone
+    rows = export_header(title, filters, lang, tz, applies)
+    out = frame.rename({c: header(c, lang) for c in frame.columns})
+    stamp = datetime.now(ZoneInfo(tz)).strftime("%Y%m%d")
+    with st.container(horizontal=True, gap="small"):
+        st.download_button(
+            t("export.csv", lang),
+            data=lambda: export.to_csv(out, rows),
+            file_name=f"{name}_{stamp}.csv",
+            mime="text/csv",
+            key=f"export_csv_{name}",
+            on_click="ignore",
+            icon=":material/download:",
+            type="tertiary",
+        )
+        st.download_button(
+            t("export.excel", lang),
+            data=lambda: export.to_excel(out, rows, sheet=title),
+            file_name=f"{name}_{stamp}.xlsx",
+            mime=export.XLSX_MIME,
+            key=f"export_xlsx_{name}",
+            on_click="ignore",
+            icon=":material/table_view:",
+            type="tertiary",
+        )

@@ -1,0 +1,54 @@
+"""The sales leaderboard (``sales_leaderboard``): the top owners by won revenue as bars; won deals
+nobody owns are counted in a line below, not ranked.
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import polars as pl
+import streamlit as st
+
+from dashboard.components import charts, fmt
+from dashboard.components.tiles import money_format
+from dashboard.i18n import t
+
+UNASSIGNED = "(unassigned)"  # the query's owner for won leads nobody owns
+TOP = 10
+KIOSK_HEIGHT = 700  # beside the tiles on a 1080p screen
+
+
+def leaderboard_figure(board: pl.DataFrame, lang: str, kiosk: bool) -> go.Figure:
+    top = board.filter(pl.col("owner") != UNASSIGNED).head(TOP)
+    money = money_format(lang, compact=kiosk)
+    text = [
+        f"{money(r)} · {t('tiles.deals', lang, deals=fmt.count(d))}"
+        for r, d in zip(top["won_revenue"], top["won_deals"], strict=True)
+    ]
+    fig = go.Figure(
+        go.Bar(
+            x=top["won_revenue"].to_list(),
+            y=top["owner"].to_list(),
+            orientation="h",
+            text=text,
+            textposition="auto",
+            marker_color=charts.PALETTE[2],
+            hovertemplate="%{y}: ¥%{x:,.0f}<extra></extra>",
+        )
+    )
+    fig.update_layout(yaxis_autorange="reversed", xaxis_tickprefix="¥", xaxis_tickformat=",.0f")
+    if kiosk:  # the bars carry their figures; axis ticks are too small to read from afar
+        fig.update_xaxes(showticklabels=False, showgrid=False)
+    height = KIOSK_HEIGHT if kiosk else 70 + 30 * max(top.height, 3)
+    return charts.layout(fig, t("tiles.leaderboard", lang, top=TOP), kiosk=kiosk, height=height)
+
+
+def leaderboard(board: pl.DataFrame, lang: str, kiosk: bool) -> None:
+    if board.filter(pl.col("owner") != UNASSIGNED).is_empty():
+        st.info(t("tiles.no_won", lang))
+    else:
+        charts.show(leaderboard_figure(board, lang, kiosk), key="leaderboard_chart", kiosk=kiosk)
+    nobody = board.filter(pl.col("owner") == UNASSIGNED)
+    if nobody.height:
+        row = nobody.row(0, named=True)
+        revenue = money_format(lang, compact=kiosk)(row["won_revenue"])
+        st.caption(t("tiles.unassigned", lang, deals=fmt.count(row["won_deals"]), revenue=revenue))

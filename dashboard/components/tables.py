@@ -1,0 +1,63 @@
+"""Tables shown the way people read them: translated headers, ¥ and % formats, "—" for no value.
+
+The cells keep their numbers (a click on a header sorts by value); only what is displayed is
+formatted, through a pandas Styler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from typing import Any, Literal
+
+import polars as pl
+import streamlit as st
+from pandas.io.formats.style import Styler
+
+from dashboard.components import fmt
+from dashboard.i18n import CATALOG
+
+Kind = Literal["text", "count", "money", "pct", "roi", "change", "days", "date", "datetime"]
+
+
+def signed_pct(x: float | None) -> str:
+    """A change: '+12.5%', '-6.9%', '—' when there was nothing to compare with."""
+    return fmt.NONE if x is None else ("+" if x > 0 else "") + fmt.pct(x)
+
+
+def _datetime(v: Any) -> str:
+    return v.strftime("%Y-%m-%d %H:%M") if isinstance(v, datetime) else str(v)
+
+
+def _date(v: Any) -> str:
+    return v.isoformat() if isinstance(v, date) else str(v)
+
+
+FORMATTERS: dict[str, Callable[[Any], str]] = {
+    "text": str,
+    "count": lambda v: fmt.count(int(v)),
+    "money": fmt.money,
+    "pct": fmt.pct,
+    "roi": lambda v: fmt.pct(v, digits=0),
+    "change": signed_pct,
+    "days": lambda v: f"{v:,.1f}",
+    "date": _date,
+    "datetime": _datetime,
+}
+
+
+def header(column: str, lang: str) -> str:
+    """A column's heading: ``col.<name>`` in the language, else the name itself."""
+    return CATALOG[lang].get(f"col.{column}", column)
+
+
+def styled(frame: pl.DataFrame, kinds: Mapping[str, Kind], lang: str) -> Styler:
+    """The frame with translated headings and formatted cells (columns not in kinds are text)."""
+    shown = frame.to_pandas().rename(columns={c: header(c, lang) for c in frame.columns})
+    formats = {header(c, lang): FORMATTERS[kinds.get(c, "text")] for c in frame.columns}
+    return shown.style.format(formats, na_rep=fmt.NONE)
+
+
+def table(frame: pl.DataFrame, kinds: Mapping[str, Kind], lang: str, height: int | Literal["auto"] = "auto") -> None:
+    # the grid draws an empty cell with the placeholder, not with the Styler's "—"
+    st.dataframe(styled(frame, kinds, lang), hide_index=True, width="stretch", height=height, placeholder=fmt.NONE)

@@ -1,0 +1,141 @@
+"""The cockpit's big tiles: new leads (today / this week / this month against the previous period),
+leads, conversion, won revenue and ROI, receivables overdue and the data health score.
+
+Each function returns tiles; ``show`` lays them out, so the office view and the big screen can
+arrange the same tiles differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+import polars as pl
+import streamlit as st
+
+from dashboard.components import fmt
+from dashboard.components.kpi import ChannelTotals
+from dashboard.components.tables import signed_pct
+from dashboard.i18n import t
+from dashboard.warehouse import list_queries
+
+ALL_SOURCES = "(all)"  # data_health's row for the whole company
+Money = Callable[[float | None], str]
+Count = Callable[[int | None], str]
+
+
+@dataclass(frozen=True)
+class Tile:
+    label: str
+    value: str
+    delta: str | None = None  # a change ("+12.5%"), or a detail line when delta_color is "off"
+    delta_color: Literal["normal", "off"] = "normal"
+    delta_arrow: Literal["auto", "off"] = "auto"
+    delta_description: str | None = None
+    help: str | None = None
+
+
+def detail(label: str, value: str, line: str | None, help: str | None = None) -> Tile:
+    """A tile whose second line is plain information, not a change."""
+    return Tile(label, value, line, delta_color="off", delta_arrow="off", help=help)
+
+
+def show(tiles: Sequence[Tile], per_row: int) -> None:
+    for i in range(0, len(tiles), per_row):
+        for column, tile in zip(st.columns(per_row), tiles[i : i + per_row], strict=False):
+            column.metric(**asdict(tile), border=True)
+
+
+def today(tz: str) -> date:
+    """The company's date now (its time zone, not the server's)."""
+    return datetime.now(ZoneInfo(tz)).date()
+
+
+def has_query(name: str) -> bool:
+    return name in list_queries()
+
+
+def _compact(x: float, lang: str, prefix: str) -> str | None:
+    """Three significant figures with a unit (1.31亿, 205万; 131M, 2.05M), or None when x is small."""
+    units = ((1e8, "亿"), (1e4, "万")) if lang == "zh" else ((1e9, "B"), (1e6, "M"), (1e3, "K"))
+    for size, unit in units:
+        if abs(x) >= size:
+            scaled = abs(x) / size
+            digits = 2 if scaled < 10 else 1 if scaled < 100 else 0
+            return f"{'-' if x < 0 else ''}{prefix}{scaled:,.{digits}f}{unit}"
+    return None
+
+
+def compact_money(x: float | None, lang: str) -> str:
+    """A magnitude readable from across the room: ¥1.31亿 / ¥131M (the exact figure is in the tables)."""
+    return fmt.NONE if x is None else _compact(x, lang, "¥") or fmt.money(x)
+
+
+def compact_count(n: int | None, lang: str) -> str:
+    """Counts stay exact up to a million (60,000), then compact (120万 / 1.20M)."""
+    if n is None:
+        return fmt.NONE
+    return (_compact(n, lang, "") if abs(n) >= 1_000_000 else None) or fmt.count(n)
+
+
+def money_format(lang: str, compact: bool) -> Money:
+    return (lambda x: compact_money(x, lang)) if compact else fmt.money
+
+
+def count_format(lang: str, compact: bool) -> Count:
+    return (lambda n: compact_count(n, lang)) if compact else fmt.count
+
+
+def new_leads_tiles(frame: pl.DataFrame, lang: str) -> list[Tile]:
+    """``new_leads`` rows today, week, month: each against the same span of the previous period."""
+    tiles = []
+    for row in frame.iter_rows(named=True):
+        rate, period = row["change_rate"], row["period"]
+        previous = t(f"tiles.previous_{period}", lang, previous=fmt.count(row["previous_leads"]))
+        label, value = t(f"tiles.new_{period}", lang), fmt.count(row["leads"])
+        if rate is None:  # nothing to compare with: say so, without an arrow
+            tiles.append(Tile(label, value, fmt.NONE, "off", "off", previous))
+        else:
+            tiles.append(Tile(label, value, signed_pct(rate), delta_description=previous))
+    return tiles
+
+
+def kpi_tiles(totals: ChannelTotals, lang: str, money: Money = fmt.money, count: Count = fmt.count) -> list[Tile]:
+    """Leads, conversion, won revenue and ROI of the period (``channel_summary`` totals)."""
+    return [
+        Tile(t("kpi.leads", lang), count(totals.leads)),
+        Tile(
+            t("kpi.conversion", lang),
+            fmt.pct(totals.conversion),
+            help=t("kpi.conversion.help", lang, won=fmt.count(totals.won), leads=fmt.count(totals.leads)),
+        ),
+        Tile(t("kpi.revenue", lang), money(totals.revenue), help=t("kpi.revenue.help", lang)),
+        Tile(
+            t("kpi.roi", lang),
+            fmt.pct(totals.roi, digits=0),
+            help=t("kpi.roi.help" if totals.cost else "kpi.roi.no_spend", lang),
+        ),
+    ]
+
+
+def receivables_tile(frame: pl.DataFrame, lang: str, money: Money = fmt.money) -> Tile:
+    row = frame.row(0, named=True)
+    line = t("tiles.overdue_detail", lang, contracts=fmt.count(row["contracts"]), customers=fmt.count(row["customers"]))
+    return detail(t("tiles.overdue", lang), money(row["overdue_amount"]), line, t("tiles.overdue.help", lang))
+
+
+def health_tile(frame: pl.DataFrame, lang: str) -> Tile:
+    """The company-wide score out of 100, and the source that pulls it down most."""
+    overall = frame.filter(pl.col("source_system") == ALL_SOURCES)["health_score"].drop_nulls()
+    sources = frame.filter(pl.col("source_system") != ALL_SOURCES).drop_nulls("health_score").sort("health_score")
+    label, help = t("tiles.health", lang), t("tiles.health.help", lang)
+    if overall.is_empty():
+        return detail(label, fmt.NONE, t("tiles.health_none", lang), help)
+    line = None
+    if sources.height:
+        worst = sources.row(0, named=True)
+        line = t("tiles.health_worst", lang, source=worst["source_system"], score=f"{worst['health_score']:.0f}")
+    return detail(label, f"{overall[0]:.0f} / 100", line, help)

@@ -1,0 +1,122 @@
+"""The app served for real on the medium demo, and Debian's chromium driven by Playwright.
+
+Without /usr/bin/chromium (or the playwright package) the browser tests skip with a message; in CI
+(the ``CI`` environment variable is set) that is a failure instead: CI must run them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dashboard.config import CONFIG_ENV, Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+CHROMIUM_ARGS.append("--disable-sync")
+SERVER_START_TIMEOUT = 90  # seconds until the server answers its health check
+PAGE_TIMEOUT_MS = 60_000  # a page's charts and numbers, first load included
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}: CI must run the browser tests (make test installs chromium as root)")
+    pytest.skip(f"{reason}: browser tests skipped (install the Debian packages chromium and fonts-noto-cjk)")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} not found")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _unavailable("the playwright package is not installed (pip install -e '.[dev]')")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def demo(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The medium demo generated and refreshed in a temporary folder with the repository's config."""
+    from dashboard.demo import generate
+    from dashboard.pipeline.refresh import refresh
+
+    root = tmp_path_factory.mktemp("medium_demo")
+    shutil.copy(ROOT / "cockpit.toml", root / "cockpit.toml")
+    settings = load_settings(root / "cockpit.toml")
+    generate(settings.data_path, "medium", 42)
+    result = refresh(settings)
+    assert result.exit_code == 0, [(r.source, r.reasons) for r in result.sources]
+    return settings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_until_healthy(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"streamlit exited with {server.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail(f"streamlit did not answer within {SERVER_START_TIMEOUT} s:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def app_url(demo: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``streamlit run dashboard/app.py`` on a free local port; stopped when the session ends."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    env = {**os.environ, CONFIG_ENV: str(demo.base_dir / "cockpit.toml")}
+    command = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port)]
+    command += ["--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    with open(log, "wb") as out:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_healthy(url, server, log)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def browser(chromium: Path) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, timeout=30_000)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
