@@ -53,6 +53,7 @@ DERIVED_TABLES: dict[str, dict[str, str]] = {
         "won_amount": "DOUBLE",
         "lost_at": "TIMESTAMP",
     },
+    "filter_values": {"kind": "VARCHAR", "value": "VARCHAR", "channel": "VARCHAR"},
     "attribution": {
         "source_system": "VARCHAR",
         "lead_id": "VARCHAR",
@@ -164,7 +165,7 @@ def view_sql(name: str, files: list[Path], columns: dict[str, str], kind: str = 
     return f"CREATE OR REPLACE {kind} {name} AS SELECT {cols} FROM read_parquet([{file_list}], union_by_name = true)"
 
 
-IN_MEMORY = frozenset({"lead_facts", "attribution"})
+IN_MEMORY = frozenset({"lead_facts", "attribution", "filter_values"})
 
 
 def drop_relation(con: duckdb.DuckDBPyConnection, name: str) -> None:

@@ -9,6 +9,7 @@ import os
 import duckdb
 
 from dashboard import analytics
+from dashboard.analytics import ANALYTICS_TABLES
 from dashboard.config import Settings
 from dashboard.identity import RECORDS_SQL, link_exact
 from dashboard.pipeline.store import Manifest, Store, crash_point, new_id, now_utc
@@ -30,7 +31,7 @@ def build_derived(settings: Settings, store: Store, manifest: Manifest) -> Manif
         analytics.build(
             con, settings.analytics.attribution_half_life_days, settings.analytics.attribution_exclude_channels
         )
-        for table in ("lead_facts", "attribution"):
+        for table in ANALYTICS_TABLES:
             target = quote_path(stage / f"{table}.parquet")  # our staging path, quoted
             con.execute(f"COPY {table} TO {target} (FORMAT parquet, COMPRESSION zstd)")
     finally:
@@ -46,8 +47,7 @@ def build_derived(settings: Settings, store: Store, manifest: Manifest) -> Manif
         "tables": {
             **{t: store.rel(dest / f"{t}.parquet") for t in QUALITY_TABLES},
             "identity_links": store.rel(dest / "identity_links.parquet"),
-            "lead_facts": store.rel(dest / "lead_facts.parquet"),
-            "attribution": store.rel(dest / "attribution.parquet"),
+            **{t: store.rel(dest / f"{t}.parquet") for t in ANALYTICS_TABLES},
         },
     }
     return {**manifest, "derived": derived}
