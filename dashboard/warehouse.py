@@ -191,7 +191,11 @@ WHERE (p_start IS NULL OR created_at >= CAST(p_start AS TIMESTAMP))
 """
 
 
-def attach_views(con: duckdb.DuckDBPyConnection, store: Store, manifest: Manifest) -> None:
+def attach_views(
+    con: duckdb.DuckDBPyConnection, store: Store, manifest: Manifest, in_memory: frozenset[str] | None = None
+) -> None:
+    """Views over the manifest's files; ``in_memory`` tables (default: the page summaries) are loaded."""
+    in_memory = IN_MEMORY if in_memory is None else in_memory
     con.execute("SET enable_progress_bar = false")  # a server and a CLI, not an interactive shell
     for entity in ENTITIES:
         files = [
@@ -204,7 +208,7 @@ def attach_views(con: duckdb.DuckDBPyConnection, store: Store, manifest: Manifes
     for table, columns in DERIVED_TABLES.items():
         rel = (derived.get("tables") or {}).get(table)
         # The page summaries are small and read on every view: held in memory, not re-decompressed.
-        kind = "TABLE" if table in IN_MEMORY else "VIEW"
+        kind = "TABLE" if table in in_memory else "VIEW"
         drop_relation(con, table)
         con.execute(view_sql(table, [store.abs(rel)] if rel else [], columns, kind))
     con.execute(FILTERED_LEADS_MACRO)

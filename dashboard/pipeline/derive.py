@@ -24,7 +24,7 @@ def build_derived(settings: Settings, store: Store, manifest: Manifest) -> Manif
     stage.mkdir(parents=True)
     con = duckdb.connect(":memory:")
     try:
-        attach_views(con, store, manifest)
+        attach_views(con, store, manifest, in_memory=frozenset())  # the old summaries are rebuilt, not read
         links = link_exact(con.sql(RECORDS_SQL).pl())
         links.write_parquet(stage / "identity_links.parquet")
         write_quality_tables(settings, store, manifest, con, links, stage)  # profiles were made at publish
