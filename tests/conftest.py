@@ -40,3 +40,15 @@ def company(_published_template: Path, tmp_path: Path) -> Iterator[Settings]:
 def fresh_company(tmp_path: Path) -> Settings:
     """The inputs only, nothing refreshed yet."""
     return load_settings(write_company(tmp_path / "fresh"))
+
+
+@pytest.fixture
+def fresh_caches() -> Iterator[None]:
+    """Streamlit's caches live as long as the process: each page test starts and ends with them empty."""
+    import streamlit as st
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import streamlit as st
 
 from dashboard.catalog import excel_bytes, load_inventory
 from dashboard.config import Settings
@@ -15,13 +12,7 @@ from tests.test_quality_pages import open_page
 PAGE = "pages/catalog.py"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_caches() -> Iterator[None]:
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 @pytest.mark.parametrize("lang", LANGS)

@@ -6,12 +6,10 @@ import ast
 import datetime as dt
 import re
 import string
-from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from dashboard.components import fmt
@@ -26,13 +24,7 @@ PAGES = sorted(p.stem for p in (DASHBOARD / "pages").glob("*.py"))
 PLANNED = [p for p in PAGES if p not in ("cockpit", "channels", "data_quality", "catalog")]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_caches() -> Iterator[None]:
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 def open_app(settings: Settings, monkeypatch: pytest.MonkeyPatch, lang: str | None = None) -> AppTest:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from dashboard.config import CONFIG_ENV, Settings
@@ -22,13 +20,7 @@ APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
 PAGE = "pages/data_quality.py"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_caches() -> Iterator[None]:
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 def open_page(settings: Settings, monkeypatch: pytest.MonkeyPatch, lang: str = "en", page: str = PAGE) -> AppTest:
