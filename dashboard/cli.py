@@ -117,7 +117,6 @@ def query(
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
 ) -> None:
     """Run a named query against the current snapshots."""
-    import polars as pl
 
     from dashboard.errors import QueryError
     from dashboard.warehouse import Warehouse
@@ -128,21 +127,7 @@ def query(
         if not sep:
             raise QueryError(f"--param expects k=v, got {item!r}")
         params[key.strip()] = value
-    df = Warehouse(_settings()).run_query(name, params)
-    if fmt is Format.csv:
-        typer.echo(df.write_csv(), nl=False)
-    elif fmt is Format.json:
-        typer.echo(json.dumps(df.to_dicts(), ensure_ascii=False, default=str, indent=2))
-    else:
-        with pl.Config(
-            tbl_rows=-1,
-            tbl_cols=-1,
-            tbl_hide_dataframe_shape=True,
-            fmt_str_lengths=60,
-            tbl_width_chars=200,
-            tbl_hide_column_data_types=True,
-        ):
-            typer.echo(str(df))
+    _print_frame(Warehouse(_settings()).run_query(name, params), fmt)
 
 
 def _print_frame(df: pl.DataFrame, fmt: Format) -> None:

@@ -178,7 +178,8 @@ def drop_relation(con: duckdb.DuckDBPyConnection, name: str) -> None:
     for (kind,) in found:
         con.execute(f"DROP {kind} {name}")  # name: one of our own table names
 
-# The filter bar's six filters, shared by the channel queries: FROM filtered_leads($start, ...).
+# The filter bar's filters, shared by the channel queries: FROM filtered_leads($start, ...) and
+# FROM filtered_spend($start, $end, $channel, $campaign) (spend has no region or owner).
 FILTERED_LEADS_MACRO = """
 CREATE OR REPLACE MACRO filtered_leads(p_start, p_end, p_channel, p_region, p_owner, p_campaign) AS TABLE
 SELECT * FROM lead_facts
@@ -187,7 +188,14 @@ WHERE (p_start IS NULL OR created_at >= CAST(p_start AS TIMESTAMP))
   AND (p_channel IS NULL OR channel = p_channel)
   AND (p_region IS NULL OR region = p_region)
   AND (p_owner IS NULL OR owner = p_owner)
-  AND (p_campaign IS NULL OR campaign = p_campaign)
+  AND (p_campaign IS NULL OR campaign = p_campaign);
+
+CREATE OR REPLACE MACRO filtered_spend(p_start, p_end, p_channel, p_campaign) AS TABLE
+SELECT channel, coalesce(campaign, '') AS campaign, cost FROM marketing_spend
+WHERE (p_start IS NULL OR spend_date >= CAST(p_start AS TIMESTAMP))
+  AND (p_end IS NULL OR spend_date < CAST(p_end AS TIMESTAMP) + INTERVAL 1 DAY)
+  AND (p_channel IS NULL OR channel = p_channel)
+  AND (p_campaign IS NULL OR coalesce(campaign, '') = p_campaign);
 """
 
 

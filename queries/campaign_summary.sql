@@ -8,12 +8,8 @@ WITH l AS (
     GROUP BY channel, campaign
 ),
 s AS (
-    SELECT channel, coalesce(campaign, '') AS campaign, sum(cost) AS cost
-    FROM marketing_spend
-    WHERE ($start IS NULL OR spend_date >= CAST($start AS TIMESTAMP))
-      AND ($end IS NULL OR spend_date < CAST($end AS TIMESTAMP) + INTERVAL 1 DAY)
-      AND ($channel IS NULL OR channel = $channel)
-      AND ($campaign IS NULL OR coalesce(campaign, '') = $campaign)
+    SELECT channel, campaign, sum(cost) AS cost
+    FROM filtered_spend($start, $end, $channel, $campaign)
     GROUP BY ALL
 )
 SELECT

@@ -11,11 +11,7 @@ WITH l AS (
 ),
 s AS (
     SELECT channel, sum(cost) AS spend
-    FROM marketing_spend
-    WHERE ($start IS NULL OR spend_date >= CAST($start AS TIMESTAMP))
-      AND ($end IS NULL OR spend_date < CAST($end AS TIMESTAMP) + INTERVAL 1 DAY)
-      AND ($channel IS NULL OR channel = $channel)
-      AND ($campaign IS NULL OR coalesce(campaign, '') = $campaign)
+    FROM filtered_spend($start, $end, $channel, $campaign)
     GROUP BY channel
 )
 SELECT

@@ -14,9 +14,7 @@ WITH per_channel AS (
 ),
 spend AS (
     SELECT channel, sum(cost) AS cost
-    FROM marketing_spend
-    WHERE ($start IS NULL OR spend_date >= CAST($start AS TIMESTAMP))
-      AND ($end IS NULL OR spend_date < CAST($end AS TIMESTAMP) + INTERVAL 1 DAY)
+    FROM filtered_spend($start, $end, NULL, NULL)
     GROUP BY channel
 )
 SELECT
