@@ -30,10 +30,12 @@ DERIVED_FROM: dict[str, tuple[str, ...]] = {
     "identity_links": ("customers", "leads", "orders", "interactions", "contracts"),
     "lead_facts": ("leads", "lead_events"),
     "attribution": ("leads", "lead_events", "interactions"),
+    "filter_values": ("leads",),
     "field_quality": tuple(ENTITIES),
     "identity_consistency": ("customers", "leads"),
 }
-MACROS = {"filtered_leads": "lead_facts"}  # table macros the queries read through
+# table macros the queries read through (defined in warehouse.FILTERED_LEADS_MACRO)
+MACROS = {"filtered_leads": "lead_facts", "filtered_spend": "marketing_spend"}
 _FROM = re.compile(r"\b(?:FROM|JOIN)\s+([a-z_][a-z0-9_]*)", re.IGNORECASE)
 
 
