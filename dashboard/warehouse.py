@@ -22,6 +22,7 @@ from dashboard.config import Settings
 from dashboard.entities import ENTITIES, LINEAGE_COLUMNS, VALIDITY_FLAGS
 from dashboard.errors import QueryError
 from dashboard.pipeline.store import Manifest, Store
+from dashboard.security import Principal
 
 QUERIES_DIR = Path(__file__).resolve().parents[1] / "queries"
 _SQL_TYPES = {"str": "VARCHAR", "datetime": "TIMESTAMP", "float": "DOUBLE", "int": "BIGINT"}
@@ -334,7 +335,10 @@ class Warehouse:
             except duckdb.Error as e:
                 raise QueryError(str(e).splitlines()[0]) from e
 
-    def run_query(self, name: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
+    def run_query(
+        self, name: str, params: dict[str, Any] | None = None, user: Principal | None = None
+    ) -> pl.DataFrame:
+        """A named query as ``user`` sees it (None: the system, unrestricted)."""
         query = load_query(name)
         return self.sql(query.sql, bind_params(query, params))
 
