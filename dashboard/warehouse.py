@@ -22,7 +22,14 @@ from dashboard.config import Settings
 from dashboard.entities import ENTITIES, LINEAGE_COLUMNS, VALIDITY_FLAGS
 from dashboard.errors import QueryError
 from dashboard.pipeline.store import Manifest, Store
-from dashboard.security import Principal
+from dashboard.security import (
+    MASK_MACROS,
+    ROLES,
+    SALES_HELPERS,
+    Principal,
+    role_schema,
+    role_view_sql,
+)
 
 QUERIES_DIR = Path(__file__).resolve().parents[1] / "queries"
 _SQL_TYPES = {"str": "VARCHAR", "datetime": "TIMESTAMP", "float": "DOUBLE", "int": "BIGINT"}
@@ -169,21 +176,22 @@ def view_sql(name: str, files: list[Path], columns: dict[str, str], kind: str = 
 IN_MEMORY = frozenset({"lead_facts", "attribution", "filter_values"})
 
 
-def drop_relation(con: duckdb.DuckDBPyConnection, name: str) -> None:
+def drop_relation(con: duckdb.DuckDBPyConnection, name: str, schema: str = "main") -> None:
     """Drop a view or table by name (DuckDB's DROP VIEW IF EXISTS fails on a table of that name)."""
     found = con.sql(
-        "SELECT 'TABLE' FROM duckdb_tables() WHERE table_name = $n "
-        "UNION ALL SELECT 'VIEW' FROM duckdb_views() WHERE view_name = $n AND NOT internal",
-        params={"n": name},
+        "SELECT 'TABLE' FROM duckdb_tables() WHERE table_name = $n AND schema_name = $s "
+        "UNION ALL SELECT 'VIEW' FROM duckdb_views() WHERE view_name = $n AND schema_name = $s AND NOT internal",
+        params={"n": name, "s": schema},
     ).fetchall()
     for (kind,) in found:
-        con.execute(f"DROP {kind} {name}")  # name: one of our own table names
+        con.execute(f"DROP {kind} {schema}.{name}")  # our own schema and table names
 
 # The filter bar's filters, shared by the channel queries: FROM filtered_leads($start, ...) and
-# FROM filtered_spend($start, $end, $channel, $campaign) (spend has no region or owner).
+# FROM filtered_spend($start, $end, $channel, $campaign) (spend has no region or owner). A macro finds
+# tables through the caller's search path, so each schema ({s}) gets its own pair over its own tables.
 FILTERED_LEADS_MACRO = """
-CREATE OR REPLACE MACRO filtered_leads(p_start, p_end, p_channel, p_region, p_owner, p_campaign) AS TABLE
-SELECT * FROM lead_facts
+CREATE OR REPLACE MACRO {s}.filtered_leads(p_start, p_end, p_channel, p_region, p_owner, p_campaign) AS TABLE
+SELECT * FROM {s}.lead_facts
 WHERE (p_start IS NULL OR created_at >= CAST(p_start AS TIMESTAMP))
   AND (p_end IS NULL OR created_at < CAST(p_end AS TIMESTAMP) + INTERVAL 1 DAY)
   AND (p_channel IS NULL OR channel = p_channel)
@@ -191,8 +199,8 @@ WHERE (p_start IS NULL OR created_at >= CAST(p_start AS TIMESTAMP))
   AND (p_owner IS NULL OR owner = p_owner)
   AND (p_campaign IS NULL OR campaign = p_campaign);
 
-CREATE OR REPLACE MACRO filtered_spend(p_start, p_end, p_channel, p_campaign) AS TABLE
-SELECT channel, coalesce(campaign, '') AS campaign, cost FROM marketing_spend
+CREATE OR REPLACE MACRO {s}.filtered_spend(p_start, p_end, p_channel, p_campaign) AS TABLE
+SELECT channel, coalesce(campaign, '') AS campaign, cost FROM {s}.marketing_spend
 WHERE (p_start IS NULL OR spend_date >= CAST(p_start AS TIMESTAMP))
   AND (p_end IS NULL OR spend_date < CAST(p_end AS TIMESTAMP) + INTERVAL 1 DAY)
   AND (p_channel IS NULL OR channel = p_channel)
@@ -200,27 +208,60 @@ WHERE (p_start IS NULL OR spend_date >= CAST(p_start AS TIMESTAMP))
 """
 
 
+def relations() -> dict[str, dict[str, str]]:
+    """Every relation the query layer serves, and its columns: the entities, then the derived tables."""
+    return {**{e: entity_columns(e) for e in ENTITIES}, **DERIVED_TABLES}
+
+
 def attach_views(
-    con: duckdb.DuckDBPyConnection, store: Store, manifest: Manifest, in_memory: frozenset[str] | None = None
+    con: duckdb.DuckDBPyConnection,
+    store: Store,
+    manifest: Manifest,
+    in_memory: frozenset[str] | None = None,
+    schema: str = "main",
 ) -> None:
-    """Views over the manifest's files; ``in_memory`` tables (default: the page summaries) are loaded."""
+    """Views over the manifest's files in ``schema``; ``in_memory`` tables (default: the page summaries)
+    are loaded."""
     in_memory = IN_MEMORY if in_memory is None else in_memory
     con.execute("SET enable_progress_bar = false")  # a server and a CLI, not an interactive shell
-    for entity in ENTITIES:
-        files = [
-            store.abs(info["entities"][entity]["file"])
-            for info in manifest["sources"].values()
-            if entity in info.get("entities", {})
-        ]
-        con.execute(view_sql(entity, files, entity_columns(entity)))
-    derived = manifest.get("derived") or {}
-    for table, columns in DERIVED_TABLES.items():
-        rel = (derived.get("tables") or {}).get(table)
-        # The page summaries are small and read on every view: held in memory, not re-decompressed.
-        kind = "TABLE" if table in in_memory else "VIEW"
-        drop_relation(con, table)
-        con.execute(view_sql(table, [store.abs(rel)] if rel else [], columns, kind))
-    con.execute(FILTERED_LEADS_MACRO)
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    con.execute(f"USE {schema}")
+    try:
+        for entity in ENTITIES:
+            files = [
+                store.abs(info["entities"][entity]["file"])
+                for info in manifest["sources"].values()
+                if entity in info.get("entities", {})
+            ]
+            con.execute(view_sql(entity, files, entity_columns(entity)))
+        derived = manifest.get("derived") or {}
+        for table, columns in DERIVED_TABLES.items():
+            rel = (derived.get("tables") or {}).get(table)
+            # The page summaries are small and read on every view: held in memory, not re-decompressed.
+            kind = "TABLE" if table in in_memory else "VIEW"
+            drop_relation(con, table, schema)
+            con.execute(view_sql(table, [store.abs(rel)] if rel else [], columns, kind))
+        con.execute(FILTERED_LEADS_MACRO.format(s=schema))
+    finally:
+        con.execute("USE main")
+
+
+def attach_role_views(con: duckdb.DuckDBPyConnection, base: str = "base") -> None:
+    """Each role's schema: a view per relation it may read, carrying its row filter and masking
+    (dashboard/security.py), and its own filter macros. A relation a role may not read has no view
+    there, so a query naming it fails for that role; main holds only the masking functions."""
+    con.execute(MASK_MACROS)
+    con.execute(SALES_HELPERS.format(base=base))
+    for role in ROLES:
+        schema = role_schema(role)
+        con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        con.execute(f"CREATE SCHEMA {schema}")
+        for name, columns in relations().items():
+            sql = role_view_sql(role, name, columns, base)
+            if sql is not None:
+                con.execute(sql)
+        if role_view_sql(role, "lead_facts", DERIVED_TABLES["lead_facts"], base) is not None:
+            con.execute(FILTERED_LEADS_MACRO.format(s=schema))
 
 
 # -- named queries ---------------------------------------------------------------------------
@@ -298,8 +339,14 @@ def bind_params(query: NamedQuery, params: dict[str, Any] | None) -> dict[str, A
     return bound
 
 
+BASE = "base"  # the unrestricted relations; users read them only through their role's schema
+
+
 class Warehouse:
-    """A read-only view of the current manifest; rebuilds its views when the manifest changes."""
+    """A read-only view of the current manifest; rebuilds its views when the manifest changes.
+
+    Every query runs on its own cursor whose search path is the asking user's role schema (see
+    attach_role_views), with the user's owner name bound as a variable for the sales row filter."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -319,28 +366,40 @@ class Warehouse:
             mtime = self.store.manifest_path.stat().st_mtime
         except FileNotFoundError:
             mtime = 0.0
-        manifest = self.store.read_manifest() if self._version is None or mtime != self._version[1] else None
-        if manifest is not None and (self._version is None or manifest.get("version") != self._version[0]):
-            attach_views(self._con, self.store, manifest)
+        first = self._version is None
+        manifest = self.store.read_manifest() if first or mtime != self._version[1] else None  # type: ignore[index]
+        if manifest is not None and (first or manifest.get("version") != self._version[0]):  # type: ignore[index]
+            attach_views(self._con, self.store, manifest, schema=BASE)
+            attach_role_views(self._con, BASE)
             self.manifest = manifest
         if manifest is not None:
             self._version = (int(manifest.get("version", 0)), mtime)
 
-    def sql(self, sql: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
-        """Run SQL on the views (internal callers: named queries, derived builds, tests)."""
+    def sql(self, sql: str, params: dict[str, Any] | None = None, user: Principal | None = None) -> pl.DataFrame:
+        """Run SQL as ``user`` sees the data (None: the system — derived builds, internal callers, tests)."""
         with self._lock:
             self._sync()
+            cur = self._con.cursor()
             try:
-                return self._con.sql(sql, params=params or None).pl()
+                cur.execute(f"SET search_path = '{BASE if user is None else role_schema(user.role)}'")
+                if user is not None and user.role == "sales":
+                    cur.execute("SET VARIABLE cockpit_owner = $owner", {"owner": user.owner})
+                return cur.sql(sql, params=params or None).pl()
+            except duckdb.CatalogException as e:
+                if user is None:
+                    raise QueryError(str(e).splitlines()[0]) from e
+                raise QueryError(f"this data is not available to the role '{user.role}'") from e
             except duckdb.Error as e:
                 raise QueryError(str(e).splitlines()[0]) from e
+            finally:
+                cur.close()
 
     def run_query(
         self, name: str, params: dict[str, Any] | None = None, user: Principal | None = None
     ) -> pl.DataFrame:
         """A named query as ``user`` sees it (None: the system, unrestricted)."""
         query = load_query(name)
-        return self.sql(query.sql, bind_params(query, params))
+        return self.sql(query.sql, bind_params(query, params), user)
 
     def close(self) -> None:
         self._con.close()
