@@ -6,6 +6,7 @@ snapshot, and the other sources publish as usual.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shutil
@@ -50,6 +51,7 @@ class SourceResult:
     warnings: list[str] = field(default_factory=list)
     samples: dict[str, list[str]] = field(default_factory=dict)
     steps: dict[str, dict[str, float]] = field(default_factory=dict)
+    failed_step: str | None = None  # "extract": the input could not be read (worth a retry; a quarantine is not)
 
     @property
     def published(self) -> bool:
@@ -82,14 +84,25 @@ class _Clock:
         self._t = now
 
 
-def refresh(settings: Settings, sources: list[str] | None = None, progress: Progress | None = None) -> RefreshResult:
+def refresh(
+    settings: Settings,
+    sources: list[str] | None = None,
+    progress: Progress | None = None,
+    *,
+    wait: float = 0,
+    publish_wait: float | None = None,
+    holder: str = "cockpit refresh",
+) -> RefreshResult:
+    """``wait``: seconds to wait for a source another process is refreshing (then ``Busy``);
+    ``publish_wait``: for the publish lock once the sources are read (default: ``wait``)."""
     say = progress or (lambda _msg: None)
     names = sources or settings.source_names
     if not names:
         raise ConfigError("no [[sources]] in the config: nothing to refresh")
     chosen = [settings.source(n) for n in names]  # raises ConfigError naming an unknown source
     store = Store(settings.data_path)
-    with store.lock():
+    with contextlib.ExitStack() as held:
+        held.enter_context(store.source_locks([s.name for s in chosen], wait, holder))
         store.clean_staging()
         results, published = [], []
         for i, src in enumerate(chosen, 1):
@@ -100,6 +113,7 @@ def refresh(settings: Settings, sources: list[str] | None = None, progress: Prog
                 published.append(pending)
             say(f"[{i}/{len(chosen)}] {src.name}: {res.status} ({sum(res.rows.values())} rows)")
         out = RefreshResult(results)
+        held.enter_context(store.lock(wait if publish_wait is None else publish_wait))  # one swap at a time
         # Every refresh rebuilds, a quarantine too: validation history and health scores are derived
         # tables, and the new manifest version tells every reader's cache about a rejection at once.
         if results:
@@ -146,7 +160,7 @@ def refresh_source(
     try:
         entities = _extract_and_standardize(settings, src, sid, clock)
     except SourceError as e:
-        result.reasons = [e.message]
+        result.reasons, result.failed_step = [e.message], "extract"
         return result, _finish(store, src, result, stage_dir, attempt, outcomes=[], issues=[], clock=clock)
 
     say(f"    {src.name}: validating {', '.join(entities)}")
