@@ -18,7 +18,17 @@ from dashboard.errors import ConfigError
 
 CONFIG_ENV = "COCKPIT_CONFIG"
 CONFIG_NAME = "cockpit.toml"
-SOURCE_KINDS = ("csv", "excel", "parquet", "json", "demo")
+SOURCE_KINDS = ("csv", "excel", "parquet", "json", "demo", "postgres", "mysql", "http", "drop_folder")
+DATABASE_KINDS = ("postgres", "mysql")
+# Keys that only some kinds take: a key given for another kind is a mistake worth naming.
+_KIND_KEYS = {
+    "database": (DATABASE_KINDS, {"table", "query", "watermark", "delete_column", "connection", "batch_rows"}),
+    "http": (("http",), {"url", "records", "pagination", "page_param", "cursor_param", "next", "params",
+                         "first_page", "token", "token_url", "client_id", "client_secret", "auth_header",
+                         "auth_scheme", "headers", "max_pages", "max_retries", "backoff_seconds"}),
+    "timeout": ((*DATABASE_KINDS, "http"), {"timeout_seconds"}),
+}
+_CREDENTIAL = re.compile(r"(env|secret):[A-Za-z_][A-Za-z0-9_.-]*")
 
 
 class _Strict(BaseModel):
@@ -29,13 +39,46 @@ class TableConfig(_Strict):
     """One input (a glob of files) mapped onto one canonical entity."""
 
     entity: str
-    path: str
+    path: str = ""  # file kinds: a glob; drop_folder: the folder watched
     columns: dict[str, str] = Field(default_factory=dict)
     constants: dict[str, str | int | float] = Field(default_factory=dict)
     sheet: str | None = None  # excel: sheet name (default: the first)
     encoding: str | None = None  # csv: force an encoding instead of detecting it
     delimiter: str | None = None  # csv: force a delimiter instead of detecting it
     date_format: str | None = None  # strptime format tried before the built-in ones
+    key: list[str] = Field(default_factory=list)  # columns identifying a row: upserts (incremental, drop_folder)
+    table: str | None = None  # postgres/mysql: the table ([schema.]name) to extract ...
+    query: str | None = None  # ... or a SELECT whose rows are the table
+    watermark: str | None = None  # incremental: a column that grows on every change (updated_at, an id)
+    delete_column: str | None = None  # a row whose value is true (or set, if not boolean) is a deletion
+    url: str | None = None  # http: the endpoint
+    records: str = ""  # http: dotted path to the list of records in a response ("" = the response itself)
+    pagination: Literal["none", "page", "cursor", "next_link"] = "none"
+    page_param: str = "page"  # http page pagination: the page-number parameter
+    first_page: int = 1
+    cursor_param: str = "cursor"  # http cursor pagination: the parameter the cursor is sent in
+    next: str | None = None  # http cursor/next_link: dotted path to the next cursor or URL in a response
+    params: dict[str, str | int | float] = Field(default_factory=dict)  # http: fixed query parameters
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _key_list(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("url")
+    @classmethod
+    def _no_password_in_url(cls, v: str | None) -> str | None:
+        if v is not None and re.match(r"[a-z]+://[^/@]*:[^/@]*@", v, re.IGNORECASE):
+            raise ValueError("the URL carries a password: give it with token = \"env:...\" instead")
+        return v
+
+    @model_validator(mode="after")
+    def _pagination(self) -> TableConfig:
+        if self.pagination in ("cursor", "next_link") and not self.next:
+            raise ValueError(f"pagination = '{self.pagination}' needs next = \"<dotted path in the response>\"")
+        if self.watermark and not self.key:
+            raise ValueError("watermark needs key (the columns identifying a row, for the upserts)")
+        return self
 
     @field_validator("entity")
     @classmethod
@@ -64,6 +107,56 @@ class SourceConfig(_Strict):
     schedule: str | None = None  # cron expression
     priority: int = 100  # lower wins when sources disagree (identity survivorship)
     tables: list[TableConfig] = Field(default_factory=list)
+    # postgres / mysql / http: credentials are references (env:VARIABLE, secret:key), never values
+    connection: str | None = None  # postgres/mysql: where the connection URL is
+    timeout_seconds: float = Field(60.0, gt=0)  # connect, each statement, each HTTP request
+    batch_rows: int = Field(100_000, ge=100)  # postgres/mysql: rows per Arrow batch written
+    token: str | None = None  # http: a bearer token
+    token_url: str | None = None  # http: OAuth2 client-credentials token endpoint (token fetched, refreshed)
+    client_id: str | None = None
+    client_secret: str | None = None
+    auth_header: str = "Authorization"
+    auth_scheme: str = "Bearer"
+    headers: dict[str, str] = Field(default_factory=dict)  # http: extra request headers (nothing secret)
+    max_pages: int = Field(1000, ge=1)  # http: more pages than this rejects the snapshot
+    max_retries: int = Field(5, ge=0)  # http: on 429, 5xx and time-outs
+    backoff_seconds: float = Field(1.0, ge=0)  # http: first retry delay, doubled each time
+
+    @field_validator("connection", "token", "client_id", "client_secret")
+    @classmethod
+    def _reference(cls, v: str | None) -> str | None:
+        if v is not None and not _CREDENTIAL.fullmatch(v):
+            raise ValueError(
+                "credentials are never written in cockpit.toml: give env:VARIABLE (an environment variable) "
+                "or secret:key (a key of .streamlit/secrets.toml)"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _keys_for_kind(self) -> SourceConfig:
+        given = set(self.model_fields_set)
+        for i, t in enumerate(self.tables):
+            given |= {f"tables[{i}].{k}" for k in t.model_fields_set}
+        for kinds, keys in _KIND_KEYS.values():
+            if self.kind not in kinds:
+                for k in sorted(given):
+                    if k.rsplit(".", 1)[-1] in keys:
+                        raise ValueError(f"{k}: only {' / '.join(kinds)} sources take this key")
+        for i, t in enumerate(self.tables):
+            where = f"tables[{i}]"
+            if self.kind in DATABASE_KINDS and (t.table is None) == (t.query is None):
+                raise ValueError(f"{where}: give either table = \"name\" or query = \"SELECT ...\"")
+            elif self.kind == "http" and not t.url:
+                raise ValueError(f"{where}.url: required key is missing")
+            elif self.kind not in (*DATABASE_KINDS, "http") and not t.path:
+                raise ValueError(f"{where}.path: required key is missing")
+            elif self.kind in (*DATABASE_KINDS, "http") and t.path:
+                raise ValueError(f"{where}.path: a {self.kind} source reads no files (remove path)")
+        if self.kind in DATABASE_KINDS and not self.connection:
+            raise ValueError('connection: required key is missing (connection = "env:VARIABLE" or "secret:key")')
+        if self.token_url and not (self.client_id and self.client_secret):
+            raise ValueError("token_url needs client_id and client_secret (env:... or secret:...)")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -118,6 +211,26 @@ class AnalyticsConfig(_Strict):
     attribution_exclude_channels: list[str] = Field(default_factory=list)
 
 
+class SsoConfig(_Strict):
+    """Single sign-on through st.login (OIDC, configured in .streamlit/secrets.toml [auth]): which
+    identities get which role. Entries are e-mail addresses or "group:<name>" (the provider's groups claim)."""
+
+    admin: list[str] = Field(default_factory=list)
+    manager: list[str] = Field(default_factory=list)
+    analyst: list[str] = Field(default_factory=list)
+    sales: list[str] = Field(default_factory=list)
+    groups_claim: str = "groups"  # the ID token claim that lists the user's groups
+    owner_claim: str = "name"  # the claim whose value is a sales user's owner name in the CRM
+
+
+class SecurityConfig(_Strict):
+    users_file: str = "users.json"  # local accounts (argon2 hashes), relative to the config file's folder
+    session_idle_minutes: int = Field(30, ge=1)  # a session unused this long signs out
+    lockout_after: int = Field(5, ge=1)  # wrong passwords in a row before an account or client is locked
+    lockout_seconds: int = Field(60, ge=1)  # first lockout; doubles with each further failure, at most a day
+    sso: SsoConfig = Field(default_factory=lambda: SsoConfig.model_validate({}))
+
+
 class Settings(_Strict):
     data_dir: Path = Path("data")
     language: Literal["zh", "en"] = "zh"
@@ -127,6 +240,7 @@ class Settings(_Strict):
     stage_aliases: dict[str, list[str]] = Field(default_factory=dict)
     quality: QualityConfig = Field(default_factory=lambda: QualityConfig.model_validate({}))
     analytics: AnalyticsConfig = Field(default_factory=lambda: AnalyticsConfig.model_validate({}))
+    security: SecurityConfig = Field(default_factory=lambda: SecurityConfig.model_validate({}))
     sources: list[SourceConfig] = Field(default_factory=list)
     # where the config file was read from; paths in it are relative to its folder
     base_dir: Path = Field(default=Path("."), exclude=True)
@@ -151,6 +265,11 @@ class Settings(_Strict):
     @property
     def data_path(self) -> Path:
         return self.data_dir if self.data_dir.is_absolute() else self.base_dir / self.data_dir
+
+    @property
+    def users_path(self) -> Path:
+        path = Path(self.security.users_file)
+        return path if path.is_absolute() else self.base_dir / path
 
     def source(self, name: str) -> SourceConfig:
         for s in self.sources:
