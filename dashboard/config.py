@@ -231,6 +231,147 @@ class SecurityConfig(_Strict):
     sso: SsoConfig = Field(default_factory=lambda: SsoConfig.model_validate({}))
 
 
+# -- scheduler, notifications, alerts, reports (dashboard/scheduler.py, notify.py, alerts.py, reports.py) --
+WEBHOOK_KINDS = ("wecom", "dingtalk", "feishu", "webhook")
+PERIODS = ("day", "week", "month")
+Period = Literal["day", "week", "month"]
+_CREDENTIALS = ("username", "password", "secret", "token")
+
+
+def _no_credentials(data: Any, where: str) -> Any:
+    """Credentials never live in cockpit.toml (it is committed, copied, pasted into tickets)."""
+    found = [k for k in _CREDENTIALS if isinstance(data, dict) and k in data]
+    if found:
+        raise ValueError(
+            f"'{found[0]}' does not belong in cockpit.toml: give it in the environment or in "
+            f".streamlit/secrets.toml ({where}); see README, Notifications"
+        )
+    return data
+
+
+class SchedulerConfig(_Strict):
+    retries: int = Field(3, ge=0)  # further attempts after a source could not be read (never after a quarantine)
+    retry_backoff_seconds: float = Field(60, ge=0)  # wait before the first retry; doubles each time
+    retry_backoff_max_seconds: float = Field(1800, ge=0)
+    catch_up: bool = True  # a run missed while the scheduler was not running runs once at start-up
+    lock_wait_seconds: float = Field(600, ge=0)  # a scheduled refresh waits this long for a source in use
+    stop_timeout_seconds: float = Field(120, ge=0)  # on SIGTERM the running refresh gets this long, then is abandoned
+
+
+class SmtpConfig(_Strict):
+    host: str
+    port: int = Field(587, ge=1, le=65535)
+    tls: Literal["starttls", "ssl", "none"] = "starttls"  # "none" only for a relay on localhost
+    sender: str
+    ca_file: str | None = None  # a private CA to trust (PEM), relative to the config file's folder
+    timeout_seconds: float = Field(30, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _credentials(cls, data: Any) -> Any:
+        return _no_credentials(data, "COCKPIT_SMTP_USERNAME / COCKPIT_SMTP_PASSWORD, or [smtp]")
+
+
+class ChannelConfig(_Strict):
+    name: str
+    kind: Literal["email", "wecom", "dingtalk", "feishu", "webhook"]
+    to: list[str] = Field(default_factory=list)  # email: the recipients
+    url: str | None = None  # webhooks; a robot URL carries its token: better in secrets (see README)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _credentials(cls, data: Any) -> Any:
+        return _no_credentials(data, "[channels.<name>] url / secret, or COCKPIT_CHANNEL_<NAME>_URL / _SECRET")
+
+    @model_validator(mode="after")
+    def _complete(self) -> ChannelConfig:
+        if self.kind == "email" and not self.to:
+            raise ValueError(f"channel '{self.name}': an email channel needs 'to' (a list of addresses)")
+        if self.url is not None and not self.url.startswith(("https://", "http://")):
+            raise ValueError(f"channel '{self.name}': url must start with https:// or http://")
+        return self
+
+
+class NotificationsConfig(_Strict):
+    smtp: SmtpConfig | None = None
+    channels: list[ChannelConfig] = Field(default_factory=list)
+    retries: int = Field(3, ge=0)  # further attempts after a failed send
+    retry_backoff_seconds: float = Field(2, ge=0)  # doubles each time
+    timeout_seconds: float = Field(10, gt=0)  # per webhook request
+    secrets_file: str = ".streamlit/secrets.toml"  # relative to the config file's folder
+
+
+class AlertConfig(_Strict):
+    name: str
+    kind: Literal["source", "data_health", "metric_change", "churn_risk"]
+    channels: list[str]
+    severity: Literal["info", "warning", "critical"] = "warning"
+    cooldown_minutes: int = Field(360, ge=0)  # the same problem is not sent again for this long
+    sources: list[str] = Field(default_factory=list)  # source: the sources watched (default: all)
+    below: float | None = None  # data_health: a score (0-100) below this fires
+    above: int | None = Field(None, ge=0)  # churn_risk: more at-risk customers than this fires
+    query: str | None = None  # metric_change, churn_risk: the named query
+    column: str | None = None  # metric_change: the number compared
+    by: list[str] = Field(default_factory=list)  # metric_change: columns naming a row (e.g. channel)
+    params: dict[str, str | int | float] = Field(default_factory=dict)  # extra query parameters
+    change_pct: float | None = Field(None, gt=0)  # metric_change: a move larger than this (%) fires
+    period: Period = "week"  # metric_change: the last complete period against the one before
+
+    @model_validator(mode="after")
+    def _complete(self) -> AlertConfig:
+        need = {
+            "data_health": ("below",),
+            "metric_change": ("query", "column", "change_pct"),
+            "churn_risk": ("above",),
+        }.get(self.kind, ())
+        missing = [k for k in need if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"a {self.kind} alert needs {', '.join(missing)}")
+        if self.query is not None and not re.fullmatch(r"[a-z0-9_]+", self.query):
+            raise ValueError(f"query '{self.query}' is not a query name")
+        return self
+
+
+class ReportConfig(_Strict):
+    name: str
+    to: list[str]  # the recipient list (e-mail addresses)
+    schedule: str | None = None  # cron: when `cockpit schedule` sends it
+    period: Period = "day"  # a daily / weekly / monthly digest: that period against the one before
+    role: Literal["admin", "manager", "analyst", "sales"] = "manager"  # masking and row filters follow it
+    username: str | None = None  # recorded as the querying user (default: report:<name>)
+    owner: str | None = None  # sales: the CRM owner name whose rows the recipients see
+    language: Literal["zh", "en"] | None = None  # default: the config's language
+    charts: int = Field(2, ge=0, le=2)  # chart images (leads per channel; won revenue per channel)
+    leads: int = Field(20, ge=0)  # newest leads of the period listed (phones masked per role)
+    top_churn: int = Field(10, ge=0)  # churn warnings listed, when the churn table exists
+    churn_query: str = "churn_watchlist"  # the named query of at-risk customers
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        from croniter import croniter
+
+        if v is not None and not croniter.is_valid(v):
+            raise ValueError(f"'{v}' is not a valid cron expression")
+        return v
+
+    @model_validator(mode="after")
+    def _complete(self) -> ReportConfig:
+        if not self.to:
+            raise ValueError(f"report '{self.name}' needs 'to' (a list of addresses)")
+        if self.role == "sales" and not self.owner:
+            raise ValueError(f"report '{self.name}': a sales report needs 'owner' (whose customers it shows)")
+        return self
+
+
+def _unique(kind: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise ValueError(f"{kind} name '{n}' is used twice")
+        seen.add(n)
+
+
 class Settings(_Strict):
     data_dir: Path = Path("data")
     language: Literal["zh", "en"] = "zh"
@@ -242,6 +383,10 @@ class Settings(_Strict):
     analytics: AnalyticsConfig = Field(default_factory=lambda: AnalyticsConfig.model_validate({}))
     security: SecurityConfig = Field(default_factory=lambda: SecurityConfig.model_validate({}))
     sources: list[SourceConfig] = Field(default_factory=list)
+    scheduler: SchedulerConfig = Field(default_factory=lambda: SchedulerConfig.model_validate({}))
+    notifications: NotificationsConfig = Field(default_factory=lambda: NotificationsConfig.model_validate({}))
+    alerts: list[AlertConfig] = Field(default_factory=list)
+    reports: list[ReportConfig] = Field(default_factory=list)
     # where the config file was read from; paths in it are relative to its folder
     base_dir: Path = Field(default=Path("."), exclude=True)
 
@@ -260,6 +405,25 @@ class Settings(_Strict):
             if s.name in seen:
                 raise ValueError(f"source name '{s.name}' is used twice")
             seen.add(s.name)
+        return self
+
+    @model_validator(mode="after")
+    def _alerts_and_reports(self) -> Settings:
+        _unique("channel", [c.name for c in self.notifications.channels])
+        channels = {c.name: c for c in self.notifications.channels}
+        _unique("alert", [a.name for a in self.alerts])
+        _unique("report", [r.name for r in self.reports])
+        uses_mail = [c.name for c in channels.values() if c.kind == "email"] + [r.name for r in self.reports]
+        if uses_mail and self.notifications.smtp is None:
+            raise ValueError(f"'{uses_mail[0]}' sends e-mail but [notifications.smtp] is not configured")
+        for a in self.alerts:
+            unknown = [c for c in a.channels if c not in channels]
+            unknown += [s for s in a.sources if s not in self.source_names]
+            if unknown:
+                raise ValueError(
+                    f"alert '{a.name}': no channel or source named '{unknown[0]}' "
+                    f"(channels: {', '.join(channels) or 'none'})"
+                )
         return self
 
     @property
