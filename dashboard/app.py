@@ -1,12 +1,20 @@
-"""The Streamlit entry point: page config, the language switch, the warning banner and st.navigation."""
+"""The Streamlit entry point: page config, the language switch, sign-in, the role's navigation, the
+warning banner and st.navigation.
+
+Every page is registered (so any URL resolves), but the sidebar lists only the pages the user's role
+opens; a page opened by URL that the role does not open is refused and the refusal is audited.
+"""
 
 import streamlit as st
 
+from dashboard import audit
 from dashboard.components.banner import show_banner
-from dashboard.components.data import default_language
+from dashboard.components.data import default_language, settings
 from dashboard.components.guard import user_errors
 from dashboard.components.session import language_switch
+from dashboard.components.signin import client_address, current_user, user_box
 from dashboard.i18n import Lang, t
+from dashboard.security import Principal, pages_for
 
 # (file under pages/, icon); the first is the default page.
 PAGES: tuple[tuple[str, str], ...] = (
@@ -17,21 +25,46 @@ PAGES: tuple[tuple[str, str], ...] = (
     ("data_quality", ":material/fact_check:"),
     ("catalog", ":material/menu_book:"),
     ("explore", ":material/query_stats:"),
+    ("admin", ":material/admin_panel_settings:"),
 )
+_LAST_PAGE = "_last_page"
 
 
-def pages(lang: Lang) -> list[st.Page]:
-    return [
-        st.Page(f"pages/{name}.py", title=t(f"page.{name}", lang), icon=icon, default=i == 0)
+def pages(lang: Lang) -> dict[str, st.Page]:
+    return {
+        name: st.Page(f"pages/{name}.py", title=t(f"page.{name}", lang), icon=icon, default=i == 0)
         for i, (name, icon) in enumerate(PAGES)
-    ]
+    }
+
+
+def _audit_view(principal: Principal, action: str, page: str) -> None:
+    """One page_view per page change (not per widget rerun); every refusal."""
+    if action == "page_view" and st.session_state.get(_LAST_PAGE) == page:
+        return
+    st.session_state[_LAST_PAGE] = page
+    audit.record(settings(), action, principal.username, principal.role, client_address(), target=page)
 
 
 def run() -> None:
     st.set_page_config(page_icon=":material/dashboard:", layout="wide")
     lang = language_switch(default_language())
-    page = st.navigation(pages(lang))
     with user_errors():
+        principal = current_user(lang)
+        if principal is None:
+            return
+        every = pages(lang)
+        page = st.navigation(list(every.values()), position="hidden")
+        allowed = pages_for(principal.role)
+        with st.sidebar:
+            for name in allowed:
+                st.page_link(every[name])
+        user_box(principal, lang)
+        name = next(n for n, p in every.items() if p.url_path == page.url_path)
+        if name not in allowed:
+            _audit_view(principal, "page_refused", name)
+            st.error(t("auth.refused", lang, page=t(f"page.{name}", lang), role=t(f"role.{principal.role}", lang)))
+            return
+        _audit_view(principal, "page_view", name)
         show_banner(lang)
         page.run()
 

@@ -17,6 +17,13 @@ def _no_developer_config(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(CONFIG_ENV, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _sign_in_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Page tests run as `cockpit serve --no-auth` does (everything, unmasked); the security tests
+    (tests/test_security*.py) turn sign-in back on with monkeypatch.delenv and sign in as each role."""
+    monkeypatch.setenv("COCKPIT_NO_AUTH", "1")
+
+
 @pytest.fixture(scope="session")
 def _published_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from dashboard.pipeline.refresh import refresh

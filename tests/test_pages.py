@@ -21,7 +21,8 @@ from dashboard.pipeline.refresh import refresh
 DASHBOARD = Path(__file__).resolve().parents[1] / "dashboard"
 APP = DASHBOARD / "app.py"
 PAGES = sorted(p.stem for p in (DASHBOARD / "pages").glob("*.py"))
-PLANNED = [p for p in PAGES if p not in ("cockpit", "channels", "data_quality", "catalog")]
+# pages that still say "not built yet" (each checks it says so, in both languages)
+PLANNED = [p for p in PAGES if "not_built(" in (DASHBOARD / "pages" / f"{p}.py").read_text(encoding="utf-8")]
 
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
@@ -51,7 +52,7 @@ def texts(at: AppTest) -> str:
 
 # -- every page, both languages ---------------------------------------------------------------
 def test_all_pages_are_in_the_navigation() -> None:
-    product = ["cockpit", "channels", "customer_360", "churn", "data_quality", "catalog", "explore"]
+    product = ["cockpit", "channels", "customer_360", "churn", "data_quality", "catalog", "explore", "admin"]
     assert sorted(product) == PAGES
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dashboard import audit as audit_log
 from dashboard.config import CONFIG_ENV, Settings
 from dashboard.i18n import LANGS, t
 from dashboard.pipeline.refresh import refresh
@@ -110,7 +111,9 @@ def test_publish_anyway_from_the_page_needs_a_reason_and_is_recorded(
     assert not at.exception, at.exception
     assert Store(settings.data_path).read_manifest()["sources"]["crm"]["snapshot_id"] == sid
     [audit] = read_audit(Store(settings.data_path))
-    assert (audit["who"], audit["action"]) == ("dashboard", "publish_anyway")
+    assert (audit["who"], audit["action"]) == ("anonymous", "publish_anyway")  # served with --no-auth
+    events = audit_log.read(settings, action="quarantine_publish")
+    assert events.select("user", "target").rows() == [("anonymous", f"crm/{sid}")]
     assert [s.value for s in at.success] == [t("dq.review.published", "en", source="crm", snapshot=sid)]
     assert not at.error  # the banner is gone: a person decided
 

@@ -12,6 +12,7 @@ import streamlit as st
 from dashboard.catalog import Inventory, build_inventory, excel_bytes
 from dashboard.components import fmt
 from dashboard.components.data import query, settings, source_statuses
+from dashboard.components.export_buttons import audited
 from dashboard.dictionary import CLASSIFICATIONS
 from dashboard.i18n import t
 
@@ -108,7 +109,7 @@ def lineage_section(inv: Inventory, lang: str) -> None:
 def export_button(inv: Inventory, lang: str) -> None:
     st.download_button(
         t("cat.export", lang),
-        data=lambda: excel_bytes(inv),
+        data=audited(lambda: excel_bytes(inv), "data_asset_inventory.xlsx", inv.fields.height),
         file_name="data_asset_inventory.xlsx",
         mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         on_click="ignore",

@@ -1,6 +1,10 @@
 """The one module that reaches the data layer, cached: a Warehouse per config file
 (``st.cache_resource``) and query results keyed by the manifest version (``st.cache_data``), so a
 refresh shows on the next rerun without a restart and nothing stale is served.
+
+Every query runs as the session's signed-in user (set by components/signin.py after checking the
+session token); with no user set, a query is refused. The cache key holds the user's role and owner,
+so one user's rows are never served to another.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import streamlit as st
 from dashboard.config import Settings, find_config, load_settings
 from dashboard.errors import CockpitError
 from dashboard.i18n import LANGS, Lang
+from dashboard.security import Principal
 from dashboard.status import SourceStatus, source_status
 from dashboard.warehouse import Warehouse
 
@@ -36,9 +41,26 @@ def _warehouse(path: str, mtime: float) -> Warehouse:
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def _query(path: str, mtime: float, version: int, name: str, params: tuple[tuple[str, Any], ...]) -> pl.DataFrame:
+def _query(
+    path: str, mtime: float, version: int, user: Principal, name: str, params: tuple[tuple[str, Any], ...]
+) -> pl.DataFrame:
     # ``version`` is only part of the cache key: a new manifest means a new entry.
-    return _warehouse(path, mtime).run_query(name, dict(params))
+    return _warehouse(path, mtime).run_query(name, dict(params), user=user)
+
+
+_USER_KEY = "_principal"
+
+
+def set_user(principal: Principal | None) -> None:
+    st.session_state[_USER_KEY] = principal
+
+
+def user() -> Principal:
+    """The session's signed-in user; refuses when there is none (nothing is read anonymously)."""
+    principal = st.session_state.get(_USER_KEY)
+    if not isinstance(principal, Principal):
+        raise CockpitError("sign in first")
+    return principal
 
 
 def settings() -> Settings:
@@ -62,7 +84,7 @@ def query(name: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
     """A named query from ``queries/`` against the current manifest."""
     key = _config_key()
     version = _warehouse(*key).version
-    return _query(*key, version, name, tuple(sorted((params or {}).items())))
+    return _query(*key, version, user(), name, tuple(sorted((params or {}).items())))
 
 
 def has_data() -> bool:

@@ -6,16 +6,17 @@ the page.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import polars as pl
 import streamlit as st
 
-from dashboard import export
-from dashboard.components.data import settings
+from dashboard import audit, export
+from dashboard.components.data import settings, user
 from dashboard.components.filterbar import CHOICES, FIELDS, Filters
+from dashboard.components.signin import client_address
 from dashboard.components.tables import header
 from dashboard.i18n import t
 
@@ -41,6 +42,17 @@ def export_header(
     return [(t("export.table", lang), title), (t("export.at", lang), exported), *filter_rows(filters, lang, applies)]
 
 
+def audited(build: Callable[[], bytes], file_name: str, rows: int) -> Callable[[], bytes]:
+    """The download's deferred data, recording who exported what (and how many rows) when it is built."""
+    who, cfg, client = user(), settings(), client_address()
+
+    def make() -> bytes:
+        audit.record(cfg, "export", who.username, who.role, client, target=file_name, rows=rows)
+        return build()
+
+    return make
+
+
 def export_buttons(
     frame: pl.DataFrame,
     name: str,
@@ -57,7 +69,7 @@ def export_buttons(
     with st.container(horizontal=True, gap="small"):
         st.download_button(
             t("export.csv", lang),
-            data=lambda: export.to_csv(out, rows),
+            data=audited(lambda: export.to_csv(out, rows), f"{name}_{stamp}.csv", out.height),
             file_name=f"{name}_{stamp}.csv",
             mime="text/csv",
             key=f"export_csv_{name}",
@@ -67,7 +79,7 @@ def export_buttons(
         )
         st.download_button(
             t("export.excel", lang),
-            data=lambda: export.to_excel(out, rows, sheet=title),
+            data=audited(lambda: export.to_excel(out, rows, sheet=title), f"{name}_{stamp}.xlsx", out.height),
             file_name=f"{name}_{stamp}.xlsx",
             mime=export.XLSX_MIME,
             key=f"export_xlsx_{name}",

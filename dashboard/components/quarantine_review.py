@@ -8,14 +8,14 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
+from dashboard import audit
 from dashboard.components import fmt
-from dashboard.components.data import query, settings
+from dashboard.components.data import query, settings, user
 from dashboard.errors import CockpitError
 from dashboard.i18n import t
 from dashboard.pipeline.review import Quarantined, discard, list_quarantined, publish_anyway, read_audit
 from dashboard.pipeline.store import Store
 
-WHO = "dashboard"  # until roles exist, the dashboard has no signed-in user to name
 _DONE_KEY = "_dq_review_done"
 
 
@@ -69,6 +69,9 @@ def _one(q: Quarantined, lang: str) -> None:
     if not settings().quality.allow_quarantine_actions:
         st.caption(t("dq.review.disabled", lang))
         return
+    if user().role != "admin":
+        st.caption(t("dq.review.admin_only", lang))
+        return
     st.text_input(t("dq.review.reason", lang), key=f"dq_reason_{q.snapshot_id}")
     left, right = st.columns(2)
     args = (q.source, q.snapshot_id, lang)
@@ -89,8 +92,16 @@ def _act(action: str, source: str, snapshot_id: str, lang: str) -> None:
     if not reason.strip():
         st.session_state[_DONE_KEY] = ("warning", t("dq.review.need_reason", lang))
         return
+    who = user()
+    if who.role != "admin":  # the buttons are drawn for admins only; a forged callback is still refused
+        st.session_state[_DONE_KEY] = ("error", t("dq.review.admin_only", lang))
+        return
     try:
-        (publish_anyway if action == "publish" else discard)(settings(), source, snapshot_id, reason, WHO)
+        (publish_anyway if action == "publish" else discard)(settings(), source, snapshot_id, reason, who.username)
+        audit.record(
+            settings(), f"quarantine_{action}", who.username, who.role, None, target=f"{source}/{snapshot_id}",
+            reason=reason,
+        )
     except CockpitError as err:
         st.session_state[_DONE_KEY] = ("error", err.message)
         return

@@ -1,0 +1,99 @@
+"""The admin page's two parts: local accounts (add, reset a password, remove) and the audit log search.
+
+Every action checks the signed-in user's role again here (the page is refused to other roles before
+it runs; a forged widget callback still finds no admin) and is recorded in the audit log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import polars as pl
+import streamlit as st
+
+from dashboard import audit, auth
+from dashboard.components.data import settings, user
+from dashboard.components.signin import client_address
+from dashboard.errors import CockpitError
+from dashboard.i18n import t
+from dashboard.security import ROLES
+
+_DONE_KEY = "_admin_done"
+
+
+def _require_admin() -> None:
+    if user().role != "admin":
+        raise CockpitError("only an admin manages users and reads the audit log")
+
+
+def _show_done() -> None:
+    done = st.session_state.pop(_DONE_KEY, None)
+    if done:
+        (st.success if done[0] == "ok" else st.error)(done[1])
+
+
+def users_section(lang: str) -> None:
+    _require_admin()
+    _show_done()
+    accounts = auth.load_accounts(settings())
+    st.dataframe(
+        pl.DataFrame(
+            {
+                t("auth.username", lang): list(accounts),
+                t("admin.role", lang): [t(f"role.{a.role}", lang) for a in accounts.values()],
+                t("admin.owner", lang): [a.owner or "" for a in accounts.values()],
+                t("admin.created", lang): [a.created_at for a in accounts.values()],
+            },
+            schema={t(k, lang): pl.String for k in ("auth.username", "admin.role", "admin.owner", "admin.created")},
+        ),
+        hide_index=True,
+    )
+    add, passwd, remove = st.tabs([t("admin.add", lang), t("admin.passwd", lang), t("admin.remove", lang)])
+    with add, st.form("admin_add", clear_on_submit=True):
+        name = st.text_input(t("auth.username", lang), max_chars=64)
+        role = st.selectbox(t("admin.role", lang), ROLES, format_func=lambda r: t(f"role.{r}", lang))
+        owner = st.text_input(t("admin.owner", lang), help=t("admin.owner_help", lang))
+        password = st.text_input(t("auth.password", lang), type="password")
+        if st.form_submit_button(t("admin.add", lang)):
+            _act(lang, "user_add", name, lambda: auth.add_user(settings(), name, role, password, owner or None))
+    with passwd, st.form("admin_passwd", clear_on_submit=True):
+        name = st.selectbox(t("auth.username", lang), list(accounts), key="admin_passwd_user")
+        password = st.text_input(t("admin.new_password", lang), type="password")
+        if st.form_submit_button(t("admin.passwd", lang)) and name:
+            _act(lang, "user_passwd", name, lambda: auth.set_password(settings(), name, password))
+    with remove, st.form("admin_remove"):
+        name = st.selectbox(t("auth.username", lang), list(accounts), key="admin_remove_user")
+        if st.form_submit_button(t("admin.remove", lang), type="primary") and name:
+            if name == user().username:
+                st.error(t("admin.not_self", lang))
+            else:
+                _act(lang, "user_remove", name, lambda: auth.remove_user(settings(), name))
+
+
+def _act(lang: str, action: str, target: str, do: Callable[[], object]) -> None:
+    _require_admin()
+    who = user()
+    try:
+        do()
+    except CockpitError as e:
+        st.session_state[_DONE_KEY] = ("error", e.message)
+    else:
+        audit.record(settings(), action, who.username, who.role, client_address(), target=target)
+        st.session_state[_DONE_KEY] = ("ok", t(f"admin.done.{action}", lang, user=target))
+    st.rerun()
+
+
+def audit_section(lang: str) -> None:
+    _require_admin()
+    left, mid, right, far = st.columns(4)
+    since = left.date_input(t("admin.since", lang), value=dt.date.today() - dt.timedelta(days=7))
+    who = mid.text_input(t("admin.user_filter", lang), max_chars=64)
+    action = right.selectbox(
+        t("admin.action", lang), ("", *audit.ACTIONS), format_func=lambda a: a or t("filter.all", lang)
+    )
+    text = far.text_input(t("admin.contains", lang), max_chars=200)
+    start = dt.datetime.combine(since, dt.time(), dt.UTC) if isinstance(since, dt.date) else None
+    events = audit.read(settings(), since=start, user=who.strip() or None, action=action or None, contains=text or None)
+    st.caption(t("admin.events", lang, count=events.height))
+    st.dataframe(events.drop("event_id"), hide_index=True, width="stretch")
