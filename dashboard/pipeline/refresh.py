@@ -25,7 +25,8 @@ from dashboard.pipeline.standardize import REJECT_COL, RowIssue, Standardized, s
 from dashboard.pipeline.store import Store, crash_point, new_id, now_utc, write_json
 from dashboard.pipeline.validate import Outcome, validate
 from dashboard.quality import SnapshotProfile
-from dashboard.sources import FILE_COL, ROW_COL, read_table
+from dashboard.sources import FILE_COL, ROW_COL, read_table, settle
+from dashboard.sources.incremental import EXTRACT_DIR, ExtractContext
 
 Progress = Callable[[str], None]
 # Published files are sorted by their date so date filters can skip row groups.
@@ -108,6 +109,8 @@ def refresh(
         for i, src in enumerate(chosen, 1):
             say(f"[{i}/{len(chosen)}] {src.name}: reading")
             res, pending = refresh_source(settings, store, src, say)
+            if not res.published:  # a drop folder returns the files it took, with the reasons
+                settle(src, settings.base_dir, store.quarantine / src.name / res.snapshot_id, False, res.reasons)
             results.append(res)
             if pending:
                 published.append(pending)
@@ -133,6 +136,8 @@ def refresh(
             manifest = build_derived(settings, store, manifest)
             store.write_manifest(manifest)  # snapshots and their derived build become current together
             crash_point("published")
+            for _entry, attempt in published:  # a drop folder moves the files its snapshot took
+                settle(settings.source(attempt["source"]), settings.base_dir, store.abs(attempt["location"]), True, [])
             out.derived_build = manifest["derived"]["build_id"]
             clock.lap("derive")
             out.steps = clock.steps
@@ -158,9 +163,11 @@ def refresh_source(
     attempt: dict[str, Any] = {"source": src.name, "snapshot_id": sid, "started_at": now_utc().isoformat()}
     result = SourceResult(src.name, sid, "quarantined")
     try:
-        entities = _extract_and_standardize(settings, src, sid, clock)
+        ctx = _extract_context(settings, store, src, stage_dir)
+        entities = _extract_and_standardize(settings, src, sid, clock, ctx)
     except SourceError as e:
         result.reasons, result.failed_step = [e.message], "extract"
+        attempt["error"] = getattr(e, "kind", "source")  # connection | timeout | auth | rate_limited | source
         return result, _finish(store, src, result, stage_dir, attempt, outcomes=[], issues=[], clock=clock)
 
     say(f"    {src.name}: validating {', '.join(entities)}")
@@ -193,10 +200,19 @@ def refresh_source(
     return result, _finish(store, src, result, stage_dir, attempt, outcomes, issues, clock)
 
 
-def _extract_and_standardize(settings: Settings, src: SourceConfig, sid: str, clock: _Clock) -> dict[str, Standardized]:
+def _extract_context(settings: Settings, store: Store, src: SourceConfig, stage_dir: Path) -> ExtractContext:
+    """Where a database/API/drop-folder table's extract goes, and the current snapshot's to merge into."""
+    current = store.read_manifest()["sources"].get(src.name)
+    previous = store.snapshots / src.name / current["snapshot_id"] / EXTRACT_DIR if current else None
+    return ExtractContext(settings.base_dir, stage_dir / EXTRACT_DIR, previous)
+
+
+def _extract_and_standardize(
+    settings: Settings, src: SourceConfig, sid: str, clock: _Clock, ctx: ExtractContext
+) -> dict[str, Standardized]:
     out: dict[str, Standardized] = {}
-    for table in src.tables:
-        raw, missing = read_table(src, table, settings.base_dir)
+    for i, table in enumerate(src.tables):
+        raw, missing = read_table(src, table, settings.base_dir, ctx.at(i))
         clock.lap("extract")
         std = standardize(raw, table, src, settings, sid, missing)
         clock.lap("standardize")

@@ -16,6 +16,7 @@ from dashboard.config import SourceConfig, TableConfig
 from dashboard.entities import ENTITIES
 from dashboard.errors import SourceError
 from dashboard.sources import csv, excel, json, parquet
+from dashboard.sources.incremental import ExtractContext
 
 Reader = Callable[[Path, TableConfig], pl.DataFrame]
 
@@ -30,6 +31,8 @@ READERS: dict[str, Reader] = {
 # Columns every reader's output gains, for row-level error reports.
 FILE_COL = "__file"
 ROW_COL = "__row"
+# Kinds that pull from a server or a folder and keep what they pulled with the snapshot (incremental.py).
+PULLED_KINDS = ("postgres", "mysql", "http", "drop_folder")
 
 
 def check_columns(raw: pl.DataFrame, table: TableConfig, file: str) -> list[str]:
@@ -58,12 +61,18 @@ def table_files(table: TableConfig, base_dir: Path) -> list[Path]:
     return [Path(p) for p in sorted(glob.glob(pattern, recursive=True)) if Path(p).is_file()]
 
 
-def read_table(source: SourceConfig, table: TableConfig, base_dir: Path) -> tuple[pl.DataFrame, dict[str, list[str]]]:
+def read_table(
+    source: SourceConfig, table: TableConfig, base_dir: Path, ctx: ExtractContext | None = None
+) -> tuple[pl.DataFrame, dict[str, list[str]]]:
     """All files of one table, each row tagged with its file name and 1-based data row number.
 
     Also returns, per file, the mapped optional columns it lacks (required ones raise SourceError).
+    Database, API and drop-folder tables need ``ctx``: where their extract and its state are kept.
     """
-
+    if source.kind in PULLED_KINDS:
+        if ctx is None:
+            raise SourceError(f"{source.name}: a {source.kind} source is read by a refresh (its state is kept there)")
+        return _pull(source, table, ctx)
     files = table_files(table, base_dir)
     if not files:
         raise SourceError(f"{source.name}: no file matches {table.path} (entity {table.entity})")
@@ -89,3 +98,39 @@ def read_table(source: SourceConfig, table: TableConfig, base_dir: Path) -> tupl
         )
     frame = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
     return frame, missing
+
+
+def _pull(source: SourceConfig, table: TableConfig, ctx: ExtractContext) -> tuple[pl.DataFrame, dict[str, list[str]]]:
+    from dashboard.sources import database, drop_folder, http
+
+    if source.kind == "drop_folder":
+        return drop_folder.read(source, table, ctx)  # rows keep their own file and row numbers
+    if source.kind == "http":
+        frame, label = http.read(source, table, ctx)
+    else:
+        path, label = database.read(source, table, ctx)
+        frame = pl.read_parquet(path)
+    if frame.height == 0:
+        raise SourceError(f"{label}: no rows (an empty table is not published over the last one)")
+    absent = check_columns(frame, table, label)
+    tagged = frame.with_columns(
+        pl.lit(label).alias(FILE_COL), pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias(ROW_COL)
+    )
+    return tagged, ({label: absent} if absent else {})
+
+
+def settle(source: SourceConfig, base_dir: Path, snapshot_dir: Path, published: bool, reasons: list[str]) -> None:
+    """Once a snapshot is published or quarantined: a drop folder moves the files that snapshot took."""
+    if source.kind != "drop_folder":
+        return
+    import json as _json
+
+    from dashboard.sources import drop_folder
+    from dashboard.sources.incremental import EXTRACT_DIR
+
+    for i, table in enumerate(source.tables):
+        try:
+            state = _json.loads((snapshot_dir / EXTRACT_DIR / f"{i}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # it failed before taking any file
+        drop_folder.settle(table, base_dir, state, published, reasons)

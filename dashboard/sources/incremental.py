@@ -1,0 +1,219 @@
+"""The merged whole of a pulled table, kept with its snapshot: ``<snapshot>/extract/<n>.parquet`` plus
+``<n>.json`` holding the watermark. The next refresh pulls only rows at or past the watermark and merges
+them in (upsert by key, deletions dropped), streaming: no step holds the whole table in memory.
+
+A snapshot that is quarantined keeps its own extract but never becomes current, so the next refresh
+starts again from the published snapshot's watermark: nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from dashboard.config import TableConfig
+from dashboard.errors import SourceError
+
+EXTRACT_DIR = "extract"
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ExtractContext:
+    """Where one table's extract goes and where the current snapshot's extract is."""
+
+    base_dir: Path  # the config's folder: secrets file, relative paths
+    out_dir: Path  # <staged snapshot>/extract
+    previous_dir: Path | None = None  # <current snapshot>/extract; None before a first publish
+    index: int = 0  # the table's place in its source
+
+    def at(self, index: int) -> ExtractContext:
+        return replace(self, index=index)
+
+    @property
+    def out_file(self) -> Path:
+        return self.out_dir / f"{self.index}.parquet"
+
+    def previous(self, fingerprint: str) -> tuple[Path, dict[str, Any]] | None:
+        """The current snapshot's extract of this table, if it was made by the same definition."""
+        if self.previous_dir is None:
+            return None
+        data, state_file = self.previous_dir / f"{self.index}.parquet", self.previous_dir / f"{self.index}.json"
+        try:
+            state: dict[str, Any] = json.loads(state_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+        if state.get("fingerprint") != fingerprint or not data.is_file():
+            return None  # the table's definition changed: start over with a full extraction
+        return data, state
+
+    def write_state(self, state: dict[str, Any]) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"version": STATE_VERSION, **state}, ensure_ascii=False, indent=2, default=str)
+        (self.out_dir / f"{self.index}.json").write_text(text, encoding="utf-8")
+
+
+def fingerprint(table: TableConfig) -> str:
+    """What makes an old extract reusable: the same rows, key, watermark and deletion rule."""
+    parts = [table.table, table.query, table.key, table.watermark, table.delete_column, table.url, table.path]
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+
+
+# -- watermarks as JSON ------------------------------------------------------------------------------
+def dump_value(v: Any) -> dict[str, Any] | None:
+    if v is None:
+        return None
+    if isinstance(v, datetime):
+        return {"type": "datetime", "value": v.isoformat()}
+    if isinstance(v, date):
+        return {"type": "date", "value": v.isoformat()}
+    if isinstance(v, bool | int | float):
+        return {"type": type(v).__name__, "value": v}
+    return {"type": "str", "value": str(v)}
+
+
+def load_value(d: dict[str, Any] | None) -> Any:
+    if d is None:
+        return None
+    t, v = d["type"], d["value"]
+    if t == "datetime":
+        return datetime.fromisoformat(v)
+    if t == "date":
+        return date.fromisoformat(v)
+    return v
+
+
+# -- streaming writer -----------------------------------------------------------------------------------
+def plain(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Driver-specific extension types (PostgreSQL numeric, uuid, json ...) as their storage: text."""
+    if not any(isinstance(f.type, pa.BaseExtensionType) for f in batch.schema):
+        return batch
+    cols = [c.storage if isinstance(c.type, pa.BaseExtensionType) else c for c in batch.columns]
+    return pa.RecordBatch.from_arrays(cols, names=batch.schema.names)
+
+
+def deleted_mask(batch: pa.RecordBatch | pa.Table, column: str) -> pa.Array:
+    """True where the row is a deletion: true, a number other than 0 (MySQL's BOOLEAN), or any other value set."""
+    col = batch.column(column)
+    if pa.types.is_boolean(col.type):
+        return pc.fill_null(col, False)
+    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
+        return pc.fill_null(pc.not_equal(col, 0), False)
+    return pc.is_valid(col)
+
+
+class BatchWriter:
+    """Arrow batches → one Parquet file, holding one batch at a time; tracks the watermark's maximum."""
+
+    def __init__(self, path: Path, watermark: str | None, delete_column: str | None, drop_deleted: bool) -> None:
+        self.path, self.watermark, self.delete_column, self.drop_deleted = path, watermark, delete_column, drop_deleted
+        self.rows = 0
+        self.deleted = 0
+        self.high: Any = None
+        self.schema: pa.Schema | None = None
+        self._writer: pq.ParquetWriter | None = None
+
+    def __enter__(self) -> BatchWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        batch = plain(batch)
+        if self._writer is None:
+            self._check_columns(batch.schema)
+            self.schema = batch.schema
+            self._writer = pq.ParquetWriter(self.path, batch.schema, compression="zstd")
+        elif batch.schema != self.schema:
+            batch = batch.cast(self.schema)  # a driver may type an all-null batch loosely
+        if self.watermark and batch.num_rows:
+            m = pc.max(batch.column(self.watermark)).as_py()
+            if m is not None and (self.high is None or m > self.high):
+                self.high = m
+        if self.delete_column and self.drop_deleted:
+            mask = deleted_mask(batch, self.delete_column)
+            self.deleted += int(pc.sum(mask).as_py() or 0)
+            batch = batch.filter(pc.invert(mask))
+        self._writer.write_batch(batch)
+        self.rows += batch.num_rows
+
+    def _check_columns(self, schema: pa.Schema) -> None:
+        for key, col in (("watermark", self.watermark), ("delete_column", self.delete_column)):
+            if col and col not in schema.names:
+                raise SourceError(f"{key} column '{col}' is not in the result (it has: {', '.join(schema.names[:30])})")
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if exc_type is not None:
+            self.path.unlink(missing_ok=True)  # a partial extract is never kept
+
+
+# -- the merge ----------------------------------------------------------------------------------------
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _path(p: Path) -> str:
+    return "'" + str(p).replace("'", "''") + "'"
+
+
+def merge(previous: Path, delta: Path, out: Path, table: TableConfig) -> tuple[int, int, int]:
+    """previous ∪ delta, the delta winning by key and its deletions removing rows → out.
+
+    Returns (rows in out, rows updated or deleted, rows deleted). DuckDB streams both files; only
+    the delta's keys are held (a hash table), so a 10M-row table is never in memory whole.
+    """
+    keys = ", ".join(_ident(k) for k in table.key)
+    same = " AND ".join(f"d.{_ident(k)} IS NOT DISTINCT FROM o.{_ident(k)}" for k in table.key)
+    order = f"ORDER BY {_ident(table.watermark)} DESC" if table.watermark else ""
+    delta_schema = pq.read_schema(delta)
+    if table.delete_column:
+        col = _ident(table.delete_column)
+        typ = delta_schema.field(table.delete_column).type
+        if pa.types.is_boolean(typ):
+            gone = f"coalesce({col}, false)"
+        elif pa.types.is_integer(typ) or pa.types.is_floating(typ):
+            gone = f"coalesce({col} <> 0, false)"
+        else:
+            gone = f"{col} IS NOT NULL"
+    else:
+        gone = "false"
+    with duckdb.connect() as con:
+        con.sql("SET preserve_insertion_order = false")
+        con.sql(
+            f"CREATE TEMP TABLE d AS SELECT *, {gone} AS __gone FROM read_parquet({_path(delta)}) "
+            f"QUALIFY row_number() OVER (PARTITION BY {keys} {order}) = 1"
+        )
+        replaced = con.sql(
+            f"SELECT count(*) FROM read_parquet({_path(previous)}) o WHERE EXISTS (SELECT 1 FROM d WHERE {same})"
+        ).fetchall()[0][0]
+        deleted = con.sql(
+            f"SELECT count(*) FROM read_parquet({_path(previous)}) o "
+            f"WHERE EXISTS (SELECT 1 FROM d WHERE __gone AND {same})"
+        ).fetchall()[0][0]
+        con.sql(
+            f"COPY (SELECT o.* FROM read_parquet({_path(previous)}) o WHERE NOT EXISTS (SELECT 1 FROM d WHERE {same}) "
+            f"UNION ALL BY NAME SELECT * EXCLUDE (__gone) FROM d WHERE NOT __gone) "
+            f"TO {_path(out)} (FORMAT parquet, COMPRESSION zstd)"
+        )
+        rows = con.sql(f"SELECT count(*) FROM read_parquet({_path(out)})").fetchall()[0][0]
+    return int(rows), int(replaced), int(deleted)
+
+
+def remove(*paths: Path) -> None:
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
