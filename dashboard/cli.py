@@ -65,11 +65,17 @@ def _root(
 def refresh(
     sources: Annotated[list[str] | None, typer.Argument(help="Source names (default: all).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the outcome.")] = False,
+    wait: Annotated[
+        float, typer.Option("--wait", help="Seconds to wait for a source another refresh holds (default: refuse).")
+    ] = 0,
 ) -> None:
-    """Extract → standardize → validate → publish (or quarantine). Exit 0 all published, 3 some quarantined."""
+    """Extract → standardize → validate → publish (or quarantine). Exit 0 all published, 3 some quarantined,
+    4 a source is being refreshed by another process."""
     from dashboard.pipeline.refresh import refresh as run_refresh
 
-    result = run_refresh(_settings(), sources, progress=None if quiet else _err)
+    settings = _settings()
+    publish_wait = max(wait, settings.scheduler.lock_wait_seconds)  # the sources are read: wait for the swap
+    result = run_refresh(settings, sources, progress=None if quiet else _err, wait=wait, publish_wait=publish_wait)
     for r in result.sources:
         rows = ", ".join(f"{e} {n}" for e, n in r.rows.items())
         if r.published:
@@ -81,6 +87,11 @@ def refresh(
                 typer.echo(f"    - {reason}")
         for w in r.warnings if not quiet else []:
             typer.echo(f"    ! warning: {w}")
+    if settings.alerts:  # evaluated after every refresh, scheduled or not; never changes the exit code
+        from dashboard.alerts import run_alerts
+
+        for line in run_alerts(settings).lines():
+            _err(line)
     raise typer.Exit(result.exit_code)
 
 
@@ -244,6 +255,60 @@ def quarantine_discard(source: str, snapshot: str, reason: Annotated[str, _REASO
 
     entry = discard(_settings(), source, snapshot, reason, _who())
     typer.echo(f"✔ {source}: discarded {snapshot} (recorded: {entry['who']} at {entry['at']})")
+
+
+@app.command()
+def schedule() -> None:
+    """Run each source's refresh on its cron schedule, alerts after every refresh, and the scheduled reports.
+    One JSON line per run on stdout (and in data/runs/scheduler.jsonl); SIGTERM stops it cleanly."""
+    from dashboard.scheduler import serve_forever
+
+    raise typer.Exit(serve_forever(_settings()))
+
+
+notify_app = typer.Typer(help="Notification channels ([[notifications.channels]]).", no_args_is_help=True)
+app.add_typer(notify_app, name="notify")
+
+
+@notify_app.command("test")
+def notify_test(channel: Annotated[str, typer.Argument(help="A name from [[notifications.channels]].")]) -> None:
+    """Send a test message through CHANNEL. Exit 0 delivered, 1 not delivered (after the retries)."""
+    from dashboard.notify import Message, send
+    from dashboard.notify import channel as find_channel
+
+    settings = _settings()
+    ch = find_channel(settings, channel)  # an unknown name is a ConfigError listing the channels
+    msg = Message(
+        "CRM Cockpit: test message / 测试消息",
+        f"This is a test of the notification channel '{ch.name}' ({ch.kind}). 通知渠道测试。",
+        data={"test": True},
+    )
+    delivery = send(settings, channel, msg)
+    typer.echo(delivery.describe())
+    raise typer.Exit(0 if delivery.ok else 1)
+
+
+report_app = typer.Typer(help="Scheduled reports ([[reports]]): send one now, or render it.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+
+
+@report_app.command("send")
+def report_send(
+    name: Annotated[str, typer.Argument(help="A report name from [[reports]].")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Write .eml, .html and .csv files; send nothing.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="--dry-run's folder (default: data/runs/reports).")] = None,
+) -> None:
+    """Build the report for the last complete period and e-mail it (or, with --dry-run, write it to files)."""
+    from dashboard.reports import send_report
+
+    sent = send_report(_settings(), name, dry_run=dry_run, out_dir=out)
+    for note in sent.notes:
+        _err(f"note: {note}")
+    for f in sent.files:
+        typer.echo(f"wrote {f}")
+    if sent.delivery is not None:
+        typer.echo(sent.delivery.describe())
+        raise typer.Exit(0 if sent.delivery.ok else 1)
 
 
 @app.command()
