@@ -151,7 +151,8 @@ def metric_values(
             f"query '{rule.query}' has neither start/end parameters nor a previous_{column} column to compare with"
         )
     keyed = [_by_key(f, by, column) for f in frames]
-    return {k: (keyed[0].get(k), keyed[1].get(k)) for k in dict.fromkeys([*keyed[1], *keyed[0]])}
+    # a row the last period lacks (a channel without leads) counts 0; one the period before lacks has no base
+    return {k: (keyed[0].get(k), keyed[1].get(k, 0.0)) for k in dict.fromkeys([*keyed[1], *keyed[0]])}
 
 
 def _by_key(frame: pl.DataFrame, by: list[str], column: str) -> dict[str, float | None]:
