@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email
+import email.policy
 import json
 import socket
 import ssl
@@ -35,7 +36,8 @@ class Mailbox:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         self.tls_sessions.append(session.ssl is not None)
-        self.messages.append(email.message_from_bytes(envelope.original_content or envelope.content))
+        raw = envelope.original_content or envelope.content
+        self.messages.append(email.message_from_bytes(raw, policy=email.policy.default))
         return "250 OK"
 
 
