@@ -204,6 +204,18 @@ class QualityConfig(_Strict):
     data_docs: bool = True  # build GX Data Docs of the latest validations after each refresh
 
 
+Survivorship = Literal["recent", "priority", "complete"]
+SURVIVORSHIP: tuple[Survivorship, ...] = ("recent", "priority", "complete")
+
+
+class IdentityConfig(_Strict):
+    probabilistic: bool = True  # pass 2 (Splink): links records exact rules miss; false = exact rules only
+    match_threshold: float = Field(0.95, gt=0, lt=1)  # a pair at or above this match probability links
+    overrides: str | None = None  # CSV of manual merge / split / detach lines; they win over both passes
+    # survivorship of golden attributes, in order: recent (newest record), priority (source priority), complete
+    survivorship: list[Survivorship] = Field(default_factory=lambda: list(SURVIVORSHIP), min_length=1)
+
+
 class AnalyticsConfig(_Strict):
     attribution_half_life_days: float = Field(7.0, gt=0)  # time-decay attribution: a touch this old counts half
     kiosk_refresh_seconds: int = Field(60, ge=5)  # big-screen mode: how often the numbers refresh
@@ -372,6 +384,18 @@ def _unique(kind: str, names: list[str]) -> None:
         seen.add(n)
 
 
+class ChurnConfig(_Strict):
+    horizon_days: int = Field(90, ge=7, le=730)  # churned = no order and no interaction this long after the as-of date
+    high_risk: float = Field(0.6, gt=0, lt=1)  # risk (a probability) from which a customer is in the high band
+    medium_risk: float = Field(0.3, gt=0, lt=1)  # ... and the medium band; below it, low
+
+    @model_validator(mode="after")
+    def _bands(self) -> ChurnConfig:
+        if self.medium_risk >= self.high_risk:
+            raise ValueError(f"medium_risk ({self.medium_risk}) must be below high_risk ({self.high_risk})")
+        return self
+
+
 class Settings(_Strict):
     data_dir: Path = Path("data")
     language: Literal["zh", "en"] = "zh"
@@ -381,6 +405,8 @@ class Settings(_Strict):
     stage_aliases: dict[str, list[str]] = Field(default_factory=dict)
     quality: QualityConfig = Field(default_factory=lambda: QualityConfig.model_validate({}))
     analytics: AnalyticsConfig = Field(default_factory=lambda: AnalyticsConfig.model_validate({}))
+    identity: IdentityConfig = Field(default_factory=lambda: IdentityConfig.model_validate({}))
+    churn: ChurnConfig = Field(default_factory=lambda: ChurnConfig.model_validate({}))
     security: SecurityConfig = Field(default_factory=lambda: SecurityConfig.model_validate({}))
     sources: list[SourceConfig] = Field(default_factory=list)
     scheduler: SchedulerConfig = Field(default_factory=lambda: SchedulerConfig.model_validate({}))

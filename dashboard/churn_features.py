@@ -1,0 +1,258 @@
+"""Churn features and labels from the canonical tables, at a cutoff: every feature reads only rows
+dated before the cutoff, every label only the horizon after it.
+
+Activity is an order or an interaction with a customer. A source record is the golden customer
+``identity_links`` names; a ``customer_ref`` without a link gets its own key, ``<source>:<ref>``.
+Times are in days since 1970 (the tables' local wall-clock time), so a cutoff is one number.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+import polars as pl
+
+# Interaction kinds and outcomes differ by system and language: matched by keyword, lower-cased.
+KIND_PATTERNS: dict[str, str] = {
+    "complaint": r"complain|投诉|抱怨|差评",
+    "unsubscribe": r"unsubscribe|unfollow|opt.?out|取消关注|退订|取关",
+    "service": r"service|install|repair|support|inquir|enquir|售后|服务|维修|安装|咨询|报修",
+    "visit": r"visit|meeting|demo|拜访|上门|到店|面谈|演示",
+}
+NEGATIVE_OUTCOME = r"no answer|not interested|no budget|declin|refus|lost|无意向|暂无预算|拒绝|未接通|流失"
+CATEGORY = {"order": 0, "complaint": 1, "unsubscribe": 2, "service": 3, "visit": 4, "other": 5}
+
+# Model inputs, in this order. Counts are of active days (an invoice's lines are one purchase).
+FEATURES: tuple[str, ...] = (
+    "recency_days",
+    "tenure_days",
+    "order_recency_days",
+    "order_days",
+    "mean_gap_days",
+    "overdue_ratio",
+    "orders_recent",
+    "orders_previous",
+    "order_trend",
+    "monetary",
+    "avg_order_value",
+    "spend_recent",
+    "spend_previous",
+    "contacts_recent",
+    "contacts_previous",
+    "contact_recency_days",
+    "complaints_recent",
+    "service_recent",
+    "visits_recent",
+    "unsubscribes_recent",
+    "negative_recent",
+    "channels_recent",
+    "channels_year",
+    "overdue_amount",
+    "overdue_contracts",
+    "overdue_days",
+    "bgnbd_expected",
+    "bgnbd_p_alive",
+)
+
+
+def _category_sql() -> str:
+    cases = " ".join(f"WHEN regexp_matches(k, $p_{name}) THEN {CATEGORY[name]}" for name in KIND_PATTERNS)
+    return f"CASE {cases} ELSE {CATEGORY['other']} END"
+
+
+KEYS_SQL = """
+CREATE OR REPLACE TEMP TABLE churn_keys AS
+SELECT DISTINCT ON (source_system, source_record_id) source_system, source_record_id, customer_key
+FROM churn_links WHERE record_kind = 'customer' AND customer_key IS NOT NULL
+
+"""
+# one row per customer and active day: features are plain counts and sums over these
+DAYS_SQL = f"""
+CREATE OR REPLACE TEMP TABLE churn_days AS
+WITH ev AS (
+    SELECT source_system, customer_ref, epoch(ordered_at) / 86400.0 AS d, 0 AS cat,
+           source_system AS channel, amount, false AS negative
+    FROM orders WHERE customer_ref IS NOT NULL AND ordered_at IS NOT NULL
+    UNION ALL
+    SELECT source_system, customer_ref, epoch(occurred_at) / 86400.0,
+           (SELECT {_category_sql()} FROM (SELECT lower(coalesce(kind, '')) AS k)),
+           coalesce(channel, 'unknown'), NULL,
+           coalesce(regexp_matches(lower(outcome), $p_negative), false)
+    FROM interactions WHERE customer_ref IS NOT NULL AND occurred_at IS NOT NULL
+),
+keyed AS (
+    SELECT coalesce(k.customer_key, ev.source_system || ':' || ev.customer_ref) AS customer_key,
+           floor(d) AS day, d, cat, channel, amount, negative
+    FROM ev LEFT JOIN churn_keys AS k ON k.source_system = ev.source_system AND k.source_record_id = ev.customer_ref
+    WHERE d <= $latest
+)
+SELECT customer_key, day, min(d) AS first_d, max(d) AS last_d,
+    count(*) FILTER (WHERE cat = 0) AS orders,
+    coalesce(sum(amount) FILTER (WHERE cat = 0), 0) AS amount,
+    min(d) FILTER (WHERE cat = 0) AS first_order_d,
+    max(d) FILTER (WHERE cat = 0) AS last_order_d,
+    max(d) FILTER (WHERE cat > 0) AS last_contact_d,
+    count(*) FILTER (WHERE cat > 0) AS contacts,
+    count(*) FILTER (WHERE cat = 1) AS complaints,
+    count(*) FILTER (WHERE cat = 2) AS unsubscribes,
+    count(*) FILTER (WHERE cat = 3) AS service,
+    count(*) FILTER (WHERE cat = 4) AS visits,
+    count(*) FILTER (WHERE negative) AS negative,
+    list(DISTINCT channel) AS channels
+FROM keyed
+GROUP BY customer_key, day
+"""
+CHANNEL_DAYS_SQL = """
+CREATE OR REPLACE TEMP TABLE churn_channel_days AS
+SELECT DISTINCT customer_key, unnest(channels) AS channel, day FROM churn_days
+"""
+
+FEATURES_SQL = """
+SELECT customer_key,
+    $t - max(last_d) AS recency_days,
+    $t - min(first_d) AS tenure_days,
+    $t - max(last_order_d) AS order_recency_days,
+    count(*) FILTER (WHERE orders > 0) AS order_days,
+    max(last_order_d) - min(first_order_d) AS order_span,
+    count(*) FILTER (WHERE orders > 0 AND day >= $t - $h) AS orders_recent,
+    count(*) FILTER (WHERE orders > 0 AND day >= $t - 2 * $h AND day < $t - $h) AS orders_previous,
+    sum(amount) AS monetary,
+    coalesce(sum(amount) FILTER (WHERE day >= $t - $h), 0) AS spend_recent,
+    coalesce(sum(amount) FILTER (WHERE day >= $t - 2 * $h AND day < $t - $h), 0) AS spend_previous,
+    coalesce(sum(amount) FILTER (WHERE day >= $t - 730), 0) AS spend_2y,
+    coalesce(sum(amount) FILTER (WHERE day >= $t - 365), 0) AS spend_year,
+    coalesce(sum(contacts) FILTER (WHERE day >= $t - $h), 0) AS contacts_recent,
+    coalesce(sum(contacts) FILTER (WHERE day >= $t - 2 * $h AND day < $t - $h), 0) AS contacts_previous,
+    $t - max(last_contact_d) AS contact_recency_days,
+    coalesce(sum(complaints) FILTER (WHERE day >= $t - $h), 0) AS complaints_recent,
+    coalesce(sum(unsubscribes) FILTER (WHERE day >= $t - $h), 0) AS unsubscribes_recent,
+    coalesce(sum(service) FILTER (WHERE day >= $t - $h), 0) AS service_recent,
+    coalesce(sum(visits) FILTER (WHERE day >= $t - $h), 0) AS visits_recent,
+    coalesce(sum(negative) FILTER (WHERE day >= $t - $h), 0) AS negative_recent,
+    count(*) AS active_days,
+    max(last_d) - min(first_d) AS active_span,
+    max(last_d) AS last_d
+FROM churn_days
+WHERE day < $t
+GROUP BY customer_key
+"""
+
+CHANNELS_SQL = """
+SELECT customer_key,
+    count(*) FILTER (WHERE last_day >= $t - $h) AS channels_recent,
+    count(*) FILTER (WHERE last_day >= $t - 365) AS channels_year
+FROM (SELECT customer_key, channel, max(day) AS last_day FROM churn_channel_days WHERE day < $t GROUP BY ALL)
+GROUP BY customer_key
+"""
+
+# Receivables as they stood at the cutoff: a payment counts only when it was made before it.
+RECEIVABLES_SQL = """
+WITH c AS (
+    SELECT coalesce(k.customer_key, c.source_system || ':' || c.customer_ref) AS customer_key,
+        epoch(c.due_date) / 86400.0 AS due_d,
+        c.amount - CASE WHEN epoch(c.paid_at) / 86400.0 < $t THEN coalesce(c.paid_amount, 0) ELSE 0 END AS open
+    FROM contracts AS c
+    LEFT JOIN churn_keys AS k ON k.source_system = c.source_system AND k.source_record_id = c.customer_ref
+    WHERE c.due_date IS NOT NULL AND c.amount IS NOT NULL
+      AND epoch(coalesce(c.signed_at, c.due_date)) / 86400.0 < $t AND epoch(c.due_date) / 86400.0 < $t
+)
+SELECT customer_key, sum(open) AS overdue_amount, count(*) AS overdue_contracts, max($t - due_d) AS overdue_days
+FROM c WHERE open > 0.005
+GROUP BY customer_key
+"""
+
+LABELS_SQL = """
+SELECT DISTINCT customer_key FROM churn_days WHERE day >= $t AND day < $t + $h
+"""
+
+# Owner and region of a golden customer: from its customer records, the most trusted source first
+# (lower priority number), then from its leads.
+ATTRIBUTES_SQL = """
+WITH recs AS (
+    SELECT coalesce(k.customer_key, c.source_system || ':' || c.source_record_id) AS customer_key,
+        c.owner, c.region, coalesce(p.priority, 1000) AS priority, 0 AS from_lead
+    FROM customers AS c
+    LEFT JOIN churn_keys AS k ON k.source_system = c.source_system AND k.source_record_id = c.source_record_id
+    LEFT JOIN churn_priority AS p ON p.source_system = c.source_system
+    UNION ALL
+    SELECT l.customer_key, f.owner, f.region, coalesce(p.priority, 1000), 1
+    FROM churn_links AS l
+    JOIN leads AS f ON f.source_system = l.source_system AND f.lead_id = l.source_record_id
+    LEFT JOIN churn_priority AS p ON p.source_system = l.source_system
+    WHERE l.record_kind = 'lead'
+)
+SELECT customer_key,
+    arg_min(owner, (from_lead, priority)) FILTER (WHERE owner IS NOT NULL AND owner <> '') AS owner,
+    arg_min(region, (from_lead, priority)) FILTER (WHERE region IS NOT NULL AND region <> '') AS region
+FROM recs
+WHERE customer_key IN (SELECT customer_key FROM churn_scored)
+GROUP BY customer_key
+"""
+
+
+def day_number(d: date) -> int:
+    """A date's midnight as days since 1970 (cutoffs are whole days: ``day < t`` is "before t")."""
+    return (d - date(1970, 1, 1)).days
+
+
+def load_events(con: duckdb.DuckDBPyConnection, links: pl.DataFrame, priorities: dict[str, int], latest: int) -> None:
+    """Creates the temp tables churn_keys, churn_days, churn_channel_days and churn_priority on ``con``.
+
+    ``latest`` (a day number) drops rows dated after it: a typo'd year 2099 is not "recent activity".
+    """
+    con.register("churn_links", links)
+    con.execute("CREATE OR REPLACE TEMP TABLE churn_priority (source_system VARCHAR, priority INTEGER)")
+    if priorities:
+        con.executemany("INSERT INTO churn_priority VALUES (?, ?)", [[s, p] for s, p in priorities.items()])
+    params: dict[str, object] = {f"p_{k}": v for k, v in KIND_PATTERNS.items()}
+    con.execute(KEYS_SQL)
+    con.execute(DAYS_SQL, {**params, "p_negative": NEGATIVE_OUTCOME, "latest": latest})
+    con.execute(CHANNEL_DAYS_SQL)
+
+
+def activity_range(con: duckdb.DuckDBPyConnection) -> tuple[float | None, float | None]:
+    first, last = con.sql("SELECT min(first_d), max(last_d) FROM churn_days").fetchall()[0]
+    return first, last
+
+
+def features_at(con: duckdb.DuckDBPyConnection, t: int, horizon: int) -> pl.DataFrame:
+    """One row per customer with activity before day ``t``: the raw features (BG/NBD's are added later)."""
+    raw = con.sql(FEATURES_SQL, params={"t": t, "h": horizon}).pl()
+    channels = con.sql(CHANNELS_SQL, params={"t": t, "h": horizon}).pl()
+    due = con.sql(RECEIVABLES_SQL, params={"t": t}).pl()
+    out = (
+        raw.join(channels, on="customer_key", how="left")
+        .join(due, on="customer_key", how="left")
+        .with_columns(
+            pl.col("overdue_amount").fill_null(0.0),
+            pl.col("overdue_contracts").fill_null(0),
+            pl.col("overdue_days").fill_null(0.0),
+        )
+    )
+    gap = pl.when(pl.col("order_days") > 1).then(pl.col("order_span") / (pl.col("order_days") - 1))
+    return (
+        out.with_columns(
+            gap.alias("mean_gap_days"),
+            (pl.col("orders_recent") - pl.col("orders_previous")).alias("order_trend"),
+            pl.when(pl.col("order_days") > 0).then(pl.col("monetary") / pl.col("order_days")).alias("avg_order_value"),
+        )
+        .with_columns(
+            (pl.col("order_recency_days") / pl.col("mean_gap_days").clip(lower_bound=1.0)).alias("overdue_ratio")
+        )
+        .sort("customer_key")
+    )
+
+
+def active_at(con: duckdb.DuckDBPyConnection, t: int, horizon: int) -> pl.DataFrame:
+    """Customers (customer_key) with an order or an interaction in [t, t + horizon)."""
+    return con.sql(LABELS_SQL, params={"t": t, "h": horizon}).pl()
+
+
+def attributes(con: duckdb.DuckDBPyConnection, keys: pl.DataFrame) -> pl.DataFrame:
+    """customer_key → owner, region (null when no record says)."""
+    con.register("churn_scored", keys.select("customer_key"))
+    try:
+        return con.sql(ATTRIBUTES_SQL).pl()
+    finally:
+        con.unregister("churn_scored")
