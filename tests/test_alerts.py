@@ -150,3 +150,22 @@ def test_alert_config_errors_name_the_key(company: Settings) -> None:
     cfg.write_text(original, encoding="utf-8")
     with pytest.raises(ConfigError, match="alert 'y': no channel or source named 'nowhere'"):
         with_config(company, rule("y", "source", '"nowhere"'))
+
+
+def test_a_manual_refresh_evaluates_the_alerts(company: Settings, http_server: Hooks) -> None:
+    import subprocess
+    import sys
+
+    settings = with_config(company, notifications_toml(None, http_server) + rule("q", "source", '"ops_feishu"'))
+    (settings.base_dir / "imports" / "crm" / "leads.csv").write_bytes(b"")  # the CRM batch is empty: quarantined
+    cfg = str(settings.base_dir / "cockpit.toml")
+    done = subprocess.run(
+        [sys.executable, "-c", "from dashboard.cli import main; main()", "--config", cfg, "refresh", "crm", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 3, done.stderr  # the alert does not change the refresh's exit code
+    [body] = http_server.bodies("/feishu")
+    assert "crm quarantined" in body["content"]["text"]
+    assert "notify ops_feishu: sent" in done.stderr
