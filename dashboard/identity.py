@@ -1,10 +1,22 @@
-"""Identity resolution, first pass: source records that share a valid phone, email or ID number
-(or a lead pointing at its customer) are the same golden customer (``customer_key``).
+"""Identity resolution: which source records (every source's customers and leads) are one customer.
 
-Records are nodes, shared values are edges; connected components (scipy) are the customers.
+Pass 1 is deterministic: a shared valid phone, email or ID number, or a lead pointing at its own
+customer, links records. Pass 2 is probabilistic (Splink on DuckDB, Fellegi-Sunter with EM): names
+(exact, pinyin, one character off), phones a digit short, broken emails, company and place decide
+between the clusters pass 1 left apart. Manual overrides win over both. A customer keeps its
+``customer_key`` from the previous build when records join or leave it.
 """
 
 from __future__ import annotations
+
+import contextlib
+import csv
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -12,7 +24,10 @@ import polars as pl
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from dashboard.config import Settings
+from dashboard.errors import ConfigError
 from dashboard.pipeline.parse import normalize_phone
+from dashboard.pipeline.store import Manifest, Store
 
 # A value shared by more records than this is a placeholder ("13800000000", "test@test.com"),
 # not a person: it is not used to link.
@@ -22,66 +37,89 @@ _RULE_BITS = {"customer_ref": 8, "email": 2, "id_number": 4, "phone": 1}
 RULE_NAMES = {
     mask: "exact:" + "+".join(name for name, bit in sorted(_RULE_BITS.items()) if mask & bit) for mask in range(1, 16)
 }
+LINK_COLUMNS = ("source_system", "source_record_id", "record_kind", "customer_key", "match_rule", "confidence")
 
+# Every customer and lead record with the attributes identity and the golden record use. A customer
+# known only by a reference (an order's customer_ref in a source without a customers table) is a
+# record with no attributes.
 RECORDS_SQL = """
 WITH refs AS (
-    SELECT source_system, customer_ref FROM leads WHERE customer_ref IS NOT NULL
-    UNION SELECT source_system, customer_ref FROM orders WHERE customer_ref IS NOT NULL
-    UNION SELECT source_system, customer_ref FROM interactions WHERE customer_ref IS NOT NULL
-    UNION SELECT source_system, customer_ref FROM contracts WHERE customer_ref IS NOT NULL
+    SELECT source_system, customer_ref, max(snapshot_id) AS snapshot_id FROM (
+        SELECT source_system, customer_ref, snapshot_id FROM leads WHERE customer_ref IS NOT NULL
+        UNION ALL SELECT source_system, customer_ref, snapshot_id FROM orders WHERE customer_ref IS NOT NULL
+        UNION ALL SELECT source_system, customer_ref, snapshot_id FROM interactions WHERE customer_ref IS NOT NULL
+        UNION ALL SELECT source_system, customer_ref, snapshot_id FROM contracts WHERE customer_ref IS NOT NULL
+    ) GROUP BY ALL
 )
-SELECT DISTINCT ON (source_system, source_record_id) source_system, source_record_id,
-       'customer' AS record_kind,
-       CASE WHEN phone_valid THEN phone END AS phone,
-       CASE WHEN email_valid THEN email END AS email,
-       CASE WHEN id_number_valid THEN id_number END AS id_number,
-       NULL AS customer_ref
-FROM customers
+SELECT * FROM (
+    SELECT DISTINCT ON (source_system, source_record_id) source_system, source_record_id,
+           'customer' AS record_kind, snapshot_id,
+           CASE WHEN phone_valid THEN phone END AS phone,
+           CASE WHEN email_valid THEN email END AS email,
+           CASE WHEN id_number_valid THEN id_number END AS id_number,
+           NULL AS customer_ref,
+           CASE WHEN NOT phone_valid THEN phone END AS phone_invalid,
+           CASE WHEN NOT email_valid THEN email END AS email_invalid,
+           name, company, industry, region, city, owner,
+           coalesce(updated_at, created_at) AS seen_at
+    FROM customers
+    ORDER BY source_system, source_record_id, coalesce(updated_at, created_at) DESC NULLS LAST
+)
 UNION ALL
-SELECT r.source_system, r.customer_ref, 'customer', NULL, NULL, NULL, NULL
+SELECT r.source_system, r.customer_ref, 'customer', r.snapshot_id, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM refs AS r
 ANTI JOIN customers AS c ON c.source_system = r.source_system AND c.source_record_id = r.customer_ref
 UNION ALL
-SELECT DISTINCT ON (source_system, lead_id) source_system, lead_id, 'lead',
-       CASE WHEN phone_valid THEN phone END,
-       CASE WHEN email_valid THEN email END,
-       NULL, customer_ref
-FROM leads
+SELECT * FROM (
+    SELECT DISTINCT ON (source_system, lead_id) source_system, lead_id, 'lead', snapshot_id,
+           CASE WHEN phone_valid THEN phone END,
+           CASE WHEN email_valid THEN email END,
+           NULL, customer_ref,
+           CASE WHEN NOT phone_valid THEN phone END,
+           CASE WHEN NOT email_valid THEN email END,
+           name, company, NULL, region, NULL, owner, created_at
+    FROM leads
+    ORDER BY source_system, lead_id, created_at DESC NULLS LAST
+)
 """
 
 
-def _keys(anchors: pl.DataFrame) -> pl.DataFrame:
-    """component → customer_key: 'C' + 12 hex digits of md5 of the component's smallest record id,
-    so a customer keeps its key while its anchor record stays in the data."""
-    with duckdb.connect() as con:
-        con.register("anchors", anchors)
-        return con.sql("SELECT component, 'C' || left(md5(anchor), 12) AS customer_key FROM anchors").pl()
+@dataclass(frozen=True)
+class Override:
+    """One line of the override file: ``merge`` forces two records together, ``split`` apart."""
+
+    action: str  # merge | split
+    left: str  # "<source_system>:<source_record_id>"
+    right: str
 
 
-def link_exact(records: pl.DataFrame) -> pl.DataFrame:
-    """records (source_system, source_record_id, record_kind, phone, email, id_number, customer_ref)
-    → (source_system, source_record_id, record_kind, customer_key, match_rule)."""
-    n = records.height
-    if n == 0:
-        return records.select(
-            "source_system",
-            "source_record_id",
-            "record_kind",
-            pl.lit(None, pl.String).alias("customer_key"),
-            pl.lit(None, pl.String).alias("match_rule"),
-        )
-    # A customer known only by a reference that is itself a mobile number (call centers key callers
-    # by the number they called from) links by that phone.
+@dataclass
+class Model:
+    """How pass 2 decides: a pair at or above ``threshold`` match probability links."""
+
+    threshold: float = 0.95
+    max_pairs: float = 1e6  # pairs sampled to estimate u (chance agreement); more is slower, steadier
+    train_records: int = 150_000  # the model is trained on about this many records
+    seed: int = 42
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+# -------------------------------------------------------------------------------- pass 1: exact
+def _with_ref_phones(records: pl.DataFrame) -> pl.Series:
+    """A customer known only by a reference that is itself a mobile number (call centers key callers
+    by the number they called from) has that number as its phone."""
     phone = records.get_column("phone")
     bare = (phone.is_null() & (records.get_column("record_kind") == "customer")).arg_true()
     ref_phone, ref_valid = normalize_phone(records.get_column("source_record_id").gather(bare))
-    phone = phone.scatter(bare, pl.select(pl.when(ref_valid).then(ref_phone)).to_series())
-    recs = records.with_row_index("node").with_columns(
-        (pl.col("record_kind") + ":" + pl.col("source_system") + ":" + pl.col("source_record_id")).alias("uid"),
-        phone.alias("phone"),
-    )
-    # Edge values: "p:<phone>", "e:<email>", "i:<id>", and "r:<source>:<customer id>" for a lead's own
-    # customer and for the customer record itself.
+    return phone.scatter(bare, pl.select(pl.when(ref_valid).then(ref_phone)).to_series())
+
+
+def _value_edges(recs: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """(node, vid, rule) edges from records to the shared values that link them; and the value count.
+
+    Values: "p:<phone>", "e:<email>", "i:<id>", and "r:<source>:<customer id>" for a lead's own
+    customer and for the customer record itself."""
     values = pl.concat(
         [
             recs.select("node", ("p:" + pl.col("phone")).alias("value"), pl.lit(1, pl.UInt8).alias("rule")),
@@ -101,25 +139,567 @@ def link_exact(records: pl.DataFrame) -> pl.DataFrame:
     ).drop_nulls("value")
     counts = values.group_by("value").agg(pl.len().alias("n"))
     shared = counts.filter((pl.col("n") > 1) & (pl.col("n") <= MAX_SHARED)).with_row_index("vid")
-    edges = values.join(shared.select("value", "vid"), on="value")
-    rows = edges.get_column("node").to_numpy().astype(np.int64)
-    cols = edges.get_column("vid").to_numpy().astype(np.int64) + n
-    size = n + shared.height
-    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(size, size))
-    _, labels = connected_components(graph, directed=False)
-    recs = recs.with_columns(pl.Series("component", labels[:n]))
-    # rules as bit flags: one OR per record instead of a sorted list of names
-    linked_by = edges.group_by("node").agg(pl.col("rule").bitwise_or())
-    first = recs.group_by("component").agg(pl.col("uid").min().alias("anchor"), pl.len().alias("members"))
-    keys = _keys(first.select("component", "anchor")).join(first.select("component", "members"), on="component")
+    edges = values.join(shared.select("value", "vid"), on="value").select("node", pl.col("vid").cast(pl.Int64), "rule")
+    return edges, shared.height
+
+
+def _components(n: int, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    rows = np.concatenate([a for a, _ in pairs] or [np.zeros(0, np.int64)])
+    cols = np.concatenate([b for _, b in pairs] or [np.zeros(0, np.int64)])
+    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def _prepare(records: pl.DataFrame) -> pl.DataFrame:
+    recs = records.with_row_index("node").with_columns(
+        (pl.col("record_kind") + ":" + pl.col("source_system") + ":" + pl.col("source_record_id")).alias("uid"),
+        (pl.col("source_system") + ":" + pl.col("source_record_id")).alias("ref"),
+    )
+    return recs.with_columns(_with_ref_phones(recs).alias("phone"), pl.col("node").cast(pl.Int64))
+
+
+def link_exact(records: pl.DataFrame) -> pl.DataFrame:
+    """records (source_system, source_record_id, record_kind, phone, email, id_number, customer_ref)
+    → (source_system, source_record_id, record_kind, customer_key, match_rule, confidence)."""
+    return resolve(records, probabilistic=None)
+
+
+# -------------------------------------------------------------------------------- pass 2: Splink
+_PINYIN: dict[str, str] = {}
+
+
+def _pinyin_map(chars: Iterable[str]) -> dict[str, str]:
+    """character → toneless pinyin (first reading), cached; non-Chinese characters map to themselves."""
+    from pypinyin import Style, lazy_pinyin
+
+    for c in chars:
+        if c not in _PINYIN:
+            _PINYIN[c] = lazy_pinyin(c, style=Style.NORMAL)[0].lower() if "\u3400" <= c <= "\u9fff" else c.lower()
+    return _PINYIN
+
+
+def clean_name(expr: pl.Expr) -> pl.Expr:
+    """Names compare without spaces (ASCII, full-width) and case."""
+    cleaned = expr.str.replace_all(r"[\s\u3000·.]", "").str.to_lowercase()
+    return pl.when(cleaned.str.len_chars() > 0).then(cleaned)
+
+
+def pinyin(names: pl.Series) -> pl.Series:
+    """'王伟' → 'wang wei': per character, so homophone typos (伟/玮) compare equal."""
+    distinct = names.drop_nulls().unique()
+    chars = distinct.str.split("").explode().unique().drop_nulls().to_list()
+    table = _pinyin_map(chars)
+    mapped = distinct.str.split("").list.eval(
+        pl.element().replace_strict(table, default=pl.element(), return_dtype=pl.String)
+    )
+    lookup = pl.DataFrame({"n": distinct, "p": mapped.list.join(" ")})
+    return pl.DataFrame({"n": names}).join(lookup, on="n", how="left", maintain_order="left")["p"]
+
+
+_FEATURE_INPUTS = ("name", "company", "city", "region", "phone_invalid", "email_invalid")
+
+
+def features(recs: pl.DataFrame, exact: np.ndarray) -> pl.DataFrame:
+    """The columns pass 2 compares; ``exact`` is each record's pass-1 cluster."""
+    digits = pl.col("phone_invalid").str.replace_all(r"\D", "").str.replace(r"^(86|0086)", "")
+    email_any = pl.coalesce("email", "email_invalid").str.replace_all(r"[#＠]", "@").str.replace(r"@+", "@")
+    company = pl.col("company").str.replace_all(r"[\s\u3000()（）]", "")
+    out = recs.select(
+        pl.col("node").alias("unique_id"),
+        pl.Series("ex", exact, dtype=pl.Int64),
+        clean_name(pl.col("name")).alias("name"),
+        "phone",
+        pl.coalesce(
+            pl.col("phone").str.slice(0, 10), pl.when(digits.str.contains(r"^1[3-9]\d{8}$")).then(digits)
+        ).alias("phone10"),
+        "email",
+        pl.when(email_any.str.contains(r"^[^@]+@[^@.]+"))
+        .then(email_any.str.extract(r"^([^@]+@[^@.]+)"))
+        .alias("email_key"),
+        pl.when(company.str.len_chars() >= 4).then(company).alias("company"),
+        pl.col("city").str.strip_chars(),
+        pl.col("region").str.strip_chars(),
+    )
+    return out.with_columns(pinyin(out["name"]).alias("name_py"))
+
+
+def _level(sql: str, label: str, **options: Any) -> Any:
+    import splink.comparison_level_library as cll
+
+    level = cll.CustomLevel(sql, label_for_charts=label)
+    return level.configure(**options) if options else level
+
+
+def _comparisons() -> list[Any]:
+    import splink.comparison_library as cl
+
+    null = {"is_null_level": True}
+    return [
+        cl.CustomComparison(
+            [
+                _level("phone10_l IS NULL OR phone10_r IS NULL", "no phone", **null),
+                _level("phone_l = phone_r", "same phone", m_probability=0.85),
+                _level("phone10_l = phone10_r", "same phone, a digit short", m_probability=0.02),
+                _level("ELSE", "different phone", m_probability=0.13),
+            ],
+            output_column_name="phone",
+        ),
+        cl.CustomComparison(
+            [
+                _level("email_key_l IS NULL OR email_key_r IS NULL", "no email", **null),
+                _level("email_l = email_r", "same email", m_probability=0.8),
+                _level("email_key_l = email_key_r", "same mailbox, mistyped", m_probability=0.05),
+                _level("ELSE", "different email", m_probability=0.15),
+            ],
+            output_column_name="email",
+        ),
+        cl.CustomComparison(
+            [
+                _level("name_l IS NULL OR name_r IS NULL", "no name", **null),
+                _level(
+                    "name_l = name_r",
+                    "same name",
+                    tf_adjustment_column="name",
+                    tf_adjustment_weight=1.0,
+                    m_probability=0.88,
+                ),
+                _level("name_py_l = name_py_r", "same pinyin", m_probability=0.03),
+                _level(
+                    "length(name_l) = length(name_r) AND levenshtein(name_l, name_r) <= 3",
+                    "one character off",
+                    m_probability=0.03,
+                ),
+                _level("jaro_winkler_similarity(name_py_l, name_py_r) >= 0.9", "similar pinyin", m_probability=0.02),
+                _level("ELSE", "different name", m_probability=0.04),
+            ],
+            output_column_name="name",
+        ),
+        cl.CustomComparison(
+            [
+                _level("company_l IS NULL OR company_r IS NULL", "no company", **null),
+                _level("company_l = company_r", "same company", m_probability=0.8),
+                _level(
+                    "ends_with(company_l, company_r) OR ends_with(company_r, company_l)",
+                    "company written short",
+                    m_probability=0.1,
+                ),
+                _level("ELSE", "different company", m_probability=0.1),
+            ],
+            output_column_name="company",
+        ),
+        cl.CustomComparison(
+            [
+                _level(
+                    "(city_l IS NULL OR city_r IS NULL) AND (region_l IS NULL OR region_r IS NULL)", "no place", **null
+                ),
+                _level("city_l = city_r", "same city", m_probability=0.9),
+                _level("city_l IS NOT NULL AND city_r IS NOT NULL", "different city", m_probability=0.03),
+                _level("region_l = region_r", "same region", m_probability=0.05),
+                _level("ELSE", "different region", m_probability=0.02),
+            ],
+            output_column_name="place",
+        ),
+    ]
+
+
+# Candidate pairs: records pass 1 left in different clusters that share one of these.
+_BLOCKING = (
+    "l.phone10 = r.phone10",
+    "l.email_key = r.email_key",
+    "l.name = r.name AND l.city = r.city",
+    "l.name_py = r.name_py AND l.city = r.city",
+    "l.name = r.name AND l.company = r.company",
+    "l.name = r.name AND l.region = r.region",
+)
+# EM trains the m probabilities of the comparisons a rule does not block on.
+_TRAINING = ("l.name = r.name AND l.city = r.city", "l.phone10 = r.phone10")
+
+
+def block(rule: str) -> Any:
+    """A candidate-pair rule for records pass 1 left in different clusters."""
+    from splink.blocking_rule_library import CustomRule
+
+    return CustomRule(f"{rule} AND l.ex <> r.ex")
+
+
+def predict(feats: pl.DataFrame, model: Model) -> pl.DataFrame:
+    """Scored candidate pairs (node_l, node_r, match_probability) at or above the model's threshold.
+
+    The model is trained on a sample (whole name groups, so same-name pairs stay together) of at most
+    ``model.train_records`` records, then scores every candidate pair of the full data."""
+    from splink import DuckDBAPI, Linker, SettingsCreator
+    from splink.internals.exceptions import SplinkException
+
+    logging.getLogger("splink").setLevel(logging.ERROR)
+    con = duckdb.connect()
+    try:
+        con.register("identity_features", feats.to_arrow())
+        con.execute("CREATE TABLE identity_records AS SELECT * FROM identity_features")
+        con.unregister("identity_features")
+        named = int(feats["name"].is_not_null().sum())
+        con.execute(
+            "CREATE TABLE identity_sample AS SELECT * FROM identity_records "
+            "WHERE name IS NOT NULL AND hash(name_py) % $k = 0",
+            {"k": max(1, named // model.train_records)},
+        )
+        db = DuckDBAPI(con)
+        settings = SettingsCreator(
+            link_type="dedupe_only",
+            comparisons=_comparisons(),
+            blocking_rules_to_generate_predictions=[block(rule) for rule in _BLOCKING],
+            probability_two_random_records_match=_prior(feats),
+            retain_matching_columns=False,
+            retain_intermediate_calculation_columns=False,
+        )
+        trainer = Linker(db.register("identity_sample"), settings, log_level=None)
+        lap = _Laps(model.stats)
+        with contextlib.suppress(SplinkException):  # too few records to sample: keep the prior u
+            trainer.training.estimate_u_using_random_sampling(max_pairs=model.max_pairs, seed=model.seed)
+        lap("u")
+        trained = []
+        for rule in _TRAINING:
+            try:
+                trainer.training.estimate_parameters_using_expectation_maximisation(rule)
+                trained.append(rule)
+            except (ValueError, SplinkException):  # too few pairs, or an m driven to 0: keep the prior m
+                continue
+        model.stats["em_sessions"] = trained
+        lap("em")
+        linker = Linker(db.register("identity_records"), trainer.misc.save_model_to_json(), log_level=None)
+        scored = linker.inference.predict(threshold_match_probability=model.threshold, warning_mode="never")
+        pairs = con.sql(
+            f"SELECT unique_id_l AS node_l, unique_id_r AS node_r, match_probability FROM {scored.physical_name}"
+        ).pl()
+        lap("predict")
+        model.stats["pairs_linked"] = pairs.height
+        return pairs
+    finally:
+        con.close()
+
+
+class _Laps:
+    """Seconds per step, into a stats dict (the benchmark prints them)."""
+
+    def __init__(self, stats: dict[str, Any]) -> None:
+        self.stats, self.t = stats, time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.stats[f"seconds_{name}"] = round(now - self.t, 2)
+        self.t = now
+
+
+def _prior(feats: pl.DataFrame) -> float:
+    """Chance that two random records are one customer: pass 1's pairs, allowing that it finds ~90 %."""
+    n = feats.height
+    sizes = feats.group_by("ex").len()["len"].to_numpy().astype(np.float64)
+    pairs = float((sizes * (sizes - 1) / 2).sum()) / 0.9
+    total = n * (n - 1) / 2
+    return min(max(pairs / total, 1e-9), 0.5) if total else 1e-4
+
+
+# -------------------------------------------------------------------------------- clustering
+class _UnionFind:
+    """Greedy constrained clustering: unions in the order given, refusing one that would put two
+    records an override keeps apart into one customer."""
+
+    def __init__(self, apart: dict[int, set[int]]) -> None:
+        self.parent: dict[int, int] = {}
+        self.apart = {k: set(v) for k, v in apart.items()}  # root → nodes that must stay out
+
+    def find(self, x: int) -> int:
+        root = x
+        while self.parent.get(root, root) != root:
+            root = self.parent[root]
+        while x != root:
+            self.parent[x], x = root, self.parent.get(x, x)
+        return root
+
+    def union(self, a: int, b: int) -> bool:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return True
+        bad_a, bad_b = self.apart.get(ra, set()), self.apart.get(rb, set())
+        if any(self.find(x) == rb for x in bad_a) or any(self.find(x) == ra for x in bad_b):
+            return False
+        self.parent[rb] = ra
+        if bad_b:
+            self.apart[ra] = bad_a | bad_b
+        return True
+
+
+def _split_apart(labels: np.ndarray, edges: pl.DataFrame, apart: list[tuple[int, int]]) -> np.ndarray:
+    """Re-cluster, edge by edge (strongest first), only the components an override splits."""
+    hit = {int(labels[a]) for a, b in apart if labels[a] == labels[b]}
+    if not hit:
+        return labels
+    labels = labels.copy()
+    members = np.flatnonzero(np.isin(labels, list(hit)))
+    keep = set(members.tolist())
+    sub = edges.filter(pl.col("a").is_in(keep) | pl.col("b").is_in(keep)).sort("strength", descending=True)
+    must: dict[int, set[int]] = {}
+    for a, b in apart:
+        must.setdefault(a, set()).add(b)
+        must.setdefault(b, set()).add(a)
+    uf = _UnionFind(must)
+    for a, b in sub.select("a", "b").iter_rows():
+        uf.union(a, b)
+    base = int(labels.max()) + 1
+    for node in members:
+        labels[node] = base + uf.find(int(node))
+    return labels
+
+
+def resolve(
+    records: pl.DataFrame,
+    probabilistic: Model | None = None,
+    overrides: list[Override] | None = None,
+    previous: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """records (RECORDS_SQL's columns; at least source_system, source_record_id, record_kind, phone,
+    email, id_number, customer_ref) → one row per record with customer_key, match_rule, confidence."""
+    if records.height == 0:
+        return pl.DataFrame(schema={c: pl.String for c in LINK_COLUMNS[:-1]} | {"confidence": pl.Float64})
+    recs = _prepare(records)
+    n = recs.height
+    value_edges, n_values = _value_edges(recs)
+    size = n + n_values
+    vnode = value_edges["vid"].to_numpy() + n
+    node = value_edges["node"].to_numpy()
+    exact = _components(size, [(node, vnode)])[:n]
+
+    # edges carry a strength: overrides 3, exact 2, probabilistic their probability (< 1)
+    edge_parts = [pl.DataFrame({"a": node, "b": vnode, "strength": np.full(len(node), 2.0)})]
+    pairs = pl.DataFrame(schema={"node_l": pl.Int64, "node_r": pl.Int64, "match_probability": pl.Float64})
+    lap = _Laps(probabilistic.stats if probabilistic else {})
+    if probabilistic is not None and set(_FEATURE_INPUTS) <= set(recs.columns):
+        feats = features(recs, exact)
+        lap("features")
+        pairs = predict(feats, probabilistic)
+        lap = _Laps(probabilistic.stats)
+        edge_parts.append(
+            pairs.select(
+                pl.col("node_l").alias("a"), pl.col("node_r").alias("b"), pl.col("match_probability").alias("strength")
+            )
+        )
+    merge, apart, detach = _override_nodes(recs, overrides or [])
+    if merge:
+        m = np.array(merge, dtype=np.int64)
+        edge_parts.append(pl.DataFrame({"a": m[:, 0], "b": m[:, 1], "strength": np.full(len(m), 3.0)}))
+    edges = pl.concat([e.with_columns(pl.col("a", "b").cast(pl.Int64)) for e in edge_parts])
+    if detach:
+        edges = edges.filter(~(pl.col("a").is_in(detach) | pl.col("b").is_in(detach)) | (pl.col("strength") > 2.5))
+    labels = _components(size, [(edges["a"].to_numpy(), edges["b"].to_numpy())])
+    labels = _split_apart(labels, edges, apart)[:n]
+    recs = recs.with_columns(pl.Series("component", labels), pl.Series("ex", exact))
+    out = _finish(recs, value_edges, pairs, merge, labels, previous)
+    lap("cluster")
+    return out
+
+
+def _finish(
+    recs: pl.DataFrame,
+    value_edges: pl.DataFrame,
+    pairs: pl.DataFrame,
+    merge: list[tuple[int, int]],
+    labels: np.ndarray,
+    previous: pl.DataFrame | None,
+) -> pl.DataFrame:
+    # pairs that survived clustering: how sure we are that each pass-1 cluster belongs where it is
+    kept = pairs.filter(pl.Series(labels[pairs["node_l"].to_numpy()] == labels[pairs["node_r"].to_numpy()]))
+    ex = recs["ex"].to_numpy()
+    attach = (
+        pl.concat(
+            [
+                kept.select(pl.Series("ex", ex[kept["node_l"].to_numpy()]), "match_probability"),
+                kept.select(pl.Series("ex", ex[kept["node_r"].to_numpy()]), "match_probability"),
+            ]
+        )
+        .group_by("ex")
+        .agg(pl.col("match_probability").max().alias("p"))
+    )
+    forced = {int(i) for pair in merge for i in pair}
+    linked_by = value_edges.group_by("node").agg(pl.col("rule").bitwise_or())
+    per = recs.group_by("component").agg(
+        pl.col("uid").min().alias("anchor"),
+        pl.len().alias("members"),
+        pl.col("ex").n_unique().alias("exact_clusters"),
+    )
     out = (
-        recs.join(keys.select("component", "customer_key", "members"), on="component")
+        recs.join(per, on="component")
         .join(linked_by, on="node", how="left")
+        .join(attach.with_columns(pl.col("ex").cast(pl.Int64)), on="ex", how="left")
         .with_columns(
-            pl.when(pl.col("members") > 1)
+            pl.when(pl.col("members") == 1)
+            .then(pl.lit("single"))
+            .when(pl.col("node").is_in(list(forced)))
+            .then(pl.lit("override"))
+            .when(pl.col("rule").is_not_null())
             .then(pl.col("rule").replace_strict(RULE_NAMES, default="exact", return_dtype=pl.String))
-            .otherwise(pl.lit("single"))
-            .alias("match_rule")
+            .when(pl.col("p").is_not_null())
+            .then(pl.lit("probabilistic"))
+            .otherwise(pl.lit("override"))
+            .alias("match_rule"),
+            pl.when((pl.col("exact_clusters") == 1) | pl.col("node").is_in(list(forced)))
+            .then(1.0)
+            .otherwise(pl.col("p").fill_null(1.0))
+            .round(4)
+            .alias("confidence"),
         )
     )
-    return out.select("source_system", "source_record_id", "record_kind", "customer_key", "match_rule")
+    keys = assign_keys(out.select("component", "uid", "ref"), previous)
+    return (
+        out.join(keys, on="component").select(*LINK_COLUMNS).sort("customer_key", "source_system", "source_record_id")
+    )
+
+
+# -------------------------------------------------------------------------------- stable keys
+def _fresh_key(uid: str) -> str:
+    import hashlib
+
+    return "C" + hashlib.md5(uid.encode()).hexdigest()[:12]
+
+
+def assign_keys(members: pl.DataFrame, previous: pl.DataFrame | None) -> pl.DataFrame:
+    """component → customer_key. A component keeps the previous key most of its records had (a key
+    two components claim stays with the one holding more of its records); otherwise it gets
+    'C' + 12 hex digits of md5 of its smallest record id."""
+    anchors = members.group_by("component").agg(pl.col("uid").min().alias("anchor"))
+    claimed = pl.DataFrame(schema={"component": members["component"].dtype, "customer_key": pl.String})
+    if previous is not None and previous.height:
+        prev = previous.select(
+            (pl.col("source_system") + ":" + pl.col("source_record_id")).alias("ref"), "customer_key"
+        )
+        votes = (
+            members.join(prev, on="ref")
+            .group_by("component", "customer_key")
+            .len()
+            .sort(["len", "customer_key"], descending=[True, False])
+        )
+        # each key to the component holding most of its records, then each component its best key
+        by_key = votes.unique("customer_key", keep="first", maintain_order=True)
+        claimed = by_key.unique("component", keep="first", maintain_order=True).select("component", "customer_key")
+    fresh = anchors.join(claimed, on="component", how="anti")
+    with duckdb.connect() as con:
+        con.register("fresh", fresh)
+        fresh = con.sql("SELECT component, anchor, 'C' || left(md5(anchor), 12) AS customer_key FROM fresh").pl()
+    taken = set(claimed["customer_key"].to_list())
+    clash = fresh["customer_key"].is_in(list(taken)) | fresh["customer_key"].is_duplicated()
+    keys = []
+    for component, anchor, key in fresh.filter(clash).iter_rows():
+        salt = 0
+        while key in taken:  # a split-off part whose anchor once named the whole customer
+            salt += 1
+            key = _fresh_key(f"{anchor}#{salt}")
+        taken.add(key)
+        keys.append((component, key))
+    fresh_keys = pl.concat(
+        [
+            fresh.filter(~clash).select("component", "customer_key"),
+            pl.DataFrame(keys, schema=claimed.schema, orient="row"),
+        ]
+    )
+    return pl.concat([claimed, fresh_keys])
+
+
+# -------------------------------------------------------------------------------- overrides
+OVERRIDE_COLUMNS = ("action", "source_system", "source_record_id", "other_source_system", "other_source_record_id")
+
+
+def read_overrides(path: Path) -> list[Override]:
+    """The override file (CSV): action (merge | split | detach), source_system, source_record_id,
+    other_source_system, other_source_record_id (empty for detach), and any note columns."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: identity override file not found")
+    out: list[Override] = []
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in OVERRIDE_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ConfigError(
+                f"{path}: missing column(s) {', '.join(missing)} (expected {', '.join(OVERRIDE_COLUMNS)})"
+            )
+        for row_no, row in enumerate(reader, start=2):
+            action = (row["action"] or "").strip().lower()
+            left = f"{(row['source_system'] or '').strip()}:{(row['source_record_id'] or '').strip()}"
+            right = f"{(row['other_source_system'] or '').strip()}:{(row['other_source_record_id'] or '').strip()}"
+            if action not in ("merge", "split", "detach"):
+                raise ConfigError(f"{path}: row {row_no}, column action: '{action}' is not merge, split or detach")
+            for column, ref in (("source_record_id", left), ("other_source_record_id", right)):
+                if (column == "source_record_id" or action != "detach") and (ref.startswith(":") or ref.endswith(":")):
+                    raise ConfigError(f"{path}: row {row_no}, column {column}: a source and a record id are needed")
+            out.append(Override(action, left, right if action != "detach" else ""))
+    return out
+
+
+def _override_nodes(
+    recs: pl.DataFrame, overrides: list[Override]
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[int]]:
+    """Overrides as node ids; a record the data no longer has is ignored (it may come back)."""
+    if not overrides:
+        return [], [], []
+    wanted = {o.left for o in overrides} | {o.right for o in overrides if o.right}
+    found = recs.filter(pl.col("ref").is_in(list(wanted))).group_by("ref").agg(pl.col("node").min())
+    node = dict(found.iter_rows())
+    merge = [
+        (node[o.left], node[o.right]) for o in overrides if o.action == "merge" and {o.left, o.right} <= node.keys()
+    ]
+    apart = [
+        (node[o.left], node[o.right]) for o in overrides if o.action == "split" and {o.left, o.right} <= node.keys()
+    ]
+    detach = [node[o.left] for o in overrides if o.action == "detach" and o.left in node]
+    return merge, apart, detach
+
+
+# -------------------------------------------------------------------------------- evaluation
+@dataclass(frozen=True)
+class Score:
+    records: int
+    true_pairs: int
+    predicted_pairs: int
+    correct_pairs: int
+
+    @property
+    def precision(self) -> float:
+        return self.correct_pairs / self.predicted_pairs if self.predicted_pairs else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.correct_pairs / self.true_pairs if self.true_pairs else 1.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def evaluate(links: pl.DataFrame, truth: pl.DataFrame) -> Score:
+    """Pairwise scores of links against truth (source_system, source_record_id, person_id), over the
+    records both know."""
+    j = links.select("source_system", "source_record_id", "customer_key").join(
+        truth.select("source_system", pl.col("source_record_id").cast(pl.String), "person_id"),
+        on=["source_system", "source_record_id"],
+    )
+
+    def pairs(*by: str) -> int:
+        sizes = j.group_by(*by).len()["len"].cast(pl.Int64)
+        return int((sizes * (sizes - 1) // 2).sum())
+
+    return Score(j.height, pairs("person_id"), pairs("customer_key"), pairs("customer_key", "person_id"))
+
+
+# -------------------------------------------------------------------------------- the derived build
+def build_links(
+    settings: Settings, store: Store, manifest: Manifest, con: duckdb.DuckDBPyConnection
+) -> tuple[pl.DataFrame, pl.DataFrame, Model | None]:
+    """(records, links, model) of a derived build: ``con`` has the entity views of ``manifest``; the
+    current build's links (if any) hand their keys on."""
+    cfg = settings.identity
+    overrides = read_overrides(settings.base_dir / cfg.overrides) if cfg.overrides else []
+    previous = None
+    rel = ((manifest.get("derived") or {}).get("tables") or {}).get("identity_links")
+    if rel and store.abs(rel).is_file():
+        previous = pl.read_parquet(store.abs(rel), columns=["source_system", "source_record_id", "customer_key"])
+    records = con.sql(RECORDS_SQL).pl()
+    model = Model(threshold=cfg.match_threshold) if cfg.probabilistic else None
+    return records, resolve(records, model, overrides, previous), model

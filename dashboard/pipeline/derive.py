@@ -8,10 +8,12 @@ import os
 
 import duckdb
 
-from dashboard import analytics
+from dashboard import analytics, churn
 from dashboard.analytics import ANALYTICS_TABLES
+from dashboard.churn import CHURN_TABLES
 from dashboard.config import Settings
-from dashboard.identity import RECORDS_SQL, link_exact
+from dashboard.golden import GOLDEN_TABLES, write_golden
+from dashboard.identity import build_links
 from dashboard.pipeline.store import Manifest, Store, crash_point, new_id, now_utc
 from dashboard.quality_tables import QUALITY_TABLES, write_quality_tables
 from dashboard.warehouse import attach_views, quote_path
@@ -25,7 +27,7 @@ def build_derived(settings: Settings, store: Store, manifest: Manifest) -> Manif
     con = duckdb.connect(":memory:")
     try:
         attach_views(con, store, manifest, in_memory=frozenset())  # the old summaries are rebuilt, not read
-        links = link_exact(con.sql(RECORDS_SQL).pl())
+        records, links, _model = build_links(settings, store, manifest, con)  # exact, then Splink; overrides win
         links.write_parquet(stage / "identity_links.parquet")
         write_quality_tables(settings, store, manifest, con, links, stage)  # profiles were made at publish
         analytics.build(
@@ -34,6 +36,8 @@ def build_derived(settings: Settings, store: Store, manifest: Manifest) -> Manif
         for table in ANALYTICS_TABLES:
             target = quote_path(stage / f"{table}.parquet")  # our staging path, quoted
             con.execute(f"COPY {table} TO {target} (FORMAT parquet, COMPRESSION zstd)")
+        write_golden(con, settings, records, links, stage)  # golden customers: reads lead_facts
+        churn.build(con, settings, links, stage)  # churn scores, model card, calibration
     finally:
         con.close()
     crash_point("derived_staged")
@@ -47,7 +51,9 @@ def build_derived(settings: Settings, store: Store, manifest: Manifest) -> Manif
         "tables": {
             **{t: store.rel(dest / f"{t}.parquet") for t in QUALITY_TABLES},
             "identity_links": store.rel(dest / "identity_links.parquet"),
+            **{t: store.rel(dest / f"{t}.parquet") for t in GOLDEN_TABLES},
             **{t: store.rel(dest / f"{t}.parquet") for t in ANALYTICS_TABLES},
+            **{t: store.rel(dest / f"{t}.parquet") for t in CHURN_TABLES},
         },
     }
     return {**manifest, "derived": derived}
