@@ -42,6 +42,8 @@ _lock = threading.Lock()
 class AuthError(CockpitError):
     """A sign-in that did not succeed; ``retry_after`` seconds when an account or client is locked."""
 
+    exit_code = 2
+
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
@@ -141,6 +143,33 @@ def set_password(settings: Settings, username: str, password: str) -> None:
         old = accounts[username]
         accounts[username] = Account(username, old.role, _HASHER.hash(password), old.owner, old.created_at)
         _save_accounts(settings, accounts)
+
+
+def demo_accounts(settings: Settings) -> list[tuple[str, str, str, str | None]]:
+    """One account per role for the demo (user = role, password = "<role>-demo"); the sales account owns
+    the customers of the owner with the most leads. Existing accounts are left alone. Returns what was made."""
+    import duckdb
+
+    from dashboard.warehouse import Warehouse
+
+    wh = Warehouse(settings)
+    try:
+        top = wh.sql(
+            "SELECT owner FROM leads WHERE owner IS NOT NULL GROUP BY owner ORDER BY count(*) DESC, owner LIMIT 1"
+        )
+    except (CockpitError, duckdb.Error):
+        top = None
+    finally:
+        wh.close()
+    owner = str(top.item()) if top is not None and top.height else None
+    existing = load_accounts(settings)
+    made = []
+    for role in ROLES:
+        if role in existing or (role == "sales" and owner is None):
+            continue
+        add_user(settings, role, role, f"{role}-demo", owner if role == "sales" else None)
+        made.append((role, role, f"{role}-demo", owner if role == "sales" else None))
+    return made
 
 
 # -- lockout ----------------------------------------------------------------------------------------

@@ -126,9 +126,14 @@ def query(
     name: Annotated[str, typer.Argument(help="A query in queries/ (e.g. channel_summary).")],
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="k=v, repeatable.")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", help="Run as this account: its role's rows and masking.")
+    ] = None,
 ) -> None:
-    """Run a named query against the current snapshots."""
+    """Run a named query against the current snapshots (as --user sees it; without it, unrestricted)."""
 
+    from dashboard import audit
+    from dashboard.auth import load_accounts
     from dashboard.errors import QueryError
     from dashboard.warehouse import Warehouse
 
@@ -138,7 +143,17 @@ def query(
         if not sep:
             raise QueryError(f"--param expects k=v, got {item!r}")
         params[key.strip()] = value
-    _print_frame(Warehouse(_settings()).run_query(name, params), fmt)
+    settings = _settings()
+    principal = None
+    if user is not None:
+        account = load_accounts(settings).get(user)
+        if account is None:
+            raise QueryError(f"no user named '{user}' (see `cockpit users list`)")
+        principal = account.principal
+    frame = Warehouse(settings).run_query(name, params, user=principal)
+    if principal is not None:
+        audit.record(settings, "query", principal.username, principal.role, "cli", target=name, rows=frame.height)
+    _print_frame(frame, fmt)
 
 
 def _print_frame(df: pl.DataFrame, fmt: Format) -> None:
@@ -266,6 +281,27 @@ def schedule() -> None:
     raise typer.Exit(serve_forever(_settings()))
 
 
+identity_app = typer.Typer(help="Identity resolution: how well the customer links hold.", no_args_is_help=True)
+app.add_typer(identity_app, name="identity")
+
+
+@identity_app.command("evaluate")
+def identity_evaluate() -> None:
+    """Pairwise precision, recall and F1 of the current links and of exact rules alone, against
+    <data_dir>/demo_truth/identity.csv."""
+    from dashboard.identity import evaluate_current
+
+    typer.echo(
+        f"{'method':<18} {'records':>9} {'true pairs':>11} {'linked pairs':>13} {'correct':>9} "
+        f"{'precision':>9} {'recall':>7} {'f1':>7}"
+    )
+    for label, s in evaluate_current(_settings()):
+        typer.echo(
+            f"{label:<18} {s.records:>9} {s.true_pairs:>11} {s.predicted_pairs:>13} {s.correct_pairs:>9} "
+            f"{s.precision:>9.4f} {s.recall:>7.4f} {s.f1:>7.4f}"
+        )
+
+
 notify_app = typer.Typer(help="Notification channels ([[notifications.channels]]).", no_args_is_help=True)
 app.add_typer(notify_app, name="notify")
 
@@ -311,6 +347,104 @@ def report_send(
         raise typer.Exit(0 if sent.delivery.ok else 1)
 
 
+users_app = typer.Typer(
+    help="Local accounts (the [security] users_file): add, remove, passwd, list.", no_args_is_help=True
+)
+app.add_typer(users_app, name="users")
+_PASSWORD_STDIN = typer.Option("--password-stdin", help="Read the password from the first line of stdin (scripts).")
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password: str = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    return password
+
+
+def _audit_cli(action: str, target: str) -> None:
+    from dashboard import audit
+
+    audit.record(_settings(), action, _who(), "operator", "cli", target=target)
+
+
+@users_app.command("add")
+def users_add(
+    name: str,
+    role: Annotated[str, typer.Option("--role", "-r", help="admin | manager | analyst | sales.")],
+    owner: Annotated[
+        str | None, typer.Option("--owner", help="Sales users: their name as the CRM's owner column writes it.")
+    ] = None,
+    password_stdin: Annotated[bool, _PASSWORD_STDIN] = False,
+) -> None:
+    """Add an account (the password is asked twice, or read from stdin; only its argon2 hash is stored)."""
+    from dashboard.auth import add_user
+
+    settings = _settings()
+    account = add_user(settings, name, role, _password(password_stdin), owner)
+    _audit_cli("user_add", name)
+    extra = f", owner {account.owner}" if account.owner else ""
+    typer.echo(f"✔ added {account.username} ({account.role}{extra}) to {settings.users_path}")
+
+
+@users_app.command("remove")
+def users_remove(name: str) -> None:
+    """Remove an account; its open sessions end at their next click."""
+    from dashboard.auth import remove_user
+
+    remove_user(_settings(), name)
+    _audit_cli("user_remove", name)
+    typer.echo(f"✔ removed {name}")
+
+
+@users_app.command("passwd")
+def users_passwd(name: str, password_stdin: Annotated[bool, _PASSWORD_STDIN] = False) -> None:
+    """Set a new password; the account's open sessions end."""
+    from dashboard.auth import set_password
+
+    set_password(_settings(), name, _password(password_stdin))
+    _audit_cli("user_passwd", name)
+    typer.echo(f"✔ changed the password of {name}")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """Accounts, roles and owner names (never a password or hash)."""
+    from dashboard.auth import load_accounts
+
+    accounts = load_accounts(_settings())
+    if not accounts:
+        typer.echo("no accounts (add one: cockpit users add NAME --role admin)")
+    for a in accounts.values():
+        typer.echo(f"{a.username}\t{a.role}\t{a.owner or ''}\t{a.created_at}")
+
+
+@app.command("audit")
+def audit_log(
+    since: Annotated[str | None, typer.Option(help="From this date or time (ISO, local to UTC).")] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="One user's events.")] = None,
+    action: Annotated[str | None, typer.Option("--action", "-a", help="One action (e.g. sign_in_failed).")] = None,
+    contains: Annotated[str | None, typer.Option(help="Text in the target, detail or client.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many events, newest first.")] = 1000,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+) -> None:
+    """The audit log: sign-ins, page views, refusals, exports, quarantine actions, user changes."""
+    import datetime as dt
+
+    from dashboard import audit
+    from dashboard.errors import QueryError
+
+    start = None
+    if since:
+        try:
+            start = dt.datetime.fromisoformat(since)
+        except ValueError:
+            raise QueryError(f"--since expects a date or time like 2026-11-01, got {since!r}") from None
+        start = start if start.tzinfo else start.replace(tzinfo=dt.UTC)
+    if action and action not in audit.ACTIONS:
+        raise QueryError(f"unknown action '{action}' (actions: {', '.join(audit.ACTIONS)})")
+    _print_frame(audit.read(_settings(), start, user, action, contains, limit), fmt)
+
+
 @app.command()
 def demo(
     size: Annotated[Size, typer.Option(help="small ~2k customers, medium ~50k, large ~1M.")] = Size.small,
@@ -330,17 +464,53 @@ def demo(
         typer.echo(f"{'✔' if r.published else '✘'} {r.source}: {r.status} ({sum(r.rows.values())} rows)")
         for reason in r.reasons:
             typer.echo(f"    - {reason}")
+    _demo_accounts(settings)
     if not no_serve:
         _serve(settings, port)
 
 
+def _demo_accounts(settings: Settings) -> None:
+    from dashboard.auth import demo_accounts
+
+    made = demo_accounts(settings)
+    if made:
+        typer.echo(f"demo accounts (in {settings.users_path}; for the demo only — remove them before real use):")
+        for username, role, password, owner in made:
+            typer.echo(f"    {username} / {password}   {role}" + (f" (sees {owner}'s customers)" if owner else ""))
+
+
 @app.command()
-def serve(port: Annotated[int, typer.Option(help="Dashboard port.")] = 8501) -> None:
-    """Serve the dashboard on http://127.0.0.1:PORT."""
-    _serve(_settings(), port)
+def serve(
+    port: Annotated[int, typer.Option(help="Dashboard port.")] = 8501,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Serve without sign-in: everyone sees everything (says so on every page).")
+    ] = False,
+) -> None:
+    """Serve the dashboard on http://127.0.0.1:PORT (refuses without accounts unless --no-auth)."""
+    from dashboard.auth import load_accounts
+    from dashboard.errors import ConfigError
+
+    settings = _settings()
+
+    if not no_auth and not load_accounts(settings) and not _sso_configured(settings):
+        raise ConfigError(
+            f"no accounts in {settings.users_path} and no single sign-on: add one with "
+            "`cockpit users add NAME --role admin`, or serve with --no-auth to show all data to anyone"
+        )
+    _serve(settings, port, no_auth)
 
 
-def _serve(settings: Settings, port: int) -> None:
+def _sso_configured(settings: Settings) -> bool:
+    import tomllib
+
+    secrets = settings.base_dir / ".streamlit" / "secrets.toml"
+    try:
+        return bool(tomllib.loads(secrets.read_text(encoding="utf-8")).get("auth"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+
+
+def _serve(settings: Settings, port: int, no_auth: bool = False) -> None:
     app_path = Path(__file__).with_name("app.py")
     config_path = (settings.base_dir / "cockpit.toml") if _state["config"] is None else Path(_state["config"])
     os.environ[CONFIG_ENV] = str(config_path.resolve())
@@ -361,8 +531,63 @@ def _serve(settings: Settings, port: int) -> None:
         "--client.toolbarMode",
         "viewer",
     ]
+    if no_auth:
+        os.environ["COCKPIT_NO_AUTH"] = "1"
+        _err("warning: sign-in is off (--no-auth): anyone who opens the address sees all data unmasked")
+    else:
+        os.environ.pop("COCKPIT_NO_AUTH", None)
     typer.echo(f"serving on http://127.0.0.1:{port}  (Ctrl+C to stop)")
     os.execv(sys.executable, args)
+
+
+churn_app = typer.Typer(help="Churn warnings: who is likely to stop buying, the revenue at risk, and why.")
+app.add_typer(churn_app, name="churn")
+_AS_OF = typer.Option("--as-of", help="Score with data before this date (default: the day after the latest activity).")
+_HORIZON = typer.Option("--horizon-days", help="Churn = no order and no interaction this many days (default: config).")
+
+
+@churn_app.callback(invoke_without_command=True)
+def churn(
+    ctx: typer.Context,
+    as_of: Annotated[str | None, _AS_OF] = None,
+    horizon_days: Annotated[int | None, _HORIZON] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+) -> None:
+    """Every customer's churn risk, expected revenue at risk and top three reasons, riskiest value first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from dashboard import churn as churn_mod
+    from dashboard.warehouse import Warehouse
+
+    settings = _settings()
+    if as_of is None and horizon_days is None:  # what the last refresh scored
+        scores = Warehouse(settings).sql("SELECT * FROM churn_scores")
+        if scores.is_empty():
+            _err("no churn scores yet: they are computed when `cockpit refresh` publishes (or give --as-of)")
+    else:
+        scores = churn_mod.score_current(settings, churn_mod.parse_as_of(as_of), horizon_days, _err).scores
+    _print_frame(churn_mod.listing(scores, settings.language), fmt)
+
+
+@churn_app.command("backtest")
+def churn_backtest(
+    as_of: Annotated[str | None, _AS_OF] = None,
+    horizon_days: Annotated[int | None, _HORIZON] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+) -> None:
+    """The model against the recency and BG/NBD baselines on the backtest; the one that serves is chosen."""
+    from dashboard import churn as churn_mod
+    from dashboard.warehouse import Warehouse
+
+    settings = _settings()
+    if as_of is None and horizon_days is None:
+        card = Warehouse(settings).run_query("churn_model_card")
+    else:
+        card = churn_mod.score_current(settings, churn_mod.parse_as_of(as_of), horizon_days, _err).card
+    _print_frame(card.select(churn_mod.BACKTEST_COLUMNS), fmt)
+    notes = card["notes"][0] if card.height else None
+    if notes and fmt is Format.table:
+        typer.echo(notes)
 
 
 def main() -> None:

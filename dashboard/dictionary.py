@@ -91,6 +91,8 @@ def mask(value: object, field: str = "") -> str:
     if "@" in text:
         local, _, domain = text.partition("@")
         return f"{local[:1]}***@{domain}"
+    if field == "id_number" and len(text) > 8:  # the data layer's mask_id: 1101**********1234
+        return text[:4] + "*" * (len(text) - 8) + text[-4:]
     if _DIGITS.match(text):
         return text[:3] + "*" * max(len(text) - 7, 1) + text[-4:] if len(text) >= 8 else "*" * len(text)
     if field == "name":

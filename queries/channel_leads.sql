@@ -1,5 +1,5 @@
 -- name: channel_leads
--- description: The leads behind a channel or campaign, newest first, phones masked (138****8000).
+-- description: The leads behind a channel or campaign, newest first (phones masked by the data layer for masked roles).
 -- params: start:date?, end:date?, channel:str?, region:str?, owner:str?, campaign:str?, limit:int?
 -- columns: lead_id, created_at, channel, campaign, name, phone, region, owner, furthest_stage, won_amount
 SELECT
@@ -8,8 +8,7 @@ SELECT
     channel,
     campaign,
     name,
-    CASE WHEN phone_valid THEN left(phone, 3) || '****' || right(phone, 4)
-         WHEN phone IS NOT NULL THEN '****' END AS phone,
+    phone,
     region,
     owner,
     CASE WHEN won_at IS NOT NULL THEN 'won'

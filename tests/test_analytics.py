@@ -9,6 +9,7 @@ import pytest
 from dashboard.analytics import MODELS
 from dashboard.config import Settings, load_settings
 from dashboard.pipeline.refresh import refresh
+from dashboard.security import Principal
 from dashboard.warehouse import Warehouse
 
 FILES = {
@@ -138,7 +139,10 @@ def test_campaigns_and_masked_leads(mini: Settings) -> None:
     leads = by(q(mini, "channel_leads", channel="website"), "lead_id")
     assert leads["L3"]["furthest_stage"] == "lost"
     assert leads["L4"]["phone"] is None and leads["L4"]["furthest_stage"] == "won"
-    assert q(mini, "channel_leads", channel="paid_search")[0]["phone"] == "138****8000"
+    assert q(mini, "channel_leads", channel="paid_search")[0]["phone"] == "13800138000"  # the system: unmasked
+    manager = Principal("m", "manager")
+    masked = Warehouse(mini).run_query("channel_leads", {"channel": "paid_search"}, user=manager)
+    assert masked["phone"][0] == "138****8000"  # masked by the manager's views, not by the query
 
 
 def test_leaderboard_new_leads_receivables(mini: Settings) -> None:

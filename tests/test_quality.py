@@ -144,7 +144,7 @@ def test_profile_of_an_empty_entity_and_of_nulls_only() -> None:
     [
         ("13800138000", "phone", "138****8000"),
         ("u1@example.com", "email", "u***@example.com"),
-        ("11010519491231002X", "id_number", "110***********002X"),
+        ("11010519491231002X", "id_number", "1101**********002X"),
         ("张三", "name", "张*"),
         ("欧阳娜娜", "name", "欧***"),
         ("回访时客户说下周签约", "note", "回***"),

@@ -17,7 +17,7 @@ import polars as pl
 import streamlit as st
 
 from dashboard.config import Settings, find_config, load_settings
-from dashboard.errors import CockpitError
+from dashboard.errors import CockpitError, QueryError
 from dashboard.i18n import LANGS, Lang
 from dashboard.security import Principal
 from dashboard.status import SourceStatus, source_status
@@ -85,6 +85,16 @@ def query(name: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
     key = _config_key()
     version = _warehouse(*key).version
     return _query(*key, version, user(), name, tuple(sorted((params or {}).items())))
+
+
+def query_if_allowed(name: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame | None:
+    """Like query(), or None when the user's role may not read what the query reads (a tile hides)."""
+    try:
+        return query(name, params)
+    except QueryError as e:
+        if "not available to the role" in e.message:
+            return None
+        raise
 
 
 def has_data() -> bool:

@@ -16,6 +16,7 @@ from dashboard.components.leaderboard import leaderboard
 from dashboard.components.session import lang
 from dashboard.components.tables import table
 from dashboard.components.tiles import (
+    at_risk_tile,
     count_format,
     has_query,
     health_tile,
@@ -44,8 +45,12 @@ def tiles() -> None:
     new_leads = new_leads_tiles(data.query("new_leads", {"as_of": as_of}), LANG)
     kpis = kpi_tiles(channel_totals(summary), LANG, MONEY, COUNT) if summary["leads"].sum() else []
     status = [receivables_tile(data.query("receivables_overdue", {"as_of": as_of}), LANG, MONEY)]
-    if has_query("data_health"):
-        status.append(health_tile(data.query("data_health"), LANG))
+    health = data.query_if_allowed("data_health") if has_query("data_health") else None
+    if health is not None:  # sales do not read the data-quality tables
+        status.append(health_tile(health, LANG))
+    card = data.query_if_allowed("churn_model_card") if has_query("churn_model_card") else None
+    if card is not None and (at_risk := at_risk_tile(data.query("churn_bands"), card, LANG, MONEY)):
+        status.append(at_risk)  # churn warnings: only once their scores passed a backtest
     numbers, ranking = st.columns([3, 2], gap="large") if KIOSK else (st.container(), st.container())
     with numbers:
         if KIOSK:  # three big tiles a row beside the leaderboard

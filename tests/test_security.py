@@ -1,0 +1,365 @@
+"""Security tests that try to break in: every query as a sales user and as an analyst, injection in every
+text parameter, each role's pages (and refusals), lockout, tampered and expired sessions, the audit log.
+
+The company (tests/fixture_data.py): the CRM's 30 leads are owned by rep0, rep1 and rep2 (10 each); the
+trade show, web forms and ERP records have no owner. Phones, e-mails and one ID number are real-shaped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from argon2 import PasswordHasher
+from streamlit.testing.v1 import AppTest
+
+from dashboard import audit, auth
+from dashboard.config import CONFIG_ENV, Settings
+from dashboard.errors import QueryError
+from dashboard.i18n import t
+from dashboard.security import ROLE_PAGES, ROLES, Principal
+from dashboard.warehouse import Warehouse, list_queries, load_query
+
+APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+PASSWORD = "correct horse battery"
+SALES = Principal("sales", "sales", "rep1")
+ANALYST = Principal("analyst", "analyst")
+OWN_LEADS = {f"CRM-{i}" for i in range(1, 30, 3)}  # rep1 owns CRM-1, CRM-4, ... CRM-28
+
+# Shapes of unmasked personal data: an 11-digit mobile, an e-mail with more than its first letter, an ID.
+UNMASKED = {
+    "phone": re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)"),
+    "email": re.compile(r"[A-Za-z0-9._%+-]{2,}@[A-Za-z0-9.-]+"),
+    "id_number": re.compile(r"(?<!\d)\d{17}[\dXx](?!\d)"),
+}
+INJECTIONS = [
+    "' OR 1=1 --",
+    "rep1' OR owner <> 'rep1",
+    "%",
+    "_",
+    "x" * 100_000,
+    "rep1\u202e",  # right-to-left override
+    "ｒｅｐ０",  # full-width letters
+    "rep0\x00",
+    "'; DROP TABLE leads; --",
+    "\\'",
+]
+
+
+@pytest.fixture(autouse=True)
+def _fast_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2 at its cheapest: the tests check who gets in, not how slow a guess is."""
+    monkeypatch.setattr(auth, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+
+
+@pytest.fixture
+def accounts(company: Settings) -> Settings:
+    for role in ROLES:
+        auth.add_user(company, role, role, PASSWORD, "rep1" if role == "sales" else None)
+    return company
+
+
+def _required(name: str, wh: Warehouse) -> dict[str, object]:
+    """Values for a query's required parameters: another owner's record, where one is asked for."""
+    other_key = wh.sql(
+        "SELECT customer_key FROM identity_links AS l JOIN leads AS x "
+        "ON x.source_system = l.source_system AND x.lead_id = l.source_record_id WHERE x.owner = 'rep0' LIMIT 1"
+    ).item()
+    values = {"customer_key": other_key, "start": "2026-01-01", "end": "2026-12-31"}
+    params = {}
+    for p in load_query(name).params:
+        if not p.optional:
+            params[p.name] = values.get(p.name, "x")
+    return params
+
+
+def _text_cells(frame: pl.DataFrame) -> list[str]:
+    cells: list[str] = []
+    for column, dtype in frame.schema.items():
+        if dtype == pl.String:
+            cells += [v for v in frame[column].to_list() if v]
+        elif isinstance(dtype, pl.List):
+            cells += [str(v) for row in frame[column].to_list() if row for v in row]
+    return cells
+
+
+def _assert_only_own_rows(name: str, frame: pl.DataFrame) -> None:
+    if "owner" in frame.columns:
+        assert set(frame["owner"].drop_nulls().to_list()) <= {"rep1"}, name
+        assert frame["owner"].null_count() == 0 or name in {"sales_leaderboard"}, name
+    if "lead_id" in frame.columns:
+        crm = {v for v in frame["lead_id"].drop_nulls().to_list() if str(v).startswith("CRM-")}
+        assert crm <= OWN_LEADS, (name, sorted(crm - OWN_LEADS))
+
+
+# -- the data layer, every named query -------------------------------------------------------------
+@pytest.mark.parametrize("name", list_queries())
+def test_a_sales_user_never_gets_another_owners_rows(company: Settings, name: str) -> None:
+    wh = Warehouse(company)
+    params = _required(name, wh)
+    try:
+        mine = wh.run_query(name, params, user=SALES)
+    except QueryError as e:
+        assert "not available to the role 'sales'" in e.message  # data-quality internals are refused whole
+        return
+    _assert_only_own_rows(name, mine)
+    if "owner" in {p.name for p in load_query(name).params}:  # a colleague's name finds what no name finds
+        colleague = wh.run_query(name, {**params, "owner": "rep0"}, user=SALES)
+        assert colleague.equals(wh.run_query(name, {**params, "owner": "no such person"}, user=SALES)), name
+
+
+def test_a_sales_user_sees_exactly_their_own_leads_and_funnel(company: Settings) -> None:
+    wh = Warehouse(company)
+    leads = wh.sql("SELECT lead_id, owner, phone FROM leads", user=SALES)
+    assert set(leads["lead_id"]) == OWN_LEADS and set(leads["owner"]) == {"rep1"}
+    assert leads.filter(pl.col("lead_id") == "CRM-1")["phone"].item() == "13900130001"  # own: unmasked
+    events = wh.sql("SELECT count(*) AS n FROM lead_events", user=SALES).item()
+    assert events == 10 + 3 + 2  # a lead event each, opportunities CRM-1/4/7, wins CRM-1/4
+    board = wh.run_query("sales_leaderboard", user=SALES)
+    assert board.rows() == [("rep1", 2, 2000.0 + 5000.0)]  # CRM-1 won 2,000 and CRM-4 won 5,000
+
+
+@pytest.mark.parametrize("name", list_queries())
+def test_an_analyst_never_gets_an_unmasked_phone_email_or_id(company: Settings, name: str) -> None:
+    wh = Warehouse(company)
+    frame = wh.run_query(name, _required(name, wh), user=ANALYST)
+    for cell in _text_cells(frame):
+        for kind, pattern in UNMASKED.items():
+            assert not pattern.search(cell), (name, kind, cell)
+
+
+def test_masking_shapes_for_manager_and_none_for_admin(company: Settings) -> None:
+    wh = Warehouse(company)
+    sql = "SELECT phone, email, id_number FROM customers WHERE id_number IS NOT NULL"
+    manager = wh.sql(sql, user=Principal("m", "manager")).row(0)
+    assert manager == ("138****8000", None, "1101**********002X")
+    assert wh.sql(sql, user=Principal("a", "admin")).row(0) == ("13800138000", None, "11010519491231002X")
+    email = wh.sql("SELECT email FROM leads WHERE lead_id = 'CRM-3'", user=Principal("m", "manager")).item()
+    assert email == "u***@example.com"
+
+
+@pytest.mark.parametrize("value", INJECTIONS, ids=lambda v: repr(v[:12]))
+def test_injection_in_every_text_parameter_returns_nothing_extra(company: Settings, value: str) -> None:
+    wh = Warehouse(company)
+    for name in list_queries():
+        query = load_query(name)
+        base = _required(name, wh)
+        for p in query.params:
+            if p.type != "str":
+                continue
+            try:
+                frame = wh.run_query(name, {**base, p.name: value}, user=SALES)
+            except QueryError as e:
+                assert "Traceback" not in e.message and "not available" in e.message, (name, p.name, e.message)
+                continue
+            _assert_only_own_rows(name, frame)
+    # the owner variable itself is bound: a sales user whose owner name is an injection sees nothing
+    evil = Principal("evil", "sales", "x' OR '1'='1")
+    assert wh.sql("SELECT count(*) FROM leads", user=evil).item() == 0
+    assert wh.sql("SELECT count(*) FROM leads").item() == 60  # and the tables are intact
+
+
+def test_the_cli_runs_queries_as_the_user_and_audits_it(accounts: Settings) -> None:
+    cfg = str(accounts.base_dir / "cockpit.toml")
+    run = [sys.executable, "-m", "dashboard.cli", "--config", cfg, "query", "channel_leads", "-f", "json"]
+    as_sales = subprocess.run([*run, "--user", "sales"], capture_output=True, text=True, timeout=120)
+    assert as_sales.returncode == 0, as_sales.stderr
+    assert {r["lead_id"] for r in json.loads(as_sales.stdout)} == OWN_LEADS
+    as_analyst = subprocess.run([*run, "--user", "analyst"], capture_output=True, text=True, timeout=120)
+    rows = json.loads(as_analyst.stdout)
+    assert len(rows) == 60 and not any(UNMASKED["phone"].search(r["phone"] or "") for r in rows)
+    nobody = subprocess.run([*run, "--user", "mallory"], capture_output=True, text=True, timeout=120)
+    assert nobody.returncode == 2 and "no user named 'mallory'" in nobody.stderr and "Traceback" not in nobody.stderr
+    events = audit.read(accounts, action="query")
+    assert sorted(events["user"]) == ["analyst", "sales"] and set(events["rows"]) == {10, 60}
+
+
+# -- accounts and sessions ---------------------------------------------------------------------------
+def test_users_file_holds_hashes_only_and_cli_manages_it(company: Settings) -> None:
+    cfg = str(company.base_dir / "cockpit.toml")
+
+    def cockpit(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "dashboard.cli", "--config", cfg, *args]
+        return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=120)
+
+    added = cockpit("users", "add", "li", "-r", "sales", "--owner", "rep2", "--password-stdin", stdin="s3cret-pass\n")
+    assert added.returncode == 0, added.stderr
+    short = cockpit("users", "add", "wu", "--role", "analyst", "--password-stdin", stdin="short\n")
+    assert short.returncode == 2 and "at least 8 characters" in short.stderr
+    no_owner = cockpit("users", "add", "zh", "--role", "sales", "--password-stdin", stdin="long-enough\n")
+    assert no_owner.returncode == 2 and "--owner" in no_owner.stderr
+    stored = company.users_path.read_text(encoding="utf-8")
+    assert "s3cret-pass" not in stored and "$argon2id$" in stored
+    assert oct(company.users_path.stat().st_mode & 0o777) == "0o600"
+    listed = cockpit("users", "list")
+    assert "li\tsales\trep2" in listed.stdout and "argon2" not in listed.stdout
+    assert auth.sign_in(company, "li", "s3cret-pass", None).principal == Principal("li", "sales", "rep2")
+    assert cockpit("users", "passwd", "li", "--password-stdin", stdin="another-pass\n").returncode == 0
+    with pytest.raises(auth.AuthError):
+        auth.sign_in(company, "li", "s3cret-pass", None)
+    assert cockpit("users", "remove", "li").returncode == 0
+    assert auth.load_accounts(company) == {}
+    assert sorted(audit.read(company)["action"]) == ["user_add", "user_passwd", "user_remove"]
+
+
+def test_serve_refuses_without_accounts_unless_no_auth_is_given(company: Settings) -> None:
+    cfg = str(company.base_dir / "cockpit.toml")
+    out = subprocess.run(
+        [sys.executable, "-m", "dashboard.cli", "--config", cfg, "serve"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 2 and "--no-auth" in out.stderr and "cockpit users add" in out.stderr
+
+
+def test_lockout_per_account_and_per_client_with_back_off(accounts: Settings) -> None:
+    policy = accounts.security  # 5 failures, then 60 s, doubling
+    for i in range(policy.lockout_after):
+        with pytest.raises(auth.AuthError, match="wrong user name or password"):
+            auth.sign_in(accounts, "manager", "guess", "10.0.0.9", now=1000.0 + i)
+    with pytest.raises(auth.AuthError, match="too many failed sign-ins") as locked:
+        auth.sign_in(accounts, "manager", PASSWORD, "10.0.0.1", now=1010.0)  # the right password, locked account
+    assert locked.value.retry_after == pytest.approx(54.0)
+    with pytest.raises(auth.AuthError, match="too many"):  # the guessing client is locked for other accounts too
+        auth.sign_in(accounts, "analyst", PASSWORD, "10.0.0.9", now=1010.0)
+    assert auth.sign_in(accounts, "analyst", PASSWORD, "10.0.0.1", now=1010.0).role == "analyst"
+    with pytest.raises(auth.AuthError, match="wrong"):  # after the wait, one more failure locks twice as long
+        auth.sign_in(accounts, "manager", "guess", "10.0.0.2", now=1100.0)
+    with pytest.raises(auth.AuthError) as longer:
+        auth.sign_in(accounts, "manager", PASSWORD, "10.0.0.2", now=1101.0)
+    assert longer.value.retry_after == pytest.approx(119.0)
+    assert auth.sign_in(accounts, "manager", PASSWORD, "10.0.0.2", now=1300.0).role == "manager"
+
+
+def test_sessions_are_signed_expire_when_idle_and_end_with_the_account(accounts: Settings) -> None:
+    account = auth.load_accounts(accounts)["manager"]
+    token = auth.issue_session(accounts, account, account.principal, now=0.0)
+    principal, renewed = auth.check_session(accounts, token, now=60.0)
+    assert principal == Principal("manager", "manager")
+    idle = accounts.security.session_idle_minutes * 60
+    assert auth.check_session(accounts, renewed, now=60.0 + idle - 1)[0] == principal  # renewed by use
+    with pytest.raises(auth.SessionError, match="expired"):
+        auth.check_session(accounts, renewed, now=61.0 + idle)
+    body, _, mac = token.partition(".")
+    forged = json.loads(__import__("base64").urlsafe_b64decode(body))
+    forged["r"] = "admin"
+    forged_body = __import__("base64").urlsafe_b64encode(json.dumps(forged, sort_keys=True).encode()).decode()
+    with pytest.raises(auth.SessionError, match="not valid"):
+        auth.check_session(accounts, f"{forged_body}.{mac}", now=60.0)
+    with pytest.raises(auth.SessionError, match="not valid"):
+        auth.check_session(accounts, "garbage", now=60.0)
+    auth.set_password(accounts, "manager", "a new password")
+    with pytest.raises(auth.SessionError, match="changed or was removed"):
+        auth.check_session(accounts, token, now=60.0)
+
+
+# -- the app, per role ----------------------------------------------------------------------------------
+def _app(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.delenv("COCKPIT_NO_AUTH", raising=False)
+    monkeypatch.setenv(CONFIG_ENV, str(settings.base_dir / "cockpit.toml"))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    if at.sidebar.radio[0].value != "en":
+        at.sidebar.radio[0].set_value("en").run()
+    return at
+
+
+def _sign_in(at: AppTest, user: str, password: str = PASSWORD) -> AppTest:
+    at.text_input[0].input(user)
+    at.text_input[1].input(password)
+    return at.button[0].click().run()
+
+
+@pytest.mark.usefixtures("fresh_caches")
+@pytest.mark.parametrize("role", ROLES)
+def test_each_role_opens_its_pages_and_is_refused_the_others(
+    accounts: Settings, monkeypatch: pytest.MonkeyPatch, role: str
+) -> None:
+    at = _app(accounts, monkeypatch)
+    assert [x.value for x in at.title] == [t("auth.title", "en")]  # nothing but the sign-in form
+    assert not at.metric and not at.dataframe
+    _sign_in(at, role)
+    assert not at.exception, at.exception
+    assert t("auth.signed_in", "en", user=role, role=role) in [c.value for c in at.sidebar.caption]
+    refused = []
+    for page in ROLE_PAGES["admin"]:
+        at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception, (page, at.exception)
+        errors = [e.value for e in at.error]
+        refusal = t("auth.refused", "en", page=t(f"page.{page}", "en"), role=role)
+        if page in ROLE_PAGES[role]:
+            assert refusal not in errors and [x.value for x in at.title][:1] == [t(f"page.{page}", "en")], page
+        else:
+            assert errors == [refusal] and not at.title, page
+            refused.append(page)
+    assert sorted(refused) == sorted(set(ROLE_PAGES["admin"]) - set(ROLE_PAGES[role]))
+    events = audit.read(accounts)
+    assert sorted(events.filter(pl.col("action") == "page_refused")["target"]) == sorted(refused)
+    assert events.filter(pl.col("action") == "sign_in")["user"].to_list() == [role]
+
+
+@pytest.mark.usefixtures("fresh_caches")
+def test_sales_and_manager_see_different_rows_on_the_same_page(
+    accounts: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def leads_tile(user: str) -> str:
+        at = _sign_in(_app(accounts, monkeypatch), user)
+        assert not at.exception, at.exception
+        return next(m.value for m in at.metric if m.label == "Leads")
+
+    assert leads_tile("sales") == "10"
+    assert leads_tile("manager") == "60"
+
+
+@pytest.mark.usefixtures("fresh_caches")
+def test_wrong_passwords_lock_the_form_and_are_audited(accounts: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _app(accounts, monkeypatch)
+    for _ in range(accounts.security.lockout_after):
+        _sign_in(at, "admin", "not the password")
+        assert [e.value for e in at.error] == [t("auth.wrong", "en")]
+    _sign_in(at, "admin")  # right password, locked account
+    assert at.error[0].value.startswith("Too many failed sign-ins") and [x.value for x in at.title] == ["Sign in"]
+    failed = audit.read(accounts, action="sign_in_failed")
+    assert failed.height == accounts.security.lockout_after + 1 and set(failed["user"]) == {"admin"}
+
+
+@pytest.mark.usefixtures("fresh_caches")
+def test_a_tampered_or_expired_session_goes_back_to_sign_in(
+    accounts: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _sign_in(_app(accounts, monkeypatch), "manager")
+    assert at.metric  # signed in: the cockpit shows
+    token = at.session_state["auth_token"]
+    at.session_state["auth_token"] = token[:-4] + ("0000" if not token.endswith("0000") else "1111")
+    at.run()
+    assert [x.value for x in at.title] == ["Sign in"] and not at.metric
+    assert "not valid" in at.warning[0].value
+    at = _sign_in(_app(accounts, monkeypatch), "manager")  # a new browser session (AppTest keeps the forgery)
+    assert at.metric
+    later = __import__("time").time() + accounts.security.session_idle_minutes * 60 + 5
+    monkeypatch.setattr(auth.time, "time", lambda: later)
+    at.run()
+    assert [x.value for x in at.title] == ["Sign in"] and "expired" in at.warning[0].value
+    assert audit.read(accounts, action="session_rejected").height == 2
+
+
+def test_exports_are_audited_with_rows(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dashboard.components import export_buttons
+
+    monkeypatch.setattr(export_buttons, "user", lambda: Principal("m", "manager"))
+    monkeypatch.setattr(export_buttons, "settings", lambda: company)
+    monkeypatch.setattr(export_buttons, "client_address", lambda: "10.1.2.3")
+    build = export_buttons.audited(lambda: b"a,b\n", "leads_20261122.csv", 42)
+    assert audit.read(company).is_empty()  # drawing the button records nothing
+    assert build() == b"a,b\n"
+    [event] = audit.read(company).to_dicts()
+    assert (event["action"], event["user"], event["role"], event["target"], event["rows"], event["client"]) == (
+        "export",
+        "m",
+        "manager",
+        "leads_20261122.csv",
+        42,
+        "10.1.2.3",
+    )
