@@ -34,7 +34,7 @@ from dashboard.churn_reasons import REASON_CODES, group_weights, top_reasons
 from dashboard.config import Settings
 from dashboard.errors import CockpitError
 
-CHURN_TABLES: tuple[str, ...] = ("churn_scores", "churn_model", "churn_calibration")
+CHURN_TABLES: tuple[str, ...] = ("churn_scores", "churn_model")
 METHODS: tuple[str, ...] = ("model", "recency", "bgnbd")
 MAX_TRAIN = 200_000  # customers the model is fitted on (a random sample above this)
 MIN_CUSTOMERS = 50  # at each backtest cutoff, for a fit to mean anything
@@ -42,6 +42,7 @@ RISK_FLOOR = 0.01  # a served risk never claims certainty: 1 % to 99 %
 VALUE_WINDOW_DAYS = 730  # a customer's pace of spending is read over at most the last two years
 F64 = NDArray[np.float64]
 Progress = Callable[[str], None]
+Bins = list[tuple[int, float, float, int]]  # calibration chart: (bin, mean predicted, observed rate, customers)
 
 
 class ChurnError(CockpitError):
@@ -57,8 +58,7 @@ class ChurnRun:
     method: str  # the method whose risks are served
     status: str  # validated | unvalidated | no_activity
     scores: pl.DataFrame
-    card: pl.DataFrame
-    calibration: pl.DataFrame
+    card: pl.DataFrame  # one row per method; the calibration chart's bins are list columns
     notes: list[str] = field(default_factory=list)
 
 
@@ -131,9 +131,7 @@ def fit(method: str, frame: pl.DataFrame) -> Fitted:
     return Fitted(method, calibrator=churn_model.ScoreCalibrator.fit(_baseline_score(frame, method), y))
 
 
-def _evaluate(
-    fitted: Fitted, frame: pl.DataFrame
-) -> tuple[dict[str, float | None], list[tuple[int, float, float, int]]]:
+def _evaluate(fitted: Fitted, frame: pl.DataFrame) -> tuple[dict[str, float | None], Bins]:
     y = frame["churned"].to_numpy().astype(bool)
     rank, p = fitted.ranking(frame), fitted.risk(frame)
     metrics = {
@@ -181,8 +179,13 @@ def _scores(
     cfg, h = settings.churn, run.horizon_days
     reasons = top_reasons(frame, weights, h)
     pace = pl.col("spend_2y").clip(lower_bound=0) / pl.col("tenure_days").clip(h, VALUE_WINDOW_DAYS) * h
-    band = pl.when(pl.col("risk") >= cfg.high_risk).then(pl.lit("high"))
-    band = band.when(pl.col("risk") >= cfg.medium_risk).then(pl.lit("medium")).otherwise(pl.lit("low"))
+    band = (
+        pl.when(pl.col("risk") >= cfg.high_risk)
+        .then(pl.lit("high"))
+        .when(pl.col("risk") >= cfg.medium_risk)
+        .then(pl.lit("medium"))
+        .otherwise(pl.lit("low"))
+    )
     out = (
         pl.concat([frame, reasons], how="horizontal")
         .with_columns(
@@ -221,10 +224,12 @@ def _scores(
     )
 
 
-def _card(run: ChurnRun, metrics: dict[str, dict[str, float | None]], extra: dict[str, object]) -> pl.DataFrame:
+def _card(
+    run: ChurnRun, metrics: dict[str, dict[str, float | None]], bins: dict[str, Bins], extra: dict[str, object]
+) -> pl.DataFrame:
     rows = []
     for m in METHODS:
-        got = metrics.get(m, {})
+        got, chart = metrics.get(m, {}), bins.get(m, [])
         rows.append(
             {
                 "method": m,
@@ -236,13 +241,16 @@ def _card(run: ChurnRun, metrics: dict[str, dict[str, float | None]], extra: dic
                 "as_of": run.as_of,
                 "horizon_days": run.horizon_days,
                 "notes": " · ".join(run.notes),
+                "calibration_predicted": [b[1] for b in chart],
+                "calibration_observed": [b[2] for b in chart],
+                "calibration_customers": [b[3] for b in chart],
                 **extra,
             }
         )
     return pl.DataFrame(rows, schema=CARD_SCHEMA)
 
 
-CARD_SCHEMA = {
+CARD_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "method": pl.String,
     "auc": pl.Float64,
     "precision_top10": pl.Float64,
@@ -258,13 +266,9 @@ CARD_SCHEMA = {
     "backtest_churn_rate": pl.Float64,
     "customers_scored": pl.Int64,
     "trained_at": pl.Datetime("us", "UTC"),
-}
-CALIBRATION_SCHEMA = {
-    "method": pl.String,
-    "bin": pl.Int64,
-    "predicted": pl.Float64,
-    "observed": pl.Float64,
-    "customers": pl.Int64,
+    "calibration_predicted": pl.List(pl.Float64),  # the backtest's customers in ten equal bins of risk
+    "calibration_observed": pl.List(pl.Float64),
+    "calibration_customers": pl.List(pl.Int64),
 }
 
 
@@ -292,12 +296,11 @@ def run(
         as_of = date(1970, 1, 1) + timedelta(days=math.floor(last) + 1) if last is not None else today
     d = churn_features.day_number(as_of)
     trained_at = datetime.now(UTC)
-    run_ = ChurnRun(as_of, h, "none", "no_activity", pl.DataFrame(), pl.DataFrame(), pl.DataFrame())
+    run_ = ChurnRun(as_of, h, "none", "no_activity", pl.DataFrame(), pl.DataFrame())
     extra: dict[str, object] = {"trained_at": trained_at}
     if first is None or first >= d:
         run_.notes.append("no order or interaction before the as-of date")
-        run_.scores, run_.card = _empty_scores(), _card(run_, {}, extra)
-        run_.calibration = pl.DataFrame(schema=CALIBRATION_SCHEMA)
+        run_.scores, run_.card = _empty_scores(), _card(run_, {}, {}, extra)
         return run_
 
     say(f"churn: customers at {as_of} (horizon {h} days)")
@@ -307,13 +310,12 @@ def run(
     back_test = _at(con, t2, h, labelled=True) if first < t2 else pl.DataFrame()
     extra.update(customers_scored=now.height)
     metrics: dict[str, dict[str, float | None]] = {}
-    calibration: list[dict[str, object]] = []
+    bins: dict[str, Bins] = {}
     final: Fitted | None = None
     if back_train.height and back_test.height and _validated((back_train, back_test)):
         say(f"churn: backtest, trained on {back_train.height} customers, judged on {back_test.height}")
         for m in METHODS:
-            metrics[m], bins = _evaluate(fit(m, back_train), back_test)
-            calibration += [dict(zip(CALIBRATION_SCHEMA, (m, *b), strict=True)) for b in bins]
+            metrics[m], bins[m] = _evaluate(fit(m, back_train), back_test)
         aucs = {m: metrics[m]["auc"] or 0.0 for m in METHODS}
         model_wins = aucs["model"] > max(aucs["recency"], aucs["bgnbd"])
         run_.method = "model" if model_wins else max(("recency", "bgnbd"), key=lambda m: aucs[m])
@@ -326,7 +328,7 @@ def run(
             train_cutoff=_date(t1),
             backtest_cutoff=_date(t2),
             backtest_customers=back_test.height,
-            backtest_churn_rate=float(back_test["churned"].mean() or 0.0),
+            backtest_churn_rate=float(back_test["churned"].cast(pl.Float64).mean() or 0.0),  # type: ignore[arg-type]
         )
         say(f"churn: {run_.method} scores ({', '.join(f'{m} AUC {aucs[m]:.3f}' for m in METHODS)})")
         final = fit(run_.method, back_test)
@@ -339,8 +341,7 @@ def run(
         )
         risk = now["bgnbd_p_none"].to_numpy()
     run_.scores = _scores(con, now, risk, _reason_weights(run_.method, final, now), settings, run_)
-    run_.card = _card(run_, metrics, extra)
-    run_.calibration = pl.DataFrame(calibration, schema=CALIBRATION_SCHEMA)
+    run_.card = _card(run_, metrics, bins, extra)
     return run_
 
 
@@ -361,7 +362,7 @@ _POLARS: dict[str, pl.DataType | type[pl.DataType]] = {
     "DATE": pl.Date,
     "TIMESTAMP": pl.Datetime("us"),
     "VARCHAR[]": pl.List(pl.String),
-}
+}  # DuckDB types of DERIVED_TABLES["churn_scores"] → polars
 
 
 def build(
@@ -375,5 +376,51 @@ def build(
     result = run(con, settings, links, progress=progress)
     result.scores.write_parquet(folder / "churn_scores.parquet")
     result.card.write_parquet(folder / "churn_model.parquet")
-    result.calibration.write_parquet(folder / "churn_calibration.parquet")
     return result
+
+
+# -- the command line -------------------------------------------------------------------------------
+LIST_COLUMNS = ("customer_key", "risk", "expected_value_at_risk", "reason_1", "reason_2", "reason_3")
+BACKTEST_COLUMNS = ("method", "auc", "precision_top10", "brier", "chosen", "status")
+
+
+def parse_as_of(text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ChurnError(f"--as-of must be a date like 2026-03-01, got {text!r}") from None
+
+
+def score_current(
+    settings: Settings, as_of: date | None, horizon_days: int | None, progress: Progress | None = None
+) -> ChurnRun:
+    """A fresh run over the current snapshots (what ``cockpit churn --as-of`` prints)."""
+    from dashboard.pipeline.store import Store
+    from dashboard.warehouse import attach_views
+
+    if horizon_days is not None and not 7 <= horizon_days <= 730:
+        raise ChurnError(f"--horizon-days must be between 7 and 730, got {horizon_days}")
+    store = Store(settings.data_path)
+    con = duckdb.connect(":memory:")
+    try:
+        attach_views(con, store, store.read_manifest(), in_memory=frozenset())
+        links = con.sql("SELECT * FROM identity_links").pl()
+        result = run(con, settings, links, as_of, horizon_days, progress)
+    finally:
+        con.close()
+    if result.status == "no_activity":
+        raise ChurnError(f"nothing to score: no order or interaction before {result.as_of}")
+    return result
+
+
+def listing(scores: pl.DataFrame, lang: str) -> pl.DataFrame:
+    """churn_scores rows → the CLI's columns, reasons in ``lang``."""
+    reasons = pl.col("reasons_en" if lang == "en" else "reasons_zh")
+    return scores.sort("rank").select(
+        "customer_key",
+        "risk",
+        "expected_value_at_risk",
+        *(reasons.list.get(i, null_on_oob=True).alias(f"reason_{i + 1}") for i in range(3)),
+    )

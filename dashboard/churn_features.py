@@ -117,11 +117,12 @@ SELECT customer_key,
     max(last_order_d) - min(first_order_d) AS order_span,
     count(*) FILTER (WHERE orders > 0 AND day >= $t - $h) AS orders_recent,
     count(*) FILTER (WHERE orders > 0 AND day >= $t - 2 * $h AND day < $t - $h) AS orders_previous,
-    sum(amount) AS monetary,
-    coalesce(sum(amount) FILTER (WHERE day >= $t - $h), 0) AS spend_recent,
-    coalesce(sum(amount) FILTER (WHERE day >= $t - 2 * $h AND day < $t - $h), 0) AS spend_previous,
-    coalesce(sum(amount) FILTER (WHERE day >= $t - 730), 0) AS spend_2y,
-    coalesce(sum(amount) FILTER (WHERE day >= $t - 365), 0) AS spend_year,
+    -- money to the cent: a sum's last bits depend on the order rows arrive in, the features must not
+    round(sum(amount), 2) AS monetary,
+    round(coalesce(sum(amount) FILTER (WHERE day >= $t - $h), 0), 2) AS spend_recent,
+    round(coalesce(sum(amount) FILTER (WHERE day >= $t - 2 * $h AND day < $t - $h), 0), 2) AS spend_previous,
+    round(coalesce(sum(amount) FILTER (WHERE day >= $t - 730), 0), 2) AS spend_2y,
+    round(coalesce(sum(amount) FILTER (WHERE day >= $t - 365), 0), 2) AS spend_year,
     coalesce(sum(contacts) FILTER (WHERE day >= $t - $h), 0) AS contacts_recent,
     coalesce(sum(contacts) FILTER (WHERE day >= $t - 2 * $h AND day < $t - $h), 0) AS contacts_previous,
     $t - max(last_contact_d) AS contact_recency_days,
@@ -157,7 +158,7 @@ WITH c AS (
     WHERE c.due_date IS NOT NULL AND c.amount IS NOT NULL
       AND epoch(coalesce(c.signed_at, c.due_date)) / 86400.0 < $t AND epoch(c.due_date) / 86400.0 < $t
 )
-SELECT customer_key, sum(open) AS overdue_amount, count(*) AS overdue_contracts, max($t - due_d) AS overdue_days
+SELECT customer_key, round(sum(open), 2) AS overdue_amount, count(*) AS overdue_contracts, max($t - due_d) AS overdue_days
 FROM c WHERE open > 0.005
 GROUP BY customer_key
 """

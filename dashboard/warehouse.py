@@ -223,13 +223,9 @@ DERIVED_TABLES: dict[str, dict[str, str]] = {
         "backtest_churn_rate": "DOUBLE",
         "customers_scored": "BIGINT",
         "trained_at": "TIMESTAMPTZ",
-    },
-    "churn_calibration": {
-        "method": "VARCHAR",
-        "bin": "BIGINT",
-        "predicted": "DOUBLE",
-        "observed": "DOUBLE",
-        "customers": "BIGINT",
+        "calibration_predicted": "DOUBLE[]",  # the backtest's customers in ten equal bins of predicted risk
+        "calibration_observed": "DOUBLE[]",
+        "calibration_customers": "BIGINT[]",
     },
 }
 

@@ -127,6 +127,17 @@ def receivables_tile(frame: pl.DataFrame, lang: str, money: Money = fmt.money) -
     return detail(t("tiles.overdue", lang), money(row["overdue_amount"]), line, t("tiles.overdue.help", lang))
 
 
+def at_risk_tile(bands: pl.DataFrame, card: pl.DataFrame, lang: str, money: Money = fmt.money) -> Tile | None:
+    """Customers in the high churn-risk band (``churn_bands``) and the revenue at risk; shown only when the
+    serving scores passed their backtest (``churn_model_card``), never for unvalidated ones."""
+    chosen = card.filter(pl.col("chosen"))
+    if chosen.is_empty() or chosen["status"][0] != "validated":
+        return None
+    high = bands.filter(pl.col("risk_band") == "high").row(0, named=True)
+    line = t("churn.at_risk_value", lang, value=money(high["expected_value_at_risk"]))
+    return detail(t("tiles.at_risk", lang), fmt.count(high["customers"]), line, t("tiles.at_risk.help", lang))
+
+
 def health_tile(frame: pl.DataFrame, lang: str) -> Tile:
     """The company-wide score out of 100, and the source that pulls it down most."""
     overall = frame.filter(pl.col("source_system") == ALL_SOURCES)["health_score"].drop_nulls()

@@ -1,7 +1,37 @@
-"""流失预警 Churn: not built yet; the page says so and what it will show."""
+"""流失预警 Churn: the customers most likely to stop buying, ranked by the revenue that puts at risk,
+with the reasons behind each score; every row opens the customer's Customer 360 profile. The model
+card says how the scores were validated against two simple baselines."""
 
+import streamlit as st
+
+from dashboard.components import churn_view, data
+from dashboard.components.export_buttons import export_buttons
 from dashboard.components.frame import ensure_frame
-from dashboard.components.placeholder import not_built
+from dashboard.components.session import lang
+from dashboard.i18n import t
 
 ensure_frame()
-not_built("churn")
+LANG = lang()
+st.title(t("page.churn", LANG))
+
+if not data.has_data():
+    st.info(f"{t('cockpit.no_data', LANG)} {t('cockpit.how_to_load', LANG)}", icon=":material/upload:")
+    st.stop()
+
+card = data.query("churn_model_card")
+if card.is_empty() or card["status"][0] == "no_activity":
+    st.info(t("churn.no_activity", LANG), icon=":material/hourglass_empty:")
+    st.stop()
+
+chosen = churn_view.filter_row(data.query("churn_options"), LANG)
+scope = {k: chosen[k] for k in ("owner", "region", "segment")}
+churn_view.band_tiles(data.query("churn_bands", scope), LANG)
+
+st.subheader(t("churn.list.title", LANG))
+warnings = data.query("churn_list", {**scope, "band": chosen["band"], "lang": LANG, "limit": churn_view.LIST_LIMIT})
+st.caption(t("churn.list.caption", LANG, shown=f"{warnings.height:,}"))
+churn_view.warning_list(warnings, LANG)
+export_buttons(warnings, "churn_warnings", churn_view.export_title(chosen, LANG), None, LANG, ())
+
+st.subheader(t("churn.card.title", LANG))
+churn_view.model_card(card, data.query("churn_bands"), LANG, data.settings().timezone)

@@ -1,0 +1,162 @@
+"""The churn page's parts: filters, band tiles, the warning list (each row links to the customer's
+Customer 360 profile), and the model card with its calibration chart."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import plotly.graph_objects as go
+import polars as pl
+import streamlit as st
+
+from dashboard.components import charts, fmt
+from dashboard.components.tables import header
+from dashboard.components.tiles import detail, show
+from dashboard.i18n import t
+
+BANDS = ("high", "medium", "low")
+SEGMENTS = ("high", "mid", "low", "none")
+FILTERS = ("owner", "region", "segment", "band")
+PROFILE_PAGE = "customer_360"  # its ?customer=<customer_key> opens one customer's profile
+LIST_LIMIT = 2000  # rows shown and exported; the ranking is by expected revenue at risk
+
+
+def profile_link(customer_key: str) -> str:
+    return f"{PROFILE_PAGE}?customer={customer_key}"
+
+
+def _label(kind: str, value: str, lang: str) -> str:
+    if kind == "band":
+        return t(f"churn.band.{value}", lang)
+    if kind == "segment":
+        return t(f"churn.segment.{value}", lang)
+    return value
+
+
+def filter_row(options: pl.DataFrame, lang: str) -> dict[str, str | None]:
+    """Owner, region, segment and risk band pickers; returns the chosen values (None = all)."""
+    choices: dict[str, list[str]] = {
+        kind: options.filter(pl.col("kind") == kind)["value"].to_list() for kind in ("owner", "region")
+    }
+    choices["segment"] = [s for s in SEGMENTS if s in options.filter(pl.col("kind") == "segment")["value"].to_list()]
+    choices["band"] = list(BANDS)
+    chosen: dict[str, str | None] = {}
+    for column, kind in zip(st.columns(len(FILTERS)), FILTERS, strict=True):
+        values: list[str | None] = [None, *choices[kind]]
+
+        def label(v: str | None, k: str = kind) -> str:
+            return t("filter.all", lang) if v is None else _label(k, v, lang)
+
+        chosen[kind] = column.selectbox(t(f"churn.filter.{kind}", lang), values, format_func=label, key=f"churn_{kind}")
+    return chosen
+
+
+def export_title(chosen: Mapping[str, str | None], lang: str) -> str:
+    """The exported sheet's title, naming the filters in force (the list's own export header)."""
+    parts = [t("churn.list.title", lang)]
+    parts += [f"{t(f'churn.filter.{k}', lang)}: {_label(k, v, lang)}" for k, v in chosen.items() if v is not None]
+    return " · ".join(parts)
+
+
+def band_tiles(bands: pl.DataFrame, lang: str) -> None:
+    tiles = [
+        detail(
+            t(f"churn.band.{row['risk_band']}", lang),
+            fmt.count(row["customers"]),
+            t("churn.at_risk_value", lang, value=fmt.money(row["expected_value_at_risk"])),
+        )
+        for row in bands.iter_rows(named=True)
+    ]
+    show(tiles, per_row=3)
+
+
+def warning_list(frame: pl.DataFrame, lang: str) -> None:
+    shown = frame.with_columns(
+        pl.col("customer_key").map_elements(profile_link, return_dtype=pl.String).alias("profile"),
+        pl.col("risk_band").replace_strict({b: t(f"churn.band.{b}", lang) for b in BANDS}, default=None),
+        pl.col("segment").replace_strict({s: t(f"churn.segment.{s}", lang) for s in SEGMENTS}, default=None),
+    ).select("rank", "profile", *[c for c in frame.columns if c not in ("rank", "customer_key")])
+    config: dict[str, Any] = {c: st.column_config.Column(header(c, lang)) for c in shown.columns}
+    config["profile"] = st.column_config.LinkColumn(
+        t("churn.profile", lang), display_text=r"customer=(.*)$", help=t("churn.profile.help", lang)
+    )
+    config["risk"] = st.column_config.ProgressColumn(
+        header("risk", lang), min_value=0.0, max_value=1.0, format="percent"
+    )
+    config["expected_value_at_risk"] = st.column_config.NumberColumn(
+        header("expected_value_at_risk", lang), format="¥%.0f"
+    )
+    config["revenue"] = st.column_config.NumberColumn(header("revenue", lang), format="¥%.0f")
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=config, height=420)
+
+
+def _local(when: datetime | None, tz: str) -> str:
+    return fmt.NONE if when is None else when.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
+
+
+def _pct(x: float | None) -> str:
+    return fmt.pct(x) if x is not None else fmt.NONE
+
+
+def model_card(card: pl.DataFrame, bands: pl.DataFrame, lang: str, tz: str) -> None:
+    """As-of date, horizon, backtest AUC and precision in the top 10 %, the comparison with the two
+    baselines, the calibration chart, customers per band, and when it was trained."""
+    chosen = card.filter(pl.col("chosen")).row(0, named=True) if card["chosen"].any() else card.row(0, named=True)
+    method = chosen["method"]
+    st.caption(
+        t(
+            "churn.card.summary",
+            lang,
+            method=t(f"churn.method.{method}", lang),
+            as_of=str(chosen["as_of"]),
+            horizon=chosen["horizon_days"],
+            trained=_local(chosen["trained_at"], tz),
+        )
+    )
+    if chosen["status"] == "validated":
+        cols = st.columns(4)
+        cols[0].metric(t("churn.card.auc", lang), f"{chosen['auc']:.3f}" if chosen["auc"] is not None else fmt.NONE)
+        cols[1].metric(t("churn.card.precision", lang), _pct(chosen["precision_top10"]))
+        cols[2].metric(t("churn.card.churn_rate", lang), _pct(chosen["backtest_churn_rate"]))
+        cols[3].metric(t("churn.card.backtest_customers", lang), fmt.count(chosen["backtest_customers"]))
+        if method != "model":
+            st.warning(t("churn.card.baseline_used", lang, method=t(f"churn.method.{method}", lang)))
+        else:
+            st.success(t("churn.card.model_kept", lang))
+        st.caption(
+            t("churn.card.backtest", lang, train=str(chosen["train_cutoff"]), test=str(chosen["backtest_cutoff"]))
+        )
+        comparison = card.select(
+            pl.col("method").replace_strict({m: t(f"churn.method.{m}", lang) for m in card["method"]}),
+            "auc",
+            "precision_top10",
+            "brier",
+            "chosen",
+        )
+        st.dataframe(
+            comparison.rename({c: header(c, lang) for c in comparison.columns}), hide_index=True, width="stretch"
+        )
+        calibration_chart(chosen, lang)
+    else:
+        st.warning(t("churn.card.unvalidated", lang, horizon=chosen["horizon_days"]))
+    counts = " · ".join(
+        t(f"churn.band.{r['risk_band']}", lang) + " " + fmt.count(r["customers"]) for r in bands.iter_rows(named=True)
+    )
+    st.caption(t("churn.card.bands", lang, counts=counts))
+
+
+def calibration_chart(chosen: Mapping[str, Any], lang: str) -> None:
+    predicted, observed = chosen["calibration_predicted"] or [], chosen["calibration_observed"] or []
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name=t("churn.card.perfect", lang), line={"dash": "dot"})
+    )
+    fig.add_trace(
+        go.Scatter(x=list(predicted), y=list(observed), mode="lines+markers", name=t("churn.card.observed", lang))
+    )
+    fig.update_xaxes(title=t("churn.card.predicted_axis", lang), range=[0, 1], tickformat=".0%")
+    fig.update_yaxes(title=t("churn.card.observed_axis", lang), range=[0, 1], tickformat=".0%")
+    charts.show(charts.layout(fig, t("churn.card.calibration", lang), height=360), key="churn_calibration")
