@@ -49,11 +49,11 @@ def run() -> None:
     st.set_page_config(page_icon=":material/dashboard:", layout="wide")
     lang = language_switch(default_language())
     with user_errors():
+        every = pages(lang)  # registered before sign-in, so a deep link survives the sign-in form
+        page = st.navigation(list(every.values()), position="hidden")
         principal = current_user(lang)
         if principal is None:
             return
-        every = pages(lang)
-        page = st.navigation(list(every.values()), position="hidden")
         allowed = pages_for(principal.role)
         with st.sidebar:
             for name in allowed:

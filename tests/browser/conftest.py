@@ -83,12 +83,14 @@ def _wait_until_healthy(url: str, server: subprocess.Popen[bytes], log: Path) ->
     pytest.fail(f"streamlit did not answer within {SERVER_START_TIMEOUT} s:\n{log.read_text(errors='replace')[-3000:]}")
 
 
-@pytest.fixture(scope="session")
-def app_url(demo: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``streamlit run dashboard/app.py`` on a free local port; stopped when the session ends."""
+def _served(demo: Settings, folder: Path, no_auth: bool) -> Iterator[str]:
+    """``streamlit run dashboard/app.py`` on a free local port; stopped when the fixture ends."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("server") / "streamlit.log"
-    env = {**os.environ, CONFIG_ENV: str(demo.base_dir / "cockpit.toml")}
+    log = folder / "streamlit.log"
+    env = {k: v for k, v in os.environ.items() if k != "COCKPIT_NO_AUTH"}
+    env[CONFIG_ENV] = str(demo.base_dir / "cockpit.toml")
+    if no_auth:
+        env["COCKPIT_NO_AUTH"] = "1"
     command = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port)]
     command += ["--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
     with open(log, "wb") as out:
@@ -104,6 +106,22 @@ def app_url(demo: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def app_url(demo: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Served as `cockpit serve --no-auth` does: no sign-in, everything unmasked (the page tests)."""
+    yield from _served(demo, tmp_path_factory.mktemp("server"), no_auth=True)
+
+
+@pytest.fixture(scope="session")
+def secured_app_url(demo: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Served with sign-in on and `cockpit demo`'s accounts (user = role, password "<role>-demo")."""
+    from dashboard.auth import demo_accounts, load_accounts
+
+    if not load_accounts(demo):
+        demo_accounts(demo)
+    yield from _served(demo, tmp_path_factory.mktemp("secured_server"), no_auth=False)
 
 
 @pytest.fixture(scope="session")
