@@ -202,7 +202,9 @@ _FEATURE_INPUTS = ("name", "company", "city", "region", "phone_invalid", "email_
 def features(recs: pl.DataFrame, exact: np.ndarray) -> pl.DataFrame:
     """The columns pass 2 compares; ``exact`` is each record's pass-1 cluster."""
     digits = pl.col("phone_invalid").str.replace_all(r"\D", "").str.replace(r"^(86|0086)", "")
-    email_any = pl.coalesce("email", "email_invalid").str.replace_all(r"[#＠]", "@").str.replace(r"@+", "@")
+    email_any = (
+        pl.coalesce("email", "email_invalid").str.to_lowercase().str.replace_all(r"[#＠]", "@").str.replace(r"@+", "@")
+    )
     company = pl.col("company").str.replace_all(r"[\s\u3000()（）]", "")
     out = recs.select(
         pl.col("node").alias("unique_id"),
@@ -239,7 +241,9 @@ def _comparisons() -> list[Any]:
             [
                 _level("phone10_l IS NULL OR phone10_r IS NULL", "no phone", **null),
                 _level("phone_l = phone_r", "same phone", m_probability=0.85),
-                _level("phone10_l = phone10_r", "same phone, a digit short", m_probability=0.02),
+                _level(
+                    "phone10_l = phone10_r", "same phone, a digit short", m_probability=0.02, fix_m_probability=True
+                ),
                 _level("ELSE", "different phone", m_probability=0.13),
             ],
             output_column_name="phone",
@@ -248,7 +252,9 @@ def _comparisons() -> list[Any]:
             [
                 _level("email_key_l IS NULL OR email_key_r IS NULL", "no email", **null),
                 _level("email_l = email_r", "same email", m_probability=0.8),
-                _level("email_key_l = email_key_r", "same mailbox, mistyped", m_probability=0.05),
+                _level(
+                    "email_key_l = email_key_r", "same mailbox, mistyped", m_probability=0.05, fix_m_probability=True
+                ),
                 _level("ELSE", "different email", m_probability=0.15),
             ],
             output_column_name="email",
@@ -263,11 +269,12 @@ def _comparisons() -> list[Any]:
                     tf_adjustment_weight=1.0,
                     m_probability=0.88,
                 ),
-                _level("name_py_l = name_py_r", "same pinyin", m_probability=0.03),
+                _level("name_py_l = name_py_r", "same pinyin", m_probability=0.03, fix_m_probability=True),
                 _level(
                     "length(name_l) = length(name_r) AND levenshtein(name_l, name_r) <= 3",
                     "one character off",
                     m_probability=0.03,
+                    fix_m_probability=True,
                 ),
                 _level("jaro_winkler_similarity(name_py_l, name_py_r) >= 0.9", "similar pinyin", m_probability=0.02),
                 _level("ELSE", "different name", m_probability=0.04),
@@ -395,7 +402,7 @@ def _prior(feats: pl.DataFrame) -> float:
     sizes = feats.group_by("ex").len()["len"].to_numpy().astype(np.float64)
     pairs = float((sizes * (sizes - 1) / 2).sum()) / 0.9
     total = n * (n - 1) / 2
-    return min(max(pairs / total, 1e-9), 0.5) if total else 1e-4
+    return min(max(pairs / total, 0.1 / n), 0.5) if total else 1e-4
 
 
 # -------------------------------------------------------------------------------- clustering
@@ -436,7 +443,19 @@ def _split_apart(labels: np.ndarray, edges: pl.DataFrame, apart: list[tuple[int,
     labels = labels.copy()
     members = np.flatnonzero(np.isin(labels, list(hit)))
     keep = set(members.tolist())
-    sub = edges.filter(pl.col("a").is_in(keep) | pl.col("b").is_in(keep)).sort("strength", descending=True)
+    # the edges of a record kept apart from many go last, so the records it is kept from stay together
+    bound = {}
+    for pair in apart:
+        for x in pair:
+            bound[x] = bound.get(x, 0) + 1
+    late = pl.DataFrame({"node": list(bound), "n": list(bound.values())}, schema={"node": pl.Int64, "n": pl.Int64})
+    sub = (
+        edges.filter(pl.col("a").is_in(keep) | pl.col("b").is_in(keep))
+        .join(late.rename({"node": "a", "n": "na"}), on="a", how="left")
+        .join(late.rename({"node": "b", "n": "nb"}), on="b", how="left")
+        .with_columns(pl.max_horizontal(pl.col("na").fill_null(0), pl.col("nb").fill_null(0)).alias("late"))
+        .sort(["strength", "late", "a", "b"], descending=[True, False, False, False])
+    )
     must: dict[int, set[int]] = {}
     for a, b in apart:
         must.setdefault(a, set()).add(b)
@@ -703,3 +722,26 @@ def build_links(
     records = con.sql(RECORDS_SQL).pl()
     model = Model(threshold=cfg.match_threshold) if cfg.probabilistic else None
     return records, resolve(records, model, overrides, previous), model
+
+
+def evaluate_current(settings: Settings) -> list[tuple[str, Score]]:
+    """The current links and exact rules alone, each scored against ``<data_dir>/demo_truth/identity.csv``."""
+    from dashboard.warehouse import attach_views
+
+    store = Store(settings.data_path)
+    truth_path = settings.data_path / "demo_truth" / "identity.csv"
+    if not truth_path.is_file():
+        raise ConfigError(f"no ground truth to score against: {truth_path} does not exist (the demo writes it)")
+    truth = pl.read_csv(truth_path, schema_overrides={"source_record_id": pl.String})
+    missing = {"source_system", "source_record_id", "person_id"} - set(truth.columns)
+    if missing:
+        raise ConfigError(f"{truth_path}: missing column(s) {', '.join(sorted(missing))}")
+    manifest = store.read_manifest()
+    rel = ((manifest.get("derived") or {}).get("tables") or {}).get("identity_links")
+    if not rel:
+        raise ConfigError("no identity links yet: run `cockpit refresh` first")
+    current = pl.read_parquet(store.abs(rel))
+    with duckdb.connect() as con:
+        attach_views(con, store, manifest, in_memory=frozenset())
+        exact = resolve(con.sql(RECORDS_SQL).pl())
+    return [("exact rules only", evaluate(exact, truth)), ("current links", evaluate(current, truth))]

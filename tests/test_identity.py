@@ -1,10 +1,15 @@
-"""First-pass identity: exact matches on valid phone / email / ID number make one customer_key."""
+"""Identity: exact matches on valid phone / email / ID number first, then Splink; stable keys; overrides."""
 
 from __future__ import annotations
 
-import polars as pl
+from pathlib import Path
 
-from dashboard.identity import MAX_SHARED, link_exact
+import numpy as np
+import polars as pl
+import pytest
+
+from dashboard.errors import ConfigError
+from dashboard.identity import MAX_SHARED, Model, Override, evaluate, link_exact, pinyin, read_overrides, resolve
 
 COLS = ("source_system", "source_record_id", "record_kind", "phone", "email", "id_number", "customer_ref")
 
@@ -63,3 +68,159 @@ def test_keys_are_stable_when_input_order_changes() -> None:
         ("pos", "P2", "customer", "13700137000", None, None, None),
     ]
     assert _keys(link_exact(_records(rows))) == _keys(link_exact(_records(rows[::-1])))
+
+
+# -- pass 2 (Splink), stable keys, overrides, evaluation ------------------------------------------
+FULL = (*COLS, "phone_invalid", "email_invalid", "name", "company", "city", "region")
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华"
+
+
+def _people(n: int = 3000, seed: int = 7) -> list[dict[str, str | None]]:
+    """n persons, each an ERP customer with a name, a valid phone and a city."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        name = SURNAMES[rng.integers(len(SURNAMES))] + "".join(rng.choice(list(GIVEN), size=rng.integers(1, 3)))
+        rows.append(
+            {
+                "source_system": "erp",
+                "source_record_id": f"E{i:05d}",
+                "record_kind": "customer",
+                "phone": f"13{rng.integers(0, 10**9):09d}",
+                "email": f"user{i}@example.com",
+                "name": name,
+                "city": ["北京", "上海", "广州", "深圳", "杭州", "成都"][i % 6],
+                "company": None,
+                "region": None,
+            }
+        )
+    return rows
+
+
+def _frame(rows: list[dict[str, str | None]]) -> pl.DataFrame:
+    return pl.DataFrame([{c: r.get(c) for c in FULL} for r in rows], schema=dict.fromkeys(FULL, pl.String))
+
+
+def test_probabilistic_pass_links_a_short_phone_and_mistyped_email_but_not_a_namesake() -> None:
+    people = _people()
+    a, b, c = people[10], people[20], people[30]
+    a["name"] = "王晓伟"  # not one of the test population's ubiquitous two-character names
+    # the same person in the POS: homophone typo (伟→玮), the phone a digit short, the email mistyped
+    typo = {
+        **a,
+        "source_system": "pos",
+        "source_record_id": "P1",
+        "phone": None,
+        "phone_invalid": a["phone"][:10],
+        "email": None,
+        "email_invalid": "USER10@example",
+        "name": a["name"][:-1] + "玮",
+    }
+    # the same person with the exact name and city, the phone a digit short, '#' for '@' in the email
+    short = {
+        **b,
+        "source_system": "wechat",
+        "source_record_id": "W1",
+        "phone": None,
+        "phone_invalid": b["phone"][:10],
+        "email": None,
+        "email_invalid": "user20#example.com",
+    }
+    # a namesake: same name, same city, another valid phone: a different person
+    namesake = {**c, "source_system": "pos", "source_record_id": "P2", "phone": "13900000001", "email": None}
+    # a third of the persons are also POS members with the same phone (pass 1 links those)
+    members = [{**p, "source_system": "pos", "source_record_id": f"M{i}"} for i, p in enumerate(people[::3])]
+    records = _frame([*people, *members, typo, short, namesake])
+    exact = _keys(link_exact(records))
+    model = Model(threshold=0.95)
+    links = resolve(records, model)
+    key = _keys(links)
+    assert exact["pos:P1"] != exact["erp:E00010"]  # pass 1 alone misses both
+    assert (
+        pinyin(pl.Series(["王晓伟", "王晓玮"])).to_list() == ["wang xiao wei"] * 2
+    )  # the typo compares as equal pinyin
+    assert key["wechat:W1"] == key["erp:E00020"]
+    assert key["pos:P2"] != key["erp:E00030"]
+    conf = dict(zip(links["source_record_id"], links["confidence"], strict=True))
+    rules = dict(zip(links["source_record_id"], links["match_rule"], strict=True))
+    assert rules["W1"] == "probabilistic" and 0.95 <= conf["W1"] < 1.0
+    assert rules["P2"] == "single" and conf["P2"] == 1.0
+    assert links.height == records.height
+
+
+def test_a_customer_keeps_its_key_when_a_new_record_joins() -> None:
+    rows = [
+        ("erp", "E5", "customer", "13800138000", None, None, None),
+        ("pos", "P7", "customer", "13800138000", None, None, None),
+        ("pos", "P8", "customer", "13700137000", None, None, None),
+    ]
+    before = _keys(link_exact(_records(rows)))
+    # a record whose id sorts first (it would name the customer if keys were made afresh)
+    grown = _records([("crm", "A0", "customer", "13800138000", None, None, None), *rows])
+    after_links = resolve(grown, previous=link_exact(_records(rows)))
+    after = _keys(after_links)
+    assert after["crm:A0"] == after["erp:E5"] == before["erp:E5"]
+    assert after["pos:P8"] == before["pos:P8"]
+    # split apart by an override: the part holding more of the old records keeps the key, the other a new one
+    split = resolve(
+        grown,
+        overrides=[Override("split", "crm:A0", "erp:E5"), Override("split", "crm:A0", "pos:P7")],
+        previous=after_links,
+    )
+    keys = _keys(split)
+    assert keys["erp:E5"] == keys["pos:P7"] == before["erp:E5"]
+    assert keys["crm:A0"] not in set(before.values())
+
+
+def test_overrides_win_over_both_passes(tmp_path: Path) -> None:
+    path = tmp_path / "overrides.csv"
+    path.write_text(
+        "action,source_system,source_record_id,other_source_system,other_source_record_id,note\n"
+        "merge,erp,E1,pos,P9,same company account\n"
+        "split,erp,E2,pos,P2,shared family phone\n"
+        "detach,crm,C3,,,test record\n",
+        encoding="utf-8",
+    )
+    overrides = read_overrides(path)
+    records = _records(
+        [
+            ("erp", "E1", "customer", "13800000001", None, None, None),
+            ("pos", "P9", "customer", "13900000009", None, None, None),
+            ("erp", "E2", "customer", "13800000002", None, None, None),
+            ("pos", "P2", "customer", "13800000002", None, None, None),
+            ("crm", "C3", "customer", "13800000001", None, None, None),
+        ]
+    )
+    plain, forced = _keys(link_exact(records)), resolve(records, overrides=overrides)
+    key = _keys(forced)
+    assert plain["erp:E1"] != plain["pos:P9"] and key["erp:E1"] == key["pos:P9"]
+    assert plain["erp:E2"] == plain["pos:P2"] and key["erp:E2"] != key["pos:P2"]
+    assert plain["crm:C3"] == plain["erp:E1"] and key["crm:C3"] != key["erp:E1"]
+    rules = dict(zip(forced["source_record_id"], forced["match_rule"], strict=True))
+    assert rules["P9"] == "override"
+
+
+def test_a_bad_override_line_names_the_file_row_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "overrides.csv"
+    path.write_text(
+        "action,source_system,source_record_id,other_source_system,other_source_record_id\n"
+        "merge,erp,E1,pos,P9\nglue,erp,E2,pos,P2\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match=r"overrides.csv: row 3, column action: 'glue'"):
+        read_overrides(path)
+    path.write_text("action,source_system\nmerge,erp\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="missing column"):
+        read_overrides(path)
+
+
+def test_pairwise_scores_count_pairs() -> None:
+    links = pl.DataFrame(
+        {"source_system": ["a"] * 4, "source_record_id": ["1", "2", "3", "4"], "customer_key": ["K", "K", "K", "J"]}
+    )
+    truth = pl.DataFrame({"source_system": ["a"] * 4, "source_record_id": [1, 2, 3, 4], "person_id": list("PPQQ")})
+    score = evaluate(links, truth)  # linked pairs 12, 13, 23; true pairs 12, 34; correct 12
+    assert (score.predicted_pairs, score.true_pairs, score.correct_pairs) == (3, 2, 1)
+    assert score.precision == pytest.approx(1 / 3) and score.recall == pytest.approx(0.5)
+    assert score.f1 == pytest.approx(0.4)

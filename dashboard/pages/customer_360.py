@@ -1,7 +1,41 @@
-"""客户360 Customer 360: not built yet; the page says so and what it will show."""
+"""客户360 Customer 360: find a customer (typo-tolerant: name or pinyin, phone in any format, email,
+company, customer key), then see them across every source: golden attributes with the source each
+came from, tags, owner, key figures, linked records and the timeline. ``?customer=<key>`` opens a
+profile directly (the churn list links here).
+"""
 
+import streamlit as st
+
+from dashboard.components import customer_view as view
+from dashboard.components import data
 from dashboard.components.frame import ensure_frame
-from dashboard.components.placeholder import not_built
+from dashboard.components.session import lang
+from dashboard.i18n import t
 
 ensure_frame()
-not_built("customer_360")
+LANG = lang()
+st.title(t("page.customer_360", LANG))
+
+if not data.has_data():
+    st.info(f"{t('cockpit.no_data', LANG)} {t('cockpit.how_to_load', LANG)}", icon=":material/upload:")
+    st.stop()
+
+view.search(LANG)
+key = view.selected_key()
+if key is None:
+    st.info(t("c360.hint", LANG), icon=":material/person_search:")
+    st.stop()
+
+profile = data.query("customer_profile", {"customer_key": key})
+if profile.is_empty():
+    st.warning(t("c360.not_found", LANG, key=key), icon=":material/person_off:")
+    st.stop()
+customer = profile.row(0, named=True)
+view.header(customer, LANG)
+view.key_figures(customer, LANG)
+left, right = st.columns([1, 1])
+with left:
+    view.attributes(data.query("customer_attributes", {"customer_key": key}), LANG)
+with right:
+    view.linked_records(data.query("identity_links", {"customer_key": key}), LANG)
+view.timeline(data.query("customer_timeline", {"customer_key": key}), LANG)

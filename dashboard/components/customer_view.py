@@ -1,0 +1,153 @@
+"""The Customer 360 page's parts: search results, profile (golden attributes with a source badge
+each, tags, owner), key figures, linked source records and the timeline. User text is shown as
+plain text or table cells, never as HTML."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+import streamlit as st
+
+from dashboard.components import data
+from dashboard.components.fmt import NONE, count, money
+from dashboard.customer360 import search_params
+from dashboard.i18n import Lang, t
+
+PAGE = "customer_360"
+PARAM = "customer"  # ?customer=<customer_key>
+ATTRIBUTES = ("name", "phone", "email", "id_number", "company", "industry", "city", "region", "owner")
+CATEGORIES = ("lead", "stage", "order", "contract", "payment", "interaction")
+
+
+def selected_key() -> str | None:
+    key = st.query_params.get(PARAM)
+    return key.strip() if key and key.strip() else None
+
+
+def _source_titles() -> dict[str, str]:
+    return {s.name: s.display_title for s in data.settings().sources}
+
+
+def search(lang: Lang) -> None:
+    text = st.text_input(t("c360.search", lang), placeholder=t("c360.search.placeholder", lang), key="c360_q")
+    if not text.strip():
+        return
+    found = data.query("customer_search", search_params(text))
+    if found.is_empty():
+        st.info(t("c360.search.none", lang), icon=":material/search_off:")
+        return
+    shown = found.with_columns((pl.lit(f"{PAGE}?{PARAM}=") + pl.col("customer_key")).alias("open")).select(
+        "open", "name", "phone", "email", "company", "city", "owner", "lifecycle_stage"
+    )
+    st.dataframe(
+        shown,
+        hide_index=True,
+        use_container_width=True,
+        column_config={
+            "open": st.column_config.LinkColumn(t("c360.col.customer", lang), display_text=rf"{PARAM}=(.*)$"),
+            **{c: t(f"c360.col.{c}", lang) for c in shown.columns if c != "open"},
+        },
+    )
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d") if value else NONE
+
+
+def header(profile: dict, lang: Lang) -> None:
+    st.subheader(profile["name"] or profile["customer_key"])
+    st.caption(t("c360.key", lang, key=profile["customer_key"], records=profile["records"]))
+    tags = st.container(horizontal=True)
+    with tags:
+        st.badge(t(f"c360.stage.{profile['lifecycle_stage']}", lang), icon=":material/flag:", color="blue")
+        if profile["rfm_segment"]:
+            st.badge(t(f"c360.rfm.{profile['rfm_segment']}", lang), icon=":material/insights:", color="violet")
+        if profile["value_tier"]:
+            st.badge(t(f"c360.tier.{profile['value_tier']}", lang), icon=":material/paid:", color="green")
+        st.badge(t("c360.owner", lang, owner=profile["owner"] or NONE), icon=":material/badge:", color="gray")
+
+
+def key_figures(profile: dict, lang: Lang) -> None:
+    cols = st.columns(5)
+    cols[0].metric(t("c360.fig.revenue", lang), money(profile["lifetime_revenue"]))
+    cols[1].metric(t("c360.fig.orders", lang), count(profile["orders"]))
+    cols[2].metric(t("c360.fig.last_contact", lang), _when(profile["last_contact_at"]))
+    cols[3].metric(t("c360.fig.receivables", lang), money(profile["open_receivables"]))
+    channels = profile["channels"] or []
+    cols[4].metric(t("c360.fig.channels", lang), count(len(channels)), help=", ".join(channels) or None)
+
+
+def attributes(values: pl.DataFrame, lang: Lang) -> None:
+    """One line per golden attribute: its value and a badge naming the source (and snapshot) it came from."""
+    st.markdown(f"**{t('c360.attributes', lang)}**")
+    titles = _source_titles()
+    for attr in ATTRIBUTES:
+        rows = values.filter(pl.col("attribute") == attr)
+        chosen = rows.filter(pl.col("chosen"))
+        if chosen.is_empty():
+            continue
+        best = chosen.row(0, named=True)
+        label, value, source = st.columns([2, 4, 4], vertical_alignment="center")
+        label.text(t(f"c360.col.{attr}", lang))
+        value.text(best["value"])
+        with source:
+            st.badge(
+                titles.get(best["source_system"], best["source_system"]),
+                icon=":material/database:",
+                help=t("c360.provenance", lang, snapshot=best["snapshot_id"], record=best["source_record_id"]),
+            )
+            if best["conflict"]:
+                st.badge(t("c360.conflict", lang, n=rows.height), icon=":material/warning:", color="orange")
+    conflicts = values.filter(pl.col("conflict"))
+    if not conflicts.is_empty():
+        with st.expander(t("c360.conflicts", lang, n=conflicts["attribute"].n_unique())):
+            st.dataframe(
+                conflicts.select("attribute", "value", "chosen", "source_system", "snapshot_id", "sources", "records"),
+                hide_index=True,
+                use_container_width=True,
+            )
+
+
+def linked_records(links: pl.DataFrame, lang: Lang) -> None:
+    st.markdown(f"**{t('c360.records', lang, n=links.height)}**")
+    titles = _source_titles()
+    st.dataframe(
+        links.with_columns(pl.col("source_system").replace_strict(titles, default=pl.col("source_system"))).select(
+            "source_system", "source_record_id", "record_kind", "match_rule", "confidence"
+        ),
+        hide_index=True,
+        use_container_width=True,
+        column_config={
+            "confidence": st.column_config.ProgressColumn(
+                t("c360.col.confidence", lang), min_value=0.0, max_value=1.0, format="%.2f"
+            ),
+            **{c: t(f"c360.col.{c}", lang) for c in ("source_system", "source_record_id", "record_kind", "match_rule")},
+        },
+    )
+
+
+def timeline(events: pl.DataFrame, lang: Lang) -> None:
+    st.markdown(f"**{t('c360.timeline', lang)}**")
+    present = [c for c in CATEGORIES if c in set(events["category"].to_list())]
+    chosen = st.multiselect(
+        t("c360.timeline.filter", lang),
+        present,
+        default=present,
+        format_func=lambda c: t(f"c360.category.{c}", lang),
+        key="c360_categories",
+    )
+    kinds = sorted(set(events.filter(pl.col("category").is_in(chosen))["kind"].drop_nulls().to_list()))
+    picked = st.multiselect(t("c360.timeline.kind", lang), kinds, default=kinds, key="c360_kinds")
+    shown = events.filter(pl.col("category").is_in(chosen) & (pl.col("kind").is_in(picked) | pl.col("kind").is_null()))
+    st.caption(t("c360.timeline.count", lang, shown=shown.height, total=events.height))
+    titles = _source_titles()
+    st.dataframe(
+        shown.with_columns(
+            pl.col("category").replace_strict({c: t(f"c360.category.{c}", lang) for c in CATEGORIES}, default=None),
+            pl.col("source_system").replace_strict(titles, default=pl.col("source_system")),
+        ),
+        hide_index=True,
+        use_container_width=True,
+        column_config={c: t(f"c360.col.{c}", lang) for c in shown.columns},
+    )
