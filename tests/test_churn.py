@@ -210,7 +210,9 @@ def test_a_single_order_long_ago_ranks_high_a_steady_monthly_buyer_low(shop_run:
 def test_expected_value_at_risk_is_risk_times_value_and_orders_the_list(shop_run: churn.ChurnRun) -> None:
     s = shop_run.scores
     np.testing.assert_allclose(s["expected_value_at_risk"], s["risk"] * s["value_at_stake"])
-    assert s["expected_value_at_risk"].is_sorted(descending=True) and s["rank"].to_list() == list(range(1, s.height + 1))
+    assert s["expected_value_at_risk"].is_sorted(descending=True) and s["rank"].to_list() == list(
+        range(1, s.height + 1)
+    )
     steady = s.filter(pl.col("customer_key") == "shop:STEADY").row(0, named=True)
     assert steady["value_at_stake"] == pytest.approx(300.0 * 24 / 700 * 90, rel=0.1)  # ¥300 a month, 90 days
 
@@ -227,7 +229,9 @@ def test_reasons_follow_the_attributions_that_drove_the_score() -> None:
     complaint = REASON_CODES.index("complaints")
     for i, codes in enumerate(reasons["reason_codes"].to_list()):
         w = weights[i]
-        assert [w[REASON_CODES.index(c)] for c in codes] == sorted((w[REASON_CODES.index(c)] for c in codes), reverse=True)
+        assert [w[REASON_CODES.index(c)] for c in codes] == sorted(
+            (w[REASON_CODES.index(c)] for c in codes), reverse=True
+        )
         if codes:
             # the first reason is the heaviest one that applies (complaints only when there were some)
             applicable = [j for j in range(len(REASON_CODES)) if j != complaint or now["complaints_recent"][i] > 0]
