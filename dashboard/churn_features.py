@@ -158,7 +158,8 @@ WITH c AS (
     WHERE c.due_date IS NOT NULL AND c.amount IS NOT NULL
       AND epoch(coalesce(c.signed_at, c.due_date)) / 86400.0 < $t AND epoch(c.due_date) / 86400.0 < $t
 )
-SELECT customer_key, round(sum(open), 2) AS overdue_amount, count(*) AS overdue_contracts, max($t - due_d) AS overdue_days
+SELECT customer_key, round(sum(open), 2) AS overdue_amount, count(*) AS overdue_contracts,
+    max($t - due_d) AS overdue_days
 FROM c WHERE open > 0.005
 GROUP BY customer_key
 """

@@ -96,7 +96,8 @@ def test_features_at_a_date_ignore_everything_after_it() -> None:
     con = warehouse_con(orders, calls)
     con.execute(
         "INSERT INTO contracts BY NAME SELECT * FROM (VALUES "
-        "('shop', 'C1', 'K0001', TIMESTAMP '2025-06-01', 1000.0, TIMESTAMP '2025-07-01', 1000.0, TIMESTAMP '2026-02-01')"
+        "('shop', 'C1', 'K0001', TIMESTAMP '2025-06-01', 1000.0, TIMESTAMP '2025-07-01', 1000.0, "
+        "TIMESTAMP '2026-02-01')"
         ") AS v(source_system, contract_id, customer_ref, signed_at, amount, due_date, paid_amount, paid_at)"
     )
     before = _features(con, cut)
