@@ -87,6 +87,34 @@ def query(name: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
     return _query(*key, version, user(), name, tuple(sorted((params or {}).items())))
 
 
+@st.cache_resource(show_spinner=False, max_entries=2, on_release=lambda wh: wh.close())
+def _as_of(path: str, mtime: float, version: int, source: str, snapshot_id: str) -> Warehouse:
+    from dashboard.explore_asof import AsOfWarehouse
+
+    return AsOfWarehouse(_settings(path, mtime), source, snapshot_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _explore(
+    path: str,
+    mtime: float,
+    version: int,
+    user: Principal,
+    sql: str,
+    params: dict[str, Any],
+    as_of: tuple[str, str] | None,
+) -> pl.DataFrame:
+    wh = _warehouse(path, mtime) if as_of is None else _as_of(path, mtime, version, *as_of)
+    return wh.sql(sql, params, user=user)
+
+
+def explore(sql: str, params: dict[str, Any], as_of: tuple[str, str] | None = None) -> pl.DataFrame:
+    """Explore's generated SQL (dashboard/explore.py: unqualified relations, bound values) as the
+    signed-in user; ``as_of`` = (source, snapshot id) runs it with that source at an earlier snapshot."""
+    key = _config_key()
+    return _explore(*key, _warehouse(*key).version, user(), sql, params, as_of)
+
+
 def query_if_allowed(name: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame | None:
     """Like query(), or None when the user's role may not read what the query reads (a tile hides)."""
     try:

@@ -1,7 +1,35 @@
-"""自助分析 Explore: not built yet; the page says so and what it will show."""
+"""自助分析 Explore: pick a model, dimensions, measures and filters; the answer as a chart and a
+sortable table with totals, pivoted if asked; saved per user, shared by URL, compared with an earlier
+snapshot, exported with the view on top; and a read-only SQL tab over the user's own views."""
 
+import streamlit as st
+
+from dashboard.components import data
+from dashboard.components.explore_builder import builder, remember, saved_views
+from dashboard.components.explore_result import compare_section, not_built, result_section
+from dashboard.components.explore_sqltab import sql_tab
 from dashboard.components.frame import ensure_frame
-from dashboard.components.placeholder import not_built
+from dashboard.components.guard import user_errors
+from dashboard.components.session import lang
+from dashboard.i18n import t
 
 ensure_frame()
-not_built("explore")
+LANG = lang()
+st.title(t("page.explore", LANG))
+
+if not data.has_data():
+    st.info(f"{t('cockpit.no_data', LANG)} {t('cockpit.how_to_load', LANG)}", icon=":material/upload:")
+    st.stop()
+
+build, sql = st.tabs([t("explore.tab.build", LANG), t("explore.tab.sql", LANG)])
+with build, user_errors():
+    spec = builder(LANG)
+    if not not_built(spec, LANG):
+        spec = result_section(spec, LANG)
+        remember(spec)
+        with st.expander(t("explore.compare", LANG), icon=":material/compare_arrows:"):
+            compare_section(spec, LANG)
+        st.subheader(t("explore.save.title", LANG))
+        saved_views(spec, LANG)
+with sql, user_errors():
+    sql_tab(LANG)
