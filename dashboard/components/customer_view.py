@@ -57,7 +57,7 @@ def _when(value: datetime | None) -> str:
 
 def header(profile: dict, lang: Lang) -> None:
     st.subheader(profile["name"] or profile["customer_key"])
-    st.caption(t("c360.key", lang, key=profile["customer_key"], records=profile["records"]))
+    st.caption(t("c360.key", lang, customer=profile["customer_key"], records=profile["records"]))
     tags = st.container(horizontal=True)
     with tags:
         st.badge(t(f"c360.stage.{profile['lifecycle_stage']}", lang), icon=":material/flag:", color="blue")

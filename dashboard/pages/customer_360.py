@@ -28,7 +28,7 @@ if key is None:
 
 profile = data.query("customer_profile", {"customer_key": key})
 if profile.is_empty():
-    st.warning(t("c360.not_found", LANG, key=key), icon=":material/person_off:")
+    st.warning(t("c360.not_found", LANG, customer=key), icon=":material/person_off:")
     st.stop()
 customer = profile.row(0, named=True)
 view.header(customer, LANG)
