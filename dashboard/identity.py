@@ -444,7 +444,7 @@ def _split_apart(labels: np.ndarray, edges: pl.DataFrame, apart: list[tuple[int,
     members = np.flatnonzero(np.isin(labels, list(hit)))
     keep = set(members.tolist())
     # the edges of a record kept apart from many go last, so the records it is kept from stay together
-    bound = {}
+    bound: dict[int, int] = {}
     for pair in apart:
         for x in pair:
             bound[x] = bound.get(x, 0) + 1
