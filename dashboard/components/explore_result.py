@@ -199,13 +199,20 @@ def view_rows(spec: Spec, lang: str, as_of: tuple[str, str] | None = None) -> li
     return rows
 
 
+def export_table(
+    frame: pl.DataFrame, spec: Spec, lang: str, tz: str, as_of: tuple[str, str] | None = None
+) -> tuple[list[tuple[str, str]], pl.DataFrame]:
+    """The header rows (title, time, then the view) and the table as exported, headings translated."""
+    header = [*export_header(t("page.explore", lang), None, lang, tz, ()), *view_rows(spec, lang, as_of)]
+    shown = _display(frame, spec, lang)
+    return header, shown.rename({c: _heading(c, spec, lang) for c in shown.columns})
+
+
 def export_result(frame: pl.DataFrame, spec: Spec, lang: str, name: str, as_of: tuple[str, str] | None = None) -> None:
     """CSV and Excel of the table shown (formula-safe, audited), the view in the header rows."""
     tz = data.settings().timezone
+    header, out = export_table(frame, spec, lang, tz, as_of)
     title = t("page.explore", lang)
-    header = [*export_header(title, None, lang, tz, ()), *view_rows(spec, lang, as_of)]
-    shown = _display(frame, spec, lang)
-    out = shown.rename({c: _heading(c, spec, lang) for c in shown.columns})
     stamp = datetime.now(ZoneInfo(tz)).strftime("%Y%m%d")
     with st.container(horizontal=True, gap="small"):
         for ext, build, mime, icon in (
