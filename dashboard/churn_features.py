@@ -57,7 +57,7 @@ FEATURES: tuple[str, ...] = (
 
 
 def _category_sql() -> str:
-    cases = " ".join(f"WHEN regexp_matches(k, $p_{name}) THEN {CATEGORY[name]}" for name in KIND_PATTERNS)
+    cases = " ".join(f"WHEN regexp_matches(lower(kind), $p_{name}) THEN {CATEGORY[name]}" for name in KIND_PATTERNS)
     return f"CASE {cases} ELSE {CATEGORY['other']} END"
 
 
@@ -68,15 +68,15 @@ FROM churn_links WHERE record_kind = 'customer' AND customer_key IS NOT NULL
 
 """
 # one row per customer and active day: features are plain counts and sums over these
-DAYS_SQL = f"""
-CREATE OR REPLACE TEMP TABLE churn_days AS
+KEYED_SQL = f"""
+CREATE OR REPLACE TEMP TABLE churn_keyed AS
 WITH ev AS (
     SELECT source_system, customer_ref, epoch(ordered_at) / 86400.0 AS d, 0 AS cat,
            source_system AS channel, amount, false AS negative
     FROM orders WHERE customer_ref IS NOT NULL AND ordered_at IS NOT NULL
     UNION ALL
     SELECT source_system, customer_ref, epoch(occurred_at) / 86400.0,
-           (SELECT {_category_sql()} FROM (SELECT lower(coalesce(kind, '')) AS k)),
+           {_category_sql()},
            coalesce(channel, 'unknown'), NULL,
            coalesce(regexp_matches(lower(outcome), $p_negative), false)
     FROM interactions WHERE customer_ref IS NOT NULL AND occurred_at IS NOT NULL
@@ -87,6 +87,10 @@ keyed AS (
     FROM ev LEFT JOIN churn_keys AS k ON k.source_system = ev.source_system AND k.source_record_id = ev.customer_ref
     WHERE d <= $latest
 )
+SELECT * FROM keyed
+"""
+DAYS_SQL = """
+CREATE OR REPLACE TEMP TABLE churn_days AS
 SELECT customer_key, day, min(d) AS first_d, max(d) AS last_d,
     count(*) FILTER (WHERE cat = 0) AS orders,
     coalesce(sum(amount) FILTER (WHERE cat = 0), 0) AS amount,
@@ -98,14 +102,14 @@ SELECT customer_key, day, min(d) AS first_d, max(d) AS last_d,
     count(*) FILTER (WHERE cat = 2) AS unsubscribes,
     count(*) FILTER (WHERE cat = 3) AS service,
     count(*) FILTER (WHERE cat = 4) AS visits,
-    count(*) FILTER (WHERE negative) AS negative,
-    list(DISTINCT channel) AS channels
-FROM keyed
+    count(*) FILTER (WHERE negative) AS negative
+FROM churn_keyed
 GROUP BY customer_key, day
 """
+# per customer and channel: the days it was active there (channel mix)
 CHANNEL_DAYS_SQL = """
 CREATE OR REPLACE TEMP TABLE churn_channel_days AS
-SELECT DISTINCT customer_key, unnest(channels) AS channel, day FROM churn_days
+SELECT customer_key, channel, day FROM churn_keyed GROUP BY ALL
 """
 
 FEATURES_SQL = """
@@ -209,8 +213,10 @@ def load_events(con: duckdb.DuckDBPyConnection, links: pl.DataFrame, priorities:
         con.executemany("INSERT INTO churn_priority VALUES (?, ?)", [[s, p] for s, p in priorities.items()])
     params: dict[str, object] = {f"p_{k}": v for k, v in KIND_PATTERNS.items()}
     con.execute(KEYS_SQL)
-    con.execute(DAYS_SQL, {**params, "p_negative": NEGATIVE_OUTCOME, "latest": latest})
+    con.execute(KEYED_SQL, {**params, "p_negative": NEGATIVE_OUTCOME, "latest": latest})
+    con.execute(DAYS_SQL)
     con.execute(CHANNEL_DAYS_SQL)
+    con.execute("DROP TABLE churn_keyed")  # the per-day tables are all the features read
 
 
 def activity_range(con: duckdb.DuckDBPyConnection) -> tuple[float | None, float | None]:
