@@ -28,6 +28,19 @@ PAGES: tuple[tuple[str, str], ...] = (
     ("admin", ":material/admin_panel_settings:"),
 )
 _LAST_PAGE = "_last_page"
+_AFTER_SIGN_IN = "_after_sign_in"
+
+
+def _remember_deep_link() -> None:
+    """The page a link named (…/customer_360?customer=…) is opened once the user has signed in."""
+    try:
+        url = st.context.url
+    except Exception:  # no browser connection
+        return
+    if isinstance(url, str):
+        name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        if name in dict(PAGES):
+            st.session_state[_AFTER_SIGN_IN] = name
 
 
 def pages(lang: Lang) -> dict[str, st.Page]:
@@ -49,11 +62,15 @@ def run() -> None:
     st.set_page_config(page_icon=":material/dashboard:", layout="wide")
     lang = language_switch(default_language())
     with user_errors():
-        every = pages(lang)  # registered before sign-in, so a deep link survives the sign-in form
-        page = st.navigation(list(every.values()), position="hidden")
-        principal = current_user(lang)
+        principal = current_user(lang)  # the sign-in form when there is no valid session
         if principal is None:
+            _remember_deep_link()
             return
+        every = pages(lang)
+        page = st.navigation(list(every.values()), position="hidden")
+        wanted = st.session_state.pop(_AFTER_SIGN_IN, None)
+        if wanted in every and every[wanted].url_path != page.url_path:
+            st.switch_page(every[wanted])  # the page the link asked for before the sign-in form
         allowed = pages_for(principal.role)
         with st.sidebar:
             for name in allowed:
