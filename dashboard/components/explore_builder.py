@@ -25,6 +25,7 @@ URL_PARAM = "view"
 DEFAULT = Spec("leads", (Dim("channel"),), ("count",))
 _K = {k: f"_ex_{k}" for k in ("model", "dims", "measures", "pivot", "chart", "fcol", "fop", "fvals", "flo", "fhi")}
 _NOTICE = "_ex_notice"
+_SAVE_NAME, _SAVED = "_ex_save_name", "_ex_saved_notice"
 
 
 # -- labels -------------------------------------------------------------------------------------
@@ -254,12 +255,12 @@ def saved_views(spec: Spec, lang: str) -> None:
     who, cfg = data.user(), data.settings()
     views = explore_views.load_views(cfg, who.username)
     save, reopen = st.columns(2)
-    with save, st.form("_ex_save", border=False):
-        name = st.text_input(t("explore.save.name", lang), max_chars=explore_views.MAX_NAME)
-        if st.form_submit_button(t("explore.save", lang), icon=":material/bookmark_add:"):
-            explore_views.save_view(cfg, who.username, name, spec)
-            st.success(t("explore.saved", lang, name=name.strip()))
-            views = explore_views.load_views(cfg, who.username)
+    with save:
+        st.text_input(t("explore.save.name", lang), max_chars=explore_views.MAX_NAME, key=_SAVE_NAME)
+        st.button(t("explore.save", lang), icon=":material/bookmark_add:", on_click=_save, args=(spec, lang))
+        saved = st.session_state.pop(_SAVED, None)
+        if saved:
+            st.success(saved)
     with reopen:
         if views:
             chosen = st.selectbox(t("explore.saved_views", lang), sorted(views), key="_ex_saved")
@@ -280,6 +281,17 @@ def _base_url() -> str:
     except Exception:  # no browser connection (AppTest, bare mode)
         url = None
     return str(url).split("?")[0] if url else ""
+
+
+def _save(spec: Spec, lang: str) -> None:
+    """A click's callback (it runs before the page, so the list below already shows the new view)."""
+    name = str(st.session_state.get(_SAVE_NAME) or "")
+    try:
+        explore_views.save_view(data.settings(), data.user().username, name, spec)
+    except ExploreError as e:
+        st.session_state[_NOTICE] = e.message
+        return
+    st.session_state[_SAVED] = t("explore.saved", lang, name=name.strip())
 
 
 def _open(name: str) -> None:

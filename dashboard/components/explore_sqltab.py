@@ -31,8 +31,7 @@ def sql_tab(lang: str) -> None:
         max_chars=20_000,
         placeholder="SELECT channel, count(*) AS leads FROM lead_facts GROUP BY channel ORDER BY leads DESC",
     )
-    if st.button(t("explore.sql.run", lang), icon=":material/play_arrow:", type="primary"):
-        st.session_state[_LAST] = _run(st.session_state.get(_SQL) or "")
+    st.button(t("explore.sql.run", lang), icon=":material/play_arrow:", type="primary", on_click=_clicked)
     last = st.session_state.get(_LAST)
     if isinstance(last, str):
         st.error(last)
@@ -41,6 +40,10 @@ def sql_tab(lang: str) -> None:
             st.warning(t("explore.sql.truncated", lang, rows=f"{MAX_ROWS:,}"))
         st.caption(t("explore.sql.rows", lang, rows=f"{last.frame.height:,}"))
         st.dataframe(last.frame.to_pandas(), hide_index=True, width="stretch", placeholder=fmt.NONE)
+
+
+def _clicked() -> None:
+    st.session_state[_LAST] = _run(st.session_state.get(_SQL) or "")
 
 
 def _run(sql: str) -> SqlResult | str:

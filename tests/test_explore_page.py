@@ -1,0 +1,187 @@
+"""The Explore page driven with AppTest on the fixture company: building a view with the controls,
+filters, pivot, the URL that rebuilds the view in a new session, saved views, the export's header,
+the SQL tab, and an analyst's and a manager's view through sign-in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from argon2 import PasswordHasher
+from streamlit.testing.v1 import AppTest
+
+from dashboard import audit, auth, explore_views
+from dashboard.components.explore_result import export_table
+from dashboard.config import CONFIG_ENV, Settings
+from dashboard.explore import Dim, Filter, Spec, decode, encode
+from dashboard.export import to_csv
+from dashboard.security import ROLES
+from tests.test_security import UNMASKED
+
+APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+PASSWORD = "correct horse battery"
+pytestmark = pytest.mark.usefixtures("fresh_caches")
+
+
+def open_explore(settings: Settings, monkeypatch: pytest.MonkeyPatch, view: str | None = None) -> AppTest:
+    monkeypatch.setenv(CONFIG_ENV, str(settings.base_dir / "cockpit.toml"))
+    at = AppTest.from_file(APP, default_timeout=60)
+    if view is not None:
+        at.query_params["view"] = view
+    at.run()
+    if at.sidebar.radio[0].value != "en":
+        at.sidebar.radio[0].set_value("en").run()
+    at.switch_page("pages/explore.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def totals(at: AppTest) -> dict[str, str]:
+    return {m.label.removeprefix("Total · "): m.value for m in at.metric}
+
+
+def table(at: AppTest) -> pl.DataFrame:
+    return pl.from_pandas(at.dataframe[0].value)
+
+
+def widget(at: AppTest, kind: str, label: str) -> object:
+    return next(w for w in at.get(kind) if w.label == label)
+
+
+def test_the_default_view_and_building_one_with_the_controls(
+    company: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_explore(company, monkeypatch)
+    assert [x.value for x in at.title] == ["Explore"]
+    assert totals(at) == {"Rows": "60"}
+    assert dict(table(at).rows()) == {"paid_search": 30, "trade_show": 19, "website": 10, "unknown": 1}
+    assert len(at.get("plotly_chart")) == 1
+    widget(at, "multiselect", "Measures").set_value(["count", "conversion_rate", "revenue"]).run()
+    assert totals(at) == {"Rows": "60", "Conversion": "13.3%", "Won revenue": "¥22,000"}
+    widget(at, "multiselect", "Group by").set_value(["owner"]).run()
+    rows = {r["Owner"]: r for r in table(at).iter_rows(named=True)}
+    assert rows["rep1"]["Rows"] == 10 and rows["rep1"]["Won revenue"] == 7000  # CRM-1 and CRM-4
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_a_filter_added_with_the_controls_narrows_the_view(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_explore(company, monkeypatch)
+    widget(at, "selectbox", "Column").set_value("owner").run()
+    widget(at, "selectbox", "Condition").set_value("not_in").run()
+    values = widget(at, "multiselect", "Values (pick or type)")
+    assert values.options == ["rep0", "rep1", "rep2"]  # the column's values, for the picking
+    values.set_value(["rep0"]).run()
+    next(b for b in at.button if b.label == "Add").click().run()
+    assert totals(at) == {"Rows": "50"}
+    assert "Owner is none of rep0" in [t.value for t in at.text]
+    next(b for b in at.button if b.label == "Remove").click().run()
+    assert totals(at) == {"Rows": "60"}
+
+
+def test_pivot_and_chart_choice(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_explore(company, monkeypatch)
+    widget(at, "multiselect", "Group by").set_value(["channel", "stage"]).run()
+    widget(at, "selectbox", "Pivot into columns").set_value("stage").run()
+    wide = table(at)
+    total = wide.filter(pl.col("Channel") == "Total").row(0, named=True)
+    assert (total["won"], total["Total"]) == (8, 60)
+    assert wide.filter(pl.col("Channel") == "paid_search")["Total"].item() == 30
+    token = at.query_params["view"]
+    assert decode(token[0] if isinstance(token, list) else token).pivot == "stage"  # the URL follows
+    at.get("button_group")[0].set_value("heatmap").run()
+    assert not at.exception and len(at.get("plotly_chart")) == 1
+
+
+def test_the_url_alone_rebuilds_the_view(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_explore(company, monkeypatch)
+    widget(at, "multiselect", "Group by").set_value(["created_at_week", "channel"]).run()
+    widget(at, "multiselect", "Measures").set_value(["count", "won"]).run()
+    token = at.query_params["view"]
+    token = token[0] if isinstance(token, list) else token
+    first = (totals(at), table(at))
+    again = open_explore(company, monkeypatch, view=token)
+    assert totals(again) == first[0] and table(again).equals(first[1])
+    broken = open_explore(company, monkeypatch, view="not-a-view")
+    assert [e.value for e in broken.error] == ["the view in the link cannot be read (it was cut off or changed)"]
+    assert totals(broken) == {"Rows": "60"}  # the default view instead
+
+
+def test_save_and_reopen_a_view(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_explore(company, monkeypatch)
+    widget(at, "selectbox", "Data").set_value("orders").run()
+    widget(at, "multiselect", "Group by").set_value(["ordered_at_month"]).run()
+    widget(at, "multiselect", "Measures").set_value(["sum_amount"]).run()
+    widget(at, "text_input", "Name").input("orders by month")
+    next(b for b in at.button if b.label == "Save view").click().run()
+    saved = explore_views.load_views(company, "anonymous")
+    assert list(saved) == ["orders by month"]
+    fresh = open_explore(company, monkeypatch)
+    assert totals(fresh) == {"Rows": "60"}
+    widget(fresh, "selectbox", "My saved views").set_value("orders by month")
+    next(b for b in fresh.button if b.label == "Open").click().run()
+    assert totals(fresh) == {"Amount": "¥28,800"}
+
+
+def test_the_export_carries_the_view_on_top() -> None:
+    spec = Spec("leads", (Dim("channel"),), ("count",), (Filter("owner", "in", ("=cmd|' /C calc'!A0",)),))
+    header, out = export_table(pl.DataFrame({"channel": ["paid_search"], "count": [10]}), spec, "en", "Asia/Shanghai")
+    text = to_csv(out, header).decode("utf-8-sig")
+    assert "\r\nFilter,Owner is one of =cmd|' /C calc'!A0\r\n" in text
+    assert "Measures,Rows" in text and "Group by,Channel" in text and "Channel,Rows" in text
+    assert "\r\npaid_search,10\r\n" in text
+
+
+def test_the_sql_tab_on_the_page(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_explore(company, monkeypatch)
+    at.text_area[0].input("SELECT channel, count(*) AS n FROM lead_facts GROUP BY channel ORDER BY n DESC")
+    next(b for b in at.button if b.label == "Run").click().run()
+    assert pl.from_pandas(at.dataframe[-1].value).row(0) == ("paid_search", 30)
+    at.text_area[0].input("SELECT * FROM read_csv('/etc/passwd')")
+    next(b for b in at.button if b.label == "Run").click().run()
+    assert [e.value for e in at.error] == [
+        "'read_csv' is not allowed: the SQL tab reads only the tables listed, no files or table functions"
+    ]
+    events = audit.read(company, action="query").filter(pl.col("target") == "explore_sql")
+    assert events.height == 2
+
+
+# -- signed in as a role -------------------------------------------------------------------------
+@pytest.fixture
+def accounts(company: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setattr(auth, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    for role in ROLES:
+        auth.add_user(company, role, role, PASSWORD, "rep1" if role == "sales" else None)
+    return company
+
+
+def signed_in(settings: Settings, monkeypatch: pytest.MonkeyPatch, user: str, view: str | None = None) -> AppTest:
+    monkeypatch.delenv("COCKPIT_NO_AUTH", raising=False)
+    monkeypatch.setenv(CONFIG_ENV, str(settings.base_dir / "cockpit.toml"))
+    at = AppTest.from_file(APP, default_timeout=60)
+    if view is not None:
+        at.query_params["view"] = view
+    at.run()
+    at.text_input[0].input(user)
+    at.text_input[1].input(PASSWORD)
+    at.button[0].click().run()
+    if at.sidebar.radio[0].value != "en":
+        at.sidebar.radio[0].set_value("en").run()
+    at.switch_page("pages/explore.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_a_shared_link_shows_each_user_their_own_permissions(
+    accounts: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    view = encode(Spec("leads", (Dim("owner"),), ("count",)))
+    manager = signed_in(accounts, monkeypatch, "manager", view)
+    assert totals(manager) == {"Rows": "60"}
+    at = signed_in(accounts, monkeypatch, "analyst")
+    at.text_area[0].input("SELECT phone FROM leads")
+    next(b for b in at.button if b.label == "Run").click().run()
+    phones = pl.from_pandas(at.dataframe[-1].value)["phone"].to_list()
+    assert len(phones) == 60 and not any(UNMASKED["phone"].search(p) for p in phones)
+    sales = signed_in(accounts, monkeypatch, "sales", view)
+    assert not sales.metric and sales.error  # Explore is not a sales page: refused, nothing shown
