@@ -297,6 +297,8 @@ def test_each_role_opens_its_pages_and_is_refused_the_others(
     assert sorted(refused) == sorted(set(ROLE_PAGES["admin"]) - set(ROLE_PAGES[role]))
     events = audit.read(accounts)
     assert sorted(events.filter(pl.col("action") == "page_refused")["target"]) == sorted(refused)
+    viewed = set(events.filter(pl.col("action") == "page_view")["target"])
+    assert viewed == set(ROLE_PAGES[role]), viewed
     assert events.filter(pl.col("action") == "sign_in")["user"].to_list() == [role]
 
 
@@ -363,3 +365,27 @@ def test_exports_are_audited_with_rows(company: Settings, monkeypatch: pytest.Mo
         42,
         "10.1.2.3",
     )
+
+
+def test_single_sign_on_identities_map_to_roles(company: Settings) -> None:
+    from dashboard.config import SecurityConfig, SsoConfig
+
+    sso = SsoConfig(admin=["IT@corp.example"], manager=["group:managers"], sales=["group:sales"])
+    settings = company.model_copy(update={"security": SecurityConfig(sso=sso)})
+    assert auth.sso_principal(settings, {"email": "it@corp.example"}) == Principal("it@corp.example", "admin")
+    both = {"email": "wang@corp.example", "groups": ["sales", "managers"], "name": "rep1"}
+    assert auth.sso_principal(settings, both) == Principal("wang@corp.example", "manager")  # the stronger role
+    assert auth.sso_principal(settings, {"email": "li@corp.example", "groups": "sales", "name": "rep2"}) == Principal(
+        "li@corp.example", "sales", "rep2"
+    )
+    assert auth.sso_principal(settings, {"email": "x@corp.example", "groups": ["sales"]}) is None  # no owner name
+    assert auth.sso_principal(settings, {"email": "stranger@elsewhere.example"}) is None
+
+
+def test_demo_accounts_one_per_role_and_sales_owns_the_busiest_owner(company: Settings) -> None:
+    made = auth.demo_accounts(company)
+    assert [(u, r) for u, r, _, _ in made] == [(r, r) for r in ROLES]
+    owners = {owner for _, role, _, owner in made if role == "sales"}
+    assert owners == {"rep0"}  # 10 leads each: the first name wins the tie
+    assert auth.sign_in(company, "sales", "sales-demo", None).principal == Principal("sales", "sales", "rep0")
+    assert auth.demo_accounts(company) == []  # made once; existing accounts are left alone
