@@ -44,7 +44,7 @@ def value_text(measure: str, model: str, value: Any) -> str:
     return _FORMAT[MODELS[model].measures[measure].fmt](value)
 
 
-def not_built(spec: Spec, lang: str) -> bool:
+def model_missing(spec: Spec, lang: str) -> bool:
     """The model's part of the build is missing (golden customers before their first build): say so."""
     query = explore.rows_query(spec.model)
     if query is None or data.explore(query.sql, query.params)["n"].item() > 0:

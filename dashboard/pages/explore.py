@@ -6,7 +6,7 @@ import streamlit as st
 
 from dashboard.components import data
 from dashboard.components.explore_builder import builder, remember, saved_views
-from dashboard.components.explore_result import compare_section, not_built, result_section
+from dashboard.components.explore_result import compare_section, model_missing, result_section
 from dashboard.components.explore_sqltab import sql_tab
 from dashboard.components.frame import ensure_frame
 from dashboard.components.guard import user_errors
@@ -24,7 +24,7 @@ if not data.has_data():
 build, sql = st.tabs([t("explore.tab.build", LANG), t("explore.tab.sql", LANG)])
 with build, user_errors():
     spec = builder(LANG)
-    if not not_built(spec, LANG):
+    if not model_missing(spec, LANG):
         spec = result_section(spec, LANG)
         remember(spec)
         with st.expander(t("explore.compare", LANG), icon=":material/compare_arrows:"):
