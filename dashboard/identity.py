@@ -360,7 +360,7 @@ def predict(feats: pl.DataFrame, model: Model) -> pl.DataFrame:
         )
         trainer = Linker(db.register("identity_sample"), settings, log_level=None)
         lap = _Laps(model.stats)
-        with contextlib.suppress(SplinkException):  # too few records to sample: keep the prior u
+        with contextlib.suppress(SplinkException, ZeroDivisionError):  # too few records to sample: keep the prior u
             trainer.training.estimate_u_using_random_sampling(max_pairs=model.max_pairs, seed=model.seed)
         lap("u")
         trained = []

@@ -77,7 +77,7 @@ FREE_TEXT_COLUMNS = frozenset({"note"})  # people type phone numbers into notes
 # Tables a sales user never reads (data-quality internals: samples across every owner's records).
 SALES_DENIED = frozenset({"field_quality", "validation_runs", "validation_results", "identity_consistency"})
 # Tables with nothing personal and no owner, that sales read whole (channel spend behind the ROI tile).
-SALES_SHARED = frozenset({"marketing_spend"})
+SALES_SHARED = frozenset({"marketing_spend", "churn_model"})  # churn_model: the model card, nothing personal
 
 OWNER_VAR = "getvariable('cockpit_owner')"
 # A sales user's own records and golden customers (views in the base schema, read through the variable).
