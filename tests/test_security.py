@@ -389,3 +389,13 @@ def test_demo_accounts_one_per_role_and_sales_owns_the_busiest_owner(company: Se
     assert owners == {"rep0"}  # 10 leads each: the first name wins the tie
     assert auth.sign_in(company, "sales", "sales-demo", None).principal == Principal("sales", "sales", "rep0")
     assert auth.demo_accounts(company) == []  # made once; existing accounts are left alone
+
+
+@pytest.mark.usefixtures("fresh_caches")
+def test_no_auth_says_so_on_every_page(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CONFIG_ENV, str(company.base_dir / "cockpit.toml"))  # COCKPIT_NO_AUTH=1: the conftest
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.sidebar.radio[0].set_value("en").run()
+    for page in ROLE_PAGES["admin"]:
+        at.switch_page(f"pages/{page}.py").run()
+        assert t("auth.disabled", "en") in [w.value for w in at.warning], page
