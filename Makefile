@@ -10,7 +10,7 @@ SIZE ?= medium
 SEED ?= 42
 PORT ?= 8501
 
-.PHONY: install demo serve refresh status test lint typecheck browser pytest benchmark constraints clean
+.PHONY: install demo serve refresh status test lint typecheck browser databases pytest benchmark benchmark-extract constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,10 +56,28 @@ browser:
 		echo "note: chromium (and fonts-noto-cjk) are not installed and this is not root: the browser tests will skip"; \
 	fi
 
-test: lint typecheck browser pytest ## the whole suite, as CI runs it
+# The database source tests start a real PostgreSQL and MariaDB in a temporary folder (tests/dbserver.py).
+# Installed only when missing and only as root; otherwise they skip (in CI, where CI is set, they fail).
+databases:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing=" postgresql"; \
+	command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || [ -x /usr/sbin/mysqld ] || missing="$$missing mariadb-server"; \
+	if [ -z "$$missing" ]; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing$$missing for the database source tests"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	else \
+		echo "note:$$missing not installed and this is not root: the database source tests will skip"; \
+	fi
+
+test: lint typecheck browser databases pytest ## the whole suite, as CI runs it
 
 benchmark: install ## refresh at medium and large against the DuckDB floor; writes docs/benchmarks.md
 	$(BIN)/python benchmarks/refresh.py --sizes medium large
+
+benchmark-extract: install databases ## 10M rows from a local PostgreSQL into a snapshot, against COPY TO file
+	$(BIN)/python benchmarks/extract.py
 
 constraints: install ## re-pin every resolved package after changing pyproject.toml
 	{ head -2 constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^#'; } > constraints.tmp

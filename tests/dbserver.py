@@ -121,7 +121,15 @@ def postgres() -> Iterator[Server]:
         if (data / "postmaster.pid").exists():
             subprocess.run(_as(owner, [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
                            capture_output=True, timeout=60, check=False)
+        _remove(folder)
+
+
+def _remove(folder: Path) -> None:
+    for _ in range(20):  # a server's last files can appear while the tree is being removed
         shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            return
+        time.sleep(0.25)
 
 
 # -- MariaDB / MySQL ------------------------------------------------------------------------------
@@ -148,12 +156,13 @@ def mariadb() -> Iterator[Server]:
     user_opt = [f"--user={owner}"] if owner else []
     _run([str(install), "--no-defaults", f"--datadir={data}", "--auth-root-authentication-method=normal",
           "--skip-test-db", *user_opt], "mariadb-install-db")
+    log = open(folder / "log", "wb")  # noqa: SIM115 - open as long as the server runs
     proc = subprocess.Popen(
         [str(server), "--no-defaults", f"--datadir={data}", f"--port={port}", "--bind-address=127.0.0.1",
          f"--socket={sock}", f"--pid-file={folder / 'mysqld.pid'}", "--skip-name-resolve",
          "--innodb-flush-log-at-trx-commit=0", "--skip-log-bin", "--character-set-server=utf8mb4",
          "--collation-server=utf8mb4_unicode_ci", *user_opt],
-        stdout=subprocess.DEVNULL, stderr=open(folder / "log", "wb"),  # noqa: SIM115 - lives as long as the server
+        stdout=subprocess.DEVNULL, stderr=log,
     )
     try:
         import pymysql
@@ -179,4 +188,6 @@ def mariadb() -> Iterator[Server]:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-        shutil.rmtree(folder, ignore_errors=True)
+            proc.wait()
+        log.close()
+        _remove(folder)

@@ -54,7 +54,7 @@ class Db:
         import pymysql
 
         return pymysql.connect(host="127.0.0.1", port=self.server.port, user=dbserver.USER, password=PASSWORD,
-                               database=dbserver.DATABASE, autocommit=True)
+                               database=dbserver.DATABASE, autocommit=True, read_timeout=120)
 
     def run(self, *statements: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
         con = self.connect()
@@ -129,7 +129,14 @@ timeout_seconds = {timeout}
   key = "id"
   watermark = "updated_at"
   delete_column = "deleted"
-  columns = {{ source_record_id = "id", name = "full_name", phone = "mobile", email = "email", city = "city", created_at = "created", updated_at = "updated_at" }}
+    [sources.tables.columns]
+    source_record_id = "id"
+    name = "full_name"
+    phone = "mobile"
+    email = "email"
+    city = "city"
+    created_at = "created"
+    updated_at = "updated_at"
   [[sources.tables]]
   entity = "orders"
   query = "SELECT order_no, {cast} AS cust, amount, ordered FROM orders WHERE note LIKE '50%'"
@@ -345,3 +352,13 @@ def test_connection_killed_mid_extract_leaves_the_current_snapshot_untouched(
     assert refresh(settings, ["erp"]).exit_code == 0
     assert set(published(settings, "customers")["name"]) == {"changed"}
     no_password_anywhere(settings)
+
+
+def test_a_literal_connection_url_in_cockpit_toml_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, "postgres")
+    url = f"postgresql://cockpit:{PASSWORD}@db.internal:5432/erp"
+    cfg.write_text(cfg.read_text().replace('"env:ERP_DB_URL"', f'"{url}"'))
+    out = cockpit("--config", str(cfg), "refresh")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "sources[0] (erp).connection: credentials are never written in cockpit.toml" in out.stdout + out.stderr
+    assert PASSWORD not in out.stdout + out.stderr and "db.internal" not in out.stdout + out.stderr

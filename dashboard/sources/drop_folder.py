@@ -102,7 +102,7 @@ def read(source: SourceConfig, table: TableConfig, ctx: ExtractContext) -> tuple
         digest = sha256(path)
         seen = ledger.get(digest)
         if seen:
-            if seen["snapshot"] == current:  # taken by the current snapshot; the move was cut short
+            if seen["snapshot"] == current and seen["name"] == path.name:  # taken, published, move cut short
                 move(path, folder / PROCESSED)
             else:
                 move(path, folder / REJECTED, f"already processed: the same content as {seen['name']} "

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import queue
+import threading
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
@@ -113,8 +115,24 @@ def deleted_mask(batch: pa.RecordBatch | pa.Table, column: str) -> pa.Array:
     return pc.is_valid(col)
 
 
+def low_cardinality(batch: pa.RecordBatch) -> list[str]:
+    """Columns worth dictionary encoding, judged on the first batch: trying it on ids, names and emails
+    cost a third of the extract time (benchmarks/extract.py)."""
+    out = []
+    for name, col in zip(batch.schema.names, batch.columns, strict=True):
+        if batch.num_rows and pc.count_distinct(col).as_py() <= max(10, batch.num_rows // 20):
+            out.append(name)
+    return out
+
+
 class BatchWriter:
-    """Arrow batches → one Parquet file, holding one batch at a time; tracks the watermark's maximum."""
+    """Arrow batches → one Parquet file; tracks the watermark's maximum.
+
+    Encoding and compression run on a thread of their own while the driver reads the next batch
+    (both release the GIL); at most ``QUEUED`` batches wait, so memory stays a few batches.
+    """
+
+    QUEUED = 2
 
     def __init__(self, path: Path, watermark: str | None, delete_column: str | None, drop_deleted: bool) -> None:
         self.path, self.watermark, self.delete_column, self.drop_deleted = path, watermark, delete_column, drop_deleted
@@ -123,17 +141,43 @@ class BatchWriter:
         self.high: Any = None
         self.schema: pa.Schema | None = None
         self._writer: pq.ParquetWriter | None = None
+        self._queue: queue.Queue[pa.RecordBatch | None] = queue.Queue(self.QUEUED)
+        self._thread: threading.Thread | None = None
+        self._failed: BaseException | None = None
 
     def __enter__(self) -> BatchWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         return self
+
+    def _drain(self) -> None:
+        assert self._writer is not None
+        try:
+            while (batch := self._queue.get()) is not None:
+                if self._failed is None:
+                    self._writer.write_batch(batch)
+        except BaseException as e:  # handed to the reading thread, raised there
+            self._failed = e
+            while self._queue.get() is not None:  # keep taking, so the reader never blocks
+                pass
+
+    def _stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        if self._failed is not None:
+            raise self._failed
 
     def write(self, batch: pa.RecordBatch) -> None:
         batch = plain(batch)
         if self._writer is None:
             self._check_columns(batch.schema)
             self.schema = batch.schema
-            self._writer = pq.ParquetWriter(self.path, batch.schema, compression="zstd")
+            self._writer = pq.ParquetWriter(
+                self.path, batch.schema, compression="zstd", use_dictionary=low_cardinality(batch)
+            )
+            self._thread = threading.Thread(target=self._drain, name="parquet-writer", daemon=True)
+            self._thread.start()
         elif batch.schema != self.schema:
             batch = batch.cast(self.schema)  # a driver may type an all-null batch loosely
         if self.watermark and batch.num_rows:
@@ -144,7 +188,9 @@ class BatchWriter:
             mask = deleted_mask(batch, self.delete_column)
             self.deleted += int(pc.sum(mask).as_py() or 0)
             batch = batch.filter(pc.invert(mask))
-        self._writer.write_batch(batch)
+        if self._failed is not None:
+            raise self._failed
+        self._queue.put(batch)
         self.rows += batch.num_rows
 
     def _check_columns(self, schema: pa.Schema) -> None:
@@ -155,10 +201,13 @@ class BatchWriter:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        if exc_type is not None:
-            self.path.unlink(missing_ok=True)  # a partial extract is never kept
+        try:
+            self._stop()
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+            if exc_type is not None or self._failed is not None:
+                self.path.unlink(missing_ok=True)  # a partial extract is never kept
 
 
 # -- the merge ----------------------------------------------------------------------------------------
