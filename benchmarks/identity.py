@@ -20,7 +20,7 @@ import polars as pl
 
 from dashboard.config import load_settings
 from dashboard.customer360 import search_params
-from dashboard.identity import RECORDS_SQL, Model, evaluate, resolve
+from dashboard.identity import Model, evaluate, read_records, resolve
 from dashboard.pipeline.store import Store
 from dashboard.warehouse import Warehouse, attach_views
 
@@ -40,7 +40,7 @@ def main() -> None:
     with duckdb.connect() as con:
         attach_views(con, store, store.read_manifest(), in_memory=frozenset())
         t = time.perf_counter()
-        records = con.sql(RECORDS_SQL).pl()
+        records = read_records(con)
         t_records = time.perf_counter() - t
     t = time.perf_counter()
     exact = resolve(records)

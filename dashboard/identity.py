@@ -41,48 +41,68 @@ LINK_COLUMNS = ("source_system", "source_record_id", "record_kind", "customer_ke
 
 # Every customer and lead record with the attributes identity and the golden record use. A customer
 # known only by a reference (an order's customer_ref in a source without a customers table) is a
-# record with no attributes.
-RECORDS_SQL = """
-WITH refs AS (
-    SELECT source_system, customer_ref, max(snapshot_id) AS snapshot_id FROM (
-        SELECT source_system, customer_ref, snapshot_id FROM leads WHERE customer_ref IS NOT NULL
-        UNION ALL SELECT source_system, customer_ref, snapshot_id FROM orders WHERE customer_ref IS NOT NULL
-        UNION ALL SELECT source_system, customer_ref, snapshot_id FROM interactions WHERE customer_ref IS NOT NULL
-        UNION ALL SELECT source_system, customer_ref, snapshot_id FROM contracts WHERE customer_ref IS NOT NULL
-    ) GROUP BY ALL
-)
-SELECT * FROM (
-    SELECT DISTINCT ON (source_system, source_record_id) source_system, source_record_id,
-           'customer' AS record_kind, snapshot_id,
-           CASE WHEN phone_valid THEN phone END AS phone,
-           CASE WHEN email_valid THEN email END AS email,
-           CASE WHEN id_number_valid THEN id_number END AS id_number,
-           NULL AS customer_ref,
-           CASE WHEN NOT phone_valid THEN phone END AS phone_invalid,
-           CASE WHEN NOT email_valid THEN email END AS email_invalid,
-           name, company, industry, region, city, owner,
-           coalesce(updated_at, created_at) AS seen_at
-    FROM customers
-    ORDER BY source_system, source_record_id, coalesce(updated_at, created_at) DESC NULLS LAST
-)
-UNION ALL
-SELECT r.source_system, r.customer_ref, 'customer', r.snapshot_id, NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL, NULL, NULL, NULL, NULL, NULL, NULL
-FROM refs AS r
-ANTI JOIN customers AS c ON c.source_system = r.source_system AND c.source_record_id = r.customer_ref
-UNION ALL
-SELECT * FROM (
-    SELECT DISTINCT ON (source_system, lead_id) source_system, lead_id, 'lead', snapshot_id,
-           CASE WHEN phone_valid THEN phone END,
-           CASE WHEN email_valid THEN email END,
-           NULL, customer_ref,
-           CASE WHEN NOT phone_valid THEN phone END,
-           CASE WHEN NOT email_valid THEN email END,
-           name, company, NULL, region, NULL, owner, created_at
-    FROM leads
-    ORDER BY source_system, lead_id, created_at DESC NULLS LAST
-)
+# record with no attributes. Read in three plain scans (read_records): sorting the union of wide
+# rows to deduplicate them cost more than everything else at 3M records.
+_CUSTOMERS_SQL = """
+SELECT source_system, source_record_id, 'customer' AS record_kind, snapshot_id,
+       CASE WHEN phone_valid THEN phone END AS phone,
+       CASE WHEN email_valid THEN email END AS email,
+       CASE WHEN id_number_valid THEN id_number END AS id_number,
+       CAST(NULL AS VARCHAR) AS customer_ref,
+       CASE WHEN NOT phone_valid THEN phone END AS phone_invalid,
+       CASE WHEN NOT email_valid THEN email END AS email_invalid,
+       name, company, industry, region, city, owner,
+       coalesce(updated_at, created_at) AS seen_at
+FROM customers
 """
+_LEADS_SQL = """
+SELECT source_system, lead_id AS source_record_id, 'lead' AS record_kind, snapshot_id,
+       CASE WHEN phone_valid THEN phone END AS phone,
+       CASE WHEN email_valid THEN email END AS email,
+       CAST(NULL AS VARCHAR) AS id_number, customer_ref,
+       CASE WHEN NOT phone_valid THEN phone END AS phone_invalid,
+       CASE WHEN NOT email_valid THEN email END AS email_invalid,
+       name, company, CAST(NULL AS VARCHAR) AS industry, region, CAST(NULL AS VARCHAR) AS city, owner,
+       created_at AS seen_at
+FROM leads
+"""
+# customers known only by reference: the anti join before grouping keeps the hash table small
+_REFS_SQL = """
+SELECT r.source_system, r.customer_ref AS source_record_id, 'customer' AS record_kind, max(r.snapshot_id) AS snapshot_id
+FROM (
+    SELECT source_system, customer_ref, snapshot_id FROM leads WHERE customer_ref IS NOT NULL
+    UNION ALL SELECT source_system, customer_ref, snapshot_id FROM orders WHERE customer_ref IS NOT NULL
+    UNION ALL SELECT source_system, customer_ref, snapshot_id FROM interactions WHERE customer_ref IS NOT NULL
+    UNION ALL SELECT source_system, customer_ref, snapshot_id FROM contracts WHERE customer_ref IS NOT NULL
+) AS r
+ANTI JOIN customers AS c ON c.source_system = r.source_system AND c.source_record_id = r.customer_ref
+GROUP BY ALL
+"""
+# The same records in one statement, for scripts that want SQL (one row per record, latest first).
+RECORDS_SQL = f"""
+SELECT * FROM (SELECT DISTINCT ON (source_system, source_record_id) * FROM ({_CUSTOMERS_SQL})
+               ORDER BY source_system, source_record_id, seen_at DESC NULLS LAST)
+UNION ALL BY NAME ({_REFS_SQL})
+UNION ALL BY NAME
+SELECT * FROM (SELECT DISTINCT ON (source_system, source_record_id) * FROM ({_LEADS_SQL})
+               ORDER BY source_system, source_record_id, seen_at DESC NULLS LAST)
+"""
+
+
+def _latest(frame: pl.DataFrame) -> pl.DataFrame:
+    """One row per record: a record a snapshot holds twice keeps its latest row."""
+    keys = ["source_system", "source_record_id"]
+    if not frame.select(pl.struct(keys).is_duplicated().any()).item():
+        return frame
+    return frame.sort("seen_at", descending=True, nulls_last=True).unique(keys, keep="first", maintain_order=True)
+
+
+def read_records(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """RECORDS_SQL's rows (``con`` has the entity views): customers, customers known by reference, leads."""
+    customers = _latest(con.sql(_CUSTOMERS_SQL).pl())
+    refs = con.sql(_REFS_SQL).pl()
+    leads = _latest(con.sql(_LEADS_SQL).pl())
+    return pl.concat([customers, refs, leads], how="diagonal_relaxed").select(customers.columns)
 
 
 @dataclass(frozen=True)
@@ -222,7 +242,11 @@ def features(recs: pl.DataFrame, exact: np.ndarray) -> pl.DataFrame:
         pl.col("city").str.strip_chars(),
         pl.col("region").str.strip_chars(),
     )
-    return out.with_columns(pinyin(out["name"]).alias("name_py"))
+    return out.with_columns(
+        pinyin(out["name"]).alias("name_py"),
+        pl.len().over("name").cast(pl.Int32).alias("name_n"),
+        pl.col("phone10").str.slice(0, 7).alias("phone7"),
+    )
 
 
 def _level(sql: str, label: str, **options: Any) -> Any:
@@ -309,14 +333,21 @@ def _comparisons() -> list[Any]:
     ]
 
 
-# Candidate pairs: records pass 1 left in different clusters that share one of these.
+# Candidate pairs: records pass 1 left in different clusters that share one of these. Each rule
+# holds a second agreeing field besides the name, because a name and a place alone cannot reach the
+# threshold unless the name is rare: with term-frequency adjustment a name shared by c records
+# weighs ~1/c whatever the data's size, so the name-and-place rules only take names with at most
+# RARE_NAME records. (Blocking common names on place alone made 44M pairs of namesakes at large.)
+RARE_NAME = 20
 _BLOCKING = (
     "l.phone10 = r.phone10",
     "l.email_key = r.email_key",
-    "l.name = r.name AND l.city = r.city",
-    "l.name_py = r.name_py AND l.city = r.city",
     "l.name = r.name AND l.company = r.company",
-    "l.name = r.name AND l.region = r.region",
+    "l.name_py = r.name_py AND l.company = r.company",
+    "l.name = r.name AND l.phone7 = r.phone7",
+    "l.name_py = r.name_py AND l.phone7 = r.phone7",
+    f"l.name = r.name AND l.city = r.city AND l.name_n <= {RARE_NAME}",
+    f"l.name = r.name AND l.region = r.region AND l.name_n <= {RARE_NAME}",
 )
 # EM trains the m probabilities of the comparisons a rule does not block on.
 _TRAINING = ("l.name = r.name AND l.city = r.city", "l.phone10 = r.phone10")
@@ -341,7 +372,11 @@ def predict(feats: pl.DataFrame, model: Model) -> pl.DataFrame:
     con = duckdb.connect()
     try:
         con.register("identity_features", feats.to_arrow())
-        con.execute("CREATE TABLE identity_records AS SELECT * FROM identity_features")
+        # a record with no name, phone or mailbox meets no blocking rule: it cannot be a candidate
+        con.execute(
+            "CREATE TABLE identity_records AS SELECT * FROM identity_features "
+            "WHERE name IS NOT NULL OR phone10 IS NOT NULL OR email_key IS NOT NULL"
+        )
         con.unregister("identity_features")
         named = int(feats["name"].is_not_null().sum())
         con.execute(
@@ -510,7 +545,17 @@ def resolve(
         edges = edges.filter(~(pl.col("a").is_in(detach) | pl.col("b").is_in(detach)) | (pl.col("strength") > 2.5))
     labels = _components(size, [(edges["a"].to_numpy(), edges["b"].to_numpy())])
     labels = _split_apart(labels, edges, apart)[:n]
-    recs = recs.with_columns(pl.Series("component", labels), pl.Series("ex", exact))
+    # only the columns the links need: joins over the records' wide rows dominated this step at scale
+    recs = recs.select(
+        "node",
+        "uid",
+        "ref",
+        "source_system",
+        "source_record_id",
+        "record_kind",
+        pl.Series("component", labels),
+        pl.Series("ex", exact),
+    )
     out = _finish(recs, value_edges, pairs, merge, labels, previous)
     lap("cluster")
     return out
@@ -540,7 +585,6 @@ def _finish(
     forced = {int(i) for pair in merge for i in pair}
     linked_by = value_edges.group_by("node").agg(pl.col("rule").bitwise_or())
     per = recs.group_by("component").agg(
-        pl.col("uid").min().alias("anchor"),
         pl.len().alias("members"),
         pl.col("ex").n_unique().alias("exact_clusters"),
     )
@@ -719,7 +763,7 @@ def build_links(
     rel = ((manifest.get("derived") or {}).get("tables") or {}).get("identity_links")
     if rel and store.abs(rel).is_file():
         previous = pl.read_parquet(store.abs(rel), columns=["source_system", "source_record_id", "customer_key"])
-    records = con.sql(RECORDS_SQL).pl()
+    records = read_records(con)
     model = Model(threshold=cfg.match_threshold) if cfg.probabilistic else None
     return records, resolve(records, model, overrides, previous), model
 
@@ -743,5 +787,5 @@ def evaluate_current(settings: Settings) -> list[tuple[str, Score]]:
     current = pl.read_parquet(store.abs(rel))
     with duckdb.connect() as con:
         attach_views(con, store, manifest, in_memory=frozenset())
-        exact = resolve(con.sql(RECORDS_SQL).pl())
+        exact = resolve(read_records(con))
     return [("exact rules only", evaluate(exact, truth)), ("current links", evaluate(current, truth))]
