@@ -38,6 +38,8 @@ CHURN_TABLES: tuple[str, ...] = ("churn_scores", "churn_model")
 METHODS: tuple[str, ...] = ("model", "recency", "bgnbd")
 MAX_TRAIN = 200_000  # customers the model is fitted on (a random sample above this)
 MIN_CUSTOMERS = 50  # at each backtest cutoff, for a fit to mean anything
+STACK_ROWS = 100_000  # a fit adds older windows while it has fewer customer windows than this...
+STACK_WINDOWS = 3  # ...up to this many cutoffs
 RISK_FLOOR = 0.01  # a served risk never claims certainty: 1 % to 99 %
 VALUE_WINDOW_DAYS = 730  # a customer's pace of spending is read over at most the last two years
 F64 = NDArray[np.float64]
@@ -103,23 +105,56 @@ def _sample(frame: pl.DataFrame, seed: int = 0) -> pl.DataFrame:
 
 
 # -- the backtest ---------------------------------------------------------------------------------
+class _Windows:
+    """Labelled customers at the cutoffs D − kH (k = 1, 2, ...), each computed once when first asked for.
+
+    A fit from cutoff k sees the windows k, k + 1, ... stacked (a customer once per window), adding
+    older ones only while the fit has fewer than STACK_ROWS customer windows (at most STACK_WINDOWS):
+    a small shop learns from its last year, not its last quarter, and a large one pays for one window.
+    Every label of window k ends before cutoff k − 1, so the backtest's fit never sees what it is judged on.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, d: int, horizon: int, first: float) -> None:
+        self.con, self.d, self.h, self.first = con, d, horizon, first
+        self.frames: dict[int, pl.DataFrame] = {}
+
+    def at(self, k: int) -> pl.DataFrame:
+        t = self.d - k * self.h
+        if k not in self.frames:
+            self.frames[k] = _at(self.con, t, self.h, labelled=True) if self.first < t else pl.DataFrame()
+        return self.frames[k]
+
+    def stacked(self, k: int) -> pl.DataFrame:
+        frames = [self.at(k)]
+        while len(frames) < STACK_WINDOWS and sum(f.height for f in frames) < STACK_ROWS:
+            older = self.at(k + len(frames))
+            if older.height < MIN_CUSTOMERS or older["churned"].n_unique() < 2:
+                break
+            frames.append(older)
+        return pl.concat(frames, how="vertical_relaxed")
+
+
+@dataclass
+class Scored:
+    ranking: F64  # the uncalibrated score (isotonic calibration makes ties; ranks are judged before it)
+    risk: F64  # the calibrated probability of churn
+    terms: F64 | None = None  # the model's per-feature log-odds terms (None for a baseline)
+
+
 @dataclass
 class Fitted:
     method: str
     model: churn_model.AdditiveModel | None = None
     calibrator: churn_model.ScoreCalibrator | None = None
 
-    def risk(self, frame: pl.DataFrame) -> F64:
+    def score(self, frame: pl.DataFrame) -> Scored:
         if self.model is not None:
-            return self.model.predict(_matrix(frame))
+            terms = self.model.terms(_matrix(frame))
+            log_odds = self.model.log_odds_of(terms)
+            return Scored(log_odds, self.model.calibrator.predict(log_odds), terms)
         assert self.calibrator is not None
-        return self.calibrator.predict(_baseline_score(frame, self.method))
-
-    def ranking(self, frame: pl.DataFrame) -> F64:
-        """The uncalibrated score (isotonic calibration makes ties; ranks are judged before it)."""
-        if self.model is not None:
-            return self.model.log_odds(_matrix(frame))
-        return _baseline_score(frame, self.method)
+        raw = _baseline_score(frame, self.method)
+        return Scored(raw, self.calibrator.predict(raw))
 
 
 def fit(method: str, frame: pl.DataFrame) -> Fitted:
@@ -133,13 +168,13 @@ def fit(method: str, frame: pl.DataFrame) -> Fitted:
 
 def _evaluate(fitted: Fitted, frame: pl.DataFrame) -> tuple[dict[str, float | None], Bins]:
     y = frame["churned"].to_numpy().astype(bool)
-    rank, p = fitted.ranking(frame), fitted.risk(frame)
+    got = fitted.score(frame)
     metrics = {
-        "auc": churn_model.auc(y, rank),
-        "precision_top10": churn_model.precision_at(y, rank, 0.1),
-        "brier": churn_model.brier(y, p),
+        "auc": churn_model.auc(y, got.ranking),
+        "precision_top10": churn_model.precision_at(y, got.ranking, 0.1),
+        "brier": churn_model.brier(y, got.risk),
     }
-    return metrics, churn_model.reliability(y, p)
+    return metrics, churn_model.reliability(y, got.risk)
 
 
 def _validated(frames: tuple[pl.DataFrame, pl.DataFrame]) -> bool:
@@ -162,9 +197,9 @@ def _segments(frame: pl.DataFrame) -> pl.Expr:
     )  # fmt: skip
 
 
-def _reason_weights(method: str, fitted: Fitted | None, frame: pl.DataFrame) -> F64:
-    if fitted is not None and fitted.model is not None:
-        return group_weights(fitted.model.contributions(_matrix(frame)))
+def _reason_weights(method: str, fitted: Fitted | None, scored: Scored | None, frame: pl.DataFrame) -> F64:
+    if fitted is not None and fitted.model is not None and scored is not None and scored.terms is not None:
+        return group_weights(scored.terms - fitted.model.centres)
     # A baseline's score is made of inactivity alone (recency), or of inactivity and purchase history (BG/NBD).
     w = np.zeros((frame.height, len(REASON_CODES)))
     w[:, REASON_CODES.index("inactivity")] = 1.0
@@ -306,16 +341,18 @@ def run(
     say(f"churn: customers at {as_of} (horizon {h} days)")
     now = _at(con, d, h, labelled=False)
     t1, t2 = d - 2 * h, d - h
-    back_train = _at(con, t1, h, labelled=True) if first < t1 else pl.DataFrame()
-    back_test = _at(con, t2, h, labelled=True) if first < t2 else pl.DataFrame()
+    windows = _Windows(con, d, h, first)
+    back_test, back_train = windows.at(1), windows.at(2)
     extra.update(customers_scored=now.height)
     metrics: dict[str, dict[str, float | None]] = {}
     bins: dict[str, Bins] = {}
     final: Fitted | None = None
+    scored: Scored | None = None
     if back_train.height and back_test.height and _validated((back_train, back_test)):
-        say(f"churn: backtest, trained on {back_train.height} customers, judged on {back_test.height}")
+        train = windows.stacked(2)
+        say(f"churn: backtest, trained on {train.height} customer windows, judged on {back_test.height} customers")
         for m in METHODS:
-            metrics[m], bins[m] = _evaluate(fit(m, back_train), back_test)
+            metrics[m], bins[m] = _evaluate(fit(m, train), back_test)
         aucs = {m: metrics[m]["auc"] or 0.0 for m in METHODS}
         model_wins = aucs["model"] > max(aucs["recency"], aucs["bgnbd"])
         run_.method = "model" if model_wins else max(("recency", "bgnbd"), key=lambda m: aucs[m])
@@ -331,8 +368,9 @@ def run(
             backtest_churn_rate=float(back_test["churned"].cast(pl.Float64).mean() or 0.0),  # type: ignore[arg-type]
         )
         say(f"churn: {run_.method} scores ({', '.join(f'{m} AUC {aucs[m]:.3f}' for m in METHODS)})")
-        final = fit(run_.method, back_test)
-        risk = final.risk(now)
+        final = fit(run_.method, windows.stacked(1))
+        scored = final.score(now)
+        risk = scored.risk
     else:
         run_.method, run_.status = "bgnbd", "unvalidated"
         run_.notes.append(
@@ -340,7 +378,7 @@ def run(
             f"{2 * h} days before the as-of date): BG/NBD's own probability of no activity is used"
         )
         risk = now["bgnbd_p_none"].to_numpy()
-    run_.scores = _scores(con, now, risk, _reason_weights(run_.method, final, now), settings, run_)
+    run_.scores = _scores(con, now, risk, _reason_weights(run_.method, final, scored, now), settings, run_)
     run_.card = _card(run_, metrics, bins, extra)
     return run_
 

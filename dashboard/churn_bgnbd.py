@@ -78,7 +78,7 @@ def _neg_ll(log_params: F64, x: F64, tx: F64, tt: F64, w: F64) -> tuple[float, F
     return float(-(w * (a1 + a2 + total)).sum() / n), -grad / n
 
 
-def fit(x: F64, t_x: F64, big_t: F64, max_customers: int = 100_000, seed: int = 0) -> BGNBD:
+def fit(x: F64, t_x: F64, big_t: F64, max_customers: int = 50_000, seed: int = 0) -> BGNBD:
     """Maximum likelihood on (x, t_x, T) per customer (times rounded to days; a random sample of
     ``max_customers`` estimates four numbers as well as all); identical customers are fitted once, weighted."""
     if x.size == 0:

@@ -67,6 +67,17 @@ SELECT DISTINCT ON (source_system, source_record_id) source_system, source_recor
 FROM churn_links WHERE record_kind = 'customer' AND customer_key IS NOT NULL
 
 """
+# Interaction kinds and outcomes are a few dozen labels over millions of rows: each label is matched
+# against the patterns once, and the rows look their category up.
+KINDS_SQL = f"""
+CREATE OR REPLACE TEMP TABLE churn_kinds AS
+SELECT kind, {_category_sql()} AS cat FROM (SELECT DISTINCT kind FROM interactions WHERE kind IS NOT NULL)
+"""
+OUTCOMES_SQL = """
+CREATE OR REPLACE TEMP TABLE churn_outcomes AS
+SELECT outcome, coalesce(regexp_matches(lower(outcome), $p_negative), false) AS negative
+FROM (SELECT DISTINCT outcome FROM interactions WHERE outcome IS NOT NULL)
+"""
 # one row per customer and active day: features are plain counts and sums over these
 KEYED_SQL = f"""
 CREATE OR REPLACE TEMP TABLE churn_keyed AS
@@ -75,11 +86,14 @@ WITH ev AS (
            source_system AS channel, amount, false AS negative
     FROM orders WHERE customer_ref IS NOT NULL AND ordered_at IS NOT NULL
     UNION ALL
-    SELECT source_system, customer_ref, epoch(occurred_at) / 86400.0,
-           {_category_sql()},
-           coalesce(channel, 'unknown'), NULL,
-           coalesce(regexp_matches(lower(outcome), $p_negative), false)
-    FROM interactions WHERE customer_ref IS NOT NULL AND occurred_at IS NOT NULL
+    SELECT i.source_system, i.customer_ref, epoch(i.occurred_at) / 86400.0,
+           coalesce(k.cat, {CATEGORY["other"]}),
+           coalesce(i.channel, 'unknown'), NULL,
+           coalesce(o.negative, false)
+    FROM interactions AS i
+    LEFT JOIN churn_kinds AS k ON k.kind = i.kind
+    LEFT JOIN churn_outcomes AS o ON o.outcome = i.outcome
+    WHERE i.customer_ref IS NOT NULL AND i.occurred_at IS NOT NULL
 ),
 keyed AS (
     SELECT coalesce(k.customer_key, ev.source_system || ':' || ev.customer_ref) AS customer_key,
@@ -92,17 +106,17 @@ SELECT * FROM keyed
 DAYS_SQL = """
 CREATE OR REPLACE TEMP TABLE churn_days AS
 SELECT customer_key, day, min(d) AS first_d, max(d) AS last_d,
-    count(*) FILTER (WHERE cat = 0) AS orders,
+    CAST(count(*) FILTER (WHERE cat = 0) AS INTEGER) AS orders,
     coalesce(sum(amount) FILTER (WHERE cat = 0), 0) AS amount,
     min(d) FILTER (WHERE cat = 0) AS first_order_d,
     max(d) FILTER (WHERE cat = 0) AS last_order_d,
     max(d) FILTER (WHERE cat > 0) AS last_contact_d,
-    count(*) FILTER (WHERE cat > 0) AS contacts,
-    count(*) FILTER (WHERE cat = 1) AS complaints,
-    count(*) FILTER (WHERE cat = 2) AS unsubscribes,
-    count(*) FILTER (WHERE cat = 3) AS service,
-    count(*) FILTER (WHERE cat = 4) AS visits,
-    count(*) FILTER (WHERE negative) AS negative
+    CAST(count(*) FILTER (WHERE cat > 0) AS INTEGER) AS contacts,
+    CAST(count(*) FILTER (WHERE cat = 1) AS INTEGER) AS complaints,
+    CAST(count(*) FILTER (WHERE cat = 2) AS INTEGER) AS unsubscribes,
+    CAST(count(*) FILTER (WHERE cat = 3) AS INTEGER) AS service,
+    CAST(count(*) FILTER (WHERE cat = 4) AS INTEGER) AS visits,
+    CAST(count(*) FILTER (WHERE negative) AS INTEGER) AS negative
 FROM churn_keyed
 GROUP BY customer_key, day
 """
@@ -127,14 +141,14 @@ SELECT customer_key,
     round(coalesce(sum(amount) FILTER (WHERE day >= $t - 2 * $h AND day < $t - $h), 0), 2) AS spend_previous,
     round(coalesce(sum(amount) FILTER (WHERE day >= $t - 730), 0), 2) AS spend_2y,
     round(coalesce(sum(amount) FILTER (WHERE day >= $t - 365), 0), 2) AS spend_year,
-    coalesce(sum(contacts) FILTER (WHERE day >= $t - $h), 0) AS contacts_recent,
-    coalesce(sum(contacts) FILTER (WHERE day >= $t - 2 * $h AND day < $t - $h), 0) AS contacts_previous,
+    CAST(coalesce(sum(contacts) FILTER (WHERE day >= $t - $h), 0) AS BIGINT) AS contacts_recent,
+    CAST(coalesce(sum(contacts) FILTER (WHERE day >= $t - 2 * $h AND day < $t - $h), 0) AS BIGINT) AS contacts_previous,
     $t - max(last_contact_d) AS contact_recency_days,
-    coalesce(sum(complaints) FILTER (WHERE day >= $t - $h), 0) AS complaints_recent,
-    coalesce(sum(unsubscribes) FILTER (WHERE day >= $t - $h), 0) AS unsubscribes_recent,
-    coalesce(sum(service) FILTER (WHERE day >= $t - $h), 0) AS service_recent,
-    coalesce(sum(visits) FILTER (WHERE day >= $t - $h), 0) AS visits_recent,
-    coalesce(sum(negative) FILTER (WHERE day >= $t - $h), 0) AS negative_recent,
+    CAST(coalesce(sum(complaints) FILTER (WHERE day >= $t - $h), 0) AS BIGINT) AS complaints_recent,
+    CAST(coalesce(sum(unsubscribes) FILTER (WHERE day >= $t - $h), 0) AS BIGINT) AS unsubscribes_recent,
+    CAST(coalesce(sum(service) FILTER (WHERE day >= $t - $h), 0) AS BIGINT) AS service_recent,
+    CAST(coalesce(sum(visits) FILTER (WHERE day >= $t - $h), 0) AS BIGINT) AS visits_recent,
+    CAST(coalesce(sum(negative) FILTER (WHERE day >= $t - $h), 0) AS BIGINT) AS negative_recent,
     count(*) AS active_days,
     max(last_d) - min(first_d) AS active_span,
     max(last_d) AS last_d
@@ -211,12 +225,15 @@ def load_events(con: duckdb.DuckDBPyConnection, links: pl.DataFrame, priorities:
     con.execute("CREATE OR REPLACE TEMP TABLE churn_priority (source_system VARCHAR, priority INTEGER)")
     if priorities:
         con.executemany("INSERT INTO churn_priority VALUES (?, ?)", [[s, p] for s, p in priorities.items()])
-    params: dict[str, object] = {f"p_{k}": v for k, v in KIND_PATTERNS.items()}
     con.execute(KEYS_SQL)
-    con.execute(KEYED_SQL, {**params, "p_negative": NEGATIVE_OUTCOME, "latest": latest})
+    con.execute(KINDS_SQL, {f"p_{k}": v for k, v in KIND_PATTERNS.items()})
+    con.execute(OUTCOMES_SQL, {"p_negative": NEGATIVE_OUTCOME})
+    con.execute(KEYED_SQL, {"latest": latest})
     con.execute(DAYS_SQL)
     con.execute(CHANNEL_DAYS_SQL)
     con.execute("DROP TABLE churn_keyed")  # the per-day tables are all the features read
+    con.execute("DROP TABLE churn_kinds")
+    con.execute("DROP TABLE churn_outcomes")
 
 
 def activity_range(con: duckdb.DuckDBPyConnection) -> tuple[float | None, float | None]:
