@@ -314,7 +314,7 @@ def sso_principal(settings: Settings, claims: Mapping[str, Any]) -> Principal | 
     for role in ROLES:
         allowed = {entry.strip().lower() if "@" in entry else entry.strip() for entry in getattr(sso, role)}
         if identities & allowed:
-            owner = str(claims.get(sso.owner_claim) or "") or None
+            owner = (str(claims.get(sso.owner_claim) or "") or None) if role == "sales" else None
             if role == "sales" and not owner:
                 return None
             return Principal(email or str(claims.get("sub") or "sso-user"), role, owner)
