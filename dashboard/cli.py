@@ -260,6 +260,7 @@ def quarantine_publish(source: str, snapshot: str, reason: Annotated[str, _REASO
     from dashboard.pipeline.review import publish_anyway
 
     entry = publish_anyway(_settings(), source, snapshot, reason, _who())
+    _audit_cli("quarantine_publish", f"{source}/{snapshot}")
     typer.echo(f"✔ {source}: published {snapshot} anyway (recorded: {entry['who']} at {entry['at']})")
 
 
@@ -269,6 +270,7 @@ def quarantine_discard(source: str, snapshot: str, reason: Annotated[str, _REASO
     from dashboard.pipeline.review import discard
 
     entry = discard(_settings(), source, snapshot, reason, _who())
+    _audit_cli("quarantine_discard", f"{source}/{snapshot}")
     typer.echo(f"✔ {source}: discarded {snapshot} (recorded: {entry['who']} at {entry['at']})")
 
 

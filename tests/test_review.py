@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from dashboard import audit
 from dashboard.config import Settings, load_settings
 from dashboard.pipeline.refresh import refresh
 from dashboard.pipeline.review import (
@@ -156,6 +157,8 @@ def test_the_quarantine_commands(company: Settings) -> None:
     assert done.returncode == 0, done.stderr
     assert f"✔ crm: published {sid} anyway (recorded: " in done.stdout
     assert _current(company) == sid
+    events = audit.read(company, action="quarantine_publish")
+    assert events.select("role", "client", "target").rows() == [("operator", "cli", f"crm/{sid}")]
     again = cockpit("--config", cfg, "quarantine", "discard", "crm", sid, "-r", "twice")
     assert again.returncode == 2 and "has no quarantined snapshot" in again.stderr
 
