@@ -49,7 +49,8 @@ def worker_adbc(url: str, out: Path, previous: Path | None) -> dict[str, Any]:
     ctx = ExtractContext(out.parent, out / "extract", previous)
     path, _label = database.read(src, src.tables[0], ctx)
     state = json.loads((out / "extract" / "0.json").read_text())
-    return {"rows": state["rows"], "pulled": state["pulled_rows"], "bytes": path.stat().st_size}
+    return {"rows": state["rows"], "pulled": state["pulled_rows"], "bytes": path.stat().st_size,
+            "pull_s": state["pull_seconds"], "merge_s": state["merge_seconds"]}
 
 
 def worker_psycopg_copy(url: str, out: Path, batch_rows: int = 100_000) -> dict[str, Any]:
@@ -180,6 +181,7 @@ def _sql(url: str, *statements: str) -> float:
 
 
 def run(url: str, server_dir: Path | None, rows: int, methods: list[str]) -> dict[str, Any]:
+    results: dict[str, Any] = {"rows": rows, "load_before": os.getloadavg()}
     print(f"creating {rows:,} rows in {TABLE} ...", flush=True)
     _sql(url, f"DROP TABLE IF EXISTS {TABLE}",
          f"CREATE UNLOGGED TABLE {TABLE} AS SELECT i::int AS id, 'customer ' || i AS name, "
@@ -188,7 +190,7 @@ def run(url: str, server_dir: Path | None, rows: int, methods: list[str]) -> dic
          f"timestamptz '2024-01-01' + i * interval '1 second' AS updated_at FROM generate_series(1, {rows}) i",
          f"ALTER TABLE {TABLE} ADD PRIMARY KEY (id)", f"CREATE INDEX ON {TABLE} (updated_at)",
          f"VACUUM ANALYZE {TABLE}")
-    results: dict[str, Any] = {"rows": rows}
+
     with tempfile.TemporaryDirectory(prefix="cockpit-xbench-") as tmp:
         copy_dir = server_dir or Path(tmp)
         os.chmod(copy_dir, 0o777)  # the server process writes the floor file
@@ -218,7 +220,7 @@ def run(url: str, server_dir: Path | None, rows: int, methods: list[str]) -> dic
 
 
 def markdown(r: dict[str, Any], command: str) -> str:
-    load = os.getloadavg()
+    load = r["load_before"]
     floor = r["floor_s"]
     lines = [
         SECTION, "",
@@ -241,7 +243,8 @@ def markdown(r: dict[str, Any], command: str) -> str:
                          f"{x['seconds'] / floor:.2f}× | {x['peak_mb']:,.0f} MB |")
     if "incremental" in r:
         x = r["incremental"]
-        lines.append(f"| incremental refresh: pull {x['pulled']:,} changed rows + merge into {x['rows']:,} | "
+        lines.append(f"| incremental refresh: pull {x['pulled']:,} changed rows ({x['pull_s']:.1f} s) + merge into "
+                     f"{x['rows']:,} ({x['merge_s']:.1f} s) | "
                      f"{x['seconds']:.1f} s | – | {x['seconds'] / floor:.2f}× | {x['peak_mb']:,.0f} MB |")
     lines += ["", "Goal: within 2× the floor and under 2 GB peak for the extract. This is the extract step "
               "(database → the snapshot's merged Parquet extract); standardize and validate then run on it as for "

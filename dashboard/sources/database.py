@@ -10,6 +10,7 @@ the secrets file and never appears in a message.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -49,6 +50,7 @@ def read(source: SourceConfig, table: TableConfig, ctx: ExtractContext) -> tuple
     delta = ctx.out_dir / f"{ctx.index}.delta.parquet"
     target = delta if prev else ctx.out_file
     pull = postgres_batches if source.kind == "postgres" else mysql_batches
+    started = time.perf_counter()
     try:
         with BatchWriter(target, table.watermark, table.delete_column, drop_deleted=prev is None) as w:
             for batch in pull(url, sql, params, source):
@@ -67,7 +69,9 @@ def read(source: SourceConfig, table: TableConfig, ctx: ExtractContext) -> tuple
         "pulled_rows": w.rows,
         "deleted_rows": w.deleted,
         "watermark": dump_value(w.high if w.high is not None else since),
+        "pull_seconds": round(time.perf_counter() - started, 3),
     }
+    started = time.perf_counter()
     if prev:
         if w.rows:
             state["rows"], state["replaced_rows"], state["deleted_rows"] = merge(prev[0], delta, ctx.out_file, table)
@@ -77,6 +81,7 @@ def read(source: SourceConfig, table: TableConfig, ctx: ExtractContext) -> tuple
         remove(delta)
     else:
         state["rows"] = w.rows
+    state["merge_seconds"] = round(time.perf_counter() - started, 3)
     ctx.write_state(state)
     return ctx.out_file, label
 

@@ -246,20 +246,17 @@ def merge(previous: Path, delta: Path, out: Path, table: TableConfig) -> tuple[i
             f"CREATE TEMP TABLE d AS SELECT *, {gone} AS __gone FROM read_parquet({_path(delta)}) "
             f"QUALIFY row_number() OVER (PARTITION BY {keys} {order}) = 1"
         )
-        replaced = con.sql(
-            f"SELECT count(*) FROM read_parquet({_path(previous)}) o WHERE EXISTS (SELECT 1 FROM d WHERE {same})"
-        ).fetchall()[0][0]
-        deleted = con.sql(
-            f"SELECT count(*) FROM read_parquet({_path(previous)}) o "
-            f"WHERE EXISTS (SELECT 1 FROM d WHERE __gone AND {same})"
-        ).fetchall()[0][0]
+        # which delta rows replace or delete a known row: reads only the old file's key columns
+        replaced, deleted = con.sql(
+            f"SELECT count(*), count(*) FILTER (WHERE __gone) FROM d "
+            f"WHERE EXISTS (SELECT 1 FROM read_parquet({_path(previous)}) o WHERE {same})"
+        ).fetchall()[0]
         con.sql(
             f"COPY (SELECT o.* FROM read_parquet({_path(previous)}) o WHERE NOT EXISTS (SELECT 1 FROM d WHERE {same}) "
             f"UNION ALL BY NAME SELECT * EXCLUDE (__gone) FROM d WHERE NOT __gone) "
             f"TO {_path(out)} (FORMAT parquet, COMPRESSION zstd)"
         )
-        rows = con.sql(f"SELECT count(*) FROM read_parquet({_path(out)})").fetchall()[0][0]
-    return int(rows), int(replaced), int(deleted)
+    return pq.ParquetFile(out).metadata.num_rows, int(replaced), int(deleted)
 
 
 def remove(*paths: Path) -> None:
