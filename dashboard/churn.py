@@ -8,10 +8,11 @@ interaction in the horizon H after it. Three scores compete in every run:
 - ``recency``: days since the last activity;
 - ``bgnbd``: BG/NBD's expected activity in the horizon (fewer expected → riskier).
 
-Backtest: each is fitted with labels from the cutoff D − 2H and judged on the customers at D − H
-(labels: their activity up to D). The model is kept only when its AUC beats both baselines;
-otherwise the better baseline scores the customers, and the model card says so. The winner is then
-refitted with labels from D − H and scores everyone at D. Nothing at or after D is read.
+Backtest: each is fitted with labels from the cutoff D − 2H (and, for a small shop, the cutoffs
+before it: see _Windows) and judged on the customers at D − H (labels: their activity up to D). The
+model is kept only when its AUC beats both baselines; otherwise the better baseline scores the
+customers, and the model card says so. The winner is then refitted with labels from D − H (and the
+windows before it) and scores everyone at D. Nothing at or after D is read.
 """
 
 from __future__ import annotations

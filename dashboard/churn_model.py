@@ -108,6 +108,16 @@ def _shapes(booster: HistGradientBoostingClassifier, binner: Binner) -> tuple[fl
     return base, tuple(shapes)
 
 
+def _seen(xb: F64) -> F64:
+    """A feature missing for every customer (contacts in an orders-only shop) becomes a constant: the
+    booster cannot bin a column without values, and a constant is what it then means."""
+    empty = np.isnan(xb).all(axis=0)
+    if empty.any():
+        xb = xb.copy()
+        xb[:, empty] = 0.0
+    return xb
+
+
 def fit_model(x: F64, y: NDArray[np.bool_], seed: int = 0) -> AdditiveModel:
     """Fit on 80 % of the customers, calibrate on the other 20 %."""
     rng = np.random.default_rng(seed)
@@ -131,7 +141,7 @@ def fit_model(x: F64, y: NDArray[np.bool_], seed: int = 0) -> AdditiveModel:
     )
     # One thread: OpenMP's spinning threads slow a fit ten-fold on a machine that is busy anyway.
     with threadpool_limits(limits=1, user_api="openmp"):
-        booster.fit(xb[train], y[train])
+        booster.fit(_seen(xb[train]), y[train])
         bias, shapes = _shapes(booster, binner)
     model = AdditiveModel(binner, booster, ScoreCalibrator.identity(), bias, shapes, np.zeros(n_features))
     model.centres = model.terms(x[train]).mean(axis=0)

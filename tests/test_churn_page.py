@@ -3,8 +3,12 @@ only source is a plain orders file (customer, date, amount), and the small multi
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 from typer.testing import CliRunner
@@ -12,11 +16,14 @@ from typer.testing import CliRunner
 from dashboard.cli import app
 from dashboard.config import Settings, load_settings
 from dashboard.pipeline.refresh import refresh
+from dashboard.pipeline.store import Store
+from dashboard.warehouse import attach_views
 from tests.test_churn import synthetic_shop
 from tests.test_pages import metrics, open_app
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
 
+CLI = "from dashboard.cli import main; main()"
 SHOP = """
 data_dir = "data"
 language = "en"
@@ -46,6 +53,21 @@ def shop(_shop_template: Path) -> Settings:
     return load_settings(_shop_template / "cockpit.toml")
 
 
+def _golden_key(settings: Settings, ref: str) -> str:
+    """The customer_key identity resolution gave the shop's customer ``ref`` (``shop:<ref>`` when unlinked)."""
+    store = Store(settings.data_path)
+    con = duckdb.connect()
+    try:
+        attach_views(con, store, store.read_manifest(), in_memory=frozenset())
+        rows = con.sql(
+            "SELECT customer_key FROM identity_links WHERE source_system = 'shop' AND source_record_id = $ref",
+            params={"ref": ref},
+        ).fetchall()
+    finally:
+        con.close()
+    return str(rows[0][0]) if rows else f"shop:{ref}"
+
+
 def _churn_page(settings: Settings, monkeypatch: pytest.MonkeyPatch, lang: str) -> object:
     at = open_app(settings, monkeypatch, lang)
     at.switch_page("pages/churn.py").run()
@@ -60,9 +82,9 @@ def test_the_page_lists_customers_by_revenue_at_risk_each_linking_to_its_profile
     assert [x.value for x in at.title] == ["Churn"]  # type: ignore[attr-defined]
     shown = pl.from_pandas(at.dataframe[0].value)  # type: ignore[attr-defined]
     assert shown.height == 902 and shown["rank"].to_list()[:3] == [1, 2, 3]
-    assert shown["profile"][0].startswith("customer_360?customer=shop:")
-    assert "customer_360?customer=shop:STEADY" in shown["profile"].to_list()
-    assert shown["Revenue at risk"].is_sorted(descending=True)
+    assert shown["profile"].str.starts_with("customer_360?customer=").all() and shown["profile"].n_unique() == 902
+    assert f"customer_360?customer={_golden_key(shop, 'STEADY')}" in shown["profile"].to_list()
+    assert shown["expected_value_at_risk"].is_sorted(descending=True)
     card = metrics(at)  # type: ignore[arg-type]
     assert {"High risk", "Medium risk", "Low risk", "Backtest AUC", "Precision, top 10 %"} <= set(card)
     bands = sum(int(card[b].replace(",", "")) for b in ("High risk", "Medium risk", "Low risk"))
@@ -75,13 +97,13 @@ def test_filters_narrow_the_list(shop: Settings, monkeypatch: pytest.MonkeyPatch
     high = int(metrics(at)["High risk"].replace(",", ""))  # type: ignore[arg-type]
     at.selectbox(key="churn_band").set_value("high").run()  # type: ignore[attr-defined]
     shown = pl.from_pandas(at.dataframe[0].value)  # type: ignore[attr-defined]
-    assert shown.height == high and set(shown["Risk band"]) == {"High risk"}
+    assert shown.height == high and set(shown["risk_band"]) == {"High risk"}
 
 
 def test_the_page_in_chinese_names_the_reasons_in_chinese(shop: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     at = _churn_page(shop, monkeypatch, "zh")
     shown = pl.from_pandas(at.dataframe[0].value)  # type: ignore[attr-defined]
-    assert any("天" in r for r in shown["原因一"].drop_nulls().to_list())
+    assert any("天" in r for r in shown["reason_1"].drop_nulls().to_list())
 
 
 def test_the_cockpit_tile_counts_the_high_band_once_validated(shop: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -111,6 +133,14 @@ def test_cli_prints_the_scores_and_the_backtest(shop: Settings) -> None:
     assert back.exit_code == 0 and [r in back.stdout for r in ('"model"', '"recency"', '"bgnbd"')] == [True] * 3
     earlier = runner.invoke(app, ["-c", config, "churn", "--as-of", "2025-12-01", "--horizon-days", "60", "-f", "json"])
     assert earlier.exit_code == 0, earlier.output
-    assert "in the last 60 days" in earlier.stdout or "no order in the last 120 days" in earlier.stdout
-    bad = runner.invoke(app, ["-c", config, "churn", "--as-of", "2025-02-30"])
-    assert bad.exit_code == 2 and "--as-of must be a date" in bad.output
+    same_day = runner.invoke(app, ["-c", config, "churn", "--as-of", "2025-12-01", "-f", "json"])
+    at_60, at_90 = json.loads(earlier.stdout), json.loads(same_day.stdout)
+    assert len(at_60) == len(at_90) > 0  # the same customers, scored for another horizon
+    assert {r["customer_key"]: r["risk"] for r in at_60} != {r["customer_key"]: r["risk"] for r in at_90}
+    bad = subprocess.run(  # the installed entry point, which turns the error into its exit code
+        [sys.executable, "-c", CLI, "-c", config, "churn", "--as-of", "2025-02-30"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "--as-of must be a date" in bad.stderr and "Traceback" not in bad.stderr
