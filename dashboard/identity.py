@@ -256,6 +256,13 @@ def _level(sql: str, label: str, **options: Any) -> Any:
     return level.configure(**options) if options else level
 
 
+# Two strangers almost never share ten phone digits or a mailbox: random sampling rarely sees these
+# levels, and an unseen level falls back to Splink's weak default weight, which left a homophone
+# with a short phone and a mistyped email at p = 0.6. Homophone names (伟/玮) are commoner: their u
+# is only a starting value that sampling replaces when it sees them.
+_RARE_U = {"u_probability": 1e-5, "fix_u_probability": True}
+
+
 def _comparisons() -> list[Any]:
     import splink.comparison_library as cl
 
@@ -266,7 +273,12 @@ def _comparisons() -> list[Any]:
                 _level("phone10_l IS NULL OR phone10_r IS NULL", "no phone", **null),
                 _level("phone_l = phone_r", "same phone", m_probability=0.85),
                 _level(
-                    "phone10_l = phone10_r", "same phone, a digit short", m_probability=0.02, fix_m_probability=True
+                    # two valid numbers one apart (13800138000, 13800138001) are two phones
+                    "phone10_l = phone10_r AND (phone_l IS NULL OR phone_r IS NULL)",
+                    "same phone, a digit short",
+                    m_probability=0.02,
+                    fix_m_probability=True,
+                    **_RARE_U,
                 ),
                 _level("ELSE", "different phone", m_probability=0.13),
             ],
@@ -277,7 +289,11 @@ def _comparisons() -> list[Any]:
                 _level("email_key_l IS NULL OR email_key_r IS NULL", "no email", **null),
                 _level("email_l = email_r", "same email", m_probability=0.8),
                 _level(
-                    "email_key_l = email_key_r", "same mailbox, mistyped", m_probability=0.05, fix_m_probability=True
+                    "email_key_l = email_key_r",
+                    "same mailbox, mistyped",
+                    m_probability=0.05,
+                    fix_m_probability=True,
+                    **_RARE_U,
                 ),
                 _level("ELSE", "different email", m_probability=0.15),
             ],
@@ -293,7 +309,13 @@ def _comparisons() -> list[Any]:
                     tf_adjustment_weight=1.0,
                     m_probability=0.88,
                 ),
-                _level("name_py_l = name_py_r", "same pinyin", m_probability=0.03, fix_m_probability=True),
+                _level(
+                    "name_py_l = name_py_r",
+                    "same pinyin",
+                    m_probability=0.03,
+                    fix_m_probability=True,
+                    u_probability=1e-3,
+                ),
                 _level(
                     "length(name_l) = length(name_r) AND levenshtein(name_l, name_r) <= 3",
                     "one character off",
@@ -400,11 +422,16 @@ def predict(feats: pl.DataFrame, model: Model) -> pl.DataFrame:
         lap("u")
         trained = []
         for rule in _TRAINING:
+            before = trainer.misc.save_model_to_json()
             try:
-                trainer.training.estimate_parameters_using_expectation_maximisation(rule)
+                trainer.training.estimate_parameters_using_expectation_maximisation(
+                    rule, fix_probability_two_random_records_match=True
+                )
                 trained.append(rule)
             except (ValueError, SplinkException):  # too few pairs, or an m driven to 0: keep the prior m
-                continue
+                # a failed session leaves the model without the comparisons it blocked on and with its
+                # own match rate (0.997 on a small company): go back to the model before it
+                trainer = Linker(db.register("identity_sample"), before, log_level=None)
         model.stats["em_sessions"] = trained
         lap("em")
         linker = Linker(db.register("identity_records"), trainer.misc.save_model_to_json(), log_level=None)
@@ -606,7 +633,9 @@ def _finish(
             pl.when((pl.col("exact_clusters") == 1) | pl.col("node").is_in(list(forced)))
             .then(1.0)
             .otherwise(pl.col("p").fill_null(1.0))
-            .round(4)
+            .mul(10_000)
+            .floor()
+            .truediv(10_000)  # down, so that only a certain link shows 1.0
             .alias("confidence"),
         )
     )

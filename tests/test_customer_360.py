@@ -9,8 +9,9 @@ import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard.config import CONFIG_ENV, Settings
+from dashboard.config import CONFIG_ENV, Settings, load_settings
 from dashboard.customer360 import search_params
+from dashboard.pipeline.refresh import refresh
 from dashboard.warehouse import Warehouse
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
@@ -67,3 +68,38 @@ def test_deep_link_opens_the_profile_and_timeline(company: Settings, monkeypatch
     at.multiselect(key="c360_categories").set_value(["order"]).run()
     timeline = next(pl.from_pandas(d.value) for d in at.dataframe if "category" in d.value.columns)
     assert set(timeline["category"].to_list()) == {"Order"} and timeline.height == 2
+
+
+def _survive_by_priority(company: Settings, erp: int, crm: int) -> Settings:
+    """The company with ERP customer E1 merged by hand with CRM lead CRM-1 (another phone), golden
+    values chosen by source priority first, and these priorities; refreshed."""
+    (company.base_dir / "overrides.csv").write_text(
+        "action,source_system,source_record_id,other_source_system,other_source_record_id\nmerge,erp,E1,crm,CRM-1\n",
+        encoding="utf-8",
+    )
+    cfg = company.base_dir / "cockpit.toml"
+    text = cfg.read_text(encoding="utf-8")
+    for source, priority in (("erp", erp), ("crm", crm)):
+        text = text.replace(f'name = "{source}"\n', f'name = "{source}"\npriority = {priority}\n', 1)
+    text += '\n[identity]\noverrides = "overrides.csv"\nsurvivorship = ["priority", "recent", "complete"]\n'
+    cfg.write_text(text, encoding="utf-8")
+    settings = load_settings(cfg)
+    assert refresh(settings).exit_code == 0
+    return settings
+
+
+@pytest.mark.parametrize(
+    ("erp", "crm", "winner", "phone"), [(1, 50, "erp", "13800138001"), (50, 1, "crm", "13900130001")]
+)
+def test_the_source_with_priority_gives_the_golden_phone(
+    company: Settings, erp: int, crm: int, winner: str, phone: str
+) -> None:
+    settings = _survive_by_priority(company, erp, crm)
+    key = _key(settings, "erp", "E1")
+    assert _key(settings, "crm", "CRM-1") == key
+    phones = Warehouse(settings).run_query("customer_attributes", {"customer_key": key, "attribute": "phone"})
+    assert sorted(phones["value"].to_list()) == ["13800138001", "13900130001"]  # the conflict stays visible
+    chosen = phones.filter(pl.col("chosen")).row(0, named=True)
+    assert (chosen["value"], chosen["source_system"], chosen["conflict"]) == (phone, winner, True)
+    profile = Warehouse(settings).run_query("customer_profile", {"customer_key": key}).row(0, named=True)
+    assert profile["phone"] == phone and "phone" in profile["conflicts"]

@@ -140,11 +140,13 @@ def test_probabilistic_pass_links_a_short_phone_and_mistyped_email_but_not_a_nam
     assert (
         pinyin(pl.Series(["王晓伟", "王晓玮"])).to_list() == ["wang xiao wei"] * 2
     )  # the typo compares as equal pinyin
+    assert key["pos:P1"] == key["erp:E00010"]  # the homophone typo links
     assert key["wechat:W1"] == key["erp:E00020"]
     assert key["pos:P2"] != key["erp:E00030"]
     conf = dict(zip(links["source_record_id"], links["confidence"], strict=True))
     rules = dict(zip(links["source_record_id"], links["match_rule"], strict=True))
     assert rules["W1"] == "probabilistic" and 0.95 <= conf["W1"] < 1.0
+    assert rules["P1"] == "probabilistic" and 0.95 <= conf["P1"] < 1.0
     assert rules["P2"] == "single" and conf["P2"] == 1.0
     assert links.height == records.height
 
