@@ -260,3 +260,17 @@ def test_short_history_is_served_unvalidated_from_bgnbd() -> None:
     assert result.status == "unvalidated" and result.method == "bgnbd"
     assert result.card["auc"].null_count() == 3 and "history too short" in result.card["notes"][0]
     assert result.scores.height == 2 and result.scores["risk"].is_between(0, 1).all()
+
+
+def test_a_small_shop_trains_on_older_windows_too_and_never_on_the_judged_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    orders, _ = synthetic_shop()
+    con = warehouse_con(orders)
+    churn_features.load_events(con, NO_LINKS, {}, churn_features.day_number(date(2100, 1, 1)))
+    d = churn_features.day_number(AS_OF)
+    windows = churn._Windows(con, d, 90, churn_features.activity_range(con)[0] or d)
+    train = windows.stacked(2)  # the backtest's fit: cutoffs D − 180, D − 270, D − 360
+    assert sorted(windows.frames) == [2, 3, 4] and 1 not in windows.frames  # D − 90 is what it is judged on
+    assert train.height == sum(windows.frames[k].height for k in (2, 3, 4))
+    monkeypatch.setattr(churn, "STACK_ROWS", 500)  # a shop with enough customers keeps to one window
+    big = churn._Windows(con, d, 90, churn_features.activity_range(con)[0] or d)
+    assert big.stacked(2).height == big.at(2).height and sorted(big.frames) == [2]
