@@ -354,6 +354,7 @@ def run(
         say(f"churn: backtest, trained on {train.height} customer windows, judged on {back_test.height} customers")
         for m in METHODS:
             metrics[m], bins[m] = _evaluate(fit(m, train), back_test)
+        del train
         aucs = {m: metrics[m]["auc"] or 0.0 for m in METHODS}
         model_wins = aucs["model"] > max(aucs["recency"], aucs["bgnbd"])
         run_.method = "model" if model_wins else max(("recency", "bgnbd"), key=lambda m: aucs[m])
@@ -379,6 +380,8 @@ def run(
             f"{2 * h} days before the as-of date): BG/NBD's own probability of no activity is used"
         )
         risk = now["bgnbd_p_none"].to_numpy()
+    del back_train, back_test, windows  # the fits are done: free their frames and the per-day tables
+    churn_features.drop_days(con)
     run_.scores = _scores(con, now, risk, _reason_weights(run_.method, final, scored, now), settings, run_)
     run_.card = _card(run_, metrics, bins, extra)
     return run_

@@ -236,6 +236,12 @@ def load_events(con: duckdb.DuckDBPyConnection, links: pl.DataFrame, priorities:
     con.execute("DROP TABLE churn_outcomes")
 
 
+def drop_days(con: duckdb.DuckDBPyConnection) -> None:
+    """Frees the per-day tables once every cutoff's features are read (the keys stay: owners need them)."""
+    con.execute("DROP TABLE IF EXISTS churn_days")
+    con.execute("DROP TABLE IF EXISTS churn_channel_days")
+
+
 def activity_range(con: duckdb.DuckDBPyConnection) -> tuple[float | None, float | None]:
     first, last = con.sql("SELECT min(first_d), max(last_d) FROM churn_days").fetchall()[0]
     return first, last
