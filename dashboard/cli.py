@@ -116,7 +116,8 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
                 typer.echo(f"    schedule {s.schedule}  next due {s.next_due}")
         if s.last_attempt:
             a = s.last_attempt
-            typer.echo(f"    last attempt {a['snapshot_id']}: {a['status']} at {a['finished_at']}")
+            why = f" ({a['error']} error)" if a.get("error") not in (None, "source") else ""  # connection, auth ...
+            typer.echo(f"    last attempt {a['snapshot_id']}: {a['status']}{why} at {a['finished_at']}")
             for reason in a.get("reasons") or []:
                 typer.echo(f"      - {reason}")
 

@@ -259,6 +259,7 @@ def test_wrong_password_and_unreachable_server_reported_other_sources_refresh(
     assert erp_status["last_attempt"]["error"] == "auth"
     text = cockpit("--config", cfg, "status").stdout
     assert "authentication failed" in text and f"127.0.0.1:{db.server.port}" in text
+    assert "erp (erp, " in text and ": quarantined (auth error) at " in text
     no_password_anywhere(erp, out.stdout, out.stderr, text, json.dumps(status))
     assert "not-the-" not in out.stdout + text
 
@@ -269,6 +270,14 @@ def test_wrong_password_and_unreachable_server_reported_other_sources_refresh(
     status = json.loads(cockpit("--config", cfg, "status", "--json").stdout)
     assert next(s for s in status if s["name"] == "erp")["last_attempt"]["error"] == "connection"
     no_password_anywhere(erp, out.stdout, out.stderr)
+
+
+def test_an_unknown_table_is_a_source_error_naming_it(db: Db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ERP_DB_URL", db.server.url())
+    settings = load_settings(write_config(tmp_path, db.server.kind, customers_table="crm.no_such_table"))
+    res = refresh(settings, ["erp"]).sources[0]
+    assert not res.published and "the query failed" in res.reasons[0] and "no_such_table" in res.reasons[0]
+    assert source_status(settings)[0].last_attempt["error"] == "source"  # type: ignore[index]
 
 
 def test_slow_query_times_out(db: Db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
+import duckdb
 import pyarrow as pa
 
 from dashboard.config import SourceConfig, TableConfig
@@ -74,7 +75,12 @@ def read(source: SourceConfig, table: TableConfig, ctx: ExtractContext) -> tuple
     started = time.perf_counter()
     if prev:
         if w.rows:
-            state["rows"], state["replaced_rows"], state["deleted_rows"] = merge(prev[0], delta, ctx.out_file, table)
+            try:
+                merged = merge(prev[0], delta, ctx.out_file, table)
+            except duckdb.Error as e:  # e.g. a column changed type in the source since the last extract
+                remove(delta, ctx.out_file)
+                raise SourceError(f"{label}: the changes cannot be merged into the last extract: {e}") from None
+            state["rows"], state["replaced_rows"], state["deleted_rows"] = merged
         else:
             _reuse(prev[0], ctx.out_file)
             state["rows"] = prev[1].get("rows")
@@ -96,14 +102,14 @@ def _reuse(previous: Path, out: Path) -> None:
         shutil.copyfile(previous, out)
 
 
+SQL_ERRORS = ("ProgrammingError", "NotSupportedError", "DataError", "IntegrityError")
+
+
 def _driver_error(where: str, e: Exception, secrets: list[str]) -> SourceError:
-    name = type(e).__name__
-    if name in ("ProgrammingError", "NotSupportedError", "DataError", "IntegrityError") and "connection" not in str(
-        e
-    ).lower():
+    text = " ".join(str(e).split())
+    if type(e).__name__ in SQL_ERRORS and "connection" not in text.lower():
         # the SQL itself is wrong (unknown table or column, syntax): the source's definition, not the network
-        text = access.redact(" ".join(str(e).split()), secrets)
-        return SourceError(f"{where}: the query failed: {text}")
+        return SourceError(f"{where}: the query failed: {access.redact(text, secrets)}")
     return access.unavailable(where, e, secrets)
 
 
