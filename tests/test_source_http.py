@@ -171,6 +171,13 @@ max_retries = 4
     return load_settings(cfg)
 
 
+def assert_nowhere(settings: Settings, secret: str) -> None:
+    """Not in any file the cockpit wrote: attempts, validation results, manifest, history."""
+    for f in settings.data_path.rglob("*"):
+        if f.is_file():
+            assert secret.encode() not in f.read_bytes(), f"the secret is in {f}"
+
+
 def leads(settings: Settings) -> pl.DataFrame:
     store = Store(settings.data_path)
     entry = store.read_manifest()["sources"]["forms"]
@@ -259,9 +266,7 @@ def test_wrong_token_is_an_auth_error_and_the_token_is_never_shown(
     assert not res.published and res.reasons[0].startswith(f"forms ({url}/paged): authentication failed: HTTP 401")
     st = source_status(settings)[0]
     assert st.last_attempt is not None and st.last_attempt["error"] == "auth"
-    for f in settings.data_path.rglob("*"):
-        if f.is_file():
-            assert TOKEN.encode() not in f.read_bytes()
+    assert_nowhere(settings, TOKEN)
 
     monkeypatch.delenv("FORMS_TOKEN")
     res = refresh(settings).sources[0]
@@ -284,9 +289,7 @@ def test_oauth_token_is_fetched_and_refreshed_when_revoked(api: tuple[Api, str],
     monkeypatch.setenv("FORMS_CLIENT_SECRET", "wrong-" + CLIENT_SECRET)
     res = refresh(settings).sources[0]
     assert not res.published and "authentication failed: token request refused (HTTP 401)" in res.reasons[0]
-    for f in settings.data_path.rglob("*"):
-        if f.is_file():
-            assert CLIENT_SECRET.encode() not in f.read_bytes()
+    assert_nowhere(settings, CLIENT_SECRET)
 
 
 def test_unreachable_api_is_a_connection_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
