@@ -3,7 +3,7 @@
 -- params: q:str?, digits:str?, pinyin:str?, limit:int?
 -- columns: customer_key, name, phone, email, company, city, owner, lifecycle_stage, score
 WITH scored AS (
-    SELECT customer_key, name, phone, email, company, city, owner, lifecycle_stage, lifetime_revenue,
+    SELECT customer_key,
         CASE
             WHEN $q IS NULL THEN 1
             WHEN lower(customer_key) = lower(trim($q)) THEN 100
@@ -29,7 +29,8 @@ best AS (
     FROM (SELECT customer_key, score FROM scored WHERE score > 0 UNION ALL SELECT customer_key, score FROM other)
     GROUP BY customer_key
 )
+-- the matches' rows are read again by key: carrying every row's columns through the scoring cost more
 SELECT s.customer_key, s.name, s.phone, s.email, s.company, s.city, s.owner, s.lifecycle_stage, b.score
-FROM best AS b JOIN scored AS s USING (customer_key)
+FROM best AS b JOIN customer_golden AS s USING (customer_key)
 ORDER BY b.score DESC, s.lifetime_revenue DESC, s.customer_key
 LIMIT coalesce($limit, 20)
