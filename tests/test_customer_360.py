@@ -103,3 +103,19 @@ def test_the_source_with_priority_gives_the_golden_phone(
     assert (chosen["value"], chosen["source_system"], chosen["conflict"]) == (phone, winner, True)
     profile = Warehouse(settings).run_query("customer_profile", {"customer_key": key}).row(0, named=True)
     assert profile["phone"] == phone and "phone" in profile["conflicts"]
+
+
+def test_the_profile_shows_the_churn_risk_of_a_scored_customer(
+    company: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scored = Warehouse(company).run_query("customer_churn").row(0, named=True)  # the riskiest customer
+    monkeypatch.setenv(CONFIG_ENV, str(company.base_dir / "cockpit.toml"))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["customer"] = scored["customer_key"]
+    at.run()
+    if at.sidebar.radio[0].value != "en":
+        at.sidebar.radio[0].set_value("en").run()
+    at.switch_page("pages/customer_360.py").run()
+    assert not at.exception, at.exception
+    label = {"high": "High risk", "medium": "Medium risk", "low": "Low risk"}[scored["risk_band"]]
+    assert any(label in m.value for m in at.markdown), [m.value for m in at.markdown]

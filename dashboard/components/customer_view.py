@@ -55,7 +55,10 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d") if value else NONE
 
 
-def header(profile: dict, lang: Lang) -> None:
+_RISK_COLORS = {"high": "red", "medium": "orange", "low": "green"}
+
+
+def header(profile: dict, lang: Lang, churn: pl.DataFrame | None = None) -> None:
     st.subheader(profile["name"] or profile["customer_key"])
     st.caption(t("c360.key", lang, customer=profile["customer_key"], records=profile["records"]))
     tags = st.container(horizontal=True)
@@ -65,6 +68,14 @@ def header(profile: dict, lang: Lang) -> None:
             st.badge(t(f"c360.rfm.{profile['rfm_segment']}", lang), icon=":material/insights:", color="violet")
         if profile["value_tier"]:
             st.badge(t(f"c360.tier.{profile['value_tier']}", lang), icon=":material/paid:", color="green")
+        if churn is not None and not churn.is_empty():  # the churn scoring covers this customer
+            risk = churn.row(0, named=True)
+            st.badge(
+                t(f"churn.band.{risk['risk_band']}", lang),
+                icon=":material/trending_down:",
+                color=_RISK_COLORS.get(risk["risk_band"], "gray"),
+                help=f"{risk['risk']:.0%}",
+            )
         st.badge(t("c360.owner", lang, owner=profile["owner"] or NONE), icon=":material/badge:", color="gray")
 
 

@@ -31,7 +31,7 @@ if profile.is_empty():
     st.warning(t("c360.not_found", LANG, customer=key), icon=":material/person_off:")
     st.stop()
 customer = profile.row(0, named=True)
-view.header(customer, LANG)
+view.header(customer, LANG, data.query("customer_churn", {"customer_key": key}))
 view.key_figures(customer, LANG)
 left, right = st.columns([1, 1])
 with left:
