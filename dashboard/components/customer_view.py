@@ -5,6 +5,7 @@ plain text or table cells, never as HTML."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 import polars as pl
 import streamlit as st
@@ -55,7 +56,7 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d") if value else NONE
 
 
-_RISK_COLORS = {"high": "red", "medium": "orange", "low": "green"}
+_RISK_COLORS: dict[str, Literal["red", "orange", "green"]] = {"high": "red", "medium": "orange", "low": "green"}
 
 
 def header(profile: dict, lang: Lang, churn: pl.DataFrame | None = None) -> None:
@@ -73,7 +74,7 @@ def header(profile: dict, lang: Lang, churn: pl.DataFrame | None = None) -> None
             st.badge(
                 t(f"churn.band.{risk['risk_band']}", lang),
                 icon=":material/trending_down:",
-                color=_RISK_COLORS.get(risk["risk_band"], "gray"),
+                color=_RISK_COLORS.get(risk["risk_band"], "orange"),
                 help=f"{risk['risk']:.0%}",
             )
         st.badge(t("c360.owner", lang, owner=profile["owner"] or NONE), icon=":material/badge:", color="gray")
