@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -194,7 +195,10 @@ def chart_images(d: Digest, before: pl.DataFrame) -> tuple[list[Image], str | No
         return [], t("report.no_browser", d.lang)
     figs = chart_figures(d, before)[: d.report.charts]
     try:
-        pngs = asyncio.run(_render(figs, browser))
+        # on a thread of its own: asyncio.run refuses to start where an event loop already runs
+        # (a caller inside Streamlit, a test runner's leftover loop)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pngs = pool.submit(lambda: asyncio.run(_render(figs, browser))).result()
     except Exception as e:  # kaleido/Chrome failing must not stop the report: it is sent without charts
         return [], t("report.chart_failed", d.lang, error=f"{type(e).__name__}: {str(e)[:200]}")
     return [Image(f"chart{i}", png) for i, png in enumerate(pngs, 1)], None
