@@ -29,7 +29,7 @@ from dashboard.warehouse import Warehouse, load_query
 
 STATE_FILE = "alerts_state.json"
 HISTORY_FILE = "alerts.jsonl"
-DEFAULT_CHURN_QUERY = "churn_watchlist"
+DEFAULT_CHURN_QUERY = "churn_list"  # with band = high unless the rule gives its own query
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,8 @@ def check_health(rule: AlertConfig, settings: Settings, wh: Warehouse, now: date
 
 def check_churn(rule: AlertConfig, settings: Settings, wh: Warehouse, now: datetime) -> list[Finding]:
     assert rule.above is not None
-    at_risk = run_named(wh, rule.query or DEFAULT_CHURN_QUERY, dict(rule.params)).height
+    params = dict(rule.params) if rule.query else {"band": "high", **rule.params}
+    at_risk = run_named(wh, rule.query or DEFAULT_CHURN_QUERY, params).height
     if at_risk <= rule.above:
         return []
     return [Finding(rule.name, "(all)", f"{at_risk} churn-risk customers (more than {rule.above})")]

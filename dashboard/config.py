@@ -356,7 +356,7 @@ class ReportConfig(_Strict):
     charts: int = Field(2, ge=0, le=2)  # chart images (leads per channel; won revenue per channel)
     leads: int = Field(20, ge=0)  # newest leads of the period listed (phones masked per role)
     top_churn: int = Field(10, ge=0)  # churn warnings listed, when the churn table exists
-    churn_query: str = "churn_watchlist"  # the named query of at-risk customers
+    churn_query: str = "churn_list"  # the named query of at-risk customers, riskiest revenue first
 
     @field_validator("schedule")
     @classmethod

@@ -157,7 +157,8 @@ def build(settings: Settings, report: ReportConfig, now: datetime | None = None,
     )  # fmt: skip
     if report.top_churn:
         try:
-            digest.churn = run_named(wh, report.churn_query, {}, user).head(report.top_churn)
+            params = {"lang": lang, "limit": report.top_churn} if report.churn_query == "churn_list" else {}
+            digest.churn = run_named(wh, report.churn_query, params, user).head(report.top_churn)
         except Unavailable:
             digest.notes.append(t("report.churn_unavailable", lang))
     if charts and report.charts:

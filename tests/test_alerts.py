@@ -169,3 +169,16 @@ def test_a_manual_refresh_evaluates_the_alerts(company: Settings, http_server: H
     [body] = http_server.bodies("/feishu")
     assert "crm quarantined" in body["content"]["text"]
     assert "notify ops_feishu: sent" in done.stderr
+
+
+def test_churn_rule_counts_the_high_risk_band_of_churn_list(company: Settings, http_server: Hooks) -> None:
+    high = Warehouse(company).run_query("churn_list", {"band": "high"}).height
+    assert high > 0
+    cfg = company.base_dir / "cockpit.toml"
+    original = cfg.read_text(encoding="utf-8")
+    for above, fires in ((high - 1, True), (high, False)):
+        cfg.write_text(original, encoding="utf-8")
+        churn_rule = rule(f"churn{above}", "churn_risk", '"ops_webhook"', f"above = {above}")
+        run = run_alerts(with_config(company, notifications_toml(None, http_server) + churn_rule))
+        expected = [f"{high} churn-risk customers (more than {above})"] if fires else []
+        assert [f.text for f in run.findings] == expected
