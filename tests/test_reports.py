@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -120,12 +121,13 @@ def test_charts_are_drawn_by_the_servers_chromium(
 ) -> None:
     monkeypatch.delenv("COCKPIT_BROWSER", raising=False)
     settings = with_config(company, notifications_toml(smtp_server, None) + REPORT)
-    if inside_event_loop:  # a caller that already runs a loop (the full suite once left one running)
+    if inside_event_loop:  # a caller that already runs a loop (the full suite leaves one running here)
 
         async def caller() -> Any:
             return send_report(settings, "weekly_managers", FRIDAY)
 
-        sent = asyncio.run(caller())
+        with ThreadPoolExecutor(max_workers=1) as pool:  # a thread of its own: this one may have a loop already
+            sent = pool.submit(lambda: asyncio.run(caller())).result()
     else:
         sent = send_report(settings, "weekly_managers", FRIDAY)
     [mail] = smtp_server.box.messages
