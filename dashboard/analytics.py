@@ -11,7 +11,10 @@ or to its customer (same source, same customer_ref) before the won date.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import duckdb
+import polars as pl
 
 from dashboard.warehouse import drop_relation
 
@@ -127,3 +130,33 @@ def build(con: duckdb.DuckDBPyConnection, half_life_days: float, exclude_channel
     ):
         drop_relation(con, table)
         con.execute(f"CREATE TABLE {table} AS {sql}")
+
+
+# -- the cockpit's headline totals (pages and e-mailed reports share them) ----------------------
+@dataclass(frozen=True)
+class ChannelTotals:
+    leads: int
+    won: int
+    revenue: float
+    spend_revenue: float  # revenue of the channels that have spend (ROI's numerator side)
+    cost: float | None  # None: no channel had spend
+
+    @property
+    def conversion(self) -> float | None:
+        return self.won / self.leads if self.leads else None
+
+    @property
+    def roi(self) -> float | None:
+        return (self.spend_revenue - self.cost) / self.cost if self.cost else None
+
+
+def channel_totals(summary: pl.DataFrame) -> ChannelTotals:
+    """Totals over the rows of ``channel_summary``; ROI only counts channels with spend."""
+    spent = summary.filter(pl.col("cost").is_not_null() & (pl.col("cost") > 0))
+    return ChannelTotals(
+        leads=int(summary["leads"].sum()),
+        won=int(summary["won"].sum()),
+        revenue=float(summary["revenue"].sum()),
+        spend_revenue=float(spent["revenue"].sum()),
+        cost=float(spent["cost"].sum()) if spent.height else None,
+    )

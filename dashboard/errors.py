@@ -36,3 +36,15 @@ class QueryError(CockpitError):
     """A named query is unknown, its parameters are wrong, or the engine refused it."""
 
     exit_code = 2
+
+
+class AccessDenied(QueryError):
+    """The query reads a relation the user's role has no view of; ``detail`` is the engine's line."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+class QueryTimeout(QueryError):
+    """The query ran past its time limit and was stopped."""

@@ -14,15 +14,14 @@ cursor in the role's schema, interrupted after a time limit.
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass
 from typing import Any
 
-import duckdb
 import polars as pl
 
+from dashboard.errors import AccessDenied, QueryError
 from dashboard.explore import ExploreError
-from dashboard.security import Principal, role_schema, role_view_sql
+from dashboard.security import Principal, role_view_sql
 from dashboard.warehouse import Warehouse, relations
 
 MAX_ROWS = 10_000
@@ -160,24 +159,11 @@ def run_readonly(
 
 
 def _execute(wh: Warehouse, sql: str, user: Principal, timeout: float) -> pl.DataFrame:
-    """Warehouse.sql's cursor set-up (role schema, the sales owner variable), plus a time limit: a timer
-    interrupts this cursor only. Holds the warehouse lock like Warehouse.sql (views are rebuilt under it)."""
-    with wh._lock:
-        wh._sync()
-        cur = wh._con.cursor()
-        timer = threading.Timer(timeout, cur.interrupt)
-        try:
-            cur.execute(f"SET search_path = '{role_schema(user.role)}'")
-            if user.role == "sales":
-                cur.execute("SET VARIABLE cockpit_owner = $owner", {"owner": user.owner})
-            timer.start()
-            return cur.sql(sql).pl()
-        except duckdb.InterruptException:
-            raise SqlRefused(f"the query ran longer than {timeout:g} s and was stopped") from None
-        except duckdb.CatalogException as e:
-            raise SqlRefused(f"not available to the role '{user.role}': {str(e).splitlines()[0]}") from None
-        except duckdb.Error as e:
-            raise SqlRefused(str(e).splitlines()[0]) from None
-        finally:
-            timer.cancel()
-            cur.close()
+    """The checked query through Warehouse.sql (the user's role schema, a time limit); refusals and
+    engine errors become SqlRefused with their message."""
+    try:
+        return wh.sql(sql, user=user, timeout=timeout)
+    except AccessDenied as e:
+        raise SqlRefused(f"not available to the role '{user.role}': {e.detail}") from None
+    except QueryError as e:  # a time-out says so itself; an engine error is its first line
+        raise SqlRefused(e.message) from None

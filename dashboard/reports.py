@@ -25,6 +25,7 @@ from typing import Any
 import polars as pl
 
 from dashboard.alerts import Unavailable, last_periods, local_today, run_named
+from dashboard.analytics import channel_totals
 from dashboard.config import ReportConfig, Settings
 from dashboard.errors import ConfigError
 from dashboard.i18n import t
@@ -95,19 +96,6 @@ def _change(cur: float | None, prev: float | None) -> str:
     return f"{(cur - prev) / abs(prev) * 100:+.1f}%"
 
 
-def totals(summary: pl.DataFrame) -> dict[str, float | None]:
-    """The cockpit tiles' totals over channel_summary rows; ROI counts the channels with spend only."""
-    leads, won, revenue = (float(summary[c].sum()) for c in ("leads", "won", "revenue"))
-    spent = summary.filter(pl.col("cost").fill_null(0) > 0)
-    cost = float(spent["cost"].sum()) if spent.height else None
-    return {
-        "leads": leads,
-        "conversion": won / leads if leads else None,
-        "revenue": revenue,
-        "roi": (float(spent["revenue"].sum()) - cost) / cost if cost else None,
-    }
-
-
 # -- building --------------------------------------------------------------------------------------
 def principal(report: ReportConfig) -> Principal:
     return Principal(report.username or f"report:{report.name}", report.role, report.owner)
@@ -134,12 +122,12 @@ def build(settings: Settings, report: ReportConfig, now: datetime | None = None,
     span = {"start": cur[0], "end": cur[1]}
     summary = q("channel_summary", span)
     before = q("channel_summary", {"start": prev[0], "end": prev[1]})
-    now_t, prev_t = totals(summary), totals(before)
+    now_t, prev_t = channel_totals(summary), channel_totals(before)
     kinds = {"leads": "count", "conversion": "pct", "revenue": "money", "roi": "pct"}
-    kpis = [
-        Kpi(t(f"kpi.{k}", lang), _num(now_t[k], kind), _num(prev_t[k], kind), _change(now_t[k], prev_t[k]))
-        for k, kind in kinds.items()
-    ]
+    kpis = []
+    for k, kind in kinds.items():
+        a, b = getattr(now_t, k), getattr(prev_t, k)
+        kpis.append(Kpi(t(f"kpi.{k}", lang), _num(a, kind), _num(b, kind), _change(a, b)))
     overdue = [q("receivables_overdue", {"as_of": d}).row(0, named=True) for d in (cur[1], prev[1])]
     a, b = (o["overdue_amount"] for o in overdue)
     kpis.append(Kpi(t("tiles.overdue", lang), _num(a, "money"), _num(b, "money"), _change(a, b)))

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from dashboard.config import Settings
 from dashboard.entities import ENTITIES, LINEAGE_COLUMNS, VALIDITY_FLAGS
-from dashboard.errors import QueryError
+from dashboard.errors import AccessDenied, QueryError, QueryTimeout
 from dashboard.pipeline.store import Manifest, Store
 from dashboard.security import (
     MASK_MACROS,
@@ -460,23 +460,38 @@ class Warehouse:
         if manifest is not None:
             self._version = (int(manifest.get("version", 0)), mtime)
 
-    def sql(self, sql: str, params: dict[str, Any] | None = None, user: Principal | None = None) -> pl.DataFrame:
-        """Run SQL as ``user`` sees the data (None: the system — derived builds, internal callers, tests)."""
+    def sql(
+        self,
+        sql: str,
+        params: dict[str, Any] | None = None,
+        user: Principal | None = None,
+        timeout: float | None = None,
+    ) -> pl.DataFrame:
+        """Run SQL as ``user`` sees the data (None: the system — derived builds, internal callers, tests);
+        with ``timeout`` seconds, a timer interrupts this query's cursor only."""
         with self._lock:
             self._sync()
             cur = self._con.cursor()
+            timer = threading.Timer(timeout, cur.interrupt) if timeout else None
             try:
                 cur.execute(f"SET search_path = '{BASE if user is None else role_schema(user.role)}'")
                 if user is not None and user.role == "sales":
                     cur.execute("SET VARIABLE cockpit_owner = $owner", {"owner": user.owner})
+                if timer:
+                    timer.start()
                 return cur.sql(sql, params=params or None).pl()
+            except duckdb.InterruptException:
+                raise QueryTimeout(f"the query ran longer than {timeout:g} s and was stopped") from None
             except duckdb.CatalogException as e:
                 if user is None:
                     raise QueryError(str(e).splitlines()[0]) from e
-                raise QueryError(f"this data is not available to the role '{user.role}'") from e
+                role = user.role
+                raise AccessDenied(f"this data is not available to the role '{role}'", str(e).splitlines()[0]) from e
             except duckdb.Error as e:
                 raise QueryError(str(e).splitlines()[0]) from e
             finally:
+                if timer:
+                    timer.cancel()
                 cur.close()
 
     def run_query(

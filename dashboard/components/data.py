@@ -17,7 +17,7 @@ import polars as pl
 import streamlit as st
 
 from dashboard.config import Settings, find_config, load_settings
-from dashboard.errors import CockpitError, QueryError
+from dashboard.errors import AccessDenied, CockpitError
 from dashboard.i18n import LANGS, Lang
 from dashboard.security import Principal
 from dashboard.status import SourceStatus, source_status
@@ -119,10 +119,8 @@ def query_if_allowed(name: str, params: Mapping[str, Any] | None = None) -> pl.D
     """Like query(), or None when the user's role may not read what the query reads (a tile hides)."""
     try:
         return query(name, params)
-    except QueryError as e:
-        if "not available to the role" in e.message:
-            return None
-        raise
+    except AccessDenied:
+        return None
 
 
 def has_data() -> bool:

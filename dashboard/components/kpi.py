@@ -1,43 +1,14 @@
-"""KPI tiles: the few big numbers a manager reads first."""
+"""KPI tiles: the few big numbers a manager reads first (their totals: dashboard.analytics.channel_totals)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import polars as pl
 import streamlit as st
 
+from dashboard.analytics import ChannelTotals, channel_totals
 from dashboard.components import fmt
 from dashboard.i18n import t
 
-
-@dataclass(frozen=True)
-class ChannelTotals:
-    leads: int
-    won: int
-    revenue: float
-    spend_revenue: float  # revenue of the channels that have spend (ROI's numerator side)
-    cost: float | None  # None: no channel had spend
-
-    @property
-    def conversion(self) -> float | None:
-        return self.won / self.leads if self.leads else None
-
-    @property
-    def roi(self) -> float | None:
-        return (self.spend_revenue - self.cost) / self.cost if self.cost else None
-
-
-def channel_totals(summary: pl.DataFrame) -> ChannelTotals:
-    """Totals over the rows of ``channel_summary``; ROI only counts channels with spend."""
-    spent = summary.filter(pl.col("cost").is_not_null() & (pl.col("cost") > 0))
-    return ChannelTotals(
-        leads=int(summary["leads"].sum()),
-        won=int(summary["won"].sum()),
-        revenue=float(summary["revenue"].sum()),
-        spend_revenue=float(spent["revenue"].sum()),
-        cost=float(spent["cost"].sum()) if spent.height else None,
-    )
+__all__ = ["ChannelTotals", "channel_totals", "kpi_row"]
 
 
 def kpi_row(totals: ChannelTotals, lang: str) -> None:
