@@ -88,7 +88,10 @@ def safe_url(url: str) -> str:
 def classify(message: str) -> ErrorKind:
     """connection | timeout | auth from a driver's message (the drivers share no error codes)."""
     low = message.lower()
-    if any(w in low for w in ("password", "authentication", "access denied", "401", "403", "permission denied")):
+    # HTTP 401/403 as whole numbers: a port such as 40123 in the message is not a refusal
+    if any(w in low for w in ("password", "authentication", "access denied", "permission denied")) or re.search(
+        r"(?<![\d.:])\b40[13]\b(?![\d.])", low
+    ):
         return "auth"
     if any(w in low for w in ("timeout", "timed out", "statement_timeout", "canceling statement", "max_statement")):
         return "timeout"
