@@ -440,18 +440,15 @@ def score_current(
 ) -> ChurnRun:
     """A fresh run over the current snapshots (what ``cockpit churn --as-of`` prints)."""
     from dashboard.pipeline.store import Store
-    from dashboard.warehouse import attach_views
+    from dashboard.warehouse import attach_views, work_connection
 
     if horizon_days is not None and not 7 <= horizon_days <= 730:
         raise ChurnError(f"--horizon-days must be between 7 and 730, got {horizon_days}")
     store = Store(settings.data_path)
-    con = duckdb.connect(":memory:")
-    try:
+    with work_connection(settings) as con:
         attach_views(con, store, store.read_manifest(), in_memory=frozenset())
         links = con.sql("SELECT * FROM identity_links").pl()
         result = run(con, settings, links, as_of, horizon_days, progress)
-    finally:
-        con.close()
     if result.status == "no_activity":
         raise ChurnError(f"nothing to score: no order or interaction before {result.as_of}")
     return result

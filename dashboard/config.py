@@ -23,9 +23,29 @@ DATABASE_KINDS = ("postgres", "mysql")
 # Keys that only some kinds take: a key given for another kind is a mistake worth naming.
 _KIND_KEYS = {
     "database": (DATABASE_KINDS, {"table", "query", "watermark", "delete_column", "connection", "batch_rows"}),
-    "http": (("http",), {"url", "records", "pagination", "page_param", "cursor_param", "next", "params",
-                         "first_page", "token", "token_url", "client_id", "client_secret", "auth_header",
-                         "auth_scheme", "headers", "max_pages", "max_retries", "backoff_seconds"}),
+    "http": (
+        ("http",),
+        {
+            "url",
+            "records",
+            "pagination",
+            "page_param",
+            "cursor_param",
+            "next",
+            "params",
+            "first_page",
+            "token",
+            "token_url",
+            "client_id",
+            "client_secret",
+            "auth_header",
+            "auth_scheme",
+            "headers",
+            "max_pages",
+            "max_retries",
+            "backoff_seconds",
+        },
+    ),
     "timeout": ((*DATABASE_KINDS, "http"), {"timeout_seconds"}),
 }
 _CREDENTIAL = re.compile(r"(env|secret):[A-Za-z_][A-Za-z0-9_.-]*")
@@ -69,7 +89,7 @@ class TableConfig(_Strict):
     @classmethod
     def _no_password_in_url(cls, v: str | None) -> str | None:
         if v is not None and re.match(r"[a-z]+://[^/@]*:[^/@]*@", v, re.IGNORECASE):
-            raise ValueError("the URL carries a password: give it with token = \"env:...\" instead")
+            raise ValueError('the URL carries a password: give it with token = "env:..." instead')
         return v
 
     @model_validator(mode="after")
@@ -145,7 +165,7 @@ class SourceConfig(_Strict):
         for i, t in enumerate(self.tables):
             where = f"tables[{i}]"
             if self.kind in DATABASE_KINDS and (t.table is None) == (t.query is None):
-                raise ValueError(f"{where}: give either table = \"name\" or query = \"SELECT ...\"")
+                raise ValueError(f'{where}: give either table = "name" or query = "SELECT ..."')
             elif self.kind == "http" and not t.url:
                 raise ValueError(f"{where}.url: required key is missing")
             elif self.kind not in (*DATABASE_KINDS, "http") and not t.path:
@@ -401,6 +421,9 @@ class Settings(_Strict):
     language: Literal["zh", "en"] = "zh"
     retention: int = Field(5, ge=1)  # published snapshots kept per source
     timezone: str = "Asia/Shanghai"
+    # DuckDB's working memory in each connection of a refresh's derived build (identity, golden records,
+    # churn); past it, DuckDB spills to <data_dir>/.spill instead of taking the machine's memory
+    memory_limit: str = Field("4GB", pattern=r"^\s*\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$")
     channel_aliases: dict[str, list[str]] = Field(default_factory=dict)
     stage_aliases: dict[str, list[str]] = Field(default_factory=dict)
     quality: QualityConfig = Field(default_factory=lambda: QualityConfig.model_validate({}))

@@ -122,6 +122,8 @@ class Model:
     max_pairs: float = 1e6  # pairs sampled to estimate u (chance agreement); more is slower, steadier
     train_records: int = 150_000  # the model is trained on about this many records
     seed: int = 42
+    memory_limit: str | None = None  # Splink's DuckDB: held to this, spilling under spill_root past it
+    spill_root: Path | None = None
     stats: dict[str, Any] = field(default_factory=dict)
 
 
@@ -390,9 +392,10 @@ def predict(feats: pl.DataFrame, model: Model) -> pl.DataFrame:
     from splink import DuckDBAPI, Linker, SettingsCreator
     from splink.internals.exceptions import SplinkException
 
+    from dashboard.warehouse import bounded_connection
+
     logging.getLogger("splink").setLevel(logging.ERROR)
-    con = duckdb.connect()
-    try:
+    with bounded_connection(model.memory_limit, model.spill_root) as con:
         con.register("identity_features", feats.to_arrow())
         # a record with no name, phone or mailbox meets no blocking rule: it cannot be a candidate
         con.execute(
@@ -442,8 +445,6 @@ def predict(feats: pl.DataFrame, model: Model) -> pl.DataFrame:
         lap("predict")
         model.stats["pairs_linked"] = pairs.height
         return pairs
-    finally:
-        con.close()
 
 
 class _Laps:
@@ -793,7 +794,13 @@ def build_links(
     if rel and store.abs(rel).is_file():
         previous = pl.read_parquet(store.abs(rel), columns=["source_system", "source_record_id", "customer_key"])
     records = read_records(con)
-    model = Model(threshold=cfg.match_threshold) if cfg.probabilistic else None
+    model = (
+        Model(
+            threshold=cfg.match_threshold, memory_limit=settings.memory_limit, spill_root=settings.data_path / ".spill"
+        )
+        if cfg.probabilistic
+        else None
+    )
     return records, resolve(records, model, overrides, previous), model
 
 

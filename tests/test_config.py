@@ -66,3 +66,18 @@ def test_paths_are_relative_to_the_config_folder(tmp_path: Path) -> None:
 def test_repository_config_is_valid() -> None:
     settings = load_settings(Path(__file__).resolve().parents[1] / "cockpit.toml")
     assert len(settings.sources) >= 8
+
+
+def test_memory_limit_is_a_size_and_holds_the_build_connections(tmp_path: Path) -> None:
+    from dashboard.warehouse import work_connection
+
+    assert "memory_limit" in _error({"memory_limit": "4 gigs"})
+    settings = parse_settings({"data_dir": str(tmp_path / "data"), "memory_limit": "256MB"}, tmp_path)
+    with work_connection(settings) as con:
+        assert con.sql("SELECT current_setting('memory_limit')").fetchall() == [("244.1 MiB",)]
+        spill = con.sql("SELECT current_setting('temp_directory')").fetchall()[0][0]
+        assert Path(spill).parent == tmp_path / "data" / ".spill"
+        # a sort bigger than the limit finishes by spilling instead of failing or taking the machine
+        con.execute("CREATE TABLE t AS SELECT md5(CAST(range AS VARCHAR)) AS h FROM range(6000000) ORDER BY h")
+        assert con.sql("SELECT count(*) FROM t").fetchall() == [(6_000_000,)]
+    assert not Path(spill).exists()  # its spill folder goes with it

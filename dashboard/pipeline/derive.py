@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 
-import duckdb
-
 from dashboard import analytics, churn
 from dashboard.analytics import ANALYTICS_TABLES
 from dashboard.churn import CHURN_TABLES
@@ -16,7 +14,7 @@ from dashboard.golden import GOLDEN_TABLES, write_golden
 from dashboard.identity import build_links
 from dashboard.pipeline.store import Manifest, Store, crash_point, new_id, now_utc
 from dashboard.quality_tables import QUALITY_TABLES, write_quality_tables
-from dashboard.warehouse import attach_views, quote_path
+from dashboard.warehouse import attach_views, quote_path, work_connection
 
 
 def build_derived(settings: Settings, store: Store, manifest: Manifest) -> Manifest:
@@ -24,8 +22,7 @@ def build_derived(settings: Settings, store: Store, manifest: Manifest) -> Manif
     build_id = new_id("b")
     stage = store.staging / "derived" / build_id
     stage.mkdir(parents=True)
-    con = duckdb.connect(":memory:")
-    try:
+    with work_connection(settings) as con:  # DuckDB held to settings.memory_limit, spilling past it
         attach_views(con, store, manifest, in_memory=frozenset())  # the old summaries are rebuilt, not read
         records, links, _model = build_links(settings, store, manifest, con)  # exact, then Splink; overrides win
         links.write_parquet(stage / "identity_links.parquet")
@@ -38,8 +35,6 @@ def build_derived(settings: Settings, store: Store, manifest: Manifest) -> Manif
             con.execute(f"COPY {table} TO {target} (FORMAT parquet, COMPRESSION zstd)")
         write_golden(con, settings, records, links, stage)  # golden customers: reads lead_facts
         churn.build(con, settings, links, stage)  # churn scores, model card, calibration
-    finally:
-        con.close()
     crash_point("derived_staged")
     dest = store.derived / build_id
     dest.parent.mkdir(parents=True, exist_ok=True)
