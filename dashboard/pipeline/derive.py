@@ -5,6 +5,7 @@ atomic manifest swap as those snapshots, so readers never see new snapshots with
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from dashboard import analytics, churn
 from dashboard.analytics import ANALYTICS_TABLES
@@ -17,24 +18,44 @@ from dashboard.quality_tables import QUALITY_TABLES, write_quality_tables
 from dashboard.warehouse import attach_views, quote_path, work_connection
 
 
-def build_derived(settings: Settings, store: Store, manifest: Manifest) -> Manifest:
-    """Build from ``manifest`` (pending); return it with its new "derived" entry. Writes no manifest."""
+def build_derived(
+    settings: Settings,
+    store: Store,
+    manifest: Manifest,
+    progress: Callable[[str], None] | None = None,
+    lap: Callable[[str], None] | None = None,
+) -> Manifest:
+    """Build from ``manifest`` (pending); return it with its new "derived" entry. Writes no manifest.
+    ``progress`` hears each step as it starts, ``lap`` is called with each step's name when it ends."""
+    say = progress or (lambda _m: None)
+    done = lap or (lambda _s: None)
     build_id = new_id("b")
     stage = store.staging / "derived" / build_id
     stage.mkdir(parents=True)
     with work_connection(settings) as con:  # DuckDB held to settings.memory_limit, spilling past it
         attach_views(con, store, manifest, in_memory=frozenset())  # the old summaries are rebuilt, not read
+        say("deriving: identity resolution")
         records, links, _model = build_links(settings, store, manifest, con)  # exact, then Splink; overrides win
         links.write_parquet(stage / "identity_links.parquet")
+        done("identity")
+        say("deriving: quality tables")
         write_quality_tables(settings, store, manifest, con, links, stage)  # profiles were made at publish
+        done("quality")
+        say("deriving: channel analytics")
         analytics.build(
             con, settings.analytics.attribution_half_life_days, settings.analytics.attribution_exclude_channels
         )
         for table in ANALYTICS_TABLES:
             target = quote_path(stage / f"{table}.parquet")  # our staging path, quoted
             con.execute(f"COPY {table} TO {target} (FORMAT parquet, COMPRESSION zstd)")
+        done("analytics")
+        say("deriving: golden customer records")
         write_golden(con, settings, records, links, stage)  # golden customers: reads lead_facts
-        churn.build(con, settings, links, stage)  # churn scores, model card, calibration
+        del records
+        done("golden")
+        say("deriving: churn scores")
+        churn.build(con, settings, links, stage, progress=say)  # churn scores, model card, calibration
+        done("churn")
     crash_point("derived_staged")
     dest = store.derived / build_id
     dest.parent.mkdir(parents=True, exist_ok=True)

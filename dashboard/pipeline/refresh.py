@@ -120,7 +120,6 @@ def refresh(
         # Every refresh rebuilds, a quarantine too: validation history and health scores are derived
         # tables, and the new manifest version tells every reader's cache about a rejection at once.
         if results:
-            say("deriving: quality metrics, identity links, channel analytics")
             from dashboard.pipeline.derive import build_derived
 
             clock = _Clock()
@@ -133,7 +132,7 @@ def refresh(
             # the swap leaves an attempt marked published whose snapshot the next refresh replaces.
             for _entry, attempt in published:
                 store.record_attempt(attempt["source"], attempt)
-            manifest = build_derived(settings, store, manifest)
+            manifest = build_derived(settings, store, manifest, say, lambda step: clock.lap(f"derive.{step}"))
             store.write_manifest(manifest)  # snapshots and their derived build become current together
             crash_point("published")
             for _entry, attempt in published:  # a drop folder moves the files its snapshot took
