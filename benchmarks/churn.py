@@ -28,7 +28,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = load_settings(args.config)
     store = Store(settings.data_path)
-    con = duckdb.connect(":memory:")
+    con = duckdb.connect(":memory:", config={"memory_limit": settings.memory_limit})  # as the refresh holds it
     attach_views(con, store, store.read_manifest(), in_memory=frozenset())
     links = con.sql("SELECT * FROM identity_links").pl()
     start = time.perf_counter()

@@ -18,7 +18,8 @@ from dashboard.config import Settings
 from dashboard.identity import pinyin
 from dashboard.warehouse import quote_path
 
-GOLDEN_TABLES: tuple[str, ...] = ("customer_golden", "customer_attributes")
+GOLDEN_TABLES: tuple[str, ...] = ("customer_golden", "customer_attributes", "customer_lookup")
+LOOKUP_ATTRIBUTES: tuple[str, ...] = ("phone", "email")  # customer_lookup: what a search matches exactly
 ATTRIBUTES: tuple[str, ...] = ("name", "phone", "email", "id_number", "company", "industry", "region", "city", "owner")
 _ORDER = {
     "recent": "seen_at DESC NULLS LAST",
@@ -229,6 +230,15 @@ def write_golden(
                 LEFT JOIN golden_values AS o ON o.customer_key = v.customer_key AND o.attribute = 'owner' AND o.chosen
                 ORDER BY v.customer_key  -- one customer's rows together; customer_attributes.sql orders them
             ) TO {target} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)"""
+        )
+        lookup = quote_path(folder / "customer_lookup.parquet")  # our staging path, quoted
+        con.execute(
+            f"""COPY (
+                SELECT attribute, value, customer_key, owner FROM read_parquet({target})
+                WHERE list_contains($attributes, attribute)
+                ORDER BY attribute, value  -- row groups by value: a lookup reads one or two of them
+            ) TO {lookup} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 50000)""",
+            {"attributes": list(LOOKUP_ATTRIBUTES)},
         )
         names_ = con.sql("SELECT DISTINCT value AS name FROM golden_values WHERE attribute = 'name' AND chosen").pl()
         con.register(

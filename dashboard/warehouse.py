@@ -89,6 +89,13 @@ DERIVED_TABLES: dict[str, dict[str, str]] = {
         "sources": "VARCHAR[]",
         "records": "BIGINT",
     },
+    # customer_attributes' phones and e-mails sorted by value: a search by either prunes row groups
+    "customer_lookup": {
+        "attribute": "VARCHAR",
+        "value": "VARCHAR",
+        "customer_key": "VARCHAR",
+        "owner": "VARCHAR",
+    },
     "lead_facts": {
         "source_system": "VARCHAR",
         "lead_id": "VARCHAR",

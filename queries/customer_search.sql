@@ -20,9 +20,10 @@ WITH scored AS (
         END AS score
     FROM customer_golden
 ),
-other AS (  -- a phone or email of any linked record, not only the surviving one
-    SELECT customer_key, 85 AS score FROM customer_attributes
-    WHERE (attribute = 'phone' AND value = $digits) OR (attribute = 'email' AND value = lower($q))
+other AS (  -- a phone or email of any linked record, not only the surviving one (sorted by value)
+    SELECT customer_key, 85 AS score FROM customer_lookup WHERE attribute = 'phone' AND value = $digits
+    UNION ALL
+    SELECT customer_key, 85 AS score FROM customer_lookup WHERE attribute = 'email' AND value = lower($q)
 ),
 best AS (
     SELECT customer_key, max(score) AS score
