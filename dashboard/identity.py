@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -789,10 +790,7 @@ def build_links(
     current build's links (if any) hand their keys on."""
     cfg = settings.identity
     overrides = read_overrides(settings.base_dir / cfg.overrides) if cfg.overrides else []
-    previous = None
-    rel = ((manifest.get("derived") or {}).get("tables") or {}).get("identity_links")
-    if rel and store.abs(rel).is_file():
-        previous = pl.read_parquet(store.abs(rel), columns=["source_system", "source_record_id", "customer_key"])
+    previous = previous_table(store, manifest, "identity_links", ["source_system", "source_record_id", "customer_key"])
     records = read_records(con)
     model = (
         Model(
@@ -802,6 +800,55 @@ def build_links(
         else None
     )
     return records, resolve(records, model, overrides, previous), model
+
+
+def previous_table(store: Store, manifest: Manifest, table: str, columns: list[str]) -> pl.DataFrame | None:
+    """A table of the current derived build (the one this build replaces), or None when it has none."""
+    rel = ((manifest.get("derived") or {}).get("tables") or {}).get(table)
+    if not rel or not store.abs(rel).is_file():
+        return None
+    return pl.read_parquet(store.abs(rel), columns=columns)
+
+
+REDIRECT_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
+    "old_key": pl.String,
+    "customer_key": pl.String,
+    "merged_at": pl.Datetime("us"),
+}
+
+
+def redirects(
+    previous: pl.DataFrame | None, links: pl.DataFrame, earlier: pl.DataFrame | None, now: datetime
+) -> pl.DataFrame:
+    """Where the keys that disappeared went: a key of the previous build that no customer has now points
+    to the key most of its records have now (ties: the smaller key), so a bookmark or a churn list of
+    last week still opens the customer. Earlier redirects are kept, re-pointed when their target went
+    too, and dropped when their key is a customer again (a split gave it back) or its records are gone."""
+    current = links.select("source_system", "source_record_id", "customer_key")
+    keys = current["customer_key"].unique()
+    moved = pl.DataFrame(schema=REDIRECT_SCHEMA)
+    if previous is not None and previous.height:
+        gone = previous.filter(~pl.col("customer_key").is_in(keys.implode()))
+        moved = (
+            gone.rename({"customer_key": "old_key"})
+            .join(current, on=["source_system", "source_record_id"])
+            .group_by("old_key", "customer_key")
+            .len()
+            .sort(["old_key", "len", "customer_key"], descending=[False, True, False])
+            .unique("old_key", keep="first", maintain_order=True)
+            .select("old_key", "customer_key", pl.lit(now, dtype=pl.Datetime("us")).alias("merged_at"))
+        )
+    kept = pl.DataFrame(schema=REDIRECT_SCHEMA)
+    if earlier is not None and earlier.height:
+        hop = moved.select(pl.col("old_key").alias("customer_key"), pl.col("customer_key").alias("next_key"))
+        kept = (
+            earlier.join(hop, on="customer_key", how="left")
+            .with_columns(pl.coalesce("next_key", "customer_key").alias("customer_key"))
+            .filter(pl.col("customer_key").is_in(keys.implode()))
+            .select(list(REDIRECT_SCHEMA))
+        )
+    out = pl.concat([moved, kept.join(moved, on="old_key", how="anti")])
+    return out.filter(~pl.col("old_key").is_in(keys.implode())).sort("old_key")
 
 
 def evaluate_current(settings: Settings) -> list[tuple[str, Score]]:

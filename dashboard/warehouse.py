@@ -47,6 +47,8 @@ DERIVED_TABLES: dict[str, dict[str, str]] = {
         "match_rule": "VARCHAR",
         "confidence": "DOUBLE",
     },
+    # keys that disappeared when their customer merged into another → the key their records have now
+    "customer_redirects": {"old_key": "VARCHAR", "customer_key": "VARCHAR", "merged_at": "TIMESTAMP"},
     # golden customers and every value each source gave them (dashboard/golden.py)
     "customer_golden": {
         "customer_key": "VARCHAR",

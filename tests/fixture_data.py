@@ -10,6 +10,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard.config import CONFIG_ENV, Settings
 
 CONFIG = """
 data_dir = "data"
@@ -170,3 +174,23 @@ def write_company(root: Path) -> Path:
     cfg = root / "cockpit.toml"
     cfg.write_text(CONFIG, encoding="utf-8")
     return cfg
+
+
+APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+
+
+def open_app_page(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, page: str, query: dict[str, str] | None = None
+) -> AppTest:
+    """The app on ``settings``' company, in English, switched to ``pages/<page>.py`` with ``query`` in the
+    URL; fails on an exception."""
+    monkeypatch.setenv(CONFIG_ENV, str(settings.base_dir / "cockpit.toml"))
+    at = AppTest.from_file(APP, default_timeout=60)
+    for name, value in (query or {}).items():
+        at.query_params[name] = value
+    at.run()
+    if at.sidebar.radio[0].value != "en":
+        at.sidebar.radio[0].set_value("en").run()
+    at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, at.exception
+    return at

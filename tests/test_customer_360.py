@@ -13,6 +13,7 @@ from dashboard.config import CONFIG_ENV, Settings, load_settings
 from dashboard.customer360 import search_params
 from dashboard.pipeline.refresh import refresh
 from dashboard.warehouse import Warehouse
+from tests.fixture_data import open_app_page
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
 pytestmark = pytest.mark.usefixtures("fresh_caches")
@@ -47,14 +48,7 @@ def test_search_finds_the_customer_however_it_is_typed(company: Settings, typed:
 
 def test_deep_link_opens_the_profile_and_timeline(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     key = _key(company, "erp", "E0")
-    monkeypatch.setenv(CONFIG_ENV, str(company.base_dir / "cockpit.toml"))
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params["customer"] = key
-    at.run()
-    if at.sidebar.radio[0].value != "en":
-        at.sidebar.radio[0].set_value("en").run()
-    at.switch_page("pages/customer_360.py").run()
-    assert not at.exception, at.exception
+    at = open_app_page(company, monkeypatch, "customer_360", {"customer": key})
     assert not at.error, [e.value for e in at.error]
     assert [s.value for s in at.subheader] == ["张0"]
     figures = {m.label: m.value for m in at.metric}
@@ -119,3 +113,22 @@ def test_the_profile_shows_the_churn_risk_of_a_scored_customer(
     assert not at.exception, at.exception
     label = {"high": "High risk", "medium": "Medium risk", "low": "Low risk"}[scored["risk_band"]]
     assert any(label in m.value for m in at.markdown), [m.value for m in at.markdown]
+
+
+def test_a_merged_away_key_still_opens_its_customer(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = {r: _key(company, s, r) for s, r in (("erp", "E1"), ("crm", "CRM-1"))}
+    assert before["E1"] != before["CRM-1"]
+    settings = _survive_by_priority(company, 1, 50)  # E1 and CRM-1 merged by the override file
+    merged = _key(settings, "erp", "E1")
+    gone = next(k for k in before.values() if k != merged)
+    w = Warehouse(settings)
+    assert w.run_query("customer_profile", {"customer_key": gone}).is_empty()
+    assert w.run_query("customer_redirect", {"customer_key": gone})["customer_key"].to_list() == [merged]
+    assert w.run_query("customer_redirect", {"customer_key": merged}).is_empty()  # a live key is not redirected
+
+    at = open_app_page(settings, monkeypatch, "customer_360", {"customer": gone})
+    assert [i.value for i in at.info] == [f"Customer {gone} was merged into {merged}: showing {merged}."]
+    assert not [w.value for w in at.warning if "No customer" in w.value]
+    assert at.query_params["customer"] == merged
+    records = next(pl.from_pandas(d.value) for d in at.dataframe if "source_record_id" in d.value.columns)
+    assert {"CRM-1", "E1"} <= set(records["source_record_id"].to_list())  # both halves of the merge

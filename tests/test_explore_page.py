@@ -17,6 +17,7 @@ from dashboard.config import CONFIG_ENV, Settings
 from dashboard.explore import Dim, Filter, Spec, decode, encode
 from dashboard.export import to_csv
 from dashboard.security import ROLES
+from tests.fixture_data import open_app_page
 from tests.test_security import UNMASKED
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
@@ -25,16 +26,7 @@ pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 def open_explore(settings: Settings, monkeypatch: pytest.MonkeyPatch, view: str | None = None) -> AppTest:
-    monkeypatch.setenv(CONFIG_ENV, str(settings.base_dir / "cockpit.toml"))
-    at = AppTest.from_file(APP, default_timeout=60)
-    if view is not None:
-        at.query_params["view"] = view
-    at.run()
-    if at.sidebar.radio[0].value != "en":
-        at.sidebar.radio[0].set_value("en").run()
-    at.switch_page("pages/explore.py").run()
-    assert not at.exception, at.exception
-    return at
+    return open_app_page(settings, monkeypatch, "explore", {"view": view} if view is not None else None)
 
 
 def totals(at: AppTest) -> dict[str, str]:

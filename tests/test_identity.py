@@ -226,3 +226,30 @@ def test_pairwise_scores_count_pairs() -> None:
     assert (score.predicted_pairs, score.true_pairs, score.correct_pairs) == (3, 2, 1)
     assert score.precision == pytest.approx(1 / 3) and score.recall == pytest.approx(0.5)
     assert score.f1 == pytest.approx(0.4)
+
+
+def test_redirects_follow_merges_across_builds_and_drop_keys_that_return() -> None:
+    from datetime import datetime
+
+    from dashboard.identity import redirects
+
+    def links(*rows: tuple[str, str]) -> pl.DataFrame:
+        return pl.DataFrame(
+            [("crm", rec, key) for rec, key in rows],
+            schema=["source_system", "source_record_id", "customer_key"],
+            orient="row",
+        )
+
+    monday, tuesday = datetime(2026, 11, 16), datetime(2026, 11, 17)
+    build1 = links(("a", "K1"), ("b", "K2"), ("c", "K2"), ("d", "K3"))
+    build2 = links(("a", "K1"), ("b", "K1"), ("c", "K4"), ("d", "K3"))  # K2 split: b to K1, c to K4
+    first = redirects(build1, build2, None, monday)
+    # a tie (one record each) goes to the smaller key
+    assert first.rows() == [("K2", "K1", monday)]
+    build3 = links(("a", "K3"), ("b", "K3"), ("c", "K4"), ("d", "K3"))  # K1 merged into K3
+    second = redirects(build2, build3, first, tuesday)
+    assert second.rows() == [("K1", "K3", tuesday), ("K2", "K3", monday)]  # K2 → K1 → K3, re-pointed
+    build4 = links(("a", "K1"), ("b", "K3"), ("c", "K4"), ("d", "K3"))  # K1 is a customer again
+    third = redirects(build3, build4, second, tuesday)
+    assert third.rows() == [("K2", "K3", monday)]
+    assert redirects(None, build1, None, monday).is_empty()  # a first build has nothing to redirect

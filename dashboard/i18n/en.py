@@ -526,6 +526,7 @@ STRINGS: dict[str, str] = {
     "c360.search.placeholder": "Name or pinyin, phone in any format, email, company or customer key",
     "c360.search.none": "No customer matches. Try part of the phone number, the pinyin, or the company.",
     "c360.hint": "Search for a customer above, or open one from the churn list.",
+    "c360.merged": "Customer {old} was merged into {customer}: showing {customer}.",
     "c360.not_found": "No customer with the key {customer}. It may have been merged into another customer; "
     "search for them by name or phone.",
     "c360.key": "Customer key {customer} · {records} source records",

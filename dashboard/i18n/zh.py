@@ -497,6 +497,7 @@ STRINGS: dict[str, str] = {
     "c360.search.placeholder": "姓名或拼音、任意格式的手机号、邮箱、公司或客户编号",
     "c360.search.none": "没有匹配的客户。可试试手机号的一部分、拼音或公司名。",
     "c360.hint": "在上方搜索客户，或从流失预警列表打开客户。",
+    "c360.merged": "客户 {old} 已并入 {customer}，现显示 {customer}。",
     "c360.not_found": "没有编号为 {customer} 的客户。它可能已并入另一个客户，请按姓名或手机号搜索。",
     "c360.key": "客户编号 {customer} · {records} 条来源记录",
     "c360.owner": "负责人：{owner}",

@@ -27,6 +27,14 @@ if key is None:
     st.stop()
 
 profile = data.query("customer_profile", {"customer_key": key})
+if profile.is_empty():  # a key whose customer merged into another opens that customer, saying so
+    moved = data.query("customer_redirect", {"customer_key": key})
+    if not moved.is_empty():
+        new_key = moved["customer_key"][0]
+        st.info(t("c360.merged", LANG, old=key, customer=new_key), icon=":material/merge:")
+        key = new_key
+        st.query_params[view.PARAM] = key  # the address bar names the customer shown
+        profile = data.query("customer_profile", {"customer_key": key})
 if profile.is_empty():
     st.warning(t("c360.not_found", LANG, customer=key), icon=":material/person_off:")
     st.stop()

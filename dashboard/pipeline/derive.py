@@ -12,7 +12,7 @@ from dashboard.analytics import ANALYTICS_TABLES
 from dashboard.churn import CHURN_TABLES
 from dashboard.config import Settings
 from dashboard.golden import GOLDEN_TABLES, write_golden
-from dashboard.identity import build_links
+from dashboard.identity import build_links, previous_table, redirects
 from dashboard.pipeline.store import Manifest, Store, crash_point, new_id, now_utc
 from dashboard.quality_tables import QUALITY_TABLES, write_quality_tables
 from dashboard.warehouse import attach_views, quote_path, work_connection
@@ -37,6 +37,13 @@ def build_derived(
         say("deriving: identity resolution")
         records, links, _model = build_links(settings, store, manifest, con)  # exact, then Splink; overrides win
         links.write_parquet(stage / "identity_links.parquet")
+        moved = redirects(  # keys that disappeared (merged) → where their records are now
+            previous_table(store, manifest, "identity_links", ["source_system", "source_record_id", "customer_key"]),
+            links,
+            previous_table(store, manifest, "customer_redirects", ["old_key", "customer_key", "merged_at"]),
+            now_utc().replace(tzinfo=None),
+        )
+        moved.write_parquet(stage / "customer_redirects.parquet")
         done("identity")
         say("deriving: quality tables")
         write_quality_tables(settings, store, manifest, con, links, stage)  # profiles were made at publish
@@ -67,6 +74,7 @@ def build_derived(
         "tables": {
             **{t: store.rel(dest / f"{t}.parquet") for t in QUALITY_TABLES},
             "identity_links": store.rel(dest / "identity_links.parquet"),
+            "customer_redirects": store.rel(dest / "customer_redirects.parquet"),
             **{t: store.rel(dest / f"{t}.parquet") for t in GOLDEN_TABLES},
             **{t: store.rel(dest / f"{t}.parquet") for t in ANALYTICS_TABLES},
             **{t: store.rel(dest / f"{t}.parquet") for t in CHURN_TABLES},
