@@ -512,30 +512,32 @@ class Warehouse:
     ) -> pl.DataFrame:
         """Run SQL as ``user`` sees the data (None: the system — derived builds, internal callers, tests);
         with ``timeout`` seconds, a timer interrupts this query's cursor only."""
+        # The lock covers catching up with a new build and opening the cursor; the query itself runs on
+        # its own cursor outside it, so one user's long query does not hold up everyone else's pages.
         with self._lock:
             self._sync()
             cur = self._con.cursor()
-            timer = threading.Timer(timeout, cur.interrupt) if timeout else None
-            try:
-                cur.execute(f"SET search_path = '{BASE if user is None else role_schema(user.role)}'")
-                if user is not None and user.role == "sales":
-                    cur.execute("SET VARIABLE cockpit_owner = $owner", {"owner": user.owner})
-                if timer:
-                    timer.start()
-                return cur.sql(sql, params=params or None).pl()
-            except duckdb.InterruptException:
-                raise QueryTimeout(f"the query ran longer than {timeout:g} s and was stopped") from None
-            except duckdb.CatalogException as e:
-                if user is None:
-                    raise QueryError(str(e).splitlines()[0]) from e
-                role = user.role
-                raise AccessDenied(f"this data is not available to the role '{role}'", str(e).splitlines()[0]) from e
-            except duckdb.Error as e:
+        timer = threading.Timer(timeout, cur.interrupt) if timeout else None
+        try:
+            cur.execute(f"SET search_path = '{BASE if user is None else role_schema(user.role)}'")
+            if user is not None and user.role == "sales":
+                cur.execute("SET VARIABLE cockpit_owner = $owner", {"owner": user.owner})
+            if timer:
+                timer.start()
+            return cur.sql(sql, params=params or None).pl()
+        except duckdb.InterruptException:
+            raise QueryTimeout(f"the query ran longer than {timeout:g} s and was stopped") from None
+        except duckdb.CatalogException as e:
+            if user is None:
                 raise QueryError(str(e).splitlines()[0]) from e
-            finally:
-                if timer:
-                    timer.cancel()
-                cur.close()
+            role = user.role
+            raise AccessDenied(f"this data is not available to the role '{role}'", str(e).splitlines()[0]) from e
+        except duckdb.Error as e:
+            raise QueryError(str(e).splitlines()[0]) from e
+        finally:
+            if timer:
+                timer.cancel()
+            cur.close()
 
     def run_query(self, name: str, params: dict[str, Any] | None = None, user: Principal | None = None) -> pl.DataFrame:
         """A named query as ``user`` sees it (None: the system, unrestricted)."""

@@ -125,6 +125,7 @@ def test_a_merged_away_key_still_opens_its_customer(company: Settings, monkeypat
     assert w.run_query("customer_profile", {"customer_key": gone}).is_empty()
     assert w.run_query("customer_redirect", {"customer_key": gone})["customer_key"].to_list() == [merged]
     assert w.run_query("customer_redirect", {"customer_key": merged}).is_empty()  # a live key is not redirected
+    assert w.run_query("customer_redirect")["old_key"].to_list() == [gone]  # the whole list: just this one
 
     at = open_app_page(settings, monkeypatch, "customer_360", {"customer": gone})
     assert [i.value for i in at.info] == [f"Customer {gone} was merged into {merged}: showing {merged}."]

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import polars as pl
 import pytest
 
 from dashboard.config import Settings
-from dashboard.errors import QueryError
+from dashboard.errors import QueryError, QueryTimeout
 from dashboard.warehouse import Warehouse, list_queries, load_query
+
+# rows only after a later build merged customers (tests/test_customer_360.py checks them there)
+AFTER_A_MERGE = {"customer_redirect"}
 
 
 @pytest.mark.parametrize("name", list_queries())
@@ -16,7 +22,7 @@ def test_every_query_runs_and_has_the_columns_its_header_declares(company: Setti
     assert query.columns, f"{name}.sql has no '-- columns:' header"
     df = Warehouse(company).run_query(name)
     assert tuple(df.columns) == query.columns
-    assert df.height > 0
+    assert (df.height == 0) if name in AFTER_A_MERGE else (df.height > 0)
 
 
 def test_channel_summary_numbers(company: Settings) -> None:
@@ -94,3 +100,25 @@ def test_views_follow_the_manifest_without_a_restart(company: Settings) -> None:
     refresh(company, ["marketing"])
     assert w.version > v1
     assert w.sql("SELECT count(*) FROM marketing_spend").item() == 4
+
+
+def test_a_long_query_does_not_hold_up_the_other_users_queries(company: Settings) -> None:
+    w = Warehouse(company)
+    w.run_query("channel_summary")  # the views are attached
+    outcome: list[str] = []
+
+    def long_query() -> None:
+        try:
+            w.sql("SELECT count(*) FROM range(100000000000) AS t(x) WHERE x % 7 = 3", timeout=8)
+            outcome.append("finished")
+        except QueryTimeout:
+            outcome.append("stopped")
+
+    worker = threading.Thread(target=long_query)
+    worker.start()
+    time.sleep(0.5)  # the long query is running
+    summary = w.run_query("channel_summary")
+    assert worker.is_alive() and not outcome  # answered while the long query still ran
+    assert summary.height > 0
+    worker.join()
+    assert outcome == ["stopped"]  # and that one was stopped by its own time limit
