@@ -12,13 +12,12 @@ import os
 import resource
 import time
 
-import duckdb
 import polars as pl
 
 from dashboard import churn
 from dashboard.config import load_settings
 from dashboard.pipeline.store import Store
-from dashboard.warehouse import attach_views
+from dashboard.warehouse import attach_views, work_connection
 
 
 def main() -> None:
@@ -28,34 +27,34 @@ def main() -> None:
     args = parser.parse_args()
     settings = load_settings(args.config)
     store = Store(settings.data_path)
-    con = duckdb.connect(":memory:", config={"memory_limit": settings.memory_limit})  # as the refresh holds it
-    attach_views(con, store, store.read_manifest(), in_memory=frozenset())
-    links = con.sql("SELECT * FROM identity_links").pl()
-    start = time.perf_counter()
-    steps: list[tuple[float, str]] = []
-    result = churn.run(
-        con,
-        settings,
-        links,
-        horizon_days=args.horizon_days,
-        progress=lambda m: steps.append((time.perf_counter() - start, m)),
-    )
-    total = time.perf_counter() - start
-    for at, message in steps:
-        print(f"{at:7.1f} s  {message}")
-    print(
-        f"churn step: {total:.1f} s for {result.scores.height:,} customers "
-        f"(peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB, {os.cpu_count()} cores, "
-        f"load {os.getloadavg()[0]:.1f})"
-    )
-    print(f"serving: {result.method} ({result.status}); as of {result.as_of}, horizon {result.horizon_days} days")
-    with pl.Config(tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
-        print(
-            result.card.select(
-                "method", "auc", "precision_top10", "brier", "chosen", "backtest_customers", "backtest_churn_rate"
-            )
+    with work_connection(settings) as con:  # held to memory_limit, as the refresh holds it
+        attach_views(con, store, store.read_manifest(), in_memory=frozenset())
+        links = con.sql("SELECT * FROM identity_links").pl()
+        start = time.perf_counter()
+        steps: list[tuple[float, str]] = []
+        result = churn.run(
+            con,
+            settings,
+            links,
+            horizon_days=args.horizon_days,
+            progress=lambda m: steps.append((time.perf_counter() - start, m)),
         )
-    print(result.scores.group_by("risk_band").agg(pl.len().alias("customers")).sort("risk_band"))
+        total = time.perf_counter() - start
+        for at, message in steps:
+            print(f"{at:7.1f} s  {message}")
+        print(
+            f"churn step: {total:.1f} s for {result.scores.height:,} customers "
+            f"(peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB, {os.cpu_count()} cores, "
+            f"load {os.getloadavg()[0]:.1f})"
+        )
+        print(f"serving: {result.method} ({result.status}); as of {result.as_of}, horizon {result.horizon_days} days")
+        with pl.Config(tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+            print(
+                result.card.select(
+                    "method", "auc", "precision_top10", "brier", "chosen", "backtest_customers", "backtest_churn_rate"
+                )
+            )
+        print(result.scores.group_by("risk_band").agg(pl.len().alias("customers")).sort("risk_band"))
 
 
 if __name__ == "__main__":

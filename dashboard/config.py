@@ -480,6 +480,11 @@ class Settings(_Strict):
         return self.data_dir if self.data_dir.is_absolute() else self.base_dir / self.data_dir
 
     @property
+    def spill_path(self) -> Path:
+        """Where DuckDB spills past memory_limit (each connection in a folder of its own under it)."""
+        return self.data_path / ".spill"
+
+    @property
     def users_path(self) -> Path:
         path = Path(self.security.users_file)
         return path if path.is_absolute() else self.base_dir / path

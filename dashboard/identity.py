@@ -784,18 +784,15 @@ def evaluate(links: pl.DataFrame, truth: pl.DataFrame) -> Score:
 
 # -------------------------------------------------------------------------------- the derived build
 def build_links(
-    settings: Settings, store: Store, manifest: Manifest, con: duckdb.DuckDBPyConnection
+    settings: Settings, con: duckdb.DuckDBPyConnection, previous: pl.DataFrame | None
 ) -> tuple[pl.DataFrame, pl.DataFrame, Model | None]:
-    """(records, links, model) of a derived build: ``con`` has the entity views of ``manifest``; the
-    current build's links (if any) hand their keys on."""
+    """(records, links, model) of a derived build: ``con`` has the entity views; ``previous`` (the current
+    build's source_system, source_record_id, customer_key, if any) hands its keys on."""
     cfg = settings.identity
     overrides = read_overrides(settings.base_dir / cfg.overrides) if cfg.overrides else []
-    previous = previous_table(store, manifest, "identity_links", ["source_system", "source_record_id", "customer_key"])
     records = read_records(con)
     model = (
-        Model(
-            threshold=cfg.match_threshold, memory_limit=settings.memory_limit, spill_root=settings.data_path / ".spill"
-        )
+        Model(threshold=cfg.match_threshold, memory_limit=settings.memory_limit, spill_root=settings.spill_path)
         if cfg.probabilistic
         else None
     )

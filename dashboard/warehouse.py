@@ -246,7 +246,7 @@ DERIVED_TABLES: dict[str, dict[str, str]] = {
 @contextmanager
 def work_connection(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB for a build's heavy work, held to ``settings.memory_limit``."""
-    with bounded_connection(settings.memory_limit, settings.data_path / ".spill") as con:
+    with bounded_connection(settings.memory_limit, settings.spill_path) as con:
         yield con
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import polars as pl
 import pytest
@@ -105,18 +104,29 @@ def test_views_follow_the_manifest_without_a_restart(company: Settings) -> None:
 def test_a_long_query_does_not_hold_up_the_other_users_queries(company: Settings) -> None:
     w = Warehouse(company)
     w.run_query("channel_summary")  # the views are attached
+    running = threading.Event()
+
+    def mark_running(x: int) -> int:  # called once, as the long query starts scanning
+        running.set()
+        return x
+
+    w._con.create_function("mark_running", mark_running, ["BIGINT"], "BIGINT")
     outcome: list[str] = []
 
     def long_query() -> None:
         try:
-            w.sql("SELECT count(*) FROM range(100000000000) AS t(x) WHERE x % 7 = 3", timeout=8)
+            w.sql(
+                "WITH s AS (SELECT mark_running(3) AS r) "
+                "SELECT count(*) FROM range(100000000000) AS t(x), s WHERE x % 7 = s.r",
+                timeout=8,
+            )
             outcome.append("finished")
         except QueryTimeout:
             outcome.append("stopped")
 
     worker = threading.Thread(target=long_query)
     worker.start()
-    time.sleep(0.5)  # the long query is running
+    assert running.wait(30)  # the long query is running
     summary = w.run_query("channel_summary")
     assert worker.is_alive() and not outcome  # answered while the long query still ran
     assert summary.height > 0

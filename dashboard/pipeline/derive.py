@@ -35,15 +35,19 @@ def build_derived(
     with work_connection(settings) as con:  # DuckDB held to settings.memory_limit, spilling past it
         attach_views(con, store, manifest, in_memory=frozenset())  # the old summaries are rebuilt, not read
         say("deriving: identity resolution")
-        records, links, _model = build_links(settings, store, manifest, con)  # exact, then Splink; overrides win
+        previous = previous_table(
+            store, manifest, "identity_links", ["source_system", "source_record_id", "customer_key"]
+        )
+        records, links, _model = build_links(settings, con, previous)  # exact, then Splink; overrides win
         links.write_parquet(stage / "identity_links.parquet")
         moved = redirects(  # keys that disappeared (merged) → where their records are now
-            previous_table(store, manifest, "identity_links", ["source_system", "source_record_id", "customer_key"]),
+            previous,
             links,
             previous_table(store, manifest, "customer_redirects", ["old_key", "customer_key", "merged_at"]),
             now_utc().replace(tzinfo=None),
         )
         moved.write_parquet(stage / "customer_redirects.parquet")
+        del previous
         done("identity")
         say("deriving: quality tables")
         write_quality_tables(settings, store, manifest, con, links, stage)  # profiles were made at publish
