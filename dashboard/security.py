@@ -103,14 +103,22 @@ def role_schema(role: str) -> str:
 
 
 def _projection(role: str, columns: dict[str, str]) -> str:
+    # A table may carry a column masked at build (``phone_masked``): masked roles read it as ``phone``, so
+    # a search over every row does not mask every row on each query; it is never shown under its own name.
+    premasked = [c for c in PERSONAL_COLUMNS if c in columns and f"{c}_masked" in columns]
+    exclude = f" EXCLUDE ({', '.join(f'{c}_masked' for c in premasked)})" if premasked else ""
     if role in UNMASKED_ROLES:
-        return "*"
-    replaced = [f"{fn}({c}) AS {c}" for c, fn in PERSONAL_COLUMNS.items() if c in columns]
+        return "*" + exclude
+    replaced = [
+        f"{c}_masked AS {c}" if c in premasked else f"{fn}({c}) AS {c}"
+        for c, fn in PERSONAL_COLUMNS.items()
+        if c in columns
+    ]
     replaced += [f"scrub_pii({c}) AS {c}" for c in FREE_TEXT_COLUMNS if c in columns]
     if "attribute" in columns and "value" in columns:
         cases = " ".join(f"WHEN '{c}' THEN {fn}(value)" for c, fn in PERSONAL_COLUMNS.items())
         replaced.append(f"CASE attribute {cases} ELSE value END AS value")
-    return f"* REPLACE ({', '.join(replaced)})" if replaced else "*"
+    return f"*{exclude} REPLACE ({', '.join(replaced)})" if replaced else "*" + exclude
 
 
 def _sales_filter(name: str, columns: dict[str, str], base: str) -> str | None:

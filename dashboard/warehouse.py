@@ -98,6 +98,21 @@ DERIVED_TABLES: dict[str, dict[str, str]] = {
         "customer_key": "VARCHAR",
         "owner": "VARCHAR",
     },
+    # customer_golden's search columns, held in memory: a search scans them instead of the golden file
+    "customer_index": {
+        "customer_key": "VARCHAR",
+        "name": "VARCHAR",
+        "name_pinyin": "VARCHAR",
+        "phone": "VARCHAR",
+        "email": "VARCHAR",
+        "company": "VARCHAR",
+        "city": "VARCHAR",
+        "owner": "VARCHAR",
+        "lifecycle_stage": "VARCHAR",
+        "lifetime_revenue": "DOUBLE",
+        "phone_masked": "VARCHAR",
+        "email_masked": "VARCHAR",
+    },
     "lead_facts": {
         "source_system": "VARCHAR",
         "lead_id": "VARCHAR",
@@ -300,7 +315,7 @@ def view_sql(name: str, files: list[Path], columns: dict[str, str], kind: str = 
     return f"CREATE OR REPLACE {kind} {name} AS SELECT {cols} FROM read_parquet([{file_list}], union_by_name = true)"
 
 
-IN_MEMORY = frozenset({"lead_facts", "attribution", "filter_values"})
+IN_MEMORY = frozenset({"lead_facts", "attribution", "filter_values", "customer_index"})
 
 
 def drop_relation(con: duckdb.DuckDBPyConnection, name: str, schema: str = "main") -> None:

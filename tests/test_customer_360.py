@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -12,7 +13,8 @@ from streamlit.testing.v1 import AppTest
 from dashboard.config import CONFIG_ENV, Settings, load_settings
 from dashboard.customer360 import search_params
 from dashboard.pipeline.refresh import refresh
-from dashboard.warehouse import Warehouse
+from dashboard.security import Principal
+from dashboard.warehouse import Warehouse, bind_params, load_query
 from tests.fixture_data import open_app_page
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
@@ -44,6 +46,63 @@ def test_one_customer_from_two_sources_has_one_key_and_provenance(company: Setti
 def test_search_finds_the_customer_however_it_is_typed(company: Settings, typed: str) -> None:
     found = Warehouse(company).run_query("customer_search", search_params(typed))
     assert found["customer_key"][0] == _key(company, "erp", "E0")
+
+
+# name, pinyin, phone, email, company, lifetime revenue
+PEOPLE = [
+    ("王小明", "wangxiaoming", "13800000001", "xm@a.cn", "明远科技有限公司", 100.0),
+    ("王小敏", "wangxiaomin", "13800000002", None, None, 300.0),  # one character off 王小明
+    ("李大伟", "lidawei", "13800000003", None, "大伟商贸", 900.0),  # same length, nothing alike
+    ("Zhang Wei", "zhangwei", "13800000004", None, None, 50.0),
+]
+
+
+def _search(typed: str) -> list[str]:
+    """The names customer_search lists, best first, over PEOPLE as the golden customers."""
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE customer_index (customer_key VARCHAR, name VARCHAR, name_pinyin VARCHAR, phone VARCHAR, "
+        "email VARCHAR, company VARCHAR, city VARCHAR, owner VARCHAR, lifecycle_stage VARCHAR, "
+        "lifetime_revenue DOUBLE)"
+    )
+    con.executemany(
+        "INSERT INTO customer_index VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?)",
+        [[f"C{i}", *person] for i, person in enumerate(PEOPLE)],
+    )
+    con.execute(
+        "CREATE TABLE customer_lookup AS SELECT 'phone' AS attribute, '13900000009' AS value, 'C2' AS customer_key"
+    )
+    query = load_query("customer_search")
+    return [row[1] for row in con.sql(query.sql, params=bind_params(query, search_params(typed))).fetchall()]
+
+
+@pytest.mark.parametrize(
+    ("typed", "names"),
+    [
+        ("王小明", ["王小明", "王小敏"]),  # the exact name first, the name one character off after it
+        ("王小名", ["王小明", "王小敏"]),  # a typo: the homophone first, one character off next; never 李大伟
+        ("wang xiaoming", ["王小明", "王小敏"]),  # pinyin, spaces ignored; a near spelling after it
+        ("zhang wei", ["Zhang Wei"]),
+        ("明远科技", ["王小明"]),  # part of the company
+        ("0001", ["王小明"]),  # the end of a phone
+        ("139-0000-0009", ["李大伟"]),  # a phone of a linked record, not the surviving one
+        ("XM@A.CN", ["王小明"]),
+        ("C3", ["Zhang Wei"]),  # the customer key
+        ("赵钱孙", []),
+    ],
+)
+def test_search_scores_exact_then_typos_and_leaves_the_unrelated_out(typed: str, names: list[str]) -> None:
+    assert _search(typed) == names
+
+
+def test_a_masked_role_searches_and_sees_masked_phones(company: Settings) -> None:
+    w = Warehouse(company)
+    key = _key(company, "erp", "E0")
+    found = w.run_query("customer_search", search_params("张0"), Principal("m", "manager"))
+    assert found.filter(pl.col("customer_key") == key)["phone"].item() == "138****8000"
+    # the copy masked at build is read as the phone, never under its own name
+    assert "phone_masked" not in w.sql("SELECT * FROM customer_index LIMIT 1", user=Principal("m", "manager")).columns
+    assert w.run_query("customer_search", search_params("张0"))["phone"][0] == "13800138000"
 
 
 def test_deep_link_opens_the_profile_and_timeline(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
