@@ -53,7 +53,12 @@ def _resolution(settings: Settings) -> None:
         records = read_records(con)
         t_records, cpu_records = time.perf_counter() - t, _cpu() - cpu
     # the full resolution first, so that the peak memory it reports is reading plus resolving
-    model = Model(threshold=settings.identity.match_threshold)
+    # as the derived build runs it: Splink's DuckDB held to the configured memory limit, spilling past it
+    model = Model(
+        threshold=settings.identity.match_threshold,
+        memory_limit=settings.memory_limit,
+        spill_root=settings.spill_path,
+    )
     t, cpu = time.perf_counter(), _cpu()
     full = resolve(records, model)
     t_full, cpu_full = time.perf_counter() - t, _cpu() - cpu
@@ -79,11 +84,15 @@ def _resolution(settings: Settings) -> None:
             f"| {label} | {secs:.1f} | {cpu:.1f} | {s.predicted_pairs:,} | {s.precision:.4f} | {s.recall:.4f} "
             f"| {s.f1:.4f} |"
         )
-    print(f"steps: {model.stats}; peak RSS after reading and the full resolution {rss:.2f} GB")
+    print(
+        f"steps: {model.stats}; peak RSS after reading and the full resolution {rss:.2f} GiB "
+        f"(memory_limit {settings.memory_limit})"
+    )
 
 
 def _searches(settings: Settings, runs: int) -> None:
     w = Warehouse(settings)
+    w.run_query("customer_search", search_params("x"))  # the first query loads the in-memory tables
     times = []
     for text in SEARCHES:
         for _ in range(runs):

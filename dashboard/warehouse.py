@@ -8,6 +8,7 @@ into the SQL text.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import shutil
 import tempfile
@@ -265,15 +266,42 @@ def work_connection(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
         yield con
 
 
+_UNITS = {"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+MIN_DUCKDB_MEMORY = 512 * 2**20  # what a bounded connection gets at least, however full the process is
+
+
+def size_bytes(text: str) -> int:
+    """'4GB' → 4000000000, '2 GiB' → 2147483648 (the config's memory_limit, as DuckDB reads it)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B)\s*", text, re.IGNORECASE)
+    if not m:
+        raise ValueError(f"not a memory size: {text!r} (examples: 4GB, 512MB, 2GiB)")
+    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+
+
+def process_rss() -> int:
+    """This process's resident memory in bytes (0 where /proc is not there)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 @contextmanager
-def bounded_connection(memory_limit: str | None, spill_root: Path | None) -> Iterator[duckdb.DuckDBPyConnection]:
+def bounded_connection(
+    memory_limit: str | None, spill_root: Path | None, shared: bool = False
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB held to ``memory_limit``: past it, DuckDB spills to a folder of its own under
     ``spill_root`` (removed on close) instead of growing to 80 % of the machine's memory, its default.
-    Measured at large: the golden records alone took 16 GB without a limit."""
+    Measured at large: the golden records alone took 16 GB without a limit. ``shared``: the limit is the
+    whole process's, so DuckDB gets what the process does not already hold (at least 512 MiB)."""
     config: dict[str, Any] = {}
     spill: Path | None = None
     if memory_limit:
         config["memory_limit"] = memory_limit.replace(" ", "")
+        if shared:
+            left = max(MIN_DUCKDB_MEMORY, size_bytes(memory_limit) - process_rss())
+            config["memory_limit"] = f"{min(left, size_bytes(memory_limit)) // 2**20}MiB"
     if spill_root is not None:
         spill_root.mkdir(parents=True, exist_ok=True)
         spill = Path(tempfile.mkdtemp(prefix="duckdb-", dir=spill_root))

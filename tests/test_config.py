@@ -81,3 +81,23 @@ def test_memory_limit_is_a_size_and_holds_the_build_connections(tmp_path: Path) 
         con.execute("CREATE TABLE t AS SELECT md5(CAST(range AS VARCHAR)) AS h FROM range(6000000) ORDER BY h")
         assert con.sql("SELECT count(*) FROM t").fetchall() == [(6_000_000,)]
     assert not Path(spill).exists()  # its spill folder goes with it
+
+
+def test_a_shared_limit_gives_duckdb_what_the_process_does_not_hold(tmp_path: Path) -> None:
+    from dashboard.warehouse import MIN_DUCKDB_MEMORY, bounded_connection, process_rss, size_bytes
+
+    assert (size_bytes("4GB"), size_bytes("2 GiB"), size_bytes("512mb")) == (4_000_000_000, 2**31, 512_000_000)
+    held = process_rss()
+    assert held > 0
+
+    def limit(memory_limit: str) -> float:
+        with bounded_connection(memory_limit, tmp_path / "spill", shared=True) as con:
+            text = con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        number, unit = text.split()
+        return float(number) * {"MiB": 2**20, "GiB": 2**30}[unit]
+
+    # ten GiB for the process, this much of it already held: DuckDB gets the rest (DuckDB shows 0.1 GiB)
+    assert abs(limit("10GiB") - (10 * 2**30 - held)) < 0.15 * 2**30
+    # a process already over the limit still leaves DuckDB the floor (never more than the limit), not nothing
+    half = held // 2**20 // 2
+    assert limit(f"{half}MiB") == min(MIN_DUCKDB_MEMORY, half * 2**20)
