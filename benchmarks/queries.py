@@ -25,22 +25,36 @@ from dashboard.pipeline.store import Store
 from dashboard.warehouse import Warehouse, list_queries
 
 ROOT = Path(__file__).resolve().parents[1]
+# What each page runs on a view, as the page runs it (dashboard/pages/cockpit.py, channels.py): the
+# channels page without a channel chosen, and drilled into one (its campaigns and leads appear).
+ONE = {"channel": "paid_search"}
 PAGES: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "cockpit": [
         ("channel_summary", {}),
+        ("sales_leaderboard", {}),
         ("new_leads", {}),
         ("receivables_overdue", {}),
-        ("sales_leaderboard", {}),
         ("data_health", {}),
+        ("churn_model_card", {}),
+        ("churn_bands", {}),
     ],
     "channels": [
         ("filter_options", {}),
+        ("channel_economics", {}),
         ("lead_volume", {"grain": "month"}),
         ("funnel", {}),
-        ("channel_economics", {}),
+        ("sales_leaderboard", {}),
         ("attribution", {}),
-        ("campaign_summary", {"channel": "paid_search"}),
-        ("channel_leads", {"channel": "paid_search"}),
+    ],
+    "channels, one channel chosen": [
+        ("filter_options", ONE),
+        ("channel_economics", ONE),
+        ("lead_volume", {**ONE, "grain": "month"}),
+        ("funnel", ONE),
+        ("sales_leaderboard", {}),
+        ("attribution", {}),
+        ("campaign_summary", ONE),
+        ("channel_leads", {**ONE, "limit": 500}),
     ],
 }
 

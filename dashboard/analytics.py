@@ -2,7 +2,7 @@
 raw leads and events on every view:
 
 - ``lead_facts``: one row per lead with its channel, campaign, region, owner, the time it first
-  reached each funnel stage, and its won amount.
+  reached each funnel stage, the days it spent in each, and its won amount.
 - ``attribution``: every won lead's revenue split over its touches under five models.
 
 A lead's touches are its own channel at creation plus the interactions linked to it (same lead id)
@@ -34,18 +34,28 @@ WITH ev AS (
         min(occurred_at) FILTER (WHERE stage = 'lost') AS lost_at
     FROM lead_events
     GROUP BY lead_id
+),
+reached AS (
+    SELECT
+        l.source_system, l.lead_id, l.created_at,
+        l.channel, coalesce(l.campaign, '') AS campaign, l.region, l.owner, l.customer_ref,
+        l.name, l.phone, l.phone_valid,
+        coalesce(ev.mql_at, ev.sql_at, ev.opportunity_at, ev.won_at) AS mql_at,
+        coalesce(ev.sql_at, ev.opportunity_at, ev.won_at) AS sql_at,
+        coalesce(ev.opportunity_at, ev.won_at) AS opportunity_at,
+        ev.won_at, ev.won_amount, ev.lost_at
+    FROM leads AS l
+    LEFT JOIN ev ON ev.lead_id = l.lead_id
 )
-SELECT
-    l.source_system, l.lead_id, l.created_at,
-    l.channel, coalesce(l.campaign, '') AS campaign, l.region, l.owner, l.customer_ref,
-    l.name, l.phone, l.phone_valid,
-    coalesce(ev.mql_at, ev.sql_at, ev.opportunity_at, ev.won_at) AS mql_at,
-    coalesce(ev.sql_at, ev.opportunity_at, ev.won_at) AS sql_at,
-    coalesce(ev.opportunity_at, ev.won_at) AS opportunity_at,
-    ev.won_at, ev.won_amount, ev.lost_at
-FROM leads AS l
-LEFT JOIN ev ON ev.lead_id = l.lead_id
-ORDER BY l.created_at
+-- days spent in each stage before the next, as 4-byte floats (~10 s precision at a year): the funnel's
+-- medians sort these instead of computing intervals per row (measured at large: 172 ms -> 106 ms)
+SELECT *,
+    CAST(epoch(mql_at - created_at) / 86400 AS FLOAT) AS days_in_lead,
+    CAST(epoch(sql_at - mql_at) / 86400 AS FLOAT) AS days_in_mql,
+    CAST(epoch(opportunity_at - sql_at) / 86400 AS FLOAT) AS days_in_sql,
+    CAST(epoch(won_at - opportunity_at) / 86400 AS FLOAT) AS days_in_opportunity
+FROM reached
+ORDER BY created_at
 """
 
 

@@ -9,10 +9,10 @@ WITH agg AS (
         coalesce(channel, '(all)') AS channel,
         [count(*), count(mql_at), count(sql_at), count(opportunity_at), count(won_at)] AS reached,
         [
-            median(epoch(mql_at - created_at)) / 86400,
-            median(epoch(sql_at - mql_at)) / 86400,
-            median(epoch(opportunity_at - sql_at)) / 86400,
-            median(epoch(won_at - opportunity_at)) / 86400,
+            CAST(median(days_in_lead) AS DOUBLE),
+            CAST(median(days_in_mql) AS DOUBLE),
+            CAST(median(days_in_sql) AS DOUBLE),
+            CAST(median(days_in_opportunity) AS DOUBLE),
             NULL
         ] AS days
     FROM filtered_leads($start, $end, $channel, $region, $owner, $campaign)
