@@ -299,12 +299,6 @@ def process_share(memory_limit: str) -> str:
     return f"{min(left, limit) // 2**20}MiB"
 
 
-def fit_to_process(con: duckdb.DuckDBPyConnection, memory_limit: str | None) -> None:
-    """Hold ``con`` to what the process has left of ``memory_limit`` (call before each heavy step)."""
-    if memory_limit:
-        con.execute(f"SET memory_limit = '{process_share(memory_limit)}'")  # a size we computed
-
-
 @contextmanager
 def bounded_connection(
     memory_limit: str | None, spill_root: Path | None, shared: bool = False
@@ -347,14 +341,26 @@ def entity_columns(entity: str) -> dict[str, str]:
     return cols
 
 
+# Columns later versions added to a derived table, and how to compute them from an older build's file.
+COMPUTED_LATER = {
+    "days_in_lead": "epoch(mql_at - created_at) / 86400",
+    "days_in_mql": "epoch(sql_at - mql_at) / 86400",
+    "days_in_sql": "epoch(opportunity_at - sql_at) / 86400",
+    "days_in_opportunity": "epoch(won_at - opportunity_at) / 86400",
+}
+
+
 def view_sql(name: str, files: list[Path], columns: dict[str, str], kind: str = "VIEW") -> str:
     """The view (or in-memory table) over a set of Parquet files (paths from our manifest, not a user)."""
     if not files:
         return f"CREATE OR REPLACE {kind} {name} AS {_empty_select(columns)}"
     file_list = ", ".join(quote_path(f) for f in files)
-    # A snapshot written before a column existed still serves: the column reads as NULL.
+    # A snapshot written before a column existed still serves: the column reads as NULL, or as what
+    # COMPUTED_LATER computes it from (a build made before the column was added).
     present = {c for f in files for c in pq.read_schema(f).names}
-    cols = ", ".join(f"CAST({c if c in present else 'NULL'} AS {t}) AS {c}" for c, t in columns.items())
+    cols = ", ".join(
+        f"CAST({c if c in present else COMPUTED_LATER.get(c, 'NULL')} AS {t}) AS {c}" for c, t in columns.items()
+    )
     return f"CREATE OR REPLACE {kind} {name} AS SELECT {cols} FROM read_parquet([{file_list}], union_by_name = true)"
 
 

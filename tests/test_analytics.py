@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
+import polars.selectors as cs
 import pytest
 
 from dashboard.analytics import MODELS
@@ -119,6 +121,20 @@ def test_funnel_counts_skipped_stages_as_reached(mini: Settings) -> None:
     assert rows[4]["median_days_in_stage"] is None
     paid = [r for r in q(mini, "funnel") if r["channel"] == "paid_search"]
     assert [r["median_days_in_stage"] for r in paid[:4]] == pytest.approx([2.0, 2.0, 5.0, 10.0])
+
+
+def test_a_build_from_before_the_stage_durations_still_gives_the_medians(mini: Settings) -> None:
+    from dashboard.pipeline.store import Store
+
+    store = Store(mini.data_path)
+    path = store.abs(store.read_manifest()["derived"]["tables"]["lead_facts"])
+    facts = pl.read_parquet(path)
+    facts.drop(cs.starts_with("days_in_")).write_parquet(path)  # as an older version wrote it
+    try:
+        paid = [r for r in q(mini, "funnel") if r["channel"] == "paid_search"]
+        assert [r["median_days_in_stage"] for r in paid[:4]] == pytest.approx([2.0, 2.0, 5.0, 10.0])
+    finally:
+        facts.write_parquet(path)  # the other tests share this build
 
 
 def test_channel_economics_and_no_spend(mini: Settings) -> None:
