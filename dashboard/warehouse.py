@@ -341,8 +341,12 @@ def entity_columns(entity: str) -> dict[str, str]:
     return cols
 
 
+# Derived tables later versions added that an older build's table holds the columns of: read from it.
+NARROWER_OF = {"customer_index": "customer_golden"}
 # Columns later versions added to a derived table, and how to compute them from an older build's file.
 COMPUTED_LATER = {
+    "phone_masked": "main.mask_phone(phone)",
+    "email_masked": "main.mask_email(email)",
     "days_in_lead": "epoch(mql_at - created_at) / 86400",
     "days_in_mql": "epoch(sql_at - mql_at) / 86400",
     "days_in_sql": "epoch(opportunity_at - sql_at) / 86400",
@@ -446,9 +450,10 @@ def attach_views(
                 if entity in info.get("entities", {})
             ]
             con.execute(view_sql(entity, files, entity_columns(entity)))
-        derived = manifest.get("derived") or {}
+        derived = (manifest.get("derived") or {}).get("tables") or {}
+        con.execute(MASK_MACROS)  # COMPUTED_LATER masks with them
         for table, columns in DERIVED_TABLES.items():
-            rel = (derived.get("tables") or {}).get(table)
+            rel = derived.get(table) or derived.get(NARROWER_OF.get(table, ""))
             files = [store.abs(rel)] if rel else []
             drop_relation(con, table, schema)
             # The page summaries are read on every view: held in memory, not re-decompressed.
