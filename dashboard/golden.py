@@ -16,24 +16,9 @@ import polars as pl
 
 from dashboard.config import Settings
 from dashboard.identity import pinyin
-from dashboard.security import MASK_MACROS
 from dashboard.warehouse import quote_path
 
-GOLDEN_TABLES: tuple[str, ...] = ("customer_golden", "customer_attributes", "customer_lookup", "customer_index")
-# customer_index: the golden columns a search scores and lists, held in memory by the warehouse, with the
-# phone and e-mail also masked (what masked roles search and see: see security._projection)
-INDEX_COLUMNS: tuple[str, ...] = (
-    "customer_key",
-    "name",
-    "name_pinyin",
-    "phone",
-    "email",
-    "company",
-    "city",
-    "owner",
-    "lifecycle_stage",
-    "lifetime_revenue",
-)
+GOLDEN_TABLES: tuple[str, ...] = ("customer_golden", "customer_attributes", "customer_lookup")
 LOOKUP_ATTRIBUTES: tuple[str, ...] = ("phone", "email")  # customer_lookup: what a search matches exactly
 ATTRIBUTES: tuple[str, ...] = ("name", "phone", "email", "id_number", "company", "industry", "region", "city", "owner")
 _ORDER = {
@@ -268,13 +253,6 @@ def write_golden(
         con.execute(
             f"COPY ({sql}) TO {target} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)",
             {"not_revenue": NOT_REVENUE, "now": dt.datetime.now()},
-        )
-        index = quote_path(folder / "customer_index.parquet")  # our staging path, quoted
-        con.execute(MASK_MACROS)
-        con.execute(
-            f"COPY (SELECT {', '.join(INDEX_COLUMNS)}, mask_phone(phone) AS phone_masked, "
-            f"mask_email(email) AS email_masked FROM read_parquet({target})) TO {index} "
-            "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)"
         )
     finally:
         for name in ("golden_records", "golden_links", "golden_sources", "golden_pinyin"):

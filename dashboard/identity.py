@@ -576,7 +576,6 @@ def resolve(
     labels = _split_apart(labels, edges, apart)[:n]
     # only the columns the links need: joins over the records' wide rows dominated this step at scale
     recs = recs.select(
-        "node",
         "uid",
         "ref",
         "source_system",
@@ -607,10 +606,10 @@ def _finish(
     node_l, node_r = pairs["node_l"].to_numpy(), pairs["node_r"].to_numpy()
     kept = labels[node_l] == labels[node_r]
     prob = pairs["match_probability"].to_numpy()[kept]
-    best = np.full(int(ex.max()) + 1, np.nan)
+    width = int(ex.max()) + 1
+    best = np.full(width, np.nan)
     np.fmax.at(best, ex[node_l[kept]], prob)
     np.fmax.at(best, ex[node_r[kept]], prob)
-    width = int(ex.max()) + 1
     distinct = np.unique(comp * width + ex)  # (component, pass-1 cluster) pairs
     rule = np.zeros(n, dtype=np.uint8)
     np.bitwise_or.at(rule, value_edges["node"].to_numpy(), value_edges["rule"].to_numpy())

@@ -99,7 +99,8 @@ DERIVED_TABLES: dict[str, dict[str, str]] = {
         "customer_key": "VARCHAR",
         "owner": "VARCHAR",
     },
-    # customer_golden's search columns, held in memory: a search scans them instead of the golden file
+    # customer_golden's search columns (read from its file, READ_FROM), held in memory with the phone and
+    # e-mail also masked at load: a search scans memory, and masked roles do not mask every row per query
     "customer_index": {
         "customer_key": "VARCHAR",
         "name": "VARCHAR",
@@ -341,10 +342,11 @@ def entity_columns(entity: str) -> dict[str, str]:
     return cols
 
 
-# Derived tables later versions added that an older build's table holds the columns of: read from it.
-NARROWER_OF = {"customer_index": "customer_golden"}
-# Columns later versions added to a derived table, and how to compute them from an older build's file.
-COMPUTED_LATER = {
+# Derived tables that are columns of another's file, read from it when the warehouse loads.
+READ_FROM = {"customer_index": "customer_golden"}
+# Columns a file may lack, and how to compute them from the columns it has: masked copies computed at load,
+# and columns later versions added to a derived table (a build made before them).
+COMPUTED_IF_ABSENT = {
     "phone_masked": "main.mask_phone(phone)",
     "email_masked": "main.mask_email(email)",
     "days_in_lead": "epoch(mql_at - created_at) / 86400",
@@ -360,10 +362,10 @@ def view_sql(name: str, files: list[Path], columns: dict[str, str], kind: str = 
         return f"CREATE OR REPLACE {kind} {name} AS {_empty_select(columns)}"
     file_list = ", ".join(quote_path(f) for f in files)
     # A snapshot written before a column existed still serves: the column reads as NULL, or as what
-    # COMPUTED_LATER computes it from (a build made before the column was added).
+    # COMPUTED_IF_ABSENT computes it from.
     present = {c for f in files for c in pq.read_schema(f).names}
     cols = ", ".join(
-        f"CAST({c if c in present else COMPUTED_LATER.get(c, 'NULL')} AS {t}) AS {c}" for c, t in columns.items()
+        f"CAST({c if c in present else COMPUTED_IF_ABSENT.get(c, 'NULL')} AS {t}) AS {c}" for c, t in columns.items()
     )
     return f"CREATE OR REPLACE {kind} {name} AS SELECT {cols} FROM read_parquet([{file_list}], union_by_name = true)"
 
@@ -377,7 +379,7 @@ ENUM_COLUMNS: dict[str, tuple[str, ...]] = {"lead_facts": ("source_system", "cha
 
 def _as_enums(con: duckdb.DuckDBPyConnection, schema: str, table: str, columns: tuple[str, ...]) -> None:
     """Turn ``columns`` of the freshly loaded ``schema.table`` into ENUMs of the values they hold."""
-    con.execute(f"ALTER TABLE {schema}.{table} RENAME TO {table}__text")
+    con.execute(f"ALTER TABLE {schema}.{table} RENAME TO {table}__text")  # our own schema and table names
     casts = []
     for c in columns:  # our own schema, table and column names
         enum = f"{schema}.{table}__{c}"
@@ -387,6 +389,7 @@ def _as_enums(con: duckdb.DuckDBPyConnection, schema: str, table: str, columns: 
             f"(SELECT DISTINCT {c} FROM {schema}.{table}__text WHERE {c} IS NOT NULL ORDER BY 1)"
         )
         casts.append(f"CAST({c} AS {enum}) AS {c}")
+    # our own names, and casts to the types just created
     con.execute(f"CREATE TABLE {schema}.{table} AS SELECT * REPLACE ({', '.join(casts)}) FROM {schema}.{table}__text")
     con.execute(f"DROP TABLE {schema}.{table}__text")
 
@@ -451,9 +454,9 @@ def attach_views(
             ]
             con.execute(view_sql(entity, files, entity_columns(entity)))
         derived = (manifest.get("derived") or {}).get("tables") or {}
-        con.execute(MASK_MACROS)  # COMPUTED_LATER masks with them
+        con.execute(MASK_MACROS)  # COMPUTED_IF_ABSENT masks with them
         for table, columns in DERIVED_TABLES.items():
-            rel = derived.get(table) or derived.get(NARROWER_OF.get(table, ""))
+            rel = derived.get(READ_FROM.get(table, table))
             files = [store.abs(rel)] if rel else []
             drop_relation(con, table, schema)
             # The page summaries are read on every view: held in memory, not re-decompressed.

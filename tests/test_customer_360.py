@@ -105,20 +105,6 @@ def test_a_masked_role_searches_and_sees_masked_phones(company: Settings) -> Non
     assert w.run_query("customer_search", search_params("张0"))["phone"][0] == "13800138000"
 
 
-def test_a_build_from_before_the_search_index_still_finds_customers(company: Settings) -> None:
-    from dashboard.pipeline.store import Store
-
-    store = Store(company.data_path)
-    manifest = store.read_manifest()
-    del manifest["derived"]["tables"]["customer_index"]  # as an older version built it
-    store.write_manifest(manifest)
-    w = Warehouse(company)
-    key = _key(company, "erp", "E0")
-    assert w.run_query("customer_search", search_params("138 0013 8000"))["customer_key"][0] == key
-    found = w.run_query("customer_search", search_params("张0"), Principal("m", "manager"))
-    assert found.filter(pl.col("customer_key") == key)["phone"].item() == "138****8000"
-
-
 def test_deep_link_opens_the_profile_and_timeline(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     key = _key(company, "erp", "E0")
     at = open_app_page(company, monkeypatch, "customer_360", {"customer": key})
