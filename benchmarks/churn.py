@@ -14,10 +14,11 @@ import time
 
 import polars as pl
 
-from dashboard import churn
-from dashboard.config import load_settings
-from dashboard.pipeline.store import Store
-from dashboard.warehouse import attach_views, work_connection
+from dashboard.core.config import load_settings
+from dashboard.core.duck import work_connection
+from dashboard.core.store import Store
+from dashboard.derived.churn import build as churn
+from dashboard.derived.tables import attach_views
 
 
 def main() -> None:

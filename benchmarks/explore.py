@@ -14,10 +14,10 @@ import statistics
 import time
 from datetime import date
 
-from dashboard.config import load_settings
-from dashboard.explore import Dim, Filter, Spec, build_query, shape
-from dashboard.security import Principal
-from dashboard.warehouse import Warehouse
+from dashboard.core.config import load_settings
+from dashboard.query.explore.models import Dim, Filter, Spec, build_query, shape
+from dashboard.query.security import Principal
+from dashboard.query.warehouse import Warehouse
 
 ANALYST = Principal("bench", "analyst")
 VIEWS: list[tuple[str, Spec]] = [

@@ -37,7 +37,7 @@ METHODS = ("adbc", "psycopg_copy", "psycopg_cursor")
 # -- the workers (each run in its own interpreter) ------------------------------------------------------------
 def worker_adbc(url: str, out: Path, previous: Path | None) -> dict[str, Any]:
     """The product path: dashboard.sources.database.read, as a refresh runs it."""
-    from dashboard.config import SourceConfig
+    from dashboard.core.config import SourceConfig
     from dashboard.sources import database
     from dashboard.sources.incremental import ExtractContext
 

@@ -18,11 +18,12 @@ import time
 import duckdb
 import polars as pl
 
-from dashboard.config import Settings, load_settings
-from dashboard.customer360 import search_params
-from dashboard.identity import Model, evaluate, read_records, resolve
-from dashboard.pipeline.store import Store
-from dashboard.warehouse import Warehouse, attach_views
+from dashboard.core.config import Settings, load_settings
+from dashboard.core.store import Store
+from dashboard.derived.identity import Model, evaluate, read_records, resolve
+from dashboard.derived.tables import attach_views
+from dashboard.query.search import search_params
+from dashboard.query.warehouse import Warehouse
 
 SEARCHES = ("王伟", "wangwei", "+86 138-0013-8000", "8000", "qq.com", "科技有限公司")
 

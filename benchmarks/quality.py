@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 REFRESH = """
 import json, sys, time
-from dashboard.config import load_settings
+from dashboard.core.config import load_settings
 from dashboard.pipeline.refresh import refresh
 settings = load_settings(sys.argv[1])
 t = time.perf_counter()
@@ -65,12 +65,12 @@ def _timed(fn: Callable[[], object], runs: int) -> tuple[float, float]:
 def _derive_parts(config: str) -> dict[str, float]:
     import duckdb
 
-    from dashboard.config import load_settings
-    from dashboard.identity import RECORDS_SQL, link_exact
+    from dashboard.core.config import load_settings
+    from dashboard.core.store import Store
+    from dashboard.derived.identity import RECORDS_SQL, link_exact
+    from dashboard.derived.quality.tables import write_quality_tables
+    from dashboard.derived.tables import attach_views
     from dashboard.pipeline.data_docs import build_data_docs
-    from dashboard.pipeline.store import Store
-    from dashboard.quality_tables import write_quality_tables
-    from dashboard.warehouse import attach_views
 
     settings = load_settings(config)
     store = Store(settings.data_path)
@@ -91,11 +91,11 @@ def _derive_parts(config: str) -> dict[str, float]:
 
 
 def _pages(config: str, runs: int) -> dict[str, tuple[float, float]]:
-    from dashboard.catalog import build_inventory
-    from dashboard.config import load_settings
+    from dashboard.core.config import load_settings
+    from dashboard.ops.catalog import build_inventory
+    from dashboard.ops.status import source_status
     from dashboard.pipeline.review import list_quarantined
-    from dashboard.status import source_status
-    from dashboard.warehouse import Warehouse
+    from dashboard.query.warehouse import Warehouse
 
     settings = load_settings(config)
     wh = Warehouse(settings)

@@ -20,9 +20,9 @@ from typing import Any
 import pandas as pd
 import polars as pl
 
-from dashboard.config import Settings, load_settings
-from dashboard.pipeline.store import Store
-from dashboard.warehouse import Warehouse, list_queries
+from dashboard.core.config import Settings, load_settings
+from dashboard.core.store import Store
+from dashboard.query.warehouse import Warehouse, list_queries
 
 ROOT = Path(__file__).resolve().parents[1]
 # What each page runs on a view, as the page runs it (dashboard/pages/cockpit.py, channels.py): the

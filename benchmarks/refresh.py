@@ -62,7 +62,7 @@ print(json.dumps({"counts": r.counts}))
 
 REFRESH = """
 import json, sys, time
-from dashboard.config import load_settings
+from dashboard.core.config import load_settings
 from dashboard.pipeline.refresh import refresh
 settings = load_settings(sys.argv[1])
 t = time.perf_counter()
@@ -83,7 +83,7 @@ FLOOR = """
 import glob, json, sys, time
 from pathlib import Path
 import duckdb, polars as pl
-from dashboard.config import load_settings
+from dashboard.core.config import load_settings
 from dashboard.sources.csv import detect_encoding
 settings = load_settings(sys.argv[1])
 out = Path(sys.argv[2]); out.mkdir(parents=True, exist_ok=True)

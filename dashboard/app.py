@@ -7,14 +7,14 @@ opens; a page opened by URL that the role does not open is refused and the refus
 
 import streamlit as st
 
-from dashboard import audit
 from dashboard.components.banner import show_banner
 from dashboard.components.data import default_language, settings
 from dashboard.components.guard import user_errors
 from dashboard.components.session import language_switch
 from dashboard.components.signin import client_address, current_user, user_box
+from dashboard.core import audit
 from dashboard.i18n import Lang, t
-from dashboard.security import Principal, pages_for
+from dashboard.query.security import Principal, pages_for
 
 # (file under pages/, icon); the first is the default page.
 PAGES: tuple[tuple[str, str], ...] = (

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dashboard.config import CONFIG_ENV, Settings, load_settings
-from dashboard.errors import CockpitError
+from dashboard.core.config import CONFIG_ENV, Settings, load_settings
+from dashboard.core.errors import CockpitError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -88,7 +88,7 @@ def refresh(
         for w in r.warnings if not quiet else []:
             typer.echo(f"    ! warning: {w}")
     if settings.alerts:  # evaluated after every refresh, scheduled or not; never changes the exit code
-        from dashboard.alerts import run_alerts
+        from dashboard.ops.alerts import run_alerts
 
         for line in run_alerts(settings).lines():
             _err(line)
@@ -98,7 +98,7 @@ def refresh(
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
     """Per source: current snapshot, rows, freshness, and the last attempt with its outcome."""
-    from dashboard.status import source_status
+    from dashboard.ops.status import source_status
 
     statuses = source_status(_settings())
     if as_json:
@@ -133,10 +133,10 @@ def query(
 ) -> None:
     """Run a named query against the current snapshots (as --user sees it; without it, unrestricted)."""
 
-    from dashboard import audit
-    from dashboard.auth import load_accounts
-    from dashboard.errors import QueryError
-    from dashboard.warehouse import Warehouse
+    from dashboard.access.auth import load_accounts
+    from dashboard.core import audit
+    from dashboard.core.errors import QueryError
+    from dashboard.query.warehouse import Warehouse
 
     params: dict[str, str] = {}
     for item in param or []:
@@ -183,7 +183,7 @@ def quality(
     """The quality heatmap's figures: fill rate, validity and uniqueness per source, entity and field, with flags."""
     import polars as pl
 
-    from dashboard.warehouse import Warehouse
+    from dashboard.query.warehouse import Warehouse
 
     settings = _settings()
     if source:
@@ -211,7 +211,7 @@ def catalog(
     excel: Annotated[Path | None, typer.Option("--excel", help="Write the inventory to this .xlsx workbook.")] = None,
 ) -> None:
     """The data asset inventory (数据资产目录): systems, tables, fields and lineage; --excel writes the workbook."""
-    from dashboard.catalog import LEVELS, load_inventory, write_excel
+    from dashboard.ops.catalog import LEVELS, load_inventory, write_excel
 
     inventory = load_inventory(_settings())
     if excel is None:
@@ -279,7 +279,7 @@ def quarantine_discard(source: str, snapshot: str, reason: Annotated[str, _REASO
 def schedule() -> None:
     """Run each source's refresh on its cron schedule, alerts after every refresh, and the scheduled reports.
     One JSON line per run on stdout (and in data/runs/scheduler.jsonl); SIGTERM stops it cleanly."""
-    from dashboard.scheduler import serve_forever
+    from dashboard.ops.scheduler import serve_forever
 
     raise typer.Exit(serve_forever(_settings()))
 
@@ -292,7 +292,7 @@ app.add_typer(identity_app, name="identity")
 def identity_evaluate() -> None:
     """Pairwise precision, recall and F1 of the current links and of exact rules alone, against
     <data_dir>/demo_truth/identity.csv."""
-    from dashboard.identity import evaluate_current
+    from dashboard.derived.identity import evaluate_current
 
     typer.echo(
         f"{'method':<18} {'records':>9} {'true pairs':>11} {'linked pairs':>13} {'correct':>9} "
@@ -312,8 +312,8 @@ app.add_typer(notify_app, name="notify")
 @notify_app.command("test")
 def notify_test(channel: Annotated[str, typer.Argument(help="A name from [[notifications.channels]].")]) -> None:
     """Send a test message through CHANNEL. Exit 0 delivered, 1 not delivered (after the retries)."""
-    from dashboard.notify import Message, send
-    from dashboard.notify import channel as find_channel
+    from dashboard.ops.notify import Message, send
+    from dashboard.ops.notify import channel as find_channel
 
     settings = _settings()
     ch = find_channel(settings, channel)  # an unknown name is a ConfigError listing the channels
@@ -338,7 +338,7 @@ def report_send(
     out: Annotated[Path | None, typer.Option("--out", help="--dry-run's folder (default: data/runs/reports).")] = None,
 ) -> None:
     """Build the report for the last complete period and e-mail it (or, with --dry-run, write it to files)."""
-    from dashboard.reports import send_report
+    from dashboard.ops.reports import send_report
 
     sent = send_report(_settings(), name, dry_run=dry_run, out_dir=out)
     for note in sent.notes:
@@ -365,7 +365,7 @@ def _password(from_stdin: bool) -> str:
 
 
 def _audit_cli(action: str, target: str) -> None:
-    from dashboard import audit
+    from dashboard.core import audit
 
     audit.record(_settings(), action, _who(), "operator", "cli", target=target)
 
@@ -380,7 +380,7 @@ def users_add(
     password_stdin: Annotated[bool, _PASSWORD_STDIN] = False,
 ) -> None:
     """Add an account (the password is asked twice, or read from stdin; only its argon2 hash is stored)."""
-    from dashboard.auth import add_user
+    from dashboard.access.auth import add_user
 
     settings = _settings()
     account = add_user(settings, name, role, _password(password_stdin), owner)
@@ -392,7 +392,7 @@ def users_add(
 @users_app.command("remove")
 def users_remove(name: str) -> None:
     """Remove an account; its open sessions end at their next click."""
-    from dashboard.auth import remove_user
+    from dashboard.access.auth import remove_user
 
     remove_user(_settings(), name)
     _audit_cli("user_remove", name)
@@ -402,7 +402,7 @@ def users_remove(name: str) -> None:
 @users_app.command("passwd")
 def users_passwd(name: str, password_stdin: Annotated[bool, _PASSWORD_STDIN] = False) -> None:
     """Set a new password; the account's open sessions end."""
-    from dashboard.auth import set_password
+    from dashboard.access.auth import set_password
 
     set_password(_settings(), name, _password(password_stdin))
     _audit_cli("user_passwd", name)
@@ -412,7 +412,7 @@ def users_passwd(name: str, password_stdin: Annotated[bool, _PASSWORD_STDIN] = F
 @users_app.command("list")
 def users_list() -> None:
     """Accounts, roles and owner names (never a password or hash)."""
-    from dashboard.auth import load_accounts
+    from dashboard.access.auth import load_accounts
 
     accounts = load_accounts(_settings())
     if not accounts:
@@ -433,8 +433,8 @@ def audit_log(
     """The audit log: sign-ins, page views, refusals, exports, quarantine actions, user changes."""
     import datetime as dt
 
-    from dashboard import audit
-    from dashboard.errors import QueryError
+    from dashboard.core import audit
+    from dashboard.core.errors import QueryError
 
     start = None
     if since:
@@ -473,7 +473,7 @@ def demo(
 
 
 def _demo_accounts(settings: Settings) -> None:
-    from dashboard.auth import demo_accounts
+    from dashboard.access.auth import demo_accounts
 
     made = demo_accounts(settings)
     if made:
@@ -490,8 +490,8 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the dashboard on http://127.0.0.1:PORT (refuses without accounts unless --no-auth)."""
-    from dashboard.auth import load_accounts
-    from dashboard.errors import ConfigError
+    from dashboard.access.auth import load_accounts
+    from dashboard.core.errors import ConfigError
 
     settings = _settings()
 
@@ -559,8 +559,8 @@ def churn(
     """Every customer's churn risk, expected revenue at risk and top three reasons, riskiest value first."""
     if ctx.invoked_subcommand is not None:
         return
-    from dashboard import churn as churn_mod
-    from dashboard.warehouse import Warehouse
+    from dashboard.derived.churn import build as churn_mod
+    from dashboard.query.warehouse import Warehouse
 
     settings = _settings()
     if as_of is None and horizon_days is None:  # what the last refresh scored
@@ -579,8 +579,8 @@ def churn_backtest(
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
 ) -> None:
     """The model against the recency and BG/NBD baselines on the backtest; the one that serves is chosen."""
-    from dashboard import churn as churn_mod
-    from dashboard.warehouse import Warehouse
+    from dashboard.derived.churn import build as churn_mod
+    from dashboard.query.warehouse import Warehouse
 
     settings = _settings()
     if as_of is None and horizon_days is None:

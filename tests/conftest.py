@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.config import CONFIG_ENV, Settings, load_settings
+from dashboard.core.config import CONFIG_ENV, Settings, load_settings
 from tests.fixture_data import write_company
 
 

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard.config import CONFIG_ENV, Settings
+from dashboard.core.config import CONFIG_ENV, Settings
 
 CONFIG = """
 data_dir = "data"

@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dashboard.alerts import evaluate, run_alerts
-from dashboard.config import Settings
-from dashboard.errors import ConfigError
-from dashboard.warehouse import Warehouse
+from dashboard.core.config import Settings
+from dashboard.core.errors import ConfigError
+from dashboard.ops.alerts import evaluate, run_alerts
+from dashboard.query.warehouse import Warehouse
 from tests.test_notify_servers import (  # noqa: F401  (fixtures)
     Hooks,
     Smtp,

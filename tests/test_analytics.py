@@ -8,11 +8,11 @@ import polars as pl
 import polars.selectors as cs
 import pytest
 
-from dashboard.analytics import MODELS
-from dashboard.config import Settings, load_settings
+from dashboard.core.config import Settings, load_settings
+from dashboard.derived.analytics import MODELS
 from dashboard.pipeline.refresh import refresh
-from dashboard.security import Principal
-from dashboard.warehouse import Warehouse
+from dashboard.query.security import Principal
+from dashboard.query.warehouse import Warehouse
 
 FILES = {
     "leads.csv": """lead_id,created_at,channel,customer_ref,owner,region,campaign,phone
@@ -124,7 +124,7 @@ def test_funnel_counts_skipped_stages_as_reached(mini: Settings) -> None:
 
 
 def test_a_build_from_before_the_stage_durations_still_gives_the_medians(mini: Settings) -> None:
-    from dashboard.pipeline.store import Store
+    from dashboard.core.store import Store
 
     store = Store(mini.data_path)
     path = store.abs(store.read_manifest()["derived"]["tables"]["lead_facts"])

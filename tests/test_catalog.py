@@ -9,10 +9,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from dashboard.catalog import LEVELS, load_inventory, query_pages, query_tables, write_excel
-from dashboard.config import Settings
-from dashboard.entities import ENTITIES
-from dashboard.errors import CockpitError
+from dashboard.core.config import Settings
+from dashboard.core.entities import ENTITIES
+from dashboard.core.errors import CockpitError
+from dashboard.ops.catalog import LEVELS, load_inventory, query_pages, query_tables, write_excel
 
 
 def test_systems_level_has_every_source_with_owner_schedule_and_snapshots(company: Settings) -> None:

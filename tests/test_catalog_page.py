@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dashboard.catalog import excel_bytes, load_inventory
-from dashboard.config import Settings
+from dashboard.core.config import Settings
 from dashboard.i18n import LANGS, t
+from dashboard.ops.catalog import excel_bytes, load_inventory
 from tests.test_quality_pages import open_page
 
 PAGE = "pages/catalog.py"

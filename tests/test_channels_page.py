@@ -16,9 +16,9 @@ from streamlit import dataframe_util
 from streamlit.testing.v1 import AppTest
 
 from dashboard.components import charts, data, filterbar
-from dashboard.config import CONFIG_ENV, Settings
+from dashboard.core.config import CONFIG_ENV, Settings
 from dashboard.i18n import LANGS, t
-from dashboard.warehouse import Warehouse, list_queries
+from dashboard.query.warehouse import Warehouse, list_queries
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
 KPIS = ("Leads", "Conversion", "Won revenue", "ROI")

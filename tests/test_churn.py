@@ -15,12 +15,15 @@ import numpy as np
 import polars as pl
 import pytest
 
-from dashboard import churn, churn_bgnbd, churn_features, churn_model
-from dashboard.churn_features import FEATURES
-from dashboard.churn_reasons import REASON_CODES, group_weights, top_reasons
-from dashboard.config import parse_settings
-from dashboard.entities import ENTITIES
-from dashboard.warehouse import entity_columns, view_sql
+from dashboard.core.config import parse_settings
+from dashboard.core.duck import entity_columns, view_sql
+from dashboard.core.entities import ENTITIES
+from dashboard.derived.churn import bgnbd as churn_bgnbd
+from dashboard.derived.churn import build as churn
+from dashboard.derived.churn import features as churn_features
+from dashboard.derived.churn import model as churn_model
+from dashboard.derived.churn.features import FEATURES
+from dashboard.derived.churn.reasons import REASON_CODES, group_weights, top_reasons
 
 AS_OF = date(2026, 3, 1)
 START = AS_OF - timedelta(days=720)

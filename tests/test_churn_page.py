@@ -14,10 +14,10 @@ import pytest
 from typer.testing import CliRunner
 
 from dashboard.cli import app
-from dashboard.config import Settings, load_settings
+from dashboard.core.config import Settings, load_settings
+from dashboard.core.store import Store
+from dashboard.derived.tables import attach_views
 from dashboard.pipeline.refresh import refresh
-from dashboard.pipeline.store import Store
-from dashboard.warehouse import attach_views
 from tests.test_churn import synthetic_shop
 from tests.test_pages import metrics, open_app
 

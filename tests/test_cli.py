@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dashboard.config import Settings
+from dashboard.core.config import Settings
 
 
 def cockpit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.config import load_settings, parse_settings
-from dashboard.errors import ConfigError
+from dashboard.core.config import load_settings, parse_settings
+from dashboard.core.errors import ConfigError
 
 GOOD_SOURCE = {
     "name": "trade_show",
@@ -69,7 +69,7 @@ def test_repository_config_is_valid() -> None:
 
 
 def test_memory_limit_is_a_size_and_holds_the_build_connections(tmp_path: Path) -> None:
-    from dashboard.warehouse import work_connection
+    from dashboard.core.duck import work_connection
 
     assert "memory_limit" in _error({"memory_limit": "4 gigs"})
     settings = parse_settings({"data_dir": str(tmp_path / "data"), "memory_limit": "256MB"}, tmp_path)
@@ -84,7 +84,7 @@ def test_memory_limit_is_a_size_and_holds_the_build_connections(tmp_path: Path) 
 
 
 def test_a_shared_limit_gives_duckdb_what_the_process_does_not_hold(tmp_path: Path) -> None:
-    from dashboard.warehouse import MIN_DUCKDB_MEMORY, bounded_connection, process_rss, size_bytes
+    from dashboard.core.duck import MIN_DUCKDB_MEMORY, bounded_connection, process_rss, size_bytes
 
     assert (size_bytes("4GB"), size_bytes("2 GiB"), size_bytes("512mb")) == (4_000_000_000, 2**31, 512_000_000)
     held = process_rss()

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.config import Settings
+from dashboard.core.config import Settings
+from dashboard.core.store import CRASH_ENV, Store
 from dashboard.pipeline.refresh import refresh
-from dashboard.pipeline.store import CRASH_ENV, Store
-from dashboard.warehouse import Warehouse
+from dashboard.query.warehouse import Warehouse
 
 REFRESH = "from dashboard.cli import main; main()"
 

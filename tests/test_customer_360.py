@@ -10,11 +10,11 @@ import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard.config import CONFIG_ENV, Settings, load_settings
-from dashboard.customer360 import search_params
+from dashboard.core.config import CONFIG_ENV, Settings, load_settings
 from dashboard.pipeline.refresh import refresh
-from dashboard.security import Principal
-from dashboard.warehouse import Warehouse, bind_params, load_query
+from dashboard.query.search import search_params
+from dashboard.query.security import Principal
+from dashboard.query.warehouse import Warehouse, bind_params, load_query
 from tests.fixture_data import open_app_page
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"

@@ -15,10 +15,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from dashboard.config import Settings, SourceConfig, TableConfig, load_settings
+from dashboard.core.config import Settings, SourceConfig, TableConfig, load_settings
+from dashboard.core.entities import ENTITIES
+from dashboard.core.errors import ConfigError
 from dashboard.demo import CHANNEL_LABELS, SIZES, STAGE_LABELS, DemoResult, generate
-from dashboard.entities import ENTITIES
-from dashboard.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 AS_OF = date(2025, 3, 15)

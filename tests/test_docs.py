@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from dashboard.config import Settings
-from dashboard.warehouse import list_queries
+from dashboard.core.config import Settings
+from dashboard.query.warehouse import list_queries
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 

@@ -16,9 +16,12 @@ from typing import Any
 import polars as pl
 import pytest
 
-from dashboard import explore_views
-from dashboard.config import Settings
-from dashboard.explore import (
+from dashboard.core.config import Settings
+from dashboard.i18n import CATALOG, LANGS
+from dashboard.pipeline.refresh import refresh
+from dashboard.query.explore import views as explore_views
+from dashboard.query.explore.asof import AsOfWarehouse, earlier_snapshots
+from dashboard.query.explore.models import (
     MODELS,
     Dim,
     ExploreError,
@@ -32,12 +35,9 @@ from dashboard.explore import (
     shape,
     suggest_chart,
 )
-from dashboard.explore_asof import AsOfWarehouse, earlier_snapshots
-from dashboard.explore_sql import SqlRefused, readable, run_readonly
-from dashboard.i18n import CATALOG, LANGS
-from dashboard.pipeline.refresh import refresh
-from dashboard.security import Principal
-from dashboard.warehouse import Warehouse
+from dashboard.query.explore.sql import SqlRefused, readable, run_readonly
+from dashboard.query.security import Principal
+from dashboard.query.warehouse import Warehouse
 from tests.test_security import INJECTIONS, UNMASKED
 
 SALES = Principal("sales", "sales", "rep1")

@@ -11,12 +11,14 @@ import pytest
 from argon2 import PasswordHasher
 from streamlit.testing.v1 import AppTest
 
-from dashboard import audit, auth, explore_views
+from dashboard.access import auth
 from dashboard.components.explore_result import export_table
-from dashboard.config import CONFIG_ENV, Settings
-from dashboard.explore import Dim, Filter, Spec, decode, encode
-from dashboard.export import to_csv
-from dashboard.security import ROLES
+from dashboard.core import audit
+from dashboard.core.config import CONFIG_ENV, Settings
+from dashboard.ops.export import to_csv
+from dashboard.query.explore import views as explore_views
+from dashboard.query.explore.models import Dim, Filter, Spec, decode, encode
+from dashboard.query.security import ROLES
 from tests.fixture_data import open_app_page
 from tests.test_security import UNMASKED
 

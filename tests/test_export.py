@@ -11,7 +11,7 @@ import pytest
 
 from dashboard.components.export_buttons import filter_rows
 from dashboard.components.filterbar import Filters
-from dashboard.export import neutralize, sheet_name, to_csv, to_excel
+from dashboard.ops.export import neutralize, sheet_name, to_csv, to_excel
 
 FRAME = pl.DataFrame(
     {

@@ -8,8 +8,17 @@ import numpy as np
 import polars as pl
 import pytest
 
-from dashboard.errors import ConfigError
-from dashboard.identity import MAX_SHARED, Model, Override, evaluate, link_exact, pinyin, read_overrides, resolve
+from dashboard.core.errors import ConfigError
+from dashboard.derived.identity import (
+    MAX_SHARED,
+    Model,
+    Override,
+    evaluate,
+    link_exact,
+    pinyin,
+    read_overrides,
+    resolve,
+)
 
 COLS = ("source_system", "source_record_id", "record_kind", "phone", "email", "id_number", "customer_ref")
 
@@ -231,7 +240,7 @@ def test_pairwise_scores_count_pairs() -> None:
 def test_redirects_follow_merges_across_builds_and_drop_keys_that_return() -> None:
     from datetime import datetime
 
-    from dashboard.identity import redirects
+    from dashboard.derived.identity import redirects
 
     def links(*rows: tuple[str, str]) -> pl.DataFrame:
         return pl.DataFrame(

@@ -27,7 +27,7 @@ def core_modules() -> list[str]:
 
 def test_core_modules_do_not_import_streamlit() -> None:
     modules = core_modules()
-    assert {"dashboard.config", "dashboard.warehouse", "dashboard.status", "dashboard.i18n"} <= set(modules)
+    assert {"dashboard.core.config", "dashboard.query.warehouse", "dashboard.ops.status"} <= set(modules)
     script = (
         "import importlib, sys\n"
         f"for name in {modules!r}:\n"

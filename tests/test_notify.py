@@ -13,9 +13,9 @@ from urllib.parse import unquote_plus
 
 import pytest
 
-from dashboard.config import Settings
-from dashboard.errors import ConfigError
-from dashboard.notify import Message, send
+from dashboard.core.config import Settings
+from dashboard.core.errors import ConfigError
+from dashboard.ops.notify import Message, send
 from tests.test_notify_servers import (  # noqa: F401  (fixtures)
     SMTP_PASSWORD,
     Hooks,

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from dashboard.config import Settings, load_settings
+from dashboard.core.config import Settings, load_settings
 
 SMTP_USER, SMTP_PASSWORD = "cockpit-bot", "s3cret-Passw0rd"
 

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.components import fmt
 from dashboard.components.kpi import channel_totals
-from dashboard.config import CONFIG_ENV, Settings
+from dashboard.core.config import CONFIG_ENV, Settings
 from dashboard.i18n import CATALOG, LANGS, t
 from dashboard.pipeline.refresh import refresh
 
@@ -148,7 +148,7 @@ def test_banner_names_a_quarantined_source_on_every_page(company: Settings, monk
 
 def test_banner_names_a_stale_source(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)
-    monkeypatch.setattr("dashboard.status.now_utc", lambda: later)
+    monkeypatch.setattr("dashboard.ops.status.now_utc", lambda: later)
     at = open_app(company, monkeypatch, "zh")
     assert len(at.error) == 1
     banner = at.error[0].value

@@ -8,13 +8,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from dashboard.config import Settings, load_settings
-from dashboard.dictionary import load_dictionary, mask
-from dashboard.entities import ENTITIES
+from dashboard.core.config import Settings, load_settings
+from dashboard.core.dictionary import load_dictionary, mask
+from dashboard.core.entities import ENTITIES
+from dashboard.core.store import Store
+from dashboard.derived.quality.profile import PROFILE_FILE, profile_frame
 from dashboard.pipeline.refresh import refresh
-from dashboard.pipeline.store import Store
-from dashboard.quality import PROFILE_FILE, profile_frame
-from dashboard.warehouse import Warehouse
+from dashboard.query.warehouse import Warehouse
 
 CONFIG = """
 data_dir = "data"
@@ -168,8 +168,8 @@ def test_every_canonical_field_is_in_the_dictionary() -> None:
 
 
 def test_a_missing_or_wrong_dictionary_is_a_clear_error(tmp_path: Path) -> None:
-    from dashboard.dictionary import for_settings
-    from dashboard.errors import ConfigError
+    from dashboard.core.dictionary import for_settings
+    from dashboard.core.errors import ConfigError
 
     settings = write_shop(tmp_path / "shop")
     cfg = settings.base_dir / "cockpit.toml"

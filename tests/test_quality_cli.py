@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dashboard.config import Settings
+from dashboard.core.config import Settings
 from tests.test_review import cockpit
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from dashboard.config import Settings
+from dashboard.core.config import Settings
+from dashboard.core.store import Store
 from dashboard.pipeline.data_docs import site_dir, site_status
 from dashboard.pipeline.refresh import refresh
-from dashboard.pipeline.store import Store
-from dashboard.warehouse import Warehouse
+from dashboard.query.warehouse import Warehouse
 
 
 def _break_crm_phones(settings: Settings) -> str:

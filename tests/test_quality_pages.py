@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import audit as audit_log
-from dashboard.config import CONFIG_ENV, Settings
+from dashboard.core import audit as audit_log
+from dashboard.core.config import CONFIG_ENV, Settings
+from dashboard.core.store import Store
 from dashboard.i18n import LANGS, t
 from dashboard.pipeline.refresh import refresh
 from dashboard.pipeline.review import read_audit
-from dashboard.pipeline.store import Store
 from tests.test_review import allow_actions, quarantine_crm
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
@@ -120,7 +120,7 @@ def test_publish_anyway_from_the_page_needs_a_reason_and_is_recorded(
 
 def test_freshness_shows_stale_sources_in_red(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)
-    monkeypatch.setattr("dashboard.status.now_utc", lambda: later)
+    monkeypatch.setattr("dashboard.ops.status.now_utc", lambda: later)
     at = open_page(company, monkeypatch, "zh")
     table = markdown(at)
     assert "**展会登记** (trade\\_show)" in table and ":red[已过期]" in table
@@ -145,7 +145,7 @@ def test_the_page_before_any_refresh(fresh_company: Settings, monkeypatch: pytes
 
 def test_the_heatmap_marks_flagged_cells_and_hovers_numbers(company: Settings) -> None:
     from dashboard.components.quality_heatmap import heatmap_figure
-    from dashboard.warehouse import Warehouse
+    from dashboard.query.warehouse import Warehouse
 
     frame = Warehouse(company).run_query("quality_heatmap")
     heat, marks = heatmap_figure(frame, "fill", "en").data

@@ -7,9 +7,9 @@ import threading
 import polars as pl
 import pytest
 
-from dashboard.config import Settings
-from dashboard.errors import QueryError, QueryTimeout
-from dashboard.warehouse import Warehouse, list_queries, load_query
+from dashboard.core.config import Settings
+from dashboard.core.errors import QueryError, QueryTimeout
+from dashboard.query.warehouse import Warehouse, list_queries, load_query
 
 # rows only after a later build merged customers (tests/test_customer_360.py checks them there)
 AFTER_A_MERGE = {"customer_redirect"}

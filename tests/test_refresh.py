@@ -9,11 +9,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from dashboard.config import Settings
+from dashboard.core.config import Settings
+from dashboard.core.store import Store
+from dashboard.ops.status import source_status
 from dashboard.pipeline.refresh import refresh
-from dashboard.pipeline.store import Store
-from dashboard.status import source_status
-from dashboard.warehouse import Warehouse
+from dashboard.query.warehouse import Warehouse
 
 
 def _served(settings: Settings) -> tuple[str, pl.DataFrame]:
@@ -138,7 +138,7 @@ def test_leftover_staging_is_cleaned(company: Settings) -> None:
 
 
 def test_a_second_refresh_while_one_runs_is_refused(company: Settings) -> None:
-    from dashboard.errors import CockpitError
+    from dashboard.core.errors import CockpitError
 
     with Store(company.data_path).lock(), pytest.raises(CockpitError, match="another refresh is running"):
         refresh(company, ["marketing"])
@@ -165,7 +165,7 @@ def test_quarantine_keeps_the_rejected_data_for_review(company: Settings) -> Non
 
 
 def test_orders_only_source_gets_customers_from_its_refs(tmp_path: Path) -> None:
-    from dashboard.config import load_settings
+    from dashboard.core.config import load_settings
 
     (tmp_path / "orders.csv").write_text(
         "单号,会员,日期,金额\nA1,M1,2026-03-01,10\nA2,M1,2026-03-02,20\nA3,M2,2026-03-02,5\n", encoding="utf-8"

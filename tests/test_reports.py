@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dashboard.config import Settings
-from dashboard.reports import find_browser, send_report
+from dashboard.core.config import Settings
+from dashboard.ops.reports import find_browser, send_report
 from tests.test_notify_servers import (  # noqa: F401  (fixtures)
     Smtp,
     attachments,

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from dashboard import audit
-from dashboard.config import Settings, load_settings
+from dashboard.core import audit
+from dashboard.core.config import Settings, load_settings
+from dashboard.core.store import Store
+from dashboard.ops.status import source_status
 from dashboard.pipeline.refresh import refresh
 from dashboard.pipeline.review import (
     ReviewError,
@@ -19,9 +21,7 @@ from dashboard.pipeline.review import (
     publish_anyway,
     read_audit,
 )
-from dashboard.pipeline.store import Store
-from dashboard.status import source_status
-from dashboard.warehouse import Warehouse
+from dashboard.query.warehouse import Warehouse
 
 
 def allow_actions(settings: Settings) -> Settings:

@@ -10,10 +10,10 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from dashboard.config import Settings
+from dashboard.core.config import Settings
+from dashboard.core.store import Store
+from dashboard.ops.scheduler import Scheduler
 from dashboard.pipeline.refresh import RefreshResult, SourceResult
-from dashboard.pipeline.store import Store
-from dashboard.scheduler import Scheduler
 
 TZ = ZoneInfo("Asia/Shanghai")
 

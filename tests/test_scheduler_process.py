@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.config import Settings
-from dashboard.pipeline.store import PAUSE_ENV
+from dashboard.core.config import Settings
+from dashboard.core.store import PAUSE_ENV
 
 CLI = "from dashboard.cli import main; main()"
 pytestmark = pytest.mark.slow

@@ -18,12 +18,13 @@ import pytest
 from argon2 import PasswordHasher
 from streamlit.testing.v1 import AppTest
 
-from dashboard import audit, auth
-from dashboard.config import CONFIG_ENV, Settings
-from dashboard.errors import QueryError
+from dashboard.access import auth
+from dashboard.core import audit
+from dashboard.core.config import CONFIG_ENV, Settings
+from dashboard.core.errors import QueryError
 from dashboard.i18n import t
-from dashboard.security import ROLE_PAGES, ROLES, Principal
-from dashboard.warehouse import Warehouse, list_queries, load_query
+from dashboard.query.security import ROLE_PAGES, ROLES, Principal
+from dashboard.query.warehouse import Warehouse, list_queries, load_query
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
 PASSWORD = "correct horse battery"
@@ -368,7 +369,7 @@ def test_exports_are_audited_with_rows(company: Settings, monkeypatch: pytest.Mo
 
 
 def test_single_sign_on_identities_map_to_roles(company: Settings) -> None:
-    from dashboard.config import SecurityConfig, SsoConfig
+    from dashboard.core.config import SecurityConfig, SsoConfig
 
     sso = SsoConfig(admin=["IT@corp.example"], manager=["group:managers"], sales=["group:sales"])
     settings = company.model_copy(update={"security": SecurityConfig(sso=sso)})

@@ -21,10 +21,10 @@ from typing import Any
 import polars as pl
 import pytest
 
-from dashboard.config import Settings, load_settings
+from dashboard.core.config import Settings, load_settings
+from dashboard.core.store import Store
+from dashboard.ops.status import source_status
 from dashboard.pipeline.refresh import refresh
-from dashboard.pipeline.store import Store
-from dashboard.status import source_status
 from tests import dbserver
 from tests.dbserver import PASSWORD, Server
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from dashboard.config import Settings, load_settings
+from dashboard.core.config import Settings, load_settings
+from dashboard.core.store import CRASH_ENV, Store
 from dashboard.pipeline.refresh import refresh
-from dashboard.pipeline.store import CRASH_ENV, Store
 
 HEADER = "编号,时间,渠道,手机\n"
 

@@ -16,10 +16,10 @@ from urllib.parse import parse_qs, urlsplit
 import polars as pl
 import pytest
 
-from dashboard.config import Settings, load_settings
+from dashboard.core.config import Settings, load_settings
+from dashboard.core.store import Store
+from dashboard.ops.status import source_status
 from dashboard.pipeline.refresh import refresh
-from dashboard.pipeline.store import Store
-from dashboard.status import source_status
 
 TOKEN = "static-Token-123456"
 CLIENT_SECRET = "client-Secret-987654"

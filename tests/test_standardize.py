@@ -8,9 +8,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from dashboard.config import SourceConfig, parse_settings
-from dashboard.errors import SourceError
-from dashboard.pipeline import parse
+from dashboard.core import parse
+from dashboard.core.config import SourceConfig, parse_settings
+from dashboard.core.errors import SourceError
 from dashboard.pipeline.standardize import REJECT_COL, standardize
 from dashboard.sources import read_table
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.entities import ENTITIES
+from dashboard.core.entities import ENTITIES
 from dashboard.pipeline.validate import EXPECTATIONS_DIR, load_suite_dict, suite_path, validate
 
 

@@ -12,12 +12,13 @@ from collections.abc import Callable
 import polars as pl
 import streamlit as st
 
-from dashboard import audit, auth
+from dashboard.access import auth
 from dashboard.components.data import settings, user
 from dashboard.components.signin import client_address
-from dashboard.errors import CockpitError
+from dashboard.core import audit
+from dashboard.core.errors import CockpitError
 from dashboard.i18n import t
-from dashboard.security import ROLES
+from dashboard.query.security import ROLES
 
 _DONE_KEY = "_admin_done"
 

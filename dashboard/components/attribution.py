@@ -9,12 +9,12 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from dashboard.analytics import MODELS
 from dashboard.components import charts, fmt
 from dashboard.components.data import settings
 from dashboard.components.export_buttons import export_buttons
 from dashboard.components.filterbar import Filters
 from dashboard.components.tables import table
+from dashboard.derived.analytics import MODELS
 from dashboard.i18n import t
 
 TOLERANCE = 0.5  # yuan: sums of floating-point shares

@@ -7,7 +7,7 @@ import streamlit as st
 from dashboard.components import fmt
 from dashboard.components.data import settings, source_statuses
 from dashboard.i18n import t
-from dashboard.status import SourceStatus
+from dashboard.ops.status import SourceStatus
 
 
 def reason(status: SourceStatus, lang: str, tz: str) -> str:

@@ -9,12 +9,12 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from dashboard.catalog import Inventory, build_inventory, excel_bytes
 from dashboard.components import fmt
 from dashboard.components.data import query, settings, source_statuses
 from dashboard.components.export_buttons import audited
-from dashboard.dictionary import CLASSIFICATIONS
+from dashboard.core.dictionary import CLASSIFICATIONS
 from dashboard.i18n import t
+from dashboard.ops.catalog import Inventory, build_inventory, excel_bytes
 
 ALL = "(all)"
 

@@ -12,8 +12,8 @@ import streamlit as st
 
 from dashboard.components import data
 from dashboard.components.fmt import NONE, count, money
-from dashboard.customer360 import search_params
 from dashboard.i18n import Lang, t
+from dashboard.query.search import search_params
 
 PAGE = "customer_360"
 PARAM = "customer"  # ?customer=<customer_key>

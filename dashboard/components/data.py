@@ -16,12 +16,12 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from dashboard.config import Settings, find_config, load_settings
-from dashboard.errors import AccessDenied, CockpitError
+from dashboard.core.config import Settings, find_config, load_settings
+from dashboard.core.errors import AccessDenied, CockpitError
 from dashboard.i18n import LANGS, Lang
-from dashboard.security import Principal
-from dashboard.status import SourceStatus, source_status
-from dashboard.warehouse import Warehouse
+from dashboard.ops.status import SourceStatus, source_status
+from dashboard.query.security import Principal
+from dashboard.query.warehouse import Warehouse
 
 
 def _config_key() -> tuple[str, float]:
@@ -89,7 +89,7 @@ def query(name: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
 
 @st.cache_resource(show_spinner=False, max_entries=2, on_release=lambda wh: wh.close())
 def _as_of(path: str, mtime: float, version: int, source: str, snapshot_id: str) -> Warehouse:
-    from dashboard.explore_asof import AsOfWarehouse
+    from dashboard.query.explore.asof import AsOfWarehouse
 
     return AsOfWarehouse(_settings(path, mtime), source, snapshot_id)
 

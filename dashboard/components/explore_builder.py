@@ -13,12 +13,13 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import explore, explore_views
 from dashboard.components import data
 from dashboard.components.filterbar import write_url
-from dashboard.errors import CockpitError
-from dashboard.explore import GRAINS, MODELS, OPS, Dim, ExploreError, Filter, Spec
+from dashboard.core.errors import CockpitError
 from dashboard.i18n import CATALOG, t
+from dashboard.query.explore import models as explore
+from dashboard.query.explore import views as explore_views
+from dashboard.query.explore.models import GRAINS, MODELS, OPS, Dim, ExploreError, Filter, Spec
 
 SPEC_KEY = "explore_spec"
 URL_PARAM = "view"

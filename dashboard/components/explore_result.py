@@ -14,14 +14,15 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from dashboard import explore, export
 from dashboard.components import charts, data, fmt
 from dashboard.components.explore_builder import _K, dim_label, filter_label, label, measure_label
 from dashboard.components.export_buttons import audited, export_header
 from dashboard.components.tables import FORMATTERS
-from dashboard.explore import MODELS, TOTAL, Result, Spec
-from dashboard.explore_asof import earlier_snapshots
 from dashboard.i18n import t
+from dashboard.ops import export
+from dashboard.query.explore import models as explore
+from dashboard.query.explore.asof import earlier_snapshots
+from dashboard.query.explore.models import MODELS, TOTAL, Result, Spec
 
 _FORMAT: dict[str, Callable[[Any], str]] = {
     "count": lambda v: fmt.count(int(v)),

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import audit
 from dashboard.components import data, fmt
 from dashboard.components.signin import client_address
-from dashboard.explore_sql import MAX_ROWS, TIMEOUT_SECONDS, SqlRefused, SqlResult, readable, run_readonly
+from dashboard.core import audit
 from dashboard.i18n import t
-from dashboard.warehouse import relations
+from dashboard.query.explore.sql import MAX_ROWS, TIMEOUT_SECONDS, SqlRefused, SqlResult, readable, run_readonly
+from dashboard.query.warehouse import relations
 
 _SQL = "_ex_sql"
 _LAST = "_ex_sql_result"

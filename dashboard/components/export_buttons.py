@@ -13,12 +13,13 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import streamlit as st
 
-from dashboard import audit, export
 from dashboard.components.data import settings, user
 from dashboard.components.filterbar import CHOICES, FIELDS, Filters
 from dashboard.components.signin import client_address
 from dashboard.components.tables import header
+from dashboard.core import audit
 from dashboard.i18n import t
+from dashboard.ops import export
 
 
 def filter_rows(filters: Filters | None, lang: str, applies: Sequence[str] = FIELDS) -> list[tuple[str, str]]:

@@ -8,11 +8,11 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from dashboard.analytics import FUNNEL
 from dashboard.components import charts, fmt
 from dashboard.components.export_buttons import export_buttons
 from dashboard.components.filterbar import Filters
 from dashboard.components.tables import Kind, table
+from dashboard.derived.analytics import FUNNEL
 from dashboard.i18n import t
 
 OVERALL = "(all)"

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import streamlit as st
 
-from dashboard.errors import CockpitError
+from dashboard.core.errors import CockpitError
 
 
 @contextmanager

@@ -1,11 +1,11 @@
-"""KPI tiles: the few big numbers a manager reads first (their totals: dashboard.analytics.channel_totals)."""
+"""KPI tiles: the few big numbers a manager reads first (their totals: dashboard.derived.analytics.channel_totals)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.analytics import ChannelTotals, channel_totals
 from dashboard.components import fmt
+from dashboard.derived.analytics import ChannelTotals, channel_totals
 from dashboard.i18n import t
 
 __all__ = ["ChannelTotals", "channel_totals", "kpi_row"]

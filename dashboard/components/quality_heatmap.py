@@ -15,7 +15,7 @@ import streamlit as st
 
 from dashboard.components import fmt
 from dashboard.components.data import query, settings
-from dashboard.entities import ENTITIES
+from dashboard.core.entities import ENTITIES
 from dashboard.i18n import t
 
 METRICS: dict[str, tuple[str, str]] = {  # metric → (column, flag column)

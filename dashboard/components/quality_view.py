@@ -16,9 +16,9 @@ import streamlit as st
 from dashboard.components import fmt
 from dashboard.components.data import query, settings, source_statuses
 from dashboard.components.quality_heatmap import METRICS
+from dashboard.core.store import Store
 from dashboard.i18n import t
 from dashboard.pipeline.data_docs import site_dir, site_status
-from dashboard.pipeline.store import Store
 
 ALL = "(all)"
 _STATUS_ICON = {"published": "✅", "quarantined": "⛔", "published_anyway": "⚠️", "discarded": "🗑️"}

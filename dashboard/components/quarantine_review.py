@@ -8,13 +8,13 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from dashboard import audit
 from dashboard.components import fmt
 from dashboard.components.data import query, settings, user
-from dashboard.errors import CockpitError
+from dashboard.core import audit
+from dashboard.core.errors import CockpitError
+from dashboard.core.store import Store
 from dashboard.i18n import t
 from dashboard.pipeline.review import Quarantined, discard, list_quarantined, publish_anyway, read_audit
-from dashboard.pipeline.store import Store
 
 _DONE_KEY = "_dq_review_done"
 

@@ -11,10 +11,11 @@ import os
 
 import streamlit as st
 
-from dashboard import audit, auth
+from dashboard.access import auth
 from dashboard.components.data import set_user, settings
+from dashboard.core import audit
 from dashboard.i18n import t
-from dashboard.security import Principal
+from dashboard.query.security import Principal
 
 NO_AUTH_ENV = "COCKPIT_NO_AUTH"  # set by `cockpit serve --no-auth`
 TOKEN_KEY = "auth_token"

@@ -20,7 +20,7 @@ from dashboard.components import fmt
 from dashboard.components.kpi import ChannelTotals
 from dashboard.components.tables import signed_pct
 from dashboard.i18n import t
-from dashboard.warehouse import list_queries
+from dashboard.query.warehouse import list_queries
 
 ALL_SOURCES = "(all)"  # data_health's row for the whole company
 Money = Callable[[float | None], str]

@@ -12,9 +12,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from dashboard.config import Settings
-from dashboard.dictionary import Dictionary, for_settings, mask_if
-from dashboard.pipeline.store import Store, now_utc, write_json
+from dashboard.core.config import Settings
+from dashboard.core.dictionary import Dictionary, for_settings, mask_if
+from dashboard.core.store import Store, now_utc, write_json
 
 SITE = "data_docs"
 STATUS_FILE = "cockpit.json"  # what was built when, or why it failed; the page reads it

@@ -7,15 +7,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from dashboard import analytics, churn
-from dashboard.analytics import ANALYTICS_TABLES
-from dashboard.churn import CHURN_TABLES
-from dashboard.config import Settings
-from dashboard.golden import GOLDEN_TABLES, write_golden
-from dashboard.identity import build_links, previous_table, redirects
-from dashboard.pipeline.store import Manifest, Store, crash_point, new_id, now_utc
-from dashboard.quality_tables import QUALITY_TABLES, write_quality_tables
-from dashboard.warehouse import attach_views, quote_path, work_connection
+from dashboard.core.config import Settings
+from dashboard.core.duck import quote_path, work_connection
+from dashboard.core.store import Manifest, Store, crash_point, new_id, now_utc
+from dashboard.derived import analytics
+from dashboard.derived.analytics import ANALYTICS_TABLES
+from dashboard.derived.churn import build as churn
+from dashboard.derived.churn.build import CHURN_TABLES
+from dashboard.derived.golden import GOLDEN_TABLES, write_golden
+from dashboard.derived.identity import build_links, previous_table, redirects
+from dashboard.derived.quality.tables import QUALITY_TABLES, write_quality_tables
+from dashboard.derived.tables import attach_views
 
 
 def build_derived(

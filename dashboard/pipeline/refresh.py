@@ -18,13 +18,13 @@ from typing import Any
 
 import polars as pl
 
-from dashboard.config import Settings, SourceConfig
-from dashboard.dictionary import for_settings
-from dashboard.errors import ConfigError, SourceError
+from dashboard.core.config import Settings, SourceConfig
+from dashboard.core.dictionary import for_settings
+from dashboard.core.errors import ConfigError, SourceError
+from dashboard.core.store import Store, crash_point, new_id, now_utc, write_json
+from dashboard.derived.quality.profile import SnapshotProfile
 from dashboard.pipeline.standardize import REJECT_COL, RowIssue, Standardized, standardize
-from dashboard.pipeline.store import Store, crash_point, new_id, now_utc, write_json
 from dashboard.pipeline.validate import Outcome, validate
-from dashboard.quality import SnapshotProfile
 from dashboard.sources import FILE_COL, ROW_COL, read_table, settle
 from dashboard.sources.incremental import EXTRACT_DIR, ExtractContext
 

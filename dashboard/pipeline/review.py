@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dashboard.config import Settings
-from dashboard.errors import CockpitError
-from dashboard.pipeline.store import Store, now_utc
+from dashboard.core.config import Settings
+from dashboard.core.errors import CockpitError
+from dashboard.core.store import Store, now_utc
 
 AUDIT_FILE = "audit.jsonl"
 PUBLISHED_ANYWAY = "published_anyway"

@@ -11,9 +11,9 @@ from typing import Any
 
 import polars as pl
 
-from dashboard.config import Settings, SourceConfig, TableConfig
-from dashboard.entities import ENTITIES, LINEAGE_COLUMNS, Entity
-from dashboard.pipeline import parse
+from dashboard.core import parse
+from dashboard.core.config import Settings, SourceConfig, TableConfig
+from dashboard.core.entities import ENTITIES, LINEAGE_COLUMNS, Entity
 from dashboard.sources import FILE_COL, ROW_COL
 
 REJECT_COL = "__reject"

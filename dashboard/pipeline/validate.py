@@ -12,7 +12,7 @@ from typing import Any
 
 import polars as pl
 
-from dashboard.errors import ConfigError
+from dashboard.core.errors import ConfigError
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
 BLOCKING = "critical"

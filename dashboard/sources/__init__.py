@@ -12,9 +12,9 @@ from pathlib import Path
 
 import polars as pl
 
-from dashboard.config import SourceConfig, TableConfig
-from dashboard.entities import ENTITIES
-from dashboard.errors import SourceError
+from dashboard.core.config import SourceConfig, TableConfig
+from dashboard.core.entities import ENTITIES
+from dashboard.core.errors import SourceError
 from dashboard.sources import csv, excel, json, parquet
 from dashboard.sources.incremental import ExtractContext
 

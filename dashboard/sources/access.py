@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from dashboard.errors import SourceError
+from dashboard.core.errors import SourceError
 
 SECRETS_FILE = Path(".streamlit") / "secrets.toml"
 ErrorKind = str  # connection | timeout | auth | source

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import polars as pl
 
-from dashboard.config import TableConfig
-from dashboard.errors import SourceError
+from dashboard.core.config import TableConfig
+from dashboard.core.errors import SourceError
 
 DELIMITERS = ",;\t|"
 

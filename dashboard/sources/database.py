@@ -21,8 +21,8 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 import duckdb
 import pyarrow as pa
 
-from dashboard.config import SourceConfig, TableConfig
-from dashboard.errors import SourceError
+from dashboard.core.config import SourceConfig, TableConfig
+from dashboard.core.errors import SourceError
 from dashboard.sources import access
 from dashboard.sources.incremental import (
     BatchWriter,

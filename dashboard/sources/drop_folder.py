@@ -18,8 +18,8 @@ from typing import Any
 
 import polars as pl
 
-from dashboard.config import SourceConfig, TableConfig
-from dashboard.errors import SourceError
+from dashboard.core.config import SourceConfig, TableConfig
+from dashboard.core.errors import SourceError
 from dashboard.sources import FILE_COL, ROW_COL, check_columns
 from dashboard.sources import csv as csv_reader
 from dashboard.sources import excel as excel_reader

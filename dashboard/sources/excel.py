@@ -6,7 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
-from dashboard.config import TableConfig
+from dashboard.core.config import TableConfig
 
 
 def read(path: Path, table: TableConfig) -> pl.DataFrame:

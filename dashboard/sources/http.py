@@ -20,8 +20,8 @@ from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import polars as pl
 
-from dashboard.config import SourceConfig, TableConfig
-from dashboard.errors import SourceError
+from dashboard.core.config import SourceConfig, TableConfig
+from dashboard.core.errors import SourceError
 from dashboard.sources import access
 from dashboard.sources.incremental import ExtractContext
 

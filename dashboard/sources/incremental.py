@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dashboard.config import TableConfig
-from dashboard.errors import SourceError
+from dashboard.core.config import TableConfig
+from dashboard.core.errors import SourceError
 
 EXTRACT_DIR = "extract"
 STATE_VERSION = 1

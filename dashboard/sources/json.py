@@ -11,8 +11,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from dashboard.config import TableConfig
-from dashboard.errors import SourceError
+from dashboard.core.config import TableConfig
+from dashboard.core.errors import SourceError
 
 
 def read(path: Path, table: TableConfig) -> pl.DataFrame:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from dashboard.config import CONFIG_ENV, Settings, load_settings
+from dashboard.core.config import CONFIG_ENV, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -117,7 +117,7 @@ def app_url(demo: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 @pytest.fixture(scope="session")
 def secured_app_url(demo: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Served with sign-in on and `cockpit demo`'s accounts (user = role, password "<role>-demo")."""
-    from dashboard.auth import demo_accounts, load_accounts
+    from dashboard.access.auth import demo_accounts, load_accounts
 
     if not load_accounts(demo):
         demo_accounts(demo)

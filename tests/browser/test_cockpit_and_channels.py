@@ -13,9 +13,9 @@ import pytest
 
 from dashboard.components import fmt
 from dashboard.components.tiles import compact_money
-from dashboard.config import Settings
+from dashboard.core.config import Settings
 from dashboard.i18n import t
-from dashboard.warehouse import Warehouse
+from dashboard.query.warehouse import Warehouse
 from tests.browser.conftest import PAGE_TIMEOUT_MS
 
 pytestmark = pytest.mark.slow

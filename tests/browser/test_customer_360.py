@@ -8,9 +8,9 @@ from typing import Any
 import polars as pl
 import pytest
 
-from dashboard.config import Settings
+from dashboard.core.config import Settings
 from dashboard.i18n import t
-from dashboard.warehouse import Warehouse
+from dashboard.query.warehouse import Warehouse
 from tests.browser.conftest import PAGE_TIMEOUT_MS
 from tests.browser.test_cockpit_and_channels import OFFICE_VIEWPORT, shot
 from tests.browser.test_sign_in import sign_in

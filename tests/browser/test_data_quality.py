@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from dashboard.config import Settings
+from dashboard.core.config import Settings
 from dashboard.i18n import t
-from dashboard.warehouse import Warehouse
+from dashboard.query.warehouse import Warehouse
 from tests.browser.test_cockpit_and_channels import OFFICE_VIEWPORT, metric, settled, shot
 
 pytestmark = pytest.mark.slow

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from dashboard.components import fmt
-from dashboard.config import Settings
+from dashboard.core.config import Settings
 from dashboard.i18n import t
-from dashboard.warehouse import Warehouse
+from dashboard.query.warehouse import Warehouse
 from tests.browser.conftest import PAGE_TIMEOUT_MS
 from tests.browser.test_cockpit_and_channels import metric, settled, shot
 

@@ -1,0 +1,211 @@
+"""Channel analytics built once per derived build, so pages read small tables instead of scanning
+raw leads and events on every view:
+
+- ``lead_facts``: one row per lead with its channel, campaign, region, owner, the time it first
+  reached each funnel stage, the days it spent in each, and its won amount.
+- ``attribution``: every won lead's revenue split over its touches under five models.
+
+A lead's touches are its own channel at creation plus the interactions linked to it (same lead id)
+or to its customer (same source, same customer_ref) before the won date.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import polars as pl
+
+from dashboard.core.duck import drop_relation
+
+# The tables this module writes, and their columns (also when no build exists yet).
+TABLES: dict[str, dict[str, str]] = {
+    "lead_facts": {
+        "source_system": "VARCHAR",
+        "lead_id": "VARCHAR",
+        "created_at": "TIMESTAMP",
+        "channel": "VARCHAR",
+        "campaign": "VARCHAR",
+        "region": "VARCHAR",
+        "owner": "VARCHAR",
+        "customer_ref": "VARCHAR",
+        "name": "VARCHAR",
+        "phone": "VARCHAR",
+        "phone_valid": "BOOLEAN",
+        "mql_at": "TIMESTAMP",
+        "sql_at": "TIMESTAMP",
+        "opportunity_at": "TIMESTAMP",
+        "won_at": "TIMESTAMP",
+        "won_amount": "DOUBLE",
+        "lost_at": "TIMESTAMP",
+        "days_in_lead": "FLOAT",
+        "days_in_mql": "FLOAT",
+        "days_in_sql": "FLOAT",
+        "days_in_opportunity": "FLOAT",
+    },
+    "filter_values": {"kind": "VARCHAR", "value": "VARCHAR", "channel": "VARCHAR"},
+    "attribution": {
+        "source_system": "VARCHAR",
+        "lead_id": "VARCHAR",
+        "won_at": "TIMESTAMP",
+        "channel": "VARCHAR",
+        "first_touch": "DOUBLE",
+        "last_touch": "DOUBLE",
+        "linear": "DOUBLE",
+        "u_shaped": "DOUBLE",
+        "time_decay": "DOUBLE",
+    },
+}
+
+FUNNEL: tuple[str, ...] = ("lead", "mql", "sql", "opportunity", "won")
+MODELS: tuple[str, ...] = ("first_touch", "last_touch", "linear", "u_shaped", "time_decay")
+ANALYTICS_TABLES: tuple[str, ...] = ("lead_facts", "attribution", "filter_values")
+
+# A stage counts as reached when it, or any later stage, was recorded: CRMs skip steps.
+LEAD_FACTS_SQL = """
+WITH ev AS (
+    SELECT lead_id,
+        min(occurred_at) FILTER (WHERE stage = 'mql') AS mql_at,
+        min(occurred_at) FILTER (WHERE stage = 'sql') AS sql_at,
+        min(occurred_at) FILTER (WHERE stage = 'opportunity') AS opportunity_at,
+        min(occurred_at) FILTER (WHERE stage = 'won') AS won_at,
+        max(amount) FILTER (WHERE stage = 'won') AS won_amount,
+        min(occurred_at) FILTER (WHERE stage = 'lost') AS lost_at
+    FROM lead_events
+    GROUP BY lead_id
+),
+reached AS (
+    SELECT
+        l.source_system, l.lead_id, l.created_at,
+        l.channel, coalesce(l.campaign, '') AS campaign, l.region, l.owner, l.customer_ref,
+        l.name, l.phone, l.phone_valid,
+        coalesce(ev.mql_at, ev.sql_at, ev.opportunity_at, ev.won_at) AS mql_at,
+        coalesce(ev.sql_at, ev.opportunity_at, ev.won_at) AS sql_at,
+        coalesce(ev.opportunity_at, ev.won_at) AS opportunity_at,
+        ev.won_at, ev.won_amount, ev.lost_at
+    FROM leads AS l
+    LEFT JOIN ev ON ev.lead_id = l.lead_id
+)
+-- days spent in each stage before the next, as 4-byte floats (~10 s precision at a year): the funnel's
+-- medians sort these instead of computing intervals per row (measured at large: 172 ms -> 106 ms)
+SELECT *,
+    CAST(epoch(mql_at - created_at) / 86400 AS FLOAT) AS days_in_lead,
+    CAST(epoch(sql_at - mql_at) / 86400 AS FLOAT) AS days_in_mql,
+    CAST(epoch(opportunity_at - sql_at) / 86400 AS FLOAT) AS days_in_sql,
+    CAST(epoch(won_at - opportunity_at) / 86400 AS FLOAT) AS days_in_opportunity
+FROM reached
+ORDER BY created_at
+"""
+
+
+# The filter bar's choices, read on every page view: a few hundred rows instead of four scans.
+FILTER_VALUES_SQL = """
+SELECT DISTINCT 'channel' AS kind, channel AS value, NULL AS channel FROM lead_facts
+UNION ALL SELECT DISTINCT 'region', region, NULL FROM lead_facts
+UNION ALL SELECT DISTINCT 'owner', owner, NULL FROM lead_facts
+UNION ALL SELECT DISTINCT 'campaign', campaign, channel FROM lead_facts
+"""
+
+
+def attribution_sql(half_life_days: float) -> str:
+    """Won revenue per (lead, touch channel) under each model; credits of a lead sum to its amount.
+
+    Interactions on channels listed in the table ``excluded_channels`` are not touches.
+    """
+    half_life = float(half_life_days)  # a number from the typed config, not user text
+    return f"""
+WITH won AS (
+    SELECT source_system, lead_id, customer_ref, channel, created_at, won_at, coalesce(won_amount, 0) AS amount
+    FROM lead_facts WHERE won_at IS NOT NULL
+),
+linked AS (
+    -- two equi-joins (an OR in one join condition is a nested loop over every interaction);
+    -- UNION, not UNION ALL: an interaction linked both by lead and by customer counts once
+    SELECT w.source_system, w.lead_id, i.source_system AS i_source, i.interaction_id, i.channel, i.occurred_at
+    FROM won AS w JOIN interactions AS i ON i.lead_id = w.lead_id
+    UNION
+    SELECT w.source_system, w.lead_id, i.source_system, i.interaction_id, i.channel, i.occurred_at
+    FROM won AS w JOIN interactions AS i ON i.source_system = w.source_system AND i.customer_ref = w.customer_ref
+),
+touches AS (
+    SELECT source_system, lead_id, won_at, amount, channel, created_at AS touched_at, 0 AS tiebreak
+    FROM won
+    UNION ALL
+    SELECT w.source_system, w.lead_id, w.won_at, w.amount, k.channel, k.occurred_at, 1
+    FROM linked AS k
+    JOIN won AS w ON w.source_system = k.source_system AND w.lead_id = k.lead_id
+    WHERE k.occurred_at < w.won_at
+      AND k.channel NOT IN (SELECT channel FROM excluded_channels)
+),
+ordered AS (
+    SELECT *,
+        row_number() OVER (PARTITION BY source_system, lead_id ORDER BY touched_at, tiebreak, channel) AS i,
+        count(*) OVER (PARTITION BY source_system, lead_id) AS n,
+        pow(0.5, greatest(date_diff('second', touched_at, won_at), 0) / 86400.0 / {half_life}) AS decay
+    FROM touches
+),
+credits AS (
+    SELECT source_system, lead_id, won_at, channel, amount,
+        CASE WHEN i = 1 THEN 1.0 ELSE 0.0 END AS first_touch,
+        CASE WHEN i = n THEN 1.0 ELSE 0.0 END AS last_touch,
+        1.0 / n AS linear,
+        CASE WHEN n = 1 THEN 1.0
+             WHEN n = 2 THEN 0.5
+             WHEN i = 1 OR i = n THEN 0.4
+             ELSE 0.2 / (n - 2) END AS u_shaped,
+        decay / sum(decay) OVER (PARTITION BY source_system, lead_id) AS time_decay
+    FROM ordered
+)
+SELECT source_system, lead_id, won_at, channel,
+    sum(amount * first_touch) AS first_touch,
+    sum(amount * last_touch) AS last_touch,
+    sum(amount * linear) AS linear,
+    sum(amount * u_shaped) AS u_shaped,
+    sum(amount * time_decay) AS time_decay
+FROM credits
+GROUP BY source_system, lead_id, won_at, channel
+"""
+
+
+def build(con: duckdb.DuckDBPyConnection, half_life_days: float, exclude_channels: list[str]) -> None:
+    """Create lead_facts, attribution and filter_values as tables on con (replacing placeholder views)."""
+    con.execute("CREATE OR REPLACE TEMP TABLE excluded_channels (channel VARCHAR)")
+    if exclude_channels:
+        con.executemany("INSERT INTO excluded_channels VALUES (?)", [[c.strip().lower()] for c in exclude_channels])
+    for table, sql in (
+        ("lead_facts", LEAD_FACTS_SQL),
+        ("attribution", attribution_sql(half_life_days)),
+        ("filter_values", FILTER_VALUES_SQL),
+    ):
+        drop_relation(con, table)
+        con.execute(f"CREATE TABLE {table} AS {sql}")
+
+
+# -- the cockpit's headline totals (pages and e-mailed reports share them) ----------------------
+@dataclass(frozen=True)
+class ChannelTotals:
+    leads: int
+    won: int
+    revenue: float
+    spend_revenue: float  # revenue of the channels that have spend (ROI's numerator side)
+    cost: float | None  # None: no channel had spend
+
+    @property
+    def conversion(self) -> float | None:
+        return self.won / self.leads if self.leads else None
+
+    @property
+    def roi(self) -> float | None:
+        return (self.spend_revenue - self.cost) / self.cost if self.cost else None
+
+
+def channel_totals(summary: pl.DataFrame) -> ChannelTotals:
+    """Totals over the rows of ``channel_summary``; ROI only counts channels with spend."""
+    spent = summary.filter(pl.col("cost").is_not_null() & (pl.col("cost") > 0))
+    return ChannelTotals(
+        leads=int(summary["leads"].sum()),
+        won=int(summary["won"].sum()),
+        revenue=float(summary["revenue"].sum()),
+        spend_revenue=float(spent["revenue"].sum()),
+        cost=float(spent["cost"].sum()) if spent.height else None,
+    )

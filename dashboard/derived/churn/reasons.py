@@ -1,0 +1,270 @@
+"""Why a customer is at risk, in words a salesperson can act on, zh and en.
+
+Features are grouped into reasons (the three order-trend features make one reason, not three); a
+reason's weight for a customer is the sum of its features' attributions, and the three heaviest that
+push towards churn are written out with the customer's own numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+
+from dashboard.derived.churn.features import FEATURES
+
+MIN_WEIGHT = 0.01  # log-odds: a reason must push the risk up by at least this much to be named
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str
+    features: tuple[str, ...]
+
+
+REASONS: tuple[Reason, ...] = (
+    Reason(
+        "inactivity",
+        ("recency_days", "order_recency_days", "overdue_ratio", "mean_gap_days", "bgnbd_expected", "bgnbd_p_alive"),
+    ),
+    Reason("order_trend", ("orders_recent", "orders_previous", "order_trend", "spend_recent", "spend_previous")),
+    Reason("history", ("order_days", "monetary", "avg_order_value", "tenure_days")),
+    Reason("contacts", ("contacts_recent", "contacts_previous", "contact_recency_days")),
+    Reason("complaints", ("complaints_recent",)),
+    Reason("service", ("service_recent",)),
+    Reason("visits", ("visits_recent",)),
+    Reason("unsubscribes", ("unsubscribes_recent",)),
+    Reason("negative", ("negative_recent",)),
+    Reason("channels", ("channels_recent", "channels_year")),
+    Reason("receivables", ("overdue_amount", "overdue_contracts", "overdue_days")),
+)
+REASON_CODES: tuple[str, ...] = tuple(r.code for r in REASONS)
+assert sorted(f for r in REASONS for f in r.features) == sorted(FEATURES), "every feature belongs to one reason"
+
+
+def group_weights(contributions: NDArray[np.float64]) -> NDArray[np.float64]:
+    """(customers × features) attributions → (customers × reasons), in REASONS order."""
+    index = {f: j for j, f in enumerate(FEATURES)}
+    return np.stack([contributions[:, [index[f] for f in r.features]].sum(axis=1) for r in REASONS], axis=1)
+
+
+def _int(col: str) -> pl.Expr:
+    return pl.col(col).fill_null(0).round(0).cast(pl.Int64).cast(pl.String)
+
+
+def _n(col: str, lang: str, one: str, many: str) -> pl.Expr:
+    """'1 order' / '3 orders' in English; the bare number in Chinese (the unit is in the sentence)."""
+    if lang == "zh":
+        return _int(col)
+    return (
+        pl.when(pl.col(col).fill_null(0).round(0) == 1)
+        .then(pl.lit(f"1 {one}"))
+        .otherwise(pl.format("{} " + many, _int(col)))
+    )
+
+
+def _money(col: str, lang: str) -> pl.Expr:
+    """¥1.2万 / ¥12.3K: readable in a sentence."""
+    x = pl.col(col).fill_null(0)
+    units = ((1e8, "亿"), (1e4, "万")) if lang == "zh" else ((1e6, "M"), (1e3, "K"))
+    expr = pl.format("¥{}", x.round(0).cast(pl.Int64))
+    for size, unit in reversed(units):
+        expr = pl.when(x.abs() >= size).then(pl.format("¥{}" + unit, (x / size).round(1))).otherwise(expr)
+    return expr
+
+
+def _texts(lang: str, h: int) -> dict[str, tuple[pl.Expr, pl.Expr]]:
+    """reason code → (text, applies): the sentence for each customer, and whether it makes sense as a reason."""
+    zh = lang == "zh"
+    hs, h2 = str(h), str(2 * h)
+    r, g, ro = _int("recency_days"), _int("mean_gap_days"), _int("order_recency_days")
+    a, b = _n("orders_recent", lang, "order", "orders"), _int("orders_previous")
+    ca, cb, cr = (
+        _n("contacts_recent", lang, "contact", "contacts"),
+        _int("contacts_previous"),
+        _int("contact_recency_days"),
+    )
+    n_orders, tenure = _n("order_days", lang, "order", "orders"), _int("tenure_days")
+
+    def f(zh_t: str, en_t: str, *args: pl.Expr) -> pl.Expr:
+        return pl.format(zh_t if zh else en_t, *args)
+
+    inactivity = (
+        pl.when(pl.col("order_recency_days").is_null())
+        .then(f("从未下单，最近一次互动在 {} 天前", "no order yet; last activity {} days ago", r))
+        .when(pl.col("mean_gap_days").is_null())
+        .then(f("只下过一单，在 {} 天前", "only one order, {} days ago", ro))
+        .otherwise(f("已 {} 天未下单，以往约每 {} 天一单", "no order in {} days, usually one every {} days", ro, g))
+    )
+    trend = (
+        pl.when((pl.col("orders_recent") == 0) & (pl.col("orders_previous") == 0))
+        .then(f("近 {} 天没有下单", "no order in the last {} days", pl.lit(h2)))
+        .when(pl.col("orders_recent") < pl.col("orders_previous"))
+        .then(
+            f(
+                "近 {} 天下单 {} 次，此前 {} 天为 {} 次",
+                "{} in the last {} days, down from {} the {} days before",
+                *((pl.lit(hs), a, pl.lit(hs), b) if zh else (a, pl.lit(hs), b, pl.lit(hs))),
+            )
+        )
+        .otherwise(
+            f(
+                "近 {} 天下单 {} 次（此前 {} 天 {} 次）",
+                "{} in the last {} days ({} the {} days before)",
+                *((pl.lit(hs), a, pl.lit(hs), b) if zh else (a, pl.lit(hs), b, pl.lit(hs))),
+            )
+        )
+    )
+    history = (
+        pl.when(pl.col("order_days") == 0)
+        .then(f("成为客户 {} 天，还没有购买", "no purchase in {} days as a customer", tenure))
+        .otherwise(
+            f(
+                "累计 {} 单、{}，历时 {} 天",
+                "{}, {} in total, over {} days",
+                n_orders,
+                _money("monetary", lang),
+                tenure,
+            )
+        )
+    )
+    contacts = (
+        pl.when(pl.col("contact_recency_days").is_null())
+        .then(pl.lit("没有任何互动记录" if zh else "no contact on record"))
+        .when(pl.col("contacts_recent") == 0)
+        .then(f("已 {} 天没有互动", "no contact in {} days", cr))
+        .when(pl.col("contacts_recent") < pl.col("contacts_previous"))
+        .then(
+            f(
+                "近 {} 天互动 {} 次，此前 {} 天为 {} 次",
+                "{} in the last {} days, down from {}",
+                *((pl.lit(hs), ca, pl.lit(hs), cb) if zh else (ca, pl.lit(hs), cb)),
+            )
+        )
+        .otherwise(f("近 {} 天互动 {} 次", "{} in the last {} days", *((pl.lit(hs), ca) if zh else (ca, pl.lit(hs)))))
+    )
+
+    def counted(
+        col: str, unit: tuple[str, str], zh_some: str, en_some: str, zh_none: str | None, en_none: str | None
+    ) -> tuple[pl.Expr, pl.Expr]:
+        n = _n(col, lang, *unit)
+        some = f(zh_some, en_some, *((pl.lit(hs), n) if zh else (n, pl.lit(hs))))
+        if zh_none is None or en_none is None:
+            return some, pl.col(col) > 0
+        return pl.when(pl.col(col) > 0).then(some).otherwise(f(zh_none, en_none, pl.lit(hs))), pl.lit(True)
+
+    overdue = f(
+        "{} 份合同逾期未付 {}，最长逾期 {} 天",
+        "{} overdue on {}, up to {} days late",
+        *(
+            (_int("overdue_contracts"), _money("overdue_amount", lang), _int("overdue_days"))
+            if zh
+            else (
+                _money("overdue_amount", lang),
+                _n("overdue_contracts", lang, "contract", "contracts"),
+                _int("overdue_days"),
+            )
+        ),
+    )
+    channels = f(
+        "近 {} 天在 {} 个渠道活跃，近一年 {} 个",
+        "active in {} in the last {} days, {} in the past year",
+        *(
+            (pl.lit(hs), _int("channels_recent"), _int("channels_year"))
+            if zh
+            else (_n("channels_recent", lang, "channel", "channels"), pl.lit(hs), _int("channels_year"))
+        ),
+    )
+    yes = pl.lit(True)
+    return {
+        "inactivity": (inactivity, yes),
+        "order_trend": (trend, yes),
+        "history": (history, yes),
+        "contacts": (contacts, yes),
+        "complaints": counted(
+            "complaints_recent", ("complaint", "complaints"), "近 {} 天投诉 {} 次", "{} in the last {} days", None, None
+        ),
+        "service": counted(
+            "service_recent",
+            ("service request", "service requests"),
+            "近 {} 天服务请求 {} 次",
+            "{} in the last {} days",
+            "近 {} 天没有服务往来",
+            "no service contact in the last {} days",
+        ),
+        "visits": counted(
+            "visits_recent",
+            ("visit", "visits"),
+            "近 {} 天拜访 {} 次",
+            "{} in the last {} days",
+            "近 {} 天没有拜访",
+            "no visit in the last {} days",
+        ),
+        "unsubscribes": counted(
+            "unsubscribes_recent",
+            ("time", "times"),
+            "近 {} 天取消关注/退订 {} 次",
+            "unsubscribed or unfollowed {} in the last {} days",
+            None,
+            None,
+        ),
+        "negative": counted(
+            "negative_recent",
+            ("follow-up", "follow-ups"),
+            "近 {} 天有 {} 次跟进结果为无意向或无预算",
+            "{} ended with no interest or no budget in the last {} days",
+            None,
+            None,
+        ),
+        "channels": (channels, yes),
+        "receivables": (overdue, pl.col("overdue_contracts") > 0),
+    }
+
+
+def _applies(features: pl.DataFrame, texts: dict[str, tuple[pl.Expr, pl.Expr]]) -> NDArray[np.bool_]:
+    """(customers × reasons): whether each reason makes sense for the customer at all."""
+    if not features.height:
+        return np.zeros((0, len(REASON_CODES)), dtype=bool)
+    return features.select([texts[code][1].alias(code) for code in REASON_CODES]).to_numpy().astype(bool)
+
+
+def top_reasons(features: pl.DataFrame, weights: NDArray[np.float64], horizon_days: int, k: int = 3) -> pl.DataFrame:
+    """Per customer (rows of ``features``): reason_codes, reasons_zh, reasons_en (lists of up to k).
+
+    Sentences are written only for the reasons a customer shows (at most k of the eleven), one reason
+    at a time over the customers who show it: a million customers make three million sentences, not
+    twenty-two million.
+    """
+    texts = {lang: _texts(lang, horizon_days) for lang in ("zh", "en")}
+    w = np.where(_applies(features, texts["en"]) & (weights > MIN_WEIGHT), weights, -np.inf)
+    order = np.argsort(-w, axis=1, kind="stable")[:, :k]
+    codes = np.where(np.isfinite(np.take_along_axis(w, order, axis=1)), order, -1)
+    row, slot = np.nonzero(codes >= 0)
+    picked = pl.DataFrame(
+        {"_row": row.astype(np.int64), "_slot": slot.astype(np.int64), "_code": codes[row, slot].astype(np.int64)}
+    )
+    parts = []
+    for j, code in enumerate(REASON_CODES):
+        who = picked.filter(pl.col("_code") == j)
+        if who.height:
+            sub = features[who["_row"].to_numpy()]
+            parts.append(
+                pl.concat([who, sub], how="horizontal").select(
+                    "_row",
+                    "_slot",
+                    pl.lit(code).alias("reason_codes"),
+                    texts["zh"][code][0].alias("reasons_zh"),
+                    texts["en"][code][0].alias("reasons_en"),
+                )
+            )
+    strings = {"reason_codes": pl.String, "reasons_zh": pl.String, "reasons_en": pl.String}
+    long = pl.concat(parts) if parts else pl.DataFrame(schema={"_row": pl.Int64, "_slot": pl.Int64, **strings})
+    lists = long.sort("_row", "_slot").group_by("_row", maintain_order=True).agg(*strings)
+    every = pl.DataFrame({"_row": np.arange(features.height, dtype=np.int64)})
+    return (
+        every.join(lists, on="_row", how="left")
+        .sort("_row")
+        .select(pl.col(c).fill_null(pl.lit([], dtype=pl.List(pl.String))) for c in strings)
+    )

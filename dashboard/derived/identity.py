@@ -1,0 +1,858 @@
+"""Identity resolution: which source records (every source's customers and leads) are one customer.
+
+Pass 1 is deterministic: a shared valid phone, email or ID number, or a lead pointing at its own
+customer, links records. Pass 2 is probabilistic (Splink on DuckDB, Fellegi-Sunter with EM): names
+(exact, pinyin, one character off), phones a digit short, broken emails, company and place decide
+between the clusters pass 1 left apart. Manual overrides win over both. A customer keeps its
+``customer_key`` from the previous build when records join or leave it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import polars as pl
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from dashboard.core.config import Settings
+from dashboard.core.duck import attach_entities, bounded_connection
+from dashboard.core.errors import ConfigError
+from dashboard.core.parse import clean_name, normalize_phone, pinyin
+from dashboard.core.store import Manifest, Store
+
+# The tables this module writes, and their columns (also when no build exists yet).
+TABLES: dict[str, dict[str, str]] = {
+    "identity_links": {
+        "source_system": "VARCHAR",
+        "source_record_id": "VARCHAR",
+        "record_kind": "VARCHAR",
+        "customer_key": "VARCHAR",
+        "match_rule": "VARCHAR",
+        "confidence": "DOUBLE",
+    },
+    # keys that disappeared when their customer merged into another → the key their records have now
+    "customer_redirects": {"old_key": "VARCHAR", "customer_key": "VARCHAR", "merged_at": "TIMESTAMP"},
+}
+
+# A value shared by more records than this is a placeholder ("13800000000", "test@test.com"),
+# not a person: it is not used to link.
+MAX_SHARED = 50
+
+_RULE_BITS = {"customer_ref": 8, "email": 2, "id_number": 4, "phone": 1}
+RULE_NAMES = {
+    mask: "exact:" + "+".join(name for name, bit in sorted(_RULE_BITS.items()) if mask & bit) for mask in range(1, 16)
+}
+LINK_COLUMNS = ("source_system", "source_record_id", "record_kind", "customer_key", "match_rule", "confidence")
+
+# Every customer and lead record with the attributes identity and the golden record use. A customer
+# known only by a reference (an order's customer_ref in a source without a customers table) is a
+# record with no attributes. Read in three plain scans (read_records): sorting the union of wide
+# rows to deduplicate them cost more than everything else at 3M records.
+_CUSTOMERS_SQL = """
+SELECT source_system, source_record_id, 'customer' AS record_kind, snapshot_id,
+       CASE WHEN phone_valid THEN phone END AS phone,
+       CASE WHEN email_valid THEN email END AS email,
+       CASE WHEN id_number_valid THEN id_number END AS id_number,
+       CAST(NULL AS VARCHAR) AS customer_ref,
+       CASE WHEN NOT phone_valid THEN phone END AS phone_invalid,
+       CASE WHEN NOT email_valid THEN email END AS email_invalid,
+       name, company, industry, region, city, owner,
+       coalesce(updated_at, created_at) AS seen_at
+FROM customers
+"""
+_LEADS_SQL = """
+SELECT source_system, lead_id AS source_record_id, 'lead' AS record_kind, snapshot_id,
+       CASE WHEN phone_valid THEN phone END AS phone,
+       CASE WHEN email_valid THEN email END AS email,
+       CAST(NULL AS VARCHAR) AS id_number, customer_ref,
+       CASE WHEN NOT phone_valid THEN phone END AS phone_invalid,
+       CASE WHEN NOT email_valid THEN email END AS email_invalid,
+       name, company, CAST(NULL AS VARCHAR) AS industry, region, CAST(NULL AS VARCHAR) AS city, owner,
+       created_at AS seen_at
+FROM leads
+"""
+# customers known only by reference: the anti join before grouping keeps the hash table small
+_REFS_SQL = """
+SELECT r.source_system, r.customer_ref AS source_record_id, 'customer' AS record_kind, max(r.snapshot_id) AS snapshot_id
+FROM (
+    SELECT source_system, customer_ref, snapshot_id FROM leads WHERE customer_ref IS NOT NULL
+    UNION ALL SELECT source_system, customer_ref, snapshot_id FROM orders WHERE customer_ref IS NOT NULL
+    UNION ALL SELECT source_system, customer_ref, snapshot_id FROM interactions WHERE customer_ref IS NOT NULL
+    UNION ALL SELECT source_system, customer_ref, snapshot_id FROM contracts WHERE customer_ref IS NOT NULL
+) AS r
+ANTI JOIN customers AS c ON c.source_system = r.source_system AND c.source_record_id = r.customer_ref
+GROUP BY ALL
+"""
+# The same records in one statement, for scripts that want SQL (one row per record, latest first).
+RECORDS_SQL = f"""
+SELECT * FROM (SELECT DISTINCT ON (source_system, source_record_id) * FROM ({_CUSTOMERS_SQL})
+               ORDER BY source_system, source_record_id, seen_at DESC NULLS LAST)
+UNION ALL BY NAME ({_REFS_SQL})
+UNION ALL BY NAME
+SELECT * FROM (SELECT DISTINCT ON (source_system, source_record_id) * FROM ({_LEADS_SQL})
+               ORDER BY source_system, source_record_id, seen_at DESC NULLS LAST)
+"""
+
+
+def _latest(frame: pl.DataFrame) -> pl.DataFrame:
+    """One row per record: a record a snapshot holds twice keeps its latest row."""
+    keys = ["source_system", "source_record_id"]
+    if not frame.select(pl.struct(keys).is_duplicated().any()).item():
+        return frame
+    return frame.sort("seen_at", descending=True, nulls_last=True).unique(keys, keep="first", maintain_order=True)
+
+
+def read_records(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """RECORDS_SQL's rows (``con`` has the entity views): customers, customers known by reference, leads."""
+    customers = _latest(con.sql(_CUSTOMERS_SQL).pl())
+    refs = con.sql(_REFS_SQL).pl()
+    leads = _latest(con.sql(_LEADS_SQL).pl())
+    return pl.concat([customers, refs, leads], how="diagonal_relaxed").select(customers.columns)
+
+
+@dataclass(frozen=True)
+class Override:
+    """One line of the override file: ``merge`` forces two records together, ``split`` apart."""
+
+    action: str  # merge | split
+    left: str  # "<source_system>:<source_record_id>"
+    right: str
+
+
+@dataclass
+class Model:
+    """How pass 2 decides: a pair at or above ``threshold`` match probability links."""
+
+    threshold: float = 0.95
+    max_pairs: float = 1e6  # pairs sampled to estimate u (chance agreement); more is slower, steadier
+    train_records: int = 150_000  # the model is trained on about this many records
+    seed: int = 42
+    memory_limit: str | None = None  # Splink's DuckDB: held to this, spilling under spill_root past it
+    spill_root: Path | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+# -------------------------------------------------------------------------------- pass 1: exact
+def _with_ref_phones(records: pl.DataFrame) -> pl.Series:
+    """A customer known only by a reference that is itself a mobile number (call centers key callers
+    by the number they called from) has that number as its phone."""
+    phone = records.get_column("phone")
+    bare = (phone.is_null() & (records.get_column("record_kind") == "customer")).arg_true()
+    ref_phone, ref_valid = normalize_phone(records.get_column("source_record_id").gather(bare))
+    return phone.scatter(bare, pl.select(pl.when(ref_valid).then(ref_phone)).to_series())
+
+
+def _value_edges(recs: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """(node, vid, rule) edges from records to the shared values that link them; and the value count.
+
+    Values: "p:<phone>", "e:<email>", "i:<id>", and "r:<source>:<customer id>" for a lead's own
+    customer and for the customer record itself."""
+    values = pl.concat(
+        [
+            recs.select("node", ("p:" + pl.col("phone")).alias("value"), pl.lit(1, pl.UInt8).alias("rule")),
+            recs.select("node", ("e:" + pl.col("email")).alias("value"), pl.lit(2, pl.UInt8).alias("rule")),
+            recs.select("node", ("i:" + pl.col("id_number")).alias("value"), pl.lit(4, pl.UInt8).alias("rule")),
+            recs.select(
+                "node",
+                ("r:" + pl.col("source_system") + ":" + pl.col("customer_ref")).alias("value"),
+                pl.lit(8, pl.UInt8).alias("rule"),
+            ),
+            recs.filter(pl.col("record_kind") == "customer").select(
+                "node",
+                ("r:" + pl.col("source_system") + ":" + pl.col("source_record_id")).alias("value"),
+                pl.lit(8, pl.UInt8).alias("rule"),
+            ),
+        ]
+    ).drop_nulls("value")
+    counts = values.group_by("value").agg(pl.len().alias("n"))
+    shared = counts.filter((pl.col("n") > 1) & (pl.col("n") <= MAX_SHARED)).with_row_index("vid")
+    edges = values.join(shared.select("value", "vid"), on="value").select("node", pl.col("vid").cast(pl.Int64), "rule")
+    return edges, shared.height
+
+
+def _components(n: int, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    rows = np.concatenate([a for a, _ in pairs] or [np.zeros(0, np.int64)])
+    cols = np.concatenate([b for _, b in pairs] or [np.zeros(0, np.int64)])
+    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def _prepare(records: pl.DataFrame) -> pl.DataFrame:
+    recs = records.with_row_index("node").with_columns(
+        (pl.col("record_kind") + ":" + pl.col("source_system") + ":" + pl.col("source_record_id")).alias("uid"),
+        (pl.col("source_system") + ":" + pl.col("source_record_id")).alias("ref"),
+    )
+    return recs.with_columns(_with_ref_phones(recs).alias("phone"), pl.col("node").cast(pl.Int64))
+
+
+def link_exact(records: pl.DataFrame) -> pl.DataFrame:
+    """records (source_system, source_record_id, record_kind, phone, email, id_number, customer_ref)
+    → (source_system, source_record_id, record_kind, customer_key, match_rule, confidence)."""
+    return resolve(records, probabilistic=None)
+
+
+# -------------------------------------------------------------------------------- pass 2: Splink
+_FEATURE_INPUTS = ("name", "company", "city", "region", "phone_invalid", "email_invalid")
+
+
+def features(recs: pl.DataFrame, exact: np.ndarray) -> pl.DataFrame:
+    """The columns pass 2 compares; ``exact`` is each record's pass-1 cluster."""
+    digits = pl.col("phone_invalid").str.replace_all(r"\D", "").str.replace(r"^(86|0086)", "")
+    email_any = (
+        pl.coalesce("email", "email_invalid").str.to_lowercase().str.replace_all(r"[#＠]", "@").str.replace(r"@+", "@")
+    )
+    company = pl.col("company").str.replace_all(r"[\s\u3000()（）]", "")
+    out = recs.select(
+        pl.col("node").alias("unique_id"),
+        pl.Series("ex", exact, dtype=pl.Int64),
+        clean_name(pl.col("name")).alias("name"),
+        "phone",
+        pl.coalesce(
+            pl.col("phone").str.slice(0, 10), pl.when(digits.str.contains(r"^1[3-9]\d{8}$")).then(digits)
+        ).alias("phone10"),
+        "email",
+        pl.when(email_any.str.contains(r"^[^@]+@[^@.]+"))
+        .then(email_any.str.extract(r"^([^@]+@[^@.]+)"))
+        .alias("email_key"),
+        pl.when(company.str.len_chars() >= 4).then(company).alias("company"),
+        pl.col("city").str.strip_chars(),
+        pl.col("region").str.strip_chars(),
+    )
+    return out.with_columns(
+        pinyin(out["name"]).alias("name_py"),
+        pl.len().over("name").cast(pl.Int32).alias("name_n"),
+        pl.col("phone10").str.slice(0, 7).alias("phone7"),
+    )
+
+
+def _level(sql: str, label: str, **options: Any) -> Any:
+    import splink.comparison_level_library as cll
+
+    level = cll.CustomLevel(sql, label_for_charts=label)
+    return level.configure(**options) if options else level
+
+
+# Two strangers almost never share ten phone digits or a mailbox: random sampling rarely sees these
+# levels, and an unseen level falls back to Splink's weak default weight, which left a homophone
+# with a short phone and a mistyped email at p = 0.6. Homophone names (伟/玮) are commoner: their u
+# is only a starting value that sampling replaces when it sees them.
+_RARE_U = {"u_probability": 1e-5, "fix_u_probability": True}
+
+
+def _comparisons() -> list[Any]:
+    import splink.comparison_library as cl
+
+    null = {"is_null_level": True}
+    return [
+        cl.CustomComparison(
+            [
+                _level("phone10_l IS NULL OR phone10_r IS NULL", "no phone", **null),
+                _level("phone_l = phone_r", "same phone", m_probability=0.85),
+                _level(
+                    # two valid numbers one apart (13800138000, 13800138001) are two phones
+                    "phone10_l = phone10_r AND (phone_l IS NULL OR phone_r IS NULL)",
+                    "same phone, a digit short",
+                    m_probability=0.02,
+                    fix_m_probability=True,
+                    **_RARE_U,
+                ),
+                _level("ELSE", "different phone", m_probability=0.13),
+            ],
+            output_column_name="phone",
+        ),
+        cl.CustomComparison(
+            [
+                _level("email_key_l IS NULL OR email_key_r IS NULL", "no email", **null),
+                _level("email_l = email_r", "same email", m_probability=0.8),
+                _level(
+                    "email_key_l = email_key_r",
+                    "same mailbox, mistyped",
+                    m_probability=0.05,
+                    fix_m_probability=True,
+                    **_RARE_U,
+                ),
+                _level("ELSE", "different email", m_probability=0.15),
+            ],
+            output_column_name="email",
+        ),
+        cl.CustomComparison(
+            [
+                _level("name_l IS NULL OR name_r IS NULL", "no name", **null),
+                _level(
+                    "name_l = name_r",
+                    "same name",
+                    tf_adjustment_column="name",
+                    tf_adjustment_weight=1.0,
+                    m_probability=0.88,
+                ),
+                _level(
+                    "name_py_l = name_py_r",
+                    "same pinyin",
+                    m_probability=0.03,
+                    fix_m_probability=True,
+                    u_probability=1e-3,
+                ),
+                _level(
+                    "length(name_l) = length(name_r) AND levenshtein(name_l, name_r) <= 3",
+                    "one character off",
+                    m_probability=0.03,
+                    fix_m_probability=True,
+                ),
+                _level("jaro_winkler_similarity(name_py_l, name_py_r) >= 0.9", "similar pinyin", m_probability=0.02),
+                _level("ELSE", "different name", m_probability=0.04),
+            ],
+            output_column_name="name",
+        ),
+        cl.CustomComparison(
+            [
+                _level("company_l IS NULL OR company_r IS NULL", "no company", **null),
+                _level("company_l = company_r", "same company", m_probability=0.8),
+                _level(
+                    "ends_with(company_l, company_r) OR ends_with(company_r, company_l)",
+                    "company written short",
+                    m_probability=0.1,
+                ),
+                _level("ELSE", "different company", m_probability=0.1),
+            ],
+            output_column_name="company",
+        ),
+        cl.CustomComparison(
+            [
+                _level(
+                    "(city_l IS NULL OR city_r IS NULL) AND (region_l IS NULL OR region_r IS NULL)", "no place", **null
+                ),
+                _level("city_l = city_r", "same city", m_probability=0.9),
+                _level("city_l IS NOT NULL AND city_r IS NOT NULL", "different city", m_probability=0.03),
+                _level("region_l = region_r", "same region", m_probability=0.05),
+                _level("ELSE", "different region", m_probability=0.02),
+            ],
+            output_column_name="place",
+        ),
+    ]
+
+
+# Candidate pairs: records pass 1 left in different clusters that share one of these. Each rule
+# holds a second agreeing field besides the name, because a name and a place alone cannot reach the
+# threshold unless the name is rare: with term-frequency adjustment a name shared by c records
+# weighs ~1/c whatever the data's size, so the name-and-place rules only take names with at most
+# RARE_NAME records. (Blocking common names on place alone made 44M pairs of namesakes at large.)
+RARE_NAME = 20
+_BLOCKING = (
+    "l.phone10 = r.phone10",
+    "l.email_key = r.email_key",
+    "l.name = r.name AND l.company = r.company",
+    "l.name_py = r.name_py AND l.company = r.company",
+    "l.name = r.name AND l.phone7 = r.phone7",
+    "l.name_py = r.name_py AND l.phone7 = r.phone7",
+    f"l.name = r.name AND l.city = r.city AND l.name_n <= {RARE_NAME}",
+    f"l.name = r.name AND l.region = r.region AND l.name_n <= {RARE_NAME}",
+)
+# EM trains the m probabilities of the comparisons a rule does not block on.
+_TRAINING = ("l.name = r.name AND l.city = r.city", "l.phone10 = r.phone10")
+
+
+def block(rule: str) -> Any:
+    """A candidate-pair rule for records pass 1 left in different clusters."""
+    from splink.blocking_rule_library import CustomRule
+
+    return CustomRule(f"{rule} AND l.ex <> r.ex")
+
+
+def predict(feats: pl.DataFrame, model: Model) -> pl.DataFrame:
+    """Scored candidate pairs (node_l, node_r, match_probability) at or above the model's threshold.
+
+    The model is trained on a sample (whole name groups, so same-name pairs stay together) of at most
+    ``model.train_records`` records, then scores every candidate pair of the full data."""
+    from splink import DuckDBAPI, Linker, SettingsCreator
+    from splink.internals.exceptions import SplinkException
+
+
+    logging.getLogger("splink").setLevel(logging.ERROR)
+    with bounded_connection(model.memory_limit, model.spill_root, shared=True) as con:
+        con.register("identity_features", feats.to_arrow())
+        # a record with no name, phone or mailbox meets no blocking rule: it cannot be a candidate
+        con.execute(
+            "CREATE TABLE identity_records AS SELECT * FROM identity_features "
+            "WHERE name IS NOT NULL OR phone10 IS NOT NULL OR email_key IS NOT NULL"
+        )
+        con.unregister("identity_features")
+        named = int(feats["name"].is_not_null().sum())
+        con.execute(
+            "CREATE TABLE identity_sample AS SELECT * FROM identity_records "
+            "WHERE name IS NOT NULL AND hash(name_py) % $k = 0",
+            {"k": max(1, named // model.train_records)},
+        )
+        db = DuckDBAPI(con)
+        settings = SettingsCreator(
+            link_type="dedupe_only",
+            comparisons=_comparisons(),
+            blocking_rules_to_generate_predictions=[block(rule) for rule in _BLOCKING],
+            probability_two_random_records_match=_prior(feats),
+            retain_matching_columns=False,
+            retain_intermediate_calculation_columns=False,
+        )
+        trainer = Linker(db.register("identity_sample"), settings, log_level=None)
+        lap = _Laps(model.stats)
+        with contextlib.suppress(SplinkException, ZeroDivisionError):  # too few records to sample: keep the prior u
+            trainer.training.estimate_u_using_random_sampling(max_pairs=model.max_pairs, seed=model.seed)
+        lap("u")
+        trained = []
+        for rule in _TRAINING:
+            before = trainer.misc.save_model_to_json()
+            try:
+                trainer.training.estimate_parameters_using_expectation_maximisation(
+                    rule, fix_probability_two_random_records_match=True
+                )
+                trained.append(rule)
+            except (ValueError, SplinkException):  # too few pairs, or an m driven to 0: keep the prior m
+                # a failed session leaves the model without the comparisons it blocked on and with its
+                # own match rate (0.997 on a small company): go back to the model before it
+                trainer = Linker(db.register("identity_sample"), before, log_level=None)
+        model.stats["em_sessions"] = trained
+        lap("em")
+        linker = Linker(db.register("identity_records"), trainer.misc.save_model_to_json(), log_level=None)
+        scored = linker.inference.predict(threshold_match_probability=model.threshold, warning_mode="never")
+        pairs = con.sql(
+            f"SELECT unique_id_l AS node_l, unique_id_r AS node_r, match_probability FROM {scored.physical_name}"
+        ).pl()
+        lap("predict")
+        model.stats["pairs_linked"] = pairs.height
+        return pairs
+
+
+class _Laps:
+    """Seconds per step, into a stats dict (the benchmark prints them)."""
+
+    def __init__(self, stats: dict[str, Any]) -> None:
+        self.stats, self.t = stats, time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.stats[f"seconds_{name}"] = round(now - self.t, 2)
+        self.t = now
+
+
+def _prior(feats: pl.DataFrame) -> float:
+    """Chance that two random records are one customer: pass 1's pairs, allowing that it finds ~90 %."""
+    n = feats.height
+    sizes = feats.group_by("ex").len()["len"].to_numpy().astype(np.float64)
+    pairs = float((sizes * (sizes - 1) / 2).sum()) / 0.9
+    total = n * (n - 1) / 2
+    return min(max(pairs / total, 0.1 / n), 0.5) if total else 1e-4
+
+
+# -------------------------------------------------------------------------------- clustering
+class _UnionFind:
+    """Greedy constrained clustering: unions in the order given, refusing one that would put two
+    records an override keeps apart into one customer."""
+
+    def __init__(self, apart: dict[int, set[int]]) -> None:
+        self.parent: dict[int, int] = {}
+        self.apart = {k: set(v) for k, v in apart.items()}  # root → nodes that must stay out
+
+    def find(self, x: int) -> int:
+        root = x
+        while self.parent.get(root, root) != root:
+            root = self.parent[root]
+        while x != root:
+            self.parent[x], x = root, self.parent.get(x, x)
+        return root
+
+    def union(self, a: int, b: int) -> bool:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return True
+        bad_a, bad_b = self.apart.get(ra, set()), self.apart.get(rb, set())
+        if any(self.find(x) == rb for x in bad_a) or any(self.find(x) == ra for x in bad_b):
+            return False
+        self.parent[rb] = ra
+        if bad_b:
+            self.apart[ra] = bad_a | bad_b
+        return True
+
+
+def _split_apart(labels: np.ndarray, edges: pl.DataFrame, apart: list[tuple[int, int]]) -> np.ndarray:
+    """Re-cluster, edge by edge (strongest first), only the components an override splits."""
+    hit = {int(labels[a]) for a, b in apart if labels[a] == labels[b]}
+    if not hit:
+        return labels
+    labels = labels.copy()
+    members = np.flatnonzero(np.isin(labels, list(hit)))
+    keep = set(members.tolist())
+    # the edges of a record kept apart from many go last, so the records it is kept from stay together
+    bound: dict[int, int] = {}
+    for pair in apart:
+        for x in pair:
+            bound[x] = bound.get(x, 0) + 1
+    late = pl.DataFrame({"node": list(bound), "n": list(bound.values())}, schema={"node": pl.Int64, "n": pl.Int64})
+    sub = (
+        edges.filter(pl.col("a").is_in(keep) | pl.col("b").is_in(keep))
+        .join(late.rename({"node": "a", "n": "na"}), on="a", how="left")
+        .join(late.rename({"node": "b", "n": "nb"}), on="b", how="left")
+        .with_columns(pl.max_horizontal(pl.col("na").fill_null(0), pl.col("nb").fill_null(0)).alias("late"))
+        .sort(["strength", "late", "a", "b"], descending=[True, False, False, False])
+    )
+    must: dict[int, set[int]] = {}
+    for a, b in apart:
+        must.setdefault(a, set()).add(b)
+        must.setdefault(b, set()).add(a)
+    uf = _UnionFind(must)
+    for a, b in sub.select("a", "b").iter_rows():
+        uf.union(a, b)
+    base = int(labels.max()) + 1
+    for node in members:
+        labels[node] = base + uf.find(int(node))
+    return labels
+
+
+def resolve(
+    records: pl.DataFrame,
+    probabilistic: Model | None = None,
+    overrides: list[Override] | None = None,
+    previous: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """records (RECORDS_SQL's columns; at least source_system, source_record_id, record_kind, phone,
+    email, id_number, customer_ref) → one row per record with customer_key, match_rule, confidence."""
+    if records.height == 0:
+        return pl.DataFrame(schema={c: pl.String for c in LINK_COLUMNS[:-1]} | {"confidence": pl.Float64})
+    recs = _prepare(records)
+    n = recs.height
+    value_edges, n_values = _value_edges(recs)
+    size = n + n_values
+    vnode = value_edges["vid"].to_numpy() + n
+    node = value_edges["node"].to_numpy()
+    exact = _components(size, [(node, vnode)])[:n]
+
+    # edges carry a strength: overrides 3, exact 2, probabilistic their probability (< 1)
+    edge_parts = [pl.DataFrame({"a": node, "b": vnode, "strength": np.full(len(node), 2.0)})]
+    pairs = pl.DataFrame(schema={"node_l": pl.Int64, "node_r": pl.Int64, "match_probability": pl.Float64})
+    lap = _Laps(probabilistic.stats if probabilistic else {})
+    if probabilistic is not None and set(_FEATURE_INPUTS) <= set(recs.columns):
+        feats = features(recs, exact)
+        lap("features")
+        pairs = predict(feats, probabilistic)
+        lap = _Laps(probabilistic.stats)
+        edge_parts.append(
+            pairs.select(
+                pl.col("node_l").alias("a"), pl.col("node_r").alias("b"), pl.col("match_probability").alias("strength")
+            )
+        )
+    merge, apart, detach = _override_nodes(recs, overrides or [])
+    if merge:
+        m = np.array(merge, dtype=np.int64)
+        edge_parts.append(pl.DataFrame({"a": m[:, 0], "b": m[:, 1], "strength": np.full(len(m), 3.0)}))
+    edges = pl.concat([e.with_columns(pl.col("a", "b").cast(pl.Int64)) for e in edge_parts])
+    if detach:
+        edges = edges.filter(~(pl.col("a").is_in(detach) | pl.col("b").is_in(detach)) | (pl.col("strength") > 2.5))
+    labels = _components(size, [(edges["a"].to_numpy(), edges["b"].to_numpy())])
+    labels = _split_apart(labels, edges, apart)[:n]
+    # only the columns the links need: joins over the records' wide rows dominated this step at scale
+    recs = recs.select(
+        "uid",
+        "ref",
+        "source_system",
+        "source_record_id",
+        "record_kind",
+        pl.Series("component", labels),
+        pl.Series("ex", exact),
+    )
+    out = _finish(recs, value_edges, pairs, merge, labels, previous)
+    lap("cluster")
+    return out
+
+
+def _finish(
+    recs: pl.DataFrame,
+    value_edges: pl.DataFrame,
+    pairs: pl.DataFrame,
+    merge: list[tuple[int, int]],
+    labels: np.ndarray,
+    previous: pl.DataFrame | None,
+) -> pl.DataFrame:
+    # Per-record figures are gathered by integer id into arrays: joins would copy the records' string
+    # columns once per join (measured at large: three joins held 0.6 GB more at the build's peak).
+    n = recs.height
+    comp = labels.astype(np.int64)
+    ex = recs["ex"].to_numpy().astype(np.int64)
+    # pairs that survived clustering: how sure we are that each pass-1 cluster belongs where it is
+    node_l, node_r = pairs["node_l"].to_numpy(), pairs["node_r"].to_numpy()
+    kept = labels[node_l] == labels[node_r]
+    prob = pairs["match_probability"].to_numpy()[kept]
+    width = int(ex.max()) + 1
+    best = np.full(width, np.nan)
+    np.fmax.at(best, ex[node_l[kept]], prob)
+    np.fmax.at(best, ex[node_r[kept]], prob)
+    distinct = np.unique(comp * width + ex)  # (component, pass-1 cluster) pairs
+    rule = np.zeros(n, dtype=np.uint8)
+    np.bitwise_or.at(rule, value_edges["node"].to_numpy(), value_edges["rule"].to_numpy())
+    forced = np.zeros(n, dtype=bool)
+    forced[[int(i) for pair in merge for i in pair]] = True
+    figures = pl.DataFrame(
+        {
+            "members": np.bincount(comp)[comp],
+            "exact_clusters": np.bincount(distinct // width, minlength=int(comp.max()) + 1)[comp],
+            "forced": forced,
+            "rule": pl.Series(rule).replace(0, None),
+            "p": pl.Series(best[ex], nan_to_null=True),
+        }
+    )
+    out = figures.select(
+        pl.when(pl.col("members") == 1)
+        .then(pl.lit("single"))
+        .when(pl.col("forced"))
+        .then(pl.lit("override"))
+        .when(pl.col("rule").is_not_null())
+        .then(pl.col("rule").replace_strict(RULE_NAMES, default="exact", return_dtype=pl.String))
+        .when(pl.col("p").is_not_null())
+        .then(pl.lit("probabilistic"))
+        .otherwise(pl.lit("override"))
+        .alias("match_rule"),
+        pl.when((pl.col("exact_clusters") == 1) | pl.col("forced"))
+        .then(1.0)
+        .otherwise(pl.col("p").fill_null(1.0))
+        .mul(10_000)
+        .floor()
+        .truediv(10_000)  # down, so that only a certain link shows 1.0
+        .alias("confidence"),
+    )
+    keys = assign_keys(recs.select("component", "uid", "ref"), previous)
+    key = recs.select("component").join(keys, on="component", how="left", maintain_order="left")["customer_key"]
+    return (
+        recs.select("source_system", "source_record_id", "record_kind")
+        .with_columns(key, out["match_rule"], out["confidence"])
+        .select(*LINK_COLUMNS)
+        .sort("customer_key", "source_system", "source_record_id")
+    )
+
+
+# -------------------------------------------------------------------------------- stable keys
+def _fresh_key(uid: str) -> str:
+    import hashlib
+
+    return "C" + hashlib.md5(uid.encode()).hexdigest()[:12]
+
+
+def assign_keys(members: pl.DataFrame, previous: pl.DataFrame | None) -> pl.DataFrame:
+    """component → customer_key. A component keeps the previous key most of its records had (a key
+    two components claim stays with the one holding more of its records); otherwise it gets
+    'C' + 12 hex digits of md5 of its smallest record id."""
+    anchors = members.group_by("component").agg(pl.col("uid").min().alias("anchor"))
+    claimed = pl.DataFrame(schema={"component": members["component"].dtype, "customer_key": pl.String})
+    if previous is not None and previous.height:
+        prev = previous.select(
+            (pl.col("source_system") + ":" + pl.col("source_record_id")).alias("ref"), "customer_key"
+        )
+        votes = (
+            members.join(prev, on="ref")
+            .group_by("component", "customer_key")
+            .len()
+            .sort(["len", "customer_key"], descending=[True, False])
+        )
+        # each key to the component holding most of its records, then each component its best key
+        by_key = votes.unique("customer_key", keep="first", maintain_order=True)
+        claimed = by_key.unique("component", keep="first", maintain_order=True).select("component", "customer_key")
+    fresh = anchors.join(claimed, on="component", how="anti")
+    with duckdb.connect() as con:
+        con.register("fresh", fresh)
+        fresh = con.sql("SELECT component, anchor, 'C' || left(md5(anchor), 12) AS customer_key FROM fresh").pl()
+    taken = set(claimed["customer_key"].to_list())
+    clash = fresh["customer_key"].is_in(list(taken)) | fresh["customer_key"].is_duplicated()
+    keys = []
+    for component, anchor, key in fresh.filter(clash).iter_rows():
+        salt = 0
+        while key in taken:  # a split-off part whose anchor once named the whole customer
+            salt += 1
+            key = _fresh_key(f"{anchor}#{salt}")
+        taken.add(key)
+        keys.append((component, key))
+    fresh_keys = pl.concat(
+        [
+            fresh.filter(~clash).select("component", "customer_key"),
+            pl.DataFrame(keys, schema=claimed.schema, orient="row"),
+        ]
+    )
+    return pl.concat([claimed, fresh_keys])
+
+
+# -------------------------------------------------------------------------------- overrides
+OVERRIDE_COLUMNS = ("action", "source_system", "source_record_id", "other_source_system", "other_source_record_id")
+
+
+def read_overrides(path: Path) -> list[Override]:
+    """The override file (CSV): action (merge | split | detach), source_system, source_record_id,
+    other_source_system, other_source_record_id (empty for detach), and any note columns."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: identity override file not found")
+    out: list[Override] = []
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in OVERRIDE_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ConfigError(
+                f"{path}: missing column(s) {', '.join(missing)} (expected {', '.join(OVERRIDE_COLUMNS)})"
+            )
+        for row_no, row in enumerate(reader, start=2):
+            action = (row["action"] or "").strip().lower()
+            left = f"{(row['source_system'] or '').strip()}:{(row['source_record_id'] or '').strip()}"
+            right = f"{(row['other_source_system'] or '').strip()}:{(row['other_source_record_id'] or '').strip()}"
+            if action not in ("merge", "split", "detach"):
+                raise ConfigError(f"{path}: row {row_no}, column action: '{action}' is not merge, split or detach")
+            for column, ref in (("source_record_id", left), ("other_source_record_id", right)):
+                if (column == "source_record_id" or action != "detach") and (ref.startswith(":") or ref.endswith(":")):
+                    raise ConfigError(f"{path}: row {row_no}, column {column}: a source and a record id are needed")
+            out.append(Override(action, left, right if action != "detach" else ""))
+    return out
+
+
+def _override_nodes(
+    recs: pl.DataFrame, overrides: list[Override]
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[int]]:
+    """Overrides as node ids; a record the data no longer has is ignored (it may come back)."""
+    if not overrides:
+        return [], [], []
+    wanted = {o.left for o in overrides} | {o.right for o in overrides if o.right}
+    found = recs.filter(pl.col("ref").is_in(list(wanted))).group_by("ref").agg(pl.col("node").min())
+    node = dict(found.iter_rows())
+    merge = [
+        (node[o.left], node[o.right]) for o in overrides if o.action == "merge" and {o.left, o.right} <= node.keys()
+    ]
+    apart = [
+        (node[o.left], node[o.right]) for o in overrides if o.action == "split" and {o.left, o.right} <= node.keys()
+    ]
+    detach = [node[o.left] for o in overrides if o.action == "detach" and o.left in node]
+    return merge, apart, detach
+
+
+# -------------------------------------------------------------------------------- evaluation
+@dataclass(frozen=True)
+class Score:
+    records: int
+    true_pairs: int
+    predicted_pairs: int
+    correct_pairs: int
+
+    @property
+    def precision(self) -> float:
+        return self.correct_pairs / self.predicted_pairs if self.predicted_pairs else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.correct_pairs / self.true_pairs if self.true_pairs else 1.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def evaluate(links: pl.DataFrame, truth: pl.DataFrame) -> Score:
+    """Pairwise scores of links against truth (source_system, source_record_id, person_id), over the
+    records both know."""
+    j = links.select("source_system", "source_record_id", "customer_key").join(
+        truth.select("source_system", pl.col("source_record_id").cast(pl.String), "person_id"),
+        on=["source_system", "source_record_id"],
+    )
+
+    def pairs(*by: str) -> int:
+        sizes = j.group_by(*by).len()["len"].cast(pl.Int64)
+        return int((sizes * (sizes - 1) // 2).sum())
+
+    return Score(j.height, pairs("person_id"), pairs("customer_key"), pairs("customer_key", "person_id"))
+
+
+# -------------------------------------------------------------------------------- the derived build
+def build_links(
+    settings: Settings, con: duckdb.DuckDBPyConnection, previous: pl.DataFrame | None
+) -> tuple[pl.DataFrame, pl.DataFrame, Model | None]:
+    """(records, links, model) of a derived build: ``con`` has the entity views; ``previous`` (the current
+    build's source_system, source_record_id, customer_key, if any) hands its keys on."""
+    cfg = settings.identity
+    overrides = read_overrides(settings.base_dir / cfg.overrides) if cfg.overrides else []
+    records = read_records(con)
+    model = (
+        Model(threshold=cfg.match_threshold, memory_limit=settings.memory_limit, spill_root=settings.spill_path)
+        if cfg.probabilistic
+        else None
+    )
+    return records, resolve(records, model, overrides, previous), model
+
+
+def previous_table(store: Store, manifest: Manifest, table: str, columns: list[str]) -> pl.DataFrame | None:
+    """A table of the current derived build (the one this build replaces), or None when it has none."""
+    rel = ((manifest.get("derived") or {}).get("tables") or {}).get(table)
+    if not rel or not store.abs(rel).is_file():
+        return None
+    return pl.read_parquet(store.abs(rel), columns=columns)
+
+
+REDIRECT_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
+    "old_key": pl.String,
+    "customer_key": pl.String,
+    "merged_at": pl.Datetime("us"),
+}
+
+
+def redirects(
+    previous: pl.DataFrame | None, links: pl.DataFrame, earlier: pl.DataFrame | None, now: datetime
+) -> pl.DataFrame:
+    """Where the keys that disappeared went: a key of the previous build that no customer has now points
+    to the key most of its records have now (ties: the smaller key), so a bookmark or a churn list of
+    last week still opens the customer. Earlier redirects are kept, re-pointed when their target went
+    too, and dropped when their key is a customer again (a split gave it back) or its records are gone."""
+    current = links.select("source_system", "source_record_id", "customer_key")
+    keys = current["customer_key"].unique()
+    moved = pl.DataFrame(schema=REDIRECT_SCHEMA)
+    if previous is not None and previous.height:
+        gone = previous.filter(~pl.col("customer_key").is_in(keys.implode()))
+        moved = (
+            gone.rename({"customer_key": "old_key"})
+            .join(current, on=["source_system", "source_record_id"])
+            .group_by("old_key", "customer_key")
+            .len()
+            .sort(["old_key", "len", "customer_key"], descending=[False, True, False])
+            .unique("old_key", keep="first", maintain_order=True)
+            .select("old_key", "customer_key", pl.lit(now, dtype=pl.Datetime("us")).alias("merged_at"))
+        )
+    kept = pl.DataFrame(schema=REDIRECT_SCHEMA)
+    if earlier is not None and earlier.height:
+        hop = moved.select(pl.col("old_key").alias("customer_key"), pl.col("customer_key").alias("next_key"))
+        kept = (
+            earlier.join(hop, on="customer_key", how="left")
+            .with_columns(pl.coalesce("next_key", "customer_key").alias("customer_key"))
+            .filter(pl.col("customer_key").is_in(keys.implode()))
+            .select(list(REDIRECT_SCHEMA))
+        )
+    out = pl.concat([moved, kept.join(moved, on="old_key", how="anti")])
+    return out.filter(~pl.col("old_key").is_in(keys.implode())).sort("old_key")
+
+
+def evaluate_current(settings: Settings) -> list[tuple[str, Score]]:
+    """The current links and exact rules alone, each scored against ``<data_dir>/demo_truth/identity.csv``."""
+    store = Store(settings.data_path)
+    truth_path = settings.data_path / "demo_truth" / "identity.csv"
+    if not truth_path.is_file():
+        raise ConfigError(f"no ground truth to score against: {truth_path} does not exist (the demo writes it)")
+    truth = pl.read_csv(truth_path, schema_overrides={"source_record_id": pl.String})
+    missing = {"source_system", "source_record_id", "person_id"} - set(truth.columns)
+    if missing:
+        raise ConfigError(f"{truth_path}: missing column(s) {', '.join(sorted(missing))}")
+    manifest = store.read_manifest()
+    rel = ((manifest.get("derived") or {}).get("tables") or {}).get("identity_links")
+    if not rel:
+        raise ConfigError("no identity links yet: run `cockpit refresh` first")
+    current = pl.read_parquet(store.abs(rel))
+    with duckdb.connect() as con:
+        attach_entities(con, store, manifest)
+        exact = resolve(read_records(con))
+    return [("exact rules only", evaluate(exact, truth)), ("current links", evaluate(current, truth))]

@@ -1,0 +1,3 @@
+"""Running the cockpit: the scheduler, alerts and notifications, reports, status, exports and the data asset
+catalog.
+"""

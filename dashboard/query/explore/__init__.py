@@ -1,0 +1,1 @@
+"""Self-serve exploration: the curated models, the SQL tab's checks, as-of comparison and saved views."""

@@ -1,0 +1,138 @@
+"""Who is asking, and what they may see: roles, the pages each role opens, and the per-role rules the
+data layer applies (row filters for sales, masking of phones, emails and ID numbers for manager and
+analyst). Pages never decide what a user sees; the warehouse builds each role's views from these rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ROLES = ("admin", "manager", "analyst", "sales")
+
+# The pages (files under dashboard/pages/) each role's navigation shows; any other page is refused.
+ROLE_PAGES: dict[str, tuple[str, ...]] = {
+    "admin": ("cockpit", "channels", "customer_360", "churn", "data_quality", "catalog", "explore", "admin"),
+    "manager": ("cockpit", "channels", "customer_360", "churn", "data_quality", "catalog", "explore"),
+    "analyst": ("cockpit", "channels", "data_quality", "catalog", "explore"),
+    "sales": ("cockpit", "customer_360", "churn"),
+}
+
+# Roles that see personal data unmasked (sales see only their own customers, unmasked).
+UNMASKED_ROLES = frozenset({"admin", "sales"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A signed-in user as the data layer sees them. ``owner`` is the value of the ``owner`` column
+    that marks a sales user's own customers and leads (their name in the CRM)."""
+
+    username: str
+    role: str
+    owner: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"unknown role '{self.role}' (roles: {', '.join(ROLES)})")
+        if self.role == "sales" and not self.owner:
+            raise ValueError(f"sales user '{self.username}' needs an owner name (the CRM's owner value)")
+
+    @property
+    def masked(self) -> bool:
+        return self.role not in UNMASKED_ROLES
+
+
+# The internal caller (refresh, derived build, CLI without --user, --no-auth serving): sees everything.
+SYSTEM = Principal("system", "admin")
+
+
+def pages_for(role: str) -> tuple[str, ...]:
+    return ROLE_PAGES.get(role, ())
+
+
+# -- the data layer's rules -----------------------------------------------------------------------
+# (the masking functions themselves, mask_phone and friends, are core.dictionary's MASK_MACROS)
+PERSONAL_COLUMNS = {"phone": "mask_phone", "email": "mask_email", "id_number": "mask_id"}
+FREE_TEXT_COLUMNS = frozenset({"note"})  # people type phone numbers into notes
+# Tables a sales user never reads (data-quality internals: samples across every owner's records).
+SALES_DENIED = frozenset({"field_quality", "validation_runs", "validation_results", "identity_consistency"})
+# Tables with nothing personal and no owner, that sales read whole (channel spend behind the ROI tile).
+SALES_SHARED = frozenset({"marketing_spend", "churn_model"})  # churn_model: the model card, nothing personal
+
+OWNER_VAR = "getvariable('cockpit_owner')"
+# A sales user's own records and golden customers (views in the base schema, read through the variable).
+SALES_HELPERS = f"""
+CREATE OR REPLACE VIEW {{base}}.sales_own_records AS
+SELECT source_system, source_record_id, 'customer' AS record_kind FROM {{base}}.customers WHERE owner = {OWNER_VAR}
+UNION ALL SELECT source_system, lead_id, 'lead' FROM {{base}}.leads WHERE owner = {OWNER_VAR};
+CREATE OR REPLACE VIEW {{base}}.sales_keys AS
+SELECT DISTINCT l.customer_key FROM {{base}}.identity_links AS l
+SEMI JOIN {{base}}.sales_own_records AS o
+  ON o.source_system = l.source_system AND o.source_record_id = l.source_record_id AND o.record_kind = l.record_kind;
+CREATE OR REPLACE VIEW {{base}}.sales_key_records AS
+SELECT source_system, source_record_id FROM {{base}}.identity_links
+WHERE record_kind = 'customer' AND customer_key IN (SELECT customer_key FROM {{base}}.sales_keys);
+CREATE OR REPLACE VIEW {{base}}.sales_leads AS
+SELECT source_system, lead_id FROM {{base}}.leads WHERE owner = {OWNER_VAR};
+"""
+SALES_HELPER_VIEWS = ("sales_own_records", "sales_keys", "sales_key_records", "sales_leads")
+
+
+def role_schema(role: str) -> str:
+    return f"r_{role}"
+
+
+def _projection(role: str, columns: dict[str, str]) -> str:
+    # A table may carry a column masked at build (``phone_masked``): masked roles read it as ``phone``, so
+    # a search over every row does not mask every row on each query; it is never shown under its own name.
+    premasked = [c for c in PERSONAL_COLUMNS if c in columns and f"{c}_masked" in columns]
+    exclude = f" EXCLUDE ({', '.join(f'{c}_masked' for c in premasked)})" if premasked else ""
+    if role in UNMASKED_ROLES:
+        return "*" + exclude
+    replaced = [
+        f"{c}_masked AS {c}" if c in premasked else f"{fn}({c}) AS {c}"
+        for c, fn in PERSONAL_COLUMNS.items()
+        if c in columns
+    ]
+    replaced += [f"scrub_pii({c}) AS {c}" for c in FREE_TEXT_COLUMNS if c in columns]
+    if "attribute" in columns and "value" in columns:
+        cases = " ".join(f"WHEN '{c}' THEN {fn}(value)" for c, fn in PERSONAL_COLUMNS.items())
+        replaced.append(f"CASE attribute {cases} ELSE value END AS value")
+    return f"*{exclude} REPLACE ({', '.join(replaced)})" if replaced else "*" + exclude
+
+
+def _sales_filter(name: str, columns: dict[str, str], base: str) -> str | None:
+    """The WHERE clause that keeps a sales user's own rows of ``name``; None: the table is refused."""
+    if name in SALES_DENIED:
+        return None
+    if name in SALES_SHARED:
+        return "true"
+    if name == "filter_values":  # the filter bar lists only the user's own name among owners
+        return f"kind <> 'owner' OR value = {OWNER_VAR}"
+    if "owner" in columns:
+        return f"owner = {OWNER_VAR}"
+    if "customer_key" in columns:
+        return f"customer_key IN (SELECT customer_key FROM {base}.sales_keys)"
+    own_customer = (
+        f"EXISTS (SELECT 1 FROM {base}.sales_key_records AS k "
+        f"WHERE k.source_system = t.source_system AND k.source_record_id = t.customer_ref)"
+    )
+    own_lead = (
+        f"EXISTS (SELECT 1 FROM {base}.sales_leads AS k "
+        f"WHERE k.source_system = t.source_system AND k.lead_id = t.lead_id)"
+    )
+    if "customer_ref" in columns and "source_system" in columns:
+        return f"{own_customer} OR {own_lead}" if "lead_id" in columns else own_customer
+    if "lead_id" in columns and "source_system" in columns:
+        return own_lead
+    return None
+
+
+def role_view_sql(role: str, name: str, columns: dict[str, str], base: str = "base") -> str | None:
+    """The view ``r_<role>.<name>`` over ``<base>.<name>``, or None when the role may not read it."""
+    where = _sales_filter(name, columns, base) if role == "sales" else "true"
+    if where is None:
+        return None
+    select = f"SELECT {_projection(role, columns)} FROM {base}.{name} AS t"
+    if where != "true":
+        select += f" WHERE {where}"
+    return f"CREATE OR REPLACE VIEW {role_schema(role)}.{name} AS {select}"
