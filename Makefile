@@ -34,14 +34,15 @@ refresh: install
 status: install
 	$(BIN)/cockpit status
 
-lint: install
+lint: install ## ruff, and the layers and no-cycle contracts of pyproject.toml ([tool.importlinter])
 	$(BIN)/ruff check dashboard tests benchmarks
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy
 
 pytest: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 # The browser tests (tests/browser) drive Debian's chromium; fonts-noto-cjk draws the Chinese text.
 # Installed only when missing and only as root; otherwise they skip (in CI, where CI is set, they fail).

@@ -77,4 +77,60 @@ def test_only_the_data_component_caches() -> None:
 
 def test_every_page_starts_inside_the_app_frame() -> None:
     for path in page_files():
-        assert "ensure_frame()" in path.read_text(encoding="utf-8"), path.name
+        assert "start_page(" in path.read_text(encoding="utf-8"), path.name
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each an import cycle."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_module_imports_another_in_a_cycle() -> None:
+    """Every import counts, also one inside a function: a cycle hidden there is still a cycle."""
+    import grimp
+
+    built = grimp.build_graph("dashboard")
+    graph = {m: set(built.find_modules_directly_imported_by(m)) for m in built.modules}
+    assert len(graph) > 80
+    assert _cycles(graph) == []
+
+
+def test_the_top_of_the_package_holds_few_modules() -> None:
+    top = sorted(p.name for p in DASHBOARD.glob("*.py"))
+    assert len(top) <= 6, top
+

@@ -1,4 +1,5 @@
-"""Makes sure every page runs inside app.py's frame (navigation, language switch, banner).
+"""How every page starts: inside app.py's frame (navigation, language switch, banner), its title in
+the reader's language, and the how-to-load hint when nothing has been published yet.
 
 Streamlit still has its legacy mode for a ``pages/`` folder next to the entry script: until
 ``st.navigation`` has run once in the process (a deep link right after the server starts, and every
@@ -8,11 +9,31 @@ reruns, so app.py draws the page. Internal API, pinned with streamlit==1.67.0.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
+
+from dashboard.components import data
+from dashboard.components.session import lang
+from dashboard.i18n import Lang, t
 
 
 def ensure_frame() -> None:
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         st.rerun()
+
+
+def start_page(page: str, without_data: Literal["stop", "note"] | None = "stop") -> Lang:
+    """A page's first lines; returns the reader's language. With nothing published, ``without_data``
+    decides: "stop" shows the hint and ends the page there, "note" shows it and goes on, None says nothing
+    (the page needs no data)."""
+    ensure_frame()
+    language = lang()
+    st.title(t(f"page.{page}", language))
+    if without_data is not None and not data.has_data():
+        st.info(f"{t('cockpit.no_data', language)} {t('cockpit.how_to_load', language)}", icon=":material/upload:")
+        if without_data == "stop":
+            st.stop()
+    return language

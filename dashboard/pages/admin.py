@@ -3,13 +3,10 @@
 import streamlit as st
 
 from dashboard.components import admin_view
-from dashboard.components.frame import ensure_frame
-from dashboard.components.session import lang
+from dashboard.components.frame import start_page
 from dashboard.i18n import t
 
-ensure_frame()
-LANG = lang()
-st.title(t("page.admin", LANG))
+LANG = start_page("admin", without_data=None)
 users, log = st.tabs([t("admin.users", LANG), t("admin.audit", LANG)])
 with users:
     admin_view.users_section(LANG)

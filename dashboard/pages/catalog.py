@@ -3,17 +3,12 @@ flag, description and live profile, the lineage from source to page, and the Exc
 
 import streamlit as st
 
-from dashboard.components import catalog_view, data
-from dashboard.components.frame import ensure_frame
-from dashboard.components.session import lang
+from dashboard.components import catalog_view
+from dashboard.components.frame import start_page
 from dashboard.i18n import t
 
-ensure_frame()
-LANG = lang()
-st.title(t("page.catalog", LANG))
+LANG = start_page("catalog", without_data="note")
 st.caption(t("cat.intro", LANG))
-if not data.has_data():
-    st.info(f"{t('cockpit.no_data', LANG)} {t('cockpit.how_to_load', LANG)}", icon=":material/upload:")
 
 INVENTORY = catalog_view.inventory()
 catalog_view.export_button(INVENTORY, LANG)

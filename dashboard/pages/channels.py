@@ -10,21 +10,14 @@ from dashboard.components.attribution import MODELS, attribution_section, model_
 from dashboard.components.drilldown import LEADS_LIMIT, drilldown
 from dashboard.components.economics import economics_section
 from dashboard.components.filterbar import current, filter_bar, options_by_kind, url_choice
-from dashboard.components.frame import ensure_frame
+from dashboard.components.frame import start_page
 from dashboard.components.funnel import funnel_section
 from dashboard.components.kpi import channel_totals, kpi_row
-from dashboard.components.session import lang
 from dashboard.components.tiles import today
 from dashboard.components.volume import GRAINS, volume_section
 from dashboard.i18n import t
 
-ensure_frame()
-LANG = lang()
-st.title(t("page.channels", LANG))
-
-if not data.has_data():
-    st.info(f"{t('cockpit.no_data', LANG)} {t('cockpit.how_to_load', LANG)}", icon=":material/upload:")
-    st.stop()
+LANG = start_page("channels")
 
 options = data.query("filter_options", {"channel": current().channel})
 filters = filter_bar(LANG, options_by_kind(options))

@@ -6,17 +6,10 @@ import streamlit as st
 
 from dashboard.components import churn_view, data
 from dashboard.components.export_buttons import export_buttons
-from dashboard.components.frame import ensure_frame
-from dashboard.components.session import lang
+from dashboard.components.frame import start_page
 from dashboard.i18n import t
 
-ensure_frame()
-LANG = lang()
-st.title(t("page.churn", LANG))
-
-if not data.has_data():
-    st.info(f"{t('cockpit.no_data', LANG)} {t('cockpit.how_to_load', LANG)}", icon=":material/upload:")
-    st.stop()
+LANG = start_page("churn")
 
 card = data.query("churn_model_card")
 if card.is_empty() or card["status"][0] == "no_activity":

@@ -9,11 +9,10 @@ from dashboard.components import data, kiosk
 from dashboard.components.channels import channel_chart, channel_table
 from dashboard.components.export_buttons import export_buttons
 from dashboard.components.filterbar import current, filter_bar
-from dashboard.components.frame import ensure_frame
+from dashboard.components.frame import start_page
 from dashboard.components.freshness import freshness
 from dashboard.components.kpi import channel_totals
 from dashboard.components.leaderboard import leaderboard
-from dashboard.components.session import lang
 from dashboard.components.tables import table
 from dashboard.components.tiles import (
     at_risk_tile,
@@ -29,12 +28,10 @@ from dashboard.components.tiles import (
 )
 from dashboard.i18n import t
 
-ensure_frame()
-LANG = lang()
+LANG = start_page("cockpit", without_data="note")
 KIOSK = kiosk.active()
 if KIOSK:
     kiosk.style()
-st.title(t("page.cockpit", LANG))
 MONEY, COUNT = money_format(LANG, compact=KIOSK), count_format(LANG, compact=KIOSK)
 
 
@@ -77,8 +74,6 @@ def tiles() -> None:
 if data.has_data():
     FILTERS = current() if KIOSK else filter_bar(LANG, {}, fields=("period",))
     kiosk.live(tiles, KIOSK)
-else:
-    st.info(f"{t('cockpit.no_data', LANG)} {t('cockpit.how_to_load', LANG)}", icon=":material/upload:")
 
 if not KIOSK or not data.has_data():
     freshness(LANG)

@@ -8,17 +8,10 @@ import streamlit as st
 
 from dashboard.components import customer_view as view
 from dashboard.components import data
-from dashboard.components.frame import ensure_frame
-from dashboard.components.session import lang
+from dashboard.components.frame import start_page
 from dashboard.i18n import t
 
-ensure_frame()
-LANG = lang()
-st.title(t("page.customer_360", LANG))
-
-if not data.has_data():
-    st.info(f"{t('cockpit.no_data', LANG)} {t('cockpit.how_to_load', LANG)}", icon=":material/upload:")
-    st.stop()
+LANG = start_page("customer_360")
 
 view.search(LANG)
 key = view.selected_key()

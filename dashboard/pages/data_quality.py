@@ -3,18 +3,13 @@ review, freshness, cross-source consistency and the Great Expectations Data Docs
 
 import streamlit as st
 
-from dashboard.components import data, quality_view
-from dashboard.components.frame import ensure_frame
+from dashboard.components import quality_view
+from dashboard.components.frame import start_page
 from dashboard.components.quality_heatmap import heatmap_section
 from dashboard.components.quarantine_review import review_section
-from dashboard.components.session import lang
 from dashboard.i18n import t
 
-ensure_frame()
-LANG = lang()
-st.title(t("page.data_quality", LANG))
-if not data.has_data():
-    st.info(f"{t('cockpit.no_data', LANG)} {t('cockpit.how_to_load', LANG)}", icon=":material/upload:")
+LANG = start_page("data_quality", without_data="note")
 
 quality_view.health_tiles(LANG)
 TABS = ("heatmap", "trend", "history", "review", "freshness", "consistency", "docs")

@@ -4,22 +4,14 @@ snapshot, exported with the view on top; and a read-only SQL tab over the user's
 
 import streamlit as st
 
-from dashboard.components import data
 from dashboard.components.explore_builder import builder, remember, saved_views
 from dashboard.components.explore_result import compare_section, model_missing, result_section
 from dashboard.components.explore_sqltab import sql_tab
-from dashboard.components.frame import ensure_frame
+from dashboard.components.frame import start_page
 from dashboard.components.guard import user_errors
-from dashboard.components.session import lang
 from dashboard.i18n import t
 
-ensure_frame()
-LANG = lang()
-st.title(t("page.explore", LANG))
-
-if not data.has_data():
-    st.info(f"{t('cockpit.no_data', LANG)} {t('cockpit.how_to_load', LANG)}", icon=":material/upload:")
-    st.stop()
+LANG = start_page("explore")
 
 build, sql = st.tabs([t("explore.tab.build", LANG), t("explore.tab.sql", LANG)])
 with build, user_errors():

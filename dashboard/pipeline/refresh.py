@@ -25,7 +25,8 @@ from dashboard.core.store import Store, crash_point, new_id, now_utc, write_json
 from dashboard.derived.quality.profile import SnapshotProfile
 from dashboard.pipeline.standardize import REJECT_COL, RowIssue, Standardized, standardize
 from dashboard.pipeline.validate import Outcome, validate
-from dashboard.sources import FILE_COL, ROW_COL, read_table, settle
+from dashboard.sources import read_table, settle
+from dashboard.sources.columns import FILE_COL, ROW_COL
 from dashboard.sources.incremental import EXTRACT_DIR, ExtractContext
 
 Progress = Callable[[str], None]

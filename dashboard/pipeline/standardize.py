@@ -14,7 +14,7 @@ import polars as pl
 from dashboard.core import parse
 from dashboard.core.config import Settings, SourceConfig, TableConfig
 from dashboard.core.entities import ENTITIES, LINEAGE_COLUMNS, Entity
-from dashboard.sources import FILE_COL, ROW_COL
+from dashboard.sources.columns import FILE_COL, ROW_COL
 
 REJECT_COL = "__reject"
 SAMPLE_SIZE = 5

@@ -13,9 +13,9 @@ from pathlib import Path
 import polars as pl
 
 from dashboard.core.config import SourceConfig, TableConfig
-from dashboard.core.entities import ENTITIES
 from dashboard.core.errors import SourceError
 from dashboard.sources import csv, excel, json, parquet
+from dashboard.sources.columns import FILE_COL, ROW_COL, check_columns
 from dashboard.sources.incremental import ExtractContext
 
 Reader = Callable[[Path, TableConfig], pl.DataFrame]
@@ -28,32 +28,8 @@ READERS: dict[str, Reader] = {
     "demo": parquet.read,  # the demo generator's own Parquet drops
 }
 
-# Columns every reader's output gains, for row-level error reports.
-FILE_COL = "__file"
-ROW_COL = "__row"
 # Kinds that pull from a server or a folder and keep what they pulled with the snapshot (incremental.py).
 PULLED_KINDS = ("postgres", "mysql", "http", "drop_folder")
-
-
-def check_columns(raw: pl.DataFrame, table: TableConfig, file: str) -> list[str]:
-    """Mapped columns missing from one file; raises when a required canonical column cannot be had."""
-    entity = ENTITIES[table.entity]
-    missing = [src for src in table.columns.values() if src not in raw.columns]
-    for col in entity.required:
-        src = table.columns.get(col)
-        if col == entity.key and entity.key not in entity.required:
-            continue
-        if src is not None and src not in raw.columns:
-            raise SourceError(
-                f"{file}: required column '{src}' (mapped to {table.entity}.{col}) is missing; "
-                f"the file has: {', '.join(raw.columns[:30])}"
-            )
-        if src is None and col not in table.constants and col not in raw.columns:
-            raise SourceError(
-                f"{file}: no column for required {table.entity}.{col}: map it in "
-                f'[[sources.tables]] columns = {{ {col} = "..." }} or give a constant'
-            )
-    return missing
 
 
 def table_files(table: TableConfig, base_dir: Path) -> list[Path]:

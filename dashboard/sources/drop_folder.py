@@ -20,10 +20,10 @@ import polars as pl
 
 from dashboard.core.config import SourceConfig, TableConfig
 from dashboard.core.errors import SourceError
-from dashboard.sources import FILE_COL, ROW_COL, check_columns
 from dashboard.sources import csv as csv_reader
 from dashboard.sources import excel as excel_reader
 from dashboard.sources import json as json_reader
+from dashboard.sources.columns import FILE_COL, ROW_COL, check_columns
 from dashboard.sources.incremental import ExtractContext, fingerprint
 
 READERS = {".csv": csv_reader.read, ".xlsx": excel_reader.read, ".xls": excel_reader.read,

@@ -30,16 +30,16 @@ import polars as pl
 from numpy.typing import NDArray
 
 from dashboard.core.config import Settings
-from dashboard.core.duck import work_connection
+from dashboard.core.duck import attach_entities, attach_table, work_connection
 from dashboard.core.errors import CockpitError
 from dashboard.core.store import Store
+from dashboard.derived import identity
 from dashboard.derived.churn import TABLES
 from dashboard.derived.churn import bgnbd as churn_bgnbd
 from dashboard.derived.churn import features as churn_features
 from dashboard.derived.churn import model as churn_model
 from dashboard.derived.churn.features import FEATURES
 from dashboard.derived.churn.reasons import REASON_CODES, group_weights, top_reasons
-from dashboard.derived.tables import attach_views
 
 CHURN_TABLES: tuple[str, ...] = ("churn_scores", "churn_model")
 METHODS: tuple[str, ...] = ("model", "recency", "bgnbd")
@@ -446,8 +446,11 @@ def score_current(
     if horizon_days is not None and not 7 <= horizon_days <= 730:
         raise ChurnError(f"--horizon-days must be between 7 and 730, got {horizon_days}")
     store = Store(settings.data_path)
+    manifest = store.read_manifest()
+    rel = ((manifest.get("derived") or {}).get("tables") or {}).get("identity_links")
     with work_connection(settings) as con:
-        attach_views(con, store, store.read_manifest(), in_memory=frozenset())
+        attach_entities(con, store, manifest)  # the canonical entities, and the current build's links
+        attach_table(con, "identity_links", [store.abs(rel)] if rel else [], identity.TABLES["identity_links"])
         links = con.sql("SELECT * FROM identity_links").pl()
         result = run(con, settings, links, as_of, horizon_days, progress)
     if result.status == "no_activity":
