@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.core.config import Settings
-from dashboard.core.store import CRASH_ENV, Store
+from dashboard.core.config import CRASH_ENV, Settings
+from dashboard.core.store import Store
 from dashboard.pipeline.refresh import refresh
 from dashboard.query.warehouse import Warehouse
 

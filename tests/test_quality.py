@@ -160,7 +160,7 @@ def test_every_canonical_field_is_in_the_dictionary() -> None:
     for entity, ent in ENTITIES.items():
         for c in ent.columns:
             info = d.fields.get((entity, c.name))
-            assert info is not None, f"{entity}.{c.name} missing from dashboard/data_dictionary.toml"
+            assert info is not None, f"{entity}.{c.name} missing from dashboard/core/data_dictionary.toml"
             assert info.zh and info.en and info.classification
     assert d.personal("customers", "phone") and not d.personal("orders", "amount")
     assert d.classification("purchased_leads", "leads", "channel") == "external"

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.core.config import Settings
-from dashboard.core.store import PAUSE_ENV
+from dashboard.core.config import PAUSE_ENV, Settings
 
 CLI = "from dashboard.cli import main; main()"
 pytestmark = pytest.mark.slow

@@ -11,8 +11,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from dashboard.core.config import Settings, load_settings
-from dashboard.core.store import CRASH_ENV, Store
+from dashboard.core.config import CRASH_ENV, Settings, load_settings
+from dashboard.core.store import Store
 from dashboard.pipeline.refresh import refresh
 
 HEADER = "编号,时间,渠道,手机\n"

@@ -26,7 +26,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from dashboard.core.config import Settings
+from dashboard.core.config import SESSION_SECRET_ENV, Settings, env
 from dashboard.core.errors import CockpitError, ConfigError
 from dashboard.query.security import ROLES, Principal
 
@@ -247,9 +247,9 @@ def _verify(password_hash: str, password: str) -> bool:
 # -- sessions ---------------------------------------------------------------------------------------
 def _secret(settings: Settings) -> bytes:
     """The key that signs session tokens: COCKPIT_SESSION_SECRET, else one made once under runs/."""
-    env = os.environ.get("COCKPIT_SESSION_SECRET")
-    if env:
-        return env.encode()
+    given = env(SESSION_SECRET_ENV)
+    if given:
+        return given.encode()
     path = settings.data_path / "runs" / ".session_secret"
     with _file_lock(path):
         if not path.exists():

@@ -109,7 +109,7 @@ def _explore(
 
 
 def explore(sql: str, params: dict[str, Any], as_of: tuple[str, str] | None = None) -> pl.DataFrame:
-    """Explore's generated SQL (dashboard/explore.py: unqualified relations, bound values) as the
+    """Explore's generated SQL (dashboard/query/explore/models.py: unqualified relations, bound values) as the
     signed-in user; ``as_of`` = (source, snapshot id) runs it with that source at an earlier snapshot."""
     key = _config_key()
     return _explore(*key, _warehouse(*key).version, user(), sql, params, as_of)

@@ -1,4 +1,4 @@
-"""Explore's read-only SQL tab: one SELECT over the user's own views (dashboard/explore_sql.py checks
+"""Explore's read-only SQL tab: one SELECT over the user's own views (dashboard/query/explore/sql.py checks
 it), time- and row-limited; every run and every refusal is audited."""
 
 from __future__ import annotations

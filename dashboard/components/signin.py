@@ -7,24 +7,22 @@ look at roles themselves.
 
 from __future__ import annotations
 
-import os
-
 import streamlit as st
 
 from dashboard.access import auth
 from dashboard.components.data import set_user, settings
 from dashboard.core import audit
+from dashboard.core.config import NO_AUTH_ENV, env
 from dashboard.i18n import t
 from dashboard.query.security import Principal
 
-NO_AUTH_ENV = "COCKPIT_NO_AUTH"  # set by `cockpit serve --no-auth`
 TOKEN_KEY = "auth_token"
 NOTICE_KEY = "auth_notice"
 ANONYMOUS = Principal("anonymous", "admin")
 
 
 def auth_disabled() -> bool:
-    return os.environ.get(NO_AUTH_ENV) == "1"
+    return env(NO_AUTH_ENV) == "1"
 
 
 def client_address() -> str | None:

@@ -16,7 +16,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dashboard.core.entities import ENTITIES, STAGES
 from dashboard.core.errors import ConfigError
 
-CONFIG_ENV = "COCKPIT_CONFIG"
+# -- the environment: every variable the cockpit reads (README, "Environment variables") ------------
+CONFIG_ENV = "COCKPIT_CONFIG"  # the config file when --config is not given
+NO_AUTH_ENV = "COCKPIT_NO_AUTH"  # "1": sign-in is off (set by `cockpit serve --no-auth` for its server)
+SESSION_SECRET_ENV = "COCKPIT_SESSION_SECRET"  # the key that signs sessions (else one kept under runs/)
+BROWSER_ENV = "COCKPIT_BROWSER"  # the Chrome/Chromium kaleido drives; "none" sends reports without charts
+SMTP_USER_ENV = "COCKPIT_SMTP_USERNAME"
+SMTP_PASSWORD_ENV = "COCKPIT_SMTP_PASSWORD"
+CHANNEL_ENV = "COCKPIT_CHANNEL_{name}"  # + _URL / _SECRET: a notification channel's webhook and signing secret
+CRASH_ENV = "COCKPIT_CRASH_AT"  # test hook: SIGKILL this process at the named point
+PAUSE_ENV = "COCKPIT_PAUSE_AT"  # test hook: "point:seconds" sleeps there (a signal can arrive mid-refresh)
 CONFIG_NAME = "cockpit.toml"
 SOURCE_KINDS = ("csv", "excel", "parquet", "json", "demo", "postgres", "mysql", "http", "drop_folder")
 DATABASE_KINDS = ("postgres", "mysql")
@@ -220,7 +229,7 @@ class QualityConfig(_Strict):
     stale_grace_minutes: int = Field(60, ge=0)  # lateness tolerated past the next scheduled run
     uniqueness_threshold: float = Field(1.0, ge=0, le=1)  # a record key less unique than this is flagged
     allow_quarantine_actions: bool = False  # "publish anyway" / "discard" of a quarantined snapshot
-    dictionary: str | None = None  # data dictionary TOML (default: the bundled dashboard/data_dictionary.toml)
+    dictionary: str | None = None  # data dictionary TOML (default: the bundled dashboard/core/data_dictionary.toml)
     data_docs: bool = True  # build GX Data Docs of the latest validations after each refresh
 
 
@@ -263,9 +272,7 @@ class SecurityConfig(_Strict):
     sso: SsoConfig = Field(default_factory=lambda: SsoConfig.model_validate({}))
 
 
-# -- scheduler, notifications, alerts, reports (dashboard/scheduler.py, notify.py, alerts.py, reports.py) --
-WEBHOOK_KINDS = ("wecom", "dingtalk", "feishu", "webhook")
-PERIODS = ("day", "week", "month")
+# -- scheduler, notifications, alerts, reports (dashboard/ops/: scheduler, notify, alerts, reports) --
 Period = Literal["day", "week", "month"]
 _CREDENTIALS = ("username", "password", "secret", "token")
 
@@ -547,9 +554,15 @@ def parse_settings(raw: dict[str, Any], base_dir: Path, origin: str = CONFIG_NAM
         raise ConfigError("\n".join(lines)) from None
 
 
+def env(name: str) -> str | None:
+    """The environment variable ``name``, None when unset or empty. The one read of the environment in
+    the package: the fixed names above, and those a config names (``env:VARIABLE`` references)."""
+    return os.environ.get(name) or None
+
+
 def find_config(path: str | Path | None = None) -> Path:
     if path is None:
-        path = os.environ.get(CONFIG_ENV) or CONFIG_NAME
+        path = env(CONFIG_ENV) or CONFIG_NAME
     p = Path(path)
     if not p.is_file():
         raise ConfigError(

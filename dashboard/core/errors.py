@@ -26,12 +26,6 @@ class SourceError(CockpitError):
     """An input could not be read or does not have the shape its mapping promises."""
 
 
-class ValidationFailed(CockpitError):
-    """A snapshot failed a blocking expectation and went to quarantine."""
-
-    exit_code = 3
-
-
 class QueryError(CockpitError):
     """A named query is unknown, its parameters are wrong, or the engine refused it."""
 

@@ -20,18 +20,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dashboard.core.config import CRASH_ENV, PAUSE_ENV, env
 from dashboard.core.errors import CockpitError
 
 Manifest = dict[str, Any]
-CRASH_ENV = "COCKPIT_CRASH_AT"  # test hook: SIGKILL this process at the named point
-PAUSE_ENV = "COCKPIT_PAUSE_AT"  # test hook: "point:seconds" sleeps there (a signal can arrive mid-refresh)
 
 
 def crash_point(name: str) -> None:
     """Let tests kill -9 (or pause) a refresh at a precise moment; a no-op unless an env var names this point."""
-    if os.environ.get(CRASH_ENV) == name:
+    if env(CRASH_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
-    point, _, seconds = os.environ.get(PAUSE_ENV, "").partition(":")
+    point, _, seconds = (env(PAUSE_ENV) or "").partition(":")
     if point == name:
         print(f"paused at {name}", file=sys.stderr, flush=True)
         time.sleep(float(seconds or 5))

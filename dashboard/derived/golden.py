@@ -20,7 +20,7 @@ from dashboard.core.parse import pinyin
 
 # The tables this module writes, and their columns (also when no build exists yet).
 TABLES: dict[str, dict[str, str]] = {
-    # golden customers and every value each source gave them (dashboard/golden.py)
+    # golden customers and every value each source gave them (this module)
     "customer_golden": {
         "customer_key": "VARCHAR",
         "name": "VARCHAR",

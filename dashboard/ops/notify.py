@@ -13,7 +13,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import smtplib
 import ssl
 import time
@@ -28,11 +27,9 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any
 
-from dashboard.core.config import ChannelConfig, Settings
+from dashboard.core.config import CHANNEL_ENV, SMTP_PASSWORD_ENV, SMTP_USER_ENV, ChannelConfig, Settings, env
 from dashboard.core.errors import ConfigError
 
-SMTP_USER_ENV = "COCKPIT_SMTP_USERNAME"
-SMTP_PASSWORD_ENV = "COCKPIT_SMTP_PASSWORD"
 WECOM_LIMIT = 4000  # bytes: a WeCom markdown message holds at most 4096
 
 
@@ -90,7 +87,7 @@ def _secrets(settings: Settings) -> dict[str, Any]:
 
 def smtp_credentials(settings: Settings) -> tuple[str, str] | None:
     """(username, password) from the environment, else secrets.toml [smtp]; None: send without login."""
-    user, password = os.environ.get(SMTP_USER_ENV), os.environ.get(SMTP_PASSWORD_ENV)
+    user, password = env(SMTP_USER_ENV), env(SMTP_PASSWORD_ENV)
     if not user:
         smtp = _secrets(settings).get("smtp") or {}
         user, password = smtp.get("username"), smtp.get("password")
@@ -100,13 +97,13 @@ def smtp_credentials(settings: Settings) -> tuple[str, str] | None:
 def webhook_target(settings: Settings, channel: ChannelConfig) -> tuple[str, str | None]:
     """(url, signing secret): environment COCKPIT_CHANNEL_<NAME>_URL / _SECRET, else secrets.toml
     [channels.<name>], else the url in cockpit.toml."""
-    env = f"COCKPIT_CHANNEL_{channel.name.upper()}"
+    var = CHANNEL_ENV.format(name=channel.name.upper())
     stored = (_secrets(settings).get("channels") or {}).get(channel.name) or {}
-    url = os.environ.get(f"{env}_URL") or stored.get("url") or channel.url
-    secret = os.environ.get(f"{env}_SECRET") or stored.get("secret")
+    url = env(f"{var}_URL") or stored.get("url") or channel.url
+    secret = env(f"{var}_SECRET") or stored.get("secret")
     if not url:
         raise ConfigError(
-            f"channel '{channel.name}' has no url: set {env}_URL, or url under [channels.{channel.name}] "
+            f"channel '{channel.name}' has no url: set {var}_URL, or url under [channels.{channel.name}] "
             f"in {settings.notifications.secrets_file}"
         )
     return str(url), (str(secret) if secret else None)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import html
 import json
-import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,7 @@ from typing import Any
 
 import polars as pl
 
-from dashboard.core.config import ReportConfig, Settings
+from dashboard.core.config import BROWSER_ENV, ReportConfig, Settings, env
 from dashboard.core.errors import ConfigError
 from dashboard.core.store import Store, now_utc
 from dashboard.derived.analytics import channel_totals
@@ -35,7 +34,6 @@ from dashboard.ops.status import source_status
 from dashboard.query.security import Principal
 from dashboard.query.warehouse import Warehouse
 
-BROWSER_ENV = "COCKPIT_BROWSER"  # the Chrome/Chromium kaleido drives; "none" sends reports without charts
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 HISTORY_FILE = "reports.jsonl"
 NONE = "—"
@@ -171,7 +169,7 @@ def quality_problems(settings: Settings, health: pl.DataFrame, now: datetime) ->
 
 # -- charts ----------------------------------------------------------------------------------------
 def find_browser() -> str | None:
-    configured = os.environ.get(BROWSER_ENV)
+    configured = env(BROWSER_ENV)
     if configured:
         return None if configured == "none" or not Path(configured).is_file() else configured
     return next((p for p in map(shutil.which, BROWSERS) if p), None)

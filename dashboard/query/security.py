@@ -36,10 +36,6 @@ class Principal:
         if self.role == "sales" and not self.owner:
             raise ValueError(f"sales user '{self.username}' needs an owner name (the CRM's owner value)")
 
-    @property
-    def masked(self) -> bool:
-        return self.role not in UNMASKED_ROLES
-
 
 # The internal caller (refresh, derived build, CLI without --user, --no-auth serving): sees everything.
 SYSTEM = Principal("system", "admin")

@@ -8,13 +8,13 @@ no password, token or connection URL reaches a log, a status or an error.
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from dashboard.core.config import env
 from dashboard.core.errors import SourceError
 
 SECRETS_FILE = Path(".streamlit") / "secrets.toml"
@@ -33,7 +33,7 @@ def resolve(ref: str, base_dir: Path, what: str) -> str:
     """The value ``env:NAME`` or ``secret:a.b`` points at; a clear error naming the reference otherwise."""
     scheme, _, name = ref.partition(":")
     if scheme == "env":
-        value = os.environ.get(name)
+        value = env(name)
         if not value:
             raise SourceUnavailable(f"{what}: the environment variable {name} is not set", "auth")
         return value

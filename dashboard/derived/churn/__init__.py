@@ -7,7 +7,7 @@ from __future__ import annotations
 # The tables build.py writes, and their columns (also when no build exists yet); here, not in build.py,
 # so the serving side learns the schema without importing the model's libraries.
 TABLES: dict[str, dict[str, str]] = {
-    # churn warnings (dashboard/churn.py): one row per customer with activity before the as-of date
+    # churn warnings (build.py): one row per customer with activity before the as-of date
     "churn_scores": {
         "rank": "BIGINT",
         "customer_key": "VARCHAR",

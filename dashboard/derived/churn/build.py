@@ -3,7 +3,7 @@
 A customer with activity before the as-of date D has *churned* when they have no order and no
 interaction in the horizon H after it. Three scores compete in every run:
 
-- ``model``: the additive gradient-boosting model (dashboard/churn_model.py) on RFM, trends,
+- ``model``: the additive gradient-boosting model (derived/churn/model.py) on RFM, trends,
   interactions by kind, channel mix, overdue receivables, tenure and BG/NBD's own figures;
 - ``recency``: days since the last activity;
 - ``bgnbd``: BG/NBD's expected activity in the horizon (fewer expected → riskier).
@@ -426,7 +426,6 @@ def build(
 
 
 # -- the command line -------------------------------------------------------------------------------
-LIST_COLUMNS = ("customer_key", "risk", "expected_value_at_risk", "reason_1", "reason_2", "reason_3")
 BACKTEST_COLUMNS = ("method", "auc", "precision_top10", "brier", "chosen", "status")
 
 

@@ -22,7 +22,7 @@ from dashboard.pipeline.review import read_audit
 
 # The tables this module writes, and their columns (also when no build exists yet).
 TABLES: dict[str, dict[str, str]] = {
-    # per-field profile of every retained and quarantined snapshot (dashboard/quality.py, made at publish)
+    # per-field profile of every retained and quarantined snapshot (derived/quality/profile.py, made at publish)
     "field_quality": {
         "source_system": "VARCHAR",
         "snapshot_id": "VARCHAR",
@@ -49,7 +49,7 @@ TABLES: dict[str, dict[str, str]] = {
         "state": "VARCHAR",  # current | previous | quarantined
         "snapshot_at": "TIMESTAMPTZ",
     },
-    # one row per refresh attempt, and per expectation result (dashboard/quality_tables.py)
+    # one row per refresh attempt, and per expectation result (this module)
     "validation_runs": {
         "source_system": "VARCHAR",
         "snapshot_id": "VARCHAR",

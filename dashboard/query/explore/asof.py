@@ -10,7 +10,6 @@ links, golden customers) are the current build's.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 from dashboard.core.config import Settings
 from dashboard.core.duck import drop_relation
@@ -20,13 +19,6 @@ from dashboard.derived.analytics import LEAD_FACTS_SQL
 from dashboard.derived.tables import attach_views
 from dashboard.query.explore.models import ExploreError
 from dashboard.query.warehouse import BASE, Warehouse, attach_role_views
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    source: str
-    snapshot_id: str
-    published_at: str | None  # the current snapshot's publish time; earlier ones have only their id
 
 
 def earlier_snapshots(store: Store, manifest: Manifest) -> dict[str, list[str]]:

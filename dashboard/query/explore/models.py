@@ -650,17 +650,6 @@ def suggest_chart(spec: Spec, rows: pl.DataFrame) -> str:
     return "bar"
 
 
-def filter_text(f: Filter) -> str:
-    """A filter as one line for the export header and the page: ``channel in paid_search, website``."""
-    if f.op in ("is_null", "not_null"):
-        return f"{f.column} {'is empty' if f.op == 'is_null' else 'is not empty'}"
-    if f.op == "between":
-        lo, hi = (_json_value(v) if v is not None else "…" for v in f.values)
-        return f"{f.column} between {lo} and {hi}"
-    joined = ", ".join(str(_json_value(v)) for v in f.values)
-    return f"{f.column} {f.op.replace('_', ' ')} {joined}"
-
-
 def values_query(model_name: str, column: str, limit: int = 200) -> Query:
     """The distinct values of a column (for a filter's choices), as the user sees them."""
     model = model_for(model_name)

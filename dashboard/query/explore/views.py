@@ -1,5 +1,5 @@
 """Saved Explore views, per user: ``<data_dir>/runs/explore_views/<user>.json`` maps a view's name to
-its URL token (dashboard/explore.py ``encode``), so a saved view and a shared link are the same thing."""
+its URL token (query/explore/models.py ``encode``), so a saved view and a shared link are the same thing."""
 
 from __future__ import annotations
 
