@@ -30,6 +30,15 @@ SERVER_START_TIMEOUT = 90  # seconds until the server answers its health check
 PAGE_TIMEOUT_MS = 60_000  # a page's charts and numbers, first load included
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (make test: -n 2 --dist loadgroup) every browser test runs on one worker, so
+    the medium demo is generated and served once, while the other worker takes the rest of the suite."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.xdist_group("browser"))
+
+
 def _unavailable(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{reason}: CI must run the browser tests (make test installs chromium as root)")
