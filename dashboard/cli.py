@@ -258,20 +258,18 @@ def quarantine_list(source: Annotated[str | None, typer.Argument(help="One sourc
 @quarantine_app.command("publish")
 def quarantine_publish(source: str, snapshot: str, reason: Annotated[str, _REASON]) -> None:
     """Publish a quarantined snapshot anyway (needs [quality] allow_quarantine_actions = true)."""
-    from dashboard.pipeline.review import publish_anyway
+    from dashboard.pipeline.review import Who, publish_anyway
 
-    entry = publish_anyway(_settings(), source, snapshot, reason, _who())
-    _audit_cli("quarantine_publish", f"{source}/{snapshot}")
+    entry = publish_anyway(_settings(), source, snapshot, reason, Who(_who(), "operator", "cli"))
     typer.echo(f"✔ {source}: published {snapshot} anyway (recorded: {entry['who']} at {entry['at']})")
 
 
 @quarantine_app.command("discard")
 def quarantine_discard(source: str, snapshot: str, reason: Annotated[str, _REASON]) -> None:
     """Delete a quarantined snapshot; what is served does not change (needs allow_quarantine_actions = true)."""
-    from dashboard.pipeline.review import discard
+    from dashboard.pipeline.review import Who, discard
 
-    entry = discard(_settings(), source, snapshot, reason, _who())
-    _audit_cli("quarantine_discard", f"{source}/{snapshot}")
+    entry = discard(_settings(), source, snapshot, reason, Who(_who(), "operator", "cli"))
     typer.echo(f"✔ {source}: discarded {snapshot} (recorded: {entry['who']} at {entry['at']})")
 
 
@@ -430,7 +428,8 @@ def audit_log(
     limit: Annotated[int, typer.Option(help="At most this many events, newest first.")] = 1000,
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
 ) -> None:
-    """The audit log: sign-ins, page views, refusals, exports, quarantine actions, user changes."""
+    """The audit log: sign-ins, page views, refusals, exports, queries as a user, quarantine decisions (with
+    their reason and outcome, older ones imported from runs/audit.jsonl), user changes."""
     import datetime as dt
 
     from dashboard.core import audit

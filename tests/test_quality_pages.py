@@ -10,11 +10,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.core import audit as audit_log
+from dashboard.core.audit import decisions
 from dashboard.core.config import CONFIG_ENV, Settings
 from dashboard.core.store import Store
 from dashboard.i18n import LANGS, t
 from dashboard.pipeline.refresh import refresh
-from dashboard.pipeline.review import read_audit
 from tests.test_review import allow_actions, quarantine_crm
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
@@ -110,7 +110,7 @@ def test_publish_anyway_from_the_page_needs_a_reason_and_is_recorded(
     at.button(key="dq_publish").click().run()
     assert not at.exception, at.exception
     assert Store(settings.data_path).read_manifest()["sources"]["crm"]["snapshot_id"] == sid
-    [audit] = read_audit(Store(settings.data_path))
+    [audit] = decisions(Store(settings.data_path))
     assert (audit["who"], audit["action"]) == ("anonymous", "publish_anyway")  # served with --no-auth
     events = audit_log.read(settings, action="quarantine_publish")
     assert events.select("user", "target").rows() == [("anonymous", f"crm/{sid}")]

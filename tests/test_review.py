@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from dashboard.core import audit
+from dashboard.core.audit import decisions
 from dashboard.core.config import Settings, load_settings
 from dashboard.core.store import Store
 from dashboard.ops.status import source_status
@@ -19,7 +20,6 @@ from dashboard.pipeline.review import (
     discard,
     list_quarantined,
     publish_anyway,
-    read_audit,
 )
 from dashboard.query.warehouse import Warehouse
 
@@ -63,7 +63,7 @@ def test_publish_anyway_swaps_the_manifest_and_is_recorded(company: Settings) ->
     assert (settings.data_path / "snapshots" / "crm" / sid / "leads.parquet").is_file()
     assert not (settings.data_path / "quarantine" / "crm" / sid).exists()
     assert Warehouse(settings).sql("SELECT count(*) FROM leads WHERE source_system = 'crm'").item() == 25
-    [audit] = read_audit(Store(settings.data_path))
+    [audit] = decisions(Store(settings.data_path))
     assert audit == entry
     assert (audit["who"], audit["action"], audit["reason"], audit["snapshot_id"]) == (
         "alice",
@@ -86,7 +86,7 @@ def test_discard_leaves_the_manifest_and_is_recorded(company: Settings) -> None:
     assert _current(settings) == served
     assert not (settings.data_path / "quarantine" / "crm" / sid).exists()
     assert list_quarantined(settings) == []
-    [audit] = read_audit(Store(settings.data_path))
+    [audit] = decisions(Store(settings.data_path))
     assert (audit["who"], audit["action"], audit["status"]) == ("bob", "discard", "discarded")
     history = Warehouse(settings).run_query("validation_history", {"source": "crm"})
     assert history["status"].to_list() == ["discarded", "published"]  # the attempt stays in the history
@@ -96,7 +96,7 @@ def test_actions_are_off_unless_the_config_allows_them(company: Settings) -> Non
     sid = quarantine_crm(company)
     with pytest.raises(ReviewError, match="allow_quarantine_actions = true"):
         publish_anyway(company, "crm", sid, "why not", "eve")
-    assert _current(company) != sid and read_audit(Store(company.data_path)) == []
+    assert _current(company) != sid and decisions(Store(company.data_path)) == []
 
 
 @pytest.mark.parametrize(
@@ -167,4 +167,4 @@ def test_audit_log_survives_a_damaged_line(tmp_path: Path) -> None:
     store = Store(tmp_path)
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "audit.jsonl").write_text('{"action": "discard"}\nnot json\n{"action": "publish_anyway"}\n')
-    assert [a["action"] for a in read_audit(store)] == ["discard", "publish_anyway"]
+    assert [a["action"] for a in decisions(store)] == ["discard", "publish_anyway"]

@@ -10,11 +10,11 @@ import streamlit as st
 
 from dashboard.components import fmt
 from dashboard.components.data import query, settings, user
+from dashboard.components.signin import client_address
 from dashboard.core import audit
 from dashboard.core.errors import CockpitError
-from dashboard.core.store import Store
 from dashboard.i18n import t
-from dashboard.pipeline.review import Quarantined, discard, list_quarantined, publish_anyway, read_audit
+from dashboard.pipeline.review import Quarantined, Who, discard, list_quarantined, publish_anyway
 
 _DONE_KEY = "_dq_review_done"
 
@@ -97,11 +97,8 @@ def _act(action: str, source: str, snapshot_id: str, lang: str) -> None:
         st.session_state[_DONE_KEY] = ("error", t("dq.review.admin_only", lang))
         return
     try:
-        (publish_anyway if action == "publish" else discard)(settings(), source, snapshot_id, reason, who.username)
-        audit.record(
-            settings(), f"quarantine_{action}", who.username, who.role, None, target=f"{source}/{snapshot_id}",
-            reason=reason,
-        )
+        decider = Who(who.username, who.role, client_address())
+        (publish_anyway if action == "publish" else discard)(settings(), source, snapshot_id, reason, decider)
     except CockpitError as err:
         st.session_state[_DONE_KEY] = ("error", err.message)
         return
@@ -110,7 +107,7 @@ def _act(action: str, source: str, snapshot_id: str, lang: str) -> None:
 
 
 def _audit_log(lang: str) -> None:
-    entries = read_audit(Store(settings().data_path))
+    entries = audit.decisions(settings())
     if entries:
         st.markdown(f"**{t('dq.review.log', lang)}**")
         cols = ["at", "who", "action", "source", "snapshot_id", "reason"]

@@ -1,25 +1,28 @@
 """Quarantine review: a person decides about a rejected snapshot, "publish anyway" or "discard".
 
 Both are off unless ``[quality] allow_quarantine_actions = true``; each needs a reason and is
-appended to ``runs/audit.jsonl`` with who, when and why. Publishing swaps the manifest exactly as a
-refresh does; discarding deletes the quarantined files and leaves the manifest alone. The attempt
-in the run history keeps its validation result and is marked with the decision.
+recorded in the audit log (core/audit.py) with who, when, why and the outcome. Publishing swaps the
+manifest exactly as a refresh does; discarding deletes the quarantined files and leaves the manifest
+alone. The attempt in the run history keeps its validation result and is marked with the decision.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dashboard.core import audit
 from dashboard.core.config import Settings
 from dashboard.core.errors import CockpitError
-from dashboard.core.store import Store, now_utc
+from dashboard.core.store import Busy, Store, now_utc
+from dashboard.pipeline.derive import build_derived
 
-AUDIT_FILE = "audit.jsonl"
 PUBLISHED_ANYWAY = "published_anyway"
 DISCARDED = "discarded"
 
@@ -40,34 +43,6 @@ class Quarantined:
     current_snapshot: str | None
     current_rows: dict[str, int] = field(default_factory=dict)
     has_data: bool = False  # false: it failed before any table was read (nothing to publish)
-
-
-# -- the audit log -------------------------------------------------------------------------------
-def audit_path(store: Store) -> Path:
-    return store.runs / AUDIT_FILE
-
-
-def read_audit(store: Store) -> list[dict[str, Any]]:
-    """Every recorded decision, oldest first; a damaged line is skipped (the rest stay readable)."""
-    path = audit_path(store)
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
-
-
-def _append_audit(store: Store, entry: dict[str, Any]) -> None:
-    path = audit_path(store)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 # -- what is waiting for review ------------------------------------------------------------------------
@@ -109,6 +84,15 @@ def list_quarantined(settings: Settings, source: str | None = None) -> list[Quar
 
 
 # -- the two decisions --------------------------------------------------------------------------------
+Progress = Callable[[str], None]
+
+
+def check_request(settings: Settings, source: str, snapshot_id: str, reason: str) -> None:
+    """Refuse (``ReviewError``, ``ConfigError``) what no decision could carry out: the actions are off, the
+    source is unknown, no reason is given, or the source has no such quarantined snapshot."""
+    _checked(settings, source, snapshot_id, reason)
+
+
 def _checked(settings: Settings, source: str, snapshot_id: str, reason: str) -> tuple[Store, Path]:
     if not settings.quality.allow_quarantine_actions:
         raise ReviewError(
@@ -125,18 +109,28 @@ def _checked(settings: Settings, source: str, snapshot_id: str, reason: str) -> 
     return store, folder
 
 
-def _decided(store: Store, source: str, snapshot_id: str, action: str, reason: str, who: str) -> dict[str, Any]:
-    entry = {
-        "at": now_utc().isoformat(),
-        "who": who,
-        "action": action,
-        "status": PUBLISHED_ANYWAY if action == "publish_anyway" else DISCARDED,
-        "source": source,
-        "snapshot_id": snapshot_id,
-        "reason": reason.strip(),
-        "manifest_version": store.read_manifest().get("version", 0),
-    }
-    _append_audit(store, entry)
+@dataclass(frozen=True)
+class Who:
+    """Who decides: the name recorded with the decision, and the role and client address of the audit event."""
+
+    name: str
+    role: str | None = None
+    client: str | None = None
+
+
+def _decided(store: Store, source: str, snapshot_id: str, action: str, reason: str, who: Who) -> dict[str, Any]:
+    entry = audit.record_decision(
+        store,
+        action,
+        who.name,
+        who.role,
+        who.client,
+        source=source,
+        snapshot_id=snapshot_id,
+        reason=reason.strip(),
+        status=PUBLISHED_ANYWAY if action == "publish_anyway" else DISCARDED,
+        manifest_version=int(store.read_manifest().get("version", 0)),
+    )
     attempt = next((a for a in store.attempts(source) if a.get("snapshot_id") == snapshot_id), None)
     if attempt is not None:  # the history keeps the validation result and shows the decision
         attempt.update(status=entry["status"], review={k: entry[k] for k in ("at", "who", "action", "reason")})
@@ -144,10 +138,39 @@ def _decided(store: Store, source: str, snapshot_id: str, action: str, reason: s
     return entry
 
 
-def publish_anyway(settings: Settings, source: str, snapshot_id: str, reason: str, who: str) -> dict[str, Any]:
-    """Serve a quarantined snapshot as the source's current one, as if it had passed the gate."""
+@contextlib.contextmanager
+def _publish_lock(store: Store, wait: float, say: Progress) -> Iterator[None]:
+    """The refresh's publish lock; when a refresh holds it, wait up to ``wait`` seconds, saying so."""
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(store.lock())
+        except Busy as busy:
+            if wait <= 0:
+                raise
+            say(f"waiting for the publish lock: {busy.message}")
+            held.enter_context(store.lock(wait))
+        yield
+
+
+def publish_anyway(
+    settings: Settings,
+    source: str,
+    snapshot_id: str,
+    reason: str,
+    who: str | Who,
+    *,
+    progress: Progress | None = None,
+    wait: float = 0,
+) -> dict[str, Any]:
+    """Serve a quarantined snapshot as the source's current one, as if it had passed the gate.
+    ``progress`` hears each step (the derived build's too); ``wait``: seconds to wait for a running
+    refresh's publish lock (then ``Busy``)."""
+    say = progress or (lambda _m: None)
+    who = who if isinstance(who, Who) else Who(who)
     store, folder = _checked(settings, source, snapshot_id, reason)
-    with store.lock():
+    with _publish_lock(store, wait, say):
+        if not folder.is_dir():  # decided while this waited for the lock
+            _checked(settings, source, snapshot_id, reason)
         v = _read_validation(folder)
         rows = {e: int(n) for e, n in (v.get("rows") or {}).items()}
         if not rows or not all((folder / f"{e}.parquet").is_file() for e in rows):
@@ -162,6 +185,7 @@ def publish_anyway(settings: Settings, source: str, snapshot_id: str, reason: st
                 f"snapshot '{snapshot_id}' of source '{source}' is older than the current one "
                 f"('{old['snapshot_id']}'): publishing it would roll the source back"
             )
+        say(f"{source}: moving {snapshot_id} out of quarantine")
         dest = store.snapshots / source / snapshot_id
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.rename(folder, dest)  # not served until the manifest names it
@@ -172,12 +196,13 @@ def publish_anyway(settings: Settings, source: str, snapshot_id: str, reason: st
             "previous": ([old["snapshot_id"], *old.get("previous", [])] if old else [])[:20],
         }
         entry = _decided(store, source, snapshot_id, "publish_anyway", reason, who)
-        _swap(settings, store, manifest)
+        _swap(settings, store, manifest, say)
     return entry
 
 
-def discard(settings: Settings, source: str, snapshot_id: str, reason: str, who: str) -> dict[str, Any]:
+def discard(settings: Settings, source: str, snapshot_id: str, reason: str, who: str | Who) -> dict[str, Any]:
     """Delete a quarantined snapshot's files; the manifest and what is served do not change."""
+    who = who if isinstance(who, Who) else Who(who)
     store, folder = _checked(settings, source, snapshot_id, reason)
     with store.lock():
         shutil.rmtree(folder)
@@ -186,10 +211,8 @@ def discard(settings: Settings, source: str, snapshot_id: str, reason: str, who:
     return entry
 
 
-def _swap(settings: Settings, store: Store, manifest: dict[str, Any]) -> None:
+def _swap(settings: Settings, store: Store, manifest: dict[str, Any], say: Progress | None = None) -> None:
     """The derived build (identity, quality, history) follows the decision and is published with it
     in one manifest swap, as after a refresh. The decision is recorded first: the history reads it."""
-    from dashboard.pipeline.derive import build_derived
-
-    store.write_manifest(build_derived(settings, store, manifest))
+    store.write_manifest(build_derived(settings, store, manifest, say))
     store.prune(store.read_manifest(), settings.retention)

@@ -14,11 +14,11 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from dashboard.core import audit
 from dashboard.core.config import Settings
 from dashboard.core.dictionary import Dictionary, for_settings, mask_if
 from dashboard.core.store import Manifest, Store
 from dashboard.derived.quality.profile import SCHEMA, mapping, profile_snapshot, read_profile
-from dashboard.pipeline.review import read_audit
 
 # The tables this module writes, and their columns (also when no build exists yet).
 TABLES: dict[str, dict[str, str]] = {
@@ -182,7 +182,7 @@ def _describe(o: dict[str, Any]) -> str:
 
 def validation_history(store: Store, sources: list[str], dictionary: Dictionary) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(one row per attempt, one row per expectation result or read error), newest first."""
-    reviews = {(a["source"], a["snapshot_id"]): a for a in read_audit(store)}
+    reviews = {(a["source"], a["snapshot_id"]): a for a in audit.decisions(store)}  # the last decision wins
     runs: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
     for source in sources:
