@@ -14,6 +14,7 @@ from dashboard.components.session import language_switch
 from dashboard.components.signin import client_address, current_user, user_box
 from dashboard.core import audit
 from dashboard.i18n import Lang, t
+from dashboard.ops.watchdog import PROGRESS
 from dashboard.query.security import Principal, pages_for
 
 # (file under pages/, icon); the first is the default page.
@@ -86,4 +87,5 @@ def run() -> None:
         page.run()
 
 
-run()
+with PROGRESS.run():  # counted for /healthz and systemd's watchdog (dashboard/server.py)
+    run()

@@ -13,6 +13,7 @@ import streamlit as st
 from dashboard.components import fmt
 from dashboard.components.data import settings, source_statuses
 from dashboard.i18n import t
+from dashboard.ops.watchdog import PROGRESS
 
 PARAM = "kiosk"
 CSS = """<style>
@@ -58,7 +59,12 @@ def style() -> None:
 def live(body: Callable[[], None], kiosk: bool) -> None:
     """Run ``body``; in kiosk mode as a fragment that reruns on the configured interval."""
     if kiosk:
-        st.fragment(body, run_every=settings().analytics.kiosk_refresh_seconds)()
+
+        def tick() -> None:
+            with PROGRESS.run():  # a fragment's rerun is a page run of its own for /healthz
+                body()
+
+        st.fragment(tick, run_every=settings().analytics.kiosk_refresh_seconds)()
     else:
         body()
 

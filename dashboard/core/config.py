@@ -24,6 +24,8 @@ BROWSER_ENV = "COCKPIT_BROWSER"  # the Chrome/Chromium kaleido drives; "none" se
 SMTP_USER_ENV = "COCKPIT_SMTP_USERNAME"
 SMTP_PASSWORD_ENV = "COCKPIT_SMTP_PASSWORD"
 CHANNEL_ENV = "COCKPIT_CHANNEL_{name}"  # + _URL / _SECRET: a notification channel's webhook and signing secret
+NOTIFY_SOCKET_ENV = "NOTIFY_SOCKET"  # systemd's (Type=notify): where `cockpit serve` says it is ready and alive
+WATCHDOG_USEC_ENV = "WATCHDOG_USEC"  # systemd's WatchdogSec=, in microseconds: how often to say so
 CRASH_ENV = "COCKPIT_CRASH_AT"  # test hook: SIGKILL this process at the named point
 PAUSE_ENV = "COCKPIT_PAUSE_AT"  # test hook: "point:seconds" sleeps there (a signal can arrive mid-refresh)
 CONFIG_NAME = "cockpit.toml"
