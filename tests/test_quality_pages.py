@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from dashboard.core.audit import decisions
 from dashboard.core.config import CONFIG_ENV, Settings
 from dashboard.core.store import Store
 from dashboard.i18n import LANGS, t
+from dashboard.ops import jobs
 from dashboard.pipeline.refresh import refresh
 from tests.test_review import allow_actions, quarantine_crm
 
@@ -32,6 +35,29 @@ def open_page(settings: Settings, monkeypatch: pytest.MonkeyPatch, lang: str = "
     at.switch_page(page).run()
     assert not at.exception, at.exception
     return at
+
+
+def wait_for(what: str, condition: Callable[[], bool], timeout: float = 120) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def finished_job(settings: Settings, source: str, snapshot_id: str, timeout: float = 120) -> jobs.Job:
+    """The publish job of a snapshot, once it has an outcome (it runs in a process of its own)."""
+    path = jobs.job_path(settings, source, snapshot_id)
+
+    def done() -> bool:
+        job = jobs.read_job(path)
+        return job is not None and not job.active
+
+    wait_for(f"the publish job of {source}/{snapshot_id} to end", done, timeout)
+    job = jobs.read_job(path)
+    assert job is not None
+    return job
 
 
 def markdown(at: AppTest) -> str:
@@ -109,6 +135,8 @@ def test_publish_anyway_from_the_page_needs_a_reason_and_is_recorded(
     at.text_input(key=f"dq_reason_{sid}").input("checked: the phones are in another column").run()
     at.button(key="dq_publish").click().run()
     assert not at.exception, at.exception
+    finished_job(settings, "crm", sid)  # published in the background
+    at.run()
     assert Store(settings.data_path).read_manifest()["sources"]["crm"]["snapshot_id"] == sid
     [audit] = decisions(Store(settings.data_path))
     assert (audit["who"], audit["action"]) == ("anonymous", "publish_anyway")  # served with --no-auth

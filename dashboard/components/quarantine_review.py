@@ -1,6 +1,8 @@
 """Quarantine review on the data-quality page: each rejected snapshot still on disk, why it failed,
 its row counts against the current snapshot, and (when the config allows it) "publish anyway" and
-"discard", each needing a reason and recorded with who and when.
+"discard", each needing a reason and recorded with who and when. "Publish anyway" is queued as a
+background job (ops/jobs.py): its derived build runs in a process of its own, never in this page's
+callback, and the page shows the job's latest step until its outcome, polling in a fragment.
 """
 
 from __future__ import annotations
@@ -12,11 +14,15 @@ from dashboard.components import fmt
 from dashboard.components.data import query, settings, user
 from dashboard.components.signin import client_address
 from dashboard.core import audit
+from dashboard.core.config import find_config
 from dashboard.core.errors import CockpitError
 from dashboard.i18n import t
-from dashboard.pipeline.review import Quarantined, Who, discard, list_quarantined, publish_anyway
+from dashboard.ops import jobs
+from dashboard.pipeline.review import Quarantined, Who, discard, list_quarantined
 
 _DONE_KEY = "_dq_review_done"
+_MINE_KEY = "_dq_review_jobs"  # the publish jobs this session queued: their outcome is shown here once
+POLL_SECONDS = 2.0
 
 
 def row_counts(q: Quarantined) -> pl.DataFrame:
@@ -36,6 +42,7 @@ def review_section(lang: str) -> None:
     done = st.session_state.pop(_DONE_KEY, None)
     if done:
         {"success": st.success, "warning": st.warning, "error": st.error}[done[0]](done[1])
+    _jobs(lang)
     waiting = list_quarantined(settings())  # not cached: the folder is the truth, and changes with a refresh
     if not waiting:
         st.info(t("dq.review.none", lang))
@@ -87,7 +94,8 @@ def _one(q: Quarantined, lang: str) -> None:
 
 
 def _act(action: str, source: str, snapshot_id: str, lang: str) -> None:
-    """The buttons' callback: runs before the page is drawn again, so the page shows the new state."""
+    """The buttons' callback: runs before the page is drawn again, so the page shows the new state.
+    Publishing is only queued here; discarding (a folder removed) is done at once."""
     reason = str(st.session_state.get(f"dq_reason_{snapshot_id}") or "")
     if not reason.strip():
         st.session_state[_DONE_KEY] = ("warning", t("dq.review.need_reason", lang))
@@ -96,14 +104,59 @@ def _act(action: str, source: str, snapshot_id: str, lang: str) -> None:
     if who.role != "admin":  # the buttons are drawn for admins only; a forged callback is still refused
         st.session_state[_DONE_KEY] = ("error", t("dq.review.admin_only", lang))
         return
+    decider = Who(who.username, who.role, client_address())
     try:
-        decider = Who(who.username, who.role, client_address())
-        (publish_anyway if action == "publish" else discard)(settings(), source, snapshot_id, reason, decider)
+        if action == "publish":
+            job = jobs.queue_publish(settings(), find_config(), source, snapshot_id, reason, decider)
+            mine = st.session_state.get(_MINE_KEY, [])
+            st.session_state[_MINE_KEY] = [*(n for n in mine if n != job.name), job.name]  # a retry: once
+            return  # the job's progress is drawn by _jobs
+        busy = jobs.active_job(settings(), source, snapshot_id)
+        if busy is not None:  # its publish is under way: let it finish (or fail) first
+            raise jobs.JobBusy(busy)
+        discard(settings(), source, snapshot_id, reason, decider)
+    except jobs.JobBusy as err:
+        st.session_state[_DONE_KEY] = ("warning", _job_text("dq.review.job_busy", err.job, lang))
+        return
     except CockpitError as err:
         st.session_state[_DONE_KEY] = ("error", err.message)
         return
-    key = "dq.review.published" if action == "publish" else "dq.review.discarded"
-    st.session_state[_DONE_KEY] = ("success", t(key, lang, source=source, snapshot=snapshot_id))
+    st.session_state[_DONE_KEY] = ("success", t("dq.review.discarded", lang, source=source, snapshot=snapshot_id))
+
+
+def _job_text(key: str, job: jobs.Job, lang: str, **more: str) -> str:
+    when = fmt.local_time(job.queued_at, settings().timezone)
+    return t(key, lang, source=job.source, snapshot=job.snapshot_id, who=job.user, when=when, **more)
+
+
+def _jobs(lang: str) -> None:
+    """The outcome of the jobs this session queued (once), and every publish still queued or running."""
+    found = jobs.list_jobs(settings())
+    mine = st.session_state.get(_MINE_KEY, [])
+    for job in found:
+        if job.name in mine and not job.active:
+            mine.remove(job.name)
+            if job.state == jobs.PUBLISHED:
+                st.success(t("dq.review.published", lang, source=job.source, snapshot=job.snapshot_id))
+            else:
+                st.error(_job_text("dq.review.job_failed", job, lang, error=job.error or "?"))
+    running = tuple(job.name for job in found if job.active)
+    if running:
+        _live(running, lang)
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def _live(names: tuple[str, ...], lang: str) -> None:
+    """Polls the running jobs' status files; when one ends, the whole page is drawn again (new manifest)."""
+    current = {job.name: job for job in jobs.list_jobs(settings())}
+    if any(name not in current or not current[name].active for name in names):
+        st.rerun()
+    for name in names:
+        job = current[name]
+        if job.state == jobs.QUEUED or not job.step:
+            st.info(_job_text("dq.review.job_queued", job, lang))
+        else:
+            st.info(_job_text("dq.review.job_running", job, lang, step=job.step))
 
 
 def _audit_log(lang: str) -> None:

@@ -421,6 +421,12 @@ STRINGS: dict[str, str] = {
     "dq.review.published": "Published {snapshot} of {source} anyway; the decision is in the audit log.",
     "dq.review.discarded": "Discarded {snapshot} of {source}; the decision is in the audit log.",
     "dq.review.log": "Audit log",
+    "dq.review.job_queued": "Publishing {snapshot} of {source} is queued (asked by {who} at {when}); it runs in "
+    "the background and this page shows its progress.",
+    "dq.review.job_running": "Publishing {snapshot} of {source} (asked by {who} at {when}): {step}",
+    "dq.review.job_busy": "Publishing {snapshot} of {source} is already under way (asked by {who} at {when}); "
+    "wait for its outcome.",
+    "dq.review.job_failed": "Publishing {snapshot} of {source} failed: {error}",
     "dq.fresh.source": "Source",
     "dq.fresh.schedule": "Schedule",
     "dq.fresh.published": "Last successful refresh",

@@ -399,6 +399,11 @@ STRINGS: dict[str, str] = {
     "dq.review.published": "已仍然发布 {source} 的快照 {snapshot}；决定已记入审计日志。",
     "dq.review.discarded": "已丢弃 {source} 的快照 {snapshot}；决定已记入审计日志。",
     "dq.review.log": "审计日志",
+    "dq.review.job_queued": "{source} 的快照 {snapshot} 已排队等待发布（{who} 于 {when} 发起）；它在后台运行，"
+    "本页显示进度。",
+    "dq.review.job_running": "正在发布 {source} 的快照 {snapshot}（{who} 于 {when} 发起）：{step}",
+    "dq.review.job_busy": "{source} 的快照 {snapshot} 已在发布中（{who} 于 {when} 发起）；请等待结果。",
+    "dq.review.job_failed": "发布 {source} 的快照 {snapshot} 失败：{error}",
     "dq.fresh.source": "数据源",
     "dq.fresh.schedule": "刷新计划",
     "dq.fresh.published": "最近一次成功刷新",
