@@ -25,6 +25,10 @@ def ensure_frame() -> None:
         st.rerun()
 
 
+def no_data_hint(lang: Lang) -> None:
+    st.info(f"{t('cockpit.no_data', lang)} {t('cockpit.how_to_load', lang)}", icon=":material/upload:")
+
+
 def start_page(page: str, without_data: Literal["stop", "note"] | None = "stop") -> Lang:
     """A page's first lines; returns the reader's language. With nothing published, ``without_data``
     decides: "stop" shows the hint and ends the page there, "note" shows it and goes on, None says nothing
@@ -33,7 +37,7 @@ def start_page(page: str, without_data: Literal["stop", "note"] | None = "stop")
     language = lang()
     st.title(t(f"page.{page}", language))
     if without_data is not None and not data.has_data():
-        st.info(f"{t('cockpit.no_data', language)} {t('cockpit.how_to_load', language)}", icon=":material/upload:")
+        no_data_hint(language)
         if without_data == "stop":
             st.stop()
     return language

@@ -342,6 +342,11 @@ STRINGS: dict[str, str] = {
     "tiles.no_won": "No deals were won in this period.",
     "tiles.unassigned": "Won leads without an owner: {deals} deals, {revenue} (not ranked).",
     "kiosk.as_of": "Data as of",
+    "kiosk.retrying": "Refresh failed at {when}; retrying on its own: {error}",
+    "kiosk.age.now": "just now",
+    "kiosk.age.minutes": "{n} min ago",
+    "kiosk.age.hours": "{n} h ago",
+    "kiosk.age.days": "{n} days ago",
     # freshness and the warning banner
     "fresh.title": "Data freshness",
     "fresh.published": "published {when}",

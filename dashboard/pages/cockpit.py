@@ -9,7 +9,7 @@ from dashboard.components import data, kiosk
 from dashboard.components.channels import channel_chart, channel_table
 from dashboard.components.export_buttons import export_buttons
 from dashboard.components.filterbar import current, filter_bar
-from dashboard.components.frame import start_page
+from dashboard.components.frame import no_data_hint, start_page
 from dashboard.components.freshness import freshness
 from dashboard.components.kpi import channel_totals
 from dashboard.components.leaderboard import leaderboard
@@ -28,8 +28,8 @@ from dashboard.components.tiles import (
 )
 from dashboard.i18n import t
 
-LANG = start_page("cockpit", without_data="note")
 KIOSK = kiosk.active()
+LANG = start_page("cockpit", without_data=None if KIOSK else "note")  # the wall checks on every tick
 if KIOSK:
     kiosk.style()
 MONEY, COUNT = money_format(LANG, compact=KIOSK), count_format(LANG, compact=KIOSK)
@@ -71,9 +71,20 @@ def tiles() -> None:
         export_buttons(summary, "channel_summary", t("cockpit.by_channel", LANG), FILTERS, LANG, ("period",))
 
 
-if data.has_data():
-    FILTERS = current() if KIOSK else filter_bar(LANG, {}, fields=("period",))
-    kiosk.live(tiles, KIOSK)
+def wall() -> None:
+    """The big screen: all of it inside the part that refreshes, so it follows every publish."""
+    if data.has_data():
+        tiles()
+    else:
+        no_data_hint(LANG)
+        freshness(LANG)
 
-if not KIOSK or not data.has_data():
+
+if KIOSK:
+    FILTERS = current()
+    kiosk.live(wall, LANG)
+else:
+    if data.has_data():
+        FILTERS = filter_bar(LANG, {}, fields=("period",))
+        tiles()
     freshness(LANG)
