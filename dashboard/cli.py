@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dashboard.core.config import CONFIG_ENV, Settings, load_settings
+from dashboard.core.config import CONFIG_ENV, Settings, load_settings, serve_environment
 from dashboard.core.errors import CockpitError
 
 if TYPE_CHECKING:
@@ -233,7 +233,7 @@ def _who() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):
-        return os.environ.get("USER") or "unknown"
+        return "unknown"  # getpass found no login name in the environment nor in the password database
 
 
 @quarantine_app.command("list")
@@ -513,15 +513,14 @@ def _sso_configured(settings: Settings) -> bool:
 
 
 def _serve(settings: Settings, port: int, no_auth: bool = False) -> None:
-    app_path = Path(__file__).with_name("app.py")
+    server_path = Path(__file__).with_name("server.py")  # app.py, plus /healthz and systemd's watchdog
     config_path = (settings.base_dir / "cockpit.toml") if _state["config"] is None else Path(_state["config"])
-    os.environ[CONFIG_ENV] = str(config_path.resolve())
     args = [
         sys.executable,
         "-m",
         "streamlit",
         "run",
-        str(app_path),
+        str(server_path),
         "--server.address",
         "127.0.0.1",
         "--server.port",
@@ -534,12 +533,9 @@ def _serve(settings: Settings, port: int, no_auth: bool = False) -> None:
         "viewer",
     ]
     if no_auth:
-        os.environ["COCKPIT_NO_AUTH"] = "1"
         _err("warning: sign-in is off (--no-auth): anyone who opens the address sees all data unmasked")
-    else:
-        os.environ.pop("COCKPIT_NO_AUTH", None)
-    typer.echo(f"serving on http://127.0.0.1:{port}  (Ctrl+C to stop)")
-    os.execv(sys.executable, args)
+    typer.echo(f"serving on http://127.0.0.1:{port}  (Ctrl+C to stop; health: /healthz)")
+    os.execve(sys.executable, args, serve_environment(config_path, no_auth))
 
 
 churn_app = typer.Typer(help="Churn warnings: who is likely to stop buying, the revenue at risk, and why.")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "dashboard"
-UI = {"app.py", "pages", "components"}  # the only places allowed to import streamlit
+UI = {"app.py", "server.py", "pages", "components"}  # the only places allowed to import streamlit
 SQL = re.compile(r"\b(SELECT|FROM|WHERE|JOIN|GROUP BY|ORDER BY|INSERT|UPDATE|DELETE|CREATE)\s")
 
 
@@ -134,3 +134,17 @@ def test_the_top_of_the_package_holds_few_modules() -> None:
     top = sorted(p.name for p in DASHBOARD.glob("*.py"))
     assert len(top) <= 6, top
 
+
+
+def test_only_config_reads_the_environment() -> None:
+    """Every environment variable the cockpit reads is named in core/config.py and read there (env())."""
+    readers = []
+    for path in sorted(DASHBOARD.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb")) or (
+                isinstance(node, ast.ImportFrom)
+                and node.module == "os"
+                and {a.name for a in node.names} & {"environ", "getenv", "environb"}
+            ):
+                readers.append(str(path.relative_to(DASHBOARD)))
+    assert sorted(set(readers)) == ["core/config.py"]

@@ -562,6 +562,16 @@ def env(name: str) -> str | None:
     return os.environ.get(name) or None
 
 
+def serve_environment(config_path: Path, no_auth: bool) -> dict[str, str]:
+    """The environment `cockpit serve` hands its server: this one, with the config file named and
+    sign-in off only when asked."""
+    environment = {k: v for k, v in os.environ.items() if k != NO_AUTH_ENV}
+    environment[CONFIG_ENV] = str(config_path.resolve())
+    if no_auth:
+        environment[NO_AUTH_ENV] = "1"
+    return environment
+
+
 def find_config(path: str | Path | None = None) -> Path:
     if path is None:
         path = env(CONFIG_ENV) or CONFIG_NAME

@@ -84,7 +84,7 @@ def _wait_until_healthy(url: str, server: subprocess.Popen[bytes], log: Path) ->
         if server.poll() is not None:
             pytest.fail(f"streamlit exited with {server.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
         try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
@@ -93,14 +93,15 @@ def _wait_until_healthy(url: str, server: subprocess.Popen[bytes], log: Path) ->
 
 
 def _served(demo: Settings, folder: Path, no_auth: bool) -> Iterator[str]:
-    """``streamlit run dashboard/app.py`` on a free local port; stopped when the fixture ends."""
+    """``streamlit run dashboard/server.py`` (what `cockpit serve` runs) on a free local port; stopped when
+    the fixture ends."""
     port = _free_port()
     log = folder / "streamlit.log"
     env = {k: v for k, v in os.environ.items() if k != "COCKPIT_NO_AUTH"}
     env[CONFIG_ENV] = str(demo.base_dir / "cockpit.toml")
     if no_auth:
         env["COCKPIT_NO_AUTH"] = "1"
-    command = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port)]
+    command = [sys.executable, "-m", "streamlit", "run", "dashboard/server.py", "--server.port", str(port)]
     command += ["--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
     with open(log, "wb") as out:
         server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
