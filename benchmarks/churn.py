@@ -1,8 +1,16 @@
 """Churn on a refreshed company: the whole churn step of a refresh (features at three cutoffs, BG/NBD,
 the backtest of model vs recency vs BG/NBD, the refit, scoring, reasons) timed, with the backtest
-figures. Reads the company's snapshots and writes nothing.
+figures and why the served method serves. Reads the company's snapshots and writes nothing.
 
     .venv/bin/python benchmarks/churn.py --config /tmp/large/cockpit.toml
+
+A demo company to run it on (medium ≈ 60k customers, ~20 s to generate and refresh; small ≈ 2.5k;
+large ≈ 1.3M):
+
+    mkdir -p /tmp/churn_medium && cp cockpit.toml /tmp/churn_medium/
+    .venv/bin/cockpit --config /tmp/churn_medium/cockpit.toml demo --size medium --no-serve
+    /usr/bin/time -f "wall %e user %U sys %S maxrss %MkB" \
+        .venv/bin/python benchmarks/churn.py --config /tmp/churn_medium/cockpit.toml
 """
 
 from __future__ import annotations
@@ -48,11 +56,24 @@ def main() -> None:
             f"(peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB, {os.cpu_count()} cores, "
             f"load {os.getloadavg()[0]:.1f})"
         )
-        print(f"serving: {result.method} ({result.status}); as of {result.as_of}, horizon {result.horizon_days} days")
-        with pl.Config(tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+        print(
+            f"serving: {result.method} ({result.status}, {result.reason}); as of {result.as_of}, "
+            f"horizon {result.horizon_days} days, trained on {result.train_horizon_days}-day windows"
+        )
+        shape = {"tbl_hide_dataframe_shape": True, "tbl_hide_column_data_types": True, "tbl_cols": -1}
+        with pl.Config(tbl_width_chars=200, **shape):
             print(
                 result.card.select(
-                    "method", "auc", "precision_top10", "brier", "chosen", "backtest_customers", "backtest_churn_rate"
+                    "method",
+                    "auc",
+                    "precision_top10",
+                    "brier",
+                    "chosen",
+                    "backtest_customers",
+                    "backtest_churn_rate",
+                    "backtest_windows",
+                    "backtest_windows_needed",
+                    "train_horizon_days",
                 )
             )
         print(result.scores.group_by("risk_band").agg(pl.len().alias("customers")).sort("risk_band"))

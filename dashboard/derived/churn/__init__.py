@@ -48,5 +48,10 @@ TABLES: dict[str, dict[str, str]] = {
         "calibration_predicted": "DOUBLE[]",  # the backtest's customers in ten equal bins of predicted risk
         "calibration_observed": "DOUBLE[]",
         "calibration_customers": "BIGINT[]",
+        # why the chosen method serves, the same on every row: a code the UI translates (build.SERVE_REASONS)
+        "serve_reason": "VARCHAR",
+        "backtest_windows": "BIGINT",  # customer windows this method's backtest fit was trained on
+        "backtest_windows_needed": "BIGINT",  # below this the model's backtest is thin and it may not serve
+        "train_horizon_days": "BIGINT",  # the horizon this method was trained on (the model's may be shorter)
     },
 }

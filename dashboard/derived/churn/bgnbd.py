@@ -15,6 +15,10 @@ from scipy.special import digamma, expit, gammaln, hyp2f1
 
 F64 = NDArray[np.float64]
 UNIT_DAYS = 7.0  # the fit works in weeks: parameters near 1, a well-conditioned problem
+# Customers fitted on: every one up to this many; a random sample of this size above it. Four numbers
+# from 300k customers land within ~2 % of the fit on all 1.27M (simulated from CDNOW's parameters:
+# 0.6 s against 2.5 s per fit), while a 50k sample moved a and b by 5-10 %.
+MAX_CUSTOMERS = 300_000
 
 
 @dataclass(frozen=True)
@@ -37,9 +41,13 @@ class BGNBD:
     def p_none(self, t_days: float, x: F64, t_x: F64, big_t: F64) -> F64:
         """P(no activity in the next ``t_days``): dead, or alive and silent (Gamma posterior of λ)."""
         alive = self.p_alive(x, t_x, big_t)
-        tt, t = big_t / UNIT_DAYS, t_days / UNIT_DAYS
-        silent = np.exp((self.r + x) * (np.log(self.alpha + tt) - np.log(self.alpha + tt + t)))
+        silent = 1.0 - self.p_active_if_alive(t_days, x, big_t)
         return np.asarray(1.0 - alive + alive * silent, dtype=np.float64)
+
+    def p_active_if_alive(self, t_days: float, x: F64, big_t: F64) -> F64:
+        """P(some activity in the next ``t_days`` | still alive): 1 − E[e^(−λt)] under λ's Gamma posterior."""
+        tt, t = big_t / UNIT_DAYS, t_days / UNIT_DAYS
+        return np.asarray(-np.expm1((self.r + x) * (np.log(self.alpha + tt) - np.log(self.alpha + tt + t))))
 
     def expected(self, t_days: float, x: F64, t_x: F64, big_t: F64) -> F64:
         """E[active days in the next ``t_days`` | x, t_x, T] (the paper's eq. 10)."""
@@ -78,9 +86,9 @@ def _neg_ll(log_params: F64, x: F64, tx: F64, tt: F64, w: F64) -> tuple[float, F
     return float(-(w * (a1 + a2 + total)).sum() / n), -grad / n
 
 
-def fit(x: F64, t_x: F64, big_t: F64, max_customers: int = 50_000, seed: int = 0) -> BGNBD:
-    """Maximum likelihood on (x, t_x, T) per customer (times rounded to days; a random sample of
-    ``max_customers`` estimates four numbers as well as all); identical customers are fitted once, weighted."""
+def fit(x: F64, t_x: F64, big_t: F64, max_customers: int = MAX_CUSTOMERS, seed: int = 0) -> BGNBD:
+    """Maximum likelihood on (x, t_x, T) per customer, on every customer up to ``max_customers`` (a random
+    sample of that many above it); times are rounded to days, and identical customers are fitted once, weighted."""
     if x.size == 0:
         raise ValueError("BG/NBD needs at least one customer")
     if x.size > max_customers:

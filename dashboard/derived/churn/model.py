@@ -152,17 +152,20 @@ def fit_model(x: F64, y: NDArray[np.bool_], seed: int = 0) -> AdditiveModel:
 @dataclass
 class ScoreCalibrator:
     """A one-number score (log-odds, days since last activity, ...) turned into a probability:
-    isotonic regression with enough customers, a logistic curve (Platt) with few."""
+    isotonic regression with enough customers, a logistic curve (Platt) with few. Never decreasing in
+    the score (a Platt curve that would fall is replaced by isotonic), so it keeps the score's order."""
 
     iso: IsotonicRegression | None = None
     platt: LogisticRegression | None = None
 
     @classmethod
     def fit(cls, score: F64, y: NDArray[np.bool_]) -> ScoreCalibrator:
-        if len(y) >= 2000 or len(np.unique(y)) < 2:
-            iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0, increasing=True)
-            return cls(iso=iso.fit(score, y.astype(np.float64)))
-        return cls(platt=LogisticRegression().fit(score[:, None], y))
+        if len(y) < 2000 and len(np.unique(y)) == 2:
+            platt = LogisticRegression().fit(score[:, None], y)
+            if platt.coef_[0, 0] > 0:
+                return cls(platt=platt)
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0, increasing=True)
+        return cls(iso=iso.fit(score, y.astype(np.float64)))
 
     @classmethod
     def identity(cls) -> ScoreCalibrator:
