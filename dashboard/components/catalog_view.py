@@ -43,9 +43,9 @@ def _columns(lang: str) -> dict[str, Any]:
 
 def systems_section(inv: Inventory, lang: str) -> None:
     tz = settings().timezone
-    shown = inv.systems.with_columns(
-        pl.col("last_refresh").map_elements(lambda v: fmt.local_time(v, tz), return_dtype=pl.String)
-    )
+    # one row per source: the times are formatted as a plain list, outside Polars
+    local = [None if v is None else fmt.local_time(v, tz) for v in inv.systems["last_refresh"].to_list()]
+    shown = inv.systems.with_columns(pl.Series("last_refresh", local, dtype=pl.String))
     st.dataframe(shown, hide_index=True, width="stretch", column_config=_columns(lang))
 
 

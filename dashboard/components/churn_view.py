@@ -24,8 +24,9 @@ PROFILE_PAGE = "customer_360"  # its ?customer=<customer_key> opens one customer
 LIST_LIMIT = 2000  # rows shown and exported; the ranking is by expected revenue at risk
 
 
-def profile_link(customer_key: str) -> str:
-    return f"{PROFILE_PAGE}?customer={customer_key}"
+def profile_links(column: str) -> pl.Expr:
+    """Each customer's Customer 360 link, ``customer_360?customer=<key>``."""
+    return pl.concat_str(pl.lit(f"{PROFILE_PAGE}?customer="), pl.col(column))
 
 
 def _label(kind: str, value: str, lang: str) -> str:
@@ -75,7 +76,7 @@ def band_tiles(bands: pl.DataFrame, lang: str) -> None:
 
 def warning_list(frame: pl.DataFrame, lang: str) -> None:
     shown = frame.with_columns(
-        pl.col("customer_key").map_elements(profile_link, return_dtype=pl.String).alias("profile"),
+        profile_links("customer_key").alias("profile"),
         pl.col("risk_band").replace_strict({b: t(f"churn.band.{b}", lang) for b in BANDS}, default=None),
         pl.col("segment").replace_strict({s: t(f"churn.segment.{s}", lang) for s in SEGMENTS}, default=None),
     ).select("rank", "profile", *[c for c in frame.columns if c not in ("rank", "customer_key")])

@@ -11,7 +11,7 @@ import streamlit as st
 from dashboard.components import charts, fmt
 from dashboard.components.export_buttons import export_buttons
 from dashboard.components.filterbar import Filters
-from dashboard.components.funnel import stage_label
+from dashboard.components.funnel import stage_labels
 from dashboard.components.tables import Kind, table
 from dashboard.i18n import t
 
@@ -50,9 +50,7 @@ def drilldown(campaigns: pl.DataFrame, leads: pl.DataFrame, total_leads: int, fi
         table(campaigns.drop("channel"), kinds, lang)
         export_buttons(campaigns, "campaigns", t("drill.campaigns_title", lang), filters, lang)
     st.markdown(f"**{t('drill.leads', lang, shown=fmt.count(leads.height), total=fmt.count(total_leads))}**")
-    shown = campaign_names(leads, lang).with_columns(
-        pl.col("furthest_stage").map_elements(lambda s: stage_label(s, lang), return_dtype=pl.String)
-    )
+    shown = campaign_names(leads, lang).with_columns(stage_labels("furthest_stage", lang))
     table(shown.drop("channel"), {"created_at": "datetime", "won_amount": "money"}, lang, height=420)
     st.caption(t("drill.masked", lang))
     export_buttons(shown, "leads", t("drill.leads_title", lang), filters, lang)

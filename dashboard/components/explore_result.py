@@ -17,7 +17,7 @@ import streamlit as st
 from dashboard.components import charts, data, fmt
 from dashboard.components.explore_builder import _K, dim_label, filter_label, label, measure_label
 from dashboard.components.export_buttons import audited, export_header
-from dashboard.components.tables import FORMATTERS
+from dashboard.components.tables import FORMATTERS, pandas_frame
 from dashboard.i18n import t
 from dashboard.ops import export
 from dashboard.query.explore import models as explore
@@ -118,7 +118,7 @@ def _styled(frame: pl.DataFrame, spec: Spec, lang: str) -> Any:
             kind = model.measures[measure].fmt
             formats[column] = _FORMAT["number" if column.endswith("_change") and kind == "count" else kind]
     headings = {c: _heading(c, spec, lang) for c in shown.columns}
-    pandas = shown.to_pandas().rename(columns=headings)
+    pandas = pandas_frame(shown).rename(columns=headings)
     return pandas.style.format({headings[c]: f for c, f in formats.items()}, na_rep=fmt.NONE)
 
 
@@ -158,7 +158,7 @@ def figure(result: Result, chart: str, lang: str) -> go.Figure:
     first = spec.measures[0]
     x = next((d.key for d in spec.dims if d.grain), keys[0])
     other = next((k for k in keys if k != x), None)
-    frame = rows.to_pandas()
+    frame = pandas_frame(rows)
     if chart == "pie":
         fig = px.pie(frame, names=keys[0], values=first, labels=labels)
     elif chart == "heatmap" and other is not None:

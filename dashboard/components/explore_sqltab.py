@@ -39,7 +39,7 @@ def sql_tab(lang: str) -> None:
         if last.truncated:
             st.warning(t("explore.sql.truncated", lang, rows=f"{MAX_ROWS:,}"))
         st.caption(t("explore.sql.rows", lang, rows=f"{last.frame.height:,}"))
-        st.dataframe(last.frame.to_pandas(), hide_index=True, width="stretch", placeholder=fmt.NONE)
+        st.dataframe(last.frame, hide_index=True, width="stretch", placeholder=fmt.NONE)
 
 
 def _clicked() -> None:

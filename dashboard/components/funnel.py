@@ -12,6 +12,7 @@ from dashboard.components import charts, fmt
 from dashboard.components.export_buttons import export_buttons
 from dashboard.components.filterbar import Filters
 from dashboard.components.tables import Kind, table
+from dashboard.core.entities import STAGES
 from dashboard.derived.analytics import FUNNEL
 from dashboard.i18n import t
 
@@ -20,6 +21,13 @@ OVERALL = "(all)"
 
 def stage_label(stage: str, lang: str) -> str:
     return t(f"stage.{stage}", lang)
+
+
+def stage_labels(column: str, lang: str) -> pl.Expr:
+    """``column``'s stage codes as their labels in ``lang``, in one vectorised step (the labels are looked
+    up first, in Python; a code with no label stays as it is)."""
+    labels = {s: stage_label(s, lang) for s in STAGES}
+    return pl.col(column).replace_strict(labels, default=pl.col(column), return_dtype=pl.String)
 
 
 def funnel_figure(rows: pl.DataFrame, title: str, lang: str) -> go.Figure:
@@ -65,7 +73,7 @@ def funnel_section(funnel: pl.DataFrame, filters: Filters, lang: str) -> None:
         charts.show(funnel_figure(rows, title, lang), key="funnel_chart")
     with steps:
         shown = rows.select(
-            pl.col("stage").map_elements(lambda s: stage_label(s, lang), return_dtype=pl.String),
+            stage_labels("stage", lang),
             "leads_reached",
             "step_conversion",
             "overall_conversion",

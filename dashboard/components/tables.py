@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any, Literal
 
+import pandas as pd
 import polars as pl
 import streamlit as st
 from pandas.io.formats.style import Styler
@@ -51,9 +52,16 @@ def header(column: str, lang: str) -> str:
     return CATALOG[lang].get(f"col.{column}", column)
 
 
+def pandas_frame(frame: pl.DataFrame) -> pd.DataFrame:
+    """``frame`` in pandas (for a Styler), as Polars' ``to_pandas()`` makes it, but converted by pyarrow,
+    which waits for its own threads with the GIL released; Polars' conversion may wait on Polars' pool
+    while holding it (README, Development: no Python callbacks in Polars or DuckDB)."""
+    return frame.to_arrow().to_pandas(date_as_object=False)
+
+
 def styled(frame: pl.DataFrame, kinds: Mapping[str, Kind], lang: str) -> Styler:
     """The frame with translated headings and formatted cells (columns not in kinds are text)."""
-    shown = frame.to_pandas().rename(columns={c: header(c, lang) for c in frame.columns})
+    shown = pandas_frame(frame).rename(columns={c: header(c, lang) for c in frame.columns})
     formats = {header(c, lang): FORMATTERS[kinds.get(c, "text")] for c in frame.columns}
     return shown.style.format(formats, na_rep=fmt.NONE)
 
