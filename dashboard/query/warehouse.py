@@ -146,40 +146,147 @@ def as_text(frame: pl.DataFrame) -> pl.DataFrame:
 
 BASE = "base"  # the unrestricted relations; users read them only through their role's schema
 
+Stamp = tuple[int, int, int] | None  # the manifest file's (inode, mtime in ns, size); None when absent
+
+
+class _Build:
+    """One manifest's views on a connection of their own, and how many queries are running on it.
+
+    Its views are never changed once it is swapped in: a newer build replaces it whole, and it is
+    closed when it has been replaced and its last query has finished."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, manifest: Manifest, stamp: Stamp) -> None:
+        self.con = con
+        self.manifest = manifest
+        self.stamp = stamp
+        self.readers = 0  # these two change only under Warehouse._lock
+        self.retired = False
+
 
 class Warehouse:
-    """A read-only view of the current manifest; rebuilds its views when the manifest changes.
+    """A read-only view of the current manifest; builds its views again when the manifest changes.
 
     Every query runs on its own cursor whose search path is the asking user's role schema (see
-    attach_role_views), with the user's owner name bound as a variable for the sales row filter."""
+    attach_role_views), with the user's owner name bound as a variable for the sales row filter.
+
+    Safe to share between threads (every session of the server uses one). A new manifest is built once,
+    by one thread, on a new connection while the others keep reading the old one; it is then swapped in
+    under the lock, so a query sees one manifest's views, never a mix, and nothing runs two calls on
+    one connection at once (DuckDB refuses that: "connection is busy with another call"). The old
+    connection is closed when its last query finishes."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = Store(settings.data_path)
-        self._con = duckdb.connect(":memory:")
-        self._lock = threading.Lock()
-        self._version: tuple[int, float] | None = None
-        self.manifest: Manifest = {}
+        self._lock = threading.Lock()  # guards _current and every build's readers/retired; held briefly
+        self._building = threading.Lock()  # one build at a time
+        self._current: _Build | None = None
+        self._closed = False
 
     @property
     def version(self) -> int:
-        self._sync()
-        return int(self.manifest.get("version", 0))
+        """The version of the manifest being served (caught up with the one on disk)."""
+        return int(self._build_for_disk().manifest.get("version", 0))
 
-    def _sync(self) -> None:
+    @property
+    def manifest(self) -> Manifest:
+        """The manifest being served (caught up with the one on disk); read it, never change it."""
+        return self._build_for_disk().manifest
+
+    @property
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        """The connection of the build being served, for a test that registers a function on it; queries
+        never run on it directly (each takes a cursor of its own)."""
+        return self._build_for_disk().con
+
+    # -- catching up with a publish --------------------------------------------------------------
+    def _stamp(self) -> Stamp:
+        """What tells a new manifest from the one served without reading it: the swap writes a new file."""
         try:
-            mtime = self.store.manifest_path.stat().st_mtime
+            st = self.store.manifest_path.stat()
         except FileNotFoundError:
-            mtime = 0.0
-        first = self._version is None
-        manifest = self.store.read_manifest() if first or mtime != self._version[1] else None  # type: ignore[index]
-        if manifest is not None and (first or manifest.get("version") != self._version[0]):  # type: ignore[index]
-            attach_views(self._con, self.store, manifest, IN_MEMORY, ENUM_COLUMNS, schema=BASE)
-            attach_role_views(self._con, BASE)
-            self.manifest = manifest
-        if manifest is not None:
-            self._version = (int(manifest.get("version", 0)), mtime)
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
 
+    def _read_manifest(self) -> Manifest:
+        return self.store.read_manifest()
+
+    def _build(self, manifest: Manifest) -> duckdb.DuckDBPyConnection:
+        """A new connection holding ``manifest``'s views and in-memory tables, and every role's schema."""
+        con = duckdb.connect(":memory:")
+        try:
+            attach_views(con, self.store, manifest, IN_MEMORY, ENUM_COLUMNS, schema=BASE)
+            attach_role_views(con, BASE)
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _build_for_disk(self) -> _Build:
+        """The build serving the manifest on disk, made first when the manifest changed. While another
+        thread makes it, the previous build is served rather than waited for (there is none at first)."""
+        current, stamp = self._current, self._stamp()
+        if current is not None and current.stamp == stamp:
+            return current
+        if current is None:
+            self._building.acquire()
+        elif not self._building.acquire(blocking=False):
+            return current  # another thread is building the new one
+        try:
+            current = self._current
+            if self._closed:
+                raise QueryError("the warehouse has been closed")
+            if current is not None and current.stamp == stamp:
+                return current  # another thread caught up while this one waited
+            manifest = self._read_manifest()
+            if current is not None and manifest.get("version") == current.manifest.get("version"):
+                current.stamp = stamp  # the same manifest written again: nothing to build
+                return current
+            try:
+                fresh = _Build(self._build(manifest), manifest, stamp)
+            except duckdb.Error as e:
+                version, first = manifest.get("version", 0), str(e).splitlines()[0]
+                raise QueryError(f"the views of manifest version {version} could not be built: {first}") from e
+            self._swap(fresh)
+            return fresh
+        finally:
+            self._building.release()
+
+    def _swap(self, fresh: _Build | None) -> None:
+        """Make ``fresh`` the build new queries use; the old one closes when its last query ends."""
+        with self._lock:
+            old, self._current = self._current, fresh
+            self._closed = fresh is None
+            if old is None:
+                return
+            old.retired = True
+            if old.readers:
+                return
+        old.con.close()
+
+    def _checkout(self) -> tuple[_Build, duckdb.DuckDBPyConnection]:
+        """A cursor on the newest build, counted as a reader of it until _checkin."""
+        self._build_for_disk()
+        with self._lock:
+            build = self._current  # the newest: a build swapped in since is newer than the one caught up to
+            if build is None:
+                raise QueryError("the warehouse has been closed")
+            build.readers += 1
+            try:
+                return build, build.con.cursor()
+            except BaseException:
+                build.readers -= 1
+                raise
+
+    def _checkin(self, build: _Build, cur: duckdb.DuckDBPyConnection) -> None:
+        cur.close()
+        with self._lock:
+            build.readers -= 1
+            idle = build.retired and build.readers == 0
+        if idle:
+            build.con.close()
+
+    # -- queries ---------------------------------------------------------------------------------
     def sql(
         self,
         sql: str,
@@ -189,11 +296,9 @@ class Warehouse:
     ) -> pl.DataFrame:
         """Run SQL as ``user`` sees the data (None: the system — derived builds, internal callers, tests);
         with ``timeout`` seconds, a timer interrupts this query's cursor only."""
-        # The lock covers catching up with a new build and opening the cursor; the query itself runs on
-        # its own cursor outside it, so one user's long query does not hold up everyone else's pages.
-        with self._lock:
-            self._sync()
-            cur = self._con.cursor()
+        # Only taking the cursor is serialised; the query runs on it outside the lock, so one user's long
+        # query does not hold up everyone else's pages.
+        build, cur = self._checkout()
         timer = threading.Timer(timeout, cur.interrupt) if timeout else None
         try:
             cur.execute(f"SET search_path = '{BASE if user is None else role_schema(user.role)}'")
@@ -214,7 +319,8 @@ class Warehouse:
         finally:
             if timer:
                 timer.cancel()
-            cur.close()
+                timer.join()  # an interrupt already under way ends before its cursor is closed
+            self._checkin(build, cur)
 
     def run_query(self, name: str, params: dict[str, Any] | None = None, user: Principal | None = None) -> pl.DataFrame:
         """A named query as ``user`` sees it (None: the system, unrestricted)."""
@@ -222,4 +328,6 @@ class Warehouse:
         return self.sql(query.sql, bind_params(query, params), user)
 
     def close(self) -> None:
-        self._con.close()
+        """Stop serving: later calls fail with QueryError; queries still running finish first."""
+        with self._building:  # not while a build is being swapped in
+            self._swap(None)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 
+import duckdb
+
 from dashboard.core.config import Settings
 from dashboard.core.duck import drop_relation
 from dashboard.core.entities import ENTITIES
@@ -18,7 +20,9 @@ from dashboard.core.store import Manifest, Store
 from dashboard.derived.analytics import LEAD_FACTS_SQL
 from dashboard.derived.tables import attach_views
 from dashboard.query.explore.models import ExploreError
-from dashboard.query.warehouse import BASE, Warehouse, attach_role_views
+from dashboard.query.warehouse import BASE, Stamp, Warehouse, attach_role_views
+
+FROZEN: Stamp = (0, 0, 0)  # never changes, so the first build is the only one
 
 
 def earlier_snapshots(store: Store, manifest: Manifest) -> dict[str, list[str]]:
@@ -50,23 +54,31 @@ def as_of_manifest(store: Store, manifest: Manifest, source: str, snapshot_id: s
 
 
 class AsOfWarehouse(Warehouse):
-    """A warehouse frozen at one source's earlier snapshot; ``sql(..., user=...)`` works as usual."""
+    """A warehouse frozen at one source's earlier snapshot; ``sql(..., user=...)`` works as usual.
+
+    Built once, on first use, through the Warehouse's own build-and-swap (so as safe to share between
+    threads); a later publish does not move it."""
 
     def __init__(self, settings: Settings, source: str, snapshot_id: str) -> None:
         super().__init__(settings)
         self.source, self.snapshot_id = source, snapshot_id
 
-    def _sync(self) -> None:
-        if self._version is not None:
-            return  # frozen: built once
-        manifest = as_of_manifest(self.store, self.store.read_manifest(), self.source, self.snapshot_id)
-        attach_views(self._con, self.store, manifest, in_memory=frozenset(), schema=BASE)
-        self._con.execute(f"USE {BASE}")
+    def _stamp(self) -> Stamp:
+        return FROZEN
+
+    def _read_manifest(self) -> Manifest:
+        return as_of_manifest(self.store, self.store.read_manifest(), self.source, self.snapshot_id)
+
+    def _build(self, manifest: Manifest) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(":memory:")
         try:
-            drop_relation(self._con, "lead_facts", BASE)
-            self._con.execute(f"CREATE TABLE lead_facts AS {LEAD_FACTS_SQL}")
-        finally:
-            self._con.execute("USE main")
-        attach_role_views(self._con, BASE)
-        self.manifest = manifest
-        self._version = (int(manifest.get("version", 0)), 0.0)
+            attach_views(con, self.store, manifest, in_memory=frozenset(), schema=BASE)
+            con.execute(f"USE {BASE}")
+            drop_relation(con, "lead_facts", BASE)
+            con.execute(f"CREATE TABLE lead_facts AS {LEAD_FACTS_SQL}")
+            con.execute("USE main")
+            attach_role_views(con, BASE)
+        except BaseException:
+            con.close()
+            raise
+        return con
