@@ -575,6 +575,7 @@ def churn_backtest(
 ) -> None:
     """The model against the recency and BG/NBD baselines on the backtest; the one that serves is chosen."""
     from dashboard.derived.churn import build as churn_mod
+    from dashboard.derived.churn.card import why_serving
     from dashboard.query.warehouse import Warehouse
 
     settings = _settings()
@@ -583,9 +584,9 @@ def churn_backtest(
     else:
         card = churn_mod.score_current(settings, churn_mod.parse_as_of(as_of), horizon_days, _err).card
     _print_frame(card.select(churn_mod.BACKTEST_COLUMNS), fmt)
-    notes = card["notes"][0] if card.height else None
-    if notes and fmt is Format.table:
-        typer.echo(notes)
+    why = why_serving(card, settings.language)
+    if why and fmt is Format.table:
+        typer.echo(why)
 
 
 def main() -> None:

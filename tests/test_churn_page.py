@@ -17,6 +17,7 @@ from dashboard.cli import app
 from dashboard.core.config import Settings, load_settings
 from dashboard.core.store import Store
 from dashboard.derived.tables import attach_views
+from dashboard.i18n import t
 from dashboard.pipeline.refresh import refresh
 from tests.test_churn import synthetic_shop
 from tests.test_pages import metrics, open_app
@@ -144,3 +145,34 @@ def test_cli_prints_the_scores_and_the_backtest(shop: Settings) -> None:
         timeout=120,
     )
     assert bad.returncode == 2 and "--as-of must be a date" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_backtest_says_which_method_serves_and_on_what_evidence(shop: Settings) -> None:
+    from dashboard.derived.churn.card import why_serving
+    from dashboard.query.warehouse import Warehouse
+
+    card = Warehouse(shop).run_query("churn_model_card")
+    model = card.row(by_predicate=pl.col("method") == "model", named=True)
+    chosen = card.row(by_predicate=pl.col("chosen"), named=True)
+    assert chosen["serve_reason"] == "best_auc"
+    windows, auc = f"{model['backtest_windows']:,}", f"{chosen['auc']:.3f}"
+    english = why_serving(card, "en")
+    assert english.startswith(f"{t('churn.method.' + chosen['method'], 'en')} serves: the best AUC on the backtest")
+    assert auc in english and f"trained on {windows} customer windows" in english
+    chinese = why_serving(card, "zh")
+    assert chinese.startswith(f"由{t('churn.method.' + chosen['method'], 'zh')}评分：回测 AUC 最高")
+    assert auc in chinese and f"训练用了 {windows} 个客户窗口" in chinese
+    out = CliRunner().invoke(app, ["-c", str(shop.base_dir / "cockpit.toml"), "churn", "backtest"])
+    assert out.exit_code == 0, out.output
+    assert why_serving(card, shop.language) in out.stdout
+    assert "backtest_windows" in out.stdout
+
+
+def test_the_page_says_on_what_evidence_the_method_serves(shop: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dashboard.derived.churn.card import why_serving
+    from dashboard.query.warehouse import Warehouse
+
+    card = Warehouse(shop).run_query("churn_model_card")
+    for lang in ("en", "zh"):
+        at = _churn_page(shop, monkeypatch, lang)
+        assert why_serving(card, lang) in [str(m.value) for m in at.markdown]  # type: ignore[attr-defined]

@@ -15,6 +15,7 @@ import streamlit as st
 from dashboard.components import charts, fmt
 from dashboard.components.tables import header
 from dashboard.components.tiles import detail, show
+from dashboard.derived.churn.card import why_serving
 from dashboard.i18n import t
 
 BANDS = ("high", "medium", "low")
@@ -127,6 +128,7 @@ def model_card(card: pl.DataFrame, bands: pl.DataFrame, lang: str, tz: str) -> N
             st.warning(t("churn.card.baseline_used", lang, method=t(f"churn.method.{method}", lang)))
         else:
             st.success(t("churn.card.model_kept", lang))
+        st.markdown(why_serving(card, lang))  # on what evidence: windows, AUCs, the training horizon
         st.caption(
             t("churn.card.backtest", lang, train=str(chosen["train_cutoff"]), test=str(chosen["backtest_cutoff"]))
         )

@@ -37,6 +37,17 @@ STRINGS: dict[str, str] = {
     "churn.method.model": "Churn model",
     "churn.method.recency": "Recency baseline",
     "churn.method.bgnbd": "BG/NBD baseline",
+    "churn.why.best_auc": "{method} serves: the best AUC on the backtest ({auc}; the model {model}, recency "
+    "{recency}).",
+    "churn.why.windows": "The model's backtest trained on {windows} customer windows ({needed} needed to trust it).",
+    "churn.why.thin_backtest_robust": "{method} serves: the backtest had only {windows} customer windows for the "
+    "model ({needed} needed to trust it), so the baseline that ranks without labels serves (AUC {auc}; recency "
+    "{recency}).",
+    "churn.why.recency_floor": "{method} serves: no other method beat days since the last activity on the "
+    "backtest (AUC {recency}).",
+    "churn.why.no_backtest": "{method} serves unchecked: the history is too short for a backtest.",
+    "churn.why.no_activity": "Nothing to score: no customer has activity yet.",
+    "churn.why.shorter": "The model was trained on {train}-day windows and scaled to the {horizon}-day horizon.",
     "churn.card.title": "Model card",
     "churn.card.summary": "Scores by **{method}**, as of {as_of} (data before that day), horizon {horizon} days; "
     "trained {trained}.",

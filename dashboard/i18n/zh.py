@@ -35,6 +35,14 @@ STRINGS: dict[str, str] = {
     "churn.method.model": "流失模型",
     "churn.method.recency": "最近活跃基线",
     "churn.method.bgnbd": "BG/NBD 基线",
+    "churn.why.best_auc": "由{method}评分：回测 AUC 最高（{auc}；流失模型 {model}，最近活跃基线 {recency}）。",
+    "churn.why.windows": "模型回测训练用了 {windows} 个客户窗口（可信至少需要 {needed} 个）。",
+    "churn.why.thin_backtest_robust": "由{method}评分：回测只有 {windows} 个客户窗口可供模型训练"
+    "（可信至少需要 {needed} 个），因此改用无需标签即可排序的基线（AUC {auc}；最近活跃基线 {recency}）。",
+    "churn.why.recency_floor": "由{method}评分：回测中没有方法优于“距上次活动天数”（AUC {recency}）。",
+    "churn.why.no_backtest": "由{method}评分，未经检验：历史数据太短，无法回测。",
+    "churn.why.no_activity": "无可评分客户：尚无任何客户活动。",
+    "churn.why.shorter": "模型用 {train} 天的窗口训练，再换算到 {horizon} 天的预测期。",
     "churn.card.title": "模型说明卡",
     "churn.card.summary": "评分方法：**{method}**，评分日 {as_of}（只用该日之前的数据），预测期 {horizon} 天；"
     "训练于 {trained}。",

@@ -608,7 +608,17 @@ def build(
 
 
 # -- the command line -------------------------------------------------------------------------------
-BACKTEST_COLUMNS = ("method", "auc", "precision_top10", "brier", "chosen", "status")
+BACKTEST_COLUMNS = (
+    "method",
+    "auc",
+    "precision_top10",
+    "brier",
+    "chosen",
+    "status",
+    "backtest_windows",
+    "backtest_windows_needed",
+    "train_horizon_days",
+)
 
 
 def parse_as_of(text: str | None) -> date | None:
