@@ -85,6 +85,8 @@ def refresh(
             typer.echo(f"✘ {r.source}: quarantined {r.snapshot_id}; the previous snapshot stays current")
             for reason in r.reasons:
                 typer.echo(f"    - {reason}")
+            for line in r.way_forward:  # the one-off publish and the cockpit.toml setting, with the numbers
+                typer.echo(f"    {line}")
         for w in r.warnings if not quiet else []:
             typer.echo(f"    ! warning: {w}")
     if settings.alerts:  # evaluated after every refresh, scheduled or not; never changes the exit code
@@ -120,6 +122,9 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
             typer.echo(f"    last attempt {a['snapshot_id']}: {a['status']}{why} at {a['finished_at']}")
             for reason in a.get("reasons") or []:
                 typer.echo(f"      - {reason}")
+            if a.get("status") == "quarantined":  # still waiting: both ways forward, with the numbers
+                for line in a.get("way_forward") or []:
+                    typer.echo(f"      {line}")
 
 
 @app.command()
@@ -253,6 +258,8 @@ def quarantine_list(source: Annotated[str | None, typer.Argument(help="One sourc
             typer.echo(f"    {entity}: {q.rows.get(entity, '—')} rows (current {q.current_rows.get(entity, '—')})")
         for reason in q.reasons:
             typer.echo(f"    - {reason}")
+        for line in q.way_forward:
+            typer.echo(f"    {line}")
 
 
 @quarantine_app.command("publish")

@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -129,6 +130,66 @@ class TableConfig(_Strict):
                     )
         return self
 
+Share = Annotated[float, Field(ge=0, le=1)]
+
+
+class SourceQualityConfig(_Strict):
+    """A source's own gate thresholds (``[sources.quality]``): the common checks without writing GX JSON.
+    Column keys are a column name (every entity of the source that has it) or ``"entity.column"``."""
+
+    min_rows: int | dict[str, int] | None = None  # fewer rows than this (per entity, or { entity = n }) blocks
+    max_null_share: dict[str, Share] = Field(default_factory=dict)  # column → largest share of empty values
+    max_invalid_share: dict[str, Share] = Field(default_factory=dict)  # column → of filled values failing its checks
+    not_before: date | None = None  # dates before this day are out of range
+    not_after: date | None = None  # dates after this day are out of range
+    future_days: int = Field(365, ge=0)  # dates more than this many days after the refresh are out of range
+    max_out_of_range_share: Share = 0.1  # out-of-range dates above this share of a column block; up to it: a warning
+
+    @field_validator("max_null_share", "max_invalid_share", mode="before")
+    @classmethod
+    def _flatten(cls, v: Any) -> Any:
+        """TOML reads { leads.created_at = 0.06 } as a table in a table: back to "leads.created_at"."""
+        if not isinstance(v, dict):
+            return v
+        out: dict[str, Any] = {}
+        for k, inner in v.items():
+            if isinstance(inner, dict):
+                out.update({f"{k}.{col}": share for col, share in inner.items()})
+            else:
+                out[k] = inner
+        return out
+
+    @field_validator("min_rows")
+    @classmethod
+    def _min_rows(cls, v: int | dict[str, int] | None) -> int | dict[str, int] | None:
+        for n in [v] if isinstance(v, int) else (v or {}).values():
+            if n < 0:
+                raise ValueError(f"must be 0 or more (got {n})")
+        return v
+
+    @model_validator(mode="after")
+    def _range(self) -> SourceQualityConfig:
+        if self.not_before and self.not_after and self.not_before >= self.not_after:
+            raise ValueError(f"not_before ({self.not_before}) must be earlier than not_after ({self.not_after})")
+        return self
+
+    def check_columns(self, entities: list[str]) -> None:
+        """Every column and entity the thresholds name belongs to one of ``entities`` (the source's)."""
+        has = f"(it has: {', '.join(entities)})"
+        if isinstance(self.min_rows, dict):
+            for e in self.min_rows:
+                if e not in entities:
+                    raise ValueError(f"quality.min_rows.{e}: the source has no {e} table {has}")
+        for key in ("max_null_share", "max_invalid_share"):
+            for name in getattr(self, key):
+                entity, _, column = name.rpartition(".")
+                scope = [entity] if entity else entities
+                if entity and entity not in entities:
+                    raise ValueError(f"quality.{key}.{name}: the source has no {entity} table {has}")
+                if not any(column in ENTITIES[e].column_names for e in scope):
+                    known = "; ".join(f"{e}: {', '.join(ENTITIES[e].column_names)}" for e in scope)
+                    raise ValueError(f"quality.{key}.{name}: '{column}' is not a column of {known}")
+
 
 class SourceConfig(_Strict):
     name: str
@@ -138,6 +199,7 @@ class SourceConfig(_Strict):
     schedule: str | None = None  # cron expression
     priority: int = 100  # lower wins when sources disagree (identity survivorship)
     tables: list[TableConfig] = Field(default_factory=list)
+    quality: SourceQualityConfig = Field(default_factory=lambda: SourceQualityConfig.model_validate({}))
     # postgres / mysql / http: credentials are references (env:VARIABLE, secret:key), never values
     connection: str | None = None  # postgres/mysql: where the connection URL is
     timeout_seconds: float = Field(60.0, gt=0)  # connect, each statement, each HTTP request
@@ -187,6 +249,7 @@ class SourceConfig(_Strict):
             raise ValueError('connection: required key is missing (connection = "env:VARIABLE" or "secret:key")')
         if self.token_url and not (self.client_id and self.client_secret):
             raise ValueError("token_url needs client_id and client_secret (env:... or secret:...)")
+        self.quality.check_columns(list(dict.fromkeys(t.entity for t in self.tables)))
         return self
 
     @field_validator("name")

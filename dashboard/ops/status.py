@@ -84,6 +84,6 @@ def _one(settings: Settings, store: Store, manifest: dict[str, Any], src: Source
     attempts = store.attempts(src.name, limit=1)
     if attempts:
         a = attempts[0]
-        keys = ("snapshot_id", "status", "finished_at", "reasons", "warnings", "rejected_rows", "error")
+        keys = ("snapshot_id", "status", "finished_at", "reasons", "warnings", "rejected_rows", "error", "way_forward")
         st.last_attempt = {k: a.get(k) for k in keys}  # error: connection | timeout | auth | ... on a failed extract
     return st

@@ -13,8 +13,10 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -23,10 +25,11 @@ from dashboard.core.dictionary import for_settings
 from dashboard.core.errors import ConfigError, SourceError
 from dashboard.core.store import Store, crash_point, new_id, now_utc, write_json
 from dashboard.derived.quality.profile import SnapshotProfile
+from dashboard.pipeline.guidance import way_forward
 from dashboard.pipeline.standardize import REJECT_COL, RowIssue, Standardized, standardize
 from dashboard.pipeline.validate import Outcome, validate
 from dashboard.sources import read_table, settle
-from dashboard.sources.columns import FILE_COL, ROW_COL
+from dashboard.sources.columns import FILE_COL, ROW_COL, DuplicateHeader, collect_duplicates
 from dashboard.sources.incremental import EXTRACT_DIR, ExtractContext
 
 Progress = Callable[[str], None]
@@ -54,6 +57,7 @@ class SourceResult:
     samples: dict[str, list[str]] = field(default_factory=dict)
     steps: dict[str, dict[str, float]] = field(default_factory=dict)
     failed_step: str | None = None  # "extract": the input could not be read (worth a retry; a quarantine is not)
+    way_forward: list[str] = field(default_factory=list)  # a quarantine: the one-off publish and the setting
 
     @property
     def published(self) -> bool:
@@ -164,7 +168,8 @@ def refresh_source(
     result = SourceResult(src.name, sid, "quarantined")
     try:
         ctx = _extract_context(settings, store, src, stage_dir)
-        entities = _extract_and_standardize(settings, src, sid, clock, ctx)
+        with collect_duplicates() as headers:
+            entities = _extract_and_standardize(settings, src, sid, clock, ctx, headers)
     except SourceError as e:
         result.reasons, result.failed_step = [e.message], "extract"
         attempt["error"] = getattr(e, "kind", "source")  # connection | timeout | auth | rate_limited | source
@@ -172,12 +177,15 @@ def refresh_source(
 
     say(f"    {src.name}: validating {', '.join(entities)}")
     outcomes: list[Outcome] = []
+    now = datetime.now(ZoneInfo(settings.timezone)).replace(tzinfo=None)  # dates are naive local times
     for entity, std in entities.items():
-        outcomes += validate(std.frame, entity, src.name)
+        outcomes += validate(std.frame, entity, src.name, src.quality, now)
     clock.lap("validate")
     failed = [o for o in outcomes if o.blocking and not o.success]
     result.reasons = [o.describe() for o in failed]
-    result.warnings = [o.describe() for o in outcomes if not o.blocking and not o.success]
+    result.warnings = [h.describe() for h in headers]
+    result.warnings += [o.describe() for o in outcomes if not o.blocking and not o.success]
+    result.way_forward = way_forward(settings, src, sid, failed)
     result.samples = {o.describe(): o.samples for o in failed}
     issues = [i for std in entities.values() for i in std.issues]
     profile = SnapshotProfile(src, sid, for_settings(settings))  # quality metrics: once per snapshot, here
@@ -208,13 +216,21 @@ def _extract_context(settings: Settings, store: Store, src: SourceConfig, stage_
 
 
 def _extract_and_standardize(
-    settings: Settings, src: SourceConfig, sid: str, clock: _Clock, ctx: ExtractContext
+    settings: Settings,
+    src: SourceConfig,
+    sid: str,
+    clock: _Clock,
+    ctx: ExtractContext,
+    headers: list[DuplicateHeader],
 ) -> dict[str, Standardized]:
+    """``headers``: where the readers report repeated headers (``collect_duplicates``)."""
     out: dict[str, Standardized] = {}
     for i, table in enumerate(src.tables):
+        seen = len(headers)
         raw, missing = read_table(src, table, settings.base_dir, ctx.at(i))
         clock.lap("extract")
         std = standardize(raw, table, src, settings, sid, missing)
+        std.issues += [_header_issue(h, table.entity, raw) for h in headers[seen:]]
         clock.lap("standardize")
         if table.entity in out:  # several inputs feeding one entity: one table in the snapshot
             prev = out[table.entity]
@@ -225,6 +241,23 @@ def _extract_and_standardize(
         else:
             out[table.entity] = std
     return out
+
+
+def _header_issue(h: DuplicateHeader, entity: str, raw: pl.DataFrame) -> RowIssue:
+    """A repeated header as a row-level report: the file, both positions, and what each column is read as."""
+    rows = int((raw.get_column(FILE_COL) == h.file).sum()) if FILE_COL in raw.columns else raw.height
+    where = f"{h.where} {', '.join(str(p) for p in h.positions)}" + (f" of {h.record}" if h.record else "")
+    return RowIssue(
+        entity,
+        h.header,
+        f"{'key' if h.where == 'keys' else 'header'} '{h.header}' repeated in {h.file} ({where})",
+        "kept as " + ", ".join(f"'{n}'" for n in h.names),
+        rows,
+        [
+            {"file": h.file, "row": None, "value": f"{h.where.removesuffix('s')} {p}: read as '{n}'"}
+            for p, n in zip(h.positions, h.names, strict=True)
+        ],
+    )
 
 
 def _finish(
@@ -246,6 +279,7 @@ def _finish(
         rejected_rows=result.rejected_rows,
         expectations=[o.__dict__ for o in outcomes],
         issues=[i.to_dict() for i in issues],
+        way_forward=result.way_forward,
     )
     write_json(stage_dir / "validation.json", attempt)
     crash_point("staged")

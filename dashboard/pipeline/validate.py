@@ -1,22 +1,36 @@
 """The gate: Great Expectations suites (expectations/<entity>.json, overridden per source) run on
 each standardized entity. GX is imported lazily: it costs seconds, and only refresh needs it.
+
+A source's ``[sources.quality]`` in cockpit.toml sets the common thresholds without GX JSON: the
+share of empty values per column (the not-null checks' ``mostly``), the share of filled values that
+may fail a column's other checks, the minimum rows, and the allowed dates: every date column is
+checked against ``not_before``, ``not_after`` and a horizon (``future_days`` after the refresh), a
+warning up to ``max_out_of_range_share`` of its dates and blocking above it.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from dashboard.core.config import SourceQualityConfig
+from dashboard.core.entities import ENTITIES
 from dashboard.core.errors import ConfigError
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
 BLOCKING = "critical"
 _NULLS = {"nan", "NaT", "None", "<NA>"}
+NOT_NULL = "expect_column_values_to_not_be_null"
+ROW_COUNT = "expect_table_row_count_to_be_between"
+BETWEEN = "expect_column_values_to_be_between"
+NO_HORIZON = ("due_date",)  # planned dates: they lie ahead by nature
 
 
 @dataclass
@@ -34,6 +48,11 @@ class Outcome:
     samples: list[str] = field(default_factory=list)
     observed: str | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None  # what a cockpit check (the date range) looked for, in words
+
+    @property
+    def entity(self) -> str:
+        return self.suite.rsplit(".", 1)[-1]
 
     def describe(self) -> str:
         where = f" on column '{self.column}'" if self.column else ""
@@ -41,11 +60,17 @@ class Outcome:
             pct = f" ({self.unexpected_percent:.1f}%)" if self.unexpected_percent is not None else ""
             detail = f"{self.unexpected_count} rows failed{pct}"
             if "mostly" in self.kwargs:
-                detail += f", at most {100 - 100 * float(self.kwargs['mostly']):.0f}% allowed"
+                detail += f", at most {percent(1 - float(self.kwargs['mostly']))}% allowed"
         else:
             detail = f"observed {self.observed}"
+        note = f" ({self.note})" if self.note else ""
         samples = f"; e.g. {', '.join(self.samples[:3])}" if self.samples else ""
-        return f"'{self.suite}' {self.expectation}{where}: {detail}{samples}"
+        return f"'{self.suite}' {self.expectation}{where}: {detail}{note}{samples}"
+
+
+def percent(share: float) -> str:
+    """0.02 → '2', 0.005 → '0.5'."""
+    return f"{100 * share:.1f}".removesuffix(".0")
 
 
 def suite_path(entity: str, source: str | None = None) -> Path:
@@ -97,10 +122,135 @@ def _batch_definition() -> Any:
     return asset.add_batch_definition_whole_dataframe("whole")
 
 
-def validate(frame: pl.DataFrame, entity: str, source: str) -> list[Outcome]:
+def share_for(shares: dict[str, float], entity: str, column: str) -> float | None:
+    """A column's share from ``max_null_share`` / ``max_invalid_share``: "entity.column" before "column"."""
+    return shares.get(f"{entity}.{column}", shares.get(column))
+
+
+def min_rows_for(quality: SourceQualityConfig, entity: str) -> int | None:
+    if isinstance(quality.min_rows, dict):
+        return quality.min_rows.get(entity)
+    return quality.min_rows
+
+
+def apply_thresholds(suite: dict[str, Any], entity: str, quality: SourceQualityConfig) -> dict[str, Any]:
+    """The suite with a source's cockpit.toml thresholds: they set the ``mostly`` (and minimum rows) of the
+    checks the suite has, and add a blocking not-null or row-count check where it has none."""
+    suite = copy.deepcopy(suite)
+    expectations: list[dict[str, Any]] = suite["expectations"]
+    seen_null: set[str] = set()
+    seen_rows = False
+    min_rows = min_rows_for(quality, entity)
+    for exp in expectations:
+        kwargs = exp.setdefault("kwargs", {})
+        column = kwargs.get("column")
+        if exp["type"] == ROW_COUNT:
+            seen_rows = True
+            if min_rows is not None:
+                kwargs["min_value"] = min_rows
+        elif column and exp["type"] == NOT_NULL:
+            seen_null.add(column)
+            share = share_for(quality.max_null_share, entity, column)
+            if share is not None:
+                kwargs["mostly"] = round(1 - share, 10)
+        elif column:
+            share = share_for(quality.max_invalid_share, entity, column)
+            if share is not None:
+                kwargs["mostly"] = round(1 - share, 10)
+    if min_rows is not None and not seen_rows:
+        expectations.append({"type": ROW_COUNT, "kwargs": {"min_value": min_rows}, "meta": {}, "severity": BLOCKING})
+    for column in ENTITIES[entity].column_names:
+        share = share_for(quality.max_null_share, entity, column)
+        if share is not None and column not in seen_null:
+            kwargs = {"column": column, "mostly": round(1 - share, 10)}
+            expectations.append({"type": NOT_NULL, "kwargs": kwargs, "meta": {}, "severity": BLOCKING})
+    return suite
+
+
+def _day(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d") if value.time() == time() else value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def date_checks(
+    frame: pl.DataFrame, entity: str, suite: str, quality: SourceQualityConfig, now: datetime
+) -> list[Outcome]:
+    """Every date column against the allowed range: before ``not_before``, after ``not_after``, or more than
+    ``future_days`` after ``now`` (naive local time, as the dates are). A warning when some are out of range,
+    blocking when more than ``max_out_of_range_share`` of the column's dates are."""
+    lo = datetime.combine(quality.not_before, time()) if quality.not_before else None
+    after = datetime.combine(quality.not_after + timedelta(days=1), time()) if quality.not_after else None
+    horizon = now.replace(microsecond=0) + timedelta(days=quality.future_days)
+    checks: dict[str, tuple[pl.Expr, datetime | None, list[str]]] = {}
+    for col in ENTITIES[entity].columns:
+        if col.type != "datetime" or col.name not in frame.columns:
+            continue
+        value = pl.col(col.name)
+        conditions: list[pl.Expr] = []
+        words: list[str] = []
+        highest: list[datetime] = []
+        if lo is not None:
+            conditions.append(value < lo)
+            words.append(f"before {quality.not_before}")
+        if after is not None:
+            conditions.append(value >= after)
+            words.append(f"after {quality.not_after}")
+            highest.append(after - timedelta(microseconds=1))
+        if col.name not in NO_HORIZON:
+            conditions.append(value > horizon)
+            words.append(f"more than {quality.future_days} days ahead, i.e. after {horizon:%Y-%m-%d %H:%M}")
+            highest.append(horizon)
+        if conditions:
+            bad = pl.any_horizontal(conditions).fill_null(False)
+            checks[col.name] = (bad, min(highest) if highest else None, words)
+    if not checks or frame.is_empty():
+        return []
+    counts = frame.select(
+        *(bad.sum().alias(f"bad:{c}") for c, (bad, _, _) in checks.items()),
+        *(pl.col(c).count().alias(f"n:{c}") for c in checks),
+    ).row(0, named=True)
+    mostly = round(1 - quality.max_out_of_range_share, 10)
+    out = []
+    for column, (bad, hi, words) in checks.items():
+        n_bad, filled = int(counts[f"bad:{column}"] or 0), int(counts[f"n:{column}"] or 0)
+        share = n_bad / filled if filled else 0.0
+        found = []
+        if n_bad:  # a few of the values out of range, as samples
+            found = frame.select(pl.col(column).filter(bad).unique(maintain_order=True).head(5)).to_series().to_list()
+        out.append(
+            Outcome(
+                suite=suite,
+                expectation=BETWEEN,
+                column=column,
+                blocking=not n_bad or share > quality.max_out_of_range_share,
+                success=not n_bad,
+                element_count=frame.height,
+                unexpected_count=n_bad,
+                unexpected_percent=100 * share,
+                samples=[_day(v) for v in found if v is not None],
+                kwargs={
+                    "min_value": lo.isoformat() if lo else None,
+                    "max_value": hi.isoformat() if hi else None,
+                    "mostly": mostly,
+                },
+                note="dates " + (f"{', '.join(words[:-1])} or {words[-1]}" if len(words) > 1 else words[0]),
+            )
+        )
+    return out
+
+
+def validate(
+    frame: pl.DataFrame,
+    entity: str,
+    source: str,
+    quality: SourceQualityConfig | None = None,
+    now: datetime | None = None,
+) -> list[Outcome]:
+    """The entity's suite, with the source's thresholds (defaults when none are given), then the date
+    range. ``now``: the refresh's time, naive local like the dates (default: this machine's clock)."""
     from great_expectations.core import ExpectationSuite
 
-    suite_dict = load_suite_dict(entity, source)
+    quality = quality or SourceQualityConfig.model_validate({})
+    suite_dict = apply_thresholds(load_suite_dict(entity, source), entity, quality)
     try:
         suite = ExpectationSuite(**suite_dict)
     except Exception as e:  # GX's own schema errors: name the suite file
@@ -131,4 +281,4 @@ def validate(frame: pl.DataFrame, entity: str, source: str) -> list[Outcome]:
                 kwargs={k: v for k, v in cfg.kwargs.items() if k not in ("column", "batch_id")},
             )
         )
-    return outcomes
+    return outcomes + date_checks(frame, entity, suite_dict["name"], quality, now or datetime.now())

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv as _csv
 import io
+import re
 from pathlib import Path
 
 import polars as pl
 
 from dashboard.core.config import TableConfig
 from dashboard.core.errors import SourceError
+from dashboard.sources.columns import unique_headers
 
 DELIMITERS = ",;\t|"
 
@@ -41,6 +43,17 @@ def detect_delimiter(sample: str) -> str:
         return max(DELIMITERS, key=header.count)
 
 
+def _header(sample: str, delimiter: str, read_as: list[str]) -> list[str]:
+    """The header line as written: Polars renames a repeated header (``phone_duplicated_0``)."""
+    try:
+        header = next(_csv.reader(io.StringIO(sample), delimiter=delimiter), [])
+    except _csv.Error:
+        header = []
+    if len(header) == len(read_as):
+        return header
+    return [re.sub(r"_duplicated_\d+$", "", c) for c in read_as]
+
+
 def read(path: Path, table: TableConfig) -> pl.DataFrame:
     data = path.read_bytes()
     if not data.strip():
@@ -69,7 +82,7 @@ def read(path: Path, table: TableConfig) -> pl.DataFrame:
         infer_schema=False,
         truncate_ragged_lines=True,
     )
-    df = df.rename({c: c.strip() for c in df.columns})
+    df.columns = unique_headers(path.name, _header(sample, delimiter, df.columns))
     if df.width <= 1 and df.height and delimiter not in sample:
         # one column and no delimiter anywhere: most likely not a table at all
         first = sample.splitlines()[0][:60] if sample else ""
