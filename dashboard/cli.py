@@ -165,8 +165,10 @@ def query(
 def _print_frame(df: pl.DataFrame, fmt: Format) -> None:
     import polars as pl
 
-    if fmt is Format.csv:
-        typer.echo(df.write_csv(), nl=False)
+    from dashboard.ops.export import csv_text
+
+    if fmt is Format.csv:  # formula-safe, nested values as JSON text
+        typer.echo(csv_text(df), nl=False)
     elif fmt is Format.json:
         typer.echo(json.dumps(df.to_dicts(), ensure_ascii=False, default=str, indent=2))
     else:

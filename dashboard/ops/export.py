@@ -2,13 +2,19 @@
 
 Both formats carry the active filters as header rows above the table, and every text cell a
 spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
-return) gets a leading apostrophe. Numbers, dates and empty cells are written as what they are.
+return) gets a leading apostrophe. Numbers, dates and empty cells are written as what they are;
+nested values (lists, structs) as JSON text.
+
+``neutralize`` is the one rule, and every path that writes data for a spreadsheet or another system
+goes through this module: page downloads (``to_csv``, ``to_excel``), ``cockpit query/sql --format
+csv`` and the e-mailed report attachments (``csv_text``), webhook payloads (``neutralize_payload``).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import re
 from collections.abc import Sequence
@@ -32,6 +38,44 @@ def neutralize(value: Any) -> Any:
     return value
 
 
+def neutralize_payload(value: Any) -> Any:
+    """``value`` (JSON-like: dicts, lists, text, numbers) with every text in it neutralized, keys too."""
+    if isinstance(value, dict):
+        return {neutralize(k): neutralize_payload(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [neutralize_payload(v) for v in value]
+    return neutralize(value)
+
+
+def nested_text(value: Any) -> str:
+    """A list or struct cell as JSON text (dates and other values as their text)."""
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def safe_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` as a spreadsheet may open it: nested columns as JSON text, and every text cell and
+    column name that would start a formula neutralized (``neutralize``'s rule, column by column)."""
+    nested = [
+        pl.Series(name, [None if v is None else nested_text(v) for v in frame[name].to_list()], pl.String)
+        for name, dtype in frame.schema.items()
+        if dtype.is_nested()
+    ]
+    out = frame.with_columns(nested) if nested else frame
+    texts = [n for n, d in out.schema.items() if isinstance(d, pl.String | pl.Categorical | pl.Enum)]
+    starts = [pl.any_horizontal(pl.col(n).cast(pl.String).str.starts_with(c) for c in FORMULA_START) for n in texts]
+    out = out.with_columns(
+        pl.when(start).then(pl.lit("'") + pl.col(n).cast(pl.String)).otherwise(pl.col(n).cast(pl.String)).alias(n)
+        for n, start in zip(texts, starts, strict=True)
+    )
+    return out.rename({c: neutralize(c) for c in out.columns if neutralize(c) != c})
+
+
+def csv_text(frame: pl.DataFrame) -> str:
+    """Plain CSV (UTF-8, no BOM, LF lines) of ``safe_frame(frame)``: what ``cockpit query --format csv``
+    prints and the reports attach."""
+    return safe_frame(frame).write_csv()
+
+
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and not math.isfinite(value))
 
@@ -47,6 +91,8 @@ def _csv_cell(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, list | dict):
+        return str(neutralize(nested_text(value)))
     return str(neutralize(str(value)))
 
 
@@ -109,5 +155,7 @@ def _write(ws: Worksheet, row: int, col: int, value: Any, formats: dict[str, Any
         ws.write_datetime(row, col, value.replace(tzinfo=None), formats["datetime"])
     elif isinstance(value, date):
         ws.write_datetime(row, col, datetime.combine(value, time()), formats["date"])
+    elif isinstance(value, list | dict):
+        ws.write_string(row, col, neutralize(nested_text(value)))
     else:
         ws.write_string(row, col, neutralize(str(value)))

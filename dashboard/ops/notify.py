@@ -29,6 +29,7 @@ from typing import Any
 
 from dashboard.core.config import CHANNEL_ENV, SMTP_PASSWORD_ENV, SMTP_USER_ENV, ChannelConfig, Settings, env
 from dashboard.core.errors import ConfigError
+from dashboard.ops.export import neutralize_payload
 
 WECOM_LIMIT = 4000  # bytes: a WeCom markdown message holds at most 4096
 
@@ -139,7 +140,8 @@ def webhook_request(kind: str, url: str, secret: str | None, msg: Message, now: 
             digest = hmac.new(f"{stamp}\n{secret}".encode(), b"", hashlib.sha256).digest()
             body = {"timestamp": stamp, "sign": base64.b64encode(digest).decode(), **body}
         return url, body
-    return url, {"title": msg.title, "text": msg.text, "severity": msg.severity, **msg.data}
+    # the generic JSON POST feeds other systems (a sheet, a ticket): no text in it starts a formula
+    return url, neutralize_payload({"title": msg.title, "text": msg.text, "severity": msg.severity, **msg.data})
 
 
 def _check_reply(kind: str, status: int, raw: bytes) -> None:

@@ -29,6 +29,7 @@ from dashboard.core.store import Store, now_utc
 from dashboard.derived.analytics import channel_totals
 from dashboard.i18n import t
 from dashboard.ops.alerts import Unavailable, last_periods, local_today, run_named
+from dashboard.ops.export import csv_text
 from dashboard.ops.notify import Attachment, Delivery, Image, Message, Sleep, send_to_addresses
 from dashboard.ops.status import source_status
 from dashboard.query.security import Principal
@@ -277,9 +278,10 @@ def render_text(d: Digest) -> str:
 
 
 def message(d: Digest) -> Message:
-    attachments = [Attachment(f"{d.report.name}_channels_{d.current[0]}.csv", d.channels.write_csv().encode())]
+    # formula-safe, as `cockpit query --format csv` prints them
+    attachments = [Attachment(f"{d.report.name}_channels_{d.current[0]}.csv", csv_text(d.channels).encode())]
     if d.leads.height:
-        attachments.append(Attachment(f"{d.report.name}_leads_{d.current[0]}.csv", d.leads.write_csv().encode()))
+        attachments.append(Attachment(f"{d.report.name}_leads_{d.current[0]}.csv", csv_text(d.leads).encode()))
     return Message(d.title, render_text(d), "info", render_html(d), tuple(attachments), tuple(d.images))
 
 
