@@ -154,12 +154,56 @@ def query(
     if user is not None:
         account = load_accounts(settings).get(user)
         if account is None:
-            raise QueryError(f"no user named '{user}' (see `cockpit users list`)")
+            message = f"no user named '{user}' (see `cockpit users list`)"
+            audit.record(settings, "query", user, None, "cli", target=name, refused=message)
+            raise QueryError(message)
         principal = account.principal
-    frame = Warehouse(settings).run_query(name, params, user=principal)
+    try:
+        frame = Warehouse(settings).run_query(name, params, user=principal)
+    except CockpitError as e:  # refused as this user (a table the role has no view of), or a bad parameter
+        if principal is not None:
+            audit.record(settings, "query", principal.username, principal.role, "cli", target=name, refused=e.message)
+        raise
     if principal is not None:
         audit.record(settings, "query", principal.username, principal.role, "cli", target=name, rows=frame.height)
     _print_frame(frame, fmt)
+
+
+@app.command("sql")
+def sql_command(
+    text: Annotated[str, typer.Argument(help="One SELECT over the user's own views ('-': read it from stdin).")],
+    user: Annotated[str, typer.Option("--user", "-u", help="Run as this account: its role's views, rows, masking.")],
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Seconds (default and most: [query] sql_timeout_seconds).")
+    ] = None,
+) -> None:
+    """Run one read-only SELECT as --user through the SQL tab's sandbox: the same checks, limits, masking
+    and audit entry. Exit 0 ran, 2 refused or stopped (the reason on stderr)."""
+    from dashboard.access.auth import load_accounts
+    from dashboard.core import audit
+    from dashboard.core.errors import QueryError
+    from dashboard.i18n import t
+    from dashboard.query import sandbox
+    from dashboard.query.explore.sql import SqlRefused, run_audited
+    from dashboard.query.warehouse import Warehouse
+
+    settings = _settings()
+    text = sys.stdin.read() if text == "-" else text
+    account = load_accounts(settings).get(user)
+    if account is None:
+        message = f"no user named '{user}' (see `cockpit users list`)"
+        audit.record(settings, "query", user, None, "cli", target="explore_sql", sql=text[:2000], refused=message)
+        raise QueryError(message)
+    sandbox.keep_spare(False)  # one statement: no worker waits for a next one
+    try:
+        result = run_audited(Warehouse(settings), text, account.principal, "cli", timeout=timeout)
+    except SqlRefused as e:
+        _err(f"error: {e.text(settings.language)}")
+        raise typer.Exit(e.exit_code) from None
+    _print_frame(result.frame, fmt)
+    if result.truncated:
+        _err(f"note: {t('explore.sql.truncated', settings.language, rows=f'{settings.query.sql_max_rows:,}')}")
 
 
 def _print_frame(df: pl.DataFrame, fmt: Format) -> None:

@@ -177,7 +177,9 @@ def test_the_cli_runs_queries_as_the_user_and_audits_it(accounts: Settings) -> N
     nobody = subprocess.run([*run, "--user", "mallory"], capture_output=True, text=True, timeout=120)
     assert nobody.returncode == 2 and "no user named 'mallory'" in nobody.stderr and "Traceback" not in nobody.stderr
     events = audit.read(accounts, action="query")
-    assert sorted(events["user"]) == ["analyst", "sales"] and set(events["rows"]) == {10, 60}
+    assert sorted(events["user"]) == ["analyst", "mallory", "sales"] and set(events["rows"]) == {10, 60, None}
+    assert set(events["client"]) == {"cli"}  # the refused one too, with its reason
+    assert "no user named 'mallory'" in events.filter(pl.col("user") == "mallory")["detail"][0]
 
 
 # -- accounts and sessions ---------------------------------------------------------------------------

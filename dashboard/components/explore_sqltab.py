@@ -1,5 +1,6 @@
 """Explore's read-only SQL tab: one SELECT over the user's own views (dashboard/query/explore/sql.py checks
-it), time- and row-limited; every run and every refusal is audited."""
+it, dashboard/query/sandbox.py runs it), time-, memory- and row-limited; every run and every refusal is
+audited (``run_audited``, the path ``cockpit sql`` takes too)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import streamlit as st
 
 from dashboard.components import data, fmt
 from dashboard.components.signin import client_address
-from dashboard.core import audit
 from dashboard.i18n import t
-from dashboard.query.explore.sql import MAX_ROWS, TIMEOUT_SECONDS, SqlRefused, SqlResult, readable, run_readonly
+from dashboard.query import sandbox
+from dashboard.query.explore.sql import MAX_LENGTH, SqlRefused, SqlResult, readable, run_audited
 from dashboard.query.warehouse import relations
 
 _SQL = "_ex_sql"
@@ -17,8 +18,10 @@ _LAST = "_ex_sql_result"
 
 
 def sql_tab(lang: str) -> None:
-    who = data.user()
-    st.caption(t("explore.sql.rules", lang, rows=f"{MAX_ROWS:,}", seconds=f"{TIMEOUT_SECONDS:g}"))
+    who, limits = data.user(), data.settings().query
+    sandbox.warm(data.settings())  # a worker builds its views now, so the first Run does not wait for one
+    rows = f"{limits.sql_max_rows:,}"
+    st.caption(t("explore.sql.rules", lang, rows=rows, seconds=f"{limits.sql_timeout_seconds:g}"))
     tables = readable(who.role)
     with st.expander(t("explore.sql.tables", lang, n=len(tables)), icon=":material/table:"):
         every = relations()
@@ -28,16 +31,16 @@ def sql_tab(lang: str) -> None:
         t("explore.sql.query", lang),
         key=_SQL,
         height=160,
-        max_chars=20_000,
+        max_chars=MAX_LENGTH,
         placeholder="SELECT channel, count(*) AS leads FROM lead_facts GROUP BY channel ORDER BY leads DESC",
     )
     st.button(t("explore.sql.run", lang), icon=":material/play_arrow:", type="primary", on_click=_clicked)
     last = st.session_state.get(_LAST)
-    if isinstance(last, str):
-        st.error(last)
+    if isinstance(last, SqlRefused):
+        st.error(last.text(lang))
     elif isinstance(last, SqlResult):
         if last.truncated:
-            st.warning(t("explore.sql.truncated", lang, rows=f"{MAX_ROWS:,}"))
+            st.warning(t("explore.sql.truncated", lang, rows=rows))
         st.caption(t("explore.sql.rows", lang, rows=f"{last.frame.height:,}"))
         st.dataframe(last.frame, hide_index=True, width="stretch", placeholder=fmt.NONE)
 
@@ -46,31 +49,9 @@ def _clicked() -> None:
     st.session_state[_LAST] = _run(st.session_state.get(_SQL) or "")
 
 
-def _run(sql: str) -> SqlResult | str:
-    """The result, or the refusal's message; both are audited with the query's text."""
-    who, cfg = data.user(), data.settings()
+def _run(sql: str) -> SqlResult | SqlRefused:
+    """The result, or the refusal (shown in the page's language); both are audited with the query's text."""
     try:
-        result = run_readonly(data.warehouse(), sql, who)
+        return run_audited(data.warehouse(), sql, data.user(), client_address())
     except SqlRefused as e:
-        audit.record(
-            cfg,
-            "query",
-            who.username,
-            who.role,
-            client_address(),
-            target="explore_sql",
-            sql=sql[:2000],
-            refused=e.message,
-        )
-        return e.message
-    audit.record(
-        cfg,
-        "query",
-        who.username,
-        who.role,
-        client_address(),
-        target="explore_sql",
-        rows=result.frame.height,
-        sql=sql[:2000],
-    )
-    return result
+        return e

@@ -488,6 +488,16 @@ class ChurnConfig(_Strict):
         return self
 
 
+class QueryConfig(_Strict):
+    """The serving side: pages, named queries, exports, reports, the SQL tab and `cockpit sql`."""
+
+    # DuckDB's memory in each serving connection and each sandboxed SQL statement; past it, DuckDB spills
+    # to <data_dir>/.spill (a statement's process may hold 1 GiB more: Python, Arrow, its result)
+    memory_limit: str = Field("2GB", pattern=r"^\s*\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$")
+    sql_timeout_seconds: float = Field(10, gt=0, le=3600)  # the SQL tab's time limit; the most `cockpit sql` may ask
+    sql_max_rows: int = Field(10_000, ge=1, le=1_000_000)  # rows a SQL result holds; past it, the first are shown
+
+
 class Settings(_Strict):
     data_dir: Path = Path("data")
     language: Literal["zh", "en"] = "zh"
@@ -502,6 +512,7 @@ class Settings(_Strict):
     analytics: AnalyticsConfig = Field(default_factory=lambda: AnalyticsConfig.model_validate({}))
     identity: IdentityConfig = Field(default_factory=lambda: IdentityConfig.model_validate({}))
     churn: ChurnConfig = Field(default_factory=lambda: ChurnConfig.model_validate({}))
+    query: QueryConfig = Field(default_factory=lambda: QueryConfig.model_validate({}))
     security: SecurityConfig = Field(default_factory=lambda: SecurityConfig.model_validate({}))
     sources: list[SourceConfig] = Field(default_factory=list)
     scheduler: SchedulerConfig = Field(default_factory=lambda: SchedulerConfig.model_validate({}))

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,6 +82,19 @@ def bounded_connection(
         con.close()
         if spill is not None:
             shutil.rmtree(spill, ignore_errors=True)
+
+
+def serving_connection(memory_limit: str, spill_root: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that serves queries, held to ``memory_limit`` (not DuckDB's default of 80 % of
+    the machine): past it, DuckDB spills to a folder of its own under ``spill_root``, which it makes when
+    it first spills and removes when the connection closes."""
+    try:
+        spill_root.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a data folder this process may not write: spill under the system's temporary folder
+        spill_root = Path(tempfile.gettempdir())
+    folder = spill_root / f"serve-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    config: dict[str, Any] = {"memory_limit": memory_limit.replace(" ", ""), "temp_directory": str(folder)}
+    return duckdb.connect(":memory:", config=config)
 
 
 def quote_path(p: Path) -> str:

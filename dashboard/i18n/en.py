@@ -212,6 +212,32 @@ STRINGS: dict[str, str] = {
     "explore.sql.run": "Run",
     "explore.sql.rows": "{rows} rows",
     "explore.sql.truncated": "The result has more than {rows} rows: the first {rows} are shown.",
+    # the SQL tab's and `cockpit sql`'s refusals (dashboard/query/explore/sql.py)
+    "sql.refused.empty": "type a SELECT query",
+    "sql.refused.too_long": "the query is longer than {n} characters",
+    "sql.refused.too_deep": "the query nests too deeply to be checked",
+    "sql.refused.not_select": "only a SELECT can run here; '{first}' is refused (no COPY, ATTACH, INSTALL, SET, "
+    "PRAGMA, CALL, EXPLAIN or writing)",
+    "sql.refused.unreadable": "the query cannot be read: {message}",
+    "sql.refused.statements": "one SELECT statement at a time (found {n})",
+    "sql.refused.node": "this kind of query is not allowed here ({kind})",
+    "sql.refused.clause": "'{kind}' is not allowed here: read the tables with SELECT",
+    "sql.refused.table_function": "'{name}' is not allowed: the SQL tab reads only the tables listed, no files or "
+    "table functions",
+    "sql.refused.qualified": "'{path}': name tables without a schema or database (they are your role's own views)",
+    "sql.refused.time_travel": "'{name}': AT (time travel) is not allowed",
+    "sql.refused.table": "'{name}' is not a table the role '{role}' can read here (tables: {tables})",
+    "sql.refused.qualified_function": "'{name}': call functions without a schema or database",
+    "sql.refused.function": "the function '{name}' is not allowed here",
+    "sql.refused.role": "not available to the role '{role}': {detail}",
+    "sql.refused.error": "the query failed: {message}",
+    "sql.refused.timeout": "the query ran longer than {seconds} s and was stopped",
+    "sql.refused.timeout_limit": "a time limit of at most {seconds} s can be asked for here ([query] "
+    "sql_timeout_seconds)",
+    "sql.refused.memory": "the query needed more memory than the {limit} allowed and was stopped",
+    "sql.refused.result": "the result is larger than {mb} MB: select fewer rows or shorter columns",
+    "sql.refused.busy": "{n} queries are running already: try again in a moment",
+    "sql.refused.crashed": "the query's process ended unexpectedly ({code}); nothing was returned",
     # cockpit
     "cockpit.no_data": "No data has been loaded yet.",
     "cockpit.how_to_load": "Load your sources with `cockpit refresh`, or try the product with demo data: "

@@ -19,7 +19,7 @@ import polars as pl
 
 from dashboard.core.config import Settings
 from dashboard.core.dictionary import MASK_MACROS
-from dashboard.core.duck import entity_columns
+from dashboard.core.duck import entity_columns, serving_connection
 from dashboard.core.entities import ENTITIES
 from dashboard.core.errors import AccessDenied, QueryError, QueryTimeout
 from dashboard.core.store import Manifest, Store
@@ -211,9 +211,13 @@ class Warehouse:
     def _read_manifest(self) -> Manifest:
         return self.store.read_manifest()
 
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        """A new serving connection, held to ``[query] memory_limit`` (spilling past it)."""
+        return serving_connection(self.settings.query.memory_limit, self.settings.spill_path)
+
     def _build(self, manifest: Manifest) -> duckdb.DuckDBPyConnection:
         """A new connection holding ``manifest``'s views and in-memory tables, and every role's schema."""
-        con = duckdb.connect(":memory:")
+        con = self._connect()
         try:
             attach_views(con, self.store, manifest, IN_MEMORY, ENUM_COLUMNS, schema=BASE)
             attach_role_views(con, BASE)

@@ -70,7 +70,7 @@ class AsOfWarehouse(Warehouse):
         return as_of_manifest(self.store, self.store.read_manifest(), self.source, self.snapshot_id)
 
     def _build(self, manifest: Manifest) -> duckdb.DuckDBPyConnection:
-        con = duckdb.connect(":memory:")
+        con = self._connect()
         try:
             attach_views(con, self.store, manifest, in_memory=frozenset(), schema=BASE)
             con.execute(f"USE {BASE}")

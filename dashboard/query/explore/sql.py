@@ -7,8 +7,13 @@ connection (the views read Parquet), so the query is checked, not trusted: ``jso
 parses it (it refuses anything but SELECT), and the tree is walked — every table reference must be an
 unqualified name of a relation the role may read, or of a CTE in scope; table functions, schema- or
 catalog-qualified names, ``AT`` time travel and functions that read settings or the catalog are
-refused. The exact text that runs (the query wrapped in a row limit) is checked again, then run on a
-cursor in the role's schema, interrupted after a time limit.
+refused. The exact text that runs (the query wrapped in a row limit) is checked again, then run in a
+process of its own (dashboard/query/sandbox.py) on a cursor in the role's schema, stopped at the time
+and memory limits of ``[query]`` however long one expression takes.
+
+Every refusal says why in both languages (``SqlRefused.text``; the i18n keys ``sql.refused.*``). The
+SQL tab and ``cockpit sql`` both run a statement through ``run_audited``: the same checks, limits,
+masking and audit entry.
 """
 
 from __future__ import annotations
@@ -19,18 +24,27 @@ from typing import Any
 
 import polars as pl
 
-from dashboard.core.errors import AccessDenied, QueryError
+from dashboard.core import audit
+from dashboard.core.errors import AccessDenied, QueryError, QueryTimeout
+from dashboard.i18n import t
+from dashboard.query import sandbox
 from dashboard.query.explore.models import ExploreError
 from dashboard.query.security import Principal, role_view_sql
 from dashboard.query.warehouse import Warehouse, relations
 
-MAX_ROWS = 10_000
-TIMEOUT_SECONDS = 10.0
 MAX_LENGTH = 20_000  # characters of SQL
 TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
-# Scalars that read settings, variables, the running query or the catalog's definitions.
+# Scalars that read settings, variables, the environment, the running query or the catalog's definitions.
 DENIED_FUNCTIONS = frozenset(
-    {"current_setting", "getvariable", "current_query", "col_description", "obj_description", "shobj_description"}
+    {
+        "current_setting",
+        "getvariable",
+        "getenv",
+        "current_query",
+        "col_description",
+        "obj_description",
+        "shobj_description",
+    }
 )
 DENIED_PREFIXES = ("pg_", "has_", "read_", "duckdb_", "pragma_", "json_execute", "inet_", "parquet_", "glob")
 QUERY_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})
@@ -38,13 +52,21 @@ TABLE_REFS = frozenset({"BASE_TABLE", "JOIN", "SUBQUERY", "EMPTY", "EXPRESSION_L
 
 
 class SqlRefused(ExploreError):
-    """The SQL tab will not run this query; the message says why."""
+    """The SQL tab will not run this query, or stopped it; ``message`` says why in English, ``text(lang)``
+    in the user's language (``key`` is the i18n key under ``sql.refused.``)."""
+
+    def __init__(self, key: str, **values: Any) -> None:
+        self.key, self.values = key, values
+        super().__init__(self.text("en"))
+
+    def text(self, lang: str) -> str:
+        return t(f"sql.refused.{self.key}", lang, **self.values)
 
 
 @dataclass(frozen=True)
 class SqlResult:
     frame: pl.DataFrame
-    truncated: bool  # more than MAX_ROWS rows: the first MAX_ROWS are shown
+    truncated: bool  # more than the row limit: the first rows are shown
 
 
 def readable(role: str) -> list[str]:
@@ -58,23 +80,22 @@ def _parse(wh: Warehouse, sql: str) -> dict[str, Any]:
     if tree.get("error"):
         message = str(tree.get("error_message", "")).splitlines()[0]
         if "Only SELECT" in message:
-            first = (sql.split() or ["?"])[0].upper()[:20]
-            raise SqlRefused(
-                f"only a SELECT can run here; '{first}' is refused (no COPY, ATTACH, INSTALL, SET, PRAGMA, "
-                "CALL, EXPLAIN or writing)"
-            )
-        raise SqlRefused(f"the query cannot be read: {message}")
+            raise SqlRefused("not_select", first=(sql.split() or ["?"])[0].upper()[:20])
+        raise SqlRefused("unreadable", message=message)
     return tree
 
 
 def check(wh: Warehouse, sql: str, role: str) -> None:
     """Refuse (SqlRefused, with the reason) anything but one SELECT over the role's own relations."""
     if len(sql) > MAX_LENGTH:
-        raise SqlRefused(f"the query is longer than {MAX_LENGTH:,} characters")
-    statements = _parse(wh, sql).get("statements") or []
-    if len(statements) != 1:
-        raise SqlRefused(f"one SELECT statement at a time (found {len(statements)})")
-    _walk(statements[0], frozenset(), frozenset(readable(role)), role)
+        raise SqlRefused("too_long", n=f"{MAX_LENGTH:,}")
+    try:
+        statements = _parse(wh, sql).get("statements") or []
+        if len(statements) != 1:
+            raise SqlRefused("statements", n=len(statements))
+        _walk(statements[0], frozenset(), frozenset(readable(role)), role)
+    except RecursionError:  # hundreds of nested subqueries: deeper than the tree can be read here
+        raise SqlRefused("too_deep") from None
 
 
 def _walk(node: Any, scope: frozenset[str], allowed: frozenset[str], role: str) -> None:
@@ -89,17 +110,15 @@ def _walk(node: Any, scope: frozenset[str], allowed: frozenset[str], role: str) 
         scope = scope | {str(node.get("cte_name", "")).lower()}
     if kind is not None and kind.endswith("_NODE"):
         if kind not in QUERY_NODES:
-            raise SqlRefused(f"this kind of query is not allowed here ({kind.lower()})")
+            raise SqlRefused("node", kind=kind.lower())
     elif kind is not None and "sample" in node and kind not in TABLE_REFS:
-        raise SqlRefused(f"'{kind.lower()}' is not allowed here: read the tables with SELECT")
+        raise SqlRefused("clause", kind=kind.lower())
     if kind == "BASE_TABLE":
         _table(node, scope, allowed, role)
     elif kind == "TABLE_FUNCTION":
         name = str((node.get("function") or {}).get("function_name", "")).lower()
         if name not in TABLE_FUNCTIONS:
-            raise SqlRefused(
-                f"'{name[:40]}' is not allowed: the SQL tab reads only the tables listed, no files or table functions"
-            )
+            raise SqlRefused("table_function", name=name[:40])
     if "function_name" in node:
         _function(node)
     cte_map = node.get("cte_map")
@@ -119,21 +138,19 @@ def _table(node: dict[str, Any], scope: frozenset[str], allowed: frozenset[str],
     name = str(node.get("table_name", ""))
     path = ".".join((node.get("qualified_name") or {}).get("path") or [name])
     if node.get("schema_name") or node.get("catalog_name") or ("." in path and path != name):
-        raise SqlRefused(f"'{path[:80]}': name tables without a schema or database (they are your role's own views)")
+        raise SqlRefused("qualified", path=path[:80])
     if node.get("at_clause"):
-        raise SqlRefused(f"'{name[:40]}': AT (time travel) is not allowed")
+        raise SqlRefused("time_travel", name=name[:40])
     if name.lower() not in scope | allowed:
-        raise SqlRefused(
-            f"'{name[:80]}' is not a table the role '{role}' can read here (tables: {', '.join(sorted(allowed))})"
-        )
+        raise SqlRefused("table", name=name[:80], role=role, tables=", ".join(sorted(allowed)))
 
 
 def _function(node: dict[str, Any]) -> None:
     name = str(node.get("function_name", "")).lower()
     if node.get("schema") or node.get("catalog"):
-        raise SqlRefused(f"'{name[:40]}': call functions without a schema or database")
+        raise SqlRefused("qualified_function", name=name[:40])
     if name in DENIED_FUNCTIONS or name.startswith(DENIED_PREFIXES):
-        raise SqlRefused(f"the function '{name[:40]}' is not allowed here")
+        raise SqlRefused("function", name=name[:40])
 
 
 def _strip(sql: str) -> str:
@@ -141,29 +158,58 @@ def _strip(sql: str) -> str:
     while text.endswith(";"):
         text = text[:-1].rstrip()
     if not text:
-        raise SqlRefused("type a SELECT query")
+        raise SqlRefused("empty")
     return text
 
 
 def run_readonly(
-    wh: Warehouse, sql: str, user: Principal, max_rows: int = MAX_ROWS, timeout: float = TIMEOUT_SECONDS
+    wh: Warehouse, sql: str, user: Principal, max_rows: int | None = None, timeout: float | None = None
 ) -> SqlResult:
     """Check, then run the query as ``user`` sees the data, at most ``max_rows`` rows and ``timeout``
-    seconds. The text that runs is checked too (the wrapping must not change what is read)."""
+    seconds (default and most: ``[query] sql_max_rows`` and ``sql_timeout_seconds``). The text that
+    runs is checked too (the wrapping must not change what is read)."""
+    limits = wh.settings.query
+    rows = limits.sql_max_rows if max_rows is None else min(int(max_rows), limits.sql_max_rows)
+    if timeout is not None and not 0 < timeout <= limits.sql_timeout_seconds:
+        raise SqlRefused("timeout_limit", seconds=f"{limits.sql_timeout_seconds:g}")
     query = _strip(sql)
     check(wh, query, user.role)
-    wrapped = f"SELECT * FROM (\n{query}\n) AS q LIMIT {int(max_rows) + 1}"
+    wrapped = f"SELECT * FROM (\n{query}\n) AS q LIMIT {rows + 1}"
     check(wh, wrapped, user.role)
-    frame = _execute(wh, wrapped, user, timeout)
-    return SqlResult(frame.head(max_rows), frame.height > max_rows)
+    frame = _execute(wh, wrapped, user, limits.sql_timeout_seconds if timeout is None else timeout)
+    return SqlResult(frame.head(rows), frame.height > rows)
 
 
 def _execute(wh: Warehouse, sql: str, user: Principal, timeout: float) -> pl.DataFrame:
-    """The checked query through Warehouse.sql (the user's role schema, a time limit); refusals and
-    engine errors become SqlRefused with their message."""
+    """The checked query in a sandboxed process (the user's role schema, the time and memory limits);
+    refusals, stops and engine errors become SqlRefused with their reason."""
     try:
-        return wh.sql(sql, user=user, timeout=timeout)
+        return sandbox.run(wh.settings, sql, user, timeout)
     except AccessDenied as e:
-        raise SqlRefused(f"not available to the role '{user.role}': {e.detail}") from None
-    except QueryError as e:  # a time-out says so itself; an engine error is its first line
-        raise SqlRefused(e.message) from None
+        raise SqlRefused("role", role=user.role, detail=e.detail) from None
+    except QueryTimeout:
+        raise SqlRefused("timeout", seconds=f"{timeout:g}") from None
+    except sandbox.Stopped as e:
+        raise SqlRefused(e.reason, **e.values) from None
+    except QueryError as e:  # an engine error: its first line
+        raise SqlRefused("error", message=e.message) from None
+
+
+def run_audited(
+    wh: Warehouse,
+    sql: str,
+    user: Principal,
+    client: str | None,
+    max_rows: int | None = None,
+    timeout: float | None = None,
+) -> SqlResult:
+    """``run_readonly``, with the run or the refusal in the audit log (action ``query``, target
+    ``explore_sql``, the text, and the client: the browser's address, or ``cli``)."""
+    who = (wh.settings, "query", user.username, user.role, client)
+    try:
+        result = run_readonly(wh, sql, user, max_rows, timeout)
+    except SqlRefused as e:
+        audit.record(*who, target="explore_sql", sql=sql[:2000], refused=e.message)
+        raise
+    audit.record(*who, target="explore_sql", rows=result.frame.height, sql=sql[:2000])
+    return result
