@@ -42,7 +42,8 @@ typecheck: install
 	$(BIN)/mypy
 
 pytest: install
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m 'not load'
+	$(BIN)/python -m pytest -m load
 
 # The browser tests (tests/browser) drive Debian's chromium; fonts-noto-cjk draws the Chinese text.
 # Installed only when missing and only as root; otherwise they skip (in CI, where CI is set, they fail).

@@ -1,5 +1,5 @@
-"""Many people at once (issue 17, point 5): six people of four roles (two managers, two analysts, a
-sales rep, an admin) sign in together on a cold server and click through their role's pages in chromium,
+"""Many people at once (issue 17, point 5): five people of four roles (two managers, an analyst, a sales
+rep, an admin) sign in together on a cold server and click through their role's pages in chromium,
 with the big screen (``?kiosk=1``) open beside them, while a refresh of two sources runs and publishes
 (``cockpit refresh crm marketing``, started with them in a process of its own, as the scheduler runs
 it). Then:
@@ -18,7 +18,12 @@ the big screen's period at KIOSK_SECONDS, served by a server of its own, so its 
 the other browser tests read; Streamlit's file watcher is off there (see load_server). A refresh whose
 sources were last published in the current minute waits for the next minute (while the people sign in),
 so the old and the new "as of" cannot read the same. The whole test is bounded: the scenario by BOUND_S
-(a refresh still running then is killed); the copy and the server's start add about 10 s.
+(a refresh still running then is killed; one is never killed before that, so a publish is never cut
+short), the big screen's catching up by FOLLOW_S; the copy and the server's start add about 10 s.
+
+It is marked ``load`` and `make test` runs it on its own after the rest of the suite (``-m load``): beside
+the other xdist worker's tests, on two cores, the refresh took up to 120 s and pages up to 60 s, which
+measured the machine's neighbours rather than the server (the first CI run of this test, 2026-12-04).
 
 Playwright's async API: one browser, one context per person (their own cookies and Streamlit session),
 run together with asyncio.gather on a thread of their own (the session's sync ``browser`` fixture may be
@@ -54,28 +59,26 @@ from dashboard.i18n import t
 from dashboard.query.security import pages_for
 from tests.browser.conftest import CHROMIUM_ARGS, PAGE_TIMEOUT_MS, ROOT, _served
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.load]
 
 # (user, role): the demo's account of each role, and a second manager and analyst made for the test.
 PEOPLE: tuple[tuple[str, str], ...] = (
     ("manager", "manager"),
     ("manager_2", "manager"),
     ("analyst", "analyst"),
-    ("analyst_2", "analyst"),
     ("sales", "sales"),
     ("admin", "admin"),
 )
 WALL_USER = "manager"  # the big screen signs in like anyone else
-# One `cockpit refresh crm marketing`: one derived build and one manifest swap (about 20 s alone, 40-80 s
-# beside seven sessions and the rest of the suite); crm feeds most of the cockpit's numbers.
+# One `cockpit refresh crm marketing`: one derived build and one manifest swap (about 20 s alone, 30-50 s
+# beside six sessions); crm feeds most of the cockpit's numbers.
 REFRESHES: tuple[tuple[str, ...], ...] = (("crm", "marketing"),)
 KIOSK_SECONDS = 5
 THINK_S = 2.0  # a look at each page before the next click
 RENDER_S = PAGE_TIMEOUT_MS / 1000  # a page's title and main content (60 s: a cold start under load)
 AFTER_PAGES = 2  # pages each person opens after the publish (all the pages of all of them are opened)
-REFRESH_S = 120.0  # one refresh, at most
 FOLLOW_S = 40.0  # from the last publish until the big screen shows it (period 5 s, under load)
-BOUND_S = 150.0  # the whole scenario: sign-ins, the refresh, a round of pages after it, the big screen
+BOUND_S = 140.0  # the whole scenario: sign-ins, the refresh, a round of pages after it, the big screen
 ALL_PAGES = frozenset(name for _, role in PEOPLE for name in pages_for(role))
 OFFICE_VIEWPORT = {"width": 1600, "height": 1000}
 KIOSK_VIEWPORT = {"width": 1920, "height": 1080}
@@ -393,10 +396,7 @@ async def _refresh_each(settings: Settings, run: Run) -> None:
         process = await asyncio.create_subprocess_exec(
             *command, "refresh", "--quiet", *sources, cwd=ROOT, stdout=PIPE, stderr=STDOUT
         )
-        try:
-            out, _ = await asyncio.wait_for(process.communicate(), REFRESH_S)
-        except TimeoutError:
-            process.kill()
+        try:  # bounded by the scenario's BOUND_S only: a refresh is never killed after its publish
             out, _ = await process.communicate()
         except asyncio.CancelledError:  # the scenario over its bound: no refresh left running
             process.kill()
@@ -490,7 +490,7 @@ def _summary(run: Run) -> dict[str, Any]:
     }
 
 
-def test_six_people_and_the_big_screen_while_a_refresh_publishes(
+def test_five_people_and_the_big_screen_while_a_refresh_publishes(
     chromium: Path, load_demo: Settings, load_server: tuple[str, Path], artifacts: Path
 ) -> None:
     url, log = load_server
