@@ -21,6 +21,9 @@ from dashboard.core.errors import CockpitError
 if TYPE_CHECKING:
     import polars as pl
 
+    from dashboard.ops.privacy import Identifier
+    from dashboard.pipeline.review import Who
+
 app = typer.Typer(
     name="cockpit",
     help="CRM Cockpit: quality-gated snapshots of every customer-data source, and a dashboard over them.",
@@ -640,6 +643,95 @@ def churn_backtest(
     why = why_serving(card, settings.language)
     if why and fmt is Format.table:
         typer.echo(why)
+
+
+privacy_app = typer.Typer(
+    help="Personal-data requests (PIPL): retention of expired rows, erasure of a person, a person's copy.",
+    no_args_is_help=True,
+)
+app.add_typer(privacy_app, name="privacy")
+_WAIT = typer.Option("--wait", help="Seconds to wait for a running refresh (default: refuse, exit 4).")
+_PHONE = typer.Option("--phone", help="A mobile number, in any format (+86, spaces, dashes).")
+_EMAIL = typer.Option("--email", help="An e-mail address.")
+_ID_NUMBER = typer.Option("--id-number", help="An 18-character resident ID number.")
+_CUSTOMER = typer.Option("--customer", help="A golden customer key (as Customer 360 shows it).")
+
+
+def _operator() -> Who:
+    from dashboard.pipeline.review import Who
+
+    return Who(_who(), "operator", "cli")
+
+
+def _person(phone: str | None, email: str | None, id_number: str | None, customer: str | None) -> Identifier:
+    from dashboard.ops.privacy import PrivacyInputError, parse_identifier
+
+    given = {"phone": phone, "email": email, "id_number": id_number, "customer": customer}
+    chosen = [(k, v) for k, v in given.items() if v is not None]
+    if len(chosen) != 1:
+        raise PrivacyInputError("give exactly one of --phone, --email, --id-number, --customer")
+    return parse_identifier(*chosen[0])
+
+
+@privacy_app.command("retention")
+def privacy_retention(
+    apply: Annotated[bool, typer.Option("--apply", help="Remove the expired rows (default: only list them).")] = False,
+    wait: Annotated[float, _WAIT] = 0,
+) -> None:
+    """Rows past [privacy.retention] (per entity, after their last activity), per source and entity: in the
+    current snapshot, the older retained ones, quarantine and rejected rows. --apply removes them there and
+    from the derived build. Exit 4 when a refresh is running (see --wait)."""
+    from dashboard.ops import privacy
+
+    settings = _settings()
+    if not settings.privacy.retention:
+        typer.echo("no [privacy.retention] in the config: nothing expires")
+        return
+    if apply:
+        for line in privacy.apply_retention(settings, _operator(), wait=wait).lines():
+            typer.echo(line)
+        return
+    preview = privacy.retention_preview(settings)
+    _print_frame(preview, Format.table)
+    typer.echo(f"{int(preview['expired'].sum()) if preview.height else 0} rows would go (run with --apply)")
+
+
+@privacy_app.command("forget")
+def privacy_forget(
+    reason: Annotated[str, _REASON],
+    phone: Annotated[str | None, _PHONE] = None,
+    email: Annotated[str | None, _EMAIL] = None,
+    id_number: Annotated[str | None, _ID_NUMBER] = None,
+    customer: Annotated[str | None, _CUSTOMER] = None,
+    wait: Annotated[float, _WAIT] = 0,
+) -> None:
+    """Erase one person from every file under the data folder (snapshots, quarantine, rejected rows, derived
+    builds, the search index; audit events keep a pseudonym) and keep them out of later refreshes. Prints the
+    proof: files and rows removed. Idempotent. Exit 0 done (also "0 rows" for an unknown person), 2 malformed
+    identifier, 4 a refresh is running (see --wait)."""
+    from dashboard.ops import privacy
+
+    proof = privacy.forget(_settings(), _person(phone, email, id_number, customer), reason, _operator(), wait=wait)
+    for line in proof.lines():
+        typer.echo(line)
+
+
+@privacy_app.command("export")
+def privacy_export(
+    out: Annotated[Path, typer.Option("--out", help="The folder to write the copy to (created).")],
+    phone: Annotated[str | None, _PHONE] = None,
+    email: Annotated[str | None, _EMAIL] = None,
+    id_number: Annotated[str | None, _ID_NUMBER] = None,
+    customer: Annotated[str | None, _CUSTOMER] = None,
+) -> None:
+    """Everything held about one person in the current snapshots and derived build, as CSV files plus
+    summary.json and a zh/en README. Exit 0 (also "0 rows" for an unknown person), 2 malformed identifier."""
+    from dashboard.ops import privacy
+
+    result = privacy.export_person(_settings(), _person(phone, email, id_number, customer), out, _operator())
+    for name, rows in result.files.items():
+        typer.echo(f"{out / name}: {rows} rows")
+    typer.echo(f"{result.rows} rows about {result.pseudonym} written to {out}")
 
 
 def main() -> None:

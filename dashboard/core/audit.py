@@ -42,6 +42,9 @@ ACTIONS = (
     "user_add",
     "user_remove",
     "user_passwd",
+    "privacy_forget",
+    "privacy_retention",
+    "privacy_export",
 )
 # a quarantine decision ("publish_anyway" / "discard", as pipeline/review.py names them) → its audit action
 DECISIONS = {"publish_anyway": "quarantine_publish", "discard": "quarantine_discard"}

@@ -498,6 +498,37 @@ class QueryConfig(_Strict):
     sql_max_rows: int = Field(10_000, ge=1, le=1_000_000)  # rows a SQL result holds; past it, the first are shown
 
 
+_DURATION = re.compile(r"^\s*(\d+)\s*([ymwd])\s*$")
+_DURATION_DAYS = {"y": 365, "m": 30, "w": 7, "d": 1}
+
+
+class PrivacyConfig(_Strict):
+    """``[privacy]``: how long personal data is kept after its last activity (``cockpit privacy retention``)."""
+
+    # entity → "3y" | "18m" | "12w" | "90d" (a year is 365 days, a month 30) after the row's last activity
+    retention: dict[str, str] = Field(default_factory=dict)
+    apply_retention_on_schedule: bool = False  # `cockpit schedule` removes expired rows after each refresh
+
+    @field_validator("retention")
+    @classmethod
+    def _retention(cls, v: dict[str, str]) -> dict[str, str]:
+        for entity, text in v.items():
+            if entity not in ENTITIES:
+                raise ValueError(f"retention.{entity}: unknown entity (expected one of: {', '.join(ENTITIES)})")
+            if not _DURATION.match(text):
+                raise ValueError(f'retention.{entity}: \'{text}\' is not a duration like "3y", "18m", "90d"')
+        return v
+
+    def retention_days(self) -> dict[str, int]:
+        """entity → days kept after its last activity."""
+        out = {}
+        for entity, text in self.retention.items():
+            m = _DURATION.match(text)
+            assert m is not None  # checked at load
+            out[entity] = int(m.group(1)) * _DURATION_DAYS[m.group(2)]
+        return out
+
+
 class Settings(_Strict):
     data_dir: Path = Path("data")
     language: Literal["zh", "en"] = "zh"
@@ -519,6 +550,7 @@ class Settings(_Strict):
     notifications: NotificationsConfig = Field(default_factory=lambda: NotificationsConfig.model_validate({}))
     alerts: list[AlertConfig] = Field(default_factory=list)
     reports: list[ReportConfig] = Field(default_factory=list)
+    privacy: PrivacyConfig = Field(default_factory=lambda: PrivacyConfig.model_validate({}))
     # where the config file was read from; paths in it are relative to its folder
     base_dir: Path = Field(default=Path("."), exclude=True)
 

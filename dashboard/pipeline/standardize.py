@@ -14,6 +14,7 @@ import polars as pl
 from dashboard.core import parse
 from dashboard.core.config import Settings, SourceConfig, TableConfig
 from dashboard.core.entities import ENTITIES, LINEAGE_COLUMNS, Entity
+from dashboard.pipeline import suppression
 from dashboard.sources.columns import FILE_COL, ROW_COL
 
 REJECT_COL = "__reject"
@@ -140,10 +141,26 @@ def standardize(
         raw.get_column(ROW_COL),
         reject.alias(REJECT_COL),
     )
+    frame, erased = _suppress(frame, entity, source, settings)
+    if erased:
+        issues.append(erased)
     frame, dup_issue = _drop_exact_duplicates(frame, entity)
     if dup_issue:
         issues.append(dup_issue)
     return Standardized(entity.name, frame, raw.height, issues)
+
+
+def _suppress(
+    frame: pl.DataFrame, entity: Entity, source: SourceConfig, settings: Settings
+) -> tuple[pl.DataFrame, RowIssue | None]:
+    """People erased on request (the privacy suppression list) stay out: their rows are dropped and counted,
+    with no sample (a sample would bring the person back)."""
+    mask = suppression.suppressed_rows(frame, entity.name, source.name, settings.data_path)
+    n = 0 if mask is None else int(mask.sum())
+    if mask is None or not n:
+        return frame, None
+    issue = RowIssue(entity.name, "*", "person erased on request (privacy suppression list)", "row dropped", n)
+    return frame.filter(~mask), issue
 
 
 def _dtype(t: str) -> pl.DataType:

@@ -1,0 +1,223 @@
+"""PIPL requests on the refreshed fixture company: erasure everywhere under the data folder (crash-safe,
+idempotent, kept out of later refreshes), a person's copy, retention of expired rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from dashboard.core import audit
+from dashboard.core.config import CRASH_ENV, PrivacyConfig, Settings
+from dashboard.core.store import Store
+from dashboard.ops import privacy
+from dashboard.pipeline.refresh import refresh
+from dashboard.pipeline.review import Who
+
+# the ERP's customer E0 (张0, ID 11010519491231002X) is the trade show's lead TS-0: one person, two sources
+PHONE, ID_NUMBER, EMAIL = "13800138000", "11010519491231002X", "u3@example.com"
+
+
+def cockpit(settings: Settings, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dashboard.cli", "--config", str(settings.base_dir / "cockpit.toml"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def rows_naming(settings: Settings, *values: str) -> dict[str, int]:
+    """Every Parquet file under the data folder (audit log included) → its rows whose text holds a value."""
+    found = {}
+    with duckdb.connect() as con:
+        for path in sorted(settings.data_path.rglob("*.parquet")):
+            cond = " OR ".join("contains(t::VARCHAR, ?)" for _ in values)
+            n = con.execute(f"SELECT count(*) FROM read_parquet(?) t WHERE {cond}", [str(path), *values]).fetchone()
+            if n and n[0]:
+                found[str(path.relative_to(settings.data_path))] = n[0]
+    return found
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_forget_by_phone_removes_the_person_from_every_file_and_a_rerun_removes_nothing(company: Settings) -> None:
+    assert rows_naming(company, PHONE, ID_NUMBER)  # the person is there to begin with
+    inputs = digests(company.base_dir / "imports")
+
+    out = cockpit(company, "privacy", "forget", "--phone", "138-0013-8000", "--reason", f"request by {PHONE}")
+    assert out.returncode == 0, out.stderr
+    assert rows_naming(company, PHONE, ID_NUMBER) == {}
+    assert "snapshots/erp/" in out.stdout and "customers.parquet: 1 rows removed" in out.stdout
+    assert "derived/" in out.stdout and "customer_lookup.parquet" in out.stdout  # the search index
+    assert digests(company.base_dir / "imports") == inputs  # the source systems' files are not rewritten
+    event = audit.read(company, action="privacy_forget").row(0, named=True)
+    assert event["target"].startswith("person:") and PHONE not in (event["detail"] or "")
+    assert event["rows"] >= 4  # E0, its 2 orders, TS-0, and their derived rows
+
+    again = cockpit(company, "privacy", "forget", "--phone", "+86 13800138000", "--reason", "second request")
+    assert again.returncode == 0, again.stderr
+    assert "0 files rewritten, 0 rows removed" in again.stdout
+
+
+def test_forget_by_email_and_by_customer_key(company: Settings) -> None:
+    out = cockpit(company, "privacy", "forget", "--email", "U3@Example.com", "--reason", "PIPL request")
+    assert out.returncode == 0, out.stderr
+    assert rows_naming(company, EMAIL, "13900130003") == {}
+    golden = pl.read_parquet(_derived(company, "customer_golden"))
+    key = golden.filter(pl.col("phone") == "13900130005").get_column("customer_key")[0]
+    out = cockpit(company, "privacy", "forget", "--customer", key, "--reason", "PIPL request")
+    assert out.returncode == 0, out.stderr
+    assert rows_naming(company, key, "13900130005") == {}
+
+
+def _derived(settings: Settings, table: str) -> Path:
+    return settings.data_path / Store(settings.data_path).read_manifest()["derived"]["tables"][table]
+
+
+def test_bad_input_unknown_person_and_malformed_identifiers(company: Settings) -> None:
+    before = digests(company.data_path / "snapshots")
+    unknown = cockpit(company, "privacy", "forget", "--phone", "13912345678", "--reason", "not a customer")
+    assert unknown.returncode == 0, unknown.stderr
+    assert "0 rows" in unknown.stdout
+    assert digests(company.data_path / "snapshots") == before
+    for args in (("--phone", "12345"), ("--email", "not-an-address"), ("--id-number", "1234")):
+        bad = cockpit(company, "privacy", "forget", *args, "--reason", "typo")
+        assert bad.returncode == 2
+        assert f"'{args[1]}' is not" in bad.stderr and "Traceback" not in bad.stderr
+    both = cockpit(company, "privacy", "forget", "--phone", PHONE, "--email", EMAIL, "--reason", "x")
+    assert both.returncode == 2 and "exactly one of" in both.stderr
+    assert digests(company.data_path / "snapshots") == before
+
+
+def test_forget_while_a_refresh_runs_exits_4_or_waits_with_wait(company: Settings) -> None:
+    store = Store(company.data_path)
+    with store.source_locks(["trade_show"], holder="cockpit refresh"):
+        busy = cockpit(company, "privacy", "forget", "--phone", PHONE, "--reason", "x")
+    assert busy.returncode == 4, busy.stderr
+    assert "trade_show" in busy.stderr and rows_naming(company, PHONE)
+
+    held = threading.Event()
+
+    def hold_then_release() -> None:
+        with store.lock():
+            held.set()
+            time.sleep(2)
+
+    t = threading.Thread(target=hold_then_release)
+    t.start()
+    held.wait()
+    waited = cockpit(company, "privacy", "forget", "--phone", PHONE, "--reason", "x", "--wait", "60")
+    t.join()
+    assert waited.returncode == 0, waited.stderr
+    assert rows_naming(company, PHONE, ID_NUMBER) == {}
+
+
+@pytest.mark.slow
+def test_a_forget_killed_midway_leaves_every_file_whole_and_a_rerun_completes(company: Settings) -> None:
+    killed = cockpit(company, "privacy", "forget", "--phone", PHONE, "--reason", "x", env={CRASH_ENV: "privacy_file:6"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    left = rows_naming(company, PHONE, ID_NUMBER)
+    assert left  # killed before the derived build was rewritten
+    for path in company.data_path.rglob("*.parquet"):
+        pq.read_table(path)  # every file is the old one or the new one, never half written
+    # the rerun finds what the killed run already removed from the snapshots (its pending plan)
+    out = cockpit(company, "privacy", "forget", "--phone", PHONE, "--reason", "x")
+    assert out.returncode == 0, out.stderr
+    assert rows_naming(company, PHONE, ID_NUMBER) == {}
+    assert not list((company.data_path / privacy.PENDING).glob("*"))
+    assert not list(company.data_path.rglob("*.privacy-tmp"))
+
+
+def test_the_next_refresh_keeps_the_person_out_and_counts_them(company: Settings) -> None:
+    privacy.forget(company, privacy.parse_identifier("phone", PHONE), "PIPL request", Who("tester"))
+    result = refresh(company)  # the trade show and the ERP still send 张0
+    assert result.exit_code == 0
+    assert rows_naming(company, PHONE, ID_NUMBER) == {}
+    dropped = {
+        (r.source, i["entity"]): i["count"]
+        for r in result.sources
+        for i in Store(company.data_path).attempts(r.source, 1)[0]["issues"]
+        if "erased on request" in i["problem"]
+    }
+    assert dropped == {("trade_show", "leads"): 1, ("erp", "customers"): 1, ("erp", "orders"): 2}
+    assert {r.source: r.rows for r in result.sources}["erp"] == {"customers": 11, "orders": 22}
+
+
+def test_export_writes_the_persons_copy(company: Settings, tmp_path: Path) -> None:
+    out = tmp_path / "copy"
+    run = cockpit(company, "privacy", "export", "--phone", "138 0013 8000", "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["files"] == {
+        "customers.csv": 1,
+        "leads.csv": 1,
+        "orders.csv": 2,
+        "golden_record.csv": 1,
+        "churn.csv": 1,
+        "links.csv": 2,
+    }
+    for name, rows in summary["files"].items():
+        frame = pl.read_csv(out / name, infer_schema=False)
+        assert frame.height == rows, name
+    assert pl.read_csv(out / "customers.csv", infer_schema=False)["source_record_id"].to_list() == ["E0"]
+    assert sorted(summary["sources"]) == ["erp", "trade_show"]
+    readme = (out / "README.txt").read_text(encoding="utf-8")
+    assert "个人信息" in readme and "personal data" in readme
+    assert audit.read(company, action="privacy_export").height == 1
+
+    nobody = cockpit(company, "privacy", "export", "--phone", "13912345678", "--out", str(tmp_path / "none"))
+    assert nobody.returncode == 0 and "0 rows" in nobody.stdout
+
+
+def _with_retention(settings: Settings, **retention: str) -> Settings:
+    return settings.model_copy(update={"privacy": PrivacyConfig(retention=retention)})
+
+
+def test_retention_lists_then_removes_expired_rows_everywhere(company: Settings) -> None:
+    # leads were created 2026-03-01 .. 2026-03-30; orders placed 2026-03-31 .. 2026-04-23
+    settings = _with_retention(company, leads="30d", orders="30d")
+    nothing = privacy.retention_preview(settings, now=dt.datetime(2026, 3, 15))
+    assert nothing["expired"].sum() == 0
+    now = dt.datetime(2026, 5, 10)  # cut-off 2026-04-10: every lead (last event 2026-03-30), orders before 04-10
+    preview = privacy.retention_preview(settings, now=now)
+    expired = {(r["source"], r["entity"]): r["expired"] for r in preview.iter_rows(named=True)}
+    orders = pl.read_parquet(_current(company, "erp", "orders"))
+    old_orders = orders.filter(pl.col("ordered_at") < dt.datetime(2026, 4, 10)).height
+    assert expired[("trade_show", "leads")] == 20 and expired[("crm", "leads")] == 30
+    assert expired[("web_forms", "leads")] == 10 and expired[("erp", "orders")] == old_orders == 10
+    assert (
+        expired[("crm", "lead_events")]
+        == pl.read_parquet(_current(company, "crm", "lead_events"))
+        .filter(pl.col("lead_id").str.starts_with("CRM-"))
+        .height
+    )  # a lead's funnel events go with it
+
+    result = privacy.apply_retention(settings, Who("tester"), now=now)
+    assert result.by_entity["leads"] == 60 and result.by_entity["orders"] == 10
+    assert pl.read_parquet(_current(company, "crm", "leads")).height == 0
+    assert pl.read_parquet(_current(company, "erp", "orders")).height == 14
+    assert pl.read_parquet(_derived(company, "lead_facts")).height == 0
+    assert pl.read_parquet(_derived(company, "customer_golden")).height == 12  # the ERP's customers stay
+    assert privacy.retention_preview(settings, now=now)["expired"].sum() == 0
+    assert audit.read(company, action="privacy_retention").row(0, named=True)["rows"] == result.rows
+
+
+def _current(settings: Settings, source: str, entity: str) -> Path:
+    entry = Store(settings.data_path).read_manifest()["sources"][source]
+    return settings.data_path / entry["entities"][entity]["file"]
