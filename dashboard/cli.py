@@ -645,6 +645,63 @@ def churn_backtest(
         typer.echo(why)
 
 
+source_app = typer.Typer(help="Onboard a new source: profile it, propose its mapping, add it to cockpit.toml.")
+app.add_typer(source_app, name="source")
+
+
+@source_app.command("add")
+def source_add(
+    targets: Annotated[
+        list[str],
+        typer.Argument(help="Files (CSV, Excel, JSON Lines, Parquet) of one source, or env:VAR / secret:key."),
+    ],
+    table: Annotated[list[str] | None, typer.Option("--table", help="A database table (with env:/secret:).")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", "-n", help="The source's name (default: from the file).")
+    ] = None,
+    entity: Annotated[str | None, typer.Option("--entity", help="The canonical entity (default: decided).")] = None,
+    sheet: Annotated[str | None, typer.Option("--sheet", help="Excel: the sheet (default: the first).")] = None,
+    rows: Annotated[int, typer.Option("--sample-rows", min=100, help="Rows profiled per input.")] = 20_000,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Append without asking.")] = False,
+) -> None:
+    """Profile files or database tables, propose each one's entity and column mapping with what the quality
+    gate would say, and (when confirmed, or with --yes) append one [[sources]] block to cockpit.toml.
+    Exit 0 added (or declined at the prompt), 1 an input cannot be read or placed, 2 a config problem."""
+    from dashboard.core.config import find_config
+    from dashboard.core.errors import ConfigError
+    from dashboard.pipeline import onboard
+    from dashboard.sources.onboard import propose, sample_file, sample_table
+
+    config_path = find_config(_state["config"])
+    settings = load_settings(config_path)
+    if entity and len(targets) + len(table or []) > 2:
+        raise ConfigError("--entity names the entity of one input: give one file or one --table with it")
+    parts: list[onboard.Part] = []
+    for target in targets:
+        if target.startswith(("env:", "secret:")):
+            if not table:
+                raise ConfigError(f"{target}: a database source needs --table NAME ([schema.]table)")
+            for t in table:
+                where = onboard.Location(connection=target, table=t)
+                parts.append((propose(sample_table(target, t, settings.base_dir, rows), entity=entity), where))
+        else:
+            where = onboard.file_location(Path(target), settings.base_dir, sheet)
+            parts.append((propose(sample_file(Path(target), rows, sheet), entity=entity), where))
+    ob = onboard.onboard(settings, parts, name)
+    for line in onboard.describe(settings, ob):
+        typer.echo(line)
+    typer.echo(f"\nTo append to {config_path}:\n{ob.block}")
+    try:
+        if not yes and not typer.confirm(f"Append source '{ob.name}' to {config_path}?", default=False):
+            typer.echo("nothing written")
+            return
+    except typer.Abort:  # no answer (stdin closed): as good as no
+        typer.echo("\nnothing written (no answer; give --yes to append without asking)")
+        return
+    onboard.append_source(config_path, ob.block, ob.name)
+    typer.echo(f"✔ added source '{ob.name}' to {config_path}; publish it with: cockpit refresh {ob.name}")
+
+
 privacy_app = typer.Typer(
     help="Personal-data requests (PIPL): retention of expired rows, erasure of a person, a person's copy.",
     no_args_is_help=True,
