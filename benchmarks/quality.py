@@ -95,24 +95,27 @@ def _pages(config: str, runs: int) -> dict[str, tuple[float, float]]:
     from dashboard.ops.catalog import build_inventory
     from dashboard.ops.status import source_status
     from dashboard.pipeline.review import list_quarantined
+    from dashboard.query.security import SYSTEM
     from dashboard.query.warehouse import Warehouse
 
     settings = load_settings(config)
     wh = Warehouse(settings)
-    first = wh.run_query("quality_heatmap")["source_system"][0]
+    first = wh.run_query("quality_heatmap", user=SYSTEM)["source_system"][0]
     calls: dict[str, Callable[[], object]] = {
-        "quality_heatmap": lambda: wh.run_query("quality_heatmap"),
-        "data_health": lambda: wh.run_query("data_health"),
-        "quality_trend (one source)": lambda: wh.run_query("quality_trend", {"source": first}),
-        "validation_history": lambda: wh.run_query("validation_history"),
-        "expectation_results (failed)": lambda: wh.run_query("expectation_results", {"failed_only": 1}),
-        "identity_consistency": lambda: wh.run_query("identity_consistency"),
-        "identity_conflicts (100)": lambda: wh.run_query("identity_conflicts", {"conflicts_only": 1, "limit": 100}),
+        "quality_heatmap": lambda: wh.run_query("quality_heatmap", user=SYSTEM),
+        "data_health": lambda: wh.run_query("data_health", user=SYSTEM),
+        "quality_trend (one source)": lambda: wh.run_query("quality_trend", {"source": first}, user=SYSTEM),
+        "validation_history": lambda: wh.run_query("validation_history", user=SYSTEM),
+        "expectation_results (failed)": lambda: wh.run_query("expectation_results", {"failed_only": 1}, user=SYSTEM),
+        "identity_consistency": lambda: wh.run_query("identity_consistency", user=SYSTEM),
+        "identity_conflicts (100)": lambda: wh.run_query(
+            "identity_conflicts", {"conflicts_only": 1, "limit": 100}, user=SYSTEM
+        ),
         "source_status (freshness)": lambda: source_status(settings),
         "list_quarantined": lambda: list_quarantined(settings),
-        "field_profile": lambda: wh.run_query("field_profile"),
+        "field_profile": lambda: wh.run_query("field_profile", user=SYSTEM),
         "catalog inventory (from field_profile)": lambda: build_inventory(
-            settings, wh.run_query("field_profile"), source_status(settings)
+            settings, wh.run_query("field_profile", user=SYSTEM), source_status(settings)
         ),
     }
     return {name: _timed(fn, runs) for name, fn in calls.items()}

@@ -17,6 +17,7 @@ import typer
 
 from dashboard.core.config import CONFIG_ENV, Settings, load_settings, serve_environment
 from dashboard.core.errors import CockpitError
+from dashboard.query.security import SYSTEM, Principal
 
 if TYPE_CHECKING:
     import polars as pl
@@ -52,6 +53,21 @@ def _err(msg: str) -> None:
 
 def _settings() -> Settings:
     return load_settings(_state["config"])
+
+
+def _as_system(settings: Settings, target: str) -> Principal:
+    """The system principal for an admin command a person runs (unrestricted, unmasked reads), with an
+    audit entry naming the operating-system account that asked, so no unmasked read goes unrecorded."""
+    import getpass
+
+    from dashboard.core import audit
+
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for the uid (a container)
+        who = f"uid {os.getuid()}"
+    audit.record(settings, "query", who, "system", "cli", target=target)
+    return SYSTEM
 
 
 @app.callback()
@@ -139,7 +155,7 @@ def query(
         str | None, typer.Option("--user", "-u", help="Run as this account: its role's rows and masking.")
     ] = None,
 ) -> None:
-    """Run a named query against the current snapshots (as --user sees it; without it, unrestricted)."""
+    """Run a named query against the current snapshots (as --user sees it; without it, unrestricted and audited)."""
 
     from dashboard.access.auth import load_accounts
     from dashboard.core import audit
@@ -153,8 +169,9 @@ def query(
             raise QueryError(f"--param expects k=v, got {item!r}")
         params[key.strip()] = value
     settings = _settings()
-    principal = None
-    if user is not None:
+    if user is None:
+        principal = _as_system(settings, name)
+    else:
         account = load_accounts(settings).get(user)
         if account is None:
             message = f"no user named '{user}' (see `cockpit users list`)"
@@ -164,10 +181,10 @@ def query(
     try:
         frame = Warehouse(settings).run_query(name, params, user=principal)
     except CockpitError as e:  # refused as this user (a table the role has no view of), or a bad parameter
-        if principal is not None:
+        if not principal.system:
             audit.record(settings, "query", principal.username, principal.role, "cli", target=name, refused=e.message)
         raise
-    if principal is not None:
+    if not principal.system:
         audit.record(settings, "query", principal.username, principal.role, "cli", target=name, rows=frame.height)
     _print_frame(frame, fmt)
 
@@ -248,7 +265,9 @@ def quality(
         "validity_threshold": q.validity_threshold,
         "uniqueness_threshold": q.uniqueness_threshold,
     }
-    df = Warehouse(settings).run_query("quality_heatmap", {"source": source, **thresholds})
+    df = Warehouse(settings).run_query(
+        "quality_heatmap", {"source": source, **thresholds}, user=_as_system(settings, "quality_heatmap")
+    )
     df = df.filter(pl.col("provided")).select(
         "source_system", "entity", "column_name", "rows", "fill_rate", "valid_rate", "uniqueness",
         "fill_flag", "valid_flag", "unique_flag",
@@ -615,7 +634,7 @@ def churn(
 
     settings = _settings()
     if as_of is None and horizon_days is None:  # what the last refresh scored
-        scores = Warehouse(settings).sql("SELECT * FROM churn_scores")
+        scores = Warehouse(settings).sql("SELECT * FROM churn_scores", user=_as_system(settings, "churn_scores"))
         if scores.is_empty():
             _err("no churn scores yet: they are computed when `cockpit refresh` publishes (or give --as-of)")
     else:
@@ -636,7 +655,7 @@ def churn_backtest(
 
     settings = _settings()
     if as_of is None and horizon_days is None:
-        card = Warehouse(settings).run_query("churn_model_card")
+        card = Warehouse(settings).run_query("churn_model_card", user=SYSTEM)  # the model card: nothing personal
     else:
         card = churn_mod.score_current(settings, churn_mod.parse_as_of(as_of), horizon_days, _err).card
     _print_frame(card.select(churn_mod.BACKTEST_COLUMNS), fmt)

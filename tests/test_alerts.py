@@ -12,6 +12,7 @@ import pytest
 from dashboard.core.config import Settings
 from dashboard.core.errors import ConfigError
 from dashboard.ops.alerts import evaluate, run_alerts
+from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse
 from tests.test_notify_servers import (  # noqa: F401  (fixtures)
     Hooks,
@@ -73,7 +74,7 @@ def test_cool_down_holds_for_email_too(
 def test_data_health_below_threshold_names_the_sources_the_query_scores_low(
     company: Settings, http_server: Hooks
 ) -> None:
-    scores = Warehouse(company).run_query("data_health")
+    scores = Warehouse(company).run_query("data_health", user=SYSTEM)
     by_source = dict(zip(scores["source_system"], scores["health_score"], strict=True))
     lowest = min(by_source.values())
     threshold = lowest + 0.05  # only the lowest-scoring source(s) are below
@@ -99,7 +100,7 @@ def test_metric_change_against_the_previous_week(company: Settings, http_server:
     assert "6 → 7 (+16.7%" in texts["channel=trade_show"] and "7 → 2 (-71.4%" in texts["channel=website"]
     w = Warehouse(settings)
     for start, end, n in (("2026-03-02", "2026-03-08", 6), ("2026-03-09", "2026-03-15", 7)):
-        df = w.run_query("channel_summary", {"start": start, "end": end})
+        df = w.run_query("channel_summary", {"start": start, "end": end}, user=SYSTEM)
         assert df.filter(df["channel"] == "trade_show")["leads"].item() == n  # the numbers the cockpit shows
     [body] = http_server.bodies("/dingtalk")
     assert "trade_show" in body["markdown"]["text"]
@@ -110,7 +111,7 @@ def test_a_query_with_a_previous_column_compares_in_one_run(company: Settings) -
     toml = '[notifications]\n[[notifications.channels]]\nname = "x"\nkind = "webhook"\nurl = "http://127.0.0.1:9/x"\n'
     settings = with_config(company, toml + rule("new", "metric_change", '"x"', extra))
     run = evaluate(settings)
-    frame = Warehouse(settings).run_query("new_leads", {"as_of": "2026-03-10"})
+    frame = Warehouse(settings).run_query("new_leads", {"as_of": "2026-03-10"}, user=SYSTEM)
     expected = {
         f"period={r['period']}"
         for r in frame.iter_rows(named=True)
@@ -172,7 +173,7 @@ def test_a_manual_refresh_evaluates_the_alerts(company: Settings, http_server: H
 
 
 def test_churn_rule_counts_the_high_risk_band_of_churn_list(company: Settings, http_server: Hooks) -> None:
-    high = Warehouse(company).run_query("churn_list", {"band": "high"}).height
+    high = Warehouse(company).run_query("churn_list", {"band": "high"}, user=SYSTEM).height
     assert high > 0
     cfg = company.base_dir / "cockpit.toml"
     original = cfg.read_text(encoding="utf-8")

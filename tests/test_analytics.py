@@ -11,7 +11,7 @@ import pytest
 from dashboard.core.config import Settings, load_settings
 from dashboard.derived.analytics import MODELS
 from dashboard.pipeline.refresh import refresh
-from dashboard.query.security import Principal
+from dashboard.query.security import SYSTEM, Principal
 from dashboard.query.warehouse import Warehouse
 
 FILES = {
@@ -81,7 +81,7 @@ def mini(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 def q(settings: Settings, name: str, **params: object) -> list[dict[str, object]]:
-    return Warehouse(settings).run_query(name, params).to_dicts()
+    return Warehouse(settings).run_query(name, params, user=SYSTEM).to_dicts()
 
 
 def by(rows: list[dict[str, object]], key: str) -> dict[object, dict[str, object]]:

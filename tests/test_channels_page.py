@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 from dashboard.components import charts, data, filterbar
 from dashboard.core.config import CONFIG_ENV, Settings
 from dashboard.i18n import LANGS, t
+from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse, list_queries
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
@@ -239,7 +240,7 @@ def test_url_parameters_parse_and_serialize() -> None:
 
 
 def test_filter_options_query(company: Settings) -> None:
-    options = filterbar.options_by_kind(Warehouse(company).run_query("filter_options"))
+    options = filterbar.options_by_kind(Warehouse(company).run_query("filter_options", user=SYSTEM))
     assert options == {
         "channel": ["paid_search", "trade_show", "unknown", "website"],
         "region": ["华东"],

@@ -19,6 +19,7 @@ from dashboard.core.store import Store
 from dashboard.derived.tables import attach_views
 from dashboard.i18n import t
 from dashboard.pipeline.refresh import refresh
+from dashboard.query.security import SYSTEM
 from tests.test_churn import synthetic_shop
 from tests.test_pages import metrics, open_app
 
@@ -151,7 +152,7 @@ def test_the_backtest_says_which_method_serves_and_on_what_evidence(shop: Settin
     from dashboard.derived.churn.card import why_serving
     from dashboard.query.warehouse import Warehouse
 
-    card = Warehouse(shop).run_query("churn_model_card")
+    card = Warehouse(shop).run_query("churn_model_card", user=SYSTEM)
     model = card.row(by_predicate=pl.col("method") == "model", named=True)
     chosen = card.row(by_predicate=pl.col("chosen"), named=True)
     assert chosen["serve_reason"] == "best_auc"
@@ -172,7 +173,7 @@ def test_the_page_says_on_what_evidence_the_method_serves(shop: Settings, monkey
     from dashboard.derived.churn.card import why_serving
     from dashboard.query.warehouse import Warehouse
 
-    card = Warehouse(shop).run_query("churn_model_card")
+    card = Warehouse(shop).run_query("churn_model_card", user=SYSTEM)
     for lang in ("en", "zh"):
         at = _churn_page(shop, monkeypatch, lang)
         assert why_serving(card, lang) in [str(m.value) for m in at.markdown]  # type: ignore[attr-defined]

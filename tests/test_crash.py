@@ -14,6 +14,7 @@ import pytest
 from dashboard.core.config import CRASH_ENV, Settings
 from dashboard.core.store import Store
 from dashboard.pipeline.refresh import refresh
+from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse
 
 REFRESH = "from dashboard.cli import main; main()"
@@ -40,7 +41,7 @@ def _manifest_paths(settings: Settings) -> list[Path]:
 def test_kill_at_any_point_leaves_a_consistent_manifest(company: Settings, point: str) -> None:
     cfg = company.base_dir / "cockpit.toml"
     before = Store(company.data_path).read_manifest()
-    served_before = Warehouse(company).run_query("channel_summary")
+    served_before = Warehouse(company).run_query("channel_summary", user=SYSTEM)
     # change the web forms so the new snapshot differs from the old one
     forms = company.base_dir / "imports" / "web" / "forms.jsonl"
     records = [{**json.loads(line), "utm_source": "SEM"} for line in forms.read_text(encoding="utf-8").splitlines()]
@@ -61,7 +62,7 @@ def test_kill_at_any_point_leaves_a_consistent_manifest(company: Settings, point
     assert after["version"] >= before["version"]
     for path in _manifest_paths(company):
         assert path.is_file(), f"manifest names a missing file: {path}"
-    served = Warehouse(company).run_query("channel_summary")
+    served = Warehouse(company).run_query("channel_summary", user=SYSTEM)
     changed = after["sources"]["web_forms"]["snapshot_id"] != before["sources"]["web_forms"]["snapshot_id"]
     if not changed:
         assert served.equals(served_before)
@@ -72,4 +73,4 @@ def test_kill_at_any_point_leaves_a_consistent_manifest(company: Settings, point
     result = refresh(company)
     assert result.exit_code == 0
     assert not (company.data_path / "staging").exists()
-    assert "website" not in Warehouse(company).run_query("channel_summary").get_column("channel").to_list()
+    assert "website" not in Warehouse(company).run_query("channel_summary", user=SYSTEM).get_column("channel").to_list()

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from dashboard.core.config import CONFIG_ENV, Settings, load_settings
 from dashboard.pipeline.refresh import refresh
 from dashboard.query.search import search_params
-from dashboard.query.security import Principal
+from dashboard.query.security import SYSTEM, Principal
 from dashboard.query.warehouse import Warehouse, bind_params, load_query
 from tests.fixture_data import open_app_page
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 def _key(settings: Settings, source: str, record: str) -> str:
-    links = Warehouse(settings).run_query("identity_links", {"source_system": source})
+    links = Warehouse(settings).run_query("identity_links", {"source_system": source}, user=SYSTEM)
     return links.filter(pl.col("source_record_id") == record)["customer_key"].item()
 
 
@@ -31,20 +31,20 @@ def test_one_customer_from_two_sources_has_one_key_and_provenance(company: Setti
     key = _key(company, "erp", "E0")
     assert _key(company, "trade_show", "TS-0") == key
     w = Warehouse(company)
-    attrs = w.run_query("customer_attributes", {"customer_key": key})
+    attrs = w.run_query("customer_attributes", {"customer_key": key}, user=SYSTEM)
     phone = attrs.filter((pl.col("attribute") == "phone") & pl.col("chosen")).row(0, named=True)
     assert phone["value"] == "13800138000" and not phone["conflict"]
     assert sorted(phone["sources"]) == ["erp", "trade_show"]
     # the most recent record wins: the trade-show lead (2026-03-01 09:00) is newer than the ERP record
     assert phone["source_system"] == "trade_show" and phone["snapshot_id"].startswith("20")
-    profile = w.run_query("customer_profile", {"customer_key": key}).row(0, named=True)
+    profile = w.run_query("customer_profile", {"customer_key": key}, user=SYSTEM).row(0, named=True)
     assert (profile["orders"], profile["lifetime_revenue"], profile["records"]) == (2, 2400.0, 2)
     assert profile["sources"] == ["erp", "trade_show"] and profile["lifecycle_stage"] in ("active", "lapsed")
 
 
 @pytest.mark.parametrize("typed", ["+86 138-0013-8000", "0086 13800138000", "138 0013 8000", "张0"])
 def test_search_finds_the_customer_however_it_is_typed(company: Settings, typed: str) -> None:
-    found = Warehouse(company).run_query("customer_search", search_params(typed))
+    found = Warehouse(company).run_query("customer_search", search_params(typed), user=SYSTEM)
     assert found["customer_key"][0] == _key(company, "erp", "E0")
 
 
@@ -102,7 +102,7 @@ def test_a_masked_role_searches_and_sees_masked_phones(company: Settings) -> Non
     assert found.filter(pl.col("customer_key") == key)["phone"].item() == "138****8000"
     # the copy masked at build is read as the phone, never under its own name
     assert "phone_masked" not in w.sql("SELECT * FROM customer_index LIMIT 1", user=Principal("m", "manager")).columns
-    assert w.run_query("customer_search", search_params("张0"))["phone"][0] == "13800138000"
+    assert w.run_query("customer_search", search_params("张0"), user=SYSTEM)["phone"][0] == "13800138000"
 
 
 def test_deep_link_opens_the_profile_and_timeline(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -150,18 +150,20 @@ def test_the_source_with_priority_gives_the_golden_phone(
     settings = _survive_by_priority(company, erp, crm)
     key = _key(settings, "erp", "E1")
     assert _key(settings, "crm", "CRM-1") == key
-    phones = Warehouse(settings).run_query("customer_attributes", {"customer_key": key, "attribute": "phone"})
+    phones = Warehouse(settings).run_query(
+        "customer_attributes", {"customer_key": key, "attribute": "phone"}, user=SYSTEM
+    )
     assert sorted(phones["value"].to_list()) == ["13800138001", "13900130001"]  # the conflict stays visible
     chosen = phones.filter(pl.col("chosen")).row(0, named=True)
     assert (chosen["value"], chosen["source_system"], chosen["conflict"]) == (phone, winner, True)
-    profile = Warehouse(settings).run_query("customer_profile", {"customer_key": key}).row(0, named=True)
+    profile = Warehouse(settings).run_query("customer_profile", {"customer_key": key}, user=SYSTEM).row(0, named=True)
     assert profile["phone"] == phone and "phone" in profile["conflicts"]
 
 
 def test_the_profile_shows_the_churn_risk_of_a_scored_customer(
     company: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    scored = Warehouse(company).run_query("customer_churn").row(0, named=True)  # the riskiest customer
+    scored = Warehouse(company).run_query("customer_churn", user=SYSTEM).row(0, named=True)  # the riskiest customer
     monkeypatch.setenv(CONFIG_ENV, str(company.base_dir / "cockpit.toml"))
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params["customer"] = scored["customer_key"]
@@ -181,10 +183,12 @@ def test_a_merged_away_key_still_opens_its_customer(company: Settings, monkeypat
     merged = _key(settings, "erp", "E1")
     gone = next(k for k in before.values() if k != merged)
     w = Warehouse(settings)
-    assert w.run_query("customer_profile", {"customer_key": gone}).is_empty()
-    assert w.run_query("customer_redirect", {"customer_key": gone})["customer_key"].to_list() == [merged]
-    assert w.run_query("customer_redirect", {"customer_key": merged}).is_empty()  # a live key is not redirected
-    assert w.run_query("customer_redirect")["old_key"].to_list() == [gone]  # the whole list: just this one
+    assert w.run_query("customer_profile", {"customer_key": gone}, user=SYSTEM).is_empty()
+    assert w.run_query("customer_redirect", {"customer_key": gone}, user=SYSTEM)["customer_key"].to_list() == [merged]
+    assert w.run_query(
+        "customer_redirect", {"customer_key": merged}, user=SYSTEM
+    ).is_empty()  # a live key is not redirected
+    assert w.run_query("customer_redirect", user=SYSTEM)["old_key"].to_list() == [gone]  # the whole list: just this one
 
     at = open_app_page(settings, monkeypatch, "customer_360", {"customer": gone})
     assert [i.value for i in at.info] == [f"Customer {gone} was merged into {merged}: showing {merged}."]

@@ -36,7 +36,7 @@ from dashboard.query.explore.models import (
     suggest_chart,
 )
 from dashboard.query.explore.sql import SqlRefused, readable, run_readonly
-from dashboard.query.security import Principal
+from dashboard.query.security import SYSTEM, Principal
 from dashboard.query.warehouse import Warehouse
 from tests.test_security import INJECTIONS, UNMASKED
 
@@ -49,7 +49,7 @@ def wh(company: Settings) -> Warehouse:
     return Warehouse(company)
 
 
-def answer(wh: Warehouse, spec: Spec, user: Principal | None = None) -> Any:
+def answer(wh: Warehouse, spec: Spec, user: Principal = SYSTEM) -> Any:
     query = build_query(spec)
     return shape(spec, query, wh.sql(query.sql, query.params, user=user))
 
@@ -143,8 +143,8 @@ CASES: list[tuple[str, Spec, str]] = [
 @pytest.mark.parametrize(("name", "spec", "hand"), CASES, ids=[c[0] for c in CASES])
 def test_generated_sql_equals_hand_written(wh: Warehouse, name: str, spec: Spec, hand: str) -> None:
     result = answer(wh, spec)
-    same(result.rows, wh.sql(hand))
-    whole = wh.sql(f"SELECT * FROM ({hand})")  # the totals are computed, not added up
+    same(result.rows, wh.sql(hand, user=SYSTEM))
+    whole = wh.sql(f"SELECT * FROM ({hand})", user=SYSTEM)  # the totals are computed, not added up
     if spec.measures == ("count",):
         assert result.totals["count"] == whole[:, -1].sum()
 
@@ -165,7 +165,7 @@ def test_roi_matches_the_channel_economics(wh: Warehouse) -> None:
     roi = {r["channel"]: r["roi"] for r in result.rows.iter_rows(named=True)}
     assert roi == {"paid_search": 6.0, "trade_show": 0.0, "website": None, "unknown": None}
     assert result.totals["roi"] == pytest.approx(4.5)  # the cockpit's 450%
-    economics = wh.run_query("channel_economics")
+    economics = wh.run_query("channel_economics", user=SYSTEM)
     assert {r["channel"]: r["roi"] for r in economics.iter_rows(named=True)}["paid_search"] == roi["paid_search"]
     with pytest.raises(ExploreError, match="not by 'owner'"):
         build_query(Spec("leads", (Dim("owner"),), ("roi",)))
@@ -197,7 +197,7 @@ def test_chart_is_suggested_from_the_shape(wh: Warehouse) -> None:
 # -- injection: every filter type, values bound -----------------------------------------------
 @pytest.mark.parametrize("value", INJECTIONS, ids=lambda v: repr(v[:12]))
 def test_injection_in_every_filter_type(wh: Warehouse, value: str) -> None:
-    def count(*filters: Filter, user: Principal | None = None) -> int:
+    def count(*filters: Filter, user: Principal = SYSTEM) -> int:
         return int(answer(wh, Spec("leads", (), ("count",), filters), user).totals["count"])
 
     assert count(Filter("channel", "in", (value,))) == 0
@@ -218,7 +218,7 @@ def test_injection_in_every_filter_type(wh: Warehouse, value: str) -> None:
         build_query(Spec("leads", (), ("count",), (Filter("channel", value, ("x",)),)))
     with pytest.raises(ExploreError, match="no measure"):
         build_query(Spec("leads", (), (value,)))
-    assert wh.sql("SELECT count(*) FROM leads").item() == 60  # and the tables are intact
+    assert wh.sql("SELECT count(*) FROM leads", user=SYSTEM).item() == 60  # and the tables are intact
 
 
 def test_views_run_as_the_user(wh: Warehouse) -> None:
@@ -304,7 +304,7 @@ def test_compare_a_view_with_an_earlier_snapshot(company: Settings) -> None:
     own = answer(then, Spec("leads", (), ("count",)), SALES)  # the row filter holds in the past too
     assert own.totals["count"] == 10
     with pytest.raises(ExploreError, match="no longer kept"):
-        AsOfWarehouse(company, "web_forms", "20200101T000000000Z-dead").sql("SELECT 1")
+        AsOfWarehouse(company, "web_forms", "20200101T000000000Z-dead").sql("SELECT 1", user=SYSTEM)
 
 
 # -- the SQL tab ---------------------------------------------------------------------------------
@@ -369,7 +369,7 @@ REFUSED = {
 def test_the_sql_tab_refuses(wh: Warehouse, sql: str) -> None:
     with pytest.raises(SqlRefused, match=re.escape(REFUSED[sql])):
         run_readonly(wh, sql, ANALYST)
-    assert wh.sql("SELECT count(*) FROM leads").item() == 60
+    assert wh.sql("SELECT count(*) FROM leads", user=SYSTEM).item() == 60
     assert not (wh.settings.base_dir / "x.duckdb").exists()
 
 

@@ -21,6 +21,7 @@ from dashboard.ops.status import source_status
 from dashboard.pipeline.refresh import refresh
 from dashboard.pipeline.review import list_quarantined
 from dashboard.pipeline.validate import apply_thresholds, load_suite_dict, validate
+from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse
 from dashboard.sources import columns
 from dashboard.sources import excel as excel_reader
@@ -160,7 +161,7 @@ def test_a_batch_of_9999_dates_is_quarantined_and_the_last_good_snapshot_stays(t
     assert "1000 rows failed (100.0%)" in reason and "more than 365 days ahead" in reason and "9999-12-31" in reason
     assert "max_out_of_range_share = 1.0" in "\n".join(bad.way_forward)
     assert Store(settings.data_path).read_manifest()["sources"]["crm_opps"]["snapshot_id"] == good.snapshot_id
-    volume = Warehouse(settings).run_query("lead_volume", {"grain": "month"})
+    volume = Warehouse(settings).run_query("lead_volume", {"grain": "month"}, user=SYSTEM)
     assert volume.height and not any(str(p).startswith("9999") for p in volume.get_column("period"))
 
 

@@ -14,6 +14,7 @@ from dashboard.core.entities import ENTITIES
 from dashboard.core.store import Store
 from dashboard.derived.quality.profile import PROFILE_FILE, profile_frame
 from dashboard.pipeline.refresh import refresh
+from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse
 
 CONFIG = """
@@ -69,7 +70,9 @@ def shop(tmp_path: Path) -> Settings:
 
 
 def _metrics(settings: Settings) -> dict[str, dict[str, object]]:
-    df = Warehouse(settings).run_query("quality_heatmap", {"fill_threshold": 0.8, "validity_threshold": 0.9})
+    df = Warehouse(settings).run_query(
+        "quality_heatmap", {"fill_threshold": 0.8, "validity_threshold": 0.9}, user=SYSTEM
+    )
     return {r["column_name"]: r for r in df.iter_rows(named=True)}
 
 
@@ -104,7 +107,7 @@ def test_the_profile_is_written_beside_the_snapshot_once(shop: Settings) -> None
     assert profile.height == len(ENTITIES["customers"].columns)
     assert set(profile["snapshot_id"]) == {sid}
     # the page's table is read from those files, not recomputed: same numbers, same computation time
-    again = Warehouse(shop).run_query("quality_trend", {"source": "shop", "column": "name"})
+    again = Warehouse(shop).run_query("quality_trend", {"source": "shop", "column": "name"}, user=SYSTEM)
     assert again["fill_rate"].to_list() == [0.75]
 
 
@@ -113,7 +116,7 @@ def test_the_trend_covers_every_retained_snapshot(shop: Settings) -> None:
     assert refresh(shop).exit_code == 0
     write_shop(shop.base_dir, rows=5)
     assert refresh(shop).exit_code == 0
-    trend = Warehouse(shop).run_query("quality_trend", {"source": "shop", "column": "name"})
+    trend = Warehouse(shop).run_query("quality_trend", {"source": "shop", "column": "name"}, user=SYSTEM)
     assert trend["rows"].to_list() == [14, 5]  # retention = 2: the first snapshot was pruned
     assert trend["state"].to_list() == ["previous", "current"]
     assert trend["fill_rate"].to_list() == [10 / 14, 0.8]  # 10 of 14 named, then 4 of 5
@@ -121,7 +124,9 @@ def test_the_trend_covers_every_retained_snapshot(shop: Settings) -> None:
 
 
 def test_thresholds_come_from_the_config(shop: Settings) -> None:
-    strict = Warehouse(shop).run_query("quality_heatmap", {"fill_threshold": 0.99, "validity_threshold": 0.99})
+    strict = Warehouse(shop).run_query(
+        "quality_heatmap", {"fill_threshold": 0.99, "validity_threshold": 0.99}, user=SYSTEM
+    )
     flagged = set(strict.filter(pl.col("fill_flag"))["column_name"])
     assert flagged == {"name", "phone", "email", "id_number"}
 

@@ -9,6 +9,7 @@ from dashboard.core.config import Settings
 from dashboard.core.store import Store
 from dashboard.pipeline.data_docs import site_dir, site_status
 from dashboard.pipeline.refresh import refresh
+from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse
 
 
@@ -24,13 +25,13 @@ def _break_crm_phones(settings: Settings) -> str:
 def test_a_quarantined_snapshot_is_in_the_history_with_its_failed_expectation(company: Settings) -> None:
     sid = _break_crm_phones(company)
     wh = Warehouse(company)
-    history = wh.run_query("validation_history", {"source": "crm"})
+    history = wh.run_query("validation_history", {"source": "crm"}, user=SYSTEM)
     assert history["status"].to_list() == ["quarantined", "published"]  # newest first
     latest = history.row(0, named=True)
     assert latest["snapshot_id"] == sid and latest["failed_blocking"] == 1
     assert "expect_column_values_to_match_regex on column 'phone': 20 rows failed (100.0%)" in latest["reason"]
     assert "call me" not in latest["reason"]  # sample values stay out of the one-line reason
-    failed = wh.run_query("expectation_results", {"source": "crm", "snapshot_id": sid, "failed_only": 1})
+    failed = wh.run_query("expectation_results", {"source": "crm", "snapshot_id": sid, "failed_only": 1}, user=SYSTEM)
     blocking = failed.filter(pl.col("blocking")).row(0, named=True)
     assert (blocking["suite"], blocking["expectation"], blocking["column_name"]) == (
         "leads",
@@ -44,21 +45,21 @@ def test_a_quarantined_snapshot_is_in_the_history_with_its_failed_expectation(co
 def test_an_unreadable_source_is_in_the_history_with_its_reason(company: Settings) -> None:
     (company.base_dir / "imports" / "crm" / "leads.csv").write_bytes(b"")
     refresh(company, ["crm"])
-    failed = Warehouse(company).run_query("expectation_results", {"source": "crm", "failed_only": 1})
+    failed = Warehouse(company).run_query("expectation_results", {"source": "crm", "failed_only": 1}, user=SYSTEM)
     error = failed.row(0, named=True)
     assert error["expectation"] == "read_error" and "leads.csv" in error["observed"]
 
 
 def test_health_scores_follow_the_stated_formula(company: Settings) -> None:
     wh = Warehouse(company)
-    health = {r["source_system"]: r for r in wh.run_query("data_health").iter_rows(named=True)}
+    health = {r["source_system"]: r for r in wh.run_query("data_health", user=SYSTEM).iter_rows(named=True)}
     assert set(health) == {"(all)", "crm", "erp", "marketing", "trade_show", "web_forms"}
     for r in health.values():
         expected = 100 * (0.4 * r["completeness"] + 0.3 * r["validity"] + 0.3 * r["conformance"])
         assert r["health_score"] == pytest.approx(expected, abs=0.05)
         assert 0 <= r["health_score"] <= 100
     # completeness is the mean fill rate of the fields the source provides (ERP: the ID number is 1 of 12)
-    heat = wh.run_query("quality_heatmap", {"source": "erp"}).filter(pl.col("provided"))
+    heat = wh.run_query("quality_heatmap", {"source": "erp"}, user=SYSTEM).filter(pl.col("provided"))
     assert health["erp"]["completeness"] == pytest.approx(heat["fill_rate"].mean())
     assert health["erp"]["conformance"] == 1.0
     sources = [r for s, r in health.items() if s != "(all)"]
@@ -66,9 +67,18 @@ def test_health_scores_follow_the_stated_formula(company: Settings) -> None:
 
 
 def test_a_quarantine_lowers_its_sources_health_at_once(company: Settings) -> None:
-    before = Warehouse(company).run_query("data_health").filter(pl.col("source_system") == "crm")["health_score"][0]
+    before = (
+        Warehouse(company)
+        .run_query("data_health", user=SYSTEM)
+        .filter(pl.col("source_system") == "crm")["health_score"][0]
+    )
     _break_crm_phones(company)
-    after = Warehouse(company).run_query("data_health").filter(pl.col("source_system") == "crm").row(0, named=True)
+    after = (
+        Warehouse(company)
+        .run_query("data_health", user=SYSTEM)
+        .filter(pl.col("source_system") == "crm")
+        .row(0, named=True)
+    )
     assert after["last_status"] == "quarantined"
     assert after["conformance"] < 1 and after["health_score"] < before
 
@@ -80,9 +90,11 @@ def test_conflicting_phones_across_sources_are_counted_with_masked_examples(comp
     forms.write_text(text, encoding="utf-8")
     refresh(company, ["web_forms"])
     wh = Warehouse(company)
-    summary = {r["field"]: r for r in wh.run_query("identity_consistency").iter_rows(named=True)}
+    summary = {r["field"]: r for r in wh.run_query("identity_consistency", user=SYSTEM).iter_rows(named=True)}
     assert summary["email"]["conflicting"] == 1 and summary["phone"]["conflicting"] == 0
-    [conflict] = wh.run_query("identity_conflicts", {"field": "email", "conflicts_only": 1}).iter_rows(named=True)
+    [conflict] = wh.run_query("identity_conflicts", {"field": "email", "conflicts_only": 1}, user=SYSTEM).iter_rows(
+        named=True
+    )
     assert conflict["n_sources"] == 2 and conflict["n_values"] == 2
     assert conflict["examples"] == ["crm: u***@example.com", "web_forms: o***@example.com"]
 

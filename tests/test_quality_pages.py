@@ -18,6 +18,7 @@ from dashboard.core.store import Store
 from dashboard.i18n import LANGS, t
 from dashboard.ops import jobs
 from dashboard.pipeline.refresh import refresh
+from dashboard.query.security import SYSTEM
 from tests.test_review import allow_actions, quarantine_crm
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
@@ -175,7 +176,7 @@ def test_the_heatmap_marks_flagged_cells_and_hovers_numbers(company: Settings) -
     from dashboard.components.quality_heatmap import heatmap_figure
     from dashboard.query.warehouse import Warehouse
 
-    frame = Warehouse(company).run_query("quality_heatmap")
+    frame = Warehouse(company).run_query("quality_heatmap", user=SYSTEM)
     heat, marks = heatmap_figure(frame, "fill", "en").data
     assert list(heat.y) == sorted(company.source_names, reverse=True)
     row, col = list(heat.y).index("erp"), list(heat.x).index("customers.id_number")

@@ -9,6 +9,7 @@ import pytest
 
 from dashboard.core.config import Settings
 from dashboard.core.errors import QueryError, QueryTimeout
+from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse, list_queries, load_query
 
 # rows only after a later build merged customers (tests/test_customer_360.py checks them there)
@@ -19,13 +20,13 @@ AFTER_A_MERGE = {"customer_redirect"}
 def test_every_query_runs_and_has_the_columns_its_header_declares(company: Settings, name: str) -> None:
     query = load_query(name)
     assert query.columns, f"{name}.sql has no '-- columns:' header"
-    df = Warehouse(company).run_query(name)
+    df = Warehouse(company).run_query(name, user=SYSTEM)
     assert tuple(df.columns) == query.columns
     assert (df.height == 0) if name in AFTER_A_MERGE else (df.height > 0)
 
 
 def test_channel_summary_numbers(company: Settings) -> None:
-    df = Warehouse(company).run_query("channel_summary")
+    df = Warehouse(company).run_query("channel_summary", user=SYSTEM)
     rows = {r["channel"]: r for r in df.iter_rows(named=True)}
     sem = rows["paid_search"]  # 百度推广 / baidu_sem / " SEM " in the CRM, one channel
     assert (sem["leads"], sem["won"], sem["revenue"], sem["cost"]) == (30, 6, 21000.0, 3000.0)
@@ -42,11 +43,11 @@ def test_channel_summary_numbers(company: Settings) -> None:
 
 def test_channel_summary_date_filter(company: Settings) -> None:
     w = Warehouse(company)
-    march_first_week = w.run_query("channel_summary", {"start": "2026-03-01", "end": "2026-03-07"})
+    march_first_week = w.run_query("channel_summary", {"start": "2026-03-01", "end": "2026-03-07"}, user=SYSTEM)
     rows = {r["channel"]: r for r in march_first_week.iter_rows(named=True)}
     assert rows["paid_search"]["leads"] == 7  # CRM leads on days 0..6
     assert rows["paid_search"]["cost"] == 2000.0  # the 2026-03-15 spend is outside
-    empty = w.run_query("channel_summary", {"start": "2030-01-01"})
+    empty = w.run_query("channel_summary", {"start": "2030-01-01"}, user=SYSTEM)
     assert empty.get_column("leads").sum() == 0
 
 
@@ -56,28 +57,28 @@ def test_channel_summary_date_filter(company: Settings) -> None:
 )
 def test_date_params_reject_injection(company: Settings, value: str) -> None:
     with pytest.raises(QueryError, match="must be a date"):
-        Warehouse(company).run_query("channel_summary", {"start": value})
+        Warehouse(company).run_query("channel_summary", {"start": value}, user=SYSTEM)
 
 
 def test_text_params_are_bound_not_formatted(company: Settings) -> None:
     w = Warehouse(company)
-    assert w.run_query("identity_links", {"source_system": "erp' OR '1'='1"}).height == 0
-    assert w.run_query("identity_links", {"source_system": "erp"}).height == 12
-    assert w.sql("SELECT count(*) AS n FROM leads").item() == 60
+    assert w.run_query("identity_links", {"source_system": "erp' OR '1'='1"}, user=SYSTEM).height == 0
+    assert w.run_query("identity_links", {"source_system": "erp"}, user=SYSTEM).height == 12
+    assert w.sql("SELECT count(*) AS n FROM leads", user=SYSTEM).item() == 60
 
 
 def test_unknown_query_and_param(company: Settings) -> None:
     w = Warehouse(company)
     with pytest.raises(QueryError, match="no query named 'nope'"):
-        w.run_query("nope")
+        w.run_query("nope", user=SYSTEM)
     with pytest.raises(QueryError, match="no query named"):
-        w.run_query("../pyproject")
+        w.run_query("../pyproject", user=SYSTEM)
     with pytest.raises(QueryError, match="has no parameter colour"):
-        w.run_query("channel_summary", {"colour": "red"})
+        w.run_query("channel_summary", {"colour": "red"}, user=SYSTEM)
 
 
 def test_identity_links_join_the_same_person_across_sources(company: Settings) -> None:
-    links = Warehouse(company).run_query("identity_links")
+    links = Warehouse(company).run_query("identity_links", user=SYSTEM)
     key = dict(zip(links["source_system"] + ":" + links["source_record_id"], links["customer_key"], strict=True))
     # +86 138-0013-8000 at the trade show is ERP customer E0 (13800138000)
     assert key["trade_show:TS-0"] == key["erp:E0"]
@@ -93,17 +94,17 @@ def test_views_follow_the_manifest_without_a_restart(company: Settings) -> None:
 
     w = Warehouse(company)
     v1 = w.version
-    assert w.sql("SELECT count(*) FROM marketing_spend").item() == 3
+    assert w.sql("SELECT count(*) FROM marketing_spend", user=SYSTEM).item() == 3
     spend = company.base_dir / "imports" / "marketing" / "spend.csv"
     spend.write_text(spend.read_text(encoding="utf-8") + "官网,2026-03-20,500\n", encoding="utf-8")
     refresh(company, ["marketing"])
     assert w.version > v1
-    assert w.sql("SELECT count(*) FROM marketing_spend").item() == 4
+    assert w.sql("SELECT count(*) FROM marketing_spend", user=SYSTEM).item() == 4
 
 
 def test_a_long_query_does_not_hold_up_the_other_users_queries(company: Settings) -> None:
     w = Warehouse(company)
-    w.run_query("channel_summary")  # the views are attached
+    w.run_query("channel_summary", user=SYSTEM)  # the views are attached
     running = threading.Event()
 
     def mark_running(x: int) -> int:  # called once, as the long query starts scanning
@@ -119,6 +120,7 @@ def test_a_long_query_does_not_hold_up_the_other_users_queries(company: Settings
                 "WITH s AS (SELECT mark_running(3) AS r) "
                 "SELECT count(*) FROM range(100000000000) AS t(x), s WHERE x % 7 = s.r",
                 timeout=8,
+                user=SYSTEM,
             )
             outcome.append("finished")
         except QueryTimeout:
@@ -127,7 +129,7 @@ def test_a_long_query_does_not_hold_up_the_other_users_queries(company: Settings
     worker = threading.Thread(target=long_query)
     worker.start()
     assert running.wait(30)  # the long query is running
-    summary = w.run_query("channel_summary")
+    summary = w.run_query("channel_summary", user=SYSTEM)
     assert worker.is_alive() and not outcome  # answered while the long query still ran
     assert summary.height > 0
     worker.join()

@@ -13,12 +13,13 @@ from dashboard.core.config import Settings
 from dashboard.core.store import Store
 from dashboard.ops.status import source_status
 from dashboard.pipeline.refresh import refresh
+from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse
 
 
 def _served(settings: Settings) -> tuple[str, pl.DataFrame]:
     manifest = Store(settings.data_path).read_manifest()
-    return manifest["sources"]["crm"]["snapshot_id"], Warehouse(settings).run_query("channel_summary")
+    return manifest["sources"]["crm"]["snapshot_id"], Warehouse(settings).run_query("channel_summary", user=SYSTEM)
 
 
 def _imports(settings: Settings) -> Path:
@@ -145,11 +146,11 @@ def test_a_second_refresh_while_one_runs_is_refused(company: Settings) -> None:
 
 
 def test_source_without_customers_turns_refs_into_customers(company: Settings) -> None:
-    links = Warehouse(company).run_query("identity_links", {"source_system": "crm"})
+    links = Warehouse(company).run_query("identity_links", {"source_system": "crm"}, user=SYSTEM)
     # the CRM has leads only; its leads are records of their own
     assert set(links.get_column("record_kind")) == {"lead"}
     assert links.height == 30
-    erp = Warehouse(company).run_query("identity_links", {"source_system": "erp"})
+    erp = Warehouse(company).run_query("identity_links", {"source_system": "erp"}, user=SYSTEM)
     assert erp.height == 12  # 12 customers; order refs point at them
 
 
@@ -177,7 +178,7 @@ def test_orders_only_source_gets_customers_from_its_refs(tmp_path: Path) -> None
     )
     settings = load_settings(tmp_path / "cockpit.toml")
     assert refresh(settings).exit_code == 0
-    links = Warehouse(settings).run_query("identity_links")
+    links = Warehouse(settings).run_query("identity_links", user=SYSTEM)
     assert sorted(links.get_column("source_record_id")) == ["M1", "M2"]
     assert set(links.get_column("record_kind")) == {"customer"}
     assert links.get_column("customer_key").n_unique() == 2

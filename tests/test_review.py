@@ -21,6 +21,7 @@ from dashboard.pipeline.review import (
     list_quarantined,
     publish_anyway,
 )
+from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse
 
 
@@ -62,7 +63,7 @@ def test_publish_anyway_swaps_the_manifest_and_is_recorded(company: Settings) ->
     assert after["version"] > before["version"]
     assert (settings.data_path / "snapshots" / "crm" / sid / "leads.parquet").is_file()
     assert not (settings.data_path / "quarantine" / "crm" / sid).exists()
-    assert Warehouse(settings).sql("SELECT count(*) FROM leads WHERE source_system = 'crm'").item() == 25
+    assert Warehouse(settings).sql("SELECT count(*) FROM leads WHERE source_system = 'crm'", user=SYSTEM).item() == 25
     [audit] = decisions(Store(settings.data_path))
     assert audit == entry
     assert (audit["who"], audit["action"], audit["reason"], audit["snapshot_id"]) == (
@@ -72,7 +73,7 @@ def test_publish_anyway_swaps_the_manifest_and_is_recorded(company: Settings) ->
         sid,
     )
     assert audit["at"].startswith("20")
-    history = Warehouse(settings).run_query("validation_history", {"source": "crm"}).row(0, named=True)
+    history = Warehouse(settings).run_query("validation_history", {"source": "crm"}, user=SYSTEM).row(0, named=True)
     assert (history["status"], history["reviewed_by"]) == ("published_anyway", "alice")
     [crm] = [s for s in source_status(settings) if s.name == "crm"]
     assert crm.problem is None  # a person decided: the banner no longer asks for attention
@@ -88,7 +89,7 @@ def test_discard_leaves_the_manifest_and_is_recorded(company: Settings) -> None:
     assert list_quarantined(settings) == []
     [audit] = decisions(Store(settings.data_path))
     assert (audit["who"], audit["action"], audit["status"]) == ("bob", "discard", "discarded")
-    history = Warehouse(settings).run_query("validation_history", {"source": "crm"})
+    history = Warehouse(settings).run_query("validation_history", {"source": "crm"}, user=SYSTEM)
     assert history["status"].to_list() == ["discarded", "published"]  # the attempt stays in the history
 
 

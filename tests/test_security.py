@@ -23,7 +23,7 @@ from dashboard.core import audit
 from dashboard.core.config import CONFIG_ENV, Settings
 from dashboard.core.errors import QueryError
 from dashboard.i18n import t
-from dashboard.query.security import ROLE_PAGES, ROLES, Principal
+from dashboard.query.security import ROLE_PAGES, ROLES, SYSTEM, Principal
 from dashboard.query.warehouse import Warehouse, list_queries, load_query
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
@@ -69,7 +69,8 @@ def _required(name: str, wh: Warehouse) -> dict[str, object]:
     """Values for a query's required parameters: another owner's record, where one is asked for."""
     other_key = wh.sql(
         "SELECT customer_key FROM identity_links AS l JOIN leads AS x "
-        "ON x.source_system = l.source_system AND x.lead_id = l.source_record_id WHERE x.owner = 'rep0' LIMIT 1"
+        "ON x.source_system = l.source_system AND x.lead_id = l.source_record_id WHERE x.owner = 'rep0' LIMIT 1",
+        user=SYSTEM,
     ).item()
     values = {"customer_key": other_key, "start": "2026-01-01", "end": "2026-12-31"}
     params = {}
@@ -162,7 +163,7 @@ def test_injection_in_every_text_parameter_returns_nothing_extra(company: Settin
     # the owner variable itself is bound: a sales user whose owner name is an injection sees nothing
     evil = Principal("evil", "sales", "x' OR '1'='1")
     assert wh.sql("SELECT count(*) FROM leads", user=evil).item() == 0
-    assert wh.sql("SELECT count(*) FROM leads").item() == 60  # and the tables are intact
+    assert wh.sql("SELECT count(*) FROM leads", user=SYSTEM).item() == 60  # and the tables are intact
 
 
 def test_the_cli_runs_queries_as_the_user_and_audits_it(accounts: Settings) -> None:
@@ -180,6 +181,38 @@ def test_the_cli_runs_queries_as_the_user_and_audits_it(accounts: Settings) -> N
     assert sorted(events["user"]) == ["analyst", "mallory", "sales"] and set(events["rows"]) == {10, 60, None}
     assert set(events["client"]) == {"cli"}  # the refused one too, with its reason
     assert "no user named 'mallory'" in events.filter(pl.col("user") == "mallory")["detail"][0]
+
+
+def test_the_read_path_refuses_without_a_principal_and_system_is_explicit(company: Settings) -> None:
+    """Safe by default (issue 18, point 2): no user means refused, on every way into the warehouse; only
+    the SYSTEM principal reads the base relations, and no account can become it."""
+    wh = Warehouse(company)
+    for call in (lambda: wh.sql("SELECT count(*) FROM leads"), lambda: wh.run_query("channel_summary")):
+        with pytest.raises(QueryError, match="no user given"):
+            call()
+    with pytest.raises(QueryError, match="no user given"):
+        wh.sql("SELECT count(*) FROM leads", user=None)
+    assert wh.sql("SELECT count(*) FROM leads", user=SYSTEM).item() == 60
+    # an account called "system" is a person with the admin role: the admin views, not the base schema
+    person = Principal("system", "admin")
+    assert person != SYSTEM and not person.system
+    assert wh.sql("SELECT current_setting('search_path') AS p", user=person).item() == "r_admin"
+    with pytest.raises(ValueError, match="system principal reads as admin"):
+        Principal("system", "manager", system=True)
+
+
+def test_an_unrestricted_cli_query_is_audited_with_who_ran_it(company: Settings) -> None:
+    import getpass
+
+    cfg = str(company.base_dir / "cockpit.toml")
+    run = [sys.executable, "-m", "dashboard.cli", "--config", cfg, "query", "channel_leads", "-f", "json"]
+    out = subprocess.run(run, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert len(json.loads(out.stdout)) == 60
+    events = audit.read(company, action="query")
+    assert events.select("user", "role", "client", "target").rows() == [
+        (getpass.getuser(), "system", "cli", "channel_leads")
+    ]
 
 
 # -- accounts and sessions ---------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from dashboard.core.config import SESSION_SECRET_ENV, Settings, env
 from dashboard.core.errors import CockpitError, ConfigError
-from dashboard.query.security import ROLES, Principal
+from dashboard.query.security import ROLES, SYSTEM, Principal
 
 USERNAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 MIN_PASSWORD = 8
@@ -155,7 +155,8 @@ def demo_accounts(settings: Settings) -> list[tuple[str, str, str, str | None]]:
     wh = Warehouse(settings)
     try:
         top = wh.sql(
-            "SELECT owner FROM leads WHERE owner IS NOT NULL GROUP BY owner ORDER BY count(*) DESC, owner LIMIT 1"
+            "SELECT owner FROM leads WHERE owner IS NOT NULL GROUP BY owner ORDER BY count(*) DESC, owner LIMIT 1",
+            user=SYSTEM,
         )
     except (CockpitError, duckdb.Error):
         top = None

@@ -24,7 +24,7 @@ from dashboard.core.errors import CockpitError, QueryError
 from dashboard.core.store import Store, now_utc, write_json
 from dashboard.ops.notify import Delivery, Message, Sleep, send
 from dashboard.ops.status import source_status
-from dashboard.query.security import Principal
+from dashboard.query.security import SYSTEM, Principal
 from dashboard.query.warehouse import Warehouse, load_query
 
 STATE_FILE = "alerts_state.json"
@@ -78,7 +78,7 @@ def local_today(settings: Settings, now: datetime) -> date:
 
 
 # -- rules -----------------------------------------------------------------------------------------
-def run_named(wh: Warehouse, name: str, params: dict[str, Any], user: Principal | None = None) -> pl.DataFrame:
+def run_named(wh: Warehouse, name: str, params: dict[str, Any], user: Principal) -> pl.DataFrame:
     """A named query; a missing query or table means "not available yet"."""
     try:
         return wh.run_query(name, params, user=user)
@@ -109,7 +109,7 @@ def check_sources(rule: AlertConfig, settings: Settings, wh: Warehouse, now: dat
 
 def check_health(rule: AlertConfig, settings: Settings, wh: Warehouse, now: datetime) -> list[Finding]:
     assert rule.below is not None
-    scores = run_named(wh, "data_health", {})
+    scores = run_named(wh, "data_health", {}, user=SYSTEM)
     return [
         Finding(
             rule.name,
@@ -124,7 +124,7 @@ def check_health(rule: AlertConfig, settings: Settings, wh: Warehouse, now: date
 def check_churn(rule: AlertConfig, settings: Settings, wh: Warehouse, now: datetime) -> list[Finding]:
     assert rule.above is not None
     params = dict(rule.params) if rule.query else {"band": "high", **rule.params}
-    at_risk = run_named(wh, rule.query or DEFAULT_CHURN_QUERY, params).height
+    at_risk = run_named(wh, rule.query or DEFAULT_CHURN_QUERY, params, user=SYSTEM).height
     if at_risk <= rule.above:
         return []
     return [Finding(rule.name, "(all)", f"{at_risk} churn-risk customers (more than {rule.above})")]
@@ -143,9 +143,9 @@ def metric_values(
             raise CockpitError(f"query '{rule.query}' has no column '{c}' (columns: {', '.join(query.columns)})")
     if {"start", "end"} <= names:
         cur, prev = last_periods(rule.period, local_today(settings, now))
-        frames = [run_named(wh, rule.query, {**rule.params, "start": a, "end": b}) for a, b in (prev, cur)]
+        frames = [run_named(wh, rule.query, {**rule.params, "start": a, "end": b}, user=SYSTEM) for a, b in (prev, cur)]
     elif f"previous_{column}" in query.columns:
-        frame = run_named(wh, rule.query, dict(rule.params))
+        frame = run_named(wh, rule.query, dict(rule.params), user=SYSTEM)
         frames = [frame.select(*by, pl.col(f"previous_{column}").alias(column)), frame]
     else:
         raise CockpitError(

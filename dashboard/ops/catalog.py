@@ -21,6 +21,7 @@ from dashboard.core.store import Store
 from dashboard.derived.quality.profile import mapping
 from dashboard.derived.tables import DERIVED_TABLES
 from dashboard.ops.status import SourceStatus, source_status
+from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import QUERIES_DIR, Warehouse
 
 PAGES_DIR = Path(__file__).parents[1] / "pages"
@@ -56,7 +57,7 @@ def load_inventory(settings: Settings) -> Inventory:
     """The inventory as of now (the CLI's way in; the page passes its cached profile instead)."""
     warehouse = Warehouse(settings)
     try:
-        profile = warehouse.run_query("field_profile")
+        profile = warehouse.run_query("field_profile", user=SYSTEM)
     finally:
         warehouse.close()
     return build_inventory(settings, profile, source_status(settings))

@@ -29,16 +29,23 @@ class Principal:
     username: str
     role: str
     owner: str | None = None
+    # The system itself (the derived build, admin commands): reads the base relations, not a role's
+    # views. Only SYSTEM below has it; no sign-in makes one (auth builds Principal(user, role, owner)).
+    system: bool = False
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
             raise ValueError(f"unknown role '{self.role}' (roles: {', '.join(ROLES)})")
+        if self.system and self.role != "admin":
+            raise ValueError("the system principal reads as admin")
         if self.role == "sales" and not self.owner:
             raise ValueError(f"sales user '{self.username}' needs an owner name (the CRM's owner value)")
 
 
-# The internal caller (refresh, derived build, CLI without --user, --no-auth serving): sees everything.
-SYSTEM = Principal("system", "admin")
+# The internal caller (refresh, derived build, admin commands such as `cockpit query` without --user): sees
+# everything. The read path has no default principal: a caller names SYSTEM or a person, or is refused;
+# a person invoking a command that reads as SYSTEM is audited (dashboard/cli.py).
+SYSTEM = Principal("system", "admin", system=True)
 
 
 def pages_for(role: str) -> tuple[str, ...]:

@@ -298,15 +298,18 @@ class Warehouse:
         user: Principal | None = None,
         timeout: float | None = None,
     ) -> pl.DataFrame:
-        """Run SQL as ``user`` sees the data (None: the system — derived builds, internal callers, tests);
-        with ``timeout`` seconds, a timer interrupts this query's cursor only."""
+        """Run SQL as ``user`` sees the data: a person through their role's views (row filter, masking),
+        ``security.SYSTEM`` over the base relations. No principal is refused (AccessDenied): the safe path
+        is the only default. With ``timeout`` seconds, a timer interrupts this query's cursor only."""
+        if not isinstance(user, Principal):
+            raise AccessDenied("no user given: the data layer reads only as a signed-in user or the system")
         # Only taking the cursor is serialised; the query runs on it outside the lock, so one user's long
         # query does not hold up everyone else's pages.
         build, cur = self._checkout()
         timer = threading.Timer(timeout, cur.interrupt) if timeout else None
         try:
-            cur.execute(f"SET search_path = '{BASE if user is None else role_schema(user.role)}'")
-            if user is not None and user.role == "sales":
+            cur.execute(f"SET search_path = '{BASE if user.system else role_schema(user.role)}'")
+            if user.role == "sales":
                 cur.execute("SET VARIABLE cockpit_owner = $owner", {"owner": user.owner})
             if timer:
                 timer.start()
@@ -314,7 +317,7 @@ class Warehouse:
         except duckdb.InterruptException:
             raise QueryTimeout(f"the query ran longer than {timeout:g} s and was stopped") from None
         except duckdb.CatalogException as e:
-            if user is None:
+            if user.system:
                 raise QueryError(str(e).splitlines()[0]) from e
             role = user.role
             raise AccessDenied(f"this data is not available to the role '{role}'", str(e).splitlines()[0]) from e
@@ -327,7 +330,7 @@ class Warehouse:
             self._checkin(build, cur)
 
     def run_query(self, name: str, params: dict[str, Any] | None = None, user: Principal | None = None) -> pl.DataFrame:
-        """A named query as ``user`` sees it (None: the system, unrestricted)."""
+        """A named query as ``user`` sees it (``security.SYSTEM``: unrestricted; None: refused)."""
         query = load_query(name)
         return self.sql(query.sql, bind_params(query, params), user)
 

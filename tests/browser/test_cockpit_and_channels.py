@@ -15,6 +15,7 @@ from dashboard.components import fmt
 from dashboard.components.tiles import compact_money
 from dashboard.core.config import Settings
 from dashboard.i18n import t
+from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse
 from tests.browser.conftest import PAGE_TIMEOUT_MS
 
@@ -58,7 +59,7 @@ def shot(page: Any, artifacts: Path, name: str) -> Path:
 @pytest.fixture(scope="module")
 def totals(demo: Settings) -> dict[str, Any]:
     """What ``cockpit query channel_summary`` says, summed over the channels."""
-    summary = Warehouse(demo).run_query("channel_summary")
+    summary = Warehouse(demo).run_query("channel_summary", user=SYSTEM)
     return {"leads": int(summary["leads"].sum()), "revenue": float(summary["revenue"].sum())}
 
 
@@ -101,7 +102,7 @@ def test_channels_page(browser: Any, app_url: str, demo: Settings, totals: dict[
 
 
 def test_channels_drill_down_from_the_url(browser: Any, app_url: str, demo: Settings, artifacts: Path) -> None:
-    economics = Warehouse(demo).run_query("channel_economics", {"channel": "trade_show"})
+    economics = Warehouse(demo).run_query("channel_economics", {"channel": "trade_show"}, user=SYSTEM)
     page = browser.new_page(viewport=OFFICE_VIEWPORT)
     try:
         page.goto(f"{app_url}/channels?channel=trade_show&grain=week", timeout=PAGE_TIMEOUT_MS)
@@ -128,7 +129,7 @@ def test_a_click_on_a_channel_bar_drills_down(browser: Any, app_url: str, demo: 
         page.mouse.move(bar["x"] + bar["width"] / 2, bar["y"] + bar["height"] / 2)
         page.wait_for_timeout(300)
         page.mouse.click(bar["x"] + bar["width"] / 2, bar["y"] + bar["height"] / 2)
-        channel = Warehouse(demo).run_query("channel_economics")["channel"][0]  # the chart's first channel
+        channel = Warehouse(demo).run_query("channel_economics", user=SYSTEM)["channel"][0]  # the chart's first channel
         page.wait_for_url(re.compile(rf"channel={channel}"), timeout=PAGE_TIMEOUT_MS)
         settled(page, charts=5)
         assert page.get_by_text(t("drill.campaigns", demo.language, channel=channel)).is_visible()

@@ -10,6 +10,7 @@ import pytest
 
 from dashboard.core.config import Settings
 from dashboard.i18n import t
+from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse
 from tests.browser.conftest import PAGE_TIMEOUT_MS
 from tests.browser.test_cockpit_and_channels import OFFICE_VIEWPORT, shot
@@ -22,9 +23,13 @@ pytestmark = pytest.mark.slow
 def merged(demo: Settings) -> dict[str, Any]:
     """A top customer that several systems know, whose golden phone more than one system gave."""
     w = Warehouse(demo)
-    top = w.run_query("customer_profile").filter((pl.col("sources").list.len() >= 2) & pl.col("phone").is_not_null())
+    top = w.run_query("customer_profile", user=SYSTEM).filter(
+        (pl.col("sources").list.len() >= 2) & pl.col("phone").is_not_null()
+    )
     for customer in top.iter_rows(named=True):
-        phone = w.run_query("customer_attributes", {"customer_key": customer["customer_key"], "attribute": "phone"})
+        phone = w.run_query(
+            "customer_attributes", {"customer_key": customer["customer_key"], "attribute": "phone"}, user=SYSTEM
+        )
         chosen = phone.filter(pl.col("chosen")).row(0, named=True)
         if len(chosen["sources"]) >= 2:
             return customer

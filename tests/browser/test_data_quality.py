@@ -10,6 +10,7 @@ import pytest
 
 from dashboard.core.config import Settings
 from dashboard.i18n import t
+from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse
 from tests.browser.test_cockpit_and_channels import OFFICE_VIEWPORT, metric, settled, shot
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_quality_heatmap_and_health_score(browser: Any, app_url: str, demo: Settings, artifacts: Path) -> None:
-    health = Warehouse(demo).run_query("data_health")
+    health = Warehouse(demo).run_query("data_health", user=SYSTEM)
     overall = float(health.filter(health["source_system"] == "(all)")["health_score"][0])
     page = browser.new_page(viewport=OFFICE_VIEWPORT)
     try:

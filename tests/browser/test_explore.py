@@ -12,6 +12,7 @@ import pytest
 from dashboard.components import fmt
 from dashboard.core.config import Settings
 from dashboard.i18n import t
+from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse
 from tests.browser.conftest import PAGE_TIMEOUT_MS
 from tests.browser.test_cockpit_and_channels import metric, settled, shot
@@ -29,8 +30,8 @@ def pick(page: Any, label: str, option: str) -> None:
 
 def test_build_a_view_by_clicking(browser: Any, app_url: str, demo: Settings, artifacts: Path) -> None:
     lang = demo.language
-    revenue = Warehouse(demo).sql("SELECT coalesce(sum(won_amount), 0) AS r FROM lead_facts").item()
-    regions = Warehouse(demo).sql("SELECT count(DISTINCT region) AS n FROM lead_facts").item()
+    revenue = Warehouse(demo).sql("SELECT coalesce(sum(won_amount), 0) AS r FROM lead_facts", user=SYSTEM).item()
+    regions = Warehouse(demo).sql("SELECT count(DISTINCT region) AS n FROM lead_facts", user=SYSTEM).item()
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     try:
         page.goto(f"{app_url}/explore", timeout=PAGE_TIMEOUT_MS)

@@ -29,7 +29,7 @@ from dashboard.core.errors import AccessDenied, QueryError, QueryTimeout
 from dashboard.i18n import t
 from dashboard.query import sandbox
 from dashboard.query.explore.models import ExploreError
-from dashboard.query.security import Principal, role_view_sql
+from dashboard.query.security import SYSTEM, Principal, role_view_sql
 from dashboard.query.warehouse import Warehouse, relations
 
 MAX_LENGTH = 20_000  # characters of SQL
@@ -75,7 +75,7 @@ def readable(role: str) -> list[str]:
 
 
 def _parse(wh: Warehouse, sql: str) -> dict[str, Any]:
-    text = wh.sql("SELECT json_serialize_sql($q) AS tree", {"q": sql}).item()
+    text = wh.sql("SELECT json_serialize_sql($q) AS tree", {"q": sql}, user=SYSTEM).item()
     tree: dict[str, Any] = json.loads(text)
     if tree.get("error"):
         message = str(tree.get("error_message", "")).splitlines()[0]
