@@ -221,3 +221,44 @@ def test_retention_lists_then_removes_expired_rows_everywhere(company: Settings)
 def _current(settings: Settings, source: str, entity: str) -> Path:
     entry = Store(settings.data_path).read_manifest()["sources"][source]
     return settings.data_path / entry["entities"][entity]["file"]
+
+
+class _Clock:
+    def __init__(self, start: dt.datetime) -> None:
+        self.t = start
+
+    def now(self) -> dt.datetime:
+        return self.t
+
+    def sleep(self, seconds: float, stop: threading.Event) -> None:
+        self.t += dt.timedelta(seconds=seconds)
+
+
+def test_the_scheduler_applies_retention_after_a_refresh_when_switched_on(company: Settings) -> None:
+    from dashboard.ops.scheduler import Scheduler
+    from dashboard.pipeline.refresh import RefreshResult, SourceResult
+
+    sources = [
+        s.model_copy(update={"schedule": "0 2 * * *" if s.name == "trade_show" else None}) for s in company.sources
+    ]
+    on = PrivacyConfig(retention={"leads": "30d"}, apply_retention_on_schedule=True)
+    settings = company.model_copy(update={"sources": sources, "privacy": on})
+
+    def published(_settings: Settings, names: list[str], **_kw: object) -> RefreshResult:
+        return RefreshResult([SourceResult(n, "s", "published") for n in names])
+
+    tz = dt.timezone(dt.timedelta(hours=8))
+    lines: list[str] = []
+    clock = _Clock(dt.datetime(2026, 5, 10, 1, 0, tzinfo=tz))
+    Scheduler(settings, clock, published, out=lines.append).run(until=dt.datetime(2026, 5, 10, 3, 0, tzinfo=tz))
+    logged = [json.loads(line) for line in lines if '"retention"' in line]
+    assert [(e["status"], e["removed"]) for e in logged] == [("ok", {"leads": 60, "lead_events": 46})]
+    assert pl.read_parquet(_current(company, "trade_show", "leads")).height == 0
+
+    off = company.model_copy(update={"sources": sources, "privacy": PrivacyConfig(retention={"orders": "1d"})})
+    lines.clear()
+    Scheduler(off, _Clock(dt.datetime(2026, 5, 10, 1, 0, tzinfo=tz)), published, out=lines.append).run(
+        until=dt.datetime(2026, 5, 10, 3, 0, tzinfo=tz)
+    )
+    assert not [line for line in lines if '"retention"' in line]
+    assert pl.read_parquet(_current(company, "erp", "orders")).height == 24

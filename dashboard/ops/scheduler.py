@@ -194,6 +194,7 @@ class Scheduler:
         self._retry(failed, attempts, entry)
         self.log(entry, started)
         self.after_refresh()
+        self.apply_retention()
 
     def _retry(self, names: list[str], attempts: dict[str, int], entry: dict[str, Any]) -> None:
         sched = self.settings.scheduler
@@ -233,6 +234,25 @@ class Scheduler:
             },
             started,
         )
+
+    def apply_retention(self) -> None:
+        """[privacy] apply_retention_on_schedule: after each scheduled refresh, rows past their retention go
+        (from every snapshot kept and the derived build), so a source that sends them again loses them again."""
+        cfg = self.settings.privacy
+        if not (cfg.apply_retention_on_schedule and cfg.retention):
+            return
+        from dashboard.ops.privacy import apply_retention
+        from dashboard.pipeline.review import Who
+
+        started = time.monotonic()
+        local = self.clock.now().astimezone(ZoneInfo(self.settings.timezone)).replace(tzinfo=None)
+        try:
+            done = apply_retention(
+                self.settings, Who(HOLDER, "system"), wait=self.settings.scheduler.lock_wait_seconds, now=local
+            )
+        except Exception as e:  # as for the alerts: logged, and the scheduler goes on
+            return self.log({"event": "retention", "status": "error", "message": f"{type(e).__name__}: {e}"}, started)
+        self.log({"event": "retention", "status": "ok", "rows": done.rows, "removed": done.by_entity}, started)
 
     def send_report(self, name: str) -> None:
         from dashboard.ops.reports import send_report
