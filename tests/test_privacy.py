@@ -262,3 +262,35 @@ def test_the_scheduler_applies_retention_after_a_refresh_when_switched_on(compan
     )
     assert not [line for line in lines if '"retention"' in line]
     assert pl.read_parquet(_current(company, "erp", "orders")).height == 24
+
+
+@pytest.mark.usefixtures("fresh_caches")
+def test_the_admin_pages_privacy_tab_previews_retention_and_erases_a_person(
+    company: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dashboard.i18n import t
+    from tests.fixture_data import open_app_page
+
+    cfg = company.base_dir / "cockpit.toml"
+    cfg.write_text(cfg.read_text(encoding="utf-8") + '\n[privacy.retention]\nleads = "30d"\n', encoding="utf-8")
+    at = open_app_page(company, monkeypatch, "admin")
+    assert t("admin.privacy", "en") in [tab.label for tab in at.tabs]
+    at.toggle(key="privacy_preview").set_value(True).run()
+    assert not at.exception, at.exception
+    captions = [c.value for c in at.caption]
+    assert any("rows are past their retention" in c for c in captions), captions
+
+    at.selectbox(key="privacy_kind").set_value("phone")
+    at.text_input(key="privacy_value").input("+86 138-0013-8000")
+    at.text_input(key="privacy_reason").input("PIPL request")
+    next(b for b in at.button if b.label == t("privacy.forget_button", "en")).click().run()
+    assert not at.exception, at.exception
+    assert [s.value for s in at.success if "Erased person:" in s.value]
+    assert rows_naming(company, PHONE, ID_NUMBER) == {}
+    assert audit.read(company, action="privacy_forget").row(0, named=True)["user"] == "anonymous"
+
+    at.selectbox(key="privacy_kind").set_value("phone")
+    at.text_input(key="privacy_value").input("12345")
+    at.text_input(key="privacy_reason").input("typo")
+    next(b for b in at.button if b.label == t("privacy.forget_button", "en")).click().run()
+    assert [e.value for e in at.error if "'12345' is not a mobile number" in e.value]
