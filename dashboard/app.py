@@ -27,6 +27,7 @@ PAGES: tuple[tuple[str, str], ...] = (
     ("catalog", ":material/menu_book:"),
     ("explore", ":material/query_stats:"),
     ("admin", ":material/admin_panel_settings:"),
+    ("import_source", ":material/upload_file:"),
 )
 _LAST_PAGE = "_last_page"
 _AFTER_SIGN_IN = "_after_sign_in"

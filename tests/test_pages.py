@@ -53,6 +53,7 @@ def texts(at: AppTest) -> str:
 # -- every page, both languages ---------------------------------------------------------------
 def test_all_pages_are_in_the_navigation() -> None:
     product = ["cockpit", "channels", "customer_360", "churn", "data_quality", "catalog", "explore", "admin"]
+    product += ["import_source"]
     assert sorted(product) == PAGES
 
 

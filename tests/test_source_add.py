@@ -9,6 +9,7 @@ import random
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import polars as pl
 import pytest
 
 from dashboard import cli
+from tests import dbserver
+from tests.dbserver import Server
 
 CONFIG = """data_dir = "data"
 language = "en"
@@ -314,3 +317,81 @@ def test_phones_emails_and_ids_are_mapped_by_content_and_masked_in_the_preview(
     ]  # fmt: skip
     assert "13800000000" not in out and "138****0000" in out  # personal samples are masked
     assert published(capsys, root, "members") == {"customers": 50}
+
+
+# -- the Import page: the same steps in the browser (driven with Streamlit's AppTest) ------------------------------
+@pytest.mark.usefixtures("fresh_caches")
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_import_page_previews_and_saves_a_source(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lang: str
+) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard.core.config import CONFIG_ENV
+    from dashboard.i18n import t
+
+    root = company(tmp_path)
+    olist(root, zh=lang == "zh")
+    monkeypatch.setenv(CONFIG_ENV, str(root / "cockpit.toml"))
+    app = Path(cli.__file__).with_name("app.py")
+    at = AppTest.from_file(app, default_timeout=60).run()
+    if at.sidebar.radio[0].value != lang:
+        at.sidebar.radio[0].set_value(lang).run()
+    at.switch_page("pages/import_source.py").run()
+    assert not at.exception, at.exception
+    assert [x.value for x in at.title] == [t("page.import_source", lang)]
+    assert [i.value for i in at.info] == [t("import.pick", lang)]
+    source_radio = next(r for r in at.radio if r.label == t("import.from", lang))
+    source_radio.set_value("path").run()
+    at.text_input[0].input("imports/marketing_qualified_leads.csv").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert [s.value for s in at.subheader] == [
+        t("import.table", lang, entity="leads", file="marketing_qualified_leads.csv")
+    ]
+    name = next(x for x in at.text_input if x.label == t("import.name", lang))
+    assert name.value == "marketing_qualified_leads"
+    name.input("funnel").run()
+    next(b for b in at.button if b.label == t("import.preview", lang)).click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert [s.value for s in at.success] == [t("import.passes", lang)]
+    block = at.code[0].value
+    assert 'name = "funnel"' in block and ('channel = "来源"' if lang == "zh" else 'channel = "origin"') in block
+    before = (root / "cockpit.toml").read_text(encoding="utf-8")
+    next(b for b in at.button if b.label == t("import.save", lang)).click().run()
+    assert not at.exception, at.exception  # (the banner now says the new source has not published yet)
+    assert [s.value for s in at.success] == [t("import.saved", lang, name="funnel")]
+    after = (root / "cockpit.toml").read_text(encoding="utf-8")
+    assert after.startswith(before) and after[len(before) :].strip() == block.strip()
+    assert published(capsys, root, "funnel") == {"leads": 600}
+
+
+# -- a database table (PostgreSQL and MariaDB started for the test, as tests/test_source_database.py does) -----
+@pytest.fixture(scope="module", params=["postgres", "mysql"])
+def db_server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    start = dbserver.postgres if request.param == "postgres" else dbserver.mariadb
+    with start() as s:
+        yield s
+
+
+def test_a_database_table(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_server: Server
+) -> None:
+    from tests.test_source_database import Db
+
+    Db(db_server).reset()  # crm_customers: id, full_name, mobile, email, city, created, updated_at, deleted
+    monkeypatch.setenv("CRM_DB_URL", db_server.url())
+    root = company(tmp_path)
+    code, out, err = run(capsys, root, "source", "add", "env:CRM_DB_URL", "--table", "crm_customers", "--yes")
+    assert code == 0, out + err
+    text = (root / "cockpit.toml").read_text(encoding="utf-8")
+    config = tomllib.loads(text)["sources"][0]
+    assert (config["name"], config["kind"], config["connection"]) == ("crm_customers", db_server.kind, "env:CRM_DB_URL")
+    assert mapping(root, "crm_customers") == [
+        {"entity": "customers", "source_record_id": "id", "name": "full_name", "phone": "mobile", "email": "email",
+         "city": "city", "created_at": "created", "updated_at": "updated_at"},
+    ]  # fmt: skip
+    assert dbserver.PASSWORD not in text + out + err  # the reference is written, never the URL
+    assert published(capsys, root, "crm_customers") == {"customers": 200}
+    code, _, err = run(capsys, root, "source", "add", "env:CRM_DB_URL", "--table", "no_such_table", "--yes")
+    assert code == 1 and "no_such_table" in err and dbserver.PASSWORD not in err
+    assert (root / "cockpit.toml").read_text(encoding="utf-8") == text

@@ -11,7 +11,17 @@ ROLES = ("admin", "manager", "analyst", "sales")
 
 # The pages (files under dashboard/pages/) each role's navigation shows; any other page is refused.
 ROLE_PAGES: dict[str, tuple[str, ...]] = {
-    "admin": ("cockpit", "channels", "customer_360", "churn", "data_quality", "catalog", "explore", "admin"),
+    "admin": (
+        "cockpit",
+        "channels",
+        "customer_360",
+        "churn",
+        "data_quality",
+        "catalog",
+        "explore",
+        "admin",
+        "import_source",
+    ),
     "manager": ("cockpit", "channels", "customer_360", "churn", "data_quality", "catalog", "explore"),
     "analyst": ("cockpit", "channels", "data_quality", "catalog", "explore"),
     "sales": ("cockpit", "customer_360", "churn"),
