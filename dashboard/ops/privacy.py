@@ -129,6 +129,16 @@ class Person:
         alts += [re.escape(v) for k in ("email", "id_number") for v in sorted(self.needles.get(k, ()))]
         return f"(?i)(^|{_EDGE})(?:{'|'.join(alts)})($|{_EDGE})" if alts else None
 
+    def literals(self) -> list[str]:
+        """Plain strings a cheap search finds the person's identifiers by: each phone as 11 digits and split
+        3-4-4, 7-4 or 3-8 by a space or a dash; each e-mail and ID number."""
+        out = []
+        for p in sorted(self.needles.get("phone", ())):
+            out.append(p)
+            for sep in (" ", "-"):
+                out += [sep.join((p[:3], p[3:7], p[7:])), sep.join((p[:7], p[7:])), sep.join((p[:3], p[3:]))]
+        return out + [v for k in ("email", "id_number") for v in sorted(self.needles.get(k, ()))]
+
     def exact(self) -> list[str]:
         """Values that name the person when they fill a whole cell (names, record ids) — never matched inside text."""
         return sorted(self.names | {i for _s, _k, i in self.records})
@@ -250,7 +260,10 @@ class FileChange:
 
 @dataclass
 class Target:
-    """What to take out of a table: rows naming the person (dropped) and values inside other tables (erased)."""
+    """What to take out of a table: rows naming the person (dropped) and values inside other tables (erased).
+
+    A file is first asked a cheap question (literal search, id lookups: ``candidates``); only a file that
+    may hold the person is read whole and matched exactly (the regex, with its boundaries)."""
 
     person: Person
     replacement: str = ERASED
@@ -258,22 +271,49 @@ class Target:
 
     def __post_init__(self) -> None:
         self.regex = self.person.pattern()
+        self.literals = self.person.literals()
         self.exact = self.person.exact()
-        self.customers = self.person.record_ids(("customer",))
-        self.leads = self.person.record_ids(("lead",))
-        self.any_record = self.person.record_ids(("customer", "lead"))
         self.keys = sorted(self.person.keys)
+        self.by_source: dict[tuple[str, str], list[str]] = {}
+        for source, kind, record_id in self.person.records:
+            self.by_source.setdefault((source, kind), []).append(record_id)
+
+    def _records(self, cols: set[str]) -> list[pl.Expr]:
+        """Rows whose (source_system, record column) names one of the person's records."""
+        if "source_system" not in cols:
+            return []
+        out = []
+        for c, kinds in _RECORD_COLUMNS.items():
+            for (source, kind), ids in self.by_source.items() if c in cols else ():
+                if kind in kinds:
+                    out.append((pl.col("source_system") == source) & pl.col(c).is_in(ids))
+        return out
+
+    def _keyed(self, cols: set[str]) -> list[pl.Expr]:
+        keys = [pl.col(c).is_in(self.keys) for c in _KEY_COLUMNS if c in cols and self.keys]
+        return keys + self._records(cols)
+
+    def candidates(self, schema: pl.Schema) -> pl.Expr | None:
+        """True on every row that may name the person (a superset of what ``drop`` and ``erase`` touch)."""
+        cols = set(schema.names())
+        person_table = bool(cols & set(_PERSON_COLUMNS))
+        conds = self._keyed(cols)
+        for c, t in schema.items():
+            text = self._has_literal(pl.col(c)) if self.literals else None
+            if t == pl.String:
+                whole = pl.col(c).is_in(self.exact) if self.exact and not person_table else None
+                conds += [e for e in (text if self.drop_by_text or not person_table else None, whole) if e is not None]
+            elif t == pl.List(pl.String) and (self.literals or self.exact):
+                conds.append(pl.col(c).list.eval(self._element(pl.element(), exact_regex=False)).list.any())
+        return pl.any_horizontal(conds).fill_null(False) if conds else None
+
+    def _has_literal(self, e: pl.Expr) -> pl.Expr:
+        return e.str.contains_any(self.literals, ascii_case_insensitive=True)
 
     def drop(self, schema: pl.Schema) -> pl.Expr | None:
         cols = set(schema.names())
-        person_table = bool(cols & set(_PERSON_COLUMNS))
-        conds = [pl.col(c).is_in(self.keys) for c in _KEY_COLUMNS if c in cols and self.keys]
-        if "source_system" in cols:
-            for c, kinds in _RECORD_COLUMNS.items():
-                ids = self.any_record if len(kinds) > 1 else (self.customers if kinds == ("customer",) else self.leads)
-                if c in cols and ids:
-                    conds.append(pl.concat_str("source_system", c, separator="\x1f").is_in(ids))
-        if person_table and self.regex and self.drop_by_text:
+        conds = self._keyed(cols)
+        if cols & set(_PERSON_COLUMNS) and self.regex and self.drop_by_text:
             conds += [pl.col(c).str.contains(self.regex) for c, t in schema.items() if t == pl.String]
         return pl.any_horizontal(conds).fill_null(False) if conds else None
 
@@ -283,38 +323,30 @@ class Target:
         person_table = bool(set(schema.names()) & set(_PERSON_COLUMNS))
         for c, t in schema.items():
             if t == pl.List(pl.String) and (self.regex or self.exact):
-                out[c] = pl.col(c).list.eval(pl.element().filter(~self._names(pl.element())))
+                out[c] = pl.col(c).list.eval(pl.element().filter(~self._element(pl.element())))
             elif t == pl.String and not person_table and (self.regex or self.exact):
                 col = pl.col(c)
                 replaced = col.str.replace_all(self.regex, f"${{1}}{self.replacement}${{2}}") if self.regex else col
                 out[c] = pl.when(col.is_in(self.exact)).then(pl.lit(self.replacement)).otherwise(replaced)
         return out
 
-    def _names(self, e: pl.Expr) -> pl.Expr:
+    def _element(self, e: pl.Expr, exact_regex: bool = True) -> pl.Expr:
         hit = e.is_in(self.exact)
-        return (hit | e.str.contains(self.regex)).fill_null(False) if self.regex else hit.fill_null(False)
-
-
-def _polars_schema(path: Path) -> pl.Schema:
-    return pl.scan_parquet(path).collect_schema()
+        if self.regex and exact_regex:
+            hit = hit | e.str.contains(self.regex)
+        elif self.literals:
+            hit = hit | self._has_literal(e)
+        return hit.fill_null(False)
 
 
 def rewrite_parquet(root: Path, path: Path, target: Target) -> FileChange | None:
     """Drop and erase in one file; written only when something changes (temp file, fsync, os.replace)."""
-    schema = _polars_schema(path)
+    schema = pl.scan_parquet(path).collect_schema()
+    maybe = target.candidates(schema)
+    if maybe is None or not pl.scan_parquet(path).select(maybe.any()).collect().item():
+        return None
+    frame = pl.read_parquet(path)
     drop, erase = target.drop(schema), target.erase(schema)
-    if drop is None and not erase:
-        return None
-    touched = [drop] if drop is not None else []
-    touched += [
-        (e.ne_missing(pl.col(c))) if schema[c] != pl.List(pl.String) else e.list.len() != pl.col(c).list.len()
-        for c, e in erase.items()
-    ]
-    if not pl.scan_parquet(path).select(pl.any_horizontal(touched).fill_null(False).any()).collect().item():
-        return None
-    arrow = pq.read_table(path)
-    frame = pl.from_arrow(arrow)
-    assert isinstance(frame, pl.DataFrame)
     kept = frame.filter(~drop) if drop is not None else frame
     erased = 0
     if erase:
@@ -325,14 +357,23 @@ def rewrite_parquet(root: Path, path: Path, target: Target) -> FileChange | None
             else:
                 erased += int(kept.get_column(c).ne_missing(after.get_column(c)).sum())
         kept = after
-    _replace_parquet(path, kept.to_arrow().cast(arrow.schema))
+    if kept.height == frame.height and not erased:
+        return None
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP_SUFFIX}")
+    kept.write_parquet(tmp, compression="zstd")
+    _commit(tmp, path)
     return FileChange(path.relative_to(root).as_posix(), frame.height - kept.height, erased)
 
 
 def _replace_parquet(path: Path, table: pa.Table) -> None:
-    """Write beside, fsync, rename: a kill leaves the old file or the new one (and a temp file a rerun deletes)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP_SUFFIX}")
     pq.write_table(table, tmp, compression="zstd")
+    _commit(tmp, path)
+
+
+def _commit(tmp: Path, path: Path) -> None:
+    """fsync, then rename over the old file: a kill leaves the old file or the new one (and a temp file a rerun
+    deletes)."""
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
