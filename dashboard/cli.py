@@ -689,23 +689,23 @@ def source_add(
     from dashboard.core.config import find_config
     from dashboard.core.errors import ConfigError
     from dashboard.pipeline import onboard
-    from dashboard.sources.onboard import propose, sample_file, sample_table
+    from dashboard.sources.onboard import propose, sample_file, sample_table, settings_aliases
 
     config_path = find_config(_state["config"])
     settings = load_settings(config_path)
-    if entity and len(targets) + len(table or []) > 2:
+    database = targets[0] if targets[0].startswith(("env:", "secret:")) else None
+    if (database is not None) != bool(table) or (database and len(targets) > 1):
+        raise ConfigError("a database source is one env:VAR or secret:key with --table NAME; files take no --table")
+    if entity and max(len(targets), len(table or [])) > 1:
         raise ConfigError("--entity names the entity of one input: give one file or one --table with it")
+    aliases = settings_aliases(settings)
     parts: list[onboard.Part] = []
-    for target in targets:
-        if target.startswith(("env:", "secret:")):
-            if not table:
-                raise ConfigError(f"{target}: a database source needs --table NAME ([schema.]table)")
-            for t in table:
-                where = onboard.Location(connection=target, table=t)
-                parts.append((propose(sample_table(target, t, settings.base_dir, rows), entity=entity), where))
-        else:
-            where = onboard.file_location(Path(target), settings.base_dir, sheet)
-            parts.append((propose(sample_file(Path(target), rows, sheet), entity=entity), where))
+    for t in table or []:
+        sample = sample_table(targets[0], t, settings.base_dir, rows)
+        parts.append((propose(sample, aliases, entity), onboard.Location(connection=targets[0], table=t)))
+    for target in [] if database else targets:
+        where = onboard.file_location(Path(target), settings.base_dir, sheet)
+        parts.append((propose(sample_file(Path(target), rows, sheet), aliases, entity), where))
     ob = onboard.onboard(settings, parts, name)
     for line in onboard.describe(settings, ob):
         typer.echo(line)

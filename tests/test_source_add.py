@@ -395,3 +395,53 @@ def test_a_database_table(
     code, _, err = run(capsys, root, "source", "add", "env:CRM_DB_URL", "--table", "no_such_table", "--yes")
     assert code == 1 and "no_such_table" in err and dbserver.PASSWORD not in err
     assert (root / "cockpit.toml").read_text(encoding="utf-8") == text
+
+
+# -- the other entities, a typed Parquet extract, and aliases of one's own ------------------------------------
+def test_spend_calls_and_a_parquet_extract_are_placed(tmp_path: Path) -> None:
+    from dashboard.sources.onboard import propose, sample_file
+
+    spend = tmp_path / "baidu_spend.csv"
+    spend.write_text("日期,渠道,推广计划,消耗\n2024-03-01,百度推广,品牌词,1200.50\n2024-03-02,百度推广,产品词,980\n")
+    calls = tmp_path / "call_log.csv"
+    calls.write_text(
+        "通话编号,客户编号,通话时间,跟进方式,跟进结果\n"  # a call center's log
+        "C1,K1,2024-03-01 10:00,来电,已预约\nC2,K2,2024-03-01 11:30,去电,无人接听\n"
+    )
+    extract = tmp_path / "vbak.parquet"
+    pl.DataFrame(
+        {"order_no": ["A1", "A2"], "cust_id": ["K1", "K2"], "ordered": [datetime(2024, 3, 1), datetime(2024, 3, 2)],
+         "amount": [12.5, 30.0]}
+    ).write_parquet(extract)  # fmt: skip
+    placed = {p.name: propose(sample_file(p)).tables for p in (spend, calls, extract)}
+    assert [(t.entity, t.columns, t.constants) for t in placed["baidu_spend.csv"]] == [
+        ("marketing_spend", {"channel": "渠道", "spend_date": "日期", "cost": "消耗", "campaign": "推广计划"}, {})
+    ]
+    assert [(t.entity, t.columns, t.constants) for t in placed["call_log.csv"]] == [
+        ("interactions", {"interaction_id": "通话编号", "customer_ref": "客户编号", "kind": "跟进方式",
+         "occurred_at": "通话时间", "outcome": "跟进结果"}, {"channel": "unknown"}),
+    ]  # fmt: skip
+    orders = placed["vbak.parquet"][0]
+    assert (orders.entity, orders.columns["ordered_at"], orders.how["ordered_at"]) == (
+        "orders",
+        "ordered",
+        "content: datetime",
+    )
+    assert orders.columns["order_id"] == "order_no" and orders.columns["amount"] == "amount"
+
+
+def test_aliases_of_ones_own_dictionary_come_first(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    root = company(tmp_path)
+    (root / "dictionary.toml").write_text('[aliases]\nlead_id = ["reg_no"]\nchannel = ["媒介"]\n', encoding="utf-8")
+    (root / "cockpit.toml").write_text(CONFIG + '\n[quality]\ndictionary = "dictionary.toml"\n', encoding="utf-8")
+    path = root / "imports" / "show.csv"
+    path.write_text("reg_no,登记时间,媒介,手机\nR1,2024-05-01 09:00,展会,13800138000\n", encoding="utf-8")
+    code, out, err = run(capsys, root, "source", "add", str(path), "--yes")
+    assert code == 0, out + err
+    assert mapping(root, "show") == [
+        {"entity": "leads", "lead_id": "reg_no", "created_at": "登记时间", "channel": "媒介", "phone": "手机"}
+    ]
+    before = (root / "cockpit.toml").read_bytes()
+    code, _, err = run(capsys, root, "source", "add", str(path), str(path), "--entity", "leads", "--name", "x")
+    assert code == 2 and "--entity names the entity of one input" in err
+    assert (root / "cockpit.toml").read_bytes() == before

@@ -19,7 +19,15 @@ from dashboard.core.entities import ENTITIES
 from dashboard.core.errors import CockpitError, SourceError
 from dashboard.i18n import Lang, t
 from dashboard.pipeline import onboard
-from dashboard.sources.onboard import SUFFIX_KINDS, Proposal, TableMapping, propose, remap, sample_file
+from dashboard.sources.onboard import (
+    SUFFIX_KINDS,
+    Proposal,
+    TableMapping,
+    propose,
+    remap,
+    sample_file,
+    settings_aliases,
+)
 
 IMPORT_ROLES = ("admin",)  # no data-owner role exists yet (query/security.py ROLES)
 _PREVIEW = "_import_preview"
@@ -49,7 +57,7 @@ def import_section(lang: Lang) -> None:
         t("import.entity", lang), [_NONE, *ENTITIES], format_func=lambda e: e or t("import.decided", lang)
     )
     try:
-        proposal = propose(sample_file(read_from), entity=entity or None)
+        proposal = propose(sample_file(read_from), settings_aliases(cfg), entity or None)
         proposal = replace(proposal, sample=replace(proposal.sample, label=final.name, path=final))
         tables = [_edit(lang, proposal, m, i) for i, m in enumerate(proposal.tables)]
     except CockpitError as e:

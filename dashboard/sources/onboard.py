@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from dashboard.core import parse
-from dashboard.core.config import TableConfig
+from dashboard.core.config import Settings, TableConfig
 from dashboard.core.dictionary import DEFAULT_PATH
 from dashboard.core.entities import ENTITIES, Entity
 from dashboard.core.errors import SourceError
@@ -212,13 +212,25 @@ def normalize(header: str) -> str:
 
 
 def load_aliases(path: Path | None = None) -> dict[str, list[str]]:
-    """The data dictionary's ``[aliases]``: column (or entity.column, or won_date) → normalized aliases."""
-    where = path or DEFAULT_PATH
-    try:
-        raw = tomllib.loads(where.read_text(encoding="utf-8")).get("aliases") or {}
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise SourceError(f"data dictionary {where}: cannot read its [aliases]: {e}") from None
-    return {str(k): [normalize(str(a)) for a in v] for k, v in raw.items()}
+    """The data dictionary's ``[aliases]``: column (or entity.column, or won_date) → normalized aliases. A
+    dictionary of one's own (``[quality] dictionary``) adds its aliases before the bundled ones."""
+    out: dict[str, list[str]] = {}
+    for where in dict.fromkeys([p for p in (path, DEFAULT_PATH) if p is not None]):
+        try:
+            raw = tomllib.loads(where.read_text(encoding="utf-8")).get("aliases") or {}
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise SourceError(f"data dictionary {where}: cannot read its [aliases]: {e}") from None
+        for key, aliases in raw.items():
+            known = out.setdefault(str(key), [])
+            known += [n for a in aliases if (n := normalize(str(a))) not in known]
+    return out
+
+
+def settings_aliases(settings: Settings) -> dict[str, list[str]]:
+    """The aliases of the dictionary ``[quality] dictionary`` names (relative to the config's folder), then
+    the bundled ones."""
+    own = Path(settings.quality.dictionary) if settings.quality.dictionary else None
+    return load_aliases(own if own is None or own.is_absolute() else settings.base_dir / own)
 
 
 def _aliases_for(aliases: dict[str, list[str]], entity: str, column: str) -> list[str]:
