@@ -59,6 +59,9 @@ def digests(folder: Path) -> dict[str, str]:
 def test_forget_by_phone_removes_the_person_from_every_file_and_a_rerun_removes_nothing(company: Settings) -> None:
     assert rows_naming(company, PHONE, ID_NUMBER)  # the person is there to begin with
     inputs = digests(company.base_dir / "imports")
+    golden = pl.read_parquet(_derived(company, "customer_golden"))
+    key = golden.filter(pl.col("phone") == PHONE).get_column("customer_key")[0]
+    looked_up = audit.record(company, "query", "rep0", "sales", target=f"customer_360/{key}", search="138-0013-8000")
 
     out = cockpit(company, "privacy", "forget", "--phone", "138-0013-8000", "--reason", f"request by {PHONE}")
     assert out.returncode == 0, out.stderr
@@ -69,6 +72,9 @@ def test_forget_by_phone_removes_the_person_from_every_file_and_a_rerun_removes_
     event = audit.read(company, action="privacy_forget").row(0, named=True)
     assert event["target"].startswith("person:") and PHONE not in (event["detail"] or "")
     assert event["rows"] >= 4  # E0, its 2 orders, TS-0, and their derived rows
+    kept = audit.read(company, action="query").filter(pl.col("event_id") == looked_up["event_id"]).row(0, named=True)
+    assert kept["target"] == f"customer_360/{event['target']}" and event["target"] in kept["detail"]  # a pseudonym
+    assert key not in kept["detail"] and "0013" not in kept["detail"]
 
     again = cockpit(company, "privacy", "forget", "--phone", "+86 13800138000", "--reason", "second request")
     assert again.returncode == 0, again.stderr

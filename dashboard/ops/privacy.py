@@ -123,10 +123,12 @@ class Person:
     def record_ids(self, kinds: tuple[str, ...]) -> list[str]:
         return sorted({f"{s}\x1f{i}" for s, k, i in self.records if k in kinds})
 
-    def pattern(self) -> str | None:
-        """One regex finding any of the person's phones (any format), e-mails or ID numbers inside a text."""
+    def pattern(self, with_keys: bool = False) -> str | None:
+        """One regex finding any of the person's phones (any format), e-mails or ID numbers inside a text (and,
+        ``with_keys``, their golden customer keys: the audit log names customers by key)."""
         alts = [f"(?:(?:\\+|00)?86{_SEP}*)?" + f"{_SEP}?".join(p) for p in sorted(self.needles.get("phone", ()))]
         alts += [re.escape(v) for k in ("email", "id_number") for v in sorted(self.needles.get(k, ()))]
+        alts += [re.escape(k) for k in sorted(self.keys)] if with_keys else []
         return f"(?i)(^|{_EDGE})(?:{'|'.join(alts)})($|{_EDGE})" if alts else None
 
     def literals(self) -> list[str]:
@@ -554,16 +556,17 @@ def _suppression_entries(settings: Settings, person: Person) -> dict[str, str]:
 
 
 def _scrub_text(text: str, person: Person, replacement: str) -> str:
-    regex = person.pattern()
+    regex = person.pattern(with_keys=True)
     if regex is None:
         return text
     return re.sub(regex.removeprefix("(?i)"), lambda m: f"{m.group(1)}{replacement}{m.group(2)}", text, flags=re.I)
 
 
 def _pseudonymize_audit(settings: Settings, person: Person, token: str) -> int:
-    """Audit events keep what was done, with the person's identifiers replaced by their pseudonym."""
+    """Audit events keep what was done, with the person's identifiers and customer keys replaced by their
+    pseudonym."""
     files = sorted(audit.audit_dir(settings).glob("*/*.parquet"))
-    regex = person.pattern()
+    regex = person.pattern(with_keys=True)
     if not files or regex is None:
         return 0
     text_cols = ["user", "client", "target", "detail"]
@@ -620,6 +623,10 @@ LINKED = {
     "leads": ("lead_id", (("lead_events", ("occurred_at",), "lead_id"), ("interactions", ("occurred_at",), "lead_id"))),
 }
 CASCADE = {"leads": ("lead_events", "lead_id")}  # a lead's funnel events go with it
+# what retention reads of a table: its dates and the columns naming records (never the whole table)
+_DATED_COLUMNS = sorted(
+    {c for cols in ACTIVITY.values() for c in cols} | {"source_record_id", "lead_id", "customer_ref"}
+)
 
 
 @dataclass
@@ -661,13 +668,13 @@ def _last_activity(frame: pl.DataFrame, entity: str, tables: dict[str, pl.DataFr
 
 def _expired_in(folder: Path, source: str, where: str, cutoffs: dict[str, dt.datetime]) -> list[Expired]:
     files = {p.name.removesuffix(".parquet"): p for p in folder.glob("*.parquet")}
-    tables = {name: pl.read_parquet(p) for name, p in files.items() if name in ACTIVITY}
+    tables = {name: _read(p, _DATED_COLUMNS) for name, p in files.items() if name in ACTIVITY}
     out: dict[str, Expired] = {}
     for name, path in files.items():
         entity, rejected = name.removesuffix(".rejected"), name.endswith(".rejected")
         if entity not in cutoffs or entity not in ACTIVITY:
             continue
-        frame = tables[name] if not rejected else pl.read_parquet(path)
+        frame = tables[name] if not rejected else _read(path, _DATED_COLUMNS)
         last = _last_activity(frame, entity, {} if rejected else tables)
         mask = (last < cutoffs[entity]).fill_null(False)
         out[name] = Expired(path, source, entity, "rejected" if rejected else where, frame.height, mask)
@@ -745,10 +752,10 @@ def apply_retention(
             n = int(e.mask.sum())
             if not n:
                 continue
-            frame = pl.read_parquet(e.path)
             if e.where == "current" and e.entity in ("customers", "leads"):
                 kind, col = ("customer", "source_record_id") if e.entity == "customers" else ("lead", "lead_id")
-                gone.records |= {(e.source, kind, i) for i in frame.filter(e.mask).get_column(col).to_list()}
+                ids = _read(e.path, [col]).filter(e.mask).get_column(col).to_list()
+                gone.records |= {(e.source, kind, i) for i in ids}
             arrow = pq.read_table(e.path)
             _replace_parquet(e.path, arrow.filter(pa.array(~e.mask)))
             changes.append(FileChange(e.path.relative_to(root).as_posix(), n, 0))
