@@ -348,6 +348,11 @@ def test_import_page_previews_and_saves_a_source(
     assert [s.value for s in at.subheader] == [
         t("import.table", lang, entity="leads", file="marketing_qualified_leads.csv")
     ]
+    editor = at.dataframe[0].value  # the mapping editor: canonical column, input column, how found, examples
+    assert list(editor.iloc[:3, 1]) == (
+        ["线索编号", "首次接触日期", "来源"] if lang == "zh" else ["mql_id", "first_contact_date", "origin"]
+    )
+    assert set(editor.iloc[:3, 2]) == {t("import.how.header", lang)}
     name = next(x for x in at.text_input if x.label == t("import.name", lang))
     assert name.value == "marketing_qualified_leads"
     name.input("funnel").run()

@@ -125,7 +125,7 @@ def _edit(lang: Lang, proposal: Proposal, mapping: TableMapping, i: int) -> Tabl
         {
             "column": c.name + (" *" if c.required else ""),
             "source": mapping.columns.get(c.name, _NONE),
-            "found": mapping.how.get(c.name, ""),
+            "found": _how(lang, mapping.how.get(c.name, "")),
             "examples": ", ".join(proposal.profiles[h].samples) if (h := mapping.columns.get(c.name)) else "",
         }
         for c in ENTITIES[mapping.entity].columns
@@ -152,6 +152,15 @@ def _edit(lang: Lang, proposal: Proposal, mapping: TableMapping, i: int) -> Tabl
     if columns == mapping.columns:
         return mapping
     return remap(proposal, mapping.entity, columns, mapping.constants)
+
+
+def _how(lang: Lang, how: str) -> str:
+    """How a column was found, in the reader's language: by its header, by its values, or set by hand."""
+    if how == "header":
+        return t("import.how.header", lang)
+    if how.startswith("content: "):
+        return t("import.how.content", lang, kind=how.removeprefix("content: "))
+    return t("import.how.edited", lang) if how == "edited" else how
 
 
 def _show_gate(lang: Lang, ob: onboard.Onboarding) -> None:
