@@ -5,6 +5,7 @@ header keeps both columns and is reported with both positions."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from datetime import datetime
 from pathlib import Path
@@ -90,10 +91,16 @@ def test_opportunities_export_is_quarantined_with_both_ways_forward(tmp_path: Pa
     settings = load_settings(cfg)
     [q] = list_quarantined(settings)
     assert "created_at': 500 rows failed (5.7%), at most 2% allowed" in out
-    publish = f'cockpit quarantine publish crm_opps {q.snapshot_id} --reason "..."'
+    cockpit = f"cockpit --config {cfg.resolve()}"  # the printed commands name the config: they work from anywhere
+    publish = f'{cockpit} quarantine publish crm_opps {q.snapshot_id} --reason "..."'
     assert publish in out
     assert "max_null_share = { created_at = 0.06 }" in out
-    assert "500 of 8800 rows" in out and "cockpit refresh crm_opps" in out
+    assert "500 of 8800 rows" in out and f"{cockpit} refresh crm_opps" in out
+    # the same ways forward in Chinese, for the data-quality page of a Chinese session: same commands, same numbers
+    zh = "\n".join(q.way_forward_zh)
+    assert zh.startswith("两种处理方式：") and publish in zh and f"{cockpit} refresh crm_opps" in zh
+    assert "max_null_share = { created_at = 0.06 }" in zh and "8800 行中的 500 行" in zh and "5.7% 为空" in zh
+    assert not re.search(r"\b(rows|allowed|publish this|refresh again)\b", zh), zh
     # kept with the quarantine's validation result, so status, quarantine list and the page show it
     saved = json.loads((settings.data_path / "quarantine" / "crm_opps" / q.snapshot_id / "validation.json").read_text())
     assert saved["way_forward"] == q.way_forward and any(publish in line for line in q.way_forward)
@@ -103,9 +110,12 @@ def test_opportunities_export_is_quarantined_with_both_ways_forward(tmp_path: Pa
         code, text = _run("-c", str(cfg), *command)
         assert publish in text and "max_null_share = { created_at = 0.06 }" in text, text
 
-    # the one-off way, exactly as printed
+    # the one-off way, exactly as printed (its --config included), from another folder
     args = shlex.split(next(line for line in q.way_forward if "quarantine publish" in line))
-    code, text = _run("-c", str(cfg), *args[1:-1], "engage dates come later for open prospects")
+    assert args[:3] == ["cockpit", "--config", str(cfg.resolve())]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path.parent)
+        code, text = _run(*args[1:-1], "engage dates come later for open prospects")
     assert code == 0, text
     assert Store(settings.data_path).read_manifest()["sources"]["crm_opps"]["snapshot_id"] == q.snapshot_id
 

@@ -71,8 +71,9 @@ def _one(q: Quarantined, lang: str) -> None:
             "samples",
         ]
         st.dataframe(failed.select(cols), hide_index=True, width="stretch")
-    if q.way_forward:  # the one-off publish command and the cockpit.toml setting, with the numbers filled in
-        st.code("\n".join(q.way_forward), language=None)
+    way = q.way_forward_zh if lang == "zh" and q.way_forward_zh else q.way_forward
+    if way:  # the one-off publish command and the cockpit.toml setting, with the numbers filled in
+        st.code("\n".join(way), language=None)
     st.markdown(f"**{t('dq.review.rows', lang, current=q.current_snapshot or fmt.NONE)}**")
     st.dataframe(row_counts(q), hide_index=True)
     if not settings().quality.allow_quarantine_actions:

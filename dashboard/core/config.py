@@ -553,6 +553,7 @@ class Settings(_Strict):
     privacy: PrivacyConfig = Field(default_factory=lambda: PrivacyConfig.model_validate({}))
     # where the config file was read from; paths in it are relative to its folder
     base_dir: Path = Field(default=Path("."), exclude=True)
+    config_file: Path | None = Field(default=None, exclude=True)  # that file itself (load_settings sets it)
 
     @field_validator("stage_aliases")
     @classmethod
@@ -646,9 +647,11 @@ def _loc(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
     return ".".join(parts)
 
 
-def parse_settings(raw: dict[str, Any], base_dir: Path, origin: str = CONFIG_NAME) -> Settings:
+def parse_settings(
+    raw: dict[str, Any], base_dir: Path, origin: str = CONFIG_NAME, config_file: Path | None = None
+) -> Settings:
     try:
-        return Settings(**raw, base_dir=base_dir)
+        return Settings(**raw, base_dir=base_dir, config_file=config_file)
     except ValidationError as e:
         lines = []
         for err in e.errors():
@@ -695,4 +698,4 @@ def load_settings(path: str | Path | None = None) -> Settings:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
-    return parse_settings(raw, base_dir=p.resolve().parent, origin=str(p))
+    return parse_settings(raw, base_dir=p.resolve().parent, origin=str(p), config_file=p.resolve())

@@ -58,6 +58,7 @@ class SourceResult:
     steps: dict[str, dict[str, float]] = field(default_factory=dict)
     failed_step: str | None = None  # "extract": the input could not be read (worth a retry; a quarantine is not)
     way_forward: list[str] = field(default_factory=list)  # a quarantine: the one-off publish and the setting
+    way_forward_zh: list[str] = field(default_factory=list)  # the same in Chinese (the data-quality page)
 
     @property
     def published(self) -> bool:
@@ -186,6 +187,7 @@ def refresh_source(
     result.warnings = [h.describe() for h in headers]
     result.warnings += [o.describe() for o in outcomes if not o.blocking and not o.success]
     result.way_forward = way_forward(settings, src, sid, failed)
+    result.way_forward_zh = way_forward(settings, src, sid, failed, lang="zh")
     result.samples = {o.describe(): o.samples for o in failed}
     issues = [i for std in entities.values() for i in std.issues]
     profile = SnapshotProfile(src, sid, for_settings(settings))  # quality metrics: once per snapshot, here
@@ -280,6 +282,7 @@ def _finish(
         expectations=[o.__dict__ for o in outcomes],
         issues=[i.to_dict() for i in issues],
         way_forward=result.way_forward,
+        way_forward_zh=result.way_forward_zh,
     )
     write_json(stage_dir / "validation.json", attempt)
     crash_point("staged")

@@ -44,6 +44,7 @@ class Quarantined:
     current_rows: dict[str, int] = field(default_factory=dict)
     has_data: bool = False  # false: it failed before any table was read (nothing to publish)
     way_forward: list[str] = field(default_factory=list)  # the one-off publish and the cockpit.toml setting
+    way_forward_zh: list[str] = field(default_factory=list)  # the same in Chinese
 
 
 # -- what is waiting for review ------------------------------------------------------------------------
@@ -80,6 +81,7 @@ def list_quarantined(settings: Settings, source: str | None = None) -> list[Quar
                 current_rows={e: int(i["rows"]) for e, i in (current.get("entities") or {}).items()},
                 has_data=any(folder.glob("*.parquet")) and bool(v.get("rows")),
                 way_forward=[str(line) for line in v.get("way_forward") or []],
+                way_forward_zh=[str(line) for line in v.get("way_forward_zh") or []],
             )
         )
     return out
