@@ -292,18 +292,20 @@ _CONTENT = {"phone": "phone", "email": "email", "id_number": "id_number"}
 def _map_by_content(
     m: TableMapping, entity: Entity, profiles: dict[str, ColumnProfile], taken: set[str], named: set[str]
 ) -> None:
-    """Columns no header named: phones, e-mails and ID numbers by their values; a required date from the one
-    date column no alias claims; the record key from a unique column named like an id."""
+    """Columns no header named: phones, e-mails and ID numbers by their values; a required date from the first
+    date column no alias claims; a required amount from the only such number column; the record key from a
+    unique column named like an id."""
     free = [h for h in profiles if h not in taken and h not in named]
     for col in entity.columns:
         if col.name in m.columns:
             continue
         want = _CONTENT.get(col.name)
-        if want is None and col.type == "datetime" and col.required:
-            want = "datetime"
+        if want is None and col.required:
+            want = {"datetime": "datetime", "float": "number"}.get(col.type)
         if want is None and col.name == entity.key and col.required:
             want = "key"
-        found = next((h for h in free if profiles[h].looks_like == want), None)
+        fits = [h for h in free if profiles[h].looks_like == want]
+        found = fits[0] if fits and (want != "number" or len(fits) == 1) else None  # two numbers: which is it?
         if found is not None:
             m.columns[col.name], m.how[col.name] = found, f"content: {want}"
             free.remove(found)
