@@ -5,13 +5,22 @@ Every page is registered (so any URL resolves), but the sidebar lists only the p
 opens; a page opened by URL that the role does not open is refused and the refusal is audited.
 """
 
+from functools import partial
+
 import streamlit as st
 
 from dashboard.components.banner import show_banner
 from dashboard.components.data import default_language, settings
 from dashboard.components.guard import user_errors
 from dashboard.components.session import language_switch
-from dashboard.components.signin import client_address, current_user, user_box
+from dashboard.components.signin import (
+    client_address,
+    current_user,
+    keep_in_browser,
+    remember_language,
+    sign_in_form,
+    user_box,
+)
 from dashboard.core import audit
 from dashboard.i18n import Lang, t
 from dashboard.ops.watchdog import PROGRESS
@@ -33,16 +42,19 @@ _LAST_PAGE = "_last_page"
 _AFTER_SIGN_IN = "_after_sign_in"
 
 
+def _query() -> dict[str, list[str]]:
+    return {key: st.query_params.get_all(key) for key in st.query_params}
+
+
 def _remember_deep_link() -> None:
-    """The page a link named (…/customer_360?customer=…) is opened once the user has signed in."""
+    """The page and query a link named (…/customer_360?customer=…), opened once the user has signed in
+    (the sign-in form's runs call no st.navigation, so the page is read from the URL)."""
     try:
         url = st.context.url
     except Exception:  # no browser connection
-        return
-    if isinstance(url, str):
-        name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-        if name in dict(PAGES):
-            st.session_state[_AFTER_SIGN_IN] = name
+        url = None
+    name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] if isinstance(url, str) else ""
+    st.session_state[_AFTER_SIGN_IN] = (name if name in dict(PAGES) else PAGES[0][0], _query())
 
 
 def pages(lang: Lang) -> dict[str, st.Page]:
@@ -62,17 +74,19 @@ def _audit_view(principal: Principal, action: str, page: str) -> None:
 
 def run() -> None:
     st.set_page_config(page_icon=":material/dashboard:", layout="wide")
-    lang = language_switch(default_language())
     with user_errors():
-        principal = current_user(lang)  # the sign-in form when there is no valid session
+        principal = current_user()  # None: the sign-in form, then the page (and query) the URL named
+        lang = language_switch(default_language(), partial(remember_language, principal))
         if principal is None:
             _remember_deep_link()
+            sign_in_form(lang)
             return
         every = pages(lang)
         page = st.navigation(list(every.values()), position="hidden")
         wanted = st.session_state.pop(_AFTER_SIGN_IN, None)
-        if wanted in every and every[wanted].url_path != page.url_path:
-            st.switch_page(every[wanted])  # the page the link asked for before the sign-in form
+        if wanted and (every[wanted[0]].url_path != page.url_path or wanted[1] != _query()):
+            st.switch_page(every[wanted[0]], query_params=wanted[1])  # what the link named before sign-in
+        keep_in_browser()
         allowed = pages_for(principal.role)
         with st.sidebar:
             for name in allowed:

@@ -1,5 +1,6 @@
-"""Sign-in: local accounts (argon2 hashes in a users file), lockout after repeated failures, signed
-sessions that expire when idle, and the mapping of single sign-on identities to roles.
+"""Sign-in: local accounts (argon2 hashes in a users file), lockout after repeated failures by account
+and by client address, the server-side sessions a sign-in starts (kept by dashboard/access/sessions.py,
+ended with the account's password or the account), and the mapping of single sign-on identities to roles.
 
 Nothing here stores or logs a password: the users file holds argon2id hashes only, and errors name
 the account, never the password.
@@ -7,11 +8,9 @@ the account, never the password.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
 import hashlib
-import hmac
 import json
 import os
 import re
@@ -26,7 +25,9 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from dashboard.core.config import SESSION_SECRET_ENV, Settings, env
+from dashboard.access import sessions
+from dashboard.access.sessions import SessionError
+from dashboard.core.config import Settings
 from dashboard.core.errors import CockpitError, ConfigError
 from dashboard.query.security import ROLES, SYSTEM, Principal
 
@@ -47,10 +48,6 @@ class AuthError(CockpitError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-
-class SessionError(CockpitError):
-    """A session token that is tampered with, expired, or whose account changed."""
 
 
 # -- accounts ---------------------------------------------------------------------------------------
@@ -132,6 +129,7 @@ def remove_user(settings: Settings, username: str) -> None:
             raise AuthError(f"no user named '{username}'")
         del accounts[username]
         _save_accounts(settings, accounts)
+    sessions.end_all(settings, username)
 
 
 def set_password(settings: Settings, username: str, password: str) -> None:
@@ -143,6 +141,7 @@ def set_password(settings: Settings, username: str, password: str) -> None:
         old = accounts[username]
         accounts[username] = Account(username, old.role, _HASHER.hash(password), old.owner, old.created_at)
         _save_accounts(settings, accounts)
+    sessions.end_all(settings, username)
 
 
 def demo_accounts(settings: Settings) -> list[tuple[str, str, str, str | None]]:
@@ -238,6 +237,16 @@ def sign_in(settings: Settings, username: str, password: str, client: str | None
     return account
 
 
+def unlock(settings: Settings, username: str | None = None, client: str | None = None) -> None:
+    """Forget the failures of an account and/or a client address (an administrator's release)."""
+    path = _lockout_path(settings)
+    with _file_lock(path):
+        state = _read_lockouts(path)
+        for key in ([f"user:{username}"] if username else []) + ([f"client:{client}"] if client else []):
+            state.pop(key, None)
+        _write_lockouts(path, state)
+
+
 def _verify(password_hash: str, password: str) -> bool:
     try:
         return _HASHER.verify(password_hash, password)
@@ -246,60 +255,21 @@ def _verify(password_hash: str, password: str) -> bool:
 
 
 # -- sessions ---------------------------------------------------------------------------------------
-def _secret(settings: Settings) -> bytes:
-    """The key that signs session tokens: COCKPIT_SESSION_SECRET, else one made once under runs/."""
-    given = env(SESSION_SECRET_ENV)
-    if given:
-        return given.encode()
-    path = settings.data_path / "runs" / ".session_secret"
-    with _file_lock(path):
-        if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
-        return path.read_text().strip().encode()
+def start_session(settings: Settings, account: Account | None, principal: Principal, client: str | None) -> str:
+    """A server-side session for ``principal`` (dashboard/access/sessions.py); ``account`` None for single
+    sign-on users (no local account). Returns the session id."""
+    return sessions.open_session(settings, principal, account.fingerprint if account else sessions.SSO, client)
 
 
-def _sign(settings: Settings, payload: dict[str, Any]) -> str:
-    body = base64.urlsafe_b64encode(json.dumps(payload, sort_keys=True).encode()).decode()
-    mac = hmac.new(_secret(settings), body.encode(), hashlib.sha256).hexdigest()
-    return f"{body}.{mac}"
-
-
-def issue_session(settings: Settings, account: Account | None, principal: Principal, now: float | None = None) -> str:
-    """A token for ``principal``; ``account`` None for single sign-on users (no local account)."""
-    now = time.time() if now is None else now
-    payload = {
-        "u": principal.username,
-        "r": principal.role,
-        "o": principal.owner,
-        "v": account.fingerprint if account else "sso",
-        "seen": now,
-    }
-    return _sign(settings, payload)
-
-
-def check_session(settings: Settings, token: str, now: float | None = None) -> tuple[Principal, str]:
-    """The session's user and a renewed token; SessionError when tampered, idle too long or stale."""
-    now = time.time() if now is None else now
-    body, _, mac = token.partition(".")
-    expected = hmac.new(_secret(settings), body.encode(), hashlib.sha256).hexdigest()
-    if not mac or not hmac.compare_digest(mac, expected):
-        raise SessionError("the session is not valid: please sign in again")
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(body.encode()))
-        principal = Principal(payload["u"], payload["r"], payload.get("o"))
-        seen = float(payload["seen"])
-    except (ValueError, KeyError, TypeError):
-        raise SessionError("the session is not valid: please sign in again") from None
-    if now - seen > settings.security.session_idle_minutes * 60:
-        raise SessionError("the session expired after inactivity: please sign in again")
-    account = None
-    if payload.get("v") != "sso":
-        account = load_accounts(settings).get(principal.username)
-        if account is None or account.fingerprint != payload.get("v"):
-            raise SessionError("the account changed or was removed: please sign in again")
-    return principal, issue_session(settings, account, principal, now)
+def resume_session(settings: Settings, sid: str, now: float | None = None) -> Principal:
+    """The user of session ``sid``; SessionError when it ended or expired, or its account changed since."""
+    session = sessions.check(settings, sid, now)
+    if session.fingerprint != sessions.SSO:
+        account = load_accounts(settings).get(session.username)
+        if account is None or account.fingerprint != session.fingerprint:
+            sessions.end(settings, sid)
+            raise SessionError("the account changed or was removed: please sign in again", "changed")
+    return session.principal
 
 
 # -- single sign-on ---------------------------------------------------------------------------------

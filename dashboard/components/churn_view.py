@@ -1,5 +1,6 @@
-"""The churn page's parts: filters, band tiles, the warning list (each row links to the customer's
-Customer 360 profile), and the model card with its calibration chart."""
+"""The churn page's parts: filters, band tiles, the warning list (a click on a row opens the customer's
+Customer 360 profile in the same tab, its link column in a new one), and the model card with its
+calibration chart."""
 
 from __future__ import annotations
 
@@ -92,7 +93,19 @@ def warning_list(frame: pl.DataFrame, lang: str) -> None:
         header("expected_value_at_risk", lang), format="¥%.0f"
     )
     config["revenue"] = st.column_config.NumberColumn(header("revenue", lang), format="¥%.0f")
-    st.dataframe(shown, hide_index=True, width="stretch", column_config=config, height=420)
+    picked = st.dataframe(
+        shown,
+        hide_index=True,
+        width="stretch",
+        column_config=config,
+        height=420,
+        on_select="rerun",
+        selection_mode="single-row",
+        key="churn_list",
+    )
+    rows = picked.selection.rows if picked is not None else []
+    if rows:  # a click on a row opens the profile in this tab; the link column opens a new one
+        st.switch_page(f"pages/{PROFILE_PAGE}.py", query_params={"customer": frame["customer_key"][rows[0]]})
 
 
 def _local(when: datetime | None, tz: str) -> str:

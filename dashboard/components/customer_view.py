@@ -19,6 +19,8 @@ PAGE = "customer_360"
 PARAM = "customer"  # ?customer=<customer_key>
 ATTRIBUTES = ("name", "phone", "email", "id_number", "company", "industry", "city", "region", "owner")
 CATEGORIES = ("lead", "stage", "order", "contract", "payment", "interaction")
+_RESULTS_KEY = "c360_results"
+_FOUND_KEY = "_c360_found"  # the listed results' customer keys, for a click on a row
 
 
 def selected_key() -> str | None:
@@ -41,15 +43,30 @@ def search(lang: Lang) -> None:
     shown = found.with_columns((pl.lit(f"{PAGE}?{PARAM}=") + pl.col("customer_key")).alias("open")).select(
         "open", "name", "phone", "email", "company", "city", "owner", "lifecycle_stage"
     )
+    st.session_state[_FOUND_KEY] = found["customer_key"].to_list()
     st.dataframe(
         shown,
         hide_index=True,
         use_container_width=True,
         column_config={
-            "open": st.column_config.LinkColumn(t("c360.col.customer", lang), display_text=rf"{PARAM}=(.*)$"),
+            "open": st.column_config.LinkColumn(
+                t("c360.col.customer", lang), display_text=rf"{PARAM}=(.*)$", help=t("c360.col.customer.help", lang)
+            ),
             **{c: t(f"c360.col.{c}", lang) for c in shown.columns if c != "open"},
         },
+        on_select=_open_picked,
+        selection_mode="single-row",
+        key=_RESULTS_KEY,
     )
+
+
+def _open_picked() -> None:
+    """A click on a result opens that profile in this tab (the key column's link opens a new one)."""
+    rows = st.session_state[_RESULTS_KEY].selection.rows
+    found = st.session_state.get(_FOUND_KEY) or []
+    if rows and rows[0] < len(found):
+        st.query_params[PARAM] = found[rows[0]]
+        st.session_state["c360_q"] = ""  # the search closes; the profile shows
 
 
 def _when(value: datetime | None) -> str:

@@ -332,6 +332,10 @@ class SsoConfig(_Strict):
 class SecurityConfig(_Strict):
     users_file: str = "users.json"  # local accounts (argon2 hashes), relative to the config file's folder
     session_idle_minutes: int = Field(30, ge=1)  # a session unused this long signs out
+    session_max_hours: int = Field(12, ge=1)  # a session this old signs out, however busy
+    # the header a reverse proxy in front of the server sets to the client's address ("X-Forwarded-For");
+    # unset when clients connect directly (then the socket's peer is the address)
+    trusted_proxy_header: str | None = Field(None, pattern=r"^[A-Za-z0-9-]+$")
     lockout_after: int = Field(5, ge=1)  # wrong passwords in a row before an account or client is locked
     lockout_seconds: int = Field(60, ge=1)  # first lockout; doubles with each further failure, at most a day
     sso: SsoConfig = Field(default_factory=lambda: SsoConfig.model_validate({}))

@@ -33,7 +33,7 @@ STRINGS: dict[str, str] = {
     "churn.list.caption": "{shown} customers, ranked by expected revenue at risk (risk × their revenue per horizon "
     "at their own pace). Click a customer to open their profile.",
     "churn.profile": "Customer",
-    "churn.profile.help": "Opens the customer's Customer 360 profile",
+    "churn.profile.help": "Click a row to open the Customer 360 profile here; the link opens it in a new tab",
     "churn.method.model": "Churn model",
     "churn.method.recency": "Recency baseline",
     "churn.method.bgnbd": "BG/NBD baseline",
@@ -526,6 +526,11 @@ STRINGS: dict[str, str] = {
     "auth.sso_no_role": "Your account signed in, but no role is set up for it. Ask an "
     "administrator to add you in [security.sso].",
     "auth.sign_out": "Sign out",
+    "auth.session.invalid": "The session is not valid. Please sign in again.",
+    "auth.session.idle": "You were signed out after a time without use. Please sign in again.",
+    "auth.session.expired": "The session reached its longest allowed time. Please sign in again.",
+    "auth.session.ended": "You signed out (in this tab or another). Please sign in again.",
+    "auth.session.changed": "The account's password or role changed, or it was removed. Please sign in again.",
     "auth.signed_in": "Signed in as {user} ({role})",
     "auth.disabled": "Sign-in is off (served with --no-auth): everyone who opens this address sees all data unmasked.",
     "auth.refused": "The page “{page}” is not open to the role {role}.",
@@ -631,6 +636,7 @@ STRINGS: dict[str, str] = {
     "c360.category.payment": "Payment",
     "c360.category.interaction": "Interaction",
     "c360.col.customer": "Customer",
+    "c360.col.customer.help": "Click a row to open the profile here; the link opens it in a new tab",
     "c360.col.name": "Name",
     "c360.col.phone": "Phone",
     "c360.col.email": "Email",
