@@ -342,29 +342,42 @@ class Target:
 
 
 def rewrite_parquet(root: Path, path: Path, target: Target) -> FileChange | None:
-    """Drop and erase in one file; written only when something changes (temp file, fsync, os.replace)."""
-    schema = pl.scan_parquet(path).collect_schema()
-    maybe = target.candidates(schema)
-    if maybe is None or not pl.scan_parquet(path).select(maybe.any()).collect().item():
-        return None
+    """Drop and erase in one file; written only when something changes (temp file, fsync, os.replace).
+
+    The cheap ``candidates`` test runs on every row; the exact match (regex, list filters) only on the few
+    rows it picks, and the file keeps its row order (snapshots are sorted by date for row-group skipping)."""
     frame = pl.read_parquet(path)
+    schema = frame.schema
+    maybe = target.candidates(schema)
+    picked = frame.select(maybe).to_series() if maybe is not None else None
+    if picked is None or not picked.any():
+        return None
+    sub = frame.filter(picked)
     drop, erase = target.drop(schema), target.erase(schema)
-    kept = frame.filter(~drop) if drop is not None else frame
-    erased = 0
+    gone = sub.select(drop).to_series() if drop is not None else pl.repeat(False, sub.height, eager=True)
+    stay, erased = sub.filter(~gone), 0
     if erase:
-        after = kept.with_columns(e.alias(c) for c, e in erase.items())
+        after = stay.with_columns(e.alias(c) for c, e in erase.items())
         for c in erase:
             if schema[c] == pl.List(pl.String):
-                erased += int((kept.get_column(c).list.len() - after.get_column(c).list.len()).fill_null(0).sum())
+                erased += int((stay.get_column(c).list.len() - after.get_column(c).list.len()).fill_null(0).sum())
             else:
-                erased += int(kept.get_column(c).ne_missing(after.get_column(c)).sum())
-        kept = after
-    if kept.height == frame.height and not erased:
+                erased += int(stay.get_column(c).ne_missing(after.get_column(c)).sum())
+        stay = after
+    removed = int(gone.sum())
+    if not removed and not erased:
         return None
+    if erased:  # changed rows go back in their places
+        numbered = frame.with_row_index("__row")
+        rows = numbered.filter(picked).get_column("__row").filter(~gone)
+        merged = pl.concat([numbered.filter(~picked), stay.with_columns(rows.alias("__row")).select(numbered.columns)])
+        kept = merged.sort("__row").drop("__row")
+    else:
+        kept = frame.filter(~pl.repeat(False, frame.height, eager=True).scatter(picked.arg_true().filter(gone), True))
     tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP_SUFFIX}")
-    kept.write_parquet(tmp, compression="zstd")
+    kept.write_parquet(tmp, compression="zstd", compression_level=1)  # the fastest zstd: a rewrite is on the clock
     _commit(tmp, path)
-    return FileChange(path.relative_to(root).as_posix(), frame.height - kept.height, erased)
+    return FileChange(path.relative_to(root).as_posix(), removed, erased)
 
 
 def _replace_parquet(path: Path, table: pa.Table) -> None:
