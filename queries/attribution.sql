@@ -2,8 +2,9 @@
 -- description: Won revenue attributed to channels under five models, for leads won in [start, end].
 -- params: start:date?, end:date?
 -- columns: channel, first_touch, last_touch, linear, u_shaped, time_decay
--- Touches: the lead's own channel plus interactions linked to the lead or its customer before the
--- won date. Each model's column sums to the total won revenue of the period.
+-- Touches: the lead's own channel plus every interaction of its customer as identity resolution sees
+-- it (any source: linked to one of the customer's records or leads) before the won date.
+-- Each model's column sums to the total won revenue of the period.
 SELECT
     channel,
     sum(first_touch) AS first_touch,

@@ -51,6 +51,7 @@ from dashboard.demo import call_center, crm, erp, marketing, pos, purchased, tra
 from dashboard.demo.clock import Clock
 from dashboard.demo.common import rng_for
 from dashboard.demo.context import Context
+from dashboard.demo.journeys import make_journeys
 from dashboard.demo.leads import make_leads
 from dashboard.demo.memberships import make_members
 from dashboard.demo.pool import make_people, make_words
@@ -107,6 +108,7 @@ def _world(n: int, seed: int, clock: Clock, raw: Path, progress: Callable[[str],
     people = make_people(rng_for(seed, "people"), n, clock, words)
     leads, customers = make_leads(rng_for(seed, "leads"), clock, people)
     members = make_members(rng_for(seed, "members"), people, leads, customers)
-    ctx = Context(n, seed, clock, raw, progress, words, people, leads, customers, members)
+    journeys = make_journeys(rng_for(seed, "journeys"), clock, leads, members.in_fans, members.in_calls)
+    ctx = Context(n, seed, clock, raw, progress, words, people, leads, customers, members, journeys)
     ctx.say(f"people: {people.m:,} persons, {int(customers.is_cust.sum()):,} customers, {leads.id.len():,} leads")
     return ctx

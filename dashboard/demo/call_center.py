@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from dashboard.demo.common import DAY, I64, concat, fill_template, fmt_ts, ids, lookup, nulls, pick, with_dups
+from dashboard.demo.common import DAY, I64, Bool, concat, fill_template, fmt_ts, ids, lookup, nulls, pick, with_dups
 from dashboard.demo.context import Context
 from dashboard.demo.dirty import opt
 from dashboard.demo.tables import B2C_PRODUCTS, B2C_W, CH
@@ -25,9 +25,9 @@ _NOTES = (
 def write(ctx: Context) -> None:
     """calls_<yyyymm>.csv; the numbers called from become customers in the ground truth."""
     rng = ctx.rng("call_center")
-    person, ts, lead = _call_times(ctx, rng)
+    person, ts, lead, inquiry = _call_times(ctx, rng)
     n = ts.size
-    ctype, result = _types_and_results(ctx, rng, person, ts, lead)
+    ctype, result = _types_and_results(ctx, rng, person, ts, inquiry)
     number = pl.Series(ctx.people.phone[person]).cast(pl.String)
     number = pl.select(
         pl.when(pl.lit(pl.Series(ctx.people.zero_prefix[person])))
@@ -60,9 +60,10 @@ def write(ctx: Context) -> None:
     ctx.say(f"call_center: {calls.height:,} calls")
 
 
-def _call_times(ctx: Context, rng: np.random.Generator) -> tuple[I64, I64, I64]:
-    """Calls of customers, prospects and number-only callers, plus the hotline call behind every CRM
-    lead whose channel is the 400 line: person, time, lead (-1), in time order."""
+def _call_times(ctx: Context, rng: np.random.Generator) -> tuple[I64, I64, I64, Bool]:
+    """Calls of customers, prospects and number-only callers, the hotline call behind every CRM lead
+    whose channel is the 400 line and the inquiries of journeys before a deal closes: person, time,
+    lead (-1), whether a sales inquiry, in time order."""
     clock, customers, leads, people = ctx.clock, ctx.customers, ctx.leads, ctx.people
     who = np.flatnonzero(ctx.members.in_calls)
     first_lead = ctx.members.first_lead[who]
@@ -78,17 +79,23 @@ def _call_times(ctx: Context, rng: np.random.Generator) -> tuple[I64, I64, I64]:
     person = np.concatenate([person, leads.person[cl]])
     ts = np.concatenate([ts, leads.created[cl] - rng.integers(120, 1800, cl.size)])
     lead = np.concatenate([lead, cl])
+    inquiry = lead >= 0
+    journey = ctx.journeys.calls  # the caller is known by number only: no lead id
+    person = np.concatenate([person, journey.person])
+    ts = np.concatenate([ts, journey.ts])
+    lead = np.concatenate([lead, np.full(journey.ts.size, -1, dtype=np.int64)])
+    inquiry = np.concatenate([inquiry, np.ones(journey.ts.size, dtype=bool)])
     order = np.argsort(ts, kind="stable")
-    return person[order], ts[order], lead[order]
+    return person[order], ts[order], lead[order], inquiry[order]
 
 
-def _types_and_results(ctx: Context, rng: np.random.Generator, person: I64, ts: I64, lead: I64) -> tuple[I64, I64]:
+def _types_and_results(ctx: Context, rng: np.random.Generator, person: I64, ts: I64, inquiry: Bool) -> tuple[I64, I64]:
     """Call type (index into _TYPES; complaints grow before churn) and result (index into _RESULTS)."""
     customers = ctx.customers
     n = ts.size
     late = customers.churn[person] & (ts > customers.end[person] - 150 * DAY)
     ctype = np.where(
-        lead >= 0,
+        inquiry,
         0,
         np.where(late, pick(rng, n, [15, 40, 30, 5, 10]), pick(rng, n, [30, 8, 30, 12, 20])),
     )

@@ -11,6 +11,7 @@ import polars as pl
 
 from dashboard.demo.clock import Clock
 from dashboard.demo.common import I64, rng_for
+from dashboard.demo.journeys import Journeys
 from dashboard.demo.leads import Customers, Leads
 from dashboard.demo.memberships import Members
 from dashboard.demo.pool import People, Words
@@ -28,6 +29,7 @@ class Context:
     leads: Leads
     customers: Customers
     members: Members
+    journeys: Journeys  # touches before a deal closes, in systems other than the lead's
     files: list[Path] = field(default_factory=list)  # every file written, in order
     counts: dict[str, int] = field(default_factory=dict)  # rows written per "source.entity"
     truth: list[pl.DataFrame] = field(default_factory=list)  # identity ground truth, per record

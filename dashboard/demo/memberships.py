@@ -8,6 +8,7 @@ import numpy as np
 
 from dashboard.demo.clock import Clock
 from dashboard.demo.common import DAY, I64, NEVER, Bool
+from dashboard.demo.journeys import CALLER_P, FAN_P, engaged
 from dashboard.demo.leads import Customers, Leads
 from dashboard.demo.pool import People
 from dashboard.demo.tables import CH
@@ -33,9 +34,12 @@ def make_members(rng: np.random.Generator, people: People, leads: Leads, custome
     in_erp = (base & np.where(b2b, u[:, 0] < 0.95, u[:, 0] < 0.15)) | won_new
     in_crm = (base & b2b & (u[:, 1] < 0.85)) | (won_new & b2b)
     in_pos = base & ~b2b & ((u[:, 2] < 0.8) | ~in_erp)
+    shopping = np.zeros(m, dtype=bool)  # persons about to close a deal: they look around (journeys)
+    shopping[leads.person[engaged(leads)]] = True
     fan_p = np.where(base, np.where(b2b, 0.2, 0.35), np.where(block == 1, 0.15, 0.0))
-    in_fans = (u[:, 3] < fan_p) | (block == 2)
+    in_fans = (u[:, 3] < np.where(shopping, np.maximum(fan_p, FAN_P), fan_p)) | (block == 2)
     call_p = np.where(base, np.where(b2b, 0.22, 0.14), np.where(block == 1, 0.05, 0.0))
+    call_p = np.where(shopping, np.maximum(call_p, CALLER_P), call_p)
     call_lead = np.zeros(m, dtype=bool)
     call_lead[leads.person[(leads.channel == CH["call_center"]) & (leads.source == 0)]] = True
     in_calls = (u[:, 4] < call_p) | (block == 3) | call_lead

@@ -39,6 +39,8 @@ def write(ctx: Context) -> None:
     """fans.json and events_0001.json ... (one page per million events)."""
     rng = ctx.rng("wechat")
     begin = _subscribed(ctx, rng)
+    journey = ctx.journeys.wechat
+    np.minimum.at(begin, journey.person, journey.ts - 600)  # followed the account, then read or wrote
     who = np.flatnonzero(ctx.members.in_fans)
     who = who[np.argsort(begin[who], kind="stable")]
     openid = _fans(ctx, rng, who, begin[who])
@@ -93,7 +95,8 @@ def _fans(ctx: Context, rng: np.random.Generator, who: I64, begin: I64) -> pl.Se
 
 def _event_times(ctx: Context, rng: np.random.Generator, who: I64, begin: I64) -> tuple[I64, I64, I64]:
     """The subscribe itself, then messages / menu clicks / article views / WeCom chats, and the
-    unsubscribe of half the churners: fan, time, event (index into _EVENTS), in time order."""
+    unsubscribe of half the churners, and the touches of journeys before a deal closes: fan, time,
+    event (index into _EVENTS), in time order."""
     clock, customers, b2b = ctx.clock, ctx.customers, ctx.people.b2b[who]
     n = who.size
     end, churn = customers.end[who], customers.churn[who]
@@ -104,14 +107,28 @@ def _event_times(ctx: Context, rng: np.random.Generator, who: I64, begin: I64) -
     ts = np.concatenate([begin, ev_ts])
     ev = np.concatenate([np.zeros(n, dtype=np.int64), 1 + pick(rng, owner.size, [40, 20, 25, 15])])
     quit_fan = np.flatnonzero(churn & (rng.random(n) < 0.5))
-    ev_fan = np.concatenate([ev_fan, quit_fan])
-    ts = np.concatenate([ts, end[quit_fan] + 3600])
-    ev = np.concatenate([ev, np.full(quit_fan.size, 5, dtype=np.int64)])
+    j_fan, j_ts, j_ev = _journey_events(ctx, rng, who)
+    ev_fan = np.concatenate([ev_fan, quit_fan, j_fan])
+    ts = np.concatenate([ts, end[quit_fan] + 3600, j_ts])
+    ev = np.concatenate([ev, np.full(quit_fan.size, 5, dtype=np.int64), j_ev])
     keep = ts >= clock.lo
     ev_fan, ts, ev = ev_fan[keep], ts[keep], ev[keep]
     ev = np.where((ev == 4) & ~b2b[ev_fan] & (rng.random(ev.size) < 0.5), 1, ev)
     order = np.argsort(ts, kind="stable")
     return ev_fan[order], ts[order], ev[order]
+
+
+def _journey_events(ctx: Context, rng: np.random.Generator, who: I64) -> tuple[I64, I64, I64]:
+    """Journey touches as events: a talk is a WeCom chat (mostly, for a business) or a message,
+    anything else a menu click or an article view."""
+    journey = ctx.journeys.wechat
+    fan_of = np.full(ctx.people.m, -1, dtype=np.int64)
+    fan_of[who] = np.arange(who.size, dtype=np.int64)
+    fan = fan_of[journey.person]
+    u = rng.random(fan.size)
+    b2b = ctx.people.b2b[journey.person]
+    ev = np.where(journey.talk, np.where(b2b & (u < 0.7), 4, 1), np.where(u < 0.5, 2, 3))
+    return fan, journey.ts, ev.astype(np.int64)
 
 
 def _content(rng: np.random.Generator, ev: I64) -> pl.Series:

@@ -110,7 +110,8 @@ UNION ALL SELECT DISTINCT 'campaign', campaign, channel FROM lead_facts
 def attribution_sql(half_life_days: float) -> str:
     """Won revenue per (lead, touch channel) under each model; credits of a lead sum to its amount.
 
-    Interactions on channels listed in the table ``excluded_channels`` are not touches.
+    Reads the table ``attribution_links`` (the build's identity links); interactions on channels
+    listed in the table ``excluded_channels`` are not touches.
     """
     half_life = float(half_life_days)  # a number from the typed config, not user text
     return f"""
@@ -118,14 +119,34 @@ WITH won AS (
     SELECT source_system, lead_id, customer_ref, channel, created_at, won_at, coalesce(won_amount, 0) AS amount
     FROM lead_facts WHERE won_at IS NOT NULL
 ),
+won_key AS (
+    SELECT w.source_system, w.lead_id, k.customer_key
+    FROM won AS w
+    JOIN attribution_links AS k
+      ON k.record_kind = 'lead' AND k.source_system = w.source_system AND k.source_record_id = w.lead_id
+),
+-- every record of the won lead's resolved customer, in any source: its customers (interactions name
+-- them by customer_ref in their own source) and its leads (interactions name them by lead id)
+journey AS (
+    SELECT w.source_system, w.lead_id, k.record_kind, k.source_system AS r_source, k.source_record_id AS r_id
+    FROM won_key AS w JOIN attribution_links AS k ON k.customer_key = w.customer_key
+    UNION  -- the lead's own references, also when identity left it out
+    SELECT source_system, lead_id, 'customer', source_system, customer_ref FROM won WHERE customer_ref IS NOT NULL
+    UNION
+    SELECT source_system, lead_id, 'lead', source_system, lead_id FROM won
+),
 linked AS (
     -- two equi-joins (an OR in one join condition is a nested loop over every interaction);
-    -- UNION, not UNION ALL: an interaction linked both by lead and by customer counts once
-    SELECT w.source_system, w.lead_id, i.source_system AS i_source, i.interaction_id, i.channel, i.occurred_at
-    FROM won AS w JOIN interactions AS i ON i.lead_id = w.lead_id
+    -- UNION, not UNION ALL: an interaction reached both ways counts once
+    SELECT j.source_system, j.lead_id, i.source_system AS i_source, i.interaction_id, i.channel, i.occurred_at
+    FROM journey AS j
+    JOIN interactions AS i ON i.source_system = j.r_source AND i.customer_ref = j.r_id
+    WHERE j.record_kind = 'customer'
     UNION
-    SELECT w.source_system, w.lead_id, i.source_system, i.interaction_id, i.channel, i.occurred_at
-    FROM won AS w JOIN interactions AS i ON i.source_system = w.source_system AND i.customer_ref = w.customer_ref
+    SELECT j.source_system, j.lead_id, i.source_system, i.interaction_id, i.channel, i.occurred_at
+    FROM journey AS j
+    JOIN interactions AS i ON i.lead_id = j.r_id  -- a lead id is named without its source
+    WHERE j.record_kind = 'lead'
 ),
 touches AS (
     SELECT source_system, lead_id, won_at, amount, channel, created_at AS touched_at, 0 AS tiebreak
@@ -167,18 +188,25 @@ GROUP BY source_system, lead_id, won_at, channel
 """
 
 
-def build(con: duckdb.DuckDBPyConnection, half_life_days: float, exclude_channels: list[str]) -> None:
-    """Create lead_facts, attribution and filter_values as tables on con (replacing placeholder views)."""
+def build(
+    con: duckdb.DuckDBPyConnection, links: pl.DataFrame, half_life_days: float, exclude_channels: list[str]
+) -> None:
+    """Create lead_facts, attribution and filter_values as tables on con (replacing placeholder views).
+    ``links`` is the build's identity_links: a won lead's journey is every record of its customer."""
     con.execute("CREATE OR REPLACE TEMP TABLE excluded_channels (channel VARCHAR)")
     if exclude_channels:
         con.executemany("INSERT INTO excluded_channels VALUES (?)", [[c.strip().lower()] for c in exclude_channels])
-    for table, sql in (
-        ("lead_facts", LEAD_FACTS_SQL),
-        ("attribution", attribution_sql(half_life_days)),
-        ("filter_values", FILTER_VALUES_SQL),
-    ):
-        drop_relation(con, table)
-        con.execute(f"CREATE TABLE {table} AS {sql}")
+    con.register("attribution_links", links.select("source_system", "source_record_id", "record_kind", "customer_key"))
+    try:
+        for table, sql in (
+            ("lead_facts", LEAD_FACTS_SQL),
+            ("attribution", attribution_sql(half_life_days)),
+            ("filter_values", FILTER_VALUES_SQL),
+        ):
+            drop_relation(con, table)
+            con.execute(f"CREATE TABLE {table} AS {sql}")
+    finally:
+        con.unregister("attribution_links")
 
 
 # -- the cockpit's headline totals (pages and e-mailed reports share them) ----------------------

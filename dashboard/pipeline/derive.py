@@ -55,8 +55,8 @@ def build_derived(
         write_quality_tables(settings, store, manifest, con, links, stage)  # profiles were made at publish
         done("quality")
         say("deriving: channel analytics")
-        analytics.build(
-            con, settings.analytics.attribution_half_life_days, settings.analytics.attribution_exclude_channels
+        analytics.build(  # attribution follows each won lead's customer through the links
+            con, links, settings.analytics.attribution_half_life_days, settings.analytics.attribution_exclude_channels
         )
         for table in ANALYTICS_TABLES:
             target = quote_path(stage / f"{table}.parquet")  # our staging path, quoted
