@@ -1,0 +1,262 @@
+"""Rewriting the data folder's files for a privacy request: which rows name the person, dropping and erasing
+them, one file at a time, crash-safe (a temp file beside it, fsync, ``os.replace``)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dashboard.core.config import Settings
+from dashboard.core.store import Store, atomic_write_text
+from dashboard.ops.privacy.person import Person
+from dashboard.pipeline import suppression
+
+ERASED = "[erased]"
+_TMP_SUFFIX = ".privacy-tmp"
+# never rewritten: input (the demo's raw files, drop folders), the demo's answer key, locks, the spill folder
+_SKIP_TOP = {"raw", "demo_truth", "locks", ".spill"}
+_TEXT_SUFFIXES = {".json", ".jsonl", ".html", ".csv", ".txt", ".md", ".xml"}
+# columns that name a source record, and the kind of record each names
+_RECORD_COLUMNS = {"source_record_id": ("customer", "lead"), "customer_ref": ("customer",), "lead_id": ("lead",)}
+_KEY_COLUMNS = ("customer_key", "old_key")
+_PERSON_COLUMNS = (*suppression.IDENTIFIERS, *_RECORD_COLUMNS, *_KEY_COLUMNS)
+
+
+@dataclass
+class FileChange:
+    path: str  # relative to the data folder
+    rows_removed: int
+    values_erased: int
+
+
+@dataclass
+class Target:
+    """What to take out of a table: rows naming the person (dropped) and values inside other tables (erased).
+
+    A file is first asked a cheap question (literal search, id lookups: ``candidates``); only a file that
+    may hold the person is read whole and matched exactly (the regex, with its boundaries)."""
+
+    person: Person
+    replacement: str = ERASED
+    drop_by_text: bool = True  # False for retention: rows go by record and key only
+
+    def __post_init__(self) -> None:
+        self.regex = self.person.pattern()
+        self.literals = self.person.literals()
+        self.exact = self.person.exact()
+        self.keys = sorted(self.person.keys)
+        self.by_source: dict[tuple[str, str], list[str]] = {}
+        for source, kind, record_id in self.person.records:
+            self.by_source.setdefault((source, kind), []).append(record_id)
+
+    def _records(self, cols: set[str]) -> list[pl.Expr]:
+        """Rows whose (source_system, record column) names one of the person's records."""
+        if "source_system" not in cols:
+            return []
+        out = []
+        for c, kinds in _RECORD_COLUMNS.items():
+            for (source, kind), ids in self.by_source.items() if c in cols else ():
+                if kind in kinds:
+                    out.append((pl.col("source_system") == source) & pl.col(c).is_in(ids))
+        return out
+
+    def _keyed(self, cols: set[str]) -> list[pl.Expr]:
+        keys = [pl.col(c).is_in(self.keys) for c in _KEY_COLUMNS if c in cols and self.keys]
+        return keys + self._records(cols)
+
+    def candidates(self, schema: pl.Schema) -> pl.Expr | None:
+        """True on every row that may name the person (a superset of what ``drop`` and ``erase`` touch)."""
+        cols = set(schema.names())
+        person_table = bool(cols & set(_PERSON_COLUMNS))
+        conds = self._keyed(cols)
+        for c, t in schema.items():
+            text = self._has_literal(pl.col(c)) if self.literals else None
+            if t == pl.String:
+                whole = pl.col(c).is_in(self.exact) if self.exact and not person_table else None
+                conds += [e for e in (text if self.drop_by_text or not person_table else None, whole) if e is not None]
+            elif t == pl.List(pl.String) and (self.literals or self.exact):
+                conds.append(pl.col(c).list.eval(self._element(pl.element(), exact_regex=False)).list.any())
+        return pl.any_horizontal(conds).fill_null(False) if conds else None
+
+    def _has_literal(self, e: pl.Expr) -> pl.Expr:
+        return e.str.contains_any(self.literals, ascii_case_insensitive=True)
+
+    def drop(self, schema: pl.Schema) -> pl.Expr | None:
+        cols = set(schema.names())
+        conds = self._keyed(cols)
+        if cols & set(_PERSON_COLUMNS) and self.regex and self.drop_by_text:
+            conds += [pl.col(c).str.contains(self.regex) for c, t in schema.items() if t == pl.String]
+        return pl.any_horizontal(conds).fill_null(False) if conds else None
+
+    def erase(self, schema: pl.Schema) -> dict[str, pl.Expr]:
+        """Per column, the expression that erases the person's values from the rows that stay."""
+        out: dict[str, pl.Expr] = {}
+        person_table = bool(set(schema.names()) & set(_PERSON_COLUMNS))
+        for c, t in schema.items():
+            if t == pl.List(pl.String) and (self.regex or self.exact):
+                out[c] = pl.col(c).list.eval(pl.element().filter(~self._element(pl.element())))
+            elif t == pl.String and not person_table and (self.regex or self.exact):
+                col = pl.col(c)
+                replaced = col.str.replace_all(self.regex, f"${{1}}{self.replacement}${{2}}") if self.regex else col
+                out[c] = pl.when(col.is_in(self.exact)).then(pl.lit(self.replacement)).otherwise(replaced)
+        return out
+
+    def _element(self, e: pl.Expr, exact_regex: bool = True) -> pl.Expr:
+        hit = e.is_in(self.exact)
+        if self.regex and exact_regex:
+            hit = hit | e.str.contains(self.regex)
+        elif self.literals:
+            hit = hit | self._has_literal(e)
+        return hit.fill_null(False)
+
+
+def rewrite_parquet(root: Path, path: Path, target: Target) -> FileChange | None:
+    """Drop and erase in one file; written only when something changes (temp file, fsync, os.replace).
+
+    The cheap ``candidates`` test runs on every row; the exact match (regex, list filters) only on the few
+    rows it picks, and the file keeps its row order (snapshots are sorted by date for row-group skipping)."""
+    frame = pl.read_parquet(path)
+    schema = frame.schema
+    maybe = target.candidates(schema)
+    picked = frame.select(maybe).to_series() if maybe is not None else None
+    if picked is None or not picked.any():
+        return None
+    sub = frame.filter(picked)
+    drop, erase = target.drop(schema), target.erase(schema)
+    gone = sub.select(drop).to_series() if drop is not None else pl.repeat(False, sub.height, eager=True)
+    stay, erased = sub.filter(~gone), 0
+    if erase:
+        after = stay.with_columns(e.alias(c) for c, e in erase.items())
+        for c in erase:
+            if schema[c] == pl.List(pl.String):
+                erased += int((stay.get_column(c).list.len() - after.get_column(c).list.len()).fill_null(0).sum())
+            else:
+                erased += int(stay.get_column(c).ne_missing(after.get_column(c)).sum())
+        stay = after
+    removed = int(gone.sum())
+    if not removed and not erased:
+        return None
+    if erased:  # changed rows go back in their places
+        numbered = frame.with_row_index("__row")
+        rows = numbered.filter(picked).get_column("__row").filter(~gone)
+        merged = pl.concat([numbered.filter(~picked), stay.with_columns(rows.alias("__row")).select(numbered.columns)])
+        kept = merged.sort("__row").drop("__row")
+    else:
+        kept = frame.filter(~pl.repeat(False, frame.height, eager=True).scatter(picked.arg_true().filter(gone), True))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP_SUFFIX}")
+    kept.write_parquet(tmp, compression="zstd", compression_level=1)  # the fastest zstd: a rewrite is on the clock
+    _commit(tmp, path)
+    return FileChange(path.relative_to(root).as_posix(), removed, erased)
+
+
+def _replace_parquet(path: Path, table: pa.Table) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP_SUFFIX}")
+    pq.write_table(table, tmp, compression="zstd")
+    _commit(tmp, path)
+
+
+def _commit(tmp: Path, path: Path) -> None:
+    """fsync, then rename over the old file: a kill leaves the old file or the new one (and a temp file a rerun
+    deletes)."""
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def rewrite_text(root: Path, path: Path, target: Target) -> FileChange | None:
+    """JSON: every string value that names the person is erased; other text: the identifiers inside it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError):
+        return None
+    count = 0
+    regex = re.compile(target.regex.removeprefix("(?i)"), re.IGNORECASE) if target.regex else None
+    exact = set(target.exact)
+
+    def scrub(s: str) -> str:
+        nonlocal count
+        if s in exact:
+            count += 1
+            return target.replacement
+        if regex is None:
+            return s
+        new, n = regex.subn(lambda m: f"{m.group(1)}{target.replacement}{m.group(2)}", s)
+        count += n
+        return new
+
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            return None
+        new_text = json.dumps(_walk(data, scrub), ensure_ascii=False, indent=2)
+    else:
+        new_text = scrub(text) if regex else text
+    if not count:
+        return None
+    atomic_write_text(path, new_text)
+    return FileChange(path.relative_to(root).as_posix(), 0, count)
+
+
+def _walk(value: Any, scrub: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, list):
+        return [_walk(v, scrub) for v in value]
+    if isinstance(value, dict):
+        return {k: _walk(v, scrub) for k, v in value.items()}
+    return value
+
+
+def _data_files(root: Path) -> list[Path]:
+    """Every file an erasure looks at, snapshots first and the derived builds (which find the person) last."""
+    order = {"snapshots": 0, "quarantine": 1, "staging": 2, "runs": 3, "derived": 4}
+    out = []
+    for path in root.rglob("*"):
+        rel = path.relative_to(root)
+        if not path.is_file() or rel.parts[0] in _SKIP_TOP or path.name.startswith("."):
+            continue
+        if rel.parts[:2] in (("runs", "audit"), ("runs", "privacy")):
+            continue  # the audit log keeps its events (pseudonymized below); the privacy folder holds no person
+        if path.suffix == ".parquet" or path.suffix in _TEXT_SUFFIXES:
+            out.append(path)
+    return sorted(out, key=lambda p: (order.get(p.relative_to(root).parts[0], 3), str(p)))
+
+
+def _clean_temp_files(root: Path) -> None:
+    """Temp files a killed erasure left: they may hold the person, and nothing names them."""
+    for tmp in root.rglob(f"*{_TMP_SUFFIX}"):
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def exclusive(settings: Settings, wait: float, holder: str) -> Iterator[Store]:
+    """Every source lock and the publish lock, as a refresh takes them (same order: no deadlock). Busy (exit 4)
+    when a refresh holds one past ``wait`` seconds."""
+    store = Store(settings.data_path)
+    names = set(settings.source_names)
+    for top in (store.snapshots, store.quarantine):
+        names |= {p.name for p in top.iterdir()} if top.exists() else set()
+    with store.source_locks(sorted(names), wait, holder), store.lock(wait):
+        yield store
+
+
+def _recount_manifest(store: Store, changed: set[str]) -> None:
+    """The manifest's row counts follow the rewritten files, and its new version tells every reader's cache."""
+    manifest = store.read_manifest()
+    for entry in manifest.get("sources", {}).values():
+        for info in entry.get("entities", {}).values():
+            if info.get("file") in changed:
+                info["rows"] = pq.read_metadata(store.abs(info["file"])).num_rows
+    if changed:
+        store.write_manifest(manifest)
