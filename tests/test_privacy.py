@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,10 +42,12 @@ def cockpit(settings: Settings, *args: str, env: dict[str, str] | None = None) -
 
 
 def rows_naming(settings: Settings, *values: str) -> dict[str, int]:
-    """Every Parquet file under the data folder (audit log included) → its rows whose text holds a value."""
+    """Every Parquet file under the data folder (audit log included; not the demo's raw inputs, which stand
+    for the source systems) → its rows whose text holds a value."""
     found = {}
+    raw = settings.data_path / "raw"
     with duckdb.connect() as con:
-        for path in sorted(settings.data_path.rglob("*.parquet")):
+        for path in sorted(p for p in settings.data_path.rglob("*.parquet") if not p.is_relative_to(raw)):
             cond = " OR ".join("contains(t::VARCHAR, ?)" for _ in values)
             n = con.execute(f"SELECT count(*) FROM read_parquet(?) t WHERE {cond}", [str(path), *values]).fetchone()
             if n and n[0]:
@@ -300,3 +303,47 @@ def test_the_admin_pages_privacy_tab_previews_retention_and_erases_a_person(
     at.text_input(key="privacy_reason").input("typo")
     next(b for b in at.button if b.label == t("privacy.forget_button", "en")).click().run()
     assert [e.value for e in at.error if "'12345' is not a mobile number" in e.value]
+
+
+@pytest.fixture(scope="module")
+def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small demo generated and refreshed once; each test copies it before changing it."""
+    from dashboard.core.config import load_settings
+    from dashboard.demo import generate
+
+    root = tmp_path_factory.mktemp("privacy_demo")
+    shutil.copy(Path(__file__).resolve().parents[1] / "cockpit.toml", root / "cockpit.toml")
+    settings = load_settings(root / "cockpit.toml")
+    generate(settings.data_path, "small", 42)
+    assert refresh(settings).exit_code == 0
+    return root
+
+
+def test_on_the_demo_a_person_the_call_center_keys_by_phone_is_erased_and_their_copy_is_complete(
+    small_demo: Path, tmp_path: Path
+) -> None:
+    from dashboard.core.config import load_settings
+
+    shutil.copytree(small_demo, tmp_path / "demo")
+    settings = load_settings(tmp_path / "demo" / "cockpit.toml")
+    golden = pl.read_parquet(_derived(settings, "customer_golden"))
+    person = (
+        golden.filter(pl.col("sources").list.contains("call_center") & pl.col("phone").str.contains(r"^1\d{10}$"))
+        .sort(pl.col("sources").list.len(), "customer_key", descending=[True, False])
+        .row(0, named=True)
+    )
+    phone = person["phone"]
+    calls = pl.read_parquet(_current(settings, "call_center", "interactions"))
+    their_calls = calls.filter(pl.col("customer_ref") == phone).height
+    assert their_calls and rows_naming(settings, phone)
+
+    copy = privacy.export_person(settings, privacy.parse_identifier("phone", phone), tmp_path / "copy", Who("t"))
+    assert copy.files["interactions.csv"] >= their_calls
+    assert copy.files["golden_record.csv"] == 1
+
+    proof = privacy.forget(settings, privacy.parse_identifier("phone", phone), "PIPL request", Who("t"))
+    assert proof.rows >= their_calls
+    assert rows_naming(settings, phone) == {}
+    assert pl.read_parquet(_current(settings, "call_center", "interactions")).height == calls.height - their_calls
+    assert refresh(settings).exit_code == 0  # the demo's raw inputs still hold the person: kept out
+    assert rows_naming(settings, phone) == {}
