@@ -1,27 +1,30 @@
 -- name: churn_list
--- description: The churn warning list: customers ranked by expected revenue at risk (risk × their revenue per horizon at their own pace), with the top three reasons in the chosen language.
+-- description: The churn warning list: customers ranked by expected revenue at risk (risk × their revenue per horizon at their own pace), with their name and company (golden record) and the top three reasons in the chosen language.
 -- params: owner:str?, region:str?, segment:str?, band:str?, lang:str?, limit:int?
--- columns: rank, customer_key, owner, region, segment, risk, risk_band, expected_value_at_risk, days_inactive, orders, revenue, reason_1, reason_2, reason_3
+-- columns: rank, customer_key, name, company, owner, region, segment, risk, risk_band, expected_value_at_risk, days_inactive, orders, revenue, reason_1, reason_2, reason_3
 -- lang: en or zh (default zh); band: high, medium or low; segment: high, mid, low or none (value tiers of the last year's spend).
 SELECT
-    rank,
-    customer_key,
-    owner,
-    region,
-    segment,
-    risk,
-    risk_band,
-    expected_value_at_risk,
-    days_inactive,
-    orders,
-    revenue,
+    s.rank,
+    s.customer_key,
+    g.name,
+    g.company,
+    s.owner,
+    s.region,
+    s.segment,
+    s.risk,
+    s.risk_band,
+    s.expected_value_at_risk,
+    s.days_inactive,
+    s.orders,
+    s.revenue,
     CASE WHEN $lang = 'en' THEN reasons_en[1] ELSE reasons_zh[1] END AS reason_1,
     CASE WHEN $lang = 'en' THEN reasons_en[2] ELSE reasons_zh[2] END AS reason_2,
     CASE WHEN $lang = 'en' THEN reasons_en[3] ELSE reasons_zh[3] END AS reason_3
-FROM churn_scores
-WHERE ($owner IS NULL OR owner = $owner)
-  AND ($region IS NULL OR region = $region)
-  AND ($segment IS NULL OR segment = $segment)
-  AND ($band IS NULL OR risk_band = $band)
-ORDER BY rank
+FROM churn_scores AS s
+LEFT JOIN customer_golden AS g USING (customer_key)
+WHERE ($owner IS NULL OR s.owner = $owner)
+  AND ($region IS NULL OR s.region = $region)
+  AND ($segment IS NULL OR s.segment = $segment)
+  AND ($band IS NULL OR s.risk_band = $band)
+ORDER BY s.rank
 LIMIT coalesce($limit, 1000000000)

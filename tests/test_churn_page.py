@@ -94,6 +94,26 @@ def test_the_page_lists_customers_by_revenue_at_risk_each_linking_to_its_profile
     assert 0.5 < float(card["Backtest AUC"]) < 1
 
 
+def test_the_list_names_each_customer_and_gives_the_reasons_in_full(
+    company: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Who (name, company, owner, region), how much is at risk and why, before the scores (issue 20, point 3)."""
+    from dashboard.query.warehouse import Warehouse
+
+    at = _churn_page(company, monkeypatch, "en")
+    grid = at.dataframe[0]  # type: ignore[attr-defined]
+    first = pl.from_pandas(grid.value).row(0, named=True)
+    top = Warehouse(company).run_query("churn_list", {"lang": "en", "limit": 1}, user=SYSTEM).row(0, named=True)
+    assert top["name"]  # from the golden record, as the company (when known)
+    for column in ("name", "company", "owner", "region", "expected_value_at_risk"):
+        assert first[column] == top[column], column
+    reasons = [r for r in (top["reason_1"], top["reason_2"], top["reason_3"]) if r]
+    assert reasons and first["reasons"] == "; ".join(reasons)
+    order = list(grid.proto.column_order)
+    assert order[:8] == ["rank", "name", "company", "owner", "region", "expected_value_at_risk", "risk_band", "reasons"]
+    assert "reason_1" not in order
+
+
 def test_filters_narrow_the_list(shop: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     at = _churn_page(shop, monkeypatch, "en")
     high = int(metrics(at)["High risk"].replace(",", ""))  # type: ignore[arg-type]

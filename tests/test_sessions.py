@@ -7,6 +7,7 @@ carries (the trusted proxy header's last hop, else the socket's peer)."""
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -174,7 +175,8 @@ def _asgi(app: Any, method: str, path: str, headers: dict[str, str], body: bytes
 
     from dashboard.server import ClientAddress
 
-    asyncio.run(ClientAddress(spy)(scope, receive, send))
+    with ThreadPoolExecutor(1) as pool:  # a loop of its own (the browser tests' Playwright holds this thread's)
+        pool.submit(asyncio.run, ClientAddress(spy)(scope, receive, send)).result()
     start = next(m for m in sent if m["type"] == "http.response.start")
     return start["status"], start["headers"], seen
 

@@ -24,6 +24,12 @@ SEGMENTS = ("high", "mid", "low", "none")
 FILTERS = ("owner", "region", "segment", "band")
 PROFILE_PAGE = "customer_360"  # its ?customer=<customer_key> opens one customer's profile
 LIST_LIMIT = 2000  # rows shown and exported; the ranking is by expected revenue at risk
+# who, how much, and why first; a row over 4 rem high lets the grid wrap the reasons over three lines
+LIST_FIRST: tuple[str, ...] = ("rank", "name", "company", "owner", "region", "expected_value_at_risk", "risk_band")
+LIST_FIRST += ("reasons", "risk", "profile")
+REASONS = ("reason_1", "reason_2", "reason_3")  # shown joined in one wrapping column
+LIST_ROW_HEIGHT = 72
+LIST_HEIGHT = 40 + 8 * LIST_ROW_HEIGHT
 
 
 def profile_links(column: str) -> pl.Expr:
@@ -81,8 +87,12 @@ def warning_list(frame: pl.DataFrame, lang: str) -> None:
         profile_links("customer_key").alias("profile"),
         pl.col("risk_band").replace_strict({b: t(f"churn.band.{b}", lang) for b in BANDS}, default=None),
         pl.col("segment").replace_strict({s: t(f"churn.segment.{s}", lang) for s in SEGMENTS}, default=None),
-    ).select("rank", "profile", *[c for c in frame.columns if c not in ("rank", "customer_key")])
+        pl.concat_list(REASONS).list.drop_nulls().list.join(t("churn.reasons.separator", lang)).alias("reasons"),
+    ).select(*LIST_FIRST, *[c for c in frame.columns if c not in (*LIST_FIRST, "customer_key")])
     config: dict[str, Any] = {c: st.column_config.Column(header(c, lang)) for c in shown.columns}
+    config["name"] = st.column_config.TextColumn(header("name", lang), width="small")
+    config["company"] = st.column_config.TextColumn(header("company", lang), width="medium")
+    config["reasons"] = st.column_config.TextColumn(t("churn.reasons", lang), width="large")  # wraps in full
     config["profile"] = st.column_config.LinkColumn(
         t("churn.profile", lang), display_text=r"customer=(.*)$", help=t("churn.profile.help", lang)
     )
@@ -98,7 +108,9 @@ def warning_list(frame: pl.DataFrame, lang: str) -> None:
         hide_index=True,
         width="stretch",
         column_config=config,
-        height=420,
+        height=LIST_HEIGHT,
+        row_height=LIST_ROW_HEIGHT,
+        column_order=[c for c in shown.columns if c not in REASONS],
         on_select="rerun",
         selection_mode="single-row",
         key="churn_list",

@@ -32,6 +32,8 @@ STRINGS: dict[str, str] = {
     "churn.list.title": "Warning list",
     "churn.list.caption": "{shown} customers, ranked by expected revenue at risk (risk × their revenue per horizon "
     "at their own pace). Click a customer to open their profile.",
+    "churn.reasons": "Reasons",
+    "churn.reasons.separator": "; ",
     "churn.profile": "Customer",
     "churn.profile.help": "Click a row to open the Customer 360 profile here; the link opens it in a new tab",
     "churn.method.model": "Churn model",
@@ -278,6 +280,7 @@ STRINGS: dict[str, str] = {
     "col.lead_id": "Lead ID",
     "col.created_at": "Created",
     "col.name": "Name",
+    "col.company": "Company",
     "col.phone": "Phone",
     "col.region": "Region",
     "col.owner": "Owner",

@@ -30,6 +30,8 @@ STRINGS: dict[str, str] = {
     "churn.list.title": "预警名单",
     "churn.list.caption": "共 {shown} 位客户，按预计流失收入排序（流失概率 × 按其自身节奏在预测期内的收入）。"
     "点击客户打开其客户360档案。",
+    "churn.reasons": "原因",
+    "churn.reasons.separator": "；",
     "churn.profile": "客户",
     "churn.profile.help": "点击一行在本页打开客户360档案；点击链接在新标签页打开",
     "churn.method.model": "流失模型",
@@ -262,6 +264,7 @@ STRINGS: dict[str, str] = {
     "col.lead_id": "线索编号",
     "col.created_at": "创建时间",
     "col.name": "姓名",
+    "col.company": "公司",
     "col.phone": "手机",
     "col.region": "区域",
     "col.owner": "负责人",
