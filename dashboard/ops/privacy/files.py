@@ -125,12 +125,16 @@ def rewrite_parquet(root: Path, path: Path, target: Target) -> FileChange | None
 
     The cheap ``candidates`` test runs on every row; the exact match (regex, list filters) only on the few
     rows it picks, and the file keeps its row order (snapshots are sorted by date for row-group skipping)."""
+    schema = pl.read_parquet_schema(path)
+    maybe = target.candidates(pl.Schema(schema))
+    if maybe is None:
+        return None
+    # the test reads only the columns it looks at (text, lists, ids), then the whole file if it matched
+    picked = pl.read_parquet(path, columns=sorted(set(maybe.meta.root_names()))).select(maybe).to_series()
+    if not picked.any():
+        return None
     frame = pl.read_parquet(path)
     schema = frame.schema
-    maybe = target.candidates(schema)
-    picked = frame.select(maybe).to_series() if maybe is not None else None
-    if picked is None or not picked.any():
-        return None
     sub = frame.filter(picked)
     drop, erase = target.drop(schema), target.erase(schema)
     gone = sub.select(drop).to_series() if drop is not None else pl.repeat(False, sub.height, eager=True)
