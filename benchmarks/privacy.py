@@ -23,7 +23,6 @@ import sys
 import time
 from datetime import UTC, datetime
 
-import duckdb
 import polars as pl
 
 from dashboard.core.config import Settings, load_settings
@@ -71,17 +70,21 @@ def _person(settings: Settings) -> str:
 
 
 def _scan(settings: Settings, phone: str) -> tuple[int, int]:
-    """(Parquet files, rows naming the phone) under the data folder, but for the demo's raw inputs (which an
-    erasure leaves alone: they stand for the source systems)."""
+    """(Parquet files, rows naming the phone in a text or list-of-text column) under the data folder, but for
+    the demo's raw inputs (which an erasure leaves alone: they stand for the source systems)."""
     raw = settings.data_path / "raw"
     files = sorted(p for p in settings.data_path.rglob("*.parquet") if not p.is_relative_to(raw))
     rows = 0
-    with duckdb.connect() as con:
-        for path in files:
-            found = con.execute(
-                "SELECT count(*) FROM read_parquet(?) t WHERE contains(t::VARCHAR, ?)", [str(path), phone]
-            )
-            rows += int((found.fetchone() or (0,))[0])
+    for path in files:
+        schema = pl.read_parquet_schema(path)
+        hits = [pl.col(c).str.contains(phone, literal=True) for c, t in schema.items() if t == pl.String]
+        hits += [
+            pl.col(c).list.join(" ").str.contains(phone, literal=True)
+            for c, t in schema.items()
+            if t == pl.List(pl.String)
+        ]
+        if hits:
+            rows += int(pl.scan_parquet(path).select(pl.any_horizontal(hits).fill_null(False).sum()).collect().item())
     return len(files), rows
 
 
