@@ -13,6 +13,7 @@ import pytest
 
 from dashboard.core.config import CRASH_ENV, Settings
 from dashboard.core.store import Store
+from dashboard.ops.status import source_status
 from dashboard.pipeline.refresh import refresh
 from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse
@@ -69,8 +70,20 @@ def test_kill_at_any_point_leaves_a_consistent_manifest(company: Settings, point
     else:
         assert "website" not in served.get_column("channel").to_list()
 
+    # `cockpit status` tells the kill apart from a publish, and a killed run's folder is not a kept snapshot
+    [status] = [s for s in source_status(company) if s.name == "web_forms"]
+    assert status.last_attempt is not None
+    assert status.last_attempt["status"] == ("published" if changed else "interrupted"), status.last_attempt
+    assert status.snapshots_kept == (2 if changed else 1)  # the fixture published web_forms once before
+    shown = subprocess.run(
+        [sys.executable, "-c", REFRESH, "--config", str(cfg), "status"], capture_output=True, text=True, timeout=120
+    )
+    assert ("interrupted" in shown.stdout) != changed, shown.stdout
+
     # the next refresh recovers: leftovers cleaned, everything published
     result = refresh(company)
     assert result.exit_code == 0
     assert not (company.data_path / "staging").exists()
     assert "website" not in Warehouse(company).run_query("channel_summary", user=SYSTEM).get_column("channel").to_list()
+    [status] = [s for s in source_status(company) if s.name == "web_forms"]
+    assert status.last_attempt is not None and status.last_attempt["status"] == "published"

@@ -193,14 +193,19 @@ class Store:
     def record_attempt(self, source: str, attempt: dict[str, Any]) -> None:
         write_json(self.runs / "attempts" / source / f"{attempt['snapshot_id']}.json", attempt)
 
-    def attempts(self, source: str, limit: int | None = None) -> list[dict[str, Any]]:
-        """Newest first."""
+    def attempts(self, source: str, limit: int | None = None, running: bool = False) -> list[dict[str, Any]]:
+        """Newest first; the ended ones only, unless ``running`` (then also those still marked running: in
+        progress, or killed midway — ops/status.py tells them apart)."""
         folder = self.runs / "attempts" / source
         files = sorted(folder.glob("*.json"), reverse=True) if folder.exists() else []
-        out = []
-        for f in files[:limit]:
+        out: list[dict[str, Any]] = []
+        for f in files:
+            if limit is not None and len(out) >= limit:
+                break
             with contextlib.suppress(json.JSONDecodeError, OSError):
-                out.append(json.loads(f.read_text(encoding="utf-8")))
+                attempt = json.loads(f.read_text(encoding="utf-8"))
+                if running or attempt.get("status") != "running":
+                    out.append(attempt)
         return out
 
     # -- retention --------------------------------------------------------------------------

@@ -5,6 +5,7 @@ Shared by ``cockpit status``, the dashboard's warning banner and the cockpit's f
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,6 +62,30 @@ def next_due(schedule: str, published_at: datetime, tz: str) -> datetime:
     return due
 
 
+INTERRUPTED = "the refresh stopped before it finished (killed or crashed): nothing of it was published"
+
+
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, TypeError, ValueError):
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def _interrupted(attempt: dict[str, Any], entry: dict[str, Any] | None) -> bool:
+    """A refresh killed midway: its attempt still says running and its process is gone, or it says
+    published (written just before the manifest swap) but the manifest never named its snapshot."""
+    if attempt.get("status") == "running":
+        return not _alive(attempt.get("pid"))
+    if attempt.get("status") == "published":
+        named = {entry["snapshot_id"], *entry.get("previous", [])} if entry else set()
+        return attempt.get("snapshot_id") not in named
+    return False
+
+
 def source_status(settings: Settings, now: datetime | None = None) -> list[SourceStatus]:
     store = Store(settings.data_path)
     manifest = store.read_manifest()
@@ -76,14 +101,17 @@ def _one(settings: Settings, store: Store, manifest: dict[str, Any], src: Source
         st.published_at = entry["published_at"]
         st.rows = {e: int(i["rows"]) for e, i in entry["entities"].items()}
         folder = store.snapshots / src.name
-        st.snapshots_kept = sum(1 for _ in folder.iterdir()) if folder.exists() else 0
+        named = {entry["snapshot_id"], *entry.get("previous", [])}  # a killed run's folder is not a kept snapshot
+        st.snapshots_kept = sum(1 for d in folder.iterdir() if d.name in named) if folder.exists() else 0
         if src.schedule:
             due = next_due(src.schedule, datetime.fromisoformat(entry["published_at"]), settings.timezone)
             st.next_due = due.isoformat()
             st.stale = now > due + timedelta(minutes=settings.quality.stale_grace_minutes)
-    attempts = store.attempts(src.name, limit=1)
+    attempts = store.attempts(src.name, limit=1, running=True)
     if attempts:
         a = attempts[0]
         keys = ("snapshot_id", "status", "finished_at", "reasons", "warnings", "rejected_rows", "error", "way_forward")
         st.last_attempt = {k: a.get(k) for k in keys}  # error: connection | timeout | auth | ... on a failed extract
+        if _interrupted(a, entry):
+            st.last_attempt.update(status="interrupted", reasons=[INTERRUPTED])
     return st

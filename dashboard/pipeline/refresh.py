@@ -166,6 +166,9 @@ def refresh_source(
     stage_dir.mkdir(parents=True)
     clock = _Clock()
     attempt: dict[str, Any] = {"source": src.name, "snapshot_id": sid, "started_at": now_utc().isoformat()}
+    # Recorded as running until it ends (the same file is written again then): a refresh killed midway
+    # leaves this record, which `cockpit status` reports as interrupted once its process is gone.
+    store.record_attempt(src.name, {**attempt, "status": "running", "pid": os.getpid()})
     result = SourceResult(src.name, sid, "quarantined")
     try:
         ctx = _extract_context(settings, store, src, stage_dir)
