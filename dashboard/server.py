@@ -55,7 +55,7 @@ class ClientAddress:
             peer = scope["client"][0] if scope.get("client") else None
             client = sessions.client_address(headers, peer, trusted)
             if client:
-                headers.append((sessions.CLIENT_HEADER.encode(), client.encode("latin-1", "replace")))
+                headers.append((sessions.CLIENT_HEADER.encode(), sessions.stamped(client).encode("latin-1", "replace")))
             scope = {**scope, "headers": headers}
         await self.app(scope, receive, send)
 

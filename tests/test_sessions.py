@@ -141,6 +141,9 @@ def test_the_client_address_is_the_trusted_proxys_last_hop_else_the_peer() -> No
     assert sessions.client_address(header, "10.0.0.1", None) == "10.0.0.1"  # no proxy: the header is the client's
     assert sessions.client_address([], "10.0.0.1", "X-Forwarded-For") == "10.0.0.1"
     assert sessions.client_address([(b"x-real-ip", b"198.51.100.9")], None, "X-Real-IP") == "198.51.100.9"
+    # only this process's stamp makes the header an address (a client sends its own without server.py)
+    assert sessions.unstamped(sessions.stamped("10.0.0.1")) == "10.0.0.1"
+    assert sessions.unstamped("0123456789abcdef 10.6.6.6") is None and sessions.unstamped(None) is None
 
 
 def _asgi(app: Any, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, list, list]:
@@ -196,7 +199,8 @@ def test_the_server_stamps_the_client_address_and_sets_an_httponly_cookie(
     spoofed = {"host": "cockpit", "x-cockpit-client": "1.2.3.4"}
     status, _, seen = _asgi(app, "POST", route, {**spoofed, "origin": "https://evil.example"}, ticket.encode())
     assert status == 403  # another site cannot post a ticket
-    assert [v for k, v in seen if k == b"x-cockpit-client"] == [b"10.0.0.1"]  # the client's own claim dropped
+    [stamped] = [v.decode() for k, v in seen if k == b"x-cockpit-client"]  # the client's own claim dropped
+    assert sessions.unstamped(stamped) == "10.0.0.1" and sessions.unstamped("1.2.3.4") is None
     status, headers, _ = _asgi(app, "POST", route, {**spoofed, "origin": "http://cockpit"}, ticket.encode())
     cookie = next(v.decode() for k, v in headers if k == b"set-cookie")
     assert status == 204 and cookie.startswith(f"{sessions.COOKIE}=")

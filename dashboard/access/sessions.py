@@ -26,6 +26,9 @@ from dashboard.query.security import Principal
 COOKIE = "cockpit_session"
 COOKIE_ROUTE = "api/session"  # served by dashboard/server.py; the ticket is posted to it
 CLIENT_HEADER = "x-cockpit-client"  # set by dashboard/server.py on every request; a client's own is dropped
+# prefixed to that header's value by this process, so an app served without server.py's middleware
+# (`streamlit run dashboard/app.py`) does not take a client's own header for its address
+STAMP = secrets.token_hex(8)
 TICKET_SECONDS = 60  # a new session's ticket must reach the cookie route this soon, once
 SEEN_EVERY = 30  # seconds: the last-use time is written at most this often, not on every page run
 SSO = "sso"  # the fingerprint of a single sign-on session (no local account to compare)
@@ -221,6 +224,16 @@ def remember_language(settings: Settings, username: str, lang: str) -> None:
 
 
 # -- where a request comes from ---------------------------------------------------------------------
+def stamped(address: str) -> str:
+    return f"{STAMP} {address}"
+
+
+def unstamped(value: str | None) -> str | None:
+    """The address in a CLIENT_HEADER value this process stamped; None for anything else."""
+    stamp, _, address = (value or "").partition(" ")
+    return address if address and hmac.compare_digest(stamp, STAMP) else None
+
+
 def client_address(headers: Iterable[tuple[bytes, bytes]], peer: str | None, trusted_header: str | None) -> str | None:
     """The client's address: the last hop the trusted reverse proxy's header names (its own addition; any
     earlier entry could come from the client), else the socket's peer."""

@@ -38,7 +38,7 @@ def auth_disabled() -> bool:
 def client_address() -> str | None:
     """The address dashboard/server.py read from the request (the trusted proxy header, else the peer)."""
     try:
-        address = st.context.headers.get(sessions.CLIENT_HEADER) or st.context.ip_address
+        address = sessions.unstamped(st.context.headers.get(sessions.CLIENT_HEADER)) or st.context.ip_address
     except Exception:  # no browser connection (bare mode)
         return None
     return address if isinstance(address, str) and address else None  # AppTest has no client
