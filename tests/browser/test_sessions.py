@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -141,6 +142,19 @@ def test_a_deep_link_in_a_fresh_browser_opens_its_profile_after_sign_in(
     other.goto(link)
     _profile_shown(other, at_risk)
     assert _password(other, "zh").count() == 0
+    context.close()
+
+
+def test_a_filtered_link_keeps_its_filters_through_sign_in(browser: Any, secured_app_url: str, account: str) -> None:
+    region = "华东"
+    context, page = _fresh(browser, f"{secured_app_url}/channels?region={quote(region)}")
+    _sign_in(page)
+    picker = page.locator('[data-testid="stSelectbox"]', has_text=t("filter.region", "zh"))
+    picker.first.wait_for(timeout=PAGE_TIMEOUT_MS)
+    _idle(page)
+    shown = picker.first.inner_text() + " " + picker.first.locator("input").first.input_value()
+    assert region in shown, shown
+    assert "/channels?" in page.url and f"region={quote(region)}" in page.url
     context.close()
 
 
