@@ -173,6 +173,24 @@ def test_a_click_on_a_churn_row_opens_the_profile_in_the_same_tab(
     context.close()
 
 
+def test_a_click_on_a_search_result_opens_the_profile_in_the_same_tab(
+    browser: Any, secured_app_url: str, account: str, at_risk: dict[str, Any]
+) -> None:
+    context, page = _fresh(browser, f"{secured_app_url}/customer_360")
+    _sign_in(page)
+    page.get_by_label(t("c360.search", "zh")).fill(at_risk["customer_key"], timeout=PAGE_TIMEOUT_MS)
+    page.keyboard.press("Enter")
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    grid.wait_for(timeout=PAGE_TIMEOUT_MS)
+    _idle(page)
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 6, box["y"] + 35 + 17)  # the first result's selection cell
+    _profile_shown(page, at_risk)
+    assert len(context.pages) == 1 and f"customer={at_risk['customer_key']}" in page.url
+    assert page.get_by_label(t("c360.search", "zh")).input_value() == ""  # the search made way for the profile
+    context.close()
+
+
 def test_a_locked_client_address_cannot_sign_in_with_another_account_and_the_audit_names_it(
     browser: Any, secured_app_url: str, account: str, demo: Settings, artifacts: Any
 ) -> None:
