@@ -97,6 +97,20 @@ CREATE OR REPLACE MACRO main.mask_email(p) AS CASE
     WHEN p IS NULL THEN NULL
     WHEN position('@' IN p) > 1 THEN left(p, 1) || '***' || substr(p, position('@' IN p))
     ELSE '***' END;
+-- What a value is, by its content: a mainland mobile (with or without +86/0086 and separators), an
+-- e-mail address, an 18-character resident ID number; NULL otherwise.
+CREATE OR REPLACE MACRO main.pii_kind(p) AS CASE
+    WHEN p IS NULL THEN NULL
+    WHEN regexp_full_match(p, '\s*(\+?86|0086)?[\s-]*1[3-9][0-9]([\s-]*[0-9]){8}\s*') THEN 'phone'
+    WHEN regexp_full_match(p, '\s*[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\s*') THEN 'email'
+    WHEN regexp_full_match(p, '\s*[0-9]{17}[0-9Xx]\s*') THEN 'id_number'
+    ELSE NULL END;
+-- A personal key value replaced by a keyed pseudonym (same value, same token, so joins and counts hold);
+-- other values pass unchanged. The key is the connection's variable, set per query for masked roles
+-- (the SQL tab refuses getvariable); without it the token is NULL, never the value.
+CREATE OR REPLACE MACRO main.pseudonym(p) AS CASE
+    WHEN main.pii_kind(p) IS NULL THEN p
+    ELSE 'PSN-' || left(sha256(getvariable('cockpit_pseudonym_key') || p), 16) END;
 CREATE OR REPLACE MACRO main.scrub_pii(p) AS
     regexp_replace(
         regexp_replace(

@@ -10,7 +10,7 @@ import duckdb
 from dashboard.core.dictionary import MASK_MACROS
 from dashboard.core.duck import attach_entities, attach_table
 from dashboard.core.store import Manifest, Store
-from dashboard.derived import analytics, churn, golden, identity
+from dashboard.derived import analytics, churn, golden, identity, personal
 from dashboard.derived.quality import tables as quality_tables
 
 DERIVED_TABLES: dict[str, dict[str, str]] = {
@@ -19,6 +19,7 @@ DERIVED_TABLES: dict[str, dict[str, str]] = {
     **analytics.TABLES,
     **quality_tables.TABLES,
     **churn.TABLES,
+    **personal.TABLES,
 }
 # Derived tables that are columns of another's file, read from it when a connection attaches them.
 READ_FROM = {"customer_index": "customer_golden"}

@@ -10,14 +10,14 @@ from collections.abc import Callable
 from dashboard.core.config import Settings
 from dashboard.core.duck import quote_path, work_connection
 from dashboard.core.store import Manifest, Store, crash_point, new_id, now_utc
-from dashboard.derived import analytics
+from dashboard.derived import analytics, personal
 from dashboard.derived.analytics import ANALYTICS_TABLES
 from dashboard.derived.churn import build as churn
 from dashboard.derived.churn.build import CHURN_TABLES
 from dashboard.derived.golden import GOLDEN_TABLES, write_golden
 from dashboard.derived.identity import build_links, previous_table, redirects
 from dashboard.derived.quality.tables import QUALITY_TABLES, write_quality_tables
-from dashboard.derived.tables import attach_views
+from dashboard.derived.tables import DERIVED_TABLES, READ_FROM, attach_views
 
 
 def build_derived(
@@ -69,6 +69,15 @@ def build_derived(
         say("deriving: churn scores")
         churn.build(con, settings, links, stage, progress=say)  # churn scores, model card, calibration
         done("churn")
+        say("deriving: personal-data profile")
+        entity_files = {
+            (entity, source): store.abs(info["file"])
+            for source, entry in manifest["sources"].items()
+            for entity, info in (entry.get("entities") or {}).items()
+        }
+        derived_files = {t: stage / f"{t}.parquet" for t in DERIVED_TABLES if t not in READ_FROM}
+        personal.profile(con, entity_files, derived_files).write_parquet(stage / "personal_columns.parquet")
+        done("personal")
     crash_point("derived_staged")
     dest = store.derived / build_id
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -84,6 +93,7 @@ def build_derived(
             **{t: store.rel(dest / f"{t}.parquet") for t in GOLDEN_TABLES},
             **{t: store.rel(dest / f"{t}.parquet") for t in ANALYTICS_TABLES},
             **{t: store.rel(dest / f"{t}.parquet") for t in CHURN_TABLES},
+            "personal_columns": store.rel(dest / "personal_columns.parquet"),
         },
     }
     return {**manifest, "derived": derived}

@@ -5,7 +5,10 @@ analyst). Pages never decide what a user sees; the warehouse builds each role's 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+from dashboard.derived.personal import KEY_COLUMNS
 
 ROLES = ("admin", "manager", "analyst", "sales")
 
@@ -29,6 +32,7 @@ ROLE_PAGES: dict[str, tuple[str, ...]] = {
 
 # Roles that see personal data unmasked (sales see only their own customers, unmasked).
 UNMASKED_ROLES = frozenset({"admin", "sales"})
+PSEUDONYM_VAR = "cockpit_pseudonym_key"  # the connection variable main.pseudonym reads (core/dictionary.py)
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,16 @@ def role_schema(role: str) -> str:
     return f"r_{role}"
 
 
-def _projection(role: str, columns: dict[str, str]) -> str:
+@dataclass(frozen=True)
+class Personal:
+    """A column the refresh's profile found personal (derived/personal.py): its kind, and for an entity the
+    sources whose snapshots hold such values (empty: every row, e.g. a derived table)."""
+
+    kind: str
+    sources: tuple[str, ...] = ()
+
+
+def _projection(role: str, columns: dict[str, str], personal: Mapping[str, Personal]) -> str:
     # A table may carry a column masked at build (``phone_masked``): masked roles read it as ``phone``, so
     # a search over every row does not mask every row on each query; it is never shown under its own name.
     premasked = [c for c in PERSONAL_COLUMNS if c in columns and f"{c}_masked" in columns]
@@ -107,9 +120,21 @@ def _projection(role: str, columns: dict[str, str]) -> str:
         if c in columns
     ]
     replaced += [f"scrub_pii({c}) AS {c}" for c in FREE_TEXT_COLUMNS if c in columns]
-    if "attribute" in columns and "value" in columns:
+    by_attribute = "attribute" in columns and "value" in columns
+    if by_attribute:
         cases = " ".join(f"WHEN '{c}' THEN {fn}(value)" for c, fn in PERSONAL_COLUMNS.items())
-        replaced.append(f"CASE attribute {cases} ELSE value END AS value")
+        replaced.append(f"CASE attribute {cases} ELSE scrub_pii(value) END AS value")
+    # Columns whose values are personal by content (derived/personal.py's profile at refresh), whatever
+    # their name: a key becomes its keyed pseudonym (joins and counts hold), other text is scrubbed.
+    done = {*PERSONAL_COLUMNS, *FREE_TEXT_COLUMNS, *(("value",) if by_attribute else ())}
+    for c, found in sorted(personal.items()):
+        if c in columns and c not in done and columns[c] in ("VARCHAR", "VARCHAR[]"):
+            fn = "main.pseudonym" if c in KEY_COLUMNS or found.kind == "key" else "scrub_pii"
+            value = f"list_transform({c}, lambda x: {fn}(x))" if columns[c] == "VARCHAR[]" else f"{fn}({c})"
+            if found.sources and "source_system" in columns:  # only the rows of the sources where it was found
+                listed = ", ".join("'" + name.replace("'", "''") + "'" for name in found.sources)
+                value = f"CASE WHEN source_system IN ({listed}) THEN {value} ELSE {c} END"
+            replaced.append(f"{value} AS {c}")
     return f"*{exclude} REPLACE ({', '.join(replaced)})" if replaced else "*" + exclude
 
 
@@ -140,12 +165,15 @@ def _sales_filter(name: str, columns: dict[str, str], base: str) -> str | None:
     return None
 
 
-def role_view_sql(role: str, name: str, columns: dict[str, str], base: str = "base") -> str | None:
-    """The view ``r_<role>.<name>`` over ``<base>.<name>``, or None when the role may not read it."""
+def role_view_sql(
+    role: str, name: str, columns: dict[str, str], base: str = "base", personal: Mapping[str, Personal] | None = None
+) -> str | None:
+    """The view ``r_<role>.<name>`` over ``<base>.<name>``, or None when the role may not read it;
+    ``personal`` = the relation's columns found personal by content."""
     where = _sales_filter(name, columns, base) if role == "sales" else "true"
     if where is None:
         return None
-    select = f"SELECT {_projection(role, columns)} FROM {base}.{name} AS t"
+    select = f"SELECT {_projection(role, columns, personal or {})} FROM {base}.{name} AS t"
     if where != "true":
         select += f" WHERE {where}"
     return f"CREATE OR REPLACE VIEW {role_schema(role)}.{name} AS {select}"

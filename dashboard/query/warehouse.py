@@ -8,6 +8,7 @@ into the SQL text.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import threading
 from dataclasses import dataclass
@@ -22,9 +23,19 @@ from dashboard.core.dictionary import MASK_MACROS
 from dashboard.core.duck import entity_columns, serving_connection
 from dashboard.core.entities import ENTITIES
 from dashboard.core.errors import AccessDenied, QueryError, QueryTimeout
+from dashboard.core.keys import PSEUDONYM_KEY, own_key
 from dashboard.core.store import Manifest, Store
 from dashboard.derived.tables import DERIVED_TABLES, FILTERED_LEADS_MACRO, attach_views
-from dashboard.query.security import ROLES, SALES_HELPERS, Principal, role_schema, role_view_sql
+from dashboard.query.security import (
+    PSEUDONYM_VAR,
+    ROLES,
+    SALES_HELPERS,
+    UNMASKED_ROLES,
+    Personal,
+    Principal,
+    role_schema,
+    role_view_sql,
+)
 
 QUERIES_DIR = Path(__file__).resolve().parents[2] / "queries"
 # The page summaries, held in memory by the serving connection.
@@ -40,18 +51,28 @@ def relations() -> dict[str, dict[str, str]]:
     return {**{e: entity_columns(e) for e in ENTITIES}, **DERIVED_TABLES}
 
 
-def attach_role_views(con: duckdb.DuckDBPyConnection, base: str = "base") -> None:
+def attach_role_views(
+    con: duckdb.DuckDBPyConnection, base: str = "base", personal: dict[str, dict[str, Personal]] | None = None
+) -> None:
     """Each role's schema: a view per relation it may read, carrying its row filter and masking
     (dashboard/query/security.py), and its own filter macros. A relation a role may not read has no view
-    there, so a query naming it fails for that role; main holds only the masking functions."""
+    there, so a query naming it fails for that role; main holds only the masking functions. ``personal``
+    (relation → column → kind) overrides the `personal_columns` table (benchmarks/masking.py compares)."""
     con.execute(MASK_MACROS)
     con.execute(SALES_HELPERS.format(base=base))
+    if personal is None:  # the columns the refresh's profile found personal (derived/personal.py)
+        personal = {}
+        for relation, column, kind, sources in con.execute(
+            f"SELECT relation, column_name, min(kind), CASE WHEN bool_or(source_system IS NULL) THEN [] "
+            f"ELSE list(DISTINCT source_system ORDER BY source_system) END FROM {base}.personal_columns GROUP BY ALL"
+        ).fetchall():
+            personal.setdefault(relation, {})[column] = Personal(kind, tuple(sources))
     for role in ROLES:
         schema = role_schema(role)
         con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         con.execute(f"CREATE SCHEMA {schema}")
         for name, columns in relations().items():
-            sql = role_view_sql(role, name, columns, base)
+            sql = role_view_sql(role, name, columns, base, personal.get(name))
             if sql is not None:
                 con.execute(sql)
         if role_view_sql(role, "lead_facts", DERIVED_TABLES["lead_facts"], base) is not None:
@@ -183,6 +204,11 @@ class Warehouse:
         self._current: _Build | None = None
         self._closed = False
 
+    @functools.cached_property
+    def _pseudonym_key(self) -> str:
+        """The key of the keyed pseudonyms masked roles see for personal keys (runs/.pseudonym_key)."""
+        return own_key(self.settings.data_path, PSEUDONYM_KEY)
+
     @property
     def version(self) -> int:
         """The version of the manifest being served (caught up with the one on disk)."""
@@ -309,6 +335,8 @@ class Warehouse:
         timer = threading.Timer(timeout, cur.interrupt) if timeout else None
         try:
             cur.execute(f"SET search_path = '{BASE if user.system else role_schema(user.role)}'")
+            if not user.system and user.role not in UNMASKED_ROLES:  # personal keys become keyed pseudonyms
+                cur.execute(f"SET VARIABLE {PSEUDONYM_VAR} = $key", {"key": self._pseudonym_key})
             if user.role == "sales":
                 cur.execute("SET VARIABLE cockpit_owner = $owner", {"owner": user.owner})
             if timer:

@@ -92,6 +92,7 @@ PAGE_MAIN: dict[str, tuple[str, ...]] = {
     "catalog": ('[data-testid="stTabs"]', '[data-testid="stDataFrame"]'),
     "explore": ('[data-testid="stTabs"]', '[data-testid="stDataFrame"]'),
     "admin": ('[data-testid="stTabs"]', '[data-testid="stDataFrame"]'),
+    "import_source": ('[data-testid="stRadio"]', '[data-testid="stFileUploader"]'),
 }
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 BROKEN = '[data-testid="stMain"] :is([data-testid="stException"], [data-testid="stAlertContentError"])'

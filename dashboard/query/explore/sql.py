@@ -44,6 +44,7 @@ DENIED_FUNCTIONS = frozenset(
         "col_description",
         "obj_description",
         "shobj_description",
+        "pseudonym",  # a token for a guessed phone would confirm the guess against the served pseudonyms
     }
 )
 DENIED_PREFIXES = ("pg_", "has_", "read_", "duckdb_", "pragma_", "json_execute", "inet_", "parquet_", "glob")

@@ -1,0 +1,100 @@
+"""Which columns hold personal data, recognised by what their values are, not by what a column is called.
+
+At every derived build, each source's snapshot file of each entity and each derived table is sampled
+(a reservoir of SAMPLE_ROWS values per file) and each text column's values are classified by
+``main.pii_kind`` (core/dictionary.py: mainland mobiles with or without +86 and separators, e-mail
+addresses, 18-character ID numbers). A column where any sampled value is personal is listed in
+``personal_columns`` with its kind and share, per source for the entities: a call center that keys its
+customers by phone number makes ``customers.source_record_id`` personal, whatever the column is called.
+The serving layer (query/security.py) masks every listed column for masked roles: personal keys become
+keyed pseudonyms, other text is scrubbed.
+
+Derived columns that carry source keys (identity links, lead facts...) are listed by lineage instead, for
+each source whose key column is personal: they hold the same values, and a sample of a large table can
+miss a small source; the serving layer then pseudonymises only that source's rows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from dashboard.core.duck import quote_path
+
+TABLES: dict[str, dict[str, str]] = {
+    "personal_columns": {
+        "relation": "VARCHAR",
+        "column_name": "VARCHAR",
+        "source_system": "VARCHAR",  # for an entity, the source whose snapshot it is; NULL for derived tables
+        "kind": "VARCHAR",  # phone | email | id_number | key (a derived column carrying personal source keys)
+        "share": "DOUBLE",  # of the sampled non-empty values
+        "sampled": "BIGINT",
+    }
+}
+SAMPLE_ROWS = 20_000
+# The canonical schema's record keys: a personal one is pseudonymised (joins still work), not masked.
+KEY_COLUMNS = frozenset({"source_record_id", "customer_ref", "lead_id", "order_id", "interaction_id", "contract_id"})
+# Derived columns that carry the source keys (our own tables: known by construction).
+CARRIES_KEYS: dict[str, tuple[str, ...]] = {
+    "identity_links": ("source_record_id",),
+    "customer_attributes": ("source_record_id",),
+    "lead_facts": ("lead_id", "customer_ref"),
+    "attribution": ("lead_id",),
+}
+
+
+TEXT_TYPES = ("VARCHAR", "VARCHAR[]")  # text, and lists of text (samples, examples, sources)
+
+
+def _text_columns(con: duckdb.DuckDBPyConnection, file: Path) -> dict[str, str]:
+    described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({quote_path(file)})").fetchall()
+    return {name: kind for name, kind, *_ in described if kind in TEXT_TYPES}
+
+
+def _classify(con: duckdb.DuckDBPyConnection, file: Path) -> list[tuple[str, str, float, int]]:
+    """(column, kind, share, sampled) for each personal kind found in a text column of ``file``."""
+    columns = _text_columns(con, file)
+    if not columns:
+        return []
+    select = ", ".join(f'"{c}"' for c in columns)  # names from the file's own schema, quoted
+    values = {c: f'unnest("{c}")' if kind.endswith("[]") else f'"{c}"' for c, kind in columns.items()}
+    per_column = " UNION ALL ".join(
+        f"SELECT '{c}' AS column_name, main.pii_kind(v) AS kind, count(*) AS n "
+        f"FROM (SELECT {value} AS v FROM s) WHERE v IS NOT NULL AND v <> '' GROUP BY ALL"
+        for c, value in values.items()
+        if "'" not in c and '"' not in c
+    )
+    rows = con.execute(
+        f"WITH s AS (SELECT {select} FROM read_parquet({quote_path(file)}) "
+        f"USING SAMPLE reservoir({SAMPLE_ROWS} ROWS) REPEATABLE (7)) {per_column}"
+    ).fetchall()
+    totals: dict[str, int] = {}
+    for column, _kind, n in rows:
+        totals[column] = totals.get(column, 0) + n
+    return [(c, k, n / totals[c], totals[c]) for c, k, n in rows if k is not None]
+
+
+def profile(
+    con: duckdb.DuckDBPyConnection, entity_files: dict[tuple[str, str], Path], derived_files: dict[str, Path]
+) -> pl.DataFrame:
+    """``personal_columns`` for the entity files ((entity, source) → file) and derived files (table → file);
+    ``con`` has the masking macros (core.dictionary.MASK_MACROS)."""
+    found: list[tuple[str, str, str | None, str, float | None, int | None]] = []
+    files: list[tuple[str, str | None, Path]] = [(e, s, f) for (e, s), f in sorted(entity_files.items())]
+    files += [(table, None, file) for table, file in sorted(derived_files.items()) if file.exists()]
+    for relation, source, file in files:
+        carried = CARRIES_KEYS.get(relation, ()) if source is None else ()  # decided by lineage below
+        found += [
+            (relation, c, source, kind, share, n) for c, kind, share, n in _classify(con, file) if c not in carried
+        ]
+    # A derived column carrying source keys is personal for the rows of each source whose keys are: the
+    # entity files are profiled one source at a time, so a small source is not lost in a large table's
+    # sample, and the other sources' rows are served as they are (no pseudonym to compute on them).
+    keyed = sorted({source for _, column, source, *_ in found if source is not None and column in KEY_COLUMNS})
+    found += [
+        (table, c, source, "key", None, None) for table, cs in CARRIES_KEYS.items() for c in cs for source in keyed
+    ]
+    types = {"VARCHAR": pl.String, "DOUBLE": pl.Float64, "BIGINT": pl.Int64}
+    return pl.DataFrame(found, schema={c: types[t] for c, t in TABLES["personal_columns"].items()}, orient="row")
