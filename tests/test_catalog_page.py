@@ -6,6 +6,7 @@ import pytest
 
 from dashboard.core.config import Settings
 from dashboard.i18n import LANGS, t
+from dashboard.i18n.values import ValueLabels
 from dashboard.ops.catalog import excel_bytes, load_inventory
 from tests.test_quality_pages import open_page
 
@@ -23,11 +24,14 @@ def test_the_catalog_renders_in_both_languages(company: Settings, monkeypatch: p
     assert not at.error
     frames = [df.value for df in at.dataframe]
     systems = frames[0]
-    assert systems["source_system"].tolist() == company.source_names
-    assert systems.set_index("source_system").loc["trade_show", "owner"] == "市场部"
+    names = ValueLabels(company.label_texts())
+    sources = [names.label("source", s, lang) for s in company.source_names]  # by name, title in Chinese
+    assert systems["source_system"].tolist() == sources
+    assert systems.set_index("source_system").loc[names.label("source", "trade_show", lang), "owner"] == "市场部"
     fields = next(f for f in frames if "field" in f.columns)
     assert "description" in fields.columns  # in the page's language only
-    described = fields.set_index(["source_system", "entity", "field"]).loc[("trade_show", "leads", "phone")]
+    where = (names.label("source", "trade_show", lang), names.label("entity", "leads", lang), "phone")
+    described = fields.set_index(["source_system", "entity", "field"]).loc[where]
     assert described["description"] == ("手机号" if lang == "zh" else "Mobile number")
     assert described["examples"].startswith("138****")
     assert len(at.get("graphviz_chart")) == 1
@@ -51,4 +55,4 @@ def test_the_export_button_builds_the_workbook_the_cli_writes(company: Settings)
 def test_the_catalog_before_any_refresh(fresh_company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     at = open_page(fresh_company, monkeypatch, "zh", PAGE)
     assert "尚未加载任何数据。" in " ".join(i.value for i in at.info)
-    assert at.dataframe[0].value["state"].tolist() == ["never_published"] * 5
+    assert at.dataframe[0].value["state"].tolist() == ["从未发布"] * 5

@@ -100,10 +100,10 @@ def test_channel_economics_numbers(company: Settings, monkeypatch: pytest.Monkey
         "ROI": "450%",
     }
     rows = shown(at, "Acquisition cost (CAC)")
-    assert [r["Channel"] for r in rows] == ["paid_search", "trade_show", "unknown", "website"]  # by revenue
+    assert [r["Channel"] for r in rows] == ["Paid search", "Trade show", "Unknown", "website"]  # by revenue
     economics = by(rows, "Channel")
-    assert economics["paid_search"] == {
-        "Channel": "paid_search",
+    assert economics["Paid search"] == {
+        "Channel": "Paid search",
         "Spend": "¥3,000",
         "Leads": "30",
         "Cost per lead": "¥100",
@@ -112,8 +112,8 @@ def test_channel_economics_numbers(company: Settings, monkeypatch: pytest.Monkey
         "Revenue": "¥21,000",
         "ROI": "600%",
     }
-    assert economics["trade_show"]["Cost per lead"] == "¥53"  # 1,000 / 19
-    assert economics["trade_show"]["ROI"] == "0%"
+    assert economics["Trade show"]["Cost per lead"] == "¥53"  # 1,000 / 19
+    assert economics["Trade show"]["ROI"] == "0%"
     web = economics["website"]  # no spend: revenue shown, no ratio (not zero)
     assert (web["Spend"], web["Cost per lead"], web["Acquisition cost (CAC)"], web["ROI"]) == ("—",) * 4
     assert (web["Leads"], web["Won"], web["Revenue"]) == ("10", "0", "¥0")
@@ -138,15 +138,15 @@ def test_funnel_overall(company: Settings, monkeypatch: pytest.MonkeyPatch) -> N
     assert funnel["Opportunity"]["Median days in stage"] == "4.0"  # CRM-0..5: 4 days; TS-0/1: 0
     assert funnel["Won"]["Median days in stage"] == "—"
     per_channel = by(shown(at, "MQL"), "Channel")  # stages as columns
-    assert per_channel["paid_search"]["Won"] == "6" and per_channel["paid_search"]["Overall conversion"] == "20.0%"
+    assert per_channel["Paid search"]["Won"] == "6" and per_channel["Paid search"]["Overall conversion"] == "20.0%"
 
 
 def test_attribution_models_each_total_the_won_revenue(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     at = open_page(company, monkeypatch, "channels")
     attribution = by(shown(at, "U-shaped"), "Channel")
     # the fixture has no interactions: every won lead's only touch is its own channel
-    assert attribution["paid_search"]["First touch"] == attribution["paid_search"]["Time decay"] == "¥21,000"
-    assert attribution["trade_show"]["Linear"] == "¥1,000"
+    assert attribution["Paid search"]["First touch"] == attribution["Paid search"]["Time decay"] == "¥21,000"
+    assert attribution["Trade show"]["Linear"] == "¥1,000"
     assert "✓ Every model hands out exactly the period's won revenue, ¥22,000: First touch ¥22,000" in texts(at)
     at.radio(key="_view_model").set_value("u_shaped").run()
     assert at.query_params["model"] == "u_shaped"
@@ -163,8 +163,8 @@ def test_lead_volume_compares_the_last_full_period(
     assert deltas(at)["Leads in 2026-03-02"] == "+600.0%"
     assert "2026-03-30 is incomplete" in texts(at)  # CRM-29, 30 March
     volume = by(shown(at, "Previous period"), "Channel")
-    assert (volume["paid_search"]["Leads"], volume["paid_search"]["Previous period"]) == ("7", "1")
-    assert volume["paid_search"]["Change"] == "+600.0%"
+    assert (volume["Paid search"]["Leads"], volume["Paid search"]["Previous period"]) == ("7", "1")
+    assert volume["Paid search"]["Change"] == "+600.0%"
 
 
 def test_choosing_a_channel_drills_down_to_its_campaigns_and_masked_leads(
@@ -204,7 +204,7 @@ def test_filters_round_trip_through_the_url(company: Settings, monkeypatch: pyte
     assert at.date_input(key="_fb_period").value == (dt.date(2026, 3, 1), dt.date(2026, 3, 10))
     assert at.selectbox(key="_fb_channel").value == "paid_search"
     assert metrics(at)["Leads"] == "10"  # CRM-0..9
-    paid = by(shown(at, "Acquisition cost (CAC)"), "Channel")["paid_search"]
+    paid = by(shown(at, "Acquisition cost (CAC)"), "Channel")["Paid search"]
     assert (paid["Spend"], paid["Cost per lead"], paid["Won"], paid["ROI"]) == ("¥2,000", "¥200", "6", "950%")
     # changing a widget changes the URL, the other filters stay
     at.selectbox(key="_fb_region").set_value("华东").run()

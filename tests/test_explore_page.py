@@ -49,7 +49,7 @@ def test_the_default_view_and_building_one_with_the_controls(
     at = open_explore(company, monkeypatch)
     assert [x.value for x in at.title] == ["Explore"]
     assert totals(at) == {"Rows": "60"}
-    assert dict(table(at).rows()) == {"paid_search": 30, "trade_show": 19, "website": 10, "unknown": 1}
+    assert dict(table(at).rows()) == {"Paid search": 30, "Trade show": 19, "website": 10, "Unknown": 1}
     assert len(at.get("plotly_chart")) == 1
     widget(at, "multiselect", "Measures").set_value(["count", "conversion_rate", "revenue"]).run()
     assert totals(at) == {"Rows": "60", "Conversion": "13.3%", "Won revenue": "¥22,000"}
@@ -79,8 +79,8 @@ def test_pivot_and_chart_choice(company: Settings, monkeypatch: pytest.MonkeyPat
     widget(at, "selectbox", "Pivot into columns").set_value("stage").run()
     wide = table(at)
     total = wide.filter(pl.col("Channel") == "Total").row(0, named=True)
-    assert (total["won"], total["Total"]) == (8, 60)
-    assert wide.filter(pl.col("Channel") == "paid_search")["Total"].item() == 30
+    assert (total["Won"], total["Total"]) == (8, 60)  # the pivoted stages by their names
+    assert wide.filter(pl.col("Channel") == "Paid search")["Total"].item() == 30
     token = at.query_params["view"]
     assert decode(token[0] if isinstance(token, list) else token).pivot == "stage"  # the URL follows
     at.get("button_group")[0].set_value("heatmap").run()

@@ -43,7 +43,8 @@ def attribution_figure(att: pl.DataFrame, chosen: str, lang: str) -> go.Figure:
         ]
     )
     fig.update_layout(barmode="group", yaxis_tickprefix="¥", yaxis_tickformat=",.0f")
-    return charts.layout(fig, t("attribution.chart", lang, model=model_label(chosen, lang)))
+    fig = charts.layout(fig, t("attribution.chart", lang, model=model_label(chosen, lang)))
+    return charts.name_categories(fig, "channel", channels, lang)
 
 
 def sums_line(totals: dict[str, float], won_revenue: float, lang: str) -> tuple[bool, str]:

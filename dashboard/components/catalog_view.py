@@ -9,9 +9,10 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from dashboard.components import fmt
+from dashboard.components import fmt, labels
 from dashboard.components.data import query, settings, source_statuses
 from dashboard.components.export_buttons import audited
+from dashboard.components.tables import headers
 from dashboard.core.dictionary import CLASSIFICATIONS
 from dashboard.i18n import t
 from dashboard.ops.catalog import Inventory, build_inventory, excel_bytes
@@ -23,15 +24,32 @@ def inventory() -> Inventory:
     return build_inventory(settings(), query("field_profile"), source_statuses())
 
 
+CODED = {"source_system": "source", "entity": "entity", "classification": "classification", "state": "status"}
+
+
+def _entities(lang: str) -> pl.Expr:
+    """ "leads, customers" → "线索、客户"."""
+    table = labels.labels().table("entity", lang)
+    return (
+        pl.col("entities")
+        .str.split(", ")
+        .list.eval(pl.element().replace_strict(table, default=pl.element()))
+        .list.join("、" if lang == "zh" else ", ")
+    )
+
+
 def _describe(frame: pl.DataFrame, lang: str) -> pl.DataFrame:
-    """Keep the description in the page's language."""
+    """Keep the description in the page's language; coded values by their names."""
     other = "description_en" if lang == "zh" else "description_zh"
-    return frame.drop(other).rename({f"description_{lang}": "description"})
+    if other in frame.columns:
+        frame = frame.drop(other).rename({f"description_{lang}": "description"})
+    shown = labels.frame(frame, lang, CODED)
+    return shown.with_columns(labels.expr("source_kind", "kind", lang)) if "kind" in shown.columns else shown
 
 
-def _columns(lang: str) -> dict[str, Any]:
+def _columns(lang: str, columns: list[str]) -> dict[str, Any]:
     c = st.column_config
-    return {
+    return headers(columns, lang) | {
         "fill_rate": c.ProgressColumn(t("cat.col.fill_rate", lang), format="percent", min_value=0, max_value=1),
         "distinct_values": c.NumberColumn(t("cat.col.distinct", lang), format="localized"),
         "rows": c.NumberColumn(t("cat.col.rows", lang), format="localized"),
@@ -45,24 +63,38 @@ def systems_section(inv: Inventory, lang: str) -> None:
     tz = settings().timezone
     # one row per source: the times are formatted as a plain list, outside Polars
     local = [None if v is None else fmt.local_time(v, tz) for v in inv.systems["last_refresh"].to_list()]
-    shown = inv.systems.with_columns(pl.Series("last_refresh", local, dtype=pl.String))
-    st.dataframe(shown, hide_index=True, width="stretch", column_config=_columns(lang))
+    cron = [fmt.cron(v, lang) for v in inv.systems["schedule"].to_list()]
+    shown = inv.systems.with_columns(
+        pl.Series("last_refresh", local, dtype=pl.String), pl.Series("schedule", cron, dtype=pl.String), _entities(lang)
+    )
+    config = _columns(lang, shown.columns)
+    pairs = zip(inv.systems["source_system"], inv.systems["schedule"], strict=True)
+    raw = "; ".join(f"{n}: {s}" for n, s in pairs if s)  # the cron strings themselves, in the column's help
+    config["schedule"] = st.column_config.TextColumn(t("cat.col.schedule", lang), help=raw or None)
+    st.dataframe(_describe(shown, lang), hide_index=True, width="stretch", column_config=config)
 
 
 def fields_section(inv: Inventory, lang: str) -> None:
-    st.dataframe(_describe(inv.tables, lang), hide_index=True, width="stretch", column_config=_columns(lang))
+    tables = _describe(inv.tables, lang)
+    st.dataframe(tables, hide_index=True, width="stretch", column_config=_columns(lang, tables.columns))
     a, b, c, d = st.columns(4)
     source = a.selectbox(
-        t("cat.filter.source", lang), [ALL, *inv.systems["source_system"]], key="cat_source", format_func=_all(lang)
+        t("cat.filter.source", lang),
+        [ALL, *inv.systems["source_system"]],
+        key="cat_source",
+        format_func=_all(lang, "source"),
     )
     entity = b.selectbox(
         t("cat.filter.entity", lang),
         [ALL, *inv.tables["entity"].unique(maintain_order=True)],
         key="cat_entity",
-        format_func=_all(lang),
+        format_func=_all(lang, "entity"),
     )
     cls = c.selectbox(
-        t("cat.filter.classification", lang), [ALL, *CLASSIFICATIONS], key="cat_class", format_func=_all(lang)
+        t("cat.filter.classification", lang),
+        [ALL, *CLASSIFICATIONS],
+        key="cat_class",
+        format_func=_all(lang, "classification"),
     )
     personal = d.toggle(t("cat.filter.personal", lang), key="cat_personal")
     fields = inv.fields
@@ -72,11 +104,12 @@ def fields_section(inv: Inventory, lang: str) -> None:
     if personal:
         fields = fields.filter(pl.col("personal"))
     st.caption(t("cat.fields.count", lang, shown=fields.height, total=inv.fields.height))
-    st.dataframe(_describe(fields, lang), hide_index=True, width="stretch", column_config=_columns(lang))
+    shown = _describe(fields, lang)
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=_columns(lang, shown.columns))
 
 
-def _all(lang: str) -> Callable[[Any], str]:
-    return lambda v: t("dq.all_sources", lang) if v == ALL else str(v)
+def _all(lang: str, dimension: str) -> Callable[[Any], str]:
+    return lambda v: t("dq.all_sources", lang) if v == ALL else labels.value(dimension, v, lang)
 
 
 def lineage_dot(lineage: pl.DataFrame) -> str:
@@ -103,7 +136,8 @@ def lineage_section(inv: Inventory, lang: str) -> None:
         st.info(t("cat.lineage.empty", lang))
         return
     st.graphviz_chart(lineage_dot(inv.lineage), width="stretch")
-    st.dataframe(inv.lineage, hide_index=True, width="stretch")
+    shown = labels.frame(inv.lineage, lang, CODED)
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=headers(shown.columns, lang))
 
 
 def export_button(inv: Inventory, lang: str) -> None:

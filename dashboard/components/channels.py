@@ -6,6 +6,8 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
+from dashboard.components import labels
+from dashboard.components.charts import name_categories
 from dashboard.i18n import t
 
 
@@ -25,7 +27,7 @@ def channel_figure(summary: pl.DataFrame, lang: str) -> go.Figure:
         legend={"orientation": "h", "y": 1.1, "x": 1, "xanchor": "right"},
         xaxis_title=t("col.channel", lang),
     )
-    return fig
+    return name_categories(fig, "channel", channels, lang)
 
 
 def channel_chart(summary: pl.DataFrame, lang: str) -> None:
@@ -36,7 +38,7 @@ def channel_table(summary: pl.DataFrame, lang: str) -> None:
     """The numbers stay numbers (sortable); only their display is formatted. Empty means no spend."""
     number = st.column_config.NumberColumn
     st.dataframe(
-        summary,
+        summary.with_columns(labels.expr("channel", "channel", lang)),
         hide_index=True,
         width="stretch",
         placeholder="—",  # an empty cost or ratio is drawn as —, not "None"

@@ -8,6 +8,8 @@ from typing import Any, Literal
 import plotly.graph_objects as go
 import streamlit as st
 
+from dashboard.components import labels
+
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d")
 KIOSK_FONT = {"size": 22, "color": "#f5f7fa"}
 
@@ -30,6 +32,23 @@ def layout(fig: go.Figure, title: str, kiosk: bool = False, height: int | None =
         )
         fig.update_xaxes(showgrid=False)
         fig.update_yaxes(gridcolor="#2a3342")
+    return fig
+
+
+def name_categories(fig: go.Figure, dimension: str, codes: list[str], lang: str, axis: str = "x") -> go.Figure:
+    """Category ticks drawn by their labels, while the points keep their codes (a click still names the code)."""
+    ticks = {"tickmode": "array", "tickvals": codes, "ticktext": [labels.value(dimension, c, lang) for c in codes]}
+    (fig.update_xaxes if axis == "x" else fig.update_yaxes)(**ticks)
+    return fig
+
+
+def local_dates(fig: go.Figure, lang: str, grain: str = "day", axis: str = "x") -> go.Figure:
+    """A date axis in the page's language: 2025年1月 / Jan 2025 for months, 1月5日 / Jan 5 for days."""
+    months = {"zh": "%Y年%-m月", "en": "%b %Y"}
+    days = {"zh": "%-m月%-d日<br>%Y", "en": "%b %-d<br>%Y"}
+    ticks = (months if grain == "month" else days)[lang if lang in months else "en"]
+    hover = {"zh": "%Y年%-m月%-d日", "en": "%Y-%m-%d"}[lang if lang in months else "en"]
+    (fig.update_xaxes if axis == "x" else fig.update_yaxes)(tickformat=ticks, hoverformat=hover)
     return fig
 
 

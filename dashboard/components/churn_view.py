@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from dashboard.components import charts, fmt
+from dashboard.components import charts, fmt, labels
 from dashboard.components.tables import header
 from dashboard.components.tiles import detail, show
 from dashboard.derived.churn.card import why_serving
@@ -37,12 +37,11 @@ def profile_links(column: str) -> pl.Expr:
     return pl.concat_str(pl.lit(f"{PROFILE_PAGE}?customer="), pl.col(column))
 
 
+DIMENSIONS = {"band": "risk_band", "segment": "segment", "region": "region"}
+
+
 def _label(kind: str, value: str, lang: str) -> str:
-    if kind == "band":
-        return t(f"churn.band.{value}", lang)
-    if kind == "segment":
-        return t(f"churn.segment.{value}", lang)
-    return value
+    return labels.value(DIMENSIONS[kind], value, lang) if kind in DIMENSIONS else value
 
 
 def filter_row(options: pl.DataFrame, lang: str) -> dict[str, str | None]:
@@ -73,7 +72,7 @@ def export_title(chosen: Mapping[str, str | None], lang: str) -> str:
 def band_tiles(bands: pl.DataFrame, lang: str) -> None:
     tiles = [
         detail(
-            t(f"churn.band.{row['risk_band']}", lang),
+            labels.value("risk_band", row["risk_band"], lang),
             fmt.count(row["customers"]),
             t("churn.at_risk_value", lang, value=fmt.money(row["expected_value_at_risk"])),
         )
@@ -85,8 +84,9 @@ def band_tiles(bands: pl.DataFrame, lang: str) -> None:
 def warning_list(frame: pl.DataFrame, lang: str) -> None:
     shown = frame.with_columns(
         profile_links("customer_key").alias("profile"),
-        pl.col("risk_band").replace_strict({b: t(f"churn.band.{b}", lang) for b in BANDS}, default=None),
-        pl.col("segment").replace_strict({s: t(f"churn.segment.{s}", lang) for s in SEGMENTS}, default=None),
+        labels.expr("risk_band", "risk_band", lang),
+        labels.expr("segment", "segment", lang),
+        labels.expr("region", "region", lang),
         pl.concat_list(REASONS).list.drop_nulls().list.join(t("churn.reasons.separator", lang)).alias("reasons"),
     ).select(*LIST_FIRST, *[c for c in frame.columns if c not in (*LIST_FIRST, "customer_key")])
     config: dict[str, Any] = {c: st.column_config.Column(header(c, lang)) for c in shown.columns}
@@ -100,9 +100,9 @@ def warning_list(frame: pl.DataFrame, lang: str) -> None:
         header("risk", lang), min_value=0.0, max_value=1.0, format="percent"
     )
     config["expected_value_at_risk"] = st.column_config.NumberColumn(
-        header("expected_value_at_risk", lang), format="¥%.0f"
+        header("expected_value_at_risk", lang), format="yen"
     )
-    config["revenue"] = st.column_config.NumberColumn(header("revenue", lang), format="¥%.0f")
+    config["revenue"] = st.column_config.NumberColumn(header("revenue", lang), format="yen")
     picked = st.dataframe(
         shown,
         hide_index=True,
@@ -171,7 +171,8 @@ def model_card(card: pl.DataFrame, bands: pl.DataFrame, lang: str, tz: str) -> N
     else:
         st.warning(t("churn.card.unvalidated", lang, horizon=chosen["horizon_days"]))
     counts = " · ".join(
-        t(f"churn.band.{r['risk_band']}", lang) + " " + fmt.count(r["customers"]) for r in bands.iter_rows(named=True)
+        labels.value("risk_band", r["risk_band"], lang) + " " + fmt.count(r["customers"])
+        for r in bands.iter_rows(named=True)
     )
     st.caption(t("churn.card.bands", lang, counts=counts))
 

@@ -10,7 +10,7 @@ from typing import Literal
 import polars as pl
 import streamlit as st
 
-from dashboard.components import data
+from dashboard.components import data, labels
 from dashboard.components.fmt import NONE, count, money
 from dashboard.i18n import Lang, t
 from dashboard.query.search import search_params
@@ -28,8 +28,14 @@ def selected_key() -> str | None:
     return key.strip() if key and key.strip() else None
 
 
-def _source_titles() -> dict[str, str]:
-    return {s.name: s.display_title for s in data.settings().sources}
+def _event_kinds(lang: Lang) -> pl.Expr:
+    """A timeline event's kind by its name: a stage change names a funnel stage, the rest an event kind."""
+    return (
+        pl.when(pl.col("category") == "stage")
+        .then(labels.expr("stage", "kind", lang))
+        .otherwise(labels.expr("kind", "kind", lang))
+        .alias("kind")
+    )
 
 
 def search(lang: Lang) -> None:
@@ -81,7 +87,7 @@ def header(profile: dict, lang: Lang, churn: pl.DataFrame | None = None) -> None
     st.caption(t("c360.key", lang, customer=profile["customer_key"], records=profile["records"]))
     tags = st.container(horizontal=True)
     with tags:
-        st.badge(t(f"c360.stage.{profile['lifecycle_stage']}", lang), icon=":material/flag:", color="blue")
+        st.badge(labels.value("lifecycle", profile["lifecycle_stage"], lang), icon=":material/flag:", color="blue")
         if profile["rfm_segment"]:
             st.badge(t(f"c360.rfm.{profile['rfm_segment']}", lang), icon=":material/insights:", color="violet")
         if profile["value_tier"]:
@@ -89,7 +95,7 @@ def header(profile: dict, lang: Lang, churn: pl.DataFrame | None = None) -> None
         if churn is not None and not churn.is_empty():  # the churn scoring covers this customer
             risk = churn.row(0, named=True)
             st.badge(
-                t(f"churn.band.{risk['risk_band']}", lang),
+                labels.value("risk_band", risk["risk_band"], lang),
                 icon=":material/trending_down:",
                 color=_RISK_COLORS.get(risk["risk_band"], "orange"),
                 help=f"{risk['risk']:.0%}",
@@ -104,13 +110,13 @@ def key_figures(profile: dict, lang: Lang) -> None:
     cols[2].metric(t("c360.fig.last_contact", lang), _when(profile["last_contact_at"]))
     cols[3].metric(t("c360.fig.receivables", lang), money(profile["open_receivables"]))
     channels = profile["channels"] or []
-    cols[4].metric(t("c360.fig.channels", lang), count(len(channels)), help=", ".join(channels) or None)
+    names = ", ".join(labels.value("channel", c, lang) for c in channels)
+    cols[4].metric(t("c360.fig.channels", lang), count(len(channels)), help=names or None)
 
 
 def attributes(values: pl.DataFrame, lang: Lang) -> None:
     """One line per golden attribute: its value and a badge naming the source (and snapshot) it came from."""
     st.markdown(f"**{t('c360.attributes', lang)}**")
-    titles = _source_titles()
     for attr in ATTRIBUTES:
         rows = values.filter(pl.col("attribute") == attr)
         chosen = rows.filter(pl.col("chosen"))
@@ -122,7 +128,7 @@ def attributes(values: pl.DataFrame, lang: Lang) -> None:
         value.text(best["value"])
         with source:
             st.badge(
-                titles.get(best["source_system"], best["source_system"]),
+                labels.value("source", best["source_system"], lang),
                 icon=":material/database:",
                 help=t("c360.provenance", lang, snapshot=best["snapshot_id"], record=best["source_record_id"]),
             )
@@ -131,18 +137,27 @@ def attributes(values: pl.DataFrame, lang: Lang) -> None:
     conflicts = values.filter(pl.col("conflict"))
     if not conflicts.is_empty():
         with st.expander(t("c360.conflicts", lang, n=conflicts["attribute"].n_unique())):
+            shown = conflicts.select(
+                "attribute", "value", "chosen", "source_system", "snapshot_id", "sources", "records"
+            )
             st.dataframe(
-                conflicts.select("attribute", "value", "chosen", "source_system", "snapshot_id", "sources", "records"),
+                shown.with_columns(
+                    pl.col("attribute").replace_strict({a: t(f"c360.col.{a}", lang) for a in ATTRIBUTES}, default=None),
+                    labels.expr("source", "source_system", lang),
+                    pl.col("sources").list.eval(
+                        pl.element().replace_strict(labels.labels().table("source", lang), default=pl.element())
+                    ),
+                ),
                 hide_index=True,
                 use_container_width=True,
+                column_config={c: t(f"c360.col.{c}", lang) for c in shown.columns},
             )
 
 
 def linked_records(links: pl.DataFrame, lang: Lang) -> None:
     st.markdown(f"**{t('c360.records', lang, n=links.height)}**")
-    titles = _source_titles()
     st.dataframe(
-        links.with_columns(pl.col("source_system").replace_strict(titles, default=pl.col("source_system"))).select(
+        labels.frame(links, lang).select(
             "source_system", "source_record_id", "record_kind", "match_rule", "confidence"
         ),
         hide_index=True,
@@ -163,20 +178,31 @@ def timeline(events: pl.DataFrame, lang: Lang) -> None:
         t("c360.timeline.filter", lang),
         present,
         default=present,
-        format_func=lambda c: t(f"c360.category.{c}", lang),
+        format_func=lambda c: labels.value("category", c, lang),
         key="c360_categories",
     )
     kinds = sorted(set(events.filter(pl.col("category").is_in(chosen))["kind"].drop_nulls().to_list()))
-    picked = st.multiselect(t("c360.timeline.kind", lang), kinds, default=kinds, key="c360_kinds")
+    stages = set(events.filter(pl.col("category") == "stage")["kind"].to_list())
+    picked = st.multiselect(
+        t("c360.timeline.kind", lang),
+        kinds,
+        default=kinds,
+        format_func=lambda k: labels.value("stage" if k in stages else "kind", k, lang),
+        key="c360_kinds",
+    )
     shown = events.filter(pl.col("category").is_in(chosen) & (pl.col("kind").is_in(picked) | pl.col("kind").is_null()))
     st.caption(t("c360.timeline.count", lang, shown=shown.height, total=events.height))
-    titles = _source_titles()
     st.dataframe(
         shown.with_columns(
-            pl.col("category").replace_strict({c: t(f"c360.category.{c}", lang) for c in CATEGORIES}, default=None),
-            pl.col("source_system").replace_strict(titles, default=pl.col("source_system")),
-        ),
+            _event_kinds(lang),
+            pl.when(pl.col("category") == "interaction")
+            .then(labels.expr("outcome", "detail", lang))
+            .otherwise(pl.col("detail").fill_null(NONE)),
+        ).pipe(labels.frame, lang),
         hide_index=True,
         use_container_width=True,
-        column_config={c: t(f"c360.col.{c}", lang) for c in shown.columns},
+        column_config={
+            **{c: t(f"c360.col.{c}", lang) for c in shown.columns},
+            "amount": st.column_config.NumberColumn(t("c360.col.amount", lang), format="yen"),
+        },
     )

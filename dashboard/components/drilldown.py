@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from dashboard.components import charts, fmt
+from dashboard.components import charts, fmt, labels
 from dashboard.components.export_buttons import export_buttons
 from dashboard.components.filterbar import Filters
 from dashboard.components.funnel import stage_labels
@@ -41,7 +41,7 @@ def campaign_figure(campaigns: pl.DataFrame, lang: str) -> go.Figure:
 def drilldown(campaigns: pl.DataFrame, leads: pl.DataFrame, total_leads: int, filters: Filters, lang: str) -> None:
     """``total_leads``: how many leads the filters select (the leads table shows the newest only)."""
     campaigns = campaign_names(campaigns, lang)
-    st.markdown(f"**{t('drill.campaigns', lang, channel=filters.channel)}**")
+    st.markdown(f"**{t('drill.campaigns', lang, channel=labels.value('channel', filters.channel, lang))}**")
     if campaigns.is_empty():
         st.info(t("channels.no_leads", lang))
     else:

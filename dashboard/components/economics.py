@@ -37,7 +37,7 @@ def economics_figure(eco: pl.DataFrame, lang: str) -> go.Figure:
         ]
     )
     fig.update_layout(barmode="group", yaxis_tickprefix="¥", yaxis_tickformat=",.0f", clickmode="event+select")
-    return charts.layout(fig, t("economics.chart", lang))
+    return charts.name_categories(charts.layout(fig, t("economics.chart", lang)), "channel", channels, lang)
 
 
 def _narrow_to_clicked() -> None:

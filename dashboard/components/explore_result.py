@@ -15,6 +15,7 @@ import polars as pl
 import streamlit as st
 
 from dashboard.components import charts, data, fmt
+from dashboard.components import labels as values
 from dashboard.components.explore_builder import _K, dim_label, filter_label, label, measure_label
 from dashboard.components.export_buttons import audited, export_header
 from dashboard.components.tables import FORMATTERS, pandas_frame
@@ -108,8 +109,28 @@ def _display(frame: pl.DataFrame, spec: Spec, lang: str) -> pl.DataFrame:
     )
 
 
+def _named(frame: pl.DataFrame, spec: Spec, lang: str, months: bool = True) -> pl.DataFrame:
+    """Coded dimension values by their names (channels, stages, ...) and months as 2025年1月, for the screen
+    only (an export keeps the codes)."""
+    out: list[pl.Series | pl.Expr] = []
+    for d in spec.dims:
+        if d.key not in frame.columns:
+            continue
+        if months and d.grain == "month" and frame[d.key].dtype in (pl.Date, pl.Datetime):
+            named = [fmt.month(v, lang) if v is not None else None for v in frame[d.key].to_list()]
+            out.append(pl.Series(d.key, named, dtype=pl.String))
+        elif not d.grain and d.column in values.COLUMNS and frame[d.key].dtype == pl.String:
+            out.append(values.expr(values.COLUMNS[d.column], d.key, lang).alias(d.key))
+    return frame.with_columns(out) if out else frame
+
+
+def _pivot_dimension(spec: Spec) -> str | None:
+    """The value dictionary of the pivoted dimension (its values become column names)."""
+    return values.COLUMNS.get(spec.pivot or "")
+
+
 def _styled(frame: pl.DataFrame, spec: Spec, lang: str) -> Any:
-    shown = _display(frame, spec, lang)
+    shown = _display(_named(frame, spec, lang), spec, lang)
     formats: dict[str, Callable[[Any], str]] = {}
     model = MODELS[spec.model]
     for column in shown.columns:
@@ -143,18 +164,25 @@ def _heading(column: str, spec: Spec, lang: str) -> str:
     if spec.pivot and len(spec.measures) > 1:
         for m in spec.measures:
             if column.startswith(f"{m}_"):
-                return f"{measure_label(m, lang)} · {column.removeprefix(f'{m}_')}"
-    return column  # a pivoted value, as it is in the data
+                return f"{measure_label(m, lang)} · {_pivoted(column.removeprefix(f'{m}_'), spec, lang)}"
+    return _pivoted(column, spec, lang)  # a pivoted value
+
+
+def _pivoted(value: str, spec: Spec, lang: str) -> str:
+    dimension = _pivot_dimension(spec)
+    return values.value(dimension, value, lang) if dimension else value
 
 
 def figure(result: Result, chart: str, lang: str) -> go.Figure:
     """The result drawn as ``chart``; more than two dimensions draw the first two."""
     spec = result.spec
-    rows = result.rows.with_columns(
+    rows = _named(result.rows, spec, lang, months=False).with_columns(
         [pl.col(d.key).cast(pl.String).fill_null(fmt.NONE) for d in spec.dims if not d.grain]
     )
     keys = [d.key for d in spec.dims][:2]
     labels = {c: label(c, lang) for c in rows.columns}
+    # several measures on one axis: plotly melts them into "variable" and "value"
+    labels |= {"variable": t("explore.measures", lang), "value": t("explore.value", lang)}
     first = spec.measures[0]
     x = next((d.key for d in spec.dims if d.grain), keys[0])
     other = next((k for k in keys if k != x), None)
@@ -179,7 +207,11 @@ def figure(result: Result, chart: str, lang: str) -> go.Figure:
             fig = px.bar(frame, x=x, y=list(spec.measures), barmode=barmode, labels=labels)
     fig.for_each_trace(lambda tr: tr.update(name=label(tr.name, lang)) if tr.name in spec.measures else None)
     title = " · ".join(measure_label(m, lang) for m in spec.measures)
-    return charts.layout(fig, title)
+    fig = charts.layout(fig, title)
+    grain = next((d.grain for d in spec.dims if d.grain and d.key == x), None)
+    if grain in ("day", "week", "month"):
+        charts.local_dates(fig, lang, grain)
+    return fig
 
 
 # -- export ------------------------------------------------------------------------------------

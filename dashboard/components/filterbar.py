@@ -16,6 +16,7 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
+from dashboard.components import labels
 from dashboard.i18n import t
 
 FIELDS: tuple[str, ...] = ("period", "channel", "region", "owner", "campaign")
@@ -129,11 +130,12 @@ def _choice_input(name: str, state: Filters, values: Sequence[str], lang: str) -
     if key not in st.session_state:
         st.session_state[key] = chosen
     all_label = t("filter.all", lang)
+    coded = name in ("channel", "region")  # the others (owner, campaign) are names already
     st.selectbox(
         t(f"filter.{name}", lang),
         options,
         key=key,
-        format_func=lambda v: v or all_label,
+        format_func=lambda v: (labels.value(name, v, lang) if coded else v) if v else all_label,
         on_change=_choice_changed,
         args=(name,),
     )

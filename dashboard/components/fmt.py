@@ -1,13 +1,28 @@
-"""Numbers and times written for people: ¥ with thousands separators, percentages, local times."""
+"""Numbers and times written for people: ¥ with thousands separators, percentages, months and dates in
+the page's language, cron schedules in words, "—" for a missing value."""
 
 from __future__ import annotations
 
+import math
 import re
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 NONE = "—"
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~$])")
+
+
+_MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def missing(x: object) -> bool:
+    """None, NaN and NaT: nothing to show."""
+    return x is None or (isinstance(x, float) and math.isnan(x)) or str(x) in ("NaT", "nan")
+
+
+def text(x: object) -> str:
+    """A cell's value as text, "—" when there is none."""
+    return NONE if missing(x) else str(x)
 
 
 def count(n: int | None) -> str:
@@ -24,6 +39,51 @@ def money(x: float | None) -> str:
 def pct(x: float | None, digits: int = 1) -> str:
     """0.1333 → '13.3%'."""
     return NONE if x is None else f"{x * 100:,.{digits}f}%"
+
+
+def month(d: date | None, lang: str) -> str:
+    """2025年1月 / Jan 2025."""
+    if d is None or missing(d):
+        return NONE
+    return f"{d.year}年{d.month}月" if lang == "zh" else f"{_MONTHS_EN[d.month - 1]} {d.year}"
+
+
+def day(d: date | None, lang: str) -> str:
+    """2025年1月5日 / 2025-01-05 (a datetime: its date)."""
+    if d is None or missing(d):
+        return NONE
+    return f"{d.year}年{d.month}月{d.day}日" if lang == "zh" else f"{d.year:04d}-{d.month:02d}-{d.day:02d}"
+
+
+_WEEKDAYS = {"zh": "日一二三四五六日", "en": ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")}
+
+
+def cron(expr: str | None, lang: str) -> str:
+    """A schedule in words for the common patterns ("0 2 * * *" → 每天 02:00 / daily at 02:00); any other
+    cron string is shown as it is."""
+    if not expr:
+        return NONE
+    parts = expr.split()
+    if len(parts) != 5:
+        return expr
+    minute, hour, dom, mon, dow = parts
+    zh = lang == "zh"
+    if minute.isdigit() and hour.isdigit() and mon == "*":
+        at = f"{int(hour):02d}:{int(minute):02d}"
+        if dom == "*" and dow == "*":
+            return f"每天 {at}" if zh else f"daily at {at}"
+        if dom == "*" and dow.isdigit() and int(dow) <= 7:
+            names = _WEEKDAYS["zh" if zh else "en"]
+            return f"每周{names[int(dow)]} {at}" if zh else f"weekly on {names[int(dow)]} at {at}"
+        if dow == "*" and dom.isdigit():
+            return f"每月{int(dom)}日 {at}" if zh else f"monthly on day {int(dom)} at {at}"
+    if minute.isdigit() and hour == "*" and dom == mon == dow == "*":
+        return f"每小时第 {int(minute)} 分" if zh else f"hourly at :{int(minute):02d}"
+    if minute.startswith("*/") and minute[2:].isdigit() and hour == dom == mon == dow == "*":
+        return f"每 {int(minute[2:])} 分钟" if zh else f"every {int(minute[2:])} minutes"
+    if minute.isdigit() and hour.startswith("*/") and hour[2:].isdigit() and dom == mon == dow == "*":
+        return f"每 {int(hour[2:])} 小时" if zh else f"every {int(hour[2:])} hours"
+    return expr
 
 
 def local_time(iso: str | None, tz: str) -> str:

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from dashboard.components import charts, fmt
+from dashboard.components import charts, fmt, labels
 from dashboard.components.export_buttons import export_buttons
 from dashboard.components.filterbar import Filters
 from dashboard.components.tables import Kind, table
@@ -20,14 +20,13 @@ OVERALL = "(all)"
 
 
 def stage_label(stage: str, lang: str) -> str:
-    return t(f"stage.{stage}", lang)
+    return labels.value("stage", stage, lang)
 
 
 def stage_labels(column: str, lang: str) -> pl.Expr:
-    """``column``'s stage codes as their labels in ``lang``, in one vectorised step (the labels are looked
-    up first, in Python; a code with no label stays as it is)."""
-    labels = {s: stage_label(s, lang) for s in STAGES}
-    return pl.col(column).replace_strict(labels, default=pl.col(column), return_dtype=pl.String)
+    """``column``'s stage codes as their labels in ``lang``, in one vectorised step (a code with no label
+    stays as it is)."""
+    return labels.expr("stage", column, lang, STAGES)
 
 
 def funnel_figure(rows: pl.DataFrame, title: str, lang: str) -> go.Figure:
@@ -67,7 +66,8 @@ def funnel_section(funnel: pl.DataFrame, filters: Filters, lang: str) -> None:
     if rows.is_empty() or not rows["leads_reached"][0]:
         st.info(t("channels.no_leads", lang))
         return
-    title = t("funnel.chart", lang, scope=filters.channel or t("funnel.overall", lang))
+    scope_name = labels.value("channel", filters.channel, lang) if filters.channel else t("funnel.overall", lang)
+    title = t("funnel.chart", lang, scope=scope_name)
     chart, steps = st.columns([2, 3])
     with chart:
         charts.show(funnel_figure(rows, title, lang), key="funnel_chart")

@@ -13,8 +13,9 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from dashboard.components import fmt
+from dashboard.components import fmt, labels
 from dashboard.components.data import query, settings
+from dashboard.components.tables import header
 from dashboard.core.entities import ENTITIES
 from dashboard.i18n import t
 
@@ -65,7 +66,7 @@ def heatmap_figure(frame: pl.DataFrame, metric: str, lang: str) -> go.Figure:
             showlegend=False,
         )
     )
-    _entity_bands(fig, fields)
+    _entity_bands(fig, fields, lang)
     fig.update_layout(
         height=max(300, 140 + 34 * len(sources)),
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
@@ -75,22 +76,27 @@ def heatmap_figure(frame: pl.DataFrame, metric: str, lang: str) -> go.Figure:
             "categoryorder": "array",
             "categoryarray": fields,
             "tickvals": fields,
-            "ticktext": [f.split(".", 1)[1] for f in fields],
+            "ticktext": [header(f.split(".", 1)[1], lang) for f in fields],
             "automargin": True,
         },
-        yaxis={"type": "category", "automargin": True},
+        yaxis={
+            "type": "category",
+            "automargin": True,
+            "tickvals": sources,
+            "ticktext": [labels.value("source", s, lang) for s in sources],
+        },
         clickmode="event+select",
         dragmode=False,
     )
     return fig
 
 
-def _entity_bands(fig: go.Figure, fields: list[str]) -> None:
+def _entity_bands(fig: go.Figure, fields: list[str], lang: str) -> None:
     """A divider between entities and the entity's name above its columns."""
     start = 0
     for i, field in enumerate([*fields, ""]):
         if i == len(fields) or (i and field.split(".")[0] != fields[i - 1].split(".")[0]):
-            entity = fields[start].split(".")[0]
+            entity = labels.value("entity", fields[start].split(".")[0], lang)
             fig.add_annotation(
                 x=(start + i - 1) / 2, y=1.0, yref="paper", yanchor="bottom", text=f"<b>{entity}</b>", showarrow=False
             )
@@ -102,7 +108,8 @@ def _entity_bands(fig: go.Figure, fields: list[str]) -> None:
 def _hover(r: dict[str, Any] | None, lang: str) -> str:
     if r is None:
         return ""
-    return "<br>".join([f"<b>{r['source_system']}</b> · {r['entity']}.{r['column_name']}", *_numbers(r, lang)])
+    source = labels.value("source", r["source_system"], lang)
+    return "<br>".join([f"<b>{source}</b> · {_field(r['entity'] + '.' + r['column_name'], lang)}", *_numbers(r, lang)])
 
 
 def _numbers(r: dict[str, Any], lang: str) -> list[str]:
@@ -161,6 +168,12 @@ def _take_selection(event: Any) -> None:
         st.session_state[_SOURCE_KEY], st.session_state[_FIELD_KEY] = picked[0], picked[1]
 
 
+def _field(field: str, lang: str) -> str:
+    """ "leads.channel" → "线索 · 渠道"."""
+    entity, _, column = field.partition(".")
+    return f"{labels.value('entity', entity, lang)} · {header(column, lang)}"
+
+
 def cell_samples(data: pl.DataFrame, metric: str, lang: str) -> None:
     """The chosen cell's numbers and offending values; starts on the worst flagged cell."""
     st.subheader(t("dq.cell.title", lang))
@@ -171,11 +184,13 @@ def cell_samples(data: pl.DataFrame, metric: str, lang: str) -> None:
     if st.session_state.get(_SOURCE_KEY) not in sources:
         st.session_state[_SOURCE_KEY] = worst["source_system"]
     left, right = st.columns(2)
-    source = left.selectbox(t("dq.cell.source", lang), sources, key=_SOURCE_KEY)
+    source = left.selectbox(
+        t("dq.cell.source", lang), sources, key=_SOURCE_KEY, format_func=lambda s: labels.value("source", s, lang)
+    )
     fields = data.filter(pl.col("source_system") == source)["field"].to_list()
     if st.session_state.get(_FIELD_KEY) not in fields:
         st.session_state[_FIELD_KEY] = worst["field"] if worst["field"] in fields else fields[0]
-    field = right.selectbox(t("dq.cell.field", lang), fields, key=_FIELD_KEY)
+    field = right.selectbox(t("dq.cell.field", lang), fields, key=_FIELD_KEY, format_func=lambda f: _field(f, lang))
     row = data.filter((pl.col("source_system") == source) & (pl.col("field") == field)).row(0, named=True)
     samples = {"fill": "empty_samples", "validity": "invalid_samples", "uniqueness": "duplicate_samples"}[metric]
     st.markdown("  \n".join(_numbers(row, lang)))  # our own words and numbers: no data to escape

@@ -13,9 +13,10 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from dashboard.components import fmt
+from dashboard.components import fmt, labels
 from dashboard.components.data import query, settings, source_statuses
 from dashboard.components.quality_heatmap import METRICS
+from dashboard.components.tables import header, headers
 from dashboard.core.store import Store
 from dashboard.i18n import t
 from dashboard.pipeline.data_docs import site_dir, site_status
@@ -34,7 +35,8 @@ def health_tiles(lang: str) -> None:
     if overall.height:
         cols[0].metric(t("dq.health.overall", lang), f"{overall['health_score'][0]:.0f}")
     for i, r in enumerate(sources.iter_rows(named=True), 1):
-        cols[i % len(cols)].metric(r["source_system"], f"{r['health_score']:.0f}", help=_health_help(r, lang))
+        name = labels.value("source", r["source_system"], lang)
+        cols[i % len(cols)].metric(name, f"{r['health_score']:.0f}", help=_health_help(r, lang))
     st.caption(t("dq.health.formula", lang))
 
 
@@ -71,7 +73,9 @@ def trend_section(lang: str) -> None:
         st.info(t("dq.heatmap.empty", lang))
         return
     left, right = st.columns(2)
-    source = left.selectbox(t("dq.cell.source", lang), sources, key="dq_trend_source")
+    source = left.selectbox(
+        t("dq.cell.source", lang), sources, key="dq_trend_source", format_func=lambda s: _all(s, lang)
+    )
     metric = right.radio(
         t("dq.metric", lang),
         list(METRICS),
@@ -97,19 +101,23 @@ def history_section(lang: str) -> None:
     chosen = None if source == ALL else source
     shown = runs if chosen is None else runs.filter(pl.col("source_system") == chosen)
     shown = shown.with_columns(
-        status=pl.col("status").replace_strict(_STATUS_ICON, default="") + " " + pl.col("status")
+        status=pl.col("status").replace_strict(_STATUS_ICON, default="") + " " + labels.expr("status", "status", lang)
+    ).pipe(labels.frame, lang)
+    st.dataframe(
+        shown, hide_index=True, width="stretch", column_config=headers(shown.columns, lang, _history_columns(lang))
     )
-    st.dataframe(shown, hide_index=True, width="stretch", column_config=_history_columns(lang))
     failed = query("expectation_results", {"source": chosen, "failed_only": 1}).drop("success")
     st.markdown(f"**{t('dq.history.failed', lang)}**")
     if failed.is_empty():
         st.caption(t("dq.history.none_failed", lang))
     else:
-        st.dataframe(failed, hide_index=True, width="stretch", column_config=_failure_columns(lang))
+        failed = labels.frame(failed, lang)
+        config = headers(failed.columns, lang, _failure_columns(lang))
+        st.dataframe(failed, hide_index=True, width="stretch", column_config=config)
 
 
 def _all(source: str, lang: str) -> str:
-    return t("dq.all_sources", lang) if source == ALL else source
+    return t("dq.all_sources", lang) if source == ALL else labels.value("source", source, lang)
 
 
 def _history_columns(lang: str) -> dict[str, Any]:
@@ -145,8 +153,8 @@ def freshness_section(lang: str) -> None:
         state = s.problem or "fresh"
         color = {"fresh": "green", "stale": "red", "quarantined": "orange", "never_published": "gray"}[state]
         cells = [
-            f"**{fmt.md_escape(s.title)}** ({fmt.md_escape(s.name)})",
-            f"`{s.schedule}`" if s.schedule else fmt.NONE,
+            f"**{fmt.md_escape(labels.value('source', s.name, lang))}**",
+            fmt.cron(s.schedule, lang),
             fmt.local_time(s.published_at, tz),
             fmt.local_time(s.next_due, tz),
             f":{color}[{t(f'fresh.{state}', lang)}]",
@@ -176,9 +184,9 @@ def consistency_section(lang: str) -> None:
     if examples.is_empty():
         st.caption(t("dq.consistency.none", lang))
     else:
-        st.dataframe(
-            examples, hide_index=True, width="stretch", column_config={"examples": st.column_config.ListColumn()}
-        )
+        examples = labels.frame(examples, lang)
+        config = headers(examples.columns, lang, {"examples": st.column_config.ListColumn(header("examples", lang))})
+        st.dataframe(examples, hide_index=True, width="stretch", column_config=config)
 
 
 def data_docs_section(lang: str) -> None:

@@ -6,7 +6,7 @@ formatted, through a pandas Styler.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, Literal
 
@@ -15,7 +15,7 @@ import polars as pl
 import streamlit as st
 from pandas.io.formats.style import Styler
 
-from dashboard.components import fmt
+from dashboard.components import fmt, labels
 from dashboard.i18n import CATALOG
 
 Kind = Literal["text", "count", "money", "pct", "roi", "change", "days", "date", "datetime"]
@@ -47,9 +47,18 @@ FORMATTERS: dict[str, Callable[[Any], str]] = {
 }
 
 
+_HEADINGS = ("col", "explore.col", "c360.col", "cat.col", "dq.col")  # where a column's heading is looked up
+
+
 def header(column: str, lang: str) -> str:
-    """A column's heading: ``col.<name>`` in the language, else the name itself."""
-    return CATALOG[lang].get(f"col.{column}", column)
+    """A column's heading: ``col.<name>`` (or another table's ``*.col.<name>``) in the language, else the name."""
+    words = CATALOG[lang]
+    return next((words[k] for p in _HEADINGS if (k := f"{p}.{column}") in words), column)
+
+
+def headers(columns: Sequence[str], lang: str, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """An ``st.dataframe`` column_config: ``config``'s columns as given, every other column headed by its label."""
+    return {c: header(c, lang) for c in columns} | dict(config or {})
 
 
 def pandas_frame(frame: pl.DataFrame) -> pd.DataFrame:
@@ -60,7 +69,10 @@ def pandas_frame(frame: pl.DataFrame) -> pd.DataFrame:
 
 
 def styled(frame: pl.DataFrame, kinds: Mapping[str, Kind], lang: str) -> Styler:
-    """The frame with translated headings and formatted cells (columns not in kinds are text)."""
+    """The frame with translated headings, coded values by their names and formatted cells (columns not in
+    kinds are text)."""
+    coded = {c: d for c, d in labels.COLUMNS.items() if kinds.get(c, "text") == "text"}
+    frame = labels.frame(frame, lang, coded)
     shown = pandas_frame(frame).rename(columns={c: header(c, lang) for c in frame.columns})
     formats = {header(c, lang): FORMATTERS[kinds.get(c, "text")] for c in frame.columns}
     return shown.style.format(formats, na_rep=fmt.NONE)

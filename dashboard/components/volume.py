@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from dashboard.components import charts, fmt
+from dashboard.components import charts, fmt, labels
 from dashboard.components.export_buttons import export_buttons
 from dashboard.components.filterbar import Filters
 from dashboard.components.tables import signed_pct, table
@@ -38,8 +38,8 @@ def previous_period(start: date, grain: str) -> date:
     return date(start.year - (start.month == 1), (start.month - 2) % 12 + 1, 1)
 
 
-def label(period: date, grain: str) -> str:
-    return period.strftime("%Y-%m") if grain == "month" else period.isoformat()
+def label(period: date, grain: str, lang: str) -> str:
+    return fmt.month(period, lang) if grain == "month" else fmt.day(period, lang)
 
 
 @dataclass(frozen=True)
@@ -70,14 +70,14 @@ def volume_figure(volume: pl.DataFrame, grain: str, lang: str) -> go.Figure:
     fig = go.Figure()
     for channel in order.to_list():
         rows = volume.filter(pl.col("channel") == channel)
-        fig.add_bar(name=channel, x=rows["period"].to_list(), y=rows["leads"].to_list())
+        fig.add_bar(name=labels.value("channel", channel, lang), x=rows["period"].to_list(), y=rows["leads"].to_list())
     fig.update_layout(
         barmode="stack",
         xaxis_title=t(f"grain.{grain}", lang),
         yaxis={"title": t("col.leads", lang), "tickformat": ",d"},
         legend_traceorder="normal",  # biggest channel first, as in the table
     )
-    return charts.layout(fig, t("volume.chart", lang))
+    return charts.local_dates(charts.layout(fig, t("volume.chart", lang)), lang, grain)
 
 
 def volume_section(volume: pl.DataFrame, grain: str, filters: Filters, today: date, lang: str) -> None:
@@ -90,13 +90,13 @@ def volume_section(volume: pl.DataFrame, grain: str, filters: Filters, today: da
     charts.show(volume_figure(volume, grain, lang), key="volume_chart")
     total, breakdown = st.columns([1, 3])
     total.metric(
-        t("volume.period_leads", lang, period=label(change.period, grain)),
+        t("volume.period_leads", lang, period=label(change.period, grain, lang)),
         fmt.count(change.leads),
         delta=signed_pct(change.rate) if change.rate is not None else None,
         delta_description=t("volume.vs_previous", lang, previous=fmt.count(change.previous)),
     )
     if change.latest != change.period:
-        total.caption(t("volume.running", lang, period=label(change.latest, grain)))
+        total.caption(t("volume.running", lang, period=label(change.latest, grain, lang)))
     with breakdown:
         rows = volume.filter(pl.col("period") == change.period).drop("period")
         table(rows, {"leads": "count", "previous_leads": "count", "change_rate": "change"}, lang)

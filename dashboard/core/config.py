@@ -32,6 +32,11 @@ PAUSE_ENV = "COCKPIT_PAUSE_AT"  # test hook: "point:seconds" sleeps there (a sig
 CONFIG_NAME = "cockpit.toml"
 SOURCE_KINDS = ("csv", "excel", "parquet", "json", "demo", "postgres", "mysql", "http", "drop_folder")
 DATABASE_KINDS = ("postgres", "mysql")
+# the coded dimensions a [labels.<dimension>] table may name (dashboard/i18n/values.py labels each)
+LABEL_DIMENSIONS = (
+    "channel", "stage", "lifecycle", "category", "kind", "outcome", "risk_band", "segment", "record_kind",
+    "match_rule", "entity", "source_kind", "source", "region", "status", "classification",
+)  # fmt: skip
 # Keys that only some kinds take: a key given for another kind is a mistake worth naming.
 _KIND_KEYS = {
     "database": (DATABASE_KINDS, {"table", "query", "watermark", "delete_column", "connection", "batch_rows"}),
@@ -533,6 +538,13 @@ class PrivacyConfig(_Strict):
         return out
 
 
+class LabelText(_Strict):
+    """A value's label in each language (either may be left out: the code is shown instead)."""
+
+    zh: str | None = None
+    en: str | None = None
+
+
 class Settings(_Strict):
     data_dir: Path = Path("data")
     language: Literal["zh", "en"] = "zh"
@@ -543,6 +555,8 @@ class Settings(_Strict):
     memory_limit: str = Field("4GB", pattern=r"^\s*\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$")
     channel_aliases: dict[str, list[str]] = Field(default_factory=dict)
     stage_aliases: dict[str, list[str]] = Field(default_factory=dict)
+    # [labels.channel] my_code = "我的渠道" (the Chinese label) or { zh = "...", en = "..." }
+    labels: dict[str, dict[str, str | LabelText]] = Field(default_factory=dict)
     quality: QualityConfig = Field(default_factory=lambda: QualityConfig.model_validate({}))
     analytics: AnalyticsConfig = Field(default_factory=lambda: AnalyticsConfig.model_validate({}))
     identity: IdentityConfig = Field(default_factory=lambda: IdentityConfig.model_validate({}))
@@ -566,6 +580,27 @@ class Settings(_Strict):
             if stage not in STAGES:
                 raise ValueError(f"'{stage}' is not a funnel stage (expected one of: {', '.join(STAGES)})")
         return v
+
+    @field_validator("labels")
+    @classmethod
+    def _label_dimensions(cls, v: dict[str, dict[str, str | LabelText]]) -> dict[str, dict[str, str | LabelText]]:
+        for dimension in v:
+            if dimension not in LABEL_DIMENSIONS:
+                names = ", ".join(LABEL_DIMENSIONS)
+                raise ValueError(f"'{dimension}' is not a labelled dimension (expected one of: {names})")
+        return v
+
+    def label_texts(self) -> dict[str, dict[str, dict[str, str]]]:
+        """[labels]: dimension → code → {lang: label}; a plain string is the Chinese label. A source's
+        ``title`` is its Chinese name unless [labels.source] names it."""
+        out: dict[str, dict[str, dict[str, str]]] = {
+            "source": {s.name: {"zh": s.title} for s in self.sources if s.title}
+        }
+        for dimension, codes in self.labels.items():
+            for code, text in codes.items():
+                pair = {"zh": text} if isinstance(text, str) else {"zh": text.zh or "", "en": text.en or ""}
+                out.setdefault(dimension, {})[code] = {k: v for k, v in pair.items() if v}
+        return out
 
     @model_validator(mode="after")
     def _unique_sources(self) -> Settings:

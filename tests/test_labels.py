@@ -1,0 +1,91 @@
+"""The value dictionary and the formatters: every built-in code named in both languages, a company's own
+labels from cockpit.toml over them, unknown codes shown as they are, and numbers, months and schedules
+written for people."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from dashboard.components import fmt
+from dashboard.core.config import LABEL_DIMENSIONS, parse_settings
+from dashboard.core.entities import STAGES
+from dashboard.core.errors import ConfigError
+from dashboard.i18n import LANGS
+from dashboard.i18n.values import BUILT_IN, DIMENSIONS, VALUES, ValueLabels, untranslated
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_every_built_in_code_has_a_label_in_each_language(lang: str) -> None:
+    assert untranslated(lang) == {d: [] for d in DIMENSIONS}
+    assert set(DIMENSIONS) == set(LABEL_DIMENSIONS)
+
+
+def test_every_channel_the_demo_config_knows_and_every_stage_is_named() -> None:
+    settings = parse_settings({}, ROOT)
+    demo = tomllib.loads((ROOT / "cockpit.toml").read_text())
+    assert set(demo["channel_aliases"]) <= set(VALUES["channel"])
+    assert set(STAGES) <= set(VALUES["stage"])
+    names = ValueLabels(settings.label_texts())
+    assert names.label("channel", "paid_search", "zh") == "搜索推广"
+    assert names.label("stage", "won", "en") == "Won"
+
+
+def test_a_company_names_its_own_codes_in_cockpit_toml() -> None:
+    raw = {
+        "labels": {"channel": {"live_stream": "直播带货", "wechat": {"zh": "微信生态", "en": "WeChat ecosystem"}}},
+        "sources": [
+            {"name": "shop", "kind": "csv", "title": "网店订单", "tables": [{"entity": "orders", "path": "o.csv"}]}
+        ],
+    }
+    names = ValueLabels(parse_settings(raw, ROOT).label_texts())
+    assert names.label("channel", "live_stream", "zh") == "直播带货"
+    assert names.label("channel", "live_stream", "en") == "live_stream"  # no English label: the code
+    assert names.label("channel", "wechat", "zh") == "微信生态"  # the company's wins over the built-in
+    assert names.label("channel", "wechat", "en") == "WeChat ecosystem"
+    assert names.label("source", "shop", "zh") == "网店订单"  # a source is called by its title
+    assert names.label("source", "shop", "en") == "shop"
+
+
+def test_unknown_codes_and_missing_values() -> None:
+    assert BUILT_IN.label("channel", "tiktok_live", "zh") == "tiktok_live"
+    assert BUILT_IN.label("channel", None, "zh") == "—"
+    assert BUILT_IN.label("nonsense", "x", "en") == "x"
+    assert BUILT_IN.table("risk_band", "zh")["high"] == "高风险"
+
+
+def test_an_unknown_label_dimension_is_a_config_error_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match="labels: 'channels' is not a labelled dimension"):
+        parse_settings({"labels": {"channels": {"x": "y"}}}, ROOT)
+
+
+def test_numbers_months_and_missing_values_for_people() -> None:
+    assert fmt.money(429313) == "¥429,313"
+    assert fmt.money(-1200.4) == "-¥1,200"
+    assert fmt.pct(0.1824) == "18.2%"
+    assert fmt.month(date(2025, 1, 1), "zh") == "2025年1月"
+    assert fmt.month(date(2025, 1, 1), "en") == "Jan 2025"
+    assert fmt.day(date(2025, 1, 5), "zh") == "2025年1月5日"
+    assert fmt.money(None) == fmt.count(None) == fmt.month(None, "zh") == fmt.text(float("nan")) == "—"
+
+
+@pytest.mark.parametrize(
+    ("cron", "zh", "en"),
+    [
+        ("0 2 * * *", "每天 02:00", "daily at 02:00"),
+        ("30 2 * * *", "每天 02:30", "daily at 02:30"),
+        ("0 6 * * 1", "每周一 06:00", "weekly on Mon at 06:00"),
+        ("0 3 1 * *", "每月1日 03:00", "monthly on day 1 at 03:00"),
+        ("*/30 * * * *", "每 30 分钟", "every 30 minutes"),
+        ("15 * * * *", "每小时第 15 分", "hourly at :15"),
+        ("0 */4 * * *", "每 4 小时", "every 4 hours"),
+        ("0 9-18 * * 1-5", "0 9-18 * * 1-5", "0 9-18 * * 1-5"),  # anything else: as written
+    ],
+)
+def test_schedules_in_words(cron: str, zh: str, en: str) -> None:
+    assert (fmt.cron(cron, "zh"), fmt.cron(cron, "en")) == (zh, en)
