@@ -6,12 +6,14 @@ it never prints a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -80,6 +82,21 @@ def _root(
     _state["config"] = config
 
 
+@contextlib.contextmanager
+def _reporting(quiet: bool) -> Iterator[dict[str, Any]]:
+    """How a refresh reports its steps: not at all (--quiet); in a terminal, a live view of the steps, rows
+    and the estimate; otherwise (a pipe, a log, cron) plain lines on stderr, one as each step ends."""
+    if quiet:
+        yield {}
+    elif sys.stderr.isatty():  # where the progress goes: stdout may be piped while a person watches
+        from dashboard.pipeline.progress import live_display
+
+        with live_display() as watch:
+            yield {"watch": watch}
+    else:
+        yield {"progress": _err}
+
+
 @app.command()
 def refresh(
     sources: Annotated[list[str] | None, typer.Argument(help="Source names (default: all).")] = None,
@@ -94,7 +111,8 @@ def refresh(
 
     settings = _settings()
     publish_wait = max(wait, settings.scheduler.lock_wait_seconds)  # the sources are read: wait for the swap
-    result = run_refresh(settings, sources, progress=None if quiet else _err, wait=wait, publish_wait=publish_wait)
+    with _reporting(quiet) as report:
+        result = run_refresh(settings, sources, wait=wait, publish_wait=publish_wait, **report)
     for r in result.sources:
         rows = ", ".join(f"{e} {n}" for e, n in r.rows.items())
         if r.published:
@@ -536,7 +554,8 @@ def demo(
     settings = _settings()
     _err(f"generating demo data ({size.value}, seed {seed}) in {settings.data_path / 'raw'}")
     generate(settings.data_path, size.value, seed, progress=_err)
-    result = run_refresh(settings, progress=_err)
+    with _reporting(quiet=False) as report:
+        result = run_refresh(settings, **report)
     for r in result.sources:
         typer.echo(f"{'✔' if r.published else '✘'} {r.source}: {r.status} ({sum(r.rows.values())} rows)")
         for reason in r.reasons:

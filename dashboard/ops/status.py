@@ -5,7 +5,6 @@ Shared by ``cockpit status``, the dashboard's warning banner and the cockpit's f
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,6 +14,7 @@ from croniter import croniter
 
 from dashboard.core.config import Settings, SourceConfig
 from dashboard.core.store import Store, now_utc
+from dashboard.pipeline.progress import alive
 
 
 @dataclass
@@ -65,21 +65,11 @@ def next_due(schedule: str, published_at: datetime, tz: str) -> datetime:
 INTERRUPTED = "the refresh stopped before it finished (killed or crashed): nothing of it was published"
 
 
-def _alive(pid: Any) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, TypeError, ValueError):
-        return False
-    except PermissionError:  # another user's process: alive
-        return True
-    return True
-
-
 def _interrupted(attempt: dict[str, Any], entry: dict[str, Any] | None) -> bool:
     """A refresh killed midway: its attempt still says running and its process is gone, or it says
     published (written just before the manifest swap) but the manifest never named its snapshot."""
     if attempt.get("status") == "running":
-        return not _alive(attempt.get("pid"))
+        return not alive(attempt.get("pid"))
     if attempt.get("status") == "published":
         named = {entry["snapshot_id"], *entry.get("previous", [])} if entry else set()
         return attempt.get("snapshot_id") not in named

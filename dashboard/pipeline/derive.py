@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
 
 from dashboard.core.config import Settings
 from dashboard.core.duck import quote_path, work_connection
@@ -18,6 +21,7 @@ from dashboard.derived.golden import GOLDEN_TABLES, write_golden
 from dashboard.derived.identity import build_links, previous_table, redirects
 from dashboard.derived.quality.tables import QUALITY_TABLES, write_quality_tables
 from dashboard.derived.tables import DERIVED_TABLES, READ_FROM, attach_views
+from dashboard.pipeline.progress import Lap
 
 
 def build_derived(
@@ -25,12 +29,13 @@ def build_derived(
     store: Store,
     manifest: Manifest,
     progress: Callable[[str], None] | None = None,
-    lap: Callable[[str], None] | None = None,
+    lap: Lap | None = None,
 ) -> Manifest:
     """Build from ``manifest`` (pending); return it with its new "derived" entry. Writes no manifest.
-    ``progress`` hears each step as it starts, ``lap`` is called with each step's name when it ends."""
+    ``progress`` hears each step as it starts, ``lap`` is called with each step's name (and the rows of
+    the table it is about) when it ends."""
     say = progress or (lambda _m: None)
-    done = lap or (lambda _s: None)
+    done = lap or _no_lap
     build_id = new_id("b")
     stage = store.staging / "derived" / build_id
     stage.mkdir(parents=True)
@@ -50,7 +55,7 @@ def build_derived(
         )
         moved.write_parquet(stage / "customer_redirects.parquet")
         del previous
-        done("identity")
+        done("identity", links.height)
         say("deriving: quality tables")
         write_quality_tables(settings, store, manifest, con, links, stage)  # profiles were made at publish
         done("quality")
@@ -61,14 +66,14 @@ def build_derived(
         for table in ANALYTICS_TABLES:
             target = quote_path(stage / f"{table}.parquet")  # our staging path, quoted
             con.execute(f"COPY {table} TO {target} (FORMAT parquet, COMPRESSION zstd)")
-        done("analytics")
+        done("analytics", _rows(stage / "lead_facts.parquet"))
         say("deriving: golden customer records")
         write_golden(con, settings, records, links, stage)  # golden customers: reads lead_facts
         del records
-        done("golden")
+        done("golden", _rows(stage / "customer_golden.parquet"))
         say("deriving: churn scores")
         churn.build(con, settings, links, stage, progress=say)  # churn scores, model card, calibration
-        done("churn")
+        done("churn", _rows(stage / "churn_scores.parquet"))
         say("deriving: personal-data profile")
         entity_files = {
             (entity, source): store.abs(info["file"])
@@ -97,3 +102,11 @@ def build_derived(
         },
     }
     return {**manifest, "derived": derived}
+
+
+def _no_lap(step: str, rows: int | None = None) -> None:
+    return None
+
+
+def _rows(path: Path) -> int:
+    return int(pl.scan_parquet(path).select(pl.len()).collect().item())  # from the file's footer

@@ -26,6 +26,7 @@ from dashboard.core.errors import ConfigError, SourceError
 from dashboard.core.store import Store, crash_point, new_id, now_utc, write_json
 from dashboard.derived.quality.profile import SnapshotProfile
 from dashboard.pipeline.guidance import way_forward
+from dashboard.pipeline.progress import RefreshProgress, Tracker
 from dashboard.pipeline.standardize import REJECT_COL, RowIssue, Standardized, standardize
 from dashboard.pipeline.validate import Outcome, validate
 from dashboard.sources import read_table, settle
@@ -96,13 +97,15 @@ def refresh(
     sources: list[str] | None = None,
     progress: Progress | None = None,
     *,
+    watch: Callable[[RefreshProgress], None] | None = None,
     wait: float = 0,
     publish_wait: float | None = None,
     holder: str = "cockpit refresh",
 ) -> RefreshResult:
-    """``wait``: seconds to wait for a source another process is refreshing (then ``Busy``);
-    ``publish_wait``: for the publish lock once the sources are read (default: ``wait``)."""
-    say = progress or (lambda _msg: None)
+    """``progress`` hears plain lines (each step with its rows, time and an estimate), ``watch`` the whole
+    progress at each step (dashboard/pipeline/progress.py); ``wait``: seconds to wait for a source another
+    process is refreshing (then ``Busy``); ``publish_wait``: for the publish lock once the sources are read
+    (default: ``wait``)."""
     names = sources or settings.source_names
     if not names:
         raise ConfigError("no [[sources]] in the config: nothing to refresh")
@@ -110,17 +113,18 @@ def refresh(
     store = Store(settings.data_path)
     with contextlib.ExitStack() as held:
         held.enter_context(store.source_locks([s.name for s in chosen], wait, holder))
+        tracker = held.enter_context(Tracker(store, [s.name for s in chosen], progress, watch))
         store.clean_staging()
         results, published = [], []
-        for i, src in enumerate(chosen, 1):
-            say(f"[{i}/{len(chosen)}] {src.name}: reading")
-            res, pending = refresh_source(settings, store, src, say)
+        for src in chosen:
+            tracker.source_started(src.name)
+            res, pending = refresh_source(settings, store, src, tracker)
             if not res.published:  # a drop folder returns the files it took, with the reasons
                 settle(src, settings.base_dir, store.quarantine / src.name / res.snapshot_id, False, res.reasons)
             results.append(res)
             if pending:
                 published.append(pending)
-            say(f"[{i}/{len(chosen)}] {src.name}: {res.status} ({sum(res.rows.values())} rows)")
+            tracker.source_ended(src.name, res.status, sum(res.rows.values()))
         out = RefreshResult(results)
         held.enter_context(store.lock(wait if publish_wait is None else publish_wait))  # one swap at a time
         # Every refresh rebuilds, a quarantine too: validation history and health scores are derived
@@ -138,7 +142,13 @@ def refresh(
             # the swap leaves an attempt marked published whose snapshot the next refresh replaces.
             for _entry, attempt in published:
                 store.record_attempt(attempt["source"], attempt)
-            manifest = build_derived(settings, store, manifest, say, lambda step: clock.lap(f"derive.{step}"))
+
+            def lap(step: str, rows: int | None = None) -> None:
+                clock.lap(f"derive.{step}")
+                tracker.lap(step, rows)
+
+            manifest = build_derived(settings, store, manifest, tracker.say, lap)
+            tracker.publishing()
             store.write_manifest(manifest)  # snapshots and their derived build become current together
             crash_point("published")
             for _entry, attempt in published:  # a drop folder moves the files its snapshot took
@@ -159,7 +169,7 @@ Pending = tuple[dict[str, Any], dict[str, Any]]  # (manifest entry, attempt) of 
 
 
 def refresh_source(
-    settings: Settings, store: Store, src: SourceConfig, say: Progress
+    settings: Settings, store: Store, src: SourceConfig, tracker: Tracker
 ) -> tuple[SourceResult, Pending | None]:
     sid = new_id()
     stage_dir = store.staging / src.name / sid
@@ -179,7 +189,7 @@ def refresh_source(
         attempt["error"] = getattr(e, "kind", "source")  # connection | timeout | auth | rate_limited | source
         return result, _finish(store, src, result, stage_dir, attempt, outcomes=[], issues=[], clock=clock)
 
-    say(f"    {src.name}: validating {', '.join(entities)}")
+    tracker.rows_read(src.name, sum(std.frame.height for std in entities.values()), list(entities))
     outcomes: list[Outcome] = []
     now = datetime.now(ZoneInfo(settings.timezone)).replace(tzinfo=None)  # dates are naive local times
     for entity, std in entities.items():
