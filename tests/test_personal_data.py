@@ -248,3 +248,18 @@ def test_the_sql_tab_cannot_mint_a_token_for_a_guess(keyed: Settings) -> None:
         run_readonly(wh, "SELECT main.pseudonym('+86 139-0001-0007') AS t", MASKED[0])
     with pytest.raises(SqlRefused):
         run_readonly(wh, "SELECT pseudonym('13900010007') AS t", MASKED[0])
+    # nor read the key that the serving connection's macro holds
+    key = (keyed.data_path / "runs" / PSEUDONYM_KEY).read_text().strip()
+    for sql in (
+        "SELECT macro_definition FROM duckdb_functions()",
+        "SELECT * FROM information_schema.routines",
+        "SELECT * FROM sqlite_master",
+        "SELECT * FROM pg_catalog.pg_proc",
+        "SELECT current_setting('search_path') AS s",
+        "SELECT getvariable('cockpit_pseudonym_key') AS k",
+    ):
+        try:
+            out = run_readonly(wh, sql, MASKED[0])
+        except SqlRefused:
+            continue
+        assert key not in str(out.frame.rows()), sql

@@ -83,7 +83,8 @@ def _classification(path: Path, where: str, value: Any) -> str:
 _DIGITS = re.compile(r"^\+?\d[\d\s\-]{5,}[\dXx]?$")  # phones, caller numbers, ID numbers
 
 
-# Masking functions, created once per connection (schema main, so every role schema finds them).
+# Masking functions, created once per connection (schema main, so every role schema finds them). The
+# keyed pseudonym of personal keys is made with the key by query.warehouse (PSEUDONYM_MACRO).
 MASK_MACROS = r"""
 CREATE OR REPLACE MACRO main.mask_phone(p) AS CASE
     WHEN p IS NULL THEN NULL
@@ -105,12 +106,6 @@ CREATE OR REPLACE MACRO main.pii_kind(p) AS CASE
     WHEN regexp_full_match(p, '\s*[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\s*') THEN 'email'
     WHEN regexp_full_match(p, '\s*[0-9]{17}[0-9Xx]\s*') THEN 'id_number'
     ELSE NULL END;
--- A personal key value replaced by a keyed pseudonym (same value, same token, so joins and counts hold);
--- other values pass unchanged. The key is the connection's variable, set per query for masked roles
--- (the SQL tab refuses getvariable); without it the token is NULL, never the value.
-CREATE OR REPLACE MACRO main.pseudonym(p) AS CASE
-    WHEN main.pii_kind(p) IS NULL THEN p
-    ELSE 'PSN-' || left(sha256(getvariable('cockpit_pseudonym_key') || p), 16) END;
 CREATE OR REPLACE MACRO main.scrub_pii(p) AS
     regexp_replace(
         regexp_replace(

@@ -75,7 +75,7 @@ class SandboxWarehouse(Warehouse):
         con = self._connect()
         try:
             attach_views(con, self.store, manifest, frozenset(), schema=BASE)
-            attach_role_views(con, BASE)
+            attach_role_views(con, BASE, key=self._pseudonym_key)
             confine(con, [self.store.snapshots, self.store.derived])
         except BaseException:
             con.close()

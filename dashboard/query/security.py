@@ -32,7 +32,6 @@ ROLE_PAGES: dict[str, tuple[str, ...]] = {
 
 # Roles that see personal data unmasked (sales see only their own customers, unmasked).
 UNMASKED_ROLES = frozenset({"admin", "sales"})
-PSEUDONYM_VAR = "cockpit_pseudonym_key"  # the connection variable main.pseudonym reads (core/dictionary.py)
 
 
 @dataclass(frozen=True)

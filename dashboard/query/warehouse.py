@@ -27,10 +27,8 @@ from dashboard.core.keys import PSEUDONYM_KEY, own_key
 from dashboard.core.store import Manifest, Store
 from dashboard.derived.tables import DERIVED_TABLES, FILTERED_LEADS_MACRO, attach_views
 from dashboard.query.security import (
-    PSEUDONYM_VAR,
     ROLES,
     SALES_HELPERS,
-    UNMASKED_ROLES,
     Personal,
     Principal,
     role_schema,
@@ -51,14 +49,29 @@ def relations() -> dict[str, dict[str, str]]:
     return {**{e: entity_columns(e) for e in ENTITIES}, **DERIVED_TABLES}
 
 
+# A personal key value replaced by a keyed pseudonym (same value, same token, so joins and counts hold);
+# other values pass unchanged. The key is written into the macro of each serving connection (hex digits,
+# checked): it is never bound per query, and the SQL tab reads no catalog and refuses pseudonym().
+PSEUDONYM_MACRO = """
+CREATE OR REPLACE MACRO main.pseudonym(p) AS CASE WHEN main.pii_kind(p) IS NULL THEN p ELSE {token} END;
+"""
+
+
 def attach_role_views(
-    con: duckdb.DuckDBPyConnection, base: str = "base", personal: dict[str, dict[str, Personal]] | None = None
+    con: duckdb.DuckDBPyConnection,
+    base: str = "base",
+    personal: dict[str, dict[str, Personal]] | None = None,
+    key: str = "",
 ) -> None:
     """Each role's schema: a view per relation it may read, carrying its row filter and masking
     (dashboard/query/security.py), and its own filter macros. A relation a role may not read has no view
     there, so a query naming it fails for that role; main holds only the masking functions. ``personal``
-    (relation → column → kind) overrides the `personal_columns` table (benchmarks/masking.py compares)."""
+    (relation → column → kind) overrides the `personal_columns` table (benchmarks/masking.py compares);
+    ``key`` (hex) keys the pseudonyms of personal keys (none: every token is NULL, never the value)."""
     con.execute(MASK_MACROS)
+    if not re.fullmatch(r"[0-9a-f]*", key):
+        raise ValueError("the pseudonym key is hex digits")
+    con.execute(PSEUDONYM_MACRO.format(token=f"'PSN-' || left(sha256('{key}' || p), 16)" if key else "NULL"))
     con.execute(SALES_HELPERS.format(base=base))
     if personal is None:  # the columns the refresh's profile found personal (derived/personal.py)
         personal = {}
@@ -246,7 +259,7 @@ class Warehouse:
         con = self._connect()
         try:
             attach_views(con, self.store, manifest, IN_MEMORY, ENUM_COLUMNS, schema=BASE)
-            attach_role_views(con, BASE)
+            attach_role_views(con, BASE, key=self._pseudonym_key)
         except BaseException:
             con.close()
             raise
@@ -335,8 +348,6 @@ class Warehouse:
         timer = threading.Timer(timeout, cur.interrupt) if timeout else None
         try:
             cur.execute(f"SET search_path = '{BASE if user.system else role_schema(user.role)}'")
-            if not user.system and user.role not in UNMASKED_ROLES:  # personal keys become keyed pseudonyms
-                cur.execute(f"SET VARIABLE {PSEUDONYM_VAR} = $key", {"key": self._pseudonym_key})
             if user.role == "sales":
                 cur.execute("SET VARIABLE cockpit_owner = $owner", {"owner": user.owner})
             if timer:

@@ -77,7 +77,7 @@ class AsOfWarehouse(Warehouse):
             drop_relation(con, "lead_facts", BASE)
             con.execute(f"CREATE TABLE lead_facts AS {LEAD_FACTS_SQL}")
             con.execute("USE main")
-            attach_role_views(con, BASE)
+            attach_role_views(con, BASE, key=self._pseudonym_key)
         except BaseException:
             con.close()
             raise
