@@ -7,17 +7,17 @@ the list alone does not say who was erased. Losing the key makes the list useles
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import os
-import secrets
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from dashboard.core.keys import own_key
 
 SECRET_FILE = Path("runs") / ".privacy_secret"
 LIST_FILE = Path("runs") / "privacy" / "suppression.parquet"
@@ -37,19 +37,7 @@ _cache: dict[Path, tuple[float, frozenset[str]]] = {}
 
 def secret(data_dir: Path) -> bytes:
     """The key of every privacy hash (and audit pseudonym); made once, never rotated (the list depends on it)."""
-    path = data_dir / SECRET_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".privacy_secret.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-            f.flush()
-            os.fsync(f.fileno())
-        with contextlib.suppress(FileExistsError):  # another process made it first: theirs is the key
-            os.link(tmp, path)
-        tmp.unlink()
-    return path.read_text().strip().encode()
+    return own_key(data_dir, SECRET_FILE.name).encode()
 
 
 def digest(key: bytes, kind: str, value: str) -> str:
