@@ -178,6 +178,8 @@ def test_a_click_on_a_search_result_opens_the_profile_in_the_same_tab(
 ) -> None:
     context, page = _fresh(browser, f"{secured_app_url}/customer_360")
     _sign_in(page)
+    page.get_by_role("heading", name=t("page.customer_360", "zh")).first.wait_for(timeout=PAGE_TIMEOUT_MS)
+    _idle(page)  # typed into a page whose run has finished, so no rerun drops the text
     page.get_by_label(t("c360.search", "zh")).fill(at_risk["customer_key"], timeout=PAGE_TIMEOUT_MS)
     page.keyboard.press("Enter")
     grid = page.locator('[data-testid="stDataFrame"]').first
