@@ -24,7 +24,7 @@ from dashboard.pipeline.progress import DONE, RUNNING, WAITING, RefreshProgress,
 from tests.fixture_data import open_app_page
 
 ROWS = {"trade_show": 20, "crm": 79, "erp": 36, "web_forms": 10, "marketing": 3}  # what each source publishes
-ESTIMATE = re.compile(r" · (about \d+(\.\d)? s left|about \d+ min \d\d s left|almost done)$")
+ESTIMATE = re.compile(r" · (about (\d+\.\d s|\d+ min \d\d s|\d+ h \d\d min) left|almost done)$")
 
 
 def cockpit(settings: Settings, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -36,8 +36,9 @@ def cockpit(settings: Settings, *args: str, env: dict[str, str] | None = None) -
 
 def run(settings: Settings, *args: str) -> tuple[str, list[str]]:
     """stdout and the stderr lines of a `cockpit` run that exits 0."""
-    out, err = cockpit(settings, *args).communicate(timeout=300)
-    assert "Traceback" not in err, err
+    proc = cockpit(settings, *args)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
     return out, err.splitlines()
 
 
@@ -121,9 +122,13 @@ def _steps_table(at: AppTest, column: str) -> pl.DataFrame:
 def test_the_admin_pages_refresh_tab_shows_a_running_refreshs_steps(
     company: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    _a_running_refresh(company, gone.pid)  # the file of a refresh whose process is gone (killed)
     at = open_app_page(company, monkeypatch, "admin")
     assert "Refresh" in [tab.label for tab in at.tabs]
     assert any(c.value.startswith("No refresh is running.") for c in at.caption)
+    assert not [m for m in at.markdown if m.value.startswith("Refresh running since")]
 
     _a_running_refresh(company, os.getpid())  # this process: alive, as a running refresh's would be
     at.run()

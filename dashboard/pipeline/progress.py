@@ -144,9 +144,13 @@ class Tracker:
         self._start(name)
         self._say(f"{self._position(name)} {name}: reading")
 
-    def rows_read(self, name: str, rows: int, entities: list[str]) -> None:
+    def reading(self, name: str, rows: int) -> None:
+        """Rows read so far (a source of several tables counts up table by table); no line of its own."""
         self._step(name).rows = rows
         self._changed()
+
+    def rows_read(self, name: str, rows: int, entities: list[str]) -> None:
+        self.reading(name, rows)
         self._say(f"    {name}: validating {', '.join(entities)} ({rows:,} rows read)")
 
     def source_ended(self, name: str, outcome: str, rows: int) -> None:

@@ -183,7 +183,7 @@ def refresh_source(
     try:
         ctx = _extract_context(settings, store, src, stage_dir)
         with collect_duplicates() as headers:
-            entities = _extract_and_standardize(settings, src, sid, clock, ctx, headers)
+            entities = _extract_and_standardize(settings, src, sid, clock, ctx, headers, tracker)
     except SourceError as e:
         result.reasons, result.failed_step = [e.message], "extract"
         attempt["error"] = getattr(e, "kind", "source")  # connection | timeout | auth | rate_limited | source
@@ -237,13 +237,17 @@ def _extract_and_standardize(
     clock: _Clock,
     ctx: ExtractContext,
     headers: list[DuplicateHeader],
+    tracker: Tracker,
 ) -> dict[str, Standardized]:
     """``headers``: where the readers report repeated headers (``collect_duplicates``)."""
     out: dict[str, Standardized] = {}
+    read = 0
     for i, table in enumerate(src.tables):
         seen = len(headers)
         raw, missing = read_table(src, table, settings.base_dir, ctx.at(i))
         clock.lap("extract")
+        read += raw.height
+        tracker.reading(src.name, read)
         std = standardize(raw, table, src, settings, sid, missing)
         std.issues += [_header_issue(h, table.entity, raw) for h in headers[seen:]]
         clock.lap("standardize")
