@@ -111,8 +111,11 @@ def _projection(role: str, columns: dict[str, str], personal: Mapping[str, Perso
     # a search over every row does not mask every row on each query; it is never shown under its own name.
     premasked = [c for c in PERSONAL_COLUMNS if c in columns and f"{c}_masked" in columns]
     exclude = f" EXCLUDE ({', '.join(f'{c}_masked' for c in premasked)})" if premasked else ""
-    if role in UNMASKED_ROLES:
+    if role == "admin":
         return "*" + exclude
+    if role in UNMASKED_ROLES:  # sales: their own customers' contact details in clear, keys never
+        replaced = _by_content(columns, personal, set(), keys_only=True)
+        return f"*{exclude} REPLACE ({', '.join(replaced)})" if replaced else "*" + exclude
     replaced = [
         f"{c}_masked AS {c}" if c in premasked else f"{fn}({c}) AS {c}"
         for c, fn in PERSONAL_COLUMNS.items()
@@ -123,18 +126,30 @@ def _projection(role: str, columns: dict[str, str], personal: Mapping[str, Perso
     if by_attribute:
         cases = " ".join(f"WHEN '{c}' THEN {fn}(value)" for c, fn in PERSONAL_COLUMNS.items())
         replaced.append(f"CASE attribute {cases} ELSE scrub_pii(value) END AS value")
-    # Columns whose values are personal by content (derived/personal.py's profile at refresh), whatever
-    # their name: a key becomes its keyed pseudonym (joins and counts hold), other text is scrubbed.
     done = {*PERSONAL_COLUMNS, *FREE_TEXT_COLUMNS, *(("value",) if by_attribute else ())}
-    for c, found in sorted(personal.items()):
-        if c in columns and c not in done and columns[c] in ("VARCHAR", "VARCHAR[]"):
-            fn = "main.pseudonym" if c in KEY_COLUMNS or found.kind == "key" else "scrub_pii"
-            value = f"list_transform({c}, lambda x: {fn}(x))" if columns[c] == "VARCHAR[]" else f"{fn}({c})"
-            if found.sources and "source_system" in columns:  # only the rows of the sources where it was found
-                listed = ", ".join("'" + name.replace("'", "''") + "'" for name in found.sources)
-                value = f"CASE WHEN source_system IN ({listed}) THEN {value} ELSE {c} END"
-            replaced.append(f"{value} AS {c}")
+    replaced += _by_content(columns, personal, done, keys_only=False)
     return f"*{exclude} REPLACE ({', '.join(replaced)})" if replaced else "*" + exclude
+
+
+def _by_content(
+    columns: dict[str, str], personal: Mapping[str, Personal], done: set[str], keys_only: bool
+) -> list[str]:
+    """Columns personal by content (derived/personal.py's profile at refresh), whatever their name: a key
+    becomes its keyed pseudonym (joins and counts hold), other text is scrubbed (``keys_only``: left)."""
+    replaced = []
+    for c, found in sorted(personal.items()):
+        if c not in columns or c in done or columns[c] not in ("VARCHAR", "VARCHAR[]"):
+            continue
+        key = c in KEY_COLUMNS or found.kind == "key"
+        if keys_only and not key:
+            continue
+        fn = "main.pseudonym" if key else "scrub_pii"
+        value = f"list_transform({c}, lambda x: {fn}(x))" if columns[c] == "VARCHAR[]" else f"{fn}({c})"
+        if found.sources and "source_system" in columns:  # only the rows of the sources where it was found
+            listed = ", ".join("'" + name.replace("'", "''") + "'" for name in found.sources)
+            value = f"CASE WHEN source_system IN ({listed}) THEN {value} ELSE {c} END"
+        replaced.append(f"{value} AS {c}")
+    return replaced
 
 
 def _sales_filter(name: str, columns: dict[str, str], base: str) -> str | None:
