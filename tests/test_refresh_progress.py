@@ -139,8 +139,8 @@ def test_the_admin_pages_refresh_tab_shows_a_running_refreshs_steps(
         re.fullmatch(r"About \d+\.\d s left, going by the last refresh's step times\.", c.value) for c in at.caption
     )
     table = _steps_table(at, "Step")
-    assert table.get_column("Step").to_list() == ["crm", "erp", "Identity resolution", "Publishing"]
-    assert table.get_column("State").to_list() == ["published", "running", "waiting", "waiting"]
+    assert table.get_column("Step").to_list() == ["CRM", "ERP", "Identity resolution", "Publishing"]
+    assert table.get_column("State").to_list() == ["Published", "Running", "Waiting", "Waiting"]
     assert table.get_column("Rows").to_list() == [79, 36, None, None]
 
     at.sidebar.radio[0].set_value("zh").run()
@@ -148,7 +148,7 @@ def test_the_admin_pages_refresh_tab_shows_a_running_refreshs_steps(
     assert "刷新进度" in [tab.label for tab in at.tabs]
     assert any(m.value.startswith("刷新自 ") and "已完成 1/4 步" in m.value for m in at.markdown)
     zh = _steps_table(at, "步骤")
-    assert zh.get_column("步骤").to_list() == ["crm", "erp", "身份识别", "发布"]
+    assert zh.get_column("步骤").to_list() == ["CRM", "ERP", "身份识别", "发布"]
     assert zh.get_column("状态").to_list() == ["已发布", "进行中", "等待中", "等待中"]
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from dashboard.components import fmt
+from dashboard.components import fmt, labels
 from dashboard.components.data import settings
 from dashboard.i18n import CATALOG, t
 from dashboard.ops.watchdog import PROGRESS
@@ -50,9 +50,12 @@ def _steps(run: RefreshProgress, lang: str, units: tuple[str, ...]) -> pl.DataFr
     words = CATALOG[lang]
     return pl.DataFrame(
         {
-            t("refresh.step", lang): [words.get(f"refresh.step.{s.name}", s.label) for s in run.steps],
+            t("refresh.step", lang): [
+                labels.value("source", s.source, lang) if s.source else words.get(f"refresh.step.{s.name}", s.label)
+                for s in run.steps
+            ],
             t("refresh.state", lang): [
-                t(f"refresh.outcome.{s.outcome}", lang) if s.outcome else t(f"refresh.state.{s.state}", lang)
+                labels.value("status", s.outcome, lang) if s.outcome else t(f"refresh.state.{s.state}", lang)
                 for s in run.steps
             ],
             t("refresh.rows", lang): [s.rows for s in run.steps],

@@ -672,8 +672,6 @@ STRINGS: dict[str, str] = {
     "refresh.state.waiting": "等待中",
     "refresh.state.running": "进行中",
     "refresh.state.done": "已完成",
-    "refresh.outcome.published": "已发布",
-    "refresh.outcome.quarantined": "已隔离",
     "refresh.step.derive.identity": "身份识别",
     "refresh.step.derive.quality": "质量指标表",
     "refresh.step.derive.analytics": "渠道分析",
