@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Protocol
 
 from dashboard.core.store import Store, now_utc, write_json
@@ -107,8 +106,7 @@ def estimate(progress: RefreshProgress) -> str | None:
 
 class Tracker:
     """One refresh's progress, told as it goes. ``say`` hears plain lines, ``watch`` the whole progress
-    after each event. Used as a context manager: the file goes at the end, and a refresh that ended
-    without an error records its step times for the next one's estimate."""
+    after each event. Used as a context manager: the file goes at the end, however it ends."""
 
     def __init__(
         self,
@@ -183,18 +181,21 @@ class Tracker:
     def __enter__(self) -> Tracker:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, _exc: BaseException | None, _tb: TracebackType | None) -> None:
-        if kind is None:
-            if self.progress.current is not None:
-                self._end(self.progress.current.name, notify=False)
-            self.progress.finished = True
-            self.progress.steps = [s for s in self.progress.steps if s.state == DONE]  # a step gone from the build
-            self._changed()
-            took = {s.name: round(s.seconds, 3) for s in self.progress.steps}
-            ours = {*self._sources, PUBLISH}
-            others = {k: v for k, v in self._times.items() if k not in ours and not k.startswith("derive.")}
-            write_json(self._times_path, {**others, **took})  # the sources not refreshed this time keep theirs
-            self._say(f"refresh done in {duration(self._clock() - self._t0)}")
+    def finish(self) -> None:
+        """The refresh ended well: its step times become the next one's estimate. Called while the publish
+        lock is held, so two refreshes in one process never write them at once."""
+        if self.progress.current is not None:
+            self._end(self.progress.current.name, notify=False)
+        self.progress.finished = True
+        self.progress.steps = [s for s in self.progress.steps if s.state == DONE]  # a step gone from the build
+        self._changed()
+        took = {s.name: round(s.seconds, 3) for s in self.progress.steps}
+        ours = {*self._sources, PUBLISH}
+        others = {k: v for k, v in self._times.items() if k not in ours and not k.startswith("derive.")}
+        write_json(self._times_path, {**others, **took})  # the sources not refreshed this time keep theirs
+        self._say(f"refresh done in {duration(self._clock() - self._t0)}")
+
+    def __exit__(self, *_exc: object) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 

@@ -162,6 +162,7 @@ def refresh(
                 build_data_docs(settings, store)
         store.prune(store.read_manifest(), settings.retention)
         store.clean_staging()
+        tracker.finish()
     return out
 
 
