@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.core.config import CRASH_ENV, PAUSE_ENV, Settings
 from dashboard.core.store import Store, now_utc, write_json
-from dashboard.pipeline.progress import DONE, RUNNING, WAITING, RefreshProgress, Step, running
+from dashboard.pipeline.progress import DONE, RUNNING, WAITING, RefreshProgress, Step, process_started, running
 from tests.fixture_data import open_app_page
 
 ROWS = {"trade_show": 20, "crm": 79, "erp": 36, "web_forms": 10, "marketing": 3}  # what each source publishes
@@ -110,7 +110,15 @@ def _a_running_refresh(settings: Settings, pid: int) -> None:
         Step("derive.identity", "identity resolution"),
         Step("publish", "publishing"),
     ]
-    progress = RefreshProgress(pid, now_utc().isoformat(), steps, updated_at=time.time(), elapsed=3.5, remaining=40.0)
+    progress = RefreshProgress(
+        pid,
+        now_utc().isoformat(),
+        steps,
+        updated_at=time.time(),
+        elapsed=3.5,
+        remaining=40.0,
+        process_started=process_started(pid),
+    )
     write_json(settings.data_path / "runs" / "progress" / f"{pid}-abc123.json", progress.to_dict())
 
 
@@ -166,3 +174,12 @@ def test_in_a_terminal_a_live_view_shows_the_steps_rows_and_estimate(company: Se
     assert re.search(r"\d+/\d+ steps · \d+\.\d s elapsed · (about .+ left|almost done)", screen), screen[-3000:]
     assert re.search(r"\d+/\d+ steps · \d+\.\d s elapsed · done", screen), screen[-3000:]
     assert "✔ marketing: published" in screen
+
+
+def test_a_file_whose_pid_now_belongs_to_another_process_is_not_a_running_refresh(company: Settings) -> None:
+    _a_running_refresh(company, os.getpid())
+    assert [p.pid for p in running(company.data_path)] == [os.getpid()]
+    [path] = progress_files(company)
+    reused = {**json.loads(path.read_text(encoding="utf-8")), "process_started": "1"}  # a process long gone
+    write_json(path, reused)
+    assert running(company.data_path) == []

@@ -62,6 +62,7 @@ class RefreshProgress:
     elapsed: float = 0.0  # as of updated_at
     remaining: float | None = None  # seconds left as of updated_at; None before a refresh has recorded times
     finished: bool = False
+    process_started: str | None = None  # when its process started (Linux): a later process given the pid is not it
 
     @property
     def current(self) -> Step | None:
@@ -134,6 +135,7 @@ class Tracker:
             + [Step(f"derive.{d}", DERIVED_STEPS.get(d, d)) for d in dict.fromkeys(derived)]
             + [Step(PUBLISH, "publishing")],
             updated_at=self._t0,
+            process_started=process_started(os.getpid()),
         )
         self._changed()
 
@@ -254,7 +256,7 @@ def running(data_dir: Path) -> list[RefreshProgress]:
     """The refreshes running now, oldest first, as they stand now; a killed refresh's file is not one."""
     folder = data_dir / "runs" / _FOLDER
     files = sorted(folder.glob("*.json")) if folder.is_dir() else []
-    found = [RefreshProgress.from_dict(d) for d in map(_read, files) if d and alive(d.get("pid"))]
+    found = [RefreshProgress.from_dict(d) for d in map(_read, files) if d and _running(d)]
     now = time.time()
     return sorted((p.at(now) for p in found), key=lambda p: p.started_at)
 
@@ -263,9 +265,25 @@ def remove_stale(folder: Path) -> None:
     """Remove the progress files of refreshes whose process is gone (killed midway)."""
     for f in folder.glob("*.json") if folder.is_dir() else []:
         data = _read(f)
-        if data is not None and not alive(data.get("pid")):
+        if data is not None and not _running(data):
             with contextlib.suppress(FileNotFoundError):
                 f.unlink()
+
+
+def _running(data: dict[str, Any]) -> bool:
+    """Is the refresh that wrote ``data`` still running: its process alive, and the same process?"""
+    if not alive(data.get("pid")):
+        return False
+    recorded, now = data.get("process_started"), process_started(int(data["pid"]))
+    return recorded is None or now is None or recorded == now
+
+
+def process_started(pid: int) -> str | None:
+    """When process ``pid`` started, in clock ticks since boot (field 22 of /proc/<pid>/stat); None elsewhere."""
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+        return stat.rsplit(")", 1)[1].split()[19]  # the fields after the command name start at field 3
+    return None
 
 
 def _read(path: Path) -> dict[str, Any] | None:
