@@ -295,7 +295,7 @@ def test_data_health_tile_only_when_the_query_exists(
     at = open_page(company, monkeypatch, "cockpit")
     assert ("Data health" in metrics(at)) is exists
     if exists:
-        assert (metrics(at)["Data health"], deltas(at)["Data health"]) == ("90 / 100", "lowest: crm 80")
+        assert (metrics(at)["Data health"], deltas(at)["Data health"]) == ("90 / 100", "lowest: CRM 80")
 
 
 def test_kiosk_mode(company: Settings, monkeypatch: pytest.MonkeyPatch, on_day: Callable[[dt.date], None]) -> None:

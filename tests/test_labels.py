@@ -83,6 +83,7 @@ def test_numbers_months_and_missing_values_for_people() -> None:
         ("0 3 1 * *", "每月1日 03:00", "monthly on day 1 at 03:00"),
         ("*/30 * * * *", "每 30 分钟", "every 30 minutes"),
         ("15 * * * *", "每小时第 15 分", "hourly at :15"),
+        ("0 * * * *", "每小时整点", "hourly on the hour"),
         ("0 */4 * * *", "每 4 小时", "every 4 hours"),
         ("0 9-18 * * 1-5", "0 9-18 * * 1-5", "0 9-18 * * 1-5"),  # anything else: as written
     ],

@@ -16,6 +16,7 @@ from dashboard.components import fmt
 from dashboard.components.kpi import channel_totals
 from dashboard.core.config import CONFIG_ENV, Settings
 from dashboard.i18n import CATALOG, LANGS, t
+from dashboard.i18n.values import ValueLabels
 from dashboard.pipeline.refresh import refresh
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "dashboard"
@@ -106,8 +107,9 @@ def test_cockpit_freshness_line_per_source(company: Settings, monkeypatch: pytes
     at = open_app(company, monkeypatch, "en")
     lines = [line for line in texts(at).splitlines() if " · " in line]
     assert len(lines) == len(company.sources)
+    names = ValueLabels(company.label_texts())  # in English a source's English name, else its code
     for source, line in zip(company.sources, lines, strict=True):
-        assert source.display_title in line
+        assert names.label("source", source.name, "en") in line
         assert "published 20" in line and "[fresh]" in line
 
 

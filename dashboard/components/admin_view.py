@@ -49,6 +49,7 @@ def users_section(lang: str) -> None:
             schema={t(k, lang): pl.String for k in ("auth.username", "admin.role", "admin.owner", "admin.created")},
         ),
         hide_index=True,
+        placeholder="—",
     )
     add, passwd, remove = st.tabs([t("admin.add", lang), t("admin.passwd", lang), t("admin.remove", lang)])
     with add, st.form("admin_add", clear_on_submit=True):
@@ -97,4 +98,4 @@ def audit_section(lang: str) -> None:
     start = dt.datetime.combine(since, dt.time(), dt.UTC) if isinstance(since, dt.date) else None
     events = audit.read(settings(), since=start, user=who.strip() or None, action=action or None, contains=text or None)
     st.caption(t("admin.events", lang, count=events.height))
-    st.dataframe(events.drop("event_id"), hide_index=True, width="stretch")
+    st.dataframe(events.drop("event_id"), hide_index=True, placeholder="—", width="stretch")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from itertools import pairwise
 from typing import Any
 
@@ -71,12 +72,14 @@ def systems_section(inv: Inventory, lang: str) -> None:
     pairs = zip(inv.systems["source_system"], inv.systems["schedule"], strict=True)
     raw = "; ".join(f"{n}: {s}" for n, s in pairs if s)  # the cron strings themselves, in the column's help
     config["schedule"] = st.column_config.TextColumn(t("cat.col.schedule", lang), help=raw or None)
-    st.dataframe(_describe(shown, lang), hide_index=True, width="stretch", column_config=config)
+    st.dataframe(_describe(shown, lang), hide_index=True, placeholder="—", width="stretch", column_config=config)
 
 
 def fields_section(inv: Inventory, lang: str) -> None:
     tables = _describe(inv.tables, lang)
-    st.dataframe(tables, hide_index=True, width="stretch", column_config=_columns(lang, tables.columns))
+    st.dataframe(
+        tables, hide_index=True, placeholder="—", width="stretch", column_config=_columns(lang, tables.columns)
+    )
     a, b, c, d = st.columns(4)
     source = a.selectbox(
         t("cat.filter.source", lang),
@@ -105,15 +108,16 @@ def fields_section(inv: Inventory, lang: str) -> None:
         fields = fields.filter(pl.col("personal"))
     st.caption(t("cat.fields.count", lang, shown=fields.height, total=inv.fields.height))
     shown = _describe(fields, lang)
-    st.dataframe(shown, hide_index=True, width="stretch", column_config=_columns(lang, shown.columns))
+    st.dataframe(shown, hide_index=True, placeholder="—", width="stretch", column_config=_columns(lang, shown.columns))
 
 
 def _all(lang: str, dimension: str) -> Callable[[Any], str]:
     return lambda v: t("dq.all_sources", lang) if v == ALL else labels.value(dimension, v, lang)
 
 
-def lineage_dot(lineage: pl.DataFrame) -> str:
-    """source → view → derived table → query → page, as Graphviz DOT (one node per name and kind)."""
+def lineage_dot(lineage: pl.DataFrame, name: Callable[[str, str], str] = lambda kind, n: n) -> str:
+    """source → view → derived table → query → page, as Graphviz DOT (one node per name and kind; ``name``
+    says what a node is called on screen)."""
     edges: set[tuple[str, str]] = set()
     for r in lineage.iter_rows(named=True):
         chain = [f"source:{r['source_system']}", f"view:{r['view']}"]
@@ -125,9 +129,24 @@ def lineage_dot(lineage: pl.DataFrame) -> str:
     shapes = {"source": "cylinder", "view": "box", "table": "box3d", "query": "note", "page": "tab"}
     nodes = sorted({n for e in edges for n in e})
     lines = ["digraph lineage {", "rankdir=LR; node [fontsize=10];"]
-    lines += [f'"{n}" [label="{n.split(":", 1)[1]}", shape={shapes[n.split(":", 1)[0]]}];' for n in nodes]
+    for n in nodes:
+        kind, value = n.split(":", 1)
+        shown = name(kind, value).replace('"', "'")
+        lines.append(f'"{n}" [label="{shown}", shape={shapes[kind]}];')
     lines += [f'"{a}" -> "{b}";' for a, b in sorted(edges)]
     return "\n".join([*lines, "}"])
+
+
+def _node_name(kind: str, value: str, lang: str) -> str:
+    """A source and a view (an entity) by their names, a page by its title; tables and queries are named as
+    in the code (`cockpit query NAME`)."""
+    if kind == "source":
+        return labels.value("source", value, lang)
+    if kind == "view":
+        return labels.value("entity", value, lang)
+    if kind == "page":
+        return t(f"page.{value}", lang)
+    return value
 
 
 def lineage_section(inv: Inventory, lang: str) -> None:
@@ -135,9 +154,13 @@ def lineage_section(inv: Inventory, lang: str) -> None:
     if inv.lineage.is_empty():
         st.info(t("cat.lineage.empty", lang))
         return
-    st.graphviz_chart(lineage_dot(inv.lineage), width="stretch")
-    shown = labels.frame(inv.lineage, lang, CODED)
-    st.dataframe(shown, hide_index=True, width="stretch", column_config=headers(shown.columns, lang))
+    st.graphviz_chart(lineage_dot(inv.lineage, partial(_node_name, lang=lang)), width="stretch")
+    page_titles = {p: t(f"page.{p}", lang) for p in ("cockpit", "channels", "customer_360", "churn", "data_quality")}
+    page_titles |= {p: t(f"page.{p}", lang) for p in ("catalog", "explore", "admin", "import_source")}
+    shown = labels.frame(inv.lineage, lang, {**CODED, "view": "entity"}).with_columns(
+        pl.col("pages").str.split(", ").list.eval(pl.element().replace(page_titles)).list.join(", ")
+    )
+    st.dataframe(shown, hide_index=True, placeholder="—", width="stretch", column_config=headers(shown.columns, lang))
 
 
 def export_button(inv: Inventory, lang: str) -> None:

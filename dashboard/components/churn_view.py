@@ -106,6 +106,7 @@ def warning_list(frame: pl.DataFrame, lang: str) -> None:
     picked = st.dataframe(
         shown,
         hide_index=True,
+        placeholder="—",
         width="stretch",
         column_config=config,
         height=LIST_HEIGHT,
@@ -165,7 +166,10 @@ def model_card(card: pl.DataFrame, bands: pl.DataFrame, lang: str, tz: str) -> N
             "chosen",
         )
         st.dataframe(
-            comparison.rename({c: header(c, lang) for c in comparison.columns}), hide_index=True, width="stretch"
+            comparison.rename({c: header(c, lang) for c in comparison.columns}),
+            hide_index=True,
+            placeholder="—",
+            width="stretch",
         )
         calibration_chart(chosen, lang)
     else:

@@ -12,6 +12,7 @@ import streamlit as st
 
 from dashboard.components import data, labels
 from dashboard.components.fmt import NONE, count, money
+from dashboard.components.tables import headers
 from dashboard.i18n import Lang, t
 from dashboard.query.search import search_params
 
@@ -53,6 +54,7 @@ def search(lang: Lang) -> None:
     st.dataframe(
         shown,
         hide_index=True,
+        placeholder="—",
         use_container_width=True,
         column_config={
             "open": st.column_config.LinkColumn(
@@ -149,8 +151,9 @@ def attributes(values: pl.DataFrame, lang: Lang) -> None:
                     ),
                 ),
                 hide_index=True,
+                placeholder="—",
                 use_container_width=True,
-                column_config={c: t(f"c360.col.{c}", lang) for c in shown.columns},
+                column_config=headers(shown.columns, lang),
             )
 
 
@@ -161,6 +164,7 @@ def linked_records(links: pl.DataFrame, lang: Lang) -> None:
             "source_system", "source_record_id", "record_kind", "match_rule", "confidence"
         ),
         hide_index=True,
+        placeholder="—",
         use_container_width=True,
         column_config={
             "confidence": st.column_config.ProgressColumn(
@@ -200,6 +204,7 @@ def timeline(events: pl.DataFrame, lang: Lang) -> None:
             .otherwise(pl.col("detail").fill_null(NONE)),
         ).pipe(labels.frame, lang),
         hide_index=True,
+        placeholder="—",
         use_container_width=True,
         column_config={
             **{c: t(f"c360.col.{c}", lang) for c in shown.columns},

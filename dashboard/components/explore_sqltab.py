@@ -26,7 +26,7 @@ def sql_tab(lang: str) -> None:
     with st.expander(t("explore.sql.tables", lang, n=len(tables)), icon=":material/table:"):
         every = relations()
         for name in tables:
-            st.markdown(f"**{fmt.md_escape(name)}** — {fmt.md_escape(', '.join(every[name]))}")
+            st.markdown(f"`{name}` — " + ", ".join(f"`{c}`" for c in every[name]))  # identifiers, typed as they are
     st.text_area(
         t("explore.sql.query", lang),
         key=_SQL,

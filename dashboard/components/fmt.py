@@ -78,6 +78,8 @@ def cron(expr: str | None, lang: str) -> str:
         if dow == "*" and dom.isdigit():
             return f"每月{int(dom)}日 {at}" if zh else f"monthly on day {int(dom)} at {at}"
     if minute.isdigit() and hour == "*" and dom == mon == dow == "*":
+        if int(minute) == 0:
+            return "每小时整点" if zh else "hourly on the hour"
         return f"每小时第 {int(minute)} 分" if zh else f"hourly at :{int(minute):02d}"
     if minute.startswith("*/") and minute[2:].isdigit() and hour == dom == mon == dow == "*":
         return f"每 {int(minute[2:])} 分钟" if zh else f"every {int(minute[2:])} minutes"

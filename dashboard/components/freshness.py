@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.components import fmt
+from dashboard.components import fmt, labels
 from dashboard.components.data import settings, source_statuses
 from dashboard.i18n import t
 from dashboard.ops.status import SourceStatus
@@ -19,7 +19,8 @@ def freshness_line(status: SourceStatus, lang: str, tz: str) -> str:
         if status.published_at
         else t("fresh.not_published", lang)
     )
-    return f"**{fmt.md_escape(status.title)}** · {published} · :{_COLOR[state]}[{t(f'fresh.{state}', lang)}]"
+    name = labels.value("source", status.name, lang)  # its title in Chinese
+    return f"**{fmt.md_escape(name)}** · {published} · :{_COLOR[state]}[{t(f'fresh.{state}', lang)}]"
 
 
 def freshness(lang: str) -> None:

@@ -17,6 +17,11 @@ TOP = 10
 KIOSK_HEIGHT = 700  # beside the tiles on a 1080p screen
 
 
+def named(board: pl.DataFrame, lang: str) -> pl.DataFrame:
+    """The board as shown: won deals nobody owns under "无负责人" / "Unassigned" (the export keeps the query's)."""
+    return board.with_columns(pl.col("owner").replace(UNASSIGNED, t("tiles.nobody", lang)))
+
+
 def leaderboard_figure(board: pl.DataFrame, lang: str, kiosk: bool) -> go.Figure:
     top = board.filter(pl.col("owner") != UNASSIGNED).head(TOP)
     money = money_format(lang, compact=kiosk)

@@ -104,7 +104,11 @@ def history_section(lang: str) -> None:
         status=pl.col("status").replace_strict(_STATUS_ICON, default="") + " " + labels.expr("status", "status", lang)
     ).pipe(labels.frame, lang)
     st.dataframe(
-        shown, hide_index=True, width="stretch", column_config=headers(shown.columns, lang, _history_columns(lang))
+        shown,
+        hide_index=True,
+        placeholder="—",
+        width="stretch",
+        column_config=headers(shown.columns, lang, _history_columns(lang)),
     )
     failed = query("expectation_results", {"source": chosen, "failed_only": 1}).drop("success")
     st.markdown(f"**{t('dq.history.failed', lang)}**")
@@ -113,7 +117,7 @@ def history_section(lang: str) -> None:
     else:
         failed = labels.frame(failed, lang)
         config = headers(failed.columns, lang, _failure_columns(lang))
-        st.dataframe(failed, hide_index=True, width="stretch", column_config=config)
+        st.dataframe(failed, hide_index=True, placeholder="—", width="stretch", column_config=config)
 
 
 def _all(source: str, lang: str) -> str:
@@ -186,7 +190,7 @@ def consistency_section(lang: str) -> None:
     else:
         examples = labels.frame(examples, lang)
         config = headers(examples.columns, lang, {"examples": st.column_config.ListColumn(header("examples", lang))})
-        st.dataframe(examples, hide_index=True, width="stretch", column_config=config)
+        st.dataframe(examples, hide_index=True, placeholder="—", width="stretch", column_config=config)
 
 
 def data_docs_section(lang: str) -> None:

@@ -70,12 +70,12 @@ def _one(q: Quarantined, lang: str) -> None:
             "observed",
             "samples",
         ]
-        st.dataframe(failed.select(cols), hide_index=True, width="stretch")
+        st.dataframe(failed.select(cols), hide_index=True, placeholder="—", width="stretch")
     way = q.way_forward_zh if lang == "zh" and q.way_forward_zh else q.way_forward
     if way:  # the one-off publish command and the cockpit.toml setting, with the numbers filled in
         st.code("\n".join(way), language=None)
     st.markdown(f"**{t('dq.review.rows', lang, current=q.current_snapshot or fmt.NONE)}**")
-    st.dataframe(row_counts(q), hide_index=True)
+    st.dataframe(row_counts(q), hide_index=True, placeholder="—")
     if not settings().quality.allow_quarantine_actions:
         st.caption(t("dq.review.disabled", lang))
         return
@@ -167,4 +167,4 @@ def _audit_log(lang: str) -> None:
     if entries:
         st.markdown(f"**{t('dq.review.log', lang)}**")
         cols = ["at", "who", "action", "source", "snapshot_id", "reason"]
-        st.dataframe(pl.DataFrame(entries[::-1]).select(cols), hide_index=True, width="stretch")
+        st.dataframe(pl.DataFrame(entries[::-1]).select(cols), hide_index=True, placeholder="—", width="stretch")

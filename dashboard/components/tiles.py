@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import streamlit as st
 
-from dashboard.components import fmt
+from dashboard.components import fmt, labels
 from dashboard.components.kpi import ChannelTotals
 from dashboard.components.tables import signed_pct
 from dashboard.i18n import t
@@ -148,5 +148,10 @@ def health_tile(frame: pl.DataFrame, lang: str) -> Tile:
     line = None
     if sources.height:
         worst = sources.row(0, named=True)
-        line = t("tiles.health_worst", lang, source=worst["source_system"], score=f"{worst['health_score']:.0f}")
+        line = t(
+            "tiles.health_worst",
+            lang,
+            source=labels.value("source", worst["source_system"], lang),
+            score=f"{worst['health_score']:.0f}",
+        )
     return detail(label, f"{overall[0]:.0f} / 100", line, help)

@@ -12,7 +12,7 @@ from dashboard.components.filterbar import current, filter_bar
 from dashboard.components.frame import no_data_hint, start_page
 from dashboard.components.freshness import freshness
 from dashboard.components.kpi import channel_totals
-from dashboard.components.leaderboard import leaderboard
+from dashboard.components.leaderboard import leaderboard, named
 from dashboard.components.tables import table
 from dashboard.components.tiles import (
     at_risk_tile,
@@ -62,7 +62,7 @@ def tiles() -> None:
     if KIOSK:
         kiosk.data_as_of(LANG)
         return
-    table(board, {"won_deals": "count", "won_revenue": "money"}, LANG, height=240)
+    table(named(board, LANG), {"won_deals": "count", "won_revenue": "money"}, LANG, height=240)
     export_buttons(board, "sales_leaderboard", t("tiles.leaderboard_title", LANG), FILTERS, LANG, ("period",))
     if summary["leads"].sum():
         st.subheader(t("cockpit.by_channel", LANG))
