@@ -183,3 +183,5 @@ def test_a_file_whose_pid_now_belongs_to_another_process_is_not_a_running_refres
     reused = {**json.loads(path.read_text(encoding="utf-8")), "process_started": "1"}  # a process long gone
     write_json(path, reused)
     assert running(company.data_path) == []
+    write_json(path, {"pid": os.getpid(), "steps": [{"what": "another version's file"}]})
+    assert running(company.data_path) == []  # skipped, not an error on the admin page

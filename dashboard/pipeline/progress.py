@@ -256,7 +256,7 @@ def running(data_dir: Path) -> list[RefreshProgress]:
     """The refreshes running now, oldest first, as they stand now; a killed refresh's file is not one."""
     folder = data_dir / "runs" / _FOLDER
     files = sorted(folder.glob("*.json")) if folder.is_dir() else []
-    found = [RefreshProgress.from_dict(d) for d in map(_read, files) if d and _running(d)]
+    found = [p for d in map(_read, files) if d and _running(d) and (p := _load(d)) is not None]
     now = time.time()
     return sorted((p.at(now) for p in found), key=lambda p: p.started_at)
 
@@ -268,6 +268,13 @@ def remove_stale(folder: Path) -> None:
         if data is not None and not _running(data):
             with contextlib.suppress(FileNotFoundError):
                 f.unlink()
+
+
+def _load(data: dict[str, Any]) -> RefreshProgress | None:
+    """``data`` as progress; None for a file of another shape (another version's, a stray one)."""
+    with contextlib.suppress(KeyError, TypeError, ValueError):
+        return RefreshProgress.from_dict(data)
+    return None
 
 
 def _running(data: dict[str, Any]) -> bool:
