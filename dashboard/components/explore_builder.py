@@ -13,7 +13,7 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard.components import data
+from dashboard.components import data, labels
 from dashboard.components.filterbar import write_url
 from dashboard.core.errors import CockpitError
 from dashboard.i18n import CATALOG, t
@@ -56,9 +56,17 @@ def label(column: str, lang: str) -> str:
     return dim_label(column, lang)
 
 
+def _value_name(column: str, value: object, lang: str) -> str:
+    """A coded value by its name (搜索推广 for paid_search); others as they are."""
+    dimension = labels.COLUMNS.get(column)
+    return labels.value(dimension, value, lang) if dimension else str(value)
+
+
 def filter_label(f: Filter, lang: str) -> str:
-    """``Channel in paid_search, website`` in the page's language."""
-    values = [v.isoformat() if isinstance(v, date) else str(v) for v in f.values if v is not None]
+    """``Channel in Paid search, website`` in the page's language."""
+    values = [
+        v.isoformat() if isinstance(v, date) else _value_name(f.column, v, lang) for v in f.values if v is not None
+    ]
     if f.op == "between":
         lo, hi = (v.isoformat() if isinstance(v, date) else ("…" if v is None else str(v)) for v in f.values)
         values = [f"{lo} – {hi}"]
@@ -226,7 +234,11 @@ def _value_input(model: str, column: str, kind: str, op: str, lang: str) -> tupl
         return (low, high)
     options = ["true", "false"] if kind == "bool" else _choices(model, column)
     picked = st.multiselect(
-        t("explore.filter.values", lang), options, key=f"{_K['fvals']}_{key}", accept_new_options=kind != "bool"
+        t("explore.filter.values", lang),
+        options,
+        key=f"{_K['fvals']}_{key}",
+        accept_new_options=kind != "bool",
+        format_func=lambda v: _value_name(column, v, lang),
     )
     return tuple(picked)
 
