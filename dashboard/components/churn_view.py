@@ -165,11 +165,18 @@ def model_card(card: pl.DataFrame, bands: pl.DataFrame, lang: str, tz: str) -> N
             "brier",
             "chosen",
         )
+        number = st.column_config.NumberColumn
         st.dataframe(
-            comparison.rename({c: header(c, lang) for c in comparison.columns}),
+            comparison,
             hide_index=True,
             placeholder="—",
             width="stretch",
+            column_config={
+                **{c: header(c, lang) for c in comparison.columns},
+                "auc": number(header("auc", lang), format="%.3f"),
+                "precision_top10": number(header("precision_top10", lang), format="percent"),
+                "brier": number(header("brier", lang), format="%.3f"),
+            },
         )
         calibration_chart(chosen, lang)
     else:
