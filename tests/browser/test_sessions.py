@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
-from dashboard.access import auth
+from dashboard.access import auth, sessions
 from dashboard.access.sessions import COOKIE
 from dashboard.core import audit
 from dashboard.core.config import Settings
@@ -37,6 +37,12 @@ def account(demo: Settings, secured_app_url: str) -> Iterator[str]:
     yield USER
     auth.remove_user(demo, USER)
     auth.unlock(demo, username=USER, client=LOCAL)
+
+
+@pytest.fixture(autouse=True)
+def _chinese(demo: Settings, account: str) -> None:
+    """Each test starts with the account's saved language Chinese, whatever an earlier test left."""
+    sessions.remember_language(demo, account, "zh")
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +113,7 @@ def test_a_reload_and_a_new_tab_stay_signed_in_in_the_chosen_language_until_sign
     _idle(first)
     second.get_by_role("link", name=t("page.cockpit", "en")).click()  # the other tab's next run
     second.get_by_text(t("auth.session.ended", "en")).wait_for(timeout=PAGE_TIMEOUT_MS)
-    assert _password(second, "en").is_visible()
+    _password(second, "en").wait_for(timeout=PAGE_TIMEOUT_MS)
     shot(second, artifacts, "sessions_other_tab_signed_out_en")
     first.reload()  # the cookie is gone too: the sign-in form, in the configured language
     _password(first, "zh").wait_for(timeout=PAGE_TIMEOUT_MS)
