@@ -658,7 +658,21 @@ def churn(
             _err("no churn scores yet: they are computed when `cockpit refresh` publishes (or give --as-of)")
     else:
         scores = churn_mod.score_current(settings, churn_mod.parse_as_of(as_of), horizon_days, _err).scores
-    _print_frame(churn_mod.listing(scores, settings.language), fmt)
+    _print_frame(_flag_consent(settings, churn_mod.listing(scores, settings.language)), fmt)
+
+
+def _flag_consent(settings: Settings, listing: pl.DataFrame) -> pl.DataFrame:
+    """Who said no to marketing is marked "no consent" (未同意营销), unknown consent "consent unknown"."""
+    import polars as pl
+
+    from dashboard.derived.churn.build import with_consent
+    from dashboard.i18n.values import BUILT_IN
+    from dashboard.query.warehouse import Warehouse
+
+    golden = Warehouse(settings).sql("SELECT customer_key, marketing_consent FROM customer_golden", user=SYSTEM)
+    flagged = with_consent(listing, golden)
+    names = {c: BUILT_IN.label("consent", c, settings.language) for c in ("yes", "no", "unknown")}
+    return flagged.with_columns(pl.col("consent").replace_strict(names, return_dtype=pl.String))
 
 
 @churn_app.command("backtest")

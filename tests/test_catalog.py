@@ -92,9 +92,9 @@ def test_the_catalog_command(company: Settings, tmp_path: Path) -> None:
     cfg = str(company.base_dir / "cockpit.toml")
     out = cockpit("--config", cfg, "catalog", "--excel", str(tmp_path / "a.xlsx"))
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith(f"wrote {tmp_path / 'a.xlsx'} (5 systems, 7 tables, 60 fields, ")
+    assert out.stdout.startswith(f"wrote {tmp_path / 'a.xlsx'} (5 systems, 7 tables, 64 fields, ")
     assert out.stdout.strip().endswith(" lineage)")
-    assert pl.read_excel(tmp_path / "a.xlsx", sheet_name="fields").height == 60
+    assert pl.read_excel(tmp_path / "a.xlsx", sheet_name="fields").height == 64
     table = cockpit("--config", cfg, "catalog")
     assert table.returncode == 0 and "展会登记" in table.stdout
     bad = cockpit("--config", cfg, "catalog", "--excel", str(tmp_path / "a.txt"))

@@ -44,7 +44,7 @@ def test_the_field_filters(company: Settings, monkeypatch: pytest.MonkeyPatch) -
     at.toggle(key="cat_personal").set_value(True).run()
     fields = next(f for f in (d.value for d in at.dataframe) if "field" in f.columns)
     assert sorted(fields["field"]) == ["email", "id_number", "name", "phone"]  # ERP customers' personal fields
-    assert t("cat.fields.count", "en", shown=4, total=60) in [c.value for c in at.caption]
+    assert t("cat.fields.count", "en", shown=4, total=64) in [c.value for c in at.caption]
 
 
 def test_the_export_button_builds_the_workbook_the_cli_writes(company: Settings) -> None:

@@ -149,7 +149,7 @@ def test_cli_prints_the_scores_and_the_backtest(shop: Settings) -> None:
     out = runner.invoke(app, ["-c", config, "churn", "--format", "csv"])
     assert out.exit_code == 0, out.output
     lines = out.stdout.splitlines()
-    assert lines[0] == "customer_key,risk,expected_value_at_risk,reason_1,reason_2,reason_3"
+    assert lines[0] == "customer_key,risk,expected_value_at_risk,reason_1,reason_2,reason_3,consent"
     assert len(lines) == 1 + 902
     back = runner.invoke(app, ["-c", config, "churn", "backtest", "--format", "json"])
     assert back.exit_code == 0 and [r in back.stdout for r in ('"model"', '"recency"', '"bgnbd"')] == [True] * 3

@@ -19,6 +19,7 @@ COLUMNS: dict[str, str] = {
     "furthest_stage": "stage",
     "lifecycle_stage": "lifecycle",
     "risk_band": "risk_band",
+    "consent": "consent",
     "segment": "segment",
     "category": "category",
     "source_system": "source",

@@ -20,7 +20,7 @@ from dashboard.core.config import Settings
 from dashboard.core.entities import ENTITIES, LINEAGE_COLUMNS, VALIDITY_FLAGS
 from dashboard.core.store import Manifest, Store
 
-_SQL_TYPES = {"str": "VARCHAR", "datetime": "TIMESTAMP", "float": "DOUBLE", "int": "BIGINT"}
+_SQL_TYPES = {"str": "VARCHAR", "datetime": "TIMESTAMP", "float": "DOUBLE", "int": "BIGINT", "bool": "BOOLEAN"}
 
 
 @contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-ColumnType = Literal["str", "datetime", "float", "int"]
+ColumnType = Literal["str", "datetime", "float", "int", "bool"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,8 @@ ENTITIES: dict[str, Entity] = {
             "customers",
             _cols(
                 "*source_record_id:str name:str phone:str email:str id_number:str company:str "
-                "industry:str region:str city:str owner:str created_at:datetime updated_at:datetime"
+                "industry:str region:str city:str owner:str created_at:datetime updated_at:datetime "
+                "marketing_consent:bool"
             ),
             key="source_record_id",
         ),
@@ -57,7 +58,7 @@ ENTITIES: dict[str, Entity] = {
             "leads",
             _cols(
                 "*lead_id:str *created_at:datetime *channel:str campaign:str customer_ref:str "
-                "name:str phone:str email:str company:str region:str owner:str"
+                "name:str phone:str email:str company:str region:str owner:str marketing_consent:bool"
             ),
             key="lead_id",
         ),

@@ -106,6 +106,24 @@ def parse_number(s: pl.Series) -> pl.Series:
     return cleaned.cast(pl.Float64, strict=False)
 
 
+# Yes / no spellings of a consent field, compared lower-cased without spaces; anything else is unknown.
+YES = ("是", "同意", "已同意", "接受", "允许", "y", "yes", "true", "t", "1", "1.0", "on", "opt_in", "optin", "√", "✓")
+NO: tuple[str, ...] = ("否", "不同意", "未同意", "拒绝", "不接受", "不允许", "撤回", "已撤回", "×", "✗")
+NO += ("n", "no", "false", "f", "0", "0.0", "off", "opt_out", "optout")
+
+
+def parse_yes_no(s: pl.Series) -> pl.Series:
+    """'是' / '同意' / 'Y' / 'yes' / 'true' / 1 → True, '否' / '不同意' / 'N' / 'no' / 'false' / 0 → False;
+    empty and any other spelling → null (the caller reports the values it could not read)."""
+    if s.dtype == pl.Boolean:
+        return s
+    if s.dtype.is_numeric():
+        return pl.select(pl.when(s == 1).then(True).when(s == 0).then(False).otherwise(None)).to_series().alias(s.name)
+    key = s.cast(pl.String).str.to_lowercase().str.replace_all(r"[\s\u3000]", "")
+    lookup = {**dict.fromkeys(YES, True), **dict.fromkeys(NO, False)}
+    return key.replace_strict(lookup, default=None, return_dtype=pl.Boolean).alias(s.name)
+
+
 MOBILE_RE = r"^1[3-9]\d{9}$"
 EMAIL_RE = r"^[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}$"
 ID_RE = r"^\d{17}[\dX]$"

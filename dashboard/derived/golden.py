@@ -47,6 +47,7 @@ TABLES: dict[str, dict[str, str]] = {
         "open_receivables": "DOUBLE",
         "channels": "VARCHAR[]",
         "name_pinyin": "VARCHAR",
+        "marketing_consent": "BOOLEAN",
     },
     "customer_attributes": {
         "customer_key": "VARCHAR",
@@ -207,6 +208,16 @@ touch AS (
         GROUP BY ALL
     ) GROUP BY customer_key
 ),
+consent AS (  -- marketing consent over all the person's records: a withdrawal (any no) wins, then any yes
+    SELECT l.customer_key, NOT bool_or(NOT r.marketing_consent) AS marketing_consent
+    FROM golden_links AS l
+    JOIN (
+        SELECT 'customer' AS record_kind, source_system, source_record_id, marketing_consent FROM customers
+        UNION ALL SELECT 'lead', source_system, lead_id, marketing_consent FROM leads
+    ) AS r USING (record_kind, source_system, source_record_id)
+    WHERE r.marketing_consent IS NOT NULL
+    GROUP BY ALL
+),
 rfm AS (
     SELECT customer_key,
            ntile(5) OVER (ORDER BY last_order_at, customer_key) AS r,
@@ -244,7 +255,7 @@ SELECT m.customer_key, {golden_columns},
        greatest(t.last_contact_at, lf.last_lead_at, o.last_order_at) AS last_contact_at,
        coalesce(k.open_receivables, 0) AS open_receivables,
        list_sort(list_distinct(coalesce(lf.lead_channels, []) || coalesce(t.touch_channels, []))) AS channels,
-       py.name_pinyin
+       py.name_pinyin, cn.marketing_consent
 FROM members AS m
 LEFT JOIN chosen AS ch USING (customer_key)
 LEFT JOIN o USING (customer_key)
@@ -253,6 +264,7 @@ LEFT JOIN lf USING (customer_key)
 LEFT JOIN touch AS t USING (customer_key)
 LEFT JOIN rfm USING (customer_key)
 LEFT JOIN golden_pinyin AS py ON py.name = ch.name
+LEFT JOIN consent AS cn USING (customer_key)
 ORDER BY m.customer_key
 """
 

@@ -80,6 +80,11 @@ VALUES: dict[str, dict[str, dict[str, str]]] = {
         "Resolved": _t("已解决", "Resolved"),
         "Transferred": _t("已转接", "Transferred"),
     },
+    "consent": {
+        "yes": _t("已同意营销", "Consented"),
+        "no": _t("未同意营销", "No consent"),
+        "unknown": _t("同意未知", "Consent unknown"),
+    },
     "risk_band": {
         "high": _t("高风险", "High risk"),
         "medium": _t("中风险", "Medium risk"),

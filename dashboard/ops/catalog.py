@@ -63,6 +63,16 @@ def load_inventory(settings: Settings) -> Inventory:
     return build_inventory(settings, profile, source_status(settings))
 
 
+def consent_counts(settings: Settings) -> pl.DataFrame:
+    """Marketing consent (yes / no / unknown) per source's customer records and overall by golden customer
+    (``source_system = '(all)'``): the ``consent_counts`` query, unrestricted (counts only, nothing personal)."""
+    warehouse = Warehouse(settings)
+    try:
+        return warehouse.run_query("consent_counts", user=SYSTEM)
+    finally:
+        warehouse.close()
+
+
 def build_inventory(settings: Settings, profile: pl.DataFrame, statuses: list[SourceStatus]) -> Inventory:
     """profile: the ``field_profile`` query; statuses: ``status.source_status``."""
     by_name = {s.name: s for s in statuses}

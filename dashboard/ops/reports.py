@@ -62,6 +62,7 @@ class Digest:
     problems: list[str]
     notes: list[str] = field(default_factory=list)  # e.g. no browser for the charts, churn not built yet
     images: list[Image] = field(default_factory=list)
+    left_out: dict[str, int] = field(default_factory=dict)  # list ("leads", "churn") → people without consent
 
     @property
     def title(self) -> str:
@@ -148,10 +149,23 @@ def build(settings: Settings, report: ReportConfig, now: datetime | None = None,
             digest.churn = run_named(wh, report.churn_query, params, user).head(report.top_churn)
         except Unavailable:
             digest.notes.append(t("report.churn_unavailable", lang))
+    digest.leads = _without_no_consent(digest, "leads", digest.leads)
+    if digest.churn is not None:
+        digest.churn = _without_no_consent(digest, "churn", digest.churn)
     if charts and report.charts:
         digest.images, note = chart_images(digest, before)
         digest.notes += [note] if note else []
     return digest
+
+
+def _without_no_consent(d: Digest, name: str, rows: pl.DataFrame) -> pl.DataFrame:
+    """A marketing list leaves out whoever said no to marketing (``consent = 'no'``) and counts them; unknown
+    consent stays in. The consent column itself is not sent."""
+    if "consent" not in rows.columns:
+        return rows
+    no = pl.col("consent") == "no"
+    d.left_out[name] = int(rows.select(no.sum()).item() or 0)
+    return rows.filter(~no).drop("consent")
 
 
 def quality_problems(settings: Settings, health: pl.DataFrame, now: datetime) -> list[str]:
@@ -259,14 +273,20 @@ def render_html(d: Digest) -> str:
         f"<h3>{e(t('tiles.leaderboard_title', lang))}</h3>",
         _table(d.leaderboard, lang),
     ]
-    if d.leads.height:
+    if d.leads.height or d.left_out.get("leads"):
         parts += [f"<h3>{e(t('report.leads', lang, n=d.leads.height))}</h3>", _table(d.leads, lang)]
+        parts += _left_out(d, "leads")
     if d.churn is not None:
-        parts += [f"<h3>{e(t('report.churn', lang))}</h3>", _table(d.churn, lang)]
+        parts += [f"<h3>{e(t('report.churn', lang))}</h3>", _table(d.churn, lang), *_left_out(d, "churn")]
     parts.append(f"<h3>{e(t('report.quality', lang))}</h3>")
     items = "".join(f"<li>{e(p)}</li>" for p in d.problems)
     parts.append(f"<ul>{items}</ul>" if d.problems else f"<p>{e(t('report.quality_ok', lang))}</p>")
     return f'<html><body style="font-family: sans-serif">{"".join(parts)}</body></html>'
+
+
+def _left_out(d: Digest, name: str) -> list[str]:
+    n = d.left_out.get(name, 0)
+    return [f"<p><i>{html.escape(t('consent.report.left_out', d.lang, n=n))}</i></p>"] if n else []
 
 
 def render_text(d: Digest) -> str:

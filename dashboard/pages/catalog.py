@@ -3,7 +3,7 @@ flag, description and live profile, the lineage from source to page, and the Exc
 
 import streamlit as st
 
-from dashboard.components import catalog_view
+from dashboard.components import catalog_view, consent_view, data
 from dashboard.components.frame import start_page
 from dashboard.i18n import t
 
@@ -15,6 +15,7 @@ catalog_view.export_button(INVENTORY, LANG)
 systems, fields, lineage = st.tabs([t(f"cat.tab.{k}", LANG) for k in ("systems", "fields", "lineage")])
 with systems:
     catalog_view.systems_section(INVENTORY, LANG)
+    consent_view.counts_section(data.query("consent_counts"), LANG)
 with fields:
     catalog_view.fields_section(INVENTORY, LANG)
 with lineage:

@@ -4,7 +4,7 @@ card says how the scores were validated against two simple baselines."""
 
 import streamlit as st
 
-from dashboard.components import churn_view, data
+from dashboard.components import churn_view, consent_view, data
 from dashboard.components.export_buttons import export_buttons
 from dashboard.components.frame import start_page
 from dashboard.i18n import t
@@ -21,10 +21,12 @@ scope = {k: chosen[k] for k in ("owner", "region", "segment")}
 churn_view.band_tiles(data.query("churn_bands", scope), LANG)
 
 st.subheader(t("churn.list.title", LANG))
-warnings = data.query("churn_list", {**scope, "band": chosen["band"], "lang": LANG, "limit": churn_view.LIST_LIMIT})
+ranked = data.query("churn_list", {**scope, "band": chosen["band"], "lang": LANG, "limit": churn_view.LIST_LIMIT})
+warnings, no_consent = consent_view.split(ranked)  # the outreach list leaves out who said no to marketing
 st.caption(t("churn.list.caption", LANG, shown=f"{warnings.height:,}"))
 churn_view.warning_list(warnings, LANG)
 export_buttons(warnings, "churn_warnings", churn_view.export_title(chosen, LANG), None, LANG, ())
+consent_view.left_out_section(no_consent, LANG)
 
 st.subheader(t("churn.card.title", LANG))
 churn_view.model_card(card, data.query("churn_bands"), LANG, data.settings().timezone)

@@ -107,7 +107,12 @@ def standardize(
             # text that was there but did not convert (blank text is not a problem, just empty)
             bad = parse.clean_text(src.cast(pl.String)).is_not_null() & value.is_null()
             unparseable[col.name] = bad
-            what = {"datetime": "unparseable date", "float": "not a number", "int": "not a number"}[col.type]
+            what = {
+                "datetime": "unparseable date",
+                "float": "not a number",
+                "int": "not a number",
+                "bool": "not a yes/no value (read as unknown)",
+            }[col.type]
             report(col.name, what, "left empty" if not col.required else "row set aside", bad, src)
         out[col.name] = value.alias(col.name)
 
@@ -164,7 +169,13 @@ def _suppress(
 
 
 def _dtype(t: str) -> pl.DataType:
-    return {"str": pl.String(), "datetime": pl.Datetime("us"), "float": pl.Float64(), "int": pl.Int64()}[t]
+    return {
+        "str": pl.String(),
+        "datetime": pl.Datetime("us"),
+        "float": pl.Float64(),
+        "int": pl.Int64(),
+        "bool": pl.Boolean(),
+    }[t]
 
 
 def _clean_texts(columns: dict[str, pl.Series | None]) -> dict[str, pl.Series]:
@@ -187,6 +198,8 @@ def _convert(src: pl.Series, typ: str, settings: Settings, table: TableConfig) -
         return parse.parse_datetime(text, settings.timezone, table.date_format)
     if typ == "float":
         return parse.parse_number(src if src.dtype != pl.String else parse.clean_text(src))
+    if typ == "bool":  # a consent field: yes/no spellings; another spelling is reported and left unknown
+        return parse.parse_yes_no(src if src.dtype != pl.String else parse.clean_text(src))
     return parse.parse_number(src).round(0).cast(pl.Int64)
 
 

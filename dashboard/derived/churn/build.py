@@ -649,6 +649,19 @@ def score_current(
     return result
 
 
+def with_consent(listing: pl.DataFrame, golden: pl.DataFrame) -> pl.DataFrame:
+    """``listing`` with each customer's marketing consent (``golden``: customer_key, marketing_consent) as
+    ``consent``: yes, no or unknown (no golden record, or no readable consent)."""
+    code = (
+        pl.when(pl.col("marketing_consent")).then(pl.lit("yes"))
+        .when(~pl.col("marketing_consent")).then(pl.lit("no"))
+        .otherwise(pl.lit("unknown"))
+    )  # fmt: skip
+    consent = golden.select("customer_key", code.alias("consent"))
+    out = listing.join(consent, on="customer_key", how="left", maintain_order="left")
+    return out.with_columns(pl.col("consent").fill_null("unknown"))
+
+
 def listing(scores: pl.DataFrame, lang: str) -> pl.DataFrame:
     """churn_scores rows → the CLI's columns, reasons in ``lang``."""
     reasons = pl.col("reasons_en" if lang == "en" else "reasons_zh")
