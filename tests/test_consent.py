@@ -165,3 +165,27 @@ def test_the_catalog_page_shows_the_consent_counts(consenting: Settings, monkeyp
     assert counts.loc["All sources (people)", "consent_no"] == 5 and counts.loc["ERP", "consent_yes"] == 3
     st.cache_data.clear()
     st.cache_resource.clear()
+
+
+def test_the_churn_page_shows_no_consent_apart(consenting: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import streamlit as st
+
+    from tests.test_pages import open_app
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = open_app(consenting, monkeypatch, "en")
+    at.switch_page("pages/churn.py").run()
+    assert not at.exception, at.exception
+    keys = {_keys(consenting)[r] for r in SAID_NO}
+    frames = [d.value for d in at.dataframe]
+    outreach = next(f for f in frames if "profile" in f.columns)
+    assert not any(k in link for link in outreach["profile"] for k in keys)  # not in the outreach list
+    assert "Consent unknown" in set(outreach["consent"])  # unknown: kept, marked
+    assert [e.label for e in at.expander if "No marketing consent" in e.label] == [
+        "No marketing consent: 5 customers left out of the outreach list"
+    ]
+    left_out = next(f for f in frames if "profile" not in f.columns and "consent" in f.columns)
+    assert left_out.shape[0] == 5 and set(left_out["consent"]) == {"No consent"}
+    st.cache_data.clear()
+    st.cache_resource.clear()

@@ -87,6 +87,7 @@ def warning_list(frame: pl.DataFrame, lang: str) -> None:
         labels.expr("risk_band", "risk_band", lang),
         labels.expr("segment", "segment", lang),
         labels.expr("region", "region", lang),
+        labels.expr("consent", "consent", lang),
         pl.concat_list(REASONS).list.drop_nulls().list.join(t("churn.reasons.separator", lang)).alias("reasons"),
     ).select(*LIST_FIRST, *[c for c in frame.columns if c not in (*LIST_FIRST, "customer_key")])
     config: dict[str, Any] = {c: st.column_config.Column(header(c, lang)) for c in shown.columns}
