@@ -51,6 +51,8 @@ def drilldown(campaigns: pl.DataFrame, leads: pl.DataFrame, total_leads: int, fi
         export_buttons(campaigns, "campaigns", t("drill.campaigns_title", lang), filters, lang)
     st.markdown(f"**{t('drill.leads', lang, shown=fmt.count(leads.height), total=fmt.count(total_leads))}**")
     shown = campaign_names(leads, lang).with_columns(stage_labels("furthest_stage", lang))
+    if "consent" in shown.columns:  # marketing consent by its name: Consented, No consent, Consent unknown
+        shown = shown.with_columns(labels.expr("consent", "consent", lang))
     table(shown.drop("channel"), {"created_at": "datetime", "won_amount": "money"}, lang, height=420)
     st.caption(t("drill.masked", lang))
     export_buttons(shown, "leads", t("drill.leads_title", lang), filters, lang)
