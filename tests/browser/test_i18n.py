@@ -37,7 +37,7 @@ TEXTS_JS = """() => {
     const p = n.parentElement;
     // an icon is a ligature ("paid", "insights") drawn as a symbol, not words
     const skip = 'style, script, code, pre, textarea, [data-testid="stCode"], [data-testid="stIconMaterial"]';
-    if (!p || p.closest(skip)) continue;
+    if (!p || p.closest(skip) || getComputedStyle(p).fontFamily.includes("Material")) continue;
     const s = n.textContent.trim();
     if (s) out.push(s);
   }
