@@ -275,6 +275,7 @@ STRINGS: dict[str, str] = {
     "col.name": "Name",
     "col.company": "Company",
     "col.phone": "Phone",
+    "col.marketing_consent": "Marketing consent",
     "col.region": "Region",
     "col.owner": "Owner",
     "col.furthest_stage": "Furthest stage",

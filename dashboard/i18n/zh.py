@@ -259,6 +259,7 @@ STRINGS: dict[str, str] = {
     "col.name": "姓名",
     "col.company": "公司",
     "col.phone": "手机",
+    "col.marketing_consent": "营销同意",
     "col.region": "区域",
     "col.owner": "负责人",
     "col.furthest_stage": "最远阶段",

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from dashboard.access.auth import load_accounts
+from dashboard.access.sessions import remember_language
 from dashboard.core.config import Settings
 from dashboard.core.entities import ENTITIES
 from dashboard.i18n import CATALOG, t
@@ -126,6 +127,15 @@ def context(browser: Any) -> Iterator[Any]:
     ctx = browser.new_context(viewport=VIEWPORT, locale="zh-CN")
     yield ctx
     ctx.close()
+
+
+@pytest.fixture(autouse=True)
+def _language_as_configured(demo: Settings) -> Iterator[None]:
+    """Choosing a language here is remembered for the account (access/sessions.py); the browser tests
+    after this module sign in with the same demo accounts and expect the configured language."""
+    yield
+    for role in ROLES:
+        remember_language(demo, role, demo.language)
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])

@@ -217,6 +217,9 @@ def test_a_locked_client_address_cannot_sign_in_with_another_account_and_the_aud
         context.close()
     events = audit.read(demo)
     mine = events.filter(events["user"].is_in([USER, *[f"guess{i}" for i in range(demo.security.lockout_after)]]))
-    for action in ("sign_in", "sign_in_failed", "page_view", "sign_out"):
+    # this test's failures name the address; the sign-ins, page views and sign-outs earlier tests of this
+    # module made (which of them ran depends on the selection) name it too, never nothing
+    assert set(mine.filter(mine["action"] == "sign_in_failed")["client"].to_list()) == {LOCAL}
+    for action in ("sign_in", "page_view", "sign_out"):
         clients = set(mine.filter(mine["action"] == action)["client"].to_list())
-        assert clients == {LOCAL}, (action, clients)
+        assert clients <= {LOCAL}, (action, clients)
