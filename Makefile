@@ -10,7 +10,7 @@ SIZE ?= medium
 SEED ?= 42
 PORT ?= 8501
 
-.PHONY: install demo serve refresh status test lint typecheck browser databases pytest benchmark benchmark-extract constraints clean
+.PHONY: install demo serve refresh status test lint typecheck browser databases spark pytest benchmark benchmark-extract constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,7 +73,26 @@ databases:
 		echo "note:$$missing not installed and this is not root: the database source tests will skip"; \
 	fi
 
-test: lint typecheck browser databases pytest ## the whole suite, as CI runs it
+# The Spark engine's tests (tests/test_spark*.py) start a standalone master and worker from the pyspark
+# package (the spark extra; pip builds its ~457 MB wheel once); its Java is Debian's openjdk-17-jre-headless,
+# installed only when missing and only as root; otherwise they skip (in CI, where CI is set, they fail).
+SPARK_STAMP := $(VENV)/.installed-spark
+$(SPARK_STAMP): pyproject.toml constraints.txt | $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,spark]'
+	touch $(SPARK_STAMP)
+
+spark: $(SPARK_STAMP)
+	@if command -v java >/dev/null 2>&1 \
+		&& { ! command -v dpkg-query >/dev/null 2>&1 || dpkg-query -W -f='$${Status}' openjdk-17-jre-headless 2>/dev/null | grep -q 'ok installed'; }; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing openjdk-17-jre-headless for the Spark engine tests"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openjdk-17-jre-headless; \
+	else \
+		echo "note: no Java and this is not root: the Spark engine tests will skip"; \
+	fi
+
+test: lint typecheck browser databases spark pytest ## the whole suite, as CI runs it
 
 benchmark: install ## refresh at medium and large against the DuckDB floor; writes docs/benchmarks.md
 	$(BIN)/python benchmarks/refresh.py --sizes medium large

@@ -497,6 +497,43 @@ class ChurnConfig(_Strict):
         return self
 
 
+class EngineConfig(_Strict):
+    """[engine]: where a refresh's heavy derived steps run: DuckDB in this process, or a Spark cluster."""
+
+    kind: Literal["duckdb", "spark"] = "duckdb"
+    # local[*], local[2], spark://host:7077 (or host1:7077,host2:7077), yarn, k8s://https://host:6443
+    master: str = "local[*]"
+    app_name: str = "cockpit"
+    conf: dict[str, str | int | float | bool] = Field(default_factory=dict)  # extra spark.* settings
+    # the data folder as every worker names it (file:///mnt/cockpit/data, hdfs://...); default: data_dir
+    shared_path: str | None = None
+    connect_timeout_seconds: float = Field(120, gt=0)  # for the first job to run (a cluster with no worker)
+
+    @field_validator("master")
+    @classmethod
+    def _master(cls, v: str) -> str:
+        if not re.fullmatch(r"local(\[(\*|\d+)(,\s*\d+)?\])?|spark://[^\s/]+|yarn|k8s://\S+", v.strip()):
+            raise ValueError(
+                f"'{v}' is not a Spark master (expected local[*], local[N], spark://host:7077, yarn or k8s://...)"
+            )
+        return v.strip()
+
+    @field_validator("conf")
+    @classmethod
+    def _conf(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key in v:
+            if not key.startswith("spark."):
+                raise ValueError(f"'{key}' is not a Spark setting (they start with spark.)")
+        return v
+
+    @field_validator("shared_path")
+    @classmethod
+    def _shared(cls, v: str | None) -> str | None:
+        if v is not None and not (v.startswith("/") or re.match(r"[a-z][a-z0-9+.-]*://", v)):
+            raise ValueError(f"'{v}' is neither an absolute path nor a URI (file:///..., hdfs://...)")
+        return v
+
+
 class QueryConfig(_Strict):
     """The serving side: pages, named queries, exports, reports, the SQL tab and `cockpit sql`."""
 
@@ -569,6 +606,7 @@ class Settings(_Strict):
     alerts: list[AlertConfig] = Field(default_factory=list)
     reports: list[ReportConfig] = Field(default_factory=list)
     privacy: PrivacyConfig = Field(default_factory=lambda: PrivacyConfig.model_validate({}))
+    engine: EngineConfig = Field(default_factory=lambda: EngineConfig.model_validate({}))
     # where the config file was read from; paths in it are relative to its folder
     base_dir: Path = Field(default=Path("."), exclude=True)
     config_file: Path | None = Field(default=None, exclude=True)  # that file itself (load_settings sets it)

@@ -20,6 +20,7 @@ from dashboard.derived.churn.build import CHURN_TABLES
 from dashboard.derived.golden import GOLDEN_TABLES, write_golden
 from dashboard.derived.identity import build_links, previous_table, redirects
 from dashboard.derived.quality.tables import QUALITY_TABLES, write_quality_tables
+from dashboard.derived.spark import jobs as spark_jobs
 from dashboard.derived.tables import DERIVED_TABLES, READ_FROM, attach_views
 from dashboard.pipeline.progress import Lap
 
@@ -39,7 +40,9 @@ def build_derived(
     build_id = new_id("b")
     stage = store.staging / "derived" / build_id
     stage.mkdir(parents=True)
-    with work_connection(settings) as con:  # DuckDB held to settings.memory_limit, spilling past it
+    # DuckDB held to settings.memory_limit, spilling past it; with [engine] kind = "spark" also a Spark
+    # session, started and checked before any work (None otherwise)
+    with work_connection(settings) as con, spark_jobs.engine(settings) as spark:
         attach_views(con, store, manifest, in_memory=frozenset())  # the old summaries are rebuilt, not read
         say("deriving: identity resolution")
         previous = previous_table(
@@ -60,12 +63,18 @@ def build_derived(
         write_quality_tables(settings, store, manifest, con, links, stage)  # profiles were made at publish
         done("quality")
         say("deriving: channel analytics")
-        analytics.build(  # attribution follows each won lead's customer through the links
-            con, links, settings.analytics.attribution_half_life_days, settings.analytics.attribution_exclude_channels
-        )
-        for table in ANALYTICS_TABLES:
-            target = quote_path(stage / f"{table}.parquet")  # our staging path, quoted
-            con.execute(f"COPY {table} TO {target} (FORMAT parquet, COMPRESSION zstd)")
+        if spark is not None:  # the same SQL as Spark jobs, the same files (dashboard/derived/spark)
+            spark_jobs.analytics_tables(spark, con, settings, store, manifest, stage)
+        else:
+            analytics.build(  # attribution follows each won lead's customer through the links
+                con,
+                links,
+                settings.analytics.attribution_half_life_days,
+                settings.analytics.attribution_exclude_channels,
+            )
+            for table in ANALYTICS_TABLES:
+                target = quote_path(stage / f"{table}.parquet")  # our staging path, quoted
+                con.execute(f"COPY {table} TO {target} (FORMAT parquet, COMPRESSION zstd)")
         done("analytics", _rows(stage / "lead_facts.parquet"))
         say("deriving: golden customer records")
         write_golden(con, settings, records, links, stage)  # golden customers: reads lead_facts

@@ -1,0 +1,149 @@
+"""The derived steps that run as Spark jobs when [engine] kind = "spark", each from the DuckDB engine's own
+SQL (transpiled by .sql), each writing the file the DuckDB engine writes: Spark writes part files under
+the build's staging folder, and the build's DuckDB connection gathers them into ``<table>.parquet`` with
+the table's declared columns and order (the derived-build layout and manifest do not change)."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Iterator, Mapping
+from functools import reduce
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import sqlglot
+
+from dashboard.core.config import Settings
+from dashboard.core.duck import attach_table, entity_columns, quote_path
+from dashboard.core.entities import ENTITIES
+from dashboard.core.store import Manifest, Store
+from dashboard.derived import analytics
+from dashboard.derived.spark.session import EngineError, first_line, spark_session
+from dashboard.derived.spark.sql import to_spark
+
+_SPARK_TYPES = {
+    "VARCHAR": "string",
+    "TIMESTAMP": "timestamp_ntz",
+    "DOUBLE": "double",
+    "FLOAT": "float",
+    "BIGINT": "bigint",
+    "INTEGER": "int",
+    "BOOLEAN": "boolean",
+}
+PARTS = "_spark"  # the build's staging subfolder Spark writes its part files into (removed once gathered)
+
+
+@contextlib.contextmanager
+def engine(settings: Settings) -> Iterator[Any]:
+    """The build's Spark session with engine spark (started and checked first, so an unreachable cluster
+    fails the refresh before any work); None with engine duckdb."""
+    if settings.engine.kind != "spark":
+        yield None
+        return
+    with spark_session(settings) as spark:
+        yield spark
+
+
+def shared_uri(settings: Settings, path: Path) -> str:
+    """``path`` (under the data folder) as the workers name it: [engine] shared_path + the same relative
+    path, or this machine's own absolute path when the workers mount the data folder where it is."""
+    root = settings.data_path.resolve()
+    rel = path.resolve().relative_to(root).as_posix()
+    base = settings.engine.shared_path or root.as_uri()
+    if base.startswith("/"):
+        base = Path(base).as_uri()
+    return f"{base.rstrip('/')}/{rel}"
+
+
+def spark_type(duck_type: str) -> str:
+    return _SPARK_TYPES[duck_type.upper()]
+
+
+def frame(spark: Any, uris: list[str], columns: Mapping[str, str]) -> Any:
+    """The union of Parquet files as one frame with exactly ``columns`` (DuckDB types): a column a file lacks
+    is NULL, as in the DuckDB engine's views (core.duck.view_sql)."""
+    from pyspark.sql import functions as F
+
+    frames = []
+    for uri in uris:
+        df = spark.read.parquet(uri)
+        have = set(df.columns)
+        frames.append(
+            df.select(
+                [(F.col(c) if c in have else F.lit(None)).cast(spark_type(t)).alias(c) for c, t in columns.items()]
+            )
+        )
+    if not frames:
+        return spark.createDataFrame([], ", ".join(f"{c} {spark_type(t)}" for c, t in columns.items()))
+    return reduce(lambda a, b: a.unionByName(b), frames)
+
+
+def register_entities(spark: Any, settings: Settings, store: Store, manifest: Manifest) -> None:
+    """A temporary view per canonical entity: every source's current snapshot file of it."""
+    for entity in ENTITIES:
+        paths = [
+            store.abs(info["entities"][entity]["file"])
+            for info in manifest["sources"].values()
+            if entity in info.get("entities", {})
+        ]
+        uris = [shared_uri(settings, p) for p in paths]
+        frame(spark, uris, entity_columns(entity)).createOrReplaceTempView(entity)
+
+
+def run_to_parquet(
+    spark: Any,
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    sql: str,
+    table: str,
+    columns: Mapping[str, str],
+    stage: Path,
+) -> Path:
+    """Run ``sql`` (DuckDB dialect) on Spark, write ``stage/<table>.parquet`` with ``columns``, in the
+    statement's own ORDER BY; the result is also the Spark view ``table`` for the statements after it."""
+    parts = stage / PARTS / table
+    order = sqlglot.parse_one(sql, read="duckdb").args.get("order")
+    try:
+        spark.sql(to_spark(sql)).write.mode("overwrite").parquet(shared_uri(settings, parts))
+    except Exception as e:  # a Spark failure (Py4J, analysis, a lost executor past its retries)
+        raise EngineError(f"the Spark job for {table} failed: {first_line(e)}") from None
+    target = stage / f"{table}.parquet"
+    cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in columns.items())  # our own declared columns
+    source = f"read_parquet({quote_path(parts / '*.parquet')})" if any(parts.glob("*.parquet")) else None
+    query = f"SELECT {cols} FROM {source}" if source else f"SELECT {cols} FROM (SELECT 1) WHERE false"
+    if order is not None and source:
+        query += " " + order.sql(dialect="duckdb")
+    con.execute(f"COPY ({query}) TO {quote_path(target)} (FORMAT parquet, COMPRESSION zstd)")
+    spark.read.parquet(shared_uri(settings, target)).createOrReplaceTempView(table)
+    shutil.rmtree(parts, ignore_errors=True)
+    return target
+
+
+def analytics_tables(
+    spark: Any,
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    store: Store,
+    manifest: Manifest,
+    stage: Path,
+) -> None:
+    """lead_facts, attribution and filter_values (derived.analytics) as Spark jobs, into ``stage``; each
+    is then a view on ``con`` for the steps after it (golden records read lead_facts). Reads the build's
+    identity links from ``stage/identity_links.parquet``."""
+    register_entities(spark, settings, store, manifest)
+    links = spark.read.parquet(shared_uri(settings, stage / "identity_links.parquet"))
+    links.select("source_system", "source_record_id", "record_kind", "customer_key").createOrReplaceTempView(
+        "attribution_links"
+    )
+    excluded = [(c.strip().lower(),) for c in settings.analytics.attribution_exclude_channels]
+    spark.createDataFrame(excluded, "channel string").createOrReplaceTempView("excluded_channels")
+    for table, sql in (
+        ("lead_facts", analytics.LEAD_FACTS_SQL),
+        ("attribution", analytics.attribution_sql(settings.analytics.attribution_half_life_days)),
+        ("filter_values", analytics.FILTER_VALUES_SQL),
+    ):
+        target = run_to_parquet(spark, con, settings, sql, table, analytics.TABLES[table], stage)
+        attach_table(con, table, [target], analytics.TABLES[table])
+    shutil.rmtree(stage / PARTS, ignore_errors=True)

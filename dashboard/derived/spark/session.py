@@ -1,0 +1,164 @@
+"""The Spark session a derived build runs on: the environment pyspark needs, a master checked before any
+work starts, and errors a person can act on (which key, which host) instead of a JVM stack."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from dashboard.core.config import Settings
+from dashboard.core.errors import CockpitError, ConfigError
+
+# Spark's own defaults where ours differ: the cockpit's timestamps are naive (Parquet's "not adjusted to
+# UTC"), written back as microseconds like DuckDB's and polars', never INT96; no web UI unless asked.
+DEFAULTS: dict[str, str] = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    "spark.sql.shuffle.partitions": "8",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+}
+_LOG4J = """rootLogger.level = warn
+rootLogger.appenderRef.stdout.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n
+logger.native.name = org.apache.hadoop.util.NativeCodeLoader
+logger.native.level = error
+"""
+
+
+class EngineError(CockpitError):
+    """The Spark engine could not run the build: the refresh fails as a failed source does (exit 3), and
+    the manifest, with the last good snapshots and build, stays as it was."""
+
+    exit_code = 3
+
+
+def spark_home() -> Path:
+    """The Spark the pyspark package carries (bin/spark-class, jars/), or a ConfigError naming the extra."""
+    try:
+        import pyspark
+    except ImportError:
+        raise ConfigError(
+            "engine.kind = 'spark' needs pyspark: install the spark extra (pip install -e '.[spark]')"
+        ) from None
+    return Path(pyspark.__file__).parent
+
+
+def spark_environment(settings: Settings) -> dict[str, str]:
+    """The variables pyspark's launcher reads: its own SPARK_HOME, this Python for the workers, a conf
+    folder whose log4j2.properties keeps Spark's INFO lines off the terminal, and the loopback address
+    for a master on this machine (otherwise Spark picks a non-loopback one)."""
+    conf_dir = settings.data_path / ".spark" / "conf"
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    (conf_dir / "log4j2.properties").write_text(_LOG4J, encoding="utf-8")
+    out = {"SPARK_HOME": str(spark_home()), "PYSPARK_PYTHON": sys.executable, "SPARK_CONF_DIR": str(conf_dir)}
+    if is_loopback(settings.engine.master):
+        out["SPARK_LOCAL_IP"] = "127.0.0.1"
+    return out
+
+
+def is_loopback(master: str) -> bool:
+    hosts = standalone_hosts(master)
+    return master.startswith("local") or (bool(hosts) and all(h in ("127.0.0.1", "localhost") for h, _ in hosts))
+
+
+def standalone_hosts(master: str) -> list[tuple[str, int]]:
+    """spark://a:7077,b:7077 → [(a, 7077), (b, 7077)]; other masters → []."""
+    if not master.startswith("spark://"):
+        return []
+    out = []
+    for part in master.removeprefix("spark://").split(","):
+        host, _, port = part.rpartition(":")
+        out.append((host or part, int(port) if port.isdigit() else 7077))
+    return out
+
+
+def check_master(master: str, timeout: float = 5.0) -> None:
+    """A standalone master nobody answers at is an EngineError naming it, before a JVM starts (Spark itself
+    retries for a minute, then stops the context under a job that never returns)."""
+    hosts = standalone_hosts(master)
+    errors = []
+    for host, port in hosts:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                return
+        except OSError as e:
+            errors.append(f"{host}:{port}: {e.strerror or e}")
+    if hosts:
+        raise EngineError(f"the Spark master {master} ([engine] master) cannot be reached: {'; '.join(errors)}")
+
+
+def build_session(settings: Settings, extra: dict[str, str] | None = None) -> Any:
+    """A started SparkSession for ``settings.engine`` (DEFAULTS, then [engine.conf], then ``extra``)."""
+    engine = settings.engine
+    check_master(engine.master)
+    os.environ.update(spark_environment(settings))
+    from pyspark.errors import PySparkException
+    from pyspark.sql import SparkSession
+
+    logging.getLogger("py4j").setLevel(logging.ERROR)
+    logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)  # a JSON stack per failed query
+    builder = SparkSession.builder.master(engine.master).appName(engine.app_name)
+    conf = {**DEFAULTS, **{k: _text(v) for k, v in engine.conf.items()}, **(extra or {})}
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    try:
+        return builder.getOrCreate()
+    except (PySparkException, OSError) as e:
+        raise EngineError(f"Spark could not start for [engine] master = {engine.master!r}: {first_line(e)}") from None
+
+
+def probe(spark: Any, master: str, timeout: float) -> None:
+    """Run one tiny job: a cluster with no worker (or none with room) accepts an application and then never
+    runs it; past ``timeout`` seconds that is an EngineError, the jobs cancelled."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            spark.range(1).count()
+            outcome.append(None)
+        except Exception as e:  # reported below, on the caller's thread
+            outcome.append(e)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not outcome:
+        spark.sparkContext.cancelAllJobs()
+        raise EngineError(
+            f"the Spark cluster at {master} ran no job within {timeout:g} s "
+            "([engine] connect_timeout_seconds): no worker has free cores or memory for the application"
+        )
+    if outcome[0] is not None:
+        raise EngineError(f"the Spark cluster at {master} failed a test job: {first_line(outcome[0])}")
+
+
+@contextmanager
+def spark_session(settings: Settings) -> Iterator[Any]:
+    """A session checked by a test job, stopped on leaving (however the build ends)."""
+    spark = build_session(settings)
+    try:
+        probe(spark, settings.engine.master, settings.engine.connect_timeout_seconds)
+        yield spark
+    finally:
+        spark.stop()
+
+
+def _text(value: str | int | float | bool) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

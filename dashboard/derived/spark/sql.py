@@ -1,0 +1,44 @@
+"""One definition for two engines: the DuckDB SQL of a derived step, rewritten for Spark SQL with sqlglot.
+
+sqlglot's own duckdb → spark transpiling gets these wrong *without an error* (measured), so they are
+rewritten on the parse tree first, and every statement that runs on Spark has a test running it on both
+engines (tests/test_spark_sql.py):
+
+- ``epoch(a - b)`` (seconds of an interval) became ``UNIX_TIMESTAMP(a - b)``: → ``epoch(a) - epoch(b)``;
+- ``epoch(ts)`` lost its fraction of a second: → ``unix_micros(ts) / 1e6``;
+- ``date_diff('second', a, b)`` (boundaries crossed) → the difference of the whole epoch seconds;
+- a decimal literal (``1.0 / n``) is a DECIMAL in Spark, whose division rounds to 6 places; DuckDB
+  divides in DOUBLE: → ``CAST(1.0 AS DOUBLE)``.
+"""
+
+from __future__ import annotations
+
+import sqlglot
+from sqlglot import exp
+
+_MICROS = "unix_micros(CAST({x} AS TIMESTAMP)) / CAST(1000000 AS DOUBLE)"
+_SECONDS = "unix_seconds(CAST({x} AS TIMESTAMP))"
+
+
+def _spark(template: str, node: exp.Expression) -> exp.Expression:
+    return exp.Paren(this=sqlglot.parse_one(template.format(x=node.sql(dialect="spark")), read="spark"))
+
+
+def _rewrite(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.TimeToUnix):
+        inner = node.this
+        if isinstance(inner, exp.Sub):  # seconds of an interval: the difference of the two instants
+            left, right = _spark(_MICROS, inner.this), _spark(_MICROS, inner.expression)
+            return exp.Paren(this=exp.Sub(this=left, expression=right))
+        return _spark(_MICROS, inner)
+    if isinstance(node, exp.DateDiff) and (node.unit and node.unit.name.upper() == "SECOND"):
+        return exp.Paren(this=exp.Sub(this=_spark(_SECONDS, node.this), expression=_spark(_SECONDS, node.expression)))
+    if isinstance(node, exp.Literal) and not node.is_string and any(c in node.this for c in ".eE"):
+        return exp.Cast(this=node.copy(), to=exp.DataType.build("DOUBLE"))
+    return node
+
+
+def to_spark(sql: str) -> str:
+    """``sql`` (DuckDB dialect, one statement) as Spark SQL."""
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    return tree.transform(_rewrite).sql(dialect="spark")
