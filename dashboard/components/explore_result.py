@@ -5,7 +5,7 @@ with an earlier snapshot of a source."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -13,26 +13,21 @@ import plotly.express as px
 import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
+from plotly.subplots import make_subplots
 
 from dashboard.components import charts, data, fmt
 from dashboard.components import labels as values
 from dashboard.components.explore_builder import _K, dim_label, filter_label, label, measure_label
 from dashboard.components.export_buttons import audited, export_header
-from dashboard.components.tables import FORMATTERS, pandas_frame
+from dashboard.components.tables import pandas_frame
 from dashboard.i18n import t
 from dashboard.ops import export
 from dashboard.query.explore import models as explore
 from dashboard.query.explore.asof import earlier_snapshots
-from dashboard.query.explore.models import MODELS, TOTAL, Result, Spec
+from dashboard.query.explore.models import MODELS, TOTAL, Measure, Result, Spec
 
-_FORMAT: dict[str, Callable[[Any], str]] = {
-    "count": lambda v: fmt.count(int(v)),
-    "money": fmt.money,
-    "pct": fmt.pct,
-    "roi": FORMATTERS["roi"],
-    "number": lambda v: f"{v:,.2f}".rstrip("0").rstrip("."),
-}
 _ASOF = "_ex_asof"
+_PANEL_HEIGHT = 260  # each measure's panel when several are drawn
 
 
 def run(spec: Spec, as_of: tuple[str, str] | None = None) -> Result:
@@ -40,10 +35,14 @@ def run(spec: Spec, as_of: tuple[str, str] | None = None) -> Result:
     return explore.shape(spec, query, data.explore(query.sql, query.params, as_of))
 
 
-def value_text(measure: str, model: str, value: Any) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return fmt.NONE
-    return _FORMAT[MODELS[model].measures[measure].fmt](value)
+def measure_def(measure: str, model: str) -> Measure:
+    return MODELS[model].measures[measure]
+
+
+def value_text(measure: str, model: str, value: Any, lang: str = "zh") -> str:
+    """A measure's value as people read it: its unit, at its precision, "—" when there is none."""
+    m = measure_def(measure, model)
+    return fmt.number(value, m.unit, m.places, lang)
 
 
 def model_missing(spec: Spec, lang: str) -> bool:
@@ -61,7 +60,8 @@ def result_section(spec: Spec, lang: str) -> Spec:
     with st.container(horizontal=True):
         for m in spec.measures:
             st.metric(
-                f"{t('explore.total', lang)} · {measure_label(m, lang)}", value_text(m, spec.model, result.totals[m])
+                f"{t('explore.total', lang)} · {measure_label(m, lang)}",
+                value_text(m, spec.model, result.totals[m], lang),
             )
     if result.truncated:
         st.warning(t("explore.truncated", lang, n=explore.MAX_GROUPS))
@@ -109,15 +109,25 @@ def _display(frame: pl.DataFrame, spec: Spec, lang: str) -> pl.DataFrame:
     )
 
 
-def _named(frame: pl.DataFrame, spec: Spec, lang: str, months: bool = True) -> pl.DataFrame:
-    """Coded dimension values by their names (channels, stages, ...) and months as 2025年1月, for the screen
-    only (an export keeps the codes)."""
+def _period_text(v: object, grain: str, lang: str) -> str | None:
+    """A period's name (2025年1月, Q1 2025); a pivot's total row and an empty period as they are."""
+    if isinstance(v, str):
+        try:
+            return fmt.period(date.fromisoformat(v[:10]), grain, lang)
+        except ValueError:
+            return v
+    return fmt.period(v, grain, lang) if isinstance(v, date) else None if v is None else str(v)
+
+
+def _named(frame: pl.DataFrame, spec: Spec, lang: str, grains: tuple[str, ...] | None = None) -> pl.DataFrame:
+    """Coded dimension values by their names (channels, stages, ...) and periods as 2025年1月 (the date
+    dimensions at ``grains``, all when None), for the screen only (an export keeps codes and dates)."""
     out: list[pl.Series | pl.Expr] = []
     for d in spec.dims:
         if d.key not in frame.columns:
             continue
-        if months and d.grain == "month" and frame[d.key].dtype in (pl.Date, pl.Datetime):
-            named = [fmt.month(v, lang) if v is not None else None for v in frame[d.key].to_list()]
+        if d.grain and (grains is None or d.grain in grains):
+            named = [_period_text(v, d.grain, lang) for v in frame[d.key].to_list()]
             out.append(pl.Series(d.key, named, dtype=pl.String))
         elif not d.grain and d.column in values.COLUMNS and frame[d.key].dtype == pl.String:
             out.append(values.expr(values.COLUMNS[d.column], d.key, lang).alias(d.key))
@@ -132,12 +142,11 @@ def _pivot_dimension(spec: Spec) -> str | None:
 def _styled(frame: pl.DataFrame, spec: Spec, lang: str) -> Any:
     shown = _display(_named(frame, spec, lang), spec, lang)
     formats: dict[str, Callable[[Any], str]] = {}
-    model = MODELS[spec.model]
     for column in shown.columns:
         measure = _measure_of(column, spec)
         if measure is not None:
-            kind = model.measures[measure].fmt
-            formats[column] = _FORMAT["number" if column.endswith("_change") and kind == "count" else kind]
+            m = measure_def(measure, spec.model)
+            formats[column] = lambda v, m=m: fmt.number(v, m.unit, m.places, lang)  # type: ignore[misc]
     headings = {c: _heading(c, spec, lang) for c in shown.columns}
     pandas = pandas_frame(shown).rename(columns=headings)
     return pandas.style.format({headings[c]: f for c, f in formats.items()}, na_rep=fmt.NONE)
@@ -169,49 +178,98 @@ def _heading(column: str, spec: Spec, lang: str) -> str:
 
 
 def _pivoted(value: str, spec: Spec, lang: str) -> str:
+    grain = next((d.grain for d in spec.dims if d.key == spec.pivot), None)
+    if grain:
+        return _period_text(value, grain, lang) or fmt.NONE
     dimension = _pivot_dimension(spec)
     return values.value(dimension, value, lang) if dimension else value
 
 
+def _axis(m: Measure) -> dict[str, Any]:
+    """An axis in the measure's unit: ticks ¥12,000 or 15%, the hover at the measure's precision."""
+    if m.unit == "pct":
+        return {"tickformat": "~%", "hoverformat": f".{m.places}%"}
+    return {"tickprefix": "¥" if m.unit == "money" else "", "tickformat": ",~f", "hoverformat": f",.{m.places}f"}
+
+
 def figure(result: Result, chart: str, lang: str) -> go.Figure:
-    """The result drawn as ``chart``; more than two dimensions draw the first two."""
+    """The result drawn as ``chart``, every measure in it: a pie draws its one measure, a scatter its two
+    against each other; the others draw one panel per measure, on a shared axis, each with its own scale
+    and unit. More than two dimensions draw the first two."""
     spec = result.spec
-    rows = _named(result.rows, spec, lang, months=False).with_columns(
+    rows = _named(result.rows, spec, lang, grains=("quarter", "year")).with_columns(
         [pl.col(d.key).cast(pl.String).fill_null(fmt.NONE) for d in spec.dims if not d.grain]
     )
     keys = [d.key for d in spec.dims][:2]
     labels = {c: label(c, lang) for c in rows.columns}
-    # several measures on one axis: plotly melts them into "variable" and "value"
-    labels |= {"variable": t("explore.measures", lang), "value": t("explore.value", lang)}
-    first = spec.measures[0]
     x = next((d.key for d in spec.dims if d.grain), keys[0])
     other = next((k for k in keys if k != x), None)
-    frame = pandas_frame(rows)
+    measures = [measure_def(m, spec.model) for m in spec.measures]
     if chart == "pie":
-        fig = px.pie(frame, names=keys[0], values=first, labels=labels)
-    elif chart == "heatmap" and other is not None:
-        fig = px.density_heatmap(frame, x=x, y=other, z=first, histfunc="sum", labels=labels)
-        fig.update_layout(coloraxis_colorbar_title_text=measure_label(first, lang))
-    elif chart == "scatter" and len(spec.measures) >= 2:
-        fig = px.scatter(frame, x=first, y=spec.measures[1], color=other, hover_name=keys[0], labels=labels)
-    elif chart == "line":
-        if other is not None:
-            fig = px.line(frame.sort_values(x), x=x, y=first, color=other, markers=True, labels=labels)
-        else:
-            fig = px.line(frame.sort_values(x), x=x, y=list(spec.measures), markers=True, labels=labels)
+        fig = px.pie(pandas_frame(rows), names=keys[0], values=spec.measures[0], labels=labels)
+    elif chart == "scatter" and len(spec.measures) == 2:
+        first, second = spec.measures
+        fig = px.scatter(pandas_frame(rows), x=first, y=second, color=other, hover_name=keys[0], labels=labels)
+        fig.update_xaxes(**_axis(measures[0]))
+        fig.update_yaxes(**_axis(measures[1]))
     else:
-        barmode = "stack" if chart == "stacked" else "group"
-        if other is not None:
-            fig = px.bar(frame, x=x, y=first, color=other, barmode=barmode, labels=labels)
-        else:
-            fig = px.bar(frame, x=x, y=list(spec.measures), barmode=barmode, labels=labels)
-    fig.for_each_trace(lambda tr: tr.update(name=label(tr.name, lang)) if tr.name in spec.measures else None)
+        fig = _panels(rows, spec, chart, x, other, lang)
     title = " · ".join(measure_label(m, lang) for m in spec.measures)
-    fig = charts.layout(fig, title)
+    panels = len(spec.measures) if chart not in ("pie", "scatter") else 1
+    fig = charts.layout(fig, title, height=None if panels == 1 else 120 + _PANEL_HEIGHT * panels)
     grain = next((d.grain for d in spec.dims if d.grain and d.key == x), None)
     if grain in ("day", "week", "month"):
         charts.local_dates(fig, lang, grain)
     return fig
+
+
+def _panels(rows: pl.DataFrame, spec: Spec, chart: str, x: str, other: str | None, lang: str) -> go.Figure:
+    """One panel per measure (a bar, line or heatmap), the x axis shared; the second dimension as colours
+    named once in the legend (a heatmap: as its rows)."""
+    n = len(spec.measures)
+    fig = make_subplots(rows=n, cols=1, shared_xaxes=True, vertical_spacing=0.06 if n > 1 else 0)
+    groups = rows[other].unique(maintain_order=True).to_list() if other and chart != "heatmap" else [None]
+    for i, name in enumerate(spec.measures, start=1):
+        m, heading = measure_def(name, spec.model), measure_label(name, lang)
+        if chart == "heatmap" and other is not None:
+            _heatmap(fig, rows.group_by([x, other], maintain_order=True).agg(pl.col(name).sum()), x, other, i, m)
+            fig.update_yaxes(title_text=label(other, lang), row=i, col=1)
+            fig.update_layout({"coloraxis" if i == 1 else f"coloraxis{i}": {"colorbar_title_text": heading}})
+            continue
+        for j, group in enumerate(groups):
+            part = rows if group is None else rows.filter(pl.col(other) == group)  # type: ignore[arg-type]
+            if chart == "line":
+                part = part.sort(x)
+            color = charts.PALETTE[(j if other else i - 1) % len(charts.PALETTE)]
+            shared = {
+                "x": part[x].to_list(),
+                "y": part[name].to_list(),
+                "name": heading if group is None else str(group),
+                "legendgroup": str(group),
+                "showlegend": group is not None and i == 1,
+                "marker": {"color": color},
+            }
+            if chart == "line":
+                fig.add_trace(go.Scatter(mode="lines+markers", line={"color": color}, **shared), row=i, col=1)
+            else:
+                fig.add_trace(go.Bar(**shared), row=i, col=1)
+        fig.update_yaxes(title_text=heading, row=i, col=1, **_axis(m))
+    fig.update_xaxes(title_text=label(x, lang), row=n, col=1)
+    if other is not None and chart != "heatmap":
+        fig.update_layout(legend_title_text=label(other, lang))
+    fig.update_layout(barmode="stack" if chart == "stacked" else "group")
+    return fig
+
+
+def _heatmap(fig: go.Figure, grid: pl.DataFrame, x: str, y: str, row: int, m: Measure) -> None:
+    """Panel ``row``'s heatmap, its colour scale beside it in the measure's unit."""
+    axis = "coloraxis" if row == 1 else f"coloraxis{row}"
+    z = grid.columns[-1]
+    trace = go.Heatmap(x=grid[x].to_list(), y=grid[y].to_list(), z=grid[z].to_list(), coloraxis=axis)
+    fig.add_trace(trace, row=row, col=1)
+    low, high = fig.layout[f"yaxis{row if row > 1 else ''}"].domain
+    scale = {k: v for k, v in _axis(m).items() if k in ("tickformat", "tickprefix")}
+    fig.update_layout({axis: {"colorbar": {"y": (low + high) / 2, "len": high - low, **scale}}})
 
 
 # -- export ------------------------------------------------------------------------------------
@@ -235,9 +293,18 @@ def view_rows(spec: Spec, lang: str, as_of: tuple[str, str] | None = None) -> li
 def export_table(
     frame: pl.DataFrame, spec: Spec, lang: str, tz: str, as_of: tuple[str, str] | None = None
 ) -> tuple[list[tuple[str, str]], pl.DataFrame]:
-    """The header rows (title, time, then the view) and the table as exported, headings translated."""
+    """The header rows (title, time, then the view) and the table as exported: headings in the language,
+    numbers still numbers, rounded to each measure's precision (a conversion of 5.8% is 0.058)."""
     header = [*export_header(t("page.explore", lang), None, lang, tz, ()), *view_rows(spec, lang, as_of)]
     shown = _display(frame, spec, lang)
+    numbers = []
+    for column in shown.columns:
+        measure = _measure_of(column, spec)
+        if measure is not None:
+            m = measure_def(measure, spec.model)
+            cells = [fmt.rounded(v, m.unit, m.places) for v in shown[column].to_list()]
+            numbers.append(pl.Series(column, cells, dtype=pl.Int64 if m.places == 0 and m.unit != "pct" else None))
+    shown = shown.with_columns(numbers) if numbers else shown
     return header, shown.rename({c: _heading(c, spec, lang) for c in shown.columns})
 
 

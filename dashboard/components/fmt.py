@@ -25,20 +25,61 @@ def text(x: object) -> str:
     return NONE if missing(x) else str(x)
 
 
+# A unit's usual decimals (for pct: of the percentage, 0.1333 → 13.3%); a metric may fix its own.
+PRECISION = {"count": 0, "money": 0, "pct": 1, "number": 2}
+_COMPACT = {"zh": ((1e8, "亿"), (1e4, "万")), "en": ((1e9, "B"), (1e6, "M"), (1e3, "K"))}
+
+
+def _places(unit: str, precision: int | None) -> int:
+    if unit not in PRECISION:
+        raise ValueError(f"no unit '{unit}' (units: {', '.join(PRECISION)})")
+    return PRECISION[unit] if precision is None else precision
+
+
+def number(x: object, unit: str, precision: int | None = None, lang: str = "zh", compact: bool = False) -> str:
+    """The one formatter of a metric's value: ``unit`` is count, money (¥ and thousands separators), pct
+    (a ratio as a percentage) or number; ``precision`` the decimals shown (the unit's usual when None);
+    ``compact`` (the big screen) writes large money as ¥1.31亿 / ¥131M and counts past a million as 120万."""
+    places = _places(unit, precision)
+    if missing(x):
+        return NONE
+    v = float(x)  # type: ignore[arg-type]
+    if unit == "pct":
+        return f"{v * 100:,.{places}f}%"
+    prefix = "¥" if unit == "money" else ""
+    if compact and abs(v) >= (1e4 if unit == "money" else 1e6):
+        for size, word in _COMPACT["zh" if lang == "zh" else "en"]:
+            if abs(v) >= size:
+                scaled = abs(v) / size
+                digits = 2 if scaled < 10 else 1 if scaled < 100 else 0
+                return f"{'-' if v < 0 else ''}{prefix}{scaled:,.{digits}f}{word}"
+    return f"{'-' if v < 0 else ''}{prefix}{abs(v):,.{places}f}"
+
+
+def rounded(x: object, unit: str, precision: int | None = None) -> int | float | None:
+    """A metric's value as an export writes it: still a number, rounded to what is shown (13.3% → 0.133,
+    ¥7,333 → 7333); None when missing."""
+    places = _places(unit, precision)
+    if missing(x):
+        return None
+    v = float(x)  # type: ignore[arg-type]
+    if unit == "pct":
+        return round(v, places + 2)
+    return int(round(v, places)) if places == 0 else round(v, places)
+
+
 def count(n: int | None) -> str:
-    return NONE if n is None else f"{n:,}"
+    return number(n, "count")
 
 
 def money(x: float | None) -> str:
     """¥22,000 (whole yuan: a cockpit shows magnitudes, not cents)."""
-    if x is None:
-        return NONE
-    return f"-¥{-x:,.0f}" if x < 0 else f"¥{x:,.0f}"
+    return number(x, "money")
 
 
 def pct(x: float | None, digits: int = 1) -> str:
     """0.1333 → '13.3%'."""
-    return NONE if x is None else f"{x * 100:,.{digits}f}%"
+    return number(x, "pct", digits)
 
 
 def month(d: date | None, lang: str) -> str:
@@ -46,6 +87,21 @@ def month(d: date | None, lang: str) -> str:
     if d is None or missing(d):
         return NONE
     return f"{d.year}年{d.month}月" if lang == "zh" else f"{_MONTHS_EN[d.month - 1]} {d.year}"
+
+
+def period(d: date | None, grain: str, lang: str) -> str:
+    """A date truncated to ``grain`` as people name it: 2025年1月 / Jan 2025, 2025年第1季度 / Q1 2025,
+    2025年 / 2025; a day or a week (its Monday) as its date."""
+    if d is None or missing(d):
+        return NONE
+    if grain == "month":
+        return month(d, lang)
+    if grain == "quarter":
+        q = (d.month - 1) // 3 + 1
+        return f"{d.year}年第{q}季度" if lang == "zh" else f"Q{q} {d.year}"
+    if grain == "year":
+        return f"{d.year}年" if lang == "zh" else str(d.year)
+    return day(d, lang)
 
 
 def day(d: date | None, lang: str) -> str:

@@ -46,11 +46,19 @@ class Column:
     dimension: bool = True  # ids and amounts are filters, not dimensions
 
 
+PRECISION = {"count": 0, "money": 0, "pct": 1, "number": 2}  # a unit's usual decimals (pct: of the percentage)
+
+
 @dataclass(frozen=True)
 class Measure:
     expr: str
-    fmt: str  # count | money | pct | roi | number
+    unit: str  # count | money (yuan) | pct (a ratio, shown as a percentage) | number
     joins: tuple[str, ...] = ()
+    precision: int | None = None  # decimals shown and exported; None: the unit's usual
+
+    @property
+    def places(self) -> int:
+        return PRECISION[self.unit] if self.precision is None else self.precision
 
 
 @dataclass(frozen=True)
@@ -115,7 +123,7 @@ def _leads() -> Model:
         "revenue": Measure("coalesce(sum(t.won_amount), 0)", "money"),
         "avg_won_amount": Measure("avg(t.won_amount)", "money"),
         "conversion_rate": Measure("count(t.won_at) / count(*)", "pct"),
-        "roi": Measure("", "roi"),  # revenue against the matching spend (see _roi_sql)
+        "roi": Measure("", "pct", precision=0),  # revenue against the matching spend (see _roi_sql)
     }
     joins = {"il": _LINK.format(kind="lead", key="lead_id"), "g": _GOLDEN}
     spend = {"channel": "s.channel", "campaign": "coalesce(s.campaign, '')", "created_at": "s.spend_date"}
@@ -157,7 +165,7 @@ def _orders() -> Model:
         "customers": _customers_measure(),
         "sum_amount": Measure("coalesce(sum(t.amount), 0)", "money"),
         "avg_amount": Measure("avg(t.amount)", "money"),
-        "sum_quantity": Measure("coalesce(sum(t.quantity), 0)", "number"),
+        "sum_quantity": Measure("coalesce(sum(t.quantity), 0)", "number", precision=0),
     }
     joins = {"il": _LINK.format(kind="customer", key="customer_ref"), "g": _GOLDEN}
     return Model("orders", "orders AS t", cols, measures, joins, ("orders",))
@@ -623,7 +631,7 @@ def chart_options(spec: Spec) -> list[str]:
         options.append("pie")
     if n_dims == 2:
         options.append("heatmap")
-    if n_meas >= 2:
+    if n_meas == 2:  # one measure across, the other up
         options.append("scatter")
     return options
 
@@ -639,12 +647,12 @@ def suggest_chart(spec: Spec, rows: pl.DataFrame) -> str:
     if len(spec.dims) == 2:
         many = all(rows[d.key].n_unique() > 8 for d in spec.dims) if rows.height else False
         return "heatmap" if many else "stacked"
-    if len(spec.measures) >= 2 and rows.height > 12:
+    if len(spec.measures) == 2 and rows.height > 12:
         return "scatter"
     if (
         len(spec.measures) == 1
         and 1 < rows.height <= 6
-        and model_for(spec.model).measures[spec.measures[0]].fmt in ("count", "money")
+        and model_for(spec.model).measures[spec.measures[0]].unit in ("count", "money")
     ):
         return "pie"
     return "bar"
