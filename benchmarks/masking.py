@@ -28,9 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.queries import PAGES, p95  # noqa: E402
 from dashboard.core.config import Settings, load_settings  # noqa: E402
-from dashboard.derived.tables import attach_views  # noqa: E402
 from dashboard.query.security import SYSTEM, Principal  # noqa: E402
-from dashboard.query.warehouse import BASE, ENUM_COLUMNS, IN_MEMORY, Warehouse, attach_role_views  # noqa: E402  # noqa: E402
+from dashboard.query.warehouse import BASE, Warehouse, attach_role_views  # noqa: E402
 
 SECTION = "## Masking by content (issue 18)"
 MANAGER = Principal("manager", "manager")
@@ -41,11 +40,8 @@ Row = tuple[str, str, float, float, float]  # page, query, p95 profiled, name-on
 class NameOnly(Warehouse):
     """The warehouse as before the profile: personal data masked by column name only."""
 
-    def _build(self, manifest: Any) -> duckdb.DuckDBPyConnection:
-        con = self._connect()
-        attach_views(con, self.store, manifest, IN_MEMORY, ENUM_COLUMNS, schema=BASE)
+    def _attach_roles(self, con: duckdb.DuckDBPyConnection) -> None:
         attach_role_views(con, BASE, personal={})
-        return con
 
 
 def page_queries(wh: Warehouse) -> dict[str, list[tuple[str, dict[str, Any]]]]:

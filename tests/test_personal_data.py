@@ -286,3 +286,22 @@ def test_the_sql_tab_cannot_mint_a_token_for_a_guess(keyed: Settings) -> None:
         except SqlRefused:
             continue
         assert key not in str(out.frame.rows()), sql
+
+
+def test_the_build_writes_the_tokens_the_views_serve(keyed: Settings) -> None:
+    """The pseudonyms are computed once at refresh (issue 18, Speed): the companion tables hold, beside each
+    personal key, the token the serving connection's pseudonym() gives (used where the build has none, e.g.
+    an as-of comparison), so a token is the same either way; the masked roles' views compute none."""
+    wh = Warehouse(keyed)
+    same = wh.sql(
+        "SELECT count(*) FILTER (WHERE customer_ref__psn = main.pseudonym(customer_ref)), count(*), "
+        "count(DISTINCT customer_ref__psn) FROM interactions__psn WHERE source_system = 'hotline'",
+        user=SYSTEM,
+    ).row(0)
+    assert same == (36, 36, 12)
+    computing = wh.sql(
+        "SELECT schema_name || '.' || view_name FROM duckdb_views() WHERE schema_name IN ('r_analyst', 'r_manager') "
+        "AND view_name IN ('customers', 'interactions', 'orders', 'identity_links') AND sql LIKE '%pseudonym(%'",
+        user=SYSTEM,
+    )
+    assert computing.height == 0, computing

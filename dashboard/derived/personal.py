@@ -16,12 +16,14 @@ miss a small source; the serving layer then pseudonymises only that source's row
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
 from dashboard.core.duck import quote_path
+from dashboard.core.keys import PSEUDONYM_KEY, own_key
 
 TABLES: dict[str, dict[str, str]] = {
     "personal_columns": {
@@ -98,3 +100,86 @@ def profile(
     ]
     types = {"VARCHAR": pl.String, "DOUBLE": pl.Float64, "BIGINT": pl.Int64}
     return pl.DataFrame(found, schema={c: types[t] for c, t in TABLES["personal_columns"].items()}, orient="row")
+
+
+# -- keyed pseudonyms, computed once per build ----------------------------------------------------
+PSN_SUFFIX = "__psn"  # `<relation>__psn`: a relation's rows of the sources with personal keys, tokens beside
+
+
+def pseudonym_sql(key: str, value: str) -> str:
+    """The keyed pseudonym of ``value`` (an SQL expression): a personal value becomes 'PSN-' and 16 hex of
+    SHA-256(key || value), other values pass unchanged. The build's companion tables and the serving
+    connection's pseudonym() macro both use this, so a token is the same wherever it is computed."""
+    if not re.fullmatch(r"[0-9a-f]+", key):
+        raise ValueError("the pseudonym key is hex digits")
+    token = f"'PSN-' || left(sha256('{key}' || {value}), 16)"
+    return f"CASE WHEN main.pii_kind({value}) IS NULL THEN {value} ELSE {token} END"
+
+
+def pseudonymized(found: pl.DataFrame) -> dict[str, dict[str, tuple[str, ...]]]:
+    """Relation → its personal key columns → the sources whose rows hold personal values in them, from
+    ``personal_columns``: what the companion tables precompute. A key found personal in a table without
+    sources (every row) is left to the serving connection's pseudonym()."""
+    out: dict[str, dict[str, set[str]]] = {}
+    for relation, column, source, kind in found.select("relation", "column_name", "source_system", "kind").rows():
+        if source is not None and (column in KEY_COLUMNS or kind == "key"):
+            out.setdefault(relation, {}).setdefault(column, set()).add(source)
+    return {r: {c: tuple(sorted(s)) for c, s in sorted(cols.items())} for r, cols in sorted(out.items())}
+
+
+def write_pseudonymized(
+    con: duckdb.DuckDBPyConnection,
+    key: str,
+    found: pl.DataFrame,
+    files: dict[str, list[Path]],
+    stage: Path,
+) -> dict[str, Path]:
+    """For each relation with personal keys (``files``: relation → its Parquet files), ``<relation>__psn``:
+    the rows of the sources where they are personal, as they are, plus a ``<column>__psn`` token beside
+    each personal key. Masked roles read these rows with the tokens in place of the keys
+    (query/security.py), so no query hashes keys; erasure finds a person's rows here by their raw key.
+    Returns table → file written."""
+    written: dict[str, Path] = {}
+    for relation, columns in pseudonymized(found).items():
+        sources = sorted({s for cs in columns.values() for s in cs})
+        paths = [f for f in files.get(relation, []) if f.exists()]
+        target = stage / f"{relation}{PSN_SUFFIX}.parquet"
+        listed = ", ".join("'" + s.replace("'", "''") + "'" for s in sources)
+        if paths:
+            tokens = []
+            for c, cs in columns.items():
+                within = ", ".join("'" + s.replace("'", "''") + "'" for s in cs)
+                tokens.append(f"CASE WHEN source_system IN ({within}) THEN {pseudonym_sql(key, c)} ELSE {c} END")
+            rows = (
+                f"SELECT *, {', '.join(f'{t} AS {c}{PSN_SUFFIX}' for t, c in zip(tokens, columns, strict=True))} "
+                f"FROM read_parquet([{', '.join(quote_path(p) for p in paths)}], union_by_name = true) "
+                f"WHERE source_system IN ({listed})"
+            )
+        else:  # nothing to copy: an empty table says the relation's personal keys are precomputed
+            rows = "SELECT " + ", ".join(f"NULL::VARCHAR AS {c}, NULL::VARCHAR AS {c}{PSN_SUFFIX}" for c in columns)
+            rows += " WHERE false"
+        con.execute(f"COPY ({rows}) TO {quote_path(target)} (FORMAT parquet, COMPRESSION zstd)")
+        written[f"{relation}{PSN_SUFFIX}"] = target
+    return written
+
+
+def write_tables(
+    con: duckdb.DuckDBPyConnection,
+    data_path: Path,
+    entity_files: dict[tuple[str, str], Path],
+    derived_files: dict[str, Path],
+    stage: Path,
+) -> dict[str, Path]:
+    """The derived build's personal-data step: ``personal_columns`` (profile) and the companion tables with
+    the keyed pseudonyms (write_pseudonymized, keyed by ``runs/.pseudonym_key`` under ``data_path``), written
+    into ``stage``. Returns table → file."""
+    found = profile(con, entity_files, derived_files)
+    found.write_parquet(stage / "personal_columns.parquet")
+    by_relation = {t: [f] for t, f in derived_files.items()}
+    for (entity, _source), file in entity_files.items():
+        by_relation.setdefault(entity, []).append(file)
+    key = own_key(data_path, PSEUDONYM_KEY)
+    return {
+        "personal_columns": stage / "personal_columns.parquet",
+        **write_pseudonymized(con, key, found, by_relation, stage),
+    }

@@ -90,7 +90,7 @@ def build_derived(
             for entity, info in (entry.get("entities") or {}).items()
         }
         derived_files = {t: stage / f"{t}.parquet" for t in DERIVED_TABLES if t not in READ_FROM}
-        personal.profile(con, entity_files, derived_files).write_parquet(stage / "personal_columns.parquet")
+        personal_tables = personal.write_tables(con, settings.data_path, entity_files, derived_files, stage)
         done("personal")
     crash_point("derived_staged")
     dest = store.derived / build_id
@@ -107,7 +107,7 @@ def build_derived(
             **{t: store.rel(dest / f"{t}.parquet") for t in GOLDEN_TABLES},
             **{t: store.rel(dest / f"{t}.parquet") for t in ANALYTICS_TABLES},
             **{t: store.rel(dest / f"{t}.parquet") for t in CHURN_TABLES},
-            "personal_columns": store.rel(dest / "personal_columns.parquet"),
+            **{t: store.rel(dest / f.name) for t, f in personal_tables.items()},  # with the keys' tokens
         },
     }
     return {**manifest, "derived": derived}

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from dashboard.derived.personal import KEY_COLUMNS
+from dashboard.derived.personal import KEY_COLUMNS, PSN_SUFFIX
 
 ROLES = ("admin", "manager", "analyst", "sales")
 
@@ -146,7 +146,7 @@ def _by_content(
         fn = "main.pseudonym" if key else "scrub_pii"
         value = f"list_transform({c}, lambda x: {fn}(x))" if columns[c] == "VARCHAR[]" else f"{fn}({c})"
         if found.sources and "source_system" in columns:  # only the rows of the sources where it was found
-            listed = ", ".join("'" + name.replace("'", "''") + "'" for name in found.sources)
+            listed = ", ".join(_quoted(name) for name in found.sources)
             value = f"CASE WHEN source_system IN ({listed}) THEN {value} ELSE {c} END"
         replaced.append(f"{value} AS {c}")
     return replaced
@@ -180,14 +180,41 @@ def _sales_filter(name: str, columns: dict[str, str], base: str) -> str | None:
 
 
 def role_view_sql(
-    role: str, name: str, columns: dict[str, str], base: str = "base", personal: Mapping[str, Personal] | None = None
+    role: str,
+    name: str,
+    columns: dict[str, str],
+    base: str = "base",
+    personal: Mapping[str, Personal] | None = None,
+    precomputed: Mapping[str, tuple[str, ...]] | None = None,
 ) -> str | None:
     """The view ``r_<role>.<name>`` over ``<base>.<name>``, or None when the role may not read it;
-    ``personal`` = the relation's columns found personal by content."""
+    ``personal`` = the relation's columns found personal by content; ``precomputed`` = its personal keys
+    whose tokens the build wrote beside them (``<base>.<name>__psn``, derived/personal.py), with their
+    sources: those rows are read from there, the rest from the relation, and no key is hashed per query."""
     where = _sales_filter(name, columns, base) if role == "sales" else "true"
     if where is None:
         return None
-    select = f"SELECT {_projection(role, columns, personal or {})} FROM {base}.{name} AS t"
+    personal = personal or {}
+    source = f"{base}.{name} AS t"
+    if precomputed and role != "admin" and "source_system" in columns:
+        personal = {  # the keys whose tokens are read, not computed
+            c: p for c, p in personal.items() if not (c in precomputed and set(p.sources) <= set(precomputed[c]))
+        }
+        listed = ", ".join(_quoted(s) for s in sorted({s for ss in precomputed.values() for s in ss}))
+        tokens = list(precomputed)
+        own = "" if where == "true" else f" AND ({where})"
+        rest = f"SELECT * FROM {base}.{name} AS t WHERE (t.source_system NOT IN ({listed}) OR t.source_system IS NULL)"
+        keyed = (
+            f"SELECT * EXCLUDE ({', '.join(f'{c}{PSN_SUFFIX}' for c in tokens)}) "
+            f"REPLACE ({', '.join(f'{c}{PSN_SUFFIX} AS {c}' for c in tokens)}) "
+            f"FROM {base}.{name}{PSN_SUFFIX} AS t WHERE true{own}"
+        )
+        source, where = f"({rest}{own} UNION ALL BY NAME {keyed}) AS t", "true"  # the row filter is inside
+    select = f"SELECT {_projection(role, columns, personal)} FROM {source}"
     if where != "true":
         select += f" WHERE {where}"
     return f"CREATE OR REPLACE VIEW {role_schema(role)}.{name} AS {select}"
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

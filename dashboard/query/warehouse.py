@@ -17,14 +17,16 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow.parquet as pq
 
 from dashboard.core.config import Settings
 from dashboard.core.dictionary import MASK_MACROS
-from dashboard.core.duck import entity_columns, serving_connection
+from dashboard.core.duck import attach_table, entity_columns, serving_connection
 from dashboard.core.entities import ENTITIES
 from dashboard.core.errors import AccessDenied, QueryError, QueryTimeout
 from dashboard.core.keys import PSEUDONYM_KEY, own_key
 from dashboard.core.store import Manifest, Store
+from dashboard.derived.personal import PSN_SUFFIX, pseudonym_sql, pseudonymized
 from dashboard.derived.tables import DERIVED_TABLES, FILTERED_LEADS_MACRO, attach_views
 from dashboard.query.security import (
     ROLES,
@@ -50,11 +52,31 @@ def relations() -> dict[str, dict[str, str]]:
 
 
 # A personal key value replaced by a keyed pseudonym (same value, same token, so joins and counts hold);
-# other values pass unchanged. The key is written into the macro of each serving connection (hex digits,
-# checked): it is never bound per query, and the SQL tab reads no catalog and refuses pseudonym().
-PSEUDONYM_MACRO = """
-CREATE OR REPLACE MACRO main.pseudonym(p) AS CASE WHEN main.pii_kind(p) IS NULL THEN p ELSE {token} END;
-"""
+# other values pass unchanged. The build writes the tokens of the sources' personal keys beside them
+# (derived/personal.py, ``<relation>__psn``), which the role views read; this macro, with the key written into
+# each serving connection (hex digits, checked: never bound per query; the SQL tab reads no catalog and refuses
+# pseudonym()), covers what the build did not: a build made before the companion tables, a key found
+# personal in a table without sources, an as-of comparison's older snapshot.
+PSEUDONYM_MACRO = "CREATE OR REPLACE MACRO main.pseudonym(p) AS {token};"
+
+
+def attach_pseudonymized(con: duckdb.DuckDBPyConnection, store: Store, manifest: Manifest, base: str = "base") -> None:
+    """``<base>.<relation>__psn`` over the build's companion tables (in memory beside an in-memory relation,
+    its ENUM columns cast to the relation's types), for attach_role_views to find."""
+    tables = (manifest.get("derived") or {}).get("tables") or {}
+    served = relations()
+    for table, rel in sorted(tables.items()):
+        relation = table.removesuffix(PSN_SUFFIX)
+        if not table.endswith(PSN_SUFFIX) or relation not in served or not store.abs(rel).is_file():
+            continue
+        file = store.abs(rel)
+        tokens = [c for c in pq.read_schema(file).names if c.endswith(PSN_SUFFIX)]
+        columns = {**served[relation], **dict.fromkeys(tokens, "VARCHAR")}
+        attach_table(con, table, [file], columns, base, relation in IN_MEMORY)
+        enums = [c for c in ENUM_COLUMNS.get(relation, ()) if c in columns]
+        if relation in IN_MEMORY and enums:  # our own names; the values are the relation's own rows'
+            casts = ", ".join(f"CAST({c} AS {base}.{relation}__{c}) AS {c}" for c in enums)
+            con.execute(f"CREATE OR REPLACE TABLE {base}.{table} AS SELECT * REPLACE ({casts}) FROM {base}.{table}")
 
 
 def attach_role_views(
@@ -69,10 +91,9 @@ def attach_role_views(
     (relation → column → kind) overrides the `personal_columns` table (benchmarks/masking.py compares);
     ``key`` (hex) keys the pseudonyms of personal keys (none: every token is NULL, never the value)."""
     con.execute(MASK_MACROS)
-    if not re.fullmatch(r"[0-9a-f]*", key):
-        raise ValueError("the pseudonym key is hex digits")
-    con.execute(PSEUDONYM_MACRO.format(token=f"'PSN-' || left(sha256('{key}' || p), 16)" if key else "NULL"))
+    con.execute(PSEUDONYM_MACRO.format(token=pseudonym_sql(key, "p") if key else "NULL"))
     con.execute(SALES_HELPERS.format(base=base))
+    precomputed: dict[str, dict[str, tuple[str, ...]]] = {}
     if personal is None:  # the columns the refresh's profile found personal (derived/personal.py)
         personal = {}
         for relation, column, kind, sources in con.execute(
@@ -80,16 +101,39 @@ def attach_role_views(
             f"ELSE list(DISTINCT source_system ORDER BY source_system) END FROM {base}.personal_columns GROUP BY ALL"
         ).fetchall():
             personal.setdefault(relation, {})[column] = Personal(kind, tuple(sources))
+        found = con.sql(f"SELECT relation, column_name, source_system, kind FROM {base}.personal_columns").pl()
+        for relation, keys in pseudonymized(found).items():
+            rows = _rows(con, base, f"{relation}{PSN_SUFFIX}")
+            if rows:
+                precomputed[relation] = keys
+            elif rows == 0:  # no row of the relation comes from those sources: nothing to pseudonymize
+                personal[relation] = {
+                    c: p
+                    for c, p in personal.get(relation, {}).items()
+                    if not (c in keys and set(p.sources) <= set(keys[c]))
+                }
     for role in ROLES:
         schema = role_schema(role)
         con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         con.execute(f"CREATE SCHEMA {schema}")
         for name, columns in relations().items():
-            sql = role_view_sql(role, name, columns, base, personal.get(name))
+            sql = role_view_sql(role, name, columns, base, personal.get(name), precomputed.get(name))
             if sql is not None:
                 con.execute(sql)
         if role_view_sql(role, "lead_facts", DERIVED_TABLES["lead_facts"], base) is not None:
             con.execute(FILTERED_LEADS_MACRO.format(s=schema))
+
+
+def _rows(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> int | None:
+    """The rows of ``schema.name``; None when there is no such relation."""
+    there = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = $s AND table_name = $n "
+        "UNION ALL SELECT count(*) FROM duckdb_views() WHERE schema_name = $s AND view_name = $n",
+        {"s": schema, "n": name},
+    ).fetchall()
+    if not any(n for (n,) in there):
+        return None
+    return int(con.execute(f"SELECT count(*) FROM {schema}.{name}").fetchone()[0])  # type: ignore[index]
 
 
 # -- named queries ---------------------------------------------------------------------------
@@ -259,11 +303,16 @@ class Warehouse:
         con = self._connect()
         try:
             attach_views(con, self.store, manifest, IN_MEMORY, ENUM_COLUMNS, schema=BASE)
-            attach_role_views(con, BASE, key=self._pseudonym_key)
+            attach_pseudonymized(con, self.store, manifest, BASE)
+            self._attach_roles(con)
         except BaseException:
             con.close()
             raise
         return con
+
+    def _attach_roles(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Every role's schema over the base relations (benchmarks/masking.py compares other masking)."""
+        attach_role_views(con, BASE, key=self._pseudonym_key)
 
     def _build_for_disk(self) -> _Build:
         """The build serving the manifest on disk, made first when the manifest changed. While another
