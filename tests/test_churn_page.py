@@ -4,6 +4,7 @@ only source is a plain orders file (customer, date, amount), and the small multi
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -112,6 +113,43 @@ def test_the_list_names_each_customer_and_gives_the_reasons_in_full(
     order = list(grid.proto.column_order)
     assert order[:8] == ["rank", "name", "company", "owner", "region", "expected_value_at_risk", "risk_band", "reasons"]
     assert "reason_1" not in order
+
+
+def _tiles(at: object) -> dict[str, int]:
+    card = metrics(at)  # type: ignore[arg-type]
+    return {b: int(card[b].replace(",", "")) for b in ("High risk", "Medium risk", "Low risk")}
+
+
+def _numbers(caption: str) -> list[int]:
+    return [int(n.replace(",", "")) for n in re.findall(r"\d[\d,]*", caption)]
+
+
+def test_the_caption_counts_what_the_band_tiles_count(shop: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The list holds at most LIST_LIMIT rows: its caption still counts the customers the tiles add up to,
+    and says how many are listed and how many are past the limit (issue 20 point 3: a caption said 2,000
+    while the bands added up to 2,506)."""
+    from dashboard.components import churn_view
+
+    monkeypatch.setattr(churn_view, "LIST_LIMIT", 500)
+    at = _churn_page(shop, monkeypatch, "en")
+    tiles = _tiles(at)
+    assert sum(tiles.values()) == 902
+    listed = pl.from_pandas(at.dataframe[0].value).height  # type: ignore[attr-defined]
+    caption = next(c.value for c in at.caption if "listed" in c.value)  # type: ignore[attr-defined]
+    assert caption.startswith("500 of the 902 customers in the bands above listed") and listed == 500
+    assert "402 more are past the list's 500 rows" in caption  # 500 + 402 = 902, what the tiles add up to
+
+    at.selectbox(key="churn_band").set_value("medium").run()  # type: ignore[attr-defined]
+    caption = next(c.value for c in at.caption if "listed" in c.value)  # type: ignore[attr-defined]
+    medium, listed = tiles["Medium risk"], pl.from_pandas(at.dataframe[0].value).height  # type: ignore[attr-defined]
+    assert _numbers(caption)[:2] == [min(medium, 500), medium] and listed == min(medium, 500)
+    assert "in the band Medium risk" in caption
+
+    chinese = _churn_page(shop, monkeypatch, "zh")
+    caption = next(c.value for c in chinese.caption if "列出" in c.value)  # type: ignore[attr-defined]
+    assert (
+        caption.startswith("上方各风险等级共 902 位客户，列出 500 位") and "另有 402 位超出名单的 500 行上限" in caption
+    )
 
 
 def test_filters_narrow_the_list(shop: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

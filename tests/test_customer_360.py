@@ -3,21 +3,19 @@ link; its golden record names where each value came from; search finds it howeve
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import duckdb
 import polars as pl
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from dashboard.core.config import CONFIG_ENV, Settings, load_settings
+from dashboard.components import fmt
+from dashboard.core.config import Settings, load_settings
+from dashboard.i18n import t
 from dashboard.pipeline.refresh import refresh
 from dashboard.query.search import search_params
 from dashboard.query.security import SYSTEM, Principal
 from dashboard.query.warehouse import Warehouse, bind_params, load_query
 from tests.fixture_data import open_app_page
 
-APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
 pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
@@ -111,16 +109,82 @@ def test_deep_link_opens_the_profile_and_timeline(company: Settings, monkeypatch
     assert not at.error, [e.value for e in at.error]
     assert [s.value for s in at.subheader] == ["张0"]
     figures = {m.label: m.value for m in at.metric}
-    assert figures["Orders"] == "2" and figures["Lifetime revenue"] == "¥2,400"
+    assert figures["Orders"] == "2" and figures["Order revenue"] == "¥2,400"
     tables = [pl.from_pandas(d.value) for d in at.dataframe]
     records = next(t for t in tables if "source_record_id" in t.columns)
     assert sorted(records["source_record_id"].to_list()) == ["E0", "TS-0"]
-    timeline = next(t for t in tables if "category" in t.columns)
-    assert {"Order", "Lead"} <= set(timeline["category"].to_list())
+    assert "4 of 4 events on 4 days, newest first" in [c.value for c in at.caption]
+    days = [m.value for m in at.markdown if " · " in m.value and m.value.startswith("**2026-")]
+    # newest day first: the two orders, the trade-show lead won in the CRM, the lead itself
+    assert days == [
+        "**2026-04-12 · 1 event**",
+        "**2026-03-31 · 1 event**",
+        "**2026-03-21 · 1 event**",
+        "**2026-03-01 · 1 event**",
+    ]
     # filter the timeline to orders only
     at.multiselect(key="c360_categories").set_value(["order"]).run()
-    timeline = next(pl.from_pandas(d.value) for d in at.dataframe if "category" in d.value.columns)
-    assert set(timeline["category"].to_list()) == {"Order"} and timeline.height == 2
+    assert "2 of 4 events on 2 days, newest first" in [c.value for c in at.caption]
+
+
+def _with_contracts(company: Settings) -> Settings:
+    """The company with an ERP contracts sheet: E0 (张0, also trade-show lead TS-0, won ¥500 in the CRM)
+    signed ¥100,000 on the day TS-0 was won, ¥60,000 of it paid, and ¥16,500 later, paid in full."""
+    pl.DataFrame(
+        {
+            "合同号": ["K1", "K2", "K3"],
+            "客户编号": ["E0", "E0", "E5"],
+            "签约日期": ["2026-03-21 15:00", "2026-04-02 10:00", "2026-04-02 10:00"],
+            "合同金额": [100_000.0, 16_500.0, 9_999.0],
+            "已回款": [60_000.0, 16_500.0, None],
+            "回款日期": ["2026-04-20 11:00", "2026-04-25 11:00", None],
+        }
+    ).write_excel(company.base_dir / "imports" / "erp" / "contracts.xlsx")
+    cfg = company.base_dir / "cockpit.toml"
+    text = cfg.read_text(encoding="utf-8")
+    orders = 'columns = { order_id = "订单号", customer_ref = "客户编号", ordered_at = "下单日期", amount = "金额" }\n'
+    contracts = (
+        '  [[sources.tables]]\n  entity = "contracts"\n  path = "imports/erp/contracts.xlsx"\n'
+        '  columns = { contract_id = "合同号", customer_ref = "客户编号", signed_at = "签约日期", amount = "合同金额", '
+        'paid_amount = "已回款", paid_at = "回款日期" }\n'
+    )
+    assert orders in text
+    cfg.write_text(text.replace(orders, orders + contracts, 1), encoding="utf-8")
+    settings = load_settings(cfg)
+    assert refresh(settings).exit_code == 0
+    return settings
+
+
+def test_the_profile_names_each_revenue_term_once_with_its_own_figure(
+    company: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Won-deal amount, contract value, payments received and order revenue, each exactly that (issue 20
+    point 3, issue 19 point 3): no 'lifetime revenue' of ¥0 beside contracts and payments."""
+    settings = _with_contracts(company)
+    key = _key(settings, "erp", "E0")
+    profile = Warehouse(settings).run_query("customer_profile", {"customer_key": key}, user=SYSTEM).row(0, named=True)
+    assert (profile["won_amount"], profile["won_deals"]) == (500.0, 1)  # TS-0's won event, not the orders
+    assert (profile["contract_value"], profile["contracts"], profile["payments_received"]) == (116_500.0, 2, 76_500.0)
+    assert (profile["order_revenue"], profile["orders"], profile["open_receivables"]) == (2_400.0, 2, 40_000.0)
+    for lang, terms in {
+        "en": ("Won-deal amount", "Contract value", "Payments received", "Order revenue"),
+        "zh": ("赢单金额", "合同金额", "回款", "订单收入"),
+    }.items():
+        at = open_app_page(settings, monkeypatch, "customer_360", {"customer": key})
+        if lang == "zh":
+            at.sidebar.radio[0].set_value("zh").run()
+        figures = {m.label: m.value for m in at.metric}
+        assert [figures[term] for term in terms] == ["¥500", "¥116,500", "¥76,500", "¥2,400"], figures
+        assert not {"Lifetime revenue", "累计收入", "Revenue", "收入"} & set(figures)
+    at.sidebar.radio[0].set_value("en").run()  # the remembered language back to English
+    # the day the lead was won and the contract signed: one day, two events, each with its source
+    day = [m.value for m in at.markdown if m.value.startswith("**2026-03-21")]
+    assert day == ["**2026-03-21 · 2 events**"]
+    lines = next(m.value for m in at.markdown if "Contract" in m.value and "K1" in m.value).splitlines()
+    signed = next(line for line in lines if "K1" in line)
+    won = next(line for line in lines if "Stage change" in line)
+    assert "Signed" in signed and "¥100,000" in signed and signed.endswith(":gray-badge[ERP]")
+    assert "Won" in won and "¥500" in won and won.endswith(":gray-badge[CRM]")
 
 
 def _survive_by_priority(company: Settings, erp: int, crm: int) -> Settings:
@@ -160,20 +224,29 @@ def test_the_source_with_priority_gives_the_golden_phone(
     assert profile["phone"] == phone and "phone" in profile["conflicts"]
 
 
-def test_the_profile_shows_the_churn_risk_of_a_scored_customer(
+def test_the_profile_shows_the_churn_risk_band_and_its_reasons(
     company: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    scored = Warehouse(company).run_query("customer_churn", user=SYSTEM).row(0, named=True)  # the riskiest customer
-    monkeypatch.setenv(CONFIG_ENV, str(company.base_dir / "cockpit.toml"))
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params["customer"] = scored["customer_key"]
-    at.run()
-    if at.sidebar.radio[0].value != "en":
-        at.sidebar.radio[0].set_value("en").run()
-    at.switch_page("pages/customer_360.py").run()
-    assert not at.exception, at.exception
+    scored = Warehouse(company).run_query("customer_churn", {"lang": "en"}, user=SYSTEM).row(0, named=True)
+    listed = Warehouse(company).run_query("churn_list", {"lang": "en"}, user=SYSTEM)
+    on_list = listed.row(by_predicate=pl.col("customer_key") == scored["customer_key"], named=True)
+    reasons = [r for r in (scored["reason_1"], scored["reason_2"], scored["reason_3"]) if r]
+    assert reasons == [r for r in (on_list["reason_1"], on_list["reason_2"], on_list["reason_3"]) if r]
+    at = open_app_page(company, monkeypatch, "customer_360", {"customer": scored["customer_key"]})
     label = {"high": "High risk", "medium": "Medium risk", "low": "Low risk"}[scored["risk_band"]]
-    assert any(label in m.value for m in at.markdown), [m.value for m in at.markdown]
+    text = "\n".join(m.value for m in at.markdown)
+    assert f"{label} · {scored['risk']:.0%} chance of churning" in text
+    assert f"no. {on_list['rank']} on the warning list" in text
+    for reason in reasons:  # the same words as the churn list's row, in full
+        assert f"- {fmt.md_escape(reason)}" in text
+
+
+def test_a_customer_the_scoring_leaves_out_says_so(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    scored = set(Warehouse(company).run_query("churn_list", user=SYSTEM)["customer_key"])
+    links = Warehouse(company).run_query("identity_links", user=SYSTEM)
+    unscored = sorted(set(links["customer_key"]) - scored)[0]
+    at = open_app_page(company, monkeypatch, "customer_360", {"customer": unscored})
+    assert t("c360.risk.none", "en") in [c.value for c in at.caption]
 
 
 def test_a_merged_away_key_still_opens_its_customer(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -69,6 +69,23 @@ def export_title(chosen: Mapping[str, str | None], lang: str) -> str:
     return " · ".join(parts)
 
 
+def in_scope(bands: pl.DataFrame, band: str | None) -> int:
+    """Customers the list ranks: the band tiles' sum, or the chosen band's tile (the same filters apply)."""
+    return int(bands.filter(pl.col("risk_band") == band)["customers"].sum() if band else bands["customers"].sum())
+
+
+def list_caption(total: int, listed: int, no_consent: int, band: str | None, lang: str) -> str:
+    """How many customers the tiles count, how many the list shows, and where the rest are: listed apart
+    for no marketing consent, or past the list's row limit (listed + apart + past = the tiles' count)."""
+    scope = t("churn.list.scope.band", lang, band=_label("band", band, lang)) if band else t("churn.list.scope", lang)
+    parts = [t("churn.list.caption", lang, listed=fmt.count(listed), total=fmt.count(total), scope=scope)]
+    if no_consent:
+        parts.append(t("churn.list.apart", lang, n=fmt.count(no_consent)))
+    if (beyond := total - listed - no_consent) > 0:
+        parts.append(t("churn.list.beyond", lang, n=fmt.count(beyond), limit=fmt.count(LIST_LIMIT)))
+    return t("churn.list.join", lang).join(parts)
+
+
 def band_tiles(bands: pl.DataFrame, lang: str) -> None:
     tiles = [
         detail(
@@ -103,7 +120,8 @@ def warning_list(frame: pl.DataFrame, lang: str) -> None:
     config["expected_value_at_risk"] = st.column_config.NumberColumn(
         header("expected_value_at_risk", lang), format="yen"
     )
-    config["revenue"] = st.column_config.NumberColumn(header("revenue", lang), format="yen")
+    # the customer's orders before the as-of date: order revenue (订单收入), not won-deal amount
+    config["revenue"] = st.column_config.NumberColumn(t("metric.order_revenue", lang), format="yen")
     picked = st.dataframe(
         shown,
         hide_index=True,

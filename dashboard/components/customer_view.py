@@ -10,7 +10,7 @@ from typing import Literal
 import polars as pl
 import streamlit as st
 
-from dashboard.components import data, labels
+from dashboard.components import data, fmt, labels
 from dashboard.components.fmt import NONE, count, money
 from dashboard.components.tables import headers
 from dashboard.i18n import Lang, t
@@ -20,6 +20,7 @@ PAGE = "customer_360"
 PARAM = "customer"  # ?customer=<customer_key>
 ATTRIBUTES = ("name", "phone", "email", "id_number", "company", "industry", "city", "region", "owner")
 CATEGORIES = ("lead", "stage", "order", "contract", "payment", "interaction")
+DAYS_SHOWN = 14  # timeline days shown at first; a button adds as many older ones
 _RESULTS_KEY = "c360_results"
 _FOUND_KEY = "_c360_found"  # the listed results' customer keys, for a click on a row
 
@@ -82,6 +83,13 @@ def _when(value: datetime | None) -> str:
 
 
 _RISK_COLORS: dict[str, Literal["red", "orange", "green"]] = {"high": "red", "medium": "orange", "low": "green"}
+# (metric, the count its help names): the revenue vocabulary's four terms, in the order money moves
+_REVENUE_TERMS = (
+    ("won_amount", "won_deals"),
+    ("contract_value", "contracts"),
+    ("payments_received", None),
+    ("order_revenue", "orders"),
+)
 
 
 def header(profile: dict, lang: Lang, churn: pl.DataFrame | None = None) -> None:
@@ -106,14 +114,47 @@ def header(profile: dict, lang: Lang, churn: pl.DataFrame | None = None) -> None
 
 
 def key_figures(profile: dict, lang: Lang) -> None:
-    cols = st.columns(5)
-    cols[0].metric(t("c360.fig.revenue", lang), money(profile["lifetime_revenue"]))
+    """The revenue vocabulary, one term each (won-deal amount, contract value, payments received, order
+    revenue: the profile query computes each as exactly that), then receivables, last contact, channels."""
+    money_row = st.columns(4)
+    for col, (metric, n) in zip(money_row, _REVENUE_TERMS, strict=True):
+        help_text = t(f"c360.fig.{metric}.help", lang, n=count(profile[n]) if n else "")
+        col.metric(t(f"metric.{metric}", lang), money(profile[metric]), help=help_text)
+    cols = st.columns(4)
+    cols[0].metric(
+        t("c360.fig.receivables", lang), money(profile["open_receivables"]), help=t("c360.fig.receivables.help", lang)
+    )
     cols[1].metric(t("c360.fig.orders", lang), count(profile["orders"]))
     cols[2].metric(t("c360.fig.last_contact", lang), _when(profile["last_contact_at"]))
-    cols[3].metric(t("c360.fig.receivables", lang), money(profile["open_receivables"]))
     channels = profile["channels"] or []
     names = ", ".join(labels.value("channel", c, lang) for c in channels)
-    cols[4].metric(t("c360.fig.channels", lang), count(len(channels)), help=names or None)
+    cols[3].metric(t("c360.fig.channels", lang), count(len(channels)), help=names or None)
+
+
+def churn_risk(churn: pl.DataFrame, lang: Lang) -> None:
+    """The customer's churn risk band, chance, revenue at risk and place on the warning list, with the
+    reasons behind the score (the same words the churn list gives); says so when the scoring leaves them out."""
+    st.markdown(f"**{t('c360.risk.title', lang)}**")
+    if churn.is_empty():
+        st.caption(t("c360.risk.none", lang))
+        return
+    risk = churn.row(0, named=True)
+    summary = t(
+        "c360.risk.summary",
+        lang,
+        band=labels.value("risk_band", risk["risk_band"], lang),
+        risk=f"{risk['risk']:.0%}",
+        value=money(risk["expected_value_at_risk"]),
+        rank=count(risk["rank"]),
+        as_of=fmt.day(risk["as_of"], lang),
+    )
+    box = st.container(border=True)
+    box.markdown(f":{_RISK_COLORS.get(risk['risk_band'], 'orange')}[{fmt.md_escape(summary)}]")
+    reasons = [r for r in (risk["reason_1"], risk["reason_2"], risk["reason_3"]) if r]
+    if reasons:  # generated from the customer's figures; escaped all the same
+        box.markdown("\n".join(f"- {fmt.md_escape(r)}" for r in reasons))
+    else:
+        box.caption(t("c360.risk.no_reasons", lang))
 
 
 def attributes(values: pl.DataFrame, lang: Lang) -> None:
@@ -175,7 +216,10 @@ def linked_records(links: pl.DataFrame, lang: Lang) -> None:
     )
 
 
-def timeline(events: pl.DataFrame, lang: Lang) -> None:
+def timeline(events: pl.DataFrame, lang: Lang, customer: str = "") -> None:
+    """The customer's events by day, newest first: each day a box, each event its time, what happened, the
+    detail, the amount and the source system it came from (by its name). The latest days show at first;
+    a button shows older ones."""
     st.markdown(f"**{t('c360.timeline', lang)}**")
     present = [c for c in CATEGORIES if c in set(events["category"].to_list())]
     chosen = st.multiselect(
@@ -195,19 +239,47 @@ def timeline(events: pl.DataFrame, lang: Lang) -> None:
         key="c360_kinds",
     )
     shown = events.filter(pl.col("category").is_in(chosen) & (pl.col("kind").is_in(picked) | pl.col("kind").is_null()))
-    st.caption(t("c360.timeline.count", lang, shown=shown.height, total=events.height))
-    st.dataframe(
-        shown.with_columns(
-            _event_kinds(lang),
-            pl.when(pl.col("category") == "interaction")
-            .then(labels.expr("outcome", "detail", lang))
-            .otherwise(pl.col("detail").fill_null(NONE)),
-        ).pipe(labels.frame, lang),
-        hide_index=True,
-        placeholder="—",
-        use_container_width=True,
-        column_config={
-            **{c: t(f"c360.col.{c}", lang) for c in shown.columns},
-            "amount": st.column_config.NumberColumn(t("c360.col.amount", lang), format="yen"),
-        },
+    by_day = event_lines(shown, lang).group_by("day", maintain_order=True).agg("line")  # newest day first
+    st.caption(t("c360.timeline.count", lang, shown=shown.height, total=events.height, days=by_day.height))
+    more_key = f"c360_days_{customer}"  # how many days this customer's timeline shows
+    limit = st.session_state.get(more_key, DAYS_SHOWN)
+    for day, lines in by_day.head(limit).iter_rows():
+        with st.container(border=True):
+            heading = "c360.timeline.day" if len(lines) > 1 else "c360.timeline.day.one"
+            st.markdown(f"**{t(heading, lang, day=fmt.day(day, lang), n=len(lines))}**")
+            st.markdown("\n".join(f"- {line}" for line in lines))
+    if by_day.height > limit:
+        st.caption(t("c360.timeline.days_shown", lang, shown=limit, days=by_day.height))
+        if st.button(t("c360.timeline.more", lang), icon=":material/history:", key="c360_more_days"):
+            st.session_state[more_key] = limit + DAYS_SHOWN
+            st.rerun()
+
+
+def event_lines(events: pl.DataFrame, lang: Lang) -> pl.DataFrame:
+    """Each event as a day and one Markdown line: time · what · kind — detail · channel · amount, and a
+    badge naming its source system; every name from the value dictionary, data text escaped."""
+    named = events.with_columns(
+        labels.expr("category", "category", lang),
+        _event_kinds(lang),
+        pl.when(pl.col("category") == "interaction")
+        .then(labels.expr("outcome", "detail", lang))
+        .otherwise(pl.col("detail")),
+        pl.when(pl.col("channel").is_not_null()).then(labels.expr("channel", "channel", lang)),
+        labels.expr("source", "source_system", lang),
+    )
+    lines = []
+    for e in named.iter_rows(named=True):
+        head = [f"**{e['occurred_at']:%H:%M}**", fmt.md_escape(e["category"])]
+        if e["kind"] and e["kind"] not in (fmt.NONE, e["category"]):
+            head.append(fmt.md_escape(e["kind"]))
+        line = " · ".join(head)
+        tail = [fmt.md_escape(str(v)) for v in (e["detail"], e["channel"]) if v and v != fmt.NONE]
+        if e["amount"] is not None:
+            tail.append(money(e["amount"]))
+        if tail:
+            line += " — " + " · ".join(tail)
+        lines.append(f"{line} :gray-badge[{fmt.md_escape(e['source_system'])}]")
+    return pl.DataFrame(
+        {"day": named["occurred_at"].dt.date(), "line": pl.Series(lines, dtype=pl.String)},
+        schema={"day": pl.Date, "line": pl.String},
     )

@@ -18,12 +18,14 @@ if card.is_empty() or card["status"][0] == "no_activity":
 
 chosen = churn_view.filter_row(data.query("churn_options"), LANG)
 scope = {k: chosen[k] for k in ("owner", "region", "segment")}
-churn_view.band_tiles(data.query("churn_bands", scope), LANG)
+bands = data.query("churn_bands", scope)
+churn_view.band_tiles(bands, LANG)
 
 st.subheader(t("churn.list.title", LANG))
 ranked = data.query("churn_list", {**scope, "band": chosen["band"], "lang": LANG, "limit": churn_view.LIST_LIMIT})
 warnings, no_consent = consent_view.split(ranked)  # the outreach list leaves out who said no to marketing
-st.caption(t("churn.list.caption", LANG, shown=f"{warnings.height:,}"))
+total = churn_view.in_scope(bands, chosen["band"])  # the caption counts what the tiles count
+st.caption(churn_view.list_caption(total, warnings.height, no_consent.height, chosen["band"], LANG))
 churn_view.warning_list(warnings, LANG)
 export_buttons(warnings, "churn_warnings", churn_view.export_title(chosen, LANG), None, LANG, ())
 consent_view.left_out_section(no_consent, LANG)

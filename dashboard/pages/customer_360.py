@@ -32,11 +32,12 @@ if profile.is_empty():
     st.warning(t("c360.not_found", LANG, customer=key), icon=":material/person_off:")
     st.stop()
 customer = profile.row(0, named=True)
-view.header(customer, LANG, data.query("customer_churn", {"customer_key": key}))
+view.header(customer, LANG, data.query("customer_churn", {"customer_key": key, "lang": LANG}))
 view.key_figures(customer, LANG)
+view.churn_risk(data.query("customer_churn", {"customer_key": key, "lang": LANG}), LANG)
 left, right = st.columns([1, 1])
 with left:
     view.attributes(data.query("customer_attributes", {"customer_key": key}), LANG)
 with right:
     view.linked_records(data.query("identity_links", {"customer_key": key}), LANG)
-view.timeline(data.query("customer_timeline", {"customer_key": key}), LANG)
+view.timeline(data.query("customer_timeline", {"customer_key": key}), LANG, key)
