@@ -1,0 +1,134 @@
+"""A real Spark standalone cluster for the engine tests: a master and one worker on 127.0.0.1, started
+from the pyspark package's own ``bin/spark-class`` (pip's pyspark has no start-master.sh) in a temporary
+folder, on free ports, stopped (their own process ids) and removed when the tests end.
+
+Without pyspark (the spark extra) or Java the tests skip with a message; in CI (the ``CI`` environment
+variable is set) they fail instead (``make test`` installs both).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.dbserver import free_port
+
+READY_SECONDS = 180  # the machine is shared: a JVM can take a minute to come up
+
+
+def unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}: CI must run the Spark engine tests (make test installs the spark extra and Java)")
+    pytest.skip(f"{reason}: Spark engine tests skipped (make spark installs pyspark and openjdk-17-jre-headless)")
+
+
+def spark_home() -> Path:
+    """The pyspark package's folder, or skip (fail in CI) without pyspark or Java."""
+    try:
+        import pyspark
+    except ImportError:
+        unavailable("pyspark is not installed")
+    if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+        unavailable("no Java (java on PATH or JAVA_HOME)")
+    return Path(pyspark.__file__).parent
+
+
+@dataclass
+class Cluster:
+    master: str  # spark://127.0.0.1:<port>
+    ui: str  # the master's JSON status page
+    folder: Path
+    processes: list[subprocess.Popen[bytes]]
+
+    def status(self) -> dict[str, object]:
+        with urllib.request.urlopen(self.ui, timeout=5) as r:
+            return dict(json.load(r))
+
+
+def _environment(home: Path, folder: Path) -> dict[str, str]:
+    conf = folder / "conf"
+    conf.mkdir()
+    (conf / "log4j2.properties").write_text(
+        "rootLogger.level = warn\nrootLogger.appenderRef.stdout.ref = console\n"
+        "appender.console.type = Console\nappender.console.name = console\n"
+        "appender.console.layout.type = PatternLayout\nappender.console.layout.pattern = %d %p %c{1}: %m%n\n",
+        encoding="utf-8",
+    )
+    return {
+        **os.environ,
+        "SPARK_HOME": str(home),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_CONF_DIR": str(conf),
+        "SPARK_WORKER_DIR": str(folder / "work"),
+        "SPARK_LOG_DIR": str(folder / "logs"),
+    }
+
+
+@contextmanager
+def standalone(worker: bool = True) -> Iterator[Cluster]:
+    """A master (and one worker of 1 core, 2 GB) on loopback; yields once the master counts the worker."""
+    home = spark_home()
+    folder = Path(tempfile.mkdtemp(prefix="cockpit-spark-"))
+    env = _environment(home, folder)
+    port, ui_port = free_port(), free_port()
+    master = f"spark://127.0.0.1:{port}"
+    spark_class = str(home / "bin" / "spark-class")
+    logs = (folder / "master.log").open("wb"), (folder / "worker.log").open("wb")
+    processes = [
+        subprocess.Popen(
+            [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+             "--port", str(port), "--webui-port", str(ui_port)],
+            env=env, stdout=logs[0], stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    ]  # fmt: skip
+    cluster = Cluster(master, f"http://127.0.0.1:{ui_port}/json/", folder, processes)
+    try:
+        if worker:
+            processes.append(
+                subprocess.Popen(
+                    [spark_class, "org.apache.spark.deploy.worker.Worker", master, "--host", "127.0.0.1",
+                     "--cores", "1", "--memory", "2g", "--webui-port", str(free_port())],
+                    env=env, stdout=logs[1], stderr=subprocess.STDOUT, start_new_session=True,
+                )
+            )  # fmt: skip
+        _wait(cluster, 1 if worker else 0)
+        yield cluster
+    finally:
+        for p in processes:  # our own JVMs, by their process ids
+            p.terminate()
+        for p in processes:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(10)
+        for f in logs:
+            f.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _wait(cluster: Cluster, workers: int) -> None:
+    deadline = time.monotonic() + READY_SECONDS
+    while time.monotonic() < deadline:
+        for p in cluster.processes:
+            if p.poll() is not None:
+                log = (cluster.folder / "master.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"a Spark daemon exited with {p.returncode}: {log}")
+        try:
+            if int(str(cluster.status().get("aliveworkers", 0))) >= workers:
+                return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise RuntimeError(f"the Spark cluster at {cluster.master} was not ready in {READY_SECONDS} s")
