@@ -1,25 +1,32 @@
-"""How every Plotly chart is laid out and drawn: one look in the office, a dark one on the big screen."""
+"""How every Plotly chart is laid out and drawn: one look in the office, a dark one on the big screen.
+
+A chart's title is drawn above it as page text, not inside the figure: page text wraps on a phone
+(Plotly cuts a long title off) and the chart's toolbar, which Plotly draws over the figure's top right
+corner, can never cover it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard.components import labels
+from dashboard.components import fmt, labels
 
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d")
 KIOSK_FONT = {"size": 22, "color": "#f5f7fa"}
+KIOSK_HEIGHT = 300  # one row of charts under two rows of tiles on a 1080p wall
 
 
 def layout(fig: go.Figure, title: str, kiosk: bool = False, height: int | None = None) -> go.Figure:
     fig.update_layout(
         title=title,
         colorway=list(PALETTE),
-        margin={"l": 10, "r": 10, "t": 60, "b": 10},
-        legend={"orientation": "h", "y": 1.12, "x": 1, "xanchor": "right"},
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        # top left, clear of the toolbar (top right); it takes more rows on a narrow screen
+        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0, "xanchor": "left"},
         height=height,
     )
     if kiosk:  # legible from three metres: big type, light on dark, no grid noise
@@ -60,12 +67,26 @@ def clicked(event: Mapping[str, Any] | None, field: str = "x") -> str | None:
 
 
 def show(fig: go.Figure, key: str, kiosk: bool = False, on_click: Callable[[], None] | None = None) -> None:
-    """Draw a chart; with ``on_click``, clicking a bar or point calls it (before the page reruns)."""
+    """Draw a chart, its title above it as a heading (taken out of ``fig``); with ``on_click``, clicking a
+    bar or point calls it (before the page reruns). On the big screen: no toolbar, one row's height."""
+    title = fig.layout.title.text
+    if title:
+        fig.update_layout(title=None, margin_t=10 if kiosk else 30)
+        st.markdown(f"**{fmt.md_escape(title)}**")  # our label, maybe naming a channel: shown literally
     config: dict[str, Any] = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
-    theme: Literal["streamlit"] | None = None if kiosk else "streamlit"
-    if on_click is None:
-        st.plotly_chart(fig, width="stretch", key=key, theme=theme, config=config)
+    if kiosk:  # nobody clicks a wall
+        config["displayModeBar"] = False
+        scale = kiosk_scale()
+        fig.update_layout(height=KIOSK_HEIGHT * scale, font_size=KIOSK_FONT["size"] * scale)
+        st.plotly_chart(fig, width="stretch", key=key, theme=None, config=config)
+    elif on_click is None:
+        st.plotly_chart(fig, width="stretch", key=key, config=config)
     else:
-        st.plotly_chart(
-            fig, width="stretch", key=key, theme=theme, config=config, on_select=on_click, selection_mode="points"
-        )
+        st.plotly_chart(fig, width="stretch", key=key, config=config, on_select=on_click, selection_mode="points")
+
+
+def kiosk_scale() -> int:
+    """How many times larger the big screen draws its charts: ``?kiosk=1&scale=2`` on a 4K wall shown at
+    100 % (the page's text doubles by itself from 2560 px wide; a chart's pixel sizes must be told)."""
+    raw = st.query_params.get("scale", "1")
+    return int(raw) if raw in ("1", "2", "3") else 1

@@ -375,6 +375,7 @@ STRINGS: dict[str, str] = {
     "tiles.no_won": "No deals were won in this period.",
     "tiles.unassigned": "Won leads without an owner: {deals} deals, {revenue} (not ranked).",
     "kiosk.as_of": "Data as of",
+    "kiosk.trend": "New leads, last {days} days",
     "kiosk.retrying": "Refresh failed at {when}; retrying on its own: {error}",
     "kiosk.age.now": "just now",
     "kiosk.age.minutes": "{n} min ago",

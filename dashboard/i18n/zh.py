@@ -352,6 +352,7 @@ STRINGS: dict[str, str] = {
     "tiles.no_won": "该期间没有赢单。",
     "tiles.unassigned": "无负责人的赢单：{deals} 单，{revenue}（不参与排名）。",
     "kiosk.as_of": "数据截至",
+    "kiosk.trend": "近 {days} 天新增线索",
     "kiosk.retrying": "{when} 刷新失败，稍后自动重试：{error}",
     "kiosk.age.now": "刚刚",
     "kiosk.age.minutes": "{n} 分钟前",

@@ -48,20 +48,17 @@ def tiles() -> None:
     card = data.query_if_allowed("churn_model_card") if has_query("churn_model_card") else None
     if card is not None and (at_risk := at_risk_tile(data.query("churn_bands"), card, LANG, MONEY)):
         status.append(at_risk)  # churn warnings: only once their scores passed a backtest
-    numbers, ranking = st.columns([3, 2], gap="large") if KIOSK else (st.container(), st.container())
-    with numbers:
-        if KIOSK:  # three big tiles a row beside the leaderboard
-            show([*new_leads, *kpis, *status], per_row=3)
-        else:
-            for group in (new_leads, kpis, status):
-                show(group, per_row=max(len(group), 3))
-        if not kpis:
-            st.info(t("cockpit.no_leads", LANG))
-    with ranking:
-        leaderboard(board, LANG, KIOSK)
+    if KIOSK:  # one screen: tiles, then the leads trend, the funnel and the leaderboard
+        kiosk.screen([*new_leads, *kpis, *status], board, FILTERS, as_of, LANG)
+    else:
+        for group in (new_leads, kpis, status):
+            show(group, per_row=max(len(group), 3))
+    if not kpis:
+        st.info(t("cockpit.no_leads", LANG))
     if KIOSK:
         kiosk.data_as_of(LANG)
         return
+    leaderboard(board, LANG, KIOSK)
     table(named(board, LANG), {"won_deals": "count", "won_revenue": "money"}, LANG, height=240)
     export_buttons(board, "sales_leaderboard", t("tiles.leaderboard_title", LANG), FILTERS, LANG, ("period",))
     if summary["leads"].sum():
