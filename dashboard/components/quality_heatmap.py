@@ -69,9 +69,10 @@ def heatmap_figure(frame: pl.DataFrame, metric: str, lang: str) -> go.Figure:
     _entity_bands(fig, fields, lang)
     fig.update_layout(
         height=max(300, 140 + 34 * len(sources)),
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        margin={"l": 10, "r": 10, "t": 30 + LABEL_ROW_PX, "b": 10},
         xaxis={
-            "tickangle": -60,
+            "tickangle": -90,  # upright names take a line's height each: neighbours never overlap
+            "tickfont": {"size": 11},
             "type": "category",
             "categoryorder": "array",
             "categoryarray": fields,
@@ -91,18 +92,58 @@ def heatmap_figure(frame: pl.DataFrame, metric: str, lang: str) -> go.Figure:
     return fig
 
 
+# The entity names above the columns: a column is drawn at least ~COLUMN_PX wide on the page, a name
+# may reach half-way over each neighbouring band (those are named on the other of two rows), and one
+# that would still not fit is shortened with "…", its full name on hover.
+COLUMN_PX, LABEL_ROW_PX = 14, 16
+
+
+def text_px(text: str) -> float:
+    """A 12 px label's width, roughly: Chinese characters are square, Latin ones about 0.6 em."""
+    return sum(12.0 if ord(c) > 0x2E80 else 7.0 for c in text)
+
+
+def shortened(text: str, room_px: float) -> str:
+    """``text`` cut to fit ``room_px`` with an ellipsis, or whole when it fits."""
+    if text_px(text) <= room_px:
+        return text
+    while text and text_px(text + "…") > room_px:
+        text = text[:-1]
+    return text.rstrip() + "…"
+
+
+def bands(fields: list[str]) -> list[tuple[str, int, int]]:
+    """(entity, first column, last column) of each run of one entity's fields."""
+    out: list[tuple[str, int, int]] = []
+    for i, field in enumerate(fields):
+        entity = field.split(".")[0]
+        if out and out[-1][0] == entity:
+            out[-1] = (entity, out[-1][1], i)
+        else:
+            out.append((entity, i, i))
+    return out
+
+
 def _entity_bands(fig: go.Figure, fields: list[str], lang: str) -> None:
-    """A divider between entities and the entity's name above its columns."""
-    start = 0
-    for i, field in enumerate([*fields, ""]):
-        if i == len(fields) or (i and field.split(".")[0] != fields[i - 1].split(".")[0]):
-            entity = labels.value("entity", fields[start].split(".")[0], lang)
-            fig.add_annotation(
-                x=(start + i - 1) / 2, y=1.0, yref="paper", yanchor="bottom", text=f"<b>{entity}</b>", showarrow=False
-            )
-            if i < len(fields):
-                fig.add_vline(x=i - 0.5, line={"color": "#555", "width": 1})
-            start = i
+    """A divider between entities and the entity's name above its columns, on two alternating rows."""
+    runs = bands(fields)
+    for k, (entity, first, last) in enumerate(runs):
+        width = last - first + 1
+        neighbours = sum((runs[j][2] - runs[j][1] + 1) / 2 for j in (k - 1, k + 1) if 0 <= j < len(runs))
+        name = labels.value("entity", entity, lang)
+        shown = shortened(name, (width + neighbours) * COLUMN_PX)
+        fig.add_annotation(
+            x=(first + last) / 2,
+            y=1.0,
+            yref="paper",
+            yanchor="bottom",
+            yshift=LABEL_ROW_PX * (k % 2),
+            text=f"<b>{shown}</b>",
+            hovertext=name if shown != name else None,
+            showarrow=False,
+        )
+        if first:
+            fig.add_vline(x=first - 0.5, line={"color": "#555", "width": 1})
 
 
 def _hover(r: dict[str, Any] | None, lang: str) -> str:
@@ -152,6 +193,7 @@ def heatmap_section(lang: str) -> None:
     event = st.plotly_chart(
         heatmap_figure(frame, metric, lang),
         key="dq_heatmap",
+        config={"displayModeBar": False},  # a cell is picked by a click; the toolbar would cover the names
         on_select="rerun",
         selection_mode="points",
         width="stretch",
