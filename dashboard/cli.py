@@ -166,14 +166,25 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
 
 @app.command()
 def query(
-    name: Annotated[str, typer.Argument(help="A query in queries/ (e.g. channel_summary).")],
+    name: Annotated[
+        str | None, typer.Argument(help="A query in queries/ (e.g. channel_summary); none with --metric.")
+    ] = None,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="k=v, repeatable.")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
     user: Annotated[
         str | None, typer.Option("--user", "-u", help="Run as this account: its role's rows and masking.")
     ] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option("--metric", "-m", help="A metric of the semantic layer (dashboard/metrics.toml), repeatable."),
+    ] = None,
+    by: Annotated[
+        list[str] | None, typer.Option("--by", help="Split the metrics by this dimension, repeatable.")
+    ] = None,
 ) -> None:
-    """Run a named query against the current snapshots (as --user sees it; without it, unrestricted and audited)."""
+    """Run a named query, or ask the semantic layer for metrics (--metric won_amount --by channel, with
+    --param start=/end= and dimension filters), against the current snapshots as --user sees it (without
+    it, unrestricted and audited)."""
 
     from dashboard.access.auth import load_accounts
     from dashboard.core import audit
@@ -186,9 +197,12 @@ def query(
         if not sep:
             raise QueryError(f"--param expects k=v, got {item!r}")
         params[key.strip()] = value
+    if (name is None) == (not metric):
+        raise QueryError("name a query, or ask for metrics with --metric (not both)")
+    target = name or "metric:" + ",".join(metric or [])
     settings = _settings()
     if user is None:
-        principal = _as_system(settings, name)
+        principal = _as_system(settings, target)
     else:
         account = load_accounts(settings).get(user)
         if account is None:
@@ -197,14 +211,46 @@ def query(
             raise QueryError(message)
         principal = account.principal
     try:
-        frame = Warehouse(settings).run_query(name, params, user=principal)
+        if name is not None:
+            frame = Warehouse(settings).run_query(name, params, user=principal)
+        else:
+            frame = _ask_metrics(settings, metric or [], by or [], params, principal)
     except CockpitError as e:  # refused as this user (a table the role has no view of), or a bad parameter
         if not principal.system:
-            audit.record(settings, "query", principal.username, principal.role, "cli", target=name, refused=e.message)
+            audit.record(settings, "query", principal.username, principal.role, "cli", target=target, refused=e.message)
         raise
     if not principal.system:
-        audit.record(settings, "query", principal.username, principal.role, "cli", target=name, rows=frame.height)
+        audit.record(settings, "query", principal.username, principal.role, "cli", target=target, rows=frame.height)
     _print_frame(frame, fmt)
+
+
+def _ask_metrics(
+    settings: Settings, names: list[str], by: list[str], params: dict[str, str], principal: Principal
+) -> pl.DataFrame:
+    """The semantic layer's answer; what the user sees at the company's scope, or not at all, is said on stderr."""
+    import datetime as dt
+
+    from dashboard.core.errors import QueryError
+    from dashboard.query.metrics import Request, ask, layer, rounded
+    from dashboard.query.warehouse import Warehouse
+
+    span: dict[str, dt.date | None] = {"start": None, "end": None}
+    for key in span:
+        text = params.pop(key, "")
+        try:
+            span[key] = dt.date.fromisoformat(text) if text else None
+        except ValueError:
+            raise QueryError(f"--param {key} must be a date (YYYY-MM-DD), got {text!r}") from None
+    request = Request.of(names, by, params, span["start"], span["end"])
+    answer = ask(Warehouse(settings), request, principal)
+    for metric, scope in answer.scopes.items():
+        if scope == "company":
+            _err(f"{metric}: the company's figure (not split by owner), {layer().metric(metric).label['en']}")
+        elif scope == "none":
+            _err(f"{metric}: not shown to the role '{principal.role}' split by {', '.join(by) or 'nothing'}")
+    if answer.unsplit:
+        _err(f"note: spend-based metrics are not filtered by {', '.join(answer.unsplit)}")
+    return rounded(answer.frame)  # to each metric's precision, as the pages' and reports' exports
 
 
 @app.command("sql")

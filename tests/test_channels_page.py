@@ -22,7 +22,7 @@ from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse, list_queries
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
-KPIS = ("Leads", "Conversion", "Won revenue", "ROI")
+KPIS = ("Leads", "Conversion", "Won-deal amount", "ROI")
 
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
@@ -96,7 +96,7 @@ def test_channel_economics_numbers(company: Settings, monkeypatch: pytest.Monkey
     assert {k: metrics(at)[k] for k in KPIS} == {
         "Leads": "60",
         "Conversion": "13.3%",
-        "Won revenue": "¥22,000",
+        "Won-deal amount": "¥22,000",
         "ROI": "450%",
     }
     rows = shown(at, "Acquisition cost (CAC)")
@@ -104,19 +104,19 @@ def test_channel_economics_numbers(company: Settings, monkeypatch: pytest.Monkey
     economics = by(rows, "Channel")
     assert economics["Paid search"] == {
         "Channel": "Paid search",
-        "Spend": "¥3,000",
+        "Marketing spend": "¥3,000",
         "Leads": "30",
         "Cost per lead": "¥100",
-        "Won": "6",
+        "Won deals": "6",
         "Acquisition cost (CAC)": "¥500",
-        "Revenue": "¥21,000",
+        "Won-deal amount": "¥21,000",
         "ROI": "600%",
     }
     assert economics["Trade show"]["Cost per lead"] == "¥53"  # 1,000 / 19
     assert economics["Trade show"]["ROI"] == "0%"
     web = economics["website"]  # no spend: revenue shown, no ratio (not zero)
-    assert (web["Spend"], web["Cost per lead"], web["Acquisition cost (CAC)"], web["ROI"]) == ("—",) * 4
-    assert (web["Leads"], web["Won"], web["Revenue"]) == ("10", "0", "¥0")
+    assert (web["Marketing spend"], web["Cost per lead"], web["Acquisition cost (CAC)"], web["ROI"]) == ("—",) * 4
+    assert (web["Leads"], web["Won deals"], web["Won-deal amount"]) == ("10", "0", "¥0")
     assert all(d.proto.placeholder == "—" for d in at.dataframe)  # an empty cell is drawn as —, never "None"
 
 
@@ -205,7 +205,12 @@ def test_filters_round_trip_through_the_url(company: Settings, monkeypatch: pyte
     assert at.selectbox(key="_fb_channel").value == "paid_search"
     assert metrics(at)["Leads"] == "10"  # CRM-0..9
     paid = by(shown(at, "Acquisition cost (CAC)"), "Channel")["Paid search"]
-    assert (paid["Spend"], paid["Cost per lead"], paid["Won"], paid["ROI"]) == ("¥2,000", "¥200", "6", "950%")
+    assert (paid["Marketing spend"], paid["Cost per lead"], paid["Won deals"], paid["ROI"]) == (
+        "¥2,000",
+        "¥200",
+        "6",
+        "950%",
+    )
     # changing a widget changes the URL, the other filters stay
     at.selectbox(key="_fb_region").set_value("华东").run()
     assert {k: at.query_params.get(k) for k in (*query, "region")} == {**query, "region": "华东"}
@@ -266,7 +271,7 @@ def test_cockpit_tiles(company: Settings, monkeypatch: pytest.MonkeyPatch, on_da
     assert {k: shown_metrics[k] for k in KPIS} == {
         "Leads": "60",
         "Conversion": "13.3%",
-        "Won revenue": "¥22,000",
+        "Won-deal amount": "¥22,000",
         "ROI": "450%",
     }
     assert shown_metrics["Receivables overdue"] == "¥0"  # the small company has no contracts
@@ -310,7 +315,7 @@ def test_kiosk_mode(company: Settings, monkeypatch: pytest.MonkeyPatch, on_day: 
     at = open_page(company, monkeypatch, "cockpit", kiosk="1")
     assert runs == [company.analytics.kiosk_refresh_seconds]  # the tiles refresh on the configured timer
     assert not at.date_input  # no filter widgets on the wall
-    assert metrics(at)["Won revenue"] == "¥22.0K"  # magnitudes, legible from three metres
+    assert metrics(at)["Won-deal amount"] == "¥22.0K"  # magnitudes, legible from three metres
     assert metrics(at)["Leads"] == "60"
     line = next(m.value for m in at.markdown if str(m.value).startswith("Data as of"))
     for source in company.sources:

@@ -13,8 +13,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.components import fmt
-from dashboard.components.kpi import channel_totals
 from dashboard.core.config import CONFIG_ENV, Settings
+from dashboard.derived.analytics import channel_totals
 from dashboard.i18n import CATALOG, LANGS, t
 from dashboard.i18n.values import ValueLabels
 from dashboard.pipeline.refresh import refresh
@@ -44,7 +44,7 @@ def metrics(at: AppTest) -> dict[str, str]:
 
 def kpis(at: AppTest) -> dict[str, str]:
     """The four channel_summary tiles (the cockpit has more; tests/test_channels_page.py checks those)."""
-    return {k: v for k, v in metrics(at).items() if k in ("Leads", "Conversion", "Won revenue", "ROI")}
+    return {k: v for k, v in metrics(at).items() if k in ("Leads", "Conversion", "Won-deal amount", "ROI")}
 
 
 def texts(at: AppTest) -> str:
@@ -75,7 +75,7 @@ def test_language_defaults_to_the_config_and_switches(company: Settings, monkeyp
     at = open_app(company, monkeypatch)
     assert company.language == "en"
     assert at.session_state["lang"] == "en"
-    assert list(kpis(at)) == ["Leads", "Conversion", "Won revenue", "ROI"]
+    assert list(kpis(at)) == ["Leads", "Conversion", "Won-deal amount", "ROI"]
     at.sidebar.radio[0].set_value("zh").run()
     assert [x.value for x in at.title] == ["驾驶舱"]
     assert metrics(at)["线索数"] == "60"
@@ -84,14 +84,14 @@ def test_language_defaults_to_the_config_and_switches(company: Settings, monkeyp
 # -- the cockpit's numbers ----------------------------------------------------------------------
 def test_cockpit_shows_the_channel_totals(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     at = open_app(company, monkeypatch, "en")
-    assert kpis(at) == {"Leads": "60", "Conversion": "13.3%", "Won revenue": "¥22,000", "ROI": "450%"}
+    assert kpis(at) == {"Leads": "60", "Conversion": "13.3%", "Won-deal amount": "¥22,000", "ROI": "450%"}
     table = pl.from_pandas(at.dataframe[-1].value)  # after the sales leaderboard
     rows = {r["channel"]: r for r in table.iter_rows(named=True)}
     # channels by their names (a code without one, like this company's "website", as it is)
     assert set(rows) == {"Paid search", "Trade show", "website", "Unknown"}
-    assert (rows["Paid search"]["leads"], rows["Paid search"]["won"], rows["Paid search"]["roi"]) == (30, 6, 6.0)
-    assert rows["Trade show"]["revenue"] == 1000
-    assert rows["website"]["cost"] is None or rows["website"]["cost"] != rows["website"]["cost"]  # empty, not 0
+    assert (rows["Paid search"]["leads"], rows["Paid search"]["won_deals"], rows["Paid search"]["roi"]) == (30, 6, 6.0)
+    assert rows["Trade show"]["won_amount"] == 1000
+    assert rows["website"]["spend"] is None or rows["website"]["spend"] != rows["website"]["spend"]  # empty, not 0
     assert len(at.get("plotly_chart")) == 2  # the sales leaderboard and the channels
 
 
@@ -100,7 +100,7 @@ def test_cockpit_date_range_narrows_the_period(company: Settings, monkeypatch: p
     at.date_input[0].set_value((dt.date(2026, 3, 1), dt.date(2026, 3, 10))).run()
     assert not at.exception
     # 10 leads from each source; spend in the period: SEM 2,000 + trade show 1,000.
-    assert kpis(at) == {"Leads": "30", "Conversion": "26.7%", "Won revenue": "¥22,000", "ROI": "633%"}
+    assert kpis(at) == {"Leads": "30", "Conversion": "26.7%", "Won-deal amount": "¥22,000", "ROI": "633%"}
 
 
 def test_cockpit_freshness_line_per_source(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from dashboard.core.config import Settings
-from dashboard.ops.reports import find_browser, send_report
+from dashboard.ops.reports import BY_CHANNEL, find_browser, send_report
 from tests.test_notify_servers import (  # noqa: F401  (fixtures)
     Smtp,
     attachments,
@@ -63,18 +63,23 @@ def test_weekly_report_has_the_numbers_of_cockpit_query(reporting: Settings, smt
     assert "Weekly digest 2026-03-09 – 2026-03-15" in str(mail["Subject"])
     body = html_part(mail)
 
-    week = cli(reporting, "query", "channel_summary", "-p", "start=2026-03-09", "-p", "end=2026-03-15", "-f", "csv")
-    before = cli(reporting, "query", "channel_summary", "-p", "start=2026-03-02", "-p", "end=2026-03-08", "-f", "json")
+    metrics = [a for m in BY_CHANNEL for a in ("--metric", m)]  # the semantic layer's, as the report asks
+    week = cli(
+        reporting, "query", *metrics, "--by", "channel", "-p", "start=2026-03-09", "-p", "end=2026-03-15", "-f", "csv"
+    )
+    before = cli(
+        reporting, "query", *metrics, "--by", "channel", "-p", "start=2026-03-02", "-p", "end=2026-03-08", "-f", "json"
+    )
     assert week.returncode == 0, week.stderr
     files = attachments(mail)
     assert files["weekly_managers_channels_2026-03-09.csv"].decode() == week.stdout  # the CSV is the query's
 
     rows, prev = _csv_rows(week.stdout), json.loads(before.stdout)
     leads, prev_leads = sum(int(r["leads"]) for r in rows), sum(r["leads"] for r in prev)
-    revenue = sum(float(r["revenue"]) for r in rows)
+    revenue = sum(float(r["won_amount"]) for r in rows)
     change = (leads - prev_leads) / prev_leads * 100
     assert f"<td>Leads</td><td><b>{leads:,}</b></td><td>{prev_leads:,}</td><td>{change:+.1f}%</td>" in body
-    assert f"<td>Won revenue</td><td><b>¥{revenue:,.0f}</b></td>" in body
+    assert f"<td>Won-deal amount</td><td><b>¥{revenue:,.0f}</b></td>" in body
     overdue = json.loads(cli(reporting, "query", "receivables_overdue", "-p", "as_of=2026-03-15", "-f", "json").stdout)
     assert f"<td>Receivables overdue</td><td><b>¥{overdue[0]['overdue_amount']:,.0f}</b>" in body
     health = json.loads(cli(reporting, "query", "data_health", "-f", "json").stdout)

@@ -1,4 +1,4 @@
-"""The per-channel chart and table built from ``channel_summary``."""
+"""The per-channel chart and table: the semantic layer's metrics split by channel (the total row apart)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,18 @@ import streamlit as st
 from dashboard.components import labels
 from dashboard.components.charts import name_categories
 from dashboard.i18n import t
+from dashboard.query.metrics import TOTAL, Answer, layer, rounded
+
+__all__ = ["channel_chart", "channel_table", "rounded", "rows"]
+
+# how st.dataframe draws each unit (the cells stay numbers: a click on a header sorts by value)
+_FORMAT = {"count": "localized", "money": "yen", "pct": "percent"}
+
+
+def rows(answer: Answer) -> pl.DataFrame:
+    """The split rows of an answer asked with_total, without the total row."""
+    frame = answer.frame
+    return frame.filter(~pl.col(TOTAL)).drop(TOTAL) if TOTAL in frame.columns else frame
 
 
 def channel_figure(summary: pl.DataFrame, lang: str) -> go.Figure:
@@ -16,8 +28,10 @@ def channel_figure(summary: pl.DataFrame, lang: str) -> go.Figure:
     channels = summary["channel"].fill_null("—").to_list()
     fig = go.Figure(
         [
-            go.Bar(name=t("col.leads", lang), x=channels, y=summary["leads"].to_list(), marker_color="#4c78a8"),
-            go.Bar(name=t("col.won", lang), x=channels, y=summary["won"].to_list(), marker_color="#54a24b"),
+            go.Bar(name=t("metric.leads", lang), x=channels, y=summary["leads"].to_list(), marker_color="#4c78a8"),
+            go.Bar(
+                name=t("metric.won_deals", lang), x=channels, y=summary["won_deals"].to_list(), marker_color="#54a24b"
+            ),
         ]
     )
     fig.update_layout(
@@ -35,21 +49,18 @@ def channel_chart(summary: pl.DataFrame, lang: str) -> None:
 
 
 def channel_table(summary: pl.DataFrame, lang: str) -> None:
-    """The numbers stay numbers (sortable); only their display is formatted. Empty means no spend."""
-    number = st.column_config.NumberColumn
+    """Each metric column headed by its label; empty means no value (a channel without spend has no ROI)."""
+    metrics = layer().metrics
+    config: dict[str, object] = {"channel": st.column_config.TextColumn(t("col.channel", lang))}
+    for c in summary.columns:
+        if c in metrics:
+            config[c] = st.column_config.NumberColumn(
+                t(f"metric.{c}", lang), help=t(f"metric.{c}.help", lang), format=_FORMAT[metrics[c].unit]
+            )
     st.dataframe(
         summary.with_columns(labels.expr("channel", "channel", lang)),
         hide_index=True,
         width="stretch",
         placeholder="—",  # an empty cost or ratio is drawn as —, not "None"
-        column_config={
-            "channel": st.column_config.TextColumn(t("col.channel", lang)),
-            "leads": number(t("col.leads", lang), format="localized"),
-            "won": number(t("col.won", lang), format="localized"),
-            "conversion_rate": number(t("col.conversion_rate", lang), format="percent"),
-            "revenue": number(t("col.revenue", lang), format="yen"),
-            "cost": number(t("col.cost", lang), format="yen"),
-            "roi": number(t("col.roi", lang), format="percent"),
-            "cost_per_lead": number(t("col.cost_per_lead", lang), format="yen"),
-        },
+        column_config=config,
     )

@@ -20,6 +20,7 @@ from dashboard.core.config import Settings, find_config, load_settings
 from dashboard.core.errors import AccessDenied, CockpitError
 from dashboard.i18n import LANGS, Lang
 from dashboard.ops.status import SourceStatus, source_status
+from dashboard.query.metrics import Answer, Request, ask
 from dashboard.query.security import Principal
 from dashboard.query.warehouse import Warehouse
 
@@ -85,6 +86,17 @@ def query(name: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
     key = _config_key()
     version = _warehouse(*key).version
     return _query(*key, version, user(), name, tuple(sorted((params or {}).items())))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _metrics(path: str, mtime: float, version: int, user: Principal, request: Request) -> Answer:
+    return ask(_warehouse(path, mtime), request, user)
+
+
+def metrics(request: Request) -> Answer:
+    """The semantic layer's answer (dashboard/query/metrics.py) as the signed-in user may see it."""
+    key = _config_key()
+    return _metrics(*key, _warehouse(*key).version, user(), request)
 
 
 @st.cache_resource(show_spinner=False, max_entries=2, on_release=lambda wh: wh.close())

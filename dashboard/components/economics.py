@@ -1,5 +1,5 @@
-"""Channel economics (``channel_economics``): spend, leads, cost per lead, won deals, acquisition
-cost, revenue and ROI per channel. A channel without spend shows its revenue and "—" for the ratios.
+"""Channel economics: the semantic layer's spend, leads, cost per lead, won deals, acquisition cost,
+won-deal amount and ROI per channel. A channel without spend shows its amount and "—" for the ratios.
 
 Clicking a channel's bars narrows the page to that channel (its campaigns and leads).
 """
@@ -15,25 +15,33 @@ from dashboard.components.export_buttons import export_buttons
 from dashboard.components.filterbar import Filters
 from dashboard.components.tables import Kind, table
 from dashboard.i18n import t
+from dashboard.query.metrics import layer, rounded
 
 CHART_KEY = "economics_chart"
-KINDS: dict[str, Kind] = {
-    "spend": "money",
-    "leads": "count",
-    "cost_per_lead": "money",
-    "won": "count",
-    "cac": "money",
-    "revenue": "money",
-    "roi": "roi",
-}
+
+
+def kinds(eco: pl.DataFrame) -> dict[str, Kind]:
+    """Each metric column's cell format, from its unit (a ratio without decimals, like ROI, as "roi")."""
+    metrics = layer().metrics
+    out: dict[str, Kind] = {}
+    for c in eco.columns:
+        if c in metrics:
+            m = metrics[c]
+            out[c] = ("roi" if m.precision == 0 else "pct") if m.unit == "pct" else m.unit  # type: ignore[assignment]
+    return out
 
 
 def economics_figure(eco: pl.DataFrame, lang: str) -> go.Figure:
     channels = eco["channel"].to_list()
     fig = go.Figure(
         [
-            go.Bar(name=t("col.spend", lang), x=channels, y=eco["spend"].to_list(), marker_color=charts.PALETTE[1]),
-            go.Bar(name=t("col.revenue", lang), x=channels, y=eco["revenue"].to_list(), marker_color=charts.PALETTE[2]),
+            go.Bar(name=t("metric.spend", lang), x=channels, y=eco["spend"].to_list(), marker_color=charts.PALETTE[1]),
+            go.Bar(
+                name=t("metric.won_amount", lang),
+                x=channels,
+                y=eco["won_amount"].to_list(),
+                marker_color=charts.PALETTE[2],
+            ),
         ]
     )
     fig.update_layout(barmode="group", yaxis_tickprefix="¥", yaxis_tickformat=",.0f", clickmode="event+select")
@@ -53,8 +61,8 @@ def economics_section(eco: pl.DataFrame, filters: Filters, lang: str) -> None:
     charts.show(economics_figure(eco, lang), key=CHART_KEY, on_click=_narrow_to_clicked)
     if filters.channel is None:
         st.caption(t("economics.click", lang))
-    table(eco, KINDS, lang)
+    table(eco, kinds(eco), lang)
     st.caption(t("economics.note", lang))
     if filters.region or filters.owner:
         st.caption(t("economics.spend_unsplit", lang))
-    export_buttons(eco, "channel_economics", t("economics.title", lang), filters, lang)
+    export_buttons(rounded(eco), "channel_economics", t("economics.title", lang), filters, lang)

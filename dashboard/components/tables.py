@@ -47,7 +47,7 @@ FORMATTERS: dict[str, Callable[[Any], str]] = {
 }
 
 
-_HEADINGS = ("col", "explore.col", "c360.col", "cat.col", "dq.col")  # where a column's heading is looked up
+_HEADINGS = ("metric", "col", "explore.col", "c360.col", "cat.col", "dq.col")  # where a column's heading is looked up
 
 
 def header(column: str, lang: str) -> str:

@@ -1,5 +1,6 @@
 """The cockpit's big tiles: new leads (today / this week / this month against the previous period),
-leads, conversion, won revenue and ROI, receivables overdue and the data health score.
+the semantic layer's metrics (leads, conversion, won-deal amount, ROI), receivables overdue and the
+data health score.
 
 Each function returns tiles; ``show`` lays them out, so the office view and the big screen can
 arrange the same tiles differently.
@@ -7,7 +8,7 @@ arrange the same tiles differently.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Literal
@@ -17,14 +18,13 @@ import polars as pl
 import streamlit as st
 
 from dashboard.components import fmt, labels
-from dashboard.components.kpi import ChannelTotals
+from dashboard.components.kpi import Count, Money, figures
 from dashboard.components.tables import signed_pct
 from dashboard.i18n import t
+from dashboard.query.metrics import Answer
 from dashboard.query.warehouse import list_queries
 
 ALL_SOURCES = "(all)"  # data_health's row for the whole company
-Money = Callable[[float | None], str]
-Count = Callable[[int | None], str]
 
 
 @dataclass(frozen=True)
@@ -103,22 +103,12 @@ def new_leads_tiles(frame: pl.DataFrame, lang: str) -> list[Tile]:
     return tiles
 
 
-def kpi_tiles(totals: ChannelTotals, lang: str, money: Money = fmt.money, count: Count = fmt.count) -> list[Tile]:
-    """Leads, conversion, won revenue and ROI of the period (``channel_summary`` totals)."""
-    return [
-        Tile(t("kpi.leads", lang), count(totals.leads)),
-        Tile(
-            t("kpi.conversion", lang),
-            fmt.pct(totals.conversion),
-            help=t("kpi.conversion.help", lang, won=fmt.count(totals.won), leads=fmt.count(totals.leads)),
-        ),
-        Tile(t("kpi.revenue", lang), money(totals.revenue), help=t("kpi.revenue.help", lang)),
-        Tile(
-            t("kpi.roi", lang),
-            fmt.pct(totals.roi, digits=0),
-            help=t("kpi.roi.help" if totals.cost else "kpi.roi.no_spend", lang),
-        ),
-    ]
+def kpi_tiles(
+    answer: Answer, names: Sequence[str], lang: str, money: Money = fmt.money, count: Count = fmt.count
+) -> list[Tile]:
+    """The semantic layer's ``names`` as tiles: each labelled, formatted and explained by its definition
+    (a figure the role sees only as the company's says so in its label)."""
+    return [Tile(f.label, f.text, help=f.help) for f in figures(answer, names, lang, money, count)]
 
 
 def receivables_tile(frame: pl.DataFrame, lang: str, money: Money = fmt.money) -> Tile:

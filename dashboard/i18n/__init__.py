@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 from dashboard.i18n.en import STRINGS as EN
+from dashboard.i18n.metrics import metric_texts
 from dashboard.i18n.zh import STRINGS as ZH
 
 Lang = Literal["zh", "en"]
 LANGS: tuple[Lang, ...] = get_args(Lang)
-CATALOG: dict[str, dict[str, str]] = {"zh": ZH, "en": EN}
+_METRICS = metric_texts()  # metric.<name>: the semantic layer's labels (dashboard/metrics.toml)
+CATALOG: dict[str, dict[str, str]] = {"zh": {**ZH, **_METRICS["zh"]}, "en": {**EN, **_METRICS["en"]}}
 
 
 def t(key: str, lang: str, **values: object) -> str:

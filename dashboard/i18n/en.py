@@ -252,6 +252,8 @@ STRINGS: dict[str, str] = {
     "kpi.roi": "ROI",
     "kpi.roi.help": "(revenue − cost) ÷ cost, over the channels with marketing spend",
     "kpi.roi.no_spend": "No marketing spend in this period",
+    "scope.company": "Company {label}",
+    "scope.company.help": "The whole company's figure, not yours: marketing spend is not split by owner. {help}",
     # channel table and chart
     "col.channel": "Channel",
     "col.leads": "Leads",
@@ -599,7 +601,7 @@ STRINGS: dict[str, str] = {
     "report.no_browser": "Charts are not included: no Chrome/Chromium was found on the server to draw them.",
     "report.chart_failed": "Charts are not included: drawing them failed ({error}).",
     "report.chart_leads": "Leads per channel",
-    "report.chart_revenue": "Won revenue per channel",
+    "report.chart_revenue": "Won-deal amount per channel",
     # customer 360 (客户360)
     "c360.search": "Find a customer",
     "c360.search.placeholder": "Name or pinyin, phone in any format, email, company or customer key",

@@ -238,6 +238,8 @@ STRINGS: dict[str, str] = {
     "kpi.roi": "投资回报率",
     "kpi.roi.help": "（收入 − 费用）÷ 费用，仅计有市场费用的渠道",
     "kpi.roi.no_spend": "该期间没有市场费用",
+    "scope.company": "全公司{label}",
+    "scope.company.help": "全公司的数字，不是你个人的：市场费用不按负责人拆分。{help}",
     "col.channel": "渠道",
     "col.leads": "线索数",
     "col.won": "赢单数",

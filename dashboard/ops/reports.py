@@ -1,7 +1,8 @@
 """Scheduled reports (定时推送, ``[[reports]]``): a daily / weekly / monthly digest per recipient list.
 
-The cockpit's KPIs for the last complete period against the one before, from the same named queries
-the cockpit page runs (channel_summary, receivables_overdue, data_health, sales_leaderboard), one or
+The cockpit's KPIs for the last complete period against the one before, from the semantic layer's
+metrics and the same named queries the cockpit page runs (receivables_overdue, data_health,
+sales_leaderboard), one or
 two chart images (plotly + kaleido, drawn by the server's Chrome/Chromium; without one the report
 says so and goes without images), the period's newest leads, the top churn warnings when the churn
 table exists, and any data-quality problems. HTML e-mail plus CSV attachments. Every query runs as the
@@ -24,17 +25,19 @@ from typing import Any
 import polars as pl
 
 from dashboard.core.config import BROWSER_ENV, ReportConfig, Settings, env
-from dashboard.core.errors import ConfigError
+from dashboard.core.errors import AccessDenied, ConfigError
 from dashboard.core.store import Store, now_utc
-from dashboard.derived.analytics import channel_totals
 from dashboard.i18n import t
 from dashboard.ops.alerts import Unavailable, last_periods, local_today, run_named
 from dashboard.ops.export import csv_text
 from dashboard.ops.notify import Attachment, Delivery, Image, Message, Sleep, send_to_addresses
 from dashboard.ops.status import source_status
+from dashboard.query.metrics import Request, ask, label, layer, rounded, value
 from dashboard.query.security import Principal
 from dashboard.query.warehouse import Warehouse
 
+KPIS = ("leads", "conversion_rate", "won_amount", "roi")  # the semantic layer's metrics, as the cockpit's tiles
+BY_CHANNEL = ("leads", "won_deals", "conversion_rate", "won_amount", "spend", "roi", "cost_per_lead")
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 HISTORY_FILE = "reports.jsonl"
 NONE = "—"
@@ -55,7 +58,7 @@ class Digest:
     current: tuple[date, date]
     previous: tuple[date, date]
     kpis: list[Kpi]
-    channels: pl.DataFrame  # channel_summary of the period: the CSV attachment
+    channels: pl.DataFrame  # the metrics by channel of the period: the CSV attachment
     leaderboard: pl.DataFrame
     leads: pl.DataFrame
     churn: pl.DataFrame | None
@@ -79,12 +82,12 @@ def _span(p: tuple[date, date]) -> str:
     return p[0].isoformat() if p[0] == p[1] else f"{p[0].isoformat()} – {p[1].isoformat()}"
 
 
-def _num(x: float | None, kind: str) -> str:
+def _num(x: float | None, kind: str, digits: int = 1) -> str:
     """How a number reads in the report: count 1,234 · money ¥1,234 · pct 12.3% · score 87.5."""
     if x is None:
         return NONE
     if kind == "pct":
-        return f"{x * 100:,.1f}%"
+        return f"{x * 100:,.{digits}f}%"
     if kind == "money":
         return f"-¥{-x:,.0f}" if x < 0 else f"¥{x:,.0f}"
     return f"{x:,.1f}" if kind == "score" else f"{int(x):,}"
@@ -120,24 +123,31 @@ def build(settings: Settings, report: ReportConfig, now: datetime | None = None,
         return wh.run_query(name, params or {}, user=user)
 
     span = {"start": cur[0], "end": cur[1]}
-    summary = q("channel_summary", span)
-    before = q("channel_summary", {"start": prev[0], "end": prev[1]})
-    now_t, prev_t = channel_totals(summary), channel_totals(before)
-    kinds = {"leads": "count", "conversion": "pct", "revenue": "money", "roi": "pct"}
+    summary = ask(wh, Request.of(BY_CHANNEL, ["channel"], start=cur[0], end=cur[1]), user).frame
+    before = ask(wh, Request.of(BY_CHANNEL, ["channel"], start=prev[0], end=prev[1]), user).frame
+    now_t, prev_t = (ask(wh, Request.of(KPIS, start=a, end=b), user) for a, b in (cur, prev))
     kpis = []
-    for k, kind in kinds.items():
-        a, b = getattr(now_t, k), getattr(prev_t, k)
-        kpis.append(Kpi(t(f"kpi.{k}", lang), _num(a, kind), _num(b, kind), _change(a, b)))
+    for name in KPIS:
+        scope, m = now_t.scopes[name], layer().metric(name)
+        if scope == "none":
+            continue
+        a, b = value(now_t, name), value(prev_t, name)
+        show = (_num(a, m.unit, m.precision), _num(b, m.unit, m.precision))
+        kpis.append(Kpi(label(name, scope, lang), *show, _change(a, b)))
     overdue = [q("receivables_overdue", {"as_of": d}).row(0, named=True) for d in (cur[1], prev[1])]
     a, b = (o["overdue_amount"] for o in overdue)
     kpis.append(Kpi(t("tiles.overdue", lang), _num(a, "money"), _num(b, "money"), _change(a, b)))
-    health = q("data_health")
-    overall = health.filter(pl.col("source_system") == "(all)")
-    score = overall["health_score"][0] if overall.height else None
-    kpis.append(Kpi(t("tiles.health", lang), _num(score, "score"), NONE, NONE))
+    try:
+        health = q("data_health")
+    except AccessDenied:  # a sales list's report: they do not read the data-quality tables, as on the cockpit
+        health = pl.DataFrame(schema={"source_system": pl.String, "health_score": pl.Float64})
+    else:
+        overall = health.filter(pl.col("source_system") == "(all)")
+        score = overall["health_score"][0] if overall.height else None
+        kpis.append(Kpi(t("tiles.health", lang), _num(score, "score"), NONE, NONE))
 
     digest = Digest(
-        report, lang, cur, prev, kpis, summary,
+        report, lang, cur, prev, kpis, rounded(summary),
         leaderboard=q("sales_leaderboard", span).head(5),
         leads=q("channel_leads", {**span, "limit": report.leads}) if report.leads else pl.DataFrame(),
         churn=None,
@@ -219,7 +229,7 @@ def chart_figures(d: Digest, before: pl.DataFrame) -> list[Any]:
         ]
     )
     leads.update_layout(title=t("report.chart_leads", d.lang), barmode="group", template="plotly_white")
-    revenue = go.Figure(go.Bar(x=names, y=ch["revenue"].to_list(), marker_color="#2ca02c"))
+    revenue = go.Figure(go.Bar(x=names, y=ch["won_amount"].to_list(), marker_color="#2ca02c"))
     revenue.update_layout(title=t("report.chart_revenue", d.lang), template="plotly_white")
     return [leads, revenue]
 
@@ -242,13 +252,15 @@ def _cell(v: Any) -> str:
 
 
 def _table(frame: pl.DataFrame, lang: str) -> str:
-    def label(c: str) -> str:
-        try:
-            return t(f"col.{c}", lang)
-        except KeyError:
-            return c
+    def heading(c: str) -> str:
+        for key in (f"metric.{c}", f"col.{c}"):  # a metric by its label, as on the pages
+            try:
+                return t(key, lang)
+            except KeyError:
+                continue
+        return c
 
-    head = "".join(f"<th>{html.escape(label(c))}</th>" for c in frame.columns)
+    head = "".join(f"<th>{html.escape(heading(c))}</th>" for c in frame.columns)
     rows = "".join(
         "<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>" for row in frame.iter_rows()
     )

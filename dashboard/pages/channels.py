@@ -7,12 +7,13 @@ import streamlit as st
 
 from dashboard.components import data
 from dashboard.components.attribution import MODELS, attribution_section, model_label
+from dashboard.components.channels import rows
 from dashboard.components.drilldown import LEADS_LIMIT, drilldown
 from dashboard.components.economics import economics_section
 from dashboard.components.filterbar import current, filter_bar, options_by_kind, url_choice
 from dashboard.components.frame import start_page
 from dashboard.components.funnel import funnel_section
-from dashboard.components.kpi import channel_totals, kpi_row
+from dashboard.components.kpi import kpi_row, split_request, totals
 from dashboard.components.tiles import today
 from dashboard.components.volume import GRAINS, volume_section
 from dashboard.i18n import t
@@ -21,8 +22,11 @@ LANG = start_page("channels")
 
 options = data.query("filter_options", {"channel": current().channel})
 filters = filter_bar(LANG, options_by_kind(options))
-economics = data.query("channel_economics", filters.params())
-kpi_row(channel_totals(economics.rename({"spend": "cost"})), LANG)
+TILES = ("leads", "conversion_rate", "won_amount", "roi")  # the semantic layer's metrics, by name
+ECONOMICS = ("spend", "leads", "cost_per_lead", "won_deals", "cac", "won_amount", "roi")
+split = data.metrics(split_request(("won_amount", *ECONOMICS, "conversion_rate"), filters))  # by amount
+economics = rows(split).select("channel", *ECONOMICS)
+kpi_row(totals(split, TILES, filters), TILES, LANG)
 
 st.subheader(t("volume.title", LANG))
 grain = url_choice("grain", GRAINS, t("volume.grain", LANG), lambda g: t(f"grain.{g}", LANG), default="month")

@@ -6,12 +6,12 @@ freshness. ``?kiosk=1`` is the big-screen mode: dark, no chrome, refreshing on a
 import streamlit as st
 
 from dashboard.components import data, kiosk
-from dashboard.components.channels import channel_chart, channel_table
+from dashboard.components.channels import channel_chart, channel_table, rounded, rows
 from dashboard.components.export_buttons import export_buttons
 from dashboard.components.filterbar import current, filter_bar
 from dashboard.components.frame import no_data_hint, start_page
 from dashboard.components.freshness import freshness
-from dashboard.components.kpi import channel_totals
+from dashboard.components.kpi import split_request, totals
 from dashboard.components.leaderboard import leaderboard, named
 from dashboard.components.tables import table
 from dashboard.components.tiles import (
@@ -33,14 +33,18 @@ LANG = start_page("cockpit", without_data=None if KIOSK else "note")  # the wall
 if KIOSK:
     kiosk.style()
 MONEY, COUNT = money_format(LANG, compact=KIOSK), count_format(LANG, compact=KIOSK)
+# the semantic layer's metrics (dashboard/metrics.toml): the tiles, and the channel table's columns
+TILES = ("leads", "conversion_rate", "won_amount", "roi")
+BY_CHANNEL = ("leads", "won_deals", "conversion_rate", "won_amount", "spend", "roi", "cost_per_lead")
 
 
 def tiles() -> None:
     as_of = today(data.settings().timezone)
-    summary = data.query("channel_summary", FILTERS.period())
+    split = data.metrics(split_request(BY_CHANNEL, FILTERS))
+    summary = rows(split)
     board = data.query("sales_leaderboard", FILTERS.period())
     new_leads = new_leads_tiles(data.query("new_leads", {"as_of": as_of}), LANG)
-    kpis = kpi_tiles(channel_totals(summary), LANG, MONEY, COUNT) if summary["leads"].sum() else []
+    kpis = kpi_tiles(totals(split, TILES, FILTERS), TILES, LANG, MONEY, COUNT) if summary["leads"].sum() else []
     status = [receivables_tile(data.query("receivables_overdue", {"as_of": as_of}), LANG, MONEY)]
     health = data.query_if_allowed("data_health") if has_query("data_health") else None
     if health is not None:  # sales do not read the data-quality tables
@@ -65,7 +69,7 @@ def tiles() -> None:
         st.subheader(t("cockpit.by_channel", LANG))
         channel_chart(summary, LANG)
         channel_table(summary, LANG)
-        export_buttons(summary, "channel_summary", t("cockpit.by_channel", LANG), FILTERS, LANG, ("period",))
+        export_buttons(rounded(summary), "channel_summary", t("cockpit.by_channel", LANG), FILTERS, LANG, ("period",))
 
 
 def wall() -> None:

@@ -1,0 +1,189 @@
+"""The semantic layer (dashboard/metrics.toml, dashboard/query/metrics.py): each metric against hand-written
+SQL on the small company, what each role may see, and the same number on every page, report and export."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+
+import polars as pl
+import pytest
+from argon2 import PasswordHasher
+from streamlit.testing.v1 import AppTest
+from typer.testing import CliRunner
+
+from dashboard.access import auth
+from dashboard.cli import app
+from dashboard.core.config import CONFIG_ENV, ReportConfig, Settings
+from dashboard.i18n import CATALOG, LANGS, t
+from dashboard.ops.reports import build
+from dashboard.query.explore.models import Spec, build_query, shape
+from dashboard.query.metrics import MetricError, Request, ask, label, layer, parse, value
+from dashboard.query.security import Principal
+from dashboard.query.warehouse import Warehouse
+from tests.test_pages import APP
+
+MANAGER, ANALYST, SALES = Principal("m", "manager"), Principal("a", "analyst"), Principal("s", "sales", "rep1")
+PASSWORD = "correct horse battery staple"
+
+# One line per metric: the hand-written SQL its value must equal (over the same role views).
+# Adding a metric to dashboard/metrics.toml = one line here.
+CASES = {
+    "leads": "SELECT count(*) FROM lead_facts",
+    "won_deals": "SELECT count(won_at) FROM lead_facts",
+    "conversion_rate": "SELECT count(won_at) / count(*) FROM lead_facts",
+    "won_amount": "SELECT coalesce(sum(won_amount), 0) FROM lead_facts",
+    "avg_deal_size": "SELECT avg(won_amount) FILTER (WHERE won_at IS NOT NULL) FROM lead_facts",
+    "contract_value": "SELECT coalesce(sum(amount), 0) FROM contracts",
+    "payments_received": "SELECT coalesce(sum(paid_amount), 0) FROM contracts",
+    "order_revenue": "SELECT coalesce(sum(amount), 0) FROM orders WHERE coalesce(status, '') NOT IN ('cancelled')",
+    "spend": "SELECT sum(cost) FROM marketing_spend",
+    "roi": """SELECT (sum(r) - sum(c)) / sum(c) FROM (SELECT channel, sum(cost) AS c FROM marketing_spend GROUP BY 1)
+              JOIN (SELECT CAST(channel AS VARCHAR) AS channel, sum(won_amount) AS r FROM lead_facts GROUP BY 1)
+              USING (channel) WHERE c > 0""",
+    "cost_per_lead": """SELECT sum(c) / sum(n) FROM (SELECT channel, sum(cost) AS c FROM marketing_spend GROUP BY 1)
+              JOIN (SELECT CAST(channel AS VARCHAR) AS channel, count(*) AS n FROM lead_facts GROUP BY 1)
+              USING (channel) WHERE c > 0""",
+    "cac": """SELECT sum(c) / sum(n) FROM (SELECT channel, sum(cost) AS c FROM marketing_spend GROUP BY 1)
+              JOIN (SELECT CAST(channel AS VARCHAR) AS channel, count(won_at) AS n FROM lead_facts GROUP BY 1)
+              USING (channel) WHERE c > 0""",
+}
+
+
+def test_every_metric_has_a_case_and_its_words_in_both_languages() -> None:
+    assert sorted(CASES) == sorted(layer().metrics)
+    for name in layer().metrics:
+        for lang in LANGS:
+            assert CATALOG[lang][f"metric.{name}"] and CATALOG[lang][f"metric.{name}.help"], (name, lang)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_each_metric_equals_its_hand_written_sql(company: Settings, name: str) -> None:
+    wh = Warehouse(company)
+    got = value(ask(wh, Request.of([name]), MANAGER), name)
+    want = wh.sql(CASES[name], user=MANAGER).item()
+    assert got == pytest.approx(want), name
+
+
+def test_the_revenue_terms_are_four_different_numbers_with_four_names(company: Settings) -> None:
+    terms = ("won_amount", "contract_value", "payments_received", "order_revenue")
+    assert [t(f"metric.{n}", "zh") for n in terms] == ["赢单金额", "合同金额", "回款", "订单收入"]
+    assert [t(f"metric.{n}", "en") for n in terms] == [
+        "Won-deal amount",
+        "Contract value",
+        "Payments received",
+        "Order revenue",
+    ]
+    answer = ask(Warehouse(company), Request.of(terms), MANAGER)
+    assert (value(answer, "won_amount"), value(answer, "order_revenue")) == (22_000, 28_800)
+
+
+def test_a_sales_rep_sees_the_companys_roi_labelled_so_never_company_spend_over_own_leads(company: Settings) -> None:
+    wh = Warehouse(company)
+    names = ["leads", "won_amount", "roi", "cost_per_lead", "spend"]
+    mine, company_wide = ask(wh, Request.of(names), SALES), ask(wh, Request.of(names), MANAGER)
+    assert value(mine, "leads") == 10 and value(company_wide, "leads") == 60  # own leads vs everyone's
+    assert mine.scopes["roi"] == mine.scopes["cost_per_lead"] == "company" and mine.scopes["leads"] == "rows"
+    assert value(mine, "roi") == value(company_wide, "roi") == pytest.approx(4.5)
+    assert value(mine, "cost_per_lead") == value(company_wide, "cost_per_lead")  # 4,000 over 49 leads, not over 10
+    assert label("roi", mine.scopes["roi"], "zh") == "全公司投资回报率"
+    assert label("roi", mine.scopes["roi"], "en") == "Company ROI"
+    by_channel = ask(wh, Request.of(names, ["channel"]), SALES)  # per channel: not shown to sales at all
+    assert set(by_channel.hidden) == {"roi", "cost_per_lead", "spend"}
+    assert "roi" not in by_channel.frame.columns and by_channel.frame["leads"].sum() == 10
+
+
+def test_a_split_adds_up_to_its_total_row(company: Settings) -> None:
+    answer = ask(Warehouse(company), Request.of(["leads", "won_amount", "roi"], ["channel"], with_total=True), MANAGER)
+    rows = answer.frame.filter(~pl.col("is_total"))
+    assert rows["won_amount"].sum() == value(answer, "won_amount") == 22_000
+    assert dict(zip(rows["channel"], rows["roi"], strict=True))["paid_search"] == pytest.approx(6.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[metrics.x]\nlabel = { zh = "x" }\nexpr = "1"\nunit = "count"\nadditive = true\n',
+         "[metrics.x] label needs zh and en"),
+        ('[metrics.x]\nlabel = { zh = "x", en = "x" }\nhelp = { zh = "x", en = "x" }\nexpr = "{y}"\nunit = "count"\n'
+         "additive = true\n", "reads 'y', which is not a measure metric"),
+        ('[metrics.x]\nlabel = { zh = "x", en = "x" }\nhelp = { zh = "x", en = "x" }\nexpr = "1"\nunit = "yen"\n',
+         "[metrics.x] unit: one of count, money, pct"),
+        ('[metrics.x]\nlabel = { zh = "x", en = "x" }\nhelp = { zh = "x", en = "x" }\nexpr = "1"\nunit = "count"\n'
+         'additive = true\nroles.boss = "rows"\n', "roles.boss: no role 'boss'"),
+    ],
+)  # fmt: skip
+def test_a_bad_definition_names_the_metric_and_the_key(text: str, message: str) -> None:
+    with pytest.raises(MetricError, match=re.escape(message)):
+        parse(text)
+
+
+def test_an_unknown_metric_or_dimension_is_a_clear_error(company: Settings) -> None:
+    wh = Warehouse(company)
+    with pytest.raises(MetricError, match="no metric named 'revenue'"):
+        ask(wh, Request.of(["revenue"]), MANAGER)
+    with pytest.raises(MetricError, match="spend cannot be split by region"):
+        ask(wh, Request.of(["spend"], ["region"]), MANAGER)
+
+
+# -- the same number everywhere --------------------------------------------------------------------
+def _cockpit(company: Settings, monkeypatch: pytest.MonkeyPatch, role: str) -> AppTest:
+    monkeypatch.setattr(auth, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    auth.add_user(company, role, role, PASSWORD, "rep1" if role == "sales" else None)
+    monkeypatch.delenv("COCKPIT_NO_AUTH", raising=False)
+    monkeypatch.setenv(CONFIG_ENV, str(company.base_dir / "cockpit.toml"))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    if at.sidebar.radio[0].value != "en":
+        at.sidebar.radio[0].set_value("en").run()
+    at.text_input[0].input(role)
+    at.text_input[1].input(PASSWORD)
+    at = at.button[0].click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.mark.usefixtures("fresh_caches")
+@pytest.mark.parametrize(
+    ("role", "owner", "amount"), [("manager", None, 22_000), ("analyst", None, 22_000), ("sales", "rep1", 7_000)]
+)
+def test_won_amount_is_the_same_on_every_surface_for_each_role(
+    company: Settings, monkeypatch: pytest.MonkeyPatch, role: str, owner: str | None, amount: float
+) -> None:
+    user = Principal(role, role, owner)
+    # the cockpit's tile and its channel table's total
+    at = _cockpit(company, monkeypatch, role)
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles["Won-deal amount"] == f"¥{amount:,.0f}"
+    channel_table = pl.from_pandas(at.dataframe[-1].value)
+    assert channel_table["won_amount"].sum() == amount
+    if role == "sales":  # the company's ROI, said to be the company's; no ROI column per channel
+        assert tiles["Company ROI"] == "450%" and "ROI" not in tiles
+        assert "roi" not in channel_table.columns
+    else:
+        assert tiles["ROI"] == "450%"
+    # Explore's won amount, as this user
+    spec = Spec("leads", (), ("revenue",))
+    query = build_query(spec)
+    assert shape(spec, query, Warehouse(company).sql(query.sql, query.params, user=user)).totals["revenue"] == amount
+    # the monthly report for March (every lead of the company was created in March 2026)
+    report = ReportConfig(name="r", to=["x@example.com"], period="month", role=role, owner=owner, language="en")
+    digest = build(company, report, now=datetime(2026, 4, 2, 9, tzinfo=UTC), charts=False)
+    assert {k.label: k.value for k in digest.kpis}["Won-deal amount"] == f"¥{amount:,.0f}"
+    assert digest.channels["won_amount"].sum() == amount
+    # cockpit query --metric, as this user
+    args = ["-c", str(company.base_dir / "cockpit.toml"), "query", "--metric", "won_amount", "--by", "channel"]
+    result = CliRunner().invoke(app, [*args, "--user", role, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert sum(r["won_amount"] for r in json.loads(result.stdout)) == amount
+
+
+def test_cockpit_query_metric_says_what_it_cannot_show_a_sales_rep(company: Settings) -> None:
+    auth.add_user(company, "rep", "sales", PASSWORD, "rep1")
+    args = ["-c", str(company.base_dir / "cockpit.toml"), "query", "--user", "rep", "--format", "json"]
+    result = CliRunner().invoke(app, [*args, "--metric", "roi", "--metric", "leads", "--param", "start=2026-03-01"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == [{"roi": 4.5, "leads": 10}]
+    assert "roi: the company's figure" in result.stderr
+    bad = CliRunner().invoke(app, [*args, "--metric", "roi", "--param", "start=March"])
+    assert bad.exit_code != 0 and "start must be a date" in str(bad.exception)  # main() prints it, no traceback
