@@ -102,6 +102,13 @@ CASES: list[tuple[str, Spec, str]] = [
         "SELECT CAST(date_trunc('month', ordered_at) AS DATE), count(*), sum(amount) FROM orders GROUP BY 1",
     ),
     (
+        "distinct customers of orders, and their golden city",
+        Spec("orders", (Dim("city"),), ("customers", "count")),
+        "SELECT g.city, count(DISTINCT l.customer_key), count(*) FROM orders AS o LEFT JOIN identity_links AS l "
+        "ON l.record_kind = 'customer' AND l.source_system = o.source_system AND l.source_record_id = o.customer_ref "
+        "LEFT JOIN customer_golden AS g ON g.customer_key = l.customer_key GROUP BY 1",
+    ),
+    (
         "orders of more than 1,000",
         Spec("orders", (Dim("source_system"),), ("count",), (Filter("amount", "between", (1000.5, None)),)),
         "SELECT source_system, count(*) FROM orders WHERE amount >= 1000.5 GROUP BY 1",

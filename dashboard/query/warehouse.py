@@ -28,6 +28,7 @@ from dashboard.core.keys import PSEUDONYM_KEY, own_key
 from dashboard.core.store import Manifest, Store
 from dashboard.derived.personal import PSN_SUFFIX, pseudonym_sql, pseudonymized
 from dashboard.derived.tables import DERIVED_TABLES, FILTERED_LEADS_MACRO, attach_views
+from dashboard.query.facts import attach_customer_keys, relation_kind
 from dashboard.query.security import (
     ROLES,
     SALES_HELPERS,
@@ -126,12 +127,7 @@ def attach_role_views(
 
 def _rows(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> int | None:
     """The rows of ``schema.name``; None when there is no such relation."""
-    there = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = $s AND table_name = $n "
-        "UNION ALL SELECT count(*) FROM duckdb_views() WHERE schema_name = $s AND view_name = $n",
-        {"s": schema, "n": name},
-    ).fetchall()
-    if not any(n for (n,) in there):
+    if relation_kind(con, schema, name) is None:
         return None
     return int(con.execute(f"SELECT count(*) FROM {schema}.{name}").fetchone()[0])  # type: ignore[index]
 
@@ -304,6 +300,7 @@ class Warehouse:
         try:
             attach_views(con, self.store, manifest, IN_MEMORY, ENUM_COLUMNS, schema=BASE)
             attach_pseudonymized(con, self.store, manifest, BASE)
+            attach_customer_keys(con, BASE, IN_MEMORY | {"orders"})  # Explore's orders model reads them whole
             self._attach_roles(con)
         except BaseException:
             con.close()

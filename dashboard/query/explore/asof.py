@@ -20,6 +20,7 @@ from dashboard.core.store import Manifest, Store
 from dashboard.derived.analytics import LEAD_FACTS_SQL
 from dashboard.derived.tables import attach_views
 from dashboard.query.explore.models import ExploreError
+from dashboard.query.facts import attach_customer_keys
 from dashboard.query.warehouse import BASE, Stamp, Warehouse, attach_role_views
 
 FROZEN: Stamp = (0, 0, 0)  # never changes, so the first build is the only one
@@ -77,6 +78,7 @@ class AsOfWarehouse(Warehouse):
             drop_relation(con, "lead_facts", BASE)
             con.execute(f"CREATE TABLE lead_facts AS {LEAD_FACTS_SQL}")
             con.execute("USE main")
+            attach_customer_keys(con, BASE, frozenset())  # as the live warehouse's facts carry them
             attach_role_views(con, BASE, key=self._pseudonym_key)
         except BaseException:
             con.close()

@@ -79,15 +79,22 @@ _LINK = (
     "AND il.source_system = t.source_system AND il.source_record_id = t.{key}"
 )
 _GOLDEN = "LEFT JOIN customer_golden AS g ON g.customer_key = il.customer_key"
+# Facts that carry their record's customer_key (query/facts.py): no identity-links join per query.
+_OWN_GOLDEN = "LEFT JOIN customer_golden AS g ON g.customer_key = t.customer_key"
 
 
-def _golden_columns() -> dict[str, Column]:
+def _golden_columns(via: tuple[str, ...] = ("il", "g")) -> dict[str, Column]:
     """A record's golden customer's city and industry (region and owner too, where the record lacks them)."""
-    return {c: Column(f"g.{c}", "text", ("il", "g")) for c in ("city", "industry", "region", "owner")}
+    return {c: Column(f"g.{c}", "text", via) for c in ("city", "industry", "region", "owner")}
 
 
-def _customers_measure() -> Measure:
-    return Measure("count(DISTINCT il.customer_key)", "count", ("il",))
+def _customers_measure(keyed: bool = False) -> Measure:
+    """Distinct golden customers: of the facts' own customer_key (``keyed``), or through the identity links."""
+    return (
+        Measure("count(DISTINCT t.customer_key)", "count")
+        if keyed
+        else Measure("count(DISTINCT il.customer_key)", "count", ("il",))
+    )
 
 
 def _stage_expr() -> str:
@@ -99,7 +106,7 @@ def _stage_expr() -> str:
 
 
 def _leads() -> Model:
-    golden = {k: v for k, v in _golden_columns().items() if k in ("city", "industry")}
+    golden = {k: v for k, v in _golden_columns(("g",)).items() if k in ("city", "industry")}
     cols = {
         "channel": Column("t.channel", "text"),
         "campaign": Column("t.campaign", "text"),
@@ -118,14 +125,14 @@ def _leads() -> Model:
     }
     measures = {
         "count": Measure("count(*)", "count"),
-        "customers": _customers_measure(),
+        "customers": _customers_measure(keyed=True),
         "won": Measure("count(t.won_at)", "count"),
         "revenue": Measure("coalesce(sum(t.won_amount), 0)", "money"),
         "avg_won_amount": Measure("avg(t.won_amount)", "money"),
         "conversion_rate": Measure("count(t.won_at) / count(*)", "pct"),
         "roi": Measure("", "pct", precision=0),  # revenue against the matching spend (see _roi_sql)
     }
-    joins = {"il": _LINK.format(kind="lead", key="lead_id"), "g": _GOLDEN}
+    joins = {"g": _OWN_GOLDEN}
     spend = {"channel": "s.channel", "campaign": "coalesce(s.campaign, '')", "created_at": "s.spend_date"}
     return Model("leads", "lead_facts AS t", cols, measures, joins, ("leads", "lead_events"), spend)
 
@@ -154,7 +161,7 @@ def _orders() -> Model:
         "source_system": Column("t.source_system", "text"),
         "product": Column("t.product", "text"),
         "status": Column("t.status", "text"),
-        **_golden_columns(),
+        **_golden_columns(("g",)),
         "ordered_at": Column("t.ordered_at", "date"),
         "amount": Column("t.amount", "number", dimension=False),
         "quantity": Column("t.quantity", "number", dimension=False),
@@ -162,12 +169,12 @@ def _orders() -> Model:
     }
     measures = {
         "count": Measure("count(*)", "count"),
-        "customers": _customers_measure(),
+        "customers": _customers_measure(keyed=True),
         "sum_amount": Measure("coalesce(sum(t.amount), 0)", "money"),
         "avg_amount": Measure("avg(t.amount)", "money"),
         "sum_quantity": Measure("coalesce(sum(t.quantity), 0)", "number", precision=0),
     }
-    joins = {"il": _LINK.format(kind="customer", key="customer_ref"), "g": _GOLDEN}
+    joins = {"g": _OWN_GOLDEN}
     return Model("orders", "orders AS t", cols, measures, joins, ("orders",))
 
 
