@@ -104,18 +104,24 @@ def refresh(
     wait: Annotated[
         float, typer.Option("--wait", help="Seconds to wait for a source another refresh holds (default: refuse).")
     ] = 0,
+    full: Annotated[
+        bool, typer.Option("--full", help="Read every source and make every derived table again, changed or not.")
+    ] = False,
 ) -> None:
     """Extract → standardize → validate → publish (or quarantine). Exit 0 all published, 3 some quarantined,
-    4 a source is being refreshed by another process."""
+    4 a source is being refreshed by another process. A source whose files did not change keeps its snapshot,
+    a derived step whose inputs did not change keeps its tables (--full: everything again)."""
     from dashboard.pipeline.refresh import refresh as run_refresh
 
     settings = _settings()
     publish_wait = max(wait, settings.scheduler.lock_wait_seconds)  # the sources are read: wait for the swap
     with _reporting(quiet) as report:
-        result = run_refresh(settings, sources, wait=wait, publish_wait=publish_wait, **report)
+        result = run_refresh(settings, sources, wait=wait, publish_wait=publish_wait, full=full, **report)
     for r in result.sources:
         rows = ", ".join(f"{e} {n}" for e, n in r.rows.items())
-        if r.published:
+        if r.unchanged:
+            typer.echo(f"✔ {r.source}: unchanged since {r.snapshot_id}, which stays current ({rows})")
+        elif r.published:
             extra = f"; {r.rejected_rows} rows set aside" if r.rejected_rows else ""
             typer.echo(f"✔ {r.source}: published {r.snapshot_id} ({rows}{extra})")
         else:
@@ -126,6 +132,8 @@ def refresh(
                 typer.echo(f"    {line}")
         for w in r.warnings if not quiet else []:
             typer.echo(f"    ! warning: {w}")
+    if result.reused and not quiet:
+        typer.echo(f"  derived tables kept (their inputs did not change): {', '.join(result.reused)}")
     if settings.alerts:  # evaluated after every refresh, scheduled or not; never changes the exit code
         from dashboard.ops.alerts import run_alerts
 

@@ -87,3 +87,42 @@ def test_kill_at_any_point_leaves_a_consistent_manifest(company: Settings, point
     assert "website" not in Warehouse(company).run_query("channel_summary", user=SYSTEM).get_column("channel").to_list()
     [status] = [s for s in source_status(company) if s.name == "web_forms"]
     assert status.last_attempt is not None and status.last_attempt["status"] == "published"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", [*POINTS, "derived_reused"])
+def test_kill_during_an_incremental_refresh_leaves_old_or_new_and_the_next_completes(
+    company: Settings, point: str
+) -> None:
+    """An incremental refresh (one source read, the derived steps that do not read it shared with the current
+    build) killed at any point: the old numbers or the new, never a mix, and the next refresh serves the new."""
+    cfg = company.base_dir / "cockpit.toml"
+    spend = company.base_dir / "imports" / "marketing" / "spend.csv"
+    spend.write_text(spend.read_text(encoding="utf-8") + "SEM,2026-03-20,500\n", encoding="utf-8")
+
+    def sem_cost() -> float:
+        served = Warehouse(company).run_query("channel_summary", user=SYSTEM)
+        return float(served.filter(served["channel"] == "paid_search")["cost"].item())
+
+    before = {n: e["snapshot_id"] for n, e in Store(company.data_path).read_manifest()["sources"].items()}
+    proc = subprocess.run(
+        [sys.executable, "-c", REFRESH, "--config", str(cfg), "refresh", "marketing"],
+        env={**os.environ, CRASH_ENV: point},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    for path in _manifest_paths(company):
+        assert path.is_file(), f"manifest names a missing file: {path}"
+    after = {n: e["snapshot_id"] for n, e in Store(company.data_path).read_manifest()["sources"].items()}
+    swapped = after["marketing"] != before["marketing"]
+    assert sem_cost() == (3500.0 if swapped else 3000.0)
+    assert {n for n in after if after[n] != before[n]} == ({"marketing"} if swapped else set())
+
+    result = refresh(company)  # the next one completes: only what is still new is made again
+    assert result.exit_code == 0
+    assert [s.source for s in result.sources if not s.unchanged] == ([] if swapped else ["marketing"])
+    assert {"identity", "golden", "churn"} <= set(result.reused)
+    assert sem_cost() == 3500.0
+    assert not (company.data_path / "staging").exists()

@@ -9,7 +9,9 @@ with more attributes filled); invalid phones, emails and ID numbers never surviv
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 import polars as pl
@@ -269,12 +271,17 @@ ORDER BY m.customer_key
 """
 
 
+def start_of_today(settings: Settings) -> dt.datetime:
+    """The lifecycle's "now": today's start (naive local, as the dates are), so that every build of one
+    day agrees and a build reused later that day (pipeline/fingerprint.py) is the one it would make."""
+    return dt.datetime.combine(dt.datetime.now(ZoneInfo(settings.timezone)).date(), dt.time())
+
+
 def write_golden(
     con: duckdb.DuckDBPyConnection, settings: Settings, records: pl.DataFrame, links: pl.DataFrame, folder: Path
 ) -> None:
     """Writes customer_golden.parquet and customer_attributes.parquet into a derived build's folder.
     ``con`` has the entity views and lead_facts; records are identity.RECORDS_SQL's."""
-    import datetime as dt
 
     attrs = [a for a in ATTRIBUTES if a in records.columns]
     con.register("golden_records", records)
@@ -333,7 +340,7 @@ def write_golden(
         target = quote_path(folder / "customer_golden.parquet")  # our staging path, quoted
         con.execute(
             f"COPY ({sql}) TO {target} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)",
-            {"not_revenue": NOT_REVENUE, "now": dt.datetime.now()},
+            {"not_revenue": NOT_REVENUE, "now": start_of_today(settings)},
         )
     finally:
         for name in ("golden_records", "golden_links", "golden_sources", "golden_pinyin"):

@@ -773,13 +773,17 @@ def evaluate(links: pl.DataFrame, truth: pl.DataFrame) -> Score:
 
 # -------------------------------------------------------------------------------- the derived build
 def build_links(
-    settings: Settings, con: duckdb.DuckDBPyConnection, previous: pl.DataFrame | None
+    settings: Settings,
+    con: duckdb.DuckDBPyConnection,
+    previous: pl.DataFrame | None,
+    records: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, Model | None]:
     """(records, links, model) of a derived build: ``con`` has the entity views; ``previous`` (the current
-    build's source_system, source_record_id, customer_key, if any) hands its keys on."""
+    build's source_system, source_record_id, customer_key, if any) hands its keys on; ``records``: the
+    records when already read (read_records)."""
     cfg = settings.identity
     overrides = read_overrides(settings.base_dir / cfg.overrides) if cfg.overrides else []
-    records = read_records(con)
+    records = read_records(con) if records is None else records
     model = (
         Model(threshold=cfg.match_threshold, memory_limit=settings.memory_limit, spill_root=settings.spill_path)
         if cfg.probabilistic

@@ -1,28 +1,85 @@
 """The derived build of a refresh: identity links, quality tables, channel analytics. It is built from
 the pending manifest (snapshots moved into place but not yet named) and published by the same
-atomic manifest swap as those snapshots, so readers never see new snapshots with old summaries."""
+atomic manifest swap as those snapshots, so readers never see new snapshots with old summaries.
+A step whose inputs did not change since the current build shares that build's files (issue 22)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
 from dashboard.core.config import Settings
-from dashboard.core.duck import quote_path, work_connection
+from dashboard.core.duck import drop_relation, quote_path, work_connection
 from dashboard.core.store import Manifest, Store, crash_point, new_id, now_utc
 from dashboard.derived import analytics, personal
 from dashboard.derived.analytics import ANALYTICS_TABLES
 from dashboard.derived.churn import build as churn
 from dashboard.derived.churn.build import CHURN_TABLES
 from dashboard.derived.golden import GOLDEN_TABLES, write_golden
-from dashboard.derived.identity import build_links, previous_table, redirects
+from dashboard.derived.identity import build_links, previous_table, read_records, redirects
 from dashboard.derived.quality.tables import QUALITY_TABLES, write_quality_tables
 from dashboard.derived.spark import jobs as spark_jobs
 from dashboard.derived.tables import DERIVED_TABLES, READ_FROM, attach_views
+from dashboard.pipeline import fingerprint
 from dashboard.pipeline.progress import Lap
+
+# The canonical entities each reusable step reads (besides the steps before it); a step is made again when
+# one of their files, its upstream steps, the settings, the code or (golden, churn: "now") the day changed.
+STEP_ENTITIES: dict[str, tuple[str, ...]] = {
+    "analytics": ("leads", "lead_events", "marketing_spend"),
+    "golden": ("customers", "leads", "lead_events", "orders", "contracts", "interactions"),  # lead_facts too
+    "churn": ("customers", "leads", "orders", "contracts", "interactions"),
+}
+STEP_TABLES: dict[str, tuple[str, ...]] = {
+    "identity": ("identity_links", "customer_redirects"),
+    "analytics": ANALYTICS_TABLES,
+    "golden": GOLDEN_TABLES,
+    "churn": CHURN_TABLES,
+}
+
+
+class _Steps:
+    """Each reusable step's key, and the current build's files when its key is the same (then linked)."""
+
+    def __init__(self, settings: Settings, store: Store, manifest: Manifest, stage: Path, full: bool) -> None:
+        current = manifest.get("derived") or {}
+        self.store, self.manifest, self.stage = store, manifest, stage
+        self.before: dict[str, str] = {} if full else (current.get("steps") or {})
+        self.tables: dict[str, str] = current.get("tables") or {}
+        self.base = fingerprint.digest(fingerprint.code_version(), fingerprint.settings_version(settings))
+        self.today = datetime.now(ZoneInfo(settings.timezone)).date().isoformat()
+        self.keys: dict[str, str] = {}
+        self.reused: list[str] = []
+
+    def key(self, step: str, *parts: object) -> str:
+        files = fingerprint.entity_files(self.manifest, STEP_ENTITIES.get(step, ()))
+        self.keys[step] = fingerprint.digest(self.base, step, files, *parts)
+        return self.keys[step]
+
+    def reuse(self, step: str) -> bool:
+        """Link the current build's files of ``step`` into the new build when they were made from the same."""
+        old = [self.tables.get(t) for t in STEP_TABLES[step]]
+        if self.before.get(step) != self.keys[step] or not all(o and self.store.abs(o).is_file() for o in old):
+            return False
+        for table, rel in zip(STEP_TABLES[step], old, strict=True):
+            _link(self.store.abs(str(rel)), self.stage / f"{table}.parquet")
+        crash_point("derived_reused")
+        self.reused.append(step)
+        return True
+
+
+def _link(src: Path, dest: Path) -> None:
+    """Published files are never written again: a hard link shares them (a copy where links cannot be made)."""
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
 
 
 def build_derived(
@@ -31,39 +88,60 @@ def build_derived(
     manifest: Manifest,
     progress: Callable[[str], None] | None = None,
     lap: Lap | None = None,
+    *,
+    full: bool = False,
 ) -> Manifest:
     """Build from ``manifest`` (pending); return it with its new "derived" entry. Writes no manifest.
     ``progress`` hears each step as it starts, ``lap`` is called with each step's name (and the rows of
-    the table it is about) when it ends."""
+    the table it is about) when it ends. A step whose inputs are those of the current build's step is not
+    made again, its files are shared (``full``: every step is made again)."""
     say = progress or (lambda _m: None)
     done = lap or _no_lap
     build_id = new_id("b")
     stage = store.staging / "derived" / build_id
     stage.mkdir(parents=True)
+    steps = _Steps(settings, store, manifest, stage, full)
     # DuckDB held to settings.memory_limit, spilling past it; with [engine] kind = "spark" also a Spark
     # session, started and checked before any work (None otherwise)
     with work_connection(settings) as con, spark_jobs.engine(settings) as spark:
         attach_views(con, store, manifest, in_memory=frozenset())  # the old summaries are rebuilt, not read
         say("deriving: identity resolution")
-        previous = previous_table(
-            store, manifest, "identity_links", ["source_system", "source_record_id", "customer_key"]
+        records = read_records(con)
+        overrides = settings.base_dir / settings.identity.overrides if settings.identity.overrides else None
+        steps.key(
+            "identity",  # the records without their snapshot ids: what resolution reads
+            fingerprint.frame_digest(records.drop("snapshot_id")),
+            fingerprint.file_digest(overrides) if overrides and overrides.is_file() else None,
         )
-        records, links, _model = build_links(settings, con, previous)  # exact, then Splink; overrides win
-        links.write_parquet(stage / "identity_links.parquet")
-        moved = redirects(  # keys that disappeared (merged) → where their records are now
-            previous,
-            links,
-            previous_table(store, manifest, "customer_redirects", ["old_key", "customer_key", "merged_at"]),
-            now_utc().replace(tzinfo=None),
-        )
-        moved.write_parquet(stage / "customer_redirects.parquet")
-        del previous
+        if steps.reuse("identity"):
+            links = pl.read_parquet(stage / "identity_links.parquet")
+        else:
+            previous = previous_table(
+                store, manifest, "identity_links", ["source_system", "source_record_id", "customer_key"]
+            )
+            records, links, _model = build_links(settings, con, previous, records)  # exact, Splink; overrides win
+            links.write_parquet(stage / "identity_links.parquet")
+            moved = redirects(  # keys that disappeared (merged) → where their records are now
+                previous,
+                links,
+                previous_table(store, manifest, "customer_redirects", ["old_key", "customer_key", "merged_at"]),
+                now_utc().replace(tzinfo=None),
+            )
+            moved.write_parquet(stage / "customer_redirects.parquet")
+            del previous
         done("identity", links.height)
         say("deriving: quality tables")
         write_quality_tables(settings, store, manifest, con, links, stage)  # profiles were made at publish
         done("quality")
         say("deriving: channel analytics")
-        if spark is not None:  # the same SQL as Spark jobs, the same files (dashboard/derived/spark)
+        steps.key("analytics", steps.keys["identity"])
+        if steps.reuse("analytics"):
+            for table in ANALYTICS_TABLES:  # golden records read lead_facts
+                drop_relation(con, table)
+                con.execute(
+                    f"CREATE TABLE {table} AS SELECT * FROM read_parquet({quote_path(stage / f'{table}.parquet')})"
+                )
+        elif spark is not None:  # the same SQL as Spark jobs, the same files (dashboard/derived/spark)
             spark_jobs.analytics_tables(spark, con, settings, store, manifest, stage)
         else:
             analytics.build(  # attribution follows each won lead's customer through the links
@@ -77,11 +155,15 @@ def build_derived(
                 con.execute(f"COPY {table} TO {target} (FORMAT parquet, COMPRESSION zstd)")
         done("analytics", _rows(stage / "lead_facts.parquet"))
         say("deriving: golden customer records")
-        write_golden(con, settings, records, links, stage)  # golden customers: reads lead_facts
+        steps.key("golden", steps.keys["identity"], steps.today)  # lead_facts: leads, lead_events and links
+        if not steps.reuse("golden"):
+            write_golden(con, settings, records, links, stage)  # golden customers: reads lead_facts
         del records
         done("golden", _rows(stage / "customer_golden.parquet"))
         say("deriving: churn scores")
-        churn.build(con, settings, links, stage, progress=say)  # churn scores, model card, calibration
+        steps.key("churn", steps.keys["identity"], steps.today)
+        if not steps.reuse("churn"):
+            churn.build(con, settings, links, stage, progress=say)  # churn scores, model card, calibration
         done("churn", _rows(stage / "churn_scores.parquet"))
         say("deriving: personal-data profile")
         entity_files = {
@@ -109,6 +191,8 @@ def build_derived(
             **{t: store.rel(dest / f"{t}.parquet") for t in CHURN_TABLES},
             **{t: store.rel(dest / f.name) for t, f in personal_tables.items()},  # with the keys' tokens
         },
+        "steps": steps.keys,  # what each step was made from: the next build reuses a step made from the same
+        "reused": steps.reused,
     }
     return {**manifest, "derived": derived}
 

@@ -25,6 +25,7 @@ from dashboard.core.dictionary import for_settings
 from dashboard.core.errors import ConfigError, SourceError
 from dashboard.core.store import Store, crash_point, new_id, now_utc, write_json
 from dashboard.derived.quality.profile import SnapshotProfile
+from dashboard.pipeline import fingerprint
 from dashboard.pipeline.guidance import way_forward
 from dashboard.pipeline.progress import RefreshProgress, Tracker
 from dashboard.pipeline.standardize import REJECT_COL, RowIssue, Standardized, standardize
@@ -58,6 +59,7 @@ class SourceResult:
     samples: dict[str, list[str]] = field(default_factory=dict)
     steps: dict[str, dict[str, float]] = field(default_factory=dict)
     failed_step: str | None = None  # "extract": the input could not be read (worth a retry; a quarantine is not)
+    unchanged: bool = False  # its inputs are those of its current snapshot: not read again, that snapshot stays
     way_forward: list[str] = field(default_factory=list)  # a quarantine: the one-off publish and the setting
     way_forward_zh: list[str] = field(default_factory=list)  # the same in Chinese (the data-quality page)
 
@@ -71,6 +73,7 @@ class RefreshResult:
     sources: list[SourceResult]
     derived_build: str | None = None
     steps: dict[str, dict[str, float]] = field(default_factory=dict)
+    reused: list[str] = field(default_factory=list)  # derived steps whose inputs had not changed: not made again
 
     @property
     def exit_code(self) -> int:
@@ -101,11 +104,14 @@ def refresh(
     wait: float = 0,
     publish_wait: float | None = None,
     holder: str = "cockpit refresh",
+    full: bool = False,
 ) -> RefreshResult:
     """``progress`` hears plain lines (each step with its rows, time and an estimate), ``watch`` the whole
     progress at each step (dashboard/pipeline/progress.py); ``wait``: seconds to wait for a source another
     process is refreshing (then ``Busy``); ``publish_wait``: for the publish lock once the sources are read
-    (default: ``wait``)."""
+    (default: ``wait``). A source whose input files are those its current snapshot was made from keeps that
+    snapshot, and a derived step whose inputs did not change keeps its tables; ``full`` reads and makes
+    everything again (identity resolved anew, churn refitted)."""
     names = sources or settings.source_names
     if not names:
         raise ConfigError("no [[sources]] in the config: nothing to refresh")
@@ -118,7 +124,15 @@ def refresh(
         results, published = [], []
         for src in chosen:
             tracker.source_started(src.name)
-            res, pending = refresh_source(settings, store, src, tracker)
+            inputs = None if full else fingerprint.source_inputs(settings, src)
+            kept = fingerprint.unchanged(store, store.read_manifest(), src, inputs)
+            if kept is not None:
+                res = SourceResult(src.name, kept["snapshot_id"], "published", unchanged=True)
+                res.rows = {e: int(info.get("rows", 0)) for e, info in kept["entities"].items()}
+                results.append(res)
+                tracker.source_ended(src.name, res.status, sum(res.rows.values()))
+                continue
+            res, pending = refresh_source(settings, store, src, tracker, inputs)
             if not res.published:  # a drop folder returns the files it took, with the reasons
                 settle(src, settings.base_dir, store.quarantine / src.name / res.snapshot_id, False, res.reasons)
             results.append(res)
@@ -147,13 +161,14 @@ def refresh(
                 clock.lap(f"derive.{step}")
                 tracker.lap(step, rows)
 
-            manifest = build_derived(settings, store, manifest, tracker.say, lap)
+            manifest = build_derived(settings, store, manifest, tracker.say, lap, full=full)
             tracker.publishing()
             store.write_manifest(manifest)  # snapshots and their derived build become current together
             crash_point("published")
             for _entry, attempt in published:  # a drop folder moves the files its snapshot took
                 settle(settings.source(attempt["source"]), settings.base_dir, store.abs(attempt["location"]), True, [])
             out.derived_build = manifest["derived"]["build_id"]
+            out.reused = list(manifest["derived"].get("reused", []))
             clock.lap("derive")
             out.steps = clock.steps
             if settings.quality.data_docs:  # a human-readable view of the latest validations
@@ -170,8 +185,10 @@ Pending = tuple[dict[str, Any], dict[str, Any]]  # (manifest entry, attempt) of 
 
 
 def refresh_source(
-    settings: Settings, store: Store, src: SourceConfig, tracker: Tracker
+    settings: Settings, store: Store, src: SourceConfig, tracker: Tracker, inputs: str | None = None
 ) -> tuple[SourceResult, Pending | None]:
+    """``inputs``: the fingerprint of the source's input files (pipeline/fingerprint.py), kept in its
+    manifest entry so that the next refresh of the same files keeps this snapshot."""
     sid = new_id()
     stage_dir = store.staging / src.name / sid
     stage_dir.mkdir(parents=True)
@@ -188,7 +205,7 @@ def refresh_source(
     except SourceError as e:
         result.reasons, result.failed_step = [e.message], "extract"
         attempt["error"] = getattr(e, "kind", "source")  # connection | timeout | auth | rate_limited | source
-        return result, _finish(store, src, result, stage_dir, attempt, outcomes=[], issues=[], clock=clock)
+        return result, _finish(store, src, result, stage_dir, attempt, [], [], clock, inputs)
 
     tracker.rows_read(src.name, sum(std.frame.height for std in entities.values()), list(entities))
     outcomes: list[Outcome] = []
@@ -221,7 +238,7 @@ def refresh_source(
     profile.write(stage_dir)
     result.status = "quarantined" if failed else "published"
     clock.lap("publish")
-    return result, _finish(store, src, result, stage_dir, attempt, outcomes, issues, clock)
+    return result, _finish(store, src, result, stage_dir, attempt, outcomes, issues, clock, inputs)
 
 
 def _extract_context(settings: Settings, store: Store, src: SourceConfig, stage_dir: Path) -> ExtractContext:
@@ -289,6 +306,7 @@ def _finish(
     outcomes: list[Outcome],
     issues: list[RowIssue],
     clock: _Clock,
+    inputs: str | None = None,
 ) -> Pending | None:
     attempt.update(
         status=result.status,
@@ -325,5 +343,6 @@ def _finish(
         "snapshot_id": result.snapshot_id,
         "published_at": attempt["finished_at"],
         "entities": {e: {"file": store.rel(dest / f"{e}.parquet"), "rows": n} for e, n in result.rows.items()},
+        **({"inputs": inputs} if inputs else {}),
     }
     return entry, attempt  # recorded once the manifest swap has made it current

@@ -1,0 +1,133 @@
+"""Measure an incremental refresh (issue 22): one source with about 1 % new and changed rows, refreshed
+alone, against a full refresh of the same demo company. Prints a Markdown table for docs/benchmarks.md.
+
+    python benchmarks/incremental.py --size medium
+    python benchmarks/incremental.py --size large --from /path/to/a/generated/large/folder   # copied, not changed
+
+Each refresh runs in a fresh child process: wall time, CPU time (user + system) and peak RSS are its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+
+REFRESH = """
+import json, sys
+from dashboard.core.config import load_settings
+from dashboard.pipeline.refresh import refresh
+res = refresh(load_settings(sys.argv[1]), sys.argv[3:] or None, full=sys.argv[2] == "full")
+print(json.dumps({"exit": res.exit_code, "reused": res.reused,
+                  "read": [s.source for s in res.sources if not s.unchanged],
+                  "steps": {k: round(v["seconds"], 2) for k, v in res.steps.items()}}))
+"""
+
+
+def _child(cfg: Path, mode: str, *sources: str) -> dict[str, Any]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", REFRESH, str(cfg), mode, *sources], capture_output=True, text=True, cwd=ROOT
+    )
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"refresh failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["wall"] = wall
+    out["cpu"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return out
+
+
+def _erp_orders(raw: Path) -> str:
+    """1 % of the ERP's orders changed (amount doubled) and 1 % new ones for existing customers."""
+    path = raw / "erp" / "vbak_orders.parquet"
+    orders = pl.read_parquet(path)
+    n = max(orders.height // 100, 1)
+    amount = pl.when(pl.int_range(pl.len()) < n).then(pl.col("NETWR") * 2).otherwise(pl.col("NETWR"))
+    new = orders.tail(n).with_columns(("9" + pl.col("VBELN").str.slice(1)).alias("VBELN"))
+    pl.concat([orders.with_columns(amount.alias("NETWR")), new]).write_parquet(path)
+    return "erp"
+
+
+def _web_forms(raw: Path) -> str:
+    """1 % new web form submissions: new leads, resolved against the existing customers."""
+    path = raw / "web_forms" / "form_submissions.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    n = max(len(lines) // 100, 1)
+    new = [json.dumps({**json.loads(x), "id": f"WEB-9{i:07d}"}, ensure_ascii=False) for i, x in enumerate(lines[-n:])]
+    path.write_text("\n".join(lines + new) + "\n", encoding="utf-8")
+    return "web_forms"
+
+
+def _marketing(raw: Path) -> str:
+    """The marketing spend with its last day's row taken back."""
+    path = raw / "marketing" / "spend_daily.csv"
+    path.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[:-1]))
+    return "marketing"
+
+
+CHANGES = {"erp": _erp_orders, "web_forms": _web_forms, "marketing": _marketing}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--size", default="medium")
+    ap.add_argument("--from", dest="source", help="an already generated demo folder (cockpit.toml + data/raw)")
+    ap.add_argument("--changes", nargs="+", default=list(CHANGES))
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cockpit-incr-") as tmp:
+        base = Path(tmp) / "base"
+        base.mkdir()
+        shutil.copy(ROOT / "cockpit.toml", base / "cockpit.toml")
+        if args.source:
+            shutil.copytree(Path(args.source) / "data" / "raw", base / "data" / "raw")
+        else:
+            subprocess.run(
+                [sys.executable, "-c", "import sys; from pathlib import Path; from dashboard.demo import generate; "
+                 "generate(Path(sys.argv[1]), sys.argv[2], 42)", str(base / "data"), args.size],
+                check=True, cwd=ROOT,
+            )  # fmt: skip
+        print("full refresh (from empty)…", file=sys.stderr)
+        full = _child(base / "cockpit.toml", "full")
+        rows = []
+        for name in args.changes:
+            work = Path(tmp) / name
+            shutil.copytree(base, work, symlinks=True)
+            CHANGES[name](work / "data" / "raw" / "demo")
+            print(f"{name}: incremental…", file=sys.stderr)
+            one = _child(work / "cockpit.toml", "incremental", name)
+            print(f"{name}: all sources, nothing changed…", file=sys.stderr)
+            idle = _child(work / "cockpit.toml", "incremental")
+            print(f"{name}: full again…", file=sys.stderr)
+            again = _child(work / "cockpit.toml", "full")
+            rows.append((name, one, idle, again))
+            shutil.rmtree(work)
+    print(f"\nFull refresh from empty ({args.size}): {full['wall']:.1f} s wall, {full['cpu']:.1f} s CPU\n")
+    print("| source changed | incremental s (CPU s) | × full | derived steps kept | "
+          "nothing changed s | full refresh s (CPU s) |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for name, one, idle, again in rows:
+        print(
+            f"| {name} | {one['wall']:.1f} ({one['cpu']:.1f}) | {one['wall'] / again['wall']:.0%} | "
+            f"{', '.join(one['reused']) or 'none'} | {idle['wall']:.1f} | {again['wall']:.1f} ({again['cpu']:.1f}) |"
+        )
+    print("\nDerived steps (s) of each incremental run:")
+    for name, one, _idle, _again in rows:
+        print(f"- {name}: " + ", ".join(f"{k.removeprefix('derive.')} {v}" for k, v in one["steps"].items()))
+
+
+if __name__ == "__main__":
+    main()

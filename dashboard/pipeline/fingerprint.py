@@ -1,0 +1,95 @@
+"""What a refresh may skip (issue 22): a source whose inputs are byte for byte those its current snapshot
+was made from, and a derived step whose inputs are those the current build's step read.
+
+A fingerprint covers everything a result is made from: the input files' bytes, the settings that shape
+it, the privacy suppression list, and the code itself (dashboard/core, sources, pipeline, derived and the
+expectation suites), so an upgrade never serves a result the new code would not make.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from dashboard.core.config import Settings, SourceConfig
+from dashboard.core.store import Manifest, Store
+from dashboard.pipeline import suppression
+from dashboard.sources import PULLED_KINDS, table_files
+
+_PACKAGE = Path(__file__).resolve().parents[1]
+_CODE = ("core", "sources", "pipeline", "derived")
+# Settings that change what is shown, not what a snapshot or a derived table holds.
+_PRESENTATION = {"language", "labels", "query", "security", "scheduler", "notifications", "alerts", "reports"}
+
+
+def digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@functools.cache
+def code_version() -> str:
+    """The code and suites that make snapshots and derived tables (read once per process)."""
+    files = sorted(p for d in _CODE for p in (_PACKAGE / d).rglob("*") if p.suffix in (".py", ".toml", ".sql"))
+    files += sorted((_PACKAGE.parent / "expectations").glob("*.json"))
+    return digest([(p.relative_to(_PACKAGE.parent).as_posix(), file_digest(p)) for p in files])
+
+
+def settings_version(settings: Settings) -> str:
+    data = settings.model_dump(mode="json", exclude=_PRESENTATION | {"sources"})
+    return digest(data, [s.model_dump(mode="json") for s in settings.sources])  # files: by their bytes
+
+
+def source_inputs(settings: Settings, src: SourceConfig) -> str | None:
+    """The fingerprint of one source's inputs, or None when it cannot be known without pulling them (a
+    database, an API, a drop folder) or a table has no file (the refresh reports that)."""
+    if src.kind in PULLED_KINDS:
+        return None
+    tables = []
+    for table in src.tables:
+        files = table_files(table, settings.base_dir)
+        if not files:
+            return None
+        tables.append([(f.name, f.stat().st_size, file_digest(f)) for f in files])
+    listed = settings.data_path / suppression.LIST_FILE
+    suppressed = file_digest(listed) if listed.is_file() else None
+    return digest(code_version(), settings_version(settings), src.model_dump(mode="json"), tables, suppressed)
+
+
+def unchanged(store: Store, manifest: Manifest, src: SourceConfig, inputs: str | None) -> dict[str, Any] | None:
+    """The current manifest entry of ``src`` when it was made from ``inputs`` and its files are all there."""
+    entry = manifest["sources"].get(src.name)
+    if inputs is None or not entry or entry.get("inputs") != inputs:
+        return None
+    files = [store.abs(info["file"]) for info in (entry.get("entities") or {}).values()]
+    return entry if all(f.is_file() for f in files) else None
+
+
+def entity_files(manifest: Manifest, entities: Iterable[str]) -> dict[str, list[str]]:
+    """Each entity's published files across sources, as the manifest names them (a new snapshot: a new path)."""
+    wanted = set(entities)
+    out: dict[str, list[str]] = {e: [] for e in sorted(wanted)}
+    for _source, entry in sorted(manifest["sources"].items()):
+        for entity, info in sorted((entry.get("entities") or {}).items()):
+            if entity in wanted:
+                out[entity].append(info["file"])
+    return out
+
+
+def frame_digest(frame: pl.DataFrame) -> str:
+    """Order-sensitive: the probabilistic pass samples records in the order they are read."""
+    rows = frame.hash_rows(seed=0).to_numpy().tobytes()
+    return digest(pl.__version__, frame.columns, [str(t) for t in frame.dtypes], hashlib.sha256(rows).hexdigest())
