@@ -111,7 +111,7 @@ def test_the_list_names_each_customer_and_gives_the_reasons_in_full(
     reasons = [r for r in (top["reason_1"], top["reason_2"], top["reason_3"]) if r]
     assert reasons and first["reasons"] == "; ".join(reasons)
     order = list(grid.proto.column_order)
-    assert order[:8] == ["rank", "name", "company", "owner", "region", "expected_value_at_risk", "risk_band", "reasons"]
+    assert order[:8] == ["rank", "reasons", "name", "company", "owner", "region", "expected_value_at_risk", "risk_band"]
     assert "reason_1" not in order
 
 

@@ -36,7 +36,7 @@ def test_one_customer_from_two_sources_has_one_key_and_provenance(company: Setti
     # the most recent record wins: the trade-show lead (2026-03-01 09:00) is newer than the ERP record
     assert phone["source_system"] == "trade_show" and phone["snapshot_id"].startswith("20")
     profile = w.run_query("customer_profile", {"customer_key": key}, user=SYSTEM).row(0, named=True)
-    assert (profile["orders"], profile["lifetime_revenue"], profile["records"]) == (2, 2400.0, 2)
+    assert (profile["orders"], profile["order_revenue"], profile["records"]) == (2, 2400.0, 2)
     assert profile["sources"] == ["erp", "trade_show"] and profile["lifecycle_stage"] in ("active", "lapsed")
 
 

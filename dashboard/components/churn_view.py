@@ -24,9 +24,12 @@ SEGMENTS = ("high", "mid", "low", "none")
 FILTERS = ("owner", "region", "segment", "band")
 PROFILE_PAGE = "customer_360"  # its ?customer=<customer_key> opens one customer's profile
 LIST_LIMIT = 2000  # rows shown and exported; the ranking is by expected revenue at risk
-# who, how much, and why first; a row over 4 rem high lets the grid wrap the reasons over three lines
-LIST_FIRST: tuple[str, ...] = ("rank", "name", "company", "owner", "region", "expected_value_at_risk", "risk_band")
-LIST_FIRST += ("reasons", "risk", "profile")
+# why, who and how much first; a row over 4 rem high lets the grid wrap text (three lines fit). The reasons come
+# first because the grid guesses whether a text needs wrapping from the average width of the letters it measured
+# before, column by column: after Chinese names and companies it took an English line of reasons for one that fits
+# and cut it at the cell's edge; measured first, English reasons wrap, and Chinese text after them too
+LIST_FIRST: tuple[str, ...] = ("rank", "reasons", "name", "company", "owner", "region", "expected_value_at_risk")
+LIST_FIRST += ("risk_band", "risk", "profile")
 REASONS = ("reason_1", "reason_2", "reason_3")  # shown joined in one wrapping column
 LIST_ROW_HEIGHT = 72
 LIST_HEIGHT = 40 + 8 * LIST_ROW_HEIGHT

@@ -256,8 +256,9 @@ def timeline(events: pl.DataFrame, lang: Lang, customer: str = "") -> None:
 
 
 def event_lines(events: pl.DataFrame, lang: Lang) -> pl.DataFrame:
-    """Each event as a day and one Markdown line: time · what · kind — detail · channel · amount, and a
-    badge naming its source system; every name from the value dictionary, data text escaped."""
+    """Each event as a day and one Markdown line: time (when the source recorded one) · what · kind — detail
+    · channel · amount, and a badge naming its source system; every name from the value dictionary, data text
+    escaped."""
     named = events.with_columns(
         labels.expr("category", "category", lang),
         _event_kinds(lang),
@@ -269,7 +270,9 @@ def event_lines(events: pl.DataFrame, lang: Lang) -> pl.DataFrame:
     )
     lines = []
     for e in named.iter_rows(named=True):
-        head = [f"**{e['occurred_at']:%H:%M}**", fmt.md_escape(e["category"])]
+        when = e["occurred_at"]  # a source that records only the day (orders, stages) has no time to show
+        head = [f"**{when:%H:%M}**"] if (when.hour, when.minute, when.second) != (0, 0, 0) else []
+        head.append(f"**{fmt.md_escape(e['category'])}**" if not head else fmt.md_escape(e["category"]))
         if e["kind"] and e["kind"] not in (fmt.NONE, e["category"]):
             head.append(fmt.md_escape(e["kind"]))
         line = " · ".join(head)
