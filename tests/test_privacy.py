@@ -153,6 +153,39 @@ def test_a_forget_killed_midway_leaves_every_file_whole_and_a_rerun_completes(co
     assert not list(company.data_path.rglob("*.privacy-tmp"))
 
 
+@pytest.mark.parametrize("writer", ["polars", "pyarrow"])
+def test_in_a_file_of_many_row_groups_only_the_persons_row_groups_are_written_again(
+    company: Settings, writer: str
+) -> None:
+    path = _current(company, "erp", "customers")  # E0 (the person) .. E11, rewritten as four row groups
+    frame = pl.read_parquet(path)
+    if writer == "polars":
+        frame.write_parquet(path, row_group_size=3, compression="zstd")
+    else:
+        pq.write_table(frame.to_arrow(), path, row_group_size=3, compression="zstd", write_page_index=True)
+    before = path.read_bytes()
+    assert PHONE.encode() in before and ID_NUMBER.encode() in before  # in the pages and the statistics
+
+    privacy.forget(company, privacy.parse_identifier("phone", PHONE), "PIPL request", Who("tester"))
+    after = path.read_bytes()
+    assert PHONE.encode() not in after and ID_NUMBER.encode() not in after  # no byte of the old row group left
+    everyone_else = frame.filter(pl.col("source_record_id") != "E0")
+    assert pl.read_parquet(path).equals(everyone_else)  # in their order
+    with duckdb.connect() as con:
+        assert con.execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchall() == [(11,)]
+    meta = pq.ParquetFile(path).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [2, 3, 3, 3]
+    for i in (1, 2, 3):  # the row groups without the person: the same bytes, where they were
+        chunk = meta.row_group(i).column(0)
+        start, end = chunk.data_page_offset, chunk.data_page_offset + chunk.total_compressed_size
+        assert after[start:end] == before[start:end]
+
+    # a second person in the same file: the file stays whole, and compact enough
+    privacy.forget(company, privacy.parse_identifier("phone", "13800138004"), "PIPL request", Who("tester"))
+    assert pl.read_parquet(path).equals(everyone_else.filter(pl.col("source_record_id") != "E4"))
+    assert pq.read_table(path).num_rows == 10 and b"13800138004" not in path.read_bytes()
+
+
 def test_the_next_refresh_keeps_the_person_out_and_counts_them(company: Settings) -> None:
     privacy.forget(company, privacy.parse_identifier("phone", PHONE), "PIPL request", Who("tester"))
     result = refresh(company)  # the trade show and the ERP still send 张0

@@ -3,10 +3,13 @@ them, one file at a time, crash-safe (a temp file beside it, fsync, ``os.replace
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import itertools
 import json
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +21,7 @@ import pyarrow.parquet as pq
 
 from dashboard.core.config import Settings
 from dashboard.core.store import Store, atomic_write_text
+from dashboard.ops.privacy import rowgroups
 from dashboard.ops.privacy.person import Person
 from dashboard.pipeline import suppression
 
@@ -124,16 +128,81 @@ def rewrite_parquet(root: Path, path: Path, target: Target) -> FileChange | None
     """Drop and erase in one file; written only when something changes (temp file, fsync, os.replace).
 
     The cheap ``candidates`` test runs on every row; the exact match (regex, list filters) only on the few
-    rows it picks, and the file keeps its row order (snapshots are sorted by date for row-group skipping)."""
+    rows it picks. Only the row groups holding a picked row are read whole and written again, the others are
+    copied byte for byte (``rowgroups``); the file keeps its row order (snapshots are sorted by date for
+    row-group skipping)."""
     schema = pl.read_parquet_schema(path)
     maybe = target.candidates(pl.Schema(schema))
     if maybe is None:
         return None
-    # the test reads only the columns it looks at (text, lists, ids), then the whole file if it matched
+    # the test reads only the columns it looks at (text, lists, ids)
     picked = pl.read_parquet(path, columns=sorted(set(maybe.meta.root_names()))).select(maybe).to_series()
     if not picked.any():
         return None
-    frame = pl.read_parquet(path)
+    layout = rowgroups.Layout.of(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}{_TMP_SUFFIX}")
+    counts = _rewrite_groups(path, tmp, layout, picked, target) if _by_groups(layout, picked) else None
+    if counts is None:  # one row group, a file mostly changed or mostly holes, another writer's nesting
+        counts = _rewrite_whole(path, tmp, picked, target)
+    if counts is None or counts == (0, 0):
+        return None
+    _commit(tmp, path)
+    return FileChange(path.relative_to(root).as_posix(), *counts)
+
+
+def _by_groups(layout: rowgroups.Layout, picked: pl.Series) -> bool:
+    """Worth replacing row groups: more than one, at most half the data written again, and the file's zeroed
+    bytes (earlier replacements' old row groups, not reclaimed) stay below its live data; otherwise the whole
+    file is written again, compacted."""
+    if len(layout.rows) < 2 or not layout.plain():
+        return False
+    live = layout.live_bytes()
+    changed = sum(layout.group_bytes(i) for i in _dirty_groups(layout, picked))
+    return changed * 2 <= live and layout.holes + changed <= live
+
+
+def _dirty_groups(layout: rowgroups.Layout, picked: pl.Series) -> list[int]:
+    ends = list(itertools.accumulate(layout.rows))
+    return sorted({bisect.bisect_right(ends, int(r)) for r in picked.arg_true()})
+
+
+def _rewrite_groups(
+    path: Path, tmp: Path, layout: rowgroups.Layout, picked: pl.Series, target: Target
+) -> tuple[int, int] | None:
+    starts = [0, *itertools.accumulate(layout.rows)]
+    parquet = pq.ParquetFile(path)
+    arrow_schema = parquet.schema_arrow
+    new: dict[int, pa.Table] = {}
+    removed = erased = 0
+    try:
+        for i in _dirty_groups(layout, picked):
+            frame = pl.from_arrow(parquet.read_row_group(i))
+            assert isinstance(frame, pl.DataFrame)
+            result = _apply(frame, picked.slice(starts[i], layout.rows[i]), target)
+            if result is not None:
+                kept, r, e = result
+                new[i], removed, erased = kept.to_arrow().cast(arrow_schema), removed + r, erased + e
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None  # a type polars gives back differently: the whole file is rewritten instead
+    if not new:
+        return 0, 0
+    return (removed, erased) if rowgroups.replace_groups(path, tmp, layout, new, arrow_schema) else None
+
+
+def _rewrite_whole(path: Path, tmp: Path, picked: pl.Series, target: Target) -> tuple[int, int] | None:
+    result = _apply(pl.read_parquet(path), picked, target)
+    if result is None:
+        return None
+    kept, removed, erased = result
+    kept.write_parquet(tmp, compression="zstd", compression_level=1)  # the fastest zstd: a rewrite is on the clock
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    return removed, erased
+
+
+def _apply(frame: pl.DataFrame, picked: pl.Series, target: Target) -> tuple[pl.DataFrame, int, int] | None:
+    """``frame`` without the rows naming the person, the person's values erased from the rows that stay (in
+    their places); None when nothing changes."""
     schema = frame.schema
     sub = frame.filter(picked)
     drop, erase = target.drop(schema), target.erase(schema)
@@ -157,23 +226,20 @@ def rewrite_parquet(root: Path, path: Path, target: Target) -> FileChange | None
         kept = merged.sort("__row").drop("__row")
     else:
         kept = frame.filter(~pl.repeat(False, frame.height, eager=True).scatter(picked.arg_true().filter(gone), True))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP_SUFFIX}")
-    kept.write_parquet(tmp, compression="zstd", compression_level=1)  # the fastest zstd: a rewrite is on the clock
-    _commit(tmp, path)
-    return FileChange(path.relative_to(root).as_posix(), removed, erased)
+    return kept, removed, erased
 
 
 def _replace_parquet(path: Path, table: pa.Table) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP_SUFFIX}")
     pq.write_table(table, tmp, compression="zstd")
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
     _commit(tmp, path)
 
 
 def _commit(tmp: Path, path: Path) -> None:
-    """fsync, then rename over the old file: a kill leaves the old file or the new one (and a temp file a rerun
-    deletes)."""
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
+    """Rename the (fsynced) temp file over the old one: a kill leaves the old file or the new one (and a temp
+    file a rerun deletes)."""
     os.replace(tmp, path)
 
 
