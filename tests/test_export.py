@@ -11,6 +11,8 @@ import pytest
 
 from dashboard.components.export_buttons import filter_rows
 from dashboard.components.filterbar import Filters
+from dashboard.components.funnel import KINDS
+from dashboard.components.tables import header, rounded
 from dashboard.ops.export import neutralize, sheet_name, to_csv, to_excel
 
 FRAME = pl.DataFrame(
@@ -99,3 +101,24 @@ def test_filter_rows_name_every_filter_that_applies() -> None:
         ("Campaign", "All"),
     ]
     assert filter_rows(Filters(), "zh", applies=("period",)) == [("线索创建日期", "全部时间")]
+
+
+def test_a_page_export_rounds_each_number_to_what_the_table_shows() -> None:
+    """The funnel's export: 5 of 86 is 5.8% on the screen and 0.058 in the file (not 0.05813953488372093),
+    a median of 3.25 days is 3.2 days; counts stay whole numbers, a missing median an empty cell."""
+    funnel = pl.DataFrame(
+        {
+            "stage": ["mql", "won"],
+            "leads_reached": [86, 5],
+            "step_conversion": [0.6515151515151515, 5 / 86],
+            "median_days_in_stage": [3.25, None],
+        }
+    )
+    out = rounded(funnel, KINDS)
+    assert out.rows() == [("mql", 86, 0.652, 3.2), ("won", 5, 0.058, None)]
+    lines = to_csv(out.rename({c: header(c, "zh") for c in out.columns})).decode("utf-8-sig").split("\r\n")
+    assert lines[2] == "won,5,0.058,"
+    assert lines[0].split(",")[1:3] == [header("leads_reached", "zh"), header("step_conversion", "zh")]
+    assert "leads_reached" not in lines[0] and "step_conversion" not in lines[0]
+    sheet = pl.read_excel(io.BytesIO(to_excel(out)), engine="calamine")
+    assert sheet.row(1) == ("won", 5, 0.058, None)

@@ -26,6 +26,8 @@ URL_PARAM = "view"
 DEFAULT = Spec("leads", (Dim("channel"),), ("count",))
 _K = {k: f"_ex_{k}" for k in ("model", "dims", "measures", "pivot", "chart", "fcol", "fop", "fvals", "flo", "fhi")}
 _NOTICE = "_ex_notice"
+_LANG = "_ex_lang"  # the language the controls were last drawn in
+_INPUTS = ("_ex_fcol", "_ex_fop", "_ex_fvals", "_ex_flo", "_ex_fhi", "_ex_asof_source")  # a filter being typed
 _SAVE_NAME, _SAVED = "_ex_save_name", "_ex_saved_notice"
 
 
@@ -106,6 +108,19 @@ def remember(spec: Spec) -> None:
     write_url({URL_PARAM: explore.encode(spec)})
 
 
+def _follow_language(lang: str) -> None:
+    """Streamlit's select boxes keep showing the option texts they were drawn with; after a language change
+    they are set again from the view, so the chosen data, dimensions and measures read in the new language
+    (a half-typed filter starts over)."""
+    previous = st.session_state.get(_LANG)
+    st.session_state[_LANG] = lang
+    if previous is None or previous == lang:
+        return
+    for key in [k for k in st.session_state if str(k).startswith(_INPUTS)]:
+        del st.session_state[key]
+    load(current())
+
+
 def _model_changed() -> None:
     model = st.session_state[_K["model"]]
     load(Spec(model, (), ("count",)))
@@ -120,6 +135,7 @@ def _set_filters(filters: Sequence[Filter]) -> None:
 def builder(lang: str) -> Spec:
     """Draw the controls; return the view they describe (checked against its model)."""
     spec = current()
+    _follow_language(lang)
     notice = st.session_state.pop(_NOTICE, None)
     if notice:
         st.error(notice)

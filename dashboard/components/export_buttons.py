@@ -6,7 +6,7 @@ the page.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -16,7 +16,7 @@ import streamlit as st
 from dashboard.components.data import settings, user
 from dashboard.components.filterbar import CHOICES, FIELDS, Filters
 from dashboard.components.signin import client_address
-from dashboard.components.tables import header
+from dashboard.components.tables import Kind, header, rounded
 from dashboard.core import audit
 from dashboard.i18n import t
 from dashboard.ops import export
@@ -61,11 +61,14 @@ def export_buttons(
     filters: Filters | None,
     lang: str,
     applies: Sequence[str] = FIELDS,
+    kinds: Mapping[str, Kind] | None = None,
 ) -> None:
-    """Two small buttons; ``name`` is the file name (ASCII) and the widgets' key."""
+    """Two small buttons; ``name`` is the file name (ASCII) and the widgets' key; ``kinds`` (as the table on
+    the page has them) round each number column to the precision shown."""
     tz = settings().timezone
     rows = export_header(title, filters, lang, tz, applies)
-    out = frame.rename({c: header(c, lang) for c in frame.columns})
+    out = rounded(frame, kinds or {})
+    out = out.rename({c: header(c, lang) for c in out.columns})
     stamp = datetime.now(ZoneInfo(tz)).strftime("%Y%m%d")
     with st.container(horizontal=True, gap="small"):
         st.download_button(

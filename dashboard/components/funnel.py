@@ -17,6 +17,12 @@ from dashboard.derived.analytics import FUNNEL
 from dashboard.i18n import t
 
 OVERALL = "(all)"
+KINDS: dict[str, Kind] = {
+    "leads_reached": "count",
+    "step_conversion": "pct",
+    "overall_conversion": "pct",
+    "median_days_in_stage": "days",
+}
 
 
 def stage_label(stage: str, lang: str) -> str:
@@ -79,11 +85,10 @@ def funnel_section(funnel: pl.DataFrame, filters: Filters, lang: str) -> None:
             "overall_conversion",
             "median_days_in_stage",
         )
-        kinds: dict[str, Kind] = {"leads_reached": "count", "step_conversion": "pct", "overall_conversion": "pct"}
-        table(shown, {**kinds, "median_days_in_stage": "days"}, lang)
+        table(shown, KINDS, lang)
         st.caption(t("funnel.note", lang))
     if filters.channel is None:
         st.markdown(f"**{t('funnel.by_channel', lang)}**")
         wide = by_channel(funnel, lang)
         table(wide, {**{stage_label(s, lang): "count" for s in FUNNEL}, "overall_conversion": "pct"}, lang)
-    export_buttons(funnel, "funnel", t("funnel.title", lang), filters, lang)
+    export_buttons(funnel, "funnel", t("funnel.title", lang), filters, lang, kinds=KINDS)

@@ -34,17 +34,41 @@ def _date(v: Any) -> str:
     return v.isoformat() if isinstance(v, date) else str(v)
 
 
+# A number kind's unit and precision: one rule for the screen (fmt.number) and the export (fmt.rounded).
+UNITS: dict[str, tuple[str, int]] = {
+    "count": ("count", 0),
+    "money": ("money", 0),
+    "pct": ("pct", 1),
+    "roi": ("pct", 0),
+    "change": ("pct", 1),
+    "days": ("number", 1),
+}
+
+
+def _number(unit: str, precision: int) -> Callable[[Any], str]:
+    return lambda v: fmt.number(v, unit, precision)
+
+
 FORMATTERS: dict[str, Callable[[Any], str]] = {
     "text": str,
-    "count": lambda v: fmt.count(int(v)),
-    "money": fmt.money,
-    "pct": fmt.pct,
-    "roi": lambda v: fmt.pct(v, digits=0),
+    **{kind: _number(unit, places) for kind, (unit, places) in UNITS.items()},
     "change": signed_pct,
-    "days": lambda v: f"{v:,.1f}",
     "date": _date,
     "datetime": _datetime,
 }
+
+
+def rounded(frame: pl.DataFrame, kinds: Mapping[str, Kind]) -> pl.DataFrame:
+    """``frame`` as an export writes it: each number column of ``kinds`` rounded to what the screen shows
+    (a 5.8% conversion is 0.058), still numbers; whole counts and yuan as integers."""
+    out = []
+    for column, kind in kinds.items():
+        if column in frame.columns and kind in UNITS and frame[column].dtype.is_numeric():
+            unit, places = UNITS[kind]
+            whole = places == 0 and unit != "pct"
+            cells = [fmt.rounded(v, unit, places) for v in frame[column].to_list()]
+            out.append(pl.Series(column, cells, dtype=pl.Int64 if whole else pl.Float64))
+    return frame.with_columns(out) if out else frame
 
 
 _HEADINGS = ("metric", "col", "explore.col", "c360.col", "cat.col", "dq.col")  # where a column's heading is looked up

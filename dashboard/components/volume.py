@@ -16,10 +16,11 @@ import streamlit as st
 from dashboard.components import charts, fmt, labels
 from dashboard.components.export_buttons import export_buttons
 from dashboard.components.filterbar import Filters
-from dashboard.components.tables import signed_pct, table
+from dashboard.components.tables import Kind, signed_pct, table
 from dashboard.i18n import t
 
 GRAINS: tuple[str, ...] = ("day", "week", "month")
+KINDS: dict[str, Kind] = {"leads": "count", "previous_leads": "count", "change_rate": "change"}
 
 
 def next_period(start: date, grain: str) -> date:
@@ -99,5 +100,5 @@ def volume_section(volume: pl.DataFrame, grain: str, filters: Filters, today: da
         total.caption(t("volume.running", lang, period=label(change.latest, grain, lang)))
     with breakdown:
         rows = volume.filter(pl.col("period") == change.period).drop("period")
-        table(rows, {"leads": "count", "previous_leads": "count", "change_rate": "change"}, lang)
-    export_buttons(volume, f"lead_volume_{grain}", t("volume.chart", lang), filters, lang)
+        table(rows, KINDS, lang)
+    export_buttons(volume, f"lead_volume_{grain}", t("volume.chart", lang), filters, lang, kinds=KINDS)

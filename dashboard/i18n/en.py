@@ -733,7 +733,6 @@ STRINGS: dict[str, str] = {
     "refresh.step.publish": "Publishing",
     "refresh.units": "s|min|h",
     # column headings and words the value labels need (issue 19, point 5)
-    "explore.value": "Value",
     "col.title": "Title",
     "col.schedule": "Schedule",
     "cat.col.schedule": "Schedule",

@@ -694,7 +694,6 @@ STRINGS: dict[str, str] = {
     "refresh.step.publish": "发布",
     "refresh.units": "秒|分|小时",
     # column headings and words the value labels need (issue 19, point 5)
-    "explore.value": "数值",
     "col.title": "名称",
     "col.schedule": "刷新计划",
     "cat.col.schedule": "刷新计划",

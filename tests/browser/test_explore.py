@@ -1,5 +1,6 @@
 """Explore in chromium on the medium demo: a view built by clicking (a measure added, a dimension
-changed), the total shown equal to the warehouse's own answer, and a screenshot in test-artifacts/."""
+changed), the total shown equal to the warehouse's own answer; three measures over the months drawn in
+three panels in Chinese and English; screenshots in test-artifacts/."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import pytest
 from dashboard.components import fmt
 from dashboard.core.config import Settings
 from dashboard.i18n import t
+from dashboard.query.explore.models import Dim, Spec, encode
 from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse
 from tests.browser.conftest import PAGE_TIMEOUT_MS
 from tests.browser.test_cockpit_and_channels import metric, settled, shot
 
 pytestmark = pytest.mark.slow
+LANGUAGE = {"zh": "中文", "en": "English"}  # the sidebar's language switch
 
 
 def pick(page: Any, label: str, option: str) -> None:
@@ -54,5 +57,45 @@ def test_build_a_view_by_clicking(browser: Any, app_url: str, demo: Settings, ar
         assert re.search(r"view=[A-Za-z0-9_-]+", page.url), page.url  # the view is in the address
         assert regions > 1
         shot(page, artifacts, "explore")
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_every_measure_drawn_with_months_by_name(
+    browser: Any, app_url: str, demo: Settings, artifacts: Path, lang: str
+) -> None:
+    """Three measures over the months: three panels, each titled by its measure, the months named in the
+    language (2025年1月 / Jan 2025), no "variable"/"value" and no None/nan on the page; the chosen data and
+    measures read in the language chosen after the page was opened."""
+    spec = Spec("leads", (Dim("created_at", "month"),), ("count", "conversion_rate", "revenue"))
+    won, leads = Warehouse(demo).sql("SELECT count(won_at), count(*) FROM lead_facts", user=SYSTEM).row(0)
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    try:
+        page.goto(f"{app_url}/explore?view={encode(spec)}", timeout=PAGE_TIMEOUT_MS)
+        settled(page)
+        if lang != demo.language:
+            page.locator('[data-testid="stSidebar"]').get_by_text(LANGUAGE[lang], exact=True).click()
+            page.get_by_text(t("page.explore", lang), exact=True).first.wait_for(timeout=PAGE_TIMEOUT_MS)
+            settled(page)
+        shot(page, artifacts, f"explore_three_measures_{lang}")
+        chosen = page.locator('[data-testid="stMultiSelect"]', has=page.get_by_text(t("explore.measures", lang)))
+        model = page.locator('[data-testid="stSelectbox"]', has=page.get_by_text(t("explore.model", lang), exact=True))
+        typed = model.locator("input").evaluate_all("boxes => boxes.map(b => b.value)")  # a select box's choice
+        shown = "\n".join([chosen.inner_text(), model.text_content() or "", *typed])  # after a language switch too
+        assert all(t(f"explore.measure.{m}", lang) in shown for m in spec.measures), shown
+        assert t("explore.model.leads", lang) in shown, shown
+        assert lang == "zh" or not re.search(r"[\u4e00-\u9fff]", shown), shown
+        chart = page.locator('[data-testid="stPlotlyChart"]').first
+        titles = [s.strip() for s in chart.locator('g[class^="g-y"][class$="title"] text').all_text_contents()]
+        assert sorted(titles) == sorted(t(f"explore.measure.{m}", lang) for m in spec.measures)
+        assert chart.locator(".scatterlayer .trace").count() == 3  # a line per measure, one per panel
+        ticks = [s.strip() for s in chart.locator(".xaxislayer-above text").all_text_contents() if s.strip()]
+        month = r"\d{4}年\d{1,2}月" if lang == "zh" else r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4}"
+        assert ticks and all(re.fullmatch(month, s) for s in ticks), ticks
+        conversion = f"{t('explore.total', lang)} · {t('explore.measure.conversion_rate', lang)}"
+        assert metric(page, conversion) == fmt.pct(won / leads)
+        text = page.locator('[data-testid="stMain"]').inner_text()
+        assert not re.search(r"\b(variable|value|None|nan|NaT)\b", text), text[:500]
     finally:
         page.close()
