@@ -20,7 +20,8 @@ from dashboard.components import fmt
 from dashboard.components.explore_result import _styled, export_table, figure, value_text
 from dashboard.core.config import Settings
 from dashboard.ops.export import to_csv
-from dashboard.query.explore.models import Dim, Spec
+from dashboard.query.explore.models import MODELS, Dim, Spec
+from dashboard.query.metrics import layer
 from dashboard.query.warehouse import Warehouse
 from tests.test_explore import answer
 
@@ -126,3 +127,23 @@ def test_one_formatter_per_unit() -> None:
     assert fmt.period(date(2025, 1, 1), "year", "zh") == "2025年"
     with pytest.raises(ValueError, match="no unit 'yen'"):
         fmt.number(1, "yen")
+
+
+# Explore's measures that are the semantic layer's metrics (dashboard/metrics.toml)
+AS_METRICS = {
+    ("leads", "count"): "leads",
+    ("leads", "won"): "won_deals",
+    ("leads", "revenue"): "won_amount",
+    ("leads", "conversion_rate"): "conversion_rate",
+    ("leads", "avg_won_amount"): "avg_deal_size",
+    ("leads", "roi"): "roi",
+    ("orders", "sum_amount"): "order_revenue",
+    ("spend", "sum_cost"): "spend",
+}
+
+
+@pytest.mark.parametrize(("where", "metric"), AS_METRICS.items(), ids=[m for m in AS_METRICS.values()])
+def test_a_measure_that_is_a_metric_reads_as_the_metric_does(where: tuple[str, str], metric: str) -> None:
+    """The same number written the same way on Explore as on the cockpit: the unit and precision agree."""
+    measure, defined = MODELS[where[0]].measures[where[1]], layer().metric(metric)
+    assert (measure.unit, measure.places) == (defined.unit, defined.precision)
