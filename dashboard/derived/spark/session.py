@@ -21,10 +21,12 @@ from dashboard.core.errors import CockpitError, ConfigError
 DEFAULTS: dict[str, str] = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-    "spark.sql.shuffle.partitions": "8",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
 }
+# On one machine a shuffle into Spark's default 200 partitions is mostly task overhead; a cluster keeps
+# 200 (adaptive execution merges the small ones) unless [engine.conf] says otherwise.
+LOCAL_DEFAULTS: dict[str, str] = {"spark.sql.shuffle.partitions": "8"}
 _LOG4J = """rootLogger.level = warn
 rootLogger.appenderRef.stdout.ref = console
 appender.console.type = Console
@@ -110,7 +112,8 @@ def build_session(settings: Settings, extra: dict[str, str] | None = None) -> An
     logging.getLogger("py4j").setLevel(logging.ERROR)
     logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)  # a JSON stack per failed query
     builder = SparkSession.builder.master(engine.master).appName(engine.app_name)
-    conf = {**DEFAULTS, **{k: _text(v) for k, v in engine.conf.items()}, **(extra or {})}
+    local = LOCAL_DEFAULTS if is_loopback(engine.master) else {}
+    conf = {**DEFAULTS, **local, **{k: _text(v) for k, v in engine.conf.items()}, **(extra or {})}
     for key, value in conf.items():
         builder = builder.config(key, value)
     try:

@@ -1,0 +1,199 @@
+"""The small demo refreshed with engine spark on a real standalone cluster (a master and one worker on
+127.0.0.1) and with engine duckdb: the cockpit and channel pages show the same numbers, identity links
+the same records, churn ranks the same customers. The derived build on ``local[2]`` writes the same files.
+A cluster that cannot take the build fails the refresh cleanly: exit 3, the last good state kept."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from dashboard.core.config import EngineConfig, Settings, load_settings
+from dashboard.core.store import Store
+from dashboard.derived.analytics import ANALYTICS_TABLES
+from dashboard.derived.spark.session import EngineError
+from dashboard.pipeline.derive import build_derived
+from dashboard.pipeline.refresh import refresh
+from dashboard.query.security import SYSTEM
+from dashboard.query.warehouse import Warehouse
+from tests.sparkcluster import Cluster, spark_home, standalone
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark")]
+REPO = Path(__file__).resolve().parents[1]
+# every named query the cockpit and channel pages show, read from the pages themselves
+PAGES = [(REPO / "dashboard" / "pages" / page).read_text(encoding="utf-8") for page in ("cockpit.py", "channels.py")]
+PAGE_QUERIES = sorted({name for text in PAGES for name in re.findall(r'query(?:_if_allowed)?\(\s*"([a-z_]+)"', text)})
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    spark_home()  # skips (fails in CI) without pyspark or Java
+    with standalone() as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small demo's inputs, generated once: each run refreshes a copy."""
+    from dashboard.demo import generate
+
+    root = tmp_path_factory.mktemp("spark_demo") / "template"
+    root.mkdir()
+    shutil.copy(REPO / "cockpit.toml", root / "cockpit.toml")
+    generate(load_settings(root / "cockpit.toml").data_path, "small", 42)
+    return root
+
+
+def _copy(demo: Path, name: str, engine: str = "") -> Settings:
+    root = demo.parent / name
+    shutil.copytree(demo, root)
+    if engine:
+        with (root / "cockpit.toml").open("a", encoding="utf-8") as f:
+            f.write(f"\n[engine]\n{engine}\n")
+    return load_settings(root / "cockpit.toml")
+
+
+def _refreshed(settings: Settings) -> Settings:
+    result = refresh(settings)
+    assert result.exit_code == 0, [(r.source, r.reasons) for r in result.sources]
+    return settings
+
+
+@pytest.fixture(scope="module")
+def on_duckdb(demo: Path) -> Settings:
+    return _refreshed(_copy(demo, "duckdb"))
+
+
+@pytest.fixture(scope="module")
+def on_cluster(demo: Path, cluster: Cluster) -> Settings:
+    return _refreshed(_copy(demo, "cluster", f'kind = "spark"\nmaster = "{cluster.master}"'))
+
+
+# when a refresh ran (the last validation, the churn model's training): two refreshes differ there
+RUN_TIMES = ("last_attempt_at", "trained_at")
+
+
+def _frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows in a fixed order, floats to 9 significant places (sums may add in another order), without the
+    columns saying when the refresh ran."""
+    frame = frame.drop([c for c in RUN_TIMES if c in frame.columns])
+    out = frame.with_columns(
+        [pl.col(c).map_elements(lambda v: float(f"{v:.9g}"), return_dtype=pl.Float64) for c, t in frame.schema.items()
+         if t.is_float()]
+    )  # fmt: skip
+    return out.sort(out.columns, nulls_last=True)
+
+
+def test_the_build_ran_on_the_cluster(on_cluster: Settings, cluster: Cluster) -> None:
+    apps = cluster.status()["completedapps"]
+    assert isinstance(apps, list) and [a["name"] for a in apps] == ["cockpit"]  # the refresh's application
+    manifest = json.loads((on_cluster.data_path / "manifest.json").read_text(encoding="utf-8"))
+    for table in ANALYTICS_TABLES:  # the same layout: one file per table in the build's folder
+        assert (on_cluster.data_path / manifest["derived"]["tables"][table]).is_file()
+    assert not list(on_cluster.data_path.rglob("_spark"))  # Spark's part files were gathered and removed
+
+
+@pytest.mark.parametrize("name", PAGE_QUERIES)
+def test_the_pages_named_queries_match(name: str, on_duckdb: Settings, on_cluster: Settings) -> None:
+    want = Warehouse(on_duckdb).run_query(name, {}, user=SYSTEM)
+    got = Warehouse(on_cluster).run_query(name, {}, user=SYSTEM)
+    assert want.height > 0, name
+    assert _frame(got).equals(_frame(want)), (name, got, want)
+
+
+def _on_spark(settings: Settings, **engine: object) -> Settings:
+    return settings.model_copy(update={"engine": EngineConfig.model_validate({"kind": "spark", **engine})})
+
+
+def _table(settings: Settings, table: str) -> pl.DataFrame:
+    manifest = json.loads((settings.data_path / "manifest.json").read_text(encoding="utf-8"))
+    return pl.read_parquet(settings.data_path / manifest["derived"]["tables"][table])
+
+
+def _groups(links: pl.DataFrame) -> dict[str, frozenset[tuple[str, str]]]:
+    """customer_key → the records it holds."""
+    return {
+        key: frozenset(zip(g["source_system"], g["source_record_id"], strict=True))
+        for (key,), g in links.group_by("customer_key")
+    }
+
+
+def test_identity_links_the_same_records(on_duckdb: Settings, on_cluster: Settings) -> None:
+    want, got = _groups(_table(on_duckdb, "identity_links")), _groups(_table(on_cluster, "identity_links"))
+    assert len(want) > 100
+    assert set(got.values()) == set(want.values())  # the same customers, whatever their keys are called
+
+
+def test_churn_ranks_the_same_customers(on_duckdb: Settings, on_cluster: Settings) -> None:
+    def ranked(settings: Settings) -> list[tuple[int, frozenset[tuple[str, str]], float]]:
+        members = _groups(_table(settings, "identity_links"))
+        scores = _table(settings, "churn_scores").sort("rank")
+        return [(r, members[k], round(risk, 9)) for r, k, risk in scores.select("rank", "customer_key", "risk").rows()]
+
+    want = ranked(on_duckdb)
+    assert len(want) > 100
+    assert ranked(on_cluster) == want
+
+
+def test_the_build_on_local_spark_writes_the_same_tables(on_duckdb: Settings, demo: Path) -> None:
+    """The derived build again on local[2], from the duckdb run's published snapshots."""
+    root = demo.parent / "local"
+    shutil.copytree(on_duckdb.base_dir, root)
+    settings = load_settings(root / "cockpit.toml")
+    local = _on_spark(settings, master="local[2]")
+    store = Store(local.data_path)
+    published = store.read_manifest()
+    published.pop("derived")  # no build to share steps with: every step is made on Spark
+    manifest = build_derived(local, store, published)
+    for table in ANALYTICS_TABLES:
+        got = pl.read_parquet(store.abs(manifest["derived"]["tables"][table]))
+        want = _table(on_duckdb, table)
+        assert got.height == want.height > 0
+        assert _frame(got).equals(_frame(want)), table
+
+
+def _made_before_reuse(settings: Settings) -> None:
+    """The current build as one made before steps were shared (issue 22): the next makes every step."""
+    path = settings.data_path / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["derived"].pop("steps", None)
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def _state(settings: Settings) -> tuple[bytes, list[str]]:
+    data = settings.data_path
+    return (data / "manifest.json").read_bytes(), sorted(p.name for p in (data / "derived").iterdir())
+
+
+def test_a_failing_spark_job_publishes_nothing(on_duckdb: Settings, demo: Path, monkeypatch: Any) -> None:
+    from dashboard.derived import analytics
+
+    root = demo.parent / "failing"
+    shutil.copytree(on_duckdb.base_dir, root)
+    settings = load_settings(root / "cockpit.toml")
+    settings = _on_spark(settings, master="local[1]")
+    _made_before_reuse(settings)
+    before = _state(settings)
+    monkeypatch.setattr(analytics, "LEAD_FACTS_SQL", "SELECT no_such_column FROM leads")  # fails on Spark
+    with pytest.raises(EngineError, match="the Spark job for lead_facts failed") as e:
+        refresh(settings)
+    assert e.value.exit_code == 3
+    assert _state(settings) == before  # the manifest and the builds it names, byte for byte
+
+
+def test_a_cluster_without_workers_fails_the_refresh_cleanly(on_duckdb: Settings, demo: Path) -> None:
+    root = demo.parent / "no_worker"
+    shutil.copytree(on_duckdb.base_dir, root)
+    with standalone(worker=False) as empty:
+        settings = _on_spark(load_settings(root / "cockpit.toml"), master=empty.master, connect_timeout_seconds=20)
+        before = _state(settings)
+        with pytest.raises(EngineError, match="ran no job within 20 s"):
+            refresh(settings)
+    assert _state(settings) == before
