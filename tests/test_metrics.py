@@ -187,3 +187,19 @@ def test_cockpit_query_metric_says_what_it_cannot_show_a_sales_rep(company: Sett
     assert "roi: the company's figure" in result.stderr
     bad = CliRunner().invoke(app, [*args, "--metric", "roi", "--param", "start=March"])
     assert bad.exit_code != 0 and "start must be a date" in str(bad.exception)  # main() prints it, no traceback
+
+
+def test_an_alert_watches_a_metric_by_name(company: Settings) -> None:
+    from dashboard.ops.alerts import evaluate
+    from tests.test_alerts import FRIDAY, rule
+    from tests.test_notify_servers import with_config
+
+    extra = 'query = "metrics"\ncolumn = "leads"\nby = ["channel"]\nchange_pct = 10\nperiod = "week"'
+    toml = '[notifications]\n[[notifications.channels]]\nname = "x"\nkind = "webhook"\nurl = "http://127.0.0.1:9/x"\n'
+    run = evaluate(with_config(company, toml + rule("leads", "metric_change", '"x"', extra)), FRIDAY)
+    # week 2–8 March against 9–15 March: trade_show 6 → 7, website 7 → 2, unknown 1 → 0; paid_search 7 → 7
+    assert {f.subject for f in run.findings} == {"channel=trade_show", "channel=website", "channel=unknown"}
+    assert run.errors == []
+    bad = 'query = "metrics"\ncolumn = "revenue"\nchange_pct = 10'
+    run = evaluate(with_config(company, rule("bad", "metric_change", '"x"', bad)), FRIDAY)  # beside the first
+    assert any("no metric named 'revenue'" in e for e in map(str, run.errors))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
@@ -51,7 +53,7 @@ def channel_chart(summary: pl.DataFrame, lang: str) -> None:
 def channel_table(summary: pl.DataFrame, lang: str) -> None:
     """Each metric column headed by its label; empty means no value (a channel without spend has no ROI)."""
     metrics = layer().metrics
-    config: dict[str, object] = {"channel": st.column_config.TextColumn(t("col.channel", lang))}
+    config: dict[str, Any] = {"channel": st.column_config.TextColumn(t("col.channel", lang))}
     for c in summary.columns:
         if c in metrics:
             config[c] = st.column_config.NumberColumn(

@@ -24,11 +24,13 @@ from dashboard.core.errors import CockpitError, QueryError
 from dashboard.core.store import Store, now_utc, write_json
 from dashboard.ops.notify import Delivery, Message, Sleep, send
 from dashboard.ops.status import source_status
+from dashboard.query.metrics import Request, ask
 from dashboard.query.security import SYSTEM, Principal
 from dashboard.query.warehouse import Warehouse, load_query
 
 STATE_FILE = "alerts_state.json"
 HISTORY_FILE = "alerts.jsonl"
+METRICS = "metrics"  # a metric_change rule's query that names the semantic layer: its column is a metric
 DEFAULT_CHURN_QUERY = "churn_list"  # with band = high unless the rule gives its own query
 
 
@@ -135,6 +137,8 @@ def metric_values(
 ) -> dict[str, tuple[float | None, float | None]]:
     """Per row (named by the ``by`` columns): (previous period's value, last period's value)."""
     assert rule.query is not None and rule.column is not None
+    if rule.query == METRICS:
+        return _layer_values(rule, settings, wh, now)
     query = load_query(rule.query)
     names = {p.name for p in query.params}
     column, by = rule.column, list(rule.by)
@@ -153,6 +157,20 @@ def metric_values(
         )
     keyed = [_by_key(f, by, column) for f in frames]
     # a row the last period lacks (a channel without leads) counts 0; one the period before lacks has no base
+    return {k: (keyed[0].get(k), keyed[1].get(k, 0.0)) for k in dict.fromkeys([*keyed[1], *keyed[0]])}
+
+
+def _layer_values(
+    rule: AlertConfig, settings: Settings, wh: Warehouse, now: datetime
+) -> dict[str, tuple[float | None, float | None]]:
+    """``query = "metrics"``: ``column`` is a metric of the semantic layer, split by ``by``, ``params`` its
+    dimension filters; the last period against the one before, as the cockpit counts it."""
+    assert rule.column is not None
+    cur, prev = last_periods(rule.period, local_today(settings, now))
+    frames = [
+        ask(wh, Request.of([rule.column], rule.by, dict(rule.params), a, b), SYSTEM).frame for a, b in (prev, cur)
+    ]
+    keyed = [_by_key(f, list(rule.by), rule.column) for f in frames]
     return {k: (keyed[0].get(k), keyed[1].get(k, 0.0)) for k in dict.fromkeys([*keyed[1], *keyed[0]])}
 
 

@@ -300,12 +300,12 @@ def compile_sql(request: Request, lay: Layer | None = None) -> tuple[str, dict[s
         outputs.append(f"{'grouping(' + by[0] + ') = 1' if by else 'true'} AS {TOTAL}")
     else:
         group = f" GROUP BY {', '.join(by)}" if by else ""
-    select = ", ".join([*by, *outputs])
+    projection = ", ".join([*by, *outputs])
     first = request.metrics[0] if request.metrics else None
     order = [f"{TOTAL} DESC"] if request.with_total and by else []
     order += [f"{first} DESC NULLS LAST", *by] if by and first else []
     order_by = f" ORDER BY {', '.join(order)}" if order else ""
-    sql = f"WITH {', '.join(ctes)}, {rows} SELECT {select} FROM j{group}{order_by}"
+    sql = f"WITH {', '.join(ctes)}, {rows} SELECT {projection} FROM j{group}{order_by}"
     return sql, params, tuple(dict.fromkeys(unsplit))
 
 
@@ -326,7 +326,8 @@ def ask(wh: Warehouse, request: Request, user: Principal) -> Answer:
     groups: dict[Scope, list[str]] = {}
     for name, scope in scopes.items():
         groups.setdefault(scope, []).append(name)
-    frame, unsplit = None, []
+    frame: pl.DataFrame | None = None
+    unsplit: list[str] = []
     for scope in ("rows", "company"):
         names = groups.get(scope)
         if not names:
