@@ -329,6 +329,7 @@ def test_import_page_previews_and_saves_a_source(
 
     from dashboard.core.config import CONFIG_ENV
     from dashboard.i18n import t
+    from dashboard.i18n.values import VALUES
 
     root = company(tmp_path)
     olist(root, zh=lang == "zh")
@@ -346,9 +347,14 @@ def test_import_page_previews_and_saves_a_source(
     at.text_input[0].input("imports/marketing_qualified_leads.csv").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert [s.value for s in at.subheader] == [
-        t("import.table", lang, entity="leads", file="marketing_qualified_leads.csv")
+        t("import.table", lang, entity=VALUES["entity"]["leads"][lang], file="marketing_qualified_leads.csv")
     ]
     editor = at.dataframe[0].value  # the mapping editor: canonical column, input column, how found, examples
+    fields = {
+        "zh": ["线索编号 *", "线索创建时间 *"],
+        "en": ["Lead id (lead_id) *", "When the lead was captured (created_at) *"],
+    }
+    assert list(editor.iloc[:2, 0]) == fields[lang]  # canonical fields by the data dictionary's words
     assert list(editor.iloc[:3, 1]) == (
         ["线索编号", "首次接触日期", "来源"] if lang == "zh" else ["mql_id", "first_contact_date", "origin"]
     )

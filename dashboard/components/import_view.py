@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 import streamlit as st
 
+from dashboard.components import gate_text, labels
 from dashboard.components.data import settings, user
 from dashboard.core.config import Settings, find_config
 from dashboard.core.entities import ENTITIES
@@ -54,7 +55,9 @@ def import_section(lang: Lang) -> None:
         return
     read_from, final = picked
     entity = st.selectbox(
-        t("import.entity", lang), [_NONE, *ENTITIES], format_func=lambda e: e or t("import.decided", lang)
+        t("import.entity", lang),
+        [_NONE, *ENTITIES],
+        format_func=lambda e: labels.value("entity", e, lang) if e else t("import.decided", lang),
     )
     try:
         proposal = propose(sample_file(read_from), settings_aliases(cfg), entity or None)
@@ -119,22 +122,26 @@ def _input(lang: Lang, cfg: Settings) -> tuple[Path, Path] | None:
 
 def _edit(lang: Lang, proposal: Proposal, mapping: TableMapping, i: int) -> TableMapping:
     """One table's mapping in an editor: each canonical column, the input's column it reads, examples."""
-    st.subheader(t("import.table", lang, entity=mapping.entity, file=proposal.sample.label))
+    st.subheader(
+        t("import.table", lang, entity=labels.value("entity", mapping.entity, lang), file=proposal.sample.label)
+    )
     headers = [_NONE, *proposal.profiles]
+    fields = ENTITIES[mapping.entity].columns  # the editor's rows, in this order: read back by position
     rows = [
         {
-            "column": c.name + (" *" if c.required else ""),
+            "column": gate_text.field(mapping.entity, c.name, lang) + (" *" if c.required else ""),
             "source": mapping.columns.get(c.name, _NONE),
             "found": _how(lang, mapping.how.get(c.name, "")),
             "examples": ", ".join(proposal.profiles[h].samples) if (h := mapping.columns.get(c.name)) else "",
         }
-        for c in ENTITIES[mapping.entity].columns
+        for c in fields
     ]
     edited = st.data_editor(
         pl.DataFrame(rows, schema=dict.fromkeys(("column", "source", "found", "examples"), pl.String)),
         key=f"import_map_{i}_{mapping.entity}",
         hide_index=True,
         width="stretch",
+        placeholder="—",
         disabled=["column", "found", "examples"],
         column_config={
             "column": st.column_config.TextColumn(t("import.col.column", lang)),
@@ -144,22 +151,31 @@ def _edit(lang: Lang, proposal: Proposal, mapping: TableMapping, i: int) -> Tabl
         },
     )
     frame = edited if isinstance(edited, pl.DataFrame) else pl.from_pandas(edited)
-    columns = {
-        str(r["column"]).removesuffix(" *"): str(r["source"]) for r in frame.iter_rows(named=True) if r["source"]
-    }
+    chosen = frame.get_column("source").to_list()
+    columns = {c.name: str(s) for c, s in zip(fields, chosen, strict=True) if s}
     if mapping.constants:
-        st.caption(t("import.constants", lang, values=", ".join(f"{k} = {v}" for k, v in mapping.constants.items())))
+        values = ", ".join(
+            f"{gate_text.field(mapping.entity, k, lang)} = {labels.value(labels.COLUMNS.get(k, k), v, lang)}"
+            for k, v in mapping.constants.items()
+        )
+        st.caption(t("import.constants", lang, values=values))
     if columns == mapping.columns:
         return mapping
     return remap(proposal, mapping.entity, columns, mapping.constants)
 
 
 def _how(lang: Lang, how: str) -> str:
-    """How a column was found, in the reader's language: by its header, by its values, or set by hand."""
+    """How a column was found, in the reader's language: by its header, by its values, a constant (none in
+    the file, or a won date's column), or set by hand."""
+    if how.startswith("constant: no "):
+        return t("import.how.no_column", lang)
+    if how.startswith("constant: '"):
+        return t("import.how.won_date", lang, column=how.split("'")[1])
     if how == "header":
         return t("import.how.header", lang)
     if how.startswith("content: "):
-        return t("import.how.content", lang, kind=how.removeprefix("content: "))
+        kind = how.removeprefix("content: ")
+        return t("import.how.content", lang, kind=t(f"import.kind.{kind}", lang))
     return t("import.how.edited", lang) if how == "edited" else how
 
 
@@ -169,7 +185,7 @@ def _show_gate(lang: Lang, ob: onboard.Onboarding) -> None:
     st.dataframe(
         pl.DataFrame(
             {
-                t("import.col.entity", lang): [p.entity for p in gate.tables],
+                t("import.col.entity", lang): [labels.value("entity", p.entity, lang) for p in gate.tables],
                 t("import.col.rows", lang): [p.rows for p in gate.tables],
                 t("import.col.kept", lang): [p.kept for p in gate.tables],
                 t("import.col.aside", lang): [p.set_aside for p in gate.tables],
@@ -177,17 +193,21 @@ def _show_gate(lang: Lang, ob: onboard.Onboarding) -> None:
         ),
         hide_index=True,
     )
-    issues = [f"{p.entity}.{i.column}: {i.count:,} × {i.problem} ({i.action})" for p in gate.tables for i in p.issues]
-    if issues:
-        st.markdown("\n".join(f"- {x}" for x in issues))
+    # the findings hold the file's own headers and values: shown as text, never as markdown
+    for line in (gate_text.row_issue(p.entity, i, lang) for p in gate.tables for i in p.issues):
+        st.text(f"• {line}")
     if gate.quality:
-        st.warning(t("import.accepted", lang) + "\n\n" + "\n".join(f"- {n}" for n in gate.notes))
+        st.warning(t("import.accepted", lang))
+        for line in gate_text.acceptance(gate, lang):
+            st.text(f"• {line}")
     if gate.failed:
-        st.error(t("import.fails", lang) + "\n\n" + "\n".join(f"- {o.describe()}" for o in gate.failed))
+        st.error(t("import.fails", lang))
+        for o in gate.failed:
+            st.text(f"• {gate_text.outcome(o, lang)}")
     else:
         st.success(t("import.passes", lang))
     for o in gate.warnings:
-        st.caption(f"⚠ {o.describe()}")
+        st.text(f"⚠ {gate_text.outcome(o, lang)}")
     st.code(ob.block, language="toml")
 
 

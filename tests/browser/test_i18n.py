@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 
 from dashboard.access.auth import load_accounts
@@ -24,6 +25,7 @@ from dashboard.query.security import pages_for
 from dashboard.query.warehouse import Warehouse
 from tests.browser.conftest import PAGE_TIMEOUT_MS
 from tests.browser.test_cockpit_and_channels import shot
+from tests.test_source_add import maven
 
 pytestmark = pytest.mark.slow
 ROLES = ("admin", "manager", "analyst", "sales")
@@ -160,3 +162,32 @@ def test_every_page_of_every_role_speaks_the_chosen_language(
         page.set_viewport_size(VIEWPORT)
     bad = {k: v[:12] for k, v in found.items() if v}
     assert not bad, f"{role} in {lang}: untranslated text on " + "\n".join(f"{k}: {v}" for k, v in bad.items())
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_the_import_preview_speaks_the_chosen_language(
+    context: Any, secured_app_url: str, lang: str, artifacts: Path, tmp_path: Path
+) -> None:
+    """An admin uploads a Chinese CRM's opportunities export whose gaps the default gate would quarantine: the
+    mapping editor (canonical fields by their dictionary names), the gate's findings, the settings that let it
+    pass and their reasons are all in the chosen language."""
+    (tmp_path / "imports").mkdir()
+    export = maven(tmp_path, zh=True)[0]  # 销售商机.xlsx: 400 opportunities, 30 prospects without a date
+    page = context.new_page()
+    sign_in(page, secured_app_url, "admin", lang)
+    page.goto(f"{secured_app_url}/import_source")
+    settled(page, t("page.import_source", lang))
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(export)
+    heading = t("import.table", lang, entity=VALUES["entity"]["leads"][lang], file=Path(export).name)
+    page.get_by_text(heading).wait_for(timeout=PAGE_TIMEOUT_MS)
+    page.get_by_role("button", name=t("import.preview", lang)).click()
+    page.get_by_text(t("import.passes", lang)).wait_for(timeout=PAGE_TIMEOUT_MS)
+    settled(page, t("page.import_source", lang))
+    texts: list[str] = page.evaluate(TEXTS_JS)
+    shot(page, artifacts, f"i18n_admin_{lang}_import_preview")
+    assert t("import.accepted", lang) in texts
+    created = {"zh": "线索 · 线索创建时间", "en": "Leads · When the lead was captured (created_at)"}[lang]
+    assert any(s.startswith(f"• {created}") and "30" in s for s in texts), texts  # the 30 prospects' empty dates
+    headers = set(pl.read_excel(export).columns)  # the file's own headers (客户, 销售阶段) are data in both
+    bad = problems([s for s in texts if s not in headers], lang)
+    assert not bad, f"import preview in {lang}: untranslated text:\n" + "\n".join(bad[:12])

@@ -12,6 +12,7 @@ import pytest
 
 from dashboard.core.config import Settings
 from dashboard.i18n import t
+from dashboard.i18n.values import VALUES
 from tests.browser.conftest import PAGE_TIMEOUT_MS
 from tests.browser.test_cockpit_and_channels import OFFICE_VIEWPORT, shot
 from tests.test_source_add import order_lines
@@ -36,10 +37,10 @@ def test_upload_preview_and_save(browser: Any, app_url: str, demo: Settings, art
         page.goto(f"{app_url}/import_source", timeout=60_000)
         page.get_by_text(t("import.pick", lang)).wait_for(timeout=PAGE_TIMEOUT_MS)
         page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(export))
-        heading = t("import.table", lang, entity="orders", file=export.name)
+        heading = t("import.table", lang, entity=VALUES["entity"]["orders"][lang], file=export.name)
         page.get_by_text(heading).wait_for(timeout=PAGE_TIMEOUT_MS)
         idle(page)
-        assert page.locator('[data-testid="stDataFrame"]').count() >= 1  # the mapping editor
+        page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=PAGE_TIMEOUT_MS)  # the mapping editor
         page.get_by_role("button", name=t("import.preview", lang)).click()
         page.get_by_text(t("import.passes", lang)).wait_for(timeout=PAGE_TIMEOUT_MS)
         idle(page)
