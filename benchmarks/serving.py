@@ -572,11 +572,31 @@ def markdown(r: dict[str, Any], command: str, wall: float, cpu_total: float) -> 
     return "\n".join(lines)
 
 
-def write_section(path: Path, text: str) -> None:
+def write_section(path: Path, text: str, section: str = SECTION) -> None:
+    """``section`` of docs/benchmarks.md replaced by ``text`` (or ``text`` added at the end)."""
     doc = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
+    pattern = re.compile(rf"^{re.escape(section)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
     doc = pattern.sub(lambda _m: text + "\n", doc) if pattern.search(doc) else doc.rstrip("\n") + "\n\n" + text
     path.write_text(doc, encoding="utf-8")
+
+
+def medium_demo(config: str | None, folder: Path) -> Settings:
+    """The refreshed demo ``config`` names, or a medium demo generated and refreshed in ``folder``; with the
+    demo accounts (user = role, password "<role>-demo")."""
+    if config:
+        settings = load_settings(config)
+    else:
+        from dashboard.demo import generate
+        from dashboard.pipeline.refresh import refresh
+
+        shutil.copy(ROOT / "cockpit.toml", folder / "cockpit.toml")
+        settings = load_settings(folder / "cockpit.toml")
+        generate(settings.data_path, "medium", 42)
+        refresh(settings)
+    from dashboard.access.auth import demo_accounts
+
+    demo_accounts(settings)
+    return settings
 
 
 def _flags(args: argparse.Namespace, ap: argparse.ArgumentParser) -> list[str]:
@@ -613,19 +633,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server and chromium on the way out
     wall, usage = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
     with tempfile.TemporaryDirectory(prefix="cockpit-serving-") as tmp:
-        if args.config:
-            settings = load_settings(args.config)
-        else:
-            from dashboard.demo import generate
-            from dashboard.pipeline.refresh import refresh
-
-            shutil.copy(ROOT / "cockpit.toml", Path(tmp) / "cockpit.toml")
-            settings = load_settings(Path(tmp) / "cockpit.toml")
-            generate(settings.data_path, "medium", 42)
-            refresh(settings)
-        from dashboard.access.auth import demo_accounts
-
-        demo_accounts(settings)
+        settings = medium_demo(args.config, Path(tmp))
         result = asyncio.run(measure(settings, args, Path(tmp) / "streamlit.log"))
     commit = f"{args.commit} (a clean export of it)" if args.commit else _git("rev-parse", "--short", "HEAD")
     if not args.commit and _git("status", "--porcelain", "--untracked-files=no", "--", "dashboard"):

@@ -11,6 +11,7 @@ import streamlit as st
 
 from dashboard.components.banner import show_banner
 from dashboard.components.data import default_language, settings
+from dashboard.components.frame import page_style
 from dashboard.components.guard import user_errors
 from dashboard.components.session import language_switch
 from dashboard.components.signin import (
@@ -74,6 +75,7 @@ def _audit_view(principal: Principal, action: str, page: str) -> None:
 
 def run() -> None:
     st.set_page_config(page_icon=":material/dashboard:", layout="wide")
+    page_style()
     with user_errors():
         principal = current_user()  # None: the sign-in form, then the page (and query) the URL named
         lang = language_switch(default_language(), partial(remember_language, principal))

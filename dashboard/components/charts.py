@@ -16,7 +16,8 @@ import streamlit as st
 from dashboard.components import fmt, labels
 
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d")
-KIOSK_FONT = {"size": 22, "color": "#f5f7fa"}
+KIOSK_FONT_SIZE = 22
+KIOSK_FONT = {"size": KIOSK_FONT_SIZE, "color": "#f5f7fa"}
 KIOSK_HEIGHT = 300  # one row of charts under two rows of tiles on a 1080p wall
 
 
@@ -77,7 +78,7 @@ def show(fig: go.Figure, key: str, kiosk: bool = False, on_click: Callable[[], N
     if kiosk:  # nobody clicks a wall
         config["displayModeBar"] = False
         scale = kiosk_scale()
-        fig.update_layout(height=KIOSK_HEIGHT * scale, font_size=KIOSK_FONT["size"] * scale)
+        fig.update_layout(height=KIOSK_HEIGHT * scale, font_size=KIOSK_FONT_SIZE * scale)
         st.plotly_chart(fig, width="stretch", key=key, theme=None, config=config)
     elif on_click is None:
         st.plotly_chart(fig, width="stretch", key=key, config=config)

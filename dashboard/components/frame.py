@@ -18,6 +18,18 @@ from dashboard.components import data
 from dashboard.components.session import lang
 from dashboard.i18n import Lang, t
 
+# Every page's own style, a constant (no data, no user text). On a phone, no chart toolbar: Plotly draws
+# it over the chart's top right corner, on the legend or a title, and a finger pinches to zoom instead.
+# Up to a tablet's width a period's two dates a little smaller, so both fit their field (768 px: 9 px over).
+PAGE_CSS = """<style>
+@media (max-width: 640px) { .modebar-container { display: none !important; } }
+@media (max-width: 1024px) { [data-testid="stDateInputFieldsScroller"] { font-size: 0.9em; } }
+</style>"""
+
+
+def page_style() -> None:
+    st.html(PAGE_CSS)
+
 
 def ensure_frame() -> None:
     if PagesManager.uses_pages_directory:
