@@ -49,7 +49,11 @@ class Cluster:
     master: str  # spark://127.0.0.1:<port>
     ui: str  # the master's JSON status page
     folder: Path
-    processes: list[subprocess.Popen[bytes]]
+    processes: list[subprocess.Popen[bytes]]  # the master's JVM, then each worker's
+
+    @property
+    def workers(self) -> list[subprocess.Popen[bytes]]:
+        return self.processes[1:]
 
     def status(self) -> dict[str, object]:
         with urllib.request.urlopen(self.ui, timeout=5) as r:
@@ -76,15 +80,15 @@ def _environment(home: Path, folder: Path) -> dict[str, str]:
 
 
 @contextmanager
-def standalone(worker: bool = True) -> Iterator[Cluster]:
-    """A master (and one worker of 1 core, 2 GB) on loopback; yields once the master counts the worker."""
+def standalone(workers: int = 1) -> Iterator[Cluster]:
+    """A master and ``workers`` workers (1 core, 2 GB each) on loopback; yields once the master counts them."""
     home = spark_home()
     folder = Path(tempfile.mkdtemp(prefix="cockpit-spark-"))
     env = _environment(home, folder)
     port, ui_port = free_port(), free_port()
     master = f"spark://127.0.0.1:{port}"
     spark_class = str(home / "bin" / "spark-class")
-    logs = (folder / "master.log").open("wb"), (folder / "worker.log").open("wb")
+    logs = [(folder / f"{name}.log").open("wb") for name in ["master", *(f"worker{i}" for i in range(workers))]]
     processes = [
         subprocess.Popen(
             [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
@@ -94,15 +98,15 @@ def standalone(worker: bool = True) -> Iterator[Cluster]:
     ]  # fmt: skip
     cluster = Cluster(master, f"http://127.0.0.1:{ui_port}/json/", folder, processes)
     try:
-        if worker:
+        for i in range(workers):
             processes.append(
                 subprocess.Popen(
                     [spark_class, "org.apache.spark.deploy.worker.Worker", master, "--host", "127.0.0.1",
                      "--cores", "1", "--memory", "2g", "--webui-port", str(free_port())],
-                    env=env, stdout=logs[1], stderr=subprocess.STDOUT, start_new_session=True,
+                    env=env, stdout=logs[1 + i], stderr=subprocess.STDOUT, start_new_session=True,
                 )
             )  # fmt: skip
-        _wait(cluster, 1 if worker else 0)
+        _wait(cluster, workers)
         yield cluster
     finally:
         for p in processes:  # our own JVMs, by their process ids

@@ -191,7 +191,7 @@ def test_a_failing_spark_job_publishes_nothing(on_duckdb: Settings, demo: Path, 
 def test_a_cluster_without_workers_fails_the_refresh_cleanly(on_duckdb: Settings, demo: Path) -> None:
     root = demo.parent / "no_worker"
     shutil.copytree(on_duckdb.base_dir, root)
-    with standalone(worker=False) as empty:
+    with standalone(workers=0) as empty:
         settings = _on_spark(load_settings(root / "cockpit.toml"), master=empty.master, connect_timeout_seconds=20)
         before = _state(settings)
         with pytest.raises(EngineError, match="ran no job within 20 s"):

@@ -508,6 +508,7 @@ class EngineConfig(_Strict):
     # the data folder as every worker names it (file:///mnt/cockpit/data, hdfs://...); default: data_dir
     shared_path: str | None = None
     connect_timeout_seconds: float = Field(120, gt=0)  # for the first job to run (a cluster with no worker)
+    job_timeout_seconds: float = Field(3600, gt=0)  # a step's Spark job running longer fails the refresh
 
     @field_validator("master")
     @classmethod
@@ -746,6 +747,12 @@ def env(name: str) -> str | None:
     """The environment variable ``name``, None when unset or empty. The one read of the environment in
     the package: the fixed names above, and those a config names (``env:VARIABLE`` references)."""
     return os.environ.get(name) or None
+
+
+def export_environment(values: dict[str, str]) -> None:
+    """Set ``values`` in this process's environment, for the programs it starts (the Spark engine's
+    launcher reads SPARK_HOME, SPARK_CONF_DIR, PYSPARK_PYTHON and SPARK_LOCAL_IP)."""
+    os.environ.update(values)
 
 
 def serve_environment(config_path: Path, no_auth: bool) -> dict[str, str]:

@@ -20,7 +20,7 @@ from dashboard.core.duck import attach_table, entity_columns, quote_path
 from dashboard.core.entities import ENTITIES
 from dashboard.core.store import Manifest, Store
 from dashboard.derived import analytics
-from dashboard.derived.spark.session import EngineError, first_line, spark_session
+from dashboard.derived.spark.session import run_within, spark_session
 from dashboard.derived.spark.sql import to_spark
 
 _SPARK_TYPES = {
@@ -105,10 +105,14 @@ def run_to_parquet(
     statement's own ORDER BY; the result is also the Spark view ``table`` for the statements after it."""
     parts = stage / PARTS / table
     order = sqlglot.parse_one(sql, read="duckdb").args.get("order")
-    try:
-        spark.sql(to_spark(sql)).write.mode("overwrite").parquet(shared_uri(settings, parts))
-    except Exception as e:  # a Spark failure (Py4J, analysis, a lost executor past its retries)
-        raise EngineError(f"the Spark job for {table} failed: {first_line(e)}") from None
+    limit = settings.engine.job_timeout_seconds
+    run_within(  # a Spark failure (Py4J, analysis, a lost executor past its retries) or no executor left
+        spark,
+        lambda: spark.sql(to_spark(sql)).write.mode("overwrite").parquet(shared_uri(settings, parts)),
+        limit,
+        f"the Spark job for {table} ran past {limit:g} s ([engine] job_timeout_seconds) and was cancelled",
+        f"the Spark job for {table} failed",
+    )
     target = stage / f"{table}.parquet"
     cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in columns.items())  # our own declared columns
     source = f"read_parquet({quote_path(parts / '*.parquet')})" if any(parts.glob("*.parquet")) else None

@@ -4,16 +4,15 @@ work starts, and errors a person can act on (which key, which host) instead of a
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dashboard.core.config import Settings
+from dashboard.core.config import Settings, export_environment
 from dashboard.core.errors import CockpitError, ConfigError
 
 # Spark's own defaults where ours differ: the cockpit's timestamps are naive (Parquet's "not adjusted to
@@ -105,7 +104,7 @@ def build_session(settings: Settings, extra: dict[str, str] | None = None) -> An
     """A started SparkSession for ``settings.engine`` (DEFAULTS, then [engine.conf], then ``extra``)."""
     engine = settings.engine
     check_master(engine.master)
-    os.environ.update(spark_environment(settings))
+    export_environment(spark_environment(settings))
     from pyspark.errors import PySparkException
     from pyspark.sql import SparkSession
 
@@ -122,14 +121,15 @@ def build_session(settings: Settings, extra: dict[str, str] | None = None) -> An
         raise EngineError(f"Spark could not start for [engine] master = {engine.master!r}: {first_line(e)}") from None
 
 
-def probe(spark: Any, master: str, timeout: float) -> None:
-    """Run one tiny job: a cluster with no worker (or none with room) accepts an application and then never
-    runs it; past ``timeout`` seconds that is an EngineError, the jobs cancelled."""
+def run_within(spark: Any, work: Callable[[], None], timeout: float, late: str, failed: str) -> None:
+    """``work`` (Spark jobs) on a thread of its own: an error is an EngineError saying ``failed``, and past
+    ``timeout`` seconds its jobs are cancelled and the EngineError says ``late``. A cluster that lost its
+    workers does not fail a job, it waits for executors forever; an unattended refresh must not."""
     outcome: list[BaseException | None] = []
 
     def run() -> None:
         try:
-            spark.range(1).count()
+            work()
             outcome.append(None)
         except Exception as e:  # reported below, on the caller's thread
             outcome.append(e)
@@ -139,12 +139,23 @@ def probe(spark: Any, master: str, timeout: float) -> None:
     worker.join(timeout)
     if not outcome:
         spark.sparkContext.cancelAllJobs()
-        raise EngineError(
-            f"the Spark cluster at {master} ran no job within {timeout:g} s "
-            "([engine] connect_timeout_seconds): no worker has free cores or memory for the application"
-        )
+        worker.join(30)  # the cancelled job's error, before the session stops under it
+        raise EngineError(late)
     if outcome[0] is not None:
-        raise EngineError(f"the Spark cluster at {master} failed a test job: {first_line(outcome[0])}")
+        raise EngineError(f"{failed}: {first_line(outcome[0])}")
+
+
+def probe(spark: Any, master: str, timeout: float) -> None:
+    """Run one tiny job: a cluster with no worker (or none with room) accepts an application and then never
+    runs it; past ``timeout`` seconds that is an EngineError, the jobs cancelled."""
+    run_within(
+        spark,
+        lambda: spark.range(1).count(),
+        timeout,
+        f"the Spark cluster at {master} ran no job within {timeout:g} s "
+        "([engine] connect_timeout_seconds): no worker has free cores or memory for the application",
+        f"the Spark cluster at {master} failed a test job",
+    )
 
 
 @contextmanager
