@@ -16,8 +16,9 @@ events AS (
     SELECT e.occurred_at, 'stage', e.stage, NULL, NULL, e.amount, e.source_system, e.lead_id
     FROM lead_events AS e SEMI JOIN lds ON lds.lead_id = e.lead_id
     UNION ALL
+    -- orders carry their customer's key (held in memory by the warehouse): no join on the source keys
     SELECT o.ordered_at, 'order', coalesce(o.status, 'order'), o.product, NULL, o.amount, o.source_system, o.order_id
-    FROM orders AS o SEMI JOIN cust AS c ON c.source_system = o.source_system AND c.source_record_id = o.customer_ref
+    FROM orders AS o WHERE o.customer_key IS NOT NULL AND ($customer_key IS NULL OR o.customer_key = $customer_key)
     UNION ALL
     SELECT k.signed_at, 'contract', 'signed', k.contract_id, NULL, k.amount, k.source_system, k.contract_id
     FROM contracts AS k SEMI JOIN cust AS c ON c.source_system = k.source_system AND c.source_record_id = k.customer_ref
