@@ -272,7 +272,8 @@ def _heatmap(fig: go.Figure, grid: pl.DataFrame, x: str, y: str, row: int, m: Me
     fig.add_trace(trace, row=row, col=1)
     low, high = fig.layout[f"yaxis{row if row > 1 else ''}"].domain
     scale = {k: v for k, v in _axis(m).items() if k in ("tickformat", "tickprefix")}
-    fig.update_layout({axis: {"colorbar": {"y": (low + high) / 2, "len": high - low, **scale}}})
+    colorbar = {"y": (low + high) / 2, "len": high - low, **scale}
+    fig.update_layout({axis: {"colorscale": "Blues", "colorbar": colorbar}})  # light is little, dark is much
 
 
 # -- export ------------------------------------------------------------------------------------
