@@ -351,12 +351,22 @@ def _schema_key(footer: list[Field]) -> list[list[Field]]:
 
 
 def _copy(src: BinaryIO, dst: BinaryIO, length: int) -> None:
-    src.seek(0)
-    left = length
-    while left:
-        block = src.read(min(left, 8 << 20))
+    """The first ``length`` bytes, copied by the kernel where it can (no trip through Python's memory)."""
+    done = 0
+    try:
+        while done < length:
+            n = os.copy_file_range(src.fileno(), dst.fileno(), length - done, done, done)
+            if not n:
+                break
+            done += n
+    except OSError:
+        pass  # not supported here: the loop below copies what is left
+    src.seek(done)
+    dst.seek(done)
+    while done < length:
+        block = src.read(min(length - done, 8 << 20))
         dst.write(block)
-        left -= len(block)
+        done += len(block)
 
 
 def _zero(f: BinaryIO, start: int, length: int) -> None:
