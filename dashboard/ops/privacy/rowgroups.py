@@ -341,13 +341,27 @@ def _shifted(group: list[Field], by: int) -> list[Field]:
     return group
 
 
+# legacy converted types → the logical type that says the same (UTF8 → STRING, MAP, LIST, ENUM, DATE); INT_32 and
+# INT_64 on their own physical types say nothing more than the physical type
+_CONVERTED_AS_LOGICAL = {0: 1, 1: 2, 3: 3, 4: 4, 6: 6}
+_CONVERTED_PLAIN = {17, 18}
+
+
 def _schema_key(footer: list[Field]) -> list[list[Field]]:
     """What decides how a column chunk's pages decode: each element's physical and logical type, repetition,
-    name and children (not the root's name, legacy converted types or field ids, which writers fill
-    differently)."""
+    name and children (not the root's name or field ids, which writers fill differently; a legacy converted
+    type, as DuckDB writes, counts as the logical type it stands for)."""
     elements = _get(footer, _FMD_SCHEMA)[1]
-    root = [[f for f in elements[0] if f[0] == 5]]
-    return root + [[f for f in e if f[0] in (1, 2, 3, 4, 5, 10)] for e in elements[1:]]
+    out = [[f for f in elements[0] if f[0] == 5]]
+    for element in elements[1:]:
+        key = [f for f in element if f[0] in (1, 2, 3, 4, 5)]
+        logical = _get(element, 10)
+        converted = _get(element, 6)
+        if logical is None and converted in _CONVERTED_AS_LOGICAL:
+            logical = [[_CONVERTED_AS_LOGICAL[converted], _STRUCT, []]]
+        converted = None if converted in _CONVERTED_PLAIN else converted
+        out.append([*key, [10, _STRUCT, logical if logical is not None else converted]])
+    return out
 
 
 def _copy(src: BinaryIO, dst: BinaryIO, length: int) -> None:
