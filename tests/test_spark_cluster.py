@@ -108,6 +108,26 @@ def test_the_pages_named_queries_match(name: str, on_duckdb: Settings, on_cluste
     assert _frame(got).equals(_frame(want)), (name, got, want)
 
 
+def test_every_metric_the_pages_ask_for_matches(on_duckdb: Settings, on_cluster: Settings) -> None:
+    """The semantic layer's figures (the pages' tiles and channel tables): each metric split by channel
+    with its total, and as the company's figure."""
+    from dashboard.query.metrics import MetricError, Request, ask, layer
+
+    compared = []
+    for name in layer().metrics:
+        for by in (("channel",), ()):
+            request = Request.of((name,), by, with_total=bool(by))
+            try:
+                want = ask(Warehouse(on_duckdb), request, SYSTEM).frame
+            except MetricError:  # a metric that cannot be split by channel
+                continue
+            got = ask(Warehouse(on_cluster), request, SYSTEM).frame
+            assert _frame(got).equals(_frame(want)), (name, by, got, want)
+            compared.append((name, by))
+    assert ("won_amount", ("channel",)) in compared and ("leads", ("channel",)) in compared
+    assert len(compared) > len(layer().metrics)
+
+
 def _on_spark(settings: Settings, **engine: object) -> Settings:
     return settings.model_copy(update={"engine": EngineConfig.model_validate({"kind": "spark", **engine})})
 
