@@ -51,16 +51,24 @@ def channel_chart(summary: pl.DataFrame, lang: str) -> None:
 
 
 def channel_table(summary: pl.DataFrame, lang: str) -> None:
-    """Each metric column headed by its label; empty means no value (a channel without spend has no ROI)."""
+    """Each metric column headed by its label and drawn at its precision (a ratio as 13.3%, ROI as 450%);
+    empty means no value (a channel without spend has no ROI). The cells stay numbers, so a header sorts."""
     metrics = layer().metrics
     config: dict[str, Any] = {"channel": st.column_config.TextColumn(t("col.channel", lang))}
+    shown = summary.with_columns(labels.expr("channel", "channel", lang))
     for c in summary.columns:
-        if c in metrics:
-            config[c] = st.column_config.NumberColumn(
-                t(f"metric.{c}", lang), help=t(f"metric.{c}.help", lang), format=_FORMAT[metrics[c].unit]
-            )
+        if c not in metrics:
+            continue
+        m = metrics[c]
+        number = _FORMAT[m.unit]
+        if m.unit == "pct":  # st.dataframe's "percent" has no precision: the ratio is drawn in percent points
+            shown = shown.with_columns(pl.col(c) * 100)
+            number = f"%.{m.precision}f%%"
+        config[c] = st.column_config.NumberColumn(
+            t(f"metric.{c}", lang), help=t(f"metric.{c}.help", lang), format=number
+        )
     st.dataframe(
-        summary.with_columns(labels.expr("channel", "channel", lang)),
+        shown,
         hide_index=True,
         width="stretch",
         placeholder="—",  # an empty cost or ratio is drawn as —, not "None"

@@ -328,8 +328,9 @@ STRINGS: dict[str, str] = {
     "economics.title": "Channel economics",
     "economics.chart": "Spend and won revenue per channel",
     "economics.click": "Click a channel's bars, or choose it in the filter bar, to see its campaigns and leads.",
-    "economics.note": "Cost per lead = spend ÷ leads; CAC = spend ÷ won deals; ROI = (revenue − spend) ÷ spend. "
-    "A channel without spend shows its revenue and — for the ratios.",
+    "economics.note": "Cost per lead = marketing spend ÷ leads; CAC = marketing spend ÷ won deals; "
+    "ROI = (won-deal amount − marketing spend) ÷ marketing spend. A channel without spend shows its won-deal "
+    "amount and — for the ratios.",
     "economics.spend_unsplit": "Spend is not recorded per region or owner: the ratios compare this selection's "
     "leads and revenue with the channel's whole spend.",
     "model.first_touch": "First touch",
