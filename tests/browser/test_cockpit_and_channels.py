@@ -72,8 +72,8 @@ def test_cockpit_in_kiosk_mode(
         page.goto(f"{app_url}/?kiosk=1", timeout=PAGE_TIMEOUT_MS)
         settled(page)
         lang = demo.language
-        assert metric(page, t("kpi.leads", lang)) == fmt.count(totals["leads"])
-        assert metric(page, t("kpi.revenue", lang)) == compact_money(totals["revenue"], lang)  # ¥1.31亿
+        assert metric(page, t("metric.leads", lang)) == fmt.count(totals["leads"])
+        assert metric(page, t("metric.won_amount", lang)) == compact_money(totals["revenue"], lang)  # ¥1.31亿
         assert metric(page, t("tiles.new_today", lang)).replace(",", "").isdigit()
         assert not page.locator('[data-testid="stSidebar"]').is_visible()  # no chrome on the big screen
         assert not page.locator('header[data-testid="stHeader"]').is_visible()
@@ -93,7 +93,7 @@ def test_channels_page(browser: Any, app_url: str, demo: Settings, totals: dict[
         page.goto(f"{app_url}/channels", timeout=PAGE_TIMEOUT_MS)
         settled(page, charts=4)  # volume, funnel, economics, attribution
         lang = demo.language
-        assert metric(page, t("kpi.leads", lang)) == fmt.count(totals["leads"])
+        assert metric(page, t("metric.leads", lang)) == fmt.count(totals["leads"])
         # attribution: every model hands out the won revenue (all time: the summary's revenue)
         sums = page.get_by_text(re.compile(rf"^✓ .*{re.escape(fmt.money(totals['revenue']))}"))
         assert sums.count() == 1 and sums.is_visible()
@@ -109,7 +109,7 @@ def test_channels_drill_down_from_the_url(browser: Any, app_url: str, demo: Sett
         page.goto(f"{app_url}/channels?channel=trade_show&grain=week", timeout=PAGE_TIMEOUT_MS)
         settled(page, charts=5)  # and the campaigns chart
         lang = demo.language
-        assert metric(page, t("kpi.leads", lang)) == fmt.count(int(economics["leads"].sum()))
+        assert metric(page, t("metric.leads", lang)) == fmt.count(int(economics["leads"].sum()))
         shown = ValueLabels(demo.label_texts()).label("channel", "trade_show", lang)  # by its name (展会)
         assert page.get_by_text(t("drill.campaigns", lang, channel=shown)).is_visible()
         assert "channel=trade_show" in page.url and "grain=week" in page.url  # the URL still says what is shown
@@ -149,7 +149,7 @@ def test_cockpit_office_view(
     try:
         page.goto(app_url, timeout=PAGE_TIMEOUT_MS)
         settled(page, charts=2)  # the leaderboard and the channels
-        assert metric(page, t("kpi.leads", demo.language)) == fmt.count(totals["leads"])
+        assert metric(page, t("metric.leads", demo.language)) == fmt.count(totals["leads"])
         assert page.locator('[data-testid="stSidebar"]').is_visible()
         shot(page, artifacts, "cockpit")
     finally:

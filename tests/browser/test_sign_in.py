@@ -36,7 +36,7 @@ def test_sales_and_manager_see_their_own_numbers_on_the_cockpit(
     for user in ("sales", "manager"):
         page = sign_in(browser, secured_app_url, user)
         settled(page)
-        shown[user] = metric(page, t("kpi.leads", "zh"))
+        shown[user] = metric(page, t("metric.leads", "zh"))
         caption = t("auth.signed_in", "zh", user=user, role=t(f"role.{user}", "zh"))
         assert page.get_by_text(caption).is_visible()
         shot(page, artifacts, f"cockpit_signed_in_{user}")
