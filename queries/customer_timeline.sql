@@ -7,6 +7,10 @@ WITH recs AS (
 ),
 cust AS (SELECT source_system, source_record_id FROM recs WHERE record_kind = 'customer'),
 lds AS (SELECT source_system, source_record_id AS lead_id FROM recs WHERE record_kind = 'lead'),
+-- a customer's contracts, read once for their signing and their payment
+ks AS MATERIALIZED (
+    SELECT k.* FROM contracts AS k SEMI JOIN cust AS c ON c.source_system = k.source_system AND c.source_record_id = k.customer_ref
+),
 events AS (
     SELECT l.created_at AS occurred_at, 'lead' AS category, 'lead' AS kind, l.campaign AS detail, l.channel,
            CAST(NULL AS DOUBLE) AS amount, l.source_system, l.lead_id AS record_id
@@ -20,20 +24,19 @@ events AS (
     SELECT o.ordered_at, 'order', coalesce(o.status, 'order'), o.product, NULL, o.amount, o.source_system, o.order_id
     FROM orders AS o WHERE o.customer_key IS NOT NULL AND ($customer_key IS NULL OR o.customer_key = $customer_key)
     UNION ALL
-    SELECT k.signed_at, 'contract', 'signed', k.contract_id, NULL, k.amount, k.source_system, k.contract_id
-    FROM contracts AS k SEMI JOIN cust AS c ON c.source_system = k.source_system AND c.source_record_id = k.customer_ref
+    SELECT k.signed_at, 'contract', 'signed', k.contract_id, NULL, k.amount, k.source_system, k.contract_id FROM ks AS k
     UNION ALL
-    SELECT k.paid_at, 'payment', 'paid', k.contract_id, NULL, k.paid_amount, k.source_system, k.contract_id
-    FROM contracts AS k SEMI JOIN cust AS c ON c.source_system = k.source_system AND c.source_record_id = k.customer_ref
+    SELECT k.paid_at, 'payment', 'paid', k.contract_id, NULL, k.paid_amount, k.source_system, k.contract_id FROM ks AS k
     WHERE k.paid_at IS NOT NULL
-    UNION
+    UNION ALL
     SELECT i.occurred_at, 'interaction', i.kind, i.outcome, i.channel, NULL, i.source_system, i.interaction_id
     FROM interactions AS i SEMI JOIN cust AS c ON c.source_system = i.source_system AND c.source_record_id = i.customer_ref
-    UNION
+    UNION ALL
     SELECT i.occurred_at, 'interaction', i.kind, i.outcome, i.channel, NULL, i.source_system, i.interaction_id
     FROM interactions AS i SEMI JOIN lds ON lds.source_system = i.source_system AND lds.lead_id = i.lead_id
 )
-SELECT occurred_at, category, kind, detail, channel, amount, source_system, record_id
+-- an interaction linked both through its customer and through its lead is listed once
+SELECT DISTINCT occurred_at, category, kind, detail, channel, amount, source_system, record_id
 FROM events
 WHERE occurred_at IS NOT NULL AND ($category IS NULL OR category = $category)
 ORDER BY occurred_at DESC, category, record_id
