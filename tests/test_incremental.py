@@ -22,6 +22,7 @@ from dashboard.core.config import Settings, load_settings
 from dashboard.core.keys import PSEUDONYM_KEY, own_key
 from dashboard.core.store import Store
 from dashboard.demo import generate
+from dashboard.ops.status import source_status
 from dashboard.pipeline.refresh import refresh
 from dashboard.query.security import Principal
 from dashboard.query.warehouse import Warehouse, list_queries
@@ -66,6 +67,17 @@ def _forms(raw: Path) -> list[str]:
     extra = [{**json.loads(line), "id": f"WEB-9{i:07d}"} for i, line in enumerate(lines[-n:])]
     path.write_text("\n".join([*lines, *(json.dumps(r, ensure_ascii=False) for r in extra)]) + "\n", encoding="utf-8")
     return ["web_forms"]
+
+
+def _calls(raw: Path) -> list[str]:
+    """Call center: a new month file repeating 1 % of the calls (known callers, some about leads): the
+    records identity resolves stay the same, the journeys attribution follows do not."""
+    files = sorted((raw / "call_center").glob("calls_*.csv"))
+    rows = [line for f in files for line in f.read_text(encoding="utf-8").splitlines()[1:]]
+    header = files[0].read_text(encoding="utf-8").splitlines()[0]
+    again = [f"CL9{line[3:]}" for line in rows[::100]]
+    (raw / "call_center" / "calls_209901.csv").write_text("\n".join([header, *again]) + "\n", encoding="utf-8")
+    return ["call_center"]
 
 
 def _spend(raw: Path) -> list[str]:
@@ -117,9 +129,19 @@ def _served(settings: Settings, name: str, keys: pl.DataFrame) -> pl.DataFrame:
     return frame.sort(frame.columns, nulls_last=True) if frame.columns else frame
 
 
-CHANGES: dict[str, Callable[[Path], list[str]]] = {"orders": _orders, "forms": _forms, "spend": _spend}
+CHANGES: dict[str, Callable[[Path], list[str]]] = {
+    "orders": _orders,
+    "forms": _forms,
+    "calls": _calls,
+    "spend": _spend,
+}
 # What each change must not make again: the derived steps whose inputs it leaves alone.
-KEPT = {"orders": {"identity", "analytics"}, "forms": set(), "spend": {"identity", "golden", "churn"}}
+KEPT = {
+    "orders": {"identity", "analytics"},
+    "forms": set(),
+    "calls": {"identity"},
+    "spend": {"identity", "golden", "churn"},
+}
 
 
 @pytest.mark.slow
@@ -161,6 +183,7 @@ def _snapshots(settings: Settings) -> dict[str, str]:
 
 def test_a_source_whose_files_did_not_change_keeps_its_snapshot(company: Settings) -> None:
     before = _snapshots(company)
+    checked_before = Store(company.data_path).read_manifest()["sources"]["crm"]["published_at"]
     spend = company.base_dir / "imports" / "marketing" / "spend.csv"
     spend.write_text(spend.read_text(encoding="utf-8") + "SEM,2026-03-20,500\n", encoding="utf-8")
 
@@ -173,6 +196,9 @@ def test_a_source_whose_files_did_not_change_keeps_its_snapshot(company: Setting
     assert {"identity", "golden", "churn"} <= set(result.reused)  # none of them reads the spend
     [crm] = [s for s in result.sources if s.source == "crm"]
     assert crm.published and crm.snapshot_id == before["crm"] and crm.rows["leads"] > 0
+    [shown] = [s for s in source_status(company) if s.name == "crm"]  # checked now: as fresh as a republish
+    assert shown.snapshot_id == before["crm"] and shown.published_at is not None
+    assert shown.published_at > checked_before and not shown.stale
     sem = Warehouse(company).run_query("channel_summary", user=MANAGER).filter(pl.col("channel") == "paid_search")
     assert sem["cost"].item() == 3500.0  # the new spend is served
 

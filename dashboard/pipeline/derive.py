@@ -32,7 +32,7 @@ from dashboard.pipeline.progress import Lap
 # The canonical entities each reusable step reads (besides the steps before it); a step is made again when
 # one of their files, its upstream steps, the settings, the code or (golden, churn: "now") the day changed.
 STEP_ENTITIES: dict[str, tuple[str, ...]] = {
-    "analytics": ("leads", "lead_events", "marketing_spend"),
+    "analytics": ("leads", "lead_events", "marketing_spend", "interactions"),  # a won lead's journey: touches
     "golden": ("customers", "leads", "lead_events", "orders", "contracts", "interactions"),  # lead_facts too
     "churn": ("customers", "leads", "orders", "contracts", "interactions"),
 }

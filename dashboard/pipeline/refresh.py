@@ -152,6 +152,11 @@ def refresh(
                 old = manifest["sources"].get(entry["source"])
                 entry["previous"] = ([old["snapshot_id"], *old.get("previous", [])] if old else [])[:20]
                 manifest["sources"][entry.pop("source")] = entry
+            for res in results:  # checked and found the same: as fresh as a republish (freshness, staleness)
+                kept = manifest["sources"].get(res.source) if res.unchanged else None
+                if kept and kept["snapshot_id"] == res.snapshot_id:
+                    kept.setdefault("snapshot_published_at", kept["published_at"])
+                    kept["published_at"] = now_utc().isoformat()
             # The history is part of the derived build, so attempts are written first; a crash before
             # the swap leaves an attempt marked published whose snapshot the next refresh replaces.
             for _entry, attempt in published:
