@@ -1,7 +1,8 @@
 """Phone and tablet (issue 20, point 6): the cockpit, the churn list and a Customer 360 profile at 390×844
 and 768×1024, in Chinese and in English, signed in on the served medium demo. The page never scrolls
-sideways, no element reaches past the screen's edge (a table may scroll inside its own frame), and every
-heading is on screen and not covered by anything. Screenshots in test-artifacts/layout_*.png.
+sideways, no element reaches past the screen's edge (a table may scroll inside its own frame), every
+heading is on screen and not covered by anything, and no chart's toolbar sits over its title.
+Screenshots in test-artifacts/layout_*.png.
 
 The tests sign in with an account of their own, whose saved language they set: the demo accounts'
 remembered languages are left as they were.
@@ -66,6 +67,14 @@ COVERED_HEADINGS = """() => [...document.querySelectorAll('[data-testid="stMain"
   return ok ? [] : [`${h.innerText.trim().slice(0, 40)} (${top ? top.tagName : 'off screen'})`];
 })"""
 
+# Chart titles drawn inside a figure that its toolbar's box (shown on hover; none on a phone) overlaps.
+TOOLBAR_OVER_TITLES = """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].flatMap(chart => {
+  const bar = chart.querySelector('.modebar'), b = bar && bar.getBoundingClientRect();
+  if (!b || !b.width) return [];
+  return [...chart.querySelectorAll('.gtitle')].filter(el => { const r = el.getBoundingClientRect();
+    return r.left < b.right && r.right > b.left && r.top < b.bottom && r.bottom > b.top; })
+    .map(el => `toolbar over "${el.textContent}"`); })"""
+
 
 @pytest.fixture(scope="module")
 def account(demo: Settings, secured_app_url: str) -> Iterator[str]:
@@ -115,7 +124,7 @@ def test_cockpit_churn_and_profile_fit_the_screen(
                 page.goto(f"{secured_app_url}{path}", timeout=PAGE_TIMEOUT_MS)
             settled(page, t(f"page.{name}", lang))
             bounds = page.evaluate(OUT_OF_BOUNDS)
-            covered = page.evaluate(COVERED_HEADINGS)
+            covered = page.evaluate(COVERED_HEADINGS) + page.evaluate(TOOLBAR_OVER_TITLES)
             if max(bounds["page"], bounds["main"]) > bounds["width"] or bounds["out"] or covered:
                 problems[name] = {**bounds, "covered headings": covered}
             shot(page, artifacts, f"layout_{size}_{lang}_{name}")
