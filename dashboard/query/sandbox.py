@@ -45,8 +45,9 @@ from dashboard.core.duck import quote_path, size_bytes
 from dashboard.core.errors import AccessDenied, QueryError, QueryTimeout
 from dashboard.core.store import Manifest
 from dashboard.derived.tables import attach_views
+from dashboard.query.facts import attach_customer_keys
 from dashboard.query.security import Principal
-from dashboard.query.warehouse import BASE, Warehouse, attach_role_views
+from dashboard.query.warehouse import BASE, Warehouse, attach_pseudonymized, attach_role_views
 
 HEADROOM = 2**30  # bytes the process may hold past DuckDB's memory_limit: Python, Arrow, the result
 GRACE_SECONDS = 0.3  # past the time limit, DuckDB's own interrupt gets this long; then the process is killed
@@ -75,6 +76,8 @@ class SandboxWarehouse(Warehouse):
         con = self._connect()
         try:
             attach_views(con, self.store, manifest, frozenset(), schema=BASE)
+            attach_pseudonymized(con, self.store, manifest, BASE, frozenset())  # the build's tokens, as pages read
+            attach_customer_keys(con, BASE, frozenset())  # the facts' customer_key, as views
             attach_role_views(con, BASE, key=self._pseudonym_key)
             confine(con, [self.store.snapshots, self.store.derived])
         except BaseException:

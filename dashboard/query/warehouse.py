@@ -61,9 +61,16 @@ def relations() -> dict[str, dict[str, str]]:
 PSEUDONYM_MACRO = "CREATE OR REPLACE MACRO main.pseudonym(p) AS {token};"
 
 
-def attach_pseudonymized(con: duckdb.DuckDBPyConnection, store: Store, manifest: Manifest, base: str = "base") -> None:
-    """``<base>.<relation>__psn`` over the build's companion tables (in memory beside an in-memory relation,
-    its ENUM columns cast to the relation's types), for attach_role_views to find."""
+def attach_pseudonymized(
+    con: duckdb.DuckDBPyConnection,
+    store: Store,
+    manifest: Manifest,
+    base: str = "base",
+    in_memory: frozenset[str] = IN_MEMORY,
+) -> None:
+    """``<base>.<relation>__psn`` over the build's companion tables (in memory beside a relation the
+    connection holds in memory, ``in_memory``, its ENUM columns cast to the relation's), for
+    attach_role_views to find."""
     tables = (manifest.get("derived") or {}).get("tables") or {}
     served = relations()
     for table, rel in sorted(tables.items()):
@@ -73,9 +80,9 @@ def attach_pseudonymized(con: duckdb.DuckDBPyConnection, store: Store, manifest:
         file = store.abs(rel)
         tokens = [c for c in pq.read_schema(file).names if c.endswith(PSN_SUFFIX)]
         columns = {**served[relation], **dict.fromkeys(tokens, "VARCHAR")}
-        attach_table(con, table, [file], columns, base, relation in IN_MEMORY)
+        attach_table(con, table, [file], columns, base, relation in in_memory)
         enums = [c for c in ENUM_COLUMNS.get(relation, ()) if c in columns]
-        if relation in IN_MEMORY and enums:  # our own names; the values are the relation's own rows'
+        if relation in in_memory and enums:  # our own names; the values are the relation's own rows'
             casts = ", ".join(f"CAST({c} AS {base}.{relation}__{c}) AS {c}" for c in enums)
             con.execute(f"CREATE OR REPLACE TABLE {base}.{table} AS SELECT * REPLACE ({casts}) FROM {base}.{table}")
 
