@@ -197,6 +197,19 @@ def test_in_a_file_of_many_row_groups_only_the_persons_row_groups_are_written_ag
     assert b"13800138004" not in path.read_bytes()
 
 
+def test_a_column_holding_one_value_everywhere_is_still_searched_when_that_value_names_the_person(
+    company: Settings,
+) -> None:
+    path = _current(company, "erp", "customers").with_name("quality.parquet")
+    quality = pl.read_parquet(path).with_columns(remark=pl.lit(f"caller {PHONE}"), other=pl.lit("caller 13900000000"))
+    quality.write_parquet(path)  # statistics: one value in every row of both columns
+    privacy.forget(company, privacy.parse_identifier("phone", PHONE), "PIPL request", Who("tester"))
+    after = pl.read_parquet(path)
+    assert after.height == quality.height
+    assert set(after.get_column("remark")) == {"caller [erased]"}
+    assert set(after.get_column("other")) == {"caller 13900000000"}
+
+
 def test_the_next_refresh_keeps_the_person_out_and_counts_them(company: Settings) -> None:
     privacy.forget(company, privacy.parse_identifier("phone", PHONE), "PIPL request", Who("tester"))
     result = refresh(company)  # the trade show and the ERP still send 张0

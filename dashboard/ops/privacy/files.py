@@ -78,19 +78,29 @@ class Target:
         keys = [pl.col(c).is_in(self.keys) for c in _KEY_COLUMNS if c in cols and self.keys]
         return keys + self._records(cols)
 
-    def candidates(self, schema: pl.Schema) -> pl.Expr | None:
-        """True on every row that may name the person (a superset of what ``drop`` and ``erase`` touch)."""
-        cols = set(schema.names())
+    def candidates(self, schema: pl.Schema, constant: dict[str, str] | None = None) -> pl.Expr | None:
+        """True on every row that may name the person (a superset of what ``drop`` and ``erase`` touch).
+
+        ``constant``: text columns holding one value in every row (by the file's statistics, as the source and
+        snapshot id); one that cannot name the person is not read for the text search."""
+        cols, constant = set(schema.names()), constant or {}
         person_table = bool(cols & set(_PERSON_COLUMNS))
         conds = self._keyed(cols)
         for c, t in schema.items():
             text = self._has_literal(pl.col(c)) if self.literals else None
+            if t == pl.String and c in constant and not self._names(constant[c]):
+                continue
             if t == pl.String:
                 whole = pl.col(c).is_in(self.exact) if self.exact and not person_table else None
                 conds += [e for e in (text if self.drop_by_text or not person_table else None, whole) if e is not None]
             elif t == pl.List(pl.String) and (self.literals or self.exact):
                 conds.append(pl.col(c).list.eval(self._element(pl.element(), exact_regex=False)).list.any())
         return pl.any_horizontal(conds).fill_null(False) if conds else None
+
+    def _names(self, value: str) -> bool:
+        """The cheap test (``candidates``) on one value."""
+        folded = value.lower()
+        return value in self.exact or any(lit.lower() in folded for lit in self.literals)
 
     def _has_literal(self, e: pl.Expr) -> pl.Expr:
         return e.str.contains_any(self.literals, ascii_case_insensitive=True)
@@ -131,15 +141,14 @@ def rewrite_parquet(root: Path, path: Path, target: Target) -> FileChange | None
     rows it picks. Only the row groups holding a picked row are read whole and written again, the others are
     copied byte for byte (``rowgroups``); the file keeps its row order (snapshots are sorted by date for
     row-group skipping)."""
-    schema = pl.read_parquet_schema(path)
-    maybe = target.candidates(pl.Schema(schema))
+    layout = rowgroups.Layout.of(path)
+    maybe = target.candidates(pl.Schema(pl.read_parquet_schema(path)), layout.constant_strings())
     if maybe is None:
         return None
     # the test reads only the columns it looks at (text, lists, ids)
     picked = pl.read_parquet(path, columns=sorted(set(maybe.meta.root_names()))).select(maybe).to_series()
     if not picked.any():
         return None
-    layout = rowgroups.Layout.of(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}{_TMP_SUFFIX}")
     counts = _rewrite_groups(path, tmp, layout, picked, target) if _by_groups(layout, picked) else None
     if counts is None:  # one row group, a file mostly changed or mostly holes, another writer's nesting

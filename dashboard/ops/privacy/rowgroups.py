@@ -26,7 +26,10 @@ _FMD_SCHEMA, _FMD_ROWS, _FMD_GROUPS, _FMD_KEY_VALUES = 2, 3, 4, 5
 _HOLES_KEY = b"cockpit.zeroed_bytes"  # how many bytes earlier replacements zeroed (the file's dead weight)
 _RG_COLUMNS, _RG_ROWS, _RG_ORDINAL = 1, 3, 7
 _CC_PATH, _CC_FILE_OFFSET, _CC_META, _CC_OFFSET_INDEX, _CC_COLUMN_INDEX = 1, 2, 3, 4, 6
-_MD_COMPRESSED, _MD_DATA_PAGE, _MD_DICT_PAGE, _MD_BLOOM, _MD_BLOOM_LENGTH = 7, 9, 11, 14, 15
+_MD_TYPE, _MD_PATH, _MD_COMPRESSED, _MD_DATA_PAGE, _MD_DICT_PAGE, _MD_STATISTICS = 1, 3, 7, 9, 11, 12
+_MD_BLOOM, _MD_BLOOM_LENGTH = 14, 15
+_ST_MAX, _ST_MIN, _ST_MAX_EXACT, _ST_MIN_EXACT = 5, 6, 7, 8  # Statistics.max_value, min_value, is_*_exact
+_BYTE_ARRAY = 6
 _CC_CRYPTO = (8, 9)
 
 Field = list[Any]  # [field id, thrift type, value]
@@ -198,6 +201,31 @@ class Layout:
     def _key_values(self) -> dict[bytes, bytes]:
         pairs = _get(self.footer, _FMD_KEY_VALUES, (_STRUCT, []))[1]
         return {bytes(_get(kv, 1)): bytes(_get(kv, 2) or b"") for kv in pairs}
+
+    def constant_strings(self) -> dict[str, str]:
+        """Top-level text columns whose statistics say every row group holds one and the same value (nulls
+        aside): exact statistics only (a writer may cut long values), short values only."""
+        values: dict[str, set[bytes | None]] = {}
+        for group in self.groups:
+            for chunk in _get(group, _RG_COLUMNS)[1]:
+                meta = _get(chunk, _CC_META)
+                path = _get(meta, _MD_PATH)[1]
+                if len(path) != 1 or _get(meta, _MD_TYPE) != _BYTE_ARRAY:
+                    continue
+                stats = _get(meta, _MD_STATISTICS) or []
+                low, high = _get(stats, _ST_MIN), _get(stats, _ST_MAX)
+                exact = _get(stats, _ST_MAX_EXACT) is not False and _get(stats, _ST_MIN_EXACT) is not False
+                same = low is not None and low == high and exact and len(low) <= 32
+                values.setdefault(bytes(path[0]).decode("utf-8", "replace"), set()).add(bytes(low) if same else None)
+        out = {}
+        for name, seen in values.items():
+            (value,) = seen if len(seen) == 1 else (None,)
+            if value is not None:
+                try:
+                    out[name] = value.decode("utf-8")
+                except UnicodeDecodeError:
+                    continue
+        return out
 
     def group_bytes(self, index: int) -> int:
         return sum(length for _start, length in _data_ranges(self.groups[index]))
