@@ -120,7 +120,7 @@ def refresh(
     for r in result.sources:
         rows = ", ".join(f"{e} {n}" for e, n in r.rows.items())
         if r.unchanged:
-            typer.echo(f"✔ {r.source}: unchanged since {r.snapshot_id}, which stays current ({rows})")
+            typer.echo(f"✔ {r.source}: published {r.snapshot_id}, unchanged since then ({rows})")
         elif r.published:
             extra = f"; {r.rejected_rows} rows set aside" if r.rejected_rows else ""
             typer.echo(f"✔ {r.source}: published {r.snapshot_id} ({rows}{extra})")

@@ -223,8 +223,8 @@ def test_a_changed_setting_reads_the_sources_again(company: Settings) -> None:
 def test_the_command_says_what_it_kept(company: Settings) -> None:
     out = cockpit("--config", str(company.base_dir / "cockpit.toml"), "refresh", "crm")
     assert out.returncode == 0, out.stderr
-    assert "crm: unchanged since" in out.stdout
+    assert f"crm: published {_snapshots(company)['crm']}, unchanged since then" in out.stdout
     assert "derived tables kept (their inputs did not change): identity, analytics, golden, churn" in out.stdout
     out = cockpit("--config", str(company.base_dir / "cockpit.toml"), "refresh", "crm", "--full")
     assert out.returncode == 0, out.stderr
-    assert "crm: published" in out.stdout and "kept" not in out.stdout
+    assert "crm: published" in out.stdout and "unchanged" not in out.stdout and "kept" not in out.stdout

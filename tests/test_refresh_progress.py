@@ -79,14 +79,14 @@ def test_plain_lines_name_every_step_with_its_rows_and_the_second_refresh_estima
 
 
 def test_the_progress_file_while_a_refresh_runs_and_a_killed_refresh_is_not_running(company: Settings) -> None:
-    killed = cockpit(company, "refresh", "marketing", env={CRASH_ENV: "staged"})
+    killed = cockpit(company, "refresh", "--full", "marketing", env={CRASH_ENV: "staged"})  # read: unchanged
     killed.communicate(timeout=300)
     assert killed.returncode < 0  # SIGKILL
     [stale] = progress_files(company)  # left behind by the killed refresh ...
     assert json.loads(stale.read_text(encoding="utf-8"))["pid"] == killed.pid
     assert running(company.data_path) == []  # ... whose process is gone: not a running refresh
 
-    paused = cockpit(company, "refresh", "--quiet", "marketing", env={PAUSE_ENV: "staged:6"})
+    paused = cockpit(company, "refresh", "--quiet", "--full", "marketing", env={PAUSE_ENV: "staged:6"})
     assert paused.stderr is not None
     assert paused.stderr.readline().strip() == "paused at staged"  # --quiet: no progress lines before it
     [now] = running(company.data_path)

@@ -59,7 +59,7 @@ def _change_web_forms(settings: Settings) -> None:
 
 
 def test_two_processes_contend_for_one_source(company: Settings) -> None:
-    first = _start_paused(company, "staged:8", "refresh", "web_forms")
+    first = _start_paused(company, "staged:8", "refresh", "--full", "web_forms")  # read though unchanged
     try:
         refused = _run(company, "refresh", "web_forms")
         assert refused.returncode == 4, refused.stderr
