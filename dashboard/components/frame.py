@@ -21,9 +21,18 @@ from dashboard.i18n import Lang, t
 # Every page's own style, a constant (no data, no user text). On a phone, no chart toolbar: Plotly draws
 # it over the chart's top right corner, on the legend or a title, and a finger pinches to zoom instead.
 # Up to a tablet's width a period's two dates a little smaller, so both fit their field (768 px: 9 px over).
+# A tile's number is sized to its tile (container units: "¥324,717,952" fits four tiles a row at 768 px)
+# and its label and second line wrap, as does a badge's text (a profile's source names): Streamlit would
+# cut each with "…".
 PAGE_CSS = """<style>
 @media (max-width: 640px) { .modebar-container { display: none !important; } }
 @media (max-width: 1024px) { [data-testid="stDateInputFieldsScroller"] { font-size: 0.9em; } }
+[data-testid="stMetric"] { container-type: inline-size; }
+[data-testid="stMetric"] .stMarkdownEllipsis { overflow: visible !important; text-overflow: clip !important; }
+[data-testid="stMetricLabel"] *, [data-testid="stMetricDelta"] *, [data-testid="stMetricDeltaDescription"],
+[data-testid="stMetricDeltaDescription"] * { white-space: normal !important; overflow: visible !important; }
+[data-testid="stMetricValue"] p { font-size: min(2.25rem, 13cqw); }
+.stMarkdownBadge { white-space: normal !important; overflow: visible !important; text-overflow: clip !important; }
 </style>"""
 
 

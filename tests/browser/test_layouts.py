@@ -32,7 +32,8 @@ SIZES = {"phone": {"width": 390, "height": 844}, "tablet": {"width": 768, "heigh
 
 # What reaches past the screen's side: the page or its main area scrolling sideways, an element past the
 # viewport's edge that nothing but the page clips, a box of its own that scrolls sideways (a table,
-# st.dataframe, scrolls inside its frame: allowed, its columns are the reader's to move).
+# st.dataframe, scrolls inside its frame: allowed, its columns are the reader's to move), text cut off
+# with "…" (a tile's number at tablet width did).
 OUT_OF_BOUNDS = """() => {
   const main = document.querySelector('[data-testid="stMain"]'), width = document.documentElement.clientWidth;
   const name = (el) => `${el.tagName}.${el.getAttribute('data-testid') || ''} `
@@ -50,9 +51,12 @@ OUT_OF_BOUNDS = """() => {
     if (r.width && r.height && (r.left < -1 || r.right > width + 1) && !clipper(el)) {
       out.push(`past the edge ${Math.round(r.left)}..${Math.round(r.right)}: ${name(el)}`);
     }
-    const o = getComputedStyle(el).overflowX;
+    const style = getComputedStyle(el), o = style.overflowX;
     if ((o === 'auto' || o === 'scroll') && el.scrollWidth > el.clientWidth + 1) {
       out.push(`scrolls sideways ${el.scrollWidth} > ${el.clientWidth}: ${name(el)}`);
+    }
+    if (style.textOverflow === 'ellipsis' && o !== 'visible' && el.scrollWidth > el.clientWidth + 1) {
+      out.push(`cut off with …: ${name(el)}`);
     }
   }
   return {page: document.documentElement.scrollWidth, main: main.scrollWidth, width, out: out.slice(0, 10)};
