@@ -90,6 +90,7 @@ def entity_files(manifest: Manifest, entities: Iterable[str]) -> dict[str, list[
 
 
 def frame_digest(frame: pl.DataFrame) -> str:
-    """Order-sensitive: the probabilistic pass samples records in the order they are read."""
-    rows = frame.hash_rows(seed=0).to_numpy().tobytes()
+    """The same rows in any order give the same digest: a parallel scan reads them in no fixed order, so a
+    full build from the same records is no more tied to one order than a reused one."""
+    rows = frame.hash_rows(seed=0).sort().to_numpy().tobytes()
     return digest(pl.__version__, frame.columns, [str(t) for t in frame.dtypes], hashlib.sha256(rows).hexdigest())
