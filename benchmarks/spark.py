@@ -1,11 +1,13 @@
 """The Spark engine against the DuckDB engine on one machine: the steps that run as Spark jobs (lead facts,
-attribution, filter values: derived.spark.jobs) timed on both, on a refreshed company's snapshots, with
-wall time, CPU time and input rows per CPU-second (the per-core throughput the README's sizing uses).
+attribution, filter values: derived.spark.jobs; identity, whose pass-2 pairs Splink's Spark linker scores:
+derived.spark.identity) timed on both, on a refreshed company's snapshots, with wall time, CPU time and
+input rows per CPU-second (the per-core throughput the README's sizing uses).
 Reads the company's snapshots; writes only into a temporary folder under its data folder, removed after.
 
     mkdir -p /tmp/spark_medium && cp cockpit.toml /tmp/spark_medium/
     .venv/bin/cockpit --config /tmp/spark_medium/cockpit.toml demo --size medium --no-serve
     .venv/bin/python benchmarks/spark.py --config /tmp/spark_medium/cockpit.toml --master 'local[2]'
+    .venv/bin/python benchmarks/spark.py --config /tmp/spark_medium/cockpit.toml --steps identity
 """
 
 from __future__ import annotations
@@ -17,11 +19,17 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
 
 from dashboard.core.config import EngineConfig, Settings, load_settings
 from dashboard.core.duck import quote_path, work_connection
 from dashboard.core.store import Store
 from dashboard.derived import analytics
+from dashboard.derived.identity import Model, build_links, read_records
+from dashboard.derived.spark import identity as spark_identity
 from dashboard.derived.spark import jobs
 from dashboard.derived.spark.session import build_session
 from dashboard.derived.tables import attach_views
@@ -50,11 +58,45 @@ def _line(label: str, wall: float, cpu: float, rows: int) -> str:
     return f"{label:34s} wall {wall:7.2f} s  cpu {cpu:7.2f} s  {rows / cpu / 1e3:8.0f}k input rows per CPU-second"
 
 
+def identity(settings: Settings, con: duckdb.DuckDBPyConnection, spark: Any, jvm: int, folder: Path) -> None:
+    """The identity step on DuckDB, then with its candidate pairs scored on Spark; each model's laps (wall s),
+    and the Spark scoring's own wall and CPU time against the candidate records it scored."""
+    records = read_records(con)
+    both = lambda: _cpu_self() + _cpu_of(jvm)  # noqa: E731
+    scoring: dict[str, tuple[float, float]] = {}
+    on_spark = spark_identity.scorer(spark, settings, folder)
+
+    def timed_score(feats: pl.DataFrame, trained: dict[str, Any], model: Model) -> pl.DataFrame:
+        out: list[pl.DataFrame] = []
+        scoring["score"] = _timed(lambda: out.append(on_spark(feats, trained, model)), both)
+        return out[0]
+
+    made: list[tuple[pl.DataFrame, pl.DataFrame, Model | None]] = []
+    for label, score, cpu in (("duckdb", None, _cpu_self), (f"spark {settings.engine.master}", timed_score, both)):
+
+        def run(score: Any = score) -> None:
+            made.append(build_links(settings, con, None, records, score))
+
+        wall, used = _timed(run, cpu)
+        model = made[-1][2]
+        stats = model.stats if model else {}
+        laps = ", ".join(f"{k.removeprefix('seconds_')} {v:.1f}" for k, v in stats.items() if k.startswith("seconds_"))
+        pairs = stats.get("pairs_linked")
+        print(_line(f"identity on {label}", wall, used, records.height) + f"  [{laps}; {pairs} pairs]")
+    if "score" in scoring:
+        print(_line("  of which Splink scoring on Spark", *scoring["score"], records.height))
+    (_, duck, _), (_, spark_links, _) = made
+    same = spark_links.drop("confidence").equals(duck.drop("confidence"))
+    print(f"the same links on both engines (keys, records, rules): {same}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="cockpit.toml of a refreshed company")
     parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--steps", default="analytics,identity", help="which steps to time (comma-separated)")
     args = parser.parse_args()
+    steps = set(args.steps.split(","))
     base = load_settings(args.config)
     engine = EngineConfig.model_validate({"kind": "spark", "master": args.master})
     settings: Settings = base.model_copy(update={"engine": engine})
@@ -79,14 +121,15 @@ def main() -> None:
                 for table in analytics.ANALYTICS_TABLES:
                     con.execute(f"COPY {table} TO {quote_path(duck_dir / f'{table}.parquet')} (FORMAT parquet)")
 
-            wall, cpu = _timed(on_duckdb, _cpu_self)
-            print(_line("duckdb: lead facts + attribution", wall, cpu, rows))
+            if "analytics" in steps:
+                wall, cpu = _timed(on_duckdb, _cpu_self)
+                print(_line("duckdb: lead facts + attribution", wall, cpu, rows))
             started = time.perf_counter()
             spark = build_session(settings)
             jvm = int(spark.sparkContext._jvm.ProcessHandle.current().pid())
             print(f"spark session ({args.master}): {time.perf_counter() - started:.1f} s to start")
             try:
-                for run in ("first", "second"):
+                for run in ("first", "second") if "analytics" in steps else ():
                     stage = folder / f"spark-{run}"
                     stage.mkdir(parents=True)
                     links.write_parquet(stage / "identity_links.parquet")
@@ -96,6 +139,8 @@ def main() -> None:
 
                     wall, cpu = _timed(on_spark, lambda: _cpu_self() + _cpu_of(jvm))
                     print(_line(f"spark {args.master} ({run} run)", wall, cpu, rows))
+                if "identity" in steps:
+                    identity(settings, con, spark, jvm, folder / "identity")
             finally:
                 spark.stop()
     finally:

@@ -71,9 +71,31 @@ def on_duckdb(demo: Path) -> Settings:
     return _refreshed(_copy(demo, "duckdb"))
 
 
+# what Splink's Spark linker scored in the cluster's refresh: (records, pairs linked at the threshold)
+SCORED: list[tuple[int, int]] = []
+
+
+def _counted(scorer: Any) -> Any:
+    def make(*args: Any) -> Any:
+        score = scorer(*args)
+
+        def counted(feats: pl.DataFrame, trained: dict[str, Any], model: Any) -> pl.DataFrame:
+            pairs = score(feats, trained, model)
+            SCORED.append((feats.height, pairs.height))
+            return pairs
+
+        return counted
+
+    return make
+
+
 @pytest.fixture(scope="module")
 def on_cluster(demo: Path, cluster: Cluster) -> Settings:
-    return _refreshed(_copy(demo, "cluster", f'kind = "spark"\nmaster = "{cluster.master}"'))
+    from dashboard.derived.spark import identity
+
+    with pytest.MonkeyPatch.context() as patch:  # counted during this refresh only
+        patch.setattr(identity, "scorer", _counted(identity.scorer))
+        return _refreshed(_copy(demo, "cluster", f'kind = "spark"\nmaster = "{cluster.master}"'))
 
 
 # when a refresh ran (the last validation, the churn model's training): two refreshes differ there
@@ -148,6 +170,8 @@ def _groups(links: pl.DataFrame) -> dict[str, frozenset[tuple[str, str]]]:
 def test_identity_links_the_same_records(on_duckdb: Settings, on_cluster: Settings) -> None:
     want, got = _groups(_table(on_duckdb, "identity_links")), _groups(_table(on_cluster, "identity_links"))
     assert len(want) > 100
+    [(records, linked)] = SCORED  # pass 2's pairs were scored on the cluster, once
+    assert records > 1000 and linked > 0
     assert set(got.values()) == set(want.values())  # the same customers, whatever their keys are called
 
 

@@ -13,7 +13,7 @@ import contextlib
 import csv
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -369,7 +369,14 @@ def block(rule: str) -> Any:
     return CustomRule(f"{rule} AND l.ex <> r.ex")
 
 
-def predict(feats: pl.DataFrame, model: Model) -> pl.DataFrame:
+# a record with no name, phone or mailbox meets no blocking rule: it cannot be a candidate
+CANDIDATES = "name IS NOT NULL OR phone10 IS NOT NULL OR email_key IS NOT NULL"
+# (features, Splink's settings JSON: the parameters and blocking rules, model) → the candidate pairs predict
+# returns, scored on another engine (Splink's Spark linker: derived.spark.identity)
+Scorer = Callable[[pl.DataFrame, dict[str, Any], Model], pl.DataFrame]
+
+
+def predict(feats: pl.DataFrame, model: Model, score: Scorer | None = None) -> pl.DataFrame:
     """Scored candidate pairs (node_l, node_r, match_probability) at or above the model's threshold.
 
     The model is trained on a sample (whole name groups, so same-name pairs stay together) of at most
@@ -381,11 +388,7 @@ def predict(feats: pl.DataFrame, model: Model) -> pl.DataFrame:
     logging.getLogger("splink").setLevel(logging.ERROR)
     with bounded_connection(model.memory_limit, model.spill_root, shared=True) as con:
         con.register("identity_features", feats.to_arrow())
-        # a record with no name, phone or mailbox meets no blocking rule: it cannot be a candidate
-        con.execute(
-            "CREATE TABLE identity_records AS SELECT * FROM identity_features "
-            "WHERE name IS NOT NULL OR phone10 IS NOT NULL OR email_key IS NOT NULL"
-        )
+        con.execute(f"CREATE TABLE identity_records AS SELECT * FROM identity_features WHERE {CANDIDATES}")
         con.unregister("identity_features")
         named = int(feats["name"].is_not_null().sum())
         con.execute(
@@ -421,11 +424,14 @@ def predict(feats: pl.DataFrame, model: Model) -> pl.DataFrame:
                 trainer = Linker(db.register("identity_sample"), before, log_level=None)
         model.stats["em_sessions"] = trained
         lap("em")
-        linker = Linker(db.register("identity_records"), trainer.misc.save_model_to_json(), log_level=None)
-        scored = linker.inference.predict(threshold_match_probability=model.threshold, warning_mode="never")
-        pairs = con.sql(
-            f"SELECT unique_id_l AS node_l, unique_id_r AS node_r, match_probability FROM {scored.physical_name}"
-        ).pl()
+        if score is not None:  # the full data scored elsewhere, with the model trained here
+            pairs = score(feats, trainer.misc.save_model_to_json(), model)
+        else:
+            linker = Linker(db.register("identity_records"), trainer.misc.save_model_to_json(), log_level=None)
+            scored = linker.inference.predict(threshold_match_probability=model.threshold, warning_mode="never")
+            pairs = con.sql(
+                f"SELECT unique_id_l AS node_l, unique_id_r AS node_r, match_probability FROM {scored.physical_name}"
+            ).pl()
         lap("predict")
         model.stats["pairs_linked"] = pairs.height
         return pairs
@@ -521,6 +527,7 @@ def resolve(
     probabilistic: Model | None = None,
     overrides: list[Override] | None = None,
     previous: pl.DataFrame | None = None,
+    score: Scorer | None = None,
 ) -> pl.DataFrame:
     """records (RECORDS_SQL's columns; at least source_system, source_record_id, record_kind, phone,
     email, id_number, customer_ref) → one row per record with customer_key, match_rule, confidence."""
@@ -541,7 +548,7 @@ def resolve(
     if probabilistic is not None and set(_FEATURE_INPUTS) <= set(recs.columns):
         feats = features(recs, exact)
         lap("features")
-        pairs = predict(feats, probabilistic)
+        pairs = predict(feats, probabilistic, score)
         lap = _Laps(probabilistic.stats)
         edge_parts.append(
             pairs.select(
@@ -777,6 +784,7 @@ def build_links(
     con: duckdb.DuckDBPyConnection,
     previous: pl.DataFrame | None,
     records: pl.DataFrame | None = None,
+    score: Scorer | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, Model | None]:
     """(records, links, model) of a derived build: ``con`` has the entity views; ``previous`` (the current
     build's source_system, source_record_id, customer_key, if any) hands its keys on; ``records``: the
@@ -789,7 +797,7 @@ def build_links(
         if cfg.probabilistic
         else None
     )
-    return records, resolve(records, model, overrides, previous), model
+    return records, resolve(records, model, overrides, previous, score), model
 
 
 def previous_table(store: Store, manifest: Manifest, table: str, columns: list[str]) -> pl.DataFrame | None:

@@ -24,6 +24,7 @@ from dashboard.derived.churn.build import CHURN_TABLES
 from dashboard.derived.golden import GOLDEN_TABLES, write_golden
 from dashboard.derived.identity import build_links, previous_table, read_records, redirects
 from dashboard.derived.quality.tables import QUALITY_TABLES, write_quality_tables
+from dashboard.derived.spark import identity as spark_identity
 from dashboard.derived.spark import jobs as spark_jobs
 from dashboard.derived.tables import DERIVED_TABLES, READ_FROM, attach_views
 from dashboard.pipeline import fingerprint
@@ -119,7 +120,9 @@ def build_derived(
             previous = previous_table(
                 store, manifest, "identity_links", ["source_system", "source_record_id", "customer_key"]
             )
-            records, links, _model = build_links(settings, con, previous, records)  # exact, Splink; overrides win
+            # exact, Splink (its pairs scored by Splink's Spark linker with engine spark); overrides win
+            score = spark_identity.scorer(spark, settings, stage) if spark is not None else None
+            records, links, _model = build_links(settings, con, previous, records, score)
             links.write_parquet(stage / "identity_links.parquet")
             moved = redirects(  # keys that disappeared (merged) → where their records are now
                 previous,

@@ -113,12 +113,21 @@ def build_session(settings: Settings, extra: dict[str, str] | None = None) -> An
     builder = SparkSession.builder.master(engine.master).appName(engine.app_name)
     local = LOCAL_DEFAULTS if is_loopback(engine.master) else {}
     conf = {**DEFAULTS, **local, **{k: _text(v) for k, v in engine.conf.items()}, **(extra or {})}
+    conf["spark.jars"] = ",".join(j for j in (conf.get("spark.jars"), splink_jar()) if j)
     for key, value in conf.items():
         builder = builder.config(key, value)
     try:
         return builder.getOrCreate()
     except (PySparkException, OSError) as e:
         raise EngineError(f"Spark could not start for [engine] master = {engine.master!r}: {first_line(e)}") from None
+
+
+def splink_jar() -> str:
+    """The jar of string similarity functions Splink ships (jaro_winkler, which identity's comparisons use):
+    Splink's Spark linker needs it on the driver and every executor, so it is in spark.jars from the start."""
+    from splink.internals.spark.jar_location import similarity_jar_location
+
+    return str(similarity_jar_location())
 
 
 def run_within(spark: Any, work: Callable[[], None], timeout: float, late: str, failed: str) -> None:

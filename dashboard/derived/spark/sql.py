@@ -8,7 +8,10 @@ engines (tests/test_spark_sql.py):
 - ``epoch(ts)`` lost its fraction of a second: → ``unix_micros(ts) / 1e6``;
 - ``date_diff('second', a, b)`` (boundaries crossed) → the difference of the whole epoch seconds;
 - a decimal literal (``1.0 / n``) is a DECIMAL in Spark, whose division rounds to 6 places; DuckDB
-  divides in DOUBLE: → ``CAST(1.0 AS DOUBLE)``.
+  divides in DOUBLE: → ``CAST(1.0 AS DOUBLE)``;
+- DuckDB's ``levenshtein`` and ``jaro_winkler_similarity`` compare UTF-8 bytes (a Chinese character is three),
+  Spark's ``levenshtein`` characters: both sides go to Spark one character per byte (decoded as ISO-8859-1),
+  and Jaro-Winkler is the ``jaro_winkler`` function of the jar Splink ships (its Spark linker registers it).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from sqlglot import exp
 
 _MICROS = "unix_micros(CAST({x} AS TIMESTAMP)) / CAST(1000000 AS DOUBLE)"
 _SECONDS = "unix_seconds(CAST({x} AS TIMESTAMP))"
+_BYTES = "decode(encode({x}, 'UTF-8'), 'ISO-8859-1')"  # one character per UTF-8 byte, as DuckDB compares
+_BYTEWISE: dict[type[exp.Expression], str] = {exp.Levenshtein: "levenshtein", exp.JarowinklerSimilarity: "jaro_winkler"}
 
 
 def _spark(template: str, node: exp.Expression) -> exp.Expression:
@@ -33,6 +38,9 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
         return _spark(_MICROS, inner)
     if isinstance(node, exp.DateDiff) and (node.unit and node.unit.name.upper() == "SECOND"):
         return exp.Paren(this=exp.Sub(this=_spark(_SECONDS, node.this), expression=_spark(_SECONDS, node.expression)))
+    if type(node) in _BYTEWISE:
+        sides = [sqlglot.parse_one(_BYTES.format(x=x.sql(dialect="spark"))) for x in (node.this, node.expression)]
+        return exp.Anonymous(this=_BYTEWISE[type(node)], expressions=sides)
     if isinstance(node, exp.Literal) and not node.is_string and any(c in node.this for c in ".eE"):
         return exp.Cast(this=node.copy(), to=exp.DataType.build("DOUBLE"))
     return node
@@ -42,3 +50,10 @@ def to_spark(sql: str) -> str:
     """``sql`` (DuckDB dialect, one statement) as Spark SQL."""
     tree = sqlglot.parse_one(sql, read="duckdb")
     return tree.transform(_rewrite).sql(dialect="spark")
+
+def to_spark_condition(sql: str) -> str:
+    """A condition in DuckDB SQL (a Splink comparison level's, a blocking rule's) as Spark SQL; ``ELSE``
+    (Splink's last level) as it is."""
+    if sql.strip().upper() == "ELSE":
+        return sql
+    return sqlglot.parse_one(sql, read="duckdb").transform(_rewrite).sql(dialect="spark")

@@ -1,0 +1,257 @@
+"""Identity resolution with engine spark against engine duckdb: Splink's Spark linker scores the candidate pairs
+(derived.spark.identity) with the comparisons and blocking rules of derived.identity transpiled to Spark SQL.
+Each comparison level and blocking rule is run on both engines over awkward pairs (Chinese names one or two
+characters off, which DuckDB compares byte by byte, homophones, missing values), and a population with
+known pairs (exact, fuzzy, overrides) is resolved on both: the same customers, keys, rules and confidences."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import duckdb
+import polars as pl
+import pytest
+
+from dashboard.core.config import Settings, parse_settings
+from dashboard.core.duck import quote_path
+from dashboard.derived.identity import _BLOCKING, Model, Override, _comparisons, block, link_exact, pinyin, resolve
+from dashboard.derived.spark import identity as spark_identity
+from dashboard.derived.spark.jobs import PARTS, shared_uri
+from dashboard.derived.spark.session import build_session
+from tests.sparkcluster import spark_home
+from tests.test_identity import _frame, _keys, _people
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark")]
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    spark_home()  # skips (fails in CI) without pyspark or Java
+    root = tmp_path_factory.mktemp("spark_identity")
+    raw = {"data_dir": str(root / "data"), "engine": {"kind": "spark", "master": "local[2]"}}
+    settings = parse_settings(raw, root)
+    settings.data_path.mkdir(parents=True)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def spark(settings: Settings) -> Iterator[Any]:
+    from splink import SparkAPI
+
+    session = build_session(settings)
+    SparkAPI(spark_session=session)  # registers the jar's functions (jaro_winkler), as the scorer's linker does
+    yield session
+    session.stop()
+
+
+# ------------------------------------------------------------------------- comparisons and blocking rules
+# (name, phone, phone_invalid digits as pass 2 sees them, email, mistyped email, company, city, region)
+RECORDS = [
+    ("王晓伟", "13812345678", None, "wxw@example.com", None, "上海星河贸易有限公司", "上海", "华东"),
+    ("王晓玮", None, "1381234567", None, "wxw@example", "星河贸易有限公司", "上海", "华东"),  # homophone, short
+    ("王晓强", None, None, None, None, None, None, "华东"),  # one character (two of its UTF-8 bytes) off
+    ("王大军", "13812345670", None, None, None, None, "杭州", None),  # two characters (six bytes) off
+    ("赵晓伟", "13812345678", None, "wxw@example.com", None, "上海星河贸易有限公司", None, None),
+    ("Zhang Wei", None, None, "zw@example.com", None, "Acme", "北京", "华北"),  # a Latin name, a short company
+    ("zhangwei", None, "8613900001111", None, "zw#example.com", None, "北京", None),
+    ("zhangwie", "13900001111", None, None, None, None, None, "华北"),  # transposed: Jaro-Winkler
+    (None, "13900001112", None, None, None, None, None, None),
+    ("李娜", None, None, None, None, None, None, None),
+    ("李娜娜", None, None, None, None, "北京星辰科技", "北京", "华北"),
+    ("刘强", "13700000000", None, "lq@example.com", None, "北京星辰科技有限公司", "天津", "华北"),
+]
+
+
+def _features() -> pl.DataFrame:
+    """RECORDS as derived.identity.features shapes them (the columns the comparisons and rules read)."""
+    rows = pl.DataFrame(
+        RECORDS,
+        schema=["name", "phone", "digits", "email", "email_invalid", "company", "city", "region"],
+        orient="row",
+    )
+    email_any = pl.coalesce("email", "email_invalid").str.to_lowercase().str.replace_all("#", "@")
+    out = rows.select(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("unique_id"),
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("ex"),
+        pl.col("name").str.replace_all(" ", "").str.to_lowercase(),
+        "phone",
+        pl.coalesce(pl.col("phone").str.slice(0, 10), pl.col("digits").str.replace(r"^86", "").str.slice(0, 10)).alias(
+            "phone10"
+        ),
+        "email",
+        email_any.str.extract(r"^([^@]+@[^@.]+)").alias("email_key"),
+        pl.when(pl.col("company").str.len_chars() >= 4).then(pl.col("company")).alias("company"),
+        "city",
+        "region",
+    )
+    return out.with_columns(
+        pinyin(out["name"]).alias("name_py"),
+        pl.len().over("name").cast(pl.Int32).alias("name_n"),
+        pl.col("phone10").str.slice(0, 7).alias("phone7"),
+    )
+
+
+def _model() -> dict[str, Any]:
+    """derived.identity's comparisons and blocking rules as Splink's JSON, in DuckDB SQL (the trained model's form)."""
+    from splink import SettingsCreator
+
+    creator = SettingsCreator(
+        link_type="dedupe_only",
+        comparisons=_comparisons(),
+        blocking_rules_to_generate_predictions=[block(rule) for rule in _BLOCKING],
+    )
+    return creator.get_settings("duckdb").as_dict()
+
+
+def _levels(model: dict[str, Any]) -> dict[str, str]:
+    """Each comparison as one CASE expression: the index of the first level whose condition holds."""
+    out = {}
+    for comparison in model["comparisons"]:
+        levels = [level["sql_condition"] for level in comparison["comparison_levels"]]
+        whens = " ".join(f"WHEN {c} THEN {i}" for i, c in enumerate(levels) if c.strip().upper() != "ELSE")
+        out[comparison["output_column_name"]] = f"CASE {whens} ELSE {len(levels) - 1} END"
+    return out
+
+
+def _compared(columns: list[str], select: str) -> str:
+    """Every pair of records, each column as ``<column>_l`` and ``<column>_r`` (Splink's names), and ``select``."""
+    sides = ", ".join(f"l.{c} AS {c}_l, r.{c} AS {c}_r" for c in columns)
+    return (
+        f"SELECT id_l, id_r, {select} FROM (SELECT l.unique_id AS id_l, r.unique_id AS id_r, {sides} "
+        "FROM features AS l JOIN features AS r ON l.unique_id < r.unique_id)"
+    )
+
+
+def _blocked(rule: str) -> str:
+    return (
+        "SELECT l.unique_id AS id_l, r.unique_id AS id_r FROM features AS l JOIN features AS r "
+        f"ON l.unique_id < r.unique_id AND ({rule})"
+    )
+
+
+def _on_both(spark: Any, settings: Settings, duck_sql: str, spark_sql: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    path = settings.data_path / "features.parquet"
+    _features().write_parquet(path)
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW features AS SELECT * FROM read_parquet({quote_path(path)})")
+    spark.read.parquet(shared_uri(settings, path)).createOrReplaceTempView("features")
+    want = con.sql(duck_sql).pl()
+    got = pl.from_arrow(spark.sql(spark_sql).toArrow())
+    assert isinstance(got, pl.DataFrame)
+    return want.sort("id_l", "id_r"), got.select(want.columns).cast(dict(want.schema)).sort("id_l", "id_r")
+
+
+def test_every_comparison_level_is_chosen_alike_on_both_engines(spark: Any, settings: Settings) -> None:
+    duck, on_spark = _levels(_model()), _levels(spark_identity.spark_model(_model()))
+    columns = list(_features().columns)
+    want, got = _on_both(
+        spark,
+        settings,
+        _compared(columns, ", ".join(f"{sql} AS {name}" for name, sql in duck.items())),
+        _compared(columns, ", ".join(f"{sql} AS {name}" for name, sql in on_spark.items())),
+    )
+    assert want.height == len(RECORDS) * (len(RECORDS) - 1) // 2
+    assert got.equals(want), got.join(want, on=["id_l", "id_r"], suffix="_duckdb").filter(
+        pl.any_horizontal(pl.col(c) != pl.col(f"{c}_duckdb") for c in duck)
+    )
+    # the pairs reach every level of every comparison (the names' levels one by one): nothing left untried
+    for comparison in _model()["comparisons"]:
+        name, count = comparison["output_column_name"], len(comparison["comparison_levels"])
+        assert sorted(want[name].unique().to_list()) == list(range(count)), name
+    # DuckDB compares names byte by byte: 王晓伟 / 王晓强 are one character off, 王晓伟 / 王大军 (two characters,
+    # six bytes) a different name, which Spark's own character-wise levenshtein would have let through
+    by_pair = {(a, b): level for a, b, level in want.select("id_l", "id_r", "name").rows()}
+    assert by_pair[(0, 2)] == 3 and by_pair[(0, 3)] == 5
+
+
+def test_every_blocking_rule_picks_the_same_pairs_on_both_engines(spark: Any, settings: Settings) -> None:
+    duck = _model()["blocking_rules_to_generate_predictions"]
+    on_spark = spark_identity.spark_model(_model())["blocking_rules_to_generate_predictions"]
+    picked = 0
+    for rule_duck, rule_spark in zip(duck, on_spark, strict=True):
+        want, got = _on_both(
+            spark, settings, _blocked(rule_duck["blocking_rule"]), _blocked(rule_spark["blocking_rule"])
+        )
+        assert got.equals(want), (rule_duck, got, want)
+        picked += want.height
+    assert picked >= 5  # the rules pick pairs here: the comparison is not between two empty sets
+
+
+# ------------------------------------------------------------------------- a population with known pairs
+def _population() -> tuple[pl.DataFrame, list[Override]]:
+    people = _people(1500)
+    a, b, c, d = people[10], people[20], people[30], people[40]
+    a["name"], d["name"] = "王晓伟", "李建国"  # not one of the population's ubiquitous two-character names
+    fuzzy = [
+        # homophone typo, the phone a digit short, the email mistyped
+        {**a, "source_system": "pos", "source_record_id": "P1", "phone": None, "phone_invalid": a["phone"][:10],
+         "email": None, "email_invalid": "USER10@example", "name": "王晓玮"},
+        # exact name and city, the phone a digit short, '#' for '@'
+        {**b, "source_system": "wechat", "source_record_id": "W1", "phone": None, "phone_invalid": b["phone"][:10],
+         "email": None, "email_invalid": "user20#example.com"},
+        # one character off (not a homophone), the phone a digit short, the email without its .com
+        {**d, "source_system": "wechat", "source_record_id": "W2", "phone": None, "phone_invalid": d["phone"][:10],
+         "email": None, "email_invalid": "user40@example", "name": "李建华"},
+        # a namesake: same name and city, another valid phone
+        {**c, "source_system": "pos", "source_record_id": "P2", "phone": "13900000001", "email": None},
+    ]  # fmt: skip
+    members = [{**p, "source_system": "pos", "source_record_id": f"M{i}"} for i, p in enumerate(people[::3])]
+    overrides = [
+        Override("merge", "erp:E00100", "erp:E00200"),  # nothing in common: forced together
+        Override("split", "erp:E00300", "pos:M100"),  # the same phone: kept apart
+    ]
+    return _frame([*people, *members, *fuzzy]), overrides
+
+
+@pytest.fixture(scope="module")
+def resolved(settings: Settings, spark: Any) -> dict[str, Any]:
+    records, overrides = _population()
+    duck_model, spark_model = Model(threshold=0.95), Model(threshold=0.95)
+    stage = settings.data_path / "stage"
+    stage.mkdir()
+    score = spark_identity.scorer(spark, settings, stage)
+    return {
+        "records": records,
+        "duckdb": resolve(records, duck_model, overrides),
+        "spark": resolve(records, spark_model, overrides, score=score),
+        "models": (duck_model, spark_model),
+        "stage": stage,
+    }
+
+
+def test_spark_links_the_known_pairs(resolved: dict[str, Any]) -> None:
+    links, records = resolved["spark"], resolved["records"]
+    key, exact = _keys(links), _keys(link_exact(records))
+    rules = dict(zip(links["source_system"] + ":" + links["source_record_id"], links["match_rule"], strict=True))
+    assert key["erp:E00000"] == key["pos:M0"] and rules["pos:M0"] == "exact:email+phone"  # pass 1
+    for fuzzy, person in (("pos:P1", "erp:E00010"), ("wechat:W1", "erp:E00020"), ("wechat:W2", "erp:E00040")):
+        assert exact[fuzzy] != exact[person]  # pass 1 alone misses it ...
+        assert key[fuzzy] == key[person] and rules[fuzzy] == "probabilistic", fuzzy  # ... Splink on Spark links it
+    assert key["pos:P2"] != key["erp:E00030"] and rules["pos:P2"] == "single"  # the namesake stays apart
+    assert key["erp:E00100"] == key["erp:E00200"] and rules["erp:E00200"] == "override"
+    assert exact["erp:E00300"] == exact["pos:M100"] and key["erp:E00300"] != key["pos:M100"]
+    assert links.height == records.height
+    assert not (resolved["stage"] / PARTS).exists()  # the features, Splink's tables and the pairs are removed
+
+
+def test_spark_and_duckdb_make_the_same_links(resolved: dict[str, Any]) -> None:
+    want, got = resolved["duckdb"], resolved["spark"]
+    assert got.drop("confidence").equals(want.drop("confidence"))  # keys, records, rules: the same rows
+    # a confidence is a match probability floored to 4 places: a last-bit difference in Spark's arithmetic
+    # may move it by one step, never more
+    assert (got["confidence"] - want["confidence"]).abs().max() <= 1.0001e-4
+    duck_model, spark_model = resolved["models"]
+    assert spark_model.stats["pairs_linked"] == duck_model.stats["pairs_linked"] >= 3
+
+
+def test_a_failing_spark_scoring_is_an_engine_error_naming_the_step(settings: Settings, spark: Any) -> None:
+    from dashboard.derived.spark.session import EngineError
+
+    stage = settings.data_path / "failing"
+    stage.mkdir()
+    score = spark_identity.scorer(spark, settings, stage)
+    records, _ = _population()
+    with pytest.raises(EngineError, match="the Spark job for identity_links failed"):
+        score(records.select("name"), {"comparisons": [], "blocking_rules_to_generate_predictions": []}, Model())
+    assert not (stage / PARTS).exists()
