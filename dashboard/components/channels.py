@@ -9,7 +9,7 @@ import polars as pl
 import streamlit as st
 
 from dashboard.components import labels
-from dashboard.components.charts import name_categories
+from dashboard.components.charts import layout, name_categories, show
 from dashboard.i18n import t
 from dashboard.query.metrics import TOTAL, Answer, layer, rounded
 
@@ -47,7 +47,9 @@ def channel_figure(summary: pl.DataFrame, lang: str) -> go.Figure:
 
 
 def channel_chart(summary: pl.DataFrame, lang: str) -> None:
-    st.plotly_chart(channel_figure(summary, lang), width="stretch")
+    """Drawn as every chart is (charts.show): its title above it as page text, the legend top left clear of
+    the toolbar, and no toolbar on a phone."""
+    show(layout(channel_figure(summary, lang), t("chart.by_channel", lang)), key="channel_chart")
 
 
 def channel_table(summary: pl.DataFrame, lang: str) -> None:

@@ -41,7 +41,12 @@ def _event_kinds(lang: Lang) -> pl.Expr:
 
 
 def search(lang: Lang) -> None:
-    text = st.text_input(t("c360.search", lang), placeholder=t("c360.search.placeholder", lang), key="c360_q")
+    text = st.text_input(
+        t("c360.search", lang),
+        placeholder=t("c360.search.placeholder", lang),  # short: a phone's field shows it whole
+        help=t("c360.search.help", lang),
+        key="c360_q",
+    )
     if not text.strip():
         return
     found = data.query("customer_search", search_params(text))

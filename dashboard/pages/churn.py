@@ -4,12 +4,13 @@ card says how the scores were validated against two simple baselines."""
 
 import streamlit as st
 
-from dashboard.components import churn_view, consent_view, data
+from dashboard.components import churn_cards, churn_view, consent_view, data
 from dashboard.components.export_buttons import export_buttons
 from dashboard.components.frame import start_page
 from dashboard.i18n import t
 
 LANG = start_page("churn")
+churn_cards.measured_afresh(LANG)  # after a language switch, a reload: the grid wraps the new language's text
 
 card = data.query("churn_model_card")
 if card.is_empty() or card["status"][0] == "no_activity":
@@ -26,7 +27,10 @@ ranked = data.query("churn_list", {**scope, "band": chosen["band"], "lang": LANG
 warnings, no_consent = consent_view.split(ranked)  # the outreach list leaves out who said no to marketing
 total = churn_view.in_scope(bands, chosen["band"])  # the caption counts what the tiles count
 st.caption(churn_view.list_caption(total, warnings.height, no_consent.height, chosen["band"], LANG))
-churn_view.warning_list(warnings, LANG)
+churn_cards.narrow_or_wide()  # the grid on a wide screen, cards on a phone or a tablet
+with st.container(key=churn_cards.GRID_KEY):
+    churn_view.warning_list(warnings, LANG)
+churn_cards.cards(warnings, LANG)
 export_buttons(warnings, "churn_warnings", churn_view.export_title(chosen, LANG), None, LANG, ())
 consent_view.left_out_section(no_consent, LANG)
 
