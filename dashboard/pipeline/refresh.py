@@ -132,7 +132,7 @@ def refresh(
                 results.append(res)
                 tracker.source_ended(src.name, res.status, sum(res.rows.values()))
                 continue
-            res, pending = refresh_source(settings, store, src, tracker, inputs)
+            res, pending = refresh_source(settings, store, src, tracker, inputs, full=full)
             if not res.published:  # a drop folder returns the files it took, with the reasons
                 settle(src, settings.base_dir, store.quarantine / src.name / res.snapshot_id, False, res.reasons)
             results.append(res)
@@ -190,10 +190,17 @@ Pending = tuple[dict[str, Any], dict[str, Any]]  # (manifest entry, attempt) of 
 
 
 def refresh_source(
-    settings: Settings, store: Store, src: SourceConfig, tracker: Tracker, inputs: str | None = None
+    settings: Settings,
+    store: Store,
+    src: SourceConfig,
+    tracker: Tracker,
+    inputs: str | None = None,
+    *,
+    full: bool = False,
 ) -> tuple[SourceResult, Pending | None]:
     """``inputs``: the fingerprint of the source's input files (pipeline/fingerprint.py), kept in its
-    manifest entry so that the next refresh of the same files keeps this snapshot."""
+    manifest entry so that the next refresh of the same files keeps this snapshot. ``full``: database tables
+    are pulled whole again (a new base extract), not from their watermark."""
     sid = new_id()
     stage_dir = store.staging / src.name / sid
     stage_dir.mkdir(parents=True)
@@ -204,7 +211,7 @@ def refresh_source(
     store.record_attempt(src.name, {**attempt, "status": "running", "pid": os.getpid()})
     result = SourceResult(src.name, sid, "quarantined")
     try:
-        ctx = _extract_context(settings, store, src, stage_dir)
+        ctx = _extract_context(settings, store, src, stage_dir, full)
         with collect_duplicates() as headers:
             entities = _extract_and_standardize(settings, src, sid, clock, ctx, headers, tracker)
     except SourceError as e:
@@ -246,11 +253,13 @@ def refresh_source(
     return result, _finish(store, src, result, stage_dir, attempt, outcomes, issues, clock, inputs)
 
 
-def _extract_context(settings: Settings, store: Store, src: SourceConfig, stage_dir: Path) -> ExtractContext:
+def _extract_context(
+    settings: Settings, store: Store, src: SourceConfig, stage_dir: Path, full: bool = False
+) -> ExtractContext:
     """Where a database/API/drop-folder table's extract goes, and the current snapshot's to merge into."""
     current = store.read_manifest()["sources"].get(src.name)
     previous = store.snapshots / src.name / current["snapshot_id"] / EXTRACT_DIR if current else None
-    return ExtractContext(settings.base_dir, stage_dir / EXTRACT_DIR, previous)
+    return ExtractContext(settings.base_dir, stage_dir / EXTRACT_DIR, previous, full=full)
 
 
 def _extract_and_standardize(

@@ -84,8 +84,8 @@ def _pull(source: SourceConfig, table: TableConfig, ctx: ExtractContext) -> tupl
     if source.kind == "http":
         frame, label = http.read(source, table, ctx)
     else:
-        path, label = database.read(source, table, ctx)
-        frame = pl.read_parquet(path)
+        extract, label = database.read(source, table, ctx)
+        frame = extract.read()  # the base and its deltas as one relation
     if frame.height == 0:
         raise SourceError(f"{label}: no rows (an empty table is not published over the last one)")
     absent = check_columns(frame, table, label)

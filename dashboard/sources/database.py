@@ -2,14 +2,13 @@
 
 PostgreSQL goes through ADBC (libpq's binary COPY into Arrow, in C; measured against psycopg's COPY
 and server-side cursors in benchmarks/extract.py); MySQL/MariaDB through PyMySQL's unbuffered
-cursor. With a ``watermark`` only rows at or past the stored watermark are pulled and merged into
-the current snapshot's extract (incremental.py). The connection URL comes from the environment or
+cursor. With a ``watermark`` only rows at or past the stored watermark are pulled, and added to the
+current snapshot's extract as a delta file (extract.py). The connection URL comes from the environment or
 the secrets file and never appears in a message.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -18,54 +17,53 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-import duckdb
 import pyarrow as pa
 
 from dashboard.core.config import SourceConfig, TableConfig
 from dashboard.core.errors import SourceError
-from dashboard.sources import access
+from dashboard.sources import access, extract
 from dashboard.sources.incremental import (
     BatchWriter,
     ExtractContext,
     dump_value,
     fingerprint,
     load_value,
-    merge,
     remove,
 )
 
 Batches = Iterator[pa.RecordBatch]
 
 
-def read(source: SourceConfig, table: TableConfig, ctx: ExtractContext) -> tuple[Path, str]:
-    """Extract one table into ``ctx.out_file`` (the merged whole); returns it and a label for messages."""
+def read(source: SourceConfig, table: TableConfig, ctx: ExtractContext) -> tuple[extract.Extract, str]:
+    """Extract one table into ``ctx.out_dir``: the whole table, or (with a watermark and a current extract) the
+    rows changed since, added to the current extract's files as a delta. Returns it and a label for messages."""
     assert source.connection is not None  # config validation requires it
     url = access.resolve(source.connection, ctx.base_dir, f"{source.name}: connection")
     secrets = access.secret_parts(url)
     label = f"{source.name}.{table.table or f'tables[{ctx.index}]'}"
     where = f"{source.name} ({source.kind} at {access.safe_url(url)})"
     fp = fingerprint(table)
-    prev = ctx.previous(fp) if table.watermark else None
+    prev = ctx.previous(fp) if table.watermark and not ctx.full else None
+    before = extract.kept(ctx.previous_dir, ctx.index, prev[1], table, label) if prev and ctx.previous_dir else None
     since = load_value(prev[1].get("watermark")) if prev else None
     sql, params = build_sql(source.kind, table, since)
-    delta = ctx.out_dir / f"{ctx.index}.delta.parquet"
-    target = delta if prev else ctx.out_file
+    target = ctx.out_dir / extract.delta_name(ctx.index, _next_seq(before)) if before else ctx.out_file
     pull = postgres_batches if source.kind == "postgres" else mysql_batches
     started = time.perf_counter()
     try:
-        with BatchWriter(target, table.watermark, table.delete_column, drop_deleted=prev is None) as w:
+        with BatchWriter(target, table.watermark, table.delete_column, drop_deleted=before is None) as w:
             for batch in pull(url, sql, params, source):
                 w.write(batch)
     except SourceError:
         raise
     except Exception as e:  # the drivers' errors, socket errors, Arrow errors: all named, none leaking
         raise _driver_error(where, e, secrets) from None
-    if prev is None and not w.rows:
+    if before is None and not w.rows:
         remove(target)
         raise SourceError(f"{label}: the query returned no rows (an empty table is not published over the last one)")
     state: dict[str, Any] = {
         "fingerprint": fp,
-        "mode": "incremental" if prev else "full",
+        "mode": "incremental" if before else "full",
         "extracted_at": datetime.now(UTC).isoformat(),
         "pulled_rows": w.rows,
         "deleted_rows": w.deleted,
@@ -73,33 +71,45 @@ def read(source: SourceConfig, table: TableConfig, ctx: ExtractContext) -> tuple
         "pull_seconds": round(time.perf_counter() - started, 3),
     }
     started = time.perf_counter()
-    if prev:
-        if w.rows:
-            try:
-                merged = merge(prev[0], delta, ctx.out_file, table)
-            except duckdb.Error as e:  # e.g. a column changed type in the source since the last extract
-                remove(delta, ctx.out_file)
-                raise SourceError(f"{label}: the changes cannot be merged into the last extract: {e}") from None
-            state["rows"], state["replaced_rows"], state["deleted_rows"] = merged
-        else:
-            _reuse(prev[0], ctx.out_file)
-            state["rows"] = prev[1].get("rows")
-        remove(delta)
-    else:
+    if before is None:
+        result = extract.Extract(table, target, (), w.rows, (), label)
         state["rows"] = w.rows
-    state["merge_seconds"] = round(time.perf_counter() - started, 3)
+    else:
+        result = _add(before, int(prev[1].get("rows") or 0) if prev else 0, target if w.rows else None, w.rows,
+                      ctx, label, state)
+    state.update(result.state(), merge_seconds=round(time.perf_counter() - started, 3))
     ctx.write_state(state)
-    return ctx.out_file, label
+    return result, label
 
 
-def _reuse(previous: Path, out: Path) -> None:
-    """Nothing changed: the new snapshot shares the old extract's bytes (snapshots are immutable)."""
+def _next_seq(before: extract.Extract) -> int:
+    """Delta files are numbered in their chain; a compaction starts the numbering again."""
+    seqs = [int(p.name.split("-")[-1].split(".")[0]) for p in before.deltas if "-" in p.name]
+    return max(seqs, default=0) + 1
+
+
+def _add(
+    before: extract.Extract,
+    prior_rows: int,
+    delta: Path | None,
+    pulled: int,
+    ctx: ExtractContext,
+    label: str,
+    state: dict[str, Any],
+) -> extract.Extract:
+    """The current extract with the pulled delta added (or compacted with it); its counts go into ``state``."""
     try:
-        os.link(previous, out)
-    except OSError:
-        import shutil
-
-        shutil.copyfile(previous, out)
+        if delta is None:  # nothing at or past the watermark
+            state["rows"], state["replaced_rows"], state["deleted_rows"] = prior_rows, 0, 0
+        else:
+            extract.check_key_types(before, delta, label)
+            state["rows"], state["replaced_rows"], state["deleted_rows"] = extract.counts(before, prior_rows, delta)
+        result = extract.extend(before, delta, pulled, ctx.out_dir, ctx.index)
+    except BaseException:
+        remove(*(p for p in ctx.out_dir.glob(f"{ctx.index}.*") if p.suffix != ".json"))
+        raise
+    state["compacted"] = not result.deltas and bool(before.deltas or delta)
+    return result
 
 
 SQL_ERRORS = ("ProgrammingError", "NotSupportedError", "DataError", "IntegrityError")

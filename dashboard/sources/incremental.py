@@ -1,6 +1,6 @@
-"""The merged whole of a pulled table, kept with its snapshot: ``<snapshot>/extract/<n>.parquet`` plus
-``<n>.json`` holding the watermark. The next refresh pulls only rows at or past the watermark and merges
-them in (upsert by key, deletions dropped), streaming: no step holds the whole table in memory.
+"""A pulled table kept with its snapshot: ``<snapshot>/extract/<n>.parquet`` (the base), the delta files
+pulled since (extract.py), and ``<n>.json`` holding the watermark and the files. The next refresh pulls
+only rows at or past the watermark and adds them as a delta (upsert by key, deletions drop the key).
 
 A snapshot that is quarantined keeps its own extract but never becomes current, so the next refresh
 starts again from the published snapshot's watermark: nothing is skipped.
@@ -19,7 +19,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -28,7 +27,7 @@ from dashboard.core.config import TableConfig
 from dashboard.core.errors import SourceError
 
 EXTRACT_DIR = "extract"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: a base and delta files (version 1: the base alone)
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,7 @@ class ExtractContext:
     out_dir: Path  # <staged snapshot>/extract
     previous_dir: Path | None = None  # <current snapshot>/extract; None before a first publish
     index: int = 0  # the table's place in its source
+    full: bool = False  # `cockpit refresh --full`: pull whole tables again, whatever the watermark
 
     def at(self, index: int) -> ExtractContext:
         return replace(self, index=index)
@@ -208,55 +208,6 @@ class BatchWriter:
                 self._writer.close()
             if exc_type is not None or self._failed is not None:
                 self.path.unlink(missing_ok=True)  # a partial extract is never kept
-
-
-# -- the merge ----------------------------------------------------------------------------------------
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _path(p: Path) -> str:
-    return "'" + str(p).replace("'", "''") + "'"
-
-
-def merge(previous: Path, delta: Path, out: Path, table: TableConfig) -> tuple[int, int, int]:
-    """previous ∪ delta, the delta winning by key and its deletions removing rows → out.
-
-    Returns (rows in out, rows updated or deleted, rows deleted). DuckDB streams both files; only
-    the delta's keys are held (a hash table), so a 10M-row table is never in memory whole.
-    """
-    keys = ", ".join(_ident(k) for k in table.key)
-    same = " AND ".join(f"d.{_ident(k)} IS NOT DISTINCT FROM o.{_ident(k)}" for k in table.key)
-    order = f"ORDER BY {_ident(table.watermark)} DESC" if table.watermark else ""
-    delta_schema = pq.read_schema(delta)
-    if table.delete_column:
-        col = _ident(table.delete_column)
-        typ = delta_schema.field(table.delete_column).type
-        if pa.types.is_boolean(typ):
-            gone = f"coalesce({col}, false)"
-        elif pa.types.is_integer(typ) or pa.types.is_floating(typ):
-            gone = f"coalesce({col} <> 0, false)"
-        else:
-            gone = f"{col} IS NOT NULL"
-    else:
-        gone = "false"
-    with duckdb.connect() as con:
-        con.sql("SET preserve_insertion_order = false")
-        con.sql(
-            f"CREATE TEMP TABLE d AS SELECT *, {gone} AS __gone FROM read_parquet({_path(delta)}) "
-            f"QUALIFY row_number() OVER (PARTITION BY {keys} {order}) = 1"
-        )
-        # which delta rows replace or delete a known row: reads only the old file's key columns
-        replaced, deleted = con.sql(
-            f"SELECT count(*), count(*) FILTER (WHERE __gone) FROM d "
-            f"WHERE EXISTS (SELECT 1 FROM read_parquet({_path(previous)}) o WHERE {same})"
-        ).fetchall()[0]
-        con.sql(
-            f"COPY (SELECT o.* FROM read_parquet({_path(previous)}) o WHERE NOT EXISTS (SELECT 1 FROM d WHERE {same}) "
-            f"UNION ALL BY NAME SELECT * EXCLUDE (__gone) FROM d WHERE NOT __gone) "
-            f"TO {_path(out)} (FORMAT parquet, COMPRESSION zstd)"
-        )
-    return pq.ParquetFile(out).metadata.num_rows, int(replaced), int(deleted)
 
 
 def remove(*paths: Path) -> None:
