@@ -163,7 +163,8 @@ def test_campaigns_and_masked_leads(mini: Settings) -> None:
 
 def test_leaderboard_new_leads_receivables(mini: Settings) -> None:
     board = q(mini, "sales_leaderboard")
-    assert [(r["owner"], r["won_deals"], r["won_revenue"]) for r in board] == [("bob", 2, 3600), ("amy", 1, 1000)]
+    won = [(r["owner"], r["won_deals_by_win_date"], r["won_amount_by_win_date"]) for r in board]
+    assert won == [("bob", 2, 3600), ("amy", 1, 1000)]
     assert q(mini, "sales_leaderboard", start="2026-01-16")[0]["owner"] == "amy"
     new = by(q(mini, "new_leads", as_of="2026-01-12"), "period")  # a Monday
     assert (new["today"]["leads"], new["today"]["previous_leads"], new["today"]["change_rate"]) == (1, 0, None)

@@ -191,7 +191,7 @@ def test_on_the_demo_first_and_last_touch_differ_for_most_channels(small_demo: S
 
 
 def test_on_the_demo_each_model_sums_to_the_won_revenue(small_demo: Settings) -> None:
-    won = Warehouse(small_demo).run_query("sales_leaderboard", {}, user=SYSTEM)["won_revenue"].sum()
+    won = Warehouse(small_demo).run_query("sales_leaderboard", {}, user=SYSTEM)["won_amount_by_win_date"].sum()
     got = attribution(small_demo)
     assert won > 0
     for model in MODELS:

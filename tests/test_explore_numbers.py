@@ -17,11 +17,15 @@ import polars as pl
 import pytest
 
 from dashboard.components import fmt
+from dashboard.components.explore_builder import measure_label
 from dashboard.components.explore_result import _styled, export_table, figure, value_text
 from dashboard.core.config import Settings
+from dashboard.i18n import t
+from dashboard.i18n.metrics import EXPLORE_MEASURES
 from dashboard.ops.export import to_csv
 from dashboard.query.explore.models import MODELS, Dim, Spec
-from dashboard.query.metrics import layer
+from dashboard.query.metrics import Request, ask, layer, value
+from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse
 from tests.test_explore import answer
 
@@ -64,7 +68,7 @@ def test_three_measures_by_two_dimensions(wh: Warehouse) -> None:
     assert fig.layout.legend.title.text == "Owner"
     heat = figure(result, "heatmap", "en")
     assert len(heat.data) == 3 and {tr.coloraxis for tr in heat.data} == {"coloraxis", "coloraxis2", "coloraxis3"}
-    assert heat.layout.coloraxis3.colorbar.title.text == "Won revenue"
+    assert heat.layout.coloraxis3.colorbar.title.text == "Won-deal amount"
 
 
 def test_months_by_their_names(wh: Warehouse) -> None:
@@ -97,12 +101,12 @@ def test_the_export_keeps_numbers_rounded_under_labelled_headings(wh: Warehouse)
     result = answer(wh, spec)
     header, out = export_table(result.rows, spec, "zh", "Asia/Shanghai")
     rows = cells(to_csv(out, header))
-    assert rows[0] == ["渠道", "行数", "转化率", "平均单额"]
+    assert rows[0] == ["渠道", "行数", "转化率", "平均赢单金额"]
     trade_show = next(r for r in rows if r[0] == "trade_show")
     assert trade_show == ["trade_show", "19", "0.105", "500"]  # 2 of 19 is 10.5% on the screen
     assert out.schema["行数"] == pl.Int64 and out.schema["转化率"] == pl.Float64
     header, out = export_table(result.rows, spec, "en", "Asia/Shanghai")
-    assert cells(to_csv(out, header))[0] == ["Channel", "Rows", "Conversion", "Average deal"]
+    assert cells(to_csv(out, header))[0] == ["Channel", "Rows", "Conversion", "Average deal size"]
 
 
 def test_one_formatter_per_unit() -> None:
@@ -147,3 +151,22 @@ def test_a_measure_that_is_a_metric_reads_as_the_metric_does(where: tuple[str, s
     """The same number written the same way on Explore as on the cockpit: the unit and precision agree."""
     measure, defined = MODELS[where[0]].measures[where[1]], layer().metric(metric)
     assert (measure.unit, measure.places) == (defined.unit, defined.precision)
+
+
+def test_a_measure_that_is_a_metric_gives_its_number_under_its_name(wh: Warehouse) -> None:
+    """One term on every page: Explore's measures that are the layer's metrics are headed by the metric's
+    label (Explore's won revenue is 赢单金额 / Won-deal amount, as on the cockpit) and give its number."""
+    assert [measure_label(m, "en") for m in ("won", "revenue", "avg_won_amount", "roi")] == [
+        "Won deals",
+        "Won-deal amount",
+        "Average deal size",
+        "ROI",
+    ]
+    assert measure_label("revenue", "zh") == "赢单金额" and measure_label("sum_cost", "zh") == "市场费用"
+    for model in ("leads", "spend"):
+        named = {m: n for m, n in EXPLORE_MEASURES.items() if m in MODELS[model].measures}
+        totals = answer(wh, Spec(model, (), tuple(named))).totals
+        layer_says = ask(wh, Request.of(list(named.values())), SYSTEM)
+        for measure, metric in named.items():
+            assert measure_label(measure, "zh") == t(f"metric.{metric}", "zh"), measure
+            assert totals[measure] == pytest.approx(value(layer_says, metric)), measure

@@ -53,17 +53,17 @@ def test_the_default_view_and_building_one_with_the_controls(
     assert dict(table(at).rows()) == {"Paid search": 30, "Trade show": 19, "website": 10, "Unknown": 1}
     assert len(at.get("plotly_chart")) == 1
     widget(at, "multiselect", "Measures").set_value(["count", "conversion_rate", "revenue"]).run()
-    assert totals(at) == {"Rows": "60", "Conversion": "13.3%", "Won revenue": "¥22,000"}
+    assert totals(at) == {"Rows": "60", "Conversion": "13.3%", "Won-deal amount": "¥22,000"}
     drawn = json.loads(at.get("plotly_chart")[0].proto.spec)  # three measures chosen, three drawn
     assert [tr["yaxis"] for tr in drawn["data"]] == ["y", "y2", "y3"]
     assert [drawn["layout"][a]["title"]["text"] for a in ("yaxis", "yaxis2", "yaxis3")] == [
         "Rows",
         "Conversion",
-        "Won revenue",
+        "Won-deal amount",
     ]
     widget(at, "multiselect", "Group by").set_value(["owner"]).run()
     rows = {r["Owner"]: r for r in table(at).iter_rows(named=True)}
-    assert rows["rep1"]["Rows"] == 10 and rows["rep1"]["Won revenue"] == 7000  # CRM-1 and CRM-4
+    assert rows["rep1"]["Rows"] == 10 and rows["rep1"]["Won-deal amount"] == 7000  # CRM-1 and CRM-4
     assert not at.error, [e.value for e in at.error]
 
 

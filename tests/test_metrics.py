@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from typing import Any
 
 import polars as pl
 import pytest
@@ -15,12 +16,14 @@ from typer.testing import CliRunner
 
 from dashboard.access import auth
 from dashboard.cli import app
+from dashboard.components.kpi import show_value
+from dashboard.components.tables import header
 from dashboard.core.config import CONFIG_ENV, ReportConfig, Settings
 from dashboard.i18n import CATALOG, LANGS, t
 from dashboard.ops.reports import build
 from dashboard.query.explore.models import Spec, build_query, shape
 from dashboard.query.metrics import MetricError, Request, ask, label, layer, parse, value
-from dashboard.query.security import Principal
+from dashboard.query.security import SYSTEM, Principal
 from dashboard.query.warehouse import Warehouse
 from tests.test_pages import APP
 
@@ -34,6 +37,8 @@ CASES = {
     "won_deals": "SELECT count(won_at) FROM lead_facts",
     "conversion_rate": "SELECT count(won_at) / count(*) FROM lead_facts",
     "won_amount": "SELECT coalesce(sum(won_amount), 0) FROM lead_facts",
+    "won_deals_by_win_date": "SELECT count(*) FROM lead_facts WHERE won_at IS NOT NULL",
+    "won_amount_by_win_date": "SELECT coalesce(sum(won_amount), 0) FROM lead_facts WHERE won_at IS NOT NULL",
     "avg_deal_size": "SELECT avg(won_amount) FILTER (WHERE won_at IS NOT NULL) FROM lead_facts",
     "contract_value": "SELECT coalesce(sum(amount), 0) FROM contracts",
     "payments_received": "SELECT coalesce(sum(paid_amount), 0) FROM contracts",
@@ -92,6 +97,63 @@ def test_a_sales_rep_sees_the_companys_roi_labelled_so_never_company_spend_over_
     by_channel = ask(wh, Request.of(names, ["channel"]), SALES)  # per channel: not shown to sales at all
     assert set(by_channel.hidden) == {"roi", "cost_per_lead", "spend"}
     assert "roi" not in by_channel.frame.columns and by_channel.frame["leads"].sum() == 10
+
+
+@pytest.mark.parametrize("user", [MANAGER, SALES], ids=["manager", "sales"])
+def test_the_leaderboard_counts_wins_by_win_date_under_a_name_of_its_own(company: Settings, user: Principal) -> None:
+    """The leaderboard's columns are the layer's by-win-date metrics, split by owner: the same numbers, and
+    never headed 赢单金额 / Won-deal amount, which names the figure by the lead's creation date."""
+    wh = Warehouse(company)
+    board = wh.run_query("sales_leaderboard", {"start": "2026-03-10", "end": "2026-04-30"}, user=user)
+    names = ["won_deals_by_win_date", "won_amount_by_win_date"]
+    assert board.columns == ["owner", *names]
+    split = ask(wh, Request.of(names, ["owner"], start=date(2026, 3, 10), end=date(2026, 4, 30)), user).frame
+    assert sorted(board.rows()) == sorted(split.with_columns(pl.col("owner").fill_null("(unassigned)")).rows())
+    assert board["won_amount_by_win_date"].sum() > 0
+    for lang in LANGS:
+        heads = [header(c, lang) for c in names]
+        assert heads == [t(f"metric.{n}", lang) for n in names]
+        assert not {t("metric.won_amount", lang), t("metric.won_deals", lang)} & set(heads)
+
+
+def test_roi_without_spend_is_a_dash(company: Settings) -> None:
+    """Website has leads and no spend: no ROI (not -100 %, not 0), shown as "—"."""
+    answer = ask(Warehouse(company), Request.of(["leads", "roi"], filters={"channel": "website"}), MANAGER)
+    assert value(answer, "leads") == 10 and value(answer, "roi") is None
+    assert show_value("roi", value(answer, "roi"), "zh") == "—"
+
+
+class Served(Warehouse):
+    """The company's warehouse, serving the manifest version the test sets."""
+
+    served = 1
+
+    @property
+    def version(self) -> int:
+        return self.served
+
+
+def test_the_companys_figure_is_read_once_per_manifest_for_every_rep(
+    company: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each sales rep's page shows the company's ROI; it is read over every row once for the manifest being
+    served, and again when a new one is (never a figure of the data before a refresh)."""
+    wh, other = Served(company), Principal("s2", "sales", "rep2")
+    readers: list[Principal | None] = []  # who each query ran as
+    run = wh.sql
+
+    def counted(*args: Any, **kwargs: Any) -> pl.DataFrame:
+        readers.append(kwargs.get("user"))
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(wh, "sql", counted)
+    shown = [value(ask(wh, Request.of(["roi", "leads"]), rep), "roi") for rep in (SALES, other, SALES)]
+    assert shown == [pytest.approx(4.5)] * 3 and readers.count(SYSTEM) == 1
+    assert value(ask(wh, Request.of(["leads"]), SALES), "leads") == 10 and readers[-1] == SALES  # own rows: asked
+    ask(wh, Request.of(["roi"], filters={"channel": "paid_search"}), SALES)  # another question: read apart
+    assert readers.count(SYSTEM) == 2
+    wh.served = 2  # a refresh published a new manifest
+    assert value(ask(wh, Request.of(["roi"]), SALES), "roi") == pytest.approx(4.5) and readers.count(SYSTEM) == 3
 
 
 def test_a_split_adds_up_to_its_total_row(company: Settings) -> None:

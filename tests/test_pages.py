@@ -14,7 +14,6 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.components import fmt
 from dashboard.core.config import CONFIG_ENV, Settings
-from dashboard.derived.analytics import channel_totals
 from dashboard.i18n import CATALOG, LANGS, t
 from dashboard.i18n.values import ValueLabels
 from dashboard.pipeline.refresh import refresh
@@ -181,16 +180,6 @@ def test_a_config_error_is_a_message_not_a_traceback(tmp_path: Path, monkeypatch
 
 
 # -- pure helpers -------------------------------------------------------------------------------
-def test_totals_say_dash_for_roi_without_spend() -> None:
-    summary = pl.DataFrame(
-        {"channel": ["website"], "leads": [10], "won": [0], "revenue": [0.0], "cost": [None]},
-        schema_overrides={"cost": pl.Float64},
-    )
-    totals = channel_totals(summary)
-    assert (totals.leads, totals.roi, totals.conversion) == (10, None, 0.0)
-    assert fmt.pct(totals.roi) == "—"
-
-
 def test_number_formats() -> None:
     assert fmt.money(22000) == "¥22,000"
     assert fmt.money(1234567.4) == "¥1,234,567"

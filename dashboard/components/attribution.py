@@ -13,7 +13,7 @@ from dashboard.components import charts, fmt
 from dashboard.components.data import settings
 from dashboard.components.export_buttons import export_buttons
 from dashboard.components.filterbar import Filters
-from dashboard.components.tables import table
+from dashboard.components.tables import Kind, table
 from dashboard.derived.analytics import MODELS
 from dashboard.i18n import t
 
@@ -42,9 +42,15 @@ def attribution_figure(att: pl.DataFrame, chosen: str, lang: str) -> go.Figure:
             for i, m in enumerate(MODELS)
         ]
     )
-    fig.update_layout(barmode="group", yaxis_tickprefix="¥", yaxis_tickformat=",.0f")
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(**fmt.axis("money"))
     fig = charts.layout(fig, t("attribution.chart", lang, model=model_label(chosen, lang)))
     return charts.name_categories(fig, "channel", channels, lang)
+
+
+def shown_table(att: pl.DataFrame, lang: str) -> tuple[pl.DataFrame, dict[str, Kind]]:
+    """The table as the page shows it and its export writes it: each model under its name, in whole yuan."""
+    return att.rename({m: model_label(m, lang) for m in MODELS}), {model_label(m, lang): "money" for m in MODELS}
 
 
 def sums_line(totals: dict[str, float], won_revenue: float, lang: str) -> tuple[bool, str]:
@@ -62,8 +68,9 @@ def attribution_section(att: pl.DataFrame, won_revenue: float, chosen: str, filt
         return
     att = att.sort(chosen, "channel", descending=[True, False])
     charts.show(attribution_figure(att, chosen, lang), key="attribution_chart")
-    table(att.rename({m: model_label(m, lang) for m in MODELS}), {model_label(m, lang): "money" for m in MODELS}, lang)
+    shown, kinds = shown_table(att, lang)
+    table(shown, kinds, lang)
     ok, line = sums_line(model_totals(att), won_revenue, lang)
     (st.caption if ok else st.warning)(line)
     st.caption(t("attribution.note", lang, half_life=f"{settings().analytics.attribution_half_life_days:g}"))
-    export_buttons(att, "attribution", t("attribution.title", lang), filters, lang, applies=("period",))
+    export_buttons(shown, "attribution", t("attribution.title", lang), filters, lang, ("period",), kinds)

@@ -14,7 +14,7 @@ import polars as pl
 import streamlit as st
 
 from dashboard.components import charts, fmt, labels
-from dashboard.components.tables import header
+from dashboard.components.tables import Kind, header, rounded
 from dashboard.components.tiles import detail, show
 from dashboard.derived.churn.card import why_serving
 from dashboard.i18n import t
@@ -32,6 +32,10 @@ LIST_FIRST: tuple[str, ...] = ("rank", "reasons", "name", "company", "owner", "r
 LIST_FIRST += ("risk_band", "risk", "profile")
 REASONS = ("reason_1", "reason_2", "reason_3")  # shown joined in one wrapping column
 LIST_ROW_HEIGHT = 72
+# the list's numbers as the grid shows them and the export writes them (rounded to what is shown)
+RISK_PLACES = 1  # a churn probability's decimals: 12.3%, in the list, its export, the tiles and the card
+AUC_PLACES = 3  # AUC and Brier score: three decimals (0.812)
+KINDS: dict[str, Kind] = {"risk": "pct", "expected_value_at_risk": "money", "revenue": "money", "orders": "count"}
 LIST_HEIGHT = 40 + 8 * LIST_ROW_HEIGHT
 
 
@@ -117,8 +121,9 @@ def warning_list(frame: pl.DataFrame, lang: str) -> None:
     config["profile"] = st.column_config.LinkColumn(
         t("churn.profile", lang), display_text=r"customer=(.*)$", help=t("churn.profile.help", lang)
     )
+    shown = shown.with_columns(pl.col("risk") * 100)  # percentage points: the grid's pattern cannot scale
     config["risk"] = st.column_config.ProgressColumn(
-        header("risk", lang), min_value=0.0, max_value=1.0, format="percent"
+        header("risk", lang), min_value=0.0, max_value=100.0, format=fmt.percent_column(RISK_PLACES)
     )
     config["expected_value_at_risk"] = st.column_config.NumberColumn(
         header("expected_value_at_risk", lang), format="yen"
@@ -143,12 +148,19 @@ def warning_list(frame: pl.DataFrame, lang: str) -> None:
         st.switch_page(f"pages/{PROFILE_PAGE}.py", query_params={"customer": frame["customer_key"][rows[0]]})
 
 
-def _local(when: datetime | None, tz: str) -> str:
-    return fmt.NONE if when is None else when.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
+def export_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """The warning list as its export writes it: numbers rounded to what the grid shows (risk 0.123 for
+    12.3%), still numbers; the revenue column under its term's name (订单收入 / Order revenue)."""
+    kinds: dict[str, Kind] = {**KINDS, "order_revenue": "money"}
+    return rounded(frame.rename({"revenue": "order_revenue"}, strict=False), kinds)
+
+
+def _local(when: datetime | None, tz: str, lang: str) -> str:
+    return fmt.NONE if when is None else fmt.day_time(when.astimezone(ZoneInfo(tz)), lang)
 
 
 def _pct(x: float | None) -> str:
-    return fmt.pct(x) if x is not None else fmt.NONE
+    return fmt.number(x, "pct", RISK_PLACES)
 
 
 def model_card(card: pl.DataFrame, bands: pl.DataFrame, lang: str, tz: str) -> None:
@@ -161,14 +173,14 @@ def model_card(card: pl.DataFrame, bands: pl.DataFrame, lang: str, tz: str) -> N
             "churn.card.summary",
             lang,
             method=t(f"churn.method.{method}", lang),
-            as_of=str(chosen["as_of"]),
+            as_of=fmt.day(chosen["as_of"], lang),
             horizon=chosen["horizon_days"],
-            trained=_local(chosen["trained_at"], tz),
+            trained=_local(chosen["trained_at"], tz, lang),
         )
     )
     if chosen["status"] == "validated":
         cols = st.columns(4)
-        cols[0].metric(t("churn.card.auc", lang), f"{chosen['auc']:.3f}" if chosen["auc"] is not None else fmt.NONE)
+        cols[0].metric(t("churn.card.auc", lang), fmt.number(chosen["auc"], "number", AUC_PLACES))
         cols[1].metric(t("churn.card.precision", lang), _pct(chosen["precision_top10"]))
         cols[2].metric(t("churn.card.churn_rate", lang), _pct(chosen["backtest_churn_rate"]))
         cols[3].metric(t("churn.card.backtest_customers", lang), fmt.count(chosen["backtest_customers"]))
@@ -178,12 +190,17 @@ def model_card(card: pl.DataFrame, bands: pl.DataFrame, lang: str, tz: str) -> N
             st.success(t("churn.card.model_kept", lang))
         st.markdown(why_serving(card, lang))  # on what evidence: windows, AUCs, the training horizon
         st.caption(
-            t("churn.card.backtest", lang, train=str(chosen["train_cutoff"]), test=str(chosen["backtest_cutoff"]))
+            t(
+                "churn.card.backtest",
+                lang,
+                train=fmt.day(chosen["train_cutoff"], lang),
+                test=fmt.day(chosen["backtest_cutoff"], lang),
+            )
         )
         comparison = card.select(
             pl.col("method").replace_strict({m: t(f"churn.method.{m}", lang) for m in card["method"]}),
             "auc",
-            "precision_top10",
+            pl.col("precision_top10") * 100,  # percentage points, for the grid's pattern
             "brier",
             "chosen",
         )
@@ -195,9 +212,9 @@ def model_card(card: pl.DataFrame, bands: pl.DataFrame, lang: str, tz: str) -> N
             width="stretch",
             column_config={
                 **{c: header(c, lang) for c in comparison.columns},
-                "auc": number(header("auc", lang), format="%.3f"),
-                "precision_top10": number(header("precision_top10", lang), format="percent"),
-                "brier": number(header("brier", lang), format="%.3f"),
+                "auc": number(header("auc", lang), format=f"%.{AUC_PLACES}f"),
+                "precision_top10": number(header("precision_top10", lang), format=fmt.percent_column(RISK_PLACES)),
+                "brier": number(header("brier", lang), format=f"%.{AUC_PLACES}f"),
             },
         )
         calibration_chart(chosen, lang)
@@ -219,6 +236,7 @@ def calibration_chart(chosen: Mapping[str, Any], lang: str) -> None:
     fig.add_trace(
         go.Scatter(x=list(predicted), y=list(observed), mode="lines+markers", name=t("churn.card.observed", lang))
     )
-    fig.update_xaxes(title=t("churn.card.predicted_axis", lang), range=[0, 1], tickformat=".0%")
-    fig.update_yaxes(title=t("churn.card.observed_axis", lang), range=[0, 1], tickformat=".0%")
+    scale = fmt.axis("pct", RISK_PLACES)  # a probability, written as the list writes a risk
+    fig.update_xaxes(title=t("churn.card.predicted_axis", lang), range=[0, 1], **scale)
+    fig.update_yaxes(title=t("churn.card.observed_axis", lang), range=[0, 1], **scale)
     charts.show(charts.layout(fig, t("churn.card.calibration", lang), height=360), key="churn_calibration")

@@ -16,6 +16,14 @@ from dashboard.components.tables import Kind, table
 from dashboard.i18n import t
 
 LEADS_LIMIT = 500
+# the tables' number columns: shown at these precisions and exported rounded to them
+CAMPAIGN_KINDS: dict[str, Kind] = {
+    "leads": "count", "won_deals": "count", "won_amount": "money", "cost": "money", "roi": "roi",
+}  # fmt: skip
+# the query's won deals and their amount are the layer's won_deals and won_amount (leads created in the
+# period) split by campaign: headed by those metrics' labels, one term on every page
+AS_METRICS = {"won": "won_deals", "revenue": "won_amount"}
+LEAD_KINDS: dict[str, Kind] = {"created_at": "datetime", "won_amount": "money"}
 
 
 def campaign_names(frame: pl.DataFrame, lang: str) -> pl.DataFrame:
@@ -28,31 +36,31 @@ def campaign_figure(campaigns: pl.DataFrame, lang: str) -> go.Figure:
     fig = go.Figure(
         [
             go.Bar(name=t("col.cost", lang), y=names, x=campaigns["cost"].to_list(), orientation="h"),
-            go.Bar(name=t("col.revenue", lang), y=names, x=campaigns["revenue"].to_list(), orientation="h"),
+            go.Bar(name=t("metric.won_amount", lang), y=names, x=campaigns["won_amount"].to_list(), orientation="h"),
         ]
     )
-    fig.update_layout(barmode="group", xaxis_tickprefix="¥", xaxis_tickformat=",.0f", yaxis_autorange="reversed")
+    fig.update_layout(barmode="group", yaxis_autorange="reversed")
+    fig.update_xaxes(**fmt.axis("money"))
     fig.update_traces(marker_color=charts.PALETTE[1], selector={"name": t("col.cost", lang)})
-    fig.update_traces(marker_color=charts.PALETTE[2], selector={"name": t("col.revenue", lang)})
+    fig.update_traces(marker_color=charts.PALETTE[2], selector={"name": t("metric.won_amount", lang)})
     height = 120 + 28 * max(len(names), 3)
     return charts.layout(fig, t("drill.campaign_chart", lang), height=height)
 
 
 def drilldown(campaigns: pl.DataFrame, leads: pl.DataFrame, total_leads: int, filters: Filters, lang: str) -> None:
     """``total_leads``: how many leads the filters select (the leads table shows the newest only)."""
-    campaigns = campaign_names(campaigns, lang)
+    campaigns = campaign_names(campaigns, lang).rename(AS_METRICS, strict=False)
     st.markdown(f"**{t('drill.campaigns', lang, channel=labels.value('channel', filters.channel, lang))}**")
     if campaigns.is_empty():
         st.info(t("channels.no_leads", lang))
     else:
         charts.show(campaign_figure(campaigns, lang), key="campaign_chart")
-        kinds: dict[str, Kind] = {"leads": "count", "won": "count", "revenue": "money", "cost": "money", "roi": "roi"}
-        table(campaigns.drop("channel"), kinds, lang)
-        export_buttons(campaigns, "campaigns", t("drill.campaigns_title", lang), filters, lang)
+        table(campaigns.drop("channel"), CAMPAIGN_KINDS, lang)
+        export_buttons(campaigns, "campaigns", t("drill.campaigns_title", lang), filters, lang, kinds=CAMPAIGN_KINDS)
     st.markdown(f"**{t('drill.leads', lang, shown=fmt.count(leads.height), total=fmt.count(total_leads))}**")
     shown = campaign_names(leads, lang).with_columns(stage_labels("furthest_stage", lang))
     if "consent" in shown.columns:  # marketing consent by its name: Consented, No consent, Consent unknown
         shown = shown.with_columns(labels.expr("consent", "consent", lang))
-    table(shown.drop("channel"), {"created_at": "datetime", "won_amount": "money"}, lang, height=420)
+    table(shown.drop("channel"), LEAD_KINDS, lang, height=420)
     st.caption(t("drill.masked", lang))
-    export_buttons(shown, "leads", t("drill.leads_title", lang), filters, lang)
+    export_buttons(shown, "leads", t("drill.leads_title", lang), filters, lang, kinds=LEAD_KINDS)

@@ -54,6 +54,13 @@ def audited(build: Callable[[], bytes], file_name: str, rows: int) -> Callable[[
     return make
 
 
+def exported(frame: pl.DataFrame, lang: str, kinds: Mapping[str, Kind] | None = None) -> pl.DataFrame:
+    """The table as a download writes it: each number column of ``kinds`` rounded to the precision the page
+    shows (still a number), every column headed by its label in the language."""
+    out = rounded(frame, kinds or {})
+    return out.rename({c: header(c, lang) for c in out.columns})
+
+
 def export_buttons(
     frame: pl.DataFrame,
     name: str,
@@ -67,8 +74,7 @@ def export_buttons(
     the page has them) round each number column to the precision shown."""
     tz = settings().timezone
     rows = export_header(title, filters, lang, tz, applies)
-    out = rounded(frame, kinds or {})
-    out = out.rename({c: header(c, lang) for c in out.columns})
+    out = exported(frame, lang, kinds)
     stamp = datetime.now(ZoneInfo(tz)).strftime("%Y%m%d")
     with st.container(horizontal=True, gap="small"):
         st.download_button(

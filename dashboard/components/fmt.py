@@ -68,6 +68,22 @@ def rounded(x: object, unit: str, precision: int | None = None) -> int | float |
     return int(round(v, places)) if places == 0 else round(v, places)
 
 
+def axis(unit: str, precision: int | None = None) -> dict[str, str]:
+    """A Plotly axis (or colour bar) in ``unit`` as ``number`` writes it: hover at the metric's precision,
+    ticks without trailing zeros (20%, 12.5%); money with ¥ and thousands separators."""
+    places = _places(unit, precision)
+    if unit == "pct":
+        return {"tickformat": f".{places}~%", "hoverformat": f".{places}%"}
+    prefix = "¥" if unit == "money" else ""
+    return {"tickprefix": prefix, "tickformat": f",.{places}~f", "hoverformat": f",.{places}f"}
+
+
+def percent_column(precision: int | None = None) -> str:
+    """st.column_config's pattern for a share given in percentage points (the ratio × 100), written as
+    ``number(ratio, "pct", precision)`` writes the ratio: 12.3%."""
+    return f"%.{_places('pct', precision)}f%%"
+
+
 def count(n: int | None) -> str:
     return number(n, "count")
 
@@ -109,6 +125,17 @@ def day(d: date | None, lang: str) -> str:
     if d is None or missing(d):
         return NONE
     return f"{d.year}年{d.month}月{d.day}日" if lang == "zh" else f"{d.year:04d}-{d.month:02d}-{d.day:02d}"
+
+
+def day_time(d: datetime | None, lang: str) -> str:
+    """2025年1月5日 14:05 / 2025-01-05 14:05 (as given: local times are converted before)."""
+    if d is None or missing(d):
+        return NONE
+    return f"{day(d, lang)} {d.hour:02d}:{d.minute:02d}"
+
+
+# st.column_config.DatetimeColumn's pattern (moment.js) for the same: a grid draws its own cells
+DATETIME_COLUMN = {"zh": "YYYY年M月D日 HH:mm", "en": "YYYY-MM-DD HH:mm"}
 
 
 _WEEKDAYS = {"zh": "日一二三四五六日", "en": ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")}

@@ -15,7 +15,6 @@ from dashboard.components.filterbar import Filters
 from dashboard.query.metrics import TOTAL, Answer, Request, help_text, label, layer, value
 
 Money = Callable[[float | None], str]
-Count = Callable[[int | None], str]
 
 
 @dataclass(frozen=True)
@@ -29,19 +28,13 @@ class Figure:
     value: float | None
 
 
-def show_value(name: str, v: float | None, money: Money = fmt.money, count: Count = fmt.count) -> str:
-    """A metric's value in its unit and precision (``money``/``count``: the big screen's compact forms)."""
+def show_value(name: str, v: float | None, lang: str = "zh", compact: bool = False) -> str:
+    """A metric's value in its unit and precision (``compact``: the big screen's ¥1.31亿 / ¥131M)."""
     m = layer().metric(name)
-    if v is None:
-        return fmt.NONE
-    if m.unit == "pct":
-        return fmt.pct(v, digits=m.precision)
-    return money(v) if m.unit == "money" else count(int(v))
+    return fmt.number(v, m.unit, m.precision, lang, compact)
 
 
-def figures(
-    answer: Answer, names: Sequence[str], lang: str, money: Money = fmt.money, count: Count = fmt.count
-) -> list[Figure]:
+def figures(answer: Answer, names: Sequence[str], lang: str, compact: bool = False) -> list[Figure]:
     """``names`` from ``answer`` (a total, or the total row of a split), in order; a hidden one is left out."""
     out = []
     for name in names:
@@ -49,7 +42,7 @@ def figures(
         if scope == "none" or name not in answer.frame.columns:
             continue
         v = value(answer, name)
-        text = show_value(name, v, money, count)
+        text = show_value(name, v, lang, compact)
         out.append(Figure(name, label(name, scope, lang), text, help_text(name, scope, lang), v))
     return out
 

@@ -1,5 +1,6 @@
-"""The sales leaderboard (``sales_leaderboard``): the top owners by won revenue as bars; won deals
-nobody owns are counted in a line below, not ranked.
+"""The sales leaderboard (``sales_leaderboard``): the top owners by won-deal amount by win date (the
+semantic layer's ``won_amount_by_win_date``, labelled so) as bars; won deals nobody owns are counted in a
+line below, not ranked.
 """
 
 from __future__ import annotations
@@ -9,12 +10,15 @@ import polars as pl
 import streamlit as st
 
 from dashboard.components import charts, fmt
+from dashboard.components.tables import Kind
 from dashboard.components.tiles import money_format
 from dashboard.i18n import t
 
 UNASSIGNED = "(unassigned)"  # the query's owner for won leads nobody owns
 TOP = 10
 KIOSK_HEIGHT = 700  # beside the tiles on a 1080p screen
+DEALS, AMOUNT = "won_deals_by_win_date", "won_amount_by_win_date"  # the query's columns: the layer's metrics
+KINDS: dict[str, Kind] = {DEALS: "count", AMOUNT: "money"}
 
 
 def named(board: pl.DataFrame, lang: str) -> pl.DataFrame:
@@ -27,11 +31,11 @@ def leaderboard_figure(board: pl.DataFrame, lang: str, kiosk: bool) -> go.Figure
     money = money_format(lang, compact=kiosk)
     text = [
         f"{money(r)} · {t('tiles.deals', lang, deals=fmt.count(d))}"
-        for r, d in zip(top["won_revenue"], top["won_deals"], strict=True)
+        for r, d in zip(top[AMOUNT], top[DEALS], strict=True)
     ]
     fig = go.Figure(
         go.Bar(
-            x=top["won_revenue"].to_list(),
+            x=top[AMOUNT].to_list(),
             y=top["owner"].to_list(),
             orientation="h",
             text=text,
@@ -55,5 +59,5 @@ def leaderboard(board: pl.DataFrame, lang: str, kiosk: bool) -> None:
     nobody = board.filter(pl.col("owner") == UNASSIGNED)
     if nobody.height:
         row = nobody.row(0, named=True)
-        revenue = money_format(lang, compact=kiosk)(row["won_revenue"])
-        st.caption(t("tiles.unassigned", lang, deals=fmt.count(row["won_deals"]), revenue=revenue))
+        revenue = money_format(lang, compact=kiosk)(row[AMOUNT])
+        st.caption(t("tiles.unassigned", lang, deals=fmt.count(row[DEALS]), revenue=revenue))

@@ -24,6 +24,7 @@ METRICS: dict[str, tuple[str, str]] = {  # metric → (column, flag column)
     "validity": ("valid_rate", "valid_flag"),
     "uniqueness": ("uniqueness", "unique_flag"),
 }
+PLACES = {"fill": 1, "validity": 1, "uniqueness": 1}  # each rate's decimals: on the map, its hover and captions
 _SOURCE_KEY, _FIELD_KEY = "dq_cell_source", "dq_cell_field"
 
 
@@ -44,10 +45,11 @@ def heatmap_figure(frame: pl.DataFrame, metric: str, lang: str) -> go.Figure:
     grid = {(r["source_system"], r["field"]): r for r in data.iter_rows(named=True)}
     z = [[(grid.get((s, f)) or {}).get("value") for f in fields] for s in sources]
     hover = [[_hover(grid.get((s, f)), lang) for f in fields] for s in sources]
+    ticks = fmt.axis("pct", PLACES[metric])["tickformat"]
     fig = go.Figure(
         go.Heatmap(
             x=fields, y=sources, z=z, zmin=0, zmax=1, colorscale="RdYlGn", hoverinfo="text", text=hover,
-            colorbar={"tickformat": ".0%", "title": t(f"dq.metric.{metric}", lang)}, xgap=1, ygap=1,
+            colorbar={"tickformat": ticks, "title": t(f"dq.metric.{metric}", lang)}, xgap=1, ygap=1,
         )
     )  # fmt: skip
     picks = list(grid.values())
@@ -146,6 +148,11 @@ def _entity_bands(fig: go.Figure, fields: list[str], lang: str) -> None:
             fig.add_vline(x=first - 0.5, line={"color": "#555", "width": 1})
 
 
+def rate(x: float | None, metric: str) -> str:
+    """A quality rate as every part of the page writes it: at its metric's fixed precision (96.5%)."""
+    return fmt.number(x, "pct", PLACES[metric])
+
+
 def _hover(r: dict[str, Any] | None, lang: str) -> str:
     if r is None:
         return ""
@@ -154,14 +161,15 @@ def _hover(r: dict[str, Any] | None, lang: str) -> str:
 
 
 def _numbers(r: dict[str, Any], lang: str) -> list[str]:
-    lines = [
-        f"{t('dq.metric.fill', lang)} {fmt.pct(r['fill_rate'])} ({fmt.count(r['filled'])} / {fmt.count(r['rows'])})",
-    ]
+    filled = f"({fmt.count(r['filled'])} / {fmt.count(r['rows'])})"
+    lines = [f"{t('dq.metric.fill', lang)} {rate(r['fill_rate'], 'fill')} {filled}"]
     if r["valid_rate"] is not None:
-        lines.append(f"{t('dq.metric.validity', lang)} {fmt.pct(r['valid_rate'])} ({fmt.count(r['invalid'])} ✗)")
+        invalid = f"({fmt.count(r['invalid'])} ✗)"
+        lines.append(f"{t('dq.metric.validity', lang)} {rate(r['valid_rate'], 'validity')} {invalid}")
     approx = "" if r["distinct_exact"] else "≈"
     lines.append(
-        f"{t('dq.metric.uniqueness', lang)} {fmt.pct(r['uniqueness'])} ({approx}{fmt.count(r['distinct_values'])})"
+        f"{t('dq.metric.uniqueness', lang)} {rate(r['uniqueness'], 'uniqueness')} "
+        f"({approx}{fmt.count(r['distinct_values'])})"
     )
     if r["flagged"]:
         lines.append(f"⚠ {t('dq.flagged', lang)}")
@@ -189,7 +197,7 @@ def heatmap_section(lang: str) -> None:
         key="dq_metric",
     )
     threshold = {"fill": q.fill_rate_threshold, "validity": q.validity_threshold, "uniqueness": q.uniqueness_threshold}
-    st.caption(t(f"dq.heatmap.help.{metric}", lang, threshold=fmt.pct(threshold[metric], 0)))
+    st.caption(t(f"dq.heatmap.help.{metric}", lang, threshold=rate(threshold[metric], metric)))
     event = st.plotly_chart(
         heatmap_figure(frame, metric, lang),
         key="dq_heatmap",

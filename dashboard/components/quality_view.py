@@ -15,13 +15,14 @@ import streamlit as st
 
 from dashboard.components import fmt, labels
 from dashboard.components.data import query, settings, source_statuses
-from dashboard.components.quality_heatmap import METRICS
+from dashboard.components.quality_heatmap import METRICS, PLACES
 from dashboard.components.tables import header, headers
 from dashboard.core.store import Store
 from dashboard.i18n import t
 from dashboard.pipeline.data_docs import site_dir, site_status
 
 ALL = "(all)"
+HEALTH_PLACES = 1  # the decimals of a health score's parts (completeness, validity, conformance)
 _STATUS_ICON = {"published": "✅", "quarantined": "⛔", "published_anyway": "⚠️", "discarded": "🗑️"}
 
 
@@ -33,15 +34,20 @@ def health_tiles(lang: str) -> None:
     sources = health.filter(pl.col("source_system") != ALL)
     cols = st.columns(min(len(sources) + 1, 6))
     if overall.height:
-        cols[0].metric(t("dq.health.overall", lang), f"{overall['health_score'][0]:.0f}")
+        cols[0].metric(t("dq.health.overall", lang), score(overall["health_score"][0]))
     for i, r in enumerate(sources.iter_rows(named=True), 1):
         name = labels.value("source", r["source_system"], lang)
-        cols[i % len(cols)].metric(name, f"{r['health_score']:.0f}", help=_health_help(r, lang))
+        cols[i % len(cols)].metric(name, score(r["health_score"]), help=_health_help(r, lang))
     st.caption(t("dq.health.formula", lang))
 
 
+def score(x: float | None) -> str:
+    """A health score out of 100, whole points (the cockpit's tile writes it so too)."""
+    return fmt.number(x, "number", 0)
+
+
 def _health_help(r: dict[str, Any], lang: str) -> str:
-    parts = {k: fmt.pct(r[k]) for k in ("completeness", "validity", "conformance")}
+    parts = {k: fmt.number(r[k], "pct", HEALTH_PLACES) for k in ("completeness", "validity", "conformance")}
     return t("dq.health.parts", lang, **parts)
 
 
@@ -59,7 +65,7 @@ def trend_figure(trend: pl.DataFrame, metric: str, lang: str) -> go.Figure:
             )
         )
     fig.update_layout(
-        yaxis={"tickformat": ".0%", "range": [0, 1.05], "title": t(f"dq.metric.{metric}", lang)},
+        yaxis={**fmt.axis("pct", PLACES[metric]), "range": [0, 1.05], "title": t(f"dq.metric.{metric}", lang)},
         xaxis={"title": t("dq.trend.snapshot", lang)},
         margin={"l": 10, "r": 10, "t": 10, "b": 10},
         height=420,
@@ -127,23 +133,24 @@ def _all(source: str, lang: str) -> str:
 def _history_columns(lang: str) -> dict[str, Any]:
     c = st.column_config
     return {
-        "finished_at": c.DatetimeColumn(t("dq.col.finished_at", lang), format="YYYY-MM-DD HH:mm"),
+        "finished_at": c.DatetimeColumn(t("dq.col.finished_at", lang), format=fmt.DATETIME_COLUMN[lang]),
         "status": c.TextColumn(t("dq.col.status", lang)),
         "rows": c.NumberColumn(t("dq.col.rows", lang), format="localized"),
         "rejected_rows": c.NumberColumn(t("dq.col.rejected_rows", lang), format="localized"),
         "failed_blocking": c.NumberColumn(t("dq.col.failed_blocking", lang)),
         "reason": c.TextColumn(t("dq.col.reason", lang), width="large"),
-        "reviewed_at": c.DatetimeColumn(t("dq.col.reviewed_at", lang), format="YYYY-MM-DD HH:mm"),
+        "reviewed_at": c.DatetimeColumn(t("dq.col.reviewed_at", lang), format=fmt.DATETIME_COLUMN[lang]),
     }
 
 
 def _failure_columns(lang: str) -> dict[str, Any]:
     c = st.column_config
     return {
-        "finished_at": c.DatetimeColumn(t("dq.col.finished_at", lang), format="YYYY-MM-DD HH:mm"),
+        "finished_at": c.DatetimeColumn(t("dq.col.finished_at", lang), format=fmt.DATETIME_COLUMN[lang]),
         "column_name": c.TextColumn(t("dq.col.column", lang)),
         "unexpected_count": c.NumberColumn(t("dq.col.failing_rows", lang), format="localized"),
-        "unexpected_percent": c.NumberColumn(t("dq.col.failing_percent", lang), format="%.2f%%"),
+        # GX gives percentage points; written as the import gate writes a failing share (gate_text: 1 decimal)
+        "unexpected_percent": c.NumberColumn(t("dq.col.failing_percent", lang), format=fmt.percent_column(1)),
         "samples": c.ListColumn(t("dq.col.samples", lang)),
     }
 

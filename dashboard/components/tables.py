@@ -26,14 +26,6 @@ def signed_pct(x: float | None) -> str:
     return fmt.NONE if x is None else ("+" if x > 0 else "") + fmt.pct(x)
 
 
-def _datetime(v: Any) -> str:
-    return v.strftime("%Y-%m-%d %H:%M") if isinstance(v, datetime) else str(v)
-
-
-def _date(v: Any) -> str:
-    return v.isoformat() if isinstance(v, date) else str(v)
-
-
 # A number kind's unit and precision: one rule for the screen (fmt.number) and the export (fmt.rounded).
 UNITS: dict[str, tuple[str, int]] = {
     "count": ("count", 0),
@@ -53,9 +45,24 @@ FORMATTERS: dict[str, Callable[[Any], str]] = {
     "text": str,
     **{kind: _number(unit, places) for kind, (unit, places) in UNITS.items()},
     "change": signed_pct,
-    "date": _date,
-    "datetime": _datetime,
 }
+
+
+def formatter(kind: Kind, lang: str) -> Callable[[Any], str]:
+    """How a cell of ``kind`` is written; dates in the page's language (2025年1月3日 / 2025-01-03)."""
+    if kind == "date":
+        return lambda v: fmt.day(v, lang) if isinstance(v, date) else str(v)
+    if kind == "datetime":
+        return lambda v: fmt.day_time(v, lang) if isinstance(v, datetime) else str(v)
+    return FORMATTERS[kind]
+
+
+def kind_of(frame: pl.DataFrame, column: str, kinds: Mapping[str, Kind]) -> Kind:
+    """The column's kind as given, else a date or time column's own (never an ISO string on the screen)."""
+    if column in kinds:
+        return kinds[column]
+    dtype = frame[column].dtype
+    return "datetime" if dtype == pl.Datetime else "date" if dtype == pl.Date else "text"
 
 
 def rounded(frame: pl.DataFrame, kinds: Mapping[str, Kind]) -> pl.DataFrame:
@@ -98,7 +105,7 @@ def styled(frame: pl.DataFrame, kinds: Mapping[str, Kind], lang: str) -> Styler:
     coded = {c: d for c, d in labels.COLUMNS.items() if kinds.get(c, "text") == "text"}
     frame = labels.frame(frame, lang, coded)
     shown = pandas_frame(frame).rename(columns={c: header(c, lang) for c in frame.columns})
-    formats = {header(c, lang): FORMATTERS[kinds.get(c, "text")] for c in frame.columns}
+    formats = {header(c, lang): formatter(kind_of(frame, c, kinds), lang) for c in frame.columns}
     return shown.style.format(formats, na_rep=fmt.NONE)
 
 

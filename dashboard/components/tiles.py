@@ -18,7 +18,7 @@ import polars as pl
 import streamlit as st
 
 from dashboard.components import fmt, labels
-from dashboard.components.kpi import Count, Money, figures
+from dashboard.components.kpi import Money, figures
 from dashboard.components.tables import signed_pct
 from dashboard.i18n import t
 from dashboard.query.metrics import Answer
@@ -58,35 +58,18 @@ def has_query(name: str) -> bool:
     return name in list_queries()
 
 
-def _compact(x: float, lang: str, prefix: str) -> str | None:
-    """Three significant figures with a unit (1.31亿, 205万; 131M, 2.05M), or None when x is small."""
-    units = ((1e8, "亿"), (1e4, "万")) if lang == "zh" else ((1e9, "B"), (1e6, "M"), (1e3, "K"))
-    for size, unit in units:
-        if abs(x) >= size:
-            scaled = abs(x) / size
-            digits = 2 if scaled < 10 else 1 if scaled < 100 else 0
-            return f"{'-' if x < 0 else ''}{prefix}{scaled:,.{digits}f}{unit}"
-    return None
-
-
 def compact_money(x: float | None, lang: str) -> str:
     """A magnitude readable from across the room: ¥1.31亿 / ¥131M (the exact figure is in the tables)."""
-    return fmt.NONE if x is None else _compact(x, lang, "¥") or fmt.money(x)
+    return fmt.number(x, "money", lang=lang, compact=True)
 
 
 def compact_count(n: int | None, lang: str) -> str:
     """Counts stay exact up to a million (60,000), then compact (120万 / 1.20M)."""
-    if n is None:
-        return fmt.NONE
-    return (_compact(n, lang, "") if abs(n) >= 1_000_000 else None) or fmt.count(n)
+    return fmt.number(n, "count", lang=lang, compact=True)
 
 
 def money_format(lang: str, compact: bool) -> Money:
     return (lambda x: compact_money(x, lang)) if compact else fmt.money
-
-
-def count_format(lang: str, compact: bool) -> Count:
-    return (lambda n: compact_count(n, lang)) if compact else fmt.count
 
 
 def new_leads_tiles(frame: pl.DataFrame, lang: str) -> list[Tile]:
@@ -103,12 +86,10 @@ def new_leads_tiles(frame: pl.DataFrame, lang: str) -> list[Tile]:
     return tiles
 
 
-def kpi_tiles(
-    answer: Answer, names: Sequence[str], lang: str, money: Money = fmt.money, count: Count = fmt.count
-) -> list[Tile]:
+def kpi_tiles(answer: Answer, names: Sequence[str], lang: str, compact: bool = False) -> list[Tile]:
     """The semantic layer's ``names`` as tiles: each labelled, formatted and explained by its definition
-    (a figure the role sees only as the company's says so in its label)."""
-    return [Tile(f.label, f.text, help=f.help) for f in figures(answer, names, lang, money, count)]
+    (a figure the role sees only as the company's says so in its label); ``compact``: the big screen's forms."""
+    return [Tile(f.label, f.text, help=f.help) for f in figures(answer, names, lang, compact)]
 
 
 def receivables_tile(frame: pl.DataFrame, lang: str, money: Money = fmt.money) -> Tile:
@@ -142,6 +123,6 @@ def health_tile(frame: pl.DataFrame, lang: str) -> Tile:
             "tiles.health_worst",
             lang,
             source=labels.value("source", worst["source_system"], lang),
-            score=f"{worst['health_score']:.0f}",
+            score=fmt.number(worst["health_score"], "number", 0),
         )
-    return detail(label, f"{overall[0]:.0f} / 100", line, help)
+    return detail(label, f"{fmt.number(overall[0], 'number', 0)} / 100", line, help)

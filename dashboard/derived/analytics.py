@@ -11,8 +11,6 @@ or to its customer (same source, same customer_ref) before the won date.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import duckdb
 import polars as pl
 
@@ -208,32 +206,3 @@ def build(
     finally:
         con.unregister("attribution_links")
 
-
-# -- the cockpit's headline totals (pages and e-mailed reports share them) ----------------------
-@dataclass(frozen=True)
-class ChannelTotals:
-    leads: int
-    won: int
-    revenue: float
-    spend_revenue: float  # revenue of the channels that have spend (ROI's numerator side)
-    cost: float | None  # None: no channel had spend
-
-    @property
-    def conversion(self) -> float | None:
-        return self.won / self.leads if self.leads else None
-
-    @property
-    def roi(self) -> float | None:
-        return (self.spend_revenue - self.cost) / self.cost if self.cost else None
-
-
-def channel_totals(summary: pl.DataFrame) -> ChannelTotals:
-    """Totals over the rows of ``channel_summary``; ROI only counts channels with spend."""
-    spent = summary.filter(pl.col("cost").is_not_null() & (pl.col("cost") > 0))
-    return ChannelTotals(
-        leads=int(summary["leads"].sum()),
-        won=int(summary["won"].sum()),
-        revenue=float(summary["revenue"].sum()),
-        spend_revenue=float(spent["revenue"].sum()),
-        cost=float(spent["cost"].sum()) if spent.height else None,
-    )

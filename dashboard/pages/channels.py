@@ -42,7 +42,8 @@ economics_section(economics, filters, LANG)
 st.subheader(t("attribution.title", LANG))
 model = url_choice("model", MODELS, t("attribution.model", LANG), lambda m: model_label(m, LANG), default="linear")
 won = data.query("sales_leaderboard", filters.period())
-attribution_section(data.query("attribution", filters.period()), float(won["won_revenue"].sum()), model, filters, LANG)
+won_amount = float(won["won_amount_by_win_date"].sum())  # by win date, as attribution hands it out
+attribution_section(data.query("attribution", filters.period()), won_amount, model, filters, LANG)
 
 st.subheader(t("drill.title", LANG))
 if filters.channel is None:

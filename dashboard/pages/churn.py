@@ -31,7 +31,8 @@ churn_cards.narrow_or_wide()  # the grid on a wide screen, cards on a phone or a
 with st.container(key=churn_cards.GRID_KEY):
     churn_view.warning_list(warnings, LANG)
 churn_cards.cards(warnings, LANG)
-export_buttons(warnings, "churn_warnings", churn_view.export_title(chosen, LANG), None, LANG, ())
+exported = churn_view.export_frame(warnings)  # rounded to what the list shows
+export_buttons(exported, "churn_warnings", churn_view.export_title(chosen, LANG), None, LANG, ())
 consent_view.left_out_section(no_consent, LANG)
 
 st.subheader(t("churn.card.title", LANG))

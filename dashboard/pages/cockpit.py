@@ -12,11 +12,11 @@ from dashboard.components.filterbar import current, filter_bar
 from dashboard.components.frame import no_data_hint, start_page
 from dashboard.components.freshness import freshness
 from dashboard.components.kpi import split_request, totals
+from dashboard.components.leaderboard import KINDS as BOARD
 from dashboard.components.leaderboard import leaderboard, named
 from dashboard.components.tables import table
 from dashboard.components.tiles import (
     at_risk_tile,
-    count_format,
     has_query,
     health_tile,
     kpi_tiles,
@@ -32,7 +32,7 @@ KIOSK = kiosk.active()
 LANG = start_page("cockpit", without_data=None if KIOSK else "note")  # the wall checks on every tick
 if KIOSK:
     kiosk.style()
-MONEY, COUNT = money_format(LANG, compact=KIOSK), count_format(LANG, compact=KIOSK)
+MONEY = money_format(LANG, compact=KIOSK)
 # the semantic layer's metrics (dashboard/metrics.toml): the tiles, and the channel table's columns
 TILES = ("leads", "conversion_rate", "won_amount", "roi")
 BY_CHANNEL = ("leads", "won_deals", "conversion_rate", "won_amount", "spend", "roi", "cost_per_lead")
@@ -44,7 +44,7 @@ def tiles() -> None:
     summary = rows(split)
     board = data.query("sales_leaderboard", FILTERS.period())
     new_leads = new_leads_tiles(data.query("new_leads", {"as_of": as_of}), LANG)
-    kpis = kpi_tiles(totals(split, TILES, FILTERS), TILES, LANG, MONEY, COUNT) if summary["leads"].sum() else []
+    kpis = kpi_tiles(totals(split, TILES, FILTERS), TILES, LANG, compact=KIOSK) if summary["leads"].sum() else []
     status = [receivables_tile(data.query("receivables_overdue", {"as_of": as_of}), LANG, MONEY)]
     health = data.query_if_allowed("data_health") if has_query("data_health") else None
     if health is not None:  # sales do not read the data-quality tables
@@ -63,8 +63,8 @@ def tiles() -> None:
         kiosk.data_as_of(LANG)
         return
     leaderboard(board, LANG, KIOSK)
-    table(named(board, LANG), {"won_deals": "count", "won_revenue": "money"}, LANG, height=240)
-    export_buttons(board, "sales_leaderboard", t("tiles.leaderboard_title", LANG), FILTERS, LANG, ("period",))
+    table(named(board, LANG), BOARD, LANG, height=240)
+    export_buttons(board, "sales_leaderboard", t("tiles.leaderboard_title", LANG), FILTERS, LANG, ("period",), BOARD)
     if summary["leads"].sum():
         st.subheader(t("cockpit.by_channel", LANG))
         channel_chart(summary, LANG)

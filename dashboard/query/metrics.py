@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 import tomllib
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -317,6 +319,39 @@ def scope_of(metric: Metric, user: Principal, by: Sequence[str]) -> Scope:
     return rule.scope
 
 
+# The company's figures (a sales rep's ROI, spend, cost per lead) are the same for every user shown them:
+# read over every row once per manifest version and kept, so each rep's page does not scan all the company's
+# leads and spend again for one aggregate row (measured: docs/benchmarks.md, "Semantic layer").
+COMPANY_CACHE_SIZE = 256  # answers per warehouse (a few rows each); emptied when a new manifest is served
+_Key = tuple[str, tuple[tuple[str, Any], ...]]
+_company: weakref.WeakKeyDictionary[Warehouse, tuple[int, dict[_Key, pl.DataFrame]]] = weakref.WeakKeyDictionary()
+_company_lock = threading.Lock()
+
+
+def company_rows(wh: Warehouse, sql: str, params: Mapping[str, Any]) -> pl.DataFrame:
+    """``sql`` over every row (the system's reading), from the answers kept for the manifest being served."""
+    version, key = wh.version, (sql, tuple(sorted(params.items())))
+    with _company_lock:
+        held = _company.get(wh)
+        if held is None or held[0] != version:
+            held = _company[wh] = (version, {})
+        kept = held[1].get(key)
+    if kept is not None:
+        return kept
+    rows = wh.sql(sql, dict(params), user=SYSTEM)
+    with _company_lock:
+        if len(held[1]) >= COMPANY_CACHE_SIZE:
+            held[1].pop(next(iter(held[1])))  # the oldest
+        held[1][key] = rows
+    return rows
+
+
+def forget_company_rows() -> None:
+    """Drop every kept company figure, as if each warehouse had just served a new manifest (a cold start)."""
+    with _company_lock:
+        _company.clear()
+
+
 def ask(wh: Warehouse, request: Request, user: Principal) -> Answer:
     """``request`` as ``user`` may see it: metrics at "rows" over their own views, at "company" over
     every row (an aggregate only, at the grains the definition allows), "none" left out."""
@@ -337,7 +372,7 @@ def ask(wh: Warehouse, request: Request, user: Principal) -> Answer:
             filters.pop("owner", None)  # the company's figure: every owner's rows
         part = Request(tuple(names), request.by, tuple(filters.items()), request.start, request.end, request.with_total)
         sql, params, lost = compile_sql(part, lay)
-        rows = wh.sql(sql, params, user=user if scope == "rows" else SYSTEM)
+        rows = wh.sql(sql, params, user=user) if scope == "rows" else company_rows(wh, sql, params)
         unsplit += lost
         keys = [*request.by, *([TOTAL] if request.with_total else [])]
         if frame is None:
