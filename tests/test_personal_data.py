@@ -20,6 +20,7 @@ import pytest
 
 from dashboard.core.config import Settings, load_settings
 from dashboard.core.keys import PSEUDONYM_KEY
+from dashboard.core.store import Store
 from dashboard.pipeline.refresh import refresh
 from dashboard.query.security import SYSTEM, Principal
 from dashboard.query.warehouse import Warehouse, list_queries, load_query, relations
@@ -305,3 +306,16 @@ def test_the_build_writes_the_tokens_the_views_serve(keyed: Settings) -> None:
         user=SYSTEM,
     )
     assert computing.height == 0, computing
+
+
+def test_the_tokens_are_written_one_customer_after_another(keyed: Settings) -> None:
+    """Customer 360 reads the companion tables one customer at a time: a caller's calls are written side by
+    side, by their token, and identity links by golden key, so a lookup reads the row group holding them, not
+    every row group (the snapshot's date order spreads a caller over all of them; issue 18, Speed)."""
+    tables = Store(keyed.data_path).read_manifest()["derived"]["tables"]
+    calls = pl.read_parquet(keyed.data_path / tables["interactions__psn"])
+    tokens = calls.get_column("customer_ref__psn")
+    stretches = int((tokens != tokens.shift(1)).fill_null(True).sum())  # runs of one caller's calls
+    assert (calls.height, tokens.n_unique(), stretches) == (36, 12, 12)
+    links = pl.read_parquet(keyed.data_path / tables["identity_links__psn"]).get_column("customer_key")
+    assert links.len() >= 25 and links.is_sorted()
