@@ -450,6 +450,17 @@ def identity_evaluate() -> None:
         )
 
 
+@identity_app.command("export-model")
+def identity_export_model(path: Annotated[Path, typer.Argument(help="The JSON file to write.")]) -> None:
+    """Write the current build's Splink parameters to PATH. Set `[identity] model = "PATH"` to score every
+    later build with them (never trained again): the links then depend on the records alone."""
+    from dashboard.core.store import Store
+    from dashboard.derived.identity import export_model
+
+    total = export_model(Store(_settings().data_path), path)
+    typer.echo(f"{path}: identity model written (term frequencies over {total:,} named records)")
+
+
 notify_app = typer.Typer(help="Notification channels ([[notifications.channels]]).", no_args_is_help=True)
 app.add_typer(notify_app, name="notify")
 

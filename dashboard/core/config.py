@@ -311,6 +311,12 @@ class IdentityConfig(_Strict):
     probabilistic: bool = True  # pass 2 (Splink): links records exact rules miss; false = exact rules only
     match_threshold: float = Field(0.95, gt=0, lt=1)  # a pair at or above this match probability links
     overrides: str | None = None  # CSV of manual merge / split / detach lines; they win over both passes
+    # a build resolves only new, changed and affected records against the kept pairs and parameters, unless
+    # more than this share of the records is new, changed or gone, or the parameters are retrain_days old:
+    # then it re-resolves all records with parameters trained again (so does `cockpit refresh --full`)
+    retrain_changed_share: float = Field(0.2, gt=0, le=1)
+    retrain_days: int = Field(30, ge=1)
+    model: str | None = None  # a Splink model file (`cockpit identity export-model`): used, never retrained
     # survivorship of golden attributes, in order: recent (newest record), priority (source priority), complete
     survivorship: list[Survivorship] = Field(default_factory=lambda: list(SURVIVORSHIP), min_length=1)
 

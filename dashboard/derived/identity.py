@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -141,6 +144,13 @@ class Model:
     memory_limit: str | None = None  # Splink's DuckDB: held to this, spilling under spill_root past it
     spill_root: Path | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    # Splink's parameters (its model JSON): set, pairs are scored with them and nothing is trained;
+    # after a build that trained, what it trained. tf_total: the named records term frequencies divide by.
+    trained: dict[str, Any] | None = None
+    tf_total: int = 0
+    kept: Kept | None = None  # the previous build's resolution: only what changed is scored again
+    state: pl.DataFrame | None = None  # out: this build's records (identity_state)
+    pairs: pl.DataFrame | None = None  # out: the pairs pass 2 accepted (node_l, node_r, match_probability)
 
 
 # -------------------------------------------------------------------------------- pass 1: exact
@@ -384,7 +394,8 @@ def predict(feats: pl.DataFrame, model: Model, score: Scorer | None = None) -> p
     from splink import DuckDBAPI, Linker, SettingsCreator
     from splink.internals.exceptions import SplinkException
 
-
+    if model.trained is not None:  # kept or pinned parameters: scored, not trained
+        return _predict_with(feats, model)
     logging.getLogger("splink").setLevel(logging.ERROR)
     with bounded_connection(model.memory_limit, model.spill_root, shared=True) as con:
         con.register("identity_features", feats.to_arrow())
@@ -424,6 +435,8 @@ def predict(feats: pl.DataFrame, model: Model, score: Scorer | None = None) -> p
                 trainer = Linker(db.register("identity_sample"), before, log_level=None)
         model.stats["em_sessions"] = trained
         lap("em")
+        model.trained = trainer.misc.save_model_to_json()  # kept: later builds score with it
+        model.tf_total = int(con.sql("SELECT count(name) FROM identity_records").fetchall()[0][0])
         if score is not None:  # the full data scored elsewhere, with the model trained here
             pairs = score(feats, trainer.misc.save_model_to_json(), model)
         else:
@@ -548,7 +561,9 @@ def resolve(
     if probabilistic is not None and set(_FEATURE_INPUTS) <= set(recs.columns):
         feats = features(recs, exact)
         lap("features")
+        feats, kept_pairs = _against_kept(recs, feats, probabilistic)  # all: nothing kept
         pairs = predict(feats, probabilistic, score)
+        pairs = probabilistic.pairs = pl.concat([kept_pairs, pairs.cast(kept_pairs.schema)])
         lap = _Laps(probabilistic.stats)
         edge_parts.append(
             pairs.select(
@@ -660,11 +675,13 @@ def assign_keys(members: pl.DataFrame, previous: pl.DataFrame | None) -> pl.Data
         prev = previous.select(
             (pl.col("source_system") + ":" + pl.col("source_record_id")).alias("ref"), "customer_key"
         )
+        # ties go to the component with the smallest record id: the same in any order the records come in
         votes = (
             members.join(prev, on="ref")
             .group_by("component", "customer_key")
             .len()
-            .sort(["len", "customer_key"], descending=[True, False])
+            .join(anchors, on="component")
+            .sort(["len", "customer_key", "anchor"], descending=[True, False, False])
         )
         # each key to the component holding most of its records, then each component its best key
         by_key = votes.unique("customer_key", keep="first", maintain_order=True)
@@ -785,10 +802,13 @@ def build_links(
     previous: pl.DataFrame | None,
     records: pl.DataFrame | None = None,
     score: Scorer | None = None,
+    *,
+    kept: Kept | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, Model | None]:
     """(records, links, model) of a derived build: ``con`` has the entity views; ``previous`` (the current
     build's source_system, source_record_id, customer_key, if any) hands its keys on; ``records``: the
-    records when already read (read_records)."""
+    records when already read (read_records); ``kept`` (kept_resolution): the parameters to score with and
+    the previous build's resolution to resolve only what changed against (None: train, resolve all)."""
     cfg = settings.identity
     overrides = read_overrides(settings.base_dir / cfg.overrides) if cfg.overrides else []
     records = read_records(con) if records is None else records
@@ -797,6 +817,10 @@ def build_links(
         if cfg.probabilistic
         else None
     )
+    if model is not None and kept is not None:
+        model.trained, model.tf_total = kept.trained, kept.tf_total
+        model.kept = kept if kept.state is not None else None
+        model.stats["resolution"] = "full: " + kept.reason if kept.reason else "incremental"
     return records, resolve(records, model, overrides, previous, score), model
 
 
@@ -868,3 +892,281 @@ def evaluate_current(settings: Settings) -> list[tuple[str, Score]]:
         attach_entities(con, store, manifest)
         exact = resolve(read_records(con))
     return [("exact rules only", evaluate(exact, truth)), ("current links", evaluate(current, truth))]
+
+
+# -------------------------------------------------------------------------------- incremental resolution
+# What a build keeps so that the next one resolves only what changed (issue 22): per record a digest of
+# what pass 2 compares, its name (hashed) and its pass-1 cluster; the pairs Splink accepted; the parameters.
+# Pass 1, the clusters, overrides and keys are made again over all records (they are cheap next to Splink).
+STATE_TABLES: dict[str, dict[str, str]] = {
+    "identity_state": {
+        "source_system": "VARCHAR",
+        "source_record_id": "VARCHAR",
+        "record_kind": "VARCHAR",
+        "rid": "BIGINT",
+        "digest": "UBIGINT",
+        "name_hash": "UBIGINT",
+        "ex": "BIGINT",
+    },
+    "identity_pairs": {"rid_l": "BIGINT", "rid_r": "BIGINT", "match_probability": "DOUBLE"},
+    "identity_model": {
+        "model_json": "VARCHAR",
+        "tf_total": "BIGINT",
+        "trained_at": "TIMESTAMP",
+        "threshold": "DOUBLE",
+        "version": "VARCHAR",
+        "resolution": "VARCHAR",
+        "records": "BIGINT",
+        "changed": "BIGINT",
+        "scored": "BIGINT",
+    },
+}
+_COMPARED = ("name", "name_py", "phone", "phone10", "email", "email_key", "company", "city", "region")
+_RECORD_KEY = ["source_system", "source_record_id", "record_kind"]
+_PAIR_SCHEMA = {"node_l": pl.Int64, "node_r": pl.Int64, "match_probability": pl.Float64}
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What a build resolves with (kept_resolution): the parameters, and the previous build's records and
+    pairs when only what changed is resolved again (``state`` None: all records, ``reason`` says why)."""
+
+    trained: dict[str, Any] | None  # Splink's parameters; None: train them in this build
+    tf_total: int
+    trained_at: datetime | None  # None: pinned ([identity] model) or trained in this build
+    state: pl.DataFrame | None = None
+    pairs: pl.DataFrame | None = None
+    max_share: float = 1.0  # more records new, changed or gone than this share: all resolved again
+    reason: str | None = None
+
+
+def _restrict(rule: str) -> list[str]:
+    """A blocking rule cut to the pairs that can differ from the kept ones: one end changed or touched
+    (its pass-1 cluster or a rare name's count changed), or both ends of a name whose frequency changed."""
+    base = f"{rule} AND l.ex <> r.ex"
+    return [f"{base} AND l.dirty", f"{base} AND r.dirty", f"{base} AND l.name_dirty AND l.name = r.name"]
+
+
+def _predict_with(feats: pl.DataFrame, model: Model) -> pl.DataFrame:
+    """predict with given parameters (``model.trained``): every candidate pair, or with ``dirty`` and
+    ``name_dirty`` columns in ``feats`` only those _restrict keeps. A name's term frequency is its count
+    over the model's ``tf_total``, so a pair of unchanged records scores what it scored before."""
+    from splink import DuckDBAPI, Linker
+
+    logging.getLogger("splink").setLevel(logging.ERROR)
+    lap = _Laps(model.stats)
+    restricted = "dirty" in feats.columns
+    if restricted and not (feats["dirty"].any() or feats["name_dirty"].any()):
+        model.stats["pairs_linked"] = 0
+        return pl.DataFrame(schema=_PAIR_SCHEMA)
+    rules = [r for rule in _BLOCKING for r in (_restrict(rule) if restricted else [f"{rule} AND l.ex <> r.ex"])]
+    settings = json.loads(json.dumps(model.trained))  # Splink keeps and may change what it is given
+    settings["blocking_rules_to_generate_predictions"] = [{"blocking_rule": r, "sql_dialect": "duckdb"} for r in rules]
+    with bounded_connection(model.memory_limit, model.spill_root, shared=True) as con:
+        con.register("identity_features", feats.to_arrow())
+        con.execute(
+            "CREATE TABLE identity_records AS SELECT * FROM identity_features "
+            "WHERE name IS NOT NULL OR phone10 IS NOT NULL OR email_key IS NOT NULL"
+        )
+        con.unregister("identity_features")
+        con.execute(
+            "CREATE TABLE identity_tf_name AS SELECT name, CAST(count(*) AS DOUBLE) / $total AS tf_name "
+            "FROM identity_records WHERE name IS NOT NULL GROUP BY name",
+            {"total": max(model.tf_total, 1)},
+        )
+        db = DuckDBAPI(con)
+        linker = Linker(db.register("identity_records"), settings, log_level=None)
+        linker.table_management.register_term_frequency_lookup(db.register("identity_tf_name"), "name")
+        scored = linker.inference.predict(threshold_match_probability=model.threshold, warning_mode="never")
+        pairs = con.sql(
+            f"SELECT unique_id_l AS node_l, unique_id_r AS node_r, match_probability FROM {scored.physical_name}"
+        ).pl()
+    lap("predict")
+    model.stats["pairs_linked"] = pairs.height
+    return pairs
+
+
+def _record_state(recs: pl.DataFrame, feats: pl.DataFrame) -> pl.DataFrame:
+    """identity_state's rows: a record's rid is its node in this build (the pairs name nodes)."""
+    return pl.concat(
+        [
+            recs.select(*_RECORD_KEY, pl.col("node").alias("rid")),
+            feats.select(
+                pl.struct(list(_COMPARED)).hash().alias("digest"),
+                pl.when(pl.col("name").is_not_null()).then(pl.col("name").hash()).alias("name_hash"),
+                pl.col("ex").cast(pl.Int64),
+            ),
+        ],
+        how="horizontal",
+    )
+
+
+def _against_kept(recs: pl.DataFrame, feats: pl.DataFrame, model: Model) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(features, kept pairs): with a kept resolution, the features flag the records whose pairs are scored
+    again and the kept pairs are those of the others (by node of this build); otherwise all is scored."""
+    state = model.state = _record_state(recs, feats)
+    kept, none = model.kept, pl.DataFrame(schema=_PAIR_SCHEMA)
+    if kept is None or kept.state is None or kept.pairs is None or model.trained is None:
+        return feats, none
+    old = kept.state.rename({"rid": "old_rid", "digest": "old_digest", "name_hash": "old_name", "ex": "old_ex"})
+    j = state.join(old, on=_RECORD_KEY, how="left", maintain_order="left")
+    changed = j["old_rid"].is_null() | (j["digest"] != j["old_digest"]).fill_null(True)
+    n_changed = int(changed.sum()) + old.height - int(j["old_rid"].is_not_null().sum())  # new, changed, gone
+    model.stats["records_changed"] = n_changed
+    if n_changed > kept.max_share * max(state.height, old.height):
+        model.stats["resolution"] = f"full: {n_changed:,} of {state.height:,} records new, changed or gone"
+        if kept.trained_at is not None:  # not pinned: trained again
+            model.trained = None
+        return feats, none
+    # pass-1 clusters whose members are not the same as before: their records' candidate pairs change
+    sizes_old = old.group_by("old_ex").len("old_n")
+    sizes_new = state.group_by("ex").len("new_n")
+    stable = (
+        j.filter(pl.col("old_rid").is_not_null())
+        .group_by("old_ex")
+        .agg(pl.col("ex").n_unique().alias("k"), pl.col("ex").first(), pl.len().alias("m"))
+        .join(sizes_old, on="old_ex")
+        .join(sizes_new, on="ex")
+        .filter((pl.col("k") == 1) & (pl.col("m") == pl.col("old_n")) & (pl.col("m") == pl.col("new_n")))
+        .get_column("old_ex")
+    )
+    # names whose count changed: their term frequency (every same-name pair), and a rare name's blocking
+    counts = (
+        old.drop_nulls("old_name")
+        .group_by(pl.col("old_name").alias("name_hash"))
+        .len("n_old")
+        .join(
+            state.drop_nulls("name_hash").group_by("name_hash").len("n_new"), on="name_hash", how="full", coalesce=True
+        )
+        .with_columns(pl.col("n_old", "n_new").fill_null(0))
+        .filter(pl.col("n_old") != pl.col("n_new"))
+    )
+    rare = counts.filter((pl.col("n_old") <= RARE_NAME) != (pl.col("n_new") <= RARE_NAME))["name_hash"]
+    flags = j.select(
+        (
+            pl.lit(changed)
+            | ~pl.col("old_ex").is_in(stable.implode()).fill_null(False)
+            | pl.col("name_hash").is_in(rare.implode()).fill_null(False)
+        ).alias("dirty"),
+        pl.col("name_hash").is_in(counts["name_hash"].implode()).fill_null(False).alias("name_dirty"),
+    )
+    clean = j.select("old_rid", pl.col("rid").alias("node"), "name_hash", flags["name_dirty"]).filter(~flags["dirty"])
+    side = {s: clean.rename({c: f"{c}_{s}" for c in clean.columns}) for s in ("l", "r")}
+    kept_pairs = (
+        kept.pairs.join(side["l"], left_on="rid_l", right_on="old_rid_l")
+        .join(side["r"], left_on="rid_r", right_on="old_rid_r")
+        .filter(~((pl.col("name_hash_l") == pl.col("name_hash_r")).fill_null(False) & pl.col("name_dirty_l")))
+        .select(  # Splink's orientation (smaller node left): the override split takes edges in node order
+            pl.min_horizontal("node_l", "node_r").alias("node_l"),
+            pl.max_horizontal("node_l", "node_r").alias("node_r"),
+            "match_probability",
+        )
+    )
+    model.stats["records_scored"] = int(flags["dirty"].sum())
+    model.stats["pairs_kept"] = kept_pairs.height
+    return feats.with_columns(flags), kept_pairs
+
+
+@functools.cache
+def _version() -> str:
+    """The code a kept resolution was made by (this module and the name/phone parsing it reads)."""
+    h = hashlib.sha256()
+    for path in (Path(__file__), Path(__file__).parents[1] / "core" / "parse.py"):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def read_model(path: Path) -> tuple[dict[str, Any], int]:
+    """A model file (export_model): Splink's parameters and the named-record count of its term frequencies."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: identity model file not found ([identity] model)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        trained, total = data["splink"], int(data["tf_total"])
+        if not isinstance(trained, dict) or "comparisons" not in trained or total < 1:
+            raise ValueError("no comparisons or no term-frequency total")
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path}: not an identity model file (keys splink, tf_total): {e}") from None
+    return trained, total
+
+
+def export_model(store: Store, path: Path) -> int:
+    """Write the current build's Splink parameters as a model file; returns the named records it counts."""
+    row = previous_table(store, store.read_manifest(), "identity_model", ["model_json", "tf_total"])
+    if row is None or not row.height or row["model_json"][0] is None:
+        raise ConfigError("no trained identity model yet: run `cockpit refresh` with [identity] probabilistic = true")
+    data = {"splink": json.loads(row["model_json"][0]), "tf_total": int(row["tf_total"][0])}
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+    return data["tf_total"]
+
+
+def kept_resolution(settings: Settings, store: Store, manifest: Manifest, *, full: bool, now: datetime) -> Kept:
+    """What the next resolution builds on: a pinned model ([identity] model) is always scored with; else the
+    current build's parameters unless ``full`` (``cockpit refresh --full``), they are ``retrain_days`` old,
+    the identity code or threshold changed or there are none. With kept parameters and the current build's
+    records and pairs, only what changed is resolved again."""
+    cfg = settings.identity
+    pinned = read_model(settings.base_dir / cfg.model) if cfg.model else None
+    row = previous_table(store, manifest, "identity_model", list(STATE_TABLES["identity_model"]))
+    now = now.replace(tzinfo=None)
+    reason = None
+    if full:
+        reason = "asked for (--full)"
+    elif row is None or not row.height or row["model_json"][0] is None:
+        reason = "no earlier resolution to build on"
+    elif row["version"][0] != _version() or row["threshold"][0] != cfg.match_threshold:
+        reason = "the identity code or the match threshold changed"
+    elif pinned is not None and (json.loads(row["model_json"][0]), int(row["tf_total"][0])) != pinned:
+        reason = "the pinned model changed"
+    elif pinned is None and (row["trained_at"][0] is None or (now - row["trained_at"][0]).days >= cfg.retrain_days):
+        reason = f"parameters older than retrain_days = {cfg.retrain_days}"
+    if pinned is not None:
+        trained, total, trained_at = pinned[0], pinned[1], None
+    elif reason is None and row is not None:
+        trained, total, trained_at = json.loads(row["model_json"][0]), int(row["tf_total"][0]), row["trained_at"][0]
+    else:
+        return Kept(None, 0, None, reason=reason)
+    state = previous_table(store, manifest, "identity_state", list(STATE_TABLES["identity_state"]))
+    pairs = previous_table(store, manifest, "identity_pairs", list(STATE_TABLES["identity_pairs"]))
+    if reason is None and (state is None or pairs is None):
+        reason = "no earlier resolution to build on"
+    if reason is not None:
+        return Kept(trained, total, trained_at, reason=reason)
+    return Kept(trained, total, trained_at, state, pairs, cfg.retrain_changed_share)
+
+
+def write_state(model: Model | None, kept: Kept | None, stage: Path, now: datetime) -> None:
+    """This build's identity_state, identity_pairs and identity_model files (empty without pass 2)."""
+    empty = {t: pl.DataFrame(schema={c: _POLARS[v] for c, v in cols.items()}) for t, cols in STATE_TABLES.items()}
+    state = model.state if model is not None and model.state is not None else empty["identity_state"]
+    pairs = empty["identity_pairs"]
+    if model is not None and model.pairs is not None:
+        pairs = model.pairs.rename({"node_l": "rid_l", "node_r": "rid_r"})
+    trained = model.trained if model is not None else None
+    trained_here = trained is not None and (kept is None or trained is not kept.trained)
+    trained_at = now.replace(tzinfo=None) if trained_here else (kept.trained_at if kept is not None else None)
+    stats = model.stats if model is not None else {}
+    row = {
+        "model_json": json.dumps(model.trained) if model is not None and model.trained is not None else None,
+        "tf_total": model.tf_total if model is not None else 0,
+        "trained_at": trained_at,
+        "threshold": model.threshold if model is not None else None,
+        "version": _version(),
+        "resolution": stats.get("resolution", "full") if model is not None else "exact rules only",
+        "records": state.height,
+        "changed": stats.get("records_changed"),
+        "scored": stats.get("records_scored", state.height),
+    }
+    schemas = {t: pl.Schema({c: _POLARS[v] for c, v in cols.items()}) for t, cols in STATE_TABLES.items()}
+    state.cast(schemas["identity_state"]).write_parquet(stage / "identity_state.parquet")
+    pairs.cast(schemas["identity_pairs"]).write_parquet(stage / "identity_pairs.parquet")
+    pl.DataFrame([row], schema=schemas["identity_model"]).write_parquet(stage / "identity_model.parquet")
+
+
+_POLARS: dict[str, pl.DataType] = {
+    "VARCHAR": pl.String(),
+    "BIGINT": pl.Int64(),
+    "UBIGINT": pl.UInt64(),
+    "DOUBLE": pl.Float64(),
+    "TIMESTAMP": pl.Datetime("us"),
+}

@@ -22,7 +22,15 @@ from dashboard.derived.analytics import ANALYTICS_TABLES
 from dashboard.derived.churn import build as churn
 from dashboard.derived.churn.build import CHURN_TABLES
 from dashboard.derived.golden import GOLDEN_TABLES, write_golden
-from dashboard.derived.identity import build_links, previous_table, read_records, redirects
+from dashboard.derived.identity import (
+    STATE_TABLES,
+    build_links,
+    kept_resolution,
+    previous_table,
+    read_records,
+    redirects,
+    write_state,
+)
 from dashboard.derived.quality.tables import QUALITY_TABLES, write_quality_tables
 from dashboard.derived.spark import identity as spark_identity
 from dashboard.derived.spark import jobs as spark_jobs
@@ -38,7 +46,7 @@ STEP_ENTITIES: dict[str, tuple[str, ...]] = {
     "churn": ("customers", "leads", "orders", "contracts", "interactions"),
 }
 STEP_TABLES: dict[str, tuple[str, ...]] = {
-    "identity": ("identity_links", "customer_redirects"),
+    "identity": ("identity_links", "customer_redirects", *STATE_TABLES),  # + what the next build resolves against
     "analytics": ANALYTICS_TABLES,
     "golden": GOLDEN_TABLES,
     "churn": CHURN_TABLES,
@@ -113,6 +121,7 @@ def build_derived(
             "identity",  # the records without their snapshot ids: what resolution reads
             fingerprint.frame_digest(records.drop("snapshot_id")),
             fingerprint.file_digest(overrides) if overrides and overrides.is_file() else None,
+            *_pinned_model(settings),
         )
         if steps.reuse("identity"):
             links = pl.read_parquet(stage / "identity_links.parquet")
@@ -122,7 +131,10 @@ def build_derived(
             )
             # exact, Splink (its pairs scored by Splink's Spark linker with engine spark); overrides win
             score = spark_identity.scorer(spark, settings, stage) if spark is not None else None
-            records, links, _model = build_links(settings, con, previous, records, score)
+            # only new and changed records scored against the kept pairs and parameters, unless re-resolved
+            kept = kept_resolution(settings, store, manifest, full=full, now=now_utc())
+            records, links, model = build_links(settings, con, previous, records, score, kept=kept)
+            write_state(model, kept, stage, now_utc())
             links.write_parquet(stage / "identity_links.parquet")
             moved = redirects(  # keys that disappeared (merged) → where their records are now
                 previous,
@@ -189,6 +201,7 @@ def build_derived(
             **{t: store.rel(dest / f"{t}.parquet") for t in QUALITY_TABLES},
             "identity_links": store.rel(dest / "identity_links.parquet"),
             "customer_redirects": store.rel(dest / "customer_redirects.parquet"),
+            **{t: store.rel(dest / f"{t}.parquet") for t in STATE_TABLES},
             **{t: store.rel(dest / f"{t}.parquet") for t in GOLDEN_TABLES},
             **{t: store.rel(dest / f"{t}.parquet") for t in ANALYTICS_TABLES},
             **{t: store.rel(dest / f"{t}.parquet") for t in CHURN_TABLES},
@@ -198,6 +211,12 @@ def build_derived(
         "reused": steps.reused,
     }
     return {**manifest, "derived": derived}
+
+
+def _pinned_model(settings: Settings) -> list[str]:
+    """A pinned identity model ([identity] model) is an input of the identity step: by its bytes."""
+    path = settings.base_dir / settings.identity.model if settings.identity.model else None
+    return [fingerprint.file_digest(path)] if path is not None and path.is_file() else []
 
 
 def _no_lap(step: str, rows: int | None = None) -> None:

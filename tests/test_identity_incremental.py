@@ -1,0 +1,235 @@
+"""Identity resolves new and changed records against the existing clusters (issue 22, point 1).
+
+A build keeps Splink's parameters, its accepted pairs and per record what pass 2 compares; the next build
+scores only the pairs that can differ. What must hold: the links equal a full resolution of the same records
+with the same parameters (keys, rules and confidences), while only a small part of the records is scored; a
+full re-resolution (parameters trained again) happens on --full, past the changed share, at the age limit.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from dashboard.core.config import Settings, load_settings, parse_settings
+from dashboard.core.errors import ConfigError
+from dashboard.core.store import Store
+from dashboard.derived.identity import Kept, Model, kept_resolution, resolve, write_state
+from dashboard.pipeline.refresh import refresh
+from tests.test_cli import cockpit
+from tests.test_identity import _frame, _keys, _people
+
+NOW = datetime(2026, 12, 4, 12, 0)
+
+
+def _population() -> list[dict[str, str | None]]:
+    """2,000 persons in the ERP; a third again in WeChat (same phone: pass 1), every tenth in the POS with
+    the phone a digit short and the email mistyped (only pass 2 finds those)."""
+    people = _people(2000)
+    wechat = [{**p, "source_system": "wechat", "source_record_id": f"W{i}"} for i, p in enumerate(people[::3])]
+    pos = [_typo(p, f"D{i}") for i, p in enumerate(people[::10])]
+    return [*people, *wechat, *pos]
+
+
+def _typo(p: dict[str, str | None], rid: str) -> dict[str, str | None]:
+    phone, email = p["phone"] or "", p["email"] or ""
+    return {
+        **p,
+        "source_system": "pos",
+        "source_record_id": rid,
+        "phone": None,
+        "phone_invalid": phone[:10],
+        "email": None,
+        "email_invalid": email.replace("@", "#"),
+    }
+
+
+def _changed(rows: list[dict[str, str | None]]) -> list[dict[str, str | None]]:
+    """About 1 %: new records (a mistyped copy of a known person, a new WeChat member, a stranger), a
+    changed name, a changed phone (leaves one pass-1 cluster for another), a removed record."""
+    by_id = {r["source_record_id"]: r for r in rows}
+    out = [r for r in rows if r["source_record_id"] not in ("W7", "D3")]  # removed
+    out = [dict(r) for r in out]
+    for r in out:
+        if r["source_record_id"] == "E00101":
+            r["name"] = "欧阳明"
+        if r["source_record_id"] == "E00102":
+            r["phone"] = by_id["E00105"]["phone"]  # now one customer with E00105 by pass 1
+    new = [_typo(by_id[f"E{i:05d}"], f"N{i}") for i in range(11, 2000, 200)]
+    new += [{**by_id[f"E{i:05d}"], "source_system": "wechat", "source_record_id": f"NW{i}"} for i in (4, 5)]
+    new.append({**by_id["E00050"], "source_record_id": "E09999", "phone": "13312345678", "email": "new@x.com"})
+    return out + new
+
+
+def _kept(model: Model, tmp: Path, trained_at: datetime | None, max_share: float = 0.2) -> Kept:
+    """What a build kept, read back from the files it writes."""
+    write_state(model, None, tmp, NOW)
+    state = pl.read_parquet(tmp / "identity_state.parquet")
+    pairs = pl.read_parquet(tmp / "identity_pairs.parquet")
+    return Kept(model.trained, model.tf_total, trained_at, state, pairs, max_share)
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[pl.DataFrame, pl.DataFrame, Model]:
+    """The population resolved in full, parameters trained: (records, links, model)."""
+    records = _frame(_population())
+    model = Model(threshold=0.95)
+    return records, resolve(records, model), model
+
+
+def test_given_parameters_score_what_training_scored(trained: tuple[pl.DataFrame, pl.DataFrame, Model]) -> None:
+    records, links, model = trained
+    again = Model(threshold=0.95, trained=model.trained, tf_total=model.tf_total)
+    assert_frame_equal(resolve(records, again), links)
+    assert again.stats["pairs_linked"] == model.stats["pairs_linked"] > 100
+
+
+def test_only_what_changed_is_scored_and_the_links_are_those_of_a_full_resolution(
+    trained: tuple[pl.DataFrame, pl.DataFrame, Model], tmp_path: Path
+) -> None:
+    _records, links, model = trained
+    after = _frame(_changed(_population()))
+    incremental = Model(threshold=0.95, trained=model.trained, tf_total=model.tf_total)
+    incremental.kept = _kept(model, tmp_path, NOW)
+    ours = resolve(after, incremental, previous=links)
+    full = resolve(after, Model(threshold=0.95, trained=model.trained, tf_total=model.tf_total), previous=links)
+
+    assert_frame_equal(ours, full)  # keys, rules, confidences: pair for pair the same
+    assert incremental.stats["records_changed"] == 17  # 2 removed, 2 changed, 13 new
+    assert 15 <= incremental.stats["records_scored"] < after.height // 10
+    assert incremental.stats["pairs_kept"] > 0.8 * model.stats["pairs_linked"]
+    key = _keys(ours)
+    assert key["pos:N211"] == key["erp:E00211"]  # a mistyped new copy joins its person (pass 2)
+    assert key["wechat:NW4"] == key["erp:E00004"]
+    assert key["erp:E00102"] == key["erp:E00105"]  # the changed phone moved it
+    assert key["erp:E09999"] not in {key["erp:E00050"]}  # a namesake with other phone and email stays apart
+    assert "wechat:W7" not in key
+
+
+def test_too_many_changes_train_the_parameters_again(
+    trained: tuple[pl.DataFrame, pl.DataFrame, Model], tmp_path: Path
+) -> None:
+    _records, links, model = trained
+    after = _frame(_changed(_population()))
+    retrained = Model(threshold=0.95, trained=model.trained, tf_total=model.tf_total)
+    retrained.kept = _kept(model, tmp_path, NOW, max_share=0.001)
+    resolve(after, retrained, previous=links)
+    assert retrained.stats["resolution"] == f"full: 17 of {after.height:,} records new, changed or gone"
+    assert retrained.trained is not None and retrained.trained is not model.trained  # trained in this build
+    assert "records_scored" not in retrained.stats
+
+    pinned = Model(threshold=0.95, trained=model.trained, tf_total=model.tf_total)
+    pinned.kept = _kept(model, tmp_path, None, max_share=0.001)  # no training date: a pinned model
+    resolve(after, pinned, previous=links)
+    assert pinned.trained is model.trained  # scored with the pinned parameters, all pairs
+
+
+# -- when a build resolves all again ------------------------------------------------------------------
+def _settings(tmp_path: Path, **identity: object) -> Settings:
+    return parse_settings({"data_dir": "data", "identity": identity}, tmp_path)
+
+
+def _built(tmp_path: Path, model: Model, trained_at: datetime) -> tuple[Store, dict[str, object]]:
+    """A data folder whose current build holds ``model``'s resolution, trained at ``trained_at``."""
+    store = Store(tmp_path / "data")
+    folder = tmp_path / "data" / "derived" / "b1"
+    folder.mkdir(parents=True)
+    write_state(model, None, folder, trained_at)
+    tables = {t: f"derived/b1/{t}.parquet" for t in ("identity_state", "identity_pairs", "identity_model")}
+    return store, {"derived": {"tables": tables}}
+
+
+def test_a_build_builds_on_the_last_one_until_full_or_old(
+    trained: tuple[pl.DataFrame, pl.DataFrame, Model], tmp_path: Path
+) -> None:
+    _records, _links, model = trained
+    store, manifest = _built(tmp_path, model, NOW - timedelta(days=3))
+    settings = _settings(tmp_path, retrain_days=7)
+
+    kept = kept_resolution(settings, store, manifest, full=False, now=NOW)
+    assert kept.reason is None and kept.state is not None and kept.trained == model.trained
+    assert model.state is not None and kept.state.height == model.state.height
+
+    assert kept_resolution(settings, store, manifest, full=True, now=NOW).reason == "asked for (--full)"
+    old = kept_resolution(settings, store, manifest, full=False, now=NOW + timedelta(days=4))
+    assert old.reason == "parameters older than retrain_days = 7" and old.trained is None
+    other = kept_resolution(_settings(tmp_path, match_threshold=0.9), store, manifest, full=False, now=NOW)
+    assert other.reason == "the identity code or the match threshold changed" and other.trained is None
+    assert kept_resolution(settings, store, {}, full=False, now=NOW).reason == "no earlier resolution to build on"
+
+
+def test_a_pinned_model_is_never_trained_again(
+    trained: tuple[pl.DataFrame, pl.DataFrame, Model], tmp_path: Path
+) -> None:
+    _records, _links, model = trained
+    store, manifest = _built(tmp_path, model, NOW - timedelta(days=300))
+    (tmp_path / "model.json").write_text(
+        json.dumps({"splink": model.trained, "tf_total": model.tf_total}), encoding="utf-8"
+    )
+    settings = _settings(tmp_path, model="model.json", retrain_days=1)
+    kept = kept_resolution(settings, store, manifest, full=False, now=NOW)
+    assert kept.reason is None and kept.trained == model.trained and kept.trained_at is None
+    full = kept_resolution(settings, store, manifest, full=True, now=NOW)
+    assert full.reason == "asked for (--full)" and full.trained == model.trained and full.state is None
+
+
+def test_a_bad_model_file_or_setting_is_named(tmp_path: Path) -> None:
+    (tmp_path / "model.json").write_text('{"splink": {}}', encoding="utf-8")
+    settings = _settings(tmp_path, model="model.json")
+    with pytest.raises(ConfigError, match=r"model\.json: not an identity model file"):
+        kept_resolution(settings, Store(tmp_path / "data"), {}, full=False, now=NOW)
+    with pytest.raises(ConfigError, match="identity model file not found"):
+        kept_resolution(_settings(tmp_path, model="nope.json"), Store(tmp_path / "data"), {}, full=False, now=NOW)
+    for key, value in (("retrain_changed_share", 0), ("retrain_changed_share", 1.5), ("retrain_days", 0)):
+        with pytest.raises(ConfigError, match=f"identity.{key}"):
+            _settings(tmp_path, **{key: value})
+
+
+# -- through the refresh, on the fixture company ------------------------------------------------------
+def _identity_model(settings: Settings) -> dict[str, Any]:
+    store = Store(settings.data_path)
+    rel = store.read_manifest()["derived"]["tables"]["identity_model"]
+    return pl.read_parquet(store.abs(rel)).row(0, named=True)
+
+
+def _links(settings: Settings) -> pl.DataFrame:
+    store = Store(settings.data_path)
+    return pl.read_parquet(store.abs(store.read_manifest()["derived"]["tables"]["identity_links"]))
+
+
+def test_a_refresh_resolves_a_new_lead_incrementally_and_full_trains_again(company: Settings) -> None:
+    first = _identity_model(company)
+    assert first["resolution"] == "full: no earlier resolution to build on" and first["trained_at"] is not None
+    leads = company.base_dir / "imports" / "crm" / "leads.csv"
+    # a new lead with a known phone (pass 1 puts it with CRM-3) and a new stranger
+    leads.write_text(
+        leads.read_text(encoding="utf-8") + "CRM-90,2026-03-01,SEM,13900130003,,rep1\n"
+        "CRM-91,2026-03-02,SEM,13912345678,x91@example.com,rep1\n",
+        encoding="utf-8",
+    )
+    assert refresh(company, ["crm"]).exit_code == 0
+    second = _identity_model(company)
+    assert second["resolution"] == "incremental" and second["changed"] == 2
+    assert second["trained_at"] == first["trained_at"] and second["model_json"] == first["model_json"]
+    key = _keys(_links(company))
+    assert key["crm:CRM-90"] == key["crm:CRM-3"] != key["crm:CRM-91"]
+
+    cfg = company.base_dir / "cockpit.toml"
+    out = cockpit("--config", str(cfg), "identity", "export-model", "model.json", cwd=company.base_dir)
+    assert out.returncode == 0, out.stderr
+    assert refresh(company, full=True).exit_code == 0
+    third = _identity_model(company)
+    assert third["resolution"] == "full: asked for (--full)" and third["trained_at"] > first["trained_at"]
+    assert _keys(_links(company)) == key  # the same customers, keys handed on
+
+    cfg.write_text(cfg.read_text(encoding="utf-8") + '\n[identity]\nmodel = "model.json"\n', encoding="utf-8")
+    pinned = load_settings(cfg)
+    assert refresh(pinned, full=True).exit_code == 0
+    fourth = _identity_model(pinned)
+    assert fourth["trained_at"] is None and fourth["model_json"] == second["model_json"]
