@@ -26,6 +26,8 @@ DEFAULTS: dict[str, str] = {
 # On one machine a shuffle into Spark's default 200 partitions is mostly task overhead; a cluster keeps
 # 200 (adaptive execution merges the small ones) unless [engine.conf] says otherwise.
 LOCAL_DEFAULTS: dict[str, str] = {"spark.sql.shuffle.partitions": "8"}
+# warn, less the eight lines Splink's Spark linker causes on every build: its Java functions registered again
+# ("The function ... replaced a previously registered function")
 _LOG4J = """rootLogger.level = warn
 rootLogger.appenderRef.stdout.ref = console
 appender.console.type = Console
@@ -35,6 +37,8 @@ appender.console.layout.type = PatternLayout
 appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n
 logger.native.name = org.apache.hadoop.util.NativeCodeLoader
 logger.native.level = error
+logger.functions.name = org.apache.spark.sql.catalyst.analysis.SimpleFunctionRegistry
+logger.functions.level = error
 """
 
 
