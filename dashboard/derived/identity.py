@@ -947,6 +947,16 @@ def _restrict(rule: str) -> list[str]:
     return [f"{base} AND l.dirty", f"{base} AND r.dirty", f"{base} AND l.name_dirty AND l.name = r.name"]
 
 
+_NEAR_SQL = """
+CREATE TABLE identity_near AS SELECT * FROM identity_records
+WHERE dirty OR name_dirty
+   OR phone10 IN (SELECT phone10 FROM identity_records WHERE dirty)
+   OR email_key IN (SELECT email_key FROM identity_records WHERE dirty)
+   OR name IN (SELECT name FROM identity_records WHERE dirty)
+   OR name_py IN (SELECT name_py FROM identity_records WHERE dirty)
+"""
+
+
 def _predict_with(feats: pl.DataFrame, model: Model) -> pl.DataFrame:
     """predict with given parameters (``model.trained``): every candidate pair, or with ``dirty`` and
     ``name_dirty`` columns in ``feats`` only those _restrict keeps. A name's term frequency is its count
@@ -974,8 +984,12 @@ def _predict_with(feats: pl.DataFrame, model: Model) -> pl.DataFrame:
             "FROM identity_records WHERE name IS NOT NULL GROUP BY name",
             {"total": max(model.tf_total, 1)},
         )
+        table = "identity_records"
+        if restricted:  # every rule joins on a phone, a mailbox, a name or its pinyin: only records sharing
+            con.execute(_NEAR_SQL)  # one with a touched record can pair with it (term frequencies: all)
+            table = "identity_near"
         db = DuckDBAPI(con)
-        linker = Linker(db.register("identity_records"), settings, log_level=None)
+        linker = Linker(db.register(table), settings, log_level=None)
         linker.table_management.register_term_frequency_lookup(db.register("identity_tf_name"), "name")
         scored = linker.inference.predict(threshold_match_probability=model.threshold, warning_mode="never")
         pairs = con.sql(
