@@ -34,6 +34,7 @@ from dashboard.derived.identity import (
 from dashboard.derived.quality.tables import QUALITY_TABLES, write_quality_tables
 from dashboard.derived.spark import identity as spark_identity
 from dashboard.derived.spark import jobs as spark_jobs
+from dashboard.derived.spark import steps as spark_steps
 from dashboard.derived.tables import DERIVED_TABLES, READ_FROM, attach_views
 from dashboard.pipeline import fingerprint
 from dashboard.pipeline.progress import Lap
@@ -111,8 +112,12 @@ def build_derived(
     stage.mkdir(parents=True)
     steps = _Steps(settings, store, manifest, stage, full)
     # DuckDB held to settings.memory_limit, spilling past it; with [engine] kind = "spark" also a Spark
-    # session, started and checked before any work (None otherwise)
-    with work_connection(settings) as con, spark_jobs.engine(settings) as spark:
+    # session, started and checked before any work (None otherwise), which then makes churn's per-day tables
+    with (
+        work_connection(settings) as con,
+        spark_jobs.engine(settings) as spark,
+        spark_steps.churn_on(spark, settings, store, manifest, stage),
+    ):
         attach_views(con, store, manifest, in_memory=frozenset())  # the old summaries are rebuilt, not read
         say("deriving: identity resolution")
         records = read_records(con)
@@ -146,7 +151,10 @@ def build_derived(
             del previous
         done("identity", links.height)
         say("deriving: quality tables")
-        write_quality_tables(settings, store, manifest, con, links, stage)  # profiles were made at publish
+        # profiles were made at publish; with engine spark the identity consistency is a Spark job
+        write_quality_tables(settings, store, manifest, con, links, stage, consistency=spark is None)
+        if spark is not None:
+            spark_steps.identity_consistency(spark, con, settings, store, manifest, stage)
         done("quality")
         say("deriving: channel analytics")
         steps.key("analytics", steps.keys["identity"])
@@ -171,7 +179,10 @@ def build_derived(
         done("analytics", _rows(stage / "lead_facts.parquet"))
         say("deriving: golden customer records")
         steps.key("golden", steps.keys["identity"], steps.today)  # lead_facts: leads, lead_events and links
-        if not steps.reuse("golden"):
+        remake = not steps.reuse("golden")  # asked once: a reused step's files are linked in as it answers
+        if remake and spark is not None:  # the same SQL as Spark jobs, the same files
+            spark_steps.golden_tables(spark, con, settings, store, manifest, records, stage)
+        elif remake:
             write_golden(con, settings, records, links, stage)  # golden customers: reads lead_facts
         del records
         done("golden", _rows(stage / "customer_golden.parquet"))

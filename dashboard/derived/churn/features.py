@@ -8,6 +8,9 @@ Times are in days since 1970 (the tables' local wall-clock time), so a cutoff is
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import date
 
 import duckdb
@@ -126,6 +129,41 @@ CREATE OR REPLACE TEMP TABLE churn_channel_days AS
 SELECT customer_key, channel, day FROM churn_keyed GROUP BY ALL
 """
 
+# The per-day tables' columns: what another engine making them (derived/spark/steps.py) loads them as.
+_DAY = {c: "DOUBLE" for c in ("day", "first_d", "last_d")}
+_COUNTS = ("contacts", "complaints", "unsubscribes", "service", "visits", "negative")
+DAY_TABLES: dict[str, dict[str, str]] = {
+    "churn_days": {
+        "customer_key": "VARCHAR", **_DAY, "orders": "INTEGER", "amount": "DOUBLE", "first_order_d": "DOUBLE",
+        "last_order_d": "DOUBLE", "last_contact_d": "DOUBLE", **dict.fromkeys(_COUNTS, "INTEGER"),
+    },
+    "churn_channel_days": {"customer_key": "VARCHAR", "channel": "VARCHAR", "day": "DOUBLE"},
+}  # fmt: skip
+# Makes churn_days and churn_channel_days on a connection (given the latest day number) in place of
+# load_events' own statements: with [engine] kind = "spark" the derived build sets one that runs those
+# statements as Spark jobs (derived/spark/steps.py), for the churn step only.
+DayTables = Callable[[duckdb.DuckDBPyConnection, int], None]
+_DAY_TABLES: ContextVar[DayTables | None] = ContextVar("churn_day_tables", default=None)
+
+
+@contextmanager
+def day_tables_from(make: DayTables) -> Iterator[None]:
+    """Inside: load_events has ``make`` make the per-day tables."""
+    token = _DAY_TABLES.set(make)
+    try:
+        yield
+    finally:
+        _DAY_TABLES.reset(token)
+
+
+def kind_params() -> dict[str, str]:
+    return {f"p_{k}": v for k, v in KIND_PATTERNS.items()}
+
+
+def outcome_params() -> dict[str, str]:
+    return {"p_negative": NEGATIVE_OUTCOME}
+
+
 FEATURES_SQL = """
 SELECT customer_key,
     $t - max(last_d) AS recency_days,
@@ -226,8 +264,12 @@ def load_events(con: duckdb.DuckDBPyConnection, links: pl.DataFrame, priorities:
     if priorities:
         con.executemany("INSERT INTO churn_priority VALUES (?, ?)", [[s, p] for s, p in priorities.items()])
     con.execute(KEYS_SQL)
-    con.execute(KINDS_SQL, {f"p_{k}": v for k, v in KIND_PATTERNS.items()})
-    con.execute(OUTCOMES_SQL, {"p_negative": NEGATIVE_OUTCOME})
+    make = _DAY_TABLES.get()
+    if make is not None:  # another engine makes the per-day tables from the statements below
+        make(con, latest)
+        return
+    con.execute(KINDS_SQL, kind_params())
+    con.execute(OUTCOMES_SQL, outcome_params())
     con.execute(KEYED_SQL, {"latest": latest})
     con.execute(DAYS_SQL)
     con.execute(CHANNEL_DAYS_SQL)

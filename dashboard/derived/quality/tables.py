@@ -109,8 +109,10 @@ def write_quality_tables(
     con: duckdb.DuckDBPyConnection,
     links: pl.DataFrame,
     folder: Path,
+    consistency: bool = True,
 ) -> None:
-    """Writes ``<table>.parquet`` for every name in QUALITY_TABLES into a derived build's folder."""
+    """Writes ``<table>.parquet`` for every name in QUALITY_TABLES into a derived build's folder
+    (``consistency`` false: all but identity_consistency, which the Spark engine makes from CONFLICTS_SQL)."""
     dictionary = for_settings(settings)
     retained_metrics(settings, store, manifest, dictionary).write_parquet(folder / "field_quality.parquet")
     history = store.runs / "attempts"
@@ -119,7 +121,8 @@ def write_quality_tables(
     runs, results = validation_history(store, sources, dictionary)
     runs.write_parquet(folder / "validation_runs.parquet")
     results.write_parquet(folder / "validation_results.parquet")
-    identity_consistency(con, links).write_parquet(folder / "identity_consistency.parquet")
+    if consistency:
+        identity_consistency(con, links).write_parquet(folder / "identity_consistency.parquet")
 
 
 def snapshot_time(snapshot_id: str) -> datetime | None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from functools import reduce
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,19 @@ def register_entities(spark: Any, settings: Settings, store: Store, manifest: Ma
         frame(spark, uris, entity_columns(entity)).createOrReplaceTempView(entity)
 
 
+def run_job(spark: Any, settings: Settings, name: str, work: Callable[[], None]) -> None:
+    """``work`` (the Spark jobs making ``name``) within [engine] job_timeout_seconds: a Spark failure (Py4J,
+    analysis, a lost executor past its retries) or no executor left is an EngineError naming ``name``."""
+    limit = settings.engine.job_timeout_seconds
+    run_within(
+        spark,
+        work,
+        limit,
+        f"the Spark job for {name} ran past {limit:g} s ([engine] job_timeout_seconds) and was cancelled",
+        f"the Spark job for {name} failed",
+    )
+
+
 def run_to_parquet(
     spark: Any,
     con: duckdb.DuckDBPyConnection,
@@ -100,29 +114,56 @@ def run_to_parquet(
     table: str,
     columns: Mapping[str, str],
     stage: Path,
+    args: Mapping[str, Any] | None = None,
+    row_group_size: int | None = None,
 ) -> Path:
-    """Run ``sql`` (DuckDB dialect) on Spark, write ``stage/<table>.parquet`` with ``columns``, in the
-    statement's own ORDER BY; the result is also the Spark view ``table`` for the statements after it."""
+    """Run ``sql`` (DuckDB dialect; ``$name`` parameters bound from ``args``) on Spark, write
+    ``stage/<table>.parquet`` with ``columns``, in the statement's own ORDER BY (``row_group_size``: as the
+    DuckDB engine writes the table); the result is also the Spark view ``table`` for the statements after it."""
     parts = stage / PARTS / table
     order = sqlglot.parse_one(sql, read="duckdb").args.get("order")
-    limit = settings.engine.job_timeout_seconds
-    run_within(  # a Spark failure (Py4J, analysis, a lost executor past its retries) or no executor left
+    text, bound = spark_query(sql, args)
+    run_job(
         spark,
-        lambda: spark.sql(to_spark(sql)).write.mode("overwrite").parquet(shared_uri(settings, parts)),
-        limit,
-        f"the Spark job for {table} ran past {limit:g} s ([engine] job_timeout_seconds) and was cancelled",
-        f"the Spark job for {table} failed",
+        settings,
+        table,
+        lambda: spark.sql(text, bound).write.mode("overwrite").parquet(shared_uri(settings, parts)),
     )
     target = stage / f"{table}.parquet"
     cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in columns.items())  # our own declared columns
     source = f"read_parquet({quote_path(parts / '*.parquet')})" if any(parts.glob("*.parquet")) else None
     query = f"SELECT {cols} FROM {source}" if source else f"SELECT {cols} FROM (SELECT 1) WHERE false"
-    if order is not None and source:
-        query += " " + order.sql(dialect="duckdb")
-    con.execute(f"COPY ({query}) TO {quote_path(target)} (FORMAT parquet, COMPRESSION zstd)")
+    if order is not None and source:  # its columns by name: the statement's table aliases are gone here
+        query += " " + order.transform(_unqualified).sql(dialect="duckdb")
+    groups = f", ROW_GROUP_SIZE {int(row_group_size)}" if row_group_size else ""
+    con.execute(f"COPY ({query}) TO {quote_path(target)} (FORMAT parquet, COMPRESSION zstd{groups})")
     spark.read.parquet(shared_uri(settings, target)).createOrReplaceTempView(table)
     shutil.rmtree(parts, ignore_errors=True)
     return target
+
+
+def spark_query(sql: str, args: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any] | None]:
+    """``sql`` (DuckDB dialect, ``$name`` parameters) as Spark SQL, and ``args`` as Spark binds them: a datetime
+    as its text cast to TIMESTAMP_NTZ, the tables' naive wall-clock time (PySpark would read a naive datetime
+    in this process's own time zone)."""
+    text = to_spark(sql)
+    if not args:
+        return text, None
+    stamps = {k for k, v in args.items() if isinstance(v, datetime)}
+    if stamps:
+        ntz = sqlglot.exp.DataType.build("TIMESTAMP_NTZ", dialect="spark")
+
+        def cast(node: sqlglot.exp.Expression) -> sqlglot.exp.Expression:
+            if isinstance(node, sqlglot.exp.Placeholder) and node.name in stamps:
+                return sqlglot.exp.Cast(this=node.copy(), to=ntz.copy())
+            return node
+
+        text = sqlglot.parse_one(text, read="spark").transform(cast).sql(dialect="spark")
+    return text, {k: v.isoformat(sep=" ") if k in stamps else v for k, v in args.items()}
+
+
+def _unqualified(node: sqlglot.exp.Expression) -> sqlglot.exp.Expression:
+    return sqlglot.exp.column(node.name) if isinstance(node, sqlglot.exp.Column) else node
 
 
 def analytics_tables(

@@ -11,7 +11,12 @@ engines (tests/test_spark_sql.py):
   divides in DOUBLE: → ``CAST(1.0 AS DOUBLE)``;
 - DuckDB's ``levenshtein`` and ``jaro_winkler_similarity`` compare UTF-8 bytes (a Chinese character is three),
   Spark's ``levenshtein`` characters: both sides go to Spark one character per byte (decoded as ISO-8859-1),
-  and Jaro-Winkler is the ``jaro_winkler`` function of the jar Splink ships (its Spark linker registers it).
+  and Jaro-Winkler is the ``jaro_winkler`` function of the jar Splink ships (its Spark linker registers it);
+- ``list(x ORDER BY k)`` became ``COLLECT_LIST(x)``, its order lost: → the list sorted (by ``x`` itself, or
+  by the keys carried beside it in a struct); a descending key other than ``x`` is an error, not a guess.
+  (Spark's lists also skip NULLs where DuckDB's keep them: the steps on Spark aggregate no NULL into one.)
+- ``trim(x)`` strips every Unicode space separator in DuckDB (a full-width space too), only ASCII spaces in
+  Spark: → the separators (``\\p{Zs}``) removed at either end by a regular expression.
 """
 
 from __future__ import annotations
@@ -29,7 +34,40 @@ def _spark(template: str, node: exp.Expression) -> exp.Expression:
     return exp.Paren(this=sqlglot.parse_one(template.format(x=node.sql(dialect="spark")), read="spark"))
 
 
+def _ordered_list(node: exp.ArrayAgg) -> exp.Expression:
+    order = node.this
+    value = order.this.transform(_rewrite)
+    keys = [o.this.transform(_rewrite) for o in order.expressions]
+    desc = [bool(o.args.get("desc")) for o in order.expressions]
+    if isinstance(value, exp.Distinct):
+        value = exp.Distinct(expressions=value.expressions)
+        plain = value.expressions[0] if len(value.expressions) == 1 else None
+    else:
+        plain = value
+    if len(keys) == 1 and plain is not None and keys[0] == plain:
+        agg = exp.ArrayAgg(this=value).sql(dialect="spark")
+        return exp.Paren(this=sqlglot.parse_one(f"SORT_ARRAY({agg}, {'FALSE' if desc[0] else 'TRUE'})", read="spark"))
+    if any(desc) or isinstance(value, exp.Distinct):
+        raise ValueError(f"no Spark SQL for {node.sql(dialect='duckdb')}: sort it by its own value, ascending")
+    fields = ", ".join(f"{k.sql(dialect='spark')} AS k{i}" for i, k in enumerate(keys))
+    pairs = f"COLLECT_LIST(STRUCT({fields}, {value.sql(dialect='spark')} AS v))"
+    return exp.Paren(this=sqlglot.parse_one(f"TRANSFORM(ARRAY_SORT({pairs}), e -> e.v)", read="spark"))
+
+
+def _trimmed(node: exp.Trim) -> exp.Expression:
+    position = str(node.args.get("position") or "").upper()
+    ends = {"LEADING": ["^"], "TRAILING": ["$"]}.get(position, ["^", "$"])
+    pattern = "|".join(r"^\p{Zs}+" if end == "^" else r"\p{Zs}+$" for end in ends)
+    return exp.RegexpReplace(
+        this=node.this.transform(_rewrite), expression=exp.Literal.string(pattern), replacement=exp.Literal.string("")
+    )
+
+
 def _rewrite(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.ArrayAgg) and isinstance(node.this, exp.Order):
+        return _ordered_list(node)
+    if isinstance(node, exp.Trim) and node.args.get("expression") is None:
+        return _trimmed(node)
     if isinstance(node, exp.TimeToUnix):
         inner = node.this
         if isinstance(inner, exp.Sub):  # seconds of an interval: the difference of the two instants

@@ -1,0 +1,133 @@
+"""Golden records, the identity-consistency quality table and churn's per-day tables (derived.spark.steps) on
+the Spark engine against the DuckDB engine, on a refreshed company's snapshots and current build: wall time,
+CPU time (this process's, plus the local Spark JVM's from /proc) and input rows per CPU-second per step.
+Reads the company; writes only into a temporary folder under its data folder, removed after.
+
+    .venv/bin/python benchmarks/spark_steps.py --config /tmp/spark_medium/cockpit.toml --master 'local[2]'
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.spark import _cpu_of, _cpu_self, _line, _timed  # noqa: E402
+from dashboard.core.config import EngineConfig, Settings, load_settings  # noqa: E402
+from dashboard.core.duck import work_connection  # noqa: E402
+from dashboard.core.store import Manifest, Store  # noqa: E402
+from dashboard.derived import golden  # noqa: E402
+from dashboard.derived.churn import features as churn_features  # noqa: E402
+from dashboard.derived.identity import read_records  # noqa: E402
+from dashboard.derived.quality.tables import identity_consistency  # noqa: E402
+from dashboard.derived.spark import steps as spark_steps  # noqa: E402
+from dashboard.derived.spark.session import build_session  # noqa: E402
+from dashboard.derived.tables import attach_views  # noqa: E402
+
+# what each step reads (besides identity's links): its "input rows"
+INPUTS = {
+    "golden": ("customers", "leads", "orders", "contracts", "interactions", "lead_facts"),
+    "quality": ("customers", "leads"),
+    "churn": ("orders", "interactions"),
+}
+
+
+def _count(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> int:
+    return sum(int(con.sql(f"SELECT count(*) FROM {t}").fetchall()[0][0]) for t in tables)  # our own names
+
+
+class Steps:
+    """Each step once on DuckDB (``spark`` None) or on Spark, into ``folder``."""
+
+    def __init__(self, settings: Settings, store: Store, manifest: Manifest, con: duckdb.DuckDBPyConnection) -> None:
+        self.settings, self.store, self.manifest, self.con = settings, store, manifest, con
+        self.links = con.sql("SELECT * FROM identity_links").pl()
+
+    def stage(self, folder: Path) -> Path:
+        folder.mkdir(parents=True)
+        self.links.write_parquet(folder / "identity_links.parquet")
+        derived = self.manifest["derived"]["tables"]
+        shutil.copyfile(self.store.abs(derived["lead_facts"]), folder / "lead_facts.parquet")
+        return folder
+
+    def golden(self, spark: Any, folder: Path) -> Callable[[], None]:
+        records = read_records(self.con)
+        if spark is None:
+            return lambda: golden.write_golden(self.con, self.settings, records, self.links, folder)
+        return lambda: spark_steps.golden_tables(
+            spark, self.con, self.settings, self.store, self.manifest, records, folder
+        )
+
+    def quality(self, spark: Any, folder: Path) -> Callable[[], None]:
+        if spark is None:
+            return lambda: identity_consistency(self.con, self.links).write_parquet(folder / "consistency.parquet")
+        return lambda: spark_steps.identity_consistency(
+            spark, self.con, self.settings, self.store, self.manifest, folder
+        )
+
+    def churn(self, spark: Any, folder: Path) -> Callable[[], None]:
+        latest = churn_features.day_number(date.today() + timedelta(days=1))
+        priorities = {s.name: s.priority for s in self.settings.sources}
+        if spark is None:
+            return lambda: churn_features.load_events(self.con, self.links, priorities, latest)
+        make = spark_steps.churn_day_tables(spark, self.settings, self.store, self.manifest, folder)
+
+        def run() -> None:
+            with churn_features.day_tables_from(make):
+                churn_features.load_events(self.con, self.links, priorities, latest)
+
+        return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="cockpit.toml of a refreshed company")
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--steps", default="golden,quality,churn", help="which steps to time (comma-separated)")
+    parser.add_argument("--runs", type=int, default=2, help="Spark runs per step in one session (the first is cold)")
+    args = parser.parse_args()
+    names = [s for s in args.steps.split(",") if s in INPUTS]
+    engine = EngineConfig.model_validate({"kind": "spark", "master": args.master})
+    settings: Settings = load_settings(args.config).model_copy(update={"engine": engine})
+    store = Store(settings.data_path)
+    manifest = store.read_manifest()
+    folder = settings.data_path / ".spark" / f"bench-steps-{os.getpid()}"
+    try:
+        with work_connection(settings) as con:
+            attach_views(con, store, manifest, in_memory=frozenset())
+            steps = Steps(settings, store, manifest, con)
+            rows = {name: _count(con, INPUTS[name]) + steps.links.height for name in names}
+            print(f"{', '.join(f'{n} {r:,}' for n, r in rows.items())} input rows (with the identity links); "
+                  f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")  # fmt: skip
+            for name in names:
+                work = getattr(steps, name)(None, steps.stage(folder / f"duckdb-{name}"))
+                print(_line(f"duckdb: {name}", *_timed(work, _cpu_self), rows[name]))
+            started = time.perf_counter()
+            spark = build_session(settings)
+            jvm = int(spark.sparkContext._jvm.ProcessHandle.current().pid())
+            print(f"spark session ({args.master}): {time.perf_counter() - started:.1f} s to start")
+            try:
+                for name in names:
+                    for run in range(1, args.runs + 1):
+                        work = getattr(steps, name)(spark, steps.stage(folder / f"spark-{name}-{run}"))
+                        wall, cpu = _timed(work, lambda: _cpu_self() + _cpu_of(jvm))
+                        print(_line(f"spark {args.master}: {name} (run {run})", wall, cpu, rows[name]))
+            finally:
+                spark.stop()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""Golden records, the identity-consistency quality table and churn's per-day event tables as Spark jobs,
+from the DuckDB engine's own statements (derived.golden, derived.quality.tables, derived.churn.features)
+transpiled by .sql, writing the files and tables the DuckDB engine writes.
+
+Where the DuckDB statement leans on DuckDB itself, the parse tree is changed, not the text copied: golden
+records rank each customer's records by survivorship in ``rowid`` (DuckDB's row number of a table stored in
+that order); on Spark ``rowid`` is (customer_key, rank within the customer), which orders, groups and joins
+the customer's values the same way without sorting every record into one partition. The sources behind a
+value are a list (golden's own form past 128 sources), not DuckDB's 128-bit mask."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import sqlglot
+from sqlglot import exp
+
+from dashboard.core.config import Settings
+from dashboard.core.duck import empty_select, quote_path
+from dashboard.core.parse import pinyin
+from dashboard.core.store import Manifest, Store
+from dashboard.derived import golden
+from dashboard.derived.churn import features as churn_features
+from dashboard.derived.quality import tables as quality
+from dashboard.derived.spark.jobs import PARTS, register_entities, run_job, run_to_parquet, shared_uri, spark_query
+
+# customer_attributes and customer_lookup as write_golden makes them from its golden_values
+ATTRIBUTES_FILE_SQL = """
+SELECT v.customer_key, o.value AS owner, v.attribute, v.value, v.chosen, v.conflict, v.source_system,
+       v.snapshot_id, v.source_record_id, v.seen_at, v.sources, v.records
+FROM golden_values AS v
+LEFT JOIN golden_values AS o ON o.customer_key = v.customer_key AND o.attribute = 'owner' AND o.chosen
+ORDER BY v.customer_key
+"""
+LOOKUP_SQL = """
+SELECT attribute, value, customer_key, owner FROM customer_attributes
+WHERE list_contains($attributes, attribute)
+ORDER BY attribute, value
+"""
+
+
+def _select(create_sql: str) -> exp.Expression:
+    """The query of a ``CREATE ... TABLE name AS <query>`` statement (DuckDB dialect)."""
+    tree = sqlglot.parse_one(create_sql, read="duckdb")
+    assert isinstance(tree, exp.Create) and tree.expression is not None, create_sql
+    return tree.expression
+
+
+def materialize(
+    spark: Any, settings: Settings, sql: str, view: str, stage: Path, args: Mapping[str, Any] | None = None
+) -> Path:
+    """``sql`` (DuckDB dialect) run once on Spark into part files under the build's staging folder, then the
+    Spark view ``view`` over them: the statements after it read the result, not the query again."""
+    parts = stage / PARTS / view
+    uri = shared_uri(settings, parts)
+    query = spark_query(sql, args)
+    run_job(spark, settings, view, lambda: spark.sql(*query).write.mode("overwrite").parquet(uri))
+    spark.read.parquet(uri).createOrReplaceTempView(view)
+    return parts
+
+
+def _view(spark: Any, settings: Settings, path: Path, name: str) -> None:
+    spark.read.parquet(shared_uri(settings, path)).createOrReplaceTempView(name)
+
+
+# -- golden records --------------------------------------------------------------------------------------
+def ranked_sql(settings: Settings, attrs: list[str]) -> str:
+    """golden's ranked records with ``rowid`` = (customer_key, survivorship rank within the customer)."""
+    order = ", ".join(golden._ORDER[rule] for rule in settings.identity.survivorship)
+    select = _select(
+        golden._RANKED_SQL.format(
+            order=order,
+            completeness=" + ".join(f"CAST(r.{a} IS NOT NULL AS INTEGER)" for a in attrs),
+            columns=", ".join(f"CAST(r.{a} AS VARCHAR) AS {a}" for a in attrs),
+        )
+    )
+    assert isinstance(select, exp.Select)
+    ordering = select.args["order"]
+    select.set("order", None)
+    keys = ", ".join(o.sql(dialect="duckdb") for o in ordering.expressions)
+    rank = f"row_number() OVER (PARTITION BY customer_key ORDER BY {keys})"
+    return select.select(f"struct_pack(k := customer_key, n := {rank}) AS rowid", dialect="duckdb").sql("duckdb")
+
+
+def golden_tables(
+    spark: Any,
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    store: Store,
+    manifest: Manifest,
+    records: pl.DataFrame,
+    stage: Path,
+) -> None:
+    """customer_golden, customer_attributes and customer_lookup (derived.golden) as Spark jobs, into
+    ``stage``; reads the build's ``identity_links.parquet`` and ``lead_facts.parquet`` from it."""
+    register_entities(spark, settings, store, manifest)
+    attrs = [a for a in golden.ATTRIBUTES if a in records.columns]
+    (stage / PARTS).mkdir(parents=True, exist_ok=True)
+    records.write_parquet(stage / PARTS / "golden_records.parquet")  # identity's records, held by the driver
+    _view(spark, settings, stage / PARTS / "golden_records.parquet", "golden_records")
+    _view(spark, settings, stage / "identity_links.parquet", "golden_links")
+    _view(spark, settings, stage / "lead_facts.parquet", "lead_facts")
+    names = sorted({src.name for src in settings.sources} | set(records["source_system"].unique().to_list()))
+    priority = {src.name: src.priority for src in settings.sources}
+    spark.createDataFrame(
+        [(n, i, priority.get(n, 100)) for i, n in enumerate(names)], "source_system string, src int, priority bigint"
+    ).createOrReplaceTempView("golden_sources")
+    materialize(spark, settings, ranked_sql(settings, attrs), "golden_ranked", stage)
+    mask, has_source = golden._MASK_LIST  # golden's own form past 128 sources: Spark has no 128-bit integer
+    values = _select(golden._ATTRIBUTES_SQL.format(attributes=", ".join(attrs), mask=mask, has_source=has_source))
+    materialize(spark, settings, values.sql("duckdb"), "golden_values", stage)
+    tables = golden.TABLES
+    run_to_parquet(
+        spark, con, settings, ATTRIBUTES_FILE_SQL, "customer_attributes", tables["customer_attributes"], stage,
+        row_group_size=100_000,
+    )  # fmt: skip
+    run_to_parquet(
+        spark, con, settings, LOOKUP_SQL, "customer_lookup", tables["customer_lookup"], stage,
+        args={"attributes": list(golden.LOOKUP_ATTRIBUTES)}, row_group_size=50_000,
+    )  # fmt: skip
+    chosen = spark.sql("SELECT DISTINCT value AS name FROM golden_values WHERE attribute = 'name' AND chosen")
+    names_ = pl.from_arrow(chosen.toArrow())
+    assert isinstance(names_, pl.DataFrame)
+    spellings = names_.with_columns(pinyin(names_["name"]).str.replace_all(" ", "").alias("name_pinyin"))
+    spark.createDataFrame(spellings.rows(), "name string, name_pinyin string").createOrReplaceTempView("golden_pinyin")
+    pivot = ", ".join(f"first(value) FILTER (WHERE chosen AND attribute = '{a}') AS {a}" for a in golden.ATTRIBUTES)
+    sql = golden._GOLDEN_SQL.format(
+        pivot=pivot, golden_columns=", ".join(f"ch.{a}" for a in golden.ATTRIBUTES), active_days=golden.ACTIVE_DAYS
+    )
+    run_to_parquet(
+        spark, con, settings, sql, "customer_golden", tables["customer_golden"], stage,
+        args={"not_revenue": golden.NOT_REVENUE, "now": golden.start_of_today(settings)}, row_group_size=100_000,
+    )  # fmt: skip
+    shutil.rmtree(stage / PARTS, ignore_errors=True)
+
+
+# -- quality ---------------------------------------------------------------------------------------------
+def identity_consistency(
+    spark: Any, con: duckdb.DuckDBPyConnection, settings: Settings, store: Store, manifest: Manifest, stage: Path
+) -> None:
+    """identity_consistency.parquet (derived.quality.tables.CONFLICTS_SQL) as a Spark job, into ``stage``."""
+    register_entities(spark, settings, store, manifest)
+    _view(spark, settings, stage / "identity_links.parquet", "links")
+    table = "identity_consistency"
+    run_to_parquet(spark, con, settings, quality.CONFLICTS_SQL, table, quality.TABLES[table], stage)
+    shutil.rmtree(stage / PARTS, ignore_errors=True)
+
+
+# -- churn -----------------------------------------------------------------------------------------------
+def churn_day_tables(
+    spark: Any, settings: Settings, store: Store, manifest: Manifest, stage: Path
+) -> churn_features.DayTables:
+    """What churn's load_events calls to have churn_days and churn_channel_days made (from the build's
+    ``identity_links.parquet``) on Spark and loaded into its connection: the per-day tables every cutoff's
+    features are read from, made from all orders and interactions, the step's heavy part."""
+
+    def make(con: duckdb.DuckDBPyConnection, latest: int) -> None:
+        register_entities(spark, settings, store, manifest)
+        _view(spark, settings, stage / "identity_links.parquet", "churn_links")
+        f = churn_features
+        for view, sql, args in (
+            ("churn_keys", f.KEYS_SQL, None),
+            ("churn_kinds", f.KINDS_SQL, f.kind_params()),
+            ("churn_outcomes", f.OUTCOMES_SQL, f.outcome_params()),
+            ("churn_keyed", f.KEYED_SQL, {"latest": latest}),
+        ):
+            spark.sql(*spark_query(_select(sql).sql("duckdb"), args)).createOrReplaceTempView(view)
+        for table, sql in (("churn_days", f.DAYS_SQL), ("churn_channel_days", f.CHANNEL_DAYS_SQL)):
+            parts = materialize(spark, settings, _select(sql).sql("duckdb"), table, stage)
+            columns = f.DAY_TABLES[table]
+            cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in columns.items())  # our own declared columns
+            query = f"SELECT {cols} FROM read_parquet({quote_path(parts / '*.parquet')})"
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {table} AS "
+                + (query if any(parts.glob("*.parquet")) else empty_select(columns))
+            )
+        shutil.rmtree(stage / PARTS, ignore_errors=True)
+
+    return make
+
+
+@contextlib.contextmanager
+def churn_on(spark: Any, settings: Settings, store: Store, manifest: Manifest, stage: Path) -> Iterator[None]:
+    """Inside: churn's per-day tables are made on ``spark`` (engine spark), or by DuckDB when it is None."""
+    if spark is None:
+        yield
+        return
+    with churn_features.day_tables_from(churn_day_tables(spark, settings, store, manifest, stage)):
+        yield

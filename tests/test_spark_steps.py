@@ -1,0 +1,386 @@
+"""Golden records, the identity-consistency table and churn's per-day tables made on both engines over the
+same awkward rows: DuckDB runs the statements as written (derived.golden, derived.quality.tables,
+derived.churn.features), Spark their transpiling (derived.spark.steps), and the two give the same rows —
+the surviving values, conflicts, provenance, lifecycle, RFM tiers, masked examples, per-day counts and the
+churn features read from them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pytest
+
+from dashboard.core.config import Settings, parse_settings
+from dashboard.core.duck import attach_entities, quote_path
+from dashboard.core.store import Manifest, Store
+from dashboard.derived import analytics, golden, identity
+from dashboard.derived.churn import features as churn_features
+from dashboard.derived.quality import tables as quality
+from dashboard.derived.spark import steps
+from dashboard.derived.spark.jobs import PARTS
+from dashboard.derived.spark.session import build_session
+from dashboard.derived.spark.sql import to_spark
+from tests.sparkcluster import spark_home
+
+pytestmark = pytest.mark.xdist_group("spark")
+
+TODAY = datetime.combine(date.today(), datetime.min.time())
+
+
+def _ago(days: float) -> datetime:
+    """``days`` before today, with a fraction of a second (epoch() and the day numbers must keep it)."""
+    return TODAY - timedelta(days=days) + timedelta(microseconds=123_457)
+
+
+def _frame(rows: list[dict[str, Any]], source: str) -> pl.DataFrame:
+    frame = pl.DataFrame(rows)
+    empty = [c for c, t in frame.schema.items() if t == pl.Null]  # a column no row fills: typed as a source's is
+    flags = {"phone_valid", "email_valid", "id_number_valid", "marketing_consent"}
+    return frame.with_columns(
+        *(pl.col(c).cast(pl.Boolean if c in flags else pl.String) for c in empty),
+        source_system=pl.lit(source),
+        snapshot_id=pl.lit(f"{source}-s1"),
+    )
+
+
+_NO_FLAGS = {"phone_valid": True, "email_valid": True, "id_number_valid": None}
+
+
+def _customer(rid: str, **values: Any) -> dict[str, Any]:
+    base = dict.fromkeys(("name", "phone", "email", "id_number", "company", "industry", "region", "city", "owner"))
+    return {
+        "source_record_id": rid,
+        **base,
+        **_NO_FLAGS,
+        "created_at": _ago(900),
+        "updated_at": None,
+        "marketing_consent": None,
+        **values,
+    }
+
+
+# crm is the most trusted source (priority 1), web next (5); shop and call are not configured (100)
+FILES: dict[str, dict[str, pl.DataFrame]] = {
+    "crm": {
+        "customers": _frame(
+            [
+                _customer("C1", name="张 伟", phone="13800138000", email="Zhang@Example.com", owner="王经理",
+                          region="华东", updated_at=_ago(10), marketing_consent=True, company="ACME 上海"),
+                _customer("C2", name="李娜", phone="12345", phone_valid=False, owner="", city="北京"),
+                _customer("C3", name="Ann.Lee", company="ACME", email="ann@x.cn", updated_at=_ago(30)),
+            ],
+            "crm",
+        ),
+        "leads": _frame(
+            [
+                {"lead_id": "L1", "created_at": _ago(500), "channel": "paid_search", "customer_ref": "C1",
+                 "name": "张伟", "phone": "13800138000", "phone_valid": True, "owner": "赵销售",
+                 "marketing_consent": True},
+                {"lead_id": "L2", "created_at": _ago(40), "channel": "wechat", "customer_ref": None,
+                 "name": "王芳", "phone": None, "phone_valid": None, "owner": None, "marketing_consent": None},
+            ],
+            "crm",
+        ),
+        "lead_events": _frame(
+            [
+                {"lead_id": "L1", "stage": "won", "occurred_at": _ago(450), "amount": 12000.5},
+                {"lead_id": "L2", "stage": "opportunity", "occurred_at": _ago(20), "amount": None},
+            ],
+            "crm",
+        ),
+        "orders": _frame(
+            [
+                {"order_id": f"O{i}", "customer_ref": ref, "ordered_at": _ago(d), "amount": amount, "status": status}
+                for i, (ref, d, amount, status) in enumerate(
+                    [
+                        ("C1", 400.25, 100.1, "paid"),
+                        ("C1", 400.75, 0.2, "paid"),  # the same day as the one above: one active day
+                        ("C1", 200, 999.99, "已取消"),  # cancelled: not revenue
+                        ("C1", 90, 50.0, "Returned"),
+                        ("C1", 60, 300.3, None),
+                        ("C3", 10, 42.42, "paid"),
+                        ("C3", -30000, 5.0, "paid"),  # a typo'd year far ahead: not recent activity for churn
+                        ("X9", 25, 7.0, "paid"),  # a customer_ref no link names (churn: its own key)
+                    ]
+                )
+            ],
+            "crm",
+        ),
+        "contracts": _frame(
+            [
+                {"contract_id": "K1", "customer_ref": "C1", "signed_at": _ago(300), "amount": 1000.0,
+                 "due_date": _ago(200), "paid_amount": 400.0, "paid_at": _ago(250)},
+                {"contract_id": "K2", "customer_ref": "C3", "signed_at": _ago(100), "amount": 50.0,
+                 "due_date": _ago(50), "paid_amount": 80.0, "paid_at": _ago(60)},
+            ],
+            "crm",
+        ),
+        "interactions": _frame(
+            [
+                {"interaction_id": f"I{i}", "customer_ref": ref, "channel": channel, "kind": kind,
+                 "occurred_at": _ago(d), "outcome": outcome}
+                for i, (ref, channel, kind, d, outcome) in enumerate(
+                    [
+                        ("C1", "wechat", "投诉", 70, None),
+                        ("C1", "wechat", "Service call", 70, "no answer"),
+                        ("C1", "phone", "Unsubscribe", 30, "拒绝"),
+                        ("C2", "email", "拜访", 5, "成交"),
+                        ("C3", "phone", "chat", 400, None),
+                    ]
+                )
+            ],
+            "crm",
+        ),
+    },
+    "web": {
+        "customers": _frame(
+            [  # U1 is C1 (same name but for the space, another phone, the same e-mail in another case)
+                _customer("U1", name="张伟", phone="13900139000", email="zhang@example.com", owner="李经理",
+                          updated_at=_ago(10), marketing_consent=False, region="华南"),
+                _customer("U2", name="\u3000", email="not-an-email", email_valid=False),
+                _customer("U3", name="Ann Lee", company="ACME", email="ann@x.cn", updated_at=_ago(5), owner="Bob"),
+            ],
+            "web",
+        ),
+    },
+    "shop": {  # no customers table: its customer is known by reference only
+        "orders": _frame(
+            [{"order_id": "S1", "customer_ref": "S9", "ordered_at": _ago(3), "amount": 19.9, "status": "paid"}],
+            "shop",
+        ),
+    },
+    "call": {
+        "interactions": _frame(
+            [
+                {"interaction_id": "K1", "customer_ref": "P9", "channel": "phone", "kind": "complaint",
+                 "occurred_at": _ago(2), "outcome": "Not interested"},
+                {"interaction_id": "K2", "customer_ref": "P9", "channel": None, "kind": "chat",
+                 "occurred_at": _ago(2), "outcome": None},
+            ],
+            "call",
+        ),
+    },
+}  # fmt: skip
+# who is who: the rest are customers of their own
+KEYS = {
+    ("crm", "C1"): "k1", ("web", "U1"): "k1", ("crm", "L1"): "k1", ("call", "P9"): "k1",
+    ("crm", "C3"): "k3", ("web", "U3"): "k3",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    spark_home()  # skips (fails in CI) without pyspark or Java
+    root = tmp_path_factory.mktemp("spark_steps")
+    sources = [{"name": "crm", "kind": "demo", "priority": 1}, {"name": "web", "kind": "demo", "priority": 5}]
+    raw = {"data_dir": str(root / "data"), "engine": {"kind": "spark", "master": "local[2]"}, "sources": sources}
+    return parse_settings(raw, root)
+
+
+@pytest.fixture(scope="module")
+def built(settings: Settings) -> tuple[Store, Manifest]:
+    """The snapshot files and a manifest naming them; the identity links and lead facts the steps read."""
+    store = Store(settings.data_path)
+    manifest: dict[str, Any] = {"sources": {}}
+    for source, entities in FILES.items():
+        entry: dict[str, Any] = {"snapshot_id": f"{source}-s1", "entities": {}}
+        for entity, frame in entities.items():
+            path = store.snapshots / source / f"{source}-s1" / f"{entity}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            frame.write_parquet(path)
+            entry["entities"][entity] = {"file": store.rel(path)}
+        manifest["sources"][source] = entry
+    with _duck(store, manifest) as con:
+        records = identity.read_records(con)
+        links = _links(records)
+        analytics.build(con, links, 7.0, [])
+        for stage in ("duck", "spark"):
+            folder = settings.data_path / stage
+            folder.mkdir()
+            links.write_parquet(folder / "identity_links.parquet")
+            con.execute(f"COPY lead_facts TO {quote_path(folder / 'lead_facts.parquet')} (FORMAT parquet)")
+    return store, manifest
+
+
+def _links(records: pl.DataFrame) -> pl.DataFrame:
+    records = records.filter(pl.col("source_record_id") != "X9")
+    keys = [
+        KEYS.get((s, r), f"{s}:{r}") for s, r in zip(records["source_system"], records["source_record_id"], strict=True)
+    ]
+    confidence = [0.97 if k == "k3" else 1.0 for k in keys]
+    return records.select("source_system", "source_record_id", "record_kind").with_columns(
+        customer_key=pl.Series(keys), match_rule=pl.lit("exact"), confidence=pl.Series(confidence)
+    )
+
+
+class _duck:
+    """A DuckDB connection with the entity views, as a build has."""
+
+    def __init__(self, store: Store, manifest: Manifest) -> None:
+        self.con = duckdb.connect()
+        attach_entities(self.con, store, manifest)
+
+    def __enter__(self) -> duckdb.DuckDBPyConnection:
+        return self.con
+
+    def __exit__(self, *_: object) -> None:
+        self.con.close()
+
+
+@pytest.fixture(scope="module")
+def spark(settings: Settings) -> Iterator[Any]:
+    session = build_session(settings)
+    yield session
+    session.stop()
+
+
+def _read(folder: Path, tables: tuple[str, ...]) -> dict[str, pl.DataFrame]:
+    return {t: pl.read_parquet(folder / f"{t}.parquet") for t in tables}
+
+
+@pytest.fixture(scope="module")
+def golden_both(settings: Settings, built: tuple[Store, Manifest], spark: Any) -> dict[str, dict[str, pl.DataFrame]]:
+    store, manifest = built
+    out = {}
+    for engine in ("duck", "spark"):
+        folder = settings.data_path / engine
+        with _duck(store, manifest) as con:
+            records = identity.read_records(con)
+            links = pl.read_parquet(folder / "identity_links.parquet")
+            con.execute(
+                f"CREATE TABLE lead_facts AS SELECT * FROM read_parquet({quote_path(folder / 'lead_facts.parquet')})"
+            )
+            if engine == "duck":
+                golden.write_golden(con, settings, records, links, folder)
+            else:
+                steps.golden_tables(spark, con, settings, store, manifest, records, folder)
+                assert not (folder / PARTS).exists()  # the part files go once gathered
+        out[engine] = _read(folder, golden.GOLDEN_TABLES)
+    return out
+
+
+def assert_same(want: pl.DataFrame, got: pl.DataFrame, columns: list[str]) -> None:
+    """The same rows in any order; floats equal to 1e-9 (a sum may add in another order)."""
+    assert got.columns == columns
+    assert got.height == want.height > 0
+    want = want.select(columns)
+    floats = [c for c, t in want.schema.items() if t.is_float()]
+
+    def rows(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.with_columns(pl.col(floats).round(9)).sort(columns, nulls_last=True)
+
+    a, b = rows(want), rows(got)
+    assert a.schema == b.schema
+    differ = {c: (a[c].to_list(), b[c].to_list()) for c in columns if not a[c].equals(b[c], check_names=True)}
+    assert not differ, differ
+
+
+@pytest.mark.parametrize("table", golden.GOLDEN_TABLES)
+def test_golden_tables_match(table: str, golden_both: dict[str, dict[str, pl.DataFrame]]) -> None:
+    assert_same(golden_both["duck"][table], golden_both["spark"][table], list(golden.TABLES[table]))
+
+
+def test_golden_records_survive_by_the_rules_on_spark(golden_both: dict[str, dict[str, pl.DataFrame]]) -> None:
+    """What a person checks on a golden record, read from the Spark engine's files."""
+    g = {r["customer_key"]: r for r in golden_both["spark"]["customer_golden"].iter_rows(named=True)}
+    k1 = g["k1"]
+    assert k1["phone"] == "13800138000"  # C1 and U1 seen the same day: crm (priority 1) wins
+    assert k1["owner"] == "王经理"
+    assert k1["sources"] == ["call", "crm", "web"] and k1["records"] == 4
+    assert {"phone", "owner", "region"} <= set(k1["conflicts"])
+    assert "name" not in k1["conflicts"]  # 张 伟 and 张伟 are one name
+    assert k1["marketing_consent"] is False  # web's withdrawal wins over crm's yes
+    assert k1["lifetime_revenue"] == pytest.approx(100.1 + 0.2 + 300.3)  # cancelled and returned orders left out
+    assert k1["open_receivables"] == 600.0
+    assert k1["lifecycle_stage"] == "active"
+    assert g["k3"]["name"] == "Ann Lee" and "name" not in g["k3"]["conflicts"]  # U3 seen later; Ann.Lee the same
+    assert g["crm:L2"]["lifecycle_stage"] == "opportunity"
+    assert g["crm:C2"]["phone"] is None  # an invalid phone never survives
+    lookup = golden_both["spark"]["customer_lookup"]
+    assert lookup["attribute"].unique().sort().to_list() == ["email", "phone"]
+    assert lookup.select("attribute", "value").equals(lookup.select("attribute", "value").sort("attribute", "value"))
+
+
+def test_identity_consistency_matches(settings: Settings, built: tuple[Store, Manifest], spark: Any) -> None:
+    store, manifest = built
+    folder = settings.data_path / "spark"
+    links = pl.read_parquet(folder / "identity_links.parquet")
+    with _duck(store, manifest) as con:
+        want = quality.identity_consistency(con, links)
+        steps.identity_consistency(spark, con, settings, store, manifest, folder)
+    got = pl.read_parquet(folder / "identity_consistency.parquet")
+    assert_same(want, got, list(quality.TABLES["identity_consistency"]))
+    k1 = {r["field"]: r for r in got.filter(pl.col("customer_key") == "k1").iter_rows(named=True)}
+    assert k1["phone"]["conflict"] and k1["phone"]["n_values"] == 2
+    assert k1["phone"]["examples"] == ["crm: 138****8000", "web: 139****9000"]  # masked
+    assert not k1["name"]["conflict"]
+
+
+@pytest.fixture(scope="module")
+def churn_both(
+    settings: Settings, built: tuple[Store, Manifest], spark: Any
+) -> Iterator[tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection]]:
+    """Two connections with churn's per-day tables: made by DuckDB, and made on Spark."""
+    store, manifest = built
+    folder = settings.data_path / "spark"
+    links = pl.read_parquet(folder / "identity_links.parquet")
+    latest = churn_features.day_number(date.today() + timedelta(days=1))
+    priorities = {s.name: s.priority for s in settings.sources}
+    with _duck(store, manifest) as duck, _duck(store, manifest) as on_spark:
+        churn_features.load_events(duck, links, priorities, latest)
+        with churn_features.day_tables_from(steps.churn_day_tables(spark, settings, store, manifest, folder)):
+            churn_features.load_events(on_spark, links, priorities, latest)
+        assert not (folder / PARTS).exists()
+        yield duck, on_spark
+
+
+@pytest.mark.parametrize("table", list(churn_features.DAY_TABLES))
+def test_churn_day_tables_match(
+    table: str, churn_both: tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection]
+) -> None:
+    duck, on_spark = churn_both
+    want, got = duck.sql(f"SELECT * FROM {table}").pl(), on_spark.sql(f"SELECT * FROM {table}").pl()
+    assert_same(want, got, list(churn_features.DAY_TABLES[table]))
+
+
+def test_churn_features_match(churn_both: tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection]) -> None:
+    duck, on_spark = churn_both
+    t = churn_features.day_number(date.today() - timedelta(days=20))
+    want, got = churn_features.features_at(duck, t, 90), churn_features.features_at(on_spark, t, 90)
+    assert_same(want, got, want.columns)
+    k1 = got.filter(pl.col("customer_key") == "k1").row(0, named=True)
+    assert k1["order_days"] == 4  # two orders on one day are one active day
+    assert k1["complaints_recent"] == 1 and k1["unsubscribes_recent"] == 1 and k1["negative_recent"] == 2
+    assert "crm:X9" in set(got["customer_key"])  # a customer_ref without a link: its own key
+
+
+def test_the_declared_day_tables_are_what_duckdb_makes(
+    churn_both: tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection],
+) -> None:
+    duck, _ = churn_both
+    for table, columns in churn_features.DAY_TABLES.items():
+        described = duck.sql(f"DESCRIBE {table}").fetchall()
+        assert {name: kind for name, kind, *_ in described} == columns
+
+
+def test_ordered_lists_keep_their_order_on_spark(spark: Any) -> None:
+    """sqlglot dropped the ORDER BY of list(x ORDER BY k) without an error."""
+    rows = [("a", 3, "z"), ("a", 1, "y"), ("a", 2, "y"), ("b", 5, "x")]
+    sql = (
+        "SELECT g, list(v ORDER BY v) AS by_value, list(v ORDER BY n) AS by_key, "
+        "list(DISTINCT v ORDER BY v DESC) AS distinct_desc FROM t GROUP BY g ORDER BY g"
+    )
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT * FROM (VALUES ('a', 3, 'z'), ('a', 1, 'y'), ('a', 2, 'y'), ('b', 5, 'x'))"
+                " AS v(g, n, v)")  # fmt: skip
+    want = con.sql(sql).fetchall()
+    spark.createDataFrame(rows, "g string, n int, v string").createOrReplaceTempView("t")
+    got = [tuple(r) for r in spark.sql(to_spark(sql)).collect()]
+    assert got == want == [("a", ["y", "y", "z"], ["y", "y", "z"], ["z", "y"]), ("b", ["x"], ["x"], ["x"])]
+    with pytest.raises(ValueError, match="sort it by its own value"):
+        to_spark("SELECT list(v ORDER BY n DESC) FROM t")
