@@ -54,7 +54,8 @@ def _card(n: int, row: dict[str, Any], separator: str, lang: str) -> None:
     key = str(row["customer_key"])
     name = str(row["name"] or key)
     with st.container(border=True, key=f"churn_card_{n}"):  # a tap on the name opens the profile in this tab
-        st.page_link(PROFILE_PAGE, label=fmt.md_escape(f"{row['rank']} · {name}"), query_params={"customer": key})
+        label = fmt.md_escape(f"{row['rank']} · {name}")
+        st.page_link(PROFILE_PAGE, label=label, icon=":material/person_search:", query_params={"customer": key})
         place = [str(row[c]) for c in ("company", "owner") if row[c]]
         if row["region"]:
             place.append(labels.value("region", row["region"], lang))

@@ -176,10 +176,14 @@ def test_cockpit_churn_and_profile_fit_the_screen(
             covered = page.evaluate(COVERED_HEADINGS) + page.evaluate(TOOLBAR_OVER_TITLES)
             covered += page.evaluate(PLACEHOLDERS_CUT) + page.evaluate(TITLES_IN_FIGURES)
             if name == "churn":
-                covered += churn_list_problems(page.evaluate(CHURN_LIST), first_warning(demo, lang))
+                first = first_warning(demo, lang)
+                covered += churn_list_problems(page.evaluate(CHURN_LIST), first)
             if max(bounds["page"], bounds["main"]) > bounds["width"] or bounds["out"] or covered:
                 problems[name] = {**bounds, "covered headings": covered}
             shot(page, artifacts, f"layout_{size}_{lang}_{name}")
+            if name == "churn":  # a tap on the first card's name opens that customer's profile in this tab
+                page.locator(".st-key-churn_card_1 a").first.click()
+                page.wait_for_url(f"**/customer_360?customer={first['customer_key']}", timeout=PAGE_TIMEOUT_MS)
             page.set_viewport_size(SIZES[size])
     finally:
         context.close()
