@@ -211,13 +211,17 @@ def resolved(settings: Settings, spark: Any) -> dict[str, Any]:
     stage = settings.data_path / "stage"
     stage.mkdir()
     score = spark_identity.scorer(spark, settings, stage)
-    return {
+    out = {
         "records": records,
         "duckdb": resolve(records, duck_model, overrides),
         "spark": resolve(records, spark_model, overrides, score=score),
         "models": (duck_model, spark_model),
         "stage": stage,
     }
+    # a later build scores with the parameters an earlier one trained (issue 22), on either engine
+    kept = [Model(threshold=0.95, trained=duck_model.trained, tf_total=duck_model.tf_total) for _ in range(2)]
+    out["kept"] = (resolve(records, kept[0], overrides), resolve(records, kept[1], overrides, score=score))
+    return out
 
 
 def test_spark_links_the_known_pairs(resolved: dict[str, Any]) -> None:
@@ -243,6 +247,13 @@ def test_spark_and_duckdb_make_the_same_links(resolved: dict[str, Any]) -> None:
     assert (got["confidence"] - want["confidence"]).abs().max() <= 1.0001e-4
     duck_model, spark_model = resolved["models"]
     assert spark_model.stats["pairs_linked"] == duck_model.stats["pairs_linked"] >= 3
+
+
+def test_kept_parameters_score_alike_on_both_engines(resolved: dict[str, Any]) -> None:
+    on_duckdb, on_spark = resolved["kept"]
+    assert on_spark.drop("confidence").equals(on_duckdb.drop("confidence"))
+    assert (on_spark["confidence"] - on_duckdb["confidence"]).abs().max() <= 1.0001e-4
+    assert on_spark.drop("confidence").equals(resolved["spark"].drop("confidence"))  # as when they were trained
 
 
 def test_a_failing_spark_scoring_is_an_engine_error_naming_the_step(settings: Settings, spark: Any) -> None:

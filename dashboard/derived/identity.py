@@ -395,7 +395,7 @@ def predict(feats: pl.DataFrame, model: Model, score: Scorer | None = None) -> p
     from splink.internals.exceptions import SplinkException
 
     if model.trained is not None:  # kept or pinned parameters: scored, not trained
-        return _predict_with(feats, model)
+        return _predict_with(feats, model, score)
     logging.getLogger("splink").setLevel(logging.ERROR)
     with bounded_connection(model.memory_limit, model.spill_root, shared=True) as con:
         con.register("identity_features", feats.to_arrow())
@@ -957,7 +957,7 @@ WHERE dirty OR name_dirty
 """
 
 
-def _predict_with(feats: pl.DataFrame, model: Model) -> pl.DataFrame:
+def _predict_with(feats: pl.DataFrame, model: Model, score: Scorer | None = None) -> pl.DataFrame:
     """predict with given parameters (``model.trained``): every candidate pair, or with ``dirty`` and
     ``name_dirty`` columns in ``feats`` only those _restrict keeps. A name's term frequency is its count
     over the model's ``tf_total``, so a pair of unchanged records scores what it scored before."""
@@ -972,6 +972,11 @@ def _predict_with(feats: pl.DataFrame, model: Model) -> pl.DataFrame:
     rules = [r for rule in _BLOCKING for r in (_restrict(rule) if restricted else [f"{rule} AND l.ex <> r.ex"])]
     settings = json.loads(json.dumps(model.trained))  # Splink keeps and may change what it is given
     settings["blocking_rules_to_generate_predictions"] = [{"blocking_rule": r, "sql_dialect": "duckdb"} for r in rules]
+    if score is not None:  # on another engine (Splink's Spark linker), with these rules and term frequencies
+        pairs = score(feats, settings, model)
+        lap("predict")
+        model.stats["pairs_linked"] = pairs.height
+        return pairs
     with bounded_connection(model.memory_limit, model.spill_root, shared=True) as con:
         con.register("identity_features", feats.to_arrow())
         con.execute(

@@ -76,11 +76,8 @@ def scorer(spark: Any, settings: Settings, stage: Path) -> Scorer:
             records.createOrReplaceTempView("identity_records")
             db = SparkAPI(spark_session=spark)  # registers the jar's jaro_winkler (spark.jars: .session)
             linker = Linker(db.register("identity_records"), spark_model(trained), log_level=None)
-            # a name's frequency over the named records the parameters were made with, when the model says
-            # (incremental identity keeps it, issue 22); else Splink counts it over these records, as on DuckDB
-            total = int(getattr(model, "tf_total", 0))
-            if total:
-                tf = spark.sql(_TF_SQL, args={"total": total})
+            if model.tf_total:  # a name's frequency over the named records the parameters were made with
+                tf = spark.sql(_TF_SQL, args={"total": model.tf_total})
                 tf.createOrReplaceTempView("identity_tf_name")
                 linker.table_management.register_term_frequency_lookup(db.register("identity_tf_name"), "name")
             scored = linker.inference.predict(threshold_match_probability=model.threshold, warning_mode="never")
