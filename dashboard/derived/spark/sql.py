@@ -89,6 +89,7 @@ def to_spark(sql: str) -> str:
     tree = sqlglot.parse_one(sql, read="duckdb")
     return tree.transform(_rewrite).sql(dialect="spark")
 
+
 def to_spark_condition(sql: str) -> str:
     """A condition in DuckDB SQL (a Splink comparison level's, a blocking rule's) as Spark SQL; ``ELSE``
     (Splink's last level) as it is."""
