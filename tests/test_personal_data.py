@@ -319,3 +319,23 @@ def test_the_tokens_are_written_one_customer_after_another(keyed: Settings) -> N
     assert (calls.height, tokens.n_unique(), stretches) == (36, 12, 12)
     links = pl.read_parquet(keyed.data_path / tables["identity_links__psn"]).get_column("customer_key")
     assert links.len() >= 25 and links.is_sorted()
+
+
+def test_a_masked_role_reads_identity_links_as_one_relation_with_every_link(keyed: Settings) -> None:
+    """The identity links' companion table holds every link (derived/personal.py WHOLE): a manager or analyst
+    reads it alone, as the admin reads the links, with each link once and the personal keys as tokens."""
+    wh = Warehouse(keyed)
+    count = (
+        "SELECT count(*), count(DISTINCT customer_key), count(*) FILTER (WHERE source_record_id LIKE 'PSN-%'), "
+        "count(*) FILTER (WHERE source_system IN ('hotline', 'members', 'registry')) FROM identity_links"
+    )
+    links, keys, tokens, personal = wh.sql(count, user=Principal("admin", "admin")).row(0)
+    assert tokens == 0 and personal >= 25 and links > personal
+    for user in MASKED:
+        assert wh.sql(count, user=user).row(0) == (links, keys, personal, personal), user.role
+    views = wh.sql(
+        "SELECT view_name FROM duckdb_views() WHERE schema_name IN ('r_analyst', 'r_manager') "
+        "AND view_name = 'identity_links' AND sql NOT LIKE '%UNION%'",
+        user=SYSTEM,
+    )
+    assert views.height == 2

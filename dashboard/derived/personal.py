@@ -119,6 +119,12 @@ CLUSTER_BY: dict[str, str] = {
     "identity_links": "customer_key",
     "customer_attributes": "customer_key",
 }
+# Companion tables that hold every row of their relation (the other sources' keys as they are in the token
+# column): the masked roles then read one relation, as the admin does, and the join filter of a Customer 360
+# lookup reaches it (a union of the relation's other rows and the companion's lost it: the profile's identity
+# links read 3.5M rows as a manager against a few row groups as an admin, +14 % CPU per query at large).
+# Small derived tables only: a large one would be stored, and searched by an erasure, twice.
+WHOLE = frozenset({"identity_links"})
 
 
 def pseudonym_sql(key: str, value: str) -> str:
@@ -150,9 +156,10 @@ def write_pseudonymized(
     stage: Path,
 ) -> dict[str, Path]:
     """For each relation with personal keys (``files``: relation → its Parquet files), ``<relation>__psn``:
-    the rows of the sources where they are personal, as they are, plus a ``<column>__psn`` token beside
-    each personal key. Masked roles read these rows with the tokens in place of the keys
-    (query/security.py), so no query hashes keys; erasure finds a person's rows here by their raw key.
+    the rows of the sources where they are personal (every row for WHOLE), as they are, plus a
+    ``<column>__psn`` token beside each personal key (the key itself on other sources' rows). Masked roles
+    read these rows with the tokens in place of the keys (query/security.py), so no query hashes keys; erasure
+    finds a person's rows here by their raw key.
     Returns table → file written."""
     written: dict[str, Path] = {}
     for relation, columns in pseudonymized(found).items():
@@ -168,7 +175,7 @@ def write_pseudonymized(
             rows = (
                 f"SELECT *, {', '.join(f'{t} AS {c}{PSN_SUFFIX}' for t, c in zip(tokens, columns, strict=True))} "
                 f"FROM read_parquet([{', '.join(quote_path(p) for p in paths)}], union_by_name = true) "
-                f"WHERE source_system IN ({listed})"
+                f"{'' if relation in WHOLE else f'WHERE source_system IN ({listed})'}"
             )
             cluster = CLUSTER_BY.get(relation)
             if cluster in columns:  # a personal key: by its token, what the masked roles look customers up by

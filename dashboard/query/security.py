@@ -186,11 +186,13 @@ def role_view_sql(
     base: str = "base",
     personal: Mapping[str, Personal] | None = None,
     precomputed: Mapping[str, tuple[str, ...]] | None = None,
+    whole: bool = False,
 ) -> str | None:
     """The view ``r_<role>.<name>`` over ``<base>.<name>``, or None when the role may not read it;
     ``personal`` = the relation's columns found personal by content; ``precomputed`` = its personal keys
     whose tokens the build wrote beside them (``<base>.<name>__psn``, derived/personal.py), with their
-    sources: those rows are read from there, the rest from the relation, and no key is hashed per query."""
+    sources: those rows are read from there, the rest from the relation, and no key is hashed per query;
+    ``whole``: the companion table holds every row of the relation, the only one read."""
     where = _sales_filter(name, columns, base) if role == "sales" else "true"
     if where is None:
         return None
@@ -209,7 +211,8 @@ def role_view_sql(
             f"REPLACE ({', '.join(f'{c}{PSN_SUFFIX} AS {c}' for c in tokens)}) "
             f"FROM {base}.{name}{PSN_SUFFIX} AS t WHERE true{own}"
         )
-        source, where = f"({rest}{own} UNION ALL BY NAME {keyed}) AS t", "true"  # the row filter is inside
+        # the row filter is inside
+        source, where = (f"({keyed}) AS t" if whole else f"({rest}{own} UNION ALL BY NAME {keyed}) AS t"), "true"
     select = f"SELECT {_projection(role, columns, personal)} FROM {source}"
     if where != "true":
         select += f" WHERE {where}"

@@ -26,7 +26,7 @@ from dashboard.core.entities import ENTITIES
 from dashboard.core.errors import AccessDenied, QueryError, QueryTimeout
 from dashboard.core.keys import PSEUDONYM_KEY, own_key
 from dashboard.core.store import Manifest, Store
-from dashboard.derived.personal import PSN_SUFFIX, pseudonym_sql, pseudonymized
+from dashboard.derived.personal import PSN_SUFFIX, WHOLE, pseudonym_sql, pseudonymized
 from dashboard.derived.tables import DERIVED_TABLES, FILTERED_LEADS_MACRO, attach_views
 from dashboard.query.facts import attach_customer_keys, relation_kind
 from dashboard.query.security import (
@@ -102,6 +102,7 @@ def attach_role_views(
     con.execute(PSEUDONYM_MACRO.format(token=pseudonym_sql(key, "p") if key else "NULL"))
     con.execute(SALES_HELPERS.format(base=base))
     precomputed: dict[str, dict[str, tuple[str, ...]]] = {}
+    whole: set[str] = set()  # relations whose companion table holds every row (derived/personal.py WHOLE)
     if personal is None:  # the columns the refresh's profile found personal (derived/personal.py)
         personal = {}
         for relation, column, kind, sources in con.execute(
@@ -114,6 +115,8 @@ def attach_role_views(
             rows = _rows(con, base, f"{relation}{PSN_SUFFIX}")
             if rows:
                 precomputed[relation] = keys
+                if relation in WHOLE and rows == _rows(con, base, relation):  # a subset of it: all of it
+                    whole.add(relation)
             elif rows == 0:  # no row of the relation comes from those sources: nothing to pseudonymize
                 personal[relation] = {
                     c: p
@@ -125,7 +128,7 @@ def attach_role_views(
         con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         con.execute(f"CREATE SCHEMA {schema}")
         for name, columns in relations().items():
-            sql = role_view_sql(role, name, columns, base, personal.get(name), precomputed.get(name))
+            sql = role_view_sql(role, name, columns, base, personal.get(name), precomputed.get(name), name in whole)
             if sql is not None:
                 con.execute(sql)
         if role_view_sql(role, "lead_facts", DERIVED_TABLES["lead_facts"], base) is not None:
