@@ -116,13 +116,15 @@ def main() -> None:
             rows.append((name, one, idle, again))
             shutil.rmtree(work)
     print(f"\nFull refresh from empty ({args.size}): {full['wall']:.1f} s wall, {full['cpu']:.1f} s CPU\n")
-    print("| source changed | incremental s (CPU s) | × full | derived steps kept | "
-          "nothing changed s | full refresh s (CPU s) |")  # fmt: skip
+    print("| source changed | incremental: wall s (CPU s) | × full, wall (CPU) | derived steps kept | "
+          "nothing changed: wall s (CPU s) | full refresh: wall s (CPU s) |")  # fmt: skip
     print("|---|---|---|---|---|---|")
     for name, one, idle, again in rows:
         print(
-            f"| {name} | {one['wall']:.1f} ({one['cpu']:.1f}) | {one['wall'] / again['wall']:.0%} | "
-            f"{', '.join(one['reused']) or 'none'} | {idle['wall']:.1f} | {again['wall']:.1f} ({again['cpu']:.1f}) |"
+            f"| {name} | {one['wall']:.1f} ({one['cpu']:.1f}) | "
+            f"{one['wall'] / again['wall']:.0%} ({one['cpu'] / again['cpu']:.0%}) | "
+            f"{', '.join(one['reused']) or 'none'} | {idle['wall']:.1f} ({idle['cpu']:.1f}) | "
+            f"{again['wall']:.1f} ({again['cpu']:.1f}) |"
         )
     print("\nDerived steps (s) of each incremental run:")
     for name, one, _idle, _again in rows:

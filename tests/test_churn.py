@@ -12,11 +12,13 @@ known parameters, one horizon past its as-of date, so the tests know who really 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from sklearn.metrics import roc_auc_score
 
 from dashboard.core.config import parse_settings
@@ -207,6 +209,33 @@ def test_the_run_backtests_three_methods_and_keeps_the_model_only_if_it_beats_bo
     assert card["model"]["backtest_cutoff"] == AS_OF - timedelta(days=90)
     assert len(card[expected]["calibration_predicted"]) == 10
     assert sum(card[expected]["calibration_customers"]) == card[expected]["backtest_customers"]
+
+
+def test_a_kept_fit_scores_as_the_run_that_fitted_it_and_rescores_new_activity(
+    shop_run: churn.ChurnRun, tmp_path: Path
+) -> None:
+    """[churn] refit_every_days: the refreshes between two fits score everyone with the kept fit. The same
+    fit on the same data gives the same scores (what an incremental refresh is compared on); new activity
+    moves a customer's scores without a new backtest."""
+    orders, calls = synthetic_shop(complaints=True)
+    assert shop_run.fit is not None and shop_run.fit.method == shop_run.method
+    churn.save_fit(shop_run.fit, tmp_path / churn.FIT_FILE)
+    kept = churn.load_fit(tmp_path / churn.FIT_FILE)
+    assert kept is not None
+    again = churn.run(warehouse_con(orders, calls), SETTINGS, NO_LINKS, as_of=AS_OF, kept=kept)
+    assert_frame_equal(again.scores, shop_run.scores)
+    assert_frame_equal(again.card, shop_run.card)  # the card of the fit: its backtest, its trained_at
+
+    back = orders.vstack(pl.DataFrame([("ONCE", AS_OF - timedelta(days=2), 300.0)], schema=orders.schema, orient="row"))
+    later = churn.run(warehouse_con(back, calls), SETTINGS, NO_LINKS, as_of=AS_OF, kept=kept)
+    assert_frame_equal(later.card, shop_run.card)  # not fitted again
+    before, now = (r.scores.filter(pl.col("customer_key") == "shop:ONCE").row(0, named=True) for r in (shop_run, later))
+    assert (before["days_inactive"], now["days_inactive"]) == (300, 2)
+    assert now["risk"] < before["risk"]
+
+    (tmp_path / "broken.pkl").write_bytes(b"not a fit")
+    assert churn.load_fit(tmp_path / "broken.pkl") is None  # unreadable: the refresh fits again
+    assert churn.load_fit(tmp_path / "missing.pkl") is None
 
 
 def test_a_single_order_long_ago_ranks_high_a_steady_monthly_buyer_low(shop_run: churn.ChurnRun) -> None:
@@ -446,6 +475,12 @@ def test_a_cohort_whose_leavers_complain_is_served_the_model_trained_on_shorter_
     churned = ~s["customer_key"].str.strip_prefix("shop:").is_in(list(active))
     assert float(s["risk"].mean() or 0) == pytest.approx(float(churned.mean() or 0), abs=0.05)  # type: ignore[arg-type]
     assert card["model"]["calibration_predicted"] and sum(card["model"]["calibration_customers"]) == 3000
+    # kept for the refreshes until the next fit, the model trained on 90 days scores as the run that fitted it
+    assert run.fit is not None and run.fit.train_horizon_days == 90
+    again = churn.run(
+        warehouse_con(past, calls), SETTINGS, NO_LINKS, as_of=as_of, horizon_days=COHORT_HORIZON, kept=run.fit
+    )
+    assert_frame_equal(again.scores, run.scores)
 
 
 def test_a_thin_backtest_serves_a_robust_choice_however_the_model_scored(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,6 +5,14 @@ only that source is refreshed (unchanged derived steps keep their tables). A sec
 the same raw files is built from empty, and every named query, as a manager sees it, must give the same
 rows in both. Customer keys are stable names handed on from build to build, so a key is compared by the
 records it names (the same records in both folders), not by its spelling.
+
+Golden records, lead facts and attribution of the incremental build are also compared, table by table,
+with a full derived build of the same snapshots (golden records made again only for the customers touched).
+
+Churn keeps its fit between fits ([churn] refit_every_days): the incremental refresh rescores everyone with
+the fit of the first refresh, while the folder built from empty fits anew on the changed data. What is
+compared for churn is therefore "same fit, same data → same scores": the empty folder's customers are
+scored with the incremental folder's kept fit, and its churn tables then served like every other query.
 """
 
 from __future__ import annotations
@@ -12,17 +20,26 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
 from dashboard.core.config import Settings, load_settings
+from dashboard.core.duck import attach_entities, work_connection
+from dashboard.core.errors import ConfigError
 from dashboard.core.keys import PSEUDONYM_KEY, own_key
-from dashboard.core.store import Store
+from dashboard.core.store import Store, now_utc
 from dashboard.demo import generate
+from dashboard.derived.analytics import ANALYTICS_TABLES
+from dashboard.derived.churn import build as churn
+from dashboard.derived.golden import GOLDEN_TABLES
 from dashboard.ops.status import source_status
+from dashboard.pipeline.derive import build_derived
 from dashboard.pipeline.refresh import refresh
 from dashboard.query.security import Principal
 from dashboard.query.warehouse import Warehouse, list_queries
@@ -127,14 +144,18 @@ def _identity_resolution(settings: Settings) -> str:
     return str(pl.read_parquet(store.abs(rel))["resolution"][0])
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The small demo, refreshed in full once."""
-    root = tmp_path_factory.mktemp("built")
+def _built(tmp_path_factory: pytest.TempPathFactory, size: str) -> Path:
+    """The demo of ``size``, refreshed in full once."""
+    root = tmp_path_factory.mktemp(f"built_{size}")
     shutil.copy(REPO / "cockpit.toml", root / "cockpit.toml")
-    generate(root / "data", "small", 42)
+    generate(root / "data", size, 42)
     assert refresh(load_settings(root / "cockpit.toml")).exit_code == 0
     return root
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _built(tmp_path_factory, "small")
 
 
 def _copy(src: Path, dest: Path, with_state: bool) -> Settings:
@@ -150,22 +171,68 @@ def _copy(src: Path, dest: Path, with_state: bool) -> Settings:
     return load_settings(dest / "cockpit.toml")
 
 
-def _key_names(settings: Settings) -> pl.DataFrame:
-    """Each customer key → the records it names (sorted), which is what a key means."""
+def _key_names(settings: Settings, derived: dict[str, Any] | None = None) -> pl.DataFrame:
+    """Each customer key → the records it names (sorted), which is what a key means (of the current build,
+    or of ``derived``, a manifest's derived entry)."""
     store = Store(settings.data_path)
-    links = pl.read_parquet(store.abs(store.read_manifest()["derived"]["tables"]["identity_links"]))
+    tables = (derived or store.read_manifest()["derived"])["tables"]
+    links = pl.read_parquet(store.abs(tables["identity_links"]))
     return links.group_by("customer_key").agg(
         pl.concat_str("source_system", "source_record_id", separator=":").sort().str.join("|").alias("members")
     )
 
 
 def _served(settings: Settings, name: str, keys: pl.DataFrame) -> pl.DataFrame:
-    frame = Warehouse(settings).run_query(name, user=MANAGER)
-    frame = frame.drop([c for c in frame.columns if c in RUN_COLUMNS])
+    return _comparable(Warehouse(settings).run_query(name, user=MANAGER), keys)
+
+
+def _comparable(frame: pl.DataFrame, keys: pl.DataFrame, run_columns: set[str] = RUN_COLUMNS) -> pl.DataFrame:
+    """``frame`` without the columns that name a run, its keys as the records they name, in one order."""
+    frame = frame.drop([c for c in frame.columns if c in run_columns])
     for col in [c for c in frame.columns if c in KEY_COLUMNS]:
         renamed = keys.rename({"customer_key": col, "members": f"{col}__members"})
         frame = frame.join(renamed, on=col, how="left", maintain_order="left").drop(col)
+    lists = [c for c, t in frame.schema.items() if isinstance(t, pl.List)]
+    frame = frame.with_columns(pl.col(c).cast(pl.List(pl.String)).list.join("|") for c in lists)
     return frame.sort(frame.columns, nulls_last=True) if frame.columns else frame
+
+
+def _fit(settings: Settings) -> dict[str, Any]:
+    fit: dict[str, Any] = Store(settings.data_path).read_manifest()["derived"]["churn_fit"]
+    return fit
+
+
+def _kept_fit(settings: Settings) -> churn.KeptFit:
+    kept = churn.load_fit(Store(settings.data_path).abs(_fit(settings)["file"]))
+    assert kept is not None
+    return kept
+
+
+def _score_with(settings: Settings, kept: churn.KeptFit) -> None:
+    """The current build's churn tables made again with ``kept``: this test's own folder, one build only."""
+    store = Store(settings.data_path)
+    manifest = store.read_manifest()
+    tables = manifest["derived"]["tables"]
+    with work_connection(settings) as con:
+        attach_entities(con, store, manifest)
+        links = pl.read_parquet(store.abs(tables["identity_links"]))
+        result = churn.run(con, settings, links, kept=kept)
+    for table, frame in (("churn_scores", result.scores), ("churn_model", result.card)):
+        store.abs(tables[table]).unlink()
+        frame.write_parquet(store.abs(tables[table]))
+
+
+def _same_tables(settings: Settings, ours: dict[str, Any], theirs: dict[str, Any], tables: list[str]) -> None:
+    store = Store(settings.data_path)
+    keys_ours, keys_theirs = _key_names(settings, ours), _key_names(settings, theirs)
+    same_snapshots = RUN_COLUMNS - {"snapshot_id"}  # copied rows name the snapshots their records are in now
+    for table in tables:
+        a = _comparable(pl.read_parquet(store.abs(ours["tables"][table])), keys_ours, same_snapshots)
+        b = _comparable(pl.read_parquet(store.abs(theirs["tables"][table])), keys_theirs, same_snapshots)
+        try:
+            assert_frame_equal(a, b, check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
+        except AssertionError as e:
+            pytest.fail(f"{table}: the incremental build holds other rows than a full build: {e}")
 
 
 CHANGES: dict[str, Callable[[Path], list[str]]] = {
@@ -185,17 +252,49 @@ KEPT = {
 }
 
 
+# The changes after which golden records are made again for the touched customers only (identity kept).
+GOLDEN_TOUCHED = {"orders"}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("change", list(CHANGES))
 def test_an_incremental_refresh_serves_what_a_full_refresh_does(built: Path, tmp_path: Path, change: str) -> None:
+    _incremental_is_full(built, tmp_path, change)
+
+
+@pytest.fixture(scope="module")
+def built_medium(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _built(tmp_path_factory, "medium")  # ≈50k customers
+
+
+@pytest.mark.slow
+def test_at_medium_new_orders_alone_serve_what_a_full_refresh_does(built_medium: Path, tmp_path: Path) -> None:
+    _incremental_is_full(built_medium, tmp_path, "orders")
+
+
+def _incremental_is_full(built: Path, tmp_path: Path, change: str) -> None:
+    built_settings = load_settings(built / "cockpit.toml")
     (tmp_path / "incr").mkdir()
     (tmp_path / "full").mkdir()
     incr = _copy(built, tmp_path / "incr", with_state=True)
     changed = CHANGES[change](incr.data_path / "raw" / "demo")
-    result = refresh(incr, changed)
+    lines: list[str] = []
+    result = refresh(incr, changed, progress=lines.append)
     assert result.exit_code == 0
     assert not any(s.unchanged for s in result.sources)
     assert KEPT[change] <= set(result.reused), result.reused
+    if change in GOLDEN_TOUCHED:  # a few customers made again, the others' rows copied
+        [said] = [line for line in lines if line.startswith("golden records: ")]
+        touched = int(said.split()[2])
+        assert 0 < touched < _key_names(incr)["customer_key"].n_unique() // 10, said
+    assert _fit(incr)["trained_on"] == _fit(built_settings)["trained_on"]  # churn: the first refresh's fit, kept
+    assert _card(incr)["trained_at"].to_list() == _card(built_settings)["trained_at"].to_list()
+
+    # golden records, lead facts, attribution: what a full derived build of the same snapshots holds
+    store = Store(incr.data_path)
+    current = store.read_manifest()
+    remade = build_derived(incr, store, current, full=True)["derived"]
+    _same_tables(incr, current["derived"], remade, [*GOLDEN_TABLES, *ANALYTICS_TABLES])
 
     again = refresh(incr)  # nothing changed since: every source and every derived step kept
     assert all(s.unchanged for s in again.sources)
@@ -206,6 +305,7 @@ def test_an_incremental_refresh_serves_what_a_full_refresh_does(built: Path, tmp
     full = _copy(tmp_path / "incr", tmp_path / "full", with_state=False)  # the same raw files, no state
     full = _pinned(incr, full)  # ... and the same identity parameters
     assert refresh(full).exit_code == 0
+    _score_with(full, _kept_fit(incr))  # same fit, same data → same scores (see the module's docstring)
 
     keys_incr, keys_full = _key_names(incr), _key_names(full)
     assert sorted(keys_incr["members"].to_list()) == sorted(keys_full["members"].to_list())
@@ -272,3 +372,53 @@ def test_the_command_says_what_it_kept(company: Settings) -> None:
     out = cockpit("--config", str(company.base_dir / "cockpit.toml"), "refresh", "crm", "--full")
     assert out.returncode == 0, out.stderr
     assert "crm: published" in out.stdout and "unchanged" not in out.stdout and "kept" not in out.stdout
+
+
+# -- churn's own schedule ----------------------------------------------------------------------------------
+def _card(settings: Settings) -> pl.DataFrame:
+    store = Store(settings.data_path)
+    return pl.read_parquet(store.abs(store.read_manifest()["derived"]["tables"]["churn_model"]))
+
+
+def _new_lead(settings: Settings, n: int) -> None:
+    """A CRM lead more: churn reads leads (owners, regions), so its step is made again."""
+    leads = settings.base_dir / "imports" / "crm" / "leads.csv"
+    leads.write_text(leads.read_text(encoding="utf-8") + f"CRM-9{n},2026-03-2{n},SEM,1390019{n:04d},,rep0\n", "utf-8")
+
+
+def test_churn_rescores_with_its_fit_until_refit_every_days_then_fits_again(company: Settings) -> None:
+    fit, card = _fit(company), _card(company)
+    _new_lead(company, 1)
+    result = refresh(company)
+    assert "churn" not in result.reused  # made again: rescored ...
+    assert _fit(company)["trained_on"] == fit["trained_on"] and _fit(company)["file"] != fit["file"]
+    assert _card(company)["trained_at"].to_list() == card["trained_at"].to_list()  # ... with the same fit
+
+    store = Store(company.data_path)  # the fit made refit_every_days (7, the default) days ago: due
+    manifest = store.read_manifest()
+    due = (now_utc().astimezone(ZoneInfo(company.timezone)).date() - timedelta(days=7)).isoformat()
+    manifest["derived"]["churn_fit"]["trained_on"] = due
+    store.write_manifest(manifest)
+    _new_lead(company, 2)
+    refresh(company)
+    assert _fit(company)["trained_on"] == now_utc().astimezone(ZoneInfo(company.timezone)).date().isoformat()
+    refitted = _card(company)
+    assert refitted["trained_at"][0] > card["trained_at"][0]
+
+    assert refresh(company, full=True).exit_code == 0  # --full fits again
+    assert _card(company)["trained_at"][0] > refitted["trained_at"][0]
+
+
+def test_refit_every_days_zero_fits_every_refresh_and_a_bad_value_names_the_key(company: Settings) -> None:
+    cfg = company.base_dir / "cockpit.toml"
+    text = cfg.read_text(encoding="utf-8")
+    cfg.write_text(text + "\n[churn]\nrefit_every_days = -1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="refit_every_days"):
+        load_settings(cfg)
+    cfg.write_text(text + "\n[churn]\nrefit_every_days = 0\n", encoding="utf-8")
+    settings = load_settings(cfg)
+    refresh(settings)  # other settings: made again, fitted
+    card = _card(settings)
+    _new_lead(settings, 3)
+    assert "churn" not in refresh(settings).reused
+    assert _card(settings)["trained_at"][0] > card["trained_at"][0]

@@ -495,6 +495,9 @@ class ChurnConfig(_Strict):
     horizon_days: int = Field(90, ge=7, le=730)  # churned = no order and no interaction this long after the as-of date
     high_risk: float = Field(0.6, gt=0, lt=1)  # risk (a probability) from which a customer is in the high band
     medium_risk: float = Field(0.3, gt=0, lt=1)  # ... and the medium band; below it, low
+    # days a fitted churn model serves before a refresh fits it again (0: every refresh refits); the
+    # refreshes between rescore every customer with it. `cockpit refresh --full` always refits.
+    refit_every_days: int = Field(7, ge=0, le=365)
 
     @model_validator(mode="after")
     def _bands(self) -> ChurnConfig:

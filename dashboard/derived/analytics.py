@@ -11,10 +11,13 @@ or to its customer (same source, same customer_ref) before the won date.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import duckdb
 import polars as pl
 
-from dashboard.core.duck import drop_relation
+from dashboard.core.duck import drop_relation, quote_path
 
 # The tables this module writes, and their columns (also when no build exists yet).
 TABLES: dict[str, dict[str, str]] = {
@@ -186,23 +189,115 @@ GROUP BY source_system, lead_id, won_at, channel
 """
 
 
+@dataclass(frozen=True)
+class Previous:
+    """The current build's lead_facts and attribution, and what changed since: only the leads touched get
+    their facts made again, only the won leads whose facts or journey changed their attribution."""
+
+    lead_facts: Path
+    attribution: Path
+    leads: pl.DataFrame  # source_system, lead_id: lead rows that changed (or went)
+    event_leads: pl.DataFrame  # lead_id: leads whose stage events changed (in any source: facts join by id)
+    interactions: pl.DataFrame  # source_system, customer_ref, lead_id: interactions that changed (or went)
+    customers: pl.DataFrame  # customer_key: customers whose records (their journeys) changed
+
+
+# The leads whose facts are made again: a changed lead row, or a lead whose stage events changed.
+_FACTS_TOUCHED_SQL = """
+CREATE OR REPLACE TEMP TABLE facts_touched AS
+SELECT source_system, lead_id FROM analytics_changed_leads
+UNION
+SELECT source_system, lead_id FROM main.leads WHERE lead_id IN (SELECT lead_id FROM analytics_changed_events)
+"""
+# The won leads whose attribution is made again: their facts, or their journey (their customer's records,
+# the interactions of those records or of the lead itself) changed.
+_ATTRIBUTION_TOUCHED_SQL = """
+CREATE OR REPLACE TEMP TABLE attribution_touched AS
+SELECT source_system, lead_id FROM facts_touched
+UNION
+SELECT f.source_system, f.lead_id
+FROM main.lead_facts AS f
+JOIN attribution_links AS k ON k.record_kind = 'lead' AND k.source_system = f.source_system
+    AND k.source_record_id = f.lead_id
+WHERE f.won_at IS NOT NULL AND k.customer_key IN (
+    SELECT customer_key FROM analytics_changed_customers
+    UNION SELECT customer_key FROM attribution_links
+    WHERE record_kind = 'lead' AND source_record_id IN (SELECT lead_id FROM analytics_changed_interactions)
+    UNION SELECT k2.customer_key FROM attribution_links AS k2 JOIN analytics_changed_interactions AS i
+        ON k2.record_kind = 'customer' AND k2.source_system = i.source_system AND k2.source_record_id = i.customer_ref
+)
+UNION
+SELECT f.source_system, f.lead_id
+FROM main.lead_facts AS f JOIN analytics_changed_interactions AS i ON i.lead_id = f.lead_id
+WHERE f.won_at IS NOT NULL
+UNION
+SELECT f.source_system, f.lead_id
+FROM main.lead_facts AS f JOIN analytics_changed_interactions AS i
+    ON i.source_system = f.source_system AND i.customer_ref = f.customer_ref
+WHERE f.won_at IS NOT NULL
+"""
+
+
 def build(
-    con: duckdb.DuckDBPyConnection, links: pl.DataFrame, half_life_days: float, exclude_channels: list[str]
+    con: duckdb.DuckDBPyConnection,
+    links: pl.DataFrame,
+    half_life_days: float,
+    exclude_channels: list[str],
+    previous: Previous | None = None,
 ) -> None:
     """Create lead_facts, attribution and filter_values as tables on con (replacing placeholder views).
-    ``links`` is the build's identity_links: a won lead's journey is every record of its customer."""
+    ``links`` is the build's identity_links: a won lead's journey is every record of its customer. With
+    ``previous``, the rows of the leads it does not touch are copied from it: the same tables as in full."""
     con.execute("CREATE OR REPLACE TEMP TABLE excluded_channels (channel VARCHAR)")
     if exclude_channels:
         con.executemany("INSERT INTO excluded_channels VALUES (?)", [[c.strip().lower()] for c in exclude_channels])
     con.register("attribution_links", links.select("source_system", "source_record_id", "record_kind", "customer_key"))
-    try:
-        for table, sql in (
-            ("lead_facts", LEAD_FACTS_SQL),
-            ("attribution", attribution_sql(half_life_days)),
-            ("filter_values", FILTER_VALUES_SQL),
+    facts, attribution = LEAD_FACTS_SQL, attribution_sql(half_life_days)
+    if previous is not None:
+        for name, frame in (
+            ("analytics_changed_leads", previous.leads),
+            ("analytics_changed_events", previous.event_leads),
+            ("analytics_changed_interactions", previous.interactions),
+            ("analytics_changed_customers", previous.customers),
         ):
+            con.register(name, frame)
+        con.execute(_FACTS_TOUCHED_SQL)
+        # the same statements over the touched leads only (a CTE named as the table it narrows), with the
+        # other leads' rows of the current build
+        facts = f"""
+            SELECT * FROM (
+                SELECT * FROM read_parquet({quote_path(previous.lead_facts)})
+                    ANTI JOIN facts_touched USING (source_system, lead_id)
+                UNION ALL BY NAME
+                SELECT * FROM (
+                    WITH leads AS (SELECT * FROM main.leads SEMI JOIN facts_touched USING (source_system, lead_id)),
+                    lead_events AS (SELECT * FROM main.lead_events WHERE lead_id IN (SELECT lead_id FROM leads))
+                    SELECT * FROM ({LEAD_FACTS_SQL})
+                )
+            ) ORDER BY created_at"""
+        attribution = f"""
+            SELECT * FROM read_parquet({quote_path(previous.attribution)})
+                ANTI JOIN attribution_touched USING (source_system, lead_id)
+            UNION ALL BY NAME
+            SELECT * FROM (
+                WITH lead_facts AS (
+                    SELECT * FROM main.lead_facts SEMI JOIN attribution_touched USING (source_system, lead_id)
+                )
+                SELECT * FROM ({attribution})
+            )"""
+    try:
+        for table, sql in (("lead_facts", facts), ("attribution", attribution), ("filter_values", FILTER_VALUES_SQL)):
+            if table == "attribution" and previous is not None:
+                con.execute(_ATTRIBUTION_TOUCHED_SQL)
             drop_relation(con, table)
             con.execute(f"CREATE TABLE {table} AS {sql}")
     finally:
-        con.unregister("attribution_links")
-
+        for name in (
+            "attribution_links",
+            "analytics_changed_leads",
+            "analytics_changed_events",
+            "analytics_changed_interactions",
+            "analytics_changed_customers",
+        ):
+            con.unregister(name)
+        con.execute("DROP TABLE IF EXISTS facts_touched; DROP TABLE IF EXISTS attribution_touched")

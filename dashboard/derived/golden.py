@@ -10,6 +10,7 @@ with more attributes filled); invalid phones, emails and ID numbers never surviv
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -161,7 +162,10 @@ JOIN golden_ranked AS r ON r.rowid = v.rk
 JOIN masks AS ms USING (mask)
 """
 
-_GOLDEN_SQL = """
+# Per customer (golden_base): everything but what ranks customers against each other (RFM, value tier) and
+# what depends on the day (active or lapsed): an incremental build remakes these rows only for the
+# customers it touches and keeps the others' (dashboard/pipeline/derive.py), then _GOLDEN_SQL ranks them all.
+_BASE_QUERY = """
 WITH members AS (  -- distinct sources by grouping first: list(DISTINCT) per customer is slower
     SELECT customer_key, CAST(sum(n) AS BIGINT) AS records, list_sort(list(source_system)) AS sources,
            min(confidence) AS confidence
@@ -219,24 +223,60 @@ consent AS (  -- marketing consent over all the person's records: a withdrawal (
     ) AS r USING (record_kind, source_system, source_record_id)
     WHERE r.marketing_consent IS NOT NULL
     GROUP BY ALL
-),
-rfm AS (
+)
+SELECT m.customer_key, {golden_columns},
+       m.records, m.sources, m.confidence, coalesce(ch.conflicts, []) AS conflicts,
+       CASE  -- the lifecycle of a customer without orders (with orders: active or lapsed, by the day)
+           WHEN lf.won THEN 'won'
+           WHEN lf.opportunity THEN 'opportunity'
+           WHEN lf.customer_key IS NOT NULL THEN 'lead'
+           ELSE 'contact'
+       END AS lead_stage,
+       coalesce(o.lifetime_revenue, 0) AS lifetime_revenue, coalesce(o.orders, 0) AS orders,
+       o.first_order_at, o.last_order_at,
+       greatest(t.last_contact_at, lf.last_lead_at, o.last_order_at) AS last_contact_at,
+       coalesce(k.open_receivables, 0) AS open_receivables,
+       list_sort(list_distinct(coalesce(lf.lead_channels, []) || coalesce(t.touch_channels, []))) AS channels,
+       py.name_pinyin, cn.marketing_consent
+FROM members AS m
+LEFT JOIN chosen AS ch USING (customer_key)
+LEFT JOIN o USING (customer_key)
+LEFT JOIN k USING (customer_key)
+LEFT JOIN lf USING (customer_key)
+LEFT JOIN touch AS t USING (customer_key)
+LEFT JOIN golden_pinyin AS py ON py.name = ch.name
+LEFT JOIN consent AS cn USING (customer_key)
+"""
+
+# A customer kept from the current build back in golden_base's shape (its lifecycle without orders is its
+# lifecycle then: with no orders it does not depend on the day).
+_KEPT_BASE_SQL = """
+INSERT INTO golden_base BY NAME
+SELECT * EXCLUDE (lifecycle_stage, rfm_segment, value_tier),
+       CASE WHEN orders = 0 THEN lifecycle_stage END AS lead_stage
+FROM read_parquet({previous})
+WHERE customer_key IN (SELECT customer_key FROM golden_kept)
+"""
+
+# every customer: RFM and value tier rank them against each other (customers with revenue orders only)
+_RANK_SQL = (
+    """
+WITH rfm AS (
     SELECT customer_key,
            ntile(5) OVER (ORDER BY last_order_at, customer_key) AS r,
            ntile(5) OVER (ORDER BY orders, customer_key) AS f,
            ntile(5) OVER (ORDER BY lifetime_revenue, customer_key) AS m,
            percent_rank() OVER (ORDER BY lifetime_revenue DESC) AS revenue_rank
-    FROM o
+    FROM golden_base WHERE orders > 0
 )
-SELECT m.customer_key, {golden_columns},
-       m.records, m.sources, m.confidence, coalesce(ch.conflicts, []) AS conflicts,
+SELECT b.customer_key, """
+    + ", ".join(f"b.{a}" for a in ATTRIBUTES)
+    + """,
+       b.records, b.sources, b.confidence, b.conflicts,
        CASE
-           WHEN o.orders > 0 AND o.last_order_at >= $now - INTERVAL {active_days} DAY THEN 'active'
-           WHEN o.orders > 0 THEN 'lapsed'
-           WHEN lf.won THEN 'won'
-           WHEN lf.opportunity THEN 'opportunity'
-           WHEN lf.customer_key IS NOT NULL THEN 'lead'
-           ELSE 'contact'
+           WHEN b.orders > 0 AND b.last_order_at >= $now - INTERVAL {active_days} DAY THEN 'active'
+           WHEN b.orders > 0 THEN 'lapsed'
+           ELSE b.lead_stage
        END AS lifecycle_stage,
        CASE
            WHEN rfm.customer_key IS NULL THEN NULL
@@ -252,23 +292,17 @@ SELECT m.customer_key, {golden_columns},
            WHEN rfm.revenue_rank <= 0.3 THEN 'medium'
            WHEN rfm.customer_key IS NOT NULL THEN 'low'
        END AS value_tier,
-       coalesce(o.lifetime_revenue, 0) AS lifetime_revenue, coalesce(o.orders, 0) AS orders,
-       o.first_order_at, o.last_order_at,
-       greatest(t.last_contact_at, lf.last_lead_at, o.last_order_at) AS last_contact_at,
-       coalesce(k.open_receivables, 0) AS open_receivables,
-       list_sort(list_distinct(coalesce(lf.lead_channels, []) || coalesce(t.touch_channels, []))) AS channels,
-       py.name_pinyin, cn.marketing_consent
-FROM members AS m
-LEFT JOIN chosen AS ch USING (customer_key)
-LEFT JOIN o USING (customer_key)
-LEFT JOIN k USING (customer_key)
-LEFT JOIN lf USING (customer_key)
-LEFT JOIN touch AS t USING (customer_key)
+       b.lifetime_revenue, b.orders, b.first_order_at, b.last_order_at, b.last_contact_at, b.open_receivables,
+       b.channels, b.name_pinyin, b.marketing_consent
+FROM golden_base AS b
 LEFT JOIN rfm USING (customer_key)
-LEFT JOIN golden_pinyin AS py ON py.name = ch.name
-LEFT JOIN consent AS cn USING (customer_key)
-ORDER BY m.customer_key
+ORDER BY b.customer_key
 """
+)
+_BASE_SQL = "CREATE OR REPLACE TEMP TABLE golden_base AS " + _BASE_QUERY
+# A full build's customer_golden in one statement (the Spark engine runs it; format as _BASE_SQL, with
+# $not_revenue and $now): the per-customer rows as a CTE, then the ranks.
+_GOLDEN_SQL = f"WITH golden_base AS ({_BASE_QUERY}),\n" + _RANK_SQL.strip().removeprefix("WITH ")
 
 
 def start_of_today(settings: Settings) -> dt.datetime:
@@ -277,16 +311,90 @@ def start_of_today(settings: Settings) -> dt.datetime:
     return dt.datetime.combine(dt.datetime.now(ZoneInfo(settings.timezone)).date(), dt.time())
 
 
+@dataclass(frozen=True)
+class Previous:
+    """The current build's golden files and the customers whose inputs changed since it was made: only those
+    customers' rows are made again, the others' are copied (their snapshot ids renamed to the current ones)."""
+
+    golden: Path
+    attributes: Path
+    touched: pl.DataFrame  # customer_key: the customers made again
+
+
+def touched_customers(old_links: pl.DataFrame, links: pl.DataFrame, changes: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """The customers (customer_key, of either build) whose golden rows may differ from the current build's: a
+    record that joined, left or changed confidence, and the customer of every changed row of ``changes``
+    (pipeline/fingerprint.py's ROW_KEYS per entity): its customer record, lead record (lead_events: every
+    lead of that id, as lead_facts joins them), or the customer its customer_ref names in its source."""
+    on = ["source_system", "source_record_id", "record_kind"]
+    cols = [*on, "customer_key", "confidence"]
+    moved = old_links.select(cols).join(links.select(cols), on=on, how="full", coalesce=True, suffix="_new")
+    moved = moved.filter(
+        pl.col("customer_key").ne_missing(pl.col("customer_key_new"))
+        | pl.col("confidence").ne_missing(pl.col("confidence_new"))
+    )
+    keyed = {
+        kind: links.filter(pl.col("record_kind") == kind).select(*on[:2], "customer_key")
+        for kind in ("customer", "lead")
+    }
+
+    def of(entity: str, ref: str, kind: str) -> pl.Series:
+        rows = changes.get(entity)
+        if rows is None or ref not in rows.columns:
+            return pl.Series("customer_key", [], pl.String)
+        refs = rows.select(
+            pl.col("source_system").cast(pl.String), pl.col(ref).cast(pl.String).alias("source_record_id")
+        )
+        return refs.drop_nulls().unique().join(keyed[kind], on=on[:2])["customer_key"]
+
+    events = changes.get("lead_events")
+    event_leads = (
+        events["lead_id"].cast(pl.String).drop_nulls().unique()
+        if events is not None
+        else pl.Series([], dtype=pl.String)
+    )
+    parts = [
+        moved["customer_key"],
+        moved["customer_key_new"].alias("customer_key"),
+        of("customers", "source_record_id", "customer"),
+        of("leads", "lead_id", "lead"),
+        *(of(entity, "customer_ref", "customer") for entity in ("orders", "contracts", "interactions")),
+        keyed["lead"].filter(pl.col("source_record_id").is_in(event_leads))["customer_key"],
+    ]
+    keys = pl.concat([p.cast(pl.String).alias("customer_key") for p in parts])
+    return keys.drop_nulls().unique().to_frame()
+
+
 def write_golden(
-    con: duckdb.DuckDBPyConnection, settings: Settings, records: pl.DataFrame, links: pl.DataFrame, folder: Path
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    records: pl.DataFrame,
+    links: pl.DataFrame,
+    folder: Path,
+    previous: Previous | None = None,
 ) -> None:
-    """Writes customer_golden.parquet and customer_attributes.parquet into a derived build's folder.
-    ``con`` has the entity views and lead_facts; records are identity.RECORDS_SQL's."""
+    """Writes customer_golden.parquet, customer_attributes.parquet and customer_lookup.parquet into a derived
+    build's folder. ``con`` has the entity views and lead_facts; records are identity.RECORDS_SQL's. With
+    ``previous``, only its touched customers are made again; the same tables as a full build."""
 
     attrs = [a for a in ATTRIBUTES if a in records.columns]
+    names = sorted({src.name for src in settings.sources} | set(records["source_system"].unique().to_list()))
+    snapshots = records.select("source_system", "snapshot_id").unique()
+    if previous is not None and snapshots["source_system"].is_duplicated().any():
+        previous = None  # a source's records of two snapshots: copied rows could not be renamed to one
+    if previous is not None:
+        touched = previous.touched.select(pl.col("customer_key").cast(pl.String)).unique()
+        kept = links.select("customer_key").unique().join(touched, on="customer_key", how="anti")
+        links = links.join(touched, on="customer_key", how="semi")
+        records = records.join(
+            links.select("source_system", "source_record_id", "record_kind"),
+            on=["source_system", "source_record_id", "record_kind"],
+            how="semi",
+        )
+        con.register("golden_kept", kept)
+        con.register("golden_snapshots", snapshots)
     con.register("golden_records", records)
     con.register("golden_links", links)
-    names = sorted({src.name for src in settings.sources} | set(records["source_system"].unique().to_list()))
     priority = {src.name: src.priority for src in settings.sources}
     con.register(
         "golden_sources",
@@ -309,14 +417,23 @@ def write_golden(
         mask, has_source = _MASK if len(names) <= 128 else _MASK_LIST
         con.execute(_ATTRIBUTES_SQL.format(attributes=", ".join(attrs), mask=mask, has_source=has_source))
         con.execute("DROP TABLE golden_ranked")
+        made = """
+            SELECT v.customer_key, o.value AS owner, v.attribute, v.value, v.chosen, v.conflict, v.source_system,
+                   v.snapshot_id, v.source_record_id, v.seen_at, v.sources, v.records
+            FROM golden_values AS v
+            LEFT JOIN golden_values AS o ON o.customer_key = v.customer_key AND o.attribute = 'owner' AND o.chosen"""
+        if previous is not None:  # the kept customers' rows, their records' snapshot ids now the current ones
+            made += f"""
+            UNION ALL BY NAME
+            SELECT a.* REPLACE (coalesce(s.snapshot_id, a.snapshot_id) AS snapshot_id)
+            FROM read_parquet({quote_path(previous.attributes)}) AS a
+            LEFT JOIN golden_snapshots AS s ON s.source_system = a.source_system
+            WHERE a.customer_key IN (SELECT customer_key FROM golden_kept)"""
         target = quote_path(folder / "customer_attributes.parquet")  # our staging path, quoted
         con.execute(
             f"""COPY (
-                SELECT v.customer_key, o.value AS owner, v.attribute, v.value, v.chosen, v.conflict, v.source_system,
-                       v.snapshot_id, v.source_record_id, v.seen_at, v.sources, v.records
-                FROM golden_values AS v
-                LEFT JOIN golden_values AS o ON o.customer_key = v.customer_key AND o.attribute = 'owner' AND o.chosen
-                ORDER BY v.customer_key  -- one customer's rows together; customer_attributes.sql orders them
+                SELECT * FROM ({made})
+                ORDER BY customer_key  -- one customer's rows together; customer_attributes.sql orders them
             ) TO {target} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)"""
         )
         lookup = quote_path(folder / "customer_lookup.parquet")  # our staging path, quoted
@@ -334,15 +451,27 @@ def write_golden(
             names_.with_columns(pinyin(names_["name"]).str.replace_all(" ", "").alias("name_pinyin")),
         )
         pivot = ", ".join(f"first(value) FILTER (WHERE chosen AND attribute = '{a}') AS {a}" for a in ATTRIBUTES)
-        sql = _GOLDEN_SQL.format(
-            pivot=pivot, golden_columns=", ".join(f"ch.{a}" for a in ATTRIBUTES), active_days=ACTIVE_DAYS
+        con.execute(
+            _BASE_SQL.format(pivot=pivot, golden_columns=", ".join(f"ch.{a}" for a in ATTRIBUTES)),
+            {"not_revenue": NOT_REVENUE},
         )
+        if previous is not None:
+            con.execute(_KEPT_BASE_SQL.format(previous=quote_path(previous.golden)))
+        sql = _RANK_SQL.format(active_days=ACTIVE_DAYS)
         target = quote_path(folder / "customer_golden.parquet")  # our staging path, quoted
         con.execute(
             f"COPY ({sql}) TO {target} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)",
-            {"not_revenue": NOT_REVENUE, "now": start_of_today(settings)},
+            {"now": start_of_today(settings)},
         )
     finally:
-        for name in ("golden_records", "golden_links", "golden_sources", "golden_pinyin"):
+        for name in (
+            "golden_records",
+            "golden_links",
+            "golden_sources",
+            "golden_pinyin",
+            "golden_kept",
+            "golden_snapshots",
+        ):
             con.unregister(name)
         con.execute("DROP TABLE IF EXISTS golden_ranked; DROP TABLE IF EXISTS golden_values")
+        con.execute("DROP TABLE IF EXISTS golden_base")

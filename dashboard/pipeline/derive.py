@@ -8,10 +8,12 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import duckdb
 import polars as pl
 
 from dashboard.core.config import Settings
@@ -21,7 +23,7 @@ from dashboard.derived import analytics, personal
 from dashboard.derived.analytics import ANALYTICS_TABLES
 from dashboard.derived.churn import build as churn
 from dashboard.derived.churn.build import CHURN_TABLES
-from dashboard.derived.golden import GOLDEN_TABLES, write_golden
+from dashboard.derived.golden import GOLDEN_TABLES, Previous, touched_customers, write_golden
 from dashboard.derived.identity import (
     STATE_TABLES,
     build_links,
@@ -59,12 +61,13 @@ class _Steps:
 
     def __init__(self, settings: Settings, store: Store, manifest: Manifest, stage: Path, full: bool) -> None:
         current = manifest.get("derived") or {}
-        self.store, self.manifest, self.stage = store, manifest, stage
+        self.store, self.manifest, self.stage, self.current, self.full = store, manifest, stage, current, full
         self.before: dict[str, str] = {} if full else (current.get("steps") or {})
         self.tables: dict[str, str] = current.get("tables") or {}
         self.base = fingerprint.digest(fingerprint.code_version(), fingerprint.settings_version(settings))
         self.today = datetime.now(ZoneInfo(settings.timezone)).date().isoformat()
         self.keys: dict[str, str] = {}
+        self.memo: dict[str, Any] = {}  # what two steps ask for, read once (the rows that changed)
         self.reused: list[str] = []
 
     def key(self, step: str, *parts: object) -> str:
@@ -172,6 +175,7 @@ def build_derived(
                 links,
                 settings.analytics.attribution_half_life_days,
                 settings.analytics.attribution_exclude_channels,
+                _analytics_previous(con, store, steps, links),  # only the leads touched, when known
             )
             for table in ANALYTICS_TABLES:
                 target = quote_path(stage / f"{table}.parquet")  # our staging path, quoted
@@ -182,14 +186,21 @@ def build_derived(
         remake = not steps.reuse("golden")  # asked once: a reused step's files are linked in as it answers
         if remake and spark is not None:  # the same SQL as Spark jobs, the same files
             spark_steps.golden_tables(spark, con, settings, store, manifest, records, stage)
-        elif remake:
-            write_golden(con, settings, records, links, stage)  # golden customers: reads lead_facts
+        elif remake:  # only the customers whose records, links or facts changed, when known
+            copied = _golden_previous(con, store, manifest, steps, links)
+            if copied is not None:
+                say(f"golden records: {copied.touched.height} customers made again (records, links or facts changed)")
+            write_golden(con, settings, records, links, stage, copied)  # golden customers: reads lead_facts
         del records
         done("golden", _rows(stage / "customer_golden.parquet"))
         say("deriving: churn scores")
         steps.key("churn", steps.keys["identity"], steps.today)
-        if not steps.reuse("churn"):
-            churn.build(con, settings, links, stage, progress=say)  # churn scores, model card, calibration
+        if steps.reuse("churn"):
+            churn_fit = _link_fit(store, steps, stage)
+        else:  # scored with the kept fit until it is refit_every_days old (or --full, or new code or settings)
+            fit = _kept_fit(settings, store, steps)
+            churn.build(con, settings, links, stage, progress=say, kept=fit)  # scores, model card, calibration
+            churn_fit = _fit_entry(steps, stage, fit)
         done("churn", _rows(stage / "churn_scores.parquet"))
         say("deriving: personal-data profile")
         entity_files = {
@@ -219,9 +230,102 @@ def build_derived(
             **{t: store.rel(dest / f.name) for t, f in personal_tables.items()},  # with the keys' tokens
         },
         "steps": steps.keys,  # what each step was made from: the next build reuses a step made from the same
+        "base": steps.base,  # the code and settings it was made with: the next build may copy rows of it
         "reused": steps.reused,
+        # the churn fit that scored this build (file, what it was fitted with, when): later builds rescore with it
+        **({"churn_fit": {**churn_fit, "file": store.rel(dest / churn.FIT_FILE)}} if churn_fit else {}),
     }
     return {**manifest, "derived": derived}
+
+
+# Past this share of the customers touched, making every golden record again is cheaper than copying.
+GOLDEN_COPY_SHARE = 0.5
+
+
+def _golden_previous(
+    con: duckdb.DuckDBPyConnection, store: Store, manifest: Manifest, steps: _Steps, links: pl.DataFrame
+) -> Previous | None:
+    """The current build's golden files and the customers to make again: those whose records, links or
+    facts (orders, contracts, interactions, lead stages) changed since it was made. None: make them all
+    (``--full``, other code or settings, a file or an old snapshot missing, or most customers touched)."""
+    paths = _previous_files(store, steps, ("customer_golden", "customer_attributes", "identity_links"))
+    changes = _changes(con, steps) if paths else None
+    if paths is None or changes is None:
+        return None
+    touched = touched_customers(pl.read_parquet(paths["identity_links"]), links, changes)
+    if touched.height > GOLDEN_COPY_SHARE * links["customer_key"].n_unique():
+        return None
+    return Previous(paths["customer_golden"], paths["customer_attributes"], touched)
+
+
+def _previous_files(store: Store, steps: _Steps, tables: tuple[str, ...]) -> dict[str, Path] | None:
+    """The current build's files of ``tables`` when the new build may copy rows of them: same code and
+    settings, not ``--full``, all there."""
+    rels = {t: steps.tables.get(t) for t in tables}
+    if steps.full or steps.current.get("base") != steps.base or not all(rels.values()):
+        return None
+    paths = {t: store.abs(str(rel)) for t, rel in rels.items()}
+    return paths if all(p.is_file() for p in paths.values()) else None
+
+
+def _changes(con: duckdb.DuckDBPyConnection, steps: _Steps) -> dict[str, pl.DataFrame] | None:
+    """The rows of the golden step's entities that differ from the current build's snapshots (read once)."""
+    if "changes" not in steps.memo:
+        steps.memo["changes"] = fingerprint.entity_changes(con, steps.store, steps.manifest, STEP_ENTITIES["golden"])
+    return steps.memo["changes"]
+
+
+def _analytics_previous(
+    con: duckdb.DuckDBPyConnection, store: Store, steps: _Steps, links: pl.DataFrame
+) -> analytics.Previous | None:
+    """The current build's lead facts and attribution, and which leads, stage events, interactions and
+    customers' records changed since (None: make them all)."""
+    paths = _previous_files(store, steps, ("lead_facts", "attribution", "identity_links"))
+    changes = _changes(con, steps) if paths else None
+    if paths is None or changes is None:
+        return None
+
+    def strings(frame: pl.DataFrame, *cols: str) -> pl.DataFrame:
+        return frame.select(pl.col(c).cast(pl.String) for c in cols).unique()
+
+    return analytics.Previous(
+        paths["lead_facts"],
+        paths["attribution"],
+        strings(changes["leads"], "source_system", "lead_id"),
+        strings(changes["lead_events"], "lead_id"),
+        strings(changes["interactions"], "source_system", "customer_ref", "lead_id"),
+        touched_customers(pl.read_parquet(paths["identity_links"]), links, {}),  # records that joined or left
+    )
+
+
+def _kept_fit(settings: Settings, store: Store, steps: _Steps) -> churn.KeptFit | None:
+    """The current build's churn fit when made by this code with these settings, less than
+    ``[churn] refit_every_days`` ago (``--full``: none, the model is fitted again)."""
+    info = steps.current.get("churn_fit") or {}
+    if steps.full or info.get("key") != steps.base or not info.get("file"):
+        return None
+    age = (date.fromisoformat(steps.today) - date.fromisoformat(info["trained_on"])).days
+    if not 0 <= age < settings.churn.refit_every_days:
+        return None
+    return churn.load_fit(store.abs(info["file"]))
+
+
+def _fit_entry(steps: _Steps, stage: Path, kept: churn.KeptFit | None) -> dict[str, str] | None:
+    if not (stage / churn.FIT_FILE).is_file():
+        return None  # nothing to score: no fit
+    if kept is not None:
+        return {"key": steps.base, "trained_on": kept.trained_on.isoformat()}
+    return {"key": steps.base, "trained_on": steps.today}
+
+
+def _link_fit(store: Store, steps: _Steps, stage: Path) -> dict[str, str] | None:
+    """A reused churn step keeps the fit its scores came from."""
+    info = steps.current.get("churn_fit") or {}
+    src = store.abs(info["file"]) if info.get("file") else None
+    if src is None or not src.is_file():
+        return None
+    _link(src, stage / churn.FIT_FILE)
+    return {k: v for k, v in info.items() if k != "file"}
 
 
 def _pinned_model(settings: Settings) -> list[str]:

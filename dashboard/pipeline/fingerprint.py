@@ -11,12 +11,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 
+from dashboard.core import duck
 from dashboard.core.config import Settings, SourceConfig
 from dashboard.core.store import Manifest, Store
 from dashboard.pipeline import suppression
@@ -94,3 +96,82 @@ def frame_digest(frame: pl.DataFrame) -> str:
     full build from the same records is no more tied to one order than a reused one."""
     rows = frame.hash_rows(seed=0).sort().to_numpy().tobytes()
     return digest(pl.__version__, frame.columns, [str(t) for t in frame.dtypes], hashlib.sha256(rows).hexdigest())
+
+
+# -- what changed since the current build: rows, for the steps that remake only what they touch -----------
+# The columns that name a changed row's record, per entity (with source_system, every entity's lineage).
+ROW_KEYS: dict[str, tuple[str, ...]] = {
+    "customers": ("source_system", "source_record_id"),
+    "leads": ("source_system", "lead_id", "customer_ref"),
+    "lead_events": ("source_system", "lead_id"),
+    "orders": ("source_system", "customer_ref"),
+    "contracts": ("source_system", "customer_ref"),
+    "interactions": ("source_system", "customer_ref", "lead_id"),
+}
+
+
+def changed_rows(
+    con: duckdb.DuckDBPyConnection, old: Path | None, new: Path | None, keys: Sequence[str]
+) -> pl.DataFrame | None:
+    """The distinct ``keys`` of the rows one file holds and the other does not, duplicates counted (a row is
+    every column but snapshot_id, which names the snapshot, not the data); a missing file has no rows.
+    None when they cannot be compared row by row (their columns differ)."""
+    cols = {p: _columns(con, p) for p in (old, new) if p is not None}
+    if len({frozenset(c) for c in cols.values()}) > 1:
+        return None
+    names = sorted(next(iter(cols.values())) - {"snapshot_id"}) if cols else []
+    if not names or not set(keys) <= set(names):
+        return None
+    sel = ", ".join(f'"{c}"' for c in names)
+    key_sel = ", ".join(f'"{k}"' for k in keys)
+
+    def rows(p: Path) -> str:
+        return f"SELECT {sel} FROM read_parquet({duck.quote_path(p)})"  # our own published path, quoted
+
+    if old is None or new is None:
+        only = rows(old or new)  # type: ignore[arg-type]
+    else:
+        only = f"(({rows(new)}) EXCEPT ALL ({rows(old)})) UNION ALL (({rows(old)}) EXCEPT ALL ({rows(new)}))"
+    return con.sql(f"SELECT DISTINCT {key_sel} FROM ({only})").pl()
+
+
+def _columns(con: duckdb.DuckDBPyConnection, path: Path) -> frozenset[str]:
+    return frozenset(r[0] for r in con.sql(f"DESCRIBE SELECT * FROM read_parquet({duck.quote_path(path)})").fetchall())
+
+
+def entity_changes(
+    con: duckdb.DuckDBPyConnection, store: Store, manifest: Manifest, entities: Iterable[str]
+) -> dict[str, pl.DataFrame] | None:
+    """Per entity, the ROW_KEYS of the rows that differ between the snapshots the current derived build was
+    made from and those of ``manifest`` (pending); None when that cannot be told (no current build, an old
+    snapshot already gone, a file whose columns changed): then everything counts as changed."""
+    before: dict[str, str] | None = (manifest.get("derived") or {}).get("snapshots")
+    if before is None:
+        return None
+    wanted = sorted(set(entities))
+    out: dict[str, list[pl.DataFrame]] = {e: [] for e in wanted}
+    now = {s: e for s, e in manifest["sources"].items()}
+    for source in sorted(set(before) | set(now)):
+        old_id, entry = before.get(source), now.get(source)
+        if entry is not None and entry["snapshot_id"] == old_id:
+            continue
+        old_dir = store.snapshots / source / old_id if old_id else None
+        if old_dir is not None and not old_dir.is_dir():
+            return None
+        files = (entry or {}).get("entities") or {}
+        for entity in wanted:
+            old = old_dir / f"{entity}.parquet" if old_dir is not None else None
+            new = store.abs(files[entity]["file"]) if entity in files else None
+            old = old if old is not None and old.is_file() else None
+            if old is None and new is None:
+                continue
+            got = changed_rows(con, old, new, ROW_KEYS[entity])
+            if got is None:
+                return None
+            out[entity].append(got)
+    return {
+        e: pl.concat(frames, how="vertical_relaxed")
+        if frames
+        else pl.DataFrame(schema=dict.fromkeys(ROW_KEYS[e], pl.String))
+        for e, frames in out.items()
+    }

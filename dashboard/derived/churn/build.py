@@ -41,6 +41,7 @@ next to each method's ``backtest_windows``, ``backtest_windows_needed`` and ``tr
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -67,6 +68,7 @@ from dashboard.derived.churn.features import FEATURES
 from dashboard.derived.churn.reasons import REASON_CODES, group_weights, top_reasons
 
 CHURN_TABLES: tuple[str, ...] = ("churn_scores", "churn_model")
+FIT_FILE = "churn_fit.pkl"  # the fitted model a build scored with, beside its tables: later refreshes rescore with it
 METHODS: tuple[str, ...] = ("model", "recency", "bgnbd")
 # Why the served method serves (the model card's serve_reason; the page and CLI translate the code):
 SERVE_REASONS: tuple[str, ...] = (
@@ -107,6 +109,7 @@ class ChurnRun:
     notes: list[str] = field(default_factory=list)
     reason: str = "no_activity"  # why ``method`` serves: one of SERVE_REASONS
     train_horizon_days: int = 0  # the horizon the served method was trained on (the model's may be shorter)
+    fit: KeptFit | None = None  # what scored: a new fit, or the kept one it was given
 
 
 # -- customers at a cutoff ------------------------------------------------------------------------
@@ -225,6 +228,40 @@ def fit(method: str, frame: pl.DataFrame) -> Fitted:
         train = _sample(frame)
         return Fitted(method, model=churn_model.fit_model(_matrix(train), train["churned"].to_numpy().astype(bool)))
     return Fitted(method, calibrator=churn_model.ScoreCalibrator.fit(_baseline_score(frame, method), y))
+
+
+@dataclass
+class KeptFit:
+    """A fit's decision (which method serves, fitted how, and its model card), kept so that the refreshes
+    until the next fit rescore every customer with it ([churn] refit_every_days): the same model and the
+    same data give the same scores as the run that fitted it."""
+
+    horizon_days: int
+    method: str
+    status: str
+    reason: str
+    train_horizon_days: int
+    notes: list[str]
+    card: pl.DataFrame
+    fitted: Fitted | None  # None: BG/NBD's own probability serves (no backtest), fitted on the customers scored
+    trained_on: date
+
+
+def save_fit(kept: KeptFit, path: Path) -> None:
+    with open(path, "wb") as f:
+        pickle.dump(kept, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load_fit(path: Path) -> KeptFit | None:
+    """The fit a build kept, or None when it cannot be read (then the refresh fits again). The file is one
+    this code wrote into the data folder's derived build; a changed code version never reads it (the
+    pipeline keys kept fits on the code and settings)."""
+    try:
+        with open(path, "rb") as f:
+            kept = pickle.load(f)  # our own derived build, keyed on this code version
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError):
+        return None
+    return kept if isinstance(kept, KeptFit) else None
 
 
 def _evaluate(fitted: Fitted, frame: pl.DataFrame) -> tuple[dict[str, float | None], Bins]:
@@ -477,11 +514,13 @@ def run(
     as_of: date | None = None,
     horizon_days: int | None = None,
     progress: Progress | None = None,
+    kept: KeptFit | None = None,
 ) -> ChurnRun:
     """Score every customer at ``as_of`` (default: the day after the latest activity).
 
     ``con`` has the canonical views (orders, interactions, contracts, customers, leads); ``links`` is
-    the identity_links table of the build.
+    the identity_links table of the build. With ``kept`` (a fit for the same horizon) nothing is fitted
+    or backtested: every customer is scored with it, as the run that fitted it would score them.
     """
     say = progress or (lambda _m: None)
     h = int(horizon_days or settings.churn.horizon_days)
@@ -499,6 +538,9 @@ def run(
         run_.notes.append("no order or interaction before the as-of date")
         run_.scores, run_.card = _empty_scores(), _card(run_, {}, {}, extra)
         return run_
+    if kept is not None and kept.horizon_days == h:
+        say(f"churn: customers at {as_of} scored with the {kept.method} fit of {kept.trained_on}")
+        return _rescore(con, settings, run_, kept, d)
 
     say(f"churn: customers at {as_of} (horizon {h} days)")
     now = _at(con, d, h, labelled=False)
@@ -572,6 +614,34 @@ def run(
     weights = _reason_weights(run_.method, final, scored, frame)
     run_.scores = _scores(con, frame, _served(risk, ranking), weights, settings, run_)
     run_.card = _card(run_, metrics, bins, extra, per_method)
+    run_.fit = KeptFit(
+        h, run_.method, run_.status, run_.reason, run_.train_horizon_days, list(run_.notes), run_.card, final, today
+    )
+    return run_
+
+
+def _rescore(con: duckdb.DuckDBPyConnection, settings: Settings, run_: ChurnRun, kept: KeptFit, d: int) -> ChurnRun:
+    """``run``'s customers at day ``d`` scored with a kept fit: the features of the horizon it was trained
+    on (BG/NBD's figures fitted on these customers, as a fitting run does before it scores), its method,
+    status and model card (as of ``d``, with the customers scored)."""
+    h, th = run_.horizon_days, kept.train_horizon_days
+    run_.method, run_.status, run_.reason, run_.train_horizon_days = kept.method, kept.status, kept.reason, th
+    run_.notes = list(kept.notes)
+    frame = _at(con, d, th, labelled=False, target=h if th != h else None)
+    scored: Scored | None = None
+    if kept.fitted is not None:
+        scored = kept.fitted.score(frame)
+        ranking, risk = scored.ranking, scored.risk
+    else:
+        ranking = risk = frame["bgnbd_p_none"].to_numpy()
+    churn_features.drop_days(con)
+    weights = _reason_weights(run_.method, kept.fitted, scored, frame)
+    run_.scores = _scores(con, frame, _served(risk, ranking), weights, settings, run_)
+    # the fit's card (its backtest, when it was trained), for the customers scored now
+    run_.card = kept.card.with_columns(
+        pl.lit(run_.as_of, pl.Date).alias("as_of"), pl.lit(frame.height, pl.Int64).alias("customers_scored")
+    )
+    run_.fit = kept
     return run_
 
 
@@ -599,11 +669,15 @@ def build(
     links: pl.DataFrame,
     folder: Path,
     progress: Progress | None = None,
+    kept: KeptFit | None = None,
 ) -> ChurnRun:
-    """The derived build's churn tables: ``<table>.parquet`` for each of CHURN_TABLES in ``folder``."""
-    result = run(con, settings, links, progress=progress)
+    """The derived build's churn tables: ``<table>.parquet`` for each of CHURN_TABLES in ``folder``, and the
+    fit that scored them (FIT_FILE; ``kept``: rescore with it instead of fitting)."""
+    result = run(con, settings, links, progress=progress, kept=kept)
     result.scores.write_parquet(folder / "churn_scores.parquet")
     result.card.write_parquet(folder / "churn_model.parquet")
+    if result.fit is not None:
+        save_fit(result.fit, folder / FIT_FILE)
     return result
 
 
