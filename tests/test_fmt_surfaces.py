@@ -80,7 +80,7 @@ def test_the_quality_rates_are_written_at_one_precision_everywhere() -> None:
 
 def test_the_churn_export_is_rounded_to_the_list_and_names_order_revenue() -> None:
     warnings = pl.DataFrame(
-        {"customer_key": ["K1"], "risk": [0.123456], "expected_value_at_risk": [1234.5678], "revenue": [9876.54]}
+        {"customer_key": ["K1"], "risk": [0.123456], "expected_value_at_risk": [1234.5678], "order_revenue": [9876.54]}
     )
     rows = csv_rows(exported(export_frame(warnings), "zh"))
     assert rows[0] == ["客户", "流失风险", "预计流失收入", "订单收入"]  # the list's revenue is order revenue

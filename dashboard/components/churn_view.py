@@ -35,7 +35,7 @@ LIST_ROW_HEIGHT = 72
 # the list's numbers as the grid shows them and the export writes them (rounded to what is shown)
 RISK_PLACES = 1  # a churn probability's decimals: 12.3%, in the list, its export, the tiles and the card
 AUC_PLACES = 3  # AUC and Brier score: three decimals (0.812)
-KINDS: dict[str, Kind] = {"risk": "pct", "expected_value_at_risk": "money", "revenue": "money", "orders": "count"}
+KINDS: dict[str, Kind] = {"risk": "pct", "expected_value_at_risk": "money", "order_revenue": "money", "orders": "count"}
 LIST_HEIGHT = 40 + 8 * LIST_ROW_HEIGHT
 
 
@@ -128,8 +128,7 @@ def warning_list(frame: pl.DataFrame, lang: str) -> None:
     config["expected_value_at_risk"] = st.column_config.NumberColumn(
         header("expected_value_at_risk", lang), format="yen"
     )
-    # the customer's orders before the as-of date: order revenue (订单收入), not won-deal amount
-    config["revenue"] = st.column_config.NumberColumn(t("metric.order_revenue", lang), format="yen")
+    config["order_revenue"] = st.column_config.NumberColumn(t("metric.order_revenue", lang), format="yen")
     picked = st.dataframe(
         shown,
         hide_index=True,
@@ -150,9 +149,8 @@ def warning_list(frame: pl.DataFrame, lang: str) -> None:
 
 def export_frame(frame: pl.DataFrame) -> pl.DataFrame:
     """The warning list as its export writes it: numbers rounded to what the grid shows (risk 0.123 for
-    12.3%), still numbers; the revenue column under its term's name (订单收入 / Order revenue)."""
-    kinds: dict[str, Kind] = {**KINDS, "order_revenue": "money"}
-    return rounded(frame.rename({"revenue": "order_revenue"}, strict=False), kinds)
+    12.3%), still numbers; the order revenue column under its term's name (订单收入 / Order revenue)."""
+    return rounded(frame, KINDS)
 
 
 def _local(when: datetime | None, tz: str, lang: str) -> str:
