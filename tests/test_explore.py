@@ -34,6 +34,7 @@ from dashboard.query.explore.models import (
     pivot,
     shape,
     suggest_chart,
+    withheld,
 )
 from dashboard.query.explore.sql import SqlRefused, readable, run_readonly
 from dashboard.query.security import SYSTEM, Principal
@@ -176,6 +177,19 @@ def test_roi_matches_the_channel_economics(wh: Warehouse) -> None:
     assert {r["channel"]: r["roi"] for r in economics.iter_rows(named=True)}["paid_search"] == roi["paid_search"]
     with pytest.raises(ExploreError, match="not by 'owner'"):
         build_query(Spec("leads", (Dim("owner"),), ("roi",)))
+
+
+def test_a_sales_rep_is_not_shown_the_company_spend_over_their_own_leads() -> None:
+    """ROI and spend are company figures for a sales rep (the semantic layer's scope): Explore neither offers
+    them nor builds them for the role, so no rep sees company spend set against their own revenue."""
+    assert {"roi", "sum_cost"} <= withheld("sales")
+    assert not withheld("manager") and not withheld("analyst")
+    with pytest.raises(ExploreError, match="company-level figure"):
+        build_query(Spec("leads", (Dim("channel"),), ("roi", "revenue")), role="sales")
+    with pytest.raises(ExploreError, match="company-level figure"):
+        build_query(Spec("spend", (Dim("channel"),), ("sum_cost",)), role="sales")
+    assert build_query(Spec("leads", (Dim("channel"),), ("count", "revenue")), role="sales").sql
+    assert build_query(Spec("leads", (Dim("channel"),), ("roi",)), role="manager").sql
 
 
 def test_pivot_spreads_a_dimension_with_computed_totals(wh: Warehouse) -> None:

@@ -161,9 +161,11 @@ def builder(lang: str) -> Spec:
             placeholder=t("explore.dims.none", lang),
         )
     with right:
+        shown = [m for m in model.measures if m not in explore.withheld(data.user().role)]
+        st.session_state[_K["measures"]] = [m for m in st.session_state.get(_K["measures"], []) if m in shown]
         measures = st.multiselect(
             t("explore.measures", lang),
-            list(model.measures),
+            shown,
             key=_K["measures"],
             format_func=lambda m: measure_label(m, lang),
         )

@@ -31,7 +31,7 @@ _PANEL_HEIGHT = 260  # each measure's panel when several are drawn
 
 
 def run(spec: Spec, as_of: tuple[str, str] | None = None) -> Result:
-    query = explore.build_query(spec)
+    query = explore.build_query(spec, data.user().role)
     return explore.shape(spec, query, data.explore(query.sql, query.params, as_of))
 
 

@@ -19,6 +19,8 @@ import polars as pl
 
 from dashboard.core.errors import QueryError
 from dashboard.derived.tables import DERIVED_TABLES
+from dashboard.i18n.metrics import EXPLORE_MEASURES
+from dashboard.query.metrics import layer
 
 
 class ExploreError(QueryError):
@@ -502,10 +504,23 @@ def _set_case(exprs: dict[str, str], sets: tuple[tuple[str, ...], ...]) -> str:
     return f"CASE GROUPING({', '.join(exprs.values())}) {' '.join(whens)} END"
 
 
-def build_query(spec: Spec) -> Query:
+def withheld(role: str) -> frozenset[str]:
+    """Explore's measures ``role`` is not shown over its own rows: those that are semantic-layer metrics with
+    another scope for the role. A sales rep's ROI and marketing spend are company figures (the cockpit shows
+    them labelled so); by channel over the rep's own leads they would be the company's spend against one
+    rep's revenue (issue 19, point 1)."""
+    lay = layer()
+    return frozenset(m for m, name in EXPLORE_MEASURES.items() if lay.metric(name).rule(role).scope != "rows")
+
+
+def build_query(spec: Spec, role: str | None = None) -> Query:
     """The one SELECT that answers the view: grouping sets give exact totals (a conversion rate or a
-    distinct count does not add up), ``_set`` says which set a row belongs to."""
+    distinct count does not add up), ``_set`` says which set a row belongs to. With ``role``, a measure
+    the role is not shown row by row (``withheld``) is refused."""
     spec = validate(spec)
+    refused = [m for m in spec.measures if role is not None and m in withheld(role)]
+    if refused:
+        raise ExploreError(f"measure '{refused[0]}' is a company-level figure for role {role}: see the cockpit")
     model = model_for(spec.model)
     params: dict[str, Any] = {}
     keys = tuple(d.key for d in spec.dims)
