@@ -200,7 +200,8 @@ def test_a_click_on_a_search_result_opens_the_profile_in_the_same_tab(
     _sign_in(page)
     page.get_by_role("heading", name=t("page.customer_360", "zh")).first.wait_for(timeout=PAGE_TIMEOUT_MS)
     _idle(page)  # typed into a page whose run has finished, so no rerun drops the text
-    page.get_by_label(t("c360.search", "zh")).fill(at_risk["customer_key"], timeout=PAGE_TIMEOUT_MS)
+    search = page.get_by_role("textbox", name=t("c360.search", "zh"), exact=True)  # not the field's help icon
+    search.fill(at_risk["customer_key"], timeout=PAGE_TIMEOUT_MS)
     page.keyboard.press("Enter")
     grid = page.locator('[data-testid="stDataFrame"]').first
     grid.wait_for(timeout=PAGE_TIMEOUT_MS)
@@ -209,7 +210,7 @@ def test_a_click_on_a_search_result_opens_the_profile_in_the_same_tab(
     page.mouse.click(box["x"] + 6, box["y"] + 35 + 17)  # the first result's selection cell
     _profile_shown(page, at_risk)
     assert len(context.pages) == 1 and f"customer={at_risk['customer_key']}" in page.url
-    assert page.get_by_label(t("c360.search", "zh")).input_value() == ""  # the search made way for the profile
+    assert search.input_value() == ""  # the search made way for the profile
     context.close()
 
 
