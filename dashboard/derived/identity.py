@@ -439,12 +439,9 @@ def predict(feats: pl.DataFrame, model: Model, score: Scorer | None = None) -> p
         model.tf_total = int(con.sql("SELECT count(name) FROM identity_records").fetchall()[0][0])
         if score is not None:  # the full data scored elsewhere, with the model trained here
             pairs = score(feats, trainer.misc.save_model_to_json(), model)
-        else:
+        else:  # a fresh copy of the parameters: Splink keeps and may change what it is given
             linker = Linker(db.register("identity_records"), trainer.misc.save_model_to_json(), log_level=None)
-            scored = linker.inference.predict(threshold_match_probability=model.threshold, warning_mode="never")
-            pairs = con.sql(
-                f"SELECT unique_id_l AS node_l, unique_id_r AS node_r, match_probability FROM {scored.physical_name}"
-            ).pl()
+            pairs = _scored_pairs(con, linker, model)
         lap("predict")
         model.stats["pairs_linked"] = pairs.height
         return pairs
@@ -996,13 +993,18 @@ def _predict_with(feats: pl.DataFrame, model: Model, score: Scorer | None = None
         db = DuckDBAPI(con)
         linker = Linker(db.register(table), settings, log_level=None)
         linker.table_management.register_term_frequency_lookup(db.register("identity_tf_name"), "name")
-        scored = linker.inference.predict(threshold_match_probability=model.threshold, warning_mode="never")
-        pairs = con.sql(
-            f"SELECT unique_id_l AS node_l, unique_id_r AS node_r, match_probability FROM {scored.physical_name}"
-        ).pl()
+        pairs = _scored_pairs(con, linker, model)
     lap("predict")
     model.stats["pairs_linked"] = pairs.height
     return pairs
+
+
+def _scored_pairs(con: duckdb.DuckDBPyConnection, linker: Any, model: Model) -> pl.DataFrame:
+    """The pairs Splink's ``linker`` scores at or above the model's threshold: node_l, node_r, match_probability."""
+    scored = linker.inference.predict(threshold_match_probability=model.threshold, warning_mode="never")
+    return con.sql(
+        f"SELECT unique_id_l AS node_l, unique_id_r AS node_r, match_probability FROM {scored.physical_name}"
+    ).pl()  # Splink's own table name
 
 
 def _record_state(recs: pl.DataFrame, feats: pl.DataFrame) -> pl.DataFrame:
