@@ -59,8 +59,8 @@ def _line(label: str, wall: float, cpu: float, rows: int) -> str:
 
 
 def identity(settings: Settings, con: duckdb.DuckDBPyConnection, spark: Any, jvm: int, folder: Path) -> None:
-    """The identity step on DuckDB, then with its candidate pairs scored on Spark; each model's laps (wall s),
-    and the Spark scoring's own wall and CPU time against the candidate records it scored."""
+    """The identity step on DuckDB, then with pass 1, the clusters and the candidate pairs' scoring on Spark; each
+    model's laps (wall s), and the Spark scoring's own wall and CPU time against the candidate records it scored."""
     records = read_records(con)
     both = lambda: _cpu_self() + _cpu_of(jvm)  # noqa: E731
     scoring: dict[str, tuple[float, float]] = {}
@@ -74,8 +74,9 @@ def identity(settings: Settings, con: duckdb.DuckDBPyConnection, spark: Any, jvm
     made: list[tuple[pl.DataFrame, pl.DataFrame, Model | None]] = []
     for label, score, cpu in (("duckdb", None, _cpu_self), (f"spark {settings.engine.master}", timed_score, both)):
 
-        def run(score: Any = score) -> None:
-            made.append(build_links(settings, con, None, records, score))
+        def run(score: Any = score) -> None:  # with Spark: pass 1 and the clusters there too, as a refresh does
+            graph = spark_identity.SparkGraph(spark, settings, folder) if score is not None else None
+            made.append(build_links(settings, con, None, records, score, graph=graph))
 
         wall, used = _timed(run, cpu)
         model = made[-1][2]

@@ -15,12 +15,22 @@ import pytest
 
 from dashboard.core.config import Settings, parse_settings
 from dashboard.core.duck import quote_path
-from dashboard.derived.identity import _BLOCKING, Model, Override, _comparisons, block, link_exact, pinyin, resolve
+from dashboard.derived.identity import (
+    _BLOCKING,
+    MAX_SHARED,
+    Model,
+    Override,
+    _comparisons,
+    block,
+    link_exact,
+    pinyin,
+    resolve,
+)
 from dashboard.derived.spark import identity as spark_identity
 from dashboard.derived.spark.jobs import PARTS, shared_uri
 from dashboard.derived.spark.session import build_session
 from tests.sparkcluster import spark_home
-from tests.test_identity import _frame, _keys, _people
+from tests.test_identity import _frame, _keys, _people, _records
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark")]
 
@@ -211,16 +221,23 @@ def resolved(settings: Settings, spark: Any) -> dict[str, Any]:
     stage = settings.data_path / "stage"
     stage.mkdir()
     score = spark_identity.scorer(spark, settings, stage)
+
+    def graph() -> spark_identity.SparkGraph:  # pass 1 and the clusters on Spark, as a refresh with engine spark
+        return spark_identity.SparkGraph(spark, settings, stage)
+
     out = {
         "records": records,
         "duckdb": resolve(records, duck_model, overrides),
-        "spark": resolve(records, spark_model, overrides, score=score),
+        "spark": resolve(records, spark_model, overrides, score=score, graph=graph()),
         "models": (duck_model, spark_model),
         "stage": stage,
     }
     # a later build scores with the parameters an earlier one trained (issue 22), on either engine
     kept = [Model(threshold=0.95, trained=duck_model.trained, tf_total=duck_model.tf_total) for _ in range(2)]
-    out["kept"] = (resolve(records, kept[0], overrides), resolve(records, kept[1], overrides, score=score))
+    out["kept"] = (
+        resolve(records, kept[0], overrides),
+        resolve(records, kept[1], overrides, score=score, graph=graph()),
+    )
     return out
 
 
@@ -247,6 +264,18 @@ def test_spark_and_duckdb_make_the_same_links(resolved: dict[str, Any]) -> None:
     assert (got["confidence"] - want["confidence"]).abs().max() <= 1.0001e-4
     duck_model, spark_model = resolved["models"]
     assert spark_model.stats["pairs_linked"] == duck_model.stats["pairs_linked"] >= 3
+    # pass 1's clusters were found on Spark: Splink's connected components name each by its smallest record
+    # (scipy's by their order), and pass 2 compared the same clusters
+    spark_state, duck_state = spark_model.state, duck_model.state
+    assert spark_state is not None and duck_state is not None
+    first = spark_state.group_by("ex").agg(pl.col("rid").min().alias("smallest"), pl.len().alias("n"))
+    assert (first["ex"] == first["smallest"]).all() and first["n"].max() > 1
+    assert not spark_state["ex"].equals(duck_state["ex"])
+    assert _clusters(spark_state, "ex") == _clusters(duck_state, "ex")
+
+
+def _clusters(frame: pl.DataFrame, by: str) -> set[frozenset[int]]:
+    return {frozenset(g["rid"].to_list()) for _, g in frame.group_by(by)}
 
 
 def test_kept_parameters_score_alike_on_both_engines(resolved: dict[str, Any]) -> None:
@@ -266,3 +295,54 @@ def test_a_failing_spark_scoring_is_an_engine_error_naming_the_step(settings: Se
     with pytest.raises(EngineError, match="the Spark job for identity_links failed"):
         score(records.select("name"), {"comparisons": [], "blocking_rules_to_generate_predictions": []}, Model())
     assert not (stage / PARTS).exists()
+
+
+# ------------------------------------------------------------------------- pass 1 and the clusters on Spark
+def _chains() -> tuple[pl.DataFrame, list[Override]]:
+    """Records that only others link: each chain's ends share nothing (A1 … D1 through a phone, an email, a lead's
+    own customer and an ID number), a middle record detached (X2), two ends of one chain kept apart (Y1, Y4), two
+    strangers merged (Z1, Z2), and a placeholder phone more than MAX_SHARED records give, which links nobody."""
+    rows = [
+        ("erp", "A1", "customer", "13800000001", None, None, None),
+        ("wechat", "B1", "customer", "13800000001", "b1@x.com", None, None),
+        ("crm", "C1", "lead", None, "b1@x.com", None, "K1"),
+        ("crm", "K1", "customer", None, None, "110101199001011234", None),
+        ("pos", "D1", "customer", None, None, "110101199001011234", None),
+        ("erp", "X1", "customer", "13800000002", None, None, None),
+        ("pos", "X2", "customer", "13800000002", "x@x.com", None, None),
+        ("crm", "X3", "lead", None, "x@x.com", None, None),
+        ("erp", "Y1", "customer", "13800000003", None, None, None),
+        ("pos", "Y2", "customer", "13800000003", "y@x.com", None, None),
+        ("wechat", "Y3", "customer", "13800000004", "y@x.com", None, None),
+        ("crm", "Y4", "lead", "13800000004", None, None, None),
+        ("erp", "Z1", "customer", "13800000005", None, None, None),
+        ("pos", "Z2", "customer", "13800000006", None, None, None),
+        *(("shop", f"T{i}", "customer", "13800000000", None, None, None) for i in range(MAX_SHARED + 1)),
+    ]
+    overrides = [
+        Override("detach", "pos:X2", ""),
+        Override("split", "erp:Y1", "crm:Y4"),
+        Override("merge", "erp:Z1", "pos:Z2"),
+    ]
+    return _records(rows), overrides
+
+
+def test_pass_one_and_the_clusters_on_spark_link_what_duckdb_links(settings: Settings, spark: Any) -> None:
+    records, overrides = _chains()
+    stage = settings.data_path / "chains"
+    stage.mkdir()
+    want = resolve(records, None, overrides)
+    got = resolve(records, None, overrides, graph=spark_identity.SparkGraph(spark, settings, stage))
+    assert got.equals(want)  # keys (made from each cluster's records), rules and confidences
+    key = _keys(got)
+    assert key["erp:A1"] == key["wechat:B1"] == key["crm:C1"] == key["crm:K1"] == key["pos:D1"]  # only through others
+    assert key["erp:X1"] != key["crm:X3"] and len({key["erp:X1"], key["pos:X2"], key["crm:X3"]}) == 3  # detached
+    assert (
+        key["erp:Y1"] != key["crm:Y4"] and len({key[f"{s}"] for s in ("erp:Y1", "pos:Y2", "wechat:Y3", "crm:Y4")}) == 2
+    )
+    assert key["erp:Z1"] == key["pos:Z2"]
+    assert len({key[f"shop:T{i}"] for i in range(MAX_SHARED + 1)}) == MAX_SHARED + 1  # a placeholder links nobody
+    rules = dict(zip(got["source_system"] + ":" + got["source_record_id"], got["match_rule"], strict=True))
+    assert rules["wechat:B1"] == "exact:email+phone" and rules["crm:C1"] == "exact:customer_ref+email"
+    assert rules["pos:Z2"] == "override" and rules["shop:T0"] == "single"
+    assert not (stage / PARTS).exists()  # the graph's files are removed

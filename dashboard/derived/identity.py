@@ -163,32 +163,98 @@ def _with_ref_phones(records: pl.DataFrame) -> pl.Series:
     return phone.scatter(bare, pl.select(pl.when(ref_valid).then(ref_phone)).to_series())
 
 
-def _value_edges(recs: pl.DataFrame) -> tuple[pl.DataFrame, int]:
-    """(node, vid, rule) edges from records to the shared values that link them; and the value count.
+# Pass 1's values, one definition for both engines (derived.spark.identity runs it transpiled): every record's
+# valid phone, email, ID number, its own customer ("r:<source>:<customer id>", a lead's customer_ref and the
+# customer record itself), kept where 2 to MAX_SHARED records share it; ``hub``, the first record holding the
+# value, makes a star per value: the records it links, as a graph of records alone.
+VALUES_SQL = f"""
+SELECT node, value, rule, min(node) OVER (PARTITION BY value) AS hub
+FROM (
+    SELECT node, value, rule, count(*) OVER (PARTITION BY value) AS n
+    FROM (
+        SELECT node, 'p:' || phone AS value, 1 AS rule FROM identity_nodes
+        UNION ALL SELECT node, 'e:' || email, 2 FROM identity_nodes
+        UNION ALL SELECT node, 'i:' || id_number, 4 FROM identity_nodes
+        UNION ALL SELECT node, 'r:' || source_system || ':' || customer_ref, 8 FROM identity_nodes
+        UNION ALL SELECT node, 'r:' || source_system || ':' || source_record_id, 8 FROM identity_nodes
+            WHERE record_kind = 'customer'
+    ) AS v
+    WHERE value IS NOT NULL
+) AS counted
+WHERE n BETWEEN 2 AND {MAX_SHARED}
+"""
+# what each record shares (the bits of _RULE_BITS): its match rule when pass 1 linked it
+RULES_SQL = "SELECT node, bit_or(rule) AS rule FROM identity_values GROUP BY node"
+# the stars again without the detached records (an override takes them out of every value they share)
+DETACHED_HUBS_SQL = """
+SELECT node, min(node) OVER (PARTITION BY value) AS hub
+FROM identity_values WHERE NOT list_contains($detach, node)
+"""
+NODE_COLUMNS = (
+    "node",
+    "source_system",
+    "source_record_id",
+    "record_kind",
+    "phone",
+    "email",
+    "id_number",
+    "customer_ref",
+)
 
-    Values: "p:<phone>", "e:<email>", "i:<id>", and "r:<source>:<customer id>" for a lead's own
-    customer and for the customer record itself."""
-    values = pl.concat(
-        [
-            recs.select("node", ("p:" + pl.col("phone")).alias("value"), pl.lit(1, pl.UInt8).alias("rule")),
-            recs.select("node", ("e:" + pl.col("email")).alias("value"), pl.lit(2, pl.UInt8).alias("rule")),
-            recs.select("node", ("i:" + pl.col("id_number")).alias("value"), pl.lit(4, pl.UInt8).alias("rule")),
-            recs.select(
-                "node",
-                ("r:" + pl.col("source_system") + ":" + pl.col("customer_ref")).alias("value"),
-                pl.lit(8, pl.UInt8).alias("rule"),
-            ),
-            recs.filter(pl.col("record_kind") == "customer").select(
-                "node",
-                ("r:" + pl.col("source_system") + ":" + pl.col("source_record_id")).alias("value"),
-                pl.lit(8, pl.UInt8).alias("rule"),
-            ),
-        ]
-    ).drop_nulls("value")
-    counts = values.group_by("value").agg(pl.len().alias("n"))
-    shared = counts.filter((pl.col("n") > 1) & (pl.col("n") <= MAX_SHARED)).with_row_index("vid")
-    edges = values.join(shared.select("value", "vid"), on="value").select("node", pl.col("vid").cast(pl.Int64), "rule")
-    return edges, shared.height
+
+class Graph:
+    """Where pass 1's values are grouped and the clusters found: here, by DuckDB and scipy (this class), or on
+    Spark (derived.spark.identity.SparkGraph). A cluster is named by any number; only who is in it matters."""
+
+    values: pl.DataFrame  # VALUES_SQL's rows
+    exact_labels: np.ndarray
+
+    def exact(self, nodes: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """nodes (NODE_COLUMNS, node = 0..n-1) → (each record's pass-1 cluster, the rule bits it shares)."""
+        n = nodes.height
+        with duckdb.connect() as con:
+            con.register("identity_nodes", nodes.select(NODE_COLUMNS).to_arrow())
+            self.values = con.sql(VALUES_SQL).pl()
+            con.register("identity_values", self.values)
+            shared = con.sql(RULES_SQL).pl()
+        rule = np.zeros(n, dtype=np.uint8)
+        rule[shared["node"].to_numpy()] = shared["rule"].to_numpy()
+        self.exact_labels = _components(n, [(self.values["node"].to_numpy(), self.values["hub"].to_numpy())])
+        return self.exact_labels, rule
+
+    def clusters(self, pairs: pl.DataFrame, merge: list[tuple[int, int]], detach: list[int]) -> np.ndarray:
+        """Each record's cluster: pass 1's values, ``pairs`` (node_l, node_r) and the ``merge`` overrides join
+        records; a detached record keeps only its merges."""
+        n = len(self.exact_labels)
+        hubs = self.values.select("node", "hub")
+        if detach:
+            with duckdb.connect() as con:
+                con.register("identity_values", self.values)
+                hubs = con.sql(DETACHED_HUBS_SQL, params={"detach": detach}).pl()
+        edges = [(hubs["node"].to_numpy(), hubs["hub"].to_numpy())]
+        kept = undetached(pairs, detach)
+        edges.append((kept["node_l"].to_numpy(), kept["node_r"].to_numpy()))
+        if merge:
+            m = np.array(merge, dtype=np.int64)
+            edges.append((m[:, 0], m[:, 1]))
+        return _components(n, edges)
+
+    def values_of(self, nodes: np.ndarray) -> pl.DataFrame:
+        """The (node, value, rule) rows of these records' shared values."""
+        return self.values.filter(pl.col("node").is_in(pl.Series(nodes, dtype=pl.Int64).implode())).select(
+            "node", "value", "rule"
+        )
+
+    def close(self) -> None:
+        """Nothing to remove here (the Spark graph removes its files)."""
+
+
+def undetached(pairs: pl.DataFrame, detach: list[int]) -> pl.DataFrame:
+    """``pairs`` (node_l, node_r) without those of a detached record."""
+    if not detach:
+        return pairs
+    gone = pl.Series(detach, dtype=pl.Int64).implode()
+    return pairs.filter(~(pl.col("node_l").is_in(gone) | pl.col("node_r").is_in(gone)))
 
 
 def _components(n: int, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -498,14 +564,42 @@ class _UnionFind:
         return True
 
 
-def _split_apart(labels: np.ndarray, edges: pl.DataFrame, apart: list[tuple[int, int]]) -> np.ndarray:
-    """Re-cluster, edge by edge (strongest first), only the components an override splits."""
+def _split_apart(
+    labels: np.ndarray,
+    graph: Graph,
+    pairs: pl.DataFrame,
+    merge: list[tuple[int, int]],
+    detach: list[int],
+    apart: list[tuple[int, int]],
+) -> np.ndarray:
+    """Re-cluster, edge by edge (strongest first), only the clusters an override splits: their records, the
+    values they share (a node each, numbered in the values' order), their pairs and merges."""
     hit = {int(labels[a]) for a, b in apart if labels[a] == labels[b]}
     if not hit:
         return labels
     labels = labels.copy()
+    n = len(labels)
     members = np.flatnonzero(np.isin(labels, list(hit)))
-    keep = set(members.tolist())
+    keep = pl.Series(members, dtype=pl.Int64).implode()
+    values = graph.values_of(members)
+    m = np.array(merge, dtype=np.int64).reshape(-1, 2)
+    edges = pl.concat(
+        [  # edges carry a strength: overrides 3, exact 2, probabilistic their probability (< 1)
+            values.select(
+                pl.col("node").alias("a"), (n + pl.col("value").rank("dense") - 1).cast(pl.Int64).alias("b"),
+                pl.lit(2.0).alias("strength"),
+            ),
+            pairs.filter(pl.col("node_l").is_in(keep) | pl.col("node_r").is_in(keep)).select(
+                pl.col("node_l").alias("a"), pl.col("node_r").alias("b"), pl.col("match_probability").alias("strength")
+            ),
+            pl.DataFrame({"a": m[:, 0], "b": m[:, 1], "strength": np.full(len(m), 3.0)}).filter(
+                pl.col("a").is_in(keep)
+            ),
+        ]
+    )  # fmt: skip
+    if detach:
+        gone = pl.Series(detach, dtype=pl.Int64).implode()
+        edges = edges.filter(~(pl.col("a").is_in(gone) | pl.col("b").is_in(gone)) | (pl.col("strength") > 2.5))
     # the edges of a record kept apart from many go last, so the records it is kept from stay together
     bound: dict[int, int] = {}
     for pair in apart:
@@ -513,8 +607,7 @@ def _split_apart(labels: np.ndarray, edges: pl.DataFrame, apart: list[tuple[int,
             bound[x] = bound.get(x, 0) + 1
     late = pl.DataFrame({"node": list(bound), "n": list(bound.values())}, schema={"node": pl.Int64, "n": pl.Int64})
     sub = (
-        edges.filter(pl.col("a").is_in(keep) | pl.col("b").is_in(keep))
-        .join(late.rename({"node": "a", "n": "na"}), on="a", how="left")
+        edges.join(late.rename({"node": "a", "n": "na"}), on="a", how="left")
         .join(late.rename({"node": "b", "n": "nb"}), on="b", how="left")
         .with_columns(pl.max_horizontal(pl.col("na").fill_null(0), pl.col("nb").fill_null(0)).alias("late"))
         .sort(["strength", "late", "a", "b"], descending=[True, False, False, False])
@@ -538,44 +631,32 @@ def resolve(
     overrides: list[Override] | None = None,
     previous: pl.DataFrame | None = None,
     score: Scorer | None = None,
+    graph: Graph | None = None,
 ) -> pl.DataFrame:
     """records (RECORDS_SQL's columns; at least source_system, source_record_id, record_kind, phone,
-    email, id_number, customer_ref) → one row per record with customer_key, match_rule, confidence."""
+    email, id_number, customer_ref) → one row per record with customer_key, match_rule, confidence.
+    ``graph``: where pass 1 and the clusters are made (None: here, Graph)."""
     if records.height == 0:
         return pl.DataFrame(schema={c: pl.String for c in LINK_COLUMNS[:-1]} | {"confidence": pl.Float64})
-    recs = _prepare(records)
-    n = recs.height
-    value_edges, n_values = _value_edges(recs)
-    size = n + n_values
-    vnode = value_edges["vid"].to_numpy() + n
-    node = value_edges["node"].to_numpy()
-    exact = _components(size, [(node, vnode)])[:n]
-
-    # edges carry a strength: overrides 3, exact 2, probabilistic their probability (< 1)
-    edge_parts = [pl.DataFrame({"a": node, "b": vnode, "strength": np.full(len(node), 2.0)})]
-    pairs = pl.DataFrame(schema={"node_l": pl.Int64, "node_r": pl.Int64, "match_probability": pl.Float64})
-    lap = _Laps(probabilistic.stats if probabilistic else {})
-    if probabilistic is not None and set(_FEATURE_INPUTS) <= set(recs.columns):
-        feats = features(recs, exact)
-        lap("features")
-        feats, kept_pairs = _against_kept(recs, feats, probabilistic)  # all: nothing kept
-        pairs = predict(feats, probabilistic, score)
-        pairs = probabilistic.pairs = pl.concat([kept_pairs, pairs.cast(kept_pairs.schema)])
-        lap = _Laps(probabilistic.stats)
-        edge_parts.append(
-            pairs.select(
-                pl.col("node_l").alias("a"), pl.col("node_r").alias("b"), pl.col("match_probability").alias("strength")
-            )
-        )
-    merge, apart, detach = _override_nodes(recs, overrides or [])
-    if merge:
-        m = np.array(merge, dtype=np.int64)
-        edge_parts.append(pl.DataFrame({"a": m[:, 0], "b": m[:, 1], "strength": np.full(len(m), 3.0)}))
-    edges = pl.concat([e.with_columns(pl.col("a", "b").cast(pl.Int64)) for e in edge_parts])
-    if detach:
-        edges = edges.filter(~(pl.col("a").is_in(detach) | pl.col("b").is_in(detach)) | (pl.col("strength") > 2.5))
-    labels = _components(size, [(edges["a"].to_numpy(), edges["b"].to_numpy())])
-    labels = _split_apart(labels, edges, apart)[:n]
+    graph = graph or Graph()
+    try:
+        recs = _prepare(records)
+        exact, rule = graph.exact(recs.select(NODE_COLUMNS))
+        pairs = pl.DataFrame(schema=_PAIR_SCHEMA)
+        lap = _Laps(probabilistic.stats if probabilistic else {})
+        lap("exact")
+        if probabilistic is not None and set(_FEATURE_INPUTS) <= set(recs.columns):
+            feats = features(recs, exact)
+            lap("features")
+            feats, kept_pairs = _against_kept(recs, feats, probabilistic)  # all: nothing kept
+            pairs = predict(feats, probabilistic, score)
+            pairs = probabilistic.pairs = pl.concat([kept_pairs, pairs.cast(kept_pairs.schema)])
+            lap = _Laps(probabilistic.stats)
+        merge, apart, detach = _override_nodes(recs, overrides or [])
+        labels = graph.clusters(pairs, merge, detach)
+        labels = _split_apart(labels, graph, pairs, merge, detach, apart)
+    finally:
+        graph.close()
     # only the columns the links need: joins over the records' wide rows dominated this step at scale
     recs = recs.select(
         "uid",
@@ -586,14 +667,14 @@ def resolve(
         pl.Series("component", labels),
         pl.Series("ex", exact),
     )
-    out = _finish(recs, value_edges, pairs, merge, labels, previous)
+    out = _finish(recs, rule, pairs, merge, labels, previous)
     lap("cluster")
     return out
 
 
 def _finish(
     recs: pl.DataFrame,
-    value_edges: pl.DataFrame,
+    rule: np.ndarray,
     pairs: pl.DataFrame,
     merge: list[tuple[int, int]],
     labels: np.ndarray,
@@ -613,8 +694,6 @@ def _finish(
     np.fmax.at(best, ex[node_l[kept]], prob)
     np.fmax.at(best, ex[node_r[kept]], prob)
     distinct = np.unique(comp * width + ex)  # (component, pass-1 cluster) pairs
-    rule = np.zeros(n, dtype=np.uint8)
-    np.bitwise_or.at(rule, value_edges["node"].to_numpy(), value_edges["rule"].to_numpy())
     forced = np.zeros(n, dtype=bool)
     forced[[int(i) for pair in merge for i in pair]] = True
     figures = pl.DataFrame(
@@ -801,11 +880,13 @@ def build_links(
     score: Scorer | None = None,
     *,
     kept: Kept | None = None,
+    graph: Graph | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, Model | None]:
     """(records, links, model) of a derived build: ``con`` has the entity views; ``previous`` (the current
     build's source_system, source_record_id, customer_key, if any) hands its keys on; ``records``: the
     records when already read (read_records); ``kept`` (kept_resolution): the parameters to score with and
-    the previous build's resolution to resolve only what changed against (None: train, resolve all)."""
+    the previous build's resolution to resolve only what changed against (None: train, resolve all); ``graph``:
+    where pass 1 and the clusters are made (None: here)."""
     cfg = settings.identity
     overrides = read_overrides(settings.base_dir / cfg.overrides) if cfg.overrides else []
     records = read_records(con) if records is None else records
@@ -818,7 +899,7 @@ def build_links(
         model.trained, model.tf_total = kept.trained, kept.tf_total
         model.kept = kept if kept.state is not None else None
         model.stats["resolution"] = "full: " + kept.reason if kept.reason else "incremental"
-    return records, resolve(records, model, overrides, previous, score), model
+    return records, resolve(records, model, overrides, previous, score, graph), model
 
 
 def previous_table(store: Store, manifest: Manifest, table: str, columns: list[str]) -> pl.DataFrame | None:

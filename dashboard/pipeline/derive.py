@@ -141,7 +141,8 @@ def build_derived(
             score = spark_identity.scorer(spark, settings, stage) if spark is not None else None
             # only new and changed records scored against the kept pairs and parameters, unless re-resolved
             kept = kept_resolution(settings, store, manifest, full=full, now=now_utc())
-            records, links, model = build_links(settings, con, previous, records, score, kept=kept)
+            graph = spark_identity.SparkGraph(spark, settings, stage) if spark is not None else None  # pass 1, clusters
+            records, links, model = build_links(settings, con, previous, records, score, kept=kept, graph=graph)
             write_state(model, kept, stage, now_utc())
             links.write_parquet(stage / "identity_links.parquet")
             moved = redirects(  # keys that disappeared (merged) → where their records are now

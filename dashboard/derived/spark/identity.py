@@ -1,13 +1,19 @@
-"""Identity resolution's pass 2 with [engine] kind = "spark": Splink's Spark linker scores the candidate pairs,
-with the comparisons, blocking rules and threshold of derived.identity (their DuckDB SQL transpiled by .sql),
-the parameters derived.identity trains or keeps, and the term frequencies it would use.
+"""Identity resolution with [engine] kind = "spark": pass 1's shared values grouped and the clusters found on Spark
+(SparkGraph), and pass 2's candidate pairs scored by Splink's Spark linker (scorer), with the comparisons, blocking
+rules and threshold of derived.identity (their DuckDB SQL transpiled by .sql), the parameters derived.identity
+trains or keeps, and the term frequencies it would use.
 
 What runs where, and why: the candidate pairs grow with the data (the part a cluster is for), so they are
 blocked and scored on Spark. Training stays where the DuckDB engine does it, on a sample bounded by
 ``Model.train_records`` whatever the data's size: Splink estimates u from *random* pairs, and the two engines
 draw different ones (DEPENDENCY_NOTES: 23,160 against 23,189 clusters at 50k records), so a model trained on each
-would link differently; one model, scored on both, links the same records. Pass 1, overrides and clustering stay
-on the driver too (derived.identity.resolve: linear in the records, which the build reads there anyway).
+would link differently; one model, scored on both, links the same records. Pass 1 (derived.identity.VALUES_SQL, the
+records sharing a phone, an email, an ID number or a customer) and the clusters (connected components over those
+values, the accepted pairs and the merge overrides) run on Spark: Splink's connected components
+(``cluster_pairwise_predictions_at_threshold``) names each cluster by its smallest record, derived.identity by
+scipy's numbering, and only who is in a cluster makes its key. Still on the driver: the records themselves (the
+build reads them there), the features (pinyin is Python), the per-record arrays the links are made from, and a
+split override's re-clustering of the few clusters it cuts.
 
 Splink's SparkAPI needs a classic SparkSession (it registers its Java functions through the JVM gateway and
 checkpoints through the SparkContext): the engine's session (.session) is one; the Spark Connect packages of
@@ -22,13 +28,23 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from dashboard.core.config import Settings
-from dashboard.derived.identity import CANDIDATES, Model, Scorer
-from dashboard.derived.spark.jobs import PARTS, shared_uri
+from dashboard.derived.identity import (
+    CANDIDATES,
+    DETACHED_HUBS_SQL,
+    RULES_SQL,
+    VALUES_SQL,
+    Graph,
+    Model,
+    Scorer,
+    undetached,
+)
+from dashboard.derived.spark.jobs import PARTS, run_job, shared_uri, spark_query
 from dashboard.derived.spark.session import run_within
-from dashboard.derived.spark.sql import to_spark_condition
+from dashboard.derived.spark.sql import to_spark, to_spark_condition
 
 # as derived.identity's DuckDB scoring makes it (_predict_with)
 _TF_SQL = (
@@ -96,3 +112,105 @@ def scorer(spark: Any, settings: Settings, stage: Path) -> Scorer:
         return out
 
     return score
+
+
+class SparkGraph(Graph):
+    """derived.identity's Graph on ``spark``: pass 1's values (VALUES_SQL) and the clusters as Spark jobs, their
+    files in ``stage``'s Spark folder on the shared storage (removed on close); the driver gets one cluster
+    number and one rule mask per record back."""
+
+    def __init__(self, spark: Any, settings: Settings, stage: Path) -> None:
+        self.spark, self.settings, self.stage = spark, settings, stage
+        self.folder = stage / PARTS / "identity_graph"
+        self.n = 0
+
+    def _uri(self, name: str) -> str:
+        return shared_uri(self.settings, self.folder / name)
+
+    def _per_node(self, name: str, column: str, dtype: type[np.generic]) -> np.ndarray:
+        """``column`` of the part files ``name`` by node: an array of one value per record (0 where none)."""
+        out = np.zeros(self.n, dtype=dtype)
+        files = sorted((self.folder / name).glob("*.parquet"))
+        if files:
+            rows = pl.read_parquet(files, columns=["node", column])
+            out[rows["node"].to_numpy()] = rows[column].to_numpy()
+        return out
+
+    def _components(self, edges_sql: str, out: str) -> None:
+        """Splink's connected components on Spark over the records (identity_nodes) and ``edges_sql``'s (node_l,
+        node_r): each record's cluster, named by its smallest node, as part files ``out`` and the view of it."""
+        from splink import SparkAPI
+        from splink.clustering import cluster_pairwise_predictions_at_threshold
+
+        self.spark.sparkContext.setCheckpointDir(self._uri("checkpoints"))
+        self.spark.sql(edges_sql).createOrReplaceTempView("identity_edges")
+        db = SparkAPI(spark_session=self.spark)
+        clusters = cluster_pairwise_predictions_at_threshold(
+            db.register("identity_nodes"), db.register("identity_edges"), db, "node", "node_l", "node_r"
+        )
+        clusters.as_spark_dataframe().selectExpr(
+            "CAST(node AS BIGINT) AS node", "CAST(cluster_id AS BIGINT) AS cluster"
+        ).write.mode("overwrite").parquet(self._uri(out))
+        self.spark.read.parquet(self._uri(out)).createOrReplaceTempView(f"identity_{out}")
+
+    def exact(self, nodes: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.n = nodes.height
+        nodes.write_parquet(self.folder / "nodes.parquet")
+
+        def work() -> None:
+            self.spark.read.parquet(self._uri("nodes.parquet")).createOrReplaceTempView("identity_nodes")
+            self.spark.sql(to_spark(VALUES_SQL)).write.mode("overwrite").parquet(self._uri("values"))
+            self.spark.read.parquet(self._uri("values")).createOrReplaceTempView("identity_values")
+            self.spark.sql(to_spark(RULES_SQL)).write.mode("overwrite").parquet(self._uri("rules"))
+            self._components("SELECT node AS node_l, hub AS node_r FROM identity_values WHERE node <> hub", "exact")
+
+        run_job(self.spark, self.settings, "identity_links", work)
+        return self._per_node("exact", "cluster", np.int64), self._per_node("rules", "rule", np.uint8)
+
+    def clusters(self, pairs: pl.DataFrame, merge: list[tuple[int, int]], detach: list[int]) -> np.ndarray:
+        m = np.array(merge, dtype=np.int64).reshape(-1, 2)
+        links = pl.concat(
+            [
+                undetached(pairs.select("node_l", "node_r"), detach),
+                pl.DataFrame({"node_l": m[:, 0], "node_r": m[:, 1]}),
+            ]
+        )
+        links.write_parquet(self.folder / "links.parquet")
+
+        def work() -> None:
+            self.spark.read.parquet(self._uri("links.parquet")).createOrReplaceTempView("identity_pairs")
+            if detach:  # the stars again without the detached records
+                self.spark.sql(*spark_query(DETACHED_HUBS_SQL, {"detach": detach})).createOrReplaceTempView(
+                    "identity_hubs"
+                )
+            else:  # pass 1's clusters as they are: each record to its cluster's first record
+                self.spark.sql("SELECT node, cluster AS hub FROM identity_exact").createOrReplaceTempView(
+                    "identity_hubs"
+                )
+            edges = "SELECT node AS node_l, hub AS node_r FROM identity_hubs WHERE node <> hub UNION ALL "
+            self._components(edges + "SELECT node_l, node_r FROM identity_pairs", "clusters")
+
+        run_job(self.spark, self.settings, "identity_links", work)
+        return self._per_node("clusters", "cluster", np.int64)
+
+    def values_of(self, nodes: np.ndarray) -> pl.DataFrame:
+        out: list[pl.DataFrame] = []
+
+        def work() -> None:
+            members = self.spark.createDataFrame([(int(x),) for x in nodes], "node bigint")
+            members.createOrReplaceTempView("identity_members")
+            rows = self.spark.sql(
+                "SELECT v.node, v.value, v.rule FROM identity_values AS v JOIN identity_members USING (node)"
+            )
+            got = pl.from_arrow(rows.toArrow())
+            assert isinstance(got, pl.DataFrame)
+            out.append(got)
+
+        run_job(self.spark, self.settings, "identity_links", work)
+        return out[0]
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the build's Spark folder, when no other step uses it
+            (self.stage / PARTS).rmdir()
