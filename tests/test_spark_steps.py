@@ -306,6 +306,34 @@ def test_golden_records_survive_by_the_rules_on_spark(golden_both: dict[str, dic
     assert lookup.select("attribute", "value").equals(lookup.select("attribute", "value").sort("attribute", "value"))
 
 
+def test_an_incremental_golden_build_with_engine_spark_makes_what_a_full_spark_build_makes(
+    settings: Settings,
+    built: tuple[Store, Manifest],
+    golden_both: dict[str, dict[str, pl.DataFrame]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A few touched customers are made by DuckDB on the driver and the others' rows copied from the build before
+    (here the full Spark build); the result is that full Spark build, row for row."""
+    store, manifest = built
+    full, folder = settings.data_path / "spark", settings.data_path / "incremental"
+    folder.mkdir()
+    links = pl.read_parquet(full / "identity_links.parquet")
+    touched = pl.DataFrame({"customer_key": ["k1", "crm:L2"]})  # two of the customers
+    previous = golden.Previous(full / "customer_golden.parquet", full / "customer_attributes.parquet", touched)
+    customers = links["customer_key"].n_unique()
+    assert customers >= 6 and not steps.on_driver(previous, links)  # 2 of 6: past 5 %, all made on Spark
+    monkeypatch.setattr(steps, "DRIVER_SHARE", 0.5)  # a few
+    assert steps.on_driver(previous, links) and not steps.on_driver(None, links)
+    with _duck(store, manifest) as con:
+        con.execute(f"CREATE TABLE lead_facts AS SELECT * FROM read_parquet({quote_path(full / 'lead_facts.parquet')})")
+        golden.write_golden(con, settings, identity.read_records(con), links, folder, previous)
+    made = _read(folder, golden.GOLDEN_TABLES)
+    for table in golden.GOLDEN_TABLES:
+        assert_same(golden_both["spark"][table], made[table], list(golden.TABLES[table]))
+    copied = made["customer_golden"].filter(pl.col("customer_key") == "k3")
+    assert copied["name"].to_list() == ["Ann Lee"]  # a customer not touched: its row as the Spark build made it
+
+
 def test_identity_consistency_matches(settings: Settings, built: tuple[Store, Manifest], spark: Any) -> None:
     store, manifest = built
     folder = settings.data_path / "spark"

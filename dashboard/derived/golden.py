@@ -303,6 +303,18 @@ _BASE_SQL = "CREATE OR REPLACE TEMP TABLE golden_base AS " + _BASE_QUERY
 # A full build's customer_golden in one statement (the Spark engine runs it; format as _BASE_SQL, with
 # $not_revenue and $now): the per-customer rows as a CTE, then the ranks.
 _GOLDEN_SQL = f"WITH golden_base AS ({_BASE_QUERY}),\n" + _RANK_SQL.strip().removeprefix("WITH ")
+# customer_attributes' rows made from golden_values (each value with its customer's chosen owner), and
+# customer_lookup's from that table ({attributes}: where it is read), by value: a lookup reads one or two row
+# groups. One definition for both engines (derived.spark.steps runs them too).
+ATTRIBUTES_ROWS_SQL = """
+SELECT v.customer_key, o.value AS owner, v.attribute, v.value, v.chosen, v.conflict, v.source_system,
+       v.snapshot_id, v.source_record_id, v.seen_at, v.sources, v.records
+FROM golden_values AS v
+LEFT JOIN golden_values AS o ON o.customer_key = v.customer_key AND o.attribute = 'owner' AND o.chosen"""
+LOOKUP_SQL = """
+SELECT attribute, value, customer_key, owner FROM {attributes}
+WHERE list_contains($attributes, attribute)
+ORDER BY attribute, value"""
 
 
 def start_of_today(settings: Settings) -> dt.datetime:
@@ -417,11 +429,7 @@ def write_golden(
         mask, has_source = _MASK if len(names) <= 128 else _MASK_LIST
         con.execute(_ATTRIBUTES_SQL.format(attributes=", ".join(attrs), mask=mask, has_source=has_source))
         con.execute("DROP TABLE golden_ranked")
-        made = """
-            SELECT v.customer_key, o.value AS owner, v.attribute, v.value, v.chosen, v.conflict, v.source_system,
-                   v.snapshot_id, v.source_record_id, v.seen_at, v.sources, v.records
-            FROM golden_values AS v
-            LEFT JOIN golden_values AS o ON o.customer_key = v.customer_key AND o.attribute = 'owner' AND o.chosen"""
+        made = ATTRIBUTES_ROWS_SQL
         if previous is not None:  # the kept customers' rows, their records' snapshot ids now the current ones
             made += f"""
             UNION ALL BY NAME
@@ -438,10 +446,7 @@ def write_golden(
         )
         lookup = quote_path(folder / "customer_lookup.parquet")  # our staging path, quoted
         con.execute(
-            f"""COPY (
-                SELECT attribute, value, customer_key, owner FROM read_parquet({target})
-                WHERE list_contains($attributes, attribute)
-                ORDER BY attribute, value  -- row groups by value: a lookup reads one or two of them
+            f"""COPY ({LOOKUP_SQL.format(attributes=f"read_parquet({target})")}
             ) TO {lookup} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 50000)""",
             {"attributes": list(LOOKUP_ATTRIBUTES)},
         )

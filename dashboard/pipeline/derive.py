@@ -185,10 +185,11 @@ def build_derived(
         say("deriving: golden customer records")
         steps.key("golden", steps.keys["identity"], steps.today)  # lead_facts: leads, lead_events and links
         remake = not steps.reuse("golden")  # asked once: a reused step's files are linked in as it answers
-        if remake and spark is not None:  # the same SQL as Spark jobs, the same files
+        # only the customers whose records, links or facts changed, when known (engine spark: when few)
+        copied = _golden_previous(con, store, manifest, steps, links) if remake else None
+        if remake and spark is not None and not spark_steps.on_driver(copied, links):  # as Spark jobs, the same files
             spark_steps.golden_tables(spark, con, settings, store, manifest, records, stage)
-        elif remake:  # only the customers whose records, links or facts changed, when known
-            copied = _golden_previous(con, store, manifest, steps, links)
+        elif remake:
             if copied is not None:
                 say(f"golden records: {copied.touched.height} customers made again (records, links or facts changed)")
             write_golden(con, settings, records, links, stage, copied)  # golden customers: reads lead_facts

@@ -30,19 +30,10 @@ from dashboard.derived.churn import features as churn_features
 from dashboard.derived.quality import tables as quality
 from dashboard.derived.spark.jobs import PARTS, register_entities, run_job, run_to_parquet, shared_uri, spark_query
 
-# customer_attributes and customer_lookup as write_golden makes them from its golden_values
-ATTRIBUTES_FILE_SQL = """
-SELECT v.customer_key, o.value AS owner, v.attribute, v.value, v.chosen, v.conflict, v.source_system,
-       v.snapshot_id, v.source_record_id, v.seen_at, v.sources, v.records
-FROM golden_values AS v
-LEFT JOIN golden_values AS o ON o.customer_key = v.customer_key AND o.attribute = 'owner' AND o.chosen
-ORDER BY v.customer_key
-"""
-LOOKUP_SQL = """
-SELECT attribute, value, customer_key, owner FROM customer_attributes
-WHERE list_contains($attributes, attribute)
-ORDER BY attribute, value
-"""
+# customer_attributes and customer_lookup as write_golden makes them from its golden_values (golden's statements;
+# run_to_parquet writes the file in the statement's ORDER BY)
+ATTRIBUTES_FILE_SQL = golden.ATTRIBUTES_ROWS_SQL + "\nORDER BY v.customer_key"
+LOOKUP_SQL = golden.LOOKUP_SQL.format(attributes="customer_attributes")
 
 
 def _select(create_sql: str) -> exp.Expression:
@@ -70,6 +61,19 @@ def _view(spark: Any, settings: Settings, path: Path, name: str) -> None:
 
 
 # -- golden records --------------------------------------------------------------------------------------
+# With engine spark, an incremental build's golden records (derived.golden.Previous: the customers whose records,
+# links or facts changed) are made by DuckDB on the driver, the other customers' rows copied, when the touched
+# are at most this share of all customers; past it every customer is made again as Spark jobs. Spark's fixed cost
+# per build is what a few touched customers would pay (medium: 111 CPU-s on local Spark against DuckDB's whole
+# 3.1, docs/benchmarks.md), and DuckDB's part grows with the touched customers only, its copy with the file.
+DRIVER_SHARE = 0.05
+
+
+def on_driver(previous: golden.Previous | None, links: pl.DataFrame) -> bool:
+    """Whether golden records are made by DuckDB from ``previous`` (a few customers touched), not on Spark."""
+    return previous is not None and previous.touched.height <= DRIVER_SHARE * links["customer_key"].n_unique()
+
+
 def ranked_sql(settings: Settings, attrs: list[str]) -> str:
     """golden's ranked records with ``rowid`` = (customer_key, survivorship rank within the customer)."""
     order = ", ".join(golden._ORDER[rule] for rule in settings.identity.survivorship)
