@@ -68,25 +68,42 @@ def _parse_with(s: pl.Series, fmt: str, tz: str) -> pl.Series:
     return _numeric_dates(s, tz) if fmt == NUMERIC else _strptime(s, fmt, tz)
 
 
-def parse_datetime(s: pl.Series, tz: str = "Asia/Shanghai", first_format: str | None = None) -> pl.Series:
-    """Text → naive local datetime; what cannot be parsed becomes null (the caller reports it).
-
-    The formats that match a sample are tried first on the whole column; every other format is
-    tried only on the rows still unparsed, so a clean column costs one parse.
-    """
-    if s.dtype == pl.Date or isinstance(s.dtype, pl.Datetime):
-        if isinstance(s.dtype, pl.Datetime) and s.dtype.time_zone:
-            return s.dt.convert_time_zone(tz).dt.replace_time_zone(None).cast(DT)
-        return s.cast(DT)
+def _prepared(s: pl.Series) -> pl.Series:
     if s.dtype != pl.String:
         s = s.cast(pl.String)
-    s = s.str.strip_chars().str.replace(r"Z$", "+00:00")
+    return s.str.strip_chars().str.replace(r"Z$", "+00:00")
+
+
+def _ranked(s: pl.Series, tz: str, first_format: str | None) -> list[str]:
     candidates = [first_format] if first_format else []
     candidates += [f for f in (*DATETIME_FORMATS, *_TZ_FORMATS, NUMERIC) if f not in candidates]
     sample = s.drop_nulls().head(2000)
     hits = {f: len(sample) - _parse_with(sample, f, tz).null_count() for f in candidates}
     ordered = sorted((f for f in candidates if hits[f]), key=lambda f: -hits[f])
-    ordered += [f for f in candidates if f not in ordered]
+    return ordered + [f for f in candidates if f not in ordered]
+
+
+def datetime_formats(s: pl.Series, tz: str = "Asia/Shanghai", first_format: str | None = None) -> list[str]:
+    """The order ``parse_datetime`` tries its formats in for this column: those matching most of a sample
+    (its first 2000 values) first. Where a value reads two ways (03/04/2024), the order decides, so a column
+    parsed in parts (on Spark) is given its whole order (``formats``) rather than one per part."""
+    return _ranked(_prepared(s), tz, first_format)
+
+
+def parse_datetime(
+    s: pl.Series, tz: str = "Asia/Shanghai", first_format: str | None = None, formats: list[str] | None = None
+) -> pl.Series:
+    """Text → naive local datetime; what cannot be parsed becomes null (the caller reports it).
+
+    The formats that match a sample are tried first on the whole column (``formats``: that order, given);
+    every other format is tried only on the rows still unparsed, so a clean column costs one parse.
+    """
+    if s.dtype == pl.Date or isinstance(s.dtype, pl.Datetime):
+        if isinstance(s.dtype, pl.Datetime) and s.dtype.time_zone:
+            return s.dt.convert_time_zone(tz).dt.replace_time_zone(None).cast(DT)
+        return s.cast(DT)
+    s = _prepared(s)
+    ordered = formats or _ranked(s, tz, first_format)
     out = _parse_with(s, ordered[0], tz)
     for fmt in ordered[1:]:
         pending = (out.is_null() & s.is_not_null()).arg_true()

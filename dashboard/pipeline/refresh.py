@@ -28,7 +28,7 @@ from dashboard.derived.quality.profile import SnapshotProfile
 from dashboard.pipeline import fingerprint
 from dashboard.pipeline.guidance import way_forward
 from dashboard.pipeline.progress import RefreshProgress, Tracker
-from dashboard.pipeline.standardize import REJECT_COL, RowIssue, Standardized, standardize
+from dashboard.pipeline.standardize import REJECT_COL, RowIssue, Standardized, release_engine, standardize
 from dashboard.pipeline.validate import Outcome, validate
 from dashboard.sources import read_table, settle
 from dashboard.sources.columns import FILE_COL, ROW_COL, DuplicateHeader, collect_duplicates
@@ -139,6 +139,7 @@ def refresh(
             if pending:
                 published.append(pending)
             tracker.source_ended(src.name, res.status, sum(res.rows.values()))
+        release_engine(settings)  # engine spark: the sources' session, stopped before the derived build's starts
         out = RefreshResult(results)
         held.enter_context(store.lock(wait if publish_wait is None else publish_wait))  # one swap at a time
         # Every refresh rebuilds, a quarantine too: validation history and health scores are derived
@@ -223,7 +224,7 @@ def refresh_source(
     outcomes: list[Outcome] = []
     now = datetime.now(ZoneInfo(settings.timezone)).replace(tzinfo=None)  # dates are naive local times
     for entity, std in entities.items():
-        outcomes += validate(std.frame, entity, src.name, src.quality, now)
+        outcomes += validate(std.frame, entity, src.name, src.quality, now, settings)
     clock.lap("validate")
     failed = [o for o in outcomes if o.blocking and not o.success]
     result.reasons = [o.describe() for o in failed]

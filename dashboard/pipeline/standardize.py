@@ -7,6 +7,7 @@ with the reason and kept until the gate has seen them; publish moves them to ``r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import polars as pl
@@ -78,6 +79,9 @@ def standardize(
     snapshot_id: str,
     missing_columns: dict[str, list[str]] | None = None,
 ) -> Standardized:
+    """With [engine] kind = "spark", the row-wise part (``standardize_rows``: mapping, types, trimming, phones,
+    labels, keys) runs as Spark tasks over parts of ``raw``, the same code on every row; what needs the
+    whole table (a date column's format order, the privacy list, exact duplicates) is done here, on both."""
     entity = ENTITIES[table.entity]
     issues: list[RowIssue] = []
     for file, absent in (missing_columns or {}).items():
@@ -86,6 +90,33 @@ def standardize(
             issues.append(
                 RowIssue(entity.name, src_name, f"column missing in {file}", "left empty", n, [{"file": file}])
             )
+    if settings.engine.kind == "spark" and raw.height:
+        frame, found = _rows_on_spark(raw, table, source, settings, snapshot_id)
+    else:
+        frame, found = standardize_rows(raw, table, source, settings, snapshot_id)
+    issues += found
+    frame, erased = _suppress(frame, entity, source, settings)
+    if erased:
+        issues.append(erased)
+    frame, dup_issue = _drop_exact_duplicates(frame, entity)
+    if dup_issue:
+        issues.append(dup_issue)
+    return Standardized(entity.name, frame, raw.height, issues)
+
+
+def standardize_rows(
+    raw: pl.DataFrame,
+    table: TableConfig,
+    source: SourceConfig,
+    settings: Settings,
+    snapshot_id: str,
+    date_formats: dict[str, list[str]] | None = None,
+) -> tuple[pl.DataFrame, list[RowIssue]]:
+    """Each row on its own: the canonical columns, the row problems found (counts and samples in row order),
+    the rows set aside in ``__reject``. ``date_formats``: a date column's format order (parse.datetime_formats),
+    when ``raw`` is a part of a larger table."""
+    entity = ENTITIES[table.entity]
+    issues: list[RowIssue] = []
 
     def report(column: str, problem: str, action: str, mask: pl.Series, raw_values: pl.Series | None) -> None:
         n = int(mask.sum())
@@ -102,7 +133,8 @@ def standardize(
         if src is None:
             out[col.name] = pl.repeat(None, raw.height, dtype=_dtype(col.type), eager=True).alias(col.name)
             continue
-        value = texts[col.name] if col.type == "str" else _convert(src, col.type, settings, table)
+        formats = (date_formats or {}).get(col.name)
+        value = texts[col.name] if col.type == "str" else _convert(src, col.type, settings, table, formats)
         if col.type != "str" and value.null_count() > src.null_count():
             # text that was there but did not convert (blank text is not a problem, just empty)
             bad = parse.clean_text(src.cast(pl.String)).is_not_null() & value.is_null()
@@ -146,13 +178,63 @@ def standardize(
         raw.get_column(ROW_COL),
         reject.alias(REJECT_COL),
     )
-    frame, erased = _suppress(frame, entity, source, settings)
-    if erased:
-        issues.append(erased)
-    frame, dup_issue = _drop_exact_duplicates(frame, entity)
-    if dup_issue:
-        issues.append(dup_issue)
-    return Standardized(entity.name, frame, raw.height, issues)
+    return frame, issues
+
+
+def _rows_on_spark(
+    raw: pl.DataFrame, table: TableConfig, source: SourceConfig, settings: Settings, snapshot_id: str
+) -> tuple[pl.DataFrame, list[RowIssue]]:
+    """``standardize_rows`` as Spark tasks over parts of ``raw``: the parts back in their order, their row
+    problems summed (samples: the first ones in row order, as on one machine)."""
+    from dashboard.derived.spark.standardize import map_parts
+
+    work = partial(
+        standardize_rows,
+        table=table,
+        source=source,
+        settings=settings,
+        snapshot_id=snapshot_id,
+        date_formats=date_formats(raw, table, settings),
+    )
+    parts = map_parts(settings, f"standardize {source.name}.{table.entity}", raw, work)
+    return pl.concat([frame for frame, _ in parts]), merge_issues([found for _, found in parts])
+
+
+def date_formats(raw: pl.DataFrame, table: TableConfig, settings: Settings) -> dict[str, list[str]]:
+    """Each text date column's format order, from the whole column (as ``standardize_rows`` on all of ``raw``
+    would rank them): a value that reads two ways (03/04/2024) is then read the same in every part."""
+    out = {}
+    for col in ENTITIES[table.entity].columns:
+        src = _source_series(raw, table, col.name) if col.type == "datetime" else None
+        if src is None or src.dtype == pl.Date or isinstance(src.dtype, pl.Datetime):
+            continue
+        text = parse.clean_text(src) if src.dtype == pl.String else src
+        out[col.name] = parse.datetime_formats(text, settings.timezone, table.date_format)
+    return out
+
+
+def merge_issues(parts: list[list[RowIssue]]) -> list[RowIssue]:
+    """The row problems of consecutive parts as one table's: counts summed, the first samples kept."""
+    merged: dict[tuple[str, str, str], RowIssue] = {}
+    for found in parts:
+        for issue in found:
+            key = (issue.column, issue.problem, issue.action)
+            if key in merged:
+                into = merged[key]
+                into.count += issue.count
+                into.samples = (into.samples + issue.samples)[:SAMPLE_SIZE]
+            else:
+                merged[key] = RowIssue(**{**issue.to_dict(), "samples": list(issue.samples)})
+    return list(merged.values())
+
+
+def release_engine(settings: Settings) -> None:
+    """With engine spark: stop the session the sources were standardized and checked on (the refresh calls
+    this once its sources are done, before the derived build starts a session of its own)."""
+    if settings.engine.kind == "spark":
+        from dashboard.derived.spark.standardize import release
+
+        release()
 
 
 def _suppress(
@@ -192,10 +274,12 @@ def _clean_texts(columns: dict[str, pl.Series | None]) -> dict[str, pl.Series]:
     return {n: cleaned.get_column(n) for n in present}
 
 
-def _convert(src: pl.Series, typ: str, settings: Settings, table: TableConfig) -> pl.Series:
+def _convert(
+    src: pl.Series, typ: str, settings: Settings, table: TableConfig, formats: list[str] | None = None
+) -> pl.Series:
     if typ == "datetime":
         text = src if src.dtype != pl.String else parse.clean_text(src)
-        return parse.parse_datetime(text, settings.timezone, table.date_format)
+        return parse.parse_datetime(text, settings.timezone, table.date_format, formats)
     if typ == "float":
         return parse.parse_number(src if src.dtype != pl.String else parse.clean_text(src))
     if typ == "bool":  # a consent field: yes/no spellings; another spelling is reported and left unknown

@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from dashboard.core.config import SourceQualityConfig
+from dashboard.core.config import Settings, SourceQualityConfig
 from dashboard.core.entities import ENTITIES
 from dashboard.core.errors import ConfigError
 
@@ -244,9 +244,12 @@ def validate(
     source: str,
     quality: SourceQualityConfig | None = None,
     now: datetime | None = None,
+    settings: Settings | None = None,
 ) -> list[Outcome]:
     """The entity's suite, with the source's thresholds (defaults when none are given), then the date
-    range. ``now``: the refresh's time, naive local like the dates (default: this machine's clock)."""
+    range. ``now``: the refresh's time, naive local like the dates (default: this machine's clock).
+    ``settings`` with [engine] kind = "spark": the suite runs on Spark (GX's Spark execution engine), the
+    date range here (it reads the frame the refresh holds anyway)."""
     from great_expectations.core import ExpectationSuite
 
     quality = quality or SourceQualityConfig.model_validate({})
@@ -257,10 +260,16 @@ def validate(
         raise ConfigError(f"expectation suite for {source}.{entity} is invalid: {e}") from e
     columns = sorted({c for e in suite_dict["expectations"] if (c := e.get("kwargs", {}).get("column"))})
     present = [c for c in columns if c in frame.columns]
-    # Only the columns the suite reads go to pandas: the conversion is the costly part.
-    pdf = frame.select(present or frame.columns[:1]).to_pandas()
-    batch = _batch_definition().get_batch(batch_parameters={"dataframe": pdf})
-    result = batch.validate(suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5})
+    # Only the columns the suite reads go to pandas (or Spark): the conversion is the costly part.
+    read = frame.select(present or frame.columns[:1])
+    result_format = {"result_format": "SUMMARY", "partial_unexpected_count": 5}
+    if settings is not None and settings.engine.kind == "spark":
+        from dashboard.derived.spark import gate
+
+        result = gate.validate(settings, f"the gate of {source}.{entity}", read, suite, result_format)
+    else:
+        batch = _batch_definition().get_batch(batch_parameters={"dataframe": read.to_pandas()})
+        result = batch.validate(suite, result_format=result_format)
     outcomes = []
     for r in result.results:
         cfg = r.expectation_config
