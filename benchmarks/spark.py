@@ -17,7 +17,9 @@ import os
 import resource
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ import polars as pl
 
 from dashboard.core.config import EngineConfig, Settings, load_settings
 from dashboard.core.duck import quote_path, work_connection
-from dashboard.core.store import Store
+from dashboard.core.store import Manifest, Store
 from dashboard.derived import analytics
 from dashboard.derived.identity import Model, build_links, read_records
 from dashboard.derived.spark import identity as spark_identity
@@ -35,6 +37,8 @@ from dashboard.derived.spark.session import build_session
 from dashboard.derived.tables import attach_views
 
 INPUTS = ("leads", "lead_events", "interactions")
+# the local Spark JVM's threads, by what their names begin with (/proc shows the first 15 characters)
+THREADS = {"JIT": ("C1 CompilerThre", "C2 CompilerThre"), "GC": ("GC Thread", "G1 ", "VM Thread")}
 
 
 def _cpu_self() -> float:
@@ -44,8 +48,27 @@ def _cpu_self() -> float:
 
 def _cpu_of(pid: int) -> float:
     """User + system seconds of another process of ours (the local Spark JVM), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _ticks(Path(f"/proc/{pid}/stat")) / os.sysconf("SC_CLK_TCK")
+
+
+def _ticks(stat: Path) -> int:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def jvm_threads(pid: int) -> dict[str, float]:
+    """CPU seconds so far of the JVM's JIT compiler and garbage collector threads (THREADS), which live as
+    long as the JVM; the rest of its CPU is Spark's own work (and threads that have ended)."""
+    out = dict.fromkeys(THREADS, 0.0)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name, ticks = (task / "comm").read_text().strip(), _ticks(task / "stat")
+        except OSError:  # the thread ended meanwhile
+            continue
+        for group, prefixes in THREADS.items():
+            if name.startswith(prefixes):
+                out[group] += ticks / os.sysconf("SC_CLK_TCK")
+    return out
 
 
 def _timed(run: Callable[[], None], cpu: Callable[[], float]) -> tuple[float, float]:
@@ -56,6 +79,90 @@ def _timed(run: Callable[[], None], cpu: Callable[[], float]) -> tuple[float, fl
 
 def _line(label: str, wall: float, cpu: float, rows: int) -> str:
     return f"{label:34s} wall {wall:7.2f} s  cpu {cpu:7.2f} s  {rows / cpu / 1e3:8.0f}k input rows per CPU-second"
+
+
+def parse_conf(pairs: list[str]) -> dict[str, str]:
+    """--conf KEY=VALUE arguments as Spark settings over the session's defaults (e.g. the defaults of an
+    earlier commit, to measure before and after in one machine state)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.startswith("spark."):
+            raise SystemExit(f"--conf {pair!r}: expected spark.KEY=VALUE")
+        out[key] = value
+    return out
+
+
+@dataclass
+class Bench:
+    """A refreshed company opened for timing: its settings with engine spark on ``master``, its current
+    snapshots and build as DuckDB views on ``con``, a scratch folder under its data folder (removed after),
+    and, once ``spark_started``, the Spark session and its local JVM's pid."""
+
+    settings: Settings
+    store: Store
+    manifest: Manifest
+    con: duckdb.DuckDBPyConnection
+    folder: Path
+    conf: dict[str, str]
+    spark: Any = None
+    jvm: int = 0
+
+    def cpu(self) -> float:
+        """This process's CPU seconds, plus the local Spark JVM's once it runs."""
+        return _cpu_self() + (_cpu_of(self.jvm) if self.jvm else 0.0)
+
+    def spark_runs(self, label: str, runs: int, rows: int, make: Callable[[int], Callable[[], None]]) -> None:
+        """``runs`` timed runs on Spark of the work ``make(run)`` returns (run 1 is cold: the JVM's JIT and
+        Spark's planning caches), each printed with its wall time, CPU, input rows per CPU-second, and the
+        CPU the JVM's JIT compiler and garbage collector took of it."""
+        master = self.settings.engine.master
+        for run in range(1, runs + 1):
+            work = make(run)
+            before = jvm_threads(self.jvm)
+            wall, cpu = _timed(work, self.cpu)
+            of = ", ".join(f"{k} {v - before[k]:.1f} s" for k, v in jvm_threads(self.jvm).items())
+            print(_line(f"spark {master}: {label} (run {run})", wall, cpu, rows) + f"  [of which {of}]")
+
+
+@contextmanager
+def opened(config: str, master: str, conf: dict[str, str], name: str) -> Iterator[Bench]:
+    """The company of ``config`` opened for timing (Bench), its scratch folder named after ``name``."""
+    engine = EngineConfig.model_validate({"kind": "spark", "master": master})
+    settings: Settings = load_settings(config).model_copy(update={"engine": engine})
+    store = Store(settings.data_path)
+    folder = settings.data_path / ".spark" / f"{name}-{os.getpid()}"
+    try:
+        with work_connection(settings) as con:
+            manifest = store.read_manifest()
+            attach_views(con, store, manifest, in_memory=frozenset())
+            yield Bench(settings, store, manifest, con, folder, conf)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def spark_started(bench: Bench) -> Iterator[Any]:
+    """The engine's session (with ``bench.conf`` over its defaults), its start-up time printed, stopped on
+    leaving after printing what the JVM's JIT and garbage collector took of its CPU in all."""
+    started = time.perf_counter()
+    bench.spark = build_session(bench.settings, bench.conf)
+    bench.jvm = int(bench.spark.sparkContext._jvm.ProcessHandle.current().pid())
+    conf = bench.spark.sparkContext.getConf()
+    shown = {k: conf.get(k, "(Spark's default)") for k in ("spark.driver.memory", "spark.sql.shuffle.partitions")}
+    options = conf.get("spark.driver.extraJavaOptions", "").split()
+    shown["JVM options"] = " ".join(o for o in options if o.startswith("-XX:") and "Ignore" not in o) or "(its own)"
+    took = time.perf_counter() - started
+    print(
+        f"spark session ({bench.settings.engine.master}): {took:.1f} s to start; "
+        + ", ".join(f"{k} {v}" for k, v in shown.items())
+    )
+    try:
+        yield bench.spark
+        total, threads = _cpu_of(bench.jvm), jvm_threads(bench.jvm)
+        print(f"JVM CPU in all {total:.1f} s, of which " + ", ".join(f"{k} {v:.1f} s" for k, v in threads.items()))
+    finally:
+        bench.spark.stop()
 
 
 def identity(settings: Settings, con: duckdb.DuckDBPyConnection, spark: Any, jvm: int, folder: Path) -> None:
@@ -96,56 +203,42 @@ def main() -> None:
     parser.add_argument("--config", required=True, help="cockpit.toml of a refreshed company")
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--steps", default="analytics,identity", help="which steps to time (comma-separated)")
+    parser.add_argument("--runs", type=int, default=2, help="Spark runs of the analytics steps (the first is cold)")
+    parser.add_argument("--conf", action="append", default=[], help="spark.KEY=VALUE over the session's defaults")
     args = parser.parse_args()
     steps = set(args.steps.split(","))
-    base = load_settings(args.config)
-    engine = EngineConfig.model_validate({"kind": "spark", "master": args.master})
-    settings: Settings = base.model_copy(update={"engine": engine})
-    store = Store(settings.data_path)
-    manifest = store.read_manifest()
-    folder = settings.data_path / ".spark" / f"bench-{os.getpid()}"
-    try:
-        with work_connection(settings) as con:
-            attach_views(con, store, manifest, in_memory=frozenset())
-            rows = sum(int(con.sql(f"SELECT count(*) FROM {t}").fetchall()[0][0]) for t in INPUTS)
-            links = con.sql("SELECT * FROM identity_links").pl()
-            print(f"{rows:,} input rows ({', '.join(INPUTS)}); {links.height:,} identity links; "
-                  f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")  # fmt: skip
-            duck_dir = folder / "duckdb"
-            duck_dir.mkdir(parents=True)
+    with opened(args.config, args.master, parse_conf(args.conf), "bench") as bench:
+        con, settings = bench.con, bench.settings
+        rows = sum(int(con.sql(f"SELECT count(*) FROM {t}").fetchall()[0][0]) for t in INPUTS)
+        links = con.sql("SELECT * FROM identity_links").pl()
+        print(f"{rows:,} input rows ({', '.join(INPUTS)}); {links.height:,} identity links; "
+              f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")  # fmt: skip
+        duck_dir = bench.folder / "duckdb"
+        duck_dir.mkdir(parents=True)
 
-            def on_duckdb() -> None:
-                analytics.build(
-                    con, links, settings.analytics.attribution_half_life_days,
-                    settings.analytics.attribution_exclude_channels,
-                )  # fmt: skip
-                for table in analytics.ANALYTICS_TABLES:
-                    con.execute(f"COPY {table} TO {quote_path(duck_dir / f'{table}.parquet')} (FORMAT parquet)")
+        def on_duckdb() -> None:
+            analytics.build(
+                con, links, settings.analytics.attribution_half_life_days,
+                settings.analytics.attribution_exclude_channels,
+            )  # fmt: skip
+            for table in analytics.ANALYTICS_TABLES:
+                con.execute(f"COPY {table} TO {quote_path(duck_dir / f'{table}.parquet')} (FORMAT parquet)")
+
+        if "analytics" in steps:
+            wall, cpu = _timed(on_duckdb, _cpu_self)
+            print(_line("duckdb: lead facts + attribution", wall, cpu, rows))
+        with spark_started(bench) as spark:
+
+            def on_spark(run: int) -> Callable[[], None]:
+                stage = bench.folder / f"spark-{run}"
+                stage.mkdir(parents=True)
+                links.write_parquet(stage / "identity_links.parquet")
+                return lambda: jobs.analytics_tables(spark, con, settings, bench.store, bench.manifest, stage)
 
             if "analytics" in steps:
-                wall, cpu = _timed(on_duckdb, _cpu_self)
-                print(_line("duckdb: lead facts + attribution", wall, cpu, rows))
-            started = time.perf_counter()
-            spark = build_session(settings)
-            jvm = int(spark.sparkContext._jvm.ProcessHandle.current().pid())
-            print(f"spark session ({args.master}): {time.perf_counter() - started:.1f} s to start")
-            try:
-                for run in ("first", "second") if "analytics" in steps else ():
-                    stage = folder / f"spark-{run}"
-                    stage.mkdir(parents=True)
-                    links.write_parquet(stage / "identity_links.parquet")
-
-                    def on_spark(stage: Path = stage) -> None:
-                        jobs.analytics_tables(spark, con, settings, store, manifest, stage)
-
-                    wall, cpu = _timed(on_spark, lambda: _cpu_self() + _cpu_of(jvm))
-                    print(_line(f"spark {args.master} ({run} run)", wall, cpu, rows))
-                if "identity" in steps:
-                    identity(settings, con, spark, jvm, folder / "identity")
-            finally:
-                spark.stop()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+                bench.spark_runs("lead facts + attribution", args.runs, rows, on_spark)
+            if "identity" in steps:
+                identity(settings, con, spark, bench.jvm, bench.folder / "identity")
 
 
 if __name__ == "__main__":

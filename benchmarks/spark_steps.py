@@ -12,7 +12,6 @@ import argparse
 import os
 import shutil
 import sys
-import time
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
@@ -23,17 +22,14 @@ import duckdb
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.spark import _cpu_of, _cpu_self, _line, _timed  # noqa: E402
-from dashboard.core.config import EngineConfig, Settings, load_settings  # noqa: E402
-from dashboard.core.duck import work_connection  # noqa: E402
+from benchmarks.spark import _cpu_self, _line, _timed, opened, parse_conf, spark_started  # noqa: E402
+from dashboard.core.config import Settings  # noqa: E402
 from dashboard.core.store import Manifest, Store  # noqa: E402
 from dashboard.derived import golden  # noqa: E402
 from dashboard.derived.churn import features as churn_features  # noqa: E402
 from dashboard.derived.identity import read_records  # noqa: E402
 from dashboard.derived.quality.tables import identity_consistency  # noqa: E402
 from dashboard.derived.spark import steps as spark_steps  # noqa: E402
-from dashboard.derived.spark.session import build_session  # noqa: E402
-from dashboard.derived.tables import attach_views  # noqa: E402
 
 # what each step reads (besides identity's links): its "input rows"
 INPUTS = {
@@ -96,37 +92,24 @@ def main() -> None:
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--steps", default="golden,quality,churn", help="which steps to time (comma-separated)")
     parser.add_argument("--runs", type=int, default=2, help="Spark runs per step in one session (the first is cold)")
+    parser.add_argument("--conf", action="append", default=[], help="spark.KEY=VALUE over the session's defaults")
     args = parser.parse_args()
     names = [s for s in args.steps.split(",") if s in INPUTS]
-    engine = EngineConfig.model_validate({"kind": "spark", "master": args.master})
-    settings: Settings = load_settings(args.config).model_copy(update={"engine": engine})
-    store = Store(settings.data_path)
-    manifest = store.read_manifest()
-    folder = settings.data_path / ".spark" / f"bench-steps-{os.getpid()}"
-    try:
-        with work_connection(settings) as con:
-            attach_views(con, store, manifest, in_memory=frozenset())
-            steps = Steps(settings, store, manifest, con)
-            rows = {name: _count(con, INPUTS[name]) + steps.links.height for name in names}
-            print(f"{', '.join(f'{n} {r:,}' for n, r in rows.items())} input rows (with the identity links); "
-                  f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")  # fmt: skip
+    with opened(args.config, args.master, parse_conf(args.conf), "bench-steps") as bench:
+        steps = Steps(bench.settings, bench.store, bench.manifest, bench.con)
+        rows = {name: _count(bench.con, INPUTS[name]) + steps.links.height for name in names}
+        print(f"{', '.join(f'{n} {r:,}' for n, r in rows.items())} input rows (with the identity links); "
+              f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")  # fmt: skip
+        for name in names:
+            work = getattr(steps, name)(None, steps.stage(bench.folder / f"duckdb-{name}"))
+            print(_line(f"duckdb: {name}", *_timed(work, _cpu_self), rows[name]))
+        with spark_started(bench) as spark:
             for name in names:
-                work = getattr(steps, name)(None, steps.stage(folder / f"duckdb-{name}"))
-                print(_line(f"duckdb: {name}", *_timed(work, _cpu_self), rows[name]))
-            started = time.perf_counter()
-            spark = build_session(settings)
-            jvm = int(spark.sparkContext._jvm.ProcessHandle.current().pid())
-            print(f"spark session ({args.master}): {time.perf_counter() - started:.1f} s to start")
-            try:
-                for name in names:
-                    for run in range(1, args.runs + 1):
-                        work = getattr(steps, name)(spark, steps.stage(folder / f"spark-{name}-{run}"))
-                        wall, cpu = _timed(work, lambda: _cpu_self() + _cpu_of(jvm))
-                        print(_line(f"spark {args.master}: {name} (run {run})", wall, cpu, rows[name]))
-            finally:
-                spark.stop()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+
+                def make(run: int, name: str = name) -> Callable[[], None]:
+                    return getattr(steps, name)(spark, steps.stage(bench.folder / f"spark-{name}-{run}"))
+
+                bench.spark_runs(name, args.runs, rows[name], make)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ work starts, and errors a person can act on (which key, which host) instead of a
 from __future__ import annotations
 
 import logging
+import os
+import re
 import socket
 import sys
 import threading
@@ -17,15 +19,26 @@ from dashboard.core.errors import CockpitError, ConfigError
 
 # Spark's own defaults where ours differ: the cockpit's timestamps are naive (Parquet's "not adjusted to
 # UTC"), written back as microseconds like DuckDB's and polars', never INT96; no web UI unless asked.
+# Adaptive execution (Spark's default since 3.2) is stated, not assumed: it merges a shuffle's small
+# partitions and turns a join whose side proves small into a broadcast, which is what keeps the steps'
+# many small shuffles cheap. Every one of these, and of the local ones below, yields to [engine.conf].
 DEFAULTS: dict[str, str] = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
+    "spark.sql.adaptive.enabled": "true",
+    "spark.sql.adaptive.coalescePartitions.enabled": "true",
 }
-# On one machine a shuffle into Spark's default 200 partitions is mostly task overhead; a cluster keeps
-# 200 (adaptive execution merges the small ones) unless [engine.conf] says otherwise.
-LOCAL_DEFAULTS: dict[str, str] = {"spark.sql.shuffle.partitions": "8"}
+# With master local[...] the cockpit's own JVM is the driver and the only executor, and a build is many short
+# jobs over small tables: there the JVM spent 44 % of its CPU compiling Spark's own code (the JIT's second
+# tier, for code that never runs long enough to repay it; docs/benchmarks.md "Spark", session settings).
+# So on one machine: the JIT's quick tier only, the throughput collector, a 2 GB heap (Spark's 1 GB is a
+# driver's that only plans; this one holds every task's data too), and a shuffle into a few partitions per
+# core (Spark's 200 are mostly task overhead). A cluster keeps Spark's own: its executors are other JVMs,
+# sized in [engine.conf].
+LOCAL_JAVA_OPTIONS = "-XX:+UseParallelGC -XX:TieredStopAtLevel=1"
+LOCAL_DRIVER_MEMORY = "2g"
 # warn, less the eight lines Splink's Spark linker causes on every build: its Java functions registered again
 # ("The function ... replaced a previously registered function")
 _LOG4J = """rootLogger.level = warn
@@ -67,7 +80,10 @@ def spark_environment(settings: Settings) -> dict[str, str]:
     conf_dir = settings.data_path / ".spark" / "conf"
     conf_dir.mkdir(parents=True, exist_ok=True)
     (conf_dir / "log4j2.properties").write_text(_LOG4J, encoding="utf-8")
-    out = {"SPARK_HOME": str(spark_home()), "PYSPARK_PYTHON": sys.executable, "SPARK_CONF_DIR": str(conf_dir)}
+    # the Python an executor starts for the rows the driver hands Spark (createDataFrame of a list runs a
+    # Python worker): this one on this machine; on a cluster the executors' own, named in [engine.conf]
+    python = str(settings.engine.conf.get("spark.pyspark.python") or sys.executable)
+    out = {"SPARK_HOME": str(spark_home()), "PYSPARK_PYTHON": python, "SPARK_CONF_DIR": str(conf_dir)}
     if is_loopback(settings.engine.master):
         out["SPARK_LOCAL_IP"] = "127.0.0.1"
     return out
@@ -115,8 +131,7 @@ def build_session(settings: Settings, extra: dict[str, str] | None = None) -> An
     logging.getLogger("py4j").setLevel(logging.ERROR)
     logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)  # a JSON stack per failed query
     builder = SparkSession.builder.master(engine.master).appName(engine.app_name)
-    local = LOCAL_DEFAULTS if is_loopback(engine.master) else {}
-    conf = {**DEFAULTS, **local, **{k: _text(v) for k, v in engine.conf.items()}, **(extra or {})}
+    conf = session_conf(engine.master, {k: _text(v) for k, v in engine.conf.items()}, extra)
     conf["spark.jars"] = ",".join(j for j in (conf.get("spark.jars"), splink_jar()) if j)
     for key, value in conf.items():
         builder = builder.config(key, value)
@@ -124,6 +139,33 @@ def build_session(settings: Settings, extra: dict[str, str] | None = None) -> An
         return builder.getOrCreate()
     except (PySparkException, OSError) as e:
         raise EngineError(f"Spark could not start for [engine] master = {engine.master!r}: {first_line(e)}") from None
+
+
+def session_conf(master: str, conf: dict[str, str], extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The settings a session for ``master`` starts with: DEFAULTS, then the local ones (local_defaults),
+    then [engine.conf] (``conf``), then ``extra``: a setting the operator gives always wins."""
+    return {**DEFAULTS, **local_defaults(master), **conf, **(extra or {})}
+
+
+def local_defaults(master: str) -> dict[str, str]:
+    """On this machine: shuffle partitions for its cores (a standalone master on 127.0.0.1 too, its workers
+    sharing these cores); the JVM settings only for local[...], where the driver's JVM does the work."""
+    if not is_loopback(master):
+        return {}
+    cores = local_cores(master) or os.cpu_count() or 1
+    out = {"spark.sql.shuffle.partitions": str(4 * cores)}
+    if master.startswith("local"):
+        out |= {"spark.driver.memory": LOCAL_DRIVER_MEMORY, "spark.driver.extraJavaOptions": LOCAL_JAVA_OPTIONS}
+    return out
+
+
+def local_cores(master: str) -> int | None:
+    """The task slots of a local master: local → 1, local[N] and local[N, retries] → N; local[*] and other
+    masters → None (as many as the machine has, or the cluster's)."""
+    if master == "local":
+        return 1
+    match = re.fullmatch(r"local\[(\d+)(,\s*\d+)?\]", master)
+    return int(match.group(1)) if match else None
 
 
 def splink_jar() -> str:

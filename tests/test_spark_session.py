@@ -1,0 +1,113 @@
+"""The settings a Spark session starts with: on one machine (local[...]) a heap, a garbage collector, a JIT
+tier and shuffle partitions for short jobs over small tables; on a cluster Spark's own; and whatever
+[engine.conf] says wins over both."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dashboard.core.config import parse_settings
+from dashboard.derived.spark.session import DEFAULTS, local_cores, session_conf, spark_environment
+from tests.sparkcluster import spark_home
+
+
+@pytest.mark.parametrize(
+    ("master", "cores"),
+    [("local", 1), ("local[2]", 2), ("local[16]", 16), ("local[4, 3]", 4), ("local[*]", None), ("yarn", None)],
+)
+def test_a_local_masters_task_slots_are_read_from_it(master: str, cores: int | None) -> None:
+    assert local_cores(master) == cores
+
+
+def test_one_machine_gets_partitions_for_its_cores_and_a_jvm_for_short_jobs() -> None:
+    conf = session_conf("local[2]", {})
+    assert conf["spark.sql.shuffle.partitions"] == "8"  # not Spark's 200 tasks per shuffle
+    assert conf["spark.driver.memory"] == "2g"
+    assert "-XX:TieredStopAtLevel=1" in conf["spark.driver.extraJavaOptions"].split()
+    assert conf["spark.sql.adaptive.enabled"] == "true"
+    assert session_conf("local[3]", {})["spark.sql.shuffle.partitions"] == "12"
+
+
+def test_a_cluster_keeps_sparks_own_sizes() -> None:
+    for master in ("yarn", "k8s://https://k8s.internal:6443", "spark://spark-master.internal:7077"):
+        conf = session_conf(master, {})
+        assert conf == DEFAULTS, master  # no partitions, driver heap or JVM options of ours
+    # a standalone cluster on this machine: its workers share these cores, but run in JVMs of their own
+    local_cluster = session_conf("spark://127.0.0.1:7077", {})
+    assert "spark.sql.shuffle.partitions" in local_cluster
+    assert "spark.driver.extraJavaOptions" not in local_cluster
+
+
+def test_the_operators_settings_win() -> None:
+    mine = {"spark.driver.memory": "6g", "spark.sql.shuffle.partitions": "3", "spark.sql.adaptive.enabled": "false"}
+    conf = session_conf("local[2]", mine, {"spark.sql.shuffle.partitions": "5"})
+    assert conf["spark.driver.memory"] == "6g"
+    assert conf["spark.sql.adaptive.enabled"] == "false"
+    assert conf["spark.sql.shuffle.partitions"] == "5"  # a caller's extra (a benchmark's --conf) last
+
+
+def test_the_executors_python_is_this_one_unless_engine_conf_names_theirs(tmp_path: Path) -> None:
+    spark_home()  # skips (fails in CI) without pyspark or Java
+
+    def python(conf: dict[str, str]) -> str:
+        raw = {"data_dir": str(tmp_path / "data"), "engine": {"kind": "spark", "master": "yarn", "conf": conf}}
+        return spark_environment(parse_settings(raw, tmp_path))["PYSPARK_PYTHON"]
+
+    assert python({}) == sys.executable
+    assert python({"spark.pyspark.python": "/opt/python3.11/bin/python3"}) == "/opt/python3.11/bin/python3"
+
+
+_PROBE = """
+import json, sys
+from pathlib import Path
+from dashboard.core.config import parse_settings
+from dashboard.derived.spark.session import build_session
+
+root = Path(sys.argv[1])
+settings = parse_settings(json.loads(sys.argv[2]), root)
+spark = build_session(settings)
+jvm = spark.sparkContext._jvm
+runtime = jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+print(json.dumps({
+    "max_heap_mb": jvm.java.lang.Runtime.getRuntime().maxMemory() // 2**20,
+    "jvm_args": list(runtime.getInputArguments()),
+    "partitions": spark.conf.get("spark.sql.shuffle.partitions"),
+}))
+spark.stop()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("spark")
+def test_a_local_session_runs_with_them_and_engine_conf_overrides_them(tmp_path: Path) -> None:
+    """In a process of its own: a Python process starts one JVM, whose heap and options the first session
+    fixes, so a session started before in the same process would decide what this one sees."""
+    spark_home()  # skips (fails in CI) without pyspark or Java
+
+    probe = tmp_path / "probe.py"  # a script, not python -c (DEPENDENCY_NOTES: GX's import trap)
+    probe.write_text(textwrap.dedent(_PROBE), encoding="utf-8")
+
+    def started(conf: dict[str, str]) -> dict[str, Any]:
+        raw = {"data_dir": str(tmp_path / "data"), "engine": {"kind": "spark", "master": "local[1]", "conf": conf}}
+        out = subprocess.run(
+            [sys.executable, str(probe), str(tmp_path), json.dumps(raw)], capture_output=True, text=True, timeout=600
+        )
+        assert out.returncode == 0, out.stderr
+        result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+        return result
+
+    ours = started({})
+    assert 1500 < ours["max_heap_mb"] <= 2048  # 2 GB, less what the JVM keeps for itself
+    assert "-XX:TieredStopAtLevel=1" in ours["jvm_args"]
+    assert ours["partitions"] == "4"
+    theirs = started({"spark.driver.memory": "1g", "spark.driver.extraJavaOptions": "-XX:+UseSerialGC"})
+    assert theirs["max_heap_mb"] <= 1024
+    assert "-XX:+UseSerialGC" in theirs["jvm_args"]
+    assert "-XX:TieredStopAtLevel=1" not in theirs["jvm_args"]
