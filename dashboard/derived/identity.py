@@ -168,20 +168,19 @@ def _with_ref_phones(records: pl.DataFrame) -> pl.Series:
 # customer record itself), kept where 2 to MAX_SHARED records share it; ``hub``, the first record holding the
 # value, makes a star per value: the records it links, as a graph of records alone.
 VALUES_SQL = f"""
-SELECT node, value, rule, min(node) OVER (PARTITION BY value) AS hub
-FROM (
-    SELECT node, value, rule, count(*) OVER (PARTITION BY value) AS n
-    FROM (
-        SELECT node, 'p:' || phone AS value, 1 AS rule FROM identity_nodes
-        UNION ALL SELECT node, 'e:' || email, 2 FROM identity_nodes
-        UNION ALL SELECT node, 'i:' || id_number, 4 FROM identity_nodes
-        UNION ALL SELECT node, 'r:' || source_system || ':' || customer_ref, 8 FROM identity_nodes
-        UNION ALL SELECT node, 'r:' || source_system || ':' || source_record_id, 8 FROM identity_nodes
-            WHERE record_kind = 'customer'
-    ) AS v
-    WHERE value IS NOT NULL
-) AS counted
-WHERE n BETWEEN 2 AND {MAX_SHARED}
+WITH v AS (
+    SELECT node, 'p:' || phone AS value, 1 AS rule FROM identity_nodes
+    UNION ALL SELECT node, 'e:' || email, 2 FROM identity_nodes
+    UNION ALL SELECT node, 'i:' || id_number, 4 FROM identity_nodes
+    UNION ALL SELECT node, 'r:' || source_system || ':' || customer_ref, 8 FROM identity_nodes
+    UNION ALL SELECT node, 'r:' || source_system || ':' || source_record_id, 8 FROM identity_nodes
+        WHERE record_kind = 'customer'
+),
+shared AS (  -- grouped, then joined: a third less CPU than windows over every value (DuckDB, medium)
+    SELECT value, min(node) AS hub FROM v WHERE value IS NOT NULL
+    GROUP BY value HAVING count(*) BETWEEN 2 AND {MAX_SHARED}
+)
+SELECT v.node, v.value, v.rule, s.hub FROM v JOIN shared AS s ON s.value = v.value
 """
 # what each record shares (the bits of _RULE_BITS): its match rule when pass 1 linked it
 RULES_SQL = "SELECT node, bit_or(rule) AS rule FROM identity_values GROUP BY node"
@@ -639,11 +638,11 @@ def resolve(
     if records.height == 0:
         return pl.DataFrame(schema={c: pl.String for c in LINK_COLUMNS[:-1]} | {"confidence": pl.Float64})
     graph = graph or Graph()
+    lap = _Laps(probabilistic.stats if probabilistic else {})
     try:
         recs = _prepare(records)
         exact, rule = graph.exact(recs.select(NODE_COLUMNS))
         pairs = pl.DataFrame(schema=_PAIR_SCHEMA)
-        lap = _Laps(probabilistic.stats if probabilistic else {})
         lap("exact")
         if probabilistic is not None and set(_FEATURE_INPUTS) <= set(recs.columns):
             feats = features(recs, exact)

@@ -40,7 +40,8 @@ DEFAULTS: dict[str, str] = {
 LOCAL_JAVA_OPTIONS = "-XX:+UseParallelGC -XX:TieredStopAtLevel=1"
 LOCAL_DRIVER_MEMORY = "2g"
 # warn, less the eight lines Splink's Spark linker causes on every build: its Java functions registered again
-# ("The function ... replaced a previously registered function")
+# ("The function ... replaced a previously registered function"), and the two dozen of its connected components
+# on identity's clusters: an iteration's empty table read back ("All paths were ignored")
 _LOG4J = """rootLogger.level = warn
 rootLogger.appenderRef.stdout.ref = console
 appender.console.type = Console
@@ -52,6 +53,8 @@ logger.native.name = org.apache.hadoop.util.NativeCodeLoader
 logger.native.level = error
 logger.functions.name = org.apache.spark.sql.catalyst.analysis.SimpleFunctionRegistry
 logger.functions.level = error
+logger.datasource.name = org.apache.spark.sql.execution.datasources.DataSource
+logger.datasource.level = error
 """
 
 
