@@ -518,6 +518,9 @@ class EngineConfig(_Strict):
     shared_path: str | None = None
     connect_timeout_seconds: float = Field(120, gt=0)  # for the first job to run (a cluster with no worker)
     job_timeout_seconds: float = Field(3600, gt=0)  # a step's Spark job running longer fails the refresh
+    # the derived build in a process of its own, which starts without the memory the sources left in the
+    # refresh's process (pipeline/derive_child.py); false: in the refresh's process (no interpreter to start)
+    derive_in_child: bool = True
 
     @field_validator("master")
     @classmethod

@@ -23,9 +23,10 @@ import polars as pl
 from dashboard.core.config import Settings, SourceConfig
 from dashboard.core.dictionary import for_settings
 from dashboard.core.errors import ConfigError, SourceError
-from dashboard.core.store import Store, crash_point, new_id, now_utc, write_json
+from dashboard.core.store import Manifest, Store, crash_point, new_id, now_utc, write_json
 from dashboard.derived.quality.profile import SnapshotProfile
 from dashboard.pipeline import fingerprint
+from dashboard.pipeline.derive_child import build_in_child
 from dashboard.pipeline.guidance import way_forward
 from dashboard.pipeline.progress import RefreshProgress, Tracker
 from dashboard.pipeline.standardize import REJECT_COL, RowIssue, Standardized, release_engine, standardize
@@ -87,11 +88,13 @@ class _Clock:
         self.steps: dict[str, dict[str, float]] = {}
         self._t = time.perf_counter()
 
-    def lap(self, step: str) -> None:
+    def lap(self, step: str, peak_rss_mb: float | None = None) -> None:
+        """``peak_rss_mb``: of the process that did the step when it is not this one (the derived build's)."""
         now = time.perf_counter()
         entry = self.steps.setdefault(step, {"seconds": 0.0, "peak_rss_mb": 0.0})
         entry["seconds"] += now - self._t
-        entry["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        entry["peak_rss_mb"] = own if peak_rss_mb is None else peak_rss_mb
         self._t = now
 
 
@@ -145,8 +148,6 @@ def refresh(
         # Every refresh rebuilds, a quarantine too: validation history and health scores are derived
         # tables, and the new manifest version tells every reader's cache about a rejection at once.
         if results:
-            from dashboard.pipeline.derive import build_derived
-
             clock = _Clock()
             manifest = store.read_manifest()
             for entry, _attempt in published:
@@ -163,11 +164,7 @@ def refresh(
             for _entry, attempt in published:
                 store.record_attempt(attempt["source"], attempt)
 
-            def lap(step: str, rows: int | None = None) -> None:
-                clock.lap(f"derive.{step}")
-                tracker.lap(step, rows)
-
-            manifest = build_derived(settings, store, manifest, tracker.say, lap, full=full)
+            manifest = _derive(settings, store, manifest, tracker, clock, full)
             tracker.publishing()
             store.write_manifest(manifest)  # snapshots and their derived build become current together
             crash_point("published")
@@ -185,6 +182,27 @@ def refresh(
         store.clean_staging()
         tracker.finish()
     return out
+
+
+def _derive(
+    settings: Settings, store: Store, manifest: Manifest, tracker: Tracker, clock: _Clock, full: bool
+) -> Manifest:
+    """The derived build of ``manifest`` (pending), by default in a process of its own that starts without
+    the memory the sources left in this one (``[engine] derive_in_child``; pipeline/derive_child.py)."""
+    if settings.engine.derive_in_child:
+
+        def child_lap(step: str, rows: int | None, peak_rss_mb: float) -> None:
+            clock.lap(f"derive.{step}", peak_rss_mb)
+            tracker.lap(step, rows)
+
+        return build_in_child(settings, manifest, tracker.say, child_lap, full=full)
+    from dashboard.pipeline.derive import build_derived
+
+    def lap(step: str, rows: int | None = None) -> None:
+        clock.lap(f"derive.{step}")
+        tracker.lap(step, rows)
+
+    return build_derived(settings, store, manifest, tracker.say, lap, full=full)
 
 
 Pending = tuple[dict[str, Any], dict[str, Any]]  # (manifest entry, attempt) of a snapshot moved into place
