@@ -111,3 +111,42 @@ def test_a_local_session_runs_with_them_and_engine_conf_overrides_them(tmp_path:
     assert theirs["max_heap_mb"] <= 1024
     assert "-XX:+UseSerialGC" in theirs["jvm_args"]
     assert "-XX:TieredStopAtLevel=1" not in theirs["jvm_args"]
+
+
+_KILLED = """
+import json, os, signal, sys, time
+from pathlib import Path
+from dashboard.core.config import parse_settings
+from dashboard.derived.spark.session import EngineError, build_session, run_within
+
+settings = parse_settings(json.loads(sys.argv[2]), Path(sys.argv[1]))
+spark = build_session(settings)
+spark.range(1).count()
+proc = spark.sparkContext._gateway.proc
+os.kill(proc.pid, signal.SIGKILL)
+proc.wait(60)
+try:
+    run_within(spark, lambda: spark.range(10).count(), 60, "late", "the Spark job for golden_values failed")
+except EngineError as e:
+    print(json.dumps({"message": e.message, "exit_code": e.exit_code}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("spark")
+def test_a_killed_jvm_is_named_not_a_refused_connection(tmp_path: Path) -> None:
+    """The system's out-of-memory killer takes the largest process, often Spark's JVM on a shared machine;
+    the refresh then says so, where before it said "[Errno 111] Connection refused"."""
+    spark_home()  # skips (fails in CI) without pyspark or Java
+    probe = tmp_path / "killed.py"
+    probe.write_text(textwrap.dedent(_KILLED), encoding="utf-8")
+    raw = {"data_dir": str(tmp_path / "data"), "engine": {"kind": "spark", "master": "local[1]"}}
+    out = subprocess.run(
+        [sys.executable, str(probe), str(tmp_path), json.dumps(raw)], capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr
+    failed = json.loads(out.stdout.strip().splitlines()[-1])
+    assert failed["message"].startswith("the Spark job for golden_values failed: the Spark driver's JVM (pid ")
+    killed = "was killed by signal 9, as the system does to a process when the machine runs out of memory"
+    assert killed in failed["message"]
+    assert failed["exit_code"] == 3  # as a source that cannot be read

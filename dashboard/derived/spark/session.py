@@ -200,7 +200,20 @@ def run_within(spark: Any, work: Callable[[], None], timeout: float, late: str, 
         worker.join(30)  # the cancelled job's error, before the session stops under it
         raise EngineError(late)
     if outcome[0] is not None:
-        raise EngineError(f"{failed}: {first_line(outcome[0])}")
+        raise EngineError(f"{failed}: {jvm_ended(spark) or first_line(outcome[0])}")
+
+
+def jvm_ended(spark: Any) -> str | None:
+    """How the JVM this process started for Spark ended, if it has: a killed JVM otherwise surfaces as
+    "Connection refused" from the gateway, which names neither the JVM nor memory."""
+    proc: Any = getattr(getattr(spark.sparkContext, "_gateway", None), "proc", None)
+    code = proc.poll() if proc is not None else None
+    if code is None:
+        return None
+    if code < 0:
+        cause = ", as the system does to a process when the machine runs out of memory" if code == -9 else ""
+        return f"the Spark driver's JVM (pid {proc.pid}) was killed by signal {-code}{cause}"
+    return f"the Spark driver's JVM (pid {proc.pid}) ended with exit status {code}"
 
 
 def probe(spark: Any, master: str, timeout: float) -> None:
