@@ -1,6 +1,7 @@
 """Churn on a refreshed company: the whole churn step of a refresh (features at three cutoffs, BG/NBD,
-the backtest of model vs recency vs BG/NBD, the refit, scoring, reasons) timed, with the backtest
-figures and why the served method serves. Reads the company's snapshots and writes nothing.
+the backtest of model vs recency vs BG/NBD, the refit, scoring, reasons) timed (wall and CPU), with the
+backtest figures and why the served method serves. Reads the company's snapshots and writes nothing, unless
+``--out DIR`` asks for the tables it made (to compare two versions' output).
 
     .venv/bin/python benchmarks/churn.py --config /tmp/large/cockpit.toml
 
@@ -19,6 +20,7 @@ import argparse
 import os
 import resource
 import time
+from pathlib import Path
 
 import polars as pl
 
@@ -33,13 +35,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="cockpit.toml of a refreshed company")
     parser.add_argument("--horizon-days", type=int, default=None)
+    parser.add_argument("--out", type=Path, help="write churn_scores.parquet and churn_model.parquet here (to compare)")
     args = parser.parse_args()
     settings = load_settings(args.config)
     store = Store(settings.data_path)
     with work_connection(settings) as con:  # held to memory_limit, as the refresh holds it
         attach_views(con, store, store.read_manifest(), in_memory=frozenset())
         links = con.sql("SELECT * FROM identity_links").pl()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         steps: list[tuple[float, str]] = []
         result = churn.run(
             con,
@@ -48,11 +51,11 @@ def main() -> None:
             horizon_days=args.horizon_days,
             progress=lambda m: steps.append((time.perf_counter() - start, m)),
         )
-        total = time.perf_counter() - start
+        total, cpu = time.perf_counter() - start, time.process_time() - cpu
         for at, message in steps:
             print(f"{at:7.1f} s  {message}")
         print(
-            f"churn step: {total:.1f} s for {result.scores.height:,} customers "
+            f"churn step: {total:.1f} s ({cpu:.1f} s CPU) for {result.scores.height:,} customers "
             f"(peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB, {os.cpu_count()} cores, "
             f"load {os.getloadavg()[0]:.1f})"
         )
@@ -60,6 +63,10 @@ def main() -> None:
             f"serving: {result.method} ({result.status}, {result.reason}); as of {result.as_of}, "
             f"horizon {result.horizon_days} days, trained on {result.train_horizon_days}-day windows"
         )
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            result.scores.write_parquet(args.out / "churn_scores.parquet")
+            result.card.write_parquet(args.out / "churn_model.parquet")
         shape = {"tbl_hide_dataframe_shape": True, "tbl_hide_column_data_types": True, "tbl_cols": -1}
         with pl.Config(tbl_width_chars=200, **shape):
             print(

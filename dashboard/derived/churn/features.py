@@ -4,6 +4,12 @@ dated before the cutoff, every label only the horizon after it.
 Activity is an order or an interaction with a customer. A source record is the golden customer
 ``identity_links`` names; a ``customer_ref`` without a link gets its own key, ``<source>:<ref>``.
 Times are in days since 1970 (the tables' local wall-clock time), so a cutoff is one number.
+
+Every customer key gets a dense integer id once (``cid``, in the keys' sort order): the per-day tables and
+every group-by carry it, and the keys come back only on the features' rows. Orders and interactions are
+read once, into the per-day tables; each cutoff's features are then one statement over those (all cutoffs
+in one statement, joined as a small table or cut into segments at every window edge, measured slower:
+docs/benchmarks.md, "Churn features in one pass").
 """
 
 from __future__ import annotations
@@ -64,12 +70,36 @@ def _category_sql() -> str:
     return f"CASE {cases} ELSE {CATEGORY['other']} END"
 
 
+# Each source record's golden customer and its dense id. A customer_ref with no link is its own customer,
+# ``<source>:<ref>``; ids follow the keys' order, so ordering by id orders by key.
 KEYS_SQL = """
 CREATE OR REPLACE TEMP TABLE churn_keys AS
-SELECT DISTINCT ON (source_system, source_record_id) source_system, source_record_id, customer_key
-FROM churn_links WHERE record_kind = 'customer' AND customer_key IS NOT NULL
-
+WITH linked AS (
+    SELECT DISTINCT ON (source_system, source_record_id) source_system, source_record_id, customer_key
+    FROM churn_links WHERE record_kind = 'customer' AND customer_key IS NOT NULL
+),
+refs AS (
+    SELECT source_system, customer_ref FROM orders
+    UNION ALL SELECT source_system, customer_ref FROM interactions
+    UNION ALL SELECT source_system, customer_ref FROM contracts
+),
+loose AS (
+    SELECT DISTINCT r.source_system, r.customer_ref FROM refs AS r
+    WHERE r.customer_ref IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM linked AS l WHERE l.source_system = r.source_system AND l.source_record_id = r.customer_ref
+    )
+),
+keys AS (
+    SELECT source_system, source_record_id, customer_key FROM linked
+    UNION ALL
+    SELECT source_system, customer_ref, source_system || ':' || customer_ref FROM loose
+)
+SELECT source_system, source_record_id, customer_key,
+    CAST(dense_rank() OVER (ORDER BY customer_key) AS INTEGER) AS cid
+FROM keys
 """
+# id → key, for the features' rows
+IDS_SQL = "CREATE OR REPLACE TEMP TABLE churn_ids AS SELECT DISTINCT cid, customer_key FROM churn_keys"
 # Interaction kinds and outcomes are a few dozen labels over millions of rows: each label is matched
 # against the patterns once, and the rows look their category up.
 KINDS_SQL = f"""
@@ -99,16 +129,15 @@ WITH ev AS (
     WHERE i.customer_ref IS NOT NULL AND i.occurred_at IS NOT NULL
 ),
 keyed AS (
-    SELECT coalesce(k.customer_key, ev.source_system || ':' || ev.customer_ref) AS customer_key,
-           floor(d) AS day, d, cat, channel, amount, negative
-    FROM ev LEFT JOIN churn_keys AS k ON k.source_system = ev.source_system AND k.source_record_id = ev.customer_ref
+    SELECT k.cid, floor(d) AS day, d, cat, channel, amount, negative
+    FROM ev JOIN churn_keys AS k ON k.source_system = ev.source_system AND k.source_record_id = ev.customer_ref
     WHERE d <= $latest
 )
 SELECT * FROM keyed
 """
 DAYS_SQL = """
 CREATE OR REPLACE TEMP TABLE churn_days AS
-SELECT customer_key, day, min(d) AS first_d, max(d) AS last_d,
+SELECT cid, day, min(d) AS first_d, max(d) AS last_d,
     CAST(count(*) FILTER (WHERE cat = 0) AS INTEGER) AS orders,
     coalesce(sum(amount) FILTER (WHERE cat = 0), 0) AS amount,
     min(d) FILTER (WHERE cat = 0) AS first_order_d,
@@ -121,12 +150,12 @@ SELECT customer_key, day, min(d) AS first_d, max(d) AS last_d,
     CAST(count(*) FILTER (WHERE cat = 4) AS INTEGER) AS visits,
     CAST(count(*) FILTER (WHERE negative) AS INTEGER) AS negative
 FROM churn_keyed
-GROUP BY customer_key, day
+GROUP BY cid, day
 """
 # per customer and channel: the days it was active there (channel mix)
 CHANNEL_DAYS_SQL = """
 CREATE OR REPLACE TEMP TABLE churn_channel_days AS
-SELECT customer_key, channel, day FROM churn_keyed GROUP BY ALL
+SELECT cid, channel, day FROM churn_keyed GROUP BY ALL
 """
 
 # The per-day tables' columns: what another engine making them (derived/spark/steps.py) loads them as.
@@ -134,10 +163,10 @@ _DAY = {c: "DOUBLE" for c in ("day", "first_d", "last_d")}
 _COUNTS = ("contacts", "complaints", "unsubscribes", "service", "visits", "negative")
 DAY_TABLES: dict[str, dict[str, str]] = {
     "churn_days": {
-        "customer_key": "VARCHAR", **_DAY, "orders": "INTEGER", "amount": "DOUBLE", "first_order_d": "DOUBLE",
+        "cid": "INTEGER", **_DAY, "orders": "INTEGER", "amount": "DOUBLE", "first_order_d": "DOUBLE",
         "last_order_d": "DOUBLE", "last_contact_d": "DOUBLE", **dict.fromkeys(_COUNTS, "INTEGER"),
     },
-    "churn_channel_days": {"customer_key": "VARCHAR", "channel": "VARCHAR", "day": "DOUBLE"},
+    "churn_channel_days": {"cid": "INTEGER", "channel": "VARCHAR", "day": "DOUBLE"},
 }  # fmt: skip
 # Makes churn_days and churn_channel_days on a connection (given the latest day number) in place of
 # load_events' own statements: with [engine] kind = "spark" the derived build sets one that runs those
@@ -164,8 +193,8 @@ def outcome_params() -> dict[str, str]:
     return {"p_negative": NEGATIVE_OUTCOME}
 
 
-FEATURES_SQL = """
-SELECT customer_key,
+_FEATURES_SQL = """
+SELECT cid,
     $t - max(last_d) AS recency_days,
     $t - min(first_d) AS tenure_days,
     $t - max(last_order_d) AS order_recency_days,
@@ -192,36 +221,51 @@ SELECT customer_key,
     max(last_d) AS last_d
 FROM churn_days
 WHERE day < $t
-GROUP BY customer_key
+GROUP BY cid
 """
 
-CHANNELS_SQL = """
-SELECT customer_key,
+_CHANNELS_SQL = """
+SELECT cid,
     count(*) FILTER (WHERE last_day >= $t - $h) AS channels_recent,
     count(*) FILTER (WHERE last_day >= $t - 365) AS channels_year
-FROM (SELECT customer_key, channel, max(day) AS last_day FROM churn_channel_days WHERE day < $t GROUP BY ALL)
-GROUP BY customer_key
+FROM (SELECT cid, channel, max(day) AS last_day FROM churn_channel_days WHERE day < $t GROUP BY ALL)
+GROUP BY cid
 """
 
 # Receivables as they stood at the cutoff: a payment counts only when it was made before it.
-RECEIVABLES_SQL = """
+_RECEIVABLES_SQL = """
 WITH c AS (
-    SELECT coalesce(k.customer_key, c.source_system || ':' || c.customer_ref) AS customer_key,
+    SELECT k.cid,
         epoch(c.due_date) / 86400.0 AS due_d,
         c.amount - CASE WHEN epoch(c.paid_at) / 86400.0 < $t THEN coalesce(c.paid_amount, 0) ELSE 0 END AS open
     FROM contracts AS c
-    LEFT JOIN churn_keys AS k ON k.source_system = c.source_system AND k.source_record_id = c.customer_ref
+    JOIN churn_keys AS k ON k.source_system = c.source_system AND k.source_record_id = c.customer_ref
     WHERE c.due_date IS NOT NULL AND c.amount IS NOT NULL
       AND epoch(coalesce(c.signed_at, c.due_date)) / 86400.0 < $t AND epoch(c.due_date) / 86400.0 < $t
 )
-SELECT customer_key, round(sum(open), 2) AS overdue_amount, count(*) AS overdue_contracts,
+SELECT cid, round(sum(open), 2) AS overdue_amount, count(*) AS overdue_contracts,
     max($t - due_d) AS overdue_days
 FROM c WHERE open > 0.005
-GROUP BY customer_key
+GROUP BY cid
+"""
+
+# A cutoff's features, channel mix and receivables by customer id, with the customer's key, in key order
+FEATURES_SQL = f"""
+SELECT i.customer_key, f.* EXCLUDE (cid),
+    ch.channels_recent, ch.channels_year,
+    coalesce(r.overdue_amount, 0.0) AS overdue_amount,
+    coalesce(r.overdue_contracts, 0) AS overdue_contracts,
+    coalesce(r.overdue_days, 0.0) AS overdue_days
+FROM ({_FEATURES_SQL}) AS f
+JOIN churn_ids AS i ON i.cid = f.cid
+LEFT JOIN ({_CHANNELS_SQL}) AS ch ON ch.cid = f.cid
+LEFT JOIN ({_RECEIVABLES_SQL}) AS r ON r.cid = f.cid
+ORDER BY f.cid
 """
 
 LABELS_SQL = """
-SELECT DISTINCT customer_key FROM churn_days WHERE day >= $t AND day < $t + $h
+SELECT i.customer_key FROM (SELECT DISTINCT cid FROM churn_days WHERE day >= $t AND day < $t + $h) AS a
+JOIN churn_ids AS i ON i.cid = a.cid
 """
 
 # Owner and region of a golden customer: from its customer records, the most trusted source first
@@ -264,6 +308,7 @@ def load_events(con: duckdb.DuckDBPyConnection, links: pl.DataFrame, priorities:
     if priorities:
         con.executemany("INSERT INTO churn_priority VALUES (?, ?)", [[s, p] for s, p in priorities.items()])
     con.execute(KEYS_SQL)
+    con.execute(IDS_SQL)
     make = _DAY_TABLES.get()
     if make is not None:  # another engine makes the per-day tables from the statements below
         make(con, latest)
@@ -290,30 +335,16 @@ def activity_range(con: duckdb.DuckDBPyConnection) -> tuple[float | None, float 
 
 
 def features_at(con: duckdb.DuckDBPyConnection, t: int, horizon: int) -> pl.DataFrame:
-    """One row per customer with activity before day ``t``: the raw features (BG/NBD's are added later)."""
-    raw = con.sql(FEATURES_SQL, params={"t": t, "h": horizon}).pl()
-    channels = con.sql(CHANNELS_SQL, params={"t": t, "h": horizon}).pl()
-    due = con.sql(RECEIVABLES_SQL, params={"t": t}).pl()
-    out = (
-        raw.join(channels, on="customer_key", how="left")
-        .join(due, on="customer_key", how="left")
-        .with_columns(
-            pl.col("overdue_amount").fill_null(0.0),
-            pl.col("overdue_contracts").fill_null(0),
-            pl.col("overdue_days").fill_null(0.0),
-        )
-    )
+    """One row per customer with activity before day ``t``, in key order: the raw features (BG/NBD's are
+    added later)."""
+    out = con.sql(FEATURES_SQL, params={"t": t, "h": horizon}).pl()
     gap = pl.when(pl.col("order_days") > 1).then(pl.col("order_span") / (pl.col("order_days") - 1))
-    return (
-        out.with_columns(
-            gap.alias("mean_gap_days"),
-            (pl.col("orders_recent") - pl.col("orders_previous")).alias("order_trend"),
-            pl.when(pl.col("order_days") > 0).then(pl.col("monetary") / pl.col("order_days")).alias("avg_order_value"),
-        )
-        .with_columns(
-            (pl.col("order_recency_days") / pl.col("mean_gap_days").clip(lower_bound=1.0)).alias("overdue_ratio")
-        )
-        .sort("customer_key")
+    return out.with_columns(
+        gap.alias("mean_gap_days"),
+        (pl.col("orders_recent") - pl.col("orders_previous")).alias("order_trend"),
+        pl.when(pl.col("order_days") > 0).then(pl.col("monetary") / pl.col("order_days")).alias("avg_order_value"),
+    ).with_columns(
+        (pl.col("order_recency_days") / pl.col("mean_gap_days").clip(lower_bound=1.0)).alias("overdue_ratio")
     )
 
 
