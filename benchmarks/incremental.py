@@ -31,6 +31,8 @@ from dashboard.pipeline.refresh import refresh
 res = refresh(load_settings(sys.argv[1]), sys.argv[3:] or None, full=sys.argv[2] == "full")
 print(json.dumps({"exit": res.exit_code, "reused": res.reused,
                   "read": [s.source for s in res.sources if not s.unchanged],
+                  "source_steps": {s.source: {k: round(v["seconds"], 2) for k, v in s.steps.items()}
+                                   for s in res.sources if not s.unchanged},
                   "steps": {k: round(v["seconds"], 2) for k, v in res.steps.items()}}))
 """
 
@@ -126,9 +128,13 @@ def main() -> None:
             f"{', '.join(one['reused']) or 'none'} | {idle['wall']:.1f} ({idle['cpu']:.1f}) | "
             f"{again['wall']:.1f} ({again['cpu']:.1f}) |"
         )
-    print("\nDerived steps (s) of each incremental run:")
+    print("\nSteps (s, wall) of each incremental run, the source read then the derived build:")
     for name, one, _idle, _again in rows:
-        print(f"- {name}: " + ", ".join(f"{k.removeprefix('derive.')} {v}" for k, v in one["steps"].items()))
+        read = [f"{k} {v}" for steps in one["source_steps"].values() for k, v in steps.items()]
+        print(f"- {name}: " + ", ".join(read + [f"{k.removeprefix('derive.')} {v}" for k, v in one["steps"].items()]))
+    print("\nSteps (s, wall) of each nothing-changed run:")
+    for name, _one, idle, _again in rows:
+        print(f"- {name}: " + ", ".join(f"{k.removeprefix('derive.')} {v}" for k, v in idle["steps"].items()))
 
 
 if __name__ == "__main__":

@@ -16,8 +16,14 @@ miss a small source; the serving layer then pseudonymises only that source's row
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -80,14 +86,21 @@ def _classify(con: duckdb.DuckDBPyConnection, file: Path) -> list[tuple[str, str
 
 
 def profile(
-    con: duckdb.DuckDBPyConnection, entity_files: dict[tuple[str, str], Path], derived_files: dict[str, Path]
+    con: duckdb.DuckDBPyConnection,
+    entity_files: dict[tuple[str, str], Path],
+    derived_files: dict[str, Path],
+    kept: Kept | None = None,
 ) -> pl.DataFrame:
     """``personal_columns`` for the entity files ((entity, source) → file) and derived files (table → file);
-    ``con`` has the masking macros (core.dictionary.MASK_MACROS)."""
+    ``con`` has the masking macros (core.dictionary.MASK_MACROS). A file ``kept`` profiled is not sampled again."""
     found: list[tuple[str, str, str | None, str, float | None, int | None]] = []
     files: list[tuple[str, str | None, Path]] = [(e, s, f) for (e, s), f in sorted(entity_files.items())]
     files += [(table, None, file) for table, file in sorted(derived_files.items()) if file.exists()]
     for relation, source, file in files:
+        same = kept.rows(relation, source, file) if kept is not None else None
+        if same is not None:
+            found += same
+            continue
         carried = CARRIES_KEYS.get(relation, ()) if source is None else ()  # decided by lineage below
         found += [
             (relation, c, source, kind, share, n) for c, kind, share, n in _classify(con, file) if c not in carried
@@ -196,17 +209,93 @@ def write_tables(
     entity_files: dict[tuple[str, str], Path],
     derived_files: dict[str, Path],
     stage: Path,
-) -> dict[str, Path]:
+    kept: Kept | None = None,
+    link: Callable[[Path, Path], object] = shutil.copyfile,
+) -> tuple[dict[str, Path], dict[str, Any]]:
     """The derived build's personal-data step: ``personal_columns`` (profile) and the companion tables with
     the keyed pseudonyms (write_pseudonymized, keyed by ``runs/.pseudonym_key`` under ``data_path``), written
-    into ``stage``. Returns table → file."""
-    found = profile(con, entity_files, derived_files)
-    found.write_parquet(stage / "personal_columns.parquet")
+    into ``stage``. Returns table → file, and what the step was made from (``Kept.state``: the next build's
+    ``kept``). With ``kept`` (the current build's step, same code and settings), a file it profiled is not
+    sampled again, and a companion made from the same files is ``link``-ed from it, not written again."""
+    found = profile(con, entity_files, derived_files, kept)
+    if kept is not None and found.equals(kept.found):  # no file profiled again, or nothing else found
+        link(kept.file, stage / "personal_columns.parquet")
+    else:
+        found.write_parquet(stage / "personal_columns.parquet")
     by_relation = {t: [f] for t, f in derived_files.items()}
     for (entity, _source), file in entity_files.items():
         by_relation.setdefault(entity, []).append(file)
     key = own_key(data_path, PSEUDONYM_KEY)
-    return {
-        "personal_columns": stage / "personal_columns.parquet",
-        **write_pseudonymized(con, key, found, by_relation, stage),
+    keys = _companion_keys(key, found, entity_files, derived_files)
+    before = kept.files if kept is not None else {}
+    same = {t for t, k in keys.items() if kept is not None and kept.companions.get(t) == k and t in before}
+    same = {t for t in same if before[t].is_file()}
+    written = {}
+    for table in sorted(same):
+        link(before[table], stage / f"{table}.parquet")
+        written[table] = stage / f"{table}.parquet"
+    remake = found.filter(~(pl.col("relation") + PSN_SUFFIX).is_in(list(same)))  # the others' rows stay whole
+    written.update(write_pseudonymized(con, key, remake, by_relation, stage))
+    files = [*(((e, s), f) for (e, s), f in entity_files.items()), *(((t, None), f) for t, f in derived_files.items())]
+    state = {
+        "profiled": {_slot(r, s): file_id(f) for (r, s), f in sorted(files, key=str) if f.exists()},
+        "companions": keys,
     }
+    return {"personal_columns": stage / "personal_columns.parquet", **dict(sorted(written.items()))}, state
+
+
+# -- what the next build may keep ----------------------------------------------------------------------
+def file_id(path: Path) -> str:
+    """A file's identity: the same inode, size and modification time are the same bytes. Published files are
+    never written in place (a rewrite, erasure's too, replaces the file), and a build links the files of
+    the current build it keeps, so a linked file is the same one."""
+    st = path.stat()
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _slot(relation: str, source: str | None) -> str:
+    return f"{relation}/{source or ''}"
+
+
+def _companion_keys(
+    key: str, found: pl.DataFrame, entity_files: dict[tuple[str, str], Path], derived_files: dict[str, Path]
+) -> dict[str, str]:
+    """Each companion table → what it is written from: the relation's personal keys and their sources, the
+    files its rows come from (by identity), the columns of every file of the relation (they are read together,
+    by name) and the pseudonym key (by its hash)."""
+    out = {}
+    for relation, columns in pseudonymized(found).items():
+        sources = {s for cs in columns.values() for s in cs}
+        files: list[tuple[str | None, Path]] = [(None, derived_files[relation])] if relation in derived_files else []
+        files += [(s, f) for (e, s), f in sorted(entity_files.items()) if e == relation]
+        files = [(s, f) for s, f in files if f.exists()]
+        read = [file_id(f) for s, f in files if relation in WHOLE or s is None or s in sources]
+        schemas = [[(field.name, str(field.type)) for field in pq.read_schema(f)] for _s, f in files]
+        parts = [relation, columns, read, schemas, hashlib.sha256(key.encode()).hexdigest()]
+        out[f"{relation}{PSN_SUFFIX}"] = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return out
+
+
+@dataclass(frozen=True)
+class Kept:
+    """The current build's personal step: its ``personal_columns`` rows, the files it profiled and the keys
+    and files of its companion tables (``state``, as write_tables returned it, in the build's manifest entry)."""
+
+    file: Path  # its personal_columns
+    found: pl.DataFrame  # read from ``file``
+    state: dict[str, Any]
+    files: dict[str, Path]  # companion table → the current build's file
+
+    @property
+    def companions(self) -> dict[str, str]:
+        return dict(self.state.get("companions") or {})
+
+    def rows(
+        self, relation: str, source: str | None, file: Path
+    ) -> list[tuple[str, str, str | None, str, float | None, int | None]] | None:
+        """The personal columns found in ``file`` when it is the one the current build profiled for ``relation``
+        (and ``source``), else None (sample it)."""
+        if (self.state.get("profiled") or {}).get(_slot(relation, source)) != file_id(file):
+            return None
+        rows = self.found.filter((pl.col("relation") == relation) & pl.col("source_system").eq_missing(source))
+        return [tuple(r) for r in rows.rows()]

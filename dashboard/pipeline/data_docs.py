@@ -15,6 +15,7 @@ from typing import Any
 from dashboard.core.config import Settings
 from dashboard.core.dictionary import Dictionary, for_settings, mask_if
 from dashboard.core.store import Store, now_utc, write_json
+from dashboard.pipeline import fingerprint
 
 SITE = "data_docs"
 STATUS_FILE = "cockpit.json"  # what was built when, or why it failed; the page reads it
@@ -87,13 +88,19 @@ def _result(name: str, run: dict[str, Any], dictionary: Dictionary) -> Any:
 
 def build_data_docs(settings: Settings, store: Store) -> dict[str, Any]:
     """Rebuild the site; returns (and writes) its status. A GX failure is recorded, not raised:
-    the snapshots are already published when the site is built."""
+    the snapshots are already published when the site is built. A site built from the same latest attempts
+    (a refresh that read no source) is kept as it is."""
     target = site_dir(store)
+    runs = _latest_runs(settings, store)
+    made_from = _made_from(settings, runs)
+    current = site_status(store)
+    if current and current.get("made_from") == made_from and not current.get("error"):
+        return current
     work = store.runs / f".{SITE}.new"
     shutil.rmtree(work, ignore_errors=True)
-    status: dict[str, Any] = {"built_at": now_utc().isoformat(), "suites": [], "error": None}
+    status: dict[str, Any] = {"built_at": now_utc().isoformat(), "suites": [], "error": None, "made_from": made_from}
     try:
-        status["suites"] = _build(settings, store, work)
+        status["suites"] = _build(settings, store, work, runs)
     except Exception as e:  # GX's own errors are many and untyped; the page shows this message
         status["error"] = f"{type(e).__name__}: {e}"
         shutil.rmtree(work, ignore_errors=True)
@@ -108,7 +115,16 @@ def build_data_docs(settings: Settings, store: Store) -> dict[str, Any]:
     return status
 
 
-def _build(settings: Settings, store: Store, work: Path) -> list[str]:
+def _made_from(settings: Settings, runs: dict[str, dict[str, Any]]) -> str:
+    """What a site shows: each suite's latest attempt, with the code and settings that render it."""
+    shown = sorted(
+        (name, *(str(run["attempt"].get(k)) for k in ("snapshot_id", "finished_at", "status")))
+        for name, run in runs.items()
+    )
+    return fingerprint.digest(fingerprint.code_version(), fingerprint.settings_version(settings), shown)
+
+
+def _build(settings: Settings, store: Store, work: Path, runs: dict[str, dict[str, Any]]) -> list[str]:
     import great_expectations as gx
     from great_expectations.core import ExpectationSuite
     from great_expectations.core.run_identifier import RunIdentifier
@@ -128,7 +144,6 @@ def _build(settings: Settings, store: Store, work: Path) -> list[str]:
         "cockpit", {"class_name": "SiteBuilder", "store_backend": backend, "site_index_builder": index}
     )
     dictionary = for_settings(settings)
-    runs = _latest_runs(settings, store)
     for name, run in sorted(runs.items()):
         result = _result(name, run, dictionary)
         context.suites.add(ExpectationSuite(name=name, expectations=[r.expectation_config for r in result.results]))

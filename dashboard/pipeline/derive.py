@@ -33,7 +33,13 @@ from dashboard.derived.identity import (
     redirects,
     write_state,
 )
-from dashboard.derived.quality.tables import QUALITY_TABLES, write_quality_tables
+from dashboard.derived.quality.tables import (
+    QUALITY_TABLES,
+    KeptHistory,
+    history_keys,
+    history_sources,
+    write_quality_tables,
+)
 from dashboard.derived.spark import identity as spark_identity
 from dashboard.derived.spark import jobs as spark_jobs
 from dashboard.derived.spark import steps as spark_steps
@@ -44,16 +50,22 @@ from dashboard.pipeline.progress import Lap
 # The canonical entities each reusable step reads (besides the steps before it); a step is made again when
 # one of their files, its upstream steps, the settings, the code or (golden, churn: "now") the day changed.
 STEP_ENTITIES: dict[str, tuple[str, ...]] = {
+    "identity_files": ("customers", "leads", "orders", "interactions", "contracts"),  # what its records are read from
     "analytics": ("leads", "lead_events", "marketing_spend", "interactions"),  # a won lead's journey: touches
     "golden": ("customers", "leads", "lead_events", "orders", "contracts", "interactions"),  # lead_facts too
     "churn": ("customers", "leads", "orders", "contracts", "interactions"),
+    "identity_consistency": ("customers", "leads"),  # their phones, mails and names, per golden customer
 }
 STEP_TABLES: dict[str, tuple[str, ...]] = {
     "identity": ("identity_links", "customer_redirects", *STATE_TABLES),  # + what the next build resolves against
     "analytics": ANALYTICS_TABLES,
     "golden": GOLDEN_TABLES,
     "churn": CHURN_TABLES,
+    "field_quality": ("field_quality",),
+    "validation_history": ("validation_runs", "validation_results"),
+    "identity_consistency": ("identity_consistency",),
 }
+HISTORY = "history/"  # + a source: the key of its validation history rows (its attempts and the decisions)
 
 
 class _Steps:
@@ -123,14 +135,9 @@ def build_derived(
     ):
         attach_views(con, store, manifest, in_memory=frozenset())  # the old summaries are rebuilt, not read
         say("deriving: identity resolution")
-        records = read_records(con)
         overrides = settings.base_dir / settings.identity.overrides if settings.identity.overrides else None
-        steps.key(
-            "identity",  # the records without their snapshot ids: what resolution reads
-            fingerprint.frame_digest(records.drop("snapshot_id")),
-            fingerprint.file_digest(overrides) if overrides and overrides.is_file() else None,
-            *_pinned_model(settings),
-        )
+        inputs = [fingerprint.file_digest(overrides) if overrides and overrides.is_file() else None]
+        records = _identity_key(con, steps, [*inputs, *_pinned_model(settings)])  # None: not read (yet)
         if steps.reuse("identity"):
             links = pl.read_parquet(stage / "identity_links.parquet")
         else:
@@ -141,6 +148,7 @@ def build_derived(
             score = spark_identity.scorer(spark, settings, stage) if spark is not None else None
             # only new and changed records scored against the kept pairs and parameters, unless re-resolved
             kept = kept_resolution(settings, store, manifest, full=full, now=now_utc())
+            records = read_records(con) if records is None else records
             graph = spark_identity.SparkGraph(spark, settings, stage) if spark is not None else None  # pass 1, clusters
             records, links, model = build_links(settings, con, previous, records, score, kept=kept, graph=graph)
             write_state(model, kept, stage, now_utc())
@@ -155,22 +163,19 @@ def build_derived(
             del previous
         done("identity", links.height)
         say("deriving: quality tables")
+        remake = _quality_keys(settings, store, steps)  # the tables whose inputs changed; the others linked
         # profiles were made at publish; with engine spark the identity consistency is a Spark job
-        write_quality_tables(settings, store, manifest, con, links, stage, consistency=spark is None)
-        if spark is not None:
+        kept_history = _kept_history(store, steps) if "validation_runs" in remake else None
+        write_quality_tables(settings, store, manifest, con, links, stage, spark is None, remake, kept_history)
+        if spark is not None and "identity_consistency" in remake:
             spark_steps.identity_consistency(spark, con, settings, store, manifest, stage)
         done("quality")
         say("deriving: channel analytics")
         steps.key("analytics", steps.keys["identity"])
-        if steps.reuse("analytics"):
-            for table in ANALYTICS_TABLES:  # golden records read lead_facts
-                drop_relation(con, table)
-                con.execute(
-                    f"CREATE TABLE {table} AS SELECT * FROM read_parquet({quote_path(stage / f'{table}.parquet')})"
-                )
-        elif spark is not None:  # the same SQL as Spark jobs, the same files (dashboard/derived/spark)
+        kept_analytics = steps.reuse("analytics")  # loaded into ``con`` only if golden records read lead_facts
+        if not kept_analytics and spark is not None:  # the same SQL as Spark jobs, the same files (derived/spark)
             spark_jobs.analytics_tables(spark, con, settings, store, manifest, stage)
-        else:
+        elif not kept_analytics:
             analytics.build(  # attribution follows each won lead's customer through the links
                 con,
                 links,
@@ -184,15 +189,19 @@ def build_derived(
         done("analytics", _rows(stage / "lead_facts.parquet"))
         say("deriving: golden customer records")
         steps.key("golden", steps.keys["identity"], steps.today)  # lead_facts: leads, lead_events and links
-        remake = not steps.reuse("golden")  # asked once: a reused step's files are linked in as it answers
-        # only the customers whose records, links or facts changed, when known (engine spark: when few)
-        copied = _golden_previous(con, store, manifest, steps, links) if remake else None
-        if remake and spark is not None and not spark_steps.on_driver(copied, links):  # as Spark jobs, the same files
-            spark_steps.golden_tables(spark, con, settings, store, manifest, records, stage)
-        elif remake:
-            if copied is not None:
-                say(f"golden records: {copied.touched.height} customers made again (records, links or facts changed)")
-            write_golden(con, settings, records, links, stage, copied)  # golden customers: reads lead_facts
+        if not steps.reuse("golden"):  # a reused step's files are linked in as it answers
+            records = read_records(con) if records is None else records
+            if kept_analytics:  # golden records read lead_facts
+                _load(con, stage, ANALYTICS_TABLES)
+            # only the customers whose records, links or facts changed, when known (engine spark: when few)
+            copied = _golden_previous(con, store, manifest, steps, links)
+            if spark is not None and not spark_steps.on_driver(copied, links):  # as Spark jobs, the same files
+                spark_steps.golden_tables(spark, con, settings, store, manifest, records, stage)
+            else:
+                if copied is not None:
+                    touched = copied.touched.height
+                    say(f"golden records: {touched} customers made again (records, links or facts changed)")
+                write_golden(con, settings, records, links, stage, copied)  # golden customers: reads lead_facts
         del records
         done("golden", _rows(stage / "customer_golden.parquet"))
         say("deriving: churn scores")
@@ -211,7 +220,9 @@ def build_derived(
             for entity, info in (entry.get("entities") or {}).items()
         }
         derived_files = {t: stage / f"{t}.parquet" for t in DERIVED_TABLES if t not in READ_FROM}
-        personal_tables = personal.write_tables(con, settings.data_path, entity_files, derived_files, stage)
+        personal_tables, personal_state = personal.write_tables(
+            con, settings.data_path, entity_files, derived_files, stage, _personal_kept(store, steps), _link
+        )
         done("personal")
     crash_point("derived_staged")
     dest = store.derived / build_id
@@ -234,6 +245,7 @@ def build_derived(
         "steps": steps.keys,  # what each step was made from: the next build reuses a step made from the same
         "base": steps.base,  # the code and settings it was made with: the next build may copy rows of it
         "reused": steps.reused,
+        "personal": personal_state,  # the files the personal step profiled, its companions' keys: kept next time
         # the churn fit that scored this build (file, what it was fitted with, when): later builds rescore with it
         **({"churn_fit": {**churn_fit, "file": store.rel(dest / churn.FIT_FILE)}} if churn_fit else {}),
     }
@@ -300,6 +312,59 @@ def _analytics_previous(
     )
 
 
+def _personal_kept(store: Store, steps: _Steps) -> personal.Kept | None:
+    """The current build's personal step, when made by this code with these settings (not ``--full``)."""
+    state = steps.current.get("personal")
+    paths = _previous_files(store, steps, ("personal_columns",)) if state else None
+    if paths is None or state is None:
+        return None
+    files = {t: store.abs(str(steps.tables[t])) for t in state.get("companions", {}) if steps.tables.get(t)}
+    return personal.Kept(paths["personal_columns"], pl.read_parquet(paths["personal_columns"]), state, files)
+
+
+def _quality_keys(settings: Settings, store: Store, steps: _Steps) -> list[str]:
+    """Keys the quality tables, links those made from the same as the current build's, returns the others:
+    the field profiles of the same retained and quarantined snapshots, the validation history of the same
+    attempts (and each source's rows of it: _kept_history), the consistency table of the same records and links."""
+    retained = {
+        s: [e["snapshot_id"], *e.get("previous", [])][: settings.retention]
+        for s, e in sorted(steps.manifest["sources"].items())
+    }
+    quarantined = sorted(p.relative_to(store.quarantine).as_posix() for p in store.quarantine.glob("*/*"))
+    steps.key("field_quality", retained, quarantined)
+    history = history_keys(store, history_sources(settings, store))
+    steps.keys.update({f"{HISTORY}{s}": k for s, k in history.items()})
+    steps.key("validation_history", history)
+    steps.key("identity_consistency", steps.keys["identity"])
+    return [t for step in ("field_quality", "validation_history", "identity_consistency") if not steps.reuse(step)
+            for t in STEP_TABLES[step]]  # fmt: skip
+
+
+def _kept_history(store: Store, steps: _Steps) -> KeptHistory | None:
+    """The current build's validation history, with the sources whose attempts and decisions are the same."""
+    same = {
+        k.removeprefix(HISTORY) for k, v in steps.keys.items() if k.startswith(HISTORY) and steps.before.get(k) == v
+    }
+    paths = _previous_files(store, steps, STEP_TABLES["validation_history"]) if same else None
+    if paths is None:
+        return None
+    runs, results = (pl.read_parquet(paths[t]) for t in STEP_TABLES["validation_history"])
+    return KeptHistory(runs, results, frozenset(same))
+
+
+def _identity_key(con: duckdb.DuckDBPyConnection, steps: _Steps, inputs: list[str | None]) -> pl.DataFrame | None:
+    """Keys the identity step by its records without their snapshot ids (what resolution reads); returns them.
+    When they would be read from the files the current build read them from, its key is taken and nothing is
+    read (None: read when a step needs them)."""
+    files = steps.key("identity_files", *inputs)
+    if steps.before.get("identity_files") == files and steps.before.get("identity"):
+        steps.keys["identity"] = steps.before["identity"]
+        return None
+    records = read_records(con)
+    steps.key("identity", fingerprint.frame_digest(records.drop("snapshot_id")), *inputs)
+    return records
+
+
 def _kept_fit(settings: Settings, store: Store, steps: _Steps) -> churn.KeptFit | None:
     """The current build's churn fit when made by this code with these settings, less than
     ``[churn] refit_every_days`` ago (``--full``: none, the model is fitted again)."""
@@ -334,6 +399,12 @@ def _pinned_model(settings: Settings) -> list[str]:
     """A pinned identity model ([identity] model) is an input of the identity step: by its bytes."""
     path = settings.base_dir / settings.identity.model if settings.identity.model else None
     return [fingerprint.file_digest(path)] if path is not None and path.is_file() else []
+
+
+def _load(con: duckdb.DuckDBPyConnection, stage: Path, tables: tuple[str, ...]) -> None:
+    for table in tables:
+        drop_relation(con, table)
+        con.execute(f"CREATE TABLE {table} AS SELECT * FROM read_parquet({quote_path(stage / f'{table}.parquet')})")
 
 
 def _no_lap(step: str, rows: int | None = None) -> None:

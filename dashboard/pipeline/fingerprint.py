@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,13 @@ from dashboard.core import duck
 from dashboard.core.config import Settings, SourceConfig
 from dashboard.core.store import Manifest, Store
 from dashboard.pipeline import suppression
-from dashboard.sources import PULLED_KINDS, table_files
+from dashboard.sources import DATABASE_KINDS, PULLED_KINDS, table_files
+from dashboard.sources.incremental import EXTRACT_DIR
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 _CODE = ("core", "sources", "pipeline", "derived")
 # Settings that change what is shown, not what a snapshot or a derived table holds.
+DATABASE = "database:"  # a database source's inputs: its settings (what it pulls is known once pulled)
 _PRESENTATION = {"language", "labels", "query", "security", "scheduler", "notifications", "alerts", "reports"}
 
 
@@ -56,8 +59,14 @@ def settings_version(settings: Settings) -> str:
 
 
 def source_inputs(settings: Settings, src: SourceConfig) -> str | None:
-    """The fingerprint of one source's inputs, or None when it cannot be known without pulling them (a
-    database, an API, a drop folder) or a table has no file (the refresh reports that)."""
+    """The fingerprint of one source's inputs, or None when it cannot be known without pulling them (an API,
+    a drop folder) or a table has no file (the refresh reports that). A database source's has no data in it
+    (DATABASE + its settings): it is pulled every time, and its snapshot kept when the pull brings nothing
+    new (unchanged_pull)."""
+    listed = settings.data_path / suppression.LIST_FILE
+    suppressed = file_digest(listed) if listed.is_file() else None
+    if src.kind in DATABASE_KINDS:
+        return DATABASE + digest(code_version(), settings_version(settings), src.model_dump(mode="json"), suppressed)
     if src.kind in PULLED_KINDS:
         return None
     tables = []
@@ -66,18 +75,45 @@ def source_inputs(settings: Settings, src: SourceConfig) -> str | None:
         if not files:
             return None
         tables.append([(f.name, f.stat().st_size, file_digest(f)) for f in files])
-    listed = settings.data_path / suppression.LIST_FILE
-    suppressed = file_digest(listed) if listed.is_file() else None
     return digest(code_version(), settings_version(settings), src.model_dump(mode="json"), tables, suppressed)
 
 
 def unchanged(store: Store, manifest: Manifest, src: SourceConfig, inputs: str | None) -> dict[str, Any] | None:
     """The current manifest entry of ``src`` when it was made from ``inputs`` and its files are all there."""
+    if inputs is not None and inputs.startswith(DATABASE):
+        return None  # known only once pulled
+    return _same_inputs(store, manifest, src, inputs)
+
+
+def _same_inputs(store: Store, manifest: Manifest, src: SourceConfig, inputs: str | None) -> dict[str, Any] | None:
     entry = manifest["sources"].get(src.name)
     if inputs is None or not entry or entry.get("inputs") != inputs:
         return None
     files = [store.abs(info["file"]) for info in (entry.get("entities") or {}).values()]
     return entry if all(f.is_file() for f in files) else None
+
+
+def unchanged_pull(store: Store, src: SourceConfig, inputs: str | None, stage_dir: Path) -> dict[str, Any] | None:
+    """The current manifest entry of a database source whose pull, just staged in ``stage_dir``, brought no row
+    its current snapshot lacks (every table: nothing at or past the watermark, or only rows it has as they
+    are) and whose settings are those that snapshot was made with: it stays current, like unchanged files.
+    Its staged folder and running attempt are then removed. None: publish the pull."""
+    if inputs is None or not inputs.startswith(DATABASE):
+        return None
+    entry = _same_inputs(store, store.read_manifest(), src, inputs)
+    states = [stage_dir / EXTRACT_DIR / f"{i}.json" for i in range(len(src.tables))]
+    if entry is None or not all(_pulled_nothing(p) for p in states):
+        return None
+    shutil.rmtree(stage_dir, ignore_errors=True)
+    (store.runs / "attempts" / src.name / f"{stage_dir.name}.json").unlink(missing_ok=True)
+    return entry
+
+
+def _pulled_nothing(state_file: Path) -> bool:
+    try:
+        return json.loads(state_file.read_text(encoding="utf-8")).get("unchanged") is True
+    except (OSError, ValueError):
+        return False
 
 
 def entity_files(manifest: Manifest, entities: Iterable[str]) -> dict[str, list[str]]:

@@ -127,8 +127,8 @@ def refresh(
         results, published = [], []
         for src in chosen:
             tracker.source_started(src.name)
-            inputs = None if full else fingerprint.source_inputs(settings, src)
-            kept = fingerprint.unchanged(store, store.read_manifest(), src, inputs)
+            inputs = fingerprint.source_inputs(settings, src)  # recorded by --full too, so the next refresh may keep
+            kept = None if full else fingerprint.unchanged(store, store.read_manifest(), src, inputs)
             if kept is not None:
                 res = SourceResult(src.name, kept["snapshot_id"], "published", unchanged=True)
                 res.rows = {e: int(info.get("rows", 0)) for e, info in kept["entities"].items()}
@@ -237,6 +237,10 @@ def refresh_source(
         result.reasons, result.failed_step = [e.message], "extract"
         attempt["error"] = getattr(e, "kind", "source")  # connection | timeout | auth | rate_limited | source
         return result, _finish(store, src, result, stage_dir, attempt, [], [], clock, inputs)
+    kept = None if full else fingerprint.unchanged_pull(store, src, inputs, stage_dir)
+    if kept is not None:  # a database pull that brought nothing new: its current snapshot stays, like same files
+        rows = {e: int(info.get("rows", 0)) for e, info in kept["entities"].items()}
+        return SourceResult(src.name, kept["snapshot_id"], "published", rows=rows, unchanged=True), None
 
     tracker.rows_read(src.name, sum(std.frame.height for std in entities.values()), list(entities))
     outcomes: list[Outcome] = []

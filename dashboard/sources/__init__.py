@@ -30,6 +30,7 @@ READERS: dict[str, Reader] = {
 
 # Kinds that pull from a server or a folder and keep what they pulled with the snapshot (incremental.py).
 PULLED_KINDS = ("postgres", "mysql", "http", "drop_folder")
+DATABASE_KINDS = ("postgres", "mysql")  # pulled from a watermark as deltas (extract.py, database.py)
 
 
 def table_files(table: TableConfig, base_dir: Path) -> list[Path]:

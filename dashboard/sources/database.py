@@ -104,6 +104,8 @@ def _add(
         else:
             extract.check_key_types(before, delta, label)
             state["rows"], state["replaced_rows"], state["deleted_rows"] = extract.counts(before, prior_rows, delta)
+        # nothing new: the refresh keeps the current snapshot when the source's other tables have nothing either
+        state["unchanged"] = delta is None or extract.same_rows(before, delta)
         result = extract.extend(before, delta, pulled, ctx.out_dir, ctx.index)
     except BaseException:
         remove(*(p for p in ctx.out_dir.glob(f"{ctx.index}.*") if p.suffix != ".json"))

@@ -177,6 +177,25 @@ def counts(previous: Extract, prior_rows: int, delta: Path) -> tuple[int, int, i
     return prior_rows - matched.height + kept_rows, changed.height, deleted
 
 
+def same_rows(previous: Extract, delta: Path) -> bool:
+    """Whether ``delta`` holds only rows ``previous`` already has as they are: no new key, no deletion, no
+    changed value. A pull from a watermark (``>=``) takes the rows at the last one again every time; this
+    tells such a pull from one that brought something. Reads the delta and the previous rows of its keys."""
+    key = list(previous.table.key)
+    try:
+        new = latest(pl.scan_parquet(delta), previous.table).collect()
+        if new.get_column(_GONE).any():
+            return False
+        new = new.drop(_GONE)
+        old = previous.scan().join(new.lazy().select(key), on=key, how="semi", nulls_equal=True).collect()
+    except (pl.exceptions.PolarsError, OSError) as e:
+        raise replace(previous, deltas=(*previous.deltas, delta)).unreadable(e) from None
+    if old.height != new.height or set(old.columns) != set(new.columns):
+        return False
+    old = old.select(new.columns)
+    return old.schema == new.schema and old.sort(key, nulls_last=True).equals(new.sort(key, nulls_last=True))
+
+
 def extend(previous: Extract, delta: Path | None, delta_rows: int, out_dir: Path, index: int) -> Extract:
     """The new snapshot's extract: the previous files linked into ``out_dir`` with ``delta`` after them, or,
     once the deltas outgrow the base, all of them written as one new base (``delta`` removed)."""

@@ -7,6 +7,10 @@ Profiles are read, not recomputed: each snapshot's ``quality.parquet`` was writt
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -110,19 +114,54 @@ def write_quality_tables(
     links: pl.DataFrame,
     folder: Path,
     consistency: bool = True,
+    tables: Iterable[str] = QUALITY_TABLES,
+    kept: KeptHistory | None = None,
 ) -> None:
-    """Writes ``<table>.parquet`` for every name in QUALITY_TABLES into a derived build's folder
-    (``consistency`` false: all but identity_consistency, which the Spark engine makes from CONFLICTS_SQL)."""
+    """Writes ``<table>.parquet`` for every name in QUALITY_TABLES (or ``tables``) into a derived build's folder
+    (``consistency`` false: all but identity_consistency, which the Spark engine makes from CONFLICTS_SQL).
+    ``kept``: the current build's validation history, whose rows of a source with the same attempts are kept."""
     dictionary = for_settings(settings)
-    retained_metrics(settings, store, manifest, dictionary).write_parquet(folder / "field_quality.parquet")
+    wanted = set(tables)
+    if "field_quality" in wanted:
+        retained_metrics(settings, store, manifest, dictionary).write_parquet(folder / "field_quality.parquet")
+    if wanted & {"validation_runs", "validation_results"}:
+        runs, results = validation_history(store, history_sources(settings, store), dictionary, kept)
+        runs.write_parquet(folder / "validation_runs.parquet")
+        results.write_parquet(folder / "validation_results.parquet")
+    if consistency and "identity_consistency" in wanted:
+        identity_consistency(con, links).write_parquet(folder / "identity_consistency.parquet")
+
+
+def history_sources(settings: Settings, store: Store) -> list[str]:
+    """The configured sources, then any other source with attempts on record."""
     history = store.runs / "attempts"
     attempted = sorted(p.name for p in history.iterdir()) if history.is_dir() else []
-    sources = [*settings.source_names, *(s for s in attempted if s not in settings.source_names)]
-    runs, results = validation_history(store, sources, dictionary)
-    runs.write_parquet(folder / "validation_runs.parquet")
-    results.write_parquet(folder / "validation_results.parquet")
-    if consistency:
-        identity_consistency(con, links).write_parquet(folder / "identity_consistency.parquet")
+    return [*settings.source_names, *(s for s in attempted if s not in settings.source_names)]
+
+
+def history_keys(store: Store, sources: list[str]) -> dict[str, str]:
+    """Per source, what its validation history rows are made from: its attempt files and the files of
+    quarantine decisions (each by name, size and time; a record is written whole, never in place)."""
+
+    def listed(files: Iterable[Path]) -> list[tuple[str, int, int]]:
+        return [(p.name, (st := p.stat()).st_size, st.st_mtime_ns) for p in sorted(files)]
+
+    decided = listed((store.runs / "audit").glob("*/*-quarantine_*.parquet"))
+    out = {}
+    for source in sources:
+        attempts = listed((store.runs / "attempts" / source).glob("*.json"))
+        out[source] = hashlib.sha256(json.dumps([source, attempts, decided]).encode()).hexdigest()
+    return out
+
+
+@dataclass(frozen=True)
+class KeptHistory:
+    """The current build's validation_runs and validation_results, and the sources whose rows are still
+    those (their attempts and the decisions the same)."""
+
+    runs: pl.DataFrame
+    results: pl.DataFrame
+    sources: frozenset[str]
 
 
 def snapshot_time(snapshot_id: str) -> datetime | None:
@@ -183,18 +222,32 @@ def _describe(o: dict[str, Any]) -> str:
     return f"'{o.get('suite')}' {o.get('expectation')}{where}: {detail}"
 
 
-def validation_history(store: Store, sources: list[str], dictionary: Dictionary) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(one row per attempt, one row per expectation result or read error), newest first."""
-    reviews = {(a["source"], a["snapshot_id"]): a for a in audit.decisions(store)}  # the last decision wins
-    runs: list[dict[str, Any]] = []
-    results: list[dict[str, Any]] = []
+def validation_history(
+    store: Store, sources: list[str], dictionary: Dictionary, kept: KeptHistory | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(one row per attempt, one row per expectation result or read error), newest first; the rows of a
+    source ``kept`` holds as they are are taken from it, its attempts not read again."""
+    same = kept.sources if kept is not None else frozenset()
+    reviews = (  # the last decision wins
+        {(a["source"], a["snapshot_id"]): a for a in audit.decisions(store)} if set(sources) - same else {}
+    )
+    runs: list[pl.DataFrame] = [pl.DataFrame(schema=RUNS_SCHEMA)]
+    results: list[pl.DataFrame] = [pl.DataFrame(schema=RESULTS_SCHEMA)]
     for source in sources:
+        if kept is not None and source in same:
+            runs.append(kept.runs.filter(pl.col("source_system") == source))
+            results.append(kept.results.filter(pl.col("source_system") == source))
+            continue
+        source_runs: list[dict[str, Any]] = []
+        source_results: list[dict[str, Any]] = []
         for a in store.attempts(source, limit=HISTORY_LIMIT):
             review = reviews.get((source, str(a.get("snapshot_id"))), {})
             run = _run(source, a, review)
-            runs.append(run)
-            results += _results(run, a, dictionary)
-    return pl.DataFrame(runs, schema=RUNS_SCHEMA), pl.DataFrame(results, schema=RESULTS_SCHEMA)
+            source_runs.append(run)
+            source_results += _results(run, a, dictionary)
+        runs.append(pl.DataFrame(source_runs, schema=RUNS_SCHEMA))
+        results.append(pl.DataFrame(source_results, schema=RESULTS_SCHEMA))
+    return pl.concat(runs), pl.concat(results)
 
 
 def _run(source: str, a: dict[str, Any], review: dict[str, Any]) -> dict[str, Any]:
