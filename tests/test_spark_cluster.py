@@ -90,12 +90,27 @@ def _counted(scorer: Any) -> Any:
     return make
 
 
+# the records whose clusters Splink's connected components found on the cluster, per build (pass 1 is there too)
+CLUSTERED: list[int] = []
+
+
+def _counted_graph(graph: Any) -> Any:
+    class Counted(graph):
+        def clusters(self, *args: Any) -> Any:
+            labels = super().clusters(*args)
+            CLUSTERED.append(len(labels))
+            return labels
+
+    return Counted
+
+
 @pytest.fixture(scope="module")
 def on_cluster(demo: Path, cluster: Cluster) -> Settings:
     from dashboard.derived.spark import identity
 
     with pytest.MonkeyPatch.context() as patch:  # counted during this refresh only
         patch.setattr(identity, "scorer", _counted(identity.scorer))
+        patch.setattr(identity, "SparkGraph", _counted_graph(identity.SparkGraph))
         return _refreshed(_copy(demo, "cluster", f'kind = "spark"\nmaster = "{cluster.master}"'))
 
 
@@ -174,6 +189,7 @@ def test_identity_links_the_same_records(on_duckdb: Settings, on_cluster: Settin
     assert len(want) > 100
     [(records, linked)] = SCORED  # pass 2's pairs were scored on the cluster, once
     assert records > 1000 and linked > 0
+    assert [records] == CLUSTERED  # and every record's cluster found there
     assert set(got.values()) == set(want.values())  # the same customers, whatever their keys are called
 
 
