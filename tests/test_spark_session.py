@@ -5,6 +5,7 @@ tier and shuffle partitions for short jobs over small tables; on a cluster Spark
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,13 @@ from typing import Any
 import pytest
 
 from dashboard.core.config import parse_settings
-from dashboard.derived.spark.session import DEFAULTS, local_cores, session_conf, spark_environment
+from dashboard.derived.spark.session import (
+    DEFAULTS,
+    local_cores,
+    local_driver_memory,
+    session_conf,
+    spark_environment,
+)
 from tests.sparkcluster import spark_home
 
 
@@ -29,7 +36,9 @@ def test_a_local_masters_task_slots_are_read_from_it(master: str, cores: int | N
 def test_one_machine_gets_partitions_for_its_cores_and_a_jvm_for_short_jobs() -> None:
     conf = session_conf("local[2]", {})
     assert conf["spark.sql.shuffle.partitions"] == "8"  # not Spark's 200 tasks per shuffle
-    assert conf["spark.driver.memory"] == "2g"
+    machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    heap = int(conf["spark.driver.memory"].removesuffix("g"))  # whole GB
+    assert heap == max(2, round(machine / 4)), (heap, machine)  # a quarter of the machine, not Spark's 1 GB
     assert "-XX:TieredStopAtLevel=1" in conf["spark.driver.extraJavaOptions"].split()
     assert conf["spark.sql.adaptive.enabled"] == "true"
     assert session_conf("local[3]", {})["spark.sql.shuffle.partitions"] == "12"
@@ -104,7 +113,8 @@ def test_a_local_session_runs_with_them_and_engine_conf_overrides_them(tmp_path:
         return result
 
     ours = started({})
-    assert 1500 < ours["max_heap_mb"] <= 2048  # 2 GB, less what the JVM keeps for itself
+    heap_mb = int(local_driver_memory().removesuffix("g")) * 1024
+    assert 0.8 * heap_mb < ours["max_heap_mb"] <= heap_mb  # the heap asked for, less what the JVM keeps for itself
     assert "-XX:TieredStopAtLevel=1" in ours["jvm_args"]
     assert ours["partitions"] == "4"
     theirs = started({"spark.driver.memory": "1g", "spark.driver.extraJavaOptions": "-XX:+UseSerialGC"})

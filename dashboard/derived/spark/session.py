@@ -33,12 +33,12 @@ DEFAULTS: dict[str, str] = {
 # With master local[...] the cockpit's own JVM is the driver and the only executor, and a build is many short
 # jobs over small tables: there the JVM spent 44 % of its CPU compiling Spark's own code (the JIT's second
 # tier, for code that never runs long enough to repay it; docs/benchmarks.md "Spark", session settings).
-# So on one machine: the JIT's quick tier only, the throughput collector, a 2 GB heap (Spark's 1 GB is a
-# driver's that only plans; this one holds every task's data too), and a shuffle into a few partitions per
-# core (Spark's 200 are mostly task overhead). A cluster keeps Spark's own: its executors are other JVMs,
-# sized in [engine.conf].
+# So on one machine: the JIT's quick tier only, the throughput collector, a heap of a quarter of the
+# machine's memory (Spark's 1 GB is a driver's that only plans; this one holds every task's data too, and
+# 2 GB ran out in standardize at the large demo), and a shuffle into a few partitions per core (Spark's 200
+# are mostly task overhead). A cluster keeps Spark's own: its executors are other JVMs, sized in
+# [engine.conf].
 LOCAL_JAVA_OPTIONS = "-XX:+UseParallelGC -XX:TieredStopAtLevel=1"
-LOCAL_DRIVER_MEMORY = "2g"
 # warn, less the eight lines Splink's Spark linker causes on every build: its Java functions registered again
 # ("The function ... replaced a previously registered function"), and the two dozen of its connected components
 # on identity's clusters: an iteration's empty table read back ("All paths were ignored")
@@ -158,8 +158,17 @@ def local_defaults(master: str) -> dict[str, str]:
     cores = local_cores(master) or os.cpu_count() or 1
     out = {"spark.sql.shuffle.partitions": str(4 * cores)}
     if master.startswith("local"):
-        out |= {"spark.driver.memory": LOCAL_DRIVER_MEMORY, "spark.driver.extraJavaOptions": LOCAL_JAVA_OPTIONS}
+        out |= {"spark.driver.memory": local_driver_memory(), "spark.driver.extraJavaOptions": LOCAL_JAVA_OPTIONS}
     return out
+
+
+def local_driver_memory() -> str:
+    """A quarter of this machine's memory in whole GB, at least 2 GB (2 where the machine will not say)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # no sysconf names on this system
+        return "2g"
+    return f"{max(2, round(total / 4 / 2**30))}g"
 
 
 def local_cores(master: str) -> int | None:
