@@ -23,6 +23,7 @@ import polars as pl
 from dashboard.core.config import Settings, SourceQualityConfig
 from dashboard.core.entities import ENTITIES
 from dashboard.core.errors import ConfigError
+from dashboard.core.store import Store
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
 BLOCKING = "critical"
@@ -266,7 +267,8 @@ def validate(
     if settings is not None and settings.engine.kind == "spark":
         from dashboard.derived.spark import gate
 
-        result = gate.validate(settings, f"the gate of {source}.{entity}", read, suite, result_format)
+        staging = Store(settings.data_path).staging / source
+        result = gate.validate(settings, f"the gate of {source}.{entity}", read, suite, result_format, staging)
     else:
         batch = _batch_definition().get_batch(batch_parameters={"dataframe": read.to_pandas()})
         result = batch.validate(suite, result_format=result_format)

@@ -3,12 +3,14 @@ a Spark frame of the standardized entity, with the same results format as the pa
 
 from __future__ import annotations
 
+import uuid
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from dashboard.core.config import Settings
-from dashboard.derived.spark.jobs import run_job
+from dashboard.derived.spark.jobs import run_job, shared_uri
 from dashboard.derived.spark.standardize import session
 
 _batches: dict[str, Any] = {}  # per Spark application: GX's engine holds the session it was made with
@@ -28,19 +30,30 @@ def _batch_definition(app: str) -> Any:
     return _batches[app]
 
 
-def validate(settings: Settings, name: str, frame: pl.DataFrame, suite: Any, result_format: dict[str, Any]) -> Any:
-    """``suite`` (a GX ExpectationSuite) on ``frame`` as a Spark frame; GX's validation result. A Spark failure
-    or a run past [engine] job_timeout_seconds is an EngineError naming ``name``."""
+def validate(
+    settings: Settings, name: str, frame: pl.DataFrame, suite: Any, result_format: dict[str, Any], folder: Path
+) -> Any:
+    """``suite`` (a GX ExpectationSuite) on ``frame`` as a Spark frame; GX's validation result. ``frame`` goes
+    through a Parquet file in ``folder`` (under the data folder: the source's staging folder, which its lock
+    keeps). A Spark failure or a run past [engine] job_timeout_seconds is an EngineError naming ``name``."""
     spark = session(settings)
     result: list[Any] = []
+    # The executors read the frame from the shared data folder (as the derived steps read snapshots): made
+    # from the driver's rows instead, every task would carry its share of them.
+    path = folder / f"gate-{uuid.uuid4().hex}.parquet"  # not .gate-: Spark skips files named with a dot
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_parquet(path)
 
     def work() -> None:
-        sdf = spark.createDataFrame(frame.to_arrow()).cache()
+        sdf = spark.read.parquet(shared_uri(settings, path)).cache()
         try:
             batch = _batch_definition(spark.sparkContext.applicationId).get_batch(batch_parameters={"dataframe": sdf})
             result.append(batch.validate(suite, result_format=result_format))
         finally:
             sdf.unpersist()
 
-    run_job(spark, settings, name, work)
+    try:
+        run_job(spark, settings, name, work)
+    finally:
+        path.unlink(missing_ok=True)
     return result[0]
