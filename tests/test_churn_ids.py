@@ -220,3 +220,28 @@ def test_a_cohort_shop_trained_on_shorter_windows_publishes_what_the_string_keye
     con = warehouse_con(past, calls)
     d = _loaded(con, NO_LINKS, {})
     _same_per_cutoff(con, [(d, 180), (d - 180, 180), (d - 180, 90), (d - 270, 90), (d - 360, 90), (d, 90)])
+
+
+@pytest.mark.parametrize("rows", [["C1", "C2"], ["C2", "C1"]])
+def test_equally_trusted_records_give_the_owner_of_the_first_record_whatever_order_they_arrive_in(
+    rows: list[str],
+) -> None:
+    con = warehouse_con(pl.DataFrame({"customer": ["C1"], "date": [date(2026, 1, 5)], "amount": [10.0]}))
+    owners = {"C1": "Li", "C2": "Wang"}
+    for ref in rows:  # two records of one customer in one source, each naming its own owner
+        con.execute(
+            "INSERT INTO customers BY NAME SELECT 'shop' AS source_system, ? AS source_record_id, ? AS owner",
+            [ref, owners[ref]],
+        )
+    links = pl.DataFrame(
+        {
+            "source_system": ["shop", "shop"],
+            "source_record_id": ["C1", "C2"],
+            "record_kind": ["customer", "customer"],
+            "customer_key": ["K", "K"],
+            "match_rule": ["phone", "phone"],
+        }
+    )
+    _loaded(con, links, {"shop": 1})
+    got = churn_features.attributes(con, pl.DataFrame({"customer_key": ["K"]}))
+    assert got.select("customer_key", "owner").rows() == [("K", "Li")]
