@@ -377,6 +377,21 @@ def touched_customers(old_links: pl.DataFrame, links: pl.DataFrame, changes: dic
     return keys.drop_nulls().unique().to_frame()
 
 
+def _numbered(links: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``links`` with each customer_key replaced by its rank among the keys (golden_keys: cid → customer_key).
+    The statements then group, join and sort 4-byte integers where the 13-character keys are past DuckDB's
+    12-byte inlined strings; ranked in the keys' order, so ordering by the number orders by the key."""
+    keys = links.select(pl.col("customer_key").unique().sort()).with_row_index("cid")
+    numbered = links.join(keys, on="customer_key").drop("customer_key").rename({"cid": "customer_key"})
+    return numbered, keys
+
+
+def _keyed(sql: str) -> str:
+    """``sql``'s rows (customer_key: a golden_keys cid) with the customer's key, in the same columns."""
+    return f"""SELECT k.customer_key, n.* EXCLUDE (customer_key)
+    FROM ({sql}) AS n JOIN golden_keys AS k ON k.cid = n.customer_key"""
+
+
 def write_golden(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
@@ -405,6 +420,10 @@ def write_golden(
         )
         con.register("golden_kept", kept)
         con.register("golden_snapshots", snapshots)
+    numbered = previous is None  # an incremental build's few customers keep their keys (and the kept rows')
+    if numbered:
+        links, keys = _numbered(links)
+        con.register("golden_keys", keys)
     con.register("golden_records", records)
     con.register("golden_links", links)
     priority = {src.name: src.priority for src in settings.sources}
@@ -429,7 +448,7 @@ def write_golden(
         mask, has_source = _MASK if len(names) <= 128 else _MASK_LIST
         con.execute(_ATTRIBUTES_SQL.format(attributes=", ".join(attrs), mask=mask, has_source=has_source))
         con.execute("DROP TABLE golden_ranked")
-        made = ATTRIBUTES_ROWS_SQL
+        made = _keyed(ATTRIBUTES_ROWS_SQL) if numbered else ATTRIBUTES_ROWS_SQL
         if previous is not None:  # the kept customers' rows, their records' snapshot ids now the current ones
             made += f"""
             UNION ALL BY NAME
@@ -463,6 +482,7 @@ def write_golden(
         if previous is not None:
             con.execute(_KEPT_BASE_SQL.format(previous=quote_path(previous.golden)))
         sql = _RANK_SQL.format(active_days=ACTIVE_DAYS)
+        sql = _keyed(sql) + "\nORDER BY customer_key" if numbered else sql
         target = quote_path(folder / "customer_golden.parquet")  # our staging path, quoted
         con.execute(
             f"COPY ({sql}) TO {target} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)",
@@ -476,6 +496,7 @@ def write_golden(
             "golden_pinyin",
             "golden_kept",
             "golden_snapshots",
+            "golden_keys",
         ):
             con.unregister(name)
         con.execute("DROP TABLE IF EXISTS golden_ranked; DROP TABLE IF EXISTS golden_values")
