@@ -43,6 +43,21 @@ def company(_published_template: Path, tmp_path: Path) -> Iterator[Settings]:
     yield load_settings(root / "cockpit.toml")
 
 
+@pytest.fixture(scope="module")
+def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The small demo generated and refreshed with the repository's config, once per test module."""
+    from dashboard.demo import generate
+    from dashboard.pipeline.refresh import refresh
+
+    root = tmp_path_factory.mktemp("small_demo")
+    shutil.copy(Path(__file__).resolve().parents[1] / "cockpit.toml", root / "cockpit.toml")
+    settings = load_settings(root / "cockpit.toml")
+    generate(settings.data_path, "small", 42)
+    result = refresh(settings)
+    assert result.exit_code == 0, [(r.source, r.reasons) for r in result.sources]
+    return settings
+
+
 @pytest.fixture
 def fresh_company(tmp_path: Path) -> Settings:
     """The inputs only, nothing refreshed yet."""

@@ -4,7 +4,6 @@ the small demo."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -166,20 +165,6 @@ def test_each_model_sums_to_the_won_revenue(journeys: Settings, model: str) -> N
     february = attribution(journeys, start="2026-02-01", end="2026-02-28")  # Li and Zhao
     assert sum(c[model] for c in february.values()) == pytest.approx(5000)
     assert february["trade_show"]["first_touch"] == pytest.approx(1000)  # Li's call was first
-
-
-@pytest.fixture(scope="module")
-def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """The small demo generated and refreshed with the repository's config."""
-    from dashboard.demo import generate
-
-    root = tmp_path_factory.mktemp("small_demo")
-    shutil.copy(REPO / "cockpit.toml", root / "cockpit.toml")
-    settings = load_settings(root / "cockpit.toml")
-    generate(settings.data_path, "small", 42)
-    result = refresh(settings)
-    assert result.exit_code == 0, [(r.source, r.reasons) for r in result.sources]
-    return settings
 
 
 def test_on_the_demo_first_and_last_touch_differ_for_most_channels(small_demo: Settings) -> None:

@@ -11,7 +11,6 @@ they call them), so they are not scanned here; tests/test_security.py holds them
 from __future__ import annotations
 
 import re
-import shutil
 import stat
 from pathlib import Path
 
@@ -115,18 +114,6 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     settings = load_settings(cfg)
     result = refresh(settings)
     assert result.exit_code == 0, [(r.source, r.reasons) for r in result.sources]
-    return settings
-
-
-@pytest.fixture(scope="module")
-def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    from dashboard.demo import generate
-
-    root = tmp_path_factory.mktemp("small_demo")
-    shutil.copy(ROOT / "cockpit.toml", root / "cockpit.toml")
-    settings = load_settings(root / "cockpit.toml")
-    generate(settings.data_path, "small", 42)
-    assert refresh(settings).exit_code == 0
     return settings
 
 

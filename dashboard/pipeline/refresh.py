@@ -29,20 +29,26 @@ from dashboard.pipeline import fingerprint
 from dashboard.pipeline.derive_child import build_in_child
 from dashboard.pipeline.guidance import way_forward
 from dashboard.pipeline.progress import RefreshProgress, Tracker
-from dashboard.pipeline.standardize import REJECT_COL, RowIssue, Standardized, release_engine, standardize
+from dashboard.pipeline.standardize import (
+    RECORD_ORDER,
+    REJECT_COL,
+    RowIssue,
+    Standardized,
+    record_order,
+    release_engine,
+    standardize,
+)
 from dashboard.pipeline.validate import Outcome, validate
 from dashboard.sources import read_table, settle
 from dashboard.sources.columns import FILE_COL, ROW_COL, DuplicateHeader, collect_duplicates
 from dashboard.sources.incremental import EXTRACT_DIR, ExtractContext
 
 Progress = Callable[[str], None]
-# Published files are sorted by their date so date filters can skip row groups.
+# Published files are sorted by their date so date filters can skip row groups; those Customer 360 looks up
+# by record are written in record order instead (standardize.RECORD_ORDER).
 SORT_BY = {
     "leads": "created_at",
-    "lead_events": "occurred_at",
     "orders": "ordered_at",
-    "interactions": "occurred_at",
-    "contracts": "signed_at",
     "marketing_spend": "spend_date",
     "customers": "source_record_id",
 }
@@ -261,8 +267,10 @@ def refresh_source(
         keep = std.frame.filter(pl.col(REJECT_COL).is_null())
         result.rows[entity] = keep.height
         result.rejected_rows += std.frame.height - keep.height
-        sort_col = SORT_BY.get(entity)
-        keep = keep.sort(sort_col, nulls_last=True) if sort_col else keep
+        if entity in RECORD_ORDER:
+            keep = keep.sort(record_order(keep, RECORD_ORDER[entity]))
+        elif entity in SORT_BY:
+            keep = keep.sort(SORT_BY[entity], nulls_last=True)
         keep.drop(FILE_COL, ROW_COL, REJECT_COL).write_parquet(stage_dir / f"{entity}.parquet", compression="zstd")
         rejected = std.frame.filter(pl.col(REJECT_COL).is_not_null())
         if rejected.height:

@@ -350,3 +350,49 @@ def _drop_exact_duplicates(frame: pl.DataFrame, entity: Entity) -> tuple[pl.Data
         [{"file": r[FILE_COL], "row": r[ROW_COL], "value": None} for r in sample.iter_rows(named=True)],
     )
     return frame.filter(~dup), issue
+
+
+# -- the order a published snapshot is written in --------------------------------------------------
+# Customer 360 looks these entities up one customer (or lead) at a time by their record keys: written with a
+# record's rows side by side, the Parquet min/max statistics of the key let the lookup skip every other row
+# group (issue 22, point 3: at large the timeline read all 10.6M interactions for one customer). Rows are
+# grouped by which keys they carry (the first key alone, both, the second alone, none), so rows with both
+# keys do not widen the other groups' statistics, then ordered by the first filled key.
+RECORD_ORDER: dict[str, tuple[str, ...]] = {
+    "interactions": ("customer_ref", "lead_id"),
+    "contracts": ("customer_ref",),
+    "lead_events": ("lead_id",),
+}
+# A key orders rows by its first 15 bytes after the prefix all its values share, read as two integers:
+# polars sorts text ~9x slower than integers (5.8M WeChat messages: 9.4 s CPU against 1.1 s).
+_KEY_BYTES = 8
+
+
+def record_order(frame: pl.DataFrame, keys: tuple[str, ...]) -> list[pl.Expr]:
+    """What to sort ``frame`` by (no nulls) so each record's rows (by ``keys``: one or two text columns) lie
+    side by side in the order of their keys: which keys a row carries, then the first filled key. Only an
+    order for speed: keys alike in their first 15 bytes after the shared prefix may interleave."""
+    keys = tuple(k for k in keys if k in frame.columns)
+    if not keys:  # the order the rows came in
+        return [pl.int_range(pl.len(), dtype=pl.UInt32)]
+    nulls = [pl.col(k).is_null().cast(pl.UInt64) for k in keys]
+    group = nulls[0] * 2  # one key: filled 0, empty 2
+    if len(nulls) > 1:  # first only 0, both 1, second only 2, none 3
+        group += pl.when(nulls[0] == 1).then(nulls[1]).otherwise(1 - nulls[1])
+    value = pl.coalesce([_unshared(frame, k) for k in keys]).fill_null("")
+    # two integers, not three: the group in the first one's top two bits (a third key costs ~40 % more)
+    return [group * pl.lit(1 << 62, pl.UInt64) + _bytes_at(value, 0) // 4, _bytes_at(value, _KEY_BYTES - 1)]
+
+
+def _unshared(frame: pl.DataFrame, column: str) -> pl.Expr:
+    """``column`` without the prefix all its values share (so the bytes that tell them apart come first)."""
+    values = frame.get_column(column)
+    low, high = str(values.min() or ""), str(values.max() or "")
+    shared = next((i for i, (a, b) in enumerate(zip(low, high, strict=False)) if a != b), min(len(low), len(high)))
+    return pl.col(column).str.slice(shared)
+
+
+def _bytes_at(text: pl.Expr, at: int) -> pl.Expr:
+    """_KEY_BYTES bytes of ``text`` from byte ``at`` (zero past its end), as a big-endian integer."""
+    padded = text.str.pad_end(at + _KEY_BYTES, "\x00").cast(pl.Binary)
+    return padded.bin.slice(at, _KEY_BYTES).bin.reinterpret(dtype=pl.UInt64, endianness="big")
