@@ -139,8 +139,8 @@ def rewrite_parquet(root: Path, path: Path, target: Target) -> FileChange | None
 
     The cheap ``candidates`` test runs on every row; the exact match (regex, list filters) only on the few
     rows it picks. Only the row groups holding a picked row are read whole and written again, the others are
-    copied byte for byte (``rowgroups``); the file keeps its row order (snapshots are sorted by date for
-    row-group skipping)."""
+    copied byte for byte (``rowgroups``); the file keeps its row order (snapshots are sorted by date or by
+    record for row-group skipping)."""
     layout = rowgroups.Layout.of(path)
     maybe = target.candidates(pl.Schema(pl.read_parquet_schema(path)), layout.constant_strings())
     if maybe is None:
