@@ -10,7 +10,8 @@ import shutil
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -21,8 +22,7 @@ from dashboard.core.duck import drop_relation, quote_path, work_connection
 from dashboard.core.store import Manifest, Store, crash_point, new_id, now_utc
 from dashboard.derived import analytics, personal
 from dashboard.derived.analytics import ANALYTICS_TABLES
-from dashboard.derived.churn import build as churn
-from dashboard.derived.churn.build import CHURN_TABLES
+from dashboard.derived.churn import TABLES as CHURN_SCHEMAS
 from dashboard.derived.golden import GOLDEN_TABLES, Previous, touched_customers, write_golden
 from dashboard.derived.identity import (
     STATE_TABLES,
@@ -46,6 +46,11 @@ from dashboard.derived.spark import steps as spark_steps
 from dashboard.derived.tables import DERIVED_TABLES, READ_FROM, attach_views
 from dashboard.pipeline import fingerprint
 from dashboard.pipeline.progress import Lap
+
+if TYPE_CHECKING:
+    from dashboard.derived.churn import build as churn
+
+CHURN_TABLES = tuple(CHURN_SCHEMAS)  # the tables churn's build writes
 
 # The canonical entities each reusable step reads (besides the steps before it); a step is made again when
 # one of their files, its upstream steps, the settings, the code or (golden, churn: "now") the day changed.
@@ -163,7 +168,7 @@ def build_derived(
             del previous
         done("identity", links.height)
         say("deriving: quality tables")
-        remake = _quality_keys(settings, store, steps)  # the tables whose inputs changed; the others linked
+        remake = _quality_keys(settings, store, steps, con)  # the tables whose inputs changed; the others linked
         # profiles were made at publish; with engine spark the identity consistency is a Spark job
         kept_history = _kept_history(store, steps) if "validation_runs" in remake else None
         write_quality_tables(settings, store, manifest, con, links, stage, spark is None, remake, kept_history)
@@ -210,7 +215,7 @@ def build_derived(
             churn_fit = _link_fit(store, steps, stage)
         else:  # scored with the kept fit until it is refit_every_days old (or --full, or new code or settings)
             fit = _kept_fit(settings, store, steps)
-            churn.build(con, settings, links, stage, progress=say, kept=fit)  # scores, model card, calibration
+            _churn().build(con, settings, links, stage, progress=say, kept=fit)  # scores, model card, calibration
             churn_fit = _fit_entry(steps, stage, fit)
         done("churn", _rows(stage / "churn_scores.parquet"))
         say("deriving: personal-data profile")
@@ -247,7 +252,7 @@ def build_derived(
         "reused": steps.reused,
         "personal": personal_state,  # the files the personal step profiled, its companions' keys: kept next time
         # the churn fit that scored this build (file, what it was fitted with, when): later builds rescore with it
-        **({"churn_fit": {**churn_fit, "file": store.rel(dest / churn.FIT_FILE)}} if churn_fit else {}),
+        **({"churn_fit": {**churn_fit, "file": store.rel(dest / churn_fit["file"])}} if churn_fit else {}),
     }
     return {**manifest, "derived": derived}
 
@@ -322,7 +327,7 @@ def _personal_kept(store: Store, steps: _Steps) -> personal.Kept | None:
     return personal.Kept(paths["personal_columns"], pl.read_parquet(paths["personal_columns"]), state, files)
 
 
-def _quality_keys(settings: Settings, store: Store, steps: _Steps) -> list[str]:
+def _quality_keys(settings: Settings, store: Store, steps: _Steps, con: duckdb.DuckDBPyConnection) -> list[str]:
     """Keys the quality tables, links those made from the same as the current build's, returns the others:
     the field profiles of the same retained and quarantined snapshots, the validation history of the same
     attempts (and each source's rows of it: _kept_history), the consistency table of the same records and links."""
@@ -336,8 +341,20 @@ def _quality_keys(settings: Settings, store: Store, steps: _Steps) -> list[str]:
     steps.keys.update({f"{HISTORY}{s}": k for s, k in history.items()})
     steps.key("validation_history", history)
     steps.key("identity_consistency", steps.keys["identity"])
+    _same_rows(con, steps, "identity_consistency")
     return [t for step in ("field_quality", "validation_history", "identity_consistency") if not steps.reuse(step)
             for t in STEP_TABLES[step]]  # fmt: skip
+
+
+def _same_rows(con: duckdb.DuckDBPyConnection, steps: _Steps, step: str) -> None:
+    """A step of the same identity whose entities' files are new snapshots of the same rows (another source's
+    entity changed) keeps the current build's key: what it reads is the same."""
+    before = steps.before.get(step)
+    if before in (None, steps.keys[step]) or steps.before.get("identity") != steps.keys["identity"]:
+        return
+    changes = _changes(con, steps)  # read once, golden records and lead facts ask for them too
+    if changes is not None and all(changes[e].is_empty() for e in STEP_ENTITIES[step]):
+        steps.keys[step] = str(before)
 
 
 def _kept_history(store: Store, steps: _Steps) -> KeptHistory | None:
@@ -374,15 +391,17 @@ def _kept_fit(settings: Settings, store: Store, steps: _Steps) -> churn.KeptFit 
     age = (date.fromisoformat(steps.today) - date.fromisoformat(info["trained_on"])).days
     if not 0 <= age < settings.churn.refit_every_days:
         return None
-    return churn.load_fit(store.abs(info["file"]))
+    fit: churn.KeptFit | None = _churn().load_fit(store.abs(info["file"]))
+    return fit
 
 
 def _fit_entry(steps: _Steps, stage: Path, kept: churn.KeptFit | None) -> dict[str, str] | None:
-    if not (stage / churn.FIT_FILE).is_file():
+    """The fit a build's churn step made or kept (``file``: its name in the build's folder)."""
+    name: str = _churn().FIT_FILE
+    if not (stage / name).is_file():
         return None  # nothing to score: no fit
-    if kept is not None:
-        return {"key": steps.base, "trained_on": kept.trained_on.isoformat()}
-    return {"key": steps.base, "trained_on": steps.today}
+    trained_on = kept.trained_on.isoformat() if kept is not None else steps.today
+    return {"key": steps.base, "trained_on": trained_on, "file": name}
 
 
 def _link_fit(store: Store, steps: _Steps, stage: Path) -> dict[str, str] | None:
@@ -391,8 +410,16 @@ def _link_fit(store: Store, steps: _Steps, stage: Path) -> dict[str, str] | None
     src = store.abs(info["file"]) if info.get("file") else None
     if src is None or not src.is_file():
         return None
-    _link(src, stage / churn.FIT_FILE)
-    return {k: v for k, v in info.items() if k != "file"}
+    _link(src, stage / src.name)
+    return {**info, "file": src.name}
+
+
+def _churn() -> ModuleType:
+    """Churn's build, imported when churn is made again: its model libraries (scipy, scikit-learn) take about a
+    second of CPU to import, which a build that keeps churn's tables does not pay."""
+    from dashboard.derived.churn import build
+
+    return build
 
 
 def _pinned_model(settings: Settings) -> list[str]:
