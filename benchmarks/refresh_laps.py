@@ -62,12 +62,11 @@ class Usage:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
-    parser.add_argument("args", nargs="*", help="more arguments for cockpit refresh (e.g. --full)")
-    args = parser.parse_args()
+    args, more = parser.parse_known_args()  # the rest goes to cockpit refresh (e.g. --full, source names)
     cockpit = Path(sys.executable).with_name("cockpit")
     started = time.perf_counter()
     child = subprocess.Popen(
-        [str(cockpit), "--config", args.config, "refresh", *args.args],
+        [str(cockpit), "--config", args.config, "refresh", *more],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
