@@ -111,7 +111,9 @@ def on_cluster(demo: Path, cluster: Cluster) -> Settings:
     with pytest.MonkeyPatch.context() as patch:  # counted during this refresh only
         patch.setattr(identity, "scorer", _counted(identity.scorer))
         patch.setattr(identity, "SparkGraph", _counted_graph(identity.SparkGraph))
-        return _refreshed(_copy(demo, "cluster", f'kind = "spark"\nmaster = "{cluster.master}"'))
+        # the derived build in this process: the counters above are patched here, not in a child's
+        engine = f'kind = "spark"\nmaster = "{cluster.master}"\nderive_in_child = false'
+        return _refreshed(_copy(demo, "cluster", engine))
 
 
 # when a refresh ran (the last validation, the churn model's training): two refreshes differ there
@@ -267,7 +269,7 @@ def test_a_failing_spark_job_publishes_nothing(on_duckdb: Settings, demo: Path, 
     root = demo.parent / "failing"
     shutil.copytree(on_duckdb.base_dir, root)
     settings = load_settings(root / "cockpit.toml")
-    settings = _on_spark(settings, master="local[1]")
+    settings = _on_spark(settings, master="local[1]", derive_in_child=False)  # the patch below is this process's
     _made_before_reuse(settings)
     before = _state(settings)
     monkeypatch.setattr(analytics, "LEAD_FACTS_SQL", "SELECT no_such_column FROM leads")  # fails on Spark
