@@ -73,3 +73,22 @@ def test_an_unreachable_master_fails_the_refresh_and_keeps_the_last_good_state(c
     assert all(current.values())
     after = cockpit("--config", str(company.base_dir / "cockpit.toml"), "status", "--json")
     assert {s["name"]: s["snapshot_id"] for s in json.loads(after.stdout)} == current
+
+
+def test_an_unreachable_master_fails_before_a_changed_source_is_marked_running(company: Settings) -> None:
+    """A source whose files changed is standardized on Spark: the master is checked before its attempt is
+    recorded, so `cockpit status` afterwards shows the last good attempt, not an interrupted one."""
+    cfg = str(company.base_dir / "cockpit.toml")
+    data = company.data_path
+    manifest_before = (data / "manifest.json").read_bytes()
+    export = company.base_dir / "imports" / "trade_show" / "ts_2026.csv"
+    export.write_bytes(export.read_bytes() + b"\n")  # the same rows, new bytes: the source is read again
+    master = f"spark://127.0.0.1:{free_port()}"
+    with (company.base_dir / "cockpit.toml").open("a", encoding="utf-8") as f:
+        f.write(f'\n[engine]\nkind = "spark"\nmaster = "{master}"\n')
+    out = cockpit("--config", cfg, "refresh", "trade_show")
+    assert out.returncode == 3, out.stderr
+    assert f"the Spark master {master} ([engine] master) cannot be reached" in out.stderr
+    assert (data / "manifest.json").read_bytes() == manifest_before
+    status = {s["name"]: s for s in json.loads(cockpit("--config", cfg, "status", "--json").stdout)}
+    assert status["trade_show"]["last_attempt"]["status"] == "published"  # the last good one, not "interrupted"

@@ -37,6 +37,7 @@ from dashboard.pipeline.standardize import (
     record_order,
     release_engine,
     standardize,
+    start_engine,
 )
 from dashboard.pipeline.validate import Outcome, validate
 from dashboard.sources import read_table, settle
@@ -232,7 +233,9 @@ def refresh_source(
     clock = _Clock()
     attempt: dict[str, Any] = {"source": src.name, "snapshot_id": sid, "started_at": now_utc().isoformat()}
     # Recorded as running until it ends (the same file is written again then): a refresh killed midway
-    # leaves this record, which `cockpit status` reports as interrupted once its process is gone.
+    # leaves this record, which `cockpit status` reports as interrupted once its process is gone. Engine
+    # spark: its session is started first, so an unreachable master fails the refresh before this record.
+    start_engine(settings)
     store.record_attempt(src.name, {**attempt, "status": "running", "pid": os.getpid()})
     result = SourceResult(src.name, sid, "quarantined")
     try:

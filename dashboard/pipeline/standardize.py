@@ -228,6 +228,15 @@ def merge_issues(parts: list[list[RowIssue]]) -> list[RowIssue]:
     return list(merged.values())
 
 
+def start_engine(settings: Settings) -> None:
+    """With engine spark: start and check the sources' session (once; later calls find it), so that a master
+    nobody answers at fails the refresh before a source's attempt is recorded as running."""
+    if settings.engine.kind == "spark":
+        from dashboard.derived.spark.standardize import session
+
+        session(settings)
+
+
 def release_engine(settings: Settings) -> None:
     """With engine spark: stop the session the sources were standardized and checked on (the refresh calls
     this once its sources are done, before the derived build starts a session of its own)."""
