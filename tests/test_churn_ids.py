@@ -22,7 +22,6 @@ from dashboard.core.store import Store
 from dashboard.derived.churn import build as churn
 from dashboard.derived.churn import features as churn_features
 from dashboard.derived.tables import attach_views
-from tests.test_attribution import small_demo  # noqa: F401  (the fixture: the small demo, refreshed)
 from tests.test_churn import COHORT_HORIZON, NO_LINKS, SETTINGS, cohort_shop, warehouse_con
 
 
@@ -115,7 +114,7 @@ def _loaded(con: duckdb.DuckDBPyConnection, links: pl.DataFrame, priorities: dic
 
 
 @pytest.fixture(scope="module")
-def demo_con(small_demo: Settings) -> Iterator[tuple[duckdb.DuckDBPyConnection, pl.DataFrame, Settings]]:  # noqa: F811
+def demo_con(small_demo: Settings) -> Iterator[tuple[duckdb.DuckDBPyConnection, pl.DataFrame, Settings]]:
     store = Store(small_demo.data_path)
     with work_connection(small_demo) as con:
         attach_views(con, store, store.read_manifest(), in_memory=frozenset())
