@@ -362,26 +362,12 @@ def test_the_admin_pages_privacy_tab_previews_retention_and_erases_a_person(
     assert [e.value for e in at.error if "'12345' is not a mobile number" in e.value]
 
 
-@pytest.fixture(scope="module")
-def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The small demo generated and refreshed once; each test copies it before changing it."""
-    from dashboard.core.config import load_settings
-    from dashboard.demo import generate
-
-    root = tmp_path_factory.mktemp("privacy_demo")
-    shutil.copy(Path(__file__).resolve().parents[1] / "cockpit.toml", root / "cockpit.toml")
-    settings = load_settings(root / "cockpit.toml")
-    generate(settings.data_path, "small", 42)
-    assert refresh(settings).exit_code == 0
-    return root
-
-
 def test_on_the_demo_a_person_the_call_center_keys_by_phone_is_erased_and_their_copy_is_complete(
-    small_demo: Path, tmp_path: Path
+    small_demo: Settings, tmp_path: Path
 ) -> None:
     from dashboard.core.config import load_settings
 
-    shutil.copytree(small_demo, tmp_path / "demo")
+    shutil.copytree(small_demo.base_dir, tmp_path / "demo")
     settings = load_settings(tmp_path / "demo" / "cockpit.toml")
     golden = pl.read_parquet(_derived(settings, "customer_golden"))
     person = (
