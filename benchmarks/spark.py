@@ -16,6 +16,7 @@ import argparse
 import os
 import resource
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -54,6 +55,81 @@ def _cpu_of(pid: int) -> float:
 def _ticks(stat: Path) -> int:
     fields = stat.read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, user + system ticks of the process and its reaped children), or None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), sum(int(f) for f in fields[11:15])
+
+
+def _tree(root: int) -> dict[int, int]:
+    """``root`` and every process descending from it (the local JVM, its Python workers): pid → its ticks."""
+    stats = {int(p): s for p in os.listdir("/proc") if p.isdigit() and (s := _stat(int(p)))}
+    ours: dict[int, int] = {}
+    for pid in sorted(stats):  # parents start before their children: lower pids first, mostly
+        parent, used = stats[pid]
+        if pid == root or parent in ours:
+            ours[pid] = used
+    return ours
+
+
+def tree_cpu(root: int | None = None) -> float:
+    """CPU seconds of this process (or ``root``) and every process descending from it."""
+    return sum(_tree(root or os.getpid()).values()) / os.sysconf("SC_CLK_TCK")
+
+
+def _kib(pid: int, key: str) -> int:
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0
+    return next((int(line.split()[1]) for line in lines if line.startswith(key + ":")), 0)
+
+
+class Peaks:
+    """Peak resident memory while a benchmark runs, sampled every ``every`` seconds on a thread: of this
+    process (the driver), of the local Spark JVM, of its Python workers together, and of all of them at once
+    (the figure the machine has to hold). The driver's and the JVM's own high-water marks (VmHWM) are read at
+    the end, so a peak between two samples is not missed for them."""
+
+    def __init__(self, every: float = 1.0) -> None:
+        self.every, self.jvm = every, 0
+        self.peak = {"driver": 0, "JVM": 0, "Python workers": 0, "all together": 0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        me = os.getpid()
+        while not self._stop.wait(self.every):
+            rss = {pid: _kib(pid, "VmRSS") for pid in _tree(me)}
+            # the largest java process: spark-submit first runs a short-lived one (the launcher) to build the command
+            self.jvm = max((p for p in rss if p != me and _comm(p) == "java"), key=rss.__getitem__, default=self.jvm)
+            now = {"driver": rss.get(me, 0), "JVM": rss.get(self.jvm, 0)}
+            now["Python workers"] = sum(v for p, v in rss.items() if p not in (me, self.jvm))
+            now["all together"] = sum(rss.values())
+            self.peak = {k: max(v, now[k]) for k, v in self.peak.items()}
+
+    def report(self, hwm: bool = True) -> str:
+        """Stop sampling; the peaks in GB, one line (``hwm``: the driver's and JVM's high-water marks over
+        their whole lives too, for a figure over the whole benchmark rather than one run)."""
+        self._stop.set()
+        self._thread.join()
+        if hwm:
+            self.peak["driver"] = max(self.peak["driver"], _kib(os.getpid(), "VmHWM"))
+            self.peak["JVM"] = max(self.peak["JVM"], _kib(self.jvm, "VmHWM") if self.jvm else 0)
+        return "peak RSS: " + ", ".join(f"{k} {v / 2**20:.2f} GB" for k, v in self.peak.items())
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def jvm_threads(pid: int) -> dict[str, float]:
@@ -109,8 +185,8 @@ class Bench:
     jvm: int = 0
 
     def cpu(self) -> float:
-        """This process's CPU seconds, plus the local Spark JVM's once it runs."""
-        return _cpu_self() + (_cpu_of(self.jvm) if self.jvm else 0.0)
+        """This process's CPU seconds, plus the local Spark JVM's and its Python workers' once they run."""
+        return tree_cpu()
 
     def spark_runs(self, label: str, runs: int, rows: int, make: Callable[[int], Callable[[], None]]) -> None:
         """``runs`` timed runs on Spark of the work ``make(run)`` returns (run 1 is cold: the JVM's JIT and
@@ -119,10 +195,11 @@ class Bench:
         master = self.settings.engine.master
         for run in range(1, runs + 1):
             work = make(run)
-            before = jvm_threads(self.jvm)
+            before, peaks = jvm_threads(self.jvm), Peaks()
             wall, cpu = _timed(work, self.cpu)
             of = ", ".join(f"{k} {v - before[k]:.1f} s" for k, v in jvm_threads(self.jvm).items())
             print(_line(f"spark {master}: {label} (run {run})", wall, cpu, rows) + f"  [of which {of}]")
+            print(f"  {peaks.report(hwm=False)} (sampled during the run)")
 
 
 @contextmanager
@@ -165,27 +242,28 @@ def spark_started(bench: Bench) -> Iterator[Any]:
         bench.spark.stop()
 
 
-def identity(settings: Settings, con: duckdb.DuckDBPyConnection, spark: Any, jvm: int, folder: Path) -> None:
+def identity(settings: Settings, con: duckdb.DuckDBPyConnection, spark: Any, folder: Path) -> None:
     """The identity step on DuckDB, then with pass 1, the clusters and the candidate pairs' scoring on Spark; each
     model's laps (wall s), and the Spark scoring's own wall and CPU time against the candidate records it scored."""
     records = read_records(con)
-    both = lambda: _cpu_self() + _cpu_of(jvm)  # noqa: E731
     scoring: dict[str, tuple[float, float]] = {}
     on_spark = spark_identity.scorer(spark, settings, folder)
 
     def timed_score(feats: pl.DataFrame, trained: dict[str, Any], model: Model) -> pl.DataFrame:
         out: list[pl.DataFrame] = []
-        scoring["score"] = _timed(lambda: out.append(on_spark(feats, trained, model)), both)
+        scoring["score"] = _timed(lambda: out.append(on_spark(feats, trained, model)), tree_cpu)
         return out[0]
 
     made: list[tuple[pl.DataFrame, pl.DataFrame, Model | None]] = []
-    for label, score, cpu in (("duckdb", None, _cpu_self), (f"spark {settings.engine.master}", timed_score, both)):
+    for label, score, cpu in (("duckdb", None, _cpu_self), (f"spark {settings.engine.master}", timed_score, tree_cpu)):
 
         def run(score: Any = score) -> None:  # with Spark: pass 1 and the clusters there too, as a refresh does
             graph = spark_identity.SparkGraph(spark, settings, folder) if score is not None else None
             made.append(build_links(settings, con, None, records, score, graph=graph))
 
+        peaks = Peaks()
         wall, used = _timed(run, cpu)
+        print(f"  {peaks.report(hwm=False)} (sampled during the run)")
         model = made[-1][2]
         stats = model.stats if model else {}
         laps = ", ".join(f"{k.removeprefix('seconds_')} {v:.1f}" for k, v in stats.items() if k.startswith("seconds_"))
@@ -206,7 +284,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2, help="Spark runs of the analytics steps (the first is cold)")
     parser.add_argument("--conf", action="append", default=[], help="spark.KEY=VALUE over the session's defaults")
     args = parser.parse_args()
-    steps = set(args.steps.split(","))
+    steps, peaks = set(args.steps.split(",")), Peaks()
     with opened(args.config, args.master, parse_conf(args.conf), "bench") as bench:
         con, settings = bench.con, bench.settings
         rows = sum(int(con.sql(f"SELECT count(*) FROM {t}").fetchall()[0][0]) for t in INPUTS)
@@ -238,7 +316,8 @@ def main() -> None:
             if "analytics" in steps:
                 bench.spark_runs("lead facts + attribution", args.runs, rows, on_spark)
             if "identity" in steps:
-                identity(settings, con, spark, bench.jvm, bench.folder / "identity")
+                identity(settings, con, spark, bench.folder / "identity")
+            print(f"whole benchmark: {peaks.report()}")
 
 
 if __name__ == "__main__":

@@ -5,12 +5,16 @@ CPU-second. The Spark session's start is timed on its own line, not in the steps
 
     mkdir -p /tmp/std_medium && cp cockpit.toml /tmp/std_medium/
     .venv/bin/python benchmarks/spark_standardize.py --config /tmp/std_medium/cockpit.toml --size medium
+
+``--source crm`` (repeatable) reads and times only that source's tables: at the large demo, reading all nine
+sources at once holds ~20M rows in this process before the first step.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -19,34 +23,17 @@ from typing import Any
 
 import polars as pl
 
-from dashboard.core.config import EngineConfig, Settings, SourceConfig, TableConfig, load_settings
-from dashboard.pipeline.standardize import release_engine, standardize
-from dashboard.pipeline.validate import validate
-from dashboard.sources import read_table
-from dashboard.sources.incremental import ExtractContext
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.spark import Peaks, tree_cpu  # noqa: E402
+from dashboard.core.config import EngineConfig, Settings, SourceConfig, TableConfig, load_settings  # noqa: E402
+from dashboard.pipeline.standardize import release_engine, standardize  # noqa: E402
+from dashboard.pipeline.validate import validate  # noqa: E402
+from dashboard.sources import read_table  # noqa: E402
+from dashboard.sources.incremental import ExtractContext  # noqa: E402
 
 Table = tuple[SourceConfig, TableConfig, pl.DataFrame, dict[str, list[str]]]
-
-
-def _stat(pid: str) -> tuple[int, int] | None:
-    """(parent pid, user + system ticks of the process and its reaped children), or None once it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return int(fields[1]), sum(int(f) for f in fields[11:15])
-
-
-def tree_cpu(root: int = os.getpid()) -> float:
-    """CPU seconds of ``root`` and every process descending from it (the JVM, its Python workers)."""
-    stats = {int(p): s for p in os.listdir("/proc") if p.isdigit() and (s := _stat(p))}
-    ours, ticks = {root}, 0
-    for pid in sorted(stats):  # parents start before their children: lower pids first, mostly
-        parent, used = stats[pid]
-        if pid == root or parent in ours:
-            ours.add(pid)
-            ticks += used
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _timed(work: Callable[[], Any]) -> tuple[float, float]:
@@ -55,9 +42,11 @@ def _timed(work: Callable[[], Any]) -> tuple[float, float]:
     return time.perf_counter() - wall, tree_cpu() - cpu
 
 
-def _tables(settings: Settings, scratch: Path) -> list[Table]:
+def _tables(settings: Settings, scratch: Path, only: set[str]) -> list[Table]:
     out = []
     for src in settings.sources:
+        if only and src.name not in only:
+            continue
         for i, table in enumerate(src.tables):
             ctx = ExtractContext(settings.base_dir, scratch / src.name / str(i), None)
             raw, missing = read_table(src, table, settings.base_dir, ctx.at(i))
@@ -76,15 +65,18 @@ def _one(settings: Settings, table: Table, now: datetime) -> tuple[tuple[float, 
 
 def run(settings: Settings, tables: list[Table]) -> None:
     label = settings.engine.kind + (f" {settings.engine.master}" if settings.engine.kind == "spark" else "")
-    now = datetime.now()
+    now, peaks = datetime.now(), Peaks()
     totals = {"standardize": [0.0, 0.0], "gate": [0.0, 0.0]}
     for table in tables:
         for step, (wall, cpu) in zip(totals, _one(settings, table, now), strict=True):
             totals[step][0] += wall
             totals[step][1] += cpu
+            print(f"  {label} {table[0].name}/{table[1].entity} ({table[2].height:,} rows) {step}: "
+                  f"wall {wall:.2f} s, cpu {cpu:.2f} s", flush=True)  # fmt: skip
     rows = sum(t[2].height for t in tables)
     for step, (wall, cpu) in totals.items():
         print(f"{label:18s} {step:12s} wall {wall:7.2f} s  cpu {cpu:7.2f} s  {rows / cpu / 1e3:7.1f}k rows per CPU-s")
+    print(f"  {peaks.report(hwm=False)} (sampled during these runs)")
 
 
 def main() -> None:
@@ -92,13 +84,16 @@ def main() -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--size", default="medium", help="demo size generated when the folder has no demo yet")
     parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--source", action="append", default=[], help="only this source (repeatable); all if none")
     args = parser.parse_args()
-    settings = load_settings(args.config)
+    settings, whole = load_settings(args.config), Peaks()
     if not (settings.data_path / "raw" / "demo").is_dir():
         from dashboard.demo import generate
 
         generate(settings.data_path, args.size, 42)
-    tables = _tables(settings, settings.data_path / ".bench_extract")
+    tables = _tables(settings, settings.data_path / ".bench_extract", set(args.source))
+    if not tables:
+        raise SystemExit(f"--source {', '.join(args.source)}: no such source in {args.config}")
     print(f"{sum(t[2].height for t in tables):,} input rows in {len(tables)} tables; {os.cpu_count()} cores, "
           f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
     run(settings, tables)
@@ -113,7 +108,7 @@ def main() -> None:
         run(spark, tables)
     finally:
         release_engine(spark)
-    print(f"load at the end {os.getloadavg()[0]:.1f}")
+    print(f"load at the end {os.getloadavg()[0]:.1f}; whole benchmark: {whole.report()}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import duckdb
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.spark import _cpu_self, _line, _timed, opened, parse_conf, spark_started  # noqa: E402
+from benchmarks.spark import Peaks, _cpu_self, _line, _timed, opened, parse_conf, spark_started  # noqa: E402
 from dashboard.core.config import Settings  # noqa: E402
 from dashboard.core.store import Manifest, Store  # noqa: E402
 from dashboard.derived import golden  # noqa: E402
@@ -94,15 +94,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2, help="Spark runs per step in one session (the first is cold)")
     parser.add_argument("--conf", action="append", default=[], help="spark.KEY=VALUE over the session's defaults")
     args = parser.parse_args()
-    names = [s for s in args.steps.split(",") if s in INPUTS]
+    names, whole = [s for s in args.steps.split(",") if s in INPUTS], Peaks()
     with opened(args.config, args.master, parse_conf(args.conf), "bench-steps") as bench:
         steps = Steps(bench.settings, bench.store, bench.manifest, bench.con)
         rows = {name: _count(bench.con, INPUTS[name]) + steps.links.height for name in names}
         print(f"{', '.join(f'{n} {r:,}' for n, r in rows.items())} input rows (with the identity links); "
               f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")  # fmt: skip
         for name in names:
-            work = getattr(steps, name)(None, steps.stage(bench.folder / f"duckdb-{name}"))
+            work, peaks = getattr(steps, name)(None, steps.stage(bench.folder / f"duckdb-{name}")), Peaks()
             print(_line(f"duckdb: {name}", *_timed(work, _cpu_self), rows[name]))
+            print(f"  {peaks.report(hwm=False)} (sampled during the run)")
         with spark_started(bench) as spark:
             for name in names:
 
@@ -110,6 +111,7 @@ def main() -> None:
                     return getattr(steps, name)(spark, steps.stage(bench.folder / f"spark-{name}-{run}"))
 
                 bench.spark_runs(name, args.runs, rows[name], make)
+            print(f"whole benchmark: {whole.report()}")
 
 
 if __name__ == "__main__":
