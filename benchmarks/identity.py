@@ -2,8 +2,8 @@
 (exact + Splink), side by side, timed and scored against ``<data_dir>/demo_truth/identity.csv``;
 and the Customer 360 search and profile queries. Prints a Markdown section for docs/benchmarks.md.
 
-    python benchmarks/identity.py --config /tmp/identity_medium/cockpit.toml
-    python benchmarks/identity.py --config /tmp/identity_medium/cockpit.toml --incremental 0.01
+    python benchmarks/identity.py --config $BENCH/identity_medium/cockpit.toml
+    python benchmarks/identity.py --config $BENCH/identity_medium/cockpit.toml --incremental 0.01
 
 ``--incremental SHARE``: the identity step for SHARE of the records new, changed or removed, resolved against
 the kept resolution (kept pairs and parameters), beside a full resolution with the same parameters and a

@@ -2,9 +2,9 @@
 wall and CPU time, peak RSS, files and rows, then the idempotent rerun, and a scan of every Parquet file
 for the person's phone. Prints a Markdown section for docs/benchmarks.md.
 
-    mkdir -p /tmp/privacy_medium && cp cockpit.toml /tmp/privacy_medium/
-    .venv/bin/cockpit --config /tmp/privacy_medium/cockpit.toml demo --size medium --no-serve
-    .venv/bin/python benchmarks/privacy.py --config /tmp/privacy_medium/cockpit.toml --retained 5
+    mkdir -p $BENCH/privacy_medium && cp cockpit.toml $BENCH/privacy_medium/
+    .venv/bin/cockpit --config $BENCH/privacy_medium/cockpit.toml demo --size medium --no-serve
+    .venv/bin/python benchmarks/privacy.py --config $BENCH/privacy_medium/cockpit.toml --retained 5
 
 It rewrites the company's data folder (that is what it measures): run it on a throwaway demo. With
 ``--retained N``, a source with fewer than N snapshots on disk gets copies of its current one as older

@@ -6,7 +6,7 @@
    GX Data Docs build, each timed on its own against the published data;
 3. the data the data-quality and catalog pages read: every call, warm, p50 / p95 over N runs.
 
-    python benchmarks/quality.py --config /tmp/q4large/cockpit.toml [--runs 20] [--no-refresh]
+    python benchmarks/quality.py --config $BENCH/large/cockpit.toml [--runs 20] [--no-refresh]
 
 Profiling overhead = (profile + quality tables + Data Docs) ÷ (refresh time without them).
 """
@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -78,11 +80,11 @@ def _derive_parts(config: str) -> dict[str, float]:
     con = duckdb.connect()
     attach_views(con, store, manifest)
     links = link_exact(con.sql(RECORDS_SQL).pl())
-    out = Path("/tmp/cockpit-quality-bench")
-    out.mkdir(exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix="cockpit-quality-bench-"))
     t = time.perf_counter()
     write_quality_tables(settings, store, manifest, con, links, out)
     tables = time.perf_counter() - t
+    shutil.rmtree(out, ignore_errors=True)
     import great_expectations  # noqa: F401  (refresh has imported it already when the docs are built)
 
     t = time.perf_counter()

@@ -3,8 +3,8 @@ far and the CPU seconds so far of the refresh's process and every process it sta
 kind = "spark" and a local master, the Spark JVM), sampled every 2 s; a line a minute while a step runs;
 and the peak resident memory of them together. A step's CPU is the difference between its lines.
 
-    cp -al /tmp/large/data/raw /tmp/large_spark/data/raw   # a copy of a demo's inputs, [engine] set in its config
-    nice .venv/bin/python benchmarks/refresh_laps.py --config /tmp/large_spark/cockpit.toml
+    cp -al $BENCH/large/data/raw $BENCH/large_spark/data/raw   # a copy of a demo's inputs, [engine] set in its config
+    nice .venv/bin/python benchmarks/refresh_laps.py --config $BENCH/large_spark/cockpit.toml
 """
 
 from __future__ import annotations
