@@ -94,12 +94,13 @@ def _same(duck: Settings, spark: Settings, source: str) -> tuple[SourceResult, d
 
 @pytest.fixture
 def spark_jobs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the Spark jobs standardize and the gate run: the spark side really ran on Spark."""
-    from dashboard.derived.spark import gate
+    """The names of the Spark jobs standardize, the gate and the quality profile run: the spark side really
+    ran on Spark."""
+    from dashboard.derived.spark import gate, quality
     from dashboard.derived.spark import standardize as on_spark
 
     names: list[str] = []
-    for module, function in ((gate, "validate"), (on_spark, "map_parts")):
+    for module, function in ((gate, "validate"), (on_spark, "map_parts"), (quality, "aggregates")):
         real = getattr(module, function)
 
         def spy(settings: Settings, name: str, *args: Any, _real: Any = real) -> Any:
@@ -120,8 +121,10 @@ def test_the_small_demo_is_standardized_and_gated_the_same_on_spark(
         result, tables = _same(duck, spark, source)
         assert result.published, (source, result.reasons)
         checked += sum(t.height for t in tables.values())
+        assert "quality" in tables  # its profile, compared row for row by _same
         for entity in tables.keys() - {"quality"}:
-            assert {f"standardize {source}.{entity}", f"the gate of {source}.{entity}"} <= set(spark_jobs)
+            jobs = {f"standardize {source}.{entity}", f"the gate of {source}.{entity}"}
+            assert jobs | {f"the quality profile of {source}.{entity}"} <= set(spark_jobs)
     assert checked > 10_000  # the whole small demo, not a few rows
 
 
@@ -132,10 +135,12 @@ def company(tmp_path: Path) -> tuple[Settings, Settings]:
     return duck, _on(load_settings(write_company(tmp_path / "spark")), LOCAL)
 
 
-def test_the_messy_company_reads_the_same_on_spark(company: tuple[Settings, Settings]) -> None:
+def test_the_messy_company_reads_the_same_on_spark(company: tuple[Settings, Settings], spark_jobs: list[str]) -> None:
     duck, spark = company
     for source in duck.source_names:
-        _same(duck, spark, source)
+        _, tables = _same(duck, spark, source)  # the quality profile's rows too
+        profiled = {f"the quality profile of {source}.{entity}" for entity in tables.keys() - {"quality"}}
+        assert "quality" in tables and profiled <= set(spark_jobs)
 
 
 def test_a_broken_file_is_quarantined_with_the_same_reasons(company: tuple[Settings, Settings]) -> None:

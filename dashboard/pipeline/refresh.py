@@ -24,7 +24,7 @@ from dashboard.core.config import Settings, SourceConfig
 from dashboard.core.dictionary import for_settings
 from dashboard.core.errors import ConfigError, SourceError
 from dashboard.core.store import Manifest, Store, crash_point, new_id, now_utc, write_json
-from dashboard.derived.quality.profile import SnapshotProfile
+from dashboard.derived.quality.profile import Aggregate, SnapshotProfile
 from dashboard.pipeline import fingerprint
 from dashboard.pipeline.derive_child import build_in_child
 from dashboard.pipeline.guidance import way_forward
@@ -265,7 +265,7 @@ def refresh_source(
     result.way_forward_zh = way_forward(settings, src, sid, failed, lang="zh")
     result.samples = {o.describe(): o.samples for o in failed}
     issues = [i for std in entities.values() for i in std.issues]
-    profile = SnapshotProfile(src, sid, for_settings(settings))  # quality metrics: once per snapshot, here
+    profile = SnapshotProfile(src, sid, for_settings(settings), _profile_engine(settings))  # once per snapshot, here
     for entity, std in entities.items():
         keep = std.frame.filter(pl.col(REJECT_COL).is_null())
         result.rows[entity] = keep.height
@@ -279,12 +279,22 @@ def refresh_source(
         if rejected.height:
             rejected.write_parquet(stage_dir / f"{entity}.rejected.parquet")
         clock.lap("publish")
-        profile.add(keep, entity)
+        profile.add(keep, entity, stage_dir / f"{entity}.parquet")
         clock.lap("profile")
     profile.write(stage_dir)
     result.status = "quarantined" if failed else "published"
     clock.lap("publish")
     return result, _finish(store, src, result, stage_dir, attempt, outcomes, issues, clock, inputs)
+
+
+def _profile_engine(settings: Settings) -> Callable[[str, Path], Aggregate] | None:
+    """Where a snapshot's quality profile measures its rows: with engine spark, Spark jobs over the staged
+    files (derived/spark/quality.py); otherwise polars on this process's frames."""
+    if settings.engine.kind != "spark":
+        return None
+    from dashboard.derived.spark.quality import aggregator
+
+    return aggregator(settings)
 
 
 def _extract_context(
