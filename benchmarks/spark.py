@@ -242,10 +242,17 @@ def spark_started(bench: Bench) -> Iterator[Any]:
         bench.spark.stop()
 
 
-def identity(settings: Settings, con: duckdb.DuckDBPyConnection, spark: Any, folder: Path) -> None:
-    """The identity step on DuckDB, then with pass 1, the clusters and the candidate pairs' scoring on Spark; each
-    model's laps (wall s), and the Spark scoring's own wall and CPU time against the candidate records it scored."""
-    records = read_records(con)
+IDENTITY_WAYS = ("duckdb", "spark-driver", "spark")
+
+
+def identity(bench: Bench, folder: Path, ways: list[str]) -> None:
+    """The identity step on DuckDB (duckdb); with pass 1, the clusters and the candidate pairs' scoring on Spark and
+    the records and features made on the driver (spark-driver, before issue 23's point 2); with the records and
+    features made on Spark too (spark): each model's laps (wall s), the Spark scoring's own wall and CPU time, and
+    the driver's sampled peak memory. Run one way per process to compare the driver's high-water marks."""
+    settings, con, spark = bench.settings, bench.con, bench.spark
+    records = read_records(con) if {"duckdb", "spark-driver"} & set(ways) else None
+    n = records.height if records is not None else int(con.sql("SELECT count(*) FROM identity_links").fetchall()[0][0])
     scoring: dict[str, tuple[float, float]] = {}
     on_spark = spark_identity.scorer(spark, settings, folder)
 
@@ -254,26 +261,32 @@ def identity(settings: Settings, con: duckdb.DuckDBPyConnection, spark: Any, fol
         scoring["score"] = _timed(lambda: out.append(on_spark(feats, trained, model)), tree_cpu)
         return out[0]
 
-    made: list[tuple[pl.DataFrame, pl.DataFrame, Model | None]] = []
-    for label, score, cpu in (("duckdb", None, _cpu_self), (f"spark {settings.engine.master}", timed_score, tree_cpu)):
+    made: dict[str, pl.DataFrame] = {}
+    stats: dict[str, Any] = {}
+    for way in ways:
 
-        def run(score: Any = score) -> None:  # with Spark: pass 1 and the clusters there too, as a refresh does
-            graph = spark_identity.SparkGraph(spark, settings, folder) if score is not None else None
-            made.append(build_links(settings, con, None, records, score, graph=graph))
+        def run(way: str = way) -> None:  # with Spark: pass 1 and the clusters there too, as a refresh does
+            graph, source, score = None, None, None
+            if way != "duckdb":
+                graph, score = spark_identity.SparkGraph(spark, settings, folder), timed_score
+            if way == "spark":  # records and features made on Spark: the driver gets their keys back
+                source = spark_identity.SparkRecords(spark, settings, bench.store, bench.manifest, folder)
+            _, made[way], model = build_links(settings, con, None, records, score, graph=graph, made=source)
+            stats.update(model.stats if model else {})
 
         peaks = Peaks()
-        wall, used = _timed(run, cpu)
+        wall, used = _timed(run, _cpu_self if way == "duckdb" else tree_cpu)
         print(f"  {peaks.report(hwm=False)} (sampled during the run)")
-        model = made[-1][2]
-        stats = model.stats if model else {}
         laps = ", ".join(f"{k.removeprefix('seconds_')} {v:.1f}" for k, v in stats.items() if k.startswith("seconds_"))
-        pairs = stats.get("pairs_linked")
-        print(_line(f"identity on {label}", wall, used, records.height) + f"  [{laps}; {pairs} pairs]")
-    if "score" in scoring:
-        print(_line("  of which Splink scoring on Spark", *scoring["score"], records.height))
-    (_, duck, _), (_, spark_links, _) = made
-    same = spark_links.drop("confidence").equals(duck.drop("confidence"))
-    print(f"the same links on both engines (keys, records, rules): {same}")
+        print(_line(f"identity, {way}", wall, used, n) + f"  [{laps}; {stats.get('pairs_linked')} pairs]")
+        stats.clear()
+        if "score" in scoring:
+            print(_line("  of which Splink scoring on Spark", *scoring.pop("score"), n))
+    if len(made) > 1:
+        first, *others = made
+        for other in others:
+            same = made[other].drop("confidence").equals(made[first].drop("confidence"))
+            print(f"the same links, {first} and {other} (keys, records, rules): {same}")
 
 
 def main() -> None:
@@ -283,6 +296,9 @@ def main() -> None:
     parser.add_argument("--steps", default="analytics,identity", help="which steps to time (comma-separated)")
     parser.add_argument("--runs", type=int, default=2, help="Spark runs of the analytics steps (the first is cold)")
     parser.add_argument("--conf", action="append", default=[], help="spark.KEY=VALUE over the session's defaults")
+    parser.add_argument(
+        "--identity-on", default=",".join(IDENTITY_WAYS), help=f"identity's ways, comma-separated: {IDENTITY_WAYS}"
+    )
     args = parser.parse_args()
     steps, peaks = set(args.steps.split(",")), Peaks()
     with opened(args.config, args.master, parse_conf(args.conf), "bench") as bench:
@@ -316,7 +332,7 @@ def main() -> None:
             if "analytics" in steps:
                 bench.spark_runs("lead facts + attribution", args.runs, rows, on_spark)
             if "identity" in steps:
-                identity(settings, con, spark, bench.folder / "identity")
+                identity(bench, bench.folder / "identity", args.identity_on.split(","))
             print(f"whole benchmark: {peaks.report()}")
 
 

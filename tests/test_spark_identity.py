@@ -7,9 +7,11 @@ known pairs (exact, fuzzy, overrides) is resolved on both: the same customers, k
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import duckdb
+import numpy as np
 import polars as pl
 import pytest
 
@@ -346,3 +348,175 @@ def test_pass_one_and_the_clusters_on_spark_link_what_duckdb_links(settings: Set
     assert rules["wechat:B1"] == "exact:email+phone" and rules["crm:C1"] == "exact:customer_ref+email"
     assert rules["pos:Z2"] == "override" and rules["shop:T0"] == "single"
     assert not (stage / PARTS).exists()  # the graph's files are removed
+
+
+# ------------------------------------------------------------------------- the records and features made on Spark
+def _made_on_both(settings: Settings, spark: Any, folder: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """A company's records resolved from its snapshots (settings' manifest) on both engines: (the driver's
+    records and features as derived.identity makes them, the same as Spark made them, the keys Spark's driver
+    got back); every record numbered alike."""
+    from dashboard.core.duck import attach_entities
+    from dashboard.core.store import Store
+    from dashboard.derived.identity import NODE_COLUMNS, Records, features, read_records, state_hashes
+
+    store = Store(settings.data_path)
+    manifest = store.read_manifest()
+    with duckdb.connect() as con:
+        attach_entities(con, store, manifest)
+        recs = Records(read_records(con)).recs
+    exact = np.arange(recs.height, dtype=np.int64)
+    feats = features(recs, exact)
+    want = pl.concat(
+        [
+            recs.select(*NODE_COLUMNS, "uid", "ref"),
+            feats.drop("unique_id", "ex", "phone", "email"),
+            state_hashes(feats),
+        ],
+        how="horizontal",
+    )
+    stage = settings.data_path / folder
+    stage.mkdir()
+    made = spark_identity.SparkRecords(spark, settings, store, manifest, stage)
+    try:
+        spark.createDataFrame([(int(n), int(n)) for n in exact], "node bigint, cluster bigint").createOrReplaceTempView(
+            "identity_exact"
+        )
+        made.features(exact)
+        on_spark = pl.from_arrow(
+            spark.sql(
+                "SELECT r.*, f.name_n FROM identity_records_made AS r JOIN identity_features_made AS f "
+                "ON f.unique_id = r.node ORDER BY r.node"
+            ).toArrow()
+        )
+        assert isinstance(on_spark, pl.DataFrame)
+        got = on_spark.with_columns(
+            pl.col("digest", "name_hash").reinterpret(signed=False), pl.col("name_n").cast(pl.Int32)
+        )
+        keys = made.recs
+    finally:
+        made.close()
+    assert not (stage / PARTS).exists()  # the records' files are removed
+    return want, got.select(want.columns), keys
+
+
+def test_records_and_features_made_on_spark_are_the_drivers_small_demo(small_demo: Settings, spark: Any) -> None:
+    from dashboard.core.config import EngineConfig
+
+    settings = small_demo.model_copy(
+        update={"engine": EngineConfig.model_validate({"kind": "spark", "master": "local[2]"})}
+    )
+    want, got, keys = _made_on_both(settings, spark, "made_small")
+    assert want.height > 5000 and got.height == want.height  # every customer, lead and customer known by reference
+    assert got.equals(want)  # numbered alike, each feature and state hash the same
+    assert keys.equals(want.select(keys.columns))  # what the driver gets back: keys and hashes, no attribute
+    assert "name" not in keys.columns and "phone" not in keys.columns
+
+
+def _crafted_company(root: Any) -> Settings:
+    """Snapshots of awkward records: pinyin names (homophones, Latin with spaces), a placeholder phone more than
+    MAX_SHARED records give, bad phones and mails kept as given, a record a snapshot holds twice, a caller known
+    only by the mobile number an order names, a lead naming its customer."""
+    from dashboard.core.duck import entity_columns
+    from dashboard.core.store import Store
+
+    settings = parse_settings({"data_dir": str(root / "data"), "engine": {"kind": "spark", "master": "local[2]"}}, root)
+    store = Store(settings.data_path)
+    customers = [
+        ("C1", "王晓伟", "13812345678", True, "wxw@example.com", True, "上海星河贸易(有限)公司", "上海", "2024-01-01"),
+        ("C2", "王晓玮", "+86 138-1234-567", False, "WXW＠example", False, "星河贸易有限公司", " 上海 ", "2024-01-02"),
+        ("C3", "Zhang Wei", None, None, "zw#example.com", False, "Acme", "北京", None),
+        ("C4", " zhang  wei ", "8613900001111", False, None, None, None, None, "2024-03-01"),
+        ("C4", "张伟", "13900001111", True, None, None, None, None, "2024-02-01"),  # older row of C4
+        ("C5", None, "abc", False, "x@", False, None, None, None),
+        *((f"T{i}", "李娜", "13800000000", True, None, None, None, "天津", None) for i in range(MAX_SHARED + 1)),
+    ]
+    frame = pl.DataFrame(
+        [
+            {"source_record_id": r[0], "name": r[1], "phone": r[2], "phone_valid": r[3], "email": r[4],
+             "email_valid": r[5], "company": r[6], "city": r[7], "updated_at": r[8], "id_number": None,
+             "id_number_valid": None, "region": "华东", "source_system": "crm", "snapshot_id": "s1"}
+            for r in customers
+        ]
+    ).with_columns(pl.col("updated_at").str.to_datetime())  # fmt: skip
+    leads = pl.DataFrame(
+        {
+            "lead_id": ["L1", "L2"], "created_at": ["2024-01-05 10:00:00", None], "channel": ["web", "web"],
+            "customer_ref": ["C1", None], "name": ["王 晓伟", "ＬＩ Ｎa"], "phone": [None, "1390000111"],
+            "phone_valid": [None, False], "email": ["wxw@example.com", None], "email_valid": [True, None],
+            "source_system": ["crm", "crm"], "snapshot_id": ["s1", "s1"],
+        }
+    ).with_columns(pl.col("created_at").str.to_datetime())  # fmt: skip
+    orders = pl.DataFrame(
+        {"order_id": ["O1", "O2"], "customer_ref": ["13700000001", "C1"], "ordered_at": [datetime(2024, 1, 9)] * 2,
+         "amount": [1.0, 2.0], "source_system": ["callcenter", "crm"], "snapshot_id": ["s2", "s1"]}
+    )  # fmt: skip
+    sources: dict[str, Any] = {}
+    for source, entity, rows in (
+        ("crm", "customers", frame),
+        ("crm", "leads", leads),
+        ("callcenter", "orders", orders),
+    ):
+        path = settings.data_path / "snapshots" / source / "s1" / f"{entity}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows.select([c for c in rows.columns if c in entity_columns(entity)]).write_parquet(path)
+        sources.setdefault(source, {"snapshot_id": "s1", "entities": {}})["entities"][entity] = {
+            "file": store.rel(path)
+        }
+    store.write_manifest({"sources": sources})
+    return settings
+
+
+def test_records_and_features_made_on_spark_are_the_drivers_crafted(tmp_path: Any, spark: Any) -> None:
+    settings = _crafted_company(tmp_path)
+    want, got, _ = _made_on_both(settings, spark, "made_crafted")
+    assert got.equals(want)
+    row = {r["uid"]: r for r in got.iter_rows(named=True)}
+    assert row["customer:crm:C4"]["name"] == row["customer:crm:C3"]["name"]  # the latest C4 row: a Latin name
+    assert row["customer:crm:C2"]["phone10"] == "1381234567" and row["customer:crm:C2"]["phone"] is None  # bad phone
+    assert row["customer:crm:C2"]["email_key"] == row["customer:crm:C1"]["email_key"] == "wxw@example"
+    assert row["customer:callcenter:13700000001"]["phone"] == "13700000001"  # a caller known by the number only
+    assert row["lead:crm:L1"]["name_py"] == row["customer:crm:C1"]["name_py"] == row["customer:crm:C2"]["name_py"]
+    assert row["customer:crm:T0"]["name_n"] == MAX_SHARED + 1 and row["customer:crm:T0"]["phone"] == "13800000000"
+    assert got["node"].to_list() == list(range(got.height))  # 0..n-1 across Spark's partitions
+
+
+def test_the_small_demo_resolved_from_records_made_on_spark_links_what_duckdb_links(
+    small_demo: Settings, spark: Any
+) -> None:
+    from dashboard.core.config import EngineConfig
+    from dashboard.core.duck import attach_entities
+    from dashboard.core.store import Store
+    from dashboard.derived.identity import read_records
+
+    settings = small_demo.model_copy(
+        update={"engine": EngineConfig.model_validate({"kind": "spark", "master": "local[2]"})}
+    )
+    store = Store(settings.data_path)
+    manifest = store.read_manifest()
+    with duckdb.connect() as con:
+        attach_entities(con, store, manifest)
+        records = read_records(con)
+    duck_model, spark_model = Model(threshold=0.95), Model(threshold=0.95)
+    want = resolve(records, duck_model)
+    stage = settings.data_path / "resolved_on_spark"
+    stage.mkdir()
+    made = spark_identity.SparkRecords(spark, settings, store, manifest, stage)
+    assert made.recs.height == records.height and "name" not in made.recs.columns  # keys only on the driver
+    score, graph = spark_identity.scorer(spark, settings, stage), spark_identity.SparkGraph(spark, settings, stage)
+    got = resolve(made, spark_model, score=score, graph=graph)
+    assert got.drop("confidence").equals(want.drop("confidence"))  # keys, records, rules
+    assert (got["confidence"] - want["confidence"]).abs().max() <= 1.0001e-4
+    assert spark_model.stats["pairs_linked"] == duck_model.stats["pairs_linked"] > 0
+    # trained on the same sample: the same parameters (DuckDB's threads may add them up in another order)
+    assert _parameters(spark_model) == pytest.approx(_parameters(duck_model), rel=1e-9)
+    assert spark_model.tf_total == duck_model.tf_total
+    assert (got["match_rule"] == "probabilistic").sum() > 0
+    assert not (stage / PARTS).exists()
+
+
+def _parameters(model: Model) -> list[float]:
+    """A trained model's probabilities, level by level (-1: a level without one)."""
+    assert model.trained is not None
+    levels = [level for c in model.trained["comparisons"] for level in c["comparison_levels"]]
+    values = [level.get(k) for level in levels for k in ("m_probability", "u_probability")]
+    return [model.trained["probability_two_random_records_match"], *(-1.0 if v is None else v for v in values)]

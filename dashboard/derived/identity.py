@@ -208,8 +208,11 @@ class Graph:
     values: pl.DataFrame  # VALUES_SQL's rows
     exact_labels: np.ndarray
 
-    def exact(self, nodes: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """nodes (NODE_COLUMNS, node = 0..n-1) → (each record's pass-1 cluster, the rule bits it shares)."""
+    def exact(self, nodes: pl.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+        """nodes (NODE_COLUMNS, node = 0..n-1) → (each record's pass-1 cluster, the rule bits it shares); None: the
+        records' nodes are already where the graph works (SparkGraph with SparkRecords)."""
+        if nodes is None:
+            raise ValueError("records made on Spark need the Spark graph (derived.spark.identity.SparkGraph)")
         n = nodes.height
         with duckdb.connect() as con:
             con.register("identity_nodes", nodes.select(NODE_COLUMNS).to_arrow())
@@ -263,12 +266,49 @@ def _components(n: int, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.nd
     return connected_components(graph, directed=False)[1]
 
 
-def _prepare(records: pl.DataFrame) -> pl.DataFrame:
-    recs = records.with_row_index("node").with_columns(
-        (pl.col("record_kind") + ":" + pl.col("source_system") + ":" + pl.col("source_record_id")).alias("uid"),
-        (pl.col("source_system") + ":" + pl.col("source_record_id")).alias("ref"),
-    )
+class Records:
+    """Where the records and their features are made: here, from a frame of records (this class), or on Spark from
+    the snapshots (derived.spark.identity.SparkRecords, which keeps them there and hands the driver only what the
+    keys are made from)."""
+
+    def __init__(self, records: pl.DataFrame) -> None:
+        self.recs = _prepare(records) if records.height else records
+
+    @property
+    def height(self) -> int:
+        return self.recs.height
+
+    def nodes(self) -> pl.DataFrame | None:
+        """Pass 1's input (NODE_COLUMNS), or None where the graph's engine already has it."""
+        return self.recs.select(NODE_COLUMNS)
+
+    def features(self, exact: np.ndarray) -> pl.DataFrame | None:
+        """Pass 2's features (FEATURE_COLUMNS), or None for records without the attributes pass 2 compares."""
+        return features(self.recs, exact) if set(_FEATURE_INPUTS) <= set(self.recs.columns) else None
+
+    sample: Sampler | None = None  # the training sample when the features are not here (SparkRecords)
+
+    def close(self) -> None:
+        """Nothing to remove here (the Spark records remove their files)."""
+
+
+# a record's id (unique over the records): each engine numbers the records (node 0..n-1) in its order, so both
+# number them alike; Splink samples training pairs by node, so the same numbers train the same model
+UID = pl.col("record_kind") + ":" + pl.col("source_system") + ":" + pl.col("source_record_id")
+
+
+def prepare_part(records: pl.DataFrame) -> pl.DataFrame:
+    """Numbered records (``node``) with their uid, ref and a bare reference's phone: record by record, so any part
+    of the records at a time (derived.spark.identity runs it on the executors)."""
+    ref = pl.col("source_system") + ":" + pl.col("source_record_id")
+    recs = records.with_columns(UID.alias("uid"), ref.alias("ref"))
     return recs.with_columns(_with_ref_phones(recs).alias("phone"), pl.col("node").cast(pl.Int64))
+
+
+def _prepare(records: pl.DataFrame) -> pl.DataFrame:
+    """Every record numbered in uid order, prepared (prepare_part)."""
+    order = records.select(UID.arg_sort()).to_series()
+    return prepare_part(records[order].with_row_index("node"))
 
 
 def link_exact(records: pl.DataFrame) -> pl.DataFrame:
@@ -281,8 +321,9 @@ def link_exact(records: pl.DataFrame) -> pl.DataFrame:
 _FEATURE_INPUTS = ("name", "company", "city", "region", "phone_invalid", "email_invalid")
 
 
-def features(recs: pl.DataFrame, exact: np.ndarray) -> pl.DataFrame:
-    """The columns pass 2 compares; ``exact`` is each record's pass-1 cluster."""
+def row_features(recs: pl.DataFrame) -> pl.DataFrame:
+    """The columns pass 2 compares that each record makes alone (prepared records: prepare_part), any part at a
+    time; ``name_bucket`` picks the training sample (the same records on both engines)."""
     digits = pl.col("phone_invalid").str.replace_all(r"\D", "").str.replace(r"^(86|0086)", "")
     email_any = (
         pl.coalesce("email", "email_invalid").str.to_lowercase().str.replace_all(r"[#＠]", "@").str.replace(r"@+", "@")
@@ -290,7 +331,6 @@ def features(recs: pl.DataFrame, exact: np.ndarray) -> pl.DataFrame:
     company = pl.col("company").str.replace_all(r"[\s\u3000()（）]", "")
     out = recs.select(
         pl.col("node").alias("unique_id"),
-        pl.Series("ex", exact, dtype=pl.Int64),
         clean_name(pl.col("name")).alias("name"),
         "phone",
         pl.coalesce(
@@ -304,11 +344,27 @@ def features(recs: pl.DataFrame, exact: np.ndarray) -> pl.DataFrame:
         pl.col("city").str.strip_chars(),
         pl.col("region").str.strip_chars(),
     )
+    name_py = pinyin(out["name"]).alias("name_py")
     return out.with_columns(
-        pinyin(out["name"]).alias("name_py"),
-        pl.len().over("name").cast(pl.Int32).alias("name_n"),
+        name_py,
         pl.col("phone10").str.slice(0, 7).alias("phone7"),
+        (name_py.hash(seed=0) % 1_000_000_007).cast(pl.Int64).alias("name_bucket"),
     )
+
+
+# the columns pass 2 reads, in this order on both engines (name_n: how many records have the name, ex: pass 1's cluster)
+FEATURE_COLUMNS = (
+    "unique_id", "ex", "name", "phone", "phone10", "email", "email_key", "company", "city", "region", "name_py",
+    "name_n", "phone7", "name_bucket",
+)  # fmt: skip
+
+
+def features(recs: pl.DataFrame, exact: np.ndarray) -> pl.DataFrame:
+    """The columns pass 2 compares; ``exact`` is each record's pass-1 cluster."""
+    out = row_features(recs).with_columns(
+        pl.Series("ex", exact, dtype=pl.Int64), pl.len().over("name").cast(pl.Int32).alias("name_n")
+    )
+    return out.select(FEATURE_COLUMNS)
 
 
 def _level(sql: str, label: str, **options: Any) -> Any:
@@ -449,29 +505,42 @@ CANDIDATES = "name IS NOT NULL OR phone10 IS NOT NULL OR email_key IS NOT NULL"
 # (features, Splink's settings JSON: the parameters and blocking rules, model) → the candidate pairs predict
 # returns, scored on another engine (Splink's Spark linker: derived.spark.identity)
 Scorer = Callable[[pl.DataFrame, dict[str, Any], Model], pl.DataFrame]
+# k → the training sample: the named candidates (FEATURE_COLUMNS) whose name_bucket % k is 0, by unique_id; for
+# features kept where they were made (SparkRecords), of which the driver has only unique_id, ex and named
+Sampler = Callable[[int], pl.DataFrame]
 
 
-def predict(feats: pl.DataFrame, model: Model, score: Scorer | None = None) -> pl.DataFrame:
+def predict(
+    feats: pl.DataFrame, model: Model, score: Scorer | None = None, sample: Sampler | None = None
+) -> pl.DataFrame:
     """Scored candidate pairs (node_l, node_r, match_probability) at or above the model's threshold.
 
     The model is trained on a sample (whole name groups, so same-name pairs stay together) of at most
-    ``model.train_records`` records, then scores every candidate pair of the full data."""
+    ``model.train_records`` records, then scores every candidate pair of the full data. ``sample``: the features
+    are elsewhere (``feats`` has unique_id, ex and named), the sample comes from there and ``score`` scores."""
     from splink import DuckDBAPI, Linker, SettingsCreator
     from splink.internals.exceptions import SplinkException
 
     if model.trained is not None:  # kept or pinned parameters: scored, not trained
         return _predict_with(feats, model, score)
     logging.getLogger("splink").setLevel(logging.ERROR)
+    # every named record is a candidate: the named records are the sample's population and the frequencies' total
+    named = int(feats["named"].sum()) if sample is not None else int(feats["name"].is_not_null().sum())
+    k = max(1, named // model.train_records)
     with bounded_connection(model.memory_limit, model.spill_root, shared=True) as con:
-        con.register("identity_features", feats.to_arrow())
-        con.execute(f"CREATE TABLE identity_records AS SELECT * FROM identity_features WHERE {CANDIDATES}")
-        con.unregister("identity_features")
-        named = int(feats["name"].is_not_null().sum())
-        con.execute(
-            "CREATE TABLE identity_sample AS SELECT * FROM identity_records "
-            "WHERE name IS NOT NULL AND hash(name_py) % $k = 0",
-            {"k": max(1, named // model.train_records)},
-        )
+        if sample is None:
+            con.register("identity_features", feats.to_arrow())
+            con.execute(f"CREATE TABLE identity_records AS SELECT * FROM identity_features WHERE {CANDIDATES}")
+            con.unregister("identity_features")
+            con.execute(
+                "CREATE TABLE identity_sample AS SELECT * FROM identity_records "
+                "WHERE name IS NOT NULL AND name_bucket % $k = 0",
+                {"k": k},
+            )
+        else:
+            con.register("identity_sampled", sample(k).to_arrow())
+            con.execute("CREATE TABLE identity_sample AS SELECT * FROM identity_sampled")
+            con.unregister("identity_sampled")
         db = DuckDBAPI(con)
         settings = SettingsCreator(
             link_type="dedupe_only",
@@ -501,7 +570,7 @@ def predict(feats: pl.DataFrame, model: Model, score: Scorer | None = None) -> p
         model.stats["em_sessions"] = trained
         lap("em")
         model.trained = trainer.misc.save_model_to_json()  # kept: later builds score with it
-        model.tf_total = int(con.sql("SELECT count(name) FROM identity_records").fetchall()[0][0])
+        model.tf_total = named
         if score is not None:  # the full data scored elsewhere, with the model trained here
             pairs = score(feats, trainer.misc.save_model_to_json(), model)
         else:  # a fresh copy of the parameters: Splink keeps and may change what it is given
@@ -625,7 +694,7 @@ def _split_apart(
 
 
 def resolve(
-    records: pl.DataFrame,
+    records: pl.DataFrame | Records,
     probabilistic: Model | None = None,
     overrides: list[Override] | None = None,
     previous: pl.DataFrame | None = None,
@@ -633,29 +702,33 @@ def resolve(
     graph: Graph | None = None,
 ) -> pl.DataFrame:
     """records (RECORDS_SQL's columns; at least source_system, source_record_id, record_kind, phone,
-    email, id_number, customer_ref) → one row per record with customer_key, match_rule, confidence.
-    ``graph``: where pass 1 and the clusters are made (None: here, Graph)."""
-    if records.height == 0:
+    email, id_number, customer_ref; or Records made elsewhere) → one row per record with customer_key, match_rule,
+    confidence. ``graph``: where pass 1 and the clusters are made (None: here, Graph)."""
+    source = records if isinstance(records, Records) else Records(records)
+    if source.height == 0:
+        source.close()
         return pl.DataFrame(schema={c: pl.String for c in LINK_COLUMNS[:-1]} | {"confidence": pl.Float64})
     graph = graph or Graph()
     lap = _Laps(probabilistic.stats if probabilistic else {})
     try:
-        recs = _prepare(records)
-        exact, rule = graph.exact(recs.select(NODE_COLUMNS))
+        recs = source.recs
+        exact, rule = graph.exact(source.nodes())
         pairs = pl.DataFrame(schema=_PAIR_SCHEMA)
         lap("exact")
-        if probabilistic is not None and set(_FEATURE_INPUTS) <= set(recs.columns):
-            feats = features(recs, exact)
+        feats = source.features(exact) if probabilistic is not None else None
+        if probabilistic is not None and feats is not None:
             lap("features")
             feats, kept_pairs = _against_kept(recs, feats, probabilistic)  # all: nothing kept
-            pairs = predict(feats, probabilistic, score)
+            pairs = predict(feats, probabilistic, score, source.sample)
             pairs = probabilistic.pairs = pl.concat([kept_pairs, pairs.cast(kept_pairs.schema)])
             lap = _Laps(probabilistic.stats)
+        del feats
         merge, apart, detach = _override_nodes(recs, overrides or [])
         labels = graph.clusters(pairs, merge, detach)
         labels = _split_apart(labels, graph, pairs, merge, detach, apart)
     finally:
         graph.close()
+        source.close()
     # only the columns the links need: joins over the records' wide rows dominated this step at scale
     recs = recs.select(
         "uid",
@@ -880,15 +953,17 @@ def build_links(
     *,
     kept: Kept | None = None,
     graph: Graph | None = None,
-) -> tuple[pl.DataFrame, pl.DataFrame, Model | None]:
+    made: Records | None = None,
+) -> tuple[pl.DataFrame | None, pl.DataFrame, Model | None]:
     """(records, links, model) of a derived build: ``con`` has the entity views; ``previous`` (the current
     build's source_system, source_record_id, customer_key, if any) hands its keys on; ``records``: the
     records when already read (read_records); ``kept`` (kept_resolution): the parameters to score with and
     the previous build's resolution to resolve only what changed against (None: train, resolve all); ``graph``:
-    where pass 1 and the clusters are made (None: here)."""
+    where pass 1 and the clusters are made (None: here); ``made``: the records and features made there too
+    (SparkRecords), resolved instead of ``records``."""
     cfg = settings.identity
     overrides = read_overrides(settings.base_dir / cfg.overrides) if cfg.overrides else []
-    records = read_records(con) if records is None else records
+    records = read_records(con) if records is None and made is None else records
     model = (
         Model(threshold=cfg.match_threshold, memory_limit=settings.memory_limit, spill_root=settings.spill_path)
         if cfg.probabilistic
@@ -898,7 +973,9 @@ def build_links(
         model.trained, model.tf_total = kept.trained, kept.tf_total
         model.kept = kept if kept.state is not None else None
         model.stats["resolution"] = "full: " + kept.reason if kept.reason else "incremental"
-    return records, resolve(records, model, overrides, previous, score, graph), model
+    resolved = records if made is None else made
+    assert resolved is not None
+    return records, resolve(resolved, model, overrides, previous, score, graph), model
 
 
 def previous_table(store: Store, manifest: Manifest, table: str, columns: list[str]) -> pl.DataFrame | None:
@@ -1087,17 +1164,20 @@ def _scored_pairs(con: duckdb.DuckDBPyConnection, linker: Any, model: Model) -> 
     ).pl()  # Splink's own table name
 
 
+def state_hashes(feats: pl.DataFrame) -> pl.DataFrame:
+    """A record's digest of what pass 2 compares and its name's hash (identity_state), record by record."""
+    return feats.select(
+        pl.struct(list(_COMPARED)).hash().alias("digest"),
+        pl.when(pl.col("name").is_not_null()).then(pl.col("name").hash()).alias("name_hash"),
+    )
+
+
 def _record_state(recs: pl.DataFrame, feats: pl.DataFrame) -> pl.DataFrame:
-    """identity_state's rows: a record's rid is its node in this build (the pairs name nodes)."""
+    """identity_state's rows: a record's rid is its node in this build (the pairs name nodes). Features made
+    elsewhere (on Spark) bring their hashes along."""
+    hashes = feats.select("digest", "name_hash") if "digest" in feats.columns else state_hashes(feats)
     return pl.concat(
-        [
-            recs.select(*_RECORD_KEY, pl.col("node").alias("rid")),
-            feats.select(
-                pl.struct(list(_COMPARED)).hash().alias("digest"),
-                pl.when(pl.col("name").is_not_null()).then(pl.col("name").hash()).alias("name_hash"),
-                pl.col("ex").cast(pl.Int64),
-            ),
-        ],
+        [recs.select(*_RECORD_KEY, pl.col("node").alias("rid")), hashes, feats.select(pl.col("ex").cast(pl.Int64))],
         how="horizontal",
     )
 

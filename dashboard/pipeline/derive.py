@@ -153,9 +153,13 @@ def build_derived(
             score = spark_identity.scorer(spark, settings, stage) if spark is not None else None
             # only new and changed records scored against the kept pairs and parameters, unless re-resolved
             kept = kept_resolution(settings, store, manifest, full=full, now=now_utc())
-            records = read_records(con) if records is None else records
+            records = read_records(con) if records is None and spark is None else records
             graph = spark_identity.SparkGraph(spark, settings, stage) if spark is not None else None  # pass 1, clusters
-            records, links, model = build_links(settings, con, previous, records, score, kept=kept, graph=graph)
+            # with engine spark the records and their features are made on Spark too: the driver gets their keys
+            made = spark_identity.SparkRecords(spark, settings, store, manifest, stage) if spark is not None else None
+            records, links, model = build_links(
+                settings, con, previous, records, score, kept=kept, graph=graph, made=made
+            )
             write_state(model, kept, stage, now_utc())
             links.write_parquet(stage / "identity_links.parquet")
             moved = redirects(  # keys that disappeared (merged) → where their records are now

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +34,27 @@ import numpy as np
 import polars as pl
 
 from dashboard.core.config import Settings
+from dashboard.core.store import Manifest, Store
 from dashboard.derived.identity import (
+    _CUSTOMERS_SQL,
+    _LEADS_SQL,
+    _REFS_SQL,
     CANDIDATES,
     DETACHED_HUBS_SQL,
+    FEATURE_COLUMNS,
+    NODE_COLUMNS,
     RULES_SQL,
     VALUES_SQL,
     Graph,
     Model,
+    Records,
     Scorer,
+    prepare_part,
+    row_features,
+    state_hashes,
     undetached,
 )
-from dashboard.derived.spark.jobs import PARTS, run_job, shared_uri, spark_query
+from dashboard.derived.spark.jobs import PARTS, register_entities, run_job, shared_uri, spark_query
 from dashboard.derived.spark.session import run_within
 from dashboard.derived.spark.sql import to_spark, to_spark_condition
 
@@ -52,6 +64,177 @@ _TF_SQL = (
     "WHERE name IS NOT NULL GROUP BY name"
 )
 PAIRS = pl.Schema({"node_l": pl.Int64, "node_r": pl.Int64, "match_probability": pl.Float64})
+
+
+# what the executors make of each record (_record_part): pass 1's columns, the features each record makes alone,
+# its state hashes (UInt64 in Polars, their bits as Spark's signed BIGINT)
+_PART_COLUMNS: dict[str, str] = {
+    **{c: "bigint" if c == "node" else "string" for c in NODE_COLUMNS},
+    "uid": "string",
+    "ref": "string",
+    **{c: "string" for c in ("name", "phone10", "email_key", "company", "city", "region", "name_py", "phone7")},
+    "name_bucket": "bigint",
+    "digest": "bigint",
+    "name_hash": "bigint",
+}
+# what a record's part needs of RECORDS_SQL's columns (the others are the golden record's)
+_RECORD_INPUTS = (
+    "source_system", "source_record_id", "record_kind", "phone", "email", "id_number", "customer_ref",
+    "phone_invalid", "email_invalid", "name", "company", "city", "region",
+)  # fmt: skip
+# the driver keeps of each record what its key and state are made from
+_KEY_COLUMNS = ("node", "uid", "ref", "source_system", "source_record_id", "record_kind", "digest", "name_hash")
+
+
+def record_part(records: pl.DataFrame) -> pl.DataFrame:
+    """Numbered records (``node`` and _RECORD_INPUTS) → _PART_COLUMNS: derived.identity's own functions, record by
+    record (prepare_part, row_features, state_hashes), so a part gives what the whole frame gives on the driver."""
+    recs = prepare_part(records)
+    feats = row_features(recs)
+    hashes = state_hashes(feats).select(pl.all().reinterpret(signed=True))
+    out = pl.concat([recs.select(*NODE_COLUMNS, "uid", "ref"), feats.drop("unique_id", "phone", "email"), hashes],
+                    how="horizontal")  # fmt: skip
+    return out.select(list(_PART_COLUMNS))
+
+
+def _record_batches(offsets: dict[int, int], batches: Iterator[Any]) -> Iterator[Any]:
+    """On an executor (mapInArrow): a partition of the records in uid order, numbered from its offset."""
+    import pyarrow as pa
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    start = offsets.get(context.partitionId(), 0) if context is not None else 0
+    schema = pa.schema([(c, pa.int64() if t == "bigint" else pa.string()) for c, t in _PART_COLUMNS.items()])
+    for batch in batches:
+        part = pl.from_arrow(batch)
+        assert isinstance(part, pl.DataFrame)
+        numbered = part.with_columns(pl.int_range(start, start + part.height, dtype=pl.Int64).alias("node"))
+        start += part.height
+        yield from record_part(numbered).to_arrow().cast(schema).to_batches()
+
+
+class SparkRecords(Records):
+    """derived.identity's records and features made on Spark from the snapshots' Parquet (RECORDS_SQL's
+    statements transpiled, then derived.identity's Polars functions on every part with mapInArrow), written as
+    Parquet in ``stage``'s Spark folder, where pass 1 (SparkGraph), the training sample and Splink's Spark linker
+    (scorer) read them. The driver gets back only what keys and state are made from (_KEY_COLUMNS): no record's
+    attributes, no feature. Records are numbered in uid order, as derived.identity numbers them."""
+
+    def __init__(self, spark: Any, settings: Settings, store: Store, manifest: Manifest, stage: Path) -> None:
+        self.spark, self.settings = spark, settings
+        self.folder = stage / PARTS / "identity_records"
+        self.stage = stage
+
+        def work() -> None:
+            register_entities(spark, settings, store, manifest)
+            self._write_parts(self._records())
+
+        run_job(spark, settings, "identity_links", work)
+        files = sorted((self.folder / "records").glob("*.parquet"))
+        schema = pl.Schema({c: pl.Int64 if _PART_COLUMNS[c] == "bigint" else pl.String for c in _KEY_COLUMNS})
+        keys = pl.read_parquet(files, columns=list(_KEY_COLUMNS)) if files else pl.DataFrame(schema=schema)
+        self.recs = keys.sort("node").with_columns(pl.col("digest", "name_hash").reinterpret(signed=False))
+
+    def _uri(self, name: str) -> str:
+        return shared_uri(self.settings, self.folder / name)
+
+    def _records(self) -> Any:
+        """RECORDS_SQL's rows as a Spark frame: each customer and lead record's latest row, and the customers
+        known only by reference (read_records on the driver)."""
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+
+        def latest(sql: str) -> Any:
+            rows = self.spark.sql(to_spark(sql))
+            order = Window.partitionBy("source_system", "source_record_id").orderBy(F.col("seen_at").desc_nulls_last())
+            return rows.withColumn("_n", F.row_number().over(order)).where("_n = 1")
+
+        parts = [latest(_CUSTOMERS_SQL), self.spark.sql(to_spark(_REFS_SQL)), latest(_LEADS_SQL)]
+        typed = [
+            df.select([(F.col(c) if c in df.columns else F.lit(None)).cast("string").alias(c) for c in _RECORD_INPUTS])
+            for df in parts
+        ]
+        return typed[0].unionByName(typed[1]).unionByName(typed[2])
+
+    def _write_parts(self, records: Any) -> None:
+        """The records in uid order (node 0..n-1 across the partitions: each numbered from the rows before it),
+        each part through record_part, as Parquet; the view identity_nodes (pass 1's input) over it."""
+        from pyspark import StorageLevel
+        from pyspark.sql import functions as F
+
+        uid = F.concat_ws(":", "record_kind", "source_system", "source_record_id")
+        parts = int(self.spark.conf.get("spark.sql.shuffle.partitions", "200"))
+        ordered = (
+            records.withColumn("_uid", uid)
+            .repartitionByRange(parts, "_uid")
+            .sortWithinPartitions("_uid")
+            .drop("_uid")
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        try:
+            sizes = dict(ordered.groupBy(F.spark_partition_id()).count().collect())
+            offsets, start = {}, 0
+            for part in sorted(sizes):
+                offsets[part], start = start, start + sizes[part]
+            schema = ", ".join(f"{c} {t}" for c, t in _PART_COLUMNS.items())
+            made = ordered.mapInArrow(functools.partial(_record_batches, offsets), schema)
+            made.write.mode("overwrite").parquet(self._uri("records"))
+        finally:
+            ordered.unpersist()
+        self.spark.read.parquet(self._uri("records")).createOrReplaceTempView("identity_records_made")
+        self.spark.sql(f"SELECT {', '.join(NODE_COLUMNS)} FROM identity_records_made").createOrReplaceTempView(
+            "identity_nodes"
+        )
+
+    def nodes(self) -> pl.DataFrame | None:
+        return None  # on Spark already (identity_nodes)
+
+    def features(self, exact: np.ndarray) -> pl.DataFrame:
+        """Pass 2's features (FEATURE_COLUMNS) written on Spark, with pass 1's clusters SparkGraph found there (the
+        view identity_exact) and each name's count; the driver gets unique_id, ex, named and the state hashes."""
+        cols = ", ".join("COALESCE(e.cluster, f.node) AS ex" if c == "ex" else _FEATURE_SQL.get(c, f"f.{c}")
+                         for c in FEATURE_COLUMNS)  # fmt: skip
+
+        def work() -> None:
+            sql = f"SELECT {cols} FROM identity_records_made AS f LEFT JOIN identity_exact AS e ON e.node = f.node"
+            self.spark.sql(sql).write.mode("overwrite").parquet(self._uri("features"))
+            self.spark.read.parquet(self._uri("features")).createOrReplaceTempView(FEATURES_VIEW)
+
+        run_job(self.spark, self.settings, "identity_links", work)
+        return self.recs.select(
+            pl.col("node").alias("unique_id"),
+            pl.Series("ex", exact, dtype=pl.Int64),
+            pl.col("name_hash").is_not_null().alias("named"),
+            "digest",
+            "name_hash",
+        )
+
+    def sample(self, k: int) -> pl.DataFrame:
+        """The training sample (derived.identity.Sampler), pulled from the features on Spark."""
+        from pyspark.sql import functions as F
+
+        out: list[pl.DataFrame] = []
+
+        def work() -> None:
+            rows = self.spark.table(FEATURES_VIEW).where(F.col("name").isNotNull() & (F.col("name_bucket") % k == 0))
+            got = pl.from_arrow(rows.orderBy("unique_id").toArrow())
+            assert isinstance(got, pl.DataFrame)
+            out.append(got)
+
+        run_job(self.spark, self.settings, "identity_links", work)
+        return out[0].cast({"unique_id": pl.Int64, "ex": pl.Int64, "name_n": pl.Int32, "name_bucket": pl.Int64})
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the build's Spark folder, when no other step uses it
+            (self.stage / PARTS).rmdir()
+
+
+FEATURES_VIEW = "identity_features_made"  # SparkRecords' features: what the scorer scores when they are on Spark
+_FEATURE_SQL = {
+    "unique_id": "f.node AS unique_id",
+    "name_n": "CAST(count(*) OVER (PARTITION BY f.name) AS INT) AS name_n",
+}
 
 
 def spark_model(trained: dict[str, Any]) -> dict[str, Any]:
@@ -79,7 +262,11 @@ def scorer(spark: Any, settings: Settings, stage: Path) -> Scorer:
     def score(feats: pl.DataFrame, trained: dict[str, Any], model: Model) -> pl.DataFrame:
         folder = stage / PARTS / "identity"
         folder.mkdir(parents=True, exist_ok=True)
-        feats.write_parquet(folder / "features.parquet")
+        made = "name" not in feats.columns  # features made on Spark (SparkRecords): only flags go out from here
+        if not made:
+            feats.write_parquet(folder / "features.parquet")
+        elif "dirty" in feats.columns:  # what only a changed record's pairs are scored by (identity._restrict)
+            feats.select("unique_id", "dirty", "name_dirty").write_parquet(folder / "flags.parquet")
         pairs = folder / "pairs"
         limit = settings.engine.job_timeout_seconds
         late = f"the Spark job for identity_links ran past {limit:g} s ([engine] job_timeout_seconds) and was cancelled"
@@ -88,7 +275,14 @@ def scorer(spark: Any, settings: Settings, stage: Path) -> Scorer:
             from splink import Linker, SparkAPI
 
             spark.sparkContext.setCheckpointDir(shared_uri(settings, folder / "checkpoints"))
-            records = spark.read.parquet(shared_uri(settings, folder / "features.parquet")).where(CANDIDATES)
+            if not made:
+                records = spark.read.parquet(shared_uri(settings, folder / "features.parquet"))
+            elif "dirty" in feats.columns:
+                flags = spark.read.parquet(shared_uri(settings, folder / "flags.parquet"))
+                records = spark.table(FEATURES_VIEW).join(flags, "unique_id")
+            else:
+                records = spark.table(FEATURES_VIEW)
+            records = records.where(CANDIDATES)
             records.createOrReplaceTempView("identity_records")
             db = SparkAPI(spark_session=spark)  # registers the jar's jaro_winkler (spark.jars: .session)
             linker = Linker(db.register("identity_records"), spark_model(trained), log_level=None)
@@ -153,13 +347,17 @@ class SparkGraph(Graph):
         ).write.mode("overwrite").parquet(self._uri(out))
         self.spark.read.parquet(self._uri(out)).createOrReplaceTempView(f"identity_{out}")
 
-    def exact(self, nodes: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def exact(self, nodes: pl.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.n = nodes.height
-        nodes.write_parquet(self.folder / "nodes.parquet")
+        if nodes is not None:
+            self.n = nodes.height
+            nodes.write_parquet(self.folder / "nodes.parquet")
+        else:  # made on Spark (SparkRecords): its view identity_nodes
+            self.n = int(self.spark.table("identity_nodes").count())
 
         def work() -> None:
-            self.spark.read.parquet(self._uri("nodes.parquet")).createOrReplaceTempView("identity_nodes")
+            if nodes is not None:
+                self.spark.read.parquet(self._uri("nodes.parquet")).createOrReplaceTempView("identity_nodes")
             self.spark.sql(to_spark(VALUES_SQL)).write.mode("overwrite").parquet(self._uri("values"))
             self.spark.read.parquet(self._uri("values")).createOrReplaceTempView("identity_values")
             self.spark.sql(to_spark(RULES_SQL)).write.mode("overwrite").parquet(self._uri("rules"))
