@@ -1,14 +1,17 @@
-"""Golden records, the identity-consistency quality table and churn's per-day tables (derived.spark.steps) on
-the Spark engine against the DuckDB engine, on a refreshed company's snapshots and current build: wall time,
-CPU time (this process's, plus the local Spark JVM's from /proc) and input rows per CPU-second per step.
+"""Golden records, the identity-consistency quality table (derived.spark.steps), churn's per-day tables and
+churn's features at the cutoffs a fit reads (derived.spark.churn) on the Spark engine against the DuckDB
+engine, on a refreshed company's snapshots and current build: wall time, CPU time (this process's, plus the
+local Spark JVM's from /proc) and input rows per CPU-second per step.
 Reads the company; writes only into a temporary folder under its data folder, removed after.
 
     .venv/bin/python benchmarks/spark_steps.py --config /tmp/spark_medium/cockpit.toml --master 'local[2]'
+    .venv/bin/python benchmarks/spark_steps.py --config /tmp/spark_medium/cockpit.toml --steps churn_features
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import sys
@@ -29,6 +32,7 @@ from dashboard.derived import golden  # noqa: E402
 from dashboard.derived.churn import features as churn_features  # noqa: E402
 from dashboard.derived.identity import read_records  # noqa: E402
 from dashboard.derived.quality.tables import identity_consistency  # noqa: E402
+from dashboard.derived.spark import churn as spark_churn  # noqa: E402
 from dashboard.derived.spark import steps as spark_steps  # noqa: E402
 
 # what each step reads (besides identity's links): its "input rows"
@@ -36,7 +40,9 @@ INPUTS = {
     "golden": ("customers", "leads", "orders", "contracts", "interactions", "lead_facts"),
     "quality": ("customers", "leads"),
     "churn": ("orders", "interactions"),
+    "churn_features": ("orders", "interactions", "contracts"),
 }
+CUTOFFS = 4  # churn_features: today's and three windows back, as a fit's backtest reads them (labels for those)
 
 
 def _count(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> int:
@@ -77,11 +83,32 @@ class Steps:
         priorities = {s.name: s.priority for s in self.settings.sources}
         if spark is None:
             return lambda: churn_features.load_events(self.con, self.links, priorities, latest)
-        make = spark_steps.churn_day_tables(spark, self.settings, self.store, self.manifest, folder)
+        make = spark_churn.SparkDays(spark, self.settings, self.store, self.manifest, folder)
 
         def run() -> None:
             with churn_features.day_tables_from(make):
                 churn_features.load_events(self.con, self.links, priorities, latest)
+
+        return run
+
+    def churn_features(self, spark: Any, folder: Path) -> Callable[[], None]:
+        """The per-day tables, then the features at today's cutoff and CUTOFFS - 1 windows of the horizon
+        back with their labels (the fit and the scoring themselves are the driver's on both engines)."""
+        latest = churn_features.day_number(date.today() + timedelta(days=1))
+        priorities = {s.name: s.priority for s in self.settings.sources}
+        h = self.settings.churn.horizon_days
+        con = self.con
+
+        def run() -> None:
+            with spark_churn.churn_on(spark, self.settings, self.store, self.manifest, folder):  # None: DuckDB's
+                churn_features.load_events(con, self.links, priorities, latest)
+                last = churn_features.activity_range(con)[1]
+                d = math.floor(last or 0) + 1
+                for k in range(CUTOFFS):
+                    churn_features.features_at(con, d - k * h, h)
+                    if k:
+                        churn_features.active_at(con, d - k * h, h)
+                churn_features.drop_days(con)
 
         return run
 
@@ -90,7 +117,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="cockpit.toml of a refreshed company")
     parser.add_argument("--master", default="local[2]")
-    parser.add_argument("--steps", default="golden,quality,churn", help="which steps to time (comma-separated)")
+    parser.add_argument(
+        "--steps", default="golden,quality,churn,churn_features", help="which steps to time (comma-separated)"
+    )
     parser.add_argument("--runs", type=int, default=2, help="Spark runs per step in one session (the first is cold)")
     parser.add_argument("--conf", action="append", default=[], help="spark.KEY=VALUE over the session's defaults")
     args = parser.parse_args()

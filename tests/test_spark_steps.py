@@ -1,11 +1,12 @@
-"""Golden records, the identity-consistency table and churn's per-day tables made on both engines over the
-same awkward rows: DuckDB runs the statements as written (derived.golden, derived.quality.tables,
-derived.churn.features), Spark their transpiling (derived.spark.steps), and the two give the same rows —
-the surviving values, conflicts, provenance, lifecycle, RFM tiers, masked examples, per-day counts and the
-churn features read from them."""
+"""Golden records, the identity-consistency table and churn's keys, per-day tables, features and labels made
+on both engines over the same awkward rows: DuckDB runs the statements as written (derived.golden,
+derived.quality.tables, derived.churn.features), Spark their transpiling (derived.spark.steps, .churn), and
+the two give the same rows — the surviving values, conflicts, provenance, lifecycle, RFM tiers, masked
+examples, per-day counts and the churn features read from them."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ from dashboard.core.store import Manifest, Store
 from dashboard.derived import analytics, golden, identity
 from dashboard.derived.churn import features as churn_features
 from dashboard.derived.quality import tables as quality
+from dashboard.derived.spark import churn as spark_churn
 from dashboard.derived.spark import steps
 from dashboard.derived.spark.jobs import PARTS
 from dashboard.derived.spark.session import build_session
@@ -352,45 +354,68 @@ def test_identity_consistency_matches(settings: Settings, built: tuple[Store, Ma
 @pytest.fixture(scope="module")
 def churn_both(
     settings: Settings, built: tuple[Store, Manifest], spark: Any
-) -> Iterator[tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection]]:
-    """Two connections with churn's per-day tables: made by DuckDB, and made on Spark."""
+) -> Iterator[tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection, spark_churn.SparkDays]]:
+    """Two connections with churn's keys: made by DuckDB (and its per-day tables), and made on Spark (the
+    per-day tables there; ``days`` runs what reads them)."""
     store, manifest = built
     folder = settings.data_path / "spark"
     links = pl.read_parquet(folder / "identity_links.parquet")
     latest = churn_features.day_number(date.today() + timedelta(days=1))
     priorities = {s.name: s.priority for s in settings.sources}
+    days = spark_churn.SparkDays(spark, settings, store, manifest, folder)
     with _duck(store, manifest) as duck, _duck(store, manifest) as on_spark:
         churn_features.load_events(duck, links, priorities, latest)
-        with churn_features.day_tables_from(steps.churn_day_tables(spark, settings, store, manifest, folder)):
+        with churn_features.day_tables_from(days):
             churn_features.load_events(on_spark, links, priorities, latest)
-        assert not (folder / PARTS).exists()
-        yield duck, on_spark
+        assert on_spark.sql("SELECT count(*) FROM churn_days").fetchall() == [(0,)]  # not on the driver
+        yield duck, on_spark, days
+    shutil.rmtree(folder / PARTS)
+
+
+ChurnBoth = tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection, spark_churn.SparkDays]
 
 
 @pytest.mark.parametrize("table", list(churn_features.DAY_TABLES))
-def test_churn_day_tables_match(
-    table: str, churn_both: tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection]
-) -> None:
-    duck, on_spark = churn_both
-    want, got = duck.sql(f"SELECT * FROM {table}").pl(), on_spark.sql(f"SELECT * FROM {table}").pl()
-    assert_same(want, got, list(churn_features.DAY_TABLES[table]))
+def test_churn_day_tables_match(table: str, churn_both: ChurnBoth, spark: Any) -> None:
+    duck, _, _ = churn_both
+    want = duck.sql(f"SELECT * FROM {table}").pl()
+    got = pl.from_arrow(spark.table(table).toArrow())
+    assert isinstance(got, pl.DataFrame)
+    types = {"INTEGER": pl.Int32, "DOUBLE": pl.Float64, "VARCHAR": pl.String}
+    columns = churn_features.DAY_TABLES[table]
+    assert_same(want, got.cast({c: types[t] for c, t in columns.items()}), list(columns))  # Spark's floor: BIGINT
 
 
-def test_churn_features_match(churn_both: tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection]) -> None:
-    duck, on_spark = churn_both
+def test_churn_keys_on_the_driver_match(churn_both: ChurnBoth) -> None:
+    """Owners and regions are joined on the driver: the keys Spark made are loaded there, the same ids."""
+    duck, on_spark, _ = churn_both
+    for table in ("churn_keys", "churn_ids"):
+        want, got = duck.sql(f"SELECT * FROM {table}").pl(), on_spark.sql(f"SELECT * FROM {table}").pl()
+        assert_same(want, got, want.columns)
+
+
+def test_churn_features_match(churn_both: ChurnBoth) -> None:
+    duck, on_spark, days = churn_both
     t = churn_features.day_number(date.today() - timedelta(days=20))
-    want, got = churn_features.features_at(duck, t, 90), churn_features.features_at(on_spark, t, 90)
+    want, want_active = churn_features.features_at(duck, t, 90), churn_features.active_at(duck, t - 30, 30)
+    with churn_features.day_tables_from(days):
+        got, active = churn_features.features_at(on_spark, t, 90), churn_features.active_at(on_spark, t - 30, 30)
+        assert churn_features.activity_range(on_spark) == churn_features.activity_range(duck)
     assert_same(want, got, want.columns)
+    assert got["customer_key"].to_list() == want["customer_key"].to_list()  # in key order, as DuckDB's
     k1 = got.filter(pl.col("customer_key") == "k1").row(0, named=True)
     assert k1["order_days"] == 4  # two orders on one day are one active day
     assert k1["complaints_recent"] == 1 and k1["unsubscribes_recent"] == 1 and k1["negative_recent"] == 2
+    assert k1["overdue_amount"] == 600.0 and k1["overdue_contracts"] == 1  # K1: 1000 due, 400 paid before t
     assert "crm:X9" in set(got["customer_key"])  # a customer_ref without a link: its own key
+    assert sorted(active["customer_key"]) == sorted(want_active["customer_key"]) == ["crm:X9", "k1"]
+    assert sorted(p.name for p in (days.stage / PARTS).iterdir()) == sorted(
+        ["churn_keys", "churn_ids", *churn_features.DAY_TABLES]
+    )  # each cutoff's result is gone once read back
 
 
-def test_the_declared_day_tables_are_what_duckdb_makes(
-    churn_both: tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection],
-) -> None:
-    duck, _ = churn_both
+def test_the_declared_day_tables_are_what_duckdb_makes(churn_both: ChurnBoth) -> None:
+    duck, _, _ = churn_both
     for table, columns in churn_features.DAY_TABLES.items():
         described = duck.sql(f"DESCRIBE {table}").fetchall()
         assert {name: kind for name, kind, *_ in described} == columns
@@ -412,3 +437,18 @@ def test_ordered_lists_keep_their_order_on_spark(spark: Any) -> None:
     assert got == want == [("a", ["y", "y", "z"], ["y", "y", "z"], ["z", "y"]), ("b", ["x"], ["x"], ["x"])]
     with pytest.raises(ValueError, match="sort it by its own value"):
         to_spark("SELECT list(v ORDER BY n DESC) FROM t")
+
+
+def test_rounding_to_the_cent_is_duckdbs_on_spark(spark: Any) -> None:
+    """Spark rounds the shortest decimal printing a double (1.005 → 1.01), DuckDB the double itself (1.005 is
+    1.00499999... in binary → 1.0): churn's money features and golden's revenue round sums to the cent."""
+    values = [1.005, 0.285, 2.675, -1.005, 12.345, 0.125, -0.5, 2.5, 1234567.895]
+    sql = "SELECT x, round(x, 2) AS cents, round(x * 3, 1) AS tenths, round(x) AS whole FROM t ORDER BY x"
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT unnest($v::DOUBLE[]) AS x", {"v": values})
+    want = con.sql(sql).fetchall()
+    spark.createDataFrame([(v,) for v in values], "x double").createOrReplaceTempView("t")
+    got = [tuple(r) for r in spark.sql(to_spark(sql)).collect()]
+    assert got == want
+    assert dict((x, cents) for x, cents, *_ in want)[1.005] == 1.0  # where Spark's own round gives 1.01
+    assert spark.sql("SELECT round(CAST(1.005 AS DOUBLE), 2) AS r").collect()[0]["r"] == 1.01

@@ -40,6 +40,7 @@ from dashboard.derived.quality.tables import (
     history_sources,
     write_quality_tables,
 )
+from dashboard.derived.spark import churn as spark_churn
 from dashboard.derived.spark import identity as spark_identity
 from dashboard.derived.spark import jobs as spark_jobs
 from dashboard.derived.spark import steps as spark_steps
@@ -132,12 +133,8 @@ def build_derived(
     stage.mkdir(parents=True)
     steps = _Steps(settings, store, manifest, stage, full)
     # DuckDB held to settings.memory_limit, spilling past it; with [engine] kind = "spark" also a Spark
-    # session, started and checked before any work (None otherwise), which then makes churn's per-day tables
-    with (
-        work_connection(settings) as con,
-        spark_jobs.engine(settings) as spark,
-        spark_steps.churn_on(spark, settings, store, manifest, stage),
-    ):
+    # session, started and checked before any work (None otherwise)
+    with work_connection(settings) as con, spark_jobs.engine(settings) as spark:
         attach_views(con, store, manifest, in_memory=frozenset())  # the old summaries are rebuilt, not read
         say("deriving: identity resolution")
         overrides = settings.base_dir / settings.identity.overrides if settings.identity.overrides else None
@@ -219,7 +216,9 @@ def build_derived(
             churn_fit = _link_fit(store, steps, stage)
         else:  # scored with the kept fit until it is refit_every_days old (or --full, or new code or settings)
             fit = _kept_fit(settings, store, steps)
-            _churn().build(con, settings, links, stage, progress=say, kept=fit)  # scores, model card, calibration
+            # engine spark: the keys, per-day tables and every cutoff's features as Spark jobs, the fit here
+            with spark_churn.churn_on(spark, settings, store, manifest, stage):
+                _churn().build(con, settings, links, stage, progress=say, kept=fit)  # scores, model card, calibration
             churn_fit = _fit_entry(steps, stage, fit)
         done("churn", _rows(stage / "churn_scores.parquet"))
         say("deriving: personal-data profile")

@@ -14,10 +14,11 @@ docs/benchmarks.md, "Churn features in one pass").
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import date
+from typing import Protocol
 
 import duckdb
 import polars as pl
@@ -168,16 +169,27 @@ DAY_TABLES: dict[str, dict[str, str]] = {
     },
     "churn_channel_days": {"cid": "INTEGER", "channel": "VARCHAR", "day": "DOUBLE"},
 }  # fmt: skip
-# Makes churn_days and churn_channel_days on a connection (given the latest day number) in place of
-# load_events' own statements: with [engine] kind = "spark" the derived build sets one that runs those
-# statements as Spark jobs (derived/spark/steps.py), for the churn step only.
-DayTables = Callable[[duckdb.DuckDBPyConnection, int], None]
+RANGE_SQL = "SELECT min(first_d) AS first_d, max(last_d) AS last_d FROM churn_days"
+
+
+class DayTables(Protocol):
+    """Another engine making the keys and per-day tables in place of load_events' own statements (``make``:
+    churn_keys and churn_ids on the connection, given the latest day number), and running the statements that
+    read the per-day tables (``query``: a cutoff's features and labels, the activity range) where it made them.
+    With [engine] kind = "spark" the derived build sets one running them as Spark jobs (derived/spark/churn.py),
+    for the churn step only."""
+
+    def make(self, con: duckdb.DuckDBPyConnection, latest: int) -> None: ...
+
+    def query(self, con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, int]) -> pl.DataFrame: ...
+
+
 _DAY_TABLES: ContextVar[DayTables | None] = ContextVar("churn_day_tables", default=None)
 
 
 @contextmanager
 def day_tables_from(make: DayTables) -> Iterator[None]:
-    """Inside: load_events has ``make`` make the per-day tables."""
+    """Inside: load_events has ``make`` make the keys and per-day tables, and features read them there."""
     token = _DAY_TABLES.set(make)
     try:
         yield
@@ -308,12 +320,12 @@ def load_events(con: duckdb.DuckDBPyConnection, links: pl.DataFrame, priorities:
     con.execute("CREATE OR REPLACE TEMP TABLE churn_priority (source_system VARCHAR, priority INTEGER)")
     if priorities:
         con.executemany("INSERT INTO churn_priority VALUES (?, ?)", [[s, p] for s, p in priorities.items()])
+    make = _DAY_TABLES.get()
+    if make is not None:  # another engine makes the keys and per-day tables from the statements below
+        make.make(con, latest)
+        return
     con.execute(KEYS_SQL)
     con.execute(IDS_SQL)
-    make = _DAY_TABLES.get()
-    if make is not None:  # another engine makes the per-day tables from the statements below
-        make(con, latest)
-        return
     con.execute(KINDS_SQL, kind_params())
     con.execute(OUTCOMES_SQL, outcome_params())
     con.execute(KEYED_SQL, {"latest": latest})
@@ -330,15 +342,21 @@ def drop_days(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP TABLE IF EXISTS churn_channel_days")
 
 
+def _on_days(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, int] | None = None) -> pl.DataFrame:
+    """``sql`` over the per-day tables: on ``con``, or where another engine made them (day_tables_from)."""
+    days = _DAY_TABLES.get()
+    return days.query(con, sql, params or {}) if days is not None else con.sql(sql, params=params).pl()
+
+
 def activity_range(con: duckdb.DuckDBPyConnection) -> tuple[float | None, float | None]:
-    first, last = con.sql("SELECT min(first_d), max(last_d) FROM churn_days").fetchall()[0]
+    first, last = _on_days(con, RANGE_SQL).row(0)
     return first, last
 
 
 def features_at(con: duckdb.DuckDBPyConnection, t: int, horizon: int) -> pl.DataFrame:
     """One row per customer with activity before day ``t``, in key order: the raw features (BG/NBD's are
     added later)."""
-    out = con.sql(FEATURES_SQL, params={"t": t, "h": horizon}).pl()
+    out = _on_days(con, FEATURES_SQL, {"t": t, "h": horizon})
     gap = pl.when(pl.col("order_days") > 1).then(pl.col("order_span") / (pl.col("order_days") - 1))
     return out.with_columns(
         gap.alias("mean_gap_days"),
@@ -351,7 +369,7 @@ def features_at(con: duckdb.DuckDBPyConnection, t: int, horizon: int) -> pl.Data
 
 def active_at(con: duckdb.DuckDBPyConnection, t: int, horizon: int) -> pl.DataFrame:
     """Customers (customer_key) with an order or an interaction in [t, t + horizon)."""
-    return con.sql(LABELS_SQL, params={"t": t, "h": horizon}).pl()
+    return _on_days(con, LABELS_SQL, {"t": t, "h": horizon})
 
 
 def attributes(con: duckdb.DuckDBPyConnection, keys: pl.DataFrame) -> pl.DataFrame:

@@ -17,6 +17,9 @@ engines (tests/test_spark_sql.py):
   (Spark's lists also skip NULLs where DuckDB's keep them: the steps on Spark aggregate no NULL into one.)
 - ``trim(x)`` strips every Unicode space separator in DuckDB (a full-width space too), only ASCII spaces in
   Spark: → the separators (``\\p{Zs}``) removed at either end by a regular expression.
+- ``round(x, n)`` of a DOUBLE is ``round(x * 10^n) / 10^n`` in DuckDB, half away from zero; Spark rounds
+  the shortest decimal that prints the double (1.005 → 1.01 where DuckDB gives 1.0, 1.005 being
+  1.00499999... in binary): → DuckDB's own arithmetic, rounded at scale 0, where both agree.
 """
 
 from __future__ import annotations
@@ -63,11 +66,23 @@ def _trimmed(node: exp.Trim) -> exp.Expression:
     )
 
 
+def _to_cents(decimals: exp.Expression | None) -> bool:
+    """A ``round(x, n)`` whose ``n`` is a positive whole number (at scale 0 both engines round alike)."""
+    return isinstance(decimals, exp.Literal) and decimals.is_int and int(decimals.this) > 0
+
+
+def _rounded(node: exp.Round) -> exp.Expression:
+    power = f"POWER(10, {int(node.args['decimals'].this)})"
+    return _spark(f"ROUND(CAST({{x}} AS DOUBLE) * {power}) / {power}", node.this.transform(_rewrite))
+
+
 def _rewrite(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.ArrayAgg) and isinstance(node.this, exp.Order):
         return _ordered_list(node)
     if isinstance(node, exp.Trim) and node.args.get("expression") is None:
         return _trimmed(node)
+    if isinstance(node, exp.Round) and _to_cents(node.args.get("decimals")):
+        return _rounded(node)
     if isinstance(node, exp.TimeToUnix):
         inner = node.this
         if isinstance(inner, exp.Sub):  # seconds of an interval: the difference of the two instants

@@ -1,6 +1,6 @@
-"""Golden records, the identity-consistency quality table and churn's per-day event tables as Spark jobs,
-from the DuckDB engine's own statements (derived.golden, derived.quality.tables, derived.churn.features)
-transpiled by .sql, writing the files and tables the DuckDB engine writes.
+"""Golden records and the identity-consistency quality table as Spark jobs, from the DuckDB engine's own
+statements (derived.golden, derived.quality.tables) transpiled by .sql, writing the files the DuckDB engine
+writes (churn's: .churn).
 
 Where the DuckDB statement leans on DuckDB itself, the parse tree is changed, not the text copied: golden
 records rank each customer's records by survivorship in ``rowid`` (DuckDB's row number of a table stored in
@@ -10,9 +10,8 @@ value are a list (golden's own form past 128 sources), not DuckDB's 128-bit mask
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,9 @@ import sqlglot
 from sqlglot import exp
 
 from dashboard.core.config import Settings
-from dashboard.core.duck import empty_select, quote_path
 from dashboard.core.parse import pinyin
 from dashboard.core.store import Manifest, Store
 from dashboard.derived import golden
-from dashboard.derived.churn import features as churn_features
 from dashboard.derived.quality import tables as quality
 from dashboard.derived.spark.jobs import PARTS, register_entities, run_job, run_to_parquet, shared_uri, spark_query
 
@@ -36,7 +33,7 @@ ATTRIBUTES_FILE_SQL = golden.ATTRIBUTES_ROWS_SQL + "\nORDER BY v.customer_key"
 LOOKUP_SQL = golden.LOOKUP_SQL.format(attributes="customer_attributes")
 
 
-def _select(create_sql: str) -> exp.Expression:
+def select_of(create_sql: str) -> exp.Expression:
     """The query of a ``CREATE ... TABLE name AS <query>`` statement (DuckDB dialect)."""
     tree = sqlglot.parse_one(create_sql, read="duckdb")
     assert isinstance(tree, exp.Create) and tree.expression is not None, create_sql
@@ -56,7 +53,7 @@ def materialize(
     return parts
 
 
-def _view(spark: Any, settings: Settings, path: Path, name: str) -> None:
+def parquet_view(spark: Any, settings: Settings, path: Path, name: str) -> None:
     spark.read.parquet(shared_uri(settings, path)).createOrReplaceTempView(name)
 
 
@@ -77,7 +74,7 @@ def on_driver(previous: golden.Previous | None, links: pl.DataFrame) -> bool:
 def ranked_sql(settings: Settings, attrs: list[str]) -> str:
     """golden's ranked records with ``rowid`` = (customer_key, survivorship rank within the customer)."""
     order = ", ".join(golden._ORDER[rule] for rule in settings.identity.survivorship)
-    select = _select(
+    select = select_of(
         golden._RANKED_SQL.format(
             order=order,
             completeness=" + ".join(f"CAST(r.{a} IS NOT NULL AS INTEGER)" for a in attrs),
@@ -107,9 +104,9 @@ def golden_tables(
     attrs = [a for a in golden.ATTRIBUTES if a in records.columns]
     (stage / PARTS).mkdir(parents=True, exist_ok=True)
     records.write_parquet(stage / PARTS / "golden_records.parquet")  # identity's records, held by the driver
-    _view(spark, settings, stage / PARTS / "golden_records.parquet", "golden_records")
-    _view(spark, settings, stage / "identity_links.parquet", "golden_links")
-    _view(spark, settings, stage / "lead_facts.parquet", "lead_facts")
+    parquet_view(spark, settings, stage / PARTS / "golden_records.parquet", "golden_records")
+    parquet_view(spark, settings, stage / "identity_links.parquet", "golden_links")
+    parquet_view(spark, settings, stage / "lead_facts.parquet", "lead_facts")
     names = sorted({src.name for src in settings.sources} | set(records["source_system"].unique().to_list()))
     priority = {src.name: src.priority for src in settings.sources}
     spark.createDataFrame(
@@ -117,7 +114,7 @@ def golden_tables(
     ).createOrReplaceTempView("golden_sources")
     materialize(spark, settings, ranked_sql(settings, attrs), "golden_ranked", stage)
     mask, has_source = golden._MASK_LIST  # golden's own form past 128 sources: Spark has no 128-bit integer
-    values = _select(golden._ATTRIBUTES_SQL.format(attributes=", ".join(attrs), mask=mask, has_source=has_source))
+    values = select_of(golden._ATTRIBUTES_SQL.format(attributes=", ".join(attrs), mask=mask, has_source=has_source))
     materialize(spark, settings, values.sql("duckdb"), "golden_values", stage)
     tables = golden.TABLES
     run_to_parquet(
@@ -150,50 +147,7 @@ def identity_consistency(
 ) -> None:
     """identity_consistency.parquet (derived.quality.tables.CONFLICTS_SQL) as a Spark job, into ``stage``."""
     register_entities(spark, settings, store, manifest)
-    _view(spark, settings, stage / "identity_links.parquet", "links")
+    parquet_view(spark, settings, stage / "identity_links.parquet", "links")
     table = "identity_consistency"
     run_to_parquet(spark, con, settings, quality.CONFLICTS_SQL, table, quality.TABLES[table], stage)
     shutil.rmtree(stage / PARTS, ignore_errors=True)
-
-
-# -- churn -----------------------------------------------------------------------------------------------
-def churn_day_tables(
-    spark: Any, settings: Settings, store: Store, manifest: Manifest, stage: Path
-) -> churn_features.DayTables:
-    """What churn's load_events calls to have churn_days and churn_channel_days made (from the build's
-    ``identity_links.parquet``) on Spark and loaded into its connection: the per-day tables every cutoff's
-    features are read from, made from all orders and interactions, the step's heavy part."""
-
-    def make(con: duckdb.DuckDBPyConnection, latest: int) -> None:
-        register_entities(spark, settings, store, manifest)
-        _view(spark, settings, stage / "identity_links.parquet", "churn_links")
-        f = churn_features
-        for view, sql, args in (
-            ("churn_keys", f.KEYS_SQL, None),
-            ("churn_kinds", f.KINDS_SQL, f.kind_params()),
-            ("churn_outcomes", f.OUTCOMES_SQL, f.outcome_params()),
-            ("churn_keyed", f.KEYED_SQL, {"latest": latest}),
-        ):
-            spark.sql(*spark_query(_select(sql).sql("duckdb"), args)).createOrReplaceTempView(view)
-        for table, sql in (("churn_days", f.DAYS_SQL), ("churn_channel_days", f.CHANNEL_DAYS_SQL)):
-            parts = materialize(spark, settings, _select(sql).sql("duckdb"), table, stage)
-            columns = f.DAY_TABLES[table]
-            cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in columns.items())  # our own declared columns
-            query = f"SELECT {cols} FROM read_parquet({quote_path(parts / '*.parquet')})"
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {table} AS "
-                + (query if any(parts.glob("*.parquet")) else empty_select(columns))
-            )
-        shutil.rmtree(stage / PARTS, ignore_errors=True)
-
-    return make
-
-
-@contextlib.contextmanager
-def churn_on(spark: Any, settings: Settings, store: Store, manifest: Manifest, stage: Path) -> Iterator[None]:
-    """Inside: churn's per-day tables are made on ``spark`` (engine spark), or by DuckDB when it is None."""
-    if spark is None:
-        yield
-        return
-    with churn_features.day_tables_from(churn_day_tables(spark, settings, store, manifest, stage)):
-        yield

@@ -1,0 +1,119 @@
+"""Churn's customer keys, per-day tables and every cutoff's features and labels as Spark jobs (engine spark),
+from derived.churn.features' own DuckDB statements transpiled by .sql: only Spark reads all orders,
+interactions and contracts. The per-day tables stay on Spark as Parquet under the build's staging folder;
+each cutoff's features (one row per customer) are written there too and read back by DuckDB on the driver,
+which fits and scores on them (the model is fitted on a bounded sample: derived.churn.build.MAX_TRAIN).
+
+A result is cast to the types the DuckDB statement itself gives: DuckDB binds the statement (nothing runs)
+against the keys and empty per-day tables of the same columns, so both engines hand the fit the same frame."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import sqlglot
+from sqlglot import exp
+
+from dashboard.core.config import Settings
+from dashboard.core.duck import empty_select, quote_path
+from dashboard.core.store import Manifest, Store
+from dashboard.derived.churn import features as churn_features
+from dashboard.derived.spark.jobs import PARTS, register_entities, run_job, shared_uri, spark_query
+from dashboard.derived.spark.steps import materialize, parquet_view, select_of
+
+_ORDER = "_order"  # the columns a statement's ORDER BY keys travel in (they need not be selected)
+
+
+def _columns(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None) -> dict[str, str]:
+    """The columns and DuckDB types of a SELECT, as DuckDB binds it (the statement is not run)."""
+    rel = con.sql(sql, params=params or None)
+    return {c: str(t) for c, t in zip(rel.columns, rel.types, strict=True)}
+
+
+def _gathered(parts: Path, columns: dict[str, str], order: str = "") -> str:
+    """A SELECT over Spark's part files with ``columns`` (our own declared names and DuckDB types)."""
+    if not any(parts.glob("*.parquet")):
+        return empty_select(columns)
+    cols = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, t in columns.items())
+    return f"SELECT {cols} FROM read_parquet({quote_path(parts / '*.parquet')}) {order}"
+
+
+def _unordered(sql: str) -> tuple[str, str]:
+    """``sql`` (DuckDB dialect) with its ORDER BY keys selected as columns instead (Spark's row order is not
+    kept through part files), and the ORDER BY that puts DuckDB's reading of them in that order."""
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    order = tree.args.get("order")
+    if not isinstance(tree, exp.Select) or order is None:
+        return sql, ""
+    tree.set("order", None)
+    keys = []
+    for i, o in enumerate(order.expressions):
+        tree = tree.select(exp.alias_(o.this.copy(), f"{_ORDER}{i}"), copy=False)
+        keys.append(o.copy())
+        keys[-1].set("this", exp.column(f"{_ORDER}{i}"))
+    return tree.sql(dialect="duckdb"), exp.Order(expressions=keys).sql(dialect="duckdb")
+
+
+class SparkDays:
+    """churn.features.DayTables on Spark: the build's keys and per-day tables made there, every statement that
+    reads them run there, each result gathered by DuckDB."""
+
+    def __init__(self, spark: Any, settings: Settings, store: Store, manifest: Manifest, stage: Path) -> None:
+        self.spark, self.settings, self.store, self.manifest, self.stage = spark, settings, store, manifest, stage
+        self.queries = 0
+
+    def make(self, con: duckdb.DuckDBPyConnection, latest: int) -> None:
+        spark, settings, stage, f = self.spark, self.settings, self.stage, churn_features
+        register_entities(spark, settings, self.store, self.manifest)
+        parquet_view(spark, settings, stage / "identity_links.parquet", "churn_links")
+        keys = materialize(spark, settings, select_of(f.KEYS_SQL).sql("duckdb"), "churn_keys", stage)
+        materialize(spark, settings, select_of(f.IDS_SQL).sql("duckdb"), "churn_ids", stage)
+        # the keys on the driver too (owners and regions are joined there): a row per source record, not per event
+        columns = _columns(con, select_of(f.KEYS_SQL).sql("duckdb"))
+        con.execute(f"CREATE OR REPLACE TEMP TABLE churn_keys AS {_gathered(keys, columns)}")
+        con.execute(f.IDS_SQL)
+        for view, sql, args in (
+            ("churn_kinds", f.KINDS_SQL, f.kind_params()),
+            ("churn_outcomes", f.OUTCOMES_SQL, f.outcome_params()),
+            ("churn_keyed", f.KEYED_SQL, {"latest": latest}),
+        ):
+            spark.sql(*spark_query(select_of(sql).sql("duckdb"), args)).createOrReplaceTempView(view)
+        for table, sql in (("churn_days", f.DAYS_SQL), ("churn_channel_days", f.CHANNEL_DAYS_SQL)):
+            materialize(spark, settings, select_of(sql).sql("duckdb"), table, stage)
+            # empty on the driver: the statements reading them are bound there (their types), run on Spark
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {empty_select(f.DAY_TABLES[table])}")
+
+    def query(self, con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, int]) -> pl.DataFrame:
+        columns = _columns(con, sql, params)
+        unordered, order = _unordered(sql)
+        self.queries += 1
+        name = f"churn_query_{self.queries}"
+        parts = self.stage / PARTS / name
+        text, bound = spark_query(unordered, params)
+        uri = shared_uri(self.settings, parts)
+        spark = self.spark
+        run_job(spark, self.settings, name, lambda: spark.sql(text, bound).write.mode("overwrite").parquet(uri))
+        try:
+            return con.sql(_gathered(parts, columns, order)).pl()
+        finally:
+            shutil.rmtree(parts, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def churn_on(spark: Any, settings: Settings, store: Store, manifest: Manifest, stage: Path) -> Iterator[None]:
+    """Inside: churn's keys, per-day tables, features and labels are made on ``spark`` (engine spark), or by
+    DuckDB when it is None. Spark's files are removed when it ends."""
+    if spark is None:
+        yield
+        return
+    try:
+        with churn_features.day_tables_from(SparkDays(spark, settings, store, manifest, stage)):
+            yield
+    finally:
+        shutil.rmtree(stage / PARTS, ignore_errors=True)
