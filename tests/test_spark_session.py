@@ -148,15 +148,55 @@ def test_a_killed_jvm_is_named_not_a_refused_connection(tmp_path: Path) -> None:
     """The system's out-of-memory killer takes the largest process, often Spark's JVM on a shared machine;
     the refresh then says so, where before it said "[Errno 111] Connection refused"."""
     spark_home()  # skips (fails in CI) without pyspark or Java
-    probe = tmp_path / "killed.py"
-    probe.write_text(textwrap.dedent(_KILLED), encoding="utf-8")
     raw = {"data_dir": str(tmp_path / "data"), "engine": {"kind": "spark", "master": "local[1]"}}
-    out = subprocess.run(
-        [sys.executable, str(probe), str(tmp_path), json.dumps(raw)], capture_output=True, text=True, timeout=600
-    )
-    assert out.returncode == 0, out.stderr
-    failed = json.loads(out.stdout.strip().splitlines()[-1])
+    failed = _in_own_process(tmp_path, _KILLED, raw)
     assert failed["message"].startswith("the Spark job for golden_values failed: the Spark driver's JVM (pid ")
     killed = "was killed by signal 9, as the system does to a process when the machine runs out of memory"
     assert killed in failed["message"]
     assert failed["exit_code"] == 3  # as a source that cannot be read
+
+
+_RELEASED = """
+import json, sys
+from pathlib import Path
+from dashboard.core.config import parse_settings
+from dashboard.derived.spark.standardize import release, session
+
+settings = parse_settings(json.loads(sys.argv[2]), Path(sys.argv[1]))
+first = session(settings)
+jvm = first.sparkContext._gateway.proc
+release()
+ended = jvm.poll()
+second = session(settings)
+print(json.dumps({
+    "first_jvm_ended_with": ended,
+    "new_jvm": second.sparkContext._gateway.proc.pid != jvm.pid,
+    "rows": second.range(7).count(),
+}))
+release()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("spark")
+def test_releasing_the_sources_session_ends_its_jvm_and_a_later_refresh_starts_another(tmp_path: Path) -> None:
+    """A stopped session keeps pyspark's JVM and the memory its heap grew to; the refresh releases its sources'
+    session before the derived build starts its own in a child process, so that JVM must end there."""
+    spark_home()  # skips (fails in CI) without pyspark or Java
+    raw = {"data_dir": str(tmp_path / "data"), "engine": {"kind": "spark", "master": "local[1]"}}
+    seen = _in_own_process(tmp_path, _RELEASED, raw)
+    assert seen["first_jvm_ended_with"] == 0  # its gateway server's own exit, not a kill
+    assert seen["new_jvm"] is True
+    assert seen["rows"] == 7
+
+
+def _in_own_process(tmp_path: Path, script: str, raw: dict[str, Any]) -> Any:
+    """``script`` run by a Python process of its own (a script, not python -c: DEPENDENCY_NOTES, GX's import
+    trap) with the folder and the settings ``raw``; what its last line printed, as JSON."""
+    path = tmp_path / "probe.py"
+    path.write_text(textwrap.dedent(script), encoding="utf-8")
+    out = subprocess.run(
+        [sys.executable, str(path), str(tmp_path), json.dumps(raw)], capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])

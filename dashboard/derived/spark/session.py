@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -240,13 +241,39 @@ def probe(spark: Any, master: str, timeout: float) -> None:
 
 @contextmanager
 def spark_session(settings: Settings) -> Iterator[Any]:
-    """A session checked by a test job, stopped on leaving (however the build ends)."""
+    """A session checked by a test job, stopped on leaving (however the build ends), its JVM with it."""
     spark = build_session(settings)
     try:
         probe(spark, settings.engine.master, settings.engine.connect_timeout_seconds)
         yield spark
     finally:
-        spark.stop()
+        stop_session(spark)
+
+
+def stop_session(spark: Any) -> None:
+    """Stop ``spark`` and end the JVM pyspark started for it in this process. ``spark.stop()`` alone keeps that
+    JVM for the next session, with all the memory its heap grew to: a refresh stops its sources' session before
+    the derived build starts its own in a child process, so at the large demo the sources' idle JVM held ~3 GB
+    beside the build's, and a long-lived process (cockpit serve's scheduled refreshes) kept one for good. The
+    next session in this process starts a new JVM (a second or two on this machine)."""
+    from pyspark import SparkContext
+
+    spark.stop()
+    with SparkContext._lock:
+        gateway, SparkContext._gateway, SparkContext._jvm = SparkContext._gateway, None, None
+    proc: Any = getattr(gateway, "proc", None)
+    if gateway is None:
+        return
+    gateway.shutdown()
+    if proc is None:  # a gateway pyspark did not start (PYSPARK_GATEWAY_PORT): not ours to end
+        return
+    if proc.stdin is not None:
+        proc.stdin.close()  # Spark's gateway server exits when its stdin closes
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(30)
 
 
 def _text(value: str | int | float | bool) -> str:

@@ -14,7 +14,7 @@ import polars as pl
 
 from dashboard.core.config import Settings
 from dashboard.derived.spark.jobs import run_job
-from dashboard.derived.spark.session import build_session, probe
+from dashboard.derived.spark.session import build_session, probe, stop_session
 
 T = TypeVar("T")
 # rows per task at most (at least one task per core the session has): a part travels inside its task, and
@@ -41,10 +41,10 @@ def session(settings: Settings) -> Any:
 
 
 def release() -> None:
-    """Stop the sources' session, if one runs: the derived build starts its own (in another process), and
-    on a cluster this one would hold the cores it needs."""
+    """Stop the sources' session, if one runs, and its JVM: the derived build starts its own (in another
+    process), and on a cluster this one would hold the cores it needs."""
     for spark in _held.values():
-        spark.stop()
+        stop_session(spark)
     _held.clear()
 
 
