@@ -89,18 +89,23 @@ def _result(name: str, run: dict[str, Any], dictionary: Dictionary) -> Any:
 def build_data_docs(settings: Settings, store: Store) -> dict[str, Any]:
     """Rebuild the site; returns (and writes) its status. A GX failure is recorded, not raised:
     the snapshots are already published when the site is built. A site built from the same latest attempts
-    (a refresh that read no source) is kept as it is."""
+    (a refresh that read no source) is kept as it is; otherwise only the suites whose latest attempt changed
+    are rendered again (with the index), the other suites' pages copied from the current site."""
     target = site_dir(store)
     runs = _latest_runs(settings, store)
     made_from = _made_from(settings, runs)
     current = site_status(store)
     if current and current.get("made_from") == made_from and not current.get("error"):
         return current
+    pages = _pages(settings, runs)
     work = store.runs / f".{SITE}.new"
     shutil.rmtree(work, ignore_errors=True)
-    status: dict[str, Any] = {"built_at": now_utc().isoformat(), "suites": [], "error": None, "made_from": made_from}
+    kept = _keep_pages(current, pages, target, work)
+    status: dict[str, Any] = {
+        "built_at": now_utc().isoformat(), "suites": [], "error": None, "made_from": made_from, "pages": pages
+    }  # fmt: skip
     try:
-        status["suites"] = _build(settings, store, work, runs)
+        status["suites"] = _build(settings, store, work, runs, kept)
     except Exception as e:  # GX's own errors are many and untyped; the page shows this message
         status["error"] = f"{type(e).__name__}: {e}"
         shutil.rmtree(work, ignore_errors=True)
@@ -124,7 +129,34 @@ def _made_from(settings: Settings, runs: dict[str, dict[str, Any]]) -> str:
     return fingerprint.digest(fingerprint.code_version(), fingerprint.settings_version(settings), shown)
 
 
-def _build(settings: Settings, store: Store, work: Path, runs: dict[str, dict[str, Any]]) -> list[str]:
+def _pages(settings: Settings, runs: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Each suite's pages by what they show: its latest attempt, with the code and settings that render it."""
+    made_by = (fingerprint.code_version(), fingerprint.settings_version(settings))
+    return {
+        name: fingerprint.digest(
+            *made_by, [str(run["attempt"].get(k)) for k in ("snapshot_id", "finished_at", "status")]
+        )
+        for name, run in runs.items()
+    }
+
+
+def _keep_pages(current: dict[str, Any] | None, pages: dict[str, str], target: Path, work: Path) -> set[str]:
+    """The suites whose pages the current site already shows as they would be made now: the site is copied to
+    ``work`` without the other suites' pages. Nothing is kept from a site that failed or has no page list."""
+    shown = (current or {}).get("pages") or {}
+    kept = {name for name, made in pages.items() if shown.get(name) == made}
+    if current is None or current.get("error") or not kept or not target.is_dir():
+        return set()
+    shutil.copytree(target, work)
+    (work / STATUS_FILE).unlink(missing_ok=True)
+    for name in set(shown) - kept:  # changed or gone: their pages are made again or not at all
+        source, entity = name.split(".", 1)
+        shutil.rmtree(work / "validations" / source / entity, ignore_errors=True)
+        (work / "expectations" / source / f"{entity}.html").unlink(missing_ok=True)
+    return kept
+
+
+def _build(settings: Settings, store: Store, work: Path, runs: dict[str, dict[str, Any]], kept: set[str]) -> list[str]:
     import great_expectations as gx
     from great_expectations.core import ExpectationSuite
     from great_expectations.core.run_identifier import RunIdentifier
@@ -144,15 +176,20 @@ def _build(settings: Settings, store: Store, work: Path, runs: dict[str, dict[st
         "cockpit", {"class_name": "SiteBuilder", "store_backend": backend, "site_index_builder": index}
     )
     dictionary = for_settings(settings)
+    render: list[Any] = []  # the changed suites' pages; the index lists every suite
     for name, run in sorted(runs.items()):
         result = _result(name, run, dictionary)
         context.suites.add(ExpectationSuite(name=name, expectations=[r.expectation_config for r in result.results]))
         attempt = run["attempt"]
+        suite_key = ExpectationSuiteIdentifier(name=name)
         key = ValidationResultIdentifier(
-            expectation_suite_identifier=ExpectationSuiteIdentifier(name=name),
+            expectation_suite_identifier=suite_key,
             run_id=RunIdentifier(run_name=attempt["snapshot_id"], run_time=attempt.get("finished_at")),
             batch_identifier=name,
         )
         context.validation_results_store.set(key, result)
-    context.build_data_docs(site_names=["cockpit"])
+        if name not in kept:
+            render += [suite_key, key]
+    # GX renders every page when given no list; with every suite kept (one gone), the index alone is new
+    context.build_data_docs(site_names=["cockpit"], resource_identifiers=render or None, build_index=True)
     return sorted(runs)
