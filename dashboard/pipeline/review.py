@@ -22,6 +22,7 @@ from dashboard.core.config import Settings
 from dashboard.core.errors import CockpitError
 from dashboard.core.store import Busy, Store, now_utc
 from dashboard.pipeline.derive import build_derived
+from dashboard.pipeline.derive_child import build_in_child
 
 PUBLISHED_ANYWAY = "published_anyway"
 DISCARDED = "discarded"
@@ -217,6 +218,12 @@ def discard(settings: Settings, source: str, snapshot_id: str, reason: str, who:
 
 def _swap(settings: Settings, store: Store, manifest: dict[str, Any], say: Progress | None = None) -> None:
     """The derived build (identity, quality, history) follows the decision and is published with it
-    in one manifest swap, as after a refresh. The decision is recorded first: the history reads it."""
-    store.write_manifest(build_derived(settings, store, manifest, say))
+    in one manifest swap, as after a refresh. The decision is recorded first: the history reads it.
+    Like a refresh's, the build runs in a process of its own (``[engine] derive_in_child``): a page's
+    publish job would otherwise keep the build's peak memory in the server."""
+    if settings.engine.derive_in_child:
+        built = build_in_child(settings, manifest, say or (lambda _m: None), lambda _step, _rows, _rss: None)
+    else:
+        built = build_derived(settings, store, manifest, say)
+    store.write_manifest(built)
     store.prune(store.read_manifest(), settings.retention)
