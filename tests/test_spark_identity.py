@@ -399,13 +399,8 @@ def _made_on_both(settings: Settings, spark: Any, folder: str) -> tuple[pl.DataF
     return want, got.select(want.columns), keys
 
 
-def test_records_and_features_made_on_spark_are_the_drivers_small_demo(small_demo: Settings, spark: Any) -> None:
-    from dashboard.core.config import EngineConfig
-
-    settings = small_demo.model_copy(
-        update={"engine": EngineConfig.model_validate({"kind": "spark", "master": "local[2]"})}
-    )
-    want, got, keys = _made_on_both(settings, spark, "made_small")
+def test_records_and_features_made_on_spark_are_the_drivers_small_demo(on_spark: Settings, spark: Any) -> None:
+    want, got, keys = _made_on_both(on_spark, spark, "made_small")
     assert want.height > 5000 and got.height == want.height  # every customer, lead and customer known by reference
     assert got.equals(want)  # numbered alike, each feature and state hash the same
     assert keys.equals(want.select(keys.columns))  # what the driver gets back: keys and hashes, no attribute
@@ -480,30 +475,50 @@ def test_records_and_features_made_on_spark_are_the_drivers_crafted(tmp_path: An
     assert got["node"].to_list() == list(range(got.height))  # 0..n-1 across Spark's partitions
 
 
-def test_the_small_demo_resolved_from_records_made_on_spark_links_what_duckdb_links(
-    small_demo: Settings, spark: Any
-) -> None:
+@pytest.fixture(scope="module")
+def on_spark(small_demo: Settings) -> Settings:
+    """The small demo with engine spark (local[2])."""
     from dashboard.core.config import EngineConfig
+
+    return small_demo.model_copy(
+        update={"engine": EngineConfig.model_validate({"kind": "spark", "master": "local[2]"})}
+    )
+
+
+def _resolved_on_spark(settings: Settings, spark: Any, folder: str, model: Model) -> pl.DataFrame:
+    """The company's records made on Spark and resolved there (pass 1, scoring, clusters), keys on the driver."""
+    from dashboard.core.store import Store
+
+    store = Store(settings.data_path)
+    stage = settings.data_path / folder
+    stage.mkdir()
+    made = spark_identity.SparkRecords(spark, settings, store, store.read_manifest(), stage)
+    assert "name" not in made.recs.columns and "phone" not in made.recs.columns  # keys only on the driver
+    score, graph = spark_identity.scorer(spark, settings, stage), spark_identity.SparkGraph(spark, settings, stage)
+    links = resolve(made, model, score=score, graph=graph)
+    assert not (stage / PARTS).exists()
+    return links
+
+
+def _driver_records(settings: Settings) -> pl.DataFrame:
     from dashboard.core.duck import attach_entities
     from dashboard.core.store import Store
     from dashboard.derived.identity import read_records
 
-    settings = small_demo.model_copy(
-        update={"engine": EngineConfig.model_validate({"kind": "spark", "master": "local[2]"})}
-    )
     store = Store(settings.data_path)
-    manifest = store.read_manifest()
     with duckdb.connect() as con:
-        attach_entities(con, store, manifest)
-        records = read_records(con)
+        attach_entities(con, store, store.read_manifest())
+        return read_records(con)
+
+
+def test_the_small_demo_resolved_from_records_made_on_spark_links_what_duckdb_links(
+    on_spark: Settings, spark: Any
+) -> None:
+    records = _driver_records(on_spark)
     duck_model, spark_model = Model(threshold=0.95), Model(threshold=0.95)
     want = resolve(records, duck_model)
-    stage = settings.data_path / "resolved_on_spark"
-    stage.mkdir()
-    made = spark_identity.SparkRecords(spark, settings, store, manifest, stage)
-    assert made.recs.height == records.height and "name" not in made.recs.columns  # keys only on the driver
-    score, graph = spark_identity.scorer(spark, settings, stage), spark_identity.SparkGraph(spark, settings, stage)
-    got = resolve(made, spark_model, score=score, graph=graph)
+    got = _resolved_on_spark(on_spark, spark, "resolved_on_spark", spark_model)
+    assert got.height == records.height
     assert got.drop("confidence").equals(want.drop("confidence"))  # keys, records, rules
     assert (got["confidence"] - want["confidence"]).abs().max() <= 1.0001e-4
     assert spark_model.stats["pairs_linked"] == duck_model.stats["pairs_linked"] > 0
@@ -511,7 +526,36 @@ def test_the_small_demo_resolved_from_records_made_on_spark_links_what_duckdb_li
     assert _parameters(spark_model) == pytest.approx(_parameters(duck_model), rel=1e-9)
     assert spark_model.tf_total == duck_model.tf_total
     assert (got["match_rule"] == "probabilistic").sum() > 0
-    assert not (stage / PARTS).exists()
+
+
+def test_an_incremental_resolution_from_records_made_on_spark_links_what_duckdb_links(
+    on_spark: Settings, spark: Any
+) -> None:
+    """A later build that scores only what changed (issue 22) against an earlier build's state, with the records
+    made on Spark: the flags of the records scored again go to Spark, and the links are DuckDB's."""
+    from dashboard.derived.identity import Kept
+
+    records = _driver_records(on_spark)
+    first = Model(threshold=0.95)
+    full = resolve(records, first)
+    assert first.state is not None and first.pairs is not None and first.trained is not None
+    # 40 records whose compared attributes "changed" since (their digests differ): theirs are scored again
+    state = first.state.with_columns(
+        pl.when(pl.int_range(pl.len()) % 150 == 0).then(pl.col("digest") + 1).otherwise("digest").alias("digest")
+    )
+    pairs = first.pairs.rename({"node_l": "rid_l", "node_r": "rid_r"})
+    kept = Kept(first.trained, first.tf_total, None, state, pairs)
+
+    def model() -> Model:
+        return Model(threshold=0.95, trained=first.trained, tf_total=first.tf_total, kept=kept)
+
+    duck_model, spark_model = model(), model()
+    want = resolve(records, duck_model)
+    got = _resolved_on_spark(on_spark, spark, "incremental_on_spark", spark_model)
+    assert spark_model.stats["records_scored"] == duck_model.stats["records_scored"] >= 40
+    assert spark_model.stats["pairs_kept"] == duck_model.stats["pairs_kept"] > 0
+    assert got.drop("confidence").equals(want.drop("confidence"))
+    assert got.drop("confidence").equals(full.drop("confidence"))  # nothing really changed: the full build's links
 
 
 def _parameters(model: Model) -> list[float]:
