@@ -20,6 +20,7 @@ import polars as pl
 from dashboard.core.config import Settings
 from dashboard.core.duck import quote_path
 from dashboard.core.parse import pinyin
+from dashboard.derived.identity import RECORDS_SQL, read_records
 
 # The tables this module writes, and their columns (also when no build exists yet).
 TABLES: dict[str, dict[str, str]] = {
@@ -162,6 +163,38 @@ JOIN golden_ranked AS r ON r.rowid = v.rk
 JOIN masks AS ms USING (mask)
 """
 
+# The same rows as _ATTRIBUTES_SQL (which Spark runs), one attribute at a time ($attribute; {value}: its
+# column): each statement's hash tables hold one attribute's values, not all nine at once. Measured at large
+# (3.5M records, 9.1M values): the nine-attribute statement filled DuckDB's 4 GB and spilled.
+_VALUES_SQL = """
+WITH candidates AS (
+    SELECT customer_key, rowid AS rk, src, {value} AS value, {norm} AS norm
+    FROM golden_ranked
+    WHERE trim({value}) <> ''
+),
+per_value AS (
+    SELECT customer_key, min(rk) AS rk, arg_min(value, rk) AS value, {mask} AS mask, count(*) AS records
+    FROM candidates
+    GROUP BY customer_key, norm
+),
+per_attribute AS (
+    SELECT customer_key, min(rk) AS best, count(*) > 1 AS conflict FROM per_value GROUP BY customer_key
+),
+masks AS (
+    SELECT m.mask, list(s.source_system ORDER BY s.source_system) AS sources
+    FROM (SELECT DISTINCT mask FROM per_value) AS m
+    JOIN golden_sources AS s ON {has_source}
+    GROUP BY m.mask
+)
+SELECT v.customer_key, $attribute AS attribute, v.value, r.source_system, r.snapshot_id, r.source_record_id,
+       r.seen_at, ms.sources, v.records, v.rk = a.best AS chosen, a.conflict
+FROM per_value AS v
+JOIN per_attribute AS a USING (customer_key)
+JOIN golden_ranked AS r ON r.rowid = v.rk
+JOIN masks AS ms USING (mask)
+"""
+_NORM = {"name": "lower(regexp_replace({v}, '[\\s\u3000·.]', '', 'g'))"}  # else lower(trim(value))
+
 # Per customer (golden_base): everything but what ranks customers against each other (RFM, value tier) and
 # what depends on the day (active or lapsed): an incremental build remakes these rows only for the
 # customers it touches and keeps the others' (dashboard/pipeline/derive.py), then _GOLDEN_SQL ranks them all.
@@ -255,7 +288,7 @@ INSERT INTO golden_base BY NAME
 SELECT * EXCLUDE (lifecycle_stage, rfm_segment, value_tier),
        CASE WHEN orders = 0 THEN lifecycle_stage END AS lead_stage
 FROM read_parquet({previous})
-WHERE customer_key IN (SELECT customer_key FROM golden_kept)
+WHERE customer_key NOT IN (SELECT customer_key FROM golden_touched)
 """
 
 # every customer: RFM and value tier rank them against each other (customers with revenue orders only)
@@ -387,39 +420,87 @@ def _numbered(links: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 def _keyed(sql: str) -> str:
-    """``sql``'s rows (customer_key: a golden_keys cid) with the customer's key, in the same columns."""
+    """``sql``'s rows (customer_key: a golden_keys cid) with the customer's key, in the same columns, in key
+    order (sorted by the number: the same order, an integer to compare instead of a string)."""
     return f"""SELECT k.customer_key, n.* EXCLUDE (customer_key)
-    FROM ({sql}) AS n JOIN golden_keys AS k ON k.cid = n.customer_key"""
+    FROM ({sql}) AS n JOIN golden_keys AS k ON k.cid = n.customer_key
+    ORDER BY n.customer_key"""
+
+
+def _merged(previous: Path, made: pl.DataFrame, touched: pl.DataFrame, snapshots: pl.DataFrame, target: Path) -> None:
+    """customer_attributes.parquet of an incremental build: the current build's rows of the customers not
+    touched (in its file's customer_key order, their records' snapshot ids renamed to the current ones)
+    merged with ``made``, the touched customers' rows (sorted by customer_key too), streamed to ``target``:
+    the kept rows are neither held in memory nor sorted again."""
+    renamed = dict(zip(snapshots["source_system"], snapshots["snapshot_id"], strict=True))
+    kept = (
+        pl.scan_parquet(previous)
+        .filter(~pl.col("customer_key").is_in(touched["customer_key"].implode()))
+        .with_columns(
+            pl.coalesce(
+                pl.col("source_system").replace_strict(renamed, default=None, return_dtype=pl.String),
+                pl.col("snapshot_id"),
+            ).alias("snapshot_id")
+        )
+    )
+    schema = kept.collect_schema()
+    new = made.lazy().select(schema.names()).cast(schema)
+    kept.merge_sorted(new, key="customer_key").sink_parquet(target, compression="zstd", row_group_size=100_000)
+
+
+# The records of the customers made again (golden_links: theirs), read from the entities: the other
+# customers' records are not read. And each source's snapshot ids (every record's, as identity reads them),
+# which the copied rows are renamed to.
+_TOUCHED_RECORDS_SQL = f"""
+SELECT r.* FROM ({RECORDS_SQL}) AS r
+SEMI JOIN golden_links AS l USING (source_system, source_record_id, record_kind)"""
+_SNAPSHOTS_SQL = " UNION ".join(
+    f"SELECT DISTINCT source_system, snapshot_id FROM {e}"
+    for e in ("customers", "leads", "orders", "interactions", "contracts")
+)
 
 
 def write_golden(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
-    records: pl.DataFrame,
+    records: pl.DataFrame | None,
     links: pl.DataFrame,
     folder: Path,
     previous: Previous | None = None,
-) -> None:
+) -> int:
     """Writes customer_golden.parquet, customer_attributes.parquet and customer_lookup.parquet into a derived
     build's folder. ``con`` has the entity views and lead_facts; records are identity.RECORDS_SQL's. With
-    ``previous``, only its touched customers are made again; the same tables as a full build."""
+    ``previous``, only its touched customers are made again (from their records only; ``records`` may hold
+    just those); the same tables as a full build. ``records`` None: read here, only the touched customers'
+    with ``previous``. Returns how many records the golden records were made from."""
+    if records is None and previous is None:
+        records = read_records(con)
+    if records is None:
+        assert previous is not None
+        touched = previous.touched.select(pl.col("customer_key").cast(pl.String)).unique()
+        con.register("golden_links", links.join(touched, on="customer_key", how="semi"))
+        try:
+            records = con.sql(_TOUCHED_RECORDS_SQL).pl()
+            snapshots = con.sql(_SNAPSHOTS_SQL).pl()
+        finally:
+            con.unregister("golden_links")
+    else:
+        snapshots = records.select("source_system", "snapshot_id").unique()
 
     attrs = [a for a in ATTRIBUTES if a in records.columns]
     names = sorted({src.name for src in settings.sources} | set(records["source_system"].unique().to_list()))
-    snapshots = records.select("source_system", "snapshot_id").unique()
     if previous is not None and snapshots["source_system"].is_duplicated().any():
         previous = None  # a source's records of two snapshots: copied rows could not be renamed to one
+        records = read_records(con)  # all of them
     if previous is not None:
         touched = previous.touched.select(pl.col("customer_key").cast(pl.String)).unique()
-        kept = links.select("customer_key").unique().join(touched, on="customer_key", how="anti")
         links = links.join(touched, on="customer_key", how="semi")
         records = records.join(
             links.select("source_system", "source_record_id", "record_kind"),
             on=["source_system", "source_record_id", "record_kind"],
             how="semi",
         )
-        con.register("golden_kept", kept)
-        con.register("golden_snapshots", snapshots)
+        con.register("golden_touched", touched)
     numbered = previous is None  # an incremental build's few customers keep their keys (and the kept rows')
     if numbered:
         links, keys = _numbered(links)
@@ -446,23 +527,20 @@ def write_golden(
             )
         )
         mask, has_source = _MASK if len(names) <= 128 else _MASK_LIST
-        con.execute(_ATTRIBUTES_SQL.format(attributes=", ".join(attrs), mask=mask, has_source=has_source))
+        for i, a in enumerate(attrs):
+            norm = _NORM.get(a, "lower(trim({v}))").format(v=a)
+            into = "INSERT INTO golden_values " if i else "CREATE OR REPLACE TEMP TABLE golden_values AS "
+            sql = _VALUES_SQL.format(value=a, norm=norm, mask=mask, has_source=has_source)
+            con.execute(into + sql, {"attribute": a})
         con.execute("DROP TABLE golden_ranked")
-        made = _keyed(ATTRIBUTES_ROWS_SQL) if numbered else ATTRIBUTES_ROWS_SQL
-        if previous is not None:  # the kept customers' rows, their records' snapshot ids now the current ones
-            made += f"""
-            UNION ALL BY NAME
-            SELECT a.* REPLACE (coalesce(s.snapshot_id, a.snapshot_id) AS snapshot_id)
-            FROM read_parquet({quote_path(previous.attributes)}) AS a
-            LEFT JOIN golden_snapshots AS s ON s.source_system = a.source_system
-            WHERE a.customer_key IN (SELECT customer_key FROM golden_kept)"""
+        # in customer_key order: one customer's rows together (customer_attributes.sql orders them)
         target = quote_path(folder / "customer_attributes.parquet")  # our staging path, quoted
-        con.execute(
-            f"""COPY (
-                SELECT * FROM ({made})
-                ORDER BY customer_key  -- one customer's rows together; customer_attributes.sql orders them
-            ) TO {target} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)"""
-        )
+        if previous is None:
+            con.execute(f"COPY ({_keyed(ATTRIBUTES_ROWS_SQL)}) TO {target} (FORMAT parquet, COMPRESSION zstd, "
+                        "ROW_GROUP_SIZE 100000)")  # fmt: skip
+        else:  # the kept customers' rows copied
+            made = con.sql(f"{ATTRIBUTES_ROWS_SQL}\nORDER BY v.customer_key").pl()
+            _merged(previous.attributes, made, touched, snapshots, folder / "customer_attributes.parquet")
         lookup = quote_path(folder / "customer_lookup.parquet")  # our staging path, quoted
         con.execute(
             f"""COPY ({LOOKUP_SQL.format(attributes=f"read_parquet({target})")}
@@ -482,7 +560,8 @@ def write_golden(
         if previous is not None:
             con.execute(_KEPT_BASE_SQL.format(previous=quote_path(previous.golden)))
         sql = _RANK_SQL.format(active_days=ACTIVE_DAYS)
-        sql = _keyed(sql) + "\nORDER BY customer_key" if numbered else sql
+        # the cids in key order (the per-customer rows' own ORDER BY, for Spark's statement, sorted strings)
+        sql = _keyed(sql.strip().removesuffix("ORDER BY b.customer_key")) if numbered else sql
         target = quote_path(folder / "customer_golden.parquet")  # our staging path, quoted
         con.execute(
             f"COPY ({sql}) TO {target} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)",
@@ -494,10 +573,10 @@ def write_golden(
             "golden_links",
             "golden_sources",
             "golden_pinyin",
-            "golden_kept",
-            "golden_snapshots",
+            "golden_touched",
             "golden_keys",
         ):
             con.unregister(name)
         con.execute("DROP TABLE IF EXISTS golden_ranked; DROP TABLE IF EXISTS golden_values")
         con.execute("DROP TABLE IF EXISTS golden_base")
+    return records.height

@@ -196,18 +196,19 @@ def build_derived(
         say("deriving: golden customer records")
         steps.key("golden", steps.keys["identity"], steps.today)  # lead_facts: leads, lead_events and links
         if not steps.reuse("golden"):  # a reused step's files are linked in as it answers
-            records = read_records(con) if records is None else records
             if kept_analytics:  # golden records read lead_facts
                 _load(con, stage, ANALYTICS_TABLES)
             # only the customers whose records, links or facts changed, when known (engine spark: when few)
             copied = _golden_previous(con, store, manifest, steps, links)
             if spark is not None and not spark_steps.on_driver(copied, links):  # as Spark jobs, the same files
+                records = read_records(con) if records is None else records
                 spark_steps.golden_tables(spark, con, settings, store, manifest, records, stage)
-            else:
+            else:  # records not read yet: write_golden reads the touched customers' only (all: a full build)
+                made = write_golden(con, settings, records, links, stage, copied)  # golden customers: reads lead_facts
                 if copied is not None:
                     touched = copied.touched.height
-                    say(f"golden records: {touched} customers made again (records, links or facts changed)")
-                write_golden(con, settings, records, links, stage, copied)  # golden customers: reads lead_facts
+                    say(f"golden records: {touched} customers made again from their {made} records "
+                        "(records, links or facts changed)")  # fmt: skip
         del records
         done("golden", _rows(stage / "customer_golden.parquet"))
         say("deriving: churn scores")

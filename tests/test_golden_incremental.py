@@ -1,0 +1,122 @@
+"""Golden records made again for a few touched customers only (issue 22): the same tables as a full build, row
+for row; the touched customers' rows are made from their own records (the others' are not read) and every
+other customer's rows are copied from the current build, not made again."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from dashboard.core.config import Settings
+from dashboard.core.duck import work_connection
+from dashboard.core.store import Store
+from dashboard.derived.golden import GOLDEN_TABLES, Previous, write_golden
+from dashboard.derived.identity import read_records
+from dashboard.derived.tables import attach_views
+
+STALE = "stale value"  # what the current build says of a touched customer: made again, it must not survive
+
+
+@pytest.fixture(scope="module")
+def con(small_demo: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+    store = Store(small_demo.data_path)
+    with work_connection(small_demo) as con:
+        attach_views(con, store, store.read_manifest())
+        yield con
+
+
+@pytest.fixture(scope="module")
+def links(small_demo: Settings) -> pl.DataFrame:
+    store = Store(small_demo.data_path)
+    return pl.read_parquet(store.abs(store.read_manifest()["derived"]["tables"]["identity_links"]))
+
+
+@pytest.fixture(scope="module")
+def full(
+    con: duckdb.DuckDBPyConnection, small_demo: Settings, links: pl.DataFrame, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    folder = tmp_path_factory.mktemp("full")
+    assert write_golden(con, small_demo, read_records(con), links, folder) == links.height
+    return folder
+
+
+def _touched(links: pl.DataFrame) -> pl.DataFrame:
+    """Five customers with the most records (conflicting values, several sources) and five with one."""
+    sizes = links.group_by("customer_key").len().sort(["len", "customer_key"], descending=[True, False])
+    return pl.concat([sizes.head(5), sizes.filter(pl.col("len") == 1).head(5)]).select("customer_key")
+
+
+def _current(full: Path, folder: Path, touched: pl.DataFrame, kept_key: str) -> Previous:
+    """The current build: the full build's files, the touched customers' rows stale, one kept customer's city
+    marked (a copied row keeps it, a row made again would not)."""
+    folder.mkdir()
+    hit = pl.col("customer_key").is_in(touched["customer_key"].implode())
+    golden = pl.read_parquet(full / "customer_golden.parquet").with_columns(
+        pl.when(hit).then(pl.lit(STALE)).otherwise(pl.col("name")).alias("name"),
+        pl.when(pl.col("customer_key") == kept_key).then(pl.lit("copied")).otherwise(pl.col("city")).alias("city"),
+    )
+    golden.write_parquet(folder / "customer_golden.parquet")
+    attributes = pl.read_parquet(full / "customer_attributes.parquet")
+    attributes.with_columns(pl.when(hit).then(pl.lit(STALE)).otherwise(pl.col("value")).alias("value")).write_parquet(
+        folder / "customer_attributes.parquet"
+    )
+    return Previous(folder / "customer_golden.parquet", folder / "customer_attributes.parquet", touched)
+
+
+def _sorted(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.sort([c for c, t in frame.schema.items() if not isinstance(t, pl.List)])
+
+
+@pytest.mark.parametrize("records_given", [True, False])
+def test_a_few_touched_customers_give_the_full_build_row_for_row(
+    con: duckdb.DuckDBPyConnection,
+    small_demo: Settings,
+    links: pl.DataFrame,
+    full: Path,
+    tmp_path: Path,
+    records_given: bool,
+) -> None:
+    touched = _touched(links)
+    kept_key = str(links.filter(~pl.col("customer_key").is_in(touched["customer_key"].implode()))["customer_key"][0])
+    previous = _current(full, tmp_path / "current", touched, kept_key)
+    made = tmp_path / "made"
+    made.mkdir()
+    records = read_records(con) if records_given else None  # None: read here, the touched customers' only
+    used = write_golden(con, small_demo, records, links, made, previous)
+
+    # made from the touched customers' records alone: 5 with the most records and 5 with one
+    assert used == links.join(touched, on="customer_key", how="semi").height
+    assert used < links.height // 10
+    for table in GOLDEN_TABLES:
+        ours = pl.read_parquet(made / f"{table}.parquet")
+        theirs = pl.read_parquet(full / f"{table}.parquet")
+        if table == "customer_golden":  # the kept customer's row was copied, not made again
+            assert ours.filter(pl.col("customer_key") == kept_key)["city"].to_list() == ["copied"]
+            ours = ours.filter(pl.col("customer_key") != kept_key)
+            theirs = theirs.filter(pl.col("customer_key") != kept_key)
+        assert not ours.select(pl.any_horizontal(pl.col(pl.String) == STALE).any()).item(), table
+        assert_frame_equal(_sorted(ours), _sorted(theirs))
+        # the file's layout: one customer's rows together (attributes), values in order (lookup)
+        order = ["attribute", "value"] if table == "customer_lookup" else ["customer_key"]
+        assert ours.select(order).equals(ours.select(order).sort(order)), table
+
+
+def test_nothing_touched_copies_every_row(
+    con: duckdb.DuckDBPyConnection, small_demo: Settings, links: pl.DataFrame, full: Path, tmp_path: Path
+) -> None:
+    shutil.copytree(full, tmp_path / "current")
+    nobody = pl.DataFrame({"customer_key": []}, schema={"customer_key": pl.String})
+    current = tmp_path / "current"
+    previous = Previous(current / "customer_golden.parquet", current / "customer_attributes.parquet", nobody)
+    made = tmp_path / "made"
+    made.mkdir()
+    assert write_golden(con, small_demo, None, links, made, previous) == 0  # no record read
+    for table in GOLDEN_TABLES:
+        ours, theirs = (pl.read_parquet(f / f"{table}.parquet") for f in (made, full))
+        assert_frame_equal(_sorted(ours), _sorted(theirs))
