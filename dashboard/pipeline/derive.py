@@ -217,9 +217,10 @@ def build_derived(
             churn_fit = _link_fit(store, steps, stage)
         else:  # scored with the kept fit until it is refit_every_days old (or --full, or new code or settings)
             fit = _kept_fit(settings, store, steps)
+            rows = _churn_rows(con, store, steps, links) if fit is not None else None  # the same day: the touched
             # engine spark: the keys, per-day tables and every cutoff's features as Spark jobs, the fit here
             with spark_churn.churn_on(spark, settings, store, manifest, stage):
-                _churn().build(con, settings, links, stage, progress=say, kept=fit)  # scores, model card, calibration
+                _churn().build(con, settings, links, stage, say, fit, rows)  # scores, model card, calibration
             churn_fit = _fit_entry(steps, stage, fit)
         done("churn", _rows(stage / "churn_scores.parquet"))
         say("deriving: personal-data profile")
@@ -256,7 +257,7 @@ def build_derived(
         "reused": steps.reused,
         "personal": personal_state,  # the files the personal step profiled, its companions' keys: kept next time
         # the churn fit that scored this build (file, what it was fitted with, when): later builds rescore with it
-        **({"churn_fit": {**churn_fit, "file": store.rel(dest / churn_fit["file"])}} if churn_fit else {}),
+        **({"churn_fit": _fit_paths(store, dest, churn_fit)} if churn_fit else {}),
     }
     return {**manifest, "derived": derived}
 
@@ -276,6 +277,7 @@ def _golden_previous(
     if paths is None or changes is None:
         return None
     touched = touched_customers(pl.read_parquet(paths["identity_links"]), links, changes)
+    steps.memo["touched"] = touched  # churn rescores them too
     if touched.height > GOLDEN_COPY_SHARE * links["customer_key"].n_unique():
         return None
     return Previous(paths["customer_golden"], paths["customer_attributes"], touched)
@@ -399,23 +401,61 @@ def _kept_fit(settings: Settings, store: Store, steps: _Steps) -> churn.KeptFit 
     return fit
 
 
+_FIT_FILES = ("file", "rows")  # the churn_fit entry's files: the fit, the features it scored (churn.ROWS_FILE)
+
+
 def _fit_entry(steps: _Steps, stage: Path, kept: churn.KeptFit | None) -> dict[str, str] | None:
-    """The fit a build's churn step made or kept (``file``: its name in the build's folder)."""
+    """The fit a build's churn step made or kept (``file``: its name in the build's folder; ``rows``: the
+    features it scored)."""
     name: str = _churn().FIT_FILE
     if not (stage / name).is_file():
         return None  # nothing to score: no fit
     trained_on = kept.trained_on.isoformat() if kept is not None else steps.today
-    return {"key": steps.base, "trained_on": trained_on, "file": name}
+    rows: str = _churn().ROWS_FILE
+    entry = {"key": steps.base, "trained_on": trained_on, "file": name}
+    return {**entry, "rows": rows} if (stage / rows).is_file() else entry
+
+
+def _fit_paths(store: Store, dest: Path, entry: dict[str, str]) -> dict[str, str]:
+    """The churn_fit entry with its files' paths in the published build ``dest``."""
+    return {**entry, **{k: store.rel(dest / entry[k]) for k in _FIT_FILES if k in entry}}
 
 
 def _link_fit(store: Store, steps: _Steps, stage: Path) -> dict[str, str] | None:
-    """A reused churn step keeps the fit its scores came from."""
-    info = steps.current.get("churn_fit") or {}
+    """A reused churn step keeps the fit its scores came from, and the features it scored."""
+    info = dict(steps.current.get("churn_fit") or {})
     src = store.abs(info["file"]) if info.get("file") else None
     if src is None or not src.is_file():
         return None
-    _link(src, stage / src.name)
-    return {**info, "file": src.name}
+    for k in _FIT_FILES:
+        path = store.abs(info[k]) if info.get(k) else None
+        if path is not None and path.is_file():
+            _link(path, stage / path.name)
+            info[k] = path.name
+        else:
+            info.pop(k, None)
+    return info
+
+
+def _churn_rows(
+    con: duckdb.DuckDBPyConnection, store: Store, steps: _Steps, links: pl.DataFrame
+) -> churn.KeptRows | None:
+    """The current build's churn features and scores, and the customers to score again: those whose records,
+    links or facts changed since (golden's touched customers: read once) and the own keys of changed rows'
+    refs. None: score everyone (``--full``, other code or settings, a file missing, changes not known)."""
+    info = steps.current.get("churn_fit") or {}
+    paths = _previous_files(store, steps, ("churn_scores", "identity_links"))
+    rows = store.abs(str(info["rows"])) if info.get("rows") else None
+    changes = _changes(con, steps) if paths is not None and rows is not None and rows.is_file() else None
+    if paths is None or rows is None or changes is None:
+        return None
+    touched = steps.memo.get("touched")
+    if touched is None:  # golden records kept, or made for everyone
+        touched = touched_customers(pl.read_parquet(paths["identity_links"]), links, changes)
+    build = _churn()
+    keys = pl.concat([touched["customer_key"].cast(pl.String), build.churn_features.own_keys(changes)])
+    kept: churn.KeptRows = build.KeptRows(rows, paths["churn_scores"], keys.unique().to_frame())
+    return kept
 
 
 def _churn() -> ModuleType:

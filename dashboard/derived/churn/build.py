@@ -40,6 +40,7 @@ next to each method's ``backtest_windows``, ``backtest_windows_needed`` and ``tr
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 from collections.abc import Callable
@@ -69,6 +70,11 @@ from dashboard.derived.churn.reasons import REASON_CODES, group_weights, top_rea
 
 CHURN_TABLES: tuple[str, ...] = ("churn_scores", "churn_model")
 FIT_FILE = "churn_fit.pkl"  # the fitted model a build scored with, beside its tables: later refreshes rescore with it
+# The features its scores came from (one row per customer, BG/NBD's figures left out), with the as-of day, the
+# last day read and their horizon in the file's metadata: a rescore the same day makes only the touched again.
+ROWS_FILE = "churn_rows.parquet"
+SCORE_COLUMNS = ("score_ranking", "score_risk")  # ROWS_FILE's: each customer's score and risk before _served
+REASON_COLUMNS = ("reason_codes", "reasons_zh", "reasons_en")
 METHODS: tuple[str, ...] = ("model", "recency", "bgnbd")
 # Why the served method serves (the model card's serve_reason; the page and CLI translate the code):
 SERVE_REASONS: tuple[str, ...] = (
@@ -110,6 +116,41 @@ class ChurnRun:
     reason: str = "no_activity"  # why ``method`` serves: one of SERVE_REASONS
     train_horizon_days: int = 0  # the horizon the served method was trained on (the model's may be shorter)
     fit: KeptFit | None = None  # what scored: a new fit, or the kept one it was given
+    rows: pl.DataFrame | None = None  # the customers scored (ROWS_FILE), as of ``day`` with days up to ``latest``
+    day: int = 0
+    latest: int = 0
+    bgnbd: churn_bgnbd.BGNBD | None = None  # the BG/NBD fit of their figures
+    touched: int | None = None  # a rescore of the customers whose inputs changed: how many (None: everyone)
+    scored: int = 0  # customers whose score, risk and reasons were made (the others': a kept build's)
+
+
+@dataclass
+class KeptRows:
+    """A build's ROWS_FILE and churn_scores, for a rescore with the same fit that makes again only the customers
+    ``touched`` names (customer_key, of either build: those whose orders, interactions, contracts, customer or
+    lead records or links changed since, and ``<source>:<ref>`` for a changed row's own ref)."""
+
+    rows: Path
+    scores: Path
+    touched: pl.DataFrame
+
+    def meta(self) -> tuple[tuple[int, int, int], churn_bgnbd.BGNBD] | None:
+        """(as-of day, last day read, horizon) the rows were made at, and their BG/NBD fit; None when the file
+        cannot tell."""
+        try:
+            got = pl.read_parquet_metadata(self.rows)
+            made = int(got["day"]), int(got["latest"]), int(got["horizon"])
+            return made, churn_bgnbd.BGNBD(*(float(v) for v in json.loads(got["bgnbd"])))
+        except (OSError, KeyError, ValueError, TypeError, pl.exceptions.PolarsError):
+            return None
+
+
+def _meta(result: ChurnRun) -> dict[str, str]:
+    """ROWS_FILE's metadata (KeptRows.meta reads it); floats as repr, which reads back the same number."""
+    bg = result.bgnbd
+    fitted = [repr(v) for v in (bg.r, bg.alpha, bg.a, bg.b)] if bg is not None else None
+    made = {"day": result.day, "latest": result.latest, "horizon": result.train_horizon_days}
+    return {**{k: str(v) for k, v in made.items()}, "bgnbd": json.dumps(fitted)}
 
 
 # -- customers at a cutoff ------------------------------------------------------------------------
@@ -122,12 +163,15 @@ def bgnbd_data(frame: pl.DataFrame) -> tuple[F64, F64, F64]:
     return x, tx, big_t
 
 
-def _with_bgnbd(frame: pl.DataFrame, horizon: int, target: int | None = None) -> pl.DataFrame:
+def _with_bgnbd(
+    frame: pl.DataFrame, horizon: int, target: int | None = None, fitted: churn_bgnbd.BGNBD | None = None
+) -> pl.DataFrame:
     """Adds BG/NBD's expected activity, P(alive) and P(no activity in the horizon), fitted on the frame's
-    own customers, all of them (no labels needed: see bgnbd.MAX_CUSTOMERS); with a ``target`` horizon
-    also ``bgnbd_active_growth``, how much likelier a live customer is active in it than in the horizon."""
+    own customers, all of them (no labels needed: see bgnbd.MAX_CUSTOMERS), or ``fitted``; with a ``target``
+    horizon also ``bgnbd_active_growth``, how much likelier a live customer is active in it than in the horizon.
+    Each customer's figures are their own numbers' (the fit aside): a part of the frame gets the same."""
     x, tx, big_t = bgnbd_data(frame)
-    fitted = churn_bgnbd.fit(x, tx, big_t)
+    fitted = fitted or churn_bgnbd.fit(x, tx, big_t)
     out = frame.with_columns(
         pl.Series("bgnbd_expected", fitted.expected(horizon, x, tx, big_t)),
         pl.Series("bgnbd_p_alive", fitted.p_alive(x, tx, big_t)),
@@ -137,6 +181,15 @@ def _with_bgnbd(frame: pl.DataFrame, horizon: int, target: int | None = None) ->
         growth = fitted.p_active_if_alive(target, x, big_t) / fitted.p_active_if_alive(horizon, x, big_t)
         out = out.with_columns(pl.Series("bgnbd_active_growth", growth))
     return out
+
+
+def _served_frame(
+    con: duckdb.DuckDBPyConnection, t: int, horizon: int, target: int | None = None
+) -> tuple[pl.DataFrame, churn_bgnbd.BGNBD]:
+    """The customers at ``t`` as a served method sees them (``_at``, unlabelled), and their BG/NBD fit."""
+    raw = churn_features.features_at(con, t, horizon)
+    fitted = churn_bgnbd.fit(*bgnbd_data(raw))
+    return _with_bgnbd(raw, horizon, target, fitted), fitted
 
 
 def _at(
@@ -394,13 +447,32 @@ def _reason_weights(method: str, fitted: Fitted | None, scored: Scored | None, f
     return w
 
 
+def _score(frame: pl.DataFrame, fitted: Fitted | None, method: str, horizon: int) -> tuple[F64, F64, pl.DataFrame]:
+    """Each customer's score, risk (calibrated, before _served) and reasons (their words name the features'
+    "recent" windows, ``horizon`` days: the served method's training horizon), from their own numbers: a part
+    of the customers gets the same as the whole (a model scaled to the target horizon aside: _to_target)."""
+    scored = fitted.score(frame) if fitted is not None else None
+    if scored is not None:
+        ranking, risk = scored.ranking, scored.risk
+    else:  # BG/NBD's own probability serves
+        ranking = risk = frame["bgnbd_p_none"].to_numpy()
+    weights = _reason_weights(method, fitted, scored, frame)
+    return ranking, risk, top_reasons(frame, weights, horizon)
+
+
 def _scores(
-    con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, risk: F64, weights: F64, settings: Settings, run: ChurnRun
+    con: duckdb.DuckDBPyConnection,
+    frame: pl.DataFrame,
+    risk: F64,
+    reasons: pl.DataFrame,
+    settings: Settings,
+    run: ChurnRun,
+    owners: tuple[pl.DataFrame, pl.Series] | None = None,
 ) -> pl.DataFrame:
-    """``frame``: the customers as the served method saw them (its features' "recent" windows span
-    run.train_horizon_days, which the reasons' words name); ``risk``: the served risk, in their order."""
+    """``frame``: the customers as the served method saw them; ``risk``: the served risk, ``reasons`` their
+    reasons (_score), in their order. ``owners``: the owner and region of the customers not touched (a kept
+    build's), and the touched keys."""
     cfg, h = settings.churn, run.horizon_days
-    reasons = top_reasons(frame, weights, run.train_horizon_days)
     pace = pl.col("spend_2y").clip(lower_bound=0) / pl.col("tenure_days").clip(h, VALUE_WINDOW_DAYS) * h
     band = (
         pl.when(pl.col("risk") >= cfg.high_risk)
@@ -421,7 +493,11 @@ def _scores(
             band.alias("risk_band"), (pl.col("risk") * pl.col("value_at_stake")).alias("expected_value_at_risk")
         )
     )
-    attrs = churn_features.attributes(con, out)
+    if owners is None:
+        attrs = churn_features.attributes(con, out)
+    else:
+        same, touched = owners
+        attrs = pl.concat([same, churn_features.attributes(con, out.filter(pl.col("customer_key").is_in(touched)))])
     out = out.join(attrs, on="customer_key", how="left").sort(
         ["expected_value_at_risk", "risk", "customer_key"], descending=[True, True, False]
     )
@@ -515,24 +591,34 @@ def run(
     horizon_days: int | None = None,
     progress: Progress | None = None,
     kept: KeptFit | None = None,
+    rows: KeptRows | None = None,
 ) -> ChurnRun:
     """Score every customer at ``as_of`` (default: the day after the latest activity).
 
     ``con`` has the canonical views (orders, interactions, contracts, customers, leads); ``links`` is
     the identity_links table of the build. With ``kept`` (a fit for the same horizon) nothing is fitted
-    or backtested: every customer is scored with it, as the run that fitted it would score them.
+    or backtested: every customer is scored with it, as the run that fitted it would score them. With
+    ``rows`` too, made by a run with that fit on the same as-of day and the same last day read, only the
+    customers it names as touched have their features made again (_rescore_touched).
     """
     say = progress or (lambda _m: None)
     h = int(horizon_days or settings.churn.horizon_days)
     today = datetime.now(ZoneInfo(settings.timezone)).date()
     priorities = {s.name: s.priority for s in settings.sources}
-    churn_features.load_events(con, links, priorities, churn_features.day_number(today + timedelta(days=1)))
+    latest = churn_features.day_number(today + timedelta(days=1))
+    if kept is not None and kept.horizon_days == h and rows is not None and as_of is None:
+        again = _rescore_touched(con, settings, links, kept, rows, priorities, latest, say)
+        if again is not None:
+            return again
+    churn_features.load_events(con, links, priorities, latest)
     first, last = churn_features.activity_range(con)
     if as_of is None:
         as_of = date(1970, 1, 1) + timedelta(days=math.floor(last) + 1) if last is not None else today
     d = churn_features.day_number(as_of)
     trained_at = datetime.now(UTC)
-    run_ = ChurnRun(as_of, h, "none", "no_activity", pl.DataFrame(), pl.DataFrame(), train_horizon_days=h)
+    run_ = ChurnRun(
+        as_of, h, "none", "no_activity", pl.DataFrame(), pl.DataFrame(), train_horizon_days=h, day=d, latest=latest
+    )
     extra: dict[str, object] = {"trained_at": trained_at}
     if first is None or first >= d:
         run_.notes.append("no order or interaction before the as-of date")
@@ -540,10 +626,10 @@ def run(
         return run_
     if kept is not None and kept.horizon_days == h:
         say(f"churn: customers at {as_of} scored with the {kept.method} fit of {kept.trained_on}")
-        return _rescore(con, settings, run_, kept, d)
+        return _rescore(con, settings, run_, kept, churn_features.features_at(con, d, kept.train_horizon_days))
 
     say(f"churn: customers at {as_of} (horizon {h} days)")
-    now = _at(con, d, h, labelled=False)
+    now, run_.bgnbd = _served_frame(con, d, h)
     t1, t2 = d - 2 * h, d - h
     windows = _Windows(con, d, h, first)
     back_test, back_train = windows.at(1), windows.at(2)
@@ -593,26 +679,24 @@ def run(
         if run_.method == "model" and plan.horizon != h:
             run_.train_horizon_days = plan.horizon
             del plan
-            frame = _at(con, d, run_.train_horizon_days, labelled=False, target=h)
+            frame, run_.bgnbd = _served_frame(con, d, run_.train_horizon_days, target=h)
             final = fit("model", _Windows(con, d, run_.train_horizon_days, first).stacked(1))
             final.scaled = True
         else:
             del plan
             final = fit(run_.method, windows.stacked(1))
-        scored = final.score(frame)
-        ranking, risk = scored.ranking, scored.risk
     else:
         run_.method, run_.status, run_.reason = "bgnbd", "unvalidated", "no_backtest"
         run_.notes.append(
             f"history too short to train and backtest (needs activity before {_date(t1)}, "
             f"{2 * h} days before the as-of date): BG/NBD's own probability of no activity is used"
         )
-        scored = None
-        ranking = risk = now["bgnbd_p_none"].to_numpy()
     del back_train, back_test, windows  # the fits are done: free their frames and the per-day tables
     churn_features.drop_days(con)
-    weights = _reason_weights(run_.method, final, scored, frame)
-    run_.scores = _scores(con, frame, _served(risk, ranking), weights, settings, run_)
+    ranking, risk, reasons = _score(frame, final, run_.method, run_.train_horizon_days)
+    run_.scored = frame.height
+    run_.scores = _scores(con, frame, _served(risk, ranking), reasons, settings, run_)
+    run_.rows = frame.with_columns(pl.Series(SCORE_COLUMNS[0], ranking), pl.Series(SCORE_COLUMNS[1], risk))
     run_.card = _card(run_, metrics, bins, extra, per_method)
     run_.fit = KeptFit(
         h, run_.method, run_.status, run_.reason, run_.train_horizon_days, list(run_.notes), run_.card, final, today
@@ -620,29 +704,127 @@ def run(
     return run_
 
 
-def _rescore(con: duckdb.DuckDBPyConnection, settings: Settings, run_: ChurnRun, kept: KeptFit, d: int) -> ChurnRun:
-    """``run``'s customers at day ``d`` scored with a kept fit: the features of the horizon it was trained
-    on (BG/NBD's figures fitted on these customers, as a fitting run does before it scores), its method,
-    status and model card (as of ``d``, with the customers scored)."""
+@dataclass
+class _Untouched:
+    """What a rescore of the touched customers keeps of the others: their ROWS_FILE rows (features, BG/NBD's
+    figures, score and risk) and churn_scores rows (owner, region, reasons), and the BG/NBD fit those came from."""
+
+    rows: pl.DataFrame
+    scores: pl.DataFrame
+    bgnbd: churn_bgnbd.BGNBD
+    touched: pl.Series  # customer_key
+    new: pl.DataFrame  # the touched customers' features
+
+
+def _rescore(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    run_: ChurnRun,
+    kept: KeptFit,
+    raw: pl.DataFrame,
+    same: _Untouched | None = None,
+) -> ChurnRun:
+    """``run``'s customers scored with a kept fit: ``raw``, their features at ``run_.day`` of the horizon it was
+    trained on (BG/NBD's figures fitted on these customers, as a fitting run does before it scores), its
+    method, status and model card (as of that day, with the customers scored). With ``same``, when BG/NBD's
+    fit on ``raw`` is the one its rows were made with, only the touched customers are scored."""
     h, th = run_.horizon_days, kept.train_horizon_days
     run_.method, run_.status, run_.reason, run_.train_horizon_days = kept.method, kept.status, kept.reason, th
     run_.notes = list(kept.notes)
-    frame = _at(con, d, th, labelled=False, target=h if th != h else None)
-    scored: Scored | None = None
-    if kept.fitted is not None:
-        scored = kept.fitted.score(frame)
-        ranking, risk = scored.ranking, scored.risk
-    else:
-        ranking = risk = frame["bgnbd_p_none"].to_numpy()
     churn_features.drop_days(con)
-    weights = _reason_weights(run_.method, kept.fitted, scored, frame)
-    run_.scores = _scores(con, frame, _served(risk, ranking), weights, settings, run_)
+    target = h if th != h else None
+    run_.bgnbd = churn_bgnbd.fit(*bgnbd_data(raw)) if not raw.is_empty() else None
+    scaled = kept.fitted is not None and kept.fitted.scaled  # its risk is the whole population's (_to_target)
+    reuse = same is not None and same.bgnbd == run_.bgnbd and not scaled
+    part = _touched_only(same, kept, th, target) if same is not None and reuse else None
+    if part is not None and same is not None:
+        frame, ranking, risk, reasons = part
+        run_.scored = same.new.height
+    else:
+        frame = _with_bgnbd(raw, th, target, run_.bgnbd) if run_.bgnbd is not None else raw
+        ranking, risk, reasons = _score(frame, kept.fitted, kept.method, th)
+        run_.scored = frame.height
+    owners = (same.scores.select("customer_key", "owner", "region"), same.touched) if same is not None else None
+    run_.scores = _scores(con, frame, _served(risk, ranking), reasons, settings, run_, owners)
+    run_.rows = frame.with_columns(pl.Series(SCORE_COLUMNS[0], ranking), pl.Series(SCORE_COLUMNS[1], risk))
     # the fit's card (its backtest, when it was trained), for the customers scored now
     run_.card = kept.card.with_columns(
         pl.lit(run_.as_of, pl.Date).alias("as_of"), pl.lit(frame.height, pl.Int64).alias("customers_scored")
     )
     run_.fit = kept
     return run_
+
+
+def _touched_only(
+    same: _Untouched, kept: KeptFit, horizon: int, target: int | None
+) -> tuple[pl.DataFrame, F64, F64, pl.DataFrame] | None:
+    """_rescore's frame, scores, risks and reasons with only the touched customers scored: the others' BG/NBD
+    figures, scores and reasons are their own numbers' under the same fits (_with_bgnbd, _score), so they are
+    taken as they were. None when the kept rows and scores do not name the same customers."""
+    new = _with_bgnbd(same.new, horizon, target, same.bgnbd)
+    if new.height:
+        ranking, risk, reasons = _score(new, kept.fitted, kept.method, horizon)
+        new = pl.concat([new.with_columns(pl.Series(SCORE_COLUMNS[0], ranking), pl.Series(SCORE_COLUMNS[1], risk)),
+                         reasons], how="horizontal")  # fmt: skip
+    else:
+        empty = pl.DataFrame(schema={**dict.fromkeys(SCORE_COLUMNS, pl.Float64), **_REASON_TYPES})
+        new = pl.concat([new, empty], how="horizontal")
+    old = same.rows.join(same.scores.select("customer_key", *REASON_COLUMNS), on="customer_key")
+    if old.height != same.rows.height or not set(new.columns) <= set(old.columns):
+        return None
+    both = pl.concat([old.select(new.columns), new]).sort("customer_key")
+    frame = both.drop(*SCORE_COLUMNS, *REASON_COLUMNS)
+    return frame, both[SCORE_COLUMNS[0]].to_numpy(), both[SCORE_COLUMNS[1]].to_numpy(), both.select(REASON_COLUMNS)
+
+
+_REASON_TYPES = dict.fromkeys(REASON_COLUMNS, pl.List(pl.String))
+
+
+def _rescore_touched(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    links: pl.DataFrame,
+    kept: KeptFit,
+    rows: KeptRows,
+    priorities: dict[str, int],
+    latest: int,
+    say: Progress,
+) -> ChurnRun | None:
+    """``run`` with a kept fit when ``rows`` were made with its horizon, as of the same day (the activity range
+    is read from every row) and with the same last day read: the features of the touched customers made again
+    on this connection (whatever the engine: they are few), the others' taken from ``rows``; BG/NBD is fitted
+    on everyone, as a full rescore fits it, and when that gives the fit the rows were made with only the
+    touched are scored (_touched_only); the served order, segments and ranks are the whole population's.
+    Owners and regions are read for the touched only. None: rescore everyone."""
+    made = rows.meta()
+    first, last = churn_features.events_range(con, latest)
+    if made is None or first is None or last is None:
+        return None
+    d, th = math.floor(last) + 1, kept.train_horizon_days
+    if made[0] != (d, latest, th):
+        return None
+    touched = rows.touched["customer_key"].cast(pl.String).unique()
+    as_of = _date(d)
+    say(f"churn: {touched.len()} customers touched at {as_of}, scored with the {kept.method} fit of {kept.trained_on}")
+    with churn_features.on_connection():
+        churn_features.load_events(con, links, priorities, latest, touched=touched.to_frame())
+        new = churn_features.features_at(con, d, th)
+    unchanged = ~pl.col("customer_key").is_in(touched)
+    kept_rows = pl.read_parquet(rows.rows).filter(unchanged)
+    raw = pl.concat([kept_rows.select(new.columns), new]).sort("customer_key")
+    scores = pl.read_parquet(rows.scores, columns=["customer_key", "owner", "region", *REASON_COLUMNS])
+    run_ = ChurnRun(
+        as_of, kept.horizon_days, "none", "no_activity", pl.DataFrame(), pl.DataFrame(), train_horizon_days=th,
+        day=d, latest=latest, touched=touched.len(),
+    )  # fmt: skip
+    same = _Untouched(kept_rows, scores.filter(unchanged), made[1], touched, new)
+    _rescore(con, settings, run_, kept, raw, same)
+    say(f"churn: {run_.scored} of {run_.scores.height} customers scored again (BG/NBD's fit {_same_fit(run_, same)})")
+    return run_
+
+
+def _same_fit(run_: ChurnRun, same: _Untouched) -> str:
+    return "the same" if run_.bgnbd == same.bgnbd else "moved"
 
 
 def _date(day_number: float) -> date:
@@ -670,12 +852,16 @@ def build(
     folder: Path,
     progress: Progress | None = None,
     kept: KeptFit | None = None,
+    rows: KeptRows | None = None,
 ) -> ChurnRun:
-    """The derived build's churn tables: ``<table>.parquet`` for each of CHURN_TABLES in ``folder``, and the
-    fit that scored them (FIT_FILE; ``kept``: rescore with it instead of fitting)."""
-    result = run(con, settings, links, progress=progress, kept=kept)
+    """The derived build's churn tables: ``<table>.parquet`` for each of CHURN_TABLES in ``folder``, the fit
+    that scored them (FIT_FILE; ``kept``: rescore with it instead of fitting) and the features it scored
+    (ROWS_FILE; ``rows``: a kept build's, of which only the touched customers are made again)."""
+    result = run(con, settings, links, progress=progress, kept=kept, rows=rows)
     result.scores.write_parquet(folder / "churn_scores.parquet")
     result.card.write_parquet(folder / "churn_model.parquet")
+    if result.rows is not None:
+        result.rows.write_parquet(folder / ROWS_FILE, metadata=_meta(result))
     if result.fit is not None:
         save_fit(result.fit, folder / FIT_FILE)
     return result

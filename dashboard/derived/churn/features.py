@@ -73,16 +73,21 @@ def _category_sql() -> str:
 
 # Each source record's golden customer and its dense id. A customer_ref with no link is its own customer,
 # ``<source>:<ref>``; ids follow the keys' order, so ordering by id orders by key.
-KEYS_SQL = """
-CREATE OR REPLACE TEMP TABLE churn_keys AS
-WITH linked AS (
+_LINKED = """linked AS (
     SELECT DISTINCT ON (source_system, source_record_id) source_system, source_record_id, customer_key
     FROM churn_links WHERE record_kind = 'customer' AND customer_key IS NOT NULL
-),
-refs AS (
-    SELECT source_system, customer_ref FROM orders
+)"""
+_REFS = """SELECT source_system, customer_ref FROM orders
     UNION ALL SELECT source_system, customer_ref FROM interactions
-    UNION ALL SELECT source_system, customer_ref FROM contracts
+    UNION ALL SELECT source_system, customer_ref FROM contracts"""
+_NUMBERED = """SELECT source_system, source_record_id, customer_key,
+    CAST(dense_rank() OVER (ORDER BY customer_key) AS INTEGER) AS cid
+FROM keys"""
+KEYS_SQL = f"""
+CREATE OR REPLACE TEMP TABLE churn_keys AS
+WITH {_LINKED},
+refs AS (
+    {_REFS}
 ),
 loose AS (
     SELECT DISTINCT r.source_system, r.customer_ref FROM refs AS r
@@ -95,9 +100,37 @@ keys AS (
     UNION ALL
     SELECT source_system, customer_ref, source_system || ':' || customer_ref FROM loose
 )
-SELECT source_system, source_record_id, customer_key,
-    CAST(dense_rank() OVER (ORDER BY customer_key) AS INTEGER) AS cid
-FROM keys
+{_NUMBERED}
+"""
+# The same keys for the customers a rescore makes again (churn_touched: their keys; churn_touched_refs: the
+# source records whose ``<source>:<ref>`` key is among them): their records only, so the per-day tables hold
+# only their days. A ref's own key is taken only when no customer record of its source has that id, as above.
+TOUCHED_KEYS_SQL = f"""
+CREATE OR REPLACE TEMP TABLE churn_keys AS
+WITH {_LINKED},
+loose AS (
+    SELECT t.source_system, t.customer_ref FROM churn_touched_refs AS t
+    WHERE EXISTS (
+        SELECT 1 FROM ({_REFS}) AS r WHERE r.source_system = t.source_system AND r.customer_ref = t.customer_ref
+    ) AND NOT EXISTS (
+        SELECT 1 FROM linked AS l WHERE l.source_system = t.source_system AND l.source_record_id = t.customer_ref
+    )
+),
+keys AS (
+    SELECT source_system, source_record_id, customer_key FROM linked
+    WHERE customer_key IN (SELECT customer_key FROM churn_touched)
+    UNION ALL
+    SELECT source_system, customer_ref, source_system || ':' || customer_ref FROM loose
+)
+{_NUMBERED}
+"""
+# The first and last activity (day numbers) over every customer's rows: churn_days' range, read without them
+EVENTS_RANGE_SQL = """
+SELECT min(d) AS first_d, max(d) AS last_d FROM (
+    SELECT epoch(ordered_at) / 86400.0 AS d FROM orders WHERE customer_ref IS NOT NULL AND ordered_at IS NOT NULL
+    UNION ALL
+    SELECT epoch(occurred_at) / 86400.0 FROM interactions WHERE customer_ref IS NOT NULL AND occurred_at IS NOT NULL
+) WHERE d <= $latest
 """
 # id → key, for the features' rows
 IDS_SQL = "CREATE OR REPLACE TEMP TABLE churn_ids AS SELECT DISTINCT cid, customer_key FROM churn_keys"
@@ -311,12 +344,21 @@ def day_number(d: date) -> int:
     return (d - date(1970, 1, 1)).days
 
 
-def load_events(con: duckdb.DuckDBPyConnection, links: pl.DataFrame, priorities: dict[str, int], latest: int) -> None:
+def load_events(
+    con: duckdb.DuckDBPyConnection,
+    links: pl.DataFrame,
+    priorities: dict[str, int],
+    latest: int,
+    touched: pl.DataFrame | None = None,
+) -> None:
     """Creates the temp tables churn_keys, churn_days, churn_channel_days and churn_priority on ``con``.
 
     ``latest`` (a day number) drops rows dated after it: a typo'd year 2099 is not "recent activity".
+    ``touched`` (customer_key): only those customers (TOUCHED_KEYS_SQL; inside ``on_connection``).
     """
     con.register("churn_links", links)
+    if touched is not None:
+        _register_touched(con, touched)
     con.execute("CREATE OR REPLACE TEMP TABLE churn_priority (source_system VARCHAR, priority INTEGER)")
     if priorities:
         con.executemany("INSERT INTO churn_priority VALUES (?, ?)", [[s, p] for s, p in priorities.items()])
@@ -324,7 +366,7 @@ def load_events(con: duckdb.DuckDBPyConnection, links: pl.DataFrame, priorities:
     if make is not None:  # another engine makes the keys and per-day tables from the statements below
         make.make(con, latest)
         return
-    con.execute(KEYS_SQL)
+    con.execute(KEYS_SQL if touched is None else TOUCHED_KEYS_SQL)
     con.execute(IDS_SQL)
     con.execute(KINDS_SQL, kind_params())
     con.execute(OUTCOMES_SQL, outcome_params())
@@ -334,6 +376,49 @@ def load_events(con: duckdb.DuckDBPyConnection, links: pl.DataFrame, priorities:
     con.execute("DROP TABLE churn_keyed")  # the per-day tables are all the features read
     con.execute("DROP TABLE churn_kinds")
     con.execute("DROP TABLE churn_outcomes")
+
+
+def _register_touched(con: duckdb.DuckDBPyConnection, touched: pl.DataFrame) -> None:
+    """churn_touched (customer_key) and churn_touched_refs: the source records whose own key (``<source>:<ref>``,
+    source names hold no colon) is among them."""
+    keys = touched.select(pl.col("customer_key").cast(pl.String)).drop_nulls().unique()
+    parts = pl.col("customer_key").str.splitn(":", 2).struct
+    refs = keys.filter(pl.col("customer_key").str.contains(":", literal=True)).select(
+        parts.field("field_0").alias("source_system"), parts.field("field_1").alias("customer_ref")
+    )
+    con.register("churn_touched", keys)
+    con.register("churn_touched_refs", refs)
+
+
+def own_keys(changes: dict[str, pl.DataFrame]) -> pl.Series:
+    """The ``<source>:<ref>`` key of every changed row's customer ref (orders, interactions, contracts) and of
+    every changed customer record: a ref with no customer record is its own customer, and a record that came
+    or went makes its ref linked or its own (``changes``: pipeline/fingerprint.py's changed rows per entity)."""
+    out = [pl.Series("customer_key", [], pl.String)]
+    for entity, ref in (("orders", "customer_ref"), ("interactions", "customer_ref"), ("contracts", "customer_ref"),
+                        ("customers", "source_record_id")):  # fmt: skip
+        rows = changes.get(entity)
+        if rows is not None and ref in rows.columns:
+            key = pl.concat_str(pl.col("source_system").cast(pl.String), pl.lit(":"), pl.col(ref).cast(pl.String))
+            out.append(rows.select(key.alias("customer_key")).to_series())
+    return pl.concat(out).drop_nulls()
+
+
+@contextmanager
+def on_connection() -> Iterator[None]:
+    """Inside: the keys, per-day tables and features are made and read on the connection given, whatever
+    engine day_tables_from set (a rescore of a few customers)."""
+    token = _DAY_TABLES.set(None)
+    try:
+        yield
+    finally:
+        _DAY_TABLES.reset(token)
+
+
+def events_range(con: duckdb.DuckDBPyConnection, latest: int) -> tuple[float | None, float | None]:
+    """activity_range over every customer's orders and interactions, without the per-day tables."""
+    first, last = con.sql(EVENTS_RANGE_SQL, params={"latest": latest}).fetchall()[0]
+    return first, last
 
 
 def drop_days(con: duckdb.DuckDBPyConnection) -> None:

@@ -1,0 +1,140 @@
+"""Churn in an incremental refresh (issue 22, point 1): with the kept fit and the same as-of day, only the
+customers whose orders, interactions, contracts, records or links changed have their features made again
+(and, while BG/NBD's fit on everyone stays the same, only they are scored); what is published is what
+rescoring everyone with that fit publishes. A change that moves the as-of day rescores everyone."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from dashboard.core.config import Settings, load_settings
+from dashboard.core.duck import attach_entities, work_connection
+from dashboard.core.store import Store
+from dashboard.derived.churn import build as churn
+from dashboard.pipeline.refresh import refresh
+
+ORDERS = Path("raw") / "demo" / "erp" / "vbak_orders.parquet"
+
+
+@pytest.fixture
+def demo(small_demo: Settings, tmp_path: Path) -> Settings:
+    """A private copy of the refreshed small demo."""
+    shutil.copytree(small_demo.base_dir, tmp_path / "demo", symlinks=True)
+    return load_settings(tmp_path / "demo" / "cockpit.toml")
+
+
+def _change_orders(settings: Settings, change: pl.DataFrame | None = None, doubled: int = 20) -> list[str]:
+    """The first ``doubled`` ERP orders' amounts doubled, ``change`` (orders) added; returns ['erp']."""
+    path = settings.data_path / ORDERS
+    orders = pl.read_parquet(path)
+    amount = pl.when(pl.int_range(pl.len()) < doubled).then(pl.col("NETWR") * 2).otherwise(pl.col("NETWR"))
+    out = orders.with_columns(amount.alias("NETWR"))
+    path.unlink()  # a new file: the demo's copy may share it with the fixture's folder
+    pl.concat([out, change] if change is not None else [out]).write_parquet(path)
+    return ["erp"]
+
+
+def _again(orders: pl.DataFrame, rows: slice, **values: str) -> pl.DataFrame:
+    """Orders like those in ``rows``, under new order numbers, with ``values`` in place of their own."""
+    picked = orders[rows]
+    numbers = [f"9{i:09d}" for i in range(picked.height)]
+    return picked.with_columns(pl.Series("VBELN", numbers), *(pl.lit(v).alias(k) for k, v in values.items()))
+
+
+def _published(settings: Settings) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+    store = Store(settings.data_path)
+    derived = store.read_manifest()["derived"]
+    tables = {t: pl.read_parquet(store.abs(derived["tables"][t])) for t in ("churn_scores", "churn_model")}
+    return tables, pl.read_parquet(store.abs(derived["churn_fit"]["rows"]))
+
+
+def _everyone_rescored(settings: Settings) -> churn.ChurnRun:
+    """The current snapshots' customers, every one of them scored with the current build's kept fit."""
+    store = Store(settings.data_path)
+    manifest = store.read_manifest()
+    kept = churn.load_fit(store.abs(manifest["derived"]["churn_fit"]["file"]))
+    assert kept is not None
+    with work_connection(settings) as con:
+        attach_entities(con, store, manifest)
+        links = pl.read_parquet(store.abs(manifest["derived"]["tables"]["identity_links"]))
+        return churn.run(con, settings, links, kept=kept)
+
+
+def _same_as_everyone_rescored(settings: Settings) -> pl.DataFrame:
+    tables, rows = _published(settings)
+    full = _everyone_rescored(settings)
+    assert_frame_equal(tables["churn_scores"], full.scores, check_exact=False, rel_tol=1e-12, abs_tol=1e-12)
+    assert_frame_equal(tables["churn_model"], full.card)
+    assert full.rows is not None
+    assert_frame_equal(rows, full.rows, check_exact=False, rel_tol=1e-12, abs_tol=1e-12)
+    return tables["churn_scores"]
+
+
+def test_changed_amounts_rescore_only_the_touched_customers(demo: Settings) -> None:
+    before, _ = _published(demo)
+    orders = pl.read_parquet(demo.data_path / ORDERS)
+    # 20 amounts doubled, 10 orders again on their own days (no customer gets a new active day)
+    lines: list[str] = []
+    result = refresh(demo, _change_orders(demo, _again(orders, slice(100, 110))), progress=lines.append)
+    assert result.exit_code == 0 and "churn" not in result.reused
+    [touched] = [x for x in lines if "customers touched" in x]
+    customers = before["churn_scores"].height
+    n = int(touched.split()[1])
+    assert 0 < n < customers // 10, touched
+    [scored] = [x for x in lines if "customers scored again" in x]
+    assert scored.startswith("churn: ") and "(BG/NBD's fit the same)" in scored
+    assert 0 < int(scored.split()[1]) <= n and f"of {customers} customers" in scored
+
+    scores = _same_as_everyone_rescored(demo)
+    assert scores.height == customers
+    changed = scores.join(before["churn_scores"], on="customer_key", suffix="_before")
+    assert changed.filter(pl.col("revenue") != pl.col("revenue_before")).height > 0  # the doubled amounts are served
+
+
+def test_a_new_active_day_and_a_customer_without_a_record_rescore_everyone_with_the_touched_features(
+    demo: Settings,
+) -> None:
+    before, _ = _published(demo)
+    orders = pl.read_parquet(demo.data_path / ORDERS)
+    first_day = orders["ERDAT"].min()
+    assert isinstance(first_day, str)
+    extra = pl.concat([
+        _again(orders, slice(0, 3), ERDAT=first_day),  # known customers, on the first day: new active days
+        _again(orders, slice(5, 6), KUNNR="0099999999"),  # a customer number no ERP customer record has
+    ])  # fmt: skip
+    lines: list[str] = []
+    assert refresh(demo, _change_orders(demo, extra), progress=lines.append).exit_code == 0
+    assert [x for x in lines if "customers touched" in x]
+    [scored] = [x for x in lines if "customers scored again" in x]
+    assert "(BG/NBD's fit moved)" in scored  # everyone scored under the new fit
+
+    scores = _same_as_everyone_rescored(demo)
+    assert scores.height == before["churn_scores"].height + 1
+    store = Store(demo.data_path)
+    links = pl.read_parquet(store.abs(store.read_manifest()["derived"]["tables"]["identity_links"]))
+    [key] = links.filter((pl.col("source_system") == "erp") & (pl.col("source_record_id") == "0099999999"))[
+        "customer_key"
+    ].to_list()  # the order's customer number made a customer of its own
+    assert scores.filter(pl.col("customer_key") == key)["orders"].to_list() == [1]
+
+
+def test_an_order_after_the_last_activity_moves_the_as_of_day_and_rescores_everyone(demo: Settings) -> None:
+    before, _ = _published(demo)
+    orders = pl.read_parquet(demo.data_path / ORDERS)
+    tomorrow = datetime.now(ZoneInfo(demo.timezone)).date() + timedelta(days=1)  # the last day a refresh reads
+    lines: list[str] = []
+    change = _change_orders(demo, _again(orders, slice(0, 1), ERDAT=tomorrow.strftime("%Y%m%d")))
+    assert refresh(demo, change, progress=lines.append).exit_code == 0
+    assert not [x for x in lines if "customers touched" in x]
+    assert [x for x in lines if x.startswith("churn: customers at ") and "scored with the" in x]
+
+    scores = _same_as_everyone_rescored(demo)
+    assert scores["as_of"].unique().to_list() == [tomorrow + timedelta(days=1)]
+    assert before["churn_scores"]["as_of"].unique().to_list() != scores["as_of"].unique().to_list()
