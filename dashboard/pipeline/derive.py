@@ -153,9 +153,9 @@ def build_derived(
             records = read_records(con) if records is None and spark is None else records
             graph = spark_identity.SparkGraph(spark, settings, stage) if spark is not None else None  # pass 1, clusters
             # with engine spark the records and their features are made on Spark too: the driver gets their keys
-            made = spark_identity.SparkRecords(spark, settings, store, manifest, stage) if spark is not None else None
+            on_spark = None if spark is None else spark_identity.SparkRecords(spark, settings, store, manifest, stage)
             records, links, model = build_links(
-                settings, con, previous, records, score, kept=kept, graph=graph, made=made
+                settings, con, previous, records, score, kept=kept, graph=graph, made=on_spark
             )
             write_state(model, kept, stage, now_utc())
             links.write_parquet(stage / "identity_links.parquet")
