@@ -10,6 +10,8 @@ the staged snapshot, never into a published one, so a kill leaves the current sn
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import shutil
 from dataclasses import dataclass, field, replace
@@ -194,6 +196,29 @@ def same_rows(previous: Extract, delta: Path) -> bool:
         return False
     old = old.select(new.columns)
     return old.schema == new.schema and old.sort(key, nulls_last=True).equals(new.sort(key, nulls_last=True))
+
+
+def rows_digest(path: Path) -> str:
+    """A whole-table pull's rows as a multiset (their order aside), with the column names and types: a table
+    without a watermark is pulled whole every time, and the same digest as the current extract's says it
+    brought nothing new (``same_table`` then compares the rows themselves)."""
+    try:
+        frame = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError):
+        return ""
+    head = json.dumps([pl.__version__, frame.columns, [str(t) for t in frame.dtypes]]).encode()
+    return hashlib.sha256(head + frame.hash_rows(seed=0).sort().to_numpy().tobytes()).hexdigest()
+
+
+def same_table(previous: Path, pulled: Path) -> bool:
+    """Whether two whole-table extracts hold the same rows, as many times each, in any order."""
+    try:
+        old, new = pl.read_parquet(previous), pl.read_parquet(pulled)
+    except (pl.exceptions.PolarsError, OSError):
+        return False
+    if old.schema != new.schema or old.height != new.height:
+        return False
+    return old.sort(old.columns, nulls_last=True).equals(new.sort(new.columns, nulls_last=True))
 
 
 def extend(previous: Extract, delta: Path | None, delta_rows: int, out_dir: Path, index: int) -> Extract:
