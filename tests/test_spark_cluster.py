@@ -20,6 +20,7 @@ from dashboard.core.store import Store
 from dashboard.derived.analytics import ANALYTICS_TABLES
 from dashboard.derived.golden import GOLDEN_TABLES
 from dashboard.derived.spark.session import EngineError
+from dashboard.pipeline import fingerprint
 from dashboard.pipeline.derive import build_derived
 from dashboard.pipeline.refresh import refresh
 from dashboard.query.security import SYSTEM
@@ -133,8 +134,9 @@ def _frame(frame: pl.DataFrame) -> pl.DataFrame:
 
 def test_the_build_ran_on_the_cluster(on_cluster: Settings, cluster: Cluster) -> None:
     apps = cluster.status()["completedapps"]
-    # the refresh's applications: its sources' (standardize, the gate), then its derived build's
-    assert isinstance(apps, list) and [a["name"] for a in apps] == ["cockpit", "cockpit"]
+    # the refresh's applications: its sources' (standardize, the gate), then its derived build's (the refresh
+    # with the build in a child process names its own)
+    assert isinstance(apps, list) and [a["name"] for a in apps if a["name"] == "cockpit"] == ["cockpit", "cockpit"]
     manifest = json.loads((on_cluster.data_path / "manifest.json").read_text(encoding="utf-8"))
     for table in ANALYTICS_TABLES:  # the same layout: one file per table in the build's folder
         assert (on_cluster.data_path / manifest["derived"]["tables"][table]).is_file()
@@ -261,6 +263,62 @@ def _made_before_reuse(settings: Settings) -> None:
 def _state(settings: Settings) -> tuple[bytes, list[str]]:
     data = settings.data_path
     return (data / "manifest.json").read_bytes(), sorted(p.name for p in (data / "derived").iterdir())
+
+
+def _read_with(settings: Settings) -> None:
+    """The current snapshots as if read with ``settings`` (their inputs' fingerprints name the engine and the
+    folders): the next refresh keeps them and makes only the derived build."""
+    path = settings.data_path / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    for name, entry in manifest["sources"].items():
+        entry["inputs"] = fingerprint.source_inputs(settings, settings.source(name))
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def _event_kinds(log: Path) -> list[str]:
+    return [json.loads(line)["Event"] for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_the_derived_build_in_its_own_process_runs_on_the_cluster(
+    on_duckdb: Settings, demo: Path, cluster: Cluster, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The default, ``derive_in_child``: the derived build runs in a process of its own, its Spark application
+    on the cluster. This process cannot start a build's session (patched to fail; the child does not see the
+    patch), yet the build publishes, the cluster finished one more application whose event log holds the
+    build's jobs, and the pages' numbers and the tables made as Spark jobs are the duckdb engine's."""
+    from dashboard.derived.spark import jobs
+
+    def not_here(settings: Settings) -> Any:
+        raise AssertionError("the derived build started Spark in the refresh's own process")
+
+    monkeypatch.setattr(jobs, "spark_session", not_here)
+    root = demo.parent / "child"
+    shutil.copytree(on_duckdb.base_dir, root)
+    events = tmp_path / "events"
+    events.mkdir()
+    log = {"spark.eventLog.enabled": True, "spark.eventLog.dir": events.as_uri(), "spark.eventLog.compress": False}
+    settings = _on_spark(
+        load_settings(root / "cockpit.toml"), master=cluster.master, app_name="cockpit-child", conf=log
+    )
+    assert settings.engine.derive_in_child
+    _made_before_reuse(settings)
+    _read_with(settings)  # the sources count as unchanged: this refresh is the derived build alone
+    before = len(cluster.status()["completedapps"])  # type: ignore[arg-type]
+    result = refresh(settings)
+    assert result.exit_code == 0, [(r.source, r.reasons) for r in result.sources]
+    assert {"derive.identity", "derive.analytics", "derive.golden"} <= set(result.steps)  # laps the build sent
+    assert all(r.unchanged for r in result.sources)  # no source read again: no sources' application
+    apps = cluster.status()["completedapps"]
+    assert isinstance(apps, list) and [a["name"] for a in apps[before:]] == ["cockpit-child"]  # the build's
+    # Spark 4 writes an application's event log as a folder of rolled files named by its id
+    kinds = [k for f in sorted(events.rglob(f"events_*_{apps[-1]['id']}")) for k in _event_kinds(f)]
+    assert kinds.count("SparkListenerJobEnd") > 10 and kinds.count("SparkListenerTaskEnd") > 10
+    for name in PAGE_QUERIES:
+        want = Warehouse(on_duckdb).run_query(name, {}, user=SYSTEM)
+        got = Warehouse(settings).run_query(name, {}, user=SYSTEM)
+        assert want.height > 0 and _frame(got).equals(_frame(want)), (name, got, want)
+    for table in SPARK_STEP_TABLES:
+        assert _frame(_by_members(settings, table)).equals(_frame(_by_members(on_duckdb, table))), table
 
 
 def test_a_failing_spark_job_publishes_nothing(on_duckdb: Settings, demo: Path, monkeypatch: Any) -> None:
