@@ -714,6 +714,7 @@ class _Untouched:
     bgnbd: churn_bgnbd.BGNBD
     touched: pl.Series  # customer_key
     new: pl.DataFrame  # the touched customers' features
+    same_inputs: bool = False  # BG/NBD's fit reads the same numbers as the kept rows' did (_same_bgnbd_inputs)
 
 
 def _rescore(
@@ -733,7 +734,10 @@ def _rescore(
     run_.notes = list(kept.notes)
     churn_features.drop_days(con)
     target = h if th != h else None
-    run_.bgnbd = churn_bgnbd.fit(*bgnbd_data(raw)) if not raw.is_empty() else None
+    if same is not None and same.same_inputs:
+        run_.bgnbd = same.bgnbd  # the same numbers, fitted the same: not fitted again
+    else:
+        run_.bgnbd = churn_bgnbd.fit(*bgnbd_data(raw)) if not raw.is_empty() else None
     scaled = kept.fitted is not None and kept.fitted.scaled  # its risk is the whole population's (_to_target)
     reuse = same is not None and same.bgnbd == run_.bgnbd and not scaled
     part = _touched_only(same, kept, th, target) if same is not None and reuse else None
@@ -810,17 +814,27 @@ def _rescore_touched(
         churn_features.load_events(con, links, priorities, latest, touched=touched.to_frame())
         new = churn_features.features_at(con, d, th)
     unchanged = ~pl.col("customer_key").is_in(touched)
-    kept_rows = pl.read_parquet(rows.rows).filter(unchanged)
+    every = pl.read_parquet(rows.rows)
+    kept_rows = every.filter(unchanged)
     raw = pl.concat([kept_rows.select(new.columns), new]).sort("customer_key")
     scores = pl.read_parquet(rows.scores, columns=["customer_key", "owner", "region", *REASON_COLUMNS])
     run_ = ChurnRun(
         as_of, kept.horizon_days, "none", "no_activity", pl.DataFrame(), pl.DataFrame(), train_horizon_days=th,
         day=d, latest=latest, touched=touched.len(),
     )  # fmt: skip
-    same = _Untouched(kept_rows, scores.filter(unchanged), made[1], touched, new)
+    same_inputs = _same_bgnbd_inputs(every.filter(~unchanged), new)
+    same = _Untouched(kept_rows, scores.filter(unchanged), made[1], touched, new, same_inputs)
     _rescore(con, settings, run_, kept, raw, same)
     say(f"churn: {run_.scored} of {run_.scores.height} customers scored again (BG/NBD's fit {_same_fit(run_, same)})")
     return run_
+
+
+def _same_bgnbd_inputs(before: pl.DataFrame, after: pl.DataFrame) -> bool:
+    """BG/NBD's fit reads each customer's (x, t_x, T) in key order (a sample of them by position above
+    bgnbd.MAX_CUSTOMERS): the touched customers ``before`` and ``after`` being the same customers with the same
+    numbers, everyone's are, and the fit is the kept one."""
+    cols = ["customer_key", "active_days", "active_span", "tenure_days"]
+    return before.select(cols).sort("customer_key").equals(after.select(cols).sort("customer_key"))
 
 
 def _same_fit(run_: ChurnRun, same: _Untouched) -> str:
