@@ -460,6 +460,24 @@ _SNAPSHOTS_SQL = " UNION ".join(
 )
 
 
+def _pinyin_of(names: pl.DataFrame, previous: Previous | None) -> pl.DataFrame:
+    """name → name_pinyin (no spaces) of the chosen names. An incremental build takes the names the current
+    build's golden records hold from them: loading pypinyin's dictionaries cost more CPU than making the few
+    touched customers' golden rows (~0.13 s, a tenth of golden's at medium)."""
+    known = pl.DataFrame(schema={"name": pl.String, "name_pinyin": pl.String})
+    if previous is not None:
+        known = (
+            pl.scan_parquet(previous.golden)
+            .select("name", "name_pinyin")
+            .filter(pl.col("name").is_in(names["name"].implode()) & pl.col("name_pinyin").is_not_null())
+            .unique("name")
+            .collect()
+        )
+    new = names.select("name").join(known, on="name", how="anti")
+    made = pinyin(new["name"]).str.replace_all(" ", "") if new.height else pl.Series([], dtype=pl.String)
+    return pl.concat([known, new.with_columns(made.alias("name_pinyin"))])
+
+
 def write_golden(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
@@ -548,10 +566,7 @@ def write_golden(
             {"attributes": list(LOOKUP_ATTRIBUTES)},
         )
         names_ = con.sql("SELECT DISTINCT value AS name FROM golden_values WHERE attribute = 'name' AND chosen").pl()
-        con.register(
-            "golden_pinyin",
-            names_.with_columns(pinyin(names_["name"]).str.replace_all(" ", "").alias("name_pinyin")),
-        )
+        con.register("golden_pinyin", _pinyin_of(names_, previous))
         pivot = ", ".join(f"first(value) FILTER (WHERE chosen AND attribute = '{a}') AS {a}" for a in ATTRIBUTES)
         con.execute(
             _BASE_SQL.format(pivot=pivot, golden_columns=", ".join(f"ch.{a}" for a in ATTRIBUTES)),
