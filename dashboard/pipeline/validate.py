@@ -24,7 +24,6 @@ from dashboard.core.config import Settings, SourceQualityConfig
 from dashboard.core.entities import ENTITIES
 from dashboard.core.errors import ConfigError
 from dashboard.core.store import Store
-from dashboard.pipeline import own_checks
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
 BLOCKING = "critical"
@@ -251,41 +250,11 @@ def validate(
     """The entity's suite, with the source's thresholds (defaults when none are given), then the date
     range. ``now``: the refresh's time, naive local like the dates (default: this machine's clock).
     ``settings`` with [engine] kind = "spark": the suite runs on Spark (GX's Spark execution engine), the
-    date range here (it reads the frame the refresh holds anyway). A suite of the kinds the cockpit checks
-    itself (own_checks.py: not-null, unique, in/not in a set, regex, between, row count) is checked without
-    GX, with GX's results; any other goes to GX."""
-    quality = quality or SourceQualityConfig.model_validate({})
-    suite_dict = apply_thresholds(load_suite_dict(entity, source), entity, quality)
-    spark = settings is not None and settings.engine.kind == "spark"
-    if not spark and own_checks.supported(suite_dict, frame):
-        outcomes = [_own_outcome(suite_dict["name"], r) for r in own_checks.check(suite_dict, frame)]
-    else:
-        outcomes = _gx_outcomes(frame, suite_dict, source, entity, settings)
-    return outcomes + date_checks(frame, entity, suite_dict["name"], quality, now or datetime.now())
-
-
-def _own_outcome(suite: str, r: dict[str, Any]) -> Outcome:
-    return Outcome(
-        suite=suite,
-        expectation=r["type"],
-        column=r["column"],
-        blocking=r["severity"] == BLOCKING,
-        success=r["success"],
-        element_count=r["element_count"],
-        unexpected_count=r["unexpected_count"],
-        unexpected_percent=r["unexpected_percent"],
-        samples=r["samples"],
-        observed=r["observed"],
-        kwargs=r["kwargs"],
-    )
-
-
-def _gx_outcomes(
-    frame: pl.DataFrame, suite_dict: dict[str, Any], source: str, entity: str, settings: Settings | None
-) -> list[Outcome]:
-    """The suite run by Great Expectations (pandas, or Spark with [engine] kind = "spark")."""
+    date range here (it reads the frame the refresh holds anyway)."""
     from great_expectations.core import ExpectationSuite
 
+    quality = quality or SourceQualityConfig.model_validate({})
+    suite_dict = apply_thresholds(load_suite_dict(entity, source), entity, quality)
     try:
         suite = ExpectationSuite(**suite_dict)
     except Exception as e:  # GX's own schema errors: name the suite file
@@ -323,4 +292,4 @@ def _gx_outcomes(
                 kwargs={k: v for k, v in cfg.kwargs.items() if k not in ("column", "batch_id")},
             )
         )
-    return outcomes
+    return outcomes + date_checks(frame, entity, suite_dict["name"], quality, now or datetime.now())

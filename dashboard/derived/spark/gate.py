@@ -15,7 +15,7 @@ from dashboard.derived.spark.standardize import session
 
 _batches: dict[str, Any] = {}  # per Spark application: GX's engine holds the session it was made with
 # Java's \d, \w, \s and \b are ASCII unless its UNICODE_CHARACTER_CLASS flag is on; Python's and polars' (the
-# pandas gate, the cockpit's own checks, standardize's phone rule) are Unicode: a phone with a full-width digit,
+# pandas gate, standardize's phone rule) are Unicode: a phone with a full-width digit,
 # 13８00138000, matched ^1[3-9]\d{9}$ there and failed on Spark. The suites' patterns run on Spark with (?U).
 UNICODE = "(?U)"
 _PATTERNS = ("regex", "regex_list")
