@@ -3,15 +3,15 @@ the backtest of model vs recency vs BG/NBD, the refit, scoring, reasons) timed (
 backtest figures and why the served method serves. Reads the company's snapshots and writes nothing, unless
 ``--out DIR`` asks for the tables it made (to compare two versions' output).
 
-    .venv/bin/python benchmarks/churn.py --config /tmp/large/cockpit.toml
+    .venv/bin/python benchmarks/churn.py --config $BENCH/large/cockpit.toml
 
 A demo company to run it on (medium ≈ 60k customers, ~20 s to generate and refresh; small ≈ 2.5k;
 large ≈ 1.3M):
 
-    mkdir -p /tmp/churn_medium && cp cockpit.toml /tmp/churn_medium/
-    .venv/bin/cockpit --config /tmp/churn_medium/cockpit.toml demo --size medium --no-serve
+    mkdir -p $BENCH/churn_medium && cp cockpit.toml $BENCH/churn_medium/
+    .venv/bin/cockpit --config $BENCH/churn_medium/cockpit.toml demo --size medium --no-serve
     /usr/bin/time -f "wall %e user %U sys %S maxrss %MkB" \
-        .venv/bin/python benchmarks/churn.py --config /tmp/churn_medium/cockpit.toml
+        .venv/bin/python benchmarks/churn.py --config $BENCH/churn_medium/cockpit.toml
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@ derived.spark.identity) timed on both, on a refreshed company's snapshots, with 
 input rows per CPU-second (the per-core throughput the README's sizing uses).
 Reads the company's snapshots; writes only into a temporary folder under its data folder, removed after.
 
-    mkdir -p /tmp/spark_medium && cp cockpit.toml /tmp/spark_medium/
-    .venv/bin/cockpit --config /tmp/spark_medium/cockpit.toml demo --size medium --no-serve
-    .venv/bin/python benchmarks/spark.py --config /tmp/spark_medium/cockpit.toml --master 'local[2]'
-    .venv/bin/python benchmarks/spark.py --config /tmp/spark_medium/cockpit.toml --steps identity
+    mkdir -p $BENCH/spark_medium && cp cockpit.toml $BENCH/spark_medium/
+    .venv/bin/cockpit --config $BENCH/spark_medium/cockpit.toml demo --size medium --no-serve
+    .venv/bin/python benchmarks/spark.py --config $BENCH/spark_medium/cockpit.toml --master 'local[2]'
+    .venv/bin/python benchmarks/spark.py --config $BENCH/spark_medium/cockpit.toml --steps identity
 """
 
 from __future__ import annotations

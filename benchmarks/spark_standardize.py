@@ -3,8 +3,8 @@ and checked by its suite with engine duckdb and with engine spark, with wall tim
 the local Spark JVM and its Python workers: every process descending from this one) and input rows per
 CPU-second. The Spark session's start is timed on its own line, not in the steps.
 
-    mkdir -p /tmp/std_medium && cp cockpit.toml /tmp/std_medium/
-    .venv/bin/python benchmarks/spark_standardize.py --config /tmp/std_medium/cockpit.toml --size medium
+    mkdir -p $BENCH/std_medium && cp cockpit.toml $BENCH/std_medium/
+    .venv/bin/python benchmarks/spark_standardize.py --config $BENCH/std_medium/cockpit.toml --size medium
 
 ``--source crm`` (repeatable) reads and times only that source's tables: at the large demo, reading all nine
 sources at once holds ~20M rows in this process before the first step.

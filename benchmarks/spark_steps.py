@@ -4,8 +4,8 @@ engine, on a refreshed company's snapshots and current build: wall time, CPU tim
 local Spark JVM's from /proc) and input rows per CPU-second per step.
 Reads the company; writes only into a temporary folder under its data folder, removed after.
 
-    .venv/bin/python benchmarks/spark_steps.py --config /tmp/spark_medium/cockpit.toml --master 'local[2]'
-    .venv/bin/python benchmarks/spark_steps.py --config /tmp/spark_medium/cockpit.toml --steps churn_features
+    .venv/bin/python benchmarks/spark_steps.py --config $BENCH/spark_medium/cockpit.toml --master 'local[2]'
+    .venv/bin/python benchmarks/spark_steps.py --config $BENCH/spark_medium/cockpit.toml --steps churn_features
 """
 
 from __future__ import annotations
