@@ -9,11 +9,14 @@ languages are left as they were.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from dashboard.access import auth, sessions
 from dashboard.core.config import Settings
@@ -47,6 +50,16 @@ def _grid(page: Any) -> bytes:
     return shot
 
 
+def _rows_differing(a: bytes, b: bytes) -> list[int]:
+    """The pixel rows in which two screenshots of the same size differ. Chromium may anti-alias one row of a
+    border line differently between two drawings of the same grid (seen under load: the header's bottom edge);
+    text cut at a cell's edge or drawn with other letter widths differs over a whole line of text."""
+    x = np.asarray(Image.open(io.BytesIO(a)).convert("RGB"), dtype=np.int16)
+    y = np.asarray(Image.open(io.BytesIO(b)).convert("RGB"), dtype=np.int16)
+    assert x.shape == y.shape, f"the grid is {x.shape} after the switch and {y.shape} when opened in English"
+    return [int(r) for r in np.flatnonzero(np.abs(x - y).max(axis=(1, 2)) > 0)]
+
+
 def test_switching_to_english_draws_the_list_as_opening_it_in_english(
     browser: Any, secured_app_url: str, demo: Settings, account: str, artifacts: Path
 ) -> None:
@@ -71,6 +84,7 @@ def test_switching_to_english_draws_the_list_as_opening_it_in_english(
         settled(fresh, t("page.churn", "en"))
         opened = _grid(fresh)
         (artifacts / "churn_opened_en.png").write_bytes(opened)
-        assert switched == opened, "after the switch the list is drawn otherwise than when opened in English"
+        rows = _rows_differing(switched, opened)
+        assert len(rows) <= 1, f"after the switch the list is drawn otherwise than when opened in English (rows {rows})"
     finally:
         context.close()
