@@ -91,16 +91,16 @@ def _counted(scorer: Any) -> Any:
     return make
 
 
-# the records whose clusters Splink's connected components found on the cluster, per build (pass 1 is there too)
+# the records whose clusters Splink's connected components found on the cluster and whose keys it made, per build
 CLUSTERED: list[int] = []
 
 
 def _counted_graph(graph: Any) -> Any:
     class Counted(graph):
-        def clusters(self, *args: Any) -> Any:
-            labels = super().clusters(*args)
-            CLUSTERED.append(len(labels))
-            return labels
+        def links(self, *args: Any) -> Any:
+            links = super().links(*args)
+            CLUSTERED.append(links.height)
+            return links
 
     return Counted
 

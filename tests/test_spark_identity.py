@@ -350,6 +350,38 @@ def test_pass_one_and_the_clusters_on_spark_link_what_duckdb_links(settings: Set
     assert not (stage / PARTS).exists()  # the graph's files are removed
 
 
+def test_keys_made_on_spark_are_duckdbs_kept_claimed_and_salted(settings: Settings, spark: Any) -> None:
+    """The keys a later build hands on (votes of the previous build's keys) are made on Spark as on the driver: a
+    key goes to the part holding most of its records, two customers now one keep the smaller key, and the part an
+    override splits off whose smallest record once named the whole customer gets that key salted."""
+    from dashboard.derived.identity import _fresh_key
+
+    rows = [
+        ("erp", "Q1", "customer", "13800000011", None, None, None),
+        ("pos", "Q2", "customer", "13800000011", "q@x.com", None, None),
+        ("wechat", "Q3", "customer", None, "q@x.com", None, None),
+        ("crm", "Q4", "lead", None, "q@x.com", None, None),
+        ("erp", "R1", "customer", "13800000021", None, None, None),
+        ("pos", "R2", "customer", "13800000022", None, None, None),
+    ]
+    before = _keys(resolve(_records(rows), None))
+    assert len({before[r] for r in ("erp:Q1", "pos:Q2", "wechat:Q3", "crm:Q4")}) == 1
+    assert before["erp:R1"] != before["pos:R2"]
+    previous = resolve(_records(rows), None).select("source_system", "source_record_id", "customer_key")
+    rows[5] = ("pos", "R2", "customer", "13800000021", None, None, None)  # now R1's phone: one customer
+    overrides = [Override("split", "erp:Q1", "pos:Q2")]
+    stage = settings.data_path / "keys"
+    stage.mkdir()
+    want = resolve(_records(rows), None, overrides, previous)
+    got = resolve(_records(rows), None, overrides, previous, graph=spark_identity.SparkGraph(spark, settings, stage))
+    assert got.equals(want)
+    key = _keys(got)
+    assert key["pos:Q2"] == key["wechat:Q3"] == key["crm:Q4"] == before["erp:Q1"]  # the larger part keeps it
+    assert key["erp:Q1"] == _fresh_key("customer:erp:Q1#1")  # its own fresh key is taken: salted
+    assert key["erp:R1"] == key["pos:R2"] == min(before["erp:R1"], before["pos:R2"])
+    assert not (stage / PARTS).exists()
+
+
 # ------------------------------------------------------------------------- the records and features made on Spark
 def _made_on_both(settings: Settings, spark: Any, folder: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """A company's records resolved from its snapshots (settings' manifest) on both engines: (the driver's

@@ -207,10 +207,11 @@ class Graph:
 
     values: pl.DataFrame  # VALUES_SQL's rows
     exact_labels: np.ndarray
+    rule: np.ndarray  # the rule bits each record shares (pass 1)
 
-    def exact(self, nodes: pl.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
-        """nodes (NODE_COLUMNS, node = 0..n-1) → (each record's pass-1 cluster, the rule bits it shares); None: the
-        records' nodes are already where the graph works (SparkGraph with SparkRecords)."""
+    def exact(self, nodes: pl.DataFrame | None) -> np.ndarray:
+        """nodes (NODE_COLUMNS, node = 0..n-1) → each record's pass-1 cluster (the rule bits it shares kept for the
+        links); None: the records' nodes are already where the graph works (SparkGraph with SparkRecords)."""
         if nodes is None:
             raise ValueError("records made on Spark need the Spark graph (derived.spark.identity.SparkGraph)")
         n = nodes.height
@@ -219,10 +220,35 @@ class Graph:
             self.values = con.sql(VALUES_SQL).pl()
             con.register("identity_values", self.values)
             shared = con.sql(RULES_SQL).pl()
-        rule = np.zeros(n, dtype=np.uint8)
-        rule[shared["node"].to_numpy()] = shared["rule"].to_numpy()
+        self.rule = np.zeros(n, dtype=np.uint8)
+        self.rule[shared["node"].to_numpy()] = shared["rule"].to_numpy()
         self.exact_labels = _components(n, [(self.values["node"].to_numpy(), self.values["hub"].to_numpy())])
-        return self.exact_labels, rule
+        return self.exact_labels
+
+    def links(
+        self,
+        recs: pl.DataFrame,
+        exact: np.ndarray,
+        pairs: pl.DataFrame,
+        overrides: Overrides,
+        previous: pl.DataFrame | None,
+    ) -> pl.DataFrame:
+        """The links (LINK_COLUMNS): each record's cluster (clusters, then the clusters a split override cuts made
+        again), its key (assign_keys: ``previous``'s where its records had one), match rule and confidence."""
+        merge, apart, detach = overrides
+        labels = self.clusters(pairs, merge, detach)
+        labels = _split_apart(labels, self, pairs, merge, detach, apart)
+        # only the columns the links need: joins over the records' wide rows dominated this step at scale
+        members = recs.select(
+            "uid",
+            "ref",
+            "source_system",
+            "source_record_id",
+            "record_kind",
+            pl.Series("component", labels),
+            pl.Series("ex", exact),
+        )
+        return _finish(members, self.rule, pairs, merge, labels, previous)
 
     def clusters(self, pairs: pl.DataFrame, merge: list[tuple[int, int]], detach: list[int]) -> np.ndarray:
         """Each record's cluster: pass 1's values, ``pairs`` (node_l, node_r) and the ``merge`` overrides join
@@ -249,6 +275,10 @@ class Graph:
 
     def close(self) -> None:
         """Nothing to remove here (the Spark graph removes its files)."""
+
+
+# the overrides as node ids (_override_nodes): merged pairs, pairs kept apart, detached records
+Overrides = tuple[list[tuple[int, int]], list[tuple[int, int]], list[int]]
 
 
 def undetached(pairs: pl.DataFrame, detach: list[int]) -> pl.DataFrame:
@@ -640,14 +670,28 @@ def _split_apart(
     detach: list[int],
     apart: list[tuple[int, int]],
 ) -> np.ndarray:
-    """Re-cluster, edge by edge (strongest first), only the clusters an override splits: their records, the
-    values they share (a node each, numbered in the values' order), their pairs and merges."""
+    """Re-cluster, edge by edge (strongest first), only the clusters an override splits (recluster)."""
     hit = {int(labels[a]) for a, b in apart if labels[a] == labels[b]}
     if not hit:
         return labels
     labels = labels.copy()
-    n = len(labels)
     members = np.flatnonzero(np.isin(labels, list(hit)))
+    labels[members] = int(labels.max()) + 1 + recluster(members, graph, pairs, merge, detach, apart, len(labels))
+    return labels
+
+
+def recluster(
+    members: np.ndarray,
+    graph: Graph,
+    pairs: pl.DataFrame,
+    merge: list[tuple[int, int]],
+    detach: list[int],
+    apart: list[tuple[int, int]],
+    n: int,
+) -> np.ndarray:
+    """The clusters an override splits (``members``: their records, of ``n``) made again, edge by edge (strongest
+    first): their records, the values they share (a node each from ``n`` on, in the values' order), their pairs
+    and merges. Each member's new cluster, named by a node (a record's or a value's), in ``members``' order."""
     keep = pl.Series(members, dtype=pl.Int64).implode()
     values = graph.values_of(members)
     m = np.array(merge, dtype=np.int64).reshape(-1, 2)
@@ -687,10 +731,7 @@ def _split_apart(
     uf = _UnionFind(must)
     for a, b in sub.select("a", "b").iter_rows():
         uf.union(a, b)
-    base = int(labels.max()) + 1
-    for node in members:
-        labels[node] = base + uf.find(int(node))
-    return labels
+    return np.array([uf.find(int(node)) for node in members], dtype=np.int64)
 
 
 def resolve(
@@ -712,7 +753,7 @@ def resolve(
     lap = _Laps(probabilistic.stats if probabilistic else {})
     try:
         recs = source.recs
-        exact, rule = graph.exact(source.nodes())
+        exact = graph.exact(source.nodes())
         pairs = pl.DataFrame(schema=_PAIR_SCHEMA)
         lap("exact")
         feats = source.features(exact) if probabilistic is not None else None
@@ -723,23 +764,10 @@ def resolve(
             pairs = probabilistic.pairs = pl.concat([kept_pairs, pairs.cast(kept_pairs.schema)])
             lap = _Laps(probabilistic.stats)
         del feats
-        merge, apart, detach = _override_nodes(recs, overrides or [])
-        labels = graph.clusters(pairs, merge, detach)
-        labels = _split_apart(labels, graph, pairs, merge, detach, apart)
+        out = graph.links(recs, exact, pairs, _override_nodes(recs, overrides or []), previous)
     finally:
         graph.close()
         source.close()
-    # only the columns the links need: joins over the records' wide rows dominated this step at scale
-    recs = recs.select(
-        "uid",
-        "ref",
-        "source_system",
-        "source_record_id",
-        "record_kind",
-        pl.Series("component", labels),
-        pl.Series("ex", exact),
-    )
-    out = _finish(recs, rule, pairs, merge, labels, previous)
     lap("cluster")
     return out
 
@@ -840,14 +868,7 @@ def assign_keys(members: pl.DataFrame, previous: pl.DataFrame | None) -> pl.Data
         fresh = con.sql("SELECT component, anchor, 'C' || left(md5(anchor), 12) AS customer_key FROM fresh").pl()
     taken = set(claimed["customer_key"].to_list())
     clash = fresh["customer_key"].is_in(list(taken)) | fresh["customer_key"].is_duplicated()
-    keys = []
-    for component, anchor, key in fresh.filter(clash).iter_rows():
-        salt = 0
-        while key in taken:  # a split-off part whose anchor once named the whole customer
-            salt += 1
-            key = _fresh_key(f"{anchor}#{salt}")
-        taken.add(key)
-        keys.append((component, key))
+    keys = settle_clashes(fresh.filter(clash).iter_rows(), taken)
     fresh_keys = pl.concat(
         [
             fresh.filter(~clash).select("component", "customer_key"),
@@ -855,6 +876,30 @@ def assign_keys(members: pl.DataFrame, previous: pl.DataFrame | None) -> pl.Data
         ]
     )
     return pl.concat([claimed, fresh_keys])
+
+
+SALTS = 16  # a clashing fresh key is salted at most this many times (derived.spark.identity asks about these)
+
+
+def salted_keys(anchor: str) -> list[str]:
+    """The keys a component anchored at ``anchor`` may get: its fresh key, then salted ones (settle_clashes)."""
+    return [_fresh_key(anchor)] + [_fresh_key(f"{anchor}#{salt}") for salt in range(1, SALTS + 1)]
+
+
+def settle_clashes(clashes: Iterable[tuple[Any, str, str]], taken: set[str]) -> list[tuple[Any, str]]:
+    """(component, anchor, fresh key) of the components whose fresh key another has (a kept key in ``taken``, or
+    one fresh key twice) → (component, key): the first free of its salted keys, in the order given."""
+    keys = []
+    for component, anchor, key in clashes:
+        salt = 0
+        while key in taken:  # a split-off part whose anchor once named the whole customer
+            salt += 1
+            if salt > SALTS:
+                raise RuntimeError(f"no free customer key for the records of {anchor} after {SALTS} salts")
+            key = _fresh_key(f"{anchor}#{salt}")
+        taken.add(key)
+        keys.append((component, key))
+    return keys
 
 
 # -------------------------------------------------------------------------------- overrides
@@ -894,7 +939,8 @@ def _override_nodes(
     if not overrides:
         return [], [], []
     wanted = {o.left for o in overrides} | {o.right for o in overrides if o.right}
-    found = recs.filter(pl.col("ref").is_in(list(wanted))).group_by("ref").agg(pl.col("node").min())
+    ref = pl.col("source_system") + ":" + pl.col("source_record_id")
+    found = recs.filter(ref.is_in(list(wanted))).group_by(ref.alias("ref")).agg(pl.col("node").min())
     node = dict(found.iter_rows())
     merge = [
         (node[o.left], node[o.right]) for o in overrides if o.action == "merge" and {o.left, o.right} <= node.keys()

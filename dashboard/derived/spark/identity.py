@@ -42,15 +42,21 @@ from dashboard.derived.identity import (
     CANDIDATES,
     DETACHED_HUBS_SQL,
     FEATURE_COLUMNS,
+    LINK_COLUMNS,
     NODE_COLUMNS,
+    RULE_NAMES,
     RULES_SQL,
     VALUES_SQL,
     Graph,
     Model,
+    Overrides,
     Records,
     Scorer,
     prepare_part,
+    recluster,
     row_features,
+    salted_keys,
+    settle_clashes,
     state_hashes,
     undetached,
 )
@@ -82,8 +88,8 @@ _RECORD_INPUTS = (
     "source_system", "source_record_id", "record_kind", "phone", "email", "id_number", "customer_ref",
     "phone_invalid", "email_invalid", "name", "company", "city", "region",
 )  # fmt: skip
-# the driver keeps of each record what its key and state are made from
-_KEY_COLUMNS = ("node", "uid", "ref", "source_system", "source_record_id", "record_kind", "digest", "name_hash")
+# the driver keeps of each record what its state is made from (its key is made on Spark: SparkGraph.links)
+_KEY_COLUMNS = ("node", "source_system", "source_record_id", "record_kind", "digest", "name_hash")
 
 
 def record_part(records: pl.DataFrame) -> pl.DataFrame:
@@ -308,6 +314,81 @@ def scorer(spark: Any, settings: Settings, stage: Path) -> Scorer:
     return score
 
 
+_PREVIOUS = {"source_system": pl.String, "source_record_id": pl.String, "customer_key": pl.String}
+# Graph.links on Spark, as derived.identity makes them on the driver (_finish, assign_keys; tests/test_spark_identity
+# pins both to the same links). Each record: its cluster (a split override's new one first), pass-1 cluster, rule
+# bits, id (uid) and source reference (ref), and whether a merge override names it ({forced}).
+_COMPONENTS_SQL = """
+SELECT n.node, n.source_system, n.source_record_id, n.record_kind,
+       concat(n.record_kind, ':', n.source_system, ':', n.source_record_id) AS uid,
+       concat(n.source_system, ':', n.source_record_id) AS ref,
+       coalesce(s.cluster, c.cluster, n.node) AS component, coalesce(e.cluster, n.node) AS ex,
+       r.rule, {forced} AS forced
+FROM identity_nodes AS n
+LEFT JOIN identity_clusters AS c ON c.node = n.node
+LEFT JOIN identity_split AS s ON s.node = n.node
+LEFT JOIN identity_exact AS e ON e.node = n.node
+LEFT JOIN identity_rules AS r ON r.node = n.node
+"""
+_ANCHORS = "SELECT component, min(uid) AS anchor FROM identity_components GROUP BY component"
+_KEYS_SQL = {
+    # each previous key to the component holding most of its records (ties: the smallest anchor), then each
+    # component its best key (most records, then the smallest key)
+    "claimed": f"""
+WITH votes AS (
+    SELECT c.component, p.customer_key, count(*) AS n FROM identity_components AS c
+    JOIN identity_previous AS p ON p.ref = c.ref GROUP BY c.component, p.customer_key
+), by_key AS (
+    SELECT v.*, row_number() OVER (PARTITION BY v.customer_key ORDER BY v.n DESC, a.anchor) AS k
+    FROM votes AS v JOIN ({_ANCHORS}) AS a ON a.component = v.component
+)
+SELECT component, customer_key FROM (
+    SELECT component, customer_key, row_number() OVER (PARTITION BY component ORDER BY n DESC, customer_key) AS k
+    FROM by_key WHERE k = 1
+) WHERE k = 1
+""",
+    # the others: 'C' + 12 hex digits of md5 of the smallest record id; clash: another has that key
+    "fresh": f"""
+SELECT f.*, (c.customer_key IS NOT NULL OR count(*) OVER (PARTITION BY f.customer_key) > 1) AS clash
+FROM (
+    SELECT a.component, a.anchor, concat('C', substring(md5(a.anchor), 1, 12)) AS customer_key
+    FROM ({_ANCHORS}) AS a LEFT ANTI JOIN identity_claimed AS k ON k.component = a.component
+) AS f
+LEFT JOIN (SELECT DISTINCT customer_key FROM identity_claimed) AS c ON c.customer_key = f.customer_key
+""",
+}
+_RULE_CASE = " ".join(f"WHEN {mask} THEN '{name}'" for mask, name in RULE_NAMES.items())
+# every record's key, rule and confidence (the best surviving pair's probability of its pass-1 cluster, floored)
+_LINKS_SQL = f"""
+WITH keys AS (
+    SELECT component, customer_key FROM identity_claimed
+    UNION ALL SELECT component, customer_key FROM identity_fresh WHERE NOT clash
+    UNION ALL SELECT component, customer_key FROM identity_settled
+), sizes AS (
+    SELECT component, count(*) AS members, count(DISTINCT ex) AS exact_clusters
+    FROM identity_components GROUP BY component
+), kept AS (
+    SELECT l.ex AS ex_l, r.ex AS ex_r, p.match_probability AS p FROM identity_scored AS p
+    JOIN identity_components AS l ON l.node = p.node_l JOIN identity_components AS r ON r.node = p.node_r
+    WHERE l.component = r.component
+), best AS (
+    SELECT ex, max(p) AS p FROM (SELECT ex_l AS ex, p FROM kept UNION ALL SELECT ex_r AS ex, p FROM kept) GROUP BY ex
+), figures AS (
+    SELECT c.source_system, c.source_record_id, c.record_kind, k.customer_key, c.forced, s.members,
+           s.exact_clusters, CASE WHEN c.rule <> 0 THEN c.rule END AS rule, b.p
+    FROM identity_components AS c JOIN keys AS k ON k.component = c.component
+    JOIN sizes AS s ON s.component = c.component LEFT JOIN best AS b ON b.ex = c.ex
+)
+SELECT source_system, source_record_id, record_kind, customer_key,
+       CASE WHEN members = 1 THEN 'single' WHEN forced THEN 'override'
+            WHEN rule IS NOT NULL THEN CASE rule {_RULE_CASE} ELSE 'exact' END
+            WHEN p IS NOT NULL THEN 'probabilistic' ELSE 'override' END AS match_rule,
+       FLOOR(CASE WHEN exact_clusters = 1 OR forced THEN 1.0D ELSE coalesce(p, 1.0D) END * 10000.0D) / 10000.0D
+           AS confidence
+FROM figures ORDER BY customer_key, source_system, source_record_id
+"""
+
+
 class SparkGraph(Graph):
     """derived.identity's Graph on ``spark``: pass 1's values (VALUES_SQL) and the clusters as Spark jobs, their
     files in ``stage``'s Spark folder on the shared storage (removed on close); the driver gets one cluster
@@ -347,7 +428,7 @@ class SparkGraph(Graph):
         ).write.mode("overwrite").parquet(self._uri(out))
         self.spark.read.parquet(self._uri(out)).createOrReplaceTempView(f"identity_{out}")
 
-    def exact(self, nodes: pl.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    def exact(self, nodes: pl.DataFrame | None) -> np.ndarray:
         self.folder.mkdir(parents=True, exist_ok=True)
         if nodes is not None:
             self.n = nodes.height
@@ -361,12 +442,14 @@ class SparkGraph(Graph):
             self.spark.sql(to_spark(VALUES_SQL)).write.mode("overwrite").parquet(self._uri("values"))
             self.spark.read.parquet(self._uri("values")).createOrReplaceTempView("identity_values")
             self.spark.sql(to_spark(RULES_SQL)).write.mode("overwrite").parquet(self._uri("rules"))
+            self.spark.read.parquet(self._uri("rules")).createOrReplaceTempView("identity_rules")
             self._components("SELECT node AS node_l, hub AS node_r FROM identity_values WHERE node <> hub", "exact")
 
         run_job(self.spark, self.settings, "identity_links", work)
-        return self._per_node("exact", "cluster", np.int64), self._per_node("rules", "rule", np.uint8)
+        return self._per_node("exact", "cluster", np.int64)
 
-    def clusters(self, pairs: pl.DataFrame, merge: list[tuple[int, int]], detach: list[int]) -> np.ndarray:
+    def _clusters(self, pairs: pl.DataFrame, merge: list[tuple[int, int]], detach: list[int]) -> None:
+        """Each record's cluster (Graph.clusters) on Spark: the view identity_clusters."""
         m = np.array(merge, dtype=np.int64).reshape(-1, 2)
         links = pl.concat(
             [
@@ -390,23 +473,105 @@ class SparkGraph(Graph):
             self._components(edges + "SELECT node_l, node_r FROM identity_pairs", "clusters")
 
         run_job(self.spark, self.settings, "identity_links", work)
-        return self._per_node("clusters", "cluster", np.int64)
 
-    def values_of(self, nodes: np.ndarray) -> pl.DataFrame:
+    def _pulled(self, sql: str, args: dict[str, Any] | None = None) -> pl.DataFrame:
+        """A Spark query's (few) rows on the driver."""
         out: list[pl.DataFrame] = []
 
         def work() -> None:
-            members = self.spark.createDataFrame([(int(x),) for x in nodes], "node bigint")
-            members.createOrReplaceTempView("identity_members")
-            rows = self.spark.sql(
-                "SELECT v.node, v.value, v.rule FROM identity_values AS v JOIN identity_members USING (node)"
-            )
-            got = pl.from_arrow(rows.toArrow())
+            got = pl.from_arrow(self.spark.sql(sql, args).toArrow())
             assert isinstance(got, pl.DataFrame)
             out.append(got)
 
         run_job(self.spark, self.settings, "identity_links", work)
         return out[0]
+
+    def _view(self, frame: pl.DataFrame, name: str) -> None:
+        """A driver's frame as the Spark view ``name``: written as Parquet, read by Spark (no Python rows)."""
+        frame.write_parquet(self.folder / f"{name}.parquet")
+        uri = self._uri(f"{name}.parquet")
+        run_job(
+            self.spark,
+            self.settings,
+            "identity_links",
+            lambda: self.spark.read.parquet(uri).createOrReplaceTempView(name),
+        )
+
+    def values_of(self, nodes: np.ndarray) -> pl.DataFrame:
+        self._view(pl.DataFrame({"node": pl.Series(nodes, dtype=pl.Int64)}), "identity_members")
+        return self._pulled(
+            "SELECT v.node, v.value, v.rule FROM identity_values AS v JOIN identity_members USING (node)"
+        ).cast({"node": pl.Int64, "rule": pl.Int32})
+
+    def _split(self, pairs: pl.DataFrame, merge: list[tuple[int, int]], detach: list[int],
+               apart: list[tuple[int, int]]) -> None:  # fmt: skip
+        """The clusters a split override cuts made again (derived.identity.recluster) over their members, which
+        Spark finds: the view identity_split (node, cluster: the members' new clusters, numbered from n on,
+        past every cluster Splink names by its smallest record)."""
+        new = pl.DataFrame(schema={"node": pl.Int64, "cluster": pl.Int64})
+        ends = sorted({int(x) for pair in apart for x in pair})
+        if ends:
+            at = dict(
+                self._pulled(
+                    "SELECT node, cluster FROM identity_clusters WHERE array_contains(:ends, node)", {"ends": ends}
+                ).iter_rows()
+            )
+            hit = sorted({at[a] for a, b in apart if at[a] == at[b]})
+            if hit:
+                members = self._pulled(
+                    "SELECT node FROM identity_clusters WHERE array_contains(:hit, cluster) ORDER BY node",
+                    {"hit": hit},
+                )["node"].to_numpy()
+                roots = recluster(members, self, pairs, merge, detach, apart, self.n)
+                new = pl.DataFrame({"node": members, "cluster": self.n + roots}).cast(pl.Int64)
+        self._view(new, "identity_split")
+
+    def links(
+        self,
+        recs: pl.DataFrame,
+        exact: np.ndarray,
+        pairs: pl.DataFrame,
+        overrides: Overrides,
+        previous: pl.DataFrame | None,
+    ) -> pl.DataFrame:
+        """Graph.links on Spark: the clusters, a split override's members and their keys' votes there, written as
+        Parquet (_LINKS_SQL); the driver holds per record only the links it reads back."""
+        merge, apart, detach = overrides
+        self._clusters(pairs, merge, detach)
+        self._split(pairs, merge, detach, apart)
+        self._view(pairs.select(list(PAIRS)).cast(PAIRS), "identity_scored")
+        before = previous if previous is not None else pl.DataFrame(schema=_PREVIOUS)
+        self._view(
+            before.select((pl.col("source_system") + ":" + pl.col("source_record_id")).alias("ref"), "customer_key"),
+            "identity_previous",
+        )
+        forced = sorted({int(x) for pair in merge for x in pair})
+
+        def components() -> None:
+            sql = _COMPONENTS_SQL.format(forced="array_contains(:forced, n.node)" if forced else "false")
+            self._write(sql, "components", {"forced": forced} if forced else None)
+            for name in ("claimed", "fresh"):
+                self._write(_KEYS_SQL[name], name)
+
+        run_job(self.spark, self.settings, "identity_links", components)
+        clash = self._pulled("SELECT component, anchor, customer_key FROM identity_fresh WHERE clash ORDER BY anchor")
+        candidates = sorted({k for a in clash["anchor"] for k in salted_keys(a)})
+        taken = self._pulled(
+            "SELECT DISTINCT customer_key FROM identity_claimed WHERE array_contains(:keys, customer_key)",
+            {"keys": candidates},
+        ) if candidates else pl.DataFrame(schema={"customer_key": pl.String})  # fmt: skip
+        settled = settle_clashes(clash.iter_rows(), set(taken["customer_key"].to_list()))
+        self._view(pl.DataFrame(settled, schema={"component": pl.Int64, "customer_key": pl.String}, orient="row"),
+                   "identity_settled")  # fmt: skip
+        run_job(self.spark, self.settings, "identity_links", lambda: self._write(_LINKS_SQL, "links"))
+        files = sorted((self.folder / "links").glob("*.parquet"))  # in key order, part by part
+        schema = pl.Schema({c: pl.Float64 if c == "confidence" else pl.String for c in LINK_COLUMNS})
+        return pl.read_parquet(files).select(list(schema)).cast(schema) if files else pl.DataFrame(schema=schema)
+
+    def _write(self, sql: str, name: str, args: dict[str, Any] | None = None) -> None:
+        """``sql`` (Spark SQL) written as the part files ``name`` and read back as the view identity_<name>."""
+        self.spark.sql(sql, args).write.mode("overwrite").parquet(self._uri(name))
+        self.spark.read.parquet(self._uri(name)).createOrReplaceTempView(f"identity_{name}")
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
