@@ -175,3 +175,26 @@ _SOURCE = {
     "kind": "csv",
     "tables": [{"entity": "leads", "path": "a.csv", "columns": {"lead_id": "id", "created_at": "at", "channel": "ch"}}],
 }
+
+
+def test_a_phone_typed_full_width_is_the_same_ascii_number_on_both_engines(tmp_path: Path) -> None:
+    spark_home()
+    columns = {"lead_id": "id", "created_at": "at", "channel": "ch", "phone": "tel"}
+    source_ = {**_SOURCE, "tables": [{"entity": "leads", "path": "a.csv", "columns": columns}]}
+    settings = parse_settings({"data_dir": str(tmp_path / "data"), "engine": LOCAL, "sources": [source_]}, tmp_path)
+    typed = ["１３８００１３８０００", "＋８６ １３９－００１３－９０００", "13８00138001", "call me"]
+    raw = pl.DataFrame(
+        {
+            "id": ["L1", "L2", "L3", "L4"],
+            "at": ["2024-03-04"] * 4,
+            "ch": ["sem"] * 4,
+            "tel": typed,
+            FILE_COL: ["a.csv"] * 4,
+        }
+    ).with_columns(pl.int_range(1, 5).alias(ROW_COL))
+    source = settings.source("forms")
+    on_duckdb = standardize(raw, source.tables[0], source, _on(settings, {"kind": "duckdb"}), "s1")
+    on_spark = standardize(raw, source.tables[0], source, settings, "s1")
+    assert on_duckdb.frame.get_column("phone").to_list() == ["13800138000", "13900139000", "13800138001", "call me"]
+    assert on_duckdb.frame.get_column("phone_valid").to_list() == [True, True, True, False]
+    assert on_spark.frame.equals(on_duckdb.frame)

@@ -42,6 +42,13 @@ def test_phone_variants_become_one_number() -> None:
     assert valid.all()
 
 
+def test_a_phone_typed_full_width_becomes_the_ascii_number() -> None:
+    typed = ["１３８００１３８０００", "＋８６ １３８－００１３－８０００", "13８00138000", "（０１０）６５５２"]
+    value, valid = parse.normalize_phone(pl.Series("phone", typed))
+    assert value.to_list() == ["13800138000"] * 3 + ["（０１０）６５５２"]  # not a mobile: kept as typed
+    assert valid.to_list() == [True, True, True, False]
+
+
 def test_non_mobile_phones_are_kept_and_flagged() -> None:
     value, valid = parse.normalize_phone(pl.Series("phone", ["010-6552 9988", "12345", None]))
     assert value.to_list() == ["010-6552 9988", "12345", None]

@@ -146,13 +146,19 @@ EMAIL_RE = r"^[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}
 ID_RE = r"^\d{17}[\dX]$"
 
 
+# A Chinese input method types digits and signs full-width (１３８, ＋８６, －): the same keys, another character.
+_FULL_WIDTH = {chr(0xFF10 + i): str(i) for i in range(10)} | {"＋": "+", "－": "-", "（": "(", "）": ")", "．": "."}
+
+
 def normalize_phone(s: pl.Series) -> tuple[pl.Series, pl.Series]:
-    """Chinese mobiles → 11 digits (``+86 138-0013-8000`` → ``13800138000``); others kept as given.
+    """Chinese mobiles → 11 ASCII digits (``+86 138-0013-8000`` and ``＋８６ １３８－００１３－８０００`` →
+    ``13800138000``); others kept as given.
 
     Returns (phone, phone_valid); validity is null where the phone is null.
     """
     text = s.cast(pl.String).str.strip_chars()
-    digits = text.str.replace_all(r"[\s\-\(\)\.\u3000]", "").str.replace(r"^(\+86|0086|86|0)(1\d{10})$", "$2")
+    ascii_ = text.str.replace_many(_FULL_WIDTH)
+    digits = ascii_.str.replace_all(r"[\s\-\(\)\.\u3000]", "").str.replace(r"^(\+86|0086|86|0)(1\d{10})$", "$2")
     valid = digits.str.contains(MOBILE_RE)
     phone = pl.select(pl.when(valid).then(digits).otherwise(text)).to_series().alias(s.name)
     return phone, valid.alias(f"{s.name}_valid")
