@@ -452,3 +452,37 @@ def test_rounding_to_the_cent_is_duckdbs_on_spark(spark: Any) -> None:
     assert got == want
     assert dict((x, cents) for x, cents, *_ in want)[1.005] == 1.0  # where Spark's own round gives 1.01
     assert spark.sql("SELECT round(CAST(1.005 AS DOUBLE), 2) AS r").collect()[0]["r"] == 1.01
+
+
+def test_the_ranks_over_every_customer_are_duckdbs_without_one_partition(settings: Settings, spark: Any) -> None:
+    """RFM's fifths and the value tier's percent rank rank every customer against the others: on Spark from row
+    numbers made over range partitions (steps.numbered), the same as DuckDB's windows, ties, nulls, few rows."""
+    import sqlglot
+
+    rfm = sqlglot.parse_one(golden._RANK_SQL.format(active_days=golden.ACTIVE_DAYS), read="duckdb")
+    sql = sqlglot.select("customer_key", "r", "f", "revenue_rank").from_("rfm")
+    sql.set("with_", rfm.args["with_"])
+    on_duckdb = sql.sql("duckdb")
+    on_spark = steps.without_cte(on_duckdb, "golden_numbered")
+    assert "row_number" not in on_spark.lower()
+    stage = settings.data_path / "ranks"
+    for n in (3, 7, 4001):
+        base = pl.DataFrame(
+            {
+                "customer_key": [f"c{i:05d}" for i in range(n)],
+                "last_order_at": [None if i % 13 == 0 else TODAY - timedelta(days=i % 17) for i in range(n)],
+                "orders": [1 + i % 4 for i in range(n)],
+                "lifetime_revenue": [float(i % 9) * 10.5 for i in range(n)],
+            }
+        ).sample(fraction=1.0, shuffle=True, seed=n)
+        con = duckdb.connect()
+        con.register("golden_base", base)
+        want = con.sql(on_duckdb + " ORDER BY customer_key").pl()
+        spark.createDataFrame(base.to_pandas()).createOrReplaceTempView("golden_base")
+        source = spark.sql(golden.RFM_SOURCE).repartition(5)  # rows spread over several partitions
+        steps.numbered(spark, settings, source, golden.RFM_ORDERS, "golden_numbered", stage)
+        got = pl.from_arrow(spark.sql(to_spark(on_spark)).toArrow())
+        assert isinstance(got, pl.DataFrame)
+        assert got.sort("customer_key").cast(want.schema).equals(want)
+        assert set(want["r"]) == set(range(1, min(n, 5) + 1))  # every fifth dealt
+        shutil.rmtree(stage)

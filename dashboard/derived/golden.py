@@ -197,7 +197,7 @@ _NORM = {"name": "lower(regexp_replace({v}, '[\\s\u3000·.]', '', 'g'))"}  # els
 
 # Per customer (golden_base): everything but what ranks customers against each other (RFM, value tier) and
 # what depends on the day (active or lapsed): an incremental build remakes these rows only for the
-# customers it touches and keeps the others' (dashboard/pipeline/derive.py), then _GOLDEN_SQL ranks them all.
+# customers it touches and keeps the others' (dashboard/pipeline/derive.py), then _RANK_SQL ranks them all.
 _BASE_QUERY = """
 WITH members AS (  -- distinct sources by grouping first: list(DISTINCT) per customer is slower
     SELECT customer_key, CAST(sum(n) AS BIGINT) AS records, list_sort(list(source_system)) AS sources,
@@ -291,16 +291,43 @@ FROM read_parquet({previous})
 WHERE customer_key NOT IN (SELECT customer_key FROM golden_touched)
 """
 
-# every customer: RFM and value tier rank them against each other (customers with revenue orders only)
+# every customer: RFM and value tier rank them against each other (customers with revenue orders only). Each
+# rank is arithmetic on the customer's row number in one order over all of them (golden_numbered: RFM_ORDERS,
+# the last key unique, ascending, nulls last): ntile(5) as DuckDB deals it (the first n % 5 fifths one row
+# larger; fewer than 5 rows, a fifth each), percent_rank by lifetime revenue descending from the rows with at
+# most the customer's revenue. A window over every row is one partition on Spark: there the numbers come from a
+# sorted, range-partitioned frame (derived/spark/steps.py) instead of the golden_numbered CTE.
+RFM_ORDERS: dict[str, tuple[str, ...]] = {
+    "r_n": ("last_order_at", "customer_key"),
+    "f_n": ("orders", "customer_key"),
+    "m_n": ("lifetime_revenue", "customer_key"),
+}
+RFM_SOURCE = "SELECT customer_key, last_order_at, orders, lifetime_revenue FROM golden_base WHERE orders > 0"
+
+
+def _ntile(number: str, buckets: int = 5) -> str:
+    """DuckDB's ntile(``buckets``) of the row numbered ``number`` (1, 2, ...) of ``n`` rows."""
+    b = f"least({buckets}, n)"
+    size, large = f"(n // {b})", f"(n - {b} * (n // {b}))"  # rows per bucket; buckets one row larger
+    return (
+        f"CASE WHEN {number} - 1 < {large} * ({size} + 1) THEN 1 + ({number} - 1) // ({size} + 1) "
+        f"ELSE 1 + {large} + ({number} - 1 - {large} * ({size} + 1)) // {size} END"
+    )
+
+
+_NUMBERED_CTE = (
+    "golden_numbered AS (\n    SELECT customer_key, lifetime_revenue, "
+    + ", ".join(f"row_number() OVER (ORDER BY {', '.join(keys)}) AS {c}" for c, keys in RFM_ORDERS.items())
+    + f"\n    FROM ({RFM_SOURCE})\n)"
+)
 _RANK_SQL = (
-    """
-WITH rfm AS (
-    SELECT customer_key,
-           ntile(5) OVER (ORDER BY last_order_at, customer_key) AS r,
-           ntile(5) OVER (ORDER BY orders, customer_key) AS f,
-           ntile(5) OVER (ORDER BY lifetime_revenue, customer_key) AS m,
-           percent_rank() OVER (ORDER BY lifetime_revenue DESC) AS revenue_rank
-    FROM golden_base WHERE orders > 0
+    f"""
+WITH {_NUMBERED_CTE},
+rfm AS (
+    SELECT customer_key, {_ntile("r_n")} AS r, {_ntile("f_n")} AS f,
+           CASE WHEN n > 1 THEN (n - max(m_n) OVER (PARTITION BY lifetime_revenue)) / (n - 1) ELSE 0 END
+               AS revenue_rank
+    FROM golden_numbered CROSS JOIN (SELECT count(*) AS n FROM golden_numbered) AS total
 )
 SELECT b.customer_key, """
     + ", ".join(f"b.{a}" for a in ATTRIBUTES)
@@ -333,9 +360,6 @@ ORDER BY b.customer_key
 """
 )
 _BASE_SQL = "CREATE OR REPLACE TEMP TABLE golden_base AS " + _BASE_QUERY
-# A full build's customer_golden in one statement (the Spark engine runs it; format as _BASE_SQL, with
-# $not_revenue and $now): the per-customer rows as a CTE, then the ranks.
-_GOLDEN_SQL = f"WITH golden_base AS ({_BASE_QUERY}),\n" + _RANK_SQL.strip().removeprefix("WITH ")
 # customer_attributes' rows made from golden_values (each value with its customer's chosen owner), and
 # customer_lookup's from that table ({attributes}: where it is read), by value: a lookup reads one or two row
 # groups. One definition for both engines (derived.spark.steps runs them too).

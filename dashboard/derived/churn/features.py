@@ -83,9 +83,7 @@ _REFS = """SELECT source_system, customer_ref FROM orders
 _NUMBERED = """SELECT source_system, source_record_id, customer_key,
     CAST(dense_rank() OVER (ORDER BY customer_key) AS INTEGER) AS cid
 FROM keys"""
-KEYS_SQL = f"""
-CREATE OR REPLACE TEMP TABLE churn_keys AS
-WITH {_LINKED},
+_KEYS = f"""WITH {_LINKED},
 refs AS (
     {_REFS}
 ),
@@ -99,9 +97,13 @@ keys AS (
     SELECT source_system, source_record_id, customer_key FROM linked
     UNION ALL
     SELECT source_system, customer_ref, source_system || ':' || customer_ref FROM loose
-)
-{_NUMBERED}
-"""
+)"""
+KEYS_SQL = f"CREATE OR REPLACE TEMP TABLE churn_keys AS\n{_KEYS}\n{_NUMBERED}"
+# The same rows before they are numbered, and their ids from the distinct keys numbered in key order elsewhere
+# (churn_key_ids: customer_key, cid; on Spark, where dense_rank() over every key is one partition).
+KEY_ROWS_SQL = f"{_KEYS}\nSELECT source_system, source_record_id, customer_key FROM keys"
+KEY_IDS_SQL = """SELECT k.source_system, k.source_record_id, k.customer_key, CAST(i.cid AS INTEGER) AS cid
+FROM churn_key_rows AS k JOIN churn_key_ids AS i USING (customer_key)"""
 # The same keys for the customers a rescore makes again (churn_touched: their keys; churn_touched_refs: the
 # source records whose ``<source>:<ref>`` key is among them): their records only, so the per-day tables hold
 # only their days. A ref's own key is taken only when no customer record of its source has that id, as above.

@@ -25,7 +25,7 @@ from dashboard.core.duck import empty_select, quote_path
 from dashboard.core.store import Manifest, Store
 from dashboard.derived.churn import features as churn_features
 from dashboard.derived.spark.jobs import PARTS, register_entities, run_job, shared_uri, spark_query
-from dashboard.derived.spark.steps import materialize, parquet_view, select_of
+from dashboard.derived.spark.steps import materialize, numbered, parquet_view, select_of
 
 _ORDER = "_order"  # the columns a statement's ORDER BY keys travel in (they need not be selected)
 
@@ -72,7 +72,12 @@ class SparkDays:
         spark, settings, stage, f = self.spark, self.settings, self.stage, churn_features
         register_entities(spark, settings, self.store, self.manifest)
         parquet_view(spark, settings, stage / "identity_links.parquet", "churn_links")
-        keys = materialize(spark, settings, select_of(f.KEYS_SQL).sql("duckdb"), "churn_keys", stage)
+        rows = materialize(spark, settings, f.KEY_ROWS_SQL, "churn_key_rows", stage)
+        distinct = spark.table("churn_key_rows").select("customer_key").distinct()
+        ids = numbered(spark, settings, distinct, {"cid": ("customer_key",)}, "churn_key_ids", stage)  # dense_rank's
+        keys = materialize(spark, settings, f.KEY_IDS_SQL, "churn_keys", stage)
+        for done in (rows, ids):
+            shutil.rmtree(done, ignore_errors=True)
         materialize(spark, settings, select_of(f.IDS_SQL).sql("duckdb"), "churn_ids", stage)
         # the keys on the driver too (owners and regions are joined there): a row per source record, not per event
         columns = _columns(con, select_of(f.KEYS_SQL).sql("duckdb"))

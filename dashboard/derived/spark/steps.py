@@ -11,7 +11,7 @@ value are a list (golden's own form past 128 sources), not DuckDB's 128-bit mask
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,87 @@ def materialize(
 
 def parquet_view(spark: Any, settings: Settings, path: Path, name: str) -> None:
     spark.read.parquet(shared_uri(settings, path)).createOrReplaceTempView(name)
+
+
+def without_cte(sql: str, name: str) -> str:
+    """``sql`` (DuckDB dialect) without its common table expression ``name``: a view of that name, made
+    otherwise, stands in for it."""
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    ctes = tree.args["with_"].expressions
+    kept = [c for c in ctes if c.alias != name]
+    assert len(kept) == len(ctes) - 1, f"no {name} in the statement"
+    tree.args["with_"].set("expressions", kept)
+    return tree.sql(dialect="duckdb")
+
+
+_AT = "_at"  # a row's partition (upper 31 bits) and place in it (lower 33): Spark's monotonically_increasing_id
+_PART = "_part"
+
+
+def numbered(
+    spark: Any, settings: Settings, source: Any, orders: Mapping[str, tuple[str, ...]], view: str, stage: Path
+) -> Path:
+    """The Spark view ``view``: ``source``'s rows with, for each ``orders`` column, the row's number (1, 2, ...)
+    in that order (its keys ascending, nulls last, as DuckDB orders by default; the last key unique, so the
+    numbers are DuckDB's ``row_number() OVER (ORDER BY ...)``). A window over every row runs in one partition on
+    Spark; here each order is a range-partitioned sort (partitions in key order, each sorted), each row numbered
+    within its partition, plus the rows of the partitions before it. Written out once per order: the range
+    bounds are sampled, and a plan read twice could sample others."""
+    from pyspark.sql import functions as F
+
+    partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    frame = source
+    for n, (column, keys) in enumerate(orders.items()):
+        order = [F.col(k).asc_nulls_last() for k in keys]
+        uri = shared_uri(settings, stage / PARTS / f"{view}_{n}")
+        ranged = frame.repartitionByRange(partitions, *order).sortWithinPartitions(*order)
+        ranged = ranged.withColumn(_AT, F.monotonically_increasing_id())
+        placed: list[Any] = []
+        sizes: list[tuple[int, int]] = []  # rows per partition, in key order
+
+        def place(r: Any = ranged, u: str = uri, out: list[Any] = placed, rows: list[tuple[int, int]] = sizes) -> None:
+            r.write.mode("overwrite").parquet(u)
+            out.append(spark.read.parquet(u).withColumn(_PART, F.shiftright(F.col(_AT), 33)))
+            rows.extend(sorted((row[_PART], row["count"]) for row in out[0].groupBy(_PART).count().collect()))
+
+        run_job(spark, settings, f"{view}.{column}", place)
+        before = [sum(size for _, size in sizes[:i]) for i in range(len(sizes))]
+        offsets = spark.createDataFrame(
+            [(part, b) for (part, _), b in zip(sizes, before, strict=True)], f"{_PART} bigint, _before bigint"
+        )
+        within = F.col(_AT).bitwiseAND(F.lit((1 << 33) - 1))
+        frame = (
+            placed[0]
+            .join(F.broadcast(offsets), _PART)
+            .withColumn(column, F.col("_before") + within + 1)
+            .drop(_AT, _PART, "_before")
+        )
+    parts = write_view(spark, settings, frame, view, stage)
+    for n in range(len(orders)):
+        shutil.rmtree(stage / PARTS / f"{view}_{n}", ignore_errors=True)
+    return parts
+
+
+def write_view(spark: Any, settings: Settings, frame: Any, view: str, stage: Path) -> Path:
+    """``frame`` (a Spark DataFrame) written once into part files under the build's staging folder, and the
+    Spark view ``view`` over them."""
+    parts = stage / PARTS / view
+    run_job(spark, settings, view, lambda: frame.write.mode("overwrite").parquet(shared_uri(settings, parts)))
+    spark.read.parquet(shared_uri(settings, parts)).createOrReplaceTempView(view)
+    return parts
+
+
+def spelled(batches: Iterator[Any]) -> Iterator[Any]:
+    """Arrow batches of names → the names with their pinyin without spaces (golden's name_pinyin), on an
+    executor: the names never gather on the driver."""
+    import pyarrow as pa
+
+    for batch in batches:
+        names = pl.Series("name", batch.column(0))
+        spelling = pinyin(names).str.replace_all(" ", "")
+        yield pa.RecordBatch.from_arrays(
+            [batch.column(0).cast(pa.string()), spelling.to_arrow().cast(pa.string())], names=["name", "name_pinyin"]
+        )
 
 
 # -- golden records --------------------------------------------------------------------------------------
@@ -126,17 +207,17 @@ def golden_tables(
         args={"attributes": list(golden.LOOKUP_ATTRIBUTES)}, row_group_size=50_000,
     )  # fmt: skip
     chosen = spark.sql("SELECT DISTINCT value AS name FROM golden_values WHERE attribute = 'name' AND chosen")
-    names_ = pl.from_arrow(chosen.toArrow())
-    assert isinstance(names_, pl.DataFrame)
-    spellings = names_.with_columns(pinyin(names_["name"]).str.replace_all(" ", "").alias("name_pinyin"))
-    spark.createDataFrame(spellings.rows(), "name string, name_pinyin string").createOrReplaceTempView("golden_pinyin")
+    spellings = chosen.mapInArrow(spelled, "name string, name_pinyin string")  # on the executors, batch by batch
+    write_view(spark, settings, spellings, "golden_pinyin", stage)
     pivot = ", ".join(f"first(value) FILTER (WHERE chosen AND attribute = '{a}') AS {a}" for a in golden.ATTRIBUTES)
-    sql = golden._GOLDEN_SQL.format(
-        pivot=pivot, golden_columns=", ".join(f"ch.{a}" for a in golden.ATTRIBUTES), active_days=golden.ACTIVE_DAYS
-    )
+    base = golden._BASE_QUERY.format(pivot=pivot, golden_columns=", ".join(f"ch.{a}" for a in golden.ATTRIBUTES))
+    materialize(spark, settings, base, "golden_base", stage, {"not_revenue": golden.NOT_REVENUE})
+    # the ranks' row numbers made distributed, in place of the statement's window over every customer
+    numbered(spark, settings, spark.sql(golden.RFM_SOURCE), golden.RFM_ORDERS, "golden_numbered", stage)
+    sql = without_cte(golden._RANK_SQL.format(active_days=golden.ACTIVE_DAYS), "golden_numbered")
     run_to_parquet(
         spark, con, settings, sql, "customer_golden", tables["customer_golden"], stage,
-        args={"not_revenue": golden.NOT_REVENUE, "now": golden.start_of_today(settings)}, row_group_size=100_000,
+        args={"now": golden.start_of_today(settings)}, row_group_size=100_000,
     )  # fmt: skip
     shutil.rmtree(stage / PARTS, ignore_errors=True)
 
