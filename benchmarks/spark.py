@@ -36,6 +36,7 @@ from dashboard.derived.spark import identity as spark_identity
 from dashboard.derived.spark import jobs
 from dashboard.derived.spark.session import build_session
 from dashboard.derived.tables import attach_views
+from dashboard.pipeline import fingerprint
 
 INPUTS = ("leads", "lead_events", "interactions")
 # the local Spark JVM's threads, by what their names begin with (/proc shows the first 15 characters)
@@ -261,6 +262,14 @@ def identity(bench: Bench, folder: Path, ways: list[str]) -> None:
         scoring["score"] = _timed(lambda: out.append(on_spark(feats, trained, model)), tree_cpu)
         return out[0]
 
+    if "duckdb" in ways:  # a build keys identity by its records (derive.py): read and hashed on the driver
+        wall, used = _timed(lambda: print(fingerprint.frame_digest(read_records(con).drop("snapshot_id"))), _cpu_self)
+        print(_line("fingerprint, duckdb (records read, hashed)", wall, used, n))
+    made_input = None  # with engine spark: made and hashed there, then read by identity as in a build
+    if "spark" in ways:
+        made_input = spark_identity.SparkInput(spark, settings, bench.store, bench.manifest, folder)
+        wall, used = _timed(lambda: print(made_input.digest() if made_input else None), tree_cpu)
+        print(_line("fingerprint, spark (records made, hashed)", wall, used, n))
     made: dict[str, pl.DataFrame] = {}
     stats: dict[str, Any] = {}
     for way in ways:
@@ -270,7 +279,7 @@ def identity(bench: Bench, folder: Path, ways: list[str]) -> None:
             if way != "duckdb":
                 graph, score = spark_identity.SparkGraph(spark, settings, folder), timed_score
             if way == "spark":  # records and features made on Spark: the driver gets their keys back
-                source = spark_identity.SparkRecords(spark, settings, bench.store, bench.manifest, folder)
+                source = spark_identity.SparkRecords(spark, settings, bench.store, bench.manifest, folder, made_input)
             _, made[way], model = build_links(settings, con, None, records, score, graph=graph, made=source)
             stats.update(model.stats if model else {})
 
@@ -282,11 +291,18 @@ def identity(bench: Bench, folder: Path, ways: list[str]) -> None:
         stats.clear()
         if "score" in scoring:
             print(_line("  of which Splink scoring on Spark", *scoring.pop("score"), n))
+    if made_input is not None:
+        made_input.close()
     if len(made) > 1:
         first, *others = made
         for other in others:
             same = made[other].drop("confidence").equals(made[first].drop("confidence"))
             print(f"the same links, {first} and {other} (keys, records, rules): {same}")
+    built = con.sql("SELECT * FROM identity_links").pl().sort("customer_key", "source_system", "source_record_id")
+    for way, links in made.items():  # a demo refreshed once from nothing: the build's keys are all fresh too
+        same = links.drop("confidence").equals(built.select(links.columns).drop("confidence"))
+        print(f"identity, {way}: {links['customer_key'].n_unique():,} keys; the current build "
+              f"{built['customer_key'].n_unique():,}; the same links as the current build: {same}")  # fmt: skip
 
 
 def main() -> None:

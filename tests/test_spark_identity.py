@@ -507,6 +507,53 @@ def test_records_and_features_made_on_spark_are_the_drivers_crafted(tmp_path: An
     assert got["node"].to_list() == list(range(got.height))  # 0..n-1 across Spark's partitions
 
 
+def _digest(settings: Settings, spark: Any) -> tuple[object, ...]:
+    from dashboard.core.store import Store
+
+    store = Store(settings.data_path)
+    stage = settings.data_path / "digest"
+    stage.mkdir(exist_ok=True)
+    made = spark_identity.SparkInput(spark, settings, store, store.read_manifest(), stage)
+    try:
+        return made.digest()
+    finally:
+        made.close()
+        assert not (stage / PARTS).exists()
+
+
+def _rewritten(settings: Settings, change: Any) -> None:
+    """The crafted company's customers snapshot written again through ``change`` (a frame → a frame)."""
+    from dashboard.core.store import Store
+
+    store = Store(settings.data_path)
+    path = store.abs(store.read_manifest()["sources"]["crm"]["entities"]["customers"]["file"])
+    change(pl.read_parquet(path)).write_parquet(path)
+
+
+def test_identity_is_fingerprinted_on_spark_by_its_records_not_their_order_or_snapshot(
+    tmp_path: Any, spark: Any
+) -> None:
+    """With engine spark the build keys identity by a Spark job over its records (derive.py): the same records in
+    another order and another snapshot give the same digest; a changed name, or a value moved to another column
+    (Spark's hashes skip nulls), another one."""
+    settings = _crafted_company(tmp_path)
+    first = _digest(settings, spark)
+    assert first[1] == 59  # 56 customers (C4 once), 2 leads, 1 caller known by reference
+    _rewritten(settings, lambda f: f.reverse().with_columns(pl.lit("s9").alias("snapshot_id")))
+    assert _digest(settings, spark) == first
+    _rewritten(settings, lambda f: f.with_columns(pl.col("name").replace("王晓玮", "王晓伟")))
+    renamed = _digest(settings, spark)
+    assert renamed != first and renamed[1] == first[1]
+    c5 = pl.col("source_record_id") == "C5"  # an invalid phone 'abc' and an invalid mail 'x@'
+    _rewritten(settings, lambda f: f.with_columns(pl.when(c5).then(None).otherwise(pl.col("email")).alias("email")))
+    phone_only = _digest(settings, spark)
+    _rewritten(settings, lambda f: f.with_columns(  # 'abc' the mail, no phone
+        pl.when(c5).then(None).otherwise(pl.col("phone")).alias("phone"),
+        pl.when(c5).then(pl.lit("abc")).otherwise(pl.col("email")).alias("email"),
+    ))  # fmt: skip
+    assert len({first, renamed, phone_only, _digest(settings, spark)}) == 4
+
+
 @pytest.fixture(scope="module")
 def on_spark(small_demo: Settings) -> Settings:
     """The small demo with engine spark (local[2])."""

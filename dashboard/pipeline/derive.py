@@ -139,7 +139,10 @@ def build_derived(
         say("deriving: identity resolution")
         overrides = settings.base_dir / settings.identity.overrides if settings.identity.overrides else None
         inputs = [fingerprint.file_digest(overrides) if overrides and overrides.is_file() else None]
-        records = _identity_key(con, steps, [*inputs, *_pinned_model(settings)])  # None: not read (yet)
+        # with engine spark identity's records are made, fingerprinted and read (identity, golden) on Spark
+        inputs_on_spark = None if spark is None else spark_identity.SparkInput(spark, settings, store, manifest, stage)
+        inputs += _pinned_model(settings)
+        records = _identity_key(con, steps, inputs, inputs_on_spark)  # None: not read (yet)
         if steps.reuse("identity"):
             links = pl.read_parquet(stage / "identity_links.parquet")
         else:
@@ -153,7 +156,9 @@ def build_derived(
             records = read_records(con) if records is None and spark is None else records
             graph = spark_identity.SparkGraph(spark, settings, stage) if spark is not None else None  # pass 1, clusters
             # with engine spark the records and their features are made on Spark too: the driver gets their keys
-            on_spark = None if spark is None else spark_identity.SparkRecords(spark, settings, store, manifest, stage)
+            on_spark = None
+            if inputs_on_spark is not None:
+                on_spark = spark_identity.SparkRecords(spark, settings, store, manifest, stage, inputs_on_spark)
             records, links, model = build_links(
                 settings, con, previous, records, score, kept=kept, graph=graph, made=on_spark
             )
@@ -200,9 +205,9 @@ def build_derived(
                 _load(con, stage, ANALYTICS_TABLES)
             # only the customers whose records, links or facts changed, when known (engine spark: when few)
             copied = _golden_previous(con, store, manifest, steps, links)
-            if spark is not None and not spark_steps.on_driver(copied, links):  # as Spark jobs, the same files
-                records = read_records(con) if records is None else records
-                spark_steps.golden_tables(spark, con, settings, store, manifest, records, stage)
+            if inputs_on_spark is not None and not spark_steps.on_driver(copied, links):  # as Spark jobs
+                records_path = inputs_on_spark.path()  # the records Spark made, as Parquet: never on the driver
+                spark_steps.golden_tables(spark, con, settings, store, manifest, records_path, stage)
             else:  # records not read yet: write_golden reads the touched customers' only (all: a full build)
                 made = write_golden(con, settings, records, links, stage, copied)  # golden customers: reads lead_facts
                 if copied is not None:
@@ -210,6 +215,8 @@ def build_derived(
                     say(f"golden records: {touched} customers made again from their {made} records "
                         "(records, links or facts changed)")  # fmt: skip
         del records
+        if inputs_on_spark is not None:
+            inputs_on_spark.close()
         done("golden", _rows(stage / "customer_golden.parquet"))
         say("deriving: churn scores")
         steps.key("churn", steps.keys["identity"], steps.today)
@@ -375,13 +382,22 @@ def _kept_history(store: Store, steps: _Steps) -> KeptHistory | None:
     return KeptHistory(runs, results, frozenset(same))
 
 
-def _identity_key(con: duckdb.DuckDBPyConnection, steps: _Steps, inputs: list[str | None]) -> pl.DataFrame | None:
+def _identity_key(
+    con: duckdb.DuckDBPyConnection,
+    steps: _Steps,
+    inputs: list[str | None],
+    made: spark_identity.SparkInput | None = None,
+) -> pl.DataFrame | None:
     """Keys the identity step by its records without their snapshot ids (what resolution reads); returns them.
     When they would be read from the files the current build read them from, its key is taken and nothing is
-    read (None: read when a step needs them)."""
+    read (None: read when a step needs them). ``made``: the records are made on Spark, fingerprinted there by a
+    Spark job (their digest of any order; never read here)."""
     files = steps.key("identity_files", *inputs)
     if steps.before.get("identity_files") == files and steps.before.get("identity"):
         steps.keys["identity"] = steps.before["identity"]
+        return None
+    if made is not None:
+        steps.key("identity", "spark", *made.digest(), *inputs)
         return None
     records = read_records(con)
     steps.key("identity", fingerprint.frame_digest(records.drop("snapshot_id")), *inputs)

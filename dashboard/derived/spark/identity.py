@@ -119,23 +119,105 @@ def _record_batches(offsets: dict[int, int], batches: Iterator[Any]) -> Iterator
         yield from record_part(numbered).to_arrow().cast(schema).to_batches()
 
 
-class SparkRecords(Records):
-    """derived.identity's records and features made on Spark from the snapshots' Parquet (RECORDS_SQL's
-    statements transpiled, then derived.identity's Polars functions on every part with mapInArrow), written as
-    Parquet in ``stage``'s Spark folder, where pass 1 (SparkGraph), the training sample and Splink's Spark linker
-    (scorer) read them. The driver gets back only what keys and state are made from (_KEY_COLUMNS): no record's
-    attributes, no feature. Records are numbered in uid order, as derived.identity numbers them."""
+class SparkInput:
+    """Identity's records (RECORDS_SQL's rows: each customer and lead record's latest row, and the customers known
+    only by reference) made by Spark from the snapshots' Parquet (its statements transpiled) and written once per
+    build as Parquet in ``stage``'s Spark folder, when first asked for: what the build fingerprints identity by
+    (digest), SparkRecords makes the features of, and golden records read (derived.spark.steps), none of them on
+    the driver. Removed on close."""
 
     def __init__(self, spark: Any, settings: Settings, store: Store, manifest: Manifest, stage: Path) -> None:
+        self.spark, self.settings, self.store, self.manifest, self.stage = spark, settings, store, manifest, stage
+        self.folder = stage / PARTS / "identity_input"
+        self.written = False
+
+    def path(self) -> Path:
+        """The records' Parquet folder (written the first time)."""
+        if not self.written:
+
+            def work() -> None:
+                register_entities(self.spark, self.settings, self.store, self.manifest)
+                self._records().write.mode("overwrite").parquet(shared_uri(self.settings, self.folder))
+
+            run_job(self.spark, self.settings, "identity_links", work)
+            self.written = True
+        return self.folder
+
+    def frame(self) -> Any:
+        """The records as a Spark frame (read from their Parquet)."""
+        return self.spark.read.parquet(shared_uri(self.settings, self.path()))
+
+    def _records(self) -> Any:
+        """RECORDS_SQL's rows, in its columns (read_records on the driver)."""
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+
+        def latest(sql: str) -> Any:
+            rows = self.spark.sql(to_spark(sql))
+            order = Window.partitionBy("source_system", "source_record_id").orderBy(F.col("seen_at").desc_nulls_last())
+            return rows.withColumn("_n", F.row_number().over(order)).where("_n = 1").drop("_n")
+
+        parts = [latest(_CUSTOMERS_SQL), self.spark.sql(to_spark(_REFS_SQL)), latest(_LEADS_SQL)]
+        types = dict(parts[0].dtypes)
+        typed = [
+            df.select([(F.col(c) if c in df.columns else F.lit(None)).cast(t).alias(c) for c, t in types.items()])
+            for df in parts
+        ]
+        return typed[0].unionByName(typed[1]).unionByName(typed[2])
+
+    def digest(self) -> tuple[object, ...]:
+        """What identity's step is keyed by (derive.py): the records without their snapshot ids, in any order —
+        their count, columns and types, and sums and an exclusive or of two 64-bit hashes of every row (each
+        column with whether it is null: Spark's hashes skip nulls), as one Spark job over their Parquet."""
+        from pyspark.sql import functions as F
+
+        out: list[tuple[object, ...]] = []
+
+        def work() -> None:
+            rows = self.frame().drop("snapshot_id")
+            cells = [x for c in rows.columns for x in (F.isnull(c), F.col(c))]
+            h1, h2 = F.xxhash64(*cells), F.xxhash64(F.lit("identity"), *cells)
+            got = rows.select(h1.alias("h1"), h2.alias("h2")).agg(
+                F.count(F.lit(1)),
+                F.sum(F.col("h1").cast("decimal(38,0)")).cast("string"),
+                F.sum(F.col("h2").cast("decimal(38,0)")).cast("string"),
+                F.bit_xor("h1"),
+            )
+            out.append((tuple(map(tuple, rows.dtypes)), *got.first()))
+
+        run_job(self.spark, self.settings, "identity_links", work)
+        return out[0]
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the build's Spark folder, when no other step uses it
+            (self.stage / PARTS).rmdir()
+
+
+class SparkRecords(Records):
+    """derived.identity's records and features made on Spark from the records SparkInput writes (derived.identity's
+    Polars functions on every part with mapInArrow), written as Parquet in ``stage``'s Spark folder, where pass 1
+    (SparkGraph), the training sample and Splink's Spark linker (scorer) read them. The driver gets back only what
+    the records' state is made from (_KEY_COLUMNS): no record's attributes, no feature. Records are numbered in uid
+    order, as derived.identity numbers them. ``source``: the build's records (None: written here, removed after)."""
+
+    def __init__(
+        self,
+        spark: Any,
+        settings: Settings,
+        store: Store,
+        manifest: Manifest,
+        stage: Path,
+        source: SparkInput | None = None,
+    ) -> None:
         self.spark, self.settings = spark, settings
         self.folder = stage / PARTS / "identity_records"
         self.stage = stage
-
-        def work() -> None:
-            register_entities(spark, settings, store, manifest)
-            self._write_parts(self._records())
-
-        run_job(spark, settings, "identity_links", work)
+        self.own = SparkInput(spark, settings, store, manifest, stage) if source is None else None
+        records = source or self.own
+        assert records is not None
+        self.source = records
+        run_job(spark, settings, "identity_links", lambda: self._write_parts(self._records()))
         files = sorted((self.folder / "records").glob("*.parquet"))
         schema = pl.Schema({c: pl.Int64 if _PART_COLUMNS[c] == "bigint" else pl.String for c in _KEY_COLUMNS})
         keys = pl.read_parquet(files, columns=list(_KEY_COLUMNS)) if files else pl.DataFrame(schema=schema)
@@ -145,22 +227,10 @@ class SparkRecords(Records):
         return shared_uri(self.settings, self.folder / name)
 
     def _records(self) -> Any:
-        """RECORDS_SQL's rows as a Spark frame: each customer and lead record's latest row, and the customers
-        known only by reference (read_records on the driver)."""
-        from pyspark.sql import Window
+        """What a record's part needs of the build's records (_RECORD_INPUTS), as text."""
         from pyspark.sql import functions as F
 
-        def latest(sql: str) -> Any:
-            rows = self.spark.sql(to_spark(sql))
-            order = Window.partitionBy("source_system", "source_record_id").orderBy(F.col("seen_at").desc_nulls_last())
-            return rows.withColumn("_n", F.row_number().over(order)).where("_n = 1")
-
-        parts = [latest(_CUSTOMERS_SQL), self.spark.sql(to_spark(_REFS_SQL)), latest(_LEADS_SQL)]
-        typed = [
-            df.select([(F.col(c) if c in df.columns else F.lit(None)).cast("string").alias(c) for c in _RECORD_INPUTS])
-            for df in parts
-        ]
-        return typed[0].unionByName(typed[1]).unionByName(typed[2])
+        return self.source.frame().select([F.col(c).cast("string").alias(c) for c in _RECORD_INPUTS])
 
     def _write_parts(self, records: Any) -> None:
         """The records in uid order (node 0..n-1 across the partitions: each numbered from the rows before it),
@@ -232,6 +302,8 @@ class SparkRecords(Records):
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+        if self.own is not None:
+            self.own.close()
         with contextlib.suppress(OSError):  # the build's Spark folder, when no other step uses it
             (self.stage / PARTS).rmdir()
 

@@ -176,19 +176,23 @@ def golden_tables(
     settings: Settings,
     store: Store,
     manifest: Manifest,
-    records: pl.DataFrame,
+    records: pl.DataFrame | Path,
     stage: Path,
 ) -> None:
     """customer_golden, customer_attributes and customer_lookup (derived.golden) as Spark jobs, into
-    ``stage``; reads the build's ``identity_links.parquet`` and ``lead_facts.parquet`` from it."""
+    ``stage``; reads the build's ``identity_links.parquet`` and ``lead_facts.parquet`` from it. ``records``:
+    identity's records (RECORDS_SQL's rows), or their Parquet as Spark made them (derived.spark.identity.SparkInput)."""
     register_entities(spark, settings, store, manifest)
-    attrs = [a for a in golden.ATTRIBUTES if a in records.columns]
     (stage / PARTS).mkdir(parents=True, exist_ok=True)
-    records.write_parquet(stage / PARTS / "golden_records.parquet")  # identity's records, held by the driver
-    parquet_view(spark, settings, stage / PARTS / "golden_records.parquet", "golden_records")
+    path = records if isinstance(records, Path) else stage / PARTS / "golden_records.parquet"
+    if isinstance(records, pl.DataFrame):  # identity's records, held by the driver
+        records.write_parquet(path)
+    parquet_view(spark, settings, path, "golden_records")
+    attrs = [a for a in golden.ATTRIBUTES if a in spark.table("golden_records").columns]
     parquet_view(spark, settings, stage / "identity_links.parquet", "golden_links")
     parquet_view(spark, settings, stage / "lead_facts.parquet", "lead_facts")
-    names = sorted({src.name for src in settings.sources} | set(records["source_system"].unique().to_list()))
+    systems = {row[0] for row in spark.sql("SELECT DISTINCT source_system FROM golden_records").collect()}
+    names = sorted({src.name for src in settings.sources} | systems)
     priority = {src.name: src.priority for src in settings.sources}
     spark.createDataFrame(
         [(n, i, priority.get(n, 100)) for i, n in enumerate(names)], "source_system string, src int, priority bigint"
