@@ -43,19 +43,28 @@ def company(_published_template: Path, tmp_path: Path) -> Iterator[Settings]:
     yield load_settings(root / "cockpit.toml")
 
 
-@pytest.fixture(scope="module")
-def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """The small demo generated and refreshed with the repository's config, once per test module."""
+@pytest.fixture(scope="session")
+def _small_demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small demo generated and refreshed with the repository's config, once per test process."""
     from dashboard.demo import generate
     from dashboard.pipeline.refresh import refresh
 
-    root = tmp_path_factory.mktemp("small_demo")
+    root = tmp_path_factory.mktemp("small_demo_template")
     shutil.copy(Path(__file__).resolve().parents[1] / "cockpit.toml", root / "cockpit.toml")
     settings = load_settings(root / "cockpit.toml")
     generate(settings.data_path, "small", 42)
     result = refresh(settings)
     assert result.exit_code == 0, [(r.source, r.reasons) for r in result.sources]
-    return settings
+    return root
+
+
+@pytest.fixture(scope="module")
+def small_demo(_small_demo_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A private copy of the refreshed small demo for each test module (generating and refreshing it costs
+    ~15 CPU-s; copying its ~14 MB a fraction of a second), so a module may change it freely."""
+    root = tmp_path_factory.mktemp("small_demo") / "demo"
+    shutil.copytree(_small_demo_template, root, symlinks=True)
+    return load_settings(root / "cockpit.toml")
 
 
 @pytest.fixture
