@@ -3,14 +3,23 @@ alone, against a full refresh of the same demo company. Prints a Markdown table 
 
     python benchmarks/incremental.py --size medium
     python benchmarks/incremental.py --size large --from /path/to/a/generated/large/folder   # copied, not changed
+    python benchmarks/incremental.py --size medium --one-process   # every refresh in this process
 
 Each refresh runs in a fresh child process: wall time, CPU time (user + system) and peak RSS are its own.
+With --one-process every refresh runs in the benchmark's own process instead, one after the other, as
+`cockpit schedule` runs them: the interpreter and the libraries (Great Expectations' import, which the gate
+needs) are loaded once, by the first refresh, and a refresh's CPU is this process's and its children's (the
+derived build's process) during the call.
+Each change is made in a copy of the refreshed folder whose published files (snapshots, derived builds) are hard
+links to the base's, as the next refresh of one folder finds them: the same files, which steps that know a file by
+its identity (the personal-data profile) keep. A plain copy made every published file a new one (before session 11).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -53,6 +62,37 @@ def _child(cfg: Path, mode: str, *sources: str) -> dict[str, Any]:
     return out
 
 
+def _in_process(cfg: Path, mode: str, *sources: str) -> dict[str, Any]:
+    """The refresh called in this process (--one-process); the same figures as _child's."""
+    if str(ROOT) not in sys.path[:1]:
+        sys.path.insert(0, str(ROOT))  # this checkout's package, as the children's working folder gives them
+    from dashboard.core.config import load_settings
+    from dashboard.pipeline.refresh import refresh
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    res = refresh(load_settings(str(cfg)), list(sources) or None, full=mode == "full")
+    wall = time.perf_counter() - t
+    cpu = sum(
+        (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        for before, after in (
+            (own, resource.getrusage(resource.RUSAGE_SELF)),
+            (children, resource.getrusage(resource.RUSAGE_CHILDREN)),
+        )
+    )
+    if res.exit_code != 0:
+        raise SystemExit(f"refresh failed ({res.exit_code})")
+    return {
+        "exit": res.exit_code,
+        "reused": res.reused,
+        "source_steps": {s.source: {k: round(v["seconds"], 2) for k, v in s.steps.items()}
+                         for s in res.sources if not s.unchanged},
+        "steps": {k: round(v["seconds"], 2) for k, v in res.steps.items()},
+        "wall": wall,
+        "cpu": cpu,
+    }  # fmt: skip
+
+
 def _erp_orders(raw: Path) -> str:
     """1 % of the ERP's orders changed (amount doubled) and 1 % new ones for existing customers."""
     path = raw / "erp" / "vbak_orders.parquet"
@@ -84,12 +124,26 @@ def _marketing(raw: Path) -> str:
 CHANGES = {"erp": _erp_orders, "web_forms": _web_forms, "marketing": _marketing}
 
 
+def _copy(base: Path, work: Path) -> None:
+    """``base`` copied to ``work``, its published files linked (they are never written in place)."""
+    published = [base / "data" / "snapshots", base / "data" / "derived"]
+
+    def copy(src: str, dst: str) -> object:
+        if any(Path(src).is_relative_to(p) for p in published):
+            return os.link(src, dst)
+        return shutil.copy2(src, dst)
+
+    shutil.copytree(base, work, symlinks=True, copy_function=copy)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--size", default="medium")
     ap.add_argument("--from", dest="source", help="an already generated demo folder (cockpit.toml + data/raw)")
     ap.add_argument("--changes", nargs="+", default=list(CHANGES))
+    ap.add_argument("--one-process", action="store_true", help="every refresh in this process, one after the other")
     args = ap.parse_args()
+    run = _in_process if args.one_process else _child
     with tempfile.TemporaryDirectory(prefix="cockpit-incr-") as tmp:
         base = Path(tmp) / "base"
         base.mkdir()
@@ -103,21 +157,22 @@ def main() -> None:
                 check=True, cwd=ROOT,
             )  # fmt: skip
         print("full refresh (from empty)…", file=sys.stderr)
-        full = _child(base / "cockpit.toml", "full")
+        full = run(base / "cockpit.toml", "full")
         rows = []
         for name in args.changes:
             work = Path(tmp) / name
-            shutil.copytree(base, work, symlinks=True)
+            _copy(base, work)
             CHANGES[name](work / "data" / "raw" / "demo")
             print(f"{name}: incremental…", file=sys.stderr)
-            one = _child(work / "cockpit.toml", "incremental", name)
+            one = run(work / "cockpit.toml", "incremental", name)
             print(f"{name}: all sources, nothing changed…", file=sys.stderr)
-            idle = _child(work / "cockpit.toml", "incremental")
+            idle = run(work / "cockpit.toml", "incremental")
             print(f"{name}: full again…", file=sys.stderr)
-            again = _child(work / "cockpit.toml", "full")
+            again = run(work / "cockpit.toml", "full")
             rows.append((name, one, idle, again))
             shutil.rmtree(work)
-    print(f"\nFull refresh from empty ({args.size}): {full['wall']:.1f} s wall, {full['cpu']:.1f} s CPU\n")
+    where = "every refresh in this one process" if args.one_process else "each refresh in its own process"
+    print(f"\nFull refresh from empty ({args.size}, {where}): {full['wall']:.1f} s wall, {full['cpu']:.1f} s CPU\n")
     print("| source changed | incremental: wall s (CPU s) | × full, wall (CPU) | derived steps kept | "
           "nothing changed: wall s (CPU s) | full refresh: wall s (CPU s) |")  # fmt: skip
     print("|---|---|---|---|---|---|")
