@@ -122,18 +122,18 @@ def _record_batches(offsets: dict[int, int], batches: Iterator[Any]) -> Iterator
 class SparkInput:
     """Identity's records (RECORDS_SQL's rows: each customer and lead record's latest row, and the customers known
     only by reference) made by Spark from the snapshots' Parquet (its statements transpiled) and written once per
-    build as Parquet in ``stage``'s Spark folder, when first asked for: what the build fingerprints identity by
-    (digest), SparkRecords makes the features of, and golden records read (derived.spark.steps), none of them on
-    the driver. Removed on close."""
+    build as Parquet beside ``stage``'s Spark folder (which the steps between identity and golden records empty),
+    when first asked for: what the build fingerprints identity by (digest), SparkRecords makes the features of,
+    and golden records read (derived.spark.steps), none of them on the driver. Removed on close."""
 
     def __init__(self, spark: Any, settings: Settings, store: Store, manifest: Manifest, stage: Path) -> None:
         self.spark, self.settings, self.store, self.manifest, self.stage = spark, settings, store, manifest, stage
-        self.folder = stage / PARTS / "identity_input"
+        self.folder = stage / f"{PARTS}_identity_input"
         self.written = False
 
     def path(self) -> Path:
-        """The records' Parquet folder (written the first time)."""
-        if not self.written:
+        """The records' Parquet folder (written the first time, or again if it was removed meanwhile)."""
+        if not (self.written and self.folder.is_dir()):
 
             def work() -> None:
                 register_entities(self.spark, self.settings, self.store, self.manifest)
@@ -190,8 +190,6 @@ class SparkInput:
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
-        with contextlib.suppress(OSError):  # the build's Spark folder, when no other step uses it
-            (self.stage / PARTS).rmdir()
 
 
 class SparkRecords(Records):
