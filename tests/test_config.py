@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from dashboard.core.config import load_settings, parse_settings
@@ -101,3 +102,25 @@ def test_a_shared_limit_gives_duckdb_what_the_process_does_not_hold(tmp_path: Pa
     # a process already over the limit still leaves DuckDB the floor (never more than the limit), not nothing
     half = held // 2**20 // 2
     assert limit(f"{half}MiB") == min(MIN_DUCKDB_MEMORY, half * 2**20)
+
+
+def test_a_heavy_step_gets_what_the_build_memory_leaves(tmp_path: Path) -> None:
+    from dashboard.core.duck import MIN_STEP_MEMORY, STEP_HEADROOM, bounded_connection, process_rss, step_memory
+
+    def setting(con: duckdb.DuckDBPyConnection) -> float:
+        number, unit = con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0].split()
+        return float(number) * {"MiB": 2**20, "GiB": 2**30}[unit]
+
+    gib = 2**30
+    with bounded_connection("4GB", tmp_path / "spill") as con:
+        held = process_rss()
+        # the process may hold 3 GiB more than it does: the step's DuckDB gets those less the headroom, not 4 GB
+        with step_memory(con, f"{(held + 3 * gib) // 2**20}MiB", "4GB") as given:
+            assert abs(setting(con) - (3 * gib - STEP_HEADROOM)) < 0.25 * gib
+            assert given.endswith("MiB")
+        assert abs(setting(con) - 4e9) < 0.1 * gib  # the connection's own limit again after the step
+        # a budget the process already fills still leaves the step 1 GiB; a roomy one never more than the limit
+        with step_memory(con, f"{held // 2**20}MiB", "4GB"):
+            assert setting(con) == MIN_STEP_MEMORY
+        with step_memory(con, "64GB", "3GiB"):
+            assert setting(con) == 3 * gib

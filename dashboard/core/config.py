@@ -603,6 +603,9 @@ class Settings(_Strict):
     # DuckDB's working memory in each connection of a refresh's derived build (identity, golden records,
     # churn); past it, DuckDB spills to <data_dir>/.spill instead of taking the machine's memory
     memory_limit: str = Field("4GB", pattern=r"^\s*\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$")
+    # the derived build's process as a whole: golden records' DuckDB gets what this leaves of what the process
+    # already holds when golden starts (at most memory_limit, at least 1 GiB)
+    build_memory: str = Field("6GB", pattern=r"^\s*\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$")
     channel_aliases: dict[str, list[str]] = Field(default_factory=dict)
     stage_aliases: dict[str, list[str]] = Field(default_factory=dict)
     # [labels.channel] my_code = "我的渠道" (the Chinese label) or { zh = "...", en = "..." }

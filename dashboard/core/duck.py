@@ -32,6 +32,10 @@ def work_connection(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
 
 _UNITS = {"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 MIN_DUCKDB_MEMORY = 512 * 2**20  # what a bounded connection gets at least, however full the process is
+MIN_STEP_MEMORY = 2**30  # what step_memory leaves a step's DuckDB at least
+# what a step holds past its DuckDB's limit (results on their way to Python, the Parquet writer's row groups):
+# golden records at large with DuckDB at 2 GB went 0.5 GiB past what the process held plus the limit
+STEP_HEADROOM = 768 * 2**20
 
 
 def size_bytes(text: str) -> int:
@@ -57,6 +61,22 @@ def process_share(memory_limit: str) -> str:
     limit = size_bytes(memory_limit)
     left = max(MIN_DUCKDB_MEMORY, limit - process_rss())
     return f"{min(left, limit) // 2**20}MiB"
+
+
+@contextmanager
+def step_memory(con: duckdb.DuckDBPyConnection, budget: str, limit: str) -> Iterator[str]:
+    """One heavy step on ``con`` (a bounded connection at ``limit``): DuckDB held to what ``budget`` (the whole
+    process's) leaves of what the process holds now and STEP_HEADROOM, at most ``limit`` and at least
+    MIN_STEP_MEMORY; ``limit`` again after the step. Yields the limit set. (Asking the allocators to give back
+    what they kept first — gc, glibc's malloc_trim, Arrow's pool — freed under 0.1 GB before golden at large:
+    what the process holds then is golden's own inputs, not leftovers of identity.)"""
+    share = size_bytes(budget) - process_rss() - STEP_HEADROOM
+    held = f"{min(size_bytes(limit), max(MIN_STEP_MEMORY, share)) // 2**20}MiB"
+    con.execute("SET memory_limit = $limit", {"limit": held})
+    try:
+        yield held
+    finally:
+        con.execute("SET memory_limit = $limit", {"limit": limit.replace(" ", "")})
 
 
 @contextmanager

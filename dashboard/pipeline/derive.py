@@ -18,7 +18,7 @@ import duckdb
 import polars as pl
 
 from dashboard.core.config import Settings
-from dashboard.core.duck import drop_relation, quote_path, work_connection
+from dashboard.core.duck import drop_relation, quote_path, step_memory, work_connection
 from dashboard.core.store import Manifest, Store, crash_point, new_id, now_utc
 from dashboard.derived import analytics, personal
 from dashboard.derived.analytics import ANALYTICS_TABLES
@@ -209,7 +209,9 @@ def build_derived(
                 records_path = inputs_on_spark.path()  # the records Spark made, as Parquet: never on the driver
                 spark_steps.golden_tables(spark, con, settings, store, manifest, records_path, stage)
             else:  # records not read yet: write_golden reads the touched customers' only (all: a full build)
-                made = write_golden(con, settings, records, links, stage, copied)  # golden customers: reads lead_facts
+                # the build's peak: DuckDB gets what [build_memory] leaves of what the process holds by then
+                with step_memory(con, settings.build_memory, settings.memory_limit):
+                    made = write_golden(con, settings, records, links, stage, copied)  # reads lead_facts
                 if copied is not None:
                     touched = copied.touched.height
                     say(f"golden records: {touched} customers made again from their {made} records "
