@@ -250,7 +250,10 @@ def identity(bench: Bench, folder: Path, ways: list[str]) -> None:
     """The identity step on DuckDB (duckdb); with pass 1, the clusters and the candidate pairs' scoring on Spark and
     the records and features made on the driver (spark-driver, before issue 23's point 2); with the records and
     features made on Spark too (spark): each model's laps (wall s), the Spark scoring's own wall and CPU time, and
-    the driver's sampled peak memory. Run one way per process to compare the driver's high-water marks."""
+    the driver's sampled peak memory. Run one way per process to compare the driver's high-water marks. Before
+    them, the fingerprint a build keys identity by, on each engine asked for (duckdb: the records read and hashed
+    on the driver; spark: made and hashed on Spark, then read by the spark way); after them, each way's key count
+    and whether its links are the current build's (a demo refreshed once: its keys were all made fresh too)."""
     settings, con, spark = bench.settings, bench.con, bench.spark
     records = read_records(con) if {"duckdb", "spark-driver"} & set(ways) else None
     n = records.height if records is not None else int(con.sql("SELECT count(*) FROM identity_links").fetchall()[0][0])
