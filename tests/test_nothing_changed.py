@@ -20,7 +20,7 @@ from dashboard.core.store import Store
 from dashboard.derived import personal
 from dashboard.derived.quality.tables import history_sources, validation_history
 from dashboard.derived.tables import DERIVED_TABLES, READ_FROM
-from dashboard.pipeline.data_docs import current_data_docs
+from dashboard.pipeline.data_docs import site_status
 from dashboard.pipeline.refresh import refresh
 
 
@@ -38,19 +38,19 @@ def _linked(settings: Settings, before: dict[str, str]) -> set[str]:
 
 def test_a_refresh_with_nothing_changed_writes_no_table_and_keeps_the_data_docs(company: Settings) -> None:
     assert refresh(company).exit_code == 0  # the copied folder's files are new files: made once more here
-    before, docs = _tables(company), current_data_docs(company, Store(company.data_path))  # the page opens them
+    before, docs = _tables(company), site_status(Store(company.data_path))
     assert docs is not None
 
     result = refresh(company)
 
     assert result.exit_code == 0 and all(s.unchanged for s in result.sources)
     assert _linked(company, before) == set(before) and set(_tables(company)) == set(before)
-    assert current_data_docs(company, Store(company.data_path)) == docs  # the same latest attempts: kept as built
+    assert site_status(Store(company.data_path)) == docs  # the same latest attempts: the site kept as built
 
     spend = company.base_dir / "imports" / "marketing" / "spend.csv"
     spend.write_text(spend.read_text(encoding="utf-8") + "SEM,2026-03-21,400\n", encoding="utf-8")
     assert refresh(company).exit_code == 0
-    rebuilt = current_data_docs(company, Store(company.data_path))
+    rebuilt = site_status(Store(company.data_path))
     assert rebuilt is not None and rebuilt["built_at"] > docs["built_at"] and rebuilt["suites"] == docs["suites"]
 
 

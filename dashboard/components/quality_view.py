@@ -19,7 +19,7 @@ from dashboard.components.quality_heatmap import METRICS, PLACES
 from dashboard.components.tables import header, headers
 from dashboard.core.store import Store
 from dashboard.i18n import t
-from dashboard.pipeline.data_docs import current_data_docs, site_dir
+from dashboard.pipeline.data_docs import site_dir, site_status
 
 ALL = "(all)"
 HEALTH_PLACES = 1  # the decimals of a health score's parts (completeness, validity, conformance)
@@ -202,8 +202,7 @@ def consistency_section(lang: str) -> None:
 
 def data_docs_section(lang: str) -> None:
     store = Store(settings().data_path)
-    with st.spinner(t("dq.docs.building", lang)):  # after a refresh: its suites' pages rendered now
-        status = current_data_docs(settings(), store)
+    status = site_status(store)
     index = site_dir(store) / "index.html"
     if status is None:
         st.info(t("dq.docs.none", lang))

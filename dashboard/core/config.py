@@ -300,7 +300,7 @@ class QualityConfig(_Strict):
     uniqueness_threshold: float = Field(1.0, ge=0, le=1)  # a record key less unique than this is flagged
     allow_quarantine_actions: bool = False  # "publish anyway" / "discard" of a quarantined snapshot
     dictionary: str | None = None  # data dictionary TOML (default: the bundled dashboard/core/data_dictionary.toml)
-    data_docs: bool = True  # GX Data Docs of the latest validations, built when the data-quality page opens them
+    data_docs: bool = True  # build GX Data Docs of the latest validations after each refresh
 
 
 Survivorship = Literal["recent", "priority", "complete"]

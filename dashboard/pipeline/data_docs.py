@@ -3,15 +3,10 @@
 The site is kept small: one suite and one validation result per source × entity, from the latest
 attempt of each source. Results are rebuilt from the run history (``runs/attempts/``), so the site
 never needs the data itself, and sample values are masked where the field is personal.
-
-The site is built when it is looked at (``current_data_docs``: the data-quality page, before it links
-it), not by the refresh: rendering is not the gate, and a refresh every few minutes whose pages nobody
-opens should not pay for them (issue 22).
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import shutil
 from pathlib import Path
@@ -24,7 +19,6 @@ from dashboard.pipeline import fingerprint
 
 SITE = "data_docs"
 STATUS_FILE = "cockpit.json"  # what was built when, or why it failed; the page reads it
-_LOCK = f".{SITE}.lock"  # one builder at a time: two pages opened at once would share the work folders
 
 
 def site_dir(store: Store) -> Path:
@@ -37,21 +31,6 @@ def site_status(store: Store) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError):
         return None
     return status
-
-
-def current_data_docs(settings: Settings, store: Store) -> dict[str, Any] | None:
-    """The site's status once it shows the latest attempts: built now when a refresh ran since it was (only
-    the suites whose latest attempt changed are rendered again), as it is otherwise. None: no site (no source
-    validated yet, or ``[quality] data_docs`` off and none built before)."""
-    if not settings.quality.data_docs or not _latest_runs(settings, store):
-        return site_status(store)
-    store.runs.mkdir(parents=True, exist_ok=True)
-    with (store.runs / _LOCK).open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another builder's site is then current: kept as it is
-        try:
-            return build_data_docs(settings, store)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _latest_runs(settings: Settings, store: Store) -> dict[str, dict[str, Any]]:
@@ -109,8 +88,7 @@ def _result(name: str, run: dict[str, Any], dictionary: Dictionary) -> Any:
 
 def build_data_docs(settings: Settings, store: Store) -> dict[str, Any]:
     """Rebuild the site; returns (and writes) its status. A GX failure is recorded, not raised:
-    the snapshots are already published when the site is built. Callers hold the builders' lock
-    (current_data_docs). A site built from the same latest attempts
+    the snapshots are already published when the site is built. A site built from the same latest attempts
     (a refresh that read no source) is kept as it is; otherwise only the suites whose latest attempt changed
     are rendered again (with the index), the other suites' pages copied from the current site."""
     target = site_dir(store)

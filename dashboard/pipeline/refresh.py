@@ -180,7 +180,11 @@ def refresh(
             out.derived_build = manifest["derived"]["build_id"]
             out.reused = list(manifest["derived"].get("reused", []))
             clock.lap("derive")
-            out.steps = clock.steps  # Data Docs: built when looked at (pipeline/data_docs.py), not here
+            out.steps = clock.steps
+            if settings.quality.data_docs:  # a human-readable view of the latest validations
+                from dashboard.pipeline.data_docs import build_data_docs
+
+                build_data_docs(settings, store)
         store.prune(store.read_manifest(), settings.retention)
         store.clean_staging()
         tracker.finish()
