@@ -124,3 +124,44 @@ def test_a_heavy_step_gets_what_the_build_memory_leaves(tmp_path: Path) -> None:
             assert setting(con) == MIN_STEP_MEMORY
         with step_memory(con, "64GB", "3GiB"):
             assert setting(con) == 3 * gib
+
+
+def test_golden_at_large_stays_within_the_build_memory_with_its_step_share() -> None:
+    from dashboard.core.duck import MIN_STEP_MEMORY, step_share
+
+    gib = 2**30
+    # session 11's build at large: the process held 2.93 GB when golden started, and golden went 1.1 GiB past
+    # what the process held plus its DuckDB's limit: with the share it gets of 6 GB it stays within 6 GB
+    held, past = 2_930_000_000, int(1.1 * gib)
+    share = step_share(6_000_000_000, held, 4_000_000_000)
+    assert held + share + past <= 6_000_000_000
+    assert share > 1.5 * gib  # and golden still gets more than the floor
+    # the floor when the process already fills the budget; never more than the connection's own limit
+    assert step_share(6_000_000_000, 6_000_000_000, 4_000_000_000) == MIN_STEP_MEMORY
+    assert step_share(64 * gib, held, 3 * gib) == 3 * gib
+
+
+def test_glibc_gives_back_its_free_memory_before_a_step_measures_what_the_process_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from dashboard.core import duck
+
+    if sys.platform.startswith("linux"):  # ~300 MB of small blocks freed between kept ones: glibc keeps them
+        blocks = [bytes(1000) + bytes([i % 256]) for i in range(300_000)]
+        kept = blocks[::100]
+        del blocks
+        before = duck.process_rss()
+        assert duck.trim_heap()
+        assert before - duck.process_rss() > 200 * 2**20
+        del kept
+
+    # the step's share is of what the process holds after the trim, not before it
+    gib, trimmed = 2**30, []
+    monkeypatch.setattr(duck, "trim_heap", lambda: trimmed.append(True) or True)
+    monkeypatch.setattr(duck, "process_rss", lambda: 2 * gib if trimmed else 3 * gib)
+    with duck.bounded_connection("4GB", tmp_path / "spill") as con, duck.step_memory(con, "6GiB", "4GB") as given:
+        assert given == f"{duck.step_share(6 * gib, 2 * gib, 4_000_000_000) // 2**20}MiB"
+        number, unit = con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0].split()
+        assert abs(float(number) * {"MiB": 2**20, "GiB": 2**30}[unit] - (4 * gib - duck.STEP_HEADROOM)) < 0.1 * gib
