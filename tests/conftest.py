@@ -10,6 +10,7 @@ import pytest
 
 from dashboard.core.config import CONFIG_ENV, Settings, load_settings
 from tests.fixture_data import write_company
+from tests.xdist_groups import pytest_collection_modifyitems  # noqa: F401  (the xdist_group marks, honoured)
 
 
 @pytest.fixture(autouse=True)
