@@ -27,7 +27,9 @@ from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse
 from tests.sparkcluster import Cluster, spark_home, standalone
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark")]
+# A group of its own with test_spark_faults (the standalone clusters): under make test's -n 2 --dist loadgroup
+# it runs on one worker while the "spark" group (local sessions) and the browser tests run on the other.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark_cluster")]
 REPO = Path(__file__).resolve().parents[1]
 # every named query the cockpit and channel pages show, read from the pages themselves
 PAGES = [(REPO / "dashboard" / "pages" / page).read_text(encoding="utf-8") for page in ("cockpit.py", "channels.py")]

@@ -15,7 +15,7 @@ from dashboard.core.config import parse_settings
 from dashboard.derived.spark.session import EngineError, build_session, run_within
 from tests.sparkcluster import spark_home, standalone
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark_cluster")]  # beside test_spark_cluster
 TASKS = 16
 
 
