@@ -74,10 +74,13 @@ def _prepared(s: pl.Series) -> pl.Series:
     return s.str.strip_chars().str.replace(r"Z$", "+00:00")
 
 
+FORMAT_SAMPLE = 2000  # a date column's first values that rank its formats (datetime_formats)
+
+
 def _ranked(s: pl.Series, tz: str, first_format: str | None) -> list[str]:
     candidates = [first_format] if first_format else []
     candidates += [f for f in (*DATETIME_FORMATS, *_TZ_FORMATS, NUMERIC) if f not in candidates]
-    sample = s.drop_nulls().head(2000)
+    sample = s.drop_nulls().head(FORMAT_SAMPLE)
     hits = {f: len(sample) - _parse_with(sample, f, tz).null_count() for f in candidates}
     ordered = sorted((f for f in candidates if hits[f]), key=lambda f: -hits[f])
     return ordered + [f for f in candidates if f not in ordered]
@@ -191,6 +194,12 @@ def clean_text_expr(column: str) -> pl.Expr:
     """Trim (including full-width spaces and a stray BOM); empty → null."""
     text = pl.col(column).cast(pl.String).str.strip_chars(" \t\r\n\u3000\ufeff")
     return pl.when(text == "").then(None).otherwise(text).alias(column)
+
+
+def shared_prefix(low: str, high: str) -> int:
+    """How many characters the lowest and the highest of a column's texts share at their start (so all its
+    values do): the record order compares keys after it."""
+    return next((i for i, (a, b) in enumerate(zip(low, high, strict=False)) if a != b), min(len(low), len(high)))
 
 
 def clean_text(s: pl.Series) -> pl.Series:

@@ -29,6 +29,7 @@ from dashboard.pipeline import fingerprint
 from dashboard.pipeline.derive_child import build_in_child
 from dashboard.pipeline.guidance import way_forward
 from dashboard.pipeline.progress import RefreshProgress, Tracker
+from dashboard.pipeline.spark_sources import StagedEntity, on_executors, remove_parts, standardize_entity
 from dashboard.pipeline.standardize import (
     RECORD_ORDER,
     REJECT_COL,
@@ -238,11 +239,17 @@ def refresh_source(
     start_engine(settings)
     store.record_attempt(src.name, {**attempt, "status": "running", "pid": os.getpid()})
     result = SourceResult(src.name, sid, "quarantined")
+    entities: dict[str, Standardized] = {}
+    staged: dict[str, StagedEntity] = {}  # engine spark, a file source: its rows in the staging folder, not here
     try:
         ctx = _extract_context(settings, store, src, stage_dir, full)
         with collect_duplicates() as headers:
-            entities = _extract_and_standardize(settings, src, sid, clock, ctx, headers, tracker)
+            if on_executors(settings, src):
+                staged = _standardize_on_executors(settings, src, sid, stage_dir, clock, headers, tracker)
+            else:
+                entities = _extract_and_standardize(settings, src, sid, clock, ctx, headers, tracker)
     except SourceError as e:
+        remove_parts(stage_dir)
         result.reasons, result.failed_step = [e.message], "extract"
         attempt["error"] = getattr(e, "kind", "source")  # connection | timeout | auth | rate_limited | source
         return result, _finish(store, src, result, stage_dir, attempt, [], [], clock, inputs)
@@ -251,11 +258,14 @@ def refresh_source(
         rows = {e: int(info.get("rows", 0)) for e, info in kept["entities"].items()}
         return SourceResult(src.name, kept["snapshot_id"], "published", rows=rows, unchanged=True), None
 
-    tracker.rows_read(src.name, sum(std.frame.height for std in entities.values()), list(entities))
+    heights = [std.frame.height for std in entities.values()] + [s.kept + s.rejected for s in staged.values()]
+    tracker.rows_read(src.name, sum(heights), [*entities, *staged])
     outcomes: list[Outcome] = []
     now = datetime.now(ZoneInfo(settings.timezone)).replace(tzinfo=None)  # dates are naive local times
     for entity, std in entities.items():
         outcomes += validate(std.frame, entity, src.name, src.quality, now, settings)
+    for entity, on_disk in staged.items():  # the gate reads its rows where the executors left them
+        outcomes += validate(on_disk.checked, entity, src.name, src.quality, now, settings)
     clock.lap("validate")
     failed = [o for o in outcomes if o.blocking and not o.success]
     result.reasons = [o.describe() for o in failed]
@@ -264,16 +274,16 @@ def refresh_source(
     result.way_forward = way_forward(settings, src, sid, failed)
     result.way_forward_zh = way_forward(settings, src, sid, failed, lang="zh")
     result.samples = {o.describe(): o.samples for o in failed}
-    issues = [i for std in entities.values() for i in std.issues]
+    issues = [i for std in entities.values() for i in std.issues] + [i for s in staged.values() for i in s.issues]
     profile = SnapshotProfile(src, sid, for_settings(settings), _profile_engine(settings))  # once per snapshot, here
     for entity, std in entities.items():
         keep = std.frame.filter(pl.col(REJECT_COL).is_null())
         result.rows[entity] = keep.height
         result.rejected_rows += std.frame.height - keep.height
-        if entity in RECORD_ORDER:
-            keep = keep.sort(record_order(keep, RECORD_ORDER[entity]))
+        if entity in RECORD_ORDER:  # ties in the rows' order, as the Spark engine sorts (derived/spark/standardize)
+            keep = keep.sort(record_order(keep, RECORD_ORDER[entity]), maintain_order=True)
         elif entity in SORT_BY:
-            keep = keep.sort(SORT_BY[entity], nulls_last=True)
+            keep = keep.sort(SORT_BY[entity], nulls_last=True, maintain_order=True)
         keep.drop(FILE_COL, ROW_COL, REJECT_COL).write_parquet(stage_dir / f"{entity}.parquet", compression="zstd")
         rejected = std.frame.filter(pl.col(REJECT_COL).is_not_null())
         if rejected.height:
@@ -281,6 +291,12 @@ def refresh_source(
         clock.lap("publish")
         profile.add(keep, entity, stage_dir / f"{entity}.parquet")
         clock.lap("profile")
+    for entity, on_disk in staged.items():  # staged by the Spark job that removed the duplicates
+        result.rows[entity] = on_disk.kept
+        result.rejected_rows += on_disk.rejected
+        profile.add(pl.scan_parquet(stage_dir / f"{entity}.parquet"), entity, stage_dir / f"{entity}.parquet")
+        clock.lap("profile")
+    remove_parts(stage_dir)
     profile.write(stage_dir)
     result.status = "quarantined" if failed else "published"
     clock.lap("publish")
@@ -325,7 +341,7 @@ def _extract_and_standardize(
         read += raw.height
         tracker.reading(src.name, read)
         std = standardize(raw, table, src, settings, sid, missing)
-        std.issues += [_header_issue(h, table.entity, raw) for h in headers[seen:]]
+        std.issues += [_header_issue(h, table.entity, _file_rows(raw, h.file)) for h in headers[seen:]]
         clock.lap("standardize")
         if table.entity in out:  # several inputs feeding one entity: one table in the snapshot
             prev = out[table.entity]
@@ -338,9 +354,37 @@ def _extract_and_standardize(
     return out
 
 
-def _header_issue(h: DuplicateHeader, entity: str, raw: pl.DataFrame) -> RowIssue:
+def _standardize_on_executors(
+    settings: Settings,
+    src: SourceConfig,
+    sid: str,
+    stage_dir: Path,
+    clock: _Clock,
+    headers: list[DuplicateHeader],
+    tracker: Tracker,
+) -> dict[str, StagedEntity]:
+    """Engine spark, a file source: each entity's files read and standardized by the executors and staged by
+    Spark jobs (pipeline/spark_sources.py); reading is part of the "standardize" step here."""
+    out: dict[str, StagedEntity] = {}
+    read = 0
+    for entity in dict.fromkeys(t.entity for t in src.tables):
+        seen = len(headers)
+        order = RECORD_ORDER.get(entity) or SORT_BY.get(entity)
+        on_disk = standardize_entity(settings, src, entity, sid, stage_dir, order, headers)
+        on_disk.issues += [_header_issue(h, entity, on_disk.file_rows.get(h.file, 0)) for h in headers[seen:]]
+        read += on_disk.input_rows
+        tracker.reading(src.name, read)
+        clock.lap("standardize")
+        out[entity] = on_disk
+    return out
+
+
+def _file_rows(raw: pl.DataFrame, file: str) -> int:
+    return int((raw.get_column(FILE_COL) == file).sum()) if FILE_COL in raw.columns else raw.height
+
+
+def _header_issue(h: DuplicateHeader, entity: str, rows: int) -> RowIssue:
     """A repeated header as a row-level report: the file, both positions, and what each column is read as."""
-    rows = int((raw.get_column(FILE_COL) == h.file).sum()) if FILE_COL in raw.columns else raw.height
     where = f"{h.where} {', '.join(str(p) for p in h.positions)}" + (f" of {h.record}" if h.record else "")
     return RowIssue(
         entity,

@@ -85,23 +85,26 @@ def standardize(
     entity = ENTITIES[table.entity]
     issues: list[RowIssue] = []
     for file, absent in (missing_columns or {}).items():
-        for src_name in absent:
-            n = int((raw.get_column(FILE_COL) == file).sum())
-            issues.append(
-                RowIssue(entity.name, src_name, f"column missing in {file}", "left empty", n, [{"file": file}])
-            )
+        issues += missing_issues(entity, file, absent, int((raw.get_column(FILE_COL) == file).sum()))
     if settings.engine.kind == "spark" and raw.height:
         frame, found = _rows_on_spark(raw, table, source, settings, snapshot_id)
     else:
         frame, found = standardize_rows(raw, table, source, settings, snapshot_id)
     issues += found
-    frame, erased = _suppress(frame, entity, source, settings)
+    frame, erased = suppress(frame, entity, source, settings)
     if erased:
         issues.append(erased)
     frame, dup_issue = _drop_exact_duplicates(frame, entity)
     if dup_issue:
         issues.append(dup_issue)
     return Standardized(entity.name, frame, raw.height, issues)
+
+
+def missing_issues(entity: Entity, file: str, absent: list[str], rows: int) -> list[RowIssue]:
+    """A file's mapped columns it lacks (``absent``), each left empty on its ``rows`` rows."""
+    return [
+        RowIssue(entity.name, src, f"column missing in {file}", "left empty", rows, [{"file": file}]) for src in absent
+    ]
 
 
 def standardize_rows(
@@ -186,7 +189,7 @@ def _rows_on_spark(
 ) -> tuple[pl.DataFrame, list[RowIssue]]:
     """``standardize_rows`` as Spark tasks over parts of ``raw``: the parts back in their order, their row
     problems summed (samples: the first ones in row order, as on one machine)."""
-    from dashboard.derived.spark.standardize import map_parts
+    from dashboard.derived.spark.standardize import map_frame
 
     work = partial(
         standardize_rows,
@@ -196,20 +199,27 @@ def _rows_on_spark(
         snapshot_id=snapshot_id,
         date_formats=date_formats(raw, table, settings),
     )
-    parts = map_parts(settings, f"standardize {source.name}.{table.entity}", raw, work)
+    parts = map_frame(settings, f"standardize {source.name}.{table.entity}", raw, work)
     return pl.concat([frame for frame, _ in parts]), merge_issues([found for _, found in parts])
 
 
 def date_formats(raw: pl.DataFrame, table: TableConfig, settings: Settings) -> dict[str, list[str]]:
     """Each text date column's format order, from the whole column (as ``standardize_rows`` on all of ``raw``
     would rank them): a value that reads two ways (03/04/2024) is then read the same in every part."""
+    return {
+        name: parse.datetime_formats(text, settings.timezone, table.date_format)
+        for name, text in date_texts(raw, table).items()
+    }
+
+
+def date_texts(raw: pl.DataFrame, table: TableConfig) -> dict[str, pl.Series]:
+    """The values each text date column's format order is ranked on (parse.datetime_formats)."""
     out = {}
     for col in ENTITIES[table.entity].columns:
         src = _source_series(raw, table, col.name) if col.type == "datetime" else None
         if src is None or src.dtype == pl.Date or isinstance(src.dtype, pl.Datetime):
             continue
-        text = parse.clean_text(src) if src.dtype == pl.String else src
-        out[col.name] = parse.datetime_formats(text, settings.timezone, table.date_format)
+        out[col.name] = parse.clean_text(src) if src.dtype == pl.String else src
     return out
 
 
@@ -246,7 +256,7 @@ def release_engine(settings: Settings) -> None:
         release()
 
 
-def _suppress(
+def suppress(
     frame: pl.DataFrame, entity: Entity, source: SourceConfig, settings: Settings
 ) -> tuple[pl.DataFrame, RowIssue | None]:
     """People erased on request (the privacy suppression list) stay out: their rows are dropped and counted,
@@ -255,8 +265,11 @@ def _suppress(
     n = 0 if mask is None else int(mask.sum())
     if mask is None or not n:
         return frame, None
-    issue = RowIssue(entity.name, "*", "person erased on request (privacy suppression list)", "row dropped", n)
-    return frame.filter(~mask), issue
+    return frame.filter(~mask), erased_issue(entity, n)
+
+
+def erased_issue(entity: Entity, n: int) -> RowIssue:
+    return RowIssue(entity.name, "*", "person erased on request (privacy suppression list)", "row dropped", n)
 
 
 def _dtype(t: str) -> pl.DataType:
@@ -333,10 +346,22 @@ def _normalize_labels(
         out["stage"] = stage
 
 
-def _drop_exact_duplicates(frame: pl.DataFrame, entity: Entity) -> tuple[pl.DataFrame, RowIssue | None]:
-    cols = [c for c in frame.columns if c not in (FILE_COL, ROW_COL, REJECT_COL, *LINEAGE_COLUMNS)]
+def duplicate_columns(columns: list[str], entity: Entity) -> list[str]:
+    """The columns two rows must agree on to be exact duplicates (of a standardized frame's ``columns``)."""
+    cols = [c for c in columns if c not in (FILE_COL, ROW_COL, REJECT_COL, *LINEAGE_COLUMNS)]
     if entity.key and entity.key not in entity.required:
         cols.remove(entity.key)  # generated from the row number: differs even for identical rows
+    return cols
+
+
+def duplicate_issue(entity: Entity, n: int, where: list[tuple[str, int]]) -> RowIssue:
+    """``n`` exact duplicates removed, ``where``: the (file, row) of the first ones."""
+    samples = [{"file": file, "row": row, "value": None} for file, row in where[:SAMPLE_SIZE]]
+    return RowIssue(entity.name, "*", "exact duplicate of an earlier row", "duplicate removed", n, samples)
+
+
+def _drop_exact_duplicates(frame: pl.DataFrame, entity: Entity) -> tuple[pl.DataFrame, RowIssue | None]:
+    cols = duplicate_columns(frame.columns, entity)
     # A row hash finds candidates cheaply; exact comparison on the candidates only, so a hash
     # collision can never drop a row.
     candidates = frame.select(pl.struct(cols).hash().is_duplicated()).to_series()
@@ -349,16 +374,8 @@ def _drop_exact_duplicates(frame: pl.DataFrame, entity: Entity) -> tuple[pl.Data
     n = int(dup.sum())
     if not n:
         return frame, None
-    sample = frame.filter(dup).head(SAMPLE_SIZE)
-    issue = RowIssue(
-        entity.name,
-        "*",
-        "exact duplicate of an earlier row",
-        "duplicate removed",
-        n,
-        [{"file": r[FILE_COL], "row": r[ROW_COL], "value": None} for r in sample.iter_rows(named=True)],
-    )
-    return frame.filter(~dup), issue
+    sample = frame.filter(dup).head(SAMPLE_SIZE).select(FILE_COL, ROW_COL)
+    return frame.filter(~dup), duplicate_issue(entity, n, list(sample.iter_rows()))
 
 
 # -- the order a published snapshot is written in --------------------------------------------------
@@ -396,9 +413,7 @@ def record_order(frame: pl.DataFrame, keys: tuple[str, ...]) -> list[pl.Expr]:
 def _unshared(frame: pl.DataFrame, column: str) -> pl.Expr:
     """``column`` without the prefix all its values share (so the bytes that tell them apart come first)."""
     values = frame.get_column(column)
-    low, high = str(values.min() or ""), str(values.max() or "")
-    shared = next((i for i, (a, b) in enumerate(zip(low, high, strict=False)) if a != b), min(len(low), len(high)))
-    return pl.col(column).str.slice(shared)
+    return pl.col(column).str.slice(parse.shared_prefix(str(values.min() or ""), str(values.max() or "")))
 
 
 def _bytes_at(text: pl.Expr, at: int) -> pl.Expr:

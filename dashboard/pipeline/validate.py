@@ -173,17 +173,20 @@ def _day(value: datetime) -> str:
 
 
 def date_checks(
-    frame: pl.DataFrame, entity: str, suite: str, quality: SourceQualityConfig, now: datetime
+    frame: pl.DataFrame | pl.LazyFrame, entity: str, suite: str, quality: SourceQualityConfig, now: datetime
 ) -> list[Outcome]:
     """Every date column against the allowed range: before ``not_before``, after ``not_after``, or more than
     ``future_days`` after ``now`` (naive local time, as the dates are). A warning when some are out of range,
-    blocking when more than ``max_out_of_range_share`` of the column's dates are."""
+    blocking when more than ``max_out_of_range_share`` of the column's dates are. ``frame`` may be a scan of
+    the rows' file (engine spark: only the date columns are read, a batch at a time)."""
+    rows = frame.lazy()
+    names = rows.collect_schema().names()
     lo = datetime.combine(quality.not_before, time()) if quality.not_before else None
     after = datetime.combine(quality.not_after + timedelta(days=1), time()) if quality.not_after else None
     horizon = now.replace(microsecond=0) + timedelta(days=quality.future_days)
     checks: dict[str, tuple[pl.Expr, datetime | None, list[str]]] = {}
     for col in ENTITIES[entity].columns:
-        if col.type != "datetime" or col.name not in frame.columns:
+        if col.type != "datetime" or col.name not in names:
             continue
         value = pl.col(col.name)
         conditions: list[pl.Expr] = []
@@ -203,12 +206,19 @@ def date_checks(
         if conditions:
             bad = pl.any_horizontal(conditions).fill_null(False)
             checks[col.name] = (bad, min(highest) if highest else None, words)
-    if not checks or frame.is_empty():
+    if not checks:
         return []
-    counts = frame.select(
-        *(bad.sum().alias(f"bad:{c}") for c, (bad, _, _) in checks.items()),
-        *(pl.col(c).count().alias(f"n:{c}") for c in checks),
-    ).row(0, named=True)
+    counts = (
+        rows.select(
+            *(bad.sum().alias(f"bad:{c}") for c, (bad, _, _) in checks.items()),
+            *(pl.col(c).count().alias(f"n:{c}") for c in checks),
+            pl.len().alias("rows"),
+        )
+        .collect()
+        .row(0, named=True)
+    )
+    if not counts["rows"]:
+        return []
     mostly = round(1 - quality.max_out_of_range_share, 10)
     out = []
     for column, (bad, hi, words) in checks.items():
@@ -216,7 +226,8 @@ def date_checks(
         share = n_bad / filled if filled else 0.0
         found = []
         if n_bad:  # a few of the values out of range, as samples
-            found = frame.select(pl.col(column).filter(bad).unique(maintain_order=True).head(5)).to_series().to_list()
+            picked = rows.select(pl.col(column).filter(bad).unique(maintain_order=True).head(5)).collect()
+            found = picked.to_series().to_list()
         out.append(
             Outcome(
                 suite=suite,
@@ -224,7 +235,7 @@ def date_checks(
                 column=column,
                 blocking=not n_bad or share > quality.max_out_of_range_share,
                 success=not n_bad,
-                element_count=frame.height,
+                element_count=counts["rows"],
                 unexpected_count=n_bad,
                 unexpected_percent=100 * share,
                 samples=[_day(v) for v in found if v is not None],
@@ -240,7 +251,7 @@ def date_checks(
 
 
 def validate(
-    frame: pl.DataFrame,
+    frame: pl.DataFrame | Path,
     entity: str,
     source: str,
     quality: SourceQualityConfig | None = None,
@@ -250,7 +261,8 @@ def validate(
     """The entity's suite, with the source's thresholds (defaults when none are given), then the date
     range. ``now``: the refresh's time, naive local like the dates (default: this machine's clock).
     ``settings`` with [engine] kind = "spark": the suite runs on Spark (GX's Spark execution engine), the
-    date range here (it reads the frame the refresh holds anyway)."""
+    date range here (it reads the frame the refresh holds anyway). ``frame`` a Parquet file (engine spark: the
+    rows the executors standardized): the suite's Spark job reads it, the date range a scan of its dates."""
     from great_expectations.core import ExpectationSuite
 
     quality = quality or SourceQualityConfig.model_validate({})
@@ -260,16 +272,21 @@ def validate(
     except Exception as e:  # GX's own schema errors: name the suite file
         raise ConfigError(f"expectation suite for {source}.{entity} is invalid: {e}") from e
     columns = sorted({c for e in suite_dict["expectations"] if (c := e.get("kwargs", {}).get("column"))})
-    present = [c for c in columns if c in frame.columns]
+    names = frame.columns if isinstance(frame, pl.DataFrame) else pl.read_parquet_schema(frame).keys()
+    present = [c for c in columns if c in names] or list(names)[:1]
     # Only the columns the suite reads go to pandas (or Spark): the conversion is the costly part.
-    read = frame.select(present or frame.columns[:1])
     result_format = {"result_format": "SUMMARY", "partial_unexpected_count": 5}
     if settings is not None and settings.engine.kind == "spark":
         from dashboard.derived.spark import gate
 
         staging = Store(settings.data_path).staging / source
-        result = gate.validate(settings, f"the gate of {source}.{entity}", read, suite, result_format, staging)
+        read = frame.select(present) if isinstance(frame, pl.DataFrame) else frame
+        name = f"the gate of {source}.{entity}"
+        result = gate.validate(settings, name, read, suite, result_format, staging, present)
+    elif isinstance(frame, Path):
+        raise ValueError("a file's rows are validated on Spark only (engine spark)")
     else:
+        read = frame.select(present)
         batch = _batch_definition().get_batch(batch_parameters={"dataframe": read.to_pandas()})
         result = batch.validate(suite, result_format=result_format)
     outcomes = []
@@ -292,4 +309,5 @@ def validate(
                 kwargs={k: v for k, v in cfg.kwargs.items() if k not in ("column", "batch_id")},
             )
         )
-    return outcomes + date_checks(frame, entity, suite_dict["name"], quality, now or datetime.now())
+    rows = frame if isinstance(frame, pl.DataFrame) else pl.scan_parquet(frame)
+    return outcomes + date_checks(rows, entity, suite_dict["name"], quality, now or datetime.now())

@@ -53,28 +53,33 @@ def read_table(
     files = table_files(table, base_dir)
     if not files:
         raise SourceError(f"{source.name}: no file matches {table.path} (entity {table.entity})")
-    reader = READERS[source.kind]
     frames = []
     missing: dict[str, list[str]] = {}
     for f in files:
-        try:
-            df = reader(f, table)
-        except SourceError:
-            raise
-        except Exception as e:  # a reader library's own error: name the file, keep the cause
-            raise SourceError(f"{f.name}: cannot be read as {source.kind}: {e}") from e
-        if df.height == 0:
-            raise SourceError(f"{f.name}: the file has no data rows")
-        absent = check_columns(df, table, f.name)
+        df, absent = read_file(source, table, f)
         if absent:
             missing[f.name] = absent
-        frames.append(
-            df.with_columns(
-                pl.lit(f.name).alias(FILE_COL), pl.int_range(1, df.height + 1, dtype=pl.Int64).alias(ROW_COL)
-            )
-        )
+        frames.append(df)
     frame = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
     return frame, missing
+
+
+def read_file(source: SourceConfig, table: TableConfig, f: Path) -> tuple[pl.DataFrame, list[str]]:
+    """One file of a table (``read_table``; with engine spark an executor's part), its rows tagged with the
+    file's name and their 1-based data row number, and the mapped optional columns it lacks."""
+    try:
+        df = READERS[source.kind](f, table)
+    except SourceError:
+        raise
+    except Exception as e:  # a reader library's own error: name the file, keep the cause
+        raise SourceError(f"{f.name}: cannot be read as {source.kind}: {e}") from e
+    if df.height == 0:
+        raise SourceError(f"{f.name}: the file has no data rows")
+    absent = check_columns(df, table, f.name)
+    tagged = df.with_columns(
+        pl.lit(f.name).alias(FILE_COL), pl.int_range(1, df.height + 1, dtype=pl.Int64).alias(ROW_COL)
+    )
+    return tagged, absent
 
 
 def _pull(source: SourceConfig, table: TableConfig, ctx: ExtractContext) -> tuple[pl.DataFrame, dict[str, list[str]]]:

@@ -130,7 +130,7 @@ def bind(sql: str, args: dict[str, Any]) -> str:
 
 
 def profile_frame(
-    frame: pl.DataFrame,
+    frame: pl.DataFrame | pl.LazyFrame,
     source: str,
     snapshot_id: str,
     entity: str,
@@ -139,16 +139,20 @@ def profile_frame(
     aggregate: Aggregate | None = None,
 ) -> pl.DataFrame:
     """One pass of aggregates over one entity's published rows (``aggregate``: on an engine of its own, over
-    the same rows as ``frame``; by default polars' SQL engine over ``frame``), then a few samples."""
+    the same rows as ``frame``; by default polars' SQL engine over ``frame``), then a few samples. ``frame``
+    may be a scan of the staged file (engine spark: the samples read only what they pick)."""
     ent, now = ENTITIES[entity], datetime.now(UTC)
-    cols = [c for c in ent.columns if c.name in frame.columns]
-    key = ent.key if ent.key in frame.columns else None
-    rules = Rules(cols, frame.columns, now)
-    exact = {c.name for c in cols if c.name == key or frame.height <= EXACT_DISTINCT_ROWS}
+    names = frame.collect_schema().names()
+    cols = [c for c in ent.columns if c.name in names]
+    key = ent.key if ent.key in names else None
+    rules = Rules(cols, names, now)
+    height = frame.height if isinstance(frame, pl.DataFrame) else frame.select(pl.len()).collect().item()
+    exact = {c.name for c in cols if c.name == key or height <= EXACT_DISTINCT_ROWS}
     if aggregate is not None:
         sql = aggregate_sql(cols, rules, exact)
         agg = aggregate(sql, rules.used(sql))
     else:  # polars' SQL has no HyperLogLog: an estimate is each engine's own (polars' here, Spark's there)
+        assert isinstance(frame, pl.DataFrame), "a scan's aggregates come from its engine"
         sql = aggregate_sql(cols, rules, exact, estimates=False)
         agg = pl.SQLContext({TABLE: frame}).execute(bind(sql, rules.used(sql)), eager=True).row(0, named=True)
         estimates = [
@@ -193,8 +197,8 @@ def _record(
 class _Samples:
     """A few values of one field that show a problem (the first in the file's order), masked when personal."""
 
-    def __init__(self, frame: pl.DataFrame, rules: Rules, key: str | None, key_personal: bool) -> None:
-        self.frame, self.rules, self.key, self.key_personal = frame, rules, key, key_personal
+    def __init__(self, frame: pl.DataFrame | pl.LazyFrame, rules: Rules, key: str | None, key_personal: bool) -> None:
+        self.frame, self.rules, self.key, self.key_personal = frame.lazy(), rules, key, key_personal
 
     def rule(self, name: str) -> pl.Expr:
         """The field's validity rule, the same condition the aggregate counted by."""
@@ -204,11 +208,12 @@ class _Samples:
     def empty(self, name: str) -> list[str]:
         """Which records lack the field: their key, or their row number in the snapshot file."""
         ident = pl.col(self.key) if self.key else pl.format("row {}", pl.int_range(1, pl.len() + 1))
-        picked = self.frame.select(ident.alias("id"), pl.col(name)).filter(pl.col(name).is_null()).head(SAMPLES)
+        where = self.frame.select(ident.alias("id"), pl.col(name)).filter(pl.col(name).is_null())
+        picked = where.head(SAMPLES).collect()
         return [mask_if(v, self.key_personal, self.key or "") for v in picked.get_column("id").to_list()]
 
     def values(self, where: pl.Expr, name: str, personal: bool, limit: int = SAMPLES) -> list[str]:
-        picked = self.frame.lazy().filter(where).select(name).head(limit * 4).collect().get_column(name)
+        picked = self.frame.filter(where).select(name).head(limit * 4).collect().get_column(name)
         return list(dict.fromkeys(mask_if(v, personal, name) for v in picked.to_list()))[:limit]
 
     def duplicates(self, name: str, personal: bool) -> list[str]:
@@ -219,8 +224,10 @@ class _Samples:
             .len()
             .filter(pl.col("len") > 1)
             .sort(["len", name], descending=[True, False])
+            .head(SAMPLES)
+            .collect()
         )
-        return [f"{mask_if(v, personal, name)} ×{n}" for v, n in counts.head(SAMPLES).iter_rows()]
+        return [f"{mask_if(v, personal, name)} ×{n}" for v, n in counts.iter_rows()]
 
 
 class SnapshotProfile:
@@ -239,8 +246,9 @@ class SnapshotProfile:
         self.aggregate = aggregate
         self.frames: list[pl.DataFrame] = []
 
-    def add(self, frame: pl.DataFrame, entity: str, path: Path | None = None) -> None:
-        """``frame``: the entity's rows as staged, at ``path`` (which an ``aggregate`` engine reads)."""
+    def add(self, frame: pl.DataFrame | pl.LazyFrame, entity: str, path: Path | None = None) -> None:
+        """``frame``: the entity's rows as staged (or a scan of them), at ``path`` (which an ``aggregate`` engine
+        reads)."""
         m = self.sources.get(entity, {})
         agg = (
             self.aggregate(f"the quality profile of {self.source}.{entity}", path) if self.aggregate and path else None

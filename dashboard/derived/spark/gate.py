@@ -52,21 +52,32 @@ def _batch_definition(app: str) -> Any:
 
 
 def validate(
-    settings: Settings, name: str, frame: pl.DataFrame, suite: Any, result_format: dict[str, Any], folder: Path
+    settings: Settings,
+    name: str,
+    frame: pl.DataFrame | Path,
+    suite: Any,
+    result_format: dict[str, Any],
+    folder: Path,
+    columns: list[str] | None = None,
 ) -> Any:
     """``suite`` (a GX ExpectationSuite) on ``frame`` as a Spark frame; GX's validation result. ``frame`` goes
     through a Parquet file in ``folder`` (under the data folder: the source's staging folder, which its lock
-    keeps). A Spark failure or a run past [engine] job_timeout_seconds is an EngineError naming ``name``."""
+    keeps); a Parquet file under the data folder already is read where it lies (its ``columns``, by default
+    all). A Spark failure or a run past [engine] job_timeout_seconds is an EngineError naming ``name``."""
     spark = session(settings)
     result: list[Any] = []
     # The executors read the frame from the shared data folder (as the derived steps read snapshots): made
     # from the driver's rows instead, every task would carry its share of them.
-    path = folder / f"gate-{uuid.uuid4().hex}.parquet"  # not .gate-: Spark skips files named with a dot
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.write_parquet(path)
+    if isinstance(frame, Path):
+        path, written = frame, False
+    else:
+        path, written = folder / f"gate-{uuid.uuid4().hex}.parquet", True  # not .gate-: Spark skips dot files
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.write_parquet(path)
 
     def work() -> None:
-        sdf = spark.read.parquet(shared_uri(settings, path)).cache()
+        sdf = spark.read.parquet(shared_uri(settings, path))
+        sdf = (sdf.select(*columns) if columns else sdf).cache()
         _unicode(suite, True)
         try:
             batch = _batch_definition(spark.sparkContext.applicationId).get_batch(batch_parameters={"dataframe": sdf})
@@ -78,7 +89,8 @@ def validate(
     try:
         run_job(spark, settings, name, work)
     finally:
-        path.unlink(missing_ok=True)
+        if written:
+            path.unlink(missing_ok=True)
     for outcome in result[0].results:
         kwargs = outcome.expectation_config.kwargs
         for field in _PATTERNS:

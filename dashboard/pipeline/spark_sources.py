@@ -1,0 +1,208 @@
+"""A file source's standardize with [engine] kind = "spark", without its rows passing through the driver.
+
+Each input file is a Spark task: the executor reads it from the shared storage (the same reader as one
+machine's, sources.read_file), standardizes its rows (standardize_rows: one definition for both engines),
+drops the people on the suppression list and writes its rows as a Parquet part into the snapshot's staging
+folder. The driver gets back counts and row problems only (file, row, column, value: the clear messages). A
+Spark job then removes exact duplicates over each whole table and writes the files a snapshot stages
+(derived/spark/standardize.finish_parts), which the gate and the quality profile read where they lie.
+Database, API and drop-folder sources are pulled by the driver anyway: they keep ``standardize``'s path.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import polars as pl
+
+from dashboard.core import parse
+from dashboard.core.config import Settings, SourceConfig
+from dashboard.core.entities import ENTITIES
+from dashboard.core.errors import SourceError
+from dashboard.pipeline.standardize import (
+    REJECT_COL,
+    RowIssue,
+    date_texts,
+    duplicate_columns,
+    duplicate_issue,
+    erased_issue,
+    merge_issues,
+    missing_issues,
+    standardize_rows,
+    suppress,
+)
+from dashboard.sources import PULLED_KINDS, read_file, table_files
+from dashboard.sources.columns import FILE_COL, ROW_COL, DuplicateHeader, collect_duplicates
+
+PARTS = "parts"  # in a snapshot's staging folder: the executors' parts, removed before it is published
+
+
+def on_executors(settings: Settings, source: SourceConfig) -> bool:
+    """Whether ``source`` is standardized by the executors from its files (engine spark, a file source)."""
+    return settings.engine.kind == "spark" and source.kind not in PULLED_KINDS
+
+
+@dataclass(frozen=True)
+class FileTask:
+    index: int  # the file's place in the entity's rows (tables in order, each one's files in order)
+    table: int  # which of the source's tables
+    path: str
+
+
+@dataclass
+class Part:
+    """What one file's task returns: counts and row problems, never rows."""
+
+    index: int
+    file: str
+    error: str | None = None  # the file could not be read: the source's extract failed
+    rows: int = 0
+    columns: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    headers: list[DuplicateHeader] = field(default_factory=list)
+    issues: list[RowIssue] = field(default_factory=list)
+    erased: int = 0
+    formats: dict[str, list[str]] = field(default_factory=dict)  # each text date column's format order, as used
+    texts: dict[str, pl.Series] = field(default_factory=dict)  # the first values that rank them
+
+
+@dataclass
+class StagedEntity:
+    """An entity standardized on the executors: its rows in files of the staging folder, its counts here."""
+
+    entity: str
+    checked: Path  # all its rows (kept and set aside) in their order: what the gate reads
+    input_rows: int
+    kept: int
+    rejected: int
+    issues: list[RowIssue]
+    file_rows: dict[str, int]  # rows per input file (a repeated header's report counts them)
+
+
+def standardize_file(
+    task: FileTask,
+    source: SourceConfig,
+    settings: Settings,
+    snapshot_id: str,
+    folder: str,
+    formats: dict[int, dict[str, list[str]]] | None = None,
+) -> Part:
+    """On an executor: one input file read, standardized, suppressed and written as ``folder``'s part ``index``.
+    ``formats``: per table, its date columns' format order (from the whole table); None: the part's own."""
+    from dashboard.derived.spark.standardize import PART, TABLE
+
+    table = source.tables[task.table]
+    with collect_duplicates() as headers:
+        try:
+            raw, missing = read_file(source, table, Path(task.path))
+        except SourceError as e:
+            return Part(task.index, Path(task.path).name, error=e.message)
+    texts = {c: t.cast(pl.String).drop_nulls().head(parse.FORMAT_SAMPLE) for c, t in date_texts(raw, table).items()}
+    own = {c: parse.datetime_formats(t, settings.timezone, table.date_format) for c, t in texts.items()}
+    used = own if formats is None else formats[task.table]
+    frame, issues = standardize_rows(raw, table, source, settings, snapshot_id, used)
+    frame, erased = suppress(frame, ENTITIES[table.entity], source, settings)
+    part = frame.with_columns(pl.lit(task.index, pl.Int32).alias(PART), pl.lit(task.table, pl.Int32).alias(TABLE))
+    part.write_parquet(Path(folder) / f"part-{task.index:05d}.parquet")
+    return Part(
+        task.index,
+        Path(task.path).name,
+        rows=raw.height,
+        columns=frame.columns,
+        missing=missing,
+        headers=list(headers),
+        issues=issues,
+        erased=erased.count if erased else 0,
+        formats=used,
+        texts=texts,
+    )
+
+
+def standardize_entity(
+    settings: Settings,
+    source: SourceConfig,
+    entity: str,
+    snapshot_id: str,
+    stage_dir: Path,
+    order: tuple[str, ...] | str | None,
+    headers: list[DuplicateHeader],
+) -> StagedEntity:
+    """``entity``'s tables of ``source`` standardized on the executors into ``stage_dir``: ``<entity>.parquet``
+    (kept rows in ``order``: RECORD_ORDER's keys, a column, or None) and ``<entity>.rejected.parquet``, as
+    the DuckDB engine stages them. Repeated headers the readers met are added to ``headers``."""
+    from dashboard.derived.spark.standardize import Columns, finish_parts, map_parts
+
+    tables = [i for i, t in enumerate(source.tables) if t.entity == entity]
+    tasks: list[FileTask] = []
+    for i in tables:
+        table = source.tables[i]
+        files = table_files(table, settings.base_dir)
+        if not files:
+            raise SourceError(f"{source.name}: no file matches {table.path} (entity {entity})")
+        tasks += [FileTask(len(tasks) + n, i, str(f)) for n, f in enumerate(files)]
+    folder = stage_dir / PARTS / entity
+    folder.mkdir(parents=True, exist_ok=True)
+    job = f"standardize {source.name}.{entity}"
+    work = partial(standardize_file, source=source, settings=settings, snapshot_id=snapshot_id, folder=str(folder))
+    parts = map_parts(settings, job, tasks, work)
+    failed = next((p.error for p in parts if p.error), None)
+    if failed:
+        raise SourceError(failed)
+    # A date that reads two ways (03/04/2024) is read as the whole table's first values say, as on one machine:
+    # a part that ranked its formats otherwise is standardized again with the table's order.
+    formats = {
+        i: _table_formats(settings, source, i, [p for t, p in zip(tasks, parts, strict=True) if t.table == i])
+        for i in tables
+    }
+    again = [t for t, p in zip(tasks, parts, strict=True) if p.formats != formats[t.table]]
+    if again:
+        redone = map_parts(settings, job, again, partial(work, formats=formats))
+        parts = [next((r for r in redone if r.index == p.index), p) for p in parts]
+    ent = ENTITIES[entity]
+    columns = Columns(FILE_COL, ROW_COL, REJECT_COL)
+    finished = finish_parts(
+        settings,
+        f"the staged files of {source.name}.{entity}",
+        folder,
+        stage_dir,
+        entity,
+        columns,
+        duplicate_columns(parts[0].columns, ent),
+        order,
+    )
+    issues: list[RowIssue] = []
+    for i in tables:
+        mine = [p for t, p in zip(tasks, parts, strict=True) if t.table == i]
+        for p in mine:
+            issues += missing_issues(ent, p.file, p.missing, p.rows)
+        issues += merge_issues([p.issues for p in mine])
+        erased = sum(p.erased for p in mine)
+        if erased:
+            issues.append(erased_issue(ent, erased))
+        if finished.duplicates.get(i):
+            issues.append(duplicate_issue(ent, finished.duplicates[i], finished.samples.get(i, [])))
+        headers += [h for p in mine for h in p.headers]
+    return StagedEntity(
+        entity,
+        finished.checked,
+        sum(p.rows for p in parts),
+        finished.kept,
+        finished.rejected,
+        issues,
+        {p.file: p.rows for p in parts},
+    )
+
+
+def _table_formats(settings: Settings, source: SourceConfig, table: int, parts: list[Part]) -> dict[str, list[str]]:
+    """A table's date columns' format order from its parts' first values, in the parts' order."""
+    columns = {c: [p.texts[c] for p in parts if c in p.texts] for p in parts for c in p.texts}
+    first = source.tables[table].date_format
+    return {c: parse.datetime_formats(pl.concat(texts), settings.timezone, first) for c, texts in columns.items()}
+
+
+def remove_parts(stage_dir: Path) -> None:
+    """The executors' parts and the finishing job's files: not part of the snapshot."""
+    shutil.rmtree(stage_dir / PARTS, ignore_errors=True)
