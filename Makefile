@@ -42,7 +42,7 @@ typecheck: install
 	$(BIN)/mypy
 
 pytest: install
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -m 'not load' --durations=30
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m 'not load' --durations=30 --junitxml=test-artifacts/junit.xml
 	$(BIN)/python -m pytest -m load
 
 # The browser tests (tests/browser) drive Debian's chromium; fonts-noto-cjk draws the Chinese text.
