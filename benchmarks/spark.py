@@ -154,6 +154,12 @@ def _timed(run: Callable[[], None], cpu: Callable[[], float]) -> tuple[float, fl
     return time.perf_counter() - wall, cpu() - used
 
 
+def spark_jobs(spark: Any) -> int:
+    """The Spark jobs this session has started so far (its scheduler's count): the jobs a step runs are the
+    difference before and after it, each with Spark's fixed cost (a schema read, an adaptive plan's stage)."""
+    return int(spark.sparkContext._jsc.sc().dagScheduler().numTotalJobs())
+
+
 def _line(label: str, wall: float, cpu: float, rows: int) -> str:
     return f"{label:34s} wall {wall:7.2f} s  cpu {cpu:7.2f} s  {rows / cpu / 1e3:8.0f}k input rows per CPU-second"
 
@@ -271,8 +277,12 @@ def identity(bench: Bench, folder: Path, ways: list[str]) -> None:
     made_input = None  # with engine spark: made and hashed there, then read by identity as in a build
     if "spark" in ways:
         made_input = spark_identity.SparkInput(spark, settings, bench.store, bench.manifest, folder)
+        jobs = spark_jobs(spark)
         wall, used = _timed(lambda: print(made_input.digest() if made_input else None), tree_cpu)
-        print(_line("fingerprint, spark (records made, hashed)", wall, used, n))
+        print(
+            _line("fingerprint, spark (records made, hashed)", wall, used, n)
+            + f"  [{spark_jobs(spark) - jobs} Spark jobs]"
+        )
     made: dict[str, pl.DataFrame] = {}
     stats: dict[str, Any] = {}
     for way in ways:
@@ -286,11 +296,12 @@ def identity(bench: Bench, folder: Path, ways: list[str]) -> None:
             _, made[way], model = build_links(settings, con, None, records, score, graph=graph, made=source)
             stats.update(model.stats if model else {})
 
-        peaks = Peaks()
+        peaks, jobs = Peaks(), spark_jobs(spark)
         wall, used = _timed(run, _cpu_self if way == "duckdb" else tree_cpu)
         print(f"  {peaks.report(hwm=False)} (sampled during the run)")
         laps = ", ".join(f"{k.removeprefix('seconds_')} {v:.1f}" for k, v in stats.items() if k.startswith("seconds_"))
-        print(_line(f"identity, {way}", wall, used, n) + f"  [{laps}; {stats.get('pairs_linked')} pairs]")
+        print(_line(f"identity, {way}", wall, used, n)
+              + f"  [{laps}; {stats.get('pairs_linked')} pairs; {spark_jobs(spark) - jobs} Spark jobs]")  # fmt: skip
         stats.clear()
         if "score" in scoring:
             print(_line("  of which Splink scoring on Spark", *scoring.pop("score"), n))

@@ -60,7 +60,7 @@ from dashboard.derived.identity import (
     state_hashes,
     undetached,
 )
-from dashboard.derived.spark.jobs import PARTS, register_entities, run_job, shared_uri, spark_query
+from dashboard.derived.spark.jobs import PARTS, read_parquet, register_entities, run_job, shared_uri, spark_query
 from dashboard.derived.spark.session import run_within
 from dashboard.derived.spark.sql import to_spark, to_spark_condition
 
@@ -119,6 +119,24 @@ def _record_batches(offsets: dict[int, int], batches: Iterator[Any]) -> Iterator
         yield from record_part(numbered).to_arrow().cast(schema).to_batches()
 
 
+_DIGEST = ("rows", "h1_sum", "h2_sum", "h1_xor")  # SparkInput.digest's figures after the columns and types
+
+
+def _digest_figures(columns: list[str]) -> list[Any]:
+    """SparkInput.digest's figures (_DIGEST) of rows with ``columns``, as aggregates Spark can observe."""
+    from pyspark.sql import functions as F
+
+    cells = [x for c in columns for x in (F.isnull(c), F.col(c))]
+    h1, h2 = F.xxhash64(*cells), F.xxhash64(F.lit("identity"), *cells)
+    made = (
+        F.count(F.lit(1)),
+        F.sum(h1.cast("decimal(38,0)")).cast("string"),
+        F.sum(h2.cast("decimal(38,0)")).cast("string"),
+        F.bit_xor(h1),
+    )
+    return [m.alias(name) for m, name in zip(made, _DIGEST, strict=True)]
+
+
 class SparkInput:
     """Identity's records (RECORDS_SQL's rows: each customer and lead record's latest row, and the customers known
     only by reference) made by Spark from the snapshots' Parquet (its statements transpiled) and written once per
@@ -130,22 +148,33 @@ class SparkInput:
         self.spark, self.settings, self.store, self.manifest, self.stage = spark, settings, store, manifest, stage
         self.folder = stage / f"{PARTS}_identity_input"
         self.written = False
+        self.schema: Any = None  # the records' Spark schema, as written
+        self.made: tuple[object, ...] = ()  # their digest, observed while they were written
 
     def path(self) -> Path:
-        """The records' Parquet folder (written the first time, or again if it was removed meanwhile)."""
+        """The records' Parquet folder (written the first time, or again if it was removed meanwhile), and their
+        digest made by the same Spark job (an observation of the rows it writes)."""
         if not (self.written and self.folder.is_dir()):
 
             def work() -> None:
+                from pyspark.sql import Observation
+
                 register_entities(self.spark, self.settings, self.store, self.manifest)
-                self._records().write.mode("overwrite").parquet(shared_uri(self.settings, self.folder))
+                records, seen = self._records(), Observation("identity_input")
+                hashed = records.drop("snapshot_id")
+                figures = _digest_figures(hashed.columns)
+                records.observe(seen, *figures).write.mode("overwrite").parquet(shared_uri(self.settings, self.folder))
+                got = seen.get
+                self.schema, self.made = records.schema, (tuple(map(tuple, hashed.dtypes)), *(got[f] for f in _DIGEST))
 
             run_job(self.spark, self.settings, "identity_links", work)
             self.written = True
         return self.folder
 
     def frame(self) -> Any:
-        """The records as a Spark frame (read from their Parquet)."""
-        return self.spark.read.parquet(shared_uri(self.settings, self.path()))
+        """The records as a Spark frame (read from their Parquet, in the schema they were written with)."""
+        folder = self.path()
+        return read_parquet(self.spark, self.settings, folder, self.schema)
 
     def _records(self) -> Any:
         """RECORDS_SQL's rows, in its columns (read_records on the driver)."""
@@ -167,26 +196,11 @@ class SparkInput:
 
     def digest(self) -> tuple[object, ...]:
         """What identity's step is keyed by (derive.py): the records without their snapshot ids, in any order —
-        their count, columns and types, and sums and an exclusive or of two 64-bit hashes of every row (each
-        column with whether it is null: Spark's hashes skip nulls), as one Spark job over their Parquet."""
-        from pyspark.sql import functions as F
-
-        out: list[tuple[object, ...]] = []
-
-        def work() -> None:
-            rows = self.frame().drop("snapshot_id")
-            cells = [x for c in rows.columns for x in (F.isnull(c), F.col(c))]
-            h1, h2 = F.xxhash64(*cells), F.xxhash64(F.lit("identity"), *cells)
-            got = rows.select(h1.alias("h1"), h2.alias("h2")).agg(
-                F.count(F.lit(1)),
-                F.sum(F.col("h1").cast("decimal(38,0)")).cast("string"),
-                F.sum(F.col("h2").cast("decimal(38,0)")).cast("string"),
-                F.bit_xor("h1"),
-            )
-            out.append((tuple(map(tuple, rows.dtypes)), *got.first()))
-
-        run_job(self.spark, self.settings, "identity_links", work)
-        return out[0]
+        their columns and types, count, and sums and an exclusive or of two 64-bit hashes of every row (each
+        column with whether it is null: Spark's hashes skip nulls) — made by the job that writes the records
+        (path): no Spark job of its own."""
+        self.path()
+        return self.made
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -255,7 +269,8 @@ class SparkRecords(Records):
             made.write.mode("overwrite").parquet(self._uri("records"))
         finally:
             ordered.unpersist()
-        self.spark.read.parquet(self._uri("records")).createOrReplaceTempView("identity_records_made")
+        made_records = read_parquet(self.spark, self.settings, self.folder / "records", schema)
+        made_records.createOrReplaceTempView("identity_records_made")
         self.spark.sql(f"SELECT {', '.join(NODE_COLUMNS)} FROM identity_records_made").createOrReplaceTempView(
             "identity_nodes"
         )
@@ -271,8 +286,11 @@ class SparkRecords(Records):
 
         def work() -> None:
             sql = f"SELECT {cols} FROM identity_records_made AS f LEFT JOIN identity_exact AS e ON e.node = f.node"
-            self.spark.sql(sql).write.mode("overwrite").parquet(self._uri("features"))
-            self.spark.read.parquet(self._uri("features")).createOrReplaceTempView(FEATURES_VIEW)
+            made = self.spark.sql(sql)
+            made.write.mode("overwrite").parquet(self._uri("features"))
+            read_parquet(self.spark, self.settings, self.folder / "features", made.schema).createOrReplaceTempView(
+                FEATURES_VIEW
+            )
 
         run_job(self.spark, self.settings, "identity_links", work)
         return self.recs.select(
@@ -352,9 +370,9 @@ def scorer(spark: Any, settings: Settings, stage: Path) -> Scorer:
 
             spark.sparkContext.setCheckpointDir(shared_uri(settings, folder / "checkpoints"))
             if not made:
-                records = spark.read.parquet(shared_uri(settings, folder / "features.parquet"))
+                records = read_parquet(spark, settings, folder / "features.parquet")
             elif "dirty" in feats.columns:
-                flags = spark.read.parquet(shared_uri(settings, folder / "flags.parquet"))
+                flags = read_parquet(spark, settings, folder / "flags.parquet")
                 records = spark.table(FEATURES_VIEW).join(flags, "unique_id")
             else:
                 records = spark.table(FEATURES_VIEW)
@@ -496,27 +514,39 @@ class SparkGraph(Graph):
         clusters.as_spark_dataframe().selectExpr(
             "CAST(node AS BIGINT) AS node", "CAST(cluster_id AS BIGINT) AS cluster"
         ).write.mode("overwrite").parquet(self._uri(out))
-        self.spark.read.parquet(self._uri(out)).createOrReplaceTempView(f"identity_{out}")
+        clustered = read_parquet(self.spark, self.settings, self.folder / out, "node bigint, cluster bigint")
+        clustered.createOrReplaceTempView(f"identity_{out}")
 
     def exact(self, nodes: pl.DataFrame | None) -> np.ndarray:
+        """Pass 1 on Spark: the shared values written (the clusters, the split overrides' members and the keys
+        read them), each record's rule bits a view over them (read once, by the keys' plan), the clusters."""
         self.folder.mkdir(parents=True, exist_ok=True)
         if nodes is not None:
-            self.n = nodes.height
             nodes.write_parquet(self.folder / "nodes.parquet")
-        else:  # made on Spark (SparkRecords): its view identity_nodes
-            self.n = int(self.spark.table("identity_nodes").count())
 
         def work() -> None:
             if nodes is not None:
-                self.spark.read.parquet(self._uri("nodes.parquet")).createOrReplaceTempView("identity_nodes")
-            self.spark.sql(to_spark(VALUES_SQL)).write.mode("overwrite").parquet(self._uri("values"))
-            self.spark.read.parquet(self._uri("values")).createOrReplaceTempView("identity_values")
-            self.spark.sql(to_spark(RULES_SQL)).write.mode("overwrite").parquet(self._uri("rules"))
-            self.spark.read.parquet(self._uri("rules")).createOrReplaceTempView("identity_rules")
+                read_parquet(self.spark, self.settings, self.folder / "nodes.parquet").createOrReplaceTempView(
+                    "identity_nodes"
+                )
+            values = self.spark.sql(to_spark(VALUES_SQL))
+            values.write.mode("overwrite").parquet(self._uri("values"))
+            read_parquet(self.spark, self.settings, self.folder / "values", values.schema).createOrReplaceTempView(
+                "identity_values"
+            )
+            self.spark.sql(to_spark(RULES_SQL)).createOrReplaceTempView("identity_rules")
             self._components("SELECT node AS node_l, hub AS node_r FROM identity_values WHERE node <> hub", "exact")
 
         run_job(self.spark, self.settings, "identity_links", work)
+        # every record has its cluster (Splink's components keep the records no pair touches): their number
+        self.n = nodes.height if nodes is not None else self._rows("exact")
         return self._per_node("exact", "cluster", np.int64)
+
+    def _rows(self, name: str) -> int:
+        """The rows of the part files ``name``, from their footers (no Spark job)."""
+        import pyarrow.parquet as pq
+
+        return sum(pq.read_metadata(f).num_rows for f in (self.folder / name).glob("*.parquet"))
 
     def _clusters(self, pairs: pl.DataFrame, merge: list[tuple[int, int]], detach: list[int]) -> None:
         """Each record's cluster (Graph.clusters) on Spark: the view identity_clusters."""
@@ -530,7 +560,9 @@ class SparkGraph(Graph):
         links.write_parquet(self.folder / "links.parquet")
 
         def work() -> None:
-            self.spark.read.parquet(self._uri("links.parquet")).createOrReplaceTempView("identity_pairs")
+            read_parquet(self.spark, self.settings, self.folder / "links.parquet").createOrReplaceTempView(
+                "identity_pairs"
+            )
             if detach:  # the stars again without the detached records
                 self.spark.sql(*spark_query(DETACHED_HUBS_SQL, {"detach": detach})).createOrReplaceTempView(
                     "identity_hubs"
@@ -558,13 +590,13 @@ class SparkGraph(Graph):
 
     def _view(self, frame: pl.DataFrame, name: str) -> None:
         """A driver's frame as the Spark view ``name``: written as Parquet, read by Spark (no Python rows)."""
-        frame.write_parquet(self.folder / f"{name}.parquet")
-        uri = self._uri(f"{name}.parquet")
+        path = self.folder / f"{name}.parquet"
+        frame.write_parquet(path)
         run_job(
             self.spark,
             self.settings,
             "identity_links",
-            lambda: self.spark.read.parquet(uri).createOrReplaceTempView(name),
+            lambda: read_parquet(self.spark, self.settings, path).createOrReplaceTempView(name),
         )
 
     def values_of(self, nodes: np.ndarray) -> pl.DataFrame:
@@ -616,15 +648,25 @@ class SparkGraph(Graph):
             "identity_previous",
         )
         forced = sorted({int(x) for pair in merge for x in pair})
+        clashes: list[int] = []  # how many fresh keys clash, counted by the job that writes them
 
         def components() -> None:
+            from pyspark.sql import Observation
+            from pyspark.sql import functions as F
+
             sql = _COMPONENTS_SQL.format(forced="array_contains(:forced, n.node)" if forced else "false")
             self._write(sql, "components", {"forced": forced} if forced else None)
-            for name in ("claimed", "fresh"):
-                self._write(_KEYS_SQL[name], name)
+            self._write(_KEYS_SQL["claimed"], "claimed")
+            seen = Observation("identity_fresh")
+            self._write(_KEYS_SQL["fresh"], "fresh", seen=(seen, F.count_if("clash").alias("clashes")))
+            clashes.append(int(seen.get["clashes"]))
 
         run_job(self.spark, self.settings, "identity_links", components)
-        clash = self._pulled("SELECT component, anchor, customer_key FROM identity_fresh WHERE clash ORDER BY anchor")
+        clash = (
+            self._pulled("SELECT component, anchor, customer_key FROM identity_fresh WHERE clash ORDER BY anchor")
+            if clashes[0]
+            else pl.DataFrame(schema={"component": pl.Int64, "anchor": pl.String, "customer_key": pl.String})
+        )  # mostly none: then no Spark job brings them here
         candidates = sorted({k for a in clash["anchor"] for k in salted_keys(a)})
         taken = self._pulled(
             "SELECT DISTINCT customer_key FROM identity_claimed WHERE array_contains(:keys, customer_key)",
@@ -633,15 +675,29 @@ class SparkGraph(Graph):
         settled = settle_clashes(clash.iter_rows(), set(taken["customer_key"].to_list()))
         self._view(pl.DataFrame(settled, schema={"component": pl.Int64, "customer_key": pl.String}, orient="row"),
                    "identity_settled")  # fmt: skip
-        run_job(self.spark, self.settings, "identity_links", lambda: self._write(_LINKS_SQL, "links"))
+        run_job(self.spark, self.settings, "identity_links", lambda: self._write(_LINKS_SQL, "links", view=False))
         files = sorted((self.folder / "links").glob("*.parquet"))  # in key order, part by part
         schema = pl.Schema({c: pl.Float64 if c == "confidence" else pl.String for c in LINK_COLUMNS})
         return pl.read_parquet(files).select(list(schema)).cast(schema) if files else pl.DataFrame(schema=schema)
 
-    def _write(self, sql: str, name: str, args: dict[str, Any] | None = None) -> None:
-        """``sql`` (Spark SQL) written as the part files ``name`` and read back as the view identity_<name>."""
-        self.spark.sql(sql, args).write.mode("overwrite").parquet(self._uri(name))
-        self.spark.read.parquet(self._uri(name)).createOrReplaceTempView(f"identity_{name}")
+    def _write(
+        self,
+        sql: str,
+        name: str,
+        args: dict[str, Any] | None = None,
+        *,
+        view: bool = True,
+        seen: tuple[Any, ...] = (),
+    ) -> None:
+        """``sql`` (Spark SQL) written as the part files ``name`` (one Spark job) and, with ``view``, read back in
+        the schema it was written with as the view identity_<name> (no job). ``seen``: an Observation and the
+        aggregates the same job gives it of the rows it writes."""
+        made = self.spark.sql(sql, args)
+        (made.observe(*seen) if seen else made).write.mode("overwrite").parquet(self._uri(name))
+        if view:
+            read_parquet(self.spark, self.settings, self.folder / name, made.schema).createOrReplaceTempView(
+                f"identity_{name}"
+            )
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -62,14 +62,55 @@ def spark_type(duck_type: str) -> str:
     return _SPARK_TYPES[duck_type.upper()]
 
 
-def frame(spark: Any, uris: list[str], columns: Mapping[str, str]) -> Any:
+def parquet_schema(path: Path) -> Any | None:
+    """The Spark schema of the Parquet file ``path`` (or of the first part file in the folder ``path``), read
+    from its footer on this machine; None where it cannot be read here or holds a type other than those the
+    snapshots and Spark's own files use (_PLAIN: Spark then reads it as before). ``spark.read.parquet`` without a
+    schema runs a Spark job to read the footer, one per call."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    file = min(path.glob("*.parquet"), default=None) if path.is_dir() else path
+    try:
+        arrow = pq.read_schema(file) if file is not None else None
+    except (OSError, pa.ArrowException):
+        return None
+    if arrow is None or not all(_plain(f.type) for f in arrow):
+        return None
+    return from_arrow_schema(arrow, prefer_timestamp_ntz=True)
+
+
+def _plain(kind: Any) -> bool:
+    """An Arrow type Spark reads from Parquet as from_arrow_schema names it: text, signed integers, floats,
+    booleans, dates, decimals, bytes, and timestamps in milli- or microseconds."""
+    import pyarrow as pa
+
+    t = pa.types
+    if t.is_timestamp(kind):
+        return bool(kind.unit in ("ms", "us"))
+    checks = (t.is_string, t.is_large_string, t.is_signed_integer, t.is_float32, t.is_float64, t.is_boolean,
+              t.is_date32, t.is_decimal, t.is_binary, t.is_large_binary)  # fmt: skip
+    return any(check(kind) for check in checks)
+
+
+def read_parquet(spark: Any, settings: Settings, path: Path, schema: Any = None) -> Any:
+    """The Parquet file or folder ``path`` (under the data folder) as a Spark frame, without a Spark job for its
+    schema: ``schema`` (a StructType or DDL: what was written there) or its footer's (parquet_schema)."""
+    known = schema if schema is not None else parquet_schema(path)
+    reader = spark.read if known is None else spark.read.schema(known)
+    return reader.parquet(shared_uri(settings, path))
+
+
+def frame(spark: Any, uris: list[str], columns: Mapping[str, str], schemas: list[Any] | None = None) -> Any:
     """The union of Parquet files as one frame with exactly ``columns`` (DuckDB types): a column a file lacks
-    is NULL, as in the DuckDB engine's views (core.duck.view_sql)."""
+    is NULL, as in the DuckDB engine's views (core.duck.view_sql). ``schemas``: each file's own, when known
+    (parquet_schema; None: Spark reads it, a job per file)."""
     from pyspark.sql import functions as F
 
     frames = []
-    for uri in uris:
-        df = spark.read.parquet(uri)
+    for uri, schema in zip(uris, schemas or [None] * len(uris), strict=True):
+        df = (spark.read if schema is None else spark.read.schema(schema)).parquet(uri)
         have = set(df.columns)
         frames.append(
             df.select(
@@ -82,15 +123,16 @@ def frame(spark: Any, uris: list[str], columns: Mapping[str, str]) -> Any:
 
 
 def register_entities(spark: Any, settings: Settings, store: Store, manifest: Manifest) -> None:
-    """A temporary view per canonical entity: every source's current snapshot file of it."""
+    """A temporary view per canonical entity: every source's current snapshot file of it (each file's schema
+    read here from its footer: no Spark job per file)."""
     for entity in ENTITIES:
         paths = [
             store.abs(info["entities"][entity]["file"])
             for info in manifest["sources"].values()
             if entity in info.get("entities", {})
         ]
-        uris = [shared_uri(settings, p) for p in paths]
-        frame(spark, uris, entity_columns(entity)).createOrReplaceTempView(entity)
+        uris, schemas = [shared_uri(settings, p) for p in paths], [parquet_schema(p) for p in paths]
+        frame(spark, uris, entity_columns(entity), schemas).createOrReplaceTempView(entity)
 
 
 def run_job(spark: Any, settings: Settings, name: str, work: Callable[[], None]) -> None:
@@ -137,7 +179,7 @@ def run_to_parquet(
         query += " " + order.transform(_unqualified).sql(dialect="duckdb")
     groups = f", ROW_GROUP_SIZE {int(row_group_size)}" if row_group_size else ""
     con.execute(f"COPY ({query}) TO {quote_path(target)} (FORMAT parquet, COMPRESSION zstd{groups})")
-    spark.read.parquet(shared_uri(settings, target)).createOrReplaceTempView(table)
+    read_parquet(spark, settings, target).createOrReplaceTempView(table)
     shutil.rmtree(parts, ignore_errors=True)
     return target
 
@@ -178,7 +220,7 @@ def analytics_tables(
     is then a view on ``con`` for the steps after it (golden records read lead_facts). Reads the build's
     identity links from ``stage/identity_links.parquet``."""
     register_entities(spark, settings, store, manifest)
-    links = spark.read.parquet(shared_uri(settings, stage / "identity_links.parquet"))
+    links = read_parquet(spark, settings, stage / "identity_links.parquet")
     links.select("source_system", "source_record_id", "record_kind", "customer_key").createOrReplaceTempView(
         "attribution_links"
     )

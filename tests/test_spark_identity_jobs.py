@@ -1,0 +1,160 @@
+"""The Spark jobs identity's step runs with engine spark (issue 23): each costs Spark's fixed price, so what the
+build already knows or a job already reads is not asked of another one. The fingerprint of identity's records is
+observed by the job that writes them; the snapshots' schemas are read from their footers on the driver rather
+than by a Spark job per file; pass 1 counts no records on Spark; and the fresh keys' clashes are counted by the
+job that writes them, so none is pulled when there is none. What each gives is checked against Spark's own way
+of getting it (an aggregate over the written records, Spark's schema inference, the links DuckDB makes)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from dashboard.core.config import EngineConfig, Settings
+from dashboard.core.store import Store
+from dashboard.derived.identity import Model, resolve
+from dashboard.derived.spark import identity as spark_identity
+from dashboard.derived.spark import jobs
+from dashboard.derived.spark.session import build_session
+from tests.sparkcluster import spark_home
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark")]
+
+
+@pytest.fixture(scope="module")
+def on_spark(small_demo: Settings) -> Settings:
+    spark_home()  # skips (fails in CI) without pyspark or Java
+    engine = EngineConfig.model_validate({"kind": "spark", "master": "local[2]"})
+    return small_demo.model_copy(update={"engine": engine})
+
+
+@pytest.fixture(scope="module")
+def spark(on_spark: Settings) -> Iterator[Any]:
+    session = build_session(on_spark)  # Splink's linker registers its jar's functions when the scorer runs
+    yield session
+    session.stop()
+
+
+def _jobs(spark: Any) -> int:
+    """The Spark jobs the session has started so far."""
+    return int(spark.sparkContext._jsc.sc().dagScheduler().numTotalJobs())
+
+
+def _stage(settings: Settings, name: str) -> Path:
+    stage = settings.data_path / name
+    stage.mkdir()
+    return stage
+
+
+def test_the_fingerprint_is_observed_by_the_job_that_writes_the_records(on_spark: Settings, spark: Any) -> None:
+    """The digest the build keys identity by comes with the records' write, no Spark job of its own, and is what an
+    aggregate over the written records gives (every partition counted once)."""
+    from pyspark.sql import functions as F
+
+    store = Store(on_spark.data_path)
+    made = spark_identity.SparkInput(spark, on_spark, store, store.read_manifest(), _stage(on_spark, "fingerprint"))
+    try:
+        before = _jobs(spark)
+        made.path()
+        writing = _jobs(spark) - before
+        digest = made.digest()
+        assert _jobs(spark) - before == writing > 0  # the digest started no job
+        rows = spark.read.parquet(jobs.shared_uri(on_spark, made.folder)).drop("snapshot_id")  # Spark's own read
+        cells = [x for c in rows.columns for x in (F.isnull(c), F.col(c))]
+        h1, h2 = F.xxhash64(*cells), F.xxhash64(F.lit("identity"), *cells)
+        want = rows.agg(
+            F.count(F.lit(1)),
+            F.sum(h1.cast("decimal(38,0)")).cast("string"),
+            F.sum(h2.cast("decimal(38,0)")).cast("string"),
+            F.bit_xor(h1),
+        ).first()
+        assert digest == (tuple(map(tuple, rows.dtypes)), *want)
+        assert digest[1] == made.frame().count() > 6_000  # the small demo's records
+        again = _jobs(spark)
+        assert made.digest() == digest and _jobs(spark) == again  # asked again: neither written nor hashed again
+    finally:
+        made.close()
+
+
+def test_the_snapshots_are_registered_without_a_spark_job_and_read_as_spark_reads_them(
+    on_spark: Settings, spark: Any
+) -> None:
+    from dashboard.core.duck import entity_columns
+    from dashboard.core.entities import ENTITIES
+
+    store = Store(on_spark.data_path)
+    manifest = store.read_manifest()
+    before = _jobs(spark)
+    jobs.register_entities(spark, on_spark, store, manifest)
+    assert _jobs(spark) == before  # the schemas were read here, from the files' footers
+    for entity in ENTITIES:
+        paths = [store.abs(i["entities"][entity]["file"]) for i in manifest["sources"].values()
+                 if entity in i.get("entities", {})]  # fmt: skip
+        inferred = jobs.frame(spark, [jobs.shared_uri(on_spark, p) for p in paths], entity_columns(entity))
+        got = spark.table(entity)
+        assert got.schema == inferred.schema
+        assert got.exceptAll(inferred).count() == 0 and inferred.exceptAll(got).count() == 0
+        assert got.count() == sum(pl.scan_parquet(p).select(pl.len()).collect().item() for p in paths)
+
+
+def test_a_file_spark_must_read_itself_is_still_read(on_spark: Settings, spark: Any) -> None:
+    """A Parquet file whose footer is not readable here, or holds a type the driver would not name as Spark reads
+    it (an unsigned integer), is read by Spark as before: the same rows and types as Spark's own read."""
+    folder = _stage(on_spark, "fallback")
+    plain, unsigned = folder / "plain.parquet", folder / "unsigned.parquet"
+    frame = pl.DataFrame({"node": [1, 2, 3], "day": pl.Series([None, None, None], dtype=pl.Date)})
+    frame.write_parquet(plain)
+    frame.with_columns(pl.col("node").cast(pl.UInt32)).write_parquet(unsigned)
+    try:
+        assert jobs.parquet_schema(plain) is not None and jobs.parquet_schema(folder / "missing.parquet") is None
+        assert jobs.parquet_schema(unsigned) is None
+        for path in (plain, unsigned):
+            got = jobs.read_parquet(spark, on_spark, path)
+            want = spark.read.parquet(jobs.shared_uri(on_spark, path))
+            assert got.schema == want.schema and sorted(got.collect()) == sorted(want.collect())
+            assert [r.node for r in got.orderBy("node").collect()] == [1, 2, 3]
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_the_small_demo_resolved_on_spark_links_what_duckdb_links_with_the_fewer_jobs(
+    on_spark: Settings, spark: Any
+) -> None:
+    """The whole identity step as a build runs it with engine spark, its fingerprint first: the links DuckDB
+    makes, and no clash pulled to the driver where none was counted (the demo's first build has none)."""
+    from dashboard.core.duck import attach_entities
+    from dashboard.derived.identity import read_records
+
+    store = Store(on_spark.data_path)
+    stage = _stage(on_spark, "resolved")
+    made = spark_identity.SparkInput(spark, on_spark, store, store.read_manifest(), stage)
+    pulled: list[str] = []
+    graph = spark_identity.SparkGraph(spark, on_spark, stage)
+    real = graph._pulled
+
+    def counted(sql: str, args: dict[str, Any] | None = None) -> pl.DataFrame:
+        pulled.append(sql)
+        return real(sql, args)
+
+    graph._pulled = counted  # type: ignore[method-assign]
+    try:
+        made.digest()
+        records = spark_identity.SparkRecords(spark, on_spark, store, store.read_manifest(), stage, made)
+        got = resolve(records, Model(threshold=0.95), score=spark_identity.scorer(spark, on_spark, stage), graph=graph)
+    finally:
+        made.close()
+    import duckdb
+
+    with duckdb.connect() as con:
+        attach_entities(con, store, store.read_manifest())
+        want = resolve(read_records(con), Model(threshold=0.95))
+    assert got.height == want.height > 6_000
+    assert got.drop("confidence").equals(want.drop("confidence"))  # keys, records, rules
+    assert (got["confidence"] - want["confidence"]).abs().max() <= 1.0001e-4
+    assert not [sql for sql in pulled if "clash" in sql]  # no fresh key clashed: none brought here
+    assert not (stage / jobs.PARTS).exists()
