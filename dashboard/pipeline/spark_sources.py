@@ -34,7 +34,7 @@ from dashboard.pipeline.standardize import (
     standardize_rows,
     suppress,
 )
-from dashboard.sources import PULLED_KINDS, read_file, table_files
+from dashboard.sources import READERS, read_file, table_files
 from dashboard.sources.columns import FILE_COL, ROW_COL, DuplicateHeader, collect_duplicates
 
 PARTS = "parts"  # in a snapshot's staging folder: the executors' parts, removed before it is published
@@ -42,7 +42,7 @@ PARTS = "parts"  # in a snapshot's staging folder: the executors' parts, removed
 
 def on_executors(settings: Settings, source: SourceConfig) -> bool:
     """Whether ``source`` is standardized by the executors from its files (engine spark, a file source)."""
-    return settings.engine.kind == "spark" and source.kind not in PULLED_KINDS
+    return settings.engine.kind == "spark" and source.kind in READERS
 
 
 @dataclass(frozen=True)
