@@ -122,6 +122,29 @@ def test_a_file_spark_must_read_itself_is_still_read(on_spark: Settings, spark: 
         shutil.rmtree(folder)
 
 
+def test_files_of_one_entity_are_read_in_one_scan_where_their_types_agree(on_spark: Settings, spark: Any) -> None:
+    """Snapshot files of one entity read as one (a column a file lacks is NULL) when their columns' types agree,
+    each on its own when they do not: the same rows either way."""
+    folder = _stage(on_spark, "merged")
+    a, b, c = folder / "a.parquet", folder / "b.parquet", folder / "c.parquet"
+    pl.DataFrame({"id": ["1", "2"], "amount": [1.5, 2.5]}).write_parquet(a)
+    pl.DataFrame({"id": ["3"], "note": ["x"]}).write_parquet(b)
+    pl.DataFrame({"id": ["4"], "amount": ["7"]}).write_parquet(c)  # amount as text here
+    columns = {"id": "VARCHAR", "amount": "DOUBLE", "note": "VARCHAR"}
+    try:
+        schemas = [jobs.parquet_schema(p) for p in (a, b, c)]
+        assert jobs.merged(schemas[:2]) is not None and jobs.merged(schemas) is None
+        for files in ((a, b), (a, b, c)):
+            uris = [jobs.shared_uri(on_spark, p) for p in files]
+            got = jobs.frame(spark, uris, columns, [jobs.parquet_schema(p) for p in files])
+            want = jobs.frame(spark, uris, columns)  # one scan per file, their schemas read by Spark
+            assert sorted(got.collect()) == sorted(want.collect())
+        rows = {r.id: r for r in got.collect()}
+        assert rows["1"].amount == 1.5 and rows["3"].amount is None and rows["3"].note == "x" and rows["4"].amount == 7
+    finally:
+        shutil.rmtree(folder)
+
+
 def test_the_small_demo_resolved_on_spark_links_what_duckdb_links_with_the_fewer_jobs(
     on_spark: Settings, spark: Any
 ) -> None:

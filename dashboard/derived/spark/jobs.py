@@ -105,21 +105,46 @@ def read_parquet(spark: Any, settings: Settings, path: Path, schema: Any = None)
 def frame(spark: Any, uris: list[str], columns: Mapping[str, str], schemas: list[Any] | None = None) -> Any:
     """The union of Parquet files as one frame with exactly ``columns`` (DuckDB types): a column a file lacks
     is NULL, as in the DuckDB engine's views (core.duck.view_sql). ``schemas``: each file's own, when known
-    (parquet_schema; None: Spark reads it, a job per file)."""
-    from pyspark.sql import functions as F
-
+    (parquet_schema; None: Spark reads it, a job per file); when all are known and agree (merged), one scan
+    reads every file, a smaller plan for Spark to make than a union of one scan per file."""
     frames = []
-    for uri, schema in zip(uris, schemas or [None] * len(uris), strict=True):
-        df = (spark.read if schema is None else spark.read.schema(schema)).parquet(uri)
-        have = set(df.columns)
-        frames.append(
-            df.select(
-                [(F.col(c) if c in have else F.lit(None)).cast(spark_type(t)).alias(c) for c, t in columns.items()]
-            )
-        )
+    one = merged(schemas) if uris and schemas else None
+    if one is not None:  # one scan of every file (a column a file lacks is read as NULL), not a union of scans
+        frames.append(spark.read.schema(one).parquet(*uris))
+    else:
+        frames = [
+            (spark.read if schema is None else spark.read.schema(schema)).parquet(uri)
+            for uri, schema in zip(uris, schemas or [None] * len(uris), strict=True)
+        ]
+    frames = [_shaped(df, columns) for df in frames]
     if not frames:
         return spark.createDataFrame([], ", ".join(f"{c} {spark_type(t)}" for c, t in columns.items()))
     return reduce(lambda a, b: a.unionByName(b), frames)
+
+
+def _shaped(df: Any, columns: Mapping[str, str]) -> Any:
+    """``df`` with exactly ``columns`` (DuckDB types), NULL where it lacks one."""
+    from pyspark.sql import functions as F
+
+    have = set(df.columns)
+    return df.select(
+        [(F.col(c) if c in have else F.lit(None)).cast(spark_type(t)).alias(c) for c, t in columns.items()]
+    )
+
+
+def merged(schemas: list[Any]) -> Any | None:
+    """The files' schemas as one (each column once, in the order first seen), when every file's is known and no
+    column has two types; None otherwise (each file is then read on its own)."""
+    from pyspark.sql.types import StructType
+
+    fields: dict[str, Any] = {}
+    for schema in schemas:
+        if schema is None:
+            return None
+        for field in schema.fields:
+            if fields.setdefault(field.name, field).dataType != field.dataType:
+                return None
+    return StructType(list(fields.values()))
 
 
 def register_entities(spark: Any, settings: Settings, store: Store, manifest: Manifest) -> None:
