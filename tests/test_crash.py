@@ -29,14 +29,16 @@ POINTS = [
     "published",  # manifest swapped, history not yet written
     "derived_staged",
 ]
-# Inside the derived build, which runs in a process of its own (pipeline/derive_child.py): the kill there is
-# that process's, and the refresh reports it and exits with an error (the kill of the refresh itself during
-# the build: tests/test_derive_child.py).
+# Inside the derived build. A refresh whose process holds little (these small ones) builds in it, and the kill
+# there is the refresh's; in a process of its own (pipeline/derive_child.py: ``derive_in_process_below = "0GB"``)
+# the kill is that process's, and the refresh reports it and exits with an error (the kill of the refresh itself
+# during the build: tests/test_derive_child.py).
 CHILD_POINTS = {"derived_staged", "derived_reused"}
+IN_CHILD = '\n[engine]\nderive_in_process_below = "0GB"\n'
 
 
-def _assert_killed_at(proc: subprocess.CompletedProcess[str], point: str) -> None:
-    if point in CHILD_POINTS:
+def _assert_killed_at(proc: subprocess.CompletedProcess[str], point: str, in_child: bool = False) -> None:
+    if in_child and point in CHILD_POINTS:
         assert proc.returncode == DerivedBuildStopped.exit_code, proc.stderr
         assert "the derived build's process was killed (SIGKILL)" in proc.stderr, proc.stderr
     else:
@@ -103,13 +105,19 @@ def test_kill_at_any_point_leaves_a_consistent_manifest(company: Settings, point
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("point", [*POINTS, "derived_reused"])
+@pytest.mark.parametrize(
+    ("point", "in_child"),
+    [*((p, False) for p in [*POINTS, "derived_reused"]), *((p, True) for p in sorted(CHILD_POINTS))],
+)
 def test_kill_during_an_incremental_refresh_leaves_old_or_new_and_the_next_completes(
-    company: Settings, point: str
+    company: Settings, point: str, in_child: bool
 ) -> None:
     """An incremental refresh (one source read, the derived steps that do not read it shared with the current
-    build) killed at any point: the old numbers or the new, never a mix, and the next refresh serves the new."""
+    build) killed at any point: the old numbers or the new, never a mix, and the next refresh serves the new.
+    The build in the refresh's process (it read one small source) or, ``in_child``, in a process of its own."""
     cfg = company.base_dir / "cockpit.toml"
+    if in_child:
+        cfg.write_text(cfg.read_text(encoding="utf-8") + IN_CHILD, encoding="utf-8")
     spend = company.base_dir / "imports" / "marketing" / "spend.csv"
     spend.write_text(spend.read_text(encoding="utf-8") + "SEM,2026-03-20,500\n", encoding="utf-8")
 
@@ -125,7 +133,7 @@ def test_kill_during_an_incremental_refresh_leaves_old_or_new_and_the_next_compl
         text=True,
         timeout=300,
     )
-    _assert_killed_at(proc, point)
+    _assert_killed_at(proc, point, in_child)
     for path in _manifest_paths(company):
         assert path.is_file(), f"manifest names a missing file: {path}"
     after = {n: e["snapshot_id"] for n, e in Store(company.data_path).read_manifest()["sources"].items()}

@@ -15,6 +15,9 @@ import pytest
 
 from dashboard.core.config import PAUSE_ENV, ConfigError, Settings, load_settings
 from dashboard.core.store import Store
+from dashboard.pipeline import fingerprint
+from dashboard.pipeline import refresh as refresh_module
+from dashboard.pipeline.derive_child import builds_here
 from dashboard.pipeline.refresh import refresh
 from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse
@@ -26,6 +29,11 @@ def _with_config(settings: Settings, extra: str) -> Settings:
     cfg = settings.base_dir / "cockpit.toml"
     cfg.write_text(cfg.read_text(encoding="utf-8") + extra, encoding="utf-8")
     return load_settings(cfg)
+
+
+def _in_child(settings: Settings) -> Settings:
+    """The build in a process of its own however little the refresh's process holds (these refreshes are small)."""
+    return _with_config(settings, '\n[engine]\nderive_in_process_below = "0GB"\n')
 
 
 def _bad_overrides(company: Settings) -> Settings:
@@ -42,7 +50,7 @@ def _change_spend(settings: Settings) -> None:
 
 
 def test_an_error_in_the_derived_build_fails_the_refresh_with_its_type_and_message(company: Settings) -> None:
-    settings = _bad_overrides(company)
+    settings = _in_child(_bad_overrides(company))
     before = Store(settings.data_path).read_manifest()
     with pytest.raises(ConfigError) as raised:
         refresh(settings)
@@ -85,6 +93,7 @@ def _running(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads child processes from /proc (Linux)")
 def test_a_killed_refresh_leaves_no_derived_build_running_and_the_next_completes(company: Settings) -> None:
     _change_spend(company)
+    _in_child(company)
     before = Store(company.data_path).read_manifest()["version"]
     cfg = str(company.base_dir / "cockpit.toml")
     proc = subprocess.Popen(
@@ -114,16 +123,55 @@ def test_a_killed_refresh_leaves_no_derived_build_running_and_the_next_completes
     assert not (company.data_path / "staging").exists()
 
 
+def _copy(company: Settings, tmp_path: Path, name: str, extra: str) -> Settings:
+    shutil.copytree(company.base_dir, tmp_path / name)
+    return _with_config(load_settings(tmp_path / name / "cockpit.toml"), extra)
+
+
+def _refuse_child(*_args: object, **_kwargs: object) -> None:
+    raise AssertionError("the derived build was started in a process of its own")
+
+
 @pytest.mark.slow
-def test_the_derived_build_in_process_makes_the_same_tables(company: Settings, tmp_path: Path) -> None:
-    """``[engine] derive_in_child = false`` (the refresh's own process) against the default, same inputs."""
-    copy = tmp_path / "in_process"
-    shutil.copytree(company.base_dir, copy)
-    in_process = _with_config(load_settings(copy / "cockpit.toml"), "\n[engine]\nderive_in_child = false\n")
-    assert not in_process.engine.derive_in_child and company.engine.derive_in_child
-    for settings in (company, in_process):
+def test_the_derived_build_in_process_makes_the_same_tables(
+    company: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The build in a process of its own against ``[engine] derive_in_child = false`` and against the default
+    for a refresh whose process holds little (in the refresh's process, no child started), same inputs."""
+    off = _copy(company, tmp_path, "off", "\n[engine]\nderive_in_child = false\n")
+    small = _copy(company, tmp_path, "small", '\n[engine]\nderive_in_process_below = "1TB"\n')  # holds less
+    child = _in_child(company)
+    _change_spend(child)
+    assert refresh(child).exit_code == 0
+    monkeypatch.setattr(refresh_module, "build_in_child", _refuse_child)  # the others build here
+    for settings in (off, small):
         _change_spend(settings)
         assert refresh(settings).exit_code == 0
+    for other in (off, small):
+        _same_tables(child, other)
+
+
+def test_where_the_derived_build_runs(company: Settings) -> None:
+    """In the refresh's process when it holds less than derive_in_process_below (engine duckdb) or when the
+    child is off; in a process of its own otherwise, and always with engine spark (its own application)."""
+    engine = company.engine
+    assert engine.derive_in_child and engine.derive_in_process_below == "1GB"  # the defaults
+
+    def where(**changed: object) -> bool:
+        return builds_here(company.model_copy(update={"engine": engine.model_copy(update=changed)}))
+
+    assert where(derive_in_process_below="1TB") and where(derive_in_child=False)
+    assert not where(derive_in_process_below="0GB") and not where(derive_in_process_below="1MB")
+    assert not where(kind="spark", derive_in_process_below="1TB")
+    assert where(kind="spark", derive_in_child=False)
+    # where it runs changes no table: switching it keeps every snapshot and step made (their fingerprints)
+    made = fingerprint.settings_version(company)
+    for changed in ({"derive_in_child": False}, {"derive_in_process_below": "0GB"}, {"kind": "spark"}):
+        other = company.model_copy(update={"engine": engine.model_copy(update=changed)})
+        assert (fingerprint.settings_version(other) == made) == ("kind" not in changed), changed
+
+
+def _same_tables(company: Settings, in_process: Settings) -> None:
     for query in ("channel_summary", "churn_list"):
         made = [Warehouse(s).run_query(query, user=SYSTEM) for s in (company, in_process)]
         assert made[0].equals(made[1]), query

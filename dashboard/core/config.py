@@ -521,6 +521,9 @@ class EngineConfig(_Strict):
     # the derived build in a process of its own, which starts without the memory the sources left in the
     # refresh's process (pipeline/derive_child.py); false: in the refresh's process (no interpreter to start)
     derive_in_child: bool = True
+    # ... unless the refresh's process holds less than this when the build starts (engine duckdb): it read too
+    # little to leave memory behind, and a new process would import the libraries again ("0GB": always a child)
+    derive_in_process_below: str = Field("1GB", pattern=r"^\s*\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$")
 
     @field_validator("master")
     @classmethod

@@ -28,6 +28,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from dashboard.core.config import Settings
+from dashboard.core.duck import process_rss, size_bytes, trim_heap
 from dashboard.core.errors import CockpitError
 from dashboard.core.store import Manifest, Store
 from dashboard.pipeline.progress import Lap
@@ -43,6 +44,22 @@ _PR_SET_PDEATHSIG = 1
 
 class DerivedBuildStopped(CockpitError):
     """The derived build's process ended without a result (killed, out of memory, crashed)."""
+
+
+def builds_here(settings: Settings) -> bool:
+    """Whether a refresh's derived build runs in the refresh's own process: ``[engine] derive_in_child`` off, or
+    (engine duckdb) the process holds less than ``derive_in_process_below`` once glibc gave back what it kept
+    free. A child starts without the memory the sources left (4.1 GB after a full refresh at large), but starts
+    an interpreter and imports polars, DuckDB, the build's modules and churn's model libraries again: ~1.4 of an
+    incremental ERP refresh's ~10.5 CPU-s at medium, whose process holds ~0.5 GB then. With engine spark the build
+    is always a child: its Spark application is its own, not the sources' session."""
+    engine = settings.engine
+    if not engine.derive_in_child:
+        return True
+    if engine.kind != "duckdb":
+        return False
+    trim_heap()
+    return process_rss() < size_bytes(engine.derive_in_process_below)
 
 
 def build_in_child(

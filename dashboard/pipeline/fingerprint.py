@@ -34,6 +34,8 @@ DATABASE = "database:"  # a database source's inputs: its settings (what it pull
 DIGEST_CACHE = "file_digests"  # runs/file_digests/<source>.json: each input file's digest by size and times
 _SETTLED_NS = 2_000_000_000
 _PRESENTATION = {"language", "labels", "query", "security", "scheduler", "notifications", "alerts", "reports"}
+# Where the derived build runs, which changes no table (tests/test_derive_child.py): switching it keeps what was made.
+_WHERE_BUILT = {"derive_in_child", "derive_in_process_below"}
 
 
 def digest(*parts: Any) -> str:
@@ -81,7 +83,8 @@ def code_version() -> str:
 
 
 def settings_version(settings: Settings) -> str:
-    data = settings.model_dump(mode="json", exclude=_PRESENTATION | {"sources"})
+    exclude: dict[str, Any] = {k: True for k in _PRESENTATION | {"sources"}} | {"engine": _WHERE_BUILT}
+    data = settings.model_dump(mode="json", exclude=exclude)
     return digest(data, [s.model_dump(mode="json") for s in settings.sources])  # files: by their bytes
 
 

@@ -26,7 +26,7 @@ from dashboard.core.errors import ConfigError, SourceError
 from dashboard.core.store import Manifest, Store, crash_point, new_id, now_utc, write_json
 from dashboard.derived.quality.profile import Aggregate, SnapshotProfile
 from dashboard.pipeline import fingerprint
-from dashboard.pipeline.derive_child import build_in_child
+from dashboard.pipeline.derive_child import build_in_child, builds_here
 from dashboard.pipeline.guidance import way_forward
 from dashboard.pipeline.progress import RefreshProgress, Tracker
 from dashboard.pipeline.spark_sources import StagedEntity, on_executors, remove_parts, standardize_entity
@@ -196,8 +196,9 @@ def _derive(
     settings: Settings, store: Store, manifest: Manifest, tracker: Tracker, clock: _Clock, full: bool
 ) -> Manifest:
     """The derived build of ``manifest`` (pending), by default in a process of its own that starts without
-    the memory the sources left in this one (``[engine] derive_in_child``; pipeline/derive_child.py)."""
-    if settings.engine.derive_in_child:
+    the memory the sources left in this one (``[engine] derive_in_child``; pipeline/derive_child.py), here when
+    this process holds little (``derive_in_process_below``: no interpreter to start, no imports again)."""
+    if not builds_here(settings):
 
         def child_lap(step: str, rows: int | None, peak_rss_mb: float) -> None:
             clock.lap(f"derive.{step}", peak_rss_mb)
