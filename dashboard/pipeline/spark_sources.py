@@ -153,14 +153,11 @@ def standardize_entity(
         raise SourceError(failed)
     # A date that reads two ways (03/04/2024) is read as the whole table's first values say, as on one machine:
     # a part that ranked its formats otherwise is standardized again with the table's order.
-    formats = {
-        i: _table_formats(settings, source, i, [p for t, p in zip(tasks, parts, strict=True) if t.table == i])
-        for i in tables
-    }
+    formats = {i: _table_formats(settings, source, i, _of_table(tasks, parts, i)) for i in tables}
     again = [t for t, p in zip(tasks, parts, strict=True) if p.formats != formats[t.table]]
     if again:
-        redone = map_parts(settings, job, again, partial(work, formats=formats))
-        parts = [next((r for r in redone if r.index == p.index), p) for p in parts]
+        redone = {r.index: r for r in map_parts(settings, job, again, partial(work, formats=formats))}
+        parts = [redone.get(p.index, p) for p in parts]
     ent = ENTITIES[entity]
     columns = Columns(FILE_COL, ROW_COL, REJECT_COL)
     finished = finish_parts(
@@ -175,7 +172,7 @@ def standardize_entity(
     )
     issues: list[RowIssue] = []
     for i in tables:
-        mine = [p for t, p in zip(tasks, parts, strict=True) if t.table == i]
+        mine = _of_table(tasks, parts, i)
         for p in mine:
             issues += missing_issues(ent, p.file, p.missing, p.rows)
         issues += merge_issues([p.issues for p in mine])
@@ -196,9 +193,15 @@ def standardize_entity(
     )
 
 
+def _of_table(tasks: list[FileTask], parts: list[Part], table: int) -> list[Part]:
+    """The parts of the source's table ``table``, in the rows' order."""
+    return [p for t, p in zip(tasks, parts, strict=True) if t.table == table]
+
+
 def _table_formats(settings: Settings, source: SourceConfig, table: int, parts: list[Part]) -> dict[str, list[str]]:
     """A table's date columns' format order from its parts' first values, in the parts' order."""
-    columns = {c: [p.texts[c] for p in parts if c in p.texts] for p in parts for c in p.texts}
+    names = dict.fromkeys(c for p in parts for c in p.texts)
+    columns = {c: [p.texts[c] for p in parts if c in p.texts] for c in names}
     first = source.tables[table].date_format
     return {c: parse.datetime_formats(pl.concat(texts), settings.timezone, first) for c, texts in columns.items()}
 

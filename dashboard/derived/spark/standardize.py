@@ -163,8 +163,8 @@ def finish_parts(
         first = Window.partitionBy(TABLE, *dedupe).orderBy(*seq)
         ranked = rows.withColumn(_RANK, F.row_number().over(first))
         write(ranked.filter(F.col(_RANK) == 1).drop(_RANK).orderBy(*seq), checked)
-        result = Finished(checked, 0, 0)
-        if _rows(checked) < _rows_in(parts):
+        result, total = Finished(checked, 0, 0), _rows(checked)
+        if total < _rows_in(parts):
             by_table = Window.partitionBy(TABLE).orderBy(*seq)
             dups = ranked.filter(F.col(_RANK) > 1).withColumn(_RANK, F.row_number().over(by_table))
             for r in dups.groupBy(TABLE).count().collect():
@@ -177,7 +177,7 @@ def finish_parts(
         helper = (columns.file, columns.row, columns.reject, PART, TABLE)
         write(kept.orderBy(*_order(kept, order), *seq).drop(*helper), out / f"{entity}.parquet")
         result.kept = _rows(out / f"{entity}.parquet")
-        result.rejected = _rows(checked) - result.kept
+        result.rejected = total - result.kept
         if result.rejected:
             aside = staged.filter(F.col(columns.reject).isNotNull()).orderBy(*seq).drop(PART, TABLE)
             write(aside, out / f"{entity}.rejected.parquet")
