@@ -9,6 +9,8 @@ full re-resolution (parameters trained again) happens on --full, past the change
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from tests.test_cli import cockpit
 from tests.test_identity import _frame, _keys, _people
 
 NOW = datetime(2026, 12, 4, 12, 0)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _population() -> list[dict[str, str | None]]:
@@ -233,3 +236,86 @@ def test_a_refresh_resolves_a_new_lead_incrementally_and_full_trains_again(compa
     assert refresh(pinned, full=True).exit_code == 0
     fourth = _identity_model(pinned)
     assert fourth["trained_at"] is None and fourth["model_json"] == second["model_json"]
+
+
+# -- what an incremental build takes as kept --------------------------------------------------------------
+def _members(rows: list[tuple[int, str]]) -> pl.DataFrame:
+    """(component, record) → assign_keys' members: every record a customer of source s."""
+    return pl.DataFrame(
+        {
+            "component": [c for c, _ in rows],
+            "uid": [f"customer:s:{r}" for _, r in rows],
+            "ref": [f"s:{r}" for _, r in rows],
+        },
+        schema={"component": pl.Int64, "uid": pl.String, "ref": pl.String},
+    )
+
+
+def test_a_customer_kept_whole_keeps_its_key_as_the_vote_gives_it() -> None:
+    from dashboard.derived.identity import _fresh_key, _voted_keys, assign_keys
+
+    clash = _fresh_key("customer:s:p")  # the key a new record p would get fresh is a kept customer's
+    before = {"a": "K1", "b": "K1", "c": "K2", "d": "K2", "f": "K3", "g": "K3", "h": "K3", "i": "K4", "j": "K5"}
+    before |= {"k": "K5", "z": "K6", "m": "K6", "n": "K7", "n2": "K7", "q": clash, "gone": "K9", "x": "K9"}
+    previous = pl.DataFrame(
+        {"source_system": "s", "source_record_id": list(before), "customer_key": list(before.values())}
+    )
+    members = _members(
+        [
+            *[(0, "a"), (0, "b")],  # the same customer
+            *[(1, "c"), (1, "d"), (1, "e")],  # a new record joins K2
+            *[(2, "f"), (2, "g"), (3, "h")],  # K3 split: h leaves
+            *[(4, "i"), (4, "j"), (4, "k")],  # K4 merged into K5
+            *[(5, "m"), (6, "z"), (6, "n"), (6, "n2")],  # z moved from K6 to K7
+            *[(7, "o"), (8, "p"), (9, "q"), (10, "x")],  # new records; q and x kept alone (x's mate gone)
+        ]
+    )
+    prev = previous.select((pl.col("source_system") + ":" + pl.col("source_record_id")).alias("ref"), "customer_key")
+    ours = assign_keys(members, previous).sort("component")
+    voted = _voted_keys(members, prev, pl.Series("customer_key", [], dtype=pl.String)).sort("component")
+
+    assert_frame_equal(ours, voted)
+    key = dict(ours.iter_rows())
+    assert (key[0], key[1], key[2], key[4], key[6], key[9], key[10]) == ("K1", "K2", "K3", "K5", "K7", clash, "K9")
+    assert key[5] == "K6" and key[3] == _fresh_key("customer:s:h") and key[7] == _fresh_key("customer:s:o")
+    assert key[8] == _fresh_key("customer:s:p#1")  # its fresh key is taken by a kept customer: salted
+
+
+_READ_AGAIN = """
+import json, sys
+from pathlib import Path
+import polars as pl
+from dashboard.core.parse import pinyin
+from dashboard.core.store import Store
+from dashboard.derived.identity import known_readings
+manifest = {"derived": {"tables": {"identity_pinyin": "derived/b1/identity_pinyin.parquet"}}}
+known = known_readings(Store(Path(sys.argv[1])), manifest)
+names = pinyin(pl.Series(["王伟", "伟娜", None])).to_list()
+print(json.dumps({"known": known, "names": names, "pypinyin": "pypinyin" in sys.modules}))
+"""
+
+
+def _read_again(data: Path) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-c", _READ_AGAIN, str(data)], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def test_the_next_build_reads_names_of_known_characters_without_pypinyin(tmp_path: Path) -> None:
+    from dashboard.core.parse import pinyin
+
+    assert pinyin(pl.Series(["王伟", "李娜"])).to_list() == ["wang wei", "li na"]
+    folder = tmp_path / "data" / "derived" / "b1"
+    folder.mkdir(parents=True)
+    write_state(None, None, folder, NOW)  # the readings this process looked up
+
+    again = _read_again(tmp_path / "data")
+    assert again["known"] >= 4 and again["names"] == ["wang wei", "wei na", None]
+    assert not again["pypinyin"]  # every character known: pypinyin not loaded
+
+    kept = pl.read_parquet(folder / "identity_pinyin.parquet")
+    kept.with_columns(pl.lit("0.1").alias("pypinyin")).write_parquet(folder / "identity_pinyin.parquet")
+    other = _read_again(tmp_path / "data")  # readings of another pypinyin: looked up again
+    assert other["known"] == 0 and other["names"] == ["wang wei", "wei na", None] and other["pypinyin"]

@@ -211,13 +211,26 @@ _PINYIN: dict[str, str] = {}
 
 
 def _pinyin_map(chars: Iterable[str]) -> dict[str, str]:
-    """character → toneless pinyin (first reading), cached; non-Chinese characters map to themselves."""
-    from pypinyin import Style, lazy_pinyin
+    """character → toneless pinyin (first reading), cached; non-Chinese characters map to themselves. pypinyin
+    (~0.25 CPU-s to import) is loaded only for a character not in the cache."""
+    missing = [c for c in chars if c not in _PINYIN]
+    if missing:
+        from pypinyin import Style, lazy_pinyin
 
-    for c in chars:
-        if c not in _PINYIN:
+        for c in missing:
             _PINYIN[c] = lazy_pinyin(c, style=Style.NORMAL)[0].lower() if "\u3400" <= c <= "\u9fff" else c.lower()
     return _PINYIN
+
+
+def pinyin_readings() -> dict[str, str]:
+    """Every character's reading this process has looked up (pinyin's cache), to keep for the next process."""
+    return dict(_PINYIN)
+
+
+def remember_readings(readings: dict[str, str]) -> None:
+    """Readings looked up before by the same pypinyin (pinyin_readings): pinyin() takes them from the cache."""
+    for c, reading in readings.items():
+        _PINYIN.setdefault(c, reading)
 
 
 def clean_name(expr: pl.Expr) -> pl.Expr:

@@ -31,7 +31,7 @@ from scipy.sparse.csgraph import connected_components
 from dashboard.core.config import Settings
 from dashboard.core.duck import attach_entities, bounded_connection
 from dashboard.core.errors import ConfigError
-from dashboard.core.parse import clean_name, normalize_phone, pinyin
+from dashboard.core.parse import clean_name, normalize_phone, pinyin, pinyin_readings, remember_readings
 from dashboard.core.store import Manifest, Store
 
 # The tables this module writes, and their columns (also when no build exists yet).
@@ -845,13 +845,34 @@ def _fresh_key(uid: str) -> str:
 def assign_keys(members: pl.DataFrame, previous: pl.DataFrame | None) -> pl.DataFrame:
     """component → customer_key. A component keeps the previous key most of its records had (a key
     two components claim stays with the one holding more of its records); otherwise it gets
-    'C' + 12 hex digits of md5 of its smallest record id."""
+    'C' + 12 hex digits of md5 of its smallest record id.
+
+    A component whose records had one previous key between them, held by no other component's records, keeps
+    it without a vote (the vote could give it nothing else): an incremental build's components are mostly
+    those, so only the components records joined or left are voted on (_voted_keys)."""
+    if previous is None or not previous.height:
+        return _voted_keys(members, None, pl.Series("customer_key", [], dtype=pl.String))
+    prev = previous.select((pl.col("source_system") + ":" + pl.col("source_record_id")).alias("ref"), "customer_key")
+    held = members.select("component", "ref").join(prev, on="ref")
+    one_key = held.group_by("component").agg(
+        pl.col("customer_key").first(), pl.col("customer_key").n_unique().alias("k")
+    )
+    one_component = held.group_by("customer_key").agg(pl.col("component").n_unique().alias("c"))
+    sole = (
+        one_key.filter(pl.col("k") == 1)
+        .join(one_component.filter(pl.col("c") == 1), on="customer_key")
+        .select(pl.col("component").cast(members["component"].dtype), "customer_key")
+    )
+    rest = members.join(sole, on="component", how="anti")
+    return pl.concat([sole, _voted_keys(rest, prev, sole["customer_key"])])
+
+
+def _voted_keys(members: pl.DataFrame, prev: pl.DataFrame | None, kept: pl.Series) -> pl.DataFrame:
+    """assign_keys for ``members`` by votes: ``prev`` (ref, customer_key) the previous keys, ``kept`` the keys other
+    components keep (a fresh key must not be one of them)."""
     anchors = members.group_by("component").agg(pl.col("uid").min().alias("anchor"))
     claimed = pl.DataFrame(schema={"component": members["component"].dtype, "customer_key": pl.String})
-    if previous is not None and previous.height:
-        prev = previous.select(
-            (pl.col("source_system") + ":" + pl.col("source_record_id")).alias("ref"), "customer_key"
-        )
+    if prev is not None and prev.height:
         # ties go to the component with the smallest record id: the same in any order the records come in
         votes = (
             members.join(prev, on="ref")
@@ -867,9 +888,11 @@ def assign_keys(members: pl.DataFrame, previous: pl.DataFrame | None) -> pl.Data
     with duckdb.connect() as con:
         con.register("fresh", fresh)
         fresh = con.sql("SELECT component, anchor, 'C' || left(md5(anchor), 12) AS customer_key FROM fresh").pl()
-    taken = set(claimed["customer_key"].to_list())
-    clash = fresh["customer_key"].is_in(list(taken)) | fresh["customer_key"].is_duplicated()
-    keys = settle_clashes(fresh.filter(clash).iter_rows(), taken)
+    taken = pl.concat([claimed["customer_key"], kept]).implode()
+    clash = fresh["customer_key"].is_in(taken) | fresh["customer_key"].is_duplicated()
+    keys = []
+    if clash.any():  # rare: the set of every key taken is made only then
+        keys = settle_clashes(fresh.filter(clash).iter_rows(), set(taken.explode().to_list()))
     fresh_keys = pl.concat(
         [
             fresh.filter(~clash).select("component", "customer_key"),
@@ -1110,6 +1133,9 @@ STATE_TABLES: dict[str, dict[str, str]] = {
         "ex": "BIGINT",
     },
     "identity_pairs": {"rid_l": "BIGINT", "rid_r": "BIGINT", "match_probability": "DOUBLE"},
+    # the names' characters' pinyin looked up so far (core.parse.pinyin's cache) and by which pypinyin: the next
+    # build takes them from here and loads pypinyin only for a character it has not seen (known_readings)
+    "identity_pinyin": {"char": "VARCHAR", "reading": "VARCHAR", "pypinyin": "VARCHAR"},
     "identity_model": {
         "model_json": "VARCHAR",
         "tf_total": "BIGINT",
@@ -1372,8 +1398,25 @@ def kept_resolution(settings: Settings, store: Store, manifest: Manifest, *, ful
     return Kept(trained, total, trained_at, state, pairs, cfg.retrain_changed_share)
 
 
+def _pypinyin_version() -> str:
+    from importlib.metadata import version
+
+    return version("pypinyin")
+
+
+def known_readings(store: Store, manifest: Manifest) -> int:
+    """The current build's pinyin readings (identity_pinyin) put in core.parse.pinyin's cache when the same pypinyin
+    looked them up, so that names of characters seen before are read without loading pypinyin; how many."""
+    kept = previous_table(store, manifest, "identity_pinyin", list(STATE_TABLES["identity_pinyin"]))
+    if kept is None or not kept.height or kept["pypinyin"][0] != _pypinyin_version():
+        return 0
+    remember_readings(dict(zip(kept["char"], kept["reading"], strict=True)))
+    return kept.height
+
+
 def write_state(model: Model | None, kept: Kept | None, stage: Path, now: datetime) -> None:
-    """This build's identity_state, identity_pairs and identity_model files (empty without pass 2)."""
+    """This build's identity_state, identity_pairs, identity_pinyin and identity_model files (empty without
+    pass 2; identity_pinyin: every reading this process looked up)."""
     empty = {t: pl.DataFrame(schema={c: _POLARS[v] for c, v in cols.items()}) for t, cols in STATE_TABLES.items()}
     state = model.state if model is not None and model.state is not None else empty["identity_state"]
     pairs = empty["identity_pairs"]
@@ -1395,6 +1438,11 @@ def write_state(model: Model | None, kept: Kept | None, stage: Path, now: dateti
         "scored": stats.get("records_scored", state.height),
     }
     schemas = {t: pl.Schema({c: _POLARS[v] for c, v in cols.items()}) for t, cols in STATE_TABLES.items()}
+    readings = pinyin_readings()
+    pl.DataFrame(
+        {"char": list(readings), "reading": list(readings.values()), "pypinyin": _pypinyin_version()},
+        schema=schemas["identity_pinyin"],
+    ).write_parquet(stage / "identity_pinyin.parquet")
     state.cast(schemas["identity_state"]).write_parquet(stage / "identity_state.parquet")
     pairs.cast(schemas["identity_pairs"]).write_parquet(stage / "identity_pairs.parquet")
     pl.DataFrame([row], schema=schemas["identity_model"]).write_parquet(stage / "identity_model.parquet")

@@ -28,6 +28,7 @@ from dashboard.derived.identity import (
     STATE_TABLES,
     build_links,
     kept_resolution,
+    known_readings,
     previous_table,
     read_records,
     redirects,
@@ -153,6 +154,7 @@ def build_derived(
             score = spark_identity.scorer(spark, settings, stage) if spark is not None else None
             # only new and changed records scored against the kept pairs and parameters, unless re-resolved
             kept = kept_resolution(settings, store, manifest, full=full, now=now_utc())
+            known_readings(store, manifest)  # names' pinyin seen before: pypinyin loaded only for new characters
             records = read_records(con) if records is None and spark is None else records
             graph = spark_identity.SparkGraph(spark, settings, stage) if spark is not None else None  # pass 1, clusters
             # with engine spark the records and their features are made on Spark too: the driver gets their keys
