@@ -1,11 +1,13 @@
 """A file source's standardize with [engine] kind = "spark", without its rows passing through the driver.
 
-Each input file is a Spark task: the executor reads it from the shared storage (the same reader as one
-machine's, sources.read_file), standardizes its rows (standardize_rows: one definition for both engines),
-drops the people on the suppression list and writes its rows as a Parquet part into the snapshot's staging
-folder. The driver gets back counts and row problems only (file, row, column, value: the clear messages). A
-Spark job then removes exact duplicates over each whole table and writes the files a snapshot stages
-(derived/spark/standardize.finish_parts), which the gate and the quality profile read where they lie.
+Each input file is a Spark task, a big one (CSV, Parquet) a task per span of it (SPAN_BYTES: whole lines or
+row groups, its rows numbered as in the file): the executor reads it from the shared storage (the same reader
+as one machine's, sources.read_file), standardizes its rows (standardize_rows: one definition for both
+engines), drops the people on the suppression list and writes its rows as a Parquet part into the snapshot's
+staging folder. The driver gets back counts and row problems only (file, row, column, value: the clear
+messages). Spark jobs then remove exact duplicates over each whole table (found from a row hash) and write the
+files a snapshot stages (derived/spark/standardize.finish_parts), which the gate and the quality profile read
+where they lie.
 Database, API and drop-folder sources are pulled by the driver anyway: they keep ``standardize``'s path.
 """
 
@@ -34,10 +36,14 @@ from dashboard.pipeline.standardize import (
     standardize_rows,
     suppress,
 )
-from dashboard.sources import READERS, read_file, table_files
-from dashboard.sources.columns import FILE_COL, ROW_COL, DuplicateHeader, collect_duplicates
+from dashboard.sources import READERS, SPLITTERS, read_file, table_files
+from dashboard.sources.columns import FILE_COL, ROW_COL, DuplicateHeader, Span, collect_duplicates
 
 PARTS = "parts"  # in a snapshot's staging folder: the executors' parts, removed before it is published
+# A file of more than twice this many bytes (CSV; Parquet: its row groups' uncompressed bytes) is read in
+# spans of about this size, each a task of its own: a big file is read, standardized and written by several
+# executors' cores at once, each holding a span's rows
+SPAN_BYTES = 16 << 20
 
 
 def on_executors(settings: Settings, source: SourceConfig) -> bool:
@@ -47,9 +53,10 @@ def on_executors(settings: Settings, source: SourceConfig) -> bool:
 
 @dataclass(frozen=True)
 class FileTask:
-    index: int  # the file's place in the entity's rows (tables in order, each one's files in order)
+    index: int  # the part's place in the entity's rows (tables in order, each one's files, spans in order)
     table: int  # which of the source's tables
     path: str
+    span: Span | None = None  # some of the file's rows (SPLITTERS); None: all of them
 
 
 @dataclass
@@ -59,7 +66,9 @@ class Part:
     index: int
     file: str
     error: str | None = None  # the file could not be read: the source's extract failed
+    misread: bool = False  # a span read another number of rows than it has lines: the file is read whole
     rows: int = 0
+    rejected: int = 0  # rows set aside
     columns: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     headers: list[DuplicateHeader] = field(default_factory=list)
@@ -92,28 +101,31 @@ def standardize_file(
 ) -> Part:
     """On an executor: one input file read, standardized, suppressed and written as ``folder``'s part ``index``.
     ``formats``: per table, its date columns' format order (from the whole table); None: the part's own."""
-    from dashboard.derived.spark.standardize import PART, TABLE
+    from dashboard.derived.spark.standardize import PART, TABLE, part_name
 
     table = source.tables[task.table]
     with collect_duplicates() as headers:
         try:
-            raw, missing = read_file(source, table, Path(task.path))
+            raw, missing = read_file(source, table, Path(task.path), task.span)
         except SourceError as e:
             return Part(task.index, Path(task.path).name, error=e.message)
+    if task.span is not None and raw.height != task.span.rows:  # a line break inside a quoted value
+        return Part(task.index, Path(task.path).name, misread=True, rows=raw.height)
     texts = {c: t.cast(pl.String).drop_nulls().head(parse.FORMAT_SAMPLE) for c, t in date_texts(raw, table).items()}
     own = {c: parse.datetime_formats(t, settings.timezone, table.date_format) for c, t in texts.items()}
     used = own if formats is None else formats[task.table]
     frame, issues = standardize_rows(raw, table, source, settings, snapshot_id, used)
     frame, erased = suppress(frame, ENTITIES[table.entity], source, settings)
     part = frame.with_columns(pl.lit(task.index, pl.Int32).alias(PART), pl.lit(task.table, pl.Int32).alias(TABLE))
-    part.write_parquet(Path(folder) / f"part-{task.index:05d}.parquet")
+    part.write_parquet(Path(folder) / part_name(task.index))
     return Part(
         task.index,
         Path(task.path).name,
         rows=raw.height,
+        rejected=int(frame.get_column(REJECT_COL).is_not_null().sum()),
         columns=frame.columns,
         missing=missing,
-        headers=list(headers),
+        headers=list(headers) if task.span is None or task.span.first_row == 1 else [],  # the file's, once
         issues=issues,
         erased=erased.count if erased else 0,
         formats=used,
@@ -133,7 +145,7 @@ def standardize_entity(
     """``entity``'s tables of ``source`` standardized on the executors into ``stage_dir``: ``<entity>.parquet``
     (kept rows in ``order``: RECORD_ORDER's keys, a column, or None) and ``<entity>.rejected.parquet``, as
     the DuckDB engine stages them. Repeated headers the readers met are added to ``headers``."""
-    from dashboard.derived.spark.standardize import Columns, finish_parts, map_parts
+    from dashboard.derived.spark.standardize import Columns, Piece, finish_parts, map_parts
 
     tables = [i for i, t in enumerate(source.tables) if t.entity == entity]
     tasks: list[FileTask] = []
@@ -142,7 +154,11 @@ def standardize_entity(
         files = table_files(table, settings.base_dir)
         if not files:
             raise SourceError(f"{source.name}: no file matches {table.path} (entity {entity})")
-        tasks += [FileTask(len(tasks) + n, i, str(f)) for n, f in enumerate(files)]
+        for f in files:
+            whole: list[Span | None] = [None]
+            cut = SPLITTERS[source.kind](f, SPAN_BYTES) if source.kind in SPLITTERS else None
+            for span in cut or whole:
+                tasks.append(FileTask(len(tasks), i, str(f), span))
     folder = stage_dir / PARTS / entity
     folder.mkdir(parents=True, exist_ok=True)
     job = f"standardize {source.name}.{entity}"
@@ -151,6 +167,11 @@ def standardize_entity(
     failed = next((p.error for p in parts if p.error), None)
     if failed:
         raise SourceError(failed)
+    # A file a span of which read another number of rows than it has lines (a quoted value across lines):
+    # read whole, as one task, in its first span's place.
+    misread = {t.path for t, p in zip(tasks, parts, strict=True) if p.misread}
+    if misread:
+        tasks, parts = _read_whole(settings, job, tasks, parts, misread, work, folder)
     # A date that reads two ways (03/04/2024) is read as the whole table's first values say, as on one machine:
     # a part that ranked its formats otherwise is standardized again with the table's order.
     formats = {i: _table_formats(settings, source, i, _of_table(tasks, parts, i)) for i in tables}
@@ -159,22 +180,27 @@ def standardize_entity(
         redone = {r.index: r for r in map_parts(settings, job, again, partial(work, formats=formats))}
         parts = [redone.get(p.index, p) for p in parts]
     ent = ENTITIES[entity]
-    columns = Columns(FILE_COL, ROW_COL, REJECT_COL)
     finished = finish_parts(
         settings,
         f"the staged files of {source.name}.{entity}",
         folder,
         stage_dir,
         entity,
-        columns,
+        Columns(FILE_COL, ROW_COL, REJECT_COL),
         duplicate_columns(parts[0].columns, ent),
         order,
+        [Piece(t.index, t.table, p.rejected) for t, p in zip(tasks, parts, strict=True)],
     )
     issues: list[RowIssue] = []
+    file_rows: dict[str, int] = {}
     for i in tables:
         mine = _of_table(tasks, parts, i)
+        rows: dict[str, int] = {}  # per file: its spans' rows
         for p in mine:
-            issues += missing_issues(ent, p.file, p.missing, p.rows)
+            rows[p.file] = rows.get(p.file, 0) + p.rows
+        missing = {p.file: p.missing for p in mine}
+        for file, n in rows.items():
+            issues += missing_issues(ent, file, missing[file], n)
         issues += merge_issues([p.issues for p in mine])
         erased = sum(p.erased for p in mine)
         if erased:
@@ -182,6 +208,7 @@ def standardize_entity(
         if finished.duplicates.get(i):
             issues.append(duplicate_issue(ent, finished.duplicates[i], finished.samples.get(i, [])))
         headers += [h for p in mine for h in p.headers]
+        file_rows |= rows
     return StagedEntity(
         entity,
         finished.checked,
@@ -189,8 +216,33 @@ def standardize_entity(
         finished.kept,
         finished.rejected,
         issues,
-        {p.file: p.rows for p in parts},
+        file_rows,
     )
+
+
+def _read_whole(
+    settings: Settings,
+    job: str,
+    tasks: list[FileTask],
+    parts: list[Part],
+    files: set[str],
+    work: partial[Part],
+    folder: Path,
+) -> tuple[list[FileTask], list[Part]]:
+    """``files`` read again whole, each as one task in its first span's place; their spans' parts removed."""
+    from dashboard.derived.spark.standardize import map_parts, part_name
+
+    whole, kept = [], []
+    for t, p in zip(tasks, parts, strict=True):
+        if t.path not in files:
+            kept.append((t, p))
+        else:
+            (folder / part_name(t.index)).unlink(missing_ok=True)
+            if t.span is None or t.span.first_row == 1:
+                whole.append(FileTask(t.index, t.table, t.path))
+    redone = map_parts(settings, job, whole, work)
+    both = sorted([*kept, *zip(whole, redone, strict=True)], key=lambda tp: tp[0].index)
+    return [t for t, _ in both], [p for _, p in both]
 
 
 def _of_table(tasks: list[FileTask], parts: list[Part], table: int) -> list[Part]:

@@ -15,7 +15,7 @@ import polars as pl
 from dashboard.core.config import SourceConfig, TableConfig
 from dashboard.core.errors import SourceError
 from dashboard.sources import csv, excel, json, parquet
-from dashboard.sources.columns import FILE_COL, ROW_COL, check_columns
+from dashboard.sources.columns import FILE_COL, ROW_COL, Span, check_columns
 from dashboard.sources.incremental import ExtractContext
 
 Reader = Callable[[Path, TableConfig], pl.DataFrame]
@@ -26,6 +26,19 @@ READERS: dict[str, Reader] = {
     "parquet": parquet.read,
     "json": json.read,
     "demo": parquet.read,  # the demo generator's own Parquet drops
+}
+
+# Kinds whose big files can be read in spans, several readers at once (engine spark): how a file is cut
+# (None: it is read whole) and how a span of it is read. JSON's and Excel's types come from the whole file.
+SPLITTERS: dict[str, Callable[[Path, int], list[Span] | None]] = {
+    "csv": csv.spans,
+    "parquet": parquet.spans,
+    "demo": parquet.spans,
+}
+_SPAN_READERS: dict[str, Callable[[Path, TableConfig, Span], pl.DataFrame]] = {
+    "csv": csv.read,
+    "parquet": parquet.read,
+    "demo": parquet.read,
 }
 
 # Kinds that pull from a server or a folder and keep what they pulled with the snapshot (incremental.py).
@@ -64,11 +77,14 @@ def read_table(
     return frame, missing
 
 
-def read_file(source: SourceConfig, table: TableConfig, f: Path) -> tuple[pl.DataFrame, list[str]]:
+def read_file(
+    source: SourceConfig, table: TableConfig, f: Path, span: Span | None = None
+) -> tuple[pl.DataFrame, list[str]]:
     """One file of a table (``read_table``; with engine spark an executor's part), its rows tagged with the
-    file's name and their 1-based data row number, and the mapped optional columns it lacks."""
+    file's name and their 1-based data row number, and the mapped optional columns it lacks. ``span``: only
+    those rows (SPLITTERS), numbered as in the whole file."""
     try:
-        df = READERS[source.kind](f, table)
+        df = READERS[source.kind](f, table) if span is None else _SPAN_READERS[source.kind](f, table, span)
     except SourceError:
         raise
     except Exception as e:  # a reader library's own error: name the file, keep the cause
@@ -76,8 +92,9 @@ def read_file(source: SourceConfig, table: TableConfig, f: Path) -> tuple[pl.Dat
     if df.height == 0:
         raise SourceError(f"{f.name}: the file has no data rows")
     absent = check_columns(df, table, f.name)
+    first = 1 if span is None else span.first_row
     tagged = df.with_columns(
-        pl.lit(f.name).alias(FILE_COL), pl.int_range(1, df.height + 1, dtype=pl.Int64).alias(ROW_COL)
+        pl.lit(f.name).alias(FILE_COL), pl.int_range(first, first + df.height, dtype=pl.Int64).alias(ROW_COL)
     )
     return tagged, absent
 

@@ -19,6 +19,19 @@ FILE_COL = "__file"
 ROW_COL = "__row"
 
 
+@dataclass(frozen=True)
+class Span:
+    """Some of a file's data rows, read on their own (engine spark: a big file is several tasks): ``start`` to
+    ``stop`` (a CSV file's bytes after its header, each a line's start; a Parquet file's rows), the first
+    one's data row number in the file (what a row problem names) and how many rows it should read (a CSV
+    span's lines: a reader that reads another number read a line break inside a quoted value)."""
+
+    start: int
+    stop: int
+    first_row: int
+    rows: int
+
+
 def check_columns(raw: pl.DataFrame, table: TableConfig, file: str) -> list[str]:
     """Mapped columns missing from one file; raises when a required canonical column cannot be had."""
     entity = ENTITIES[table.entity]

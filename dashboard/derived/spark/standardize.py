@@ -29,6 +29,11 @@ P = TypeVar("P")
 # the DuckDB engine concatenates them) and which of the source's tables it is
 PART, TABLE = "part_index", "table_index"
 _RANK = "rank_in_group"
+_HASH = "row_hash"
+# candidate hashes sent whole to every task of the comparison up to this many (16 bytes each); more are joined
+# by a shuffle
+_BROADCAST_ROWS = 4_000_000
+_ROW_GROUP_BYTES = 128 << 20  # Parquet's writer's own row group size (a joined file keeps its parts' groups)
 _SAMPLES = 5  # duplicates named per table (pipeline.standardize.SAMPLE_SIZE)
 _KEY_CHARS = 15  # record order: the bytes of a key compared (pipeline.standardize._KEY_BYTES, twice less one)
 # rows per task at most (at least one task per core the session has): a part travels inside its task, and
@@ -114,6 +119,16 @@ class Columns:
     reject: str
 
 
+@dataclass(frozen=True)
+class Piece:
+    """One part the executors wrote (``part-<index>.parquet``): its place in the rows' order, which of the
+    source's tables it holds and how many of its rows are set aside."""
+
+    index: int
+    table: int
+    rejected: int
+
+
 @dataclass
 class Finished:
     """What the finishing job left and counted: kept and set-aside rows, and per table (its index) the exact
@@ -126,6 +141,23 @@ class Finished:
     samples: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Sift:
+    """One part's rows sifted by an executor: its duplicates dropped (``duplicates``: the folder naming them,
+    None when it has none), its rows set aside and (``kept``) the kept ones written apart."""
+
+    index: int
+    part: str
+    folder: str
+    duplicates: str | None
+    aside: bool
+    kept: bool
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
 def finish_parts(
     settings: Settings,
     name: str,
@@ -135,59 +167,193 @@ def finish_parts(
     columns: Columns,
     dedupe: list[str],
     order: tuple[str, ...] | str | None,
+    pieces: list[Piece],
 ) -> Finished:
-    """The standardized parts of one entity (Parquet files in ``parts``, written by the executors) made into
-    what a snapshot stages, by Spark jobs that read and write the shared data folder (the driver gets counts):
+    """The standardized parts of one entity (``pieces``, Parquet files in ``parts`` written by the executors)
+    made into what a snapshot stages, without a row passing through the driver (it gets counts):
     exact duplicates over ``dedupe`` removed within each table, the first in the rows' order kept;
     ``checked`` (beside ``parts``) all remaining rows in their order, what the gate reads;
     ``out/<entity>.parquet`` the kept rows in ``order`` (record keys, as RECORD_ORDER; a column, nulls last;
     None: the rows' order), without the part's columns; ``out/<entity>.rejected.parquet`` the rows set aside,
-    when there are any. Each is one file, as the DuckDB engine writes it."""
+    when there are any. Each is one file, as the DuckDB engine writes it: several files written at once (the
+    parts themselves, what each part keeps, a sort's ranges) and their row groups joined in order
+    (``join_files``)."""
+    work_dir = parts.parent / f"{parts.name}-out"
+    checked = parts.parent / f"{parts.name}-checked.parquet"
+    pieces = sorted(pieces, key=lambda p: p.index)
+    try:
+        found = _duplicates(settings, name, parts, work_dir, columns, dedupe)
+        sifts = [
+            _Sift(
+                p.index,
+                str(parts / part_name(p.index)),
+                str(work_dir),
+                str(work_dir / "duplicates") if found.get(p.index) else None,
+                p.rejected > 0,
+                order is None,
+            )
+            for p in pieces
+        ]
+        sifts = [t for t in sifts if t.duplicates or t.aside or t.kept]
+        done = map_parts(settings, name, sifts, partial(_sift, columns=columns)) if sifts else []
+        sifted = {t.index: d for t, d in zip(sifts, done, strict=True)}
+        result = Finished(checked, 0, 0)
+        for p in pieces:
+            if p.index in sifted and sifted[p.index][0]:
+                dropped, first = sifted[p.index]
+                result.duplicates[p.table] = result.duplicates.get(p.table, 0) + dropped
+                held = result.samples.setdefault(p.table, [])
+                held += first[: _SAMPLES - len(held)]
+        join_files(settings, name, [_sifted(work_dir, "checked", p.index, parts) for p in pieces], checked)
+        target = out / f"{entity}.parquet"
+        if order is None:
+            join_files(settings, name, [work_dir / "kept" / part_name(p.index) for p in pieces], target)
+        else:
+            _sort(settings, name, checked, work_dir / "sorted", columns, order, target)
+        aside = [work_dir / "rejected" / part_name(p.index) for p in pieces if p.rejected]
+        if aside:
+            join_files(settings, name, aside, out / f"{entity}.rejected.parquet")
+        result.kept, result.rejected = _rows(target), sum(_rows(f) for f in aside)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return result
+
+
+def _sifted(work_dir: Path, kind: str, index: int, parts: Path) -> Path:
+    """A part's file of ``kind`` rows where its sifting wrote one, else the part itself (nothing dropped)."""
+    path = work_dir / kind / part_name(index)
+    return path if path.exists() else parts / part_name(index)
+
+
+def _row_hash(columns: list[str]) -> Any:
+    """A row's hash over ``columns`` (Spark's 64-bit xxHash): rows with equal hashes are compared in full."""
+    from pyspark.sql import functions as F
+
+    return F.xxhash64(*columns)
+
+
+def _duplicates(
+    settings: Settings, name: str, parts: Path, work_dir: Path, columns: Columns, dedupe: list[str]
+) -> dict[int, int]:
+    """The exact duplicates over ``dedupe`` within each table of the parts, all but the first of each in the
+    rows' order, written to ``work_dir/duplicates`` as (part, row); returned: how many in each part. A row
+    hash finds the candidates (rows whose hash another row of their table shares) without moving the rows;
+    only the candidates are compared column by column, so two rows that only share a hash are both kept."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     spark = session(settings)
-    done: list[Finished] = []
-    seq = [F.col(PART), F.col(columns.row)]
-    work_dir = parts.parent / f"{parts.name}-out"
-    checked = parts.parent / f"{parts.name}-checked.parquet"
-
-    def write(frame: Any, target: Path) -> None:
-        folder = work_dir / target.name
-        frame.coalesce(1).write.mode("overwrite").parquet(shared_uri(settings, folder))
-        [written] = sorted(folder.glob("part-*.parquet"))
-        written.replace(target)
+    hashes, dups = work_dir / "hashes", work_dir / "duplicates"
+    found: dict[int, int] = {}
 
     def work() -> None:
-        rows = spark.read.parquet(shared_uri(settings, parts))
-        first = Window.partitionBy(TABLE, *dedupe).orderBy(*seq)
-        ranked = rows.withColumn(_RANK, F.row_number().over(first))
-        write(ranked.filter(F.col(_RANK) == 1).drop(_RANK).orderBy(*seq), checked)
-        result, total = Finished(checked, 0, 0), _rows(checked)
-        if total < _rows_in(parts):
-            by_table = Window.partitionBy(TABLE).orderBy(*seq)
-            dups = ranked.filter(F.col(_RANK) > 1).withColumn(_RANK, F.row_number().over(by_table))
-            for r in dups.groupBy(TABLE).count().collect():
-                result.duplicates[int(r[TABLE])] = int(r["count"])
-            picked = dups.filter(F.col(_RANK) <= _SAMPLES).orderBy(*seq).select(TABLE, columns.file, columns.row)
-            for r in picked.collect():
-                result.samples.setdefault(int(r[TABLE]), []).append((r[columns.file], int(r[columns.row])))
-        staged = spark.read.parquet(shared_uri(settings, checked))
-        kept = staged.filter(F.col(columns.reject).isNull())
-        helper = (columns.file, columns.row, columns.reject, PART, TABLE)
-        write(kept.orderBy(*_order(kept, order), *seq).drop(*helper), out / f"{entity}.parquet")
-        result.kept = _rows(out / f"{entity}.parquet")
-        result.rejected = total - result.kept
-        if result.rejected:
-            aside = staged.filter(F.col(columns.reject).isNotNull()).orderBy(*seq).drop(PART, TABLE)
-            write(aside, out / f"{entity}.rejected.parquet")
-        done.append(result)
+        rows = spark.read.parquet(shared_uri(settings, parts)).withColumn(_HASH, _row_hash(dedupe))
+        shared = rows.groupBy(TABLE, _HASH).count().filter(F.col("count") > 1).select(TABLE, _HASH)
+        shared.write.mode("overwrite").parquet(shared_uri(settings, hashes))
+        n = _rows_in(hashes)
+        if not n:
+            return
+        seen = spark.read.parquet(shared_uri(settings, hashes))
+        candidates = rows.join(F.broadcast(seen) if n <= _BROADCAST_ROWS else seen, [TABLE, _HASH], "left_semi")
+        first = Window.partitionBy(TABLE, *dedupe).orderBy(PART, columns.row)
+        ranked = candidates.withColumn(_RANK, F.row_number().over(first)).filter(F.col(_RANK) > 1)
+        ranked.select(PART, columns.row).write.mode("overwrite").parquet(shared_uri(settings, dups))
+        for r in spark.read.parquet(shared_uri(settings, dups)).groupBy(PART).count().collect():
+            found[int(r[PART])] = int(r["count"])
 
-    try:
-        run_job(spark, settings, name, work)
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
-    return done[0]
+    run_job(spark, settings, name, work)
+    return found
+
+
+def _sift(task: _Sift, columns: Columns) -> tuple[int, list[tuple[str, int]]]:
+    """On an executor: one part's duplicates dropped (its checked rows written apart when it had any), its
+    set-aside rows and, when asked, its kept rows written apart; how many duplicates, the first few's (file,
+    row)."""
+    frame = pl.read_parquet(task.part)
+    folder = Path(task.folder)
+    dropped, first = 0, []
+    if task.duplicates:
+        rows = pl.scan_parquet(f"{task.duplicates}/part-*.parquet").filter(pl.col(PART) == task.index)
+        repeat = frame.get_column(columns.row).is_in(rows.select(columns.row).collect().get_column(columns.row))
+        dropped = int(repeat.sum())
+        first = [(f, int(r)) for f, r in frame.filter(repeat).head(_SAMPLES).select(columns.file, columns.row).rows()]
+        frame = frame.filter(~repeat)
+        _write(frame, folder / "checked" / part_name(task.index))
+    if task.aside:
+        aside = frame.filter(pl.col(columns.reject).is_not_null()).drop(PART, TABLE)
+        _write(aside, folder / "rejected" / part_name(task.index))
+    if task.kept:
+        kept = frame.filter(pl.col(columns.reject).is_null())
+        _write(
+            kept.drop(columns.file, columns.row, columns.reject, PART, TABLE), folder / "kept" / part_name(task.index)
+        )
+    return dropped, first
+
+
+def _write(frame: pl.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_parquet(path)
+
+
+def _sort(
+    settings: Settings,
+    name: str,
+    checked: Path,
+    folder: Path,
+    columns: Columns,
+    order: tuple[str, ...] | str,
+    target: Path,
+) -> None:
+    """The kept rows of ``checked`` sorted by ``order`` (ties in the rows' order) into ``target``: Spark's
+    sort writes each of its ranges as a file of its own, in parallel, and their row groups are joined in the
+    ranges' order."""
+    from pyspark.sql import functions as F
+
+    spark = session(settings)
+
+    def work() -> None:
+        kept = spark.read.parquet(shared_uri(settings, checked)).filter(F.col(columns.reject).isNull())
+        helper = (columns.file, columns.row, columns.reject, PART, TABLE)
+        ranked = kept.orderBy(*_order(kept, order), F.col(PART), F.col(columns.row)).drop(*helper)
+        ranked.write.mode("overwrite").parquet(shared_uri(settings, folder))
+
+    run_job(spark, settings, name, work)
+    join_files(settings, name, _in_order(folder), target)
+
+
+def _in_order(folder: Path) -> list[Path]:
+    """The files a Spark write left in ``folder``, in its partitions' order (part-<partition>-...)."""
+    return sorted(folder.glob("part-*.parquet"), key=lambda p: int(p.name.split("-")[1]))
+
+
+def join_files(settings: Settings, name: str, files: list[Path], target: Path) -> None:
+    """``files`` (Parquet, one schema) made one file ``target``, their row groups in the files' order, copied
+    as they are (Parquet's own writer appends a file's row groups without reading its rows: the driver's JVM
+    copies bytes, nothing is decoded)."""
+    spark = session(settings)
+
+    def work() -> None:
+        jvm, conf = spark._jvm, spark._jsc.hadoopConfiguration()
+        hadoop = jvm.org.apache.parquet.hadoop
+
+        def uri(path: Path) -> Any:
+            return hadoop.util.HadoopInputFile.fromPath(jvm.org.apache.hadoop.fs.Path(shared_uri(settings, path)), conf)
+
+        reader = hadoop.ParquetFileReader.open(uri(files[0]))
+        try:
+            meta = reader.getFooter().getFileMetaData()
+        finally:
+            reader.close()
+        into = hadoop.util.HadoopOutputFile.fromPath(jvm.org.apache.hadoop.fs.Path(shared_uri(settings, target)), conf)
+        mode = getattr(hadoop, "ParquetFileWriter$Mode").OVERWRITE
+        writer = hadoop.ParquetFileWriter(into, meta.getSchema(), mode, _ROW_GROUP_BYTES, 0)
+        writer.start()
+        for f in files:
+            writer.appendFile(uri(f))
+        writer.end(meta.getKeyValueMetaData())
+
+    run_job(spark, settings, name, work)
+    (target.parent / f".{target.name}.crc").unlink(missing_ok=True)  # Hadoop's checksum beside a local file
 
 
 def _order(frame: Any, order: tuple[str, ...] | str | None) -> list[Any]:
