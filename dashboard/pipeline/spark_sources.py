@@ -43,7 +43,7 @@ PARTS = "parts"  # in a snapshot's staging folder: the executors' parts, removed
 # A file of more than twice this many bytes (CSV; Parquet: its row groups' uncompressed bytes) is read in
 # spans of about this size, each a task of its own: a big file is read, standardized and written by several
 # executors' cores at once, each holding a span's rows
-SPAN_BYTES = 16 << 20
+SPAN_BYTES = 8 << 20
 
 
 def on_executors(settings: Settings, source: SourceConfig) -> bool:
