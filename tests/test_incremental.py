@@ -406,6 +406,36 @@ def test_a_changed_setting_reads_the_sources_again(company: Settings) -> None:
     assert not result.sources[0].unchanged
 
 
+def test_a_display_setting_keeps_every_snapshot_and_step(company: Settings) -> None:
+    """The big screen's period and the thresholds the quality heatmap and the status colour by are read by
+    the pages and the CLI only: changing them keeps every snapshot and derived step (the load test's copy of
+    the demo changes the period). A setting of the same sections that shapes a table reads the sources again."""
+    before = _snapshots(company)
+    analytics, quality = company.analytics, company.quality
+    shown = company.model_copy(
+        update={
+            "analytics": analytics.model_copy(update={"kiosk_refresh_seconds": analytics.kiosk_refresh_seconds + 5}),
+            "quality": quality.model_copy(
+                update={
+                    "fill_rate_threshold": quality.fill_rate_threshold / 2,
+                    "validity_threshold": quality.validity_threshold / 2,
+                    "uniqueness_threshold": quality.uniqueness_threshold / 2,
+                    "stale_grace_minutes": quality.stale_grace_minutes + 5,
+                }
+            ),
+        }
+    )
+    result = refresh(shown)
+    assert result.exit_code == 0 and all(s.unchanged for s in result.sources)
+    assert _snapshots(company) == before and result.reused == list(STEPS)
+    half_life = analytics.attribution_half_life_days / 2  # attribution weighs touches by it
+    made = company.model_copy(
+        update={"analytics": analytics.model_copy(update={"attribution_half_life_days": half_life})}
+    )
+    result = refresh(made, ["marketing"])
+    assert not result.sources[0].unchanged and "analytics" not in result.reused
+
+
 def test_the_command_says_what_it_kept(company: Settings) -> None:
     out = cockpit("--config", str(company.base_dir / "cockpit.toml"), "refresh", "crm")
     assert out.returncode == 0, out.stderr

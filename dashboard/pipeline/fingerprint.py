@@ -36,6 +36,13 @@ _SETTLED_NS = 2_000_000_000
 _PRESENTATION = {"language", "labels", "query", "security", "scheduler", "notifications", "alerts", "reports"}
 # Where the derived build runs, which changes no table (tests/test_derive_child.py): switching it keeps what was made.
 _WHERE_BUILT = {"derive_in_child", "derive_in_process_below"}
+# Settings of other sections that only the pages and the CLI read (how often the big screen redraws, the
+# thresholds the quality heatmap colours by, the lateness the status tolerates): changing one keeps every
+# snapshot and derived step (tests/test_incremental.py).
+_DISPLAY = {
+    "analytics": {"kiosk_refresh_seconds"},
+    "quality": {"fill_rate_threshold", "validity_threshold", "uniqueness_threshold", "stale_grace_minutes"},
+}
 
 
 def digest(*parts: Any) -> str:
@@ -83,7 +90,7 @@ def code_version() -> str:
 
 
 def settings_version(settings: Settings) -> str:
-    exclude: dict[str, Any] = {k: True for k in _PRESENTATION | {"sources"}} | {"engine": _WHERE_BUILT}
+    exclude: dict[str, Any] = {k: True for k in _PRESENTATION | {"sources"}} | {"engine": _WHERE_BUILT} | _DISPLAY
     data = settings.model_dump(mode="json", exclude=exclude)
     return digest(data, [s.model_dump(mode="json") for s in settings.sources])  # files: by their bytes
 

@@ -47,6 +47,7 @@ import urllib.request
 from asyncio.subprocess import PIPE, STDOUT
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -179,11 +180,36 @@ def load_demo(demo: Settings, tmp_path_factory: pytest.TempPathFactory) -> Setti
     (root / "cockpit.toml").write_text(toml, encoding="utf-8")
     settings = load_settings(root / "cockpit.toml")
     assert settings.analytics.kiosk_refresh_seconds == KIOSK_SECONDS
+    _new_data(settings)
     demo_accounts(settings)
     for user, role in PEOPLE:
         if user != role:
             add_user(settings, user, role, f"{user}-demo")
     return settings
+
+
+def _new_data(settings: Settings) -> None:
+    """What the scenario's refresh finds since the demo's refresh: a CRM follow-up recorded (the last one
+    again a minute later under a new id) and the agency's correction of the last day's spend. The kiosk
+    period is no part of any snapshot's or step's inputs, so without new data `cockpit refresh crm
+    marketing` would keep every snapshot; with it both sources publish new snapshots and the steps that
+    read them are made again."""
+
+    def raw(source: str, entity: str) -> Path:
+        [table] = [t for t in settings.source(source).tables if t.entity == entity]
+        return settings.base_dir / table.path
+
+    activities = raw("crm", "interactions")
+    # id, account, lead, kind, time, ... (the text after them may hold quoted commas)
+    fields = activities.read_bytes().rstrip(b"\n").rsplit(b"\n", 1)[-1].split(b",", 5)
+    later = datetime.strptime(fields[4].decode(), "%Y-%m-%d %H:%M") + timedelta(minutes=1)
+    fields[0], fields[4] = b"GJ9" + fields[0][3:], later.strftime("%Y-%m-%d %H:%M").encode()
+    with activities.open("ab") as f:
+        f.write(b",".join(fields) + b"\n")
+    spend = raw("marketing", "marketing_spend")
+    *lines, last = spend.read_bytes().rstrip(b"\n").split(b"\n")
+    row, amount = last.rsplit(b",", 1)
+    spend.write_bytes(b"\n".join([*lines, row + b"," + f"{float(amount) * 2:.2f}".encode()]) + b"\n")
 
 
 @pytest.fixture(scope="module")
@@ -389,7 +415,9 @@ async def _refresh_each(settings: Settings, run: Run) -> None:
     store, tz = Store(settings.data_path), settings.timezone
     run.refreshing.set()
     for sources in REFRESHES:
-        old = {s: store.read_manifest()["sources"][s]["published_at"] for s in sources}
+        current = store.read_manifest()["sources"]
+        old = {s: current[s]["published_at"] for s in sources}
+        old_snapshots = {s: current[s]["snapshot_id"] for s in sources}
         while any(fmt.local_time(now_utc().isoformat(), tz) == fmt.local_time(o, tz) for o in old.values()):
             await asyncio.sleep(1)  # the old and the new "as of" must read differently
         start = time.monotonic()
@@ -411,6 +439,7 @@ async def _refresh_each(settings: Settings, run: Run) -> None:
                 "seconds": round(time.monotonic() - start, 1),
                 "old_published_at": old,
                 "published_at": {s: new[s]["published_at"] for s in sources},
+                "new_snapshot": {s: new[s]["snapshot_id"] != old_snapshots[s] for s in sources},
                 "output": out.decode(errors="replace")[-2000:],
             }
         )
@@ -510,6 +539,7 @@ def test_five_people_and_the_big_screen_while_a_refresh_publishes(
     for r in run.refreshes:
         assert r["exit_code"] == 0, f"cockpit refresh {' '.join(r['sources'])} exited {r['exit_code']}:\n{r['output']}"
     assert [tuple(r["sources"]) for r in run.refreshes] == list(REFRESHES), run.failures
+    assert all(all(r["new_snapshot"].values()) for r in run.refreshes), run.refreshes  # read and published anew
     # Any box on the big screen (its "refresh failed, retrying" note is a warning); errors anywhere.
     bad = [b for b in run.boxes if b["kind"] != "stAlertContentWarning" or b["role"] == "kiosk"]
     assert not bad, (
