@@ -2,8 +2,10 @@
 build already knows or a job already reads is not asked of another one. The fingerprint of identity's records is
 observed by the job that writes them; the snapshots' schemas are read from their footers on the driver rather
 than by a Spark job per file; pass 1 counts no records on Spark; and the fresh keys' clashes are counted by the
-job that writes them, so none is pulled when there is none. What each gives is checked against Spark's own way
-of getting it (an aggregate over the written records, Spark's schema inference, the links DuckDB makes)."""
+job that writes them, so none is pulled when there is none; Splink's connected components run once (pass 1: the
+pairs join whole pass-1 clusters, found on the driver) and Splink's tables are read back in their schema. What
+each gives is checked against Spark's own way of getting it (an aggregate over the written records, Spark's schema
+inference, the links DuckDB makes, Splink's own SparkAPI, the components over every record)."""
 
 from __future__ import annotations
 
@@ -158,13 +160,26 @@ def test_the_small_demo_resolved_on_spark_links_what_duckdb_links_with_the_fewer
     made = spark_identity.SparkInput(spark, on_spark, store, store.read_manifest(), stage)
     pulled: list[str] = []
     graph = spark_identity.SparkGraph(spark, on_spark, stage)
-    real = graph._pulled
+    real, components, clusters = graph._pulled, graph._components, graph._clusters
+    splink_components: list[str] = []  # the tables Splink's connected components made
+    clustering_jobs: list[int] = []  # the Spark jobs the clusters after scoring started
 
     def counted(sql: str, args: dict[str, Any] | None = None) -> pl.DataFrame:
         pulled.append(sql)
         return real(sql, args)
 
+    def connected(edges_sql: str, out: str, rows: int) -> None:
+        splink_components.append(out)
+        components(edges_sql, out, rows)
+
+    def clustered(*args: Any) -> None:
+        before = _jobs(spark)
+        clusters(*args)
+        clustering_jobs.append(_jobs(spark) - before)
+
     graph._pulled = counted  # type: ignore[method-assign]
+    graph._components = connected  # type: ignore[method-assign]
+    graph._clusters = clustered  # type: ignore[method-assign]
     try:
         made.digest()
         records = spark_identity.SparkRecords(spark, on_spark, store, store.read_manifest(), stage, made)
@@ -180,4 +195,67 @@ def test_the_small_demo_resolved_on_spark_links_what_duckdb_links_with_the_fewer
     assert got.drop("confidence").equals(want.drop("confidence"))  # keys, records, rules
     assert (got["confidence"] - want["confidence"]).abs().max() <= 1.0001e-4
     assert not [sql for sql in pulled if "clash" in sql]  # no fresh key clashed: none brought here
+    # Splink's connected components ran once, for pass 1: the accepted pairs join whole pass-1 clusters, found
+    # without a Spark job (no record is detached)
+    assert splink_components == ["exact"] and clustering_jobs == [0]
+    assert got["match_rule"].eq("probabilistic").sum() > 0  # pairs joined pass-1 clusters
     assert not (stage / jobs.PARTS).exists()
+
+
+def test_the_pairs_join_pass_one_clusters_as_connected_components_over_every_record_do() -> None:
+    """SparkGraph's clusters after scoring (no record detached): pass 1's clusters joined by the accepted pairs and
+    the merges, named by their smallest record, are the components of the records' own graph (each record to its
+    pass-1 cluster's first record, every pair, every merge) with the names Splink gives them."""
+    import numpy as np
+
+    from dashboard.derived.identity import _components
+
+    rng = np.random.default_rng(7)
+    for n, k in ((1, 0), (50, 0), (400, 60), (3_000, 900)):
+        labels = _components(n, [(rng.integers(0, n, n // 2), rng.integers(0, n, n // 2))])
+        first = np.full(n, n)
+        np.minimum.at(first, labels, np.arange(n))
+        exact = first[labels]  # pass 1's clusters, each named by its smallest record (as Splink names them)
+        pairs = pl.DataFrame({"node_l": rng.integers(0, n, k), "node_r": rng.integers(0, n, k)})
+        merge = [(int(a), int(b)) for a, b in rng.integers(0, n, (k // 10, 2))]
+        joined = spark_identity._joined(exact, pairs, merge)
+        assert joined["ex"].is_unique().all()
+        to = dict(zip(joined["ex"].to_list(), joined["cluster"].to_list(), strict=True))
+        got = np.array([to.get(int(e), int(e)) for e in exact])  # the view identity_clusters, record by record
+        m = np.array(merge, dtype=np.int64).reshape(-1, 2)
+        whole = _components(n, [(np.arange(n), exact), (pairs["node_l"].to_numpy(), pairs["node_r"].to_numpy()),
+                                (m[:, 0], m[:, 1])])  # fmt: skip
+        smallest = np.full(n, n)
+        np.minimum.at(smallest, whole, np.arange(n))
+        assert (got == smallest[whole]).all()
+        assert len(set(got)) < len(set(exact)) or k == 0  # the pairs joined clusters
+
+
+def test_splinks_tables_are_read_back_in_their_schema_with_fewer_jobs(on_spark: Settings, spark: Any) -> None:
+    """Splink's connected components through splink_api: the clusters Splink's own SparkAPI makes, each table it
+    writes to break its lineage read back without a Spark job to read its footer, in partitions sized to the rows
+    (Splink's own: half of spark.sql.shuffle.partitions whatever the rows)."""
+    from splink import SparkAPI
+    from splink.clustering import cluster_pairwise_predictions_at_threshold
+
+    folder = _stage(on_spark, "splink_api")
+    spark.sparkContext.setCheckpointDir(jobs.shared_uri(on_spark, folder))
+    chain = [(i, i + 1) for i in range(0, 40) if i % 10 != 9]  # four chains of ten records
+    spark.createDataFrame([(i,) for i in range(45)], "node bigint").createOrReplaceTempView("api_nodes")
+    spark.createDataFrame(chain, "node_l bigint, node_r bigint").createOrReplaceTempView("api_edges")
+    made, started = {}, {}
+    try:
+        for name, db in (("splink", SparkAPI(spark_session=spark)), ("ours", spark_identity.splink_api(spark, 45))):
+            before = _jobs(spark)
+            clusters = cluster_pairwise_predictions_at_threshold(
+                db.register("api_nodes"), db.register("api_edges"), db, "node", "node_l", "node_r"
+            )
+            made[name] = {(r.node, r.cluster_id) for r in clusters.as_spark_dataframe().collect()}
+            started[name] = _jobs(spark) - before
+        assert made["ours"] == made["splink"] and len({c for _, c in made["ours"]}) == 4 + 5
+        assert started["ours"] < started["splink"]
+        shuffle = int(spark.conf.get("spark.sql.shuffle.partitions"))
+        assert spark_identity.splink_api(spark, 45).num_partitions_on_repartition == 1 < -(-shuffle // 2)
+        assert spark_identity.splink_api(spark, 10**8).num_partitions_on_repartition > 100  # a cluster's default
+    finally:
+        shutil.rmtree(folder)

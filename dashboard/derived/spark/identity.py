@@ -8,12 +8,13 @@ blocked and scored on Spark. Training stays where the DuckDB engine does it, on 
 ``Model.train_records`` whatever the data's size: Splink estimates u from *random* pairs, and the two engines
 draw different ones (DEPENDENCY_NOTES: 23,160 against 23,189 clusters at 50k records), so a model trained on each
 would link differently; one model, scored on both, links the same records. Pass 1 (derived.identity.VALUES_SQL, the
-records sharing a phone, an email, an ID number or a customer) and the clusters (connected components over those
-values, the accepted pairs and the merge overrides) run on Spark: Splink's connected components
-(``cluster_pairwise_predictions_at_threshold``) names each cluster by its smallest record, derived.identity by
-scipy's numbering, and only who is in a cluster makes its key. Still on the driver: the records themselves (the
-build reads them there), the features (pinyin is Python), the per-record arrays the links are made from, and a
-split override's re-clustering of the few clusters it cuts.
+records sharing a phone, an email, an ID number or a customer) and its clusters run on Spark: Splink's connected
+components (``cluster_pairwise_predictions_at_threshold``) name each cluster by its smallest record,
+derived.identity by scipy's numbering, and only who is in a cluster makes its key. The accepted pairs and the merge
+overrides then join whole pass-1 clusters: their components over those few clusters are found on the driver, which
+holds the pairs and one pass-1 cluster per record already (SparkGraph._clusters; Splink's components again only
+where a record is detached from its pass-1 cluster). Still on the driver: the per-record arrays the links are made
+from, and a split override's re-clustering of the few clusters it cuts.
 
 Splink's SparkAPI needs a classic SparkSession (it registers its Java functions through the JVM gateway and
 checkpoints through the SparkContext): the engine's session (.session) is one; the Spark Connect packages of
@@ -25,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import math
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +54,7 @@ from dashboard.derived.identity import (
     Overrides,
     Records,
     Scorer,
+    _components,
     prepare_part,
     recluster,
     row_features,
@@ -70,6 +73,51 @@ _TF_SQL = (
     "WHERE name IS NOT NULL GROUP BY name"
 )
 PAIRS = pl.Schema({"node_l": pl.Int64, "node_r": pl.Int64, "match_probability": pl.Float64})
+# the rows of one partition of Splink's tables (splink_api): its predictions' (the pairs scored), each
+# rule's blocked pairs a sixth and the records with their term frequencies a quarter as many partitions
+ROWS_PER_PARTITION = 250_000
+
+
+class _KnownSchema:
+    """The session as Splink's lineage breaking sees it (splink_api): the Parquet it writes is read back in the
+    schema of the frame written, where Splink's own read has Spark run a job to read a footer, one per table."""
+
+    def __init__(self, spark: Any, schema: Any) -> None:
+        self._spark, self._schema = spark, schema
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._spark, name)
+
+    @property
+    def read(self) -> Any:
+        return self._spark.read.schema(self._schema)
+
+
+@functools.cache
+def _splink_api() -> type:
+    from splink import SparkAPI
+
+    class KnownSchemaAPI(SparkAPI):
+        def _break_lineage_and_repartition(self, spark_df: Any, templated_name: str, physical_name: str) -> Any:
+            spark, self.spark = self.spark, _KnownSchema(self.spark, spark_df.schema)
+            try:
+                return super()._break_lineage_and_repartition(spark_df, templated_name, physical_name)
+            finally:
+                self.spark = spark
+
+    return KnownSchemaAPI
+
+
+def splink_api(spark: Any, rows: int) -> Any:
+    """Splink's SparkAPI (splink 5.0.0) for tables of about ``rows`` records. Its intermediate tables break their
+    lineage as Splink's default does off Databricks, written as Parquet into the checkpoint folder (on the shared
+    storage: a lost executor loses none of them; "persist" and "checkpoint" each started more jobs on the small
+    demo, a cached table or a checkpoint's write being a job of its own), and are read back in the schema they
+    were written with (_KnownSchema). They are repartitioned into ``rows`` / ROWS_PER_PARTITION partitions (at
+    least one) rather than Splink's half of spark.sql.shuffle.partitions: on a cluster's default of 200 that is
+    100 tasks and files for each of the demo's few thousand predictions, and too few for 100M records."""
+    parts = max(1, math.ceil(rows / ROWS_PER_PARTITION))
+    return _splink_api()(spark_session=spark, num_partitions_on_repartition=parts)
 
 
 # what the executors make of each record (_record_part): pass 1's columns, the features each record makes alone,
@@ -366,7 +414,7 @@ def scorer(spark: Any, settings: Settings, stage: Path) -> Scorer:
         late = f"the Spark job for identity_links ran past {limit:g} s ([engine] job_timeout_seconds) and was cancelled"
 
         def work() -> None:
-            from splink import Linker, SparkAPI
+            from splink import Linker
 
             spark.sparkContext.setCheckpointDir(shared_uri(settings, folder / "checkpoints"))
             if not made:
@@ -378,7 +426,7 @@ def scorer(spark: Any, settings: Settings, stage: Path) -> Scorer:
                 records = spark.table(FEATURES_VIEW)
             records = records.where(CANDIDATES)
             records.createOrReplaceTempView("identity_records")
-            db = SparkAPI(spark_session=spark)  # registers the jar's jaro_winkler (spark.jars: .session)
+            db = splink_api(spark, feats.height)  # registers the jar's jaro_winkler (spark.jars: .session)
             linker = Linker(db.register("identity_records"), spark_model(trained), log_level=None)
             if model.tf_total:  # a name's frequency over the named records the parameters were made with
                 tf = spark.sql(_TF_SQL, args={"total": model.tf_total})
@@ -477,6 +525,22 @@ FROM figures ORDER BY customer_key, source_system, source_record_id
 """
 
 
+def _joined(exact: np.ndarray, pairs: pl.DataFrame, merge: list[tuple[int, int]]) -> pl.DataFrame:
+    """The pass-1 clusters (``exact``: each record's, named by its smallest record) that ``pairs`` (node_l, node_r)
+    and ``merge`` join to another: (ex, cluster), each named by the smallest pass-1 cluster of its component, which
+    is the smallest record of all its records, as Splink's components over the records name it."""
+    m = np.array(merge, dtype=np.int64).reshape(-1, 2)
+    left = exact[np.concatenate([pairs["node_l"].to_numpy(), m[:, 0]]).astype(np.int64)]
+    right = exact[np.concatenate([pairs["node_r"].to_numpy(), m[:, 1]]).astype(np.int64)]
+    apart = left != right
+    left, right = left[apart], right[apart]
+    ids = np.unique(np.concatenate([left, right]))
+    labels = _components(len(ids), [(np.searchsorted(ids, left), np.searchsorted(ids, right))])
+    smallest = np.full(len(ids), np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(smallest, labels, ids)
+    return pl.DataFrame({"ex": ids, "cluster": smallest[labels]}, schema={"ex": pl.Int64, "cluster": pl.Int64})
+
+
 class SparkGraph(Graph):
     """derived.identity's Graph on ``spark``: pass 1's values (VALUES_SQL) and the clusters as Spark jobs, their
     files in ``stage``'s Spark folder on the shared storage (removed on close); the driver gets one cluster
@@ -499,15 +563,15 @@ class SparkGraph(Graph):
             out[rows["node"].to_numpy()] = rows[column].to_numpy()
         return out
 
-    def _components(self, edges_sql: str, out: str) -> None:
+    def _components(self, edges_sql: str, out: str, rows: int) -> None:
         """Splink's connected components on Spark over the records (identity_nodes) and ``edges_sql``'s (node_l,
-        node_r): each record's cluster, named by its smallest node, as part files ``out`` and the view of it."""
-        from splink import SparkAPI
+        node_r; about ``rows``): each record's cluster, named by its smallest node, as part files ``out`` and the
+        view of it."""
         from splink.clustering import cluster_pairwise_predictions_at_threshold
 
         self.spark.sparkContext.setCheckpointDir(self._uri("checkpoints"))
         self.spark.sql(edges_sql).createOrReplaceTempView("identity_edges")
-        db = SparkAPI(spark_session=self.spark)
+        db = splink_api(self.spark, rows)
         clusters = cluster_pairwise_predictions_at_threshold(
             db.register("identity_nodes"), db.register("identity_edges"), db, "node", "node_l", "node_r"
         )
@@ -535,7 +599,10 @@ class SparkGraph(Graph):
                 "identity_values"
             )
             self.spark.sql(to_spark(RULES_SQL)).createOrReplaceTempView("identity_rules")
-            self._components("SELECT node AS node_l, hub AS node_r FROM identity_values WHERE node <> hub", "exact")
+            rows = max(self._rows("values"), nodes.height if nodes is not None else 0)
+            self._components(
+                "SELECT node AS node_l, hub AS node_r FROM identity_values WHERE node <> hub", "exact", rows
+            )
 
         run_job(self.spark, self.settings, "identity_links", work)
         # every record has its cluster (Splink's components keep the records no pair touches): their number
@@ -548,8 +615,22 @@ class SparkGraph(Graph):
 
         return sum(pq.read_metadata(f).num_rows for f in (self.folder / name).glob("*.parquet"))
 
-    def _clusters(self, pairs: pl.DataFrame, merge: list[tuple[int, int]], detach: list[int]) -> None:
-        """Each record's cluster (Graph.clusters) on Spark: the view identity_clusters."""
+    def _clusters(
+        self, exact: np.ndarray, pairs: pl.DataFrame, merge: list[tuple[int, int]], detach: list[int]
+    ) -> None:
+        """Each record's cluster (Graph.clusters) on Spark: the view identity_clusters. Pass 1's clusters are
+        connected already (Splink's components, exact): with no record detached, the accepted pairs and the merges
+        only join whole pass-1 clusters, so their components are found here over those few clusters (joined), and
+        each record's cluster is a view over pass 1's; a detached record leaves its pass-1 cluster, whose
+        members Splink's components on Spark connect again without it."""
+        if not detach:
+            joined = _joined(exact, pairs, merge)
+            self._view(joined, "identity_joined")
+            self.spark.sql(
+                "SELECT e.node, coalesce(j.cluster, e.cluster) AS cluster FROM identity_exact AS e "
+                "LEFT JOIN identity_joined AS j ON j.ex = e.cluster"
+            ).createOrReplaceTempView("identity_clusters")
+            return
         m = np.array(merge, dtype=np.int64).reshape(-1, 2)
         links = pl.concat(
             [
@@ -563,16 +644,11 @@ class SparkGraph(Graph):
             read_parquet(self.spark, self.settings, self.folder / "links.parquet").createOrReplaceTempView(
                 "identity_pairs"
             )
-            if detach:  # the stars again without the detached records
-                self.spark.sql(*spark_query(DETACHED_HUBS_SQL, {"detach": detach})).createOrReplaceTempView(
-                    "identity_hubs"
-                )
-            else:  # pass 1's clusters as they are: each record to its cluster's first record
-                self.spark.sql("SELECT node, cluster AS hub FROM identity_exact").createOrReplaceTempView(
-                    "identity_hubs"
-                )
+            self.spark.sql(*spark_query(DETACHED_HUBS_SQL, {"detach": detach})).createOrReplaceTempView(
+                "identity_hubs"
+            )  # the stars again without the detached records
             edges = "SELECT node AS node_l, hub AS node_r FROM identity_hubs WHERE node <> hub UNION ALL "
-            self._components(edges + "SELECT node_l, node_r FROM identity_pairs", "clusters")
+            self._components(edges + "SELECT node_l, node_r FROM identity_pairs", "clusters", self.n)
 
         run_job(self.spark, self.settings, "identity_links", work)
 
@@ -639,7 +715,7 @@ class SparkGraph(Graph):
         """Graph.links on Spark: the clusters, a split override's members and their keys' votes there, written as
         Parquet (_LINKS_SQL); the driver holds per record only the links it reads back."""
         merge, apart, detach = overrides
-        self._clusters(pairs, merge, detach)
+        self._clusters(exact, pairs, merge, detach)
         self._split(pairs, merge, detach, apart)
         self._view(pairs.select(list(PAIRS)).cast(PAIRS), "identity_scored")
         before = previous if previous is not None else pl.DataFrame(schema=_PREVIOUS)
