@@ -44,14 +44,15 @@ def cluster() -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The small demo's inputs, generated once: each run refreshes a copy."""
-    from dashboard.demo import generate
-
+def demo(small_demo: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small demo's inputs (the repository's config, seed 42): the raw files of the test process's
+    refreshed small demo (tests/conftest.py), whose copy is ``on_duckdb``. Each run refreshes a copy."""
     root = tmp_path_factory.mktemp("spark_demo") / "template"
-    root.mkdir()
-    shutil.copy(REPO / "cockpit.toml", root / "cockpit.toml")
-    generate(load_settings(root / "cockpit.toml").data_path, "small", 42)
+    for made in ("raw", "demo_truth"):  # what `generate` wrote; the refresh's snapshots and builds are not copied
+        folder = small_demo.data_path / made
+        shutil.copytree(folder, root / folder.relative_to(small_demo.base_dir))
+    shutil.copy(small_demo.base_dir / "cockpit.toml", root / "cockpit.toml")
+    assert (root / "cockpit.toml").read_bytes() == (REPO / "cockpit.toml").read_bytes()
     return root
 
 
@@ -71,8 +72,12 @@ def _refreshed(settings: Settings) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def on_duckdb(demo: Path) -> Settings:
-    return _refreshed(_copy(demo, "duckdb"))
+def on_duckdb(small_demo: Settings) -> Settings:
+    """``demo``'s inputs refreshed with engine duckdb: this module's copy of the process's small demo, made
+    with the same config from the same raw files (refreshing them again here cost a minute under load)."""
+    manifest = json.loads((small_demo.data_path / "manifest.json").read_text(encoding="utf-8"))
+    assert small_demo.engine.kind == "duckdb" and set(manifest["sources"]) == {s.name for s in small_demo.sources}
+    return small_demo
 
 
 # what Splink's Spark linker scored in the cluster's refresh: (records, pairs linked at the threshold)
