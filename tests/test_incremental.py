@@ -166,8 +166,11 @@ def _built(tmp_path_factory: pytest.TempPathFactory, size: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _built(tmp_path_factory, "small")
+def built(small_demo: Settings) -> Path:
+    """The small demo refreshed in full once, as ``_built`` makes it (the repository's config, seed 42): this
+    module's copy of the one the test process made (tests/conftest.py), not a refresh of its own."""
+    assert (small_demo.base_dir / "cockpit.toml").read_bytes() == (REPO / "cockpit.toml").read_bytes()
+    return small_demo.base_dir
 
 
 def _copy(src: Path, dest: Path, with_state: bool) -> Settings:
