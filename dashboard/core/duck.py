@@ -40,6 +40,10 @@ MIN_STEP_MEMORY = 2**30  # what step_memory leaves a step's DuckDB at least
 # golden records at large went 0.5 GiB past what the process held plus the limit when run alone, 1.1 GiB in the build
 # (with 768 MiB of headroom: 5.75 GB against a 6 GB budget)
 STEP_HEADROOM = 1280 * 2**20
+# churn's Python work beside its DuckDB: each cutoff's features (0.4 GB per cutoff for 1.3M customers at large,
+# three cutoffs held through the backtest) and the scoring's arrays (0.7 GB more at its peak); what its DuckDB
+# does not get of [build_memory] it spills (the per-day tables to its temporary folder, read back per cutoff)
+CHURN_HEADROOM = 2560 * 2**20
 
 
 def size_bytes(text: str) -> int:
@@ -81,20 +85,24 @@ def trim_heap() -> bool:
     return True
 
 
-def step_share(budget: int, held: int, limit: int) -> int:
+def step_share(budget: int, held: int, limit: int, headroom: int = STEP_HEADROOM) -> int:
     """Bytes a heavy step's DuckDB may use: what ``budget`` (the whole process's) leaves of ``held`` (what the
-    process holds) and STEP_HEADROOM, at most ``limit`` and at least MIN_STEP_MEMORY."""
-    return min(limit, max(MIN_STEP_MEMORY, budget - held - STEP_HEADROOM))
+    process holds) and ``headroom`` (what the step holds beside its DuckDB), at most ``limit`` and at least
+    MIN_STEP_MEMORY."""
+    return min(limit, max(MIN_STEP_MEMORY, budget - held - headroom))
 
 
 @contextmanager
-def step_memory(con: duckdb.DuckDBPyConnection, budget: str, limit: str) -> Iterator[str]:
+def step_memory(
+    con: duckdb.DuckDBPyConnection, budget: str, limit: str, headroom: int = STEP_HEADROOM
+) -> Iterator[str]:
     """One heavy step on ``con`` (a bounded connection at ``limit``): DuckDB held to ``step_share`` of what the
     process holds once glibc has given back the free memory it kept (``trim_heap``); ``limit`` again after the
     step. Yields the limit set. (gc and Arrow's pool freed under 0.1 GB before golden at large: what the process
-    holds then is golden's own inputs, not leftovers of identity.)"""
+    holds then is golden's own inputs, not leftovers of identity.) ``headroom``: STEP_HEADROOM for golden records,
+    CHURN_HEADROOM for churn, whose Python frames grow beside its DuckDB."""
     trim_heap()
-    share = step_share(size_bytes(budget), process_rss(), size_bytes(limit))
+    share = step_share(size_bytes(budget), process_rss(), size_bytes(limit), headroom)
     held = f"{share // 2**20}MiB"
     con.execute("SET memory_limit = $limit", {"limit": held})
     try:

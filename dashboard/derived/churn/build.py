@@ -206,7 +206,8 @@ def _at(
 
 
 def _matrix(frame: pl.DataFrame) -> F64:
-    return frame.select(pl.col(c).cast(pl.Float64) for c in FEATURES).to_numpy().astype(np.float64)
+    """The features as float64, one copy (polars' own: no second one by astype)."""
+    return np.asarray(frame.select(pl.col(c).cast(pl.Float64) for c in FEATURES).to_numpy(), dtype=np.float64)
 
 
 def _baseline_score(frame: pl.DataFrame, method: str) -> F64:

@@ -44,9 +44,10 @@ class Binner:
         codes[~np.isfinite(x)] = np.nan
         return codes
 
-    def codes(self, x: F64) -> NDArray[np.int64]:
-        """Bin numbers; a missing value gets its own, the one after the last bin."""
-        out = np.empty(x.shape, dtype=np.int64)
+    def codes(self, x: F64) -> NDArray[np.int16]:
+        """Bin numbers; a missing value gets its own, the one after the last bin (at most MAX_BINS + 1: two bytes
+        a value, a quarter of int64's 0.29 GB for 1.3M customers and 28 features)."""
+        out = np.empty(x.shape, dtype=np.int16)
         for j, e in enumerate(self.edges):
             col = x[:, j]
             out[:, j] = np.searchsorted(e, col, side="left")
