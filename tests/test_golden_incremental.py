@@ -52,9 +52,10 @@ def _touched(links: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([sizes.head(5), sizes.filter(pl.col("len") == 1).head(5)]).select("customer_key")
 
 
-def _current(full: Path, folder: Path, touched: pl.DataFrame, kept_key: str) -> Previous:
+def _current(full: Path, folder: Path, touched: pl.DataFrame, kept_key: str, lookup: bool = False) -> Previous:
     """The current build: the full build's files, the touched customers' rows stale, one kept customer's city
-    marked (a copied row keeps it, a row made again would not)."""
+    marked (a copied row keeps it, a row made again would not); with ``lookup`` its customer_lookup too (the
+    touched customers' owners stale, the kept customer's marked), whose kept rows are then copied."""
     folder.mkdir()
     hit = pl.col("customer_key").is_in(touched["customer_key"].implode())
     golden = pl.read_parquet(full / "customer_golden.parquet").with_columns(
@@ -66,14 +67,21 @@ def _current(full: Path, folder: Path, touched: pl.DataFrame, kept_key: str) -> 
     attributes.with_columns(pl.when(hit).then(pl.lit(STALE)).otherwise(pl.col("value")).alias("value")).write_parquet(
         folder / "customer_attributes.parquet"
     )
-    return Previous(folder / "customer_golden.parquet", folder / "customer_attributes.parquet", touched)
+    if lookup:
+        owner = pl.col("owner")
+        pl.read_parquet(full / "customer_lookup.parquet").with_columns(
+            pl.when(hit).then(pl.lit(STALE)).when(pl.col("customer_key") == kept_key).then(pl.lit("copied"))
+            .otherwise(owner).alias("owner")
+        ).write_parquet(folder / "customer_lookup.parquet")  # fmt: skip
+    found = folder / "customer_lookup.parquet" if lookup else None
+    return Previous(folder / "customer_golden.parquet", folder / "customer_attributes.parquet", touched, found)
 
 
 def _sorted(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.sort([c for c, t in frame.schema.items() if not isinstance(t, pl.List)])
 
 
-@pytest.mark.parametrize("records_given", [True, False])
+@pytest.mark.parametrize(("records_given", "lookup"), [(True, False), (False, False), (False, True)])
 def test_a_few_touched_customers_give_the_full_build_row_for_row(
     con: duckdb.DuckDBPyConnection,
     small_demo: Settings,
@@ -81,10 +89,13 @@ def test_a_few_touched_customers_give_the_full_build_row_for_row(
     full: Path,
     tmp_path: Path,
     records_given: bool,
+    lookup: bool,
 ) -> None:
     touched = _touched(links)
-    kept_key = str(links.filter(~pl.col("customer_key").is_in(touched["customer_key"].implode()))["customer_key"][0])
-    previous = _current(full, tmp_path / "current", touched, kept_key)
+    found = pl.read_parquet(full / "customer_lookup.parquet")  # a kept customer with a phone or an e-mail
+    kept_key = str(found.filter(~pl.col("customer_key").is_in(touched["customer_key"].implode()))["customer_key"][0])
+    assert found.filter(pl.col("customer_key").is_in(touched["customer_key"].implode())).height > 0
+    previous = _current(full, tmp_path / "current", touched, kept_key, lookup)
     made = tmp_path / "made"
     made.mkdir()
     records = read_records(con) if records_given else None  # None: read here, the touched customers' only
@@ -96,8 +107,9 @@ def test_a_few_touched_customers_give_the_full_build_row_for_row(
     for table in GOLDEN_TABLES:
         ours = pl.read_parquet(made / f"{table}.parquet")
         theirs = pl.read_parquet(full / f"{table}.parquet")
-        if table == "customer_golden":  # the kept customer's row was copied, not made again
-            assert ours.filter(pl.col("customer_key") == kept_key)["city"].to_list() == ["copied"]
+        marked = {"customer_golden": "city", "customer_lookup": "owner" if lookup else None}.get(table)
+        if marked:  # the kept customer's rows were copied, not made again
+            assert set(ours.filter(pl.col("customer_key") == kept_key)[marked].to_list()) == {"copied"}, table
             ours = ours.filter(pl.col("customer_key") != kept_key)
             theirs = theirs.filter(pl.col("customer_key") != kept_key)
         assert not ours.select(pl.any_horizontal(pl.col(pl.String) == STALE).any()).item(), table

@@ -18,7 +18,7 @@ import duckdb
 import polars as pl
 
 from dashboard.core.config import Settings
-from dashboard.core.duck import CHURN_HEADROOM, drop_relation, quote_path, step_memory, work_connection
+from dashboard.core.duck import drop_relation, quote_path, step_memory, work_connection
 from dashboard.core.store import Manifest, Store, crash_point, new_id, now_utc
 from dashboard.derived import analytics, personal
 from dashboard.derived.analytics import ANALYTICS_TABLES
@@ -230,11 +230,7 @@ def build_derived(
             fit = _kept_fit(settings, store, steps)
             rows = _churn_rows(con, store, steps, links) if fit is not None else None  # the same day: the touched
             # engine spark: the keys, per-day tables and every cutoff's features as Spark jobs, the fit here
-            # DuckDB gets what [build_memory] leaves of what the process holds and of churn's frames (CHURN_HEADROOM)
-            with (
-                spark_churn.churn_on(spark, settings, store, manifest, stage),
-                step_memory(con, settings.build_memory, settings.memory_limit, CHURN_HEADROOM),
-            ):
+            with spark_churn.churn_on(spark, settings, store, manifest, stage):
                 _churn().build(con, settings, links, stage, say, fit, rows)  # scores, model card, calibration
             churn_fit = _fit_entry(steps, stage, fit)
         done("churn", _rows(stage / "churn_scores.parquet"))
@@ -295,7 +291,10 @@ def _golden_previous(
     steps.memo["touched"] = touched  # churn rescores them too
     if touched.height > GOLDEN_COPY_SHARE * links["customer_key"].n_unique():
         return None
-    return Previous(paths["customer_golden"], paths["customer_attributes"], touched)
+    lookup = _previous_files(store, steps, ("customer_lookup",))  # its kept customers' rows copied too
+    return Previous(
+        paths["customer_golden"], paths["customer_attributes"], touched, lookup["customer_lookup"] if lookup else None
+    )
 
 
 def _previous_files(store: Store, steps: _Steps, tables: tuple[str, ...]) -> dict[str, Path] | None:
