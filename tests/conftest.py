@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from dashboard.core.config import CONFIG_ENV, Settings, load_settings
+from tests import dbserver
+from tests.dbserver import Server
 from tests.fixture_data import write_company
 from tests.xdist_groups import pytest_collection_modifyitems  # noqa: F401  (the xdist_group marks, honoured)
 
@@ -66,6 +68,15 @@ def small_demo(_small_demo_template: Path, tmp_path_factory: pytest.TempPathFact
     root = tmp_path_factory.mktemp("small_demo") / "demo"
     shutil.copytree(_small_demo_template, root, symlinks=True)
     return load_settings(root / "cockpit.toml")
+
+
+@pytest.fixture(scope="session", params=["postgres", "mysql"])
+def db_server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    """A real PostgreSQL or MariaDB server (tests/dbserver.py), started once per test process for all the
+    database tests, which make test runs on one worker (xdist_group "databases"); each test resets its tables."""
+    start = dbserver.postgres if request.param == "postgres" else dbserver.mariadb
+    with start() as s:
+        yield s
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from tests import test_source_database as dbt
 from tests.test_source_database import CUSTOMERS, T0, Db, _tree_digest, published, write_config
 
 server, db, erp = dbt.server, dbt.db, dbt.erp  # the real servers and the ERP source of the database tests
+pytestmark = pytest.mark.xdist_group("databases")  # beside them: the servers start once (tests/conftest.py)
 
 TABLE = TableConfig.model_validate(
     {"entity": "customers", "table": "c", "key": "id", "watermark": "ts", "delete_column": "deleted"}

@@ -9,7 +9,6 @@ import random
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -377,13 +376,7 @@ def test_import_page_previews_and_saves_a_source(
 
 
 # -- a database table (PostgreSQL and MariaDB started for the test, as tests/test_source_database.py does) -----
-@pytest.fixture(scope="module", params=["postgres", "mysql"])
-def db_server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    start = dbserver.postgres if request.param == "postgres" else dbserver.mariadb
-    with start() as s:
-        yield s
-
-
+@pytest.mark.xdist_group("databases")  # db_server: tests/conftest.py, started once for all the database tests
 def test_a_database_table(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_server: Server
 ) -> None:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,11 +32,13 @@ CUSTOMERS = 200
 T0 = datetime(2026, 3, 1, 9, 0, 0)
 
 
-@pytest.fixture(scope="module", params=["postgres", "mysql"])
-def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    start = dbserver.postgres if request.param == "postgres" else dbserver.mariadb
-    with start() as s:
-        yield s
+# the servers are shared with tests/test_extract_deltas.py and tests/test_source_add.py (tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("databases")
+
+
+@pytest.fixture
+def server(db_server: Server) -> Server:
+    return db_server
 
 
 class Db:
