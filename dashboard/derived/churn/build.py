@@ -630,16 +630,14 @@ def run(
         return _rescore(con, settings, run_, kept, churn_features.features_at(con, d, kept.train_horizon_days))
 
     say(f"churn: customers at {as_of} (horizon {h} days)")
-    now, run_.bgnbd = _served_frame(con, d, h)
     t1, t2 = d - 2 * h, d - h
     windows = _Windows(con, d, h, first)
     back_test, back_train = windows.at(1), windows.at(2)
-    extra.update(customers_scored=now.height)
     metrics: dict[str, dict[str, float | None]] = {}
     bins: dict[str, Bins] = {}
     per_method: dict[str, dict[str, object]] = {}
     final: Fitted | None = None
-    frame = now  # the customers as the served method sees them
+    frame: pl.DataFrame | None = None  # the customers as the served method sees them (at D: read after the fits)
     if back_train.height and back_test.height and _validated((back_train, back_test)):
         train = windows.stacked(2)
         say(f"churn: backtest, baselines fitted on {train.height} customer windows, judged on {back_test.height}")
@@ -693,6 +691,9 @@ def run(
             f"{2 * h} days before the as-of date): BG/NBD's own probability of no activity is used"
         )
     del back_train, back_test, windows  # the fits are done: free their frames and the per-day tables
+    if frame is None:  # read now, not beside the backtest's: at large 0.4 GB less at its peak
+        frame, run_.bgnbd = _served_frame(con, d, h)
+    extra.update(customers_scored=frame.height)
     churn_features.drop_days(con)
     ranking, risk, reasons = _score(frame, final, run_.method, run_.train_horizon_days)
     run_.scored = frame.height
