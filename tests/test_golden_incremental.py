@@ -16,7 +16,7 @@ from polars.testing import assert_frame_equal
 from dashboard.core.config import Settings
 from dashboard.core.duck import work_connection
 from dashboard.core.store import Store
-from dashboard.derived.golden import GOLDEN_TABLES, Previous, write_golden
+from dashboard.derived.golden import GOLDEN_TABLES, Previous, touched_customers, write_golden
 from dashboard.derived.identity import read_records
 from dashboard.derived.tables import attach_views
 
@@ -132,3 +132,18 @@ def test_nothing_touched_copies_every_row(
     for table in GOLDEN_TABLES:
         ours, theirs = (pl.read_parquet(f / f"{table}.parquet") for f in (made, full))
         assert_frame_equal(_sorted(ours), _sorted(theirs))
+
+
+def test_links_kept_touch_the_changed_rows_customers_as_the_same_links_compared_do(links: pl.DataFrame) -> None:
+    """touched_customers without the current build's links (identity kept, its files linked) touches what
+    comparing two copies of the same links touches: the customers of the changed rows, no record moved."""
+    customers = links.filter((pl.col("record_kind") == "customer") & (pl.col("source_system") == "erp"))
+    changes = {
+        "orders": customers.head(7).select("source_system", pl.col("source_record_id").alias("customer_ref")),
+        "customers": customers.tail(3).select("source_system", "source_record_id"),
+    }
+    kept = touched_customers(None, links, changes)
+    compared = touched_customers(links.clone(), links, changes)
+    assert 0 < kept.height <= 10
+    assert sorted(kept["customer_key"].to_list()) == sorted(compared["customer_key"].to_list())
+    assert set(kept["customer_key"]) == set(customers.head(7)["customer_key"]) | set(customers.tail(3)["customer_key"])

@@ -287,7 +287,7 @@ def _golden_previous(
     changes = _changes(con, steps) if paths else None
     if paths is None or changes is None:
         return None
-    touched = touched_customers(pl.read_parquet(paths["identity_links"]), links, changes)
+    touched = touched_customers(_old_links(steps, paths["identity_links"]), links, changes)
     steps.memo["touched"] = touched  # churn rescores them too
     if touched.height > GOLDEN_COPY_SHARE * links["customer_key"].n_unique():
         return None
@@ -295,6 +295,12 @@ def _golden_previous(
     return Previous(
         paths["customer_golden"], paths["customer_attributes"], touched, lookup["customer_lookup"] if lookup else None
     )
+
+
+def _old_links(steps: _Steps, path: Path) -> pl.DataFrame | None:
+    """The current build's identity links, for touched_customers; None when identity was kept (its files linked):
+    they are this build's links."""
+    return None if "identity" in steps.reused else pl.read_parquet(path)
 
 
 def _previous_files(store: Store, steps: _Steps, tables: tuple[str, ...]) -> dict[str, Path] | None:
@@ -528,7 +534,7 @@ def _churn_rows(
         return None
     touched = steps.memo.get("touched")
     if touched is None:  # golden records kept, or made for everyone
-        touched = touched_customers(pl.read_parquet(paths["identity_links"]), links, changes)
+        touched = touched_customers(_old_links(steps, paths["identity_links"]), links, changes)
     build = _churn()
     keys = pl.concat([touched["customer_key"].cast(pl.String), build.churn_features.own_keys(changes)])
     kept: churn.KeptRows = build.KeptRows(rows, paths["churn_scores"], keys.unique().to_frame())
