@@ -18,7 +18,7 @@ import duckdb
 import polars as pl
 
 from dashboard.core.config import Settings
-from dashboard.core.duck import drop_relation, quote_path, step_memory, work_connection
+from dashboard.core.duck import CHURN_HEADROOM, drop_relation, quote_path, step_memory, work_connection
 from dashboard.core.store import Manifest, Store, crash_point, new_id, now_utc
 from dashboard.derived import analytics, personal
 from dashboard.derived.analytics import ANALYTICS_TABLES
@@ -230,7 +230,11 @@ def build_derived(
             fit = _kept_fit(settings, store, steps)
             rows = _churn_rows(con, store, steps, links) if fit is not None else None  # the same day: the touched
             # engine spark: the keys, per-day tables and every cutoff's features as Spark jobs, the fit here
-            with spark_churn.churn_on(spark, settings, store, manifest, stage):
+            # DuckDB gets what [build_memory] leaves of what the process holds and of churn's frames (CHURN_HEADROOM)
+            with (
+                spark_churn.churn_on(spark, settings, store, manifest, stage),
+                step_memory(con, settings.build_memory, settings.memory_limit, CHURN_HEADROOM),
+            ):
                 _churn().build(con, settings, links, stage, say, fit, rows)  # scores, model card, calibration
             churn_fit = _fit_entry(steps, stage, fit)
         done("churn", _rows(stage / "churn_scores.parquet"))
