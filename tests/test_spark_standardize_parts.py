@@ -16,6 +16,7 @@ import pytest
 from dashboard.core import parse
 from dashboard.core.config import EngineConfig, Settings, load_settings, parse_settings
 from dashboard.core.store import Store
+from dashboard.derived.spark.standardize import Finished
 from dashboard.pipeline import suppression
 from dashboard.pipeline.progress import Tracker
 from dashboard.pipeline.refresh import SourceResult, refresh_source
@@ -107,8 +108,10 @@ def test_the_driver_gets_counts_and_problems_never_the_rows(tmp_path: Path, resu
     settings = _forms(tmp_path, {"a.csv": a, "b.csv": b})
     result, folder = _refresh(settings, "forms")
     assert result.published and result.rows == {"leads": 2 * ROWS}
-    assert [type(r) for r in results] == [Part, Part]  # one task per file, each a Part
-    for part in results:
+    # one task per file, each a Part; then one task finishing the small entity, its counts only
+    assert [type(r) for r in results] == [Part, Part, Finished]
+    assert (results[2].kept, results[2].rejected, results[2].duplicates) == (2 * ROWS, 0, {})
+    for part in results[:2]:
         assert part.rows == ROWS and part.issues == []
         # of its rows only the first date values that rank the formats, as one machine ranks them
         assert [len(t) for t in part.texts.values()] == [parse.FORMAT_SAMPLE]
@@ -125,7 +128,7 @@ def test_a_file_whose_dates_read_two_ways_is_read_as_the_whole_table_says(tmp_pa
     settings = _forms(tmp_path, {"a.csv": a, "b.csv": b})
     result, folder = _refresh(settings, "forms")
     assert result.rows == {"leads": 20}
-    assert [p.file for p in results].count("b.csv") == 2  # b.csv's part made again
+    assert [p.file for p in results if isinstance(p, Part)].count("b.csv") == 2  # b.csv's part made again
     dates = pl.read_parquet(folder / "leads.parquet").filter(pl.col("lead_id") == "L10").get_column("created_at")
     assert (dates.dt.month().item(), dates.dt.day().item()) == (3, 4)
 
@@ -192,9 +195,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.mark.parametrize("source", ["crm", "wechat"])
 def test_the_demo_snapshot_is_the_duckdb_engines_file_for_file_in_the_same_order(
-    demo: Settings, tmp_path: Path, source: str
+    demo: Settings, tmp_path: Path, source: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """crm: leads sorted by their date, interactions and lead events in record order; wechat: several files."""
+    """crm: leads sorted by their date, interactions and lead events in record order; wechat: several files.
+    Finished by Spark's jobs (duplicates from a row hash, Spark's sort, the files joined), as a big entity is:
+    a small one's single task runs the DuckDB engine's own code (tests/test_spark_standardize.py)."""
+    from dashboard.pipeline import spark_sources
+
+    monkeypatch.setattr(spark_sources, "ONE_TASK_ROWS", 0)
     duck = demo.model_copy(update={"data_dir": tmp_path / "duck"})
     spark = _on(demo.model_copy(update={"data_dir": tmp_path / "spark"}), LOCAL)
     (d_res, d_dir), (s_res, s_dir) = _refresh(duck, source), _refresh(spark, source)

@@ -74,11 +74,13 @@ def _line(i: int, at: str | None = None, tel: str | None = None, who: str = "") 
 
 @pytest.fixture
 def tasks(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Spans of about 4 kB (a test file of a few thousand rows is many tasks); the Parts the tasks returned."""
+    """Spans of about 4 kB (a test file of a few thousand rows is many tasks), finished by Spark's jobs; the
+    Parts the tasks returned."""
     from dashboard.derived.spark import standardize as on_spark
     from dashboard.pipeline import spark_sources
 
     monkeypatch.setattr(spark_sources, "SPAN_BYTES", 4096)
+    monkeypatch.setattr(spark_sources, "ONE_TASK_ROWS", 0)  # finished by Spark's jobs, as a big entity is
     out: list[Any] = []
     real = on_spark.map_parts
 
@@ -149,7 +151,9 @@ def test_two_rows_that_only_share_a_hash_are_both_kept(tmp_path: Path, monkeypat
     from pyspark.sql import functions as F
 
     from dashboard.derived.spark import standardize as on_spark
+    from dashboard.pipeline import spark_sources
 
+    monkeypatch.setattr(spark_sources, "ONE_TASK_ROWS", 0)
     monkeypatch.setattr(on_spark, "_row_hash", lambda columns: F.lit(7))
     lines = [_line(i) for i in range(50)] + [_line(3), _line(3)]  # rows 51 and 52 repeat row 4
     (tmp_path / "in").mkdir()

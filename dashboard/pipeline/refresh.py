@@ -35,8 +35,8 @@ from dashboard.pipeline.standardize import (
     REJECT_COL,
     RowIssue,
     Standardized,
-    record_order,
     release_engine,
+    sort_staged,
     standardize,
     start_engine,
 )
@@ -281,10 +281,8 @@ def refresh_source(
         keep = std.frame.filter(pl.col(REJECT_COL).is_null())
         result.rows[entity] = keep.height
         result.rejected_rows += std.frame.height - keep.height
-        if entity in RECORD_ORDER:  # ties in the rows' order, as the Spark engine sorts (derived/spark/standardize)
-            keep = keep.sort(record_order(keep, RECORD_ORDER[entity]), maintain_order=True)
-        elif entity in SORT_BY:
-            keep = keep.sort(SORT_BY[entity], nulls_last=True, maintain_order=True)
+        # ties in the rows' order, as the Spark engine sorts (derived/spark/standardize)
+        keep = sort_staged(keep, RECORD_ORDER.get(entity) or SORT_BY.get(entity))
         keep.drop(FILE_COL, ROW_COL, REJECT_COL).write_parquet(stage_dir / f"{entity}.parquet", compression="zstd")
         rejected = std.frame.filter(pl.col(REJECT_COL).is_not_null())
         if rejected.height:

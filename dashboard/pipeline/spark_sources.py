@@ -7,7 +7,8 @@ engines), drops the people on the suppression list and writes its rows as a Parq
 staging folder. The driver gets back counts and row problems only (file, row, column, value: the clear
 messages). Spark jobs then remove exact duplicates over each whole table (found from a row hash) and write the
 files a snapshot stages (derived/spark/standardize.finish_parts), which the gate and the quality profile read
-where they lie.
+where they lie; an entity of at most ONE_TASK_ROWS rows is finished by one task running the DuckDB engine's
+own code instead.
 Database, API and drop-folder sources are pulled by the driver anyway: they keep ``standardize``'s path.
 """
 
@@ -17,6 +18,7 @@ import shutil
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -28,22 +30,31 @@ from dashboard.pipeline.standardize import (
     REJECT_COL,
     RowIssue,
     date_texts,
+    drop_exact_duplicates,
     duplicate_columns,
     duplicate_issue,
     erased_issue,
     merge_issues,
     missing_issues,
+    sort_staged,
     standardize_rows,
     suppress,
 )
 from dashboard.sources import READERS, SPLITTERS, read_file, table_files
 from dashboard.sources.columns import FILE_COL, ROW_COL, DuplicateHeader, Span, collect_duplicates
 
+if TYPE_CHECKING:
+    from dashboard.derived.spark.standardize import Finished
+
 PARTS = "parts"  # in a snapshot's staging folder: the executors' parts, removed before it is published
 # A file of more than twice this many bytes (CSV; Parquet: its row groups' uncompressed bytes) is read in
 # spans of about this size, each a task of its own: a big file is read, standardized and written by several
 # executors' cores at once, each holding a span's rows
 SPAN_BYTES = 8 << 20
+# An entity of at most this many input rows is finished by one task running the DuckDB engine's own code
+# (duplicates, order, the staged files): Spark's jobs for duplicates and the sort cost more than its rows
+# there (at the small demo ~2 CPU-s an entity); a bigger one by Spark's jobs (finish_parts)
+ONE_TASK_ROWS = 200_000
 
 
 def on_executors(settings: Settings, source: SourceConfig) -> bool:
@@ -180,17 +191,22 @@ def standardize_entity(
         redone = {r.index: r for r in map_parts(settings, job, again, partial(work, formats=formats))}
         parts = [redone.get(p.index, p) for p in parts]
     ent = ENTITIES[entity]
-    finished = finish_parts(
-        settings,
-        f"the staged files of {source.name}.{entity}",
-        folder,
-        stage_dir,
-        entity,
-        Columns(FILE_COL, ROW_COL, REJECT_COL),
-        duplicate_columns(parts[0].columns, ent),
-        order,
-        [Piece(t.index, t.table, p.rejected) for t, p in zip(tasks, parts, strict=True)],
-    )
+    name = f"the staged files of {source.name}.{entity}"
+    if sum(p.rows for p in parts) <= ONE_TASK_ROWS:
+        one = _OneTask(str(folder), [t.index for t in tasks], str(stage_dir), entity, order)
+        [finished] = map_parts(settings, name, [one], _finish_in_one_task)
+    else:
+        finished = finish_parts(
+            settings,
+            name,
+            folder,
+            stage_dir,
+            entity,
+            Columns(FILE_COL, ROW_COL, REJECT_COL),
+            duplicate_columns(parts[0].columns, ent),
+            order,
+            [Piece(t.index, t.table, p.rejected) for t, p in zip(tasks, parts, strict=True)],
+        )
     issues: list[RowIssue] = []
     file_rows: dict[str, int] = {}
     for i in tables:
@@ -218,6 +234,43 @@ def standardize_entity(
         issues,
         file_rows,
     )
+
+
+@dataclass(frozen=True)
+class _OneTask:
+    folder: str  # the entity's parts
+    indexes: list[int]  # in the rows' order
+    stage_dir: str
+    entity: str
+    order: tuple[str, ...] | str | None
+
+
+def _finish_in_one_task(task: _OneTask) -> Finished:
+    """On an executor: a small entity's parts made into its staged files by the DuckDB engine's own code
+    (exact duplicates within each table, the kept rows' order, the files as refresh writes them)."""
+    from dashboard.derived.spark.standardize import PART, TABLE, Finished, part_name
+
+    folder, stage = Path(task.folder), Path(task.stage_dir)
+    rows = pl.concat([pl.read_parquet(folder / part_name(i)) for i in task.indexes], how="diagonal_relaxed")
+    checked = folder.parent / f"{folder.name}-checked.parquet"
+    done = Finished(checked, 0, 0)
+    tables = []
+    for table in rows.partition_by(TABLE, maintain_order=True):
+        kept, issue = drop_exact_duplicates(table.drop(PART, TABLE), ENTITIES[task.entity])
+        tables.append(kept)
+        if issue:
+            at = int(table.get_column(TABLE)[0])
+            done.duplicates[at] = issue.count
+            done.samples[at] = [(s["file"], int(s["row"])) for s in issue.samples]
+    frame = pl.concat(tables, how="diagonal_relaxed")
+    frame.write_parquet(checked)
+    keep = sort_staged(frame.filter(pl.col(REJECT_COL).is_null()), task.order)
+    keep.drop(FILE_COL, ROW_COL, REJECT_COL).write_parquet(stage / f"{task.entity}.parquet", compression="zstd")
+    aside = frame.filter(pl.col(REJECT_COL).is_not_null())
+    if aside.height:
+        aside.write_parquet(stage / f"{task.entity}.rejected.parquet")
+    done.kept, done.rejected = keep.height, aside.height
+    return done
 
 
 def _read_whole(
