@@ -493,6 +493,7 @@ def _scores(
         .with_columns(
             band.alias("risk_band"), (pl.col("risk") * pl.col("value_at_stake")).alias("expected_value_at_risk")
         )
+        .select(*_PUBLISHED)  # the join and sort below copy these, not every feature (at large 1.3M rows)
     )
     if owners is None:
         attrs = churn_features.attributes(con, out)
@@ -522,6 +523,11 @@ def _scores(
         pl.lit(run.as_of).alias("as_of"),
         pl.lit(run.method).alias("method"),
     )
+
+
+# what _scores publishes of its frame (with rank, owner, region, as_of and method)
+_PUBLISHED = ("customer_key", "segment", "risk", "risk_band", "expected_value_at_risk", "value_at_stake",
+              "last_activity_at", "recency_days", "order_days", "monetary", *REASON_COLUMNS)  # fmt: skip
 
 
 def _card(
