@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from dashboard.core.config import CONFIG_ENV, Settings, load_settings
+from dashboard.core.config import AS_OF_ENV, CONFIG_ENV, Settings, load_settings, today
 from tests import dbserver
 from tests.dbserver import Server
 from tests.fixture_data import write_company
 from tests.xdist_groups import pytest_collection_modifyitems  # noqa: F401  (the xdist_group marks, honoured)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One "today" for the whole run: the day the run started in the demo's timezone, held in COCKPIT_AS_OF,
+    which xdist's workers and every program a test starts inherit. Golden records' lifecycle and churn's last
+    day read follow it, so a demo refreshed early in the run and one refreshed after midnight in Shanghai
+    (16:00 UTC) give the same numbers (tests/test_as_of.py). A day set by whoever runs the tests is kept."""
+    os.environ.setdefault(AS_OF_ENV, today(Settings().timezone).isoformat())
 
 
 @pytest.fixture(autouse=True)

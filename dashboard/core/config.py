@@ -8,9 +8,10 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -27,6 +28,9 @@ SMTP_PASSWORD_ENV = "COCKPIT_SMTP_PASSWORD"
 CHANNEL_ENV = "COCKPIT_CHANNEL_{name}"  # + _URL / _SECRET: a notification channel's webhook and signing secret
 NOTIFY_SOCKET_ENV = "NOTIFY_SOCKET"  # systemd's (Type=notify): where `cockpit serve` says it is ready and alive
 WATCHDOG_USEC_ENV = "WATCHDOG_USEC"  # systemd's WatchdogSec=, in microseconds: how often to say so
+# "YYYY-MM-DD": the day a refresh's derived build takes as today (golden records' lifecycle, churn's last day
+# read) instead of the clock's date in [timezone]: to replay a day, or to hold one day across a long run
+AS_OF_ENV = "COCKPIT_AS_OF"
 CRASH_ENV = "COCKPIT_CRASH_AT"  # test hook: SIGKILL this process at the named point
 PAUSE_ENV = "COCKPIT_PAUSE_AT"  # test hook: "point:seconds" sleeps there (a signal can arrive mid-refresh)
 CONFIG_NAME = "cockpit.toml"
@@ -765,6 +769,17 @@ def env(name: str) -> str | None:
     """The environment variable ``name``, None when unset or empty. The one read of the environment in
     the package: the fixed names above, and those a config names (``env:VARIABLE`` references)."""
     return os.environ.get(name) or None
+
+
+def today(timezone: str) -> date:
+    """The refresh's "today": the day COCKPIT_AS_OF names when it is set, else the clock's date in ``timezone``."""
+    text = env(AS_OF_ENV)
+    if text is None:
+        return datetime.now(ZoneInfo(timezone)).date()
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(f"{AS_OF_ENV}: '{text}' is not a day like 2026-03-15") from None
 
 
 def export_environment(values: dict[str, str]) -> None:

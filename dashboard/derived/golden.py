@@ -12,12 +12,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import duckdb
 import polars as pl
 
-from dashboard.core.config import Settings
+from dashboard.core.config import Settings, today
 from dashboard.core.duck import quote_path
 from dashboard.core.parse import pinyin
 from dashboard.derived.identity import RECORDS_SQL, read_records
@@ -376,8 +375,9 @@ ORDER BY attribute, value"""
 
 def start_of_today(settings: Settings) -> dt.datetime:
     """The lifecycle's "now": today's start (naive local, as the dates are), so that every build of one
-    day agrees and a build reused later that day (pipeline/fingerprint.py) is the one it would make."""
-    return dt.datetime.combine(dt.datetime.now(ZoneInfo(settings.timezone)).date(), dt.time())
+    day agrees and a build reused later that day (pipeline/fingerprint.py) is the one it would make; the day
+    COCKPIT_AS_OF names when it is set (core/config.py today)."""
+    return dt.datetime.combine(today(settings.timezone), dt.time())
 
 
 @dataclass(frozen=True)

@@ -8,16 +8,15 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 import duckdb
 import polars as pl
 
-from dashboard.core.config import Settings
+from dashboard.core.config import Settings, today
 from dashboard.core.duck import CHURN_HEADROOM, drop_relation, quote_path, step_memory, work_connection
 from dashboard.core.store import Manifest, Store, crash_point, new_id, now_utc
 from dashboard.derived import analytics, personal
@@ -84,7 +83,7 @@ class _Steps:
         self.before: dict[str, str] = {} if full else (current.get("steps") or {})
         self.tables: dict[str, str] = current.get("tables") or {}
         self.base = fingerprint.digest(fingerprint.code_version(), fingerprint.settings_version(settings))
-        self.today = datetime.now(ZoneInfo(settings.timezone)).date().isoformat()
+        self.today = today(settings.timezone).isoformat()  # golden's and churn's day (COCKPIT_AS_OF when set)
         self.keys: dict[str, str] = {}
         self.memo: dict[str, Any] = {}  # what two steps ask for, read once (the rows that changed)
         self.reused: list[str] = []

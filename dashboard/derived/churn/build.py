@@ -47,7 +47,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import duckdb
 import numpy as np
@@ -57,6 +56,7 @@ from scipy.stats import rankdata
 from sklearn.isotonic import IsotonicRegression
 
 from dashboard.core.config import Settings
+from dashboard.core.config import today as config_today
 from dashboard.core.duck import attach_entities, attach_table, work_connection
 from dashboard.core.errors import CockpitError
 from dashboard.core.store import Store
@@ -610,7 +610,7 @@ def run(
     """
     say = progress or (lambda _m: None)
     h = int(horizon_days or settings.churn.horizon_days)
-    today = datetime.now(ZoneInfo(settings.timezone)).date()
+    today = config_today(settings.timezone)  # COCKPIT_AS_OF when set
     priorities = {s.name: s.priority for s in settings.sources}
     latest = churn_features.day_number(today + timedelta(days=1))
     if kept is not None and kept.horizon_days == h and rows is not None and as_of is None:
