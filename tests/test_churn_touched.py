@@ -6,15 +6,14 @@ rescoring everyone with that fit publishes. A change that moves the as-of day re
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from dashboard.core.config import Settings, load_settings
+from dashboard.core.config import Settings, load_settings, today
 from dashboard.core.duck import attach_entities, work_connection
 from dashboard.core.store import Store
 from dashboard.derived.churn import build as churn
@@ -128,7 +127,7 @@ def test_a_new_active_day_and_a_customer_without_a_record_rescore_everyone_with_
 def test_an_order_after_the_last_activity_moves_the_as_of_day_and_rescores_everyone(demo: Settings) -> None:
     before, _ = _published(demo)
     orders = pl.read_parquet(demo.data_path / ORDERS)
-    tomorrow = datetime.now(ZoneInfo(demo.timezone)).date() + timedelta(days=1)  # the last day a refresh reads
+    tomorrow = today(demo.timezone) + timedelta(days=1)  # the last day a refresh reads (COCKPIT_AS_OF's, held)
     lines: list[str] = []
     change = _change_orders(demo, _again(orders, slice(0, 1), ERDAT=tomorrow.strftime("%Y%m%d")))
     assert refresh(demo, change, progress=lines.append).exit_code == 0
