@@ -465,14 +465,15 @@ def _scores(
     con: duckdb.DuckDBPyConnection,
     frame: pl.DataFrame,
     risk: F64,
-    reasons: pl.DataFrame,
+    reasons: pl.DataFrame | None,
     settings: Settings,
     run: ChurnRun,
-    owners: tuple[pl.DataFrame, pl.Series] | None = None,
+    owners: tuple[pl.DataFrame, pl.DataFrame] | None = None,
 ) -> pl.DataFrame:
     """``frame``: the customers as the served method saw them; ``risk``: the served risk, ``reasons`` their
     reasons (_score), in their order. ``owners``: the owner and region of the customers not touched (a kept
-    build's), and the touched keys."""
+    build's) and the touched customers (customer_key); ``reasons`` None: both of ``owners``' frames hold the
+    customers' reasons too, joined by key (the kept customers' are not joined with their features again)."""
     cfg, h = settings.churn, run.horizon_days
     pace = pl.col("spend_2y").clip(lower_bound=0) / pl.col("tenure_days").clip(h, VALUE_WINDOW_DAYS) * h
     band = (
@@ -483,7 +484,7 @@ def _scores(
         .otherwise(pl.lit("low"))
     )
     out = (
-        pl.concat([frame, reasons], how="horizontal")
+        (frame if reasons is None else pl.concat([frame, reasons], how="horizontal"))
         .with_columns(
             pl.Series("risk", risk),
             pace.alias("value_at_stake"),
@@ -493,13 +494,16 @@ def _scores(
         .with_columns(
             band.alias("risk_band"), (pl.col("risk") * pl.col("value_at_stake")).alias("expected_value_at_risk")
         )
-        .select(*_PUBLISHED)  # the join and sort below copy these, not every feature (at large 1.3M rows)
-    )
+        .select(*(c for c in _PUBLISHED if reasons is not None or c not in REASON_COLUMNS))
+    )  # the join and sort below copy these, not every feature (at large 1.3M rows)
     if owners is None:
         attrs = churn_features.attributes(con, out)
     else:
         same, touched = owners
-        attrs = pl.concat([same, churn_features.attributes(con, out.filter(pl.col("customer_key").is_in(touched)))])
+        made = churn_features.attributes(con, out.filter(pl.col("customer_key").is_in(touched["customer_key"])))
+        if reasons is None:  # the touched customers' reasons, made again (_touched_only)
+            made = made.join(touched, on="customer_key", how="left")
+        attrs = pl.concat([same, made.select(same.columns)])
     out = out.join(attrs, on="customer_key", how="left").sort(
         ["expected_value_at_risk", "risk", "customer_key"], descending=[True, True, False]
     )
@@ -749,14 +753,18 @@ def _rescore(
     scaled = kept.fitted is not None and kept.fitted.scaled  # its risk is the whole population's (_to_target)
     reuse = same is not None and same.bgnbd == run_.bgnbd and not scaled
     part = _touched_only(same, kept, th, target) if same is not None and reuse else None
-    if part is not None and same is not None:
-        frame, ranking, risk, reasons = part
+    owners = None
+    reasons: pl.DataFrame | None
+    if part is not None and same is not None:  # the kept customers' reasons joined once, with their owners
+        frame, ranking, risk, touched_reasons = part
         run_.scored = same.new.height
+        reasons, owners = None, (same.scores, touched_reasons)
     else:
         frame = _with_bgnbd(raw, th, target, run_.bgnbd) if run_.bgnbd is not None else raw
         ranking, risk, reasons = _score(frame, kept.fitted, kept.method, th)
         run_.scored = frame.height
-    owners = (same.scores.select("customer_key", "owner", "region"), same.touched) if same is not None else None
+        if same is not None:
+            owners = (same.scores.select("customer_key", "owner", "region"), same.touched.to_frame())
     run_.scores = _scores(con, frame, _served(risk, ranking), reasons, settings, run_, owners)
     run_.rows = frame.with_columns(pl.Series(SCORE_COLUMNS[0], ranking), pl.Series(SCORE_COLUMNS[1], risk))
     # the fit's card (its backtest, when it was trained), for the customers scored now
@@ -770,23 +778,26 @@ def _rescore(
 def _touched_only(
     same: _Untouched, kept: KeptFit, horizon: int, target: int | None
 ) -> tuple[pl.DataFrame, F64, F64, pl.DataFrame] | None:
-    """_rescore's frame, scores, risks and reasons with only the touched customers scored: the others' BG/NBD
-    figures, scores and reasons are their own numbers' under the same fits (_with_bgnbd, _score), so they are
-    taken as they were. None when the kept rows and scores do not name the same customers."""
+    """_rescore's frame, scores and risks (every customer, in key order) with only the touched customers scored,
+    and those customers' reasons (customer_key and REASON_COLUMNS): the others' BG/NBD figures, scores and
+    reasons are their own numbers' under the same fits (_with_bgnbd, _score), so they are taken as they were (their
+    reasons from their churn_scores rows, joined once with their owners in _scores). None when the kept rows and
+    scores do not name the same customers."""
     new = _with_bgnbd(same.new, horizon, target, same.bgnbd)
     if new.height:
         ranking, risk, reasons = _score(new, kept.fitted, kept.method, horizon)
-        new = pl.concat([new.with_columns(pl.Series(SCORE_COLUMNS[0], ranking), pl.Series(SCORE_COLUMNS[1], risk)),
-                         reasons], how="horizontal")  # fmt: skip
+        new = new.with_columns(pl.Series(SCORE_COLUMNS[0], ranking), pl.Series(SCORE_COLUMNS[1], risk))
+        reasons = pl.concat([new.select("customer_key"), reasons], how="horizontal")
     else:
-        empty = pl.DataFrame(schema={**dict.fromkeys(SCORE_COLUMNS, pl.Float64), **_REASON_TYPES})
-        new = pl.concat([new, empty], how="horizontal")
-    old = same.rows.join(same.scores.select("customer_key", *REASON_COLUMNS), on="customer_key")
-    if old.height != same.rows.height or not set(new.columns) <= set(old.columns):
+        new = new.with_columns(pl.lit(None, pl.Float64).alias(c) for c in SCORE_COLUMNS)
+        reasons = pl.DataFrame(schema={"customer_key": pl.String, **_REASON_TYPES})
+    old, named = same.rows, same.scores["customer_key"]
+    if named.len() != old.height or not named.is_in(old["customer_key"]).all():
+        return None
+    if not set(new.columns) <= set(old.columns):
         return None
     both = pl.concat([old.select(new.columns), new]).sort("customer_key")
-    frame = both.drop(*SCORE_COLUMNS, *REASON_COLUMNS)
-    return frame, both[SCORE_COLUMNS[0]].to_numpy(), both[SCORE_COLUMNS[1]].to_numpy(), both.select(REASON_COLUMNS)
+    return both.drop(*SCORE_COLUMNS), both[SCORE_COLUMNS[0]].to_numpy(), both[SCORE_COLUMNS[1]].to_numpy(), reasons
 
 
 _REASON_TYPES = dict.fromkeys(REASON_COLUMNS, pl.List(pl.String))
