@@ -30,6 +30,7 @@ P = TypeVar("P")
 PART, TABLE = "part_index", "table_index"
 _RANK = "rank_in_group"
 _HASH = "row_hash"
+_SORT_KEY = "__sort_key"  # the record order's key, while Spark sorts by it
 # candidate hashes sent whole to every task of the comparison up to this many (16 bytes each); more are joined
 # by a shuffle
 _BROADCAST_ROWS = 4_000_000
@@ -313,8 +314,9 @@ def _sort(
 
     def work() -> None:
         kept = spark.read.parquet(shared_uri(settings, checked)).filter(F.col(columns.reject).isNull())
-        helper = (columns.file, columns.row, columns.reject, PART, TABLE)
-        ranked = kept.orderBy(*_order(kept, order), F.col(PART), F.col(columns.row)).drop(*helper)
+        helper = (columns.file, columns.row, columns.reject, PART, TABLE, _SORT_KEY)
+        keyed, by = _keyed(kept, order)
+        ranked = keyed.orderBy(*by, F.col(PART), F.col(columns.row)).drop(*helper)
         ranked.write.mode("overwrite").parquet(shared_uri(settings, folder))
 
     run_job(spark, settings, name, work)
@@ -356,19 +358,19 @@ def join_files(settings: Settings, name: str, files: list[Path], target: Path) -
     (target.parent / f".{target.name}.crc").unlink(missing_ok=True)  # Hadoop's checksum beside a local file
 
 
-def _order(frame: Any, order: tuple[str, ...] | str | None) -> list[Any]:
-    """Spark's sort keys for a staged entity's order (pipeline.standardize.record_order's, as Spark columns:
-    which keys a row carries, then the first 15 bytes of its first filled key after the prefix all its
-    values share, compared as bytes; or one column, nulls last; or none)."""
+def _keyed(frame: Any, order: tuple[str, ...] | str) -> tuple[Any, list[Any]]:
+    """``frame`` with what Spark sorts it by for a staged entity's order, and the sort keys: one column, nulls
+    last; or pipeline.standardize.record_order's as one binary column (_SORT_KEY), made once per row: which
+    keys a row carries (one byte), then the first 15 bytes of its first filled key after the prefix all its
+    values share. A sort by expressions evaluates them again at every comparison (at the large demo 138 of the
+    interactions' ~185 CPU-s); a column's first 8 bytes settle most comparisons (Spark's sort prefix)."""
     from pyspark.sql import functions as F
 
-    if order is None:
-        return []
     if isinstance(order, str):
-        return [F.col(order).asc_nulls_last()]
+        return frame, [F.col(order).asc_nulls_last()]
     keys = [k for k in order if k in frame.columns]
     if not keys:
-        return []
+        return frame, []
     bounds = frame.agg(*(f(k).alias(f"{f.__name__}_{k}") for k in keys for f in (F.min, F.max))).collect()[0]
     unshared = []
     for k in keys:
@@ -380,7 +382,8 @@ def _order(frame: Any, order: tuple[str, ...] | str | None) -> list[Any]:
         group = group + F.when(nulls[0] == 1, nulls[1]).otherwise(1 - nulls[1])
     value = F.coalesce(*unshared, F.lit(""))
     head = F.substring(F.encode(F.rpad(value, _KEY_CHARS, "\u0000"), "UTF-8"), 1, _KEY_CHARS)
-    return [group, head]
+    key = F.concat(F.unhex(F.concat(F.lit("0"), group.cast("string"))), head)  # the group's byte, then the key's
+    return frame.withColumn(_SORT_KEY, key), [F.col(_SORT_KEY)]
 
 
 def _rows(path: Path) -> int:
