@@ -8,6 +8,11 @@ Reads the company's snapshots; writes only into a temporary folder under its dat
     .venv/bin/cockpit --config $BENCH/spark_medium/cockpit.toml demo --size medium --no-serve
     .venv/bin/python benchmarks/spark.py --config $BENCH/spark_medium/cockpit.toml --master 'local[2]'
     .venv/bin/python benchmarks/spark.py --config $BENCH/spark_medium/cockpit.toml --steps identity
+    .venv/bin/python benchmarks/spark.py --config $BENCH/spark_medium/cockpit.toml --steps derived
+
+``--steps derived`` makes a whole derived build (identity, quality, analytics, golden records, churn, the
+personal-data profile) with engine spark, as a refresh's does: it is written into the company's data folder as
+an unpublished build and removed after (the manifest is not written).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from dashboard.derived.spark import jobs
 from dashboard.derived.spark.session import build_session
 from dashboard.derived.tables import attach_views
 from dashboard.pipeline import fingerprint
+from dashboard.pipeline.derive import build_derived
 
 INPUTS = ("leads", "lead_events", "interactions")
 # the local Spark JVM's threads, by what their names begin with (/proc shows the first 15 characters)
@@ -319,11 +325,45 @@ def identity(bench: Bench, folder: Path, ways: list[str]) -> None:
               f"{built['customer_key'].n_unique():,}; the same links as the current build: {same}")  # fmt: skip
 
 
+def derived(bench: Bench) -> None:
+    """A whole derived build with engine spark (derive.build_derived, every step made again) in the benchmark's
+    session: its wall time, CPU (this process, the local JVM and its Python workers), Spark jobs, the peaks of
+    memory sampled during it, and whether its links and golden records have the current build's rows."""
+    settings, store, spark = bench.settings, bench.store, bench.spark
+
+    @contextmanager
+    def this_session(_settings: Settings) -> Iterator[Any]:
+        yield spark
+
+    made: list[Manifest] = []
+    engine, jobs.engine = jobs.engine, this_session  # derive.py asks jobs.engine for its session
+    peaks, started = Peaks(), spark_jobs(spark)
+    try:
+        wall, used = _timed(lambda: made.append(build_derived(settings, store, bench.manifest, full=True)), tree_cpu)
+    finally:
+        jobs.engine = engine
+    print(f"  {peaks.report(hwm=False)} (sampled during the build)")
+    build = made[0]["derived"]
+    print(f"derived build, spark: wall {wall:.2f} s  cpu {used:.2f} s  [{spark_jobs(spark) - started} Spark jobs]")
+    try:
+        for table, order in (("identity_links", ["customer_key", "source_system", "source_record_id"]),
+                             ("customer_golden", ["customer_key"])):  # fmt: skip
+            new = pl.read_parquet(store.abs(build["tables"][table])).sort(order)
+            old = bench.con.sql(f"SELECT * FROM {table}").pl().select(new.columns).sort(order)
+            same = new.height == old.height and new.schema == old.schema
+            differ = [c for c in new.columns if not (same and new[c].equals(old[c]))]  # floats: exactly
+            print(f"  {table}: {new.height:,} rows; columns unlike the current build's: {differ or 'none'}")
+    finally:
+        shutil.rmtree(store.derived / build["build_id"], ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="cockpit.toml of a refreshed company")
     parser.add_argument("--master", default="local[2]")
-    parser.add_argument("--steps", default="analytics,identity", help="which steps to time (comma-separated)")
+    parser.add_argument(
+        "--steps", default="analytics,identity", help="steps to time, comma-separated: analytics, identity, derived"
+    )
     parser.add_argument("--runs", type=int, default=2, help="Spark runs of the analytics steps (the first is cold)")
     parser.add_argument("--conf", action="append", default=[], help="spark.KEY=VALUE over the session's defaults")
     parser.add_argument(
@@ -334,8 +374,10 @@ def main() -> None:
     with opened(args.config, args.master, parse_conf(args.conf), "bench") as bench:
         con, settings = bench.con, bench.settings
         rows = sum(int(con.sql(f"SELECT count(*) FROM {t}").fetchall()[0][0]) for t in INPUTS)
-        links = con.sql("SELECT * FROM identity_links").pl()
-        print(f"{rows:,} input rows ({', '.join(INPUTS)}); {links.height:,} identity links; "
+        # the links on this process only for the analytics steps (the derived build's driver peak is its own)
+        links = con.sql("SELECT * FROM identity_links").pl() if "analytics" in steps else pl.DataFrame()
+        linked = int(con.sql("SELECT count(*) FROM identity_links").fetchall()[0][0])
+        print(f"{rows:,} input rows ({', '.join(INPUTS)}); {linked:,} identity links; "
               f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")  # fmt: skip
         duck_dir = bench.folder / "duckdb"
         duck_dir.mkdir(parents=True)
@@ -363,6 +405,8 @@ def main() -> None:
                 bench.spark_runs("lead facts + attribution", args.runs, rows, on_spark)
             if "identity" in steps:
                 identity(bench, bench.folder / "identity", args.identity_on.split(","))
+            if "derived" in steps:
+                derived(bench)
             print(f"whole benchmark: {peaks.report()}")
 
 

@@ -106,7 +106,7 @@ def _counted_graph(graph: Any) -> Any:
     class Counted(graph):
         def links(self, *args: Any) -> Any:
             links = super().links(*args)
-            CLUSTERED.append(links.height)
+            CLUSTERED.append(self.written.rows if self.written else links.height)  # a build's: written by Spark
             return links
 
     return Counted

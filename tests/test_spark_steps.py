@@ -323,9 +323,9 @@ def test_an_incremental_golden_build_with_engine_spark_makes_what_a_full_spark_b
     touched = pl.DataFrame({"customer_key": ["k1", "crm:L2"]})  # two of the customers
     previous = golden.Previous(full / "customer_golden.parquet", full / "customer_attributes.parquet", touched)
     customers = links["customer_key"].n_unique()
-    assert customers >= 6 and not steps.on_driver(previous, links)  # 2 of 6: past 5 %, all made on Spark
+    assert customers >= 6 and not steps.on_driver(previous, lambda: customers)  # 2 of 6: past 5 %, all on Spark
     monkeypatch.setattr(steps, "DRIVER_SHARE", 0.5)  # a few
-    assert steps.on_driver(previous, links) and not steps.on_driver(None, links)
+    assert steps.on_driver(previous, lambda: customers) and not steps.on_driver(None, lambda: customers)
     with _duck(store, manifest) as con:
         con.execute(f"CREATE TABLE lead_facts AS SELECT * FROM read_parquet({quote_path(full / 'lead_facts.parquet')})")
         golden.write_golden(con, settings, identity.read_records(con), links, folder, previous)

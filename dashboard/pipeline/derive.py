@@ -105,6 +105,52 @@ class _Steps:
         return True
 
 
+LINKS_FILE = "identity_links.parquet"
+_PREVIOUS_COLUMNS = ["source_system", "source_record_id", "customer_key"]  # what hands the keys on
+
+
+class _Links:
+    """The build's identity links (``path``): their frame (engine duckdb), or with engine spark the file Spark
+    wrote and the rows and keys its jobs counted (``written``), read here only when a step asks for every row
+    (frame: an incremental build's touched customers)."""
+
+    def __init__(
+        self, path: Path, frame: pl.DataFrame | None = None, written: spark_identity.Written | None = None
+    ) -> None:
+        self.path, self._frame, self.written = path, frame, written
+
+    def frame(self) -> pl.DataFrame:
+        """Every link (read from the file once, when Spark wrote it)."""
+        if self._frame is None:
+            self._frame = pl.read_parquet(self.path)
+        return self._frame
+
+    def unread(self) -> pl.DataFrame:
+        """No link, in the links' columns: for a call that reads the links elsewhere (engine spark: on Spark)."""
+        return pl.DataFrame(schema=pl.read_parquet_schema(self.path))
+
+    def scanned(self) -> Any:
+        """The links where DuckDB is handed a frame to register (churn's): the frame, or the file as an Arrow
+        dataset that DuckDB scans as its statements need it (the columns and rows they filter on, a row group at a
+        time), without a frame of every link."""
+        if self._frame is not None:
+            return self._frame
+        import pyarrow.dataset as ds
+
+        return ds.dataset(self.path, format="parquet")
+
+    @property
+    def rows(self) -> int:
+        """The records linked (from the file's footer when Spark wrote it and did not count)."""
+        if self._frame is None:
+            return self.written.rows if self.written else _rows(self.path)
+        return self._frame.height
+
+    def keys(self) -> int:
+        """The customers (distinct keys): counted by Spark's jobs, or read."""
+        return self.written.keys if self.written and self._frame is None else self.frame()["customer_key"].n_unique()
+
+
 def _link(src: Path, dest: Path) -> None:
     """Published files are never written again: a hard link shares them (a copy where links cannot be made)."""
     try:
@@ -143,42 +189,53 @@ def build_derived(
         inputs_on_spark = None if spark is None else spark_identity.SparkInput(spark, settings, store, manifest, stage)
         inputs += _pinned_model(settings)
         records = _identity_key(con, steps, inputs, inputs_on_spark)  # None: not read (yet)
-        if steps.reuse("identity"):
-            links = pl.read_parquet(stage / "identity_links.parquet")
+        if steps.reuse("identity"):  # engine spark: its rows not read here unless a step asks for them
+            links = _Links(stage / LINKS_FILE, None if spark else pl.read_parquet(stage / LINKS_FILE))
         else:
-            previous = previous_table(
-                store, manifest, "identity_links", ["source_system", "source_record_id", "customer_key"]
-            )
+            # engine spark: Spark reads the current build's keys for the vote, the driver none of its links
+            previous = None if spark else previous_table(store, manifest, "identity_links", _PREVIOUS_COLUMNS)
             # exact, Splink (its pairs scored by Splink's Spark linker with engine spark); overrides win
             score = spark_identity.scorer(spark, settings, stage) if spark is not None else None
             # only new and changed records scored against the kept pairs and parameters, unless re-resolved
             kept = kept_resolution(settings, store, manifest, full=full, now=now_utc())
             known_readings(store, manifest)  # names' pinyin seen before: pypinyin loaded only for new characters
             records = read_records(con) if records is None and spark is None else records
-            graph = spark_identity.SparkGraph(spark, settings, stage) if spark is not None else None  # pass 1, clusters
+            # engine spark: pass 1, the clusters and the keys there (the current build's, ``was``, read there too),
+            # the links written there
+            was = spark_identity.current_file(store, manifest, "identity_links") if spark is not None else None
+            graph = spark_identity.SparkGraph(spark, settings, stage, was, stage / LINKS_FILE) if spark else None
             # with engine spark the records and their features are made on Spark too: the driver gets their keys
             on_spark = None
             if inputs_on_spark is not None:
                 on_spark = spark_identity.SparkRecords(spark, settings, store, manifest, stage, inputs_on_spark)
-            records, links, model = build_links(
+            records, resolved, model = build_links(
                 settings, con, previous, records, score, kept=kept, graph=graph, made=on_spark
             )
             write_state(model, kept, stage, now_utc())
-            links.write_parquet(stage / "identity_links.parquet")
-            moved = redirects(  # keys that disappeared (merged) → where their records are now
-                previous,
-                links,
-                previous_table(store, manifest, "customer_redirects", ["old_key", "customer_key", "merged_at"]),
-                now_utc().replace(tzinfo=None),
-            )
-            moved.write_parquet(stage / "customer_redirects.parquet")
-            del previous
-        done("identity", links.height)
+            written = graph.written if graph is not None else None  # engine spark: Spark wrote them, counted them
+            if written is None:
+                resolved.write_parquet(stage / LINKS_FILE)
+            links = _Links(stage / LINKS_FILE, None if written else resolved, written)
+            if spark is not None:  # keys that disappeared (merged) → where their records are now, on Spark
+                earlier = spark_identity.current_file(store, manifest, "customer_redirects")
+                now = now_utc().replace(tzinfo=None)
+                spark_identity.write_redirects(spark, con, settings, stage, was, earlier, now)
+            else:
+                moved = redirects(  # keys that disappeared (merged) → where their records are now
+                    previous,
+                    resolved,
+                    previous_table(store, manifest, "customer_redirects", ["old_key", "customer_key", "merged_at"]),
+                    now_utc().replace(tzinfo=None),
+                )
+                moved.write_parquet(stage / "customer_redirects.parquet")
+            del previous, resolved
+        done("identity", links.rows)
         say("deriving: quality tables")
         remake = _quality_keys(settings, store, steps, con)  # the tables whose inputs changed; the others linked
         # profiles were made at publish; with engine spark the identity consistency is a Spark job
         kept_history = _kept_history(store, steps) if "validation_runs" in remake else None
-        write_quality_tables(settings, store, manifest, con, links, stage, spark is None, remake, kept_history)
+        quality_links = links.frame() if spark is None else links.unread()  # engine spark: consistency on Spark
+        write_quality_tables(settings, store, manifest, con, quality_links, stage, spark is None, remake, kept_history)
         if spark is not None and "identity_consistency" in remake:
             spark_steps.identity_consistency(spark, con, settings, store, manifest, stage)
         done("quality")
@@ -190,10 +247,10 @@ def build_derived(
         elif not kept_analytics:
             analytics.build(  # attribution follows each won lead's customer through the links
                 con,
-                links,
+                links.frame(),
                 settings.analytics.attribution_half_life_days,
                 settings.analytics.attribution_exclude_channels,
-                _analytics_previous(con, store, steps, links),  # only the leads touched, when known
+                _analytics_previous(con, store, steps, links.frame()),  # only the leads touched, when known
             )
             for table in ANALYTICS_TABLES:
                 target = quote_path(stage / f"{table}.parquet")  # our staging path, quoted
@@ -206,13 +263,13 @@ def build_derived(
                 _load(con, stage, ANALYTICS_TABLES)
             # only the customers whose records, links or facts changed, when known (engine spark: when few)
             copied = _golden_previous(con, store, manifest, steps, links)
-            if inputs_on_spark is not None and not spark_steps.on_driver(copied, links):  # as Spark jobs
+            if inputs_on_spark is not None and not spark_steps.on_driver(copied, links.keys):  # as Spark jobs
                 records_path = inputs_on_spark.path()  # the records Spark made, as Parquet: never on the driver
                 spark_steps.golden_tables(spark, con, settings, store, manifest, records_path, stage)
             else:  # records not read yet: write_golden reads the touched customers' only (all: a full build)
                 # the build's peak: DuckDB gets what [build_memory] leaves of what the process holds by then
                 with step_memory(con, settings.build_memory, settings.memory_limit):
-                    made = write_golden(con, settings, records, links, stage, copied)  # reads lead_facts
+                    made = write_golden(con, settings, records, links.frame(), stage, copied)  # reads lead_facts
                 if copied is not None:
                     touched = copied.touched.height
                     say(f"golden records: {touched} customers made again from their {made} records "
@@ -234,7 +291,10 @@ def build_derived(
                 spark_churn.churn_on(spark, settings, store, manifest, stage),
                 step_memory(con, settings.build_memory, settings.memory_limit, CHURN_HEADROOM),
             ):
-                _churn().build(con, settings, links, stage, say, fit, rows)  # scores, model card, calibration
+                # engine spark: Spark reads the links' file for the keys; DuckDB here scans it for the owners (and a
+                # rescore's touched customers), a row group at a time: the driver holds no links frame
+                churn_links = links.frame() if spark is None else links.scanned()
+                _churn().build(con, settings, churn_links, stage, say, fit, rows)  # scores, model card, calibration
             churn_fit = _fit_entry(steps, stage, fit)
         done("churn", _rows(stage / "churn_scores.parquet"))
         say("deriving: personal-data profile")
@@ -281,7 +341,7 @@ GOLDEN_COPY_SHARE = 0.5
 
 
 def _golden_previous(
-    con: duckdb.DuckDBPyConnection, store: Store, manifest: Manifest, steps: _Steps, links: pl.DataFrame
+    con: duckdb.DuckDBPyConnection, store: Store, manifest: Manifest, steps: _Steps, links: _Links
 ) -> Previous | None:
     """The current build's golden files and the customers to make again: those whose records, links or
     facts (orders, contracts, interactions, lead stages) changed since it was made. None: make them all
@@ -290,9 +350,9 @@ def _golden_previous(
     changes = _changes(con, steps) if paths else None
     if paths is None or changes is None:
         return None
-    touched = touched_customers(_old_links(steps, paths["identity_links"]), links, changes)
+    touched = touched_customers(_old_links(steps, paths["identity_links"]), links.frame(), changes)
     steps.memo["touched"] = touched  # churn rescores them too
-    if touched.height > GOLDEN_COPY_SHARE * links["customer_key"].n_unique():
+    if touched.height > GOLDEN_COPY_SHARE * links.keys():
         return None
     lookup = _previous_files(store, steps, ("customer_lookup",))  # its kept customers' rows copied too
     return Previous(
@@ -523,9 +583,7 @@ def _link_fit(store: Store, steps: _Steps, stage: Path) -> dict[str, str] | None
     return info
 
 
-def _churn_rows(
-    con: duckdb.DuckDBPyConnection, store: Store, steps: _Steps, links: pl.DataFrame
-) -> churn.KeptRows | None:
+def _churn_rows(con: duckdb.DuckDBPyConnection, store: Store, steps: _Steps, links: _Links) -> churn.KeptRows | None:
     """The current build's churn features and scores, and the customers to score again: those whose records,
     links or facts changed since (golden's touched customers: read once) and the own keys of changed rows'
     refs. None: score everyone (``--full``, other code or settings, a file missing, changes not known)."""
@@ -537,7 +595,7 @@ def _churn_rows(
         return None
     touched = steps.memo.get("touched")
     if touched is None:  # golden records kept, or made for everyone
-        touched = touched_customers(_old_links(steps, paths["identity_links"]), links, changes)
+        touched = touched_customers(_old_links(steps, paths["identity_links"]), links.frame(), changes)
     build = _churn()
     keys = pl.concat([touched["customer_key"].cast(pl.String), build.churn_features.own_keys(changes)])
     kept: churn.KeptRows = build.KeptRows(rows, paths["churn_scores"], keys.unique().to_frame())

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
 import math
 import shutil
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +65,16 @@ from dashboard.derived.identity import (
     state_hashes,
     undetached,
 )
-from dashboard.derived.spark.jobs import PARTS, read_parquet, register_entities, run_job, shared_uri, spark_query
+from dashboard.derived.spark.jobs import (
+    PARTS,
+    join_parts,
+    read_parquet,
+    register_entities,
+    run_job,
+    run_to_parquet,
+    shared_uri,
+    spark_query,
+)
 from dashboard.derived.spark.session import run_within
 from dashboard.derived.spark.sql import to_spark, to_spark_condition
 
@@ -525,6 +536,92 @@ FROM figures ORDER BY customer_key, source_system, source_record_id
 """
 
 
+@dataclasses.dataclass(frozen=True)
+class Written:
+    """What SparkGraph.links wrote into the build's identity_links.parquet, counted by the Spark jobs that wrote
+    it: its rows (records) and its keys (customers)."""
+
+    rows: int
+    keys: int
+
+
+def current_file(store: Store, manifest: Manifest, table: str) -> Path | None:
+    """The file of ``table`` in the current build (the one the new build replaces), or None when it has none."""
+    rel = ((manifest.get("derived") or {}).get("tables") or {}).get(table)
+    path = store.abs(rel) if rel else None
+    return path if path is not None and path.is_file() else None
+
+
+_REDIRECT_COLUMNS = {"old_key": "VARCHAR", "customer_key": "VARCHAR", "merged_at": "TIMESTAMP"}
+# derived.identity.redirects as one statement (DuckDB dialect; transpiled for Spark): the keys of the previous build
+# (redirect_previous) that no record has now (redirect_links) point to the key most of their records have now
+# (ties: the smaller key), merged at $now; the earlier redirects (redirect_earlier) re-pointed where their target
+# went, dropped where their target or their own key is a customer now. tests/test_spark_driver.py pins it to
+# derived.identity.redirects.
+REDIRECTS_SQL = """
+WITH keys AS (
+    SELECT DISTINCT customer_key FROM redirect_links
+), gone AS (
+    SELECT p.customer_key AS old_key, p.source_system, p.source_record_id FROM redirect_previous AS p
+    LEFT JOIN keys AS k ON k.customer_key = p.customer_key
+    WHERE p.customer_key IS NOT NULL AND k.customer_key IS NULL
+), votes AS (
+    SELECT g.old_key, c.customer_key, count(*) AS n FROM gone AS g
+    JOIN redirect_links AS c ON c.source_system = g.source_system AND c.source_record_id = g.source_record_id
+    GROUP BY g.old_key, c.customer_key
+), moved AS (
+    SELECT old_key, customer_key, $now AS merged_at FROM (
+        SELECT old_key, customer_key, row_number() OVER (PARTITION BY old_key ORDER BY n DESC, customer_key) AS k
+        FROM votes
+    ) WHERE k = 1
+), kept AS (
+    SELECT e.old_key, coalesce(m.customer_key, e.customer_key) AS customer_key, e.merged_at
+    FROM redirect_earlier AS e LEFT JOIN moved AS m ON m.old_key = e.customer_key
+), both_ AS (
+    SELECT old_key, customer_key, merged_at FROM moved
+    UNION ALL
+    SELECT t.old_key, t.customer_key, t.merged_at FROM kept AS t
+    JOIN keys AS k ON k.customer_key = t.customer_key
+    LEFT JOIN moved AS m ON m.old_key = t.old_key
+    WHERE m.old_key IS NULL
+)
+SELECT b.old_key, b.customer_key, b.merged_at FROM both_ AS b
+LEFT JOIN keys AS k ON k.customer_key = b.old_key
+WHERE b.old_key IS NOT NULL AND k.customer_key IS NULL
+ORDER BY b.old_key, b.customer_key, b.merged_at
+"""
+
+
+def write_redirects(
+    spark: Any,
+    con: Any,
+    settings: Settings,
+    stage: Path,
+    previous: Path | None,
+    earlier: Path | None,
+    now: datetime,
+) -> None:
+    """The build's customer_redirects.parquet (derived.identity.redirects) by Spark (REDIRECTS_SQL) from the
+    build's identity_links.parquet in ``stage``, the current build's links (``previous``) and redirects
+    (``earlier``) files: the driver reads none of the links, only the redirects Spark hands back to be written."""
+    empty = {
+        "redirect_previous": "source_system string, source_record_id string, customer_key string",
+        "redirect_earlier": "old_key string, customer_key string, merged_at timestamp_ntz",
+    }
+
+    def views() -> None:
+        read_parquet(spark, settings, stage / "identity_links.parquet").createOrReplaceTempView("redirect_links")
+        for view, path in (("redirect_previous", previous), ("redirect_earlier", earlier)):
+            made = read_parquet(spark, settings, path) if path is not None else spark.createDataFrame([], empty[view])
+            made.createOrReplaceTempView(view)
+
+    run_job(spark, settings, "customer_redirects", views)
+    table = "customer_redirects"
+    run_to_parquet(spark, con, settings, REDIRECTS_SQL, table, _REDIRECT_COLUMNS, stage, args={"now": now})
+    with contextlib.suppress(OSError):  # the build's Spark folder, when no other step uses it
+        (stage / PARTS).rmdir()
+
+
 def _joined(exact: np.ndarray, pairs: pl.DataFrame, merge: list[tuple[int, int]]) -> pl.DataFrame:
     """The pass-1 clusters (``exact``: each record's, named by its smallest record) that ``pairs`` (node_l, node_r)
     and ``merge`` join to another: (ex, cluster), each named by the smallest pass-1 cluster of its component, which
@@ -544,12 +641,18 @@ def _joined(exact: np.ndarray, pairs: pl.DataFrame, merge: list[tuple[int, int]]
 class SparkGraph(Graph):
     """derived.identity's Graph on ``spark``: pass 1's values (VALUES_SQL) and the clusters as Spark jobs, their
     files in ``stage``'s Spark folder on the shared storage (removed on close); the driver gets one cluster
-    number and one rule mask per record back."""
+    number and one rule mask per record back. ``previous``: the current build's identity_links file, whose keys
+    Spark reads for the vote (None: the frame links() is given, if any). ``target``: where links() has Spark write
+    the links (the build's identity_links.parquet): the driver then gets their counts (written), not their rows."""
 
-    def __init__(self, spark: Any, settings: Settings, stage: Path) -> None:
+    def __init__(
+        self, spark: Any, settings: Settings, stage: Path, previous: Path | None = None, target: Path | None = None
+    ) -> None:
         self.spark, self.settings, self.stage = spark, settings, stage
         self.folder = stage / PARTS / "identity_graph"
         self.n = 0
+        self.previous, self.target = previous, target
+        self.written: Written | None = None  # what links() wrote into ``target``
 
     def _uri(self, name: str) -> str:
         return shared_uri(self.settings, self.folder / name)
@@ -718,13 +821,10 @@ class SparkGraph(Graph):
         self._clusters(exact, pairs, merge, detach)
         self._split(pairs, merge, detach, apart)
         self._view(pairs.select(list(PAIRS)).cast(PAIRS), "identity_scored")
-        before = previous if previous is not None else pl.DataFrame(schema=_PREVIOUS)
-        self._view(
-            before.select((pl.col("source_system") + ":" + pl.col("source_record_id")).alias("ref"), "customer_key"),
-            "identity_previous",
-        )
+        self._previous_keys(previous)
         forced = sorted({int(x) for pair in merge for x in pair})
         clashes: list[int] = []  # how many fresh keys clash, counted by the job that writes them
+        keys: list[int] = []  # the components (one key each): the keys claimed and the fresh ones, counted likewise
 
         def components() -> None:
             from pyspark.sql import Observation
@@ -732,10 +832,13 @@ class SparkGraph(Graph):
 
             sql = _COMPONENTS_SQL.format(forced="array_contains(:forced, n.node)" if forced else "false")
             self._write(sql, "components", {"forced": forced} if forced else None)
-            self._write(_KEYS_SQL["claimed"], "claimed")
+            claimed = Observation("identity_claimed")
+            self._write(_KEYS_SQL["claimed"], "claimed", seen=(claimed, F.count(F.lit(1)).alias("rows")))
             seen = Observation("identity_fresh")
-            self._write(_KEYS_SQL["fresh"], "fresh", seen=(seen, F.count_if("clash").alias("clashes")))
+            counts = (F.count_if("clash").alias("clashes"), F.count(F.lit(1)).alias("rows"))
+            self._write(_KEYS_SQL["fresh"], "fresh", seen=(seen, *counts))
             clashes.append(int(seen.get["clashes"]))
+            keys.append(int(claimed.get["rows"]) + int(seen.get["rows"]))
 
         run_job(self.spark, self.settings, "identity_links", components)
         clash = (
@@ -751,10 +854,48 @@ class SparkGraph(Graph):
         settled = settle_clashes(clash.iter_rows(), set(taken["customer_key"].to_list()))
         self._view(pl.DataFrame(settled, schema={"component": pl.Int64, "customer_key": pl.String}, orient="row"),
                    "identity_settled")  # fmt: skip
-        run_job(self.spark, self.settings, "identity_links", lambda: self._write(_LINKS_SQL, "links", view=False))
-        files = sorted((self.folder / "links").glob("*.parquet"))  # in key order, part by part
+        rows: list[int] = []
+
+        def write() -> None:
+            from pyspark.sql import Observation
+            from pyspark.sql import functions as F
+
+            seen = Observation("identity_links")
+            count = (seen, F.count(F.lit(1)).alias("rows"))
+            self._write(_LINKS_SQL, "links", view=False, seen=count, compression="zstd")  # zstd: the published file
+            rows.append(int(seen.get["rows"]))
+
+        run_job(self.spark, self.settings, "identity_links", write)
         schema = pl.Schema({c: pl.Float64 if c == "confidence" else pl.String for c in LINK_COLUMNS})
+        if self.target is not None:  # the parts (in key order) joined as they are: no row comes here
+            if not join_parts(self.spark, self.settings, "identity_links", self.folder / "links", self.target):
+                pl.DataFrame(schema=schema).write_parquet(self.target)
+            self.written = Written(rows[0], keys[0])
+            return pl.DataFrame(schema=schema)
+        files = sorted((self.folder / "links").glob("*.parquet"))  # in key order, part by part
         return pl.read_parquet(files).select(list(schema)).cast(schema) if files else pl.DataFrame(schema=schema)
+
+    def _previous_keys(self, previous: pl.DataFrame | None) -> None:
+        """The view identity_previous (ref, customer_key): the keys of the build this one replaces, from the frame
+        ``previous`` or, without one, read by Spark from the file ``self.previous`` (none: no key to hand on)."""
+        if previous is None and self.previous is not None:
+            path = self.previous
+            run_job(
+                self.spark,
+                self.settings,
+                "identity_links",
+                lambda: (
+                    read_parquet(self.spark, self.settings, path)
+                    .selectExpr("concat(source_system, ':', source_record_id) AS ref", "customer_key")
+                    .createOrReplaceTempView("identity_previous")
+                ),
+            )
+            return
+        before = previous if previous is not None else pl.DataFrame(schema=_PREVIOUS)
+        self._view(
+            before.select((pl.col("source_system") + ":" + pl.col("source_record_id")).alias("ref"), "customer_key"),
+            "identity_previous",
+        )
 
     def _write(
         self,
@@ -764,12 +905,14 @@ class SparkGraph(Graph):
         *,
         view: bool = True,
         seen: tuple[Any, ...] = (),
+        compression: str | None = None,
     ) -> None:
         """``sql`` (Spark SQL) written as the part files ``name`` (one Spark job) and, with ``view``, read back in
         the schema it was written with as the view identity_<name> (no job). ``seen``: an Observation and the
-        aggregates the same job gives it of the rows it writes."""
+        aggregates the same job gives it of the rows it writes; ``compression``: other than Spark's default."""
         made = self.spark.sql(sql, args)
-        (made.observe(*seen) if seen else made).write.mode("overwrite").parquet(self._uri(name))
+        writer = (made.observe(*seen) if seen else made).write.mode("overwrite")
+        (writer.option("compression", compression) if compression else writer).parquet(self._uri(name))
         if view:
             read_parquet(self.spark, self.settings, self.folder / name, made.schema).createOrReplaceTempView(
                 f"identity_{name}"

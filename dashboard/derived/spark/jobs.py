@@ -33,6 +33,7 @@ _SPARK_TYPES = {
     "INTEGER": "int",
     "BOOLEAN": "boolean",
 }
+_ROW_GROUP_BYTES = 128 * 1024 * 1024  # Parquet's default row group size (join_parts copies the parts' own)
 PARTS = "_spark"  # the build's staging subfolder Spark writes its part files into (removed once gathered)
 
 
@@ -207,6 +208,50 @@ def run_to_parquet(
     read_parquet(spark, settings, target).createOrReplaceTempView(table)
     shutil.rmtree(parts, ignore_errors=True)
     return target
+
+
+def in_order(folder: Path) -> list[Path]:
+    """The part files a Spark write left in ``folder``, in its partitions' order (part-<partition>-...): a sorted
+    write's rows in its order."""
+    return sorted(folder.glob("part-*.parquet"), key=lambda p: int(p.name.split("-")[1]))
+
+
+def join_parts(spark: Any, settings: Settings, name: str, folder: Path, target: Path) -> bool:
+    """The part files of one Spark write in ``folder`` made the one file ``target`` (join_files), in the write's
+    partitions' order. False when the write left no part file."""
+    files = in_order(folder)
+    if files:
+        join_files(spark, settings, name, files, target)
+    return bool(files)
+
+
+def join_files(spark: Any, settings: Settings, name: str, files: list[Path], target: Path) -> None:
+    """``files`` (Parquet, one schema) made one file ``target``, their row groups in the files' order, copied as
+    they are: Parquet's own writer on the driver's JVM appends a file's row groups without reading its rows (no
+    Spark job; nothing decoded, nothing held by the driver's Python)."""
+
+    def work() -> None:
+        jvm, conf = spark._jvm, spark._jsc.hadoopConfiguration()
+        hadoop = jvm.org.apache.parquet.hadoop
+
+        def uri(path: Path) -> Any:
+            return hadoop.util.HadoopInputFile.fromPath(jvm.org.apache.hadoop.fs.Path(shared_uri(settings, path)), conf)
+
+        reader = hadoop.ParquetFileReader.open(uri(files[0]))
+        try:
+            meta = reader.getFooter().getFileMetaData()
+        finally:
+            reader.close()
+        into = hadoop.util.HadoopOutputFile.fromPath(jvm.org.apache.hadoop.fs.Path(shared_uri(settings, target)), conf)
+        mode = getattr(hadoop, "ParquetFileWriter$Mode").OVERWRITE
+        writer = hadoop.ParquetFileWriter(into, meta.getSchema(), mode, _ROW_GROUP_BYTES, 0)
+        writer.start()
+        for f in files:
+            writer.appendFile(uri(f))
+        writer.end(meta.getKeyValueMetaData())
+
+    run_job(spark, settings, name, work)
+    (target.parent / f".{target.name}.crc").unlink(missing_ok=True)  # Hadoop's checksum beside a local file
 
 
 def spark_query(sql: str, args: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any] | None]:
