@@ -161,20 +161,53 @@ def test_the_copied_lookup_has_the_full_builds_row_groups(
     """The personal-data profile samples customer_lookup by its row groups: the incremental build's file has the
     full build's (row groups of 500 rows here, so that the small demo's lookup has several)."""
     monkeypatch.setattr(golden, "LOOKUP_COPY", "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 500")
-    full = tmp_path / "full"
-    full.mkdir()
-    write_golden(con, small_demo, read_records(con), links, full)
-    touched = _touched(links)
+    full, touched = _made_in_full(con, small_demo, links, tmp_path)
     found = pl.read_parquet(full / "customer_lookup.parquet")
     kept_key = str(found.filter(~pl.col("customer_key").is_in(touched["customer_key"].implode()))["customer_key"][0])
     previous = _current(full, tmp_path / "current", touched, kept_key, lookup=True)
     made = tmp_path / "made"
     made.mkdir()
     write_golden(con, small_demo, None, links, made, previous)
+    assert len(_row_groups(full / "customer_lookup.parquet")) > 2
+    assert _row_groups(made / "customer_lookup.parquet") == _row_groups(full / "customer_lookup.parquet")
 
-    def groups(folder: Path) -> list[int]:
-        meta = pq.ParquetFile(folder / "customer_lookup.parquet").metadata
-        return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
 
-    assert len(groups(full)) > 2
-    assert groups(made) == groups(full)
+def _made_in_full(
+    con: duckdb.DuckDBPyConnection, settings: Settings, links: pl.DataFrame, tmp_path: Path
+) -> tuple[Path, pl.DataFrame]:
+    """A full build's golden files (with the file options as patched), and the customers _touched names."""
+    full = tmp_path / "full"
+    full.mkdir()
+    write_golden(con, settings, read_records(con), links, full)
+    return full, _touched(links)
+
+
+def _row_groups(path: Path) -> list[int]:
+    meta = pq.ParquetFile(path).metadata
+    return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+
+
+def test_kept_customers_ranks_are_made_again(
+    con: duckdb.DuckDBPyConnection, small_demo: Settings, links: pl.DataFrame, tmp_path: Path
+) -> None:
+    """An incremental build copies the kept customers' golden rows but ranks everyone again: their segment, value
+    tier and (with orders) lifecycle stage are the full build's even where the current build's said otherwise."""
+    full, touched = _made_in_full(con, small_demo, links, tmp_path)
+    kept_key = str(pl.read_parquet(full / "customer_golden.parquet").join(touched, on="customer_key", how="anti")[0, 0])
+    previous = _current(full, tmp_path / "current", touched, kept_key)
+    ordered = pl.col("orders") > 0  # without orders the lifecycle is the lead's stage: kept as it was
+    stale = pl.read_parquet(previous.golden).with_columns(
+        pl.lit(STALE).alias("rfm_segment"),
+        pl.lit(STALE).alias("value_tier"),
+        pl.when(ordered).then(pl.lit(STALE)).otherwise(pl.col("lifecycle_stage")).alias("lifecycle_stage"),
+    )
+    stale.write_parquet(previous.golden)
+    made = tmp_path / "made"
+    made.mkdir()
+    write_golden(con, small_demo, None, links, made, previous)
+
+    ours, theirs = (pl.read_parquet(f / "customer_golden.parquet") for f in (made, full))
+    assert ours.filter(pl.col("customer_key") == kept_key)["city"].to_list() == ["copied"]  # the row was copied
+    assert ours["rfm_segment"].drop_nulls().n_unique() > 1 and STALE not in ours["value_tier"].to_list()
+    same = pl.col("customer_key") != kept_key
+    assert_frame_equal(ours.filter(same), theirs.filter(same))  # row for row, in the same order
