@@ -501,8 +501,8 @@ def _scores(
     else:
         same, touched = owners
         made = churn_features.attributes(con, out.filter(pl.col("customer_key").is_in(touched["customer_key"])))
-        if reasons is None:  # the touched customers' reasons, made again (_touched_only)
-            made = made.join(touched, on="customer_key", how="left")
+        if reasons is None:  # the touched customers' reasons, made again (_touched_only); one without a record
+            made = touched.join(made, on="customer_key", how="left")  # has no owner, and its reasons
         attrs = pl.concat([same, made.select(same.columns)])
     out = out.join(attrs, on="customer_key", how="left").sort(
         ["expected_value_at_risk", "risk", "customer_key"], descending=[True, True, False]
