@@ -1,7 +1,8 @@
 """Standardize with engine spark from big files: a file cut into spans (CSV: byte ranges of whole lines; Parquet:
 its row groups) is read by several tasks and stages the DuckDB engine's rows, row for row; a bad row is named
-with its row in the FILE; a quoted value across lines reads the file whole; and duplicates are found from a row
-hash, two rows that only share a hash both kept."""
+with its row in the FILE; a quoted value across lines reads the file whole; duplicates are found from a row
+hash, two rows that only share a hash both kept; and record keys are ordered past the prefix the kept rows share,
+as the parts tell it."""
 
 from __future__ import annotations
 
@@ -189,3 +190,30 @@ def test_csv_spans_are_cut_between_records_and_read_as_the_whole_file(tmp_path: 
     assert _spans_read(path, spans).equals(whole) and whole.height == 4000
     assert [s.first_row for s in spans] == [1, *(s.first_row + s.rows for s in spans[:-1])]
     assert csv.spans(path, 1 << 20) is None  # too small to cut
+
+
+def test_record_keys_are_ordered_past_the_prefix_the_kept_rows_share_as_the_parts_tell_it(
+    tmp_path: Path, tasks: list[Any]
+) -> None:
+    """Interactions stage in record order (customer_ref, lead_id): keys compared past the prefix all kept
+    values share, which Spark's jobs take from each part's least and greatest kept key. A set-aside row's key
+    outside that range ("A") does not widen it: were it counted, the first 15 bytes would be the shared
+    "CUSTOMER-REF-0x" of every row and the rows would stay in file order."""
+    columns = {"interaction_id": "id", "customer_ref": "cust", "channel": "ch", "kind": "how", "occurred_at": "at"}
+    source = {
+        "name": "forms",
+        "kind": "csv",
+        "tables": [{"entity": "interactions", "path": "in/*.csv", "columns": columns}],
+    }
+    lines = [f"I{i},CUSTOMER-REF-{i * 7919 % 3000:05d},sem,call,2024-03-{1 + i % 28:02d} 10:00" for i in range(3000)]
+    lines[1234] = "I1234,A,sem,call,not a date"  # set aside: no date
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text("\n".join(["id,cust,ch,how,at", *lines]) + "\n", encoding="utf-8")
+    duck, spark = _both(tmp_path, source)
+    (d_res, d_dir), (s_res, s_dir) = _refresh(duck), _refresh(spark)
+    assert s_res.published and s_res.rows == d_res.rows == {"interactions": 2999} and s_res.rejected_rows == 1
+    told = [p.bounds["customer_ref"] for p in tasks if p.bounds]
+    assert len(told) >= 10  # one a span
+    assert (min(t[0] for t in told), max(t[1] for t in told)) == ("CUSTOMER-REF-00000", "CUSTOMER-REF-02999")
+    d_rows, s_rows = (pl.read_parquet(d / "interactions.parquet").drop("snapshot_id") for d in (d_dir, s_dir))
+    assert s_rows.equals(d_rows) and s_rows.get_column("customer_ref").is_sorted()

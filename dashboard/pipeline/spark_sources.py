@@ -27,6 +27,7 @@ from dashboard.core.config import Settings, SourceConfig
 from dashboard.core.entities import ENTITIES
 from dashboard.core.errors import SourceError
 from dashboard.pipeline.standardize import (
+    RECORD_ORDER,
     REJECT_COL,
     RowIssue,
     date_texts,
@@ -87,6 +88,9 @@ class Part:
     erased: int = 0
     formats: dict[str, list[str]] = field(default_factory=dict)  # each text date column's format order, as used
     texts: dict[str, pl.Series] = field(default_factory=dict)  # the first values that rank them
+    # the least and greatest value of each record key (RECORD_ORDER) among its kept rows: where the staged
+    # order's keys start to differ (the prefix all values share), without a Spark job reading every row again
+    bounds: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
 
 @dataclass
@@ -129,6 +133,8 @@ def standardize_file(
     frame, erased = suppress(frame, ENTITIES[table.entity], source, settings)
     part = frame.with_columns(pl.lit(task.index, pl.Int32).alias(PART), pl.lit(task.table, pl.Int32).alias(TABLE))
     part.write_parquet(Path(folder) / part_name(task.index))
+    kept = frame.filter(pl.col(REJECT_COL).is_null())
+    keys = [k for k in RECORD_ORDER.get(table.entity, ()) if k in kept.columns]
     return Part(
         task.index,
         Path(task.path).name,
@@ -141,6 +147,7 @@ def standardize_file(
         erased=erased.count if erased else 0,
         formats=used,
         texts=texts,
+        bounds={k: _low_high(kept.get_column(k)) for k in keys},
     )
 
 
@@ -206,6 +213,7 @@ def standardize_entity(
             duplicate_columns(parts[0].columns, ent),
             order,
             [Piece(t.index, t.table, p.rejected) for t, p in zip(tasks, parts, strict=True)],
+            _bounds(parts),
         )
     issues: list[RowIssue] = []
     file_rows: dict[str, int] = {}
@@ -296,6 +304,22 @@ def _read_whole(
     redone = map_parts(settings, job, whole, work)
     both = sorted([*kept, *zip(whole, redone, strict=True)], key=lambda tp: tp[0].index)
     return [t for t, _ in both], [p for _, p in both]
+
+
+def _low_high(values: pl.Series) -> tuple[str | None, str | None]:
+    """A text key's least and greatest value (None where it has none)."""
+    low, high = values.min(), values.max()
+    return (None if low is None else str(low), None if high is None else str(high))
+
+
+def _bounds(parts: list[Part]) -> dict[str, tuple[str | None, str | None]]:
+    """Each record key's least and greatest kept value over all ``parts`` (None: no part has one)."""
+    out: dict[str, tuple[str | None, str | None]] = {}
+    for key in dict.fromkeys(k for p in parts for k in p.bounds):
+        low = [b[0] for p in parts if (b := p.bounds.get(key)) and b[0] is not None]
+        high = [b[1] for p in parts if (b := p.bounds.get(key)) and b[1] is not None]
+        out[key] = (min(low, default=None), max(high, default=None))
+    return out
 
 
 def _of_table(tasks: list[FileTask], parts: list[Part], table: int) -> list[Part]:

@@ -169,16 +169,18 @@ def finish_parts(
     dedupe: list[str],
     order: tuple[str, ...] | str | None,
     pieces: list[Piece],
+    bounds: dict[str, tuple[str | None, str | None]] | None = None,
 ) -> Finished:
     """The standardized parts of one entity (``pieces``, Parquet files in ``parts`` written by the executors)
     made into what a snapshot stages, without a row passing through the driver (it gets counts):
     exact duplicates over ``dedupe`` removed within each table, the first in the rows' order kept;
     ``checked`` (beside ``parts``) all remaining rows in their order, what the gate reads;
     ``out/<entity>.parquet`` the kept rows in ``order`` (record keys, as RECORD_ORDER; a column, nulls last;
-    None: the rows' order), without the part's columns; ``out/<entity>.rejected.parquet`` the rows set aside,
-    when there are any. Each is one file, as the DuckDB engine writes it: several files written at once (the
-    parts themselves, what each part keeps, a sort's ranges) and their row groups joined in order
-    (``join_files``)."""
+    None: the rows' order; ``bounds``: each record key's least and greatest kept value, when the parts told
+    them, else a Spark job finds them), without the part's columns; ``out/<entity>.rejected.parquet`` the
+    rows set aside, when there are any. Each is one file, as the DuckDB engine writes it: several files
+    written at once (the parts themselves, what each part keeps, a sort's ranges) and their row groups joined
+    in order (``join_files``)."""
     work_dir = parts.parent / f"{parts.name}-out"
     checked = parts.parent / f"{parts.name}-checked.parquet"
     pieces = sorted(pieces, key=lambda p: p.index)
@@ -210,7 +212,7 @@ def finish_parts(
         if order is None:
             join_files(settings, name, [work_dir / "kept" / part_name(p.index) for p in pieces], target)
         else:
-            _sort(settings, name, checked, work_dir / "sorted", columns, order, target)
+            _sort(settings, name, checked, work_dir / "sorted", columns, order, target, bounds)
         aside = [work_dir / "rejected" / part_name(p.index) for p in pieces if p.rejected]
         if aside:
             join_files(settings, name, aside, out / f"{entity}.rejected.parquet")
@@ -304,6 +306,7 @@ def _sort(
     columns: Columns,
     order: tuple[str, ...] | str,
     target: Path,
+    bounds: dict[str, tuple[str | None, str | None]] | None = None,
 ) -> None:
     """The kept rows of ``checked`` sorted by ``order`` (ties in the rows' order) into ``target``: Spark's
     sort writes each of its ranges as a file of its own, in parallel, and their row groups are joined in the
@@ -315,7 +318,7 @@ def _sort(
     def work() -> None:
         kept = spark.read.parquet(shared_uri(settings, checked)).filter(F.col(columns.reject).isNull())
         helper = (columns.file, columns.row, columns.reject, PART, TABLE, _SORT_KEY)
-        keyed, by = _keyed(kept, order)
+        keyed, by = _keyed(kept, order, bounds)
         ranked = keyed.orderBy(*by, F.col(PART), F.col(columns.row)).drop(*helper)
         ranked.write.mode("overwrite").parquet(shared_uri(settings, folder))
 
@@ -358,12 +361,15 @@ def join_files(settings: Settings, name: str, files: list[Path], target: Path) -
     (target.parent / f".{target.name}.crc").unlink(missing_ok=True)  # Hadoop's checksum beside a local file
 
 
-def _keyed(frame: Any, order: tuple[str, ...] | str) -> tuple[Any, list[Any]]:
+def _keyed(
+    frame: Any, order: tuple[str, ...] | str, bounds: dict[str, tuple[str | None, str | None]] | None = None
+) -> tuple[Any, list[Any]]:
     """``frame`` with what Spark sorts it by for a staged entity's order, and the sort keys: one column, nulls
     last; or pipeline.standardize.record_order's as one binary column (_SORT_KEY), made once per row: which
     keys a row carries (one byte), then the first 15 bytes of its first filled key after the prefix all its
-    values share. A sort by expressions evaluates them again at every comparison (at the large demo 138 of the
-    interactions' ~185 CPU-s); a column's first 8 bytes settle most comparisons (Spark's sort prefix)."""
+    values share (from ``bounds``, each key's least and greatest value; None: a Spark job finds them). A
+    sort by expressions evaluates them again at every comparison (at the large demo 138 of the interactions'
+    ~185 CPU-s); a column's first 8 bytes settle most comparisons (Spark's sort prefix)."""
     from pyspark.sql import functions as F
 
     if isinstance(order, str):
@@ -371,10 +377,13 @@ def _keyed(frame: Any, order: tuple[str, ...] | str) -> tuple[Any, list[Any]]:
     keys = [k for k in order if k in frame.columns]
     if not keys:
         return frame, []
-    bounds = frame.agg(*(f(k).alias(f"{f.__name__}_{k}") for k in keys for f in (F.min, F.max))).collect()[0]
+    if bounds is None:
+        found = frame.agg(*(f(k).alias(f"{f.__name__}_{k}") for k in keys for f in (F.min, F.max))).collect()[0]
+        bounds = {k: (found[f"min_{k}"], found[f"max_{k}"]) for k in keys}
     unshared = []
     for k in keys:
-        shared = shared_prefix(str(bounds[f"min_{k}"] or ""), str(bounds[f"max_{k}"] or ""))
+        low, high = bounds.get(k, (None, None))
+        shared = shared_prefix(str(low or ""), str(high or ""))
         unshared.append(F.substring(F.col(k), shared + 1, 1 << 30))
     nulls = [F.col(k).isNull().cast("int") for k in keys]
     group = nulls[0] * 2
