@@ -22,7 +22,7 @@ from polars.testing import assert_frame_equal
 from dashboard.core.config import Settings, load_settings, parse_settings
 from dashboard.core.errors import ConfigError
 from dashboard.core.store import Store
-from dashboard.derived.identity import Kept, Model, kept_resolution, resolve, write_state
+from dashboard.derived.identity import RARE_NAME, Kept, Model, kept_resolution, resolve, write_state
 from dashboard.pipeline.refresh import refresh
 from tests.test_cli import cockpit
 from tests.test_identity import _frame, _keys, _people
@@ -113,6 +113,52 @@ def test_only_what_changed_is_scored_and_the_links_are_those_of_a_full_resolutio
     assert key["erp:E00102"] == key["erp:E00105"]  # the changed phone moved it
     assert key["erp:E09999"] not in {key["erp:E00050"]}  # a namesake with other phone and email stays apart
     assert "wechat:W7" not in key
+
+
+RARE = "欧阳娜"  # a name no generated person has
+
+
+def _rare_named(rows: list[dict[str, str | None]]) -> list[dict[str, str | None]]:
+    """_population with RARE_NAME records named RARE: a person with a POS copy (a pair only pass 2 finds, scored
+    with the name's frequency) and persons without copies."""
+    chosen = [1000, *[i for i in range(1001, 1100) if i % 3 and i % 10][: RARE_NAME - 2]]
+    ids = {f"E{i:05d}" for i in chosen} | {"D100"}  # E01000's POS copy
+    return [{**r, "name": RARE} if r["source_record_id"] in ids else r for r in rows]
+
+
+def test_a_record_moved_a_split_customer_and_a_name_no_longer_rare_resolve_as_in_full(
+    trained: tuple[pl.DataFrame, pl.DataFrame, Model], tmp_path: Path
+) -> None:
+    """Only what changed is scored again, and the links and pairs are a full resolution's. Among the changes:
+    E00102 moves to E00105's customer and so splits its own from its WeChat copy W34, and a 21st record named RARE
+    takes the name past RARE_NAME: the frequency, so the score, of every pair of that name changes (E01000 and its
+    POS copy D100 are scored again, not kept), and so does its name-and-place blocking (here no accepted pair)."""
+    _records, _links, model = trained
+    rows = _rare_named(_population())
+    assert sum(r["name"] == RARE for r in rows) == RARE_NAME
+    first = Model(threshold=0.95, trained=model.trained, tf_total=model.tf_total)
+    links = resolve(_frame(rows), first)
+    stranger = {**rows[50], "source_record_id": "E09998", "phone": "13312340000", "email": "r@x.com", "name": RARE}
+    changed = _changed(rows)  # E00102 takes E00105's phone; and its email, so that nothing holds it to W34
+    moved = next(r for r in changed if r["source_record_id"] == "E00102")
+    moved["email"] = rows[105]["email"]
+    after = _frame([*changed, stranger])
+
+    ours_model = Model(threshold=0.95, trained=model.trained, tf_total=model.tf_total)
+    ours_model.kept = _kept(first, tmp_path, NOW)
+    ours = resolve(after, ours_model, previous=links)
+    whole = Model(threshold=0.95, trained=model.trained, tf_total=model.tf_total)
+    full = resolve(after, whole, previous=links)
+
+    assert_frame_equal(ours, full)  # keys, rules, confidences
+    assert ours_model.pairs is not None and whole.pairs is not None
+    assert_frame_equal(ours_model.pairs.sort("node_l", "node_r"), whole.pairs.sort("node_l", "node_r"))
+    assert ours_model.stats["records_scored"] < after.height // 10
+    key, before = _keys(ours), _keys(links)
+    assert key["erp:E00102"] == key["erp:E00105"] != key["wechat:W34"]  # moved, its customer split
+    assert before["erp:E00102"] == before["wechat:W34"]
+    assert key["pos:D100"] == key["erp:E01000"] == before["erp:E01000"]  # the pair rescored, still one customer
+    assert key["erp:E00500"] == before["erp:E00500"]  # an untouched customer keeps its key
 
 
 def test_too_many_changes_train_the_parameters_again(
@@ -319,3 +365,16 @@ def test_the_next_build_reads_names_of_known_characters_without_pypinyin(tmp_pat
     kept.with_columns(pl.lit("0.1").alias("pypinyin")).write_parquet(folder / "identity_pinyin.parquet")
     other = _read_again(tmp_path / "data")  # readings of another pypinyin: looked up again
     assert other["known"] == 0 and other["names"] == ["wang wei", "wei na", None] and other["pypinyin"]
+
+
+def test_fresh_keys_are_the_same_made_in_python_or_by_duckdb(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dashboard.derived import identity
+    from dashboard.derived.identity import _fresh_key, _voted_keys
+
+    members = _members([(i, f"r{i}") for i in range(40)])
+    none = pl.Series("customer_key", [], dtype=pl.String)
+    few = _voted_keys(members, None, none).sort("component")  # an incremental build's few: in Python
+    monkeypatch.setattr(identity, "FEW_FRESH", 0)
+    many = _voted_keys(members, None, none).sort("component")  # a full build's many: DuckDB's md5
+    assert_frame_equal(few, many)
+    assert few["customer_key"][7] == _fresh_key("customer:s:r7")

@@ -867,6 +867,9 @@ def assign_keys(members: pl.DataFrame, previous: pl.DataFrame | None) -> pl.Data
     return pl.concat([sole, _voted_keys(rest, prev, sole["customer_key"])])
 
 
+FEW_FRESH = 5_000  # up to this many fresh keys are made in Python (_fresh_key), more by DuckDB's md5 (the same keys)
+
+
 def _voted_keys(members: pl.DataFrame, prev: pl.DataFrame | None, kept: pl.Series) -> pl.DataFrame:
     """assign_keys for ``members`` by votes: ``prev`` (ref, customer_key) the previous keys, ``kept`` the keys other
     components keep (a fresh key must not be one of them)."""
@@ -885,9 +888,13 @@ def _voted_keys(members: pl.DataFrame, prev: pl.DataFrame | None, kept: pl.Serie
         by_key = votes.unique("customer_key", keep="first", maintain_order=True)
         claimed = by_key.unique("component", keep="first", maintain_order=True).select("component", "customer_key")
     fresh = anchors.join(claimed, on="component", how="anti")
-    with duckdb.connect() as con:
-        con.register("fresh", fresh)
-        fresh = con.sql("SELECT component, anchor, 'C' || left(md5(anchor), 12) AS customer_key FROM fresh").pl()
+    if fresh.height <= FEW_FRESH:  # an incremental build's few: no DuckDB connection for them
+        made = [_fresh_key(anchor) for anchor in fresh["anchor"]]
+        fresh = fresh.with_columns(pl.Series("customer_key", made, dtype=pl.String))
+    else:
+        with duckdb.connect() as con:
+            con.register("fresh", fresh)
+            fresh = con.sql("SELECT component, anchor, 'C' || left(md5(anchor), 12) AS customer_key FROM fresh").pl()
     taken = pl.concat([claimed["customer_key"], kept]).implode()
     clash = fresh["customer_key"].is_in(taken) | fresh["customer_key"].is_duplicated()
     keys = []
