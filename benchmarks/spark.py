@@ -336,25 +336,37 @@ def derived(bench: Bench) -> None:
         yield spark
 
     made: list[Manifest] = []
+    laps: list[tuple[str, int, float]] = []  # each step as it ends: the Spark jobs and CPU so far
+
+    def lap(step: str, rows: int | None = None) -> None:
+        laps.append((step, spark_jobs(spark), tree_cpu()))
+
+    def build() -> None:
+        made.append(build_derived(settings, store, bench.manifest, lap=lap, full=True))
+
     engine, jobs.engine = jobs.engine, this_session  # derive.py asks jobs.engine for its session
-    peaks, started = Peaks(), spark_jobs(spark)
+    peaks, started, cpu = Peaks(), spark_jobs(spark), tree_cpu()
     try:
-        wall, used = _timed(lambda: made.append(build_derived(settings, store, bench.manifest, full=True)), tree_cpu)
+        wall, used = _timed(build, tree_cpu)
     finally:
         jobs.engine = engine
     print(f"  {peaks.report(hwm=False)} (sampled during the build)")
-    build = made[0]["derived"]
+    before = (started, cpu)
+    for step, at, spent in laps:
+        print(f"  {step}: {at - before[0]} Spark jobs, {spent - before[1]:.1f} CPU-s")
+        before = (at, spent)
+    result = made[0]["derived"]
     print(f"derived build, spark: wall {wall:.2f} s  cpu {used:.2f} s  [{spark_jobs(spark) - started} Spark jobs]")
     try:
         for table, order in (("identity_links", ["customer_key", "source_system", "source_record_id"]),
                              ("customer_golden", ["customer_key"])):  # fmt: skip
-            new = pl.read_parquet(store.abs(build["tables"][table])).sort(order)
+            new = pl.read_parquet(store.abs(result["tables"][table])).sort(order)
             old = bench.con.sql(f"SELECT * FROM {table}").pl().select(new.columns).sort(order)
             same = new.height == old.height and new.schema == old.schema
             differ = [c for c in new.columns if not (same and new[c].equals(old[c]))]  # floats: exactly
             print(f"  {table}: {new.height:,} rows; columns unlike the current build's: {differ or 'none'}")
     finally:
-        shutil.rmtree(store.derived / build["build_id"], ignore_errors=True)
+        shutil.rmtree(store.derived / result["build_id"], ignore_errors=True)
 
 
 def main() -> None:

@@ -195,9 +195,9 @@ def test_the_small_demo_resolved_on_spark_links_what_duckdb_links_with_the_fewer
     assert got.drop("confidence").equals(want.drop("confidence"))  # keys, records, rules
     assert (got["confidence"] - want["confidence"]).abs().max() <= 1.0001e-4
     assert not [sql for sql in pulled if "clash" in sql]  # no fresh key clashed: none brought here
-    # Splink's connected components ran once, for pass 1: the accepted pairs join whole pass-1 clusters, found
-    # without a Spark job (no record is detached)
-    assert splink_components == ["exact"] and clustering_jobs == [0]
+    # Splink's connected components did not run: pass 1's clusters by label propagation (a table per round), and
+    # the accepted pairs join whole pass-1 clusters, found without a Spark job (no record is detached)
+    assert splink_components == [] and graph.rounds >= 1 and clustering_jobs == [0]
     assert got["match_rule"].eq("probabilistic").sum() > 0  # pairs joined pass-1 clusters
     assert not (stage / jobs.PARTS).exists()
 
@@ -229,6 +229,49 @@ def test_the_pairs_join_pass_one_clusters_as_connected_components_over_every_rec
         np.minimum.at(smallest, whole, np.arange(n))
         assert (got == smallest[whole]).all()
         assert len(set(got)) < len(set(exact)) or k == 0  # the pairs joined clusters
+
+
+def test_pass_one_on_spark_names_each_cluster_by_its_smallest_record(on_spark: Settings, spark: Any) -> None:
+    """SparkGraph.exact's label propagation over the shared values, on random records sharing phones, e-mails, ID
+    numbers and customer references (values chaining records across rounds): the clusters scipy's components over
+    the same stars make (derived.identity.Graph), each named by its smallest record, as Splink's components name
+    them; a record sharing nothing is its own cluster."""
+    import numpy as np
+
+    from dashboard.derived.identity import Graph
+
+    rng = np.random.default_rng(23)
+    rounds = []
+    for n, pool in ((1, 3), (40, 30), (900, 500)):
+
+        def values(prefix: str, share: float, n: int = n, pool: int = pool) -> list[str | None]:
+            return [f"{prefix}{v}" if rng.random() < share else None for v in rng.integers(0, pool, n)]
+
+        nodes = pl.DataFrame(
+            {
+                "node": np.arange(n, dtype=np.int64),
+                "source_system": [["crm", "erp"][i % 2] for i in range(n)],
+                "source_record_id": [f"R{i}" for i in range(n)],
+                "record_kind": "lead",
+                "phone": values("1390000", 0.6),
+                "email": values("m", 0.5),
+                "id_number": values("id", 0.3),
+                "customer_ref": values("R", 0.3),
+            }
+        )
+        stage = _stage(on_spark, f"propagated_{n}")
+        graph = spark_identity.SparkGraph(spark, on_spark, stage)
+        try:
+            got = graph.exact(nodes)
+            rounds.append(graph.rounds)
+        finally:
+            graph.close()
+        labels = Graph().exact(nodes)
+        smallest = np.full(n, n)
+        np.minimum.at(smallest, labels, np.arange(n))
+        assert (got == smallest[labels]).all(), n
+        assert not (stage / jobs.PARTS).exists()
+    assert rounds[-1] >= 3  # values chained records beyond one round (and the last round changed nothing)
 
 
 def test_splinks_tables_are_read_back_in_their_schema_with_fewer_jobs(on_spark: Settings, spark: Any) -> None:

@@ -8,9 +8,10 @@ blocked and scored on Spark. Training stays where the DuckDB engine does it, on 
 ``Model.train_records`` whatever the data's size: Splink estimates u from *random* pairs, and the two engines
 draw different ones (DEPENDENCY_NOTES: 23,160 against 23,189 clusters at 50k records), so a model trained on each
 would link differently; one model, scored on both, links the same records. Pass 1 (derived.identity.VALUES_SQL, the
-records sharing a phone, an email, an ID number or a customer) and its clusters run on Spark: Splink's connected
-components (``cluster_pairwise_predictions_at_threshold``) name each cluster by its smallest record,
-derived.identity by scipy's numbering, and only who is in a cluster makes its key. The accepted pairs and the merge
+records sharing a phone, an email, an ID number or a customer) and its clusters run on Spark: label propagation over
+the shared values, a written table per round (SparkGraph._propagated), names each cluster by its smallest record as
+Splink's connected components (``cluster_pairwise_predictions_at_threshold``) do, derived.identity by scipy's
+numbering, and only who is in a cluster makes its key. The accepted pairs and the merge
 overrides then join whole pass-1 clusters: their components over those few clusters are found on the driver, which
 holds the pairs and one pass-1 cluster per record already (SparkGraph._clusters; Splink's components again only
 where a record is detached from its pass-1 cluster). Still on the driver: the per-record arrays the links are made
@@ -461,6 +462,15 @@ def scorer(spark: Any, settings: Settings, stage: Path) -> Scorer:
     return score
 
 
+# a round of pass 1's label propagation (SparkGraph._propagated): each value its records' smallest label, each
+# record its values' smallest
+_ROUND_SQL = """
+WITH g AS (
+    SELECT v.value, min(l.label) AS label FROM identity_values AS v JOIN {labels} AS l ON l.node = v.node
+    GROUP BY v.value
+)
+SELECT v.node, min(g.label) AS label FROM identity_values AS v JOIN g ON g.value = v.value GROUP BY v.node
+"""
 _PREVIOUS = {"source_system": pl.String, "source_record_id": pl.String, "customer_key": pl.String}
 # Graph.links on Spark, as derived.identity makes them on the driver (_finish, assign_keys; tests/test_spark_identity
 # pins both to the same links). Each record: its cluster (a split override's new one first), pass-1 cluster, rule
@@ -653,6 +663,7 @@ class SparkGraph(Graph):
         self.n = 0
         self.previous, self.target = previous, target
         self.written: Written | None = None  # what links() wrote into ``target``
+        self.rounds = 0  # pass 1's rounds of label propagation
 
     def _uri(self, name: str) -> str:
         return shared_uri(self.settings, self.folder / name)
@@ -702,15 +713,44 @@ class SparkGraph(Graph):
                 "identity_values"
             )
             self.spark.sql(to_spark(RULES_SQL)).createOrReplaceTempView("identity_rules")
-            rows = max(self._rows("values"), nodes.height if nodes is not None else 0)
-            self._components(
-                "SELECT node AS node_l, hub AS node_r FROM identity_values WHERE node <> hub", "exact", rows
-            )
+            self._propagated("exact")
 
         run_job(self.spark, self.settings, "identity_links", work)
-        # every record has its cluster (Splink's components keep the records no pair touches): their number
+        # every record has its cluster (a record sharing no value its own): their number
         self.n = nodes.height if nodes is not None else self._rows("exact")
         return self._per_node("exact", "cluster", np.int64)
+
+    def _propagated(self, out: str) -> None:
+        """Pass 1's clusters on Spark by label propagation over the shared values (identity_values), one table
+        written per round: each record starts at the smallest hub of its values (each value's smallest record);
+        each round every value takes the smallest label of its records and every record the smallest of its
+        values'; labels only fall, so a round whose labels' sum (observed by the job writing them) is the last
+        round's changed none, and every record then has its cluster's smallest record, as Splink's connected
+        components name it. A record sharing no value is its own cluster. Part files ``out`` and the view of it."""
+        from pyspark.sql import Observation
+        from pyspark.sql import functions as F
+
+        def written(sql: str, name: str) -> Any:
+            seen = Observation(f"identity_{name}")
+            self._write(sql, name, seen=(seen, F.sum("label").alias("total")))
+            return seen.get["total"]
+
+        last = written("SELECT node, min(hub) AS label FROM identity_values GROUP BY node", "labels_0")
+        rounds = 0
+        while True:
+            rounds += 1
+            total = written(_ROUND_SQL.format(labels=f"identity_labels_{rounds - 1}"), f"labels_{rounds}")
+            shutil.rmtree(self.folder / f"labels_{rounds - 1}", ignore_errors=True)  # read by this round only
+            if total == last:
+                break
+            last = total
+        self.rounds = rounds
+        self._write(
+            "SELECT n.node, coalesce(l.label, n.node) AS cluster FROM identity_nodes AS n "
+            f"LEFT JOIN identity_labels_{rounds} AS l ON l.node = n.node",
+            out,
+        )
+        shutil.rmtree(self.folder / f"labels_{rounds}", ignore_errors=True)
 
     def _rows(self, name: str) -> int:
         """The rows of the part files ``name``, from their footers (no Spark job)."""
@@ -722,7 +762,7 @@ class SparkGraph(Graph):
         self, exact: np.ndarray, pairs: pl.DataFrame, merge: list[tuple[int, int]], detach: list[int]
     ) -> None:
         """Each record's cluster (Graph.clusters) on Spark: the view identity_clusters. Pass 1's clusters are
-        connected already (Splink's components, exact): with no record detached, the accepted pairs and the merges
+        connected already (exact): with no record detached, the accepted pairs and the merges
         only join whole pass-1 clusters, so their components are found here over those few clusters (joined), and
         each record's cluster is a view over pass 1's; a detached record leaves its pass-1 cluster, whose
         members Splink's components on Spark connect again without it."""
