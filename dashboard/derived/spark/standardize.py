@@ -20,7 +20,8 @@ import polars as pl
 
 from dashboard.core.config import Settings
 from dashboard.core.parse import shared_prefix
-from dashboard.derived.spark.jobs import run_job, shared_uri
+from dashboard.derived.spark.jobs import in_order, run_job, shared_uri
+from dashboard.derived.spark.jobs import join_files as join_on_jvm
 from dashboard.derived.spark.session import build_session, probe, stop_session
 
 T = TypeVar("T")
@@ -34,7 +35,6 @@ _SORT_KEY = "__sort_key"  # the record order's key, while Spark sorts by it
 # candidate hashes sent whole to every task of the comparison up to this many (16 bytes each); more are joined
 # by a shuffle
 _BROADCAST_ROWS = 4_000_000
-_ROW_GROUP_BYTES = 128 << 20  # Parquet's writer's own row group size (a joined file keeps its parts' groups)
 _SAMPLES = 5  # duplicates named per table (pipeline.standardize.SAMPLE_SIZE)
 _KEY_CHARS = 15  # record order: the bytes of a key compared (pipeline.standardize._KEY_BYTES, twice less one)
 # rows per task at most (at least one task per core the session has): a part travels inside its task, and
@@ -323,42 +323,13 @@ def _sort(
         ranked.write.mode("overwrite").parquet(shared_uri(settings, folder))
 
     run_job(spark, settings, name, work)
-    join_files(settings, name, _in_order(folder), target)
-
-
-def _in_order(folder: Path) -> list[Path]:
-    """The files a Spark write left in ``folder``, in its partitions' order (part-<partition>-...)."""
-    return sorted(folder.glob("part-*.parquet"), key=lambda p: int(p.name.split("-")[1]))
+    join_files(settings, name, in_order(folder), target)
 
 
 def join_files(settings: Settings, name: str, files: list[Path], target: Path) -> None:
     """``files`` (Parquet, one schema) made one file ``target``, their row groups in the files' order, copied
-    as they are (Parquet's own writer appends a file's row groups without reading its rows: the driver's JVM
-    copies bytes, nothing is decoded)."""
-    spark = session(settings)
-
-    def work() -> None:
-        jvm, conf = spark._jvm, spark._jsc.hadoopConfiguration()
-        hadoop = jvm.org.apache.parquet.hadoop
-
-        def uri(path: Path) -> Any:
-            return hadoop.util.HadoopInputFile.fromPath(jvm.org.apache.hadoop.fs.Path(shared_uri(settings, path)), conf)
-
-        reader = hadoop.ParquetFileReader.open(uri(files[0]))
-        try:
-            meta = reader.getFooter().getFileMetaData()
-        finally:
-            reader.close()
-        into = hadoop.util.HadoopOutputFile.fromPath(jvm.org.apache.hadoop.fs.Path(shared_uri(settings, target)), conf)
-        mode = getattr(hadoop, "ParquetFileWriter$Mode").OVERWRITE
-        writer = hadoop.ParquetFileWriter(into, meta.getSchema(), mode, _ROW_GROUP_BYTES, 0)
-        writer.start()
-        for f in files:
-            writer.appendFile(uri(f))
-        writer.end(meta.getKeyValueMetaData())
-
-    run_job(spark, settings, name, work)
-    (target.parent / f".{target.name}.crc").unlink(missing_ok=True)  # Hadoop's checksum beside a local file
+    as they are (jobs.join_files: Parquet's own writer on the driver's JVM, nothing decoded)."""
+    join_on_jvm(session(settings), settings, name, files, target)
 
 
 def _keyed(
