@@ -504,8 +504,15 @@ def _scores(
         if reasons is None:  # the touched customers' reasons, made again (_touched_only); one without a record
             made = touched.join(made, on="customer_key", how="left")  # has no owner, and its reasons
         attrs = pl.concat([same, made.select(same.columns)])
-    out = out.join(attrs, on="customer_key", how="left").sort(
-        ["expected_value_at_risk", "risk", "customer_key"], descending=[True, True, False]
+    out = (
+        out.join(attrs, on="customer_key", how="left")
+        .join(churn_features.first_records(con), on="customer_key", how="left")
+        .sort(
+            "expected_value_at_risk",
+            "risk",
+            pl.coalesce("first_record", "customer_key"),
+            descending=[True, True, False],
+        )
     )
     return out.select(
         pl.int_range(1, out.height + 1, dtype=pl.Int64).alias("rank"),

@@ -459,6 +459,21 @@ def active_at(con: duckdb.DuckDBPyConnection, t: int, horizon: int) -> pl.DataFr
     return _on_days(con, LABELS_SQL, {"t": t, "h": horizon})
 
 
+# Each linked customer's first customer record (source:id, the least), which names the same customer whatever key
+# a build gave it: ties in the served order are broken by it, so an incremental build (which hands keys on) ranks
+# tied customers as a build from an empty folder does. A ref with no customer record is its own key already.
+FIRST_RECORDS_SQL = """
+SELECT customer_key, min(source_system || ':' || source_record_id) AS first_record
+FROM churn_links WHERE record_kind = 'customer' AND customer_key IS NOT NULL
+GROUP BY customer_key
+"""
+
+
+def first_records(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """customer_key → first_record (FIRST_RECORDS_SQL), for every linked customer of the build."""
+    return con.sql(FIRST_RECORDS_SQL).pl()
+
+
 def attributes(con: duckdb.DuckDBPyConnection, keys: pl.DataFrame) -> pl.DataFrame:
     """customer_key → owner, region (null when no record says)."""
     con.register("churn_scored", keys.select("customer_key"))
