@@ -12,7 +12,9 @@ Reads the company's snapshots; writes only into a temporary folder under its dat
 
 ``--steps derived`` makes a whole derived build (identity, quality, analytics, golden records, churn, the
 personal-data profile) with engine spark, as a refresh's does: it is written into the company's data folder as
-an unpublished build and removed after (the manifest is not written).
+an unpublished build and removed after (the manifest is not written). Each step's Spark jobs and CPU, and the
+driver's memory at its end: its resident set, its peak sampled during the step and its high-water mark so far (the
+step where that rose made the driver's peak).
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ class Peaks:
     def __init__(self, every: float = 1.0) -> None:
         self.every, self.jvm = every, 0
         self.peak = {"driver": 0, "JVM": 0, "Python workers": 0, "all together": 0}
+        self.step = 0  # the driver's sampled peak since the last step (step_peak)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -120,6 +123,15 @@ class Peaks:
             now["Python workers"] = sum(v for p, v in rss.items() if p not in (me, self.jvm))
             now["all together"] = sum(rss.values())
             self.peak = {k: max(v, now[k]) for k, v in self.peak.items()}
+            self.step = max(self.step, now["driver"])
+
+    def step_peak(self) -> tuple[int, int, int]:
+        """The driver's memory at the end of a step (KiB): its resident set now, its sampled peak since the last
+        call, and its high-water mark so far (VmHWM: a step that raised it made the driver's peak)."""
+        me = os.getpid()
+        now, hwm = _kib(me, "VmRSS"), _kib(me, "VmHWM")
+        peak, self.step = max(self.step, now), 0
+        return now, peak, hwm
 
     def report(self, hwm: bool = True) -> str:
         """Stop sampling; the peaks in GB, one line (``hwm``: the driver's and JVM's high-water marks over
@@ -336,24 +348,29 @@ def derived(bench: Bench) -> None:
         yield spark
 
     made: list[Manifest] = []
-    laps: list[tuple[str, int, float]] = []  # each step as it ends: the Spark jobs and CPU so far
+    laps: list[tuple[str, int, float, tuple[int, int, int]]] = []  # each step as it ends: jobs, CPU, driver memory
 
     def lap(step: str, rows: int | None = None) -> None:
-        laps.append((step, spark_jobs(spark), tree_cpu()))
+        laps.append((step, spark_jobs(spark), tree_cpu(), peaks.step_peak()))
 
     def build() -> None:
         made.append(build_derived(settings, store, bench.manifest, lap=lap, full=True))
 
     engine, jobs.engine = jobs.engine, this_session  # derive.py asks jobs.engine for its session
     peaks, started, cpu = Peaks(), spark_jobs(spark), tree_cpu()
+    at_start = peaks.step_peak()
     try:
         wall, used = _timed(build, tree_cpu)
     finally:
         jobs.engine = engine
     print(f"  {peaks.report(hwm=False)} (sampled during the build)")
+    gb = 2**20
+    print(f"  driver before the build: RSS {at_start[0] / gb:.2f} GB, high-water mark {at_start[2] / gb:.2f} GB")
     before = (started, cpu)
-    for step, at, spent in laps:
-        print(f"  {step}: {at - before[0]} Spark jobs, {spent - before[1]:.1f} CPU-s")
+    for step, at, spent, (rss, peak, hwm) in laps:
+        memory = f"RSS at its end {rss / gb:.2f} GB, sampled peak in it {peak / gb:.2f} GB, "
+        memory += f"high-water mark {hwm / gb:.2f} GB"
+        print(f"  {step}: {at - before[0]} Spark jobs, {spent - before[1]:.1f} CPU-s; driver {memory}")
         before = (at, spent)
     result = made[0]["derived"]
     print(f"derived build, spark: wall {wall:.2f} s  cpu {used:.2f} s  [{spark_jobs(spark) - started} Spark jobs]")
