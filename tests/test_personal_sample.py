@@ -120,3 +120,65 @@ def test_a_file_smaller_than_the_sample_is_read_whole(tmp_path: Path) -> None:
     phones = rows.filter(pl.col("value").str.starts_with("139")).height
     [(share, sampled)] = found.filter(pl.col("kind") == "phone").select("share", "sampled").rows()
     assert sampled == rows.height and share == pytest.approx(phones / rows.height)
+
+
+def _sample(file: Path) -> list[tuple[object, ...]]:
+    """The rows personal._sample takes of ``file`` (its text columns), in one order."""
+    con = duckdb.connect()
+    columns = list(personal._text_columns(con, file))
+    personal._sample(con, file, columns)
+    return con.execute(f"SELECT {', '.join(columns)} FROM {personal.SAMPLE} ORDER BY ALL").fetchall()
+
+
+def _full_order(file: Path) -> list[tuple[object, ...]]:
+    """The first SAMPLE rows of ``file`` in the sample's whole order: its two hashes, then every text column."""
+    con = duckdb.connect()
+    columns = list(personal._text_columns(con, file))
+    content = [c for c in columns if c not in personal.BUILD_NAMES]
+    first, second = personal._keys(content, [c for c in columns if c in personal.BUILD_NAMES])
+    order = ", ".join([first, second, *content, *(c for c in columns if c in personal.BUILD_NAMES)])
+    rows = f"SELECT {', '.join(columns)} FROM read_parquet('{file}') ORDER BY {order} LIMIT {SAMPLE}"
+    return con.execute(f"SELECT * FROM ({rows}) ORDER BY ALL").fetchall()
+
+
+def test_rows_tied_on_both_hashes_at_the_limit_are_taken_by_their_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB sorts by the two hashes alone; rows tied on both at the limit are ordered by their text. A coarse
+    content hash (13 values) ties thousands of different rows, so the limit falls inside a tie: the sample is
+    still the whole order's first rows, the same however the file is laid out."""
+    rows = _rows()
+    ours = tmp_path / "ours.parquet"
+    rows.write_parquet(ours, row_group_size=500)
+    theirs = tmp_path / "theirs.parquet"
+    rows.sample(fraction=1.0, shuffle=True, seed=3).write_parquet(theirs, row_group_size=1_300)
+    keys = personal._keys
+    monkeypatch.setattr(personal, "_keys", lambda content, names: (f"{keys(content, names)[0]} % 13", "0::UBIGINT"))
+
+    taken = _sample(ours)
+    assert len(taken) == SAMPLE and taken == _full_order(ours)
+    assert _sample(theirs) == taken
+    assert_frame_equal(_profile(theirs), _profile(ours))
+
+
+def test_rows_repeated_whole_across_the_limit(tmp_path: Path) -> None:
+    """Rows that differ only in their build names, or not at all, tie on the content's hash: the build names' hash
+    orders the first, and the second are taken as many times as the sample has room for."""
+    rows = _rows()
+    twice = pl.concat([rows, rows, rows.with_columns(pl.col("customer_key") + "-b")])
+    ours = tmp_path / "ours.parquet"
+    twice.write_parquet(ours, row_group_size=700)
+    theirs = tmp_path / "theirs.parquet"
+    twice.reverse().write_parquet(theirs, row_group_size=2_000)
+    taken = _sample(ours)
+    assert len(taken) == SAMPLE and taken == _full_order(ours) == _sample(theirs)
+
+
+def test_a_file_of_few_values_repeated(tmp_path: Path) -> None:
+    """Two values 500 times each: the hash filter that spares sorting most rows lets too few through (or all of
+    one value), so the file is sorted whole and the limit falls inside a run of identical rows."""
+    rows = pl.DataFrame({"city": ["上海", "杭州"] * 500, "source_system": "crm", "snapshot_id": "20261205T000000000Z"})
+    file = tmp_path / "few.parquet"
+    rows.write_parquet(file, row_group_size=300)
+    taken = _sample(file)
+    assert len(taken) == SAMPLE and taken == _full_order(file)

@@ -1,7 +1,7 @@
 """Which columns hold personal data, recognised by what their values are, not by what a column is called.
 
 At every derived build, each source's snapshot file of each entity and each derived table is sampled
-(SAMPLE_ROWS rows per file, chosen by their content: see _sample_sql) and each text column's values are classified by
+(SAMPLE_ROWS rows per file, chosen by their content: see _sample) and each text column's values are classified by
 ``main.pii_kind`` (core/dictionary.py: mainland mobiles with or without +86 and separators, e-mail
 addresses, 18-character ID numbers). A column where any sampled value is personal is listed in
 ``personal_columns`` with its kind and share, per source for the entities: a call center that keys its
@@ -66,19 +66,64 @@ def _text_columns(con: duckdb.DuckDBPyConnection, file: Path) -> dict[str, str]:
 # differently (snapshot ids are times, customer keys are handed on from build to build), so they take no part
 # in choosing the sample. They are still classified like every other column.
 BUILD_NAMES = frozenset({"snapshot_id", "customer_key", "old_key"})
+SAMPLE = "personal_sample"  # the temporary table a file's sample is put in, on the build's connection
+K1, K2 = "personal_sample_k1", "personal_sample_k2"  # its sort keys' columns (a file's text columns beside them)
+SAMPLE_MARGIN = 1.25  # the rows sorted for a sample: 25 % more than it takes, on average (_first)
 
 
-def _sample_sql(file: Path, columns: list[str]) -> str:
-    """The SAMPLE_ROWS rows of ``file`` with the smallest hash of their text (then by the text itself, so equal
-    hashes are ordered too): which rows are sampled depends only on the rows' content, not on the file's row
-    groups or the scan's order, so the same rows give the same profile however a build wrote them (a reservoir
-    sample did not: at medium an incremental build's customer_attributes read 0.0961 e-mails, a full build's
-    0.09615). DuckDB keeps the top SAMPLE_ROWS rows as it scans (bounded memory) and reads the other columns of
-    those rows only."""
+def _keys(content: list[str], names: list[str]) -> tuple[str, str]:
+    """The sample's first two sort keys (SQL over the quoted columns): the hash of the rows' content, then the hash
+    of their build names, which only orders rows of the same content (rows that differ in their build names alone:
+    customer_golden's or churn_scores' customers with the same attributes, identity_consistency's pairs)."""
+    return f"hash({', '.join(content)})", f"hash({', '.join(names)})" if names else "0::UBIGINT"
+
+
+def _sample(con: duckdb.DuckDBPyConnection, file: Path, columns: list[str]) -> None:
+    """Puts in the table SAMPLE the first SAMPLE_ROWS rows of ``file`` in the order of (hash of the content, hash
+    of the build names, content, build names): which rows are sampled depends only on the rows' content, not on
+    the file's row groups or the scan's order, so the same rows give the same profile however a build wrote them
+    (a reservoir sample did not: at medium an incremental build's customer_attributes read 0.0961 e-mails, a full
+    build's 0.09615).
+
+    DuckDB sorts by the two hashes only (``ORDER BY ... LIMIT``): encoding every text column into the sort key as
+    well cost about as much again. One more row than the sample says whether rows tie on both hashes at the limit
+    (identical rows, or a collision): then the rows with those hashes are read again and ordered by their text,
+    so the sample is the whole order's in every case. Only rows whose content hash is below what SAMPLE_MARGIN
+    times the sample's share of the file leaves (hashes are uniform) are sorted at all, so the rows' text is not
+    carried through the sort for every row; when fewer pass (a file of many equal rows), the file is sorted whole."""
     quoted = [f'"{c}"' for c in columns]  # names from the file's own schema, quoted
     content = [q for c, q in zip(columns, quoted, strict=True) if c not in BUILD_NAMES] or quoted
-    order = ", ".join([f"hash({', '.join(content)})", *content, *(q for q in quoted if q not in content)])
-    return f"SELECT {', '.join(quoted)} FROM read_parquet({quote_path(file)}) ORDER BY {order} LIMIT {SAMPLE_ROWS}"
+    names = [q for q in quoted if q not in content]
+    first, second = _keys(content, names)
+    read, count = f"read_parquet({quote_path(file)})", pq.ParquetFile(file).metadata.num_rows
+    if count <= SAMPLE_ROWS:  # the whole file
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {SAMPLE} AS SELECT {', '.join(quoted)} FROM {read}")
+        return
+    rows = f"SELECT {', '.join(quoted)}, {first} AS {K1}, {second} AS {K2} FROM {read}"
+    taken = _first(con, rows, count)
+    # the greatest hashes taken are the next row's: the rows before them are in the sample whatever their text, the
+    # rows with them as far as the whole order takes them
+    [(k1, k2)] = con.execute(f"SELECT {K1}, {K2} FROM {SAMPLE} ORDER BY {K1} DESC, {K2} DESC LIMIT 1").fetchall()
+    last = f"{K1} = {int(k1)}::UBIGINT AND {K2} = {int(k2)}::UBIGINT"
+    [(tied,)] = con.execute(f"DELETE FROM {SAMPLE} WHERE {last}").fetchall()
+    if taken - tied < SAMPLE_ROWS:
+        order = ", ".join([*content, *names])
+        limit = SAMPLE_ROWS - (taken - tied)
+        con.execute(f"INSERT INTO {SAMPLE} SELECT * FROM ({rows}) WHERE {last} ORDER BY {order} LIMIT {limit}")
+
+
+def _first(con: duckdb.DuckDBPyConnection, rows: str, count: int) -> int:
+    """Puts the first SAMPLE_ROWS + 1 of ``rows`` (``count`` of them, more than SAMPLE_ROWS) by their two hashes in
+    SAMPLE; returns how many it holds: SAMPLE_ROWS + 1."""
+    share = SAMPLE_MARGIN * (SAMPLE_ROWS + 1) / count
+    top = f"ORDER BY {K1}, {K2} LIMIT {SAMPLE_ROWS + 1}"
+    if share < 1:
+        below = f"{K1} < {int(share * 2**64)}::UBIGINT"
+        [(taken,)] = con.execute(f"CREATE OR REPLACE TEMP TABLE {SAMPLE} AS {rows} WHERE {below} {top}").fetchall()
+        if taken > SAMPLE_ROWS:
+            return int(taken)
+    [(taken,)] = con.execute(f"CREATE OR REPLACE TEMP TABLE {SAMPLE} AS {rows} {top}").fetchall()
+    return int(taken)
 
 
 def _classify(con: duckdb.DuckDBPyConnection, file: Path) -> list[tuple[str, str, float, int]]:
@@ -86,17 +131,22 @@ def _classify(con: duckdb.DuckDBPyConnection, file: Path) -> list[tuple[str, str
     columns = {c: kind for c, kind in _text_columns(con, file).items() if "'" not in c and '"' not in c}
     if not columns:
         return []
+    _sample(con, file, list(columns))
     values = {c: f'unnest("{c}")' if kind.endswith("[]") else f'"{c}"' for c, kind in columns.items()}
-    per_column = " UNION ALL ".join(
-        f"SELECT '{c}' AS column_name, main.pii_kind(v) AS kind, count(*) AS n "
-        f"FROM (SELECT {value} AS v FROM s) WHERE v IS NOT NULL AND v <> '' GROUP BY ALL"
+    per_column = " UNION ALL ".join(  # each distinct value classified once (a column's values repeat: cities...)
+        f"SELECT '{c}' AS column_name, main.pii_kind(v) AS kind, sum(n)::BIGINT AS n FROM "
+        f"(SELECT v, count(*) AS n FROM (SELECT {value} AS v FROM {SAMPLE}) WHERE v IS NOT NULL AND v <> '' "
+        "GROUP BY v) GROUP BY ALL"
         for c, value in values.items()
     )
-    rows = con.execute(f"WITH s AS MATERIALIZED ({_sample_sql(file, list(columns))}) {per_column}").fetchall()
+    rows = con.execute(per_column).fetchall()
+    con.execute(f"DROP TABLE {SAMPLE}")
     totals: dict[str, int] = {}
     for column, _kind, n in rows:
         totals[column] = totals.get(column, 0) + n
-    return [(c, k, n / totals[c], totals[c]) for c, k, n in rows if k is not None]
+    position = {c: i for i, c in enumerate(columns)}  # found in the file's order of columns, whatever the query's
+    found = sorted(((c, k, n) for c, k, n in rows if k is not None), key=lambda r: (position[r[0]], r[1]))
+    return [(c, k, n / totals[c], totals[c]) for c, k, n in found]
 
 
 def profile(
@@ -269,9 +319,9 @@ def file_id(path: Path) -> str:
 
 
 def sampled_by() -> str:
-    """How a file's sample is chosen: DuckDB's hash() of this version, SAMPLE_ROWS rows. A file profiled with
-    another sample is profiled again, so kept rows are what a build from an empty folder finds."""
-    return f"content hash, duckdb {duckdb.__version__}, {SAMPLE_ROWS} rows"
+    """How a file's sample is chosen (_sample's order, DuckDB's hash() of this version, SAMPLE_ROWS rows). A file
+    profiled with another sample is profiled again, so kept rows are what a build from an empty folder finds."""
+    return f"content hash, build names' hash, duckdb {duckdb.__version__}, {SAMPLE_ROWS} rows"
 
 
 def _slot(relation: str, source: str | None) -> str:
