@@ -76,8 +76,11 @@ def _churn(settings: Settings, folder: Path, spark: Any, kept: churn.KeptFit | N
         with spark_churn.churn_on(spark, _on_spark(settings), store, manifest, folder):  # spark None: DuckDB's
             result = churn.build(con, settings, links, folder, kept=kept)
     assert not (folder / PARTS).exists()  # Spark's files are gone with the step
-    # with engine spark every cutoff's features and labels, and the activity range, were Spark jobs
-    assert len(on_spark) == (len(asked) + 1 if spark else 0), on_spark
+    # with engine spark every cutoff's features and labels, the activity range, each customer's first record and the
+    # owners and regions were Spark jobs
+    assert len(on_spark) == (len(asked) + 3 if spark else 0), on_spark
+    if spark:
+        assert churn_features.FIRST_RECORDS_SQL in on_spark and churn_features.ATTRIBUTES_SQL in on_spark
     return asked, result
 
 

@@ -1,7 +1,10 @@
 """With engine spark the derived build's driver holds counts and summaries, not identity's links (issue 23): Spark
 writes identity_links.parquet (its parts joined as they are) and counts its rows and keys, reads the current
-build's keys for the vote, and makes the redirects (REDIRECTS_SQL, pinned here to derived.identity.redirects). The
-build is run with every read of a links file by Polars on the driver made to fail."""
+build's keys for the vote, and makes the redirects (REDIRECTS_SQL, pinned here to derived.identity.redirects);
+an incremental build's touched customers are one Spark statement (TOUCHED_SQL, pinned here to
+derived.golden.touched_customers) and only their links come to the driver; churn's owners and each customer's first
+record are Spark jobs. A whole build and an incremental one are run with every read of a links file by Polars on
+the driver made to fail."""
 
 from __future__ import annotations
 
@@ -14,14 +17,19 @@ import duckdb
 import polars as pl
 import pytest
 
-from dashboard.core.config import EngineConfig, Settings
-from dashboard.core.store import Store
+from dashboard.core.config import EngineConfig, Settings, load_settings
+from dashboard.core.store import Manifest, Store
+from dashboard.derived.golden import touched_customers
 from dashboard.derived.identity import REDIRECT_SCHEMA, redirects
 from dashboard.derived.spark import identity as spark_identity
 from dashboard.derived.spark import jobs
+from dashboard.derived.spark import steps as spark_steps
 from dashboard.derived.spark.session import build_session, stop_session
-from dashboard.pipeline.derive import build_derived
+from dashboard.pipeline import fingerprint
+from dashboard.pipeline.derive import STEP_ENTITIES, build_derived
+from dashboard.pipeline.refresh import refresh
 from tests.sparkcluster import spark_home
+from tests.test_incremental import _orders
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark")]
 
@@ -43,8 +51,7 @@ def spark(on_spark: Settings) -> Iterator[Any]:
     stop_session(session)
 
 
-@pytest.fixture
-def no_links_on_the_driver(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def _no_links_on_the_driver(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Polars' reads of an identity_links file or of the links' part files fail (the driver must not read them);
     the other reads go on, each named in the list returned."""
     read, scan = pl.read_parquet, pl.scan_parquet
@@ -68,14 +75,12 @@ def no_links_on_the_driver(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-def test_the_build_on_spark_never_reads_the_links_on_the_driver(
-    on_spark: Settings, monkeypatch: pytest.MonkeyPatch, no_links_on_the_driver: list[str]
-) -> None:
-    """(First in the module: the build stops the session it starts, the process's only one.) A whole derived build
-    with engine spark, every step made again over the small demo's current build: Spark
-    writes identity_links.parquet and counts its rows and keys, reads the current build's keys for the vote and
-    makes the redirects, while the driver's Polars cannot read a links file. The links are the current build's
-    (the DuckDB engine's: the same keys, voted from its links), the redirects none (no key went)."""
+@pytest.fixture(scope="module")
+def built_on_spark(on_spark: Settings) -> tuple[Manifest, Manifest, dict[str, int | None], list[Any]]:
+    """A whole derived build with engine spark, every step made again over the small demo's current build (the
+    DuckDB engine's), with every Polars read of a links file on the driver made to fail; not published. The
+    manifest it was made from, the one it returns, each step's rows and the SparkGraph it made. (Made by the
+    module's first test: a build stops the session it starts, the process's only one.)"""
     made: list[spark_identity.SparkGraph] = []
 
     class Kept(spark_identity.SparkGraph):
@@ -83,12 +88,28 @@ def test_the_build_on_spark_never_reads_the_links_on_the_driver(
             super().__init__(*args)
             made.append(self)
 
-    monkeypatch.setattr(spark_identity, "SparkGraph", Kept)
     store = Store(on_spark.data_path)
     current = store.read_manifest()
     laps: dict[str, int | None] = {}
-    manifest = build_derived(on_spark, store, current, lap=lambda step, rows=None: laps.update({step: rows}), full=True)
-    monkeypatch.undo()  # the tables read here
+    with pytest.MonkeyPatch.context() as mp:
+        _no_links_on_the_driver(mp)
+        mp.setattr(spark_identity, "SparkGraph", Kept)
+        manifest = build_derived(
+            on_spark, store, current, lap=lambda step, rows=None: laps.update({step: rows}), full=True
+        )
+    return current, manifest, laps, made
+
+
+def test_the_build_on_spark_never_reads_the_links_on_the_driver(
+    on_spark: Settings, built_on_spark: tuple[Manifest, Manifest, dict[str, int | None], list[Any]]
+) -> None:
+    """A whole derived build with engine spark (built_on_spark): Spark writes identity_links.parquet and counts its
+    rows and keys, reads the current build's keys for the vote and makes the redirects, and churn's owners and first
+    records are Spark jobs, while the driver's Polars cannot read a links file. The links are the current build's
+    (the DuckDB engine's: the same keys, voted from its links), the redirects none (no key went), each customer's
+    owner and region the current build's."""
+    store = Store(on_spark.data_path)
+    current, manifest, laps, made = built_on_spark
     tables = manifest["derived"]["tables"]
     got = pl.read_parquet(store.abs(tables["identity_links"]))
     want = pl.read_parquet(store.abs(current["derived"]["tables"]["identity_links"]))
@@ -104,6 +125,71 @@ def test_the_build_on_spark_never_reads_the_links_on_the_driver(
     assert redirected.height == 0 and redirected.schema == pl.Schema(REDIRECT_SCHEMA)
     assert laps["golden"] == pl.read_parquet(store.abs(tables["customer_golden"])).height > 0
     assert not (store.staging / "derived").exists() or not any((store.staging / "derived").iterdir())
+    owners = [
+        pl.read_parquet(
+            store.abs(m["derived"]["tables"]["churn_scores"]), columns=["customer_key", "owner", "region"]
+        ).sort("customer_key")
+        for m in (manifest, current)
+    ]  # on Spark (ATTRIBUTES_SQL over the links there) and by DuckDB
+    assert owners[0]["owner"].drop_nulls().len() > 0
+    assert owners[0].equals(owners[1])
+
+
+def test_an_incremental_build_on_spark_reads_only_the_touched_customers_links(
+    on_spark: Settings,
+    built_on_spark: tuple[Manifest, Manifest, dict[str, int | None], list[Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ERP's 1 % new and changed orders published (by a refresh with engine duckdb), then a derived build with
+    engine spark against the whole Spark build before (built_on_spark): identity kept, golden records made again by
+    DuckDB for the touched customers only (Spark found them and handed over their links), churn rescored for them;
+    the driver's Polars cannot read a links file meanwhile. The touched customers are those
+    derived.golden.touched_customers finds; the golden records and each customer's owner and region are those the
+    DuckDB engine's build of the same snapshots holds."""
+    store = Store(on_spark.data_path)
+    _, spark_build, _, _ = built_on_spark
+    duck = load_settings(on_spark.base_dir / "cockpit.toml")  # the same company with engine duckdb
+    assert refresh(duck, _orders(on_spark.data_path / "raw" / "demo")).exit_code == 0
+    published = store.read_manifest()  # ERP's new snapshot, and the DuckDB engine's build of it
+    pending = {**published, "derived": spark_build["derived"]}  # the Spark build is the one this build replaces
+    found: list[pl.DataFrame] = []
+    touched = spark_steps.LinksOnSpark.touched
+
+    def recorded(self: spark_steps.LinksOnSpark, *args: Any) -> pl.DataFrame:
+        found.append(touched(self, *args))
+        return found[-1]
+
+    lines: list[str] = []
+    _no_links_on_the_driver(monkeypatch)
+    monkeypatch.setattr(spark_steps.LinksOnSpark, "touched", recorded)
+    monkeypatch.setattr(spark_steps, "DRIVER_SHARE", 0.5)  # golden records on the driver for a few customers
+    manifest = build_derived(on_spark, store, pending, progress=lines.append)
+    monkeypatch.undo()
+    derived = manifest["derived"]
+    assert "identity" in derived["reused"]
+    [said] = [line for line in lines if line.startswith("golden records: ")]
+    assert [line for line in lines if line.startswith("churn: ") and " customers touched at " in line]
+    links = pl.read_parquet(store.abs(derived["tables"]["identity_links"]))
+    with duckdb.connect() as con:
+        changes = fingerprint.entity_changes(con, store, pending, STEP_ENTITIES["golden"])
+    assert changes is not None
+    [got] = found  # once: golden's, which churn's rescore takes too
+    want = touched_customers(None, links, changes)
+    assert 0 < got.height < links["customer_key"].n_unique() // 10
+    assert int(said.split()[2]) == got.height
+    assert got.equals(want.sort("customer_key"))
+    for table, order in (("customer_golden", "customer_key"), ("churn_scores", "customer_key")):
+        ours = pl.read_parquet(store.abs(derived["tables"][table])).sort(order)
+        theirs = pl.read_parquet(store.abs(published["derived"]["tables"][table])).sort(order)
+        if table == "churn_scores":  # fitted by each build on its own: the owners and regions, not the scores
+            ours, theirs = (f.select("customer_key", "owner", "region") for f in (ours, theirs))
+        assert ours.columns == theirs.columns and ours.height == theirs.height
+        for column in ours.columns:
+            a, b = ours[column], theirs[column]
+            if a.dtype.is_float():
+                assert ((a - b).abs() <= 1e-6).all() or a.equals(b), (table, column)
+            else:
+                assert a.equals(b), (table, column)
 
 
 def _keyed(rows: list[tuple[str, str, str]]) -> pl.DataFrame:
@@ -150,8 +236,9 @@ def _on_spark(
         if frame is not None:
             frame.write_parquet(stage / file)
         files.append(stage / file if frame is not None else None)
+    first = previous is None and earlier is None  # no build before: no Spark job (not even the session asked)
     with duckdb.connect() as con:
-        spark_identity.write_redirects(spark, con, settings, stage, files[0], files[1], NOW)
+        spark_identity.write_redirects(None if first else spark, con, settings, stage, files[0], files[1], NOW)
     assert not (stage / jobs.PARTS).exists()
     return pl.read_parquet(stage / "customer_redirects.parquet")
 
@@ -193,3 +280,89 @@ def test_random_redirects_on_spark_are_derived_identitys(on_spark: Settings, spa
     got = _on_spark(spark, on_spark, "redirects_random", now, before.unique(["source_system", "source_record_id"]),
                     earlier)  # fmt: skip
     assert got.equals(want)
+
+
+def _links_frame(rows: list[tuple[str, str, str, str, float]]) -> pl.DataFrame:
+    schema = {"source_system": pl.String, "source_record_id": pl.String, "record_kind": pl.String,
+              "customer_key": pl.String, "confidence": pl.Float64}  # fmt: skip
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def _touched_on_spark(
+    spark: Any, settings: Settings, name: str, old: pl.DataFrame | None, links: pl.DataFrame,
+    changes: dict[str, pl.DataFrame],
+) -> pl.DataFrame:  # fmt: skip
+    stage = settings.data_path / name
+    stage.mkdir()
+    links.write_parquet(stage / "identity_links.parquet")
+    if old is not None:
+        old.write_parquet(stage / "old_links.parquet")
+    on_spark = spark_steps.LinksOnSpark(spark, settings, stage / "identity_links.parquet", stage)
+    got = on_spark.touched(stage / "old_links.parquet" if old is not None else None, changes)
+    assert on_spark.keys() == links["customer_key"].n_unique()
+    some = got.head(2)
+    want_links = links.filter(pl.col("customer_key").is_in(some["customer_key"].implode()))
+    assert on_spark.of(some).equals(want_links.sort("customer_key", "source_system", "source_record_id"))
+    assert not (stage / f"{jobs.PARTS}_touched").exists()  # Spark's files removed
+    return got
+
+
+def test_the_touched_customers_statement_finds_what_derived_golden_finds(on_spark: Settings, spark: Any) -> None:
+    """TOUCHED_SQL on Spark (LinksOnSpark.touched) against derived.golden.touched_customers: records that moved,
+    joined, left or changed confidence between two builds, the customers of changed customer and lead records and
+    of changed orders' references, every lead record of a lead whose stage events changed; and with the links
+    kept (no old links). The touched customers' links gathered are theirs."""
+    old = _links_frame(
+        [("crm", "1", "customer", "A", 1.0), ("crm", "2", "customer", "A", 0.9), ("erp", "1", "customer", "B", 1.0),
+         ("crm", "L1", "lead", "C", 1.0), ("web", "L1", "lead", "D", 1.0), ("erp", "9", "customer", "E", 1.0),
+         ("crm", "3", "customer", "F", 1.0), ("crm", "4", "customer", "G", 1.0)]
+    )  # fmt: skip
+    links = _links_frame(
+        [("crm", "1", "customer", "A", 1.0), ("crm", "2", "customer", "A", 0.8), ("erp", "1", "customer", "H", 1.0),
+         ("crm", "L1", "lead", "C", 1.0), ("web", "L1", "lead", "D", 1.0), ("new", "1", "customer", "I", 1.0),
+         ("crm", "3", "customer", "F", 1.0), ("crm", "4", "customer", "G", 1.0)]
+    )  # fmt: skip
+    changes = {
+        "customers": pl.DataFrame({"source_system": ["crm"], "source_record_id": ["3"]}),
+        "leads": pl.DataFrame({"source_system": ["x"], "lead_id": ["L9"]}),  # no such lead linked
+        "lead_events": pl.DataFrame({"source_system": ["crm"], "lead_id": ["L1"]}),
+        "orders": pl.DataFrame({"source_system": ["crm", "erp"], "customer_ref": ["4", None]}),
+        "contracts": pl.DataFrame(schema={"source_system": pl.String, "customer_ref": pl.String}),
+    }
+    got = _touched_on_spark(spark, on_spark, "touched_crafted", old, links, changes)
+    want = touched_customers(old, links, changes)
+    # A: crm:2's confidence; B, H: erp:1 moved; E: gone; I: joined; F: changed record; G: changed order's
+    # reference; C and D: lead L1's events (a lead of that id in any source)
+    assert got["customer_key"].to_list() == ["A", "B", "C", "D", "E", "F", "G", "H", "I"]
+    assert got.equals(want.sort("customer_key"))
+    kept = _touched_on_spark(spark, on_spark, "touched_kept", None, links, changes)
+    assert kept.equals(touched_customers(None, links, changes).sort("customer_key"))
+    assert kept["customer_key"].to_list() == ["C", "D", "F", "G"]
+
+
+def test_random_touched_customers_on_spark_are_derived_goldens(on_spark: Settings, spark: Any) -> None:
+    """Random builds: 500 records moving between 80 keys, some confidences changed, random changed rows."""
+    import random
+
+    rng = random.Random(22)
+    kinds = ["customer", "lead"]
+    records = [(rng.choice(["crm", "erp"]), str(i), rng.choice(kinds)) for i in range(500)]
+    before = [(s, r, k, f"K{rng.randrange(80):02d}", rng.choice([1.0, 0.9])) for s, r, k in records]
+    old = _links_frame(before)
+    # 5 % of the records gone, 10 % on another key, some confidences changed, 20 records new
+    now = [(s, r, k, f"K{rng.randrange(80):02d}" if rng.random() < 0.1 else key, rng.choice([c, c, c, 0.8]))
+           for s, r, k, key, c in before if rng.random() < 0.95]  # fmt: skip
+    now += [("new", str(i), rng.choice(kinds), f"K{rng.randrange(90):02d}", 1.0) for i in range(20)]
+    links = _links_frame(now)
+    refs = [(rng.choice(["crm", "erp"]), str(rng.randrange(600))) for _ in range(40)]
+    changes = {
+        "customers": pl.DataFrame(refs[:10], schema=["source_system", "source_record_id"], orient="row"),
+        "leads": pl.DataFrame(refs[10:20], schema=["source_system", "lead_id"], orient="row"),
+        "orders": pl.DataFrame(refs[20:30], schema=["source_system", "customer_ref"], orient="row"),
+        "interactions": pl.DataFrame(refs[30:], schema=["source_system", "customer_ref"], orient="row"),
+        "lead_events": pl.DataFrame({"lead_id": [str(rng.randrange(600)) for _ in range(8)]}),
+    }
+    want = touched_customers(old, links, changes)
+    assert want.height > 20
+    got = _touched_on_spark(spark, on_spark, "touched_random", old, links, changes)
+    assert got.equals(want.sort("customer_key"))

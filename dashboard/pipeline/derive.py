@@ -111,13 +111,18 @@ _PREVIOUS_COLUMNS = ["source_system", "source_record_id", "customer_key"]  # wha
 
 class _Links:
     """The build's identity links (``path``): their frame (engine duckdb), or with engine spark the file Spark
-    wrote and the rows and keys its jobs counted (``written``), read here only when a step asks for every row
-    (frame: an incremental build's touched customers)."""
+    wrote (or the current build's, linked in) and the rows and keys its jobs counted (``written``), asked about
+    on Spark (``on_spark``: the keys when not counted, an incremental build's touched customers and their links):
+    the driver then reads no links file."""
 
     def __init__(
-        self, path: Path, frame: pl.DataFrame | None = None, written: spark_identity.Written | None = None
+        self,
+        path: Path,
+        frame: pl.DataFrame | None = None,
+        written: spark_identity.Written | None = None,
+        on_spark: spark_steps.LinksOnSpark | None = None,
     ) -> None:
-        self.path, self._frame, self.written = path, frame, written
+        self.path, self._frame, self.written, self.on_spark = path, frame, written, on_spark
 
     def frame(self) -> pl.DataFrame:
         """Every link (read from the file once, when Spark wrote it)."""
@@ -129,26 +134,34 @@ class _Links:
         """No link, in the links' columns: for a call that reads the links elsewhere (engine spark: on Spark)."""
         return pl.DataFrame(schema=pl.read_parquet_schema(self.path))
 
-    def scanned(self) -> Any:
-        """The links where DuckDB is handed a frame to register (churn's): the frame, or the file as an Arrow
-        dataset that DuckDB scans as its statements need it (the columns and rows they filter on, a row group at a
-        time), without a frame of every link."""
-        if self._frame is not None:
-            return self._frame
-        import pyarrow.dataset as ds
+    def touched(self, old: Path | None, changes: dict[str, pl.DataFrame]) -> pl.DataFrame:
+        """derived.golden.touched_customers against the current build's links file ``old`` (None: identity kept,
+        these are its links): on Spark with engine spark, the driver getting the touched customers' keys only."""
+        if self.on_spark is not None:
+            return self.on_spark.touched(old, changes)
+        return touched_customers(pl.read_parquet(old) if old is not None else None, self.frame(), changes)
 
-        return ds.dataset(self.path, format="parquet")
+    def of(self, touched: pl.DataFrame) -> pl.DataFrame:
+        """The links a step about the ``touched`` customers (customer_key) reads: every link, or with engine spark
+        only those customers', gathered from Spark."""
+        return self.on_spark.of(touched) if self.on_spark is not None else self.frame()
 
     @property
     def rows(self) -> int:
-        """The records linked (from the file's footer when Spark wrote it and did not count)."""
+        """The records linked (from the file's footer when Spark wrote it and did not count, or it was kept)."""
         if self._frame is None:
-            return self.written.rows if self.written else _rows(self.path)
+            import pyarrow.parquet as pq
+
+            return self.written.rows if self.written else int(pq.read_metadata(self.path).num_rows)
         return self._frame.height
 
     def keys(self) -> int:
-        """The customers (distinct keys): counted by Spark's jobs, or read."""
-        return self.written.keys if self.written and self._frame is None else self.frame()["customer_key"].n_unique()
+        """The customers (distinct keys): counted by Spark's jobs (or by Spark when the links were kept), or read."""
+        if self.written and self._frame is None:
+            return self.written.keys
+        if self.on_spark is not None and self._frame is None:
+            return self.on_spark.keys()
+        return self.frame()["customer_key"].n_unique()
 
 
 def _link(src: Path, dest: Path) -> None:
@@ -189,8 +202,10 @@ def build_derived(
         inputs_on_spark = None if spark is None else spark_identity.SparkInput(spark, settings, store, manifest, stage)
         inputs += _pinned_model(settings)
         records = _identity_key(con, steps, inputs, inputs_on_spark)  # None: not read (yet)
-        if steps.reuse("identity"):  # engine spark: its rows not read here unless a step asks for them
-            links = _Links(stage / LINKS_FILE, None if spark else pl.read_parquet(stage / LINKS_FILE))
+        # engine spark: what a step asks of the links (their keys, the touched customers) is asked on Spark
+        on_spark = spark_steps.LinksOnSpark(spark, settings, stage / LINKS_FILE, stage) if spark else None
+        if steps.reuse("identity"):  # engine spark: its rows not read here
+            links = _Links(stage / LINKS_FILE, None if spark else pl.read_parquet(stage / LINKS_FILE), None, on_spark)
         else:
             # engine spark: Spark reads the current build's keys for the vote, the driver none of its links
             previous = None if spark else previous_table(store, manifest, "identity_links", _PREVIOUS_COLUMNS)
@@ -205,17 +220,17 @@ def build_derived(
             was = spark_identity.current_file(store, manifest, "identity_links") if spark is not None else None
             graph = spark_identity.SparkGraph(spark, settings, stage, was, stage / LINKS_FILE) if spark else None
             # with engine spark the records and their features are made on Spark too: the driver gets their keys
-            on_spark = None
+            made = None
             if inputs_on_spark is not None:
-                on_spark = spark_identity.SparkRecords(spark, settings, store, manifest, stage, inputs_on_spark)
+                made = spark_identity.SparkRecords(spark, settings, store, manifest, stage, inputs_on_spark)
             records, resolved, model = build_links(
-                settings, con, previous, records, score, kept=kept, graph=graph, made=on_spark
+                settings, con, previous, records, score, kept=kept, graph=graph, made=made
             )
             write_state(model, kept, stage, now_utc())
             written = graph.written if graph is not None else None  # engine spark: Spark wrote them, counted them
             if written is None:
                 resolved.write_parquet(stage / LINKS_FILE)
-            links = _Links(stage / LINKS_FILE, None if written else resolved, written)
+            links = _Links(stage / LINKS_FILE, None if written else resolved, written, on_spark)
             if spark is not None:  # keys that disappeared (merged) → where their records are now, on Spark
                 earlier = spark_identity.current_file(store, manifest, "customer_redirects")
                 now = now_utc().replace(tzinfo=None)
@@ -268,11 +283,14 @@ def build_derived(
                 spark_steps.golden_tables(spark, con, settings, store, manifest, records_path, stage)
             else:  # records not read yet: write_golden reads the touched customers' only (all: a full build)
                 # the build's peak: DuckDB gets what [build_memory] leaves of what the process holds by then
+                # engine spark: only the touched customers' links, gathered from Spark (write_golden reads no other)
+                golden_links = links.frame() if copied is None else links.of(copied.touched)
                 with step_memory(con, settings.build_memory, settings.memory_limit):
-                    made = write_golden(con, settings, records, links.frame(), stage, copied)  # reads lead_facts
+                    made_from = write_golden(con, settings, records, golden_links, stage, copied)  # reads lead_facts
+                del golden_links
                 if copied is not None:
                     touched = copied.touched.height
-                    say(f"golden records: {touched} customers made again from their {made} records "
+                    say(f"golden records: {touched} customers made again from their {made_from} records "
                         "(records, links or facts changed)")  # fmt: skip
         del records
         if inputs_on_spark is not None:
@@ -291,9 +309,9 @@ def build_derived(
                 spark_churn.churn_on(spark, settings, store, manifest, stage),
                 step_memory(con, settings.build_memory, settings.memory_limit, CHURN_HEADROOM),
             ):
-                # engine spark: Spark reads the links' file for the keys; DuckDB here scans it for the owners (and a
-                # rescore's touched customers), a row group at a time: the driver holds no links frame
-                churn_links = links.frame() if spark is None else links.scanned()
+                # engine spark: Spark reads the links' file for the keys, owners and each customer's first record;
+                # the driver holds a rescore's touched customers' links (gathered from Spark), or none
+                churn_links = links.frame() if spark is None else _churn_links_on_spark(links, rows)
                 _churn().build(con, settings, churn_links, stage, say, fit, rows)  # scores, model card, calibration
             churn_fit = _fit_entry(steps, stage, fit)
         done("churn", _rows(stage / "churn_scores.parquet"))
@@ -350,7 +368,7 @@ def _golden_previous(
     changes = _changes(con, steps) if paths else None
     if paths is None or changes is None:
         return None
-    touched = touched_customers(_old_links(steps, paths["identity_links"]), links.frame(), changes)
+    touched = links.touched(_old_links(steps, paths["identity_links"]), changes)
     steps.memo["touched"] = touched  # churn rescores them too
     if touched.height > GOLDEN_COPY_SHARE * links.keys():
         return None
@@ -360,10 +378,10 @@ def _golden_previous(
     )
 
 
-def _old_links(steps: _Steps, path: Path) -> pl.DataFrame | None:
-    """The current build's identity links, for touched_customers; None when identity was kept (its files linked):
-    they are this build's links."""
-    return None if "identity" in steps.reused else pl.read_parquet(path)
+def _old_links(steps: _Steps, path: Path) -> Path | None:
+    """The current build's identity links file, for touched_customers; None when identity was kept (its files
+    linked): they are this build's links."""
+    return None if "identity" in steps.reused else path
 
 
 def _previous_files(store: Store, steps: _Steps, tables: tuple[str, ...]) -> dict[str, Path] | None:
@@ -595,11 +613,19 @@ def _churn_rows(con: duckdb.DuckDBPyConnection, store: Store, steps: _Steps, lin
         return None
     touched = steps.memo.get("touched")
     if touched is None:  # golden records kept, or made for everyone
-        touched = touched_customers(_old_links(steps, paths["identity_links"]), links.frame(), changes)
+        touched = links.touched(_old_links(steps, paths["identity_links"]), changes)
     build = _churn()
     keys = pl.concat([touched["customer_key"].cast(pl.String), build.churn_features.own_keys(changes)])
     kept: churn.KeptRows = build.KeptRows(rows, paths["churn_scores"], keys.unique().to_frame())
     return kept
+
+
+def _churn_links_on_spark(links: _Links, rows: churn.KeptRows | None) -> pl.DataFrame:
+    """The links churn's DuckDB statements read on the driver with engine spark: a rescore's touched customers'
+    (their keys and, through their customer records, their refs' own keys: TOUCHED_KEYS_SQL, and their owners),
+    gathered from Spark; none for a whole build (its keys, owners and first records are made on Spark). A rescore
+    that scores everyone after all makes them on Spark too (churn.features' DayTables)."""
+    return links.of(rows.touched) if rows is not None else links.unread()
 
 
 def _churn() -> ModuleType:

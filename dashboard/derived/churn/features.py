@@ -210,13 +210,18 @@ RANGE_SQL = "SELECT min(first_d) AS first_d, max(last_d) AS last_d FROM churn_da
 class DayTables(Protocol):
     """Another engine making the keys and per-day tables in place of load_events' own statements (``make``:
     churn_keys and churn_ids on the connection, given the latest day number), and running the statements that
-    read the per-day tables (``query``: a cutoff's features and labels, the activity range) where it made them.
-    With [engine] kind = "spark" the derived build sets one running them as Spark jobs (derived/spark/churn.py),
-    for the churn step only."""
+    read the per-day tables (``query``: a cutoff's features and labels, the activity range) where it made them,
+    and those that read every link (``first_records``: FIRST_RECORDS_SQL; ``attributes``: ATTRIBUTES_SQL for the
+    customers registered as churn_scored). With [engine] kind = "spark" the derived build sets one running them as
+    Spark jobs (derived/spark/churn.py), for the churn step only."""
 
     def make(self, con: duckdb.DuckDBPyConnection, latest: int) -> None: ...
 
     def query(self, con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, int]) -> pl.DataFrame: ...
+
+    def first_records(self, con: duckdb.DuckDBPyConnection) -> pl.DataFrame: ...
+
+    def attributes(self, con: duckdb.DuckDBPyConnection) -> pl.DataFrame: ...
 
 
 _DAY_TABLES: ContextVar[DayTables | None] = ContextVar("churn_day_tables", default=None)
@@ -470,14 +475,18 @@ GROUP BY customer_key
 
 
 def first_records(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """customer_key → first_record (FIRST_RECORDS_SQL), for every linked customer of the build."""
-    return con.sql(FIRST_RECORDS_SQL).pl()
+    """customer_key → first_record (FIRST_RECORDS_SQL), for every linked customer of the build (where another
+    engine made the keys: made there, day_tables_from)."""
+    days = _DAY_TABLES.get()
+    return days.first_records(con) if days is not None else con.sql(FIRST_RECORDS_SQL).pl()
 
 
 def attributes(con: duckdb.DuckDBPyConnection, keys: pl.DataFrame) -> pl.DataFrame:
-    """customer_key → owner, region (null when no record says)."""
+    """customer_key → owner, region (null when no record says); where another engine made the keys, made there
+    (day_tables_from)."""
     con.register("churn_scored", keys.select("customer_key"))
+    days = _DAY_TABLES.get()
     try:
-        return con.sql(ATTRIBUTES_SQL).pl()
+        return days.attributes(con) if days is not None else con.sql(ATTRIBUTES_SQL).pl()
     finally:
         con.unregister("churn_scored")

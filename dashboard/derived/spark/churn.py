@@ -67,11 +67,19 @@ class SparkDays:
     def __init__(self, spark: Any, settings: Settings, store: Store, manifest: Manifest, stage: Path) -> None:
         self.spark, self.settings, self.store, self.manifest, self.stage = spark, settings, store, manifest, stage
         self.queries = 0
+        self.made = False  # the keys made here (make): a rescore of a few customers makes them on the driver
+        self.linked = False  # the views of the entities and of the build's links registered on Spark
+
+    def _views(self) -> None:
+        if not self.linked:
+            register_entities(self.spark, self.settings, self.store, self.manifest)
+            parquet_view(self.spark, self.settings, self.stage / "identity_links.parquet", "churn_links")
+            self.linked = True
 
     def make(self, con: duckdb.DuckDBPyConnection, latest: int) -> None:
         spark, settings, stage, f = self.spark, self.settings, self.stage, churn_features
-        register_entities(spark, settings, self.store, self.manifest)
-        parquet_view(spark, settings, stage / "identity_links.parquet", "churn_links")
+        self._views()
+        self.made = True
         rows = materialize(spark, settings, f.KEY_ROWS_SQL, "churn_key_rows", stage)
         distinct = spark.table("churn_key_rows").select("customer_key").distinct()
         ids = numbered(spark, settings, distinct, {"cid": ("customer_key",)}, "churn_key_ids", stage)  # dense_rank's
@@ -93,6 +101,25 @@ class SparkDays:
             materialize(spark, settings, select_of(sql).sql("duckdb"), table, stage)
             # empty on the driver: the statements reading them are bound there (their types), run on Spark
             con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {empty_select(f.DAY_TABLES[table])}")
+
+    def first_records(self, con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+        """FIRST_RECORDS_SQL over every link, on Spark (a rescore's driver holds only its customers' links)."""
+        self._views()
+        return self.query(con, churn_features.FIRST_RECORDS_SQL, {})
+
+    def attributes(self, con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+        """ATTRIBUTES_SQL for the customers registered on ``con`` as churn_scored: on Spark over every link and the
+        keys made there, with the driver's churn_scored and churn_priority; a rescore's few customers' on ``con``,
+        whose keys and links are theirs."""
+        if not self.made:
+            return con.sql(churn_features.ATTRIBUTES_SQL).pl()
+        self._views()
+        (self.stage / PARTS).mkdir(parents=True, exist_ok=True)
+        for view in ("churn_scored", "churn_priority"):
+            path = self.stage / PARTS / f"{view}.parquet"
+            con.sql(f"SELECT * FROM {view}").pl().write_parquet(path)
+            parquet_view(self.spark, self.settings, path, view)
+        return self.query(con, churn_features.ATTRIBUTES_SQL, {})
 
     def query(self, con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, int]) -> pl.DataFrame:
         columns = _columns(con, sql, params)

@@ -39,6 +39,7 @@ import numpy as np
 import polars as pl
 
 from dashboard.core.config import Settings
+from dashboard.core.duck import empty_select, quote_path
 from dashboard.core.store import Manifest, Store
 from dashboard.derived.identity import (
     _CUSTOMERS_SQL,
@@ -613,7 +614,13 @@ def write_redirects(
 ) -> None:
     """The build's customer_redirects.parquet (derived.identity.redirects) by Spark (REDIRECTS_SQL) from the
     build's identity_links.parquet in ``stage``, the current build's links (``previous``) and redirects
-    (``earlier``) files: the driver reads none of the links, only the redirects Spark hands back to be written."""
+    (``earlier``) files: the driver reads none of the links, only the redirects Spark hands back to be written.
+    With neither (no build before this one) no key went and none is kept: the file is written empty, no Spark job."""
+    table = "customer_redirects"
+    if previous is None and earlier is None:
+        target = quote_path(stage / f"{table}.parquet")
+        con.execute(f"COPY ({empty_select(_REDIRECT_COLUMNS)}) TO {target} (FORMAT parquet, COMPRESSION zstd)")
+        return
     empty = {
         "redirect_previous": "source_system string, source_record_id string, customer_key string",
         "redirect_earlier": "old_key string, customer_key string, merged_at timestamp_ntz",
@@ -625,8 +632,7 @@ def write_redirects(
             made = read_parquet(spark, settings, path) if path is not None else spark.createDataFrame([], empty[view])
             made.createOrReplaceTempView(view)
 
-    run_job(spark, settings, "customer_redirects", views)
-    table = "customer_redirects"
+    run_job(spark, settings, table, views)
     run_to_parquet(spark, con, settings, REDIRECTS_SQL, table, _REDIRECT_COLUMNS, stage, args={"now": now})
     with contextlib.suppress(OSError):  # the build's Spark folder, when no other step uses it
         (stage / PARTS).rmdir()

@@ -25,7 +25,15 @@ from dashboard.core.parse import pinyin
 from dashboard.core.store import Manifest, Store
 from dashboard.derived import golden
 from dashboard.derived.quality import tables as quality
-from dashboard.derived.spark.jobs import PARTS, register_entities, run_job, run_to_parquet, shared_uri, spark_query
+from dashboard.derived.spark.jobs import (
+    PARTS,
+    read_parquet,
+    register_entities,
+    run_job,
+    run_to_parquet,
+    shared_uri,
+    spark_query,
+)
 
 # customer_attributes and customer_lookup as write_golden makes them from its golden_values (golden's statements;
 # run_to_parquet writes the file in the statement's ORDER BY)
@@ -151,6 +159,120 @@ def on_driver(previous: golden.Previous | None, keys: Callable[[], int]) -> bool
     """Whether golden records are made by DuckDB from ``previous`` (a few of the customers touched; ``keys``: how
     many customers, asked only when there is a ``previous``), not on Spark."""
     return previous is not None and previous.touched.height <= DRIVER_SHARE * keys()
+
+
+# derived.golden.touched_customers as one Spark statement: the records that joined, left or changed key or confidence
+# between the current build's links (touched_old; without it, no moved part) and the new build's (touched_links),
+# the customer of each changed row's record or reference (touched_refs: record_kind, source_system, source_record_id)
+# and every lead record of a lead whose stage events changed (touched_event_leads, any source). Pinned to
+# derived.golden.touched_customers by tests/test_spark_driver.py.
+_MOVED_SQL = """
+    SELECT o.customer_key AS was_key, n.customer_key AS new_key FROM touched_old AS o
+    FULL JOIN touched_links AS n ON n.source_system = o.source_system AND n.source_record_id = o.source_record_id
+        AND n.record_kind = o.record_kind
+    WHERE NOT (o.customer_key <=> n.customer_key) OR NOT (o.confidence <=> n.confidence)
+"""
+TOUCHED_SQL = """
+WITH moved AS ({moved}), keys AS (
+    SELECT was_key AS customer_key FROM moved
+    UNION ALL SELECT new_key FROM moved
+    UNION ALL SELECT l.customer_key FROM touched_links AS l JOIN touched_refs AS r ON r.record_kind = l.record_kind
+        AND r.source_system = l.source_system AND r.source_record_id = l.source_record_id
+    UNION ALL SELECT l.customer_key FROM touched_links AS l JOIN touched_event_leads AS e
+        ON e.lead_id = l.source_record_id WHERE l.record_kind = 'lead'
+)
+SELECT DISTINCT customer_key FROM keys WHERE customer_key IS NOT NULL
+"""
+_NO_MOVE = "SELECT CAST(NULL AS STRING) AS was_key, CAST(NULL AS STRING) AS new_key WHERE false"
+# the changed rows' references to a record (derived.golden.touched_customers' ``of``): entity, column, record kind
+_REFERENCES = (
+    ("customers", "source_record_id", "customer"),
+    ("leads", "lead_id", "lead"),
+    ("orders", "customer_ref", "customer"),
+    ("contracts", "customer_ref", "customer"),
+    ("interactions", "customer_ref", "customer"),
+)
+
+
+def changed_references(changes: Mapping[str, pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The records the changed rows (pipeline/fingerprint.py's ROW_KEYS per entity) name: (record_kind,
+    source_system, source_record_id), and the lead ids whose stage events changed (lead_id)."""
+    refs = [
+        rows.select(
+            pl.lit(kind).alias("record_kind"),
+            pl.col("source_system").cast(pl.String),
+            pl.col(ref).cast(pl.String).alias("source_record_id"),
+        )
+        for entity, ref, kind in _REFERENCES
+        if (rows := changes.get(entity)) is not None and ref in rows.columns
+    ]
+    schema = {"record_kind": pl.String, "source_system": pl.String, "source_record_id": pl.String}
+    named = pl.concat(refs).drop_nulls().unique() if refs else pl.DataFrame(schema=schema)
+    events = changes.get("lead_events")
+    leads = pl.DataFrame(schema={"lead_id": pl.String})
+    if events is not None:
+        leads = events.select(pl.col("lead_id").cast(pl.String)).drop_nulls().unique()
+    return named, leads
+
+
+class LinksOnSpark:
+    """The build's identity links (``path``, the file Spark wrote or the current build's linked in) asked about on
+    Spark (engine spark): their distinct keys counted, an incremental build's touched customers found (TOUCHED_SQL,
+    against the current build's links file) and the few touched customers' links gathered, so that the driver reads
+    no links file, only those small results. Spark's files under ``stage``'s Spark folder, removed after each."""
+
+    def __init__(self, spark: Any, settings: Settings, path: Path, stage: Path) -> None:
+        self.spark, self.settings, self.path, self.stage = spark, settings, path, stage
+        self.folder = stage / f"{PARTS}_touched"
+
+    def _gathered(self, name: str, sql: str, views: Mapping[str, Path | pl.DataFrame]) -> pl.DataFrame:
+        """``sql``'s (few) rows on the driver: run on Spark over ``views`` (a Parquet file, or a driver's frame
+        written as one) and the view touched_links of the links."""
+        out: list[pl.DataFrame] = []
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+        def work() -> None:
+            for view, source in {"touched_links": self.path, **views}.items():
+                path = source if isinstance(source, Path) else self.folder / f"{view}.parquet"
+                if isinstance(source, pl.DataFrame):
+                    source.write_parquet(path)
+                read_parquet(self.spark, self.settings, path).createOrReplaceTempView(view)
+            got = pl.from_arrow(self.spark.sql(sql).toArrow())
+            assert isinstance(got, pl.DataFrame)
+            out.append(got)
+
+        try:
+            run_job(self.spark, self.settings, name, work)
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        return out[0]
+
+    def keys(self) -> int:
+        """The customers (distinct keys) of the links."""
+        sql = "SELECT count(DISTINCT customer_key) AS n FROM touched_links"
+        return int(self._gathered("identity_links", sql, {})["n"][0])
+
+    def touched(self, old: Path | None, changes: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+        """derived.golden.touched_customers on Spark (customer_key, sorted): ``old`` the current build's links
+        file (None: the same links as these, identity kept: no record moved)."""
+        refs, leads = changed_references(changes)
+        views: dict[str, Path | pl.DataFrame] = {"touched_refs": refs, "touched_event_leads": leads}
+        if old is not None:
+            views["touched_old"] = old
+        sql = TOUCHED_SQL.format(moved=_MOVED_SQL if old is not None else _NO_MOVE)
+        got = self._gathered("customer_golden", sql, views)
+        return got.select(pl.col("customer_key").cast(pl.String)).sort("customer_key")
+
+    def of(self, touched: pl.DataFrame) -> pl.DataFrame:
+        """The links of the customers ``touched`` names (customer_key), in the links' columns and key order."""
+        keys = touched.select(pl.col("customer_key").cast(pl.String)).drop_nulls().unique()
+        sql = (
+            "SELECT l.* FROM touched_links AS l LEFT SEMI JOIN touched_keys AS t ON t.customer_key = l.customer_key "
+            "ORDER BY l.customer_key, l.source_system, l.source_record_id"
+        )
+        got = self._gathered("identity_links", sql, {"touched_keys": keys})
+        schema = pl.Schema(pl.read_parquet_schema(self.path))
+        return got.select(list(schema)).cast(schema) if got.height else pl.DataFrame(schema=schema)
 
 
 def ranked_sql(settings: Settings, attrs: list[str]) -> str:
