@@ -71,7 +71,14 @@ def _in_process(cfg: Path, mode: str, *sources: str) -> dict[str, Any]:
 
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    res = refresh(load_settings(str(cfg)), list(sources) or None, full=mode == "full")
+    lines: list[tuple[float, str]] = []  # each progress line with this process's CPU when it came
+    stamp = lines.append
+    res = refresh(
+        load_settings(str(cfg)),
+        list(sources) or None,
+        full=mode == "full",
+        progress=lambda line: stamp((time.process_time(), line)),
+    )
     wall = time.perf_counter() - t
     cpu = sum(
         (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -90,7 +97,20 @@ def _in_process(cfg: Path, mode: str, *sources: str) -> dict[str, Any]:
         "steps": {k: round(v["seconds"], 2) for k, v in res.steps.items()},
         "wall": wall,
         "cpu": cpu,
+        "step_cpu": _step_cpu(lines),
     }  # fmt: skip
+
+
+def _step_cpu(lines: list[tuple[float, str]]) -> dict[str, float]:
+    """CPU s of this process per derived step, from its "deriving: <step>" line to the step's own "    <step>: …"
+    line (--one-process: the derived build runs in the refresh's process when it read little; else ~0)."""
+    out: dict[str, float] = {}
+    for i, (start, line) in enumerate(lines):
+        if line.startswith("deriving: "):
+            step = line.removeprefix("deriving: ")
+            end = next((t for t, later in lines[i + 1 :] if later.startswith(f"    {step}: ")), start)
+            out[step] = round(end - start, 2)
+    return out
 
 
 def _erp_orders(raw: Path) -> str:
@@ -187,6 +207,10 @@ def main() -> None:
     for name, one, _idle, _again in rows:
         read = [f"{k} {v}" for steps in one["source_steps"].values() for k, v in steps.items()]
         print(f"- {name}: " + ", ".join(read + [f"{k.removeprefix('derive.')} {v}" for k, v in one["steps"].items()]))
+    if args.one_process:
+        print("\nCPU s of each derived step (this process) of each incremental run:")
+        for name, one, _idle, _again in rows:
+            print(f"- {name}: " + ", ".join(f"{k} {v}" for k, v in one["step_cpu"].items()))
     print("\nSteps (s, wall) of each nothing-changed run:")
     for name, _one, idle, _again in rows:
         print(f"- {name}: " + ", ".join(f"{k.removeprefix('derive.')} {v}" for k, v in idle["steps"].items()))
