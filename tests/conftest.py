@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -38,13 +39,15 @@ def _sign_in_off(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def _published_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dashboard.pipeline.refresh import refresh
+    """The messy company refreshed, once per run (made_once)."""
 
-    root = tmp_path_factory.mktemp("company")
-    cfg = write_company(root)
-    result = refresh(load_settings(cfg))
-    assert result.exit_code == 0, [r.reasons for r in result.sources]
-    return root
+    def make(root: Path) -> None:
+        from dashboard.pipeline.refresh import refresh
+
+        result = refresh(load_settings(write_company(root)))
+        assert result.exit_code == 0, [r.reasons for r in result.sources]
+
+    return made_once(tmp_path_factory, "company_template", make)
 
 
 @pytest.fixture
@@ -55,19 +58,44 @@ def company(_published_template: Path, tmp_path: Path) -> Iterator[Settings]:
     yield load_settings(root / "cockpit.toml")
 
 
+def made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:
+    """The folder ``make`` fills, made once for the whole run and then only read (copy it to change it). Under
+    pytest-xdist (make test) each worker's base folder lies in the run's own, so the first worker to ask makes
+    it there while the others wait on its lock, instead of every worker making its own; alone, in the base
+    folder. A folder left half made (``make`` failed) is made again by the next to ask."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder, done = shared / name, shared / f"{name}.made"
+    with (shared / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
+
+
+def demo_template(tmp_path_factory: pytest.TempPathFactory, size: str) -> Path:
+    """The demo of ``size`` generated (seed 42) and refreshed with the repository's config, once per run."""
+
+    def make(root: Path) -> None:
+        from dashboard.demo import generate
+        from dashboard.pipeline.refresh import refresh
+
+        shutil.copy(Path(__file__).resolve().parents[1] / "cockpit.toml", root / "cockpit.toml")
+        settings = load_settings(root / "cockpit.toml")
+        generate(settings.data_path, size, 42)
+        result = refresh(settings)
+        assert result.exit_code == 0, [(r.source, r.reasons) for r in result.sources]
+
+    return made_once(tmp_path_factory, f"{size}_demo_template", make)
+
+
 @pytest.fixture(scope="session")
 def _small_demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The small demo generated and refreshed with the repository's config, once per test process."""
-    from dashboard.demo import generate
-    from dashboard.pipeline.refresh import refresh
-
-    root = tmp_path_factory.mktemp("small_demo_template")
-    shutil.copy(Path(__file__).resolve().parents[1] / "cockpit.toml", root / "cockpit.toml")
-    settings = load_settings(root / "cockpit.toml")
-    generate(settings.data_path, "small", 42)
-    result = refresh(settings)
-    assert result.exit_code == 0, [(r.source, r.reasons) for r in result.sources]
-    return root
+    """The small demo generated and refreshed with the repository's config, once per run (demo_template)."""
+    return demo_template(tmp_path_factory, "small")
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,6 @@ from dashboard.core.duck import attach_entities, work_connection
 from dashboard.core.errors import ConfigError
 from dashboard.core.keys import PSEUDONYM_KEY, own_key
 from dashboard.core.store import Store, now_utc
-from dashboard.demo import generate
 from dashboard.derived.analytics import ANALYTICS_TABLES
 from dashboard.derived.churn import build as churn
 from dashboard.derived.golden import GOLDEN_TABLES
@@ -44,6 +43,7 @@ from dashboard.pipeline.derive import build_derived
 from dashboard.pipeline.refresh import refresh
 from dashboard.query.security import Principal
 from dashboard.query.warehouse import Warehouse, list_queries
+from tests.conftest import demo_template
 from tests.test_cli import cockpit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,12 +161,9 @@ def _identity_resolution(settings: Settings) -> str:
 
 
 def _built(tmp_path_factory: pytest.TempPathFactory, size: str) -> Path:
-    """The demo of ``size``, refreshed in full once."""
-    root = tmp_path_factory.mktemp(f"built_{size}")
-    shutil.copy(REPO / "cockpit.toml", root / "cockpit.toml")
-    generate(root / "data", size, 42)
-    assert refresh(load_settings(root / "cockpit.toml")).exit_code == 0
-    return root
+    """The demo of ``size`` (the repository's config, seed 42), refreshed in full once per run and only read:
+    each test copies it (tests/conftest.py demo_template; at medium the browser tests' demo too)."""
+    return demo_template(tmp_path_factory, size)
 
 
 @pytest.fixture(scope="module")

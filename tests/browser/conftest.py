@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from dashboard.core.config import CONFIG_ENV, Settings, load_settings
+from tests.conftest import demo_template
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -58,17 +59,11 @@ def chromium() -> Path:
 
 @pytest.fixture(scope="session")
 def demo(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """The medium demo generated and refreshed in a temporary folder with the repository's config."""
-    from dashboard.demo import generate
-    from dashboard.pipeline.refresh import refresh
-
-    root = tmp_path_factory.mktemp("medium_demo")
-    shutil.copy(ROOT / "cockpit.toml", root / "cockpit.toml")
-    settings = load_settings(root / "cockpit.toml")
-    generate(settings.data_path, "medium", 42)
-    result = refresh(settings)
-    assert result.exit_code == 0, [(r.source, r.reasons) for r in result.sources]
-    return settings
+    """The medium demo generated and refreshed with the repository's config (made once per run, shared with
+    tests/test_incremental.py: tests/conftest.py demo_template), copied to a folder of the browser tests' own."""
+    root = tmp_path_factory.mktemp("medium_demo") / "demo"
+    shutil.copytree(demo_template(tmp_path_factory, "medium"), root, symlinks=True)
+    return load_settings(root / "cockpit.toml")
 
 
 def _free_port() -> int:
