@@ -126,13 +126,16 @@ def _first(con: duckdb.DuckDBPyConnection, rows: str, count: int) -> int:
     return int(taken)
 
 
-def _classify(con: duckdb.DuckDBPyConnection, file: Path) -> list[tuple[str, str, float, int]]:
-    """(column, kind, share, sampled) for each personal kind found in a text column of ``file``."""
+def _classify(
+    con: duckdb.DuckDBPyConnection, file: Path, decided: tuple[str, ...] = ()
+) -> list[tuple[str, str, float, int]]:
+    """(column, kind, share, sampled) for each personal kind found in a text column of ``file`` but those
+    ``decided`` otherwise (they still choose the sample, as the rows' content)."""
     columns = {c: kind for c, kind in _text_columns(con, file).items() if "'" not in c and '"' not in c}
-    if not columns:
+    if not set(columns) - set(decided):
         return []
     _sample(con, file, list(columns))
-    values = {c: f'unnest("{c}")' if kind.endswith("[]") else f'"{c}"' for c, kind in columns.items()}
+    values = {c: f'unnest("{c}")' if k.endswith("[]") else f'"{c}"' for c, k in columns.items() if c not in decided}
     per_column = " UNION ALL ".join(  # each distinct value classified once (a column's values repeat: cities...)
         f"SELECT '{c}' AS column_name, main.pii_kind(v) AS kind, sum(n)::BIGINT AS n FROM "
         f"(SELECT v, count(*) AS n FROM (SELECT {value} AS v FROM {SAMPLE}) WHERE v IS NOT NULL AND v <> '' "
@@ -166,9 +169,7 @@ def profile(
             found += same
             continue
         carried = CARRIES_KEYS.get(relation, ()) if source is None else ()  # decided by lineage below
-        found += [
-            (relation, c, source, kind, share, n) for c, kind, share, n in _classify(con, file) if c not in carried
-        ]
+        found += [(relation, c, source, kind, share, n) for c, kind, share, n in _classify(con, file, carried)]
     # A derived column carrying source keys is personal for the rows of each source whose keys are: the
     # entity files are profiled one source at a time, so a small source is not lost in a large table's
     # sample, and the other sources' rows are served as they are (no pseudonym to compute on them).
