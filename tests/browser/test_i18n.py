@@ -93,7 +93,17 @@ def settled(page: Any, title: str) -> None:
     page.get_by_role("heading", name=title).first.wait_for(timeout=PAGE_TIMEOUT_MS)
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=PAGE_TIMEOUT_MS)
     page.wait_for_selector('[data-testid="stStatusWidgetRunningIcon"]', state="hidden", timeout=PAGE_TIMEOUT_MS)
-    page.wait_for_timeout(700)  # plotly draws its SVG after the script ends
+    page.wait_for_function(CHARTS_DRAWN_JS, timeout=PAGE_TIMEOUT_MS)  # drawn after the script ends
+
+
+# Every chart in the main area drawn, so its text is read: plotly's SVG and graphviz's are made after the script
+# ends, and while a chart's code is still loading Streamlit shows a skeleton in its place
+CHARTS_DRAWN_JS = """() => {
+  const main = document.querySelector('[data-testid="stMain"]');
+  if (!main || main.querySelector('[data-testid="stSkeleton"]')) return false;
+  const drawn = (selector, svg) => [...main.querySelectorAll(selector)].every((c) => c.querySelector(svg));
+  return drawn('[data-testid="stPlotlyChart"]', ".main-svg") && drawn('[data-testid="stGraphVizChart"]', "svg");
+}"""
 
 
 def sign_in(page: Any, url: str, role: str, lang: str) -> None:
