@@ -7,10 +7,11 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from dashboard.core.config import AS_OF_ENV, CONFIG_ENV, Settings, load_settings, today
+from dashboard.core.config import AS_OF_ENV, CONFIG_ENV, EngineConfig, Settings, load_settings, today
 from tests import dbserver
 from tests.dbserver import Server
 from tests.fixture_data import write_company
@@ -105,6 +106,29 @@ def small_demo(_small_demo_template: Path, tmp_path_factory: pytest.TempPathFact
     root = tmp_path_factory.mktemp("small_demo") / "demo"
     shutil.copytree(_small_demo_template, root, symlinks=True)
     return load_settings(root / "cockpit.toml")
+
+
+@pytest.fixture(scope="module")
+def on_spark(small_demo: Settings) -> Settings:
+    """The module's small demo with engine spark on local[2]; skips (fails in CI) without pyspark or Java."""
+    from tests.sparkcluster import spark_home
+
+    spark_home()
+    engine = EngineConfig.model_validate({"kind": "spark", "master": "local[2]"})
+    return small_demo.model_copy(update={"engine": engine})
+
+
+@pytest.fixture(scope="module")
+def spark(on_spark: Settings) -> Iterator[Any]:
+    """A session on ``on_spark``'s engine for the module's own Spark jobs (Splink's linker registers its jar's
+    functions when the scorer runs); stopped at the module's end, this process's JVM kept for the next module's
+    while it is small (tests/sparkcluster.py stop_keeping_jvm)."""
+    from dashboard.derived.spark.session import build_session
+    from tests.sparkcluster import stop_keeping_jvm
+
+    session = build_session(on_spark)
+    yield session
+    stop_keeping_jvm(session)
 
 
 @pytest.fixture(scope="session", params=["postgres", "mysql"])

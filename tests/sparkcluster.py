@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,6 +43,40 @@ def spark_home() -> Path:
     if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
         unavailable("no Java (java on PATH or JAVA_HOME)")
     return Path(pyspark.__file__).parent
+
+
+# A JVM kept for the next module only while it holds less than this: on the small demo a local JVM's heap grows to
+# its limit (a quarter of the machine), and one kept that large through the rest of the Spark modules beside the
+# browser and cluster tests was what the kernel killed when memory ran out
+KEEP_JVM_BELOW = 2 * 2**30
+
+
+def stop_keeping_jvm(spark: Any = None) -> None:
+    """The end of a test module's Spark work: ``spark``'s context and the sources' session the engine holds
+    (derived.spark.standardize) are stopped, and this process's JVM is kept for the next module's session while
+    it is small (KEEP_JVM_BELOW) and alive; otherwise it is ended as release_engine and stop_session end it. On a
+    running JVM a new context starts in a second or two; a JVM's start and the compiling of its first jobs cost
+    tens of seconds (40 s + 12 s at load 16), and make test runs a dozen Spark modules on one worker."""
+    from pyspark import SparkContext
+
+    from dashboard.derived.spark import standardize
+    from dashboard.derived.spark.session import stop_session
+
+    sessions = [*standardize._held.values(), *([spark] if spark is not None else [])]
+    standardize._held.clear()
+    for session in sessions:
+        session.stop()
+    jvm = getattr(SparkContext._gateway, "proc", None)
+    if sessions and jvm is not None and (jvm.poll() is not None or _resident(jvm.pid) >= KEEP_JVM_BELOW):
+        stop_session(sessions[0])  # its context stopped above; the gateway and the JVM ended here
+
+
+def _resident(pid: int) -> int:
+    """Bytes of memory process ``pid`` holds (where the system will not say: as if over any limit)."""
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 2**63
 
 
 @dataclass

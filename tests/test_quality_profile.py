@@ -16,8 +16,7 @@ from dashboard.core.config import EngineConfig, Settings, parse_settings
 from dashboard.core.dictionary import load_dictionary
 from dashboard.derived.quality import profile
 from dashboard.derived.quality.profile import profile_frame
-from dashboard.pipeline.standardize import release_engine
-from tests.sparkcluster import spark_home
+from tests.sparkcluster import spark_home, stop_keeping_jvm
 
 LOCAL = {"kind": "spark", "master": "local[2]"}
 NOW = datetime.now()
@@ -66,7 +65,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     root = tmp_path_factory.mktemp("profile_spark")
     settings = parse_settings({"data_dir": str(root / "data"), "engine": LOCAL}, root)
     yield settings
-    release_engine(settings)
+    stop_keeping_jvm()
 
 
 def _on_spark(settings: Settings, frame: pl.DataFrame, entity: str) -> pl.DataFrame:

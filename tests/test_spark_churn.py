@@ -5,7 +5,7 @@ Also when a kept fit rescores everyone, as an incremental refresh does."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +19,11 @@ from dashboard.derived.churn import build as churn
 from dashboard.derived.churn import features as churn_features
 from dashboard.derived.spark import churn as spark_churn
 from dashboard.derived.spark.jobs import PARTS
-from dashboard.derived.spark.session import build_session
-from tests.sparkcluster import spark_home
 from tests.test_spark_steps import assert_same
 
 pytestmark = pytest.mark.xdist_group("spark")
 
 Asked = list[tuple[tuple[str, int, int], pl.DataFrame]]  # ((features | labels, cutoff day, horizon), frame)
-
-
-@pytest.fixture(scope="module")
-def spark(small_demo: Settings) -> Iterator[Any]:
-    spark_home()  # skips (fails in CI) without pyspark or Java
-    session = build_session(_on_spark(small_demo))
-    yield session
-    session.stop()
 
 
 def _on_spark(settings: Settings) -> Settings:

@@ -8,7 +8,6 @@ the driver made to fail."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,38 +16,22 @@ import duckdb
 import polars as pl
 import pytest
 
-from dashboard.core.config import EngineConfig, Settings, load_settings
+from dashboard.core.config import Settings, load_settings
 from dashboard.core.store import Manifest, Store
 from dashboard.derived.golden import touched_customers
 from dashboard.derived.identity import REDIRECT_SCHEMA, redirects
 from dashboard.derived.spark import identity as spark_identity
 from dashboard.derived.spark import jobs
 from dashboard.derived.spark import steps as spark_steps
-from dashboard.derived.spark.session import build_session, stop_session
 from dashboard.pipeline import fingerprint
 from dashboard.pipeline.derive import STEP_ENTITIES, build_derived
 from dashboard.pipeline.refresh import refresh
-from tests.sparkcluster import spark_home
 from tests.test_incremental import _orders
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark")]
 
 NOW = datetime(2026, 12, 5, 16, 0, 0, 123456)
 _KEYED = {"source_system": pl.String, "source_record_id": pl.String, "customer_key": pl.String}
-
-
-@pytest.fixture(scope="module")
-def on_spark(small_demo: Settings) -> Settings:
-    spark_home()  # skips (fails in CI) without pyspark or Java
-    engine = EngineConfig.model_validate({"kind": "spark", "master": "local[2]"})
-    return small_demo.model_copy(update={"engine": engine})
-
-
-@pytest.fixture(scope="module")
-def spark(on_spark: Settings) -> Iterator[Any]:
-    session = build_session(on_spark)
-    yield session
-    stop_session(session)
 
 
 def _no_links_on_the_driver(monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -11,9 +11,8 @@ import pytest
 
 from dashboard.core.config import Settings, parse_settings
 from dashboard.core.parse import MOBILE_RE, normalize_phone
-from dashboard.pipeline.standardize import release_engine
 from dashboard.pipeline.validate import validate
-from tests.sparkcluster import spark_home
+from tests.sparkcluster import spark_home, stop_keeping_jvm
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark")]
 
@@ -25,7 +24,7 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings
     duck = parse_settings({"data_dir": str(root / "duck")}, root)
     spark = parse_settings({"data_dir": str(root / "spark"), "engine": {"kind": "spark", "master": "local[1]"}}, root)
     yield duck, spark
-    release_engine(spark)
+    stop_keeping_jvm()
 
 
 def test_a_full_width_digit_gets_the_same_verdict_on_both_engines(engines: tuple[Settings, Settings]) -> None:

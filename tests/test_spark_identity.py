@@ -558,16 +558,6 @@ def test_identity_is_fingerprinted_on_spark_by_its_records_not_their_order_or_sn
     assert len({first, renamed, phone_only, _digest(settings, spark)}) == 4
 
 
-@pytest.fixture(scope="module")
-def on_spark(small_demo: Settings) -> Settings:
-    """The small demo with engine spark (local[2])."""
-    from dashboard.core.config import EngineConfig
-
-    return small_demo.model_copy(
-        update={"engine": EngineConfig.model_validate({"kind": "spark", "master": "local[2]"})}
-    )
-
-
 def _resolved_on_spark(settings: Settings, spark: Any, folder: str, model: Model) -> pl.DataFrame:
     """The company's records made on Spark and resolved there (pass 1, scoring, clusters), keys on the driver."""
     from dashboard.core.store import Store

@@ -10,36 +10,19 @@ inference, the links DuckDB makes, Splink's own SparkAPI, the components over ev
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 
-from dashboard.core.config import EngineConfig, Settings
+from dashboard.core.config import Settings
 from dashboard.core.store import Store
 from dashboard.derived.identity import Model, resolve
 from dashboard.derived.spark import identity as spark_identity
 from dashboard.derived.spark import jobs
-from dashboard.derived.spark.session import build_session
-from tests.sparkcluster import spark_home
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark")]
-
-
-@pytest.fixture(scope="module")
-def on_spark(small_demo: Settings) -> Settings:
-    spark_home()  # skips (fails in CI) without pyspark or Java
-    engine = EngineConfig.model_validate({"kind": "spark", "master": "local[2]"})
-    return small_demo.model_copy(update={"engine": engine})
-
-
-@pytest.fixture(scope="module")
-def spark(on_spark: Settings) -> Iterator[Any]:
-    session = build_session(on_spark)  # Splink's linker registers its jar's functions when the scorer runs
-    yield session
-    session.stop()
 
 
 def _jobs(spark: Any) -> int:

@@ -17,10 +17,10 @@ from dashboard.core.config import EngineConfig, Settings, load_settings, parse_s
 from dashboard.core.store import Store
 from dashboard.pipeline.progress import Tracker
 from dashboard.pipeline.refresh import SourceResult, refresh_source
-from dashboard.pipeline.standardize import release_engine, standardize
+from dashboard.pipeline.standardize import standardize
 from dashboard.sources.columns import FILE_COL, ROW_COL
 from tests.fixture_data import write_company
-from tests.sparkcluster import spark_home
+from tests.sparkcluster import spark_home, stop_keeping_jvm
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark")]
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="module", autouse=True)
 def _stopped() -> Iterator[None]:
     yield
-    release_engine(parse_settings({"engine": LOCAL}, Path(".")))
+    stop_keeping_jvm()  # the sources' session; a small JVM kept for the next module
 
 
 def _snapshot(settings: Settings, source: str) -> tuple[SourceResult, dict[str, Any], dict[str, pl.DataFrame]]:

@@ -21,8 +21,7 @@ from dashboard.pipeline import suppression
 from dashboard.pipeline.progress import Tracker
 from dashboard.pipeline.refresh import SourceResult, refresh_source
 from dashboard.pipeline.spark_sources import PARTS, Part
-from dashboard.pipeline.standardize import release_engine
-from tests.sparkcluster import spark_home
+from tests.sparkcluster import spark_home, stop_keeping_jvm
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark")]
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +47,7 @@ def _on(settings: Settings, engine: dict[str, Any]) -> Settings:
 @pytest.fixture(scope="module", autouse=True)
 def _stopped() -> Iterator[None]:
     yield
-    release_engine(parse_settings({"engine": LOCAL}, Path(".")))
+    stop_keeping_jvm()  # the sources' session; a small JVM kept for the next module
 
 
 def _forms(root: Path, files: dict[str, list[str]]) -> Settings:

@@ -18,9 +18,8 @@ from dashboard.core.config import Settings, parse_settings
 from dashboard.core.store import Store
 from dashboard.pipeline.progress import Tracker
 from dashboard.pipeline.refresh import SourceResult, refresh_source
-from dashboard.pipeline.standardize import release_engine
 from dashboard.sources import csv, parquet
-from tests.sparkcluster import spark_home
+from tests.sparkcluster import spark_home, stop_keeping_jvm
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark")]
 LOCAL = {"kind": "spark", "master": "local[2]"}
@@ -30,7 +29,7 @@ COLUMNS = {"lead_id": "id", "created_at": "at", "channel": "ch", "phone": "tel",
 @pytest.fixture(scope="module", autouse=True)
 def _stopped() -> Iterator[None]:
     yield
-    release_engine(parse_settings({"engine": LOCAL}, Path(".")))
+    stop_keeping_jvm()  # the sources' session; a small JVM kept for the next module
 
 
 def _source(kind: str, path: str) -> dict[str, Any]:
