@@ -122,13 +122,13 @@ def on_spark(small_demo: Settings) -> Settings:
 def spark(on_spark: Settings) -> Iterator[Any]:
     """A session on ``on_spark``'s engine for the module's own Spark jobs (Splink's linker registers its jar's
     functions when the scorer runs); stopped at the module's end, this process's JVM kept for the next module's
-    while it is small (tests/sparkcluster.py stop_keeping_jvm)."""
+    whatever its size, as the modules' own fixtures kept it (tests/sparkcluster.py stop_keeping_jvm)."""
     from dashboard.derived.spark.session import build_session
     from tests.sparkcluster import stop_keeping_jvm
 
     session = build_session(on_spark)
     yield session
-    stop_keeping_jvm(session)
+    stop_keeping_jvm(session, below=None)
 
 
 @pytest.fixture(scope="session", params=["postgres", "mysql"])

@@ -51,12 +51,13 @@ def spark_home() -> Path:
 KEEP_JVM_BELOW = 2 * 2**30
 
 
-def stop_keeping_jvm(spark: Any = None) -> None:
+def stop_keeping_jvm(spark: Any = None, below: int | None = KEEP_JVM_BELOW) -> None:
     """The end of a test module's Spark work: ``spark``'s context and the sources' session the engine holds
     (derived.spark.standardize) are stopped, and this process's JVM is kept for the next module's session while
-    it is small (KEEP_JVM_BELOW) and alive; otherwise it is ended as release_engine and stop_session end it. On a
-    running JVM a new context starts in a second or two; a JVM's start and the compiling of its first jobs cost
-    tens of seconds (40 s + 12 s at load 16), and make test runs a dozen Spark modules on one worker."""
+    it is alive and holds less than ``below`` bytes (None: whatever it holds, as ``spark.stop()`` keeps it);
+    otherwise it is ended as release_engine and stop_session end it. On a running JVM a new context starts in a
+    second or two; a JVM's start and the compiling of its first jobs cost tens of seconds (40 s + 12 s at load 16),
+    and make test runs a dozen Spark modules on one worker."""
     from pyspark import SparkContext
 
     from dashboard.derived.spark import standardize
@@ -67,7 +68,8 @@ def stop_keeping_jvm(spark: Any = None) -> None:
     for session in sessions:
         session.stop()
     jvm = getattr(SparkContext._gateway, "proc", None)
-    if sessions and jvm is not None and (jvm.poll() is not None or _resident(jvm.pid) >= KEEP_JVM_BELOW):
+    too_big = below is not None and jvm is not None and _resident(jvm.pid) >= below
+    if sessions and jvm is not None and (jvm.poll() is not None or too_big):
         stop_session(sessions[0])  # its context stopped above; the gateway and the JVM ended here
 
 
