@@ -9,6 +9,10 @@ STAMP := $(VENV)/.installed
 SIZE ?= medium
 SEED ?= 42
 PORT ?= 8501
+# pytest-xdist workers for `make test` (make test WORKERS=3). The suite mostly waits on JVMs, servers, subprocesses
+# and the browser: a fresh clone's run used 1,900 CPU-s, CI's took ~43 min on 2 cores (5,200 core-seconds). A third
+# worker overlaps those waits at the cost of memory: both Spark groups and the browser group at once.
+WORKERS ?= 2
 
 .PHONY: install demo serve refresh status test lint typecheck browser databases spark pytest benchmark benchmark-extract constraints clean
 
@@ -42,7 +46,7 @@ typecheck: install
 	$(BIN)/mypy
 
 pytest: install
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -m 'not load' --durations=30 --junitxml=test-artifacts/junit.xml
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup -m 'not load' --durations=30 --junitxml=test-artifacts/junit.xml
 	$(BIN)/python -m pytest -m load
 
 # The browser tests (tests/browser) drive Debian's chromium; fonts-noto-cjk draws the Chinese text.
