@@ -24,8 +24,8 @@ from dashboard.core.config import Settings
 from dashboard.core.duck import empty_select, quote_path
 from dashboard.core.store import Manifest, Store
 from dashboard.derived.churn import features as churn_features
-from dashboard.derived.spark.jobs import PARTS, register_entities, run_job, shared_uri, spark_query
-from dashboard.derived.spark.steps import materialize, numbered, parquet_view, select_of
+from dashboard.derived.spark.jobs import PARTS, read_parquet, register_entities, run_job, shared_uri, spark_query
+from dashboard.derived.spark.steps import materialize, numbered, select_of
 
 _ORDER = "_order"  # the columns a statement's ORDER BY keys travel in (they need not be selected)
 
@@ -73,7 +73,8 @@ class SparkDays:
     def _views(self) -> None:
         if not self.linked:
             register_entities(self.spark, self.settings, self.store, self.manifest)
-            parquet_view(self.spark, self.settings, self.stage / "identity_links.parquet", "churn_links")
+            links = read_parquet(self.spark, self.settings, self.stage / "identity_links.parquet")
+            links.createOrReplaceTempView("churn_links")  # its schema from the footer here: no Spark job for it
             self.linked = True
 
     def make(self, con: duckdb.DuckDBPyConnection, latest: int) -> None:
@@ -118,7 +119,7 @@ class SparkDays:
         for view in ("churn_scored", "churn_priority"):
             path = self.stage / PARTS / f"{view}.parquet"
             con.sql(f"SELECT * FROM {view}").pl().write_parquet(path)
-            parquet_view(self.spark, self.settings, path, view)
+            read_parquet(self.spark, self.settings, path).createOrReplaceTempView(view)
         return self.query(con, churn_features.ATTRIBUTES_SQL, {})
 
     def query(self, con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, int]) -> pl.DataFrame:
