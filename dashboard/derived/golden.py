@@ -19,7 +19,7 @@ import polars as pl
 from dashboard.core.config import Settings, today
 from dashboard.core.duck import quote_path
 from dashboard.core.parse import pinyin
-from dashboard.derived.identity import RECORDS_SQL, read_records
+from dashboard.derived.identity import _CUSTOMERS_SQL, _LEADS_SQL, _REFS_SQL, read_records
 
 # The tables this module writes, and their columns (also when no build exists yet).
 TABLES: dict[str, dict[str, str]] = {
@@ -506,12 +506,21 @@ def _merged_lookup(
 LOOKUP_COPY = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 50000"  # customer_lookup.parquet's, both ways
 
 
-# The records of the customers made again (golden_links: theirs), read from the entities: the other
-# customers' records are not read. And each source's snapshot ids (every record's, as identity reads them),
-# which the copied rows are renamed to.
+# The records of the customers made again (golden_links: theirs), read from the entities: identity's
+# RECORDS_SQL with each of its three scans joined to the touched links before the latest row per record is
+# taken (the join is on those keys) and before the references are grouped, so the other customers' records are
+# neither sorted nor grouped (at large, 43k of 3.5M records: 6.9 -> 1.5 CPU-s with the semi join after the
+# union). And each source's snapshot ids (every record's, as identity reads them), which the copied rows are
+# renamed to.
+_TOUCHED = "SEMI JOIN golden_links AS l USING (source_system, source_record_id, record_kind)"
 _TOUCHED_RECORDS_SQL = f"""
-SELECT r.* FROM ({RECORDS_SQL}) AS r
-SEMI JOIN golden_links AS l USING (source_system, source_record_id, record_kind)"""
+SELECT * FROM (SELECT DISTINCT ON (source_system, source_record_id) * FROM ({_CUSTOMERS_SQL}) {_TOUCHED}
+               ORDER BY source_system, source_record_id, seen_at DESC NULLS LAST)
+UNION ALL BY NAME (SELECT * FROM ({_REFS_SQL}) {_TOUCHED})
+UNION ALL BY NAME
+SELECT * FROM (SELECT DISTINCT ON (source_system, source_record_id) * FROM ({_LEADS_SQL}) {_TOUCHED}
+               ORDER BY source_system, source_record_id, seen_at DESC NULLS LAST)
+"""
 _SNAPSHOTS_SQL = " UNION ".join(
     f"SELECT DISTINCT source_system, snapshot_id FROM {e}"
     for e in ("customers", "leads", "orders", "interactions", "contracts")
