@@ -10,14 +10,12 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
-import pyarrow.parquet as pq
 import pytest
 from polars.testing import assert_frame_equal
 
 from dashboard.core.config import Settings
 from dashboard.core.duck import work_connection
 from dashboard.core.store import Store
-from dashboard.derived import golden
 from dashboard.derived.golden import GOLDEN_TABLES, Previous, touched_customers, write_golden
 from dashboard.derived.identity import read_records
 from dashboard.derived.tables import attach_views
@@ -151,27 +149,6 @@ def test_links_kept_touch_the_changed_rows_customers_as_the_same_links_compared_
     assert set(kept["customer_key"]) == set(customers.head(7)["customer_key"]) | set(customers.tail(3)["customer_key"])
 
 
-def test_the_copied_lookup_has_the_full_builds_row_groups(
-    con: duckdb.DuckDBPyConnection,
-    small_demo: Settings,
-    links: pl.DataFrame,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The personal-data profile samples customer_lookup by its row groups: the incremental build's file has the
-    full build's (row groups of 500 rows here, so that the small demo's lookup has several)."""
-    monkeypatch.setattr(golden, "LOOKUP_COPY", "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 500")
-    full, touched = _made_in_full(con, small_demo, links, tmp_path)
-    found = pl.read_parquet(full / "customer_lookup.parquet")
-    kept_key = str(found.filter(~pl.col("customer_key").is_in(touched["customer_key"].implode()))["customer_key"][0])
-    previous = _current(full, tmp_path / "current", touched, kept_key, lookup=True)
-    made = tmp_path / "made"
-    made.mkdir()
-    write_golden(con, small_demo, None, links, made, previous)
-    assert len(_row_groups(full / "customer_lookup.parquet")) > 2
-    assert _row_groups(made / "customer_lookup.parquet") == _row_groups(full / "customer_lookup.parquet")
-
-
 def _made_in_full(
     con: duckdb.DuckDBPyConnection, settings: Settings, links: pl.DataFrame, tmp_path: Path
 ) -> tuple[Path, pl.DataFrame]:
@@ -180,11 +157,6 @@ def _made_in_full(
     full.mkdir()
     write_golden(con, settings, read_records(con), links, full)
     return full, _touched(links)
-
-
-def _row_groups(path: Path) -> list[int]:
-    meta = pq.ParquetFile(path).metadata
-    return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
 
 
 def test_kept_customers_ranks_are_made_again(
