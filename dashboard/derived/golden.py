@@ -10,6 +10,7 @@ with more attributes filled); invalid phones, emails and ID numbers never surviv
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import polars as pl
 from dashboard.core.config import Settings, today
 from dashboard.core.duck import quote_path
 from dashboard.core.parse import pinyin
-from dashboard.derived.identity import _CUSTOMERS_SQL, _LEADS_SQL, _REFS_SQL, read_records
+from dashboard.derived.identity import read_records, records_sql
 
 # The tables this module writes, and their columns (also when no build exists yet).
 TABLES: dict[str, dict[str, str]] = {
@@ -391,6 +392,37 @@ class Previous:
     lookup: Path | None = None  # its customer_lookup, whose other customers' rows are copied (None: made again)
 
 
+# the changed rows' references to a record (touched_customers): entity, column, record kind
+_REFERENCES = (
+    ("customers", "source_record_id", "customer"),
+    ("leads", "lead_id", "lead"),
+    ("orders", "customer_ref", "customer"),
+    ("contracts", "customer_ref", "customer"),
+    ("interactions", "customer_ref", "customer"),
+)
+
+
+def changed_references(changes: Mapping[str, pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The records the changed rows (pipeline/fingerprint.py's ROW_KEYS per entity) name: (record_kind,
+    source_system, source_record_id), and the lead ids whose stage events changed (lead_id)."""
+    refs = [
+        rows.select(
+            pl.lit(kind).alias("record_kind"),
+            pl.col("source_system").cast(pl.String),
+            pl.col(ref).cast(pl.String).alias("source_record_id"),
+        )
+        for entity, ref, kind in _REFERENCES
+        if (rows := changes.get(entity)) is not None and ref in rows.columns
+    ]
+    schema = {"record_kind": pl.String, "source_system": pl.String, "source_record_id": pl.String}
+    named = pl.concat(refs).drop_nulls().unique() if refs else pl.DataFrame(schema=schema)
+    events = changes.get("lead_events")
+    leads = pl.DataFrame(schema={"lead_id": pl.String})
+    if events is not None:
+        leads = events.select(pl.col("lead_id").cast(pl.String)).drop_nulls().unique()
+    return named, leads
+
+
 def touched_customers(
     old_links: pl.DataFrame | None, links: pl.DataFrame, changes: dict[str, pl.DataFrame]
 ) -> pl.DataFrame:
@@ -409,33 +441,14 @@ def touched_customers(
             pl.col("customer_key").ne_missing(pl.col("customer_key_new"))
             | pl.col("confidence").ne_missing(pl.col("confidence_new"))
         )
-    keyed = {
-        kind: links.filter(pl.col("record_kind") == kind).select(*on[:2], "customer_key")
-        for kind in ("customer", "lead")
-    }
-
-    def of(entity: str, ref: str, kind: str) -> pl.Series:
-        rows = changes.get(entity)
-        if rows is None or ref not in rows.columns:
-            return pl.Series("customer_key", [], pl.String)
-        refs = rows.select(
-            pl.col("source_system").cast(pl.String), pl.col(ref).cast(pl.String).alias("source_record_id")
-        )
-        return refs.drop_nulls().unique().join(keyed[kind], on=on[:2])["customer_key"]
-
-    events = changes.get("lead_events")
-    event_leads = (
-        events["lead_id"].cast(pl.String).drop_nulls().unique()
-        if events is not None
-        else pl.Series([], dtype=pl.String)
-    )
+    refs, event_leads = changed_references(changes)
     parts = [
         moved["customer_key"],
         moved["customer_key_new"].alias("customer_key"),
-        of("customers", "source_record_id", "customer"),
-        of("leads", "lead_id", "lead"),
-        *(of(entity, "customer_ref", "customer") for entity in ("orders", "contracts", "interactions")),
-        keyed["lead"].filter(pl.col("source_record_id").is_in(event_leads))["customer_key"],
+        refs.join(links.select(*on, "customer_key"), on=on)["customer_key"],
+        links.filter((pl.col("record_kind") == "lead") & pl.col("source_record_id").is_in(event_leads["lead_id"]))[
+            "customer_key"
+        ],
     ]
     keys = pl.concat([p.cast(pl.String).alias("customer_key") for p in parts])
     return keys.drop_nulls().unique().to_frame()
@@ -506,15 +519,7 @@ LOOKUP_COPY = f"FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {LOOKUP_ROW_GRO
 # neither sorted nor grouped (at large, 43k of 3.5M records: 6.9 -> 1.5 CPU-s with the semi join after the
 # union). And each source's snapshot ids (every record's, as identity reads them), which the copied rows are
 # renamed to.
-_TOUCHED = "SEMI JOIN golden_links AS l USING (source_system, source_record_id, record_kind)"
-_TOUCHED_RECORDS_SQL = f"""
-SELECT * FROM (SELECT DISTINCT ON (source_system, source_record_id) * FROM ({_CUSTOMERS_SQL}) {_TOUCHED}
-               ORDER BY source_system, source_record_id, seen_at DESC NULLS LAST)
-UNION ALL BY NAME (SELECT * FROM ({_REFS_SQL}) {_TOUCHED})
-UNION ALL BY NAME
-SELECT * FROM (SELECT DISTINCT ON (source_system, source_record_id) * FROM ({_LEADS_SQL}) {_TOUCHED}
-               ORDER BY source_system, source_record_id, seen_at DESC NULLS LAST)
-"""
+_TOUCHED_RECORDS_SQL = records_sql("SEMI JOIN golden_links AS l USING (source_system, source_record_id, record_kind)")
 _SNAPSHOTS_SQL = " UNION ".join(
     f"SELECT DISTINCT source_system, snapshot_id FROM {e}"
     for e in ("customers", "leads", "orders", "interactions", "contracts")

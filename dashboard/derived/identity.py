@@ -97,15 +97,23 @@ FROM (
 ANTI JOIN customers AS c ON c.source_system = r.source_system AND c.source_record_id = r.customer_ref
 GROUP BY ALL
 """
-# The same records in one statement, for scripts that want SQL (one row per record, latest first).
-RECORDS_SQL = f"""
-SELECT * FROM (SELECT DISTINCT ON (source_system, source_record_id) * FROM ({_CUSTOMERS_SQL})
+
+
+def records_sql(restrict: str = "") -> str:
+    """RECORDS_SQL, with ``restrict`` (a join clause over a scan's rows, e.g. a SEMI JOIN to some records) after
+    each of its three scans: before the latest row per record is taken, so the other records are not sorted."""
+    return f"""
+SELECT * FROM (SELECT DISTINCT ON (source_system, source_record_id) * FROM ({_CUSTOMERS_SQL}) {restrict}
                ORDER BY source_system, source_record_id, seen_at DESC NULLS LAST)
-UNION ALL BY NAME ({_REFS_SQL})
+UNION ALL BY NAME (SELECT * FROM ({_REFS_SQL}) {restrict})
 UNION ALL BY NAME
-SELECT * FROM (SELECT DISTINCT ON (source_system, source_record_id) * FROM ({_LEADS_SQL})
+SELECT * FROM (SELECT DISTINCT ON (source_system, source_record_id) * FROM ({_LEADS_SQL}) {restrict}
                ORDER BY source_system, source_record_id, seen_at DESC NULLS LAST)
 """
+
+
+# The same records in one statement, for scripts that want SQL (one row per record, latest first).
+RECORDS_SQL = records_sql()
 
 
 def _latest(frame: pl.DataFrame) -> pl.DataFrame:

@@ -184,35 +184,6 @@ WITH moved AS ({moved}), keys AS (
 SELECT DISTINCT customer_key FROM keys WHERE customer_key IS NOT NULL
 """
 _NO_MOVE = "SELECT CAST(NULL AS STRING) AS was_key, CAST(NULL AS STRING) AS new_key WHERE false"
-# the changed rows' references to a record (derived.golden.touched_customers' ``of``): entity, column, record kind
-_REFERENCES = (
-    ("customers", "source_record_id", "customer"),
-    ("leads", "lead_id", "lead"),
-    ("orders", "customer_ref", "customer"),
-    ("contracts", "customer_ref", "customer"),
-    ("interactions", "customer_ref", "customer"),
-)
-
-
-def changed_references(changes: Mapping[str, pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The records the changed rows (pipeline/fingerprint.py's ROW_KEYS per entity) name: (record_kind,
-    source_system, source_record_id), and the lead ids whose stage events changed (lead_id)."""
-    refs = [
-        rows.select(
-            pl.lit(kind).alias("record_kind"),
-            pl.col("source_system").cast(pl.String),
-            pl.col(ref).cast(pl.String).alias("source_record_id"),
-        )
-        for entity, ref, kind in _REFERENCES
-        if (rows := changes.get(entity)) is not None and ref in rows.columns
-    ]
-    schema = {"record_kind": pl.String, "source_system": pl.String, "source_record_id": pl.String}
-    named = pl.concat(refs).drop_nulls().unique() if refs else pl.DataFrame(schema=schema)
-    events = changes.get("lead_events")
-    leads = pl.DataFrame(schema={"lead_id": pl.String})
-    if events is not None:
-        leads = events.select(pl.col("lead_id").cast(pl.String)).drop_nulls().unique()
-    return named, leads
 
 
 class LinksOnSpark:
@@ -255,7 +226,7 @@ class LinksOnSpark:
     def touched(self, old: Path | None, changes: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
         """derived.golden.touched_customers on Spark (customer_key, sorted): ``old`` the current build's links
         file (None: the same links as these, identity kept: no record moved)."""
-        refs, leads = changed_references(changes)
+        refs, leads = golden.changed_references(changes)
         views: dict[str, Path | pl.DataFrame] = {"touched_refs": refs, "touched_event_leads": leads}
         if old is not None:
             views["touched_old"] = old
