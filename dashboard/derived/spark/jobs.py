@@ -1,7 +1,8 @@
 """The derived steps that run as Spark jobs when [engine] kind = "spark", each from the DuckDB engine's own
 SQL (transpiled by .sql), each writing the file the DuckDB engine writes: Spark writes part files under
-the build's staging folder, and the build's DuckDB connection gathers them into ``<table>.parquet`` with
-the table's declared columns and order (the derived-build layout and manifest do not change)."""
+the build's staging folder, cast to the table's declared columns and in its order, and their row groups are
+joined into ``<table>.parquet`` as they are (the derived-build layout and manifest do not change; no row is
+read on the driver)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import duckdb
 import sqlglot
 
 from dashboard.core.config import Settings
-from dashboard.core.duck import attach_table, entity_columns, quote_path
+from dashboard.core.duck import attach_table, empty_select, entity_columns, quote_path
 from dashboard.core.entities import ENTITIES
 from dashboard.core.store import Manifest, Store
 from dashboard.derived import analytics
@@ -186,28 +187,50 @@ def run_to_parquet(
     row_group_size: int | None = None,
 ) -> Path:
     """Run ``sql`` (DuckDB dialect; ``$name`` parameters bound from ``args``) on Spark, write
-    ``stage/<table>.parquet`` with ``columns``, in the statement's own ORDER BY (``row_group_size``: as the
-    DuckDB engine writes the table); the result is also the Spark view ``table`` for the statements after it."""
+    ``stage/<table>.parquet`` with ``columns`` (cast to them on Spark), in the statement's own ORDER BY, zstd, at
+    most ``row_group_size`` rows per row group (as the DuckDB engine writes the table): Spark's sort writes each of
+    its ranges as a part file, and their row groups are joined in the ranges' order (join_parts), so no row comes
+    to the driver. The result is also the Spark view ``table`` for the statements after it."""
     parts = stage / PARTS / table
-    order = sqlglot.parse_one(sql, read="duckdb").args.get("order")
-    text, bound = spark_query(sql, args)
-    run_job(
-        spark,
-        settings,
-        table,
-        lambda: spark.sql(text, bound).write.mode("overwrite").parquet(shared_uri(settings, parts)),
-    )
+    text, bound = spark_query(declared(sql, columns), args)
+
+    def work() -> None:
+        writer = spark.sql(text, bound).write.mode("overwrite").option("compression", "zstd")
+        if row_group_size:  # Parquet's writer ends a row group at this many rows (or at its size in bytes)
+            writer = writer.option("parquet.block.row.count.limit", str(int(row_group_size)))
+        writer.parquet(shared_uri(settings, parts))
+
+    run_job(spark, settings, table, work)
     target = stage / f"{table}.parquet"
-    cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in columns.items())  # our own declared columns
-    source = f"read_parquet({quote_path(parts / '*.parquet')})" if any(parts.glob("*.parquet")) else None
-    query = f"SELECT {cols} FROM {source}" if source else f"SELECT {cols} FROM (SELECT 1) WHERE false"
-    if order is not None and source:  # its columns by name: the statement's table aliases are gone here
-        query += " " + order.transform(_unqualified).sql(dialect="duckdb")
-    groups = f", ROW_GROUP_SIZE {int(row_group_size)}" if row_group_size else ""
-    con.execute(f"COPY ({query}) TO {quote_path(target)} (FORMAT parquet, COMPRESSION zstd{groups})")
+    if not join_parts(spark, settings, table, parts, target):
+        con.execute(f"COPY ({empty_select(dict(columns))}) TO {quote_path(target)} (FORMAT parquet, COMPRESSION zstd)")
     read_parquet(spark, settings, target).createOrReplaceTempView(table)
     shutil.rmtree(parts, ignore_errors=True)
     return target
+
+
+_KEY = "_order"  # an ORDER BY key that is not one of the written columns travels in one of these
+
+
+def declared(sql: str, columns: Mapping[str, str]) -> str:
+    """``sql`` (DuckDB dialect) with exactly ``columns`` (DuckDB types) cast, in its own ORDER BY: the order
+    applied over the casts (a key that is not a written column by name is selected beside them, not written)."""
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    order = tree.args.get("order")
+    tree.set("order", None)
+    keys: list[sqlglot.exp.Expression] = []
+    for i, o in enumerate(order.expressions if order is not None else []):
+        key = o.copy()
+        if isinstance(o.this, sqlglot.exp.Column) and o.this.name in columns:
+            key.set("this", sqlglot.exp.column(o.this.name))
+        else:
+            assert isinstance(tree, sqlglot.exp.Select), f"ORDER BY {o.sql(dialect='duckdb')}: not a written column"
+            tree = tree.select(sqlglot.exp.alias_(o.this.copy(), f"{_KEY}{i}"), copy=False)
+            key.set("this", sqlglot.exp.column(f"{_KEY}{i}"))
+        keys.append(key)
+    cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in columns.items())  # our own declared columns
+    ordered = " " + sqlglot.exp.Order(expressions=keys).sql(dialect="duckdb") if keys else ""
+    return f"SELECT {cols} FROM ({tree.sql(dialect='duckdb')}) AS _rows{ordered}"
 
 
 def in_order(folder: Path) -> list[Path]:
@@ -272,10 +295,6 @@ def spark_query(sql: str, args: Mapping[str, Any] | None = None) -> tuple[str, d
 
         text = sqlglot.parse_one(text, read="spark").transform(cast).sql(dialect="spark")
     return text, {k: v.isoformat(sep=" ") if k in stamps else v for k, v in args.items()}
-
-
-def _unqualified(node: sqlglot.exp.Expression) -> sqlglot.exp.Expression:
-    return sqlglot.exp.column(node.name) if isinstance(node, sqlglot.exp.Column) else node
 
 
 def analytics_tables(
