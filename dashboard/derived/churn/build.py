@@ -500,7 +500,9 @@ def _scores(
         attrs = churn_features.attributes(con, out)
     else:
         same, touched = owners
-        made = churn_features.attributes(con, out.filter(pl.col("customer_key").is_in(touched["customer_key"])))
+        made = churn_features.attributes(
+            con, out.filter(pl.col("customer_key").is_in(touched["customer_key"])), few=True
+        )
         if reasons is None:  # the touched customers' reasons, made again (_touched_only); one without a record
             made = touched.join(made, on="customer_key", how="left")  # has no owner, and its reasons
         attrs = pl.concat([same, made.select(same.columns)])
@@ -747,19 +749,32 @@ class _Untouched:
     new: pl.DataFrame  # the touched customers' features
     same_inputs: bool = False  # BG/NBD's fit reads the same numbers as the kept rows' did (_same_bgnbd_inputs)
 
+    def everyone(self) -> pl.DataFrame:
+        """Every customer's features: the kept rows' and the touched customers' made again, in key order."""
+        return _in_key_order(self.rows.select(self.new.columns), self.new)
+
+
+def _in_key_order(old: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:
+    """The rows of ``old`` and ``new`` (no key in both) in key order: merged when both are in it already (the kept
+    rows are, and features_at's; a sort of 1.3M keys at large was ~0.3 CPU-s, each time), else sorted."""
+    if old["customer_key"].is_sorted() and new["customer_key"].is_sorted():
+        return old.merge_sorted(new, "customer_key")
+    return pl.concat([old, new]).sort("customer_key")
+
 
 def _rescore(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
     run_: ChurnRun,
     kept: KeptFit,
-    raw: pl.DataFrame,
+    raw: pl.DataFrame | None,
     same: _Untouched | None = None,
 ) -> ChurnRun:
     """``run``'s customers scored with a kept fit: ``raw``, their features at ``run_.day`` of the horizon it was
     trained on (BG/NBD's figures fitted on these customers, as a fitting run does before it scores), its
     method, status and model card (as of that day, with the customers scored). With ``same``, when BG/NBD's
-    fit on ``raw`` is the one its rows were made with, only the touched customers are scored."""
+    fit on ``raw`` is the one its rows were made with, only the touched customers are scored; ``raw`` None:
+    ``same.everyone()``, made only when BG/NBD is fitted again or everyone scored."""
     h, th = run_.horizon_days, kept.train_horizon_days
     run_.method, run_.status, run_.reason, run_.train_horizon_days = kept.method, kept.status, kept.reason, th
     run_.notes = list(kept.notes)
@@ -768,6 +783,7 @@ def _rescore(
     if same is not None and same.same_inputs:
         run_.bgnbd = same.bgnbd  # the same numbers, fitted the same: not fitted again
     else:
+        raw = _raw(raw, same)
         run_.bgnbd = churn_bgnbd.fit(*bgnbd_data(raw)) if not raw.is_empty() else None
     scaled = kept.fitted is not None and kept.fitted.scaled  # its risk is the whole population's (_to_target)
     reuse = same is not None and same.bgnbd == run_.bgnbd and not scaled
@@ -779,6 +795,7 @@ def _rescore(
         run_.scored = same.new.height
         reasons, owners = None, (same.scores, touched_reasons)
     else:
+        raw = _raw(raw, same)
         frame = _with_bgnbd(raw, th, target, run_.bgnbd) if run_.bgnbd is not None else raw
         ranking, risk, reasons = _score(frame, kept.fitted, kept.method, th)
         run_.scored = frame.height
@@ -792,6 +809,13 @@ def _rescore(
     )
     run_.fit = kept
     return run_
+
+
+def _raw(raw: pl.DataFrame | None, same: _Untouched | None) -> pl.DataFrame:
+    if raw is not None:
+        return raw
+    assert same is not None  # _rescore_touched's: the kept rows and the touched customers' features
+    return same.everyone()
 
 
 def _touched_only(
@@ -815,7 +839,7 @@ def _touched_only(
         return None
     if not set(new.columns) <= set(old.columns):
         return None
-    both = pl.concat([old.select(new.columns), new]).sort("customer_key")
+    both = _in_key_order(old.select(new.columns), new)
     return both.drop(*SCORE_COLUMNS), both[SCORE_COLUMNS[0]].to_numpy(), both[SCORE_COLUMNS[1]].to_numpy(), reasons
 
 
@@ -854,7 +878,6 @@ def _rescore_touched(
     unchanged = ~pl.col("customer_key").is_in(touched)
     every = pl.read_parquet(rows.rows)
     kept_rows = every.filter(unchanged)
-    raw = pl.concat([kept_rows.select(new.columns), new]).sort("customer_key")
     scores = pl.read_parquet(rows.scores, columns=["customer_key", "owner", "region", *REASON_COLUMNS])
     run_ = ChurnRun(
         as_of, kept.horizon_days, "none", "no_activity", pl.DataFrame(), pl.DataFrame(), train_horizon_days=th,
@@ -862,7 +885,7 @@ def _rescore_touched(
     )  # fmt: skip
     same_inputs = _same_bgnbd_inputs(every.filter(~unchanged), new)
     same = _Untouched(kept_rows, scores.filter(unchanged), made[1], touched, new, same_inputs)
-    _rescore(con, settings, run_, kept, raw, same)
+    _rescore(con, settings, run_, kept, None, same)
     say(f"churn: {run_.scored} of {run_.scores.height} customers scored again (BG/NBD's fit {_same_fit(run_, same)})")
     return run_
 
