@@ -4,6 +4,7 @@ other customer's rows are copied from the current build, not made again."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,8 @@ from polars.testing import assert_frame_equal
 from dashboard.core.config import Settings
 from dashboard.core.duck import work_connection
 from dashboard.core.store import Store
-from dashboard.derived.golden import GOLDEN_TABLES, Previous, touched_customers, write_golden
+from dashboard.derived import golden
+from dashboard.derived.golden import GOLDEN_TABLES, Parts, Previous, touched_customers, write_golden
 from dashboard.derived.identity import read_records
 from dashboard.derived.tables import attach_views
 
@@ -77,6 +79,14 @@ def _current(full: Path, folder: Path, touched: pl.DataFrame, kept_key: str, loo
     return Previous(folder / "customer_golden.parquet", folder / "customer_attributes.parquet", touched, found)
 
 
+def _table(folder: Path, table: str) -> pl.DataFrame:
+    """``table`` as its readers see it: customer_attributes with a part is its base and part read together."""
+    parts = Parts.of(folder) if table == "customer_attributes" else None
+    if parts is None:
+        return pl.read_parquet(folder / f"{table}.parquet")
+    return duckdb.connect().sql(parts.sql()).pl()
+
+
 def _sorted(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.sort([c for c, t in frame.schema.items() if not isinstance(t, pl.List)])
 
@@ -104,8 +114,9 @@ def test_a_few_touched_customers_give_the_full_build_row_for_row(
     # made from the touched customers' records alone: 5 with the most records and 5 with one
     assert used == links.join(touched, on="customer_key", how="semi").height
     assert used < links.height // 10
+    assert Parts.of(made) is not None  # 10 customers: a part, the base linked on
     for table in GOLDEN_TABLES:
-        ours = pl.read_parquet(made / f"{table}.parquet")
+        ours = _table(made, table)
         theirs = pl.read_parquet(full / f"{table}.parquet")
         marked = {"customer_golden": "city", "customer_lookup": "owner" if lookup else None}.get(table)
         if marked:  # the kept customer's rows were copied, not made again
@@ -116,7 +127,58 @@ def test_a_few_touched_customers_give_the_full_build_row_for_row(
         assert_frame_equal(_sorted(ours), _sorted(theirs))
         # the file's layout: one customer's rows together (attributes), values in order (lookup)
         order = ["attribute", "value"] if table == "customer_lookup" else ["customer_key"]
+        ours = pl.read_parquet(made / (golden.PART_FILE if table == "customer_attributes" else f"{table}.parquet"))
         assert ours.select(order).equals(ours.select(order).sort(order)), table
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_a_build_on_a_part_replaces_its_customers_and_compacts_past_the_share(
+    con: duckdb.DuckDBPyConnection,
+    small_demo: Settings,
+    links: pl.DataFrame,
+    full: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    compact: bool,
+) -> None:
+    """A second incremental build on the first's base and part: customers of the part made again and customers of
+    the base, the same rows as a full build; past PARTS_SHARE of the customers in the part, one file again."""
+    first = _touched(links)
+    found = pl.read_parquet(full / "customer_lookup.parquet")
+    kept_key = str(found.filter(~pl.col("customer_key").is_in(first["customer_key"].implode()))["customer_key"][0])
+    one = tmp_path / "one"
+    one.mkdir()
+    write_golden(con, small_demo, None, links, one, _current(full, tmp_path / "current", first, kept_key, True))
+    parts = Parts.of(one)
+    assert parts is not None
+    # the second build's touched: three of the part's customers and three of the base's, stale in both files
+    others = links.select("customer_key").unique().sort("customer_key")
+    others = others.join(first, on="customer_key", how="anti").head(3)
+    second = pl.concat([first.head(3), others])
+    hit = pl.col("customer_key").is_in(second["customer_key"].implode())
+    for file in (parts.base, parts.rows):
+        rows = pl.read_parquet(file).with_columns(pl.when(hit).then(pl.lit(STALE)).otherwise("value").alias("value"))
+        file.unlink()  # the base is linked from the first build's: written anew, not in place
+        rows.write_parquet(file)
+    if compact:
+        monkeypatch.setattr(golden, "PARTS_SHARE", 0.0)
+    two = tmp_path / "two"
+    two.mkdir()
+    previous = Previous(one / "customer_golden.parquet", parts.base, second, one / "customer_lookup.parquet", parts)
+    write_golden(con, small_demo, None, links, two, previous)
+
+    assert (Parts.of(two) is None) == compact
+    if not compact:  # the part holds both builds' customers, the base is the first's
+        assert set(pl.read_parquet(two / golden.KEYS_FILE)["customer_key"]) == set(first["customer_key"]) | set(
+            second["customer_key"]
+        )
+        assert os.path.samefile(two / "customer_attributes.parquet", parts.base)
+    for table in GOLDEN_TABLES:
+        ours, theirs = _table(two, table), pl.read_parquet(full / f"{table}.parquet")
+        assert not ours.select(pl.any_horizontal(pl.col(pl.String) == STALE).any()).item(), table
+        if table != "customer_attributes":  # the kept customer's marks: not this test's
+            continue
+        assert_frame_equal(_sorted(ours), _sorted(theirs))
 
 
 def test_nothing_touched_copies_every_row(
@@ -130,7 +192,7 @@ def test_nothing_touched_copies_every_row(
     made.mkdir()
     assert write_golden(con, small_demo, None, links, made, previous) == 0  # no record read
     for table in GOLDEN_TABLES:
-        ours, theirs = (pl.read_parquet(f / f"{table}.parquet") for f in (made, full))
+        ours, theirs = _table(made, table), pl.read_parquet(full / f"{table}.parquet")
         assert_frame_equal(_sorted(ours), _sorted(theirs))
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import duckdb
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
@@ -38,6 +39,7 @@ from dashboard.core.store import Store, now_utc
 from dashboard.derived.analytics import ANALYTICS_TABLES
 from dashboard.derived.churn import build as churn
 from dashboard.derived.golden import GOLDEN_TABLES
+from dashboard.derived.tables import stored_parts
 from dashboard.ops.status import source_status
 from dashboard.pipeline.derive import build_derived
 from dashboard.pipeline.refresh import refresh
@@ -255,13 +257,21 @@ def _same_file(store: Store, a: str, b: str) -> bool:
     return os.path.samefile(store.abs(a), store.abs(b))
 
 
+def _table(store: Store, derived: dict[str, Any], table: str) -> pl.DataFrame:
+    """A build's ``table`` as its readers see it (customer_attributes: its base and part read together)."""
+    parts = stored_parts(store, {"derived": derived}, table)
+    if parts is None:
+        return pl.read_parquet(store.abs(derived["tables"][table]))
+    return duckdb.connect().sql(parts.sql()).pl()
+
+
 def _same_tables(settings: Settings, ours: dict[str, Any], theirs: dict[str, Any], tables: list[str]) -> None:
     store = Store(settings.data_path)
     keys_ours, keys_theirs = _key_names(settings, ours), _key_names(settings, theirs)
     same_snapshots = RUN_COLUMNS - {"snapshot_id"}  # copied rows name the snapshots their records are in now
     for table in tables:
-        a = _comparable(pl.read_parquet(store.abs(ours["tables"][table])), keys_ours, same_snapshots)
-        b = _comparable(pl.read_parquet(store.abs(theirs["tables"][table])), keys_theirs, same_snapshots)
+        a = _comparable(_table(store, ours, table), keys_ours, same_snapshots)
+        b = _comparable(_table(store, theirs, table), keys_theirs, same_snapshots)
         try:
             assert_frame_equal(a, b, check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
         except AssertionError as e:
@@ -345,6 +355,8 @@ def _incremental_is_full(built: Path, tmp_path: Path, change: str) -> None:
     # golden records, lead facts, attribution: what a full derived build of the same snapshots holds
     store = Store(incr.data_path)
     current = store.read_manifest()
+    if change in GOLDEN_TOUCHED:  # customer_attributes: the base linked on and a part of the touched customers
+        assert "customer_attributes" in current["derived"]["parts"]
     same_model = _pinned(incr, incr, "pinned.toml")  # a full build, with the parameters the build scored with
     remade = build_derived(same_model, store, current, full=True)["derived"]
     _same_tables(incr, current["derived"], remade, [*GOLDEN_TABLES, *ANALYTICS_TABLES])

@@ -179,8 +179,9 @@ COMPUTED_IF_ABSENT = {
 }
 
 
-def view_sql(name: str, files: list[Path], columns: dict[str, str], kind: str = "VIEW") -> str:
-    """The view (or in-memory table) over a set of Parquet files (paths from our manifest, not a user)."""
+def view_sql(name: str, files: list[Path], columns: dict[str, str], kind: str = "VIEW", rows: str = "") -> str:
+    """The view (or in-memory table) over a set of Parquet files (paths from our manifest, not a user), or over
+    the statement ``rows`` that reads them (ours: a derived table stored as several files)."""
     if not files:
         return f"CREATE OR REPLACE {kind} {name} AS {empty_select(columns)}"
     file_list = ", ".join(quote_path(f) for f in files)
@@ -190,7 +191,8 @@ def view_sql(name: str, files: list[Path], columns: dict[str, str], kind: str = 
     cols = ", ".join(
         f"CAST({c if c in present else COMPUTED_IF_ABSENT.get(c, 'NULL')} AS {t}) AS {c}" for c, t in columns.items()
     )
-    return f"CREATE OR REPLACE {kind} {name} AS SELECT {cols} FROM read_parquet([{file_list}], union_by_name = true)"
+    read = f"({rows})" if rows else f"read_parquet([{file_list}], union_by_name = true)"
+    return f"CREATE OR REPLACE {kind} {name} AS SELECT {cols} FROM {read}"
 
 
 def as_enums(con: duckdb.DuckDBPyConnection, schema: str, table: str, columns: tuple[str, ...]) -> None:
@@ -246,13 +248,14 @@ def attach_table(
     schema: str = "main",
     in_memory: bool = False,
     enums: tuple[str, ...] = (),
+    rows: str = "",
 ) -> None:
-    """``schema.name`` over ``files`` with ``columns``: a view, or a table loaded into memory whose
-    ``enums`` columns become ENUMs of the values they hold."""
+    """``schema.name`` over ``files`` (or ``rows``, the statement reading them) with ``columns``: a view, or a
+    table loaded into memory whose ``enums`` columns become ENUMs of the values they hold."""
     con.execute(f"USE {schema}")  # our own schema name
     try:
         drop_relation(con, name, schema)
-        con.execute(view_sql(name, files, dict(columns), "TABLE" if in_memory else "VIEW"))
+        con.execute(view_sql(name, files, dict(columns), "TABLE" if in_memory else "VIEW", rows))
         if in_memory and enums:
             as_enums(con, schema, name, enums)
     finally:

@@ -233,6 +233,14 @@ class Store:
         return removed
 
 
+def link_file(src: Path, dest: Path) -> None:
+    """Published files are never written again: a hard link shares them (a copy where links cannot be made)."""
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
+
+
 def _holder(text: str) -> dict[str, Any]:
     """What a lock file says about its holder (an older lock file holds just the pid)."""
     try:

@@ -54,11 +54,36 @@ CARRIES_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+@dataclass(frozen=True)
+class Union:
+    """A derived table stored as several files read by one statement (golden's customer_attributes as its base and
+    part, derived.golden.Parts): profiled and copied into its companion as the rows that statement reads."""
+
+    sql: str
+    files: tuple[Path, ...]
+
+    def exists(self) -> bool:
+        return all(f.exists() for f in self.files)
+
+
+Stored = Path | Union  # a derived table's file, or its files and the statement that reads them
+
+
+def _from(stored: Stored) -> str:
+    """What a statement reads ``stored``'s rows from (our own paths, quoted)."""
+    return f"read_parquet({quote_path(stored)})" if isinstance(stored, Path) else f"({stored.sql})"
+
+
+def _schema(stored: Stored) -> list[tuple[str, str]]:
+    """(column, type) of ``stored``'s (first) file."""
+    return [(f.name, str(f.type)) for f in pq.read_schema(stored if isinstance(stored, Path) else stored.files[0])]
+
+
 TEXT_TYPES = ("VARCHAR", "VARCHAR[]")  # text, and lists of text (samples, examples, sources)
 
 
-def _text_columns(con: duckdb.DuckDBPyConnection, file: Path) -> dict[str, str]:
-    described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({quote_path(file)})").fetchall()
+def _text_columns(con: duckdb.DuckDBPyConnection, file: Stored) -> dict[str, str]:
+    described = con.execute(f"DESCRIBE SELECT * FROM {_from(file)}").fetchall()
     return {name: kind for name, kind, *_ in described if kind in TEXT_TYPES}
 
 
@@ -78,7 +103,7 @@ def _keys(content: list[str], names: list[str]) -> tuple[str, str]:
     return f"hash({', '.join(content)})", f"hash({', '.join(names)})" if names else "0::UBIGINT"
 
 
-def _sample(con: duckdb.DuckDBPyConnection, file: Path, columns: list[str]) -> None:
+def _sample(con: duckdb.DuckDBPyConnection, file: Stored, columns: list[str]) -> None:
     """Puts in the table SAMPLE the first SAMPLE_ROWS rows of ``file`` in the order of (hash of the content, hash
     of the build names, content, build names): which rows are sampled depends only on the rows' content, not on
     the file's row groups or the scan's order, so the same rows give the same profile however a build wrote them
@@ -95,7 +120,11 @@ def _sample(con: duckdb.DuckDBPyConnection, file: Path, columns: list[str]) -> N
     content = [q for c, q in zip(columns, quoted, strict=True) if c not in BUILD_NAMES] or quoted
     names = [q for q in quoted if q not in content]
     first, second = _keys(content, names)
-    read, count = f"read_parquet({quote_path(file)})", pq.ParquetFile(file).metadata.num_rows
+    read = _from(file)
+    if isinstance(file, Path):
+        count = pq.ParquetFile(file).metadata.num_rows
+    else:
+        [(count,)] = con.execute(f"SELECT count(*) FROM {read}").fetchall()
     if count <= SAMPLE_ROWS:  # the whole file
         con.execute(f"CREATE OR REPLACE TEMP TABLE {SAMPLE} AS SELECT {', '.join(quoted)} FROM {read}")
         return
@@ -127,7 +156,7 @@ def _first(con: duckdb.DuckDBPyConnection, rows: str, count: int) -> int:
 
 
 def _classify(
-    con: duckdb.DuckDBPyConnection, file: Path, decided: tuple[str, ...] = ()
+    con: duckdb.DuckDBPyConnection, file: Stored, decided: tuple[str, ...] = ()
 ) -> list[tuple[str, str, float, int]]:
     """(column, kind, share, sampled) for each personal kind found in a text column of ``file`` but those
     ``decided`` otherwise (they still choose the sample, as the rows' content)."""
@@ -155,13 +184,13 @@ def _classify(
 def profile(
     con: duckdb.DuckDBPyConnection,
     entity_files: dict[tuple[str, str], Path],
-    derived_files: dict[str, Path],
+    derived_files: dict[str, Stored],
     kept: Kept | None = None,
 ) -> pl.DataFrame:
     """``personal_columns`` for the entity files ((entity, source) → file) and derived files (table → file);
     ``con`` has the masking macros (core.dictionary.MASK_MACROS). A file ``kept`` profiled is not sampled again."""
     found: list[tuple[str, str, str | None, str, float | None, int | None]] = []
-    files: list[tuple[str, str | None, Path]] = [(e, s, f) for (e, s), f in sorted(entity_files.items())]
+    files: list[tuple[str, str | None, Stored]] = [(e, s, f) for (e, s), f in sorted(entity_files.items())]
     files += [(table, None, file) for table, file in sorted(derived_files.items()) if file.exists()]
     for relation, source, file in files:
         same = kept.rows(relation, source, file) if kept is not None else None
@@ -226,11 +255,23 @@ def pseudonymized(found: pl.DataFrame) -> dict[str, dict[str, tuple[str, ...]]]:
     return {r: {c: tuple(sorted(s)) for c, s in sorted(cols.items())} for r, cols in sorted(out.items())}
 
 
+def _read_all(stored: list[Stored]) -> str:
+    """What a statement reads the rows of every one of ``stored`` from, by name."""
+    paths = [p for p in stored if isinstance(p, Path)]
+    reads = [f"SELECT * FROM read_parquet([{', '.join(quote_path(p) for p in paths)}], union_by_name = true)"]
+    reads = (reads if paths else []) + [u.sql for u in stored if isinstance(u, Union)]
+    return (
+        reads[0].removeprefix("SELECT * FROM ")
+        if len(reads) == 1 and paths
+        else f"({' UNION ALL BY NAME '.join(reads)})"
+    )
+
+
 def write_pseudonymized(
     con: duckdb.DuckDBPyConnection,
     key: str,
     found: pl.DataFrame,
-    files: dict[str, list[Path]],
+    files: dict[str, list[Stored]],
     stage: Path,
 ) -> dict[str, Path]:
     """For each relation with personal keys (``files``: relation → its Parquet files), ``<relation>__psn``:
@@ -252,13 +293,13 @@ def write_pseudonymized(
                 tokens.append(f"CASE WHEN source_system IN ({within}) THEN {pseudonym_sql(key, c)} ELSE {c} END")
             rows = (
                 f"SELECT *, {', '.join(f'{t} AS {c}{PSN_SUFFIX}' for t, c in zip(tokens, columns, strict=True))} "
-                f"FROM read_parquet([{', '.join(quote_path(p) for p in paths)}], union_by_name = true) "
+                f"FROM {_read_all(paths)} "
                 f"{'' if relation in WHOLE else f'WHERE source_system IN ({listed})'}"
             )
             cluster = CLUSTER_BY.get(relation)
             if cluster in columns:  # a personal key: by its token, what the masked roles look customers up by
                 rows += f" ORDER BY {cluster}{PSN_SUFFIX}"
-            elif cluster is not None and any(cluster in pq.read_schema(p).names for p in paths):
+            elif cluster is not None and any(cluster in dict(_schema(p)) for p in paths):
                 rows += f" ORDER BY {cluster}"
         else:  # nothing to copy: an empty table says the relation's personal keys are precomputed
             rows = "SELECT " + ", ".join(f"NULL::VARCHAR AS {c}, NULL::VARCHAR AS {c}{PSN_SUFFIX}" for c in columns)
@@ -272,7 +313,7 @@ def write_tables(
     con: duckdb.DuckDBPyConnection,
     data_path: Path,
     entity_files: dict[tuple[str, str], Path],
-    derived_files: dict[str, Path],
+    derived_files: dict[str, Stored],
     stage: Path,
     kept: Kept | None = None,
     link: Callable[[Path, Path], object] = shutil.copyfile,
@@ -287,7 +328,7 @@ def write_tables(
         link(kept.file, stage / "personal_columns.parquet")
     else:
         found.write_parquet(stage / "personal_columns.parquet")
-    by_relation = {t: [f] for t, f in derived_files.items()}
+    by_relation: dict[str, list[Stored]] = {t: [f] for t, f in derived_files.items()}
     for (entity, _source), file in entity_files.items():
         by_relation.setdefault(entity, []).append(file)
     key = own_key(data_path, PSEUDONYM_KEY)
@@ -301,7 +342,10 @@ def write_tables(
         written[table] = stage / f"{table}.parquet"
     remake = found.filter(~(pl.col("relation") + PSN_SUFFIX).is_in(list(same)))  # the others' rows stay whole
     written.update(write_pseudonymized(con, key, remake, by_relation, stage))
-    files = [*(((e, s), f) for (e, s), f in entity_files.items()), *(((t, None), f) for t, f in derived_files.items())]
+    files: list[tuple[tuple[str, str | None], Stored]] = [
+        *(((e, s), f) for (e, s), f in entity_files.items()),
+        *(((t, None), f) for t, f in derived_files.items()),
+    ]
     state = {
         "profiled": {_slot(r, s): file_id(f) for (r, s), f in sorted(files, key=str) if f.exists()},
         "sampled_by": sampled_by(),
@@ -311,10 +355,12 @@ def write_tables(
 
 
 # -- what the next build may keep ----------------------------------------------------------------------
-def file_id(path: Path) -> str:
+def file_id(path: Stored) -> str:
     """A file's identity: the same inode, size and modification time are the same bytes. Published files are
     never written in place (a rewrite, erasure's too, replaces the file), and a build links the files of
-    the current build it keeps, so a linked file is the same one."""
+    the current build it keeps, so a linked file is the same one. A Union's: its files'."""
+    if isinstance(path, Union):
+        return " ".join(file_id(f) for f in path.files)
     st = path.stat()
     return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
@@ -330,7 +376,7 @@ def _slot(relation: str, source: str | None) -> str:
 
 
 def _companion_keys(
-    key: str, found: pl.DataFrame, entity_files: dict[tuple[str, str], Path], derived_files: dict[str, Path]
+    key: str, found: pl.DataFrame, entity_files: dict[tuple[str, str], Path], derived_files: dict[str, Stored]
 ) -> dict[str, str]:
     """Each companion table → what it is written from: the relation's personal keys and their sources, the
     files its rows come from (by identity), the columns of every file of the relation (they are read together,
@@ -338,11 +384,11 @@ def _companion_keys(
     out = {}
     for relation, columns in pseudonymized(found).items():
         sources = {s for cs in columns.values() for s in cs}
-        files: list[tuple[str | None, Path]] = [(None, derived_files[relation])] if relation in derived_files else []
+        files: list[tuple[str | None, Stored]] = [(None, derived_files[relation])] if relation in derived_files else []
         files += [(s, f) for (e, s), f in sorted(entity_files.items()) if e == relation]
         files = [(s, f) for s, f in files if f.exists()]
         read = [file_id(f) for s, f in files if relation in WHOLE or s is None or s in sources]
-        schemas = [[(field.name, str(field.type)) for field in pq.read_schema(f)] for _s, f in files]
+        schemas = [_schema(f) for _s, f in files]
         parts = [relation, columns, read, schemas, hashlib.sha256(key.encode()).hexdigest()]
         out[f"{relation}{PSN_SUFFIX}"] = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
     return out
@@ -363,7 +409,7 @@ class Kept:
         return dict(self.state.get("companions") or {})
 
     def rows(
-        self, relation: str, source: str | None, file: Path
+        self, relation: str, source: str | None, file: Stored
     ) -> list[tuple[str, str, str | None, str, float | None, int | None]] | None:
         """The personal columns found in ``file`` when it is the one the current build profiled for ``relation``
         (and ``source``), else None (sample it)."""

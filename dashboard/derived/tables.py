@@ -62,6 +62,18 @@ def attach_views(
     for table, columns in DERIVED_TABLES.items():
         rel = derived.get(READ_FROM.get(table, table))
         files = [store.abs(rel)] if rel else []
+        parts = stored_parts(store, manifest, table)
+        rows = parts.sql() if parts is not None else ""
         # The page summaries are read on every view: held in memory, not re-decompressed.
-        attach_table(con, table, files, columns, schema, table in in_memory, (enums or {}).get(table, ()))
+        attach_table(con, table, files, columns, schema, table in in_memory, (enums or {}).get(table, ()), rows)
     con.execute(FILTERED_LEADS_MACRO.format(s=schema))
+
+
+def stored_parts(store: Store, manifest: Manifest, table: str) -> golden.Parts | None:
+    """``table``'s base file and part when the manifest's build stored it so (golden.Parts), else None."""
+    derived = manifest.get("derived") or {}
+    entry = (derived.get("parts") or {}).get(table)
+    if not entry:
+        return None
+    base = store.abs(derived["tables"][table])
+    return golden.Parts(base, store.abs(entry["rows"]), store.abs(entry["keys"]), dict(entry["snapshots"]))

@@ -5,8 +5,8 @@ A step whose inputs did not change since the current build shares that build's f
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -18,11 +18,11 @@ import polars as pl
 
 from dashboard.core.config import Settings, today
 from dashboard.core.duck import CHURN_HEADROOM, drop_relation, quote_path, step_memory, work_connection
-from dashboard.core.store import Manifest, Store, crash_point, new_id, now_utc
+from dashboard.core.store import Manifest, Store, crash_point, link_file, new_id, now_utc
 from dashboard.derived import analytics, personal
 from dashboard.derived.analytics import ANALYTICS_TABLES
 from dashboard.derived.churn import TABLES as CHURN_SCHEMAS
-from dashboard.derived.golden import GOLDEN_TABLES, Previous, touched_customers, write_golden
+from dashboard.derived.golden import GOLDEN_TABLES, PARTS_FILE, Parts, Previous, touched_customers, write_golden
 from dashboard.derived.identity import (
     STATE_TABLES,
     build_links,
@@ -44,7 +44,7 @@ from dashboard.derived.spark import churn as spark_churn
 from dashboard.derived.spark import identity as spark_identity
 from dashboard.derived.spark import jobs as spark_jobs
 from dashboard.derived.spark import steps as spark_steps
-from dashboard.derived.tables import DERIVED_TABLES, READ_FROM, attach_views
+from dashboard.derived.tables import DERIVED_TABLES, READ_FROM, attach_views, stored_parts
 from dashboard.pipeline import fingerprint
 from dashboard.pipeline.progress import Lap
 
@@ -99,7 +99,7 @@ class _Steps:
         if self.before.get(step) != self.keys[step] or not all(o and self.store.abs(o).is_file() for o in old):
             return False
         for table, rel in zip(STEP_TABLES[step], old, strict=True):
-            _link(self.store.abs(str(rel)), self.stage / f"{table}.parquet")
+            link_file(self.store.abs(str(rel)), self.stage / f"{table}.parquet")
         crash_point("derived_reused")
         self.reused.append(step)
         return True
@@ -160,14 +160,6 @@ class _Links:
         if self.on_spark is not None and self._frame is None:
             return self.on_spark.keys()
         return self.frame()["customer_key"].n_unique()
-
-
-def _link(src: Path, dest: Path) -> None:
-    """Published files are never written again: a hard link shares them (a copy where links cannot be made)."""
-    try:
-        os.link(src, dest)
-    except OSError:
-        shutil.copyfile(src, dest)
 
 
 def build_derived(
@@ -271,7 +263,9 @@ def build_derived(
         done("analytics", _rows(stage / "lead_facts.parquet"))
         say("deriving: golden customer records")
         steps.key("golden", steps.keys["identity"], steps.today)  # lead_facts: leads, lead_events and links
-        if not steps.reuse("golden"):  # a reused step's files are linked in as it answers
+        if steps.reuse("golden"):  # a reused step's files are linked in as it answers; its parts too
+            _link_parts(store, steps, stage)
+        else:
             if kept_analytics:  # golden records read lead_facts
                 _load(con, stage, ANALYTICS_TABLES)
             # only the customers whose records, links or facts changed, when known (engine spark: when few)
@@ -319,9 +313,13 @@ def build_derived(
             for source, entry in manifest["sources"].items()
             for entity, info in (entry.get("entities") or {}).items()
         }
-        derived_files = {t: stage / f"{t}.parquet" for t in DERIVED_TABLES if t not in READ_FROM}
+        derived_files: dict[str, personal.Stored] = {
+            t: stage / f"{t}.parquet" for t in DERIVED_TABLES if t not in READ_FROM
+        }
+        if (parts := Parts.of(stage)) is not None:  # customer_attributes: its base and part read together
+            derived_files["customer_attributes"] = personal.Union(parts.sql(), parts.files)
         personal_tables, personal_state = personal.write_tables(
-            con, settings.data_path, entity_files, derived_files, stage, _personal_kept(store, steps), _link
+            con, settings.data_path, entity_files, derived_files, stage, _personal_kept(store, steps), link_file
         )
         done("personal")
     crash_point("derived_staged")
@@ -342,6 +340,7 @@ def build_derived(
             **{t: store.rel(dest / f"{t}.parquet") for t in CHURN_TABLES},
             **{t: store.rel(dest / f.name) for t, f in personal_tables.items()},  # with the keys' tokens
         },
+        **_parts_entry(store, dest),
         "steps": steps.keys,  # what each step was made from: the next build reuses a step made from the same
         "base": steps.base,  # the code and settings it was made with: the next build may copy rows of it
         "reused": steps.reused,
@@ -371,9 +370,35 @@ def _golden_previous(
     if touched.height > GOLDEN_COPY_SHARE * links.keys():
         return None
     lookup = _previous_files(store, steps, ("customer_lookup",))  # its kept customers' rows copied too
+    parts = stored_parts(store, steps.manifest, "customer_attributes")  # its part, when it wrote one
+    if parts is not None and not all(f.is_file() for f in parts.files):
+        return None
     return Previous(
-        paths["customer_golden"], paths["customer_attributes"], touched, lookup["customer_lookup"] if lookup else None
+        paths["customer_golden"],
+        paths["customer_attributes"],
+        touched,
+        lookup["customer_lookup"] if lookup else None,
+        parts,
     )
+
+
+def _link_parts(store: Store, steps: _Steps, stage: Path) -> None:
+    """A reused golden step's customer_attributes part, linked in beside its base."""
+    entry = (steps.current.get("parts") or {}).get("customer_attributes")
+    if entry:
+        for rel in (entry["rows"], entry["keys"]):
+            link_file(store.abs(rel), stage / Path(rel).name)
+        (stage / PARTS_FILE).write_text(json.dumps({"snapshots": entry["snapshots"]}, sort_keys=True), "utf-8")
+
+
+def _parts_entry(store: Store, dest: Path) -> dict[str, Any]:
+    """The manifest's "parts" of a build in ``dest``: customer_attributes' part and keys and the base rows' renamed
+    snapshot ids, when its golden step wrote (or linked) a part."""
+    parts = Parts.of(dest)
+    if parts is None:
+        return {}
+    files = {"rows": store.rel(parts.rows), "keys": store.rel(parts.keys)}
+    return {"parts": {"customer_attributes": {**files, "snapshots": parts.snapshots}}}
 
 
 def _old_links(steps: _Steps, path: Path) -> Path | None:
@@ -592,7 +617,7 @@ def _link_fit(store: Store, steps: _Steps, stage: Path) -> dict[str, str] | None
     for k in _FIT_FILES:
         path = store.abs(info[k]) if info.get(k) else None
         if path is not None and path.is_file():
-            _link(path, stage / path.name)
+            link_file(path, stage / path.name)
             info[k] = path.name
         else:
             info.pop(k, None)
