@@ -35,6 +35,7 @@ _SPARK_TYPES = {
     "BOOLEAN": "boolean",
 }
 _ROW_GROUP_BYTES = 128 * 1024 * 1024  # Parquet's default row group size (join_parts copies the parts' own)
+_ROW_GROUP_ROWS = 122_880  # DuckDB's default rows per row group: its scans of a file run a row group per thread
 PARTS = "_spark"  # the build's staging subfolder Spark writes its part files into (removed once gathered)
 
 
@@ -188,17 +189,17 @@ def run_to_parquet(
 ) -> Path:
     """Run ``sql`` (DuckDB dialect; ``$name`` parameters bound from ``args``) on Spark, write
     ``stage/<table>.parquet`` with ``columns`` (cast to them on Spark), in the statement's own ORDER BY, zstd, at
-    most ``row_group_size`` rows per row group (as the DuckDB engine writes the table): Spark's sort writes each of
-    its ranges as a part file, and their row groups are joined in the ranges' order (join_parts), so no row comes
-    to the driver. The result is also the Spark view ``table`` for the statements after it."""
+    most ``row_group_size`` rows per row group (as the DuckDB engine writes the table; DuckDB's default without
+    it): Spark's sort writes each of its ranges as a part file, and their row groups are joined in the ranges'
+    order (join_parts), so no row comes to the driver. The result is also the Spark view ``table`` for the
+    statements after it."""
     parts = stage / PARTS / table
     text, bound = spark_query(declared(sql, columns), args)
 
     def work() -> None:
+        rows = str(int(row_group_size or _ROW_GROUP_ROWS))  # Parquet's writer ends a row group at this many rows
         writer = spark.sql(text, bound).write.mode("overwrite").option("compression", "zstd")
-        if row_group_size:  # Parquet's writer ends a row group at this many rows (or at its size in bytes)
-            writer = writer.option("parquet.block.row.count.limit", str(int(row_group_size)))
-        writer.parquet(shared_uri(settings, parts))
+        writer.option("parquet.block.row.count.limit", rows).parquet(shared_uri(settings, parts))
 
     run_job(spark, settings, table, work)
     target = stage / f"{table}.parquet"
