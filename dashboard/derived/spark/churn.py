@@ -2,7 +2,8 @@
 from derived.churn.features' own DuckDB statements transpiled by .sql: only Spark reads all orders,
 interactions and contracts. The per-day tables stay on Spark as Parquet under the build's staging folder;
 each cutoff's features (one row per customer) are written there too and read back by DuckDB on the driver,
-which fits and scores on them (the model is fitted on a bounded sample: derived.churn.build.MAX_TRAIN).
+which fits and scores on them (the model is fitted on a bounded sample: derived.churn.build.MAX_TRAIN). The keys
+(a row per source record) stay there: the driver gets what the statements over them make, not the keys.
 
 A result is cast to the types the DuckDB statement itself gives: DuckDB binds the statement (nothing runs)
 against the keys and empty per-day tables of the same columns, so both engines hand the fit the same frame."""
@@ -84,13 +85,14 @@ class SparkDays:
         rows = materialize(spark, settings, f.KEY_ROWS_SQL, "churn_key_rows", stage)
         distinct = spark.table("churn_key_rows").select("customer_key").distinct()
         ids = numbered(spark, settings, distinct, {"cid": ("customer_key",)}, "churn_key_ids", stage)  # dense_rank's
-        keys = materialize(spark, settings, f.KEY_IDS_SQL, "churn_keys", stage)
+        materialize(spark, settings, f.KEY_IDS_SQL, "churn_keys", stage)
         for done in (rows, ids):
             shutil.rmtree(done, ignore_errors=True)
         materialize(spark, settings, select_of(f.IDS_SQL).sql("duckdb"), "churn_ids", stage)
-        # the keys on the driver too (owners and regions are joined there): a row per source record, not per event
+        # the keys stay on Spark (a row per source record: 3.5M at large), as every statement reading them runs there
+        # (features, labels, owners and regions); on the driver they are empty, to bind those statements (their types)
         columns = _columns(con, select_of(f.KEYS_SQL).sql("duckdb"))
-        con.execute(f"CREATE OR REPLACE TEMP TABLE churn_keys AS {_gathered(keys, columns)}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE churn_keys AS {empty_select(columns)}")
         con.execute(f.IDS_SQL)
         for view, sql, args in (
             ("churn_kinds", f.KINDS_SQL, f.kind_params()),
