@@ -33,6 +33,7 @@ from dashboard.pipeline.spark_sources import StagedEntity, on_executors, remove_
 from dashboard.pipeline.standardize import (
     RECORD_ORDER,
     REJECT_COL,
+    STAGED_ZSTD,
     RowIssue,
     Standardized,
     release_engine,
@@ -278,15 +279,17 @@ def refresh_source(
     issues = [i for std in entities.values() for i in std.issues] + [i for s in staged.values() for i in s.issues]
     profile = SnapshotProfile(src, sid, for_settings(settings), _profile_engine(settings))  # once per snapshot, here
     for entity, std in entities.items():
-        keep = std.frame.filter(pl.col(REJECT_COL).is_null())
+        set_aside = std.frame.get_column(REJECT_COL).is_not_null()
+        rejected = int(set_aside.sum())
+        # the kept rows copied once, by the sort, and only the published columns (most snapshots set none aside)
+        keep = (std.frame.filter(~set_aside) if rejected else std.frame).drop(FILE_COL, ROW_COL, REJECT_COL)
         result.rows[entity] = keep.height
-        result.rejected_rows += std.frame.height - keep.height
+        result.rejected_rows += rejected
         # ties in the rows' order, as the Spark engine sorts (derived/spark/standardize)
         keep = sort_staged(keep, RECORD_ORDER.get(entity) or SORT_BY.get(entity))
-        keep.drop(FILE_COL, ROW_COL, REJECT_COL).write_parquet(stage_dir / f"{entity}.parquet", compression="zstd")
-        rejected = std.frame.filter(pl.col(REJECT_COL).is_not_null())
-        if rejected.height:
-            rejected.write_parquet(stage_dir / f"{entity}.rejected.parquet")
+        keep.write_parquet(stage_dir / f"{entity}.parquet", compression="zstd", compression_level=STAGED_ZSTD)
+        if rejected:
+            std.frame.filter(set_aside).write_parquet(stage_dir / f"{entity}.rejected.parquet")
         clock.lap("publish")
         profile.add(keep, entity, stage_dir / f"{entity}.parquet")
         clock.lap("profile")

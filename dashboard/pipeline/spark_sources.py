@@ -29,6 +29,7 @@ from dashboard.core.errors import SourceError
 from dashboard.pipeline.standardize import (
     RECORD_ORDER,
     REJECT_COL,
+    STAGED_ZSTD,
     RowIssue,
     date_texts,
     drop_exact_duplicates,
@@ -273,7 +274,9 @@ def _finish_in_one_task(task: _OneTask) -> Finished:
     frame = pl.concat(tables, how="diagonal_relaxed")
     frame.write_parquet(checked)
     keep = sort_staged(frame.filter(pl.col(REJECT_COL).is_null()), task.order)
-    keep.drop(FILE_COL, ROW_COL, REJECT_COL).write_parquet(stage / f"{task.entity}.parquet", compression="zstd")
+    keep.drop(FILE_COL, ROW_COL, REJECT_COL).write_parquet(
+        stage / f"{task.entity}.parquet", compression="zstd", compression_level=STAGED_ZSTD
+    )
     aside = frame.filter(pl.col(REJECT_COL).is_not_null())
     if aside.height:
         aside.write_parquet(stage / f"{task.entity}.rejected.parquet")
