@@ -110,8 +110,9 @@ res = refresh(settings)
 steps = {}
 for s in res.sources:
     for step, v in s.steps.items():
-        e = steps.setdefault(step, {"seconds": 0.0, "peak_rss_mb": 0.0})
+        e = steps.setdefault(step, {"seconds": 0.0, "peak_rss_mb": 0.0, "cpu_seconds": 0.0})
         e["seconds"] += v["seconds"]; e["peak_rss_mb"] = max(e["peak_rss_mb"], v["peak_rss_mb"])
+        e["cpu_seconds"] += v.get("cpu_seconds", 0.0)
 for step, v in res.steps.items():
     steps[step] = v
 rows = sum(sum(s.rows.values()) + s.rejected_rows for s in res.sources)
@@ -208,7 +209,8 @@ def render(results: list[dict[str, Any]], command: str) -> str:
         )
     lines += [
         "",
-        "Per step (seconds summed over sources; peak RSS at the end of the step of the process doing it: the",
+        "Per step (seconds summed over sources, with CPU seconds where the refresh's own process did the step;",
+        "peak RSS at the end of the step of the process doing it: the",
         "refresh's for the sources, the derived build's own for its steps):",
         "",
     ]
@@ -216,10 +218,7 @@ def render(results: list[dict[str, Any]], command: str) -> str:
     lines += ["|---" * (len(STEPS) + 1) + "|"]
     for r in results:
         steps = r["refresh"]["steps"]
-        cells = [
-            f"{steps[s]['seconds']:.1f} s / {steps[s]['peak_rss_mb'] / 1024:.2f} GB" if s in steps else "–"
-            for s in STEPS
-        ]
+        cells = [_cell(steps[s]) if s in steps else "–" for s in STEPS]
         lines.append(f"| {r['size']} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -241,6 +240,12 @@ def render(results: list[dict[str, Any]], command: str) -> str:
     for r in results:
         lines.append(f"- {r['size']}: " + ", ".join(f"{k} {v}" for k, v in r["refresh"]["status"].items()))
     return "\n".join(lines) + "\n"
+
+
+def _cell(step: dict[str, float]) -> str:
+    """A step's wall s, its CPU s when the refresh's own process did it (a source's steps), its peak."""
+    cpu = f" ({step['cpu_seconds']:.1f} CPU-s)" if step.get("cpu_seconds") else ""
+    return f"{step['seconds']:.1f} s{cpu} / {step['peak_rss_mb'] / 1024:.2f} GB"
 
 
 def main() -> None:

@@ -91,20 +91,23 @@ class RefreshResult:
 
 
 class _Clock:
-    """Wall time and the process's peak memory at the end of each step."""
+    """Wall time, CPU time (a step this process did) and the process's peak memory at the end of each step."""
 
     def __init__(self) -> None:
         self.steps: dict[str, dict[str, float]] = {}
         self._t = time.perf_counter()
+        self._cpu = time.process_time()
 
     def lap(self, step: str, peak_rss_mb: float | None = None) -> None:
         """``peak_rss_mb``: of the process that did the step when it is not this one (the derived build's)."""
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         entry = self.steps.setdefault(step, {"seconds": 0.0, "peak_rss_mb": 0.0})
         entry["seconds"] += now - self._t
+        if peak_rss_mb is None:  # user + system seconds of all this process's threads (wall waits for a core)
+            entry["cpu_seconds"] = entry.get("cpu_seconds", 0.0) + cpu - self._cpu
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         entry["peak_rss_mb"] = own if peak_rss_mb is None else peak_rss_mb
-        self._t = now
+        self._t, self._cpu = now, cpu
 
 
 def refresh(
