@@ -15,6 +15,15 @@ personal-data profile) with engine spark, as a refresh's does: it is written int
 an unpublished build and removed after (the manifest is not written). Each step's Spark jobs and CPU, and the
 driver's memory at its end: its resident set, its peak sampled during the step and its high-water mark so far (the
 step where that rose made the driver's peak).
+
+``--steps incremental`` (issue 23): the incremental Spark path. In a copy of the company (its published files
+linked, removed after): a whole derived build with each engine, then ``--change`` (benchmarks/incremental.py's:
+erp's 1 % changed and 1 % new orders, by default) refreshed with engine duckdb, which publishes the source's
+snapshot (and a DuckDB build of it); then, in this process, the DuckDB engine's incremental derived build of that
+change against its whole build before, and the Spark engine's against the Spark build. Each
+build's wall time, CPU of the driver and of the local JVM with its Python workers apart, Spark jobs and the
+driver's peak (its high-water mark reset before each build), per step; whether the two incremental builds hold
+the same golden records.
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ from typing import Any
 
 import duckdb
 import polars as pl
+from incremental import CHANGES
+from incremental import _copy as linked_copy
 
 from dashboard.core.config import EngineConfig, Settings, load_settings
 from dashboard.core.duck import quote_path, work_connection
@@ -45,6 +56,7 @@ from dashboard.derived.spark.session import build_session
 from dashboard.derived.tables import attach_views
 from dashboard.pipeline import fingerprint
 from dashboard.pipeline.derive import build_derived
+from dashboard.pipeline.refresh import refresh
 
 INPUTS = ("leads", "lead_events", "interactions")
 # the local Spark JVM's threads, by what their names begin with (/proc shows the first 15 characters)
@@ -139,7 +151,7 @@ class Peaks:
         self._stop.set()
         self._thread.join()
         if hwm:
-            self.peak["driver"] = max(self.peak["driver"], _kib(os.getpid(), "VmHWM"))
+            self.peak["driver"] = max(self.peak["driver"], _kib(os.getpid(), "VmHWM"), _HWM[0])
             self.peak["JVM"] = max(self.peak["JVM"], _kib(self.jvm, "VmHWM") if self.jvm else 0)
         return "peak RSS: " + ", ".join(f"{k} {v / 2**20:.2f} GB" for k, v in self.peak.items())
 
@@ -337,53 +349,140 @@ def identity(bench: Bench, folder: Path, ways: list[str]) -> None:
               f"{built['customer_key'].n_unique():,}; the same links as the current build: {same}")  # fmt: skip
 
 
-def derived(bench: Bench) -> None:
-    """A whole derived build with engine spark (derive.build_derived, every step made again) in the benchmark's
-    session: its wall time, CPU (this process, the local JVM and its Python workers), Spark jobs, the peaks of
-    memory sampled during it, and whether its links and golden records have the current build's rows."""
-    settings, store, spark = bench.settings, bench.store, bench.spark
+_HWM = [0]  # the driver's high-water mark before it was last reset (KiB)
+
+
+def _reset_peak() -> None:
+    """The driver's high-water mark (VmHWM) set back to its resident set now, so that the next build's is its own
+    (the mark before is kept in _HWM for the whole benchmark's figure)."""
+    _HWM[0] = max(_HWM[0], _kib(os.getpid(), "VmHWM"))
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+@contextmanager
+def on_session(spark: Any) -> Iterator[None]:
+    """Inside: a build with engine spark takes ``spark`` (the benchmark's session) instead of starting its own."""
 
     @contextmanager
     def this_session(_settings: Settings) -> Iterator[Any]:
         yield spark
 
-    made: list[Manifest] = []
-    laps: list[tuple[str, int, float, tuple[int, int, int]]] = []  # each step as it ends: jobs, CPU, driver memory
-
-    def lap(step: str, rows: int | None = None) -> None:
-        laps.append((step, spark_jobs(spark), tree_cpu(), peaks.step_peak()))
-
-    def build() -> None:
-        made.append(build_derived(settings, store, bench.manifest, lap=lap, full=True))
-
     engine, jobs.engine = jobs.engine, this_session  # derive.py asks jobs.engine for its session
-    peaks, started, cpu = Peaks(), spark_jobs(spark), tree_cpu()
-    at_start = peaks.step_peak()
     try:
-        wall, used = _timed(build, tree_cpu)
+        yield
     finally:
         jobs.engine = engine
-    print(f"  {peaks.report(hwm=False)} (sampled during the build)")
+
+
+def timed_build(
+    bench: Bench, settings: Settings, manifest: Manifest, label: str, *, full: bool = False
+) -> tuple[Manifest, list[str]]:
+    """derive.build_derived from ``manifest`` (pending: its "derived" entry is the build this one replaces) on
+    ``settings``' engine, in this process: its wall time, CPU (the driver's; the local JVM's and its Python workers'),
+    Spark jobs, the peaks of memory sampled during it and the driver's high-water mark, and each step's share, printed.
+    Returns the manifest it made (the build in the store's derived folder, not published) and its progress lines."""
+    spark, lines = bench.spark, []
+    made: list[Manifest] = []
+    laps: list[tuple[str, int, float, float, tuple[int, int, int]]] = []  # each step as it ends
+
+    def lap(step: str, rows: int | None = None) -> None:
+        laps.append((step, spark_jobs(spark), _cpu_driver(), tree_cpu(), peaks.step_peak()))
+
+    def build() -> None:
+        made.append(build_derived(settings, bench.store, manifest, progress=lines.append, lap=lap, full=full))
+
+    _reset_peak()
+    peaks, started, driver, cpu = Peaks(), spark_jobs(spark), _cpu_driver(), tree_cpu()
+    at_start = peaks.step_peak()
+    wall, used = _timed(build, tree_cpu)
+    own = _cpu_driver() - driver
+    jvm, load = used - own, os.getloadavg()[0]
+    print(f"{label}: wall {wall:.2f} s  cpu {used:.2f} s (driver {own:.2f} s, JVM and its Python workers "
+          f"{jvm:.2f} s)  [{spark_jobs(spark) - started} Spark jobs]; load {load:.1f}")  # fmt: skip
     gb = 2**20
-    print(f"  driver before the build: RSS {at_start[0] / gb:.2f} GB, high-water mark {at_start[2] / gb:.2f} GB")
-    before = (started, cpu)
-    for step, at, spent, (rss, peak, hwm) in laps:
+    print(f"  {peaks.report(hwm=False)} (sampled during the build); driver's high-water mark in the build "
+          f"{_kib(os.getpid(), 'VmHWM') / gb:.2f} GB (RSS at its start {at_start[0] / gb:.2f} GB)")  # fmt: skip
+    before = (started, driver, cpu)
+    for step, at, own_at, spent, (rss, peak, hwm) in laps:
         memory = f"RSS at its end {rss / gb:.2f} GB, sampled peak in it {peak / gb:.2f} GB, "
         memory += f"high-water mark {hwm / gb:.2f} GB"
-        print(f"  {step}: {at - before[0]} Spark jobs, {spent - before[1]:.1f} CPU-s; driver {memory}")
-        before = (at, spent)
-    result = made[0]["derived"]
-    print(f"derived build, spark: wall {wall:.2f} s  cpu {used:.2f} s  [{spark_jobs(spark) - started} Spark jobs]")
+        print(f"  {step}: {at - before[0]} Spark jobs, {spent - before[2]:.1f} CPU-s "
+              f"(driver {own_at - before[1]:.1f}); driver {memory}")  # fmt: skip
+        before = (at, own_at, spent)
+    return made[0], lines
+
+
+def _cpu_driver() -> float:
+    """This process's CPU seconds and its reaped children's (a build's helpers; not the JVM, which runs on)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def derived(bench: Bench) -> None:
+    """A whole derived build with engine spark (derive.build_derived, every step made again) in the benchmark's
+    session: its wall time, CPU (this process, the local JVM and its Python workers), Spark jobs, the peaks of
+    memory sampled during it, and whether its links and golden records have the current build's rows."""
+    with on_session(bench.spark):
+        made, _ = timed_build(bench, bench.settings, bench.manifest, "derived build, spark", full=True)
+    result = made["derived"]
     try:
         for table, order in (("identity_links", ["customer_key", "source_system", "source_record_id"]),
                              ("customer_golden", ["customer_key"])):  # fmt: skip
-            new = pl.read_parquet(store.abs(result["tables"][table])).sort(order)
+            new = pl.read_parquet(bench.store.abs(result["tables"][table])).sort(order)
             old = bench.con.sql(f"SELECT * FROM {table}").pl().select(new.columns).sort(order)
-            same = new.height == old.height and new.schema == old.schema
-            differ = [c for c in new.columns if not (same and new[c].equals(old[c]))]  # floats: exactly
-            print(f"  {table}: {new.height:,} rows; columns unlike the current build's: {differ or 'none'}")
+            print(f"  {table}: {new.height:,} rows; columns unlike the current build's: {_unlike(new, old) or 'none'}")
     finally:
-        shutil.rmtree(store.derived / result["build_id"], ignore_errors=True)
+        shutil.rmtree(bench.store.derived / result["build_id"], ignore_errors=True)
+
+
+def _unlike(new: pl.DataFrame, old: pl.DataFrame) -> list[str]:
+    """The columns of ``new`` whose values differ from ``old``'s (the same rows in the same order; floats exactly)."""
+    same = new.height == old.height and new.schema == old.select(new.columns).schema
+    return [c for c in new.columns if not (same and new[c].equals(old[c]))]
+
+
+def incremental(config: str, master: str, conf: dict[str, str], change: str) -> None:
+    """The incremental Spark path against the DuckDB engine's, on a copy of the company (module docstring)."""
+    company = Path(config).resolve().parent
+    work = company.parent / f".{company.name}-spark-incremental-{os.getpid()}"
+    try:
+        linked_copy(company, work)
+        cfg = str(work / Path(config).name)
+        with opened(cfg, master, conf, "incremental") as bench, spark_started(bench) as spark:
+            duck = load_settings(cfg).model_copy(update={"engine": EngineConfig()})
+            # each engine's whole build by this code first: the build its incremental one replaces (a step whose
+            # inputs and code are that build's is kept)
+            duck_full, _ = timed_build(bench, duck, bench.manifest, "full build, duckdb", full=True)
+            with on_session(spark):
+                spark_full, _ = timed_build(bench, bench.settings, bench.manifest, "full build, spark", full=True)
+            CHANGES[change](work / "data" / "raw" / "demo")
+            wall, used = _timed(lambda: _refreshed(duck, change), _cpu_driver)
+            published = bench.store.read_manifest()
+            print(f"{change} changed, refreshed with engine duckdb (its snapshot, and a DuckDB build of it "
+                  f"made by the refresh): wall {wall:.2f} s  cpu {used:.2f} s (driver)")  # fmt: skip
+            kept = {**published, "derived": duck_full["derived"]}
+            on_duck, _ = timed_build(bench, duck, kept, f"incremental build of the {change} change, duckdb")
+            with on_session(spark):
+                replaced = {**published, "derived": spark_full["derived"]}
+                on_spark, lines = timed_build(
+                    bench, bench.settings, replaced, "the same, spark (against the Spark build)"
+                )
+            print("  " + "; ".join(line for line in lines if "touched" in line))
+            print(f"  steps kept: duckdb {on_duck['derived'].get('reused')}, spark {on_spark['derived'].get('reused')}")
+            ours, theirs = (
+                pl.read_parquet(bench.store.abs(m["derived"]["tables"]["customer_golden"])).sort("customer_key")
+                for m in (on_spark, on_duck)
+            )
+            print(f"  customer_golden: {ours.height:,} rows; columns unlike the DuckDB engine's: "
+                  f"{_unlike(ours, theirs.select(ours.columns)) or 'none'}")  # fmt: skip
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _refreshed(settings: Settings, source: str) -> None:
+    result = refresh(settings, [source])
+    if result.exit_code != 0:
+        raise SystemExit(f"the refresh of {source} failed ({result.exit_code})")
 
 
 def main() -> None:
@@ -391,15 +490,26 @@ def main() -> None:
     parser.add_argument("--config", required=True, help="cockpit.toml of a refreshed company")
     parser.add_argument("--master", default="local[2]")
     parser.add_argument(
-        "--steps", default="analytics,identity", help="steps to time, comma-separated: analytics, identity, derived"
+        "--steps",
+        default="analytics,identity",
+        help="steps to time, comma-separated: analytics, identity, derived, incremental",
     )
     parser.add_argument("--runs", type=int, default=2, help="Spark runs of the analytics steps (the first is cold)")
     parser.add_argument("--conf", action="append", default=[], help="spark.KEY=VALUE over the session's defaults")
     parser.add_argument(
         "--identity-on", default=",".join(IDENTITY_WAYS), help=f"identity's ways, comma-separated: {IDENTITY_WAYS}"
     )
+    parser.add_argument(
+        "--change", default="erp", choices=sorted(CHANGES), help="the source --steps incremental changes"
+    )
     args = parser.parse_args()
     steps, peaks = set(args.steps.split(",")), Peaks()
+    if "incremental" in steps:  # on a copy of the company, in a session of its own
+        incremental(args.config, args.master, parse_conf(args.conf), args.change)
+        steps.discard("incremental")
+        if not steps:
+            print(f"whole benchmark: {peaks.report()}")
+            return
     with opened(args.config, args.master, parse_conf(args.conf), "bench") as bench:
         con, settings = bench.con, bench.settings
         rows = sum(int(con.sql(f"SELECT count(*) FROM {t}").fetchall()[0][0]) for t in INPUTS)
