@@ -936,7 +936,9 @@ def build(
     _write_by_arrow(result.scores, folder / "churn_scores.parquet")
     result.card.write_parquet(folder / "churn_model.parquet")
     if result.rows is not None:
-        result.rows.write_parquet(folder / ROWS_FILE, metadata=_meta(result))
+        # lz4: read only by the next build's rescore (at large 151 MB against zstd's 116, written in 0.6 CPU-s
+        # against 1.1 and read in 0.15 against 0.29)
+        result.rows.write_parquet(folder / ROWS_FILE, metadata=_meta(result), compression="lz4")
     if result.fit is not None:
         save_fit(result.fit, folder / FIT_FILE)
     return result
