@@ -126,8 +126,9 @@ class Peaks:
         self._thread.start()
 
     def _run(self) -> None:
-        me = os.getpid()
-        while not self._stop.wait(self.every):
+        me, stopped = os.getpid(), False
+        while not stopped:  # a sample every ``every`` seconds, and one when stopped (a run shorter than ``every``)
+            stopped = self._stop.wait(self.every)
             rss = {pid: _kib(pid, "VmRSS") for pid in _tree(me)}
             # the largest java process: spark-submit first runs a short-lived one (the launcher) to build the command
             self.jvm = max((p for p in rss if p != me and _comm(p) == "java"), key=rss.__getitem__, default=self.jvm)
@@ -413,9 +414,10 @@ def timed_build(
 
 
 def _cpu_driver() -> float:
-    """This process's CPU seconds and its reaped children's (a build's helpers; not the JVM, which runs on)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    """This process's CPU seconds and its reaped children's (a build's helpers; not the JVM, which runs on), from
+    /proc as tree_cpu counts them."""
+    stat = _stat(os.getpid())
+    return (stat[1] if stat else 0) / os.sysconf("SC_CLK_TCK")
 
 
 def derived(bench: Bench) -> None:
