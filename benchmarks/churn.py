@@ -5,6 +5,12 @@ backtest figures and why the served method serves. Reads the company's snapshots
 
     .venv/bin/python benchmarks/churn.py --config $BENCH/large/cockpit.toml
 
+``--touched N``: the incremental path instead (what a refresh the same day runs): the current build's kept fit
+rescores its churn_rows with N random customers of them as touched (their features made again, the others' kept),
+as an incremental build after a change to N customers does. The tables it writes are the whole population's.
+
+    .venv/bin/python benchmarks/churn.py --config $BENCH/large/cockpit.toml --touched 12000
+
 A demo company to run it on (medium ≈ 60k customers, ~20 s to generate and refresh; small ≈ 2.5k;
 large ≈ 1.3M):
 
@@ -36,11 +42,14 @@ def main() -> None:
     parser.add_argument("--config", required=True, help="cockpit.toml of a refreshed company")
     parser.add_argument("--horizon-days", type=int, default=None)
     parser.add_argument("--out", type=Path, help="write churn_scores.parquet and churn_model.parquet here (to compare)")
+    parser.add_argument("--touched", type=int, help="rescore with the kept fit, this many random customers touched")
     args = parser.parse_args()
     settings = load_settings(args.config)
     store = Store(settings.data_path)
+    manifest = store.read_manifest()
+    kept, rows = _kept(store, manifest, args.touched) if args.touched is not None else (None, None)
     with work_connection(settings) as con:  # held to memory_limit, as the refresh holds it
-        attach_views(con, store, store.read_manifest(), in_memory=frozenset())
+        attach_views(con, store, manifest, in_memory=frozenset())
         links = con.sql("SELECT * FROM identity_links").pl()
         start, cpu = time.perf_counter(), time.process_time()
         steps: list[tuple[float, str]] = []
@@ -50,6 +59,8 @@ def main() -> None:
             links,
             horizon_days=args.horizon_days,
             progress=lambda m: steps.append((time.perf_counter() - start, m)),
+            kept=kept,
+            rows=rows,
         )
         total, cpu = time.perf_counter() - start, time.process_time() - cpu
         for at, message in steps:
@@ -84,6 +95,22 @@ def main() -> None:
                 )
             )
         print(result.scores.group_by("risk_band").agg(pl.len().alias("customers")).sort("risk_band"))
+
+
+def _kept(store: Store, manifest: dict, touched: int) -> tuple[churn.KeptFit, churn.KeptRows]:
+    """The current build's churn fit, and its rows and scores with ``touched`` random customers to score again."""
+    derived = manifest.get("derived") or {}
+    info = derived.get("churn_fit") or {}
+    if not info.get("file") or not info.get("rows"):
+        raise SystemExit("--touched: the current build kept no churn fit and rows (refresh the company first)")
+    kept = churn.load_fit(store.abs(info["file"]))
+    if kept is None:
+        raise SystemExit(f"--touched: {info['file']} cannot be read by this code")
+    rows_file = store.abs(info["rows"])
+    keys = pl.read_parquet(rows_file, columns=["customer_key"])
+    picked = keys.sample(min(touched, keys.height), seed=0)
+    scores = store.abs(derived["tables"]["churn_scores"])
+    return kept, churn.KeptRows(rows_file, scores, picked)
 
 
 if __name__ == "__main__":
