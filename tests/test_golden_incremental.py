@@ -221,27 +221,70 @@ def _made_in_full(
     return full, _touched(links)
 
 
-def test_kept_customers_ranks_are_made_again(
+def _ranked_in_current(
+    con: duckdb.DuckDBPyConnection, settings: Settings, links: pl.DataFrame, tmp_path: Path
+) -> tuple[Path, Previous, str, pl.DataFrame]:
+    """A full build, and a current build made of it: the touched customers' rows stale, one kept customer's RFM
+    segment and value tier marked (a copied rank keeps them, a rank made again would not), every lifecycle with
+    orders stale (the day decides it: made again either way). Its kept customer, and the customers with orders."""
+    full, touched = _made_in_full(con, settings, links, tmp_path)
+    golden = pl.read_parquet(full / "customer_golden.parquet")
+    ordered = pl.col("orders") > 0  # without orders the lifecycle is the lead's stage: kept as it was
+    kept_key = str(golden.join(touched, on="customer_key", how="anti").filter(ordered)["customer_key"][0])
+    previous = _current(full, tmp_path / "current", touched, kept_key)
+    marked = pl.col("customer_key") == kept_key
+    pl.read_parquet(previous.golden).with_columns(
+        pl.when(marked).then(pl.lit("copied")).otherwise(pl.col("rfm_segment")).alias("rfm_segment"),
+        pl.when(marked).then(pl.lit("copied")).otherwise(pl.col("value_tier")).alias("value_tier"),
+        pl.when(ordered).then(pl.lit(STALE)).otherwise(pl.col("lifecycle_stage")).alias("lifecycle_stage"),
+    ).write_parquet(previous.golden)
+    return full, previous, kept_key, golden.filter(ordered)
+
+
+def test_ranks_are_copied_when_no_touched_customer_moves_them(
     con: duckdb.DuckDBPyConnection, small_demo: Settings, links: pl.DataFrame, tmp_path: Path
 ) -> None:
-    """An incremental build copies the kept customers' golden rows but ranks everyone again: their segment, value
-    tier and (with orders) lifecycle stage are the full build's even where the current build's said otherwise."""
-    full, touched = _made_in_full(con, small_demo, links, tmp_path)
-    kept_key = str(pl.read_parquet(full / "customer_golden.parquet").join(touched, on="customer_key", how="anti")[0, 0])
-    previous = _current(full, tmp_path / "current", touched, kept_key)
-    ordered = pl.col("orders") > 0  # without orders the lifecycle is the lead's stage: kept as it was
-    stale = pl.read_parquet(previous.golden).with_columns(
-        pl.lit(STALE).alias("rfm_segment"),
-        pl.lit(STALE).alias("value_tier"),
-        pl.when(ordered).then(pl.lit(STALE)).otherwise(pl.col("lifecycle_stage")).alias("lifecycle_stage"),
-    )
-    stale.write_parquet(previous.golden)
+    """The touched customers' orders, last order and revenue are the current build's, and no customer gained or
+    lost its orders: every customer ranks as it did, so the kept customers' RFM segments and value tiers are
+    copied (the marked one stays marked), their lifecycle with orders made for the day; the rest is the full
+    build's, row for row."""
+    full, previous, kept_key, ordered = _ranked_in_current(con, small_demo, links, tmp_path)
+    assert ordered.join(previous.touched, on="customer_key").height > 0  # touched customers with orders
+    made = tmp_path / "made"
+    made.mkdir()
+    write_golden(con, small_demo, None, links, made, previous)
+
+    ours, theirs = (pl.read_parquet(f / "customer_golden.parquet") for f in (made, full))
+    copied = ours.filter(pl.col("customer_key") == kept_key)
+    assert copied.select("city", "rfm_segment", "value_tier").row(0) == ("copied", "copied", "copied")
+    assert STALE not in ours["lifecycle_stage"].to_list()
+    same = pl.col("customer_key") != kept_key
+    assert_frame_equal(ours.filter(same), theirs.filter(same))  # row for row, in the same order
+    assert_frame_equal(copied.drop("city", "rfm_segment", "value_tier"), theirs.filter(~same).drop(
+        "city", "rfm_segment", "value_tier"))  # fmt: skip
+
+
+@pytest.mark.parametrize("moved", ["revenue", "orders"])
+def test_ranks_are_made_again_when_a_touched_customer_moves_them(
+    con: duckdb.DuckDBPyConnection, small_demo: Settings, links: pl.DataFrame, tmp_path: Path, moved: str
+) -> None:
+    """A touched customer's revenue differs from the current build's ("revenue"), or it had no orders then
+    ("orders": one more customer ranked now): every customer is ranked again, the marked kept customer too, and
+    every row is the full build's."""
+    full, previous, kept_key, ordered = _ranked_in_current(con, small_demo, links, tmp_path)
+    key = ordered.join(previous.touched, on="customer_key")["customer_key"][0]
+    change = (pl.col("lifetime_revenue") + 1.0) if moved == "revenue" else pl.lit(0, dtype=pl.Int64)
+    column = "lifetime_revenue" if moved == "revenue" else "orders"
+    was = pl.read_parquet(previous.golden)
+    was.with_columns(pl.when(pl.col("customer_key") == key).then(change).otherwise(pl.col(column)).alias(column)).cast(
+        was.schema
+    ).write_parquet(previous.golden)
     made = tmp_path / "made"
     made.mkdir()
     write_golden(con, small_demo, None, links, made, previous)
 
     ours, theirs = (pl.read_parquet(f / "customer_golden.parquet") for f in (made, full))
     assert ours.filter(pl.col("customer_key") == kept_key)["city"].to_list() == ["copied"]  # the row was copied
-    assert ours["rfm_segment"].drop_nulls().n_unique() > 1 and STALE not in ours["value_tier"].to_list()
     same = pl.col("customer_key") != kept_key
     assert_frame_equal(ours.filter(same), theirs.filter(same))  # row for row, in the same order
+    assert_frame_equal(ours.filter(~same).drop("city"), theirs.filter(~same).drop("city"))  # ranked again

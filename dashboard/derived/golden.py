@@ -323,15 +323,11 @@ _NUMBERED_CTE = (
     + ", ".join(f"row_number() OVER (ORDER BY {', '.join(keys)}) AS {c}" for c, keys in RFM_ORDERS.items())
     + f"\n    FROM ({RFM_SOURCE})\n)"
 )
-_RANK_SQL = (
-    f"""
-WITH {_NUMBERED_CTE},
-rfm AS (
-    SELECT customer_key, {_ntile("r_n")} AS r, {_ntile("f_n")} AS f,
-           CASE WHEN n > 1 THEN (n - max(m_n) OVER (PARTITION BY lifetime_revenue)) / (n - 1) ELSE 0 END
-               AS revenue_rank
-    FROM golden_numbered CROSS JOIN (SELECT count(*) AS n FROM golden_numbered) AS total
-)
+# customer_golden's row of each golden_base customer, its RFM segment and value tier {rfm_segment} and {value_tier}
+# (expressions over the statement's ranks); a customer's lifecycle with orders is the only column that depends on
+# the day ({active_days}, $now: a row's own, not ranked against other customers).
+_GOLDEN_ROW_SQL = (
+    """
 SELECT b.customer_key, """
     + ", ".join(f"b.{a}" for a in ATTRIBUTES)
     + """,
@@ -341,7 +337,24 @@ SELECT b.customer_key, """
            WHEN b.orders > 0 THEN 'lapsed'
            ELSE b.lead_stage
        END AS lifecycle_stage,
-       CASE
+       {rfm_segment} AS rfm_segment,
+       {value_tier} AS value_tier,
+       b.lifetime_revenue, b.orders, b.first_order_at, b.last_order_at, b.last_contact_at, b.open_receivables,
+       b.channels, b.name_pinyin, b.marketing_consent
+FROM golden_base AS b"""
+)
+_RANK_SQL = (
+    f"""
+WITH {_NUMBERED_CTE},
+rfm AS (
+    SELECT customer_key, {_ntile("r_n")} AS r, {_ntile("f_n")} AS f,
+           CASE WHEN n > 1 THEN (n - max(m_n) OVER (PARTITION BY lifetime_revenue)) / (n - 1) ELSE 0 END
+               AS revenue_rank
+    FROM golden_numbered CROSS JOIN (SELECT count(*) AS n FROM golden_numbered) AS total
+)"""
+    + _GOLDEN_ROW_SQL.replace(
+        "{rfm_segment}",
+        """CASE
            WHEN rfm.customer_key IS NULL THEN NULL
            WHEN rfm.r >= 4 AND rfm.f >= 4 THEN 'champion'
            WHEN rfm.r >= 3 AND rfm.f >= 3 THEN 'loyal'
@@ -349,19 +362,44 @@ SELECT b.customer_key, """
            WHEN rfm.r >= 4 THEN 'new'
            WHEN rfm.r <= 2 THEN 'hibernating'
            ELSE 'needs_attention'
-       END AS rfm_segment,
-       CASE
+       END""",
+    ).replace(
+        "{value_tier}",
+        """CASE
            WHEN rfm.revenue_rank <= 0.05 THEN 'high'
            WHEN rfm.revenue_rank <= 0.3 THEN 'medium'
            WHEN rfm.customer_key IS NOT NULL THEN 'low'
-       END AS value_tier,
-       b.lifetime_revenue, b.orders, b.first_order_at, b.last_order_at, b.last_contact_at, b.open_receivables,
-       b.channels, b.name_pinyin, b.marketing_consent
-FROM golden_base AS b
+       END""",
+    )
+    + """
 LEFT JOIN rfm USING (customer_key)
 ORDER BY b.customer_key
 """
 )
+# An incremental build whose touched customers leave the ranks' input as it was (_SAME_RANKS_SQL): the touched
+# customers' rows with their RFM segment and value tier as the current build ({previous}) has them (a customer
+# without orders has none), sorted by key to be merged with the kept customers' rows (_merged_golden).
+_TOUCHED_GOLDEN_SQL = (
+    _GOLDEN_ROW_SQL.replace("{rfm_segment}", "p.rfm_segment").replace("{value_tier}", "p.value_tier")
+    + """
+LEFT JOIN (
+    SELECT customer_key, rfm_segment, value_tier FROM read_parquet({previous})
+    WHERE customer_key IN (SELECT customer_key FROM golden_touched)
+) AS p USING (customer_key)
+ORDER BY b.customer_key"""
+)
+# The ranks (RFM segment, value tier) read only RFM_SOURCE's rows: every customer with orders, its key,
+# last_order_at, orders and lifetime revenue. The kept customers' are the current build's; when the touched
+# customers' (golden_base holds only theirs) are those the current build ({previous}) has for those keys, every
+# customer ranks as it did. True: the ranks are copied, not made again.
+_SAME_RANKS_SQL = f"""
+WITH was AS (
+    SELECT customer_key, last_order_at, orders, lifetime_revenue FROM read_parquet({{previous}})
+    WHERE orders > 0 AND customer_key IN (SELECT customer_key FROM golden_touched)
+),
+now AS ({RFM_SOURCE})
+SELECT NOT EXISTS (FROM was EXCEPT FROM now) AND NOT EXISTS (FROM now EXCEPT FROM was)
+"""
 _BASE_SQL = "CREATE OR REPLACE TEMP TABLE golden_base AS " + _BASE_QUERY
 # customer_attributes' rows made from golden_values (each value with its customer's chosen owner), and
 # customer_lookup's from that table ({attributes}: where it is read), by value: a lookup reads one or two row
@@ -564,6 +602,31 @@ def _merged(
     (folder / PARTS_FILE).write_text(json.dumps({"snapshots": renamed}, sort_keys=True), encoding="utf-8")
 
 
+def _merged_golden(previous: Path, made: pl.DataFrame, touched: pl.DataFrame, now: dt.datetime, target: Path) -> None:
+    """customer_golden.parquet of an incremental build whose ranks did not move (_SAME_RANKS_SQL): the current
+    build's rows of the customers not touched (in its file's customer_key order), their lifecycle with orders
+    made for ``now`` (active or lapsed: the row's own last order against the day, as _GOLDEN_ROW_SQL decides it;
+    the current build may be of another day), merged with ``made``, the touched customers' rows (sorted by
+    customer_key too), streamed to ``target``: the kept rows are neither ranked nor sorted again."""
+    ordered = pl.col("orders") > 0
+    active = pl.col("last_order_at") >= now - dt.timedelta(days=ACTIVE_DAYS)
+    kept = (
+        pl.scan_parquet(previous)
+        .filter(~pl.col("customer_key").is_in(touched["customer_key"].implode()))
+        .with_columns(
+            pl.when(ordered & active)
+            .then(pl.lit("active"))
+            .when(ordered)
+            .then(pl.lit("lapsed"))
+            .otherwise(pl.col("lifecycle_stage"))
+            .alias("lifecycle_stage")
+        )
+    )
+    schema = kept.collect_schema()
+    new = made.lazy().select(schema.names()).cast(schema)
+    kept.merge_sorted(new, key="customer_key").sink_parquet(target, compression="zstd", row_group_size=100_000)
+
+
 def _merged_lookup(previous: Path, made: pl.DataFrame, touched: pl.DataFrame, target: Path) -> None:
     """customer_lookup.parquet of an incremental build: the current build's rows of the customers not touched
     merged with the touched customers' (``made``: customer_attributes' rows of theirs), attribute by attribute in
@@ -715,16 +778,22 @@ def write_golden(
             _BASE_SQL.format(pivot=pivot, golden_columns=", ".join(f"ch.{a}" for a in ATTRIBUTES)),
             {"not_revenue": NOT_REVENUE},
         )
-        if previous is not None:
-            con.execute(_KEPT_BASE_SQL.format(previous=quote_path(previous.golden)))
-        sql = _RANK_SQL.format(active_days=ACTIVE_DAYS)
-        # the cids in key order (the per-customer rows' own ORDER BY, for Spark's statement, sorted strings)
-        sql = _keyed(sql.strip().removesuffix("ORDER BY b.customer_key")) if numbered else sql
-        target = quote_path(folder / "customer_golden.parquet")  # our staging path, quoted
-        con.execute(
-            f"COPY ({sql}) TO {target} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)",
-            {"now": start_of_today(settings)},
-        )
+        now = start_of_today(settings)
+        was = quote_path(previous.golden) if previous is not None else ""  # the current build's, quoted
+        if previous is not None and con.execute(_SAME_RANKS_SQL.format(previous=was)).fetchall() == [(True,)]:
+            # every customer ranks as in the current build: the kept rows copied, their ranks not made again
+            rows = con.sql(_TOUCHED_GOLDEN_SQL.format(active_days=ACTIVE_DAYS, previous=was), params={"now": now}).pl()
+            _merged_golden(previous.golden, rows, touched, now, folder / "customer_golden.parquet")
+        else:
+            if previous is not None:
+                con.execute(_KEPT_BASE_SQL.format(previous=was))
+            sql = _RANK_SQL.format(active_days=ACTIVE_DAYS)
+            # the cids in key order (the per-customer rows' own ORDER BY, for Spark's statement, sorted strings)
+            sql = _keyed(sql.strip().removesuffix("ORDER BY b.customer_key")) if numbered else sql
+            target = quote_path(folder / "customer_golden.parquet")  # our staging path, quoted
+            con.execute(
+                f"COPY ({sql}) TO {target} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)", {"now": now}
+            )
     finally:
         for name in (
             "golden_records",
