@@ -22,7 +22,8 @@ from polars.testing import assert_frame_equal
 from dashboard.core.config import Settings, load_settings, parse_settings
 from dashboard.core.errors import ConfigError
 from dashboard.core.store import Store
-from dashboard.derived.identity import RARE_NAME, Kept, Model, kept_resolution, resolve, write_state
+from dashboard.derived.golden import touched_customers
+from dashboard.derived.identity import RARE_NAME, Graph, Kept, Model, kept_resolution, resolve, write_state
 from dashboard.pipeline.refresh import refresh
 from tests.test_cli import cockpit
 from tests.test_identity import _frame, _keys, _people
@@ -113,6 +114,29 @@ def test_only_what_changed_is_scored_and_the_links_are_those_of_a_full_resolutio
     assert key["erp:E00102"] == key["erp:E00105"]  # the changed phone moved it
     assert key["erp:E09999"] not in {key["erp:E00050"]}  # a namesake with other phone and email stays apart
     assert "wechat:W7" not in key
+
+
+def test_the_records_that_moved_are_told_as_comparing_the_links_finds_them(
+    trained: tuple[pl.DataFrame, pl.DataFrame, Model], tmp_path: Path
+) -> None:
+    """Graph.moved, told from the join that hands the keys on, names the customers comparing the two builds' links
+    in full names (derived.golden.touched_customers): records that joined, left or changed key or confidence. A new
+    lead record with a customer record's source and id is another record (it joined, the customer stayed)."""
+    _records, links, model = trained
+    rows = _changed(_population())
+    lead = {**next(r for r in rows if r["source_record_id"] == "E01500"), "record_kind": "lead"}
+    after = _frame([*rows, lead])
+    incremental = Model(threshold=0.95, trained=model.trained, tf_total=model.tf_total)
+    incremental.kept = _kept(model, tmp_path, NOW)
+    graph = Graph()
+    ours = resolve(after, incremental, previous=links, graph=graph)
+
+    assert graph.moved is not None
+    compared = touched_customers(links, ours, {})["customer_key"].sort()
+    assert graph.moved.sort().to_list() == compared.to_list()
+    was, now = _keys(links), _keys(ours)
+    assert {was["wechat:W7"], was["erp:E00102"], now["erp:E00102"], now["pos:N211"]} <= set(compared)
+    assert now["erp:E01500"] in set(compared)  # the lead joined
 
 
 RARE = "欧阳娜"  # a name no generated person has

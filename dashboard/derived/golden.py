@@ -523,27 +523,32 @@ def changed_references(changes: Mapping[str, pl.DataFrame]) -> tuple[pl.DataFram
 
 
 def touched_customers(
-    old_links: pl.DataFrame | None, links: pl.DataFrame, changes: dict[str, pl.DataFrame]
+    old_links: pl.DataFrame | None,
+    links: pl.DataFrame,
+    changes: dict[str, pl.DataFrame],
+    moved: pl.Series | None = None,
 ) -> pl.DataFrame:
     """The customers (customer_key, of either build) whose golden rows may differ from the current build's: a
     record that joined, left or changed confidence, and the customer of every changed row of ``changes``
     (pipeline/fingerprint.py's ROW_KEYS per entity): its customer record, lead record (lead_events: every
     lead of that id, as lead_facts joins them), or the customer its customer_ref names in its source.
     ``old_links`` None: the current build's links are ``links`` (identity kept: no record moved, and the two
-    3.5M-row tables are not joined, ~3.8 CPU-s at large)."""
+    3.5M-row tables are not joined, ~3.8 CPU-s at large), or identity told the keys of the records that moved
+    (``moved``: derived.identity.Graph.moved, found from its own join of the records to their previous keys)."""
     on = ["source_system", "source_record_id", "record_kind"]
     cols = [*on, "customer_key", "confidence"]
-    moved = pl.DataFrame(schema={"customer_key": pl.String, "customer_key_new": pl.String})
+    moved_records = pl.DataFrame(schema={"customer_key": pl.String, "customer_key_new": pl.String})
     if old_links is not None:
-        moved = old_links.select(cols).join(links.select(cols), on=on, how="full", coalesce=True, suffix="_new")
-        moved = moved.filter(
+        moved_records = old_links.select(cols).join(links.select(cols), on=on, how="full", coalesce=True, suffix="_new")
+        moved_records = moved_records.filter(
             pl.col("customer_key").ne_missing(pl.col("customer_key_new"))
             | pl.col("confidence").ne_missing(pl.col("confidence_new"))
         )
     refs, event_leads = changed_references(changes)
     parts = [
-        moved["customer_key"],
-        moved["customer_key_new"].alias("customer_key"),
+        moved_records["customer_key"],
+        moved_records["customer_key_new"].alias("customer_key"),
+        *([] if moved is None else [moved]),
         refs.join(links.select(*on, "customer_key"), on=on)["customer_key"],
         links.filter((pl.col("record_kind") == "lead") & pl.col("source_record_id").is_in(event_leads["lead_id"]))[
             "customer_key"

@@ -217,6 +217,9 @@ class Graph:
     values: pl.DataFrame  # VALUES_SQL's rows
     exact_labels: np.ndarray
     rule: np.ndarray  # the rule bits each record shares (pass 1)
+    # after links: the keys (previous and new) of the records that joined, left or changed key or confidence since
+    # ``previous`` (derived.golden.touched_customers' moved records); None: not known (no previous with confidence)
+    moved: pl.Series | None = None
 
     def exact(self, nodes: pl.DataFrame | None) -> np.ndarray:
         """nodes (NODE_COLUMNS, node = 0..n-1) → each record's pass-1 cluster (the rule bits it shares kept for the
@@ -257,7 +260,8 @@ class Graph:
             pl.Series("component", labels),
             pl.Series("ex", exact),
         )
-        return _finish(members, self.rule, pairs, merge, labels, previous)
+        links, self.moved = _finish(members, self.rule, pairs, merge, labels, previous)
+        return links
 
     def clusters(self, pairs: pl.DataFrame, merge: list[tuple[int, int]], detach: list[int]) -> np.ndarray:
         """Each record's cluster: pass 1's values, ``pairs`` (node_l, node_r) and the ``merge`` overrides join
@@ -787,7 +791,8 @@ def _finish(
     merge: list[tuple[int, int]],
     labels: np.ndarray,
     previous: pl.DataFrame | None,
-) -> pl.DataFrame:
+) -> tuple[pl.DataFrame, pl.Series | None]:
+    """The links (LINK_COLUMNS, by key) and the keys of the records that moved since ``previous`` (_moved)."""
     # Per-record figures are gathered by integer id into arrays: joins would copy the records' string
     # columns once per join (measured at large: three joins held 0.6 GB more at the build's peak).
     n = recs.height
@@ -831,14 +836,34 @@ def _finish(
         .truediv(10_000)  # down, so that only a certain link shows 1.0
         .alias("confidence"),
     )
-    keys = assign_keys(recs.select("component", "uid", "ref"), previous)
+    keys, held = _assigned_keys(recs.select("component", "uid", "ref"), previous)
     key = recs.select("component").join(keys, on="component", how="left", maintain_order="left")["customer_key"]
-    return (
-        recs.select("source_system", "source_record_id", "record_kind")
-        .with_columns(key, out["match_rule"], out["confidence"])
-        .select(*LINK_COLUMNS)
-        .sort("customer_key", "source_system", "source_record_id")
+    links = recs.select("source_system", "source_record_id", "record_kind").with_columns(
+        key, out["match_rule"], out["confidence"]
     )
+    moved = _moved(links, held) if held is not None else None
+    return links.select(*LINK_COLUMNS).sort("customer_key", "source_system", "source_record_id"), moved
+
+
+def _moved(links: pl.DataFrame, held: Held) -> pl.Series:
+    """The keys, previous and new, of the records that joined, left or changed key or confidence: what
+    derived.golden.touched_customers finds by joining the two builds' links, found from assign_keys' join of each
+    record to its previous link (``held``; ``links`` in the records' order). A ref is source_system:source_record_id
+    (source names hold no colon): the same ref and record kind are the same record."""
+    i, j, before = held.record, held.previous, held.links
+    same = (links["record_kind"].gather(i) == before["record_kind"].gather(j)).to_numpy()
+    i, j = i[same], j[same]
+    old_key, new_key = before["customer_key"], links["customer_key"]
+    changed = (
+        new_key.gather(i).ne_missing(old_key.gather(j))
+        | links["confidence"].gather(i).ne_missing(before["confidence"].gather(j))
+    ).to_numpy()
+    joined = np.ones(links.height, dtype=bool)
+    joined[i] = False
+    left = np.ones(before.height, dtype=bool)
+    left[j] = False
+    parts = [old_key.gather(j[changed]), new_key.gather(i[changed]), new_key.filter(joined), old_key.filter(left)]
+    return pl.concat([p.cast(pl.String) for p in parts]).drop_nulls().unique().alias("customer_key")
 
 
 def _clusters_per_component(comp: np.ndarray, ex: np.ndarray, width: int) -> np.ndarray:
@@ -860,6 +885,16 @@ def _fresh_key(uid: str) -> str:
     return "C" + hashlib.md5(uid.encode()).hexdigest()[:12]
 
 
+@dataclass(frozen=True)
+class Held:
+    """assign_keys' join of the records to their previous links: the records' rows (``record``) and the rows of
+    ``links`` (the previous links, record_kind, customer_key and confidence) of the same ref (``previous``)."""
+
+    record: np.ndarray
+    previous: np.ndarray
+    links: pl.DataFrame
+
+
 def assign_keys(members: pl.DataFrame, previous: pl.DataFrame | None) -> pl.DataFrame:
     """component → customer_key. A component keeps the previous key most of its records had (a key
     two components claim stays with the one holding more of its records); otherwise it gets
@@ -868,16 +903,29 @@ def assign_keys(members: pl.DataFrame, previous: pl.DataFrame | None) -> pl.Data
     A component whose records had one previous key between them, held by no other component's records, keeps
     it without a vote (the vote could give it nothing else): an incremental build's components are mostly
     those, so only the components records joined or left are voted on (_voted_keys)."""
+    return _assigned_keys(members, previous)[0]
+
+
+def _assigned_keys(members: pl.DataFrame, previous: pl.DataFrame | None) -> tuple[pl.DataFrame, Held | None]:
+    """assign_keys, and its join of the records to ``previous`` when ``previous`` has the links' record_kind and
+    confidence (Held: the records that moved are told from it; else None)."""
     if previous is None or not previous.height:
-        return _voted_keys(members, None, pl.Series("customer_key", [], dtype=pl.String))
-    prev = previous.select((pl.col("source_system") + ":" + pl.col("source_record_id")).alias("ref"), "customer_key")
+        return _voted_keys(members, None, pl.Series("customer_key", [], dtype=pl.String)), None
+    told = [c for c in ("record_kind", "confidence") if c in previous.columns]  # what tells the records that moved
+    prev = previous.select(
+        (pl.col("source_system") + ":" + pl.col("source_record_id")).alias("ref"), "customer_key", *told
+    )
     if not prev["customer_key"].is_sorted():  # a build's links are written sorted by key
         prev = prev.sort("customer_key")
     # the keys numbered (in key order), and the components and keys compared by arrays indexed by them, not grouped
     # by their strings (at medium 0.06 -> 0.04 CPU-s); a component is numbered below the records' count
     code = prev["customer_key"].rle_id().cast(pl.Int64)
     keys = prev["customer_key"].filter(code.is_first_distinct())
-    held = members.select("component", "ref").join(prev.select("ref", code.alias("code")), on="ref")
+    held = (
+        members.select("component", "ref")
+        .with_row_index("i")
+        .join(prev.select("ref", code.alias("code")).with_row_index("j"), on="ref")
+    )
     component, key = held["component"].to_numpy().astype(np.int64), held["code"].to_numpy()
     key_of = np.full(int(component.max(initial=0)) + 1, -1, dtype=np.int64)  # a component's key (one of them)
     key_of[component] = key
@@ -893,7 +941,12 @@ def assign_keys(members: pl.DataFrame, previous: pl.DataFrame | None) -> pl.Data
         {"component": pl.Series(sole).cast(members["component"].dtype), "customer_key": keys.gather(key_of[sole])}
     )
     rest = members.join(kept, on="component", how="anti")
-    return pl.concat([kept, _voted_keys(rest, prev, kept["customer_key"])])
+    keyed = pl.concat([kept, _voted_keys(rest, prev.select("ref", "customer_key"), kept["customer_key"])])
+    if len(told) < 2:
+        return keyed, None
+    return keyed, Held(
+        held["i"].to_numpy(), held["j"].to_numpy(), prev.select("record_kind", "customer_key", "confidence")
+    )
 
 
 FEW_FRESH = 5_000  # up to this many fresh keys are made in Python (_fresh_key), more by DuckDB's md5 (the same keys)

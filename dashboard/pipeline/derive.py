@@ -25,6 +25,7 @@ from dashboard.derived.churn import TABLES as CHURN_SCHEMAS
 from dashboard.derived.golden import GOLDEN_TABLES, PARTS_FILE, Parts, Previous, touched_customers, write_golden
 from dashboard.derived.identity import (
     STATE_TABLES,
+    Graph,
     build_links,
     kept_resolution,
     known_readings,
@@ -106,7 +107,8 @@ class _Steps:
 
 
 LINKS_FILE = "identity_links.parquet"
-_PREVIOUS_COLUMNS = ["source_system", "source_record_id", "customer_key"]  # what hands the keys on
+# what hands the keys on, and tells the records that moved (Graph.moved: golden's touched customers)
+_PREVIOUS_COLUMNS = ["source_system", "source_record_id", "record_kind", "customer_key", "confidence"]
 
 
 class _Links:
@@ -121,8 +123,10 @@ class _Links:
         frame: pl.DataFrame | None = None,
         written: spark_identity.Written | None = None,
         on_spark: spark_steps.LinksOnSpark | None = None,
+        moved: pl.Series | None = None,
     ) -> None:
         self.path, self._frame, self.written, self.on_spark = path, frame, written, on_spark
+        self.moved = moved  # the keys of the records that moved since the current build, when identity told them
 
     def frame(self) -> pl.DataFrame:
         """Every link (read from the file once, when Spark wrote it)."""
@@ -136,9 +140,12 @@ class _Links:
 
     def touched(self, old: Path | None, changes: dict[str, pl.DataFrame]) -> pl.DataFrame:
         """derived.golden.touched_customers against the current build's links file ``old`` (None: identity kept,
-        these are its links): on Spark with engine spark, the driver getting the touched customers' keys only."""
+        these are its links): on Spark with engine spark, the driver getting the touched customers' keys only; the
+        links not compared when identity told which records moved (``moved``)."""
         if self.on_spark is not None:
             return self.on_spark.touched(old, changes)
+        if old is not None and self.moved is not None:
+            return touched_customers(None, self.frame(), changes, self.moved)
         return touched_customers(pl.read_parquet(old) if old is not None else None, self.frame(), changes)
 
     def of(self, touched: pl.DataFrame) -> pl.DataFrame:
@@ -209,18 +216,20 @@ def build_derived(
             # the links written there
             was = spark_identity.current_file(store, manifest, "identity_links") if spark is not None else None
             graph = spark_identity.SparkGraph(spark, settings, stage, was, stage / LINKS_FILE) if spark else None
+            here = Graph() if graph is None else None  # it tells the records that moved since the current build
             # with engine spark the records and their features are made on Spark too: the driver gets their keys
             made = None
             if inputs_on_spark is not None:
                 made = spark_identity.SparkRecords(spark, settings, store, manifest, stage, inputs_on_spark)
             records, resolved, model = build_links(
-                settings, con, previous, records, score, kept=kept, graph=graph, made=made
+                settings, con, previous, records, score, kept=kept, graph=graph or here, made=made
             )
             write_state(model, kept, stage, now_utc())
             written = graph.written if graph is not None else None  # engine spark: Spark wrote them, counted them
             if written is None:
                 resolved.write_parquet(stage / LINKS_FILE)
-            links = _Links(stage / LINKS_FILE, None if written else resolved, written, on_spark)
+            told = here.moved if here is not None else None
+            links = _Links(stage / LINKS_FILE, None if written else resolved, written, on_spark, told)
             if spark is not None:  # keys that disappeared (merged) → where their records are now, on Spark
                 earlier = spark_identity.current_file(store, manifest, "customer_redirects")
                 now = now_utc().replace(tzinfo=None)
@@ -233,7 +242,7 @@ def build_derived(
                     now_utc().replace(tzinfo=None),
                 )
                 moved.write_parquet(stage / "customer_redirects.parquet")
-            del previous, resolved
+            del previous, resolved, here  # the graph holds pass 1's values
         done("identity", links.rows)
         say("deriving: quality tables")
         remake = _quality_keys(settings, store, steps, con)  # the tables whose inputs changed; the others linked
@@ -255,7 +264,7 @@ def build_derived(
                 links.frame(),
                 settings.analytics.attribution_half_life_days,
                 settings.analytics.attribution_exclude_channels,
-                _analytics_previous(con, store, steps, links.frame()),  # only the leads touched, when known
+                _analytics_previous(con, store, steps, links),  # only the leads touched, when known
             )
             for table in ANALYTICS_TABLES:
                 target = quote_path(stage / f"{table}.parquet")  # our staging path, quoted
@@ -425,7 +434,7 @@ def _changes(con: duckdb.DuckDBPyConnection, steps: _Steps) -> dict[str, pl.Data
 
 
 def _analytics_previous(
-    con: duckdb.DuckDBPyConnection, store: Store, steps: _Steps, links: pl.DataFrame
+    con: duckdb.DuckDBPyConnection, store: Store, steps: _Steps, links: _Links
 ) -> analytics.Previous | None:
     """The current build's lead facts and attribution, and which leads, stage events, interactions and
     customers' records changed since (None: make them all)."""
@@ -443,7 +452,7 @@ def _analytics_previous(
         strings(changes["leads"], "source_system", "lead_id"),
         strings(changes["lead_events"], "lead_id"),
         strings(changes["interactions"], "source_system", "customer_ref", "lead_id"),
-        touched_customers(pl.read_parquet(paths["identity_links"]), links, {}),  # records that joined or left
+        links.touched(_old_links(steps, paths["identity_links"]), {}),  # records that joined, left or moved
     )
 
 
