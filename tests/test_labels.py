@@ -4,20 +4,25 @@ written for people."""
 
 from __future__ import annotations
 
+import re
 import tomllib
 from datetime import date
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from dashboard.components import fmt
-from dashboard.core.config import LABEL_DIMENSIONS, parse_settings
+from dashboard.core.config import LABEL_DIMENSIONS, Settings, parse_settings
 from dashboard.core.entities import STAGES
 from dashboard.core.errors import ConfigError
 from dashboard.i18n import LANGS
 from dashboard.i18n.values import BUILT_IN, DIMENSIONS, VALUES, ValueLabels, untranslated
+from dashboard.query.security import SYSTEM
+from dashboard.query.warehouse import Warehouse
 
 ROOT = Path(__file__).resolve().parents[1]
+CJK = re.compile(r"[\u3400-\u9fff]")
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -90,3 +95,18 @@ def test_numbers_months_and_missing_values_for_people() -> None:
 )
 def test_schedules_in_words(cron: str, zh: str, en: str) -> None:
     assert (fmt.cron(cron, "zh"), fmt.cron(cron, "en")) == (zh, en)
+
+
+def test_every_event_kind_and_outcome_of_the_demo_timeline_is_named_in_english(small_demo: Settings) -> None:
+    """The Customer 360 timeline's kinds (its filter's options) and interactions' outcomes are the sources' own
+    codes: in the demo, the CRM writes Chinese follow-up kinds and outcomes and the ERP an order status. With the
+    demo company's cockpit.toml each is named in English, so none reaches the English page as it was written."""
+    events = Warehouse(small_demo).run_query("customer_timeline", user=SYSTEM)
+    names = ValueLabels(small_demo.label_texts())
+    kinds = events.filter(pl.col("category") != "stage")["kind"].drop_nulls().unique().to_list()
+    outcomes = events.filter(pl.col("category") == "interaction")["detail"].drop_nulls().unique().to_list()
+    assert len(kinds) >= 10 and len(outcomes) >= 5
+    shown = {("kind", k): names.label("kind", k, "en") for k in kinds}
+    shown |= {("outcome", o): names.label("outcome", o, "en") for o in outcomes}
+    assert {code: text for code, text in shown.items() if CJK.search(text)} == {}
+    assert names.label("kind", "上门拜访", "zh") == "上门拜访"
