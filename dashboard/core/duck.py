@@ -149,8 +149,14 @@ def serving_connection(memory_limit: str, spill_root: Path) -> duckdb.DuckDBPyCo
     return duckdb.connect(":memory:", config=config)
 
 
+def quote_literal(text: str) -> str:
+    """``text`` as a SQL string literal, for our own names and paths where a parameter cannot stand (a view's body,
+    a table function's argument)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def quote_path(p: Path) -> str:
-    return "'" + str(p).replace("'", "''") + "'"
+    return quote_literal(str(p))
 
 
 def empty_select(columns: dict[str, str]) -> str:

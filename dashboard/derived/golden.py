@@ -20,7 +20,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from dashboard.core.config import Settings, today
-from dashboard.core.duck import quote_path
+from dashboard.core.duck import quote_literal, quote_path
 from dashboard.core.parse import pinyin
 from dashboard.core.store import crash_point, link_file
 from dashboard.derived.identity import read_records, records_sql
@@ -460,13 +460,19 @@ class Parts:
 
     def sql(self) -> str:
         """The table's rows, as one statement (our own paths, source names and snapshot ids, quoted)."""
-        renames = " ".join(f"WHEN {_quoted(s)} THEN {_quoted(i)}" for s, i in sorted(self.snapshots.items()))
+        pairs = sorted(self.snapshots.items())
+        renames = " ".join(f"WHEN {quote_literal(s)} THEN {quote_literal(i)}" for s, i in pairs)
         snapshot = f"coalesce(CASE source_system {renames} END, snapshot_id)" if renames else "snapshot_id"
         return (
             f"SELECT b.* REPLACE ({snapshot} AS snapshot_id) FROM read_parquet({quote_path(self.base)}) AS b "
             f"ANTI JOIN read_parquet({quote_path(self.keys)}) AS k ON b.customer_key = k.customer_key "
             f"UNION ALL BY NAME SELECT * FROM read_parquet({quote_path(self.rows)})"
         )
+
+    @staticmethod
+    def mark(folder: Path, snapshots: dict[str, str]) -> None:
+        """Say that ``folder``'s customer_attributes is its base and part (their files written or linked there)."""
+        (folder / PARTS_FILE).write_text(json.dumps({"snapshots": snapshots}, sort_keys=True), encoding="utf-8")
 
     @classmethod
     def of(cls, folder: Path) -> Parts | None:
@@ -475,10 +481,6 @@ class Parts:
             return None
         snapshots = json.loads((folder / PARTS_FILE).read_text(encoding="utf-8"))["snapshots"]
         return cls(folder / "customer_attributes.parquet", folder / PART_FILE, folder / KEYS_FILE, snapshots)
-
-
-def _quoted(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _renamed(frame: pl.LazyFrame, renamed: dict[str, str]) -> pl.LazyFrame:
@@ -604,7 +606,7 @@ def _merged(
     rows.sink_parquet(folder / PART_FILE, compression="zstd", row_group_size=100_000)
     keys.sort().to_frame().write_parquet(folder / KEYS_FILE)
     crash_point("golden_part")  # the part written, not yet named: the build's folder is not named either
-    (folder / PARTS_FILE).write_text(json.dumps({"snapshots": renamed}, sort_keys=True), encoding="utf-8")
+    Parts.mark(folder, renamed)
 
 
 def _merged_golden(previous: Path, made: pl.DataFrame, touched: pl.DataFrame, now: dt.datetime, target: Path) -> None:

@@ -29,7 +29,7 @@ import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 
-from dashboard.core.duck import quote_path
+from dashboard.core.duck import quote_literal, quote_path
 from dashboard.core.keys import PSEUDONYM_KEY, own_key
 
 TABLES: dict[str, dict[str, str]] = {
@@ -285,11 +285,11 @@ def write_pseudonymized(
         sources = sorted({s for cs in columns.values() for s in cs})
         paths = [f for f in files.get(relation, []) if f.exists()]
         target = stage / f"{relation}{PSN_SUFFIX}.parquet"
-        listed = ", ".join("'" + s.replace("'", "''") + "'" for s in sources)
+        listed = ", ".join(quote_literal(s) for s in sources)
         if paths:
             tokens = []
             for c, cs in columns.items():
-                within = ", ".join("'" + s.replace("'", "''") + "'" for s in cs)
+                within = ", ".join(quote_literal(s) for s in cs)
                 tokens.append(f"CASE WHEN source_system IN ({within}) THEN {pseudonym_sql(key, c)} ELSE {c} END")
             rows = (
                 f"SELECT *, {', '.join(f'{t} AS {c}{PSN_SUFFIX}' for t, c in zip(tokens, columns, strict=True))} "

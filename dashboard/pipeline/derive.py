@@ -5,7 +5,6 @@ A step whose inputs did not change since the current build shares that build's f
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from datetime import date
@@ -22,7 +21,7 @@ from dashboard.core.store import Manifest, Store, crash_point, link_file, new_id
 from dashboard.derived import analytics, personal
 from dashboard.derived.analytics import ANALYTICS_TABLES
 from dashboard.derived.churn import TABLES as CHURN_SCHEMAS
-from dashboard.derived.golden import GOLDEN_TABLES, PARTS_FILE, Parts, Previous, touched_customers, write_golden
+from dashboard.derived.golden import GOLDEN_TABLES, Parts, Previous, touched_customers, write_golden
 from dashboard.derived.identity import (
     STATE_TABLES,
     Graph,
@@ -397,7 +396,7 @@ def _link_parts(store: Store, steps: _Steps, stage: Path) -> None:
     if entry:
         for rel in (entry["rows"], entry["keys"]):
             link_file(store.abs(rel), stage / Path(rel).name)
-        (stage / PARTS_FILE).write_text(json.dumps({"snapshots": entry["snapshots"]}, sort_keys=True), "utf-8")
+        Parts.mark(stage, entry["snapshots"])
 
 
 def _parts_entry(store: Store, dest: Path) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from dashboard.core.duck import quote_literal
 from dashboard.derived.personal import KEY_COLUMNS, PSN_SUFFIX
 
 ROLES = ("admin", "manager", "analyst", "sales")
@@ -146,7 +147,7 @@ def _by_content(
         fn = "main.pseudonym" if key else "scrub_pii"
         value = f"list_transform({c}, lambda x: {fn}(x))" if columns[c] == "VARCHAR[]" else f"{fn}({c})"
         if found.sources and "source_system" in columns:  # only the rows of the sources where it was found
-            listed = ", ".join(_quoted(name) for name in found.sources)
+            listed = ", ".join(quote_literal(name) for name in found.sources)
             value = f"CASE WHEN source_system IN ({listed}) THEN {value} ELSE {c} END"
         replaced.append(f"{value} AS {c}")
     return replaced
@@ -202,7 +203,7 @@ def role_view_sql(
         personal = {  # the keys whose tokens are read, not computed
             c: p for c, p in personal.items() if not (c in precomputed and set(p.sources) <= set(precomputed[c]))
         }
-        listed = ", ".join(_quoted(s) for s in sorted({s for ss in precomputed.values() for s in ss}))
+        listed = ", ".join(quote_literal(s) for s in sorted({s for ss in precomputed.values() for s in ss}))
         tokens = list(precomputed)
         own = "" if where == "true" else f" AND ({where})"
         rest = f"SELECT * FROM {base}.{name} AS t WHERE (t.source_system NOT IN ({listed}) OR t.source_system IS NULL)"
@@ -217,7 +218,3 @@ def role_view_sql(
     if where != "true":
         select += f" WHERE {where}"
     return f"CREATE OR REPLACE VIEW {role_schema(role)}.{name} AS {select}"
-
-
-def _quoted(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

@@ -365,6 +365,7 @@ FEW_ATTRIBUTES_SQL = ATTRIBUTES_SQL.replace(
     "WHERE l.record_kind = 'lead'",
     "WHERE l.record_kind = 'lead' AND l.customer_key IN (SELECT customer_key FROM churn_scored)",
 )
+assert FEW_ATTRIBUTES_SQL.count("churn_scored") == ATTRIBUTES_SQL.count("churn_scored") + 1  # the filter found
 
 
 def day_number(d: date) -> int:
