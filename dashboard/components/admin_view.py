@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import streamlit as st
 
 from dashboard.access import auth
+from dashboard.components import fmt
 from dashboard.components.data import settings, user
 from dashboard.components.signin import client_address
+from dashboard.components.tables import table
 from dashboard.core import audit
 from dashboard.core.errors import CockpitError
-from dashboard.i18n import t
+from dashboard.i18n import CATALOG, t
 from dashboard.query.security import ROLES
 
 _DONE_KEY = "_admin_done"
@@ -38,13 +41,14 @@ def users_section(lang: str) -> None:
     _require_admin()
     _show_done()
     accounts = auth.load_accounts(settings())
+    tz = settings().timezone
     st.dataframe(
         pl.DataFrame(
             {
                 t("auth.username", lang): list(accounts),
                 t("admin.role", lang): [t(f"role.{a.role}", lang) for a in accounts.values()],
                 t("admin.owner", lang): [a.owner or "" for a in accounts.values()],
-                t("admin.created", lang): [a.created_at for a in accounts.values()],
+                t("admin.created", lang): [fmt.local_time(a.created_at, tz) for a in accounts.values()],
             },
             schema={t(k, lang): pl.String for k in ("auth.username", "admin.role", "admin.owner", "admin.created")},
         ),
@@ -92,10 +96,38 @@ def audit_section(lang: str) -> None:
     since = left.date_input(t("admin.since", lang), value=dt.date.today() - dt.timedelta(days=7))
     who = mid.text_input(t("admin.user_filter", lang), max_chars=64)
     action = right.selectbox(
-        t("admin.action", lang), ("", *audit.ACTIONS), format_func=lambda a: a or t("filter.all", lang)
+        t("admin.action", lang),
+        ("", *audit.ACTIONS),
+        format_func=lambda a: t(f"audit.action.{a}", lang) if a else t("filter.all", lang),
     )
     text = far.text_input(t("admin.contains", lang), max_chars=200)
-    start = dt.datetime.combine(since, dt.time(), dt.UTC) if isinstance(since, dt.date) else None
+    # the day begins at midnight where the company is (the log's times are UTC)
+    start = dt.datetime.combine(since, dt.time(), ZoneInfo(settings().timezone)) if isinstance(since, dt.date) else None
     events = audit.read(settings(), since=start, user=who.strip() or None, action=action or None, contains=text or None)
     st.caption(t("admin.events", lang, count=events.height))
-    st.dataframe(events.drop("event_id"), hide_index=True, placeholder="—", width="stretch")
+    audit_table(events, lang)
+
+
+def _names(prefix: str, lang: str) -> dict[str, str]:
+    """The catalogue's ``<prefix>.<code>`` texts by code."""
+    return {k.removeprefix(f"{prefix}."): v for k, v in CATALOG[lang].items() if k.startswith(f"{prefix}.")}
+
+
+def audit_table(events: pl.DataFrame, lang: str) -> None:
+    """Audit events as a person reads them: the time in the company's time zone, the action, the role and a
+    viewed page by their names, the headings in the language (the log itself keeps the codes)."""
+    if events.is_empty():
+        st.caption(t("admin.no_events", lang))
+        return
+    page = pl.col("action").is_in(["page_view", "page_refused"])
+    shown = events.select(
+        pl.col("at").dt.convert_time_zone(settings().timezone).dt.replace_time_zone(None),
+        pl.col("action").replace(_names("audit.action", lang)),
+        "user",
+        pl.col("role").replace(_names("role", lang)),
+        "client",
+        pl.when(page).then(pl.col("target").replace(_names("page", lang))).otherwise(pl.col("target")),
+        "rows",
+        "detail",
+    )
+    table(shown, {"rows": "count"}, lang)

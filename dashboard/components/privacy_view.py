@@ -6,6 +6,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
+from dashboard.components.admin_view import audit_table
 from dashboard.components.data import settings, user
 from dashboard.components.signin import client_address
 from dashboard.core import audit
@@ -37,8 +38,7 @@ def privacy_section(lang: str) -> None:
         st.dataframe(preview, hide_index=True, width="stretch")
     st.subheader(t("privacy.recent", lang))
     events = [audit.read(settings(), action=a, limit=50) for a in _ACTIONS]
-    recent = pl.concat(events).sort("at", descending=True).head(50).drop("event_id")
-    st.dataframe(recent, hide_index=True, width="stretch")
+    audit_table(pl.concat(events).sort("at", descending=True).head(50), lang)
     st.subheader(t("privacy.forget", lang))
     with st.form("privacy_forget", clear_on_submit=True):
         st.selectbox(

@@ -78,7 +78,8 @@ def rounded(frame: pl.DataFrame, kinds: Mapping[str, Kind]) -> pl.DataFrame:
     return frame.with_columns(out) if out else frame
 
 
-_HEADINGS = ("metric", "col", "explore.col", "c360.col", "cat.col", "dq.col")  # where a column's heading is looked up
+# where a column's heading is looked up
+_HEADINGS = ("metric", "col", "explore.col", "c360.col", "cat.col", "dq.col", "audit.col")
 
 
 def header(column: str, lang: str) -> str:
