@@ -157,7 +157,9 @@ def _hover(r: dict[str, Any] | None, lang: str) -> str:
     if r is None:
         return ""
     source = labels.value("source", r["source_system"], lang)
-    return "<br>".join([f"<b>{source}</b> · {_field(r['entity'] + '.' + r['column_name'], lang)}", *_numbers(r, lang)])
+    return "<br>".join(
+        [f"<b>{source}</b> · {field_label(r['entity'] + '.' + r['column_name'], lang)}", *_numbers(r, lang)]
+    )
 
 
 def _numbers(r: dict[str, Any], lang: str) -> list[str]:
@@ -218,10 +220,19 @@ def _take_selection(event: Any) -> None:
         st.session_state[_SOURCE_KEY], st.session_state[_FIELD_KEY] = picked[0], picked[1]
 
 
-def _field(field: str, lang: str) -> str:
+def field_label(field: str, lang: str) -> str:
     """ "leads.channel" → "线索 · 渠道"."""
     entity, _, column = field.partition(".")
     return f"{labels.value('entity', entity, lang)} · {header(column, lang)}"
+
+
+def _keyed(data: pl.DataFrame, source: str, field: str) -> bool:
+    """Whether the source gave the field's entity its record ids (the profile names an empty field's records by
+    them; without, by their row number in the snapshot)."""
+    entity = field.partition(".")[0]
+    key = ENTITIES[entity].key
+    mine = data.filter((pl.col("source_system") == source) & (pl.col("field") == f"{entity}.{key}"))
+    return key is not None and not mine.is_empty()
 
 
 def cell_samples(data: pl.DataFrame, metric: str, lang: str) -> None:
@@ -240,11 +251,15 @@ def cell_samples(data: pl.DataFrame, metric: str, lang: str) -> None:
     fields = data.filter(pl.col("source_system") == source)["field"].to_list()
     if st.session_state.get(_FIELD_KEY) not in fields:
         st.session_state[_FIELD_KEY] = worst["field"] if worst["field"] in fields else fields[0]
-    field = right.selectbox(t("dq.cell.field", lang), fields, key=_FIELD_KEY, format_func=lambda f: _field(f, lang))
+    field = right.selectbox(
+        t("dq.cell.field", lang), fields, key=_FIELD_KEY, format_func=lambda f: field_label(f, lang)
+    )
     row = data.filter((pl.col("source_system") == source) & (pl.col("field") == field)).row(0, named=True)
     samples = {"fill": "empty_samples", "validity": "invalid_samples", "uniqueness": "duplicate_samples"}[metric]
     st.markdown("  \n".join(_numbers(row, lang)))  # our own words and numbers: no data to escape
     values = row[samples] or []
+    if metric == "fill" and not _keyed(data, source, field):
+        values = [t("dq.cell.row", lang, n=str(v).removeprefix("row ")) for v in values]  # the profile's "row N"
     if values:
         shown = ", ".join(f"`{str(v).replace('`', '')}`" for v in values)
         st.markdown(f"{t(f'dq.cell.samples.{metric}', lang)}: {shown}")

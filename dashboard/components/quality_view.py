@@ -15,7 +15,7 @@ import streamlit as st
 
 from dashboard.components import fmt, labels
 from dashboard.components.data import query, settings, source_statuses
-from dashboard.components.quality_heatmap import METRICS, PLACES
+from dashboard.components.quality_heatmap import METRICS, PLACES, field_label
 from dashboard.components.tables import header, headers
 from dashboard.core.store import Store
 from dashboard.i18n import t
@@ -51,22 +51,38 @@ def _health_help(r: dict[str, Any], lang: str) -> str:
     return t("dq.health.parts", lang, **parts)
 
 
-def trend_figure(trend: pl.DataFrame, metric: str, lang: str) -> go.Figure:
+def snapshot_labels(at: pl.Series, lang: str, tz: str | None = None) -> list[str]:
+    """Each snapshot's time as the company reads it (in ``tz``), to the minute, or to the second where two
+    snapshots share a minute (a refresh and the one right after it)."""
+    aware = isinstance(at.dtype, pl.Datetime) and at.dtype.time_zone is not None
+    local = at.dt.convert_time_zone(tz).dt.replace_time_zone(None) if tz and aware else at
+    times = local.to_list()
+    minutes = [fmt.day_time(x, lang) for x in times]
+    if len(set(minutes)) < len(set(times)):
+        return [f"{m}:{x.second:02d}" for m, x in zip(minutes, times, strict=True)]
+    return minutes
+
+
+def trend_figure(trend: pl.DataFrame, metric: str, lang: str, tz: str | None = None) -> go.Figure:
+    """One line per field across the retained snapshots; the snapshots are the x axis's categories, oldest first
+    (a time axis stretches one snapshot, or two a few seconds apart, to milliseconds)."""
     value = METRICS[metric][0]
     fig = go.Figure()
-    data = trend.filter(pl.col("provided") & pl.col(value).is_not_null())
+    data = trend.filter(pl.col("provided") & pl.col(value).is_not_null()).sort("snapshot_at", maintain_order=True)
+    data = data.with_columns(snapshot=pl.Series(snapshot_labels(data["snapshot_at"], lang, tz), dtype=pl.String))
     for (entity, column), part in data.group_by(["entity", "column_name"], maintain_order=True):
         fig.add_trace(
             go.Scatter(
-                x=part["snapshot_at"].to_list(),
+                x=part["snapshot"].to_list(),
                 y=part[value].to_list(),
                 mode="lines+markers",
-                name=f"{entity}.{column}",
+                name=field_label(f"{entity}.{column}", lang),
             )
         )
+    order = data["snapshot"].unique(maintain_order=True).to_list()
     fig.update_layout(
         yaxis={**fmt.axis("pct", PLACES[metric]), "range": [0, 1.05], "title": t(f"dq.metric.{metric}", lang)},
-        xaxis={"title": t("dq.trend.snapshot", lang)},
+        xaxis={"title": t("dq.trend.snapshot", lang), "type": "category", "categoryarray": order},
         margin={"l": 10, "r": 10, "t": 10, "b": 10},
         height=420,
     )
@@ -92,7 +108,7 @@ def trend_section(lang: str) -> None:
     trend = query("quality_trend", {"source": source})
     snapshots = trend["snapshot_id"].n_unique()
     st.caption(t("dq.trend.help", lang, count=snapshots, retention=settings().retention))
-    st.plotly_chart(trend_figure(trend, metric, lang), width="stretch", key="dq_trend_chart")
+    st.plotly_chart(trend_figure(trend, metric, lang, settings().timezone), width="stretch", key="dq_trend_chart")
 
 
 def history_section(lang: str) -> None:
@@ -195,9 +211,21 @@ def consistency_section(lang: str) -> None:
     if examples.is_empty():
         st.caption(t("dq.consistency.none", lang))
     else:
-        examples = labels.frame(examples, lang)
+        examples = labels.frame(examples, lang).with_columns(
+            field=pl.col("field").replace({f: header(f, lang) for f in ("phone", "email", "name")}),
+            examples=pl.Series([_by_source(e, lang) for e in examples["examples"].to_list()], dtype=pl.List(pl.String)),
+        )
         config = headers(examples.columns, lang, {"examples": st.column_config.ListColumn(header("examples", lang))})
         st.dataframe(examples, hide_index=True, placeholder="—", width="stretch", column_config=config)
+
+
+def _by_source(examples: list[str] | None, lang: str) -> list[str]:
+    """identity_consistency's examples ("source: masked value") with each source by its name."""
+    out = []
+    for example in examples or []:
+        source, sep, shown = example.partition(": ")
+        out.append(f"{labels.value('source', source, lang)}: {shown}" if sep else example)
+    return out
 
 
 def data_docs_section(lang: str) -> None:

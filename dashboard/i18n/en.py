@@ -417,6 +417,7 @@ STRINGS: dict[str, str] = {
     "dq.cell.source": "Source",
     "dq.cell.field": "Field",
     "dq.cell.samples.fill": "Records without a value",
+    "dq.cell.row": "row {n}",
     "dq.cell.samples.validity": "Sample invalid values",
     "dq.cell.samples.uniqueness": "Repeated keys",
     "dq.cell.masked": "Personal data is masked.",

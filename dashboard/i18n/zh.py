@@ -390,6 +390,7 @@ STRINGS: dict[str, str] = {
     "dq.cell.source": "数据源",
     "dq.cell.field": "字段",
     "dq.cell.samples.fill": "缺少该值的记录",
+    "dq.cell.row": "第 {n} 行",
     "dq.cell.samples.validity": "无效值示例",
     "dq.cell.samples.uniqueness": "重复的主键",
     "dq.cell.masked": "个人信息已脱敏。",
