@@ -9,6 +9,7 @@ import datetime as dt
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -281,6 +282,26 @@ def test_cockpit_tiles(company: Settings, monkeypatch: pytest.MonkeyPatch, on_da
     assert board["y"] == ["rep2", "rep1", "rep0"] and board["x"] == [9000.0, 7000.0, 5000.0]
     assert "Won leads without an owner: 2 deals, ¥1,000 (not ranked)." in texts(at)
     assert "Customers at risk" not in shown_metrics  # churn is not built: no tile, no made-up number
+
+
+def test_a_short_leaderboard_is_drawn_without_empty_rows(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three reps and the unowned deals: the table is as tall as its four rows (a sales user, who sees only
+    their own row, saw it above five rows of nothing)."""
+    import streamlit as st
+
+    heights: dict[str, object] = {}
+    draw = st.dataframe
+
+    def spy(data: Any, *args: Any, **kwargs: Any) -> Any:
+        shown = getattr(data, "data", data)  # a Styler's frame
+        heights.update(dict.fromkeys(getattr(shown, "columns", []), kwargs.get("height")))
+        return draw(data, *args, **kwargs)
+
+    monkeypatch.setattr(st, "dataframe", spy)
+    at = open_page(company, monkeypatch, "cockpit")
+    board = next(d for d in at.dataframe if "Owner" in d.value.columns)
+    assert len(board.value) == 4
+    assert heights["Owner"] == "auto"  # Streamlit's own height for the rows it has, not a fixed 240 px
 
 
 @pytest.mark.parametrize("exists", [True, False])

@@ -35,6 +35,7 @@ if KIOSK:
 MONEY = money_format(LANG, compact=KIOSK)
 # the semantic layer's metrics (dashboard/metrics.toml): the tiles, and the channel table's columns
 TILES = ("leads", "conversion_rate", "won_amount", "roi")
+BOARD_ROWS = 5  # the leaderboard's table shows this many rows before it scrolls
 BY_CHANNEL = ("leads", "won_deals", "conversion_rate", "won_amount", "spend", "roi", "cost_per_lead")
 
 
@@ -63,7 +64,8 @@ def tiles() -> None:
         kiosk.data_as_of(LANG)
         return
     leaderboard(board, LANG, KIOSK)
-    table(named(board, LANG), BOARD, LANG, height=240)
+    # a board of a few reps (a sales user's own) at its own height, not above rows of nothing
+    table(named(board, LANG), BOARD, LANG, height=240 if board.height > BOARD_ROWS else "auto")
     export_buttons(board, "sales_leaderboard", t("tiles.leaderboard_title", LANG), FILTERS, LANG, ("period",), BOARD)
     if summary["leads"].sum():
         st.subheader(t("cockpit.by_channel", LANG))
