@@ -304,6 +304,16 @@ def test_a_short_leaderboard_is_drawn_without_empty_rows(company: Settings, monk
     assert heights["Owner"] == "auto"  # Streamlit's own height for the rows it has, not a fixed 240 px
 
 
+def test_a_rep_with_one_won_deal_reads_one_deal() -> None:
+    from dashboard.components.leaderboard import leaderboard_figure
+
+    board = pl.DataFrame(
+        {"owner": ["张刚", "白建军"], "won_deals_by_win_date": [8, 1], "won_amount_by_win_date": [847990.0, 108320.0]}
+    )
+    bars = {lang: list(leaderboard_figure(board, lang, kiosk=False).data[0].text) for lang in ("en", "zh")}
+    assert bars == {"en": ["¥847,990 · 8 deals", "¥108,320 · 1 deal"], "zh": ["¥847,990 · 8 单", "¥108,320 · 1 单"]}
+
+
 @pytest.mark.parametrize("exists", [True, False])
 def test_data_health_tile_only_when_the_query_exists(
     company: Settings, monkeypatch: pytest.MonkeyPatch, exists: bool

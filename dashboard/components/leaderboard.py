@@ -30,7 +30,7 @@ def leaderboard_figure(board: pl.DataFrame, lang: str, kiosk: bool) -> go.Figure
     top = board.filter(pl.col("owner") != UNASSIGNED).head(TOP)
     money = money_format(lang, compact=kiosk)
     text = [
-        f"{money(r)} · {t('tiles.deals', lang, deals=fmt.count(d))}"
+        f"{money(r)} · {t('tiles.deals.one', lang) if d == 1 else t('tiles.deals', lang, deals=fmt.count(d))}"
         for r, d in zip(top[AMOUNT], top[DEALS], strict=True)
     ]
     fig = go.Figure(

@@ -363,6 +363,7 @@ STRINGS: dict[str, str] = {
     "tiles.leaderboard": "Sales leaderboard: top {top} by won-deal amount (by win date)",
     "tiles.leaderboard_title": "Sales leaderboard",
     "tiles.deals": "{deals} deals",
+    "tiles.deals.one": "1 deal",
     "tiles.no_won": "No deals were won in this period.",
     "tiles.unassigned": "Won leads without an owner: {deals} deals, {revenue} (not ranked).",
     "kiosk.as_of": "Data as of",

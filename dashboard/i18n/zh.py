@@ -339,6 +339,7 @@ STRINGS: dict[str, str] = {
     "tiles.leaderboard": "销售排行榜：赢单金额（按赢单日）前 {top} 名",
     "tiles.leaderboard_title": "销售排行榜",
     "tiles.deals": "{deals} 单",
+    "tiles.deals.one": "1 单",
     "tiles.no_won": "该期间没有赢单。",
     "tiles.unassigned": "无负责人的赢单：{deals} 单，{revenue}（不参与排名）。",
     "kiosk.as_of": "数据截至",
