@@ -109,3 +109,40 @@ def test_data_docs_are_built_for_the_latest_run_of_each_suite(company: Settings)
     pages = list((site_dir(store) / "validations" / "crm" / "leads").rglob("*.html"))
     assert len(pages) == 1  # only the latest run per suite: the site stays small
     assert "call me" not in pages[0].read_text(encoding="utf-8")  # samples are masked in the docs too
+
+
+def test_consistency_names_each_customer_by_its_key_whatever_the_links_order() -> None:
+    import duckdb
+
+    from dashboard.derived.quality.tables import identity_consistency
+
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE customers AS SELECT * FROM (VALUES "
+        "('crm', 'A1', 'Li Lei', '13800138000', true, 'a@x.com', true), "
+        "('erp', 'E1', 'li lei', '13800138001', true, 'a@x.com', true), "
+        "('crm', 'A2', 'Han Mei', '13900139000', true, NULL, false), "
+        "('erp', 'E2', 'Han Mei', '13900139000', true, NULL, false)) "
+        "AS t(source_system, source_record_id, name, phone, phone_valid, email, email_valid)"
+    )
+    con.execute(
+        "CREATE TABLE leads AS SELECT * FROM (VALUES ('web', 'W1', 'Wang', '13700137000', true, NULL, false)) "
+        "AS t(source_system, lead_id, name, phone, phone_valid, email, email_valid)"
+    )
+    links = pl.DataFrame(
+        {
+            "source_system": ["crm", "erp", "crm", "erp", "web"],
+            "source_record_id": ["A1", "E1", "A2", "E2", "W1"],
+            "record_kind": ["customer"] * 4 + ["lead"],
+            "customer_key": ["Cb", "Cb", "Ca", "Ca", "Cc"],
+        }
+    )
+    by_key = identity_consistency(con, links.sort("customer_key"))
+    assert by_key.select("customer_key", "field", "conflict").rows() == [
+        ("Cb", "phone", True),  # conflicts first, then by field and key
+        ("Cb", "email", False),
+        ("Ca", "name", False),
+        ("Cb", "name", False),  # names compared without spaces and case
+        ("Ca", "phone", False),
+    ]
+    assert identity_consistency(con, links).equals(by_key)  # links not in key order: the same rows
