@@ -56,6 +56,7 @@ def search(lang: Lang) -> None:
     shown = found.with_columns((pl.lit(f"{PAGE}?{PARAM}=") + pl.col("customer_key")).alias("open")).select(
         "open", "name", "phone", "email", "company", "city", "owner", "lifecycle_stage"
     )
+    shown = labels.frame(shown, lang)  # the lifecycle stage by its name (活跃客户), not its code (active)
     st.session_state[_FOUND_KEY] = found["customer_key"].to_list()
     st.dataframe(
         shown,
