@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 from numpy.typing import NDArray
 
 from dashboard.derived.churn.features import FEATURES
@@ -234,37 +235,38 @@ def top_reasons(features: pl.DataFrame, weights: NDArray[np.float64], horizon_da
     """Per customer (rows of ``features``): reason_codes, reasons_zh, reasons_en (lists of up to k).
 
     Sentences are written only for the reasons a customer shows (at most k of the eleven), one reason
-    at a time over the customers who show it: a million customers make three million sentences, not
-    twenty-two million.
+    at a time over the customers who show it, from the columns its sentence reads: a million customers make
+    three million sentences, not twenty-two million. They are made in reason order and put in the customers'
+    (row, then slot) order by one gather, and each row's list is its run of them (Arrow offsets): no sort, group
+    and join of three million strings (at large ~1.3 CPU-s).
     """
     texts = {lang: _texts(lang, horizon_days) for lang in ("zh", "en")}
     w = np.where(_applies(features, texts["en"]) & (weights > MIN_WEIGHT), weights, -np.inf)
     order = np.argsort(-w, axis=1, kind="stable")[:, :k]
     codes = np.where(np.isfinite(np.take_along_axis(w, order, axis=1)), order, -1)
-    row, slot = np.nonzero(codes >= 0)
-    picked = pl.DataFrame(
-        {"_row": row.astype(np.int64), "_slot": slot.astype(np.int64), "_code": codes[row, slot].astype(np.int64)}
-    )
-    parts = []
+    row, slot = np.nonzero(codes >= 0)  # row-major: by row, then slot (a row's reasons are its first slots)
+    picked = codes[row, slot]
+    by_code = np.argsort(picked, kind="stable")  # the picks grouped by reason, each group in row order
+    ends = np.cumsum(np.bincount(picked, minlength=len(REASON_CODES)))
+    zh, en = [], []
     for j, code in enumerate(REASON_CODES):
-        who = picked.filter(pl.col("_code") == j)
-        if who.height:
-            sub = features[who["_row"].to_numpy()]
-            parts.append(
-                pl.concat([who, sub], how="horizontal").select(
-                    "_row",
-                    "_slot",
-                    pl.lit(code).alias("reason_codes"),
-                    texts["zh"][code][0].alias("reasons_zh"),
-                    texts["en"][code][0].alias("reasons_en"),
-                )
-            )
-    strings = {"reason_codes": pl.String, "reasons_zh": pl.String, "reasons_en": pl.String}
-    long = pl.concat(parts) if parts else pl.DataFrame(schema={"_row": pl.Int64, "_slot": pl.Int64, **strings})
-    lists = long.sort("_row", "_slot").group_by("_row", maintain_order=True).agg(*strings)
-    every = pl.DataFrame({"_row": np.arange(features.height, dtype=np.int64)})
-    return (
-        every.join(lists, on="_row", how="left")
-        .sort("_row")
-        .select(pl.col(c).fill_null(pl.lit([], dtype=pl.List(pl.String))) for c in strings)
-    )
+        who = row[by_code[ends[j - 1] if j else 0 : ends[j]]]
+        if who.size:
+            zh_text, en_text = texts["zh"][code][0], texts["en"][code][0]
+            used = sorted(set(zh_text.meta.root_names()) | set(en_text.meta.root_names()))
+            made = (features.select(used) if used else features)[who].select(zh_text.alias("zh"), en_text.alias("en"))
+            zh.append(made["zh"])
+            en.append(made["en"])
+    place = np.empty_like(by_code)
+    place[by_code] = np.arange(by_code.size)  # pick i's sentence is the place[i]-th made
+    offsets = pa.array(np.concatenate([[0], np.cumsum(np.bincount(row, minlength=features.height))]), pa.int64())
+    out = {"reason_codes": pl.Series(REASON_CODES, dtype=pl.String).gather(picked)}
+    for lang, made_in in (("zh", zh), ("en", en)):
+        out[f"reasons_{lang}"] = pl.concat(made_in).gather(place) if made_in else pl.Series([], dtype=pl.String)
+    lists = {
+        name: pa.LargeListArray.from_arrays(offsets, values.to_arrow().cast(pa.large_string()))
+        for name, values in out.items()
+    }
+    frame = pl.from_arrow(pa.table(lists))
+    assert isinstance(frame, pl.DataFrame)
+    return frame
