@@ -63,3 +63,17 @@ def test_no_privacy_request_yet_is_said_in_words_not_an_empty_grid(
     at = _in_chinese(company, monkeypatch)
     assert "没有记录。" in [c.value for c in at.caption]
     assert not [d for d in at.dataframe if "action" in d.value.columns]  # the log's own heading
+
+
+def test_the_retention_preview_names_sources_entities_and_places(
+    company: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = company.base_dir / "cockpit.toml"
+    cfg.write_text(cfg.read_text(encoding="utf-8") + '\n[privacy.retention]\nleads = "30d"\n', encoding="utf-8")
+    at = _in_chinese(company, monkeypatch)
+    at.toggle(key="privacy_preview").set_value(True).run()
+    assert not at.exception, at.exception
+    preview = _table(at, "已过留存期的行")
+    assert list(preview.columns) == ["数据源", "数据实体", "位置", "文件数", "行数", "已过留存期的行"]
+    assert set(preview["数据实体"]) <= {"线索", "线索阶段事件"} and "当前快照" in set(preview["位置"])
+    assert not {"crm", "leads", "current"} & set(preview.stack())

@@ -108,7 +108,7 @@ def audit_section(lang: str) -> None:
     audit_table(events, lang)
 
 
-def _names(prefix: str, lang: str) -> dict[str, str]:
+def names(prefix: str, lang: str) -> dict[str, str]:
     """The catalogue's ``<prefix>.<code>`` texts by code."""
     return {k.removeprefix(f"{prefix}."): v for k, v in CATALOG[lang].items() if k.startswith(f"{prefix}.")}
 
@@ -122,11 +122,11 @@ def audit_table(events: pl.DataFrame, lang: str) -> None:
     page = pl.col("action").is_in(["page_view", "page_refused"])
     shown = events.select(
         pl.col("at").dt.convert_time_zone(settings().timezone).dt.replace_time_zone(None),
-        pl.col("action").replace(_names("audit.action", lang)),
+        pl.col("action").replace(names("audit.action", lang)),
         "user",
-        pl.col("role").replace(_names("role", lang)),
+        pl.col("role").replace(names("role", lang)),
         "client",
-        pl.when(page).then(pl.col("target").replace(_names("page", lang))).otherwise(pl.col("target")),
+        pl.when(page).then(pl.col("target").replace(names("page", lang))).otherwise(pl.col("target")),
         "rows",
         "detail",
     )

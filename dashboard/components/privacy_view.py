@@ -6,9 +6,10 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from dashboard.components.admin_view import audit_table
+from dashboard.components.admin_view import audit_table, names
 from dashboard.components.data import settings, user
 from dashboard.components.signin import client_address
+from dashboard.components.tables import table
 from dashboard.core import audit
 from dashboard.core.errors import CockpitError
 from dashboard.i18n import t
@@ -35,7 +36,8 @@ def privacy_section(lang: str) -> None:
     elif st.toggle(t("privacy.preview", lang), key="privacy_preview"):  # reads every snapshot kept: only when asked
         preview = privacy.retention_preview(settings())
         st.caption(t("privacy.would_go", lang, count=int(preview["expired"].sum()) if preview.height else 0))
-        st.dataframe(preview, hide_index=True, width="stretch")
+        where = pl.col("where").replace(names("privacy.where", lang))  # the current snapshot, older ones, ...
+        table(preview.with_columns(where), {"files": "count", "rows": "count", "expired": "count"}, lang)
     st.subheader(t("privacy.recent", lang))
     events = [audit.read(settings(), action=a, limit=50) for a in _ACTIONS]
     audit_table(pl.concat(events).sort("at", descending=True).head(50), lang)

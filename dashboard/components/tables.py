@@ -79,7 +79,7 @@ def rounded(frame: pl.DataFrame, kinds: Mapping[str, Kind]) -> pl.DataFrame:
 
 
 # where a column's heading is looked up
-_HEADINGS = ("metric", "col", "explore.col", "c360.col", "cat.col", "dq.col", "audit.col")
+_HEADINGS = ("metric", "col", "explore.col", "c360.col", "cat.col", "dq.col", "audit.col", "privacy.col")
 
 
 def header(column: str, lang: str) -> str:
