@@ -23,8 +23,9 @@ from dashboard.derived.identity import REDIRECT_SCHEMA, redirects
 from dashboard.derived.spark import identity as spark_identity
 from dashboard.derived.spark import jobs
 from dashboard.derived.spark import steps as spark_steps
+from dashboard.derived.tables import attach_views
 from dashboard.pipeline import fingerprint
-from dashboard.pipeline.derive import STEP_ENTITIES, build_derived
+from dashboard.pipeline.derive import STEP_ENTITIES, UNKNOWN_REFS_SQL, build_derived
 from dashboard.pipeline.refresh import refresh
 from tests.test_incremental import _orders
 
@@ -143,6 +144,7 @@ def test_an_incremental_build_on_spark_reads_only_the_touched_customers_links(
         return found[-1]
 
     lines: list[str] = []
+    asked = _fingerprint_asked(monkeypatch)
     _no_links_on_the_driver(monkeypatch)
     monkeypatch.setattr(spark_steps.LinksOnSpark, "touched", recorded)
     monkeypatch.setattr(spark_steps, "DRIVER_SHARE", 0.5)  # golden records on the driver for a few customers
@@ -150,6 +152,9 @@ def test_an_incremental_build_on_spark_reads_only_the_touched_customers_links(
     monkeypatch.undo()
     derived = manifest["derived"]
     assert "identity" in derived["reused"]
+    # kept by looking the changed orders' customers up on Spark, not by fingerprinting every record there
+    assert asked == ["unknown: 0"]
+    assert derived["steps"]["identity"] == spark_build["derived"]["steps"]["identity"]
     [said] = [line for line in lines if line.startswith("golden records: ")]
     assert [line for line in lines if line.startswith("churn: ") and " customers touched at " in line]
     links = pl.read_parquet(store.abs(derived["tables"]["identity_links"]))
@@ -173,6 +178,25 @@ def test_an_incremental_build_on_spark_reads_only_the_touched_customers_links(
                 assert ((a - b).abs() <= 1e-6).all() or a.equals(b), (table, column)
             else:
                 assert a.equals(b), (table, column)
+
+
+def _fingerprint_asked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What the build asks SparkInput to tell identity's records by: their digest (every record made and hashed on
+    Spark), or how many changed rows' references name no customer record (derive._same_records on Spark)."""
+    asked: list[str] = []
+    digest, unknown = spark_identity.SparkInput.digest, spark_identity.SparkInput.unknown
+
+    def digested(self: spark_identity.SparkInput) -> tuple[object, ...]:
+        asked.append("digest")
+        return digest(self)
+
+    def looked_up(self: spark_identity.SparkInput, sql: str, refs: pl.DataFrame) -> int:
+        asked.append(f"unknown: {(n := unknown(self, sql, refs))}")
+        return n
+
+    monkeypatch.setattr(spark_identity.SparkInput, "digest", digested)
+    monkeypatch.setattr(spark_identity.SparkInput, "unknown", looked_up)
+    return asked
 
 
 def _keyed(rows: list[tuple[str, str, str]]) -> pl.DataFrame:
@@ -349,3 +373,31 @@ def test_random_touched_customers_on_spark_are_derived_goldens(on_spark: Setting
     assert want.height > 20
     got = _touched_on_spark(spark, on_spark, "touched_random", old, links, changes)
     assert got.equals(want.sort("customer_key"))
+
+
+_KNOWN_SQL = "SELECT source_system, source_record_id AS customer_ref FROM customers ORDER BY ALL LIMIT 3"
+_ELSEWHERE_SQL = """SELECT t.source_system, c.source_record_id AS customer_ref FROM customers AS c
+JOIN (SELECT DISTINCT source_system FROM customers) AS t ON t.source_system <> c.source_system
+ANTI JOIN customers AS x ON x.source_system = t.source_system AND x.source_record_id = c.source_record_id
+ORDER BY ALL LIMIT 1"""
+
+
+def test_the_changed_references_are_looked_up_on_spark_as_on_duckdb(on_spark: Settings, spark: Any) -> None:
+    """derive._same_records' statement (UNKNOWN_REFS_SQL) on Spark (SparkInput.unknown, over the snapshots'
+    customers) and on DuckDB: references to customer records of their source are known; an id of no record, and a
+    record's id in another source, are not. Spark's files are removed after."""
+    store = Store(on_spark.data_path)
+    manifest = store.read_manifest()
+    with duckdb.connect() as con:
+        attach_views(con, store, manifest, in_memory=frozenset())
+        known = con.sql(_KNOWN_SQL).pl()
+        elsewhere = con.sql(_ELSEWHERE_SQL).pl()  # a customer's id in a source with no record of that id
+        nothing = pl.DataFrame({"source_system": [known["source_system"][0]], "customer_ref": ["no-such-record"]})
+        refs = pl.concat([known, elsewhere, nothing])
+        con.register("identity_changed_refs", refs)
+        on_duckdb = con.sql(UNKNOWN_REFS_SQL).fetchall()[0][0]
+    stage = on_spark.data_path / "changed_refs"
+    made = spark_identity.SparkInput(spark, on_spark, store, manifest, stage)
+    assert made.unknown(UNKNOWN_REFS_SQL, refs) == on_duckdb == 2
+    assert made.unknown(UNKNOWN_REFS_SQL, known) == 0
+    assert not (stage / f"{jobs.PARTS}_changed_refs").exists()

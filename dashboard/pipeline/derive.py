@@ -521,7 +521,7 @@ def _identity_key(
     if steps.before.get("identity_files") == files and steps.before.get("identity"):
         steps.keys["identity"] = steps.before["identity"]
         return None
-    if made is None and _same_records(con, steps, inputs):
+    if _same_records(con, steps, inputs, made):
         steps.keys["identity"] = str(steps.before["identity"])
         return None
     if made is not None:
@@ -532,12 +532,24 @@ def _identity_key(
     return records
 
 
-def _same_records(con: duckdb.DuckDBPyConnection, steps: _Steps, inputs: list[str | None]) -> bool:
+# how many of the changed rows' references (source_system, customer_ref) name no customer record of their source
+# (_same_records; with engine spark the same statement is a Spark job, SparkInput.unknown)
+UNKNOWN_REFS_SQL = """SELECT count(*) AS n FROM identity_changed_refs AS r
+ANTI JOIN customers AS c ON c.source_system = r.source_system AND c.source_record_id = r.customer_ref"""
+
+
+def _same_records(
+    con: duckdb.DuckDBPyConnection,
+    steps: _Steps,
+    inputs: list[str | None],
+    made: spark_identity.SparkInput | None = None,
+) -> bool:
     """Whether identity's records are those the current build resolved, told without reading them (3.5M at
     large: ~5 CPU-s read and digested): its records came from the files of its snapshots with these inputs (its
     identity_files key made again from them), and the rows changed since (read once, the later steps ask for
     them too) are no customer or lead row, only orders, interactions and contracts whose customer_ref is a
-    customer record of their source, which RECORDS_SQL's customers known by reference leave out either way."""
+    customer record of their source, which RECORDS_SQL's customers known by reference leave out either way.
+    ``made`` (engine spark): the customer records are looked up on Spark, not fingerprinted there in full."""
     before = steps.current.get("snapshots")
     if steps.full or not steps.before.get("identity") or not isinstance(before, dict):
         return False
@@ -572,12 +584,13 @@ def _same_records(con: duckdb.DuckDBPyConnection, steps: _Steps, inputs: list[st
         .drop_nulls()
         .unique()
     )
+    if refs.is_empty():
+        return True
+    if made is not None:
+        return made.unknown(UNKNOWN_REFS_SQL, refs) == 0
     con.register("identity_changed_refs", refs)
     try:
-        unknown = con.sql(
-            """SELECT count(*) FROM identity_changed_refs AS r
-            ANTI JOIN customers AS c ON c.source_system = r.source_system AND c.source_record_id = r.customer_ref"""
-        ).fetchall()[0][0]
+        unknown = con.sql(UNKNOWN_REFS_SQL).fetchall()[0][0]
     finally:
         con.unregister("identity_changed_refs")
     return int(unknown) == 0

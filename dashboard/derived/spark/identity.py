@@ -69,6 +69,7 @@ from dashboard.derived.identity import (
 )
 from dashboard.derived.spark.jobs import (
     PARTS,
+    gathered,
     join_parts,
     read_parquet,
     register_entities,
@@ -262,6 +263,16 @@ class SparkInput:
         (path): no Spark job of its own."""
         self.path()
         return self.made
+
+    def unknown(self, sql: str, refs: pl.DataFrame) -> int:
+        """How many of ``refs`` (source_system, customer_ref: the references of the rows changed since the current
+        build) name no customer record of their source: ``sql``, the DuckDB engine's statement over the view
+        identity_changed_refs and the snapshots' customers (derive._same_records), as a Spark job; ``refs`` go to
+        Spark as Parquet, no record comes to the driver."""
+        register_entities(self.spark, self.settings, self.store, self.manifest)
+        folder = self.stage / f"{PARTS}_changed_refs"
+        views = {"identity_changed_refs": refs}
+        return int(gathered(self.spark, self.settings, folder, "identity_links", to_spark(sql), views).item())
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import polars as pl
 import sqlglot
 
 from dashboard.core.config import Settings
@@ -174,6 +175,31 @@ def run_job(spark: Any, settings: Settings, name: str, work: Callable[[], None])
         f"the Spark job for {name} ran past {limit:g} s ([engine] job_timeout_seconds) and was cancelled",
         f"the Spark job for {name} failed",
     )
+
+
+def gathered(
+    spark: Any, settings: Settings, folder: Path, name: str, sql: str, views: Mapping[str, Path | pl.DataFrame]
+) -> pl.DataFrame:
+    """``sql``'s (few) rows on the driver: run on Spark (the Spark job for ``name``) over ``views``, each a Parquet
+    file or a driver's frame written as one into ``folder`` (removed after)."""
+    out: list[pl.DataFrame] = []
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def work() -> None:
+        for view, source in views.items():
+            path = source if isinstance(source, Path) else folder / f"{view}.parquet"
+            if isinstance(source, pl.DataFrame):
+                source.write_parquet(path)
+            read_parquet(spark, settings, path).createOrReplaceTempView(view)
+        got = pl.from_arrow(spark.sql(sql).toArrow())
+        assert isinstance(got, pl.DataFrame)
+        out.append(got)
+
+    try:
+        run_job(spark, settings, name, work)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return out[0]
 
 
 def run_to_parquet(

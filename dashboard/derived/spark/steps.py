@@ -27,7 +27,7 @@ from dashboard.derived import golden
 from dashboard.derived.quality import tables as quality
 from dashboard.derived.spark.jobs import (
     PARTS,
-    read_parquet,
+    gathered,
     register_entities,
     run_job,
     run_to_parquet,
@@ -199,24 +199,7 @@ class LinksOnSpark:
     def _gathered(self, name: str, sql: str, views: Mapping[str, Path | pl.DataFrame]) -> pl.DataFrame:
         """``sql``'s (few) rows on the driver: run on Spark over ``views`` (a Parquet file, or a driver's frame
         written as one) and the view touched_links of the links."""
-        out: list[pl.DataFrame] = []
-        self.folder.mkdir(parents=True, exist_ok=True)
-
-        def work() -> None:
-            for view, source in {"touched_links": self.path, **views}.items():
-                path = source if isinstance(source, Path) else self.folder / f"{view}.parquet"
-                if isinstance(source, pl.DataFrame):
-                    source.write_parquet(path)
-                read_parquet(self.spark, self.settings, path).createOrReplaceTempView(view)
-            got = pl.from_arrow(self.spark.sql(sql).toArrow())
-            assert isinstance(got, pl.DataFrame)
-            out.append(got)
-
-        try:
-            run_job(self.spark, self.settings, name, work)
-        finally:
-            shutil.rmtree(self.folder, ignore_errors=True)
-        return out[0]
+        return gathered(self.spark, self.settings, self.folder, name, sql, {"touched_links": self.path, **views})
 
     def keys(self) -> int:
         """The customers (distinct keys) of the links."""
