@@ -56,3 +56,13 @@ def test_the_catalog_before_any_refresh(fresh_company: Settings, monkeypatch: py
     at = open_page(fresh_company, monkeypatch, "zh", PAGE)
     assert "尚未加载任何数据。" in " ".join(i.value for i in at.info)
     assert at.dataframe[0].value["state"].tolist() == ["从未发布"] * 5
+
+
+def test_the_consent_total_says_why_it_exceeds_the_sources(small_demo: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo's web forms, trade show and bought lists bring people with leads and no customer record: the
+    total (by person) is more than the sources' customer records added up, and the caption says why."""
+    at = open_page(small_demo, monkeypatch, "zh", PAGE)
+    counts = next(f for f in (d.value for d in at.dataframe) if "consent_no" in f.columns).set_index("source_system")
+    total = counts.loc[t("consent.all", "zh"), "customers"]
+    assert total > counts.drop(t("consent.all", "zh"))["customers"].sum()
+    assert any("只在线索中出现" in c.value for c in at.caption)

@@ -611,7 +611,9 @@ STRINGS: dict[str, str] = {
     "report.churn": "Top churn warnings",
     "consent.catalog.title": "Marketing consent",
     "consent.catalog.caption": "Customers per source (its records) and overall (each person once, by their golden "
-    "record: any record saying no wins, then any yes). Unknown: no consent field, or a value that is not yes or no.",
+    "record: any record saying no wins, then any yes). Overall also counts the people known only from their leads, "
+    "who have no customer record, so it can be more than the sources' sum. Unknown: no consent field, or a value "
+    "that is not yes or no.",
     "consent.all": "All sources (people)",
     "consent.col.customers": "Customers",
     "consent.col.consent_yes": "Consented",

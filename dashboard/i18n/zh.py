@@ -575,7 +575,8 @@ STRINGS: dict[str, str] = {
     "report.churn": "流失预警（前列）",
     "consent.catalog.title": "营销同意",
     "consent.catalog.caption": "按来源统计其客户记录；合计按人统计（黄金记录：任一记录不同意即为不同意，"
-    "其次任一同意）。未知：来源没有同意字段，或取值不是同意/不同意。",
+    "其次任一同意）。合计还包括只在线索中出现、没有客户记录的人，因此可能多于各来源之和。"
+    "未知：来源没有同意字段，或取值不是同意/不同意。",
     "consent.all": "全部来源（按人）",
     "consent.col.customers": "客户数",
     "consent.col.consent_yes": "已同意",
