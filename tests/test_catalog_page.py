@@ -58,7 +58,9 @@ def test_the_catalog_before_any_refresh(fresh_company: Settings, monkeypatch: py
     assert at.dataframe[0].value["state"].tolist() == ["从未发布"] * 5
 
 
-def test_the_consent_total_says_why_it_exceeds_the_sources(small_demo: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_consent_total_says_why_it_exceeds_the_sources(
+    small_demo: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The demo's web forms, trade show and bought lists bring people with leads and no customer record: the
     total (by person) is more than the sources' customer records added up, and the caption says why."""
     at = open_page(small_demo, monkeypatch, "zh", PAGE)
