@@ -38,8 +38,9 @@ TEXTS_JS = """() => {
   const walk = document.createTreeWalker(main, NodeFilter.SHOW_TEXT);
   for (let n = walk.nextNode(); n; n = walk.nextNode()) {
     const p = n.parentElement;
-    // an icon is a ligature ("paid", "insights") drawn as a symbol, not words
-    const skip = 'style, script, code, pre, textarea, [data-testid="stCode"], [data-testid="stIconMaterial"]';
+    // an icon is a ligature ("paid", "insights") drawn as a symbol, not words; an SVG title (graphviz's node
+    // id) is not drawn
+    const skip = 'style, script, code, pre, textarea, title, [data-testid="stCode"], [data-testid="stIconMaterial"]';
     if (!p || p.closest(skip) || getComputedStyle(p).fontFamily.includes("Material")) continue;
     const s = n.textContent.trim();
     if (s) out.push(s);
@@ -80,6 +81,7 @@ def problems(texts: list[str], lang: str) -> list[str]:
     found = []
     for i, text in enumerate(texts):
         tokens = set(TOKEN.findall(text))
+        tokens |= {part for token in tokens for part in re.split(r"[.:]", token) if part}  # interactions.channel, crm:
         if lang == "zh":
             bad = sorted((tokens & CODES) | (tokens & MISSING) | ({text} & CODES))
         else:
