@@ -365,6 +365,7 @@ def churn_both(
     days = spark_churn.SparkDays(spark, settings, store, manifest, folder)
     with _duck(store, manifest) as duck, _duck(store, manifest) as on_spark:
         churn_features.load_events(duck, links, priorities, latest)
+        _duckdb_day_tables(duck, latest)
         with churn_features.day_tables_from(days):
             churn_features.load_events(on_spark, links, priorities, latest)
         assert on_spark.sql("SELECT count(*) FROM churn_days").fetchall() == [(0,)]  # not on the driver
@@ -373,6 +374,15 @@ def churn_both(
 
 
 ChurnBoth = tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection, spark_churn.SparkDays]
+
+
+def _duckdb_day_tables(con: duckdb.DuckDBPyConnection, latest: int) -> None:
+    """The per-day tables by DuckDB's statements, to compare Spark's with (after load_events, which reads the events
+    as arrays on DuckDB and keeps no such tables)."""
+    con.execute(churn_features.KINDS_SQL, churn_features.kind_params())
+    con.execute(churn_features.OUTCOMES_SQL, churn_features.outcome_params())
+    for sql in (churn_features.KEYED_SQL, churn_features.DAYS_SQL, churn_features.CHANNEL_DAYS_SQL):
+        con.execute(sql, {"latest": latest} if "$latest" in sql else None)
 
 
 @pytest.mark.parametrize("table", list(churn_features.DAY_TABLES))

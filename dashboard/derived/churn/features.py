@@ -19,9 +19,12 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import date
 from typing import Protocol
+from weakref import WeakKeyDictionary
 
 import duckdb
 import polars as pl
+
+from dashboard.derived.churn.days import COUNTS, DayArrays
 
 # Interaction kinds and outcomes differ by system and language: matched by keyword, lower-cased.
 KIND_PATTERNS: dict[str, str] = {
@@ -163,8 +166,7 @@ SELECT outcome, coalesce(regexp_matches(lower(outcome), $p_negative), false) AS 
 FROM (SELECT DISTINCT outcome FROM interactions WHERE outcome IS NOT NULL)
 """
 # one row per customer and active day: features are plain counts and sums over these
-KEYED_SQL = f"""
-CREATE OR REPLACE TEMP TABLE churn_keyed AS
+_KEYED_ROWS = f"""
 WITH ev AS (
     SELECT source_system, customer_ref, epoch(ordered_at) / 86400.0 AS d, 0 AS cat,
            source_system AS channel, amount, false AS negative
@@ -186,6 +188,7 @@ keyed AS (
 )
 SELECT * FROM keyed
 """
+KEYED_SQL = f"CREATE OR REPLACE TEMP TABLE churn_keyed AS{_KEYED_ROWS}"
 DAYS_SQL = """
 CREATE OR REPLACE TEMP TABLE churn_days AS
 SELECT cid, day, min(d) AS first_d, max(d) AS last_d,
@@ -211,7 +214,7 @@ SELECT cid, channel, day FROM churn_keyed GROUP BY ALL
 
 # The per-day tables' columns: what another engine making them (derived/spark/steps.py) loads them as.
 _DAY = {c: "DOUBLE" for c in ("day", "first_d", "last_d")}
-_COUNTS = ("contacts", "complaints", "unsubscribes", "service", "visits", "negative")
+_COUNTS = COUNTS
 DAY_TABLES: dict[str, dict[str, str]] = {
     "churn_days": {
         "cid": "INTEGER", **_DAY, "orders": "INTEGER", "amount": "DOUBLE", "first_order_d": "DOUBLE",
@@ -385,6 +388,7 @@ def load_events(
     ``latest`` (a day number) drops rows dated after it: a typo'd year 2099 is not "recent activity".
     ``touched`` (customer_key): only those customers (TOUCHED_KEYS_SQL; inside ``on_connection``).
     """
+    _READ.pop(con, None)  # made again below (or by another engine)
     con.register("churn_links", links)
     if touched is not None:
         _register_touched(con, touched)
@@ -399,10 +403,9 @@ def load_events(
     con.execute(IDS_SQL)
     con.execute(KINDS_SQL, kind_params())
     con.execute(OUTCOMES_SQL, outcome_params())
-    con.execute(KEYED_SQL, {"latest": latest})
-    con.execute(DAYS_SQL)
-    con.execute(CHANNEL_DAYS_SQL)
-    con.execute("DROP TABLE churn_keyed")  # the per-day tables are all the features read
+    # the events keyed, in customer and time order, read once into arrays (days.py): their per-day rows, and every
+    # cutoff's features and labels, are made from them (DuckDB keeps no per-day tables: another engine's)
+    _READ[con] = DayArrays.read(con, f"{_KEYED_ROWS} ORDER BY cid, d", {"latest": latest})
     con.execute("DROP TABLE churn_kinds")
     con.execute("DROP TABLE churn_outcomes")
 
@@ -451,7 +454,8 @@ def events_range(con: duckdb.DuckDBPyConnection, latest: int) -> tuple[float | N
 
 
 def drop_days(con: duckdb.DuckDBPyConnection) -> None:
-    """Frees the per-day tables once every cutoff's features are read (the keys stay: owners need them)."""
+    """Frees the per-day tables (or rows) once every cutoff's features are read (the keys stay: owners need them)."""
+    _READ.pop(con, None)
     con.execute("DROP TABLE IF EXISTS churn_days")
     con.execute("DROP TABLE IF EXISTS churn_channel_days")
 
@@ -462,7 +466,20 @@ def _on_days(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, int] | 
     return days.query(con, sql, params or {}) if days is not None else con.sql(sql, params=params).pl()
 
 
+# The per-day rows load_events made on a connection with DuckDB, as arrays (days.py): until drop_days, or the connection
+# is gone
+_READ: WeakKeyDictionary[duckdb.DuckDBPyConnection, DayArrays] = WeakKeyDictionary()
+
+
+def _arrays(con: duckdb.DuckDBPyConnection) -> DayArrays | None:
+    """The connection's per-day rows, when DuckDB made them here (not another engine: day_tables_from)."""
+    return _READ.get(con) if _DAY_TABLES.get() is None else None
+
+
 def activity_range(con: duckdb.DuckDBPyConnection) -> tuple[float | None, float | None]:
+    arrays = _arrays(con)
+    if arrays is not None:
+        return arrays.activity_range()
     first, last = _on_days(con, RANGE_SQL).row(0)
     return first, last
 
@@ -470,7 +487,8 @@ def activity_range(con: duckdb.DuckDBPyConnection) -> tuple[float | None, float 
 def features_at(con: duckdb.DuckDBPyConnection, t: int, horizon: int) -> pl.DataFrame:
     """One row per customer with activity before day ``t``, in key order: the raw features (BG/NBD's are
     added later)."""
-    out = _on_days(con, FEATURES_SQL, {"t": t, "h": horizon})
+    arrays = _arrays(con)
+    out = arrays.features(t, horizon) if arrays is not None else _on_days(con, FEATURES_SQL, {"t": t, "h": horizon})
     gap = pl.when(pl.col("order_days") > 1).then(pl.col("order_span") / (pl.col("order_days") - 1))
     return out.with_columns(
         gap.alias("mean_gap_days"),
@@ -483,7 +501,8 @@ def features_at(con: duckdb.DuckDBPyConnection, t: int, horizon: int) -> pl.Data
 
 def active_at(con: duckdb.DuckDBPyConnection, t: int, horizon: int) -> pl.DataFrame:
     """Customers (customer_key) with an order or an interaction in [t, t + horizon)."""
-    return _on_days(con, LABELS_SQL, {"t": t, "h": horizon})
+    arrays = _arrays(con)
+    return arrays.active(t, horizon) if arrays is not None else _on_days(con, LABELS_SQL, {"t": t, "h": horizon})
 
 
 # Each linked customer's first customer record (source:id, the least), which names the same customer whatever key

@@ -1,0 +1,243 @@
+"""Every cutoff's churn features from one read of the per-day rows (DuckDB's engine): the rows in customer and day
+order as arrays, each cutoff's sums and counts over each customer's run of rows (features.FEATURES_SQL's columns and
+values, LABELS_SQL's customers), not one aggregate statement per cutoff over every row.
+
+At large (12.8M customer-days, 1.3M customers) a cutoff's statement took 3.8-4.9 CPU-s, the same from the arrays ~1.4
+(docs/benchmarks.md, "Session 17"). Amounts are summed in another order than DuckDB's, and rounded to the cent
+as the statement rounds them (the statement's own sums' last bits depend on the order rows arrive in).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import polars as pl
+import pyarrow as pa
+from numpy.typing import NDArray
+
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+COUNTS = ("contacts", "complaints", "unsubscribes", "service", "visits", "negative")  # churn_days' counts
+NULLABLE = frozenset({"order_recency_days", "order_span", "contact_recency_days"})  # null without an order / a contact
+
+_IDS = "SELECT cid, customer_key FROM churn_ids ORDER BY cid"
+# each contract of a keyed customer, for its receivables at any cutoff (features._RECEIVABLES_SQL's rows)
+_CONTRACTS = """
+SELECT k.cid, epoch(c.due_date) / 86400.0 AS due_d, c.amount, epoch(c.paid_at) / 86400.0 AS paid_d,
+    coalesce(c.paid_amount, 0) AS paid, epoch(coalesce(c.signed_at, c.due_date)) / 86400.0 AS start_d
+FROM contracts AS c
+JOIN churn_keys AS k ON k.source_system = c.source_system AND k.source_record_id = c.customer_ref
+WHERE c.due_date IS NOT NULL AND c.amount IS NOT NULL
+"""
+
+
+def round_cents(x: F64) -> F64:
+    """DuckDB's round(x, 2) on a double: round(x * 100) / 100, halves away from zero."""
+    y = x * 100.0
+    r = np.rint(y)
+    with np.errstate(invalid="ignore"):  # inf - inf: not a tie
+        tie = np.abs(y - np.trunc(y)) == 0.5
+    r[tie] = np.trunc(y[tie]) + np.sign(y[tie])
+    return np.asarray(r / 100.0, dtype=np.float64)
+
+
+def _f64(table: pa.Table, name: str) -> F64:
+    """A double column, NaN where null."""
+    return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _int(table: pa.Table, name: str) -> NDArray[np.int32]:
+    return np.asarray(table.column(name).to_numpy(), dtype=np.int32)
+
+
+def _last_at_or_before(valid: NDArray[np.bool_]) -> I64:
+    """Each row's last row at or before it where ``valid`` (-1: none), across customers (checked against the
+    customer's first row where read)."""
+    return np.maximum.accumulate(np.where(valid, np.arange(valid.size), -1))
+
+
+@dataclass
+class DayArrays:
+    """churn_days in (cid, day) order, a row's columns as arrays; the customers' runs of rows (``starts``), their
+    channels' days and contracts, and the keys of the ids."""
+
+    starts: I64  # each customer's first row
+    ids: NDArray[np.int32]  # each customer's cid, ascending
+    day: F64
+    last_d: F64
+    amount: F64
+    order: NDArray[np.bool_]  # an order that day
+    counts: dict[str, NDArray[np.int32]]
+    first_d: F64  # per customer: the first activity
+    first_order_d: F64  # per customer: the first order (NaN: none)
+    prev_order: I64  # per row: the last row at or before it with an order
+    prev_contact: I64  # ... with a contact
+    last_order_d: F64
+    last_contact_d: F64
+    channel_cid: NDArray[np.int32]  # the events' customers, channels (numbered) and days
+    channel: NDArray[np.int32]  # its channel's number
+    channel_day: F64
+    channels: int
+    contracts: pa.Table  # _CONTRACTS
+    key_ids: NDArray[np.int32]  # churn_ids by cid
+    keys: pa.ChunkedArray
+
+    @classmethod
+    def read(cls, con: duckdb.DuckDBPyConnection, events: str, params: dict[str, int]) -> DayArrays:
+        """``events``: features.KEYED_SQL's rows (the events with their cid) in (cid, d) order. Their per-day rows
+        are features.DAYS_SQL's (a day's amounts summed in another order), the channels' days are theirs."""
+        ev = con.sql(events, params=params).to_arrow_table()
+        cid, day, d = _int(ev, "cid"), _f64(ev, "day"), _f64(ev, "d")
+        cat = _int(ev, "cat")
+        amount = _f64(ev, "amount")
+        amount = np.where(np.isnan(amount), 0.0, amount)  # only orders have one; a null one adds nothing
+        negative = np.asarray(ev.column("negative").to_numpy(zero_copy_only=False), dtype=np.int32)
+        names = ev.column("channel").combine_chunks().dictionary_encode()
+        channel = np.asarray(names.indices.to_numpy(zero_copy_only=False), dtype=np.int32)
+        del ev
+        new_day = np.ones(cid.size, dtype=bool)
+        new_day[1:] = (cid[1:] != cid[:-1]) | (day[1:] != day[:-1])
+        at = np.flatnonzero(new_day)  # each day's first event: the days in (cid, day) order
+        order, contact = cat == 0, cat > 0
+
+        def per_day(values: NDArray[np.generic], ufunc: np.ufunc = np.add) -> NDArray[np.generic]:
+            return ufunc.reduceat(values, at) if at.size else np.zeros(0, dtype=values.dtype)
+
+        day_cid = cid[at]
+        starts = np.flatnonzero(np.diff(day_cid, prepend=np.int32(-1))).astype(np.int64)
+        last_order_d = np.asarray(per_day(np.where(order, d, np.nan), np.fmax), dtype=np.float64)
+        last_contact_d = np.asarray(per_day(np.where(contact, d, np.nan), np.fmax), dtype=np.float64)
+        first_order = np.asarray(per_day(np.where(order, d, np.nan), np.fmin), dtype=np.float64)
+        ids = con.sql(_IDS).to_arrow_table()
+        return cls(
+            starts=starts,
+            ids=day_cid[starts],
+            day=day[at],
+            last_d=d[np.append(at[1:], cid.size) - 1] if at.size else np.zeros(0),
+            amount=np.asarray(per_day(np.where(order, amount, 0.0)), dtype=np.float64),
+            order=np.asarray(per_day(order.astype(np.int32)), dtype=np.int32) > 0,
+            counts={
+                name: np.asarray(per_day(rows.astype(np.int32)), dtype=np.int32)
+                for name, rows in zip(COUNTS, (contact, cat == 1, cat == 2, cat == 3, cat == 4, negative), strict=True)
+            },
+            first_d=d[at][starts],
+            first_order_d=np.fmin.reduceat(first_order, starts) if starts.size else np.zeros(0),
+            prev_order=_last_at_or_before(~np.isnan(last_order_d)),
+            prev_contact=_last_at_or_before(~np.isnan(last_contact_d)),
+            last_order_d=last_order_d,
+            last_contact_d=last_contact_d,
+            channel_cid=cid,
+            channel=channel,
+            channel_day=day,
+            channels=max(len(names.dictionary), 1),
+            contracts=con.sql(_CONTRACTS).to_arrow_table(),
+            key_ids=_int(ids, "cid"),
+            keys=ids.column("customer_key"),
+        )
+
+    def activity_range(self) -> tuple[float | None, float | None]:
+        """features.RANGE_SQL: the first and last activity."""
+        if not self.starts.size:
+            return None, None
+        return float(self.first_d.min()), float(self.last_d.max())
+
+    def _sum(self, values: NDArray[np.generic], rows: NDArray[np.bool_]) -> F64:
+        """Per customer: the sum of ``values`` over its rows where ``rows`` (counts as exact floats)."""
+        return np.asarray(np.add.reduceat(np.where(rows, values, 0), self.starts), dtype=np.float64)
+
+    def _channels(self, since: float, t: int, size: int) -> I64:
+        """Per cid (indexed by it): how many channels it was active in on a day in [since, t)."""
+        cd = self.channel_day
+        rows = (cd >= since) & (cd < t)
+        seen = np.zeros(size * self.channels, dtype=bool)
+        seen[self.channel_cid[rows].astype(np.int64) * self.channels + self.channel[rows]] = True
+        return seen.reshape(size, self.channels).sum(axis=1)
+
+    def _receivables(self, t: int, size: int) -> tuple[F64, I64, F64]:
+        """Per cid (indexed by it): _RECEIVABLES_SQL's overdue amount, contracts and days at ``t`` (0: none)."""
+        c = self.contracts
+        due, start, paid_d = _f64(c, "due_d"), _f64(c, "start_d"), _f64(c, "paid_d")
+        open_ = _f64(c, "amount") - np.where(paid_d < t, _f64(c, "paid"), 0.0)
+        rows = (start < t) & (due < t) & (open_ > 0.005)
+        who = np.asarray(c.column("cid").to_numpy(), dtype=np.int64)[rows]
+        amount = round_cents(np.asarray(np.bincount(who, weights=open_[rows], minlength=size), dtype=np.float64))
+        contracts = np.bincount(who, minlength=size).astype(np.int64)
+        first_due = np.full(size, np.inf)
+        np.minimum.at(first_due, who, due[rows])
+        return amount, contracts, np.where(contracts > 0, t - first_due, 0.0)
+
+    def features(self, t: int, h: int) -> pl.DataFrame:
+        """features.FEATURES_SQL at ``t`` with horizon ``h``: its rows (customers active before ``t``, by cid, with
+        their keys) and columns."""
+        day = self.day
+        before = day < t
+        n_before = np.add.reduceat(before.astype(np.int64), self.starts) if self.starts.size else np.zeros(0, np.int64)
+        has = n_before > 0
+        first = self.starts[has]
+        last = (self.starts + n_before - 1)[has]  # a customer's last row before t: its rows are in day order
+
+        def total(values: NDArray[np.generic], rows: NDArray[np.bool_]) -> F64:
+            return self._sum(values, rows)[has] if self.starts.size else np.zeros(0)
+
+        def latest(prev: I64, values: F64) -> F64:
+            at = prev[last] if last.size else np.zeros(0, np.int64)
+            return np.where(at >= first, values[np.maximum(at, 0)], np.nan)
+
+        recent = before & (day >= t - h)
+        previous = (day >= t - 2 * h) & (day < t - h)
+        last_order = latest(self.prev_order, self.last_order_d)
+        last_contact = latest(self.prev_contact, self.last_contact_d)
+        first_order = self.first_order_d[has]
+        first_order = np.where(first_order < t, first_order, np.nan)
+        first_d, last_d = self.first_d[has], self.last_d[last]
+        amount = self.amount
+
+        def count(name: str, rows: NDArray[np.bool_]) -> I64:
+            return total(self.counts[name], rows).astype(np.int64)
+
+        cols: dict[str, NDArray[np.generic]] = {
+            "recency_days": t - last_d,
+            "tenure_days": t - first_d,
+            "order_recency_days": t - last_order,
+            "order_days": total(self.order, before).astype(np.int64),
+            "order_span": last_order - first_order,
+            "orders_recent": total(self.order, recent).astype(np.int64),
+            "orders_previous": total(self.order, previous).astype(np.int64),
+            "monetary": round_cents(total(amount, before)),
+            "spend_recent": round_cents(total(amount, recent)),
+            "spend_previous": round_cents(total(amount, previous)),
+            "spend_2y": round_cents(total(amount, before & (day >= t - 730))),
+            "spend_year": round_cents(total(amount, before & (day >= t - 365))),
+            "contacts_recent": count("contacts", recent),
+            "contacts_previous": count("contacts", previous),
+            "contact_recency_days": t - last_contact,
+            **{f"{c}_recent": count(c, recent) for c in COUNTS[1:]},
+            "active_days": n_before[has].astype(np.int64),
+            "active_span": last_d - first_d,
+            "last_d": last_d,
+        }
+        ids = self.ids[has].astype(np.int64)
+        size = int(max(self.ids.max(initial=0), self.key_ids.max(initial=0))) + 1
+        cols["channels_recent"] = self._channels(t - h, t, size)[ids]
+        cols["channels_year"] = self._channels(t - 365, t, size)[ids]
+        overdue = self._receivables(t, size)
+        for name, values in zip(("overdue_amount", "overdue_contracts", "overdue_days"), overdue, strict=True):
+            cols[name] = values[ids]
+        keys = self.keys.take(pa.array(np.searchsorted(self.key_ids, ids)))
+        return pl.DataFrame(
+            [
+                pl.Series("customer_key", keys, dtype=pl.String),
+                *(pl.Series(name, v, nan_to_null=name in NULLABLE) for name, v in cols.items()),
+            ]
+        )
+
+    def active(self, t: int, h: int) -> pl.DataFrame:
+        """features.LABELS_SQL: the customers (customer_key) with a row in [t, t + h)."""
+        rows = (self.day >= t) & (self.day < t + h)
+        if not self.starts.size:
+            return pl.DataFrame({"customer_key": pl.Series([], dtype=pl.String)})
+        ids = self.ids[np.add.reduceat(rows.astype(np.int64), self.starts) > 0]
+        keys = self.keys.take(pa.array(np.searchsorted(self.key_ids, ids)))
+        return pl.DataFrame([pl.Series("customer_key", keys, dtype=pl.String)])
