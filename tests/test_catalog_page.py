@@ -68,3 +68,17 @@ def test_the_consent_total_says_why_it_exceeds_the_sources(
     total = counts.loc[t("consent.all", "zh"), "customers"]
     assert total > counts.drop(t("consent.all", "zh"))["customers"].sum()
     assert any("只在线索中出现" in c.value for c in at.caption)
+
+
+def test_hovering_the_lineage_shows_names_not_node_ids(company: Settings) -> None:
+    """Graphviz writes each node's id (source:crm, query:funnel) as its SVG title, which a browser shows on hover;
+    every node and edge carries a tooltip of its own, in the page's words."""
+    from functools import partial
+
+    from dashboard.components.catalog_view import _node_name, lineage_dot
+
+    dot = lineage_dot(load_inventory(company).lineage, partial(_node_name, lang="zh"))
+    drawn = [line for line in dot.splitlines() if line.startswith('"')]
+    assert drawn and all("tooltip=" in line for line in drawn)
+    tips = [line.split('tooltip="', 1)[1].split('"', 1)[0] for line in drawn]
+    assert "CRM 销售手工录入 → 线索" in tips and not [tip for tip in tips if ":" in tip]

@@ -129,11 +129,11 @@ def lineage_dot(lineage: pl.DataFrame, name: Callable[[str, str], str] = lambda 
     shapes = {"source": "cylinder", "view": "box", "table": "box3d", "query": "note", "page": "tab"}
     nodes = sorted({n for e in edges for n in e})
     lines = ["digraph lineage {", "rankdir=LR; node [fontsize=10];"]
+    shown = {n: name(*n.split(":", 1)).replace('"', "'") for n in nodes}
+    # a tooltip of its own on every node and edge: a browser shows the SVG title (the node's id) on hover otherwise
     for n in nodes:
-        kind, value = n.split(":", 1)
-        shown = name(kind, value).replace('"', "'")
-        lines.append(f'"{n}" [label="{shown}", shape={shapes[kind]}];')
-    lines += [f'"{a}" -> "{b}";' for a, b in sorted(edges)]
+        lines.append(f'"{n}" [label="{shown[n]}", tooltip="{shown[n]}", shape={shapes[n.split(":", 1)[0]]}];')
+    lines += [f'"{a}" -> "{b}" [tooltip="{shown[a]} → {shown[b]}"];' for a, b in sorted(edges)]
     return "\n".join([*lines, "}"])
 
 
