@@ -13,6 +13,7 @@ from argon2 import PasswordHasher
 from streamlit.testing.v1 import AppTest
 
 from dashboard.access import auth
+from dashboard.components.explore_builder import dim_label
 from dashboard.components.explore_result import export_table
 from dashboard.core import audit
 from dashboard.core.config import CONFIG_ENV, Settings
@@ -187,3 +188,25 @@ def test_a_shared_link_shows_each_user_their_own_permissions(
     assert len(phones) == 60 and not any(UNMASKED["phone"].search(p) for p in phones)
     sales = signed_in(accounts, monkeypatch, "sales", view)
     assert not sales.metric and sales.error  # Explore is not a sales page: refused, nothing shown
+
+
+@pytest.mark.parametrize(
+    ("model", "column", "codes", "named"),
+    [
+        ("orders", "status", {"A", "B", "C"}, {"已完成", "部分处理", "未处理", "销售", "退货", "已取消"}),
+        ("interactions", "kind", {"click", "service request", "wecom_chat"}, {"点击", "上门拜访", "电话沟通"}),
+        ("customers", "rfm_segment", {"champion", "at_risk"}, {"重要价值", "流失风险"}),
+        ("customers", "value_tier", {"high", "low"}, {"高价值", "低价值"}),
+    ],
+)
+def test_coded_dimensions_are_shown_by_their_names(
+    small_demo: Settings, monkeypatch: pytest.MonkeyPatch, model: str, column: str, codes: set[str], named: set[str]
+) -> None:
+    """The demo's order statuses (SAP's A/B/C, the POS's 销售/退货), interaction kinds and golden customers' RFM
+    segments and value tiers, grouped in Explore in Chinese: by the names the Customer 360 page gives them."""
+    at = open_explore(small_demo, monkeypatch, view=encode(Spec(model, (Dim(column),), ("count",))))
+    at.sidebar.radio[0].set_value("zh").run()
+    assert not at.exception, at.exception
+    shown = set(table(at)[dim_label(column, "zh")].to_list())
+    assert not codes & shown, shown
+    assert named & shown, shown

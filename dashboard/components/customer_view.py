@@ -105,9 +105,10 @@ def header(profile: dict, lang: Lang, churn: pl.DataFrame | None = None) -> None
     with tags:
         st.badge(labels.value("lifecycle", profile["lifecycle_stage"], lang), icon=":material/flag:", color="blue")
         if profile["rfm_segment"]:
-            st.badge(t(f"c360.rfm.{profile['rfm_segment']}", lang), icon=":material/insights:", color="violet")
+            segment = labels.value("rfm", profile["rfm_segment"], lang)
+            st.badge(t("c360.rfm", lang, segment=segment), icon=":material/insights:", color="violet")
         if profile["value_tier"]:
-            st.badge(t(f"c360.tier.{profile['value_tier']}", lang), icon=":material/paid:", color="green")
+            st.badge(labels.value("value_tier", profile["value_tier"], lang), icon=":material/paid:", color="green")
         if churn is not None and not churn.is_empty():  # the churn scoring covers this customer
             risk = churn.row(0, named=True)
             st.badge(

@@ -58,16 +58,25 @@ def label(column: str, lang: str) -> str:
     return dim_label(column, lang)
 
 
-def _value_name(column: str, value: object, lang: str) -> str:
-    """A coded value by its name (搜索推广 for paid_search); others as they are."""
-    dimension = labels.COLUMNS.get(column)
+def value_dictionary(model: str, column: str) -> str | None:
+    """The value dictionary naming a model column's codes: the model's own (an order's status), else the one its
+    name says (channel)."""
+    own = MODELS[model].columns.get(column) if model in MODELS else None
+    return (own.labels if own else None) or labels.COLUMNS.get(column)
+
+
+def _value_name(model: str, column: str, value: object, lang: str) -> str:
+    """A coded value by its name (搜索推广 for paid_search, 已完成 for an order's status C); others as they are."""
+    dimension = value_dictionary(model, column)
     return labels.value(dimension, value, lang) if dimension else str(value)
 
 
-def filter_label(f: Filter, lang: str) -> str:
+def filter_label(model: str, f: Filter, lang: str) -> str:
     """``Channel in Paid search, website`` in the page's language."""
     values = [
-        v.isoformat() if isinstance(v, date) else _value_name(f.column, v, lang) for v in f.values if v is not None
+        v.isoformat() if isinstance(v, date) else _value_name(model, f.column, v, lang)
+        for v in f.values
+        if v is not None
     ]
     if f.op == "between":
         lo, hi = (v.isoformat() if isinstance(v, date) else ("…" if v is None else str(v)) for v in f.values)
@@ -199,7 +208,7 @@ def _filters(spec: Spec, lang: str) -> None:
     with st.expander(title, expanded=bool(spec.filters), icon=":material/filter_alt:"):
         for i, f in enumerate(spec.filters):
             text, remove = st.columns([6, 1], vertical_alignment="center")
-            text.text(filter_label(f, lang))
+            text.text(filter_label(spec.model, f, lang))
             remove.button(
                 t("explore.filter.remove", lang),
                 key=f"_ex_rm_{i}",
@@ -256,7 +265,7 @@ def _value_input(model: str, column: str, kind: str, op: str, lang: str) -> tupl
         options,
         key=f"{_K['fvals']}_{key}",
         accept_new_options=kind != "bool",
-        format_func=lambda v: _value_name(column, v, lang),
+        format_func=lambda v: _value_name(model, column, v, lang),
     )
     return tuple(picked)
 

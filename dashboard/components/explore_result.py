@@ -17,7 +17,7 @@ from plotly.subplots import make_subplots
 
 from dashboard.components import charts, data, fmt
 from dashboard.components import labels as values
-from dashboard.components.explore_builder import _K, dim_label, filter_label, label, measure_label
+from dashboard.components.explore_builder import _K, dim_label, filter_label, label, measure_label, value_dictionary
 from dashboard.components.export_buttons import audited, export_header
 from dashboard.components.tables import pandas_frame
 from dashboard.i18n import t
@@ -129,14 +129,14 @@ def _named(frame: pl.DataFrame, spec: Spec, lang: str, grains: tuple[str, ...] |
         if d.grain and (grains is None or d.grain in grains):
             named = [_period_text(v, d.grain, lang) for v in frame[d.key].to_list()]
             out.append(pl.Series(d.key, named, dtype=pl.String))
-        elif not d.grain and d.column in values.COLUMNS and frame[d.key].dtype == pl.String:
-            out.append(values.expr(values.COLUMNS[d.column], d.key, lang).alias(d.key))
+        elif not d.grain and (named_by := value_dictionary(spec.model, d.column)) and frame[d.key].dtype == pl.String:
+            out.append(values.expr(named_by, d.key, lang).alias(d.key))
     return frame.with_columns(out) if out else frame
 
 
 def _pivot_dimension(spec: Spec) -> str | None:
     """The value dictionary of the pivoted dimension (its values become column names)."""
-    return values.COLUMNS.get(spec.pivot or "")
+    return value_dictionary(spec.model, spec.pivot) if spec.pivot else None
 
 
 def _styled(frame: pl.DataFrame, spec: Spec, lang: str) -> Any:
@@ -286,7 +286,7 @@ def view_rows(spec: Spec, lang: str, as_of: tuple[str, str] | None = None) -> li
     ]
     if spec.pivot:
         rows.append((t("explore.pivot", lang), dim_label(spec.pivot, lang)))
-    rows += [(t("explore.filter", lang), filter_label(f, lang)) for f in spec.filters]
+    rows += [(t("explore.filter", lang), filter_label(spec.model, f, lang)) for f in spec.filters]
     if not spec.filters:
         rows.append((t("explore.filter", lang), t("filter.all", lang)))
     if as_of:

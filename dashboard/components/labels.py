@@ -18,6 +18,8 @@ COLUMNS: dict[str, str] = {
     "stage": "stage",
     "furthest_stage": "stage",
     "lifecycle_stage": "lifecycle",
+    "rfm_segment": "rfm",
+    "value_tier": "value_tier",
     "risk_band": "risk_band",
     "consent": "consent",
     "segment": "segment",

@@ -39,7 +39,8 @@ DATABASE_KINDS = ("postgres", "mysql")
 # the coded dimensions a [labels.<dimension>] table may name (dashboard/i18n/values.py labels each)
 LABEL_DIMENSIONS = (
     "channel", "stage", "lifecycle", "category", "kind", "outcome", "risk_band", "segment", "record_kind",
-    "match_rule", "entity", "source_kind", "source", "region", "status", "classification", "consent",
+    "match_rule", "entity", "source_kind", "source", "region", "status", "classification", "consent", "rfm",
+    "value_tier",
 )  # fmt: skip
 # Keys that only some kinds take: a key given for another kind is a mistake worth naming.
 _KIND_KEYS = {

@@ -48,6 +48,19 @@ VALUES: dict[str, dict[str, dict[str, str]]] = {
         "lead": _t("线索", "Lead"),
         "contact": _t("联系人", "Contact"),
     },
+    "rfm": {  # a golden customer's RFM segment (derived/golden.py)
+        "champion": _t("重要价值", "Champion"),
+        "loyal": _t("忠诚", "Loyal"),
+        "at_risk": _t("流失风险", "At risk"),
+        "new": _t("新客", "New"),
+        "hibernating": _t("沉睡", "Hibernating"),
+        "needs_attention": _t("需关注", "Needs attention"),
+    },
+    "value_tier": {  # a golden customer's value tier (derived/golden.py)
+        "high": _t("高价值", "High value"),
+        "medium": _t("中价值", "Medium value"),
+        "low": _t("低价值", "Low value"),
+    },
     "category": {  # the Customer 360 timeline's kinds of event
         "lead": _t("线索", "Lead"),
         "stage": _t("阶段变化", "Stage change"),

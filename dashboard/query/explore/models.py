@@ -46,6 +46,9 @@ class Column:
     kind: str  # text | number | date | bool
     joins: tuple[str, ...] = ()
     dimension: bool = True  # ids and amounts are filters, not dimensions
+    # the value dictionary (dashboard/i18n/values.py with cockpit.toml's [labels]) that names its codes, where the
+    # column's name does not say it (the pages name a channel column's codes by the name "channel")
+    labels: str | None = None
 
 
 PRECISION = {"count": 0, "money": 0, "pct": 1, "number": 2}  # a unit's usual decimals (pct: of the percentage)
@@ -162,7 +165,7 @@ def _orders() -> Model:
     cols = {
         "source_system": Column("t.source_system", "text"),
         "product": Column("t.product", "text"),
-        "status": Column("t.status", "text"),
+        "status": Column("t.status", "text", labels="kind"),  # as the Customer 360 timeline names an order
         **_golden_columns(("g",)),
         "ordered_at": Column("t.ordered_at", "date"),
         "amount": Column("t.amount", "number", dimension=False),
@@ -183,7 +186,7 @@ def _orders() -> Model:
 def _interactions() -> Model:
     cols = {
         "channel": Column("t.channel", "text"),
-        "kind": Column("t.kind", "text"),
+        "kind": Column("t.kind", "text", labels="kind"),
         "outcome": Column("t.outcome", "text"),
         "source_system": Column("t.source_system", "text"),
         **_golden_columns(),
