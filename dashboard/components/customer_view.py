@@ -186,7 +186,8 @@ def attributes(values: pl.DataFrame, lang: Lang) -> None:
                 st.badge(t("c360.conflict", lang, n=rows.height), icon=":material/warning:", color="orange")
     conflicts = values.filter(pl.col("conflict"))
     if not conflicts.is_empty():
-        with st.expander(t("c360.conflicts", lang, n=conflicts["attribute"].n_unique())):
+        n = conflicts["attribute"].n_unique()
+        with st.expander(t("c360.conflicts.one", lang) if n == 1 else t("c360.conflicts", lang, n=n)):
             shown = conflicts.select(
                 "attribute", "value", "chosen", "source_system", "snapshot_id", "sources", "records"
             )

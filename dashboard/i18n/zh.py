@@ -608,6 +608,7 @@ STRINGS: dict[str, str] = {
     "c360.provenance": "快照 {snapshot}，记录 {record}",
     "c360.conflict": "{n} 个不同值",
     "c360.conflicts": "各系统在 {n} 个属性上不一致：全部取值",
+    "c360.conflicts.one": "各系统在 1 个属性上不一致：全部取值",
     "c360.records": "关联的来源记录（{n}）",
     "c360.timeline": "时间线",
     "c360.timeline.filter": "显示",
