@@ -51,3 +51,18 @@ def test_cross_source_examples_name_sources_and_fields(small_demo: Settings, mon
     assert set(examples["field"]) == {"姓名"}
     shown = [e.split(": ")[0] for row in examples["examples"] for e in row]
     assert {"CRM 销售手工录入", "ERP 订单与合同"} <= set(shown) and not {"crm", "erp", "web_forms"} & set(shown)
+
+
+def _emoji(ch: str) -> bool:
+    """A character only an emoji font draws (✅ ⛔ 🗑, the emoji variation selector)."""
+    return ord(ch) >= 0x1F000 or ch in "\u2705\u26d4\ufe0f"
+
+
+def test_the_validation_history_marks_statuses_with_symbols_every_font_draws(
+    company: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_page(company, monkeypatch, "zh")
+    history = next(d.value for d in at.dataframe if "expectations" in d.value.columns)
+    statuses = set(history["status"])
+    assert "✓ 已发布" in statuses, statuses
+    assert not [s for s in statuses if any(_emoji(ch) for ch in s)], statuses

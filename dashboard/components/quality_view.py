@@ -23,7 +23,9 @@ from dashboard.pipeline.data_docs import site_dir, site_status
 
 ALL = "(all)"
 HEALTH_PLACES = 1  # the decimals of a health score's parts (completeness, validity, conformance)
-_STATUS_ICON = {"published": "✅", "quarantined": "⛔", "published_anyway": "⚠️", "discarded": "🗑️"}
+# symbols the page's fonts draw (DejaVu, Noto CJK): an emoji is an empty box on a machine without an emoji font
+# (Debian's chromium on a wall screen, CI)
+_STATUS_ICON = {"published": "✓", "quarantined": "✗", "published_anyway": "⚠", "discarded": "⊘"}
 
 
 def health_tiles(lang: str) -> None:
