@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from dashboard.core.config import Settings
 from dashboard.core.store import Store
-from dashboard.pipeline.standardize import RECORD_ORDER, record_order
+from dashboard.pipeline.standardize import RECORD_ORDER, record_order, sort_staged
 from dashboard.query.security import SYSTEM, Principal
 from dashboard.query.warehouse import Warehouse
 
@@ -61,6 +61,14 @@ def test_keys_sharing_a_long_prefix_are_still_ordered(tmp_path: Path) -> None:
     path = tmp_path / "refs.parquet"
     frame.sort(record_order(frame, ("customer_ref",))).write_parquet(path, row_group_size=100)
     assert _groups_that_may_hold(path, "customer_ref", "CUSTOMER-2026-000050") == 1
+
+
+def test_the_staged_order_keeps_equal_keys_in_the_order_they_came() -> None:
+    calls = CALLS.sample(fraction=1.0, shuffle=True, seed=7)  # customers' calls interleaved, ties everywhere
+    staged = sort_staged(calls, ("customer_ref", "lead_id"))
+    assert staged.equals(calls.sort(record_order(calls, ("customer_ref", "lead_id")), maintain_order=True))
+    first = staged.filter(pl.col("customer_ref") == "KH00007")
+    assert first["occurred_at"].to_list() == calls.filter(pl.col("customer_ref") == "KH00007")["occurred_at"].to_list()
 
 
 def test_the_refresh_publishes_each_customers_rows_side_by_side(small_demo: Settings) -> None:

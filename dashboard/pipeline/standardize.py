@@ -425,10 +425,24 @@ def sort_staged(keep: pl.DataFrame, order: tuple[str, ...] | str | None) -> pl.D
     """Kept rows in the order a snapshot stages them: by record keys (RECORD_ORDER's ``order``), by one column
     (nulls last) or as they came; ties in the rows' order."""
     if isinstance(order, tuple):
-        return keep.sort(record_order(keep, order), maintain_order=True)
+        keys = keep.select(key.alias(f"k{i}") for i, key in enumerate(record_order(keep, order)))
+        return keep.gather(_stable_order(keys))
     if isinstance(order, str):
         return keep.sort(order, nulls_last=True, maintain_order=True)
     return keep
+
+
+def _stable_order(keys: pl.DataFrame) -> pl.Series:
+    """The row positions that sort ``keys`` (integer columns, most significant first), ties in the rows' order:
+    one stable sort per key from the last, each a one-column sort (polars' sort by several columns compares them
+    row by row: 2.3M CRM stage events 1.3 CPU-s by both keys at once, 0.25 this way, the same order)."""
+    at: pl.Series | None = None
+    for name in reversed(keys.columns):
+        key = keys.get_column(name) if at is None else keys.get_column(name).gather(at)
+        by = key.to_frame().select(pl.arg_sort_by(name, maintain_order=True)).to_series()
+        at = by if at is None else at.gather(by)
+    assert at is not None, "record_order gives one key at least"
+    return at
 
 
 def record_order(frame: pl.DataFrame, keys: tuple[str, ...]) -> list[pl.Expr]:
