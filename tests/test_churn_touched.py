@@ -177,3 +177,36 @@ def test_tied_customers_rank_alike_whatever_keys_the_build_gave_them(
     assert ties.height > 100, ties.height  # ties there are, across keys whose order the renaming reverses
     assert runs[0]["customer_key"].to_list() == theirs["customer_key"].to_list()
     assert_frame_equal(runs[0], theirs)
+
+
+def test_a_rescore_takes_the_kept_first_records_and_an_older_builds_rows_without_them_serve_alike(
+    demo: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """churn_rows keeps each customer's first record (the tie-break): a rescore of a few touched customers takes the
+    others' from it, and a build whose rows lack the column (an older one) reads every link's instead; both serve
+    the same order, ties included (the served risk coarsened as above, so that many tie)."""
+    served = churn._served
+    monkeypatch.setattr(churn, "_served", lambda risk, ranking: np.round(served(risk, ranking), 2))
+    store = Store(demo.data_path)
+    manifest = store.read_manifest()
+    derived = manifest["derived"]
+    kept = churn.load_fit(store.abs(derived["churn_fit"]["file"]))
+    assert kept is not None
+    rows_file, scores_file = store.abs(derived["churn_fit"]["rows"]), store.abs(derived["tables"]["churn_scores"])
+    rows = pl.read_parquet(rows_file)
+    assert rows[churn.FIRST_COLUMN].null_count() < rows.height // 2  # most customers have a customer record
+    meta = {k: v for k, v in pl.read_parquet_metadata(rows_file).items() if k in ("day", "latest", "horizon", "bgnbd")}
+    older = tmp_path / "older_rows.parquet"
+    rows.drop(churn.FIRST_COLUMN).write_parquet(older, metadata=meta)
+    touched = rows.select("customer_key").sample(30, seed=1)
+    links = pl.read_parquet(store.abs(derived["tables"]["identity_links"]))
+    runs = []
+    for path in (rows_file, older):
+        with work_connection(demo) as con:
+            attach_entities(con, store, manifest)
+            runs.append(churn.run(con, demo, links, kept=kept, rows=churn.KeptRows(path, scores_file, touched)))
+    assert runs[0].touched == runs[1].touched == 30
+    assert runs[0].scores.filter(pl.struct("expected_value_at_risk", "risk").is_duplicated()).height > 100
+    assert_frame_equal(runs[0].scores, runs[1].scores)
+    assert runs[0].rows is not None and runs[1].rows is not None
+    assert_frame_equal(runs[0].rows, runs[1].rows)

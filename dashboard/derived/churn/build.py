@@ -75,6 +75,9 @@ FIT_FILE = "churn_fit.pkl"  # the fitted model a build scored with, beside its t
 # last day read and their horizon in the file's metadata: a rescore the same day makes only the touched again.
 ROWS_FILE = "churn_rows.parquet"
 SCORE_COLUMNS = ("score_ranking", "score_risk")  # ROWS_FILE's: each customer's score and risk before _served
+# ROWS_FILE's: each customer's first record (features.FIRST_RECORDS_SQL), the served order's tie-break, kept so that a
+# rescore reads it for the touched customers only (a file without it: every link's, as before)
+FIRST_COLUMN = "first_record"
 REASON_COLUMNS = ("reason_codes", "reasons_zh", "reasons_en")
 METHODS: tuple[str, ...] = ("model", "recency", "bgnbd")
 # Why the served method serves (the model card's serve_reason; the page and CLI translate the code):
@@ -470,11 +473,13 @@ def _scores(
     settings: Settings,
     run: ChurnRun,
     owners: tuple[pl.DataFrame, pl.DataFrame] | None = None,
+    first: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """``frame``: the customers as the served method saw them; ``risk``: the served risk, ``reasons`` their
     reasons (_score), in their order. ``owners``: the owner and region of the customers not touched (a kept
     build's) and the touched customers (customer_key); ``reasons`` None: both of ``owners``' frames hold the
-    customers' reasons too, joined by key (the kept customers' are not joined with their features again)."""
+    customers' reasons too, joined by key (the kept customers' are not joined with their features again).
+    ``first``: their first records (customer_key, FIRST_COLUMN; None: read from every link)."""
     cfg, h = settings.churn, run.horizon_days
     pace = pl.col("spend_2y").clip(lower_bound=0) / pl.col("tenure_days").clip(h, VALUE_WINDOW_DAYS) * h
     band = (
@@ -516,7 +521,7 @@ def _scores(
         lists, out = reasons.select(REASON_COLUMNS), out.with_row_index(_REASONS_ROW)
     out = (
         out.join(attrs, on="customer_key", how="left")
-        .join(churn_features.first_records(con), on="customer_key", how="left")
+        .join(first if first is not None else churn_features.first_records(con), on="customer_key", how="left")
         .sort(
             "expected_value_at_risk",
             "risk",
@@ -728,8 +733,9 @@ def run(
     churn_features.drop_days(con)
     ranking, risk, reasons = _score(frame, final, run_.method, run_.train_horizon_days)
     run_.scored = frame.height
-    run_.scores = _scores(con, frame, _served(risk, ranking), reasons, settings, run_)
-    run_.rows = frame.with_columns(pl.Series(SCORE_COLUMNS[0], ranking), pl.Series(SCORE_COLUMNS[1], risk))
+    records = churn_features.first_records(con)
+    run_.scores = _scores(con, frame, _served(risk, ranking), reasons, settings, run_, first=records)
+    run_.rows = _rows(frame, ranking, risk, records)
     run_.card = _card(run_, metrics, bins, extra, per_method)
     run_.fit = KeptFit(
         h, run_.method, run_.status, run_.reason, run_.train_horizon_days, list(run_.notes), run_.card, final, today
@@ -769,12 +775,14 @@ def _rescore(
     kept: KeptFit,
     raw: pl.DataFrame | None,
     same: _Untouched | None = None,
+    first: pl.DataFrame | None = None,
 ) -> ChurnRun:
     """``run``'s customers scored with a kept fit: ``raw``, their features at ``run_.day`` of the horizon it was
     trained on (BG/NBD's figures fitted on these customers, as a fitting run does before it scores), its
     method, status and model card (as of that day, with the customers scored). With ``same``, when BG/NBD's
     fit on ``raw`` is the one its rows were made with, only the touched customers are scored; ``raw`` None:
-    ``same.everyone()``, made only when BG/NBD is fitted again or everyone scored."""
+    ``same.everyone()``, made only when BG/NBD is fitted again or everyone scored. ``first``: every customer's
+    first record (None: read from every link)."""
     h, th = run_.horizon_days, kept.train_horizon_days
     run_.method, run_.status, run_.reason, run_.train_horizon_days = kept.method, kept.status, kept.reason, th
     run_.notes = list(kept.notes)
@@ -801,14 +809,23 @@ def _rescore(
         run_.scored = frame.height
         if same is not None:
             owners = (same.scores.select("customer_key", "owner", "region"), same.touched.to_frame())
-    run_.scores = _scores(con, frame, _served(risk, ranking), reasons, settings, run_, owners)
-    run_.rows = frame.with_columns(pl.Series(SCORE_COLUMNS[0], ranking), pl.Series(SCORE_COLUMNS[1], risk))
+    first = first if first is not None else churn_features.first_records(con)
+    run_.scores = _scores(con, frame, _served(risk, ranking), reasons, settings, run_, owners, first)
+    run_.rows = _rows(frame, ranking, risk, first)
     # the fit's card (its backtest, when it was trained), for the customers scored now
     run_.card = kept.card.with_columns(
         pl.lit(run_.as_of, pl.Date).alias("as_of"), pl.lit(frame.height, pl.Int64).alias("customers_scored")
     )
     run_.fit = kept
     return run_
+
+
+def _rows(frame: pl.DataFrame, ranking: F64, risk: F64, first: pl.DataFrame) -> pl.DataFrame:
+    """ROWS_FILE's rows: ``frame`` with each customer's score, risk and first record."""
+    records = frame.select("customer_key").join(first, on="customer_key", how="left", maintain_order="left")
+    return frame.with_columns(
+        pl.Series(SCORE_COLUMNS[0], ranking), pl.Series(SCORE_COLUMNS[1], risk), records[FIRST_COLUMN]
+    )  # the one column joined: not every feature gathered
 
 
 def _raw(raw: pl.DataFrame | None, same: _Untouched | None) -> pl.DataFrame:
@@ -885,7 +902,11 @@ def _rescore_touched(
     )  # fmt: skip
     same_inputs = _same_bgnbd_inputs(every.filter(~unchanged), new)
     same = _Untouched(kept_rows, scores.filter(unchanged), made[1], touched, new, same_inputs)
-    _rescore(con, settings, run_, kept, None, same)
+    records = None  # the kept customers' first records and the touched customers' (FIRST_RECORDS_SQL for them only)
+    if FIRST_COLUMN in kept_rows.columns:
+        kept_records = kept_rows.select("customer_key", FIRST_COLUMN)
+        records = pl.concat([kept_records, churn_features.first_records(con, few=True)])
+    _rescore(con, settings, run_, kept, None, same, records)
     say(f"churn: {run_.scored} of {run_.scores.height} customers scored again (BG/NBD's fit {_same_fit(run_, same)})")
     return run_
 

@@ -515,9 +515,18 @@ GROUP BY customer_key
 """
 
 
-def first_records(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+# The same for a rescore's touched customers (churn_touched: their keys), on the connection: their links are there
+FEW_FIRST_RECORDS_SQL = FIRST_RECORDS_SQL.replace(
+    "WHERE record_kind", "WHERE customer_key IN (SELECT customer_key FROM churn_touched) AND record_kind"
+)
+assert FEW_FIRST_RECORDS_SQL != FIRST_RECORDS_SQL  # the filter found
+
+
+def first_records(con: duckdb.DuckDBPyConnection, few: bool = False) -> pl.DataFrame:
     """customer_key → first_record (FIRST_RECORDS_SQL), for every linked customer of the build (where another
-    engine made the keys: made there, day_tables_from)."""
+    engine made the keys: made there, day_tables_from); ``few``: a rescore's touched customers' (on ``con``)."""
+    if few:
+        return con.sql(FEW_FIRST_RECORDS_SQL).pl()
     days = _DAY_TABLES.get()
     return days.first_records(con) if days is not None else con.sql(FIRST_RECORDS_SQL).pl()
 
