@@ -68,6 +68,13 @@ def test_date_formats_and_excel_serials(text: str) -> None:
     assert parse.parse_datetime(pl.Series([text])).to_list() == [datetime(2024, 3, 5)]
 
 
+def test_seconds_with_and_without_fractions_in_one_column() -> None:
+    texts = ["2024-03-05 14:02:07", "2024-03-05 14:02:07.25", "2024-03-05T14:02:07.5", "2024-03-05T14:02:07"] * 3
+    parsed = parse.parse_datetime(pl.Series(texts))
+    assert parsed.dt.microsecond().to_list() == [0, 250_000, 500_000, 0] * 3
+    assert parsed.dt.second().unique().to_list() == [7]
+
+
 def test_id_number_check_digit_and_email() -> None:
     _, valid = parse.normalize_id_number(pl.Series(["11010519491231002x", "110105194912310021"]))
     assert valid.to_list() == [True, False]
