@@ -210,3 +210,13 @@ def test_coded_dimensions_are_shown_by_their_names(
     shown = set(table(at)[dim_label(column, "zh")].to_list())
     assert not codes & shown, shown
     assert named & shown, shown
+
+
+def test_a_pie_writes_each_share_at_one_decimal() -> None:
+    from dashboard.components.explore_result import figure
+    from dashboard.query.explore.models import Result
+
+    rows = pl.DataFrame({"status": ["销售", "C", "退货"], "count": [4630, 2669, 62]})
+    spec = Spec("orders", (Dim("status"),), ("count",), chart="pie")
+    pie = figure(Result(spec, rows, {"count": 7361}, False, {}), "pie", "zh").data[0]
+    assert pie.texttemplate == "%{percent:.1%}" and "%{percent:.1%}" in pie.hovertemplate

@@ -209,7 +209,8 @@ def figure(result: Result, chart: str, lang: str) -> go.Figure:
         fig = px.pie(pandas_frame(rows), names=keys[0], values=spec.measures[0], labels=labels)
         value = "%{value:" + _axis(measures[0])["hoverformat"] + "}"
         prefix = "¥" if measures[0].unit == "money" else ""
-        fig.update_traces(hovertemplate=f"%{{label}}: {prefix}{value} (%{{percent}})<extra></extra>")
+        share = "%{percent:.1%}"  # a share at one decimal, as every rate on the pages (plotly's own: 0.829%, 61.9%)
+        fig.update_traces(texttemplate=share, hovertemplate=f"%{{label}}: {prefix}{value} ({share})<extra></extra>")
     elif chart == "scatter" and len(spec.measures) == 2:
         first, second = spec.measures
         fig = px.scatter(pandas_frame(rows), x=first, y=second, color=other, hover_name=keys[0], labels=labels)
