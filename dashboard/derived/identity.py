@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +30,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from dashboard.core.config import Settings
-from dashboard.core.duck import attach_entities, bounded_connection
+from dashboard.core.duck import attach_entities, bounded_connection, process_share, size_bytes
 from dashboard.core.errors import ConfigError
 from dashboard.core.parse import clean_name, normalize_phone, pinyin, pinyin_readings, remember_readings
 from dashboard.core.store import Manifest, Store
@@ -568,7 +569,7 @@ def predict(
     # every named record is a candidate: the named records are the sample's population and the frequencies' total
     named = int(feats["named"].sum()) if sample is not None else int(feats["name"].is_not_null().sum())
     k = max(1, named // model.train_records)
-    with bounded_connection(model.memory_limit, model.spill_root, shared=True) as con:
+    with _scoring_connection(model) as con:
         if sample is None:
             con.register("identity_features", feats.to_arrow())
             con.execute(f"CREATE TABLE identity_records AS SELECT * FROM identity_features WHERE {CANDIDATES}")
@@ -621,6 +622,23 @@ def predict(
         lap("predict")
         model.stats["pairs_linked"] = pairs.height
         return pairs
+
+
+# What Splink's DuckDB gets at least (within the model's memory_limit), however much the process holds: at large a
+# full build's process held 4.2 GiB when scoring every candidate pair, which left a shared connection its 512 MiB
+# floor, and predict spilled (22 CPU-s, 14 s wall against 8 CPU-s with 1 GiB; the same pairs). Much of what the
+# process held then is what DuckDB's allocator kept of the records' reads, which this connection takes again.
+SCORING_MEMORY = 2**30
+
+
+def _scoring_connection(model: Model) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+    """The connection Splink trains and scores on: what the process leaves of ``model.memory_limit``, at least
+    SCORING_MEMORY (or the limit, when smaller); spilling under ``model.spill_root`` past it."""
+    if not model.memory_limit:
+        return bounded_connection(None, model.spill_root)
+    floor = min(SCORING_MEMORY, size_bytes(model.memory_limit))
+    share = max(size_bytes(process_share(model.memory_limit)), floor)
+    return bounded_connection(f"{share // 2**20}MiB", model.spill_root)
 
 
 class _Laps:
@@ -1307,7 +1325,7 @@ def _predict_with(feats: pl.DataFrame, model: Model, score: Scorer | None = None
             .group_by("name")
             .len("n")
         )
-    with bounded_connection(model.memory_limit, model.spill_root, shared=True) as con:
+    with _scoring_connection(model) as con:
         con.register("identity_features", feats.to_arrow())
         con.execute(f"CREATE TABLE identity_records AS SELECT * FROM identity_features WHERE {CANDIDATES}")
         con.unregister("identity_features")
