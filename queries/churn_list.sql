@@ -1,7 +1,7 @@
 -- name: churn_list
 -- description: The churn warning list: customers ranked by expected revenue at risk (risk × their revenue per horizon at their own pace), with their name and company (golden record) and the top three reasons in the chosen language.
 -- params: owner:str?, region:str?, segment:str?, band:str?, lang:str?, limit:int?
--- columns: rank, customer_key, name, company, owner, region, segment, risk, risk_band, expected_value_at_risk, days_inactive, orders, order_revenue, reason_1, reason_2, reason_3, consent
+-- columns: rank, customer_key, name, company, owner, region, segment, risk, risk_band, expected_value_at_risk, days_inactive, order_days, order_revenue, reason_1, reason_2, reason_3, consent
 -- lang: en or zh (default zh); band: high, medium or low; segment: high, mid, low or none (value tiers of the last year's spend).
 -- consent: the golden customer's marketing consent, yes, no or unknown; the page and the reports leave 'no' out of the outreach list.
 SELECT
@@ -16,7 +16,7 @@ SELECT
     s.risk_band,
     s.expected_value_at_risk,
     s.days_inactive,
-    s.orders,
+    s.orders AS order_days,  -- days with an order before the as-of date (the model's feature), not orders
     s.revenue AS order_revenue,  -- the customer's orders before the as-of date (订单收入), not won-deal amount
     CASE WHEN $lang = 'en' THEN reasons_en[1] ELSE reasons_zh[1] END AS reason_1,
     CASE WHEN $lang = 'en' THEN reasons_en[2] ELSE reasons_zh[2] END AS reason_2,

@@ -246,7 +246,7 @@ def test_a_single_order_long_ago_ranks_high_a_steady_monthly_buyer_low(shop_run:
     assert (current > risk["shop:STEADY"]).mean() > 0.6 and risk["shop:STEADY"] < 0.3
     once = scores.filter(pl.col("customer_key") == "shop:ONCE").row(0, named=True)
     assert once["risk_band"] == "high"
-    assert {"only one order, 300 days ago", "1 order, ¥300 in total, over 300 days"} & set(once["reasons_en"])
+    assert {"only one order, 300 days ago", "orders on 1 day, ¥300 in total, over 300 days"} & set(once["reasons_en"])
 
 
 def test_expected_value_at_risk_is_risk_times_value_and_orders_the_list(shop_run: churn.ChurnRun) -> None:

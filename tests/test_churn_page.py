@@ -235,3 +235,20 @@ def test_the_page_says_on_what_evidence_the_method_serves(shop: Settings, monkey
     for lang in ("en", "zh"):
         at = _churn_page(shop, monkeypatch, lang)
         assert why_serving(card, lang) in [str(m.value) for m in at.markdown]  # type: ignore[attr-defined]
+
+
+def test_the_list_counts_days_with_an_order_and_names_the_column_so(shop: Settings) -> None:
+    """The model's order feature counts days with an order; the list calls it that (下单天数), so it is not
+    read as Customer 360's order count (two orders on one day: one day, two orders)."""
+    orders = pl.read_csv(shop.base_dir / "orders.csv")
+    days = orders.group_by("customer").agg(pl.col("date").n_unique().alias("days"), pl.len().alias("orders"))
+    assert (days["days"] < days["orders"]).any()  # some customers ordered twice on a day
+    from dashboard.query.warehouse import Warehouse
+
+    listed = Warehouse(shop).run_query("churn_list", {"lang": "zh"}, user=SYSTEM)
+    assert "order_days" in listed.columns and "orders" not in listed.columns
+    keys = {_golden_key(shop, ref): ref for ref in ("STEADY", "ONCE", *days.sort("orders")["customer"].tail(3))}
+    by_ref = dict(zip(days["customer"], days["days"], strict=True))
+    got = dict(zip(listed["customer_key"], listed["order_days"], strict=True))
+    assert {ref: got[key] for key, ref in keys.items()} == {ref: by_ref[ref] for ref in keys.values()}
+    assert (t("col.order_days", "zh"), t("col.order_days", "en")) == ("下单天数", "Days with an order")

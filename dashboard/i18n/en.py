@@ -82,6 +82,7 @@ STRINGS: dict[str, str] = {
     "col.expected_value_at_risk": "Revenue at risk",
     "col.days_inactive": "Days inactive",
     "col.orders": "Orders",
+    "col.order_days": "Days with an order",
     "col.reason_1": "Reason 1",
     "col.reason_2": "Reason 2",
     "col.reason_3": "Reason 3",

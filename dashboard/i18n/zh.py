@@ -74,6 +74,7 @@ STRINGS: dict[str, str] = {
     "col.expected_value_at_risk": "预计流失收入",
     "col.days_inactive": "未活跃天数",
     "col.orders": "订单数",
+    "col.order_days": "下单天数",
     "col.reason_1": "原因一",
     "col.reason_2": "原因二",
     "col.reason_3": "原因三",

@@ -87,7 +87,7 @@ def _texts(lang: str, h: int) -> dict[str, tuple[pl.Expr, pl.Expr]]:
         _int("contacts_previous"),
         _int("contact_recency_days"),
     )
-    n_orders, tenure = _n("order_days", lang, "order", "orders"), _int("tenure_days")
+    n_orders, tenure = _n("order_days", lang, "day", "days"), _int("tenure_days")
 
     def f(zh_t: str, en_t: str, *args: pl.Expr) -> pl.Expr:
         return pl.format(zh_t if zh else en_t, *args)
@@ -123,8 +123,8 @@ def _texts(lang: str, h: int) -> dict[str, tuple[pl.Expr, pl.Expr]]:
         .then(f("成为客户 {} 天，还没有购买", "no purchase in {} days as a customer", tenure))
         .otherwise(
             f(
-                "累计 {} 单、{}，历时 {} 天",
-                "{}, {} in total, over {} days",
+                "累计 {} 天有下单、{}，历时 {} 天",
+                "orders on {}, {} in total, over {} days",
                 n_orders,
                 _money("monetary", lang),
                 tenure,
