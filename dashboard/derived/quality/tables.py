@@ -397,5 +397,5 @@ def _key_ranks(keys: pl.Series) -> tuple[pl.Series, pl.Series]:
     if keys.is_sorted():
         runs = keys.rle()
         return keys.rle_id().alias(keys.name), runs.struct.field("value").alias(keys.name)
-    distinct = keys.unique().sort()
+    distinct = keys.drop_nulls().unique().sort()  # an empty key has no rank (and stays empty)
     return (keys.rank("dense") - 1).cast(pl.UInt32).alias(keys.name), distinct
