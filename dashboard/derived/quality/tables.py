@@ -394,7 +394,7 @@ def _key_ranks(keys: pl.Series) -> tuple[pl.Series, pl.Series]:
     """(each key's rank among the distinct keys, from 0 in the text's order; the distinct keys in that order).
     The build writes its links in key order, where the ranks are the runs of equal keys (a rank of unsorted
     text costs ~20x more)."""
-    if keys.is_sorted():
+    if not keys.null_count() and keys.is_sorted():
         runs = keys.rle()
         return keys.rle_id().alias(keys.name), runs.struct.field("value").alias(keys.name)
     distinct = keys.drop_nulls().unique().sort()  # an empty key has no rank (and stays empty)
