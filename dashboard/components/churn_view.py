@@ -35,7 +35,12 @@ LIST_ROW_HEIGHT = 72
 # the list's numbers as the grid shows them and the export writes them (rounded to what is shown)
 RISK_PLACES = 1  # a churn probability's decimals: 12.3%, in the list, its export, the tiles and the card
 AUC_PLACES = 3  # AUC and Brier score: three decimals (0.812)
-KINDS: dict[str, Kind] = {"risk": "pct", "expected_value_at_risk": "money", "order_revenue": "money", "order_days": "count"}
+KINDS: dict[str, Kind] = {
+    "risk": "pct",
+    "expected_value_at_risk": "money",
+    "order_revenue": "money",
+    "order_days": "count",
+}
 LIST_HEIGHT = 40 + 8 * LIST_ROW_HEIGHT
 
 

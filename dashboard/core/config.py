@@ -140,6 +140,7 @@ class TableConfig(_Strict):
                     )
         return self
 
+
 Share = Annotated[float, Field(ge=0, le=1)]
 
 
