@@ -63,11 +63,11 @@ def process_rss() -> int:
         return 0
 
 
-def process_share(memory_limit: str) -> str:
+def process_share(memory_limit: str, floor: int = MIN_DUCKDB_MEMORY) -> str:
     """What DuckDB may use when ``memory_limit`` is the whole process's: the limit less what the process
-    holds now, at least 512 MiB and never more than the limit."""
+    holds now, at least ``floor`` bytes (512 MiB) and never more than the limit."""
     limit = size_bytes(memory_limit)
-    left = max(MIN_DUCKDB_MEMORY, limit - process_rss())
+    left = max(floor, limit - process_rss())
     return f"{min(left, limit) // 2**20}MiB"
 
 
@@ -113,16 +113,16 @@ def step_memory(
 
 @contextmanager
 def bounded_connection(
-    memory_limit: str | None, spill_root: Path | None, shared: bool = False
+    memory_limit: str | None, spill_root: Path | None, shared: bool = False, floor: int = MIN_DUCKDB_MEMORY
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB held to ``memory_limit``: past it, DuckDB spills to a folder of its own under
     ``spill_root`` (removed on close) instead of growing to 80 % of the machine's memory, its default.
     Measured at large: the golden records alone took 16 GB without a limit. ``shared``: the limit is the
-    whole process's, so DuckDB gets what the process does not already hold (at least 512 MiB)."""
+    whole process's, so DuckDB gets what the process does not already hold (at least ``floor``, 512 MiB)."""
     config: dict[str, Any] = {}
     spill: Path | None = None
     if memory_limit:
-        config["memory_limit"] = process_share(memory_limit) if shared else memory_limit.replace(" ", "")
+        config["memory_limit"] = process_share(memory_limit, floor) if shared else memory_limit.replace(" ", "")
     if spill_root is not None:
         spill_root.mkdir(parents=True, exist_ok=True)
         spill = Path(tempfile.mkdtemp(prefix="duckdb-", dir=spill_root))

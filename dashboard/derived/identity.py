@@ -30,7 +30,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from dashboard.core.config import Settings
-from dashboard.core.duck import attach_entities, bounded_connection, process_share, size_bytes
+from dashboard.core.duck import attach_entities, bounded_connection
 from dashboard.core.errors import ConfigError
 from dashboard.core.parse import clean_name, normalize_phone, pinyin, pinyin_readings, remember_readings
 from dashboard.core.store import Manifest, Store
@@ -634,11 +634,7 @@ SCORING_MEMORY = 2**30
 def _scoring_connection(model: Model) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
     """The connection Splink trains and scores on: what the process leaves of ``model.memory_limit``, at least
     SCORING_MEMORY (or the limit, when smaller); spilling under ``model.spill_root`` past it."""
-    if not model.memory_limit:
-        return bounded_connection(None, model.spill_root)
-    floor = min(SCORING_MEMORY, size_bytes(model.memory_limit))
-    share = max(size_bytes(process_share(model.memory_limit)), floor)
-    return bounded_connection(f"{share // 2**20}MiB", model.spill_root)
+    return bounded_connection(model.memory_limit, model.spill_root, shared=True, floor=SCORING_MEMORY)
 
 
 class _Laps:
