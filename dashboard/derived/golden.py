@@ -590,26 +590,18 @@ def touched_customers(
 def _numbered(links: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """``links`` with each customer_key replaced by its rank among the keys (golden_keys: cid → customer_key).
     The statements then group, join and sort 4-byte integers where the 13-character keys are past DuckDB's
-    12-byte inlined strings; ranked in the keys' order, so ordering by the number orders by the key. golden_keys
-    also holds each key as its first character and the rest (k_head, k_tail: _keyed's sort carries those)."""
+    12-byte inlined strings; ranked in the keys' order, so ordering by the number orders by the key."""
     keys = links.select(pl.col("customer_key").unique().sort()).with_row_index("cid")
     numbered = links.join(keys, on="customer_key").drop("customer_key").rename({"cid": "customer_key"})
-    key = pl.col("customer_key")
-    return numbered, keys.with_columns(key.str.head(1).alias("k_head"), key.str.slice(1).alias("k_tail"))
+    return numbered, keys
 
 
 def _keyed(sql: str) -> str:
     """``sql``'s rows (customer_key: a golden_keys cid) with the customer's key, in the same columns, in key
-    order (sorted by the number: the same order, an integer to compare instead of a string). The sort carries the
-    key in two parts, each within DuckDB's 12 inlined bytes for a 13-character key, and the projection over the
-    sorted rows (which keeps their order) joins them: at large, customer_attributes' COPY (9.1M rows, DuckDB at
-    1 GiB) 16.9-17.8 -> 15.3-16.2 CPU-s."""
-    return f"""SELECT n.k_head || n.k_tail AS customer_key, n.* EXCLUDE (k_head, k_tail)
-    FROM (
-        SELECT k.k_head, k.k_tail, n.* EXCLUDE (customer_key)
-        FROM ({sql}) AS n JOIN golden_keys AS k ON k.cid = n.customer_key
-        ORDER BY n.customer_key
-    ) AS n"""
+    order (sorted by the number: the same order, an integer to compare instead of a string)."""
+    return f"""SELECT k.customer_key, n.* EXCLUDE (customer_key)
+    FROM ({sql}) AS n JOIN golden_keys AS k ON k.cid = n.customer_key
+    ORDER BY n.customer_key"""
 
 
 def _merged(
