@@ -230,7 +230,8 @@ def test_a_kept_fit_scores_as_the_run_that_fitted_it_and_rescores_new_activity(
     later = churn.run(warehouse_con(back, calls), SETTINGS, NO_LINKS, as_of=AS_OF, kept=kept)
     assert_frame_equal(later.card, shop_run.card)  # not fitted again
     before, now = (r.scores.filter(pl.col("customer_key") == "shop:ONCE").row(0, named=True) for r in (shop_run, later))
-    assert (before["days_inactive"], now["days_inactive"]) == (300, 2)
+    # ordered on AS_OF - 300 and AS_OF - 2, scored at AS_OF (data up to AS_OF - 1): 299 and 1 days without activity
+    assert (before["days_inactive"], now["days_inactive"]) == (299, 1)
     assert now["risk"] < before["risk"]
 
     (tmp_path / "broken.pkl").write_bytes(b"not a fit")
@@ -246,7 +247,7 @@ def test_a_single_order_long_ago_ranks_high_a_steady_monthly_buyer_low(shop_run:
     assert (current > risk["shop:STEADY"]).mean() > 0.6 and risk["shop:STEADY"] < 0.3
     once = scores.filter(pl.col("customer_key") == "shop:ONCE").row(0, named=True)
     assert once["risk_band"] == "high"
-    assert {"only one order, 300 days ago", "orders on 1 day, ¥300 in total, over 300 days"} & set(once["reasons_en"])
+    assert {"only one order, 299 days ago", "orders on 1 day, ¥300 in total, over 300 days"} & set(once["reasons_en"])
 
 
 def test_expected_value_at_risk_is_risk_times_value_and_orders_the_list(shop_run: churn.ChurnRun) -> None:
@@ -464,14 +465,14 @@ def test_a_cohort_whose_leavers_complain_is_served_the_model_trained_on_shorter_
     assert card["model"]["auc"] > max(card["recency"]["auc"], card["bgnbd"]["auc"]) + 0.05
     got = future_auc(run, active)
     assert got["served"] >= got["recency"] + 0.05, got
-    # Its reasons speak of the windows it was trained on (the only contacts here are complaints, and the
+    # Its reasons speak of the windows it was trained on (the only interactions here are complaints, and the
     # model credits either feature), and its risk is the chance of churn in 180 days.
     s = run.scores
     recent = calls.filter(pl.col("date") >= pl.lit(as_of - timedelta(days=90)).cast(pl.Datetime("us")))  # type: ignore[union-attr]
     complained = s.filter(pl.col("customer_key").is_in(("shop:" + recent["customer"]).to_list()))
     assert complained.height > 50 and complained["risk"].min() > 0.9  # type: ignore[operator]
     first = complained["reasons_en"].list.first()
-    assert first.str.contains(r"^(1|\d+) (contact|complaint)s? in the last 90 days").all(), first.to_list()
+    assert first.str.contains(r"^(1|\d+) (interaction|complaint)s? in the last 90 days").all(), first.to_list()
     churned = ~s["customer_key"].str.strip_prefix("shop:").is_in(list(active))
     assert float(s["risk"].mean() or 0) == pytest.approx(float(churned.mean() or 0), abs=0.05)  # type: ignore[arg-type]
     assert card["model"]["calibration_predicted"] and sum(card["model"]["calibration_customers"]) == 3000

@@ -80,6 +80,8 @@ def ref_features_at(con: duckdb.DuckDBPyConnection, t: int, horizon: int) -> pl.
             pl.col("overdue_amount").fill_null(0.0),
             pl.col("overdue_contracts").fill_null(0),
             pl.col("overdue_days").fill_null(0.0),
+            pl.col("channels_recent").fill_null(0),  # no interaction: no channel (an order is none)
+            pl.col("channels_year").fill_null(0),
         )
     )
     gap = pl.when(pl.col("order_days") > 1).then(pl.col("order_span") / (pl.col("order_days") - 1))

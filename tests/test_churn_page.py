@@ -252,3 +252,32 @@ def test_the_list_counts_days_with_an_order_and_names_the_column_so(shop: Settin
     got = dict(zip(listed["customer_key"], listed["order_days"], strict=True))
     assert {ref: got[key] for key, ref in keys.items()} == {ref: by_ref[ref] for ref in keys.values()}
     assert (t("col.order_days", "zh"), t("col.order_days", "en")) == ("下单天数", "Days with an order")
+
+
+def test_days_without_an_order_are_counted_to_the_data_s_last_day_alike_everywhere(shop: Settings) -> None:
+    """Orders dated to the day, scored the day after the data: a customer who ordered on the data's last day has 0
+    days without one, not 1, in the list, on Customer 360 and in the reasons' words (issue 22, trust)."""
+    from dashboard.query.warehouse import Warehouse
+
+    orders = pl.read_csv(shop.base_dir / "orders.csv", try_parse_dates=True)
+    last_day = orders["date"].max()
+    counted = orders.group_by("customer").agg((pl.lit(last_day) - pl.col("date").max()).dt.total_days().alias("days"))
+    expected = {_golden_key(shop, ref): days for ref, days in counted.iter_rows()}
+    warehouse = Warehouse(shop)
+    listed = warehouse.run_query("churn_list", {"lang": "en"}, user=SYSTEM)
+    assert listed.height == len(expected)
+    assert dict(zip(listed["customer_key"], listed["days_inactive"], strict=True)) == expected
+    assert 0 in expected.values()
+    said = {}
+    for row in listed.iter_rows(named=True):
+        for reason in (row["reason_1"], row["reason_2"], row["reason_3"]):
+            m = re.match(r"(?:no order in|only one order,) (\d+) days?", reason or "")
+            if m:
+                said[row["customer_key"]] = int(m[1])
+            elif reason and reason.startswith(("last order on the data's last day", "only one order, on the data's")):
+                said[row["customer_key"]] = 0
+    assert said and said == {key: expected[key] for key in said}
+    for ref in ("ONCE", orders.filter(pl.col("date") == last_day)["customer"][0]):
+        key = _golden_key(shop, ref)
+        profile = warehouse.run_query("customer_churn", {"customer_key": key, "lang": "en"}, user=SYSTEM)
+        assert profile["days_inactive"].to_list() == [expected[key]], ref

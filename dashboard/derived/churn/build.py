@@ -67,7 +67,7 @@ from dashboard.derived.churn import bgnbd as churn_bgnbd
 from dashboard.derived.churn import features as churn_features
 from dashboard.derived.churn import model as churn_model
 from dashboard.derived.churn.features import FEATURES
-from dashboard.derived.churn.reasons import REASON_CODES, group_weights, top_reasons
+from dashboard.derived.churn.reasons import REASON_CODES, days_counted, group_weights, top_reasons
 
 CHURN_TABLES: tuple[str, ...] = ("churn_scores", "churn_model")
 FIT_FILE = "churn_fit.pkl"  # the fitted model a build scored with, beside its tables: later refreshes rescore with it
@@ -543,7 +543,7 @@ def _scores(
         "expected_value_at_risk",
         "value_at_stake",
         "last_activity_at",
-        pl.col("recency_days").floor().cast(pl.Int64).alias("days_inactive"),
+        days_counted(pl.col("recency_days")).alias("days_inactive"),  # as the reasons count them
         pl.col("order_days").cast(pl.Int64).alias("orders"),
         pl.col("monetary").alias("revenue"),
         "reason_codes",

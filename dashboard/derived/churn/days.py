@@ -76,7 +76,7 @@ class DayArrays:
     prev_contact: I64  # ... with a contact
     last_order_d: F64
     last_contact_d: F64
-    channel_cid: NDArray[np.int32]  # the events' customers, channels (numbered) and days
+    channel_cid: NDArray[np.int32]  # the interactions' customers, channels (numbered) and days
     channel: NDArray[np.int32]  # its channel's number
     channel_day: F64
     channels: int
@@ -94,13 +94,14 @@ class DayArrays:
         amount = _f64(ev, "amount")
         amount = np.where(np.isnan(amount), 0.0, amount)  # only orders have one; a null one adds nothing
         negative = np.asarray(ev.column("negative").to_numpy(zero_copy_only=False), dtype=np.int32)
-        names = ev.column("channel").combine_chunks().dictionary_encode()
+        order, contact = cat == 0, cat > 0
+        # the channels of interactions only (features.CHANNEL_DAYS_SQL: an order is no channel)
+        names = ev.column("channel").filter(pa.array(contact)).combine_chunks().dictionary_encode()
         channel = np.asarray(names.indices.to_numpy(zero_copy_only=False), dtype=np.int32)
         del ev
         new_day = np.ones(cid.size, dtype=bool)
         new_day[1:] = (cid[1:] != cid[:-1]) | (day[1:] != day[:-1])
         at = np.flatnonzero(new_day)  # each day's first event: the days in (cid, day) order
-        order, contact = cat == 0, cat > 0
 
         def per_day(values: NDArray[np.generic], ufunc: np.ufunc = np.add) -> NDArray[np.generic]:
             return ufunc.reduceat(values, at) if at.size else np.zeros(0, dtype=values.dtype)
@@ -128,9 +129,9 @@ class DayArrays:
             prev_contact=_last_at_or_before(~np.isnan(last_contact_d)),
             last_order_d=last_order_d,
             last_contact_d=last_contact_d,
-            channel_cid=cid,
+            channel_cid=cid[contact],
             channel=channel,
-            channel_day=day,
+            channel_day=day[contact],
             channels=max(len(names.dictionary), 1),
             contracts=con.sql(_CONTRACTS).to_arrow_table(),
             key_ids=_int(ids, "cid"),

@@ -169,7 +169,7 @@ FROM (SELECT DISTINCT outcome FROM interactions WHERE outcome IS NOT NULL)
 _KEYED_ROWS = f"""
 WITH ev AS (
     SELECT source_system, customer_ref, epoch(ordered_at) / 86400.0 AS d, 0 AS cat,
-           source_system AS channel, amount, false AS negative
+           CAST(NULL AS VARCHAR) AS channel, amount, false AS negative
     FROM orders WHERE customer_ref IS NOT NULL AND ordered_at IS NOT NULL
     UNION ALL
     SELECT i.source_system, i.customer_ref, epoch(i.occurred_at) / 86400.0,
@@ -206,10 +206,12 @@ SELECT cid, day, min(d) AS first_d, max(d) AS last_d,
 FROM churn_keyed
 GROUP BY cid, day
 """
-# per customer and channel: the days it was active there (channel mix)
+# per customer and channel: the days it had an interaction there (channel mix). An order is no channel: its
+# source system counted as one had the reasons say "active in 1 channel" beside "no interaction on record", and
+# name a channel Customer 360 does not list (its channels: the customer's leads' and interactions')
 CHANNEL_DAYS_SQL = """
 CREATE OR REPLACE TEMP TABLE churn_channel_days AS
-SELECT cid, channel, day FROM churn_keyed GROUP BY ALL
+SELECT cid, channel, day FROM churn_keyed WHERE cat > 0 GROUP BY ALL
 """
 
 # The per-day tables' columns: what another engine making them (derived/spark/steps.py) loads them as.
@@ -322,7 +324,7 @@ GROUP BY cid
 # A cutoff's features, channel mix and receivables by customer id, with the customer's key, in key order
 FEATURES_SQL = f"""
 SELECT i.customer_key, f.* EXCLUDE (cid),
-    ch.channels_recent, ch.channels_year,
+    coalesce(ch.channels_recent, 0) AS channels_recent, coalesce(ch.channels_year, 0) AS channels_year,
     coalesce(r.overdue_amount, 0.0) AS overdue_amount,
     coalesce(r.overdue_contracts, 0) AS overdue_contracts,
     coalesce(r.overdue_days, 0.0) AS overdue_days

@@ -55,6 +55,23 @@ def _int(col: str) -> pl.Expr:
     return pl.col(col).fill_null(0).round(0).cast(pl.Int64).cast(pl.String)
 
 
+def days_counted(days_before: pl.Expr) -> pl.Expr:
+    """An event's days before the score date (a feature: the score date's midnight less the event's time, in
+    days) as a person counts them from the event's day to the data's last day, the day before the score date:
+    0 for an event on that day, 1 for one the day before, at whatever time of day (the feature is 1.0 for an
+    order dated to the last day, 1.6 for one at 09:00 the day before)."""
+    return (days_before.ceil() - 1).clip(lower_bound=0).cast(pl.Int64)
+
+
+def _ago(col: str, lang: str, zh_text: str, en_text: str, zh_zero: str, en_zero: str) -> pl.Expr:
+    """A sentence naming ``col``'s days as counted (days_counted), its own wording for the data's last day."""
+    n = days_counted(pl.col(col))
+    if lang == "zh":
+        return pl.when(n == 0).then(pl.lit(zh_zero)).otherwise(pl.format(zh_text, n.cast(pl.String)))
+    many = pl.when(n == 1).then(pl.lit("1 day")).otherwise(pl.format("{} days", n.cast(pl.String)))
+    return pl.when(n == 0).then(pl.lit(en_zero)).otherwise(pl.format(en_text, many))
+
+
 def _n(col: str, lang: str, one: str, many: str) -> pl.Expr:
     """'1 order' / '3 orders' in English; the bare number in Chinese (the unit is in the sentence)."""
     if lang == "zh":
@@ -80,24 +97,31 @@ def _texts(lang: str, h: int) -> dict[str, tuple[pl.Expr, pl.Expr]]:
     """reason code → (text, applies): the sentence for each customer, and whether it makes sense as a reason."""
     zh = lang == "zh"
     hs, h2 = str(h), str(2 * h)
-    r, g, ro = _int("recency_days"), _int("mean_gap_days"), _int("order_recency_days")
+    g = _int("mean_gap_days")
     a, b = _n("orders_recent", lang, "order", "orders"), _int("orders_previous")
-    ca, cb, cr = (
-        _n("contacts_recent", lang, "contact", "contacts"),
-        _int("contacts_previous"),
-        _int("contact_recency_days"),
-    )
+    ca, cb = _n("contacts_recent", lang, "interaction", "interactions"), _int("contacts_previous")
     n_orders, tenure = _n("order_days", lang, "day", "days"), _int("tenure_days")
 
     def f(zh_t: str, en_t: str, *args: pl.Expr) -> pl.Expr:
         return pl.format(zh_t if zh else en_t, *args)
 
+    # days since the last order or interaction as a person counts them to the data's last day (days_counted)
+    last_activity = _ago("recency_days", lang, "在 {} 天前", "{} ago", "在数据的最后一天", "on the data's last day")
+    last_order = _ago("order_recency_days", lang, "在 {} 天前", "{} ago", "在数据的最后一天", "on the data's last day")
+    no_order_for = _ago(
+        "order_recency_days",
+        lang,
+        "已 {} 天未下单",
+        "no order in {}",
+        "最后一单在数据的最后一天",
+        "last order on the data's last day",
+    )
     inactivity = (
         pl.when(pl.col("order_recency_days").is_null())
-        .then(f("从未下单，最近一次互动在 {} 天前", "no order yet; last activity {} days ago", r))
+        .then(f("从未下单，最近一次互动{}", "no order yet; last interaction {}", last_activity))
         .when(pl.col("mean_gap_days").is_null())
-        .then(f("只下过一单，在 {} 天前", "only one order, {} days ago", ro))
-        .otherwise(f("已 {} 天未下单，以往约每 {} 天一单", "no order in {} days, usually one every {} days", ro, g))
+        .then(f("只下过一单，{}", "only one order, {}", last_order))
+        .otherwise(f("{}，以往约每 {} 天一单", "{}, usually one every {} days", no_order_for, g))
     )
     trend = (
         pl.when((pl.col("orders_recent") == 0) & (pl.col("orders_previous") == 0))
@@ -133,9 +157,9 @@ def _texts(lang: str, h: int) -> dict[str, tuple[pl.Expr, pl.Expr]]:
     )
     contacts = (
         pl.when(pl.col("contact_recency_days").is_null())
-        .then(pl.lit("没有任何互动记录" if zh else "no contact on record"))
+        .then(pl.lit("没有任何互动记录" if zh else "no interaction on record"))
         .when(pl.col("contacts_recent") == 0)
-        .then(f("已 {} 天没有互动", "no contact in {} days", cr))
+        .then(_ago("contact_recency_days", lang, "已 {} 天没有互动", "no interaction in {}", "", ""))  # never 0 here
         .when(pl.col("contacts_recent") < pl.col("contacts_previous"))
         .then(
             f(
@@ -169,14 +193,21 @@ def _texts(lang: str, h: int) -> dict[str, tuple[pl.Expr, pl.Expr]]:
             )
         ),
     )
-    channels = f(
-        "近 {} 天在 {} 个渠道活跃，近一年 {} 个",
-        "active in {} in the last {} days, {} in the past year",
-        *(
-            (pl.lit(hs), _int("channels_recent"), _int("channels_year"))
-            if zh
-            else (_n("channels_recent", lang, "channel", "channels"), pl.lit(hs), _int("channels_year"))
-        ),
+    # interactions' channels (an order is none: features.CHANNEL_DAYS_SQL), as Customer 360 lists a customer's
+    channels = (
+        pl.when(pl.col("channels_year") == 0)
+        .then(pl.lit("近一年没有在任何渠道互动" if zh else "no interaction in any channel in the past year"))
+        .otherwise(
+            f(
+                "近 {} 天在 {} 个渠道有互动，近一年 {} 个",
+                "interactions in {} in the last {} days, {} in the past year",
+                *(
+                    (pl.lit(hs), _int("channels_recent"), _int("channels_year"))
+                    if zh
+                    else (_n("channels_recent", lang, "channel", "channels"), pl.lit(hs), _int("channels_year"))
+                ),
+            )
+        )
     )
     yes = pl.lit(True)
     return {
