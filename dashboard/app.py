@@ -39,6 +39,7 @@ PAGES: tuple[tuple[str, str], ...] = (
     ("admin", ":material/admin_panel_settings:"),
     ("import_source", ":material/upload_file:"),
 )
+HOME = "home"
 _LAST_PAGE = "_last_page"
 _AFTER_SIGN_IN = "_after_sign_in"
 
@@ -55,14 +56,18 @@ def _remember_deep_link() -> None:
     except Exception:  # no browser connection
         url = None
     name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] if isinstance(url, str) else ""
-    st.session_state[_AFTER_SIGN_IN] = (name if name in dict(PAGES) else PAGES[0][0], _query())
+    st.session_state[_AFTER_SIGN_IN] = (name if name in dict(PAGES) else HOME, _query())
+
+
+def _home() -> None:
+    """The bare address: app.py sends the user on to their role's first page (run() below)."""
 
 
 def pages(lang: Lang) -> dict[str, st.Page]:
-    return {
-        name: st.Page(f"pages/{name}.py", title=t(f"page.{name}", lang), icon=icon, default=i == 0)
-        for i, (name, icon) in enumerate(PAGES)
-    }
+    """Every page under its own address (…/cockpit), so a bookmark or a reload opens it again; the bare
+    address is the home page, which opens none of them (Streamlit serves its default page only there)."""
+    every = {name: st.Page(f"pages/{name}.py", title=t(f"page.{name}", lang), icon=icon) for name, icon in PAGES}
+    return {HOME: st.Page(_home, title=t(f"page.{PAGES[0][0]}", lang), default=True), **every}
 
 
 def _audit_view(principal: Principal, action: str, page: str) -> None:
@@ -88,8 +93,10 @@ def run() -> None:
         wanted = st.session_state.pop(_AFTER_SIGN_IN, None)
         if wanted and (every[wanted[0]].url_path != page.url_path or wanted[1] != _query()):
             st.switch_page(every[wanted[0]], query_params=wanted[1])  # what the link named before sign-in
-        keep_in_browser()
         allowed = pages_for(principal.role)
+        if page.url_path == every[HOME].url_path:
+            st.switch_page(every[(*allowed, PAGES[0][0])[0]], query_params=_query())
+        keep_in_browser()
         with st.sidebar:
             for name in allowed:
                 st.page_link(every[name])

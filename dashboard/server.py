@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+from streamlit.runtime.pages_manager import PagesManager
 
 from dashboard.access import sessions
 from dashboard.core.config import Settings, find_config, load_settings
@@ -88,6 +89,9 @@ async def session_cookie(request: Request) -> Response:
 
 
 watchdog.feed_systemd()
+# app.py names the pages (st.navigation). Until a session first does, Streamlit would treat pages/ as its
+# folder of pages: every run drawing the file names as an English sidebar menu (under the sign-in form too).
+PagesManager.uses_pages_directory = False
 app = st.App(
     Path(__file__).with_name("app.py"),
     routes=[Route("/healthz", healthz), Route(f"/{sessions.COOKIE_ROUTE}", session_cookie, methods=["POST", "DELETE"])],
