@@ -78,7 +78,10 @@ def show(fig: go.Figure, key: str, kiosk: bool = False, on_click: Callable[[], N
     if kiosk:  # nobody clicks a wall
         config["displayModeBar"] = False
         scale = kiosk_scale()
-        fig.update_layout(height=KIOSK_HEIGHT * scale, font_size=KIOSK_FONT_SIZE * scale)
+        # every figure on a bar at the wall's one size: Plotly would shrink a label to its bar's thickness,
+        # so a leaderboard's labels inside their bars were smaller than the ones beside the short bars
+        size = KIOSK_FONT_SIZE * scale
+        fig.update_layout(height=KIOSK_HEIGHT * scale, font_size=size, uniformtext={"minsize": size, "mode": "show"})
         st.plotly_chart(fig, width="stretch", key=key, theme=None, config=config)
     elif on_click is None:
         st.plotly_chart(fig, width="stretch", key=key, config=config)

@@ -47,6 +47,9 @@ def leaderboard_figure(board: pl.DataFrame, lang: str, kiosk: bool) -> go.Figure
     fig.update_layout(yaxis_autorange="reversed", xaxis_tickprefix="¥", xaxis_tickformat=",.0f")
     if kiosk:  # the bars carry their figures; axis ticks are too small to read from afar
         fig.update_xaxes(showticklabels=False, showgrid=False)
+        # from each bar's start, so a figure longer than its bar runs on to its right (the wall draws every
+        # figure at one size, charts.show), never back over the names
+        fig.update_traces(textposition="inside", insidetextanchor="start")
     height = KIOSK_HEIGHT if kiosk else 70 + 30 * max(top.height, 3)
     return charts.layout(fig, t("tiles.leaderboard", lang, top=TOP), kiosk=kiosk, height=height)
 

@@ -32,6 +32,9 @@ TILE_VALUES = """() => [...document.querySelectorAll('[data-testid="stMetricValu
     const r = e.getBoundingClientRect();
     return {text: e.innerText.trim(), cut: e.scrollWidth > e.clientWidth + 1,
             visible: r.top >= 0 && r.bottom <= innerHeight + 1 && r.left >= 0 && r.right <= innerWidth + 1}; })"""
+# Each figure drawn on or beside a bar (the funnel's and the leaderboard's): its text and drawn height.
+BAR_FIGURES = """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"] .bartext')].map(e =>
+    [e.textContent, Math.round(e.getBoundingClientRect().height)])"""
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
@@ -53,6 +56,8 @@ def test_every_tile_whole_and_the_charts_on_one_screen(
             t("tiles.leaderboard", lang, top=10),
         ):
             assert page.get_by_text(title, exact=True).is_visible(), title
+        figures = page.evaluate(BAR_FIGURES)
+        assert len(figures) >= 10 and len({h for _, h in figures}) == 1, figures  # one size, inside or beside
         height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
         assert height <= viewport["height"], f"the wall scrolls: {height} px on a {viewport['height']} px screen"
         page.screenshot(path=str(artifacts / f"kiosk_{screen}_{lang}.png"))
