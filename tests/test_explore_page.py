@@ -13,6 +13,7 @@ from argon2 import PasswordHasher
 from streamlit.testing.v1 import AppTest
 
 from dashboard.access import auth
+from dashboard.components.drilldown import campaign_names
 from dashboard.components.explore_builder import dim_label
 from dashboard.components.explore_result import export_table
 from dashboard.core import audit
@@ -20,7 +21,8 @@ from dashboard.core.config import CONFIG_ENV, Settings
 from dashboard.ops.export import to_csv
 from dashboard.query.explore import views as explore_views
 from dashboard.query.explore.models import Dim, Filter, Spec, decode, encode
-from dashboard.query.security import ROLES
+from dashboard.query.security import ROLES, SYSTEM
+from dashboard.query.warehouse import Warehouse
 from tests.fixture_data import open_app_page
 from tests.test_security import UNMASKED
 
@@ -220,3 +222,20 @@ def test_a_pie_writes_each_share_at_one_decimal() -> None:
     spec = Spec("orders", (Dim("status"),), ("count",), chart="pie")
     pie = figure(Result(spec, rows, {"count": 7361}, False, {}), "pie", "zh").data[0]
     assert pie.texttemplate == "%{percent:.1%}" and "%{percent:.1%}" in pie.hovertemplate
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_leads_without_a_campaign_are_grouped_under_the_name_the_channels_page_gives_them(
+    small_demo: Settings, monkeypatch: pytest.MonkeyPatch, lang: str
+) -> None:
+    """The demo's call-centre leads carry no campaign (nor do some CRM ones): grouped by campaign in Explore they are
+    one group, named as the Channels page's drill-down names it, never a blank cell."""
+    at = open_explore(small_demo, monkeypatch, view=encode(Spec("leads", (Dim("campaign"),), ("count",))))
+    at.sidebar.radio[0].set_value(lang).run()
+    assert not at.exception, at.exception
+    shown = dict(table(at).rows())
+    assert not {"", None, "—"} & set(shown), shown
+    leads = Warehouse(small_demo).run_query("channel_leads", {"limit": 10**6}, user=SYSTEM)
+    without = leads.filter(pl.col("campaign") == "")
+    [name] = set(campaign_names(without, lang)["campaign"])  # as the drill-down's tables and chart show them
+    assert without.height > 0 and shown[name] == without.height

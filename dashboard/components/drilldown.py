@@ -27,8 +27,9 @@ LEAD_KINDS: dict[str, Kind] = {"created_at": "datetime", "won_amount": "money"}
 
 
 def campaign_names(frame: pl.DataFrame, lang: str) -> pl.DataFrame:
-    """Leads without a campaign are grouped under a name that says so, not an empty cell."""
-    return frame.with_columns(pl.col("campaign").replace("", t("drill.no_campaign", lang)).fill_null(""))
+    """Leads without a campaign are grouped under a name that says so (the value dictionary's, as in Explore),
+    not an empty cell."""
+    return frame.with_columns(labels.expr("campaign", "campaign", lang))
 
 
 def campaign_figure(campaigns: pl.DataFrame, lang: str) -> go.Figure:

@@ -343,7 +343,6 @@ STRINGS: dict[str, str] = {
     "drill.campaigns": "Campaigns of {channel}",
     "drill.campaigns_title": "Campaigns",
     "drill.campaign_chart": "Spend and won revenue per campaign",
-    "drill.no_campaign": "(no campaign)",
     "drill.leads": "Leads: the newest {shown} of {total}",
     "drill.leads_title": "Leads",
     "drill.masked": "Phone numbers are masked (138****8000).",

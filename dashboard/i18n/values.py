@@ -173,6 +173,9 @@ VALUES: dict[str, dict[str, dict[str, str]]] = {
         "external": _t("外部数据", "External"),
     },
     "region": {},  # the demo's regions are written in Chinese already; a company may code its own
+    "campaign": {  # campaigns are names already; the facts write a lead's or a cost's missing campaign as ""
+        "": _t("（无市场活动）", "(no campaign)"),
+    },
 }
 DIMENSIONS: tuple[str, ...] = tuple(VALUES)  # config.py's LABEL_DIMENSIONS names the same (a test holds it)
 
@@ -185,15 +188,16 @@ class ValueLabels:
     custom: Mapping[str, Mapping[str, Text]] = field(default_factory=dict)
 
     def label(self, dimension: str, code: object, lang: str) -> str:
-        """``code``'s label in ``lang``: the company's, the built-in one, else the code itself; "—" for none."""
-        if code is None or code == "":
+        """``code``'s label in ``lang``: the company's, the built-in one, else the code itself; "—" for none
+        (an empty code too, unless the dimension names it)."""
+        if code is None:
             return "—"
         key = str(code)
         for table in (self.custom.get(dimension, {}), VALUES.get(dimension, {})):
             text = table.get(key, {}).get(lang)
             if text:
                 return text
-        return key
+        return key or "—"
 
     def table(self, dimension: str, lang: str, codes: Iterable[str] = ()) -> dict[str, str]:
         """code → label for every code this dimension names (and ``codes``), for a vectorised replace."""

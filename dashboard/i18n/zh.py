@@ -320,7 +320,6 @@ STRINGS: dict[str, str] = {
     "drill.campaigns": "{channel} 的市场活动",
     "drill.campaigns_title": "市场活动",
     "drill.campaign_chart": "各市场活动的投放费用与赢单金额",
-    "drill.no_campaign": "（无市场活动）",
     "drill.leads": "线索：最新 {shown} 条，共 {total} 条",
     "drill.leads_title": "线索",
     "drill.masked": "手机号已脱敏（138****8000）。",
