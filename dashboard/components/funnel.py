@@ -49,8 +49,14 @@ def funnel_figure(rows: pl.DataFrame, title: str, lang: str) -> go.Figure:
             textinfo="text",
             marker={"color": charts.PALETTE[0]},
             hovertemplate="%{y}: %{x:,}<extra></extra>",
+            # the first stage's count in its bar, every later stage's figures beside its narrower bar, with room
+            # on the widest bar's right: Plotly squeezed what it placed inside (269 · 56.4% unreadably small)
+            textposition=["inside"] + ["outside"] * (len(text) - 1),
+            cliponaxis=False,
         )
     )
+    widest = float(rows["leads_reached"].max() or 1)
+    fig.update_xaxes(range=[-widest / 2, widest * 1.1])
     return charts.layout(fig, title)
 
 

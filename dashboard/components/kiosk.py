@@ -114,9 +114,7 @@ def screen(tiles: Sequence[Tile], board: pl.DataFrame, filters: Filters, as_of: 
 def wall_funnel(rows: pl.DataFrame, lang: str) -> go.Figure:
     """The whole company's funnel of the period, in the wall's colours."""
     title = t("funnel.chart", lang, scope=t("funnel.overall", lang))
-    fig = charts.layout(funnel_figure(rows, title, lang), title, kiosk=True)
-    widest = float(rows["leads_reached"][0])  # the first stage's bar; room on its right for the narrow ones' figures
-    return fig.update_traces(cliponaxis=False).update_xaxes(range=[-widest / 2, widest * 1.1])
+    return charts.layout(funnel_figure(rows, title, lang), title, kiosk=True)
 
 
 def trend_params(as_of: date) -> dict[str, object]:
