@@ -284,6 +284,17 @@ def test_cockpit_tiles(company: Settings, monkeypatch: pytest.MonkeyPatch, on_da
     assert "Customers at risk" not in shown_metrics  # churn is not built: no tile, no made-up number
 
 
+def test_the_leaderboard_table_ranks_the_reps_as_the_chart_and_lists_won_deals_without_an_owner_last(
+    small_demo: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo's unowned won deals outweigh every rep's (60 deals, ¥2,559,140): the line under the chart says they
+    are not ranked, so the table does not put them first."""
+    at = open_page(small_demo, monkeypatch, "cockpit")
+    owners = list(next(d for d in at.dataframe if "Owner" in d.value.columns).value["Owner"])
+    bars = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["y"]
+    assert owners[-1] == t("tiles.nobody", "en") and owners[: len(bars)] == bars, owners
+
+
 def test_a_short_leaderboard_is_drawn_without_empty_rows(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     """Three reps and the unowned deals: the table is as tall as its four rows (a sales user, who sees only
     their own row, saw it above five rows of nothing)."""

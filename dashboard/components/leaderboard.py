@@ -22,8 +22,10 @@ KINDS: dict[str, Kind] = {DEALS: "count", AMOUNT: "money"}
 
 
 def named(board: pl.DataFrame, lang: str) -> pl.DataFrame:
-    """The board as shown: won deals nobody owns under "无负责人" / "Unassigned" (the export keeps the query's)."""
-    return board.with_columns(pl.col("owner").replace(UNASSIGNED, t("tiles.nobody", lang)))
+    """The board as shown: the reps in their rank, then won deals nobody owns, not ranked, under "无负责人" /
+    "Unassigned" (the export keeps the query's)."""
+    last = board.sort(pl.col("owner") == UNASSIGNED, maintain_order=True)
+    return last.with_columns(pl.col("owner").replace(UNASSIGNED, t("tiles.nobody", lang)))
 
 
 def leaderboard_figure(board: pl.DataFrame, lang: str, kiosk: bool) -> go.Figure:
