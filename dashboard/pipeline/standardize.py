@@ -456,9 +456,10 @@ def record_order(frame: pl.DataFrame, keys: tuple[str, ...]) -> list[pl.Expr]:
     group = nulls[0] * 2  # one key: filled 0, empty 2
     if len(nulls) > 1:  # first only 0, both 1, second only 2, none 3
         group += pl.when(nulls[0] == 1).then(nulls[1]).otherwise(1 - nulls[1])
-    value = pl.coalesce([_unshared(frame, k) for k in keys]).fill_null("")
+    value = frame.select(pl.coalesce([_unshared(frame, k) for k in keys]).fill_null("")).to_series()
+    head = pl.lit(_key_head(value))
     # two integers, not three: the group in the first one's top two bits (a third key costs ~40 % more)
-    return [group * pl.lit(1 << 62, pl.UInt64) + _bytes_at(value, 0) // 4, _bytes_at(value, _KEY_BYTES - 1)]
+    return [group * pl.lit(1 << 62, pl.UInt64) + _bytes_at(head, 0) // 4, _bytes_at(head, _KEY_BYTES - 1)]
 
 
 def _unshared(frame: pl.DataFrame, column: str) -> pl.Expr:
@@ -467,7 +468,16 @@ def _unshared(frame: pl.DataFrame, column: str) -> pl.Expr:
     return pl.col(column).str.slice(parse.shared_prefix(str(values.min() or ""), str(values.max() or "")))
 
 
-def _bytes_at(text: pl.Expr, at: int) -> pl.Expr:
-    """_KEY_BYTES bytes of ``text`` from byte ``at`` (zero past its end), as a big-endian integer."""
-    padded = text.str.pad_end(at + _KEY_BYTES, "\x00").cast(pl.Binary)
-    return padded.bin.slice(at, _KEY_BYTES).bin.reinterpret(dtype=pl.UInt64, endianness="big")
+def _key_head(value: pl.Series) -> pl.Series:
+    """``value`` as bytes, zero-padded to the 2 * _KEY_BYTES - 1 the keys read where a value is shorter: only
+    those are padded (padding copies a text; WeChat's 5.8M openids need none, 1.17-1.37 -> 0.54-0.72 CPU-s for
+    both keys)."""
+    short = (value.str.len_bytes() < 2 * _KEY_BYTES - 1).arg_true()
+    if short.len():
+        value = value.scatter(short, value.gather(short).str.pad_end(2 * _KEY_BYTES - 1, "\x00"))
+    return value.cast(pl.Binary)
+
+
+def _bytes_at(head: pl.Expr, at: int) -> pl.Expr:
+    """_KEY_BYTES bytes of ``head`` (_key_head's) from byte ``at``, as a big-endian integer."""
+    return head.bin.slice(at, _KEY_BYTES).bin.reinterpret(dtype=pl.UInt64, endianness="big")
