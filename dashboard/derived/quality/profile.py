@@ -153,17 +153,30 @@ def profile_frame(
         agg = aggregate(sql, rules.used(sql))
     else:  # polars' SQL has no HyperLogLog: an estimate is each engine's own (polars' here, Spark's there)
         assert isinstance(frame, pl.DataFrame), "a scan's aggregates come from its engine"
-        sql = aggregate_sql(cols, rules, exact, estimates=False)
+        sql = aggregate_sql(cols, rules, exact - {key}, estimates=False)
         agg = pl.SQLContext({TABLE: frame}).execute(bind(sql, rules.used(sql)), eager=True).row(0, named=True)
         estimates = [
             pl.col(c.name).drop_nulls().approx_n_unique().alias(f"d_{c.name}") for c in cols if c.name not in exact
         ]
         agg |= frame.select(estimates).row(0, named=True) if estimates else {}
+        if key is not None:
+            agg[f"d_{key}"] = _distinct(frame.get_column(key))
     samples = _Samples(frame, rules, key, dictionary.personal(entity, key or ""))
     return pl.DataFrame([_record(c, agg, samples, entity, sources, dictionary) | {
         "source_system": source, "snapshot_id": snapshot_id, "entity": entity, "is_key": c.name == key,
         "distinct_exact": c.name in exact, "computed_at": now,
     } for c in cols], schema=SCHEMA)  # fmt: skip
+
+
+def _distinct(values: pl.Series) -> int:
+    """How many distinct values ``values`` holds besides null, exactly (SQL's count(DISTINCT)). A record key's
+    are usually all distinct, which their 64-bit hashes show for a fifth of the cost of comparing the texts
+    (5.8M WeChat message ids: 0.17 against 0.8 CPU-s): a collision can only make the hashes fewer, so as many
+    hashes as values means as many distinct values; else the values are counted."""
+    filled = values.drop_nulls() if values.null_count() else values
+    if filled.hash().n_unique() == filled.len():
+        return filled.len()
+    return filled.n_unique()
 
 
 def _record(
