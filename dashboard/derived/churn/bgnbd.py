@@ -38,9 +38,10 @@ class BGNBD:
         )
         return np.where(x > 0, expit(-log_odds), 1.0)
 
-    def p_none(self, t_days: float, x: F64, t_x: F64, big_t: F64) -> F64:
-        """P(no activity in the next ``t_days``): dead, or alive and silent (Gamma posterior of λ)."""
-        alive = self.p_alive(x, t_x, big_t)
+    def p_none(self, t_days: float, x: F64, t_x: F64, big_t: F64, alive: F64 | None = None) -> F64:
+        """P(no activity in the next ``t_days``): dead, or alive and silent (Gamma posterior of λ). ``alive``:
+        p_alive of the same customers, when the caller has it."""
+        alive = self.p_alive(x, t_x, big_t) if alive is None else alive
         silent = 1.0 - self.p_active_if_alive(t_days, x, big_t)
         return np.asarray(1.0 - alive + alive * silent, dtype=np.float64)
 
@@ -49,18 +50,19 @@ class BGNBD:
         tt, t = big_t / UNIT_DAYS, t_days / UNIT_DAYS
         return np.asarray(-np.expm1((self.r + x) * (np.log(self.alpha + tt) - np.log(self.alpha + tt + t))))
 
-    def expected(self, t_days: float, x: F64, t_x: F64, big_t: F64) -> F64:
-        """E[active days in the next ``t_days`` | x, t_x, T] (the paper's eq. 10)."""
+    def expected(self, t_days: float, x: F64, t_x: F64, big_t: F64, alive: F64 | None = None) -> F64:
+        """E[active days in the next ``t_days`` | x, t_x, T] (the paper's eq. 10); ``alive`` as p_none's."""
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
+        alive = self.p_alive(x, t_x, big_t) if alive is None else alive
         tt, t = big_t / UNIT_DAYS, t_days / UNIT_DAYS
         with np.errstate(all="ignore"):
             hyp = hyp2f1(r + x, b + x, a + b + x - 1, t / (alpha + tt + t))
             first = (a + b + x - 1) / (a - 1)
             second = 1 - ((alpha + tt) / (alpha + tt + t)) ** (r + x) * hyp
-            out = first * second * self.p_alive(x, t_x, big_t)
+            out = first * second * alive
         # The hypergeometric series loses precision for very active customers: there the posterior
         # rate times the chance of being alive is the same quantity to within the dropout in t.
-        simple = self.p_alive(x, t_x, big_t) * (r + x) / (alpha + tt) * t
+        simple = alive * (r + x) / (alpha + tt) * t
         ok = np.isfinite(out) & (out >= 0) & (out <= 4 * simple + 1)
         return np.asarray(np.where(ok, out, simple), dtype=np.float64)
 

@@ -176,10 +176,11 @@ def _with_bgnbd(
     Each customer's figures are their own numbers' (the fit aside): a part of the frame gets the same."""
     x, tx, big_t = bgnbd_data(frame)
     fitted = fitted or churn_bgnbd.fit(x, tx, big_t)
+    alive = fitted.p_alive(x, tx, big_t)  # once, not in each figure
     out = frame.with_columns(
-        pl.Series("bgnbd_expected", fitted.expected(horizon, x, tx, big_t)),
-        pl.Series("bgnbd_p_alive", fitted.p_alive(x, tx, big_t)),
-        pl.Series("bgnbd_p_none", fitted.p_none(horizon, x, tx, big_t)),
+        pl.Series("bgnbd_expected", fitted.expected(horizon, x, tx, big_t, alive)),
+        pl.Series("bgnbd_p_alive", alive),
+        pl.Series("bgnbd_p_none", fitted.p_none(horizon, x, tx, big_t, alive)),
     )
     if target is not None:
         growth = fitted.p_active_if_alive(target, x, big_t) / fitted.p_active_if_alive(horizon, x, big_t)
