@@ -93,8 +93,15 @@ def _money(col: str, lang: str) -> pl.Expr:
     return expr
 
 
-def _texts(lang: str, h: int) -> dict[str, tuple[pl.Expr, pl.Expr]]:
-    """reason code → (text, applies): the sentence for each customer, and whether it makes sense as a reason."""
+# A reason's sentence in cases, (when, sentence): a customer takes the first whose ``when`` holds (the last's always
+# does), and each sentence is written only for the customers who take it (a when/then chain formats every branch
+# for every customer).
+Cases = tuple[tuple[pl.Expr, pl.Expr], ...]
+_YES = pl.lit(True)
+
+
+def _texts(lang: str, h: int) -> dict[str, tuple[Cases, pl.Expr]]:
+    """reason code → (cases, applies): the sentence for each customer, and whether it makes sense as a reason."""
     zh = lang == "zh"
     hs, h2 = str(h), str(2 * h)
     g = _int("mean_gap_days")
@@ -116,69 +123,74 @@ def _texts(lang: str, h: int) -> dict[str, tuple[pl.Expr, pl.Expr]]:
         "最后一单在数据的最后一天",
         "last order on the data's last day",
     )
-    inactivity = (
-        pl.when(pl.col("order_recency_days").is_null())
-        .then(f("从未下单，最近一次互动{}", "no order yet; last interaction {}", last_activity))
-        .when(pl.col("mean_gap_days").is_null())
-        .then(f("只下过一单，{}", "only one order, {}", last_order))
-        .otherwise(f("{}，以往约每 {} 天一单", "{}, usually one every {} days", no_order_for, g))
+    inactivity: Cases = (
+        (
+            pl.col("order_recency_days").is_null(),
+            f("从未下单，最近一次互动{}", "no order yet; last interaction {}", last_activity),
+        ),
+        (pl.col("mean_gap_days").is_null(), f("只下过一单，{}", "only one order, {}", last_order)),
+        (_YES, f("{}，以往约每 {} 天一单", "{}, usually one every {} days", no_order_for, g)),
     )
-    trend = (
-        pl.when((pl.col("orders_recent") == 0) & (pl.col("orders_previous") == 0))
-        .then(f("近 {} 天没有下单", "no order in the last {} days", pl.lit(h2)))
-        .when(pl.col("orders_recent") < pl.col("orders_previous"))
-        .then(
+    trend: Cases = (
+        (
+            (pl.col("orders_recent") == 0) & (pl.col("orders_previous") == 0),
+            f("近 {} 天没有下单", "no order in the last {} days", pl.lit(h2)),
+        ),
+        (
+            pl.col("orders_recent") < pl.col("orders_previous"),
             f(
                 "近 {} 天下单 {} 次，此前 {} 天为 {} 次",
                 "{} in the last {} days, down from {} the {} days before",
                 *((pl.lit(hs), a, pl.lit(hs), b) if zh else (a, pl.lit(hs), b, pl.lit(hs))),
-            )
-        )
-        .otherwise(
+            ),
+        ),
+        (
+            _YES,
             f(
                 "近 {} 天下单 {} 次（此前 {} 天 {} 次）",
                 "{} in the last {} days ({} the {} days before)",
                 *((pl.lit(hs), a, pl.lit(hs), b) if zh else (a, pl.lit(hs), b, pl.lit(hs))),
-            )
-        )
+            ),
+        ),
     )
-    history = (
-        pl.when(pl.col("order_days") == 0)
-        .then(f("成为客户 {} 天，还没有购买", "no purchase in {} days as a customer", tenure))
-        .otherwise(
+    history: Cases = (
+        (pl.col("order_days") == 0, f("成为客户 {} 天，还没有购买", "no purchase in {} days as a customer", tenure)),
+        (
+            _YES,
             f(
                 "累计 {} 天有下单、{}，历时 {} 天",
                 "orders on {}, {} in total, over {} days",
                 n_orders,
                 _money("monetary", lang),
                 tenure,
-            )
-        )
+            ),
+        ),
     )
-    contacts = (
-        pl.when(pl.col("contact_recency_days").is_null())
-        .then(pl.lit("没有任何互动记录" if zh else "no interaction on record"))
-        .when(pl.col("contacts_recent") == 0)
-        .then(_ago("contact_recency_days", lang, "已 {} 天没有互动", "no interaction in {}", "", ""))  # never 0 here
-        .when(pl.col("contacts_recent") < pl.col("contacts_previous"))
-        .then(
+    contacts: Cases = (
+        (pl.col("contact_recency_days").is_null(), pl.lit("没有任何互动记录" if zh else "no interaction on record")),
+        (  # never 0 days here: none in the last h
+            pl.col("contacts_recent") == 0,
+            _ago("contact_recency_days", lang, "已 {} 天没有互动", "no interaction in {}", "", ""),
+        ),
+        (
+            pl.col("contacts_recent") < pl.col("contacts_previous"),
             f(
                 "近 {} 天互动 {} 次，此前 {} 天为 {} 次",
                 "{} in the last {} days, down from {}",
                 *((pl.lit(hs), ca, pl.lit(hs), cb) if zh else (ca, pl.lit(hs), cb)),
-            )
-        )
-        .otherwise(f("近 {} 天互动 {} 次", "{} in the last {} days", *((pl.lit(hs), ca) if zh else (ca, pl.lit(hs)))))
+            ),
+        ),
+        (_YES, f("近 {} 天互动 {} 次", "{} in the last {} days", *((pl.lit(hs), ca) if zh else (ca, pl.lit(hs))))),
     )
 
     def counted(
         col: str, unit: tuple[str, str], zh_some: str, en_some: str, zh_none: str | None, en_none: str | None
-    ) -> tuple[pl.Expr, pl.Expr]:
+    ) -> tuple[Cases, pl.Expr]:
         n = _n(col, lang, *unit)
         some = f(zh_some, en_some, *((pl.lit(hs), n) if zh else (n, pl.lit(hs))))
         if zh_none is None or en_none is None:
-            return some, pl.col(col) > 0
-        return pl.when(pl.col(col) > 0).then(some).otherwise(f(zh_none, en_none, pl.lit(hs))), pl.lit(True)
+            return ((_YES, some),), pl.col(col) > 0
+        return ((pl.col(col) > 0, some), (_YES, f(zh_none, en_none, pl.lit(hs)))), _YES
 
     overdue = f(
         "{} 份合同逾期未付 {}，最长逾期 {} 天",
@@ -194,10 +206,13 @@ def _texts(lang: str, h: int) -> dict[str, tuple[pl.Expr, pl.Expr]]:
         ),
     )
     # interactions' channels (an order is none: features.CHANNEL_DAYS_SQL), as Customer 360 lists a customer's
-    channels = (
-        pl.when(pl.col("channels_year") == 0)
-        .then(pl.lit("近一年没有在任何渠道互动" if zh else "no interaction in any channel in the past year"))
-        .otherwise(
+    channels: Cases = (
+        (
+            pl.col("channels_year") == 0,
+            pl.lit("近一年没有在任何渠道互动" if zh else "no interaction in any channel in the past year"),
+        ),
+        (
+            _YES,
             f(
                 "近 {} 天在 {} 个渠道有互动，近一年 {} 个",
                 "interactions in {} in the last {} days, {} in the past year",
@@ -206,15 +221,14 @@ def _texts(lang: str, h: int) -> dict[str, tuple[pl.Expr, pl.Expr]]:
                     if zh
                     else (_n("channels_recent", lang, "channel", "channels"), pl.lit(hs), _int("channels_year"))
                 ),
-            )
-        )
+            ),
+        ),
     )
-    yes = pl.lit(True)
     return {
-        "inactivity": (inactivity, yes),
-        "order_trend": (trend, yes),
-        "history": (history, yes),
-        "contacts": (contacts, yes),
+        "inactivity": (inactivity, _YES),
+        "order_trend": (trend, _YES),
+        "history": (history, _YES),
+        "contacts": (contacts, _YES),
         "complaints": counted(
             "complaints_recent", ("complaint", "complaints"), "近 {} 天投诉 {} 次", "{} in the last {} days", None, None
         ),
@@ -250,16 +264,38 @@ def _texts(lang: str, h: int) -> dict[str, tuple[pl.Expr, pl.Expr]]:
             None,
             None,
         ),
-        "channels": (channels, yes),
-        "receivables": (overdue, pl.col("overdue_contracts") > 0),
+        "channels": (channels, _YES),
+        "receivables": (((_YES, overdue),), pl.col("overdue_contracts") > 0),
     }
 
 
-def _applies(features: pl.DataFrame, texts: dict[str, tuple[pl.Expr, pl.Expr]]) -> NDArray[np.bool_]:
+def _applies(features: pl.DataFrame, texts: dict[str, tuple[Cases, pl.Expr]]) -> NDArray[np.bool_]:
     """(customers × reasons): whether each reason makes sense for the customer at all."""
     if not features.height:
         return np.zeros((0, len(REASON_CODES)), dtype=bool)
     return features.select([texts[code][1].alias(code) for code in REASON_CODES]).to_numpy().astype(bool)
+
+
+def _written(features: pl.DataFrame, who: NDArray[np.intp], zh: Cases, en: Cases) -> pl.DataFrame:
+    """The sentences (zh, en) of the rows ``who`` of ``features`` in that order, each case's only for the rows that
+    take it (the cases' whens are the same in both languages), from only the columns they read."""
+    exprs = [e for case in (*zh, *en) for e in case]
+    used = sorted(set().union(*(e.meta.root_names() for e in exprs)))
+    rows = (features.select(used) if used else features)[who]
+
+    def write(i: int, part: pl.DataFrame) -> pl.DataFrame:  # with_columns: a sentence without a column is repeated
+        return part.with_columns(zh[i][1].alias("zh"), en[i][1].alias("en")).select("zh", "en")
+
+    if len(en) == 1:
+        return write(0, rows)
+    took = rows.select(pl.coalesce(pl.when(w).then(pl.lit(i, pl.Int32)) for i, (w, _) in enumerate(en)))
+    case = took.to_series().to_numpy()
+    order = np.argsort(case, kind="stable")  # the rows grouped by case, each group in row order
+    ends = np.cumsum(np.bincount(case, minlength=len(en)))
+    parts = [write(i, rows[order[ends[i - 1] if i else 0 : ends[i]]]) for i in range(len(en))]
+    back = np.empty_like(order)
+    back[order] = np.arange(order.size)
+    return pl.concat(parts)[back]
 
 
 def top_reasons(features: pl.DataFrame, weights: NDArray[np.float64], horizon_days: int, k: int = 3) -> pl.DataFrame:
@@ -283,9 +319,7 @@ def top_reasons(features: pl.DataFrame, weights: NDArray[np.float64], horizon_da
     for j, code in enumerate(REASON_CODES):
         who = row[by_code[ends[j - 1] if j else 0 : ends[j]]]
         if who.size:
-            zh_text, en_text = texts["zh"][code][0], texts["en"][code][0]
-            used = sorted(set(zh_text.meta.root_names()) | set(en_text.meta.root_names()))
-            made = (features.select(used) if used else features)[who].select(zh_text.alias("zh"), en_text.alias("en"))
+            made = _written(features, who, texts["zh"][code][0], texts["en"][code][0])
             zh.append(made["zh"])
             en.append(made["en"])
     place = np.empty_like(by_code)
