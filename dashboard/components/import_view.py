@@ -5,6 +5,7 @@ add` (dashboard/sources/onboard.py, dashboard/pipeline/onboard.py). Admins only;
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from dataclasses import replace
@@ -95,6 +96,25 @@ def _preview(parts: list[onboard.Part], name: str, signature: str) -> None:
         st.session_state[_PROBLEM] = e.message
 
 
+# Streamlit writes the file picker's button and its size limit in English only ("Upload", "200MB per file"):
+# hidden, and the page's own words drawn in their place (our strings; nothing a user typed)
+_PICKER_CSS = """<style>
+[data-testid="stFileUploaderDropzone"] button [data-testid="stMarkdownContainer"],
+[data-testid="stFileUploaderDropzoneInstructions"] span { font-size: 0; visibility: hidden; }
+[data-testid="stFileUploaderDropzone"] button [data-testid="stMarkdownContainer"]::after,
+[data-testid="stFileUploaderDropzoneInstructions"] span::after { font-size: 0.875rem; visibility: visible; }
+[data-testid="stFileUploaderDropzone"] button [data-testid="stMarkdownContainer"]::after { content: BUTTON; }
+[data-testid="stFileUploaderDropzoneInstructions"] span::after { content: LIMIT; }
+</style>"""
+
+
+def _picker_text(lang: Lang, kinds: list[str]) -> None:
+    mb, shown = st.get_option("server.maxUploadSize"), ", ".join(kinds).upper()
+    button = json.dumps(t("import.upload.button", lang), ensure_ascii=False)
+    limit = json.dumps(t("import.upload.limit", lang, mb=mb, kinds=shown), ensure_ascii=False)
+    st.html(_PICKER_CSS.replace("BUTTON", button).replace("LIMIT", limit))
+
+
 def _input(lang: Lang, cfg: Settings) -> tuple[Path, Path] | None:
     """(the file to read now, where the source will read it): an upload is kept in a temporary folder until
     it is saved under imports/; a path is read where it is (relative to the config's folder)."""
@@ -108,6 +128,7 @@ def _input(lang: Lang, cfg: Settings) -> tuple[Path, Path] | None:
         path = Path(text) if Path(text).is_absolute() else cfg.base_dir / text
         return path, path
     kinds = sorted({s.lstrip(".") for s in SUFFIX_KINDS})
+    _picker_text(lang, kinds)
     upload = st.file_uploader(t("import.upload", lang), type=kinds)
     if upload is None:
         return None

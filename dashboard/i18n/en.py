@@ -704,6 +704,8 @@ STRINGS: dict[str, str] = {
     "import.path": "Path",
     "import.path_help": "A CSV, Excel, JSON Lines or Parquet file; relative to the folder of cockpit.toml.",
     "import.upload": "Export file",
+    "import.upload.button": "Upload",
+    "import.upload.limit": "Up to {mb} MB per file · {kinds}",
     "import.entity": "Entity",
     "import.decided": "(decided from the columns)",
     "import.table": "{entity} from {file}",

@@ -665,6 +665,8 @@ STRINGS: dict[str, str] = {
     "import.path": "路径",
     "import.path_help": "CSV、Excel、JSON Lines 或 Parquet 文件；相对于 cockpit.toml 所在目录。",
     "import.upload": "导出文件",
+    "import.upload.button": "选择文件",
+    "import.upload.limit": "每个文件不超过 {mb} MB · {kinds}",
     "import.entity": "数据实体",
     "import.decided": "（根据列自动判断）",
     "import.table": "{entity}（来自 {file}）",

@@ -25,6 +25,33 @@ def idle(page: Any) -> None:
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=PAGE_TIMEOUT_MS)
 
 
+# The file picker as a person reads it: its visible text (the icon's ligature aside) and the words drawn after it.
+PICKER_TEXT = """() => {
+  const zone = document.querySelector('[data-testid="stFileUploaderDropzone"]');
+  const text = [...zone.querySelectorAll('p, span:not(:has(*))')]
+    .filter(e => !e.closest('[data-testid="stIconMaterial"]')).map(e => e.innerText.trim()).filter(Boolean);
+  const drawn = [...zone.querySelectorAll('*')].map(e => getComputedStyle(e, '::after').content)
+    .filter(c => c.startsWith('"')).map(c => JSON.parse(c));
+  return {text, drawn};
+}"""
+
+
+def test_the_file_picker_speaks_the_page_language(browser: Any, app_url: str, demo: Settings) -> None:
+    """Streamlit writes its picker's button and size limit in English only ("Upload", "200MB per file")."""
+    lang = demo.language
+    page = browser.new_page(viewport=OFFICE_VIEWPORT)
+    try:
+        page.goto(f"{app_url}/import_source", timeout=60_000)
+        page.get_by_text(t("import.pick", lang)).wait_for(timeout=PAGE_TIMEOUT_MS)
+        idle(page)
+        shown = page.evaluate(PICKER_TEXT)
+        assert shown["text"] == [], shown  # nothing of Streamlit's own words left to read
+        assert shown["drawn"][0] == t("import.upload.button", lang), shown
+        assert shown["drawn"][1].startswith(t("import.upload.limit", lang, mb=200, kinds="CSV, ")), shown
+    finally:
+        page.close()
+
+
 def test_upload_preview_and_save(browser: Any, app_url: str, demo: Settings, artifacts: Path, tmp_path: Path) -> None:
     lang = demo.language
     (tmp_path / "imports").mkdir()
