@@ -41,7 +41,7 @@ from dashboard.pipeline.standardize import (
     standardize,
     start_engine,
 )
-from dashboard.pipeline.validate import Outcome, validate
+from dashboard.pipeline.validate import Outcome, validate, warm_up
 from dashboard.sources import read_table, settle
 from dashboard.sources.columns import FILE_COL, ROW_COL, DuplicateHeader, collect_duplicates
 from dashboard.sources.incremental import EXTRACT_DIR, ExtractContext
@@ -246,6 +246,8 @@ def refresh_source(
     result = SourceResult(src.name, sid, "quarantined")
     entities: dict[str, Standardized] = {}
     staged: dict[str, StagedEntity] = {}  # engine spark, a file source: its rows in the staging folder, not here
+    if settings.engine.kind != "spark":  # the gate's GX imported while the source is read
+        warm_up()
     try:
         ctx = _extract_context(settings, store, src, stage_dir, full)
         with collect_duplicates() as headers:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from functools import cache
@@ -104,6 +105,18 @@ def _read(path: Path) -> dict[str, Any]:
     for exp in d.get("expectations", []):
         exp.pop("id", None)
     return d
+
+
+_warming: list[threading.Thread] = []  # the thread warm_up started (at most one per process)
+
+
+def warm_up() -> None:
+    """GX imported and its batch definition made in a thread of its own, started when a source is about to be
+    read: the import costs ~1.9 CPU-s and seconds of wall, and overlaps the source's read and standardize (which
+    run in polars' and DuckDB's own threads) instead of holding up its gate. Once per process."""
+    if not _warming:
+        _warming.append(threading.Thread(target=_batch_definition, name="cockpit-gx-import", daemon=True))
+        _warming[0].start()
 
 
 @cache
@@ -263,6 +276,8 @@ def validate(
     ``settings`` with [engine] kind = "spark": the suite runs on Spark (GX's Spark execution engine), the
     date range here (it reads the frame the refresh holds anyway). ``frame`` a Parquet file (engine spark: the
     rows the executors standardized): the suite's Spark job reads it, the date range a scan of its dates."""
+    for started in _warming:  # its batch definition is made once, by that thread
+        started.join()
     from great_expectations.core import ExpectationSuite
 
     quality = quality or SourceQualityConfig.model_validate({})
