@@ -304,23 +304,13 @@ def write_pseudonymized(
             if cluster in columns:  # a personal key: by its token, what the masked roles look customers up by
                 rows += f" ORDER BY {cluster}{PSN_SUFFIX}"
             elif cluster is not None and any(cluster in dict(_schema(p)) for p in paths):
-                rows += "" if _in_order(paths, cluster) else f" ORDER BY {cluster}"
+                rows += f" ORDER BY {cluster}"
         else:  # nothing to copy: an empty table says the relation's personal keys are precomputed
             rows = "SELECT " + ", ".join(f"NULL::VARCHAR AS {c}, NULL::VARCHAR AS {c}{PSN_SUFFIX}" for c in columns)
             rows += " WHERE false"
         con.execute(f"COPY ({rows}) TO {quote_path(target)} (FORMAT parquet, {COMPANION_COMPRESSION})")
         written[f"{relation}{PSN_SUFFIX}"] = target
     return written
-
-
-def _in_order(stored: list[Stored], column: str) -> bool:
-    """Whether ``stored`` is one file written in ``column``'s order (identity writes its links in key order): its
-    rows are then copied as they are, which keeps them in that order (DuckDB keeps a scan's order), and not sorted
-    again (at large 3.5M links: the sort ~0.3 CPU-s, this look at their keys 0.08)."""
-    if len(stored) != 1 or not isinstance(stored[0], Path):
-        return False
-    values = pl.read_parquet(stored[0], columns=[column]).get_column(column)
-    return not values.null_count() and values.is_sorted()
 
 
 def write_tables(
