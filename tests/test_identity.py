@@ -287,3 +287,35 @@ def test_redirects_follow_merges_across_builds_and_drop_keys_that_return() -> No
     third = redirects(build3, build4, second, tuesday)
     assert third.rows() == [("K2", "K3", monday)]
     assert redirects(None, build1, None, monday).is_empty()  # a first build has nothing to redirect
+
+
+_E = ("erp", "E", "customer", "13800000003", None, None, None)
+_F = ("erp", "F", "customer", "13800000004", None, None, None)
+
+
+def test_redirects_told_by_the_keys_vote_are_those_its_joins_find() -> None:
+    """A build's redirects from the keys' vote (Graph.merged) are the rows redirects' own joins give: two customers
+    merged, a customer's records gone, an earlier redirect re-pointed, a record known as a customer and a lead."""
+    from datetime import datetime
+
+    from dashboard.derived.identity import Graph, redirects
+
+    def build(rows: list[tuple[str | None, ...]], previous: pl.DataFrame | None) -> tuple[pl.DataFrame, Graph]:
+        graph = Graph()
+        return resolve(_records(rows), previous=previous, graph=graph), graph
+
+    kept = [("crm", "A", "customer"), ("crm", "B", "customer"), ("crm", "C", "customer"), ("crm", "C", "lead")]
+    kept.append(("erp", "D", "customer"))
+    phones = ["13800000001"] * 2 + ["13800000002"] * 3  # two customers: A, B and C, C's lead, D
+    first, _ = build([(*r, p, None, None, None) for r, p in zip(kept, phones, strict=True)] + [_E], None)
+    second, graph = build([(*r, "13800000001", None, None, None) for r in kept] + [_F], first)  # one; E gone, F new
+    keys = _keys(first)
+    earlier = pl.DataFrame(
+        {"old_key": ["C000000000000", keys["erp:E"]], "customer_key": [keys["crm:C"], keys["crm:A"]]}
+    ).with_columns(pl.lit(datetime(2026, 11, 16)).alias("merged_at"))
+    now = datetime(2026, 11, 17)
+    assert graph.merged is not None
+    told = redirects(first, second, earlier, now, graph.merged)
+    assert_frame_equal(told, redirects(first, second, earlier, now))
+    assert told.height == 3  # the key that lost the vote, and the two earlier redirects re-pointed to the winner
+    assert set(told["customer_key"]) == {_keys(second)["crm:A"]}

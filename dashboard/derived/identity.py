@@ -26,11 +26,12 @@ from typing import Any
 import duckdb
 import numpy as np
 import polars as pl
+import pyarrow as pa
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from dashboard.core.config import Settings
-from dashboard.core.duck import attach_entities, bounded_connection
+from dashboard.core.duck import attach_entities, bounded_connection, process_share, size_bytes, trim_heap
 from dashboard.core.errors import ConfigError
 from dashboard.core.parse import clean_name, normalize_phone, pinyin, pinyin_readings, remember_readings
 from dashboard.core.store import Manifest, Store
@@ -133,6 +134,21 @@ def read_records(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     return pl.concat([customers, refs, leads], how="diagonal_relaxed").select(customers.columns)
 
 
+def record_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """read_records' rows as an Arrow table, for a build that holds them from identity to golden records: Arrow's
+    strings take 4 bytes a value besides their text, Polars' 16 (its string views), and a frame made from DuckDB's
+    Arrow keeps that Arrow's text too. At large the records held 1.47 GiB as a frame, 0.6 GiB as Arrow."""
+    keys = ["source_system", "source_record_id"]
+    parts = []
+    for sql in (_CUSTOMERS_SQL, _REFS_SQL, _LEADS_SQL):
+        part = con.sql(sql).to_arrow_table()
+        twice = pl.DataFrame(pl.from_arrow(part.select(keys))).select(pl.struct(keys).is_duplicated().any()).item()
+        if sql is not _REFS_SQL and twice:  # a record a snapshot holds twice: its latest row (_latest)
+            part = _latest(pl.DataFrame(pl.from_arrow(part))).to_arrow(compat_level=pl.CompatLevel.oldest())
+        parts.append(part)
+    return pa.concat_tables(parts, promote_options="permissive").select(parts[0].column_names)
+
+
 @dataclass(frozen=True)
 class Override:
     """One line of the override file: ``merge`` forces two records together, ``split`` apart."""
@@ -221,6 +237,7 @@ class Graph:
     # after links: the keys (previous and new) of the records that joined, left or changed key or confidence since
     # ``previous`` (derived.golden.touched_customers' moved records); None: not known (no previous with confidence)
     moved: pl.Series | None = None
+    merged: Merged | None = None  # after links: the keys that went and where (redirects); None: not told
 
     def exact(self, nodes: pl.DataFrame | None) -> np.ndarray:
         """nodes (NODE_COLUMNS, node = 0..n-1) → each record's pass-1 cluster (the rule bits it shares kept for the
@@ -261,7 +278,7 @@ class Graph:
             pl.Series("component", labels),
             pl.Series("ex", exact),
         )
-        links, self.moved = _finish(members, self.rule, pairs, merge, labels, previous)
+        links, self.moved, self.merged = _finish(members, self.rule, pairs, merge, labels, previous)
         return links
 
     def clusters(self, pairs: pl.DataFrame, merge: list[tuple[int, int]], detach: list[int]) -> np.ndarray:
@@ -310,12 +327,28 @@ def _components(n: int, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.nd
     return connected_components(graph, directed=False)[1]
 
 
-class Records:
-    """Where the records and their features are made: here, from a frame of records (this class), or on Spark from
-    the snapshots (derived.spark.identity.SparkRecords, which keeps them there and hands the driver only what the
-    keys are made from)."""
+# what pass 2 compares of a record, besides pass 1's values
+_FEATURE_INPUTS = ("name", "company", "city", "region", "phone_invalid", "email_invalid")
+# what identity reads of a record (pass 1's values, pass 2's features, the links' names); not the golden record's
+# attributes alone (industry, owner, when it was seen, its snapshot)
+RECORD_INPUTS = (*NODE_COLUMNS[1:], *_FEATURE_INPUTS)
+# what the links, the overrides and the state read of a record once pass 1 and the features are made
+LINKED_COLUMNS = ("node", "source_system", "source_record_id", "record_kind", "uid", "ref")
 
-    def __init__(self, records: pl.DataFrame) -> None:
+
+class Records:
+    """Where the records and their features are made: here, from a frame or an Arrow table of records (this class;
+    only RECORD_INPUTS are kept, numbered in uid order), or on Spark from the snapshots
+    (derived.spark.identity.SparkRecords, which keeps them there and hands the driver only what the keys are made
+    from)."""
+
+    def __init__(self, records: pl.DataFrame | pa.Table) -> None:
+        names = records.columns if isinstance(records, pl.DataFrame) else records.column_names
+        wanted = [c for c in RECORD_INPUTS if c in names]
+        if isinstance(records, pa.Table):
+            records = pl.DataFrame(pl.from_arrow(records.select(wanted)))
+        else:
+            records = records.select(wanted)
         self.recs = _prepare(records) if records.height else records
 
     @property
@@ -327,8 +360,14 @@ class Records:
         return self.recs.select(NODE_COLUMNS)
 
     def features(self, exact: np.ndarray) -> pl.DataFrame | None:
-        """Pass 2's features (FEATURE_COLUMNS), or None for records without the attributes pass 2 compares."""
-        return features(self.recs, exact) if set(_FEATURE_INPUTS) <= set(self.recs.columns) else None
+        """Pass 2's features (FEATURE_COLUMNS), or None for records without the attributes pass 2 compares. The
+        records keep only what the links and the state are made from (LINKED_COLUMNS) from then on: Splink's
+        connection is charged for what the process holds."""
+        if not set(_FEATURE_INPUTS) <= set(self.recs.columns):
+            return None
+        made = features(self.recs, exact)
+        self.recs = self.recs.select(LINKED_COLUMNS)
+        return made
 
     sample: Sampler | None = None  # the training sample when the features are not here (SparkRecords)
 
@@ -362,7 +401,6 @@ def link_exact(records: pl.DataFrame) -> pl.DataFrame:
 
 
 # -------------------------------------------------------------------------------- pass 2: Splink
-_FEATURE_INPUTS = ("name", "company", "city", "region", "phone_invalid", "email_invalid")
 
 
 def row_features(recs: pl.DataFrame) -> pl.DataFrame:
@@ -569,11 +607,10 @@ def predict(
     # every named record is a candidate: the named records are the sample's population and the frequencies' total
     named = int(feats["named"].sum()) if sample is not None else int(feats["name"].is_not_null().sum())
     k = max(1, named // model.train_records)
+    prior = _prior(feats)
     with _scoring_connection(model) as con:
         if sample is None:
-            con.register("identity_features", feats.to_arrow())
-            con.execute(f"CREATE TABLE identity_records AS SELECT * FROM identity_features WHERE {CANDIDATES}")
-            con.unregister("identity_features")
+            _candidates_into(con, feats, handed=score is None)  # scored here: the frame is not read again
             con.execute(
                 "CREATE TABLE identity_sample AS SELECT * FROM identity_records "
                 "WHERE name IS NOT NULL AND name_bucket % $k = 0",
@@ -588,7 +625,7 @@ def predict(
             link_type="dedupe_only",
             comparisons=_comparisons(),
             blocking_rules_to_generate_predictions=[block(rule) for rule in _BLOCKING],
-            probability_two_random_records_match=_prior(feats),
+            probability_two_random_records_match=prior,
             retain_matching_columns=False,
             retain_intermediate_calculation_columns=False,
         )
@@ -761,16 +798,16 @@ def recluster(
 
 
 def resolve(
-    records: pl.DataFrame | Records,
+    records: pl.DataFrame | pa.Table | Records,
     probabilistic: Model | None = None,
     overrides: list[Override] | None = None,
     previous: pl.DataFrame | None = None,
     score: Scorer | None = None,
     graph: Graph | None = None,
 ) -> pl.DataFrame:
-    """records (RECORDS_SQL's columns; at least source_system, source_record_id, record_kind, phone,
-    email, id_number, customer_ref; or Records made elsewhere) → one row per record with customer_key, match_rule,
-    confidence. ``graph``: where pass 1 and the clusters are made (None: here, Graph)."""
+    """records (RECORDS_SQL's columns, a frame or an Arrow table; at least source_system, source_record_id,
+    record_kind, phone, email, id_number, customer_ref; or Records made elsewhere) → one row per record with
+    customer_key, match_rule, confidence. ``graph``: where pass 1 and the clusters are made (None: here, Graph)."""
     source = records if isinstance(records, Records) else Records(records)
     if source.height == 0:
         source.close()
@@ -778,11 +815,11 @@ def resolve(
     graph = graph or Graph()
     lap = _Laps(probabilistic.stats if probabilistic else {})
     try:
-        recs = source.recs
         exact = graph.exact(source.nodes())
         pairs = pl.DataFrame(schema=_PAIR_SCHEMA)
         lap("exact")
         feats = source.features(exact) if probabilistic is not None else None
+        recs = source.recs  # the links' columns only, once the features are made
         if probabilistic is not None and feats is not None:
             lap("features")
             feats, kept_pairs = _against_kept(recs, feats, probabilistic)  # all: nothing kept
@@ -805,8 +842,9 @@ def _finish(
     merge: list[tuple[int, int]],
     labels: np.ndarray,
     previous: pl.DataFrame | None,
-) -> tuple[pl.DataFrame, pl.Series | None]:
-    """The links (LINK_COLUMNS, by key) and the keys of the records that moved since ``previous`` (_moved)."""
+) -> tuple[pl.DataFrame, pl.Series | None, Merged | None]:
+    """The links (LINK_COLUMNS, by key), the keys of the records that moved since ``previous`` (_moved) and the
+    keys that went (_merged)."""
     # Per-record figures are gathered by integer id into arrays: joins would copy the records' string
     # columns once per join (measured at large: three joins held 0.6 GB more at the build's peak).
     n = recs.height
@@ -856,7 +894,9 @@ def _finish(
         key, out["match_rule"], out["confidence"]
     )
     moved = _moved(links, held) if held is not None else None
-    return links.select(*LINK_COLUMNS).sort("customer_key", "source_system", "source_record_id"), moved
+    out = links.select(*LINK_COLUMNS).sort("customer_key", "source_system", "source_record_id")
+    merged = _merged(links["customer_key"], held, out["customer_key"]) if held is not None else None
+    return out, moved, merged
 
 
 def _moved(links: pl.DataFrame, held: Held) -> pl.Series:
@@ -1121,17 +1161,18 @@ def build_links(
     settings: Settings,
     con: duckdb.DuckDBPyConnection,
     previous: pl.DataFrame | None,
-    records: pl.DataFrame | None = None,
+    records: pl.DataFrame | pa.Table | None = None,
     score: Scorer | None = None,
     *,
     kept: Kept | None = None,
     graph: Graph | None = None,
     made: Records | None = None,
-) -> tuple[pl.DataFrame | None, pl.DataFrame, Model | None]:
+) -> tuple[pl.DataFrame | pa.Table | None, pl.DataFrame, Model | None]:
     """(records, links, model) of a derived build: ``con`` has the entity views; ``previous`` (the current
     build's source_system, source_record_id, customer_key, if any) hands its keys on; ``records``: the
-    records when already read (read_records); ``kept`` (kept_resolution): the parameters to score with and
-    the previous build's resolution to resolve only what changed against (None: train, resolve all); ``graph``:
+    records when already read (read_records, or record_table's Arrow); ``kept`` (kept_resolution): the parameters
+    to score with and the previous build's resolution to resolve only what changed against (None: train, resolve
+    all); ``graph``:
     where pass 1 and the clusters are made (None: here); ``made``: the records and features made there too
     (SparkRecords), resolved instead of ``records``."""
     cfg = settings.identity
@@ -1167,37 +1208,98 @@ REDIRECT_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
 
 
 def redirects(
-    previous: pl.DataFrame | None, links: pl.DataFrame, earlier: pl.DataFrame | None, now: datetime
+    previous: pl.DataFrame | None,
+    links: pl.DataFrame,
+    earlier: pl.DataFrame | None,
+    now: datetime,
+    merged: Merged | None = None,
 ) -> pl.DataFrame:
     """Where the keys that disappeared went: a key of the previous build that no customer has now points
     to the key most of its records have now (ties: the smaller key), so a bookmark or a churn list of
     last week still opens the customer. Earlier redirects are kept, re-pointed when their target went
-    too, and dropped when their key is a customer again (a split gave it back) or its records are gone."""
-    current = links.select("source_system", "source_record_id", "customer_key")
-    keys = current["customer_key"].unique()
-    moved = pl.DataFrame(schema=REDIRECT_SCHEMA)
-    if previous is not None and previous.height:
-        gone = previous.filter(~pl.col("customer_key").is_in(keys.implode()))
-        moved = (
-            gone.rename({"customer_key": "old_key"})
-            .join(current, on=["source_system", "source_record_id"])
-            .group_by("old_key", "customer_key")
-            .len()
-            .sort(["old_key", "len", "customer_key"], descending=[False, True, False])
-            .unique("old_key", keep="first", maintain_order=True)
-            .select("old_key", "customer_key", pl.lit(now, dtype=pl.Datetime("us")).alias("merged_at"))
-        )
+    too, and dropped when their key is a customer again (a split gave it back) or its records are gone.
+    ``merged``: the keys that went and where, as assign_keys' join told them (Graph.merged; the same rows)."""
+    stamp = pl.lit(now, dtype=pl.Datetime("us")).alias("merged_at")
+    if merged is not None:
+        moved = merged.moved.select("old_key", "customer_key", stamp)
+
+        def held(key: pl.Series) -> pl.Series:
+            return _among(key, merged.keys)
+    else:
+        current = links.select("source_system", "source_record_id", "customer_key")
+        keys = current["customer_key"].unique().implode()
+
+        def held(key: pl.Series) -> pl.Series:
+            return key.is_in(keys)
+
+        moved = pl.DataFrame(schema=REDIRECT_SCHEMA)
+        if previous is not None and previous.height:
+            gone = previous.filter(~held(previous["customer_key"]))
+            moved = _by_most(gone.rename({"customer_key": "old_key"}).join(current, on=_REF)).select(
+                "old_key", "customer_key", stamp
+            )
     kept = pl.DataFrame(schema=REDIRECT_SCHEMA)
     if earlier is not None and earlier.height:
         hop = moved.select(pl.col("old_key").alias("customer_key"), pl.col("customer_key").alias("next_key"))
-        kept = (
-            earlier.join(hop, on="customer_key", how="left")
-            .with_columns(pl.coalesce("next_key", "customer_key").alias("customer_key"))
-            .filter(pl.col("customer_key").is_in(keys.implode()))
-            .select(list(REDIRECT_SCHEMA))
+        kept = earlier.join(hop, on="customer_key", how="left").with_columns(
+            pl.coalesce("next_key", "customer_key").alias("customer_key")
         )
+        kept = kept.filter(held(kept["customer_key"])).select(list(REDIRECT_SCHEMA))
     out = pl.concat([moved, kept.join(moved, on="old_key", how="anti")])
-    return out.filter(~pl.col("old_key").is_in(keys.implode())).sort("old_key")
+    return out.filter(~held(out["old_key"])).sort("old_key")
+
+
+_REF = ["source_system", "source_record_id"]
+
+
+def _by_most(pairs: pl.DataFrame) -> pl.DataFrame:
+    """(old_key, customer_key) of each record that had old_key → each old_key with the key most of them have now
+    (ties: the smaller key)."""
+    return (
+        pairs.group_by("old_key", "customer_key")
+        .len()
+        .sort(["old_key", "len", "customer_key"], descending=[False, True, False])
+        .unique("old_key", keep="first", maintain_order=True)
+        .select("old_key", "customer_key")
+    )
+
+
+@dataclass(frozen=True)
+class Merged:
+    """The previous build's keys that no customer has now, each with the key most of its records have now
+    (redirects' new rows), told from assign_keys' join of the records to their previous links; and this build's
+    keys in order (``keys``: whether a key is a customer's, by binary search)."""
+
+    moved: pl.DataFrame  # old_key, customer_key
+    keys: pl.Series
+
+
+def _merged(key: pl.Series, held: Held, keys: pl.Series) -> Merged:
+    """Merged from ``key`` (each record's key now, in the records' order), ``held`` and ``keys`` (sorted). A previous
+    key is still a customer's when a record that had it has it now; the others (few: merged or gone) are looked up
+    in ``keys`` (a fresh key can be an old one made again). Arrays over the previous keys' codes, not a hash of
+    every key (redirects by joins: 1.5 CPU-s at large, nearly all in the set of keys and its lookup)."""
+    i, j = held.record, held.previous
+    before = held.links["customer_key"]  # sorted (assign_keys)
+    code = before.rle_id().cast(pl.Int64).to_numpy()
+    width = int(code.max(initial=-1)) + 1
+    now, was = key.gather(i), before.gather(j)
+    still = np.zeros(width, dtype=bool)
+    still[code[j][(now == was).fill_null(False).to_numpy()]] = True
+    first = np.flatnonzero(np.r_[True, code[1:] != code[:-1]]) if len(code) else np.zeros(0, dtype=np.int64)
+    lost = np.flatnonzero(~still)
+    still[lost] = _among(before.gather(first[lost]), keys).to_numpy()
+    gone = pl.Series(~still[code[j]])
+    pairs = pl.DataFrame({"old_key": was.filter(gone), "customer_key": now.filter(gone)})
+    return Merged(_by_most(pairs), keys)
+
+
+def _among(values: pl.Series, ordered: pl.Series) -> pl.Series:
+    """Whether each of ``values`` is one of ``ordered`` (sorted ascending), by binary search."""
+    if ordered.is_empty():
+        return pl.Series(np.zeros(len(values), dtype=bool))
+    at = ordered.search_sorted(values).clip(0, len(ordered) - 1)
+    return (ordered.gather(at) == values).fill_null(False)
 
 
 def evaluate_current(settings: Settings) -> list[tuple[str, Score]]:
@@ -1322,9 +1424,7 @@ def _predict_with(feats: pl.DataFrame, model: Model, score: Scorer | None = None
             .len("n")
         )
     with _scoring_connection(model) as con:
-        con.register("identity_features", feats.to_arrow())
-        con.execute(f"CREATE TABLE identity_records AS SELECT * FROM identity_features WHERE {CANDIDATES}")
-        con.unregister("identity_features")
+        _candidates_into(con, feats, handed=True)
         db = DuckDBAPI(con)
         # the parameters are this module's own, checked when trained: Splink's check of them only logs
         linker = Linker(db.register("identity_records"), settings, log_level=None, validate_settings=False)
@@ -1355,8 +1455,28 @@ def _name_frequencies(
     linker.table_management.register_term_frequency_lookup(db.register("identity_tf_name"), "name")
 
 
+def _candidates_into(con: duckdb.DuckDBPyConnection, feats: pl.DataFrame, handed: bool) -> None:
+    """identity_records in ``con``: the candidates (CANDIDATES) of ``feats``, copied. ``handed``: nothing reads the
+    frame after (the caller's is emptied too: its columns dropped in place), so the process does not hold the
+    features twice while Splink scores them (at large ~0.9 GiB, and the scoring connection's share was short of it)."""
+    con.register("identity_features", feats.to_arrow())
+    con.execute(f"CREATE TABLE identity_records AS SELECT * FROM identity_features WHERE {CANDIDATES}")
+    con.unregister("identity_features")
+    if handed:
+        for column in feats.columns:
+            feats.drop_in_place(column)
+
+
 def _scored_pairs(con: duckdb.DuckDBPyConnection, linker: Any, model: Model) -> pl.DataFrame:
-    """The pairs Splink's ``linker`` scores at or above the model's threshold: node_l, node_r, match_probability."""
+    """The pairs Splink's ``linker`` scores at or above the model's threshold: node_l, node_r, match_probability.
+    The connection's share is taken again first (what the process holds now: the features were copied into DuckDB
+    and dropped, the training's frames freed), never below what it had."""
+    if model.memory_limit:
+        trim_heap()
+        share = process_share(model.memory_limit, SCORING_MEMORY)
+        held = con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        if size_bytes(share) > size_bytes(str(held)):
+            con.execute("SET memory_limit = $limit", {"limit": share})
     scored = linker.inference.predict(threshold_match_probability=model.threshold, warning_mode="never")
     return con.sql(
         f"SELECT unique_id_l AS node_l, unique_id_r AS node_r, match_probability FROM {scored.physical_name}"
