@@ -55,7 +55,7 @@ def funnel_figure(rows: pl.DataFrame, title: str, lang: str) -> go.Figure:
             cliponaxis=False,
         )
     )
-    widest = float(rows["leads_reached"].max() or 1)
+    widest = float(rows["leads_reached"][0] or 1)  # the first stage's bar
     fig.update_xaxes(range=[-widest / 2, widest * 1.1])
     return charts.layout(fig, title)
 
