@@ -44,6 +44,17 @@ def test_the_audit_log_names_actions_roles_and_pages_and_shows_the_companys_time
     assert "page_view" not in set(log["操作"]) and "admin" not in set(log["角色"])
 
 
+def test_an_events_details_are_written_in_words_not_the_logs_json(
+    company: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    audit.record(company, "sign_in", "li", "sales", "10.0.0.7", method="password")
+    audit.record(company, "privacy_retention", "ops", "admin", "cli", "retention", 12, removed={"leads": 12})
+    at = _in_chinese(company, monkeypatch)
+    log = _table(at, "操作")
+    assert log[log["用户"] == "li"].iloc[0]["详情"] == "方式：密码"
+    assert log[log["用户"] == "ops"].iloc[0]["详情"] == "删除的行：线索 12"
+
+
 def test_the_accounts_show_when_they_were_made_in_the_companys_time(
     company: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,6 +7,7 @@ it runs; a forged widget callback still finds no admin) and is recorded in the a
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
@@ -14,7 +15,7 @@ import polars as pl
 import streamlit as st
 
 from dashboard.access import auth
-from dashboard.components import fmt
+from dashboard.components import fmt, labels
 from dashboard.components.data import settings, user
 from dashboard.components.signin import client_address
 from dashboard.components.tables import table
@@ -128,6 +129,36 @@ def audit_table(events: pl.DataFrame, lang: str) -> None:
         "client",
         pl.when(page).then(pl.col("target").replace(names("page", lang))).otherwise(pl.col("target")),
         "rows",
-        "detail",
+        pl.col("detail").map_elements(lambda d: detail_text(d, lang), return_dtype=pl.String, skip_nulls=True),
     )
     table(shown, {"rows": "count"}, lang)
+
+
+def detail_text(detail: str, lang: str) -> str:
+    """An event's details as a person reads them (方式：密码；原因：…), not the log's JSON; a key or value this
+    page has no name for is shown as it is."""
+    try:
+        items = json.loads(detail)
+    except ValueError:
+        return detail
+    if not isinstance(items, dict):
+        return detail
+    colon, sep = ("：", "；") if lang == "zh" else (": ", "; ")
+    return sep.join(f"{_named('audit.detail', k, lang)}{colon}{_detail_value(k, v, lang)}" for k, v in items.items())
+
+
+def _named(prefix: str, code: object, lang: str) -> str:
+    key = f"{prefix}.{code}"
+    return t(key, lang) if key in CATALOG[lang] else str(code)
+
+
+def _detail_value(key: str, value: object, lang: str) -> str:
+    if key == "method":
+        return _named("audit.method", value, lang)
+    if key == "source":
+        return labels.value("source", value, lang)
+    if isinstance(value, dict):  # rows removed per entity
+        return ", ".join(f"{labels.value('entity', k, lang)} {_detail_value('', v, lang)}" for k, v in value.items())
+    if isinstance(value, int) and not isinstance(value, bool):
+        return fmt.count(value)
+    return str(value)
