@@ -19,6 +19,7 @@ from dashboard.i18n import LANGS, t
 from dashboard.ops import jobs
 from dashboard.pipeline.refresh import refresh
 from dashboard.query.security import SYSTEM
+from dashboard.query.warehouse import Warehouse
 from tests.test_review import allow_actions, quarantine_crm
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
@@ -123,6 +124,17 @@ def test_history_and_review_of_a_quarantined_snapshot(company: Settings, monkeyp
     assert counts.set_index("entity")["change"].to_dict() == {"leads": -5, "lead_events": 0}
     assert t("dq.review.disabled", "en") in [c.value for c in at.caption]
     assert not at.button  # no actions unless the config allows them
+
+
+def test_the_history_says_when_each_run_finished_in_the_companys_time(
+    small_demo: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As Freshness, the Catalog and the trend do (the demo's refresh at 13:30 in Shanghai read 05:30 here)."""
+    at = open_page(small_demo, monkeypatch)
+    history = next(df.value for df in at.dataframe if {"snapshot_id", "failed_blocking"} <= set(df.value.columns))
+    runs = Warehouse(small_demo).run_query("validation_history", {}, user=SYSTEM)
+    local = runs["finished_at"].dt.convert_time_zone(small_demo.timezone).dt.replace_time_zone(None)
+    assert str(history.iloc[0]["finished_at"])[:19] == str(local[0])[:19]
 
 
 def test_publish_anyway_from_the_page_needs_a_reason_and_is_recorded(

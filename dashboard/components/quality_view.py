@@ -127,6 +127,7 @@ def history_section(lang: str) -> None:
     shown = shown.with_columns(
         status=pl.col("status").replace_strict(_STATUS_ICON, default="") + " " + labels.expr("status", "status", lang)
     ).pipe(labels.frame, lang)
+    shown = in_local_time(shown)
     st.dataframe(
         shown,
         hide_index=True,
@@ -139,9 +140,17 @@ def history_section(lang: str) -> None:
     if failed.is_empty():
         st.caption(t("dq.history.none_failed", lang))
     else:
-        failed = labels.frame(failed, lang)
+        failed = in_local_time(labels.frame(failed, lang))
         config = headers(failed.columns, lang, _failure_columns(lang))
         st.dataframe(failed, hide_index=True, placeholder="—", width="stretch", column_config=config)
+
+
+def in_local_time(frame: pl.DataFrame) -> pl.DataFrame:
+    """Its times as the company reads them, in its time zone (as Freshness and the trend write them); the
+    runs' table keeps UTC."""
+    aware = [c for c, d in frame.schema.items() if isinstance(d, pl.Datetime) and d.time_zone]
+    local = pl.col(aware).dt.convert_time_zone(settings().timezone).dt.replace_time_zone(None)
+    return frame.with_columns(local) if aware else frame
 
 
 def _all(source: str, lang: str) -> str:
