@@ -83,6 +83,11 @@ def test_the_page_renders_every_section_in_both_languages(
     assert t("dq.review.none", lang) in [i.value for i in at.info]
 
 
+def test_one_retained_snapshot_is_said_in_the_singular(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    captions = [c.value for c in open_page(company, monkeypatch).caption]  # it read "1 retained snapshots"
+    assert "1 retained snapshot (retention keeps the last" in " ".join(captions), captions
+
+
 def test_the_cell_details_start_on_the_worst_flagged_cell(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     at = open_page(company, monkeypatch)
     assert (at.selectbox(key="dq_cell_source").value, at.selectbox(key="dq_cell_field").value) == (

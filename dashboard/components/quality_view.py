@@ -109,7 +109,8 @@ def trend_section(lang: str) -> None:
     )
     trend = query("quality_trend", {"source": source})
     snapshots = trend["snapshot_id"].n_unique()
-    st.caption(t("dq.trend.help", lang, count=snapshots, retention=settings().retention))
+    help_key = "dq.trend.help.one" if snapshots == 1 else "dq.trend.help"
+    st.caption(t(help_key, lang, count=snapshots, retention=settings().retention))
     st.plotly_chart(trend_figure(trend, metric, lang, settings().timezone), width="stretch", key="dq_trend_chart")
 
 

@@ -426,6 +426,8 @@ STRINGS: dict[str, str] = {
     "dq.trend.snapshot": "Snapshot",
     "dq.trend.help": "{count} retained snapshots (retention keeps the last {retention}): "
     "a falling line is a degrading feed.",
+    "dq.trend.help.one": "1 retained snapshot (retention keeps the last {retention}): "
+    "a falling line is a degrading feed.",
     "dq.history.empty": "No refresh has run yet.",
     "dq.history.failed": "Failed expectations",
     "dq.history.none_failed": "No expectation failed.",

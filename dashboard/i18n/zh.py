@@ -398,6 +398,7 @@ STRINGS: dict[str, str] = {
     "dq.cell.no_samples": "该指标下没有问题值。",
     "dq.trend.snapshot": "快照",
     "dq.trend.help": "保留的 {count} 个快照（保留最近 {retention} 个）：曲线下降说明数据源质量在变差。",
+    "dq.trend.help.one": "保留的 1 个快照（保留最近 {retention} 个）：曲线下降说明数据源质量在变差。",
     "dq.history.empty": "尚未运行过刷新。",
     "dq.history.failed": "未通过的校验规则",
     "dq.history.none_failed": "没有未通过的校验规则。",
