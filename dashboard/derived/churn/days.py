@@ -160,15 +160,19 @@ class DayArrays:
             day0 = float(self.day.min()) if self.day.size else 0.0
             span = (float(self.day.max()) - day0 + 2.0) if self.day.size else 2.0
             lengths = np.diff(np.append(self.starts, self.day.size))
-            base = np.repeat(np.arange(self.starts.size, dtype=np.float64) * span, lengths)
-            self._run_key = (base + (self.day - day0), span, day0)
+            key = np.repeat(np.arange(self.starts.size, dtype=np.float64) * span, lengths)
+            key += self.day  # in place: one array of a double per row (whole numbers: exact in any order)
+            key -= day0
+            self._run_key = (key, span, day0)
         return self._run_key
 
     @staticmethod
     def _running(values: NDArray[np.generic]) -> I64:
         """The running sum of integer ``values`` from 0: the sum over rows [a, b) is ``r[b] - r[a]`` (exact), so each
         window's count is two reads per customer, not a masked copy and a sum over every row."""
-        return np.concatenate([np.zeros(1, np.int64), np.cumsum(values, dtype=np.int64)])
+        running = np.zeros(values.size + 1, dtype=np.int64)
+        np.cumsum(values, dtype=np.int64, out=running[1:])
+        return running
 
     def _sum(self, values: NDArray[np.generic], rows: NDArray[np.bool_]) -> F64:
         """Per customer: the sum of ``values`` over its rows where ``rows`` (counts as exact floats)."""
@@ -227,23 +231,32 @@ class DayArrays:
             running = self._running(self.counts[name])
             return running[at_t] - running[at_h]
 
-        orders, contacts = self._running(self.order), self._running(self.counts["contacts"])
+        orders = self._running(self.order)  # one running sum at a time: each is a number per row
+        order_days, orders_recent, orders_previous = (
+            orders[at_t] - orders[first],
+            orders[at_t] - orders[at_h],
+            orders[at_h] - orders[at_2h],
+        )
+        del orders
+        contacts = self._running(self.counts["contacts"])
+        contacts_recent, contacts_previous = contacts[at_t] - contacts[at_h], contacts[at_h] - contacts[at_2h]
+        del contacts
 
         cols: dict[str, NDArray[np.generic]] = {
             "recency_days": t - last_d,
             "tenure_days": t - first_d,
             "order_recency_days": t - last_order,
-            "order_days": orders[at_t] - orders[first],
+            "order_days": order_days,
             "order_span": last_order - first_order,
-            "orders_recent": orders[at_t] - orders[at_h],
-            "orders_previous": orders[at_h] - orders[at_2h],
+            "orders_recent": orders_recent,
+            "orders_previous": orders_previous,
             "monetary": round_cents(total(amount, before)),
             "spend_recent": round_cents(total(amount, recent)),
             "spend_previous": round_cents(total(amount, previous)),
             "spend_2y": round_cents(total(amount, before & (day >= t - 730))),
             "spend_year": round_cents(total(amount, before & (day >= t - 365))),
-            "contacts_recent": contacts[at_t] - contacts[at_h],
-            "contacts_previous": contacts[at_h] - contacts[at_2h],
+            "contacts_recent": contacts_recent,
+            "contacts_previous": contacts_previous,
             "contact_recency_days": t - last_contact,
             **{f"{c}_recent": count(c) for c in COUNTS[1:]},
             "active_days": n_before[has].astype(np.int64),

@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 
 from dashboard.derived.churn.features import FEATURES
 
+I64 = NDArray[np.int64]
 MIN_WEIGHT = 0.01  # log-odds: a reason must push the risk up by at least this much to be named
 
 
@@ -276,9 +277,10 @@ def _applies(features: pl.DataFrame, texts: dict[str, tuple[Cases, pl.Expr]]) ->
     return features.select([texts[code][1].alias(code) for code in REASON_CODES]).to_numpy().astype(bool)
 
 
-def _written(features: pl.DataFrame, who: NDArray[np.intp], zh: Cases, en: Cases) -> pl.DataFrame:
-    """The sentences (zh, en) of the rows ``who`` of ``features`` in that order, each case's only for the rows that
-    take it (the cases' whens are the same in both languages), from only the columns they read."""
+def _written(features: pl.DataFrame, who: NDArray[np.intp], zh: Cases, en: Cases) -> tuple[pl.DataFrame, I64]:
+    """The sentences (zh, en) of the rows ``who`` of ``features``, each case's only for the rows that take it (the
+    cases' whens are the same in both languages), from only the columns they read; grouped by case, and where each
+    of ``who`` is among them (not gathered back here: top_reasons gathers every sentence once)."""
     exprs = [e for case in (*zh, *en) for e in case]
     used = sorted(set().union(*(e.meta.root_names() for e in exprs)))
     rows = (features.select(used) if used else features)[who]
@@ -287,15 +289,15 @@ def _written(features: pl.DataFrame, who: NDArray[np.intp], zh: Cases, en: Cases
         return part.with_columns(zh[i][1].alias("zh"), en[i][1].alias("en")).select("zh", "en")
 
     if len(en) == 1:
-        return write(0, rows)
+        return write(0, rows), np.arange(who.size)
     took = rows.select(pl.coalesce(pl.when(w).then(pl.lit(i, pl.Int32)) for i, (w, _) in enumerate(en)))
     case = took.to_series().to_numpy()
     order = np.argsort(case, kind="stable")  # the rows grouped by case, each group in row order
     ends = np.cumsum(np.bincount(case, minlength=len(en)))
     parts = [write(i, rows[order[ends[i - 1] if i else 0 : ends[i]]]) for i in range(len(en))]
-    back = np.empty_like(order)
-    back[order] = np.arange(order.size)
-    return pl.concat(parts)[back]
+    at = np.empty_like(order)
+    at[order] = np.arange(order.size)
+    return pl.concat(parts), at
 
 
 def top_reasons(features: pl.DataFrame, weights: NDArray[np.float64], horizon_days: int, k: int = 3) -> pl.DataFrame:
@@ -316,14 +318,17 @@ def top_reasons(features: pl.DataFrame, weights: NDArray[np.float64], horizon_da
     by_code = np.argsort(picked, kind="stable")  # the picks grouped by reason, each group in row order
     ends = np.cumsum(np.bincount(picked, minlength=len(REASON_CODES)))
     zh, en = [], []
+    within = np.empty_like(by_code)  # each pick's place among its reason's sentences, from the reason's first
     for j, code in enumerate(REASON_CODES):
-        who = row[by_code[ends[j - 1] if j else 0 : ends[j]]]
+        first = ends[j - 1] if j else 0
+        who = row[by_code[first : ends[j]]]
         if who.size:
-            made = _written(features, who, texts["zh"][code][0], texts["en"][code][0])
+            made, at = _written(features, who, texts["zh"][code][0], texts["en"][code][0])
+            within[first : ends[j]] = first + at
             zh.append(made["zh"])
             en.append(made["en"])
     place = np.empty_like(by_code)
-    place[by_code] = np.arange(by_code.size)  # pick i's sentence is the place[i]-th made
+    place[by_code] = within  # pick i's sentence is the place[i]-th made
     offsets = pa.array(np.concatenate([[0], np.cumsum(np.bincount(row, minlength=features.height))]), pa.int64())
     out = {"reason_codes": pl.Series(REASON_CODES, dtype=pl.String).gather(picked)}
     for lang, made_in in (("zh", zh), ("en", en)):
