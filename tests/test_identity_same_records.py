@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 import pytest
 
 from dashboard.core.config import Settings, load_settings
@@ -39,13 +40,13 @@ def _orders(settings: Settings, new_ref: str | None = None) -> None:
 
 def _counting(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
-    real = derive.read_records
+    real = derive.record_table
 
-    def counted(con: Any) -> pl.DataFrame:
+    def counted(con: Any) -> pa.Table:
         calls.append(1)
         return real(con)
 
-    monkeypatch.setattr(derive, "read_records", counted)
+    monkeypatch.setattr(derive, "record_table", counted)
     return calls
 
 
@@ -57,7 +58,7 @@ def _key_by_reading(settings: Settings, tmp_path: Path) -> str:
     with work_connection(settings) as con:
         attach_views(con, store, manifest, in_memory=frozenset())
         records = derive._identity_key(con, steps, [None, *derive._pinned_model(settings)])
-    assert records is not None and records.height > 0
+    assert records is not None and records.num_rows > 0
     return steps.keys["identity"]
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from dashboard.core.config import Settings, today
 from dashboard.core.duck import CHURN_HEADROOM, drop_relation, quote_path, step_memory, work_connection
@@ -29,7 +30,7 @@ from dashboard.derived.identity import (
     kept_resolution,
     known_readings,
     previous_table,
-    read_records,
+    record_table,
     redirects,
     write_state,
 )
@@ -210,7 +211,7 @@ def build_derived(
             # only new and changed records scored against the kept pairs and parameters, unless re-resolved
             kept = kept_resolution(settings, store, manifest, full=full, now=now_utc())
             known_readings(store, manifest)  # names' pinyin seen before: pypinyin loaded only for new characters
-            records = read_records(con) if records is None and spark is None else records
+            records = record_table(con) if records is None and spark is None else records
             # engine spark: pass 1, the clusters and the keys there (the current build's, ``was``, read there too),
             # the links written there
             was = spark_identity.current_file(store, manifest, "identity_links") if spark is not None else None
@@ -239,6 +240,7 @@ def build_derived(
                     resolved,
                     previous_table(store, manifest, "customer_redirects", ["old_key", "customer_key", "merged_at"]),
                     now_utc().replace(tzinfo=None),
+                    here.merged if here is not None else None,  # the keys that went, told by the keys' vote
                 )
                 moved.write_parquet(stage / "customer_redirects.parquet")
             del previous, resolved, here  # the graph holds pass 1's values
@@ -512,8 +514,9 @@ def _identity_key(
     steps: _Steps,
     inputs: list[str | None],
     made: spark_identity.SparkInput | None = None,
-) -> pl.DataFrame | None:
-    """Keys the identity step by its records without their snapshot ids (what resolution reads); returns them.
+) -> pa.Table | None:
+    """Keys the identity step by its records without their snapshot ids (what resolution reads); returns them
+    (record_table: Arrow, held until golden records read them).
     When they would be read from the files the current build read them from, its key is taken and nothing is
     read (None: read when a step needs them). ``made``: the records are made on Spark, fingerprinted there by a
     Spark job (their digest of any order; never read here)."""
@@ -527,8 +530,9 @@ def _identity_key(
     if made is not None:
         steps.key("identity", "spark", *made.digest(), *inputs)
         return None
-    records = read_records(con)
-    steps.key("identity", fingerprint.frame_digest(records.drop("snapshot_id")), *inputs)
+    records = record_table(con)
+    rows = pl.DataFrame(pl.from_arrow(records.drop_columns(["snapshot_id"])))  # the frame read_records gives
+    steps.key("identity", fingerprint.frame_digest(rows), *inputs)
     return records
 
 
