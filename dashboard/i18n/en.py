@@ -80,7 +80,7 @@ STRINGS: dict[str, str] = {
     "col.risk": "Risk",
     "col.risk_band": "Risk band",
     "col.expected_value_at_risk": "Revenue at risk",
-    "col.days_inactive": "Days inactive",
+    "col.days_inactive": "Days since last activity",
     "col.orders": "Orders",
     "col.order_days": "Days with an order",
     "col.reason_1": "Reason 1",

@@ -72,7 +72,7 @@ STRINGS: dict[str, str] = {
     "col.risk": "流失风险",
     "col.risk_band": "风险等级",
     "col.expected_value_at_risk": "预计流失收入",
-    "col.days_inactive": "未活跃天数",
+    "col.days_inactive": "距最近活动天数",
     "col.orders": "订单数",
     "col.order_days": "下单天数",
     "col.reason_1": "原因一",
