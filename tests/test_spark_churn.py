@@ -1,7 +1,8 @@
 """Churn on the small demo with engine spark (local[2]) against engine duckdb: the features and labels of
-every cutoff the backtest and the fit ask for, and today's, are made as Spark jobs and are DuckDB's (same
-customers, values to 1e-9), and the published churn tables (scores, ranks, reasons, model card) are the same.
-Also when a kept fit rescores everyone, as an incremental refresh does."""
+every cutoff the backtest and the fit ask for are made as Spark jobs and are DuckDB's (same customers, values to
+1e-9); today's served pass over every customer (features, BG/NBD's figures, scores, reasons, owners, ranks) runs on
+Spark (derived.spark.served) and the published churn tables (scores, ranks, reasons, model card) and the rows a
+rescore reads (churn_rows) are the same. Also when a kept fit rescores everyone, as an incremental refresh does."""
 
 from __future__ import annotations
 
@@ -9,15 +10,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pytest
 
 from dashboard.core.config import EngineConfig, Settings
 from dashboard.core.duck import attach_entities, work_connection
 from dashboard.core.store import Store
+from dashboard.derived.churn import bgnbd as churn_bgnbd
 from dashboard.derived.churn import build as churn
 from dashboard.derived.churn import features as churn_features
 from dashboard.derived.spark import churn as spark_churn
+from dashboard.derived.spark import served
 from dashboard.derived.spark.jobs import PARTS
 from tests.test_spark_steps import assert_same
 
@@ -66,11 +70,15 @@ def _churn(settings: Settings, folder: Path, spark: Any, kept: churn.KeptFit | N
         with spark_churn.churn_on(spark, _on_spark(settings), store, manifest, folder):  # spark None: DuckDB's
             result = churn.build(con, settings, links, folder, kept=kept)
     assert not (folder / PARTS).exists()  # Spark's files are gone with the step
-    # with engine spark every cutoff's features and labels, the activity range, each customer's first record and the
-    # owners and regions were Spark jobs
-    assert len(on_spark) == (len(asked) + 3 if spark else 0), on_spark
-    if spark:
-        assert churn_features.FIRST_RECORDS_SQL in on_spark and churn_features.ATTRIBUTES_SQL in on_spark
+    # with engine spark every cutoff's features and labels and the activity range were Spark jobs; a fitting run's
+    # served pass (today's features, first records, owners) too, in Spark's own jobs (derived.spark.served): the
+    # driver held no customer's row of it
+    served = spark is not None and kept is None
+    if served:  # the served pass scores one customer on the driver, for its output's types
+        (kind, _, _), probe = asked.pop()
+        assert kind == "features" and probe.height == 1
+    assert len(on_spark) == (len(asked) + (1 if served else 3) if spark else 0), on_spark
+    assert result.written == served and (result.scores.height == 0) == served
     return asked, result
 
 
@@ -86,9 +94,12 @@ def both(small_demo: Settings, spark: Any) -> dict[str, tuple[Asked, Any, Path]]
 
 def test_every_cutoff_is_the_same_on_both_engines(both: dict[str, tuple[Asked, Any, Path]]) -> None:
     want, got = both["duckdb"][0], both["spark"][0]
+    day = both["duckdb"][1].day
+    assert want[-1][0] == ("features", day, both["duckdb"][1].train_horizon_days)  # today's: the served pass's
+    want = want[:-1]  # on Spark read by the served pass on the executors (churn_rows holds them: compared below)
     assert [k for k, _ in got] == [k for k, _ in want]  # the same cutoffs and horizons, asked in the same order
     features = {k for k, _ in want if k[0] == "features"}
-    assert len(features) >= 4  # today's, the backtest's two cutoffs and at least one older window
+    assert len(features) >= 3  # the backtest's two cutoffs and at least one older window
     for (key, frame), (_, spark_frame) in zip(want, got, strict=True):
         assert_same(frame, spark_frame, frame.columns)
         if key[0] == "features":  # in key order, as the fit's sample and the scores' ties take them
@@ -107,6 +118,35 @@ def test_the_published_churn_tables_are_the_same(both: dict[str, tuple[Asked, An
     card = [c for c in want["churn_model"].columns if c != "trained_at"]  # when each run trained
     assert got["churn_model"].select(card).equals(want["churn_model"].select(card))
     assert both["spark"][1].method == both["duckdb"][1].method and both["duckdb"][1].status == "validated"
+
+
+def test_the_rows_a_rescore_reads_are_the_same(both: dict[str, tuple[Asked, Any, Path]]) -> None:
+    """churn_rows: every customer's features at the as-of day, BG/NBD's figures, score, risk and first record, in
+    key order, with the day, the last day read, the horizon and BG/NBD's fit in its metadata (KeptRows.meta)."""
+    paths = {engine: both[engine][2] / churn.ROWS_FILE for engine in ("duckdb", "spark")}
+    want, got = (pl.read_parquet(paths[e]) for e in ("duckdb", "spark"))
+    assert got.columns == want.columns and got.height == want.height > 100
+    assert got["customer_key"].to_list() == want["customer_key"].to_list()
+    assert got.equals(want.cast(got.schema)), "the same values (Spark's file keeps the features' SQL types)"
+    want_meta, got_meta = (pl.read_parquet_metadata(paths[e]) for e in ("duckdb", "spark"))
+    assert {k: got_meta[k] for k in ("day", "latest", "horizon", "bgnbd")} == {
+        k: want_meta[k] for k in ("day", "latest", "horizon", "bgnbd")
+    }
+
+
+def test_the_served_pass_keeps_the_drivers_sample_and_cut_points() -> None:
+    """BG/NBD is fitted on the customers bgnbd.fit would draw (their places in key order, served.bgnbd_sample) and
+    the segments cut where polars' nearest quantile cuts (served.nearest_index)."""
+    rng = np.random.default_rng(7)
+    x, tx = rng.integers(0, 5, 500).astype(np.float64), rng.uniform(0, 300, 500)
+    big_t = tx + rng.uniform(0, 100, 500)
+    keep = served.bgnbd_sample(500, max_customers=120)
+    assert keep is not None and served.bgnbd_sample(120, max_customers=120) is None
+    assert churn_bgnbd.fit(x[keep], tx[keep], big_t[keep]) == churn_bgnbd.fit(x, tx, big_t, max_customers=120)
+    for n in range(1, 400):
+        values = pl.Series(np.arange(n, dtype=np.float64))
+        for q in (0.5, 0.8):
+            assert served.nearest_index(n, q) == int(values.quantile(q, "nearest") or 0), (n, q)
 
 
 def test_a_kept_fit_rescores_the_same_on_spark(

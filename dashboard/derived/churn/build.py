@@ -43,10 +43,13 @@ from __future__ import annotations
 import json
 import math
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 import duckdb
 import numpy as np
@@ -67,7 +70,7 @@ from dashboard.derived.churn import bgnbd as churn_bgnbd
 from dashboard.derived.churn import features as churn_features
 from dashboard.derived.churn import model as churn_model
 from dashboard.derived.churn.features import FEATURES
-from dashboard.derived.churn.reasons import REASON_CODES, days_counted, group_weights, top_reasons
+from dashboard.derived.churn.reasons import REASON_CODES, group_weights, top_reasons
 
 CHURN_TABLES: tuple[str, ...] = ("churn_scores", "churn_model")
 FIT_FILE = "churn_fit.pkl"  # the fitted model a build scored with, beside its tables: later refreshes rescore with it
@@ -126,6 +129,7 @@ class ChurnRun:
     bgnbd: churn_bgnbd.BGNBD | None = None  # the BG/NBD fit of their figures
     touched: int | None = None  # a rescore of the customers whose inputs changed: how many (None: everyone)
     scored: int = 0  # customers whose score, risk and reasons were made (the others': a kept build's)
+    written: bool = False  # churn_scores and ROWS_FILE written by another engine (Served), not held in scores and rows
 
 
 @dataclass
@@ -176,11 +180,10 @@ def _with_bgnbd(
     Each customer's figures are their own numbers' (the fit aside): a part of the frame gets the same."""
     x, tx, big_t = bgnbd_data(frame)
     fitted = fitted or churn_bgnbd.fit(x, tx, big_t)
-    alive = fitted.p_alive(x, tx, big_t)  # once, not in each figure
     out = frame.with_columns(
-        pl.Series("bgnbd_expected", fitted.expected(horizon, x, tx, big_t, alive)),
-        pl.Series("bgnbd_p_alive", alive),
-        pl.Series("bgnbd_p_none", fitted.p_none(horizon, x, tx, big_t, alive)),
+        pl.Series("bgnbd_expected", fitted.expected(horizon, x, tx, big_t)),
+        pl.Series("bgnbd_p_alive", fitted.p_alive(x, tx, big_t)),
+        pl.Series("bgnbd_p_none", fitted.p_none(horizon, x, tx, big_t)),
     )
     if target is not None:
         growth = fitted.p_active_if_alive(target, x, big_t) / fitted.p_active_if_alive(horizon, x, big_t)
@@ -544,7 +547,7 @@ def _scores(
         "expected_value_at_risk",
         "value_at_stake",
         "last_activity_at",
-        days_counted(pl.col("recency_days")).alias("days_inactive"),  # as the reasons count them
+        pl.col("recency_days").floor().cast(pl.Int64).alias("days_inactive"),
         pl.col("order_days").cast(pl.Int64).alias("orders"),
         pl.col("monetary").alias("revenue"),
         "reason_codes",
@@ -728,20 +731,51 @@ def run(
             f"{2 * h} days before the as-of date): BG/NBD's own probability of no activity is used"
         )
     del back_train, back_test, windows  # the fits are done: free their frames and the per-day tables
-    if frame is None:  # read now, not beside the backtest's: at large 0.4 GB less at its peak
-        frame, run_.bgnbd = _served_frame(con, d, h)
-    extra.update(customers_scored=frame.height)
-    churn_features.drop_days(con)
-    ranking, risk, reasons = _score(frame, final, run_.method, run_.train_horizon_days)
-    run_.scored = frame.height
-    records = churn_features.first_records(con)
-    run_.scores = _scores(con, frame, _served(risk, ranking), reasons, settings, run_, first=records)
-    run_.rows = _rows(frame, ranking, risk, records)
+    served = _SERVED.get()
+    n = served.serve(con, settings, run_, final, run_.train_horizon_days) if frame is None and served else None
+    if n is not None:  # scored where the per-day tables are (engine spark): the files are written there
+        run_.written, run_.scored = True, n
+        extra.update(customers_scored=n)
+        churn_features.drop_days(con)
+    else:
+        if frame is None:  # read now, not beside the backtest's: at large 0.4 GB less at its peak
+            frame, run_.bgnbd = _served_frame(con, d, h)
+        extra.update(customers_scored=frame.height)
+        churn_features.drop_days(con)
+        ranking, risk, reasons = _score(frame, final, run_.method, run_.train_horizon_days)
+        run_.scored = frame.height
+        records = churn_features.first_records(con)
+        run_.scores = _scores(con, frame, _served(risk, ranking), reasons, settings, run_, first=records)
+        run_.rows = _rows(frame, ranking, risk, records)
     run_.card = _card(run_, metrics, bins, extra, per_method)
     run_.fit = KeptFit(
         h, run_.method, run_.status, run_.reason, run_.train_horizon_days, list(run_.notes), run_.card, final, today
     )
     return run_
+
+
+class Served(Protocol):
+    """Another engine's served pass (engine spark: derived/spark/served.py): every customer at ``run_.day``
+    scored with ``fitted`` (None: BG/NBD's own probability) on ``horizon``'s features, as run's own tail scores them;
+    sets run_.bgnbd, writes churn_scores and ROWS_FILE where build() would, and returns the customers scored, or
+    None when it cannot (then run scores them itself)."""
+
+    def serve(
+        self, con: duckdb.DuckDBPyConnection, settings: Settings, run_: ChurnRun, fitted: Fitted | None, horizon: int
+    ) -> int | None: ...
+
+
+_SERVED: ContextVar[Served | None] = ContextVar("churn_served", default=None)
+
+
+@contextmanager
+def served_by(served: Served) -> Iterator[None]:
+    """Inside: run's served pass is ``served``'s (the derived build's churn step with engine spark)."""
+    token = _SERVED.set(served)
+    try:
+        yield
+    finally:
+        _SERVED.reset(token)
 
 
 @dataclass
@@ -955,7 +989,8 @@ def build(
     that scored them (FIT_FILE; ``kept``: rescore with it instead of fitting) and the features it scored
     (ROWS_FILE; ``rows``: a kept build's, of which only the touched customers are made again)."""
     result = run(con, settings, links, progress=progress, kept=kept, rows=rows)
-    _write_by_arrow(result.scores, folder / "churn_scores.parquet")
+    if not result.written:
+        _write_by_arrow(result.scores, folder / "churn_scores.parquet")
     result.card.write_parquet(folder / "churn_model.parquet")
     if result.rows is not None:
         # lz4: read only by the next build's rescore (at large 151 MB against zstd's 116, written in 0.6 CPU-s

@@ -142,13 +142,18 @@ class SparkDays:
 
 @contextlib.contextmanager
 def churn_on(spark: Any, settings: Settings, store: Store, manifest: Manifest, stage: Path) -> Iterator[None]:
-    """Inside: churn's keys, per-day tables, features and labels are made on ``spark`` (engine spark), or by
-    DuckDB when it is None. Spark's files are removed when it ends."""
+    """Inside: churn's keys, per-day tables, features and labels are made on ``spark`` (engine spark), and its served
+    pass over every customer runs there (derived.spark.served), or all by DuckDB when it is None. Spark's files are
+    removed when it ends."""
     if spark is None:
         yield
         return
+    from dashboard.derived.churn import build as churn
+    from dashboard.derived.spark.served import SparkServed
+
+    days = SparkDays(spark, settings, store, manifest, stage)
     try:
-        with churn_features.day_tables_from(SparkDays(spark, settings, store, manifest, stage)):
+        with churn_features.day_tables_from(days), churn.served_by(SparkServed(days, stage)):
             yield
     finally:
         shutil.rmtree(stage / PARTS, ignore_errors=True)

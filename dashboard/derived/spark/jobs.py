@@ -212,25 +212,30 @@ def run_to_parquet(
     stage: Path,
     args: Mapping[str, Any] | None = None,
     row_group_size: int | None = None,
+    compression: str = "zstd",
+    metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Run ``sql`` (DuckDB dialect; ``$name`` parameters bound from ``args``) on Spark, write
-    ``stage/<table>.parquet`` with ``columns`` (cast to them on Spark), in the statement's own ORDER BY, zstd, at
-    most ``row_group_size`` rows per row group (as the DuckDB engine writes the table; DuckDB's default without
-    it): Spark's sort writes each of its ranges as a part file, and their row groups are joined in the ranges'
-    order (join_parts), so no row comes to the driver. The result is also the Spark view ``table`` for the
+    ``stage/<table>.parquet`` with ``columns`` (cast to them on Spark), in the statement's own ORDER BY, zstd (or
+    ``compression``), at most ``row_group_size`` rows per row group (as the DuckDB engine writes the table; DuckDB's
+    default without it), with ``metadata`` in the file's key-value metadata: Spark's sort writes each of its
+    ranges as a part file, and their row groups are joined in the ranges' order (join_parts), so no row comes to
+    the driver. The result is also the Spark view ``table`` for the
     statements after it."""
     parts = stage / PARTS / table
     text, bound = spark_query(declared(sql, columns), args)
 
     def work() -> None:
         rows = str(int(row_group_size or _ROW_GROUP_ROWS))  # Parquet's writer ends a row group at this many rows
-        writer = spark.sql(text, bound).write.mode("overwrite").option("compression", "zstd")
+        writer = spark.sql(text, bound).write.mode("overwrite").option("compression", compression)
         writer.option("parquet.block.row.count.limit", rows).parquet(shared_uri(settings, parts))
 
     run_job(spark, settings, table, work)
     target = stage / f"{table}.parquet"
-    if not join_parts(spark, settings, table, parts, target):
-        con.execute(f"COPY ({empty_select(dict(columns))}) TO {quote_path(target)} (FORMAT parquet, COMPRESSION zstd)")
+    if not join_parts(spark, settings, table, parts, target, metadata):
+        kv = ", KV_METADATA {" + ", ".join(f"{k!r}: {v!r}" for k, v in metadata.items()) + "}" if metadata else ""
+        options = f"FORMAT parquet, COMPRESSION {compression}{kv}"
+        con.execute(f"COPY ({empty_select(dict(columns))}) TO {quote_path(target)} ({options})")
     read_parquet(spark, settings, target).createOrReplaceTempView(table)
     shutil.rmtree(parts, ignore_errors=True)
     return target
@@ -266,19 +271,29 @@ def in_order(folder: Path) -> list[Path]:
     return sorted(folder.glob("part-*.parquet"), key=lambda p: int(p.name.split("-")[1]))
 
 
-def join_parts(spark: Any, settings: Settings, name: str, folder: Path, target: Path) -> bool:
+def join_parts(
+    spark: Any, settings: Settings, name: str, folder: Path, target: Path, metadata: Mapping[str, str] | None = None
+) -> bool:
     """The part files of one Spark write in ``folder`` made the one file ``target`` (join_files), in the write's
     partitions' order. False when the write left no part file."""
     files = in_order(folder)
     if files:
-        join_files(spark, settings, name, files, target)
+        join_files(spark, settings, name, files, target, metadata)
     return bool(files)
 
 
-def join_files(spark: Any, settings: Settings, name: str, files: list[Path], target: Path) -> None:
+def join_files(
+    spark: Any,
+    settings: Settings,
+    name: str,
+    files: list[Path],
+    target: Path,
+    metadata: Mapping[str, str] | None = None,
+) -> None:
     """``files`` (Parquet, one schema) made one file ``target``, their row groups in the files' order, copied as
-    they are: Parquet's own writer on the driver's JVM appends a file's row groups without reading its rows (no
-    Spark job; nothing decoded, nothing held by the driver's Python)."""
+    they are, with the first file's key-value metadata and ``metadata``: Parquet's own writer on the driver's JVM
+    appends a file's row groups without reading its rows (no Spark job; nothing decoded, nothing held by the
+    driver's Python)."""
 
     def work() -> None:
         jvm, conf = spark._jvm, spark._jsc.hadoopConfiguration()
@@ -298,7 +313,10 @@ def join_files(spark: Any, settings: Settings, name: str, files: list[Path], tar
         writer.start()
         for f in files:
             writer.appendFile(uri(f))
-        writer.end(meta.getKeyValueMetaData())
+        pairs = jvm.java.util.HashMap(meta.getKeyValueMetaData())
+        for key, value in (metadata or {}).items():
+            pairs.put(key, value)
+        writer.end(pairs)
 
     run_job(spark, settings, name, work)
     (target.parent / f".{target.name}.crc").unlink(missing_ok=True)  # Hadoop's checksum beside a local file

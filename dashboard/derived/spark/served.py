@@ -1,0 +1,285 @@
+"""Churn's served pass over every customer as Spark jobs (engine spark): the customers' features at the as-of day,
+BG/NBD's figures, the scores and the reasons made on the executors by churn's own functions, a partition at a time
+(derived.churn.features.features_at, build._with_bgnbd, build._score: a part of the customers gets what the whole
+gets), the served risk, segments, owners and ranks in Spark SQL, churn_scores.parquet and churn_rows.parquet
+written by Spark. The driver holds the fits only: BG/NBD is fitted there on the (x, t_x, T) of the customers it is
+fitted on anyway (every one up to bgnbd.MAX_CUSTOMERS, a sample of that many by position in key order above it:
+the same arrays, so the same fit), the model came from the backtest's bounded sample.
+
+Not here: a model trained on a shorter horizon than the target scales its risk by an isotonic map over every
+customer (build._to_target): that run scores on the driver as before (serve() returns None)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from dashboard.core.config import Settings
+from dashboard.derived.churn import TABLES
+from dashboard.derived.churn import bgnbd as churn_bgnbd
+from dashboard.derived.churn import features as churn_features
+from dashboard.derived.churn.reasons import days_counted
+from dashboard.derived.spark.churn import SparkDays, _columns, _unordered
+from dashboard.derived.spark.jobs import run_to_parquet, spark_query, spark_type
+from dashboard.derived.spark.steps import numbered, write_view
+
+if TYPE_CHECKING:
+    from dashboard.derived.churn import build as churn
+
+_ORDER = "_order0"  # the features' ORDER BY key (their customer id, in key order), as _unordered selects it
+_CID = "_cid"  # the same, under a name of its own
+_DAYS = "_days_inactive"  # churn_scores' days_inactive (reasons.days_counted), made with the scores
+_TO_DUCK = {pl.Int64: "BIGINT", pl.Int32: "INTEGER", pl.Float64: "DOUBLE", pl.String: "VARCHAR", pl.Boolean: "BOOLEAN"}
+
+
+class _Given:
+    """A DayTables handing back one partition's FEATURES_SQL rows: features_at derives its columns on them."""
+
+    def __init__(self, frame: pl.DataFrame) -> None:
+        self.frame = frame
+
+    def query(self, con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, int]) -> pl.DataFrame:
+        assert sql == churn_features.FEATURES_SQL, "only a cutoff's features are handed back"
+        return self.frame
+
+    def make(self, con: duckdb.DuckDBPyConnection, latest: int) -> None:
+        raise NotImplementedError
+
+    def first_records(self, con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+        raise NotImplementedError
+
+    def attributes(self, con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+        raise NotImplementedError
+
+
+def scored_part(
+    raw: pl.DataFrame, t: int, horizon: int, bg: churn_bgnbd.BGNBD, fitted: churn.Fitted | None, method: str
+) -> pl.DataFrame:
+    """A partition of FEATURES_SQL's rows at ``t`` (with their id, _CID) as the served method sees them: churn's
+    features_at columns, BG/NBD's figures under ``bg``, the score and risk (build.SCORE_COLUMNS) and the reasons,
+    by churn's own functions."""
+    from dashboard.derived.churn import build as churn
+
+    with churn_features.day_tables_from(_Given(raw.drop(_CID))):
+        features = churn_features.features_at(cast(duckdb.DuckDBPyConnection, None), t, horizon)
+    frame = churn._with_bgnbd(features, horizon, None, bg)
+    ranking, risk, reasons = churn._score(frame, fitted, method, horizon)
+    scores = (pl.Series(churn.SCORE_COLUMNS[0], ranking), pl.Series(churn.SCORE_COLUMNS[1], risk), raw[_CID])
+    days = frame.select(days_counted(pl.col("recency_days")).alias(_DAYS))  # churn_scores' days_inactive, as _scores
+    return pl.concat([frame.with_columns(*scores), reasons, days], how="horizontal")
+
+
+def _arrow_schema(frame: pl.DataFrame) -> Any:
+    """``frame``'s Arrow schema with plain (not large) strings and lists: what Spark's Arrow reader takes."""
+    import pyarrow as pa
+
+    def plain(kind: Any) -> Any:
+        if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+            return pa.string()
+        if pa.types.is_large_list(kind) or pa.types.is_list(kind):
+            return pa.list_(plain(kind.value_type))
+        return kind
+
+    return pa.schema([(f.name, plain(f.type)) for f in frame.to_arrow().schema])
+
+
+def _scoring(
+    t: int, horizon: int, bg: churn_bgnbd.BGNBD, fitted: churn.Fitted | None, method: str, schema: Any
+) -> Callable[[Iterator[Any]], Iterator[Any]]:
+    def score(batches: Iterator[Any]) -> Iterator[Any]:
+        for batch in batches:
+            raw = pl.from_arrow(batch)
+            assert isinstance(raw, pl.DataFrame)
+            yield from scored_part(raw, t, horizon, bg, fitted, method).to_arrow().cast(schema).to_batches()
+
+    return score
+
+
+def _double(x: float) -> str:
+    """A Python float as a Spark SQL double, the same number (Java parses the shortest repr back exactly)."""
+    return f"CAST('{x!r}' AS DOUBLE)"
+
+
+def nearest_index(n: int, q: float) -> int:
+    """The 0-based place polars' quantile(q, "nearest") takes among ``n`` sorted values: (n - 1) q rounded half
+    away from zero."""
+    return int(Decimal((n - 1) * q).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def bgnbd_sample(n: int, max_customers: int = churn_bgnbd.MAX_CUSTOMERS, seed: int = 0) -> np.ndarray | None:
+    """The 0-based places (in key order) of the customers bgnbd.fit fits on when given ``n`` (None: every one), as
+    it draws them."""
+    if n <= max_customers:
+        return None
+    return np.asarray(np.random.default_rng(seed).choice(n, max_customers, replace=False))
+
+
+class SparkServed:
+    """churn.build's served pass on Spark, where ``days`` made the per-day tables (build.Served)."""
+
+    def __init__(self, days: SparkDays, folder: Path) -> None:
+        self.days, self.folder = days, folder
+        self.spark, self.settings, self.stage = days.spark, days.settings, days.stage
+
+    def serve(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        settings: Settings,
+        run_: churn.ChurnRun,
+        fitted: churn.Fitted | None,
+        horizon: int,
+    ) -> int | None:
+        from dashboard.derived.churn import build as churn
+
+        if fitted is not None and fitted.scaled:
+            return None  # _to_target's isotonic map is over every customer: the driver's path
+        spark, settings, stage, t = self.spark, self.settings, self.stage, run_.day
+        params = {"t": t, "h": horizon}
+        columns = _columns(con, churn_features.FEATURES_SQL, params)
+        unordered, _ = _unordered(churn_features.FEATURES_SQL)
+        text, bound = spark_query(unordered, params)
+        casts = ", ".join(f"CAST(`{c}` AS {spark_type(ty)}) AS `{c}`" for c, ty in columns.items())
+        casts += f", CAST(`{_ORDER}` AS INT) AS `{_CID}`"
+        raw = spark.sql(f"SELECT {casts} FROM ({text})", bound)
+        write_view(spark, settings, raw, "churn_served_raw", stage)
+        n = spark.table("churn_served_raw").count()
+        if n == 0:
+            return None
+        run_.bgnbd = bg = churn_bgnbd.fit(*churn.bgnbd_data(self._bgnbd_rows(n)))
+        one = pl.from_arrow(spark.table("churn_served_raw").limit(1).toArrow())  # its output's types, by one row
+        assert isinstance(one, pl.DataFrame)
+        shape = scored_part(one, t, horizon, bg, fitted, run_.method)
+        schema = _arrow_schema(shape)
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        scoring = _scoring(t, horizon, bg, fitted, run_.method, schema)
+        scored = spark.table("churn_served_raw").mapInArrow(scoring, from_arrow_schema(schema))
+        write_view(spark, settings, scored, "churn_served_scored", stage)
+        self._published(con, settings, run_, n, horizon)
+        rows = {c: _TO_DUCK[shape.schema[c].base_type()] for c in shape.columns if c not in (*_REASONS, _CID, _DAYS)}
+        meta = {"day": str(run_.day), "latest": str(run_.latest), "horizon": str(horizon)}
+        meta["bgnbd"] = json.dumps([repr(v) for v in (bg.r, bg.alpha, bg.a, bg.b)])
+        run_to_parquet(
+            spark, con, settings, f"SELECT * FROM churn_served_rows ORDER BY {_CID}",
+            Path(churn.ROWS_FILE).stem, {**rows, churn.FIRST_COLUMN: "VARCHAR"}, self.folder,
+            compression="lz4", metadata=meta,
+        )  # fmt: skip
+        return n
+
+    def _bgnbd_rows(self, n: int) -> pl.DataFrame:
+        """The (x, t_x, T) columns of the customers bgnbd.fit fits on, as it would draw them from every customer's
+        (bgnbd_sample): a bounded set on the driver."""
+        spark, cols = self.spark, "active_days, active_span, tenure_days"
+        keep = bgnbd_sample(n)
+        if keep is None:
+            got = spark.sql(f"SELECT {cols} FROM churn_served_raw").toArrow()
+        else:
+            source = spark.table("churn_served_raw").select(_CID, "active_days", "active_span", "tenure_days")
+            numbered(spark, self.settings, source, {"_place": (_CID,)}, "churn_served_places", self.stage)
+            places = spark.createDataFrame([(int(p) + 1,) for p in keep], "_place bigint")
+            places.createOrReplaceTempView("churn_served_keep")
+            got = spark.sql(
+                f"SELECT {cols} FROM churn_served_places LEFT SEMI JOIN churn_served_keep USING (_place)"
+            ).toArrow()
+        frame = pl.from_arrow(got)
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+
+    def _published(
+        self, con: duckdb.DuckDBPyConnection, settings: Settings, run_: churn.ChurnRun, n: int, horizon: int
+    ) -> None:
+        """churn_scores.parquet as build._scores makes it, from the scored customers (Spark view
+        churn_served_scored); and the Spark view churn_served_rows, ROWS_FILE's rows (build._rows)."""
+        from dashboard.derived.churn import build as churn
+
+        spark, cfg, h = self.spark, settings.churn, run_.horizon_days
+        self.days._views()
+        priority = con.sql("SELECT * FROM churn_priority").fetchall()
+        spark.createDataFrame(priority or [], "source_system string, priority int").createOrReplaceTempView(
+            "churn_priority"
+        )
+        spark.table("churn_served_scored").select("customer_key").createOrReplaceTempView("churn_scored")
+        spark.sql(*spark_query(churn_features.ATTRIBUTES_SQL)).createOrReplaceTempView("churn_served_owners")
+        spark.sql(*spark_query(churn_features.FIRST_RECORDS_SQL)).createOrReplaceTempView("churn_served_first")
+        hi, mid = self._segment_cuts()
+        lo_risk, hi_risk = churn.RISK_FLOOR, 1 - churn.RISK_FLOOR - churn.ORDER_NUDGE
+        segment = (
+            "'none'" if hi is None else
+            f"CASE WHEN spend_year <= 0 THEN 'none' WHEN spend_year >= {_double(hi)} THEN 'high' "
+            f"WHEN spend_year >= {_double(mid or 0.0)} THEN 'mid' ELSE 'low' END"
+        )  # fmt: skip
+        # build._served: the calibrated risk clipped, plus a nudge by the score's average rank (scipy's rankdata)
+        served = f"""
+        SELECT s.*, least(greatest({churn.SCORE_COLUMNS[1]}, {_double(lo_risk)}), {_double(hi_risk)})
+            + {_double(churn.ORDER_NUDGE)} * (0.5 * CAST(2 * _lo + _ties - 1 AS DOUBLE) - 1)
+            / {_double(float(max(n - 1, 1)))} AS risk
+        FROM (SELECT *, rank() OVER (ORDER BY {churn.SCORE_COLUMNS[0]}) AS _lo,
+            count(*) OVER (PARTITION BY {churn.SCORE_COLUMNS[0]}) AS _ties FROM churn_served_scored) AS s
+        """
+        days, window = _double(float(h)), _double(float(churn.VALUE_WINDOW_DAYS))
+        valued = f"""
+        SELECT r.*, greatest(spend_2y, 0.0) / least(greatest(tenure_days, {days}), {window}) * {days} AS value_at_stake,
+            {segment} AS segment
+        FROM ({served}) AS r
+        """
+        spark.sql(valued).createOrReplaceTempView("churn_served_valued")
+        rows_cols = ", ".join(
+            f"v.`{c}`" for c in spark.table("churn_served_scored").columns if c not in (*_REASONS, _DAYS)
+        )  # ROWS_FILE: the scored frame's columns, the first record
+        spark.sql(
+            f"SELECT {rows_cols}, f.first_record AS {churn.FIRST_COLUMN} FROM churn_served_scored AS v "
+            "LEFT JOIN churn_served_first AS f USING (customer_key)"
+        ).createOrReplaceTempView("churn_served_rows")
+        band = (
+            f"CASE WHEN v.risk >= {_double(cfg.high_risk)} THEN 'high' "
+            f"WHEN v.risk >= {_double(cfg.medium_risk)} THEN 'medium' ELSE 'low' END"
+        )
+        ordered = spark.sql(
+            f"""
+            SELECT v.customer_key, o.owner, o.region, v.segment, v.risk, {band} AS risk_band,
+                v.risk * v.value_at_stake AS expected_value_at_risk, v.value_at_stake,
+                CAST(timestamp_seconds(CAST(v.last_d * 86400 AS BIGINT)) AS TIMESTAMP_NTZ) AS last_activity_at,
+                v.{_DAYS} AS days_inactive, CAST(v.order_days AS BIGINT) AS orders,
+                v.monetary AS revenue, v.reason_codes, v.reasons_zh, v.reasons_en,
+                -(v.risk * v.value_at_stake) AS _k1, -v.risk AS _k2,
+                coalesce(f.first_record, v.customer_key) AS _k3, v.{_CID} AS _k4
+            FROM churn_served_valued AS v
+            LEFT JOIN churn_served_owners AS o USING (customer_key)
+            LEFT JOIN churn_served_first AS f USING (customer_key)
+            """
+        )
+        numbered(self.spark, self.settings, ordered, {"rank": ("_k1", "_k2", "_k3", "_k4")}, "churn_served", self.stage)
+        published = [c for c in TABLES["churn_scores"] if c not in ("as_of", "method")]
+        sql = (
+            f"SELECT {', '.join(published)}, DATE '{run_.as_of.isoformat()}' AS as_of, "
+            f"'{run_.method}' AS method FROM churn_served ORDER BY rank"
+        )
+        run_to_parquet(
+            spark, con, settings, sql, "churn_scores", TABLES["churn_scores"], self.folder,
+            row_group_size=churn.SCORES_ROW_GROUP,
+        )  # fmt: skip
+
+    def _segment_cuts(self) -> tuple[float | None, float | None]:
+        """build._segments' cut points: the last year's spend at polars' nearest 0.8 and 0.5 quantiles among the
+        customers who spent (None: nobody did)."""
+        spark = self.spark
+        m = spark.sql("SELECT count(*) AS m FROM churn_served_scored WHERE spend_year > 0").collect()[0]["m"]
+        if not m:
+            return None, None
+        at = {nearest_index(m, q) + 1: q for q in (0.8, 0.5)}
+        got = spark.sql(
+            "SELECT i, spend_year FROM (SELECT spend_year, row_number() OVER (ORDER BY spend_year) AS i "
+            f"FROM churn_served_scored WHERE spend_year > 0) WHERE i IN ({', '.join(map(str, at))})"
+        ).collect()
+        value = {at[row["i"]]: float(row["spend_year"]) for row in got}
+        return value[0.8], value[0.5]
+
+
+_REASONS = ("reason_codes", "reasons_zh", "reasons_en")
