@@ -70,7 +70,7 @@ from dashboard.derived.churn import bgnbd as churn_bgnbd
 from dashboard.derived.churn import features as churn_features
 from dashboard.derived.churn import model as churn_model
 from dashboard.derived.churn.features import FEATURES
-from dashboard.derived.churn.reasons import REASON_CODES, group_weights, top_reasons
+from dashboard.derived.churn.reasons import REASON_CODES, days_counted, group_weights, top_reasons
 
 CHURN_TABLES: tuple[str, ...] = ("churn_scores", "churn_model")
 FIT_FILE = "churn_fit.pkl"  # the fitted model a build scored with, beside its tables: later refreshes rescore with it
@@ -180,10 +180,11 @@ def _with_bgnbd(
     Each customer's figures are their own numbers' (the fit aside): a part of the frame gets the same."""
     x, tx, big_t = bgnbd_data(frame)
     fitted = fitted or churn_bgnbd.fit(x, tx, big_t)
+    alive = fitted.p_alive(x, tx, big_t)  # once, not in each figure
     out = frame.with_columns(
-        pl.Series("bgnbd_expected", fitted.expected(horizon, x, tx, big_t)),
-        pl.Series("bgnbd_p_alive", fitted.p_alive(x, tx, big_t)),
-        pl.Series("bgnbd_p_none", fitted.p_none(horizon, x, tx, big_t)),
+        pl.Series("bgnbd_expected", fitted.expected(horizon, x, tx, big_t, alive)),
+        pl.Series("bgnbd_p_alive", alive),
+        pl.Series("bgnbd_p_none", fitted.p_none(horizon, x, tx, big_t, alive)),
     )
     if target is not None:
         growth = fitted.p_active_if_alive(target, x, big_t) / fitted.p_active_if_alive(horizon, x, big_t)
@@ -547,7 +548,7 @@ def _scores(
         "expected_value_at_risk",
         "value_at_stake",
         "last_activity_at",
-        pl.col("recency_days").floor().cast(pl.Int64).alias("days_inactive"),
+        days_counted(pl.col("recency_days")).alias("days_inactive"),  # as the reasons count them
         pl.col("order_days").cast(pl.Int64).alias("orders"),
         pl.col("monetary").alias("revenue"),
         "reason_codes",
