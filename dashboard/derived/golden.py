@@ -108,11 +108,9 @@ _ORDER = {
 NOT_REVENUE = r"(?i)cancel|取消|退货|return|refund|作废"
 ACTIVE_DAYS = 180  # a customer who ordered within this many days is active, otherwise lapsed
 
-# Survivorship orders records, not values: the records are stored once, by customer and in survivorship order
-# within each customer, so a record's rowid ranks it among its customer's records (rk: the lower survives first),
-# and each value keeps the best-ranked record giving it (arg_min by rk: a hash aggregate, no sort per group).
-# Measured at large: the ordered first() per value took 3x longer. By customer first: a range of customers is a
-# range of rows (_CHUNK_SQL).
+# Survivorship orders records, not values: the records are stored once in survivorship order, so a record's
+# rowid is its rank (rk, 0 survives first), and each value keeps the best-ranked record giving it (arg_min by
+# rk: a hash aggregate, no sort per group). Measured at large: the ordered first() per value took 3x longer.
 _RANKED_SQL = """
 CREATE OR REPLACE TEMP TABLE golden_ranked AS
 SELECT * FROM (
@@ -124,7 +122,7 @@ SELECT * FROM (
     JOIN golden_links AS l USING (source_system, source_record_id, record_kind)
     LEFT JOIN golden_sources AS s USING (source_system)
 )
-ORDER BY customer_key, {order}, source_system, source_record_id
+ORDER BY {order}, source_system, source_record_id
 """
 
 # one row per customer, attribute and distinct value: the best record giving it is its provenance. The sources
@@ -135,12 +133,13 @@ _MASK = (
     "(m.mask >> CAST(s.src AS UHUGEINT)) & CAST(1 AS UHUGEINT) = 1",
 )
 _MASK_LIST = ("list_sort(list(DISTINCT src))", "list_contains(m.mask, s.src)")
-# the values' CTEs over {ranked}: golden_ranked, or (DuckDB's full build) its rows of a range of customers
-_VALUE_CTES = """candidates AS (
+_ATTRIBUTES_SQL = """
+CREATE OR REPLACE TEMP TABLE golden_values AS
+WITH candidates AS (
     SELECT customer_key, rk, src, attribute, value,
            CASE WHEN attribute = 'name' THEN lower(regexp_replace(value, '[\\s\u3000·.]', '', 'g'))
                 ELSE lower(trim(value)) END AS norm
-    FROM (SELECT rowid AS rk, customer_key, src, {attributes} FROM {ranked})
+    FROM (SELECT rowid AS rk, customer_key, src, {attributes} FROM golden_ranked)
         UNPIVOT (value FOR attribute IN ({attributes}))
     WHERE trim(value) <> ''
 ),
@@ -159,11 +158,7 @@ masks AS (
     FROM (SELECT DISTINCT mask FROM per_value) AS m
     JOIN golden_sources AS s ON {has_source}
     GROUP BY m.mask
-)"""
-_ATTRIBUTES_SQL = (
-    "\nCREATE OR REPLACE TEMP TABLE golden_values AS\nWITH "
-    + _VALUE_CTES.replace("{ranked}", "golden_ranked")
-    + """
+)
 SELECT v.customer_key, v.attribute, v.value, r.source_system, r.snapshot_id, r.source_record_id, r.seen_at,
        ms.sources, v.records, v.rk = a.best AS chosen, a.conflict
 FROM per_value AS v
@@ -171,36 +166,38 @@ JOIN per_attribute AS a USING (customer_key, attribute)
 JOIN golden_ranked AS r ON r.rowid = v.rk
 JOIN masks AS ms USING (mask)
 """
-)
 
-# DuckDB's golden_values: _ATTRIBUTES_SQL's rows (which Spark runs) of one range of customers ({chunk}: golden_ranked
-# is in customer order, so a range of its rows), as customer_attributes' rows (the customer's key, its chosen owner)
-# in customer order, and their number (cid; the key itself in an incremental build). The ranges' rows appended in
-# turn are the table in key order: written as they are, not sorted again (at large 9.1M values, whose sort at
-# DuckDB's 1 GiB spilled 2 GB), and each range's hash tables hold its customers' values only.
-_CHUNK_SQL = (
-    "WITH "
-    + _VALUE_CTES.replace("{ranked}", "golden_ranked WHERE {chunk}")
-    + """,
-owners AS (  -- the chosen owner: the best-ranked record's
-    SELECT customer_key, arg_min(value, rk) AS owner FROM per_value WHERE attribute = 'owner' GROUP BY customer_key
+# The same rows as _ATTRIBUTES_SQL (which Spark runs), one attribute at a time ($attribute; {value}: its
+# column): each statement's hash tables hold one attribute's values, not all nine at once. Measured at large
+# (3.5M records, 9.1M values): the nine-attribute statement filled DuckDB's 4 GB and spilled.
+_VALUES_SQL = """
+WITH candidates AS (
+    SELECT customer_key, rowid AS rk, src, {value} AS value, {norm} AS norm
+    FROM golden_ranked
+    WHERE trim({value}) <> ''
+),
+per_value AS (
+    SELECT customer_key, min(rk) AS rk, arg_min(value, rk) AS value, {mask} AS mask, count(*) AS records
+    FROM candidates
+    GROUP BY customer_key, norm
+),
+per_attribute AS (
+    SELECT customer_key, min(rk) AS best, count(*) > 1 AS conflict FROM per_value GROUP BY customer_key
+),
+masks AS (
+    SELECT m.mask, list(s.source_system ORDER BY s.source_system) AS sources
+    FROM (SELECT DISTINCT mask FROM per_value) AS m
+    JOIN golden_sources AS s ON {has_source}
+    GROUP BY m.mask
 )
-SELECT v.customer_key AS cid, k.customer_key, o.owner, v.attribute, v.value, v.rk = a.best AS chosen, a.conflict,
-       r.source_system, r.snapshot_id, r.source_record_id, r.seen_at, ms.sources, v.records
+SELECT v.customer_key, $attribute AS attribute, v.value, r.source_system, r.snapshot_id, r.source_record_id,
+       r.seen_at, ms.sources, v.records, v.rk = a.best AS chosen, a.conflict
 FROM per_value AS v
-JOIN per_attribute AS a USING (customer_key, attribute)
-JOIN (
-    SELECT rowid AS rk, source_system, snapshot_id, source_record_id, seen_at FROM golden_ranked WHERE {chunk}
-) AS r ON r.rk = v.rk
+JOIN per_attribute AS a USING (customer_key)
+JOIN golden_ranked AS r ON r.rowid = v.rk
 JOIN masks AS ms USING (mask)
-JOIN (SELECT cid, customer_key FROM golden_keys WHERE {keys}) AS k ON k.cid = v.customer_key
-LEFT JOIN owners AS o ON o.customer_key = v.customer_key
-ORDER BY v.customer_key
 """
-)
-# golden_ranked's records per range of customers (_CHUNK_SQL): 14 ranges at large. Measured there alone, DuckDB at
-# 1.6 GiB: 2**18 17.0 CPU-s, 2**19 18.0; 2**20 ran out of memory (1 GiB and 768 MiB: 2**18 passes, 18.0 CPU-s)
-CHUNK_RECORDS = 2**18
+_NORM = {"name": "lower(regexp_replace({v}, '[\\s\u3000·.]', '', 'g'))"}  # else lower(trim(value))
 
 # Per customer (golden_base): everything but what ranks customers against each other (RFM, value tier) and
 # what depends on the day (active or lapsed): an incremental build remakes these rows only for the
@@ -419,21 +416,22 @@ _CHOSEN_JOINS = (
     + ", ".join(f"a{i}.value AS {a}" for i, a in enumerate(ATTRIBUTES))
     + ", cf.conflicts\n    FROM members AS m\n"
     + "".join(
-        f"    LEFT JOIN (SELECT cid, value FROM golden_values WHERE attribute = '{a}' AND chosen) AS a{i}\n"
-        f"        ON a{i}.cid = m.customer_key\n"
+        f"    LEFT JOIN (SELECT customer_key, value FROM golden_values WHERE attribute = '{a}' AND chosen) AS a{i}\n"
+        f"        ON a{i}.customer_key = m.customer_key\n"
         for i, a in enumerate(ATTRIBUTES)
     )
     + """    LEFT JOIN (
-        SELECT cid, list_sort(list(attribute)) AS conflicts FROM golden_values WHERE chosen AND conflict GROUP BY cid
-    ) AS cf ON cf.cid = m.customer_key
+        SELECT customer_key, list_sort(list(attribute)) AS conflicts FROM golden_values WHERE chosen AND conflict
+        GROUP BY customer_key
+    ) AS cf ON cf.customer_key = m.customer_key
 ),"""
 )
 if _BASE_QUERY.count(_CHOSEN_PIVOT) != 1:  # checked at import: DuckDB's statement replaces exactly that CTE
     raise AssertionError("_BASE_QUERY's chosen CTE is not _CHOSEN_PIVOT")
 _BASE_SQL = "CREATE OR REPLACE TEMP TABLE golden_base AS " + _BASE_QUERY.replace(_CHOSEN_PIVOT, _CHOSEN_JOINS)
-# customer_attributes' rows made from golden_values (each value with its customer's chosen owner; Spark's: DuckDB
-# makes them in _CHUNK_SQL), and customer_lookup's from that table ({attributes}: where it is read), by value: a
-# lookup reads one or two row groups (both engines).
+# customer_attributes' rows made from golden_values (each value with its customer's chosen owner), and
+# customer_lookup's from that table ({attributes}: where it is read), by value: a lookup reads one or two row
+# groups. One definition for both engines (derived.spark.steps runs them too).
 ATTRIBUTES_ROWS_SQL = """
 SELECT v.customer_key, o.value AS owner, v.attribute, v.value, v.chosen, v.conflict, v.source_system,
        v.snapshot_id, v.source_record_id, v.seen_at, v.sources, v.records
@@ -597,17 +595,6 @@ def _numbered(links: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     keys = links.select(pl.col("customer_key").unique().sort()).with_row_index("cid")
     numbered = links.join(keys, on="customer_key").drop("customer_key").rename({"cid": "customer_key"})
     return numbered, keys
-
-
-def _chunks(links: pl.DataFrame, per: int) -> list[str]:
-    """Ranges of numbered customers (``links``' customer_key: golden_keys' cid) of about ``per`` records each, as
-    conditions on the cid (``{column}``: where it is); no links, one range ("true")."""
-    if not links.height:
-        return ["true"]
-    cids = links["customer_key"].sort()
-    starts = cids.gather_every(per).unique().sort().to_list()
-    ends = [s - 1 for s in starts[1:]] + [cids[-1]]
-    return [f"{{column}} BETWEEN {lo} AND {hi}" for lo, hi in zip(starts, ends, strict=True)]
 
 
 def _keyed(sql: str) -> str:
@@ -776,11 +763,7 @@ def write_golden(
     numbered = previous is None  # an incremental build's few customers keep their keys (and the kept rows')
     if numbered:
         links, keys = _numbered(links)
-        chunks = _chunks(links, CHUNK_RECORDS)
-    else:  # the keys as their own numbers, the customers in one range
-        keys = links.select(pl.col("customer_key").alias("cid"), "customer_key").unique()
-        chunks = ["true"]
-    con.register("golden_keys", keys)
+        con.register("golden_keys", keys)
     con.register("golden_records", records)
     con.register("golden_links", links)
     priority = {src.name: src.priority for src in settings.sources}
@@ -803,23 +786,19 @@ def write_golden(
             )
         )
         mask, has_source = _MASK if len(names) <= 128 else _MASK_LIST
-        for i, chunk in enumerate(chunks):  # each range's rows in key order, appended in turn: in key order
-            sql = _CHUNK_SQL.format(
-                attributes=", ".join(attrs),
-                mask=mask,
-                has_source=has_source,
-                chunk=chunk.format(column="customer_key"),
-                keys=chunk.format(column="cid"),
-            )
-            con.execute(("INSERT INTO golden_values " if i else "CREATE OR REPLACE TEMP TABLE golden_values AS ") + sql)
+        for i, a in enumerate(attrs):
+            norm = _NORM.get(a, "lower(trim({v}))").format(v=a)
+            into = "INSERT INTO golden_values " if i else "CREATE OR REPLACE TEMP TABLE golden_values AS "
+            sql = _VALUES_SQL.format(value=a, norm=norm, mask=mask, has_source=has_source)
+            con.execute(into + sql, {"attribute": a})
         con.execute("DROP TABLE golden_ranked")
         # in customer_key order: one customer's rows together (customer_attributes.sql orders them)
         target = quote_path(folder / "customer_attributes.parquet")  # our staging path, quoted
-        rows = "SELECT * EXCLUDE (cid) FROM golden_values"  # customer_attributes' rows, in key order
         if previous is None:
-            con.execute(f"COPY ({rows}) TO {target} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)")
+            con.execute(f"COPY ({_keyed(ATTRIBUTES_ROWS_SQL)}) TO {target} (FORMAT parquet, COMPRESSION zstd, "
+                        "ROW_GROUP_SIZE 100000)")  # fmt: skip
         else:  # the kept customers' rows copied
-            made = con.sql(rows).pl()
+            made = con.sql(f"{ATTRIBUTES_ROWS_SQL}\nORDER BY v.customer_key").pl()
             _merged(previous, made, touched, snapshots, folder)
         if previous is not None and previous.lookup is not None:  # the kept customers' rows copied
             _merged_lookup(previous.lookup, made, touched, folder / "customer_lookup.parquet")
@@ -827,8 +806,6 @@ def write_golden(
             lookup = quote_path(folder / "customer_lookup.parquet")  # our staging path, quoted
             parts = Parts.of(folder)  # the attributes as a base and part: read together
             attributes = f"({parts.sql()})" if parts is not None else f"read_parquet({target})"
-            if previous is None:  # every customer's rows are golden_values': not read back from the file
-                attributes = "golden_values"
             con.execute(
                 f"""COPY ({LOOKUP_SQL.format(attributes=attributes)}
                 ) TO {lookup} ({LOOKUP_COPY})""",
