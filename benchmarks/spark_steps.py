@@ -33,6 +33,7 @@ from dashboard.derived.churn import features as churn_features  # noqa: E402
 from dashboard.derived.identity import read_records  # noqa: E402
 from dashboard.derived.quality.tables import identity_consistency  # noqa: E402
 from dashboard.derived.spark import churn as spark_churn  # noqa: E402
+from dashboard.derived.spark import served as spark_served  # noqa: E402
 from dashboard.derived.spark import steps as spark_steps  # noqa: E402
 
 # what each step reads (besides identity's links): its "input rows"
@@ -100,7 +101,7 @@ class Steps:
         con = self.con
 
         def run() -> None:
-            with spark_churn.churn_on(spark, self.settings, self.store, self.manifest, folder):  # None: DuckDB's
+            with spark_served.churn_on(spark, self.settings, self.store, self.manifest, folder):  # None: DuckDB's
                 churn_features.load_events(con, self.links, priorities, latest)
                 last = churn_features.activity_range(con)[1]
                 d = math.floor(last or 0) + 1

@@ -67,18 +67,18 @@ def _churn(settings: Settings, folder: Path, spark: Any, kept: churn.KeptFit | N
         _recording(asked, patch)
         patch.setattr(spark_churn.SparkDays, "query", counted)
         attach_entities(con, store, manifest)
-        with spark_churn.churn_on(spark, _on_spark(settings), store, manifest, folder):  # spark None: DuckDB's
+        with served.churn_on(spark, _on_spark(settings), store, manifest, folder):  # spark None: DuckDB's
             result = churn.build(con, settings, links, folder, kept=kept)
     assert not (folder / PARTS).exists()  # Spark's files are gone with the step
     # with engine spark every cutoff's features and labels and the activity range were Spark jobs; a fitting run's
     # served pass (today's features, first records, owners) too, in Spark's own jobs (derived.spark.served): the
     # driver held no customer's row of it
-    served = spark is not None and kept is None
-    if served:  # the served pass scores one customer on the driver, for its output's types
+    on_executors = spark is not None and kept is None
+    if on_executors:  # the served pass scores one customer on the driver, for its output's types
         (kind, _, _), probe = asked.pop()
         assert kind == "features" and probe.height == 1
-    assert len(on_spark) == (len(asked) + (1 if served else 3) if spark else 0), on_spark
-    assert result.written == served and (result.scores.height == 0) == served
+    assert len(on_spark) == (len(asked) + (1 if on_executors else 3) if spark else 0), on_spark
+    assert result.written == on_executors and (result.scores.height == 0) == on_executors
     return asked, result
 
 

@@ -10,9 +10,7 @@ against the keys and empty per-day tables of the same columns, so both engines h
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -138,22 +136,3 @@ class SparkDays:
             return con.sql(_gathered(parts, columns, order)).pl()
         finally:
             shutil.rmtree(parts, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def churn_on(spark: Any, settings: Settings, store: Store, manifest: Manifest, stage: Path) -> Iterator[None]:
-    """Inside: churn's keys, per-day tables, features and labels are made on ``spark`` (engine spark), and its served
-    pass over every customer runs there (derived.spark.served), or all by DuckDB when it is None. Spark's files are
-    removed when it ends."""
-    if spark is None:
-        yield
-        return
-    from dashboard.derived.churn import build as churn
-    from dashboard.derived.spark.served import SparkServed
-
-    days = SparkDays(spark, settings, store, manifest, stage)
-    try:
-        with churn_features.day_tables_from(days), churn.served_by(SparkServed(days, stage)):
-            yield
-    finally:
-        shutil.rmtree(stage / PARTS, ignore_errors=True)

@@ -12,7 +12,9 @@ customer (build._to_target): that run scores on the driver as before (serve() re
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -22,12 +24,13 @@ import numpy as np
 import polars as pl
 
 from dashboard.core.config import Settings
+from dashboard.core.store import Manifest, Store
 from dashboard.derived.churn import TABLES
 from dashboard.derived.churn import bgnbd as churn_bgnbd
 from dashboard.derived.churn import features as churn_features
 from dashboard.derived.churn.reasons import days_counted
 from dashboard.derived.spark.churn import SparkDays, _columns, _unordered
-from dashboard.derived.spark.jobs import run_to_parquet, spark_query, spark_type
+from dashboard.derived.spark.jobs import PARTS, run_to_parquet, spark_query, spark_type
 from dashboard.derived.spark.steps import numbered, write_view
 
 if TYPE_CHECKING:
@@ -283,3 +286,21 @@ class SparkServed:
 
 
 _REASONS = ("reason_codes", "reasons_zh", "reasons_en")
+
+
+@contextmanager
+def churn_on(spark: Any, settings: Settings, store: Store, manifest: Manifest, stage: Path) -> Iterator[None]:
+    """Inside: churn's keys, per-day tables, features and labels are made on ``spark`` (engine spark), and its served
+    pass over every customer runs there (derived.spark.served), or all by DuckDB when it is None. Spark's files are
+    removed when it ends."""
+    if spark is None:
+        yield
+        return
+    from dashboard.derived.churn import build as churn
+
+    days = SparkDays(spark, settings, store, manifest, stage)
+    try:
+        with churn_features.day_tables_from(days), churn.served_by(SparkServed(days, stage)):
+            yield
+    finally:
+        shutil.rmtree(stage / PARTS, ignore_errors=True)
