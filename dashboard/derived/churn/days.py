@@ -83,7 +83,6 @@ class DayArrays:
     contracts: pa.Table  # _CONTRACTS
     key_ids: NDArray[np.int32]  # churn_ids by cid
     keys: pa.ChunkedArray
-    _run_key: tuple[F64, float, float] | None = None  # _runs, made when first asked for
 
     @classmethod
     def read(cls, con: duckdb.DuckDBPyConnection, events: str, params: dict[str, int]) -> DayArrays:
@@ -145,35 +144,6 @@ class DayArrays:
             return None, None
         return float(self.first_d.min()), float(self.last_d.max())
 
-    def _bounds(self, x: float) -> I64:
-        """Per customer: its first row on day ``x`` or later (the end of its run when none), found by bisection
-        over (customer, day) (``_runs``): a window's rows are the run between two bounds, read without a pass over
-        every row."""
-        runs, span, day0 = self._runs()
-        at = np.clip(x - day0, -0.5, span - 1.5)  # before every day / after every day: the run's start / end
-        return np.searchsorted(runs, np.arange(self.starts.size) * span + at, side="left")
-
-    def _runs(self) -> tuple[F64, float, float]:
-        """Each row's customer (its place in ``starts``) and day as one ascending number, ``place * span + day -
-        day0``, exact in a double (1.3M customers x a century of days is below 2**53); made once."""
-        if self._run_key is None:
-            day0 = float(self.day.min()) if self.day.size else 0.0
-            span = (float(self.day.max()) - day0 + 2.0) if self.day.size else 2.0
-            lengths = np.diff(np.append(self.starts, self.day.size))
-            key = np.repeat(np.arange(self.starts.size, dtype=np.float64) * span, lengths)
-            key += self.day  # in place: one array of a double per row (whole numbers: exact in any order)
-            key -= day0
-            self._run_key = (key, span, day0)
-        return self._run_key
-
-    @staticmethod
-    def _running(values: NDArray[np.generic]) -> I64:
-        """The running sum of integer ``values`` from 0: the sum over rows [a, b) is ``r[b] - r[a]`` (exact), so each
-        window's count is two reads per customer, not a masked copy and a sum over every row."""
-        running = np.zeros(values.size + 1, dtype=np.int64)
-        np.cumsum(values, dtype=np.int64, out=running[1:])
-        return running
-
     def _sum(self, values: NDArray[np.generic], rows: NDArray[np.bool_]) -> F64:
         """Per customer: the sum of ``values`` over its rows where ``rows`` (counts as exact floats)."""
         return np.asarray(np.add.reduceat(np.where(rows, values, 0), self.starts), dtype=np.float64)
@@ -204,12 +174,10 @@ class DayArrays:
         their keys) and columns."""
         day = self.day
         before = day < t
-        # each customer's rows from t - 2h, t - h and t on (its rows before t: from its start to the last bound)
-        at_2h, at_h, at_t = (self._bounds(x) for x in (t - 2 * h, t - h, t))
-        n_before = at_t - self.starts
+        n_before = np.add.reduceat(before.astype(np.int64), self.starts) if self.starts.size else np.zeros(0, np.int64)
         has = n_before > 0
-        at_2h, at_h, at_t, first = at_2h[has], at_h[has], at_t[has], self.starts[has]
-        last = at_t - 1  # a customer's last row before t: its rows are in day order
+        first = self.starts[has]
+        last = (self.starts + n_before - 1)[has]  # a customer's last row before t: its rows are in day order
 
         def total(values: NDArray[np.generic], rows: NDArray[np.bool_]) -> F64:
             return self._sum(values, rows)[has] if self.starts.size else np.zeros(0)
@@ -227,38 +195,26 @@ class DayArrays:
         first_d, last_d = self.first_d[has], self.last_d[last]
         amount = self.amount
 
-        def count(name: str) -> I64:  # in the last h days
-            running = self._running(self.counts[name])
-            return running[at_t] - running[at_h]
-
-        orders = self._running(self.order)  # one running sum at a time: each is a number per row
-        order_days, orders_recent, orders_previous = (
-            orders[at_t] - orders[first],
-            orders[at_t] - orders[at_h],
-            orders[at_h] - orders[at_2h],
-        )
-        del orders
-        contacts = self._running(self.counts["contacts"])
-        contacts_recent, contacts_previous = contacts[at_t] - contacts[at_h], contacts[at_h] - contacts[at_2h]
-        del contacts
+        def count(name: str, rows: NDArray[np.bool_]) -> I64:
+            return total(self.counts[name], rows).astype(np.int64)
 
         cols: dict[str, NDArray[np.generic]] = {
             "recency_days": t - last_d,
             "tenure_days": t - first_d,
             "order_recency_days": t - last_order,
-            "order_days": order_days,
+            "order_days": total(self.order, before).astype(np.int64),
             "order_span": last_order - first_order,
-            "orders_recent": orders_recent,
-            "orders_previous": orders_previous,
+            "orders_recent": total(self.order, recent).astype(np.int64),
+            "orders_previous": total(self.order, previous).astype(np.int64),
             "monetary": round_cents(total(amount, before)),
             "spend_recent": round_cents(total(amount, recent)),
             "spend_previous": round_cents(total(amount, previous)),
             "spend_2y": round_cents(total(amount, before & (day >= t - 730))),
             "spend_year": round_cents(total(amount, before & (day >= t - 365))),
-            "contacts_recent": contacts_recent,
-            "contacts_previous": contacts_previous,
+            "contacts_recent": count("contacts", recent),
+            "contacts_previous": count("contacts", previous),
             "contact_recency_days": t - last_contact,
-            **{f"{c}_recent": count(c) for c in COUNTS[1:]},
+            **{f"{c}_recent": count(c, recent) for c in COUNTS[1:]},
             "active_days": n_before[has].astype(np.int64),
             "active_span": last_d - first_d,
             "last_d": last_d,
@@ -280,8 +236,9 @@ class DayArrays:
 
     def active(self, t: int, h: int) -> pl.DataFrame:
         """features.LABELS_SQL: the customers (customer_key) with a row in [t, t + h)."""
+        rows = (self.day >= t) & (self.day < t + h)
         if not self.starts.size:
             return pl.DataFrame({"customer_key": pl.Series([], dtype=pl.String)})
-        ids = self.ids[self._bounds(t + h) > self._bounds(t)]
+        ids = self.ids[np.add.reduceat(rows.astype(np.int64), self.starts) > 0]
         keys = self.keys.take(pa.array(np.searchsorted(self.key_ids, ids)))
         return pl.DataFrame([pl.Series("customer_key", keys, dtype=pl.String)])

@@ -16,7 +16,6 @@ from numpy.typing import NDArray
 
 from dashboard.derived.churn.features import FEATURES
 
-I64 = NDArray[np.int64]
 MIN_WEIGHT = 0.01  # log-odds: a reason must push the risk up by at least this much to be named
 
 
@@ -94,15 +93,8 @@ def _money(col: str, lang: str) -> pl.Expr:
     return expr
 
 
-# A reason's sentence in cases, (when, sentence): a customer takes the first whose ``when`` holds (the last's always
-# does), and each sentence is written only for the customers who take it (a when/then chain formats every branch
-# for every customer).
-Cases = tuple[tuple[pl.Expr, pl.Expr], ...]
-_YES = pl.lit(True)
-
-
-def _texts(lang: str, h: int) -> dict[str, tuple[Cases, pl.Expr]]:
-    """reason code → (cases, applies): the sentence for each customer, and whether it makes sense as a reason."""
+def _texts(lang: str, h: int) -> dict[str, tuple[pl.Expr, pl.Expr]]:
+    """reason code → (text, applies): the sentence for each customer, and whether it makes sense as a reason."""
     zh = lang == "zh"
     hs, h2 = str(h), str(2 * h)
     g = _int("mean_gap_days")
@@ -124,74 +116,69 @@ def _texts(lang: str, h: int) -> dict[str, tuple[Cases, pl.Expr]]:
         "最后一单在数据的最后一天",
         "last order on the data's last day",
     )
-    inactivity: Cases = (
-        (
-            pl.col("order_recency_days").is_null(),
-            f("从未下单，最近一次互动{}", "no order yet; last interaction {}", last_activity),
-        ),
-        (pl.col("mean_gap_days").is_null(), f("只下过一单，{}", "only one order, {}", last_order)),
-        (_YES, f("{}，以往约每 {} 天一单", "{}, usually one every {} days", no_order_for, g)),
+    inactivity = (
+        pl.when(pl.col("order_recency_days").is_null())
+        .then(f("从未下单，最近一次互动{}", "no order yet; last interaction {}", last_activity))
+        .when(pl.col("mean_gap_days").is_null())
+        .then(f("只下过一单，{}", "only one order, {}", last_order))
+        .otherwise(f("{}，以往约每 {} 天一单", "{}, usually one every {} days", no_order_for, g))
     )
-    trend: Cases = (
-        (
-            (pl.col("orders_recent") == 0) & (pl.col("orders_previous") == 0),
-            f("近 {} 天没有下单", "no order in the last {} days", pl.lit(h2)),
-        ),
-        (
-            pl.col("orders_recent") < pl.col("orders_previous"),
+    trend = (
+        pl.when((pl.col("orders_recent") == 0) & (pl.col("orders_previous") == 0))
+        .then(f("近 {} 天没有下单", "no order in the last {} days", pl.lit(h2)))
+        .when(pl.col("orders_recent") < pl.col("orders_previous"))
+        .then(
             f(
                 "近 {} 天下单 {} 次，此前 {} 天为 {} 次",
                 "{} in the last {} days, down from {} the {} days before",
                 *((pl.lit(hs), a, pl.lit(hs), b) if zh else (a, pl.lit(hs), b, pl.lit(hs))),
-            ),
-        ),
-        (
-            _YES,
+            )
+        )
+        .otherwise(
             f(
                 "近 {} 天下单 {} 次（此前 {} 天 {} 次）",
                 "{} in the last {} days ({} the {} days before)",
                 *((pl.lit(hs), a, pl.lit(hs), b) if zh else (a, pl.lit(hs), b, pl.lit(hs))),
-            ),
-        ),
+            )
+        )
     )
-    history: Cases = (
-        (pl.col("order_days") == 0, f("成为客户 {} 天，还没有购买", "no purchase in {} days as a customer", tenure)),
-        (
-            _YES,
+    history = (
+        pl.when(pl.col("order_days") == 0)
+        .then(f("成为客户 {} 天，还没有购买", "no purchase in {} days as a customer", tenure))
+        .otherwise(
             f(
                 "累计 {} 天有下单、{}，历时 {} 天",
                 "orders on {}, {} in total, over {} days",
                 n_orders,
                 _money("monetary", lang),
                 tenure,
-            ),
-        ),
+            )
+        )
     )
-    contacts: Cases = (
-        (pl.col("contact_recency_days").is_null(), pl.lit("没有任何互动记录" if zh else "no interaction on record")),
-        (  # never 0 days here: none in the last h
-            pl.col("contacts_recent") == 0,
-            _ago("contact_recency_days", lang, "已 {} 天没有互动", "no interaction in {}", "", ""),
-        ),
-        (
-            pl.col("contacts_recent") < pl.col("contacts_previous"),
+    contacts = (
+        pl.when(pl.col("contact_recency_days").is_null())
+        .then(pl.lit("没有任何互动记录" if zh else "no interaction on record"))
+        .when(pl.col("contacts_recent") == 0)
+        .then(_ago("contact_recency_days", lang, "已 {} 天没有互动", "no interaction in {}", "", ""))  # never 0 here
+        .when(pl.col("contacts_recent") < pl.col("contacts_previous"))
+        .then(
             f(
                 "近 {} 天互动 {} 次，此前 {} 天为 {} 次",
                 "{} in the last {} days, down from {}",
                 *((pl.lit(hs), ca, pl.lit(hs), cb) if zh else (ca, pl.lit(hs), cb)),
-            ),
-        ),
-        (_YES, f("近 {} 天互动 {} 次", "{} in the last {} days", *((pl.lit(hs), ca) if zh else (ca, pl.lit(hs))))),
+            )
+        )
+        .otherwise(f("近 {} 天互动 {} 次", "{} in the last {} days", *((pl.lit(hs), ca) if zh else (ca, pl.lit(hs)))))
     )
 
     def counted(
         col: str, unit: tuple[str, str], zh_some: str, en_some: str, zh_none: str | None, en_none: str | None
-    ) -> tuple[Cases, pl.Expr]:
+    ) -> tuple[pl.Expr, pl.Expr]:
         n = _n(col, lang, *unit)
         some = f(zh_some, en_some, *((pl.lit(hs), n) if zh else (n, pl.lit(hs))))
         if zh_none is None or en_none is None:
-            return ((_YES, some),), pl.col(col) > 0
-        return ((pl.col(col) > 0, some), (_YES, f(zh_none, en_none, pl.lit(hs)))), _YES
+            return some, pl.col(col) > 0
+        return pl.when(pl.col(col) > 0).then(some).otherwise(f(zh_none, en_none, pl.lit(hs))), pl.lit(True)
 
     overdue = f(
         "{} 份合同逾期未付 {}，最长逾期 {} 天",
@@ -207,13 +194,10 @@ def _texts(lang: str, h: int) -> dict[str, tuple[Cases, pl.Expr]]:
         ),
     )
     # interactions' channels (an order is none: features.CHANNEL_DAYS_SQL), as Customer 360 lists a customer's
-    channels: Cases = (
-        (
-            pl.col("channels_year") == 0,
-            pl.lit("近一年没有在任何渠道互动" if zh else "no interaction in any channel in the past year"),
-        ),
-        (
-            _YES,
+    channels = (
+        pl.when(pl.col("channels_year") == 0)
+        .then(pl.lit("近一年没有在任何渠道互动" if zh else "no interaction in any channel in the past year"))
+        .otherwise(
             f(
                 "近 {} 天在 {} 个渠道有互动，近一年 {} 个",
                 "interactions in {} in the last {} days, {} in the past year",
@@ -222,14 +206,15 @@ def _texts(lang: str, h: int) -> dict[str, tuple[Cases, pl.Expr]]:
                     if zh
                     else (_n("channels_recent", lang, "channel", "channels"), pl.lit(hs), _int("channels_year"))
                 ),
-            ),
-        ),
+            )
+        )
     )
+    yes = pl.lit(True)
     return {
-        "inactivity": (inactivity, _YES),
-        "order_trend": (trend, _YES),
-        "history": (history, _YES),
-        "contacts": (contacts, _YES),
+        "inactivity": (inactivity, yes),
+        "order_trend": (trend, yes),
+        "history": (history, yes),
+        "contacts": (contacts, yes),
         "complaints": counted(
             "complaints_recent", ("complaint", "complaints"), "近 {} 天投诉 {} 次", "{} in the last {} days", None, None
         ),
@@ -265,39 +250,16 @@ def _texts(lang: str, h: int) -> dict[str, tuple[Cases, pl.Expr]]:
             None,
             None,
         ),
-        "channels": (channels, _YES),
-        "receivables": (((_YES, overdue),), pl.col("overdue_contracts") > 0),
+        "channels": (channels, yes),
+        "receivables": (overdue, pl.col("overdue_contracts") > 0),
     }
 
 
-def _applies(features: pl.DataFrame, texts: dict[str, tuple[Cases, pl.Expr]]) -> NDArray[np.bool_]:
+def _applies(features: pl.DataFrame, texts: dict[str, tuple[pl.Expr, pl.Expr]]) -> NDArray[np.bool_]:
     """(customers × reasons): whether each reason makes sense for the customer at all."""
     if not features.height:
         return np.zeros((0, len(REASON_CODES)), dtype=bool)
     return features.select([texts[code][1].alias(code) for code in REASON_CODES]).to_numpy().astype(bool)
-
-
-def _written(features: pl.DataFrame, who: NDArray[np.intp], zh: Cases, en: Cases) -> tuple[pl.DataFrame, I64]:
-    """The sentences (zh, en) of the rows ``who`` of ``features``, each case's only for the rows that take it (the
-    cases' whens are the same in both languages), from only the columns they read; grouped by case, and where each
-    of ``who`` is among them (not gathered back here: top_reasons gathers every sentence once)."""
-    exprs = [e for case in (*zh, *en) for e in case]
-    used = sorted(set().union(*(e.meta.root_names() for e in exprs)))
-    rows = (features.select(used) if used else features)[who]
-
-    def write(i: int, part: pl.DataFrame) -> pl.DataFrame:  # with_columns: a sentence without a column is repeated
-        return part.with_columns(zh[i][1].alias("zh"), en[i][1].alias("en")).select("zh", "en")
-
-    if len(en) == 1:
-        return write(0, rows), np.arange(who.size)
-    took = rows.select(pl.coalesce(pl.when(w).then(pl.lit(i, pl.Int32)) for i, (w, _) in enumerate(en)))
-    case = took.to_series().to_numpy()
-    order = np.argsort(case, kind="stable")  # the rows grouped by case, each group in row order
-    ends = np.cumsum(np.bincount(case, minlength=len(en)))
-    parts = [write(i, rows[order[ends[i - 1] if i else 0 : ends[i]]]) for i in range(len(en))]
-    at = np.empty_like(order)
-    at[order] = np.arange(order.size)
-    return pl.concat(parts), at
 
 
 def top_reasons(features: pl.DataFrame, weights: NDArray[np.float64], horizon_days: int, k: int = 3) -> pl.DataFrame:
@@ -318,17 +280,16 @@ def top_reasons(features: pl.DataFrame, weights: NDArray[np.float64], horizon_da
     by_code = np.argsort(picked, kind="stable")  # the picks grouped by reason, each group in row order
     ends = np.cumsum(np.bincount(picked, minlength=len(REASON_CODES)))
     zh, en = [], []
-    within = np.empty_like(by_code)  # each pick's place among its reason's sentences, from the reason's first
     for j, code in enumerate(REASON_CODES):
-        first = ends[j - 1] if j else 0
-        who = row[by_code[first : ends[j]]]
+        who = row[by_code[ends[j - 1] if j else 0 : ends[j]]]
         if who.size:
-            made, at = _written(features, who, texts["zh"][code][0], texts["en"][code][0])
-            within[first : ends[j]] = first + at
+            zh_text, en_text = texts["zh"][code][0], texts["en"][code][0]
+            used = sorted(set(zh_text.meta.root_names()) | set(en_text.meta.root_names()))
+            made = (features.select(used) if used else features)[who].select(zh_text.alias("zh"), en_text.alias("en"))
             zh.append(made["zh"])
             en.append(made["en"])
     place = np.empty_like(by_code)
-    place[by_code] = within  # pick i's sentence is the place[i]-th made
+    place[by_code] = np.arange(by_code.size)  # pick i's sentence is the place[i]-th made
     offsets = pa.array(np.concatenate([[0], np.cumsum(np.bincount(row, minlength=features.height))]), pa.int64())
     out = {"reason_codes": pl.Series(REASON_CODES, dtype=pl.String).gather(picked)}
     for lang, made_in in (("zh", zh), ("en", en)):
