@@ -129,7 +129,8 @@ def audit_table(events: pl.DataFrame, lang: str) -> None:
         "client",
         pl.when(page).then(pl.col("target").replace(names("page", lang))).otherwise(pl.col("target")),
         "rows",
-        pl.col("detail").map_elements(lambda d: detail_text(d, lang), return_dtype=pl.String, skip_nulls=True),
+        # the details in words, a plain list made outside Polars (no Python callback on the serving path)
+        pl.Series("detail", [None if d is None else detail_text(d, lang) for d in events["detail"]], pl.String),
     )
     table(shown, {"rows": "count"}, lang)
 
