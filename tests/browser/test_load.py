@@ -401,9 +401,17 @@ async def _wall(browser: Any, url: str, run: Run, artifacts: Path) -> None:
 
 
 # -- the refreshes ------------------------------------------------------------------------------------
+FIRST_PAGES_S = 60  # the refreshes wait at most this long for every person's first page
+
+
 async def _refreshes(settings: Settings, run: Run) -> None:
     """Each of REFRESHES as `cockpit refresh SOURCE...` in a process of its own, one after the other,
-    started with the people; the big screen is then expected to show each source's new publish time."""
+    started once every person has their first page open (the first, cold, page load took 12-16 s under CI's load,
+    as long as the refresh itself, so nobody was left browsing during it); the big screen is then expected to show
+    each source's new publish time."""
+    waited = time.monotonic()
+    while {v.user for v in run.visits} < {user for user, _ in PEOPLE} and time.monotonic() - waited < FIRST_PAGES_S:
+        await asyncio.sleep(0.2)
     try:
         await _refresh_each(settings, run)
     finally:  # a refresh that failed ends the scenario too (its exit code or exception is the failure)
