@@ -652,7 +652,7 @@ STRINGS: dict[str, str] = {
     "report.chart_failed": "Charts are not included: drawing them failed ({error}).",
     "report.chart_leads": "Leads per channel",
     "report.chart_revenue": "Won-deal amount per channel",
-    # customer 360 (客户360)
+    # customer 360 (客户 360)
     "c360.search": "Find a customer",
     "c360.search.placeholder": "Name, phone, email, company or key",
     "c360.search.help": "Name or pinyin, phone in any format, email, company or customer key; typos are forgiven",

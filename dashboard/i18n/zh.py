@@ -4,7 +4,7 @@ STRINGS: dict[str, str] = {
     "app.language": "语言 / Language",
     "page.cockpit": "驾驶舱",
     "page.channels": "渠道分析",
-    "page.customer_360": "客户360",
+    "page.customer_360": "客户 360",
     "page.churn": "流失预警",
     "page.data_quality": "数据质量",
     "page.catalog": "数据资产目录",
@@ -22,7 +22,7 @@ STRINGS: dict[str, str] = {
     "churn.at_risk_value": "预计流失收入 {value}",
     "churn.list.title": "预警名单",
     "churn.list.caption": "{scope}共 {total} 位客户，列出 {listed} 位，按预计流失收入排序（流失概率 × "
-    "按其自身节奏在预测期内的收入）。点击客户打开其客户360档案。",
+    "按其自身节奏在预测期内的收入）。点击客户打开其客户 360 档案。",
     "churn.list.scope": "上方各风险等级",
     "churn.list.scope.band": "{band}",
     "churn.list.apart": "{n} 位未同意营销的客户单独列在下方。",
@@ -34,7 +34,7 @@ STRINGS: dict[str, str] = {
     "churn.cards.shown": "已显示名单前 {shown} 位，共 {listed} 位。",
     "churn.cards.more": "再显示 {n} 位",
     "churn.profile": "客户",
-    "churn.profile.help": "点击一行在本页打开客户360档案；点击链接在新标签页打开",
+    "churn.profile.help": "点击一行在本页打开客户 360 档案；点击链接在新标签页打开",
     "churn.method.model": "流失模型",
     "churn.method.recency": "最近活跃基线",
     "churn.method.bgnbd": "BG/NBD 基线",
@@ -614,7 +614,7 @@ STRINGS: dict[str, str] = {
     "report.chart_failed": "未附图表：绘图失败（{error}）。",
     "report.chart_leads": "各渠道线索数",
     "report.chart_revenue": "各渠道赢单金额",
-    # customer 360 (客户360)
+    # customer 360 (客户 360)
     "c360.search": "查找客户",
     "c360.search.placeholder": "姓名、手机号、邮箱、公司或编号",
     "c360.search.help": "姓名或拼音、任意格式的手机号、邮箱、公司或客户编号；容许输入有误",
