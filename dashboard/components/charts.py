@@ -82,6 +82,7 @@ def show(fig: go.Figure, key: str, kiosk: bool = False, on_click: Callable[[], N
         # so a leaderboard's labels inside their bars were smaller than the ones beside the short bars
         size = KIOSK_FONT_SIZE * scale
         fig.update_layout(height=KIOSK_HEIGHT * scale, font_size=size, uniformtext={"minsize": size, "mode": "show"})
+        fig.update_layout(margin={side: (fig.layout.margin[side] or 0) * scale for side in ("l", "r", "b")})
         st.plotly_chart(fig, width="stretch", key=key, theme=None, config=config)
     elif on_click is None:
         st.plotly_chart(fig, width="stretch", key=key, config=config)

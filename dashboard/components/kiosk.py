@@ -35,6 +35,7 @@ from dashboard.ops.watchdog import PROGRESS
 
 PARAM = "kiosk"
 TREND_DAYS = 30
+TREND_TICK_DAYS = 7  # a date under every 7th day of the trend
 CSS = """<style>
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stExpandSidebarButton"],
 header[data-testid="stHeader"], [data-testid="stToolbar"], [data-testid="stDecoration"], footer {
@@ -138,7 +139,12 @@ def trend_figure(volume: pl.DataFrame, as_of: date, lang: str) -> go.Figure:
     )
     fig.update_yaxes(tickformat=",d", rangemode="tozero")
     charts.local_dates(charts.layout(fig, t("kiosk.trend", lang, days=TREND_DAYS), kiosk=True), lang)
-    return fig.update_xaxes(nticks=5, tickformat="%-m月%-d日" if lang == "zh" else "%b %-d")  # the year is plain
+    # a date each week back from today, so today has its date; none in the first week, where a date would
+    # sit on the counts' 0 (the year is plain); room on the right for half of today's date, which Plotly
+    # would hide rather than draw past the figure's edge
+    ticks = [d for d in days[::-TREND_TICK_DAYS] if (d - days[0]).days >= TREND_TICK_DAYS]
+    fig.update_layout(margin_r=round(2.5 * charts.KIOSK_FONT_SIZE))
+    return fig.update_xaxes(tickvals=ticks, tickformat="%-m月%-d日" if lang == "zh" else "%b %-d")
 
 
 def age(published_at: str, now: datetime, lang: str) -> str:

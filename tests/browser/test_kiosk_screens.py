@@ -35,6 +35,35 @@ TILE_VALUES = """() => [...document.querySelectorAll('[data-testid="stMetricValu
 # Each figure drawn on or beside a bar (the funnel's and the leaderboard's): its text and drawn height.
 BAR_FIGURES = """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"] .bartext')].map(e =>
     [e.textContent, Math.round(e.getBoundingClientRect().height)])"""
+# The leads trend (the wall's first chart): its date and count labels' and its points' boxes, and the chart's.
+TREND_BOXES = """() => {
+  const chart = document.querySelector('[data-testid="stMain"] [data-testid="stPlotlyChart"]');
+  const box = (e) => { const r = e.getBoundingClientRect();
+    return {text: e.textContent, left: r.left, right: r.right, top: r.top, bottom: r.bottom}; };
+  const all = (selector) => [...chart.querySelectorAll(selector)].map(box);
+  return {dates: all('.xtick text'), counts: all('.ytick text'), points: all('.scatterlayer .point'),
+          chart: box(chart)};
+}"""
+
+
+def trend_problems(boxes: dict[str, Any]) -> list[str]:
+    """What a person at the wall would misread on the trend: a date touching a count, a date cut off at the
+    chart's edge, or the last day (today) without its date under it."""
+
+    def meet(a: dict[str, Any], b: dict[str, Any]) -> bool:
+        return a["left"] < b["right"] and b["left"] < a["right"] and a["top"] < b["bottom"] and b["top"] < a["bottom"]
+
+    dates, chart, last = boxes["dates"], boxes["chart"], boxes["points"][-1]
+    found = [f"{d['text']} touches {c['text']}" for d in dates for c in boxes["counts"] if meet(d, c)]
+    found += [
+        f"{d['text']} cut at the chart's edge"
+        for d in dates
+        if d["left"] < chart["left"] or d["right"] > chart["right"]
+    ]
+    middle = (last["left"] + last["right"]) / 2
+    if not any(abs((d["left"] + d["right"]) / 2 - middle) < 2 for d in dates):
+        found.append(f"the last day has no date under it: {[d['text'] for d in dates]}")
+    return found
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
@@ -56,6 +85,7 @@ def test_every_tile_whole_and_the_charts_on_one_screen(
             t("tiles.leaderboard", lang, top=10),
         ):
             assert page.get_by_text(title, exact=True).is_visible(), title
+        assert trend_problems(page.evaluate(TREND_BOXES)) == []
         figures = page.evaluate(BAR_FIGURES)
         assert len(figures) >= 10 and len({h for _, h in figures}) == 1, figures  # one size, inside or beside
         height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
