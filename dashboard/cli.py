@@ -341,8 +341,8 @@ def quality(
         "quality_heatmap", {"source": source, **thresholds}, user=_as_system(settings, "quality_heatmap")
     )
     df = df.filter(pl.col("provided")).select(
-        "source_system", "entity", "column_name", "rows", "fill_rate", "valid_rate", "uniqueness",
-        "fill_flag", "valid_flag", "unique_flag",
+        "source_system", "entity", "column_name", "rows", "applies_when", "applies_rows", "fill_rate", "valid_rate",
+        "uniqueness", "fill_flag", "valid_flag", "unique_flag",
     )  # fmt: skip
     if df.is_empty():
         _err("no quality metrics yet: they are computed when `cockpit refresh` publishes a snapshot")

@@ -11,6 +11,8 @@ import pytest
 
 from dashboard.components.quality_view import trend_figure
 from dashboard.core.config import Settings
+from dashboard.i18n import t
+from dashboard.pipeline.refresh import refresh
 from tests.test_quality_pages import markdown, open_page
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
@@ -35,14 +37,26 @@ def test_the_trend_names_fields_and_snapshots_as_the_heatmap_does() -> None:
     assert list(one.data[0].x) == ["2026-12-06 09:52"] and one.layout.xaxis.type == "category"
 
 
+@pytest.mark.parametrize(("lang", "said"), [("zh", "缺少该值的记录: 第 "), ("en", "Records without a value: row ")])
 def test_records_without_an_id_are_named_by_their_row_in_the_language(
-    company: Settings, monkeypatch: pytest.MonkeyPatch
+    company: Settings, monkeypatch: pytest.MonkeyPatch, lang: str, said: str
 ) -> None:
-    at = open_page(company, monkeypatch, "zh")
+    """Won events without their amount (lead events carry no id): the rate over the won events, flagged, and the
+    event by its row, as words a person reads (not in code font: it is no identifier to type anywhere)."""
+    stages = company.base_dir / "imports" / "crm" / "stages.csv"
+    lines = stages.read_text(encoding="utf-8-sig").splitlines()
+    lines = [line.rsplit(",", 1)[0] + "," if line.startswith(("CRM-1,赢单", "CRM-3,赢单")) else line for line in lines]
+    stages.write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
+    assert refresh(company, ["crm"]).exit_code == 0
+    at = open_page(company, monkeypatch, lang)
     at.selectbox(key="dq_cell_source").set_value("crm").run()
-    at.selectbox(key="dq_cell_field").set_value("lead_events.amount").run()  # lead events carry no id
+    at.selectbox(key="dq_cell_field").set_value("lead_events.amount").run()
     text = markdown(at)
-    assert "缺少该值的记录: `第 1 行`" in text and "row" not in text
+    rate = {"zh": "阶段为赢单的线索阶段事件中 75.0% 已填写（6 / 8）", "en": "Filled on 75.0% of lead stage events"}
+    assert rate[lang] in text and t("dq.flagged", lang) in text
+    shown = next(line for line in text.splitlines() if line.startswith(said))
+    assert "`" not in shown and shown.removeprefix(said).split()[0].strip(",，").isdigit(), shown
+    assert ("row" not in text) if lang == "zh" else ("第" not in text)
 
 
 def test_cross_source_examples_name_sources_and_fields(small_demo: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,7 +19,8 @@ def test_quality_formats(company: Settings) -> None:
     assert ids["fill_rate"] == 1 / 12 and ids["fill_flag"] is True and ids["valid_rate"] == 1.0
     assert ("customers", "city") not in rows  # not provided by the ERP mapping: not judged, not listed
     csv = cockpit("--config", cfg, "quality", "-f", "csv").stdout.splitlines()
-    header = "source_system,entity,column_name,rows,fill_rate,valid_rate,uniqueness,fill_flag,valid_flag,unique_flag"
+    header = "source_system,entity,column_name,rows,applies_when,applies_rows,fill_rate,valid_rate,uniqueness,"
+    header += "fill_flag,valid_flag,unique_flag"
     assert csv[0] == header
     assert {line.split(",")[0] for line in csv[1:]} == set(company.source_names)
     table = cockpit("--config", cfg, "quality")

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from dashboard.core.entities import ENTITIES, STAGES
+from dashboard.core.entities import ALWAYS, ENTITIES, STAGES, Condition, applies_when, parse_condition
 from dashboard.core.errors import ConfigError
 
 # -- the environment: every variable the cockpit reads (README, "Environment variables") ------------
@@ -307,6 +307,31 @@ class QualityConfig(_Strict):
     allow_quarantine_actions: bool = False  # "publish anyway" / "discard" of a quarantined snapshot
     dictionary: str | None = None  # data dictionary TOML (default: the bundled dashboard/core/data_dictionary.toml)
     data_docs: bool = True  # build GX Data Docs of the latest validations after each refresh
+    # "<source>.<entity>.<column>" = the rows the field applies to, for a company's own export ("channel in (a, b)",
+    # "stage = won", "company is filled", "lead_id is empty"; "always" = every row): its fill rate is judged over
+    # them. Added to the canonical schema's own (core/entities.py APPLIES_WHEN), or overriding one.
+    applies_when: dict[str, str] = {}
+
+    @field_validator("applies_when")
+    @classmethod
+    def _conditions(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, text in v.items():
+            field = key.partition(".")[2]
+            entity, _, column = field.partition(".")
+            if entity not in ENTITIES or column not in ENTITIES[entity].column_names:
+                raise ValueError(f"applies_when '{key}': write '<source>.<entity>.<column>' with a canonical entity")
+            if text != ALWAYS:
+                try:
+                    parse_condition(entity, text)
+                except ValueError as e:
+                    raise ValueError(f"applies_when '{key}': {e}") from None
+        return v
+
+    def applies(self, source: str, entity: str) -> dict[str, Condition]:
+        """column → the rows of ``source``'s ``entity`` it applies to, where that is not every row."""
+        prefix = f"{source}.{entity}."
+        mine = {k.removeprefix(prefix): text for k, text in self.applies_when.items() if k.startswith(prefix)}
+        return applies_when(entity, mine)
 
 
 Survivorship = Literal["recent", "priority", "complete"]
@@ -672,6 +697,13 @@ class Settings(_Strict):
             if s.name in seen:
                 raise ValueError(f"source name '{s.name}' is used twice")
             seen.add(s.name)
+        return self
+
+    @model_validator(mode="after")
+    def _applies_sources(self) -> Settings:
+        for key in self.quality.applies_when:
+            if key.partition(".")[0] not in self.source_names:
+                raise ValueError(f"quality.applies_when '{key}': no source named '{key.partition('.')[0]}'")
         return self
 
     @model_validator(mode="after")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -98,3 +99,78 @@ LINEAGE_COLUMNS: tuple[str, ...] = ("source_system", "snapshot_id")
 
 # Flags standardization adds next to personal-data columns.
 VALIDITY_FLAGS: dict[str, str] = {"phone": "phone_valid", "email": "email_valid", "id_number": "id_number_valid"}
+
+# Where an optional field applies, when not on every row: its fill rate is judged over those rows only (the quality
+# page, health, catalog and `cockpit quality` show that one rate). Declared, not guessed from the data: a column
+# filled for one value of another and empty for the rest may be exactly the gap a steward must see.
+# Per source, [quality.applies_when] in the config adds to these or overrides them ("always": every row).
+APPLIES_WHEN: dict[tuple[str, str], str] = {
+    ("lead_events", "amount"): "stage = won",  # revenue is the won event's amount; other stages carry none
+    ("customers", "industry"): "company is filled",  # a company's industry: a private person has none
+    ("interactions", "customer_ref"): "lead_id is empty",  # with a customer or a lead: one of the two names it
+    ("interactions", "lead_id"): "customer_ref is empty",
+}
+ALWAYS = "always"
+_CONDITION = re.compile(
+    r"^\s*(?P<col>[a-z_]+)\s*(?:(?P<eq>=)\s*(?P<one>[^,()'\"=\\]+?)|(?P<in>in)\s*\((?P<many>[^()'\"=\\]+)\)"
+    r"|is\s+(?P<state>filled|empty))\s*$"
+)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """Rows of an entity a field applies to: ``column`` in ``values``, or (values None) ``column`` filled, or
+    (``empty``) not filled."""
+
+    column: str
+    values: tuple[str, ...] | None = None
+    empty: bool = False
+
+    @property
+    def text(self) -> str:
+        """The canonical spelling, as the profile stores it: ``stage = won``, ``channel in (a, b)``."""
+        if self.values is None:
+            return f"{self.column} is {'empty' if self.empty else 'filled'}"
+        if len(self.values) == 1:
+            return f"{self.column} = {self.values[0]}"
+        return f"{self.column} in ({', '.join(self.values)})"
+
+    def sql(self, present: bool = True) -> str:
+        """The rows it names as a SQL condition (DuckDB and Spark alike; values hold no quote, by the grammar);
+        ``present`` False: the rows hold no such column (it is empty on every row)."""
+        col = f'"{self.column}"'
+        if not present:
+            return "true" if self.empty else "false"
+        if self.values is None:
+            return f"{col} IS {'' if self.empty else 'NOT '}NULL"
+        listed = ", ".join(f"'{v}'" for v in self.values)
+        return f"coalesce({col} IN ({listed}), false)"
+
+
+def parse_condition(entity: str, text: str) -> Condition:
+    """``stage = won`` / ``channel in (a, b)`` / ``company is filled`` / ``lead_id is empty`` over one of the
+    entity's columns; a ValueError says what is wrong."""
+    m = _CONDITION.match(text)
+    if m is None:
+        raise ValueError(
+            f"'{text}' is not a condition: write 'column = value', 'column in (a, b)', 'column is filled' or "
+            "'column is empty'"
+        )
+    ent = ENTITIES[entity]
+    if m["col"] not in ent.column_names:
+        raise ValueError(f"'{m['col']}' is not a column of {entity} ({', '.join(ent.column_names)})")
+    if m["state"]:
+        return Condition(m["col"], None, m["state"] == "empty")
+    if ent.column(m["col"]).type != "str":
+        raise ValueError(f"'{m['col']}' is not a text column: write '{m['col']} is filled' or 'is empty'")
+    values = (m["one"].strip(),) if m["eq"] else tuple(v.strip() for v in m["many"].split(","))
+    if not all(values):
+        raise ValueError(f"'{text}' names an empty value")
+    return Condition(m["col"], values)
+
+
+def applies_when(entity: str, overrides: dict[str, str] | None = None) -> dict[str, Condition]:
+    """column → the rows of ``entity`` it applies to, where not every row: APPLIES_WHEN, then ``overrides``
+    (column → condition text, or "always")."""
+    texts = {c: text for (e, c), text in APPLIES_WHEN.items() if e == entity} | (overrides or {})
+    return {c: parse_condition(entity, text) for c, text in texts.items() if text != ALWAYS}

@@ -410,7 +410,8 @@ STRINGS: dict[str, str] = {
     "dq.metric.uniqueness": "Uniqueness",
     "dq.flagged": "below the threshold",
     "dq.heatmap.empty": "No field metrics yet: they are computed when a snapshot is published.",
-    "dq.heatmap.help.fill": "Share of rows with a value. ⚠ marks a field the source provides filled below {threshold}.",
+    "dq.heatmap.help.fill": "Share of rows with a value (of the rows a field applies to, where that is not every row: "
+    "an amount only on won events). ⚠ marks a field the source provides filled below {threshold}.",
     "dq.heatmap.help.validity": "Share of filled values that pass the format check (phone, email, ID number, "
     "dates from 2000 to tomorrow). ⚠ marks less than {threshold}.",
     "dq.heatmap.help.uniqueness": "Distinct values ÷ filled values. ⚠ marks a record key less unique than {threshold}.",
@@ -419,6 +420,12 @@ STRINGS: dict[str, str] = {
     "dq.cell.field": "Field",
     "dq.cell.samples.fill": "Records without a value",
     "dq.cell.row": "row {n}",
+    "dq.applies.fill": "Filled on {rate} of {rows} ({filled} / {total})",
+    "dq.applies.none": "Filled only on {rows}: there are none",
+    "dq.applies.in": "{rows} where {column} is {values}",
+    "dq.applies.or": " or ",
+    "dq.applies.filled": "{rows} where {column} is filled",
+    "dq.applies.empty": "{rows} where {column} is empty",
     "dq.cell.samples.validity": "Sample invalid values",
     "dq.cell.samples.uniqueness": "Repeated keys",
     "dq.cell.masked": "Personal data is masked.",

@@ -383,7 +383,8 @@ STRINGS: dict[str, str] = {
     "dq.metric.uniqueness": "唯一性",
     "dq.flagged": "低于阈值",
     "dq.heatmap.empty": "还没有字段指标：快照发布时才会计算。",
-    "dq.heatmap.help.fill": "有值的行所占比例。⚠ 表示数据源提供的字段填充率低于 {threshold}。",
+    "dq.heatmap.help.fill": "有值的行所占比例（只在部分行适用的字段，如只有赢单事件才有的金额，只计这些行）。"
+    "⚠ 表示数据源提供的字段填充率低于 {threshold}。",
     "dq.heatmap.help.validity": "已填值中通过格式检查的比例（手机号、邮箱、证件号、2000 年至明天的日期）。"
     "⚠ 表示低于 {threshold}。",
     "dq.heatmap.help.uniqueness": "不同值个数 ÷ 已填值个数。⚠ 表示记录主键的唯一性低于 {threshold}。",
@@ -392,6 +393,12 @@ STRINGS: dict[str, str] = {
     "dq.cell.field": "字段",
     "dq.cell.samples.fill": "缺少该值的记录",
     "dq.cell.row": "第 {n} 行",
+    "dq.applies.fill": "{rows}中 {rate} 已填写（{filled} / {total}）",
+    "dq.applies.none": "只在{rows}中填写：没有这样的行",
+    "dq.applies.in": "{column}为{values}的{rows}",
+    "dq.applies.or": "或",
+    "dq.applies.filled": "{column}已填写的{rows}",
+    "dq.applies.empty": "{column}为空的{rows}",
     "dq.cell.samples.validity": "无效值示例",
     "dq.cell.samples.uniqueness": "重复的主键",
     "dq.cell.masked": "个人信息已脱敏。",

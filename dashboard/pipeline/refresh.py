@@ -282,7 +282,9 @@ def refresh_source(
     result.way_forward_zh = way_forward(settings, src, sid, failed, lang="zh")
     result.samples = {o.describe(): o.samples for o in failed}
     issues = [i for std in entities.values() for i in std.issues] + [i for s in staged.values() for i in s.issues]
-    profile = SnapshotProfile(src, sid, for_settings(settings), _profile_engine(settings))  # once per snapshot, here
+    profile = SnapshotProfile(  # once per snapshot, here
+        src, sid, for_settings(settings), _profile_engine(settings), settings.quality.applies
+    )
     for entity, std in entities.items():
         set_aside = std.frame.get_column(REJECT_COL).is_not_null()
         rejected = int(set_aside.sum())

@@ -23,7 +23,7 @@ from sqlglot import exp
 
 from dashboard.core.config import SourceConfig
 from dashboard.core.dictionary import Dictionary, mask_if
-from dashboard.core.entities import ENTITIES, VALIDITY_FLAGS, Column
+from dashboard.core.entities import ENTITIES, VALIDITY_FLAGS, Column, Condition
 
 PROFILE_FILE = "quality.parquet"
 MIN_DATE = datetime(2000, 1, 1)  # earlier dates are not plausible for CRM data
@@ -32,6 +32,8 @@ SAMPLES = 5
 # Exact distinct counts cost about a second per multi-million-row text column: above this many rows
 # only the record key is counted exactly (its uniqueness is flagged); other fields get an estimate.
 EXACT_DISTINCT_ROWS = 1_000_000
+# What a field's fill over the rows it applies to is made of (measure_fill makes them again for a stored profile).
+FILL_COLUMNS = ("applies_when", "applies_rows", "applies_filled", "fill_rate", "empty_samples")
 TABLE = "profiled"  # the name the profile's statements read an entity's rows by
 
 # Runs the entity's aggregate statement (DuckDB SQL over TABLE, ``$name`` parameters) on an engine and
@@ -49,7 +51,10 @@ SCHEMA: dict[str, Any] = {
     "personal": pl.Boolean,
     "rows": pl.Int64,
     "filled": pl.Int64,
-    "fill_rate": pl.Float64,
+    "applies_when": pl.String,  # the rows the field applies to ("stage = won"); null: every row
+    "applies_rows": pl.Int64,  # how many rows that is
+    "applies_filled": pl.Int64,  # of those, how many have a value
+    "fill_rate": pl.Float64,  # applies_filled ÷ applies_rows: the fill rate every page and command shows
     "checked": pl.Int64,  # filled values a validity rule applies to (phone, email, ID number, dates)
     "invalid": pl.Int64,
     "valid_rate": pl.Float64,
@@ -84,9 +89,14 @@ class Rules:
     """Each field's validity rule as a DuckDB condition on a filled value that breaks it, and the
     parameters the conditions name (the plausible date range, from ``now``)."""
 
-    def __init__(self, cols: list[Column], columns: list[str], now: datetime) -> None:
+    def __init__(
+        self, cols: list[Column], columns: list[str], now: datetime, applies: dict[str, Condition] | None = None
+    ) -> None:
         self.conditions: dict[str, str] = {}
         self.args: dict[str, Any] = {}
+        # the rows each field applies to, where not every row: the condition as SQL over these rows
+        self.applies = {c.name: (applies or {})[c.name] for c in cols if c.name in (applies or {})}
+        self.where = {name: cond.sql(cond.column in columns) for name, cond in self.applies.items()}
         for col in cols:
             value = _q(col.name)
             flag = VALIDITY_FLAGS.get(col.name)
@@ -114,6 +124,11 @@ def aggregate_sql(cols: list[Column], rules: Rules, exact: set[str], *, estimate
         elif estimates:
             parts.append(f"approx_count_distinct({_q(c.name)}) AS d_{c.name}")
     parts += [f"count(CASE WHEN {cond} THEN 1 END) AS i_{name}" for name, cond in rules.conditions.items()]
+    for name, where in rules.where.items():
+        parts += [
+            f"count(CASE WHEN {where} THEN 1 END) AS a_{name}",
+            f"count(CASE WHEN {where} THEN {_q(name)} END) AS af_{name}",
+        ]
     return f"SELECT {', '.join(parts)} FROM {TABLE}"
 
 
@@ -137,15 +152,17 @@ def profile_frame(
     sources: dict[str, str],
     dictionary: Dictionary,
     aggregate: Aggregate | None = None,
+    applies: dict[str, Condition] | None = None,
 ) -> pl.DataFrame:
     """One pass of aggregates over one entity's published rows (``aggregate``: on an engine of its own, over
     the same rows as ``frame``; by default polars' SQL engine over ``frame``), then a few samples. ``frame``
-    may be a scan of the staged file (engine spark: the samples read only what they pick)."""
+    may be a scan of the staged file (engine spark: the samples read only what they pick). ``applies``: the
+    rows a field applies to where not every row (QualityConfig.applies), its fill rate judged over them."""
     ent, now = ENTITIES[entity], datetime.now(UTC)
     names = frame.collect_schema().names()
     cols = [c for c in ent.columns if c.name in names]
     key = ent.key if ent.key in names else None
-    rules = Rules(cols, names, now)
+    rules = Rules(cols, names, now, applies)
     height = frame.height if isinstance(frame, pl.DataFrame) else frame.select(pl.len()).collect().item()
     exact = {c.name for c in cols if c.name == key or height <= EXACT_DISTINCT_ROWS}
     if aggregate is not None:
@@ -183,6 +200,8 @@ def _record(
     c: Column, agg: dict[str, Any], samples: _Samples, entity: str, sources: dict[str, str], dictionary: Dictionary
 ) -> dict[str, Any]:
     n, filled = int(agg["n"]), int(agg[f"f_{c.name}"])
+    where = samples.rules.where.get(c.name)
+    rows, rows_filled = (int(agg[f"a_{c.name}"]), int(agg[f"af_{c.name}"])) if where else (n, filled)
     unique = min(int(agg[f"d_{c.name}"]), filled)
     rule = samples.rules.conditions.get(c.name)
     invalid = int(agg[f"i_{c.name}"]) if rule else None
@@ -194,13 +213,16 @@ def _record(
         "personal": personal,
         "rows": n,
         "filled": filled,
-        "fill_rate": filled / n if n else None,
+        "applies_when": samples.rules.applies[c.name].text if where else None,
+        "applies_rows": rows,
+        "applies_filled": rows_filled,
+        "fill_rate": rows_filled / rows if rows else None,
         "checked": filled if rule else None,
         "invalid": invalid,
         "valid_rate": (filled - invalid) / filled if invalid is not None and filled else None,
         "distinct_values": unique,
         "uniqueness": unique / filled if filled else None,
-        "empty_samples": samples.empty(c.name) if filled < n else [],
+        "empty_samples": samples.empty(c.name, where) if rows_filled < rows else [],
         "invalid_samples": samples.values(samples.rule(c.name), c.name, personal) if invalid else [],
         "duplicate_samples": samples.duplicates(c.name, personal) if is_key and unique < filled else [],
         "examples": samples.values(pl.col(c.name).is_not_null(), c.name, personal, 3),
@@ -218,10 +240,12 @@ class _Samples:
         cond = self.rules.conditions[name]
         return pl.sql_expr(bind(cond, self.rules.used(cond)))
 
-    def empty(self, name: str) -> list[str]:
-        """Which records lack the field: their key, or their row number in the snapshot file."""
+    def empty(self, name: str, applies: str | None = None) -> list[str]:
+        """Which records lack the field (of those it applies to: ``applies``, a SQL condition): their key, or their
+        row number in the snapshot file."""
         ident = pl.col(self.key) if self.key else pl.format("row {}", pl.int_range(1, pl.len() + 1))
-        where = self.frame.select(ident.alias("id"), pl.col(name)).filter(pl.col(name).is_null())
+        missing = pl.col(name).is_null() & (pl.sql_expr(applies) if applies else True)
+        where = self.frame.with_columns(ident.alias("_id")).filter(missing).select(pl.col("_id").alias("id"))
         picked = where.head(SAMPLES).collect()
         return [mask_if(v, self.key_personal, self.key or "") for v in picked.get_column("id").to_list()]
 
@@ -253,10 +277,12 @@ class SnapshotProfile:
         snapshot_id: str,
         dictionary: Dictionary,
         aggregate: Callable[[str, Path], Aggregate] | None = None,
+        applies: Callable[[str, str], dict[str, Condition]] | None = None,
     ) -> None:
         self.source, self.snapshot_id, self.dictionary = src.name, snapshot_id, dictionary
         self.sources = mapping(src)
         self.aggregate = aggregate
+        self.applies = applies  # (source, entity) → the rows each field applies to: QualityConfig.applies
         self.frames: list[pl.DataFrame] = []
 
     def add(self, frame: pl.DataFrame | pl.LazyFrame, entity: str, path: Path | None = None) -> None:
@@ -266,7 +292,10 @@ class SnapshotProfile:
         agg = (
             self.aggregate(f"the quality profile of {self.source}.{entity}", path) if self.aggregate and path else None
         )
-        self.frames.append(profile_frame(frame, self.source, self.snapshot_id, entity, m, self.dictionary, agg))
+        applies = self.applies(self.source, entity) if self.applies else None
+        self.frames.append(
+            profile_frame(frame, self.source, self.snapshot_id, entity, m, self.dictionary, agg, applies)
+        )
 
     def write(self, folder: Path) -> None:
         out = pl.concat(self.frames) if self.frames else pl.DataFrame(schema=SCHEMA)
@@ -274,15 +303,54 @@ class SnapshotProfile:
 
 
 def profile_snapshot(
-    folder: Path, source: str, snapshot_id: str, sources: dict[str, dict[str, str]], dictionary: Dictionary
+    folder: Path,
+    source: str,
+    snapshot_id: str,
+    sources: dict[str, dict[str, str]],
+    dictionary: Dictionary,
+    applies: Callable[[str, str], dict[str, Condition]] | None = None,
 ) -> pl.DataFrame:
     """Profile of a snapshot folder's entity files (a snapshot written before profiles existed)."""
     frames = [
-        profile_frame(pl.read_parquet(path), source, snapshot_id, entity, sources.get(entity, {}), dictionary)
+        profile_frame(
+            pl.read_parquet(path),
+            source,
+            snapshot_id,
+            entity,
+            sources.get(entity, {}),
+            dictionary,
+            None,
+            applies(source, entity) if applies else None,
+        )
         for entity in ENTITIES
         if (path := folder / f"{entity}.parquet").is_file()
     ]
     return pl.concat(frames) if frames else pl.DataFrame(schema=SCHEMA)
+
+
+def measure_fill(path: Path, entity: str, fields: dict[str, Condition | None], dictionary: Dictionary) -> pl.DataFrame:
+    """Some fields' fill over the rows each applies to (None: every row), from an entity's snapshot file, reading
+    only those fields, their conditions' columns and the record key: profile_frame's numbers for them."""
+    scan = pl.scan_parquet(path)
+    names = scan.collect_schema().names()
+    key = ENTITIES[entity].key if ENTITIES[entity].key in names else None
+    where = {c: cond.sql(cond.column in names) if cond else None for c, cond in fields.items() if c in names}
+    counts, every = [], pl.int_range(pl.len()) >= 0  # a row's flag, true on each (a literal would sum to 1)
+    for c, w in where.items():
+        applies = every & pl.sql_expr(w) if w else every
+        counts += [applies.sum().alias(f"a_{c}"), (applies & pl.col(c).is_not_null()).sum().alias(f"af_{c}")]
+    agg = scan.select(counts).collect().row(0, named=True) if counts else {}
+    samples = _Samples(scan, Rules([], names, datetime.now(UTC)), key, dictionary.personal(entity, key or ""))
+    out = []
+    for c, w in where.items():
+        n, filled = int(agg[f"a_{c}"]), int(agg[f"af_{c}"])
+        cond = fields[c]
+        out.append({
+            "entity": entity, "column_name": c, "applies_when": cond.text if cond else None, "applies_rows": n,
+            "applies_filled": filled, "fill_rate": filled / n if n else None,
+            "empty_samples": samples.empty(c, w) if filled < n else [],
+        })  # fmt: skip
+    return pl.DataFrame(out, schema={k: SCHEMA[k] for k in ("entity", "column_name", *FILL_COLUMNS)})
 
 
 def read_profile(folder: Path) -> pl.DataFrame | None:

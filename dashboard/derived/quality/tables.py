@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,8 +21,9 @@ import polars as pl
 from dashboard.core import audit
 from dashboard.core.config import Settings
 from dashboard.core.dictionary import Dictionary, for_settings, mask_if
+from dashboard.core.entities import Condition
 from dashboard.core.store import Manifest, Store
-from dashboard.derived.quality.profile import SCHEMA, mapping, profile_snapshot, read_profile
+from dashboard.derived.quality.profile import SCHEMA, mapping, measure_fill, profile_snapshot, read_profile
 
 # The tables this module writes, and their columns (also when no build exists yet).
 TABLES: dict[str, dict[str, str]] = {
@@ -38,7 +39,10 @@ TABLES: dict[str, dict[str, str]] = {
         "personal": "BOOLEAN",
         "rows": "BIGINT",
         "filled": "BIGINT",
-        "fill_rate": "DOUBLE",
+        "applies_when": "VARCHAR",  # the rows the field applies to ("stage = won"); null: every row
+        "applies_rows": "BIGINT",
+        "applies_filled": "BIGINT",
+        "fill_rate": "DOUBLE",  # applies_filled ÷ applies_rows
         "checked": "BIGINT",
         "invalid": "BIGINT",
         "valid_rate": "DOUBLE",
@@ -196,9 +200,36 @@ def _profile(
     if profile is None:  # a snapshot from before profiles were kept: profiled once more, not stored
         known = source in settings.source_names
         sources = mapping(settings.source(source)) if known else {}
-        profile = profile_snapshot(folder, source, sid, sources, dictionary)
+        profile = profile_snapshot(folder, source, sid, sources, dictionary, settings.quality.applies)
+    else:
+        profile = fill_where_applies(profile, folder, settings.quality.applies, dictionary)
     state = "quarantined" if current is None else "current" if current else "previous"
     return profile.with_columns(state=pl.lit(state), snapshot_at=pl.lit(snapshot_time(sid), pl.Datetime("us", "UTC")))
+
+
+def fill_where_applies(
+    profile: pl.DataFrame, folder: Path, applies: Callable[[str, str], dict[str, Condition]], dictionary: Dictionary
+) -> pl.DataFrame:
+    """A stored profile whose fields' fill rates are over the rows each applies to now (``applies``:
+    QualityConfig.applies): a field profiled before its condition was declared, or under another, is measured
+    again from its snapshot file, reading only the field, its condition's column and the record key."""
+    if "applies_when" not in profile.columns:  # profiled before conditions: every row
+        profile = profile.with_columns(
+            applies_when=pl.lit(None, pl.String), applies_rows=pl.col("rows"), applies_filled=pl.col("filled")
+        )
+    out = profile.select(list(SCHEMA))
+    if out.is_empty():
+        return out
+    source = str(out["source_system"][0])
+    for entity in out["entity"].unique().to_list():
+        wanted = applies(source, entity)
+        mine = out.filter(pl.col("entity") == entity)
+        stored = dict(zip(mine["column_name"], mine["applies_when"], strict=True))
+        stale = {c: wanted.get(c) for c, text in stored.items() if text != (wanted[c].text if c in wanted else None)}
+        if stale:
+            measured = measure_fill(folder / f"{entity}.parquet", entity, stale, dictionary)
+            out = out.update(measured, on=["entity", "column_name"], include_nulls=True)
+    return out
 
 
 # -- validation history ---------------------------------------------------------------------------
