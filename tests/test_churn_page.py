@@ -12,21 +12,26 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+from argon2 import PasswordHasher
+from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
+from dashboard.access import auth
 from dashboard.cli import app
-from dashboard.core.config import Settings, load_settings
+from dashboard.components.churn_view import LIST_LIMIT
+from dashboard.core.config import CONFIG_ENV, Settings, load_settings
 from dashboard.core.store import Store
 from dashboard.derived.tables import attach_views
 from dashboard.i18n import t
 from dashboard.pipeline.refresh import refresh
 from dashboard.query.security import SYSTEM
 from tests.test_churn import synthetic_shop
-from tests.test_pages import metrics, open_app
+from tests.test_pages import APP, metrics, open_app, texts
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 CLI = "from dashboard.cli import main; main()"
+PASSWORD = "correct horse battery"
 SHOP = """
 data_dir = "data"
 language = "en"
@@ -219,7 +224,9 @@ def test_the_backtest_says_which_method_serves_and_on_what_evidence(shop: Settin
     assert english.startswith(f"{t('churn.method.' + chosen['method'], 'en')} serves: the best AUC on the backtest")
     assert auc in english and f"trained on {windows} customer windows" in english
     chinese = why_serving(card, "zh")
-    assert chinese.startswith(f"由{t('churn.method.' + chosen['method'], 'zh')}评分：回测 AUC 最高")
+    name = t("churn.method." + chosen["method"], "zh")
+    apart = " " if name[0].isascii() else ""  # 由 BG/NBD 基线评分, 由流失模型评分 (tests/test_i18n_spacing.py)
+    assert chinese.startswith(f"由{apart}{name}评分：回测 AUC 最高")
     assert auc in chinese and f"训练用了 {windows} 个客户窗口" in chinese
     out = CliRunner().invoke(app, ["-c", str(shop.base_dir / "cockpit.toml"), "churn", "backtest"])
     assert out.exit_code == 0, out.output
@@ -281,3 +288,61 @@ def test_days_without_an_order_are_counted_to_the_data_s_last_day_alike_everywhe
         key = _golden_key(shop, ref)
         profile = warehouse.run_query("customer_churn", {"customer_key": key, "lang": "en"}, user=SYSTEM)
         assert profile["days_inactive"].to_list() == [expected[key]], ref
+
+
+def _signed_in(settings: Settings, monkeypatch: pytest.MonkeyPatch, user: str, page: str, **params: str) -> AppTest:
+    monkeypatch.delenv("COCKPIT_NO_AUTH", raising=False)
+    monkeypatch.setenv(CONFIG_ENV, str(settings.base_dir / "cockpit.toml"))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.text_input[0].input(user)
+    at.text_input[1].input(PASSWORD)
+    at.button[0].click().run()
+    if at.sidebar.radio[0].value != "en":
+        at.sidebar.radio[0].set_value("en").run()
+    for name, value in params.items():
+        at.query_params[name] = value
+    at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _read(at: AppTest) -> str:
+    """The page's text as read (the Markdown escapes taken out)."""
+    return texts(at).replace("\\", "")
+
+
+def test_a_sales_rep_ranks_their_own_customers_from_1_with_the_company_rank_beside_it(
+    small_demo: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rep's list read 37, 152, 890, ...: the company's ranks of their customers (the walk, session 18). A rep
+    works their own list top down: it is numbered 1, 2, 3, ... among their customers, the company's rank beside
+    it, and Customer 360 gives the same two numbers; a manager, who sees the whole list, reads one rank."""
+    from dashboard.query.warehouse import Warehouse
+
+    everyone = Warehouse(small_demo).run_query("churn_list", {"lang": "en"}, user=SYSTEM)
+    per_owner = everyone.filter(pl.col("owner").is_not_null()).group_by("owner").agg(pl.len(), pl.col("rank").min())
+    owner = per_owner.filter((pl.col("len") >= 3) & (pl.col("rank") > 1)).sort("owner")["owner"][0]
+    theirs = everyone.filter(pl.col("owner") == owner).with_row_index("own", 1)
+    expected = theirs.filter(pl.col("consent") != "no")  # the outreach list; who said no is listed apart
+    monkeypatch.setattr(auth, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    auth.add_user(small_demo, "rep", "sales", PASSWORD, owner)
+    auth.add_user(small_demo, "boss", "manager", PASSWORD, None)
+
+    at = _signed_in(small_demo, monkeypatch, "rep", "churn")
+    grid = at.dataframe[0]
+    shown = pl.from_pandas(grid.value)
+    assert shown["rank"].to_list() == expected["own"].to_list()
+    assert shown["company_rank"].to_list() == expected["rank"].to_list()
+    assert theirs["own"].to_list() == list(range(1, theirs.height + 1)) and theirs["rank"][-1] > theirs.height
+    assert list(grid.proto.column_order)[:3] == ["rank", "company_rank", "reasons"]
+
+    third = expected.row(min(2, expected.height - 1), named=True)
+    c360 = _signed_in(small_demo, monkeypatch, "rep", "customer_360", customer=third["customer_key"])
+    assert f"no. {third['own']} on your warning list (no. {third['rank']} company-wide;" in _read(c360)
+
+    boss = pl.from_pandas(_signed_in(small_demo, monkeypatch, "boss", "churn").dataframe[0].value)
+    assert "company_rank" not in boss.columns
+    listed = everyone.head(LIST_LIMIT).filter(pl.col("consent") != "no")  # the list's row limit, then the split
+    assert boss["rank"].to_list() == listed["rank"].to_list()
+    manager_c360 = _signed_in(small_demo, monkeypatch, "boss", "customer_360", customer=third["customer_key"])
+    assert f"no. {third['rank']} on the warning list (scored" in _read(manager_c360)

@@ -28,8 +28,8 @@ LIST_LIMIT = 2000  # rows shown and exported; the ranking is by expected revenue
 # first because the grid guesses whether a text needs wrapping from the average width of the letters it measured
 # before, column by column: after Chinese names and companies it took an English line of reasons for one that fits
 # and cut it at the cell's edge; measured first, English reasons wrap, and Chinese text after them too
-LIST_FIRST: tuple[str, ...] = ("rank", "reasons", "name", "company", "owner", "region", "expected_value_at_risk")
-LIST_FIRST += ("risk_band", "risk", "profile")
+LIST_FIRST: tuple[str, ...] = ("rank", "company_rank", "reasons", "name", "company", "owner", "region")
+LIST_FIRST += ("expected_value_at_risk", "risk_band", "risk", "profile")
 REASONS = ("reason_1", "reason_2", "reason_3")  # shown joined in one wrapping column
 LIST_ROW_HEIGHT = 72
 # the list's numbers as the grid shows them and the export writes them (rounded to what is shown)
@@ -110,6 +110,15 @@ def band_tiles(bands: pl.DataFrame, lang: str) -> None:
     show(tiles, per_row=3)
 
 
+def own_ranks(ranked: pl.DataFrame) -> pl.DataFrame:
+    """churn_list's rows as the user reads them: ``rank`` is the place among the customers they see (a sales
+    rep's own list runs 1, 2, 3, ...), ``company_rank`` the place on the whole company's list, kept only where
+    the two differ (a manager sees the whole list: one number)."""
+    if "company_rank" in ranked.columns and (ranked["company_rank"] == ranked["rank"]).all():
+        return ranked.drop("company_rank")
+    return ranked
+
+
 def warning_list(frame: pl.DataFrame, lang: str) -> None:
     shown = frame.with_columns(
         profile_links("customer_key").alias("profile"),
@@ -118,8 +127,13 @@ def warning_list(frame: pl.DataFrame, lang: str) -> None:
         labels.expr("region", "region", lang),
         labels.expr("consent", "consent", lang),
         pl.concat_list(REASONS).list.drop_nulls().list.join(t("churn.reasons.separator", lang)).alias("reasons"),
-    ).select(*LIST_FIRST, *[c for c in frame.columns if c not in (*LIST_FIRST, "customer_key")])
+    )
+    first = [c for c in LIST_FIRST if c in shown.columns]
+    shown = shown.select(*first, *[c for c in frame.columns if c not in (*first, "customer_key")])
     config: dict[str, Any] = {c: st.column_config.Column(header(c, lang)) for c in shown.columns}
+    if "company_rank" in shown.columns:  # two numbers: say which is which
+        for column in ("rank", "company_rank"):
+            config[column] = st.column_config.Column(header(column, lang), help=t(f"churn.{column}.help", lang))
     config["name"] = st.column_config.TextColumn(header("name", lang), width="small")
     config["company"] = st.column_config.TextColumn(header("company", lang), width="medium")
     config["reasons"] = st.column_config.TextColumn(t("churn.reasons", lang), width="large")  # wraps in full

@@ -40,7 +40,8 @@ def left_out_section(no_consent: pl.DataFrame, lang: str) -> None:
         return
     with st.expander(t("consent.churn.left_out", lang, n=f"{no_consent.height:,}"), icon=":material/block:"):
         st.caption(t("consent.churn.left_out.caption", lang))
-        cols = [c for c in ("rank", "name", "company", "owner", "region", "risk_band", "consent") if c in no_consent]
+        named = ("rank", "company_rank", "name", "company", "owner", "region", "risk_band", "consent")
+        cols = [c for c in named if c in no_consent]
         shown = no_consent.select(cols).with_columns(
             labels.expr("consent", "consent", lang), labels.expr("risk_band", "risk_band", lang)
         )

@@ -146,13 +146,15 @@ def churn_risk(churn: pl.DataFrame, lang: Lang) -> None:
         st.caption(t("c360.risk.none", lang))
         return
     risk = churn.row(0, named=True)
+    own = risk["rank"] != risk["company_rank"]  # a sales rep's own list: their place and the company's
     summary = t(
-        "c360.risk.summary",
+        "c360.risk.summary.own" if own else "c360.risk.summary",
         lang,
         band=labels.value("risk_band", risk["risk_band"], lang),
         risk=f"{risk['risk']:.0%}",
         value=money(risk["expected_value_at_risk"]),
         rank=count(risk["rank"]),
+        company_rank=count(risk["company_rank"]),
         as_of=fmt.day(risk["as_of"], lang),
     )
     box = st.container(border=True)

@@ -37,6 +37,8 @@ STRINGS: dict[str, str] = {
     "churn.cards.more": "Show {n} more",
     "churn.profile": "Customer",
     "churn.profile.help": "Click a row to open the Customer 360 profile here; the link opens it in a new tab",
+    "churn.rank.help": "Place among your own customers by expected revenue at risk",
+    "churn.company_rank.help": "Place on the whole company's warning list",
     "churn.method.model": "Churn model",
     "churn.method.recency": "Recency baseline",
     "churn.method.bgnbd": "BG/NBD baseline",
@@ -75,6 +77,7 @@ STRINGS: dict[str, str] = {
     "tiles.at_risk.help": "Customers in the high churn-risk band (validated on a backtest); the line below is "
     "the revenue at risk",
     "col.rank": "Rank",
+    "col.company_rank": "Company rank",
     "col.customer_key": "Customer",
     "col.segment": "Segment",
     "col.risk": "Risk",
@@ -692,6 +695,8 @@ STRINGS: dict[str, str] = {
     "c360.risk.title": "Churn risk",
     "c360.risk.summary": "{band} · {risk} chance of churning · {value} expected revenue at risk · no. {rank} on the "
     "warning list (scored {as_of})",
+    "c360.risk.summary.own": "{band} · {risk} chance of churning · {value} expected revenue at risk · no. {rank} on "
+    "your warning list (no. {company_rank} company-wide; scored {as_of})",
     "c360.risk.none": "Not in the churn scoring: no order or interaction before the scoring date.",
     "c360.risk.no_reasons": "No reason recorded.",
     "c360.fig.orders": "Orders",

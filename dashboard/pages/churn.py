@@ -23,7 +23,8 @@ bands = data.query("churn_bands", scope)
 churn_view.band_tiles(bands, LANG)
 
 st.subheader(t("churn.list.title", LANG))
-ranked = data.query("churn_list", {**scope, "band": chosen["band"], "lang": LANG, "limit": churn_view.LIST_LIMIT})
+params = {**scope, "band": chosen["band"], "lang": LANG, "limit": churn_view.LIST_LIMIT}
+ranked = churn_view.own_ranks(data.query("churn_list", params))
 warnings, no_consent = consent_view.split(ranked)  # the outreach list leaves out who said no to marketing
 total = churn_view.in_scope(bands, chosen["band"])  # the caption counts what the tiles count
 st.caption(churn_view.list_caption(total, warnings.height, no_consent.height, chosen["band"], LANG))
