@@ -18,6 +18,8 @@ from dashboard.core.errors import ConfigError
 from dashboard.core.store import Store
 from dashboard.derived.quality.profile import PROFILE_FILE
 from dashboard.derived.quality.tables import fill_where_applies
+from dashboard.ops.catalog import build_inventory
+from dashboard.ops.status import source_status
 from dashboard.pipeline.refresh import refresh
 from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse
@@ -83,6 +85,9 @@ def test_small_demo_lead_amounts_are_judged_on_won_events(small_demo: Settings) 
     assert (
         profile.filter(pl.col("column_name") == "amount", pl.col("entity") == "lead_events")["fill_rate"].item() == 1.0
     )
+    inventory = build_inventory(small_demo, profile, source_status(small_demo)).fields
+    listed = inventory.filter(pl.col("entity") == "lead_events", pl.col("field") == "amount").row(0, named=True)
+    assert (listed["fill_rate"], listed["applies_when"]) == (1.0, "stage = won")
     health = Warehouse(small_demo).run_query("data_health", user=SYSTEM).filter(pl.col("source_system") == "crm")
     provided = [r["fill_rate"] for k, r in cells.items() if k[0] == "crm" and r["provided"]]
     assert health["completeness"].item() == pytest.approx(sum(provided) / len(provided))
@@ -161,3 +166,20 @@ def test_conditions_are_written_one_way() -> None:
     assert parse_condition("leads", " channel  in (a,b ) ").text == "channel in (a, b)"
     assert parse_condition("customers", "company is filled").sql() == '"company" IS NOT NULL'
     assert parse_condition("leads", "channel = 微信").sql() == "coalesce(\"channel\" IN ('微信'), false)"
+
+
+def test_the_small_demo_judges_its_sources_where_their_fields_apply(small_demo: Settings) -> None:
+    """A private customer has no company, so no industry and no sales rep in the ERP; a company has no resident ID;
+    the CRM's leads from calls and trade shows carry no campaign (cockpit.toml [quality.applies_when])."""
+    cells = _heatmap(small_demo)
+    sid = Store(small_demo.data_path).read_manifest()["sources"]["erp"]["snapshot_id"]
+    erp = pl.read_parquet(small_demo.data_path / "snapshots" / "erp" / sid / "customers.parquet")
+    people = erp.filter(pl.col("company").is_null())
+    ids = cells[("erp", "customers", "id_number")]
+    assert (ids["applies_when"], ids["applies_rows"]) == ("company is empty", people.height)
+    assert ids["applies_filled"] == people["id_number"].count() == erp["id_number"].count()  # none on a company
+    assert ids["fill_rate"] > 0.3 and ids["fill_flag"]  # still flagged: most private customers lack their ID
+    owner = cells[("erp", "customers", "owner")]
+    assert (owner["applies_when"], owner["fill_rate"], owner["fill_flag"]) == ("company is filled", 1.0, False)
+    campaign = cells[("crm", "leads", "campaign")]
+    assert campaign["applies_when"].startswith("channel in (paid_search") and campaign["fill_flag"] is False

@@ -95,7 +95,7 @@ def test_the_cell_details_start_on_the_worst_flagged_cell(company: Settings, mon
         "customers.id_number",
     )  # filled on 1 of 12 customers
     text = markdown(at)
-    assert "Fill rate 8.3% (1 / 12)" in text
+    assert "Filled on 8.3% of customers where company is empty (1 / 12)" in text  # the ERP gives no company
     assert "Records without a value: `E1`" in text
 
 
@@ -198,7 +198,7 @@ def test_the_heatmap_marks_flagged_cells_and_hovers_numbers(company: Settings) -
     assert list(heat.y) == sorted(company.source_names, reverse=True)
     row, col = list(heat.y).index("erp"), list(heat.x).index("customers.id_number")
     assert heat.z[row][col] == pytest.approx(1 / 12)
-    assert "Fill rate 8.3% (1 / 12)" in heat.text[row][col]
+    assert "Filled on 8.3% of customers where company is empty (1 / 12)" in heat.text[row][col]
     flagged = {tuple(c) for c, mark in zip(marks.customdata, marks.text, strict=True) if mark == "⚠"}
     assert ("erp", "customers.id_number") in flagged and ("trade_show", "leads.phone") not in flagged
     assert heat.z[list(heat.y).index("trade_show")][list(heat.x).index("customers.id_number")] is None  # no such field

@@ -13,6 +13,7 @@ import streamlit as st
 from dashboard.components import fmt, labels
 from dashboard.components.data import query, settings, source_statuses
 from dashboard.components.export_buttons import audited
+from dashboard.components.quality_heatmap import applies_words
 from dashboard.components.tables import headers
 from dashboard.core.dictionary import CLASSIFICATIONS
 from dashboard.i18n import t
@@ -52,6 +53,7 @@ def _columns(lang: str, columns: list[str]) -> dict[str, Any]:
     c = st.column_config
     return headers(columns, lang) | {
         "fill_rate": c.ProgressColumn(t("cat.col.fill_rate", lang), format="percent", min_value=0, max_value=1),
+        "applies_when": c.TextColumn(t("cat.col.applies_when", lang), help=t("cat.col.applies_when.help", lang)),
         "distinct_values": c.NumberColumn(t("cat.col.distinct", lang), format="localized"),
         "rows": c.NumberColumn(t("cat.col.rows", lang), format="localized"),
         "personal": c.CheckboxColumn(t("cat.col.personal", lang)),
@@ -107,8 +109,15 @@ def fields_section(inv: Inventory, lang: str) -> None:
     if personal:
         fields = fields.filter(pl.col("personal"))
     st.caption(t("cat.fields.count", lang, shown=fields.height, total=inv.fields.height))
-    shown = _describe(fields, lang)
+    shown = _describe(_applies(fields, lang), lang)
     st.dataframe(shown, hide_index=True, placeholder="—", width="stretch", column_config=_columns(lang, shown.columns))
+
+
+def _applies(fields: pl.DataFrame, lang: str) -> pl.DataFrame:
+    """The rows each field's fill rate counts, in words (as the quality page writes them); empty: every row."""
+    pairs = zip(fields["entity"].to_list(), fields["applies_when"].to_list(), strict=True)
+    words = [applies_words(entity, cond, lang) if cond else None for entity, cond in pairs]  # a plain list: no callback
+    return fields.with_columns(pl.Series("applies_when", words, dtype=pl.String))
 
 
 def _all(lang: str, dimension: str) -> Callable[[Any], str]:

@@ -107,6 +107,7 @@ VALIDITY_FLAGS: dict[str, str] = {"phone": "phone_valid", "email": "email_valid"
 APPLIES_WHEN: dict[tuple[str, str], str] = {
     ("lead_events", "amount"): "stage = won",  # revenue is the won event's amount; other stages carry none
     ("customers", "industry"): "company is filled",  # a company's industry: a private person has none
+    ("customers", "id_number"): "company is empty",  # a person's resident ID (its check): a company has none
     ("interactions", "customer_ref"): "lead_id is empty",  # with a customer or a lead: one of the two names it
     ("interactions", "lead_id"): "customer_ref is empty",
 }

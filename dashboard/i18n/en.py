@@ -500,6 +500,9 @@ STRINGS: dict[str, str] = {
     "cat.tab.fields": "Tables and fields",
     "cat.tab.lineage": "Lineage",
     "cat.col.fill_rate": "Fill rate",
+    "cat.col.applies_when": "Fill rate counts",
+    "cat.col.applies_when.help": "A field that applies to some rows only (an amount only on won events) is counted "
+    "on those; empty: every row.",
     "cat.col.distinct": "Distinct values",
     "cat.col.rows": "Rows",
     "cat.col.personal": "Personal data",

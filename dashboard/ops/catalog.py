@@ -155,6 +155,7 @@ def _fields(
                 "description_zh": info.zh,
                 "description_en": info.en,
                 "fill_rate": p.get("fill_rate"),
+                "applies_when": p.get("applies_when"),  # the rows the fill rate counts, where not every row
                 "distinct_values": p.get("distinct_values"),
                 "examples": ", ".join(p.get("examples") or []),
             }
@@ -261,7 +262,7 @@ _FIELDS = {
     "source_system": pl.String, "entity": pl.String, "field": pl.String, "source_column": pl.String,
     "type": pl.String, "required": pl.Boolean, "classification": pl.String, "personal": pl.Boolean,
     "description_zh": pl.String, "description_en": pl.String, "fill_rate": pl.Float64,
-    "distinct_values": pl.Int64, "examples": pl.String,
+    "applies_when": pl.String, "distinct_values": pl.Int64, "examples": pl.String,
 }  # fmt: skip
 _LINEAGE = {
     "source_system": pl.String, "snapshot_id": pl.String, "view": pl.String, "derived_table": pl.String,
