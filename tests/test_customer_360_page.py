@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dashboard.core.config import Settings
+from dashboard.i18n import t
 from dashboard.i18n.values import VALUES
 from tests.fixture_data import open_app_page
 
@@ -36,3 +37,22 @@ def test_the_disagreeing_attributes_are_counted_in_good_english(
     at = open_app_page(small_demo, monkeypatch, "customer_360", {"customer": key})
     expanders = [e.label for e in at.expander if e.label.startswith("Sources disagree")]
     assert len(expanders) == 1 and label in expanders[0] and "(s)" not in expanders[0], expanders
+
+
+def test_the_last_contact_is_dated_as_the_timeline_dates_it(
+    small_demo: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key figure read 2026-03-27 above a timeline of 2026年3月27日 (the walk, session 19)."""
+    from dashboard.components import fmt
+    from dashboard.query.security import SYSTEM
+    from dashboard.query.warehouse import Warehouse
+
+    key = Warehouse(small_demo).run_query("churn_list", {"limit": 1}, user=SYSTEM)["customer_key"][0]
+    profile = Warehouse(small_demo).run_query("customer_profile", {"customer_key": key}, user=SYSTEM).row(0, named=True)
+    when = profile["last_contact_at"]
+    at = open_app_page(small_demo, monkeypatch, "customer_360", {"customer": key})
+    assert {m.label: m.value for m in at.metric}["Last contact"] == fmt.day(when, "en")
+    at.sidebar.radio[0].set_value("zh").run()
+    assert {m.label: m.value for m in at.metric}[
+        t("c360.fig.last_contact", "zh")
+    ] == f"{when.year}年{when.month}月{when.day}日"

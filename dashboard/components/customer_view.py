@@ -4,7 +4,6 @@ plain text or table cells, never as HTML."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 import polars as pl
@@ -84,10 +83,6 @@ def _open_picked() -> None:
         st.session_state["c360_q"] = ""  # the search closes; the profile shows
 
 
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d") if value else NONE
-
-
 _RISK_COLORS: dict[str, Literal["red", "orange", "green"]] = {"high": "red", "medium": "orange", "low": "green"}
 # (metric, the count its help names): the revenue vocabulary's four terms, in the order money moves
 _REVENUE_TERMS = (
@@ -132,7 +127,7 @@ def key_figures(profile: dict, lang: Lang) -> None:
         t("c360.fig.receivables", lang), money(profile["open_receivables"]), help=t("c360.fig.receivables.help", lang)
     )
     cols[1].metric(t("c360.fig.orders", lang), count(profile["orders"]))
-    cols[2].metric(t("c360.fig.last_contact", lang), _when(profile["last_contact_at"]))
+    cols[2].metric(t("c360.fig.last_contact", lang), fmt.day(profile["last_contact_at"], lang))  # as the timeline
     channels = profile["channels"] or []
     names = ", ".join(labels.value("channel", c, lang) for c in channels)
     cols[3].metric(t("c360.fig.channels", lang), count(len(channels)), help=names or None)
