@@ -98,7 +98,8 @@ def test_a_churn_row_opens_the_profile_with_its_revenue_terms_risk_and_days(
     main = page.locator('[data-testid="stMain"]')
     text = main.inner_text()
     assert f"{labels.value('risk_band', top['risk_band'], 'zh')} · 流失概率" in text
-    assert f"预警名单第 {top['rank']:,} 位" in text
+    # the rep's own list's place, as the grid numbers it, and the company's (tests/test_churn_page.py)
+    assert top["rank"] == 1 and f"你的预警名单第 1 位（全公司第 {top['company_rank']:,} 位" in text
     for reason in (top["reason_1"], top["reason_2"], top["reason_3"]):
         if reason:
             assert reason in text  # the list's reasons, in full, on the profile
