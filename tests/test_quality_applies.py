@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from dashboard.components.quality_heatmap import fill_line
+from dashboard.components.quality_heatmap import fill_line, heatmap_figure
 from dashboard.core.config import Settings, load_settings
 from dashboard.core.dictionary import load_dictionary
 from dashboard.core.entities import applies_when, parse_condition
@@ -89,7 +89,7 @@ def test_small_demo_lead_amounts_are_judged_on_won_events(small_demo: Settings) 
     listed = inventory.filter(pl.col("entity") == "lead_events", pl.col("field") == "amount").row(0, named=True)
     assert (listed["fill_rate"], listed["applies_when"]) == (1.0, "stage = won")
     health = Warehouse(small_demo).run_query("data_health", user=SYSTEM).filter(pl.col("source_system") == "crm")
-    provided = [r["fill_rate"] for k, r in cells.items() if k[0] == "crm" and r["provided"]]
+    provided = [r["fill_rate"] for k, r in cells.items() if k[0] == "crm" and r["provided"] and r["fill_rate"]]
     assert health["completeness"].item() == pytest.approx(sum(provided) / len(provided))
     # an interaction names a customer or a lead: each is judged where the other is empty; a company's industry
     for source, entity, column in [("crm", "interactions", "customer_ref"), ("erp", "customers", "industry")]:
@@ -183,3 +183,21 @@ def test_the_small_demo_judges_its_sources_where_their_fields_apply(small_demo: 
     assert (owner["applies_when"], owner["fill_rate"], owner["fill_flag"]) == ("company is filled", 1.0, False)
     campaign = cells[("crm", "leads", "campaign")]
     assert campaign["applies_when"].startswith("channel in (paid_search") and campaign["fill_flag"] is False
+
+
+def test_an_optional_field_is_shown_grey_and_not_judged(small_demo: Settings) -> None:
+    """A lead's customer reference (only where the lead is an existing customer's) and, in the demo's mixed
+    business, a company: shown with their share, never flagged, out of the health score."""
+    cells = _heatmap(small_demo)
+    ref = cells[("crm", "leads", "customer_ref")]
+    assert (ref["applies_when"], ref["applies_rows"], ref["fill_rate"], ref["fill_flag"]) == ("never", 0, None, False)
+    assert 0 < ref["filled"] < ref["rows"] / 5
+    assert (
+        fill_line(ref, "en") == f"Optional, its fill rate not judged: filled on {ref['filled']} of {ref['rows']} rows"
+    )
+    assert fill_line(ref, "zh") == f"可选字段，不评判填充率：{ref['rows']} 行中 {ref['filled']} 行已填写"
+    assert cells[("web_forms", "leads", "company")]["fill_flag"] is False  # "*.leads.company" = "never"
+    frame = Warehouse(small_demo).run_query("quality_heatmap", user=SYSTEM)
+    heat, grey, _ = heatmap_figure(frame, "fill", "en").data
+    row, col = list(heat.y).index("crm"), list(heat.x).index("leads.customer_ref")
+    assert heat.z[row][col] is None and grey.z[row][col] == 1 and "Optional" in grey.text[row][col]

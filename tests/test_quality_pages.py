@@ -194,7 +194,7 @@ def test_the_heatmap_marks_flagged_cells_and_hovers_numbers(company: Settings) -
     from dashboard.query.warehouse import Warehouse
 
     frame = Warehouse(company).run_query("quality_heatmap", user=SYSTEM)
-    heat, marks = heatmap_figure(frame, "fill", "en").data
+    heat, *_, marks = heatmap_figure(frame, "fill", "en").data  # between: the optional fields in grey
     assert list(heat.y) == sorted(company.source_names, reverse=True)
     row, col = list(heat.y).index("erp"), list(heat.x).index("customers.id_number")
     assert heat.z[row][col] == pytest.approx(1 / 12)

@@ -16,7 +16,7 @@ import streamlit as st
 from dashboard.components import fmt, labels
 from dashboard.components.data import query, settings
 from dashboard.components.tables import header
-from dashboard.core.entities import ENTITIES, parse_condition
+from dashboard.core.entities import ENTITIES, NEVER, parse_condition
 from dashboard.i18n import t
 
 METRICS: dict[str, tuple[str, str]] = {  # metric → (column, flag column)
@@ -29,10 +29,15 @@ _SOURCE_KEY, _FIELD_KEY = "dq_cell_source", "dq_cell_field"
 
 
 def cells(frame: pl.DataFrame, metric: str) -> pl.DataFrame:
-    """The provided fields that have a value for the metric, with ``field`` = 'entity.column'."""
+    """The provided fields that have a value for the metric, with ``field`` = 'entity.column'; for the fill rate
+    also the optional ones (applies_when "never": drawn grey, their share on hover, not judged)."""
     value, flag = METRICS[metric]
-    return frame.filter(pl.col("provided") & pl.col(value).is_not_null()).with_columns(
-        value=pl.col(value), flagged=pl.col(flag), field=pl.col("entity") + "." + pl.col("column_name")
+    optional = pl.lit(metric == "fill") & (pl.col("applies_when") == NEVER).fill_null(False)
+    return frame.filter(pl.col("provided") & (pl.col(value).is_not_null() | optional)).with_columns(
+        value=pl.col(value),
+        flagged=pl.col(flag),
+        field=pl.col("entity") + "." + pl.col("column_name"),
+        optional=optional,
     )
 
 
@@ -52,6 +57,15 @@ def heatmap_figure(frame: pl.DataFrame, metric: str, lang: str) -> go.Figure:
             colorbar={"tickformat": ticks, "title": t(f"dq.metric.{metric}", lang)}, xgap=1, ygap=1,
         )
     )  # fmt: skip
+    optional = [[True if (grid.get((s, f)) or {}).get("optional") else None for f in fields] for s in sources]
+    if any(any(row) for row in optional):  # optional fields in grey, their share on hover
+        grey = [[0, OPTIONAL_GREY], [1, OPTIONAL_GREY]]
+        fig.add_trace(
+            go.Heatmap(
+                x=fields, y=sources, z=[[1 if o else None for o in row] for row in optional], colorscale=grey,
+                showscale=False, hoverinfo="text", text=hover, xgap=1, ygap=1, name="optional",
+            )
+        )  # fmt: skip
     picks = list(grid.values())
     fig.add_trace(
         go.Scatter(
@@ -98,6 +112,7 @@ def heatmap_figure(frame: pl.DataFrame, metric: str, lang: str) -> go.Figure:
 # may reach half-way over each neighbouring band (those are named on the other of two rows), and one
 # that would still not fit is shortened with "…", its full name on hover.
 COLUMN_PX, LABEL_ROW_PX = 14, 16
+OPTIONAL_GREY = "#d0d0d0"  # an optional field (applies_when "never"): shown, not judged
 
 
 def text_px(text: str) -> float:
@@ -166,6 +181,8 @@ def applies_words(entity: str, condition: str, lang: str) -> str:
     """The rows a field applies to, in words: "stage = won" on lead_events → "lead stage events where stage is Won"
     / "阶段为赢单的线索阶段事件"."""
     cond = parse_condition(entity, condition)
+    if cond.never:
+        return t("dq.applies.optional", lang)
     rows, column = _in_sentence(labels.value("entity", entity, lang)), _in_sentence(header(cond.column, lang))
     if cond.values is None:
         return t(f"dq.applies.{'empty' if cond.empty else 'filled'}", lang, rows=rows, column=column)
@@ -186,6 +203,8 @@ def fill_line(r: dict[str, Any], lang: str) -> str:
         rows = applies_words(r["entity"], r["applies_when"], lang)
         counts = {"filled": fmt.count(r["applies_filled"]), "total": fmt.count(r["applies_rows"])}
         return t("dq.applies.fill", lang, rate=rate(r["fill_rate"], "fill"), rows=rows, **counts)
+    if r.get("applies_when") == NEVER:
+        return t("dq.applies.never", lang, filled=fmt.count(r["filled"]), total=fmt.count(r["rows"]))
     if r.get("applies_when"):
         return t("dq.applies.none", lang, rows=applies_words(r["entity"], r["applies_when"], lang))
     filled = f"({fmt.count(r['filled'])} / {fmt.count(r['rows'])})"
@@ -270,7 +289,7 @@ def cell_samples(data: pl.DataFrame, metric: str, lang: str) -> None:
     sources = sorted(data["source_system"].unique().to_list())
     if not sources:
         return
-    worst = data.sort(["flagged", "value"], descending=[True, False]).row(0, named=True)
+    worst = data.sort(["flagged", "value"], descending=[True, False], nulls_last=True).row(0, named=True)
     if st.session_state.get(_SOURCE_KEY) not in sources:
         st.session_state[_SOURCE_KEY] = worst["source_system"]
     left, right = st.columns(2)

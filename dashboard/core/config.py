@@ -308,8 +308,9 @@ class QualityConfig(_Strict):
     dictionary: str | None = None  # data dictionary TOML (default: the bundled dashboard/core/data_dictionary.toml)
     data_docs: bool = True  # build GX Data Docs of the latest validations after each refresh
     # "<source>.<entity>.<column>" = the rows the field applies to, for a company's own export ("channel in (a, b)",
-    # "stage = won", "company is filled", "lead_id is empty"; "always" = every row): its fill rate is judged over
-    # them. Added to the canonical schema's own (core/entities.py APPLIES_WHEN), or overriding one.
+    # "stage = won", "company is filled", "lead_id is empty"; "always" = every row; "never" = optional, not judged):
+    # its fill rate is judged over them. Source "*": every source's (a named source's wins). Added to the canonical
+    # schema's own (core/entities.py APPLIES_WHEN), or overriding one.
     applies_when: dict[str, str] = {}
 
     @field_validator("applies_when")
@@ -329,8 +330,9 @@ class QualityConfig(_Strict):
 
     def applies(self, source: str, entity: str) -> dict[str, Condition]:
         """column → the rows of ``source``'s ``entity`` it applies to, where that is not every row."""
-        prefix = f"{source}.{entity}."
-        mine = {k.removeprefix(prefix): text for k, text in self.applies_when.items() if k.startswith(prefix)}
+        mine: dict[str, str] = {}
+        for prefix in (f"*.{entity}.", f"{source}.{entity}."):
+            mine |= {k.removeprefix(prefix): text for k, text in self.applies_when.items() if k.startswith(prefix)}
         return applies_when(entity, mine)
 
 
@@ -702,7 +704,7 @@ class Settings(_Strict):
     @model_validator(mode="after")
     def _applies_sources(self) -> Settings:
         for key in self.quality.applies_when:
-            if key.partition(".")[0] not in self.source_names:
+            if key.partition(".")[0] not in [*self.source_names, "*"]:
                 raise ValueError(f"quality.applies_when '{key}': no source named '{key.partition('.')[0]}'")
         return self
 

@@ -103,15 +103,17 @@ VALIDITY_FLAGS: dict[str, str] = {"phone": "phone_valid", "email": "email_valid"
 # Where an optional field applies, when not on every row: its fill rate is judged over those rows only (the quality
 # page, health, catalog and `cockpit quality` show that one rate). Declared, not guessed from the data: a column
 # filled for one value of another and empty for the rest may be exactly the gap a steward must see.
-# Per source, [quality.applies_when] in the config adds to these or overrides them ("always": every row).
+# Per source, [quality.applies_when] in the config adds to these or overrides them ("always": every row; "never":
+# an optional field, its fill rate not judged).
+ALWAYS, NEVER = "always", "never"
 APPLIES_WHEN: dict[tuple[str, str], str] = {
     ("lead_events", "amount"): "stage = won",  # revenue is the won event's amount; other stages carry none
     ("customers", "industry"): "company is filled",  # a company's industry: a private person has none
     ("customers", "id_number"): "company is empty",  # a person's resident ID (its check): a company has none
     ("interactions", "customer_ref"): "lead_id is empty",  # with a customer or a lead: one of the two names it
     ("interactions", "lead_id"): "customer_ref is empty",
+    ("leads", "customer_ref"): NEVER,  # a link to the customer record where the lead is one's: a new prospect has none
 }
-ALWAYS = "always"
 _CONDITION = re.compile(
     r"^\s*(?P<col>[a-z_]+)\s*(?:(?P<eq>=)\s*(?P<one>[^,()'\"=\\]+?)|(?P<in>in)\s*\((?P<many>[^()'\"=\\]+)\)"
     r"|is\s+(?P<state>filled|empty))\s*$"
@@ -121,15 +123,18 @@ _CONDITION = re.compile(
 @dataclass(frozen=True)
 class Condition:
     """Rows of an entity a field applies to: ``column`` in ``values``, or (values None) ``column`` filled, or
-    (``empty``) not filled."""
+    (``empty``) not filled; ``never``: none (an optional field, whose fill rate is not judged)."""
 
     column: str
     values: tuple[str, ...] | None = None
     empty: bool = False
+    never: bool = False
 
     @property
     def text(self) -> str:
         """The canonical spelling, as the profile stores it: ``stage = won``, ``channel in (a, b)``."""
+        if self.never:
+            return NEVER
         if self.values is None:
             return f"{self.column} is {'empty' if self.empty else 'filled'}"
         if len(self.values) == 1:
@@ -140,6 +145,8 @@ class Condition:
         """The rows it names as a SQL condition (DuckDB and Spark alike; values hold no quote, by the grammar);
         ``present`` False: the rows hold no such column (it is empty on every row)."""
         col = f'"{self.column}"'
+        if self.never:
+            return "false"
         if not present:
             return "true" if self.empty else "false"
         if self.values is None:
@@ -150,12 +157,14 @@ class Condition:
 
 def parse_condition(entity: str, text: str) -> Condition:
     """``stage = won`` / ``channel in (a, b)`` / ``company is filled`` / ``lead_id is empty`` over one of the
-    entity's columns; a ValueError says what is wrong."""
+    entity's columns, or ``never``; a ValueError says what is wrong."""
+    if text.strip() == NEVER:
+        return Condition("", never=True)
     m = _CONDITION.match(text)
     if m is None:
         raise ValueError(
-            f"'{text}' is not a condition: write 'column = value', 'column in (a, b)', 'column is filled' or "
-            "'column is empty'"
+            f"'{text}' is not a condition: write 'column = value', 'column in (a, b)', 'column is filled', "
+            "'column is empty' or 'never'"
         )
     ent = ENTITIES[entity]
     if m["col"] not in ent.column_names:

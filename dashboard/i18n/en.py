@@ -414,7 +414,8 @@ STRINGS: dict[str, str] = {
     "dq.flagged": "below the threshold",
     "dq.heatmap.empty": "No field metrics yet: they are computed when a snapshot is published.",
     "dq.heatmap.help.fill": "Share of rows with a value (of the rows a field applies to, where that is not every row: "
-    "an amount only on won events). ⚠ marks a field the source provides filled below {threshold}.",
+    "an amount only on won events). ⚠ marks a field the source provides filled below {threshold}; grey: an "
+    "optional field, not judged.",
     "dq.heatmap.help.validity": "Share of filled values that pass the format check (phone, email, ID number, "
     "dates from 2000 to tomorrow). ⚠ marks less than {threshold}.",
     "dq.heatmap.help.uniqueness": "Distinct values ÷ filled values. ⚠ marks a record key less unique than {threshold}.",
@@ -425,6 +426,8 @@ STRINGS: dict[str, str] = {
     "dq.cell.row": "row {n}",
     "dq.applies.fill": "Filled on {rate} of {rows} ({filled} / {total})",
     "dq.applies.none": "Filled only on {rows}: there are none",
+    "dq.applies.never": "Optional, its fill rate not judged: filled on {filled} of {total} rows",
+    "dq.applies.optional": "none (optional: not judged)",
     "dq.applies.in": "{rows} where {column} is {values}",
     "dq.applies.or": " or ",
     "dq.applies.filled": "{rows} where {column} is filled",

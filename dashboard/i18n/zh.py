@@ -387,7 +387,7 @@ STRINGS: dict[str, str] = {
     "dq.flagged": "低于阈值",
     "dq.heatmap.empty": "还没有字段指标：快照发布时才会计算。",
     "dq.heatmap.help.fill": "有值的行所占比例（只在部分行适用的字段，如只有赢单事件才有的金额，只计这些行）。"
-    "⚠ 表示数据源提供的字段填充率低于 {threshold}。",
+    "⚠ 表示数据源提供的字段填充率低于 {threshold}；灰色：可选字段，不评判。",
     "dq.heatmap.help.validity": "已填值中通过格式检查的比例（手机号、邮箱、证件号、2000 年至明天的日期）。"
     "⚠ 表示低于 {threshold}。",
     "dq.heatmap.help.uniqueness": "不同值个数 ÷ 已填值个数。⚠ 表示记录主键的唯一性低于 {threshold}。",
@@ -398,6 +398,8 @@ STRINGS: dict[str, str] = {
     "dq.cell.row": "第 {n} 行",
     "dq.applies.fill": "{rows}中 {rate} 已填写（{filled} / {total}）",
     "dq.applies.none": "只在{rows}中填写：没有这样的行",
+    "dq.applies.never": "可选字段，不评判填充率：{total} 行中 {filled} 行已填写",
+    "dq.applies.optional": "不评判（可选字段）",
     "dq.applies.in": "{column}为{values}的{rows}",
     "dq.applies.or": "或",
     "dq.applies.filled": "{column}已填写的{rows}",
