@@ -363,3 +363,14 @@ def test_kiosk_mode(company: Settings, monkeypatch: pytest.MonkeyPatch, on_day: 
     for source in company.sources:
         assert f"**{source.display_title}** 20" in line
     assert t("fresh.title", "en") not in [s.value for s in at.subheader]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_the_channel_chart_writes_its_counts_as_the_tables_do(lang: str) -> None:
+    """The cockpit's leads-and-won-deals chart ticked 12k, 10k, 8k (Plotly's own abbreviation, English in the
+    Chinese page) beside tables of 12,288 (the walk, session 19)."""
+    from dashboard.components.channels import channel_figure
+
+    summary = pl.DataFrame({"channel": ["paid_search", "organic"], "leads": [12_288, 10_463], "won_deals": [533, 490]})
+    axis = channel_figure(summary, lang).layout.yaxis
+    assert (axis.tickformat, axis.hoverformat) == (",.0~f", ",.0f")  # 12,000; fmt.axis("count")

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from dashboard.components import labels
+from dashboard.components import fmt, labels
 from dashboard.components.charts import layout, name_categories, show
 from dashboard.i18n import t
 from dashboard.query.metrics import TOTAL, Answer, layer, rounded
@@ -43,6 +43,7 @@ def channel_figure(summary: pl.DataFrame, lang: str) -> go.Figure:
         legend={"orientation": "h", "y": 1.1, "x": 1, "xanchor": "right"},
         xaxis_title=t("col.channel", lang),
     )
+    fig.update_yaxes(**fmt.axis("count"))  # 12,000 as every count is written, not Plotly's 12k
     return name_categories(fig, "channel", channels, lang)
 
 
