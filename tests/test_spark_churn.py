@@ -1,14 +1,17 @@
-"""Churn on the small demo with engine spark (local[2]) against engine duckdb: the features and labels of
-every cutoff the backtest and the fit ask for are made as Spark jobs and are DuckDB's (same customers, values to
-1e-9); today's served pass over every customer (features, BG/NBD's figures, scores, reasons, owners, ranks) runs on
-Spark (derived.spark.served) and the published churn tables (scores, ranks, reasons, model card) and the rows a
-rescore reads (churn_rows) are the same. Also when a kept fit rescores everyone, as an incremental refresh does."""
+"""Churn on the small demo with engine spark (local[2]) against engine duckdb: the backtest's windows (every
+cutoff's customers with their features, BG/NBD's figures and labels) are made and kept on Spark and are DuckDB's
+(same customers, values to 1e-9), the fits and yardsticks made from them (derived.spark.backtest) give the same
+model card; today's served pass over every customer (features, BG/NBD's figures, scores, reasons, owners, ranks)
+runs on Spark (derived.spark.served) and the published churn tables (scores, ranks, reasons, model card) and the
+rows a rescore reads (churn_rows) are the same. Also when a kept fit rescores everyone, as an incremental refresh
+does."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -20,14 +23,16 @@ from dashboard.core.store import Store
 from dashboard.derived.churn import bgnbd as churn_bgnbd
 from dashboard.derived.churn import build as churn
 from dashboard.derived.churn import features as churn_features
+from dashboard.derived.churn import model as churn_model
+from dashboard.derived.spark import backtest, cutoffs, served
 from dashboard.derived.spark import churn as spark_churn
-from dashboard.derived.spark import served
 from dashboard.derived.spark.jobs import PARTS
 from tests.test_spark_steps import assert_same
 
 pytestmark = pytest.mark.xdist_group("spark")
 
 Asked = list[tuple[tuple[str, int, int], pl.DataFrame]]  # ((features | labels, cutoff day, horizon), frame)
+Windows = dict[tuple[int, int], pl.DataFrame]  # (cutoff day, horizon) → the backtest's labelled customers there
 
 
 def _on_spark(settings: Settings) -> Settings:
@@ -47,15 +52,41 @@ def _recording(asked: Asked, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(churn_features, name, record)
 
 
-def _churn(settings: Settings, folder: Path, spark: Any, kept: churn.KeptFit | None = None) -> tuple[Asked, Any]:
+def _windows(windows: Windows, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backtest's labelled customers at each cutoff, as the DuckDB engine's run holds them (build._Windows) and
+    as Spark's keeps them (backtest.SparkBacktest: gathered here, for the test only), in the order first asked."""
+    at = churn._Windows.at
+
+    def held(self: churn._Windows, k: int) -> pl.DataFrame:
+        frame = at(self, k)
+        windows.setdefault((self.d - k * self.h, self.h), frame)
+        return frame
+
+    on_spark = backtest.SparkBacktest.at
+
+    def kept(self: backtest.SparkBacktest, con: Any, t: int, horizon: int, first: float) -> backtest.Window:
+        got = on_spark(self, con, t, horizon, first)
+        if (t, horizon) not in windows:
+            rows = backtest._polars(self.spark.table(got.view).orderBy(cutoffs.CID)) if got.view else None
+            windows[t, horizon] = pl.DataFrame() if rows is None else rows.drop(cutoffs.CID)
+        return got
+
+    monkeypatch.setattr(churn._Windows, "at", held)
+    monkeypatch.setattr(backtest.SparkBacktest, "at", kept)
+
+
+def _churn(
+    settings: Settings, folder: Path, spark: Any, kept: churn.KeptFit | None = None
+) -> tuple[Asked, Any, Windows]:
     """Churn's build into ``folder`` (with engine spark when ``spark`` is given), from the demo's current snapshots
-    and identity links; the frames it read at each cutoff and the run."""
+    and identity links; the frames it read on the driver at each cutoff, the run and the backtest's windows."""
     store = Store(settings.data_path)
     manifest = store.read_manifest()
     folder.mkdir(parents=True)
     links = pl.read_parquet(store.abs(manifest["derived"]["tables"]["identity_links"]))
     links.write_parquet(folder / "identity_links.parquet")  # what Spark reads, as in a build's staging folder
     asked: Asked = []
+    windows: Windows = {}
     on_spark: list[str] = []  # the statements run as Spark jobs
     query = spark_churn.SparkDays.query
 
@@ -65,62 +96,78 @@ def _churn(settings: Settings, folder: Path, spark: Any, kept: churn.KeptFit | N
 
     with pytest.MonkeyPatch.context() as patch, work_connection(settings) as con:
         _recording(asked, patch)
+        _windows(windows, patch)
         patch.setattr(spark_churn.SparkDays, "query", counted)
         attach_entities(con, store, manifest)
         with served.churn_on(spark, _on_spark(settings), store, manifest, folder):  # spark None: DuckDB's
             result = churn.build(con, settings, links, folder, kept=kept)
     assert not (folder / PARTS).exists()  # Spark's files are gone with the step
-    # with engine spark every cutoff's features and labels and the activity range were Spark jobs; a fitting run's
-    # served pass (today's features, first records, owners) too, in Spark's own jobs (derived.spark.served): the
-    # driver held no customer's row of it
-    on_executors = spark is not None and kept is None
-    if on_executors:  # the served pass scores one customer on the driver, for its output's types
-        (kind, _, _), probe = asked.pop()
-        assert kind == "features" and probe.height == 1
-    assert len(on_spark) == (len(asked) + (1 if on_executors else 3) if spark else 0), on_spark
+    # with engine spark a fitting run's backtest (every cutoff's customers, labels, scores) and served pass (today's
+    # features, first records, owners), and a kept fit's rescore of everyone, are Spark's own jobs
+    # (derived.spark.backtest, .served): the driver held no customer's row of them, but one per cutoff, where it tried
+    # churn's functions for their outputs' types
+    on_executors = spark is not None
+    if on_executors:
+        assert asked and all(kind == "features" and frame.height == 1 for (kind, _, _), frame in asked), asked
+        assert on_spark == [churn_features.RANGE_SQL]  # the activity range: one row
+        asked = []
+    else:
+        assert not on_spark
     assert result.written == on_executors and (result.scores.height == 0) == on_executors
-    return asked, result
+    return asked, result, windows
 
 
 @pytest.fixture(scope="module")
-def both(small_demo: Settings, spark: Any) -> dict[str, tuple[Asked, Any, Path]]:
+def both(small_demo: Settings, spark: Any) -> dict[str, tuple[Asked, Any, Path, Windows]]:
     out = {}
     for engine in ("duckdb", "spark"):
         folder = small_demo.data_path / f"churn_{engine}"
-        asked, result = _churn(small_demo, folder, spark if engine == "spark" else None)
-        out[engine] = (asked, result, folder)
+        asked, result, windows = _churn(small_demo, folder, spark if engine == "spark" else None)
+        out[engine] = (asked, result, folder, windows)
     return out
 
 
-def test_every_cutoff_is_the_same_on_both_engines(both: dict[str, tuple[Asked, Any, Path]]) -> None:
-    want, got = both["duckdb"][0], both["spark"][0]
+def test_every_cutoff_is_the_same_on_both_engines(both: dict[str, tuple[Asked, Any, Path, Windows]]) -> None:
+    """The backtest's windows: the same cutoffs, customers in key order, features, BG/NBD's figures and labels."""
+    want, got = both["duckdb"][3], both["spark"][3]
+    assert list(got) == list(want)  # the same cutoffs and horizons, asked in the same order
+    assert len(want) >= 3  # the backtest's two cutoffs and at least one older window
+    for key, frame in want.items():
+        assert frame.height > 0, key
+        assert got[key]["customer_key"].to_list() == frame["customer_key"].to_list(), key  # key order: the sample's
+        assert_same(frame, got[key], frame.columns)
     day = both["duckdb"][1].day
-    assert want[-1][0] == ("features", day, both["duckdb"][1].train_horizon_days)  # today's: the served pass's
-    want = want[:-1]  # on Spark read by the served pass on the executors (churn_rows holds them: compared below)
-    assert [k for k, _ in got] == [k for k, _ in want]  # the same cutoffs and horizons, asked in the same order
-    features = {k for k, _ in want if k[0] == "features"}
-    assert len(features) >= 3  # the backtest's two cutoffs and at least one older window
-    for (key, frame), (_, spark_frame) in zip(want, got, strict=True):
-        assert_same(frame, spark_frame, frame.columns)
-        if key[0] == "features":  # in key order, as the fit's sample and the scores' ties take them
-            assert spark_frame["customer_key"].to_list() == frame["customer_key"].to_list(), key
+    duck = both["duckdb"][0]
+    assert duck[-1][0] == ("features", day, both["duckdb"][1].train_horizon_days)  # today's: the served pass's
 
 
 def _published(folder: Path) -> dict[str, pl.DataFrame]:
     return {t: pl.read_parquet(folder / f"{t}.parquet") for t in churn.CHURN_TABLES}
 
 
-def test_the_published_churn_tables_are_the_same(both: dict[str, tuple[Asked, Any, Path]]) -> None:
+_FLOATS = ("auc", "precision_top10", "brier", "backtest_churn_rate")  # the card's numbers, summed in another order
+_CHART = ("calibration_predicted", "calibration_observed")
+
+
+def test_the_published_churn_tables_are_the_same(both: dict[str, tuple[Asked, Any, Path, Windows]]) -> None:
     want, got = _published(both["duckdb"][2]), _published(both["spark"][2])
     scores = want["churn_scores"]
     assert scores.height > 100 and scores["rank"].to_list() == list(range(1, scores.height + 1))
     assert got["churn_scores"].equals(scores)  # ranks, risks, reasons (zh and en), owners: value for value
-    card = [c for c in want["churn_model"].columns if c != "trained_at"]  # when each run trained
-    assert got["churn_model"].select(card).equals(want["churn_model"].select(card))
+    card, spark_card = want["churn_model"], got["churn_model"]
+    same = [c for c in card.columns if c not in ("trained_at", *_FLOATS, *_CHART)]  # trained_at: when each trained
+    assert spark_card.select(same).equals(card.select(same))
+    assert card["auc"].null_count() == 0 and card.height == len(churn.METHODS)
+    for col in _FLOATS:  # Spark's aggregates sum in their own order: the same to 1e-12, and as the page shows them
+        assert np.allclose(spark_card[col].to_numpy(), card[col].to_numpy(), rtol=0, atol=1e-12), col
+        assert spark_card[col].round(3).equals(card[col].round(3)), col
+    for col in _CHART:
+        for a, b in zip(spark_card[col].to_list(), card[col].to_list(), strict=True):
+            assert np.allclose(a, b, rtol=0, atol=1e-12), col
     assert both["spark"][1].method == both["duckdb"][1].method and both["duckdb"][1].status == "validated"
 
 
-def test_the_rows_a_rescore_reads_are_the_same(both: dict[str, tuple[Asked, Any, Path]]) -> None:
+def test_the_rows_a_rescore_reads_are_the_same(both: dict[str, tuple[Asked, Any, Path, Windows]]) -> None:
     """churn_rows: every customer's features at the as-of day, BG/NBD's figures, score, risk and first record, in
     key order, with the day, the last day read, the horizon and BG/NBD's fit in its metadata (KeptRows.meta)."""
     paths = {engine: both[engine][2] / churn.ROWS_FILE for engine in ("duckdb", "spark")}
@@ -135,13 +182,13 @@ def test_the_rows_a_rescore_reads_are_the_same(both: dict[str, tuple[Asked, Any,
 
 
 def test_the_served_pass_keeps_the_drivers_sample_and_cut_points() -> None:
-    """BG/NBD is fitted on the customers bgnbd.fit would draw (their places in key order, served.bgnbd_sample) and
+    """BG/NBD is fitted on the customers bgnbd.fit would draw (their places in key order, cutoffs.bgnbd_sample) and
     the segments cut where polars' nearest quantile cuts (served.nearest_index)."""
     rng = np.random.default_rng(7)
     x, tx = rng.integers(0, 5, 500).astype(np.float64), rng.uniform(0, 300, 500)
     big_t = tx + rng.uniform(0, 100, 500)
-    keep = served.bgnbd_sample(500, max_customers=120)
-    assert keep is not None and served.bgnbd_sample(120, max_customers=120) is None
+    keep = cutoffs.bgnbd_sample(500, max_customers=120)
+    assert keep is not None and cutoffs.bgnbd_sample(120, max_customers=120) is None
     assert churn_bgnbd.fit(x[keep], tx[keep], big_t[keep]) == churn_bgnbd.fit(x, tx, big_t, max_customers=120)
     for n in range(1, 400):
         values = pl.Series(np.arange(n, dtype=np.float64))
@@ -150,15 +197,80 @@ def test_the_served_pass_keeps_the_drivers_sample_and_cut_points() -> None:
 
 
 def test_a_kept_fit_rescores_the_same_on_spark(
-    small_demo: Settings, spark: Any, both: dict[str, tuple[Asked, Any, Path]]
+    small_demo: Settings, spark: Any, both: dict[str, tuple[Asked, Any, Path, Windows]]
 ) -> None:
     """An incremental refresh rescores everyone with the fit kept from the last one: on Spark too."""
     kept = both["duckdb"][1].fit
     assert kept is not None
     folders = {engine: small_demo.data_path / f"rescored_{engine}" for engine in ("duckdb", "spark")}
     for engine, folder in folders.items():
-        asked, _ = _churn(small_demo, folder, spark if engine == "spark" else None, kept=kept)
-        assert [kind for (kind, _, _), _ in asked] == ["features"]  # today's only: nothing fitted or backtested
+        asked, result, _ = _churn(small_demo, folder, spark if engine == "spark" else None, kept=kept)
+        # today's only, nothing fitted or backtested; on Spark the served pass's, on the executors
+        assert [kind for (kind, _, _), _ in asked] == ([] if engine == "spark" else ["features"])
+        assert result.scored > 100
     want, got = _published(folders["duckdb"]), _published(folders["spark"])
     assert got["churn_scores"].equals(want["churn_scores"]) and want["churn_scores"].height > 100
     assert got["churn_model"].equals(want["churn_model"])
+
+
+def test_the_backtests_fits_from_counts_and_places_are_the_drivers() -> None:
+    """A baseline's calibration from (score, label) counts is ScoreCalibrator.fit's on every row (ties and all), and
+    the model's sample drawn by place is the rows build._sample takes, in its order."""
+    rng = np.random.default_rng(3)
+    score = rng.integers(0, 400, 20_000).astype(np.float64)  # recency-like: many ties
+    y = rng.random(20_000) < score / 500
+    rows = pl.DataFrame({"score": score, "churned": y})
+    counts = rows.group_by("score", "churned").len("count")
+    got = backtest.calibrated(counts["score"], counts["churned"], counts["count"])
+    want = churn_model.ScoreCalibrator.fit(score, y)
+    probe = np.linspace(-10, 410, 2_000)
+    assert got.iso is not None and want.iso is not None
+    assert np.array_equal(got.predict(probe), want.predict(probe)) and np.array_equal(
+        got.predict(score), want.predict(score)
+    )
+    frame = pl.DataFrame({"i": np.arange(1_000) * 3, "x": rng.random(1_000)})
+    places = pl.DataFrame({"i": np.arange(1_000)}).sample(250, seed=0)["i"].to_numpy()
+    assert frame.sample(250, seed=0)["i"].to_list() == (places * 3).tolist()
+
+
+def test_the_backtests_yardsticks_on_spark_are_the_drivers(
+    spark: Any, on_spark: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On windows with many tied scores: the baselines' calibrations, AUC, the top tenth's churn rate, the Brier
+    score and the calibration bins made on Spark are build._evaluate's (counts exactly, means to 1e-12), and the
+    model's sample above MAX_TRAIN is build._sample's rows in its order."""
+    rng = np.random.default_rng(5)
+    n = 3_000
+    frame = pl.DataFrame(
+        {
+            "customer_key": [f"c{i:05d}" for i in range(n)],
+            "recency_days": rng.integers(0, 300, n).astype(np.float64),
+            "bgnbd_p_none": rng.random(n).round(2),
+            "churned": rng.random(n) < 0.4,
+            cutoffs.CID: np.arange(n, dtype=np.int32),
+        }
+    )
+    stage = on_spark.data_path / "backtest_yardsticks"  # under the data folder, as a build's staging folder is
+    stage.mkdir()
+    windows = []
+    for i, part in enumerate((frame, frame.head(1_000))):
+        part.write_parquet(stage / f"w{i}.parquet")
+        spark.read.parquet(str(stage / f"w{i}.parquet")).createOrReplaceTempView(f"test_window_{i}")
+        windows.append(backtest.Window(f"test_window_{i}", part.height, int(part["churned"].sum())))
+    days = SimpleNamespace(spark=spark, settings=on_spark, stage=stage)
+    tester = backtest.SparkBacktest(cast(Any, days))
+    stacked = pl.concat([frame, frame.head(1_000)]).drop(cutoffs.CID)
+    for method in ("recency", "bgnbd"):
+        got, want = tester.fit(method, windows), churn.fit(method, stacked)
+        assert got.calibrator is not None and want.calibrator is not None
+        x = churn._baseline_score(frame, method)
+        assert np.array_equal(got.calibrator.predict(x), want.calibrator.predict(x)), method
+        metrics, bins = tester.evaluate(want, windows[0])
+        want_metrics, want_bins = churn._evaluate(want, frame)
+        assert metrics["precision_top10"] == want_metrics["precision_top10"], method
+        for key in ("auc", "brier"):
+            assert abs(cast(float, metrics[key]) - cast(float, want_metrics[key])) < 1e-12, (method, key)
+        assert [(b[0], b[3]) for b in bins] == [(b[0], b[3]) for b in want_bins]
+        assert np.allclose([b[1:3] for b in bins], [b[1:3] for b in want_bins], rtol=0, atol=1e-12)
+    monkeypatch.setattr(churn, "MAX_TRAIN", 700)
+    assert tester._sample(windows).equals(churn._sample(stacked))

@@ -418,6 +418,21 @@ def choose(aucs: dict[str, float], thin: bool) -> tuple[str, str]:
     return "recency", "recency_floor"
 
 
+def decide(run_: ChurnRun, aucs: dict[str, float], windows: int, needed: int) -> None:
+    """run_'s method, why, and the notes saying so, from the backtest's AUCs and the model's training windows (thin
+    below ``needed``)."""
+    thin = windows < needed
+    run_.method, run_.reason = choose(aucs, thin)
+    run_.status = "validated"
+    if thin:
+        run_.notes.append(
+            f"the model's backtest could train on only {windows} customer windows "
+            f"({needed} needed), too few to trust; {run_.method} is used"
+        )
+    elif run_.method != "model":
+        run_.notes.append(f"the model did not beat the {run_.method} baseline on the backtest; {run_.method} is used")
+
+
 # -- what is served -------------------------------------------------------------------------------
 def _segments(frame: pl.DataFrame) -> pl.Expr:
     """Value tiers on the last year's spend: the top 20 % of spenders high, the next 30 % mid."""
@@ -668,18 +683,25 @@ def run(
         return run_
     if kept is not None and kept.horizon_days == h:
         say(f"churn: customers at {as_of} scored with the {kept.method} fit of {kept.trained_on}")
+        if _rescored_by(_SERVED.get(), con, settings, run_, kept):
+            return run_
         return _rescore(con, settings, run_, kept, churn_features.features_at(con, d, kept.train_horizon_days))
 
     say(f"churn: customers at {as_of} (horizon {h} days)")
     t1, t2 = d - 2 * h, d - h
+    served = _SERVED.get()
+    tested = served.backtest(con, run_, first, say) if served is not None else None  # engine spark: made there
     windows = _Windows(con, d, h, first)
-    back_test, back_train = windows.at(1), windows.at(2)
+    back_test, back_train = (windows.at(1), windows.at(2)) if tested is None else (pl.DataFrame(), pl.DataFrame())
     metrics: dict[str, dict[str, float | None]] = {}
     bins: dict[str, Bins] = {}
     per_method: dict[str, dict[str, object]] = {}
     final: Fitted | None = None
     frame: pl.DataFrame | None = None  # the customers as the served method sees them (at D: read after the fits)
-    if back_train.height and back_test.height and _validated((back_train, back_test)):
+    if tested is not None and tested.metrics:
+        metrics, bins, per_method, final = tested.metrics, tested.bins, tested.per_method, tested.final
+        extra.update(tested.extra)
+    elif back_train.height and back_test.height and _validated((back_train, back_test)):
         train = windows.stacked(2)
         say(f"churn: backtest, baselines fitted on {train.height} customer windows, judged on {back_test.height}")
         for m in ("recency", "bgnbd"):
@@ -697,17 +719,7 @@ def run(
             "train_horizon_days": plan.horizon,
         }
         aucs = {m: metrics[m]["auc"] or 0.0 for m in METHODS}
-        run_.method, run_.reason = choose(aucs, plan.thin)
-        run_.status = "validated"
-        if plan.thin:
-            run_.notes.append(
-                f"the model's backtest could train on only {plan.train.height} customer windows "
-                f"({plan.needed} needed), too few to trust; {run_.method} is used"
-            )
-        elif run_.method != "model":
-            run_.notes.append(
-                f"the model did not beat the {run_.method} baseline on the backtest; {run_.method} is used"
-            )
+        decide(run_, aucs, plan.train.height, plan.needed)
         extra.update(
             train_cutoff=_date(t1),
             backtest_cutoff=_date(t2),
@@ -732,7 +744,6 @@ def run(
             f"{2 * h} days before the as-of date): BG/NBD's own probability of no activity is used"
         )
     del back_train, back_test, windows  # the fits are done: free their frames and the per-day tables
-    served = _SERVED.get()
     n = served.serve(con, settings, run_, final, run_.train_horizon_days) if frame is None and served else None
     if n is not None:  # scored where the per-day tables are (engine spark): the files are written there
         run_.written, run_.scored = True, n
@@ -755,11 +766,28 @@ def run(
     return run_
 
 
+@dataclass
+class Backtest:
+    """What run's backtest makes (the card's metrics, bins, per-method and shared columns, and the fit that
+    serves), made by another engine (Served.backtest); no metrics: too little history to backtest."""
+
+    metrics: dict[str, dict[str, float | None]]
+    bins: dict[str, Bins]
+    per_method: dict[str, dict[str, object]]
+    extra: dict[str, object]
+    final: Fitted | None
+
+
 class Served(Protocol):
     """Another engine's served pass (engine spark: derived/spark/served.py): every customer at ``run_.day``
     scored with ``fitted`` (None: BG/NBD's own probability) on ``horizon``'s features, as run's own tail scores them;
     sets run_.bgnbd, writes churn_scores and ROWS_FILE where build() would, and returns the customers scored, or
-    None when it cannot (then run scores them itself)."""
+    None when it cannot (then run scores them itself). ``backtest``: run's backtest made there (setting run_'s
+    method, reason, status, notes and training horizon as run's does), or None (then run makes it)."""
+
+    def backtest(
+        self, con: duckdb.DuckDBPyConnection, run_: ChurnRun, first: float, say: Progress
+    ) -> Backtest | None: ...
 
     def serve(
         self, con: duckdb.DuckDBPyConnection, settings: Settings, run_: ChurnRun, fitted: Fitted | None, horizon: int
@@ -820,8 +848,7 @@ def _rescore(
     ``same.everyone()``, made only when BG/NBD is fitted again or everyone scored. ``first``: every customer's
     first record (None: read from every link)."""
     h, th = run_.horizon_days, kept.train_horizon_days
-    run_.method, run_.status, run_.reason, run_.train_horizon_days = kept.method, kept.status, kept.reason, th
-    run_.notes = list(kept.notes)
+    _kept_decision(run_, kept)
     churn_features.drop_days(con)
     target = h if th != h else None
     if same is not None and same.same_inputs:
@@ -848,12 +875,38 @@ def _rescore(
     first = first if first is not None else churn_features.first_records(con)
     run_.scores = _scores(con, frame, _served(risk, ranking), reasons, settings, run_, owners, first)
     run_.rows = _rows(frame, ranking, risk, first)
-    # the fit's card (its backtest, when it was trained), for the customers scored now
+    _kept_card(run_, kept, frame.height)
+    return run_
+
+
+def _kept_decision(run_: ChurnRun, kept: KeptFit) -> None:
+    run_.method, run_.status, run_.reason = kept.method, kept.status, kept.reason
+    run_.train_horizon_days, run_.notes = kept.train_horizon_days, list(kept.notes)
+
+
+def _kept_card(run_: ChurnRun, kept: KeptFit, scored: int) -> None:
+    """The fit's card (its backtest, when it was trained), for the ``scored`` customers scored now."""
     run_.card = kept.card.with_columns(
-        pl.lit(run_.as_of, pl.Date).alias("as_of"), pl.lit(frame.height, pl.Int64).alias("customers_scored")
+        pl.lit(run_.as_of, pl.Date).alias("as_of"), pl.lit(scored, pl.Int64).alias("customers_scored")
     )
     run_.fit = kept
-    return run_
+
+
+def _rescored_by(
+    served: Served | None, con: duckdb.DuckDBPyConnection, settings: Settings, run_: ChurnRun, kept: KeptFit
+) -> bool:
+    """_rescore of every customer made by another engine's served pass (engine spark: its files written there), as
+    _rescore scores them; False when it cannot (a model scaled to the target horizon: _to_target is the driver's)."""
+    if served is None or kept.train_horizon_days != run_.horizon_days:
+        return False
+    _kept_decision(run_, kept)
+    n = served.serve(con, settings, run_, kept.fitted, kept.train_horizon_days)
+    if n is None:
+        return False
+    run_.written, run_.scored = True, n
+    churn_features.drop_days(con)
+    _kept_card(run_, kept, n)
+    return True
 
 
 def _rows(frame: pl.DataFrame, ranking: F64, risk: F64, first: pl.DataFrame) -> pl.DataFrame:

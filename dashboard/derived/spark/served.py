@@ -6,21 +6,22 @@ written by Spark. The driver holds the fits only: BG/NBD is fitted there on the 
 fitted on anyway (every one up to bgnbd.MAX_CUSTOMERS, a sample of that many by position in key order above it:
 the same arrays, so the same fit), the model came from the backtest's bounded sample.
 
-Not here: a model trained on a shorter horizon than the target scales its risk by an isotonic map over every
-customer (build._to_target): that run scores on the driver as before (serve() returns None)."""
+The backtest before it runs on Spark too (derived.spark.backtest). Not here: a model trained on a shorter horizon
+than the target scales its risk by an isotonic map over every customer (build._to_target): that run scores on the
+driver as before (serve() returns None)."""
 
 from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import duckdb
-import numpy as np
 import polars as pl
 
 from dashboard.core.config import Settings
@@ -29,37 +30,18 @@ from dashboard.derived.churn import TABLES
 from dashboard.derived.churn import bgnbd as churn_bgnbd
 from dashboard.derived.churn import features as churn_features
 from dashboard.derived.churn.reasons import days_counted
-from dashboard.derived.spark.churn import SparkDays, _columns, _unordered
-from dashboard.derived.spark.jobs import PARTS, run_to_parquet, spark_query, spark_type
-from dashboard.derived.spark.steps import numbered, write_view
+from dashboard.derived.spark.backtest import SparkBacktest
+from dashboard.derived.spark.churn import SparkDays
+from dashboard.derived.spark.cutoffs import CID as _CID
+from dashboard.derived.spark.cutoffs import Given, bgnbd_fit, features_view, mapped
+from dashboard.derived.spark.jobs import PARTS, run_to_parquet, spark_query
+from dashboard.derived.spark.steps import numbered
 
 if TYPE_CHECKING:
     from dashboard.derived.churn import build as churn
 
-_ORDER = "_order0"  # the features' ORDER BY key (their customer id, in key order), as _unordered selects it
-_CID = "_cid"  # the same, under a name of its own
 _DAYS = "_days_inactive"  # churn_scores' days_inactive (reasons.days_counted), made with the scores
 _TO_DUCK = {pl.Int64: "BIGINT", pl.Int32: "INTEGER", pl.Float64: "DOUBLE", pl.String: "VARCHAR", pl.Boolean: "BOOLEAN"}
-
-
-class _Given:
-    """A DayTables handing back one partition's FEATURES_SQL rows: features_at derives its columns on them."""
-
-    def __init__(self, frame: pl.DataFrame) -> None:
-        self.frame = frame
-
-    def query(self, con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, int]) -> pl.DataFrame:
-        assert sql == churn_features.FEATURES_SQL, "only a cutoff's features are handed back"
-        return self.frame
-
-    def make(self, con: duckdb.DuckDBPyConnection, latest: int) -> None:
-        raise NotImplementedError
-
-    def first_records(self, con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-        raise NotImplementedError
-
-    def attributes(self, con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-        raise NotImplementedError
 
 
 def scored_part(
@@ -70,39 +52,13 @@ def scored_part(
     by churn's own functions."""
     from dashboard.derived.churn import build as churn
 
-    with churn_features.day_tables_from(_Given(raw.drop(_CID))):
+    with churn_features.day_tables_from(Given(raw.drop(_CID))):
         features = churn_features.features_at(cast(duckdb.DuckDBPyConnection, None), t, horizon)
     frame = churn._with_bgnbd(features, horizon, None, bg)
     ranking, risk, reasons = churn._score(frame, fitted, method, horizon)
     scores = (pl.Series(churn.SCORE_COLUMNS[0], ranking), pl.Series(churn.SCORE_COLUMNS[1], risk), raw[_CID])
     days = frame.select(days_counted(pl.col("recency_days")).alias(_DAYS))  # churn_scores' days_inactive, as _scores
     return pl.concat([frame.with_columns(*scores), reasons, days], how="horizontal")
-
-
-def _arrow_schema(frame: pl.DataFrame) -> Any:
-    """``frame``'s Arrow schema with plain (not large) strings and lists: what Spark's Arrow reader takes."""
-    import pyarrow as pa
-
-    def plain(kind: Any) -> Any:
-        if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
-            return pa.string()
-        if pa.types.is_large_list(kind) or pa.types.is_list(kind):
-            return pa.list_(plain(kind.value_type))
-        return kind
-
-    return pa.schema([(f.name, plain(f.type)) for f in frame.to_arrow().schema])
-
-
-def _scoring(
-    t: int, horizon: int, bg: churn_bgnbd.BGNBD, fitted: churn.Fitted | None, method: str, schema: Any
-) -> Callable[[Iterator[Any]], Iterator[Any]]:
-    def score(batches: Iterator[Any]) -> Iterator[Any]:
-        for batch in batches:
-            raw = pl.from_arrow(batch)
-            assert isinstance(raw, pl.DataFrame)
-            yield from scored_part(raw, t, horizon, bg, fitted, method).to_arrow().cast(schema).to_batches()
-
-    return score
 
 
 def _double(x: float) -> str:
@@ -116,20 +72,18 @@ def nearest_index(n: int, q: float) -> int:
     return int(Decimal((n - 1) * q).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-def bgnbd_sample(n: int, max_customers: int = churn_bgnbd.MAX_CUSTOMERS, seed: int = 0) -> np.ndarray | None:
-    """The 0-based places (in key order) of the customers bgnbd.fit fits on when given ``n`` (None: every one), as
-    it draws them."""
-    if n <= max_customers:
-        return None
-    return np.asarray(np.random.default_rng(seed).choice(n, max_customers, replace=False))
-
-
 class SparkServed:
     """churn.build's served pass on Spark, where ``days`` made the per-day tables (build.Served)."""
 
     def __init__(self, days: SparkDays, folder: Path) -> None:
         self.days, self.folder = days, folder
         self.spark, self.settings, self.stage = days.spark, days.settings, days.stage
+
+    def backtest(
+        self, con: duckdb.DuckDBPyConnection, run_: churn.ChurnRun, first: float, say: churn.Progress
+    ) -> churn.Backtest | None:
+        """The backtest's windows, fits and yardsticks on Spark (derived.spark.backtest)."""
+        return SparkBacktest(self.days).run(con, run_, first, say)
 
     def serve(
         self,
@@ -144,27 +98,12 @@ class SparkServed:
         if fitted is not None and fitted.scaled:
             return None  # _to_target's isotonic map is over every customer: the driver's path
         spark, settings, stage, t = self.spark, self.settings, self.stage, run_.day
-        params = {"t": t, "h": horizon}
-        columns = _columns(con, churn_features.FEATURES_SQL, params)
-        unordered, _ = _unordered(churn_features.FEATURES_SQL)
-        text, bound = spark_query(unordered, params)
-        casts = ", ".join(f"CAST(`{c}` AS {spark_type(ty)}) AS `{c}`" for c, ty in columns.items())
-        casts += f", CAST(`{_ORDER}` AS INT) AS `{_CID}`"
-        raw = spark.sql(f"SELECT {casts} FROM ({text})", bound)
-        write_view(spark, settings, raw, "churn_served_raw", stage)
-        n = spark.table("churn_served_raw").count()
+        n = features_view(spark, settings, stage, con, t, horizon, "churn_served_raw")
         if n == 0:
             return None
-        run_.bgnbd = bg = churn_bgnbd.fit(*churn.bgnbd_data(self._bgnbd_rows(n)))
-        one = pl.from_arrow(spark.table("churn_served_raw").limit(1).toArrow())  # its output's types, by one row
-        assert isinstance(one, pl.DataFrame)
-        shape = scored_part(one, t, horizon, bg, fitted, run_.method)
-        schema = _arrow_schema(shape)
-        from pyspark.sql.pandas.types import from_arrow_schema
-
-        scoring = _scoring(t, horizon, bg, fitted, run_.method, schema)
-        scored = spark.table("churn_served_raw").mapInArrow(scoring, from_arrow_schema(schema))
-        write_view(spark, settings, scored, "churn_served_scored", stage)
+        run_.bgnbd = bg = bgnbd_fit(spark, settings, stage, "churn_served_raw", n)
+        part = partial(scored_part, t=t, horizon=horizon, bg=bg, fitted=fitted, method=run_.method)
+        shape = mapped(spark, settings, stage, "churn_served_raw", part, "churn_served_scored")
         self._published(con, settings, run_, n, horizon)
         rows = {c: _TO_DUCK[shape.schema[c].base_type()] for c in shape.columns if c not in (*_REASONS, _CID, _DAYS)}
         meta = {"day": str(run_.day), "latest": str(run_.latest), "horizon": str(horizon)}
@@ -175,25 +114,6 @@ class SparkServed:
             compression="lz4", metadata=meta,
         )  # fmt: skip
         return n
-
-    def _bgnbd_rows(self, n: int) -> pl.DataFrame:
-        """The (x, t_x, T) columns of the customers bgnbd.fit fits on, as it would draw them from every customer's
-        (bgnbd_sample): a bounded set on the driver."""
-        spark, cols = self.spark, "active_days, active_span, tenure_days"
-        keep = bgnbd_sample(n)
-        if keep is None:
-            got = spark.sql(f"SELECT {cols} FROM churn_served_raw").toArrow()
-        else:
-            source = spark.table("churn_served_raw").select(_CID, "active_days", "active_span", "tenure_days")
-            numbered(spark, self.settings, source, {"_place": (_CID,)}, "churn_served_places", self.stage)
-            places = spark.createDataFrame([(int(p) + 1,) for p in keep], "_place bigint")
-            places.createOrReplaceTempView("churn_served_keep")
-            got = spark.sql(
-                f"SELECT {cols} FROM churn_served_places LEFT SEMI JOIN churn_served_keep USING (_place)"
-            ).toArrow()
-        frame = pl.from_arrow(got)
-        assert isinstance(frame, pl.DataFrame)
-        return frame
 
     def _published(
         self, con: duckdb.DuckDBPyConnection, settings: Settings, run_: churn.ChurnRun, n: int, horizon: int
