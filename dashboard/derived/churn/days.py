@@ -86,18 +86,19 @@ class DayArrays:
 
     @classmethod
     def read(cls, con: duckdb.DuckDBPyConnection, events: str, params: dict[str, int]) -> DayArrays:
-        """``events``: features.KEYED_SQL's rows (the events with their cid) in (cid, d) order. Their per-day rows
-        are features.DAYS_SQL's (a day's amounts summed in another order), the channels' days are theirs."""
+        """``events``: features.EVENTS_SQL's rows (the events with their cid, an interaction's channel by number, no
+        day column: features.KEYED_SQL's otherwise) in (cid, d) order. Their per-day rows are features.DAYS_SQL's (a
+        day's amounts summed in another order), the channels' days are theirs."""
         ev = con.sql(events, params=params).to_arrow_table()
-        cid, day, d = _int(ev, "cid"), _f64(ev, "day"), _f64(ev, "d")
+        cid, d = _int(ev, "cid"), _f64(ev, "d")
+        day = np.floor(d)
         cat = _int(ev, "cat")
         amount = _f64(ev, "amount")
         amount = np.where(np.isnan(amount), 0.0, amount)  # only orders have one; a null one adds nothing
         negative = np.asarray(ev.column("negative").to_numpy(zero_copy_only=False), dtype=np.int32)
         order, contact = cat == 0, cat > 0
         # the channels of interactions only (features.CHANNEL_DAYS_SQL: an order is no channel)
-        names = ev.column("channel").filter(pa.array(contact)).combine_chunks().dictionary_encode()
-        channel = np.asarray(names.indices.to_numpy(zero_copy_only=False), dtype=np.int32)
+        channel = np.asarray(ev.column("channel").filter(pa.array(contact)).to_numpy(), dtype=np.int32)
         del ev
         new_day = np.ones(cid.size, dtype=bool)
         new_day[1:] = (cid[1:] != cid[:-1]) | (day[1:] != day[:-1])
@@ -132,7 +133,7 @@ class DayArrays:
             channel_cid=cid[contact],
             channel=channel,
             channel_day=day[contact],
-            channels=max(len(names.dictionary), 1),
+            channels=int(channel.max(initial=0)) + 1,
             contracts=con.sql(_CONTRACTS).to_arrow_table(),
             key_ids=_int(ids, "cid"),
             keys=ids.column("customer_key"),

@@ -165,29 +165,50 @@ CREATE OR REPLACE TEMP TABLE churn_outcomes AS
 SELECT outcome, coalesce(regexp_matches(lower(outcome), $p_negative), false) AS negative
 FROM (SELECT DISTINCT outcome FROM interactions WHERE outcome IS NOT NULL)
 """
-# one row per customer and active day: features are plain counts and sums over these
-_KEYED_ROWS = f"""
+# Interactions' channels numbered (the events' read for DuckDB's arrays carries the number, not the name)
+CHANNELS_SQL = """
+CREATE OR REPLACE TEMP TABLE churn_channels AS
+SELECT channel, CAST(row_number() OVER (ORDER BY channel) - 1 AS INTEGER) AS ch
+FROM (SELECT DISTINCT coalesce(channel, 'unknown') AS channel FROM interactions)
+"""
+
+
+def _keyed_rows(numbered: bool) -> str:
+    """The events with their customer's id: ``numbered``, each interaction's channel as its churn_channels number
+    and no day column (DuckDB's arrays read, days.py: a sort that carries no text, the day taken from ``d``),
+    else the channel's name and the day (KEYED_SQL, the per-day tables another engine makes)."""
+    channel = "ch.ch" if numbered else "coalesce(i.channel, 'unknown')"
+    no_channel = "CAST(NULL AS INTEGER)" if numbered else "CAST(NULL AS VARCHAR)"
+    numbers = "\n    LEFT JOIN churn_channels AS ch ON ch.channel = coalesce(i.channel, 'unknown')" if numbered else ""
+    return f"""
 WITH ev AS (
     SELECT source_system, customer_ref, epoch(ordered_at) / 86400.0 AS d, 0 AS cat,
-           CAST(NULL AS VARCHAR) AS channel, amount, false AS negative
+           {no_channel} AS channel, amount, false AS negative
     FROM orders WHERE customer_ref IS NOT NULL AND ordered_at IS NOT NULL
     UNION ALL
     SELECT i.source_system, i.customer_ref, epoch(i.occurred_at) / 86400.0,
            coalesce(k.cat, {CATEGORY["other"]}),
-           coalesce(i.channel, 'unknown'), NULL,
+           {channel}, NULL,
            coalesce(o.negative, false)
     FROM interactions AS i
     LEFT JOIN churn_kinds AS k ON k.kind = i.kind
-    LEFT JOIN churn_outcomes AS o ON o.outcome = i.outcome
+    LEFT JOIN churn_outcomes AS o ON o.outcome = i.outcome{numbers}
     WHERE i.customer_ref IS NOT NULL AND i.occurred_at IS NOT NULL
 ),
 keyed AS (
-    SELECT k.cid, floor(d) AS day, d, cat, channel, amount, negative
+    SELECT k.cid, {"" if numbered else "floor(d) AS day, "}d, cat, channel, amount, negative
     FROM ev JOIN churn_keys AS k ON k.source_system = ev.source_system AND k.source_record_id = ev.customer_ref
     WHERE d <= $latest
 )
 SELECT * FROM keyed
 """
+
+
+# one row per customer and active day: features are plain counts and sums over these
+_KEYED_ROWS = _keyed_rows(numbered=False)
+# DuckDB's read of the events into days.py's arrays, in customer and time order: at large (13.1M events) the sort
+# without the channels' names and the day 4.26 -> 3.75 CPU-s
+EVENTS_SQL = f"{_keyed_rows(numbered=True)} ORDER BY cid, d"
 KEYED_SQL = f"CREATE OR REPLACE TEMP TABLE churn_keyed AS{_KEYED_ROWS}"
 DAYS_SQL = """
 CREATE OR REPLACE TEMP TABLE churn_days AS
@@ -405,11 +426,12 @@ def load_events(
     con.execute(IDS_SQL)
     con.execute(KINDS_SQL, kind_params())
     con.execute(OUTCOMES_SQL, outcome_params())
+    con.execute(CHANNELS_SQL)
     # the events keyed, in customer and time order, read once into arrays (days.py): their per-day rows, and every
     # cutoff's features and labels, are made from them (DuckDB keeps no per-day tables: another engine's)
-    _READ[con] = DayArrays.read(con, f"{_KEYED_ROWS} ORDER BY cid, d", {"latest": latest})
-    con.execute("DROP TABLE churn_kinds")
-    con.execute("DROP TABLE churn_outcomes")
+    _READ[con] = DayArrays.read(con, EVENTS_SQL, {"latest": latest})
+    for table in ("churn_kinds", "churn_outcomes", "churn_channels"):
+        con.execute(f"DROP TABLE {table}")
 
 
 def _register_touched(con: duckdb.DuckDBPyConnection, touched: pl.DataFrame) -> None:
