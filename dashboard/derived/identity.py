@@ -31,7 +31,15 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from dashboard.core.config import Settings
-from dashboard.core.duck import attach_entities, bounded_connection, process_share, size_bytes, trim_heap
+from dashboard.core.duck import (
+    attach_entities,
+    bounded_connection,
+    process_rss,
+    process_share,
+    size_bytes,
+    step_share,
+    trim_heap,
+)
 from dashboard.core.errors import ConfigError
 from dashboard.core.parse import clean_name, normalize_phone, pinyin, pinyin_readings, remember_readings
 from dashboard.core.store import Manifest, Store
@@ -167,6 +175,9 @@ class Model:
     train_records: int = 150_000  # the model is trained on about this many records
     seed: int = 42
     memory_limit: str | None = None  # Splink's DuckDB: held to this, spilling under spill_root past it
+    # the build's process as a whole ([build_memory]): the scoring's DuckDB gets what it leaves of what the process
+    # holds and of SCORING_HEADROOM (at most memory_limit); None: what memory_limit leaves of what the process holds
+    memory_budget: str | None = None
     spill_root: Path | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     # Splink's parameters (its model JSON): set, pairs are scored with them and nothing is trained;
@@ -666,6 +677,11 @@ def predict(
 # floor, and predict spilled (22 CPU-s, 14 s wall against 8 CPU-s with 1 GiB; the same pairs). Much of what the
 # process held then is what DuckDB's allocator kept of the records' reads, which this connection takes again.
 SCORING_MEMORY = 2**30
+# What the scoring's share of the build's budget ([build_memory]) leaves for the process beside its DuckDB (Splink's
+# SQL, the pairs on their way to Python). At large the full build's scoring spilled 236 MB at 1.3 GiB (memory_limit
+# less what the process held) and nothing at 2.0 or 2.6 GiB (5.6 -> 5.2-5.3 CPU-s); 6GB less the 2.4 GiB the process
+# holds then and this leaves it ~2.1 GiB.
+SCORING_HEADROOM = 1024 * 2**20
 
 
 def _scoring_connection(model: Model) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
@@ -1179,7 +1195,12 @@ def build_links(
     overrides = read_overrides(settings.base_dir / cfg.overrides) if cfg.overrides else []
     records = read_records(con) if records is None and made is None else records
     model = (
-        Model(threshold=cfg.match_threshold, memory_limit=settings.memory_limit, spill_root=settings.spill_path)
+        Model(
+            threshold=cfg.match_threshold,
+            memory_limit=settings.memory_limit,
+            memory_budget=settings.build_memory,
+            spill_root=settings.spill_path,
+        )
         if cfg.probabilistic
         else None
     )
@@ -1470,10 +1491,15 @@ def _candidates_into(con: duckdb.DuckDBPyConnection, feats: pl.DataFrame, handed
 def _scored_pairs(con: duckdb.DuckDBPyConnection, linker: Any, model: Model) -> pl.DataFrame:
     """The pairs Splink's ``linker`` scores at or above the model's threshold: node_l, node_r, match_probability.
     The connection's share is taken again first (what the process holds now: the features were copied into DuckDB
-    and dropped, the training's frames freed), never below what it had."""
+    and dropped, the training's frames freed), never below what it had: with a budget (``model.memory_budget``) what
+    it leaves of the process and SCORING_HEADROOM, as the derived build's later steps get theirs (step_share)."""
     if model.memory_limit:
         trim_heap()
-        share = process_share(model.memory_limit, SCORING_MEMORY)
+        if model.memory_budget:
+            budget, limit = size_bytes(model.memory_budget), size_bytes(model.memory_limit)
+            share = f"{step_share(budget, process_rss(), limit, SCORING_HEADROOM) // 2**20}MiB"
+        else:
+            share = process_share(model.memory_limit, SCORING_MEMORY)
         held = con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
         if size_bytes(share) > size_bytes(str(held)):
             con.execute("SET memory_limit = $limit", {"limit": share})
