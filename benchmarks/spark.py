@@ -482,16 +482,23 @@ def _cpu_driver() -> float:
 def derived(bench: Bench) -> None:
     """A whole derived build with engine spark (derive.build_derived, every step made again) in the benchmark's
     session: its wall time, CPU (this process, the local JVM and its Python workers), Spark jobs, the peaks of
-    memory sampled during it, and whether its links and golden records have the current build's rows."""
+    memory sampled during it, and whether its links, golden records and churn tables have the current build's rows
+    (churn_model's trained_at is when each trained; its AUC, Brier score and calibration means are Spark's sums)."""
     with on_session(bench.spark):
         made, _ = timed_build(bench, bench.settings, bench.manifest, "derived build, spark", full=True)
     result = made["derived"]
     try:
         for table, order in (("identity_links", ["customer_key", "source_system", "source_record_id"]),
-                             ("customer_golden", ["customer_key"])):  # fmt: skip
+                             ("customer_golden", ["customer_key"]), ("churn_scores", ["rank"]),
+                             ("churn_model", ["method"])):  # fmt: skip
             new = pl.read_parquet(bench.store.abs(result["tables"][table])).sort(order)
             old = bench.con.sql(f"SELECT * FROM {table}").pl().select(new.columns).sort(order)
             print(f"  {table}: {new.height:,} rows; columns unlike the current build's: {_unlike(new, old) or 'none'}")
+            if table == "churn_model":
+                for col in ("auc", "brier"):
+                    gap = (new[col] - old[col]).abs().max()
+                    print(f"    {col}: {new[col].round(3).to_list()}, the current build's to 3 places: "
+                          f"{new[col].round(3).equals(old[col].round(3))}, largest difference {gap}")  # fmt: skip
     finally:
         shutil.rmtree(bench.store.derived / result["build_id"], ignore_errors=True)
 
