@@ -103,6 +103,18 @@ def test_cockpit_date_range_narrows_the_period(company: Settings, monkeypatch: p
     assert kpis(at) == {"Leads": "30", "Conversion": "26.7%", "Won-deal amount": "¥22,000", "ROI": "633%"}
 
 
+def test_a_period_without_won_deals_says_so_once_without_an_empty_table(
+    company: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Below "No deals were won in this period." the leaderboard's table stood empty, Streamlit's English "empty"
+    in it on the Chinese page, with its CSV and Excel buttons (the walk, session 19)."""
+    at = open_app(company, monkeypatch, "en")
+    at.date_input[0].set_value((dt.date(2030, 1, 1), dt.date(2030, 2, 1))).run()
+    assert not at.exception
+    assert t("tiles.no_won", "en") in [i.value for i in at.info]
+    assert len(at.dataframe) == 0 and len(at.get("download_button")) == 0
+
+
 def test_cockpit_freshness_line_per_source(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     at = open_app(company, monkeypatch, "en")
     lines = [line for line in texts(at).splitlines() if " · " in line]

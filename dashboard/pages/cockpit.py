@@ -64,9 +64,11 @@ def tiles() -> None:
         kiosk.data_as_of(LANG)
         return
     leaderboard(board, LANG, KIOSK)
-    # a board of a few reps (a sales user's own) at its own height, not above rows of nothing
-    table(named(board, LANG), BOARD, LANG, height=240 if board.height > BOARD_ROWS else "auto")
-    export_buttons(board, "sales_leaderboard", t("tiles.leaderboard_title", LANG), FILTERS, LANG, ("period",), BOARD)
+    if board.height:  # no won deal: the line above says so, no empty table under it
+        # a board of a few reps (a sales user's own) at its own height, not above rows of nothing
+        table(named(board, LANG), BOARD, LANG, height=240 if board.height > BOARD_ROWS else "auto")
+        board_title = t("tiles.leaderboard_title", LANG)
+        export_buttons(board, "sales_leaderboard", board_title, FILTERS, LANG, ("period",), BOARD)
     if summary["leads"].sum():
         st.subheader(t("cockpit.by_channel", LANG))
         channel_chart(summary, LANG)
