@@ -930,15 +930,53 @@ def _finish(
         .truediv(10_000)  # down, so that only a certain link shows 1.0
         .alias("confidence"),
     )
-    keys, held = _assigned_keys(recs.select("component", "uid", "ref"), previous)
-    key = recs.select("component").join(keys, on="component", how="left", maintain_order="left")["customer_key"]
+    keys, held, known = _assigned_keys(recs.select("component", "uid", "ref"), previous)
+    # each record's row of ``keys`` by an array over the components, not a join
+    component = recs["component"].to_numpy().astype(np.int64)
+    row = np.zeros(int(component.max(initial=0)) + 1, dtype=np.int64)
+    row[keys["component"].to_numpy().astype(np.int64)] = np.arange(keys.height)
+    row = row[component]
     links = recs.select("source_system", "source_record_id", "record_kind").with_columns(
-        key, out["match_rule"], out["confidence"]
+        keys["customer_key"].gather(row), out["match_rule"], out["confidence"]
     )
     moved = _moved(links, held) if held is not None else None
-    out = links.select(*LINK_COLUMNS).sort("customer_key", "source_system", "source_record_id")
+    order = _link_order(recs["ref"], recs["source_system"], keys, row, known)
+    if order is None:
+        out = links.select(*LINK_COLUMNS).sort("customer_key", "source_system", "source_record_id")
+    else:
+        out = links.select(*LINK_COLUMNS).rechunk()[order]
     merged = _merged(links["customer_key"], held, out["customer_key"]) if held is not None else None
     return out, moved, merged
+
+
+def _link_order(
+    ref: pl.Series, systems: pl.Series, keys: pl.DataFrame, row: np.ndarray, known: pl.Series
+) -> pl.Series | None:
+    """The links' order (by customer_key, source_system, source_record_id) told by integers: the records' rows of
+    ``keys`` (``row``; ``keys``: component, customer_key, and ``code``, a kept key's rank among the previous keys
+    ``known``, in order) and their ``ref`` (source_system:source_record_id). A kept key's place comes from the
+    previous links' order; only the others (a full build's few, every key of a first build) are placed among them by
+    their strings. Sorting the links by the three strings cost ~1.2 CPU-s at large, the random keys' comparisons
+    most of it. None where a source's name begins another's (crm, crm2: source:id would not sort as the two)."""
+    names = systems.unique().drop_nulls().to_list()
+    if any(a != b and b.startswith(a) for a in names for b in names) or ref.null_count():
+        return None
+    code = keys["code"]
+    other = code.is_null()
+    placed = keys["customer_key"].filter(other)
+    at = known.search_sorted(placed, side="left").cast(pl.Int64).to_numpy() if known.len() else np.zeros(placed.len())
+    among = np.empty(placed.len(), dtype=np.int64)  # the others' order among themselves
+    among[placed.arg_sort().to_numpy()] = np.arange(placed.len())
+    # (place among the previous keys, before a kept key at that place, order among the others), as one integer
+    width = placed.len() + 1
+    place = code.fill_null(0).to_numpy().astype(np.int64) * 2 * width + width
+    place[other.to_numpy()] = at.astype(np.int64) * 2 * width + among
+    rank = np.empty(keys.height, dtype=np.int64)  # each key's rank in the links' order
+    rank[pl.Series(place).arg_sort().to_numpy()] = np.arange(keys.height)
+    n = len(row)
+    by_ref = np.empty(n, dtype=np.int64)  # a record's rank by source and id
+    by_ref[ref.arg_sort().to_numpy()] = np.arange(n)
+    return pl.Series(rank[row] * n + by_ref).arg_sort()
 
 
 def _moved(links: pl.DataFrame, held: Held) -> pl.Series:
@@ -999,14 +1037,16 @@ def assign_keys(members: pl.DataFrame, previous: pl.DataFrame | None) -> pl.Data
     A component whose records had one previous key between them, held by no other component's records, keeps
     it without a vote (the vote could give it nothing else): an incremental build's components are mostly
     those, so only the components records joined or left are voted on (_voted_keys)."""
-    return _assigned_keys(members, previous)[0]
+    return _assigned_keys(members, previous)[0].drop("code")
 
 
-def _assigned_keys(members: pl.DataFrame, previous: pl.DataFrame | None) -> tuple[pl.DataFrame, Held | None]:
-    """assign_keys, and its join of the records to ``previous`` when ``previous`` has the links' record_kind and
-    confidence (Held: the records that moved are told from it; else None)."""
+def _assigned_keys(members: pl.DataFrame, previous: pl.DataFrame | None) -> tuple[pl.DataFrame, Held | None, pl.Series]:
+    """assign_keys (with ``code``: a kept key's rank among the previous keys, null for the others), its join of the
+    records to ``previous`` when ``previous`` has the links' record_kind and confidence (Held: the records that moved
+    are told from it; else None) and the previous keys in order."""
+    none = pl.Series("customer_key", [], dtype=pl.String)
     if previous is None or not previous.height:
-        return _voted_keys(members, None, pl.Series("customer_key", [], dtype=pl.String)), None
+        return _voted_keys(members, None, none).with_columns(pl.lit(None, pl.Int64).alias("code")), None, none
     told = [c for c in ("record_kind", "confidence") if c in previous.columns]  # what tells the records that moved
     prev = previous.select(
         (pl.col("source_system") + ":" + pl.col("source_record_id")).alias("ref"), "customer_key", *told
@@ -1016,7 +1056,7 @@ def _assigned_keys(members: pl.DataFrame, previous: pl.DataFrame | None) -> tupl
     # the keys numbered (in key order), and the components and keys compared by arrays indexed by them, not grouped
     # by their strings (at medium 0.06 -> 0.04 CPU-s); a component is numbered below the records' count
     code = prev["customer_key"].rle_id().cast(pl.Int64)
-    keys = prev["customer_key"].filter(code.is_first_distinct())
+    keys = prev["customer_key"].filter(code.diff().fill_null(1) != 0)  # sorted: each key's first row
     held = (
         members.select("component", "ref")
         .with_row_index("i")
@@ -1034,14 +1074,21 @@ def _assigned_keys(members: pl.DataFrame, previous: pl.DataFrame | None) -> tupl
     sole = np.flatnonzero((key_of >= 0) & ~keys_many)
     sole = sole[~components_many[key_of[sole]]]
     kept = pl.DataFrame(
-        {"component": pl.Series(sole).cast(members["component"].dtype), "customer_key": keys.gather(key_of[sole])}
+        {
+            "component": pl.Series(sole).cast(members["component"].dtype),
+            "customer_key": keys.gather(key_of[sole]),
+            "code": key_of[sole],
+        }
     )
     rest = members.join(kept, on="component", how="anti")
-    keyed = pl.concat([kept, _voted_keys(rest, prev.select("ref", "customer_key"), kept["customer_key"])])
+    voted = _voted_keys(rest, prev.select("ref", "customer_key"), kept["customer_key"])
+    keyed = pl.concat([kept, voted.with_columns(pl.lit(None, pl.Int64).alias("code"))])
     if len(told) < 2:
-        return keyed, None
-    return keyed, Held(
-        held["i"].to_numpy(), held["j"].to_numpy(), prev.select("record_kind", "customer_key", "confidence")
+        return keyed, None, keys
+    return (
+        keyed,
+        Held(held["i"].to_numpy(), held["j"].to_numpy(), prev.select("record_kind", "customer_key", "confidence")),
+        keys,
     )
 
 
@@ -1051,8 +1098,10 @@ FEW_FRESH = 5_000  # up to this many fresh keys are made in Python (_fresh_key),
 def _voted_keys(members: pl.DataFrame, prev: pl.DataFrame | None, kept: pl.Series) -> pl.DataFrame:
     """assign_keys for ``members`` by votes: ``prev`` (ref, customer_key) the previous keys, ``kept`` the keys other
     components keep (a fresh key must not be one of them)."""
-    anchors = members.group_by("component").agg(pl.col("uid").min().alias("anchor"))
     claimed = pl.DataFrame(schema={"component": members["component"].dtype, "customer_key": pl.String})
+    if not members.height:  # every component kept its key: no join of nothing to every previous link, no set of keys
+        return claimed
+    anchors = members.group_by("component").agg(pl.col("uid").min().alias("anchor"))
     if prev is not None and prev.height:
         # ties go to the component with the smallest record id: the same in any order the records come in
         votes = (
