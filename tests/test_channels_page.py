@@ -374,3 +374,20 @@ def test_the_channel_chart_writes_its_counts_as_the_tables_do(lang: str) -> None
     summary = pl.DataFrame({"channel": ["paid_search", "organic"], "leads": [12_288, 10_463], "won_deals": [533, 490]})
     axis = channel_figure(summary, lang).layout.yaxis
     assert (axis.tickformat, axis.hoverformat) == (",.0~f", ",.0f")  # 12,000; fmt.axis("count")
+
+
+def test_a_drill_down_without_leads_says_so_once_without_an_empty_table(
+    company: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A channel picked for a period without its leads showed "No leads match the filters." and under it
+    "Leads: newest 0 of 0" over an empty grid (Streamlit's English "empty" on the Chinese page) with CSV and
+    Excel buttons (the walk, session 19)."""
+    from tests.fixture_data import open_app_page
+
+    at = open_app_page(
+        company, monkeypatch, "channels", {"channel": "paid_search", "start": "2030-01-01", "end": "2030-02-01"}
+    )
+    assert not at.exception
+    assert t("channels.no_leads", "en") in [i.value for i in at.info]
+    assert f"**{t('drill.leads', 'en', shown='0', total='0')}**" not in [m.value for m in at.markdown]
+    assert len(at.dataframe) == 0 and len(at.get("download_button")) == 0

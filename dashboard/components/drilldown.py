@@ -58,6 +58,10 @@ def drilldown(campaigns: pl.DataFrame, leads: pl.DataFrame, total_leads: int, fi
         charts.show(campaign_figure(campaigns, lang), key="campaign_chart")
         table(campaigns.drop("channel"), CAMPAIGN_KINDS, lang)
         export_buttons(campaigns, "campaigns", t("drill.campaigns_title", lang), filters, lang, kinds=CAMPAIGN_KINDS)
+    if leads.is_empty():  # said once, not over an empty table
+        if not campaigns.is_empty():
+            st.info(t("channels.no_leads", lang))
+        return
     st.markdown(f"**{t('drill.leads', lang, shown=fmt.count(leads.height), total=fmt.count(total_leads))}**")
     shown = campaign_names(leads, lang).with_columns(stage_labels("furthest_stage", lang))
     if "consent" in shown.columns:  # marketing consent by its name: Consented, No consent, Consent unknown
