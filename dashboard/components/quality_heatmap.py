@@ -32,7 +32,9 @@ def cells(frame: pl.DataFrame, metric: str) -> pl.DataFrame:
     """The provided fields that have a value for the metric, with ``field`` = 'entity.column'; for the fill rate
     also the optional ones (applies_when "never": drawn grey, their share on hover, not judged)."""
     value, flag = METRICS[metric]
-    optional = pl.lit(metric == "fill") & (pl.col("applies_when") == NEVER).fill_null(False)
+    declared = "applies_when" in frame.columns  # a frame of the quality_heatmap query's columns has it
+    never = (pl.col("applies_when") == NEVER).fill_null(False) if declared else pl.lit(False)
+    optional = pl.lit(metric == "fill") & never
     return frame.filter(pl.col("provided") & (pl.col(value).is_not_null() | optional)).with_columns(
         value=pl.col(value),
         flagged=pl.col(flag),
