@@ -3,7 +3,8 @@
 -- params:
 -- columns: source_system, health_score, completeness, validity, conformance, last_status, last_attempt_at
 -- health_score = 100 × (0.4 × completeness + 0.3 × validity + 0.3 × conformance), where
---   completeness = mean fill rate of the fields the source provides (current snapshot),
+--   completeness = mean fill rate of the fields the source provides (current snapshot; each over the rows it
+--                  applies to, field_quality.applies_when; an optional field, "never", has none and is left out),
 --   validity     = mean valid share of its fields with a format check (phone, email, ID number, dates),
 --   conformance  = share of expectations passed in its latest refresh attempt (0 when it could not be read).
 -- A source without a published snapshot counts 0 for completeness and validity. '(all)' is the mean of the sources.
