@@ -67,6 +67,9 @@ RULE_NAMES = {
     mask: "exact:" + "+".join(name for name, bit in sorted(_RULE_BITS.items()) if mask & bit) for mask in range(1, 16)
 }
 LINK_COLUMNS = ("source_system", "source_record_id", "record_kind", "customer_key", "match_rule", "confidence")
+# how identity's files with a row per record (the links, the state) are written: the fastest zstd. At large the links
+# (3.46M rows) took 1.03 CPU-s at Polars' default level and 0.84 at 1, and came out smaller (52.3 -> 51.7 MB).
+RECORD_FILE_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 1}
 
 # Every customer and lead record with the attributes identity and the golden record use. A customer
 # known only by a reference (an order's customer_ref in a source without a customers table) is a
@@ -1787,7 +1790,7 @@ def write_state(model: Model | None, kept: Kept | None, stage: Path, now: dateti
         {"char": list(readings), "reading": list(readings.values()), "pypinyin": _pypinyin_version()},
         schema=schemas["identity_pinyin"],
     ).write_parquet(stage / "identity_pinyin.parquet")
-    state.cast(schemas["identity_state"]).write_parquet(stage / "identity_state.parquet")
+    state.cast(schemas["identity_state"]).write_parquet(stage / "identity_state.parquet", **RECORD_FILE_OPTIONS)
     pairs.cast(schemas["identity_pairs"]).write_parquet(stage / "identity_pairs.parquet")
     pl.DataFrame([row], schema=schemas["identity_model"]).write_parquet(stage / "identity_model.parquet")
 

@@ -24,6 +24,7 @@ from dashboard.derived.analytics import ANALYTICS_TABLES
 from dashboard.derived.churn import TABLES as CHURN_SCHEMAS
 from dashboard.derived.golden import GOLDEN_TABLES, Parts, Previous, touched_customers, write_golden
 from dashboard.derived.identity import (
+    RECORD_FILE_OPTIONS,
     STATE_TABLES,
     Graph,
     build_links,
@@ -227,7 +228,7 @@ def build_derived(
             write_state(model, kept, stage, now_utc())
             written = graph.written if graph is not None else None  # engine spark: Spark wrote them, counted them
             if written is None:
-                resolved.write_parquet(stage / LINKS_FILE)
+                resolved.write_parquet(stage / LINKS_FILE, **RECORD_FILE_OPTIONS)
             told = here.moved if here is not None else None
             links = _Links(stage / LINKS_FILE, None if written else resolved, written, on_spark, told)
             if spark is not None:  # keys that disappeared (merged) → where their records are now, on Spark
