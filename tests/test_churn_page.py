@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from dashboard.access import auth
 from dashboard.cli import app
+from dashboard.components import labels
 from dashboard.components.churn_view import LIST_LIMIT
 from dashboard.core.config import CONFIG_ENV, Settings, load_settings
 from dashboard.core.store import Store
@@ -346,3 +347,27 @@ def test_a_sales_rep_ranks_their_own_customers_from_1_with_the_company_rank_besi
     assert boss["rank"].to_list() == listed["rank"].to_list()
     manager_c360 = _signed_in(small_demo, monkeypatch, "boss", "customer_360", customer=third["customer_key"])
     assert f"no. {third['rank']} on the warning list (scored" in _read(manager_c360)
+
+
+def test_filters_that_leave_nobody_say_so_without_an_empty_grid(
+    small_demo: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An owner, a segment and a band with nobody in them showed the caption's 0 over an empty grid (Streamlit's
+    English "empty" on the Chinese page) and CSV/Excel buttons (the walk, session 19)."""
+    from dashboard.query.warehouse import Warehouse
+
+    everyone = Warehouse(small_demo).run_query("churn_list", {}, user=SYSTEM)
+    seen = set(everyone.select("owner", "segment", "risk_band").drop_nulls().iter_rows())
+    owner = everyone["owner"].drop_nulls().sort()[0]
+    segment, band = next(
+        (s, b) for s in ("high", "mid", "low", "none") for b in ("high", "medium", "low") if (owner, s, b) not in seen
+    )
+    at = _churn_page(small_demo, monkeypatch, "zh")
+    for key, value in (("churn_owner", owner), ("churn_segment", segment), ("churn_band", band)):
+        at.selectbox(key=key).set_value(value).run()  # type: ignore[attr-defined]
+    assert not at.exception, at.exception  # type: ignore[attr-defined]
+    caption = at.caption[0].value  # type: ignore[attr-defined]
+    assert caption.startswith(
+        t("churn.list.caption", "zh", scope=labels.value("risk_band", band, "zh"), total="0", listed="0")
+    )
+    assert len(at.dataframe) == 1 and len(at.get("download_button")) == 0  # type: ignore[attr-defined]  # the model card's table only

@@ -28,12 +28,13 @@ ranked = churn_view.own_ranks(data.query("churn_list", params))
 warnings, no_consent = consent_view.split(ranked)  # the outreach list leaves out who said no to marketing
 total = churn_view.in_scope(bands, chosen["band"])  # the caption counts what the tiles count
 st.caption(churn_view.list_caption(total, warnings.height, no_consent.height, chosen["band"], LANG))
-churn_cards.narrow_or_wide()  # the grid on a wide screen, cards on a phone or a tablet
-with st.container(key=churn_cards.GRID_KEY):
-    churn_view.warning_list(warnings, LANG)
-churn_cards.cards(warnings, LANG)
-exported = churn_view.export_frame(warnings)  # rounded to what the list shows
-export_buttons(exported, "churn_warnings", churn_view.export_title(chosen, LANG), None, LANG, ())
+if warnings.height:  # none: the caption's count says so, no empty grid under it
+    churn_cards.narrow_or_wide()  # the grid on a wide screen, cards on a phone or a tablet
+    with st.container(key=churn_cards.GRID_KEY):
+        churn_view.warning_list(warnings, LANG)
+    churn_cards.cards(warnings, LANG)
+    exported = churn_view.export_frame(warnings)  # rounded to what the list shows
+    export_buttons(exported, "churn_warnings", churn_view.export_title(chosen, LANG), None, LANG, ())
 consent_view.left_out_section(no_consent, LANG)
 
 st.subheader(t("churn.card.title", LANG))
