@@ -18,6 +18,7 @@ from dashboard.components.explore_builder import dim_label
 from dashboard.components.explore_result import export_table
 from dashboard.core import audit
 from dashboard.core.config import CONFIG_ENV, Settings
+from dashboard.i18n import t
 from dashboard.ops.export import to_csv
 from dashboard.query.explore import views as explore_views
 from dashboard.query.explore.models import Dim, Filter, Spec, decode, encode
@@ -239,3 +240,14 @@ def test_leads_without_a_campaign_are_grouped_under_the_name_the_channels_page_g
     without = leads.filter(pl.col("campaign") == "")
     [name] = set(campaign_names(without, lang)["campaign"])  # as the drill-down's tables and chart show them
     assert without.height > 0 and shown[name] == without.height
+
+
+def test_a_view_that_matches_nothing_says_so_instead_of_an_empty_table(
+    company: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filter that matched no row showed a total of 0 over an empty grid (Streamlit's English "empty" on the
+    Chinese page), "Click a heading to sort" and CSV/Excel files of nothing (the walk, session 19)."""
+    view = encode(Spec("leads", (Dim("channel"),), ("count",), (Filter("region", "in", ("火星",)),)))
+    at = open_app_page(company, monkeypatch, "explore", {"view": view})
+    assert len(at.dataframe) == 0 and len(at.get("download_button")) == 0 and not at.get("plotly_chart")
+    assert [i.value for i in at.info] == [t("explore.no_rows", "en")]

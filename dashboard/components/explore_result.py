@@ -65,6 +65,9 @@ def result_section(spec: Spec, lang: str) -> Spec:
             )
     if result.truncated:
         st.warning(t("explore.truncated", lang, n=explore.MAX_GROUPS))
+    if spec.dims and not result.rows.height:  # said so, not an empty grid and files of nothing
+        st.info(t("explore.no_rows", lang), icon=":material/filter_alt_off:")
+        return spec
     chart = _chart_choice(spec, result, lang)
     spec = Spec(spec.model, spec.dims, spec.measures, spec.filters, spec.pivot, chart)
     if spec.dims and result.rows.height:

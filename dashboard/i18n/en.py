@@ -178,6 +178,7 @@ STRINGS: dict[str, str] = {
     "explore.total": "Total",
     "explore.as_of": "then",
     "explore.change": "change",
+    "explore.no_rows": "No rows match the filters: loosen or remove one to see some.",
     "explore.truncated": "More than {n:,} groups: the first {n:,} are shown. Add a filter or a coarser grain.",
     "explore.chart": "Chart",
     "explore.chart.auto": "Suggested: {chart}",

@@ -168,6 +168,7 @@ STRINGS: dict[str, str] = {
     "explore.total": "合计",
     "explore.as_of": "当时",
     "explore.change": "变化",
+    "explore.no_rows": "没有符合筛选条件的行：放宽或去掉某个筛选后再看。",
     "explore.truncated": "分组超过 {n:,} 个：只显示前 {n:,} 个。请添加筛选或使用更粗的时间粒度。",
     "explore.chart": "图表",
     "explore.chart.auto": "推荐：{chart}",
