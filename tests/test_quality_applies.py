@@ -201,3 +201,18 @@ def test_an_optional_field_is_shown_grey_and_not_judged(small_demo: Settings) ->
     heat, grey, _ = heatmap_figure(frame, "fill", "en").data
     row, col = list(heat.y).index("crm"), list(heat.x).index("leads.customer_ref")
     assert heat.z[row][col] is None and grey.z[row][col] == 1 and "Optional" in grey.text[row][col]
+
+
+def test_a_field_that_applies_to_no_row_is_grey_and_says_why(small_demo: Settings) -> None:
+    """The call centre's interactions all name a customer, so their lead_id (applies where customer_ref is empty)
+    applies to no row: a grey cell whose hover says there are none, not a blank square with nothing to read."""
+    cells = _heatmap(small_demo)
+    lead = cells[("call_center", "interactions", "lead_id")]
+    assert (lead["applies_when"], lead["applies_rows"], lead["fill_rate"]) == ("customer_ref is empty", 0, None)
+    frame = Warehouse(small_demo).run_query("quality_heatmap", user=SYSTEM)
+    heat, grey, _ = heatmap_figure(frame, "fill", "en").data
+    row, col = list(heat.y).index("call_center"), list(heat.x).index("interactions.lead_id")
+    assert heat.z[row][col] is None and grey.z[row][col] == 1
+    assert "there are none" in grey.text[row][col]
+    zh = heatmap_figure(frame, "fill", "zh").data[1]
+    assert "没有这样的行" in zh.text[row][col]

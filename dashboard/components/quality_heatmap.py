@@ -30,11 +30,13 @@ _SOURCE_KEY, _FIELD_KEY = "dq_cell_source", "dq_cell_field"
 
 def cells(frame: pl.DataFrame, metric: str) -> pl.DataFrame:
     """The provided fields that have a value for the metric, with ``field`` = 'entity.column'; for the fill rate
-    also the optional ones (applies_when "never": drawn grey, their share on hover, not judged)."""
+    also the optional ones (applies_when "never": drawn grey, their share on hover, not judged) and those that apply
+    to no row of the snapshot (an interaction's lead_id where every one names a customer: grey, the hover says so)."""
     value, flag = METRICS[metric]
     declared = "applies_when" in frame.columns  # a frame of the quality_heatmap query's columns has it
     never = (pl.col("applies_when") == NEVER).fill_null(False) if declared else pl.lit(False)
-    optional = pl.lit(metric == "fill") & never
+    no_row = (pl.col("applies_when").is_not_null() & (pl.col("applies_rows") == 0)).fill_null(False)
+    optional = pl.lit(metric == "fill") & (never | no_row if declared else never)
     return frame.filter(pl.col("provided") & (pl.col(value).is_not_null() | optional)).with_columns(
         value=pl.col(value),
         flagged=pl.col(flag),
