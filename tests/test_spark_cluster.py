@@ -134,12 +134,14 @@ RUN_TIMES = ("last_attempt_at", "trained_at")
 
 
 def _frame(frame: pl.DataFrame) -> pl.DataFrame:
-    """Rows in a fixed order, floats to 9 significant places (sums may add in another order), without the
-    columns saying when the refresh ran."""
+    """Rows in a fixed order, floats to 9 significant places (sums may add in another order: the churn card's
+    calibration means, lists of floats, are Spark's aggregates), without the columns saying when the refresh ran."""
     frame = frame.drop([c for c in RUN_TIMES if c in frame.columns])
     out = frame.with_columns(
         [pl.col(c).map_elements(lambda v: float(f"{v:.9g}"), return_dtype=pl.Float64) for c, t in frame.schema.items()
          if t.is_float()]
+        + [pl.col(c).map_elements(lambda vs: [float(f"{v:.9g}") for v in vs], return_dtype=pl.List(pl.Float64))
+           for c, t in frame.schema.items() if t == pl.List(pl.Float64)]
     )  # fmt: skip
     return out.sort(out.columns, nulls_last=True)
 
