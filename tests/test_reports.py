@@ -89,6 +89,8 @@ def test_weekly_report_has_the_numbers_of_cockpit_query(reporting: Settings, smt
     top = json.loads(cli(reporting, "query", "churn_list", "-p", "lang=en", "-p", "limit=1", "-f", "json").stdout)
     assert top and f"<td>{top[0]['customer_key']}</td>" in body  # the riskiest customer of `cockpit query`
     assert "<th>Order revenue</th>" in body and "<th>Revenue</th>" not in body  # one term (issue 19, point 3)
+    # a manager's list is the whole company's: one rank, as the churn page shows it, not two equal columns
+    assert "<th>Rank</th>" in body and "<th>Company rank</th>" not in body
     assert "Charts are not included: no Chrome/Chromium" in body  # and the report went out anyway
     assert "No data quality problems" in body or "Data quality problems" in body
 

@@ -110,15 +110,6 @@ def band_tiles(bands: pl.DataFrame, lang: str) -> None:
     show(tiles, per_row=3)
 
 
-def own_ranks(ranked: pl.DataFrame) -> pl.DataFrame:
-    """churn_list's rows as the user reads them: ``rank`` is the place among the customers they see (a sales
-    rep's own list runs 1, 2, 3, ...), ``company_rank`` the place on the whole company's list, kept only where
-    the two differ (a manager sees the whole list: one number)."""
-    if "company_rank" in ranked.columns and (ranked["company_rank"] == ranked["rank"]).all():
-        return ranked.drop("company_rank")
-    return ranked
-
-
 def warning_list(frame: pl.DataFrame, lang: str) -> None:
     shown = frame.with_columns(
         profile_links("customer_key").alias("profile"),

@@ -90,6 +90,15 @@ def run_named(wh: Warehouse, name: str, params: dict[str, Any], user: Principal)
         raise
 
 
+def own_ranks(ranked: pl.DataFrame) -> pl.DataFrame:
+    """churn_list's rows as the user reads them (the churn page, the e-mailed report): ``rank`` is the place among
+    the customers they see (a sales rep's own list runs 1, 2, 3, ...), ``company_rank`` the place on the whole
+    company's list, kept only where the two differ (a manager sees the whole list: one number)."""
+    if "company_rank" in ranked.columns and (ranked["company_rank"] == ranked["rank"]).all():
+        return ranked.drop("company_rank")
+    return ranked
+
+
 def check_sources(rule: AlertConfig, settings: Settings, wh: Warehouse, now: datetime) -> list[Finding]:
     out = []
     for st in source_status(settings, now):

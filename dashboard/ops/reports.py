@@ -28,7 +28,7 @@ from dashboard.core.config import BROWSER_ENV, ReportConfig, Settings, env
 from dashboard.core.errors import AccessDenied, ConfigError
 from dashboard.core.store import Store, now_utc
 from dashboard.i18n import t
-from dashboard.ops.alerts import Unavailable, last_periods, local_today, run_named
+from dashboard.ops.alerts import Unavailable, last_periods, local_today, own_ranks, run_named
 from dashboard.ops.export import csv_text
 from dashboard.ops.notify import Attachment, Delivery, Image, Message, Sleep, send_to_addresses
 from dashboard.ops.status import source_status
@@ -156,7 +156,7 @@ def build(settings: Settings, report: ReportConfig, now: datetime | None = None,
     if report.top_churn:
         try:
             params = {"lang": lang, "limit": report.top_churn} if report.churn_query == "churn_list" else {}
-            digest.churn = run_named(wh, report.churn_query, params, user).head(report.top_churn)
+            digest.churn = own_ranks(run_named(wh, report.churn_query, params, user).head(report.top_churn))
         except Unavailable:
             digest.notes.append(t("report.churn_unavailable", lang))
     digest.leads = _without_no_consent(digest, "leads", digest.leads)
