@@ -401,34 +401,59 @@ WITH was AS (
 now AS ({RFM_SOURCE})
 SELECT NOT EXISTS (FROM was EXCEPT FROM now) AND NOT EXISTS (FROM now EXCEPT FROM was)
 """
-# _BASE_QUERY's chosen values (Spark's: a pivot over every value) as DuckDB makes them: each attribute's chosen
-# rows (one per customer and attribute) joined to the customers on their keys, and the conflicting attributes from
-# the few chosen rows in conflict. At large (9.1M values, 2.1M customers, DuckDB at 1 GiB) the pivot's hash
-# aggregate of nine first() per customer, with the list(DISTINCT) DuckDB splits off into a CTE of every value, took
-# 9.3 CPU-s alone, the joins 2.3 (golden_base's statement 19.5 -> 15.9 CPU-s).
+# _BASE_QUERY (Spark's) as DuckDB runs it (_BASE_SQL). The chosen values: each attribute's chosen rows (one per
+# customer and attribute) joined to the customers on their keys, and the conflicting attributes from the few chosen
+# rows in conflict, in the statement's own FROM: a chosen CTE over members made DuckDB keep members as a CTE and join
+# it to itself (2.1M rows with their lists, both sides). A customer's sources: a bit mask over golden_sources
+# (as the values' sources), each distinct mask's list made once, not a list per customer sorted. At large (9.1M
+# values, 2.1M customers, DuckDB at 1 GiB) the pivot took 9.3 CPU-s alone, the joins 2.3.
 _CHOSEN_PIVOT = """chosen AS (
     SELECT customer_key, {pivot},
            list_sort(list(DISTINCT attribute) FILTER (WHERE conflict)) AS conflicts
     FROM golden_values GROUP BY customer_key
 ),"""
+_MEMBERS_LISTS = _BASE_QUERY[_BASE_QUERY.index("WITH members AS (") : _BASE_QUERY.index("chosen AS (")]
+_MEMBERS_MASKS = """WITH member_masks AS (
+    SELECT l.customer_key, count(*) AS records, {mask} AS mask, min(l.confidence) AS confidence
+    FROM golden_links AS l JOIN golden_sources AS s USING (source_system)
+    GROUP BY l.customer_key
+),
+members AS (
+    SELECT m.customer_key, m.records, ms.sources, m.confidence
+    FROM member_masks AS m
+    JOIN (
+        SELECT m.mask, list(s.source_system ORDER BY s.source_system) AS sources
+        FROM (SELECT DISTINCT mask FROM member_masks) AS m JOIN golden_sources AS s ON {has_source}
+        GROUP BY m.mask
+    ) AS ms USING (mask)
+),
+"""
+_CHOSEN_FROM = "LEFT JOIN chosen AS ch USING (customer_key)\n"
 _CHOSEN_JOINS = (
-    "chosen AS (\n    SELECT m.customer_key, "
-    + ", ".join(f"a{i}.value AS {a}" for i, a in enumerate(ATTRIBUTES))
-    + ", cf.conflicts\n    FROM members AS m\n"
-    + "".join(
-        f"    LEFT JOIN (SELECT customer_key, value FROM golden_values WHERE attribute = '{a}' AND chosen) AS a{i}\n"
-        f"        ON a{i}.customer_key = m.customer_key\n"
+    "".join(
+        f"LEFT JOIN (SELECT customer_key, value FROM golden_values WHERE attribute = '{a}' AND chosen) AS c{i}\n"
+        "    USING (customer_key)\n"
         for i, a in enumerate(ATTRIBUTES)
     )
-    + """    LEFT JOIN (
-        SELECT customer_key, list_sort(list(attribute)) AS conflicts FROM golden_values WHERE chosen AND conflict
-        GROUP BY customer_key
-    ) AS cf ON cf.customer_key = m.customer_key
-),"""
+    + """LEFT JOIN (
+    SELECT customer_key, list_sort(list(attribute)) AS conflicts FROM golden_values WHERE chosen AND conflict
+    GROUP BY customer_key
+) AS cf USING (customer_key)
+"""
 )
-if _BASE_QUERY.count(_CHOSEN_PIVOT) != 1:  # checked at import: DuckDB's statement replaces exactly that CTE
-    raise AssertionError("_BASE_QUERY's chosen CTE is not _CHOSEN_PIVOT")
-_BASE_SQL = "CREATE OR REPLACE TEMP TABLE golden_base AS " + _BASE_QUERY.replace(_CHOSEN_PIVOT, _CHOSEN_JOINS)
+_BASE_EDITS = (
+    (_MEMBERS_LISTS, _MEMBERS_MASKS),
+    (_CHOSEN_PIVOT + "\n", ""),
+    (_CHOSEN_FROM, _CHOSEN_JOINS),
+    ("coalesce(ch.conflicts, [])", "coalesce(cf.conflicts, [])"),
+    ("py.name = ch.name", f"py.name = c{ATTRIBUTES.index('name')}.value"),
+)
+_BASE_SQL = "CREATE OR REPLACE TEMP TABLE golden_base AS " + _BASE_QUERY
+for _was, _now in _BASE_EDITS:  # checked at import: each edit replaces exactly one piece of _BASE_QUERY
+    if _BASE_SQL.count(_was) != 1:
+        raise AssertionError(f"_BASE_QUERY does not hold {_was[:40]!r} once")
+    _BASE_SQL = _BASE_SQL.replace(_was, _now)
+BASE_COLUMNS = ", ".join(f"c{i}.value AS {a}" for i, a in enumerate(ATTRIBUTES))  # _BASE_SQL's {golden_columns}
 # customer_attributes' rows made from golden_values (each value with its customer's chosen owner), and
 # customer_lookup's from that table ({attributes}: where it is read), by value: a lookup reads one or two row
 # groups. One definition for both engines (derived.spark.steps runs them too).
@@ -746,7 +771,11 @@ def write_golden(
 
     columns = records.column_names if isinstance(records, pa.Table) else records.columns
     attrs = [a for a in ATTRIBUTES if a in columns]
-    names = sorted({src.name for src in settings.sources} | set(snapshots["source_system"].to_list()))
+    names = sorted(  # every source a record or link names (golden_base's sources are a mask over these)
+        {src.name for src in settings.sources}
+        | set(snapshots["source_system"].to_list())
+        | set(links["source_system"].unique().to_list())
+    )
     if previous is not None and snapshots["source_system"].is_duplicated().any():
         previous = None  # a source's records of two snapshots: copied rows could not be renamed to one
         records = read_records(con)  # all of them
@@ -814,7 +843,7 @@ def write_golden(
         names_ = con.sql("SELECT DISTINCT value AS name FROM golden_values WHERE attribute = 'name' AND chosen").pl()
         con.register("golden_pinyin", _pinyin_of(names_, previous))
         con.execute(
-            _BASE_SQL.format(golden_columns=", ".join(f"ch.{a}" for a in ATTRIBUTES)),
+            _BASE_SQL.format(golden_columns=BASE_COLUMNS, mask=mask, has_source=has_source),
             {"not_revenue": NOT_REVENUE},
         )
         now = start_of_today(settings)
