@@ -16,7 +16,7 @@ from dashboard.core.dictionary import load_dictionary
 from dashboard.core.entities import applies_when, parse_condition
 from dashboard.core.errors import ConfigError
 from dashboard.core.store import Store
-from dashboard.derived.quality.profile import PROFILE_FILE
+from dashboard.derived.quality.profile import PROFILE_FILE, bind
 from dashboard.derived.quality.tables import fill_where_applies
 from dashboard.ops.catalog import build_inventory
 from dashboard.ops.status import source_status
@@ -164,8 +164,13 @@ def test_a_profile_kept_from_before_is_judged_as_a_new_one(tmp_path: Path) -> No
 def test_conditions_are_written_one_way() -> None:
     assert applies_when("lead_events")["amount"].text == "stage = won"
     assert parse_condition("leads", " channel  in (a,b ) ").text == "channel in (a, b)"
-    assert parse_condition("customers", "company is filled").sql() == '"company" IS NOT NULL'
-    assert parse_condition("leads", "channel = 微信").sql() == "coalesce(\"channel\" IN ('微信'), false)"
+    assert parse_condition("customers", "company is filled").sql() == ('"company" IS NOT NULL', {})
+    # values are bound as parameters, never written into the SQL text
+    sql, args = parse_condition("leads", "channel in (微信, a OR 1)").sql(param="p")
+    assert (sql, args) == ('coalesce("channel" IN ($p_0, $p_1), false)', {"p_0": "微信", "p_1": "a OR 1"})
+    frame = pl.DataFrame({"channel": ["微信", "a OR 1", "a", None]})
+    picked = frame.filter(pl.sql_expr(bind(sql, args)))
+    assert picked["channel"].to_list() == ["微信", "a OR 1"]
 
 
 def test_the_small_demo_judges_its_sources_where_their_fields_apply(small_demo: Settings) -> None:

@@ -141,18 +141,19 @@ class Condition:
             return f"{self.column} = {self.values[0]}"
         return f"{self.column} in ({', '.join(self.values)})"
 
-    def sql(self, present: bool = True) -> str:
-        """The rows it names as a SQL condition (DuckDB and Spark alike; values hold no quote, by the grammar);
-        ``present`` False: the rows hold no such column (it is empty on every row)."""
+    def sql(self, present: bool = True, param: str = "value") -> tuple[str, dict[str, str]]:
+        """The rows it names as a SQL condition (DuckDB and Spark alike) and its parameters: the values are bound
+        as ``$<param>_<i>``, never written into the text; ``present`` False: the rows hold no such column (it is
+        empty on every row)."""
         col = f'"{self.column}"'
         if self.never:
-            return "false"
+            return "false", {}
         if not present:
-            return "true" if self.empty else "false"
+            return ("true" if self.empty else "false"), {}
         if self.values is None:
-            return f"{col} IS {'' if self.empty else 'NOT '}NULL"
-        listed = ", ".join(f"'{v}'" for v in self.values)
-        return f"coalesce({col} IN ({listed}), false)"
+            return f"{col} IS {'' if self.empty else 'NOT '}NULL", {}
+        args = {f"{param}_{i}": v for i, v in enumerate(self.values)}
+        return f"coalesce({col} IN ({', '.join('$' + k for k in args)}), false)", args
 
 
 def parse_condition(entity: str, text: str) -> Condition:

@@ -96,7 +96,10 @@ class Rules:
         self.args: dict[str, Any] = {}
         # the rows each field applies to, where not every row: the condition as SQL over these rows
         self.applies = {c.name: (applies or {})[c.name] for c in cols if c.name in (applies or {})}
-        self.where = {name: cond.sql(cond.column in columns) for name, cond in self.applies.items()}
+        self.where: dict[str, str] = {}
+        for name, cond in self.applies.items():
+            self.where[name], args = cond.sql(cond.column in columns, f"applies_{name}")
+            self.args |= args
         for col in cols:
             value = _q(col.name)
             flag = VALIDITY_FLAGS.get(col.name)
@@ -134,11 +137,15 @@ def aggregate_sql(cols: list[Column], rules: Rules, exact: set[str], *, estimate
 
 def bind(sql: str, args: dict[str, Any]) -> str:
     """``sql`` with its ``$name`` parameters as typed literals on the parse tree, for polars' SQL (which has
-    no placeholders): the values are the profile's own date bounds, never a source's text."""
+    no placeholders): the profile's own date bounds, and the values of the config's applies-when conditions (set
+    as literal nodes, never pasted into the text); never a source's text."""
 
     def literal(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Placeholder) and node.name in args:
-            return exp.cast(exp.Literal.string(args[node.name].isoformat(sep=" ")), "TIMESTAMP")
+            value = args[node.name]
+            if isinstance(value, str):  # an applies-when value from the config: a string literal, quoted by sqlglot
+                return exp.Literal.string(value)
+            return exp.cast(exp.Literal.string(value.isoformat(sep=" ")), "TIMESTAMP")
         return node
 
     return sqlglot.parse_one(sql, read="duckdb").transform(literal).sql(dialect="duckdb")
@@ -244,7 +251,7 @@ class _Samples:
         """Which records lack the field (of those it applies to: ``applies``, a SQL condition): their key, or their
         row number in the snapshot file."""
         ident = pl.col(self.key) if self.key else pl.format("row {}", pl.int_range(1, pl.len() + 1))
-        missing = pl.col(name).is_null() & (pl.sql_expr(applies) if applies else True)
+        missing = pl.col(name).is_null() & (pl.sql_expr(bind(applies, self.rules.used(applies))) if applies else True)
         where = self.frame.with_columns(ident.alias("_id")).filter(missing).select(pl.col("_id").alias("id"))
         picked = where.head(SAMPLES).collect()
         return [mask_if(v, self.key_personal, self.key or "") for v in picked.get_column("id").to_list()]
@@ -334,13 +341,18 @@ def measure_fill(path: Path, entity: str, fields: dict[str, Condition | None], d
     scan = pl.scan_parquet(path)
     names = scan.collect_schema().names()
     key = ENTITIES[entity].key if ENTITIES[entity].key in names else None
-    where = {c: cond.sql(cond.column in names) if cond else None for c, cond in fields.items() if c in names}
+    rules = Rules([], names, datetime.now(UTC))
+    where: dict[str, str | None] = {}
+    for c, cond in fields.items():
+        if c in names:
+            where[c], args = cond.sql(cond.column in names, f"applies_{c}") if cond else (None, {})
+            rules.args |= args
     counts, every = [], pl.int_range(pl.len()) >= 0  # a row's flag, true on each (a literal would sum to 1)
     for c, w in where.items():
-        applies = every & pl.sql_expr(w) if w else every
+        applies = every & pl.sql_expr(bind(w, rules.used(w))) if w else every
         counts += [applies.sum().alias(f"a_{c}"), (applies & pl.col(c).is_not_null()).sum().alias(f"af_{c}")]
     agg = scan.select(counts).collect().row(0, named=True) if counts else {}
-    samples = _Samples(scan, Rules([], names, datetime.now(UTC)), key, dictionary.personal(entity, key or ""))
+    samples = _Samples(scan, rules, key, dictionary.personal(entity, key or ""))
     out = []
     for c, w in where.items():
         n, filled = int(agg[f"a_{c}"]), int(agg[f"af_{c}"])
