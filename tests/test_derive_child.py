@@ -14,10 +14,11 @@ import polars as pl
 import pytest
 
 from dashboard.core.config import PAUSE_ENV, ConfigError, Settings, load_settings
+from dashboard.core.duck import size_bytes
 from dashboard.core.store import Store
 from dashboard.pipeline import fingerprint
 from dashboard.pipeline import refresh as refresh_module
-from dashboard.pipeline.derive_child import builds_here
+from dashboard.pipeline.derive_child import builds_here, child_settings
 from dashboard.pipeline.refresh import refresh
 from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse
@@ -166,6 +167,8 @@ def test_where_the_derived_build_runs(company: Settings) -> None:
     assert where(kind="spark", derive_in_child=False)
     # where it runs changes no table: switching it keeps every snapshot and step made (their fingerprints)
     made = fingerprint.settings_version(company)
+    for memory in ({"build_memory": "5GB"}, {"memory_limit": "2GB"}):  # nor does its memory (DuckDB spills past it)
+        assert fingerprint.settings_version(company.model_copy(update=memory)) == made, memory
     for changed in ({"derive_in_child": False}, {"derive_in_process_below": "0GB"}, {"kind": "spark"}):
         other = company.model_copy(update={"engine": engine.model_copy(update=changed)})
         assert (fingerprint.settings_version(other) == made) == ("kind" not in changed), changed
@@ -187,3 +190,15 @@ def _same_tables(company: Settings, in_process: Settings) -> None:
             frame = pl.read_parquet(s.data_path / build["tables"][table]).drop("snapshot_id", strict=False)
             frames.append(frame.sort(key))  # rows in the order they were made: not part of the table
         assert frames[0].equals(frames[1]), table
+
+
+def test_a_build_in_its_own_process_gets_the_build_memory_less_what_the_refresh_holds(company: Settings) -> None:
+    """[build_memory] is for the refresh as a whole: a child built with all of it beside a refresh's process
+    holding 1.3 GB peaked at 6.30 GB at large (session 19). The child gets what the refresh's process leaves."""
+    assert company.build_memory == "6GB"
+    assert (
+        size_bytes(child_settings(company, int(1.3 * 2**30)).build_memory)
+        == (6 * 10**9 - int(1.3 * 2**30)) // 2**20 * 2**20
+    )
+    assert child_settings(company, 5 * 2**30).build_memory == "2048MiB"  # at least CHILD_MEMORY_FLOOR
+    assert company.build_memory == "6GB"  # the refresh's own settings unchanged

@@ -38,6 +38,7 @@ ChildLap = Callable[[str, "int | None", float], None]
 
 _ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding the dashboard package
 _BOOT = f"import sys; sys.path.insert(0, {_ROOT!r}); from dashboard.pipeline.derive_child import serve; serve()"
+CHILD_MEMORY_FLOOR = 2 * 2**30  # the child's [build_memory] at least, however much the refresh's process holds
 _EXIT_WAIT = 60.0  # seconds a child that sent its result may take to exit before it is killed
 _PR_SET_PDEATHSIG = 1
 
@@ -62,6 +63,14 @@ def builds_here(settings: Settings) -> bool:
     return process_rss() < size_bytes(engine.derive_in_process_below)
 
 
+def child_settings(settings: Settings, held: int) -> Settings:
+    """The child's settings: ``[build_memory]`` less ``held`` (what the refresh's process holds while the child
+    builds; at least CHILD_MEMORY_FLOOR), so that the two processes together stay within it. Measured at large
+    (session 19): a child sized to the whole 6 GB beside a refresh's process holding ~1.3 GB peaked at 6.30 GB."""
+    budget = max(size_bytes(settings.build_memory) - held, CHILD_MEMORY_FLOOR)
+    return settings.model_copy(update={"build_memory": f"{budget // 2**20}MiB"})
+
+
 def build_in_child(
     settings: Settings,
     manifest: Manifest,
@@ -81,7 +90,7 @@ def build_in_child(
     proc.stdout.close()
     try:
         with contextlib.suppress(OSError):  # a child dead at start: its end below says so
-            requests.send({"settings": settings, "manifest": manifest, "full": full})
+            requests.send({"settings": child_settings(settings, process_rss()), "manifest": manifest, "full": full})
         requests.close()
         while True:
             try:

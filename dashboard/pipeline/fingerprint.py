@@ -36,6 +36,9 @@ _SETTLED_NS = 2_000_000_000
 _PRESENTATION = {"language", "labels", "query", "security", "scheduler", "notifications", "alerts", "reports"}
 # Where the derived build runs, which changes no table (tests/test_derive_child.py): switching it keeps what was made.
 _WHERE_BUILT = {"derive_in_child", "derive_in_process_below"}
+# How much memory the build may use, which changes no table either (DuckDB spills past it): a derived build in a
+# child process runs with [build_memory] less what the refresh's process holds (derive_child.child_settings).
+_MEMORY = {"memory_limit", "build_memory"}
 # Settings of other sections that only the pages and the CLI read (how often the big screen redraws, the
 # thresholds the quality heatmap colours by, the lateness the status tolerates): changing one keeps every
 # snapshot and derived step (tests/test_incremental.py).
@@ -90,7 +93,8 @@ def code_version() -> str:
 
 
 def settings_version(settings: Settings) -> str:
-    exclude: dict[str, Any] = {k: True for k in _PRESENTATION | {"sources"}} | {"engine": _WHERE_BUILT} | _DISPLAY
+    exclude: dict[str, Any] = {k: True for k in _PRESENTATION | _MEMORY | {"sources"}} | {"engine": _WHERE_BUILT}
+    exclude |= _DISPLAY
     data = settings.model_dump(mode="json", exclude=exclude)
     return digest(data, [s.model_dump(mode="json") for s in settings.sources])  # files: by their bytes
 
