@@ -18,6 +18,7 @@ from dashboard.components.tables import Kind, header, rounded
 from dashboard.components.tiles import detail, show
 from dashboard.derived.churn.card import why_serving
 from dashboard.i18n import t
+from dashboard.ops.alerts import own_ranks as own_ranks  # the page and the e-mailed report: one rule
 
 BANDS = ("high", "medium", "low")
 SEGMENTS = ("high", "mid", "low", "none")

@@ -8,7 +8,6 @@ from dashboard.components import churn_cards, churn_view, consent_view, data
 from dashboard.components.export_buttons import export_buttons
 from dashboard.components.frame import start_page
 from dashboard.i18n import t
-from dashboard.ops.alerts import own_ranks
 
 LANG = start_page("churn")
 churn_cards.measured_afresh(LANG)  # after a language switch, a reload: the grid wraps the new language's text
@@ -25,7 +24,7 @@ churn_view.band_tiles(bands, LANG)
 
 st.subheader(t("churn.list.title", LANG))
 params = {**scope, "band": chosen["band"], "lang": LANG, "limit": churn_view.LIST_LIMIT}
-ranked = own_ranks(data.query("churn_list", params))
+ranked = churn_view.own_ranks(data.query("churn_list", params))
 warnings, no_consent = consent_view.split(ranked)  # the outreach list leaves out who said no to marketing
 total = churn_view.in_scope(bands, chosen["band"])  # the caption counts what the tiles count
 st.caption(churn_view.list_caption(total, warnings.height, no_consent.height, chosen["band"], LANG))
