@@ -128,6 +128,21 @@ def test_a_company_declares_where_its_own_fields_apply(tmp_path: Path) -> None:
     assert (amount["applies_when"], amount["fill_rate"]) == (None, 2 / 14)
 
 
+def test_a_changed_condition_measures_the_fill_rate_again_and_keeps_every_snapshot(tmp_path: Path) -> None:
+    """[quality.applies_when] shapes the fill rates only: a refresh after a change keeps the staged snapshots and
+    every derived step but field_quality, which shows the rate over the rows the new condition names."""
+    settings = _deals(tmp_path / "deals")
+    assert refresh(settings).exit_code == 0
+    before = Store(settings.data_path).read_manifest()["sources"]["deals"]["snapshot_id"]
+    settings = _deals(tmp_path / "deals", '[quality.applies_when]\n"deals.lead_events.amount" = "always"\n')
+    again = refresh(settings)
+    assert again.exit_code == 0
+    assert [(s.source, s.unchanged, s.snapshot_id) for s in again.sources] == [("deals", True, before)]
+    assert "field_quality" not in again.reused and {"identity", "golden", "churn"} <= set(again.reused)
+    amount = _heatmap(settings)[("deals", "lead_events", "amount")]
+    assert (amount["applies_when"], amount["applies_rows"], amount["fill_rate"]) == (None, 14, 2 / 14)
+
+
 @pytest.mark.parametrize(
     ("key", "condition", "says"),
     [

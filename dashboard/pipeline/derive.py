@@ -477,7 +477,7 @@ def _quality_keys(settings: Settings, store: Store, steps: _Steps, con: duckdb.D
         for s, e in sorted(steps.manifest["sources"].items())
     }
     quarantined = sorted(p.relative_to(store.quarantine).as_posix() for p in store.quarantine.glob("*/*"))
-    steps.key("field_quality", retained, quarantined)
+    steps.key("field_quality", retained, quarantined, settings.quality.applies_when)  # not in the settings' key
     history = history_keys(store, history_sources(settings, store))
     steps.keys.update({f"{HISTORY}{s}": k for s, k in history.items()})
     steps.key("validation_history", history)

@@ -46,6 +46,10 @@ _DISPLAY = {
     "analytics": {"kiosk_refresh_seconds"},
     "quality": {"fill_rate_threshold", "validity_threshold", "uniqueness_threshold", "stale_grace_minutes"},
 }
+# The rows each field applies to ([quality.applies_when]) shape only the fields' fill rates: no snapshot (its stored
+# profile is measured again under the conditions of the day: quality.tables.fill_where_applies) and no derived step
+# but field_quality, whose key names them (derive._quality_keys). A change keeps every snapshot and the other steps.
+_PROFILE_ONLY = {"quality": {"applies_when"}}
 
 
 def digest(*parts: Any) -> str:
@@ -94,7 +98,7 @@ def code_version() -> str:
 
 def settings_version(settings: Settings) -> str:
     exclude: dict[str, Any] = {k: True for k in _PRESENTATION | _MEMORY | {"sources"}} | {"engine": _WHERE_BUILT}
-    exclude |= _DISPLAY
+    exclude |= {section: fields | _PROFILE_ONLY.get(section, set()) for section, fields in _DISPLAY.items()}
     data = settings.model_dump(mode="json", exclude=exclude)
     return digest(data, [s.model_dump(mode="json") for s in settings.sources])  # files: by their bytes
 
