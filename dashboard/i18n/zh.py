@@ -197,7 +197,7 @@ STRINGS: dict[str, str] = {
     "explore.share": "分享此链接：打开的人看到同一视图，但按其本人角色的数据范围和脱敏规则显示。",
     "explore.sql.rules": "只能对你自己的视图（下列表，按你的角色过滤和脱敏）执行一条 SELECT。"
     "其他一律不执行：不能读文件、"
-    "改设置、指定 schema 或写入。最多 {rows} 行、{seconds} 秒。",
+    "改设置、在表名前加库名或模式名，也不能写入。最多 {rows} 行、{seconds} 秒。",
     "explore.sql.tables": "你可以查询的表（{n}）",
     "explore.sql.query": "查询",
     "explore.sql.run": "运行",
@@ -214,10 +214,10 @@ STRINGS: dict[str, str] = {
     "sql.refused.node": "这里不允许这类查询（{kind}）",
     "sql.refused.clause": "这里不允许 '{kind}'：请用 SELECT 读取表",
     "sql.refused.table_function": "不允许 '{name}'：SQL 页签只能读取所列的表，不能读文件或调用表函数",
-    "sql.refused.qualified": "'{path}'：表名不要带 schema 或数据库名（它们就是你角色自己的视图）",
+    "sql.refused.qualified": "'{path}'：表名前不要加库名或模式名（这些表就是你角色自己的视图）",
     "sql.refused.time_travel": "'{name}'：不允许 AT（时间回溯）",
     "sql.refused.table": "'{name}' 不是角色 '{role}' 在这里可读的表（可读的表：{tables}）",
-    "sql.refused.qualified_function": "'{name}'：调用函数时不要带 schema 或数据库名",
+    "sql.refused.qualified_function": "'{name}'：调用函数时不要在函数名前加库名或模式名",
     "sql.refused.function": "这里不允许函数 '{name}'",
     "sql.refused.role": "角色 '{role}' 无权读取：{detail}",
     "sql.refused.error": "查询出错：{message}",
