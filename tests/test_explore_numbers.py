@@ -52,7 +52,7 @@ def test_three_measures_chosen_three_drawn(wh: Warehouse, chart: str) -> None:
     assert {tr.yaxis for tr in fig.data} == {"y", "y2", "y3"}  # each measure on its own scale
     revenue = next(tr for tr in fig.data if tr.yaxis == "y3")
     assert dict(zip(revenue.x, revenue.y, strict=True))["搜索推广"] == 21000
-    assert fig.layout.yaxis3.tickprefix == "¥" and fig.layout.yaxis2.tickformat == "~%"
+    assert fig.layout.yaxis3.tickprefix == "¥" and fig.layout.yaxis2.tickformat == ",.1~%"  # as fmt.axis writes it
     assert fig.layout.title.text == "行数 · 转化率 · 赢单金额"
     text = json.dumps(fig.to_plotly_json(), default=str)
     assert '"variable"' not in text and '"value"' not in text

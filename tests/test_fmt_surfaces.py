@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import UTC, date, datetime
 
 import polars as pl
@@ -17,12 +18,13 @@ import pytest
 
 from dashboard.components import fmt
 from dashboard.components.attribution import shown_table
+from dashboard.components.channels import channel_columns
 from dashboard.components.churn_view import export_frame
 from dashboard.components.drilldown import AS_METRICS, CAMPAIGN_KINDS, LEAD_KINDS
 from dashboard.components.export_buttons import exported
 from dashboard.components.quality_heatmap import _numbers, heatmap_figure
 from dashboard.components.quality_view import score, trend_figure
-from dashboard.components.tables import styled
+from dashboard.components.tables import FORMATTERS, styled
 from dashboard.components.tiles import compact_count, compact_money
 from dashboard.core.config import Settings
 from dashboard.i18n import t
@@ -36,11 +38,30 @@ def csv_rows(frame: pl.DataFrame) -> list[list[str]]:
 
 
 def test_a_chart_axis_writes_a_unit_as_the_formatter_does() -> None:
-    assert fmt.axis("pct", 1) == {"tickformat": ".1~%", "hoverformat": ".1%"}  # 12.5% and 20%, hover 20.0%
+    assert fmt.axis("pct", 1) == {"tickformat": ",.1~%", "hoverformat": ",.1%"}  # 12.5% and 20%, hover 1,250.0%
     assert fmt.axis("money") == {"tickprefix": "¥", "tickformat": ",.0~f", "hoverformat": ",.0f"}
-    assert fmt.percent_column(1) == "%.1f%%"  # a grid's 12.3 (percentage points) → 12.3%
+    assert fmt.percent_column(1) == "%,.1f%%"  # a grid's 12.3 (percentage points) → 12.3%
     with pytest.raises(ValueError, match="no unit 'yen'"):
         fmt.axis("yen")
+
+
+def printf(pattern: str, x: float) -> str:
+    """A grid cell as Streamlit's sprintf writes ``x`` in a NumberColumn pattern ("%,.0f%%": a ',' separates
+    thousands; d3-format's "," likewise for a Plotly axis)."""
+    spec = re.fullmatch(r"(?P<pre>[^%]*)%(?P<sep>,?)\.(?P<places>\d+)f(?P<post>.*)", pattern)
+    assert spec, pattern
+    number = f"{x:{spec['sep']}.{spec['places']}f}"
+    return spec["pre"] + number + spec["post"].replace("%%", "%")
+
+
+def test_roi_reads_the_same_on_the_cockpit_as_on_the_channels_page() -> None:
+    """The walk found ROI 1250% in the cockpit's channel table and 1,250% on Channels (and counts and yuan in
+    the browser's own locale): every metric column of the table is written as fmt.number writes it."""
+    frame = pl.DataFrame({"channel": ["paid_search"], "leads": [12_288], "won_amount": [21_856_180.0], "roi": [12.5]})
+    shown, config = channel_columns(frame, "zh")
+    cells = {c: printf(config[c]["type_config"]["format"], shown[c].item()) for c in ("leads", "won_amount", "roi")}
+    assert cells == {"leads": "12,288", "won_amount": "¥21,856,180", "roi": "1,250%"}
+    assert cells["roi"] == fmt.number(12.5, "pct", 0) == FORMATTERS["roi"](12.5)  # Channels' economics table
 
 
 def test_dates_and_times_in_the_pages_language() -> None:
@@ -72,9 +93,9 @@ def test_the_quality_rates_are_written_at_one_precision_everywhere() -> None:
     lines = _numbers(row, "en")
     assert lines[:3] == ["Fill rate 96.5% (193 / 200)", "Validity 96.4% (7 ✗)", "Uniqueness 77.7% (150)"]
     heat = heatmap_figure(pl.DataFrame([row]), "validity", "zh")
-    assert heat.data[0].colorbar.tickformat == ".1~%"  # not ".0%" beside 96.4% in the hover
+    assert heat.data[0].colorbar.tickformat == ",.1~%"  # not ".0%" beside 96.4% in the hover
     trend = trend_figure(pl.DataFrame([row | {"snapshot_at": datetime(2026, 3, 1)}]), "fill", "zh")
-    assert (trend.layout.yaxis.tickformat, trend.layout.yaxis.hoverformat) == (".1~%", ".1%")
+    assert (trend.layout.yaxis.tickformat, trend.layout.yaxis.hoverformat) == (",.1~%", ",.1%")
     assert score(87.6) == "88" and score(None) == "—"
 
 

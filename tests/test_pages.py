@@ -88,7 +88,7 @@ def test_cockpit_shows_the_channel_totals(company: Settings, monkeypatch: pytest
     rows = {r["channel"]: r for r in table.iter_rows(named=True)}
     # channels by their names (a code without one, like this company's "website", as it is)
     assert set(rows) == {"Paid search", "Trade show", "website", "Unknown"}
-    # ROI in percent points, drawn at its precision ("%.0f%%": 600%), as the tile's 450%
+    # ROI in percent points, drawn at its precision ("%,.0f%%": 600%), as the tile's 450%
     assert (rows["Paid search"]["leads"], rows["Paid search"]["won_deals"], rows["Paid search"]["roi"]) == (30, 6, 600)
     assert rows["Trade show"]["won_amount"] == 1000
     assert rows["website"]["spend"] is None or rows["website"]["spend"] != rows["website"]["spend"]  # empty, not 0

@@ -15,9 +15,6 @@ from dashboard.query.metrics import TOTAL, Answer, layer, rounded
 
 __all__ = ["channel_chart", "channel_table", "rounded", "rows"]
 
-# how st.dataframe draws each unit (the cells stay numbers: a click on a header sorts by value)
-_FORMAT = {"count": "localized", "money": "yen", "pct": "percent"}
-
 
 def rows(answer: Answer) -> pl.DataFrame:
     """The split rows of an answer asked with_total, without the total row."""
@@ -53,9 +50,9 @@ def channel_chart(summary: pl.DataFrame, lang: str) -> None:
     show(layout(channel_figure(summary, lang), t("chart.by_channel", lang)), key="channel_chart")
 
 
-def channel_table(summary: pl.DataFrame, lang: str) -> None:
-    """Each metric column headed by its label and drawn at its precision (a ratio as 13.3%, ROI as 450%);
-    empty means no value (a channel without spend has no ROI). The cells stay numbers, so a header sorts."""
+def channel_columns(summary: pl.DataFrame, lang: str) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The table's frame (channels by name, a ratio in percentage points) and its column_config: each metric
+    column in fmt.column_format's pattern, written as every other table writes it (ROI 1,250%, not 1250%)."""
     metrics = layer().metrics
     config: dict[str, Any] = {"channel": st.column_config.TextColumn(t("col.channel", lang))}
     shown = summary.with_columns(labels.expr("channel", "channel", lang))
@@ -63,13 +60,18 @@ def channel_table(summary: pl.DataFrame, lang: str) -> None:
         if c not in metrics:
             continue
         m = metrics[c]
-        number = _FORMAT[m.unit]
-        if m.unit == "pct":  # st.dataframe's "percent" has no precision: the ratio is drawn in percent points
+        if m.unit == "pct":  # a grid's pattern has no percent of its own: the ratio is drawn in percentage points
             shown = shown.with_columns(pl.col(c) * 100)
-            number = f"%.{m.precision}f%%"
         config[c] = st.column_config.NumberColumn(
-            t(f"metric.{c}", lang), help=t(f"metric.{c}.help", lang), format=number
+            t(f"metric.{c}", lang), help=t(f"metric.{c}.help", lang), format=fmt.column_format(m.unit, m.precision)
         )
+    return shown, config
+
+
+def channel_table(summary: pl.DataFrame, lang: str) -> None:
+    """Each metric column headed by its label and drawn at its precision (a ratio as 13.3%, ROI as 450%);
+    empty means no value (a channel without spend has no ROI). The cells stay numbers, so a header sorts."""
+    shown, config = channel_columns(summary, lang)
     st.dataframe(
         shown,
         hide_index=True,

@@ -137,9 +137,11 @@ def warning_list(frame: pl.DataFrame, lang: str) -> None:
         header("risk", lang), min_value=0.0, max_value=100.0, format=fmt.percent_column(RISK_PLACES)
     )
     config["expected_value_at_risk"] = st.column_config.NumberColumn(
-        header("expected_value_at_risk", lang), format="yen"
+        header("expected_value_at_risk", lang), format=fmt.column_format("money")
     )
-    config["order_revenue"] = st.column_config.NumberColumn(t("metric.order_revenue", lang), format="yen")
+    config["order_revenue"] = st.column_config.NumberColumn(
+        t("metric.order_revenue", lang), format=fmt.column_format("money")
+    )
     picked = st.dataframe(
         shown,
         hide_index=True,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from dashboard.components import labels
+from dashboard.components import fmt, labels
 from dashboard.components.tables import headers
 from dashboard.i18n import t
 
@@ -29,7 +29,7 @@ def counts_section(counts: pl.DataFrame, lang: str) -> None:
         pl.col("source_system").replace("(all)", t("consent.all", lang))
     )
     config = headers(shown.columns, lang) | {
-        c: st.column_config.NumberColumn(t(f"consent.col.{c}", lang), format="localized") for c in COUNTS
+        c: st.column_config.NumberColumn(t(f"consent.col.{c}", lang), format=fmt.column_format("count")) for c in COUNTS
     }
     st.dataframe(shown, hide_index=True, width="stretch", column_config=config)
 

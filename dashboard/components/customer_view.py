@@ -110,7 +110,7 @@ def header(profile: dict, lang: Lang, churn: pl.DataFrame | None = None) -> None
                 labels.value("risk_band", risk["risk_band"], lang),
                 icon=":material/trending_down:",
                 color=_RISK_COLORS.get(risk["risk_band"], "orange"),
-                help=f"{risk['risk']:.0%}",
+                help=fmt.pct(risk["risk"], 0),
             )
         st.badge(t("c360.owner", lang, owner=profile["owner"] or NONE), icon=":material/badge:", color="gray")
 
@@ -146,7 +146,7 @@ def churn_risk(churn: pl.DataFrame, lang: Lang) -> None:
         "c360.risk.summary.own" if own else "c360.risk.summary",
         lang,
         band=labels.value("risk_band", risk["risk_band"], lang),
-        risk=f"{risk['risk']:.0%}",
+        risk=fmt.pct(risk["risk"], 0),
         value=money(risk["expected_value_at_risk"]),
         rank=count(risk["rank"]),
         company_rank=count(risk["company_rank"]),

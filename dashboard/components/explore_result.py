@@ -190,9 +190,7 @@ def _pivoted(value: str, spec: Spec, lang: str) -> str:
 
 def _axis(m: Measure) -> dict[str, Any]:
     """An axis in the measure's unit: ticks ¥12,000 or 15%, the hover at the measure's precision."""
-    if m.unit == "pct":
-        return {"tickformat": "~%", "hoverformat": f".{m.places}%"}
-    return {"tickprefix": "¥" if m.unit == "money" else "", "tickformat": ",~f", "hoverformat": f",.{m.places}f"}
+    return fmt.axis(m.unit, m.places)
 
 
 def figure(result: Result, chart: str, lang: str) -> go.Figure:

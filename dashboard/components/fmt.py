@@ -72,16 +72,25 @@ def axis(unit: str, precision: int | None = None) -> dict[str, str]:
     """A Plotly axis (or colour bar) in ``unit`` as ``number`` writes it: hover at the metric's precision,
     ticks without trailing zeros (20%, 12.5%); money with ¥ and thousands separators."""
     places = _places(unit, precision)
-    if unit == "pct":
-        return {"tickformat": f".{places}~%", "hoverformat": f".{places}%"}
+    if unit == "pct":  # 1,250% as number() writes it, not 1250%
+        return {"tickformat": f",.{places}~%", "hoverformat": f",.{places}%"}
     prefix = "¥" if unit == "money" else ""
     return {"tickprefix": prefix, "tickformat": f",.{places}~f", "hoverformat": f",.{places}f"}
 
 
+def column_format(unit: str, precision: int | None = None) -> str:
+    """st.column_config.NumberColumn's printf pattern for ``unit`` as ``number`` writes it, thousands separated
+    in every browser's locale (its "localized" follows the browser's): 12,288, ¥21,856,180; a pct column holds
+    percentage points (the ratio × 100): 1,250%."""
+    places = _places(unit, precision)
+    prefix, suffix = ("¥", "") if unit == "money" else ("", "%%") if unit == "pct" else ("", "")
+    return f"{prefix}%,.{places}f{suffix}"
+
+
 def percent_column(precision: int | None = None) -> str:
     """st.column_config's pattern for a share given in percentage points (the ratio × 100), written as
-    ``number(ratio, "pct", precision)`` writes the ratio: 12.3%."""
-    return f"%.{_places('pct', precision)}f%%"
+    ``number(ratio, "pct", precision)`` writes the ratio: 12.3%, 1,250%."""
+    return column_format("pct", precision)
 
 
 def count(n: int | None) -> str:

@@ -163,8 +163,8 @@ def _history_columns(lang: str) -> dict[str, Any]:
     return {
         "finished_at": c.DatetimeColumn(t("dq.col.finished_at", lang), format=fmt.DATETIME_COLUMN[lang]),
         "status": c.TextColumn(t("dq.col.status", lang)),
-        "rows": c.NumberColumn(t("dq.col.rows", lang), format="localized"),
-        "rejected_rows": c.NumberColumn(t("dq.col.rejected_rows", lang), format="localized"),
+        "rows": c.NumberColumn(t("dq.col.rows", lang), format=fmt.column_format("count")),
+        "rejected_rows": c.NumberColumn(t("dq.col.rejected_rows", lang), format=fmt.column_format("count")),
         "failed_blocking": c.NumberColumn(t("dq.col.failed_blocking", lang)),
         "reason": c.TextColumn(t("dq.col.reason", lang), width="large"),
         "reviewed_at": c.DatetimeColumn(t("dq.col.reviewed_at", lang), format=fmt.DATETIME_COLUMN[lang]),
@@ -176,7 +176,7 @@ def _failure_columns(lang: str) -> dict[str, Any]:
     return {
         "finished_at": c.DatetimeColumn(t("dq.col.finished_at", lang), format=fmt.DATETIME_COLUMN[lang]),
         "column_name": c.TextColumn(t("dq.col.column", lang)),
-        "unexpected_count": c.NumberColumn(t("dq.col.failing_rows", lang), format="localized"),
+        "unexpected_count": c.NumberColumn(t("dq.col.failing_rows", lang), format=fmt.column_format("count")),
         # GX gives percentage points; written as the import gate writes a failing share (gate_text: 1 decimal)
         "unexpected_percent": c.NumberColumn(t("dq.col.failing_percent", lang), format=fmt.percent_column(1)),
         "samples": c.ListColumn(t("dq.col.samples", lang)),
