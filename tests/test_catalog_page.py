@@ -38,6 +38,21 @@ def test_the_catalog_renders_in_both_languages(company: Settings, monkeypatch: p
     assert [b.label for b in at.get("download_button")] == [t("cat.export", lang)]
 
 
+def test_a_source_is_named_once_and_an_optional_field_has_its_fill_bar(
+    company: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walk found 来源系统 and 名称 reading the same (a source is shown by its title) and no fill bar on an
+    optional field (its rate is judged on no row): the title goes where it repeats the name, and an optional
+    field's bar is its share of every row, said so in the column beside it."""
+    at = open_page(company, monkeypatch, "zh", PAGE)
+    systems, fields = at.dataframe[0].value, next(f.value for f in at.dataframe if "field" in f.value.columns)
+    assert "title" not in systems.columns and systems["source_system"].tolist()[0] == "展会登记"
+    optional = fields[fields["applies_when"] == t("cat.applies.optional", "zh")]
+    assert len(optional) > 0 and optional["fill_rate"].notna().all(), optional
+    phone = fields.set_index(["source_system", "entity", "field"]).loc[("展会登记", "线索", "phone"), "fill_rate"]
+    assert phone == 100.0  # drawn in percentage points: 100.0%, as the quality page writes it
+
+
 def test_the_field_filters(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     at = open_page(company, monkeypatch, "en", PAGE)
     at.selectbox(key="cat_source").set_value("erp").run()

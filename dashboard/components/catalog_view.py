@@ -13,9 +13,10 @@ import streamlit as st
 from dashboard.components import fmt, labels
 from dashboard.components.data import query, settings, source_statuses
 from dashboard.components.export_buttons import audited
-from dashboard.components.quality_heatmap import applies_words
+from dashboard.components.quality_heatmap import PLACES, applies_words
 from dashboard.components.tables import headers
 from dashboard.core.dictionary import CLASSIFICATIONS
+from dashboard.core.entities import NEVER
 from dashboard.i18n import t
 from dashboard.ops.catalog import Inventory, build_inventory, excel_bytes
 
@@ -52,10 +53,12 @@ def _describe(frame: pl.DataFrame, lang: str) -> pl.DataFrame:
 def _columns(lang: str, columns: list[str]) -> dict[str, Any]:
     c = st.column_config
     return headers(columns, lang) | {
-        "fill_rate": c.ProgressColumn(t("cat.col.fill_rate", lang), format="percent", min_value=0, max_value=1),
+        "fill_rate": c.ProgressColumn(  # in percentage points : 96.5%, as the quality page writes it
+            t("cat.col.fill_rate", lang), format=fmt.percent_column(PLACES["fill"]), min_value=0, max_value=100
+        ),
         "applies_when": c.TextColumn(t("cat.col.applies_when", lang), help=t("cat.col.applies_when.help", lang)),
-        "distinct_values": c.NumberColumn(t("cat.col.distinct", lang), format="localized"),
-        "rows": c.NumberColumn(t("cat.col.rows", lang), format="localized"),
+        "distinct_values": c.NumberColumn(t("cat.col.distinct", lang), format=fmt.column_format("count")),
+        "rows": c.NumberColumn(t("cat.col.rows", lang), format=fmt.column_format("count")),
         "personal": c.CheckboxColumn(t("cat.col.personal", lang)),
         "required": c.CheckboxColumn(t("cat.col.required", lang)),
         "description": c.TextColumn(t("cat.col.description", lang), width="large"),
@@ -74,7 +77,16 @@ def systems_section(inv: Inventory, lang: str) -> None:
     pairs = zip(inv.systems["source_system"], inv.systems["schedule"], strict=True)
     raw = "; ".join(f"{n}: {s}" for n, s in pairs if s)  # the cron strings themselves, in the column's help
     config["schedule"] = st.column_config.TextColumn(t("cat.col.schedule", lang), help=raw or None)
-    st.dataframe(_describe(shown, lang), hide_index=True, placeholder="—", width="stretch", column_config=config)
+    st.dataframe(
+        _named_once(_describe(shown, lang)), hide_index=True, placeholder="—", width="stretch", column_config=config
+    )
+
+
+def _named_once(systems: pl.DataFrame) -> pl.DataFrame:
+    """The systems without their title where every source's title is the name it is shown by already (a source
+    labelled by its title: 来源系统 and 名称 read the same)."""
+    same = systems.select((pl.col("title") == pl.col("source_system")).all()).item()
+    return systems.drop("title") if same else systems
 
 
 def fields_section(inv: Inventory, lang: str) -> None:
@@ -109,15 +121,22 @@ def fields_section(inv: Inventory, lang: str) -> None:
     if personal:
         fields = fields.filter(pl.col("personal"))
     st.caption(t("cat.fields.count", lang, shown=fields.height, total=inv.fields.height))
-    shown = _describe(_applies(fields, lang), lang)
+    shown = _describe(_applies(fields, lang), lang).with_columns(pl.col("fill_rate") * 100)  # percentage points
     st.dataframe(shown, hide_index=True, placeholder="—", width="stretch", column_config=_columns(lang, shown.columns))
 
 
 def _applies(fields: pl.DataFrame, lang: str) -> pl.DataFrame:
     """The rows each field's fill rate counts, in words (as the quality page writes them); empty: every row."""
     pairs = zip(fields["entity"].to_list(), fields["applies_when"].to_list(), strict=True)
-    words = [applies_words(entity, cond, lang) if cond else None for entity, cond in pairs]  # a plain list: no callback
+    words = [_applies_words(entity, cond, lang) for entity, cond in pairs]  # a plain list: no callback
     return fields.with_columns(pl.Series("applies_when", words, dtype=pl.String))
+
+
+def _applies_words(entity: str, condition: str | None, lang: str) -> str | None:
+    """An optional field's rate counts every row here (ops.catalog: how often it is filled, not judged)."""
+    if condition == NEVER:
+        return t("cat.applies.optional", lang)
+    return applies_words(entity, condition, lang) if condition else None
 
 
 def _all(lang: str, dimension: str) -> Callable[[Any], str]:

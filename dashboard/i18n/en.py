@@ -507,6 +507,7 @@ STRINGS: dict[str, str] = {
     "cat.col.applies_when": "Fill rate counts",
     "cat.col.applies_when.help": "A field that applies to some rows only (an amount only on won events) is counted "
     "on those; empty: every row.",
+    "cat.applies.optional": "every row (optional: not judged)",
     "cat.col.distinct": "Distinct values",
     "cat.col.rows": "Rows",
     "cat.col.personal": "Personal data",

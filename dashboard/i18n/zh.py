@@ -471,6 +471,7 @@ STRINGS: dict[str, str] = {
     "cat.col.fill_rate": "填充率",
     "cat.col.applies_when": "填充率只计",
     "cat.col.applies_when.help": "只在部分行适用的字段（如只有赢单事件才有的金额），填充率只计这些行；空白：所有行。",
+    "cat.applies.optional": "所有行（可选字段，不评判）",
     "cat.col.distinct": "不同值个数",
     "cat.col.rows": "行数",
     "cat.col.personal": "个人信息",

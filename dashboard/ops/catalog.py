@@ -10,12 +10,13 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from dashboard.core.config import Settings, SourceConfig
 from dashboard.core.dictionary import Dictionary, for_settings
-from dashboard.core.entities import ENTITIES
+from dashboard.core.entities import ENTITIES, NEVER
 from dashboard.core.errors import CockpitError
 from dashboard.core.store import Store
 from dashboard.derived.quality.profile import mapping
@@ -140,7 +141,7 @@ def _fields(
         origin = cols.get(c.name)
         if origin is None and c.name == ent.key and c.name not in ent.required:
             origin = "(generated)"
-        elif origin is None and (p.get("fill_rate") or 0) > 0:
+        elif origin is None and (_fill_rate(p) or 0) > 0:
             origin = "(same name)"
         out.append(
             {
@@ -154,13 +155,21 @@ def _fields(
                 "personal": info.personal,
                 "description_zh": info.zh,
                 "description_en": info.en,
-                "fill_rate": p.get("fill_rate"),
+                "fill_rate": _fill_rate(p),
                 "applies_when": p.get("applies_when"),  # the rows the fill rate counts, where not every row
                 "distinct_values": p.get("distinct_values"),
                 "examples": ", ".join(p.get("examples") or []),
             }
         )
     return out
+
+
+def _fill_rate(p: dict[str, Any]) -> float | None:
+    """The field's fill rate over the rows it applies to; an optional field's (judged on none) over every row,
+    so that the inventory still says how often it is filled."""
+    if p.get("applies_when") == NEVER and p.get("rows"):
+        return float(p.get("filled") or 0) / p["rows"]
+    return p.get("fill_rate")
 
 
 def query_tables(sql: str) -> set[str]:
