@@ -64,7 +64,7 @@ def test_the_accounts_show_when_they_were_made_in_the_companys_time(
     accounts = _table(at, "创建时间")
     shown = accounts[accounts["用户名"] == "wang"].iloc[0]
     local = dt.datetime.fromisoformat(made).astimezone(dt.timezone(dt.timedelta(hours=8)))
-    assert shown["创建时间"] == local.strftime("%Y-%m-%d %H:%M")
+    assert shown["创建时间"] == f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}"  # as every zh time
     assert shown["角色"] == "分析师"
 
 

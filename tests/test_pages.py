@@ -123,6 +123,9 @@ def test_cockpit_freshness_line_per_source(company: Settings, monkeypatch: pytes
     for source, line in zip(company.sources, lines, strict=True):
         assert names.label("source", source.name, "en") in line
         assert "published 20" in line and "[fresh]" in line
+    # in Chinese the time is written as the grids write theirs (2026年12月6日 17:00), not 2026-12-06 17:00
+    zh = [line for line in texts(open_app(company, monkeypatch, "zh")).splitlines() if " · " in line]
+    assert len(zh) == len(company.sources) and all(re.search(r"发布于 20\d\d年\d+月\d+日 \d\d:\d\d", s) for s in zh), zh
 
 
 def test_a_refresh_shows_without_restart(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -198,7 +201,9 @@ def test_number_formats() -> None:
     assert fmt.money(-500) == "-¥500"
     assert fmt.pct(8 / 60) == "13.3%"
     assert fmt.count(1234567) == "1,234,567"
-    assert fmt.local_time("2026-03-01T01:00:00+00:00", "Asia/Shanghai") == "2026-03-01 09:00"
+    assert fmt.local_time("2026-03-01T01:00:00+00:00", "Asia/Shanghai", "en") == "2026-03-01 09:00"
+    # in Chinese as every other time on the pages (the grids' DATETIME_COLUMN), not 2026-03-01 09:00 beside them
+    assert fmt.local_time("2026-03-01T01:00:00+00:00", "Asia/Shanghai", "zh") == "2026年3月1日 09:00"
 
 
 # -- strings ------------------------------------------------------------------------------------

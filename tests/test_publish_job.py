@@ -34,7 +34,7 @@ def _current(settings: Settings) -> str:
 
 
 def _text(key: str, job: jobs.Job, settings: Settings, **more: str) -> str:
-    when = fmt.local_time(job.queued_at, settings.timezone)
+    when = fmt.local_time(job.queued_at, settings.timezone, "en")
     return t(key, "en", source=job.source, snapshot=job.snapshot_id, who=job.user, when=when, **more)
 
 

@@ -17,8 +17,8 @@ def reason(status: SourceStatus, lang: str, tz: str) -> str:
         return t(
             "banner.stale_reason",
             lang,
-            published=fmt.local_time(status.published_at, tz),
-            due=fmt.local_time(status.next_due, tz),
+            published=fmt.local_time(status.published_at, tz, lang),
+            due=fmt.local_time(status.next_due, tz, lang),
         )
     if reasons:
         return str(reasons[0])

@@ -68,7 +68,7 @@ def _columns(lang: str, columns: list[str]) -> dict[str, Any]:
 def systems_section(inv: Inventory, lang: str) -> None:
     tz = settings().timezone
     # one row per source: the times are formatted as a plain list, outside Polars
-    local = [None if v is None else fmt.local_time(v, tz) for v in inv.systems["last_refresh"].to_list()]
+    local = [None if v is None else fmt.local_time(v, tz, lang) for v in inv.systems["last_refresh"].to_list()]
     cron = [fmt.cron(v, lang) for v in inv.systems["schedule"].to_list()]
     shown = inv.systems.with_columns(
         pl.Series("last_refresh", local, dtype=pl.String), pl.Series("schedule", cron, dtype=pl.String), _entities(lang)

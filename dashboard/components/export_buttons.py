@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import streamlit as st
 
+from dashboard.components import fmt
 from dashboard.components.data import settings, user
 from dashboard.components.filterbar import CHOICES, FIELDS, Filters
 from dashboard.components.signin import client_address
@@ -39,7 +40,7 @@ def filter_rows(filters: Filters | None, lang: str, applies: Sequence[str] = FIE
 def export_header(
     title: str, filters: Filters | None, lang: str, tz: str, applies: Sequence[str]
 ) -> list[tuple[str, str]]:
-    exported = datetime.now(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
+    exported = fmt.day_time(datetime.now(ZoneInfo(tz)), lang)
     return [(t("export.table", lang), title), (t("export.at", lang), exported), *filter_rows(filters, lang, applies)]
 
 

@@ -180,11 +180,12 @@ def cron(expr: str | None, lang: str) -> str:
     return expr
 
 
-def local_time(iso: str | None, tz: str) -> str:
-    """An ISO timestamp shown in the company's time zone, to the minute."""
+def local_time(iso: str | None, tz: str, lang: str) -> str:
+    """An ISO timestamp in the company's time zone, to the minute, as ``day_time`` writes it in ``lang``
+    (2026年3月1日 09:00 / 2026-03-01 09:00): one form with the grids' DATETIME_COLUMN."""
     if not iso:
         return NONE
-    return datetime.fromisoformat(iso).astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
+    return day_time(datetime.fromisoformat(iso).astimezone(ZoneInfo(tz)), lang)
 
 
 def md_escape(text: str) -> str:

@@ -15,7 +15,7 @@ _COLOR = {"fresh": "green", "stale": "orange", "quarantined": "red", "never_publ
 def freshness_line(status: SourceStatus, lang: str, tz: str) -> str:
     state = status.problem or "fresh"
     published = (
-        t("fresh.published", lang, when=fmt.local_time(status.published_at, tz))
+        t("fresh.published", lang, when=fmt.local_time(status.published_at, tz, lang))
         if status.published_at
         else t("fresh.not_published", lang)
     )

@@ -92,7 +92,7 @@ def live(body: Callable[[], None], lang: str) -> None:
             try:
                 body()
             except (CockpitError, OSError) as e:
-                when = fmt.local_time(now_utc().isoformat(), settings().timezone)
+                when = fmt.local_time(now_utc().isoformat(), settings().timezone, lang)
                 st.warning(t("kiosk.retrying", lang, when=when, error=str(e)), icon=":material/sync_problem:")
 
     st.fragment(tick, run_every=settings().analytics.kiosk_refresh_seconds)()
@@ -170,7 +170,7 @@ def data_as_of(lang: str) -> None:
     for s in source_statuses():
         when = fmt.NONE
         if s.published_at:
-            when = f"{fmt.local_time(s.published_at, tz)} ({age(s.published_at, now, lang)})"
+            when = f"{fmt.local_time(s.published_at, tz, lang)} ({age(s.published_at, now, lang)})"
         text = f"**{fmt.md_escape(s.title)}** {fmt.md_escape(when)}"
         color = _STATE_COLOR.get(s.problem or "")
         parts.append(f":{color}[{text}]" if color else text)

@@ -194,8 +194,8 @@ def freshness_section(lang: str) -> None:
         cells = [
             f"**{fmt.md_escape(labels.value('source', s.name, lang))}**",
             fmt.cron(s.schedule, lang),
-            fmt.local_time(s.published_at, tz),
-            fmt.local_time(s.next_due, tz),
+            fmt.local_time(s.published_at, tz, lang),
+            fmt.local_time(s.next_due, tz, lang),
             f":{color}[{t(f'fresh.{state}', lang)}]",
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -250,7 +250,7 @@ def data_docs_section(lang: str) -> None:
     if status.get("error"):
         st.warning(t("dq.docs.failed", lang, error=status["error"]))
         return
-    built = fmt.local_time(status.get("built_at"), settings().timezone)
+    built = fmt.local_time(status.get("built_at"), settings().timezone, lang)
     st.markdown(t("dq.docs.built", lang, when=built, count=len(status.get("suites") or [])))
     st.markdown(f"[{t('dq.docs.open', lang)}]({index.resolve().as_uri()})  \n`{index.resolve()}`")
     st.caption(t("dq.docs.help", lang))

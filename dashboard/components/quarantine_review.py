@@ -55,7 +55,7 @@ def review_section(lang: str) -> None:
 
 def _one(q: Quarantined, lang: str) -> None:
     tz = settings().timezone
-    st.warning(t("dq.review.status", lang, source=q.source, when=fmt.local_time(q.finished_at, tz)))
+    st.warning(t("dq.review.status", lang, source=q.source, when=fmt.local_time(q.finished_at, tz, lang)))
     failed = query("expectation_results", {"source": q.source, "snapshot_id": q.snapshot_id, "failed_only": 1})
     if failed.is_empty():
         st.markdown("\n".join(f"- {fmt.md_escape(r)}" for r in q.reasons) or fmt.NONE)
@@ -128,7 +128,7 @@ def _act(action: str, source: str, snapshot_id: str, lang: str) -> None:
 
 
 def _job_text(key: str, job: jobs.Job, lang: str, **more: str) -> str:
-    when = fmt.local_time(job.queued_at, settings().timezone)
+    when = fmt.local_time(job.queued_at, settings().timezone, lang)
     return t(key, lang, source=job.source, snapshot=job.snapshot_id, who=job.user, when=when, **more)
 
 

@@ -31,7 +31,7 @@ def _draw(lang: str) -> None:
         st.caption(t("refresh.none", lang))
     units = tuple(t("refresh.units", lang).split("|"))
     for run in runs:
-        when = fmt.local_time(run.started_at, settings().timezone)
+        when = fmt.local_time(run.started_at, settings().timezone, lang)
         elapsed = progress.duration(run.elapsed, units)
         st.markdown(
             t("refresh.running", lang, started=when, pid=run.pid, done=run.done, total=len(run.steps), elapsed=elapsed)

@@ -426,7 +426,8 @@ async def _refresh_each(settings: Settings, run: Run) -> None:
         current = store.read_manifest()["sources"]
         old = {s: current[s]["published_at"] for s in sources}
         old_snapshots = {s: current[s]["snapshot_id"] for s in sources}
-        while any(fmt.local_time(now_utc().isoformat(), tz) == fmt.local_time(o, tz) for o in old.values()):
+        shown = [fmt.local_time(o, tz, run.lang) for o in old.values()]
+        while fmt.local_time(now_utc().isoformat(), tz, run.lang) in shown:
             await asyncio.sleep(1)  # the old and the new "as of" must read differently
         start = time.monotonic()
         command = [sys.executable, "-m", "dashboard.cli", "--config", str(settings.base_dir / "cockpit.toml")]
@@ -453,7 +454,7 @@ async def _refresh_each(settings: Settings, run: Run) -> None:
         )
     title = {s.name: s.display_title for s in settings.sources}
     last = {s: at for r in run.refreshes for s, at in r["published_at"].items()}
-    run.kiosk_expected = [f"{title[s]} {fmt.local_time(at, tz)}" for s, at in last.items()]
+    run.kiosk_expected = [f"{title[s]} {fmt.local_time(at, tz, run.lang)}" for s, at in last.items()]
 
 
 async def _scenario(chromium: Path, url: str, settings: Settings, run: Run, artifacts: Path) -> None:
