@@ -58,6 +58,20 @@ def test_three_measures_chosen_three_drawn(wh: Warehouse, chart: str) -> None:
     assert '"variable"' not in text and '"value"' not in text
 
 
+@pytest.mark.parametrize("chart", ["bar", "stacked", "line"])
+def test_bars_are_ordered_by_value_not_by_code(wh: Warehouse, chart: str) -> None:
+    """The walk found Explore's channels in their codes' order (event, organic, paid_search, ...), which read as
+    no order at all under their names: the largest first, as a person reads a bar chart; dates stay in time order."""
+    result = answer(wh, Spec("leads", (Dim("channel"),), ("count",)))
+    fig = figure(result, chart, "en")
+    counts = dict(zip(fig.data[0].x, fig.data[0].y, strict=True))
+    assert list(fig.layout.xaxis.categoryarray) == sorted(counts, key=lambda c: -counts[c])
+    assert list(fig.data[0].x) == list(fig.layout.xaxis.categoryarray)[: len(fig.data[0].x)]  # the line too
+    assert fig.layout.xaxis.categoryarray[0] == "Paid search"  # 30 of the company's 60 leads
+    months = figure(answer(wh, Spec("leads", (Dim("created_at", "month"),), ("count",))), chart, "en")
+    assert months.layout.xaxis.categoryarray is None
+
+
 def test_three_measures_by_two_dimensions(wh: Warehouse) -> None:
     """The second dimension is the colours: each of them in each measure's panel, named once."""
     result = answer(wh, Spec("leads", (Dim("channel"), Dim("owner")), THREE))

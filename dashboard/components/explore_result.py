@@ -204,6 +204,7 @@ def figure(result: Result, chart: str, lang: str) -> go.Figure:
     keys = [d.key for d in spec.dims][:2]
     labels = {c: label(c, lang) for c in rows.columns}
     x = next((d.key for d in spec.dims if d.grain), keys[0])
+    grain = next((d.grain for d in spec.dims if d.grain and d.key == x), None)
     other = next((k for k in keys if k != x), None)
     measures = [measure_def(m, spec.model) for m in spec.measures]
     if chart == "pie":
@@ -218,14 +219,24 @@ def figure(result: Result, chart: str, lang: str) -> go.Figure:
         fig.update_xaxes(**_axis(measures[0]))
         fig.update_yaxes(**_axis(measures[1]))
     else:
+        order = None if grain else by_value(rows, x, spec.measures[0])
+        if order is not None:  # categories largest first, as a person reads a bar chart (not by their codes)
+            rows = rows.sort(pl.col(x).replace_strict(order, list(range(len(order))), default=len(order)))
         fig = _panels(rows, spec, chart, x, other, lang)
+        if order is not None:
+            fig.update_xaxes(categoryorder="array", categoryarray=order)
     title = " · ".join(measure_label(m, lang) for m in spec.measures)
     panels = len(spec.measures) if chart not in ("pie", "scatter") else 1
     fig = charts.layout(fig, title, height=None if panels == 1 else 120 + _PANEL_HEIGHT * panels)
-    grain = next((d.grain for d in spec.dims if d.grain and d.key == x), None)
     if grain in ("day", "week", "month"):
         charts.local_dates(fig, lang, grain)
     return fig
+
+
+def by_value(rows: pl.DataFrame, x: str, measure: str) -> list[str]:
+    """``x``'s categories by their total of ``measure``, largest first (a missing total last)."""
+    totals = rows.group_by(x, maintain_order=True).agg(pl.col(measure).sum())
+    return totals.sort(measure, descending=True, nulls_last=True, maintain_order=True)[x].to_list()
 
 
 def _panels(rows: pl.DataFrame, spec: Spec, chart: str, x: str, other: str | None, lang: str) -> go.Figure:
@@ -243,7 +254,7 @@ def _panels(rows: pl.DataFrame, spec: Spec, chart: str, x: str, other: str | Non
             continue
         for j, group in enumerate(groups):
             part = rows if group is None else rows.filter(pl.col(other) == group)  # type: ignore[arg-type]
-            if chart == "line":
+            if chart == "line" and any(d.grain and d.key == x for d in spec.dims):  # dates in time order
                 part = part.sort(x)
             color = charts.PALETTE[(j if other else i - 1) % len(charts.PALETTE)]
             shared = {
