@@ -8,6 +8,7 @@ does."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -274,3 +275,84 @@ def test_the_backtests_yardsticks_on_spark_are_the_drivers(
         assert np.allclose([b[1:3] for b in bins], [b[1:3] for b in want_bins], rtol=0, atol=1e-12)
     monkeypatch.setattr(churn, "MAX_TRAIN", 700)
     assert tester._sample(windows).equals(churn._sample(stacked))
+
+
+def _rescore_touched(
+    settings: Settings, folder: Path, spark: Any, kept: churn.KeptFit, rows: churn.KeptRows
+) -> tuple[Any, list[Any], Asked]:
+    """An incremental build's churn step into ``folder`` (engine spark when ``spark`` is given): the customers
+    ``rows`` names as touched made again, the others' taken from its kept files; the run, the files the driver read
+    whole with polars and the features it made on the driver."""
+    store = Store(settings.data_path)
+    manifest = store.read_manifest()
+    folder.mkdir(parents=True)
+    links = pl.read_parquet(store.abs(manifest["derived"]["tables"]["identity_links"]))
+    links.write_parquet(folder / "identity_links.parquet")
+    if spark is not None:  # the driver holds the touched customers' links only (derive._churn_links_on_spark)
+        links = links.filter(pl.col("customer_key").is_in(rows.touched["customer_key"].implode()))
+    read: list[Any] = []
+    asked: Asked = []
+    whole = pl.read_parquet
+
+    def reading(source: Any, *args: Any, **kwargs: Any) -> pl.DataFrame:
+        read.append(source)
+        return whole(source, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch, work_connection(settings) as con:
+        _recording(asked, patch)
+        patch.setattr(churn.pl, "read_parquet", reading)
+        attach_entities(con, store, manifest)
+        with served.churn_on(spark, _on_spark(settings), store, manifest, folder):
+            result = churn.build(con, settings, links, folder, kept=kept, rows=rows)
+    assert not (folder / PARTS).exists()
+    return result, read, asked
+
+
+def test_an_incremental_rescore_on_spark_is_the_drivers(
+    small_demo: Settings, spark: Any, both: dict[str, tuple[Asked, Any, Path, Windows]]
+) -> None:
+    """An incremental build rescores the touched customers with the kept fit: with engine spark the kept rows and
+    scores are read and everyone scored on Spark, the driver making only the touched customers' features; the
+    published tables and the rows the next rescore reads are the DuckDB engine's (which scores only the touched).
+    Also when the touched customers' BG/NBD inputs moved and BG/NBD is fitted again."""
+    first = both["duckdb"][1]
+    kept, made = first.fit, both["duckdb"][2]
+    assert kept is not None
+    keys = pl.read_parquet(made / "churn_scores.parquet")["customer_key"].sort()
+    touched = pl.concat([keys.gather_every(9), pl.Series(["crm:no-such-record"])]).to_frame("customer_key")
+    moved = small_demo.data_path / "moved_rows.parquet"  # the kept build saw other numbers for the touched
+    meta = pl.read_parquet_metadata(made / churn.ROWS_FILE)
+    bg = churn_bgnbd.BGNBD(*(float(v) for v in json.loads(meta["bgnbd"])))
+    meta["bgnbd"] = json.dumps([repr(v * 1.01) for v in (bg.r, bg.alpha, bg.a, bg.b)])
+    hit = pl.col("customer_key").is_in(touched["customer_key"].implode())
+    old = pl.read_parquet(made / churn.ROWS_FILE)
+    old.with_columns(pl.when(hit).then(pl.col("active_days") + 1).otherwise(pl.col("active_days"))).write_parquet(
+        moved, metadata=meta
+    )
+    for case, rows_file in (("same", made / churn.ROWS_FILE), ("moved", moved)):
+        rows = churn.KeptRows(rows_file, made / "churn_scores.parquet", touched)
+        results, folders = {}, {}
+        for engine in ("duckdb", "spark"):
+            folders[engine] = small_demo.data_path / f"incremental_{case}_{engine}"
+            on = spark if engine == "spark" else None
+            results[engine], read, asked = _rescore_touched(small_demo, folders[engine], on, kept, rows)
+            assert results[engine].touched == touched.height
+            # the driver made the touched customers' features only; with engine spark it read no kept file whole
+            assert [kind for (kind, _, _), _ in asked] == ["features"] and asked[0][1].height < touched.height
+            kept_files = {str(rows_file), str(made / "churn_scores.parquet")}
+            assert (engine == "spark") == (not kept_files & {str(r) for r in read}), (engine, read)
+        assert results["spark"].written and not results["duckdb"].written
+        if case == "same":  # the driver's rescore scores the touched only; moved, everyone
+            assert results["duckdb"].scored < keys.len() // 5
+        want, got = _published(folders["duckdb"]), _published(folders["spark"])
+        assert got["churn_scores"].equals(want["churn_scores"]), case
+        assert got["churn_model"].equals(want["churn_model"]), case
+        assert want["churn_scores"].equals(pl.read_parquet(made / "churn_scores.parquet")), case  # nothing changed
+        want_rows, got_rows = (pl.read_parquet(folders[e] / churn.ROWS_FILE) for e in ("duckdb", "spark"))
+        assert got_rows.equals(want_rows.cast(got_rows.schema)), case
+        want_meta, got_meta = (pl.read_parquet_metadata(folders[e] / churn.ROWS_FILE) for e in ("duckdb", "spark"))
+        assert {k: got_meta[k] for k in ("day", "latest", "horizon", "bgnbd")} == {
+            k: want_meta[k] for k in ("day", "latest", "horizon", "bgnbd")
+        }, case
+        # moved: fitted again on everyone's numbers (today's, as the first build's), not the kept file's
+        assert results["spark"].bgnbd == results["duckdb"].bgnbd == bg, case

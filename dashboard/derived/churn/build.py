@@ -783,7 +783,9 @@ class Served(Protocol):
     scored with ``fitted`` (None: BG/NBD's own probability) on ``horizon``'s features, as run's own tail scores them;
     sets run_.bgnbd, writes churn_scores and ROWS_FILE where build() would, and returns the customers scored, or
     None when it cannot (then run scores them itself). ``backtest``: run's backtest made there (setting run_'s
-    method, reason, status, notes and training horizon as run's does), or None (then run makes it)."""
+    method, reason, status, notes and training horizon as run's does), or None (then run makes it). ``rescore``:
+    _rescore_touched's rescore with the kept fit made there from ``rows`` and ``new`` (the ``touched`` customers'
+    features, made here), its files written there and run_ set as _rescore sets it; False: made here."""
 
     def backtest(
         self, con: duckdb.DuckDBPyConnection, run_: ChurnRun, first: float, say: Progress
@@ -792,6 +794,17 @@ class Served(Protocol):
     def serve(
         self, con: duckdb.DuckDBPyConnection, settings: Settings, run_: ChurnRun, fitted: Fitted | None, horizon: int
     ) -> int | None: ...
+
+    def rescore(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        settings: Settings,
+        run_: ChurnRun,
+        kept: KeptFit,
+        rows: KeptRows,
+        touched: pl.Series,
+        new: pl.DataFrame,
+    ) -> bool: ...
 
 
 _SERVED: ContextVar[Served | None] = ContextVar("churn_served", default=None)
@@ -981,14 +994,18 @@ def _rescore_touched(
     with churn_features.on_connection():
         churn_features.load_events(con, links, priorities, latest, touched=touched.to_frame())
         new = churn_features.features_at(con, d, th)
-    unchanged = ~pl.col("customer_key").is_in(touched)
-    every = pl.read_parquet(rows.rows)
-    kept_rows = every.filter(unchanged)
-    scores = pl.read_parquet(rows.scores, columns=["customer_key", "owner", "region", *REASON_COLUMNS])
     run_ = ChurnRun(
         as_of, kept.horizon_days, "none", "no_activity", pl.DataFrame(), pl.DataFrame(), train_horizon_days=th,
         day=d, latest=latest, touched=touched.len(),
     )  # fmt: skip
+    served = _SERVED.get()  # engine spark: the kept rows and scores read there, the files written there
+    if served is not None and served.rescore(con, settings, run_, kept, rows, touched, new):
+        say(f"churn: {run_.scored} customers scored again on Spark with the {kept.method} fit of {kept.trained_on}")
+        return run_
+    unchanged = ~pl.col("customer_key").is_in(touched)
+    every = pl.read_parquet(rows.rows)
+    kept_rows = every.filter(unchanged)
+    scores = pl.read_parquet(rows.scores, columns=["customer_key", "owner", "region", *REASON_COLUMNS])
     same_inputs = _same_bgnbd_inputs(every.filter(~unchanged), new)
     same = _Untouched(kept_rows, scores.filter(unchanged), made[1], touched, new, same_inputs)
     records = None  # the kept customers' first records and the touched customers' (FIRST_RECORDS_SQL for them only)

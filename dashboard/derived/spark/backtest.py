@@ -177,22 +177,23 @@ class SparkBacktest:
                 f"count(*) - sum(y) AS q FROM {name} GROUP BY ranking))"
             ).collect()[0]["pairs"]
             auc = int(pairs) / (2 * pos * (n - pos))
-        # precision_at: the churn rate among the riskiest tenth by score, ties by place (key order)
+        # precision_at: the churn rate among the riskiest tenth by score, ties by place (key order); the calibration
+        # bins' order (_bins) numbered in the same pass; the Brier score beside the top tenth's count
         k = max(math.ceil(n * 0.1), 1)
-        numbered(spark, settings, spark.table(name).withColumn("_neg", -F.col("ranking")), {"_top": ("_neg", CID)},
-                 f"{name}_top", stage)  # fmt: skip
-        top = spark.sql(f"SELECT sum(y) AS s FROM {name}_top WHERE _top <= {k}").collect()[0]["s"]
-        brier = spark.sql(f"SELECT avg((risk - y) * (risk - y)) AS b FROM {name}").collect()[0]["b"]
-        metrics = {"auc": auc, "precision_top10": int(top or 0) / k, "brier": float(brier)}
+        numbered(spark, settings, spark.table(name).withColumn("_neg", -F.col("ranking")),
+                 {"_top": ("_neg", CID), "_risk_at": ("risk", CID)}, f"{name}_cal", stage)  # fmt: skip
+        got = spark.sql(
+            f"SELECT sum(CASE WHEN _top <= {k} THEN y ELSE 0 END) AS s, avg((risk - y) * (risk - y)) AS b "
+            f"FROM {name}_cal"
+        ).collect()[0]
+        metrics = {"auc": auc, "precision_top10": int(got["s"] or 0) / k, "brier": float(got["b"])}
         return metrics, self._bins(name, n)
 
     def _bins(self, name: str, n: int) -> churn.Bins:
-        """model.reliability: ten equal-count bins of the risk (ties by place; np.array_split's sizes)."""
+        """model.reliability: ten equal-count bins of the risk (ties by place; np.array_split's sizes), over the
+        view ``<name>_cal`` numbered in that order (_risk_at)."""
         bins = min(10, n)
         q, r = divmod(n, bins)
-        numbered(
-            self.spark, self.settings, self.spark.table(name), {"_risk_at": ("risk", CID)}, f"{name}_cal", self.stage
-        )
         big = r * (q + 1)  # the first r bins hold q + 1 customers
         at = (
             f"CASE WHEN _risk_at - 1 < {big} THEN floor((_risk_at - 1) / {q + 1}) "

@@ -17,7 +17,7 @@ from dashboard.derived.churn import bgnbd as churn_bgnbd
 from dashboard.derived.churn import features as churn_features
 from dashboard.derived.spark.churn import _columns, _unordered
 from dashboard.derived.spark.jobs import spark_query, spark_type
-from dashboard.derived.spark.steps import numbered, write_view
+from dashboard.derived.spark.steps import numbered, write_view, written_rows
 
 ORDER = "_order0"  # the features' ORDER BY key (their customer id, in key order), as _unordered selects it
 CID = "_cid"  # the same, under a name of its own
@@ -77,8 +77,7 @@ def features_view(
     text, bound = spark_query(unordered, params)
     casts = ", ".join(f"CAST(`{c}` AS {spark_type(ty)}) AS `{c}`" for c, ty in columns.items())
     casts += f", CAST(`{ORDER}` AS INT) AS `{CID}`"
-    write_view(spark, settings, spark.sql(f"SELECT {casts} FROM ({text})", bound), view, stage)
-    return int(spark.table(view).count())
+    return written_rows(write_view(spark, settings, spark.sql(f"SELECT {casts} FROM ({text})", bound), view, stage))
 
 
 def bgnbd_fit(spark: Any, settings: Settings, stage: Path, view: str, n: int) -> churn_bgnbd.BGNBD:

@@ -6,9 +6,10 @@ written by Spark. The driver holds the fits only: BG/NBD is fitted there on the 
 fitted on anyway (every one up to bgnbd.MAX_CUSTOMERS, a sample of that many by position in key order above it:
 the same arrays, so the same fit), the model came from the backtest's bounded sample.
 
-The backtest before it runs on Spark too (derived.spark.backtest). Not here: a model trained on a shorter horizon
-than the target scales its risk by an isotonic map over every customer (build._to_target): that run scores on the
-driver as before (serve() returns None)."""
+The backtest before it runs on Spark too (derived.spark.backtest), and so does an incremental build's rescore of the
+touched customers (SparkServed.rescore: the kept build's rows and scores read there). Not here: a model trained on a
+shorter horizon than the target scales its risk by an isotonic map over every customer (build._to_target): that run
+scores on the driver as before (serve() returns None, rescore() False)."""
 
 from __future__ import annotations
 
@@ -30,12 +31,12 @@ from dashboard.derived.churn import TABLES
 from dashboard.derived.churn import bgnbd as churn_bgnbd
 from dashboard.derived.churn import features as churn_features
 from dashboard.derived.churn.reasons import days_counted
-from dashboard.derived.spark.backtest import SparkBacktest
+from dashboard.derived.spark.backtest import SparkBacktest, _polars
 from dashboard.derived.spark.churn import SparkDays
 from dashboard.derived.spark.cutoffs import CID as _CID
-from dashboard.derived.spark.cutoffs import Given, bgnbd_fit, features_view, mapped
-from dashboard.derived.spark.jobs import PARTS, run_to_parquet, spark_query
-from dashboard.derived.spark.steps import numbered
+from dashboard.derived.spark.cutoffs import Given, bgnbd_fit, features_view, mapped, one_row
+from dashboard.derived.spark.jobs import PARTS, read_parquet, run_to_parquet, spark_query
+from dashboard.derived.spark.steps import numbered, write_view, written_rows
 
 if TYPE_CHECKING:
     from dashboard.derived.churn import build as churn
@@ -50,13 +51,34 @@ def scored_part(
     """A partition of FEATURES_SQL's rows at ``t`` (with their id, _CID) as the served method sees them: churn's
     features_at columns, BG/NBD's figures under ``bg``, the score and risk (build.SCORE_COLUMNS) and the reasons,
     by churn's own functions."""
-    from dashboard.derived.churn import build as churn
-
     with churn_features.day_tables_from(Given(raw.drop(_CID))):
         features = churn_features.features_at(cast(duckdb.DuckDBPyConnection, None), t, horizon)
+    return _scored(features, raw[_CID], horizon, bg, fitted, method)
+
+
+def rescored_part(
+    raw: pl.DataFrame, horizon: int, bg: churn_bgnbd.BGNBD, fitted: churn.Fitted | None, method: str
+) -> pl.DataFrame:
+    """A partition of every customer's features (features_at's columns: a kept build's ROWS_FILE rows, the touched
+    customers' made again) with their id, scored as scored_part scores today's."""
+    return _scored(raw.drop(_CID), raw[_CID], horizon, bg, fitted, method)
+
+
+def _scored(
+    features: pl.DataFrame,
+    cid: pl.Series,
+    horizon: int,
+    bg: churn_bgnbd.BGNBD,
+    fitted: churn.Fitted | None,
+    method: str,
+) -> pl.DataFrame:
+    """``features`` with BG/NBD's figures under ``bg``, the score and risk (build.SCORE_COLUMNS), ``cid``, the
+    reasons and churn_scores' days_inactive, by churn's own functions."""
+    from dashboard.derived.churn import build as churn
+
     frame = churn._with_bgnbd(features, horizon, None, bg)
     ranking, risk, reasons = churn._score(frame, fitted, method, horizon)
-    scores = (pl.Series(churn.SCORE_COLUMNS[0], ranking), pl.Series(churn.SCORE_COLUMNS[1], risk), raw[_CID])
+    scores = (pl.Series(churn.SCORE_COLUMNS[0], ranking), pl.Series(churn.SCORE_COLUMNS[1], risk), cid)
     days = frame.select(days_counted(pl.col("recency_days")).alias(_DAYS))  # churn_scores' days_inactive, as _scores
     return pl.concat([frame.with_columns(*scores), reasons, days], how="horizontal")
 
@@ -93,8 +115,6 @@ class SparkServed:
         fitted: churn.Fitted | None,
         horizon: int,
     ) -> int | None:
-        from dashboard.derived.churn import build as churn
-
         if fitted is not None and fitted.scaled:
             return None  # _to_target's isotonic map is over every customer: the driver's path
         spark, settings, stage, t = self.spark, self.settings, self.stage, run_.day
@@ -104,33 +124,175 @@ class SparkServed:
         run_.bgnbd = bg = bgnbd_fit(spark, settings, stage, "churn_served_raw", n)
         part = partial(scored_part, t=t, horizon=horizon, bg=bg, fitted=fitted, method=run_.method)
         shape = mapped(spark, settings, stage, "churn_served_raw", part, "churn_served_scored")
+        self._owners(con)
         self._published(con, settings, run_, n, horizon)
+        self._rows_file(con, run_, shape, bg, horizon)
+        return n
+
+    def rescore(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        settings: Settings,
+        run_: churn.ChurnRun,
+        kept: churn.KeptFit,
+        rows: churn.KeptRows,
+        touched: pl.Series,
+        new: pl.DataFrame,
+    ) -> bool:
+        """build._rescore_touched's rescore on Spark, from the kept build's ROWS_FILE and churn_scores (read there) and
+        ``new``, the ``touched`` customers' features (made on the driver: they are few). BG/NBD is fitted again (on
+        Spark's bounded sample of everyone's figures) only when the touched customers' inputs moved
+        (build._same_bgnbd_inputs); with the kept fit, only the touched are scored, here, and the others' figures,
+        scores, risks, reasons and days inactive are their kept rows' (_touched_only, as build._touched_only takes
+        them), else everyone is scored on the executors (rescored_part). The owners and first records are the kept
+        build's and the touched customers' (_owners); the served order, segments and ranks the whole population's,
+        as the served pass makes them (_published). False (the driver's rescore): a model scaled to the target
+        horizon (_to_target is over every customer), or kept files that cannot say."""
+        from dashboard.derived.churn import build as churn
+
+        fitted, th, spark = kept.fitted, kept.train_horizon_days, self.spark
+        made = rows.meta()
+        kept_rows = read_parquet(spark, settings, rows.rows)
+        if (fitted is not None and fitted.scaled) or made is None or churn.FIRST_COLUMN not in kept_rows.columns:
+            return False
+        if not set(new.columns) <= set(kept_rows.columns):
+            return False
+        churn._kept_decision(run_, kept)
+        kept_rows.createOrReplaceTempView("churn_rescore_kept")
+        read_parquet(spark, settings, rows.scores).createOrReplaceTempView("churn_rescore_scores")
+        self._given(touched.to_frame("customer_key"), "churn_rescore_touched")
+        # the touched customers' figures as the kept build has them: BG/NBD's inputs moved or not (a few rows)
+        cols = ["customer_key", "active_days", "active_span", "tenure_days"]
+        before = _polars(spark.table("churn_rescore_kept").join(spark.table("churn_rescore_touched"), "customer_key")
+                         .select(*cols))  # fmt: skip
+        same_inputs = churn._same_bgnbd_inputs(before.cast(new.select(cols).schema), new)
+        features = ", ".join(f"`{c}`" for c in new.columns)
+        schema = pl.read_parquet_schema(rows.rows)  # the kept file's types (Spark's keeps the features' SQL ones)
+        self._given(new.cast({c: schema[c] for c in new.columns}), "churn_rescore_new")
+        everyone = spark.sql(
+            f"SELECT {features}, customer_key AS {_CID} FROM churn_rescore_kept LEFT ANTI JOIN churn_rescore_touched "
+            f"USING (customer_key) UNION ALL SELECT {features}, customer_key AS {_CID} FROM churn_rescore_new"
+        )
+        n = written_rows(write_view(spark, settings, everyone, "churn_rescore_features", self.stage))
+        bg = made[1] if same_inputs else bgnbd_fit(spark, settings, self.stage, "churn_rescore_features", n)
+        if bg != made[1] or not self._touched_only(new, bg, kept):
+            part = partial(rescored_part, horizon=th, bg=bg, fitted=fitted, method=kept.method)
+            mapped(spark, settings, self.stage, "churn_rescore_features", part, "churn_served_scored")
+        shape = one_row(spark, "churn_served_scored")
+        self._owners(con, rows, new)
+        self._published(con, settings, run_, n, run_.horizon_days)
+        self._rows_file(con, run_, shape, bg, th)
+        run_.bgnbd, run_.written, run_.scored = bg, True, n
+        churn_features.drop_days(con)
+        churn._kept_card(run_, kept, n)
+        return True
+
+    def _touched_only(self, new: pl.DataFrame, bg: churn_bgnbd.BGNBD, kept: churn.KeptFit) -> bool:
+        """The Spark view churn_served_scored (scored_part's columns) with only the touched customers scored, here
+        (they are few), as build._touched_only takes them: the others' BG/NBD figures, scores and risks are their
+        kept ROWS_FILE rows' and their reasons and days inactive their kept churn_scores rows' (the same numbers
+        under the same fits). False when the kept rows and scores do not name the same customers (then everyone is
+        scored on the executors)."""
+        from dashboard.derived.churn import build as churn
+
+        spark = self.spark
+        unchanged = "LEFT ANTI JOIN churn_rescore_touched USING (customer_key)"
+        got = spark.sql(
+            f"SELECT count(*) AS n, count(s.customer_key) AS named FROM (SELECT customer_key FROM churn_rescore_kept "
+            f"{unchanged}) AS r LEFT JOIN (SELECT customer_key FROM churn_rescore_scores {unchanged}) AS s "
+            "USING (customer_key)"
+        ).collect()[0]
+        scores = spark.sql(f"SELECT count(*) AS m FROM churn_rescore_scores {unchanged}").collect()[0]["m"]
+        if not got["n"] == got["named"] == scores:
+            return False
+        kept_columns = spark.table("churn_rescore_kept").schema
+        # the touched customers' rows as scored_part makes them (BG/NBD's figures, score, risk, reasons, days)
+        listed = [*new.columns, *_BGNBD_COLUMNS, *churn.SCORE_COLUMNS]
+        if not set(listed) <= set(kept_columns.names):
+            return False
+        typed = {f.name: f.dataType.simpleString() for f in kept_columns}
+        sql = (
+            f"SELECT {', '.join(f'r.`{c}`' for c in listed)}, r.customer_key AS {_CID}, "
+            f"{', '.join(f's.{c}' for c in _REASONS)}, s.days_inactive AS {_DAYS} FROM churn_rescore_kept AS r "
+            f"JOIN churn_rescore_scores AS s USING (customer_key) {unchanged.replace('USING', 'AS t USING')}"
+        )
+        if new.height:
+            made = _scored(new, new["customer_key"].alias(_CID), kept.train_horizon_days, bg, kept.fitted, kept.method)
+            self._given(made.select(*listed, _CID, *_REASONS, _DAYS), "churn_rescore_made")
+            sql += (
+                f" UNION ALL SELECT {', '.join(f'CAST(`{c}` AS {typed[c]}) AS `{c}`' for c in listed)}, {_CID}, "
+                f"{', '.join(_REASONS)}, CAST({_DAYS} AS BIGINT) FROM churn_rescore_made"
+            )
+        write_view(spark, self.settings, spark.sql(sql), "churn_served_scored", self.stage)
+        return True
+
+    def _given(self, frame: pl.DataFrame, view: str) -> None:
+        """The Spark view ``view`` of ``frame`` (a few rows made on the driver), through a file under the stage."""
+        (self.stage / PARTS).mkdir(parents=True, exist_ok=True)
+        path = self.stage / PARTS / f"{view}.parquet"
+        frame.write_parquet(path)
+        read_parquet(self.spark, self.settings, path).createOrReplaceTempView(view)
+
+    def _owners(
+        self, con: duckdb.DuckDBPyConnection, rows: churn.KeptRows | None = None, new: pl.DataFrame | None = None
+    ) -> None:
+        """The Spark views churn_served_owners (customer_key, owner, region) and churn_served_first (customer_key,
+        FIRST_COLUMN) of the scored customers: on Spark over every link and key (ATTRIBUTES_SQL,
+        FIRST_RECORDS_SQL), or for a rescore of the ``new`` (touched) customers, the kept build's (its churn_scores
+        and ROWS_FILE) for the others and the touched customers' made on the driver (their keys and links are
+        there), as build._rescore_touched takes them."""
+        from dashboard.derived.churn import build as churn
+
+        spark = self.spark
+        if rows is None or new is None:
+            self.days._views()
+            priority = con.sql("SELECT * FROM churn_priority").fetchall()
+            spark.createDataFrame(priority or [], "source_system string, priority int").createOrReplaceTempView(
+                "churn_priority"
+            )
+            spark.table("churn_served_scored").select("customer_key").createOrReplaceTempView("churn_scored")
+            spark.sql(*spark_query(churn_features.ATTRIBUTES_SQL)).createOrReplaceTempView("churn_served_owners")
+            spark.sql(*spark_query(churn_features.FIRST_RECORDS_SQL)).createOrReplaceTempView("churn_served_first")
+            return
+        made = churn_features.attributes(con, new.select("customer_key"), few=True)
+        self._given(made.select("customer_key", "owner", "region").cast(pl.String), "churn_rescore_owners")
+        self._given(churn_features.first_records(con, few=True).cast(pl.String), "churn_rescore_first")
+        first = churn.FIRST_COLUMN
+        for view, cols, kept in (
+            ("churn_served_owners", "customer_key, owner, region", "churn_rescore_scores"),
+            ("churn_served_first", f"customer_key, {first}", "churn_rescore_kept"),
+        ):
+            spark.sql(
+                f"SELECT {cols} FROM {kept} LEFT ANTI JOIN churn_rescore_touched USING (customer_key) "
+                f"UNION ALL SELECT {cols} FROM {view.replace('served', 'rescore')}"
+            ).createOrReplaceTempView(view)
+
+    def _rows_file(
+        self, con: duckdb.DuckDBPyConnection, run_: churn.ChurnRun, shape: pl.DataFrame, bg: churn_bgnbd.BGNBD,
+        horizon: int,
+    ) -> None:  # fmt: skip
+        """ROWS_FILE from the Spark view churn_served_rows, in key order, with the day, last day read, horizon and
+        BG/NBD's fit in its metadata (KeptRows.meta)."""
+        from dashboard.derived.churn import build as churn
+
         rows = {c: _TO_DUCK[shape.schema[c].base_type()] for c in shape.columns if c not in (*_REASONS, _CID, _DAYS)}
         meta = {"day": str(run_.day), "latest": str(run_.latest), "horizon": str(horizon)}
         meta["bgnbd"] = json.dumps([repr(v) for v in (bg.r, bg.alpha, bg.a, bg.b)])
         run_to_parquet(
-            spark, con, settings, f"SELECT * FROM churn_served_rows ORDER BY {_CID}",
+            self.spark, con, self.settings, f"SELECT * FROM churn_served_rows ORDER BY {_CID}",
             Path(churn.ROWS_FILE).stem, {**rows, churn.FIRST_COLUMN: "VARCHAR"}, self.folder,
             compression="lz4", metadata=meta,
         )  # fmt: skip
-        return n
 
     def _published(
         self, con: duckdb.DuckDBPyConnection, settings: Settings, run_: churn.ChurnRun, n: int, horizon: int
     ) -> None:
         """churn_scores.parquet as build._scores makes it, from the scored customers (Spark view
-        churn_served_scored); and the Spark view churn_served_rows, ROWS_FILE's rows (build._rows)."""
+        churn_served_scored) with their owners and first records (_owners' views); and the Spark view
+        churn_served_rows, ROWS_FILE's rows (build._rows)."""
         from dashboard.derived.churn import build as churn
 
         spark, cfg, h = self.spark, settings.churn, run_.horizon_days
-        self.days._views()
-        priority = con.sql("SELECT * FROM churn_priority").fetchall()
-        spark.createDataFrame(priority or [], "source_system string, priority int").createOrReplaceTempView(
-            "churn_priority"
-        )
-        spark.table("churn_served_scored").select("customer_key").createOrReplaceTempView("churn_scored")
-        spark.sql(*spark_query(churn_features.ATTRIBUTES_SQL)).createOrReplaceTempView("churn_served_owners")
-        spark.sql(*spark_query(churn_features.FIRST_RECORDS_SQL)).createOrReplaceTempView("churn_served_first")
         hi, mid = self._segment_cuts()
         lo_risk, hi_risk = churn.RISK_FLOOR, 1 - churn.RISK_FLOOR - churn.ORDER_NUDGE
         segment = (
@@ -206,6 +368,7 @@ class SparkServed:
 
 
 _REASONS = ("reason_codes", "reasons_zh", "reasons_en")
+_BGNBD_COLUMNS = ("bgnbd_expected", "bgnbd_p_alive", "bgnbd_p_none")  # build._with_bgnbd's (no target horizon)
 
 
 @contextmanager

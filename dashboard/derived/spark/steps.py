@@ -133,6 +133,13 @@ def write_view(spark: Any, settings: Settings, frame: Any, view: str, stage: Pat
     return parts
 
 
+def written_rows(parts: Path) -> int:
+    """How many rows Spark wrote into the folder ``parts`` (write_view's), from its files' footers: no Spark job."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in parts.glob("*.parquet"))
+
+
 def spelled(batches: Iterator[Any]) -> Iterator[Any]:
     """Arrow batches of names → the names with their pinyin without spaces (golden's name_pinyin), on an
     executor: the names never gather on the driver."""
