@@ -23,7 +23,7 @@ from dashboard.components.churn_view import LIST_LIMIT
 from dashboard.core.config import CONFIG_ENV, Settings, load_settings
 from dashboard.core.store import Store
 from dashboard.derived.tables import attach_views
-from dashboard.i18n import t
+from dashboard.i18n import t, units_kept
 from dashboard.pipeline.refresh import refresh
 from dashboard.query.security import SYSTEM
 from tests.test_churn import synthetic_shop
@@ -115,7 +115,9 @@ def test_the_list_names_each_customer_and_gives_the_reasons_in_full(
     for column in ("name", "company", "owner", "region", "expected_value_at_risk"):
         assert first[column] == top[column], column
     reasons = [r for r in (top["reason_1"], top["reason_2"], top["reason_3"]) if r]
-    assert reasons and first["reasons"] == "; ".join(reasons)
+    assert reasons and first["reasons"] == "; ".join(units_kept(r) for r in reasons)
+    # a number and its unit do not wrap apart in the cell (the walk found 累计 22 / 天有下单): a no-break space
+    assert re.search(r"\d\u00a0[a-z]", first["reasons"]) and not re.search(r"\d [a-z]", first["reasons"])
     order = list(grid.proto.column_order)
     assert order[:8] == ["rank", "reasons", "name", "company", "owner", "region", "expected_value_at_risk", "risk_band"]
     assert "reason_1" not in order

@@ -9,7 +9,7 @@ import pytest
 
 from dashboard.components import fmt
 from dashboard.core.config import Settings, load_settings
-from dashboard.i18n import t
+from dashboard.i18n import t, units_kept
 from dashboard.pipeline.refresh import refresh
 from dashboard.query.search import search_params
 from dashboard.query.security import SYSTEM, Principal
@@ -237,8 +237,8 @@ def test_the_profile_shows_the_churn_risk_band_and_its_reasons(
     text = "\n".join(m.value for m in at.markdown)
     assert f"{label} · {scored['risk']:.0%} chance of churning" in text
     assert f"no. {on_list['rank']} on the warning list" in text
-    for reason in reasons:  # the same words as the churn list's row, in full
-        assert f"- {fmt.md_escape(reason)}" in text
+    for reason in reasons:  # the same words as the churn list's row, in full, a number kept with its unit
+        assert f"- {fmt.md_escape(units_kept(reason))}" in text
 
 
 def test_a_customer_the_scoring_leaves_out_says_so(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

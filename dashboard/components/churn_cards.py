@@ -13,7 +13,7 @@ import streamlit as st
 
 from dashboard.components import fmt, labels
 from dashboard.components.signin import auth_disabled
-from dashboard.i18n import t
+from dashboard.i18n import t, units_kept
 
 PROFILE_PAGE = "pages/customer_360.py"  # ?customer=<customer_key>
 GRID_KEY = "churn_grid"  # the container around the grid (its CSS class: st-key-churn_grid)
@@ -70,7 +70,7 @@ def _card(n: int, row: dict[str, Any], separator: str, lang: str) -> None:
                 value=fmt.money(row["expected_value_at_risk"]),
             )
         )
-        reasons = [str(row[c]) for c in REASONS if row[c]]
+        reasons = [units_kept(str(row[c])) for c in REASONS if row[c]]
         if reasons:
             st.markdown(fmt.md_escape(separator.join(reasons)))
 

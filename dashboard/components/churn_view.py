@@ -17,7 +17,7 @@ from dashboard.components import charts, fmt, labels
 from dashboard.components.tables import Kind, header, rounded
 from dashboard.components.tiles import detail, show
 from dashboard.derived.churn.card import why_serving
-from dashboard.i18n import t
+from dashboard.i18n import NO_BREAK, UNIT_GAP, t
 from dashboard.ops.alerts import own_ranks as own_ranks  # the page and the e-mailed report: one rule
 
 BANDS = ("high", "medium", "low")
@@ -118,7 +118,10 @@ def warning_list(frame: pl.DataFrame, lang: str) -> None:
         labels.expr("segment", "segment", lang),
         labels.expr("region", "region", lang),
         labels.expr("consent", "consent", lang),
-        pl.concat_list(REASONS).list.drop_nulls().list.join(t("churn.reasons.separator", lang)).alias("reasons"),
+        pl.concat_list([pl.col(r).str.replace_all(UNIT_GAP, f"${{1}}{NO_BREAK}${{2}}") for r in REASONS])
+        .list.drop_nulls()
+        .list.join(t("churn.reasons.separator", lang))
+        .alias("reasons"),  # a number kept on the line of its unit when the cell wraps (i18n.units_kept)
     )
     first = [c for c in LIST_FIRST if c in shown.columns]
     shown = shown.select(*first, *[c for c in frame.columns if c not in (*first, "customer_key")])

@@ -12,7 +12,7 @@ import streamlit as st
 from dashboard.components import data, fmt, labels
 from dashboard.components.fmt import NONE, count, money
 from dashboard.components.tables import headers
-from dashboard.i18n import Lang, t
+from dashboard.i18n import Lang, t, units_kept
 from dashboard.query.search import search_params
 
 PAGE = "customer_360"
@@ -154,7 +154,7 @@ def churn_risk(churn: pl.DataFrame, lang: Lang) -> None:
     )
     box = st.container(border=True)
     box.markdown(f":{_RISK_COLORS.get(risk['risk_band'], 'orange')}[{fmt.md_escape(summary)}]")
-    reasons = [r for r in (risk["reason_1"], risk["reason_2"], risk["reason_3"]) if r]
+    reasons = [units_kept(r) for r in (risk["reason_1"], risk["reason_2"], risk["reason_3"]) if r]
     if reasons:  # generated from the customer's figures; escaped all the same
         box.markdown("\n".join(f"- {fmt.md_escape(r)}" for r in reasons))
     else:
