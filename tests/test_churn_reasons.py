@@ -55,6 +55,24 @@ def test_days_since_the_last_order_are_counted_to_the_data_s_last_day() -> None:
     assert never["reasons_en"].to_list() == [["no order yet; last interaction 3 days ago"]]
 
 
+def test_no_interaction_in_a_year_is_said_once() -> None:
+    """The walk found "no interaction on record; ...; no interaction in any channel in the past year" (没有任何互动记录
+    and 近一年没有在任何渠道互动): one fact, said once, by the contacts' reason with both reasons' weight."""
+    frame = pl.DataFrame({f: [0.0] * 4 for f in FEATURES}).with_columns(
+        pl.Series("contact_recency_days", [None, 400.0, None, 3.0], dtype=pl.Float64),
+        pl.Series("contacts_previous", [0.0, 1.0, 0.0, 2.0]),
+        pl.Series("channels_year", [0.0, 0.0, 0.0, 2.0]),
+    )
+    weights = np.zeros((4, len(REASON_CODES)))
+    weights[:, REASON_CODES.index("channels")] = [0.4, 0.4, 0.4, 0.4]
+    weights[:, REASON_CODES.index("contacts")] = [0.5, 0.5, 0.0, 0.0]  # the third: the channels' weight alone
+    got = top_reasons(frame, weights, 90)
+    said = got["reasons_en"].to_list()
+    assert said[:3] == [["no interaction on record"], ["no interaction in 399 days"], ["no interaction on record"]]
+    assert len(said[3]) == 1 and said[3][0].endswith("2 in the past year")  # channels in a year: said as they are
+    assert got["reasons_zh"].to_list()[:3] == [["没有任何互动记录"], ["已 399 天没有互动"], ["没有任何互动记录"]]
+
+
 # -- over every scored customer of a built demo -----------------------------------------------------------------
 _NONE = re.compile(r"^no interaction on record$")
 _SOME = re.compile(
@@ -77,6 +95,8 @@ def _contradictions(reasons: list[str], zh: list[str]) -> list[str]:
         out.append("互动：没有又有")
     if any(_NONE.search(r) for r in reasons) and any(_SOME.search(r) for r in reasons):
         out.append("interactions: none and some")
+    if sum(r.startswith("no interaction") for r in reasons) > 1:  # one fact said twice
+        out.append("interactions: none, twice")
     if any(_NO_ORDER.search(r) for r in reasons) and any(_ORDERED.search(r) for r in reasons):
         out.append("orders: none and some")
     since = [int(m[1]) for r in reasons if (m := re.match(r"^no order in (\d+) day", r))]

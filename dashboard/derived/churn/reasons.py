@@ -250,7 +250,7 @@ def _texts(lang: str, h: int) -> dict[str, tuple[pl.Expr, pl.Expr]]:
             None,
             None,
         ),
-        "channels": (channels, yes),
+        "channels": (channels, pl.col("channels_year") > 0),  # none in a year: the contacts' reason says it
         "receivables": (overdue, pl.col("overdue_contracts") > 0),
     }
 
@@ -272,7 +272,13 @@ def top_reasons(features: pl.DataFrame, weights: NDArray[np.float64], horizon_da
     and join of three million strings (at large ~1.3 CPU-s).
     """
     texts = {lang: _texts(lang, horizon_days) for lang in ("zh", "en")}
-    w = np.where(_applies(features, texts["en"]) & (weights > MIN_WEIGHT), weights, -np.inf)
+    applies = _applies(features, texts["en"])
+    w = np.where(applies & (weights > MIN_WEIGHT), weights, -np.inf)
+    # No interaction in the past year is one fact, said once (没有任何互动记录 or 已 400 天没有互动 beside
+    # 近一年没有在任何渠道互动 said it twice): the channels' weight goes to the contacts' reason, which says it.
+    c, ch = REASON_CODES.index("contacts"), REASON_CODES.index("channels")
+    contacts = weights[:, c] + np.where(applies[:, ch], 0.0, weights[:, ch])
+    w[:, c] = np.where(applies[:, c] & (contacts > MIN_WEIGHT), contacts, -np.inf)
     order = np.argsort(-w, axis=1, kind="stable")[:, :k]
     codes = np.where(np.isfinite(np.take_along_axis(w, order, axis=1)), order, -1)
     row, slot = np.nonzero(codes >= 0)  # row-major: by row, then slot (a row's reasons are its first slots)
