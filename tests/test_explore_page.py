@@ -5,6 +5,7 @@ the SQL tab, and an analyst's and a manager's view through sign-in."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -69,6 +70,20 @@ def test_the_default_view_and_building_one_with_the_controls(
     rows = {r["Owner"]: r for r in table(at).iter_rows(named=True)}
     assert rows["rep1"]["Rows"] == 10 and rows["rep1"]["Won-deal amount"] == 7000  # CRM-1 and CRM-4
     assert not at.error, [e.value for e in at.error]
+
+
+def test_the_table_lists_categories_as_the_chart_draws_them(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The walk found the chart by value and the table under it in the codes' order (400 热线, 信息流广告, 自然流量,
+    搜索推广, ...): both largest first; a view over months stays in time order."""
+    bars = Spec("leads", (Dim("owner"),), ("count",), chart="bar")  # 30 leads without an owner: listed last by code
+    at = open_explore(company, monkeypatch, view=encode(bars))
+    rows = table(at)
+    drawn = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert rows["Rows"].to_list() == [30, 10, 10, 10]
+    assert rows["Owner"].fill_null("—").to_list() == drawn["layout"]["xaxis"]["categoryarray"]
+    at = open_explore(company, monkeypatch, view=encode(Spec("leads", (Dim("created_at", "month"),), ("count",))))
+    months = table(at).to_series(0).to_list()
+    assert months == sorted(months, key=lambda m: datetime.strptime(m, "%b %Y")), months
 
 
 def test_a_filter_added_with_the_controls_narrows_the_view(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -72,7 +72,7 @@ def result_section(spec: Spec, lang: str) -> Spec:
     spec = Spec(spec.model, spec.dims, spec.measures, spec.filters, spec.pivot, chart)
     if spec.dims and result.rows.height:
         charts.show(figure(result, chart or explore.suggest_chart(spec, result.rows), lang), key="_ex_figure")
-    table = explore.pivot(result)
+    table = largest_first(explore.pivot(result), spec)
     st.dataframe(_styled(table, spec, lang), hide_index=True, width="stretch", placeholder=fmt.NONE)
     if spec.dims and not spec.pivot:
         st.caption(t("explore.table.caption", lang))
@@ -231,6 +231,16 @@ def figure(result: Result, chart: str, lang: str) -> go.Figure:
     if grain in ("day", "week", "month"):
         charts.local_dates(fig, lang, grain)
     return fig
+
+
+def largest_first(table: pl.DataFrame, spec: Spec) -> pl.DataFrame:
+    """A table over categories in the chart's order: the first dimension's values by their total of the first
+    measure, largest first, and each one's rows by that measure (not by code: 400 热线, 信息流广告, 自然流量, ...
+    read as no order); a table over dates, or pivoted, as it comes."""
+    if spec.pivot or not spec.dims or any(d.grain for d in spec.dims) or spec.measures[0] not in table.columns:
+        return table
+    first, m = spec.dims[0].key, pl.col(spec.measures[0])
+    return table.sort([m.sum().over(first), m], descending=True, nulls_last=True, maintain_order=True)
 
 
 def by_value(rows: pl.DataFrame, x: str, measure: str) -> list[str]:
