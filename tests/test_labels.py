@@ -13,9 +13,10 @@ import polars as pl
 import pytest
 
 from dashboard.components import fmt
-from dashboard.core.config import LABEL_DIMENSIONS, Settings, parse_settings
+from dashboard.core.config import LABEL_DIMENSIONS, Settings, load_settings, parse_settings
 from dashboard.core.entities import STAGES
 from dashboard.core.errors import ConfigError
+from dashboard.demo.tables import CITIES
 from dashboard.i18n import LANGS
 from dashboard.i18n.values import BUILT_IN, DIMENSIONS, VALUES, ValueLabels, untranslated
 from dashboard.query.security import SYSTEM
@@ -110,3 +111,13 @@ def test_every_event_kind_and_outcome_of_the_demo_timeline_is_named_in_english(s
     shown |= {("outcome", o): names.label("outcome", o, "en") for o in outcomes}
     assert {code: text for code, text in shown.items() if CJK.search(text)} == {}
     assert names.label("kind", "上门拜访", "zh") == "上门拜访"
+
+
+def test_every_region_of_the_demo_is_named_in_english() -> None:
+    """The demo's systems write their sales regions in Chinese (华东): the English pages (the churn list, Explore,
+    the filters) name them in English, the Chinese ones as written."""
+    names = ValueLabels(load_settings(ROOT / "cockpit.toml").label_texts())
+    regions = {city[2] for city in CITIES}
+    assert len(regions) == 7
+    assert {r: names.label("region", r, "en") for r in regions if CJK.search(names.label("region", r, "en"))} == {}
+    assert names.label("region", "华东", "en") == "East China" and names.label("region", "华东", "zh") == "华东"
