@@ -269,3 +269,14 @@ def test_a_merged_away_key_still_opens_its_customer(company: Settings, monkeypat
     assert at.query_params["customer"] == merged
     records = next(pl.from_pandas(d.value) for d in at.dataframe if "source_record_id" in d.value.columns)
     assert {"CRM-1", "E1"} <= set(records["source_record_id"].to_list())  # both halves of the merge
+
+
+def test_the_golden_region_is_named_as_the_lists_name_it(small_demo: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo's regions are written in Chinese and named in English in cockpit.toml ([labels.region]): the walk
+    found 华南 on the English profile beside South China in the churn list."""
+    key = Warehouse(small_demo).run_query("churn_list", {"limit": 1}, user=SYSTEM)["customer_key"].item()
+    at = open_app_page(small_demo, monkeypatch, "customer_360", {"customer": key})
+    at.sidebar.radio[0].set_value("en").run()
+    texts = [x.value for x in at.text]
+    region = texts[texts.index(t("c360.col.region", "en")) + 1]
+    assert region.endswith(" China") and not any("\u4e00" <= ch <= "\u9fff" for ch in region), texts

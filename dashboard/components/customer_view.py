@@ -18,6 +18,7 @@ from dashboard.query.search import search_params
 PAGE = "customer_360"
 PARAM = "customer"  # ?customer=<customer_key>
 ATTRIBUTES = ("name", "phone", "email", "id_number", "company", "industry", "city", "region", "owner")
+NAMED = ("region",)  # attributes whose values a company names per language ([labels.region]), as the lists do
 CATEGORIES = ("lead", "stage", "order", "contract", "payment", "interaction")
 DAYS_SHOWN = 14  # timeline days shown at first; a button adds as many older ones
 _RESULTS_KEY = "c360_results"
@@ -172,7 +173,7 @@ def attributes(values: pl.DataFrame, lang: Lang) -> None:
         best = chosen.row(0, named=True)
         label, value, source = st.columns([2, 4, 4], vertical_alignment="center")
         label.text(t(f"c360.col.{attr}", lang))
-        value.text(best["value"])
+        value.text(labels.value(attr, best["value"], lang) if attr in NAMED else best["value"])
         with source:
             st.badge(
                 labels.value("source", best["source_system"], lang),
