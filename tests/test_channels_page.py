@@ -359,7 +359,8 @@ def test_kiosk_mode(company: Settings, monkeypatch: pytest.MonkeyPatch, on_day: 
     assert not at.date_input  # no filter widgets on the wall
     assert metrics(at)["Won-deal amount"] == "¥22.0K"  # magnitudes, legible from three metres
     assert metrics(at)["Leads"] == "60"
-    line = next(m.value for m in at.markdown if str(m.value).startswith("Data as of"))
+    line = next(str(m.value) for m in at.markdown if str(m.value).startswith("Data as of"))
+    line = line.replace("\u2060", "").replace("\u00a0", " ")  # each source's name and time kept whole
     for source in company.sources:
         assert f"**{source.display_title}** 20" in line
     assert t("fresh.title", "en") not in [s.value for s in at.subheader]

@@ -4,6 +4,7 @@ going when one refresh of its tiles fails, and shows a new snapshot once it is p
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,8 +38,21 @@ def _one_tick(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 def as_of_line(at: AppTest, lang: str = "en") -> str:
+    """The line as it reads (each source's name and time are kept whole with no-break characters)."""
     prefix = "Data as of" if lang == "en" else "数据截至"
-    return next(str(m.value) for m in at.markdown if str(m.value).startswith(prefix))
+    line = next(str(m.value) for m in at.markdown if str(m.value).startswith(prefix))
+    return line.replace("\u2060", "").replace("\u00a0", " ")
+
+
+def test_a_sources_time_on_the_wall_does_not_break_across_lines(
+    company: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walk found 2026年12 / 月6日 19:50 broken over two lines of the wall's as-of line (Chinese breaks
+    between any two characters): a source's name and time are kept whole, the line breaks between sources."""
+    at = open_page(company, monkeypatch, "cockpit", lang="zh", kiosk="1")
+    line = next(str(m.value) for m in at.markdown if str(m.value).startswith("数据截至"))
+    entries = line.split(" · ")[1:]
+    assert entries and all(" " not in e and re.search(r"年\u2060\d", e) for e in entries), entries
 
 
 def latest_publish(settings: Settings) -> datetime:

@@ -30,7 +30,7 @@ from dashboard.components.leaderboard import leaderboard
 from dashboard.components.tiles import Tile, show
 from dashboard.core.errors import CockpitError
 from dashboard.core.store import now_utc
-from dashboard.i18n import t
+from dashboard.i18n import NO_BREAK, t, unbroken
 from dashboard.ops.watchdog import PROGRESS
 
 PARAM = "kiosk"
@@ -171,7 +171,8 @@ def data_as_of(lang: str) -> None:
         when = fmt.NONE
         if s.published_at:
             when = f"{fmt.local_time(s.published_at, tz, lang)} ({age(s.published_at, now, lang)})"
-        text = f"**{fmt.md_escape(s.title)}** {fmt.md_escape(when)}"
+        # each source whole: the line breaks between sources, never inside 2026年12月6日 or a name
+        text = f"**{fmt.md_escape(unbroken(s.title))}**{NO_BREAK}{fmt.md_escape(unbroken(when))}"
         color = _STATE_COLOR.get(s.problem or "")
         parts.append(f":{color}[{text}]" if color else text)
     st.markdown(f"{t('kiosk.as_of', lang)} · " + " · ".join(parts))

@@ -57,6 +57,13 @@ def units_kept(text: str) -> str:
     return re.sub(UNIT_GAP, rf"\1{NO_BREAK}\2", text)
 
 
+def unbroken(text: str) -> str:
+    """``text`` kept on one line wherever it is set (a source's name and time on the big screen's as-of line):
+    its spaces no-break, a word joiner between its other characters, since Chinese breaks between any two
+    (2026年12 / 月6日)."""
+    return "\u2060".join(text.replace(" ", NO_BREAK))
+
+
 def _join(left: str, right: str) -> str:
     if left and right and _apart(left[-1], right[0]):
         return f"{left} {right}"

@@ -358,7 +358,7 @@ async def _as_of(page: Any, lang: str) -> str:
         }""",
         t("kiosk.as_of", lang),
     )
-    return " ".join(text.split())
+    return " ".join(text.replace("\u2060", "").split())  # each source's name and time are kept whole on the wall
 
 
 async def _screenshot(page: Any, path: Path) -> None:
