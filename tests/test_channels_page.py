@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 from dashboard.components import charts, data, filterbar
 from dashboard.core.config import CONFIG_ENV, Settings
 from dashboard.i18n import LANGS, t
+from dashboard.i18n.values import ValueLabels
 from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse, list_queries
 
@@ -361,8 +362,9 @@ def test_kiosk_mode(company: Settings, monkeypatch: pytest.MonkeyPatch, on_day: 
     assert metrics(at)["Leads"] == "60"
     line = next(str(m.value) for m in at.markdown if str(m.value).startswith("Data as of"))
     line = line.replace("\u2060", "").replace("\u00a0", " ")  # each source's name and time kept whole
+    names = ValueLabels(company.label_texts())  # each source by its name in the page's language
     for source in company.sources:
-        assert f"**{source.display_title}** 20" in line
+        assert f"**{names.label('source', source.name, 'en')}** 20" in line
     assert t("fresh.title", "en") not in [s.value for s in at.subheader]
 
 

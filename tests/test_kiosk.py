@@ -18,6 +18,7 @@ from dashboard.components.kiosk import age
 from dashboard.core.config import Settings
 from dashboard.core.errors import QueryError
 from dashboard.core.store import Store
+from dashboard.i18n.values import ValueLabels
 from tests.test_channels_page import metrics, open_page
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
@@ -53,6 +54,12 @@ def test_a_sources_time_on_the_wall_does_not_break_across_lines(
     line = next(str(m.value) for m in at.markdown if str(m.value).startswith("数据截至"))
     entries = line.split(" · ")[1:]
     assert entries and all(" " not in e and re.search(r"年\u2060\d", e) for e in entries), entries
+    # in English each source by its English name, as the cockpit's freshness lines (its configured title is Chinese)
+    at.sidebar.radio[0].set_value("en").run()
+    names = ValueLabels(company.label_texts())
+    line = as_of_line(at, "en")
+    assert all(f"**{names.label('source', s.name, 'en')}** 20" in line for s in company.sources), line
+    assert "**展会登记**" not in line
 
 
 def latest_publish(settings: Settings) -> datetime:

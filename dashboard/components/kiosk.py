@@ -22,7 +22,7 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from dashboard.components import charts, fmt
+from dashboard.components import charts, fmt, labels
 from dashboard.components.data import query, settings, source_statuses
 from dashboard.components.filterbar import Filters
 from dashboard.components.funnel import OVERALL, funnel_figure
@@ -172,7 +172,8 @@ def data_as_of(lang: str) -> None:
         if s.published_at:
             when = f"{fmt.local_time(s.published_at, tz, lang)} ({age(s.published_at, now, lang)})"
         # each source whole: the line breaks between sources, never inside 2026年12月6日 or a name
-        text = f"**{fmt.md_escape(unbroken(s.title))}**{NO_BREAK}{fmt.md_escape(unbroken(when))}"
+        name = labels.value("source", s.name, lang)  # as the cockpit's freshness lines name it
+        text = f"**{fmt.md_escape(unbroken(name))}**{NO_BREAK}{fmt.md_escape(unbroken(when))}"
         color = _STATE_COLOR.get(s.problem or "")
         parts.append(f":{color}[{text}]" if color else text)
     st.markdown(f"{t('kiosk.as_of', lang)} · " + " · ".join(parts))

@@ -57,6 +57,7 @@ from dashboard.components import fmt
 from dashboard.core.config import Settings, load_settings
 from dashboard.core.store import Store, now_utc
 from dashboard.i18n import t
+from dashboard.i18n.values import ValueLabels
 from dashboard.query.security import pages_for
 from tests.browser.conftest import CHROMIUM_ARGS, PAGE_TIMEOUT_MS, ROOT, _served
 
@@ -452,7 +453,8 @@ async def _refresh_each(settings: Settings, run: Run) -> None:
                 "output": out.decode(errors="replace")[-2000:],
             }
         )
-    title = {s.name: s.display_title for s in settings.sources}
+    names = ValueLabels(settings.label_texts())  # the wall names a source as the pages do, in the run's language
+    title = {s.name: names.label("source", s.name, run.lang) for s in settings.sources}
     last = {s: at for r in run.refreshes for s, at in r["published_at"].items()}
     run.kiosk_expected = [f"{title[s]} {fmt.local_time(at, tz, run.lang)}" for s, at in last.items()]
 
