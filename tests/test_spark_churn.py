@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
+import duckdb
 import numpy as np
 import polars as pl
 import pytest
@@ -180,6 +181,9 @@ def test_the_rows_a_rescore_reads_are_the_same(both: dict[str, tuple[Asked, Any,
     assert {k: got_meta[k] for k in ("day", "latest", "horizon", "bgnbd")} == {
         k: want_meta[k] for k in ("day", "latest", "horizon", "bgnbd")
     }
+    # Parquet's LZ4_RAW, which polars reads at any size (Spark's "lz4", Hadoop-framed, failed at medium)
+    codecs = duckdb.sql(f"SELECT DISTINCT compression FROM parquet_metadata('{paths['spark']}')").fetchall()
+    assert codecs == [("LZ4_RAW",)]
 
 
 def test_the_served_pass_keeps_the_drivers_sample_and_cut_points() -> None:

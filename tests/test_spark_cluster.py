@@ -272,6 +272,14 @@ def test_the_build_on_local_spark_writes_the_same_tables(on_duckdb: Settings, on
         assert _frame(got).equals(_frame(want)), table
     for table in SPARK_STEP_TABLES:
         assert _frame(_by_members(local, table)).equals(_frame(_by_members(on_duckdb, table))), table
+    # the personal-data profile, its samples of the larger files made on Spark: the snapshots' rows the same, and
+    # the same personal columns of every table
+    found, want = _table(local, "personal_columns"), _table(on_duckdb, "personal_columns")
+    entities = pl.col("source_system").is_not_null()
+    assert found.filter(entities).equals(want.filter(entities)) and want.filter(entities).height > 0
+    assert found.select("relation", "column_name", "source_system", "kind").equals(
+        want.select("relation", "column_name", "source_system", "kind")
+    )
 
 
 def _made_before_reuse(settings: Settings, *kept: str) -> None:

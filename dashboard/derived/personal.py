@@ -155,15 +155,20 @@ def _first(con: duckdb.DuckDBPyConnection, rows: str, count: int) -> int:
     return int(taken)
 
 
+# What puts a file's sample in SAMPLE (con, file, its text columns): _sample, or another engine's that takes the same
+# rows (engine spark: derived/spark/personal.py reads and hashes the file on Spark)
+Sampler = Callable[[duckdb.DuckDBPyConnection, Stored, list[str]], None]
+
+
 def _classify(
-    con: duckdb.DuckDBPyConnection, file: Stored, decided: tuple[str, ...] = ()
+    con: duckdb.DuckDBPyConnection, file: Stored, decided: tuple[str, ...] = (), sample: Sampler | None = None
 ) -> list[tuple[str, str, float, int]]:
     """(column, kind, share, sampled) for each personal kind found in a text column of ``file`` but those
     ``decided`` otherwise (they still choose the sample, as the rows' content)."""
     columns = {c: kind for c, kind in _text_columns(con, file).items() if "'" not in c and '"' not in c}
     if not set(columns) - set(decided):
         return []
-    _sample(con, file, list(columns))
+    (sample or _sample)(con, file, list(columns))
     values = {c: f'unnest("{c}")' if k.endswith("[]") else f'"{c}"' for c, k in columns.items() if c not in decided}
     per_column = " UNION ALL ".join(  # each distinct value classified once (a column's values repeat: cities...)
         f"SELECT '{c}' AS column_name, main.pii_kind(v) AS kind, sum(n)::BIGINT AS n FROM "
@@ -186,9 +191,11 @@ def profile(
     entity_files: dict[tuple[str, str], Path],
     derived_files: dict[str, Stored],
     kept: Kept | None = None,
+    sample: Sampler | None = None,
 ) -> pl.DataFrame:
     """``personal_columns`` for the entity files ((entity, source) → file) and derived files (table → file);
-    ``con`` has the masking macros (core.dictionary.MASK_MACROS). A file ``kept`` profiled is not sampled again."""
+    ``con`` has the masking macros (core.dictionary.MASK_MACROS). A file ``kept`` profiled is not sampled again.
+    ``sample``: what samples a file (None: _sample)."""
     found: list[tuple[str, str, str | None, str, float | None, int | None]] = []
     files: list[tuple[str, str | None, Stored]] = [(e, s, f) for (e, s), f in sorted(entity_files.items())]
     files += [(table, None, file) for table, file in sorted(derived_files.items()) if file.exists()]
@@ -198,7 +205,7 @@ def profile(
             found += same
             continue
         carried = CARRIES_KEYS.get(relation, ()) if source is None else ()  # decided by lineage below
-        found += [(relation, c, source, kind, share, n) for c, kind, share, n in _classify(con, file, carried)]
+        found += [(relation, c, source, kind, share, n) for c, kind, share, n in _classify(con, file, carried, sample)]
     # A derived column carrying source keys is personal for the rows of each source whose keys are: the
     # entity files are profiled one source at a time, so a small source is not lost in a large table's
     # sample, and the other sources' rows are served as they are (no pseudonym to compute on them).
@@ -321,13 +328,15 @@ def write_tables(
     stage: Path,
     kept: Kept | None = None,
     link: Callable[[Path, Path], object] = shutil.copyfile,
+    sample: Sampler | None = None,
 ) -> tuple[dict[str, Path], dict[str, Any]]:
     """The derived build's personal-data step: ``personal_columns`` (profile) and the companion tables with
     the keyed pseudonyms (write_pseudonymized, keyed by ``runs/.pseudonym_key`` under ``data_path``), written
     into ``stage``. Returns table → file, and what the step was made from (``Kept.state``: the next build's
     ``kept``). With ``kept`` (the current build's step, same code and settings), a file it profiled is not
-    sampled again, and a companion made from the same files is ``link``-ed from it, not written again."""
-    found = profile(con, entity_files, derived_files, kept)
+    sampled again, and a companion made from the same files is ``link``-ed from it, not written again. ``sample``:
+    what samples a file (profile)."""
+    found = profile(con, entity_files, derived_files, kept, sample)
     if kept is not None and found.equals(kept.found):  # no file profiled again, or nothing else found
         link(kept.file, stage / "personal_columns.parquet")
     else:

@@ -44,6 +44,7 @@ from dashboard.derived.quality.tables import (
 )
 from dashboard.derived.spark import identity as spark_identity
 from dashboard.derived.spark import jobs as spark_jobs
+from dashboard.derived.spark import personal as spark_personal
 from dashboard.derived.spark import served as spark_served
 from dashboard.derived.spark import steps as spark_steps
 from dashboard.derived.tables import DERIVED_TABLES, READ_FROM, attach_views, stored_parts
@@ -329,8 +330,10 @@ def build_derived(
         }
         if (parts := Parts.of(stage)) is not None:  # customer_attributes: its base and part read together
             derived_files["customer_attributes"] = personal.Union(parts.sql(), parts.files)
+        # engine spark: a file's sample is read and hashed on Spark (the same rows), the driver holding the sample only
+        sample = spark_personal.sampler(spark, settings) if spark is not None else None
         personal_tables, personal_state = personal.write_tables(
-            con, settings.data_path, entity_files, derived_files, stage, _personal_kept(store, steps), link_file
+            con, settings.data_path, entity_files, derived_files, stage, _personal_kept(store, steps), link_file, sample
         )
         done("personal")
     crash_point("derived_staged")

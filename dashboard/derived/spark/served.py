@@ -272,7 +272,9 @@ class SparkServed:
         horizon: int,
     ) -> None:  # fmt: skip
         """ROWS_FILE from the Spark view churn_served_rows, in key order, with the day, last day read, horizon and
-        BG/NBD's fit in its metadata (KeptRows.meta)."""
+        BG/NBD's fit in its metadata (KeptRows.meta); LZ4 as Parquet's LZ4_RAW, which polars, Arrow and DuckDB read
+        (Spark's "lz4" is the Hadoop-framed codec: polars failed on a medium build's file, "Decompression failed",
+        where the driver's rescore read it)."""
         from dashboard.derived.churn import build as churn
 
         rows = {c: _TO_DUCK[shape.schema[c].base_type()] for c in shape.columns if c not in (*_REASONS, _CID, _DAYS)}
@@ -281,7 +283,7 @@ class SparkServed:
         run_to_parquet(
             self.spark, con, self.settings, f"SELECT * FROM churn_served_rows ORDER BY {_CID}",
             Path(churn.ROWS_FILE).stem, {**rows, churn.FIRST_COLUMN: "VARCHAR"}, self.folder,
-            compression="lz4", metadata=meta,
+            compression="lz4_raw", metadata=meta,
         )  # fmt: skip
 
     def _published(
