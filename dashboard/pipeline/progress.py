@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
@@ -107,7 +108,9 @@ def estimate(progress: RefreshProgress) -> str | None:
 
 class Tracker:
     """One refresh's progress, told as it goes. ``say`` hears plain lines, ``watch`` the whole progress
-    after each event. Used as a context manager: the file goes at the end, however it ends."""
+    after each event. Used as a context manager: the file goes at the end, however it ends. Sources read at
+    once (``lanes`` of them: pipeline/refresh.py) each run as a step of their own; their events may come from
+    several threads, told one at a time."""
 
     def __init__(
         self,
@@ -116,7 +119,10 @@ class Tracker:
         say: Callable[[str], None] | None = None,
         watch: Callable[[RefreshProgress], None] | None = None,
         clock: Callable[[], float] = time.time,
+        lanes: int = 1,
     ) -> None:
+        self._lock = threading.RLock()
+        self._lanes = max(lanes, 1)
         self._say = say or (lambda _line: None)
         self._watch = watch or (lambda _p: None)
         self._clock = clock
@@ -126,7 +132,8 @@ class Tracker:
         remove_stale(folder)
         self.path = folder / f"{os.getpid()}-{secrets.token_hex(3)}.json"
         self._sources = sources
-        self._t0 = self._step_t0 = clock()
+        self._t0 = self._last = clock()  # _last: the last step's start or end
+        self._began: dict[str, float] = {}  # each running step's start
         derived = [*DERIVED_STEPS, *(n.removeprefix("derive.") for n in self._times if n.startswith("derive."))]
         self.progress = RefreshProgress(
             os.getpid(),
@@ -141,21 +148,26 @@ class Tracker:
 
     # -- the sources ----------------------------------------------------------------------------------
     def source_started(self, name: str) -> None:
-        self._start(name)
-        self._say(f"{self._position(name)} {name}: reading")
+        with self._lock:  # beside the other sources being read
+            self._start(name, beside=True)
+            self._say(f"{self._position(name)} {name}: reading")
 
     def reading(self, name: str, rows: int) -> None:
         """Rows read so far (a source of several tables counts up table by table); no line of its own."""
-        self._step(name).rows = rows
-        self._changed()
+        with self._lock:
+            self._step(name).rows = rows
+            self._changed()
 
     def rows_read(self, name: str, rows: int, entities: list[str]) -> None:
-        self.reading(name, rows)
-        self._say(f"    {name}: validating {', '.join(entities)} ({rows:,} rows read)")
+        with self._lock:
+            self.reading(name, rows)
+            self._say(f"    {name}: validating {', '.join(entities)} ({rows:,} rows read)")
 
     def source_ended(self, name: str, outcome: str, rows: int) -> None:
-        step = self._end(name, rows, outcome)
-        self._say(f"{self._position(name)} {name}: {outcome} ({rows:,} rows) in {duration(step.seconds)}{self._left()}")
+        with self._lock:
+            step = self._end(name, rows, outcome)
+            took = duration(step.seconds)
+            self._say(f"{self._position(name)} {name}: {outcome} ({rows:,} rows) in {took}{self._left()}")
 
     # -- the derived build (``say`` and ``lap`` are build_derived's progress and lap) ---------------------
     def say(self, line: str) -> None:
@@ -208,18 +220,21 @@ class Tracker:
     def _step(self, name: str) -> Step:
         return next(s for s in self.progress.steps if s.name == name)
 
-    def _start(self, name: str) -> None:
-        if self.progress.current is not None:  # a step that said nothing as it ended ends here
-            self._end(self.progress.current.name, notify=False)
+    def _start(self, name: str, beside: bool = False) -> None:
+        """``beside``: the steps running go on (sources read at once); otherwise a step that said nothing as it
+        ended ends here."""
+        for running in [] if beside else [s for s in self.progress.steps if s.state == RUNNING]:
+            self._end(running.name, notify=False)
         self._step(name).state = RUNNING
-        self._step_t0 = self._clock()
+        self._began[name] = self._last = self._clock()
         self._changed()
 
     def _end(self, name: str, rows: int | None = None, outcome: str | None = None, notify: bool = True) -> Step:
         step = self._step(name)
-        step.state, step.seconds, step.outcome = DONE, self._clock() - self._step_t0, outcome
+        now = self._clock()
+        step.state, step.seconds, step.outcome = DONE, now - self._began.pop(name, self._last), outcome
+        self._last = now
         step.rows = rows if rows is not None else step.rows
-        self._step_t0 = self._clock()
         if notify:
             self._changed()
         return step
@@ -232,23 +247,29 @@ class Tracker:
         now = self._clock()
         p = self.progress
         p.updated_at, p.elapsed = now, now - self._t0
-        running = p.current
-        if running is not None:
-            running.seconds = now - self._step_t0
+        for step in p.steps:
+            if step.state == RUNNING and step.name in self._began:
+                step.seconds = now - self._began[step.name]
         p.remaining = self._remaining()
         write_json(self.path, p.to_dict())
         self._watch(p)
 
     def _remaining(self) -> float | None:
-        left = 0.0
+        """The recorded times of the steps left (less what the running ones took so far); the sources' shared
+        by the lanes they are read in."""
+        left = reading = 0.0
         for step in self.progress.steps:
             if step.state == DONE:
                 continue
             past = self._times.get(step.name)
             if past is None:
                 return None
-            left += max(past - step.seconds, 0.0) if step.state == RUNNING else past
-        return left
+            rest = max(past - step.seconds, 0.0) if step.state == RUNNING else past
+            if step.source is not None:
+                reading += rest
+            else:
+                left += rest
+        return left + reading / self._lanes
 
 
 # -- the readers ---------------------------------------------------------------------------------------------

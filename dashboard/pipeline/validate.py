@@ -108,15 +108,19 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 _warming: list[threading.Thread] = []  # the thread warm_up started (at most one per process)
+# Sources read at once (pipeline/refresh.py) meet here one at a time: GX's context and its batch definition
+# are shared, and GX's pandas work holds the GIL anyway (the other source's polars work goes on meanwhile).
+_gx = threading.Lock()
 
 
 def warm_up() -> None:
     """GX imported and its batch definition made in a thread of its own, started when a source is about to be
     read: the import costs ~1.9 CPU-s and seconds of wall, and overlaps the source's read and standardize (which
     run in polars' and DuckDB's own threads) instead of holding up its gate. Once per process."""
-    if not _warming:
-        _warming.append(threading.Thread(target=_batch_definition, name="cockpit-gx-import", daemon=True))
-        _warming[0].start()
+    with _gx:
+        if not _warming:
+            _warming.append(threading.Thread(target=_batch_definition, name="cockpit-gx-import", daemon=True))
+            _warming[0].start()
 
 
 @cache
@@ -301,9 +305,10 @@ def validate(
     elif isinstance(frame, Path):
         raise ValueError("a file's rows are validated on Spark only (engine spark)")
     else:
-        read = frame.select(present)
-        batch = _batch_definition().get_batch(batch_parameters={"dataframe": read.to_pandas()})
-        result = batch.validate(suite, result_format=result_format)
+        read = frame.select(present).to_pandas()
+        with _gx:
+            batch = _batch_definition().get_batch(batch_parameters={"dataframe": read})
+            result = batch.validate(suite, result_format=result_format)
     outcomes = []
     for r in result.results:
         cfg = r.expectation_config
