@@ -10,6 +10,7 @@ are calibrated on customers held out of the fit.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,10 +49,15 @@ class Binner:
         """Bin numbers; a missing value gets its own, the one after the last bin (at most MAX_BINS + 1: two bytes
         a value, a quarter of int64's 0.29 GB for 1.3M customers and 28 features)."""
         out = np.empty(x.shape, dtype=np.int16)
-        for j, e in enumerate(self.edges):
-            col = x[:, j]
-            out[:, j] = np.searchsorted(e, col, side="left")
-            out[~np.isfinite(col), j] = len(e) + 1
+        for j in range(len(self.edges)):
+            out[:, j] = self.column_codes(j, x[:, j])
+        return out
+
+    def column_codes(self, j: int, col: F64) -> NDArray[np.intp]:
+        """Feature j's bin numbers (codes' column j)."""
+        e = self.edges[j]
+        out = np.searchsorted(e, col, side="left")
+        out[~np.isfinite(col)] = len(e) + 1
         return out
 
     def n_bins(self, j: int) -> int:
@@ -69,10 +75,15 @@ class AdditiveModel:
 
     def terms(self, x: F64) -> F64:
         """Per customer and feature: f_j(x_j). Their sum plus the bias is the log-odds; read once, used thrice."""
-        idx = self.binner.codes(x)
-        out = np.empty(x.shape, dtype=np.float64)
-        for j, shape in enumerate(self.shapes):
-            out[:, j] = shape[idx[:, j]]
+        return self.terms_of((x[:, j] for j in range(x.shape[1])), x.shape[0])
+
+    def terms_of(self, columns: Iterable[F64], rows: int) -> F64:
+        """terms of ``rows`` customers whose features come one column at a time, in feature order: no matrix of
+        every feature (nor of their bin numbers) beside the terms (at large 1.2-1.3M customers: 0.27-0.29 GB of
+        float64 and 0.07 GB of bin numbers less at churn's peak, the backtest's and the scoring's)."""
+        out = np.empty((rows, len(self.shapes)), dtype=np.float64)
+        for j, col in enumerate(columns):
+            out[:, j] = self.shapes[j][self.binner.column_codes(j, col)]
         return out
 
     def log_odds(self, x: F64) -> F64:
