@@ -44,12 +44,14 @@ import json
 import math
 import pickle
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, copy_context
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import duckdb
 import numpy as np
@@ -103,6 +105,8 @@ VALUE_WINDOW_DAYS = 730  # a customer's pace of spending is read over at most th
 F64 = NDArray[np.float64]
 Progress = Callable[[str], None]
 Bins = list[tuple[int, float, float, int]]  # calibration chart: (bin, mean predicted, observed rate, customers)
+T = TypeVar("T")
+U = TypeVar("U")
 
 
 class ChurnError(CockpitError):
@@ -234,6 +238,20 @@ def _sample(frame: pl.DataFrame, seed: int = 0) -> pl.DataFrame:
     return frame.sample(MAX_TRAIN, seed=seed) if frame.height > MAX_TRAIN else frame
 
 
+def _beside(side: Callable[[], T], here: Callable[[], U], threads: bool) -> tuple[T, U]:
+    """``side`` in a thread of its own (the run's context copied into it) while ``here`` runs in this one, with
+    ``threads``; else ``side`` then ``here``. Both results; an error in ``here`` waits for ``side`` first, so no thread
+    outlives the run. The work given is numpy's, scikit-learn's boosting, polars' or DuckDB's, which leave the GIL
+    while they work: two such use both cores (at large churn's full build ran on one core outside DuckDB's statements,
+    ~29 s wall for ~29 CPU-s)."""
+    if not threads:
+        return side(), here()
+    with ThreadPoolExecutor(1, thread_name_prefix="cockpit-churn") as pool:
+        made = pool.submit(copy_context().run, side)
+        mine = here()
+        return made.result(), mine
+
+
 # -- the backtest ---------------------------------------------------------------------------------
 class _Windows:
     """Labelled customers at the cutoffs D − kH (k = 1, 2, ...), each computed once when first asked for.
@@ -343,6 +361,21 @@ def _evaluate(fitted: Fitted, frame: pl.DataFrame) -> tuple[dict[str, float | No
         "brier": churn_model.brier(y, got.risk),
     }
     return metrics, churn_model.reliability(y, got.risk)
+
+
+def _baselines_judged(train: pl.DataFrame, judged: pl.DataFrame) -> dict[str, tuple[dict[str, float | None], Bins]]:
+    """Each baseline fitted on ``train`` and judged on ``judged`` (_evaluate)."""
+    return {m: _evaluate(fit(m, train), judged) for m in ("recency", "bgnbd")}
+
+
+def _model_judged(
+    con: duckdb.DuckDBPyConnection, windows: _Windows, judged: pl.DataFrame
+) -> tuple[ModelBacktest, tuple[dict[str, float | None], Bins]]:
+    """The model's backtest (model_backtest: the horizon it trains on) fitted and judged (_evaluate)."""
+    plan = model_backtest(con, windows, judged)
+    tried = fit("model", plan.train)
+    tried.scaled = plan.horizon != windows.h
+    return plan, _evaluate(tried, plan.judged)
 
 
 def _validated(frames: tuple[pl.DataFrame, ...]) -> bool:
@@ -499,12 +532,14 @@ def _scores(
     run: ChurnRun,
     owners: tuple[pl.DataFrame, pl.DataFrame] | None = None,
     first: pl.DataFrame | None = None,
+    attrs: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """``frame``: the customers as the served method saw them; ``risk``: the served risk, ``reasons`` their
     reasons (_score), in their order. ``owners``: the owner and region of the customers not touched (a kept
     build's) and the touched customers (customer_key); ``reasons`` None: both of ``owners``' frames hold the
     customers' reasons too, joined by key (the kept customers' are not joined with their features again).
-    ``first``: their first records (customer_key, FIRST_COLUMN; None: read from every link)."""
+    ``first``: their first records (customer_key, FIRST_COLUMN; None: read from every link); ``attrs``: every
+    customer's owner and region (features.attributes of ``frame``; None: read here)."""
     cfg, h = settings.churn, run.horizon_days
     pace = pl.col("spend_2y").clip(lower_bound=0) / pl.col("tenure_days").clip(h, VALUE_WINDOW_DAYS) * h
     band = (
@@ -527,7 +562,7 @@ def _scores(
         .select(*_PUBLISHED)
     )  # the join and sort below copy these, not every feature (at large 1.3M rows)
     if owners is None:
-        attrs = churn_features.attributes(con, out)
+        attrs = churn_features.attributes(con, out) if attrs is None else attrs
     else:
         same, touched = owners
         made = churn_features.attributes(
@@ -577,6 +612,12 @@ def _scores(
         pl.lit(run.as_of).alias("as_of"),
         pl.lit(run.method).alias("method"),
     )
+
+
+def _owners(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """_scores' first records of every linked customer and owners of ``frame``'s customers (features.first_records,
+    features.attributes)."""
+    return churn_features.first_records(con), churn_features.attributes(con, frame)
 
 
 # what _scores publishes of its frame (with rank, owner, region, the reasons, as_of and method)
@@ -698,10 +739,15 @@ def run(
     tested = served.backtest(con, run_, first, say) if served is not None else None  # engine spark: made there
     windows = _Windows(con, d, h, first)
     back_test, back_train = (windows.at(1), windows.at(2)) if tested is None else (pl.DataFrame(), pl.DataFrame())
+    # DuckDB's arrays in this process: the independent parts (the model's backtest and the baselines', the final fit
+    # and the served customers' features, their owners and their scores) two at a time (_beside). Not the two
+    # cutoffs' features: at large they took as long side by side as one after the other (4.0-4.8 s wall either way)
+    threads = served is None and churn_features.arrays_here(con)
     metrics: dict[str, dict[str, float | None]] = {}
     bins: dict[str, Bins] = {}
     per_method: dict[str, dict[str, object]] = {}
     final: Fitted | None = None
+    final_on: pl.DataFrame | None = None  # what the final fit reads, when it is made beside the served customers' read
     frame: pl.DataFrame | None = None  # the customers as the served method sees them (at D: read after the fits)
     if tested is not None and tested.metrics:
         metrics, bins, per_method, final = tested.metrics, tested.bins, tested.per_method, tested.final
@@ -709,15 +755,14 @@ def run(
     elif back_train.height and back_test.height and _validated((back_train, back_test)):
         train = windows.stacked(2)
         say(f"churn: backtest, baselines fitted on {train.height} customer windows, judged on {back_test.height}")
-        for m in ("recency", "bgnbd"):
-            metrics[m], bins[m] = _evaluate(fit(m, train), back_test)
+        judged = partial(_model_judged, con, windows, back_test)
+        (plan, (metrics["model"], bins["model"])), got = _beside(
+            judged, partial(_baselines_judged, train, back_test), threads
+        )
+        for m, (metrics[m], bins[m]) in got.items():
             per_method[m] = {"train_cutoff": _date(t1), "backtest_windows": train.height, "train_horizon_days": h}
-        del train
-        plan = model_backtest(con, windows, back_test)
+        del train, judged
         say(f"churn: model backtest on {plan.train.height} windows of {plan.horizon} days ({plan.needed} needed)")
-        tried = fit("model", plan.train)
-        tried.scaled = plan.horizon != h
-        metrics["model"], bins["model"] = _evaluate(tried, plan.judged)
         per_method["model"] = {
             "train_cutoff": _date(t2 - plan.horizon),
             "backtest_windows": plan.train.height,
@@ -741,7 +786,10 @@ def run(
             final.scaled = True
         else:
             del plan
-            final = fit(run_.method, windows.stacked(1))
+            # the model reads its sample only (fit's own: the same rows), so the windows' frames go now
+            final_on = _sample(windows.stacked(1)) if run_.method == "model" else windows.stacked(1)
+            if not threads:
+                final, final_on = fit(run_.method, final_on), None
     else:
         run_.method, run_.status, run_.reason = "bgnbd", "unvalidated", "no_backtest"
         run_.notes.append(
@@ -755,14 +803,23 @@ def run(
         extra.update(customers_scored=n)
         churn_features.drop_days(con)
     else:
-        if frame is None:  # read now, not beside the backtest's: at large 0.4 GB less at its peak
+        if frame is None and final_on is not None:  # the final fit beside the served customers' read
+            final, (frame, run_.bgnbd) = _beside(
+                partial(fit, run_.method, final_on), partial(_served_frame, con, d, h), threads
+            )
+            final_on = None
+        elif frame is None:  # read now, not beside the backtest's: at large 0.4 GB less at its peak
             frame, run_.bgnbd = _served_frame(con, d, h)
+        assert frame is not None  # read above
         extra.update(customers_scored=frame.height)
         churn_features.drop_days(con)
-        ranking, risk, reasons = _score(frame, final, run_.method, run_.train_horizon_days)
+        (records, attrs), (ranking, risk, reasons) = _beside(
+            partial(_owners, con, frame),
+            partial(_score, frame, final, run_.method, run_.train_horizon_days),
+            threads,
+        )  # the owners, read by DuckDB, beside the scores and reasons
         run_.scored = frame.height
-        records = churn_features.first_records(con)
-        run_.scores = _scores(con, frame, _served(risk, ranking), reasons, settings, run_, first=records)
+        run_.scores = _scores(con, frame, _served(risk, ranking), reasons, settings, run_, first=records, attrs=attrs)
         run_.rows = _rows(frame, ranking, risk, records)
     run_.card = _card(run_, metrics, bins, extra, per_method)
     run_.fit = KeptFit(
@@ -1080,15 +1137,20 @@ def build(
     (ROWS_FILE; ``rows``: a kept build's, of which only the touched customers are made again)."""
     with _memory_given_back(con):
         result = run(con, settings, links, progress=progress, kept=kept, rows=rows)
-    if not result.written:
-        _write_by_arrow(result.scores, folder / "churn_scores.parquet")
-    result.card.write_parquet(folder / "churn_model.parquet")
-    if result.rows is not None:
-        # lz4: read only by the next build's rescore (at large 151 MB against zstd's 116, written in 0.6 CPU-s
-        # against 1.1 and read in 0.15 against 0.29)
-        result.rows.write_parquet(folder / ROWS_FILE, metadata=_meta(result), compression="lz4")
-    if result.fit is not None:
-        save_fit(result.fit, folder / FIT_FILE)
+
+    def the_rest() -> None:
+        result.card.write_parquet(folder / "churn_model.parquet")
+        if result.rows is not None:
+            # lz4: read only by the next build's rescore (at large 151 MB against zstd's 116, written in 0.6 CPU-s
+            # against 1.1 and read in 0.15 against 0.29)
+            result.rows.write_parquet(folder / ROWS_FILE, metadata=_meta(result), compression="lz4")
+        if result.fit is not None:
+            save_fit(result.fit, folder / FIT_FILE)
+
+    if result.written:
+        the_rest()
+    else:  # churn_scores written beside the rest (pyarrow's writer and polars' each leave the GIL)
+        _beside(lambda: _write_by_arrow(result.scores, folder / "churn_scores.parquet"), the_rest, threads=True)
     return result
 
 

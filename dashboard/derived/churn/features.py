@@ -500,6 +500,11 @@ def _arrays(con: duckdb.DuckDBPyConnection) -> DayArrays | None:
     return _READ.get(con) if _DAY_TABLES.get() is None else None
 
 
+def arrays_here(con: duckdb.DuckDBPyConnection) -> bool:
+    """features_at and active_at read arrays in this process (DuckDB made the per-day rows here), not a statement."""
+    return _arrays(con) is not None
+
+
 def activity_range(con: duckdb.DuckDBPyConnection) -> tuple[float | None, float | None]:
     arrays = _arrays(con)
     if arrays is not None:
