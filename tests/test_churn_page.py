@@ -231,6 +231,11 @@ def test_the_backtest_says_which_method_serves_and_on_what_evidence(shop: Settin
     apart = " " if name[0].isascii() else ""  # 由 BG/NBD 基线评分, 由流失模型评分 (tests/test_i18n_spacing.py)
     assert chinese.startswith(f"由{apart}{name}评分：回测 AUC 最高")
     assert auc in chinese and f"训练用了 {windows} 个客户窗口" in chinese
+    # the chosen method is named once (not again among the others), and every other method with its AUC
+    assert chinese.count(name) == 1
+    others = card.filter(~pl.col("chosen") & pl.col("auc").is_not_null()).iter_rows(named=True)
+    for row in others:
+        assert f"{t('churn.method.' + row['method'], 'zh')} {row['auc']:.3f}" in chinese
     out = CliRunner().invoke(app, ["-c", str(shop.base_dir / "cockpit.toml"), "churn", "backtest"])
     assert out.exit_code == 0, out.output
     assert why_serving(card, shop.language) in out.stdout

@@ -60,7 +60,7 @@ def test_a_latin_or_number_value_is_set_apart_from_the_templates_chinese(value: 
 
 def test_the_churn_model_card_names_its_method_as_the_ui_writes_it() -> None:
     why = "churn.why.best_auc"
-    figures = {"auc": "0.803", "model": "0.795", "recency": "0.731"}
+    figures = {"auc": "0.803", "model": "0.795", "recency": "0.731", "others": "最近活跃基线 0.731"}
     assert t(why, "zh", method=t("churn.method.bgnbd", "zh"), **figures).startswith("由 BG/NBD 基线评分：")
     assert t(why, "zh", method=t("churn.method.model", "zh"), **figures).startswith("由流失模型评分：")
     assert t(why, "en", method=t("churn.method.bgnbd", "en"), **figures).startswith("BG/NBD baseline serves:")

@@ -42,8 +42,7 @@ STRINGS: dict[str, str] = {
     "churn.method.model": "Churn model",
     "churn.method.recency": "Recency baseline",
     "churn.method.bgnbd": "BG/NBD baseline",
-    "churn.why.best_auc": "{method} serves: the best AUC on the backtest ({auc}; the model {model}, recency "
-    "{recency}).",
+    "churn.why.best_auc": "{method} serves: the best AUC on the backtest ({auc}; {others}).",
     "churn.why.windows": "The model's backtest trained on {windows} customer windows ({needed} needed to trust it).",
     "churn.why.thin_backtest_robust": "{method} serves: the backtest had only {windows} customer windows for the "
     "model ({needed} needed to trust it), so the baseline that ranks without labels serves (AUC {auc}; recency "

@@ -40,7 +40,7 @@ STRINGS: dict[str, str] = {
     "churn.method.model": "流失模型",
     "churn.method.recency": "最近活跃基线",
     "churn.method.bgnbd": "BG/NBD 基线",
-    "churn.why.best_auc": "由{method}评分：回测 AUC 最高（{auc}；流失模型 {model}，最近活跃基线 {recency}）。",
+    "churn.why.best_auc": "由{method}评分：回测 AUC 最高（{auc}；{others}）。",
     "churn.why.windows": "模型回测训练用了 {windows} 个客户窗口（可信至少需要 {needed} 个）。",
     "churn.why.thin_backtest_robust": "由{method}评分：回测只有 {windows} 个客户窗口可供模型训练"
     "（可信至少需要 {needed} 个），因此改用无需标签即可排序的基线（AUC {auc}；最近活跃基线 {recency}）。",

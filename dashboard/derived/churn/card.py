@@ -22,6 +22,14 @@ def why_serving(card: pl.DataFrame, lang: str) -> str:
         value = row.get("auc")
         return f"{value:.3f}" if isinstance(value, float) else "—"
 
+    def name(method: str) -> str:  # mid-sentence in English: "recency baseline", but "BG/NBD baseline"
+        said = t(f"churn.method.{method}", lang)
+        return said[0].lower() + said[1:] if lang == "en" and said[1:2].islower() else said
+
+    # the others beside the chosen one, each by name with its AUC (the chosen one's is {auc}, said once)
+    others = ("，" if lang == "zh" else ", ").join(
+        f"{name(m)} {auc(r)}" for m, r in rows.items() if m != chosen["method"] and isinstance(r.get("auc"), float)
+    )
     text = t(
         f"churn.why.{chosen['serve_reason']}",
         lang,
@@ -29,6 +37,7 @@ def why_serving(card: pl.DataFrame, lang: str) -> str:
         auc=auc(chosen),
         model=auc(model),
         recency=auc(recency),
+        others=others,
         windows=f"{model.get('backtest_windows') or 0:,}",
         needed=f"{model.get('backtest_windows_needed') or 0:,}",
     )
