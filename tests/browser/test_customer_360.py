@@ -12,7 +12,7 @@ import pytest
 from dashboard.access.auth import load_accounts
 from dashboard.components import fmt, labels
 from dashboard.core.config import Settings
-from dashboard.i18n import t
+from dashboard.i18n import NO_BREAK, t
 from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse
 from tests.browser.conftest import PAGE_TIMEOUT_MS
@@ -102,7 +102,9 @@ def test_a_churn_row_opens_the_profile_with_its_revenue_terms_risk_and_days(
     assert top["rank"] == 1 and f"你的预警名单第 1 位（全公司第 {top['company_rank']:,} 位" in text
     for reason in (top["reason_1"], top["reason_2"], top["reason_3"]):
         if reason:
-            assert reason in text  # the list's reasons, in full, on the profile
+            # the list's reasons, in full, on the profile, read as a person reads them (a number and its unit are
+            # joined by a no-break space where reasons are shown: i18n.units_kept)
+            assert reason in text.replace(NO_BREAK, " ")
     newest = events.select(pl.col("occurred_at").dt.date().max()).item()  # the timeline's first day
     on_day = events.filter(pl.col("occurred_at").dt.date() == newest).height
     heading = t(
