@@ -10,6 +10,7 @@ import pytest
 from dashboard.components import fmt
 from dashboard.core.config import Settings, load_settings
 from dashboard.i18n import t, units_kept
+from dashboard.i18n.values import ValueLabels
 from dashboard.pipeline.refresh import refresh
 from dashboard.query.search import search_params
 from dashboard.query.security import SYSTEM, Principal
@@ -280,3 +281,19 @@ def test_the_golden_region_is_named_as_the_lists_name_it(small_demo: Settings, m
     texts = [x.value for x in at.text]
     region = texts[texts.index(t("c360.col.region", "en")) + 1]
     assert region.endswith(" China") and not any("\u4e00" <= ch <= "\u9fff" for ch in region), texts
+
+
+def test_the_golden_industry_is_named_in_the_page_language(
+    small_demo: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo's industries are written in Chinese and named in English in cockpit.toml ([labels.industry]): the
+    walk found 制造业 on the English profile."""
+    golden = Warehouse(small_demo).sql("SELECT customer_key, industry FROM customer_golden", user=SYSTEM)
+    key, industry = golden.filter(pl.col("industry").is_not_null()).sort("customer_key").row(0)
+    expected = {"zh": industry, "en": ValueLabels(small_demo.label_texts()).label("industry", industry, "en")}
+    assert not any("\u4e00" <= ch <= "\u9fff" for ch in expected["en"]), expected
+    at = open_app_page(small_demo, monkeypatch, "customer_360", {"customer": key})
+    for lang in ("en", "zh"):
+        at.sidebar.radio[0].set_value(lang).run()
+        texts = [x.value for x in at.text]
+        assert texts[texts.index(t("c360.col.industry", lang)) + 1] == expected[lang], texts

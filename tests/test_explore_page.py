@@ -230,6 +230,21 @@ def test_coded_dimensions_are_shown_by_their_names(
     assert named & shown, shown
 
 
+def test_industries_are_named_in_the_page_language(small_demo: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo writes industries in Chinese (制造业) and names them in English in cockpit.toml ([labels.industry]): the
+    English table, the filter and the export's header name them in English; the Chinese page as written."""
+    spec = Spec("leads", (Dim("industry"),), ("count",), (Filter("industry", "in", ("制造业",)),))
+    at = open_explore(small_demo, monkeypatch, view=encode(Spec("leads", (Dim("industry"),), ("count",))))
+    at.sidebar.radio[0].set_value("en").run()
+    assert not at.exception, at.exception
+    shown = set(table(at)[dim_label("industry", "en")].to_list())
+    assert "Manufacturing" in shown and not [s for s in shown if any("\u4e00" <= ch <= "\u9fff" for ch in s)], shown
+    header, _ = export_table(pl.DataFrame({"industry": ["制造业"], "count": [1]}), spec, "en", "UTC")
+    assert (t("explore.filter", "en"), f"Industry {t('explore.op.in', 'en')} Manufacturing") in header, header
+    at.sidebar.radio[0].set_value("zh").run()
+    assert "制造业" in set(table(at)[dim_label("industry", "zh")].to_list())
+
+
 def test_a_pie_writes_each_share_at_one_decimal() -> None:
     from dashboard.components.explore_result import figure
     from dashboard.query.explore.models import Result

@@ -16,6 +16,7 @@ from dashboard.components import fmt
 from dashboard.core.config import LABEL_DIMENSIONS, Settings, load_settings, parse_settings
 from dashboard.core.entities import STAGES
 from dashboard.core.errors import ConfigError
+from dashboard.demo.pool import _INDUSTRIES
 from dashboard.demo.tables import CITIES
 from dashboard.i18n import LANGS
 from dashboard.i18n.values import BUILT_IN, DIMENSIONS, VALUES, ValueLabels, untranslated
@@ -121,3 +122,15 @@ def test_every_region_of_the_demo_is_named_in_english() -> None:
     assert len(regions) == 7
     assert {r: names.label("region", r, "en") for r in regions if CJK.search(names.label("region", r, "en"))} == {}
     assert names.label("region", "华东", "en") == "East China" and names.label("region", "华东", "zh") == "华东"
+
+
+def test_every_industry_of_the_demo_is_named_in_english() -> None:
+    """The demo's CRM, ERP and purchased lists write a customer's industry in Chinese (制造业): the English pages
+    (Customer 360's golden record, Explore, its filters) name it in English, the Chinese ones as written."""
+    names = ValueLabels(load_settings(ROOT / "cockpit.toml").label_texts())
+    industries = {industry for industry, *_ in _INDUSTRIES}
+    assert len(industries) == 10
+    shown = {i: names.label("industry", i, "en") for i in industries}
+    assert {i: text for i, text in shown.items() if CJK.search(text)} == {}
+    assert names.label("industry", "制造业", "en") == "Manufacturing"
+    assert names.label("industry", "制造业", "zh") == "制造业"

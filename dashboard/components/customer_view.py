@@ -18,7 +18,8 @@ from dashboard.query.search import search_params
 PAGE = "customer_360"
 PARAM = "customer"  # ?customer=<customer_key>
 ATTRIBUTES = ("name", "phone", "email", "id_number", "company", "industry", "city", "region", "owner")
-NAMED = ("region",)  # attributes whose values a company names per language ([labels.region]), as the lists do
+# attributes whose values a company names per language ([labels.region], [labels.industry]), as the lists do
+NAMED = ("region", "industry")
 CATEGORIES = ("lead", "stage", "order", "contract", "payment", "interaction")
 DAYS_SHOWN = 14  # timeline days shown at first; a button adds as many older ones
 _RESULTS_KEY = "c360_results"

@@ -31,6 +31,7 @@ COLUMNS: dict[str, str] = {
     "entity": "entity",
     "outcome": "outcome",
     "region": "region",
+    "industry": "industry",
     "campaign": "campaign",
 }
 

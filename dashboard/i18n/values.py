@@ -173,6 +173,7 @@ VALUES: dict[str, dict[str, dict[str, str]]] = {
         "external": _t("外部数据", "External"),
     },
     "region": {},  # the demo's regions are written in Chinese already; a company may code its own
+    "industry": {},  # a customer's industry as its systems write it (the demo's in Chinese: [labels.industry])
     "campaign": {  # campaigns are names already; the facts write a lead's or a cost's missing campaign as ""
         "": _t("（无市场活动）", "(no campaign)"),
     },
