@@ -53,6 +53,25 @@ def test_a_source_is_named_once_and_an_optional_field_has_its_fill_bar(
     assert phone == 100.0  # drawn in percentage points: 100.0%, as the quality page writes it
 
 
+@pytest.mark.parametrize("lang", LANGS)
+def test_each_source_is_named_once_and_each_type_in_words(
+    company: Settings, monkeypatch: pytest.MonkeyPatch, lang: str
+) -> None:
+    """The walk found the English systems table with the Chinese title (展会登记) beside the English name (Trade shows),
+    and the fields' type as the code's (str, datetime) in both languages."""
+    at = open_page(company, monkeypatch, lang, PAGE)
+    systems, fields = at.dataframe[0].value, next(f.value for f in at.dataframe if "field" in f.value.columns)
+    names = ValueLabels(company.label_texts())
+    assert "title" not in systems.columns, systems
+    assert systems["source_system"].tolist() == [names.label("source", s, lang) for s in company.source_names]
+    words = {"zh": {"文本", "日期时间", "数值", "是/否"}, "en": {"Text", "Date and time", "Number", "Yes/no"}}[lang]
+    assert set(fields["type"]) == words, set(fields["type"])
+    phone = fields.set_index(["source_system", "entity", "field"]).loc[
+        (names.label("source", "trade_show", lang), names.label("entity", "leads", lang), "phone"), "type"
+    ]
+    assert phone == t("cat.type.str", lang)
+
+
 def test_the_field_filters(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     at = open_page(company, monkeypatch, "en", PAGE)
     at.selectbox(key="cat_source").set_value("erp").run()

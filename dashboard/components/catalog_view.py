@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 from itertools import pairwise
-from typing import Any
+from typing import Any, get_args
 
 import polars as pl
 import streamlit as st
@@ -16,7 +16,7 @@ from dashboard.components.export_buttons import audited
 from dashboard.components.quality_heatmap import PLACES, applies_words
 from dashboard.components.tables import headers
 from dashboard.core.dictionary import CLASSIFICATIONS
-from dashboard.core.entities import NEVER
+from dashboard.core.entities import NEVER, ColumnType
 from dashboard.i18n import t
 from dashboard.ops.catalog import Inventory, build_inventory, excel_bytes
 
@@ -47,6 +47,9 @@ def _describe(frame: pl.DataFrame, lang: str) -> pl.DataFrame:
     if other in frame.columns:
         frame = frame.drop(other).rename({f"description_{lang}": "description"})
     shown = labels.frame(frame, lang, CODED)
+    if "type" in shown.columns:  # a field's type in a person's word (文本, 日期时间), not the code's (str, datetime)
+        words = {v: t(f"cat.type.{v}", lang) for v in get_args(ColumnType)}
+        shown = shown.with_columns(pl.col("type").replace_strict(words, default=pl.col("type"), return_dtype=pl.String))
     return shown.with_columns(labels.expr("source_kind", "kind", lang)) if "kind" in shown.columns else shown
 
 
@@ -77,16 +80,20 @@ def systems_section(inv: Inventory, lang: str) -> None:
     pairs = zip(inv.systems["source_system"], inv.systems["schedule"], strict=True)
     raw = "; ".join(f"{n}: {s}" for n, s in pairs if s)  # the cron strings themselves, in the column's help
     config["schedule"] = st.column_config.TextColumn(t("cat.col.schedule", lang), help=raw or None)
-    st.dataframe(
-        _named_once(_describe(shown, lang)), hide_index=True, placeholder="—", width="stretch", column_config=config
+    systems = _describe(_named_once(shown, lang), lang)
+    st.dataframe(systems, hide_index=True, placeholder="—", width="stretch", column_config=config)
+
+
+def _named_once(systems: pl.DataFrame, lang: str) -> pl.DataFrame:
+    """The configured title only beside a source nobody named in ``lang`` (it is shown by its code there); none
+    where the name says it: in Chinese a source is called by its title (来源系统 and 名称 read the same), and in
+    English the Chinese title stood beside the English name."""
+    names = labels.labels().table("source", lang, systems["source_system"].to_list())
+    unnamed = pl.col("source_system").replace_strict(names, return_dtype=pl.String) == pl.col("source_system")
+    titles = systems.with_columns(
+        pl.when(unnamed & (pl.col("title") != pl.col("source_system"))).then(pl.col("title")).alias("title")
     )
-
-
-def _named_once(systems: pl.DataFrame) -> pl.DataFrame:
-    """The systems without their title where every source's title is the name it is shown by already (a source
-    labelled by its title: 来源系统 and 名称 read the same)."""
-    same = systems.select((pl.col("title") == pl.col("source_system")).all()).item()
-    return systems.drop("title") if same else systems
+    return titles if titles["title"].is_not_null().any() else titles.drop("title")
 
 
 def fields_section(inv: Inventory, lang: str) -> None:
