@@ -8,8 +8,10 @@ does."""
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -26,7 +28,7 @@ from dashboard.derived.churn import bgnbd as churn_bgnbd
 from dashboard.derived.churn import build as churn
 from dashboard.derived.churn import features as churn_features
 from dashboard.derived.churn import model as churn_model
-from dashboard.derived.spark import backtest, cutoffs, served
+from dashboard.derived.spark import backtest, cutoffs, isotonic, served
 from dashboard.derived.spark import churn as spark_churn
 from dashboard.derived.spark.jobs import PARTS
 from tests.test_spark_steps import assert_same
@@ -131,16 +133,20 @@ def both(small_demo: Settings, spark: Any) -> dict[str, tuple[Asked, Any, Path, 
 
 def test_every_cutoff_is_the_same_on_both_engines(both: dict[str, tuple[Asked, Any, Path, Windows]]) -> None:
     """The backtest's windows: the same cutoffs, customers in key order, features, BG/NBD's figures and labels."""
+    _same_windows(both)
+    day = both["duckdb"][1].day
+    duck = both["duckdb"][0]
+    assert duck[-1][0] == ("features", day, both["duckdb"][1].train_horizon_days)  # today's: the served pass's
+
+
+def _same_windows(both: dict[str, tuple[Asked, Any, Path, Windows]], ordered: bool = True) -> None:
     want, got = both["duckdb"][3], both["spark"][3]
-    assert list(got) == list(want)  # the same cutoffs and horizons, asked in the same order
+    assert list(got) == list(want) if ordered else set(got) == set(want)  # the same cutoffs and horizons (in order)
     assert len(want) >= 3  # the backtest's two cutoffs and at least one older window
     for key, frame in want.items():
         assert frame.height > 0, key
         assert got[key]["customer_key"].to_list() == frame["customer_key"].to_list(), key  # key order: the sample's
         assert_same(frame, got[key], frame.columns)
-    day = both["duckdb"][1].day
-    duck = both["duckdb"][0]
-    assert duck[-1][0] == ("features", day, both["duckdb"][1].train_horizon_days)  # today's: the served pass's
 
 
 def _published(folder: Path) -> dict[str, pl.DataFrame]:
@@ -152,6 +158,11 @@ _CHART = ("calibration_predicted", "calibration_observed")
 
 
 def test_the_published_churn_tables_are_the_same(both: dict[str, tuple[Asked, Any, Path, Windows]]) -> None:
+    _same_published(both)
+    assert both["duckdb"][1].status == "validated"
+
+
+def _same_published(both: dict[str, tuple[Asked, Any, Path, Windows]]) -> None:
     want, got = _published(both["duckdb"][2]), _published(both["spark"][2])
     scores = want["churn_scores"]
     assert scores.height > 100 and scores["rank"].to_list() == list(range(1, scores.height + 1))
@@ -166,12 +177,16 @@ def test_the_published_churn_tables_are_the_same(both: dict[str, tuple[Asked, An
     for col in _CHART:
         for a, b in zip(spark_card[col].to_list(), card[col].to_list(), strict=True):
             assert np.allclose(a, b, rtol=0, atol=1e-12), col
-    assert both["spark"][1].method == both["duckdb"][1].method and both["duckdb"][1].status == "validated"
+    assert both["spark"][1].method == both["duckdb"][1].method
 
 
 def test_the_rows_a_rescore_reads_are_the_same(both: dict[str, tuple[Asked, Any, Path, Windows]]) -> None:
     """churn_rows: every customer's features at the as-of day, BG/NBD's figures, score, risk and first record, in
     key order, with the day, the last day read, the horizon and BG/NBD's fit in its metadata (KeptRows.meta)."""
+    _same_rows(both)
+
+
+def _same_rows(both: dict[str, tuple[Asked, Any, Path, Windows]]) -> None:
     paths = {engine: both[engine][2] / churn.ROWS_FILE for engine in ("duckdb", "spark")}
     want, got = (pl.read_parquet(paths[e]) for e in ("duckdb", "spark"))
     assert got.columns == want.columns and got.height == want.height > 100
@@ -360,3 +375,119 @@ def test_an_incremental_rescore_on_spark_is_the_drivers(
         }, case
         # moved: fitted again on everyone's numbers (today's, as the first build's), not the kept file's
         assert results["spark"].bgnbd == results["duckdb"].bgnbd == bg, case
+
+
+def _iso_cases(rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(score, calibrated risk, BG/NBD's growth) as _to_target gets them: continuous scores, scores tied in
+    hundreds, and scores a few ulps apart (sklearn pools those within 1e-15 of a group's first)."""
+    for kind in range(4):
+        for _ in range(12):
+            n = int(rng.integers(30, 4_000))
+            score = rng.normal(size=n)
+            if kind == 1:
+                score = np.round(score, 1)
+            elif kind == 2:
+                score = score + rng.integers(0, 3, n) * 4e-16
+            elif kind == 3:
+                whole = rng.integers(0, 30, n) + 4.0
+                score = whole + rng.integers(0, 2, n) * np.spacing(whole)
+            risk = 1 / (1 + np.exp(-score))
+            yield score, risk, rng.uniform(0.5, 3.0, n)
+
+
+def _sklearns(score: np.ndarray, risk: np.ndarray, growth: np.ndarray) -> np.ndarray:
+    return churn._to_target(pl.DataFrame({"bgnbd_active_growth": growth}), score, risk)
+
+
+def _first_points(made: list[tuple[Any, Any, Any, Any]], k: int, m: int) -> tuple[Any, Any]:
+    return made[k][2][:m], made[k][3][:m]
+
+
+def test_the_isotonic_fit_made_by_ranges_is_sklearns_to_the_last_bit() -> None:
+    """build._to_target's isotonic fit, made over sorted ranges (derived.spark.isotonic: each range pooled alone,
+    the edges where something crosses pooled again from their blocks' points), predicts sklearn's fit bit for bit,
+    for 1 to 17 ranges (edges pooled again included)."""
+    rng = np.random.default_rng(11)
+    again = 0
+    for score, risk, growth in _iso_cases(rng):
+        target = np.clip(1.0 - (1.0 - risk) * growth, 0.0, risk)
+        want = _sklearns(score, risk, growth)
+        order = np.lexsort((target, score))
+        s, t = score[order], target[order]
+        for parts in (1, 3, 17):
+            cuts = [int(c) for c in np.linspace(0, s.size, parts + 1)[1:-1]]
+            bounds = [0, *(c for c in cuts if s[c] - s[c - 1] >= isotonic.EPS), s.size]
+            made = [isotonic.groups(s[lo:hi], t[lo:hi]) for lo, hi in itertools.pairwise(bounds)]
+            ranges = [isotonic.summarize(first, y, w) for _, first, y, w in made]
+            fold = isotonic.Fold(ranges, partial(_first_points, made))
+            fitted = isotonic._per_range(fold.run(), fold.offsets, ranges)
+            again += fold.again
+            got = np.empty(s.size)
+            for (lo, hi), (group, first, y, w), (starts, values, nxt, nxt_value) in zip(
+                itertools.pairwise(bounds), made, fitted, strict=True
+            ):
+                at, fit = (np.asarray(starts), np.asarray(values)) if starts else isotonic.pooled(y, w)[:2]
+                value = np.clip(np.repeat(fit, np.diff(np.append(at, y.size))), 0.0, 1.0)
+                if not np.isnan(nxt):
+                    first, value = np.append(first, nxt), np.append(value, nxt_value)
+                got[lo:hi] = isotonic.predicted(s[lo:hi], group, first, value)
+            back = np.empty(s.size)
+            back[order] = got
+            assert np.array_equal(back, want), (s.size, parts)
+    assert again > 100  # edges where something crossed were pooled again
+
+
+def test_the_isotonic_fit_on_spark_is_sklearns(spark: Any, on_spark: Settings) -> None:
+    """isotonic.to_target over a Spark view (ranges by Spark's range partitioning) gives each customer _to_target's
+    risk, bit for bit."""
+    rng = np.random.default_rng(12)
+    stage = on_spark.data_path / "isotonic_spark"
+    stage.mkdir()
+    for i, (score, risk, growth) in enumerate(list(_iso_cases(rng))[::6]):
+        columns = {isotonic.SCORE: score, isotonic.RISK: risk, isotonic.GROWTH: growth}
+        frame = pl.DataFrame({cutoffs.CID: np.arange(score.size, dtype=np.int32), **columns})
+        frame.write_parquet(stage / f"in{i}.parquet")
+        spark.read.parquet(str(stage / f"in{i}.parquet")).createOrReplaceTempView(f"iso_in_{i}")
+        isotonic.to_target(spark, on_spark, stage, f"iso_in_{i}", f"iso_out_{i}")
+        got = backtest._polars(spark.table(f"iso_out_{i}")).sort(cutoffs.CID)
+        assert got[cutoffs.CID].to_list() == list(range(score.size))
+        assert np.array_equal(got[isotonic.RISK].to_numpy(), _sklearns(score, risk, growth)), i
+
+
+@pytest.fixture(scope="module")
+def thin(
+    small_demo: Settings, spark: Any, both: dict[str, tuple[Asked, Any, Path, Windows]]
+) -> dict[str, tuple[Asked, Any, Path, Windows]]:
+    """Both engines' churn with the model's backtest thin at the target horizon (THIN_SHARE just above the windows
+    it had per judged customer), so that it trains at a shorter one, and serving when that one is not thin."""
+    model = both["duckdb"][1].card.filter(pl.col("method") == "model").row(0, named=True)
+    share = (model["backtest_windows"] + 1) / model["backtest_customers"]
+    choose = churn.choose
+    out = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(churn, "THIN_SHARE", share)
+        patch.setattr(churn, "choose", lambda aucs, thin: choose(aucs, thin) if thin else ("model", "best_auc"))
+        for engine in ("duckdb", "spark"):
+            folder = small_demo.data_path / f"thin_{engine}"
+            asked, result, windows = _churn(small_demo, folder, spark if engine == "spark" else None)
+            out[engine] = (asked, result, folder, windows)
+    return out
+
+
+def test_a_model_thin_at_the_target_horizon_is_the_same_on_spark(
+    thin: dict[str, tuple[Asked, Any, Path, Windows]],
+) -> None:
+    """A model whose backtest is thin at the target horizon trains at a shorter one and is scaled to the target by
+    _to_target's isotonic fit over every judged and every served customer: on Spark that fit is made on the
+    executors (the driver held no customer's row: _churn), and the windows, the model card, churn_scores (ranks and
+    risks bit for bit) and churn_rows are the DuckDB engine's."""
+    duck, on_spark = thin["duckdb"][1], thin["spark"][1]
+    assert duck.method == on_spark.method == "model" and duck.reason == on_spark.reason == "best_auc"
+    assert on_spark.train_horizon_days == duck.train_horizon_days < duck.horizon_days
+    assert duck.fit.fitted.scaled and on_spark.fit.fitted.scaled
+    _same_windows(thin, ordered=False)  # the DuckDB engine's threads may ask for them in another order
+    assert any(h == duck.train_horizon_days for _, h in thin["duckdb"][3])  # the shorter horizon's windows
+    _same_published(thin)
+    card = _published(thin["spark"][2])["churn_model"].filter(pl.col("method") == "model")
+    assert card["train_horizon_days"].to_list() == [duck.train_horizon_days]
+    _same_rows(thin)

@@ -3,12 +3,13 @@ BG/NBD's figures made and kept on Spark, each method's scores of the judged cust
 churn's own functions, and the yardsticks (AUC, precision, Brier score, calibration bins) as Spark aggregates. The
 driver holds the fits: the baselines' calibrations fitted on (score, label) counts per distinct score (the same
 isotonic fit as on every row), the model on the bounded sample build.fit draws (the same rows in the same order, so
-the same fit). A model that needs a horizon shorter than the target (a thin backtest) is left to the driver."""
+the same fit). A model whose backtest is thin at the target horizon trains at a shorter one here too (model_plan, as
+build.model_backtest), and its risk is scaled to the target over the judged customers by isotonic.to_target."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial, reduce
 from typing import TYPE_CHECKING, Any, cast
 
@@ -20,6 +21,7 @@ from sklearn.isotonic import IsotonicRegression
 from dashboard.derived.churn import bgnbd as churn_bgnbd
 from dashboard.derived.churn import features as churn_features
 from dashboard.derived.churn import model as churn_model
+from dashboard.derived.spark import isotonic
 from dashboard.derived.spark.churn import SparkDays
 from dashboard.derived.spark.cutoffs import CID, Given, bgnbd_fit, features_view, mapped
 from dashboard.derived.spark.jobs import spark_query
@@ -53,20 +55,31 @@ class Window:
         return self.n >= churn.MIN_CUSTOMERS and self.labels == 2
 
 
-def window_part(raw: pl.DataFrame, t: int, horizon: int, bg: churn_bgnbd.BGNBD) -> pl.DataFrame:
+def window_part(
+    raw: pl.DataFrame, t: int, horizon: int, bg: churn_bgnbd.BGNBD, target: int | None = None
+) -> pl.DataFrame:
     """A partition of a cutoff's FEATURES_SQL rows with their label and id as build._at makes them: features_at's
-    columns, BG/NBD's figures under ``bg`` (fitted on the whole cutoff), ``churned``."""
+    columns, BG/NBD's figures under ``bg`` (fitted on the whole cutoff; with a ``target`` horizon its growth to it
+    too), ``churned``."""
     from dashboard.derived.churn import build as churn
 
     with churn_features.day_tables_from(Given(raw.drop(CID, "churned"))):
         features = churn_features.features_at(cast(duckdb.DuckDBPyConnection, None), t, horizon)
-    return churn._with_bgnbd(features, horizon, None, bg).with_columns(raw["churned"], raw[CID])
+    return churn._with_bgnbd(features, horizon, target, bg).with_columns(raw["churned"], raw[CID])
 
 
 def scores_part(raw: pl.DataFrame, fitted: churn.Fitted) -> pl.DataFrame:
-    """A partition of a window's customers scored by ``fitted`` (Fitted.score: a part gets what the whole gets)."""
-    got = fitted.score(raw)
-    return pl.DataFrame({CID: raw[CID], "y": raw["churned"].cast(pl.Int64), "ranking": got.ranking, "risk": got.risk})
+    """A partition of a window's customers scored by ``fitted`` (Fitted.score: a part gets what the whole gets; a
+    model scaled to the target horizon scores unscaled here, with BG/NBD's growth beside: isotonic.to_target)."""
+    got = unscaled(fitted).score(raw)
+    out = pl.DataFrame({CID: raw[CID], "y": raw["churned"].cast(pl.Int64), "ranking": got.ranking, "risk": got.risk})
+    return out.with_columns(raw[isotonic.GROWTH]) if fitted.scaled else out
+
+
+def unscaled(fitted: churn.Fitted) -> churn.Fitted:
+    """``fitted`` without _to_target (its risk the calibrated one, a customer's own): the scaling is made over every
+    customer by isotonic.to_target."""
+    return replace(fitted, scaled=False) if fitted.scaled else fitted
 
 
 class SparkBacktest:
@@ -161,13 +174,25 @@ class SparkBacktest:
 
     def evaluate(self, fitted: churn.Fitted, judged: Window) -> tuple[dict[str, float | None], churn.Bins]:
         """build._evaluate on the judged window's customers, scored on the executors; AUC, the top tenth's churn rate,
-        the Brier score and the calibration bins as Spark aggregates."""
+        the Brier score and the calibration bins as Spark aggregates. A model scaled to the target horizon: its risk
+        _to_target's over the judged customers (isotonic.to_target), as Fitted.score makes it over the whole frame."""
         from pyspark.sql import functions as F
 
         spark, settings, stage, n, pos = self.spark, self.settings, self.stage, judged.n, judged.churned
         assert judged.view is not None
         name = self._view()
-        mapped(spark, settings, stage, judged.view, partial(scores_part, fitted=fitted), name)
+        if fitted.scaled:
+            mapped(spark, settings, stage, judged.view, partial(scores_part, fitted=fitted), f"{name}_u")
+            spark.sql(
+                f"SELECT {CID}, ranking AS {isotonic.SCORE}, risk AS {isotonic.RISK}, {isotonic.GROWTH} FROM {name}_u"
+            ).createOrReplaceTempView(f"{name}_in")
+            isotonic.to_target(spark, settings, stage, f"{name}_in", f"{name}_t")
+            spark.sql(
+                f"SELECT u.{CID}, u.y, u.ranking, t.{isotonic.RISK} AS risk FROM {name}_u AS u "
+                f"JOIN {name}_t AS t USING ({CID})"
+            ).createOrReplaceTempView(name)
+        else:
+            mapped(spark, settings, stage, judged.view, partial(scores_part, fitted=fitted), name)
         # AUC (roc_auc_score's, ties counted half): each churner against the stayers scored below it, counted
         auc = None
         if 0 < pos < n:
@@ -208,8 +233,8 @@ class SparkBacktest:
     def run(
         self, con: duckdb.DuckDBPyConnection, run_: churn.ChurnRun, first: float, say: churn.Progress
     ) -> churn.Backtest | None:
-        """build.run's backtest with the same windows, fits, metrics and decision; None when the model's backtest
-        at the target horizon is thin (its shorter horizons and _to_target are the driver's)."""
+        """build.run's backtest with the same windows, fits, metrics and decision (a model thin at the target horizon
+        trained at a shorter one: model_plan), and the fit that serves."""
         from dashboard.derived.churn import build as churn
 
         d, h = run_.day, run_.horizon_days
@@ -219,16 +244,23 @@ class SparkBacktest:
             return churn.Backtest({}, {}, {}, {}, None)
         train = self.stacked(con, d, 2, h, first)
         windows, needed = sum(w.n for w in train), math.ceil(churn.THIN_SHARE * test.n)
-        if windows < needed:
-            return None
         say(f"churn: backtest on Spark, fitted on {windows} customer windows, judged on {test.n}")
         metrics: dict[str, dict[str, float | None]] = {}
         bins: dict[str, churn.Bins] = {}
         per_method: dict[str, dict[str, object]] = {}
-        for m in churn.METHODS:
+        for m in ("recency", "bgnbd"):
             metrics[m], bins[m] = self.evaluate(self.fit(m, train), test)
             per_method[m] = {"train_cutoff": churn._date(t1), "backtest_windows": windows, "train_horizon_days": h}
-        churn.decide(run_, {m: metrics[m]["auc"] or 0.0 for m in churn.METHODS}, windows, needed)
+        horizon, model_train, judged = self.model_plan(con, d, h, first, test, train, needed)
+        tried = self.fit("model", model_train)
+        tried.scaled = horizon != h
+        metrics["model"], bins["model"] = self.evaluate(tried, judged)
+        trained_on = sum(w.n for w in model_train)
+        say(f"churn: model backtest on {trained_on} windows of {horizon} days ({needed} needed)")
+        per_method["model"] = {
+            "train_cutoff": churn._date(t2 - horizon), "backtest_windows": trained_on, "train_horizon_days": horizon
+        }  # fmt: skip
+        churn.decide(run_, {m: metrics[m]["auc"] or 0.0 for m in churn.METHODS}, trained_on, needed)
         extra: dict[str, object] = {
             "train_cutoff": churn._date(t1),
             "backtest_cutoff": churn._date(t2),
@@ -236,8 +268,50 @@ class SparkBacktest:
             "backtest_churn_rate": test.churned / test.n,
             "backtest_windows_needed": needed,
         }
-        final = self.fit(run_.method, self.stacked(con, d, 1, h, first))
+        if run_.method == "model" and horizon != h:  # trained at the shorter horizon, scaled to the target: served
+            run_.train_horizon_days = horizon  # by isotonic.to_target over every customer (served.SparkServed.serve)
+            final = self.fit("model", self.stacked(con, d, 1, horizon, first))
+            final.scaled = True
+        else:
+            final = self.fit(run_.method, self.stacked(con, d, 1, h, first))
         return churn.Backtest(metrics, bins, per_method, extra, final)
+
+    def model_plan(
+        self, con: duckdb.DuckDBPyConnection, d: int, h: int, first: float, test: Window, train: list[Window],
+        needed: int,
+    ) -> tuple[int, list[Window], Window]:  # fmt: skip
+        """build.model_backtest: the longest training horizon (h, h/2, ...) whose backtest fit has ``needed``
+        customer windows, its windows and the judged customers (at a shorter horizon: their features at it, BG/NBD's
+        growth to ``h``, the labels of ``test``); thin at all of them, the shortest that could be fitted."""
+        from dashboard.derived.churn import build as churn
+
+        best = (h, train, test)
+        if sum(w.n for w in train) >= needed:
+            return best
+        for horizon in churn._train_horizons(h)[1:]:
+            shorter = self.at(con, d - h - horizon, horizon, first)
+            if not shorter.valid:
+                continue
+            stacked = self.stacked(con, d - h, 1, horizon, first)
+            best = (horizon, stacked, self.judged_at(con, d - h, horizon, h, test))
+            if sum(w.n for w in stacked) >= needed:
+                break
+        return best
+
+    def judged_at(self, con: duckdb.DuckDBPyConnection, t: int, horizon: int, target: int, test: Window) -> Window:
+        """build.model_backtest's judged customers at a shorter ``horizon``: features at ``t`` over it, BG/NBD's figures
+        fitted on them with the growth to ``target`` (build._at, unlabelled), joined with ``test``'s labels."""
+        spark, settings, stage = self.spark, self.settings, self.stage
+        name = self._view()
+        n = features_view(spark, settings, stage, con, t, horizon, f"{name}_raw")
+        bg = bgnbd_fit(spark, settings, stage, f"{name}_raw", n)
+        spark.sql(
+            f"SELECT r.*, j.churned FROM {name}_raw AS r JOIN {test.view} AS j ON j.customer_key = r.customer_key"
+        ).createOrReplaceTempView(f"{name}_labelled")
+        part = partial(window_part, t=t, horizon=horizon, bg=bg, target=target)
+        mapped(spark, settings, stage, f"{name}_labelled", part, name)
+        churned = spark.sql(f"SELECT count(*) AS n, count_if(churned) AS c FROM {name}").collect()[0]
+        return Window(name, int(churned["n"]), int(churned["c"] or 0))
 
 
 def calibrated(score: pl.Series, churned: pl.Series, count: pl.Series) -> churn_model.ScoreCalibrator:

@@ -7,9 +7,10 @@ fitted on anyway (every one up to bgnbd.MAX_CUSTOMERS, a sample of that many by 
 the same arrays, so the same fit), the model came from the backtest's bounded sample.
 
 The backtest before it runs on Spark too (derived.spark.backtest), and so does an incremental build's rescore of the
-touched customers (SparkServed.rescore: the kept build's rows and scores read there). Not here: a model trained on a
-shorter horizon than the target scales its risk by an isotonic map over every customer (build._to_target): that run
-scores on the driver as before (serve() returns None, rescore() False)."""
+touched customers (SparkServed.rescore: the kept build's rows and scores read there). A model trained on a shorter
+horizon than the target scales its risk by an isotonic map over every customer (build._to_target): made here too,
+range by range (isotonic.to_target, sklearn's fit to the last bit). A kept fit of such a model still rescores on the
+driver (rescore() returns False; build._rescored_by keeps it there)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ from dashboard.derived.churn import TABLES
 from dashboard.derived.churn import bgnbd as churn_bgnbd
 from dashboard.derived.churn import features as churn_features
 from dashboard.derived.churn.reasons import days_counted
-from dashboard.derived.spark.backtest import SparkBacktest, _polars
+from dashboard.derived.spark import isotonic
+from dashboard.derived.spark.backtest import SparkBacktest, _polars, unscaled
 from dashboard.derived.spark.churn import SparkDays
 from dashboard.derived.spark.cutoffs import CID as _CID
 from dashboard.derived.spark.cutoffs import Given, bgnbd_fit, features_view, mapped, one_row
@@ -46,14 +48,20 @@ _TO_DUCK = {pl.Int64: "BIGINT", pl.Int32: "INTEGER", pl.Float64: "DOUBLE", pl.St
 
 
 def scored_part(
-    raw: pl.DataFrame, t: int, horizon: int, bg: churn_bgnbd.BGNBD, fitted: churn.Fitted | None, method: str
+    raw: pl.DataFrame,
+    t: int,
+    horizon: int,
+    bg: churn_bgnbd.BGNBD,
+    fitted: churn.Fitted | None,
+    method: str,
+    target: int | None = None,
 ) -> pl.DataFrame:
     """A partition of FEATURES_SQL's rows at ``t`` (with their id, _CID) as the served method sees them: churn's
-    features_at columns, BG/NBD's figures under ``bg``, the score and risk (build.SCORE_COLUMNS) and the reasons,
-    by churn's own functions."""
+    features_at columns, BG/NBD's figures under ``bg`` (with a ``target`` horizon, its growth to it), the score and
+    risk (build.SCORE_COLUMNS) and the reasons, by churn's own functions."""
     with churn_features.day_tables_from(Given(raw.drop(_CID))):
         features = churn_features.features_at(cast(duckdb.DuckDBPyConnection, None), t, horizon)
-    return _scored(features, raw[_CID], horizon, bg, fitted, method)
+    return _scored(features, raw[_CID], horizon, bg, fitted, method, target)
 
 
 def rescored_part(
@@ -71,12 +79,13 @@ def _scored(
     bg: churn_bgnbd.BGNBD,
     fitted: churn.Fitted | None,
     method: str,
+    target: int | None = None,
 ) -> pl.DataFrame:
-    """``features`` with BG/NBD's figures under ``bg``, the score and risk (build.SCORE_COLUMNS), ``cid``, the
-    reasons and churn_scores' days_inactive, by churn's own functions."""
+    """``features`` with BG/NBD's figures under ``bg`` (and the growth to a ``target`` horizon), the score and risk
+    (build.SCORE_COLUMNS), ``cid``, the reasons and churn_scores' days_inactive, by churn's own functions."""
     from dashboard.derived.churn import build as churn
 
-    frame = churn._with_bgnbd(features, horizon, None, bg)
+    frame = churn._with_bgnbd(features, horizon, target, bg)
     ranking, risk, reasons = churn._score(frame, fitted, method, horizon)
     scores = (pl.Series(churn.SCORE_COLUMNS[0], ranking), pl.Series(churn.SCORE_COLUMNS[1], risk), cid)
     days = frame.select(days_counted(pl.col("recency_days")).alias(_DAYS))  # churn_scores' days_inactive, as _scores
@@ -115,19 +124,36 @@ class SparkServed:
         fitted: churn.Fitted | None,
         horizon: int,
     ) -> int | None:
-        if fitted is not None and fitted.scaled:
-            return None  # _to_target's isotonic map is over every customer: the driver's path
         spark, settings, stage, t = self.spark, self.settings, self.stage, run_.day
         n = features_view(spark, settings, stage, con, t, horizon, "churn_served_raw")
         if n == 0:
             return None
         run_.bgnbd = bg = bgnbd_fit(spark, settings, stage, "churn_served_raw", n)
-        part = partial(scored_part, t=t, horizon=horizon, bg=bg, fitted=fitted, method=run_.method)
-        shape = mapped(spark, settings, stage, "churn_served_raw", part, "churn_served_scored")
+        if fitted is not None and fitted.scaled:  # trained at a shorter horizon: scaled over every customer
+            part = partial(scored_part, t=t, horizon=horizon, bg=bg, fitted=unscaled(fitted), method=run_.method,
+                           target=run_.horizon_days)  # fmt: skip
+            shape = mapped(spark, settings, stage, "churn_served_raw", part, "churn_served_unscaled")
+            self._to_target(shape)
+        else:
+            part = partial(scored_part, t=t, horizon=horizon, bg=bg, fitted=fitted, method=run_.method)
+            shape = mapped(spark, settings, stage, "churn_served_raw", part, "churn_served_scored")
         self._owners(con)
         self._published(con, settings, run_, n, horizon)
         self._rows_file(con, run_, shape, bg, horizon)
         return n
+
+    def _to_target(self, shape: pl.DataFrame) -> None:
+        """The Spark view churn_served_scored from churn_served_unscaled (``shape``'s columns): each customer's risk
+        build._to_target's over every customer (isotonic.to_target), in the place the calibrated one had."""
+        from dashboard.derived.churn import build as churn
+
+        spark, risk = self.spark, churn.SCORE_COLUMNS[1]
+        isotonic.to_target(spark, self.settings, self.stage, "churn_served_unscaled", "churn_served_target")
+        cols = ", ".join(f"t.{risk}" if c == risk else f"u.`{c}`" for c in shape.columns)
+        scaled = spark.sql(
+            f"SELECT {cols} FROM churn_served_unscaled AS u JOIN churn_served_target AS t USING ({_CID})"
+        )
+        write_view(spark, self.settings, scaled, "churn_served_scored", self.stage)
 
     def rescore(
         self,
