@@ -88,7 +88,7 @@ def test_the_export_button_builds_the_workbook_the_cli_writes(company: Settings)
 
 def test_the_catalog_before_any_refresh(fresh_company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     at = open_page(fresh_company, monkeypatch, "zh", PAGE)
-    assert "尚未加载任何数据。" in " ".join(i.value for i in at.info)
+    assert "尚未加载任何数据。用 `cockpit refresh` 加载数据源" in " ".join(i.value for i in at.info)  # 。 then no space
     assert at.dataframe[0].value["state"].tolist() == ["从未发布"] * 5
 
 

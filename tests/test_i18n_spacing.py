@@ -9,9 +9,11 @@ import re
 from pathlib import Path
 from string import Formatter
 
+import polars as pl
 import pytest
 
 from dashboard.core.config import load_settings
+from dashboard.derived.churn.card import why_serving
 from dashboard.i18n import CATALOG, t
 from dashboard.i18n.values import VALUES
 
@@ -64,3 +66,23 @@ def test_the_churn_model_card_names_its_method_as_the_ui_writes_it() -> None:
     assert t(why, "zh", method=t("churn.method.bgnbd", "zh"), **figures).startswith("由 BG/NBD 基线评分：")
     assert t(why, "zh", method=t("churn.method.model", "zh"), **figures).startswith("由流失模型评分：")
     assert t(why, "en", method=t("churn.method.bgnbd", "en"), **figures).startswith("BG/NBD baseline serves:")
+
+
+def test_the_churn_model_cards_sentences_follow_each_other_as_each_language_writes_them() -> None:
+    """The walk found …0.807）。 模型回测训练用了… on the churn page: an English space between two Chinese sentences."""
+    card = pl.DataFrame(
+        {
+            "method": ["model", "recency", "bgnbd"],
+            "chosen": [True, False, False],
+            "serve_reason": ["best_auc", None, None],
+            "auc": [0.816, 0.744, 0.807],
+            "backtest_windows": [102510, None, None],
+            "backtest_windows_needed": [29914, None, None],
+            "train_horizon_days": [60, None, None],
+            "horizon_days": [90, 90, 90],
+        }
+    )
+    zh, en = why_serving(card, "zh"), why_serving(card, "en")
+    assert "0.807）。模型回测训练用了 102,510 个客户窗口" in zh, zh
+    assert zh.count("。") == 3 and "。 " not in zh, zh
+    assert "0.807). The model's backtest trained on 102,510" in en and en.count(". ") == 2, en

@@ -16,7 +16,7 @@ from streamlit.runtime.pages_manager import PagesManager
 
 from dashboard.components import data
 from dashboard.components.session import lang
-from dashboard.i18n import Lang, t
+from dashboard.i18n import Lang, sentences, t
 
 # Every page's own style, a constant (no data, no user text). On a phone, no chart toolbar: Plotly draws
 # it over the chart's top right corner, on the legend or a title, and a finger pinches to zoom instead.
@@ -47,7 +47,7 @@ def ensure_frame() -> None:
 
 
 def no_data_hint(lang: Lang) -> None:
-    st.info(f"{t('cockpit.no_data', lang)} {t('cockpit.how_to_load', lang)}", icon=":material/upload:")
+    st.info(sentences([t("cockpit.no_data", lang), t("cockpit.how_to_load", lang)], lang), icon=":material/upload:")
 
 
 def start_page(page: str, without_data: Literal["stop", "note"] | None = "stop") -> Lang:

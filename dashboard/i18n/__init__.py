@@ -64,6 +64,11 @@ def unbroken(text: str) -> str:
     return "\u2060".join(text.replace(" ", NO_BREAK))
 
 
+def sentences(parts: list[str], lang: str) -> str:
+    """Sentences one after another: a space between them in English, none in Chinese (…0.807）。模型回测…)."""
+    return ("" if lang == "zh" else " ").join(p for p in parts if p)
+
+
 def _join(left: str, right: str) -> str:
     if left and right and _apart(left[-1], right[0]):
         return f"{left} {right}"

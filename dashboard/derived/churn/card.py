@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from dashboard.i18n import t
+from dashboard.i18n import sentences, t
 
 
 def why_serving(card: pl.DataFrame, lang: str) -> str:
@@ -41,10 +41,11 @@ def why_serving(card: pl.DataFrame, lang: str) -> str:
         windows=f"{model.get('backtest_windows') or 0:,}",
         needed=f"{model.get('backtest_windows_needed') or 0:,}",
     )
+    said = [text]
     if chosen["serve_reason"] in ("best_auc", "recency_floor") and model.get("backtest_windows"):
         windows, needed = model["backtest_windows"], model.get("backtest_windows_needed") or 0
-        text += " " + t("churn.why.windows", lang, windows=f"{windows:,}", needed=f"{needed:,}")
+        said.append(t("churn.why.windows", lang, windows=f"{windows:,}", needed=f"{needed:,}"))
     trained, horizon = model.get("train_horizon_days"), chosen.get("horizon_days")
     if chosen["method"] == "model" and trained and horizon and trained != horizon:
-        text += " " + t("churn.why.shorter", lang, train=trained, horizon=horizon)
-    return text
+        said.append(t("churn.why.shorter", lang, train=trained, horizon=horizon))
+    return sentences(said, lang)
