@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dashboard.core.config import Settings
@@ -70,6 +72,18 @@ def test_each_source_is_named_once_and_each_type_in_words(
         (names.label("source", "trade_show", lang), names.label("entity", "leads", lang), "phone"), "type"
     ]
     assert phone == t("cat.type.str", lang)
+    grid = next(d for d in at.dataframe if "field" in d.value.columns)
+    assert json.loads(grid.proto.columns)["type"]["width"] == "medium"  # Date and time was cut to "Date ar"
+
+
+def test_the_demos_systems_in_english_name_their_sources_and_teams_in_english(
+    small_demo: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walk found the English systems table naming the sources' owners 市场部, 财务部 ([labels.source_owner])."""
+    systems = open_page(small_demo, monkeypatch, "en", PAGE).dataframe[0].value
+    cjk = [v for c in ("source_system", "owner") for v in systems[c] if any("\u4e00" <= ch <= "\u9fff" for ch in v)]
+    assert "title" not in systems.columns and cjk == [], systems
+    assert "Marketing" in set(systems["owner"])
 
 
 def test_the_field_filters(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

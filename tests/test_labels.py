@@ -134,3 +134,12 @@ def test_every_industry_of_the_demo_is_named_in_english() -> None:
     assert {i: text for i, text in shown.items() if CJK.search(text)} == {}
     assert names.label("industry", "制造业", "en") == "Manufacturing"
     assert names.label("industry", "制造业", "zh") == "制造业"
+
+
+def test_every_team_owning_a_demo_source_is_named_in_english() -> None:
+    """The demo's sources name their owners in Chinese (市场部): the English catalog names them in English."""
+    settings = load_settings(ROOT / "cockpit.toml")
+    names = ValueLabels(settings.label_texts())
+    shown = {s.owner: names.label("source_owner", s.owner, "en") for s in settings.sources if s.owner}
+    assert len(shown) == 6 and {o: text for o, text in shown.items() if CJK.search(text)} == {}
+    assert names.label("source_owner", "市场部", "zh") == "市场部"

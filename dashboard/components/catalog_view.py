@@ -27,7 +27,13 @@ def inventory() -> Inventory:
     return build_inventory(settings(), query("field_profile"), source_statuses())
 
 
-CODED = {"source_system": "source", "entity": "entity", "classification": "classification", "state": "status"}
+CODED = {
+    "source_system": "source",
+    "entity": "entity",
+    "classification": "classification",
+    "state": "status",
+    "owner": "source_owner",  # a source's team ([labels.source_owner]): the demo's are configured in Chinese
+}
 
 
 def _entities(lang: str) -> pl.Expr:
@@ -65,6 +71,8 @@ def _columns(lang: str, columns: list[str]) -> dict[str, Any]:
         "personal": c.CheckboxColumn(t("cat.col.personal", lang)),
         "required": c.CheckboxColumn(t("cat.col.required", lang)),
         "description": c.TextColumn(t("cat.col.description", lang), width="large"),
+        # wide enough for its longest word (Date and time): the grid sized it to Text and cut the rest
+        "type": c.TextColumn(t("col.type", lang), width="medium"),
     }
 
 

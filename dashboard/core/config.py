@@ -40,7 +40,7 @@ DATABASE_KINDS = ("postgres", "mysql")
 LABEL_DIMENSIONS = (
     "channel", "stage", "lifecycle", "category", "kind", "outcome", "risk_band", "segment", "record_kind",
     "match_rule", "entity", "source_kind", "source", "region", "status", "classification", "consent", "rfm",
-    "value_tier", "campaign", "industry",
+    "value_tier", "campaign", "industry", "source_owner",
 )  # fmt: skip
 # Keys that only some kinds take: a key given for another kind is a mistake worth naming.
 _KIND_KEYS = {

@@ -174,6 +174,7 @@ VALUES: dict[str, dict[str, dict[str, str]]] = {
     },
     "region": {},  # the demo's regions are written in Chinese already; a company may code its own
     "industry": {},  # a customer's industry as its systems write it (the demo's in Chinese: [labels.industry])
+    "source_owner": {},  # the team a source's config names as its owner (the catalog's 负责人), as configured
     "campaign": {  # campaigns are names already; the facts write a lead's or a cost's missing campaign as ""
         "": _t("（无市场活动）", "(no campaign)"),
     },
