@@ -81,7 +81,7 @@ def test_the_wall_says_how_old_the_data_is_and_turns_amber_past_the_schedule(
     monkeypatch.setattr("dashboard.components.kiosk.now_utc", lambda: published + timedelta(hours=3))
     at = open_page(company, monkeypatch, "cockpit", lang="zh", kiosk="1")
     line = as_of_line(at, "zh")
-    assert "3 小时前" in line
+    assert "3 小时前" in line and "（3 小时前）" in line  # full-width brackets in Chinese: the walk found (28 分钟前)
     assert ":orange[" not in line  # within the schedule: nothing to worry about
 
     two_days = published + timedelta(days=2)  # the daily 02:00 run has been missed

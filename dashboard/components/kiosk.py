@@ -170,7 +170,9 @@ def data_as_of(lang: str) -> None:
     for s in source_statuses():
         when = fmt.NONE
         if s.published_at:
-            when = f"{fmt.local_time(s.published_at, tz, lang)} ({age(s.published_at, now, lang)})"
+            when = t(
+                "kiosk.when", lang, time=fmt.local_time(s.published_at, tz, lang), age=age(s.published_at, now, lang)
+            )
         # each source whole: the line breaks between sources, never inside 2026年12月6日 or a name
         name = labels.value("source", s.name, lang)  # as the cockpit's freshness lines name it
         text = f"**{fmt.md_escape(unbroken(name))}**{NO_BREAK}{fmt.md_escape(unbroken(when))}"

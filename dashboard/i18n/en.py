@@ -373,6 +373,7 @@ STRINGS: dict[str, str] = {
     "kiosk.trend": "New leads, last {days} days",
     "kiosk.retrying": "Refresh failed at {when}; retrying on its own: {error}",
     "kiosk.age.now": "just now",
+    "kiosk.when": "{time} ({age})",
     "kiosk.age.minutes": "{n} min ago",
     "kiosk.age.hours": "{n} h ago",
     "kiosk.age.days": "{n} days ago",

@@ -350,6 +350,7 @@ STRINGS: dict[str, str] = {
     "kiosk.trend": "近 {days} 天新增线索",
     "kiosk.retrying": "{when} 刷新失败，稍后自动重试：{error}",
     "kiosk.age.now": "刚刚",
+    "kiosk.when": "{time}（{age}）",  # a source's publish time and how long ago, in 全角 brackets
     "kiosk.age.minutes": "{n} 分钟前",
     "kiosk.age.hours": "{n} 小时前",
     "kiosk.age.days": "{n} 天前",
