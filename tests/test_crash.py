@@ -16,6 +16,7 @@ from dashboard.core.store import Store
 from dashboard.ops.status import source_status
 from dashboard.pipeline.derive_child import DerivedBuildStopped
 from dashboard.pipeline.refresh import refresh
+from dashboard.pipeline.source_child import SourcesStopped
 from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse
 
@@ -35,12 +36,18 @@ POINTS = [
 # during the build: tests/test_derive_child.py).
 CHILD_POINTS = {"derived_staged", "derived_reused"}
 IN_CHILD = '\n[engine]\nderive_in_process_below = "0GB"\n'
+# Inside the sources' reading: with the same setting the sources are read in a process of their own too
+# (pipeline/source_child.py), whose kill the refresh reports, exiting with an error.
+SOURCE_POINTS = {"staged", "moved"}
 
 
 def _assert_killed_at(proc: subprocess.CompletedProcess[str], point: str, in_child: bool = False) -> None:
     if in_child and point in CHILD_POINTS:
         assert proc.returncode == DerivedBuildStopped.exit_code, proc.stderr
         assert "the derived build's process was killed (SIGKILL)" in proc.stderr, proc.stderr
+    elif in_child and point in SOURCE_POINTS:
+        assert proc.returncode == SourcesStopped.exit_code, proc.stderr
+        assert "the sources' process was killed (SIGKILL)" in proc.stderr, proc.stderr
     else:
         assert proc.returncode == -signal.SIGKILL, proc.stderr
 
@@ -107,14 +114,15 @@ def test_kill_at_any_point_leaves_a_consistent_manifest(company: Settings, point
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("point", "in_child"),
-    [*((p, False) for p in [*POINTS, "derived_reused"]), *((p, True) for p in sorted(CHILD_POINTS))],
+    [*((p, False) for p in [*POINTS, "derived_reused"]), *((p, True) for p in sorted(CHILD_POINTS | SOURCE_POINTS))],
 )
 def test_kill_during_an_incremental_refresh_leaves_old_or_new_and_the_next_completes(
     company: Settings, point: str, in_child: bool
 ) -> None:
     """An incremental refresh (one source read, the derived steps that do not read it shared with the current
     build) killed at any point: the old numbers or the new, never a mix, and the next refresh serves the new.
-    The build in the refresh's process (it read one small source) or, ``in_child``, in a process of its own."""
+    The build in the refresh's process (it read one small source) or, ``in_child``, in a process of its own, and
+    the sources in one of theirs."""
     cfg = company.base_dir / "cockpit.toml"
     if in_child:
         cfg.write_text(cfg.read_text(encoding="utf-8") + IN_CHILD, encoding="utf-8")

@@ -1,9 +1,11 @@
-"""Sources read two at a time (engine duckdb): what is published is what reading them one after another
-publishes, a failing source still fails alone, sources that would not fit in memory together are read one
-after another, and the progress shows each source running beside the other with its own time."""
+"""Sources read two at a time (engine duckdb), in the refresh's process or in one of their own: what is
+published is what reading them one after another publishes, a failing source still fails alone, sources that
+would not fit in memory together are never read at once, and the progress shows each source running beside the
+other with its own time."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from dashboard.core.config import Settings
+from dashboard.core.config import Settings, load_settings
 from dashboard.core.store import Store
 from dashboard.pipeline import refresh as refreshing
 from dashboard.pipeline.progress import DONE, RUNNING, Tracker
@@ -30,8 +32,18 @@ def _two_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
             met.wait()  # broken (an error) when the other is not being read meanwhile
         return read(settings, store, src, *args, **kwargs)
 
-    monkeypatch.setattr(refreshing, "source_lanes", lambda _settings, _n: 2)
+    _lanes(monkeypatch, 2)
     monkeypatch.setattr(refreshing, "refresh_source", together)
+
+
+def _lanes(monkeypatch: pytest.MonkeyPatch, lanes: int) -> None:
+    """``lanes`` at a time in this process, whatever the sources' sizes."""
+    plan = refreshing.plan_sources
+
+    def planned(settings: Settings, chosen: list[Any]) -> refreshing.SourcePlan:
+        return dataclasses.replace(plan(settings, chosen), lanes=lanes, room=float("inf"), apart=False)
+
+    monkeypatch.setattr(refreshing, "plan_sources", planned)
 
 
 def _published(settings: Settings) -> dict[str, pl.DataFrame]:
@@ -51,7 +63,7 @@ def test_sources_read_two_at_a_time_publish_what_one_at_a_time_publishes(
     company: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with monkeypatch.context() as one:
-        one.setattr(refreshing, "source_lanes", lambda _settings, _n: 1)
+        _lanes(one, 1)
         assert refresh(company, full=True).exit_code == 0
     alone = _published(company)
     order = list(Store(company.data_path).read_manifest()["sources"])
@@ -62,19 +74,63 @@ def test_sources_read_two_at_a_time_publish_what_one_at_a_time_publishes(
     assert result.exit_code == 0
     assert [r.source for r in result.sources] == company.source_names  # the config's order, as read one by one
     assert list(Store(company.data_path).read_manifest()["sources"]) == order
-    together = _published(company)
-    assert together.keys() == alone.keys()
-    # when each was made, or a history of every kept snapshot (one more each refresh): not compared
-    history = {"customer_redirects", "validation_runs", "validation_results", "field_quality", "identity_model"}
-    history |= {"churn_model"}
-    # ordered by a column with ties (lead_facts and attribution by created_at: a trade-show and a web lead at the
-    # same minute), which DuckDB's threads order either way, one refresh after another too: the same rows
-    ties = {"lead_facts", "attribution", "filter_values"}
-    for name, frame in alone.items():
-        if name in ties:
-            assert together[name].sort(pl.all()).equals(frame.sort(pl.all())), name
-        elif name not in history:
-            assert together[name].equals(frame), name
+    _same(_published(company), alone)
+
+
+# when each was made, or a history of every kept snapshot (one more each refresh): not compared
+HISTORY = {"customer_redirects", "validation_runs", "validation_results", "field_quality", "identity_model"}
+HISTORY |= {"churn_model"}
+# ordered by a column with ties (lead_facts and attribution by created_at: a trade-show and a web lead at the
+# same minute), which DuckDB's threads order either way, one refresh after another too: the same rows
+TIES = {"lead_facts", "attribution", "filter_values"}
+
+
+def _same(got: dict[str, pl.DataFrame], expected: dict[str, pl.DataFrame]) -> None:
+    assert got.keys() == expected.keys()
+    for name, frame in expected.items():
+        if name in TIES:
+            assert got[name].sort(pl.all()).equals(frame.sort(pl.all())), name
+        elif name not in HISTORY:
+            assert got[name].equals(frame), name
+
+
+def _apart(settings: Settings) -> Settings:
+    """Sources (and the derived build) in processes of their own, however small they are."""
+    cfg = settings.base_dir / "cockpit.toml"
+    cfg.write_text(cfg.read_text(encoding="utf-8") + '\n[engine]\nderive_in_process_below = "0GB"\n', encoding="utf-8")
+    return load_settings(cfg)
+
+
+def test_sources_read_in_a_process_of_their_own_publish_what_this_process_publishes(
+    company: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as here:
+        _lanes(here, 2)
+        assert refresh(company, full=True).exit_code == 0
+    alone = _published(company)
+    settings = _apart(company)
+    assert refreshing.plan_sources(settings, [settings.source(n) for n in settings.source_names]).apart
+    lines: list[str] = []
+    result = refresh(settings, full=True, progress=lines.append)
+    assert result.exit_code == 0
+    assert [r.source for r in result.sources] == company.source_names
+    assert all(r.steps["extract"]["seconds"] >= 0 for r in result.sources)  # each source's own step times
+    _same(_published(settings), alone)
+    for name in company.source_names:  # each source's progress told here as it was read there
+        assert any(line.endswith(f"] {name}: reading") for line in lines), lines
+        assert any(f"] {name}: published (" in line for line in lines), lines
+    attempts = Store(settings.data_path).runs / "attempts"
+    assert all(p.is_file() for p in attempts.glob("*/*.json"))
+
+
+def test_a_failing_source_fails_alone_in_the_sources_process(company: Settings) -> None:
+    settings = _apart(company)
+    (settings.base_dir / "imports" / "crm" / "leads.csv").write_bytes(b"")
+    result = refresh(settings, full=True)
+    assert [r.source for r in result.sources if not r.published] == ["crm"]
+    [crm] = [r for r in result.sources if r.source == "crm"]
+    assert any("leads.csv" in reason and "empty" in reason for reason in crm.reasons), crm.reasons
+    assert result.exit_code == 3
 
 
 def test_a_failing_source_fails_alone_while_another_is_read(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,20 +144,48 @@ def test_a_failing_source_fails_alone_while_another_is_read(company: Settings, m
     assert result.exit_code == 3
 
 
-def test_sources_that_would_not_fit_together_are_read_one_after_another(
+def test_sources_that_would_not_fit_together_are_never_read_at_once(
     company: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = company.model_copy(update={"build_memory": "100GB"})
-    chosen = [settings.source(n) for n in settings.source_names]
+    chosen = [company.source(n) for n in company.source_names]
     monkeypatch.setattr(refreshing.os, "cpu_count", lambda: 2)
-    assert refreshing.source_lanes(company, chosen) == 2  # the small company's files, as they are
-    monkeypatch.setattr(refreshing, "held_estimate", lambda _settings, _src: 30e9)  # 150 GB together
-    assert refreshing.source_lanes(settings, chosen) == 1
-    monkeypatch.setattr(refreshing, "held_estimate", lambda _settings, _src: 1e9)
-    assert refreshing.source_lanes(settings, chosen) == 2
-    spark = settings.model_copy(update={"engine": settings.engine.model_copy(update={"kind": "spark"})})
-    assert refreshing.source_lanes(spark, chosen) == 1  # the sources share the session's executors
-    assert refreshing.source_lanes(settings, chosen[:1]) == 1
+    plan = refreshing.plan_sources(company, chosen)
+    assert plan.lanes == 2 and not plan.apart  # the small company's files, as they are: here, two at a time
+    spark = company.model_copy(update={"engine": company.engine.model_copy(update={"kind": "spark"})})
+    assert refreshing.plan_sources(spark, chosen).lanes == 1  # the sources share the session's executors
+    assert refreshing.plan_sources(company, chosen[:1]).lanes == 1
+
+    # crm and erp each hold 3 of the 4 GB the sources may hold together: read one after the other, the small
+    # ones beside either
+    held = dict.fromkeys(company.source_names, 0.5e9) | {"crm": 3e9, "erp": 3e9}
+    monkeypatch.setattr(refreshing, "held_estimate", lambda _settings, src: held[src.name])
+    monkeypatch.setattr(refreshing, "KEPT_BESIDE", 0)
+    here = company.engine.model_copy(update={"derive_in_process_below": "1TB"})  # read in this process
+    room = f"{(4e9 + refreshing.process_rss()) / 1e6:.0f}MB"
+    settings = company.model_copy(update={"build_memory": room, "engine": here})
+    assert refreshing.plan_sources(settings, chosen).room == pytest.approx(4e9, rel=0.01)
+    reading: set[str] = set()
+    seen: list[set[str]] = []
+    read, lock = refreshing.refresh_source, threading.Lock()
+
+    def watched(settings: Settings, store: Store, src: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            reading.add(src.name)
+            seen.append(set(reading))
+        try:
+            return read(settings, store, src, *args, **kwargs)
+        finally:
+            with lock:
+                reading.discard(src.name)
+
+    monkeypatch.setattr(refreshing, "refresh_source", watched)
+    assert refresh(settings, full=True).exit_code == 0
+    assert not any({"crm", "erp"} <= at_once for at_once in seen)
+    plan = refreshing.plan_sources(settings, chosen)
+    crm, erp, *small = sorted(chosen, key=lambda s: -held[s.name])
+    assert [crm.name, erp.name] == ["crm", "erp"]
+    assert refreshing._next([erp, *small], [crm], plan) == small[0]  # the largest that fits beside crm
+    assert refreshing._next([erp, *small], [small[0]], plan) == erp
 
 
 def test_the_progress_shows_two_sources_running_each_with_its_own_time(tmp_path: Path) -> None:

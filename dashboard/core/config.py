@@ -555,7 +555,9 @@ class EngineConfig(_Strict):
     # refresh's process (pipeline/derive_child.py); false: in the refresh's process (no interpreter to start)
     derive_in_child: bool = True
     # ... unless the refresh's process holds less than this when the build starts (engine duckdb): it read too
-    # little to leave memory behind, and a new process would import the libraries again ("0GB": always a child)
+    # little to leave memory behind, and a new process would import the libraries again ("0GB": always a child).
+    # With derive_in_child, sources estimated to hold more than this are read in a process of their own, which
+    # gives their memory back as it exits (pipeline/refresh.plan_sources), and the build runs in the refresh's.
     derive_in_process_below: str = Field("1GB", pattern=r"^\s*\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$")
 
     @field_validator("master")

@@ -26,6 +26,7 @@ import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 from dashboard.core.config import Settings
 from dashboard.core.duck import process_rss, size_bytes, trim_heap
@@ -81,13 +82,7 @@ def build_in_child(
 ) -> Manifest:
     """``build_derived(settings, Store(settings.data_path), manifest, ...)`` in a new process: its progress
     lines reach ``progress`` and its laps ``lap`` (with the child's peak RSS in MB) as they happen."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _BOOT, str(os.getpid())], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    requests, replies = Connection(os.dup(proc.stdin.fileno())), Connection(os.dup(proc.stdout.fileno()))
-    proc.stdin.close()
-    proc.stdout.close()
+    proc, requests, replies = start_child(_BOOT)
     try:
         with contextlib.suppress(OSError):  # a child dead at start: its end below says so
             requests.send({"settings": child_settings(settings, process_rss()), "manifest": manifest, "full": full})
@@ -111,6 +106,18 @@ def build_in_child(
         _end(proc)
 
 
+def start_child(boot: str) -> tuple[subprocess.Popen[bytes], Connection, Connection]:
+    """A new interpreter running ``boot`` (``serve``) with this process's pid, and the pipes to and from it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", boot, str(os.getpid())], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    requests, replies = Connection(os.dup(proc.stdin.fileno())), Connection(os.dup(proc.stdout.fileno()))
+    proc.stdin.close()
+    proc.stdout.close()
+    return proc, requests, replies
+
+
 def _end(proc: subprocess.Popen[bytes]) -> None:
     """Wait for the child to exit (it does right after its result); kill it when it does not, or when this
     process stops waiting for another reason (an interrupt)."""
@@ -125,7 +132,12 @@ def _end(proc: subprocess.Popen[bytes]) -> None:
         raise
 
 
-def _stopped(proc: subprocess.Popen[bytes]) -> DerivedBuildStopped:
+def _stopped(
+    proc: subprocess.Popen[bytes],
+    what: str = "the derived build's process",
+    error: type[CockpitError] = DerivedBuildStopped,
+) -> CockpitError:
+    """``error`` saying how ``proc`` (``what``: a child of a refresh, pipeline/source_child.py too) ended."""
     try:
         code = proc.wait(_EXIT_WAIT)
     except subprocess.TimeoutExpired:  # it closed its pipe but lives on
@@ -133,10 +145,7 @@ def _stopped(proc: subprocess.Popen[bytes]) -> DerivedBuildStopped:
         code = proc.wait()
     how = f"was killed ({signal.Signals(-code).name})" if code < 0 else f"exited with status {code}"
     hint = " — out of memory?" if code == -signal.SIGKILL else ""
-    return DerivedBuildStopped(
-        f"the derived build's process {how}{hint} before it finished; nothing was published, "
-        "the last good state stays current"
-    )
+    return error(f"{what} {how}{hint} before it finished; nothing was published, the last good state stays current")
 
 
 def _rebuilt(blob: bytes | None, module: str, name: str, message: str, trace: str) -> BaseException:
@@ -161,8 +170,9 @@ def _rebuilt(blob: bytes | None, module: str, name: str, message: str, trace: st
 
 
 # -- the child ---------------------------------------------------------------------------------------
-def serve() -> None:
-    """The child's life: the job from stdin, the messages to stdout, then exit."""
+def serve(work: Callable[[dict[str, Any], Connection], Any] | None = None) -> None:
+    """The child's life: the job from stdin, the messages to stdout, then exit. ``work``: what it makes of the
+    job, sending its messages (by default the derived build: ``run_job``); its result is sent as "done"."""
     _die_with(int(sys.argv[1]))
     replies = Connection(os.dup(1), readable=False)
     os.dup2(2, 1)  # anything a library prints goes to stderr, never into the replies
@@ -172,7 +182,7 @@ def serve() -> None:
     except (EOFError, OSError):  # the refresh stopped before it sent the job
         os._exit(1)
     try:
-        out = run_job(job["settings"], job["manifest"], job["full"], replies)
+        out = run_job(job["settings"], job["manifest"], job["full"], replies) if work is None else work(job, replies)
         replies.send(("done", out))
     except BaseException as e:  # every error goes back to the refresh, which raises it
         replies.send(("error", *_portable(e)))

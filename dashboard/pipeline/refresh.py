@@ -11,8 +11,8 @@ import os
 import resource
 import shutil
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +31,7 @@ from dashboard.pipeline import fingerprint
 from dashboard.pipeline.derive_child import build_in_child, builds_here
 from dashboard.pipeline.guidance import way_forward
 from dashboard.pipeline.progress import RefreshProgress, Tracker
+from dashboard.pipeline.source_child import Teller, run_apart, serve
 from dashboard.pipeline.spark_sources import StagedEntity, on_executors, remove_parts, standardize_entity
 from dashboard.pipeline.standardize import (
     RECORD_ORDER,
@@ -134,12 +135,16 @@ def refresh(
         raise ConfigError("no [[sources]] in the config: nothing to refresh")
     chosen = [settings.source(n) for n in names]  # raises ConfigError naming an unknown source
     store = Store(settings.data_path)
-    lanes = source_lanes(settings, chosen)
+    plan = plan_sources(settings, chosen)
     with contextlib.ExitStack() as held:
         held.enter_context(store.source_locks([s.name for s in chosen], wait, holder))
-        tracker = held.enter_context(Tracker(store, [s.name for s in chosen], progress, watch, lanes=lanes))
+        tracker = held.enter_context(Tracker(store, [s.name for s in chosen], progress, watch, lanes=plan.lanes))
         store.clean_staging()
-        read = _read_sources(settings, store, chosen, tracker, lanes, full)
+        if plan.apart:
+            job = {"settings": settings, "names": names, "plan": plan, "full": full, "owner": os.getpid()}
+            read = run_apart(f"{__name__}:serve_sources", job, tracker)
+        else:
+            read = _read_sources(settings, store, chosen, tracker, plan, full)
         results = [res for res, _pending in read]  # in the config's order, however they were read
         published = [pending for _res, pending in read if pending]
         release_engine(settings)  # engine spark: the sources' session, stopped before the derived build's starts
@@ -185,28 +190,45 @@ def refresh(
 
 
 Pending = tuple[dict[str, Any], dict[str, Any]]  # (manifest entry, attempt) of a snapshot moved into place
+Told = Tracker | Teller  # where a source tells its progress: the refresh's tracker, or the sources' process's stand-in
 # What a source holds at its peak per byte of its input files, by kind (measured at large, session 20: the CSV
 # sources 3.5-4x, the JSON ones 2.3x; Parquet and Excel are compressed). A source of unknown size (a database,
-# an API, a drop folder) keeps the sources read one after another.
+# an API, a drop folder) is read with no other beside it.
 HELD_PER_BYTE = {"csv": 4.0, "json": 2.5, "parquet": 10.0, "excel": 10.0}
-# What the refresh's process keeps besides the sources being read (imports, what the allocators keep of those
-# read before: 1.2-1.5 GB at large)
+# What the process reading the sources keeps besides the sources being read (imports, what the allocators keep
+# of those read before: 1.2-1.5 GB at large)
 KEPT_BESIDE = 3 * 2**30 // 2
 
 
-def source_lanes(settings: Settings, chosen: list[SourceConfig]) -> int:
-    """How many sources are read at once: two with engine duckdb (most of a source's steps run on one core,
-    and polars and DuckDB release the GIL, so a second source fills the other) when what every source is
-    estimated to hold (``held_estimate``) fits together in ``[build_memory]`` less what the process keeps
-    (``KEPT_BESIDE``); one otherwise, with engine spark (its session's executors are the ones the sources
-    share) or on a single core. Measured at large (session 20, 19M rows, the sources' estimates 8.4 GB): two
-    lanes read the sources in 23.4 s instead of 32, but the last large source's freed memory was still in the
-    process when the derived build started (1.9 GB against 0.7), which sent the build to a child with 1 GB less
-    and left the refresh only 2.7 s faster, for 7 CPU-s and 0.35 GB of peak more (5.87 GB)."""
-    if settings.engine.kind != "duckdb" or len(chosen) < 2 or (os.cpu_count() or 1) < 2:
-        return 1
+@dataclass(frozen=True)
+class SourcePlan:
+    """How a refresh reads its sources (``plan_sources``)."""
+
+    lanes: int  # at most this many at once
+    held: dict[str, float]  # what each source is estimated to hold at its peak (bytes; inf: not known)
+    room: float  # what the sources being read at once may hold together
+    apart: bool  # in a process of their own (pipeline/source_child.py)
+
+
+def plan_sources(settings: Settings, chosen: list[SourceConfig]) -> SourcePlan:
+    """Two lanes with engine duckdb (most of a source's steps run on one core, and polars and DuckDB release the
+    GIL, so a second source fills the other); one with engine spark (its session's executors are the ones the
+    sources share) or on a single core. A source starts beside another only when what both are estimated to
+    hold (``held_estimate``) fits in ``room``: ``[build_memory]`` less what this process holds less what the
+    reading process keeps (``KEPT_BESIDE``). ``apart``: the sources are read in a process that exits (engine
+    duckdb, ``[engine] derive_in_child``) when one is estimated to hold more than ``derive_in_process_below``, the
+    most the derived build starts beside in this process; the memory their frames leave then goes back before
+    the build, which runs here with its whole budget. Measured at large (session 20, in this process): two lanes
+    read the sources in 23.4 s instead of 32, but the last large source's freed memory was still in the process
+    when the derived build started (1.9 GB against 0.7), which sent the build to a child with 1 GB less."""
+    held = {src.name: held_estimate(settings, src) for src in chosen}
+    engine = settings.engine
+    one = engine.kind != "duckdb" or len(chosen) < 2 or (os.cpu_count() or 1) < 2
     room = size_bytes(settings.build_memory) - process_rss() - KEPT_BESIDE
-    return 2 if sum(held_estimate(settings, src) for src in chosen) <= room else 1
+    known = [h for h in held.values() if h != float("inf")]
+    above = size_bytes(engine.derive_in_process_below)
+    apart = engine.kind == "duckdb" and engine.derive_in_child and max(known, default=0.0) > above
+    return SourcePlan(1 if one else 2, held, room, apart)
 
 
 def held_estimate(settings: Settings, src: SourceConfig) -> float:
@@ -220,31 +242,56 @@ def held_estimate(settings: Settings, src: SourceConfig) -> float:
         return float("inf")
 
 
+def serve_sources() -> None:
+    """The sources' process (``SourcePlan.apart``): reads them as ``refresh`` would here, and exits."""
+
+    def work(job: dict[str, Any], teller: Teller) -> list[tuple[SourceResult, Pending | None]]:
+        settings: Settings = job["settings"]
+        chosen = [settings.source(n) for n in job["names"]]
+        store = Store(settings.data_path)
+        return _read_sources(settings, store, chosen, teller, job["plan"], job["full"], job["owner"])
+
+    serve(work)
+
+
 def _read_sources(
-    settings: Settings, store: Store, chosen: list[SourceConfig], tracker: Tracker, lanes: int, full: bool
+    settings: Settings,
+    store: Store,
+    chosen: list[SourceConfig],
+    tracker: Told,
+    plan: SourcePlan,
+    full: bool,
+    owner: int | None = None,
 ) -> list[tuple[SourceResult, Pending | None]]:
-    """Each source read, checked and staged (or kept when its inputs are those of its snapshot), ``lanes`` at a
-    time (``source_lanes``), the largest first; the results in the config's order. Each source's result is its
-    own: one that fails still fails alone. An error that stops the refresh lets the sources being read end,
-    starts no other, and is raised."""
-    if lanes == 1:
-        return [_read_source(settings, store, src, tracker, full) for src in chosen]
+    """Each source read, checked and staged (or kept when its inputs are those of its snapshot), up to
+    ``plan.lanes`` at a time, the largest first, each beside those running only when their estimates fit in
+    ``plan.room`` together (a source alone always starts); the results in the config's order. Each source's
+    result is its own: one that fails still fails alone. An error that stops the refresh lets the sources being
+    read end, starts no other, and is raised. ``owner``: the refresh's process, named in the running attempts."""
+    if plan.lanes == 1:
+        return [_read_source(settings, store, src, tracker, full, owner) for src in chosen]
     done: dict[str, tuple[SourceResult, Pending | None]] = {}
-    with ThreadPoolExecutor(lanes, thread_name_prefix="cockpit-source") as pool:
-        largest_first = sorted(chosen, key=lambda s: -held_estimate(settings, s))  # stable: ties in config order
-        running = {pool.submit(_read_source, settings, store, src, tracker, full): src for src in largest_first}
-        try:
-            for future in as_completed(running):
-                done[running[future].name] = future.result()
-        except BaseException:
-            for future in running:  # those not started yet; the ones being read end first
-                future.cancel()
-            raise
+    waiting = sorted(chosen, key=lambda s: -plan.held[s.name])  # stable: ties in the config's order
+    running: dict[Future[tuple[SourceResult, Pending | None]], SourceConfig] = {}
+    with ThreadPoolExecutor(plan.lanes, thread_name_prefix="cockpit-source") as pool:
+        while waiting or running:
+            while len(running) < plan.lanes and (src := _next(waiting, running.values(), plan)) is not None:
+                waiting.remove(src)
+                running[pool.submit(_read_source, settings, store, src, tracker, full, owner)] = src
+            ended, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in ended:
+                done[running.pop(future).name] = future.result()  # an error: the one running ends first
     return [done[src.name] for src in chosen]
 
 
+def _next(waiting: list[SourceConfig], running: Iterable[SourceConfig], plan: SourcePlan) -> SourceConfig | None:
+    """The largest waiting source that fits beside those running (any, when none is running)."""
+    beside = sum(plan.held[s.name] for s in running)
+    return next((s for s in waiting if not beside or beside + plan.held[s.name] <= plan.room), None)
+
+
 def _read_source(
-    settings: Settings, store: Store, src: SourceConfig, tracker: Tracker, full: bool
+    settings: Settings, store: Store, src: SourceConfig, tracker: Told, full: bool, owner: int | None = None
 ) -> tuple[SourceResult, Pending | None]:
     """One source: kept when its input files are those its current snapshot was made from, else read."""
     tracker.source_started(src.name)
@@ -255,7 +302,7 @@ def _read_source(
         res.rows = {e: int(info.get("rows", 0)) for e, info in kept["entities"].items()}
         tracker.source_ended(src.name, res.status, sum(res.rows.values()))
         return res, None
-    res, pending = refresh_source(settings, store, src, tracker, inputs, full=full)
+    res, pending = refresh_source(settings, store, src, tracker, inputs, full=full, owner=owner)
     if not res.published:  # a drop folder returns the files it took, with the reasons
         settle(src, settings.base_dir, store.quarantine / src.name / res.snapshot_id, False, res.reasons)
     tracker.source_ended(src.name, res.status, sum(res.rows.values()))
@@ -288,14 +335,16 @@ def refresh_source(
     settings: Settings,
     store: Store,
     src: SourceConfig,
-    tracker: Tracker,
+    tracker: Told,
     inputs: str | None = None,
     *,
     full: bool = False,
+    owner: int | None = None,
 ) -> tuple[SourceResult, Pending | None]:
     """``inputs``: the fingerprint of the source's input files (pipeline/fingerprint.py), kept in its
     manifest entry so that the next refresh of the same files keeps this snapshot. ``full``: database tables
-    are pulled whole again (a new base extract), not from their watermark."""
+    are pulled whole again (a new base extract), not from their watermark. ``owner``: the refresh's process
+    (this one by default), named in the running attempt."""
     sid = new_id()
     stage_dir = store.staging / src.name / sid
     stage_dir.mkdir(parents=True)
@@ -305,7 +354,7 @@ def refresh_source(
     # leaves this record, which `cockpit status` reports as interrupted once its process is gone. Engine
     # spark: its session is started first, so an unreachable master fails the refresh before this record.
     start_engine(settings)
-    store.record_attempt(src.name, {**attempt, "status": "running", "pid": os.getpid()})
+    store.record_attempt(src.name, {**attempt, "status": "running", "pid": owner or os.getpid()})
     result = SourceResult(src.name, sid, "quarantined")
     entities: dict[str, Standardized] = {}
     staged: dict[str, StagedEntity] = {}  # engine spark, a file source: its rows in the staging folder, not here
@@ -401,7 +450,7 @@ def _extract_and_standardize(
     clock: _Clock,
     ctx: ExtractContext,
     headers: list[DuplicateHeader],
-    tracker: Tracker,
+    tracker: Told,
 ) -> dict[str, Standardized]:
     """``headers``: where the readers report repeated headers (``collect_duplicates``)."""
     out: dict[str, Standardized] = {}
@@ -433,7 +482,7 @@ def _standardize_on_executors(
     stage_dir: Path,
     clock: _Clock,
     headers: list[DuplicateHeader],
-    tracker: Tracker,
+    tracker: Told,
 ) -> dict[str, StagedEntity]:
     """Engine spark, a file source: each entity's files read and standardized by the executors and staged by
     Spark jobs (pipeline/spark_sources.py); reading is part of the "standardize" step here."""
