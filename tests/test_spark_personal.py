@@ -39,6 +39,7 @@ def test_a_files_sample_on_spark_is_duckdbs(on_spark: Settings, spark: Any, monk
     """Rows of many kinds (lists, nulls, repeated whole), a file of few distinct rows (fewer than the sample below
     the bound: the whole file's order) and one of one row repeated (every row tied at the limit)."""
     monkeypatch.setattr(personal, "SAMPLE_ROWS", SAMPLE)
+    monkeypatch.setattr(spark_personal, "SPARK_SAMPLE_BYTES", 0)  # every file on Spark, however small
     rows = _rows().with_columns(
         pl.when(pl.int_range(pl.len()) % 11 == 0).then(None).otherwise(pl.col("value")).alias("value")
     )
@@ -65,8 +66,9 @@ def test_the_small_demos_profile_on_spark_is_duckdbs(
     on_spark: Settings, spark: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every snapshot and derived file of the small demo, profiled with its samples made on Spark: the same
-    personal_columns (SAMPLE_ROWS lowered so that the files are sampled, not read whole)."""
+    personal_columns (SAMPLE_ROWS lowered so that the files are sampled, not read whole; every file on Spark)."""
     monkeypatch.setattr(personal, "SAMPLE_ROWS", 300)
+    monkeypatch.setattr(spark_personal, "SPARK_SAMPLE_BYTES", 0)
     store = Store(on_spark.data_path)
     manifest = store.read_manifest()
     entity_files: dict[tuple[str, str], Path] = {}
@@ -93,3 +95,33 @@ def test_the_small_demos_profile_on_spark_is_duckdbs(
     assert found["duckdb"].height > 0 and found["duckdb"]["kind"].n_unique() > 1
     large = [f for f in sampled if pq.ParquetFile(f).metadata.num_rows > 300]
     assert len(large) >= 5  # sampled on Spark, not read whole
+
+
+def test_a_file_below_the_size_threshold_is_sampled_on_the_driver(
+    on_spark: Settings, spark: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file of more than SAMPLE_ROWS rows but fewer bytes than SPARK_SAMPLE_BYTES: personal._sample's rows, made on
+    the driver (Spark reads no file); one at the threshold goes to Spark, with the same rows."""
+    monkeypatch.setattr(personal, "SAMPLE_ROWS", SAMPLE)
+    folder = on_spark.data_path / "personal_threshold"
+    folder.mkdir()
+    file = folder / "varied.parquet"
+    _rows().write_parquet(file)
+    con = duckdb.connect()
+    con.execute(MASK_MACROS)
+    want = _sampled(con, personal._sample, file)
+    read: list[Path] = []
+    spark_read = spark_personal.read_parquet
+
+    def reading(session: Any, settings: Settings, path: Path, *args: Any) -> Any:
+        read.append(path)
+        return spark_read(session, settings, path, *args)
+
+    monkeypatch.setattr(spark_personal, "read_parquet", reading)
+    on_executors = spark_personal.sampler(spark, on_spark)
+    monkeypatch.setattr(spark_personal, "SPARK_SAMPLE_BYTES", file.stat().st_size + 1)
+    assert_frame_equal(_sampled(con, on_executors, file), want)
+    assert read == []  # the driver's
+    monkeypatch.setattr(spark_personal, "SPARK_SAMPLE_BYTES", file.stat().st_size)
+    assert_frame_equal(_sampled(con, on_executors, file), want)
+    assert read == [file]  # Spark's

@@ -5,7 +5,8 @@ at a time (personal._keys' expressions: the same function of the same values, so
 the first rows taken by Spark. The driver gets the sample (SAMPLE_ROWS + 1 rows, and as many of the rows tied at the
 limit as the order takes), never the file, and classifies it as the DuckDB engine does (personal._classify). A file
 of at most SAMPLE_ROWS rows is its own sample (read on the driver by personal._sample), and so is a table stored as a
-base and a part (personal.Union: an incremental build's golden part, made on the driver)."""
+base and a part (personal.Union: an incremental build's golden part, made on the driver); a file smaller than
+SPARK_SAMPLE_BYTES is sampled on the driver (personal._sample): there it costs less than Spark's jobs would."""
 
 from __future__ import annotations
 
@@ -21,6 +22,12 @@ from dashboard.core.config import Settings
 from dashboard.derived import personal
 from dashboard.derived.spark.jobs import read_parquet
 
+# A file of fewer bytes than this is sampled on the driver (personal._sample), where DuckDB's hash and top-N of it take
+# under ~0.5 CPU-s: about what Spark's jobs for one file cost at the least (0.3-0.5 CPU-s on local[2]). Measured per
+# file at medium and large (docs/benchmarks.md, session 21): the driver took 3-13 ns of CPU per file byte (large's
+# customer_attributes, 121 MB: 1.2 CPU-s), Spark 10-50 times that on local[2]; on a cluster the files above it, which
+# grow with the customers, are read and hashed by the executors, not the driver.
+SPARK_SAMPLE_BYTES = 64 << 20
 OFFSET = 1 << 63  # DuckDB's UBIGINT hashes as Spark's signed longs, in the same order: hash − 2^63
 _K1, _K2 = "_k1", "_k2"  # the two hashes on Spark, so offset
 Keep = tuple[str, int | tuple[int, int] | None]  # ("below", k1 bound) | ("at", (k1, k2)) | ("all", None): unsigned
@@ -75,14 +82,19 @@ def _first(frame: Any, content: list[str], names: list[str], keep: Keep, limit: 
     return got.with_columns(unsigned[0].alias(personal.K1), unsigned[1].alias(personal.K2)).drop(_K1, _K2)
 
 
+def small(file: Path) -> bool:
+    """A file sampled on the driver for its size (SPARK_SAMPLE_BYTES)."""
+    return file.stat().st_size < SPARK_SAMPLE_BYTES
+
+
 def sampler(spark: Any, settings: Settings) -> personal.Sampler:
     """personal._sample with the file read and hashed on Spark: the same rows in the table personal.SAMPLE."""
     on_driver = personal._sample  # a small file's, and a Union's
 
     def sample(con: duckdb.DuckDBPyConnection, file: personal.Stored, columns: list[str]) -> None:
         n = personal.SAMPLE_ROWS
-        if not isinstance(file, Path) or pq.ParquetFile(file).metadata.num_rows <= n:
-            on_driver(con, file, columns)  # the whole file is the sample; a Union is the driver's
+        if not isinstance(file, Path) or pq.ParquetFile(file).metadata.num_rows <= n or small(file):
+            on_driver(con, file, columns)  # the whole file is the sample; a Union and a small file are the driver's
             return
         count = pq.ParquetFile(file).metadata.num_rows
         quoted = [f'"{c}"' for c in columns]  # names from the file's own schema, quoted (as personal._sample)
