@@ -301,3 +301,35 @@ def test_ranks_are_made_again_when_a_touched_customer_moves_them(
     same = pl.col("customer_key") != kept_key
     assert_frame_equal(ours.filter(same), theirs.filter(same))  # row for row, in the same order
     assert_frame_equal(ours.filter(~same).drop("city"), theirs.filter(~same).drop("city"))  # ranked again
+
+
+# A full build's golden_base carries a customer's sources, conflicts and channels as bit masks until customer_golden's
+# rows are sorted, then names them: the same files as the lists made in golden_base.
+
+
+def _same_files(made: Path, full: Path) -> None:
+    """customer_golden row for row, the other two as sets (rows of one key or value come in no set order)."""
+    for table in GOLDEN_TABLES:
+        mine, theirs = pl.read_parquet(made / f"{table}.parquet"), pl.read_parquet(full / f"{table}.parquet")
+        if table != "customer_golden":
+            mine, theirs = _sorted(mine), _sorted(theirs)
+        assert_frame_equal(mine, theirs)
+
+
+def test_lists_made_in_golden_base_past_128_channels_are_the_masks_named(
+    con: duckdb.DuckDBPyConnection,
+    small_demo: Settings,
+    links: pl.DataFrame,
+    full: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past 128 channels golden_base makes the lists (as an incremental build does): the same files as the masks
+    named after customer_golden's sort."""
+    many = "CREATE OR REPLACE TEMP TABLE golden_channels AS SELECT 'c' || i AS channel, i AS bit FROM range(129) t(i)"
+    monkeypatch.setattr(golden, "_CHANNELS_SQL", many)
+    write_golden(con, small_demo, read_records(con), links, tmp_path)
+    _same_files(tmp_path, full)
+    made = pl.read_parquet(tmp_path / "customer_golden.parquet")
+    assert made.filter(pl.col("channels").list.len() > 1).height  # customers with several channels
+    assert made.filter(pl.col("conflicts").list.len() > 0).height  # and with conflicts
