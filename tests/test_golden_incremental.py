@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
@@ -19,7 +20,7 @@ from dashboard.core.duck import work_connection
 from dashboard.core.store import Store
 from dashboard.derived import golden
 from dashboard.derived.golden import GOLDEN_TABLES, Parts, Previous, touched_customers, write_golden
-from dashboard.derived.identity import read_records
+from dashboard.derived.identity import Graph, read_records, record_table, resolve
 from dashboard.derived.tables import attach_views
 
 STALE = "stale value"  # what the current build says of a touched customer: made again, it must not survive
@@ -303,8 +304,20 @@ def test_ranks_are_made_again_when_a_touched_customer_moves_them(
     assert_frame_equal(ours.filter(~same).drop("city"), theirs.filter(~same).drop("city"))  # ranked again
 
 
-# A full build's golden_base carries a customer's sources, conflicts and channels as bit masks until customer_golden's
-# rows are sorted, then names them: the same files as the lists made in golden_base.
+# A full build made from numbers: the records joined to their customers by the row of their link identity tells
+# (Graph.record_links), not by source, id and kind, and a customer's sources, conflicts and channels carried as bit
+# masks until customer_golden's rows are sorted. The same files as the records joined by their strings.
+ON = ["source_system", "source_record_id", "record_kind"]
+
+
+def test_identity_tells_each_records_link(con: duckdb.DuckDBPyConnection) -> None:
+    records = record_table(con)
+    graph = Graph()
+    made = resolve(records, graph=graph)
+    assert graph.record_links is not None and len(graph.record_links) == records.num_rows
+    told = made[graph.record_links].select(ON)
+    assert_frame_equal(told, pl.DataFrame(pl.from_arrow(records.select(ON))))
+    assert made["customer_key"].is_sorted()  # the links by key, as written
 
 
 def _same_files(made: Path, full: Path) -> None:
@@ -314,6 +327,24 @@ def _same_files(made: Path, full: Path) -> None:
         if table != "customer_golden":
             mine, theirs = _sorted(mine), _sorted(theirs)
         assert_frame_equal(mine, theirs)
+
+
+@pytest.mark.parametrize("in_key_order", [True, False])
+def test_records_told_their_links_make_the_same_files(
+    con: duckdb.DuckDBPyConnection,
+    small_demo: Settings,
+    links: pl.DataFrame,
+    full: Path,
+    tmp_path: Path,
+    in_key_order: bool,
+) -> None:
+    records = read_records(con)
+    given = links if in_key_order else links.sample(fraction=1.0, shuffle=True, seed=7)
+    assert given["customer_key"].is_sorted() == in_key_order
+    pairs = records.select(ON).with_row_index("i").join(given.select(ON).with_row_index("j"), on=ON)
+    told = pairs.sort("i")["j"].to_numpy().astype(np.int64)  # each record's row in the links
+    assert write_golden(con, small_demo, records, given, tmp_path, record_links=told) == links.height
+    _same_files(tmp_path, full)
 
 
 def test_lists_made_in_golden_base_past_128_channels_are_the_masks_named(

@@ -252,6 +252,11 @@ class Graph:
     # ``previous`` (derived.golden.touched_customers' moved records); None: not known (no previous with confidence)
     moved: pl.Series | None = None
     merged: Merged | None = None  # after links: the keys that went and where (redirects); None: not told
+    # after links: each link's node (the links' order, by key), when told by integers (_link_order; None: sorted)
+    order: np.ndarray | None = None
+    # after resolve: each record's row in the links, by its row in the records resolved (derived.golden joins the
+    # records to their keys by it instead of by their three strings); None: not told
+    record_links: np.ndarray | None = None
 
     def exact(self, nodes: pl.DataFrame | None) -> np.ndarray:
         """nodes (NODE_COLUMNS, node = 0..n-1) → each record's pass-1 cluster (the rule bits it shares kept for the
@@ -292,7 +297,7 @@ class Graph:
             pl.Series("component", labels),
             pl.Series("ex", exact),
         )
-        links, self.moved, self.merged = _finish(members, self.rule, pairs, merge, labels, previous)
+        links, self.moved, self.merged, self.order = _finish(members, self.rule, pairs, merge, labels, previous)
         return links
 
     def clusters(self, pairs: pl.DataFrame, merge: list[tuple[int, int]], detach: list[int]) -> np.ndarray:
@@ -363,7 +368,9 @@ class Records:
             records = pl.DataFrame(pl.from_arrow(records.select(wanted)))
         else:
             records = records.select(wanted)
-        self.recs = _prepare(records) if records.height else records
+        self.recs = _prepare(records.with_row_index("row")) if records.height else records.with_row_index("row")
+        self.rows = self.recs["row"].to_numpy()  # each node's row in ``records``
+        self.recs = self.recs.drop("row")
 
     @property
     def height(self) -> int:
@@ -873,6 +880,9 @@ def resolve(
             lap = _Laps(probabilistic.stats)
         del feats
         out = graph.links(recs, exact, pairs, _override_nodes(recs, overrides or []), previous)
+        rows = getattr(source, "rows", None)  # Records': each node's row in the records (not SparkRecords')
+        if graph.order is not None and rows is not None and len(rows) == out.height:
+            graph.record_links = _record_links(rows, graph.order)
     finally:
         graph.close()
         source.close()
@@ -887,9 +897,9 @@ def _finish(
     merge: list[tuple[int, int]],
     labels: np.ndarray,
     previous: pl.DataFrame | None,
-) -> tuple[pl.DataFrame, pl.Series | None, Merged | None]:
-    """The links (LINK_COLUMNS, by key), the keys of the records that moved since ``previous`` (_moved) and the
-    keys that went (_merged)."""
+) -> tuple[pl.DataFrame, pl.Series | None, Merged | None, np.ndarray | None]:
+    """The links (LINK_COLUMNS, by key), the keys of the records that moved since ``previous`` (_moved), the
+    keys that went (_merged) and each link's record (its row of ``recs``; None where the links were sorted)."""
     # Per-record figures are gathered by integer id into arrays: joins would copy the records' string
     # columns once per join (measured at large: three joins held 0.6 GB more at the build's peak).
     n = recs.height
@@ -949,7 +959,7 @@ def _finish(
     else:
         out = links.select(*LINK_COLUMNS).rechunk()[order]
     merged = _merged(links["customer_key"], held, out["customer_key"]) if held is not None else None
-    return out, moved, merged
+    return out, moved, merged, None if order is None else order.to_numpy()
 
 
 def _link_order(
@@ -1030,6 +1040,16 @@ class Held:
     record: np.ndarray
     previous: np.ndarray
     links: pl.DataFrame
+
+
+def _record_links(rows: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Each record's row in the links, by its row in the records: ``rows`` each node's row in the records,
+    ``order`` each link's node."""
+    link_of_node = np.empty(len(order), dtype=np.int64)
+    link_of_node[order] = np.arange(len(order))
+    out = np.empty(len(rows), dtype=np.int64)
+    out[rows] = link_of_node
+    return out
 
 
 def assign_keys(members: pl.DataFrame, previous: pl.DataFrame | None) -> pl.DataFrame:

@@ -52,6 +52,8 @@ from dashboard.pipeline import fingerprint
 from dashboard.pipeline.progress import Lap
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from dashboard.derived.churn import build as churn
 
 CHURN_TABLES = tuple(CHURN_SCHEMAS)  # the tables churn's build writes
@@ -203,6 +205,7 @@ def build_derived(
         records = _identity_key(con, steps, inputs, inputs_on_spark)  # None: not read (yet)
         # engine spark: what a step asks of the links (their keys, the touched customers) is asked on Spark
         on_spark = spark_steps.LinksOnSpark(spark, settings, stage / LINKS_FILE, stage) if spark else None
+        record_links: np.ndarray | None = None  # each record's row in the links, when identity made them here
         if steps.reuse("identity"):  # engine spark: its rows not read here
             links = _Links(stage / LINKS_FILE, None if spark else pl.read_parquet(stage / LINKS_FILE), None, on_spark)
         else:
@@ -245,6 +248,7 @@ def build_derived(
                     here.merged if here is not None else None,  # the keys that went, told by the keys' vote
                 )
                 moved.write_parquet(stage / "customer_redirects.parquet")
+            record_links = here.record_links if here is not None else None  # golden records join by it
             del previous, resolved, here  # the graph holds pass 1's values
         done("identity", links.rows)
         say("deriving: quality tables")
@@ -290,13 +294,14 @@ def build_derived(
                 # engine spark: only the touched customers' links, gathered from Spark (write_golden reads no other)
                 golden_links = links.frame() if copied is None else links.of(copied.touched)
                 with step_memory(con, settings.build_memory, settings.memory_limit):
-                    made_from = write_golden(con, settings, records, golden_links, stage, copied)  # reads lead_facts
+                    # reads lead_facts; the records' links by identity's numbers (a full build's)
+                    made_from = write_golden(con, settings, records, golden_links, stage, copied, record_links)
                 del golden_links
                 if copied is not None:
                     touched = copied.touched.height
                     say(f"golden records: {touched} customers made again from their {made_from} records "
                         "(records, links or facts changed)")  # fmt: skip
-        del records
+        del records, record_links
         if inputs_on_spark is not None:
             inputs_on_spark.close()
         done("golden", _rows(stage / "customer_golden.parquet"))
