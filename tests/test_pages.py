@@ -237,6 +237,19 @@ def test_every_key_the_code_uses_exists() -> None:
         assert sorted(used - set(CATALOG[lang])) == [], lang
 
 
+def test_no_ui_code_passes_a_keyword_streamlit_deprecated() -> None:
+    """Streamlit logs a warning at every render of a call with use_container_width (the walk's server log, from
+    Customer 360's search results, golden record and linked records) and drops it after 2025-12-31: width="stretch"."""
+    deprecated = ("use_container_width",)
+    found = [
+        f"{path.relative_to(DASHBOARD)}:{node.lineno}"
+        for path in sorted(DASHBOARD.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.keyword) and node.arg in deprecated
+    ]
+    assert found == []
+
+
 def test_a_missing_key_is_an_error_that_names_it() -> None:
     with pytest.raises(KeyError, match=re.escape("'no.such.key'")):
         t("no.such.key", "en")

@@ -63,7 +63,7 @@ def search(lang: Lang) -> None:
         shown,
         hide_index=True,
         placeholder="—",
-        use_container_width=True,
+        width="stretch",
         column_config={
             "open": st.column_config.LinkColumn(
                 t("c360.col.customer", lang), display_text=rf"{PARAM}=(.*)$", help=t("c360.col.customer.help", lang)
@@ -200,7 +200,7 @@ def attributes(values: pl.DataFrame, lang: Lang) -> None:
                 ),
                 hide_index=True,
                 placeholder="—",
-                use_container_width=True,
+                width="stretch",
                 column_config=headers(shown.columns, lang),
             )
 
@@ -213,7 +213,7 @@ def linked_records(links: pl.DataFrame, lang: Lang) -> None:
         ),
         hide_index=True,
         placeholder="—",
-        use_container_width=True,
+        width="stretch",
         column_config={
             "confidence": st.column_config.ProgressColumn(
                 t("c360.col.confidence", lang), min_value=0.0, max_value=1.0, format="%.2f"
