@@ -186,26 +186,64 @@ def _classify(
     return [(c, k, n / totals[c], totals[c]) for c, k, n in found]
 
 
+Row = tuple[str, str, str | None, str, float | None, int | None]  # a personal_columns row
+Profiled = dict[tuple[str, str | None], list[Row]]  # (relation, source) → the rows found in its file
+
+
 def profile(
     con: duckdb.DuckDBPyConnection,
     entity_files: dict[tuple[str, str], Path],
     derived_files: dict[str, Stored],
     kept: Kept | None = None,
     sample: Sampler | None = None,
+    profiled: Profiled | None = None,
 ) -> pl.DataFrame:
     """``personal_columns`` for the entity files ((entity, source) → file) and derived files (table → file);
     ``con`` has the masking macros (core.dictionary.MASK_MACROS). A file ``kept`` profiled is not sampled again.
-    ``sample``: what samples a file (None: _sample)."""
-    found: list[tuple[str, str, str | None, str, float | None, int | None]] = []
+    ``sample``: what samples a file (None: _sample). ``profiled``: what was found already in some of these files
+    (Companions.profiled), not sampled again."""
+    found = {**(profiled or {}), **_profiled(con, entity_files, derived_files, kept, sample, profiled or {})}
+    return _found(found, entity_files, derived_files)
+
+
+def _files(
+    entity_files: dict[tuple[str, str], Path], derived_files: dict[str, Stored]
+) -> list[tuple[str, str | None, Stored]]:
+    """(relation, source, file) of every file profiled, in personal_columns' order: the entities', then the derived."""
     files: list[tuple[str, str | None, Stored]] = [(e, s, f) for (e, s), f in sorted(entity_files.items())]
-    files += [(table, None, file) for table, file in sorted(derived_files.items()) if file.exists()]
-    for relation, source, file in files:
-        same = kept.rows(relation, source, file) if kept is not None else None
-        if same is not None:
-            found += same
+    return files + [(table, None, file) for table, file in sorted(derived_files.items()) if file.exists()]
+
+
+def _profiled(
+    con: duckdb.DuckDBPyConnection,
+    entity_files: dict[tuple[str, str], Path],
+    derived_files: dict[str, Stored],
+    kept: Kept | None,
+    sample: Sampler | None,
+    done: Profiled,
+) -> Profiled:
+    """The rows found in each file not ``done``: the kept build's when it profiled the same file, else classified."""
+    out: Profiled = {}
+    for relation, source, file in _files(entity_files, derived_files):
+        if (relation, source) in done:
             continue
-        carried = CARRIES_KEYS.get(relation, ()) if source is None else ()  # decided by lineage below
-        found += [(relation, c, source, kind, share, n) for c, kind, share, n in _classify(con, file, carried, sample)]
+        same = kept.rows(relation, source, file) if kept is not None else None
+        if same is None:
+            carried = CARRIES_KEYS.get(relation, ()) if source is None else ()  # decided by lineage (_found)
+            same = [
+                (relation, c, source, kind, share, n) for c, kind, share, n in _classify(con, file, carried, sample)
+            ]
+        out[(relation, source)] = same
+    return out
+
+
+def _found(
+    profiled: Profiled, entity_files: dict[tuple[str, str], Path], derived_files: dict[str, Stored]
+) -> pl.DataFrame:
+    """personal_columns from what each of the files was found to hold, with the columns decided by lineage."""
+    found = [
+        row for relation, source, _file in _files(entity_files, derived_files) for row in profiled[(relation, source)]
+    ]
     # A derived column carrying source keys is personal for the rows of each source whose keys are: the
     # entity files are profiled one source at a time, so a small source is not lost in a large table's
     # sample, and the other sources' rows are served as they are (no pseudonym to compute on them).
@@ -320,7 +358,17 @@ def write_pseudonymized(
     return written
 
 
-def write_tables(
+@dataclass(frozen=True)
+class Companions:
+    """The personal step but its ``personal_columns`` file (write_companions): what the files profiled so far
+    hold, and the companion tables written (table → file) with what each was written from (their keys)."""
+
+    profiled: Profiled
+    written: dict[str, Path]
+    keys: dict[str, str]
+
+
+def write_companions(
     con: duckdb.DuckDBPyConnection,
     data_path: Path,
     entity_files: dict[tuple[str, str], Path],
@@ -329,18 +377,15 @@ def write_tables(
     kept: Kept | None = None,
     link: Callable[[Path, Path], object] = shutil.copyfile,
     sample: Sampler | None = None,
-) -> tuple[dict[str, Path], dict[str, Any]]:
-    """The derived build's personal-data step: ``personal_columns`` (profile) and the companion tables with
-    the keyed pseudonyms (write_pseudonymized, keyed by ``runs/.pseudonym_key`` under ``data_path``), written
-    into ``stage``. Returns table → file, and what the step was made from (``Kept.state``: the next build's
-    ``kept``). With ``kept`` (the current build's step, same code and settings), a file it profiled is not
-    sampled again, and a companion made from the same files is ``link``-ed from it, not written again. ``sample``:
-    what samples a file (profile)."""
-    found = profile(con, entity_files, derived_files, kept, sample)
-    if kept is not None and found.equals(kept.found):  # no file profiled again, or nothing else found
-        link(kept.file, stage / "personal_columns.parquet")
-    else:
-        found.write_parquet(stage / "personal_columns.parquet")
+) -> Companions:
+    """The entity files and ``derived_files`` profiled, and the companion tables with the keyed pseudonyms
+    (write_pseudonymized, keyed by ``runs/.pseudonym_key`` under ``data_path``) written into ``stage``. Which
+    companions there are and what they hold depends on the entity files' profiles and the files of the relations
+    that carry source keys only (a derived table's own columns are listed without a source): a derived table that
+    carries none may be written after this and profiled by write_tables (churn's, while this runs beside churn).
+    With ``kept``, a companion made from the same files is ``link``-ed from it, not written again."""
+    profiled = _profiled(con, entity_files, derived_files, kept, sample, {})
+    found = _found(profiled, entity_files, derived_files)
     by_relation: dict[str, list[Stored]] = {t: [f] for t, f in derived_files.items()}
     for (entity, _source), file in entity_files.items():
         by_relation.setdefault(entity, []).append(file)
@@ -355,6 +400,33 @@ def write_tables(
         written[table] = stage / f"{table}.parquet"
     remake = found.filter(~(pl.col("relation") + PSN_SUFFIX).is_in(list(same)))  # the others' rows stay whole
     written.update(write_pseudonymized(con, key, remake, by_relation, stage))
+    return Companions(profiled, written, keys)
+
+
+def write_tables(
+    con: duckdb.DuckDBPyConnection,
+    data_path: Path,
+    entity_files: dict[tuple[str, str], Path],
+    derived_files: dict[str, Stored],
+    stage: Path,
+    kept: Kept | None = None,
+    link: Callable[[Path, Path], object] = shutil.copyfile,
+    sample: Sampler | None = None,
+    made: Companions | None = None,
+) -> tuple[dict[str, Path], dict[str, Any]]:
+    """The derived build's personal-data step: ``personal_columns`` (profile) and the companion tables
+    (write_companions, or ``made`` by it already from these entity files and some of ``derived_files``: the others
+    are profiled here), written into ``stage``. Returns table → file, and what the step was made from
+    (``Kept.state``: the next build's ``kept``). With ``kept`` (the current build's step, same code and settings),
+    a file it profiled is not sampled again, and ``personal_columns`` is ``link``-ed from it when nothing else is
+    found. ``sample``: what samples a file (profile)."""
+    if made is None:
+        made = write_companions(con, data_path, entity_files, derived_files, stage, kept, link, sample)
+    found = profile(con, entity_files, derived_files, kept, sample, made.profiled)
+    if kept is not None and found.equals(kept.found):  # no file profiled again, or nothing else found
+        link(kept.file, stage / "personal_columns.parquet")
+    else:
+        found.write_parquet(stage / "personal_columns.parquet")
     files: list[tuple[tuple[str, str | None], Stored]] = [
         *(((e, s), f) for (e, s), f in entity_files.items()),
         *(((t, None), f) for t, f in derived_files.items()),
@@ -362,9 +434,9 @@ def write_tables(
     state = {
         "profiled": {_slot(r, s): file_id(f) for (r, s), f in sorted(files, key=str) if f.exists()},
         "sampled_by": sampled_by(),
-        "companions": keys,
+        "companions": made.keys,
     }
-    return {"personal_columns": stage / "personal_columns.parquet", **dict(sorted(written.items()))}, state
+    return {"personal_columns": stage / "personal_columns.parquet", **dict(sorted(made.written.items()))}, state
 
 
 # -- what the next build may keep ----------------------------------------------------------------------
@@ -421,9 +493,7 @@ class Kept:
     def companions(self) -> dict[str, str]:
         return dict(self.state.get("companions") or {})
 
-    def rows(
-        self, relation: str, source: str | None, file: Stored
-    ) -> list[tuple[str, str, str | None, str, float | None, int | None]] | None:
+    def rows(self, relation: str, source: str | None, file: Stored) -> list[Row] | None:
         """The personal columns found in ``file`` when it is the one the current build profiled for ``relation``
         (and ``source``), else None (sample it)."""
         if self.state.get("sampled_by") != sampled_by():  # rows another sample chose

@@ -6,11 +6,14 @@ A step whose inputs did not change since the current build shares that build's f
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from datetime import date
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 import polars as pl
@@ -49,7 +52,7 @@ from dashboard.derived.spark import served as spark_served
 from dashboard.derived.spark import steps as spark_steps
 from dashboard.derived.tables import DERIVED_TABLES, READ_FROM, attach_views, stored_parts
 from dashboard.pipeline import fingerprint
-from dashboard.pipeline.progress import Lap
+from dashboard.pipeline.progress import BESIDE, DERIVED_STEPS, DERIVING, Lap
 
 if TYPE_CHECKING:
     import numpy as np
@@ -76,6 +79,9 @@ STEP_TABLES: dict[str, tuple[str, ...]] = {
     "validation_history": ("validation_runs", "validation_results"),
     "identity_consistency": ("identity_consistency",),
 }
+PERSONAL = "personal-data profile"  # the personal step's line (not one of DERIVED_STEPS: no time of its own before)
+T = TypeVar("T")
+U = TypeVar("U")
 HISTORY = "history/"  # + a source: the key of its validation history rows (its attempts and the decisions)
 
 
@@ -186,8 +192,9 @@ def build_derived(
     ``progress`` hears each step as it starts, ``lap`` is called with each step's name (and the rows of
     the table it is about) when it ends. A step whose inputs are those of the current build's step is not
     made again, its files are shared (``full``: every step is made again)."""
-    say = progress or (lambda _m: None)
-    done = lap or _no_lap
+    telling = threading.Lock()  # steps beside each other tell their lines and laps one at a time
+    say = _one_at_a_time(progress or (lambda _m: None), telling)
+    done = _one_at_a_time(lap or _no_lap, telling)
     build_id = new_id("b")
     stage = store.staging / "derived" / build_id
     stage.mkdir(parents=True)
@@ -251,15 +258,13 @@ def build_derived(
             record_links = here.record_links if here is not None else None  # golden records join by it
             del previous, resolved, here  # the graph holds pass 1's values
         done("identity", links.rows)
-        say("deriving: quality tables")
-        remake = _quality_keys(settings, store, steps, con)  # the tables whose inputs changed; the others linked
-        # profiles were made at publish; with engine spark the identity consistency is a Spark job
-        kept_history = _kept_history(store, steps) if "validation_runs" in remake else None
-        quality_links = links.frame() if spark is None else links.unread()  # engine spark: consistency on Spark
-        write_quality_tables(settings, store, manifest, con, quality_links, stage, spark is None, remake, kept_history)
-        if spark is not None and "identity_consistency" in remake:
-            spark_steps.identity_consistency(spark, con, settings, store, manifest, stage)
-        done("quality")
+        if spark is not None:  # engine spark: the quality tables in the build's order
+            say(f"{DERIVING}{DERIVED_STEPS['quality']}")
+        # engine duckdb: written beside churn's step (no later step reads them), keyed here
+        quality = _quality(settings, store, manifest, steps, con, links, stage, spark)
+        if spark is not None:
+            quality(con)
+            done("quality")
         say("deriving: channel analytics")
         steps.key("analytics", steps.keys["identity"])
         kept_analytics = steps.reuse("analytics")  # loaded into ``con`` only if golden records read lead_facts
@@ -305,11 +310,36 @@ def build_derived(
         if inputs_on_spark is not None:
             inputs_on_spark.close()
         done("golden", _rows(stage / "customer_golden.parquet"))
-        say("deriving: churn scores")
+        say(f"{DERIVING}{DERIVED_STEPS['churn']}")
         steps.key("churn", steps.keys["identity"], steps.today)
-        if steps.reuse("churn"):
-            churn_fit = _link_fit(store, steps, stage)
-        else:  # scored with the kept fit until it is refit_every_days old (or --full, or new code or settings)
+        reused_churn = steps.reuse("churn")
+        personal_files = _PersonalFiles(settings, store, manifest, steps, stage, spark)
+
+        loaded = threading.Event()  # churn's events read: its first line (or its end)
+
+        def churn_says(line: str) -> None:
+            loaded.set()
+            say(line)
+
+        def beside() -> personal.Companions:  # the quality tables and the personal step but churn's files
+            loaded.wait()  # not beside churn's read of the events (DuckDB's, on both cores): beside its models
+            with con.cursor() as cur:  # a connection of its own to the build's database
+                say(f"{BESIDE}{DERIVED_STEPS['quality']}")
+                quality(cur)
+                done("quality")
+                say(f"{BESIDE}{PERSONAL}")
+                return personal_files.companions(cur)
+
+        def churn_step() -> dict[str, str] | None:
+            try:
+                return made_churn()
+            finally:
+                loaded.set()
+
+        def made_churn() -> dict[str, str] | None:
+            if reused_churn:
+                return _link_fit(store, steps, stage)
+            # scored with the kept fit until it is refit_every_days old (or --full, or new code or settings)
             fit = _kept_fit(settings, store, steps)
             rows = _churn_rows(con, store, steps, links) if fit is not None else None  # the same day: the touched
             # engine spark: the keys, per-day tables and every cutoff's features as Spark jobs, the fit here
@@ -321,25 +351,19 @@ def build_derived(
                 # engine spark: Spark reads the links' file for the keys, owners and each customer's first record;
                 # the driver holds a rescore's touched customers' links (gathered from Spark), or none
                 churn_links = links.frame() if spark is None else _churn_links_on_spark(links, rows)
-                _churn().build(con, settings, churn_links, stage, say, fit, rows)  # scores, model card, calibration
-            churn_fit = _fit_entry(steps, stage, fit)
-        done("churn", _rows(stage / "churn_scores.parquet"))
-        say("deriving: personal-data profile")
-        entity_files = {
-            (entity, source): store.abs(info["file"])
-            for source, entry in manifest["sources"].items()
-            for entity, info in (entry.get("entities") or {}).items()
-        }
-        derived_files: dict[str, personal.Stored] = {
-            t: stage / f"{t}.parquet" for t in DERIVED_TABLES if t not in READ_FROM
-        }
-        if (parts := Parts.of(stage)) is not None:  # customer_attributes: its base and part read together
-            derived_files["customer_attributes"] = personal.Union(parts.sql(), parts.files)
-        # engine spark: a file's sample is read and hashed on Spark (the same rows), the driver holding the sample only
-        sample = spark_personal.sampler(spark, settings) if spark is not None else None
-        personal_tables, personal_state = personal.write_tables(
-            con, settings.data_path, entity_files, derived_files, stage, _personal_kept(store, steps), link_file, sample
-        )
+                _churn().build(con, settings, churn_links, stage, churn_says, fit, rows)  # scores, card, calibration
+            entry = _fit_entry(steps, stage, fit)
+            done("churn", _rows(stage / "churn_scores.parquet"))
+            return entry
+
+        # churn's step runs on one core for about half its wall at large (its model's and numpy's work): the quality
+        # tables and the personal step's samples and companions (DuckDB's) run beside it, then churn's files' samples
+        if spark is None:
+            companions, churn_fit = _beside(beside, churn_step)
+        else:  # engine spark: one after the other, in the build's order (the personal step's samples on Spark)
+            companions, churn_fit = None, churn_step()
+            say(f"{DERIVING}{PERSONAL}")
+        personal_tables, personal_state = personal_files.tables(con, companions)
         done("personal")
     crash_point("derived_staged")
     dest = store.derived / build_id
@@ -368,6 +392,88 @@ def build_derived(
         **({"churn_fit": _fit_paths(store, dest, churn_fit)} if churn_fit else {}),
     }
     return {**manifest, "derived": derived}
+
+
+def _quality(
+    settings: Settings,
+    store: Store,
+    manifest: Manifest,
+    steps: _Steps,
+    con: duckdb.DuckDBPyConnection,
+    links: _Links,
+    stage: Path,
+    spark: Any,
+) -> Callable[[duckdb.DuckDBPyConnection], None]:
+    """Keys the quality tables (those made from the same as the current build's are linked: _quality_keys) and
+    returns what writes the others, on the connection it is given."""
+    remake = _quality_keys(settings, store, steps, con)
+    kept_history = _kept_history(store, steps) if "validation_runs" in remake else None
+
+    def write(on: duckdb.DuckDBPyConnection) -> None:
+        # profiles were made at publish; with engine spark the identity consistency is a Spark job
+        quality_links = links.frame() if spark is None else links.unread()
+        write_quality_tables(settings, store, manifest, on, quality_links, stage, spark is None, remake, kept_history)
+        if spark is not None and "identity_consistency" in remake:
+            spark_steps.identity_consistency(spark, on, settings, store, manifest, stage)
+
+    return write
+
+
+class _PersonalFiles:
+    """The personal step's files: the sources' entity files and the build's derived files, profiled (sampled)
+    beside churn's step but churn's files (companions), which carry no source keys: the companion tables are
+    written then too; churn's files and ``personal_columns`` at the end (tables)."""
+
+    def __init__(
+        self, settings: Settings, store: Store, manifest: Manifest, steps: _Steps, stage: Path, spark: Any
+    ) -> None:
+        self.data_path, self.stage = settings.data_path, stage
+        self.entity_files = {
+            (entity, source): store.abs(info["file"])
+            for source, entry in manifest["sources"].items()
+            for entity, info in (entry.get("entities") or {}).items()
+        }
+        self.kept = _personal_kept(store, steps)
+        # engine spark: a file's sample is read and hashed on Spark (the same rows), the driver holding the sample only
+        self.sample = spark_personal.sampler(spark, settings) if spark is not None else None
+
+    def derived(self, but: tuple[str, ...] = ()) -> dict[str, personal.Stored]:
+        files: dict[str, personal.Stored] = {
+            t: self.stage / f"{t}.parquet" for t in DERIVED_TABLES if t not in READ_FROM and t not in but
+        }
+        if (parts := Parts.of(self.stage)) is not None:  # customer_attributes: its base and part read together
+            files["customer_attributes"] = personal.Union(parts.sql(), parts.files)
+        return files
+
+    def companions(self, con: duckdb.DuckDBPyConnection) -> personal.Companions:
+        derived = self.derived(CHURN_TABLES)
+        return personal.write_companions(
+            con, self.data_path, self.entity_files, derived, self.stage, self.kept, link_file, self.sample
+        )
+
+    def tables(
+        self, con: duckdb.DuckDBPyConnection, made: personal.Companions | None
+    ) -> tuple[dict[str, Path], dict[str, Any]]:
+        return personal.write_tables(
+            con, self.data_path, self.entity_files, self.derived(), self.stage, self.kept, link_file, self.sample, made
+        )
+
+
+def _beside(side: Callable[[], T], here: Callable[[], U]) -> tuple[T, U]:
+    """``side`` in a thread of its own (the build's context copied into it) while ``here`` runs in this one; both
+    results. An error in ``here`` waits for ``side`` first, so no thread outlives the build."""
+    with ThreadPoolExecutor(1, thread_name_prefix="cockpit-derive") as pool:
+        made = pool.submit(copy_context().run, side)
+        mine = here()
+        return made.result(), mine
+
+
+def _one_at_a_time(tell: Callable[..., None], lock: threading.Lock) -> Callable[..., None]:
+    def told(*args: Any) -> None:
+        with lock:
+            tell(*args)
+
+    return told
 
 
 # Past this share of the customers touched, making every golden record again is cheaper than copying.

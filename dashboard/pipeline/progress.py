@@ -32,6 +32,7 @@ DERIVED_STEPS: dict[str, str] = {
     "churn": "churn scores",
 }
 DERIVING = "deriving: "  # how the derived build's progress line of a starting step begins
+BESIDE = "deriving (in parallel): "  # ... of a step started while the one running goes on
 PUBLISH = "publish"
 WAITING, RUNNING, DONE = "waiting", "running", "done"
 _FOLDER, _TIMES = "progress", "step_times.json"
@@ -172,18 +173,20 @@ class Tracker:
     # -- the derived build (``say`` and ``lap`` are build_derived's progress and lap) ---------------------
     def say(self, line: str) -> None:
         """A line of the derived build: one that starts a step starts it here too; the others pass on."""
-        if line.startswith(DERIVING):
-            label = line.removeprefix(DERIVING)
+        beside = line.startswith(BESIDE)
+        if line.startswith(DERIVING) or beside:
+            label = line.removeprefix(BESIDE if beside else DERIVING)
             key = next((k for k, v in DERIVED_STEPS.items() if v == label), label)
             if not any(s.name == f"derive.{key}" for s in self.progress.steps):  # a step the table lacks
                 self.progress.steps.insert(len(self.progress.steps) - 1, Step(f"derive.{key}", label))
-            self._start(f"derive.{key}")
+            self._start(f"derive.{key}", beside)
         self._say(line)
 
     def lap(self, step: str, rows: int | None = None) -> None:
         # A step the build names differently from its line ends whichever derived step is running.
         current = self.progress.current
-        name = f"derive.{step}" if current is None or current.name == f"derive.{step}" else current.name
+        mine = current is None or self._step_state(f"derive.{step}") == RUNNING  # steps beside each other
+        name = f"derive.{step}" if mine or current is None else current.name
         ended = self._end(name, rows)
         counted = f"{rows:,} rows" if rows is not None else "done"
         self._say(f"    {ended.label}: {counted} in {duration(ended.seconds)}{self._left()}")
@@ -219,6 +222,9 @@ class Tracker:
 
     def _step(self, name: str) -> Step:
         return next(s for s in self.progress.steps if s.name == name)
+
+    def _step_state(self, name: str) -> str | None:
+        return next((s.state for s in self.progress.steps if s.name == name), None)
 
     def _start(self, name: str, beside: bool = False) -> None:
         """``beside``: the steps running go on (sources read at once); otherwise a step that said nothing as it
