@@ -2,6 +2,8 @@
 from the pyspark package's own ``bin/spark-class`` (pip's pyspark has no start-master.sh) in a temporary
 folder, on free ports, stopped (their own process ids) and removed when the tests end.
 
+A worker can be lost as a machine is (``Cluster.lose_worker``: it and its executors killed at once).
+
 Without pyspark (the spark extra) or Java the tests skip with a message; in CI (the ``CI`` environment
 variable is set) they fail instead (``make test`` installs both).
 """
@@ -11,13 +13,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -87,14 +90,44 @@ class Cluster:
     ui: str  # the master's JSON status page
     folder: Path
     processes: list[subprocess.Popen[bytes]]  # the master's JVM, then each worker's
+    worker_uis: list[str] = field(default_factory=list)  # each worker's JSON status page, in workers' order
 
     @property
     def workers(self) -> list[subprocess.Popen[bytes]]:
         return self.processes[1:]
 
     def status(self) -> dict[str, object]:
-        with urllib.request.urlopen(self.ui, timeout=5) as r:
-            return dict(json.load(r))
+        return _json(self.ui)
+
+    def executors(self, worker: int) -> list[dict[str, Any]]:
+        """The executors worker ``worker`` runs now (each with its ``id`` and ``appid``)."""
+        return list(_json(self.worker_uis[worker]).get("executors") or [])
+
+    def lose_worker(self, worker: int) -> list[int]:
+        """Worker ``worker`` lost as a machine is: its JVM, its executors' JVMs and their Python workers killed at
+        once (SIGKILL, by the process ids under the worker's, all started here). Returns the ids killed."""
+        pids = _tree(self.workers[worker].pid)
+        for pid in pids:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.workers[worker].wait(30)
+        return pids
+
+
+def _json(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return dict(json.load(r))
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and every process under it (from /proc: Linux)."""
+    out, todo = [], [pid]
+    while todo:
+        out.append(todo.pop())
+        for task in Path(f"/proc/{out[-1]}/task").glob("*"):
+            with suppress(OSError):  # ended meanwhile
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return out
 
 
 def _environment(home: Path, folder: Path) -> dict[str, str]:
@@ -136,10 +169,12 @@ def standalone(workers: int = 1) -> Iterator[Cluster]:
     cluster = Cluster(master, f"http://127.0.0.1:{ui_port}/json/", folder, processes)
     try:
         for i in range(workers):
+            worker_ui = free_port()
+            cluster.worker_uis.append(f"http://127.0.0.1:{worker_ui}/json/")
             processes.append(
                 subprocess.Popen(
                     [spark_class, "org.apache.spark.deploy.worker.Worker", master, "--host", "127.0.0.1",
-                     "--cores", "1", "--memory", "2g", "--webui-port", str(free_port())],
+                     "--cores", "1", "--memory", "2g", "--webui-port", str(worker_ui)],
                     env=env, stdout=logs[1 + i], stderr=subprocess.STDOUT, start_new_session=True,
                 )
             )  # fmt: skip
