@@ -182,7 +182,8 @@ def _published(run: churn.ChurnRun) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 def _per_cutoff_run(monkeypatch: pytest.MonkeyPatch, *args: object, **kwargs: object) -> churn.ChurnRun:
-    """churn.run with the reference's string-keyed features and labels."""
+    """churn.run with the reference's string-keyed features and labels. Its parts one after another: the reference's
+    statements read the connection, which takes one call at a time (run's parts side by side read DuckDB's arrays)."""
     load = churn_features.load_events
 
     def both(con: duckdb.DuckDBPyConnection, links: pl.DataFrame, priorities: dict[str, int], latest: int) -> None:
@@ -193,6 +194,7 @@ def _per_cutoff_run(monkeypatch: pytest.MonkeyPatch, *args: object, **kwargs: ob
         m.setattr(churn_features, "load_events", both)
         m.setattr(churn_features, "features_at", ref_features_at)
         m.setattr(churn_features, "active_at", ref_active_at)
+        m.setattr(churn, "_beside", lambda side, here, threads: (side(), here()))
         return churn.run(*args, **kwargs)  # type: ignore[arg-type]
 
 

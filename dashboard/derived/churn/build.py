@@ -368,6 +368,13 @@ def _baselines_judged(train: pl.DataFrame, judged: pl.DataFrame) -> dict[str, tu
     return {m: _evaluate(fit(m, train), judged) for m in ("recency", "bgnbd")}
 
 
+def _fit_and_baselines(
+    model_on: pl.DataFrame | None, train: pl.DataFrame, judged: pl.DataFrame
+) -> tuple[Fitted | None, dict[str, tuple[dict[str, float | None], Bins]]]:
+    """The model fitted on ``model_on`` (None: not fitted), then _baselines_judged."""
+    return (fit("model", model_on) if model_on is not None else None), _baselines_judged(train, judged)
+
+
 def _model_judged(
     con: duckdb.DuckDBPyConnection, windows: _Windows, judged: pl.DataFrame
 ) -> tuple[ModelBacktest, tuple[dict[str, float | None], Bins]]:
@@ -403,6 +410,11 @@ class ModelBacktest:
         return self.train.height < self.needed
 
 
+def _needed(judged: pl.DataFrame) -> int:
+    """Training windows below which the model's backtest is thin."""
+    return math.ceil(THIN_SHARE * judged.height)
+
+
 def model_backtest(con: duckdb.DuckDBPyConnection, windows: _Windows, judged: pl.DataFrame) -> ModelBacktest:
     """The longest training horizon (H, H/2, H/4, ...) at which the model's backtest fit has at least
     THIN_SHARE customer windows per judged customer; thin at all of them, the shortest that could be fitted.
@@ -411,7 +423,7 @@ def model_backtest(con: duckdb.DuckDBPyConnection, windows: _Windows, judged: pl
     after each, all ending by D − H), and it is judged on the same customers and the same H-day
     outcome as the baselines, so the AUCs compare."""
     d, target, first = windows.d, windows.h, windows.first
-    needed = math.ceil(THIN_SHARE * judged.height)
+    needed = _needed(judged)
     best: ModelBacktest | None = None
     for h in _train_horizons(target):
         if h == target:
@@ -422,7 +434,10 @@ def model_backtest(con: duckdb.DuckDBPyConnection, windows: _Windows, judged: pl
                 continue
             at_h = _at(con, d - target, h, labelled=False, target=target)
             plan = ModelBacktest(
-                h, shorter.stacked(1), at_h.join(judged.select("customer_key", "churned"), on="customer_key"), needed
+                h,
+                shorter.stacked(1),
+                at_h.join(judged.select("customer_key", "churned"), on="customer_key", maintain_order="left"),
+                needed,
             )
         best = plan
         if not plan.thin:
@@ -739,9 +754,9 @@ def run(
     tested = served.backtest(con, run_, first, say) if served is not None else None  # engine spark: made there
     windows = _Windows(con, d, h, first)
     back_test, back_train = (windows.at(1), windows.at(2)) if tested is None else (pl.DataFrame(), pl.DataFrame())
-    # DuckDB's arrays in this process: the independent parts (the model's backtest and the baselines', the final fit
-    # and the served customers' features, their owners and their scores) two at a time (_beside). Not the two
-    # cutoffs' features: at large they took as long side by side as one after the other (4.0-4.8 s wall either way)
+    # DuckDB's arrays in this process: the independent parts two at a time (_beside): the model's backtest beside its
+    # final fit and the baselines', then the served customers' features beside their owners. Not the two cutoffs'
+    # features: at large they took as long side by side as one after the other (4.0-4.8 s wall either way)
     threads = served is None and churn_features.arrays_here(con)
     metrics: dict[str, dict[str, float | None]] = {}
     bins: dict[str, Bins] = {}
@@ -755,10 +770,14 @@ def run(
     elif back_train.height and back_test.height and _validated((back_train, back_test)):
         train = windows.stacked(2)
         say(f"churn: backtest, baselines fitted on {train.height} customer windows, judged on {back_test.height}")
+        # The model's final fit made beside its backtest when the model may serve as trained there (its backtest at
+        # the target horizon not thin: model_backtest takes it); unused when a baseline wins the backtest
+        ahead = _sample(windows.stacked(1)) if threads and train.height >= _needed(back_test) else None
         judged = partial(_model_judged, con, windows, back_test)
-        (plan, (metrics["model"], bins["model"])), got = _beside(
-            judged, partial(_baselines_judged, train, back_test), threads
+        (plan, (metrics["model"], bins["model"])), (early, got) = _beside(
+            judged, partial(_fit_and_baselines, ahead, train, back_test), threads
         )
+        del ahead
         for m, (metrics[m], bins[m]) in got.items():
             per_method[m] = {"train_cutoff": _date(t1), "backtest_windows": train.height, "train_horizon_days": h}
         del train, judged
@@ -784,12 +803,16 @@ def run(
             frame, run_.bgnbd = _served_frame(con, d, run_.train_horizon_days, target=h)
             final = fit("model", _Windows(con, d, run_.train_horizon_days, first).stacked(1))
             final.scaled = True
+        elif run_.method == "model" and early is not None:
+            del plan
+            final = early  # fitted beside the backtest, on the windows this branch fits on
         else:
             del plan
             # the model reads its sample only (fit's own: the same rows), so the windows' frames go now
             final_on = _sample(windows.stacked(1)) if run_.method == "model" else windows.stacked(1)
             if not threads:
                 final, final_on = fit(run_.method, final_on), None
+        del early
     else:
         run_.method, run_.status, run_.reason = "bgnbd", "unvalidated", "no_backtest"
         run_.notes.append(
@@ -803,7 +826,16 @@ def run(
         extra.update(customers_scored=n)
         churn_features.drop_days(con)
     else:
-        if frame is None and final_on is not None:  # the final fit beside the served customers' read
+        owned: tuple[pl.DataFrame, pl.DataFrame] | None = None  # the first records and owners, when read already
+        if threads and frame is None:  # the served customers' read beside their owners (DuckDB's)
+            customers = churn_features.customers_at(con, d)
+            owned, (frame, run_.bgnbd) = _beside(
+                partial(_owners, con, customers), partial(_served_frame, con, d, h), threads
+            )
+            del customers
+            if final_on is not None:  # a baseline's calibration (the model's was fitted beside its backtest)
+                final, final_on = fit(run_.method, final_on), None
+        elif frame is None and final_on is not None:  # the final fit beside the served customers' read
             final, (frame, run_.bgnbd) = _beside(
                 partial(fit, run_.method, final_on), partial(_served_frame, con, d, h), threads
             )
@@ -813,11 +845,15 @@ def run(
         assert frame is not None  # read above
         extra.update(customers_scored=frame.height)
         churn_features.drop_days(con)
-        (records, attrs), (ranking, risk, reasons) = _beside(
-            partial(_owners, con, frame),
-            partial(_score, frame, final, run_.method, run_.train_horizon_days),
-            threads,
-        )  # the owners, read by DuckDB, beside the scores and reasons
+        if owned is not None:
+            records, attrs = owned
+            ranking, risk, reasons = _score(frame, final, run_.method, run_.train_horizon_days)
+        else:
+            (records, attrs), (ranking, risk, reasons) = _beside(
+                partial(_owners, con, frame),
+                partial(_score, frame, final, run_.method, run_.train_horizon_days),
+                threads,
+            )  # the owners, read by DuckDB, beside the scores and reasons
         run_.scored = frame.height
         run_.scores = _scores(con, frame, _served(risk, ranking), reasons, settings, run_, first=records, attrs=attrs)
         run_.rows = _rows(frame, ranking, risk, records)

@@ -235,6 +235,12 @@ class DayArrays:
             ]
         )
 
+    def customers(self, t: int) -> pl.DataFrame:
+        """The customers (customer_key) with a row before ``t``: features(t, ...)'s, in its order."""
+        ids = self.ids[np.floor(self.first_d) < t]
+        keys = self.keys.take(pa.array(np.searchsorted(self.key_ids, ids)))
+        return pl.DataFrame([pl.Series("customer_key", keys, dtype=pl.String)])
+
     def active(self, t: int, h: int) -> pl.DataFrame:
         """features.LABELS_SQL: the customers (customer_key) with a row in [t, t + h)."""
         rows = (self.day >= t) & (self.day < t + h)

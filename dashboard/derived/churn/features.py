@@ -528,6 +528,13 @@ def features_at(con: duckdb.DuckDBPyConnection, t: int, horizon: int) -> pl.Data
     )
 
 
+def customers_at(con: duckdb.DuckDBPyConnection, t: int) -> pl.DataFrame:
+    """features_at's customers (customer_key), without their features; from DuckDB's arrays only (arrays_here)."""
+    arrays = _arrays(con)
+    assert arrays is not None  # the per-day rows in this process
+    return arrays.customers(t)
+
+
 def active_at(con: duckdb.DuckDBPyConnection, t: int, horizon: int) -> pl.DataFrame:
     """Customers (customer_key) with an order or an interaction in [t, t + horizon)."""
     arrays = _arrays(con)
