@@ -538,6 +538,24 @@ def _score(frame: pl.DataFrame, fitted: Fitted | None, method: str, horizon: int
     return ranking, risk, top_reasons(frame, weights, horizon)
 
 
+def _score_halves(
+    frame: pl.DataFrame, fitted: Fitted | None, method: str, horizon: int
+) -> tuple[F64, F64, pl.DataFrame]:
+    """_score of each half of ``frame``'s customers, the first half in a thread of its own (_beside), joined in order:
+    the same as _score of all of them (each customer's from their own numbers). At large the model's terms ran on one
+    core (0.9 s) and the reasons' sentences at ~1.3. A model scaled to the target horizon: _score (_to_target's fit
+    reads everyone)."""
+    half = frame.height // 2
+    if (fitted is not None and fitted.scaled) or half == 0:
+        return _score(frame, fitted, method, horizon)
+    (ranking, risk, reasons), (ranking_2, risk_2, reasons_2) = _beside(
+        partial(_score, frame.slice(0, half), fitted, method, horizon),
+        partial(_score, frame.slice(half), fitted, method, horizon),
+        threads=True,
+    )
+    return np.concatenate([ranking, ranking_2]), np.concatenate([risk, risk_2]), pl.concat([reasons, reasons_2])
+
+
 def _scores(
     con: duckdb.DuckDBPyConnection,
     frame: pl.DataFrame,
@@ -845,9 +863,9 @@ def run(
         assert frame is not None  # read above
         extra.update(customers_scored=frame.height)
         churn_features.drop_days(con)
-        if owned is not None:
+        if owned is not None:  # the scores in two halves, side by side
             records, attrs = owned
-            ranking, risk, reasons = _score(frame, final, run_.method, run_.train_horizon_days)
+            ranking, risk, reasons = _score_halves(frame, final, run_.method, run_.train_horizon_days)
         else:
             (records, attrs), (ranking, risk, reasons) = _beside(
                 partial(_owners, con, frame),
