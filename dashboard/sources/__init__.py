@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
@@ -15,7 +16,15 @@ import polars as pl
 from dashboard.core.config import SourceConfig, TableConfig
 from dashboard.core.errors import SourceError
 from dashboard.sources import csv, excel, json, parquet
-from dashboard.sources.columns import FILE_COL, ROW_COL, Span, check_columns
+from dashboard.sources.columns import (
+    FILE_COL,
+    ROW_COL,
+    DuplicateHeader,
+    Span,
+    check_columns,
+    collect_duplicates,
+    collected,
+)
 from dashboard.sources.incremental import ExtractContext
 
 Reader = Callable[[Path, TableConfig], pl.DataFrame]
@@ -27,6 +36,10 @@ READERS: dict[str, Reader] = {
     "json": json.read,
     "demo": parquet.read,  # the demo generator's own Parquet drops
 }
+
+# Kinds whose reader keeps one core busy a file (DuckDB parses a JSON array on one thread): a table of several
+# such files reads two at a time (wechat's six event files at large: 5.1 s one after another).
+ONE_CORE_KINDS = ("json",)
 
 # Kinds whose big files can be read in spans, several readers at once (engine spark): how a file is cut
 # (None: it is read whole) and how a span of it is read. JSON's and Excel's types come from the whole file.
@@ -68,13 +81,30 @@ def read_table(
         raise SourceError(f"{source.name}: no file matches {table.path} (entity {table.entity})")
     frames = []
     missing: dict[str, list[str]] = {}
-    for f in files:
-        df, absent = read_file(source, table, f)
+    found = collected()
+    if source.kind in ONE_CORE_KINDS and len(files) > 1:
+        with ThreadPoolExecutor(2, thread_name_prefix="cockpit-read") as pool:  # an error: the first file's
+            read = list(pool.map(lambda f: _read_reporting(source, table, f, found is not None), files))
+    else:
+        read = [(*read_file(source, table, f), []) for f in files]
+    for f, (df, absent, repeated) in zip(files, read, strict=True):
         if absent:
             missing[f.name] = absent
+        if found is not None:  # in the files' order, as read one after another
+            found += repeated
         frames.append(df)
     frame = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
     return frame, missing
+
+
+def _read_reporting(
+    source: SourceConfig, table: TableConfig, f: Path, report: bool
+) -> tuple[pl.DataFrame, list[str], list[DuplicateHeader]]:
+    """``read_file`` in a thread of its own, with the repeated headers it met (``report``: someone listens)."""
+    if not report:
+        return (*read_file(source, table, f), [])
+    with collect_duplicates() as repeated:
+        return (*read_file(source, table, f), repeated)
 
 
 def read_file(

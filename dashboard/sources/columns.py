@@ -92,6 +92,11 @@ def collect_duplicates() -> Iterator[list[DuplicateHeader]]:
         _found.reset(token)
 
 
+def collected() -> list[DuplicateHeader] | None:
+    """The list an open ``collect_duplicates`` gathers into (None: none is open here)."""
+    return _found.get()
+
+
 def unique_headers(
     file: str, headers: Sequence[str | None], where: str = "columns", record: str | None = None, *, report: bool = True
 ) -> list[str]:
