@@ -15,6 +15,7 @@ import pytest
 
 from dashboard.core.config import Settings, load_settings
 from dashboard.core.store import Store
+from dashboard.pipeline import fingerprint
 from dashboard.pipeline import refresh as refreshing
 from dashboard.pipeline.progress import DONE, RUNNING, Tracker
 from dashboard.pipeline.refresh import refresh
@@ -205,3 +206,13 @@ def test_the_progress_shows_two_sources_running_each_with_its_own_time(tmp_path:
         assert took == {"crm": (DONE, 6.0), "erp": (DONE, 2.0)}
     assert "[2/3] erp: published (36 rows) in 2.0 s" in lines
     assert "[1/3] crm: published (79 rows) in 6.0 s" in lines
+
+
+def test_a_full_refresh_records_the_inputs_the_next_refresh_keeps(company: Settings) -> None:
+    """--full digests the files beside their read: what it records is their fingerprint, so nothing is read again."""
+    assert refresh(company, full=True).exit_code == 0
+    manifest = Store(company.data_path).read_manifest()
+    for name in company.source_names:
+        assert manifest["sources"][name]["inputs"] == fingerprint.source_inputs(company, company.source(name)), name
+    again = refresh(company)
+    assert [r.source for r in again.sources if not r.unchanged] == []

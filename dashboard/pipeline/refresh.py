@@ -293,16 +293,31 @@ def _next(waiting: list[SourceConfig], running: Iterable[SourceConfig], plan: So
 def _read_source(
     settings: Settings, store: Store, src: SourceConfig, tracker: Told, full: bool, owner: int | None = None
 ) -> tuple[SourceResult, Pending | None]:
-    """One source: kept when its input files are those its current snapshot was made from, else read."""
+    """One source: kept when its input files are those its current snapshot was made from, else read. When
+    nothing could be kept (``full``, or no snapshot made from known inputs), the files' digests are made beside
+    the read, not in a pass of their own before it (at large, from an empty cache: 1.3 s for wechat's 1.3 GB)."""
     tracker.source_started(src.name)
-    inputs = fingerprint.source_inputs(settings, src)  # recorded by --full too, so the next refresh may keep
-    kept = None if full else fingerprint.unchanged(store, store.read_manifest(), src, inputs)
+    current = store.read_manifest()
+    if (full or "inputs" not in current["sources"].get(src.name, {})) and src.kind not in PULLED_KINDS:
+        with ThreadPoolExecutor(1, thread_name_prefix="cockpit-digest") as beside:
+            digests = beside.submit(fingerprint.source_inputs, settings, src)  # recorded for the next refresh
+            res, pending = refresh_source(settings, store, src, tracker, digests, full=full, owner=owner)
+        return _read(settings, store, src, tracker, res, pending)
+    inputs = fingerprint.source_inputs(settings, src)
+    kept = None if full else fingerprint.unchanged(store, current, src, inputs)
     if kept is not None:
         res = SourceResult(src.name, kept["snapshot_id"], "published", unchanged=True)
         res.rows = {e: int(info.get("rows", 0)) for e, info in kept["entities"].items()}
         tracker.source_ended(src.name, res.status, sum(res.rows.values()))
         return res, None
     res, pending = refresh_source(settings, store, src, tracker, inputs, full=full, owner=owner)
+    return _read(settings, store, src, tracker, res, pending)
+
+
+def _read(
+    settings: Settings, store: Store, src: SourceConfig, tracker: Told, res: SourceResult, pending: Pending | None
+) -> tuple[SourceResult, Pending | None]:
+    """A source read: a quarantined drop folder's files returned, its end told."""
     if not res.published:  # a drop folder returns the files it took, with the reasons
         settle(src, settings.base_dir, store.quarantine / src.name / res.snapshot_id, False, res.reasons)
     tracker.source_ended(src.name, res.status, sum(res.rows.values()))
@@ -336,15 +351,15 @@ def refresh_source(
     store: Store,
     src: SourceConfig,
     tracker: Told,
-    inputs: str | None = None,
+    inputs: str | Future[str | None] | None = None,
     *,
     full: bool = False,
     owner: int | None = None,
 ) -> tuple[SourceResult, Pending | None]:
-    """``inputs``: the fingerprint of the source's input files (pipeline/fingerprint.py), kept in its
-    manifest entry so that the next refresh of the same files keeps this snapshot. ``full``: database tables
-    are pulled whole again (a new base extract), not from their watermark. ``owner``: the refresh's process
-    (this one by default), named in the running attempt."""
+    """``inputs``: the fingerprint of the source's input files (pipeline/fingerprint.py; or its future, being
+    made beside), kept in its manifest entry so that the next refresh of the same files keeps this snapshot.
+    ``full``: database tables are pulled whole again (a new base extract), not from their watermark. ``owner``:
+    the refresh's process (this one by default), named in the running attempt."""
     sid = new_id()
     stage_dir = store.staging / src.name / sid
     stage_dir.mkdir(parents=True)
@@ -371,8 +386,8 @@ def refresh_source(
         remove_parts(stage_dir)
         result.reasons, result.failed_step = [e.message], "extract"
         attempt["error"] = getattr(e, "kind", "source")  # connection | timeout | auth | rate_limited | source
-        return result, _finish(store, src, result, stage_dir, attempt, [], [], clock, inputs)
-    kept = None if full else fingerprint.unchanged_pull(store, src, inputs, stage_dir)
+        return result, _finish(store, src, result, stage_dir, attempt, [], [], clock, _made(inputs))
+    kept = None if full else fingerprint.unchanged_pull(store, src, _made(inputs), stage_dir)
     if kept is not None:  # a database pull that brought nothing new: its current snapshot stays, like same files
         rows = {e: int(info.get("rows", 0)) for e, info in kept["entities"].items()}
         return SourceResult(src.name, kept["snapshot_id"], "published", rows=rows, unchanged=True), None
@@ -421,7 +436,11 @@ def refresh_source(
     profile.write(stage_dir)
     result.status = "quarantined" if failed else "published"
     clock.lap("publish")
-    return result, _finish(store, src, result, stage_dir, attempt, outcomes, issues, clock, inputs)
+    return result, _finish(store, src, result, stage_dir, attempt, outcomes, issues, clock, _made(inputs))
+
+
+def _made(inputs: str | Future[str | None] | None) -> str | None:
+    return inputs.result() if isinstance(inputs, Future) else inputs
 
 
 def _profile_engine(settings: Settings) -> Callable[[str, Path], Aggregate] | None:
