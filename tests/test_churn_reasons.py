@@ -73,6 +73,33 @@ def test_no_interaction_in_a_year_is_said_once() -> None:
     assert got["reasons_zh"].to_list()[:3] == [["没有任何互动记录"], ["已 399 天没有互动"], ["没有任何互动记录"]]
 
 
+def test_a_single_order_is_said_once() -> None:
+    """The walk found "only one order, 96 days ago; ...; orders on 1 day, ¥4.1K in total, over 97 days" (只下过一单 and
+    累计 1 天有下单): one fact, said once, by the inactivity's reason with the history's weight too."""
+    frame = pl.DataFrame({f: [0.0] * 3 for f in FEATURES}).with_columns(
+        pl.Series("order_recency_days", [97.0, 97.0, 97.0]),
+        pl.Series("recency_days", [97.0, 97.0, 97.0]),
+        pl.Series("mean_gap_days", [None, None, 30.0], dtype=pl.Float64),
+        pl.Series("order_days", [1.0, 1.0, 3.0]),
+        pl.Series("monetary", [4100.0, 4100.0, 9000.0]),
+        pl.Series("tenure_days", [98.0, 98.0, 98.0]),
+        pl.Series("complaints_recent", [2.0, 2.0, 2.0]),
+    )
+    weights = np.zeros((3, len(REASON_CODES)))
+    weights[:, REASON_CODES.index("history")] = [0.6, 0.6, 0.6]
+    weights[:, REASON_CODES.index("inactivity")] = [0.3, 0.0, 0.3]  # the second: the history's weight alone
+    weights[:, REASON_CODES.index("complaints")] = [0.5, 0.5, 0.5]
+    got = top_reasons(frame, weights, 90)
+    assert got["reason_codes"].to_list() == [
+        ["inactivity", "complaints"],  # 0.9: the history's 0.6 with the inactivity's 0.3
+        ["inactivity", "complaints"],
+        ["history", "complaints", "inactivity"],  # three orders' days: the history says what the inactivity does not
+    ]
+    assert got["reasons_en"].to_list()[0][0] == "only one order, 96 days ago"
+    assert got["reasons_zh"].to_list()[1][0] == "只下过一单，在 96 天前"
+    assert got["reasons_en"].to_list()[2][0] == "orders on 3 days, ¥9.0K in total, over 98 days"
+
+
 # -- over every scored customer of a built demo -----------------------------------------------------------------
 _NONE = re.compile(r"^no interaction on record$")
 _SOME = re.compile(
@@ -97,6 +124,8 @@ def _contradictions(reasons: list[str], zh: list[str]) -> list[str]:
         out.append("interactions: none and some")
     if sum(r.startswith("no interaction") for r in reasons) > 1:  # one fact said twice
         out.append("interactions: none, twice")
+    if any(r.startswith("only one order") for r in reasons) and any(r.startswith("orders on 1 day") for r in reasons):
+        out.append("orders: one order, twice")
     if any(_NO_ORDER.search(r) for r in reasons) and any(_ORDERED.search(r) for r in reasons):
         out.append("orders: none and some")
     since = [int(m[1]) for r in reasons if (m := re.match(r"^no order in (\d+) day", r))]

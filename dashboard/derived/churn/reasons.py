@@ -116,10 +116,13 @@ def _texts(lang: str, h: int) -> dict[str, tuple[pl.Expr, pl.Expr]]:
         "最后一单在数据的最后一天",
         "last order on the data's last day",
     )
+    # one order's day: the inactivity says "only one order" (its gap is unknown), and the history's "orders on 1 day"
+    # would say it again (the walk found both in one customer's reasons)
+    one_order = pl.col("order_recency_days").is_not_null() & pl.col("mean_gap_days").is_null()
     inactivity = (
         pl.when(pl.col("order_recency_days").is_null())
         .then(f("从未下单，最近一次互动{}", "no order yet; last interaction {}", last_activity))
-        .when(pl.col("mean_gap_days").is_null())
+        .when(one_order)
         .then(f("只下过一单，{}", "only one order, {}", last_order))
         .otherwise(f("{}，以往约每 {} 天一单", "{}, usually one every {} days", no_order_for, g))
     )
@@ -213,7 +216,7 @@ def _texts(lang: str, h: int) -> dict[str, tuple[pl.Expr, pl.Expr]]:
     return {
         "inactivity": (inactivity, yes),
         "order_trend": (trend, yes),
-        "history": (history, yes),
+        "history": (history, ~one_order),  # one order: the inactivity's reason says it
         "contacts": (contacts, yes),
         "complaints": counted(
             "complaints_recent", ("complaint", "complaints"), "近 {} 天投诉 {} 次", "{} in the last {} days", None, None
@@ -262,6 +265,26 @@ def _applies(features: pl.DataFrame, texts: dict[str, tuple[pl.Expr, pl.Expr]]) 
     return features.select([texts[code][1].alias(code) for code in REASON_CODES]).to_numpy().astype(bool)
 
 
+def _weighed(applies: NDArray[np.bool_], weights: NDArray[np.float64]) -> NDArray[np.float64]:
+    """(customers × reasons): the weight each reason is named by, -inf where it is not named at all."""
+    w = np.where(applies & (weights > MIN_WEIGHT), weights, -np.inf)
+    # One fact is said once, by one reason, which takes the other's weight where the other does not apply: no
+    # interaction in the past year (没有任何互动记录 or 已 400 天没有互动 beside 近一年没有在任何渠道互动 said it twice)
+    # is the contacts' reason's; a single order (只下过一单 beside 累计 1 天有下单) is the inactivity's.
+    for says, other in (("contacts", "channels"), ("inactivity", "history")):
+        c, o = REASON_CODES.index(says), REASON_CODES.index(other)
+        folded = weights[:, c] + np.where(applies[:, o], 0.0, weights[:, o])
+        w[:, c] = np.where(applies[:, c] & (folded > MIN_WEIGHT), folded, -np.inf)
+    return w
+
+
+def reason_weights(features: pl.DataFrame, weights: NDArray[np.float64]) -> NDArray[np.float64]:
+    """(customers × reasons): the weight top_reasons names each customer's reasons by (the attributions' sums, one
+    reason's given to the one that says its fact), -inf for a reason that is not named (it does not apply to the
+    customer, or pushes the risk up by less than MIN_WEIGHT)."""
+    return _weighed(_applies(features, _texts("en", 0)), weights)
+
+
 def top_reasons(features: pl.DataFrame, weights: NDArray[np.float64], horizon_days: int, k: int = 3) -> pl.DataFrame:
     """Per customer (rows of ``features``): reason_codes, reasons_zh, reasons_en (lists of up to k).
 
@@ -272,13 +295,7 @@ def top_reasons(features: pl.DataFrame, weights: NDArray[np.float64], horizon_da
     and join of three million strings (at large ~1.3 CPU-s).
     """
     texts = {lang: _texts(lang, horizon_days) for lang in ("zh", "en")}
-    applies = _applies(features, texts["en"])
-    w = np.where(applies & (weights > MIN_WEIGHT), weights, -np.inf)
-    # No interaction in the past year is one fact, said once (没有任何互动记录 or 已 400 天没有互动 beside
-    # 近一年没有在任何渠道互动 said it twice): the channels' weight goes to the contacts' reason, which says it.
-    c, ch = REASON_CODES.index("contacts"), REASON_CODES.index("channels")
-    contacts = weights[:, c] + np.where(applies[:, ch], 0.0, weights[:, ch])
-    w[:, c] = np.where(applies[:, c] & (contacts > MIN_WEIGHT), contacts, -np.inf)
+    w = _weighed(_applies(features, texts["en"]), weights)
     order = np.argsort(-w, axis=1, kind="stable")[:, :k]
     codes = np.where(np.isfinite(np.take_along_axis(w, order, axis=1)), order, -1)
     row, slot = np.nonzero(codes >= 0)  # row-major: by row, then slot (a row's reasons are its first slots)
