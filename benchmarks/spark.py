@@ -180,6 +180,7 @@ class Peaks:
         self.every, self.jvm = every, 0
         self.peak = {"driver": 0, "JVM": 0, "Python workers": 0, "all together": 0}
         self.step = 0  # the driver's sampled peak since the last step (step_peak)
+        self.since = dict.fromkeys(self.peak, 0)  # each peak since the last step (step_peak), in KiB
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -195,15 +196,18 @@ class Peaks:
             now["Python workers"] = sum(v for p, v in rss.items() if p not in (me, self.jvm))
             now["all together"] = sum(rss.values())
             self.peak = {k: max(v, now[k]) for k, v in self.peak.items()}
+            self.since = {k: max(v, now[k]) for k, v in self.since.items()}
             self.step = max(self.step, now["driver"])
 
-    def step_peak(self) -> tuple[int, int, int]:
+    def step_peak(self) -> tuple[int, int, int, dict[str, int]]:
         """The driver's memory at the end of a step (KiB): its resident set now, its sampled peak since the last
-        call, and its high-water mark so far (VmHWM: a step that raised it made the driver's peak)."""
+        call, and its high-water mark so far (VmHWM: a step that raised it made the driver's peak); and the
+        sampled peaks since the last call of the JVM, its Python workers and all together (the step's own)."""
         me = os.getpid()
         now, hwm = _kib(me, "VmRSS"), _kib(me, "VmHWM")
         peak, self.step = max(self.step, now), 0
-        return now, peak, hwm
+        since, self.since = self.since, dict.fromkeys(self.peak, 0)
+        return now, peak, hwm, since
 
     def report(self, hwm: bool = True) -> str:
         """Stop sampling; the peaks in GB, one line (``hwm``: the driver's and JVM's high-water marks over
@@ -443,17 +447,22 @@ def timed_build(
     Returns the manifest it made (the build in the store's derived folder, not published) and its progress lines."""
     spark, lines = bench.spark, []
     made: list[Manifest] = []
-    laps: list[tuple[str, int, float, float, tuple[int, int, int]]] = []  # each step as it ends
+    # each step as it ends: its name, Spark jobs, the driver's CPU, the tree's CPU, the time, the load, memory
+    laps: list[tuple[str, int, float, float, float, float, tuple[int, int, int, dict[str, int]]]] = []
 
     def lap(step: str, rows: int | None = None) -> None:
-        laps.append((step, spark_jobs(spark), _cpu_driver(), tree_cpu(), peaks.step_peak()))
+        now = (spark_jobs(spark), _cpu_driver(), tree_cpu(), time.perf_counter(), os.getloadavg()[0])
+        laps.append((step, *now, peaks.step_peak()))
+        # told as it happens too: a build that fails later still shows its steps so far
+        print(f"  ({step} done at {now[3] - began:.0f} s: {now[2] - cpu:.1f} CPU-s, {now[0] - started} jobs so far)",
+              flush=True)  # fmt: skip
 
     def build() -> None:
         made.append(build_derived(settings, bench.store, manifest, progress=lines.append, lap=lap, full=full))
 
     _reset_peak()
     peaks, started, driver, cpu = Peaks(), spark_jobs(spark), _cpu_driver(), tree_cpu()
-    at_start = peaks.step_peak()
+    at_start, began = peaks.step_peak(), time.perf_counter()
     wall, used = _timed(build, tree_cpu)
     own = _cpu_driver() - driver
     jvm, load = used - own, os.getloadavg()[0]
@@ -462,13 +471,15 @@ def timed_build(
     gb = 2**20
     print(f"  {peaks.report(hwm=False)} (sampled during the build); driver's high-water mark in the build "
           f"{_kib(os.getpid(), 'VmHWM') / gb:.2f} GB (RSS at its start {at_start[0] / gb:.2f} GB)")  # fmt: skip
-    before = (started, driver, cpu)
-    for step, at, own_at, spent, (rss, peak, hwm) in laps:
+    before = (started, driver, cpu, began)
+    for step, at, own_at, spent, ended, load_at, (rss, peak, hwm, since) in laps:
         memory = f"RSS at its end {rss / gb:.2f} GB, sampled peak in it {peak / gb:.2f} GB, "
         memory += f"high-water mark {hwm / gb:.2f} GB"
-        print(f"  {step}: {at - before[0]} Spark jobs, {spent - before[2]:.1f} CPU-s "
-              f"(driver {own_at - before[1]:.1f}); driver {memory}")  # fmt: skip
-        before = (at, own_at, spent)
+        others = ", ".join(f"{k} {since[k] / gb:.2f} GB" for k in ("JVM", "Python workers", "all together"))
+        print(f"  {step}: wall {ended - before[3]:.1f} s (load {load_at:.1f} at its end), {at - before[0]} Spark jobs, "
+              f"{spent - before[2]:.1f} CPU-s "
+              f"(driver {own_at - before[1]:.1f}); driver {memory}; sampled in it: {others}")  # fmt: skip
+        before = (at, own_at, spent, ended)
     return made[0], lines
 
 
