@@ -11,7 +11,7 @@ import streamlit as st
 
 from dashboard.components.banner import show_banner
 from dashboard.components.data import default_language, settings
-from dashboard.components.frame import page_style
+from dashboard.components.frame import date_parts, page_style
 from dashboard.components.guard import user_errors
 from dashboard.components.session import language_switch
 from dashboard.components.signin import (
@@ -84,6 +84,7 @@ def run() -> None:
     with user_errors():
         principal = current_user()  # None: the sign-in form, then the page (and query) the URL named
         lang = language_switch(default_language(), partial(remember_language, principal))
+        date_parts(lang)
         if principal is None:
             _remember_deep_link()
             sign_in_form(lang)

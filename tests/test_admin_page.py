@@ -88,3 +88,23 @@ def test_the_retention_preview_names_sources_entities_and_places(
     assert list(preview.columns) == ["数据源", "数据实体", "位置", "文件数", "行数", "已过留存期的行"]
     assert set(preview["数据实体"]) <= {"线索", "线索阶段事件"} and "当前快照" in set(preview["位置"])
     assert not {"crm", "leads", "current"} & set(preview.stack())
+
+
+def test_in_english_roles_and_sign_in_methods_read_as_words_and_a_missing_owner_as_a_dash(
+    company: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walk read "admin", "manager" and "method: password" in the English log as codes, and an account
+    without an owner name as a blank cell."""
+    audit.record(company, "sign_in", "li", "sales", "10.0.0.7", method="password")
+    audit.record(company, "page_view", "zhao", "manager", "10.0.0.8", target="channels")
+    auth.add_user(company, "wang", "analyst", "a long enough password")
+    auth.add_user(company, "zhang", "sales", "a long enough password", "张伟")
+    at = open_app_page(company, monkeypatch, "admin")
+    log = _table(at, "Action")
+    signed_in = log[log["User"] == "li"].iloc[0]
+    assert (signed_in["Role"], signed_in["Detail"]) == ("Sales", "Sign-in method: Password")
+    assert log[log["User"] == "zhao"].iloc[0]["Role"] == "Manager"
+    assert not {"admin", "manager", "analyst", "sales", "system"} & set(log["Role"])
+    accounts = _table(at, "Owner name").set_index("User name")
+    assert (accounts.loc["wang", "Role"], accounts.loc["wang", "Owner name"]) == ("Analyst", "—")
+    assert (accounts.loc["zhang", "Role"], accounts.loc["zhang", "Owner name"]) == ("Sales", "张伟")

@@ -48,7 +48,7 @@ def users_section(lang: str) -> None:
             {
                 t("auth.username", lang): list(accounts),
                 t("admin.role", lang): [t(f"role.{a.role}", lang) for a in accounts.values()],
-                t("admin.owner", lang): [a.owner or "" for a in accounts.values()],
+                t("admin.owner", lang): [a.owner or fmt.NONE for a in accounts.values()],
                 t("admin.created", lang): [fmt.local_time(a.created_at, tz, lang) for a in accounts.values()],
             },
             schema={t(k, lang): pl.String for k in ("auth.username", "admin.role", "admin.owner", "admin.created")},

@@ -151,7 +151,9 @@ def builder(lang: str) -> Spec:
     for name, value in (("model", spec.model), ("dims", [d.key for d in spec.dims]), ("measures", list(spec.measures))):
         st.session_state.setdefault(_K[name], value)
     model = MODELS[spec.model]
-    left, middle, right = st.columns([1, 2, 2])
+    # thirds: a fifth of the page cut the Data box's longer names at 1600 px ("Customers (golden record, RFM,
+    # churn)"), and the two lists wrap their chosen items onto more lines instead
+    left, middle, right = st.columns(3)
     with left:
         st.selectbox(
             t("explore.model", lang),

@@ -9,6 +9,7 @@ reruns, so app.py draws the page. Internal API, pinned with streamlit==1.67.0.
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 import streamlit as st
@@ -36,8 +37,30 @@ PAGE_CSS = """<style>
 </style>"""
 
 
+# An empty date field shows its parts' placeholders, which Streamlit writes in English whatever the page's
+# language (yyyy-mm-dd: its date field is fixed to en-US): each part's own text is hidden and the page's
+# word drawn in its place (年-月-日), at the field's size (smaller up to a tablet's width, as above).
+DATE_PARTS_CSS = """<style>
+[data-testid="stDateInputField"] [role="spinbutton"][data-placeholder="true"] { font-size: 0 !important; }
+[data-testid="stDateInputField"] [role="spinbutton"][data-placeholder="true"]::after { font-size: 0.875rem; }
+@media (max-width: 1024px) {
+  [data-testid="stDateInputField"] [role="spinbutton"][data-placeholder="true"]::after { font-size: 0.7875rem; }
+}
+PARTS</style>"""
+
+
 def page_style() -> None:
     st.html(PAGE_CSS)
+
+
+def date_parts(lang: Lang) -> None:
+    """An empty date field's year, month and day placeholders in ``lang`` (our own words, no user text)."""
+    parts = "".join(
+        f'[data-testid="stDateInputField"] [role="spinbutton"][data-placeholder="true"][data-type="{part}"]::after'
+        f" {{ content: {json.dumps(t(f'date.part.{part}', lang), ensure_ascii=False)}; }}\n"
+        for part in ("year", "month", "day")
+    )
+    st.html(DATE_PARTS_CSS.replace("PARTS", parts))
 
 
 def ensure_frame() -> None:

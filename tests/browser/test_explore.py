@@ -13,7 +13,7 @@ import pytest
 from dashboard.components import fmt
 from dashboard.core.config import Settings
 from dashboard.i18n import t
-from dashboard.query.explore.models import Dim, Spec, encode
+from dashboard.query.explore.models import MODELS, Dim, Spec, encode
 from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse
 from tests.browser.conftest import PAGE_TIMEOUT_MS
@@ -29,6 +29,16 @@ def pick(page: Any, label: str, option: str) -> None:
     box.locator("input").click()
     page.get_by_role("option", name=option, exact=True).click()
     page.keyboard.press("Escape")
+
+
+def opened_in(page: Any, url: str, lang: str, demo: Settings) -> None:
+    """Explore opened at ``url``, then switched to ``lang`` in the sidebar (it opens in the configured one)."""
+    page.goto(url, timeout=PAGE_TIMEOUT_MS)
+    settled(page)
+    if lang != demo.language:
+        page.locator('[data-testid="stSidebar"]').get_by_text(LANGUAGE[lang], exact=True).click()
+        page.get_by_text(t("page.explore", lang), exact=True).first.wait_for(timeout=PAGE_TIMEOUT_MS)
+        settled(page)
 
 
 def test_build_a_view_by_clicking(browser: Any, app_url: str, demo: Settings, artifacts: Path) -> None:
@@ -72,12 +82,7 @@ def test_every_measure_drawn_with_months_by_name(
     won, leads = Warehouse(demo).sql("SELECT count(won_at), count(*) FROM lead_facts", user=SYSTEM).row(0)
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     try:
-        page.goto(f"{app_url}/explore?view={encode(spec)}", timeout=PAGE_TIMEOUT_MS)
-        settled(page)
-        if lang != demo.language:
-            page.locator('[data-testid="stSidebar"]').get_by_text(LANGUAGE[lang], exact=True).click()
-            page.get_by_text(t("page.explore", lang), exact=True).first.wait_for(timeout=PAGE_TIMEOUT_MS)
-            settled(page)
+        opened_in(page, f"{app_url}/explore?view={encode(spec)}", lang, demo)
         shot(page, artifacts, f"explore_three_measures_{lang}")
         chosen = page.locator('[data-testid="stMultiSelect"]', has=page.get_by_text(t("explore.measures", lang)))
         model = page.locator('[data-testid="stSelectbox"]', has=page.get_by_text(t("explore.model", lang), exact=True))
@@ -97,5 +102,48 @@ def test_every_measure_drawn_with_months_by_name(
         assert metric(page, conversion) == fmt.pct(won / leads)
         text = page.locator('[data-testid="stMain"]').inner_text()
         assert not re.search(r"\b(variable|value|None|nan|NaT)\b", text), text[:500]
+    finally:
+        page.close()
+
+
+# A select box's chosen text wider than the room inside it: the browser cuts it, with no "…" to say so.
+CHOICE_CUT = """label => {
+  const box = [...document.querySelectorAll('[data-testid="stSelectbox"]')]
+    .find(b => (b.querySelector('label') || {}).innerText === label);
+  const input = box.querySelector('input'), style = getComputedStyle(input);
+  const ctx = document.createElement('canvas').getContext('2d');
+  ctx.font = style.font;
+  const room = input.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  return {text: input.value, wide: Math.round(ctx.measureText(input.value).width), room: Math.round(room)};
+}"""
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_every_datas_name_fits_its_box_at_office_width(browser: Any, app_url: str, demo: Settings, lang: str) -> None:
+    """The walk read "Leads and their funnel outco…" in the Data box at 1600 px: each model's name is shown
+    whole, in both languages."""
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    label = t("explore.model", lang)
+    try:
+        opened_in(page, f"{app_url}/explore", lang, demo)
+        cut = []
+        for model in MODELS:
+            name = t(f"explore.model.{model}", lang)
+            page.locator('[data-testid="stSelectbox"]', has=page.get_by_text(label, exact=True)).click()
+            page.get_by_role("option", name=name, exact=True).click()
+            page.wait_for_function(
+                "([label, name]) => [...document.querySelectorAll('[data-testid=\"stSelectbox\"]')].some(b =>"
+                " (b.querySelector('label') || {}).innerText === label && b.querySelector('input').value === name)",
+                arg=[label, name],
+                timeout=PAGE_TIMEOUT_MS,
+            )
+            # a new model starts with no dimension: a total and no chart, so not settled()'s wait for one
+            idle = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+            page.wait_for_selector(idle, timeout=PAGE_TIMEOUT_MS)
+            shown = page.evaluate(CHOICE_CUT, label)
+            assert shown["text"] == name
+            if shown["wide"] > shown["room"]:
+                cut.append(shown)
+        assert not cut, cut
     finally:
         page.close()

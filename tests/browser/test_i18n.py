@@ -203,3 +203,29 @@ def test_the_import_preview_speaks_the_chosen_language(
     headers = set(pl.read_excel(export).columns)  # the file's own headers (客户, 销售阶段) are data in both
     bad = problems([s for s in texts if s not in headers], lang)
     assert not bad, f"import preview in {lang}: untranslated text:\n" + "\n".join(bad[:12])
+
+
+# An empty date field's parts as drawn: a part's own text unless it is hidden (no size), and what is drawn after it
+DATE_PARTS_DRAWN = """() => [...document.querySelectorAll(
+    '[data-testid="stMain"] [data-testid="stDateInputField"] [role="spinbutton"][data-placeholder="true"]')]
+  .map(s => {
+    const own = parseFloat(getComputedStyle(s).fontSize) > 0 ? s.innerText.trim() : '';
+    const after = getComputedStyle(s, '::after').content;
+    return own + (after.startsWith('"') ? JSON.parse(after) : '');
+  })"""
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_an_empty_period_names_its_parts_in_the_chosen_language(
+    context: Any, secured_app_url: str, lang: str, artifacts: Path
+) -> None:
+    """The channels page opens on all time: its empty period field read yyyy-mm-dd in Chinese (Streamlit's own
+    placeholder); it reads 年-月-日 there, yyyy-mm-dd in English."""
+    page = context.new_page()
+    sign_in(page, secured_app_url, "manager", lang)
+    page.goto(f"{secured_app_url}/channels")
+    settled(page, t("page.channels", lang))
+    drawn = page.evaluate(DATE_PARTS_DRAWN)
+    shot(page, artifacts, f"i18n_manager_{lang}_empty_period")
+    parts = [t(f"date.part.{p}", lang) for p in ("year", "month", "day")]
+    assert drawn == parts * 2, drawn  # the period's start and end
