@@ -159,7 +159,7 @@ def test_sources_that_would_not_fit_together_are_never_read_at_once(
     # crm and erp each hold 3 of the 4 GB the sources may hold together: read one after the other, the small
     # ones beside either
     held = dict.fromkeys(company.source_names, 0.5e9) | {"crm": 3e9, "erp": 3e9}
-    monkeypatch.setattr(refreshing, "held_estimate", lambda _settings, src: held[src.name])
+    monkeypatch.setattr(refreshing, "held_estimate", lambda _settings, src: (held[src.name], held[src.name]))
     monkeypatch.setattr(refreshing, "KEPT_BESIDE", 0)
     here = company.engine.model_copy(update={"derive_in_process_below": "1TB"})  # read in this process
     room = f"{(4e9 + refreshing.process_rss()) / 1e6:.0f}MB"
@@ -216,3 +216,42 @@ def test_a_full_refresh_records_the_inputs_the_next_refresh_keeps(company: Setti
         assert manifest["sources"][name]["inputs"] == fingerprint.source_inputs(company, company.source(name)), name
     again = refresh(company)
     assert [r.source for r in again.sources if not r.unchanged] == []
+
+
+@pytest.mark.parametrize(("budget", "beside"), [(4e9, True), (3e9, False)])
+def test_a_source_starts_beside_one_being_checked_when_what_that_one_still_holds_leaves_room(
+    company: Settings, monkeypatch: pytest.MonkeyPatch, budget: float, beside: bool
+) -> None:
+    """crm holds 3 GB while read and 1 GB once its rows are read (checked and staged), erp 2.5 GB: they are never
+    read at once, but erp starts while crm's rows are checked when 1 + 2.5 GB fit in the budget (4 GB), and only
+    after crm when they do not (3 GB). The progress says so: erp's "reading" between crm's "validating" and its end."""
+    monkeypatch.setattr(refreshing.os, "cpu_count", lambda: 2)
+    estimates = dict.fromkeys(company.source_names, (0.5e9, 0.5e9)) | {"crm": (3e9, 1e9), "erp": (2.5e9, 2.5e9)}
+    monkeypatch.setattr(refreshing, "held_estimate", lambda _settings, src: estimates[src.name])
+    monkeypatch.setattr(refreshing, "KEPT_BESIDE", 0)
+    here = company.engine.model_copy(update={"derive_in_process_below": "1TB"})  # read in this process
+    room = f"{(budget + refreshing.process_rss()) / 1e6:.0f}MB"
+    settings = company.model_copy(update={"build_memory": room, "engine": here})
+    erp_started = threading.Event()
+    read, check = refreshing.refresh_source, refreshing.validate
+
+    def reading(settings: Settings, store: Store, src: Any, *args: Any, **kwargs: Any) -> Any:
+        if src.name == "erp":
+            erp_started.set()
+        return read(settings, store, src, *args, **kwargs)
+
+    def checking(frame: Any, entity: str, source: str, *args: Any, **kwargs: Any) -> Any:
+        if source == "crm":  # crm's rows are read: erp starts now, or never while crm is checked
+            erp_started.wait(timeout=60 if beside else 0.5)
+        return check(frame, entity, source, *args, **kwargs)
+
+    monkeypatch.setattr(refreshing, "refresh_source", reading)
+    monkeypatch.setattr(refreshing, "validate", checking)
+    lines: list[str] = []
+    assert refresh(settings, full=True, progress=lines.append).exit_code == 0
+    at = {line.strip(): i for i, line in enumerate(lines)}
+    crm_checked = next(i for line, i in at.items() if line.startswith("crm: validating"))
+    crm_ended = next(i for line, i in at.items() if "] crm: published" in line)
+    erp_reading = next(i for line, i in at.items() if line.endswith("] erp: reading"))
+    assert crm_checked < erp_reading  # never both read at once (3 + 2.5 GB)
+    assert (erp_reading < crm_ended) is beside, lines

@@ -10,9 +10,10 @@ import contextlib
 import os
 import resource
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -190,14 +191,21 @@ def refresh(
 
 
 Pending = tuple[dict[str, Any], dict[str, Any]]  # (manifest entry, attempt) of a snapshot moved into place
-Told = Tracker | Teller  # where a source tells its progress: the refresh's tracker, or the sources' process's stand-in
-# What a source holds at its peak per byte of its input files, by kind (measured at large, session 20: the CSV
-# sources 3.5-4x, the JSON ones 2.3x; Parquet and Excel are compressed). A source of unknown size (a database,
-# an API, a drop folder) is read with no other beside it.
-HELD_PER_BYTE = {"csv": 4.0, "json": 2.5, "parquet": 10.0, "excel": 10.0}
-# What the process reading the sources keeps besides the sources being read (imports, what the allocators keep
-# of those read before: 1.2-1.5 GB at large)
+# What a source holds per byte of its input files, by kind, at its peak while it is read and standardized
+# (measured at large: the CSV sources 3.5-4x, the JSON ones 2.3x in session 20; in session 22, the process's RSS
+# above the source's start with jemalloc's freed pages returned at once, CRM 3.2-3.8x, POS 4.0-4.3x, WeChat
+# 2.8-3.0x, web forms 2.7x; Parquet and Excel are compressed), and once its rows are read, while they are checked,
+# staged and profiled (validate and publish: its standardized frames less those staged, and one entity's sorted
+# copy: CRM 2.4x, POS 3.3x, the call center's 2.0x, WeChat 2.4x). A source of unknown size (a database, an API, a
+# drop folder) is read with no other beside it.
+HELD_PER_BYTE = {"csv": 4.0, "json": 3.0, "parquet": 10.0, "excel": 10.0}
+CHECKED_PER_BYTE = {"csv": 3.4, "json": 2.5, "parquet": 10.0, "excel": 10.0}
+# What the process reading the sources keeps besides the sources being read: the refresh's own process, its
+# imports and what its allocators keep of those read before (1.2-1.5 GB at large); a process of the sources' own
+# (SourcePlan.apart), its interpreter, polars, DuckDB and GX (0.3-0.35 GiB at large, session 22) and a margin for
+# what its allocators keep
 KEPT_BESIDE = 3 * 2**30 // 2
+KEPT_APART = 3 * 2**30 // 4
 
 
 @dataclass(frozen=True)
@@ -205,7 +213,8 @@ class SourcePlan:
     """How a refresh reads its sources (``plan_sources``)."""
 
     lanes: int  # at most this many at once
-    held: dict[str, float]  # what each source is estimated to hold at its peak (bytes; inf: not known)
+    held: dict[str, float]  # what each source is estimated to hold at its peak while read (bytes; inf: not known)
+    checked: dict[str, float]  # ... and once its rows are read, while checked and staged (at most ``held``)
     room: float  # what the sources being read at once may hold together
     apart: bool  # in a process of their own (pipeline/source_child.py)
 
@@ -213,33 +222,39 @@ class SourcePlan:
 def plan_sources(settings: Settings, chosen: list[SourceConfig]) -> SourcePlan:
     """Two lanes with engine duckdb (most of a source's steps run on one core, and polars and DuckDB release the
     GIL, so a second source fills the other); one with engine spark (its session's executors are the ones the
-    sources share) or on a single core. A source starts beside another only when what both are estimated to
-    hold (``held_estimate``) fits in ``room``: ``[build_memory]`` less what this process holds less what the
-    reading process keeps (``KEPT_BESIDE``). ``apart``: the sources are read in a process that exits (engine
-    duckdb, ``[engine] derive_in_child``) when one is estimated to hold more than ``derive_in_process_below``, the
-    most the derived build starts beside in this process; the memory their frames leave then goes back before
-    the build, which runs here with its whole budget. Measured at large (session 20, in this process): two lanes
-    read the sources in 23.4 s instead of 32, but the last large source's freed memory was still in the process
-    when the derived build started (1.9 GB against 0.7), which sent the build to a child with 1 GB less."""
-    held = {src.name: held_estimate(settings, src) for src in chosen}
+    sources share) or on a single core. A source starts beside another only when what both hold fits in ``room``:
+    ``[build_memory]`` less what this process holds less what the reading process keeps (``KEPT_BESIDE``, or
+    ``KEPT_APART`` in a process of their own); the new one counts what it holds while read, the one running what it
+    holds in its step (``held_estimate``: read, or checked once its rows are read). ``apart``: the sources are read
+    in a process that exits (engine duckdb, ``[engine] derive_in_child``) when one is estimated to hold more than
+    ``derive_in_process_below``, the most the derived build starts beside in this process; the memory their frames
+    leave then goes back before the build, which runs here with its whole budget. Measured at large (session 20, in
+    this process): two lanes read the sources in 23.4 s instead of 32, but the last large source's freed memory was
+    still in the process when the derived build started (1.9 GB against 0.7), which sent the build to a child with
+    1 GB less."""
+    estimates = {src.name: held_estimate(settings, src) for src in chosen}
+    held = {name: read for name, (read, _checked) in estimates.items()}
+    checked = {name: min(read, checking) for name, (read, checking) in estimates.items()}
     engine = settings.engine
     one = engine.kind != "duckdb" or len(chosen) < 2 or (os.cpu_count() or 1) < 2
-    room = size_bytes(settings.build_memory) - process_rss() - KEPT_BESIDE
     known = [h for h in held.values() if h != float("inf")]
     above = size_bytes(engine.derive_in_process_below)
     apart = engine.kind == "duckdb" and engine.derive_in_child and max(known, default=0.0) > above
-    return SourcePlan(1 if one else 2, held, room, apart)
+    room = size_bytes(settings.build_memory) - process_rss() - (KEPT_APART if apart else KEPT_BESIDE)
+    return SourcePlan(1 if one else 2, held, checked, room, apart)
 
 
-def held_estimate(settings: Settings, src: SourceConfig) -> float:
-    """What reading ``src`` holds at its peak (bytes), from its input files' size; infinite: not known."""
+def held_estimate(settings: Settings, src: SourceConfig) -> tuple[float, float]:
+    """What reading ``src`` holds at its peak, and once its rows are read (bytes), from its input files' size;
+    infinite: not known."""
     factor = HELD_PER_BYTE.get(src.kind)
     if factor is None or src.kind in DATABASE_KINDS or src.kind in PULLED_KINDS:
-        return float("inf")
+        return float("inf"), float("inf")
     try:
-        return factor * sum(f.stat().st_size for t in src.tables for f in table_files(t, settings.base_dir))
+        size = sum(f.stat().st_size for t in src.tables for f in table_files(t, settings.base_dir))
     except OSError:  # a file gone meanwhile: its read says so
-        return float("inf")
+        return float("inf"), float("inf")
+    return factor * size, CHECKED_PER_BYTE[src.kind] * size
 
 
 def serve_sources() -> None:
@@ -258,36 +273,73 @@ def _read_sources(
     settings: Settings,
     store: Store,
     chosen: list[SourceConfig],
-    tracker: Told,
+    tracker: Tracker | Teller,
     plan: SourcePlan,
     full: bool,
     owner: int | None = None,
 ) -> list[tuple[SourceResult, Pending | None]]:
     """Each source read, checked and staged (or kept when its inputs are those of its snapshot), up to
     ``plan.lanes`` at a time, the largest first, each beside those running only when their estimates fit in
-    ``plan.room`` together (a source alone always starts); the results in the config's order. Each source's
-    result is its own: one that fails still fails alone. An error that stops the refresh lets the sources being
-    read end, starts no other, and is raised. ``owner``: the refresh's process, named in the running attempts."""
+    ``plan.room`` together (a source alone always starts; a running one whose rows are read counts what it holds
+    while checked and staged, and the waiting ones are looked at again then); the results in the config's order.
+    Each source's result is its own: one that fails still fails alone. An error that stops the refresh lets the
+    sources being read end, starts no other, and is raised. ``owner``: the refresh's process, named in the running
+    attempts."""
     if plan.lanes == 1:
         return [_read_source(settings, store, src, tracker, full, owner) for src in chosen]
     done: dict[str, tuple[SourceResult, Pending | None]] = {}
     waiting = sorted(chosen, key=lambda s: -plan.held[s.name])  # stable: ties in the config's order
     running: dict[Future[tuple[SourceResult, Pending | None]], SourceConfig] = {}
+    told = _Phases(tracker)  # a source whose rows are read holds less: another may start beside it then
     with ThreadPoolExecutor(plan.lanes, thread_name_prefix="cockpit-source") as pool:
         while waiting or running:
-            while len(running) < plan.lanes and (src := _next(waiting, running.values(), plan)) is not None:
+            while len(running) < plan.lanes and (src := _next(waiting, running.values(), plan, told.read)) is not None:
                 waiting.remove(src)
-                running[pool.submit(_read_source, settings, store, src, tracker, full, owner)] = src
-            ended, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in ended:
+                future = pool.submit(_read_source, settings, store, src, told, full, owner)
+                future.add_done_callback(lambda _f: told.changed.set())
+                running[future] = src
+            told.changed.wait()
+            told.changed.clear()  # before what changed is looked at: a later change wakes the next wait
+            for future in [f for f in running if f.done()]:
                 done[running.pop(future).name] = future.result()  # an error: the one running ends first
     return [done[src.name] for src in chosen]
 
 
-def _next(waiting: list[SourceConfig], running: Iterable[SourceConfig], plan: SourcePlan) -> SourceConfig | None:
-    """The largest waiting source that fits beside those running (any, when none is running)."""
-    beside = sum(plan.held[s.name] for s in running)
+def _next(
+    waiting: list[SourceConfig], running: Iterable[SourceConfig], plan: SourcePlan, read: Iterable[str] = ()
+) -> SourceConfig | None:
+    """The largest waiting source that fits beside those running (any, when none is running); a running source
+    whose rows are read (``read``) counts what it holds while checked and staged."""
+    done_reading = set(read)
+    beside = sum(plan.checked[s.name] if s.name in done_reading else plan.held[s.name] for s in running)
     return next((s for s in waiting if not beside or beside + plan.held[s.name] <= plan.room), None)
+
+
+class _Phases:
+    """The lanes' stand-in for the refresh's tracker (or the sources' process's teller): each call passed on;
+    a source's rows read (``rows_read``: its checks and staging begin) noted in ``read``, and ``changed`` set."""
+
+    def __init__(self, tracker: Tracker | Teller) -> None:
+        self._tracker = tracker
+        self.read: set[str] = set()
+        self.changed = threading.Event()
+
+    def source_started(self, name: str) -> None:
+        self._tracker.source_started(name)
+
+    def reading(self, name: str, rows: int) -> None:
+        self._tracker.reading(name, rows)
+
+    def rows_read(self, name: str, rows: int, entities: list[str]) -> None:
+        self._tracker.rows_read(name, rows, entities)
+        self.read.add(name)
+        self.changed.set()
+
+    def source_ended(self, name: str, outcome: str, rows: int) -> None:
+        self._tracker.source_ended(name, outcome, rows)
+
+
+Told = Tracker | Teller | _Phases  # where a source tells its progress: the refresh's tracker, the sources' process's
 
 
 def _read_source(
@@ -412,7 +464,8 @@ def refresh_source(
     profile = SnapshotProfile(  # once per snapshot, here
         src, sid, for_settings(settings), _profile_engine(settings), settings.quality.applies
     )
-    for entity, std in entities.items():
+    for entity in list(entities):
+        std = entities.pop(entity)  # its rows leave memory once staged: the next entity's sorted copy beside fewer
         set_aside = std.frame.get_column(REJECT_COL).is_not_null()
         rejected = int(set_aside.sum())
         # the kept rows copied once, by the sort, and only the published columns (most snapshots set none aside)
