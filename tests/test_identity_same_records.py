@@ -57,7 +57,7 @@ def _key_by_reading(settings: Settings, tmp_path: Path) -> str:
     steps = derive._Steps(settings, store, manifest, tmp_path, full=True)  # nothing kept: the records are read
     with work_connection(settings) as con:
         attach_views(con, store, manifest, in_memory=frozenset())
-        records = derive._identity_key(con, steps, [None, *derive._pinned_model(settings)])
+        records, _ = derive._identity_key(con, steps, [None, *derive._pinned_model(settings)])
     assert records is not None and records.num_rows > 0
     return steps.keys["identity"]
 
