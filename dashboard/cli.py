@@ -690,6 +690,12 @@ def _serve(settings: Settings, port: int, no_auth: bool = False) -> None:
         "false",
         "--client.toolbarMode",
         "viewer",
+        # no reloading of modules while serving: a reload (a file under the code edited, a `git pull` on a running
+        # server) made every signed-in session's Principal another class's, so each page failed with AccessDenied
+        "--server.fileWatcherType",
+        "none",
+        "--server.runOnSave",
+        "false",
     ]
     if no_auth:
         _err("warning: sign-in is off (--no-auth): anyone who opens the address sees all data unmasked")

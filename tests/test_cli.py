@@ -70,3 +70,19 @@ def test_user_mistakes_exit_2_without_a_traceback(company: Settings, tmp_path: P
     bad_cfg.write_text('[[sources]]\nname = "x"\nkind = "csv"\n[[sources.tables]]\nentity = "deals"\npath = "a"\n')
     out = cockpit("--config", str(bad_cfg), "status")
     assert out.returncode == 2 and "sources[0] (x).tables[0].entity: unknown entity 'deals'" in out.stderr
+
+
+def test_serve_does_not_reload_the_code_under_signed_in_sessions(monkeypatch, tmp_path: Path) -> None:
+    """`cockpit serve` starts Streamlit with its file watcher off: a module reloaded under a running server (a file
+    of the code edited, a `git pull`) made each signed-in session's principal another class's, and every page then
+    failed with AccessDenied until the person signed in again (the walk of session 22)."""
+    import dashboard.cli as cli
+    from dashboard.core.config import load_settings
+
+    started: list[list[str]] = []
+    monkeypatch.setattr(cli.os, "execve", lambda _exe, args, _env: started.append(list(args)))
+    (tmp_path / "cockpit.toml").write_text('data_dir = "data"\n', encoding="utf-8")
+    cli._serve(load_settings(tmp_path / "cockpit.toml"), 8599)
+    args = started[0]
+    assert args[args.index("--server.fileWatcherType") + 1] == "none"
+    assert args[args.index("--server.runOnSave") + 1] == "false"
