@@ -334,12 +334,21 @@ def test_an_incremental_rescore_on_spark_is_the_drivers(
     scores are read and everyone scored on Spark, the driver making only the touched customers' features; the
     published tables and the rows the next rescore reads are the DuckDB engine's (which scores only the touched).
     Also when the touched customers' BG/NBD inputs moved and BG/NBD is fitted again."""
-    first = both["duckdb"][1]
-    kept, made = first.fit, both["duckdb"][2]
+    _same_incremental(small_demo, spark, both["duckdb"], "incremental", touched_only=True)
+
+
+def _same_incremental(
+    settings: Settings, spark: Any, first: tuple[Asked, Any, Path, Windows], name: str, touched_only: bool
+) -> None:
+    """An incremental build with ``first``'s fit and files on both engines, a ninth of the customers touched (and one
+    key no record has), their kept numbers the same and moved: the same published tables and rows, no kept file
+    read whole on the driver with engine spark, nothing changed (the data did not). ``touched_only``: the DuckDB
+    engine scores only the touched customers while BG/NBD's fit is the kept one."""
+    kept, made = first[1].fit, first[2]
     assert kept is not None
     keys = pl.read_parquet(made / "churn_scores.parquet")["customer_key"].sort()
     touched = pl.concat([keys.gather_every(9), pl.Series(["crm:no-such-record"])]).to_frame("customer_key")
-    moved = small_demo.data_path / "moved_rows.parquet"  # the kept build saw other numbers for the touched
+    moved = settings.data_path / f"{name}_moved_rows.parquet"  # the kept build saw other numbers for the touched
     meta = pl.read_parquet_metadata(made / churn.ROWS_FILE)
     bg = churn_bgnbd.BGNBD(*(float(v) for v in json.loads(meta["bgnbd"])))
     meta["bgnbd"] = json.dumps([repr(v * 1.01) for v in (bg.r, bg.alpha, bg.a, bg.b)])
@@ -352,17 +361,18 @@ def test_an_incremental_rescore_on_spark_is_the_drivers(
         rows = churn.KeptRows(rows_file, made / "churn_scores.parquet", touched)
         results, folders = {}, {}
         for engine in ("duckdb", "spark"):
-            folders[engine] = small_demo.data_path / f"incremental_{case}_{engine}"
+            folders[engine] = settings.data_path / f"{name}_{case}_{engine}"
             on = spark if engine == "spark" else None
-            results[engine], read, asked = _rescore_touched(small_demo, folders[engine], on, kept, rows)
+            results[engine], read, asked = _rescore_touched(settings, folders[engine], on, kept, rows)
             assert results[engine].touched == touched.height
             # the driver made the touched customers' features only; with engine spark it read no kept file whole
             assert [kind for (kind, _, _), _ in asked] == ["features"] and asked[0][1].height < touched.height
             kept_files = {str(rows_file), str(made / "churn_scores.parquet")}
             assert (engine == "spark") == (not kept_files & {str(r) for r in read}), (engine, read)
         assert results["spark"].written and not results["duckdb"].written
-        if case == "same":  # the driver's rescore scores the touched only; moved, everyone
-            assert results["duckdb"].scored < keys.len() // 5
+        # the driver's rescore scores the touched only while BG/NBD's fit is kept (not a scaled model's); else everyone
+        everyone = results["duckdb"].scored == keys.len()
+        assert everyone == (case == "moved" or not touched_only), case
         want, got = _published(folders["duckdb"]), _published(folders["spark"])
         assert got["churn_scores"].equals(want["churn_scores"]), case
         assert got["churn_model"].equals(want["churn_model"]), case
@@ -491,3 +501,32 @@ def test_a_model_thin_at_the_target_horizon_is_the_same_on_spark(
     card = _published(thin["spark"][2])["churn_model"].filter(pl.col("method") == "model")
     assert card["train_horizon_days"].to_list() == [duck.train_horizon_days]
     _same_rows(thin)
+
+
+def test_a_kept_fit_of_a_model_thin_at_the_target_horizon_rescores_on_spark(
+    small_demo: Settings, spark: Any, thin: dict[str, tuple[Asked, Any, Path, Windows]]
+) -> None:
+    """An incremental refresh that keeps the fit of a model trained at a shorter horizon than the target: its risk is
+    scaled by _to_target's isotonic fit over every customer, made again on the executors (isotonic.to_target) as the
+    DuckDB engine makes it again over everyone. A rescore of everyone (a new day's: _churn checks the driver read no
+    customer's row) and of an incremental build's touched customers (BG/NBD's fit kept, and fitted again: no kept
+    file read whole on the driver) give the DuckDB engine's churn_scores (ranks and risks bit for bit), model card
+    and churn_rows."""
+    kept = thin["duckdb"][1].fit
+    assert kept is not None and kept.fitted is not None and kept.fitted.scaled
+    assert kept.train_horizon_days < kept.horizon_days
+    folders = {engine: small_demo.data_path / f"thin_rescored_{engine}" for engine in ("duckdb", "spark")}
+    results = {}
+    for engine, folder in folders.items():
+        asked, results[engine], _ = _churn(small_demo, folder, spark if engine == "spark" else None, kept=kept)
+        assert [kind for (kind, _, _), _ in asked] == ([] if engine == "spark" else ["features"])
+        assert results[engine].train_horizon_days == kept.train_horizon_days and results[engine].method == "model"
+    assert results["spark"].scored == results["duckdb"].scored > 100
+    want, got = _published(folders["duckdb"]), _published(folders["spark"])
+    assert got["churn_scores"].equals(want["churn_scores"]) and got["churn_model"].equals(want["churn_model"])
+    # the same customers on the same day: the thin build's own scores, scaled again over everyone
+    assert want["churn_scores"].equals(_published(thin["duckdb"][2])["churn_scores"])
+    rescored: dict[str, tuple[Asked, Any, Path, Windows]] = {e: ([], results[e], folders[e], {}) for e in folders}
+    _same_rows(rescored)
+    _same_rows({"duckdb": thin["duckdb"], "spark": rescored["spark"]})  # the thin build's rows: nothing changed
+    _same_incremental(small_demo, spark, thin["duckdb"], "thin_incremental", touched_only=False)

@@ -1025,8 +1025,9 @@ def _rescored_by(
     served: Served | None, con: duckdb.DuckDBPyConnection, settings: Settings, run_: ChurnRun, kept: KeptFit
 ) -> bool:
     """_rescore of every customer made by another engine's served pass (engine spark: its files written there), as
-    _rescore scores them; False when it cannot (a model scaled to the target horizon: _to_target is the driver's)."""
-    if served is None or kept.train_horizon_days != run_.horizon_days:
+    _rescore scores them (a model scaled to the target horizon too: _to_target's fit made there over every customer);
+    False when it cannot."""
+    if served is None:
         return False
     _kept_decision(run_, kept)
     n = served.serve(con, settings, run_, kept.fitted, kept.train_horizon_days)

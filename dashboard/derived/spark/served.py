@@ -9,8 +9,9 @@ the same arrays, so the same fit), the model came from the backtest's bounded sa
 The backtest before it runs on Spark too (derived.spark.backtest), and so does an incremental build's rescore of the
 touched customers (SparkServed.rescore: the kept build's rows and scores read there). A model trained on a shorter
 horizon than the target scales its risk by an isotonic map over every customer (build._to_target): made here too,
-range by range (isotonic.to_target, sklearn's fit to the last bit). A kept fit of such a model still rescores on the
-driver (rescore() returns False; build._rescored_by keeps it there)."""
+range by range (isotonic.to_target, sklearn's fit to the last bit), and so is a kept fit of such a model's rescore
+(build._rescored_by's of everyone, SparkServed.rescore's of an incremental build): as the DuckDB engine does, every
+customer is scored again and the map fitted again over all of them."""
 
 from __future__ import annotations
 
@@ -65,11 +66,16 @@ def scored_part(
 
 
 def rescored_part(
-    raw: pl.DataFrame, horizon: int, bg: churn_bgnbd.BGNBD, fitted: churn.Fitted | None, method: str
+    raw: pl.DataFrame,
+    horizon: int,
+    bg: churn_bgnbd.BGNBD,
+    fitted: churn.Fitted | None,
+    method: str,
+    target: int | None = None,
 ) -> pl.DataFrame:
     """A partition of every customer's features (features_at's columns: a kept build's ROWS_FILE rows, the touched
     customers' made again) with their id, scored as scored_part scores today's."""
-    return _scored(raw.drop(_CID), raw[_CID], horizon, bg, fitted, method)
+    return _scored(raw.drop(_CID), raw[_CID], horizon, bg, fitted, method, target)
 
 
 def _scored(
@@ -129,18 +135,27 @@ class SparkServed:
         if n == 0:
             return None
         run_.bgnbd = bg = bgnbd_fit(spark, settings, stage, "churn_served_raw", n)
-        if fitted is not None and fitted.scaled:  # trained at a shorter horizon: scaled over every customer
-            part = partial(scored_part, t=t, horizon=horizon, bg=bg, fitted=unscaled(fitted), method=run_.method,
-                           target=run_.horizon_days)  # fmt: skip
-            shape = mapped(spark, settings, stage, "churn_served_raw", part, "churn_served_unscaled")
-            self._to_target(shape)
-        else:
-            part = partial(scored_part, t=t, horizon=horizon, bg=bg, fitted=fitted, method=run_.method)
-            shape = mapped(spark, settings, stage, "churn_served_raw", part, "churn_served_scored")
+        part = partial(scored_part, t=t, horizon=horizon, bg=bg, method=run_.method)
+        shape = self._scored_view("churn_served_raw", part, fitted, run_.horizon_days)
         self._owners(con)
         self._published(con, settings, run_, n, horizon)
         self._rows_file(con, run_, shape, bg, horizon)
         return n
+
+    def _scored_view(
+        self, view: str, part: partial[pl.DataFrame], fitted: churn.Fitted | None, target: int
+    ) -> pl.DataFrame:
+        """The Spark view churn_served_scored: the customers of ``view`` scored by ``part`` (scored_part or
+        rescored_part, given all but the fit) with ``fitted``; a model trained at a shorter horizon than the
+        ``target`` scored unscaled with BG/NBD's growth to the target, then scaled over every customer (_to_target).
+        Its columns (one row)."""
+        spark, settings, stage = self.spark, self.settings, self.stage
+        if fitted is not None and fitted.scaled:
+            scaled = partial(part, fitted=unscaled(fitted), target=target)
+            shape = mapped(spark, settings, stage, view, scaled, "churn_served_unscaled")
+            self._to_target(shape)
+            return shape
+        return mapped(spark, settings, stage, view, partial(part, fitted=fitted), "churn_served_scored")
 
     def _to_target(self, shape: pl.DataFrame) -> None:
         """The Spark view churn_served_scored from churn_served_unscaled (``shape``'s columns): each customer's risk
@@ -172,14 +187,15 @@ class SparkServed:
         scores, risks, reasons and days inactive are their kept rows' (_touched_only, as build._touched_only takes
         them), else everyone is scored on the executors (rescored_part). The owners and first records are the kept
         build's and the touched customers' (_owners); the served order, segments and ranks the whole population's,
-        as the served pass makes them (_published). False (the driver's rescore): a model scaled to the target
-        horizon (_to_target is over every customer), or kept files that cannot say."""
+        as the served pass makes them (_published). A model scaled to the target horizon: everyone is scored on the
+        executors and the map fitted again over all of them (_scored_view), as build._rescore does. False (the
+        driver's rescore): kept files that cannot say."""
         from dashboard.derived.churn import build as churn
 
         fitted, th, spark = kept.fitted, kept.train_horizon_days, self.spark
         made = rows.meta()
         kept_rows = read_parquet(spark, settings, rows.rows)
-        if (fitted is not None and fitted.scaled) or made is None or churn.FIRST_COLUMN not in kept_rows.columns:
+        if made is None or churn.FIRST_COLUMN not in kept_rows.columns:
             return False
         if not set(new.columns) <= set(kept_rows.columns):
             return False
@@ -201,9 +217,10 @@ class SparkServed:
         )
         n = written_rows(write_view(spark, settings, everyone, "churn_rescore_features", self.stage))
         bg = made[1] if same_inputs else bgnbd_fit(spark, settings, self.stage, "churn_rescore_features", n)
-        if bg != made[1] or not self._touched_only(new, bg, kept):
-            part = partial(rescored_part, horizon=th, bg=bg, fitted=fitted, method=kept.method)
-            mapped(spark, settings, self.stage, "churn_rescore_features", part, "churn_served_scored")
+        scaled = fitted is not None and fitted.scaled  # its risk is the whole population's (_to_target): everyone's
+        if scaled or bg != made[1] or not self._touched_only(new, bg, kept):
+            part = partial(rescored_part, horizon=th, bg=bg, method=kept.method)
+            self._scored_view("churn_rescore_features", part, fitted, run_.horizon_days)
         shape = one_row(spark, "churn_served_scored")
         self._owners(con, rows, new)
         self._published(con, settings, run_, n, run_.horizon_days)
