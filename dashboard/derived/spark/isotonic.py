@@ -280,7 +280,7 @@ def _points(wanted: dict[int, int]) -> Callable[[Any], Any]:
     return run
 
 
-def _predict(fitted: dict[int, Fitted]) -> Callable[[Any], Any]:
+def _predict(fitted: dict[int, Fitted], schema: str) -> Callable[[Any], Any]:
     def run(table: Any) -> Any:
         """A range's customers' predictions (on an executor): its blocks pooled alone, or the driver's where they
         differ, clipped to [0, 1]; the next range's first group appended for the line past a group's last."""
@@ -296,7 +296,7 @@ def _predict(fitted: dict[int, Fitted]) -> Callable[[Any], Any]:
             first, value = np.append(first, given[2]), np.append(value, given[3])
         got = np.empty(score.size)
         got[order] = predicted(score, group, first, value)
-        return pa.table({CID: table.column(CID), RISK: got}, schema=_arrow(_PREDICTED))
+        return pa.table({CID: table.column(CID), RISK: got}, schema=_arrow(schema))
 
     return run
 
@@ -312,6 +312,8 @@ def to_target(spark: Any, settings: Any, stage: Any, view: str, out: str) -> int
 
     partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
     source = spark.table(view).select(CID, SCORE, RISK, GROWTH)
+    # the customers' id as the view has it: the served pass's number, an incremental rescore's customer_key
+    predicted = f"{CID} {dict(source.dtypes)[CID]}, {RISK} double"
     ranged = source.repartitionByRange(partitions, F.col(SCORE)).withColumn(_RANGE, F.spark_partition_id())
     write_view(spark, settings, ranged, f"{out}_ranged", stage)
     while True:
@@ -352,7 +354,7 @@ def to_target(spark: Any, settings: Any, stage: Any, view: str, out: str) -> int
     stack = fold.run()
     fitted = _per_range(stack, fold.offsets, summaries)
     write_view(spark, settings, spark.table(f"{out}_ranged").groupBy(_RANGE).applyInArrow(
-        _predict({keys[k]: f for k, f in enumerate(fitted)}), _PREDICTED), out, stage)  # fmt: skip
+        _predict({keys[k]: f for k, f in enumerate(fitted)}, predicted), predicted), out, stage)  # fmt: skip
     return fold.again
 
 
@@ -382,14 +384,13 @@ _SUMMARY_TYPES = {_RANGE: "int", "n": "bigint", "first_score": "double", "last_s
                   "weights": "array<double>", "floor": "array<double>"}  # fmt: skip
 _SUMMARY = ", ".join(f"{c} {t}" for c, t in _SUMMARY_TYPES.items())
 _POINTS = f"{_RANGE} int, y double, w double"
-_PREDICTED = f"{CID} int, {RISK} double"
 
 
 def _arrow(types: str) -> Any:
-    """A Spark DDL schema (int, bigint, double, array<...>) as Arrow's."""
+    """A Spark DDL schema (int, bigint, double, string, array<...>) as Arrow's."""
     import pyarrow as pa
 
-    kinds = {"int": pa.int32(), "bigint": pa.int64(), "double": pa.float64()}
+    kinds = {"int": pa.int32(), "bigint": pa.int64(), "double": pa.float64(), "string": pa.string()}
     fields = []
     for part in types.split(", "):
         name, kind = part.split(" ")
