@@ -296,13 +296,13 @@ def test_each_role_opens_its_pages_and_is_refused_the_others(
     assert not at.metric and not at.dataframe
     _sign_in(at, role)
     assert not at.exception, at.exception
-    assert t("auth.signed_in", "en", user=role, role=role) in [c.value for c in at.sidebar.caption]
+    assert t("auth.signed_in", "en", user=role, role=t(f"role.{role}", "en")) in [c.value for c in at.sidebar.caption]
     refused = []
     for page in ROLE_PAGES["admin"]:
         at.switch_page(f"pages/{page}.py").run()
         assert not at.exception, (page, at.exception)
         errors = [e.value for e in at.error]
-        refusal = t("auth.refused", "en", page=t(f"page.{page}", "en"), role=role)
+        refusal = t("auth.refused", "en", page=t(f"page.{page}", "en"), role=t(f"role.{role}", "en"))
         if page in ROLE_PAGES[role]:
             assert refusal not in errors and [x.value for x in at.title][:1] == [t(f"page.{page}", "en")], page
         else:
