@@ -19,6 +19,7 @@ from dashboard.core.dictionary import CLASSIFICATIONS
 from dashboard.core.entities import NEVER, ColumnType
 from dashboard.i18n import t
 from dashboard.ops.catalog import Inventory, build_inventory, excel_bytes
+from dashboard.query.names import field_name, view_name
 
 ALL = "(all)"
 
@@ -136,8 +137,14 @@ def fields_section(inv: Inventory, lang: str) -> None:
     if personal:
         fields = fields.filter(pl.col("personal"))
     st.caption(t("cat.fields.count", lang, shown=fields.height, total=inv.fields.height))
-    shown = _describe(_applies(fields, lang), lang).with_columns(pl.col("fill_rate") * 100)  # percentage points
+    shown = _describe(_applies(_field_names(fields, lang), lang), lang).with_columns(pl.col("fill_rate") * 100)
     st.dataframe(shown, hide_index=True, placeholder="—", width="stretch", column_config=_columns(lang, shown.columns))
+
+
+def _field_names(fields: pl.DataFrame, lang: str) -> pl.DataFrame:
+    """Each field's name beside its identifier (lead_id 线索编号): the identifier is what the SQL tab takes."""
+    names = pl.Series("field_name", [field_name(f, lang) for f in fields["field"].to_list()], dtype=pl.String)
+    return fields.insert_column(fields.get_column_index("field") + 1, names)
 
 
 def _applies(fields: pl.DataFrame, lang: str) -> pl.DataFrame:
@@ -181,14 +188,16 @@ def lineage_dot(lineage: pl.DataFrame, name: Callable[[str, str], str] = lambda 
 
 
 def _node_name(kind: str, value: str, lang: str) -> str:
-    """A source and a view (an entity) by their names, a page by its title; tables and queries are named as
-    in the code (`cockpit query NAME`)."""
+    """A source and a view (an entity) by their names, a page by its title, a derived table by its name above
+    its identifier (what the SQL tab takes); queries are named as in the code (`cockpit query NAME`)."""
     if kind == "source":
         return labels.value("source", value, lang)
     if kind == "view":
         return labels.value("entity", value, lang)
     if kind == "page":
         return t(f"page.{value}", lang)
+    if kind == "table":  # its name above the identifier a query types
+        return f"{view_name(value, lang)}\\n{value}"
     return value
 
 
@@ -200,7 +209,10 @@ def lineage_section(inv: Inventory, lang: str) -> None:
     st.graphviz_chart(lineage_dot(inv.lineage, partial(_node_name, lang=lang)), width="stretch")
     page_titles = {p: t(f"page.{p}", lang) for p in ("cockpit", "channels", "customer_360", "churn", "data_quality")}
     page_titles |= {p: t(f"page.{p}", lang) for p in ("catalog", "explore", "admin", "import_source")}
-    shown = labels.frame(inv.lineage, lang, {**CODED, "view": "entity"}).with_columns(
+    tables = inv.lineage["derived_table"].to_list()
+    named = pl.Series("derived_table_name", [v and view_name(v, lang) for v in tables], dtype=pl.String)
+    lineage = inv.lineage.insert_column(inv.lineage.get_column_index("derived_table") + 1, named)
+    shown = labels.frame(lineage, lang, {**CODED, "view": "entity"}).with_columns(
         pl.col("pages").str.split(", ").list.eval(pl.element().replace(page_titles)).list.join(", ")
     )
     st.dataframe(shown, hide_index=True, placeholder="—", width="stretch", column_config=headers(shown.columns, lang))

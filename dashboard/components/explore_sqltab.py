@@ -11,6 +11,7 @@ from dashboard.components.signin import client_address
 from dashboard.i18n import t
 from dashboard.query import sandbox
 from dashboard.query.explore.sql import MAX_LENGTH, SqlRefused, SqlResult, readable, run_audited
+from dashboard.query.names import field_name, view_name
 from dashboard.query.warehouse import relations
 
 _SQL = "_ex_sql"
@@ -25,8 +26,11 @@ def sql_tab(lang: str) -> None:
     tables = readable(who.role)
     with st.expander(t("explore.sql.tables", lang, n=len(tables)), icon=":material/table:"):
         every = relations()
-        for name in tables:
-            st.markdown(f"`{name}` — " + ", ".join(f"`{c}`" for c in every[name]))  # identifiers, typed as they are
+        for name in tables:  # the identifiers as a query types them, each with its name in the page's language
+            fields = ("、" if lang == "zh" else ", ").join(
+                f"`{c}`{_named(field_name(c, lang), lang)}" for c in every[name]
+            )
+            st.markdown(f"**{view_name(name, lang)}** `{name}` — {fields}")
     st.text_area(
         t("explore.sql.query", lang),
         key=_SQL,
@@ -43,6 +47,11 @@ def sql_tab(lang: str) -> None:
             st.warning(t("explore.sql.truncated", lang, rows=rows))
         st.caption(t("explore.sql.rows", lang, rows=f"{last.frame.height:,}"))
         st.dataframe(last.frame, hide_index=True, width="stretch", placeholder=fmt.NONE)
+
+
+def _named(name: str, lang: str) -> str:
+    """A name beside its identifier: 线索编号 in Chinese brackets, (Lead id) in English ones (our words only)."""
+    return f"（{name}）" if lang == "zh" else f" ({name})"
 
 
 def _clicked() -> None:

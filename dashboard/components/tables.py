@@ -16,7 +16,7 @@ import streamlit as st
 from pandas.io.formats.style import Styler
 
 from dashboard.components import fmt, labels
-from dashboard.i18n import CATALOG
+from dashboard.i18n import heading
 
 Kind = Literal["text", "count", "money", "pct", "roi", "change", "days", "date", "datetime"]
 
@@ -78,14 +78,9 @@ def rounded(frame: pl.DataFrame, kinds: Mapping[str, Kind]) -> pl.DataFrame:
     return frame.with_columns(out) if out else frame
 
 
-# where a column's heading is looked up
-_HEADINGS = ("metric", "col", "explore.col", "c360.col", "cat.col", "dq.col", "audit.col", "privacy.col")
-
-
 def header(column: str, lang: str) -> str:
     """A column's heading: ``col.<name>`` (or another table's ``*.col.<name>``) in the language, else the name."""
-    words = CATALOG[lang]
-    return next((words[k] for p in _HEADINGS if (k := f"{p}.{column}") in words), column)
+    return heading(column, lang)
 
 
 def headers(columns: Sequence[str], lang: str, config: Mapping[str, Any] | None = None) -> dict[str, Any]:

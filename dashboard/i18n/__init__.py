@@ -33,6 +33,16 @@ def t(key: str, lang: str, **values: object) -> str:
     return _spaced(text, values) if lang == "zh" else text.format(**values)
 
 
+# where a column's heading is looked up: a metric's label, then the tables' headings
+HEADINGS = ("metric", "col", "explore.col", "c360.col", "cat.col", "dq.col", "audit.col", "privacy.col")
+
+
+def heading(column: str, lang: str) -> str:
+    """A column's heading: ``col.<name>`` (or another table's ``*.col.<name>``) in the language, else the name."""
+    words = CATALOG[lang]
+    return next((words[k] for p in HEADINGS if (k := f"{p}.{column}") in words), column)
+
+
 def _spaced(text: str, values: dict[str, object]) -> str:
     """``text.format(**values)``, with a space where a value's Latin or digit edge meets the template's Chinese
     (由{method}评分 with BG/NBD 基线 → 由 BG/NBD 基线评分; with 流失模型 → 由流失模型评分)."""

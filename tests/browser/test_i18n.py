@@ -21,6 +21,7 @@ from dashboard.core.config import Settings
 from dashboard.core.entities import ENTITIES
 from dashboard.i18n import CATALOG, t
 from dashboard.i18n.values import VALUES
+from dashboard.query.names import view_name
 from dashboard.query.security import pages_for
 from dashboard.query.warehouse import Warehouse
 from tests.browser.conftest import PAGE_TIMEOUT_MS
@@ -229,3 +230,47 @@ def test_an_empty_period_names_its_parts_in_the_chosen_language(
     shot(page, artifacts, f"i18n_manager_{lang}_empty_period")
     parts = [t(f"date.part.{p}", lang) for p in ("year", "month", "day")]
     assert drawn == parts * 2, drawn  # the period's start and end
+
+
+# The catalog's fields grid: each row's cells as the grid's accessible table has them (the rows drawn on screen)
+GRID_ROWS = """header => {
+  const grid = [...document.querySelectorAll('[data-testid="stDataFrame"]')]
+    .find(g => [...g.querySelectorAll('[role="columnheader"]')].some(h => h.textContent.trim() === header));
+  if (!grid) return null;  // the tab's grid not drawn yet
+  const heads = [...grid.querySelectorAll('[role="columnheader"]')].map(h => h.textContent.trim());
+  const rows = [...grid.querySelectorAll('[role="row"]')]
+    .map(r => [...r.querySelectorAll('[role="gridcell"]')].map(c => c.textContent.trim())).filter(r => r.length);
+  return {heads, rows};
+}"""
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_views_and_fields_are_named_beside_their_identifiers(
+    context: Any, secured_app_url: str, lang: str, artifacts: Path
+) -> None:
+    """The walk read the catalog's `leads` and `lead_id` as bare identifiers in Chinese: the SQL tab's list and
+    the catalog's fields name each view and field in the page's language beside the identifier a query types."""
+    page = context.new_page()
+    sign_in(page, secured_app_url, "analyst", lang)
+    page.goto(f"{secured_app_url}/explore")
+    settled(page, t("page.explore", lang))
+    page.get_by_role("tab", name=t("explore.tab.sql", lang)).click()
+    title = t("explore.sql.tables", lang, n=0).removesuffix("（0）").removesuffix(" (0)")
+    block = page.locator('[data-testid="stExpander"]', has_text=title)
+    block.locator("summary").click()
+    block.get_by_text("lead_facts", exact=True).first.wait_for(timeout=PAGE_TIMEOUT_MS)
+    shot(page, artifacts, f"i18n_analyst_{lang}_sql_tables")
+    text = block.inner_text()
+    lead = "线索编号" if lang == "zh" else "Lead ID"
+    for named in (f"{view_name('leads', lang)} leads", f"{view_name('lead_facts', lang)} lead_facts"):
+        assert named in text, text[:400]
+    assert f"lead_id{'（' if lang == 'zh' else ' ('}{lead}" in text, text[:400]
+    page.goto(f"{secured_app_url}/catalog")
+    settled(page, t("page.catalog", lang))
+    page.get_by_role("tab", name=t("cat.tab.fields", lang)).click()
+    grid = page.wait_for_function(GRID_ROWS, arg=t("cat.col.field_name", lang), timeout=PAGE_TIMEOUT_MS).json_value()
+    shot(page, artifacts, f"i18n_analyst_{lang}_catalog_fields")
+    at = grid["heads"].index(t("col.field", lang))
+    assert grid["heads"][at + 1] == t("cat.col.field_name", lang)
+    named = {r[at]: r[at + 1] for r in grid["rows"] if len(r) > at + 1}
+    assert named.get("lead_id") == lead, named
