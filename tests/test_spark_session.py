@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -24,6 +25,19 @@ from dashboard.derived.spark.session import (
 )
 from tests.sparkcluster import spark_home
 
+# twice what a medium build's JVM used of a larger code cache at most (62-64 MB): the quick tier's own 48 MB filled
+# at large (derived/spark/session.py)
+CODE_CACHE_MB = 128
+
+
+def code_cache_mb(options: list[str]) -> int:
+    """The code cache JVM options reserve, in MB; 0 when they leave the JVM's own (48 MB with the quick tier)."""
+    sizes = [m for m in (re.fullmatch(r"-XX:ReservedCodeCacheSize=(\d+)([mMgG])", o) for o in options) if m]
+    if not sizes:
+        return 0
+    number, unit = sizes[-1].groups()
+    return int(number) * (1024 if unit in "gG" else 1)
+
 
 @pytest.mark.parametrize(
     ("master", "cores"),
@@ -39,7 +53,9 @@ def test_one_machine_gets_partitions_for_its_cores_and_a_jvm_for_short_jobs() ->
     machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     heap = int(conf["spark.driver.memory"].removesuffix("g"))  # whole GB
     assert heap == max(2, round(machine / 4)), (heap, machine)  # a quarter of the machine, not Spark's 1 GB
-    assert "-XX:TieredStopAtLevel=1" in conf["spark.driver.extraJavaOptions"].split()
+    options = conf["spark.driver.extraJavaOptions"].split()
+    assert "-XX:TieredStopAtLevel=1" in options
+    assert code_cache_mb(options) >= CODE_CACHE_MB, options
     assert conf["spark.sql.adaptive.enabled"] == "true"
     assert session_conf("local[3]", {})["spark.sql.shuffle.partitions"] == "12"
 
@@ -87,6 +103,10 @@ runtime = jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
 print(json.dumps({
     "max_heap_mb": jvm.java.lang.Runtime.getRuntime().maxMemory() // 2**20,
     "jvm_args": list(runtime.getInputArguments()),
+    "code_cache_mb": sum(
+        p.getUsage().getMax() for p in jvm.java.lang.management.ManagementFactory.getMemoryPoolMXBeans()
+        if p.getName().startswith(("CodeCache", "CodeHeap"))
+    ) // 2**20,
     "partitions": spark.conf.get("spark.sql.shuffle.partitions"),
 }))
 spark.stop()
@@ -116,6 +136,7 @@ def test_a_local_session_runs_with_them_and_engine_conf_overrides_them(tmp_path:
     heap_mb = int(local_driver_memory().removesuffix("g")) * 1024
     assert 0.8 * heap_mb < ours["max_heap_mb"] <= heap_mb  # the heap asked for, less what the JVM keeps for itself
     assert "-XX:TieredStopAtLevel=1" in ours["jvm_args"]
+    assert ours["code_cache_mb"] >= CODE_CACHE_MB  # the JVM's own with the quick tier alone: 48
     assert ours["partitions"] == "4"
     theirs = started({"spark.driver.memory": "1g", "spark.driver.extraJavaOptions": "-XX:+UseSerialGC"})
     assert theirs["max_heap_mb"] <= 1024
