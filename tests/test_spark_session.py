@@ -25,7 +25,7 @@ from dashboard.derived.spark.session import (
 )
 from tests.sparkcluster import spark_home
 
-# twice what a medium build's JVM used of a larger code cache at most (62-64 MB): the quick tier's own 48 MB filled
+# twice what a medium build's JVM used of a larger code cache at most (60-62 MB): the quick tier's own 48 MB filled
 # at large (derived/spark/session.py)
 CODE_CACHE_MB = 128
 

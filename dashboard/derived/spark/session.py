@@ -40,7 +40,7 @@ DEFAULTS: dict[str, str] = {
 # are mostly task overhead). A cluster keeps Spark's own: its executors are other JVMs, sized in
 # [engine.conf]. The quick tier alone leaves the JVM the 48 MB code cache of a quick-only JIT, and Spark
 # compiles classes for every query: the large build filled it at the end of identity (the JIT off for the rest
-# of the build), a medium one took 97-99 % of it (the JVM evicting compiled code to make room) and 62-64 MB of
+# of the build), a medium one took 96-99 % of it (the JVM evicting compiled code to make room) and 60-62 MB of
 # a larger one, whose JVM then spent a tenth less CPU (229-240 -> 202-213 CPU-s) and no more memory. So 256 MB:
 # address space reserved, resident only as used (docs/benchmarks.md "The local JVM's code cache").
 LOCAL_JAVA_OPTIONS = "-XX:+UseParallelGC -XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m"
