@@ -88,13 +88,19 @@ def _stat(pid: int) -> tuple[int, int] | None:
 
 
 def _tree(root: int) -> dict[int, int]:
-    """``root`` and every process descending from it (the local JVM, its Python workers): pid → its ticks."""
+    """``root`` and every process descending from it (the local JVM, its Python workers): pid → its ticks. Walked
+    down from ``root`` by parent, not in pid order: once the pids wrap (pid_max, 32,768 on many machines) a child
+    has a lower pid than its parent, and a walk in pid order left it out with everything below it."""
     stats = {int(p): s for p in os.listdir("/proc") if p.isdigit() and (s := _stat(int(p)))}
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in stats.items():
+        children.setdefault(parent, []).append(pid)
     ours: dict[int, int] = {}
-    for pid in sorted(stats):  # parents start before their children: lower pids first, mostly
-        parent, used = stats[pid]
-        if pid == root or parent in ours:
-            ours[pid] = used
+    todo = [root] if root in stats else []
+    while todo:
+        pid = todo.pop()
+        ours[pid] = stats[pid][1]
+        todo.extend(children.get(pid, []))
     return ours
 
 
