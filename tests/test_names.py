@@ -20,7 +20,7 @@ def _in(name: str, lang: str) -> bool:
 def test_every_view_and_field_the_sql_tab_lists_is_named(lang: str) -> None:
     unnamed = []
     for relation, columns in relations().items():
-        names = {relation: view_name(relation, lang)} | {c: field_name(c, lang) for c in columns}
+        names = {relation: view_name(relation, lang)} | {c: field_name(c, lang, relation) for c in columns}
         # a name is not the identifier again, and reads in the language: Chinese characters in Chinese (AUC, as
         # CRM and SQL, is a word in Chinese too), none in English
         unnamed += [f"{relation}.{i}: {n!r}" for i, n in names.items() if n == i or not _in(n, lang)]
@@ -32,3 +32,13 @@ def test_names_are_the_pages_words() -> None:
     assert (view_name("leads", "zh"), view_name("lead_facts", "zh")) == ("线索", "线索漏斗事实")
     assert (field_name("lead_id", "zh"), field_name("channel", "en")) == ("线索编号", "Channel")
     assert field_name("mql_at", "en") == "Became an MQL"  # a field no page shows
+
+
+def test_a_column_that_means_another_thing_in_its_table_is_named_for_it() -> None:
+    """churn_scores.revenue is the customer's order revenue (the churn list's column), not the won amount the
+    funnel's revenue column is: the catalog and the SQL tab call it what the churn page calls it."""
+    assert (field_name("revenue", "zh", "churn_scores"), field_name("revenue", "en", "churn_scores")) == (
+        "订单收入",
+        "Order revenue",
+    )
+    assert field_name("revenue", "zh") == "赢单金额"  # the pages' revenue column, where no table says otherwise

@@ -143,7 +143,8 @@ def fields_section(inv: Inventory, lang: str) -> None:
 
 def _field_names(fields: pl.DataFrame, lang: str) -> pl.DataFrame:
     """Each field's name beside its identifier (lead_id 线索编号): the identifier is what the SQL tab takes."""
-    names = pl.Series("field_name", [field_name(f, lang) for f in fields["field"].to_list()], dtype=pl.String)
+    pairs = zip(fields["field"].to_list(), fields["entity"].to_list(), strict=True)
+    names = pl.Series("field_name", [field_name(f, lang, e) for f, e in pairs], dtype=pl.String)
     return fields.insert_column(fields.get_column_index("field") + 1, names)
 
 

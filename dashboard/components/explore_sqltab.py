@@ -28,7 +28,7 @@ def sql_tab(lang: str) -> None:
         every = relations()
         for name in tables:  # the identifiers as a query types them, each with its name in the page's language
             fields = ("、" if lang == "zh" else ", ").join(
-                f"`{c}`{_named(field_name(c, lang), lang)}" for c in every[name]
+                f"`{c}`{_named(field_name(c, lang, name), lang)}" for c in every[name]
             )
             st.markdown(f"**{view_name(name, lang)}** `{name}` — {fields}")
     st.text_area(

@@ -537,6 +537,7 @@ STRINGS: dict[str, str] = {
     "view.personal_columns": "Personal-data columns",
     "field.applies_filled": "Filled among applicable rows",
     "field.applies_rows": "Applicable rows",
+    "field.churn_scores.revenue": "Order revenue",  # the customer's order revenue (churn_view: order_revenue)
     "field.as_of": "As of",
     "field.backtest_churn_rate": "Backtest churn rate",
     "field.backtest_customers": "Backtest customers",

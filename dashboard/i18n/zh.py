@@ -501,6 +501,7 @@ STRINGS: dict[str, str] = {
     "view.personal_columns": "个人信息列",
     "field.applies_filled": "适用行中已填数",
     "field.applies_rows": "适用行数",
+    "field.churn_scores.revenue": "订单收入",  # the customer's order revenue (churn_view: order_revenue)
     "field.as_of": "基准日",
     "field.backtest_churn_rate": "回测流失率",
     "field.backtest_customers": "回测客户数",

@@ -15,8 +15,11 @@ def view_name(relation: str, lang: str) -> str:
     return t(f"view.{relation}", lang)
 
 
-def field_name(column: str, lang: str) -> str:
-    """A field by its column's heading on the pages (渠道, 创建时间), or by ``field.<name>`` where no page shows
-    it; the identifier when neither names it (tests/test_names.py holds every field the SQL tab lists to a
-    name in both languages)."""
-    return CATALOG[lang].get(f"field.{column}") or heading(column, lang)
+def field_name(column: str, lang: str, relation: str | None = None) -> str:
+    """A field by ``field.<relation>.<name>`` where one table's column means something else than the pages' column
+    of that name (churn_scores.revenue is the customer's order revenue, not a lead's won amount), else by its
+    column's heading on the pages (渠道, 创建时间), or by ``field.<name>`` where no page shows it; the identifier
+    when none names it (tests/test_names.py holds every field the SQL tab lists to a name in both languages)."""
+    words = CATALOG[lang]
+    own = words.get(f"field.{relation}.{column}") if relation else None
+    return own or words.get(f"field.{column}") or heading(column, lang)
