@@ -62,19 +62,24 @@ def shop(_shop_template: Path) -> Settings:
     return load_settings(_shop_template / "cockpit.toml")
 
 
-def _golden_key(settings: Settings, ref: str) -> str:
-    """The customer_key identity resolution gave the shop's customer ``ref`` (``shop:<ref>`` when unlinked)."""
+def _golden_keys(settings: Settings) -> dict[str, str]:
+    """The customer_key identity resolution gave each of the shop's linked customers, by the shop's ref."""
     store = Store(settings.data_path)
     con = duckdb.connect()
     try:
         attach_views(con, store, store.read_manifest(), in_memory=frozenset())
         rows = con.sql(
-            "SELECT customer_key FROM identity_links WHERE source_system = 'shop' AND source_record_id = $ref",
-            params={"ref": ref},
+            "SELECT source_record_id, customer_key FROM identity_links WHERE source_system = 'shop'"
         ).fetchall()
     finally:
         con.close()
-    return str(rows[0][0]) if rows else f"shop:{ref}"
+    return {str(ref): str(key) for ref, key in rows}
+
+
+def _golden_key(settings: Settings, ref: str, keys: dict[str, str] | None = None) -> str:
+    """The customer_key identity resolution gave the shop's customer ``ref`` (``shop:<ref>`` when unlinked);
+    ``keys``: _golden_keys' answer, read once for many customers."""
+    return (keys if keys is not None else _golden_keys(settings)).get(ref, f"shop:{ref}")
 
 
 def _churn_page(settings: Settings, monkeypatch: pytest.MonkeyPatch, lang: str) -> object:
@@ -262,7 +267,8 @@ def test_the_list_counts_days_with_an_order_and_names_the_column_so(shop: Settin
 
     listed = Warehouse(shop).run_query("churn_list", {"lang": "zh"}, user=SYSTEM)
     assert "order_days" in listed.columns and "orders" not in listed.columns
-    keys = {_golden_key(shop, ref): ref for ref in ("STEADY", "ONCE", *days.sort("orders")["customer"].tail(3))}
+    linked = _golden_keys(shop)
+    keys = {_golden_key(shop, ref, linked): ref for ref in ("STEADY", "ONCE", *days.sort("orders")["customer"].tail(3))}
     by_ref = dict(zip(days["customer"], days["days"], strict=True))
     got = dict(zip(listed["customer_key"], listed["order_days"], strict=True))
     assert {ref: got[key] for key, ref in keys.items()} == {ref: by_ref[ref] for ref in keys.values()}
@@ -277,7 +283,8 @@ def test_days_without_an_order_are_counted_to_the_data_s_last_day_alike_everywhe
     orders = pl.read_csv(shop.base_dir / "orders.csv", try_parse_dates=True)
     last_day = orders["date"].max()
     counted = orders.group_by("customer").agg((pl.lit(last_day) - pl.col("date").max()).dt.total_days().alias("days"))
-    expected = {_golden_key(shop, ref): days for ref, days in counted.iter_rows()}
+    linked = _golden_keys(shop)
+    expected = {_golden_key(shop, ref, linked): days for ref, days in counted.iter_rows()}
     warehouse = Warehouse(shop)
     listed = warehouse.run_query("churn_list", {"lang": "en"}, user=SYSTEM)
     assert listed.height == len(expected)
@@ -293,7 +300,7 @@ def test_days_without_an_order_are_counted_to_the_data_s_last_day_alike_everywhe
                 said[row["customer_key"]] = 0
     assert said and said == {key: expected[key] for key in said}
     for ref in ("ONCE", orders.filter(pl.col("date") == last_day)["customer"][0]):
-        key = _golden_key(shop, ref)
+        key = _golden_key(shop, ref, linked)
         profile = warehouse.run_query("customer_churn", {"customer_key": key, "lang": "en"}, user=SYSTEM)
         assert profile["days_inactive"].to_list() == [expected[key]], ref
 
