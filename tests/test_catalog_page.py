@@ -10,6 +10,7 @@ from dashboard.core.config import Settings
 from dashboard.i18n import LANGS, t
 from dashboard.i18n.values import ValueLabels
 from dashboard.ops.catalog import excel_bytes, load_inventory
+from dashboard.query.names import query_name
 from tests.test_quality_pages import open_page
 
 PAGE = "pages/catalog.py"
@@ -116,6 +117,23 @@ def test_the_consent_total_says_why_it_exceeds_the_sources(
     total = counts.loc[t("consent.all", "zh"), "customers"]
     assert total > counts.drop(t("consent.all", "zh"))["customers"].sum()
     assert any("只在线索中出现" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_the_lineage_names_each_query_beside_its_identifier(
+    company: Settings, monkeypatch: pytest.MonkeyPatch, lang: str
+) -> None:
+    """Session 23's walk read the lineage's queries as bare identifiers in Chinese (customer_profile, quality_trend):
+    the grid has a query name column after the query, and each query's node reads its name above its identifier."""
+    at = open_page(company, monkeypatch, lang, PAGE)
+    grid = next(d.value for d in at.dataframe if "query" in d.value.columns)
+    assert list(grid.columns).index("query_name") == list(grid.columns).index("query") + 1
+    named = dict(zip(grid["query"], grid["query_name"], strict=True))
+    assert {"customer_profile", "quality_trend", "consent_counts", "funnel"} <= named.keys()
+    assert named == {q: query_name(q, lang) for q in named}
+    assert named["funnel"] == t("funnel.title", lang) and named["quality_trend"] != "quality_trend"
+    dot = at.get("graphviz_chart")[0].proto.spec
+    assert f'"query:quality_trend" [label="{query_name("quality_trend", lang)}\\nquality_trend"' in dot
 
 
 def test_hovering_the_lineage_shows_names_not_node_ids(company: Settings) -> None:

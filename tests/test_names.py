@@ -1,4 +1,5 @@
-"""Every view the SQL tab lists, and each of its fields, has a name in both languages beside its identifier."""
+"""Every view the SQL tab lists, each of its fields, and each named query has a name in both languages beside its
+identifier."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import re
 
 import pytest
 
-from dashboard.query.names import field_name, view_name
-from dashboard.query.warehouse import relations
+from dashboard.query.names import field_name, query_name, view_name
+from dashboard.query.warehouse import list_queries, relations
 
 HAN = re.compile(r"[\u4e00-\u9fff]")
 
@@ -42,3 +43,20 @@ def test_a_column_that_means_another_thing_in_its_table_is_named_for_it() -> Non
         "Order revenue",
     )
     assert field_name("revenue", "zh") == "赢单金额"  # the pages' revenue column, where no table says otherwise
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_every_named_query_is_named(lang: str) -> None:
+    """What `cockpit query NAME` takes (customer_profile, quality_trend, …) has a name in the language, each its own."""
+    names = {q: query_name(q, lang) for q in list_queries()}
+    assert len(names) > 20
+    assert [f"{q}: {n!r}" for q, n in names.items() if n == q or not _in(n, lang)] == []
+    assert len(set(names.values())) == len(names), names  # two queries never read the same on the lineage
+
+
+def test_a_query_a_page_titles_is_called_by_that_title() -> None:
+    assert (query_name("funnel", "zh"), query_name("funnel", "en")) == ("转化漏斗", "Funnel")
+    assert (query_name("quality_trend", "zh"), query_name("customer_profile", "en")) == (
+        "字段质量趋势",
+        "Customer profile",
+    )

@@ -19,7 +19,7 @@ from dashboard.core.dictionary import CLASSIFICATIONS
 from dashboard.core.entities import NEVER, ColumnType
 from dashboard.i18n import t
 from dashboard.ops.catalog import Inventory, build_inventory, excel_bytes
-from dashboard.query.names import field_name, view_name
+from dashboard.query.names import field_name, query_name, view_name
 
 ALL = "(all)"
 
@@ -189,8 +189,8 @@ def lineage_dot(lineage: pl.DataFrame, name: Callable[[str, str], str] = lambda 
 
 
 def _node_name(kind: str, value: str, lang: str) -> str:
-    """A source and a view (an entity) by their names, a page by its title, a derived table by its name above
-    its identifier (what the SQL tab takes); queries are named as in the code (`cockpit query NAME`)."""
+    """A source and a view (an entity) by their names, a page by its title; a derived table and a named query by
+    their names above their identifiers (what the SQL tab and `cockpit query NAME` take)."""
     if kind == "source":
         return labels.value("source", value, lang)
     if kind == "view":
@@ -199,6 +199,8 @@ def _node_name(kind: str, value: str, lang: str) -> str:
         return t(f"page.{value}", lang)
     if kind == "table":  # its name above the identifier a query types
         return f"{view_name(value, lang)}\\n{value}"
+    if kind == "query":
+        return f"{query_name(value, lang)}\\n{value}"
     return value
 
 
@@ -213,6 +215,8 @@ def lineage_section(inv: Inventory, lang: str) -> None:
     tables = inv.lineage["derived_table"].to_list()
     named = pl.Series("derived_table_name", [v and view_name(v, lang) for v in tables], dtype=pl.String)
     lineage = inv.lineage.insert_column(inv.lineage.get_column_index("derived_table") + 1, named)
+    queries = pl.Series("query_name", [query_name(q, lang) for q in lineage["query"].to_list()], dtype=pl.String)
+    lineage = lineage.insert_column(lineage.get_column_index("query") + 1, queries)
     shown = labels.frame(lineage, lang, {**CODED, "view": "entity"}).with_columns(
         pl.col("pages").str.split(", ").list.eval(pl.element().replace(page_titles)).list.join(", ")
     )

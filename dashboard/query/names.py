@@ -1,5 +1,6 @@
-"""What each view the SQL tab reads, and each of its fields, is called in a language: shown beside the
-identifier a query types (the catalog page, the SQL tab), never instead of it."""
+"""What each view the SQL tab reads, each of its fields, and each named query is called in a language: shown
+beside the identifier a query types or ``cockpit query NAME`` takes (the catalog page, the SQL tab), never instead
+of it."""
 
 from __future__ import annotations
 
@@ -23,3 +24,29 @@ def field_name(column: str, lang: str, relation: str | None = None) -> str:
     words = CATALOG[lang]
     own = words.get(f"field.{relation}.{column}") if relation else None
     return own or words.get(f"field.{column}") or heading(column, lang)
+
+
+# a named query that a page already titles, or that reads one derived table whole, is called what that says;
+# every other by ``query.<name>``
+_QUERY_TEXT = {
+    "attribution": "attribution.title",
+    "channel_economics": "economics.title",
+    "consent_counts": "consent.catalog.title",
+    "customer_attributes": "view.customer_attributes",
+    "customer_churn": "c360.risk.title",
+    "customer_redirect": "view.customer_redirects",
+    "data_health": "tiles.health",
+    "filter_options": "view.filter_values",
+    "funnel": "funnel.title",
+    "identity_consistency": "view.identity_consistency",
+    "identity_links": "view.identity_links",
+    "lead_volume": "volume.title",
+    "receivables_overdue": "tiles.overdue",
+    "sales_leaderboard": "tiles.leaderboard_title",
+    "validation_history": "dq.tab.history",
+}
+
+
+def query_name(query: str, lang: str) -> str:
+    """A named query (``queries/<name>.sql``) by the title of what shows it (转化漏斗), else ``query.<name>``."""
+    return t(_QUERY_TEXT.get(query, f"query.{query}"), lang)
