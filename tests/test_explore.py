@@ -37,6 +37,7 @@ from dashboard.query.explore.models import (
     withheld,
 )
 from dashboard.query.explore.sql import SqlRefused, readable, run_readonly
+from dashboard.query.metrics import Request, ask, value
 from dashboard.query.security import SYSTEM, Principal
 from dashboard.query.warehouse import Warehouse
 from tests.test_security import INJECTIONS, UNMASKED
@@ -177,6 +178,28 @@ def test_roi_matches_the_channel_economics(wh: Warehouse) -> None:
     assert {r["channel"]: r["roi"] for r in economics.iter_rows(named=True)}["paid_search"] == roi["paid_search"]
     with pytest.raises(ExploreError, match="not by 'owner'"):
         build_query(Spec("leads", (Dim("owner"),), ("roi",)))
+
+
+def test_roi_leaves_out_the_revenue_of_channels_without_spend_as_the_cockpit_does(company: Settings) -> None:
+    """Session 24's walk: Explore's total ROI set every channel's revenue against the spend, the cockpit's
+    (and its own help, "over the channels with spend") only that of the channels with spend, so the one
+    label showed two numbers. A website lead won for ¥800 (the website has no spend): the cockpit's ROI stays
+    (21,000 + 1,000 − 4,000) ÷ 4,000 = 450 %, and so does Explore's, in total and for March."""
+    stages = company.base_dir / "imports" / "crm" / "stages.csv"
+    stages.write_text(stages.read_text(encoding="utf-8-sig") + "WEB-0,赢单,2026-03-20,800\n", encoding="utf-8-sig")
+    assert refresh(company, ["crm"]).exit_code == 0
+    wh = Warehouse(company)
+    revenue = answer(wh, Spec("leads", (Dim("channel"),), ("revenue",))).rows
+    assert dict(revenue.iter_rows())["website"] == 800  # won, on a channel without spend
+    cockpit = value(ask(wh, Request.of(["roi"]), SYSTEM), "roi")
+    assert cockpit == pytest.approx(4.5)
+    assert answer(wh, Spec("leads", (), ("roi",))).totals["roi"] == pytest.approx(cockpit)
+    by_channel = answer(wh, Spec("leads", (Dim("channel"),), ("roi", "revenue")))
+    assert by_channel.totals["roi"] == pytest.approx(cockpit)
+    assert dict(by_channel.rows.select("channel", "roi").iter_rows())["paid_search"] == 6.0
+    march = answer(wh, Spec("leads", (Dim("created_at", "month"),), ("roi",)))
+    layer_march = ask(wh, Request.of(["roi"], start=date(2026, 3, 1), end=date(2026, 3, 31)), SYSTEM)
+    assert march.rows["roi"].to_list() == [pytest.approx(value(layer_march, "roi"))]
 
 
 def test_a_sales_rep_is_not_shown_the_company_spend_over_their_own_leads() -> None:

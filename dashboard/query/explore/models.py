@@ -531,8 +531,8 @@ def build_query(spec: Spec, role: str | None = None) -> Query:
     exprs = {d.key: _dim_expr(model, d) for d in spec.dims}
     select = [f'{e} AS "{k}"' for k, e in exprs.items()]
     measures = [f'{model.measures[m].expr} AS "{m}"' for m in spec.measures if m != "roi"]
-    if "roi" in spec.measures:
-        measures.append("coalesce(sum(t.won_amount), 0) AS _revenue")
+    if "roi" in spec.measures:  # an aggregate in every row of m (ROI alone without a dimension is one row)
+        measures.append("count(*) AS _rows")
     where = _where(model, spec.filters, params)
     grouping = _group_by(exprs, sets)
     body = (
@@ -564,19 +564,40 @@ def _roi_sql(
     sets: tuple[tuple[str, ...], ...],
     params: dict[str, Any],
 ) -> str:
-    """Revenue per group against the spend of the same channel/campaign/period and filters."""
-    exprs = {d.key: _dim_expr(model, d, model.spend_map) for d in spec.dims}
-    select = [f'{e} AS "{k}"' for k, e in exprs.items()]
-    where = _where(model, spec.filters, params, model.spend_map)
-    spend = (
-        f"SELECT {', '.join([*select, 'sum(s.cost) AS _cost', f'{_set_case(exprs, sets)} AS _set'])}\n"
-        "FROM marketing_spend AS s\n" + (f"WHERE {' AND '.join(where)}\n" if where else "") + _group_by(exprs, sets)
+    """Revenue per group against the spend of the same channel/campaign/period and filters, as the semantic
+    layer's roi reads it (dashboard/metrics.toml): each group cut by channel, the revenue of its channels with
+    spend less that spend, over it. A channel without spend returns nothing on spend, so its revenue is left
+    out: Explore's total is the cockpit's ROI, and a month's is the cockpit's for that month."""
+    lead = {k: _dim_expr(model, d) for k, d in zip(keys, spec.dims, strict=True)}
+    paid = {k: _dim_expr(model, d, model.spend_map) for k, d in zip(keys, spec.dims, strict=True)}
+    if "channel" not in {d.column for d in spec.dims}:  # the cells are the groups' channels
+        lead["_channel"], paid["_channel"] = model.columns["channel"].expr, model.spend_map["channel"]
+
+    def cells(exprs: dict[str, str], value: str, relation: str, where: list[str]) -> str:
+        cols = [f'CAST({e} AS VARCHAR) AS "{k}"' for k, e in exprs.items()]
+        return (
+            f"SELECT {', '.join([*cols, value])} FROM {relation}"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + " GROUP BY ALL"
+        )
+
+    revenue = cells(
+        lead, "coalesce(sum(t.won_amount), 0) AS _revenue", model.relation, _where(model, spec.filters, params)
     )
-    on = " AND ".join(["s._set = m._set", *(f's."{k}" IS NOT DISTINCT FROM m."{k}"' for k in keys)])
+    where = _where(model, spec.filters, params, model.spend_map)
+    cost = cells(paid, "sum(s.cost) AS _cost", "marketing_spend AS s", where)
+    same = " AND ".join(f'r."{k}" IS NOT DISTINCT FROM s."{k}"' for k in lead)
+    joined = ", ".join(f'coalesce(r."{k}", s."{k}") AS "{k}"' for k in lead)
+    out = {k: f'c."{k}"' for k in keys}
+    spend = "sum(c._cost)"
+    roi = f"CASE WHEN {spend} > 0 THEN (sum(c._revenue) FILTER (WHERE c._cost > 0) - {spend}) / {spend} END"
+    select = [*(f'{e} AS "{k}"' for k, e in out.items()), f"{roi} AS roi", f"{_set_case(out, sets)} AS _set"]
+    on = " AND ".join(["g._set = m._set", *(f'g."{k}" IS NOT DISTINCT FROM CAST(m."{k}" AS VARCHAR)' for k in keys)])
     return (
-        f"WITH m AS (\n{body}), s AS (\n{spend})\n"
-        f"SELECT m.* EXCLUDE (_revenue, _set), CASE WHEN s._cost > 0 THEN (m._revenue - s._cost) / s._cost END AS roi, "
-        f"m._set FROM m LEFT JOIN s ON {on}"
+        f"WITH m AS (\n{body}),\n"
+        f"c AS (SELECT {joined}, r._revenue, s._cost FROM ({revenue}) AS r FULL JOIN ({cost}) AS s ON {same}),\n"
+        f"g AS (SELECT {', '.join(select)} FROM c {_group_by(out, sets)})\n"
+        f"SELECT m.* EXCLUDE (_rows, _set), g.roi, m._set FROM m LEFT JOIN g ON {on}"
     )
 
 
