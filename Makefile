@@ -9,10 +9,11 @@ STAMP := $(VENV)/.installed
 SIZE ?= medium
 SEED ?= 42
 PORT ?= 8501
-# pytest-xdist workers for `make test` (make test WORKERS=3). The suite mostly waits on JVMs, servers, subprocesses
-# and the browser: a fresh clone's run used 1,900 CPU-s, CI's took ~43 min on 2 cores (5,200 core-seconds). A third
-# worker overlaps those waits at the cost of memory: both Spark groups and the browser group at once.
-WORKERS ?= 2
+# pytest-xdist workers for `make test` (make test WORKERS=2 for two). The suite mostly waits on JVMs, servers,
+# subprocesses and the browser: with two workers CI took 37 min (pytest 33) and used 1.5 of the 2 cores (3,337 CPU-s in
+# 2,204 s, session 23). A third worker overlaps those waits at the cost of memory: both Spark groups and the browser
+# group at once.
+WORKERS ?= 3
 
 .PHONY: install demo serve refresh status test lint typecheck browser databases spark pytest benchmark benchmark-extract constraints clean
 
