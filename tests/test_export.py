@@ -12,7 +12,8 @@ import pytest
 from dashboard.components.export_buttons import filter_rows
 from dashboard.components.filterbar import Filters
 from dashboard.components.funnel import KINDS
-from dashboard.components.tables import header, rounded
+from dashboard.components.tables import rounded
+from dashboard.i18n import heading
 from dashboard.ops.export import neutralize, sheet_name, to_csv, to_excel
 
 FRAME = pl.DataFrame(
@@ -116,9 +117,9 @@ def test_a_page_export_rounds_each_number_to_what_the_table_shows() -> None:
     )
     out = rounded(funnel, KINDS)
     assert out.rows() == [("mql", 86, 0.652, 3.2), ("won", 5, 0.058, None)]
-    lines = to_csv(out.rename({c: header(c, "zh") for c in out.columns})).decode("utf-8-sig").split("\r\n")
+    lines = to_csv(out.rename({c: heading(c, "zh") for c in out.columns})).decode("utf-8-sig").split("\r\n")
     assert lines[2] == "won,5,0.058,"
-    assert lines[0].split(",")[1:3] == [header("leads_reached", "zh"), header("step_conversion", "zh")]
+    assert lines[0].split(",")[1:3] == [heading("leads_reached", "zh"), heading("step_conversion", "zh")]
     assert "leads_reached" not in lines[0] and "step_conversion" not in lines[0]
     sheet = pl.read_excel(io.BytesIO(to_excel(out)), engine="calamine")
     assert sheet.row(1) == ("won", 5, 0.058, None)

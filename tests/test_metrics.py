@@ -17,9 +17,8 @@ from typer.testing import CliRunner
 from dashboard.access import auth
 from dashboard.cli import app
 from dashboard.components.kpi import show_value
-from dashboard.components.tables import header
 from dashboard.core.config import CONFIG_ENV, ReportConfig, Settings
-from dashboard.i18n import CATALOG, LANGS, t
+from dashboard.i18n import CATALOG, LANGS, heading, t
 from dashboard.ops.reports import build
 from dashboard.query.explore.models import Spec, build_query, shape
 from dashboard.query.metrics import MetricError, Request, ask, label, layer, parse, value
@@ -111,7 +110,7 @@ def test_the_leaderboard_counts_wins_by_win_date_under_a_name_of_its_own(company
     assert sorted(board.rows()) == sorted(split.with_columns(pl.col("owner").fill_null("(unassigned)")).rows())
     assert board["won_amount_by_win_date"].sum() > 0
     for lang in LANGS:
-        heads = [header(c, lang) for c in names]
+        heads = [heading(c, lang) for c in names]
         assert heads == [t(f"metric.{n}", lang) for n in names]
         assert not {t("metric.won_amount", lang), t("metric.won_deals", lang)} & set(heads)
 

@@ -14,10 +14,10 @@ import polars as pl
 import streamlit as st
 
 from dashboard.components import charts, fmt, labels
-from dashboard.components.tables import Kind, header, rounded
+from dashboard.components.tables import Kind, rounded
 from dashboard.components.tiles import detail, show
 from dashboard.derived.churn.card import why_serving
-from dashboard.i18n import NO_BREAK, UNIT_GAP, t
+from dashboard.i18n import NO_BREAK, UNIT_GAP, heading, t
 from dashboard.ops.alerts import own_ranks as own_ranks  # the page and the e-mailed report: one rule
 
 BANDS = ("high", "medium", "low")
@@ -125,22 +125,22 @@ def warning_list(frame: pl.DataFrame, lang: str) -> None:
     )
     first = [c for c in LIST_FIRST if c in shown.columns]
     shown = shown.select(*first, *[c for c in frame.columns if c not in (*first, "customer_key")])
-    config: dict[str, Any] = {c: st.column_config.Column(header(c, lang)) for c in shown.columns}
+    config: dict[str, Any] = {c: st.column_config.Column(heading(c, lang)) for c in shown.columns}
     if "company_rank" in shown.columns:  # two numbers: say which is which
         for column in ("rank", "company_rank"):
-            config[column] = st.column_config.Column(header(column, lang), help=t(f"churn.{column}.help", lang))
-    config["name"] = st.column_config.TextColumn(header("name", lang), width="small")
-    config["company"] = st.column_config.TextColumn(header("company", lang), width="medium")
+            config[column] = st.column_config.Column(heading(column, lang), help=t(f"churn.{column}.help", lang))
+    config["name"] = st.column_config.TextColumn(heading("name", lang), width="small")
+    config["company"] = st.column_config.TextColumn(heading("company", lang), width="medium")
     config["reasons"] = st.column_config.TextColumn(t("churn.reasons", lang), width="large")  # wraps in full
     config["profile"] = st.column_config.LinkColumn(
         t("churn.profile", lang), display_text=r"customer=(.*)$", help=t("churn.profile.help", lang)
     )
     shown = shown.with_columns(pl.col("risk") * 100)  # percentage points: the grid's pattern cannot scale
     config["risk"] = st.column_config.ProgressColumn(
-        header("risk", lang), min_value=0.0, max_value=100.0, format=fmt.percent_column(RISK_PLACES)
+        heading("risk", lang), min_value=0.0, max_value=100.0, format=fmt.percent_column(RISK_PLACES)
     )
     config["expected_value_at_risk"] = st.column_config.NumberColumn(
-        header("expected_value_at_risk", lang), format=fmt.column_format("money")
+        heading("expected_value_at_risk", lang), format=fmt.column_format("money")
     )
     config["order_revenue"] = st.column_config.NumberColumn(
         t("metric.order_revenue", lang), format=fmt.column_format("money")
@@ -225,10 +225,10 @@ def model_card(card: pl.DataFrame, bands: pl.DataFrame, lang: str, tz: str) -> N
             placeholder="—",
             width="stretch",
             column_config={
-                **{c: header(c, lang) for c in comparison.columns},
-                "auc": number(header("auc", lang), format=f"%.{AUC_PLACES}f"),
-                "precision_top10": number(header("precision_top10", lang), format=fmt.percent_column(RISK_PLACES)),
-                "brier": number(header("brier", lang), format=f"%.{AUC_PLACES}f"),
+                **{c: heading(c, lang) for c in comparison.columns},
+                "auc": number(heading("auc", lang), format=f"%.{AUC_PLACES}f"),
+                "precision_top10": number(heading("precision_top10", lang), format=fmt.percent_column(RISK_PLACES)),
+                "brier": number(heading("brier", lang), format=f"%.{AUC_PLACES}f"),
             },
         )
         calibration_chart(chosen, lang)

@@ -17,9 +17,9 @@ from dashboard.components import fmt
 from dashboard.components.data import settings, user
 from dashboard.components.filterbar import CHOICES, FIELDS, Filters
 from dashboard.components.signin import client_address
-from dashboard.components.tables import Kind, header, rounded
+from dashboard.components.tables import Kind, rounded
 from dashboard.core import audit
-from dashboard.i18n import t
+from dashboard.i18n import heading, t
 from dashboard.ops import export
 
 
@@ -59,7 +59,7 @@ def exported(frame: pl.DataFrame, lang: str, kinds: Mapping[str, Kind] | None = 
     """The table as a download writes it: each number column of ``kinds`` rounded to the precision the page
     shows (still a number), every column headed by its label in the language."""
     out = rounded(frame, kinds or {})
-    return out.rename({c: header(c, lang) for c in out.columns})
+    return out.rename({c: heading(c, lang) for c in out.columns})
 
 
 def export_buttons(

@@ -15,9 +15,8 @@ import streamlit as st
 
 from dashboard.components import fmt, labels
 from dashboard.components.data import query, settings
-from dashboard.components.tables import header
 from dashboard.core.entities import ENTITIES, NEVER, parse_condition
-from dashboard.i18n import t
+from dashboard.i18n import heading, t
 
 METRICS: dict[str, tuple[str, str]] = {  # metric → (column, flag column)
     "fill": ("fill_rate", "fill_flag"),
@@ -97,7 +96,7 @@ def heatmap_figure(frame: pl.DataFrame, metric: str, lang: str) -> go.Figure:
             "categoryorder": "array",
             "categoryarray": fields,
             "tickvals": fields,
-            "ticktext": [header(f.split(".", 1)[1], lang) for f in fields],
+            "ticktext": [heading(f.split(".", 1)[1], lang) for f in fields],
             "automargin": True,
         },
         yaxis={
@@ -187,7 +186,7 @@ def applies_words(entity: str, condition: str, lang: str) -> str:
     cond = parse_condition(entity, condition)
     if cond.never:
         return t("dq.applies.optional", lang)
-    rows, column = _in_sentence(labels.value("entity", entity, lang)), _in_sentence(header(cond.column, lang))
+    rows, column = _in_sentence(labels.value("entity", entity, lang)), _in_sentence(heading(cond.column, lang))
     if cond.values is None:
         return t(f"dq.applies.{'empty' if cond.empty else 'filled'}", lang, rows=rows, column=column)
     dimension = labels.COLUMNS.get(cond.column)
@@ -275,7 +274,7 @@ def _take_selection(event: Any) -> None:
 def field_label(field: str, lang: str) -> str:
     """ "leads.channel" → "线索 · 渠道"."""
     entity, _, column = field.partition(".")
-    return f"{labels.value('entity', entity, lang)} · {header(column, lang)}"
+    return f"{labels.value('entity', entity, lang)} · {heading(column, lang)}"
 
 
 def _keyed(data: pl.DataFrame, source: str, field: str) -> bool:

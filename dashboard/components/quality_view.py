@@ -16,9 +16,9 @@ import streamlit as st
 from dashboard.components import fmt, labels
 from dashboard.components.data import query, settings, source_statuses
 from dashboard.components.quality_heatmap import METRICS, PLACES, field_label
-from dashboard.components.tables import header, headers
+from dashboard.components.tables import headers
 from dashboard.core.store import Store
-from dashboard.i18n import t
+from dashboard.i18n import heading, t
 from dashboard.pipeline.data_docs import site_dir, site_status
 
 ALL = "(all)"
@@ -224,10 +224,10 @@ def consistency_section(lang: str) -> None:
         st.caption(t("dq.consistency.none", lang))
     else:
         examples = labels.frame(examples, lang).with_columns(
-            field=pl.col("field").replace({f: header(f, lang) for f in ("phone", "email", "name")}),
+            field=pl.col("field").replace({f: heading(f, lang) for f in ("phone", "email", "name")}),
             examples=pl.Series([_by_source(e, lang) for e in examples["examples"].to_list()], dtype=pl.List(pl.String)),
         )
-        config = headers(examples.columns, lang, {"examples": st.column_config.ListColumn(header("examples", lang))})
+        config = headers(examples.columns, lang, {"examples": st.column_config.ListColumn(heading("examples", lang))})
         st.dataframe(examples, hide_index=True, placeholder="—", width="stretch", column_config=config)
 
 

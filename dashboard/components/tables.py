@@ -78,14 +78,9 @@ def rounded(frame: pl.DataFrame, kinds: Mapping[str, Kind]) -> pl.DataFrame:
     return frame.with_columns(out) if out else frame
 
 
-def header(column: str, lang: str) -> str:
-    """A column's heading: ``col.<name>`` (or another table's ``*.col.<name>``) in the language, else the name."""
-    return heading(column, lang)
-
-
 def headers(columns: Sequence[str], lang: str, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """An ``st.dataframe`` column_config: ``config``'s columns as given, every other column headed by its label."""
-    return {c: header(c, lang) for c in columns} | dict(config or {})
+    return {c: heading(c, lang) for c in columns} | dict(config or {})
 
 
 def pandas_frame(frame: pl.DataFrame) -> pd.DataFrame:
@@ -100,8 +95,8 @@ def styled(frame: pl.DataFrame, kinds: Mapping[str, Kind], lang: str) -> Styler:
     kinds are text)."""
     coded = {c: d for c, d in labels.COLUMNS.items() if kinds.get(c, "text") == "text"}
     frame = labels.frame(frame, lang, coded)
-    shown = pandas_frame(frame).rename(columns={c: header(c, lang) for c in frame.columns})
-    formats = {header(c, lang): formatter(kind_of(frame, c, kinds), lang) for c in frame.columns}
+    shown = pandas_frame(frame).rename(columns={c: heading(c, lang) for c in frame.columns})
+    formats = {heading(c, lang): formatter(kind_of(frame, c, kinds), lang) for c in frame.columns}
     return shown.style.format(formats, na_rep=fmt.NONE)
 
 
