@@ -77,6 +77,27 @@ def test_each_source_is_named_once_and_each_type_in_words(
     assert json.loads(grid.proto.columns)["type"]["width"] == "medium"  # Date and time was cut to "Date ar"
 
 
+@pytest.mark.parametrize("lang", LANGS)
+def test_each_sources_entities_read_whole_beside_its_name(
+    company: Settings, monkeypatch: pytest.MonkeyPatch, lang: str
+) -> None:
+    """Session 23's walk found the Systems tab at 1600 px cutting the demo CRM's entities after 线索、客户、互动、:
+    each list stands beside the source's name (on a phone's width without scrolling sideways), its column as wide
+    as the longest list in the page's language."""
+    from dashboard.components.catalog_view import ENTITIES_WIDTH, text_width
+
+    grid = open_page(company, monkeypatch, lang, PAGE).dataframe[0]
+    systems = grid.value.set_index("source_system")
+    names = ValueLabels(company.label_texts())
+    crm = systems.loc[names.label("source", "crm", lang), "entities"]
+    assert crm == ("、" if lang == "zh" else ", ").join(
+        names.label("entity", e, lang) for e in ("leads", "lead_events")
+    )
+    assert list(grid.proto.column_order)[:2] == ["source_system", "entities"]
+    widest = max(text_width([e]) for e in systems["entities"].dropna())
+    assert text_width([crm]) <= widest <= json.loads(grid.proto.columns)["entities"]["width"] <= ENTITIES_WIDTH
+
+
 def test_the_demos_systems_in_english_name_their_sources_and_teams_in_english(
     small_demo: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -17,11 +17,15 @@ from dashboard.components.quality_heatmap import PLACES, applies_words
 from dashboard.components.tables import headers
 from dashboard.core.dictionary import CLASSIFICATIONS
 from dashboard.core.entities import NEVER, ColumnType
-from dashboard.i18n import t
+from dashboard.i18n import heading, t
 from dashboard.ops.catalog import Inventory, build_inventory, excel_bytes
 from dashboard.query.names import field_name, query_name, view_name
 
 ALL = "(all)"
+ENTITIES_WIDTH = 400  # px: the systems grid's widest entities column ("large"); a longer list wraps
+WRAPPED_ROW_HEIGHT = 72  # three lines (the churn list's rows wrap at the same height)
+GRID_HEAD = 40  # px: the grid's header row and border
+WIDE = 0x2E80  # from here on a character is set full width (CJK marks, kana, ideographs)
 
 
 def inventory() -> Inventory:
@@ -90,7 +94,30 @@ def systems_section(inv: Inventory, lang: str) -> None:
     raw = "; ".join(f"{n}: {s}" for n, s in pairs if s)  # the cron strings themselves, in the column's help
     config["schedule"] = st.column_config.TextColumn(t("cat.col.schedule", lang), help=raw or None)
     systems = _describe(_named_once(shown, lang), lang)
-    st.dataframe(systems, hide_index=True, placeholder="—", width="stretch", column_config=config)
+    # a source's entities read whole (线索、客户、互动、线索阶段事件 was cut after 互动 at 1600 px: the grid sizes a
+    # column by the letters it measured before, Latin ones): beside its name, where a phone's width shows them
+    # without scrolling sideways, in a column as wide as the longest list, up to 400 px; a longer list wraps in
+    # rows of three lines (the grid wraps only rows taller than 64 px), the grid as tall as its rows
+    width = text_width([heading("entities", lang), *systems["entities"].drop_nulls()])
+    config["entities"] = st.column_config.TextColumn(heading("entities", lang), width=min(width, ENTITIES_WIDTH))
+    wrapped = width > ENTITIES_WIDTH
+    order = [c for c in ("source_system", "title", "entities") if c in systems.columns]
+    st.dataframe(
+        systems,
+        hide_index=True,
+        placeholder="—",
+        width="stretch",
+        column_config=config,
+        column_order=[*order, *(c for c in systems.columns if c not in order)],
+        row_height=WRAPPED_ROW_HEIGHT if wrapped else None,
+        height=GRID_HEAD + WRAPPED_ROW_HEIGHT * systems.height if wrapped else "auto",
+    )
+
+
+def text_width(texts: list[str]) -> int:
+    """A grid column's width in px for the widest of ``texts`` on one line (14 px type: a Chinese character
+    or mark (、) 14 px, a Latin letter or a digit at most 7.5 on average; the cell's padding 24)."""
+    return max((round(sum(14 if ord(ch) >= WIDE else 7.5 for ch in s)) + 24 for s in texts), default=0)
 
 
 def _named_once(systems: pl.DataFrame, lang: str) -> pl.DataFrame:
