@@ -53,14 +53,21 @@ def page_style() -> None:
     st.html(PAGE_CSS)
 
 
+# A period's calendar offers Streamlit's quick ranges (Date range, Select..., Past Week, Past Month, ...) whenever
+# its earliest date is over two years back, as an open period's is; it writes them in English only, so a Chinese
+# page goes without them (its two dates are picked on the calendar or typed; the URL's period is untouched).
+ENGLISH_ONLY_CSS = '[data-testid="stDateInputQuickSelect"] { display: none !important; }\n'
+
+
 def date_parts(lang: Lang) -> None:
-    """An empty date field's year, month and day placeholders in ``lang`` (our own words, no user text)."""
+    """An empty date field's year, month and day placeholders in ``lang`` (our own words, no user text), and no
+    quick ranges in a language Streamlit does not write them in."""
     parts = "".join(
         f'[data-testid="stDateInputField"] [role="spinbutton"][data-placeholder="true"][data-type="{part}"]::after'
         f" {{ content: {json.dumps(t(f'date.part.{part}', lang), ensure_ascii=False)}; }}\n"
         for part in ("year", "month", "day")
     )
-    st.html(DATE_PARTS_CSS.replace("PARTS", parts))
+    st.html(DATE_PARTS_CSS.replace("PARTS", parts + (ENGLISH_ONLY_CSS if lang != "en" else "")))
 
 
 def ensure_frame() -> None:

@@ -232,6 +232,24 @@ def test_an_empty_period_names_its_parts_in_the_chosen_language(
     assert drawn == parts * 2, drawn  # the period's start and end
 
 
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_the_period_calendar_offers_no_english_ranges_on_a_chinese_page(
+    context: Any, secured_app_url: str, lang: str, artifacts: Path
+) -> None:
+    """Session 23's walk: the Chinese period calendar offered Streamlit's own English quick ranges (Date range,
+    Select..., Past Week), which it writes in no other language: a Chinese page's calendar has none, an English
+    page's keeps them."""
+    page = context.new_page()
+    sign_in(page, secured_app_url, "manager", lang)
+    page.goto(f"{secured_app_url}/channels")
+    settled(page, t("page.channels", lang))
+    page.get_by_test_id("stDateInputCalendarButton").first.click()
+    calendar = page.get_by_test_id("stDateInputCalendar")
+    calendar.get_by_role("grid").first.wait_for(timeout=PAGE_TIMEOUT_MS)
+    shot(page, artifacts, f"i18n_manager_{lang}_period_calendar")
+    assert ("Date range" in calendar.inner_text()) == (lang == "en"), calendar.inner_text()
+
+
 # The catalog's fields grid: each row's cells as the grid's accessible table has them (the rows drawn on screen)
 GRID_ROWS = """header => {
   const grid = [...document.querySelectorAll('[data-testid="stDataFrame"]')]
