@@ -66,7 +66,7 @@ def ref_load(con: duckdb.DuckDBPyConnection, latest: int) -> None:
     con.execute(churn_features.KINDS_SQL, churn_features.kind_params())
     con.execute(churn_features.OUTCOMES_SQL, churn_features.outcome_params())
     for sql in REF_TABLES_SQL:
-        con.execute(sql, {"latest": latest} if "$latest" in sql else None)
+        con.execute(sql, churn_features.events_params(latest) if "$latest" in sql else None)
 
 
 def ref_features_at(con: duckdb.DuckDBPyConnection, t: int, horizon: int) -> pl.DataFrame:

@@ -9,6 +9,7 @@ import pytest
 
 from dashboard.components import fmt
 from dashboard.core.config import Settings, load_settings
+from dashboard.derived.golden import NOT_REVENUE
 from dashboard.i18n import t, units_kept
 from dashboard.i18n.values import ValueLabels
 from dashboard.pipeline.refresh import refresh
@@ -297,3 +298,36 @@ def test_the_golden_industry_is_named_in_the_page_language(
         at.sidebar.radio[0].set_value(lang).run()
         texts = [x.value for x in at.text]
         assert texts[texts.index(t("c360.col.industry", lang)) + 1] == expected[lang], texts
+
+
+# a customer's records and the orders on them that are no purchase (cancelled, returned: golden.NOT_REVENUE)
+UNSOLD_SQL = """
+SELECT l.customer_key, count(*) AS unsold
+FROM orders AS o
+JOIN identity_links AS l ON l.record_kind = 'customer' AND l.source_system = o.source_system
+    AND l.source_record_id = o.customer_ref
+WHERE regexp_matches(coalesce(o.status, ''), $not_revenue)
+GROUP BY ALL
+"""
+
+
+def test_the_churn_list_s_order_revenue_is_the_profile_s(small_demo: Settings) -> None:
+    """Session 24's walk: a customer with a cancelled order read 订单收入 ¥1,796,200 on the churn list (its reason:
+    ¥179.6万 in total) and ¥1,781,776 on Customer 360, 2,235 of the medium demo's 64,744 scored customers so: churn
+    counted cancelled and returned orders as purchases. The list's order revenue is the profile's for every scored
+    customer, and its days with an order are at most the profile's orders."""
+    wh = Warehouse(small_demo)
+    listed = wh.run_query("churn_list", {"lang": "zh"}, user=SYSTEM).select(
+        "customer_key", "order_revenue", "order_days"
+    )
+    unsold = wh.sql(UNSOLD_SQL, {"not_revenue": NOT_REVENUE}, user=SYSTEM).join(listed, on="customer_key")
+    assert unsold.height > 0  # the demo's ERP cancels orders and its shops take goods back
+    for key in unsold.sort("customer_key")["customer_key"].head(5):
+        profile = wh.run_query("customer_profile", {"customer_key": key}, user=SYSTEM).row(0, named=True)
+        on_list = listed.filter(pl.col("customer_key") == key).row(0, named=True)
+        assert fmt.money(on_list["order_revenue"]) == fmt.money(profile["order_revenue"]), key
+        assert on_list["order_days"] <= profile["orders"], key
+    golden = wh.sql("SELECT customer_key, lifetime_revenue FROM customer_golden", user=SYSTEM)
+    both = listed.join(golden, on="customer_key", how="left")
+    differ = both.filter((pl.col("order_revenue") - pl.col("lifetime_revenue").fill_null(0)).abs() >= 0.01)
+    assert differ.is_empty(), differ.head()

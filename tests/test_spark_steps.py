@@ -382,7 +382,7 @@ def _duckdb_day_tables(con: duckdb.DuckDBPyConnection, latest: int) -> None:
     con.execute(churn_features.KINDS_SQL, churn_features.kind_params())
     con.execute(churn_features.OUTCOMES_SQL, churn_features.outcome_params())
     for sql in (churn_features.KEYED_SQL, churn_features.DAYS_SQL, churn_features.CHANNEL_DAYS_SQL):
-        con.execute(sql, {"latest": latest} if "$latest" in sql else None)
+        con.execute(sql, churn_features.events_params(latest) if "$latest" in sql else None)
 
 
 @pytest.mark.parametrize("table", list(churn_features.DAY_TABLES))
@@ -419,7 +419,8 @@ def test_churn_features_match(churn_both: ChurnBoth) -> None:
     assert_same(want, got, want.columns)
     assert got["customer_key"].to_list() == want["customer_key"].to_list()  # in key order, as DuckDB's
     k1 = got.filter(pl.col("customer_key") == "k1").row(0, named=True)
-    assert k1["order_days"] == 4  # two orders on one day are one active day
+    assert k1["order_days"] == 2  # two orders on one day are one active day; cancelled and returned ones none
+    assert k1["monetary"] == pytest.approx(100.1 + 0.2 + 300.3)  # the golden record's lifetime revenue
     assert k1["complaints_recent"] == 1 and k1["unsubscribes_recent"] == 1 and k1["negative_recent"] == 2
     assert k1["overdue_amount"] == 600.0 and k1["overdue_contracts"] == 1  # K1: 1000 due, 400 paid before t
     assert "crm:X9" in set(got["customer_key"])  # a customer_ref without a link: its own key

@@ -108,7 +108,7 @@ class DayArrays:
     edges: dict[float, Rows] = field(default_factory=dict)
 
     @classmethod
-    def read(cls, con: duckdb.DuckDBPyConnection, events: str, params: dict[str, int]) -> DayArrays:
+    def read(cls, con: duckdb.DuckDBPyConnection, events: str, params: dict[str, int | str]) -> DayArrays:
         """``events``: features.EVENTS_SQL's rows (the events with their cid, an interaction's channel by number, no
         day column: features.KEYED_SQL's otherwise) in (cid, d) order. Their per-day rows are features.DAYS_SQL's (a
         day's amounts summed in another order), the channels' days are theirs."""

@@ -25,6 +25,7 @@ import duckdb
 import polars as pl
 
 from dashboard.derived.churn.days import COUNTS, DayArrays
+from dashboard.derived.golden import NOT_REVENUE
 
 # Interaction kinds and outcomes differ by system and language: matched by keyword, lower-cased.
 KIND_PATTERNS: dict[str, str] = {
@@ -185,6 +186,7 @@ WITH ev AS (
     SELECT source_system, customer_ref, epoch(ordered_at) / 86400.0 AS d, 0 AS cat,
            {no_channel} AS channel, amount, false AS negative
     FROM orders WHERE customer_ref IS NOT NULL AND ordered_at IS NOT NULL
+        AND NOT regexp_matches(coalesce(status, ''), $not_revenue)  -- no purchase, as the golden record's orders
     UNION ALL
     SELECT i.source_system, i.customer_ref, epoch(i.occurred_at) / 86400.0,
            coalesce(k.cat, {CATEGORY["other"]}),
@@ -284,6 +286,13 @@ def kind_params() -> dict[str, str]:
 
 def outcome_params() -> dict[str, str]:
     return {"p_negative": NEGATIVE_OUTCOME}
+
+
+def events_params(latest: int) -> dict[str, int | str]:
+    """The events' statement (EVENTS_SQL, KEYED_SQL): the last day read, and the order statuses that are no
+    purchase (cancelled, returned: golden.NOT_REVENUE), so a customer's order days and revenue are the orders
+    and order revenue Customer 360 shows."""
+    return {"latest": latest, "not_revenue": NOT_REVENUE}
 
 
 _FEATURES_SQL = """
@@ -429,7 +438,7 @@ def load_events(
     con.execute(CHANNELS_SQL)
     # the events keyed, in customer and time order, read once into arrays (days.py): their per-day rows, and every
     # cutoff's features and labels, are made from them (DuckDB keeps no per-day tables: another engine's)
-    _READ[con] = DayArrays.read(con, EVENTS_SQL, {"latest": latest})
+    _READ[con] = DayArrays.read(con, EVENTS_SQL, events_params(latest))
     for table in ("churn_kinds", "churn_outcomes", "churn_channels"):
         con.execute(f"DROP TABLE {table}")
 

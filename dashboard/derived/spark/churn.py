@@ -95,7 +95,7 @@ class SparkDays:
         for view, sql, args in (
             ("churn_kinds", f.KINDS_SQL, f.kind_params()),
             ("churn_outcomes", f.OUTCOMES_SQL, f.outcome_params()),
-            ("churn_keyed", f.KEYED_SQL, {"latest": latest}),
+            ("churn_keyed", f.KEYED_SQL, f.events_params(latest)),
         ):
             spark.sql(*spark_query(select_of(sql).sql("duckdb"), args)).createOrReplaceTempView(view)
         for table, sql in (("churn_days", f.DAYS_SQL), ("churn_channel_days", f.CHANNEL_DAYS_SQL)):
