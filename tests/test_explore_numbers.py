@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 
 from dashboard.components import fmt
-from dashboard.components.explore_builder import measure_label
+from dashboard.components.explore_builder import label, measure_label
 from dashboard.components.explore_result import _styled, export_table, figure, value_text
 from dashboard.core.config import Settings
 from dashboard.i18n import t
@@ -48,12 +48,12 @@ def test_three_measures_chosen_three_drawn(wh: Warehouse, chart: str) -> None:
     result = answer(wh, Spec("leads", (Dim("channel"),), THREE))
     fig = figure(result, chart, "zh")
     assert len(fig.data) == 3
-    assert [fig.layout[a].title.text for a in ("yaxis", "yaxis2", "yaxis3")] == ["行数", "转化率", "赢单金额"]
+    assert [fig.layout[a].title.text for a in ("yaxis", "yaxis2", "yaxis3")] == ["线索数", "转化率", "赢单金额"]
     assert {tr.yaxis for tr in fig.data} == {"y", "y2", "y3"}  # each measure on its own scale
     revenue = next(tr for tr in fig.data if tr.yaxis == "y3")
     assert dict(zip(revenue.x, revenue.y, strict=True))["搜索推广"] == 21000
     assert fig.layout.yaxis3.tickprefix == "¥" and fig.layout.yaxis2.tickformat == ",.1~%"  # as fmt.axis writes it
-    assert fig.layout.title.text == "行数 · 转化率 · 赢单金额"
+    assert fig.layout.title.text == "线索数 · 转化率 · 赢单金额"
     text = json.dumps(fig.to_plotly_json(), default=str)
     assert '"variable"' not in text and '"value"' not in text
 
@@ -115,12 +115,12 @@ def test_the_export_keeps_numbers_rounded_under_labelled_headings(wh: Warehouse)
     result = answer(wh, spec)
     header, out = export_table(result.rows, spec, "zh", "Asia/Shanghai")
     rows = cells(to_csv(out, header))
-    assert rows[0] == ["渠道", "行数", "转化率", "平均赢单金额"]
+    assert rows[0] == ["渠道", "线索数", "转化率", "平均赢单金额"]
     trade_show = next(r for r in rows if r[0] == "trade_show")
     assert trade_show == ["trade_show", "19", "0.105", "500"]  # 2 of 19 is 10.5% on the screen
-    assert out.schema["行数"] == pl.Int64 and out.schema["转化率"] == pl.Float64
+    assert out.schema["线索数"] == pl.Int64 and out.schema["转化率"] == pl.Float64
     header, out = export_table(result.rows, spec, "en", "Asia/Shanghai")
-    assert cells(to_csv(out, header))[0] == ["Channel", "Rows", "Conversion", "Average deal size"]
+    assert cells(to_csv(out, header))[0] == ["Channel", "Leads", "Conversion", "Average deal size"]
 
 
 def test_one_formatter_per_unit() -> None:
@@ -177,10 +177,20 @@ def test_a_measure_that_is_a_metric_gives_its_number_under_its_name(wh: Warehous
         "ROI",
     ]
     assert measure_label("revenue", "zh") == "赢单金额" and measure_label("sum_cost", "zh") == "市场费用"
+    # the leads counted: 线索数 / Leads, as the cockpit heads the same number (session 24's walk: 行数 / Rows)
+    for lang in ("zh", "en"):
+        assert measure_label("count", lang, "leads") == t("metric.leads", lang) == label("count", lang, "leads")
+    assert answer(wh, Spec("leads", (), ("count",))).totals["count"] == value(
+        ask(wh, Request.of(["leads"]), SYSTEM), "leads"
+    )
+    assert (
+        measure_label("count", "zh", "orders") == "订单数"
+        and measure_label("count", "en", "interactions") == "Interactions"
+    )
     for model in ("leads", "spend"):
         named = {m: n for m, n in EXPLORE_MEASURES.items() if m in MODELS[model].measures}
         totals = answer(wh, Spec(model, (), tuple(named))).totals
         layer_says = ask(wh, Request.of(list(named.values())), SYSTEM)
         for measure, metric in named.items():
-            assert measure_label(measure, "zh") == t(f"metric.{metric}", "zh"), measure
+            assert measure_label(measure, "zh", model) == t(f"metric.{metric}", "zh"), measure
             assert totals[measure] == pytest.approx(value(layer_says, metric)), measure

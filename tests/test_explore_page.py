@@ -54,21 +54,21 @@ def test_the_default_view_and_building_one_with_the_controls(
 ) -> None:
     at = open_explore(company, monkeypatch)
     assert [x.value for x in at.title] == ["Explore"]
-    assert totals(at) == {"Rows": "60"}
+    assert totals(at) == {"Leads": "60"}
     assert dict(table(at).rows()) == {"Paid search": 30, "Trade show": 19, "website": 10, "Unknown": 1}
     assert len(at.get("plotly_chart")) == 1
     widget(at, "multiselect", "Measures").set_value(["count", "conversion_rate", "revenue"]).run()
-    assert totals(at) == {"Rows": "60", "Conversion": "13.3%", "Won-deal amount": "¥22,000"}
+    assert totals(at) == {"Leads": "60", "Conversion": "13.3%", "Won-deal amount": "¥22,000"}
     drawn = json.loads(at.get("plotly_chart")[0].proto.spec)  # three measures chosen, three drawn
     assert [tr["yaxis"] for tr in drawn["data"]] == ["y", "y2", "y3"]
     assert [drawn["layout"][a]["title"]["text"] for a in ("yaxis", "yaxis2", "yaxis3")] == [
-        "Rows",
+        "Leads",
         "Conversion",
         "Won-deal amount",
     ]
     widget(at, "multiselect", "Group by").set_value(["owner"]).run()
     rows = {r["Owner"]: r for r in table(at).iter_rows(named=True)}
-    assert rows["rep1"]["Rows"] == 10 and rows["rep1"]["Won-deal amount"] == 7000  # CRM-1 and CRM-4
+    assert rows["rep1"]["Leads"] == 10 and rows["rep1"]["Won-deal amount"] == 7000  # CRM-1 and CRM-4
     assert not at.error, [e.value for e in at.error]
 
 
@@ -79,7 +79,7 @@ def test_the_table_lists_categories_as_the_chart_draws_them(company: Settings, m
     at = open_explore(company, monkeypatch, view=encode(bars))
     rows = table(at)
     drawn = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert rows["Rows"].to_list() == [30, 10, 10, 10]
+    assert rows["Leads"].to_list() == [30, 10, 10, 10]
     assert rows["Owner"].fill_null("—").to_list() == drawn["layout"]["xaxis"]["categoryarray"]
     at = open_explore(company, monkeypatch, view=encode(Spec("leads", (Dim("created_at", "month"),), ("count",))))
     months = table(at).to_series(0).to_list()
@@ -94,10 +94,10 @@ def test_a_filter_added_with_the_controls_narrows_the_view(company: Settings, mo
     assert values.options == ["rep0", "rep1", "rep2"]  # the column's values, for the picking
     values.set_value(["rep0"]).run()
     next(b for b in at.button if b.label == "Add").click().run()
-    assert totals(at) == {"Rows": "50"}
+    assert totals(at) == {"Leads": "50"}
     assert "Owner is none of rep0" in [t.value for t in at.text]
     next(b for b in at.button if b.label == "Remove").click().run()
-    assert totals(at) == {"Rows": "60"}
+    assert totals(at) == {"Leads": "60"}
 
 
 def test_pivot_and_chart_choice(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -125,7 +125,7 @@ def test_the_url_alone_rebuilds_the_view(company: Settings, monkeypatch: pytest.
     assert totals(again) == first[0] and table(again).equals(first[1])
     broken = open_explore(company, monkeypatch, view="not-a-view")
     assert [e.value for e in broken.error] == ["the view in the link cannot be read (it was cut off or changed)"]
-    assert totals(broken) == {"Rows": "60"}  # the default view instead
+    assert totals(broken) == {"Leads": "60"}  # the default view instead
 
 
 def test_save_and_reopen_a_view(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,7 +138,7 @@ def test_save_and_reopen_a_view(company: Settings, monkeypatch: pytest.MonkeyPat
     saved = explore_views.load_views(company, "anonymous")
     assert list(saved) == ["orders by month"]
     fresh = open_explore(company, monkeypatch)
-    assert totals(fresh) == {"Rows": "60"}
+    assert totals(fresh) == {"Leads": "60"}
     widget(fresh, "selectbox", "My saved views").set_value("orders by month")
     next(b for b in fresh.button if b.label == "Open").click().run()
     assert totals(fresh) == {"Amount": "¥28,800"}
@@ -149,7 +149,7 @@ def test_the_export_carries_the_view_on_top() -> None:
     header, out = export_table(pl.DataFrame({"channel": ["paid_search"], "count": [10]}), spec, "en", "Asia/Shanghai")
     text = to_csv(out, header).decode("utf-8-sig")
     assert "\r\nFilter,Owner is one of =cmd|' /C calc'!A0\r\n" in text
-    assert "Measures,Rows" in text and "Group by,Channel" in text and "Channel,Rows" in text
+    assert "Measures,Leads" in text and "Group by,Channel" in text and "Channel,Leads" in text
     assert "\r\npaid_search,10\r\n" in text
 
 
@@ -198,7 +198,7 @@ def test_a_shared_link_shows_each_user_their_own_permissions(
 ) -> None:
     view = encode(Spec("leads", (Dim("owner"),), ("count",)))
     manager = signed_in(accounts, monkeypatch, "manager", view)
-    assert totals(manager) == {"Rows": "60"}
+    assert totals(manager) == {"Leads": "60"}
     at = signed_in(accounts, monkeypatch, "analyst")
     at.text_area[0].input("SELECT phone FROM leads")
     next(b for b in at.button if b.label == "Run").click().run()

@@ -44,17 +44,21 @@ def dim_label(key: str, lang: str) -> str:
     return col_label(key, lang)
 
 
-def measure_label(name: str, lang: str) -> str:
-    return t(f"explore.measure.{name}", lang)
+def measure_label(name: str, lang: str, model: str | None = None) -> str:
+    """A measure's name; a count says what it counts in ``model`` (线索数 / Leads in the leads model, as the
+    cockpit calls the same number) where the catalog names it (explore.measure.count.<model>)."""
+    own = f"explore.measure.{name}.{model}"
+    return t(own if model and own in CATALOG[lang] else f"explore.measure.{name}", lang)
 
 
-def label(column: str, lang: str) -> str:
-    """A result column's heading: a measure, a dimension, or a compared measure (``_as_of``, ``_change``)."""
+def label(column: str, lang: str, model: str | None = None) -> str:
+    """A result column's heading: a measure (of ``model``), a dimension, or a compared measure (``_as_of``,
+    ``_change``)."""
     for suffix in ("_as_of", "_change"):
         if column.endswith(suffix) and f"explore.measure.{column.removesuffix(suffix)}" in CATALOG[lang]:
-            return f"{measure_label(column.removesuffix(suffix), lang)} · {t(f'explore.{suffix[1:]}', lang)}"
+            return f"{measure_label(column.removesuffix(suffix), lang, model)} · {t(f'explore.{suffix[1:]}', lang)}"
     if f"explore.measure.{column}" in CATALOG[lang]:
-        return measure_label(column, lang)
+        return measure_label(column, lang, model)
     return dim_label(column, lang)
 
 
@@ -178,7 +182,7 @@ def builder(lang: str) -> Spec:
             t("explore.measures", lang),
             shown,
             key=_K["measures"],
-            format_func=lambda m: measure_label(m, lang),
+            format_func=lambda m: measure_label(m, lang, model.name),
         )
     pivot = None
     if len(dims) >= 2:

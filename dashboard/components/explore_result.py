@@ -60,7 +60,7 @@ def result_section(spec: Spec, lang: str) -> Spec:
     with st.container(horizontal=True):
         for m in spec.measures:
             st.metric(
-                f"{t('explore.total', lang)} · {measure_label(m, lang)}",
+                f"{t('explore.total', lang)} · {measure_label(m, lang, spec.model)}",
                 value_text(m, spec.model, result.totals[m], lang),
             )
     if result.truncated:
@@ -170,13 +170,17 @@ def _measure_of(column: str, spec: Spec) -> str | None:
 def _heading(column: str, spec: Spec, lang: str) -> str:
     if column == TOTAL or column.endswith(f"_{TOTAL}"):
         prefix = column.removesuffix(f"_{TOTAL}") if column != TOTAL else ""
-        return f"{measure_label(prefix, lang)} · {t('explore.total', lang)}" if prefix else t("explore.total", lang)
+        return (
+            f"{measure_label(prefix, lang, spec.model)} · {t('explore.total', lang)}"
+            if prefix
+            else t("explore.total", lang)
+        )
     if column in {d.key for d in spec.dims} or column in spec.measures or column.endswith(("_as_of", "_change")):
-        return label(column, lang)
+        return label(column, lang, spec.model)
     if spec.pivot and len(spec.measures) > 1:
         for m in spec.measures:
             if column.startswith(f"{m}_"):
-                return f"{measure_label(m, lang)} · {_pivoted(column.removeprefix(f'{m}_'), spec, lang)}"
+                return f"{measure_label(m, lang, spec.model)} · {_pivoted(column.removeprefix(f'{m}_'), spec, lang)}"
     return _pivoted(column, spec, lang)  # a pivoted value
 
 
@@ -202,7 +206,7 @@ def figure(result: Result, chart: str, lang: str) -> go.Figure:
         [pl.col(d.key).cast(pl.String).fill_null(fmt.NONE) for d in spec.dims if not d.grain]
     )
     keys = [d.key for d in spec.dims][:2]
-    labels = {c: label(c, lang) for c in rows.columns}
+    labels = {c: label(c, lang, spec.model) for c in rows.columns}
     x = next((d.key for d in spec.dims if d.grain), keys[0])
     grain = next((d.grain for d in spec.dims if d.grain and d.key == x), None)
     other = next((k for k in keys if k != x), None)
@@ -225,7 +229,7 @@ def figure(result: Result, chart: str, lang: str) -> go.Figure:
         fig = _panels(rows, spec, chart, x, other, lang)
         if order is not None:
             fig.update_xaxes(categoryorder="array", categoryarray=order)
-    title = " · ".join(measure_label(m, lang) for m in spec.measures)
+    title = " · ".join(measure_label(m, lang, spec.model) for m in spec.measures)
     panels = len(spec.measures) if chart not in ("pie", "scatter") else 1
     fig = charts.layout(fig, title, height=None if panels == 1 else 120 + _PANEL_HEIGHT * panels)
     if grain in ("day", "week", "month"):
@@ -256,10 +260,10 @@ def _panels(rows: pl.DataFrame, spec: Spec, chart: str, x: str, other: str | Non
     fig = make_subplots(rows=n, cols=1, shared_xaxes=True, vertical_spacing=0.06 if n > 1 else 0)
     groups = rows[other].unique(maintain_order=True).to_list() if other and chart != "heatmap" else [None]
     for i, name in enumerate(spec.measures, start=1):
-        m, heading = measure_def(name, spec.model), measure_label(name, lang)
+        m, heading = measure_def(name, spec.model), measure_label(name, lang, spec.model)
         if chart == "heatmap" and other is not None:
             _heatmap(fig, rows.group_by([x, other], maintain_order=True).agg(pl.col(name).sum()), x, other, i, m)
-            fig.update_yaxes(title_text=label(other, lang), row=i, col=1)
+            fig.update_yaxes(title_text=label(other, lang, spec.model), row=i, col=1)
             fig.update_layout({"coloraxis" if i == 1 else f"coloraxis{i}": {"colorbar_title_text": heading}})
             continue
         for j, group in enumerate(groups):
@@ -280,9 +284,9 @@ def _panels(rows: pl.DataFrame, spec: Spec, chart: str, x: str, other: str | Non
             else:
                 fig.add_trace(go.Bar(**shared), row=i, col=1)
         fig.update_yaxes(title_text=heading, row=i, col=1, **_axis(m))
-    fig.update_xaxes(title_text=label(x, lang), row=n, col=1)
+    fig.update_xaxes(title_text=label(x, lang, spec.model), row=n, col=1)
     if other is not None and chart != "heatmap":
-        fig.update_layout(legend_title_text=label(other, lang))
+        fig.update_layout(legend_title_text=label(other, lang, spec.model))
     fig.update_layout(barmode="stack" if chart == "stacked" else "group")
     return fig
 
@@ -305,7 +309,7 @@ def view_rows(spec: Spec, lang: str, as_of: tuple[str, str] | None = None) -> li
     rows = [
         (t("explore.model", lang), t(f"explore.model.{spec.model}", lang)),
         (t("explore.dims", lang), ", ".join(dim_label(d.key, lang) for d in spec.dims) or fmt.NONE),
-        (t("explore.measures", lang), ", ".join(measure_label(m, lang) for m in spec.measures)),
+        (t("explore.measures", lang), ", ".join(measure_label(m, lang, spec.model) for m in spec.measures)),
     ]
     if spec.pivot:
         rows.append((t("explore.pivot", lang), dim_label(spec.pivot, lang)))

@@ -136,6 +136,11 @@ STRINGS: dict[str, str] = {
     "explore.grain.quarter": "quarter",
     "explore.grain.year": "year",
     "explore.measure.count": "Rows",
+    "explore.measure.count.leads": "Leads",  # the count says what it counts (the cockpit's 线索数 for leads)
+    "explore.measure.count.customers": "Customers",
+    "explore.measure.count.orders": "Orders",
+    "explore.measure.count.interactions": "Interactions",
+    "explore.measure.count.spend": "Spend entries",
     "explore.measure.customers": "Distinct customers",
     "explore.measure.sum_lifetime_revenue": "Lifetime revenue",
     "explore.measure.avg_lifetime_revenue": "Average lifetime revenue",

@@ -127,6 +127,11 @@ STRINGS: dict[str, str] = {
     "explore.grain.quarter": "季度",
     "explore.grain.year": "年",
     "explore.measure.count": "行数",
+    "explore.measure.count.leads": "线索数",  # the count says what it counts (the cockpit's 线索数 for leads)
+    "explore.measure.count.customers": "客户数",
+    "explore.measure.count.orders": "订单数",
+    "explore.measure.count.interactions": "互动数",
+    "explore.measure.count.spend": "费用记录数",
     "explore.measure.customers": "客户数（去重）",
     "explore.measure.sum_lifetime_revenue": "累计收入",
     "explore.measure.avg_lifetime_revenue": "平均累计收入",
