@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from dashboard.components import fmt
+from dashboard.components.explore_builder import measure_label
 from dashboard.core.config import Settings
 from dashboard.i18n import t
 from dashboard.query.explore.models import MODELS, Dim, Spec, encode
@@ -88,12 +89,12 @@ def test_every_measure_drawn_with_months_by_name(
         model = page.locator('[data-testid="stSelectbox"]', has=page.get_by_text(t("explore.model", lang), exact=True))
         typed = model.locator("input").evaluate_all("boxes => boxes.map(b => b.value)")  # a select box's choice
         shown = "\n".join([chosen.inner_text(), model.text_content() or "", *typed])  # after a language switch too
-        assert all(t(f"explore.measure.{m}", lang) in shown for m in spec.measures), shown
+        assert all(measure_label(m, lang, spec.model) in shown for m in spec.measures), shown
         assert t("explore.model.leads", lang) in shown, shown
         assert lang == "zh" or not re.search(r"[\u4e00-\u9fff]", shown), shown
         chart = page.locator('[data-testid="stPlotlyChart"]').first
         titles = [s.strip() for s in chart.locator('g[class^="g-y"][class$="title"] text').all_text_contents()]
-        assert sorted(titles) == sorted(t(f"explore.measure.{m}", lang) for m in spec.measures)
+        assert sorted(titles) == sorted(measure_label(m, lang, spec.model) for m in spec.measures)  # 线索数 / Leads
         assert chart.locator(".scatterlayer .trace").count() == 3  # a line per measure, one per panel
         ticks = [s.strip() for s in chart.locator(".xaxislayer-above text").all_text_contents() if s.strip()]
         month = r"\d{4}年\d{1,2}月" if lang == "zh" else r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4}"
