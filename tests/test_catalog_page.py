@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 
+import polars as pl
 import pytest
 
 from dashboard.core.config import Settings
@@ -169,3 +171,19 @@ def test_hovering_the_lineage_shows_names_not_node_ids(company: Settings) -> Non
     assert drawn and all("tooltip=" in line for line in drawn)
     tips = [line.split('tooltip="', 1)[1].split('"', 1)[0] for line in drawn]
     assert "CRM 销售手工录入 → 线索" in tips and not [tip for tip in tips if ":" in tip]
+
+
+def test_each_lineage_node_is_as_wide_as_its_chinese_text() -> None:
+    """Session 24's walk: 微信公众号 / 企业微信 ran past its cylinder (the browser's Graphviz measures a Chinese
+    character as a Latin letter). Each node asks for its text's width: ten characters of 10 pt are 1.39 in."""
+    from functools import partial
+
+    from dashboard.components.catalog_view import _node_name, lineage_dot
+
+    path = {"source_system": "wechat", "view": "interactions", "derived_table": "identity_links"}
+    lineage = pl.DataFrame([{**path, "query": "customer_timeline", "pages": "customer_360"}])
+    dot = lineage_dot(lineage, partial(_node_name, lang="zh"))
+    widths = dict(re.findall(r'label="([^"]*)".*? width=([\d.]+)\]', dot))
+    assert float(widths["微信公众号 / 企业微信"]) >= 10 * 10 / 72 + 0.4
+    assert float(widths["客户时间线\\ncustomer_timeline"]) >= 5 * 10 / 72 + 0.4
+    assert len(widths) == dot.count(" [label=") == 5  # every node: source, view, table, query, page

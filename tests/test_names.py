@@ -60,3 +60,13 @@ def test_a_query_a_page_titles_is_called_by_that_title() -> None:
         "字段质量趋势",
         "Customer profile",
     )
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_a_query_never_reads_as_a_table_or_view(lang: str) -> None:
+    """The lineage draws each query beside the tables it reads: session 24's walk read filter_options as 筛选项取值,
+    the name of filter_values drawn beside it. A query is called by its own words, or by the title of what shows it."""
+    tables = {view_name(r, lang): r for r in relations()}
+    same = {q: tables[query_name(q, lang)] for q in list_queries() if query_name(q, lang) in tables}
+    assert same == {}
+    assert query_name("filter_options", lang) != view_name("filter_values", lang)

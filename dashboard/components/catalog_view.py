@@ -206,13 +206,28 @@ def lineage_dot(lineage: pl.DataFrame, name: Callable[[str, str], str] = lambda 
         edges.update((chain[-1], f"page:{p}") for p in (r["pages"] or "").split(", ") if p)
     shapes = {"source": "cylinder", "view": "box", "table": "box3d", "query": "note", "page": "tab"}
     nodes = sorted({n for e in edges for n in e})
-    lines = ["digraph lineage {", "rankdir=LR; node [fontsize=10];"]
+    lines = ["digraph lineage {", f"rankdir=LR; node [fontsize={LINEAGE_FONT}];"]
     shown = {n: name(*n.split(":", 1)).replace('"', "'") for n in nodes}
-    # a tooltip of its own on every node and edge: a browser shows the SVG title (the node's id) on hover otherwise
+    # a tooltip of its own on every node and edge: a browser shows the SVG title (the node's id) on hover otherwise;
+    # a width of its own too, at least its text's: the browser's Graphviz measures a Chinese character as a Latin
+    # letter's width, and 微信公众号 / 企业微信 ran past its shape
     for n in nodes:
-        lines.append(f'"{n}" [label="{shown[n]}", tooltip="{shown[n]}", shape={shapes[n.split(":", 1)[0]]}];')
+        kind = n.split(":", 1)[0]
+        width = f"{label_inches(shown[n]):.2f}"
+        lines.append(f'"{n}" [label="{shown[n]}", tooltip="{shown[n]}", shape={shapes[kind]}, width={width}];')
     lines += [f'"{a}" -> "{b}" [tooltip="{shown[a]} → {shown[b]}"];' for a, b in sorted(edges)]
     return "\n".join([*lines, "}"])
+
+
+LINEAGE_FONT = 10  # points
+LABEL_MARGIN = 0.45  # inches beside a label's text: Graphviz's own margin and the widest shape's sides (a cylinder)
+
+
+def label_inches(label: str) -> float:
+    """The width in inches a lineage node needs for ``label`` (lines split at ``\\n``): a full-width character
+    one em (the font's size), any other at most 0.6 of it, 72 points an inch."""
+    ems = max(sum(1.0 if ord(ch) >= WIDE else 0.6 for ch in line) for line in label.split("\\n"))
+    return ems * LINEAGE_FONT / 72 + LABEL_MARGIN
 
 
 def _node_name(kind: str, value: str, lang: str) -> str:

@@ -26,20 +26,16 @@ def field_name(column: str, lang: str, relation: str | None = None) -> str:
     return own or words.get(f"field.{column}") or heading(column, lang)
 
 
-# a named query that a page already titles, or that reads one derived table whole, is called what that says;
-# every other by ``query.<name>``
+# a named query that a page already titles is called by that title, every other by ``query.<name>``: its own
+# words, never a table's or a view's (the lineage draws a query beside the tables it reads: filter_options, which
+# offers a channel's campaigns of filter_values, read 筛选项取值 as the table beside it; tests/test_names.py)
 _QUERY_TEXT = {
     "attribution": "attribution.title",
     "channel_economics": "economics.title",
     "consent_counts": "consent.catalog.title",
-    "customer_attributes": "view.customer_attributes",
     "customer_churn": "c360.risk.title",
-    "customer_redirect": "view.customer_redirects",
     "data_health": "tiles.health",
-    "filter_options": "view.filter_values",
     "funnel": "funnel.title",
-    "identity_consistency": "view.identity_consistency",
-    "identity_links": "view.identity_links",
     "lead_volume": "volume.title",
     "receivables_overdue": "tiles.overdue",
     "sales_leaderboard": "tiles.leaderboard_title",
