@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -385,3 +386,26 @@ def test_filters_that_leave_nobody_say_so_without_an_empty_grid(
         t("churn.list.caption", "zh", scope=labels.value("risk_band", band, "zh"), total="0", listed="0")
     )
     assert len(at.dataframe) == 1 and len(at.get("download_button")) == 0  # type: ignore[attr-defined]  # the model card's table only
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_model_card_and_the_profile_name_the_data_s_last_day_not_the_day_after(
+    shop: Settings, monkeypatch: pytest.MonkeyPatch, lang: str
+) -> None:
+    """Scores are made as of the day after the data's last one ("data before that day"): the demo's churn page
+    read 评分日 tomorrow on today's screen. The card and the profile name the last day the score read."""
+    from dashboard.components import fmt
+
+    last_day = pl.read_csv(shop.base_dir / "orders.csv", try_parse_dates=True)["date"].max()
+    through = {"en": "data through {}", "zh": "数据截至 {}"}[lang].format(fmt.day(last_day, lang))
+    after = fmt.day(last_day + timedelta(days=1), lang)
+    at = _churn_page(shop, monkeypatch, lang)
+    card = next(c.value for c in at.caption if through in c.value)  # type: ignore[attr-defined]
+    assert after not in card
+
+    profile = open_app(shop, monkeypatch, lang)
+    profile.query_params["customer"] = _golden_key(shop, "ONCE")
+    profile.switch_page("pages/customer_360.py").run()
+    assert not profile.exception, profile.exception
+    [summary] = [m.value.replace("\\", "") for m in profile.markdown if m.value.startswith(":") and "·" in m.value]
+    assert through in summary and after not in summary

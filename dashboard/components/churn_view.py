@@ -187,7 +187,7 @@ def model_card(card: pl.DataFrame, bands: pl.DataFrame, lang: str, tz: str) -> N
             "churn.card.summary",
             lang,
             method=t(f"churn.method.{method}", lang),
-            as_of=fmt.day(chosen["as_of"], lang),
+            through=fmt.data_through(chosen["as_of"], lang),
             horizon=chosen["horizon_days"],
             trained=_local(chosen["trained_at"], tz, lang),
         )

@@ -152,7 +152,7 @@ def churn_risk(churn: pl.DataFrame, lang: Lang) -> None:
         value=money(risk["expected_value_at_risk"]),
         rank=count(risk["rank"]),
         company_rank=count(risk["company_rank"]),
-        as_of=fmt.day(risk["as_of"], lang),
+        through=fmt.data_through(risk["as_of"], lang),
     )
     box = st.container(border=True)
     box.markdown(f":{_RISK_COLORS.get(risk['risk_band'], 'orange')}[{fmt.md_escape(summary)}]")

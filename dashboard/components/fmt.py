@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 NONE = "—"
@@ -134,6 +134,12 @@ def day(d: date | None, lang: str) -> str:
     if d is None or missing(d):
         return NONE
     return f"{d.year}年{d.month}月{d.day}日" if lang == "zh" else f"{d.year:04d}-{d.month:02d}-{d.day:02d}"
+
+
+def data_through(as_of: date | None, lang: str) -> str:
+    """The last day a churn score read (its as-of date is the day after: "data before that day"): the day a reader
+    checks the score against, never tomorrow's date on today's page."""
+    return day(None if as_of is None or missing(as_of) else as_of - timedelta(days=1), lang)
 
 
 def day_time(d: datetime | None, lang: str) -> str:

@@ -53,7 +53,7 @@ STRINGS: dict[str, str] = {
     "churn.why.no_activity": "Nothing to score: no customer has activity yet.",
     "churn.why.shorter": "The model was trained on {train}-day windows and scaled to the {horizon}-day horizon.",
     "churn.card.title": "Model card",
-    "churn.card.summary": "Scores by **{method}**, as of {as_of} (data before that day), horizon {horizon} days; "
+    "churn.card.summary": "Scores by **{method}** on data through {through}, horizon {horizon} days; "
     "trained {trained}.",
     "churn.card.auc": "Backtest AUC",
     "churn.card.precision": "Precision, top 10 %",
@@ -63,8 +63,8 @@ STRINGS: dict[str, str] = {
     "churn.card.baseline_used": "The model did not beat both baselines on the backtest: the list is scored by "
     "the {method}.",
     "churn.card.backtest": "Backtest: fitted with what happened after {train}, judged on what happened after {test}.",
-    "churn.card.unvalidated": "Not enough history to train and backtest a model (it needs activity from at least "
-    "2 × {horizon} days before the as-of date): these are BG/NBD's own probabilities, not checked against "
+    "churn.card.unvalidated": "Not enough history to train and backtest a model (it needs at least 2 × {horizon} "
+    "days of activity history): these are BG/NBD's own probabilities, not checked against "
     "outcomes.",
     "churn.card.bands": "All scored customers per band (the filters above not applied): {counts}",
     "churn.card.calibration": "Calibration on the backtest: predicted risk against the churn that happened",
@@ -817,10 +817,10 @@ STRINGS: dict[str, str] = {
     "c360.fig.receivables.help": "Contract value not yet paid",
     "c360.risk.title": "Churn risk",
     "c360.risk.summary": "{band} · {risk} chance of churning · {value} expected revenue at risk · no. {rank} on the "
-    "warning list (scored {as_of})",
+    "warning list (scored on data through {through})",
     "c360.risk.summary.own": "{band} · {risk} chance of churning · {value} expected revenue at risk · no. {rank} on "
-    "your warning list (no. {company_rank} company-wide; scored {as_of})",
-    "c360.risk.none": "Not in the churn scoring: no order or interaction before the scoring date.",
+    "your warning list (no. {company_rank} company-wide; scored on data through {through})",
+    "c360.risk.none": "Not in the churn scoring: no order or interaction in the data the scores read.",
     "c360.risk.no_reasons": "No reason recorded.",
     "c360.fig.orders": "Orders",
     "c360.fig.last_contact": "Last contact",

@@ -49,7 +49,7 @@ STRINGS: dict[str, str] = {
     "churn.why.no_activity": "无可评分客户：尚无任何客户活动。",
     "churn.why.shorter": "模型用 {train} 天的窗口训练，再换算到 {horizon} 天的预测期。",
     "churn.card.title": "模型说明卡",
-    "churn.card.summary": "评分方法：**{method}**，评分日 {as_of}（只用该日之前的数据），预测期 {horizon} 天；"
+    "churn.card.summary": "评分方法：**{method}**，数据截至 {through}，预测期 {horizon} 天；"
     "训练于 {trained}。",
     "churn.card.auc": "回测 AUC",
     "churn.card.precision": "前 10% 精确率",
@@ -58,7 +58,7 @@ STRINGS: dict[str, str] = {
     "churn.card.model_kept": "模型在回测中优于两个基线，名单由模型评分。",
     "churn.card.baseline_used": "模型在回测中未能同时优于两个基线：名单改用{method}评分。",
     "churn.card.backtest": "回测：用 {train} 之后的实际结果训练，用 {test} 之后的实际结果检验。",
-    "churn.card.unvalidated": "历史数据不足，无法训练和回测模型（需要评分日前至少 2 × {horizon} 天的活动）："
+    "churn.card.unvalidated": "历史数据不足，无法训练和回测模型（需要至少 2 × {horizon} 天的活动历史）："
     "以下为 BG/NBD 自身给出的概率，未经实际结果检验。",
     "churn.card.bands": "全部评分客户各风险等级人数（不受上方筛选影响）：{counts}",
     "churn.card.calibration": "回测校准：预测风险与实际流失比例",
@@ -775,10 +775,10 @@ STRINGS: dict[str, str] = {
     "c360.fig.order_revenue.help": "该客户的订单金额，不含取消和退货（{n} 笔订单）",
     "c360.fig.receivables.help": "合同金额中尚未回款的部分",
     "c360.risk.title": "流失风险",
-    "c360.risk.summary": "{band} · 流失概率 {risk} · 预计流失收入 {value} · 预警名单第 {rank} 位（评分日 {as_of}）",
+    "c360.risk.summary": "{band} · 流失概率 {risk} · 预计流失收入 {value} · 预警名单第 {rank} 位（数据截至 {through}）",
     "c360.risk.summary.own": "{band} · 流失概率 {risk} · 预计流失收入 {value} · 你的预警名单第 {rank} 位"
-    "（全公司第 {company_rank} 位；评分日 {as_of}）",
-    "c360.risk.none": "不在流失评分范围内：评分日前没有任何订单或互动。",
+    "（全公司第 {company_rank} 位；数据截至 {through}）",
+    "c360.risk.none": "不在流失评分范围内：评分所读的数据中没有该客户的订单或互动。",
     "c360.risk.no_reasons": "没有记录原因。",
     "c360.fig.orders": "订单数",
     "c360.fig.last_contact": "最近接触",
