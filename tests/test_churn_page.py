@@ -364,6 +364,30 @@ def test_a_sales_rep_ranks_their_own_customers_from_1_with_the_company_rank_besi
     assert f"no. {third['rank']} on the warning list (scored" in _read(manager_c360)
 
 
+def test_a_sales_rep_opening_another_owners_customer_is_told_it_may_be_theirs(
+    small_demo: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rep following a manager's link to another owner's customer read "no customer with the key … it may have
+    been merged" (the walk, session 25). The rep reads that it may be another owner's, in the same words for a key
+    nobody has (nothing says which customers exist); a manager reads that there is no such customer."""
+    from dashboard.query.warehouse import Warehouse
+
+    everyone = Warehouse(small_demo).run_query("churn_list", {"lang": "en"}, user=SYSTEM)
+    owners = everyone.filter(pl.col("owner").is_not_null())["owner"].unique().sort()
+    theirs = everyone.filter(pl.col("owner") == owners[1])["customer_key"][0]
+    monkeypatch.setattr(auth, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    auth.add_user(small_demo, "rep", "sales", PASSWORD, owners[0])
+    auth.add_user(small_demo, "boss", "manager", PASSWORD, None)
+
+    def warned(user: str, key: str) -> list[str]:
+        return [w.value for w in _signed_in(small_demo, monkeypatch, user, "customer_360", customer=key).warning]
+
+    for key in (theirs, "C000000000000"):
+        assert warned("rep", key) == [t("c360.not_found.own", "en", customer=key)]
+    assert warned("boss", "C000000000000") == [t("c360.not_found", "en", customer="C000000000000")]
+    assert warned("boss", theirs) == []  # the manager opens it
+
+
 def test_filters_that_leave_nobody_say_so_without_an_empty_grid(
     small_demo: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

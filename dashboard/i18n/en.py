@@ -794,6 +794,8 @@ STRINGS: dict[str, str] = {
     "c360.merged": "Customer {old} was merged into {customer}: showing {customer}.",
     "c360.not_found": "No customer with the key {customer}. It may have been merged into another customer; "
     "search for them by name or phone.",
+    "c360.not_found.own": "None of your customers has the key {customer}: it may be another owner's customer, or "
+    "have been merged into another customer. Search your customers by name or phone.",
     "c360.key": "Customer key {customer} · {records} source records",
     "c360.owner": "Owner: {owner}",
     "c360.attributes": "Golden record (the source each value came from)",

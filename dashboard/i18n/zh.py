@@ -753,6 +753,8 @@ STRINGS: dict[str, str] = {
     "c360.hint": "在上方搜索客户，或从流失预警列表打开客户。",
     "c360.merged": "客户 {old} 已并入 {customer}，现显示 {customer}。",
     "c360.not_found": "没有编号为 {customer} 的客户。它可能已并入另一个客户，请按姓名或手机号搜索。",
+    "c360.not_found.own": "你的客户中没有编号为 {customer} 的客户：它可能由其他负责人跟进，或已并入另一个客户。"
+    "请按姓名或手机号搜索你的客户。",
     "c360.key": "客户编号 {customer} · {records} 条来源记录",
     "c360.owner": "负责人：{owner}",
     "c360.attributes": "黄金记录（每个值来自哪个系统）",

@@ -66,6 +66,11 @@ def pages_for(role: str) -> tuple[str, ...]:
     return ROLE_PAGES.get(role, ())
 
 
+def sees_only_own_customers(role: str) -> bool:
+    """Whether the role's views hold only the customers it owns (sales): a customer it cannot open may exist."""
+    return role == "sales"
+
+
 # -- the data layer's rules -----------------------------------------------------------------------
 # (the masking functions themselves, mask_phone and friends, are core.dictionary's MASK_MACROS)
 PERSONAL_COLUMNS = {"phone": "mask_phone", "email": "mask_email", "id_number": "mask_id"}
