@@ -239,7 +239,7 @@ def _ask_metrics(
     import datetime as dt
 
     from dashboard.core.errors import QueryError
-    from dashboard.query.metrics import Request, ask, layer, rounded
+    from dashboard.query.metrics import Request, ask, layer, rounded, unfit
     from dashboard.query.warehouse import Warehouse
 
     span: dict[str, dt.date | None] = {"start": None, "end": None}
@@ -252,12 +252,15 @@ def _ask_metrics(
     request = Request.of(names, by, params, span["start"], span["end"])
     answer = ask(Warehouse(settings), request, principal)
     for metric, scope in answer.scopes.items():
+        lost = unfit(metric, request)
         if scope == "company":
-            _err(f"{metric}: the company's figure (not split by owner), {layer().metric(metric).label['en']}")
+            _err(f"{metric}: the company's figure, {layer().metric(metric).label['en']}")
+        elif scope == "none" and lost:
+            _err(f"{metric}: not shown to the role '{principal.role}' filtered by {', '.join(lost)}, not recorded")
         elif scope == "none":
             _err(f"{metric}: not shown to the role '{principal.role}' split by {', '.join(by) or 'nothing'}")
     if answer.unsplit:
-        _err(f"note: spend-based metrics are not filtered by {', '.join(answer.unsplit)}")
+        _err(f"note: the company's figures are not filtered by {', '.join(answer.unsplit)} (not in their data)")
     return rounded(answer.frame)  # to each metric's precision, as the pages' and reports' exports
 
 

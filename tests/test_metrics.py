@@ -98,6 +98,39 @@ def test_a_sales_rep_sees_the_companys_roi_labelled_so_never_company_spend_over_
     assert "roi" not in by_channel.frame.columns and by_channel.frame["leads"].sum() == 10
 
 
+SPEND_BASED = ("spend", "roi", "cost_per_lead", "cac")
+
+
+@pytest.mark.parametrize("dim", ["owner", "region"])
+def test_a_filter_spend_cannot_take_gives_the_companys_spend_figures_never_one_reps_revenue_over_all_spend(
+    company: Settings, dim: str
+) -> None:
+    """Spend has no owner or region: the manager's channels page filtered to one rep (or region) shows the
+    company's spend, ROI, cost per lead and CAC, labelled so, beside the rep's own leads and amount; never
+    the rep's won amount against every rep's spend (the medium demo's 刘亮 read -95 %)."""
+    wh = Warehouse(company)
+    names = ["leads", "won_amount", *SPEND_BASED]
+    whole = ask(wh, Request.of(names), MANAGER)
+    pick = f"SELECT {dim} FROM lead_facts WHERE {dim} IS NOT NULL ORDER BY owner = 'rep1' DESC, 1 LIMIT 1"
+    chosen = wh.sql(pick, user=MANAGER).item()
+    for by in ((), ("channel",)):
+        got = ask(wh, Request.of(names, by, {dim: chosen}, with_total=bool(by)), MANAGER)
+        assert {n: got.scopes[n] for n in names} == {"leads": "rows", "won_amount": "rows"} | dict.fromkeys(
+            SPEND_BASED, "company"
+        )
+        assert value(got, "leads") < value(whole, "leads") and got.unsplit == (dim,)
+        for name in SPEND_BASED:  # the company's figure, the same as unfiltered
+            assert value(got, name) == pytest.approx(value(whole, name)), (by, name)
+    assert value(got, "roi") == pytest.approx(4.5)
+    assert [label("roi", got.scopes["roi"], lang) for lang in ("zh", "en")] == ["全公司投资回报率", "Company ROI"]
+    # a sales rep's company ROI does not take a region either; a figure of their own that a filter cannot
+    # narrow (contracts have no channel) is not shown rather than shown unfiltered
+    mine = ask(wh, Request.of(["roi"], filters={"region": chosen}), SALES)
+    assert value(mine, "roi") == pytest.approx(4.5)
+    theirs = ask(wh, Request.of(["contract_value", "leads"], filters={"channel": "paid_search"}), SALES)
+    assert theirs.hidden == ("contract_value",) and "contract_value" not in theirs.frame.columns
+
+
 @pytest.mark.parametrize("user", [MANAGER, SALES], ids=["manager", "sales"])
 def test_the_leaderboard_counts_wins_by_win_date_under_a_name_of_its_own(company: Settings, user: Principal) -> None:
     """The leaderboard's columns are the layer's by-win-date metrics, split by owner: the same numbers, and

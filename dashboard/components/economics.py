@@ -1,5 +1,6 @@
 """Channel economics: the semantic layer's spend, leads, cost per lead, won deals, acquisition cost,
 won-deal amount and ROI per channel. A channel without spend shows its amount and "—" for the ratios.
+Filtered by owner or region, which spend does not record, the spend figures are the company's, headed so.
 
 Clicking a channel's bars narrows the page to that channel (its campaigns and leads).
 """
@@ -15,7 +16,7 @@ from dashboard.components.export_buttons import export_buttons
 from dashboard.components.filterbar import Filters
 from dashboard.components.tables import Kind, table
 from dashboard.i18n import t
-from dashboard.query.metrics import layer, rounded
+from dashboard.query.metrics import Answer, label, layer, rounded
 
 CHART_KEY = "economics_chart"
 
@@ -31,11 +32,22 @@ def kinds(eco: pl.DataFrame) -> dict[str, Kind]:
     return out
 
 
-def economics_figure(eco: pl.DataFrame, lang: str) -> go.Figure:
+def names(answer: Answer, lang: str) -> dict[str, str]:
+    """Each metric column's heading: its label at the scope it was read (全公司市场费用 / Company spend)."""
+    return {c: label(c, s, lang) for c, s in answer.scopes.items() if s != "none"}
+
+
+def economics_figure(eco: pl.DataFrame, lang: str, heads: dict[str, str] | None = None) -> go.Figure:
     channels = eco["channel"].to_list()
+    heads = heads or {}
     fig = go.Figure(
         [
-            go.Bar(name=t("metric.spend", lang), x=channels, y=eco["spend"].to_list(), marker_color=charts.PALETTE[1]),
+            go.Bar(
+                name=heads.get("spend") or t("metric.spend", lang),
+                x=channels,
+                y=eco["spend"].to_list(),
+                marker_color=charts.PALETTE[1],
+            ),
             go.Bar(
                 name=t("metric.won_amount", lang),
                 x=channels,
@@ -54,15 +66,17 @@ def _narrow_to_clicked() -> None:
         filterbar.set_channel(channel)
 
 
-def economics_section(eco: pl.DataFrame, filters: Filters, lang: str) -> None:
+def economics_section(eco: pl.DataFrame, answer: Answer, filters: Filters, lang: str) -> None:
+    """``eco``: the split rows of ``answer``, whose scopes head the columns."""
     if eco.is_empty():
         st.info(t("channels.no_leads", lang))
         return
-    charts.show(economics_figure(eco, lang), key=CHART_KEY, on_click=_narrow_to_clicked)
+    heads = names(answer, lang)
+    charts.show(economics_figure(eco, lang, heads), key=CHART_KEY, on_click=_narrow_to_clicked)
     if filters.channel is None:
         st.caption(t("economics.click", lang))
-    table(eco, kinds(eco), lang)
+    table(eco, kinds(eco), lang, names=heads)
     st.caption(t("economics.note", lang))
-    if filters.region or filters.owner:
+    if answer.unsplit:
         st.caption(t("economics.spend_unsplit", lang))
     export_buttons(rounded(eco), "channel_economics", t("economics.title", lang), filters, lang)

@@ -90,16 +90,24 @@ def pandas_frame(frame: pl.DataFrame) -> pd.DataFrame:
     return frame.to_arrow().to_pandas(date_as_object=False)
 
 
-def styled(frame: pl.DataFrame, kinds: Mapping[str, Kind], lang: str) -> Styler:
-    """The frame with translated headings, coded values by their names and formatted cells (columns not in
-    kinds are text)."""
+def styled(frame: pl.DataFrame, kinds: Mapping[str, Kind], lang: str, names: Mapping[str, str] | None = None) -> Styler:
+    """The frame with translated headings (``names``' where given), coded values by their names and formatted
+    cells (columns not in kinds are text)."""
     coded = {c: d for c, d in labels.COLUMNS.items() if kinds.get(c, "text") == "text"}
     frame = labels.frame(frame, lang, coded)
-    shown = pandas_frame(frame).rename(columns={c: heading(c, lang) for c in frame.columns})
-    formats = {heading(c, lang): formatter(kind_of(frame, c, kinds), lang) for c in frame.columns}
+    heads = {c: (names or {}).get(c) or heading(c, lang) for c in frame.columns}
+    shown = pandas_frame(frame).rename(columns=heads)
+    formats = {heads[c]: formatter(kind_of(frame, c, kinds), lang) for c in frame.columns}
     return shown.style.format(formats, na_rep=fmt.NONE)
 
 
-def table(frame: pl.DataFrame, kinds: Mapping[str, Kind], lang: str, height: int | Literal["auto"] = "auto") -> None:
+def table(
+    frame: pl.DataFrame,
+    kinds: Mapping[str, Kind],
+    lang: str,
+    height: int | Literal["auto"] = "auto",
+    names: Mapping[str, str] | None = None,
+) -> None:
     # the grid draws an empty cell with the placeholder, not with the Styler's "—"
-    st.dataframe(styled(frame, kinds, lang), hide_index=True, width="stretch", height=height, placeholder=fmt.NONE)
+    shown = styled(frame, kinds, lang, names)
+    st.dataframe(shown, hide_index=True, width="stretch", height=height, placeholder=fmt.NONE)

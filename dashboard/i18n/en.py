@@ -251,7 +251,8 @@ STRINGS: dict[str, str] = {
     "cockpit.no_leads": "No leads were created in this period.",
     "cockpit.by_channel": "By channel",
     "scope.company": "Company {label}",
-    "scope.company.help": "The whole company's figure, not yours: marketing spend is not split by owner. {help}",
+    "scope.company.help": "The whole company's figure, not one owner's or region's: marketing spend is not split "
+    "by owner or region. {help}",
     # channel table and chart
     "col.channel": "Channel",
     "col.leads": "Leads",
@@ -332,8 +333,9 @@ STRINGS: dict[str, str] = {
     "economics.note": "Cost per lead = marketing spend ÷ leads; CAC = marketing spend ÷ won deals; "
     "ROI = (won-deal amount − marketing spend) ÷ marketing spend. A channel without spend shows its won-deal "
     "amount and — for the ratios.",
-    "economics.spend_unsplit": "Spend is not recorded per region or owner: the ratios compare this selection's "
-    "leads and revenue with the channel's whole spend.",
+    "economics.spend_unsplit": "Spend is not recorded per region or owner: spend, cost per lead, acquisition "
+    "cost and ROI are the company's figures for each channel (every region's and owner's leads and revenue against "
+    "the channel's whole spend); leads, won deals and won-deal amount are this selection's.",
     "model.first_touch": "First touch",
     "model.last_touch": "Last touch",
     "model.linear": "Linear",

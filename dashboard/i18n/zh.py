@@ -238,7 +238,7 @@ STRINGS: dict[str, str] = {
     "cockpit.no_leads": "该期间没有新建线索。",
     "cockpit.by_channel": "按渠道",
     "scope.company": "全公司{label}",
-    "scope.company.help": "全公司的数字，不是你个人的：市场费用不按负责人拆分。{help}",
+    "scope.company.help": "全公司的数字，不是某个负责人或区域的：市场费用不按负责人或区域拆分。{help}",
     "col.channel": "渠道",
     "col.leads": "线索数",
     "col.won": "赢单数",
@@ -312,7 +312,8 @@ STRINGS: dict[str, str] = {
     "economics.click": "点击某渠道的柱子，或在筛选栏中选择渠道，即可查看其市场活动和线索。",
     "economics.note": "单条线索成本 = 市场费用 ÷ 线索数；获客成本 = 市场费用 ÷ 赢单数；"
     "投资回报率 = （赢单金额 − 市场费用）÷ 市场费用。没有市场费用的渠道显示赢单金额，比率显示为 —。",
-    "economics.spend_unsplit": "投放费用没有按区域或负责人记录：比率是用当前筛选的线索和收入对比该渠道的全部费用。",
+    "economics.spend_unsplit": "投放费用没有按区域或负责人记录：市场费用、单条线索成本、获客成本和投资回报率是全公司"
+    "在各渠道的数字（全部区域和负责人的线索与收入对比该渠道的全部费用）；线索数、赢单数和赢单金额是当前筛选的。",
     "model.first_touch": "首次触点",
     "model.last_touch": "末次触点",
     "model.linear": "线性",

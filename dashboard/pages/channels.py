@@ -37,7 +37,7 @@ st.subheader(t("funnel.title", LANG))
 funnel_section(data.query("funnel", filters.params()), filters, LANG)
 
 st.subheader(t("economics.title", LANG))
-economics_section(economics, filters, LANG)
+economics_section(economics, split, filters, LANG)
 
 st.subheader(t("attribution.title", LANG))
 model = url_choice("model", MODELS, t("attribution.model", LANG), lambda m: model_label(m, LANG), default="linear")

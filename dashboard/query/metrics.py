@@ -26,7 +26,7 @@ import polars as pl
 from dashboard.core.errors import QueryError
 from dashboard.derived.golden import NOT_REVENUE
 from dashboard.i18n import t
-from dashboard.query.security import ROLES, SYSTEM, Principal
+from dashboard.query.security import ROLES, ROW_FILTERED_ROLES, SYSTEM, Principal
 from dashboard.query.warehouse import Warehouse
 
 DEFINITIONS = Path(__file__).resolve().parents[1] / "metrics.toml"  # i18n reads its labels too
@@ -221,7 +221,7 @@ class Answer:
     frame: pl.DataFrame
     scopes: Mapping[str, Scope]
     hidden: tuple[str, ...]
-    unsplit: tuple[str, ...]  # filters some metric's model could not apply (spend has no region)
+    unsplit: tuple[str, ...]  # filters dropped from a company figure: some model it reads cannot apply them
 
 
 def _check(request: Request, lay: Layer) -> None:
@@ -352,28 +352,44 @@ def forget_company_rows() -> None:
         _company.clear()
 
 
+def unfit(name: str, request: Request, lay: Layer | None = None) -> tuple[str, ...]:
+    """The filters of ``request`` that some model metric ``name`` reads cannot apply (spend has no owner or
+    region): applied to the others only, they would set one owner's revenue against every owner's spend."""
+    lay = lay or layer()
+    models = [lay.models[m.model] for m in _measures([name], lay)]
+    return tuple(d for d, _ in request.filters if any(d not in m.dimensions for m in models))
+
+
+def _scope(metric: Metric, request: Request, user: Principal, lay: Layer) -> Scope:
+    """``scope_of``, and a metric whose models cannot all apply the request's filters is never read with a
+    filter on some of them only: it is the company's figure (those filters dropped for every model), or,
+    for a role that does not see every row (a sales rep's contract value filtered by channel), not shown."""
+    scope: Scope = "rows" if user.system else scope_of(metric, user, request.by)
+    if scope == "rows" and unfit(metric.name, request, lay):
+        return "none" if user.role in ROW_FILTERED_ROLES and not user.system else "company"
+    return scope
+
+
 def ask(wh: Warehouse, request: Request, user: Principal) -> Answer:
     """``request`` as ``user`` may see it: metrics at "rows" over their own views, at "company" over
-    every row (an aggregate only, at the grains the definition allows), "none" left out."""
+    every row (an aggregate only, at the grains the definition allows; without the filters their models
+    cannot all apply, nor an owner), "none" left out."""
     lay = layer()
     _check(request, lay)
-    scopes = {n: ("rows" if user.system else scope_of(lay.metric(n), user, request.by)) for n in request.metrics}
-    groups: dict[Scope, list[str]] = {}
+    scopes = {n: _scope(lay.metric(n), request, user, lay) for n in request.metrics}
+    groups: dict[tuple[Scope, tuple[str, ...]], list[str]] = {}  # by scope and the filters dropped
     for name, scope in scopes.items():
-        groups.setdefault(scope, []).append(name)
+        if scope != "none":
+            dropped = tuple(sorted({"owner", *unfit(name, request, lay)})) if scope == "company" else ()
+            groups.setdefault((scope, dropped), []).append(name)
     frame: pl.DataFrame | None = None
     unsplit: list[str] = []
-    for scope in ("rows", "company"):
-        names = groups.get(scope)
-        if not names:
-            continue
-        filters = dict(request.filters)
-        if scope == "company":
-            filters.pop("owner", None)  # the company's figure: every owner's rows
-        part = Request(tuple(names), request.by, tuple(filters.items()), request.start, request.end, request.with_total)
-        sql, params, lost = compile_sql(part, lay)
+    for (scope, dropped), names in sorted(groups.items(), key=lambda g: g[0][0] != "rows"):
+        filters = tuple((k, v) for k, v in request.filters if k not in dropped)
+        unsplit += [k for k, _ in request.filters if k in dropped]
+        part = Request(tuple(names), request.by, filters, request.start, request.end, request.with_total)
+        sql, params, _ = compile_sql(part, lay)  # every filter left applies to every model it reads
         rows = wh.sql(sql, params, user=user) if scope == "rows" else company_rows(wh, sql, params)
-        unsplit += lost
         keys = [*request.by, *([TOTAL] if request.with_total else [])]
         if frame is None:
             frame = rows

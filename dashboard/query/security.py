@@ -75,6 +75,8 @@ def sees_only_own_customers(role: str) -> bool:
 # (the masking functions themselves, mask_phone and friends, are core.dictionary's MASK_MACROS)
 PERSONAL_COLUMNS = {"phone": "mask_phone", "email": "mask_email", "id_number": "mask_id"}
 FREE_TEXT_COLUMNS = frozenset({"note"})  # people type phone numbers into notes
+# Roles whose views keep only some of the company's rows (sales: _sales_filter); the others read every row.
+ROW_FILTERED_ROLES = frozenset({"sales"})
 # Tables a sales user never reads (data-quality internals: samples across every owner's records).
 SALES_DENIED = frozenset({"field_quality", "validation_runs", "validation_results", "identity_consistency"})
 # Tables with nothing personal and no owner, that sales read whole (channel spend behind the ROI tile).
