@@ -17,11 +17,21 @@ WITH g AS (
 recs AS (
     SELECT customer_key, source_system, source_record_id, record_kind FROM identity_links SEMI JOIN g USING (customer_key)
 ),
+-- each won lead's amount as lead_facts takes it (its won events' largest), read from the customer's leads and
+-- their stage events: a sales rep sees every lead linked to their customer there, while lead_facts (the
+-- cockpit's pipeline) holds only the leads they own
+won_events AS (
+    SELECT e.lead_id, max(e.amount) AS won_amount
+    FROM lead_events AS e SEMI JOIN recs AS r ON r.record_kind = 'lead' AND r.source_record_id = e.lead_id
+    WHERE e.stage = 'won'
+    GROUP BY e.lead_id
+    HAVING count(e.occurred_at) > 0
+),
 won AS (
-    SELECT r.customer_key, round(sum(f.won_amount), 2) AS won_amount, count(f.won_at) AS won_deals
-    FROM lead_facts AS f
-    JOIN recs AS r ON r.record_kind = 'lead' AND r.source_system = f.source_system AND r.source_record_id = f.lead_id
-    WHERE f.won_at IS NOT NULL
+    SELECT r.customer_key, round(sum(e.won_amount), 2) AS won_amount, count(*) AS won_deals
+    FROM won_events AS e
+    JOIN recs AS r ON r.record_kind = 'lead' AND r.source_record_id = e.lead_id
+    SEMI JOIN leads AS l ON l.source_system = r.source_system AND l.lead_id = r.source_record_id
     GROUP BY ALL
 ),
 signed AS (

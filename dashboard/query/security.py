@@ -97,8 +97,17 @@ SELECT source_system, source_record_id FROM {{base}}.identity_links
 WHERE record_kind = 'customer' AND customer_key IN (SELECT customer_key FROM {{base}}.sales_keys);
 CREATE OR REPLACE VIEW {{base}}.sales_leads AS
 SELECT source_system, lead_id FROM {{base}}.leads WHERE owner = {OWNER_VAR};
+CREATE OR REPLACE VIEW {{base}}.sales_key_leads AS
+SELECT CAST(source_system AS VARCHAR) AS source_system, lead_id FROM {{base}}.lead_facts
+WHERE owner = {OWNER_VAR} OR customer_key IN (SELECT customer_key FROM {{base}}.sales_keys);
 """
-SALES_HELPER_VIEWS = ("sales_own_records", "sales_keys", "sales_key_records", "sales_leads")
+# sales_key_leads: their own leads and their customers' (lead_facts holds every lead with its identity link's key,
+# in memory: cheaper than scanning identity_links in each query on leads, their events or interactions)
+SALES_HELPER_VIEWS = ("sales_own_records", "sales_keys", "sales_key_records", "sales_leads", "sales_key_leads")
+# The source records a rep reads when linked to one of their customers, whoever owns the lead (README: "records
+# linked to those customers"), so Customer 360 reads a rep's customer as the manager does. The pipeline's facts
+# (lead_facts, attribution: the cockpit's leads, won deals, leaderboard) keep the leads the rep owns.
+LINKED_RECORDS = frozenset({"leads", "lead_events", "interactions"})
 
 
 def role_schema(role: str) -> str:
@@ -168,17 +177,20 @@ def _sales_filter(name: str, columns: dict[str, str], base: str) -> str | None:
         return "true"
     if name == "filter_values":  # the filter bar lists only the user's own name among owners
         return f"kind <> 'owner' OR value = {OWNER_VAR}"
+    linked = name in LINKED_RECORDS
+    # a lead's stage events are its lead id's, whichever system recorded them (as lead_facts reads them)
+    same_system = "" if name == "lead_events" else "k.source_system = t.source_system AND "
+    own_lead = (
+        f"EXISTS (SELECT 1 FROM {base}.{'sales_key_leads' if linked else 'sales_leads'} AS k "
+        f"WHERE {same_system}k.lead_id = t.lead_id)"
+    )
     if "owner" in columns:
-        return f"owner = {OWNER_VAR}"
+        return f"owner = {OWNER_VAR} OR {own_lead}" if linked else f"owner = {OWNER_VAR}"
     if "customer_key" in columns:
         return f"customer_key IN (SELECT customer_key FROM {base}.sales_keys)"
     own_customer = (
         f"EXISTS (SELECT 1 FROM {base}.sales_key_records AS k "
         f"WHERE k.source_system = t.source_system AND k.source_record_id = t.customer_ref)"
-    )
-    own_lead = (
-        f"EXISTS (SELECT 1 FROM {base}.sales_leads AS k "
-        f"WHERE k.source_system = t.source_system AND k.lead_id = t.lead_id)"
     )
     if "customer_ref" in columns and "source_system" in columns:
         return f"{own_customer} OR {own_lead}" if "lead_id" in columns else own_customer
