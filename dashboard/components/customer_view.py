@@ -129,7 +129,11 @@ def key_figures(profile: dict, lang: Lang) -> None:
         t("c360.fig.receivables", lang), money(profile["open_receivables"]), help=t("c360.fig.receivables.help", lang)
     )
     cols[1].metric(t("c360.fig.orders", lang), count(profile["orders"]))
-    cols[2].metric(t("c360.fig.last_contact", lang), fmt.day(profile["last_contact_at"], lang))  # as the timeline
+    cols[2].metric(  # dated as the timeline; it counts orders and new leads, the churn reasons interactions only
+        t("c360.fig.last_contact", lang),
+        fmt.day(profile["last_contact_at"], lang),
+        help=t("c360.fig.last_contact.help", lang),
+    )
     channels = profile["channels"] or []
     names = ", ".join(labels.value("channel", c, lang) for c in channels)
     cols[3].metric(t("c360.fig.channels", lang), count(len(channels)), help=names or None)

@@ -827,7 +827,10 @@ STRINGS: dict[str, str] = {
     "c360.risk.none": "Not in the churn scoring: no order or interaction in the data the scores read.",
     "c360.risk.no_reasons": "No reason recorded.",
     "c360.fig.orders": "Orders",
-    "c360.fig.last_contact": "Last contact",
+    "c360.fig.last_contact": "Last touch (interaction, order, new lead)",
+    "c360.fig.last_contact.help": "The latest of the customer's last interaction, last order and last new lead. "
+    "The churn reasons' “interaction” counts interaction records only (calls, visits, messages and the like), not "
+    "orders or new leads, so its last date can be older than this one.",
     "c360.fig.receivables": "Open receivables",
     "c360.fig.channels": "Channels",
     "c360.rfm": "RFM: {segment}",

@@ -784,7 +784,9 @@ STRINGS: dict[str, str] = {
     "c360.risk.none": "不在流失评分范围内：评分所读的数据中没有该客户的订单或互动。",
     "c360.risk.no_reasons": "没有记录原因。",
     "c360.fig.orders": "订单数",
-    "c360.fig.last_contact": "最近接触",
+    "c360.fig.last_contact": "最近接触（互动、下单、新线索）",
+    "c360.fig.last_contact.help": "最近一次互动、下单、新建线索中最晚的日期。流失原因里的“互动”只计互动记录"
+    "（通话、拜访、消息等），不含下单和新线索，所以它的最近日期可能早于这里。",
     "c360.fig.receivables": "未收款",
     "c360.fig.channels": "触达渠道",
     "c360.rfm": "RFM：{segment}",
