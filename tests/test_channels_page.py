@@ -16,11 +16,13 @@ import pytest
 from streamlit import dataframe_util
 from streamlit.testing.v1 import AppTest
 
-from dashboard.components import charts, data, filterbar
+from dashboard.components import charts, data, economics, filterbar
+from dashboard.components.export_buttons import exported
 from dashboard.core.config import CONFIG_ENV, Settings
 from dashboard.i18n import LANGS, t
 from dashboard.i18n.values import ValueLabels
-from dashboard.query.security import SYSTEM
+from dashboard.query.metrics import Request, ask
+from dashboard.query.security import SYSTEM, Principal
 from dashboard.query.warehouse import Warehouse, list_queries
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
@@ -138,6 +140,15 @@ def test_one_reps_channels_read_the_companys_spend_figures_labelled_so(
     assert (row[company_roi], row[heads["spend"]], row[heads["cost_per_lead"]]) == ("600%", "¥3,000", "¥100")
     assert row[heads["cac"]] == "¥500"  # the company's 6 won deals on paid search, not the rep's
     assert t("economics.spend_unsplit", lang) in texts(at)
+    # the download heads its columns as the table does
+    split = ask(
+        Warehouse(company), Request.of(["leads", "roi"], ["channel"], {"owner": "rep1"}), Principal("m", "manager")
+    )
+    assert exported(split.frame, lang, names=economics.names(split, lang)).columns == [
+        t("col.channel", lang),
+        t("metric.leads", lang),
+        company_roi,
+    ]
 
 
 def test_funnel_overall(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -79,4 +79,4 @@ def economics_section(eco: pl.DataFrame, answer: Answer, filters: Filters, lang:
     st.caption(t("economics.note", lang))
     if answer.unsplit:
         st.caption(t("economics.spend_unsplit", lang))
-    export_buttons(rounded(eco), "channel_economics", t("economics.title", lang), filters, lang)
+    export_buttons(rounded(eco), "channel_economics", t("economics.title", lang), filters, lang, names=heads)

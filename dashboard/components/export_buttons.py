@@ -55,11 +55,16 @@ def audited(build: Callable[[], bytes], file_name: str, rows: int) -> Callable[[
     return make
 
 
-def exported(frame: pl.DataFrame, lang: str, kinds: Mapping[str, Kind] | None = None) -> pl.DataFrame:
+def exported(
+    frame: pl.DataFrame,
+    lang: str,
+    kinds: Mapping[str, Kind] | None = None,
+    names: Mapping[str, str] | None = None,
+) -> pl.DataFrame:
     """The table as a download writes it: each number column of ``kinds`` rounded to the precision the page
-    shows (still a number), every column headed by its label in the language."""
+    shows (still a number), every column headed by its label in the language (``names``' as the page heads it)."""
     out = rounded(frame, kinds or {})
-    return out.rename({c: heading(c, lang) for c in out.columns})
+    return out.rename({c: (names or {}).get(c) or heading(c, lang) for c in out.columns})
 
 
 def export_buttons(
@@ -70,12 +75,13 @@ def export_buttons(
     lang: str,
     applies: Sequence[str] = FIELDS,
     kinds: Mapping[str, Kind] | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> None:
     """Two small buttons; ``name`` is the file name (ASCII) and the widgets' key; ``kinds`` (as the table on
-    the page has them) round each number column to the precision shown."""
+    the page has them) round each number column to the precision shown; ``names`` head columns as the page does."""
     tz = settings().timezone
     rows = export_header(title, filters, lang, tz, applies)
-    out = exported(frame, lang, kinds)
+    out = exported(frame, lang, kinds, names)
     stamp = datetime.now(ZoneInfo(tz)).strftime("%Y%m%d")
     with st.container(horizontal=True, gap="small"):
         st.download_button(
