@@ -21,7 +21,7 @@ from dashboard.components.export_buttons import exported
 from dashboard.core.config import CONFIG_ENV, Settings
 from dashboard.i18n import LANGS, t
 from dashboard.i18n.values import ValueLabels
-from dashboard.query.metrics import Request, ask
+from dashboard.query.metrics import Request, ask, label
 from dashboard.query.security import SYSTEM, Principal
 from dashboard.query.warehouse import Warehouse, list_queries
 
@@ -131,12 +131,13 @@ def test_one_reps_channels_read_the_companys_spend_figures_labelled_so(
     """Filtered to one rep, the page sets no rep's revenue against every rep's spend (the medium demo's 刘亮
     read ROI -95 %): spend, cost per lead, CAC and ROI are the company's, headed so, as the rep's cockpit."""
     at = open_page(company, monkeypatch, "channels", lang, owner="rep1")
-    company_roi = t("scope.company", lang, label=t("metric.roi", lang))
+    company_roi = label("roi", "company", lang)
     tiles = metrics(at)
     assert tiles[company_roi] == "450%" and t("metric.roi", lang) not in tiles
     assert tiles[t("metric.leads", lang)] == "10"  # the rep's own
     row = by(shown(at, company_roi), t("col.channel", lang))[{"zh": "搜索推广", "en": "Paid search"}[lang]]
-    heads = {n: t("scope.company", lang, label=t(f"metric.{n}", lang)) for n in ("spend", "cost_per_lead", "cac")}
+    heads = {n: label(n, "company", lang) for n in ("spend", "cost_per_lead", "cac")}
+    assert heads["spend"] == {"zh": "全公司市场费用", "en": "Company marketing spend"}[lang]
     assert (row[company_roi], row[heads["spend"]], row[heads["cost_per_lead"]]) == ("600%", "¥3,000", "¥100")
     assert row[heads["cac"]] == "¥500"  # the company's 6 won deals on paid search, not the rep's
     assert t("economics.spend_unsplit", lang) in texts(at)

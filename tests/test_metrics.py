@@ -297,3 +297,13 @@ def test_an_alert_watches_a_metric_by_name(company: Settings) -> None:
     bad = 'query = "metrics"\ncolumn = "revenue"\nchange_pct = 10'
     run = evaluate(with_config(company, rule("bad", "metric_change", '"x"', bad)), FRIDAY)  # beside the first
     assert any("no metric named 'revenue'" in e for e in map(str, run.errors))
+
+
+def test_the_company_figure_reads_as_one_english_phrase() -> None:
+    """Filtered to one rep, the channels page headed "Company Marketing spend" (the label's capital kept inside
+    the phrase): a word starts small inside it, an acronym stays as it is."""
+    assert label("spend", "company", "en") == "Company marketing spend"
+    assert label("cost_per_lead", "company", "en") == "Company cost per lead"
+    assert label("roi", "company", "en") == "Company ROI"
+    assert label("spend", "company", "zh") == "全公司市场费用"
+    assert label("spend", "rows", "en") == "Marketing spend"

@@ -418,7 +418,11 @@ def value(answer: Answer, name: str) -> float | None:
 def label(name: str, scope: Scope, lang: str) -> str:
     """The metric's label (i18n ``metric.<name>``, from the definition); the company's figure says so."""
     text = t(f"metric.{name}", lang)
-    return t("scope.company", lang, label=text) if scope == "company" else text
+    if scope != "company":
+        return text
+    # inside a phrase a word starts small (Company marketing spend), an acronym stays (Company ROI)
+    inner = text if text[1:2].isupper() else text[:1].lower() + text[1:]
+    return t("scope.company", lang, label=inner)
 
 
 def help_text(name: str, scope: Scope, lang: str) -> str:
