@@ -771,6 +771,17 @@ def churn_backtest(
         typer.echo(why)
 
 
+@churn_app.command("export-fit")
+def churn_export_fit(path: Annotated[Path, typer.Argument(help="The fit file to write.")]) -> None:
+    """Write the churn fit that scored the current build to PATH. Set `[churn] model = "PATH"` to score every
+    later build with it (never fitted again, not even by --full): the scores then depend on the data alone."""
+    from dashboard.core.store import Store
+    from dashboard.derived.churn import build as churn_mod
+
+    kept = churn_mod.export_fit(Store(_settings().data_path), path)
+    typer.echo(f"{path}: churn fit written ({kept.method}, fitted {kept.trained_on}, horizon {kept.horizon_days} days)")
+
+
 source_app = typer.Typer(help="Onboard a new source: profile it, propose its mapping, add it to cockpit.toml.")
 app.add_typer(source_app, name="source")
 

@@ -10,9 +10,11 @@ Golden records, lead facts and attribution of the incremental build are also com
 with a full derived build of the same snapshots (golden records made again only for the customers touched).
 
 Churn keeps its fit between fits ([churn] refit_every_days): the incremental refresh rescores everyone with
-the fit of the first refresh, while the folder built from empty fits anew on the changed data. What is
-compared for churn is therefore "same fit, same data → same scores": the empty folder's customers are
-scored with the incremental folder's kept fit, and its churn tables then served like every other query.
+the fit of the first refresh, while a folder built from empty would fit anew on the changed data. What is
+compared for churn is therefore "same fit, same data → same scores": the empty folder pins the incremental
+folder's kept fit ([churn] model, as `cockpit churn export-fit` writes it), so its refresh scores with that
+fit and fits none, and its churn tables are then served like every other query. The full derived build that
+golden's tables are compared with pins it too (its churn tables are not compared: a fit there would be waste).
 """
 
 from __future__ import annotations
@@ -32,12 +34,10 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from dashboard.core.config import Settings, load_settings
-from dashboard.core.duck import attach_entities, work_connection
 from dashboard.core.errors import ConfigError
 from dashboard.core.keys import PSEUDONYM_KEY, own_key
 from dashboard.core.store import Store, now_utc
 from dashboard.derived.analytics import ANALYTICS_TABLES
-from dashboard.derived.churn import build as churn
 from dashboard.derived.golden import GOLDEN_TABLES
 from dashboard.derived.tables import stored_parts
 from dashboard.ops.status import source_status
@@ -133,25 +133,31 @@ def _customers(raw: Path) -> list[str]:
     return ["crm"]
 
 
+# The pinned files (`cockpit identity export-model`, `cockpit churn export-fit`) by the section that names them
+PINS = {"identity": "identity_model.json", "churn": "churn_fit.pkl"}
+
+
 def _pinned(src: Settings, dest: Settings, config: str = "cockpit.toml", exported: Path | None = None) -> Settings:
-    """``dest`` scoring identity with ``src``'s Splink parameters ([identity] model), its settings written to
-    ``config`` beside its cockpit.toml. An incremental build scores with the parameters trained earlier; a
-    build from empty (or with --full) would train its own on the changed records, and retrained parameters
-    move match probabilities a little (README, identity resolution): the same links need the same
-    parameters, so they are an input here like the raw files. ``exported``: the file `cockpit identity
-    export-model` already wrote from ``src``'s current build (copied: no second command)."""
-    model = dest.base_dir / "identity_model.json"
-    if exported is not None:
-        shutil.copy(exported, model)
-    else:
-        out = cockpit("--config", str(src.base_dir / "cockpit.toml"), "identity", "export-model", str(model))
-        assert out.returncode == 0, out.stderr
-    cfg = dest.base_dir / config
+    """``dest`` scoring identity with ``src``'s Splink parameters ([identity] model) and churn with its fit
+    ([churn] model), its settings written to ``config`` beside its cockpit.toml. An incremental build scores
+    with the parameters trained and the churn fit made earlier; a build from empty (or with --full) would
+    train its own on the changed records, and retrained parameters move match probabilities a little (README,
+    identity resolution): the same links need the same parameters, so they are an input here like the raw
+    files; so is the churn fit, and a build that scores with it fits none (the medium tests' slowest step).
+    ``exported``: the folder where the commands already wrote both files from ``src``'s current build (copied:
+    no second command)."""
     text = (dest.base_dir / "cockpit.toml").read_text(encoding="utf-8")
-    line = 'model = "identity_model.json"\n'
-    text = (
-        text.replace("[identity]\n", "[identity]\n" + line) if "[identity]\n" in text else f"{text}\n[identity]\n{line}"
-    )
+    for section, name in PINS.items():
+        if exported is not None:
+            shutil.copy(exported / name, dest.base_dir / name)
+        else:
+            command = ("identity", "export-model") if section == "identity" else ("churn", "export-fit")
+            out = cockpit("--config", str(src.base_dir / "cockpit.toml"), *command, str(dest.base_dir / name))
+            assert out.returncode == 0, out.stderr
+        line = f'model = "{name}"\n'
+        head = f"[{section}]\n"
+        text = text.replace(head, head + line) if head in text else f"{text}\n{head}{line}"
+    cfg = dest.base_dir / config
     cfg.write_text(text, encoding="utf-8")
     return load_settings(cfg)
 
@@ -218,26 +224,6 @@ def _comparable(frame: pl.DataFrame, keys: pl.DataFrame, run_columns: set[str] =
 def _fit(settings: Settings) -> dict[str, Any]:
     fit: dict[str, Any] = Store(settings.data_path).read_manifest()["derived"]["churn_fit"]
     return fit
-
-
-def _kept_fit(settings: Settings) -> churn.KeptFit:
-    kept = churn.load_fit(Store(settings.data_path).abs(_fit(settings)["file"]))
-    assert kept is not None
-    return kept
-
-
-def _score_with(settings: Settings, kept: churn.KeptFit) -> None:
-    """The current build's churn tables made again with ``kept``: this test's own folder, one build only."""
-    store = Store(settings.data_path)
-    manifest = store.read_manifest()
-    tables = manifest["derived"]["tables"]
-    with work_connection(settings) as con:
-        attach_entities(con, store, manifest)
-        links = pl.read_parquet(store.abs(tables["identity_links"]))
-        result = churn.run(con, settings, links, kept=kept)
-    for table, frame in (("churn_scores", result.scores), ("churn_model", result.card)):
-        store.abs(tables[table]).unlink()
-        frame.write_parquet(store.abs(tables[table]))
 
 
 def _personal(settings: Settings) -> pl.DataFrame:
@@ -357,7 +343,7 @@ def _incremental_is_full(built: Path, tmp_path: Path, change: str) -> None:
     current = store.read_manifest()
     if change in GOLDEN_TOUCHED:  # customer_attributes: the base linked on and a part of the touched customers
         assert "customer_attributes" in current["derived"]["parts"]
-    same_model = _pinned(incr, incr, "pinned.toml")  # a full build, with the parameters the build scored with
+    same_model = _pinned(incr, incr, "pinned.toml")  # a full build, with the parameters and fit the build scored with
     remade = build_derived(same_model, store, current, full=True)["derived"]
     _same_tables(incr, current["derived"], remade, [*GOLDEN_TABLES, *ANALYTICS_TABLES])
 
@@ -370,10 +356,12 @@ def _incremental_is_full(built: Path, tmp_path: Path, change: str) -> None:
     if "identity" not in result.reused:  # new and changed records resolved against the existing clusters
         assert _identity_resolution(incr) == "incremental"
     full = _copy(tmp_path / "incr", tmp_path / "full", with_state=False)  # the same raw files, no state
-    # ... and the same identity parameters: the current build's still (the refresh since made no step again)
-    full = _pinned(incr, full, exported=incr.base_dir / "identity_model.json")
+    # ... and the same identity parameters and churn fit: the current build's still (the refresh since made no
+    # step again): same fit, same data → same scores (see the module's docstring)
+    full = _pinned(incr, full, exported=incr.base_dir)
     assert refresh(full).exit_code == 0
-    _score_with(full, _kept_fit(incr))  # same fit, same data → same scores (see the module's docstring)
+    assert _fit(full)["trained_on"] == _fit(incr)["trained_on"]  # scored with the pinned fit, none made
+    assert _card(full)["trained_at"].to_list() == _card(incr)["trained_at"].to_list()
 
     keys_incr, keys_full = _key_names(incr), _key_names(full)
     assert sorted(keys_incr["members"].to_list()) == sorted(keys_full["members"].to_list())

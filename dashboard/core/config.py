@@ -531,6 +531,8 @@ class ChurnConfig(_Strict):
     # days a fitted churn model serves before a refresh fits it again (0: every refresh refits); the
     # refreshes between rescore every customer with it. `cockpit refresh --full` always refits.
     refit_every_days: int = Field(7, ge=0, le=365)
+    # a churn fit file (`cockpit churn export-fit`) every build scores with, --full too: never fitted again
+    model: str | None = None
 
     @model_validator(mode="after")
     def _bands(self) -> ChurnConfig:

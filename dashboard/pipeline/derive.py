@@ -200,6 +200,7 @@ def build_derived(
     stage = store.staging / "derived" / build_id
     stage.mkdir(parents=True)
     steps = _Steps(settings, store, manifest, stage, full)
+    pinned_fit = _pinned_fit(settings)  # [churn] model, read before any work: a bad file stops the build here
     # DuckDB held to settings.memory_limit, spilling past it; with [engine] kind = "spark" also a Spark
     # session, started and checked before any work (None otherwise)
     with work_connection(settings) as con, spark_jobs.engine(settings) as spark:
@@ -317,7 +318,7 @@ def build_derived(
             inputs_on_spark.close()
         done("golden", _rows(stage / "customer_golden.parquet"))
         say(f"{DERIVING}{DERIVED_STEPS['churn']}")
-        steps.key("churn", steps.keys["identity"], steps.today)
+        steps.key("churn", steps.keys["identity"], steps.today, *(pinned_fit[1:] if pinned_fit else ()))
         reused_churn = steps.reuse("churn")
         personal_files = _PersonalFiles(settings, store, manifest, steps, stage, spark)
 
@@ -346,8 +347,11 @@ def build_derived(
             if reused_churn:
                 return _link_fit(store, steps, stage)
             # scored with the kept fit until it is refit_every_days old (or --full, or new code or settings)
-            fit = _kept_fit(settings, store, steps)
-            rows = _churn_rows(con, store, steps, links) if fit is not None else None  # the same day: the touched
+            fit = _kept_fit(settings, store, steps, pinned_fit)
+            # the same day and the fit that scored the current build: only the touched customers scored again
+            rows = (
+                _churn_rows(con, store, steps, links) if fit is not None and _scored_with(steps, pinned_fit) else None
+            )
             # engine spark: the keys, per-day tables and every cutoff's features as Spark jobs, the fit here
             # DuckDB gets what [build_memory] leaves of what the process holds and of churn's frames (CHURN_HEADROOM)
             with (
@@ -358,7 +362,7 @@ def build_derived(
                 # the driver holds a rescore's touched customers' links (gathered from Spark), or none
                 churn_links = links.frame() if spark is None else _churn_links_on_spark(links, rows)
                 _churn().build(con, settings, churn_links, stage, churn_says, fit, rows)  # scores, card, calibration
-            entry = _fit_entry(steps, stage, fit)
+            entry = _fit_entry(steps, stage, fit, pinned_fit[1] if pinned_fit else None)
             done("churn", _rows(stage / "churn_scores.parquet"))
             return entry
 
@@ -723,9 +727,22 @@ def _same_records(
     return int(unknown) == 0
 
 
-def _kept_fit(settings: Settings, store: Store, steps: _Steps) -> churn.KeptFit | None:
-    """The current build's churn fit when made by this code with these settings, less than
-    ``[churn] refit_every_days`` ago (``--full``: none, the model is fitted again)."""
+def _pinned_fit(settings: Settings) -> tuple[churn.KeptFit, str] | None:
+    """The pinned churn fit ([churn] model) and its file's digest (an input of the churn step), or None."""
+    if settings.churn.model is None:
+        return None
+    fit: churn.KeptFit | None = _churn().read_pinned(settings)
+    assert fit is not None  # read_pinned raises on a missing or bad file
+    return fit, fingerprint.file_digest(settings.base_dir / settings.churn.model)
+
+
+def _kept_fit(
+    settings: Settings, store: Store, steps: _Steps, pinned: tuple[churn.KeptFit, str] | None = None
+) -> churn.KeptFit | None:
+    """The pinned fit ([churn] model: always, --full too), else the current build's churn fit when made by this
+    code with these settings, less than ``[churn] refit_every_days`` ago (``--full``: none, fitted again)."""
+    if pinned is not None:
+        return pinned[0]
     info = steps.current.get("churn_fit") or {}
     if steps.full or info.get("key") != steps.base or not info.get("file"):
         return None
@@ -739,15 +756,23 @@ def _kept_fit(settings: Settings, store: Store, steps: _Steps) -> churn.KeptFit 
 _FIT_FILES = ("file", "rows")  # the churn_fit entry's files: the fit, the features it scored (churn.ROWS_FILE)
 
 
-def _fit_entry(steps: _Steps, stage: Path, kept: churn.KeptFit | None) -> dict[str, str] | None:
+def _scored_with(steps: _Steps, pinned: tuple[churn.KeptFit, str] | None) -> bool:
+    """Whether the current build was scored with the fit this build scores with: a kept fit is the current
+    build's own; a pinned one only when the current build's entry names the same file's digest."""
+    return pinned is None or (steps.current.get("churn_fit") or {}).get("pinned") == pinned[1]
+
+
+def _fit_entry(
+    steps: _Steps, stage: Path, kept: churn.KeptFit | None, pinned: str | None = None
+) -> dict[str, str] | None:
     """The fit a build's churn step made or kept (``file``: its name in the build's folder; ``rows``: the
-    features it scored)."""
+    features it scored; ``pinned``: the digest of the [churn] model file it scored with)."""
     name: str = _churn().FIT_FILE
     if not (stage / name).is_file():
         return None  # nothing to score: no fit
     trained_on = kept.trained_on.isoformat() if kept is not None else steps.today
     rows: str = _churn().ROWS_FILE
-    entry = {"key": steps.base, "trained_on": trained_on, "file": name}
+    entry = {"key": steps.base, "trained_on": trained_on, "file": name, **({"pinned": pinned} if pinned else {})}
     return {**entry, "rows": rows} if (stage / rows).is_file() else entry
 
 

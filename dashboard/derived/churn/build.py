@@ -64,7 +64,7 @@ from sklearn.isotonic import IsotonicRegression
 from dashboard.core.config import Settings
 from dashboard.core.config import today as config_today
 from dashboard.core.duck import attach_entities, attach_table, work_connection
-from dashboard.core.errors import CockpitError
+from dashboard.core.errors import CockpitError, ConfigError
 from dashboard.core.store import Store
 from dashboard.derived import identity
 from dashboard.derived.churn import TABLES
@@ -348,6 +348,37 @@ def load_fit(path: Path) -> KeptFit | None:
     except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError):
         return None
     return kept if isinstance(kept, KeptFit) else None
+
+
+def read_pinned(settings: Settings) -> KeptFit | None:
+    """The fit ``[churn] model`` names (a file `cockpit churn export-fit` wrote, relative to the config's folder),
+    or None when none is set. A missing or unreadable file, or a fit of another horizon, is a ConfigError naming
+    the key and the file: a pinned fit is never replaced by a new one silently."""
+    name = settings.churn.model
+    if name is None:
+        return None
+    path = settings.base_dir / name
+    if not path.is_file():
+        raise ConfigError(f"{path}: churn fit file not found ([churn] model)")
+    kept = load_fit(path)
+    if kept is None:
+        raise ConfigError(f"{path}: not a churn fit file ([churn] model; `cockpit churn export-fit` writes one)")
+    if kept.horizon_days != settings.churn.horizon_days:
+        raise ConfigError(
+            f"{path}: a churn fit for a {kept.horizon_days}-day horizon ([churn] model), "
+            f"but [churn] horizon_days = {settings.churn.horizon_days}"
+        )
+    return kept
+
+
+def export_fit(store: Store, path: Path) -> KeptFit:
+    """Write the fit that scored the current build to ``path`` (for ``[churn] model``); returns it."""
+    info = (store.read_manifest().get("derived") or {}).get("churn_fit") or {}
+    kept = load_fit(store.abs(info["file"])) if info.get("file") else None
+    if kept is None:
+        raise ConfigError("no churn fit yet: run `cockpit refresh` (a build with customers to score fits one)")
+    save_fit(kept, path)
+    return kept
 
 
 def _evaluate(fitted: Fitted, frame: pl.DataFrame) -> tuple[dict[str, float | None], Bins]:
