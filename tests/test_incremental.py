@@ -516,3 +516,57 @@ def test_refit_every_days_zero_fits_every_refresh_and_a_bad_value_names_the_key(
     _new_lead(settings, 3)
     assert "churn" not in refresh(settings).reused
     assert _card(settings)["trained_at"][0] > card["trained_at"][0]
+
+
+def _pin_churn(settings: Settings, name: str, *lines: str) -> Settings:
+    """``settings``' folder with ``[churn] model = name`` (and ``lines``) added to its cockpit.toml."""
+    cfg = settings.base_dir / "cockpit.toml"
+    text = cfg.read_text(encoding="utf-8")
+    cfg.write_text(text + "\n".join(["", "[churn]", f'model = "{name}"', *lines, ""]), encoding="utf-8")
+    return load_settings(cfg)
+
+
+def test_a_pinned_churn_fit_scores_every_build_and_is_never_fitted_again(company: Settings) -> None:
+    """An approved fit, exported and pinned ([churn] model): a changed lead, refit_every_days = 0 and --full would
+    each fit again; pinned, every build scores with it (the same card, the same day fitted), and the build that
+    rescored only the touched customers serves the scores --full gives everyone."""
+    fit, card = _fit(company), _card(company)
+    path = company.base_dir / "approved.pkl"
+    out = cockpit("--config", str(company.base_dir / "cockpit.toml"), "churn", "export-fit", str(path))
+    assert out.returncode == 0, out.stderr
+    assert f"{path}: churn fit written ({card['method'][0]}, fitted {fit['trained_on']}" in out.stdout
+    pinned = _pin_churn(company, "approved.pkl", "refit_every_days = 0")
+
+    served = []
+    for lead, full in ((4, False), (5, False), (None, True)):  # pinned now; a lead more (the touched rescored); --full
+        if lead is not None:
+            _new_lead(pinned, lead)
+        result = refresh(pinned, full=full)
+        assert result.exit_code == 0 and "churn" not in result.reused  # made again ...
+        assert _fit(pinned)["trained_on"] == fit["trained_on"]  # ... scored with the pinned fit, none made
+        assert _card(pinned)["trained_at"].to_list() == card["trained_at"].to_list()
+        served.append(_comparable(Warehouse(pinned).run_query("churn_list", user=MANAGER), _key_names(pinned)))
+    assert served[-1].height > 0
+    assert_frame_equal(served[1], served[2])  # the touched customers rescored: what scoring everyone gives
+
+
+def test_a_missing_or_bad_pinned_churn_fit_stops_the_refresh_naming_the_key_and_file(company: Settings) -> None:
+    from dashboard.derived.churn.build import export_fit, read_pinned
+
+    missing = _pin_churn(company, "approved.pkl")
+    out = cockpit("--config", str(company.base_dir / "cockpit.toml"), "refresh")
+    assert out.returncode != 0
+    assert f"error: {missing.base_dir / 'approved.pkl'}: churn fit file not found ([churn] model)" in out.stderr
+    assert "Traceback" not in out.stderr
+    (company.base_dir / "approved.pkl").write_bytes(b"not a fit")
+    with pytest.raises(ConfigError, match=r"approved\.pkl: not a churn fit file \(\[churn\] model"):
+        read_pinned(missing)
+    export_fit(Store(company.data_path), company.base_dir / "approved.pkl")  # a fit, for 90 days (the default)
+    with pytest.raises(ConfigError, match=r"a churn fit for a 90-day horizon \(\[churn\] model\), .* = 60"):
+        read_pinned(missing.model_copy(update={"churn": missing.churn.model_copy(update={"horizon_days": 60})}))
+
+    nothing = company.base_dir / "empty"
+    nothing.mkdir()
+    (nothing / "cockpit.toml").write_text('data_dir = "data"\n', encoding="utf-8")
+    out = cockpit("--config", str(nothing / "cockpit.toml"), "churn", "export-fit", str(nothing / "fit.pkl"))
+    assert out.returncode != 0 and "error: no churn fit yet: run `cockpit refresh`" in out.stderr
