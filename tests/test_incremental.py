@@ -534,7 +534,8 @@ def test_a_pinned_churn_fit_scores_every_build_and_is_never_fitted_again(company
     path = company.base_dir / "approved.pkl"
     out = cockpit("--config", str(company.base_dir / "cockpit.toml"), "churn", "export-fit", str(path))
     assert out.returncode == 0, out.stderr
-    assert f"{path}: churn fit written ({card['method'][0]}, fitted {fit['trained_on']}" in out.stdout
+    assert out.stdout.startswith(f"{path}: churn fit written (")
+    assert out.stdout.endswith(f", fitted {fit['trained_on']}, horizon 90 days)\n")
     pinned = _pin_churn(company, "approved.pkl", "refit_every_days = 0")
 
     served = []
