@@ -136,12 +136,11 @@ def test_a_long_query_does_not_hold_up_the_other_users_queries(company: Settings
     assert outcome == ["stopped"]  # and that one was stopped by its own time limit
 
 
-def test_the_riskiest_customers_of_a_large_churn_list_come_back_at_once() -> None:
+def test_the_riskiest_customers_of_a_large_churn_list_come_with_the_users_and_the_companys_ranks() -> None:
     """customer_churn without a customer (`cockpit query customer_churn`): the 100 riskiest, each with its place on
     the list as the user sees it. At 50,000 customers a rank counted for every customer before the limit took 13–17 s
-    (a medium demo's; test_incremental serves it twice per case); counted for the 100 returned, well under one."""
-    import time
-
+    (a medium demo's; test_incremental serves it twice per case); it is counted for the 100 returned now (0.05 s:
+    docs/benchmarks.md, "The test suite's time"; a speed is a benchmark's to measure, not a test's)."""
     import duckdb
 
     n = 50_000
@@ -154,13 +153,10 @@ def test_the_riskiest_customers_of_a_large_churn_list_come_back_at_once() -> Non
         "FROM range($n) AS t(i)",
         {"n": n},
     )
-    started = time.perf_counter()
     got = con.sql(load_query("customer_churn").sql, params={"customer_key": None, "lang": "en"}).pl()
-    took = time.perf_counter() - started
     assert got["customer_key"].to_list() == [f"C{i:06d}" for i in range(100)]
     assert got["rank"].to_list() == list(range(1, 101))  # the rep's own list: 1, 2, 3 ...
     assert got["company_rank"].to_list() == list(range(2, 202, 2))
     assert got["reason_1"][0] == "no order in 30 days"
-    assert took < 3, f"the 100 riskiest of {n:,} took {took:.1f} s"
     one = con.sql(load_query("customer_churn").sql, params={"customer_key": "C000041", "lang": "zh"}).pl()
     assert one.select("rank", "company_rank", "reason_1").row(0) == (42, 84, "30 天未下单")
