@@ -376,16 +376,16 @@ def test_a_sales_rep_opening_another_owners_customer_is_told_it_may_be_theirs(
     owners = everyone.filter(pl.col("owner").is_not_null())["owner"].unique().sort()
     theirs = everyone.filter(pl.col("owner") == owners[1])["customer_key"][0]
     monkeypatch.setattr(auth, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-    auth.add_user(small_demo, "rep", "sales", PASSWORD, owners[0])
-    auth.add_user(small_demo, "boss", "manager", PASSWORD, None)
+    auth.add_user(small_demo, "rep0", "sales", PASSWORD, owners[0])  # names no other test of this demo takes
+    auth.add_user(small_demo, "boss0", "manager", PASSWORD, None)
 
     def warned(user: str, key: str) -> list[str]:
         return [w.value for w in _signed_in(small_demo, monkeypatch, user, "customer_360", customer=key).warning]
 
     for key in (theirs, "C000000000000"):
-        assert warned("rep", key) == [t("c360.not_found.own", "en", customer=key)]
-    assert warned("boss", "C000000000000") == [t("c360.not_found", "en", customer="C000000000000")]
-    assert warned("boss", theirs) == []  # the manager opens it
+        assert warned("rep0", key) == [t("c360.not_found.own", "en", customer=key)]
+    assert warned("boss0", "C000000000000") == [t("c360.not_found", "en", customer="C000000000000")]
+    assert warned("boss0", theirs) == []  # the manager opens it
 
 
 def test_filters_that_leave_nobody_say_so_without_an_empty_grid(

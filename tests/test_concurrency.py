@@ -204,7 +204,9 @@ def test_readers_across_publishes_see_one_snapshot_each_and_no_error(company: Se
             assert 0 <= gen <= PUBLISHES and value == expected[gen][key], (key, value)  # one snapshot, whole
             assert gen >= floor, (key, gen, floor)  # never older than an answer already given
     # the test moved what it meant to: every role's counts grew with each publish
-    assert [e[("rep1", "counts")] for e in expected] == [(10 + 5 * g, 10 + 5 * g) for g in range(PUBLISHES + 1)]
+    # rep1's leads: their own, and the 3 unowned web-form leads of their customers (README: "records linked to
+    # those customers"); their funnel's facts: their own leads only
+    assert [e[("rep1", "counts")] for e in expected] == [(13 + 5 * g, 10 + 5 * g) for g in range(PUBLISHES + 1)]
     assert [e[("admin", "counts")][1] for e in expected] == [60 + 5 * g for g in range(PUBLISHES + 1)]
     wh.close()
 
@@ -249,7 +251,7 @@ def test_a_cold_start_builds_the_views_once_for_every_session_signing_in(company
         "admin": (60, 60),
         "manager": (60, 60),
         "analyst": (60, 60),
-        "rep1": (10, 10),
+        "rep1": (13, 10),  # their 10 leads and their customers' 3 unowned web forms; the facts their own 10
     }
     wh.close()
 

@@ -14,6 +14,7 @@ from dashboard.components.fmt import NONE, count, money
 from dashboard.components.tables import headers
 from dashboard.i18n import Lang, t, units_kept
 from dashboard.query.search import search_params
+from dashboard.query.security import sees_only_own_customers
 
 PAGE = "customer_360"
 PARAM = "customer"  # ?customer=<customer_key>
@@ -29,6 +30,13 @@ _FOUND_KEY = "_c360_found"  # the listed results' customer keys, for a click on 
 def selected_key() -> str | None:
     key = st.query_params.get(PARAM)
     return key.strip() if key and key.strip() else None
+
+
+def not_found(key: str, lang: Lang) -> None:
+    """No profile for ``key``: a sales rep is told it may be another owner's customer (in the same words whether
+    the key exists or not: nothing says which customers exist), anyone else that there is no such customer."""
+    said = "c360.not_found.own" if sees_only_own_customers(data.user().role) else "c360.not_found"
+    st.warning(t(said, lang, customer=key), icon=":material/person_off:")
 
 
 def _event_kinds(lang: Lang) -> pl.Expr:

@@ -10,7 +10,6 @@ from dashboard.components import customer_view as view
 from dashboard.components import data
 from dashboard.components.frame import start_page
 from dashboard.i18n import t
-from dashboard.query.security import sees_only_own_customers
 
 LANG = start_page("customer_360")
 
@@ -30,9 +29,7 @@ if profile.is_empty():  # a key whose customer merged into another opens that cu
         st.query_params[view.PARAM] = key  # the address bar names the customer shown
         profile = data.query("customer_profile", {"customer_key": key})
 if profile.is_empty():
-    # a sales rep is told the customer may be another owner's (the same words whether it exists or not)
-    said = "c360.not_found.own" if sees_only_own_customers(data.user().role) else "c360.not_found"
-    st.warning(t(said, LANG, customer=key), icon=":material/person_off:")
+    view.not_found(key, LANG)
     st.stop()
 customer = profile.row(0, named=True)
 view.header(customer, LANG, data.query("customer_churn", {"customer_key": key, "lang": LANG}))
