@@ -16,7 +16,7 @@ import pytest
 from streamlit import dataframe_util
 from streamlit.testing.v1 import AppTest
 
-from dashboard.components import charts, data, economics, filterbar
+from dashboard.components import charts, data, economics, filterbar, fmt
 from dashboard.components.export_buttons import exported
 from dashboard.core.config import CONFIG_ENV, Settings
 from dashboard.i18n import LANGS, t
@@ -91,6 +91,9 @@ def test_channels_page_renders_every_section(company: Settings, monkeypatch: pyt
     sections = ("volume.title", "funnel.title", "economics.title", "attribution.title", "drill.title")
     assert [s.value for s in at.subheader] == [t(k, lang) for k in sections]
     assert len(at.get("plotly_chart")) == 4  # volume, funnel, economics, attribution
+    eco = json.loads(at.get("plotly_chart")[2].proto.spec)
+    assert f"**{fmt.md_escape(t('economics.chart', lang))}**" in [m.value for m in at.markdown]
+    assert [bar["name"] for bar in eco["data"]] == [t("metric.spend", lang), t("metric.won_amount", lang)]
     assert len(at.download_button) == 8  # CSV and Excel behind each chart
     assert t("drill.hint", lang) in texts(at)
 
@@ -141,6 +144,15 @@ def test_one_reps_channels_read_the_companys_spend_figures_labelled_so(
     assert (row[company_roi], row[heads["spend"]], row[heads["cost_per_lead"]]) == ("600%", "¥3,000", "¥100")
     assert row[heads["cac"]] == "¥500"  # the company's 6 won deals on paid search, not the rep's
     assert t("economics.spend_unsplit", lang) in texts(at)
+    # the chart draws the rep's won amount alone: the company's spend beside it would read as the rep's return
+    eco = json.loads(at.get("plotly_chart")[2].proto.spec)
+    assert f"**{fmt.md_escape(t('economics.chart_selection', lang))}**" in [m.value for m in at.markdown]
+    assert [bar["name"] for bar in eco["data"]] == [t("metric.won_amount", lang)]
+    mine = ask(
+        Warehouse(company), Request.of(["won_amount"], ["channel"], {"owner": "rep1"}), Principal("m", "manager")
+    )
+    drawn = sum(y or 0 for y in eco["data"][0]["y"])
+    assert drawn == mine.frame["won_amount"].sum() == 7000  # rep1's won amount, not the company's
     # the download heads its columns as the table does
     split = ask(
         Warehouse(company), Request.of(["leads", "roi"], ["channel"], {"owner": "rep1"}), Principal("m", "manager")

@@ -1,6 +1,8 @@
 """Channel economics: the semantic layer's spend, leads, cost per lead, won deals, acquisition cost,
 won-deal amount and ROI per channel. A channel without spend shows its amount and "—" for the ratios.
-Filtered by owner or region, which spend does not record, the spend figures are the company's, headed so.
+Filtered by owner or region, which spend does not record, the spend figures are the company's, headed so,
+and the chart draws the selection's won-deal amount alone: the company's spend beside one rep's revenue would
+read as that rep's return.
 
 Clicking a channel's bars narrows the page to that channel (its campaigns and leads).
 """
@@ -37,27 +39,18 @@ def names(answer: Answer, lang: str) -> dict[str, str]:
     return {c: label(c, s, lang) for c, s in answer.scopes.items() if s != "none"}
 
 
-def economics_figure(eco: pl.DataFrame, lang: str, heads: dict[str, str] | None = None) -> go.Figure:
+def economics_figure(eco: pl.DataFrame, lang: str, company_spend: bool = False) -> go.Figure:
+    """Spend and won-deal amount per channel; with ``company_spend`` (the spend read at company scope under an
+    owner or region filter) the won-deal amount alone, titled as the selection's."""
     channels = eco["channel"].to_list()
-    heads = heads or {}
-    fig = go.Figure(
-        [
-            go.Bar(
-                name=heads.get("spend") or t("metric.spend", lang),
-                x=channels,
-                y=eco["spend"].to_list(),
-                marker_color=charts.PALETTE[1],
-            ),
-            go.Bar(
-                name=t("metric.won_amount", lang),
-                x=channels,
-                y=eco["won_amount"].to_list(),
-                marker_color=charts.PALETTE[2],
-            ),
-        ]
+    won = go.Bar(
+        name=t("metric.won_amount", lang), x=channels, y=eco["won_amount"].to_list(), marker_color=charts.PALETTE[2]
     )
+    spend = go.Bar(name=t("metric.spend", lang), x=channels, y=eco["spend"].to_list(), marker_color=charts.PALETTE[1])
+    fig = go.Figure([won] if company_spend else [spend, won])
     fig.update_layout(barmode="group", yaxis_tickprefix="¥", yaxis_tickformat=",.0f", clickmode="event+select")
-    return charts.name_categories(charts.layout(fig, t("economics.chart", lang)), "channel", channels, lang)
+    title = t("economics.chart_selection" if company_spend else "economics.chart", lang)
+    return charts.name_categories(charts.layout(fig, title), "channel", channels, lang)
 
 
 def _narrow_to_clicked() -> None:
@@ -72,7 +65,8 @@ def economics_section(eco: pl.DataFrame, answer: Answer, filters: Filters, lang:
         st.info(t("channels.no_leads", lang))
         return
     heads = names(answer, lang)
-    charts.show(economics_figure(eco, lang, heads), key=CHART_KEY, on_click=_narrow_to_clicked)
+    company_spend = answer.scopes.get("spend") == "company"
+    charts.show(economics_figure(eco, lang, company_spend), key=CHART_KEY, on_click=_narrow_to_clicked)
     if filters.channel is None:
         st.caption(t("economics.click", lang))
     table(eco, kinds(eco), lang, names=heads)

@@ -329,6 +329,7 @@ STRINGS: dict[str, str] = {
     "funnel.by_channel": "Funnel per channel",
     "economics.title": "Channel economics",
     "economics.chart": "Spend and won revenue per channel",
+    "economics.chart_selection": "Won revenue per channel (this selection)",
     "economics.click": "Click a channel's bars, or choose it in the filter bar, to see its campaigns and leads.",
     "economics.note": "Cost per lead = marketing spend ÷ leads; CAC = marketing spend ÷ won deals; "
     "ROI = (won-deal amount − marketing spend) ÷ marketing spend. A channel without spend shows its won-deal "

@@ -309,6 +309,7 @@ STRINGS: dict[str, str] = {
     "funnel.by_channel": "各渠道转化漏斗",
     "economics.title": "渠道投入产出",
     "economics.chart": "各渠道投放费用与赢单金额",
+    "economics.chart_selection": "各渠道赢单金额（当前筛选）",
     "economics.click": "点击某渠道的柱子，或在筛选栏中选择渠道，即可查看其市场活动和线索。",
     "economics.note": "单条线索成本 = 市场费用 ÷ 线索数；获客成本 = 市场费用 ÷ 赢单数；"
     "投资回报率 = （赢单金额 − 市场费用）÷ 市场费用。没有市场费用的渠道显示赢单金额，比率显示为 —。",
