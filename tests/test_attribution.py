@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from dashboard.core.config import Settings, load_settings
@@ -181,3 +182,29 @@ def test_on_the_demo_each_model_sums_to_the_won_revenue(small_demo: Settings) ->
     assert won > 0
     for model in MODELS:
         assert sum(c[model] for c in got.values()) == pytest.approx(won), model
+
+
+@pytest.mark.parametrize("by", ["owner", "region"])
+def test_on_the_demo_a_region_or_owner_hands_out_its_own_won_deals_over_every_channel(
+    small_demo: Settings, by: str
+) -> None:
+    """The channels page filtered to one owner or region: attribution hands out that owner's or region's won deals
+    (each model totals their amount by win date), their touches on channels beyond the leads' own."""
+    wh = Warehouse(small_demo)
+    won = (
+        wh.sql(
+            "SELECT owner, region, channel, won_amount AS amount FROM lead_facts WHERE won_at IS NOT NULL",
+            {},
+            user=SYSTEM,
+        )
+        .rename({by: "who"})
+        .filter(pl.col("who").is_not_null())
+    )
+    top = won.group_by("who").agg(pl.col("amount").sum()).sort("amount", descending=True)["who"][0]
+    theirs = won.filter(pl.col("who") == top)
+    got = attribution(small_demo, **{by: top})
+    everyone = attribution(small_demo)
+    for model in MODELS:
+        assert sum(c[model] for c in got.values()) == pytest.approx(theirs["amount"].sum()), model
+        assert sum(c[model] for c in got.values()) < sum(c[model] for c in everyone.values()) - 1, model
+    assert set(got) - set(theirs["channel"].to_list()), got  # credit on channels that touched, not only the leads'

@@ -17,6 +17,7 @@ from streamlit import dataframe_util
 from streamlit.testing.v1 import AppTest
 
 from dashboard.components import charts, data, economics, filterbar, fmt
+from dashboard.components.attribution import model_label
 from dashboard.components.export_buttons import exported
 from dashboard.core.config import CONFIG_ENV, Settings
 from dashboard.i18n import LANGS, t
@@ -436,3 +437,26 @@ def test_a_drill_down_without_leads_says_so_once_without_an_empty_table(
     assert t("channels.no_leads", "en") in [i.value for i in at.info]
     assert f"**{t('drill.leads', 'en', shown='0', total='0')}**" not in [m.value for m in at.markdown]
     assert len(at.dataframe) == 0 and len(at.get("download_button")) == 0
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_attribution_filtered_to_a_rep_hands_out_that_reps_won_deals(
+    company: Settings, monkeypatch: pytest.MonkeyPatch, lang: str
+) -> None:
+    """Filtered to one rep, attribution spreads that rep's won deals over the channels that touched them (it used
+    to show the whole company's whatever the filter), and every model totals the rep's won revenue by win date."""
+    whose = Warehouse(company).sql(
+        "SELECT channel, sum(won_amount) AS amount FROM lead_facts WHERE won_at IS NOT NULL AND owner = 'rep1' "
+        "GROUP BY ALL",
+        {},
+        user=SYSTEM,
+    )
+    mine = dict(zip(whose["channel"].to_list(), whose["amount"].to_list(), strict=True))
+    at = open_page(company, monkeypatch, "channels", lang, owner="rep1")
+    linear = model_label("linear", lang)
+    rows = by(shown(at, model_label("u_shaped", lang)), t("col.channel", lang))
+    got = {channel: row[linear] for channel, row in rows.items()}
+    paid = {"zh": "搜索推广", "en": "Paid search"}[lang]
+    assert mine == {"paid_search": 7000} and got == {paid: "¥7,000"}  # the company's: ¥21,000 and trade show ¥1,000
+    line = t("attribution.sums_ok", lang, total="¥7,000", parts="")
+    assert line.split("¥7,000")[0] + "¥7,000" in texts(at)

@@ -1,6 +1,7 @@
 """Multi-touch attribution (``attribution``): the period's won revenue split over channels by five
 models side by side, the chosen one in front, and the proof that each model hands out exactly the
-won revenue of the period.
+won revenue of the period. Filtered by region or owner, the won deals are that region's or owner's leads;
+their touches, and so the credits, stay on every channel (the channel and campaign filters do not apply).
 """
 
 from __future__ import annotations
@@ -10,18 +11,31 @@ import polars as pl
 import streamlit as st
 
 from dashboard.components import charts, fmt
-from dashboard.components.data import settings
+from dashboard.components.data import metrics, query, settings
 from dashboard.components.export_buttons import export_buttons
 from dashboard.components.filterbar import Filters
 from dashboard.components.tables import Kind, table
 from dashboard.derived.analytics import MODELS
 from dashboard.i18n import t
+from dashboard.query.metrics import Request
 
 TOLERANCE = 0.5  # yuan: sums of floating-point shares
 
 
 def model_label(model: str, lang: str) -> str:
     return t(f"model.{model}", lang)
+
+
+APPLIES = ("period", "region", "owner")  # the filters attribution takes: whose won deals, and when won
+
+
+def won_deals(filters: Filters) -> tuple[pl.DataFrame, float]:
+    """The attribution rows of the won deals the filters pick (won in the period, of the region and owner), and
+    their won revenue by win date as the semantic layer reads it: what every model must hand out."""
+    whose = {"region": filters.region, "owner": filters.owner}
+    att = query("attribution", {**filters.period(), **whose})
+    won = metrics(Request.of(["won_amount_by_win_date"], filters=whose, start=filters.start, end=filters.end))
+    return att, float(won.frame["won_amount_by_win_date"].sum() or 0)
 
 
 def model_totals(att: pl.DataFrame) -> dict[str, float]:
@@ -73,4 +87,4 @@ def attribution_section(att: pl.DataFrame, won_revenue: float, chosen: str, filt
     ok, line = sums_line(model_totals(att), won_revenue, lang)
     (st.caption if ok else st.warning)(line)
     st.caption(t("attribution.note", lang, half_life=f"{settings().analytics.attribution_half_life_days:g}"))
-    export_buttons(shown, "attribution", t("attribution.title", lang), filters, lang, ("period",), kinds)
+    export_buttons(shown, "attribution", t("attribution.title", lang), filters, lang, APPLIES, kinds)

@@ -348,7 +348,9 @@ STRINGS: dict[str, str] = {
     "attribution.none": "No deals were won in this period.",
     "attribution.sums_ok": "✓ Every model hands out exactly the period's won revenue, {total}: {parts}",
     "attribution.sums_off": "The models do not add up to the period's won revenue, {total}: {parts}",
-    "attribution.note": "Deals won in the period (by won date), all channels, regions and owners. A lead's touches "
+    "attribution.note": "Deals won in the period (by won date). With a region or owner chosen, only the deals won on "
+    "that region's or owner's leads; their touches count on every channel (the channel and campaign filters do not "
+    "apply here). A lead's touches "
     "are its own channel plus the interactions with it or its customer before the win. U-shaped gives 40% each "
     "to the first and last touch and shares 20% among the rest; time decay halves a touch's weight every "
     "{half_life} days before the win.",

@@ -326,7 +326,8 @@ STRINGS: dict[str, str] = {
     "attribution.none": "该期间没有赢单。",
     "attribution.sums_ok": "✓ 每个模型分配的金额都恰好等于该期间的赢单金额 {total}：{parts}",
     "attribution.sums_off": "各模型的合计与该期间的赢单金额 {total} 不符：{parts}",
-    "attribution.note": "按赢单日期统计期间内赢单，涵盖全部渠道、区域和负责人。"
+    "attribution.note": "按赢单日期统计期间内的赢单；选了区域或负责人时，只统计该区域或负责人的线索的赢单，"
+    "其触点仍涵盖全部渠道（渠道和市场活动筛选不用于归因）。"
     "线索的触点包括其自身渠道，以及赢单前与该线索或其客户的互动。"
     "U 型模型给首次和末次触点各 40%，其余触点分享 20%；时间衰减模型中，触点距赢单每早 {half_life} 天，权重减半。",
     "drill.title": "市场活动与线索",

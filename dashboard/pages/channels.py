@@ -6,7 +6,7 @@ and leads. Every table behind a chart downloads as CSV or Excel.
 import streamlit as st
 
 from dashboard.components import data
-from dashboard.components.attribution import MODELS, attribution_section, model_label
+from dashboard.components.attribution import MODELS, attribution_section, model_label, won_deals
 from dashboard.components.channels import rows
 from dashboard.components.drilldown import LEADS_LIMIT, drilldown
 from dashboard.components.economics import economics_section
@@ -41,9 +41,8 @@ economics_section(economics, split, filters, LANG)
 
 st.subheader(t("attribution.title", LANG))
 model = url_choice("model", MODELS, t("attribution.model", LANG), lambda m: model_label(m, LANG), default="linear")
-won = data.query("sales_leaderboard", filters.period())
-won_amount = float(won["won_amount_by_win_date"].sum())  # by win date, as attribution hands it out
-attribution_section(data.query("attribution", filters.period()), won_amount, model, filters, LANG)
+attribution, won_amount = won_deals(filters)  # by win date, as attribution hands it out
+attribution_section(attribution, won_amount, model, filters, LANG)
 
 st.subheader(t("drill.title", LANG))
 if filters.channel is None:
