@@ -271,6 +271,34 @@ def test_filters_round_trip_through_the_url(company: Settings, monkeypatch: pyte
     assert at.selectbox(key="_fb_region").value == "华东"
 
 
+@pytest.mark.parametrize("how", ["url", "page change"])
+def test_the_cockpit_applies_only_the_filters_it_shows(
+    company: Settings, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """The cockpit shows only a period: a rep chosen on the channels page (or in a link to the cockpit) narrowed
+    its tiles while nothing on it said so (60 leads read 10). It reads the company's; the channels page, when
+    the user returns to it, still reads the rep's."""
+    if how == "url":
+        at = open_page(company, monkeypatch, "cockpit", owner="rep1")
+    else:
+        at = open_page(company, monkeypatch, "channels", owner="rep1")
+        assert metrics(at)["Leads"] == "10"
+        at.switch_page("pages/cockpit.py").run()
+    shown_metrics = metrics(at)
+    assert {k: shown_metrics[k] for k in KPIS} == {
+        "Leads": "60",
+        "Conversion": "13.3%",
+        "Won-deal amount": "¥22,000",
+        "ROI": "450%",
+    }
+    board = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]
+    assert board["y"] == ["rep2", "rep1", "rep0"]
+    leads = json.loads(at.get("plotly_chart")[1].proto.spec)["data"][0]  # leads and won deals per channel
+    assert sum(leads["y"]) == 60
+    at.switch_page("pages/channels.py").run()
+    assert at.selectbox(key="_fb_owner").value == "rep1" and metrics(at)["Leads"] == "10"
+
+
 def test_a_bookmarked_value_missing_from_the_data_still_applies(
     company: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

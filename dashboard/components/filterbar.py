@@ -3,6 +3,8 @@
 The filters live in a plain session key (so they survive page changes) and in the URL query string
 (``?start=2026-03-01&end=2026-03-31&channel=paid_search``), so a filtered view can be bookmarked and
 sent: a new session starts from the URL, and every run writes the current filters back to it.
+A page applies only the filters it shows (the cockpit: the period): a region chosen on the channels page is
+kept for when the user returns there, but never narrows a page that does not say so.
 """
 
 from __future__ import annotations
@@ -66,6 +68,14 @@ def to_query(filters: Filters) -> dict[str, str]:
     """The URL parameters for the filters that are set (an unset filter is left out)."""
     values = {k: v.isoformat() if isinstance(v, date) else v for k, v in filters.params().items()}
     return {k: v for k, v in values.items() if v}
+
+
+def shown_only(filters: Filters, fields: Sequence[str]) -> Filters:
+    """``filters`` without the ones a page with ``fields`` does not show: what it may apply."""
+    dropped: dict[str, Any] = {f: None for f in CHOICES if f not in fields}
+    if "period" not in fields:
+        dropped |= {"start": None, "end": None}
+    return dataclasses.replace(filters, **dropped)
 
 
 def current() -> Filters:
@@ -168,7 +178,7 @@ def filter_bar(lang: str, options: Mapping[str, Sequence[str]], fields: Sequence
     shown |= {f for f in fields if f in CHOICES}
     url = to_query(state)
     write_url({key: url.get(key) for key in shown})
-    return state
+    return shown_only(state, fields)
 
 
 def url_choice(

@@ -8,7 +8,7 @@ import streamlit as st
 from dashboard.components import data, kiosk
 from dashboard.components.channels import channel_chart, channel_table, rounded, rows
 from dashboard.components.export_buttons import export_buttons
-from dashboard.components.filterbar import current, filter_bar
+from dashboard.components.filterbar import current, filter_bar, shown_only
 from dashboard.components.frame import no_data_hint, start_page
 from dashboard.components.freshness import freshness
 from dashboard.components.kpi import split_request, totals
@@ -86,7 +86,7 @@ def wall() -> None:
 
 
 if KIOSK:
-    FILTERS = current()
+    FILTERS = shown_only(current(), ("period",))  # the wall draws no filter bar: a period in its URL at most
     kiosk.live(wall, LANG)
 else:
     if data.has_data():
