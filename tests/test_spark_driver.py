@@ -8,6 +8,8 @@ the driver made to fail."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from dashboard.derived.golden import touched_customers
 from dashboard.derived.identity import REDIRECT_SCHEMA, redirects
 from dashboard.derived.spark import identity as spark_identity
 from dashboard.derived.spark import jobs
+from dashboard.derived.spark import session as spark_session
 from dashboard.derived.spark import steps as spark_steps
 from dashboard.derived.tables import attach_views
 from dashboard.pipeline import fingerprint
@@ -33,6 +36,27 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark")]
 
 NOW = datetime(2026, 12, 5, 16, 0, 0, 123456)
 _KEYED = {"source_system": pl.String, "source_record_id": pl.String, "customer_key": pl.String}
+
+
+@contextmanager
+def _keeping_the_jvm(settings: Settings) -> Iterator[Any]:
+    """The build's session (session.spark_session: started, checked by a test job, stopped however the build
+    ends) with the process's JVM kept when it stops, as the modules' own sessions keep it (tests/sparkcluster.py
+    stop_keeping_jvm), instead of ended. The JVM's end is the product's (a refresh gives its memory back;
+    test_spark_session checks it); here it would make the next build and the module's session start a JVM and
+    compile Spark's first jobs again: ~11 CPU-s each, against ~1 for a new context on a running JVM."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(spark_session, "stop_session", lambda spark: spark.stop())
+        with spark_session.spark_session(settings) as spark:
+            yield spark
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_jvm() -> Iterator[None]:
+    """Both builds' sessions and the module's (tests/conftest.py spark) on one JVM (_keeping_the_jvm)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(jobs, "spark_session", _keeping_the_jvm)
+        yield
 
 
 def _no_links_on_the_driver(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -64,7 +88,7 @@ def built_on_spark(on_spark: Settings) -> tuple[Manifest, Manifest, dict[str, in
     """A whole derived build with engine spark, every step made again over the small demo's current build (the
     DuckDB engine's), with every Polars read of a links file on the driver made to fail; not published. The
     manifest it was made from, the one it returns, each step's rows and the SparkGraph it made. (Made by the
-    module's first test: a build stops the session it starts, the process's only one.)"""
+    module's first test: a build stops the session it starts, the process's only one; its JVM is kept, _one_jvm.)"""
     made: list[spark_identity.SparkGraph] = []
 
     class Kept(spark_identity.SparkGraph):
