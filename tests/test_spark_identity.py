@@ -584,21 +584,9 @@ def _driver_records(settings: Settings) -> pl.DataFrame:
         return read_records(con)
 
 
-def test_the_small_demo_resolved_from_records_made_on_spark_links_what_duckdb_links(
-    on_spark: Settings, spark: Any
-) -> None:
-    records = _driver_records(on_spark)
-    duck_model, spark_model = Model(threshold=0.95), Model(threshold=0.95)
-    want = resolve(records, duck_model)
-    got = _resolved_on_spark(on_spark, spark, "resolved_on_spark", spark_model)
-    assert got.height == records.height
-    assert got.drop("confidence").equals(want.drop("confidence"))  # keys, records, rules
-    assert (got["confidence"] - want["confidence"]).abs().max() <= 1.0001e-4
-    assert spark_model.stats["pairs_linked"] == duck_model.stats["pairs_linked"] > 0
-    # trained on the same sample: the same parameters (DuckDB's threads may add them up in another order)
-    assert _parameters(spark_model) == pytest.approx(_parameters(duck_model), rel=1e-9)
-    assert spark_model.tf_total == duck_model.tf_total
-    assert (got["match_rule"] == "probabilistic").sum() > 0
+# The small demo resolved whole on Spark from records made there (the links, Splink's parameters and pairs linked
+# DuckDB's): tests/test_spark_identity_jobs.py, on the records a build makes (SparkInput's), one resolve on Spark
+# of the small demo for both modules' assertions; the incremental resolution below makes its records itself.
 
 
 def test_an_incremental_resolution_from_records_made_on_spark_links_what_duckdb_links(

@@ -21,6 +21,7 @@ from dashboard.core.store import Store
 from dashboard.derived.identity import Model, resolve
 from dashboard.derived.spark import identity as spark_identity
 from dashboard.derived.spark import jobs
+from tests.test_spark_identity import _parameters
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark")]
 
@@ -133,14 +134,17 @@ def test_files_of_one_entity_are_read_in_one_scan_where_their_types_agree(on_spa
 def test_the_small_demo_resolved_on_spark_links_what_duckdb_links_with_the_fewer_jobs(
     on_spark: Settings, spark: Any
 ) -> None:
-    """The whole identity step as a build runs it with engine spark, its fingerprint first: the links DuckDB
-    makes, and no clash pulled to the driver where none was counted (the demo's first build has none)."""
+    """The whole identity step as a build runs it with engine spark, its fingerprint first, the records and their
+    features made on Spark (the driver holds their keys only): the links DuckDB makes from the driver's records,
+    Splink trained on the same sample (the same parameters and pairs linked), and no clash pulled to the driver
+    where none was counted (the demo's first build has none)."""
     from dashboard.core.duck import attach_entities
     from dashboard.derived.identity import read_records
 
     store = Store(on_spark.data_path)
     stage = _stage(on_spark, "resolved")
     made = spark_identity.SparkInput(spark, on_spark, store, store.read_manifest(), stage)
+    spark_model, duck_model = Model(threshold=0.95), Model(threshold=0.95)
     pulled: list[str] = []
     graph = spark_identity.SparkGraph(spark, on_spark, stage)
     real, components, clusters = graph._pulled, graph._components, graph._clusters
@@ -166,17 +170,23 @@ def test_the_small_demo_resolved_on_spark_links_what_duckdb_links_with_the_fewer
     try:
         made.digest()
         records = spark_identity.SparkRecords(spark, on_spark, store, store.read_manifest(), stage, made)
-        got = resolve(records, Model(threshold=0.95), score=spark_identity.scorer(spark, on_spark, stage), graph=graph)
+        assert "name" not in records.recs.columns and "phone" not in records.recs.columns  # keys only on the driver
+        got = resolve(records, spark_model, score=spark_identity.scorer(spark, on_spark, stage), graph=graph)
     finally:
         made.close()
     import duckdb
 
     with duckdb.connect() as con:
         attach_entities(con, store, store.read_manifest())
-        want = resolve(read_records(con), Model(threshold=0.95))
-    assert got.height == want.height > 6_000
+        on_the_driver = read_records(con)
+    want = resolve(on_the_driver, duck_model)
+    assert got.height == want.height == on_the_driver.height > 6_000
     assert got.drop("confidence").equals(want.drop("confidence"))  # keys, records, rules
     assert (got["confidence"] - want["confidence"]).abs().max() <= 1.0001e-4
+    assert spark_model.stats["pairs_linked"] == duck_model.stats["pairs_linked"] > 0
+    # trained on the same sample: the same parameters (DuckDB's threads may add them up in another order)
+    assert _parameters(spark_model) == pytest.approx(_parameters(duck_model), rel=1e-9)
+    assert spark_model.tf_total == duck_model.tf_total
     assert not [sql for sql in pulled if "clash" in sql]  # no fresh key clashed: none brought here
     # Splink's connected components did not run: pass 1's clusters by label propagation (a table per round), and
     # the accepted pairs join whole pass-1 clusters, found without a Spark job (no record is detached)
