@@ -108,8 +108,25 @@ def db(server: Server) -> Db:
     return d
 
 
-def write_config(root: Path, kind: str, customers_table: str = "crm_customers", timeout: float = 20) -> Path:
-    """An ERP database source beside a small CSV source (which must keep publishing whatever the ERP does)."""
+# For a test that checks the extract, the published snapshot and the attempts, not the derived build: no GX Data
+# Docs site and identity's exact rules alone (the Splink pass trains again at each first or full pull). Per refresh
+# of this company that is ~0.4 CPU-s of site and ~1.3 CPU-s of training out of ~1.2-3.2 (measured, session 27).
+# test_full_then_incremental_with_updates_and_deletes and the tests that look for the password in every file keep
+# both, so the whole derived build and the site are still made after a database extract.
+EXTRACT_ONLY = """
+[quality]
+data_docs = false
+
+[identity]
+probabilistic = false
+"""
+
+
+def write_config(
+    root: Path, kind: str, customers_table: str = "crm_customers", timeout: float = 20, settings: str = ""
+) -> Path:
+    """An ERP database source beside a small CSV source (which must keep publishing whatever the ERP does);
+    ``settings``: more of cockpit.toml (e.g. EXTRACT_ONLY)."""
     cast = "cust_id::text" if kind == "postgres" else "CAST(cust_id AS CHAR)"
     (root / "forms").mkdir(parents=True, exist_ok=True)
     (root / "forms" / "leads.csv").write_text(
@@ -119,7 +136,7 @@ def write_config(root: Path, kind: str, customers_table: str = "crm_customers", 
     cfg.write_text(f"""
 data_dir = "data"
 language = "en"
-
+{settings}
 [[sources]]
 name = "erp"
 kind = "{kind}"
@@ -228,7 +245,7 @@ def test_full_then_incremental_with_updates_and_deletes(db: Db, erp: Settings) -
 
 
 def test_credentials_from_the_secrets_file(db: Db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = write_config(tmp_path, db.server.kind)
+    cfg = write_config(tmp_path, db.server.kind, settings=EXTRACT_ONLY)
     cfg.write_text(cfg.read_text().replace("env:ERP_DB_URL", "secret:connections.erp.url"))
     (tmp_path / ".streamlit").mkdir()
     (tmp_path / ".streamlit" / "secrets.toml").write_text(f'[connections.erp]\nurl = "{db.server.url()}"\n')
@@ -242,8 +259,31 @@ def cockpit(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "dashboard.cli", *args], capture_output=True, text=True, timeout=300)
 
 
+def cockpit_here(capfd: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``cockpit ARGS`` run in this process: its exit code and all it wrote to file descriptors 1 and 2 (what a
+    driver or a library prints included), as ``cockpit`` gives them. A process of its own costs an interpreter and
+    the refresh's imports again (~3 CPU-s a refresh, ~0.7 a status), which is not what these tests are about."""
+    from dashboard import cli
+
+    argv, sys.argv = sys.argv, ["cockpit", *args]
+    capfd.readouterr()  # what was written before is not this command's
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = argv
+    out = capfd.readouterr()
+    return subprocess.CompletedProcess(["cockpit", *args], code, out.out, out.err)
+
+
 def test_wrong_password_and_unreachable_server_reported_other_sources_refresh(
-    db: Db, erp: Settings, monkeypatch: pytest.MonkeyPatch
+    db: Db,
+    erp: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     assert refresh(erp).exit_code == 0
     before = Store(erp.data_path).read_manifest()["sources"]["erp"]["snapshot_id"]
@@ -251,32 +291,35 @@ def test_wrong_password_and_unreachable_server_reported_other_sources_refresh(
 
     bad_password = db.server.url(password="not-the-" + PASSWORD)
     monkeypatch.setenv("ERP_DB_URL", bad_password)
-    out = cockpit("--config", cfg, "refresh")
+    out = cockpit_here(capfd, "--config", cfg, "refresh")
     assert out.returncode == 3
     assert "✔ forms: published" in out.stdout and "✘ erp: quarantined" in out.stdout
     assert "authentication failed" in out.stdout
-    status = json.loads(cockpit("--config", cfg, "status", "--json").stdout)
+    status = json.loads(cockpit_here(capfd, "--config", cfg, "status", "--json").stdout)
     erp_status = next(s for s in status if s["name"] == "erp")
     assert erp_status["snapshot_id"] == before  # the last good snapshot keeps serving
     assert erp_status["last_attempt"]["error"] == "auth"
-    text = cockpit("--config", cfg, "status").stdout
+    text = cockpit_here(capfd, "--config", cfg, "status").stdout
     assert "authentication failed" in text and f"127.0.0.1:{db.server.port}" in text
     assert "erp (erp, " in text and ": quarantined (auth error) at " in text
-    no_password_anywhere(erp, out.stdout, out.stderr, text, json.dumps(status))
+    # caplog: what a library logs, which a process of its own would print on stderr
+    no_password_anywhere(erp, out.stdout, out.stderr, text, json.dumps(status), caplog.text)
     assert "not-the-" not in out.stdout + text
 
     monkeypatch.setenv("ERP_DB_URL", db.server.url().replace(str(db.server.port), str(dbserver.free_port())))
-    out = cockpit("--config", cfg, "refresh")
+    out = cockpit_here(capfd, "--config", cfg, "refresh")
     assert out.returncode == 3 and "✔ forms: published" in out.stdout
     assert "connection failed" in out.stdout
-    status = json.loads(cockpit("--config", cfg, "status", "--json").stdout)
+    status = json.loads(cockpit_here(capfd, "--config", cfg, "status", "--json").stdout)
     assert next(s for s in status if s["name"] == "erp")["last_attempt"]["error"] == "connection"
-    no_password_anywhere(erp, out.stdout, out.stderr)
+    no_password_anywhere(erp, out.stdout, out.stderr, caplog.text)
 
 
 def test_an_unknown_table_is_a_source_error_naming_it(db: Db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ERP_DB_URL", db.server.url())
-    settings = load_settings(write_config(tmp_path, db.server.kind, customers_table="crm.no_such_table"))
+    settings = load_settings(
+        write_config(tmp_path, db.server.kind, customers_table="crm.no_such_table", settings=EXTRACT_ONLY)
+    )
     res = refresh(settings, ["erp"]).sources[0]
     assert not res.published and "the query failed" in res.reasons[0] and "no_such_table" in res.reasons[0]
     assert source_status(settings)[0].last_attempt["error"] == "source"  # type: ignore[index]
@@ -286,7 +329,8 @@ def test_slow_query_times_out(db: Db, tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("ERP_DB_URL", db.server.url())
     slow = "pg_sleep(5) IS NOT NULL" if db.pg else "SLEEP(5) = 0"
     db.run("DROP VIEW customers_v", f"CREATE VIEW customers_v AS SELECT c.* FROM crm_customers c WHERE {slow}")
-    settings = load_settings(write_config(tmp_path, db.server.kind, customers_table="customers_v", timeout=1))
+    cfg = write_config(tmp_path, db.server.kind, customers_table="customers_v", timeout=1, settings=EXTRACT_ONLY)
+    settings = load_settings(cfg)
     start = time.monotonic()
     result = refresh(settings)
     assert time.monotonic() - start < 60  # not the 200 × 5 s the query would take
