@@ -29,9 +29,9 @@ from dashboard.core.store import Store
 from dashboard.pipeline.refresh import refresh
 from dashboard.sources import extract
 from tests import test_source_database as dbt
-from tests.test_source_database import CUSTOMERS, T0, Db, _tree_digest, published, write_config
+from tests.test_source_database import CUSTOMERS, EXTRACT_ONLY, T0, Db, _tree_digest, published, write_config
 
-server, db, erp = dbt.server, dbt.db, dbt.erp  # the real servers and the ERP source of the database tests
+server, db = dbt.server, dbt.db  # the real servers of the database tests
 pytestmark = pytest.mark.xdist_group("databases")  # beside them: the servers start once (tests/conftest.py)
 
 TABLE = TableConfig.model_validate(
@@ -179,9 +179,17 @@ def current_extract(settings: Settings) -> Path:
 
 
 @pytest.fixture
+def erp(db: Db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The ERP source of the database tests; these check its extract and published snapshot, so their refreshes
+    make no Data Docs site and no Splink pass (EXTRACT_ONLY; test_source_database makes both)."""
+    monkeypatch.setenv("ERP_DB_URL", db.server.url())
+    return load_settings(write_config(tmp_path, db.server.kind, settings=EXTRACT_ONLY))
+
+
+@pytest.fixture
 def full_pull(db: Db, tmp_path: Path) -> Any:
     """The customers a refresh that pulls the whole table publishes (its own data folder)."""
-    settings = load_settings(write_config(tmp_path / "oracle", db.server.kind))
+    settings = load_settings(write_config(tmp_path / "oracle", db.server.kind, settings=EXTRACT_ONLY))
 
     def pull() -> pl.DataFrame:
         result = refresh(settings, ["erp"], full=True)
