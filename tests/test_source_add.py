@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import random
-import sys
 import tomllib
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from dashboard import cli
 from tests import dbserver
 from tests.dbserver import Server
-from tests.test_source_database import EXTRACT_ONLY
+from tests.test_source_database import EXTRACT_ONLY, cockpit_here
 
 # the refreshes here check the rows each new source publishes: no Data Docs site, no Splink pass (EXTRACT_ONLY)
 CONFIG = f"""data_dir = "data"
@@ -32,17 +31,8 @@ lost = ["输单"]
 
 def run(capsys: pytest.CaptureFixture[str], root: Path, *args: str) -> tuple[int, str, str]:
     """The cockpit command in this process (as `cockpit --config ROOT/cockpit.toml ARGS` runs it)."""
-    argv = sys.argv
-    sys.argv = ["cockpit", "--config", str(root / "cockpit.toml"), *args]
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    finally:
-        sys.argv = argv
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    done = cockpit_here(capsys, "--config", str(root / "cockpit.toml"), *args)
+    return done.returncode, done.stdout, done.stderr
 
 
 def company(tmp_path: Path) -> Path:

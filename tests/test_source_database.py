@@ -259,14 +259,14 @@ def cockpit(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "dashboard.cli", *args], capture_output=True, text=True, timeout=300)
 
 
-def cockpit_here(capfd: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
-    """``cockpit ARGS`` run in this process: its exit code and all it wrote to file descriptors 1 and 2 (what a
-    driver or a library prints included), as ``cockpit`` gives them. A process of its own costs an interpreter and
-    the refresh's imports again (~3 CPU-s a refresh, ~0.7 a status), which is not what these tests are about."""
+def cockpit_here(capture: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``cockpit ARGS`` run in this process: its exit code and what ``capture`` caught since it was last read
+    (capfd: all written to file descriptors 1 and 2, a driver's or a library's own output included), as
+    ``cockpit`` gives them. A process of its own costs an interpreter and the refresh's imports again (~3 CPU-s a
+    refresh, ~0.7 a status), which is not what the tests using this are about."""
     from dashboard import cli
 
     argv, sys.argv = sys.argv, ["cockpit", *args]
-    capfd.readouterr()  # what was written before is not this command's
     try:
         cli.main()
         code = 0
@@ -274,7 +274,7 @@ def cockpit_here(capfd: pytest.CaptureFixture[str], *args: str) -> subprocess.Co
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:
         sys.argv = argv
-    out = capfd.readouterr()
+    out = capture.readouterr()
     return subprocess.CompletedProcess(["cockpit", *args], code, out.out, out.err)
 
 
