@@ -120,8 +120,10 @@ def test_a_small_delta_is_added_without_rewriting_the_base(tmp_path: Path) -> No
     out = tmp_path / "s2" / "extract"
     out.mkdir(parents=True)
     known, other = ext.read().sort("id")["id"][:2]
-    rows = [{"id": known, "name": "renamed", "ts": 9000, "deleted": False},
-            {"id": other, "name": "x", "ts": 9000, "deleted": True}]
+    rows = [
+        {"id": known, "name": "renamed", "ts": 9000, "deleted": False},
+        {"id": other, "name": "x", "ts": 9000, "deleted": True},
+    ]
     frame(rows).write_parquet(out / extract.delta_name(0, 2))
     assert extract.counts(ext, ext.read().height, out / extract.delta_name(0, 2))[1:] == (2, 1)
     grown = extract.extend(ext, out / extract.delta_name(0, 2), len(rows), out, 0)
@@ -203,14 +205,18 @@ def full_pull(db: Db, tmp_path: Path) -> Any:
 def change(db: Db, step: int, ids: Iterable[int], deleted: Iterable[int] = (), new: int = 0) -> None:
     when = T0 + timedelta(days=30 + step)
     for i in ids:  # one statement per row: a watermark a few rows share, as real edits give
-        db.run("UPDATE crm_customers SET full_name = %s, city = %s, updated_at = %s WHERE id = %s",
-               params=(f"客户{i}-v{step}", "杭州", when, i))
+        db.run(
+            "UPDATE crm_customers SET full_name = %s, city = %s, updated_at = %s WHERE id = %s",
+            params=(f"客户{i}-v{step}", "杭州", when, i),
+        )
     for i in deleted:
         db.run("UPDATE crm_customers SET deleted = true, updated_at = %s WHERE id = %s", params=(when, i))
     if new:
-        db.many("INSERT INTO crm_customers (id, full_name, mobile, email, city, created, updated_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                [(5000 + 100 * step + n, f"新{step}-{n}", None, None, "深圳", when, when) for n in range(new)])
+        db.many(
+            "INSERT INTO crm_customers (id, full_name, mobile, email, city, created, updated_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [(5000 + 100 * step + n, f"新{step}-{n}", None, None, "深圳", when, when) for n in range(new)],
+        )
 
 
 def test_incremental_pulls_publish_what_a_full_pull_does(db: Db, erp: Settings, full_pull: Any) -> None:
@@ -250,9 +256,7 @@ def test_incremental_pulls_publish_what_a_full_pull_does(db: Db, erp: Settings, 
     assert [p.name for p in current_extract(erp).glob("0.*parquet")] == ["0.parquet"]
 
 
-def test_a_bad_delta_file_quarantines_and_the_last_good_snapshot_serves(
-    db: Db, erp: Settings, full_pull: Any
-) -> None:
+def test_a_bad_delta_file_quarantines_and_the_last_good_snapshot_serves(db: Db, erp: Settings, full_pull: Any) -> None:
     assert refresh(erp).exit_code == 0
     change(db, 1, [3], new=1)
     assert refresh(erp).exit_code == 0
@@ -290,7 +294,11 @@ def test_kill_while_adding_a_delta_or_compacting_leaves_the_old_state(
     cfg = str(erp.base_dir / "cockpit.toml")
     proc = subprocess.run(
         [sys.executable, "-c", "from dashboard.cli import main; main()", "--config", cfg, "refresh", "erp"],
-        env={**os.environ, CRASH_ENV: point}, capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, CRASH_ENV: point},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
     assert store.read_manifest()["sources"]["erp"]["snapshot_id"] == sid

@@ -55,8 +55,15 @@ class Db:
             return psycopg.connect(self.server.url(), autocommit=True)
         import pymysql
 
-        return pymysql.connect(host="127.0.0.1", port=self.server.port, user=dbserver.USER, password=PASSWORD,
-                               database=dbserver.DATABASE, autocommit=True, read_timeout=120)
+        return pymysql.connect(
+            host="127.0.0.1",
+            port=self.server.port,
+            user=dbserver.USER,
+            password=PASSWORD,
+            database=dbserver.DATABASE,
+            autocommit=True,
+            read_timeout=120,
+        )
 
     def run(self, *statements: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
         con = self.connect()
@@ -81,14 +88,25 @@ class Db:
             f"ordered {ts}, note varchar(20))",
         )
         rows = [
-            (i, f"客户{i}", f"1380013{i:04d}", f"c{i}@example.com", "上海" if i % 2 else "北京",
-             T0 + timedelta(hours=i), T0 + timedelta(hours=i))
+            (
+                i,
+                f"客户{i}",
+                f"1380013{i:04d}",
+                f"c{i}@example.com",
+                "上海" if i % 2 else "北京",
+                T0 + timedelta(hours=i),
+                T0 + timedelta(hours=i),
+            )
             for i in range(1, CUSTOMERS + 1)
         ]
-        self.many("INSERT INTO crm_customers (id, full_name, mobile, email, city, created, updated_at) "
-                  "VALUES (%s, %s, %s, %s, %s, %s, %s)", rows)
-        orders = [(f"SO{i:05d}", i % 50 + 1, f"{i * 10}.50", T0 + timedelta(days=i % 30), "50% off")
-                  for i in range(1, 101)]
+        self.many(
+            "INSERT INTO crm_customers (id, full_name, mobile, email, city, created, updated_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            rows,
+        )
+        orders = [
+            (f"SO{i:05d}", i % 50 + 1, f"{i * 10}.50", T0 + timedelta(days=i % 30), "50% off") for i in range(1, 101)
+        ]
         self.many("INSERT INTO orders VALUES (%s, %s, %s, %s, %s)", orders)
         self.run("CREATE VIEW customers_v AS SELECT * FROM crm_customers")
 
@@ -133,7 +151,8 @@ def write_config(
         "id,time,src\nF1,2026-03-01 10:00,官网\nF2,2026-03-02 11:00,官网\n", encoding="utf-8"
     )
     cfg = root / "cockpit.toml"
-    cfg.write_text(f"""
+    cfg.write_text(
+        f"""
 data_dir = "data"
 language = "en"
 {settings}
@@ -168,7 +187,9 @@ kind = "csv"
   entity = "leads"
   path = "forms/*.csv"
   columns = {{ lead_id = "id", created_at = "time", channel = "src" }}
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     return cfg
 
 
@@ -216,9 +237,11 @@ def test_full_then_incremental_with_updates_and_deletes(db: Db, erp: Settings) -
     later = T0 + timedelta(days=30)
     db.run("UPDATE crm_customers SET full_name = 'Renamed', updated_at = %s WHERE id IN (3, 4)", params=(later,))
     db.run("UPDATE crm_customers SET deleted = true, updated_at = %s WHERE id = 5", params=(later,))
-    db.many("INSERT INTO crm_customers (id, full_name, mobile, email, city, created, updated_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            [(1000 + i, f"新客户{i}", None, None, "深圳", later, later) for i in range(3)])
+    db.many(
+        "INSERT INTO crm_customers (id, full_name, mobile, email, city, created, updated_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        [(1000 + i, f"新客户{i}", None, None, "深圳", later, later) for i in range(3)],
+    )
     db.run("DELETE FROM orders WHERE order_no = 'SO00001'", "UPDATE orders SET amount = 1 WHERE order_no = 'SO00002'")
 
     second = refresh(erp, progress=log.append)
@@ -347,8 +370,9 @@ def _kill_when_sleeping(db: Db, done: threading.Event) -> Callable[[], None]:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not done.is_set():
             if db.pg:
-                rows = db.run("SELECT pid FROM pg_stat_activity WHERE application_name = 'crm-cockpit' "
-                              "AND wait_event = 'PgSleep'")
+                rows = db.run(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = 'crm-cockpit' AND wait_event = 'PgSleep'"
+                )
                 if rows:
                     db.run("SELECT pg_terminate_backend(%s)", params=(rows[0][0],))
                     return
@@ -363,8 +387,11 @@ def _kill_when_sleeping(db: Db, done: threading.Event) -> Callable[[], None]:
 
 
 def _tree_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_connection_killed_mid_extract_leaves_the_current_snapshot_untouched(
@@ -380,8 +407,9 @@ def test_connection_killed_mid_extract_leaves_the_current_snapshot_untouched(
 
     # every customer changes; the view now stalls on customer 150, mid-table, where the server kills us
     db.run("UPDATE crm_customers SET full_name = 'changed', updated_at = %s", params=(T0 + timedelta(days=60),))
-    stall = ("pg_sleep(CASE WHEN c.id = 150 THEN 60 ELSE 0 END) IS NOT NULL" if db.pg
-             else "SLEEP(IF(c.id = 150, 60, 0)) = 0")
+    stall = (
+        "pg_sleep(CASE WHEN c.id = 150 THEN 60 ELSE 0 END) IS NOT NULL" if db.pg else "SLEEP(IF(c.id = 150, 60, 0)) = 0"
+    )
     db.run("DROP VIEW customers_v", f"CREATE VIEW customers_v AS SELECT c.* FROM crm_customers c WHERE {stall}")
     done = threading.Event()
     killer = threading.Thread(target=_kill_when_sleeping(db, done))
