@@ -216,28 +216,38 @@ def test_the_build_ran_on_the_cluster(on_cluster: Settings, cluster: Cluster) ->
     assert not list(on_cluster.data_path.rglob("_spark"))  # Spark's part files were gathered and removed
 
 
+@pytest.fixture(scope="module")
+def served(on_duckdb: Settings, on_cluster: Settings) -> Iterator[tuple[Warehouse, Warehouse]]:
+    """The duckdb engine's refresh and the cluster's, each served by one Warehouse for the module's comparisons
+    (a Warehouse makes its views when first asked: ~0.5 s a time on the small demo)."""
+    pair = (Warehouse(on_duckdb), Warehouse(on_cluster))
+    yield pair
+    for warehouse in pair:
+        warehouse.close()
+
+
 @pytest.mark.parametrize("name", PAGE_QUERIES)
-def test_the_pages_named_queries_match(name: str, on_duckdb: Settings, on_cluster: Settings) -> None:
-    want = Warehouse(on_duckdb).run_query(name, {}, user=SYSTEM)
-    got = Warehouse(on_cluster).run_query(name, {}, user=SYSTEM)
+def test_the_pages_named_queries_match(name: str, served: tuple[Warehouse, Warehouse]) -> None:
+    want, got = (warehouse.run_query(name, {}, user=SYSTEM) for warehouse in served)
     assert want.height > 0, name
     assert _frame(got).equals(_frame(want)), (name, got, want)
 
 
-def test_every_metric_the_pages_ask_for_matches(on_duckdb: Settings, on_cluster: Settings) -> None:
+def test_every_metric_the_pages_ask_for_matches(served: tuple[Warehouse, Warehouse]) -> None:
     """The semantic layer's figures (the pages' tiles and channel tables): each metric split by channel
     with its total, and as the company's figure."""
     from dashboard.query.metrics import MetricError, Request, ask, layer
 
+    duck, on_cluster = served
     compared = []
     for name in layer().metrics:
         for by in (("channel",), ()):
             request = Request.of((name,), by, with_total=bool(by))
             try:
-                want = ask(Warehouse(on_duckdb), request, SYSTEM).frame
+                want = ask(duck, request, SYSTEM).frame
             except MetricError:  # a metric that cannot be split by channel
                 continue
-            got = ask(Warehouse(on_cluster), request, SYSTEM).frame
+            got = ask(on_cluster, request, SYSTEM).frame
             assert _frame(got).equals(_frame(want)), (name, by, got, want)
             compared.append((name, by))
     assert ("won_amount", ("channel",)) in compared and ("leads", ("channel",)) in compared
