@@ -45,8 +45,8 @@ PINNED = "churn_fit.pkl"  # the small demo's own churn fit, which the builds her
 def on_spark(on_spark: Settings) -> Settings:
     """tests/conftest.py's, churn scored with the small demo's own fit (the DuckDB engine's build's), pinned
     ([churn] model, as `cockpit churn export-fit` writes it): these builds test where identity's links and churn's
-    owners and first records are read, not churn's fit on Spark (its backtest and final fit, test_spark_churn's
-    `both`), which cost as much CPU again as the rest of the whole build's churn."""
+    owners and first records are read, not churn's fit on Spark (its backtest and final fit: test_spark_churn's
+    `both` compares them with DuckDB's), which cost the module 16-41 CPU-s a run."""
     from dashboard.derived.churn.build import export_fit
 
     export_fit(Store(on_spark.data_path), on_spark.base_dir / PINNED)
