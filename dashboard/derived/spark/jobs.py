@@ -7,6 +7,7 @@ read on the driver)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
@@ -37,6 +38,7 @@ _SPARK_TYPES = {
 }
 _ROW_GROUP_BYTES = 128 * 1024 * 1024  # Parquet's default row group size (join_parts copies the parts' own)
 _ROW_GROUP_ROWS = 122_880  # DuckDB's default rows per row group: its scans of a file run a row group per thread
+_SPARK_SCHEMA = b"org.apache.spark.sql.parquet.row.metadata"  # Spark's schema, in the key-value metadata it writes
 PARTS = "_spark"  # the build's staging subfolder Spark writes its part files into (removed once gathered)
 
 
@@ -69,17 +71,22 @@ def spark_type(duck_type: str) -> str:
 def parquet_schema(path: Path) -> Any | None:
     """The Spark schema of the Parquet file ``path`` (or of the first part file in the folder ``path``), read
     from its footer on this machine; None where it cannot be read here or holds a type other than those the
-    snapshots and Spark's own files use (_PLAIN: Spark then reads it as before). ``spark.read.parquet`` without a
-    schema runs a Spark job to read the footer, one per call."""
+    snapshots and Spark's own files use (_PLAIN: Spark then reads it as before). A file Spark wrote keeps its
+    schema in the footer (_SPARK_SCHEMA), the one Spark's own reader takes from it: that one, whatever its types.
+    ``spark.read.parquet`` without a schema runs a Spark job to read the footer, one per call."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from pyspark.sql.pandas.types import from_arrow_schema
+    from pyspark.sql.types import StructType
 
     file = min(path.glob("*.parquet"), default=None) if path.is_dir() else path
     try:
         arrow = pq.read_schema(file) if file is not None else None
     except (OSError, pa.ArrowException):
         return None
+    stored = (arrow.metadata or {}).get(_SPARK_SCHEMA) if arrow is not None else None
+    if stored is not None:  # a file Spark wrote: the schema its reader would take from this footer, as it is
+        return StructType.fromJson(json.loads(stored))
     if arrow is None or not all(_plain(f.type) for f in arrow):
         return None
     return from_arrow_schema(arrow, prefer_timestamp_ntz=True)

@@ -28,6 +28,7 @@ from dashboard.derived.quality import tables as quality
 from dashboard.derived.spark.jobs import (
     PARTS,
     gathered,
+    read_parquet,
     register_entities,
     run_job,
     run_to_parquet,
@@ -57,7 +58,7 @@ def materialize(
     uri = shared_uri(settings, parts)
     query = spark_query(sql, args)
     run_job(spark, settings, view, lambda: spark.sql(*query).write.mode("overwrite").parquet(uri))
-    spark.read.parquet(uri).createOrReplaceTempView(view)
+    read_parquet(spark, settings, parts).createOrReplaceTempView(view)  # the schema Spark wrote: no job for it
     return parts
 
 
@@ -95,16 +96,21 @@ def numbered(
     frame = source
     for n, (column, keys) in enumerate(orders.items()):
         order = [F.col(k).asc_nulls_last() for k in keys]
-        uri = shared_uri(settings, stage / PARTS / f"{view}_{n}")
         ranged = frame.repartitionByRange(partitions, *order).sortWithinPartitions(*order)
         ranged = ranged.withColumn(_AT, F.monotonically_increasing_id())
         placed: list[Any] = []
         sizes: list[tuple[int, int]] = []  # rows per partition, in key order
 
-        def place(r: Any = ranged, u: str = uri, out: list[Any] = placed, rows: list[tuple[int, int]] = sizes) -> None:
-            r.write.mode("overwrite").parquet(u)
-            out.append(spark.read.parquet(u).withColumn(_PART, F.shiftright(F.col(_AT), 33)))
-            rows.extend(sorted((row[_PART], row["count"]) for row in out[0].groupBy(_PART).count().collect()))
+        def place(
+            r: Any = ranged, at: Path = stage / PARTS / f"{view}_{n}", out: list[Any] = placed,
+            rows: list[tuple[int, int]] = sizes,
+        ) -> None:  # fmt: skip
+            r.write.mode("overwrite").parquet(shared_uri(settings, at))
+            out.append(read_parquet(spark, settings, at).withColumn(_PART, F.shiftright(F.col(_AT), 33)))
+            counted = part_rows(at)
+            if counted is None:  # the footers cannot say: counted by Spark
+                counted = {row[_PART]: row["count"] for row in out[0].groupBy(_PART).count().collect()}
+            rows.extend(sorted(counted.items()))
 
         run_job(spark, settings, f"{view}.{column}", place)
         before = [sum(size for _, size in sizes[:i]) for i in range(len(sizes))]
@@ -129,8 +135,34 @@ def write_view(spark: Any, settings: Settings, frame: Any, view: str, stage: Pat
     Spark view ``view`` over them."""
     parts = stage / PARTS / view
     run_job(spark, settings, view, lambda: frame.write.mode("overwrite").parquet(shared_uri(settings, parts)))
-    spark.read.parquet(shared_uri(settings, parts)).createOrReplaceTempView(view)
+    read_parquet(spark, settings, parts).createOrReplaceTempView(view)  # the schema Spark wrote: no job for it
     return parts
+
+
+def part_rows(parts: Path) -> dict[int, int] | None:
+    """numbered's rows per partition of the write in the folder ``parts``, from its files' footers (no Spark job):
+    a file holds one partition's rows, its partition the upper bits of their _AT (the row groups' statistics).
+    None where a file's footer does not say (no statistics, or two partitions)."""
+    import pyarrow.parquet as pq
+
+    rows: dict[int, int] = {}
+    files = list(parts.glob("*.parquet"))
+    if not files:  # not on this machine's disk (or no file written): Spark counts them
+        return None
+    for file in files:
+        meta = pq.ParquetFile(file).metadata
+        if meta.num_rows == 0:
+            continue
+        at = meta.schema.names.index(_AT)
+        stats = [meta.row_group(g).column(at).statistics for g in range(meta.num_row_groups)]
+        if not all(st is not None and st.has_min_max for st in stats):
+            return None
+        part = {int(st.min) >> 33 for st in stats} | {int(st.max) >> 33 for st in stats}
+        if len(part) != 1:
+            return None
+        (k,) = part
+        rows[k] = rows.get(k, 0) + meta.num_rows
+    return rows
 
 
 def written_rows(parts: Path) -> int:
