@@ -30,7 +30,7 @@ from dashboard.derived.churn import features as churn_features
 from dashboard.derived.churn import model as churn_model
 from dashboard.derived.spark import backtest, cutoffs, isotonic, served
 from dashboard.derived.spark import churn as spark_churn
-from dashboard.derived.spark.jobs import PARTS
+from dashboard.derived.spark.jobs import PARTS, read_parquet
 from tests.test_spark_steps import assert_same
 
 pytestmark = pytest.mark.xdist_group("spark")
@@ -71,7 +71,7 @@ def _windows(windows: Windows, monkeypatch: pytest.MonkeyPatch) -> None:
     def kept(self: backtest.SparkBacktest, con: Any, t: int, horizon: int, first: float) -> backtest.Window:
         got = on_spark(self, con, t, horizon, first)
         if (t, horizon) not in windows:
-            rows = backtest._polars(self.spark.table(got.view).orderBy(cutoffs.CID)) if got.view else None
+            rows = backtest._polars(self.spark.table(got.view)).sort(cutoffs.CID) if got.view else None  # one job
             windows[t, horizon] = pl.DataFrame() if rows is None else rows.drop(cutoffs.CID)
         return got
 
@@ -275,7 +275,7 @@ def test_the_backtests_yardsticks_on_spark_are_the_drivers(
     windows = []
     for i, part in enumerate((frame, frame.head(1_000))):
         part.write_parquet(stage / f"w{i}.parquet")
-        spark.read.parquet(str(stage / f"w{i}.parquet")).createOrReplaceTempView(f"test_window_{i}")
+        read_parquet(spark, on_spark, stage / f"w{i}.parquet").createOrReplaceTempView(f"test_window_{i}")
         windows.append(backtest.Window(f"test_window_{i}", part.height, int(part["churned"].sum())))
     days = SimpleNamespace(spark=spark, settings=on_spark, stage=stage)
     tester = backtest.SparkBacktest(cast(Any, days))
@@ -457,7 +457,7 @@ def test_the_isotonic_fit_on_spark_is_sklearns(spark: Any, on_spark: Settings) -
         columns = {isotonic.SCORE: score, isotonic.RISK: risk, isotonic.GROWTH: growth}
         frame = pl.DataFrame({cutoffs.CID: np.arange(score.size, dtype=np.int32), **columns})
         frame.write_parquet(stage / f"in{i}.parquet")
-        spark.read.parquet(str(stage / f"in{i}.parquet")).createOrReplaceTempView(f"iso_in_{i}")
+        read_parquet(spark, on_spark, stage / f"in{i}.parquet").createOrReplaceTempView(f"iso_in_{i}")
         isotonic.to_target(spark, on_spark, stage, f"iso_in_{i}", f"iso_out_{i}")
         got = backtest._polars(spark.table(f"iso_out_{i}")).sort(cutoffs.CID)
         assert got[cutoffs.CID].to_list() == list(range(score.size))
