@@ -23,7 +23,7 @@ from dashboard.derived.churn import features as churn_features
 from dashboard.derived.churn import model as churn_model
 from dashboard.derived.spark import isotonic
 from dashboard.derived.spark.churn import SparkDays
-from dashboard.derived.spark.cutoffs import CID, Given, bgnbd_fit, features_view, mapped
+from dashboard.derived.spark.cutoffs import CID, Given, bgnbd_fit, features_view, mapped, one_row
 from dashboard.derived.spark.jobs import spark_query
 from dashboard.derived.spark.steps import numbered
 
@@ -111,7 +111,8 @@ class SparkBacktest:
             f"SELECT r.*, a.customer_key IS NULL AS churned FROM {name}_raw AS r "
             f"LEFT JOIN {name}_active AS a ON a.customer_key = r.customer_key"
         ).createOrReplaceTempView(f"{name}_labelled")
-        mapped(spark, settings, stage, f"{name}_labelled", partial(window_part, t=t, horizon=horizon, bg=bg), name)
+        part = partial(window_part, t=t, horizon=horizon, bg=bg)
+        mapped(spark, settings, stage, f"{name}_labelled", part, name, _labelled_row(spark, name))
         churned = spark.sql(f"SELECT count_if(churned) AS c FROM {name}").collect()[0]["c"]
         self.windows[t, horizon] = Window(name, n, int(churned or 0))
         return self.windows[t, horizon]
@@ -308,9 +309,15 @@ class SparkBacktest:
             f"SELECT r.*, j.churned FROM {name}_raw AS r JOIN {test.view} AS j ON j.customer_key = r.customer_key"
         ).createOrReplaceTempView(f"{name}_labelled")
         part = partial(window_part, t=t, horizon=horizon, bg=bg, target=target)
-        mapped(spark, settings, stage, f"{name}_labelled", part, name)
+        mapped(spark, settings, stage, f"{name}_labelled", part, name, _labelled_row(spark, name))
         churned = spark.sql(f"SELECT count(*) AS n, count_if(churned) AS c FROM {name}").collect()[0]
         return Window(name, int(churned["n"]), int(churned["c"] or 0))
+
+
+def _labelled_row(spark: Any, name: str) -> pl.DataFrame:
+    """A row with the columns and types of the view ``<name>_labelled`` (``<name>_raw``'s, ``churned``): one of the
+    written ``<name>_raw``'s (one Spark job; the labelled join's row is three: the labels' and the join's too)."""
+    return one_row(spark, f"{name}_raw").with_columns(pl.lit(False).alias("churned"))
 
 
 def calibrated(score: pl.Series, churned: pl.Series, count: pl.Series) -> churn_model.ScoreCalibrator:

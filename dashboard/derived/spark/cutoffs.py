@@ -107,10 +107,13 @@ def one_row(spark: Any, view: str) -> pl.DataFrame:
     return one
 
 
-def mapped(spark: Any, settings: Settings, stage: Path, source: str, part: Part, view: str) -> pl.DataFrame:
+def mapped(
+    spark: Any, settings: Settings, stage: Path, source: str, part: Part, view: str, row: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """The Spark view ``view``: ``part`` applied to ``source``'s rows a partition (an Arrow batch) at a time on the
-    executors, written once; ``part``'s output on one row (its shape, made on the driver)."""
-    shape = part(one_row(spark, source))
+    executors, written once; ``part``'s output on one row (its shape, made on the driver): ``row``, a row with
+    ``source``'s columns and types, or one of ``source``'s."""
+    shape = part(one_row(spark, source) if row is None else row)
     schema = arrow_schema(shape)
     from pyspark.sql.pandas.types import from_arrow_schema
 
