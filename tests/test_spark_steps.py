@@ -502,3 +502,39 @@ def test_the_ranks_over_every_customer_are_duckdbs_without_one_partition(setting
         assert got.sort("customer_key").cast(want.schema).equals(want)
         assert set(want["r"]) == set(range(1, min(n, 5) + 1))  # every fifth dealt
         shutil.rmtree(stage)
+
+
+def _jobs(spark: Any) -> int:
+    """The Spark jobs the session has started so far."""
+    return int(spark.sparkContext._jsc.sc().dagScheduler().numTotalJobs())
+
+
+def test_what_spark_wrote_is_read_back_without_a_job_and_numbered_from_its_footers(
+    settings: Settings, spark: Any
+) -> None:
+    """A view Spark wrote (write_view) is read back in the schema Spark keeps in its files' footers, lists,
+    timestamps and decimals too: the write's jobs and no job more, and the schema Spark's own reader infers.
+    numbered's rows per partition come from the part files' footers: the counts Spark's groupBy gives."""
+    from pyspark.sql import functions as F
+
+    from dashboard.derived.spark.jobs import parquet_schema, shared_uri
+
+    stage = settings.data_path / "written_back"
+    sql = (
+        "SELECT id, array(id, id + 1) AS pair, timestamp_seconds(id) AS at, CAST(id AS DECIMAL(12, 2)) AS amount "
+        "FROM range(50)"
+    )
+    frame = spark.sql(sql).repartition(3)
+    before = _jobs(spark)
+    frame.write.mode("overwrite").parquet(shared_uri(settings, stage / "plain"))
+    write_only = _jobs(spark) - before
+    before = _jobs(spark)
+    parts = steps.write_view(spark, settings, frame, "written_back", stage)
+    assert _jobs(spark) - before == write_only  # the write, no job to read a footer back
+    assert spark.table("written_back").schema == spark.read.parquet(shared_uri(settings, parts)).schema
+    assert parquet_schema(parts) is not None and spark.table("written_back").count() == 50
+    ranged = spark.table("written_back").repartitionByRange(4, "id").withColumn("_at", F.monotonically_increasing_id())
+    ranged.write.mode("overwrite").parquet(shared_uri(settings, stage / "ranged"))
+    counts = spark.read.parquet(shared_uri(settings, stage / "ranged")).groupBy(F.shiftright("_at", 33)).count()
+    assert steps.part_rows(stage / "ranged") == {row[0]: row[1] for row in counts.collect()}
+    shutil.rmtree(stage)
