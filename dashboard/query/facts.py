@@ -1,7 +1,9 @@
 """Each record's golden customer, carried in the facts the serving connection reads most: ``lead_facts`` and
 ``orders`` gain ``customer_key`` (identity resolution's link of the record) when a connection is built, so
 Explore counts distinct customers and reads golden attributes without joining identity links on three text
-columns per query (issue 22, point 3), and orders are held in memory like lead facts.
+columns per query (issue 22, point 3), and orders are held in memory like lead facts. ``contracts`` gain it
+too, so Customer 360's timeline reads one customer's contracts by it instead of joining every contract to the
+customer's records.
 
 A relation's companion table of personal-key tokens (``<relation>__psn``, derived/personal.py) gets the
 same column, joined on its raw keys, so the masked roles' rows carry it too.
@@ -16,7 +18,11 @@ from dashboard.derived.personal import PSN_SUFFIX
 # relation → (the identity links' record kind, the relation's column naming the record). The join keeps the
 # facts' own row order (date order, per source file) in practice, so date filters still skip row groups; an
 # ORDER BY would cost ~2 s of CPU per build at large for an order that only helps speed, never an answer.
-KEYED: dict[str, tuple[str, str]] = {"lead_facts": ("lead", "lead_id"), "orders": ("customer", "customer_ref")}
+KEYED: dict[str, tuple[str, str]] = {
+    "lead_facts": ("lead", "lead_id"),
+    "orders": ("customer", "customer_ref"),
+    "contracts": ("customer", "customer_ref"),  # Customer 360's timeline reads one customer's by this key
+}
 
 
 def attach_customer_keys(con: duckdb.DuckDBPyConnection, base: str, in_memory: frozenset[str]) -> None:

@@ -310,7 +310,8 @@ class Warehouse:
         try:
             attach_views(con, self.store, manifest, IN_MEMORY, ENUM_COLUMNS, schema=BASE)
             attach_pseudonymized(con, self.store, manifest, BASE)
-            attach_customer_keys(con, BASE, IN_MEMORY | {"orders"})  # Explore's orders model reads them whole
+            # Explore's orders model reads orders whole; the timeline reads one customer's contracts by their key
+            attach_customer_keys(con, BASE, IN_MEMORY | {"orders", "contracts"})
             self._attach_roles(con)
         except BaseException:
             con.close()
