@@ -7,7 +7,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -16,6 +16,9 @@ from tests import dbserver
 from tests.dbserver import Server
 from tests.fixture_data import write_company
 from tests.xdist_groups import pytest_collection_modifyitems  # noqa: F401  (the xdist_group marks, honoured)
+
+if TYPE_CHECKING:
+    from dashboard.query.warehouse import Warehouse
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -57,6 +60,37 @@ def company(_published_template: Path, tmp_path: Path) -> Iterator[Settings]:
     root = tmp_path / "company"
     shutil.copytree(_published_template, root)
     yield load_settings(root / "cockpit.toml")
+
+
+@pytest.fixture(scope="module")
+def company_read(_published_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """One copy of the refreshed company for a module's tests that only read it (a page opened on it, its
+    queries asked); a test that refreshes, breaks or adds to the company takes ``company``, its own copy."""
+    root = tmp_path_factory.mktemp("company_read") / "company"
+    shutil.copytree(_published_template, root)
+    return load_settings(root / "cockpit.toml")
+
+
+@pytest.fixture(scope="module")
+def company_served(company_read: Settings) -> Iterator[Warehouse]:
+    """One serving Warehouse over ``company_read`` for the module's questions: a new Warehouse builds its views
+    again (~0.35 CPU-s on the company, ~0.45 on the small demo), so a test that only asks shares this one."""
+    from dashboard.query.warehouse import Warehouse
+
+    warehouse = Warehouse(company_read)
+    yield warehouse
+    warehouse.close()
+
+
+@pytest.fixture(scope="module")
+def demo_served(small_demo: Settings) -> Iterator[Warehouse]:
+    """One serving Warehouse over the module's ``small_demo``, as ``company_served`` is over the company; it follows
+    the demo's manifest, so a module that refreshes its demo is served the new build."""
+    from dashboard.query.warehouse import Warehouse
+
+    warehouse = Warehouse(small_demo)
+    yield warehouse
+    warehouse.close()
 
 
 def made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:

@@ -21,16 +21,16 @@ from tests.fixture_data import open_app_page
 pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
-def _key(settings: Settings, source: str, record: str) -> str:
-    links = Warehouse(settings).run_query("identity_links", {"source_system": source}, user=SYSTEM)
+def _key(warehouse: Warehouse, source: str, record: str) -> str:
+    links = warehouse.run_query("identity_links", {"source_system": source}, user=SYSTEM)
     return links.filter(pl.col("source_record_id") == record)["customer_key"].item()
 
 
-def test_one_customer_from_two_sources_has_one_key_and_provenance(company: Settings) -> None:
+def test_one_customer_from_two_sources_has_one_key_and_provenance(company_served: Warehouse) -> None:
     # ERP customer E0 (张0, 13800138000) and trade-show lead TS-0 (+86 138-0013-8000) are one person
-    key = _key(company, "erp", "E0")
-    assert _key(company, "trade_show", "TS-0") == key
-    w = Warehouse(company)
+    w = company_served
+    key = _key(w, "erp", "E0")
+    assert _key(w, "trade_show", "TS-0") == key
     attrs = w.run_query("customer_attributes", {"customer_key": key}, user=SYSTEM)
     phone = attrs.filter((pl.col("attribute") == "phone") & pl.col("chosen")).row(0, named=True)
     assert phone["value"] == "13800138000" and not phone["conflict"]
@@ -43,9 +43,9 @@ def test_one_customer_from_two_sources_has_one_key_and_provenance(company: Setti
 
 
 @pytest.mark.parametrize("typed", ["+86 138-0013-8000", "0086 13800138000", "138 0013 8000", "张0"])
-def test_search_finds_the_customer_however_it_is_typed(company: Settings, typed: str) -> None:
-    found = Warehouse(company).run_query("customer_search", search_params(typed), user=SYSTEM)
-    assert found["customer_key"][0] == _key(company, "erp", "E0")
+def test_search_finds_the_customer_however_it_is_typed(company_served: Warehouse, typed: str) -> None:
+    found = company_served.run_query("customer_search", search_params(typed), user=SYSTEM)
+    assert found["customer_key"][0] == _key(company_served, "erp", "E0")
 
 
 # name, pinyin, phone, email, company, lifetime revenue
@@ -95,9 +95,9 @@ def test_search_scores_exact_then_typos_and_leaves_the_unrelated_out(typed: str,
     assert _search(typed) == names
 
 
-def test_a_masked_role_searches_and_sees_masked_phones(company: Settings) -> None:
-    w = Warehouse(company)
-    key = _key(company, "erp", "E0")
+def test_a_masked_role_searches_and_sees_masked_phones(company_served: Warehouse) -> None:
+    w = company_served
+    key = _key(w, "erp", "E0")
     found = w.run_query("customer_search", search_params("张0"), Principal("m", "manager"))
     assert found.filter(pl.col("customer_key") == key)["phone"].item() == "138****8000"
     # the copy masked at build is read as the phone, never under its own name
@@ -105,9 +105,11 @@ def test_a_masked_role_searches_and_sees_masked_phones(company: Settings) -> Non
     assert w.run_query("customer_search", search_params("张0"), user=SYSTEM)["phone"][0] == "13800138000"
 
 
-def test_deep_link_opens_the_profile_and_timeline(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    key = _key(company, "erp", "E0")
-    at = open_app_page(company, monkeypatch, "customer_360", {"customer": key})
+def test_deep_link_opens_the_profile_and_timeline(
+    company_read: Settings, company_served: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = _key(company_served, "erp", "E0")
+    at = open_app_page(company_read, monkeypatch, "customer_360", {"customer": key})
     assert not at.error, [e.value for e in at.error]
     assert [s.value for s in at.subheader] == ["张0"]
     figures = {m.label: m.value for m in at.metric}
@@ -163,8 +165,9 @@ def test_the_profile_names_each_revenue_term_once_with_its_own_figure(
     """Won-deal amount, contract value, payments received and order revenue, each exactly that (issue 20
     point 3, issue 19 point 3): no 'lifetime revenue' of ¥0 beside contracts and payments."""
     settings = _with_contracts(company)
-    key = _key(settings, "erp", "E0")
-    profile = Warehouse(settings).run_query("customer_profile", {"customer_key": key}, user=SYSTEM).row(0, named=True)
+    w = Warehouse(settings)
+    key = _key(w, "erp", "E0")
+    profile = w.run_query("customer_profile", {"customer_key": key}, user=SYSTEM).row(0, named=True)
     assert (profile["won_amount"], profile["won_deals"]) == (500.0, 1)  # TS-0's won event, not the orders
     assert (profile["contract_value"], profile["contracts"], profile["payments_received"]) == (116_500.0, 2, 76_500.0)
     assert (profile["order_revenue"], profile["orders"], profile["open_receivables"]) == (2_400.0, 2, 40_000.0)
@@ -214,27 +217,26 @@ def test_the_source_with_priority_gives_the_golden_phone(
     company: Settings, erp: int, crm: int, winner: str, phone: str
 ) -> None:
     settings = _survive_by_priority(company, erp, crm)
-    key = _key(settings, "erp", "E1")
-    assert _key(settings, "crm", "CRM-1") == key
-    phones = Warehouse(settings).run_query(
-        "customer_attributes", {"customer_key": key, "attribute": "phone"}, user=SYSTEM
-    )
+    w = Warehouse(settings)
+    key = _key(w, "erp", "E1")
+    assert _key(w, "crm", "CRM-1") == key
+    phones = w.run_query("customer_attributes", {"customer_key": key, "attribute": "phone"}, user=SYSTEM)
     assert sorted(phones["value"].to_list()) == ["13800138001", "13900130001"]  # the conflict stays visible
     chosen = phones.filter(pl.col("chosen")).row(0, named=True)
     assert (chosen["value"], chosen["source_system"], chosen["conflict"]) == (phone, winner, True)
-    profile = Warehouse(settings).run_query("customer_profile", {"customer_key": key}, user=SYSTEM).row(0, named=True)
+    profile = w.run_query("customer_profile", {"customer_key": key}, user=SYSTEM).row(0, named=True)
     assert profile["phone"] == phone and "phone" in profile["conflicts"]
 
 
 def test_the_profile_shows_the_churn_risk_band_and_its_reasons(
-    company: Settings, monkeypatch: pytest.MonkeyPatch
+    company_read: Settings, company_served: Warehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    scored = Warehouse(company).run_query("customer_churn", {"lang": "en"}, user=SYSTEM).row(0, named=True)
-    listed = Warehouse(company).run_query("churn_list", {"lang": "en"}, user=SYSTEM)
+    scored = company_served.run_query("customer_churn", {"lang": "en"}, user=SYSTEM).row(0, named=True)
+    listed = company_served.run_query("churn_list", {"lang": "en"}, user=SYSTEM)
     on_list = listed.row(by_predicate=pl.col("customer_key") == scored["customer_key"], named=True)
     reasons = [r for r in (scored["reason_1"], scored["reason_2"], scored["reason_3"]) if r]
     assert reasons == [r for r in (on_list["reason_1"], on_list["reason_2"], on_list["reason_3"]) if r]
-    at = open_app_page(company, monkeypatch, "customer_360", {"customer": scored["customer_key"]})
+    at = open_app_page(company_read, monkeypatch, "customer_360", {"customer": scored["customer_key"]})
     label = {"high": "High risk", "medium": "Medium risk", "low": "Low risk"}[scored["risk_band"]]
     text = "\n".join(m.value for m in at.markdown)
     assert f"{label} · {scored['risk']:.0%} chance of churning" in text
@@ -243,21 +245,23 @@ def test_the_profile_shows_the_churn_risk_band_and_its_reasons(
         assert f"- {fmt.md_escape(units_kept(reason))}" in text
 
 
-def test_a_customer_the_scoring_leaves_out_says_so(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    scored = set(Warehouse(company).run_query("churn_list", user=SYSTEM)["customer_key"])
-    links = Warehouse(company).run_query("identity_links", user=SYSTEM)
+def test_a_customer_the_scoring_leaves_out_says_so(
+    company_read: Settings, company_served: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scored = set(company_served.run_query("churn_list", user=SYSTEM)["customer_key"])
+    links = company_served.run_query("identity_links", user=SYSTEM)
     unscored = sorted(set(links["customer_key"]) - scored)[0]
-    at = open_app_page(company, monkeypatch, "customer_360", {"customer": unscored})
+    at = open_app_page(company_read, monkeypatch, "customer_360", {"customer": unscored})
     assert t("c360.risk.none", "en") in [c.value for c in at.caption]
 
 
 def test_a_merged_away_key_still_opens_its_customer(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    before = {r: _key(company, s, r) for s, r in (("erp", "E1"), ("crm", "CRM-1"))}
+    w = Warehouse(company)  # follows the manifest: the build before the merge, then the one after it
+    before = {r: _key(w, s, r) for s, r in (("erp", "E1"), ("crm", "CRM-1"))}
     assert before["E1"] != before["CRM-1"]
     settings = _survive_by_priority(company, 1, 50)  # E1 and CRM-1 merged by the override file
-    merged = _key(settings, "erp", "E1")
+    merged = _key(w, "erp", "E1")
     gone = next(k for k in before.values() if k != merged)
-    w = Warehouse(settings)
     assert w.run_query("customer_profile", {"customer_key": gone}, user=SYSTEM).is_empty()
     assert w.run_query("customer_redirect", {"customer_key": gone}, user=SYSTEM)["customer_key"].to_list() == [merged]
     assert w.run_query(
@@ -273,10 +277,12 @@ def test_a_merged_away_key_still_opens_its_customer(company: Settings, monkeypat
     assert {"CRM-1", "E1"} <= set(records["source_record_id"].to_list())  # both halves of the merge
 
 
-def test_the_golden_region_is_named_as_the_lists_name_it(small_demo: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_golden_region_is_named_as_the_lists_name_it(
+    small_demo: Settings, demo_served: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The demo's regions are written in Chinese and named in English in cockpit.toml ([labels.region]): the walk
     found 华南 on the English profile beside South China in the churn list."""
-    key = Warehouse(small_demo).run_query("churn_list", {"limit": 1}, user=SYSTEM)["customer_key"].item()
+    key = demo_served.run_query("churn_list", {"limit": 1}, user=SYSTEM)["customer_key"].item()
     at = open_app_page(small_demo, monkeypatch, "customer_360", {"customer": key})
     at.sidebar.radio[0].set_value("en").run()
     texts = [x.value for x in at.text]
@@ -285,11 +291,11 @@ def test_the_golden_region_is_named_as_the_lists_name_it(small_demo: Settings, m
 
 
 def test_the_golden_industry_is_named_in_the_page_language(
-    small_demo: Settings, monkeypatch: pytest.MonkeyPatch
+    small_demo: Settings, demo_served: Warehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The demo's industries are written in Chinese and named in English in cockpit.toml ([labels.industry]): the
     walk found 制造业 on the English profile."""
-    golden = Warehouse(small_demo).sql("SELECT customer_key, industry FROM customer_golden", user=SYSTEM)
+    golden = demo_served.sql("SELECT customer_key, industry FROM customer_golden", user=SYSTEM)
     key, industry = golden.filter(pl.col("industry").is_not_null()).sort("customer_key").row(0)
     expected = {"zh": industry, "en": ValueLabels(small_demo.label_texts()).label("industry", industry, "en")}
     assert not any("\u4e00" <= ch <= "\u9fff" for ch in expected["en"]), expected
@@ -311,12 +317,12 @@ GROUP BY ALL
 """
 
 
-def test_the_churn_list_s_order_revenue_is_the_profile_s(small_demo: Settings) -> None:
+def test_the_churn_list_s_order_revenue_is_the_profile_s(demo_served: Warehouse) -> None:
     """Session 24's walk: a customer with a cancelled order read 订单收入 ¥1,796,200 on the churn list (its reason:
     ¥179.6万 in total) and ¥1,781,776 on Customer 360, 2,235 of the medium demo's 64,744 scored customers so: churn
     counted cancelled and returned orders as purchases. The list's order revenue is the profile's for every scored
     customer, and its days with an order are at most the profile's orders."""
-    wh = Warehouse(small_demo)
+    wh = demo_served
     listed = wh.run_query("churn_list", {"lang": "zh"}, user=SYSTEM).select(
         "customer_key", "order_revenue", "order_days"
     )
@@ -352,12 +358,12 @@ ORDER BY 1
 FIGURES = ("won_amount", "won_deals", "contract_value", "payments_received", "order_revenue", "orders")
 
 
-def test_a_reps_customer_reads_on_customer_360_what_the_manager_reads(small_demo: Settings) -> None:
+def test_a_reps_customer_reads_on_customer_360_what_the_manager_reads(demo_served: Warehouse) -> None:
     """Session 24's walk: a rep's customer who won on a lead nobody owns (a web form) read ¥0 won for the rep and
     ¥11,190 for the manager (15 of 刘亮's customers in the medium demo). README: a rep sees the records linked
     to their customers, so the profile's figures and its timeline's leads and stages are the manager's; the rep's
     own pipeline (the cockpit's leads and won-deal amount, lead_facts) stays the leads they own."""
-    wh = Warehouse(small_demo)
+    wh = demo_served
     owner = wh.sql(
         "SELECT owner FROM leads WHERE owner IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC LIMIT 1", user=SYSTEM
     ).item()
