@@ -63,14 +63,14 @@ def test_every_metric_has_a_case_and_its_words_in_both_languages() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_each_metric_equals_its_hand_written_sql(company: Settings, name: str) -> None:
-    wh = Warehouse(company)
+def test_each_metric_equals_its_hand_written_sql(company_served: Warehouse, name: str) -> None:
+    wh = company_served
     got = value(ask(wh, Request.of([name]), MANAGER), name)
     want = wh.sql(CASES[name], user=MANAGER).item()
     assert got == pytest.approx(want), name
 
 
-def test_the_revenue_terms_are_four_different_numbers_with_four_names(company: Settings) -> None:
+def test_the_revenue_terms_are_four_different_numbers_with_four_names(company_served: Warehouse) -> None:
     terms = ("won_amount", "contract_value", "payments_received", "order_revenue")
     assert [t(f"metric.{n}", "zh") for n in terms] == ["赢单金额", "合同金额", "回款", "订单收入"]
     assert [t(f"metric.{n}", "en") for n in terms] == [
@@ -79,12 +79,14 @@ def test_the_revenue_terms_are_four_different_numbers_with_four_names(company: S
         "Payments received",
         "Order revenue",
     ]
-    answer = ask(Warehouse(company), Request.of(terms), MANAGER)
+    answer = ask(company_served, Request.of(terms), MANAGER)
     assert (value(answer, "won_amount"), value(answer, "order_revenue")) == (22_000, 28_800)
 
 
-def test_a_sales_rep_sees_the_companys_roi_labelled_so_never_company_spend_over_own_leads(company: Settings) -> None:
-    wh = Warehouse(company)
+def test_a_sales_rep_sees_the_companys_roi_labelled_so_never_company_spend_over_own_leads(
+    company_served: Warehouse,
+) -> None:
+    wh = company_served
     names = ["leads", "won_amount", "roi", "cost_per_lead", "spend"]
     mine, company_wide = ask(wh, Request.of(names), SALES), ask(wh, Request.of(names), MANAGER)
     assert value(mine, "leads") == 10 and value(company_wide, "leads") == 60  # own leads vs everyone's
@@ -103,12 +105,12 @@ SPEND_BASED = ("spend", "roi", "cost_per_lead", "cac")
 
 @pytest.mark.parametrize("dim", ["owner", "region"])
 def test_a_filter_spend_cannot_take_gives_the_companys_spend_figures_never_one_reps_revenue_over_all_spend(
-    company: Settings, dim: str
+    company_served: Warehouse, dim: str
 ) -> None:
     """Spend has no owner or region: the manager's channels page filtered to one rep (or region) shows the
     company's spend, ROI, cost per lead and CAC, labelled so, beside the rep's own leads and amount; never
     the rep's won amount against every rep's spend (the medium demo's 刘亮 read -95 %)."""
-    wh = Warehouse(company)
+    wh = company_served
     names = ["leads", "won_amount", *SPEND_BASED]
     whole = ask(wh, Request.of(names), MANAGER)
     pick = f"SELECT {dim} FROM lead_facts WHERE {dim} IS NOT NULL ORDER BY owner = 'rep1' DESC, 1 LIMIT 1"
@@ -132,10 +134,12 @@ def test_a_filter_spend_cannot_take_gives_the_companys_spend_figures_never_one_r
 
 
 @pytest.mark.parametrize("user", [MANAGER, SALES], ids=["manager", "sales"])
-def test_the_leaderboard_counts_wins_by_win_date_under_a_name_of_its_own(company: Settings, user: Principal) -> None:
+def test_the_leaderboard_counts_wins_by_win_date_under_a_name_of_its_own(
+    company_served: Warehouse, user: Principal
+) -> None:
     """The leaderboard's columns are the layer's by-win-date metrics, split by owner: the same numbers, and
     never headed 赢单金额 / Won-deal amount, which names the figure by the lead's creation date."""
-    wh = Warehouse(company)
+    wh = company_served
     board = wh.run_query("sales_leaderboard", {"start": "2026-03-10", "end": "2026-04-30"}, user=user)
     names = ["won_deals_by_win_date", "won_amount_by_win_date"]
     assert board.columns == ["owner", *names]
@@ -148,9 +152,9 @@ def test_the_leaderboard_counts_wins_by_win_date_under_a_name_of_its_own(company
         assert not {t("metric.won_amount", lang), t("metric.won_deals", lang)} & set(heads)
 
 
-def test_roi_without_spend_is_a_dash(company: Settings) -> None:
+def test_roi_without_spend_is_a_dash(company_served: Warehouse) -> None:
     """Website has leads and no spend: no ROI (not -100 %, not 0), shown as "—"."""
-    answer = ask(Warehouse(company), Request.of(["leads", "roi"], filters={"channel": "website"}), MANAGER)
+    answer = ask(company_served, Request.of(["leads", "roi"], filters={"channel": "website"}), MANAGER)
     assert value(answer, "leads") == 10 and value(answer, "roi") is None
     assert show_value("roi", value(answer, "roi"), "zh") == "—"
 
@@ -166,11 +170,11 @@ class Served(Warehouse):
 
 
 def test_the_companys_figure_is_read_once_per_manifest_for_every_rep(
-    company: Settings, monkeypatch: pytest.MonkeyPatch
+    company_read: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each sales rep's page shows the company's ROI; it is read over every row once for the manifest being
     served, and again when a new one is (never a figure of the data before a refresh)."""
-    wh, other = Served(company), Principal("s2", "sales", "rep2")
+    wh, other = Served(company_read), Principal("s2", "sales", "rep2")  # its own: it counts the reads
     readers: list[Principal | None] = []  # who each query ran as
     run = wh.sql
 
@@ -188,8 +192,8 @@ def test_the_companys_figure_is_read_once_per_manifest_for_every_rep(
     assert value(ask(wh, Request.of(["roi"]), SALES), "roi") == pytest.approx(4.5) and readers.count(SYSTEM) == 3
 
 
-def test_a_split_adds_up_to_its_total_row(company: Settings) -> None:
-    answer = ask(Warehouse(company), Request.of(["leads", "won_amount", "roi"], ["channel"], with_total=True), MANAGER)
+def test_a_split_adds_up_to_its_total_row(company_served: Warehouse) -> None:
+    answer = ask(company_served, Request.of(["leads", "won_amount", "roi"], ["channel"], with_total=True), MANAGER)
     rows = answer.frame.filter(~pl.col("is_total"))
     assert rows["won_amount"].sum() == value(answer, "won_amount") == 22_000
     assert dict(zip(rows["channel"], rows["roi"], strict=True))["paid_search"] == pytest.approx(6.0)
@@ -213,8 +217,8 @@ def test_a_bad_definition_names_the_metric_and_the_key(text: str, message: str) 
         parse(text)
 
 
-def test_an_unknown_metric_or_dimension_is_a_clear_error(company: Settings) -> None:
-    wh = Warehouse(company)
+def test_an_unknown_metric_or_dimension_is_a_clear_error(company_served: Warehouse) -> None:
+    wh = company_served
     with pytest.raises(MetricError, match="no metric named 'revenue'"):
         ask(wh, Request.of(["revenue"]), MANAGER)
     with pytest.raises(MetricError, match="spend cannot be split by region"):

@@ -17,16 +17,16 @@ AFTER_A_MERGE = {"customer_redirect"}
 
 
 @pytest.mark.parametrize("name", list_queries())
-def test_every_query_runs_and_has_the_columns_its_header_declares(company: Settings, name: str) -> None:
+def test_every_query_runs_and_has_the_columns_its_header_declares(company_served: Warehouse, name: str) -> None:
     query = load_query(name)
     assert query.columns, f"{name}.sql has no '-- columns:' header"
-    df = Warehouse(company).run_query(name, user=SYSTEM)
+    df = company_served.run_query(name, user=SYSTEM)
     assert tuple(df.columns) == query.columns
     assert (df.height == 0) if name in AFTER_A_MERGE else (df.height > 0)
 
 
-def test_channel_summary_numbers(company: Settings) -> None:
-    df = Warehouse(company).run_query("channel_summary", user=SYSTEM)
+def test_channel_summary_numbers(company_served: Warehouse) -> None:
+    df = company_served.run_query("channel_summary", user=SYSTEM)
     rows = {r["channel"]: r for r in df.iter_rows(named=True)}
     sem = rows["paid_search"]  # 百度推广 / baidu_sem / " SEM " in the CRM, one channel
     assert (sem["leads"], sem["won"], sem["revenue"], sem["cost"]) == (30, 6, 21000.0, 3000.0)
@@ -41,8 +41,8 @@ def test_channel_summary_numbers(company: Settings) -> None:
     assert df.get_column("leads").sum() == 60
 
 
-def test_channel_summary_date_filter(company: Settings) -> None:
-    w = Warehouse(company)
+def test_channel_summary_date_filter(company_served: Warehouse) -> None:
+    w = company_served
     march_first_week = w.run_query("channel_summary", {"start": "2026-03-01", "end": "2026-03-07"}, user=SYSTEM)
     rows = {r["channel"]: r for r in march_first_week.iter_rows(named=True)}
     assert rows["paid_search"]["leads"] == 7  # CRM leads on days 0..6
@@ -55,20 +55,20 @@ def test_channel_summary_date_filter(company: Settings) -> None:
     "value",
     ["2026-03-01'; DROP VIEW leads; --", "1 OR 1=1", "$start"],
 )
-def test_date_params_reject_injection(company: Settings, value: str) -> None:
+def test_date_params_reject_injection(company_served: Warehouse, value: str) -> None:
     with pytest.raises(QueryError, match="must be a date"):
-        Warehouse(company).run_query("channel_summary", {"start": value}, user=SYSTEM)
+        company_served.run_query("channel_summary", {"start": value}, user=SYSTEM)
 
 
-def test_text_params_are_bound_not_formatted(company: Settings) -> None:
-    w = Warehouse(company)
+def test_text_params_are_bound_not_formatted(company_served: Warehouse) -> None:
+    w = company_served
     assert w.run_query("identity_links", {"source_system": "erp' OR '1'='1"}, user=SYSTEM).height == 0
     assert w.run_query("identity_links", {"source_system": "erp"}, user=SYSTEM).height == 12
     assert w.sql("SELECT count(*) AS n FROM leads", user=SYSTEM).item() == 60
 
 
-def test_unknown_query_and_param(company: Settings) -> None:
-    w = Warehouse(company)
+def test_unknown_query_and_param(company_served: Warehouse) -> None:
+    w = company_served
     with pytest.raises(QueryError, match="no query named 'nope'"):
         w.run_query("nope", user=SYSTEM)
     with pytest.raises(QueryError, match="no query named"):
@@ -77,8 +77,8 @@ def test_unknown_query_and_param(company: Settings) -> None:
         w.run_query("channel_summary", {"colour": "red"}, user=SYSTEM)
 
 
-def test_identity_links_join_the_same_person_across_sources(company: Settings) -> None:
-    links = Warehouse(company).run_query("identity_links", user=SYSTEM)
+def test_identity_links_join_the_same_person_across_sources(company_served: Warehouse) -> None:
+    links = company_served.run_query("identity_links", user=SYSTEM)
     key = dict(zip(links["source_system"] + ":" + links["source_record_id"], links["customer_key"], strict=True))
     # +86 138-0013-8000 at the trade show is ERP customer E0 (13800138000)
     assert key["trade_show:TS-0"] == key["erp:E0"]
@@ -102,8 +102,8 @@ def test_views_follow_the_manifest_without_a_restart(company: Settings) -> None:
     assert w.sql("SELECT count(*) FROM marketing_spend", user=SYSTEM).item() == 4
 
 
-def test_a_long_query_does_not_hold_up_the_other_users_queries(company: Settings) -> None:
-    w = Warehouse(company)
+def test_a_long_query_does_not_hold_up_the_other_users_queries(company_read: Settings) -> None:
+    w = Warehouse(company_read)  # its own: the test adds a function to its connection
     w.run_query("channel_summary", user=SYSTEM)  # the views are attached
     running = threading.Event()
 
