@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from dashboard.derived.tables import attach_views
 from dashboard.i18n import t, units_kept
 from dashboard.pipeline.refresh import refresh
 from dashboard.query.security import SYSTEM
+from dashboard.query.warehouse import Warehouse
 from tests.test_churn import synthetic_shop
 from tests.test_pages import APP, metrics, open_app, texts
 
@@ -61,6 +63,14 @@ def _shop_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def shop(_shop_template: Path) -> Settings:
     return load_settings(_shop_template / "cockpit.toml")
+
+
+@pytest.fixture(scope="module")
+def shop_served(_shop_template: Path) -> Iterator[Warehouse]:
+    """One Warehouse over the shop for the module's questions (each new one builds its views again)."""
+    warehouse = Warehouse(load_settings(_shop_template / "cockpit.toml"))
+    yield warehouse
+    warehouse.close()
 
 
 def _golden_keys(settings: Settings) -> dict[str, str]:
@@ -108,15 +118,13 @@ def test_the_page_lists_customers_by_revenue_at_risk_each_linking_to_its_profile
 
 
 def test_the_list_names_each_customer_and_gives_the_reasons_in_full(
-    company: Settings, monkeypatch: pytest.MonkeyPatch
+    company_read: Settings, company_served: Warehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Who (name, company, owner, region), how much is at risk and why, before the scores (issue 20, point 3)."""
-    from dashboard.query.warehouse import Warehouse
-
-    at = _churn_page(company, monkeypatch, "en")
+    at = _churn_page(company_read, monkeypatch, "en")
     grid = at.dataframe[0]  # type: ignore[attr-defined]
     first = pl.from_pandas(grid.value).row(0, named=True)
-    top = Warehouse(company).run_query("churn_list", {"lang": "en", "limit": 1}, user=SYSTEM).row(0, named=True)
+    top = company_served.run_query("churn_list", {"lang": "en", "limit": 1}, user=SYSTEM).row(0, named=True)
     assert top["name"]  # from the golden record, as the company (when known)
     for column in ("name", "company", "owner", "region", "expected_value_at_risk"):
         assert first[column] == top[column], column
@@ -187,8 +195,10 @@ def test_the_cockpit_tile_counts_the_high_band_once_validated(shop: Settings, mo
     assert metrics(at)["Customers at risk"] == high  # type: ignore[arg-type]
 
 
-def test_unvalidated_scores_say_so_and_keep_the_tile_hidden(company: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    at = _churn_page(company, monkeypatch, "en")  # 24 days of orders: no backtest possible
+def test_unvalidated_scores_say_so_and_keep_the_tile_hidden(
+    company_read: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _churn_page(company_read, monkeypatch, "en")  # 24 days of orders: no backtest possible
     assert any("Not enough history" in w.value for w in at.warning)  # type: ignore[attr-defined]
     assert "Backtest AUC" not in metrics(at)  # type: ignore[arg-type]
     at.switch_page("pages/cockpit.py").run()  # type: ignore[attr-defined]
@@ -220,11 +230,10 @@ def test_cli_prints_the_scores_and_the_backtest(shop: Settings) -> None:
     assert bad.returncode == 2 and "--as-of must be a date" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_the_backtest_says_which_method_serves_and_on_what_evidence(shop: Settings) -> None:
+def test_the_backtest_says_which_method_serves_and_on_what_evidence(shop: Settings, shop_served: Warehouse) -> None:
     from dashboard.derived.churn.card import why_serving
-    from dashboard.query.warehouse import Warehouse
 
-    card = Warehouse(shop).run_query("churn_model_card", user=SYSTEM)
+    card = shop_served.run_query("churn_model_card", user=SYSTEM)
     model = card.row(by_predicate=pl.col("method") == "model", named=True)
     chosen = card.row(by_predicate=pl.col("chosen"), named=True)
     assert chosen["serve_reason"] == "best_auc"
@@ -248,25 +257,24 @@ def test_the_backtest_says_which_method_serves_and_on_what_evidence(shop: Settin
     assert "backtest_windows" in out.stdout
 
 
-def test_the_page_says_on_what_evidence_the_method_serves(shop: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_page_says_on_what_evidence_the_method_serves(
+    shop: Settings, shop_served: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from dashboard.derived.churn.card import why_serving
-    from dashboard.query.warehouse import Warehouse
 
-    card = Warehouse(shop).run_query("churn_model_card", user=SYSTEM)
+    card = shop_served.run_query("churn_model_card", user=SYSTEM)
     for lang in ("en", "zh"):
         at = _churn_page(shop, monkeypatch, lang)
         assert why_serving(card, lang) in [str(m.value) for m in at.markdown]  # type: ignore[attr-defined]
 
 
-def test_the_list_counts_days_with_an_order_and_names_the_column_so(shop: Settings) -> None:
+def test_the_list_counts_days_with_an_order_and_names_the_column_so(shop: Settings, shop_served: Warehouse) -> None:
     """The model's order feature counts days with an order; the list calls it that (下单天数), so it is not
     read as Customer 360's order count (two orders on one day: one day, two orders)."""
     orders = pl.read_csv(shop.base_dir / "orders.csv")
     days = orders.group_by("customer").agg(pl.col("date").n_unique().alias("days"), pl.len().alias("orders"))
     assert (days["days"] < days["orders"]).any()  # some customers ordered twice on a day
-    from dashboard.query.warehouse import Warehouse
-
-    listed = Warehouse(shop).run_query("churn_list", {"lang": "zh"}, user=SYSTEM)
+    listed = shop_served.run_query("churn_list", {"lang": "zh"}, user=SYSTEM)
     assert "order_days" in listed.columns and "orders" not in listed.columns
     linked = _golden_keys(shop)
     keys = {_golden_key(shop, ref, linked): ref for ref in ("STEADY", "ONCE", *days.sort("orders")["customer"].tail(3))}
@@ -276,17 +284,17 @@ def test_the_list_counts_days_with_an_order_and_names_the_column_so(shop: Settin
     assert (t("col.order_days", "zh"), t("col.order_days", "en")) == ("下单天数", "Days with an order")
 
 
-def test_days_without_an_order_are_counted_to_the_data_s_last_day_alike_everywhere(shop: Settings) -> None:
+def test_days_without_an_order_are_counted_to_the_data_s_last_day_alike_everywhere(
+    shop: Settings, shop_served: Warehouse
+) -> None:
     """Orders dated to the day, scored the day after the data: a customer who ordered on the data's last day has 0
     days without one, not 1, in the list, on Customer 360 and in the reasons' words (issue 22, trust)."""
-    from dashboard.query.warehouse import Warehouse
-
     orders = pl.read_csv(shop.base_dir / "orders.csv", try_parse_dates=True)
     last_day = orders["date"].max()
     counted = orders.group_by("customer").agg((pl.lit(last_day) - pl.col("date").max()).dt.total_days().alias("days"))
     linked = _golden_keys(shop)
     expected = {_golden_key(shop, ref, linked): days for ref, days in counted.iter_rows()}
-    warehouse = Warehouse(shop)
+    warehouse = shop_served
     listed = warehouse.run_query("churn_list", {"lang": "en"}, user=SYSTEM)
     assert listed.height == len(expected)
     assert dict(zip(listed["customer_key"], listed["days_inactive"], strict=True)) == expected
@@ -328,14 +336,12 @@ def _read(at: AppTest) -> str:
 
 
 def test_a_sales_rep_ranks_their_own_customers_from_1_with_the_company_rank_beside_it(
-    small_demo: Settings, monkeypatch: pytest.MonkeyPatch
+    small_demo: Settings, demo_served: Warehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A rep's list read 37, 152, 890, ...: the company's ranks of their customers (the walk, session 18). A rep
     works their own list top down: it is numbered 1, 2, 3, ... among their customers, the company's rank beside
     it, and Customer 360 gives the same two numbers; a manager, who sees the whole list, reads one rank."""
-    from dashboard.query.warehouse import Warehouse
-
-    everyone = Warehouse(small_demo).run_query("churn_list", {"lang": "en"}, user=SYSTEM)
+    everyone = demo_served.run_query("churn_list", {"lang": "en"}, user=SYSTEM)
     per_owner = everyone.filter(pl.col("owner").is_not_null()).group_by("owner").agg(pl.len(), pl.col("rank").min())
     owner = per_owner.filter((pl.col("len") >= 3) & (pl.col("rank") > 1)).sort("owner")["owner"][0]
     theirs = everyone.filter(pl.col("owner") == owner).with_row_index("own", 1)
@@ -365,14 +371,12 @@ def test_a_sales_rep_ranks_their_own_customers_from_1_with_the_company_rank_besi
 
 
 def test_a_sales_rep_opening_another_owners_customer_is_told_it_may_be_theirs(
-    small_demo: Settings, monkeypatch: pytest.MonkeyPatch
+    small_demo: Settings, demo_served: Warehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A rep following a manager's link to another owner's customer read "no customer with the key … it may have
     been merged" (the walk, session 25). The rep reads that it may be another owner's, in the same words for a key
     nobody has (nothing says which customers exist); a manager reads that there is no such customer."""
-    from dashboard.query.warehouse import Warehouse
-
-    everyone = Warehouse(small_demo).run_query("churn_list", {"lang": "en"}, user=SYSTEM)
+    everyone = demo_served.run_query("churn_list", {"lang": "en"}, user=SYSTEM)
     owners = everyone.filter(pl.col("owner").is_not_null())["owner"].unique().sort()
     theirs = everyone.filter(pl.col("owner") == owners[1])["customer_key"][0]
     monkeypatch.setattr(auth, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
@@ -389,13 +393,11 @@ def test_a_sales_rep_opening_another_owners_customer_is_told_it_may_be_theirs(
 
 
 def test_filters_that_leave_nobody_say_so_without_an_empty_grid(
-    small_demo: Settings, monkeypatch: pytest.MonkeyPatch
+    small_demo: Settings, demo_served: Warehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An owner, a segment and a band with nobody in them showed the caption's 0 over an empty grid (Streamlit's
     English "empty" on the Chinese page) and CSV/Excel buttons (the walk, session 19)."""
-    from dashboard.query.warehouse import Warehouse
-
-    everyone = Warehouse(small_demo).run_query("churn_list", {}, user=SYSTEM)
+    everyone = demo_served.run_query("churn_list", {}, user=SYSTEM)
     seen = set(everyone.select("owner", "segment", "risk_band").drop_nulls().iter_rows())
     owner = everyone["owner"].drop_nulls().sort()[0]
     segment, band = next(

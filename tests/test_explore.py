@@ -47,8 +47,10 @@ ANALYST = Principal("analyst", "analyst")
 
 
 @pytest.fixture
-def wh(company: Settings) -> Warehouse:
-    return Warehouse(company)
+def wh(company_served: Warehouse) -> Warehouse:
+    """The module's one Warehouse over its copy of the company: these tests only ask (a test that refreshes
+    the company takes its own copy and Warehouse)."""
+    return company_served
 
 
 def answer(wh: Warehouse, spec: Spec, user: Principal = SYSTEM) -> Any:

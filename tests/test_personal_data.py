@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -117,6 +118,14 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return settings
 
 
+@pytest.fixture(scope="module")
+def keyed_served(keyed: Settings) -> Iterator[Warehouse]:
+    """One Warehouse over ``keyed`` for the module's questions (each new one builds its views again)."""
+    warehouse = Warehouse(keyed)
+    yield warehouse
+    warehouse.close()
+
+
 def _cells(frame: pl.DataFrame) -> list[str]:
     cells: list[str] = []
     for column, dtype in frame.schema.items():
@@ -138,11 +147,10 @@ def _params(wh: Warehouse, name: str) -> dict[str, object]:
 
 
 def _scan(
-    settings: Settings, users: tuple[Principal, ...] = MASKED, shown: frozenset[str] = frozenset()
+    wh: Warehouse, users: tuple[Principal, ...] = MASKED, shown: frozenset[str] = frozenset()
 ) -> dict[str, list[tuple[str, str]]]:
     """Every relation and every named query, as each user: the unmasked values found (``shown``: columns
     left out of the scan, a sales user's contact details of their own customers)."""
-    wh = Warehouse(settings)
     found: dict[str, list[tuple[str, str]]] = {}
     for user in users:
         readable = [
@@ -168,24 +176,24 @@ def _scan(
     return {k: v[:3] for k, v in found.items() if v}
 
 
-def test_the_demo_call_centers_phone_keys_reach_no_masked_role(small_demo: Settings) -> None:
+def test_the_demo_call_centers_phone_keys_reach_no_masked_role(demo_served: Warehouse) -> None:
     """The issue's case: the demo's call center keys its calls by the caller's mobile number."""
-    wh = Warehouse(small_demo)
+    wh = demo_served
     classified = wh.sql(
         "SELECT kind, share FROM personal_columns WHERE relation = 'interactions' AND column_name = 'customer_ref'"
         " AND source_system = 'call_center'",
         user=SYSTEM,
     )
     assert classified["kind"].to_list() == ["phone"] and classified["share"].item() > 0.5
-    assert _scan(small_demo) == {}
+    assert _scan(wh) == {}
 
 
 def test_a_sales_user_sees_contact_details_of_their_own_customers_but_never_a_personal_key(
-    small_demo: Settings,
+    demo_served: Warehouse,
 ) -> None:
     """Sales call their customers, so phone, e-mail and ID number of their own customers show in clear
     (security.UNMASKED_ROLES); keys that are phone numbers are pseudonyms for them too."""
-    wh = Warehouse(small_demo)
+    wh = demo_served
     owner = wh.sql(
         "SELECT owner FROM leads WHERE owner IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC LIMIT 1", user=SYSTEM
     )
@@ -194,11 +202,11 @@ def test_a_sales_user_sees_contact_details_of_their_own_customers_but_never_a_pe
     refs = calls["customer_ref"].to_list()
     assert sum(ref.startswith("PSN-") for ref in refs) > len(refs) / 2  # the mobiles (the rest: other numbers)
     assert not any(UNMASKED["phone"].search(ref) for ref in refs)
-    assert _scan(small_demo, (sales,), CONTACT) == {}
+    assert _scan(wh, (sales,), CONTACT) == {}
 
 
-def test_sources_keyed_by_phone_email_and_id_number_are_personal_by_content(keyed: Settings) -> None:
-    wh = Warehouse(keyed)
+def test_sources_keyed_by_phone_email_and_id_number_are_personal_by_content(keyed_served: Warehouse) -> None:
+    wh = keyed_served
     kinds = wh.sql(
         "SELECT source_system, kind FROM personal_columns WHERE relation = 'customers' "
         "AND column_name = 'source_record_id' ORDER BY 1",
@@ -208,13 +216,13 @@ def test_sources_keyed_by_phone_email_and_id_number_are_personal_by_content(keye
     # the raw keys are there for the system, and for no masked role anywhere
     raw = wh.sql("SELECT count(*) FROM interactions WHERE source_system = 'hotline'", user=SYSTEM).item()
     assert raw == 36
-    assert _scan(keyed) == {}
+    assert _scan(wh) == {}
 
 
-def test_pseudonyms_keep_joins_and_counts_and_are_stable(keyed: Settings) -> None:
+def test_pseudonyms_keep_joins_and_counts_and_are_stable(keyed: Settings, keyed_served: Warehouse) -> None:
     """Same value, same token, in every relation: the hotline's calls still join to its customers and to
     their golden records; counts are the admin's; the token is not the value and survives a new query."""
-    wh = Warehouse(keyed)
+    wh = keyed_served
     join = (
         "SELECT count(*) AS calls, count(DISTINCT l.customer_key) AS people, min(i.customer_ref) AS token "
         "FROM interactions AS i JOIN identity_links AS l ON l.source_system = i.source_system "
@@ -251,10 +259,10 @@ def test_pseudonyms_keep_joins_and_counts_and_are_stable(keyed: Settings) -> Non
     assert stat.S_IMODE(key.stat().st_mode) == 0o600 and len(key.read_text().strip()) == 64
 
 
-def test_the_sql_tab_cannot_mint_a_token_for_a_guess(keyed: Settings) -> None:
+def test_the_sql_tab_cannot_mint_a_token_for_a_guess(keyed: Settings, keyed_served: Warehouse) -> None:
     from dashboard.query.explore.sql import SqlRefused, run_readonly
 
-    wh = Warehouse(keyed)
+    wh = keyed_served
     with pytest.raises(SqlRefused):
         run_readonly(wh, "SELECT main.pseudonym('+86 139-0001-0007') AS t", MASKED[0])
     with pytest.raises(SqlRefused):
@@ -276,11 +284,11 @@ def test_the_sql_tab_cannot_mint_a_token_for_a_guess(keyed: Settings) -> None:
         assert key not in str(out.frame.rows()), sql
 
 
-def test_the_build_writes_the_tokens_the_views_serve(keyed: Settings) -> None:
+def test_the_build_writes_the_tokens_the_views_serve(keyed_served: Warehouse) -> None:
     """The pseudonyms are computed once at refresh (issue 18, Speed): the companion tables hold, beside each
     personal key, the token the serving connection's pseudonym() gives (used where the build has none, e.g.
     an as-of comparison), so a token is the same either way; the masked roles' views compute none."""
-    wh = Warehouse(keyed)
+    wh = keyed_served
     same = wh.sql(
         "SELECT count(*) FILTER (WHERE customer_ref__psn = main.pseudonym(customer_ref)), count(*), "
         "count(DISTINCT customer_ref__psn) FROM interactions__psn WHERE source_system = 'hotline'",
@@ -308,10 +316,10 @@ def test_the_tokens_are_written_one_customer_after_another(keyed: Settings) -> N
     assert links.len() >= 25 and links.is_sorted()
 
 
-def test_a_masked_role_reads_identity_links_as_one_relation_with_every_link(keyed: Settings) -> None:
+def test_a_masked_role_reads_identity_links_as_one_relation_with_every_link(keyed_served: Warehouse) -> None:
     """The identity links' companion table holds every link (derived/personal.py WHOLE): a manager or analyst
     reads it alone, as the admin reads the links, with each link once and the personal keys as tokens."""
-    wh = Warehouse(keyed)
+    wh = keyed_served
     count = (
         "SELECT count(*), count(DISTINCT customer_key), count(*) FILTER (WHERE source_record_id LIKE 'PSN-%'), "
         "count(*) FILTER (WHERE source_system IN ('hotline', 'members', 'registry')) FROM identity_links"

@@ -68,7 +68,7 @@ def _deals(root: Path, extra: str = "") -> Settings:
     return load_settings(root / "cockpit.toml")
 
 
-def test_small_demo_lead_amounts_are_judged_on_won_events(small_demo: Settings) -> None:
+def test_small_demo_lead_amounts_are_judged_on_won_events(small_demo: Settings, demo_served: Warehouse) -> None:
     cells = _heatmap(small_demo)
     amount = cells[("crm", "lead_events", "amount")]
     sid = Store(small_demo.data_path).read_manifest()["sources"]["crm"]["snapshot_id"]
@@ -81,14 +81,14 @@ def test_small_demo_lead_amounts_are_judged_on_won_events(small_demo: Settings) 
     assert fill_line(amount, "zh") == f"阶段为赢单的线索阶段事件中 100.0% 已填写（{won} / {won}）"
     assert fill_line(amount, "en") == f"Filled on 100.0% of lead stage events where stage is Won ({won} / {won})"
     # the same rate on the catalog's field list, and in the CRM's health (completeness: the mean of its fields)
-    profile = Warehouse(small_demo).run_query("field_profile", {"source": "crm"}, user=SYSTEM)
+    profile = demo_served.run_query("field_profile", {"source": "crm"}, user=SYSTEM)
     assert (
         profile.filter(pl.col("column_name") == "amount", pl.col("entity") == "lead_events")["fill_rate"].item() == 1.0
     )
     inventory = build_inventory(small_demo, profile, source_status(small_demo)).fields
     listed = inventory.filter(pl.col("entity") == "lead_events", pl.col("field") == "amount").row(0, named=True)
     assert (listed["fill_rate"], listed["applies_when"]) == (1.0, "stage = won")
-    health = Warehouse(small_demo).run_query("data_health", user=SYSTEM).filter(pl.col("source_system") == "crm")
+    health = demo_served.run_query("data_health", user=SYSTEM).filter(pl.col("source_system") == "crm")
     provided = [r["fill_rate"] for k, r in cells.items() if k[0] == "crm" and r["provided"] and r["fill_rate"]]
     assert health["completeness"].item() == pytest.approx(sum(provided) / len(provided))
     # an interaction names a customer or a lead: each is judged where the other is empty; a company's industry
@@ -205,7 +205,7 @@ def test_the_small_demo_judges_its_sources_where_their_fields_apply(small_demo: 
     assert campaign["applies_when"].startswith("channel in (paid_search") and campaign["fill_flag"] is False
 
 
-def test_an_optional_field_is_shown_grey_and_not_judged(small_demo: Settings) -> None:
+def test_an_optional_field_is_shown_grey_and_not_judged(small_demo: Settings, demo_served: Warehouse) -> None:
     """A lead's customer reference (only where the lead is an existing customer's) and, in the demo's mixed
     business, a company: shown with their share, never flagged, out of the health score."""
     cells = _heatmap(small_demo)
@@ -217,19 +217,19 @@ def test_an_optional_field_is_shown_grey_and_not_judged(small_demo: Settings) ->
     )
     assert fill_line(ref, "zh") == f"可选字段，不评判填充率：{ref['rows']} 行中 {ref['filled']} 行已填写"
     assert cells[("web_forms", "leads", "company")]["fill_flag"] is False  # "*.leads.company" = "never"
-    frame = Warehouse(small_demo).run_query("quality_heatmap", user=SYSTEM)
+    frame = demo_served.run_query("quality_heatmap", user=SYSTEM)
     heat, grey, _ = heatmap_figure(frame, "fill", "en").data
     row, col = list(heat.y).index("crm"), list(heat.x).index("leads.customer_ref")
     assert heat.z[row][col] is None and grey.z[row][col] == 1 and "Optional" in grey.text[row][col]
 
 
-def test_a_field_that_applies_to_no_row_is_grey_and_says_why(small_demo: Settings) -> None:
+def test_a_field_that_applies_to_no_row_is_grey_and_says_why(small_demo: Settings, demo_served: Warehouse) -> None:
     """The call centre's interactions all name a customer, so their lead_id (applies where customer_ref is empty)
     applies to no row: a grey cell whose hover says there are none, not a blank square with nothing to read."""
     cells = _heatmap(small_demo)
     lead = cells[("call_center", "interactions", "lead_id")]
     assert (lead["applies_when"], lead["applies_rows"], lead["fill_rate"]) == ("customer_ref is empty", 0, None)
-    frame = Warehouse(small_demo).run_query("quality_heatmap", user=SYSTEM)
+    frame = demo_served.run_query("quality_heatmap", user=SYSTEM)
     heat, grey, _ = heatmap_figure(frame, "fill", "en").data
     row, col = list(heat.y).index("call_center"), list(heat.x).index("interactions.lead_id")
     assert heat.z[row][col] is None and grey.z[row][col] == 1

@@ -101,8 +101,8 @@ def _assert_only_own_rows(name: str, frame: pl.DataFrame) -> None:
 
 # -- the data layer, every named query -------------------------------------------------------------
 @pytest.mark.parametrize("name", list_queries())
-def test_a_sales_user_never_gets_another_owners_rows(company: Settings, name: str) -> None:
-    wh = Warehouse(company)
+def test_a_sales_user_never_gets_another_owners_rows(company_served: Warehouse, name: str) -> None:
+    wh = company_served
     params = _required(name, wh)
     try:
         mine = wh.run_query(name, params, user=SALES)
@@ -115,8 +115,8 @@ def test_a_sales_user_never_gets_another_owners_rows(company: Settings, name: st
         assert colleague.equals(wh.run_query(name, {**params, "owner": "no such person"}, user=SALES)), name
 
 
-def test_a_sales_user_sees_their_customers_leads_and_exactly_their_own_funnel(company: Settings) -> None:
-    wh = Warehouse(company)
+def test_a_sales_user_sees_their_customers_leads_and_exactly_their_own_funnel(company_served: Warehouse) -> None:
+    wh = company_served
     leads = wh.sql("SELECT lead_id, owner, phone FROM leads", user=SALES)
     # their own, and the web forms nobody owns of the same people (README: records linked to their customers)
     linked = {"WEB-1", "WEB-4", "WEB-7"}  # WEB-i shares CRM-i's phone
@@ -130,16 +130,16 @@ def test_a_sales_user_sees_their_customers_leads_and_exactly_their_own_funnel(co
 
 
 @pytest.mark.parametrize("name", list_queries())
-def test_an_analyst_never_gets_an_unmasked_phone_email_or_id(company: Settings, name: str) -> None:
-    wh = Warehouse(company)
+def test_an_analyst_never_gets_an_unmasked_phone_email_or_id(company_served: Warehouse, name: str) -> None:
+    wh = company_served
     frame = wh.run_query(name, _required(name, wh), user=ANALYST)
     for cell in _text_cells(frame):
         for kind, pattern in UNMASKED.items():
             assert not pattern.search(cell), (name, kind, cell)
 
 
-def test_masking_shapes_for_manager_and_none_for_admin(company: Settings) -> None:
-    wh = Warehouse(company)
+def test_masking_shapes_for_manager_and_none_for_admin(company_served: Warehouse) -> None:
+    wh = company_served
     sql = "SELECT phone, email, id_number FROM customers WHERE id_number IS NOT NULL"
     manager = wh.sql(sql, user=Principal("m", "manager")).row(0)
     assert manager == ("138****8000", None, "1101**********002X")
@@ -149,8 +149,8 @@ def test_masking_shapes_for_manager_and_none_for_admin(company: Settings) -> Non
 
 
 @pytest.mark.parametrize("value", INJECTIONS, ids=lambda v: repr(v[:12]))
-def test_injection_in_every_text_parameter_returns_nothing_extra(company: Settings, value: str) -> None:
-    wh = Warehouse(company)
+def test_injection_in_every_text_parameter_returns_nothing_extra(company_served: Warehouse, value: str) -> None:
+    wh = company_served
     for name in list_queries():
         query = load_query(name)
         base = _required(name, wh)
@@ -186,10 +186,10 @@ def test_the_cli_runs_queries_as_the_user_and_audits_it(accounts: Settings) -> N
     assert "no user named 'mallory'" in events.filter(pl.col("user") == "mallory")["detail"][0]
 
 
-def test_the_read_path_refuses_without_a_principal_and_system_is_explicit(company: Settings) -> None:
+def test_the_read_path_refuses_without_a_principal_and_system_is_explicit(company_served: Warehouse) -> None:
     """Safe by default (issue 18, point 2): no user means refused, on every way into the warehouse; only
     the SYSTEM principal reads the base relations, and no account can become it."""
-    wh = Warehouse(company)
+    wh = company_served
     for call in (lambda: wh.sql("SELECT count(*) FROM leads"), lambda: wh.run_query("channel_summary")):
         with pytest.raises(QueryError, match="no user given"):
             call()
