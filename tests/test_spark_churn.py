@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -79,11 +80,66 @@ def _windows(windows: Windows, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(backtest.SparkBacktest, "at", kept)
 
 
+class _DaysOnce:
+    """SparkDays.make's keys and per-day tables (spark_churn's materialize and numbered: the key rows, their ids,
+    churn_keys, churn_ids, churn_days, churn_channel_days) made by the module's first Spark churn build and copied
+    into each later build's staging folder, read there as the build reads what it wrote. Every build here is of
+    the small demo's one manifest (its snapshots and identity links) and one day, and the tables are made from
+    those alone: made again they would be the same files. The first build's are compared with DuckDB's through
+    every cutoff's windows, the published tables and churn_rows; a later build still runs everything that reads
+    them on Spark (its backtest, fits, served pass, isotonic fit). Each making cost ~14 CPU-s a build
+    (docs/benchmarks.md, session 27), paid once instead of by each of the four full Spark builds."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder  # under the data folder, as a staging folder is
+        self.latest: int | None = None  # the day of activity they were made for
+        self.made: dict[str, Path] = {}
+
+    def patch(self, patch: pytest.MonkeyPatch) -> None:
+        make = spark_churn.SparkDays.make
+
+        def made_for(days: spark_churn.SparkDays, con: Any, latest: int) -> None:
+            if latest != self.latest:  # another day's: made again
+                shutil.rmtree(self.folder, ignore_errors=True)
+                self.latest, self.made = latest, {}
+            make(days, con, latest)
+
+        patch.setattr(spark_churn.SparkDays, "make", made_for)
+        materialize, numbered = spark_churn.materialize, spark_churn.numbered
+
+        def made_once(spark: Any, settings: Settings, view: str, stage: Path, run: Callable[[], Path]) -> Path:
+            parts = stage / PARTS / view
+            if view in self.made:
+                shutil.copytree(self.made[view], parts)
+                read_parquet(spark, settings, parts).createOrReplaceTempView(view)
+                return parts
+            got = run()
+            self.made[view] = shutil.copytree(got, self.folder / view)
+            return got
+
+        def materialized(spark: Any, settings: Settings, sql: str, view: str, stage: Path, args: Any = None) -> Path:
+            return made_once(spark, settings, view, stage, lambda: materialize(spark, settings, sql, view, stage, args))
+
+        def numbered_once(spark: Any, settings: Settings, source: Any, orders: Any, view: str, stage: Path) -> Path:
+            return made_once(
+                spark, settings, view, stage, lambda: numbered(spark, settings, source, orders, view, stage)
+            )
+
+        patch.setattr(spark_churn, "materialize", materialized)
+        patch.setattr(spark_churn, "numbered", numbered_once)
+
+
+@pytest.fixture(scope="module")
+def days_once(small_demo: Settings) -> _DaysOnce:
+    return _DaysOnce(small_demo.data_path / "churn_days_made")
+
+
 def _churn(
-    settings: Settings, folder: Path, spark: Any, kept: churn.KeptFit | None = None
+    settings: Settings, folder: Path, spark: Any, kept: churn.KeptFit | None = None, days: _DaysOnce | None = None
 ) -> tuple[Asked, Any, Windows]:
     """Churn's build into ``folder`` (with engine spark when ``spark`` is given), from the demo's current snapshots
-    and identity links; the frames it read on the driver at each cutoff, the run and the backtest's windows."""
+    and identity links; the frames it read on the driver at each cutoff, the run and the backtest's windows.
+    ``days``: the keys and per-day tables made once for the module's Spark builds (_DaysOnce)."""
     store = Store(settings.data_path)
     manifest = store.read_manifest()
     folder.mkdir(parents=True)
@@ -102,6 +158,8 @@ def _churn(
         _recording(asked, patch)
         _windows(windows, patch)
         patch.setattr(spark_churn.SparkDays, "query", counted)
+        if days is not None:
+            days.patch(patch)
         attach_entities(con, store, manifest)
         with served.churn_on(spark, _on_spark(settings), store, manifest, folder):  # spark None: DuckDB's
             result = churn.build(con, settings, links, folder, kept=kept)
@@ -122,11 +180,11 @@ def _churn(
 
 
 @pytest.fixture(scope="module")
-def both(small_demo: Settings, spark: Any) -> dict[str, tuple[Asked, Any, Path, Windows]]:
+def both(small_demo: Settings, spark: Any, days_once: _DaysOnce) -> dict[str, tuple[Asked, Any, Path, Windows]]:
     out = {}
     for engine in ("duckdb", "spark"):
         folder = small_demo.data_path / f"churn_{engine}"
-        asked, result, windows = _churn(small_demo, folder, spark if engine == "spark" else None)
+        asked, result, windows = _churn(small_demo, folder, spark if engine == "spark" else None, days=days_once)
         out[engine] = (asked, result, folder, windows)
     return out
 
@@ -217,14 +275,14 @@ def test_the_served_pass_keeps_the_drivers_sample_and_cut_points() -> None:
 
 
 def test_a_kept_fit_rescores_the_same_on_spark(
-    small_demo: Settings, spark: Any, both: dict[str, tuple[Asked, Any, Path, Windows]]
+    small_demo: Settings, spark: Any, both: dict[str, tuple[Asked, Any, Path, Windows]], days_once: _DaysOnce
 ) -> None:
     """An incremental refresh rescores everyone with the fit kept from the last one: on Spark too."""
     kept = both["duckdb"][1].fit
     assert kept is not None
     folders = {engine: small_demo.data_path / f"rescored_{engine}" for engine in ("duckdb", "spark")}
     for engine, folder in folders.items():
-        asked, result, _ = _churn(small_demo, folder, spark if engine == "spark" else None, kept=kept)
+        asked, result, _ = _churn(small_demo, folder, spark if engine == "spark" else None, kept=kept, days=days_once)
         # today's only, nothing fitted or backtested; on Spark the served pass's, on the executors
         assert [kind for (kind, _, _), _ in asked] == ([] if engine == "spark" else ["features"])
         assert result.scored > 100
@@ -466,7 +524,7 @@ def test_the_isotonic_fit_on_spark_is_sklearns(spark: Any, on_spark: Settings) -
 
 @pytest.fixture(scope="module")
 def thin(
-    small_demo: Settings, spark: Any, both: dict[str, tuple[Asked, Any, Path, Windows]]
+    small_demo: Settings, spark: Any, both: dict[str, tuple[Asked, Any, Path, Windows]], days_once: _DaysOnce
 ) -> dict[str, tuple[Asked, Any, Path, Windows]]:
     """Both engines' churn with the model's backtest thin at the target horizon (THIN_SHARE just above the windows
     it had per judged customer), so that it trains at a shorter one, and serving when that one is not thin."""
@@ -479,7 +537,7 @@ def thin(
         patch.setattr(churn, "choose", lambda aucs, thin: choose(aucs, thin) if thin else ("model", "best_auc"))
         for engine in ("duckdb", "spark"):
             folder = small_demo.data_path / f"thin_{engine}"
-            asked, result, windows = _churn(small_demo, folder, spark if engine == "spark" else None)
+            asked, result, windows = _churn(small_demo, folder, spark if engine == "spark" else None, days=days_once)
             out[engine] = (asked, result, folder, windows)
     return out
 
@@ -504,7 +562,7 @@ def test_a_model_thin_at_the_target_horizon_is_the_same_on_spark(
 
 
 def test_a_kept_fit_of_a_model_thin_at_the_target_horizon_rescores_on_spark(
-    small_demo: Settings, spark: Any, thin: dict[str, tuple[Asked, Any, Path, Windows]]
+    small_demo: Settings, spark: Any, thin: dict[str, tuple[Asked, Any, Path, Windows]], days_once: _DaysOnce
 ) -> None:
     """An incremental refresh that keeps the fit of a model trained at a shorter horizon than the target: its risk is
     scaled by _to_target's isotonic fit over every customer, made again on the executors (isotonic.to_target) as the
@@ -518,7 +576,8 @@ def test_a_kept_fit_of_a_model_thin_at_the_target_horizon_rescores_on_spark(
     folders = {engine: small_demo.data_path / f"thin_rescored_{engine}" for engine in ("duckdb", "spark")}
     results = {}
     for engine, folder in folders.items():
-        asked, results[engine], _ = _churn(small_demo, folder, spark if engine == "spark" else None, kept=kept)
+        on = spark if engine == "spark" else None
+        asked, results[engine], _ = _churn(small_demo, folder, on, kept=kept, days=days_once)
         assert [kind for (kind, _, _), _ in asked] == ([] if engine == "spark" else ["features"])
         assert results[engine].train_horizon_days == kept.train_horizon_days and results[engine].method == "model"
     assert results["spark"].scored == results["duckdb"].scored > 100
