@@ -89,6 +89,21 @@ def test_the_executors_python_is_this_one_unless_engine_conf_names_theirs(tmp_pa
     assert python({"spark.pyspark.python": "/opt/python3.11/bin/python3"}) == "/opt/python3.11/bin/python3"
 
 
+_SEEN = """
+def seen(spark):
+    jvm = spark.sparkContext._jvm
+    runtime = jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    return {
+        "max_heap_mb": jvm.java.lang.Runtime.getRuntime().maxMemory() // 2**20,
+        "jvm_args": list(runtime.getInputArguments()),
+        "code_cache_mb": sum(
+            p.getUsage().getMax() for p in jvm.java.lang.management.ManagementFactory.getMemoryPoolMXBeans()
+            if p.getName().startswith(("CodeCache", "CodeHeap"))
+        ) // 2**20,
+        "partitions": spark.conf.get("spark.sql.shuffle.partitions"),
+    }
+"""
+
 _PROBE = """
 import json, sys
 from pathlib import Path
@@ -98,114 +113,90 @@ from dashboard.derived.spark.session import build_session
 root = Path(sys.argv[1])
 settings = parse_settings(json.loads(sys.argv[2]), root)
 spark = build_session(settings)
-jvm = spark.sparkContext._jvm
-runtime = jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
-print(json.dumps({
-    "max_heap_mb": jvm.java.lang.Runtime.getRuntime().maxMemory() // 2**20,
-    "jvm_args": list(runtime.getInputArguments()),
-    "code_cache_mb": sum(
-        p.getUsage().getMax() for p in jvm.java.lang.management.ManagementFactory.getMemoryPoolMXBeans()
-        if p.getName().startswith(("CodeCache", "CodeHeap"))
-    ) // 2**20,
-    "partitions": spark.conf.get("spark.sql.shuffle.partitions"),
-}))
+print(json.dumps(seen(spark)))
 spark.stop()
 """
+
+# The sources' session's whole life on local[1] in one Python process (its JVM's settings; released, its JVM ended;
+# started again on a new JVM, which is then killed): three tests' observations from one process and two JVMs, where
+# a process for each test took three processes and four JVMs (each importing the engine, starting a JVM, a job)
+_LIFE = """
+import json, os, signal, sys
+from pathlib import Path
+from dashboard.core.config import parse_settings
+from dashboard.derived.spark.session import EngineError, run_within
+from dashboard.derived.spark.standardize import release, session
+
+settings = parse_settings(json.loads(sys.argv[2]), Path(sys.argv[1]))
+first = session(settings)
+ours = seen(first)
+jvm = first.sparkContext._gateway.proc
+release()
+ended = jvm.poll()
+second = session(settings)
+proc = second.sparkContext._gateway.proc
+released = {"first_jvm_ended_with": ended, "new_jvm": proc.pid != jvm.pid, "rows": second.range(7).count()}
+os.kill(proc.pid, signal.SIGKILL)
+proc.wait(60)
+try:
+    run_within(second, lambda: second.range(10).count(), 60, "late", "the Spark job for golden_values failed")
+except EngineError as e:
+    killed = {"message": e.message, "exit_code": e.exit_code}
+print(json.dumps({"ours": ours, "released": released, "killed": killed}))
+"""
+LOCAL_1 = {"kind": "spark", "master": "local[1]"}
+
+
+@pytest.fixture(scope="module")
+def life(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """_LIFE's observations, in a Python process of its own: a process starts one JVM at a time, whose heap and
+    options the first session fixes, so a session started before in this one would decide what it sees."""
+    spark_home()  # skips (fails in CI) without pyspark or Java
+    root = tmp_path_factory.mktemp("spark_life")
+    seen: dict[str, Any] = _in_own_process(root, _LIFE, {"data_dir": str(root / "data"), "engine": LOCAL_1})
+    return seen
 
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("spark")
-def test_a_local_session_runs_with_them_and_engine_conf_overrides_them(tmp_path: Path) -> None:
-    """In a process of its own: a Python process starts one JVM, whose heap and options the first session
-    fixes, so a session started before in the same process would decide what this one sees."""
-    spark_home()  # skips (fails in CI) without pyspark or Java
-
-    probe = tmp_path / "probe.py"  # a script, not python -c (DEPENDENCY_NOTES: GX's import trap)
-    probe.write_text(textwrap.dedent(_PROBE), encoding="utf-8")
-
-    def started(conf: dict[str, str]) -> dict[str, Any]:
-        raw = {"data_dir": str(tmp_path / "data"), "engine": {"kind": "spark", "master": "local[1]", "conf": conf}}
-        out = subprocess.run(
-            [sys.executable, str(probe), str(tmp_path), json.dumps(raw)], capture_output=True, text=True, timeout=600
-        )
-        assert out.returncode == 0, out.stderr
-        result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-        return result
-
-    ours = started({})
+def test_a_local_session_runs_with_them_and_engine_conf_overrides_them(tmp_path: Path, life: dict[str, Any]) -> None:
+    """Each in a process of its own (life's, and one with [engine.conf]'s): a Python process starts one JVM, whose
+    heap and options the first session fixes, so a session started before in the same process would decide what
+    this one sees."""
+    ours = life["ours"]
     heap_mb = int(local_driver_memory().removesuffix("g")) * 1024
     assert 0.8 * heap_mb < ours["max_heap_mb"] <= heap_mb  # the heap asked for, less what the JVM keeps for itself
     assert "-XX:TieredStopAtLevel=1" in ours["jvm_args"]
     assert ours["code_cache_mb"] >= CODE_CACHE_MB  # the JVM's own with the quick tier alone: 48
     assert ours["partitions"] == "4"
-    theirs = started({"spark.driver.memory": "1g", "spark.driver.extraJavaOptions": "-XX:+UseSerialGC"})
+    conf = {"spark.driver.memory": "1g", "spark.driver.extraJavaOptions": "-XX:+UseSerialGC"}
+    theirs = _in_own_process(
+        tmp_path, _PROBE, {"data_dir": str(tmp_path / "data"), "engine": {**LOCAL_1, "conf": conf}}
+    )
     assert theirs["max_heap_mb"] <= 1024
     assert "-XX:+UseSerialGC" in theirs["jvm_args"]
     assert "-XX:TieredStopAtLevel=1" not in theirs["jvm_args"]
 
 
-_KILLED = """
-import json, os, signal, sys, time
-from pathlib import Path
-from dashboard.core.config import parse_settings
-from dashboard.derived.spark.session import EngineError, build_session, run_within
-
-settings = parse_settings(json.loads(sys.argv[2]), Path(sys.argv[1]))
-spark = build_session(settings)
-spark.range(1).count()
-proc = spark.sparkContext._gateway.proc
-os.kill(proc.pid, signal.SIGKILL)
-proc.wait(60)
-try:
-    run_within(spark, lambda: spark.range(10).count(), 60, "late", "the Spark job for golden_values failed")
-except EngineError as e:
-    print(json.dumps({"message": e.message, "exit_code": e.exit_code}))
-"""
-
-
 @pytest.mark.slow
 @pytest.mark.xdist_group("spark")
-def test_a_killed_jvm_is_named_not_a_refused_connection(tmp_path: Path) -> None:
+def test_a_killed_jvm_is_named_not_a_refused_connection(life: dict[str, Any]) -> None:
     """The system's out-of-memory killer takes the largest process, often Spark's JVM on a shared machine;
-    the refresh then says so, where before it said "[Errno 111] Connection refused"."""
-    spark_home()  # skips (fails in CI) without pyspark or Java
-    raw = {"data_dir": str(tmp_path / "data"), "engine": {"kind": "spark", "master": "local[1]"}}
-    failed = _in_own_process(tmp_path, _KILLED, raw)
+    the refresh then says so, where before it said "[Errno 111] Connection refused". (_LIFE: the JVM of a session
+    that ran a job, killed with SIGKILL, then a job asked of it.)"""
+    failed = life["killed"]
     assert failed["message"].startswith("the Spark job for golden_values failed: the Spark driver's JVM (pid ")
     killed = "was killed by signal 9, as the system does to a process when the machine runs out of memory"
     assert killed in failed["message"]
     assert failed["exit_code"] == 3  # as a source that cannot be read
 
 
-_RELEASED = """
-import json, sys
-from pathlib import Path
-from dashboard.core.config import parse_settings
-from dashboard.derived.spark.standardize import release, session
-
-settings = parse_settings(json.loads(sys.argv[2]), Path(sys.argv[1]))
-first = session(settings)
-jvm = first.sparkContext._gateway.proc
-release()
-ended = jvm.poll()
-second = session(settings)
-print(json.dumps({
-    "first_jvm_ended_with": ended,
-    "new_jvm": second.sparkContext._gateway.proc.pid != jvm.pid,
-    "rows": second.range(7).count(),
-}))
-release()
-"""
-
-
 @pytest.mark.slow
 @pytest.mark.xdist_group("spark")
-def test_releasing_the_sources_session_ends_its_jvm_and_a_later_refresh_starts_another(tmp_path: Path) -> None:
+def test_releasing_the_sources_session_ends_its_jvm_and_a_later_refresh_starts_another(life: dict[str, Any]) -> None:
     """A stopped session keeps pyspark's JVM and the memory its heap grew to; the refresh releases its sources'
     session before the derived build starts its own in a child process, so that JVM must end there."""
-    spark_home()  # skips (fails in CI) without pyspark or Java
-    raw = {"data_dir": str(tmp_path / "data"), "engine": {"kind": "spark", "master": "local[1]"}}
-    seen = _in_own_process(tmp_path, _RELEASED, raw)
+    seen = life["released"]
     assert seen["first_jvm_ended_with"] == 0  # its gateway server's own exit, not a kill
     assert seen["new_jvm"] is True
     assert seen["rows"] == 7
@@ -215,7 +206,7 @@ def _in_own_process(tmp_path: Path, script: str, raw: dict[str, Any]) -> Any:
     """``script`` run by a Python process of its own (a script, not python -c: DEPENDENCY_NOTES, GX's import
     trap) with the folder and the settings ``raw``; what its last line printed, as JSON."""
     path = tmp_path / "probe.py"
-    path.write_text(textwrap.dedent(script), encoding="utf-8")
+    path.write_text(textwrap.dedent(_SEEN) + textwrap.dedent(script), encoding="utf-8")
     out = subprocess.run(
         [sys.executable, str(path), str(tmp_path), json.dumps(raw)], capture_output=True, text=True, timeout=600
     )
