@@ -19,13 +19,13 @@ import typer
 
 from dashboard.core.config import CONFIG_ENV, Settings, load_settings, serve_environment
 from dashboard.core.errors import CockpitError
-from dashboard.query.security import SYSTEM, Principal
 
 if TYPE_CHECKING:
     import polars as pl
 
     from dashboard.ops.privacy import Identifier
     from dashboard.pipeline.review import Who
+    from dashboard.query.security import Principal
 
 app = typer.Typer(
     name="cockpit",
@@ -63,6 +63,7 @@ def _as_system(settings: Settings, target: str) -> Principal:
     import getpass
 
     from dashboard.core import audit
+    from dashboard.query.security import SYSTEM
 
     try:
         who = getpass.getuser()
@@ -741,6 +742,7 @@ def _flag_consent(settings: Settings, listing: pl.DataFrame) -> pl.DataFrame:
 
     from dashboard.derived.churn.build import with_consent
     from dashboard.i18n.values import BUILT_IN
+    from dashboard.query.security import SYSTEM
     from dashboard.query.warehouse import Warehouse
 
     golden = Warehouse(settings).sql("SELECT customer_key, marketing_consent FROM customer_golden", user=SYSTEM)
@@ -758,6 +760,7 @@ def churn_backtest(
     """The model against the recency and BG/NBD baselines on the backtest; the one that serves is chosen."""
     from dashboard.derived.churn import build as churn_mod
     from dashboard.derived.churn.card import why_serving
+    from dashboard.query.security import SYSTEM
     from dashboard.query.warehouse import Warehouse
 
     settings = _settings()

@@ -27,8 +27,6 @@ import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from dashboard.core.config import Settings
 from dashboard.core.duck import (
@@ -340,6 +338,10 @@ def undetached(pairs: pl.DataFrame, detach: list[int]) -> pl.DataFrame:
 
 
 def _components(n: int, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    # imported here: SciPy's sparse graphs cost ~0.3 CPU-s to import, which a build that keeps the links does not use
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     rows = np.concatenate([a for a, _ in pairs] or [np.zeros(0, np.int64)])
     cols = np.concatenate([b for _, b in pairs] or [np.zeros(0, np.int64)])
     graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))

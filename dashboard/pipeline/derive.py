@@ -49,7 +49,6 @@ from dashboard.derived.quality.tables import (
 from dashboard.derived.spark import identity as spark_identity
 from dashboard.derived.spark import jobs as spark_jobs
 from dashboard.derived.spark import personal as spark_personal
-from dashboard.derived.spark import served as spark_served
 from dashboard.derived.spark import steps as spark_steps
 from dashboard.derived.tables import DERIVED_TABLES, READ_FROM, attach_views, stored_parts
 from dashboard.pipeline import fingerprint
@@ -354,6 +353,8 @@ def build_derived(
             )
             # engine spark: the keys, per-day tables and every cutoff's features as Spark jobs, the fit here
             # DuckDB gets what [build_memory] leaves of what the process holds and of churn's frames (CHURN_HEADROOM)
+            from dashboard.derived.spark import served as spark_served  # imports churn's model libraries
+
             with (
                 spark_served.churn_on(spark, settings, store, manifest, stage),
                 step_memory(con, settings.build_memory, settings.memory_limit, CHURN_HEADROOM),

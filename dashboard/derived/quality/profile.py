@@ -15,15 +15,16 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
-import sqlglot
-from sqlglot import exp
 
 from dashboard.core.config import SourceConfig
 from dashboard.core.dictionary import Dictionary, mask_if
 from dashboard.core.entities import ENTITIES, VALIDITY_FLAGS, Column, Condition
+
+if TYPE_CHECKING:
+    from sqlglot import exp
 
 PROFILE_FILE = "quality.parquet"
 MIN_DATE = datetime(2000, 1, 1)  # earlier dates are not plausible for CRM data
@@ -139,6 +140,8 @@ def bind(sql: str, args: dict[str, Any]) -> str:
     """``sql`` with its ``$name`` parameters as typed literals on the parse tree, for polars' SQL (which has
     no placeholders): the profile's own date bounds, and the values of the config's applies-when conditions (set
     as literal nodes, never pasted into the text); never a source's text."""
+    import sqlglot  # imported when a profile is made (~0.1 CPU-s), not by every process that reads one
+    from sqlglot import exp
 
     def literal(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Placeholder) and node.name in args:
