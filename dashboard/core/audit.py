@@ -16,15 +16,16 @@ import logging
 import os
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
-import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dashboard.core.config import Settings
 from dashboard.core.store import Store
+
+if TYPE_CHECKING:
+    import polars as pl
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,9 @@ def read(
     limit: int = 1000,
 ) -> pl.DataFrame:
     """Events newest first; every filter is a bound parameter."""
+    import duckdb  # DuckDB and polars read the log; a command that only records an event does not import them
+    import polars as pl
+
     _import_legacy(_root(settings))
     files = sorted(str(p) for p in audit_dir(settings).glob("*/*.parquet"))
     if not files:
@@ -210,6 +214,8 @@ def decisions(where: Where) -> list[dict[str, Any]]:
         WHERE list_contains($actions, action)
         ORDER BY "at" NULLS FIRST, filename, file_row_number
     """
+    import duckdb
+
     with duckdb.connect() as con:
         rows = con.execute(sql, {"files": files, "actions": list(DECISIONS.values())}).fetchall()
     out = []
@@ -330,6 +336,8 @@ def _earlier_events(root: Path) -> list[tuple[str, str | None, str | None, dt.da
         SELECT action, "user", target, epoch_us("at"), event_id FROM read_parquet($files, union_by_name = true)
         WHERE list_contains($actions, action)
     """
+    import duckdb
+
     with duckdb.connect() as con:
         rows = con.execute(sql, {"files": files, "actions": list(DECISIONS.values())}).fetchall()
     return [

@@ -21,7 +21,6 @@ from dashboard.core import audit
 from dashboard.core.config import Settings
 from dashboard.core.errors import CockpitError
 from dashboard.core.store import Busy, Store, now_utc
-from dashboard.pipeline.derive import build_derived
 from dashboard.pipeline.derive_child import build_in_child
 
 PUBLISHED_ANYWAY = "published_anyway"
@@ -224,6 +223,8 @@ def _swap(settings: Settings, store: Store, manifest: dict[str, Any], say: Progr
     if settings.engine.derive_in_child:
         built = build_in_child(settings, manifest, say or (lambda _m: None), lambda _step, _rows, _rss: None)
     else:
+        from dashboard.pipeline.derive import build_derived  # the derived build's modules: only when it runs here
+
         built = build_derived(settings, store, manifest, say)
     store.write_manifest(built)
     store.prune(store.read_manifest(), settings.retention)

@@ -8,9 +8,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from dashboard.core.duck import quote_literal
-from dashboard.derived.personal import KEY_COLUMNS, PSN_SUFFIX
-
 ROLES = ("admin", "manager", "analyst", "sales")
 
 # The pages (files under dashboard/pages/) each role's navigation shows; any other page is refused.
@@ -153,6 +150,11 @@ def _by_content(
 ) -> list[str]:
     """Columns personal by content (derived/personal.py's profile at refresh), whatever their name: a key
     becomes its keyed pseudonym (joins and counts hold), other text is scrubbed (``keys_only``: left)."""
+    # imported here, as in role_view_sql: DuckDB and polars come with them, which a command that only checks
+    # a user's role or password (`cockpit users`, a sign-in) does not need
+    from dashboard.core.duck import quote_literal
+    from dashboard.derived.personal import KEY_COLUMNS
+
     replaced = []
     for c, found in sorted(personal.items()):
         if c not in columns or c in done or columns[c] not in ("VARCHAR", "VARCHAR[]"):
@@ -213,6 +215,9 @@ def role_view_sql(
     whose tokens the build wrote beside them (``<base>.<name>__psn``, derived/personal.py), with their
     sources: those rows are read from there, the rest from the relation, and no key is hashed per query;
     ``whole``: the companion table holds every row of the relation, the only one read."""
+    from dashboard.core.duck import quote_literal
+    from dashboard.derived.personal import PSN_SUFFIX
+
     where = _sales_filter(name, columns, base) if role == "sales" else "true"
     if where is None:
         return None
