@@ -19,10 +19,10 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -91,6 +91,8 @@ class Cluster:
     folder: Path
     processes: list[subprocess.Popen[bytes]]  # the master's JVM, then each worker's
     worker_uis: list[str] = field(default_factory=list)  # each worker's JSON status page, in workers' order
+    env: dict[str, str] = field(default_factory=dict)  # the daemons' environment (_environment)
+    logs: list[IO[bytes]] = field(default_factory=list)  # the daemons' log files, closed when the cluster stops
 
     @property
     def workers(self) -> list[subprocess.Popen[bytes]]:
@@ -112,6 +114,14 @@ class Cluster:
                 os.kill(pid, signal.SIGKILL)
         self.workers[worker].wait(30)
         return pids
+
+    def restart_lost_workers(self) -> None:
+        """Every worker lost or killed before started again, on new ports; returns once the master counts every
+        worker alive."""
+        for i, worker in enumerate(self.workers):
+            if worker.poll() is not None:
+                self.processes[1 + i], self.worker_uis[i] = _worker(self)
+        _wait(self, len(self.workers))
 
 
 def _json(url: str) -> dict[str, Any]:
@@ -157,27 +167,20 @@ def standalone(workers: int = 1) -> Iterator[Cluster]:
     env = _environment(home, folder)
     port, ui_port = free_port(), free_port()
     master = f"spark://127.0.0.1:{port}"
-    spark_class = str(home / "bin" / "spark-class")
-    logs = [(folder / f"{name}.log").open("wb") for name in ["master", *(f"worker{i}" for i in range(workers))]]
+    logs = [(folder / "master.log").open("wb")]
     processes = [
         subprocess.Popen(
-            [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+            [str(home / "bin" / "spark-class"), "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
              "--port", str(port), "--webui-port", str(ui_port)],
             env=env, stdout=logs[0], stderr=subprocess.STDOUT, start_new_session=True,
         )
     ]  # fmt: skip
-    cluster = Cluster(master, f"http://127.0.0.1:{ui_port}/json/", folder, processes)
+    cluster = Cluster(master, f"http://127.0.0.1:{ui_port}/json/", folder, processes, env=env, logs=logs)
     try:
-        for i in range(workers):
-            worker_ui = free_port()
-            cluster.worker_uis.append(f"http://127.0.0.1:{worker_ui}/json/")
-            processes.append(
-                subprocess.Popen(
-                    [spark_class, "org.apache.spark.deploy.worker.Worker", master, "--host", "127.0.0.1",
-                     "--cores", "1", "--memory", "2g", "--webui-port", str(worker_ui)],
-                    env=env, stdout=logs[1 + i], stderr=subprocess.STDOUT, start_new_session=True,
-                )
-            )  # fmt: skip
+        for _ in range(workers):
+            process, worker_ui = _worker(cluster)
+            processes.append(process)
+            cluster.worker_uis.append(worker_ui)
         _wait(cluster, workers)
         yield cluster
     finally:
@@ -192,6 +195,36 @@ def standalone(workers: int = 1) -> Iterator[Cluster]:
         for f in logs:
             f.close()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _worker(cluster: Cluster) -> tuple[subprocess.Popen[bytes], str]:
+    """A worker (1 core, 2 GB) started for ``cluster``'s master, and its JSON status page."""
+    log = (cluster.folder / f"worker{len(cluster.logs) - 1}.log").open("wb")
+    cluster.logs.append(log)
+    ui = free_port()
+    process = subprocess.Popen(
+        [str(Path(cluster.env["SPARK_HOME"]) / "bin" / "spark-class"), "org.apache.spark.deploy.worker.Worker",
+         cluster.master, "--host", "127.0.0.1", "--cores", "1", "--memory", "2g", "--webui-port", str(ui)],
+        env=cluster.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    return process, f"http://127.0.0.1:{ui}/json/"
+
+
+_SHARED: dict[int, Cluster] = {}  # workers → the cluster shared_standalone started with as many
+
+
+def shared_standalone(config: pytest.Config, workers: int = 2) -> Cluster:
+    """A cluster of ``workers`` workers shared by the test modules of this process that ask for one
+    (test_spark_fault_refresh, then test_spark_faults: a master's and a worker's start, ~16 CPU-s, saved): started
+    at the first ask and stopped when the test session ends; a worker an earlier test lost is started again, so
+    each asker finds ``workers`` workers alive. The askers end their applications before they return."""
+    cluster = _SHARED.get(workers)
+    if cluster is None or cluster.processes[0].poll() is not None:
+        stack = ExitStack()
+        cluster = _SHARED[workers] = stack.enter_context(standalone(workers))
+        config.add_cleanup(stack.close)
+    cluster.restart_lost_workers()
+    return cluster
 
 
 def _wait(cluster: Cluster, workers: int) -> None:

@@ -26,7 +26,7 @@ from dashboard.pipeline.derive import build_derived
 from dashboard.pipeline.refresh import RefreshResult, refresh
 from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse
-from tests.sparkcluster import Cluster, spark_home, standalone
+from tests.sparkcluster import Cluster, spark_home, standalone, stop_keeping_jvm
 
 # A group of its own with test_spark_faults (the standalone clusters): under make test's -n 2 --dist loadgroup
 # it runs on one worker while the "spark" group (local sessions) and the browser tests run on the other.
@@ -315,12 +315,55 @@ def test_golden_and_quality_tables_match(table: str, on_duckdb: Settings, on_clu
     assert _frame(got).equals(_frame(want)), (table, got, want)
 
 
+PINNED = "churn_fit.pkl"  # a churn fit a build scores with ([churn] model), as `cockpit churn export-fit` writes it
+
+
+def _pin_churn(fitted: Settings, root: Path) -> None:
+    """``root``'s cockpit.toml scores churn with the fit that scored ``fitted``'s build ([churn] model)."""
+    from dashboard.derived.churn.build import export_fit
+
+    export_fit(Store(fitted.data_path), root / PINNED)
+    config = root / "cockpit.toml"
+    text = config.read_text(encoding="utf-8")
+    assert text.count("\n[churn]\n") == 1
+    config.write_text(text.replace("\n[churn]\n", f'\n[churn]\nmodel = "{PINNED}"\n'), encoding="utf-8")
+
+
+_STOPPED: list[Any] = []  # the last session one_jvm stopped
+
+
+def _stop_keeping(spark: Any) -> None:
+    spark.stop()  # its context only: the next session in this process starts on the same JVM
+    _STOPPED[:] = [spark]
+
+
 @pytest.fixture(scope="module")
-def on_local(on_duckdb: Settings, demo: Path) -> Settings:
+def one_jvm() -> Iterator[None]:
+    """The local[2] build's sessions and the ones this module starts in its own process after it (the failing
+    build's, the worker-less cluster's) on one JVM: a session's end stops its context and keeps the JVM (as the
+    Spark modules' own sessions keep it, tests/sparkcluster.py stop_keeping_jvm) instead of ending it, which
+    would make each next session start a JVM and compile Spark's first jobs again (~11 CPU-s a time). The JVM's
+    end is the product's (a refresh gives its memory back; test_spark_session checks it). The cluster refresh's
+    sources ran before on a JVM of their own (ended), started for the cluster's driver."""
+    from dashboard.derived.spark import session, standardize
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(session, "stop_session", _stop_keeping)
+        patch.setattr(standardize, "stop_session", _stop_keeping)
+        yield
+    stop_keeping_jvm(_STOPPED[-1] if _STOPPED else None)  # kept for the next module while small, else ended
+
+
+@pytest.fixture(scope="module")
+def on_local(on_duckdb: Settings, demo: Path, one_jvm: None) -> Settings:
     """The derived build again on local[2], from the duckdb run's published snapshots, every step made on Spark,
-    and published (its steps shared with test_a_failing_spark_job_publishes_nothing)."""
+    and published (its steps shared with test_a_failing_spark_job_publishes_nothing). Churn scores with the
+    duckdb build's own fit, pinned ([churn] model): no assertion here reads churn's tables, and churn's fit on
+    Spark against DuckDB's is the cluster refresh's (test_churn_ranks_the_same_customers, churn_model_card,
+    churn_bands) and test_spark_churn's; churn's served pass (features, scores, card) is still made on Spark."""
     root = demo.parent / "local"
     shutil.copytree(on_duckdb.base_dir, root)
+    _pin_churn(on_duckdb, root)
     settings = load_settings(root / "cockpit.toml")
     local = _on_spark(settings, master="local[2]")
     store = Store(local.data_path)
@@ -334,6 +377,7 @@ def test_the_build_on_local_spark_writes_the_same_tables(on_duckdb: Settings, on
     local = on_local
     store = Store(local.data_path)
     manifest = store.read_manifest()
+    assert manifest["derived"]["churn_fit"]["pinned"]  # churn scored with the duckdb build's fit, none made
     for table in ANALYTICS_TABLES:
         got = pl.read_parquet(store.abs(manifest["derived"]["tables"][table]))
         want = _table(on_duckdb, table)
@@ -396,7 +440,7 @@ def test_the_derived_build_in_its_own_process_runs_on_the_cluster(cluster_run: C
     assert kinds.count("SparkListenerJobEnd") > 10 and kinds.count("SparkListenerTaskEnd") > 10
 
 
-def test_a_failing_spark_job_publishes_nothing(on_local: Settings, demo: Path, monkeypatch: Any) -> None:
+def test_a_failing_spark_job_publishes_nothing(on_local: Settings, demo: Path, one_jvm: None, monkeypatch: Any) -> None:
     """A Spark job of the derived build fails (lead facts) while a new snapshot of marketing waits to be
     published: the refresh exits 3 and publishes nothing. It starts from the local[2] build (on_local) with the
     same engine settings, the other sources' snapshots counting as read with them and identity's steps shared:
@@ -418,7 +462,7 @@ def test_a_failing_spark_job_publishes_nothing(on_local: Settings, demo: Path, m
     assert _state(settings) == before  # the manifest and the builds it names, byte for byte
 
 
-def test_a_cluster_without_workers_fails_the_refresh_cleanly(on_duckdb: Settings, demo: Path) -> None:
+def test_a_cluster_without_workers_fails_the_refresh_cleanly(on_duckdb: Settings, demo: Path, one_jvm: None) -> None:
     root = demo.parent / "no_worker"
     shutil.copytree(on_duckdb.base_dir, root)
     with standalone(workers=0) as empty:

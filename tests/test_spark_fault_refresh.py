@@ -30,7 +30,7 @@ from dashboard.core.store import Store
 from dashboard.query.security import SYSTEM
 from dashboard.query.warehouse import Warehouse
 from tests.dbserver import free_port
-from tests.sparkcluster import Cluster, spark_home, standalone
+from tests.sparkcluster import Cluster, shared_standalone, spark_home
 from tests.test_spark_cluster import (
     PAGE_QUERIES,
     QUICK_JVM,
@@ -39,6 +39,7 @@ from tests.test_spark_cluster import (
     _frame,
     _groups,
     _made_before_reuse,
+    _pin_churn,
     _read_with,
     _table,
 )
@@ -48,7 +49,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark_cluster")]  # bes
 # clusters' connected components and the keys: most of the build's jobs, Splink's tables checkpointed between them)
 STEP = "deriving: identity resolution"
 WAIT_SECONDS = 300
-PINNED = "churn_fit.pkl"  # the undisturbed refresh's churn fit, which the refresh scores with
 
 
 def _rest(ui: int, path: str) -> Any:
@@ -80,57 +80,47 @@ def _lose_a_worker_mid_job(cluster: Cluster, ui: int, started: threading.Event, 
         time.sleep(0.05)
 
 
-def _pin_churn(undisturbed: Settings, root: Path) -> None:
-    """``root``'s cockpit.toml scores churn with the fit that scored ``undisturbed``'s build ([churn] model)."""
-    from dashboard.derived.churn.build import export_fit
-
-    export_fit(Store(undisturbed.data_path), root / PINNED)
-    config = root / "cockpit.toml"
-    text = config.read_text(encoding="utf-8")
-    assert text.count("\n[churn]\n") == 1
-    config.write_text(text.replace("\n[churn]\n", f'\n[churn]\nmodel = "{PINNED}"\n'), encoding="utf-8")
-
-
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds a worker's executors in /proc (Linux)")
 def test_a_worker_lost_during_a_refresh_is_retried_and_the_numbers_are_the_same(
-    small_demo: Settings, tmp_path: Path
+    small_demo: Settings, tmp_path: Path, pytestconfig: pytest.Config
 ) -> None:
     spark_home()  # skips (fails in CI) without pyspark or Java
     root = tmp_path / "company"
     shutil.copytree(small_demo.base_dir, root, symlinks=True)
     _pin_churn(small_demo, root)
     ui = free_port()  # the build's driver UI: its REST API tells which executor runs a task
-    with standalone(workers=2) as cluster:
-        conf = {**QUICK_JVM, "spark.ui.enabled": "true", "spark.ui.port": str(ui)}
-        with (root / "cockpit.toml").open("a", encoding="utf-8") as f:
-            f.write(f'\n[engine]\nkind = "spark"\nmaster = "{cluster.master}"\n[engine.conf]\n')
-            f.write("".join(f'"{key}" = "{value}"\n' for key, value in conf.items()))
-        settings = load_settings(root / "cockpit.toml")
-        _made_before_reuse(settings)  # every derived step made again, on the cluster
-        _read_with(settings)  # the sources count as unchanged: the refresh is the derived build alone
-        before = Store(settings.data_path).read_manifest()["derived"]["build_id"]
-        started, seen, err = threading.Event(), dict[str, Any](), list[str]()
-        killer = threading.Thread(target=_lose_a_worker_mid_job, args=(cluster, ui, started, seen), daemon=True)
-        killer.start()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dashboard.cli", "--config", str(root / "cockpit.toml"), "refresh"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert proc.stderr is not None and proc.stdout is not None
-        watchdog = threading.Timer(2 * WAIT_SECONDS, proc.kill)  # a refresh that hangs fails the test, not the run
-        watchdog.start()
-        for line in proc.stderr:  # the progress lines, one as each step starts and ends
-            err.append(line)
-            if STEP in line:
-                started.set()
-        out = proc.stdout.read()
-        code = proc.wait(WAIT_SECONDS)
-        watchdog.cancel()
-        killer.join(10)
-        started.set()
-        alive = cluster.status()["aliveworkers"]
+    # two workers alive (the group's two-worker cluster); worker 0 is lost below, test_spark_faults starts it again
+    cluster = shared_standalone(pytestconfig)
+    conf = {**QUICK_JVM, "spark.ui.enabled": "true", "spark.ui.port": str(ui)}
+    with (root / "cockpit.toml").open("a", encoding="utf-8") as f:
+        f.write(f'\n[engine]\nkind = "spark"\nmaster = "{cluster.master}"\n[engine.conf]\n')
+        f.write("".join(f'"{key}" = "{value}"\n' for key, value in conf.items()))
+    settings = load_settings(root / "cockpit.toml")
+    _made_before_reuse(settings)  # every derived step made again, on the cluster
+    _read_with(settings)  # the sources count as unchanged: the refresh is the derived build alone
+    before = Store(settings.data_path).read_manifest()["derived"]["build_id"]
+    started, seen, err = threading.Event(), dict[str, Any](), list[str]()
+    killer = threading.Thread(target=_lose_a_worker_mid_job, args=(cluster, ui, started, seen), daemon=True)
+    killer.start()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dashboard.cli", "--config", str(root / "cockpit.toml"), "refresh"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None and proc.stdout is not None
+    watchdog = threading.Timer(2 * WAIT_SECONDS, proc.kill)  # a refresh that hangs fails the test, not the run
+    watchdog.start()
+    for line in proc.stderr:  # the progress lines, one as each step starts and ends
+        err.append(line)
+        if STEP in line:
+            started.set()
+    out = proc.stdout.read()
+    code = proc.wait(WAIT_SECONDS)
+    watchdog.cancel()
+    killer.join(10)
+    started.set()
+    alive = cluster.status()["aliveworkers"]
     assert code == 0, "".join(err[-30:])
     assert "Traceback" not in "".join(err)
     assert seen.get("killed"), "the worker was never lost mid-job: " + "".join(err[-30:])

@@ -13,7 +13,7 @@ import pytest
 
 from dashboard.core.config import parse_settings
 from dashboard.derived.spark.session import EngineError, build_session, run_within
-from tests.sparkcluster import spark_home, standalone
+from tests.sparkcluster import shared_standalone, spark_home
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark_cluster")]  # beside test_spark_cluster
 TASKS = 16
@@ -47,33 +47,35 @@ def _when_running(spark: Any, tasks: int, then: Callable[[], None]) -> None:
     raise AssertionError(f"never {tasks} tasks running at once")
 
 
-def test_a_lost_worker_is_retried_and_losing_the_last_fails_cleanly(tmp_path: Path) -> None:
+def test_a_lost_worker_is_retried_and_losing_the_last_fails_cleanly(
+    tmp_path: Path, pytestconfig: pytest.Config
+) -> None:
     import threading
 
     spark_home()  # skips (fails in CI) without pyspark or Java
-    with standalone(workers=2) as cluster:
-        # the limit only has to outlast the second job's first task starting on the executor already running
-        engine = {"kind": "spark", "master": cluster.master, "job_timeout_seconds": 30}
-        settings = parse_settings({"data_dir": str(tmp_path / "data"), "engine": engine}, tmp_path)
-        spark = build_session(settings)
-        try:
-            first, second = cluster.workers
-            # one worker killed while both run tasks: its tasks run again on the other
-            out: list[int] = []
-            killer = threading.Thread(target=_when_running, args=(spark, 2, first.kill))
-            killer.start()
-            run_within(spark, _slow_job(spark, 2, out), 180, "late", "failed")  # executors may still be starting
-            killer.join()
-            assert first.poll() is not None  # it was killed mid-job ...
-            assert out == [sum(range(TASKS))]  # ... and every task's number is in the answer once
-            # the last worker killed: no executor is left, the job is cancelled at the time limit
-            out.clear()
-            killer = threading.Thread(target=_when_running, args=(spark, 1, second.kill))
-            killer.start()
-            with pytest.raises(EngineError) as e:
-                run_within(spark, _slow_job(spark, 5, out), settings.engine.job_timeout_seconds, "late", "failed")
-            killer.join()
-            assert e.value.message == "late"  # cancelled at the limit, not failed
-            assert out == []
-        finally:
-            spark.stop()
+    cluster = shared_standalone(pytestconfig)  # test_spark_fault_refresh's, its lost worker started again
+    # the limit only has to outlast the second job's first task starting on the executor already running
+    engine = {"kind": "spark", "master": cluster.master, "job_timeout_seconds": 30}
+    settings = parse_settings({"data_dir": str(tmp_path / "data"), "engine": engine}, tmp_path)
+    spark = build_session(settings)
+    try:
+        first, second = cluster.workers
+        # one worker killed while both run tasks: its tasks run again on the other
+        out: list[int] = []
+        killer = threading.Thread(target=_when_running, args=(spark, 2, first.kill))
+        killer.start()
+        run_within(spark, _slow_job(spark, 2, out), 180, "late", "failed")  # executors may still be starting
+        killer.join()
+        assert first.poll() is not None  # it was killed mid-job ...
+        assert out == [sum(range(TASKS))]  # ... and every task's number is in the answer once
+        # the last worker killed: no executor is left, the job is cancelled at the time limit
+        out.clear()
+        killer = threading.Thread(target=_when_running, args=(spark, 1, second.kill))
+        killer.start()
+        with pytest.raises(EngineError) as e:
+            run_within(spark, _slow_job(spark, 5, out), settings.engine.job_timeout_seconds, "late", "failed")
+        killer.join()
+        assert e.value.message == "late"  # cancelled at the limit, not failed
+        assert out == []
+    finally:
+        spark.stop()
