@@ -124,6 +124,7 @@ _LIFE = """
 import json, os, signal, sys
 from pathlib import Path
 from dashboard.core.config import parse_settings
+from dashboard.derived.spark import standardize
 from dashboard.derived.spark.session import EngineError, run_within
 from dashboard.derived.spark.standardize import release, session
 
@@ -133,9 +134,28 @@ ours = seen(first)
 jvm = first.sparkContext._gateway.proc
 release()
 ended = jvm.poll()
+refused = {}
+
+
+def no_job(spark, master, timeout):  # a cluster that accepts the application and never runs its test job
+    refused["jvm"] = spark.sparkContext._gateway.proc
+    raise EngineError("the Spark cluster ran no job")
+
+
+standardize.probe, probe = no_job, standardize.probe
+try:
+    session(settings)
+except EngineError:
+    refused["ended_with"] = refused.pop("jvm").poll()
+standardize.probe = probe
 second = session(settings)
 proc = second.sparkContext._gateway.proc
-released = {"first_jvm_ended_with": ended, "new_jvm": proc.pid != jvm.pid, "rows": second.range(7).count()}
+released = {
+    "first_jvm_ended_with": ended,
+    "refused_jvm_ended_with": refused.get("ended_with", "no EngineError"),
+    "new_jvm": proc.pid != jvm.pid,
+    "rows": second.range(7).count(),
+}
 os.kill(proc.pid, signal.SIGKILL)
 proc.wait(60)
 try:
@@ -198,6 +218,9 @@ def test_releasing_the_sources_session_ends_its_jvm_and_a_later_refresh_starts_a
     session before the derived build starts its own in a child process, so that JVM must end there."""
     seen = life["released"]
     assert seen["first_jvm_ended_with"] == 0  # its gateway server's own exit, not a kill
+    # a session whose test job never ran (a cluster with no free worker) ends its JVM too: cockpit serve's
+    # scheduled refreshes kept one each time before
+    assert seen["refused_jvm_ended_with"] == 0
     assert seen["new_jvm"] is True
     assert seen["rows"] == 7
 

@@ -54,7 +54,7 @@ def session(settings: Settings) -> Any:
         try:
             probe(spark, master, settings.engine.connect_timeout_seconds)
         except BaseException:
-            spark.stop()
+            stop_session(spark)  # its JVM too: a long-lived process (cockpit serve's scheduler) kept one per failure
             raise
         _held[master] = spark
     return spark
