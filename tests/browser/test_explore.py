@@ -32,6 +32,25 @@ def pick(page: Any, label: str, option: str) -> None:
     page.keyboard.press("Escape")
 
 
+def choose(page: Any, label: str, option: str, tries: int = 3) -> None:
+    """Open a selectbox by its label and click ``option``. A rerun that redraws the box as it opens closes its
+    list (CI, session 28: the list never showed the option in 30 s), so the box is opened again, as a person
+    would click it again; the option still has to be there."""
+    box = page.locator('[data-testid="stSelectbox"]', has=page.get_by_text(label, exact=True))
+    wanted = page.get_by_role("option", name=option, exact=True)
+    for attempt in range(tries):
+        box.click()
+        try:
+            wanted.wait_for(timeout=PAGE_TIMEOUT_MS // tries)
+        except Exception:  # playwright's TimeoutError: the list closed or never opened
+            if attempt == tries - 1:
+                raise
+            page.keyboard.press("Escape")
+            continue
+        wanted.click()
+        return
+
+
 def opened_in(page: Any, url: str, lang: str, demo: Settings) -> None:
     """Explore opened at ``url``, then switched to ``lang`` in the sidebar (it opens in the configured one)."""
     page.goto(url, timeout=PAGE_TIMEOUT_MS)
@@ -130,8 +149,7 @@ def test_every_datas_name_fits_its_box_at_office_width(browser: Any, app_url: st
         cut = []
         for model in MODELS:
             name = t(f"explore.model.{model}", lang)
-            page.locator('[data-testid="stSelectbox"]', has=page.get_by_text(label, exact=True)).click()
-            page.get_by_role("option", name=name, exact=True).click()
+            choose(page, label, name)
             page.wait_for_function(
                 "([label, name]) => [...document.querySelectorAll('[data-testid=\"stSelectbox\"]')].some(b =>"
                 " (b.querySelector('label') || {}).innerText === label && b.querySelector('input').value === name)",
