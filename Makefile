@@ -50,15 +50,17 @@ pytest: install
 	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup -m 'not load' --durations=30 --junitxml=test-artifacts/junit.xml
 	$(BIN)/python -m pytest -m load
 
-# The browser tests (tests/browser) drive Debian's chromium; fonts-noto-cjk draws the Chinese text.
-# Installed only when missing and only as root; otherwise they skip (in CI, where CI is set, they fail).
+# The browser tests (tests/browser) drive Debian's chromium-headless-shell (Chromium's old headless mode: the same
+# engine for less CPU than the full chromium, which kaleido draws the reports' charts with); fonts-noto-cjk draws the
+# Chinese text. Installed only when missing and only as root; otherwise they skip (in CI, where CI is set, they fail).
 browser:
-	@if command -v chromium >/dev/null 2>&1 \
+	@if command -v chromium >/dev/null 2>&1 && command -v chromium-headless-shell >/dev/null 2>&1 \
 		&& { ! command -v dpkg-query >/dev/null 2>&1 || dpkg-query -W -f='$${Status}' fonts-noto-cjk 2>/dev/null | grep -q 'ok installed'; }; then \
 		:; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing chromium and fonts-noto-cjk for the browser tests"; \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-noto-cjk; \
+		echo "installing chromium, chromium-headless-shell and fonts-noto-cjk for the browser tests"; \
+		apt-get update -q \
+			&& DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-headless-shell fonts-noto-cjk; \
 	else \
 		echo "note: chromium (and fonts-noto-cjk) are not installed and this is not root: the browser tests will skip"; \
 	fi
