@@ -62,7 +62,7 @@ browser:
 		apt-get update -q \
 			&& DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-headless-shell fonts-noto-cjk; \
 	else \
-		echo "note: chromium (and fonts-noto-cjk) are not installed and this is not root: the browser tests will skip"; \
+		echo "note: chromium, chromium-headless-shell or fonts-noto-cjk is missing and this is not root: the browser tests will skip"; \
 	fi
 
 # The database source tests start a real PostgreSQL and MariaDB in a temporary folder (tests/dbserver.py).

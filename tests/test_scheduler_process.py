@@ -84,12 +84,9 @@ def _schedule_web_forms(settings: Settings, stop_timeout: int) -> None:
     and published beside web_forms (CI of adce4ef, 17:39-18:18 UTC)."""
     cfg = settings.base_dir / "cockpit.toml"
     text = cfg.read_text(encoding="utf-8")
-    daily = 'schedule = "0 2 * * *"\n'
-    trade_show = 'name = "trade_show"\nkind = "csv"\ntitle = "展会登记"\nowner = "市场部"\n'
-    assert text.count(trade_show + daily) == 1 and text.count("schedule = ") == 1
-    text = text.replace(trade_show + daily, trade_show)
-    web_forms = 'name = "web_forms"\nkind = "json"\n'
-    text = text.replace(web_forms, web_forms + daily)
+    daily, web_forms = 'schedule = "0 2 * * *"\n', 'name = "web_forms"\nkind = "json"\n'
+    assert text.count("schedule = ") == text.count(daily) == 1  # trade_show's, the company's one schedule
+    text = text.replace(daily, "").replace(web_forms, web_forms + daily)
     cfg.write_text(text + f"\n[scheduler]\nstop_timeout_seconds = {stop_timeout}\n", encoding="utf-8")
     shutil.rmtree(settings.data_path / "runs" / "attempts" / "web_forms")  # never ran: due at start-up
 
