@@ -13,6 +13,7 @@ import pytest
 
 from dashboard.core.config import AS_OF_ENV, CONFIG_ENV, EngineConfig, Settings, load_settings, today
 from tests import dbserver
+from tests.cpu_record import pytest_runtest_makereport, pytest_runtest_setup  # noqa: F401  (each test's CPU)
 from tests.dbserver import Server
 from tests.fixture_data import write_company
 from tests.xdist_groups import pytest_collection_modifyitems  # noqa: F401  (the xdist_group marks, honoured)
