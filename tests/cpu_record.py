@@ -1,25 +1,50 @@
 """Each test's CPU in junit.xml, so the suite's CPU can be looked for test by test (``benchmarks/suite_cpu.py``
 sums it). Two properties on every test case: ``cpu_own`` (CPU-s of the pytest process running it, its threads
-included: in-process pages, DuckDB, Polars) and ``cpu_children`` (CPU-s of the programs it started and waited
-for: refreshes, CLI commands, servers, JVMs). Both count setup, call and teardown, so a module's first test
-carries the module's fixtures and the test that stops a server carries the server's whole life. A program
-still running when the test ends (a module's server) is counted when it is reaped, not before."""
+included: in-process pages, DuckDB, Polars) and ``cpu_children`` (CPU-s of every process under it: refreshes, CLI
+commands, servers, JVMs and what they started). Both count setup, call and teardown, so a module's first test
+carries the module's fixtures.
+
+A process under pytest is counted while it runs, not when it is reaped: ``getrusage(RUSAGE_CHILDREN)`` alone
+counts a child when it is waited for, which for a pyspark JVM kept across modules or a server of the whole run
+came many tests later (a 0.5-second test carried a 196 CPU-s JVM). The descendants' CPU is read from /proc (Linux):
+each live or exited-but-unreaped process's own user + system time and its reaped children's, plus what pytest's
+process reaped; a process left to init when its parent died (a killed refresh's child) drops out of the count."""
 
 from __future__ import annotations
 
+import os
 import resource
 from collections.abc import Generator
+from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 _STARTED = pytest.StashKey[tuple[float, float]]()
+TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _descendants_cpu(root: int) -> float:
+    """CPU-s of every process under ``root`` (/proc: own time and reaped children's); 0 where /proc is missing."""
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            with suppress(OSError, ValueError):
+                for child in (task / "children").read_text().split():
+                    todo.append(int(child))
+                    with suppress(OSError, ValueError, IndexError):
+                        # the fields after the command's closing parenthesis: utime is 14th, cstime 17th of stat
+                        fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+                        total += sum(int(f) for f in fields[11:15]) / TICKS
+    return total
 
 
 def _cpu() -> tuple[float, float]:
     own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, reaped.ru_utime + reaped.ru_stime + _descendants_cpu(os.getpid())
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -1,5 +1,6 @@
 """tests/cpu_record.py writes each test's CPU into junit.xml and benchmarks/suite_cpu.py sums it: a test that burns
-CPU in pytest's own process and one that waits on a child that burns it are told apart, and counted."""
+CPU in pytest's own process and one that waits on a child that burns it are told apart, and counted; a child that
+outlives its test is counted where it burned."""
 
 from __future__ import annotations
 
@@ -30,6 +31,24 @@ def test_child():
 
 def test_idle():
     time.sleep(0.3)
+
+KEPT = []
+
+def test_starts_a_server_that_burns():
+    KEPT.append(subprocess.Popen([sys.executable, "-c", CHILD + "\\ntime.sleep(60)"]))
+    end = time.monotonic() + 30
+    while time.monotonic() < end and _burned(KEPT[0].pid) < 0.55:
+        time.sleep(0.1)
+
+def test_stops_it():
+    KEPT[0].kill()
+    KEPT[0].wait()
+
+def _burned(pid):
+    import os
+    with open(f"/proc/{{pid}}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 """
 
 
@@ -49,11 +68,14 @@ def test_each_tests_cpu_reaches_junit_and_the_summary(tmp_path: Path) -> None:
     assert props["test_own"]["cpu_own"] >= 0.55 and props["test_own"]["cpu_children"] < 0.1
     assert props["test_child"]["cpu_children"] >= 0.55 and props["test_child"]["cpu_own"] < 0.5
     assert props["test_idle"]["cpu_own"] < 0.2 and props["test_idle"]["cpu_children"] == 0
+    # a process still running when its test ends is counted in the test it burned in, not the one that reaps it
+    assert props["test_starts_a_server_that_burns"]["cpu_children"] >= 0.55
+    assert props["test_stops_it"]["cpu_children"] < 0.2
 
     summary = subprocess.run([*SUMMARY, str(junit), "--top", "2"], capture_output=True, text=True, timeout=60)
     assert summary.returncode == 0, summary.stderr
     lines = summary.stdout.splitlines()
-    assert lines[0].startswith("3 tests: ")
+    assert lines[0].startswith("5 tests: ")
     costliest = lines[lines.index("costliest tests") + 2 :]
     assert len(costliest) == 2 and not any("test_idle" in line for line in costliest)
 
