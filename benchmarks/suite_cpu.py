@@ -3,9 +3,9 @@ test-artifacts/junit.xml): CPU-s and wall seconds by module (or xdist group) and
 
     python benchmarks/suite_cpu.py [test-artifacts/junit.xml] [--top 30]
 
-"own" is the pytest worker's CPU while the test ran (threads included), "children" what the programs it started
-and waited for used (refreshes, CLI commands, servers, JVMs). A module's first test carries its fixtures' setup;
-the test whose teardown stops a module's server carries the server's CPU."""
+"own" is the pytest worker's CPU while the test ran (threads included), "children" what every process under it used
+meanwhile (refreshes, CLI commands, servers, JVMs), read while they run. A module's first test carries its fixtures'
+setup; a process orphaned during a test leaves the count there (negative children, named on the first line)."""
 
 from __future__ import annotations
 
@@ -60,9 +60,7 @@ def read(path: Path) -> tuple[dict[str, Cost], list[tuple[str, Cost]], int]:
             float(props["cpu_children"] or 0),
         )
         modules[_module(case.get("classname", ""))].add(wall, own, children)
-        one = Cost()
-        one.add(wall, own, children)
-        tests.append((f"{case.get('classname')}::{case.get('name')}", one))
+        tests.append((f"{case.get('classname')}::{case.get('name')}", Cost(1, wall, own, children)))
     return modules, tests, missing
 
 

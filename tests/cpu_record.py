@@ -21,30 +21,26 @@ from typing import Any
 
 import pytest
 
+from tests.sparkcluster import process_tree
+
 _STARTED = pytest.StashKey[tuple[float, float]]()
-TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _descendants_cpu(root: int) -> float:
-    """CPU-s of every process under ``root`` (/proc: own time and reaped children's); 0 where /proc is missing."""
-    total, todo = 0.0, [root]
-    while todo:
-        pid = todo.pop()
-        for task in Path(f"/proc/{pid}/task").glob("*"):
-            with suppress(OSError, ValueError):
-                for child in (task / "children").read_text().split():
-                    todo.append(int(child))
-                    with suppress(OSError, ValueError, IndexError):
-                        # the fields after the command's closing parenthesis: utime is 14th, cstime 17th of stat
-                        fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
-                        total += sum(int(f) for f in fields[11:15]) / TICKS
-    return total
+def process_cpu(pid: int) -> float:
+    """CPU-s of process ``pid`` (live or exited and not yet reaped): its own user + system time and its reaped
+    children's, from /proc/<pid>/stat (utime, stime, cutime, cstime: the 14th to 17th fields); 0 once it is gone."""
+    with suppress(OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # the fields after the name
+        return sum(int(f) for f in fields[11:15]) / TICKS
+    return 0.0
 
 
 def _cpu() -> tuple[float, float]:
     own = resource.getrusage(resource.RUSAGE_SELF)
     reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime, reaped.ru_utime + reaped.ru_stime + _descendants_cpu(os.getpid())
+    under = sum(map(process_cpu, process_tree(os.getpid())[1:]))  # the worker itself first
+    return own.ru_utime + own.ru_stime, reaped.ru_utime + reaped.ru_stime + under
 
 
 @pytest.hookimpl(tryfirst=True)

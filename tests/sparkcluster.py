@@ -108,7 +108,7 @@ class Cluster:
     def lose_worker(self, worker: int) -> list[int]:
         """Worker ``worker`` lost as a machine is: its JVM, its executors' JVMs and their Python workers killed at
         once (SIGKILL, by the process ids under the worker's, all started here). Returns the ids killed."""
-        pids = _tree(self.workers[worker].pid)
+        pids = process_tree(self.workers[worker].pid)
         for pid in pids:
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -129,7 +129,7 @@ def _json(url: str) -> dict[str, Any]:
         return dict(json.load(r))
 
 
-def _tree(pid: int) -> list[int]:
+def process_tree(pid: int) -> list[int]:
     """``pid`` and every process under it (from /proc: Linux)."""
     out, todo = [], [pid]
     while todo:

@@ -16,6 +16,8 @@ CHILD = "import time\nend = time.process_time() + 0.6\nwhile time.process_time()
 BURNING = f"""
 import subprocess, sys, time
 
+from tests.cpu_record import process_cpu
+
 CHILD = {CHILD!r}
 
 def _burn(seconds):
@@ -37,18 +39,12 @@ KEPT = []
 def test_starts_a_server_that_burns():
     KEPT.append(subprocess.Popen([sys.executable, "-c", CHILD + "\\ntime.sleep(60)"]))
     end = time.monotonic() + 30
-    while time.monotonic() < end and _burned(KEPT[0].pid) < 0.55:
+    while time.monotonic() < end and process_cpu(KEPT[0].pid) < 0.55:
         time.sleep(0.1)
 
 def test_stops_it():
     KEPT[0].kill()
     KEPT[0].wait()
-
-def _burned(pid):
-    import os
-    with open(f"/proc/{{pid}}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 """
 
 
