@@ -21,10 +21,19 @@ from typing import Any
 
 import pytest
 
-from tests.sparkcluster import process_tree
-
 _STARTED = pytest.StashKey[tuple[float, float]]()
 TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process under it (from /proc: Linux)."""
+    out, todo = [], [pid]
+    while todo:
+        out.append(todo.pop())
+        for task in Path(f"/proc/{out[-1]}/task").glob("*"):
+            with suppress(OSError):  # ended meanwhile
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return out
 
 
 def process_cpu(pid: int) -> float:

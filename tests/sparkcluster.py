@@ -26,6 +26,7 @@ from typing import IO, Any
 
 import pytest
 
+from tests.cpu_record import process_tree
 from tests.dbserver import free_port
 
 READY_SECONDS = 180  # the machine is shared: a JVM can take a minute to come up
@@ -127,17 +128,6 @@ class Cluster:
 def _json(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url, timeout=5) as r:
         return dict(json.load(r))
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and every process under it (from /proc: Linux)."""
-    out, todo = [], [pid]
-    while todo:
-        out.append(todo.pop())
-        for task in Path(f"/proc/{out[-1]}/task").glob("*"):
-            with suppress(OSError):  # ended meanwhile
-                todo += [int(c) for c in (task / "children").read_text().split()]
-    return out
 
 
 def _environment(home: Path, folder: Path) -> dict[str, str]:

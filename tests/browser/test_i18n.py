@@ -179,22 +179,22 @@ def test_every_page_of_every_role_speaks_the_chosen_language(
     sign_in(page, secured_app_url, role, lang)
     found: dict[str, list[str]] = {}
     sidebar = page.locator('[data-testid="stSidebar"]')
-    # each page opened from the sidebar as a person does (the signed-in app stays loaded: a reload per page cost the
-    # browser and the server the app's start again); the profile by its link
-    visits = [(name, name) for name in pages_for(role)]
-    if role in customers:
-        visits.append(("customer_360_profile", f"customer_360?customer={customers[role]}"))
-    for i, (shot_name, path) in enumerate(visits):
-        name = path.split("?")[0]
-        if "?" in path:
-            page.goto(f"{secured_app_url}/{path}")
-        elif i > 0:  # the first page is where sign-in lands
-            sidebar.get_by_text(t(f"page.{name}", lang), exact=True).first.click()
+
+    def read(shot_name: str, name: str) -> None:
         settled(page, t(f"page.{name}", lang))
-        texts = read_texts(page)
-        found[shot_name] = problems(texts, lang)
+        found[shot_name] = problems(read_texts(page), lang)
         shot(page, artifacts, f"i18n_{role}_{lang}_{shot_name}")
         page.set_viewport_size(VIEWPORT)
+
+    # each page opened from the sidebar as a person does (the signed-in app stays loaded: a reload per page cost the
+    # browser and the server the app's start again); the first is where sign-in lands; the profile by its link
+    for i, name in enumerate(pages_for(role)):
+        if i > 0:
+            sidebar.get_by_text(t(f"page.{name}", lang), exact=True).first.click()
+        read(name, name)
+    if role in customers:
+        page.goto(f"{secured_app_url}/customer_360?customer={customers[role]}")
+        read("customer_360_profile", "customer_360")
     bad = {k: v[:12] for k, v in found.items() if v}
     assert not bad, f"{role} in {lang}: untranslated text on " + "\n".join(f"{k}: {v}" for k, v in bad.items())
 
